@@ -1,0 +1,112 @@
+//! What an agent advertises, and how operators see agents.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::JobKind;
+use crate::{FencingToken, JobId};
+
+/// A named database connection configured on the agent host (no credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Connection name, as jobs refer to it.
+    pub name: String,
+    /// Engine: `mysql`, `mssql`.
+    pub kind: String,
+}
+
+/// What an agent can run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Capabilities {
+    /// Job kinds it runs.
+    pub kinds: Vec<JobKind>,
+    /// Connections it has.
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// Host metrics sampled by the agent.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostMetrics {
+    /// CPU use of the host, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f32>,
+    /// Memory in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_used_bytes: Option<u64>,
+    /// Memory installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_total_bytes: Option<u64>,
+    /// Free space where dumps go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dump_dir_free_bytes: Option<u64>,
+}
+
+/// A lease an agent holds now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHeld {
+    /// Job id.
+    pub job_id: JobId,
+    /// Fencing token.
+    pub token: FencingToken,
+    /// When the lease runs out unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An agent as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentView {
+    /// Agent id.
+    pub id: String,
+    /// Groups it serves.
+    pub groups: Vec<String>,
+    /// What it runs.
+    pub capabilities: Capabilities,
+    /// Agent version.
+    pub version: String,
+    /// Operating system.
+    pub os: String,
+    /// Last poll, heartbeat or completion.
+    pub last_seen: DateTime<Utc>,
+    /// Whether it was seen within the liveness window.
+    pub online: bool,
+    /// Free slots it reported on its last poll.
+    pub free_slots: u32,
+    /// Last host metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<HostMetrics>,
+    /// Leases it holds.
+    #[serde(default)]
+    pub leases: Vec<LeaseHeld>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roundtrip::check;
+
+    #[test]
+    fn agent_view_roundtrip() {
+        let now = DateTime::from_timestamp_millis(1_790_000_000_000).expect("ts");
+        check(&AgentView {
+            id: "a1".into(),
+            groups: vec!["db".into()],
+            capabilities: Capabilities {
+                kinds: vec![JobKind::Command],
+                connections: vec![],
+            },
+            version: "0.1.0".into(),
+            os: "linux".into(),
+            last_seen: now,
+            online: true,
+            free_slots: 1,
+            metrics: None,
+            leases: vec![LeaseHeld {
+                job_id: 3,
+                token: 2,
+                expires_at: now,
+            }],
+        });
+    }
+}

@@ -1,0 +1,99 @@
+//! The JSON error body: `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed or a field is invalid.
+    BadRequest,
+    /// 401: no or unknown credentials.
+    Unauthorized,
+    /// 403: credentials are valid but not allowed to do this.
+    Forbidden,
+    /// 404: no such object.
+    NotFound,
+    /// 409: the object is not in a state that allows this.
+    Conflict,
+    /// 409: the fencing token is stale; stop the work and never report it.
+    LeaseLost,
+    /// 409: the idempotency key was used with a different request.
+    IdempotencyConflict,
+    /// 413: the body is too large.
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 429: slow down.
+    RateLimited,
+    /// 503: not ready (starting, store unavailable).
+    NotReady,
+    /// 500: a bug or an unexpected store failure.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict | ErrorCode::LeaseLost | ErrorCode::IdempotencyConflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::NotReady => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// The inside of an error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable message.
+    pub message: String,
+    /// The request field at fault (dotted path), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Every non-2xx answer of the API carries this body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    /// Build an error body.
+    pub fn new(code: ErrorCode, message: impl Into<String>, field: Option<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+                field,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roundtrip::check;
+
+    #[test]
+    fn error_roundtrip() {
+        let e = ErrorBody::new(ErrorCode::LeaseLost, "stale token", Some("token".into()));
+        check(&e);
+        let wire = serde_json::to_value(&e).expect("json");
+        assert_eq!(wire["error"]["code"], "lease_lost");
+        assert_eq!(e.error.code.status(), 409);
+        check(&ErrorBody::new(ErrorCode::BadRequest, "x", None));
+    }
+}

@@ -1,0 +1,700 @@
+//! Jobs: what an operator submits, and how a job and its attempts look.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{FencingToken, JobId};
+
+/// The kind of a job, without its spec. Agents advertise the kinds they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// An allow-listed program on the agent host.
+    Command,
+    /// A stored procedure on a named connection.
+    Procedure,
+    /// A SQL batch on a named connection.
+    Sql,
+    /// A consistent dump / native backup of a database.
+    Dump,
+    /// Does nothing (optionally waits): probes, drills and benchmarks.
+    Noop,
+}
+
+impl JobKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [JobKind; 5] = [
+        JobKind::Command,
+        JobKind::Procedure,
+        JobKind::Sql,
+        JobKind::Dump,
+        JobKind::Noop,
+    ];
+
+    /// The wire name (`"command"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Command => "command",
+            JobKind::Procedure => "procedure",
+            JobKind::Sql => "sql",
+            JobKind::Dump => "dump",
+            JobKind::Noop => "noop",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to run. Tagged by `kind` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobSpec {
+    /// Run an allow-listed program.
+    Command(CommandSpec),
+    /// Call a stored procedure.
+    Procedure(ProcedureSpec),
+    /// Run a SQL batch.
+    Sql(SqlSpec),
+    /// Dump a database.
+    Dump(DumpSpec),
+    /// Do nothing, optionally for a while.
+    Noop(NoopSpec),
+}
+
+impl JobSpec {
+    /// The kind of this spec.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobSpec::Command(_) => JobKind::Command,
+            JobSpec::Procedure(_) => JobKind::Procedure,
+            JobSpec::Sql(_) => JobKind::Sql,
+            JobSpec::Dump(_) => JobKind::Dump,
+            JobSpec::Noop(_) => JobKind::Noop,
+        }
+    }
+
+    /// The agent-side connection this job needs, if any.
+    pub fn connection(&self) -> Option<&str> {
+        match self {
+            JobSpec::Procedure(p) => Some(&p.connection),
+            JobSpec::Sql(s) => Some(&s.connection),
+            JobSpec::Dump(d) => Some(&d.connection),
+            JobSpec::Command(_) | JobSpec::Noop(_) => None,
+        }
+    }
+}
+
+/// An allow-listed program with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Program name or path; must match the agent's allow-list.
+    pub program: String,
+    /// Arguments, passed as-is (no shell).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory on the agent host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
+/// Direction of a procedure parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamMode {
+    /// Input only.
+    #[default]
+    In,
+    /// Output only.
+    Out,
+    /// Input and output.
+    InOut,
+}
+
+/// A typed parameter value. Values are always bound, never spliced into SQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum ParamValue {
+    /// SQL NULL.
+    Null,
+    /// Boolean / BIT.
+    Bool(bool),
+    /// 64-bit integer.
+    Int(i64),
+    /// Exact decimal, as text (`"12.50"`).
+    Decimal(String),
+    /// Floating point.
+    Float(f64),
+    /// Text.
+    String(String),
+    /// Bytes, base64-encoded.
+    Bytes(String),
+    /// Date, `YYYY-MM-DD`.
+    Date(String),
+    /// Date and time, ISO 8601.
+    DateTime(String),
+}
+
+/// One procedure parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcedureParam {
+    /// Parameter name (validated by the agent).
+    pub name: String,
+    /// In, out or in/out.
+    #[serde(default)]
+    pub mode: ParamMode,
+    /// Value for IN/INOUT parameters; the type hint for OUT ones.
+    pub value: ParamValue,
+}
+
+/// A stored procedure call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcedureSpec {
+    /// Connection name configured on the agent host.
+    pub connection: String,
+    /// Procedure name, optionally schema-qualified; validated and quoted.
+    pub procedure: String,
+    /// Parameters in call order.
+    #[serde(default)]
+    pub params: Vec<ProcedureParam>,
+    /// Run inside a transaction with the run ledger.
+    #[serde(default)]
+    pub exactly_once: bool,
+}
+
+/// A SQL batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSpec {
+    /// Connection name configured on the agent host.
+    pub connection: String,
+    /// The batch.
+    pub sql: String,
+    /// Run inside a transaction with the run ledger.
+    #[serde(default)]
+    pub exactly_once: bool,
+}
+
+/// A database dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpSpec {
+    /// Connection name configured on the agent host.
+    pub connection: String,
+    /// Database to dump (validated by the agent).
+    pub database: String,
+}
+
+/// A job that does nothing but optionally wait.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopSpec {
+    /// Milliseconds to wait before succeeding.
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+/// Which attempt endings may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// The job itself failed with a retryable error (non-zero exit, deadlock, ...).
+    Error,
+    /// The job ran past its execution timeout.
+    Timeout,
+    /// The lease ran out (agent died, froze or was cut off).
+    LeaseExpired,
+}
+
+/// Retry policy: exponential backoff with jitter, bounded attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts allowed in total (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub initial_backoff_ms: u64,
+    /// Upper bound of the delay.
+    pub max_backoff_ms: u64,
+    /// Growth factor per attempt.
+    pub multiplier: f64,
+    /// Fraction of the delay that is randomised (0 = none, 1 = full jitter).
+    pub jitter: f64,
+    /// Which attempt endings are retried.
+    pub retry_on: Vec<RetryOn>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+            multiplier: 2.0,
+            jitter: 0.2,
+            retry_on: vec![RetryOn::Error, RetryOn::Timeout, RetryOn::LeaseExpired],
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The un-jittered delay before retry number `spent` (1 = after the first attempt).
+    pub fn base_delay_ms(&self, spent: u32) -> u64 {
+        let exp = spent.saturating_sub(1).min(63) as i32;
+        let raw = self.initial_backoff_ms as f64 * self.multiplier.powi(exp);
+        raw.min(self.max_backoff_ms as f64).max(0.0) as u64
+    }
+
+    /// The delay with jitter applied; `unit` is a uniform sample in `[0, 1)`.
+    pub fn delay_ms(&self, spent: u32, unit: f64) -> u64 {
+        let base = self.base_delay_ms(spent) as f64;
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        (base * (1.0 - jitter) + base * jitter * unit.clamp(0.0, 1.0)) as u64
+    }
+}
+
+/// A job submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSubmit {
+    /// Worker group that runs the job.
+    pub group: String,
+    /// What to run.
+    pub spec: JobSpec,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Retry policy (defaults apply to missing fields).
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Execution timeout, measured by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Lease TTL override (floor 2 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_ms: Option<u64>,
+    /// Free-form labels for filtering.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Job lifecycle states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for an agent (possibly until `not_before`).
+    Queued,
+    /// Leased to an agent.
+    Running,
+    /// Finished with success. Terminal.
+    Succeeded,
+    /// Finished with failure, attempts exhausted or not retryable. Terminal.
+    Failed,
+    /// Cancelled by an operator. Terminal.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    /// Whether no further attempt will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The work succeeded.
+    Succeeded,
+    /// The work failed.
+    Failed,
+    /// The work ran past its timeout and was stopped.
+    TimedOut,
+    /// The work was stopped on an operator's cancel.
+    Cancelled,
+    /// The lease ran out before a completion arrived.
+    LeaseExpired,
+    /// The agent handed the job back; no attempt spent.
+    Released,
+}
+
+impl AttemptOutcome {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::TimedOut => "timed_out",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::LeaseExpired => "lease_expired",
+            AttemptOutcome::Released => "released",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<AttemptOutcome> {
+        [
+            AttemptOutcome::Succeeded,
+            AttemptOutcome::Failed,
+            AttemptOutcome::TimedOut,
+            AttemptOutcome::Cancelled,
+            AttemptOutcome::LeaseExpired,
+            AttemptOutcome::Released,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a finished attempt produced.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobResult {
+    /// Process exit code (command jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Captured standard output (bounded).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stdout: String,
+    /// Captured standard error (bounded).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// Whether the capture bound cut the output.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Kind-specific structured output (result sets, OUT values, manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// One lease grant of a job and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// 1-based grant number.
+    pub number: u32,
+    /// Agent that held the lease.
+    pub agent_id: String,
+    /// Fencing token of the grant.
+    pub token: FencingToken,
+    /// When the lease was granted.
+    pub started_at: DateTime<Utc>,
+    /// When the attempt ended (completion, expiry, release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How it ended; `None` while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AttemptOutcome>,
+    /// Error message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Last progress reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::lease::Progress>,
+    /// Last log tail reported by heartbeat.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log_tail: String,
+    /// Result, when the agent completed the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+}
+
+/// A job as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Job id.
+    pub id: JobId,
+    /// Worker group.
+    pub group: String,
+    /// Kind (also inside `spec`).
+    pub kind: JobKind,
+    /// What runs.
+    pub spec: JobSpec,
+    /// Connection the job needs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Current state.
+    pub state: JobState,
+    /// Priority.
+    pub priority: i32,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Execution timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Lease TTL.
+    pub lease_ttl_ms: u64,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Idempotency key given at submit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Attempts that counted against `retry.max_attempts`.
+    pub attempts_spent: u32,
+    /// Not dispatched before this time (backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// An operator asked to cancel; the holder learns it on heartbeat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    /// Current lease holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_agent: Option<String>,
+    /// Submission time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a terminal state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Final result (from the deciding attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+    /// Final or last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why the job cannot run now, when the controller can tell (no agent has its kind/connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_reason: Option<String>,
+    /// Every attempt (on `get`; empty in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptView>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    /// The jobs (without attempts).
+    pub jobs: Vec<JobView>,
+    /// Pass as `before` to get the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<JobId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roundtrip::check;
+
+    fn submit() -> JobSubmit {
+        JobSubmit {
+            group: "db".into(),
+            spec: JobSpec::Command(CommandSpec {
+                program: "/bin/echo".into(),
+                args: vec!["hi".into()],
+                env: BTreeMap::from([("A".into(), "1".into())]),
+                working_dir: Some("/tmp".into()),
+            }),
+            priority: 5,
+            retry: RetryPolicy::default(),
+            timeout_ms: Some(1000),
+            lease_ttl_ms: Some(2000),
+            labels: BTreeMap::from([("team".into(), "dba".into())]),
+        }
+    }
+
+    #[test]
+    fn submit_roundtrip_every_kind() {
+        let mut s = submit();
+        check(&s);
+        s.spec = JobSpec::Procedure(ProcedureSpec {
+            connection: "main".into(),
+            procedure: "app.nightly".into(),
+            params: vec![
+                ProcedureParam {
+                    name: "n".into(),
+                    mode: ParamMode::In,
+                    value: ParamValue::Int(3),
+                },
+                ProcedureParam {
+                    name: "o".into(),
+                    mode: ParamMode::Out,
+                    value: ParamValue::Null,
+                },
+            ],
+            exactly_once: true,
+        });
+        check(&s);
+        s.spec = JobSpec::Sql(SqlSpec {
+            connection: "main".into(),
+            sql: "select 1".into(),
+            exactly_once: false,
+        });
+        check(&s);
+        s.spec = JobSpec::Dump(DumpSpec {
+            connection: "main".into(),
+            database: "shop".into(),
+        });
+        check(&s);
+        s.spec = JobSpec::Noop(NoopSpec { sleep_ms: 5 });
+        check(&s);
+    }
+
+    #[test]
+    fn submit_minimal_uses_defaults() {
+        let s: JobSubmit = serde_json::from_str(
+            r#"{"group":"g","spec":{"kind":"command","program":"true"}}"#,
+        )
+        .expect("parse");
+        assert_eq!(s.retry, RetryPolicy::default());
+        assert_eq!(s.spec.kind(), JobKind::Command);
+        assert_eq!(s.spec.connection(), None);
+    }
+
+    #[test]
+    fn unknown_kind_and_fields_are_refused() {
+        assert!(
+            serde_json::from_str::<JobSubmit>(r#"{"group":"g","spec":{"kind":"rm"}}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<JobSubmit>(
+                r#"{"group":"g","spec":{"kind":"noop"},"colour":1}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            multiplier: 2.0,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.base_delay_ms(1), 100);
+        assert_eq!(p.base_delay_ms(2), 200);
+        assert_eq!(p.base_delay_ms(3), 400);
+        assert_eq!(p.base_delay_ms(10), 1000);
+        let j = RetryPolicy {
+            jitter: 0.5,
+            ..p.clone()
+        };
+        assert_eq!(j.delay_ms(2, 0.0), 100);
+        assert_eq!(j.delay_ms(2, 1.0), 200);
+    }
+
+    #[test]
+    fn job_view_roundtrip() {
+        let now = DateTime::from_timestamp_millis(1_790_000_000_123).expect("ts");
+        let v = JobView {
+            id: 7,
+            group: "db".into(),
+            kind: JobKind::Command,
+            spec: submit().spec,
+            connection: None,
+            state: JobState::Running,
+            priority: 0,
+            retry: RetryPolicy::default(),
+            timeout_ms: None,
+            lease_ttl_ms: 15_000,
+            labels: BTreeMap::new(),
+            idempotency_key: Some("k1".into()),
+            attempts_spent: 1,
+            not_before: None,
+            cancel_requested: true,
+            lease_agent: Some("a1".into()),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            result: Some(JobResult {
+                exit_code: Some(0),
+                stdout: "hi\n".into(),
+                stderr: String::new(),
+                truncated: false,
+                data: Some(serde_json::json!({"rows": 1})),
+            }),
+            error: None,
+            blocked_reason: None,
+            attempts: vec![AttemptView {
+                number: 1,
+                agent_id: "a1".into(),
+                token: 1,
+                started_at: now,
+                ended_at: Some(now),
+                outcome: Some(AttemptOutcome::LeaseExpired),
+                error: Some("lease expired".into()),
+                progress: None,
+                log_tail: "x".into(),
+                result: None,
+            }],
+        };
+        check(&v);
+        check(&JobList {
+            jobs: vec![v],
+            next_before: Some(7),
+        });
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for k in JobKind::ALL {
+            assert_eq!(JobKind::parse(k.as_str()), Some(k));
+        }
+        for s in JobState::ALL {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(
+            AttemptOutcome::parse("lease_expired"),
+            Some(AttemptOutcome::LeaseExpired)
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! The agent side of the protocol: poll, grant, heartbeat, complete, release.
+//!
+//! Every call that changes a job carries the fencing token of the grant; a
+//! stale token is answered with `409` and code `lease_lost`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{Capabilities, HostMetrics};
+use crate::job::{JobResult, JobSpec};
+use crate::{FencingToken, JobId};
+
+/// `POST /v1/agents/{id}/poll`: ask for work, holding the request until some arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollRequest {
+    /// Worker groups this agent serves.
+    pub groups: Vec<String>,
+    /// How many jobs it can start now (0 = just a presence heartbeat).
+    pub free_slots: u32,
+    /// What it can run.
+    pub capabilities: Capabilities,
+    /// Agent version.
+    pub version: String,
+    /// Operating system, e.g. `linux`.
+    pub os: String,
+    /// Host metrics, when the agent collects them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<HostMetrics>,
+    /// Hold at most this long (the controller caps it with its own limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+/// A job handed to an agent under a lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Job id.
+    pub job_id: JobId,
+    /// 1-based grant number (the attempt).
+    pub attempt: u32,
+    /// Fencing token: carry it on every call about this job.
+    pub token: FencingToken,
+    /// Lease TTL: renew well before it runs out; stop the work when it has.
+    pub lease_ttl_ms: u64,
+    /// How long the controller held the poll before granting. The lease began
+    /// no earlier than `poll sent + held_ms` on the agent's clock, so the agent
+    /// may count its first deadline from there (never comparing clocks).
+    pub held_ms: u64,
+    /// Execution timeout, measured by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Worker group the job was submitted to.
+    pub group: String,
+    /// What to run.
+    pub spec: JobSpec,
+}
+
+/// Answer to a poll: zero or more grants (zero when the hold ran out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollResponse {
+    /// Jobs granted to the caller.
+    pub grants: Vec<Grant>,
+    /// Poll again after at least this long (set when the agent should slow down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Progress of a running job.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Progress {
+    /// Percent done, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f32>,
+    /// What the job is doing now.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// `POST /v1/jobs/{id}/heartbeat`: renew the lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// Fencing token of the grant.
+    pub token: FencingToken,
+    /// Progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// The last lines of output (bounded by the controller).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log_tail: String,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The lease now runs this long from when the agent sent the heartbeat.
+    pub lease_ttl_ms: u64,
+    /// An operator asked to cancel: stop the work and complete as `cancelled`.
+    pub cancel_requested: bool,
+}
+
+/// How the agent finished a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Completion {
+    /// The work succeeded.
+    Succeeded,
+    /// The work failed; `retryable` says whether another attempt could help.
+    Failed {
+        /// Whether the retry policy may try again.
+        retryable: bool,
+    },
+    /// The work ran past its timeout and was stopped.
+    TimedOut,
+    /// The work was stopped because the operator cancelled it.
+    Cancelled,
+}
+
+/// `POST /v1/jobs/{id}/complete`: report the end of a grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// Fencing token of the grant.
+    pub token: FencingToken,
+    /// How it ended.
+    pub completion: Completion,
+    /// What it produced.
+    #[serde(default)]
+    pub result: JobResult,
+    /// Error message, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answer to a completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteResponse {
+    /// The job's state after the completion.
+    pub state: crate::job::JobState,
+    /// True when this completion had already been recorded (a redelivery).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// `POST /v1/jobs/{id}/release`: hand a job back without spending an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Fencing token of the grant.
+    pub token: FencingToken,
+    /// Why (drain, shutdown, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// Answer to a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    /// The job's state after the release.
+    pub state: crate::job::JobState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::ConnectionInfo;
+    use crate::job::{JobKind, JobState, NoopSpec};
+    use crate::roundtrip::check;
+
+    #[test]
+    fn poll_roundtrip() {
+        check(&PollRequest {
+            groups: vec!["db".into()],
+            free_slots: 2,
+            capabilities: Capabilities {
+                kinds: vec![JobKind::Command, JobKind::Noop],
+                connections: vec![ConnectionInfo {
+                    name: "main".into(),
+                    kind: "mysql".into(),
+                }],
+            },
+            version: "0.1.0".into(),
+            os: "linux".into(),
+            metrics: Some(HostMetrics {
+                cpu_percent: Some(3.5),
+                memory_used_bytes: Some(1),
+                memory_total_bytes: Some(2),
+                dump_dir_free_bytes: None,
+            }),
+            wait_ms: Some(1000),
+        });
+        check(&PollResponse {
+            grants: vec![Grant {
+                job_id: 1,
+                attempt: 2,
+                token: 9,
+                lease_ttl_ms: 15_000,
+                held_ms: 12,
+                timeout_ms: None,
+                group: "db".into(),
+                spec: JobSpec::Noop(NoopSpec::default()),
+            }],
+            retry_after_ms: None,
+        });
+    }
+
+    #[test]
+    fn heartbeat_roundtrip() {
+        check(&HeartbeatRequest {
+            token: 3,
+            progress: Some(Progress {
+                percent: Some(50.0),
+                message: "half".into(),
+            }),
+            log_tail: "line\n".into(),
+        });
+        check(&HeartbeatResponse {
+            lease_ttl_ms: 2000,
+            cancel_requested: true,
+        });
+    }
+
+    #[test]
+    fn complete_roundtrip() {
+        for completion in [
+            Completion::Succeeded,
+            Completion::Failed { retryable: false },
+            Completion::TimedOut,
+            Completion::Cancelled,
+        ] {
+            check(&CompleteRequest {
+                token: 4,
+                completion,
+                result: JobResult::default(),
+                error: Some("boom".into()),
+            });
+        }
+        check(&CompleteResponse {
+            state: JobState::Succeeded,
+            duplicate: true,
+        });
+        let wire = serde_json::to_value(Completion::Failed { retryable: true }).expect("json");
+        assert_eq!(wire, serde_json::json!({"outcome":"failed","retryable":true}));
+    }
+
+    #[test]
+    fn release_roundtrip() {
+        check(&ReleaseRequest {
+            token: 5,
+            reason: "drain".into(),
+        });
+        check(&ReleaseResponse {
+            state: JobState::Queued,
+        });
+    }
+}

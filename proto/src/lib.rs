@@ -1,0 +1,99 @@
+//! Baton wire types, shared by the controller, the agent and `batonctl`.
+//!
+//! This crate holds serde types and pure helpers only: no I/O, no clocks, no
+//! sockets. Everything that crosses the wire between an agent and the
+//! controller, or between an operator and the controller, is defined here, so
+//! the three programs cannot drift apart.
+//!
+//! # Layout
+//! - [`job`]: job specs (one variant per job kind), retry policy, job and
+//!   attempt views, submit/list bodies.
+//! - [`lease`]: the agent side of the protocol: poll, grant, heartbeat,
+//!   complete, release.
+//! - [`agent`]: what an agent advertises (capabilities) and how operators see it.
+//! - [`error`]: the JSON error body and its codes.
+//! - [`config`]: locating a key in a TOML source for config errors (pure).
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod config;
+pub mod error;
+pub mod job;
+pub mod lease;
+
+pub use agent::{AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use job::{
+    AttemptOutcome, AttemptView, CommandSpec, DumpSpec, JobKind, JobList, JobResult, JobSpec,
+    JobState, JobSubmit, JobView, NoopSpec, ParamMode, ParamValue, ProcedureParam, ProcedureSpec,
+    RetryOn, RetryPolicy, SqlSpec,
+};
+pub use lease::{
+    CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
+    PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
+};
+
+/// The API version this crate describes; every route lives under `/v1`.
+pub const API_VERSION: &str = "v1";
+
+/// Header that makes a job submission idempotent.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// Job identifier, assigned by the controller.
+pub type JobId = i64;
+
+/// Fencing token: strictly increasing per job, one per lease grant.
+pub type FencingToken = i64;
+
+/// Lease TTL defaults and bounds (milliseconds).
+pub mod limits {
+    /// Default lease TTL.
+    pub const DEFAULT_LEASE_TTL_MS: u64 = 15_000;
+    /// No lease may be shorter than this.
+    pub const MIN_LEASE_TTL_MS: u64 = 2_000;
+    /// No lease may be longer than this (one hour).
+    pub const MAX_LEASE_TTL_MS: u64 = 3_600_000;
+    /// Default long-poll hold.
+    pub const DEFAULT_POLL_HOLD_MS: u64 = 25_000;
+    /// Upper bound of attempts an operator may ask for.
+    pub const MAX_ATTEMPTS: u32 = 100;
+    /// Longest group, connection or label name.
+    pub const MAX_NAME_LEN: usize = 128;
+}
+
+/// Check a group, connection or agent name: 1..=128 chars of `[A-Za-z0-9_.-]`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= limits::MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+#[cfg(test)]
+pub(crate) mod roundtrip {
+    use serde::{Serialize, de::DeserializeOwned};
+    use std::fmt::Debug;
+
+    /// Serialize, parse back, and compare both the value and its JSON.
+    pub fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
+        let json = serde_json::to_string(value).expect("serialize");
+        let back: T = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(&back, value, "value changed through JSON: {json}");
+        assert_eq!(serde_json::to_string(&back).expect("serialize"), json);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("db-hosts_1.eu"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("x;drop"));
+        assert!(!valid_name(&"a".repeat(129)));
+    }
+}
