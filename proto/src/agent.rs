@@ -81,6 +81,13 @@ pub struct AgentView {
     pub leases: Vec<LeaseHeld>,
 }
 
+/// `GET /v1/agents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentList {
+    /// Every agent the controller has seen.
+    pub agents: Vec<AgentView>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +96,7 @@ mod tests {
     #[test]
     fn agent_view_roundtrip() {
         let now = DateTime::from_timestamp_millis(1_790_000_000_000).expect("ts");
-        check(&AgentView {
+        let view = AgentView {
             id: "a1".into(),
             groups: vec!["db".into()],
             capabilities: Capabilities {
@@ -107,6 +114,8 @@ mod tests {
                 token: 2,
                 expires_at: now,
             }],
-        });
+        };
+        check(&view);
+        check(&AgentList { agents: vec![view] });
     }
 }

@@ -21,7 +21,7 @@ pub mod error;
 pub mod job;
 pub mod lease;
 
-pub use agent::{AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld};
+pub use agent::{AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use job::{
     AttemptOutcome, AttemptView, CommandSpec, DumpSpec, JobKind, JobList, JobResult, JobSpec,
@@ -35,6 +35,12 @@ pub use lease::{
 
 /// The API version this crate describes; every route lives under `/v1`.
 pub const API_VERSION: &str = "v1";
+
+/// Header naming the calling agent (until per-agent secrets identify it).
+pub const AGENT_ID_HEADER: &str = "X-Baton-Agent";
+
+/// Default controller port.
+pub const DEFAULT_PORT: u16 = 8420;
 
 /// Header that makes a job submission idempotent.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
