@@ -1,1 +1,110 @@
-fn main() {}
+//! `baton-controller`: serve the Baton API (`run`, the default) or check a config (`validate`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use baton_controller::config::{Config, Flags};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "baton-controller", version, about = "The Baton controller")]
+struct Cli {
+    /// Config file (TOML).
+    #[arg(long, short, env = "BATON_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8420 (port 0 picks one; see <state-dir>/listen.addr).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// State directory (database, listen.addr).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (default).
+    Run,
+    /// Load and check the configuration, then exit.
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BATON_"))
+        .collect();
+    let flags = Flags {
+        listen: cli.listen.clone(),
+        state_dir: cli.state_dir.clone(),
+    };
+    let config = match Config::load(cli.config.as_deref(), &env, &flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(baton_proto::config::EX_CONFIG as u8);
+        }
+    };
+    if matches!(cli.command, Some(Command::Validate)) {
+        println!(
+            "Config OK: listen {}, database {}, {} operator token(s), {} agent token(s)",
+            config.listen,
+            config.database.display(),
+            config.operator_tokens.len(),
+            config.agent_tokens.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config.log_level);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "Controller failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signals(shutdown.clone()));
+        baton_controller::server::run(config, shutdown).await?;
+        Ok(())
+    })
+}
+
+async fn signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}

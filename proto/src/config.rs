@@ -99,7 +99,11 @@ pub fn parse_toml<T: DeserializeOwned>(path: &str, src: &str) -> Result<T, Confi
 /// 1-based line of a byte offset.
 pub fn line_of_offset(src: &str, offset: usize) -> usize {
     let end = offset.min(src.len());
-    src.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    src.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// 1-based line where a dotted key (`a.b`, `list[2]`, `tables[0].x`) is set in `src`.
@@ -189,7 +193,10 @@ mod tests {
         let e = parse_toml::<Conf>("/etc/baton/agent.toml", src).expect_err("must fail");
         assert_eq!(e.key, "slots");
         assert_eq!(e.line, Some(3));
-        assert!(e.to_string().contains("/etc/baton/agent.toml, line 3, key `slots`"));
+        assert!(
+            e.to_string()
+                .contains("/etc/baton/agent.toml, line 3, key `slots`")
+        );
     }
 
     #[test]

@@ -589,10 +589,9 @@ mod tests {
 
     #[test]
     fn submit_minimal_uses_defaults() {
-        let s: JobSubmit = serde_json::from_str(
-            r#"{"group":"g","spec":{"kind":"command","program":"true"}}"#,
-        )
-        .expect("parse");
+        let s: JobSubmit =
+            serde_json::from_str(r#"{"group":"g","spec":{"kind":"command","program":"true"}}"#)
+                .expect("parse");
         assert_eq!(s.retry, RetryPolicy::default());
         assert_eq!(s.spec.kind(), JobKind::Command);
         assert_eq!(s.spec.connection(), None);
@@ -604,10 +603,8 @@ mod tests {
             serde_json::from_str::<JobSubmit>(r#"{"group":"g","spec":{"kind":"rm"}}"#).is_err()
         );
         assert!(
-            serde_json::from_str::<JobSubmit>(
-                r#"{"group":"g","spec":{"kind":"noop"},"colour":1}"#
-            )
-            .is_err()
+            serde_json::from_str::<JobSubmit>(r#"{"group":"g","spec":{"kind":"noop"},"colour":1}"#)
+                .is_err()
         );
     }
 

@@ -241,7 +241,10 @@ mod tests {
             duplicate: true,
         });
         let wire = serde_json::to_value(Completion::Failed { retryable: true }).expect("json");
-        assert_eq!(wire, serde_json::json!({"outcome":"failed","retryable":true}));
+        assert_eq!(
+            wire,
+            serde_json::json!({"outcome":"failed","retryable":true})
+        );
     }
 
     #[test]

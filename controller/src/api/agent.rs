@@ -1,0 +1,239 @@
+//! Agent endpoints: long-poll, heartbeat, complete, release.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use baton_proto::{
+    CompleteRequest, CompleteResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse, JobId,
+    PollRequest, PollResponse, ReleaseRequest, ReleaseResponse, valid_name,
+};
+use futures_util::future::select_all;
+
+use super::{ApiError, AppState, JobIdPath, JsonBody};
+use crate::auth::AgentCaller;
+use crate::store::agents::AgentSeen;
+use crate::store::{GrantRequest, now_ms};
+
+/// `POST /v1/agents/{id}/poll`: hold until a job is granted or the hold runs out.
+pub async fn poll(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<PollRequest>,
+) -> Result<Json<PollResponse>, ApiError> {
+    let received = now_ms();
+    let started = Instant::now();
+    if id != caller.id {
+        return Err(ApiError::forbidden(format!(
+            "agent `{}` cannot poll as `{id}`",
+            caller.id
+        )));
+    }
+    if req.groups.is_empty() {
+        return Err(ApiError::bad_request(
+            "at least one group",
+            Some("groups".into()),
+        ));
+    }
+    if let Some((i, _)) = req.groups.iter().enumerate().find(|(_, g)| !valid_name(g)) {
+        return Err(ApiError::bad_request(
+            "invalid group name",
+            Some(format!("groups[{i}]")),
+        ));
+    }
+    if req.free_slots > 1024 {
+        return Err(ApiError::bad_request(
+            "at most 1024",
+            Some("free_slots".into()),
+        ));
+    }
+    if !s.ready.load(Ordering::Acquire) {
+        return Err(ApiError::new(ErrorCode::NotReady, "shutting down", None));
+    }
+    s.store
+        .agent_polled(
+            &AgentSeen {
+                id: &id,
+                groups: &req.groups,
+                capabilities: &req.capabilities,
+                version: &req.version,
+                os: &req.os,
+                free_slots: req.free_slots,
+                metrics: req.metrics.as_ref(),
+            },
+            received,
+        )
+        .await?;
+    let hold = req
+        .wait_ms
+        .map(Duration::from_millis)
+        .unwrap_or(s.config.poll_hold)
+        .min(s.config.poll_hold);
+    let deadline = started + hold;
+    let connections: Vec<String> = req
+        .capabilities
+        .connections
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let notifiers: Vec<_> = req.groups.iter().map(|g| s.wakers.get(g)).collect();
+    loop {
+        // Register for wake-ups before looking, so nothing slips between.
+        let mut waits: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
+        let now = now_ms();
+        let granted = s
+            .store
+            .grant(
+                &GrantRequest {
+                    agent_id: &id,
+                    groups: &req.groups,
+                    kinds: &req.capabilities.kinds,
+                    connections: &connections,
+                    max: req.free_slots,
+                },
+                now,
+            )
+            .await?;
+        for g in &granted.woken {
+            s.wakers.wake(g);
+        }
+        if !granted.grants.is_empty() {
+            s.reaper_kick.notify_one();
+            let held_ms = (now - received).max(0) as u64;
+            let grants = granted
+                .grants
+                .into_iter()
+                .map(|mut g| {
+                    g.held_ms = held_ms;
+                    tracing::info!(job_id = g.job_id, token = g.token, attempt = g.attempt, agent_id = %id, "Lease granted");
+                    g
+                })
+                .collect();
+            return Ok(Json(PollResponse {
+                grants,
+                retry_after_ms: None,
+            }));
+        }
+        if req.free_slots == 0 || Instant::now() >= deadline || !s.ready.load(Ordering::Acquire) {
+            return Ok(Json(PollResponse {
+                grants: Vec::new(),
+                retry_after_ms: None,
+            }));
+        }
+        let mut until = deadline;
+        if let Some(ready_at) = granted.next_ready_at {
+            let wait = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
+            until = until.min(Instant::now() + wait);
+        }
+        tokio::select! {
+            _ = select_all(waits) => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
+    }
+}
+
+/// `POST /v1/jobs/{id}/heartbeat`.
+pub async fn heartbeat(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    JobIdPath(job_id): JobIdPath,
+    JsonBody(req): JsonBody<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let tail = tail_of(&req.log_tail, s.config.max_log_tail_bytes);
+    let (ttl, cancel) = s
+        .store
+        .heartbeat(
+            job_id,
+            &caller.id,
+            req.token,
+            req.progress.as_ref(),
+            tail,
+            now_ms(),
+        )
+        .await
+        .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "heartbeat", e))?;
+    s.reaper_kick.notify_one();
+    Ok(Json(HeartbeatResponse {
+        lease_ttl_ms: ttl,
+        cancel_requested: cancel,
+    }))
+}
+
+/// `POST /v1/jobs/{id}/complete`.
+pub async fn complete(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    JobIdPath(job_id): JobIdPath,
+    JsonBody(req): JsonBody<CompleteRequest>,
+) -> Result<Json<CompleteResponse>, ApiError> {
+    let (state, duplicate, group) = s
+        .store
+        .complete(
+            job_id,
+            &caller.id,
+            req.token,
+            req.completion,
+            &req.result,
+            req.error.as_deref(),
+            now_ms(),
+        )
+        .await
+        .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "complete", e))?;
+    if state == baton_proto::JobState::Queued {
+        s.wakers.wake(&group);
+    }
+    if !duplicate {
+        tracing::info!(job_id, token = req.token, agent_id = %caller.id, %state, "Job completion recorded");
+    }
+    Ok(Json(CompleteResponse { state, duplicate }))
+}
+
+/// `POST /v1/jobs/{id}/release`.
+pub async fn release(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    JobIdPath(job_id): JobIdPath,
+    JsonBody(req): JsonBody<ReleaseRequest>,
+) -> Result<Json<ReleaseResponse>, ApiError> {
+    let (state, group) = s
+        .store
+        .release(job_id, &caller.id, req.token, &req.reason, now_ms())
+        .await
+        .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "release", e))?;
+    s.wakers.wake(&group);
+    tracing::info!(job_id, token = req.token, agent_id = %caller.id, reason = %req.reason, "Job released");
+    Ok(Json(ReleaseResponse { state }))
+}
+
+fn log_refusal(job_id: JobId, token: i64, agent: &str, call: &str, e: &crate::store::Error) {
+    if matches!(e, crate::store::Error::LeaseLost(_)) {
+        tracing::info!(job_id, token, agent_id = %agent, call, reason = %e, "Stale lease refused");
+    }
+}
+
+/// The last `max` bytes of `s`, cut on a char boundary.
+fn tail_of(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tail_cuts_on_char_boundary() {
+        assert_eq!(super::tail_of("abcdef", 3), "def");
+        assert_eq!(super::tail_of("ab", 3), "ab");
+        assert_eq!(super::tail_of("aé", 1), "");
+    }
+}

@@ -1,0 +1,177 @@
+//! Operator endpoints: submit, list, get, cancel, retry jobs; list agents.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use baton_proto::{AgentList, JobId, JobList, JobState, JobSubmit, JobView, valid_name};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, AppState, JobIdPath, JsonBody};
+use crate::auth::Operator;
+use crate::store::jobs::{JobFilter, NewJob};
+use crate::store::now_ms;
+use crate::validate;
+
+/// `POST /v1/jobs`: 201 with the job, or 200 with the earlier job for a repeated `Idempotency-Key`.
+pub async fn submit(
+    State(s): State<AppState>,
+    _op: Operator,
+    headers: HeaderMap,
+    JsonBody(job): JsonBody<JobSubmit>,
+) -> Result<Response, ApiError> {
+    let ttl = validate::submission(&job, s.config.default_lease_ttl.as_millis() as u64)?;
+    let key = match headers.get(baton_proto::IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 256);
+            Some(
+                k.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "must be 1-256 visible ASCII characters",
+                        Some(baton_proto::IDEMPOTENCY_KEY_HEADER.into()),
+                    )
+                })?
+                .to_owned(),
+            )
+        }
+    };
+    let canonical = serde_json::to_vec(&job).unwrap_or_default();
+    let request_hash = hex::encode(Sha256::digest(&canonical));
+    let group = job.group.clone();
+    let done = s
+        .store
+        .submit(
+            NewJob {
+                submit: job,
+                lease_ttl_ms: ttl,
+                idempotency_key: key,
+                request_hash,
+            },
+            now_ms(),
+        )
+        .await?;
+    if done.created {
+        tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, "Job submitted");
+        s.wakers.wake(&group);
+        Ok((StatusCode::CREATED, Json(done.job)).into_response())
+    } else {
+        Ok((StatusCode::OK, Json(done.job)).into_response())
+    }
+}
+
+/// Query string of `GET /v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    group: Option<String>,
+    kind: Option<String>,
+    label: Option<String>,
+    before: Option<JobId>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/jobs`.
+pub async fn list(
+    State(s): State<AppState>,
+    _op: Operator,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(v) => Some(JobState::parse(v).ok_or_else(|| {
+            ApiError::bad_request(format!("unknown state `{v}`"), Some("state".into()))
+        })?),
+    };
+    if let Some(k) = q.kind.as_deref() {
+        if baton_proto::JobKind::parse(k).is_none() {
+            return Err(ApiError::bad_request(
+                format!("unknown kind `{k}`"),
+                Some("kind".into()),
+            ));
+        }
+    }
+    if let Some(g) = q.group.as_deref() {
+        if !valid_name(g) {
+            return Err(ApiError::bad_request("invalid group", Some("group".into())));
+        }
+    }
+    let label = match q.label.as_deref() {
+        None => None,
+        Some(l) => {
+            let (k, v) = l.split_once('=').ok_or_else(|| {
+                ApiError::bad_request("label filter is key=value", Some("label".into()))
+            })?;
+            Some((k.to_owned(), v.to_owned()))
+        }
+    };
+    let list = s
+        .store
+        .list_jobs(&JobFilter {
+            state,
+            group: q.group,
+            kind: q.kind,
+            label,
+            before: q.before,
+            limit: q.limit.unwrap_or(100),
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+/// `GET /v1/jobs/{id}`: the job with every attempt.
+pub async fn get_job(
+    State(s): State<AppState>,
+    _op: Operator,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<JobView>, ApiError> {
+    let mut job = s.store.get_job(id).await?;
+    if job.state == JobState::Queued {
+        job.blocked_reason = s
+            .store
+            .blocked_reason(
+                &job.group,
+                job.kind,
+                job.connection.as_deref(),
+                now_ms(),
+                s.config.agent_offline_after.as_millis() as i64,
+            )
+            .await?;
+    }
+    Ok(Json(job))
+}
+
+/// `POST /v1/jobs/{id}/cancel`.
+pub async fn cancel(
+    State(s): State<AppState>,
+    _op: Operator,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<JobView>, ApiError> {
+    let job = s.store.cancel(id, now_ms()).await?;
+    tracing::info!(job_id = id, state = %job.state, "Job cancel requested");
+    Ok(Json(job))
+}
+
+/// `POST /v1/jobs/{id}/retry`.
+pub async fn retry(
+    State(s): State<AppState>,
+    _op: Operator,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<JobView>, ApiError> {
+    let job = s.store.retry(id, now_ms()).await?;
+    s.wakers.wake(&job.group);
+    tracing::info!(job_id = id, "Job requeued by operator");
+    Ok(Json(job))
+}
+
+/// `GET /v1/agents`.
+pub async fn agents(State(s): State<AppState>, _op: Operator) -> Result<Json<AgentList>, ApiError> {
+    let agents = s
+        .store
+        .list_agents(now_ms(), s.config.agent_offline_after.as_millis() as i64)
+        .await?;
+    Ok(Json(AgentList { agents }))
+}

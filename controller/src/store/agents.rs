@@ -1,0 +1,195 @@
+//! Agent presence: what each agent advertised on its last poll, and when it was last seen.
+
+use baton_proto::{AgentView, Capabilities, HostMetrics, JobKind, LeaseHeld};
+use sqlx::Row;
+
+use super::rows::{json, json_opt, ts};
+use super::{Result, Store};
+
+/// What a poll tells about an agent.
+#[derive(Debug, Clone)]
+pub struct AgentSeen<'a> {
+    /// Agent id.
+    pub id: &'a str,
+    /// Groups.
+    pub groups: &'a [String],
+    /// Capabilities.
+    pub capabilities: &'a Capabilities,
+    /// Version.
+    pub version: &'a str,
+    /// OS.
+    pub os: &'a str,
+    /// Free slots.
+    pub free_slots: u32,
+    /// Host metrics.
+    pub metrics: Option<&'a HostMetrics>,
+}
+
+impl Store {
+    /// Record a poll.
+    pub async fn agent_polled(&self, a: &AgentSeen<'_>, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO agents (id, groups, capabilities, version, os, free_slots, metrics, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+             ON CONFLICT (id) DO UPDATE SET groups = ?2, capabilities = ?3, version = ?4, os = ?5,
+               free_slots = ?6, metrics = ?7, last_seen = ?8",
+        )
+        .bind(a.id)
+        .bind(serde_json::to_string(a.groups).unwrap_or_default())
+        .bind(serde_json::to_string(a.capabilities).unwrap_or_default())
+        .bind(a.version)
+        .bind(a.os)
+        .bind(i64::from(a.free_slots))
+        .bind(a.metrics.and_then(|m| serde_json::to_string(m).ok()))
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Every agent with the leases it holds. `online_window_ms` decides `online`.
+    pub async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>> {
+        let rows = sqlx::query(
+            "SELECT id, groups, capabilities, version, os, free_slots, metrics, last_seen FROM agents ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let leases = sqlx::query(
+            "SELECT id, lease_agent, lease_token, lease_expires_at FROM jobs WHERE state = 'running' ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let last_seen: i64 = r.try_get("last_seen")?;
+            let mut held = Vec::new();
+            for l in &leases {
+                if l.try_get::<Option<String>, _>("lease_agent")?.as_deref() == Some(id.as_str()) {
+                    held.push(LeaseHeld {
+                        job_id: l.try_get("id")?,
+                        token: l
+                            .try_get::<Option<i64>, _>("lease_token")?
+                            .unwrap_or_default(),
+                        expires_at: ts(l
+                            .try_get::<Option<i64>, _>("lease_expires_at")?
+                            .unwrap_or_default()),
+                    });
+                }
+            }
+            out.push(AgentView {
+                groups: json("agents.groups", &r.try_get::<String, _>("groups")?)?,
+                capabilities: json(
+                    "agents.capabilities",
+                    &r.try_get::<String, _>("capabilities")?,
+                )?,
+                version: r.try_get("version")?,
+                os: r.try_get("os")?,
+                free_slots: r.try_get::<i64, _>("free_slots")? as u32,
+                metrics: json_opt("agents.metrics", &r.try_get("metrics")?)?,
+                online: now - last_seen <= online_window_ms,
+                last_seen: ts(last_seen),
+                leases: held,
+                id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Why a queued job cannot be dispatched now, if no online agent could take it.
+    pub async fn blocked_reason(
+        &self,
+        group: &str,
+        kind: JobKind,
+        connection: Option<&str>,
+        now: i64,
+        online_window_ms: i64,
+    ) -> Result<Option<String>> {
+        let agents = self.list_agents(now, online_window_ms).await?;
+        let in_group: Vec<&AgentView> = agents
+            .iter()
+            .filter(|a| a.online && a.groups.iter().any(|g| g == group))
+            .collect();
+        if in_group.is_empty() {
+            return Ok(Some(format!("no online agent serves group `{group}`")));
+        }
+        let with_kind: Vec<&&AgentView> = in_group
+            .iter()
+            .filter(|a| a.capabilities.kinds.contains(&kind))
+            .collect();
+        if with_kind.is_empty() {
+            return Ok(Some(format!(
+                "no online agent of group `{group}` runs `{kind}` jobs"
+            )));
+        }
+        if let Some(c) = connection {
+            if !with_kind
+                .iter()
+                .any(|a| a.capabilities.connections.iter().any(|x| x.name == c))
+            {
+                return Ok(Some(format!(
+                    "no online agent of group `{group}` has connection `{c}`"
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::store;
+    use baton_proto::ConnectionInfo;
+
+    #[tokio::test]
+    async fn presence_and_blocked_reason() {
+        let (s, _d) = store().await;
+        let caps = Capabilities {
+            kinds: vec![JobKind::Command, JobKind::Sql],
+            connections: vec![ConnectionInfo {
+                name: "main".into(),
+                kind: "mysql".into(),
+            }],
+        };
+        let groups = vec!["db".to_string()];
+        let seen = AgentSeen {
+            id: "a1",
+            groups: &groups,
+            capabilities: &caps,
+            version: "0.1.0",
+            os: "linux",
+            free_slots: 2,
+            metrics: None,
+        };
+        s.agent_polled(&seen, 1000).await.expect("poll");
+        let list = s.list_agents(1500, 1000).await.expect("list");
+        assert_eq!(list.len(), 1);
+        assert!(list[0].online);
+        assert_eq!(list[0].free_slots, 2);
+        assert!(!s.list_agents(5000, 1000).await.expect("list")[0].online);
+        let r = |g: &'static str, k, c: Option<&'static str>| {
+            let s = s.clone();
+            async move { s.blocked_reason(g, k, c, 1500, 1000).await.expect("reason") }
+        };
+        assert_eq!(r("db", JobKind::Sql, Some("main")).await, None);
+        assert!(
+            r("db", JobKind::Sql, Some("other"))
+                .await
+                .expect("blocked")
+                .contains("connection `other`")
+        );
+        assert!(
+            r("db", JobKind::Dump, None)
+                .await
+                .expect("blocked")
+                .contains("`dump`")
+        );
+        assert!(
+            r("web", JobKind::Command, None)
+                .await
+                .expect("blocked")
+                .contains("group `web`")
+        );
+    }
+}

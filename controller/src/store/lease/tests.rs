@@ -1,0 +1,333 @@
+use super::*;
+use crate::store::jobs::NewJob;
+use crate::store::testutil::store;
+use baton_proto::{JobSubmit, NoopSpec};
+
+fn job(max_attempts: u32, ttl: u64) -> NewJob {
+    NewJob {
+        submit: JobSubmit {
+            group: "g".into(),
+            spec: JobSpec::Noop(NoopSpec::default()),
+            priority: 0,
+            retry: RetryPolicy {
+                max_attempts,
+                initial_backoff_ms: 100,
+                jitter: 0.0,
+                ..RetryPolicy::default()
+            },
+            timeout_ms: None,
+            lease_ttl_ms: Some(ttl),
+            labels: Default::default(),
+        },
+        lease_ttl_ms: ttl,
+        idempotency_key: None,
+        request_hash: "h".into(),
+    }
+}
+
+fn req<'a>(agent: &'a str, groups: &'a [String], kinds: &'a [JobKind]) -> GrantRequest<'a> {
+    GrantRequest {
+        agent_id: agent,
+        groups,
+        kinds,
+        connections: &[],
+        max: 1,
+    }
+}
+
+#[tokio::test]
+async fn grant_once_tokens_increase_and_expiry_requeues() {
+    let (s, _d) = store().await;
+    let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let g1 = s
+        .grant(&req("a1", &groups, &kinds), 10)
+        .await
+        .expect("grant");
+    assert_eq!(g1.grants.len(), 1);
+    assert_eq!(g1.grants[0].token, 1);
+    // Nobody else gets it while the lease holds.
+    let g2 = s
+        .grant(&req("a2", &groups, &kinds), 20)
+        .await
+        .expect("grant");
+    assert!(g2.grants.is_empty());
+    // Heartbeat extends it past the original deadline.
+    let (ttl, cancel) = s
+        .heartbeat(id, "a1", 1, None, "tail", 1500)
+        .await
+        .expect("hb");
+    assert_eq!((ttl, cancel), (2000, false));
+    assert!(
+        s.expire_leases(2500)
+            .await
+            .expect("expire")
+            .leases
+            .is_empty()
+    );
+    // Past the renewed deadline the lease is gone; the job is queued with backoff.
+    let e = s.expire_leases(3500).await.expect("expire");
+    assert_eq!(e.leases, vec![(id, 1, "a1".to_string())]);
+    assert_eq!(e.woken, vec!["g".to_string()]);
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.state, JobState::Queued);
+    assert_eq!(v.attempts_spent, 1);
+    assert_eq!(v.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
+    // Backoff: not before 3500 + 100.
+    let early = s
+        .grant(&req("a2", &groups, &kinds), 3550)
+        .await
+        .expect("grant");
+    assert!(early.grants.is_empty());
+    assert_eq!(early.next_ready_at, Some(3600));
+    let g3 = s
+        .grant(&req("a2", &groups, &kinds), 3600)
+        .await
+        .expect("grant");
+    assert_eq!(g3.grants[0].token, 2);
+    assert_eq!(g3.grants[0].attempt, 2);
+    // The old holder's token is stale for every call.
+    for r in [
+        s.heartbeat(id, "a1", 1, None, "", 3700).await.map(|_| ()),
+        s.release(id, "a1", 1, "", 3700).await.map(|_| ()),
+        s.complete(
+            id,
+            "a1",
+            1,
+            Completion::Succeeded,
+            &JobResult::default(),
+            None,
+            3700,
+        )
+        .await
+        .map(|_| ()),
+    ] {
+        assert!(matches!(r, Err(Error::LeaseLost(_))), "{r:?}");
+    }
+    // The right token from the wrong agent is refused too.
+    assert!(matches!(
+        s.heartbeat(id, "a1", 2, None, "", 3700).await,
+        Err(Error::LeaseLost(_))
+    ));
+    let (state, dup, _) = s
+        .complete(
+            id,
+            "a2",
+            2,
+            Completion::Succeeded,
+            &JobResult::default(),
+            None,
+            3800,
+        )
+        .await
+        .expect("complete");
+    assert_eq!((state, dup), (JobState::Succeeded, false));
+    // Redelivery of the same completion is recognised, not applied twice.
+    let (state, dup, _) = s
+        .complete(
+            id,
+            "a2",
+            2,
+            Completion::Succeeded,
+            &JobResult::default(),
+            None,
+            3900,
+        )
+        .await
+        .expect("redeliver");
+    assert_eq!((state, dup), (JobState::Succeeded, true));
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.attempts.len(), 2);
+    assert_eq!(v.attempts_spent, 2);
+    assert_eq!(v.error, None);
+}
+
+#[tokio::test]
+async fn heartbeat_after_deadline_is_lease_lost_even_before_the_reaper() {
+    let (s, _d) = store().await;
+    let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.grant(&req("a1", &groups, &kinds), 0)
+        .await
+        .expect("grant");
+    assert!(matches!(
+        s.heartbeat(id, "a1", 1, None, "", 2000).await,
+        Err(Error::LeaseLost(_))
+    ));
+}
+
+#[tokio::test]
+async fn attempts_exhausted_fail_and_release_spends_nothing() {
+    let (s, _d) = store().await;
+    let id = s.submit(job(2, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.grant(&req("a1", &groups, &kinds), 0)
+        .await
+        .expect("grant");
+    let (state, _) = s
+        .release(id, "a1", 1, "shutdown", 10)
+        .await
+        .expect("release");
+    assert_eq!(state, JobState::Queued);
+    assert_eq!(s.get_job(id).await.expect("get").attempts_spent, 0);
+    // Two failures with max_attempts = 2: queued, then failed.
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 20)
+        .await
+        .expect("grant");
+    let t = g.grants[0].token;
+    assert_eq!(t, 2);
+    let (st, _, _) = s
+        .complete(
+            id,
+            "a1",
+            t,
+            Completion::Failed { retryable: true },
+            &JobResult::default(),
+            Some("boom"),
+            30,
+        )
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Queued);
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 1000)
+        .await
+        .expect("grant");
+    let t = g.grants[0].token;
+    let (st, _, _) = s
+        .complete(
+            id,
+            "a1",
+            t,
+            Completion::Failed { retryable: true },
+            &JobResult::default(),
+            Some("boom"),
+            1010,
+        )
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Failed);
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.attempts.len(), 3);
+    assert_eq!(v.attempts[0].outcome, Some(AttemptOutcome::Released));
+    assert_eq!(v.error.as_deref(), Some("boom"));
+}
+
+#[tokio::test]
+async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat() {
+    let (s, _d) = store().await;
+    let id = s.submit(job(5, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.grant(&req("a1", &groups, &kinds), 0)
+        .await
+        .expect("grant");
+    s.cancel(id, 5).await.expect("cancel");
+    let (_, cancel) = s.heartbeat(id, "a1", 1, None, "", 10).await.expect("hb");
+    assert!(cancel);
+    let (st, _, _) = s
+        .complete(
+            id,
+            "a1",
+            1,
+            Completion::Cancelled,
+            &JobResult::default(),
+            None,
+            20,
+        )
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Cancelled);
+
+    let id = s.submit(job(5, 2000), 30).await.expect("submit").job.id;
+    s.grant(&req("a1", &groups, &kinds), 40)
+        .await
+        .expect("grant");
+    let (st, _, _) = s
+        .complete(
+            id,
+            "a1",
+            1,
+            Completion::Failed { retryable: false },
+            &JobResult::default(),
+            Some("bad"),
+            50,
+        )
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Failed);
+}
+
+#[tokio::test]
+async fn grants_respect_group_kind_connection_priority() {
+    let (s, _d) = store().await;
+    let low = s.submit(job(1, 2000), 0).await.expect("submit").job.id;
+    let mut hi = job(1, 2000);
+    hi.submit.priority = 10;
+    let high = s.submit(hi, 1).await.expect("submit").job.id;
+    let mut other = job(1, 2000);
+    other.submit.group = "other".into();
+    s.submit(other, 2).await.expect("submit");
+    let mut sql = job(1, 2000);
+    sql.submit.spec = JobSpec::Sql(baton_proto::SqlSpec {
+        connection: "main".into(),
+        sql: "select 1".into(),
+        exactly_once: false,
+    });
+    let sql_id = s.submit(sql, 3).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let noop = vec![JobKind::Noop];
+    let mut r = req("a1", &groups, &noop);
+    r.max = 10;
+    let g = s.grant(&r, 10).await.expect("grant");
+    assert_eq!(
+        g.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![high, low]
+    );
+    let sql_kinds = vec![JobKind::Sql];
+    let mut r = req("a2", &groups, &sql_kinds);
+    r.max = 10;
+    assert!(s.grant(&r, 11).await.expect("grant").grants.is_empty());
+    let conns = vec!["main".to_string()];
+    r.connections = &conns;
+    let g = s.grant(&r, 12).await.expect("grant");
+    assert_eq!(
+        g.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![sql_id]
+    );
+}
+
+#[test]
+fn retry_decisions() {
+    let p = RetryPolicy {
+        max_attempts: 2,
+        initial_backoff_ms: 100,
+        jitter: 0.0,
+        retry_on: vec![RetryOn::Error],
+        ..RetryPolicy::default()
+    };
+    assert_eq!(
+        after_spent_attempt(&p, Some(RetryOn::Error), 1, false, 0, 0.5),
+        Next::Queued { not_before: 100 }
+    );
+    assert_eq!(
+        after_spent_attempt(&p, Some(RetryOn::Error), 2, false, 0, 0.5),
+        Next::Failed
+    );
+    assert_eq!(
+        after_spent_attempt(&p, Some(RetryOn::LeaseExpired), 1, false, 0, 0.5),
+        Next::Failed
+    );
+    assert_eq!(
+        after_spent_attempt(&p, None, 1, false, 0, 0.5),
+        Next::Failed
+    );
+    assert_eq!(
+        after_spent_attempt(&p, Some(RetryOn::Error), 1, true, 0, 0.5),
+        Next::Cancelled
+    );
+}

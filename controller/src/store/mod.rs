@@ -1,0 +1,124 @@
+//! The durable store: jobs, attempts (leases) and agents in SQLite.
+//!
+//! One writer connection serialises every state change (SQLite allows one
+//! writer anyway), so a grant, a completion and an expiry never interleave;
+//! reads go through a separate read-only pool. WAL mode, `synchronous=FULL`
+//! by default: a 2xx answer means the change is on disk.
+//!
+//! - [`jobs`]: submit, get, list, cancel, retry.
+//! - [`lease`]: grant (poll), heartbeat, complete, release, expiry.
+//! - [`agents`]: agent presence and capabilities.
+
+pub mod agents;
+pub mod jobs;
+pub mod lease;
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use baton_proto::JobId;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::config::SyncMode;
+
+pub use lease::{Expired, GrantRequest, Granted};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The fencing token is stale, the lease ran out, or the caller does not hold it.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
+    /// The job is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// An idempotency key was reused with a different request.
+    #[error("idempotency key `{0}` was already used with a different request")]
+    IdempotencyConflict(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not parse (a bug or manual tampering).
+    #[error("corrupt stored value in {0}")]
+    Corrupt(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Open (creating if missing) and migrate the database at `path`.
+    pub async fn open(path: &Path, sync: SyncMode) -> Result<Store> {
+        let base = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match sync {
+                SyncMode::Full => SqliteSynchronous::Full,
+                SyncMode::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.clone().create_if_missing(true))
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Store { writer, reader })
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Close both pools (flushes the WAL on the last connection).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Wall-clock now in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    /// A store in a fresh temp dir (kept alive by the returned guard).
+    pub async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("t.db"), SyncMode::Normal)
+            .await
+            .expect("open");
+        (s, dir)
+    }
+}

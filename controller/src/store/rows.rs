@@ -1,0 +1,129 @@
+//! Rows as stored, and their conversion into wire views.
+
+use baton_proto::{
+    AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobView, Progress,
+    RetryPolicy,
+};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use super::{Error, Result};
+
+pub(crate) const JOB_COLUMNS: &str = "id, grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, attempts_spent, grants, last_token, not_before, cancel_requested, lease_agent, lease_token, lease_expires_at, created_at, updated_at, finished_at, result, error";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub id: i64,
+    pub grp: String,
+    pub kind: String,
+    pub spec: String,
+    pub connection: Option<String>,
+    pub priority: i64,
+    pub retry: String,
+    pub timeout_ms: Option<i64>,
+    pub lease_ttl_ms: i64,
+    pub labels: String,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub state: String,
+    pub attempts_spent: i64,
+    pub grants: i64,
+    pub last_token: i64,
+    pub not_before: i64,
+    pub cancel_requested: bool,
+    pub lease_agent: Option<String>,
+    pub lease_token: Option<i64>,
+    pub lease_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    pub number: i64,
+    pub agent_id: String,
+    pub token: i64,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub progress: Option<String>,
+    pub log_tail: String,
+    pub result: Option<String>,
+}
+
+pub(crate) fn json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn json_opt<T: DeserializeOwned>(what: &str, s: &Option<String>) -> Result<Option<T>> {
+    s.as_deref().map(|s| json(what, s)).transpose()
+}
+
+pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl JobRow {
+    pub fn state(&self) -> Result<JobState> {
+        JobState::parse(&self.state)
+            .ok_or_else(|| Error::Corrupt(format!("jobs.state {}", self.id)))
+    }
+
+    pub fn retry(&self) -> Result<RetryPolicy> {
+        json("jobs.retry", &self.retry)
+    }
+
+    pub fn view(&self, attempts: Vec<AttemptView>) -> Result<JobView> {
+        let state = self.state()?;
+        let spec: JobSpec = json("jobs.spec", &self.spec)?;
+        Ok(JobView {
+            id: self.id,
+            group: self.grp.clone(),
+            kind: JobKind::parse(&self.kind).unwrap_or(spec.kind()),
+            spec,
+            connection: self.connection.clone(),
+            state,
+            priority: self.priority as i32,
+            retry: self.retry()?,
+            timeout_ms: self.timeout_ms.map(|t| t as u64),
+            lease_ttl_ms: self.lease_ttl_ms as u64,
+            labels: json("jobs.labels", &self.labels)?,
+            idempotency_key: self.idempotency_key.clone(),
+            attempts_spent: self.attempts_spent as u32,
+            not_before: (state == JobState::Queued && self.not_before > self.updated_at)
+                .then(|| ts(self.not_before)),
+            cancel_requested: self.cancel_requested,
+            lease_agent: (state == JobState::Running)
+                .then(|| self.lease_agent.clone())
+                .flatten(),
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+            finished_at: self.finished_at.map(ts),
+            result: json_opt::<JobResult>("jobs.result", &self.result)?,
+            error: self.error.clone(),
+            blocked_reason: None,
+            attempts,
+        })
+    }
+}
+
+impl AttemptRow {
+    pub fn view(&self) -> Result<AttemptView> {
+        Ok(AttemptView {
+            number: self.number as u32,
+            agent_id: self.agent_id.clone(),
+            token: self.token,
+            started_at: ts(self.started_at),
+            ended_at: self.ended_at.map(ts),
+            outcome: self.outcome.as_deref().and_then(AttemptOutcome::parse),
+            error: self.error.clone(),
+            progress: json_opt::<Progress>("attempts.progress", &self.progress)?,
+            log_tail: self.log_tail.clone(),
+            result: json_opt::<JobResult>("attempts.result", &self.result)?,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! Validation of job submissions: every refusal names the field at fault.
+
+use baton_proto::{JobSpec, JobSubmit, limits, valid_name};
+
+/// A refused field: `(dotted field path, message)`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Error {
+    /// Dotted path of the field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> Error {
+    Error {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Check a submission; returns the effective lease TTL.
+pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
+    if !valid_name(&s.group) {
+        return Err(err(
+            "group",
+            "must be 1-128 characters of A-Z a-z 0-9 _ . -",
+        ));
+    }
+    let ttl = s.lease_ttl_ms.unwrap_or(default_ttl_ms);
+    if ttl < limits::MIN_LEASE_TTL_MS {
+        return Err(err("lease_ttl_ms", "must be at least 2000 (2 s)"));
+    }
+    if ttl > limits::MAX_LEASE_TTL_MS {
+        return Err(err("lease_ttl_ms", "must be at most 3600000 (1 h)"));
+    }
+    if s.timeout_ms == Some(0) {
+        return Err(err("timeout_ms", "must be positive"));
+    }
+    let r = &s.retry;
+    if r.max_attempts == 0 || r.max_attempts > limits::MAX_ATTEMPTS {
+        return Err(err("retry.max_attempts", "must be between 1 and 100"));
+    }
+    if !(1.0..=10.0).contains(&r.multiplier) {
+        return Err(err("retry.multiplier", "must be between 1 and 10"));
+    }
+    if !(0.0..=1.0).contains(&r.jitter) {
+        return Err(err("retry.jitter", "must be between 0 and 1"));
+    }
+    if r.initial_backoff_ms > r.max_backoff_ms {
+        return Err(err(
+            "retry.initial_backoff_ms",
+            "must not exceed retry.max_backoff_ms",
+        ));
+    }
+    for (k, v) in &s.labels {
+        if !valid_name(k) {
+            return Err(err(
+                &format!("labels.{k}"),
+                "label keys must be valid names",
+            ));
+        }
+        if v.len() > 256 {
+            return Err(err(
+                &format!("labels.{k}"),
+                "label values are at most 256 bytes",
+            ));
+        }
+    }
+    match &s.spec {
+        JobSpec::Command(c) => {
+            if c.program.trim().is_empty() {
+                return Err(err("spec.program", "must not be empty"));
+            }
+            if c.program.contains('\0') || c.args.iter().any(|a| a.contains('\0')) {
+                return Err(err("spec.args", "must not contain NUL bytes"));
+            }
+            for k in c.env.keys() {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(err(&format!("spec.env.{k}"), "invalid variable name"));
+                }
+            }
+        }
+        JobSpec::Procedure(p) => {
+            if p.procedure.trim().is_empty() {
+                return Err(err("spec.procedure", "must not be empty"));
+            }
+        }
+        JobSpec::Sql(q) => {
+            if q.sql.trim().is_empty() {
+                return Err(err("spec.sql", "must not be empty"));
+            }
+        }
+        JobSpec::Dump(d) => {
+            if !valid_name(&d.database) {
+                return Err(err("spec.database", "must be a valid name"));
+            }
+        }
+        JobSpec::Noop(n) => {
+            if n.sleep_ms > 86_400_000 {
+                return Err(err("spec.sleep_ms", "must be at most one day"));
+            }
+        }
+    }
+    if let Some(c) = s.spec.connection() {
+        if !valid_name(c) {
+            return Err(err("spec.connection", "must be a valid name"));
+        }
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_proto::{CommandSpec, NoopSpec, RetryPolicy};
+
+    fn base() -> JobSubmit {
+        JobSubmit {
+            group: "g".into(),
+            spec: JobSpec::Noop(NoopSpec::default()),
+            priority: 0,
+            retry: RetryPolicy::default(),
+            timeout_ms: None,
+            lease_ttl_ms: None,
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn fields_are_named() {
+        assert_eq!(submission(&base(), 15_000), Ok(15_000));
+        let mut s = base();
+        s.lease_ttl_ms = Some(1999);
+        assert_eq!(
+            submission(&s, 15_000).map_err(|e| e.field),
+            Err("lease_ttl_ms".into())
+        );
+        let mut s = base();
+        s.group = "bad group".into();
+        assert_eq!(
+            submission(&s, 15_000).map_err(|e| e.field),
+            Err("group".into())
+        );
+        let mut s = base();
+        s.retry.max_attempts = 0;
+        assert_eq!(
+            submission(&s, 15_000).map_err(|e| e.field),
+            Err("retry.max_attempts".into())
+        );
+        let mut s = base();
+        s.spec = JobSpec::Command(CommandSpec::default());
+        assert_eq!(
+            submission(&s, 15_000).map_err(|e| e.field),
+            Err("spec.program".into())
+        );
+    }
+}
