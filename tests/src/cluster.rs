@@ -1,0 +1,97 @@
+//! A controller plus N agents in one group.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::api::Api;
+use crate::proc::{Agent, AgentOpts, Controller};
+
+/// A running test cluster in its own temp dir.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Keeps the temp dir alive (and removes it at the end).
+    pub tmp: tempfile::TempDir,
+    /// The controller.
+    pub controller: Controller,
+    /// The agents, `agent-1` … `agent-N`.
+    pub agents: Vec<Agent>,
+    /// Operator client.
+    pub api: Api,
+}
+
+impl Cluster {
+    /// Start a controller and `n` one-slot agents in group `default`.
+    pub async fn start(n: usize) -> Result<Cluster> {
+        Self::start_with(n, "", |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with extra controller config and per-agent tweaks.
+    pub async fn start_with(
+        n: usize,
+        controller_extra: &str,
+        tweak: impl Fn(&mut AgentOpts),
+    ) -> Result<Cluster> {
+        crate::init_crypto();
+        let tmp = tempfile::Builder::new().prefix("baton-e2e-").tempdir()?;
+        let controller = Controller::start(&tmp.path().join("controller"), controller_extra).await?;
+        let api = Api::new(&controller.url());
+        let mut agents = Vec::new();
+        for i in 1..=n {
+            let mut opts = AgentOpts::new(&format!("agent-{i}"));
+            tweak(&mut opts);
+            agents.push(Agent::start(tmp.path(), &controller.url(), opts)?);
+        }
+        Ok(Cluster {
+            tmp,
+            controller,
+            agents,
+            api,
+        })
+    }
+
+    /// Wait until every agent has polled at least once.
+    pub async fn wait_agents_online(&self) -> Result<()> {
+        let want = self.agents.len();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let online = self
+                .api
+                .agents()
+                .await
+                .map(|l| l.agents.iter().filter(|a| a.online).count())
+                .unwrap_or(0);
+            if online >= want {
+                return Ok(());
+            }
+            if std::time::Instant::now() > end {
+                anyhow::bail!("only {online}/{want} agents came online");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The agent with this id.
+    pub fn agent(&mut self, id: &str) -> &mut Agent {
+        let i = self
+            .agents
+            .iter()
+            .position(|a| a.opts.id == id)
+            .unwrap_or_else(|| panic!("no agent {id}"));
+        &mut self.agents[i]
+    }
+
+    /// A path inside the cluster's temp dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Every log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = format!("== controller ==\n{}\n", self.controller.log_text());
+        for a in &self.agents {
+            s.push_str(&format!("== {} ==\n{}\n", a.opts.id, a.log_text()));
+        }
+        s
+    }
+}

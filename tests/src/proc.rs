@@ -1,0 +1,386 @@
+//! Real processes: the controller and agents, started, signalled, restarted.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::{AGENT_TOKEN, OPERATOR_TOKEN};
+
+/// Directory holding the Baton binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("BATON_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path of a Baton binary; fails with a hint when it was not built.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.exists() {
+        bail!(
+            "{} not found: run `cargo build --workspace --bins` first (or set BATON_BIN_DIR)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// A process that is killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    child: Option<Child>,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: &Path) -> Result<Proc> {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd.spawn().context("spawn")?;
+        Ok(Proc {
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// The OS pid, while running.
+    pub fn pid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, sig: Signal) -> Result<()> {
+        if let Some(pid) = self.pid() {
+            kill(pid, sig)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Wait for exit (up to `timeout`), returning the exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    self.child = None;
+                    return Ok(status.code());
+                }
+            } else {
+                return Ok(None);
+            }
+            if Instant::now() > end {
+                bail!("process did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+        self.kill9();
+    }
+}
+
+/// A controller process with its own state dir.
+#[derive(Debug)]
+pub struct Controller {
+    /// The process (None while stopped).
+    pub proc: Option<Proc>,
+    /// State dir (database, listen.addr).
+    pub dir: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    /// Bound address.
+    pub addr: SocketAddr,
+}
+
+impl Controller {
+    /// Start on `127.0.0.1:0` in `dir` with the harness tokens and wait for `/readyz`.
+    pub async fn start(dir: &Path, extra_config: &str) -> Result<Controller> {
+        let extra = format!("sync = \"normal\"\n{extra_config}");
+        Self::start_custom(dir, "127.0.0.1:0", &extra, OPERATOR_TOKEN, AGENT_TOKEN).await
+    }
+
+    /// Start with explicit listen address and token entries (`sha256:<hex>` or plain).
+    pub async fn start_custom(
+        dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        operator_token: &str,
+        agent_token: &str,
+    ) -> Result<Controller> {
+        fs::create_dir_all(dir)?;
+        let config = dir.join("controller.toml");
+        fs::write(
+            &config,
+            format!(
+                "listen = \"{listen}\"\nstate_dir = \"{}\"\n{extra_config}\n[auth]\noperator_tokens = [\"{operator_token}\"]\nagent_tokens = [\"{agent_token}\"]\n",
+                dir.display()
+            ),
+        )?;
+        let mut c = Controller {
+            proc: None,
+            dir: dir.to_path_buf(),
+            config,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        c.spawn(None).await?;
+        Ok(c)
+    }
+
+    async fn spawn(&mut self, listen: Option<SocketAddr>) -> Result<()> {
+        let addr_file = self.dir.join("listen.addr");
+        let _ = fs::remove_file(&addr_file);
+        let mut cmd = Command::new(bin("baton-controller")?);
+        cmd.arg("--config").arg(&self.config);
+        if let Some(l) = listen {
+            cmd.arg("--listen").arg(l.to_string());
+        }
+        cmd.env("BATON_LOG", "info,sqlx=warn");
+        let proc = Proc::spawn(cmd, &self.dir.join("controller.log"))?;
+        self.proc = Some(proc);
+        let end = Instant::now() + Duration::from_secs(30);
+        let addr: SocketAddr = loop {
+            if let Ok(s) = fs::read_to_string(&addr_file) {
+                if let Ok(a) = s.trim().parse() {
+                    break a;
+                }
+            }
+            if let Some(p) = self.proc.as_mut() {
+                if !p.running() {
+                    bail!("controller exited at start:\n{}", p.log_text());
+                }
+            }
+            if Instant::now() > end {
+                bail!("controller did not write listen.addr");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.addr = addr;
+        wait_ready(&self.url()).await
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `kill -9` the controller.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// Start again on the same port, same database.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        let addr = self.addr;
+        self.spawn(Some(addr)).await
+    }
+
+    /// Its log.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
+    }
+}
+
+/// Poll `/readyz` until 200.
+pub async fn wait_ready(url: &str) -> Result<()> {
+    let client = reqwest::Client::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > end {
+            bail!("{url}/readyz never answered 200");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How to configure an agent.
+#[derive(Debug, Clone)]
+pub struct AgentOpts {
+    /// Agent id.
+    pub id: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Slots.
+    pub slots: u32,
+    /// Allow-listed programs.
+    pub allow: Vec<String>,
+    /// Extra TOML appended to the config.
+    pub extra: String,
+    /// Agent bearer token (passed through `BATON_AGENT_TOKEN`).
+    pub token: String,
+}
+
+impl AgentOpts {
+    /// One slot, group `default`, `/bin/sh` and friends allowed.
+    pub fn new(id: &str) -> AgentOpts {
+        AgentOpts {
+            id: id.to_owned(),
+            groups: vec!["default".into()],
+            slots: 1,
+            allow: ["/bin/sh", "/bin/echo", "/bin/sleep", "/bin/true", "/bin/false"]
+                .map(String::from)
+                .to_vec(),
+            extra: String::new(),
+            token: AGENT_TOKEN.to_owned(),
+        }
+    }
+}
+
+/// An agent process with its own state dir.
+#[derive(Debug)]
+pub struct Agent {
+    /// Its options.
+    pub opts: AgentOpts,
+    /// The process (None while stopped).
+    pub proc: Option<Proc>,
+    /// State dir (outbox).
+    pub dir: PathBuf,
+    /// Config file.
+    pub config: PathBuf,
+}
+
+impl Agent {
+    /// Write its config and start it against `controller_url`.
+    pub fn start(root: &Path, controller_url: &str, opts: AgentOpts) -> Result<Agent> {
+        let dir = root.join(format!("agent-{}", opts.id));
+        fs::create_dir_all(&dir)?;
+        let config = dir.join("agent.toml");
+        let groups = opts
+            .groups
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let allow = opts
+            .allow
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        fs::write(
+            &config,
+            format!(
+                "agent_id = \"{}\"\ncontroller_url = \"{controller_url}\"\ngroups = [{groups}]\nslots = {}\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n{}\n[command]\nallow = [{allow}]\n",
+                opts.id,
+                opts.slots,
+                dir.join("state").display(),
+                opts.extra,
+            ),
+        )?;
+        let mut a = Agent {
+            opts,
+            proc: None,
+            dir,
+            config,
+        };
+        a.spawn()?;
+        Ok(a)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let mut cmd = Command::new(bin("baton-agent")?);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("BATON_AGENT_TOKEN", &self.opts.token)
+            .env("BATON_LOG", "info");
+        self.proc = Some(Proc::spawn(cmd, &self.dir.join("agent.log"))?);
+        Ok(())
+    }
+
+    /// Start again with the same state dir (outbox kept).
+    pub fn restart(&mut self) -> Result<()> {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+        self.spawn()
+    }
+
+    /// The process, which must be running.
+    pub fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().expect("agent process is running")
+    }
+
+    /// Its log.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Number of completions waiting in its outbox.
+    pub fn outbox_len(&self) -> usize {
+        fs::read_dir(self.dir.join("state").join("outbox"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Whether a pid is alive (not a zombie we could still signal).
+pub fn pid_alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    // A zombie still answers kill(0); look at its state.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}

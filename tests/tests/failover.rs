@@ -1,0 +1,245 @@
+//! Failover end to end: real agents killed, frozen and fenced; a real
+//! controller killed with SIGKILL and restarted.
+
+use std::time::Duration;
+
+use baton_proto::{AttemptOutcome, JobState};
+use baton_tests::cluster::Cluster;
+use baton_tests::proc::pid_alive;
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn sh(script: &str, ttl_ms: u64) -> serde_json::Value {
+    json!({
+        "group": "default",
+        "spec": {"kind": "command", "program": "/bin/sh", "args": ["-c", script]},
+        "lease_ttl_ms": ttl_ms,
+        "retry": {"max_attempts": 3, "initial_backoff_ms": 0, "jitter": 0.0}
+    })
+}
+
+fn count_lines(path: &std::path::Path, word: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim() == word)
+        .count()
+}
+
+async fn wait_file(path: &std::path::Path) -> String {
+    for _ in 0..2000 {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return s;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} never appeared", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
+    let mut c = Cluster::start(3).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let marks = c.path("marks");
+    let job = c
+        .api
+        .submit(sh(
+            &format!("echo start >> {m}; sleep 3; echo end >> {m}; echo finished", m = marks.display()),
+            2000,
+        ))
+        .await
+        .expect("submit");
+    let (_, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
+    wait_file(&marks).await;
+    c.agent(&holder).proc().kill9();
+    let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
+    assert_eq!(done.attempts.len(), 2, "{:#?}", done.attempts);
+    assert_eq!(done.attempts[0].agent_id, holder);
+    assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
+    assert_ne!(done.attempts[1].agent_id, holder);
+    assert_eq!(done.attempts[1].outcome, Some(AttemptOutcome::Succeeded));
+    assert!(done.attempts[1].token > done.attempts[0].token);
+    let result = done.result.expect("result");
+    assert_eq!(result.exit_code, Some(0));
+    assert_eq!(result.stdout, "finished\n");
+    // The killed agent's child died with it... or at least never reported; exactly one end.
+    assert_eq!(count_lines(&marks, "start"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_token_gets_409_and_the_old_agent_kills_its_child() {
+    let mut c = Cluster::start(2).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let pidfile = c.path("child.pid");
+    let job = c
+        .api
+        .submit(sh(&format!("echo $$ > {}; exec sleep 30", pidfile.display()), 15_000))
+        .await
+        .expect("submit");
+    let (running, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
+    let pid: i32 = wait_file(&pidfile).await.trim().parse().expect("pid");
+    assert!(pid_alive(pid));
+    let token = running.attempts.last().expect("attempt").token;
+    // Someone hands the job back behind the holder's back (as a confused
+    // duplicate of the agent would): the lease moves on to the other agent.
+    let as_holder = c.api.as_agent(&holder);
+    let r = as_holder
+        .post(&format!("/v1/jobs/{}/release", job.id), json!({"token": token}))
+        .await
+        .expect("release");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let _ = std::fs::remove_file(&pidfile);
+    // The old token is now stale for every call.
+    for call in ["heartbeat", "complete", "release"] {
+        let body = if call == "complete" {
+            json!({"token": token, "completion": {"outcome": "succeeded"}})
+        } else {
+            json!({"token": token})
+        };
+        let r = as_holder
+            .post(&format!("/v1/jobs/{}/{call}", job.id), body)
+            .await
+            .expect("call");
+        assert_eq!(r.status, 409, "{call}: {:?}", r.body);
+        assert_eq!(r.error().expect("json error").error.code, baton_proto::ErrorCode::LeaseLost);
+    }
+    // The real holder learns it on its next heartbeat (TTL/3 = 5 s) and kills its child.
+    for _ in 0..1000 {
+        if !pid_alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!pid_alive(pid), "old child still running\n{}", c.logs());
+    assert!(c.agent(&holder).log_text().contains("Lease lost"), "{}", c.logs());
+    let j = c.api.job(job.id).await.expect("job");
+    assert!(j.attempts.len() >= 2);
+    assert_eq!(j.attempts[0].outcome, Some(AttemptOutcome::Released));
+    assert!(
+        j.attempts.iter().all(|a| a.outcome != Some(AttemptOutcome::Succeeded)),
+        "no success may be reported by the old holder"
+    );
+    c.api.cancel(job.id).await.expect("cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
+    let mut c = Cluster::start(2).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let marks = c.path("marks");
+    let job = c
+        .api
+        .submit(sh(
+            &format!("echo start >> {m}; sleep 6; echo end >> {m}", m = marks.display()),
+            2000,
+        ))
+        .await
+        .expect("submit");
+    let (_, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
+    wait_file(&marks).await;
+    c.agent(&holder).proc().signal(Signal::SIGSTOP).expect("stop");
+    // Past the TTL another agent takes the job.
+    let taken = c
+        .api
+        .wait_for(job.id, WAIT, "re-granted", |j| {
+            j.lease_agent.as_deref().is_some_and(|a| a != holder)
+        })
+        .await
+        .expect("takeover");
+    assert_eq!(taken.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
+    c.agent(&holder).proc().signal(Signal::SIGCONT).expect("cont");
+    let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
+    assert_eq!(done.attempts.len(), 2);
+    assert_ne!(done.attempts[1].agent_id, holder);
+    // Give the thawed agent time to misbehave, then count effects.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count_lines(&marks, "end"), 1, "{}", c.logs());
+    let log = c.agent(&holder).log_text();
+    assert!(log.contains("Lease lost"), "{log}");
+    let j = c.api.job(job.id).await.expect("job");
+    assert_eq!(j.attempts.len(), 2);
+    assert_eq!(j.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_kill9_loses_nothing_and_the_outbox_delivers() {
+    let mut c = Cluster::start(2).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let running = c
+        .api
+        .submit(sh("sleep 1; echo survived", 15_000))
+        .await
+        .expect("submit");
+    let (_, holder) = c.api.wait_running(running.id, WAIT).await.expect("running");
+    // More work than slots: some stay queued across the crash.
+    let mut queued = Vec::new();
+    for i in 0..4 {
+        queued.push(
+            c.api
+                .submit(sh(&format!("sleep 1; echo q{i}"), 15_000))
+                .await
+                .expect("submit")
+                .id,
+        );
+    }
+    c.controller.kill9();
+    // The running job finishes while the controller is down: its completion waits in the outbox.
+    let mut parked = false;
+    for _ in 0..500 {
+        if c.agent(&holder).outbox_len() > 0 {
+            parked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(parked, "no completion parked in the outbox\n{}", c.logs());
+    c.controller.restart().await.expect("restart");
+    let done = c.api.wait_terminal(running.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
+    assert_eq!(done.attempts.len(), 1, "delivered from the outbox, not re-run");
+    assert_eq!(done.result.expect("result").stdout, "survived\n");
+    for id in queued {
+        let j = c.api.wait_terminal(id, WAIT).await.expect("terminal");
+        assert_eq!(j.state, JobState::Succeeded, "{}", c.logs());
+    }
+    assert_eq!(c.agent(&holder).outbox_len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_jobs_survive_controller_kill9() {
+    let mut c = Cluster::start(0).await.expect("cluster");
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            c.api
+                .submit(sh(&format!("echo {i}"), 15_000))
+                .await
+                .expect("submit")
+                .id,
+        );
+    }
+    c.controller.restart().await.expect("restart");
+    for id in &ids {
+        let j = c.api.job(*id).await.expect("job survived");
+        assert_eq!(j.state, JobState::Queued);
+    }
+    // And they run once agents show up.
+    let url = c.controller.url();
+    let agent = baton_tests::proc::Agent::start(
+        c.tmp.path(),
+        &url,
+        baton_tests::proc::AgentOpts::new("late"),
+    )
+    .expect("agent");
+    c.agents.push(agent);
+    for id in ids {
+        let j = c.api.wait_terminal(id, WAIT).await.expect("terminal");
+        assert_eq!(j.state, JobState::Succeeded);
+    }
+}
