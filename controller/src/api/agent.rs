@@ -157,7 +157,6 @@ pub async fn heartbeat(
         )
         .await
         .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "heartbeat", e))?;
-    s.reaper_kick.notify_one();
     Ok(Json(HeartbeatResponse {
         lease_ttl_ms: ttl,
         cancel_requested: cancel,

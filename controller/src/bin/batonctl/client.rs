@@ -1,0 +1,470 @@
+//! The HTTP side of `batonctl`: one client, the operator routes, and the
+//! errors that decide the exit code.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use baton_proto::{ErrorBody, ErrorDetail, IDEMPOTENCY_KEY_HEADER, JobId, JobSubmit};
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+
+/// A mistake of the operator found before anything was sent (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Build a [`UsageError`] wrapped in `anyhow`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// The controller answered with a non-2xx status.
+#[derive(Debug, thiserror::Error)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The parsed error body, when the body was one.
+    pub detail: Option<ErrorDetail>,
+    /// The raw body (first bytes), for bodies that are not an error body.
+    pub body: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(d) => {
+                f.write_str(&d.message)?;
+                if let Some(field) = &d.field {
+                    write!(f, " (field: {field})")?;
+                }
+                Ok(())
+            }
+            None => {
+                write!(f, "HTTP {}", self.status)?;
+                let body = self.body.trim();
+                if !body.is_empty() {
+                    let snippet: String = body.chars().take(200).collect();
+                    write!(f, ": {snippet}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// Parse an error answer.
+    pub fn from_response(status: StatusCode, body: &str) -> ApiError {
+        let detail = serde_json::from_str::<ErrorBody>(body)
+            .ok()
+            .map(|b| b.error);
+        ApiError {
+            status,
+            detail,
+            body: body.chars().take(1000).collect(),
+        }
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+        )
+    }
+}
+
+/// The controller could not be reached, or the answer could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct TransportError {
+    context: String,
+    #[source]
+    source: reqwest::Error,
+}
+
+impl TransportError {
+    /// Whether retrying later may succeed (always, for a transport failure).
+    pub fn is_transient(&self) -> bool {
+        !self.source.is_builder()
+    }
+}
+
+/// Whether an error from [`Api`] is worth retrying (controller restarting, overloaded).
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    if let Some(e) = err.downcast_ref::<ApiError>() {
+        return e.is_transient();
+    }
+    if let Some(e) = err.downcast_ref::<TransportError>() {
+        return e.is_transient();
+    }
+    false
+}
+
+/// Query parameters of `GET /v1/jobs`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub label: Option<(String, String)>,
+    pub limit: Option<u32>,
+    pub before: Option<JobId>,
+}
+
+impl ListQuery {
+    /// The query pairs, in a stable order (the label as `label=k=v`).
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.state {
+            out.push(("state", s.clone()));
+        }
+        if let Some(g) = &self.group {
+            out.push(("group", g.clone()));
+        }
+        if let Some(k) = &self.kind {
+            out.push(("kind", k.clone()));
+        }
+        if let Some((k, v)) = &self.label {
+            out.push(("label", format!("{k}={v}")));
+        }
+        if let Some(l) = self.limit {
+            out.push(("limit", l.to_string()));
+        }
+        if let Some(b) = self.before {
+            out.push(("before", b.to_string()));
+        }
+        out
+    }
+}
+
+/// A 2xx answer: its status, its JSON body (`Null` when empty) and the body as sent.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// The body as the controller sent it (field order kept), pretty-printed.
+    pub fn pretty(&self) -> String {
+        if self.body.is_null() {
+            "null".to_owned()
+        } else {
+            reindent(&self.text)
+        }
+    }
+}
+
+/// Pretty-print valid JSON text without reordering object keys (2-space indent).
+pub fn reindent(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = json.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                let close = if c == '{' { '}' } else { ']' };
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek() == Some(&close) {
+                    chars.next();
+                    out.push(c);
+                    out.push(close);
+                } else {
+                    out.push(c);
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The operator API of one controller.
+pub struct Api {
+    http: reqwest::Client,
+    base: Url,
+    token: String,
+}
+
+/// Parse and check the controller URL.
+pub fn parse_base_url(raw: &str) -> Result<Url> {
+    let url = Url::parse(raw.trim()).map_err(|e| usage(format!("invalid --url `{raw}`: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(usage(format!(
+            "invalid --url `{raw}`: the scheme must be http or https"
+        )));
+    }
+    if url.cannot_be_a_base() || url.host_str().is_none() {
+        return Err(usage(format!("invalid --url `{raw}`: no host")));
+    }
+    Ok(url)
+}
+
+/// `base` + `path`, keeping any path prefix of `base` (`http://h/baton` + `/v1/jobs`).
+pub fn join_url(base: &Url, path: &str, query: &[(&str, String)]) -> Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}/{}", path.trim_start_matches('/')));
+    url.set_query(None);
+    url.set_fragment(None);
+    if !query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in query {
+            pairs.append_pair(k, v);
+        }
+    }
+    url
+}
+
+impl Api {
+    /// Build a client for `base`, trusting the extra CA roots of `ca_file` if given.
+    pub fn new(base: Url, token: String, ca_file: Option<&Path>) -> Result<Api> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("batonctl/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60));
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                usage(format!(
+                    "--ca-file {}: not a PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(usage(format!(
+                    "--ca-file {}: no PEM certificate found",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
+        Ok(Api { http, base, token })
+    }
+
+    /// Send one request; a non-2xx answer becomes an [`ApiError`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+        auth: bool,
+    ) -> Result<Answer> {
+        let url = join_url(&self.base, path, query);
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if auth {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some(key) = idempotency_key {
+            req = req.header(IDEMPOTENCY_KEY_HEADER, key);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|source| TransportError {
+            context: format!("cannot reach the controller at {}", self.base),
+            source,
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|source| TransportError {
+            context: format!("cannot read the answer to {method} {}", url.path()),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(ApiError::from_response(status, &text).into());
+        }
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "the controller answered {method} {} with invalid JSON",
+                    url.path()
+                )
+            })?
+        };
+        Ok(Answer { status, body, text })
+    }
+
+    /// `POST /v1/jobs`.
+    pub async fn submit(&self, job: &JobSubmit, idempotency_key: Option<&str>) -> Result<Answer> {
+        let body = serde_json::to_value(job).context("cannot encode the job")?;
+        self.send(
+            Method::POST,
+            "/v1/jobs",
+            &[],
+            Some(&body),
+            idempotency_key,
+            true,
+        )
+        .await
+    }
+
+    /// `GET /v1/jobs?...`.
+    pub async fn list(&self, query: &ListQuery) -> Result<Answer> {
+        self.send(Method::GET, "/v1/jobs", &query.pairs(), None, None, true)
+            .await
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn get(&self, id: JobId) -> Result<Answer> {
+        self.send(
+            Method::GET,
+            &format!("/v1/jobs/{id}"),
+            &[],
+            None,
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// `POST /v1/jobs/{id}/cancel` or `/retry`.
+    pub async fn action(&self, id: JobId, action: &str) -> Result<Answer> {
+        self.send(
+            Method::POST,
+            &format!("/v1/jobs/{id}/{action}"),
+            &[],
+            None,
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// `GET /v1/agents`.
+    pub async fn agents(&self) -> Result<Answer> {
+        self.send(Method::GET, "/v1/agents", &[], None, None, true)
+            .await
+    }
+
+    /// `GET /healthz` or `/readyz` (no credentials): the status, or a transport error.
+    pub async fn probe(&self, path: &str) -> Result<(StatusCode, String)> {
+        let url = join_url(&self.base, path, &[]);
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|source| TransportError {
+                context: format!("cannot reach the controller at {}", self.base),
+                source,
+            })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Ok((status, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_prefix_and_encode_labels() {
+        let base = parse_base_url("http://127.0.0.1:8420/baton/").expect("url");
+        let q = ListQuery {
+            state: Some("queued".into()),
+            label: Some(("team".into(), "dba ops".into())),
+            limit: Some(5),
+            ..ListQuery::default()
+        };
+        let url = join_url(&base, "/v1/jobs", &q.pairs());
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8420/baton/v1/jobs?state=queued&label=team%3Ddba+ops&limit=5"
+        );
+        let plain = parse_base_url("https://ctl.example:8420").expect("url");
+        assert_eq!(
+            join_url(&plain, "/v1/jobs/7", &[]).as_str(),
+            "https://ctl.example:8420/v1/jobs/7"
+        );
+    }
+
+    #[test]
+    fn reindent_keeps_key_order_and_strings() {
+        let text = r#"{"id":7,"group":"a, b: {c}","spec":{"kind":"noop"},"args":[],"env":{ },"q":"x\\\"y","n":[1,2]}"#;
+        let pretty = reindent(text);
+        assert_eq!(
+            pretty,
+            "{\n  \"id\": 7,\n  \"group\": \"a, b: {c}\",\n  \"spec\": {\n    \"kind\": \"noop\"\n  },\n  \"args\": [],\n  \"env\": {},\n  \"q\": \"x\\\\\\\"y\",\n  \"n\": [\n    1,\n    2\n  ]\n}"
+        );
+        let a: Value = serde_json::from_str(text).expect("json");
+        let b: Value = serde_json::from_str(&pretty).expect("pretty json");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_urls_are_usage_errors() {
+        for raw in ["ftp://x", "not a url", "unix:/tmp/sock"] {
+            let err = parse_base_url(raw).expect_err(raw);
+            assert!(err.is::<UsageError>(), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn api_error_message_names_the_field() {
+        let e = ApiError::from_response(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":{"code":"bad_request","message":"priority out of range","field":"priority"}}"#,
+        );
+        assert_eq!(e.to_string(), "priority out of range (field: priority)");
+        assert!(!e.is_transient());
+        let e = ApiError::from_response(StatusCode::SERVICE_UNAVAILABLE, "upstream down");
+        assert_eq!(e.to_string(), "HTTP 503 Service Unavailable: upstream down");
+        assert!(e.is_transient());
+    }
+}

@@ -1,0 +1,530 @@
+//! Building a [`JobSubmit`]: from flags, or from a JSON/TOML job file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use baton_proto::{
+    CommandSpec, DumpSpec, JobKind, JobSpec, JobState, JobSubmit, NoopSpec, RetryPolicy, SqlSpec,
+};
+use clap::Args;
+
+use crate::client::usage;
+
+/// Group used when `--group` is not given.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// `batonctl submit` flags.
+#[derive(Debug, Default, Clone, Args)]
+pub struct SubmitArgs {
+    /// Read the whole job (a JobSubmit) from a .json or .toml file; `-` reads JSON on stdin.
+    /// Common flags (--group, --priority, --max-attempts, --timeout, --lease-ttl, --label)
+    /// override the file.
+    #[arg(short = 'f', long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Worker group that runs the job [default: default].
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// Job kind: command, noop, sql, dump (procedure only through --file) [default: command].
+    #[arg(long, value_name = "KIND", value_parser = parse_kind, conflicts_with = "file")]
+    pub kind: Option<JobKind>,
+    /// Program to run (command jobs); its arguments follow `--`.
+    #[arg(long, value_name = "P", conflicts_with = "file")]
+    pub program: Option<String>,
+    /// Program arguments (command jobs), after `--`.
+    #[arg(last = true, value_name = "ARGS", conflicts_with = "file")]
+    pub args: Vec<String>,
+    /// Environment variable for the program (command jobs), repeatable.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value, conflicts_with = "file")]
+    pub env: Vec<(String, String)>,
+    /// Working directory on the agent host (command jobs).
+    #[arg(long, value_name = "DIR", conflicts_with = "file")]
+    pub workdir: Option<String>,
+    /// How long a noop job waits (e.g. 2s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms, conflicts_with = "file")]
+    pub sleep: Option<u64>,
+    /// Connection name configured on the agent (sql and dump jobs).
+    #[arg(long, value_name = "C", conflicts_with = "file")]
+    pub connection: Option<String>,
+    /// SQL batch to run (sql jobs).
+    #[arg(long, value_name = "TEXT", conflicts_with = "file")]
+    pub sql: Option<String>,
+    /// Database to dump (dump jobs).
+    #[arg(long, value_name = "D", conflicts_with = "file")]
+    pub database: Option<String>,
+    /// Run the SQL batch inside a transaction with the run ledger (sql jobs).
+    #[arg(long, conflicts_with = "file")]
+    pub exactly_once: bool,
+    /// Priority; higher runs first [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Attempts allowed in total (1 = no retry) [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Execution timeout, measured by the agent (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub timeout: Option<u64>,
+    /// Lease TTL (e.g. 15s; floor 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub lease_ttl: Option<u64>,
+    /// Label for filtering, repeatable.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Make the submission idempotent: the same key and body return the same job.
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+    /// Wait until the job is finished, print it, and exit 0 only if it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long (exit 1); with --wait.
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = parse_duration_ms)]
+    pub wait_timeout: Option<u64>,
+}
+
+/// Parse `k=v` (the value may hold `=`; the key may not be empty).
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        Some(_) => Err(format!("`{s}`: the key before `=` is empty")),
+        None => Err(format!("`{s}`: expected KEY=VALUE")),
+    }
+}
+
+/// Parse a human duration (`30s`, `1m30s`, `500ms`) into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}`: {e} (examples: 500ms, 30s, 5m, 1h)"))?;
+    u64::try_from(d.as_millis()).map_err(|_| format!("`{s}`: too long"))
+}
+
+/// Parse a job kind name.
+pub fn parse_kind(s: &str) -> Result<JobKind, String> {
+    JobKind::parse(s.trim()).ok_or_else(|| {
+        let all: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown kind `{s}` (expected one of: {})", all.join(", "))
+    })
+}
+
+/// Parse a job state name.
+pub fn parse_state(s: &str) -> Result<JobState, String> {
+    JobState::parse(s.trim()).ok_or_else(|| {
+        let all: Vec<&str> = JobState::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown state `{s}` (expected one of: {})", all.join(", "))
+    })
+}
+
+fn procedure_needs_file() -> anyhow::Error {
+    usage("procedure jobs can only be submitted with --file (a JSON or TOML JobSubmit)")
+}
+
+/// Collect `k=v` pairs into a map, refusing a key given twice.
+pub fn to_map(pairs: &[(String, String)], what: &str) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for (k, v) in pairs {
+        if map.insert(k.clone(), v.clone()).is_some() {
+            return Err(usage(format!("{what} `{k}` given twice")));
+        }
+    }
+    Ok(map)
+}
+
+impl SubmitArgs {
+    /// The flags that only make sense for some kinds, with whether each was given.
+    fn kind_flags(&self) -> [(&'static str, bool, &'static [JobKind]); 9] {
+        use JobKind::*;
+        [
+            ("--program", self.program.is_some(), &[Command]),
+            ("arguments after --", !self.args.is_empty(), &[Command]),
+            ("--env", !self.env.is_empty(), &[Command]),
+            ("--workdir", self.workdir.is_some(), &[Command]),
+            ("--sleep", self.sleep.is_some(), &[Noop]),
+            ("--connection", self.connection.is_some(), &[Sql, Dump]),
+            ("--sql", self.sql.is_some(), &[Sql]),
+            ("--exactly-once", self.exactly_once, &[Sql]),
+            ("--database", self.database.is_some(), &[Dump]),
+        ]
+    }
+
+    /// The spec described by the kind flags.
+    fn spec_from_flags(&self) -> Result<JobSpec> {
+        let kind = self.kind.unwrap_or(JobKind::Command);
+        if kind == JobKind::Procedure {
+            return Err(procedure_needs_file());
+        }
+        for (flag, given, kinds) in self.kind_flags() {
+            if given && !kinds.contains(&kind) {
+                return Err(usage(format!("{flag} does not apply to {kind} jobs")));
+            }
+        }
+        let required = |v: &Option<String>, flag: &str| -> Result<String> {
+            v.clone()
+                .ok_or_else(|| usage(format!("{flag} is required for {kind} jobs")))
+        };
+        Ok(match kind {
+            JobKind::Command => JobSpec::Command(CommandSpec {
+                program: required(&self.program, "--program")?,
+                args: self.args.clone(),
+                env: to_map(&self.env, "environment variable")?,
+                working_dir: self.workdir.clone(),
+            }),
+            JobKind::Noop => JobSpec::Noop(NoopSpec {
+                sleep_ms: self.sleep.unwrap_or(0),
+            }),
+            JobKind::Sql => JobSpec::Sql(SqlSpec {
+                connection: required(&self.connection, "--connection")?,
+                sql: required(&self.sql, "--sql")?,
+                exactly_once: self.exactly_once,
+            }),
+            JobKind::Dump => JobSpec::Dump(DumpSpec {
+                connection: required(&self.connection, "--connection")?,
+                database: required(&self.database, "--database")?,
+            }),
+            JobKind::Procedure => return Err(procedure_needs_file()),
+        })
+    }
+
+    /// Apply the common flags on top of `job`.
+    fn apply_common(&self, job: &mut JobSubmit) -> Result<()> {
+        if let Some(g) = &self.group {
+            job.group = g.clone();
+        }
+        if let Some(p) = self.priority {
+            job.priority = p;
+        }
+        if let Some(n) = self.max_attempts {
+            if n == 0 {
+                return Err(usage("--max-attempts must be at least 1"));
+            }
+            job.retry.max_attempts = n;
+        }
+        if let Some(t) = self.timeout {
+            job.timeout_ms = Some(t);
+        }
+        if let Some(t) = self.lease_ttl {
+            job.lease_ttl_ms = Some(t);
+        }
+        for (k, v) in to_map(&self.labels, "label")? {
+            job.labels.insert(k, v);
+        }
+        Ok(())
+    }
+
+    /// The job to submit: from `--file` (read through `stdin` for `-`) or from the flags.
+    pub fn build(&self, stdin: &mut dyn std::io::Read) -> Result<JobSubmit> {
+        let mut job = match &self.file {
+            Some(path) => read_job_file(path, stdin)?,
+            None => JobSubmit {
+                group: DEFAULT_GROUP.to_owned(),
+                spec: self.spec_from_flags()?,
+                priority: 0,
+                retry: RetryPolicy::default(),
+                timeout_ms: None,
+                lease_ttl_ms: None,
+                labels: BTreeMap::new(),
+            },
+        };
+        self.apply_common(&mut job)?;
+        Ok(job)
+    }
+}
+
+/// Read a JobSubmit from `path`: TOML for `.toml`, JSON for `.json` and for `-` (stdin).
+pub fn read_job_file(path: &Path, stdin: &mut dyn std::io::Read) -> Result<JobSubmit> {
+    let shown = path.display().to_string();
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        stdin
+            .read_to_string(&mut text)
+            .map_err(|e| usage(format!("cannot read the job from stdin: {e}")))?;
+        return parse_job_json("<stdin>", &text);
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let parse: fn(&str, &str) -> Result<JobSubmit> = match ext.as_deref() {
+        Some("json") => parse_job_json,
+        Some("toml") => parse_job_toml,
+        _ => {
+            return Err(usage(format!(
+                "job file {shown}: unknown extension (use .json or .toml, or - for JSON on stdin)"
+            )));
+        }
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read job file {shown}: {e}")))?;
+    parse(&shown, &text)
+}
+
+/// Parse a JSON JobSubmit, naming the field at fault.
+pub fn parse_job_json(name: &str, text: &str) -> Result<JobSubmit> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, JobSubmit>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            usage(format!("job file {name}: {inner}"))
+        } else {
+            usage(format!("job file {name}: {path}: {inner}"))
+        }
+    })
+}
+
+/// Parse a TOML JobSubmit, naming the line and key at fault.
+pub fn parse_job_toml(name: &str, text: &str) -> Result<JobSubmit> {
+    baton_proto::config::parse_toml::<JobSubmit>(name, text).map_err(|e| {
+        let mut msg = format!("job file {name}");
+        if let Some(line) = e.line {
+            msg.push_str(&format!(", line {line}"));
+        }
+        if !e.key.is_empty() {
+            msg.push_str(&format!(", key `{}`", e.key));
+        }
+        msg.push_str(": ");
+        msg.push_str(e.message.trim());
+        usage(msg)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::UsageError;
+    use baton_proto::{ParamValue, ProcedureSpec};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        s: SubmitArgs,
+    }
+
+    fn args(argv: &[&str]) -> SubmitArgs {
+        let mut full = vec!["submit"];
+        full.extend_from_slice(argv);
+        T::try_parse_from(full).expect("parse").s
+    }
+
+    fn build(argv: &[&str]) -> Result<JobSubmit> {
+        args(argv).build(&mut std::io::empty())
+    }
+
+    #[test]
+    fn key_value_pairs() {
+        assert_eq!(
+            parse_key_value("team=dba"),
+            Ok(("team".into(), "dba".into()))
+        );
+        assert_eq!(parse_key_value("URL=a=b"), Ok(("URL".into(), "a=b".into())));
+        assert_eq!(parse_key_value("EMPTY="), Ok(("EMPTY".into(), "".into())));
+        let err = parse_key_value("novalue").expect_err("no =");
+        assert!(err.contains("KEY=VALUE"), "{err}");
+        assert!(parse_key_value("=v").is_err());
+        // clap turns the parser error into a usage error.
+        assert!(T::try_parse_from(["submit", "--label", "oops"]).is_err());
+        assert!(T::try_parse_from(["submit", "--program", "x", "--env", "A"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert!(parse_duration_ms("30").is_err());
+        assert!(parse_duration_ms("soon").is_err());
+    }
+
+    #[test]
+    fn command_from_flags() {
+        let job = build(&[
+            "--program",
+            "/bin/echo",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--workdir",
+            "/tmp",
+            "--priority",
+            "-5",
+            "--max-attempts",
+            "1",
+            "--timeout",
+            "30s",
+            "--lease-ttl",
+            "15s",
+            "--label",
+            "team=dba",
+            "--",
+            "hello",
+            "--not-a-flag",
+            "world",
+        ])
+        .expect("build");
+        assert_eq!(job.group, "default");
+        assert_eq!(job.priority, -5);
+        assert_eq!(job.retry.max_attempts, 1);
+        assert_eq!(
+            job.retry.initial_backoff_ms,
+            RetryPolicy::default().initial_backoff_ms
+        );
+        assert_eq!(job.timeout_ms, Some(30_000));
+        assert_eq!(job.lease_ttl_ms, Some(15_000));
+        assert_eq!(job.labels.get("team").map(String::as_str), Some("dba"));
+        let JobSpec::Command(c) = job.spec else {
+            panic!("not a command: {:?}", job.spec)
+        };
+        assert_eq!(c.program, "/bin/echo");
+        assert_eq!(c.args, ["hello", "--not-a-flag", "world"]);
+        assert_eq!(c.env.get("B").map(String::as_str), Some("x=y"));
+        assert_eq!(c.working_dir.as_deref(), Some("/tmp"));
+    }
+
+    #[test]
+    fn noop_sql_dump_from_flags() {
+        let job = build(&["--kind", "noop", "--sleep", "2s", "--group", "drill"]).expect("noop");
+        assert_eq!(job.group, "drill");
+        assert_eq!(job.spec, JobSpec::Noop(NoopSpec { sleep_ms: 2000 }));
+        assert_eq!(job.timeout_ms, None);
+
+        let job = build(&[
+            "--kind",
+            "sql",
+            "--connection",
+            "main",
+            "--sql",
+            "select 1",
+            "--exactly-once",
+        ])
+        .expect("sql");
+        assert_eq!(
+            job.spec,
+            JobSpec::Sql(SqlSpec {
+                connection: "main".into(),
+                sql: "select 1".into(),
+                exactly_once: true
+            })
+        );
+
+        let job = build(&[
+            "--kind",
+            "dump",
+            "--connection",
+            "main",
+            "--database",
+            "shop",
+        ])
+        .expect("dump");
+        assert_eq!(job.spec.connection(), Some("main"));
+    }
+
+    #[test]
+    fn flags_that_do_not_fit_are_usage_errors() {
+        for argv in [
+            &["--kind", "noop", "--program", "/bin/true"][..],
+            &["--kind", "noop", "--", "arg"][..],
+            &["--program", "/bin/true", "--sleep", "1s"][..],
+            &["--kind", "sql", "--connection", "main"][..],
+            &[
+                "--kind",
+                "dump",
+                "--connection",
+                "c",
+                "--sql",
+                "x",
+                "--database",
+                "d",
+            ][..],
+            &["--kind", "procedure"][..],
+            &[][..],
+            &["--kind", "noop", "--label", "a=1", "--label", "a=2"][..],
+            &["--kind", "noop", "--max-attempts", "0"][..],
+        ] {
+            let err = build(argv).expect_err(&format!("{argv:?}"));
+            assert!(err.is::<UsageError>(), "{argv:?}: {err}");
+        }
+        assert!(T::try_parse_from(["submit", "--kind", "rm"]).is_err());
+        assert!(T::try_parse_from(["submit", "-f", "x.json", "--program", "p"]).is_err());
+        assert!(T::try_parse_from(["submit", "--program", "p", "positional"]).is_err());
+    }
+
+    #[test]
+    fn toml_job_file_with_flag_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("job.toml");
+        std::fs::write(
+            &path,
+            r#"
+group = "db"
+priority = 5
+timeout_ms = 60000
+
+[retry]
+max_attempts = 4
+
+[spec]
+kind = "procedure"
+connection = "main"
+procedure = "app.nightly"
+params = [{ name = "n", value = { type = "int", value = 3 } }]
+
+[labels]
+team = "dba"
+"#,
+        )
+        .expect("write");
+        let path_s = path.to_str().expect("utf-8 path");
+        let job = build(&["-f", path_s, "--priority", "9", "--label", "env=prod"]).expect("toml");
+        assert_eq!(job.group, "db");
+        assert_eq!(job.priority, 9);
+        assert_eq!(job.timeout_ms, Some(60_000));
+        assert_eq!(job.retry.max_attempts, 4);
+        assert_eq!(job.labels.len(), 2);
+        let JobSpec::Procedure(ProcedureSpec {
+            procedure, params, ..
+        }) = &job.spec
+        else {
+            panic!("not a procedure: {:?}", job.spec)
+        };
+        assert_eq!(procedure, "app.nightly");
+        assert_eq!(params[0].value, ParamValue::Int(3));
+
+        std::fs::write(
+            &path,
+            "group = \"db\"\n[spec]\nkind = \"command\"\nprogramme = \"x\"\n",
+        )
+        .expect("write");
+        let err = build(&["-f", path_s]).expect_err("bad toml");
+        assert!(err.is::<UsageError>());
+        let msg = err.to_string();
+        assert!(msg.contains("job.toml"), "{msg}");
+        assert!(msg.contains("line"), "{msg}");
+    }
+
+    #[test]
+    fn json_job_file_and_stdin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("job.JSON");
+        let text = r#"{"group":"g","spec":{"kind":"command","program":"/bin/echo","args":["hi"]}}"#;
+        std::fs::write(&path, text).expect("write");
+        let job = read_job_file(&path, &mut std::io::empty()).expect("json");
+        assert_eq!(job.group, "g");
+        assert_eq!(job.retry, RetryPolicy::default());
+        assert!(matches!(&job.spec, JobSpec::Command(c) if c.args == ["hi"]));
+
+        let from_stdin = read_job_file(Path::new("-"), &mut text.as_bytes()).expect("stdin json");
+        assert_eq!(from_stdin, job);
+
+        let err = read_job_file(
+            Path::new("-"),
+            &mut r#"{"group":"g","spec":{"kind":"noop","sleep_ms":"x"}}"#.as_bytes(),
+        )
+        .expect_err("bad json");
+        assert!(err.to_string().contains("spec"), "{err}");
+
+        let yaml = dir.path().join("job.yaml");
+        std::fs::write(&yaml, "group: g").expect("write");
+        let err = read_job_file(&yaml, &mut std::io::empty()).expect_err("yaml");
+        assert!(err.to_string().contains("unknown extension"), "{err}");
+    }
+}
