@@ -102,10 +102,10 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
             }
         }
     }
-    if let Some(c) = s.spec.connection() {
-        if !valid_name(c) {
-            return Err(err("spec.connection", "must be a valid name"));
-        }
+    if let Some(c) = s.spec.connection()
+        && !valid_name(c)
+    {
+        return Err(err("spec.connection", "must be a valid name"));
     }
     Ok(ttl)
 }

@@ -34,7 +34,8 @@ impl Cluster {
     ) -> Result<Cluster> {
         crate::init_crypto();
         let tmp = tempfile::Builder::new().prefix("baton-e2e-").tempdir()?;
-        let controller = Controller::start(&tmp.path().join("controller"), controller_extra).await?;
+        let controller =
+            Controller::start(&tmp.path().join("controller"), controller_extra).await?;
         let api = Api::new(&controller.url());
         let mut agents = Vec::new();
         for i in 1..=n {

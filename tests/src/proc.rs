@@ -185,15 +185,15 @@ impl Controller {
         self.proc = Some(proc);
         let end = Instant::now() + Duration::from_secs(30);
         let addr: SocketAddr = loop {
-            if let Ok(s) = fs::read_to_string(&addr_file) {
-                if let Ok(a) = s.trim().parse() {
-                    break a;
-                }
+            if let Ok(s) = fs::read_to_string(&addr_file)
+                && let Ok(a) = s.trim().parse()
+            {
+                break a;
             }
-            if let Some(p) = self.proc.as_mut() {
-                if !p.running() {
-                    bail!("controller exited at start:\n{}", p.log_text());
-                }
+            if let Some(p) = self.proc.as_mut()
+                && !p.running()
+            {
+                bail!("controller exited at start:\n{}", p.log_text());
             }
             if Instant::now() > end {
                 bail!("controller did not write listen.addr");
@@ -234,10 +234,10 @@ pub async fn wait_ready(url: &str) -> Result<()> {
     let client = reqwest::Client::new();
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
         }
         if Instant::now() > end {
             bail!("{url}/readyz never answered 200");
@@ -270,9 +270,15 @@ impl AgentOpts {
             id: id.to_owned(),
             groups: vec!["default".into()],
             slots: 1,
-            allow: ["/bin/sh", "/bin/echo", "/bin/sleep", "/bin/true", "/bin/false"]
-                .map(String::from)
-                .to_vec(),
+            allow: [
+                "/bin/sh",
+                "/bin/echo",
+                "/bin/sleep",
+                "/bin/true",
+                "/bin/false",
+            ]
+            .map(String::from)
+            .to_vec(),
             extra: String::new(),
             token: AGENT_TOKEN.to_owned(),
         }

@@ -30,10 +30,10 @@ fn count_lines(path: &std::path::Path, word: &str) -> usize {
 
 async fn wait_file(path: &std::path::Path) -> String {
     for _ in 0..2000 {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.trim().is_empty() {
-                return s;
-            }
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.trim().is_empty()
+        {
+            return s;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -48,7 +48,10 @@ async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
     let job = c
         .api
         .submit(sh(
-            &format!("echo start >> {m}; sleep 3; echo end >> {m}; echo finished", m = marks.display()),
+            &format!(
+                "echo start >> {m}; sleep 3; echo end >> {m}; echo finished",
+                m = marks.display()
+            ),
             2000,
         ))
         .await
@@ -78,7 +81,10 @@ async fn a_stale_token_gets_409_and_the_old_agent_kills_its_child() {
     let pidfile = c.path("child.pid");
     let job = c
         .api
-        .submit(sh(&format!("echo $$ > {}; exec sleep 30", pidfile.display()), 15_000))
+        .submit(sh(
+            &format!("echo $$ > {}; exec sleep 30", pidfile.display()),
+            15_000,
+        ))
         .await
         .expect("submit");
     let (running, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
@@ -89,7 +95,10 @@ async fn a_stale_token_gets_409_and_the_old_agent_kills_its_child() {
     // duplicate of the agent would): the lease moves on to the other agent.
     let as_holder = c.api.as_agent(&holder);
     let r = as_holder
-        .post(&format!("/v1/jobs/{}/release", job.id), json!({"token": token}))
+        .post(
+            &format!("/v1/jobs/{}/release", job.id),
+            json!({"token": token}),
+        )
         .await
         .expect("release");
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -106,7 +115,10 @@ async fn a_stale_token_gets_409_and_the_old_agent_kills_its_child() {
             .await
             .expect("call");
         assert_eq!(r.status, 409, "{call}: {:?}", r.body);
-        assert_eq!(r.error().expect("json error").error.code, baton_proto::ErrorCode::LeaseLost);
+        assert_eq!(
+            r.error().expect("json error").error.code,
+            baton_proto::ErrorCode::LeaseLost
+        );
     }
     // The real holder learns it on its next heartbeat (TTL/3 = 5 s) and kills its child.
     for _ in 0..1000 {
@@ -116,12 +128,18 @@ async fn a_stale_token_gets_409_and_the_old_agent_kills_its_child() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!pid_alive(pid), "old child still running\n{}", c.logs());
-    assert!(c.agent(&holder).log_text().contains("Lease lost"), "{}", c.logs());
+    assert!(
+        c.agent(&holder).log_text().contains("Lease lost"),
+        "{}",
+        c.logs()
+    );
     let j = c.api.job(job.id).await.expect("job");
     assert!(j.attempts.len() >= 2);
     assert_eq!(j.attempts[0].outcome, Some(AttemptOutcome::Released));
     assert!(
-        j.attempts.iter().all(|a| a.outcome != Some(AttemptOutcome::Succeeded)),
+        j.attempts
+            .iter()
+            .all(|a| a.outcome != Some(AttemptOutcome::Succeeded)),
         "no success may be reported by the old holder"
     );
     c.api.cancel(job.id).await.expect("cancel");
@@ -135,14 +153,20 @@ async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
     let job = c
         .api
         .submit(sh(
-            &format!("echo start >> {m}; sleep 6; echo end >> {m}", m = marks.display()),
+            &format!(
+                "echo start >> {m}; sleep 6; echo end >> {m}",
+                m = marks.display()
+            ),
             2000,
         ))
         .await
         .expect("submit");
     let (_, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
     wait_file(&marks).await;
-    c.agent(&holder).proc().signal(Signal::SIGSTOP).expect("stop");
+    c.agent(&holder)
+        .proc()
+        .signal(Signal::SIGSTOP)
+        .expect("stop");
     // Past the TTL another agent takes the job.
     let taken = c
         .api
@@ -151,8 +175,14 @@ async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
         })
         .await
         .expect("takeover");
-    assert_eq!(taken.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
-    c.agent(&holder).proc().signal(Signal::SIGCONT).expect("cont");
+    assert_eq!(
+        taken.attempts[0].outcome,
+        Some(AttemptOutcome::LeaseExpired)
+    );
+    c.agent(&holder)
+        .proc()
+        .signal(Signal::SIGCONT)
+        .expect("cont");
     let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
     assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
     assert_eq!(done.attempts.len(), 2);
@@ -200,9 +230,17 @@ async fn controller_kill9_loses_nothing_and_the_outbox_delivers() {
     }
     assert!(parked, "no completion parked in the outbox\n{}", c.logs());
     c.controller.restart().await.expect("restart");
-    let done = c.api.wait_terminal(running.id, WAIT).await.expect("terminal");
+    let done = c
+        .api
+        .wait_terminal(running.id, WAIT)
+        .await
+        .expect("terminal");
     assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
-    assert_eq!(done.attempts.len(), 1, "delivered from the outbox, not re-run");
+    assert_eq!(
+        done.attempts.len(),
+        1,
+        "delivered from the outbox, not re-run"
+    );
     assert_eq!(done.result.expect("result").stdout, "survived\n");
     for id in queued {
         let j = c.api.wait_terminal(id, WAIT).await.expect("terminal");

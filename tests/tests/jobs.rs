@@ -29,7 +29,11 @@ async fn a_command_job_reports_output_and_exit_code() {
         .submit(sh("echo hello; echo oops >&2"))
         .await
         .expect("submit");
-    let bad = c.api.submit(sh("echo partial; exit 3")).await.expect("submit");
+    let bad = c
+        .api
+        .submit(sh("echo partial; exit 3"))
+        .await
+        .expect("submit");
     let ok = c.api.wait_terminal(ok.id, WAIT).await.expect("terminal");
     assert_eq!(ok.state, JobState::Succeeded, "{}", c.logs());
     let r = ok.result.expect("result");
@@ -75,7 +79,10 @@ async fn failures_retry_with_backoff_until_attempts_run_out() {
     let j = c.api.wait_terminal(j.id, WAIT).await.expect("terminal");
     assert_eq!(j.state, JobState::Failed);
     assert_eq!(j.attempts.len(), 1);
-    assert!(j.error.unwrap_or_default().contains("allow"), "error names the allow-list");
+    assert!(
+        j.error.unwrap_or_default().contains("allow"),
+        "error names the allow-list"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,10 +94,10 @@ async fn cancel_reaches_the_running_child_through_the_heartbeat() {
     let j = c.api.submit(job).await.expect("submit");
     c.api.wait_running(j.id, WAIT).await.expect("running");
     let pid: i32 = loop {
-        if let Ok(s) = std::fs::read_to_string(&pidfile) {
-            if let Ok(p) = s.trim().parse() {
-                break p;
-            }
+        if let Ok(s) = std::fs::read_to_string(&pidfile)
+            && let Ok(p) = s.trim().parse()
+        {
+            break p;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
@@ -103,7 +110,12 @@ async fn cancel_reaches_the_running_child_through_the_heartbeat() {
     // A queued job cancels at once; a terminal one is a conflict.
     let again = c
         .api
-        .raw(Method::POST, &format!("/v1/jobs/{}/cancel", j.id), None, &[])
+        .raw(
+            Method::POST,
+            &format!("/v1/jobs/{}/cancel", j.id),
+            None,
+            &[],
+        )
         .await
         .expect("cancel");
     assert_eq!(again.status, 409);
@@ -115,13 +127,23 @@ async fn idempotency_key_returns_the_same_job() {
     let body = serde_json::to_vec(&sh("echo once")).expect("json");
     let a = c
         .api
-        .raw(Method::POST, "/v1/jobs", Some(body.clone()), &[("Idempotency-Key", "nightly-42")])
+        .raw(
+            Method::POST,
+            "/v1/jobs",
+            Some(body.clone()),
+            &[("Idempotency-Key", "nightly-42")],
+        )
         .await
         .expect("first");
     assert_eq!(a.status, 201);
     let b = c
         .api
-        .raw(Method::POST, "/v1/jobs", Some(body), &[("Idempotency-Key", "nightly-42")])
+        .raw(
+            Method::POST,
+            "/v1/jobs",
+            Some(body),
+            &[("Idempotency-Key", "nightly-42")],
+        )
         .await
         .expect("second");
     assert_eq!(b.status, 200);
@@ -129,11 +151,19 @@ async fn idempotency_key_returns_the_same_job() {
     let other = serde_json::to_vec(&sh("echo twice")).expect("json");
     let c2 = c
         .api
-        .raw(Method::POST, "/v1/jobs", Some(other), &[("Idempotency-Key", "nightly-42")])
+        .raw(
+            Method::POST,
+            "/v1/jobs",
+            Some(other),
+            &[("Idempotency-Key", "nightly-42")],
+        )
         .await
         .expect("third");
     assert_eq!(c2.status, 409);
-    assert_eq!(c2.error().expect("error").error.code, ErrorCode::IdempotencyConflict);
+    assert_eq!(
+        c2.error().expect("error").error.code,
+        ErrorCode::IdempotencyConflict
+    );
     let list = c
         .api
         .raw(Method::GET, "/v1/jobs?state=queued", None, &[])
@@ -158,22 +188,38 @@ async fn bad_input_gets_a_json_error_naming_the_field() {
     assert_eq!(r.error().expect("json").error.code, ErrorCode::BadRequest);
     let r = post(br#"{"group":"default","spec":{"kind":"format_disk"}}"#.to_vec()).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.error().expect("json").error.field.as_deref(), Some("spec.kind"));
+    assert_eq!(
+        r.error().expect("json").error.field.as_deref(),
+        Some("spec.kind")
+    );
     let r = post(br#"{"group":"default","spec":{"kind":"command"}}"#.to_vec()).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.error().expect("json").error.field.as_deref(), Some("spec.program"));
+    assert_eq!(
+        r.error().expect("json").error.field.as_deref(),
+        Some("spec.program")
+    );
     let r = post(br#"{"spec":{"kind":"noop"}}"#.to_vec()).await;
-    assert_eq!(r.error().expect("json").error.field.as_deref(), Some("group"));
-    let r = post(br#"{"group":"default","spec":{"kind":"noop"},"lease_ttl_ms":500}"#.to_vec()).await;
+    assert_eq!(
+        r.error().expect("json").error.field.as_deref(),
+        Some("group")
+    );
+    let r =
+        post(br#"{"group":"default","spec":{"kind":"noop"},"lease_ttl_ms":500}"#.to_vec()).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.error().expect("json").error.field.as_deref(), Some("lease_ttl_ms"));
+    assert_eq!(
+        r.error().expect("json").error.field.as_deref(),
+        Some("lease_ttl_ms")
+    );
     let big = format!(
         r#"{{"group":"default","spec":{{"kind":"command","program":"/bin/echo","args":["{}"]}}}}"#,
         "x".repeat(2 << 20)
     );
     let r = post(big.into_bytes()).await;
     assert_eq!(r.status, 413);
-    assert_eq!(r.error().expect("json").error.code, ErrorCode::PayloadTooLarge);
+    assert_eq!(
+        r.error().expect("json").error.code,
+        ErrorCode::PayloadTooLarge
+    );
     let r = c
         .api
         .raw(Method::GET, "/v1/jobs/not-a-number", None, &[])
@@ -181,23 +227,41 @@ async fn bad_input_gets_a_json_error_naming_the_field() {
         .expect("get");
     assert_eq!(r.status, 400);
     assert_eq!(r.error().expect("json").error.field.as_deref(), Some("id"));
-    let r = c.api.raw(Method::GET, "/v1/jobs/999999", None, &[]).await.expect("get");
+    let r = c
+        .api
+        .raw(Method::GET, "/v1/jobs/999999", None, &[])
+        .await
+        .expect("get");
     assert_eq!(r.status, 404);
     assert!(r.error().is_some());
     // Authentication.
     let anon = Api::with_token(&c.api.url, "");
-    let r = anon.raw(Method::GET, "/v1/jobs", None, &[]).await.expect("anon");
+    let r = anon
+        .raw(Method::GET, "/v1/jobs", None, &[])
+        .await
+        .expect("anon");
     assert_eq!(r.status, 401);
     assert_eq!(r.error().expect("json").error.code, ErrorCode::Unauthorized);
     let wrong = Api::with_token(&c.api.url, "not-a-real-token-at-all");
-    let r = wrong.raw(Method::GET, "/v1/agents", None, &[]).await.expect("wrong");
+    let r = wrong
+        .raw(Method::GET, "/v1/agents", None, &[])
+        .await
+        .expect("wrong");
     assert_eq!(r.status, 401);
     let agent = Api::with_token(&c.api.url, baton_tests::AGENT_TOKEN);
-    let r = agent.raw(Method::GET, "/v1/jobs", None, &[]).await.expect("agent");
+    let r = agent
+        .raw(Method::GET, "/v1/jobs", None, &[])
+        .await
+        .expect("agent");
     assert_eq!(r.status, 403);
     let r = c
         .api
-        .raw(Method::POST, "/v1/jobs/1/heartbeat", Some(b"{\"token\":1}".to_vec()), &[])
+        .raw(
+            Method::POST,
+            "/v1/jobs/1/heartbeat",
+            Some(b"{\"token\":1}".to_vec()),
+            &[],
+        )
         .await
         .expect("operator on agent endpoint");
     assert_eq!(r.status, 403);
@@ -212,7 +276,10 @@ async fn sigterm_drains_then_releases_what_is_left() {
     c.api.wait_running(long.id, WAIT).await.expect("running");
     let agent = c.agent("agent-1");
     agent.proc().signal(Signal::SIGTERM).expect("term");
-    let code = agent.proc().wait_exit(Duration::from_secs(30)).expect("exit");
+    let code = agent
+        .proc()
+        .wait_exit(Duration::from_secs(30))
+        .expect("exit");
     assert_eq!(code, Some(0), "{}", agent.log_text());
     let j = c.api.job(long.id).await.expect("job");
     assert_eq!(j.state, JobState::Queued, "released, back in the queue");
@@ -223,11 +290,18 @@ async fn sigterm_drains_then_releases_what_is_left() {
     // A job that fits in the grace period finishes and is reported.
     let agent = c.agent("agent-1");
     agent.restart().expect("restart");
-    let short = c.api.submit(sh("sleep 1; echo drained")).await.expect("submit");
+    let short = c
+        .api
+        .submit(sh("sleep 1; echo drained"))
+        .await
+        .expect("submit");
     c.api.wait_running(short.id, WAIT).await.expect("running");
     let agent = c.agent("agent-1");
     agent.proc().signal(Signal::SIGTERM).expect("term");
-    let code = agent.proc().wait_exit(Duration::from_secs(30)).expect("exit");
+    let code = agent
+        .proc()
+        .wait_exit(Duration::from_secs(30))
+        .expect("exit");
     assert_eq!(code, Some(0));
     let j = c.api.job(short.id).await.expect("job");
     assert_eq!(j.state, JobState::Succeeded, "{}", c.logs());
@@ -261,5 +335,8 @@ fn validate_names_file_key_and_line_and_exits_78() {
         .expect("run");
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("controller.toml, line 1, key `poll_hold`"), "{err}");
+    assert!(
+        err.contains("controller.toml, line 1, key `poll_hold`"),
+        "{err}"
+    );
 }

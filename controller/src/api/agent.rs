@@ -172,15 +172,7 @@ pub async fn complete(
 ) -> Result<Json<CompleteResponse>, ApiError> {
     let (state, duplicate, group) = s
         .store
-        .complete(
-            job_id,
-            &caller.id,
-            req.token,
-            req.completion,
-            &req.result,
-            req.error.as_deref(),
-            now_ms(),
-        )
+        .complete(job_id, &caller.id, &req, now_ms())
         .await
         .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "complete", e))?;
     if state == baton_proto::JobState::Queued {

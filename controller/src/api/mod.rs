@@ -232,9 +232,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             field = join(&field, name);
         } else if let Some(name) = between(&msg, "unknown field `", "`") {
             field = join(&field, name);
-        } else if msg.starts_with("unknown variant") && field.ends_with("spec") {
-            field = join(&field, "kind");
-        } else if msg.contains("missing field `kind`") {
+        } else if (msg.starts_with("unknown variant") && field.ends_with("spec"))
+            || msg.contains("missing field `kind`")
+        {
             field = join(&field, "kind");
         }
         ApiError::bad_request(msg, (!field.is_empty()).then_some(field))

@@ -86,18 +86,18 @@ pub async fn list(
             ApiError::bad_request(format!("unknown state `{v}`"), Some("state".into()))
         })?),
     };
-    if let Some(k) = q.kind.as_deref() {
-        if baton_proto::JobKind::parse(k).is_none() {
-            return Err(ApiError::bad_request(
-                format!("unknown kind `{k}`"),
-                Some("kind".into()),
-            ));
-        }
+    if let Some(k) = q.kind.as_deref()
+        && baton_proto::JobKind::parse(k).is_none()
+    {
+        return Err(ApiError::bad_request(
+            format!("unknown kind `{k}`"),
+            Some("kind".into()),
+        ));
     }
-    if let Some(g) = q.group.as_deref() {
-        if !valid_name(g) {
-            return Err(ApiError::bad_request("invalid group", Some("group".into())));
-        }
+    if let Some(g) = q.group.as_deref()
+        && !valid_name(g)
+    {
+        return Err(ApiError::bad_request("invalid group", Some("group".into())));
     }
     let label = match q.label.as_deref() {
         None => None,

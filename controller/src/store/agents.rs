@@ -122,15 +122,14 @@ impl Store {
                 "no online agent of group `{group}` runs `{kind}` jobs"
             )));
         }
-        if let Some(c) = connection {
-            if !with_kind
+        if let Some(c) = connection
+            && !with_kind
                 .iter()
                 .any(|a| a.capabilities.connections.iter().any(|x| x.name == c))
-            {
-                return Ok(Some(format!(
-                    "no online agent of group `{group}` has connection `{c}`"
-                )));
-            }
+        {
+            return Ok(Some(format!(
+                "no online agent of group `{group}` has connection `{c}`"
+            )));
         }
         Ok(None)
     }

@@ -8,8 +8,8 @@
 //! - expiry ends overdue attempts as `lease_expired` and requeues or fails the job.
 
 use baton_proto::{
-    AttemptOutcome, Completion, FencingToken, Grant, JobId, JobKind, JobResult, JobSpec, JobState,
-    Progress, RetryOn, RetryPolicy,
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
+    JobState, Progress, RetryOn, RetryPolicy,
 };
 use sqlx::{Sqlite, Transaction};
 
@@ -219,12 +219,11 @@ impl Store {
         &self,
         job_id: JobId,
         agent_id: &str,
-        token: FencingToken,
-        completion: Completion,
-        result: &JobResult,
-        error: Option<&str>,
+        req: &CompleteRequest,
         now: i64,
     ) -> Result<(JobState, bool, String)> {
+        let (token, completion, result, error) =
+            (req.token, req.completion, &req.result, req.error.as_deref());
         let outcome = match completion {
             Completion::Succeeded => AttemptOutcome::Succeeded,
             Completion::Failed { .. } => AttemptOutcome::Failed,
@@ -243,17 +242,17 @@ impl Store {
                 .bind(token)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if let Some((holder, Some(o))) = prior {
-                    if holder == agent_id && o == outcome.as_str() {
-                        let state: String =
-                            sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-                                .bind(job_id)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                        let state = JobState::parse(&state)
-                            .ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
-                        return Ok((state, true, String::new()));
-                    }
+                if let Some((holder, Some(o))) = prior
+                    && holder == agent_id
+                    && o == outcome.as_str()
+                {
+                    let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+                        .bind(job_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let state = JobState::parse(&state)
+                        .ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
+                    return Ok((state, true, String::new()));
                 }
                 return Err(Error::LeaseLost(why));
             }

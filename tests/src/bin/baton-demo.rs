@@ -95,7 +95,10 @@ async fn main() -> Result<()> {
     )
     .await?;
     let url = controller.url();
-    println!("    controller  {url}  (state in {})", dir.join("controller").display());
+    println!(
+        "    controller  {url}  (state in {})",
+        dir.join("controller").display()
+    );
     let api = Api::with_token(&url, &operator_token);
     let mut agents = Vec::new();
     for i in 1..=3 {
@@ -143,7 +146,10 @@ async fn main() -> Result<()> {
     let killed_at = chrono::Utc::now();
     let killed_instant = Instant::now();
     agents[idx].proc().kill9();
-    println!("    SIGKILL {holder} at {}", killed_at.format("%H:%M:%S%.3f"));
+    println!(
+        "    SIGKILL {holder} at {}",
+        killed_at.format("%H:%M:%S%.3f")
+    );
     let taken = loop {
         let j = api.job(relay.id).await?;
         if j.attempts.len() >= 2 {
@@ -184,7 +190,10 @@ async fn main() -> Result<()> {
         takeover_ms, args.ttl_ms, all_ok
     );
     if !(all_ok && shape_ok) {
-        bail!("the demo did not go as expected; logs are in {}", dir.display());
+        bail!(
+            "the demo did not go as expected; logs are in {}",
+            dir.display()
+        );
     }
 
     let ctl = bin_dir().join("batonctl");
@@ -234,10 +243,10 @@ fn shutdown(controller: &mut Controller, agents: &mut [Agent]) {
 async fn wait_online(api: &Api, n: usize) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
-        if let Ok(l) = api.agents().await {
-            if l.agents.iter().filter(|a| a.online).count() >= n {
-                return Ok(());
-            }
+        if let Ok(l) = api.agents().await
+            && l.agents.iter().filter(|a| a.online).count() >= n
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::store::jobs::NewJob;
 use crate::store::testutil::store;
-use baton_proto::{JobSubmit, NoopSpec};
+use baton_proto::{JobResult, JobSubmit, NoopSpec};
 
 fn job(max_attempts: u32, ttl: u64) -> NewJob {
     NewJob {
@@ -22,6 +22,15 @@ fn job(max_attempts: u32, ttl: u64) -> NewJob {
         lease_ttl_ms: ttl,
         idempotency_key: None,
         request_hash: "h".into(),
+    }
+}
+
+fn creq(token: FencingToken, completion: Completion, error: Option<&str>) -> CompleteRequest {
+    CompleteRequest {
+        token,
+        completion,
+        result: JobResult::default(),
+        error: error.map(str::to_owned),
     }
 }
 
@@ -91,17 +100,9 @@ async fn grant_once_tokens_increase_and_expiry_requeues() {
     for r in [
         s.heartbeat(id, "a1", 1, None, "", 3700).await.map(|_| ()),
         s.release(id, "a1", 1, "", 3700).await.map(|_| ()),
-        s.complete(
-            id,
-            "a1",
-            1,
-            Completion::Succeeded,
-            &JobResult::default(),
-            None,
-            3700,
-        )
-        .await
-        .map(|_| ()),
+        s.complete(id, "a1", &creq(1, Completion::Succeeded, None), 3700)
+            .await
+            .map(|_| ()),
     ] {
         assert!(matches!(r, Err(Error::LeaseLost(_))), "{r:?}");
     }
@@ -111,29 +112,13 @@ async fn grant_once_tokens_increase_and_expiry_requeues() {
         Err(Error::LeaseLost(_))
     ));
     let (state, dup, _) = s
-        .complete(
-            id,
-            "a2",
-            2,
-            Completion::Succeeded,
-            &JobResult::default(),
-            None,
-            3800,
-        )
+        .complete(id, "a2", &creq(2, Completion::Succeeded, None), 3800)
         .await
         .expect("complete");
     assert_eq!((state, dup), (JobState::Succeeded, false));
     // Redelivery of the same completion is recognised, not applied twice.
     let (state, dup, _) = s
-        .complete(
-            id,
-            "a2",
-            2,
-            Completion::Succeeded,
-            &JobResult::default(),
-            None,
-            3900,
-        )
+        .complete(id, "a2", &creq(2, Completion::Succeeded, None), 3900)
         .await
         .expect("redeliver");
     assert_eq!((state, dup), (JobState::Succeeded, true));
@@ -184,10 +169,7 @@ async fn attempts_exhausted_fail_and_release_spends_nothing() {
         .complete(
             id,
             "a1",
-            t,
-            Completion::Failed { retryable: true },
-            &JobResult::default(),
-            Some("boom"),
+            &creq(t, Completion::Failed { retryable: true }, Some("boom")),
             30,
         )
         .await
@@ -202,10 +184,7 @@ async fn attempts_exhausted_fail_and_release_spends_nothing() {
         .complete(
             id,
             "a1",
-            t,
-            Completion::Failed { retryable: true },
-            &JobResult::default(),
-            Some("boom"),
+            &creq(t, Completion::Failed { retryable: true }, Some("boom")),
             1010,
         )
         .await
@@ -230,15 +209,7 @@ async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat() {
     let (_, cancel) = s.heartbeat(id, "a1", 1, None, "", 10).await.expect("hb");
     assert!(cancel);
     let (st, _, _) = s
-        .complete(
-            id,
-            "a1",
-            1,
-            Completion::Cancelled,
-            &JobResult::default(),
-            None,
-            20,
-        )
+        .complete(id, "a1", &creq(1, Completion::Cancelled, None), 20)
         .await
         .expect("complete");
     assert_eq!(st, JobState::Cancelled);
@@ -251,10 +222,7 @@ async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat() {
         .complete(
             id,
             "a1",
-            1,
-            Completion::Failed { retryable: false },
-            &JobResult::default(),
-            Some("bad"),
+            &creq(1, Completion::Failed { retryable: false }, Some("bad")),
             50,
         )
         .await
