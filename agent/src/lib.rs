@@ -1,1 +1,52 @@
-//! placeholder
+//! The Baton agent: long-polls the controller for jobs, holds each job's lease
+//! (renewing it, and fencing the work on its own clock when it is lost), runs
+//! the job next to the database, and reports the result durably.
+//!
+//! The binary (`main.rs`) is a thin shell over this library, so tests drive the
+//! same code.
+//!
+//! Layers, top to bottom: [`transport`] (the only module that speaks HTTP) →
+//! [`lease`] keeper and [`runner`] → [`executor`]s (no HTTP types). Completions
+//! go through the [`outbox`] before they are sent by [`delivery`].
+//!
+//! # Layout
+//! - [`cli`]: command line (`run`, `validate`, `--version`, flags).
+//! - [`config`]: layered config (defaults → TOML → `BATON_*` env → flags), validated at start.
+//! - [`logging`]: tracing subscriber on stderr.
+//! - [`shutdown`]: SIGTERM / Ctrl-C into one cancellation token; a second signal exits.
+//! - [`agent`]: wiring, start, graceful shutdown.
+//! - [`poller`]: the poll loop (polls only while a slot is free, backs off on errors).
+//! - [`runner`]: one job task from grant to delivered completion (or release).
+//! - [`lease`]: the lease keeper: heartbeats, deadline, self-fencing.
+//! - [`transport`]: typed HTTP calls to the controller (poll, heartbeat, complete, release).
+//! - [`outbox`]: durable completion files under `<state_dir>/outbox/`.
+//! - [`delivery`]: sending outbox files, with retry and backoff.
+//! - [`backoff`]: exponential delays with jitter.
+//! - [`executor`]: the executor trait, cancel-with-reason, progress; kinds
+//!   [`executor::command`] and [`executor::noop`].
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod executor;
+pub mod lease;
+pub mod logging;
+pub mod outbox;
+pub mod poller;
+pub mod runner;
+pub mod shutdown;
+pub mod transport;
+
+#[cfg(all(test, unix))]
+mod fake_controller;
+
+#[cfg(all(test, unix))]
+mod agent_tests;
+
+/// Install aws-lc-rs as the process-wide rustls provider (ignored when one is set).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

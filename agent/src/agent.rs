@@ -1,0 +1,182 @@
+//! The agent as a whole: wiring, start, and graceful shutdown.
+//!
+//! Start: deliver completions left in the outbox (in the background), then
+//! poll. Shutdown (the token fires): stop polling, let running jobs finish
+//! within `shutdown_grace` and deliver their completions, then stop and
+//! release the jobs still running, flush the outbox once, and return.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_proto::Capabilities;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::delivery;
+use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
+use crate::executor::noop::NoopExecutor;
+use crate::executor::{Executor, Executors};
+use crate::outbox::{self, Outbox};
+use crate::poller::{self, PollSettings};
+use crate::runner::{Registry, Shared};
+use crate::transport::{self, Transport};
+
+/// How long stopped jobs get to die and be released after the grace.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The controller client could not be built.
+    #[error(transparent)]
+    Transport(#[from] transport::Error),
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] outbox::Error),
+}
+
+/// A configured agent, ready to run.
+#[derive(Debug)]
+pub struct Agent {
+    config: Config,
+    shared: Arc<Shared>,
+    groups: ProcessGroups,
+    settings: PollSettings,
+}
+
+impl Agent {
+    /// Build the agent from a validated config (the state dir must exist).
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let command = CommandExecutor::new(CommandSettings::from_config(&config.command));
+        Self::with_command_executor(config, command)
+    }
+
+    /// Build the agent with a given command executor (tests tune its settings).
+    pub fn with_command_executor(config: Config, command: CommandExecutor) -> Result<Self, Error> {
+        let transport = Transport::new(&config.controller_url, &config.agent_id, &config.token)?;
+        let outbox = Outbox::open(&config.state_dir)?;
+        let groups = command.process_groups();
+        let list: Vec<Box<dyn Executor>> = vec![Box::new(command), Box::new(NoopExecutor)];
+        let executors = Executors::new(list);
+        let settings = PollSettings {
+            groups: config.groups.clone(),
+            wait: config.poll_wait,
+            capabilities: Capabilities {
+                kinds: executors.kinds(),
+                // Database connections are configured but not advertised until
+                // their executors exist.
+                connections: Vec::new(),
+            },
+        };
+        let shared = Arc::new(Shared {
+            transport: Arc::new(transport),
+            outbox,
+            executors,
+            registry: Registry::default(),
+            log_tail_bytes: config.command.log_tail_bytes,
+        });
+        Ok(Agent {
+            config,
+            shared,
+            groups,
+            settings,
+        })
+    }
+
+    /// Process groups of running commands (a forced exit kills them).
+    pub fn process_groups(&self) -> ProcessGroups {
+        self.groups.clone()
+    }
+
+    /// Run until `shutdown` fires, then shut down gracefully.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let cfg = &self.config;
+        let kinds: Vec<&str> = self
+            .settings
+            .capabilities
+            .kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        let kinds = kinds.join(",");
+        info!(
+            agent_id = %cfg.agent_id,
+            groups = %cfg.groups.join(","),
+            slots = cfg.slots,
+            controller = %cfg.controller_url,
+            kinds = %kinds,
+            "Agent started"
+        );
+        for (name, conn) in &cfg.connections {
+            warn!(connection = %name, kind = %conn.kind, "Database executors are not built yet; connection not advertised");
+        }
+        let shared = &self.shared;
+        let drain_stop = CancellationToken::new();
+        let drain = tokio::spawn(delivery::drain(
+            shared.transport.clone(),
+            shared.outbox.clone(),
+            drain_stop.clone(),
+        ));
+
+        let slots = Arc::new(Semaphore::new(cfg.slots as usize));
+        let mut jobs = JoinSet::new();
+        poller::run(shared, &self.settings, &slots, &mut jobs, &shutdown).await;
+
+        poller::reap(&mut jobs);
+        info!(
+            running = jobs.len(),
+            grace_ms = u64::try_from(cfg.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
+            "Shutting down: polling stopped, waiting for running jobs"
+        );
+        let in_grace = wait_for(&mut jobs, Instant::now() + cfg.shutdown_grace).await;
+        if !in_grace {
+            info!(
+                left = jobs.len(),
+                "Shutdown grace over: stopping and releasing the jobs still running"
+            );
+            shared.registry.stop_all();
+            if !wait_for(&mut jobs, Instant::now() + STOP_TIMEOUT).await {
+                warn!(
+                    left = jobs.len(),
+                    "Jobs did not stop in time; aborting them"
+                );
+                jobs.abort_all();
+                while jobs.join_next().await.is_some() {}
+            }
+        }
+        drain_stop.cancel();
+        let _ = drain.await;
+        match delivery::flush_once(&shared.transport, &shared.outbox).await {
+            Ok(0) => info!("Agent stopped"),
+            Ok(kept) => warn!(
+                kept,
+                "Agent stopped; completions left in the outbox for the next start"
+            ),
+            Err(e) => warn!(error = %e, "Agent stopped; the outbox could not be flushed"),
+        }
+    }
+}
+
+/// Wait for every job task until `deadline`; true when all ended.
+async fn wait_for(jobs: &mut JoinSet<()>, deadline: Instant) -> bool {
+    loop {
+        poller::reap(jobs);
+        if jobs.is_empty() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return false,
+            done = jobs.join_next() => {
+                if let Some(Err(e)) = done
+                    && e.is_panic()
+                {
+                    error!(error = %e, "A job task panicked");
+                }
+            }
+        }
+    }
+}

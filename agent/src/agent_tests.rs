@@ -1,0 +1,364 @@
+//! The whole agent against the fake controller: real HTTP, real processes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_proto::{
+    CommandSpec, CompleteRequest, Completion, Grant, JobKind, JobResult, JobSpec, NoopSpec,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Agent;
+use crate::config::{CommandConfig, Config, Secret};
+use crate::executor::command::{CommandExecutor, CommandSettings};
+use crate::fake_controller::{Fake, Heartbeat};
+use crate::outbox::{Entry, Outbox};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+struct Running {
+    fake: Fake,
+    state: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    fn outbox_files(&self) -> Vec<PathBuf> {
+        Outbox::open(self.state.path())
+            .expect("outbox")
+            .pending()
+            .expect("list")
+    }
+
+    async fn stop(self) -> (Fake, tempfile::TempDir) {
+        self.shutdown.cancel();
+        tokio::time::timeout(LIMIT, self.task)
+            .await
+            .expect("agent stops")
+            .expect("no panic");
+        (self.fake, self.state)
+    }
+}
+
+fn config(url: &str, state: &Path, grace: Duration) -> Config {
+    Config {
+        config_file: None,
+        agent_id: "a1".into(),
+        controller_url: url.into(),
+        token: Secret::new("agent-token"),
+        groups: vec!["g".into()],
+        slots: 2,
+        state_dir: state.to_path_buf(),
+        poll_wait: Duration::from_millis(200),
+        shutdown_grace: grace,
+        log_level: "info".into(),
+        command: CommandConfig {
+            allow: vec!["sh".into()],
+            ..CommandConfig::default()
+        },
+        connections: BTreeMap::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// Start the agent against a fresh fake, with `grants` queued and `prepare`
+/// run on the state dir first.
+async fn start(grants: Vec<Grant>, grace: Duration, prepare: impl FnOnce(&Path)) -> Running {
+    let fake = Fake::start().await;
+    fake.script().grants.extend(grants);
+    let state = tempfile::tempdir().expect("tempdir");
+    prepare(state.path());
+    let cfg = config(&fake.url, state.path(), grace);
+    let mut settings = CommandSettings::from_config(&cfg.command);
+    settings.term_grace = Duration::from_millis(300);
+    let agent = Agent::with_command_executor(cfg, CommandExecutor::new(settings)).expect("agent");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(agent.run(shutdown.clone()));
+    Running {
+        fake,
+        state,
+        shutdown,
+        task,
+    }
+}
+
+fn grant(job_id: i64, ttl_ms: u64, spec: JobSpec) -> Grant {
+    Grant {
+        job_id,
+        attempt: 1,
+        token: 10 + job_id,
+        lease_ttl_ms: ttl_ms,
+        held_ms: 0,
+        timeout_ms: None,
+        group: "g".into(),
+        spec,
+    }
+}
+
+fn sh(script: &str) -> JobSpec {
+    JobSpec::Command(CommandSpec {
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        env: BTreeMap::new(),
+        working_dir: None,
+    })
+}
+
+fn noop(sleep_ms: u64) -> JobSpec {
+    JobSpec::Noop(NoopSpec { sleep_ms })
+}
+
+async fn read_pid(path: &Path) -> i32 {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no pid in {}", path.display());
+}
+
+async fn gone(pid: i32) -> bool {
+    for _ in 0..300 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        if stat.is_empty() || state.starts_with('Z') {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn runs_a_job_and_delivers_its_completion() {
+    let agent = start(vec![grant(1, 5_000, sh("echo hi"))], LIMIT, |_| {}).await;
+    let fake = agent.fake.clone();
+    assert!(fake.until(LIMIT, |s| !s.completes.is_empty()).await);
+    {
+        let s = fake.script();
+        let (job_id, req) = &s.completes[0];
+        assert_eq!((*job_id, req.token), (1, 11));
+        assert_eq!(req.completion, Completion::Succeeded);
+        assert_eq!(req.result.stdout, "hi\n");
+        let poll = &s.polls[0];
+        assert_eq!(poll.groups, ["g"]);
+        assert_eq!(poll.free_slots, 2);
+        assert_eq!(poll.capabilities.kinds, [JobKind::Command, JobKind::Noop]);
+        assert!(poll.capabilities.connections.is_empty());
+        assert_eq!(poll.wait_ms, Some(200));
+        let auth = s.last_auth.clone().expect("headers");
+        assert_eq!(auth, ("Bearer agent-token".into(), "a1".into()));
+    }
+    assert!(
+        agent.outbox_files().is_empty(),
+        "delivered files are removed"
+    );
+    let (fake, _) = agent.stop().await;
+    assert_eq!(fake.script().completes.len(), 1, "reported once");
+}
+
+#[tokio::test]
+async fn self_fences_when_heartbeats_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let agent = start(vec![grant(2, 600, sh(&script))], LIMIT, |_| {}).await;
+    agent.fake.script().heartbeat = Heartbeat::Unavailable;
+    let pid = read_pid(&pidfile).await;
+    let started = std::time::Instant::now();
+    assert!(gone(pid).await, "the job's process was not killed");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Well past the deadline: nothing may have been reported.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        agent.fake.script().heartbeats.len() >= 2,
+        "it tried to renew"
+    );
+    assert_eq!(agent.fake.script().complete_attempts, 0);
+    assert!(
+        agent.outbox_files().is_empty(),
+        "a fenced job never reaches the outbox"
+    );
+    let (fake, _) = agent.stop().await;
+    assert_eq!(fake.script().complete_attempts, 0);
+    assert!(fake.script().releases.is_empty());
+}
+
+#[tokio::test]
+async fn lease_lost_on_heartbeat_stops_the_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let agent = start(vec![grant(3, 900, sh(&script))], LIMIT, |_| {}).await;
+    agent.fake.script().heartbeat = Heartbeat::LeaseLost;
+    let pid = read_pid(&pidfile).await;
+    assert!(gone(pid).await, "the job's process was not killed");
+    assert_eq!(
+        agent.fake.script().heartbeats.len(),
+        1,
+        "no renewal after lease_lost"
+    );
+    let (fake, _) = agent.stop().await;
+    assert_eq!(fake.script().complete_attempts, 0);
+}
+
+#[tokio::test]
+async fn operator_cancel_completes_as_cancelled() {
+    let agent = start(vec![grant(4, 600, noop(60_000))], LIMIT, |_| {}).await;
+    agent.fake.script().heartbeat = Heartbeat::Cancel;
+    assert!(agent.fake.until(LIMIT, |s| !s.completes.is_empty()).await);
+    assert_eq!(
+        agent.fake.script().completes[0].1.completion,
+        Completion::Cancelled
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn completion_waits_out_an_outage_and_the_lease_is_kept_meanwhile() {
+    let agent = start(vec![], LIMIT, |_| {}).await;
+    {
+        let mut s = agent.fake.script();
+        s.complete_unavailable = 2;
+        s.grants.push_back(grant(5, 600, noop(0)));
+    }
+    assert!(agent.fake.until(LIMIT, |s| s.complete_attempts == 1).await);
+    assert_eq!(
+        agent.outbox_files().len(),
+        1,
+        "kept in the outbox while undelivered"
+    );
+    assert!(agent.fake.until(LIMIT, |s| !s.completes.is_empty()).await);
+    {
+        let s = agent.fake.script();
+        assert_eq!(s.complete_attempts, 3);
+        assert_eq!(s.completes[0].1.completion, Completion::Succeeded);
+        assert!(
+            s.heartbeats.iter().any(|(job, _)| *job == 5),
+            "heartbeats kept the lease while the completion waited"
+        );
+    }
+    assert!(agent.outbox_files().is_empty());
+    let beats = agent.fake.script().heartbeats.len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        agent.fake.script().heartbeats.len(),
+        beats,
+        "no heartbeat once delivered"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn leftover_completions_are_delivered_at_start() {
+    let entry = Entry {
+        job_id: 77,
+        request: CompleteRequest {
+            token: 3,
+            completion: Completion::Failed { retryable: true },
+            result: JobResult::default(),
+            error: Some("exited with status 1".into()),
+        },
+    };
+    let e = entry.clone();
+    let agent = start(vec![], LIMIT, move |state| {
+        Outbox::open(state)
+            .expect("outbox")
+            .write(&e)
+            .expect("write");
+    })
+    .await;
+    assert!(agent.fake.until(LIMIT, |s| !s.completes.is_empty()).await);
+    assert_eq!(agent.fake.script().completes[0], (77, entry.request));
+    assert!(agent.outbox_files().is_empty());
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn completion_refused_for_lease_lost_is_dropped() {
+    let agent = start(vec![], LIMIT, |_| {}).await;
+    {
+        let mut s = agent.fake.script();
+        s.complete_lease_lost = true;
+        s.grants.push_back(grant(6, 5_000, noop(0)));
+    }
+    assert!(agent.fake.until(LIMIT, |s| s.complete_attempts == 1).await);
+    let (fake, state) = agent.stop().await;
+    assert_eq!(fake.script().complete_attempts, 1, "never sent again");
+    let left = Outbox::open(state.path())
+        .expect("outbox")
+        .pending()
+        .expect("list");
+    assert!(left.is_empty(), "dropped: {left:?}");
+}
+
+#[tokio::test]
+async fn shutdown_stops_and_releases_running_jobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let agent = start(
+        vec![grant(8, 5_000, sh(&script))],
+        Duration::from_millis(100),
+        |_| {},
+    )
+    .await;
+    let pid = read_pid(&pidfile).await;
+    let (fake, state) = agent.stop().await;
+    assert!(gone(pid).await, "the job's process was not killed");
+    let s = fake.script();
+    assert_eq!(s.releases.len(), 1);
+    assert_eq!(s.releases[0].0, 8);
+    assert_eq!(s.releases[0].1.token, 18);
+    assert_eq!(s.releases[0].1.reason, "shutdown");
+    assert_eq!(s.complete_attempts, 0, "released, not completed");
+    let left = Outbox::open(state.path())
+        .expect("outbox")
+        .pending()
+        .expect("list");
+    assert!(left.is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_lets_jobs_finish_within_the_grace() {
+    let agent = start(vec![grant(9, 5_000, noop(300))], LIMIT, |_| {}).await;
+    assert!(
+        agent.fake.until(LIMIT, |s| s.polls.len() >= 2).await,
+        "granted"
+    );
+    let (fake, _) = agent.stop().await;
+    let s = fake.script();
+    assert_eq!(s.completes.len(), 1, "finished and delivered before exit");
+    assert_eq!(s.completes[0].1.completion, Completion::Succeeded);
+    assert!(s.releases.is_empty());
+}
+
+#[tokio::test]
+async fn no_poll_while_every_slot_is_busy() {
+    let agent = start(
+        vec![grant(20, 600, noop(800)), grant(21, 600, noop(800))],
+        LIMIT,
+        |_| {},
+    )
+    .await;
+    assert!(agent.fake.until(LIMIT, |s| !s.heartbeats.is_empty()).await);
+    let polls = agent.fake.script().polls.len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        agent.fake.script().polls.len(),
+        polls,
+        "polled with no free slot"
+    );
+    assert!(agent.fake.until(LIMIT, |s| s.completes.len() == 2).await);
+    assert!(
+        agent.fake.until(LIMIT, |s| s.polls.len() > polls).await,
+        "polls again"
+    );
+    agent.stop().await;
+}

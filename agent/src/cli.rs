@@ -1,0 +1,97 @@
+//! Command line: `baton-agent [run|validate] [flags]`, `--version`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Flags;
+
+/// Baton agent: long-polls the controller, holds leases, runs jobs next to the database.
+#[derive(Debug, Parser)]
+#[command(name = "baton-agent", version, about)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    /// Config file (TOML). Also BATON_CONFIG.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Agent id (overrides `agent_id`).
+    #[arg(long, global = true)]
+    pub agent_id: Option<String>,
+    /// Controller base URL (overrides `controller_url`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub controller_url: Option<String>,
+    /// Worker group to serve; repeat for several (overrides `groups`).
+    #[arg(long = "group", global = true, value_name = "NAME")]
+    pub groups: Vec<String>,
+    /// Jobs run at once, 1-256 (overrides `slots`).
+    #[arg(long, global = true, value_name = "N")]
+    pub slots: Option<String>,
+    /// State directory (overrides `state_dir`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Cmd {
+    /// Run the agent (the default).
+    Run,
+    /// Load and validate the config, print a summary, exit (78 on error).
+    Validate,
+}
+
+impl Cli {
+    /// The flags as the highest config layer.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            config: self.config.clone(),
+            agent_id: self.agent_id.clone(),
+            controller_url: self.controller_url.clone(),
+            groups: self.groups.clone(),
+            slots: self.slots.clone(),
+            state_dir: self.state_dir.clone(),
+        }
+    }
+
+    /// The subcommand, `run` when none was given.
+    pub fn cmd(&self) -> Cmd {
+        self.command.unwrap_or(Cmd::Run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_after_the_subcommand_and_repeated_groups() {
+        let cli = Cli::try_parse_from([
+            "baton-agent",
+            "validate",
+            "--config",
+            "/etc/baton/agent.toml",
+            "--group",
+            "a",
+            "--group",
+            "b",
+            "--slots",
+            "4",
+        ])
+        .expect("parse");
+        assert_eq!(cli.cmd(), Cmd::Validate);
+        let flags = cli.flags();
+        assert_eq!(flags.groups, ["a", "b"]);
+        assert_eq!(flags.slots.as_deref(), Some("4"));
+        assert_eq!(
+            Cli::try_parse_from(["baton-agent"]).expect("parse").cmd(),
+            Cmd::Run
+        );
+    }
+
+    #[test]
+    fn no_token_flag() {
+        assert!(Cli::try_parse_from(["baton-agent", "--token", "x"]).is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! Tests of config layering and validation.
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("token"), "  s3cret-token\n").expect("token");
+        Fixture { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// Load with `toml` as the file, plus env and flags.
+    fn load(&self, toml: &str, env: &[(&str, &str)], flags: &Flags) -> Result<Config, Error> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_from(flags, &env, Some((&self.path(), toml)))
+    }
+
+    fn base(&self) -> String {
+        format!(
+            "agent_id = \"file-agent\"\ntoken_file = \"token\"\nstate_dir = \"{}\"\n",
+            self.dir.path().join("state").display()
+        )
+    }
+}
+
+fn invalid(e: Error) -> ConfigError {
+    match e {
+        Error::Invalid(c) => c,
+    }
+}
+
+#[test]
+fn defaults_apply() {
+    let f = Fixture::new();
+    let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
+    assert_eq!(c.agent_id, "file-agent");
+    assert_eq!(c.controller_url, "http://127.0.0.1:8420");
+    assert_eq!(
+        c.token.expose(),
+        "s3cret-token",
+        "read from the file, trimmed"
+    );
+    assert_eq!(c.groups, ["default"]);
+    assert_eq!(c.slots, 1);
+    assert_eq!(c.poll_wait, Duration::from_secs(25));
+    assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.command, CommandConfig::default());
+    assert_eq!(c.command.max_output_bytes, 1024 * 1024);
+    assert_eq!(c.command.log_tail_bytes, 4096);
+    assert!(c.connections.is_empty());
+    assert_eq!(
+        c.state_dir,
+        f.dir.path().join("state"),
+        "relative to the file"
+    );
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "the token never shows"
+    );
+    assert!(c.summary().contains("agent_id=file-agent"));
+}
+
+#[test]
+fn file_then_env_then_flag() {
+    let f = Fixture::new();
+    let toml = format!(
+        "{}controller_url = \"http://file:1\"\ngroups = [\"f1\", \"f2\"]\nslots = 2\n",
+        f.base()
+    );
+    let none = Flags::default();
+    let c = f.load(&toml, &[], &none).expect("file");
+    assert_eq!((c.agent_id.as_str(), c.slots), ("file-agent", 2));
+    assert_eq!(c.groups, ["f1", "f2"]);
+    assert_eq!(c.controller_url, "http://file:1");
+
+    let env = [
+        ("BATON_AGENT_ID", "env-agent"),
+        ("BATON_SLOTS", "3"),
+        ("BATON_GROUPS", "e1, e2"),
+        ("BATON_CONTROLLER_URL", "https://env:2/"),
+        ("BATON_LOG", "debug"),
+    ];
+    let c = f.load(&toml, &env, &none).expect("env");
+    assert_eq!((c.agent_id.as_str(), c.slots), ("env-agent", 3));
+    assert_eq!(c.groups, ["e1", "e2"]);
+    assert_eq!(c.controller_url, "https://env:2");
+    assert_eq!(c.log_level, "debug");
+
+    let flags = Flags {
+        agent_id: Some("flag-agent".into()),
+        slots: Some("4".into()),
+        groups: vec!["g1".into()],
+        controller_url: Some("http://flag:3".into()),
+        state_dir: Some(f.dir.path().join("flag-state")),
+        config: None,
+    };
+    let c = f.load(&toml, &env, &flags).expect("flags");
+    assert_eq!((c.agent_id.as_str(), c.slots), ("flag-agent", 4));
+    assert_eq!(c.groups, ["g1"]);
+    assert_eq!(c.controller_url, "http://flag:3");
+    assert_eq!(c.state_dir, f.dir.path().join("flag-state"));
+}
+
+#[test]
+fn token_from_env_wins_over_the_file() {
+    let f = Fixture::new();
+    let c = f
+        .load(
+            &f.base(),
+            &[("BATON_AGENT_TOKEN", "env-token")],
+            &Flags::default(),
+        )
+        .expect("valid");
+    assert_eq!(c.token.expose(), "env-token");
+}
+
+#[test]
+fn missing_token_is_an_error() {
+    let f = Fixture::new();
+    let toml = format!(
+        "agent_id = \"a\"\nstate_dir = \"{}\"\n",
+        f.dir.path().display()
+    );
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("no token"));
+    assert_eq!(e.key, "token_file");
+    assert!(e.message.contains("BATON_AGENT_TOKEN"), "{e}");
+}
+
+#[test]
+fn unreadable_or_empty_token_file_names_key_and_line() {
+    let f = Fixture::new();
+    let toml = format!("{}\n", f.base()).replace("token\"", "missing-token\"");
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("no file"));
+    assert_eq!((e.key.as_str(), e.line), ("token_file", Some(2)));
+    std::fs::write(f.dir.path().join("empty"), "\n").expect("write");
+    let toml = f.base().replace("token\"", "empty\"");
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("empty"));
+    assert!(e.message.contains("empty"), "{e}");
+    assert!(!e.to_string().contains("s3cret"));
+}
+
+#[test]
+fn file_errors_name_path_key_and_line() {
+    let f = Fixture::new();
+    let path = f.path().display().to_string();
+
+    let toml = format!("{}\n\nslots = 0\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("slots"));
+    assert_eq!(e.origin, Source::File(path.clone()));
+    assert_eq!((e.key.as_str(), e.line), ("slots", Some(6)));
+    assert!(
+        e.to_string()
+            .contains(&format!("{path}, line 6, key `slots`")),
+        "{e}"
+    );
+
+    let toml = format!("{}groups = [\"ok\",\n  \"not ok\"]\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("group"));
+    assert_eq!((e.key.as_str(), e.line), ("groups[1]", Some(5)));
+
+    let toml = format!("{}poll_wait = \"soon\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("duration"));
+    assert_eq!((e.key.as_str(), e.line), ("poll_wait", Some(4)));
+
+    let toml = format!(
+        "{}[command]\nallow = [\"/bin/true\", \"bin/x\"]\n",
+        f.base()
+    );
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("allow"));
+    assert_eq!((e.key.as_str(), e.line), ("command.allow[1]", Some(5)));
+
+    let toml = format!("{}controller_url = \"ftp://x\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("url"));
+    assert_eq!((e.key.as_str(), e.line), ("controller_url", Some(4)));
+
+    let toml = format!("{}log_level = \"info,[bad\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("log"));
+    assert_eq!((e.key.as_str(), e.line), ("log_level", Some(4)));
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let f = Fixture::new();
+    let toml = format!("{}colour = \"blue\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("unknown"));
+    assert_eq!(e.line, Some(4));
+    assert!(e.message.contains("colour"), "{e}");
+
+    let toml = format!("{}[command]\nallow = []\nshell = true\n", f.base());
+    let e = invalid(
+        f.load(&toml, &[], &Flags::default())
+            .expect_err("unknown nested"),
+    );
+    assert_eq!(e.line, Some(6), "{e}");
+}
+
+#[test]
+fn wrong_types_name_key_and_line() {
+    let f = Fixture::new();
+    let toml = format!("{}slots = \"many\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("type"));
+    assert_eq!((e.key.as_str(), e.line), ("slots", Some(4)));
+}
+
+#[test]
+fn env_and_flag_errors_name_their_source() {
+    let f = Fixture::new();
+    let e = invalid(
+        f.load(&f.base(), &[("BATON_SLOTS", "lots")], &Flags::default())
+            .expect_err("env"),
+    );
+    assert_eq!(e.origin, Source::Env("BATON_SLOTS".into()));
+    assert_eq!((e.key.as_str(), e.line), ("slots", None));
+    assert!(
+        e.to_string().contains("environment variable BATON_SLOTS"),
+        "{e}"
+    );
+
+    let e = invalid(
+        f.load(&f.base(), &[("BATON_GROUPS", "a,,b")], &Flags::default())
+            .expect_err("env groups"),
+    );
+    assert_eq!(e.origin, Source::Env("BATON_GROUPS".into()));
+    assert_eq!(e.key, "groups[1]");
+
+    let flags = Flags {
+        slots: Some("999".into()),
+        ..Flags::default()
+    };
+    let e = invalid(f.load(&f.base(), &[], &flags).expect_err("flag"));
+    assert_eq!(e.origin, Source::Flag("slots".into()));
+    assert!(e.to_string().contains("flag --slots"), "{e}");
+
+    let flags = Flags {
+        agent_id: Some("bad id!".into()),
+        ..Flags::default()
+    };
+    let e = invalid(f.load(&f.base(), &[], &flags).expect_err("id"));
+    assert_eq!(
+        (e.origin, e.key.as_str()),
+        (Source::Flag("agent-id".into()), "agent_id")
+    );
+}
+
+#[test]
+fn required_keys_are_reported() {
+    let f = Fixture::new();
+    let e = invalid(
+        f.load(
+            "token_file = \"token\"\nstate_dir = \"s\"\n",
+            &[],
+            &Flags::default(),
+        )
+        .expect_err("no id"),
+    );
+    assert_eq!(e.key, "agent_id");
+    let e = invalid(
+        f.load(
+            "agent_id = \"a\"\ntoken_file = \"token\"\n",
+            &[],
+            &Flags::default(),
+        )
+        .expect_err("no state dir"),
+    );
+    assert_eq!(e.key, "state_dir");
+}
+
+#[test]
+fn connections_are_kept_but_checked() {
+    let f = Fixture::new();
+    let toml = format!(
+        "{}[connections.main]\nkind = \"mysql\"\nurl = \"mysql://db/shop\"\npassword_file = \"/etc/p\"\n",
+        f.base()
+    );
+    let c = f.load(&toml, &[], &Flags::default()).expect("valid");
+    let main = &c.connections["main"];
+    assert_eq!(main.kind, "mysql");
+    assert_eq!(
+        main.settings.get("url").and_then(|v| v.as_str()),
+        Some("mysql://db/shop")
+    );
+    assert_eq!(main.settings.len(), 2);
+
+    let toml = format!("{}[connections.\"bad name\"]\nkind = \"mysql\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("name"));
+    assert_eq!(e.key, "connections.bad name");
+
+    let toml = format!("{}[connections.main]\nurl = \"x\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("kind"));
+    assert!(e.message.contains("kind"), "{e}");
+    assert_eq!(e.line, Some(4), "{e}");
+}
+
+#[test]
+fn missing_file_and_exit_code() {
+    let flags = Flags {
+        config: Some("/baton/no/such/agent.toml".into()),
+        ..Flags::default()
+    };
+    let e = load(&flags, &BTreeMap::new()).expect_err("no file");
+    assert_eq!(e.exit_code(), 78);
+    assert_eq!(Error::EXIT_CODE, baton_proto::config::EX_CONFIG);
+    let c = invalid(e);
+    assert_eq!(c.origin, Source::Flag("config".into()));
+    assert!(c.message.contains("/baton/no/such/agent.toml"));
+}
+
+#[test]
+fn config_path_from_env_and_state_dir_creation() {
+    let f = Fixture::new();
+    std::fs::write(f.path(), f.base()).expect("write");
+    let env = BTreeMap::from([(ENV_CONFIG.to_owned(), f.path().display().to_string())]);
+    let c = load(&Flags::default(), &env).expect("valid");
+    assert_eq!(c.config_file.as_deref(), Some(f.path().as_path()));
+    assert!(!c.state_dir.exists(), "validation does not create it");
+    c.prepare_state_dir().expect("create");
+    assert!(c.state_dir.is_dir());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&c.state_dir)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
+
+#[test]
+fn state_dir_must_not_be_a_file() {
+    let f = Fixture::new();
+    let toml = f.base().replace("/state\"", "/token\"");
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("file"));
+    assert_eq!((e.key.as_str(), e.line), ("state_dir", Some(3)));
+}

@@ -1,0 +1,385 @@
+//! The `command` kind: run an allow-listed program, no shell, in its own process group.
+//!
+//! The environment is cleared, then PATH/HOME/LANG/TZ are copied from the
+//! agent and the job's variables added. stdout and stderr are read at the same
+//! time, each kept up to a bound, and both feed the rolling log tail. On
+//! timeout or cancel the whole process group gets SIGTERM, then SIGKILL after a
+//! short grace; on lease loss it gets SIGKILL at once (another agent may be
+//! taking the job over). Whatever is left of the group when the program ends is
+//! killed too, so no stray grandchild outlives its job.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use baton_proto::{CommandSpec, Completion, JobKind, JobResult, JobSpec};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::capture::{self, SharedBounded};
+use super::{BoxFuture, CancelReason, Error, Executor, Job, Outcome};
+use crate::config::CommandConfig;
+
+/// Variables copied from the agent's environment into every command's.
+pub const INHERITED_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+/// Time between SIGTERM and SIGKILL.
+pub const DEFAULT_TERM_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the output pipes to close once the program is gone.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// Settings of the command executor.
+#[derive(Debug, Clone)]
+pub struct CommandSettings {
+    /// Allowed programs (absolute paths or bare names).
+    pub allow: Vec<String>,
+    /// Bytes kept per stream.
+    pub max_output_bytes: usize,
+    /// Time between SIGTERM and SIGKILL.
+    pub term_grace: Duration,
+    /// Variables every command starts with (before the job's own).
+    pub base_env: Vec<(OsString, OsString)>,
+    /// PATH used to resolve bare program names.
+    pub search_path: Option<OsString>,
+}
+
+impl CommandSettings {
+    /// From the `[command]` config, with PATH/HOME/LANG/TZ taken from this process.
+    pub fn from_config(config: &CommandConfig) -> Self {
+        let base_env = INHERITED_ENV
+            .iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+            .collect();
+        CommandSettings {
+            allow: config.allow.clone(),
+            max_output_bytes: config.max_output_bytes,
+            term_grace: DEFAULT_TERM_GRACE,
+            base_env,
+            search_path: std::env::var_os("PATH"),
+        }
+    }
+}
+
+/// Process groups of the commands running now, so a forced exit can kill them.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessGroups(Arc<Mutex<HashSet<i32>>>);
+
+impl ProcessGroups {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// SIGKILL every running command's process group.
+    pub fn kill_all(&self) {
+        for pgid in self.set().drain() {
+            signal_group(pgid, Sig::Kill);
+        }
+    }
+
+    /// How many commands are running.
+    pub fn len(&self) -> usize {
+        self.set().len()
+    }
+
+    /// Whether none is running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Runs `command` jobs.
+#[derive(Debug, Clone)]
+pub struct CommandExecutor {
+    settings: CommandSettings,
+    groups: ProcessGroups,
+}
+
+impl CommandExecutor {
+    /// An executor with these settings.
+    pub fn new(settings: CommandSettings) -> Self {
+        CommandExecutor {
+            settings,
+            groups: ProcessGroups::default(),
+        }
+    }
+
+    /// The process groups of running commands.
+    pub fn process_groups(&self) -> ProcessGroups {
+        self.groups.clone()
+    }
+
+    /// The program to start for `program`, if the allow-list has it.
+    pub fn resolve(&self, program: &str) -> Result<PathBuf, String> {
+        if !self.settings.allow.iter().any(|a| a == program) {
+            return Err(format!(
+                "program {program:?} is not in this agent's command allow-list"
+            ));
+        }
+        let path = Path::new(program);
+        if path.is_absolute() {
+            return Ok(path.to_path_buf());
+        }
+        let search = self.settings.search_path.as_deref().unwrap_or_default();
+        std::env::split_paths(search)
+            .filter(|dir| dir.is_absolute())
+            .map(|dir| dir.join(program))
+            .find(|candidate| is_executable(candidate))
+            .ok_or_else(|| format!("program {program:?} was not found in the agent's PATH"))
+    }
+
+    async fn run(&self, job: Job) -> Outcome {
+        let JobSpec::Command(spec) = &job.spec else {
+            let kind = job.spec.kind();
+            return Outcome::failed(false, format!("a command executor got a {kind} job"));
+        };
+        let program = match self.resolve(&spec.program) {
+            Ok(p) => p,
+            Err(msg) => return Outcome::failed(false, msg),
+        };
+        let mut child = match self.spawn(&program, spec) {
+            Ok(c) => c,
+            Err(e) => return Outcome::failed(false, e.to_string()),
+        };
+        let guard = GroupGuard::new(&self.groups, child.id());
+        debug!(job_id = job.job_id, pid = ?child.id(), program = %program.display(), "Command started");
+
+        let limit = self.settings.max_output_bytes;
+        let (out, err) = (SharedBounded::new(limit), SharedBounded::new(limit));
+        let readers = [
+            child
+                .stdout
+                .take()
+                .map(|s| tokio::spawn(capture::drain(s, out.clone(), job.progress.clone()))),
+            child
+                .stderr
+                .take()
+                .map(|s| tokio::spawn(capture::drain(s, err.clone(), job.progress.clone()))),
+        ];
+
+        let deadline = job.timeout.map(|t| Instant::now() + t);
+        let stop = tokio::select! {
+            biased;
+            reason = job.cancel.cancelled() => Stop::Cancel(reason),
+            () = sleep_until_opt(deadline) => Stop::Timeout,
+            status = child.wait() => Stop::Exited(status),
+        };
+        let (stop, status) = match stop {
+            Stop::Exited(status) => (StopKind::Exited, status),
+            Stop::Cancel(reason) => {
+                let now = reason == CancelReason::LeaseLost;
+                let status = self.terminate(&mut child, &guard, now).await;
+                (StopKind::Cancel(reason), status)
+            }
+            Stop::Timeout => (
+                StopKind::Timeout,
+                self.terminate(&mut child, &guard, false).await,
+            ),
+        };
+        // Kill whatever is left of the group so the pipes close.
+        drop(guard);
+        for reader in readers.into_iter().flatten() {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout(PIPE_GRACE, reader).await.is_err() {
+                warn!(
+                    job_id = job.job_id,
+                    "Output pipe still open after the command ended; output cut"
+                );
+                abort.abort();
+            }
+        }
+        let (out, err) = (out.get(), err.get());
+        let result = JobResult {
+            exit_code: status.as_ref().ok().and_then(ExitStatus::code),
+            stdout: out.to_string_lossy(),
+            stderr: err.to_string_lossy(),
+            truncated: out.truncated() || err.truncated(),
+            data: None,
+        };
+        let failed = |error: String, result: JobResult| Outcome {
+            completion: Completion::Failed { retryable: true },
+            result,
+            error: Some(error),
+        };
+        match (stop, status) {
+            (StopKind::Cancel(reason), _) => Outcome::cancelled(reason, result),
+            (StopKind::Timeout, _) => Outcome::timed_out(job.timeout.unwrap_or_default(), result),
+            (StopKind::Exited, Err(e)) => {
+                failed(format!("cannot wait for the command: {e}"), result)
+            }
+            (StopKind::Exited, Ok(s)) if s.success() => Outcome::succeeded(result),
+            (StopKind::Exited, Ok(s)) => failed(describe_exit(s), result),
+        }
+    }
+
+    fn spawn(&self, program: &Path, spec: &CommandSpec) -> Result<Child, Error> {
+        let mut cmd = Command::new(program);
+        cmd.args(&spec.args)
+            .env_clear()
+            .envs(self.settings.base_env.iter().map(|(k, v)| (k, v)))
+            .envs(&spec.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        if let Some(dir) = &spec.working_dir {
+            cmd.current_dir(dir);
+        }
+        cmd.spawn().map_err(|source| Error::Spawn {
+            program: spec.program.clone(),
+            source,
+        })
+    }
+
+    /// Stop the program: SIGTERM to the group, SIGKILL after the grace (or at once).
+    async fn terminate(
+        &self,
+        child: &mut Child,
+        guard: &GroupGuard,
+        at_once: bool,
+    ) -> std::io::Result<ExitStatus> {
+        if !at_once {
+            guard.signal(Sig::Term);
+            if let Ok(status) = tokio::time::timeout(self.settings.term_grace, child.wait()).await {
+                return status;
+            }
+        }
+        guard.signal(Sig::Kill);
+        if guard.pgid.is_none() {
+            let _ = child.start_kill();
+        }
+        child.wait().await
+    }
+}
+
+impl Executor for CommandExecutor {
+    fn kind(&self) -> JobKind {
+        JobKind::Command
+    }
+
+    fn available(&self) -> bool {
+        !self.settings.allow.is_empty()
+    }
+
+    fn execute(&self, job: Job) -> BoxFuture<'_, Outcome> {
+        Box::pin(self.run(job))
+    }
+}
+
+enum Stop {
+    Cancel(CancelReason),
+    Timeout,
+    Exited(std::io::Result<ExitStatus>),
+}
+
+enum StopKind {
+    Cancel(CancelReason),
+    Timeout,
+    Exited,
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|_| format!("signal {sig}"));
+            return format!("killed by signal {name} ({sig})");
+        }
+    }
+    format!("ended abnormally ({status})")
+}
+
+fn is_executable(path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        meta.is_file()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Sig {
+    Term,
+    Kill,
+}
+
+#[cfg(unix)]
+fn signal_group(pgid: i32, sig: Sig) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let sig = match sig {
+        Sig::Term => Signal::SIGTERM,
+        Sig::Kill => Signal::SIGKILL,
+    };
+    // ESRCH (the group is already gone) is the usual, harmless error.
+    let _ = killpg(Pid::from_raw(pgid), sig);
+}
+
+#[cfg(not(unix))]
+fn signal_group(_pgid: i32, _sig: Sig) {}
+
+/// Registers a command's process group; SIGKILLs what is left of it when dropped.
+struct GroupGuard {
+    pgid: Option<i32>,
+    groups: ProcessGroups,
+}
+
+impl GroupGuard {
+    fn new(groups: &ProcessGroups, pid: Option<u32>) -> Self {
+        let pgid = if cfg!(unix) {
+            pid.and_then(|p| i32::try_from(p).ok())
+        } else {
+            None
+        };
+        if let Some(p) = pgid {
+            groups.set().insert(p);
+        }
+        GroupGuard {
+            pgid,
+            groups: groups.clone(),
+        }
+    }
+
+    fn signal(&self, sig: Sig) {
+        if let Some(p) = self.pgid {
+            signal_group(p, sig);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.pgid {
+            signal_group(p, Sig::Kill);
+            self.groups.set().remove(&p);
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+#[path = "command_tests.rs"]
+mod tests;

@@ -1,0 +1,363 @@
+//! The lease keeper: renews one job's lease and fences the work when it is lost.
+//!
+//! The deadline is measured on the agent's monotonic clock only. It starts at
+//! `poll sent + held_ms + lease_ttl_ms` (the lease began no earlier than
+//! `poll sent + held_ms`) and becomes `heartbeat sent + lease_ttl_ms` after each
+//! successful renewal. Heartbeats go out every TTL/3 with the progress and the
+//! log tail. If the deadline passes without a renewal, or the controller
+//! answers `409 lease_lost`, the keeper *fences*: it cancels the work with
+//! [`CancelReason::LeaseLost`] and the job is never reported. Once the work
+//! has finished, the keeper goes on renewing (best effort, no fencing) until
+//! the completion is delivered.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use baton_proto::{FencingToken, Grant, HeartbeatRequest, JobId};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::executor::{Cancel, CancelReason, ProgressHandle};
+use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
+
+/// Shortest wait between two heartbeat attempts.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Where a leased job stands; moves once, from `Working`, to one of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The work runs; the lease deadline is enforced.
+    Working,
+    /// The work ended before the lease was lost; its completion will be reported.
+    Finishing,
+    /// The lease was lost while working; the work is stopped and never reported.
+    Fenced,
+}
+
+/// The phase of one job and its lease deadline, shared by the keeper and the job task.
+#[derive(Debug)]
+pub struct LeaseState(Mutex<(Phase, Instant)>);
+
+impl LeaseState {
+    /// A working job whose lease runs out at `deadline`.
+    pub fn new(deadline: Instant) -> Self {
+        LeaseState(Mutex::new((Phase::Working, deadline)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Phase, Instant)> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.lock().0
+    }
+
+    /// The lease was renewed until `deadline`.
+    pub fn renew(&self, deadline: Instant) {
+        self.lock().1 = deadline;
+    }
+
+    /// The work ended: report it. False when the lease is lost, including when
+    /// its deadline has passed and the keeper has not noticed yet (an agent
+    /// that was frozen): the job is then fenced here.
+    pub fn finish(&self) -> bool {
+        let mut inner = self.lock();
+        match inner.0 {
+            Phase::Working if Instant::now() < inner.1 => {
+                inner.0 = Phase::Finishing;
+                true
+            }
+            Phase::Working => {
+                inner.0 = Phase::Fenced;
+                false
+            }
+            Phase::Finishing | Phase::Fenced => false,
+        }
+    }
+
+    /// The lease is lost: stop the work. False when the work had already ended.
+    pub fn fence(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.0 == Phase::Working {
+            inner.0 = Phase::Fenced;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One lease as the agent measures it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Job id.
+    pub job_id: JobId,
+    /// Fencing token.
+    pub token: FencingToken,
+    /// Current TTL.
+    pub ttl: Duration,
+    /// Instant the lease was last known to start (grant or renewal sent).
+    pub renewed_at: Instant,
+}
+
+impl Lease {
+    /// The lease of `grant`, whose poll was sent at `poll_sent_at`.
+    pub fn from_grant(grant: &Grant, poll_sent_at: Instant) -> Self {
+        Lease {
+            job_id: grant.job_id,
+            token: grant.token,
+            ttl: Duration::from_millis(grant.lease_ttl_ms),
+            renewed_at: poll_sent_at + Duration::from_millis(grant.held_ms),
+        }
+    }
+
+    /// When the work must stop unless renewed.
+    pub fn deadline(&self) -> Instant {
+        self.renewed_at + self.ttl
+    }
+
+    /// Whether the deadline has passed.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline()
+    }
+
+    fn interval(&self) -> Duration {
+        (self.ttl / 3).max(MIN_INTERVAL)
+    }
+
+    fn retry_interval(&self) -> Duration {
+        (self.ttl / 10).clamp(MIN_INTERVAL, Duration::from_secs(2))
+    }
+
+    fn call_timeout(&self) -> Duration {
+        (self.ttl / 3).clamp(Duration::from_millis(100), MAX_CALL_TIMEOUT)
+    }
+}
+
+/// Renews one lease until stopped, fencing the work if the lease is lost.
+#[derive(Debug)]
+pub struct Keeper {
+    transport: Arc<Transport>,
+    lease: Lease,
+    progress: ProgressHandle,
+    cancel: Cancel,
+    state: Arc<LeaseState>,
+}
+
+enum Wake {
+    Stop,
+    Deadline,
+    Ready,
+}
+
+impl Keeper {
+    /// A keeper for `lease`; it cancels `cancel` and moves `state` when fencing.
+    pub fn new(
+        transport: Arc<Transport>,
+        lease: Lease,
+        progress: ProgressHandle,
+        cancel: Cancel,
+        state: Arc<LeaseState>,
+    ) -> Self {
+        Keeper {
+            transport,
+            lease,
+            progress,
+            cancel,
+            state,
+        }
+    }
+
+    /// Fence: stop the work, never report it. False when the work had ended already.
+    fn fence(&self, reason: &str) -> bool {
+        if !self.state.fence() {
+            return false;
+        }
+        let Lease { job_id, token, .. } = self.lease;
+        warn!(job_id, token, reason, "Lease lost, stopping job");
+        self.cancel.cancel(CancelReason::LeaseLost);
+        true
+    }
+
+    /// Wait for `until`, the lease deadline (while working) or `stop`.
+    async fn wait<F: Future>(
+        &self,
+        stop: &CancellationToken,
+        until: F,
+    ) -> (Wake, Option<F::Output>) {
+        let working = self.state.phase() == Phase::Working;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => (Wake::Stop, None),
+            () = tokio::time::sleep_until(self.lease.deadline()), if working => (Wake::Deadline, None),
+            out = until => (Wake::Ready, Some(out)),
+        }
+    }
+
+    /// Renew until `stop` fires, the lease is lost, or the controller disowns it.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut next = self.lease.renewed_at + self.lease.interval();
+        let mut failing = false;
+        loop {
+            match self.wait(&stop, tokio::time::sleep_until(next)).await.0 {
+                Wake::Stop => return,
+                Wake::Deadline => {
+                    if self.fence("no renewal before the lease deadline") {
+                        return;
+                    }
+                    continue;
+                }
+                Wake::Ready => {}
+            }
+            let sent = Instant::now();
+            let (progress, log_tail) = self.progress.snapshot();
+            let req = HeartbeatRequest {
+                token: self.lease.token,
+                progress,
+                log_tail,
+            };
+            let call = self
+                .transport
+                .heartbeat(self.lease.job_id, &req, self.lease.call_timeout());
+            let result = match self.wait(&stop, call).await {
+                (Wake::Stop, _) => return,
+                (Wake::Deadline, _) => {
+                    if self.fence("no renewal before the lease deadline") {
+                        return;
+                    }
+                    next = Instant::now();
+                    continue;
+                }
+                (Wake::Ready, result) => result,
+            };
+            let Lease { job_id, token, .. } = self.lease;
+            match result {
+                Some(Ok(resp)) => {
+                    self.lease.ttl = Duration::from_millis(resp.lease_ttl_ms);
+                    self.lease.renewed_at = sent;
+                    self.state.renew(self.lease.deadline());
+                    next = sent + self.lease.interval();
+                    if failing {
+                        info!(job_id, token, "Lease renewed again");
+                        failing = false;
+                    }
+                    debug!(job_id, token, ttl_ms = resp.lease_ttl_ms, "Lease renewed");
+                    if resp.cancel_requested
+                        && self.cancel.reason().is_none()
+                        && self.state.phase() == Phase::Working
+                    {
+                        info!(job_id, token, "Cancel requested, stopping job");
+                        self.cancel.cancel(CancelReason::Cancelled);
+                    }
+                }
+                Some(Err(transport::Error::LeaseLost(msg))) => {
+                    if !self.fence(&format!("controller answered lease_lost: {msg}")) {
+                        debug!(
+                            job_id,
+                            token, "Lease lost after the work ended; the completion decides"
+                        );
+                    }
+                    return;
+                }
+                Some(Err(e)) => {
+                    if e.is_auth() {
+                        error!(job_id, token, error = %e, "Controller refused the agent's credentials on heartbeat");
+                    } else if !failing {
+                        warn!(job_id, token, error = %e, "Heartbeat failed; retrying until the lease deadline");
+                    } else {
+                        debug!(job_id, token, error = %e, "Heartbeat failed again");
+                    }
+                    failing = true;
+                    next = Instant::now() + self.lease.retry_interval();
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_proto::{JobSpec, NoopSpec};
+
+    fn grant(ttl: u64, held: u64) -> Grant {
+        Grant {
+            job_id: 1,
+            attempt: 1,
+            token: 5,
+            lease_ttl_ms: ttl,
+            held_ms: held,
+            timeout_ms: None,
+            group: "g".into(),
+            spec: JobSpec::Noop(NoopSpec::default()),
+        }
+    }
+
+    #[test]
+    fn first_deadline_counts_from_poll_sent_plus_held() {
+        let sent = Instant::now();
+        let lease = Lease::from_grant(&grant(15_000, 2_000), sent);
+        assert_eq!(lease.deadline(), sent + Duration::from_millis(17_000));
+        assert_eq!(lease.interval(), Duration::from_secs(5));
+        assert_eq!(lease.call_timeout(), Duration::from_secs(5));
+        assert_eq!(lease.retry_interval(), Duration::from_millis(1500));
+        let long = Lease::from_grant(&grant(3_600_000, 0), sent);
+        assert_eq!(long.call_timeout(), MAX_CALL_TIMEOUT);
+    }
+
+    #[test]
+    fn phase_moves_once() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let s = LeaseState::new(later);
+        assert!(s.finish());
+        assert!(!s.fence(), "a finished job cannot be fenced");
+        assert_eq!(s.phase(), Phase::Finishing);
+        let f = LeaseState::new(later);
+        assert!(f.fence());
+        assert!(!f.finish(), "a fenced job is never reported");
+        assert_eq!(f.phase(), Phase::Fenced);
+    }
+
+    #[test]
+    fn work_ending_after_the_deadline_is_fenced() {
+        let s = LeaseState::new(Instant::now());
+        assert!(!s.finish(), "the deadline has passed");
+        assert_eq!(s.phase(), Phase::Fenced);
+        let r = LeaseState::new(Instant::now());
+        r.renew(Instant::now() + Duration::from_secs(60));
+        assert!(r.finish(), "a renewal moves the deadline");
+    }
+
+    #[tokio::test]
+    async fn fences_when_the_controller_is_unreachable() {
+        // A port nobody listens on: every heartbeat fails at once.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        crate::install_crypto_provider();
+        let url = format!("http://{addr}");
+        let transport = Arc::new(
+            Transport::new(&url, "a1", &crate::config::Secret::new("t")).expect("transport"),
+        );
+        let lease = Lease::from_grant(&grant(300, 0), Instant::now());
+        let cancel = Cancel::new();
+        let state = Arc::new(LeaseState::new(lease.deadline()));
+        let keeper = Keeper::new(
+            transport,
+            lease,
+            ProgressHandle::new(16),
+            cancel.clone(),
+            state.clone(),
+        );
+        let start = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), keeper.run(CancellationToken::new()))
+            .await
+            .expect("keeper stops on fencing");
+        assert!(start.elapsed() >= Duration::from_millis(290));
+        assert_eq!(state.phase(), Phase::Fenced);
+        assert_eq!(cancel.reason(), Some(CancelReason::LeaseLost));
+    }
+}

@@ -1,0 +1,41 @@
+//! Logging: tracing to stderr, filtered by the config (`log_level`, `BATON_LOG`)
+//! unless `RUST_LOG` is set, which then wins.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Logging set-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The filter does not parse.
+    #[error("bad log filter {filter:?}: {reason}")]
+    Filter {
+        /// The filter.
+        filter: String,
+        /// Why.
+        reason: String,
+    },
+    /// A global subscriber was already set.
+    #[error("logging is already initialised: {0}")]
+    Init(String),
+}
+
+/// Install the global subscriber. `level` is the configured filter.
+pub fn init(level: &str) -> Result<(), Error> {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| level.to_owned());
+    let env_filter = EnvFilter::try_new(&filter).map_err(|e| Error::Filter {
+        filter: filter.clone(),
+        reason: e.to_string(),
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init()
+        .map_err(|e| Error::Init(e.to_string()))
+}

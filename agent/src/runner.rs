@@ -1,0 +1,234 @@
+//! One job from grant to delivered completion.
+//!
+//! The job task starts the lease keeper, runs the executor, then (unless the
+//! lease was lost) writes the completion to the outbox and delivers it while
+//! the keeper goes on renewing. On agent shutdown a job still running is
+//! stopped and released instead of completed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use baton_proto::{CompleteRequest, FencingToken, Grant, JobId, ReleaseRequest};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::delivery::{self, Delivery};
+use crate::executor::{Cancel, CancelReason, Executors, Job, ProgressHandle};
+use crate::lease::{Keeper, Lease, LeaseState};
+use crate::outbox::{Entry, Outbox};
+use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
+
+/// What every job task needs.
+#[derive(Debug)]
+pub struct Shared {
+    /// Controller client.
+    pub transport: Arc<Transport>,
+    /// Durable completions.
+    pub outbox: Outbox,
+    /// Job runners by kind.
+    pub executors: Executors,
+    /// Jobs in flight, for shutdown.
+    pub registry: Registry,
+    /// Bytes of log tail sent with heartbeats.
+    pub log_tail_bytes: usize,
+}
+
+/// Handles to stop one job task.
+#[derive(Debug, Clone, Default)]
+struct Control {
+    /// Stops the work (with a reason).
+    cancel: Cancel,
+    /// Stops retrying delivery (the completion stays in the outbox).
+    abandon: CancellationToken,
+}
+
+/// The job tasks in flight.
+#[derive(Debug, Clone, Default)]
+pub struct Registry(Arc<Mutex<HashMap<(JobId, FencingToken), Control>>>);
+
+impl Registry {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(JobId, FencingToken), Control>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many job tasks are in flight.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stop every job for shutdown: running work is stopped and released,
+    /// pending deliveries stop retrying (their files stay in the outbox).
+    pub fn stop_all(&self) {
+        for control in self.map().values() {
+            control.cancel.cancel(CancelReason::Shutdown);
+            control.abandon.cancel();
+        }
+    }
+
+    fn enter(&self, key: (JobId, FencingToken)) -> (Control, Entered) {
+        let control = Control::default();
+        self.map().insert(key, control.clone());
+        let entered = Entered {
+            registry: self.clone(),
+            key,
+        };
+        (control, entered)
+    }
+}
+
+/// Removes a job from the registry when its task ends (or is aborted).
+struct Entered {
+    registry: Registry,
+    key: (JobId, FencingToken),
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.registry.map().remove(&self.key);
+    }
+}
+
+/// Stops the keeper when the job task ends (or is aborted).
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Run one granted job to its end. `permit` is its slot, freed when the work ends.
+pub async fn run(
+    shared: Arc<Shared>,
+    grant: Grant,
+    poll_sent_at: Instant,
+    permit: OwnedSemaphorePermit,
+) {
+    let (job_id, token) = (grant.job_id, grant.token);
+    let kind = grant.spec.kind();
+    info!(job_id, token, attempt = grant.attempt, kind = %kind, "Lease granted");
+    let lease = Lease::from_grant(&grant, poll_sent_at);
+    if lease.expired() {
+        warn!(
+            job_id,
+            token,
+            reason = "the lease ran out before the job started",
+            "Lease lost, stopping job"
+        );
+        return;
+    }
+    let (control, _entered) = shared.registry.enter((job_id, token));
+    let progress = ProgressHandle::new(shared.log_tail_bytes);
+    let state = Arc::new(LeaseState::new(lease.deadline()));
+    let keeper_stop = CancellationToken::new();
+    let _stop_keeper = StopOnDrop(keeper_stop.clone());
+    let keeper = Keeper::new(
+        shared.transport.clone(),
+        lease,
+        progress.clone(),
+        control.cancel.clone(),
+        state.clone(),
+    );
+    tokio::spawn(keeper.run(keeper_stop.clone()));
+
+    let started = Instant::now();
+    let job = Job {
+        job_id,
+        token,
+        spec: grant.spec,
+        timeout: grant.timeout_ms.map(Duration::from_millis),
+        cancel: control.cancel.clone(),
+        progress,
+    };
+    let outcome = shared.executors.execute(job).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    drop(permit);
+
+    if !state.finish() {
+        if control.cancel.reason() == Some(CancelReason::LeaseLost) {
+            info!(
+                job_id,
+                token, duration_ms, "Fenced job stopped; its result is discarded"
+            );
+        } else {
+            warn!(
+                job_id,
+                token,
+                duration_ms,
+                reason = "the job ended after the lease deadline",
+                "Lease lost, stopping job"
+            );
+        }
+        return;
+    }
+    if control.cancel.reason() == Some(CancelReason::Shutdown)
+        && outcome.completion == baton_proto::Completion::Cancelled
+    {
+        keeper_stop.cancel();
+        release(&shared.transport, job_id, token, "shutdown").await;
+        return;
+    }
+    info!(
+        job_id,
+        token,
+        outcome = outcome.label(),
+        duration_ms,
+        "Job finished"
+    );
+
+    let entry = Entry {
+        job_id,
+        request: CompleteRequest {
+            token,
+            completion: outcome.completion,
+            result: outcome.result,
+            error: outcome.error,
+        },
+    };
+    let path = match delivery::persist(&shared.outbox, &entry).await {
+        Ok(path) => Some(path),
+        Err(e) => {
+            error!(job_id, token, error = %e, "Cannot write the completion to the outbox; sending it from memory");
+            None
+        }
+    };
+    let verdict = delivery::deliver_until(
+        &shared.transport,
+        &shared.outbox,
+        path.as_deref(),
+        &entry,
+        &control.abandon,
+    )
+    .await;
+    if verdict == Delivery::Kept {
+        info!(
+            job_id,
+            token, "Completion left in the outbox for the next start"
+        );
+    }
+}
+
+/// Hand a job back without spending an attempt.
+pub async fn release(transport: &Transport, job_id: JobId, token: FencingToken, reason: &str) {
+    let req = ReleaseRequest {
+        token,
+        reason: reason.to_owned(),
+    };
+    match transport.release(job_id, &req, MAX_CALL_TIMEOUT).await {
+        Ok(resp) => info!(job_id, token, reason, state = %resp.state, "Job released"),
+        Err(transport::Error::LeaseLost(msg)) => {
+            warn!(job_id, token, reason = %msg, "Release refused: lease already lost");
+        }
+        Err(e) => {
+            warn!(job_id, token, error = %e, "Release failed; the lease will run out instead")
+        }
+    }
+}
