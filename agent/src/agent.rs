@@ -37,6 +37,9 @@ pub enum Error {
     /// The outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] outbox::Error),
+    /// The record of running commands under the state dir cannot be created.
+    #[error("cannot create the running-commands directory in the state dir: {0}")]
+    StateDir(std::io::Error),
 }
 
 /// A configured agent, ready to run.
@@ -51,7 +54,17 @@ pub struct Agent {
 impl Agent {
     /// Build the agent from a validated config (the state dir must exist).
     pub fn new(config: Config) -> Result<Self, Error> {
-        let command = CommandExecutor::new(CommandSettings::from_config(&config.command));
+        let groups =
+            ProcessGroups::persistent(config.state_dir.join("running")).map_err(Error::StateDir)?;
+        let killed = groups.kill_leftovers();
+        if killed > 0 {
+            warn!(
+                killed,
+                "Killed commands left running by a previous agent run"
+            );
+        }
+        let command =
+            CommandExecutor::with_groups(CommandSettings::from_config(&config.command), groups);
         Self::with_command_executor(config, command)
     }
 

@@ -49,7 +49,7 @@ async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
         .api
         .submit(sh(
             &format!(
-                "echo start >> {m}; sleep 3; echo end >> {m}; echo finished",
+                "echo start >> {m}; sleep 5; echo end >> {m}; echo finished",
                 m = marks.display()
             ),
             2000,
@@ -59,6 +59,15 @@ async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
     let (_, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
     wait_file(&marks).await;
     c.agent(&holder).proc().kill9();
+    c.api
+        .wait_for(job.id, WAIT, "re-granted", |j| {
+            j.lease_agent.as_deref().is_some_and(|a| a != holder)
+        })
+        .await
+        .expect("takeover");
+    // Restarted (as systemd would), the agent kills the command its previous
+    // run left behind, so the old attempt never reaches "end".
+    c.agent(&holder).restart().expect("restart");
     let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
     assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
     assert_eq!(done.attempts.len(), 2, "{:#?}", done.attempts);
@@ -70,8 +79,14 @@ async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
     let result = done.result.expect("result");
     assert_eq!(result.exit_code, Some(0));
     assert_eq!(result.stdout, "finished\n");
-    // The killed agent's child died with it... or at least never reported; exactly one end.
     assert_eq!(count_lines(&marks, "start"), 2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count_lines(&marks, "end"), 1, "{}", c.logs());
+    assert!(
+        c.agent(&holder)
+            .log_text()
+            .contains("left running by a previous agent run")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +203,7 @@ async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
     assert_eq!(done.attempts.len(), 2);
     assert_ne!(done.attempts[1].agent_id, holder);
     // Give the thawed agent time to misbehave, then count effects.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count_lines(&marks, "end"), 1, "{}", c.logs());
     let log = c.agent(&holder).log_text();
     assert!(log.contains("Lease lost"), "{log}");

@@ -8,11 +8,9 @@
 //! taking the job over). Whatever is left of the group when the program ends is
 //! killed too, so no stray grandchild outlives its job.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use baton_proto::{CommandSpec, Completion, JobKind, JobResult, JobSpec};
@@ -21,6 +19,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::capture::{self, SharedBounded};
+pub use super::groups::ProcessGroups;
+use super::groups::{Sig, signal_group};
 use super::{BoxFuture, CancelReason, Error, Executor, Job, Outcome};
 use crate::config::CommandConfig;
 
@@ -63,33 +63,6 @@ impl CommandSettings {
     }
 }
 
-/// Process groups of the commands running now, so a forced exit can kill them.
-#[derive(Debug, Clone, Default)]
-pub struct ProcessGroups(Arc<Mutex<HashSet<i32>>>);
-
-impl ProcessGroups {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// SIGKILL every running command's process group.
-    pub fn kill_all(&self) {
-        for pgid in self.set().drain() {
-            signal_group(pgid, Sig::Kill);
-        }
-    }
-
-    /// How many commands are running.
-    pub fn len(&self) -> usize {
-        self.set().len()
-    }
-
-    /// Whether none is running.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Runs `command` jobs.
 #[derive(Debug, Clone)]
 pub struct CommandExecutor {
@@ -100,10 +73,12 @@ pub struct CommandExecutor {
 impl CommandExecutor {
     /// An executor with these settings.
     pub fn new(settings: CommandSettings) -> Self {
-        CommandExecutor {
-            settings,
-            groups: ProcessGroups::default(),
-        }
+        Self::with_groups(settings, ProcessGroups::default())
+    }
+
+    /// An executor that records its process groups in `groups`.
+    pub fn with_groups(settings: CommandSettings, groups: ProcessGroups) -> Self {
+        CommandExecutor { settings, groups }
     }
 
     /// The process groups of running commands.
@@ -321,27 +296,6 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Sig {
-    Term,
-    Kill,
-}
-
-#[cfg(unix)]
-fn signal_group(pgid: i32, sig: Sig) {
-    use nix::sys::signal::{Signal, killpg};
-    use nix::unistd::Pid;
-    let sig = match sig {
-        Sig::Term => Signal::SIGTERM,
-        Sig::Kill => Signal::SIGKILL,
-    };
-    // ESRCH (the group is already gone) is the usual, harmless error.
-    let _ = killpg(Pid::from_raw(pgid), sig);
-}
-
-#[cfg(not(unix))]
-fn signal_group(_pgid: i32, _sig: Sig) {}
-
 /// Registers a command's process group; SIGKILLs what is left of it when dropped.
 struct GroupGuard {
     pgid: Option<i32>,
@@ -356,7 +310,7 @@ impl GroupGuard {
             None
         };
         if let Some(p) = pgid {
-            groups.set().insert(p);
+            groups.insert(p);
         }
         GroupGuard {
             pgid,
@@ -375,7 +329,7 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(p) = self.pgid {
             signal_group(p, Sig::Kill);
-            self.groups.set().remove(&p);
+            self.groups.remove(p);
         }
     }
 }

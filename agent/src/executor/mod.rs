@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod command;
+pub mod groups;
 pub mod noop;
 
 use std::future::Future;
