@@ -66,6 +66,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         wakers: wakers.clone(),
         reaper_kick: kick.clone(),
         ready: AtomicBool::new(false),
+        shutdown: shutdown.clone(),
     });
     let reaper = tokio::spawn(dispatch::reaper(
         store.clone(),

@@ -141,8 +141,14 @@ pub struct Controller {
 impl Controller {
     /// Start on `127.0.0.1:0` in `dir` with the harness tokens and wait for `/readyz`.
     pub async fn start(dir: &Path, extra_config: &str) -> Result<Controller> {
-        let extra = format!("sync = \"normal\"\n{extra_config}");
-        Self::start_custom(dir, "127.0.0.1:0", &extra, OPERATOR_TOKEN, AGENT_TOKEN).await
+        Self::start_custom(
+            dir,
+            "127.0.0.1:0",
+            extra_config,
+            OPERATOR_TOKEN,
+            AGENT_TOKEN,
+        )
+        .await
     }
 
     /// Start with explicit listen address and token entries (`sha256:<hex>` or plain).

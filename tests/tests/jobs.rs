@@ -340,3 +340,17 @@ fn validate_names_file_key_and_line_and_exits_78() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_sigterm_answers_held_polls_and_exits_cleanly() {
+    let mut c = Cluster::start(2).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    // Both agents now hold a long-poll (25 s); shutdown must not wait for them.
+    let p = c.controller.proc.as_mut().expect("controller");
+    p.signal(Signal::SIGTERM).expect("term");
+    let code = p
+        .wait_exit(Duration::from_secs(10))
+        .expect("exited while polls were held");
+    assert_eq!(code, Some(0), "{}", c.controller.log_text());
+    assert!(c.controller.log_text().contains("Controller stopped"));
+}

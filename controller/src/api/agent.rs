@@ -133,6 +133,7 @@ pub async fn poll(
         tokio::select! {
             _ = select_all(waits) => {}
             _ = tokio::time::sleep_until(until.into()) => {}
+            _ = s.shutdown.cancelled() => {}
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct Inner {
     pub reaper_kick: Arc<Notify>,
     /// Set once the store is open and migrated, cleared on shutdown.
     pub ready: AtomicBool,
+    /// The process's shutdown token: held polls answer at once when it fires.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
