@@ -1,6 +1,7 @@
 //! Failover end to end: real agents killed, frozen and fenced; a real
 //! controller killed with SIGKILL and restarted.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_proto::{AttemptOutcome, JobState};
@@ -40,27 +41,34 @@ async fn wait_file(path: &std::path::Path) -> String {
     panic!("{} never appeared", path.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
-    let mut c = Cluster::start(3).await.expect("cluster");
-    c.wait_agents_online().await.expect("online");
+/// Submit a job that appends `start` to a marks file, sleeps, appends `end`;
+/// wait until it runs and has started. Returns (job id, holder, marks path).
+async fn start_marked_job(c: &Cluster, sleep_s: u32, ttl_ms: u64) -> (i64, String, PathBuf) {
     let marks = c.path("marks");
     let job = c
         .api
         .submit(sh(
             &format!(
-                "echo start >> {m}; sleep 5; echo end >> {m}; echo finished",
+                "echo start >> {m}; sleep {sleep_s}; echo end >> {m}; echo finished",
                 m = marks.display()
             ),
-            2000,
+            ttl_ms,
         ))
         .await
         .expect("submit");
     let (_, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
     wait_file(&marks).await;
+    (job.id, holder, marks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
+    let mut c = Cluster::start(3).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let (job_id, holder, marks) = start_marked_job(&c, 5, 2000).await;
     c.agent(&holder).proc().kill9();
     c.api
-        .wait_for(job.id, WAIT, "re-granted", |j| {
+        .wait_for(job_id, WAIT, "re-granted", |j| {
             j.lease_agent.as_deref().is_some_and(|a| a != holder)
         })
         .await
@@ -68,7 +76,7 @@ async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
     // Restarted (as systemd would), the agent kills the command its previous
     // run left behind, so the old attempt never reaches "end".
     c.agent(&holder).restart().expect("restart");
-    let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    let done = c.api.wait_terminal(job_id, WAIT).await.expect("terminal");
     assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
     assert_eq!(done.attempts.len(), 2, "{:#?}", done.attempts);
     assert_eq!(done.attempts[0].agent_id, holder);
@@ -164,20 +172,7 @@ async fn a_stale_token_gets_409_and_the_old_agent_kills_its_child() {
 async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
     let mut c = Cluster::start(2).await.expect("cluster");
     c.wait_agents_online().await.expect("online");
-    let marks = c.path("marks");
-    let job = c
-        .api
-        .submit(sh(
-            &format!(
-                "echo start >> {m}; sleep 6; echo end >> {m}",
-                m = marks.display()
-            ),
-            2000,
-        ))
-        .await
-        .expect("submit");
-    let (_, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
-    wait_file(&marks).await;
+    let (job_id, holder, marks) = start_marked_job(&c, 6, 2000).await;
     c.agent(&holder)
         .proc()
         .signal(Signal::SIGSTOP)
@@ -185,7 +180,7 @@ async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
     // Past the TTL another agent takes the job.
     let taken = c
         .api
-        .wait_for(job.id, WAIT, "re-granted", |j| {
+        .wait_for(job_id, WAIT, "re-granted", |j| {
             j.lease_agent.as_deref().is_some_and(|a| a != holder)
         })
         .await
@@ -198,7 +193,7 @@ async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
         .proc()
         .signal(Signal::SIGCONT)
         .expect("cont");
-    let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    let done = c.api.wait_terminal(job_id, WAIT).await.expect("terminal");
     assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
     assert_eq!(done.attempts.len(), 2);
     assert_ne!(done.attempts[1].agent_id, holder);
@@ -207,7 +202,7 @@ async fn a_frozen_holder_never_reports_and_the_job_ends_exactly_once() {
     assert_eq!(count_lines(&marks, "end"), 1, "{}", c.logs());
     let log = c.agent(&holder).log_text();
     assert!(log.contains("Lease lost"), "{log}");
-    let j = c.api.job(job.id).await.expect("job");
+    let j = c.api.job(job_id).await.expect("job");
     assert_eq!(j.attempts.len(), 2);
     assert_eq!(j.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
 }

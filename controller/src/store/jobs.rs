@@ -163,13 +163,8 @@ impl Store {
     /// (its holder learns it on the next heartbeat). Returns the group to wake.
     pub async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
         let mut tx = self.writer.begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match state.as_deref().and_then(JobState::parse) {
-            None => return Err(Error::NotFound(id)),
-            Some(JobState::Queued) => {
+        match state_of(&mut tx, id).await? {
+            JobState::Queued => {
                 sqlx::query(
                     "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?1, updated_at = ?1,
                      error = 'cancelled by operator before it ran' WHERE id = ?2",
@@ -179,14 +174,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            Some(JobState::Running) => {
+            JobState::Running => {
                 sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
                     .bind(now)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
             }
-            Some(s) => return Err(Error::Conflict(format!("job {id} is already {s}"))),
+            s => return Err(Error::Conflict(format!("job {id} is already {s}"))),
         }
         tx.commit().await?;
         self.get_job(id).await
@@ -195,13 +190,8 @@ impl Store {
     /// Retry a failed or cancelled job with a fresh attempt budget.
     pub async fn retry(&self, id: JobId, now: i64) -> Result<JobView> {
         let mut tx = self.writer.begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match state.as_deref().and_then(JobState::parse) {
-            None => return Err(Error::NotFound(id)),
-            Some(JobState::Failed | JobState::Cancelled) => {
+        match state_of(&mut tx, id).await? {
+            JobState::Failed | JobState::Cancelled => {
                 sqlx::query(
                     "UPDATE jobs SET state = 'queued', attempts_spent = 0, cancel_requested = 0, not_before = ?1,
                      updated_at = ?1, finished_at = NULL, error = NULL, result = NULL WHERE id = ?2",
@@ -211,7 +201,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            Some(s) => {
+            s => {
                 return Err(Error::Conflict(format!(
                     "job {id} is {s}; only failed or cancelled jobs can be retried"
                 )));
@@ -220,6 +210,16 @@ impl Store {
         tx.commit().await?;
         self.get_job(id).await
     }
+}
+
+/// The state of job `id` inside a write transaction.
+async fn state_of(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: JobId) -> Result<JobState> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let state = state.ok_or(Error::NotFound(id))?;
+    JobState::parse(&state).ok_or_else(|| Error::Corrupt(format!("jobs.state {id}")))
 }
 
 #[cfg(test)]
