@@ -79,6 +79,12 @@ pub struct AgentView {
     /// Leases it holds.
     #[serde(default)]
     pub leases: Vec<LeaseHeld>,
+    /// When it enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolled_at: Option<DateTime<Utc>>,
+    /// When an admin revoked it (its calls are refused from then on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /v1/agents`.
@@ -114,6 +120,8 @@ mod tests {
                 token: 2,
                 expires_at: now,
             }],
+            enrolled_at: Some(now),
+            revoked_at: None,
         };
         check(&view);
         check(&AgentList { agents: vec![view] });

@@ -367,6 +367,8 @@ pub enum AttemptOutcome {
     LeaseExpired,
     /// The agent handed the job back; no attempt spent.
     Released,
+    /// The agent was revoked while holding the lease; no attempt spent.
+    Revoked,
 }
 
 impl AttemptOutcome {
@@ -379,6 +381,7 @@ impl AttemptOutcome {
             AttemptOutcome::Cancelled => "cancelled",
             AttemptOutcome::LeaseExpired => "lease_expired",
             AttemptOutcome::Released => "released",
+            AttemptOutcome::Revoked => "revoked",
         }
     }
 
@@ -391,6 +394,7 @@ impl AttemptOutcome {
             AttemptOutcome::Cancelled,
             AttemptOutcome::LeaseExpired,
             AttemptOutcome::Released,
+            AttemptOutcome::Revoked,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -11,11 +11,13 @@
 //! - [`lease`]: the agent side of the protocol: poll, grant, heartbeat,
 //!   complete, release.
 //! - [`agent`]: what an agent advertises (capabilities) and how operators see it.
+//! - [`auth`]: enrollment, agent secrets, operator tokens and roles, audit entries.
 //! - [`error`]: the JSON error body and its codes.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod job;
@@ -36,7 +38,8 @@ pub use lease::{
 /// The API version this crate describes; every route lives under `/v1`.
 pub const API_VERSION: &str = "v1";
 
-/// Header naming the calling agent (until per-agent secrets identify it).
+/// Optional header naming the calling agent; when sent it must match the
+/// identity of the agent secret.
 pub const AGENT_ID_HEADER: &str = "X-Baton-Agent";
 
 /// Default controller port.

@@ -90,6 +90,8 @@ impl Store {
                 online: now - last_seen <= online_window_ms,
                 last_seen: ts(last_seen),
                 leases: held,
+                enrolled_at: None,
+                revoked_at: None,
                 id,
             });
         }

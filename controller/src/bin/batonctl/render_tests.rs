@@ -303,6 +303,8 @@ fn agents_table() {
             online: true,
             free_slots: 2,
             metrics: None,
+            enrolled_at: None,
+            revoked_at: None,
             leases: vec![
                 LeaseHeld {
                     job_id: 12,

@@ -1,0 +1,351 @@
+//! Identity: enrollment, agent credentials, operator tokens with roles, audit.
+//!
+//! Secrets (enrollment tokens, agent secrets, operator tokens) are 256-bit
+//! random values shown once, at creation; the controller keeps only their
+//! SHA-256. Each carries a prefix naming its kind, so a leaked one is easy to
+//! recognise: [`ENROLLMENT_PREFIX`], [`AGENT_SECRET_PREFIX`], [`OPERATOR_PREFIX`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of enrollment tokens.
+pub const ENROLLMENT_PREFIX: &str = "baton_enr_";
+/// Prefix of agent secrets.
+pub const AGENT_SECRET_PREFIX: &str = "baton_agt_";
+/// Prefix of operator tokens.
+pub const OPERATOR_PREFIX: &str = "baton_op_";
+
+/// What an operator token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read only: jobs, agents.
+    Viewer,
+    /// Jobs, schedules, drills, drain — and everything a viewer may.
+    Operator,
+    /// Everything, including tokens, enrollment, agent revocation and the audit log.
+    Admin,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Viewer, Role::Operator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role includes `needed` (admin ⊇ operator ⊇ viewer).
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /v1/agents/enroll` (no bearer token: the enrollment token is the credential).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The single-use enrollment token.
+    pub token: String,
+    /// The agent id asked for (a valid name, e.g. the host name).
+    pub agent_id: String,
+    /// Host name, for operators.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    /// Agent version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+}
+
+/// Answer to an enrollment: the agent's identity. The secret is shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// The agent id.
+    pub agent_id: String,
+    /// The agent secret: the bearer token of every later agent call.
+    pub secret: String,
+    /// Groups the agent may serve (from the enrollment token).
+    pub groups: Vec<String>,
+}
+
+/// `POST /v1/enrollment-tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentTokenCreate {
+    /// Groups an agent enrolled with this token may serve.
+    pub groups: Vec<String>,
+    /// Lifetime in milliseconds (at most 30 days).
+    pub expires_in_ms: u64,
+    /// Free text for operators.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// State of an enrollment token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollmentTokenState {
+    /// Can still be used.
+    Active,
+    /// Spent by an enrollment.
+    Used,
+    /// Past its expiry.
+    Expired,
+    /// Revoked by an admin.
+    Revoked,
+}
+
+/// An enrollment token as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenView {
+    /// Token id.
+    pub id: String,
+    /// Groups it grants.
+    pub groups: Vec<String>,
+    /// Note.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// State now.
+    pub state: EnrollmentTokenState,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// When it was spent, and by which agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<DateTime<Utc>>,
+    /// The agent that spent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<String>,
+    /// When it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Answer to creating an enrollment token: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenCreated {
+    /// The token as listed.
+    pub view: EnrollmentTokenView,
+    /// The secret to give to the agent.
+    pub token: String,
+}
+
+/// `GET /v1/enrollment-tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenList {
+    /// Newest first.
+    pub tokens: Vec<EnrollmentTokenView>,
+}
+
+/// `POST /v1/tokens`: a new operator token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorTokenCreate {
+    /// Who or what uses it (a valid name, unique among active tokens).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// An operator token as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorTokenView {
+    /// Token id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Who created it (`init` for the bootstrap token).
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Last authenticated use (updated at most once a minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Answer to creating an operator token: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorTokenCreated {
+    /// The token as listed.
+    pub view: OperatorTokenView,
+    /// The secret.
+    pub token: String,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorTokenList {
+    /// Oldest first.
+    pub tokens: Vec<OperatorTokenView>,
+}
+
+/// `GET /v1/whoami`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// Token name.
+    pub name: String,
+    /// Token id.
+    pub token_id: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// One audited state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: `token:<name>`, `agent:<id>`, `enroll:<address>` or `anonymous`.
+    pub actor: String,
+    /// Role of the actor (`agent` for agents, empty when unauthenticated).
+    pub role: String,
+    /// What: `METHOD /route/{template}`.
+    pub action: String,
+    /// On what: the concrete path.
+    pub target: String,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// Error code when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditList {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roundtrip::check;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_790_000_000_000).expect("ts")
+    }
+
+    #[test]
+    fn roles_order() {
+        assert!(Role::Admin.allows(Role::Operator));
+        assert!(Role::Operator.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Operator));
+        assert!(!Role::Operator.allows(Role::Admin));
+        assert_eq!(Role::parse("admin"), Some(Role::Admin));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn enrollment_roundtrip() {
+        check(&EnrollRequest {
+            token: "baton_enr_x".into(),
+            agent_id: "db1".into(),
+            hostname: "db1.example".into(),
+            version: "0.1.0".into(),
+        });
+        check(&EnrollResponse {
+            agent_id: "db1".into(),
+            secret: "baton_agt_x".into(),
+            groups: vec!["nightly".into()],
+        });
+        check(&EnrollmentTokenCreate {
+            groups: vec!["nightly".into()],
+            expires_in_ms: 86_400_000,
+            note: "db hosts".into(),
+        });
+        let view = EnrollmentTokenView {
+            id: "e1".into(),
+            groups: vec!["nightly".into()],
+            note: String::new(),
+            state: EnrollmentTokenState::Used,
+            created_by: "token:admin".into(),
+            created_at: now(),
+            expires_at: now(),
+            used_at: Some(now()),
+            used_by: Some("db1".into()),
+            revoked_at: None,
+        };
+        check(&view);
+        check(&EnrollmentTokenCreated {
+            view: view.clone(),
+            token: "baton_enr_y".into(),
+        });
+        check(&EnrollmentTokenList { tokens: vec![view] });
+    }
+
+    #[test]
+    fn operator_tokens_roundtrip() {
+        check(&OperatorTokenCreate {
+            name: "ci".into(),
+            role: Role::Viewer,
+        });
+        let view = OperatorTokenView {
+            id: "t1".into(),
+            name: "ci".into(),
+            role: Role::Operator,
+            created_by: "init".into(),
+            created_at: now(),
+            last_used_at: Some(now()),
+            revoked_at: None,
+        };
+        check(&view);
+        check(&OperatorTokenCreated {
+            view: view.clone(),
+            token: "baton_op_z".into(),
+        });
+        check(&OperatorTokenList { tokens: vec![view] });
+        check(&WhoAmI {
+            name: "ci".into(),
+            token_id: "t1".into(),
+            role: Role::Admin,
+        });
+    }
+
+    #[test]
+    fn audit_roundtrip() {
+        let e = AuditEntry {
+            id: 3,
+            at: now(),
+            actor: "token:admin".into(),
+            role: "admin".into(),
+            action: "POST /v1/jobs/{id}/cancel".into(),
+            target: "/v1/jobs/7/cancel".into(),
+            status: 409,
+            error: Some("conflict".into()),
+        };
+        check(&e);
+        check(&AuditList {
+            entries: vec![e],
+            next_before: Some(3),
+        });
+    }
+}
