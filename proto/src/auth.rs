@@ -213,6 +213,17 @@ pub struct WhoAmI {
     pub role: Role,
 }
 
+/// Answer to `POST /v1/agents/{id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRevoked {
+    /// The agent.
+    pub agent_id: String,
+    /// When it was revoked.
+    pub revoked_at: DateTime<Utc>,
+    /// Jobs whose leases it held, now back in the queue.
+    pub jobs_requeued: Vec<crate::JobId>,
+}
+
 /// One audited state change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -327,6 +338,15 @@ mod tests {
             name: "ci".into(),
             token_id: "t1".into(),
             role: Role::Admin,
+        });
+    }
+
+    #[test]
+    fn revoked_roundtrip() {
+        check(&AgentRevoked {
+            agent_id: "db1".into(),
+            revoked_at: now(),
+            jobs_requeued: vec![4, 5],
         });
     }
 
