@@ -37,16 +37,33 @@ struct FileConfig {
     max_log_tail_bytes: Option<usize>,
     agent_offline_after: Option<String>,
     log_level: Option<String>,
-    auth: Option<FileAuth>,
+    max_output_bytes: Option<usize>,
+    enroll_per_minute: Option<u32>,
+    allow_plain_http: Option<bool>,
+    tls: Option<FileTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileAuth {
+struct FileTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
     #[serde(default)]
-    operator_tokens: Vec<String>,
-    #[serde(default)]
-    agent_tokens: Vec<String>,
+    require_agent_client_cert: bool,
+}
+
+/// TLS settings: the controller serves HTTPS with these files.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle that client certificates must chain to (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// Agent calls must come over a verified client certificate.
+    pub require_agent_client_cert: bool,
 }
 
 /// Overrides from the command line.
@@ -81,10 +98,12 @@ pub struct Config {
     pub agent_offline_after: Duration,
     /// Log filter.
     pub log_level: String,
-    /// Accepted operator tokens, as `sha256:<hex>` or plain (hashed on load).
-    pub operator_tokens: Vec<String>,
-    /// Accepted agent tokens, same forms.
-    pub agent_tokens: Vec<String>,
+    /// Largest stdout/stderr a completion may carry (each).
+    pub max_output_bytes: usize,
+    /// Enrollment attempts allowed per source address per minute.
+    pub enroll_per_minute: u32,
+    /// HTTPS settings; `None` only when `allow_plain_http` is set.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -187,7 +206,7 @@ impl Config {
             &file.agent_offline_after,
             poll_hold + Duration::from_secs(20),
         )?;
-        let max_body_bytes = file.max_body_bytes.unwrap_or(1 << 20);
+        let max_body_bytes = file.max_body_bytes.unwrap_or(4 << 20);
         if !(1024..=64 << 20).contains(&max_body_bytes) {
             return Err(file_err(
                 "max_body_bytes",
@@ -202,35 +221,74 @@ impl Config {
             ));
         }
 
-        let auth = file.auth.unwrap_or_default();
-        let mut operator_tokens = auth.operator_tokens;
-        let mut agent_tokens = auth.agent_tokens;
-        for (i, t) in operator_tokens.iter().enumerate() {
-            check_token(t).map_err(|m| file_err(&format!("auth.operator_tokens[{i}]"), m))?;
+        let max_output_bytes = file.max_output_bytes.unwrap_or(1 << 20);
+        if max_output_bytes > max_body_bytes / 2 {
+            return Err(file_err(
+                "max_output_bytes",
+                "must be at most half of max_body_bytes (a completion carries stdout and stderr)"
+                    .into(),
+            ));
         }
-        for (i, t) in agent_tokens.iter().enumerate() {
-            check_token(t).map_err(|m| file_err(&format!("auth.agent_tokens[{i}]"), m))?;
+        let enroll_per_minute = file.enroll_per_minute.unwrap_or(10);
+        if enroll_per_minute == 0 {
+            return Err(file_err("enroll_per_minute", "must be at least 1".into()));
         }
-        if let Some(t) = env.get("BATON_OPERATOR_TOKEN") {
-            check_token(t).map_err(|m| env_err("BATON_OPERATOR_TOKEN", "auth", m))?;
-            operator_tokens.push(t.clone());
-        }
-        if let Some(t) = env.get("BATON_AGENT_TOKEN") {
-            check_token(t).map_err(|m| env_err("BATON_AGENT_TOKEN", "auth", m))?;
-            agent_tokens.push(t.clone());
-        }
-        if operator_tokens.is_empty() {
-            return Err(ConfigError {
-                origin: if path_s.is_empty() {
-                    Source::Default
-                } else {
-                    Source::File(path_s.clone())
-                },
-                key: "auth.operator_tokens".into(),
-                line: None,
-                message: "at least one operator token is required (or BATON_OPERATOR_TOKEN)".into(),
-            });
-        }
+        let plain = match env.get("BATON_ALLOW_PLAIN_HTTP") {
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                env_err(
+                    "BATON_ALLOW_PLAIN_HTTP",
+                    "allow_plain_http",
+                    "must be true or false".into(),
+                )
+            })?,
+            None => file.allow_plain_http.unwrap_or(false),
+        };
+        let tls = match file.tls {
+            Some(t) => {
+                let cert_file = t
+                    .cert_file
+                    .ok_or_else(|| file_err("tls", "`cert_file` is required in [tls]".into()))?;
+                let key_file = t
+                    .key_file
+                    .ok_or_else(|| file_err("tls", "`key_file` is required in [tls]".into()))?;
+                for (key, path) in [
+                    ("tls.cert_file", Some(&cert_file)),
+                    ("tls.key_file", Some(&key_file)),
+                    ("tls.client_ca_file", t.client_ca_file.as_ref()),
+                ] {
+                    if let Some(p) = path
+                        && let Err(e) = std::fs::metadata(p)
+                    {
+                        return Err(file_err(key, format!("{}: {e}", p.display())));
+                    }
+                }
+                if t.require_agent_client_cert && t.client_ca_file.is_none() {
+                    return Err(file_err(
+                        "tls.require_agent_client_cert",
+                        "needs tls.client_ca_file to verify client certificates".into(),
+                    ));
+                }
+                Some(TlsConfig {
+                    cert_file,
+                    key_file,
+                    client_ca_file: t.client_ca_file,
+                    require_agent_client_cert: t.require_agent_client_cert,
+                })
+            }
+            None if plain => None,
+            None => {
+                return Err(ConfigError {
+                    origin: if path_s.is_empty() {
+                        Source::Default
+                    } else {
+                        Source::File(path_s.clone())
+                    },
+                    key: "tls".into(),
+                    line: None,
+                    message: "configure [tls] cert_file and key_file, or set allow_plain_http = true to serve plain HTTP".into(),
+                });
+            }
+        };
 
         let log_level = env
             .get("BATON_LOG")
@@ -249,8 +307,9 @@ impl Config {
             max_log_tail_bytes,
             agent_offline_after,
             log_level,
-            operator_tokens,
-            agent_tokens,
+            max_output_bytes,
+            enroll_per_minute,
+            tls,
         })
     }
 }
@@ -260,15 +319,12 @@ fn parse_addr(v: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{v}` is not an address like 127.0.0.1:8420"))
 }
 
-fn check_token(t: &str) -> Result<(), String> {
-    if let Some(hex_part) = t.strip_prefix("sha256:") {
-        if hex_part.len() != 64 || hex::decode(hex_part).is_err() {
-            return Err("a `sha256:` token must be followed by 64 hex digits".into());
-        }
-    } else if t.len() < 16 {
-        return Err("tokens must be at least 16 characters".into());
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -282,7 +338,7 @@ mod tests {
         f
     }
 
-    const TOKENS: &str = "[auth]\noperator_tokens = [\"0123456789abcdef\"]\n";
+    const TOKENS: &str = "allow_plain_http = true\n";
 
     #[test]
     fn layering_file_env_flag() {
@@ -319,21 +375,26 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_and_short_token_refused() {
-        let f = write(&format!("{TOKENS}colour = 1\n"));
+    fn unknown_key_refused() {
+        let f = write(&format!("{TOKENS}\ncolour = 1\n"));
         let e = Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default())
             .expect_err("unknown key");
         assert_eq!(e.line, Some(3));
-        let f = write("[auth]\noperator_tokens = [\"short\"]\n");
-        let e = Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default())
-            .expect_err("short token");
-        assert_eq!(e.key, "auth.operator_tokens[0]");
-        assert_eq!(e.line, Some(2));
     }
 
     #[test]
-    fn operator_token_required() {
-        let e = Config::load(None, &BTreeMap::new(), &Flags::default()).expect_err("no token");
-        assert_eq!(e.key, "auth.operator_tokens");
+    fn tls_or_explicit_plain_http_required() {
+        let e = Config::load(None, &BTreeMap::new(), &Flags::default()).expect_err("no tls");
+        assert_eq!(e.key, "tls");
+        let f = write(
+            "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",
+        );
+        let e = Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default())
+            .expect_err("missing cert");
+        assert_eq!(e.key, "tls.cert_file");
+        assert_eq!(e.line, Some(2));
+        let env = BTreeMap::from([("BATON_ALLOW_PLAIN_HTTP".to_string(), "true".to_string())]);
+        let c = Config::load(None, &env, &Flags::default()).expect("plain");
+        assert!(c.tls.is_none());
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: layered configuration (defaults → TOML → `BATON_*` env → flags).
-//! - [`auth`]: bearer tokens (hashed, constant-time), operator vs agent callers.
+//! - [`auth`]: bearer secrets (stored as SHA-256), roles, agent callers.
+//! - [`listener`]: HTTPS (rustls, optional client certificates) or explicit plain HTTP.
 //! - [`store`]: SQLite store; the lease contract lives in `store::lease`.
 //! - [`dispatch`]: per-group wake-ups for long-polls and the lease reaper.
 //! - [`validate`]: job submission checks naming the failing field.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dispatch;
+pub mod listener;
 pub mod server;
 pub mod store;
 pub mod validate;

@@ -30,6 +30,8 @@ enum Command {
     Run,
     /// Load and check the configuration, then exit.
     Validate,
+    /// Create the store and the first admin token, print the token once, exit.
+    Init,
 }
 
 fn main() -> ExitCode {
@@ -51,19 +53,49 @@ fn main() -> ExitCode {
     };
     if matches!(cli.command, Some(Command::Validate)) {
         println!(
-            "Config OK: listen {}, database {}, {} operator token(s), {} agent token(s)",
+            "Config OK: listen {} ({}), database {}",
             config.listen,
+            match &config.tls {
+                Some(t) if t.client_ca_file.is_some() => "HTTPS, client certificates verified",
+                Some(_) => "HTTPS",
+                None => "plain HTTP",
+            },
             config.database.display(),
-            config.operator_tokens.len(),
-            config.agent_tokens.len()
         );
         return ExitCode::SUCCESS;
+    }
+    if matches!(cli.command, Some(Command::Init)) {
+        return init(&config);
     }
     init_tracing(&config.log_level);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "Controller failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(config: &Config) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(baton_controller::server::init(config)) {
+        Ok(secret) => {
+            eprintln!("Created the first admin token. It is shown only now; keep it safe:");
+            println!("{secret}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -7,8 +7,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use baton_proto::auth::{OPERATOR_PREFIX, Role};
+
 use crate::api::{self, AppState, Inner};
-use crate::auth::Authenticator;
+use crate::auth::{hash_secret, new_id, new_secret};
 use crate::config::Config;
 use crate::dispatch::{self, Wakers};
 use crate::store::{self, Store};
@@ -38,6 +40,84 @@ pub enum Error {
     /// Serving failed.
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// TLS files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::listener::Error),
+    /// `init` found an admin token already.
+    #[error(
+        "already initialised: an active admin token exists (create more with `batonctl tokens create`)"
+    )]
+    AlreadyInitialised,
+}
+
+/// Create the first admin token if none exists; returns its secret.
+pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Option<String>, Error> {
+    if store.has_active_admin().await? {
+        return Ok(None);
+    }
+    let secret = new_secret(OPERATOR_PREFIX);
+    let name = if store
+        .list_operator_tokens()
+        .await?
+        .iter()
+        .any(|t| t.name == "admin" && t.revoked_at.is_none())
+    {
+        new_id("admin-")
+    } else {
+        "admin".to_owned()
+    };
+    store
+        .create_operator_token(
+            &new_id("t_"),
+            &name,
+            Role::Admin,
+            &hash_secret(&secret),
+            created_by,
+            store::now_ms(),
+        )
+        .await?;
+    Ok(Some(secret))
+}
+
+/// `baton-controller init`: open the store and create the first admin token.
+pub async fn init(config: &Config) -> Result<String, Error> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| Error::StateDir {
+        path: config.state_dir.display().to_string(),
+        source,
+    })?;
+    let store = Store::open(&config.database, config.sync).await?;
+    let secret = create_admin_token(&store, "init").await?;
+    store.close().await;
+    secret.ok_or(Error::AlreadyInitialised)
+}
+
+/// On a first start without `init`: write the admin token to a 0600 file in
+/// the state dir (never to the log) and say where it is.
+async fn bootstrap(store: &Store, config: &Config) -> Result<(), Error> {
+    let Some(secret) = create_admin_token(store, "first-start").await? else {
+        return Ok(());
+    };
+    let path = config.state_dir.join("initial-admin.token");
+    write_private(&path, &format!("{secret}\n")).map_err(|source| Error::StateDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        "No admin token existed: created one and wrote it to this file (mode 0600); move it somewhere safe and delete the file"
+    );
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// Run the controller until `shutdown` is cancelled.
@@ -48,6 +128,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     };
     std::fs::create_dir_all(&config.state_dir).map_err(dir_err)?;
     let store = Store::open(&config.database, config.sync).await?;
+    bootstrap(&store, &config).await?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(crate::listener::tls_acceptor)
+        .transpose()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -61,7 +147,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let kick = Arc::new(Notify::new());
     let state = AppState::new(Inner {
         store: store.clone(),
-        auth: Authenticator::new(&config.operator_tokens, &config.agent_tokens),
+        enroll_limit: api::ratelimit::RateLimiter::new(config.enroll_per_minute),
         config: config.clone(),
         wakers: wakers.clone(),
         reaper_kick: kick.clone(),
@@ -77,27 +163,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     state.ready.store(true, Ordering::Release);
     tracing::info!(
         listen = %addr,
+        tls = tls.is_some(),
+        mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
         database = %config.database.display(),
-        operator_tokens = config.operator_tokens.len(),
-        agent_tokens = config.agent_tokens.len(),
         "Controller ready"
     );
-    if !addr.ip().is_loopback() {
-        tracing::warn!(listen = %addr, "Serving plain HTTP on a non-loopback address; TLS arrives with the security issue");
+    if tls.is_none() {
+        tracing::warn!(listen = %addr, "Serving plain HTTP (allow_plain_http): tokens cross the network in clear text");
     }
 
     let app = api::router(state.clone());
     let stop = shutdown.clone();
     let ready_state = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.cancelled().await;
-            ready_state.ready.store(false, Ordering::Release);
-            tracing::info!("Shutting down");
-        })
-        .await
-        .map_err(Error::Serve)?;
-    shutdown.cancel();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        ready_state.ready.store(false, Ordering::Release);
+        tracing::info!("Shutting down");
+    });
+    crate::listener::serve(
+        listener,
+        tls,
+        app,
+        shutdown.clone(),
+        std::time::Duration::from_secs(10),
+    )
+    .await;
     let _ = reaper.await;
     store.close().await;
     tracing::info!("Controller stopped");

@@ -8,8 +8,6 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{AGENT_TOKEN, OPERATOR_TOKEN};
-
 /// An operator client.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -17,6 +15,7 @@ pub struct Api {
     /// Base URL.
     pub url: String,
     token: String,
+    ca: Option<std::path::PathBuf>,
 }
 
 /// A raw answer: status and JSON body.
@@ -36,21 +35,26 @@ impl Raw {
 }
 
 impl Api {
-    /// A client with the harness operator token.
-    pub fn new(url: &str) -> Api {
-        Api::with_token(url, OPERATOR_TOKEN)
-    }
-
-    /// A client with any bearer token.
-    pub fn with_token(url: &str, token: &str) -> Api {
+    /// A client with any bearer token; `ca` pins the CA for HTTPS.
+    pub fn connect(url: &str, token: &str, ca: Option<&std::path::Path>) -> Api {
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).unwrap_or_default();
+            if let Ok(certs) = reqwest::Certificate::from_pem_bundle(&pem) {
+                b = b.tls_certs_only(certs);
+            }
+        }
         Api {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap_or_default(),
+            client: b.build().unwrap_or_default(),
             url: url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
+            ca: ca.map(std::path::Path::to_path_buf),
         }
+    }
+
+    /// The same controller with another bearer token.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api::connect(&self.url, token, self.ca.as_deref())
     }
 
     /// Send anything; never fails on HTTP status.
@@ -168,12 +172,44 @@ impl Api {
         Ok((j, holder))
     }
 
-    /// An agent-credential client speaking as `agent_id` (for protocol tests).
-    pub fn as_agent(&self, agent_id: &str) -> AgentApi {
+    /// An agent-credential client: `secret` speaking as `agent_id` (protocol tests).
+    pub fn as_agent(&self, agent_id: &str, secret: &str) -> AgentApi {
         AgentApi {
-            api: Api::with_token(&self.url, AGENT_TOKEN),
+            api: self.with_token(secret),
             agent_id: agent_id.to_owned(),
         }
+    }
+
+    /// A single-use enrollment token for `groups`.
+    pub async fn enrollment_token(&self, groups: &[String]) -> Result<String> {
+        let v: serde_json::Value = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/enrollment-tokens",
+                Some(&serde_json::json!({"groups": groups, "expires_in_ms": 3_600_000})),
+                &[],
+            )
+            .await?;
+        v["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no token in the answer")
+    }
+
+    /// A new operator token with `role`; returns the secret.
+    pub async fn operator_token(&self, name: &str, role: &str) -> Result<String> {
+        let v: serde_json::Value = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/tokens",
+                Some(&serde_json::json!({"name": name, "role": role})),
+                &[],
+            )
+            .await?;
+        v["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no token in the answer")
     }
 }
 

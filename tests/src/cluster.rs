@@ -36,7 +36,7 @@ impl Cluster {
         let tmp = tempfile::Builder::new().prefix("baton-e2e-").tempdir()?;
         let controller =
             Controller::start(&tmp.path().join("controller"), controller_extra).await?;
-        let api = Api::new(&controller.url());
+        let api = controller.api();
         let mut agents = Vec::new();
         for i in 1..=n {
             let mut opts = AgentOpts::new(&format!("agent-{i}"));
@@ -70,6 +70,16 @@ impl Cluster {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
+    }
+
+    /// Start one more agent (enrolled with a fresh token).
+    pub async fn add_agent(&mut self, mut opts: AgentOpts) -> Result<&mut Agent> {
+        if opts.enrollment_token.is_none() {
+            opts.enrollment_token = Some(self.api.enrollment_token(&opts.groups).await?);
+        }
+        let url = self.controller.url();
+        self.agents.push(Agent::start(self.tmp.path(), &url, opts)?);
+        Ok(self.agents.last_mut().expect("just pushed"))
     }
 
     /// The agent with this id.

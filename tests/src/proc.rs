@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::{AGENT_TOKEN, OPERATOR_TOKEN};
+use crate::api::Api;
+use crate::pki::Pki;
 
 /// Directory holding the Baton binaries.
 pub fn bin_dir() -> PathBuf {
@@ -136,46 +137,66 @@ pub struct Controller {
     pub config: PathBuf,
     /// Bound address.
     pub addr: SocketAddr,
+    /// The admin token `baton-controller init` printed.
+    pub admin_token: String,
+    /// CA to trust when the controller serves HTTPS.
+    pub ca: Option<PathBuf>,
 }
 
 impl Controller {
-    /// Start on `127.0.0.1:0` in `dir` with the harness tokens and wait for `/readyz`.
+    /// Start on `127.0.0.1:0` over plain HTTP (explicitly allowed) and wait for `/readyz`.
     pub async fn start(dir: &Path, extra_config: &str) -> Result<Controller> {
-        Self::start_custom(
-            dir,
-            "127.0.0.1:0",
-            extra_config,
-            OPERATOR_TOKEN,
-            AGENT_TOKEN,
-        )
-        .await
+        let extra = format!("allow_plain_http = true\n{extra_config}");
+        Self::start_custom(dir, "127.0.0.1:0", &extra, None).await
     }
 
-    /// Start with explicit listen address and token entries (`sha256:<hex>` or plain).
+    /// Start over HTTPS with `pki`'s server certificate (`mtls`: agents need client certificates).
+    pub async fn start_tls(dir: &Path, pki: &Pki, mtls: bool) -> Result<Controller> {
+        let tls = pki.controller_toml(mtls);
+        Self::start_custom(dir, "127.0.0.1:0", &tls, Some(pki.ca.clone())).await
+    }
+
+    /// Write the config (`extra_config` appended), run `init` for the admin
+    /// token, start, and wait for `/readyz`.
     pub async fn start_custom(
         dir: &Path,
         listen: &str,
         extra_config: &str,
-        operator_token: &str,
-        agent_token: &str,
+        ca: Option<PathBuf>,
     ) -> Result<Controller> {
         fs::create_dir_all(dir)?;
         let config = dir.join("controller.toml");
         fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\nstate_dir = \"{}\"\n{extra_config}\n[auth]\noperator_tokens = [\"{operator_token}\"]\nagent_tokens = [\"{agent_token}\"]\n",
+                "listen = \"{listen}\"\nstate_dir = \"{}\"\n{extra_config}\n",
                 dir.display()
             ),
         )?;
+        let out = Command::new(bin("baton-controller")?)
+            .arg("--config")
+            .arg(&config)
+            .arg("init")
+            .output()?;
+        if !out.status.success() {
+            bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let admin_token = String::from_utf8(out.stdout)?.trim().to_owned();
         let mut c = Controller {
             proc: None,
             dir: dir.to_path_buf(),
             config,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token,
+            ca,
         };
         c.spawn(None).await?;
         Ok(c)
+    }
+
+    /// An admin client.
+    pub fn api(&self) -> Api {
+        Api::connect(&self.url(), &self.admin_token, self.ca.as_deref())
     }
 
     async fn spawn(&mut self, listen: Option<SocketAddr>) -> Result<()> {
@@ -207,12 +228,13 @@ impl Controller {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         self.addr = addr;
-        wait_ready(&self.url()).await
+        wait_ready(&self.api()).await
     }
 
     /// Base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// `kill -9` the controller.
@@ -236,17 +258,16 @@ impl Controller {
 }
 
 /// Poll `/readyz` until 200.
-pub async fn wait_ready(url: &str) -> Result<()> {
-    let client = reqwest::Client::new();
+pub async fn wait_ready(api: &Api) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-            && r.status().is_success()
+        if let Ok(r) = api.raw(reqwest::Method::GET, "/readyz", None, &[]).await
+            && r.status.is_success()
         {
             return Ok(());
         }
         if Instant::now() > end {
-            bail!("{url}/readyz never answered 200");
+            bail!("{}/readyz never answered 200", api.url);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -265,8 +286,8 @@ pub struct AgentOpts {
     pub allow: Vec<String>,
     /// Extra TOML appended to the config.
     pub extra: String,
-    /// Agent bearer token (passed through `BATON_AGENT_TOKEN`).
-    pub token: String,
+    /// Enrollment token, written to a file the config names (first start only).
+    pub enrollment_token: Option<String>,
 }
 
 impl AgentOpts {
@@ -286,7 +307,7 @@ impl AgentOpts {
             .map(String::from)
             .to_vec(),
             extra: String::new(),
-            token: AGENT_TOKEN.to_owned(),
+            enrollment_token: None,
         }
     }
 }
@@ -310,6 +331,14 @@ impl Agent {
         let dir = root.join(format!("agent-{}", opts.id));
         fs::create_dir_all(&dir)?;
         let config = dir.join("agent.toml");
+        let enroll = match &opts.enrollment_token {
+            Some(t) => {
+                let f = dir.join("enroll.token");
+                fs::write(&f, t)?;
+                format!("enrollment_token_file = \"{}\"\n", f.display())
+            }
+            None => String::new(),
+        };
         let groups = opts
             .groups
             .iter()
@@ -325,7 +354,7 @@ impl Agent {
         fs::write(
             &config,
             format!(
-                "agent_id = \"{}\"\ncontroller_url = \"{controller_url}\"\ngroups = [{groups}]\nslots = {}\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n{}\n[command]\nallow = [{allow}]\n",
+                "agent_id = \"{}\"\ncontroller_url = \"{controller_url}\"\ngroups = [{groups}]\nslots = {}\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n{enroll}\n[command]\nallow = [{allow}]\n\n{}\n",
                 opts.id,
                 opts.slots,
                 dir.join("state").display(),
@@ -346,7 +375,6 @@ impl Agent {
         let mut cmd = Command::new(bin("baton-agent")?);
         cmd.arg("--config")
             .arg(&self.config)
-            .env("BATON_AGENT_TOKEN", &self.opts.token)
             .env("BATON_LOG", "info");
         self.proc = Some(Proc::spawn(cmd, &self.dir.join("agent.log"))?);
         Ok(())
@@ -368,6 +396,16 @@ impl Agent {
     /// Its log.
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// The agent secret from its identity file (after enrollment).
+    pub fn secret(&self) -> Result<String> {
+        let text = fs::read_to_string(self.dir.join("state").join("identity.json"))?;
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        v["secret"]
+            .as_str()
+            .map(str::to_owned)
+            .context("identity.json has no secret")
     }
 
     /// Number of completions waiting in its outbox.

@@ -26,7 +26,7 @@ async fn batonctl_submits_waits_lists_gets_and_shows_agents() {
     let c = Cluster::start(1).await.expect("cluster");
     c.wait_agents_online().await.expect("online");
     let url = c.controller.url();
-    let tok = Some(baton_tests::OPERATOR_TOKEN);
+    let tok = Some(c.controller.admin_token.as_str());
 
     let out = ctl(
         &url,

@@ -116,7 +116,8 @@ async fn a_stale_token_gets_409_and_the_old_agent_kills_its_child() {
     let token = running.attempts.last().expect("attempt").token;
     // Someone hands the job back behind the holder's back (as a confused
     // duplicate of the agent would): the lease moves on to the other agent.
-    let as_holder = c.api.as_agent(&holder);
+    let secret = c.agent(&holder).secret().expect("secret");
+    let as_holder = c.api.as_agent(&holder, &secret);
     let r = as_holder
         .post(
             &format!("/v1/jobs/{}/release", job.id),

@@ -43,6 +43,21 @@ pub async fn poll(
             Some(format!("groups[{i}]")),
         ));
     }
+    if let Some((i, g)) = req
+        .groups
+        .iter()
+        .enumerate()
+        .find(|(_, g)| !caller.allowed_groups.contains(g))
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "agent `{id}` was enrolled for groups {:?}, not `{g}`",
+                caller.allowed_groups
+            ),
+            Some(format!("groups[{i}]")),
+        ));
+    }
     if req.free_slots > 1024 {
         return Err(ApiError::bad_request(
             "at most 1024",
@@ -145,7 +160,17 @@ pub async fn heartbeat(
     JobIdPath(job_id): JobIdPath,
     JsonBody(req): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    let tail = tail_of(&req.log_tail, s.config.max_log_tail_bytes);
+    if req.log_tail.len() > s.config.max_log_tail_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "at most {} bytes per heartbeat",
+                s.config.max_log_tail_bytes
+            ),
+            Some("log_tail".into()),
+        ));
+    }
+    let tail = req.log_tail.as_str();
     let (ttl, cancel) = s
         .store
         .heartbeat(
@@ -171,6 +196,19 @@ pub async fn complete(
     JobIdPath(job_id): JobIdPath,
     JsonBody(req): JsonBody<CompleteRequest>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
+    let max = s.config.max_output_bytes;
+    for (field, text) in [
+        ("result.stdout", &req.result.stdout),
+        ("result.stderr", &req.result.stderr),
+    ] {
+        if text.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("captured output is bounded to {max} bytes per stream"),
+                Some(field.into()),
+            ));
+        }
+    }
     let (state, duplicate, group) = s
         .store
         .complete(job_id, &caller.id, &req, now_ms())
@@ -205,27 +243,5 @@ pub async fn release(
 fn log_refusal(job_id: JobId, token: i64, agent: &str, call: &str, e: &crate::store::Error) {
     if matches!(e, crate::store::Error::LeaseLost(_)) {
         tracing::info!(job_id, token, agent_id = %agent, call, reason = %e, "Stale lease refused");
-    }
-}
-
-/// The last `max` bytes of `s`, cut on a char boundary.
-fn tail_of(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tail_cuts_on_char_boundary() {
-        assert_eq!(super::tail_of("abcdef", 3), "def");
-        assert_eq!(super::tail_of("ab", 3), "ab");
-        assert_eq!(super::tail_of("aé", 1), "");
     }
 }

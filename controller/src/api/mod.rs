@@ -2,11 +2,17 @@
 //!
 //! - [`agent`]: poll, heartbeat, complete, release.
 //! - [`operator`]: jobs and agents for operators.
+//! - [`identity`]: enrollment, operator tokens, agent revocation, whoami, audit reads.
+//! - [`audit`]: the middleware that records every state-changing call.
+//! - [`ratelimit`]: per-address token buckets (enrollment).
 //! - this module: [`AppState`], [`ApiError`] (every non-2xx is a JSON
 //!   [`ErrorBody`]), [`JsonBody`] (bodies parsed with the failing field named).
 
 pub mod agent;
+pub mod audit;
+pub mod identity;
 pub mod operator;
+pub mod ratelimit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +26,6 @@ use baton_proto::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::dispatch::Wakers;
 use crate::store::{self, Store};
@@ -33,8 +38,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The store.
     pub store: Store,
-    /// Token checks.
-    pub auth: Authenticator,
+    /// Enrollment attempts per source address.
+    pub enroll_limit: ratelimit::RateLimiter,
     /// The validated config.
     pub config: Config,
     /// Per-group wake-ups for pollers.
@@ -76,7 +81,35 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(operator::cancel))
         .route("/v1/jobs/{id}/retry", post(operator::retry))
         .route("/v1/agents", get(operator::agents))
+        .route("/v1/agents/enroll", post(identity::enroll))
+        .route("/v1/agents/{id}/revoke", post(identity::revoke_agent))
+        .route(
+            "/v1/enrollment-tokens",
+            post(identity::create_enrollment_token).get(identity::list_enrollment_tokens),
+        )
+        .route(
+            "/v1/enrollment-tokens/{id}/revoke",
+            post(identity::revoke_enrollment_token),
+        )
+        .route(
+            "/v1/tokens",
+            post(identity::create_operator_token).get(identity::list_operator_tokens),
+        )
+        .route(
+            "/v1/tokens/{id}/revoke",
+            post(identity::revoke_operator_token),
+        )
+        .route("/v1/whoami", get(identity::whoami))
+        .route("/v1/audit", get(identity::audit_log))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -125,16 +158,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.error.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        (status, axum::Json(self.0)).into_response()
+        let code = self.0.error.code;
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut resp = (status, axum::Json(self.0)).into_response();
+        resp.extensions_mut().insert(code);
+        resp
     }
 }
 
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> Self {
         match e {
-            store::Error::NotFound(_) => ApiError::new(ErrorCode::NotFound, e.to_string(), None),
+            store::Error::NotFound(_) | store::Error::Missing(_) => {
+                ApiError::new(ErrorCode::NotFound, e.to_string(), None)
+            }
+            store::Error::Unauthorized(m) => ApiError::new(ErrorCode::Unauthorized, m, None),
+            store::Error::Forbidden(m) => ApiError::new(ErrorCode::Forbidden, m, None),
             store::Error::LeaseLost(_) => {
                 ApiError::new(ErrorCode::LeaseLost, e.to_string(), Some("token".into()))
             }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState, JobIdPath, JsonBody};
-use crate::auth::Operator;
+use crate::auth::{OperatorRole, Viewer};
 use crate::store::jobs::{JobFilter, NewJob};
 use crate::store::now_ms;
 use crate::validate;
@@ -17,7 +17,7 @@ use crate::validate;
 /// `POST /v1/jobs`: 201 with the job, or 200 with the earlier job for a repeated `Idempotency-Key`.
 pub async fn submit(
     State(s): State<AppState>,
-    _op: Operator,
+    _op: OperatorRole,
     headers: HeaderMap,
     JsonBody(job): JsonBody<JobSubmit>,
 ) -> Result<Response, ApiError> {
@@ -76,7 +76,7 @@ pub struct ListQuery {
 /// `GET /v1/jobs`.
 pub async fn list(
     State(s): State<AppState>,
-    _op: Operator,
+    _op: Viewer,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
@@ -125,7 +125,7 @@ pub async fn list(
 /// `GET /v1/jobs/{id}`: the job with every attempt.
 pub async fn get_job(
     State(s): State<AppState>,
-    _op: Operator,
+    _op: Viewer,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
     let mut job = s.store.get_job(id).await?;
@@ -147,7 +147,7 @@ pub async fn get_job(
 /// `POST /v1/jobs/{id}/cancel`.
 pub async fn cancel(
     State(s): State<AppState>,
-    _op: Operator,
+    _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
     let job = s.store.cancel(id, now_ms()).await?;
@@ -158,7 +158,7 @@ pub async fn cancel(
 /// `POST /v1/jobs/{id}/retry`.
 pub async fn retry(
     State(s): State<AppState>,
-    _op: Operator,
+    _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
     let job = s.store.retry(id, now_ms()).await?;
@@ -168,7 +168,7 @@ pub async fn retry(
 }
 
 /// `GET /v1/agents`.
-pub async fn agents(State(s): State<AppState>, _op: Operator) -> Result<Json<AgentList>, ApiError> {
+pub async fn agents(State(s): State<AppState>, _op: Viewer) -> Result<Json<AgentList>, ApiError> {
     let agents = s
         .store
         .list_agents(now_ms(), s.config.agent_offline_after.as_millis() as i64)

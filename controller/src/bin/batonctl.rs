@@ -1,6 +1,7 @@
 //! `batonctl`: the operator CLI of Baton.
 //!
-//! Talks to the controller's operator API (`/v1/jobs`, `/v1/agents`) with a
+//! Talks to the controller's operator API (`/v1/jobs`, `/v1/agents`, and the
+//! identity routes: enrollment tokens, operator tokens, audit, whoami) with a
 //! bearer token read from `BATON_TOKEN` or a token file (never from a flag,
 //! so it does not end up in shell history or `ps`).
 //!
@@ -9,8 +10,12 @@
 
 #[path = "batonctl/client.rs"]
 mod client;
+#[path = "batonctl/identity.rs"]
+mod identity;
 #[path = "batonctl/render.rs"]
 mod render;
+#[path = "batonctl/render_auth.rs"]
+mod render_auth;
 #[path = "batonctl/submit.rs"]
 mod submit;
 
@@ -20,13 +25,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use baton_proto::{AgentList, DEFAULT_PORT, JobId, JobKind, JobList, JobState, JobView};
+use baton_proto::{DEFAULT_PORT, JobId, JobKind, JobList, JobState, JobView};
 use clap::{Parser, Subcommand, ValueEnum};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use client::{Api, ListQuery, UsageError, usage};
+use client::{Api, ApiError, ListQuery, UsageError, usage};
+use identity::{AgentsArgs, AuditArgs, EnrollCmd, TokensCmd};
 use submit::{SubmitArgs, parse_key_value, parse_kind, parse_state};
 
 /// Help heading of the options every command takes.
@@ -50,7 +56,7 @@ struct Cli {
     /// File holding the operator token (instead of BATON_TOKEN).
     #[arg(long, env = "BATON_TOKEN_FILE", value_name = "PATH", global = true, help_heading = GLOBAL)]
     token_file: Option<PathBuf>,
-    /// Extra PEM CA certificate(s) to trust for an https controller.
+    /// PEM CA certificate(s) of an https controller; when given, only these are trusted.
     #[arg(long, env = "BATON_CA_FILE", value_name = "PATH", global = true, help_heading = GLOBAL)]
     ca_file: Option<PathBuf>,
     /// Output format.
@@ -91,8 +97,18 @@ enum Command {
         /// Job id.
         id: JobId,
     },
-    /// List agents.
-    Agents,
+    /// List agents (the default), or revoke one.
+    Agents(AgentsArgs),
+    /// Enrollment tokens: create (for new agents), list, revoke. Admin only.
+    #[command(subcommand)]
+    Enroll(EnrollCmd),
+    /// Operator tokens: create, list, revoke. Admin only.
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// Show the audit log, newest first. Admin only.
+    Audit(AuditArgs),
+    /// Show the name and role of the operator token in use.
+    Whoami,
     /// Check the controller's /healthz and /readyz (no token needed).
     Health,
 }
@@ -143,6 +159,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
+            if let Some(hint) = e.downcast_ref::<ApiError>().and_then(ApiError::hint) {
+                eprintln!("hint: {hint}");
+            }
             if e.is::<UsageError>() {
                 ExitCode::from(2)
             } else {
@@ -297,15 +316,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             out(&render::render_state_line(&view))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agents => {
-            let answer = api.agents().await?;
-            if json {
-                return out_json(&answer).map(|()| ExitCode::SUCCESS);
-            }
-            let list: AgentList = decode(&answer.body, "agent list")?;
-            out(&render::render_agents(&list, chrono::Utc::now()))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Agents(args) => identity::agents(&api, args, json).await,
+        Command::Enroll(cmd) => identity::enroll(&api, cmd, json).await,
+        Command::Tokens(cmd) => identity::tokens(&api, cmd, json).await,
+        Command::Audit(args) => identity::audit(&api, &args, json).await,
+        Command::Whoami => identity::whoami(&api, json).await,
         Command::Health => health(&api, json).await,
     }
 }
@@ -424,6 +439,57 @@ mod tests {
         assert!(Cli::try_parse_from(["batonctl", "get", "abc"]).is_err());
         assert!(Cli::try_parse_from(["batonctl", "agents", "--token", "secret"]).is_err());
         assert!(Cli::try_parse_from(["batonctl", "submit", "--wait-timeout", "5s"]).is_err());
+    }
+
+    #[test]
+    fn identity_commands_parse_with_globals() {
+        let cli = Cli::try_parse_from(["batonctl", "agents"]).expect("bare agents");
+        assert!(matches!(
+            cli.command,
+            Command::Agents(AgentsArgs { command: None })
+        ));
+        let cli = Cli::try_parse_from(["batonctl", "agents", "revoke", "db1", "-o", "json"])
+            .expect("agents revoke");
+        assert_eq!(cli.output, Output::Json);
+        assert!(matches!(
+            cli.command,
+            Command::Agents(AgentsArgs {
+                command: Some(identity::AgentsCmd::Revoke { ref id })
+            }) if id == "db1"
+        ));
+        let cli = Cli::try_parse_from(["batonctl", "whoami", "--url", "https://ctl:8420"])
+            .expect("whoami");
+        assert!(matches!(cli.command, Command::Whoami));
+        assert_eq!(cli.url, "https://ctl:8420");
+        let cli = Cli::try_parse_from([
+            "batonctl",
+            "--ca-file",
+            "/etc/baton/ca.pem",
+            "enroll",
+            "create",
+            "--group",
+            "nightly",
+        ])
+        .expect("enroll create");
+        assert_eq!(cli.ca_file, Some(PathBuf::from("/etc/baton/ca.pem")));
+        let Command::Enroll(EnrollCmd::Create(a)) = cli.command else {
+            panic!("not enroll create")
+        };
+        assert_eq!(a.request().expires_in_ms, 86_400_000);
+        let cli = Cli::try_parse_from(["batonctl", "audit", "--actor", "token:ci"]).expect("audit");
+        let Command::Audit(a) = cli.command else {
+            panic!("not audit")
+        };
+        assert_eq!(a.actor.as_deref(), Some("token:ci"));
+        assert!(matches!(
+            Cli::try_parse_from(["batonctl", "tokens", "list"])
+                .expect("tokens list")
+                .command,
+            Command::Tokens(TokensCmd::List)
+        ));
+        // Secrets are never flags; subcommands are required where there is no default.
+        assert!(Cli::try_parse_from(["batonctl", "tokens"]).is_err());
+        assert!(Cli::try_parse_from(["batonctl", "enroll", "list", "--token", "x"]).is_err());
     }
 
     #[test]

@@ -29,10 +29,8 @@ impl Store {
     /// Record a poll.
     pub async fn agent_polled(&self, a: &AgentSeen<'_>, now: i64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO agents (id, groups, capabilities, version, os, free_slots, metrics, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-             ON CONFLICT (id) DO UPDATE SET groups = ?2, capabilities = ?3, version = ?4, os = ?5,
-               free_slots = ?6, metrics = ?7, last_seen = ?8",
+            "UPDATE agents SET groups = ?2, capabilities = ?3, version = ?4, os = ?5,
+               free_slots = ?6, metrics = ?7, last_seen = ?8 WHERE id = ?1",
         )
         .bind(a.id)
         .bind(serde_json::to_string(a.groups).unwrap_or_default())
@@ -50,7 +48,8 @@ impl Store {
     /// Every agent with the leases it holds. `online_window_ms` decides `online`.
     pub async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>> {
         let rows = sqlx::query(
-            "SELECT id, groups, capabilities, version, os, free_slots, metrics, last_seen FROM agents ORDER BY id",
+            "SELECT id, groups, capabilities, version, os, free_slots, metrics, last_seen, enrolled_at, revoked_at
+             FROM agents ORDER BY id",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -87,11 +86,12 @@ impl Store {
                 os: r.try_get("os")?,
                 free_slots: r.try_get::<i64, _>("free_slots")? as u32,
                 metrics: json_opt("agents.metrics", &r.try_get("metrics")?)?,
-                online: now - last_seen <= online_window_ms,
+                online: now - last_seen <= online_window_ms
+                    && r.try_get::<Option<i64>, _>("revoked_at")?.is_none(),
                 last_seen: ts(last_seen),
                 leases: held,
-                enrolled_at: None,
-                revoked_at: None,
+                enrolled_at: r.try_get::<Option<i64>, _>("enrolled_at")?.map(ts),
+                revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
                 id,
             });
         }
@@ -163,6 +163,7 @@ mod tests {
             free_slots: 2,
             metrics: None,
         };
+        crate::store::testutil::enrolled(&s, "a1", &["db"]).await;
         s.agent_polled(&seen, 1000).await.expect("poll");
         let list = s.list_agents(1500, 1000).await.expect("list");
         assert_eq!(list.len(), 1);

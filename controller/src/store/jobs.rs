@@ -223,7 +223,7 @@ async fn state_of(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: JobId) -> Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::testutil::store;
     use baton_proto::{JobSpec, NoopSpec, RetryPolicy};

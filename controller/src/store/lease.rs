@@ -381,14 +381,38 @@ async fn held_row(
         .fetch_optional(&mut **tx)
         .await?
         .ok_or(Error::NotFound(job_id))?;
-    if row.state()? != JobState::Running || row.lease_token != Some(token) {
+    let current = row.state()? == JobState::Running
+        && row.lease_token == Some(token)
+        && row.lease_agent.as_deref() == Some(agent_id);
+    if !current {
+        // Someone else's lease is 403 whatever the token; the caller's own
+        // earlier (stale) lease is 409 lease_lost.
+        let token_holder: Option<String> =
+            sqlx::query_scalar("SELECT agent_id FROM attempts WHERE job_id = ? AND token = ?")
+                .bind(job_id)
+                .bind(token)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let held_before = match &token_holder {
+            Some(holder) => holder == agent_id,
+            None => {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM attempts WHERE job_id = ? AND agent_id = ?",
+                )
+                .bind(job_id)
+                .bind(agent_id)
+                .fetch_one(&mut **tx)
+                .await?
+                    > 0
+            }
+        };
+        if !held_before {
+            return Err(Error::Forbidden(format!(
+                "agent {agent_id} does not hold job {job_id}"
+            )));
+        }
         return Err(Error::LeaseLost(format!(
             "token {token} is not the current lease of job {job_id}"
-        )));
-    }
-    if row.lease_agent.as_deref() != Some(agent_id) {
-        return Err(Error::LeaseLost(format!(
-            "job {job_id} is not held by agent {agent_id}"
         )));
     }
     if row.lease_expires_at.is_none_or(|d| d <= now) {

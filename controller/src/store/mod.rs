@@ -8,8 +8,12 @@
 //! - [`jobs`]: submit, get, list, cancel, retry.
 //! - [`lease`]: grant (poll), heartbeat, complete, release, expiry.
 //! - [`agents`]: agent presence and capabilities.
+//! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
+//! - [`audit`]: the audit log.
 
 pub mod agents;
+pub mod audit;
+pub mod identity;
 pub mod jobs;
 pub mod lease;
 mod rows;
@@ -25,6 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::config::SyncMode;
 
 pub use lease::{Expired, GrantRequest, Granted};
+pub(crate) use rows::ts as rows_ts;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,15 @@ pub enum Error {
     /// No such job.
     #[error("job {0} not found")]
     NotFound(JobId),
+    /// No such object (token, agent).
+    #[error("{0} not found")]
+    Missing(String),
+    /// A credential was refused (enrollment).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller may not touch this object (another agent's job).
+    #[error("{0}")]
+    Forbidden(String),
     /// The fencing token is stale, the lease ran out, or the caller does not hold it.
     #[error("lease lost: {0}")]
     LeaseLost(String),
@@ -120,5 +134,17 @@ pub(crate) mod testutil {
             .await
             .expect("open");
         (s, dir)
+    }
+
+    /// Enroll agent `id` (secret hash `secret-<id>`) for `groups`.
+    pub async fn enrolled(s: &Store, id: &str, groups: &[&str]) {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let token = format!("enr-{id}");
+        s.create_enrollment_token(&token, &token, &groups, "", "test", i64::MAX, 0)
+            .await
+            .expect("enrollment token");
+        s.enroll(&token, id, &format!("secret-{id}"), "test", 0)
+            .await
+            .expect("enroll");
     }
 }

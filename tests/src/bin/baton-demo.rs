@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use baton_proto::{AttemptOutcome, JobState, JobView};
 use baton_tests::api::Api;
+use baton_tests::pki::Pki;
 use baton_tests::proc::{Agent, AgentOpts, Controller, bin_dir};
-use rand::RngCore;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 struct Args {
     exit: bool,
@@ -51,16 +50,6 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-fn secret() -> String {
-    let mut b = [0u8; 32];
-    rand::rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
-fn hashed(token: &str) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
-}
-
 fn step(msg: &str) {
     println!("\n==> {msg}");
 }
@@ -78,9 +67,8 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
 
-    step("Starting a controller on SQLite and three agents in group `demo`");
-    let operator_token = secret();
-    let agent_token = secret();
+    step("Starting a controller on SQLite (HTTPS) and three agents in group `demo`");
+    let pki = Pki::generate(&dir.join("pki"))?;
     let listen = if std::net::TcpListener::bind(("127.0.0.1", args.port)).is_ok() {
         format!("127.0.0.1:{}", args.port)
     } else {
@@ -89,26 +77,27 @@ async fn main() -> Result<()> {
     let mut controller = Controller::start_custom(
         &dir.join("controller"),
         &listen,
-        "",
-        &hashed(&operator_token),
-        &hashed(&agent_token),
+        &pki.controller_toml(false),
+        Some(pki.ca.clone()),
     )
     .await?;
     let url = controller.url();
     println!(
-        "    controller  {url}  (state in {})",
+        "    controller  {url}  (TLS with a CA made for this demo: {}; state in {})",
+        pki.ca.display(),
         dir.join("controller").display()
     );
-    let api = Api::with_token(&url, &operator_token);
+    let api = controller.api();
     let mut agents = Vec::new();
     for i in 1..=3 {
         let mut o = AgentOpts::new(&format!("agent-{i}"));
         o.groups = vec!["demo".into()];
-        o.token = agent_token.clone();
+        o.extra = pki.agent_toml(false);
+        o.enrollment_token = Some(api.enrollment_token(&o.groups).await?);
         agents.push(Agent::start(&dir, &url, o)?);
     }
     wait_online(&api, 3).await?;
-    println!("    agents      agent-1, agent-2, agent-3 online");
+    println!("    agents      agent-1, agent-2, agent-3 enrolled (single-use tokens) and online");
 
     step("Submitting demo jobs");
     let hello = api
@@ -198,7 +187,11 @@ async fn main() -> Result<()> {
 
     let ctl = bin_dir().join("batonctl");
     println!("\nTry batonctl against this controller:");
-    println!("    export BATON_URL={url} BATON_TOKEN={operator_token}");
+    println!(
+        "    export BATON_URL={url} BATON_CA_FILE={} BATON_TOKEN={}",
+        pki.ca.display(),
+        controller.admin_token
+    );
     println!("    {} agents", ctl.display());
     println!("    {} list", ctl.display());
     println!("    {} get {}", ctl.display(), relay.id);

@@ -66,6 +66,19 @@ impl ApiError {
         }
     }
 
+    /// A hint for the operator on credential errors.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                Some("the operator token is unknown or revoked (check BATON_TOKEN or --token-file)")
+            }
+            StatusCode::FORBIDDEN => {
+                Some("the token's role does not allow this; `batonctl whoami` shows it")
+            }
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -223,6 +236,63 @@ pub fn reindent(json: &str) -> String {
     out
 }
 
+/// The PEM certificates of `--ca-file` (at least one).
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .map_err(|e| usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        usage(format!(
+            "--ca-file {}: not a PEM certificate: {e}",
+            path.display()
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(usage(format!(
+            "--ca-file {}: no PEM certificate found",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Percent-encode one path segment (an id given by the operator).
+pub fn segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Query parameters of `GET /v1/audit`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub limit: Option<u32>,
+    pub before: Option<i64>,
+    pub actor: Option<String>,
+}
+
+impl AuditQuery {
+    /// The query pairs, in a stable order.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(l) = self.limit {
+            out.push(("limit", l.to_string()));
+        }
+        if let Some(b) = self.before {
+            out.push(("before", b.to_string()));
+        }
+        if let Some(a) = &self.actor {
+            out.push(("actor", a.clone()));
+        }
+        out
+    }
+}
+
 /// The operator API of one controller.
 pub struct Api {
     http: reqwest::Client,
@@ -261,30 +331,15 @@ pub fn join_url(base: &Url, path: &str, query: &[(&str, String)]) -> Url {
 }
 
 impl Api {
-    /// Build a client for `base`, trusting the extra CA roots of `ca_file` if given.
+    /// Build a client for `base`. With `ca_file`, the CA certificates it holds are
+    /// the only roots trusted (pinned): the built-in and system roots are not used.
     pub fn new(base: Url, token: String, ca_file: Option<&Path>) -> Result<Api> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("batonctl/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60));
         if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                usage(format!(
-                    "--ca-file {}: not a PEM certificate: {e}",
-                    path.display()
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(usage(format!(
-                    "--ca-file {}: no PEM certificate found",
-                    path.display()
-                )));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = builder.tls_certs_only(read_ca_file(path)?);
         }
         let http = builder.build().context("cannot build the HTTP client")?;
         Ok(Api { http, base, token })
@@ -387,7 +442,25 @@ impl Api {
 
     /// `GET /v1/agents`.
     pub async fn agents(&self) -> Result<Answer> {
-        self.send(Method::GET, "/v1/agents", &[], None, None, true)
+        self.get_json("/v1/agents", &[]).await
+    }
+
+    /// An authenticated `GET`.
+    pub async fn get_json(&self, path: &str, query: &[(&str, String)]) -> Result<Answer> {
+        self.send(Method::GET, path, query, None, None, true).await
+    }
+
+    /// An authenticated `POST`, with a JSON body when given.
+    pub async fn post_json<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: Option<&T>,
+    ) -> Result<Answer> {
+        let body = body
+            .map(serde_json::to_value)
+            .transpose()
+            .context("cannot encode the request")?;
+        self.send(Method::POST, path, &[], body.as_ref(), None, true)
             .await
     }
 
@@ -410,8 +483,54 @@ impl Api {
 }
 
 #[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tls_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_one_encoded_path_segment() {
+        assert_eq!(segment("db-1.example_x~"), "db-1.example_x~");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(segment("é?#"), "%C3%A9%3F%23");
+        let base = parse_base_url("http://ctl:8420/baton").expect("url");
+        let path = format!("/v1/tokens/{}/revoke", segment("../x"));
+        assert_eq!(
+            join_url(&base, &path, &[]).as_str(),
+            "http://ctl:8420/baton/v1/tokens/..%2Fx/revoke"
+        );
+    }
+
+    #[test]
+    fn audit_query_pairs_are_encoded() {
+        let base = parse_base_url("http://ctl:8420").expect("url");
+        let q = AuditQuery {
+            limit: Some(50),
+            before: Some(-1),
+            actor: Some("token:ci bot".into()),
+        };
+        assert_eq!(
+            join_url(&base, "/v1/audit", &q.pairs()).as_str(),
+            "http://ctl:8420/v1/audit?limit=50&before=-1&actor=token%3Aci+bot"
+        );
+        assert!(AuditQuery::default().pairs().is_empty());
+    }
+
+    #[test]
+    fn credential_errors_carry_a_hint() {
+        let forbidden = ApiError::from_response(
+            StatusCode::FORBIDDEN,
+            r#"{"error":{"code":"forbidden","message":"this needs the admin role"}}"#,
+        );
+        assert_eq!(forbidden.to_string(), "this needs the admin role");
+        assert!(forbidden.hint().is_some_and(|h| h.contains("whoami")));
+        let unknown = ApiError::from_response(StatusCode::UNAUTHORIZED, "");
+        assert!(unknown.hint().is_some_and(|h| h.contains("BATON_TOKEN")));
+        let missing = ApiError::from_response(StatusCode::NOT_FOUND, "");
+        assert_eq!(missing.hint(), None);
+    }
 
     #[test]
     fn urls_keep_prefix_and_encode_labels() {

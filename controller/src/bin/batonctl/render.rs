@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use baton_proto::{AgentList, AttemptView, JobList, JobResult, JobSpec, JobView, RetryPolicy};
+use baton_proto::{
+    AgentList, AgentView, AttemptView, JobList, JobResult, JobSpec, JobView, RetryPolicy,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
 
@@ -78,7 +80,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// Collapse whitespace (newlines included) to single spaces.
-fn one_line(s: &str) -> String {
+pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -143,7 +145,7 @@ pub fn retry_summary(r: &RetryPolicy) -> String {
 }
 
 /// A borderless table, columns two spaces apart, no trailing blanks.
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
     t.set_content_arrangement(ContentArrangement::Disabled);
@@ -151,7 +153,7 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn finish(mut t: Table) -> String {
+pub fn finish(mut t: Table) -> String {
     let columns = t.column_count();
     for (i, col) in t.column_iter_mut().enumerate() {
         col.set_padding((0, if i + 1 == columns { 0 } else { 2 }));
@@ -161,14 +163,14 @@ fn finish(mut t: Table) -> String {
     s
 }
 
-fn dash(s: Option<&str>) -> String {
+pub fn dash(s: Option<&str>) -> String {
     match s {
         Some(s) if !s.trim().is_empty() => s.to_owned(),
         _ => "-".to_owned(),
     }
 }
 
-fn join_or_dash<I: IntoIterator<Item = String>>(items: I) -> String {
+pub fn join_or_dash<I: IntoIterator<Item = String>>(items: I) -> String {
     let v: Vec<String> = items.into_iter().collect();
     if v.is_empty() {
         "-".to_owned()
@@ -198,11 +200,20 @@ pub fn render_list(list: &JobList, now: DateTime<Utc>) -> String {
     finish(t)
 }
 
+/// An agent's state: `revoked` wins over `online`/`offline`.
+pub fn agent_state(a: &AgentView) -> &'static str {
+    match (a.revoked_at, a.online) {
+        (Some(_), _) => "revoked",
+        (None, true) => "online",
+        (None, false) => "offline",
+    }
+}
+
 /// `batonctl agents`.
 pub fn render_agents(list: &AgentList, now: DateTime<Utc>) -> String {
     let mut t = table(&[
         "ID",
-        "ONLINE",
+        "STATE",
         "GROUPS",
         "KINDS",
         "CONNECTIONS",
@@ -213,7 +224,7 @@ pub fn render_agents(list: &AgentList, now: DateTime<Utc>) -> String {
     for a in &list.agents {
         t.add_row(vec![
             a.id.clone(),
-            if a.online { "yes" } else { "no" }.to_owned(),
+            agent_state(a).to_owned(),
             join_or_dash(a.groups.iter().cloned()),
             join_or_dash(a.capabilities.kinds.iter().map(|k| k.to_string())),
             join_or_dash(

@@ -325,7 +325,7 @@ fn agents_table() {
         lines[0].split_whitespace().collect::<Vec<_>>(),
         [
             "ID",
-            "ONLINE",
+            "STATE",
             "GROUPS",
             "KINDS",
             "CONNECTIONS",
@@ -340,7 +340,7 @@ fn agents_table() {
         lines[1].split_whitespace().collect::<Vec<_>>(),
         [
             "agent-a",
-            "yes",
+            "online",
             "db,etl",
             "command,sql",
             "main(mysql)",
@@ -350,4 +350,35 @@ fn agents_table() {
             "ago"
         ]
     );
+}
+
+#[test]
+fn agent_state_shows_revoked_over_online() {
+    let mut a = AgentView {
+        id: "db1".into(),
+        groups: vec![],
+        capabilities: Capabilities::default(),
+        version: "0.1.0".into(),
+        os: "linux".into(),
+        last_seen: ago(600),
+        online: false,
+        free_slots: 0,
+        metrics: None,
+        leases: vec![],
+        enrolled_at: Some(ago(3_600)),
+        revoked_at: None,
+    };
+    assert_eq!(agent_state(&a), "offline");
+    a.online = true;
+    assert_eq!(agent_state(&a), "online");
+    a.revoked_at = Some(ago(5));
+    assert_eq!(agent_state(&a), "revoked");
+    let text = render_agents(&AgentList { agents: vec![a] }, now());
+    let row: Vec<&str> = text
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..3], ["db1", "revoked", "-"]);
 }

@@ -106,10 +106,16 @@ async fn grant_once_tokens_increase_and_expiry_requeues() {
     ] {
         assert!(matches!(r, Err(Error::LeaseLost(_))), "{r:?}");
     }
-    // The right token from the wrong agent is refused too.
+    // The current token from another agent is refused as forbidden: the
+    // lease belongs to a2, whatever token a1 presents.
     assert!(matches!(
         s.heartbeat(id, "a1", 2, None, "", 3700).await,
-        Err(Error::LeaseLost(_))
+        Err(Error::Forbidden(_))
+    ));
+    // An agent that never held the job is forbidden too.
+    assert!(matches!(
+        s.heartbeat(id, "a9", 1, None, "", 3700).await,
+        Err(Error::Forbidden(_))
     ));
     let (state, dup, _) = s
         .complete(id, "a2", &creq(2, Completion::Succeeded, None), 3800)

@@ -1,0 +1,68 @@
+//! Audit middleware: every state-changing call — who, role, action, target,
+//! result, time — goes to the audit log. Polls and heartbeats are not
+//! recorded (they are the agents' routine traffic and are visible as
+//! attempts); everything else that is not a GET is.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use baton_proto::ErrorCode;
+
+use super::AppState;
+use crate::auth::AuthOutcome;
+use crate::listener::PeerAddr;
+use crate::store::audit::AuditRecord;
+use crate::store::now_ms;
+
+/// Set by a handler to name the actor when the caller had no credential
+/// (an enrollment names the agent it created).
+#[derive(Debug, Clone)]
+pub struct AuditActor(pub String);
+
+const ROUTINE: [&str; 2] = ["/v1/agents/{id}/poll", "/v1/jobs/{id}/heartbeat"];
+
+/// Record state-changing calls after they ran.
+pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    if method == Method::GET || method == Method::HEAD {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    if route.as_deref().is_some_and(|r| ROUTINE.contains(&r)) {
+        return next.run(req).await;
+    }
+    let target = req.uri().path().to_owned();
+    let (mut actor, role) = match req.extensions().get::<AuthOutcome>() {
+        Some(AuthOutcome::Known(p)) => (p.actor(), p.role_name().to_owned()),
+        _ => ("anonymous".to_owned(), String::new()),
+    };
+    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let resp = next.run(req).await;
+    if let Some(a) = resp.extensions().get::<AuditActor>() {
+        actor = a.0.clone();
+    } else if actor == "anonymous"
+        && let Some(ip) = peer
+    {
+        actor = format!("anonymous@{ip}");
+    }
+    let entry = AuditRecord {
+        actor,
+        role,
+        action: format!("{method} {}", route.as_deref().unwrap_or("(no route)")),
+        target,
+        status: resp.status().as_u16(),
+        error: resp
+            .extensions()
+            .get::<ErrorCode>()
+            .and_then(|c| serde_json::to_value(c).ok())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+    };
+    if let Err(e) = s.store.audit(&entry, now_ms()).await {
+        tracing::error!(error = %e, action = %entry.action, actor = %entry.actor, "Cannot write the audit log");
+    }
+    resp
+}

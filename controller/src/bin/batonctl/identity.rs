@@ -1,0 +1,460 @@
+//! Identity commands: enrollment tokens, operator tokens, agent revocation,
+//! the audit log and `whoami`.
+//!
+//! Secrets (`enroll create`, `tokens create`) go alone on stdout, so
+//! `batonctl enroll create --group g > token` captures only the secret; the
+//! human line goes to stderr.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use baton_proto::AgentList;
+use baton_proto::auth::{
+    AgentRevoked, AuditList, EnrollmentTokenCreate, EnrollmentTokenCreated, EnrollmentTokenList,
+    EnrollmentTokenView, OperatorTokenCreate, OperatorTokenCreated, OperatorTokenList,
+    OperatorTokenView, Role, WhoAmI,
+};
+use clap::{Args, Subcommand};
+
+use crate::client::{Answer, Api, AuditQuery, segment};
+use crate::submit::parse_duration_ms;
+use crate::{decode, out, out_json, render_auth};
+
+/// Lifetime of an enrollment token when `--expires` is not given.
+pub const DEFAULT_ENROLL_EXPIRY: &str = "24h";
+
+/// `batonctl enroll ...`.
+#[derive(Debug, Subcommand)]
+pub enum EnrollCmd {
+    /// Create a single-use enrollment token; the secret is printed alone on stdout.
+    ///
+    /// Example: batonctl enroll create --group nightly --expires 2h > enroll.token
+    Create(EnrollCreateArgs),
+    /// List enrollment tokens, newest first.
+    List,
+    /// Revoke an enrollment token that is not used yet.
+    Revoke {
+        /// Enrollment token id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+}
+
+/// `batonctl enroll create` flags.
+#[derive(Debug, Clone, Args)]
+pub struct EnrollCreateArgs {
+    /// Group an agent enrolled with the token may serve, repeatable.
+    #[arg(long = "group", value_name = "G", required = true, value_parser = parse_name)]
+    pub groups: Vec<String>,
+    /// How long the token stays usable (e.g. 2h, 7d; the controller allows at most 30 days).
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_ENROLL_EXPIRY,
+          value_parser = parse_expiry_ms)]
+    pub expires: u64,
+    /// Free text for operators (e.g. which hosts it is for).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+impl EnrollCreateArgs {
+    /// The request body.
+    pub fn request(&self) -> EnrollmentTokenCreate {
+        EnrollmentTokenCreate {
+            groups: self.groups.clone(),
+            expires_in_ms: self.expires,
+            note: self.note.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// `batonctl tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Create an operator token; the secret is printed alone on stdout.
+    ///
+    /// Example: batonctl tokens create --name ci --role viewer > ci.token
+    Create {
+        /// Who or what uses it (unique among active tokens).
+        #[arg(long, value_name = "N", value_parser = parse_name)]
+        name: String,
+        /// What it may do: viewer, operator or admin.
+        #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+        role: Role,
+    },
+    /// List operator tokens, oldest first.
+    List,
+    /// Revoke an operator token (its next call is refused).
+    Revoke {
+        /// Operator token id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+}
+
+/// `batonctl agents [list|revoke ID]`.
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentsCmd>,
+}
+
+/// `batonctl agents ...` (no subcommand lists).
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// List agents (the default).
+    List,
+    /// Revoke an agent: its calls are refused and the jobs it held are queued again.
+    Revoke {
+        /// Agent id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+}
+
+/// `batonctl audit` flags.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// At most this many entries.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Only entries older than this id (the next page).
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    /// Only entries of this actor (e.g. token:ci, agent:db1).
+    #[arg(long, value_name = "A")]
+    pub actor: Option<String>,
+}
+
+impl AuditArgs {
+    /// The query of `GET /v1/audit`.
+    pub fn query(&self) -> AuditQuery {
+        AuditQuery {
+            limit: self.limit,
+            before: self.before,
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+/// Parse a role name.
+pub fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s.trim().to_ascii_lowercase().as_str())
+        .ok_or_else(|| format!("unknown role `{s}` (expected one of: viewer, operator, admin)"))
+}
+
+/// Parse an id given on the command line: not empty, not a dot segment.
+pub fn parse_id(s: &str) -> Result<String, String> {
+    let id = s.trim();
+    if id.is_empty() {
+        return Err("the id is empty".to_owned());
+    }
+    if id == "." || id == ".." {
+        return Err(format!("`{s}` is not an id"));
+    }
+    Ok(id.to_owned())
+}
+
+/// Parse a name (group, token name): not empty, no whitespace.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if name.is_empty() {
+        return Err("the name is empty".to_owned());
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{s}`: a name holds no spaces"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Parse the lifetime of an enrollment token (not zero).
+pub fn parse_expiry_ms(s: &str) -> Result<u64, String> {
+    match parse_duration_ms(s)? {
+        0 => Err(format!("`{s}`: the token would expire at once")),
+        ms => Ok(ms),
+    }
+}
+
+/// Print a created secret: alone on stdout, the human line on stderr.
+fn out_secret(answer: &Answer, json: bool, secret: &str, note: &str) -> Result<ExitCode> {
+    if json {
+        out_json(answer)?;
+    } else {
+        out(secret)?;
+        eprintln!("{note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print the JSON answer, or the text `render` makes of its decoded body.
+fn show<T: serde::de::DeserializeOwned>(
+    answer: &Answer,
+    json: bool,
+    what: &str,
+    render: impl FnOnce(&T) -> String,
+) -> Result<ExitCode> {
+    if json {
+        out_json(answer)?;
+    } else {
+        let value: T = decode(&answer.body, what)?;
+        out(&render(&value))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// `batonctl enroll ...`.
+pub async fn enroll(api: &Api, cmd: EnrollCmd, json: bool) -> Result<ExitCode> {
+    match cmd {
+        EnrollCmd::Create(args) => {
+            let answer = api
+                .post_json("/v1/enrollment-tokens", Some(&args.request()))
+                .await?;
+            let created: EnrollmentTokenCreated = decode(&answer.body, "enrollment token")?;
+            let note = render_auth::enroll_created_note(&created.view);
+            out_secret(&answer, json, &created.token, &note)
+        }
+        EnrollCmd::List => {
+            let answer = api.get_json("/v1/enrollment-tokens", &[]).await?;
+            show(
+                &answer,
+                json,
+                "enrollment token list",
+                |l: &EnrollmentTokenList| render_auth::render_enroll_list(l, now()),
+            )
+        }
+        EnrollCmd::Revoke { id } => {
+            let path = format!("/v1/enrollment-tokens/{}/revoke", segment(&id));
+            let answer = api.post_json::<()>(&path, None).await?;
+            show(
+                &answer,
+                json,
+                "enrollment token",
+                |v: &EnrollmentTokenView| render_auth::enroll_revoked_line(v),
+            )
+        }
+    }
+}
+
+/// `batonctl tokens ...`.
+pub async fn tokens(api: &Api, cmd: TokensCmd, json: bool) -> Result<ExitCode> {
+    match cmd {
+        TokensCmd::Create { name, role } => {
+            let body = OperatorTokenCreate { name, role };
+            let answer = api.post_json("/v1/tokens", Some(&body)).await?;
+            let created: OperatorTokenCreated = decode(&answer.body, "operator token")?;
+            let note = render_auth::token_created_note(&created.view);
+            out_secret(&answer, json, &created.token, &note)
+        }
+        TokensCmd::List => {
+            let answer = api.get_json("/v1/tokens", &[]).await?;
+            show(
+                &answer,
+                json,
+                "operator token list",
+                |l: &OperatorTokenList| render_auth::render_tokens_list(l, now()),
+            )
+        }
+        TokensCmd::Revoke { id } => {
+            let path = format!("/v1/tokens/{}/revoke", segment(&id));
+            let answer = api.post_json::<()>(&path, None).await?;
+            show(&answer, json, "operator token", |v: &OperatorTokenView| {
+                render_auth::token_revoked_line(v)
+            })
+        }
+    }
+}
+
+/// `batonctl agents [list|revoke ID]`.
+pub async fn agents(api: &Api, args: AgentsArgs, json: bool) -> Result<ExitCode> {
+    match args.command.unwrap_or(AgentsCmd::List) {
+        AgentsCmd::List => {
+            let answer = api.agents().await?;
+            show(&answer, json, "agent list", |l: &AgentList| {
+                crate::render::render_agents(l, now())
+            })
+        }
+        AgentsCmd::Revoke { id } => {
+            let path = format!("/v1/agents/{}/revoke", segment(&id));
+            let answer = api.post_json::<()>(&path, None).await?;
+            show(&answer, json, "agent revocation", |r: &AgentRevoked| {
+                render_auth::agent_revoked_line(r)
+            })
+        }
+    }
+}
+
+/// `batonctl audit`: a page of the audit log, newest first.
+pub async fn audit(api: &Api, args: &AuditArgs, json: bool) -> Result<ExitCode> {
+    let answer = api.get_json("/v1/audit", &args.query().pairs()).await?;
+    if json {
+        out_json(&answer)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list: AuditList = decode(&answer.body, "audit log")?;
+    out(&render_auth::render_audit(&list))?;
+    if let Some(next) = list.next_before {
+        eprintln!("(more entries: add --before {next})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `batonctl whoami`.
+pub async fn whoami(api: &Api, json: bool) -> Result<ExitCode> {
+    let answer = api.get_json("/v1/whoami", &[]).await?;
+    show(&answer, json, "identity", |w: &WhoAmI| {
+        render_auth::whoami_line(w)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    enum T {
+        #[command(subcommand)]
+        Enroll(EnrollCmd),
+        #[command(subcommand)]
+        Tokens(TokensCmd),
+        Agents(AgentsArgs),
+        Audit(AuditArgs),
+    }
+
+    fn parse(argv: &[&str]) -> Result<T, clap::Error> {
+        T::try_parse_from(std::iter::once("t").chain(argv.iter().copied()))
+    }
+
+    #[test]
+    fn enroll_create_defaults_and_request() {
+        let T::Enroll(EnrollCmd::Create(a)) =
+            parse(&["enroll", "create", "--group", "nightly"]).expect("parse")
+        else {
+            panic!("not enroll create")
+        };
+        assert_eq!(
+            a.request(),
+            EnrollmentTokenCreate {
+                groups: vec!["nightly".into()],
+                expires_in_ms: 24 * 3_600_000,
+                note: String::new(),
+            }
+        );
+        let T::Enroll(EnrollCmd::Create(a)) = parse(&[
+            "enroll",
+            "create",
+            "--group",
+            "db",
+            "--group",
+            "etl",
+            "--expires",
+            "2h30m",
+            "--note",
+            "db hosts",
+        ])
+        .expect("parse") else {
+            panic!("not enroll create")
+        };
+        let req = a.request();
+        assert_eq!(req.groups, ["db", "etl"]);
+        assert_eq!(req.expires_in_ms, 9_000_000);
+        assert_eq!(req.note, "db hosts");
+    }
+
+    #[test]
+    fn enroll_create_refuses_bad_flags() {
+        // A group is required; durations need a unit and must not be zero.
+        assert!(parse(&["enroll", "create"]).is_err());
+        assert!(parse(&["enroll", "create", "--group", "g", "--expires", "24"]).is_err());
+        assert!(parse(&["enroll", "create", "--group", "g", "--expires", "0s"]).is_err());
+        assert!(parse(&["enroll", "create", "--group", " "]).is_err());
+        assert!(parse(&["enroll", "create", "--group", "a b"]).is_err());
+        assert!(parse(&["enroll"]).is_err());
+    }
+
+    #[test]
+    fn enroll_list_and_revoke() {
+        assert!(matches!(
+            parse(&["enroll", "list"]).expect("list"),
+            T::Enroll(EnrollCmd::List)
+        ));
+        let T::Enroll(EnrollCmd::Revoke { id }) = parse(&["enroll", "revoke", "e7"]).expect("rv")
+        else {
+            panic!("not revoke")
+        };
+        assert_eq!(id, "e7");
+        assert!(parse(&["enroll", "revoke"]).is_err());
+        assert!(parse(&["enroll", "revoke", ".."]).is_err());
+    }
+
+    #[test]
+    fn tokens_create_parses_roles() {
+        let T::Tokens(TokensCmd::Create { name, role }) =
+            parse(&["tokens", "create", "--name", "ci", "--role", "viewer"]).expect("parse")
+        else {
+            panic!("not tokens create")
+        };
+        assert_eq!((name.as_str(), role), ("ci", Role::Viewer));
+        assert_eq!(parse_role("Admin"), Ok(Role::Admin));
+        assert_eq!(parse_role("operator"), Ok(Role::Operator));
+        let err = parse_role("root").expect_err("root");
+        assert!(err.contains("viewer, operator, admin"), "{err}");
+        assert!(parse(&["tokens", "create", "--name", "ci", "--role", "root"]).is_err());
+        assert!(parse(&["tokens", "create", "--name", "ci"]).is_err());
+        assert!(parse(&["tokens", "create", "--role", "admin"]).is_err());
+        let T::Tokens(TokensCmd::Revoke { id }) =
+            parse(&["tokens", "revoke", " t1 "]).expect("revoke")
+        else {
+            panic!("not revoke")
+        };
+        assert_eq!(id, "t1");
+        assert!(matches!(
+            parse(&["tokens", "list"]).expect("list"),
+            T::Tokens(TokensCmd::List)
+        ));
+    }
+
+    #[test]
+    fn agents_lists_by_default_and_revokes() {
+        let T::Agents(a) = parse(&["agents"]).expect("bare") else {
+            panic!("not agents")
+        };
+        assert!(a.command.is_none());
+        let T::Agents(a) = parse(&["agents", "list"]).expect("list") else {
+            panic!("not agents")
+        };
+        assert!(matches!(a.command, Some(AgentsCmd::List)));
+        let T::Agents(a) = parse(&["agents", "revoke", "db1"]).expect("revoke") else {
+            panic!("not agents")
+        };
+        assert!(matches!(a.command, Some(AgentsCmd::Revoke { id }) if id == "db1"));
+        assert!(parse(&["agents", "revoke"]).is_err());
+        assert!(parse(&["agents", "revoke", ""]).is_err());
+        assert!(parse(&["agents", "delete", "db1"]).is_err());
+    }
+
+    #[test]
+    fn audit_query_from_flags() {
+        let T::Audit(a) = parse(&[
+            "audit", "--limit", "20", "--before", "118", "--actor", "token:ci",
+        ])
+        .expect("parse") else {
+            panic!("not audit")
+        };
+        assert_eq!(
+            a.query().pairs(),
+            [
+                ("limit", "20".to_owned()),
+                ("before", "118".to_owned()),
+                ("actor", "token:ci".to_owned())
+            ]
+        );
+        let T::Audit(a) = parse(&["audit"]).expect("bare") else {
+            panic!("not audit")
+        };
+        assert!(a.query().pairs().is_empty());
+        assert!(parse(&["audit", "--before", "x"]).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! Serving connections: HTTPS with rustls (optionally verifying client
+//! certificates) or, when explicitly allowed, plain HTTP.
+//!
+//! Each request gets the peer address ([`PeerAddr`]) and whether its
+//! connection presented a verified client certificate
+//! ([`ClientCertVerified`]) in its extensions. On shutdown the listener stops
+//! accepting and lets open connections finish their current request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::auth::ClientCertVerified;
+use crate::config::TlsConfig;
+
+/// The peer address of the connection a request came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// TLS setup errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A PEM file cannot be read or holds nothing usable.
+    #[error("{path}: {message}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client CA cannot verify anything.
+    #[error("client CA: {0}")]
+    ClientCa(String),
+}
+
+fn pem_err(path: &std::path::Path, message: impl std::fmt::Display) -> Error {
+    Error::Pem {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Load certificates from a PEM file (at least one).
+pub fn load_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(path, e))?;
+    if certs.is_empty() {
+        return Err(pem_err(path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// Build the TLS acceptor from the config.
+pub fn tls_acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs = load_certs(&cfg.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.key_file).map_err(|e| pem_err(&cfg.key_file, e))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let mut config = match &cfg.client_ca_file {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_certs(ca)? {
+                roots.add(c).map_err(|e| pem_err(ca, e))?;
+            }
+            // Client certificates are optional at the TLS level (operators use
+            // bearer tokens only); agent endpoints demand one when configured.
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| Error::ClientCa(e.to_string()))?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)?
+        }
+        None => builder.with_no_client_auth().with_single_cert(certs, key)?,
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serve `app` on `listener` until `shutdown`, then drain open connections
+/// (at most `drain` long).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: do not spin.
+                    tracing::warn!(error = %e, "Accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let conn = connection(TokioIo::new(stream), app, peer, false);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await;
+                    let stream = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let client_cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|c| !c.is_empty());
+                    let conn = connection(TokioIo::new(stream), app, peer, client_cert);
+                    let _ = watcher.watch(conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Connections still open after the drain period; closing them");
+    }
+}
+
+fn connection<I>(
+    io: TokioIo<I>,
+    app: Router,
+    peer: SocketAddr,
+    client_cert: bool,
+) -> hyper::server::conn::http1::Connection<
+    TokioIo<I>,
+    impl hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+    > + Send,
+>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(ClientCertVerified(client_cert));
+            app.clone().oneshot(req)
+        });
+    hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(io, service)
+}

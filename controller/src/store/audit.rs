@@ -1,0 +1,119 @@
+//! The audit log: who changed what, when, and how it ended.
+
+use baton_proto::auth::{AuditEntry, AuditList};
+use sqlx::Row;
+
+use super::rows::ts;
+use super::{Result, Store};
+
+/// One state-changing call to record.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    /// Who.
+    pub actor: String,
+    /// Their role (`agent` for agents).
+    pub role: String,
+    /// `METHOD /route/{template}`.
+    pub action: String,
+    /// The concrete path.
+    pub target: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Error code when refused.
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Append an entry.
+    pub async fn audit(&self, r: &AuditRecord, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now)
+        .bind(&r.actor)
+        .bind(&r.role)
+        .bind(&r.action)
+        .bind(&r.target)
+        .bind(i64::from(r.status))
+        .bind(&r.error)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Entries newest first, optionally for one actor, below `before`.
+    pub async fn list_audit(
+        &self,
+        actor: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<AuditList> {
+        let limit = limit.clamp(1, 1000);
+        let rows = sqlx::query(
+            "SELECT id, at, actor, role, action, target, status, error FROM audit
+             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(actor)
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let mut entries = Vec::with_capacity(rows.len());
+        for r in rows.iter().take(limit as usize) {
+            entries.push(AuditEntry {
+                id: r.try_get("id")?,
+                at: ts(r.try_get("at")?),
+                actor: r.try_get("actor")?,
+                role: r.try_get("role")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                status: r.try_get::<i64, _>("status")? as u16,
+                error: r.try_get("error")?,
+            });
+        }
+        let next_before = if more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(AuditList {
+            entries,
+            next_before,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::store;
+
+    #[tokio::test]
+    async fn append_filter_page() {
+        let (s, _d) = store().await;
+        for (i, actor) in ["token:a", "agent:x", "token:a"].iter().enumerate() {
+            let r = AuditRecord {
+                actor: (*actor).into(),
+                role: "admin".into(),
+                action: "POST /v1/jobs".into(),
+                target: "/v1/jobs".into(),
+                status: 201,
+                error: (i == 2).then(|| "conflict".to_string()),
+            };
+            s.audit(&r, i as i64).await.expect("audit");
+        }
+        let all = s.list_audit(None, None, 10).await.expect("list");
+        assert_eq!(all.entries.len(), 3);
+        assert_eq!(all.entries[0].error.as_deref(), Some("conflict"));
+        let a = s.list_audit(Some("token:a"), None, 1).await.expect("list");
+        assert_eq!(a.entries.len(), 1);
+        let next = a.next_before.expect("more");
+        let b = s
+            .list_audit(Some("token:a"), Some(next), 10)
+            .await
+            .expect("list");
+        assert_eq!(b.entries.len(), 1);
+        assert_eq!(b.next_before, None);
+    }
+}
