@@ -20,6 +20,7 @@ use crate::delivery;
 use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
 use crate::executor::noop::NoopExecutor;
 use crate::executor::{Executor, Executors};
+use crate::identity::Identity;
 use crate::outbox::{self, Outbox};
 use crate::poller::{self, PollSettings};
 use crate::runner::{Registry, Shared};
@@ -40,20 +41,67 @@ pub enum Error {
     /// The record of running commands under the state dir cannot be created.
     #[error("cannot create the running-commands directory in the state dir: {0}")]
     StateDir(std::io::Error),
+    /// None of the configured groups was granted at enrollment.
+    #[error(
+        "none of the configured groups ({configured}) is granted to agent {agent_id} \
+         (enrolled for: {granted})"
+    )]
+    NoGroups {
+        /// The enrolled agent id.
+        agent_id: String,
+        /// `groups` from the config.
+        configured: String,
+        /// Groups of the identity.
+        granted: String,
+    },
+}
+
+/// The groups to poll: the configured ones that the enrollment granted (WARN
+/// for the others), or every granted group when none is configured.
+pub fn served_groups(configured: &[String], identity: &Identity) -> Result<Vec<String>, Error> {
+    let granted = &identity.groups;
+    if configured.is_empty() {
+        return Ok(granted.clone());
+    }
+    if granted.is_empty() {
+        return Ok(configured.to_vec());
+    }
+    let mut served = Vec::new();
+    for group in configured {
+        if granted.contains(group) {
+            served.push(group.clone());
+        } else {
+            warn!(
+                group = %group,
+                granted = %granted.join(","),
+                "Configured group not granted to this agent at enrollment; not served"
+            );
+        }
+    }
+    if served.is_empty() {
+        return Err(Error::NoGroups {
+            agent_id: identity.agent_id.clone(),
+            configured: configured.join(", "),
+            granted: granted.join(", "),
+        });
+    }
+    Ok(served)
 }
 
 /// A configured agent, ready to run.
 #[derive(Debug)]
 pub struct Agent {
     config: Config,
+    agent_id: String,
     shared: Arc<Shared>,
     groups: ProcessGroups,
     settings: PollSettings,
 }
 
 impl Agent {
-    /// Build the agent from a validated config (the state dir must exist).
-    pub fn new(config: Config) -> Result<Self, Error> {
+    /// Build the agent from a validated config (the state dir must exist), its
+    /// enrolled identity, and the controller client (credentials are added here).
+    pub fn new(config: Config, identity: &Identity, transport: &Transport) -> Result<Self, Error> {
         let groups =
             ProcessGroups::persistent(config.state_dir.join("running")).map_err(Error::StateDir)?;
         let killed = groups.kill_leftovers();
@@ -65,18 +113,24 @@ impl Agent {
         }
         let command =
             CommandExecutor::with_groups(CommandSettings::from_config(&config.command), groups);
-        Self::with_command_executor(config, command)
+        Self::with_command_executor(config, identity, transport, command)
     }
 
     /// Build the agent with a given command executor (tests tune its settings).
-    pub fn with_command_executor(config: Config, command: CommandExecutor) -> Result<Self, Error> {
-        let transport = Transport::new(&config.controller_url, &config.agent_id, &config.token)?;
+    pub fn with_command_executor(
+        config: Config,
+        identity: &Identity,
+        transport: &Transport,
+        command: CommandExecutor,
+    ) -> Result<Self, Error> {
+        let transport = transport.authenticated(&identity.agent_id, &identity.secret)?;
+        let served = served_groups(&config.groups, identity)?;
         let outbox = Outbox::open(&config.state_dir)?;
         let groups = command.process_groups();
         let list: Vec<Box<dyn Executor>> = vec![Box::new(command), Box::new(NoopExecutor)];
         let executors = Executors::new(list);
         let settings = PollSettings {
-            groups: config.groups.clone(),
+            groups: served,
             wait: config.poll_wait,
             capabilities: Capabilities {
                 kinds: executors.kinds(),
@@ -94,6 +148,7 @@ impl Agent {
         });
         Ok(Agent {
             config,
+            agent_id: identity.agent_id.clone(),
             shared,
             groups,
             settings,
@@ -117,8 +172,8 @@ impl Agent {
             .collect();
         let kinds = kinds.join(",");
         info!(
-            agent_id = %cfg.agent_id,
-            groups = %cfg.groups.join(","),
+            agent_id = %self.agent_id,
+            groups = %self.settings.groups.join(","),
             slots = cfg.slots,
             controller = %cfg.controller_url,
             kinds = %kinds,

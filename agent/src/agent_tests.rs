@@ -11,10 +11,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
-use crate::config::{CommandConfig, Config, Secret};
+use crate::config::{CommandConfig, Config, Secret, TlsConfig};
 use crate::executor::command::{CommandExecutor, CommandSettings};
 use crate::fake_controller::{Fake, Heartbeat};
+use crate::identity::Identity;
 use crate::outbox::{Entry, Outbox};
+use crate::transport::Transport;
+
+/// The secret of the test identity.
+pub const SECRET: &str = "baton_agt_test-secret";
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -43,13 +48,16 @@ impl Running {
     }
 }
 
-fn config(url: &str, state: &Path, grace: Duration) -> Config {
+/// A config for the tests (`groups` empty: those of the identity).
+pub fn config(url: &str, state: &Path, grace: Duration) -> Config {
     Config {
         config_file: None,
         agent_id: "a1".into(),
+        hostname: "host-1".into(),
         controller_url: url.into(),
-        token: Secret::new("agent-token"),
-        groups: vec!["g".into()],
+        enrollment_token: None,
+        tls: TlsConfig::default(),
+        groups: Vec::new(),
         slots: 2,
         state_dir: state.to_path_buf(),
         poll_wait: Duration::from_millis(200),
@@ -64,25 +72,49 @@ fn config(url: &str, state: &Path, grace: Duration) -> Config {
     }
 }
 
+/// The identity the agent runs with (enrolled for group `g`).
+pub fn identity(url: &str) -> Identity {
+    Identity {
+        agent_id: "a1".into(),
+        secret: Secret::new(SECRET),
+        groups: vec!["g".into()],
+        controller_url: url.into(),
+        enrolled_at: chrono::Utc::now(),
+    }
+}
+
 /// Start the agent against a fresh fake, with `grants` queued and `prepare`
 /// run on the state dir first.
 async fn start(grants: Vec<Grant>, grace: Duration, prepare: impl FnOnce(&Path)) -> Running {
     let fake = Fake::start().await;
-    fake.script().grants.extend(grants);
+    {
+        let mut s = fake.script();
+        s.grants.extend(grants);
+        s.secret = Some(SECRET.into());
+    }
     let state = tempfile::tempdir().expect("tempdir");
     prepare(state.path());
     let cfg = config(&fake.url, state.path(), grace);
-    let mut settings = CommandSettings::from_config(&cfg.command);
-    settings.term_grace = Duration::from_millis(300);
-    let agent = Agent::with_command_executor(cfg, CommandExecutor::new(settings)).expect("agent");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(agent.run(shutdown.clone()));
+    let (task, shutdown) = spawn_agent(cfg, &identity(&fake.url));
     Running {
         fake,
         state,
         shutdown,
         task,
     }
+}
+
+/// Run an agent with `cfg` and `identity` until the returned token fires.
+pub fn spawn_agent(cfg: Config, identity: &Identity) -> (JoinHandle<()>, CancellationToken) {
+    let mut settings = CommandSettings::from_config(&cfg.command);
+    settings.term_grace = Duration::from_millis(300);
+    let transport = Transport::new(&cfg.controller_url, &cfg.tls).expect("transport");
+    let agent =
+        Agent::with_command_executor(cfg, identity, &transport, CommandExecutor::new(settings))
+            .expect("agent");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(agent.run(shutdown.clone()));
+    (task, shutdown)
 }
 
 fn grant(job_id: i64, ttl_ms: u64, spec: JobSpec) -> Grant {
@@ -153,7 +185,8 @@ async fn runs_a_job_and_delivers_its_completion() {
         assert!(poll.capabilities.connections.is_empty());
         assert_eq!(poll.wait_ms, Some(200));
         let auth = s.last_auth.clone().expect("headers");
-        assert_eq!(auth, ("Bearer agent-token".into(), "a1".into()));
+        assert_eq!(auth, (format!("Bearer {SECRET}"), "a1".into()));
+        assert_eq!(s.unauthorized, 0);
     }
     assert!(
         agent.outbox_files().is_empty(),
@@ -361,4 +394,135 @@ async fn no_poll_while_every_slot_is_busy() {
         "polls again"
     );
     agent.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_agent_fences_its_job_and_does_not_spin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    // TTL 4.5 s: a heartbeat every 1.5 s, the deadline far enough not to be the reason.
+    let agent = start(vec![grant(30, 4_500, sh(&script))], LIMIT, |_| {}).await;
+    let pid = read_pid(&pidfile).await;
+    assert!(agent.fake.until(LIMIT, |s| !s.heartbeats.is_empty()).await);
+    agent.fake.script().revoked = true;
+    let revoked_at = std::time::Instant::now();
+    // The next heartbeat is refused: the controller ended the lease, the job stops.
+    assert!(gone(pid).await, "the job's process was not killed");
+    assert!(
+        revoked_at.elapsed() < Duration::from_millis(2_900),
+        "fenced on the 401, not at the lease deadline"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    {
+        let s = agent.fake.script();
+        assert_eq!(s.complete_attempts, 0, "a fenced job is never reported");
+        // One refused heartbeat and one refused poll: a refused poll waits the
+        // longest backoff (10 s) before the next, and the keeper stopped.
+        assert!(
+            (1..=2).contains(&s.unauthorized),
+            "refused calls: {}",
+            s.unauthorized
+        );
+    }
+    assert!(agent.outbox_files().is_empty());
+    let (fake, _) = agent.stop().await;
+    assert_eq!(fake.script().complete_attempts, 0);
+}
+
+#[tokio::test]
+async fn refused_poll_backs_off_to_the_cap() {
+    let agent = start(vec![], LIMIT, |_| {}).await;
+    assert!(agent.fake.until(LIMIT, |s| !s.polls.is_empty()).await);
+    agent.fake.script().secret = Some("baton_agt_rotated".into());
+    assert!(agent.fake.until(LIMIT, |s| s.unauthorized >= 1).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        agent.fake.script().unauthorized,
+        1,
+        "no second poll within the backoff after a 401"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limited_poll_waits_for_retry_after() {
+    let fake = Fake::start().await;
+    fake.script().poll_rate_limited = 1;
+    let state = tempfile::tempdir().expect("tempdir");
+    let (task, shutdown) =
+        spawn_agent(config(&fake.url, state.path(), LIMIT), &identity(&fake.url));
+    assert!(fake.until(LIMIT, |s| !s.poll_auth.is_empty()).await);
+    let limited_at = std::time::Instant::now();
+    assert!(fake.until(LIMIT, |s| !s.polls.is_empty()).await);
+    assert!(
+        limited_at.elapsed() >= Duration::from_millis(900),
+        "polled again {:?} after a 429 with Retry-After: 1",
+        limited_at.elapsed()
+    );
+    assert_eq!(fake.script().poll_auth.len(), 2);
+    shutdown.cancel();
+    task.await.expect("no panic");
+}
+
+#[tokio::test]
+async fn forbidden_heartbeat_fences_the_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let agent = start(vec![grant(31, 5_000, sh(&script))], LIMIT, |_| {}).await;
+    agent.fake.script().heartbeat = Heartbeat::Forbidden;
+    let pid = read_pid(&pidfile).await;
+    let started = std::time::Instant::now();
+    assert!(gone(pid).await, "the job's process was not killed");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "fenced on the 403, not at the 5 s deadline"
+    );
+    let (fake, _) = agent.stop().await;
+    let s = fake.script();
+    assert_eq!(s.heartbeats.len(), 1, "no renewal after forbidden");
+    assert_eq!(s.complete_attempts, 0);
+}
+
+#[tokio::test]
+async fn completion_refused_as_forbidden_is_dropped() {
+    let agent = start(vec![], LIMIT, |_| {}).await;
+    {
+        let mut s = agent.fake.script();
+        s.complete_forbidden = true;
+        s.grants.push_back(grant(32, 5_000, noop(0)));
+    }
+    assert!(agent.fake.until(LIMIT, |s| s.complete_attempts == 1).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (fake, state) = agent.stop().await;
+    assert_eq!(fake.script().complete_attempts, 1, "never sent again");
+    assert!(fake.script().completes.is_empty());
+    let left = Outbox::open(state.path())
+        .expect("outbox")
+        .pending()
+        .expect("list");
+    assert!(left.is_empty(), "dropped: {left:?}");
+}
+
+#[tokio::test]
+async fn configured_groups_are_limited_to_the_enrolled_ones() {
+    let fake = Fake::start().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&fake.url, state.path(), LIMIT);
+    cfg.groups = vec!["g".into(), "not-granted".into()];
+    let (task, shutdown) = spawn_agent(cfg, &identity(&fake.url));
+    assert!(fake.until(LIMIT, |s| !s.polls.is_empty()).await);
+    assert_eq!(fake.script().polls[0].groups, ["g"]);
+    shutdown.cancel();
+    task.await.expect("no panic");
+
+    let mut cfg = config(&fake.url, state.path(), LIMIT);
+    cfg.groups = vec!["other".into()];
+    let transport = Transport::new(&fake.url, &TlsConfig::default()).expect("transport");
+    let e = Agent::new(cfg, &identity(&fake.url), &transport).expect_err("no group left");
+    assert!(
+        e.to_string().contains("none of the configured groups"),
+        "{e}"
+    );
 }

@@ -1,4 +1,4 @@
-//! Command line: `baton-agent [run|validate] [flags]`, `--version`.
+//! Command line: `baton-agent [run|enroll|validate] [flags]`, `--version`.
 
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ pub struct Cli {
     /// Config file (TOML). Also BATON_CONFIG.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Agent id (overrides `agent_id`).
+    /// Agent id asked for at enrollment (overrides `agent_id`; default: the host name).
     #[arg(long, global = true)]
     pub agent_id: Option<String>,
     /// Controller base URL (overrides `controller_url`).
@@ -34,11 +34,20 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Cmd {
-    /// Run the agent (the default).
+    /// Run the agent (the default). Enrolls first when not enrolled and a token is configured.
     Run,
-    /// Load and validate the config, print a summary, exit (78 on error).
+    /// Enroll with the controller using a single-use enrollment token, write
+    /// `<state_dir>/identity.json`, exit.
+    Enroll {
+        /// File holding the enrollment token (`-` reads standard input). Default:
+        /// `enrollment_token_file`, BATON_ENROLLMENT_TOKEN_FILE or BATON_ENROLLMENT_TOKEN.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Load and validate the config, print a summary and whether the agent is
+    /// enrolled, exit (78 on error). Never enrolls.
     Validate,
 }
 
@@ -57,7 +66,7 @@ impl Cli {
 
     /// The subcommand, `run` when none was given.
     pub fn cmd(&self) -> Cmd {
-        self.command.unwrap_or(Cmd::Run)
+        self.command.clone().unwrap_or(Cmd::Run)
     }
 }
 
@@ -93,5 +102,25 @@ mod tests {
     #[test]
     fn no_token_flag() {
         assert!(Cli::try_parse_from(["baton-agent", "--token", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["baton-agent", "run", "--token-file", "x"]).is_err(),
+            "only `enroll` takes a token file"
+        );
+    }
+
+    #[test]
+    fn enroll_takes_a_token_file() {
+        let cli =
+            Cli::try_parse_from(["baton-agent", "enroll", "--token-file", "-"]).expect("parse");
+        assert_eq!(
+            cli.cmd(),
+            Cmd::Enroll {
+                token_file: Some(PathBuf::from("-"))
+            }
+        );
+        let cli =
+            Cli::try_parse_from(["baton-agent", "--agent-id", "db1", "enroll"]).expect("parse");
+        assert_eq!(cli.cmd(), Cmd::Enroll { token_file: None });
+        assert_eq!(cli.flags().agent_id.as_deref(), Some("db1"));
     }
 }

@@ -2,25 +2,38 @@
 //!
 //! Everything is validated at start. Every error names where the bad value
 //! came from (file path and line, environment variable or flag) and the key;
-//! the process then exits with [`EX_CONFIG`] (78). The agent token is read
-//! from `token_file` or `BATON_AGENT_TOKEN`, never from a flag, and never
-//! appears in a message.
+//! the process then exits with [`EX_CONFIG`] (78). The agent's credentials
+//! come from enrollment ([`crate::identity`]); the enrollment token is read
+//! from `enrollment_token_file`, `BATON_ENROLLMENT_TOKEN_FILE` or
+//! `BATON_ENROLLMENT_TOKEN`, never from a flag, and never appears in a message.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use baton_proto::config::{ConfigError, EX_CONFIG, Source, parse_toml};
+use baton_proto::config::{ConfigError, EX_CONFIG, Source, line_of_key, parse_toml};
 use baton_proto::valid_name;
 use serde::Deserialize;
 
+use crate::secret::check_enrollment_token;
+pub use crate::secret::{EnrollmentToken, Secret, read_secret_file};
+pub use crate::tls::TlsConfig;
+use crate::tls::{CaBundle, ClientIdentity, Part};
+
 /// Environment variable naming the config file (like `--config`).
 pub const ENV_CONFIG: &str = "BATON_CONFIG";
-/// Environment variable carrying the agent token itself.
-pub const ENV_TOKEN: &str = "BATON_AGENT_TOKEN";
+/// Environment variable carrying the enrollment token itself (for containers).
+pub const ENV_ENROLLMENT_TOKEN: &str = "BATON_ENROLLMENT_TOKEN";
+/// Environment variable naming the enrollment token file.
+pub const ENV_ENROLLMENT_TOKEN_FILE: &str = "BATON_ENROLLMENT_TOKEN_FILE";
+/// Environment variables of the static agent token that enrollment replaced.
+const REMOVED_TOKEN_ENV: [&str; 2] = ["BATON_AGENT_TOKEN", "BATON_TOKEN_FILE"];
 
 const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:8420";
-const DEFAULT_GROUP: &str = "default";
+const REMOVED_TOKEN: &str = "the static agent token was removed: agents enroll now. Run \
+     `baton-agent enroll --token-file FILE` with an enrollment token from an admin, or set \
+     enrollment_token_file (BATON_ENROLLMENT_TOKEN_FILE, BATON_ENROLLMENT_TOKEN); the agent \
+     secret is then kept in <state_dir>/identity.json";
 const MAX_SLOTS: i64 = 256;
 const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 const MAX_MAX_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
@@ -65,28 +78,6 @@ pub struct Flags {
     pub state_dir: Option<PathBuf>,
 }
 
-/// The agent token. Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a token.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The token itself, for the `Authorization` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// `[command]`: what command jobs may run and how much output is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandConfig {
@@ -122,13 +113,18 @@ pub struct ConnectionConfig {
 pub struct Config {
     /// Config file that was read, if any.
     pub config_file: Option<PathBuf>,
-    /// Agent id (sent in the path and the `X-Baton-Agent` header).
+    /// Agent id asked for at enrollment (default: the host name, made a valid name).
+    /// Once enrolled, the id in the identity file is used.
     pub agent_id: String,
+    /// Host name, reported at enrollment.
+    pub hostname: String,
     /// Controller base URL (http or https, no trailing slash).
     pub controller_url: String,
-    /// Agent token.
-    pub token: Secret,
-    /// Worker groups served.
+    /// Enrollment token, when one is configured.
+    pub enrollment_token: Option<EnrollmentToken>,
+    /// `[tls]`.
+    pub tls: TlsConfig,
+    /// Worker groups served; empty: every group the enrollment granted.
     pub groups: Vec<String>,
     /// Jobs run at once.
     pub slots: u32,
@@ -151,12 +147,26 @@ pub struct Config {
 impl Config {
     /// One line for `baton-agent validate`.
     pub fn summary(&self) -> String {
+        let groups = if self.groups.is_empty() {
+            "(enrolled)".to_owned()
+        } else {
+            self.groups.join(",")
+        };
+        let ca = self
+            .tls
+            .ca
+            .as_ref()
+            .map_or("system".to_owned(), |c| c.path().display().to_string());
         format!(
-            "agent_id={} controller={} groups=[{}] slots={} state_dir={} poll_wait={} \
-             command.allow={} connections={}",
+            "agent_id={} controller={} tls.ca={ca} tls.client_cert={} groups=[{groups}] \
+             slots={} state_dir={} poll_wait={} command.allow={} connections={}",
             self.agent_id,
             self.controller_url,
-            self.groups.join(","),
+            if self.tls.client.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
             self.slots,
             self.state_dir.display(),
             humantime::format_duration(self.poll_wait),
@@ -242,7 +252,10 @@ pub fn load_from(
 struct FileConfig {
     agent_id: Option<String>,
     controller_url: Option<String>,
-    token_file: Option<String>,
+    /// Removed (enrollment replaced it): reported as an error.
+    token_file: Option<toml::Value>,
+    enrollment_token_file: Option<String>,
+    tls: Option<FileTls>,
     groups: Option<Vec<String>>,
     slots: Option<i64>,
     state_dir: Option<String>,
@@ -252,6 +265,14 @@ struct FileConfig {
     command: Option<FileCommand>,
     #[serde(default)]
     connections: BTreeMap<String, FileConnection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -368,16 +389,40 @@ impl Resolver<'_> {
 
     fn resolve(self, raw: FileConfig) -> Result<Config, Error> {
         let ctx = &self.ctx;
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
 
-        // agent_id
+        // The static token that enrollment replaced.
+        if raw.token_file.is_some() {
+            return Err(ctx.err(&ctx.file_src(), "token_file", REMOVED_TOKEN).into());
+        }
+        for name in REMOVED_TOKEN_ENV {
+            if let Some(v) = self.env(name) {
+                return Err(ctx.err(&v.src, "token_file", REMOVED_TOKEN).into());
+            }
+        }
+
+        // agent_id, by default the host name made a valid name.
+        let hostname = crate::identity::system_hostname()
+            .or_else(|| self.env.get("HOSTNAME").cloned())
+            .unwrap_or_default();
         let agent_id = self
             .text(
                 ("agent-id", &self.flags.agent_id),
                 "BATON_AGENT_ID",
                 raw.agent_id,
             )
-            .ok_or_else(|| ctx.missing("agent_id", "BATON_AGENT_ID or --agent-id"))?;
+            .or_else(|| {
+                crate::identity::name_from_hostname(&hostname).map(|value| Val {
+                    value,
+                    src: Source::Default,
+                })
+            })
+            .ok_or_else(|| {
+                ctx.missing(
+                    "agent_id",
+                    "BATON_AGENT_ID or --agent-id (the host name is not usable)",
+                )
+            })?;
         if !valid_name(&agent_id.value) {
             return Err(ctx
                 .err(
@@ -402,10 +447,10 @@ impl Resolver<'_> {
         let controller_url = crate::transport::check_base_url(&url.value)
             .map_err(|m| ctx.err(&url.src, "controller_url", m))?;
 
-        // token
-        let token = self.token(raw.token_file, &mut warnings)?;
+        let enrollment_token = self.enrollment_token(raw.enrollment_token_file)?;
+        let tls = self.tls(raw.tls.unwrap_or_default())?;
 
-        // groups
+        // groups (none: every group the enrollment granted)
         let groups = if !self.flags.groups.is_empty() {
             Val {
                 value: self.flags.groups.clone(),
@@ -420,11 +465,11 @@ impl Resolver<'_> {
             v
         } else {
             Val {
-                value: vec![DEFAULT_GROUP.to_owned()],
+                value: Vec::new(),
                 src: Source::Default,
             }
         };
-        if groups.value.is_empty() {
+        if groups.value.is_empty() && groups.src != Source::Default {
             return Err(ctx
                 .err(&groups.src, "groups", "at least one group is required")
                 .into());
@@ -526,8 +571,10 @@ impl Resolver<'_> {
         Ok(Config {
             config_file: ctx.file.map(|(p, _)| PathBuf::from(p)),
             agent_id: agent_id.value,
+            hostname,
             controller_url,
-            token,
+            enrollment_token,
+            tls,
             groups: groups.value,
             slots: u32::try_from(slots.value).unwrap_or(1),
             state_dir: state_dir.value,
@@ -540,58 +587,71 @@ impl Resolver<'_> {
         })
     }
 
-    fn token(
+    fn enrollment_token(
         &self,
-        token_file: Option<String>,
-        warnings: &mut Vec<String>,
-    ) -> Result<Secret, ConfigError> {
+        file: Option<String>,
+    ) -> Result<Option<EnrollmentToken>, ConfigError> {
         let ctx = &self.ctx;
-        if let Some(v) = self.env(ENV_TOKEN) {
-            return check_token(v.value.trim())
-                .map_err(|m| ctx.err(&v.src, "token", m))
-                .map(Secret::new);
+        if let Some(v) = self.env(ENV_ENROLLMENT_TOKEN) {
+            check_enrollment_token(v.value.trim())
+                .map_err(|m| ctx.err(&v.src, "enrollment_token", m))?;
+            return Ok(Some(EnrollmentToken::Value(Secret::new(v.value))));
         }
-        let file = self
-            .env("BATON_TOKEN_FILE")
-            .or_else(|| self.file(token_file))
-            .ok_or_else(|| {
-                ctx.missing(
-                    "token_file",
-                    "BATON_TOKEN_FILE, or give the token in BATON_AGENT_TOKEN",
-                )
-            })?;
-        let file = ctx.path(file);
-        let text = std::fs::read_to_string(&file.value).map_err(|e| {
-            ctx.err(
-                &file.src,
-                "token_file",
-                format!("cannot read {}: {e}", file.value.display()),
-            )
-        })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(&file.value)
-                && meta.permissions().mode() & 0o077 != 0
-            {
-                warnings.push(format!(
-                    "Token file {} is readable by group or others (mode {:o}); chmod 600 it",
-                    file.value.display(),
-                    meta.permissions().mode() & 0o777
-                ));
-            }
+        let Some(v) = self
+            .env(ENV_ENROLLMENT_TOKEN_FILE)
+            .or_else(|| self.file(file))
+        else {
+            return Ok(None);
+        };
+        let key = "enrollment_token_file";
+        if v.value.trim().is_empty() {
+            return Err(ctx.err(&v.src, key, "must not be empty"));
         }
-        #[cfg(not(unix))]
-        let _ = warnings;
-        check_token(text.trim())
-            .map_err(|m| {
-                ctx.err(
-                    &file.src,
-                    "token_file",
-                    format!("{}: {m}", file.value.display()),
-                )
-            })
-            .map(Secret::new)
+        let v = ctx.path(v);
+        let line = match (&v.src, ctx.file) {
+            (Source::File(_), Some((_, text))) => line_of_key(text, key),
+            _ => None,
+        };
+        Ok(Some(EnrollmentToken::File {
+            path: v.value,
+            origin: v.src,
+            key: key.to_owned(),
+            line,
+        }))
+    }
+
+    /// `[tls]` (and `BATON_TLS_*`): the files must exist and parse.
+    fn tls(&self, raw: FileTls) -> Result<TlsConfig, ConfigError> {
+        let ctx = &self.ctx;
+        let pick = |env: &str, file: Option<String>| {
+            self.env(env)
+                .or_else(|| self.file(file))
+                .map(|v| ctx.path(v))
+        };
+        let ca = pick("BATON_TLS_CA_FILE", raw.ca_file);
+        let cert = pick("BATON_TLS_CLIENT_CERT_FILE", raw.client_cert_file);
+        let key = pick("BATON_TLS_CLIENT_KEY_FILE", raw.client_key_file);
+        let ca = match ca {
+            Some(v) => Some(
+                CaBundle::load(&v.value)
+                    .map_err(|e| ctx.err(&v.src, Part::Ca.key(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let client = match (cert, key) {
+            (None, None) => None,
+            (Some(given), None) => return Err(half_pair(ctx, &given.src, Part::ClientCert)),
+            (None, Some(given)) => return Err(half_pair(ctx, &given.src, Part::ClientKey)),
+            (Some(c), Some(k)) => Some(ClientIdentity::load(&c.value, &k.value).map_err(|e| {
+                let src = if e.part == Part::ClientCert {
+                    &c.src
+                } else {
+                    &k.src
+                };
+                ctx.err(src, e.part.key(), e.to_string())
+            })?),
+        };
+        Ok(TlsConfig { ca, client })
     }
 
     fn duration(
@@ -692,15 +752,24 @@ impl Resolver<'_> {
     }
 }
 
-/// A token must be printable ASCII without spaces (it goes into a header).
-fn check_token(token: &str) -> Result<&str, String> {
-    if token.is_empty() {
-        return Err("the agent token is empty".into());
-    }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("the agent token must be printable ASCII without spaces".into());
-    }
-    Ok(token)
+/// Only one of client certificate and key is set: the error names the missing
+/// key, at the line of the one that is set.
+fn half_pair(ctx: &Ctx<'_>, src: &Source, set: Part) -> ConfigError {
+    let missing = match set {
+        Part::ClientCert => Part::ClientKey,
+        _ => Part::ClientCert,
+    };
+    let mut e = ctx.err(
+        src,
+        set.key(),
+        format!(
+            "missing: {} is set, so {} must be set too (mutual TLS needs both)",
+            set.key(),
+            missing.key()
+        ),
+    );
+    e.key = missing.key().to_owned();
+    e
 }
 
 #[cfg(test)]

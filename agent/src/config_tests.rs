@@ -9,7 +9,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("token"), "  s3cret-token\n").expect("token");
+        std::fs::write(dir.path().join("token"), "  baton_enr_s3cret\n").expect("token");
         Fixture { dir }
     }
 
@@ -28,7 +28,7 @@ impl Fixture {
 
     fn base(&self) -> String {
         format!(
-            "agent_id = \"file-agent\"\ntoken_file = \"token\"\nstate_dir = \"{}\"\n",
+            "agent_id = \"file-agent\"\nenrollment_token_file = \"token\"\nstate_dir = \"{}\"\n",
             self.dir.path().join("state").display()
         )
     }
@@ -46,12 +46,18 @@ fn defaults_apply() {
     let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
     assert_eq!(c.agent_id, "file-agent");
     assert_eq!(c.controller_url, "http://127.0.0.1:8420");
+    let token = c.enrollment_token.as_ref().expect("token source");
+    assert!(
+        matches!(token, EnrollmentToken::File { path, line: Some(2), .. } if *path == f.dir.path().join("token")),
+        "relative to the file: {token:?}"
+    );
     assert_eq!(
-        c.token.expose(),
-        "s3cret-token",
+        token.read().expect("token").expose(),
+        "baton_enr_s3cret",
         "read from the file, trimmed"
     );
-    assert_eq!(c.groups, ["default"]);
+    assert!(c.groups.is_empty(), "the enrolled groups");
+    assert_eq!(c.tls, TlsConfig::default());
     assert_eq!(c.slots, 1);
     assert_eq!(c.poll_wait, Duration::from_secs(25));
     assert_eq!(c.shutdown_grace, Duration::from_secs(30));
@@ -114,41 +120,114 @@ fn file_then_env_then_flag() {
 }
 
 #[test]
-fn token_from_env_wins_over_the_file() {
+fn enrollment_token_from_env_wins_over_the_file() {
     let f = Fixture::new();
     let c = f
         .load(
             &f.base(),
-            &[("BATON_AGENT_TOKEN", "env-token")],
+            &[("BATON_ENROLLMENT_TOKEN", "baton_enr_env")],
             &Flags::default(),
         )
         .expect("valid");
-    assert_eq!(c.token.expose(), "env-token");
-}
+    let token = c.enrollment_token.as_ref().expect("token");
+    assert_eq!(token.read().expect("read").expose(), "baton_enr_env");
+    assert!(!format!("{c:?}").contains("baton_enr_env"), "never shown");
 
-#[test]
-fn missing_token_is_an_error() {
-    let f = Fixture::new();
-    let toml = format!(
-        "agent_id = \"a\"\nstate_dir = \"{}\"\n",
-        f.dir.path().display()
+    let c = f
+        .load(
+            &f.base(),
+            &[("BATON_ENROLLMENT_TOKEN_FILE", "/run/secrets/enroll")],
+            &Flags::default(),
+        )
+        .expect("valid");
+    assert!(matches!(
+        c.enrollment_token,
+        Some(EnrollmentToken::File { ref path, ref origin, .. })
+            if path == Path::new("/run/secrets/enroll")
+                && *origin == Source::Env("BATON_ENROLLMENT_TOKEN_FILE".into())
+    ));
+
+    let e = invalid(
+        f.load(
+            &f.base(),
+            &[("BATON_ENROLLMENT_TOKEN", "baton_agt_oops")],
+            &Flags::default(),
+        )
+        .expect_err("an agent secret"),
     );
-    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("no token"));
-    assert_eq!(e.key, "token_file");
-    assert!(e.message.contains("BATON_AGENT_TOKEN"), "{e}");
+    assert_eq!(e.origin, Source::Env("BATON_ENROLLMENT_TOKEN".into()));
+    assert!(!e.to_string().contains("oops"), "{e}");
 }
 
 #[test]
-fn unreadable_or_empty_token_file_names_key_and_line() {
+fn the_token_file_is_read_only_when_enrolling() {
     let f = Fixture::new();
-    let toml = format!("{}\n", f.base()).replace("token\"", "missing-token\"");
-    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("no file"));
-    assert_eq!((e.key.as_str(), e.line), ("token_file", Some(2)));
-    std::fs::write(f.dir.path().join("empty"), "\n").expect("write");
-    let toml = f.base().replace("token\"", "empty\"");
-    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("empty"));
-    assert!(e.message.contains("empty"), "{e}");
-    assert!(!e.to_string().contains("s3cret"));
+    let toml = f.base().replace("\"token\"", "\"gone\"");
+    let c = f
+        .load(&toml, &[], &Flags::default())
+        .expect("valid without the file");
+    let e = c
+        .enrollment_token
+        .expect("configured")
+        .read()
+        .expect_err("missing");
+    assert_eq!((e.key.as_str(), e.line), ("enrollment_token_file", Some(2)));
+    assert!(e.message.contains("cannot read"), "{e}");
+
+    let toml = "agent_id = \"a\"\nstate_dir = \"s\"\n";
+    let c = f.load(toml, &[], &Flags::default()).expect("valid");
+    assert!(c.enrollment_token.is_none());
+}
+
+#[test]
+fn the_static_token_was_removed() {
+    let f = Fixture::new();
+    let toml = format!("{}token_file = \"/etc/baton/agent.token\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("removed"));
+    assert_eq!((e.key.as_str(), e.line), ("token_file", Some(4)));
+    assert!(e.message.contains("removed"), "{e}");
+    assert!(e.message.contains("baton-agent enroll"), "{e}");
+    assert!(e.message.contains("enrollment_token_file"), "{e}");
+
+    for var in ["BATON_AGENT_TOKEN", "BATON_TOKEN_FILE"] {
+        let e = invalid(
+            f.load(&f.base(), &[(var, "x")], &Flags::default())
+                .expect_err("removed"),
+        );
+        assert_eq!(e.origin, Source::Env(var.into()));
+        assert!(e.message.contains("enroll"), "{e}");
+    }
+}
+
+#[test]
+fn agent_id_defaults_to_the_host_name() {
+    let f = Fixture::new();
+    let toml = format!("state_dir = \"{}\"\n", f.dir.path().join("state").display());
+    let env = [("HOSTNAME", "Fallback_Host.example")];
+    let c = f.load(&toml, &env, &Flags::default()).expect("valid");
+    assert!(valid_name(&c.agent_id), "{:?}", c.agent_id);
+    assert_eq!(c.agent_id, c.agent_id.to_lowercase());
+    let host = crate::identity::system_hostname().unwrap_or("Fallback_Host.example".into());
+    assert_eq!(c.hostname, host);
+    assert_eq!(
+        Some(c.agent_id.clone()),
+        crate::identity::name_from_hostname(&host)
+    );
+}
+
+#[test]
+fn plain_http_to_another_host_is_noticed() {
+    let f = Fixture::new();
+    let c = f
+        .load(
+            &format!("{}controller_url = \"http://ctl.example:8420\"\n", f.base()),
+            &[],
+            &Flags::default(),
+        )
+        .expect("valid: a warning only");
+    assert!(crate::transport::plain_http_remote(&c.controller_url));
+    let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
+    assert!(!crate::transport::plain_http_remote(&c.controller_url));
 }
 
 #[test]
@@ -258,23 +337,19 @@ fn env_and_flag_errors_name_their_source() {
 fn required_keys_are_reported() {
     let f = Fixture::new();
     let e = invalid(
-        f.load(
-            "token_file = \"token\"\nstate_dir = \"s\"\n",
-            &[],
-            &Flags::default(),
-        )
-        .expect_err("no id"),
-    );
-    assert_eq!(e.key, "agent_id");
-    let e = invalid(
-        f.load(
-            "agent_id = \"a\"\ntoken_file = \"token\"\n",
-            &[],
-            &Flags::default(),
-        )
-        .expect_err("no state dir"),
+        f.load("agent_id = \"a\"\n", &[], &Flags::default())
+            .expect_err("no state dir"),
     );
     assert_eq!(e.key, "state_dir");
+    let e = invalid(
+        f.load(
+            "agent_id = \"a\"\nstate_dir = \"s\"\ngroups = []\n",
+            &[],
+            &Flags::default(),
+        )
+        .expect_err("explicitly no group"),
+    );
+    assert_eq!((e.key.as_str(), e.line), ("groups", Some(3)));
 }
 
 #[test]

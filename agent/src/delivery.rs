@@ -1,8 +1,9 @@
 //! Delivering completions from the outbox to the controller.
 //!
 //! A file is removed when the controller has answered for good: accepted
-//! (2xx), lease lost (409 `lease_lost`, WARN "Dropped completion: lease lost")
-//! or refused (other 4xx, ERROR). While the controller cannot be reached, or
+//! (2xx), lease lost (409 `lease_lost`, WARN "Dropped completion: lease lost"),
+//! not the agent's job (403, ERROR "Dropped completion: forbidden") or refused
+//! (other 4xx, ERROR). While the controller cannot be reached, or
 //! refuses the agent's credentials, the file stays and delivery is retried
 //! with jittered backoff (capped near 5 s).
 
@@ -79,6 +80,10 @@ pub async fn deliver_once(
         }
         Err(transport::Error::LeaseLost(msg)) => {
             warn!(job_id, token, reason = %msg, "Dropped completion: lease lost");
+            Delivery::Dropped
+        }
+        Err(transport::Error::Forbidden(msg)) => {
+            error!(job_id, token, reason = %msg, "Dropped completion: forbidden");
             Delivery::Dropped
         }
         Err(e) if e.is_auth() => {

@@ -1,21 +1,27 @@
 //! A scripted stand-in for the controller's agent API (tests only).
 //!
-//! It serves real HTTP on a loopback port, hands out queued grants, answers
-//! heartbeats and completions as the test scripts it, and records every call.
+//! It serves real HTTP (or HTTPS, with [`Fake::start_tls`]) on a loopback
+//! port, enrolls agents, checks their bearer secret, hands out queued grants,
+//! answers heartbeats and completions as the test scripts it, and records
+//! every call.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::{
     CompleteRequest, ErrorBody, ErrorCode, Grant, HeartbeatRequest, JobId, JobState, PollRequest,
     ReleaseRequest,
 };
 use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
 
 /// How heartbeats are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +35,18 @@ pub enum Heartbeat {
     Unavailable,
     /// 409 `lease_lost`.
     LeaseLost,
+    /// 403 `forbidden`.
+    Forbidden,
+}
+
+/// How enrollments are answered.
+#[derive(Debug, Clone, Default)]
+pub enum Enroll {
+    /// 200 with the id asked for, a fresh secret, and these groups.
+    #[default]
+    Grant,
+    /// This refusal.
+    Refuse(StatusCode, ErrorCode, &'static str),
 }
 
 /// What the fake does and what it saw.
@@ -54,6 +72,29 @@ pub struct Script {
     pub releases: Vec<(JobId, ReleaseRequest)>,
     /// `(Authorization, X-Baton-Agent)` of the last call.
     pub last_auth: Option<(String, String)>,
+    /// `(Authorization, X-Baton-Agent)` of every poll.
+    pub poll_auth: Vec<(String, String)>,
+    /// Enrollment answers.
+    pub enroll: Enroll,
+    /// Groups granted at enrollment.
+    pub enroll_groups: Vec<String>,
+    /// Answer this many enrollments with 429 and `Retry-After: 1` first.
+    pub enroll_rate_limited: u32,
+    /// Enrollments seen, with their `Authorization` header (must be empty).
+    pub enrolls: Vec<(EnrollRequest, String)>,
+    /// When set (a successful enrollment sets it), agent calls need
+    /// `Authorization: Bearer <secret>`; others get 401.
+    pub secret: Option<String>,
+    /// Answer every agent call with 401 (a revoked agent).
+    pub revoked: bool,
+    /// Agent calls refused with 401.
+    pub unauthorized: u32,
+    /// Answer completions with 403 `forbidden`.
+    pub complete_forbidden: bool,
+    /// Answer this many polls with 429 and `Retry-After: 1` first.
+    pub poll_rate_limited: u32,
+    /// TLS handshakes that failed (HTTPS only).
+    pub tls_failures: Vec<String>,
 }
 
 /// A running fake controller.
@@ -70,15 +111,32 @@ fn lock(s: &Shared) -> MutexGuard<'_, Script> {
     s.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn record_auth(s: &Shared, headers: &HeaderMap) {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    lock(s).last_auth = Some((get("authorization"), get(baton_proto::AGENT_ID_HEADER)));
+fn header(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Record the credentials of an agent call; `Some(401)` when they are refused.
+fn check_auth(s: &Shared, headers: &HeaderMap) -> Option<(StatusCode, Json<Value>)> {
+    let auth = (
+        header(headers, "authorization"),
+        header(headers, baton_proto::AGENT_ID_HEADER),
+    );
+    let mut script = lock(s);
+    script.last_auth = Some(auth.clone());
+    let refused = script.revoked
+        || script
+            .secret
+            .as_ref()
+            .is_some_and(|secret| auth.0 != format!("Bearer {secret}"));
+    if refused {
+        script.unauthorized += 1;
+        return Some(error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized));
+    }
+    None
 }
 
 fn error(status: StatusCode, code: ErrorCode) -> (StatusCode, Json<Value>) {
@@ -86,12 +144,60 @@ fn error(status: StatusCode, code: ErrorCode) -> (StatusCode, Json<Value>) {
     (status, Json(json!(body)))
 }
 
+fn rate_limited() -> Response {
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited).into_response();
+    resp.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    resp
+}
+
+async fn enroll(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(req): Json<EnrollRequest>,
+) -> Response {
+    let mut script = lock(&s);
+    script
+        .enrolls
+        .push((req.clone(), header(&headers, "authorization")));
+    if script.enroll_rate_limited > 0 {
+        script.enroll_rate_limited -= 1;
+        return rate_limited();
+    }
+    match script.enroll.clone() {
+        Enroll::Grant => {
+            let secret = format!("baton_agt_fake-secret-{}", script.enrolls.len());
+            script.secret = Some(secret.clone());
+            let resp = EnrollResponse {
+                agent_id: req.agent_id,
+                secret,
+                groups: script.enroll_groups.clone(),
+            };
+            (StatusCode::OK, Json(json!(resp))).into_response()
+        }
+        Enroll::Refuse(status, code, message) => {
+            (status, Json(json!(ErrorBody::new(code, message, None)))).into_response()
+        }
+    }
+}
+
 async fn poll(
     State(s): State<Shared>,
     headers: HeaderMap,
     Json(req): Json<PollRequest>,
-) -> (StatusCode, Json<Value>) {
-    record_auth(&s, &headers);
+) -> Response {
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused.into_response();
+    }
+    {
+        let mut script = lock(&s);
+        let auth = script.last_auth.clone().unwrap_or_default();
+        script.poll_auth.push(auth);
+        if script.poll_rate_limited > 0 {
+            script.poll_rate_limited -= 1;
+            return rate_limited();
+        }
+    }
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(0).min(50));
     let grants: Vec<Grant> = {
         let mut script = lock(&s);
@@ -102,14 +208,18 @@ async fn poll(
     if grants.is_empty() {
         tokio::time::sleep(wait).await;
     }
-    (StatusCode::OK, Json(json!({ "grants": grants })))
+    (StatusCode::OK, Json(json!({ "grants": grants }))).into_response()
 }
 
 async fn heartbeat(
     State(s): State<Shared>,
     Path(job_id): Path<JobId>,
+    headers: HeaderMap,
     Json(req): Json<HeartbeatRequest>,
 ) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
     let mut script = lock(&s);
     script.heartbeats.push((job_id, req));
     match script.heartbeat {
@@ -122,16 +232,24 @@ async fn heartbeat(
         ),
         Heartbeat::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady),
         Heartbeat::LeaseLost => error(StatusCode::CONFLICT, ErrorCode::LeaseLost),
+        Heartbeat::Forbidden => error(StatusCode::FORBIDDEN, ErrorCode::Forbidden),
     }
 }
 
 async fn complete(
     State(s): State<Shared>,
     Path(job_id): Path<JobId>,
+    headers: HeaderMap,
     Json(req): Json<CompleteRequest>,
 ) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
     let mut script = lock(&s);
     script.complete_attempts += 1;
+    if script.complete_forbidden {
+        return error(StatusCode::FORBIDDEN, ErrorCode::Forbidden);
+    }
     if script.complete_unavailable > 0 {
         script.complete_unavailable -= 1;
         return error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady);
@@ -149,32 +267,92 @@ async fn complete(
 async fn release(
     State(s): State<Shared>,
     Path(job_id): Path<JobId>,
+    headers: HeaderMap,
     Json(req): Json<ReleaseRequest>,
 ) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
     lock(&s).releases.push((job_id, req));
     (StatusCode::OK, Json(json!({ "state": JobState::Queued })))
 }
 
+/// Accepts TLS connections for axum; failed handshakes are recorded and skipped.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    script: Shared,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.acceptor.accept(tcp);
+            match tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                Ok(Err(e)) => lock(&self.script).tls_failures.push(e.to_string()),
+                Err(_) => lock(&self.script)
+                    .tls_failures
+                    .push("handshake timed out".into()),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 impl Fake {
-    /// Start on a free loopback port.
-    pub async fn start() -> Fake {
-        crate::install_crypto_provider();
-        let script: Shared = Arc::default();
-        let app = Router::new()
+    fn app(script: &Shared) -> Router {
+        Router::new()
+            .route("/v1/agents/enroll", post(enroll))
             .route("/v1/agents/{id}/poll", post(poll))
             .route("/v1/jobs/{id}/heartbeat", post(heartbeat))
             .route("/v1/jobs/{id}/complete", post(complete))
             .route("/v1/jobs/{id}/release", post(release))
-            .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+            .with_state(script.clone())
+    }
+
+    /// Start on a free loopback port, plain HTTP.
+    pub async fn start() -> Fake {
+        crate::install_crypto_provider();
+        let script: Shared = Arc::default();
+        let app = Self::app(&script);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Fake {
             url: format!("http://{addr}"),
+            script,
+        }
+    }
+
+    /// Start on a free loopback port, HTTPS with `tls` (`https://127.0.0.1:port`).
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Fake {
+        crate::install_crypto_provider();
+        let script: Shared = Arc::default();
+        let app = Self::app(&script);
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = tcp.local_addr().expect("addr");
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            script: script.clone(),
+        };
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Fake {
+            url: format!("https://{addr}"),
             script,
         }
     }

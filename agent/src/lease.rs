@@ -5,8 +5,10 @@
 //! `poll sent + held_ms`) and becomes `heartbeat sent + lease_ttl_ms` after each
 //! successful renewal. Heartbeats go out every TTL/3 with the progress and the
 //! log tail. If the deadline passes without a renewal, or the controller
-//! answers `409 lease_lost`, the keeper *fences*: it cancels the work with
-//! [`CancelReason::LeaseLost`] and the job is never reported. Once the work
+//! answers `409 lease_lost`, `403` (the agent does not hold the job) or `401`
+//! (the agent was revoked, which ends its leases), the keeper *fences*: it
+//! cancels the work with [`CancelReason::LeaseLost`] and the job is never
+//! reported. Once the work
 //! has finished, the keeper goes on renewing (best effort, no fencing) until
 //! the completion is delivered.
 
@@ -261,10 +263,24 @@ impl Keeper {
                     }
                     return;
                 }
-                Some(Err(e)) => {
+                Some(Err(
+                    e @ (transport::Error::Unauthorized(_) | transport::Error::Forbidden(_)),
+                )) => {
+                    // 401: the agent was revoked, and the controller ended its leases.
+                    // 403: the controller says the agent does not hold this job.
                     if e.is_auth() {
-                        error!(job_id, token, error = %e, "Controller refused the agent's credentials on heartbeat");
-                    } else if !failing {
+                        error!(job_id, token, error = %e, "Agent credentials refused on heartbeat; revoked or unknown — re-enroll");
+                    }
+                    if !self.fence(&format!("controller refused the heartbeat: {e}")) {
+                        debug!(
+                            job_id,
+                            token, "Heartbeat refused after the work ended; the completion decides"
+                        );
+                    }
+                    return;
+                }
+                Some(Err(e)) => {
+                    if !failing {
                         warn!(job_id, token, error = %e, "Heartbeat failed; retrying until the lease deadline");
                     } else {
                         debug!(job_id, token, error = %e, "Heartbeat failed again");
@@ -340,7 +356,9 @@ mod tests {
         crate::install_crypto_provider();
         let url = format!("http://{addr}");
         let transport = Arc::new(
-            Transport::new(&url, "a1", &crate::config::Secret::new("t")).expect("transport"),
+            Transport::new(&url, &crate::tls::TlsConfig::default())
+                .and_then(|t| t.authenticated("a1", &crate::config::Secret::new("t")))
+                .expect("transport"),
         );
         let lease = Lease::from_grant(&grant(300, 0), Instant::now());
         let cancel = Cancel::new();

@@ -7,18 +7,24 @@
 //!
 //! Layers, top to bottom: [`transport`] (the only module that speaks HTTP) →
 //! [`lease`] keeper and [`runner`] → [`executor`]s (no HTTP types). Completions
-//! go through the [`outbox`] before they are sent by [`delivery`].
+//! go through the [`outbox`] before they are sent by [`delivery`]. The agent's
+//! credentials come from [`enroll`]ment and live in the [`identity`] file.
 //!
 //! # Layout
-//! - [`cli`]: command line (`run`, `validate`, `--version`, flags).
+//! - [`cli`]: command line (`run`, `enroll`, `validate`, `--version`, flags).
 //! - [`config`]: layered config (defaults → TOML → `BATON_*` env → flags), validated at start.
+//! - [`secret`]: the `Secret` wrapper (never shown) and the enrollment token's source.
+//! - [`tls`]: PEM files of `[tls]` (pinned CA, client certificate and key), checked at start.
+//! - [`identity`]: `<state_dir>/identity.json` (agent id, secret, groups), mode 0600.
+//! - [`enroll`]: trading an enrollment token for the identity (`enroll`, or the start of `run`).
 //! - [`logging`]: tracing subscriber on stderr.
 //! - [`shutdown`]: SIGTERM / Ctrl-C into one cancellation token; a second signal exits.
 //! - [`agent`]: wiring, start, graceful shutdown.
 //! - [`poller`]: the poll loop (polls only while a slot is free, backs off on errors).
 //! - [`runner`]: one job task from grant to delivered completion (or release).
 //! - [`lease`]: the lease keeper: heartbeats, deadline, self-fencing.
-//! - [`transport`]: typed HTTP calls to the controller (poll, heartbeat, complete, release).
+//! - [`transport`]: typed HTTP calls to the controller (enroll, poll, heartbeat, complete,
+//!   release), TLS settings, one client.
 //! - [`outbox`]: durable completion files under `<state_dir>/outbox/`.
 //! - [`delivery`]: sending outbox files, with retry and backoff.
 //! - [`backoff`]: exponential delays with jitter.
@@ -31,13 +37,17 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod enroll;
 pub mod executor;
+pub mod identity;
 pub mod lease;
 pub mod logging;
 pub mod outbox;
 pub mod poller;
 pub mod runner;
+pub mod secret;
 pub mod shutdown;
+pub mod tls;
 pub mod transport;
 
 #[cfg(all(test, unix))]
@@ -45,6 +55,9 @@ mod fake_controller;
 
 #[cfg(all(test, unix))]
 mod agent_tests;
+
+#[cfg(all(test, unix))]
+mod tls_tests;
 
 /// Install aws-lc-rs as the process-wide rustls provider (ignored when one is set).
 pub fn install_crypto_provider() {

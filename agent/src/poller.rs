@@ -11,9 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::runner::{self, Shared};
+use crate::transport::Error;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// Longest `Retry-After` honoured in one wait.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// While refused, the ERROR line is repeated every this many polls (every ~5 min).
+const REFUSED_REPEAT: u32 = 30;
 
 /// What the poll loop asks for.
 #[derive(Debug, Clone)]
@@ -37,6 +42,7 @@ pub async fn run(
 ) {
     let mut delays = crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP);
     let mut failing = false;
+    let mut refused: u32 = 0;
     loop {
         reap(jobs);
         // Only poll while a slot is free.
@@ -70,6 +76,7 @@ pub async fn run(
                     info!("Controller reachable again");
                     failing = false;
                 }
+                refused = 0;
                 delays = crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP);
                 debug!(grants = resp.grants.len(), "Poll answered");
                 let mut first = Some(first);
@@ -105,17 +112,39 @@ pub async fn run(
             }
             Err(e) => {
                 drop(first);
-                if e.is_auth() {
-                    error!(error = %e, "Controller refused the agent's credentials; check the agent token");
-                } else if let crate::transport::Error::Rejected { .. } = e {
-                    error!(error = %e, "Controller refused the poll; check the agent config");
-                } else if !failing {
-                    warn!(error = %e, "Poll failed; retrying with backoff");
-                } else {
-                    debug!(error = %e, "Poll failed again");
-                }
-                failing = true;
-                Some(delays.next().unwrap_or(BACKOFF_CAP))
+                let was_failing = std::mem::replace(&mut failing, true);
+                Some(match e {
+                    // Refusals: an operator must act. Stay alive, but do not spin.
+                    Error::Unauthorized(_) | Error::Forbidden(_) | Error::Rejected { .. } => {
+                        if refused.is_multiple_of(REFUSED_REPEAT) {
+                            if e.is_auth() {
+                                error!(error = %e, "Agent credentials refused; revoked or unknown — re-enroll");
+                            } else {
+                                error!(error = %e, "Controller refused the poll; check the agent config");
+                            }
+                        }
+                        refused = refused.wrapping_add(1);
+                        BACKOFF_CAP
+                    }
+                    Error::RateLimited { retry_after, .. } => {
+                        let pause = retry_after
+                            .unwrap_or_else(|| delays.next().unwrap_or(BACKOFF_CAP))
+                            .min(MAX_RETRY_AFTER);
+                        warn!(
+                            retry_after_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                            "Poll rate limited by the controller; waiting"
+                        );
+                        pause
+                    }
+                    e => {
+                        if !was_failing {
+                            warn!(error = %e, "Poll failed; retrying with backoff");
+                        } else {
+                            debug!(error = %e, "Poll failed again");
+                        }
+                        delays.next().unwrap_or(BACKOFF_CAP)
+                    }
+                })
             }
         };
         if let Some(pause) = pause {

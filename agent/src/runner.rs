@@ -224,7 +224,7 @@ pub async fn release(transport: &Transport, job_id: JobId, token: FencingToken, 
     };
     match transport.release(job_id, &req, MAX_CALL_TIMEOUT).await {
         Ok(resp) => info!(job_id, token, reason, state = %resp.state, "Job released"),
-        Err(transport::Error::LeaseLost(msg)) => {
+        Err(transport::Error::LeaseLost(msg) | transport::Error::Forbidden(msg)) => {
             warn!(job_id, token, reason = %msg, "Release refused: lease already lost");
         }
         Err(e) => {

@@ -1,21 +1,31 @@
 //! HTTP transport to the controller: the only module that knows reqwest and HTTP.
 //!
-//! Typed calls for the agent side of the protocol (poll, heartbeat, complete,
-//! release). Answers are sorted into three kinds of failure the layers above
-//! act on: the lease is lost ([`Error::LeaseLost`]), the controller refused the
-//! call ([`Error::Rejected`]), or it could not be reached ([`Error::Unavailable`]).
+//! Typed calls for the agent side of the protocol (enroll, poll, heartbeat,
+//! complete, release). Answers are sorted into the kinds of failure the layers
+//! above act on: the lease is lost ([`Error::LeaseLost`]), the agent's
+//! credentials are refused ([`Error::Unauthorized`]), the call is about a job
+//! the agent does not hold ([`Error::Forbidden`]), the controller refused the
+//! call ([`Error::Rejected`]), asked to slow down ([`Error::RateLimited`]), or
+//! could not be reached ([`Error::Unavailable`]).
+//!
+//! One HTTP client is built at start with the `[tls]` settings (a pinned CA
+//! replaces the system roots; a client certificate for mutual TLS) and shared
+//! by every call; [`Transport::authenticated`] adds the agent's credentials.
 
 use std::time::Duration;
 
+use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::{
     AGENT_ID_HEADER, CompleteRequest, CompleteResponse, ErrorBody, ErrorCode, HeartbeatRequest,
     HeartbeatResponse, JobId, PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
 };
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::warn;
 
 use crate::config::Secret;
+use crate::tls::TlsConfig;
 
 /// Extra time a poll may take beyond the hold the agent asked for.
 const POLL_MARGIN: Duration = Duration::from_secs(10);
@@ -29,7 +39,21 @@ pub enum Error {
     /// `409 lease_lost`: the fencing token is stale; stop the work, never report it.
     #[error("lease lost: {0}")]
     LeaseLost(String),
-    /// Any other refusal (4xx except 408/429): the call will not succeed as it is.
+    /// `401`: the agent's credentials (or the enrollment token) were refused.
+    #[error("credentials refused: {0}")]
+    Unauthorized(String),
+    /// `403`: the call is about a job the agent does not hold.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// `429`: slow down; retry after the delay the controller asked for.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// From `Retry-After` (seconds), when given.
+        retry_after: Option<Duration>,
+        /// The message of the body.
+        message: String,
+    },
+    /// Any other refusal (4xx except 408): the call will not succeed as it is.
     #[error("rejected by the controller with status {status}: {body}")]
     Rejected {
         /// HTTP status.
@@ -39,7 +63,7 @@ pub enum Error {
         /// The message of the body, or the raw body.
         body: String,
     },
-    /// The controller could not be reached or failed (connect error, timeout, 5xx, 408, 429).
+    /// The controller could not be reached or failed (connect error, TLS error, timeout, 5xx, 408).
     #[error("controller unavailable: {0}")]
     Unavailable(String),
     /// A 2xx answer whose body is not what the protocol says.
@@ -51,15 +75,27 @@ pub enum Error {
 }
 
 impl Error {
-    /// 401 or 403: the agent's credentials are wrong; an operator must act.
+    /// 401: the agent's credentials are refused (revoked or unknown); an operator must act.
     pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            Error::Rejected {
-                status: 401 | 403,
-                ..
-            }
-        )
+        matches!(self, Error::Unauthorized(_))
+    }
+}
+
+/// Whether `url` is plain `http://` to a host that is not loopback.
+pub fn plain_http_remote(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if parsed.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -78,21 +114,69 @@ pub fn check_base_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
-/// The controller client for one agent.
+/// The agent's credentials, as headers.
+#[derive(Debug, Clone)]
+struct Credentials {
+    agent_id: String,
+    headers: HeaderMap,
+}
+
+/// The controller client: one HTTP client (connection pool, TLS settings),
+/// without credentials until [`Transport::authenticated`].
 #[derive(Debug, Clone)]
 pub struct Transport {
     client: reqwest::Client,
     base: String,
-    agent_id: String,
+    creds: Option<Credentials>,
 }
 
 impl Transport {
-    /// A client for `base_url` (already checked), sending the agent id and token on every call.
-    pub fn new(base_url: &str, agent_id: &str, token: &Secret) -> Result<Self, Error> {
+    /// A client for `base_url` with the `[tls]` settings. Logs a WARN when the
+    /// controller is reached over plain HTTP on another host.
+    pub fn new(base_url: &str, tls: &TlsConfig) -> Result<Self, Error> {
         let base = check_base_url(base_url).map_err(Error::Setup)?;
+        if plain_http_remote(&base) {
+            warn!(controller = %base, "Talking to the controller over plain HTTP");
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("baton-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(ca) = &tls.ca {
+            // Only this CA: the system roots are not trusted for the controller.
+            let certs = ca
+                .certs_der()
+                .map(reqwest::Certificate::from_der)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    Error::Setup(format!("CA file {}: {}", ca.path().display(), describe(&e)))
+                })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some(client) = &tls.client {
+            let identity = reqwest::Identity::from_pem(client.pem()).map_err(|e| {
+                Error::Setup(format!(
+                    "client certificate {}: {}",
+                    client.cert_path().display(),
+                    describe(&e)
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        let client = builder.build().map_err(|e| Error::Setup(describe(&e)))?;
+        Ok(Transport {
+            client,
+            base,
+            creds: None,
+        })
+    }
+
+    /// The same client (and connections), sending `X-Baton-Agent: agent_id` and
+    /// `Authorization: Bearer <secret>` on every agent call.
+    pub fn authenticated(&self, agent_id: &str, secret: &Secret) -> Result<Self, Error> {
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| Error::Setup("the agent token is not a valid header value".into()))?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
+            .map_err(|_| Error::Setup("the agent secret is not a valid header value".into()))?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         headers.insert(
@@ -100,17 +184,13 @@ impl Transport {
             HeaderValue::from_str(agent_id)
                 .map_err(|_| Error::Setup("the agent id is not a valid header value".into()))?,
         );
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("baton-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Setup(e.to_string()))?;
         Ok(Transport {
-            client,
-            base,
-            agent_id: agent_id.to_owned(),
+            client: self.client.clone(),
+            base: self.base.clone(),
+            creds: Some(Credentials {
+                agent_id: agent_id.to_owned(),
+                headers,
+            }),
         })
     }
 
@@ -119,9 +199,17 @@ impl Transport {
         &self.base
     }
 
+    /// `POST /v1/agents/enroll`: no credentials, the enrollment token is in the body.
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, Error> {
+        let url = format!("{}/v1/agents/enroll", self.base);
+        self.send(&url, req, MAX_CALL_TIMEOUT, HeaderMap::new())
+            .await
+    }
+
     /// `POST /v1/agents/{id}/poll`, allowed to take the hold plus a margin.
     pub async fn poll(&self, req: &PollRequest, hold: Duration) -> Result<PollResponse, Error> {
-        let url = format!("{}/v1/agents/{}/poll", self.base, self.agent_id);
+        let agent_id = self.creds()?.agent_id.as_str();
+        let url = format!("{}/v1/agents/{agent_id}/poll", self.base);
         self.call(&url, req, hold + POLL_MARGIN).await
     }
 
@@ -158,21 +246,41 @@ impl Transport {
         self.call(&url, req, timeout).await
     }
 
+    fn creds(&self) -> Result<&Credentials, Error> {
+        self.creds
+            .as_ref()
+            .ok_or_else(|| Error::Setup("agent call without credentials".into()))
+    }
+
+    /// An agent call: with the agent's credentials.
     async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         url: &str,
         body: &B,
         timeout: Duration,
     ) -> Result<R, Error> {
+        let headers = self.creds()?.headers.clone();
+        self.send(url, body, timeout, headers).await
+    }
+
+    async fn send<B: Serialize, R: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+        timeout: Duration,
+        headers: HeaderMap,
+    ) -> Result<R, Error> {
         let resp = self
             .client
             .post(url)
+            .headers(headers)
             .json(body)
             .timeout(timeout)
             .send()
             .await
             .map_err(|e| Error::Unavailable(describe(&e)))?;
         let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
         let bytes = resp
             .bytes()
             .await
@@ -180,12 +288,18 @@ impl Transport {
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(e.to_string()));
         }
-        Err(classify(status, &bytes))
+        Err(classify(status, &bytes, retry_after))
     }
 }
 
+/// `Retry-After` in seconds (the HTTP-date form is not used by the controller).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 /// Sort a non-2xx answer.
-fn classify(status: u16, body: &[u8]) -> Error {
+fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
     let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
     let code = parsed.as_ref().map(|b| b.error.code);
     let text = match &parsed {
@@ -194,7 +308,13 @@ fn classify(status: u16, body: &[u8]) -> Error {
     };
     match (status, code) {
         (409, Some(ErrorCode::LeaseLost)) => Error::LeaseLost(text),
-        (408 | 429, _) | (500.., _) => Error::Unavailable(format!("status {status}: {text}")),
+        (401, _) => Error::Unauthorized(text),
+        (403, _) => Error::Forbidden(text),
+        (429, _) => Error::RateLimited {
+            retry_after,
+            message: text,
+        },
+        (408, _) | (500.., _) => Error::Unavailable(format!("status {status}: {text}")),
         _ => Error::Rejected {
             status,
             code,
@@ -241,24 +361,63 @@ mod tests {
     fn errors_are_sorted() {
         let body =
             serde_json::to_vec(&ErrorBody::new(ErrorCode::LeaseLost, "stale", None)).expect("json");
-        assert!(matches!(classify(409, &body), Error::LeaseLost(m) if m == "stale"));
+        assert!(matches!(classify(409, &body, None), Error::LeaseLost(m) if m == "stale"));
         let conflict =
             serde_json::to_vec(&ErrorBody::new(ErrorCode::Conflict, "x", None)).expect("json");
         assert!(matches!(
-            classify(409, &conflict),
+            classify(409, &conflict, None),
             Error::Rejected {
                 status: 409,
                 code: Some(ErrorCode::Conflict),
                 ..
             }
         ));
-        assert!(classify(401, b"nope").is_auth());
-        assert!(classify(403, b"").is_auth());
-        assert!(matches!(classify(503, b"down"), Error::Unavailable(_)));
-        assert!(matches!(classify(429, b""), Error::Unavailable(_)));
+        let expired = serde_json::to_vec(&ErrorBody::new(
+            ErrorCode::Unauthorized,
+            "enrollment token expired",
+            None,
+        ))
+        .expect("json");
+        let e = classify(401, &expired, None);
+        assert!(e.is_auth());
+        assert!(matches!(&e, Error::Unauthorized(m) if m == "enrollment token expired"));
+        assert!(matches!(classify(403, b"", None), Error::Forbidden(_)));
+        assert!(!classify(403, b"", None).is_auth());
         assert!(matches!(
-            classify(404, b""),
+            classify(503, b"down", None),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(429, b"", Some(Duration::from_secs(3))),
+            Error::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(3)
+        ));
+        assert!(matches!(
+            classify(404, b"", None),
             Error::Rejected { status: 404, .. }
         ));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn plain_http_to_another_host_is_noticed() {
+        assert!(plain_http_remote("http://ctl.example:8420"));
+        assert!(plain_http_remote("http://10.1.2.3:8420"));
+        assert!(!plain_http_remote("http://127.0.0.1:8420"));
+        assert!(!plain_http_remote("http://127.9.9.9"));
+        assert!(!plain_http_remote("http://localhost:8420"));
+        assert!(!plain_http_remote("http://[::1]:8420"));
+        assert!(!plain_http_remote("https://ctl.example"));
     }
 }

@@ -41,6 +41,9 @@ impl Cluster {
         for i in 1..=n {
             let mut opts = AgentOpts::new(&format!("agent-{i}"));
             tweak(&mut opts);
+            if opts.enrollment_token.is_none() {
+                opts.enrollment_token = Some(api.enrollment_token(&opts.groups).await?);
+            }
             agents.push(Agent::start(tmp.path(), &controller.url(), opts)?);
         }
         Ok(Cluster {
@@ -66,7 +69,7 @@ impl Cluster {
                 return Ok(());
             }
             if std::time::Instant::now() > end {
-                anyhow::bail!("only {online}/{want} agents came online");
+                anyhow::bail!("only {online}/{want} agents came online\n{}", self.logs());
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }

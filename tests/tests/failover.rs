@@ -279,14 +279,9 @@ async fn accepted_jobs_survive_controller_kill9() {
         assert_eq!(j.state, JobState::Queued);
     }
     // And they run once agents show up.
-    let url = c.controller.url();
-    let agent = baton_tests::proc::Agent::start(
-        c.tmp.path(),
-        &url,
-        baton_tests::proc::AgentOpts::new("late"),
-    )
-    .expect("agent");
-    c.agents.push(agent);
+    c.add_agent(baton_tests::proc::AgentOpts::new("late"))
+        .await
+        .expect("agent");
     for id in ids {
         let j = c.api.wait_terminal(id, WAIT).await.expect("terminal");
         assert_eq!(j.state, JobState::Succeeded);

@@ -211,7 +211,7 @@ async fn bad_input_gets_a_json_error_naming_the_field() {
     );
     let big = format!(
         r#"{{"group":"default","spec":{{"kind":"command","program":"/bin/echo","args":["{}"]}}}}"#,
-        "x".repeat(2 << 20)
+        "x".repeat(5 << 20) // default limit: 4 MiB
     );
     let r = post(big.into_bytes()).await;
     assert_eq!(r.status, 413);
