@@ -103,3 +103,74 @@ async fn batonctl_submits_waits_lists_gets_and_shows_agents() {
     let out = ctl(&url, None, &["list"]);
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batonctl_manages_tokens_enrollment_agents_and_reads_the_audit() {
+    let c = Cluster::start(0).await.expect("cluster");
+    let url = c.controller.url();
+    let admin = Some(c.controller.admin_token.as_str());
+
+    let out = ctl(
+        &url,
+        admin,
+        &["tokens", "create", "--name", "ci", "--role", "viewer"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let viewer = text(&out.stdout).trim().to_owned();
+    assert!(viewer.starts_with("baton_op_"), "only the secret on stdout");
+    let out = ctl(&url, Some(&viewer), &["whoami"]);
+    assert_eq!(text(&out.stdout).trim(), "ci (viewer)");
+    let out = ctl(&url, Some(&viewer), &["tokens", "list"]);
+    assert_eq!(out.status.code(), Some(1), "a viewer may not list tokens");
+
+    let out = ctl(
+        &url,
+        admin,
+        &["enroll", "create", "--group", "default", "--expires", "1h"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let token = text(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("baton_enr_"));
+    // A real agent enrolls with it from the command line.
+    let state = c.path("enrolled-agent");
+    let token_file = c.path("enroll.token");
+    std::fs::write(&token_file, &token).expect("write");
+    let cfg = c.path("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "agent_id = \"cli-agent\"\ncontroller_url = \"{url}\"\nstate_dir = \"{}\"\n",
+            state.display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(bin("baton-agent").expect("bin"))
+        .args([
+            "--config",
+            cfg.to_str().expect("path"),
+            "enroll",
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .output()
+        .expect("enroll");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Enrolled as cli-agent"));
+    assert!(
+        !text(&out.stdout).contains("baton_agt_"),
+        "the secret is never printed"
+    );
+    let out = ctl(&url, admin, &["enroll", "list"]);
+    assert!(text(&out.stdout).contains("used"), "{}", text(&out.stdout));
+
+    let out = ctl(&url, admin, &["agents", "revoke", "cli-agent"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = ctl(&url, admin, &["-o", "json", "agents"]);
+    let agents: AgentList = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(agents.agents[0].revoked_at.is_some());
+
+    let out = ctl(&url, admin, &["audit", "--limit", "50"]);
+    let t = text(&out.stdout);
+    assert!(t.contains("POST /v1/agents/{id}/revoke"), "{t}");
+    assert!(t.contains("agent:cli-agent"), "{t}");
+}

@@ -675,3 +675,70 @@ async fn tls_end_to_end_with_a_pinned_ca_and_required_client_certificates() {
         bad.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_without_init_writes_the_admin_token_to_a_private_file() {
+    baton_tests::init_crypto();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("controller");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("controller.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nallow_plain_http = true\n",
+            dir.display()
+        ),
+    )
+    .expect("write");
+    let log = std::fs::File::create(dir.join("controller.log")).expect("log");
+    let mut child =
+        std::process::Command::new(baton_tests::proc::bin("baton-controller").expect("bin"))
+            .arg("--config")
+            .arg(&cfg)
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+    let token_file = dir.join("initial-admin.token");
+    let addr_file = dir.join("listen.addr");
+    for _ in 0..500 {
+        if token_file.exists() && addr_file.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = std::fs::read_to_string(&token_file)
+        .expect("token file")
+        .trim()
+        .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let url = format!(
+        "http://{}",
+        std::fs::read_to_string(&addr_file).expect("addr").trim()
+    );
+    let api = Api::connect(&url, &token, None);
+    baton_tests::proc::wait_ready(&api).await.expect("ready");
+    let who = send(&api, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(who.body["role"], "admin");
+    let logged = std::fs::read_to_string(dir.join("controller.log")).expect("log");
+    assert!(
+        logged.contains("initial-admin.token") && !logged.contains(&token),
+        "path logged, secret not"
+    );
+    // `init` now refuses: an admin exists.
+    let out = std::process::Command::new(baton_tests::proc::bin("baton-controller").expect("bin"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("init")
+        .output()
+        .expect("init");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already initialised"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
