@@ -127,6 +127,7 @@ fn grant(job_id: i64, ttl_ms: u64, spec: JobSpec) -> Grant {
         timeout_ms: None,
         group: "g".into(),
         spec,
+        retry_codes: Vec::new(),
     }
 }
 

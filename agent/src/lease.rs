@@ -309,6 +309,7 @@ mod tests {
             timeout_ms: None,
             group: "g".into(),
             spec: JobSpec::Noop(NoopSpec::default()),
+            retry_codes: Vec::new(),
         }
     }
 

@@ -199,6 +199,9 @@ pub struct DumpSpec {
     pub connection: String,
     /// Database to dump (validated by the agent).
     pub database: String,
+    /// After the dump, restore it into a scratch database and compare checksums.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// A job that does nothing but optionally wait.
@@ -238,6 +241,10 @@ pub struct RetryPolicy {
     pub jitter: f64,
     /// Which attempt endings are retried.
     pub retry_on: Vec<RetryOn>,
+    /// Database error codes that are retryable (`1213` deadlock and `1205`
+    /// lock wait timeout on MySQL; `1205` deadlock on SQL Server). Other
+    /// server errors fail the job at once.
+    pub retry_codes: Vec<i64>,
 }
 
 impl Default for RetryPolicy {
@@ -249,6 +256,7 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             jitter: 0.2,
             retry_on: vec![RetryOn::Error, RetryOn::Timeout, RetryOn::LeaseExpired],
+            retry_codes: vec![1213, 1205],
         }
     }
 }
@@ -585,6 +593,7 @@ mod tests {
         s.spec = JobSpec::Dump(DumpSpec {
             connection: "main".into(),
             database: "shop".into(),
+            verify: true,
         });
         check(&s);
         s.spec = JobSpec::Noop(NoopSpec { sleep_ms: 5 });

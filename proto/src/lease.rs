@@ -53,6 +53,10 @@ pub struct Grant {
     pub group: String,
     /// What to run.
     pub spec: JobSpec,
+    /// Database error codes the job's retry policy retries; the agent marks
+    /// other server errors as not retryable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_codes: Vec<i64>,
 }
 
 /// Answer to a poll: zero or more grants (zero when the hold ran out).
@@ -200,6 +204,7 @@ mod tests {
                 timeout_ms: None,
                 group: "db".into(),
                 spec: JobSpec::Noop(NoopSpec::default()),
+                retry_codes: vec![1213],
             }],
             retry_after_ms: None,
         });

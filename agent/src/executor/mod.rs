@@ -294,6 +294,7 @@ mod tests {
             spec: JobSpec::Dump(DumpSpec {
                 connection: "main".into(),
                 database: "shop".into(),
+                verify: false,
             }),
             timeout: None,
             cancel: Cancel::new(),

@@ -149,6 +149,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 let spec: JobSpec = json("jobs.spec", &row.spec)?;
+                let retry_codes = row.retry()?.retry_codes;
                 out.grants.push(Grant {
                     job_id: row.id,
                     attempt: number as u32,
@@ -158,6 +159,7 @@ impl Store {
                     timeout_ms: row.timeout_ms.map(|t| t as u64),
                     group: row.grp.clone(),
                     spec,
+                    retry_codes,
                 });
             }
             if out.grants.is_empty() {

@@ -55,6 +55,9 @@ pub struct SubmitArgs {
     /// Run the SQL batch inside a transaction with the run ledger (sql jobs).
     #[arg(long, conflicts_with = "file")]
     pub exactly_once: bool,
+    /// Restore the dump into a scratch database and compare checksums (dump jobs).
+    #[arg(long, conflicts_with = "file")]
+    pub verify: bool,
     /// Priority; higher runs first [default: 0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub priority: Option<i32>,
@@ -130,7 +133,7 @@ pub fn to_map(pairs: &[(String, String)], what: &str) -> Result<BTreeMap<String,
 
 impl SubmitArgs {
     /// The flags that only make sense for some kinds, with whether each was given.
-    fn kind_flags(&self) -> [(&'static str, bool, &'static [JobKind]); 9] {
+    fn kind_flags(&self) -> [(&'static str, bool, &'static [JobKind]); 10] {
         use JobKind::*;
         [
             ("--program", self.program.is_some(), &[Command]),
@@ -141,6 +144,7 @@ impl SubmitArgs {
             ("--connection", self.connection.is_some(), &[Sql, Dump]),
             ("--sql", self.sql.is_some(), &[Sql]),
             ("--exactly-once", self.exactly_once, &[Sql]),
+            ("--verify", self.verify, &[Dump]),
             ("--database", self.database.is_some(), &[Dump]),
         ]
     }
@@ -178,6 +182,7 @@ impl SubmitArgs {
             JobKind::Dump => JobSpec::Dump(DumpSpec {
                 connection: required(&self.connection, "--connection")?,
                 database: required(&self.database, "--database")?,
+                verify: self.verify,
             }),
             JobKind::Procedure => return Err(procedure_needs_file()),
         })
