@@ -180,7 +180,7 @@ impl Agent {
             "Agent started"
         );
         for (name, conn) in &cfg.connections {
-            warn!(connection = %name, kind = %conn.kind, "Database executors are not built yet; connection not advertised");
+            warn!(connection = %name, kind = %conn.kind(), "Database executors are not built yet; connection not advertised");
         }
         let shared = &self.shared;
         let drain_stop = CancellationToken::new();

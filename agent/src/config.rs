@@ -99,13 +99,26 @@ impl Default for CommandConfig {
     }
 }
 
-/// `[connections.<name>]`: reserved for database executors (accepted, not used yet).
+/// `[connections.<name>]`: a database on this host's reach.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConnectionConfig {
-    /// Engine (`mysql`, `mssql`, ...).
-    pub kind: String,
-    /// Every other key, kept as TOML values for the executors to come.
-    pub settings: BTreeMap<String, toml::Value>,
+pub enum ConnectionConfig {
+    /// `kind = "mysql"` (MySQL and MariaDB).
+    Mysql(crate::db::connection::MysqlConnection),
+    /// A kind whose executor is not built yet (`mssql`): accepted, not advertised.
+    Reserved {
+        /// Engine.
+        kind: String,
+    },
+}
+
+impl ConnectionConfig {
+    /// The engine name.
+    pub fn kind(&self) -> &str {
+        match self {
+            ConnectionConfig::Mysql(_) => "mysql",
+            ConnectionConfig::Reserved { kind } => kind,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -736,17 +749,23 @@ impl Resolver<'_> {
                 let msg = "connection names are 1-128 characters of A-Z a-z 0-9 _ . -";
                 return Err(self.ctx.err(&src, &key, msg));
             }
-            if conn.kind.trim().is_empty() {
-                let key = format!("connections.{name}.kind");
-                return Err(self.ctx.err(&src, &key, "must not be empty"));
-            }
-            out.insert(
-                name,
-                ConnectionConfig {
-                    kind: conn.kind,
-                    settings: conn.settings,
-                },
-            );
+            let parsed = match conn.kind.as_str() {
+                "mysql" | "mariadb" => ConnectionConfig::Mysql(
+                    crate::db::connection::MysqlConnection::parse(
+                        &name,
+                        &conn.settings,
+                        self.ctx.dir.as_deref(),
+                    )
+                    .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
+                ),
+                "mssql" => ConnectionConfig::Reserved { kind: conn.kind },
+                other => {
+                    let key = format!("connections.{name}.kind");
+                    let msg = format!("unknown kind `{other}`; expected mysql or mssql");
+                    return Err(self.ctx.err(&src, &key, msg));
+                }
+            };
+            out.insert(name, parsed);
         }
         Ok(out)
     }

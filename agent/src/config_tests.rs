@@ -353,20 +353,24 @@ fn required_keys_are_reported() {
 }
 
 #[test]
-fn connections_are_kept_but_checked() {
+fn mysql_connections_are_parsed_and_checked_with_key_and_line() {
     let f = Fixture::new();
     let toml = format!(
-        "{}[connections.main]\nkind = \"mysql\"\nurl = \"mysql://db/shop\"\npassword_file = \"/etc/p\"\n",
+        "{}[connections.main]\nkind = \"mysql\"\nhost = \"db\"\nport = 3307\nuser = \"baton\"\npassword_env = \"PATH\"\n\n[connections.mss]\nkind = \"mssql\"\nhost = \"x\"\n",
         f.base()
     );
     let c = f.load(&toml, &[], &Flags::default()).expect("valid");
-    let main = &c.connections["main"];
-    assert_eq!(main.kind, "mysql");
+    let ConnectionConfig::Mysql(main) = &c.connections["main"] else {
+        panic!("mysql connection expected");
+    };
     assert_eq!(
-        main.settings.get("url").and_then(|v| v.as_str()),
-        Some("mysql://db/shop")
+        main.endpoint,
+        crate::db::connection::Endpoint::Tcp {
+            host: "db".into(),
+            port: 3307
+        }
     );
-    assert_eq!(main.settings.len(), 2);
+    assert_eq!(c.connections["mss"].kind(), "mssql");
 
     let toml = format!("{}[connections.\"bad name\"]\nkind = \"mysql\"\n", f.base());
     let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("name"));
@@ -376,6 +380,22 @@ fn connections_are_kept_but_checked() {
     let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("kind"));
     assert!(e.message.contains("kind"), "{e}");
     assert_eq!(e.line, Some(4), "{e}");
+
+    // A password inline is refused, naming the key and its line.
+    let toml = format!(
+        "{}[connections.main]\nkind = \"mysql\"\nhost = \"db\"\nuser = \"u\"\npassword = \"hunter2\"\n",
+        f.base()
+    );
+    let e = invalid(
+        f.load(&toml, &[], &Flags::default())
+            .expect_err("inline password"),
+    );
+    assert_eq!(e.key, "connections.main.password");
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(
+        !e.to_string().contains("hunter2"),
+        "the password is not echoed: {e}"
+    );
 }
 
 #[test]

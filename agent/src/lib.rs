@@ -36,6 +36,7 @@ pub mod agent;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod delivery;
 pub mod enroll;
 pub mod executor;

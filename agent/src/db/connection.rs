@@ -1,0 +1,432 @@
+//! `[connections.<name>]` with `kind = "mysql"`: where the database is, who
+//! to log in as, and where the password comes from — all on the agent host.
+//!
+//! The password is never in the config: it is read from `password_file`
+//! (which should be 0600) or the environment variable `password_env` each time
+//! a connection is opened, so rotating it needs no restart, and it never
+//! appears in argv, logs or anything sent to the controller.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem: the key under `connections.<name>` and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct Error {
+    /// Full dotted key, e.g. `connections.main.password_file`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// TCP.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A Unix socket (no network, no TLS needed).
+    Socket(PathBuf),
+}
+
+/// Where the password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// A file holding the password (trailing newline ignored).
+    File(PathBuf),
+    /// An environment variable of the agent process.
+    Env(String),
+}
+
+/// A password, redacted in Debug.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// The secret itself (for the driver or a 0600 defaults file only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl PasswordSource {
+    /// Read the password now.
+    pub fn read(&self) -> Result<Password, String> {
+        match self {
+            PasswordSource::File(p) => std::fs::read_to_string(p)
+                .map(|s| Password(s.trim_end_matches(['\n', '\r']).to_owned()))
+                .map_err(|e| format!("cannot read password file {}: {e}", p.display())),
+            PasswordSource::Env(v) => std::env::var(v)
+                .map(Password)
+                .map_err(|_| format!("environment variable {v} is not set")),
+        }
+    }
+}
+
+/// How the server certificate is checked when TLS is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verify {
+    /// Chain and host name.
+    Full,
+    /// Chain only (servers whose certificate does not name the host).
+    Ca,
+}
+
+/// TLS to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbTls {
+    /// CA bundle; the system roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// What is verified.
+    pub verify: Verify,
+}
+
+/// Where dumps go and how long they stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpSettings {
+    /// Root directory; dumps land in `<dir>/<connection>/<database>/`.
+    pub dir: Option<PathBuf>,
+    /// `mariadb-dump`/`mysqldump` to use; found on PATH when absent.
+    pub tool: Option<PathBuf>,
+    /// Extra flags, each from [`DUMP_FLAG_ALLOW_LIST`].
+    pub extra_flags: Vec<String>,
+    /// Keep at most this many dumps per database.
+    pub keep_last: Option<u32>,
+    /// Delete dumps older than this.
+    pub max_age: Option<Duration>,
+}
+
+/// A MySQL/MariaDB connection as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlConnection {
+    /// Connection name (what jobs refer to).
+    pub name: String,
+    /// Where the server is.
+    pub endpoint: Endpoint,
+    /// Login.
+    pub user: String,
+    /// Password source.
+    pub password: PasswordSource,
+    /// Default database.
+    pub database: Option<String>,
+    /// Most pooled connections.
+    pub pool_size: usize,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// TLS, when on.
+    pub tls: Option<DbTls>,
+    /// May the agent create the run-ledger table (`baton_ledger`) when missing?
+    pub create_ledger: bool,
+    /// Dump settings.
+    pub dump: DumpSettings,
+}
+
+/// Flags an operator may add to the dump tool (besides `--ignore-table=db.table`).
+pub const DUMP_FLAG_ALLOW_LIST: [&str; 9] = [
+    "--skip-lock-tables",
+    "--no-data",
+    "--no-create-info",
+    "--skip-add-drop-table",
+    "--skip-extended-insert",
+    "--skip-comments",
+    "--gtid",
+    "--master-data=2",
+    "--flush-logs",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMysql {
+    host: Option<String>,
+    port: Option<u16>,
+    socket: Option<PathBuf>,
+    user: String,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    database: Option<String>,
+    pool_size: Option<usize>,
+    connect_timeout: Option<String>,
+    tls: Option<FileTls>,
+    create_ledger: Option<bool>,
+    dump_dir: Option<PathBuf>,
+    dump_tool: Option<PathBuf>,
+    #[serde(default)]
+    dump_extra_flags: Vec<String>,
+    keep_last: Option<u32>,
+    max_age: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    ca_file: Option<PathBuf>,
+    verify: Option<Verify>,
+}
+
+impl MysqlConnection {
+    /// Parse the settings of `[connections.<name>]` (everything but `kind`).
+    /// Relative paths are taken from `base` (the config file's directory).
+    pub fn parse(
+        name: &str,
+        settings: &BTreeMap<String, toml::Value>,
+        base: Option<&Path>,
+    ) -> Result<MysqlConnection, Error> {
+        let prefix = format!("connections.{name}");
+        let err = |key: &str, message: String| Error {
+            key: if key.is_empty() {
+                prefix.clone()
+            } else {
+                format!("{prefix}.{key}")
+            },
+            message,
+        };
+        let table: toml::Table = settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let f: FileMysql =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let key = if key == "." { String::new() } else { key };
+                err(&key, e.into_inner().to_string())
+            })?;
+        let abs = |p: PathBuf| match base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        };
+        let endpoint = match (f.host, f.socket) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "socket",
+                    "set either host (and port) or socket, not both".into(),
+                ));
+            }
+            (None, Some(s)) => {
+                if f.port.is_some() {
+                    return Err(err("port", "a port makes no sense with a socket".into()));
+                }
+                Endpoint::Socket(abs(s))
+            }
+            (Some(host), None) => {
+                if host.trim().is_empty() {
+                    return Err(err("host", "must not be empty".into()));
+                }
+                Endpoint::Tcp {
+                    host,
+                    port: f.port.unwrap_or(3306),
+                }
+            }
+            (None, None) => return Err(err("host", "set host (and port) or socket".into())),
+        };
+        if f.user.trim().is_empty() {
+            return Err(err("user", "must not be empty".into()));
+        }
+        let password = match (f.password_file, f.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "password_env",
+                    "set either password_file or password_env, not both".into(),
+                ));
+            }
+            (Some(p), None) => {
+                let p = abs(p);
+                if let Err(e) = std::fs::metadata(&p) {
+                    return Err(err("password_file", format!("{}: {e}", p.display())));
+                }
+                PasswordSource::File(p)
+            }
+            (None, Some(v)) => {
+                if std::env::var_os(&v).is_none() {
+                    return Err(err(
+                        "password_env",
+                        format!("environment variable {v} is not set"),
+                    ));
+                }
+                PasswordSource::Env(v)
+            }
+            (None, None) => {
+                return Err(err(
+                    "password_file",
+                    "set password_file (a 0600 file) or password_env; passwords are never inline"
+                        .into(),
+                ));
+            }
+        };
+        if let Some(d) = &f.database {
+            if !baton_proto::valid_name(d) {
+                return Err(err("database", "must be a valid name".into()));
+            }
+        }
+        let pool_size = f.pool_size.unwrap_or(4);
+        if !(1..=64).contains(&pool_size) {
+            return Err(err("pool_size", "must be between 1 and 64".into()));
+        }
+        let dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, Error> {
+            v.as_deref()
+                .map(|s| humantime::parse_duration(s).map_err(|e| err(key, e.to_string())))
+                .transpose()
+        };
+        let connect_timeout =
+            dur("connect_timeout", &f.connect_timeout)?.unwrap_or(Duration::from_secs(10));
+        let tls = match f.tls {
+            None => None,
+            Some(t) => {
+                let ca_file = t.ca_file.map(abs);
+                if let Some(ca) = &ca_file {
+                    if let Err(e) = std::fs::metadata(ca) {
+                        return Err(err("tls.ca_file", format!("{}: {e}", ca.display())));
+                    }
+                }
+                Some(DbTls {
+                    ca_file,
+                    verify: t.verify.unwrap_or(Verify::Full),
+                })
+            }
+        };
+        for (i, flag) in f.dump_extra_flags.iter().enumerate() {
+            if !dump_flag_allowed(flag) {
+                return Err(err(
+                    &format!("dump_extra_flags[{i}]"),
+                    format!(
+                        "`{flag}` is not allowed; allowed: {} and --ignore-table=<db>.<table>",
+                        DUMP_FLAG_ALLOW_LIST.join(", ")
+                    ),
+                ));
+            }
+        }
+        if f.keep_last == Some(0) {
+            return Err(err("keep_last", "must be at least 1".into()));
+        }
+        Ok(MysqlConnection {
+            name: name.to_owned(),
+            endpoint,
+            user: f.user,
+            password,
+            database: f.database,
+            pool_size,
+            connect_timeout,
+            tls,
+            create_ledger: f.create_ledger.unwrap_or(true),
+            dump: DumpSettings {
+                dir: f.dump_dir.map(abs),
+                tool: f.dump_tool.map(abs),
+                extra_flags: f.dump_extra_flags,
+                keep_last: f.keep_last,
+                max_age: dur("max_age", &f.max_age)?,
+            },
+        })
+    }
+}
+
+/// Whether an extra dump flag is on the allow-list.
+pub fn dump_flag_allowed(flag: &str) -> bool {
+    if DUMP_FLAG_ALLOW_LIST.contains(&flag) {
+        return true;
+    }
+    match flag.strip_prefix("--ignore-table=") {
+        Some(t) => t
+            .split_once('.')
+            .is_some_and(|(d, t)| baton_proto::valid_name(d) && baton_proto::valid_name(t)),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(src: &str) -> BTreeMap<String, toml::Value> {
+        toml::from_str::<toml::Table>(src)
+            .expect("toml")
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn tcp_with_password_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+        let c = MysqlConnection::parse(
+            "main",
+            &settings("host = \"db\"\nuser = \"baton\"\npassword_file = \"pw\"\ndatabase = \"app\"\nkeep_last = 3\nmax_age = \"30days\"\n"),
+            Some(dir.path()),
+        )
+        .expect("parse");
+        assert_eq!(
+            c.endpoint,
+            Endpoint::Tcp {
+                host: "db".into(),
+                port: 3306
+            }
+        );
+        assert_eq!(c.password.read().expect("read").expose(), "s3cret");
+        assert_eq!(
+            format!("{:?}", c.password.read().expect("read")),
+            "Password(<redacted>)"
+        );
+        assert_eq!(c.dump.keep_last, Some(3));
+        assert_eq!(c.dump.max_age, Some(Duration::from_secs(30 * 86400)));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = MysqlConnection::parse(
+            "m",
+            &settings("user = \"u\"\npassword_env = \"PATH\"\n"),
+            None,
+        )
+        .expect_err("no host");
+        assert_eq!(e.key, "connections.m.host");
+        let e = MysqlConnection::parse(
+            "m",
+            &settings("host = \"h\"\nuser = \"u\"\npassword = \"inline\"\n"),
+            None,
+        )
+        .expect_err("inline password");
+        assert!(e.message.contains("password"), "{e}");
+        let e = MysqlConnection::parse(
+            "m",
+            &settings("host = \"h\"\nuser = \"u\"\npassword_env = \"BATON_SURELY_UNSET_VAR\"\n"),
+            None,
+        )
+        .expect_err("unset env");
+        assert_eq!(e.key, "connections.m.password_env");
+        let e = MysqlConnection::parse(
+            "m",
+            &settings("host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\ndump_extra_flags = [\"--single-transaction\", \"--result-file=/etc/passwd\"]\n"),
+            None,
+        )
+        .expect_err("flag");
+        assert_eq!(e.key, "connections.m.dump_extra_flags[0]");
+        let e = MysqlConnection::parse(
+            "m",
+            &settings("socket = \"/s\"\nport = 1\nuser = \"u\"\npassword_env = \"PATH\"\n"),
+            None,
+        )
+        .expect_err("port with socket");
+        assert_eq!(e.key, "connections.m.port");
+    }
+
+    #[test]
+    fn dump_flags() {
+        assert!(dump_flag_allowed("--skip-lock-tables"));
+        assert!(dump_flag_allowed("--ignore-table=shop.audit_log"));
+        assert!(!dump_flag_allowed("--ignore-table=shop"));
+        assert!(!dump_flag_allowed("--result-file=/tmp/x"));
+        assert!(!dump_flag_allowed("--ignore-table=a.b;rm"));
+    }
+}
