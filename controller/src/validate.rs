@@ -82,8 +82,25 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
             }
         }
         JobSpec::Procedure(p) => {
-            if p.procedure.trim().is_empty() {
-                return Err(err("spec.procedure", "must not be empty"));
+            if !valid_routine_name(&p.procedure) {
+                return Err(err(
+                    "spec.procedure",
+                    "must be `name` or `schema.name`, each 1-64 characters of A-Z a-z 0-9 _ $",
+                ));
+            }
+            for (i, param) in p.params.iter().enumerate() {
+                let ok = !param.name.is_empty()
+                    && param.name.len() <= 64
+                    && param
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !ok {
+                    return Err(err(
+                        &format!("spec.params[{i}].name"),
+                        "must be 1-64 characters of A-Z a-z 0-9 _",
+                    ));
+                }
             }
         }
         JobSpec::Sql(q) => {
@@ -110,6 +127,18 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
     Ok(ttl)
 }
 
+/// `name` or `schema.name`, each part 1-64 characters of `[A-Za-z0-9_$]`.
+pub fn valid_routine_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() <= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +154,16 @@ mod tests {
             lease_ttl_ms: None,
             labels: Default::default(),
         }
+    }
+
+    #[test]
+    fn routine_names() {
+        assert!(valid_routine_name("nightly"));
+        assert!(valid_routine_name("app.nightly_$1"));
+        assert!(!valid_routine_name("a.b.c"));
+        assert!(!valid_routine_name("x`; DROP TABLE t; --"));
+        assert!(!valid_routine_name(""));
+        assert!(!valid_routine_name(&"a".repeat(65)));
     }
 
     #[test]

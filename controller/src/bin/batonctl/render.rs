@@ -303,8 +303,73 @@ fn render_result(out: &mut String, title: &str, r: &JobResult) {
         }
     }
     if let Some(data) = &r.data {
+        render_data(out, data);
+    }
+}
+
+/// Database results: result sets as tables, OUT values, counts; anything
+/// else as indented JSON.
+fn render_data(out: &mut String, data: &serde_json::Value) {
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "NULL".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut rest = data.clone();
+    if let Some(sets) = data.get("result_sets").and_then(|v| v.as_array()) {
+        for (i, set) in sets.iter().enumerate() {
+            let cols: Vec<String> = set
+                .get("columns")
+                .and_then(|c| c.as_array())
+                .map(|c| c.iter().map(cell).collect())
+                .unwrap_or_default();
+            let rows = set
+                .get("rows")
+                .and_then(|r| r.as_array())
+                .cloned()
+                .unwrap_or_default();
+            let truncated = set
+                .get("truncated")
+                .and_then(|t| t.as_bool())
+                .unwrap_or(false);
+            let _ = writeln!(
+                out,
+                "  Result set {} ({} row{}{}):",
+                i + 1,
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" },
+                if truncated { ", truncated" } else { "" }
+            );
+            let header: Vec<&str> = cols.iter().map(String::as_str).collect();
+            let mut t = table(&header);
+            for row in rows.iter().take(50) {
+                let cells: Vec<String> = row
+                    .as_array()
+                    .map(|r| r.iter().map(cell).collect())
+                    .unwrap_or_default();
+                t.add_row(cells);
+            }
+            indented(out, &finish(t), "    ");
+            if rows.len() > 50 {
+                let _ = writeln!(out, "    ({} more rows: see -o json)", rows.len() - 50);
+            }
+        }
+        if let Some(obj) = rest.as_object_mut() {
+            obj.remove("result_sets");
+        }
+    }
+    if let Some(outs) = data.get("out").and_then(|v| v.as_object()) {
+        let _ = writeln!(out, "  OUT parameters:");
+        for (k, v) in outs {
+            let _ = writeln!(out, "    {k} = {}", cell(v));
+        }
+        if let Some(obj) = rest.as_object_mut() {
+            obj.remove("out");
+        }
+    }
+    if rest.as_object().is_some_and(|o| !o.is_empty()) {
         let _ = writeln!(out, "  Data:");
-        let pretty = serde_json::to_string_pretty(data).unwrap_or_else(|_| data.to_string());
+        let pretty = serde_json::to_string_pretty(&rest).unwrap_or_else(|_| rest.to_string());
         indented(out, &pretty, "    ");
     }
 }

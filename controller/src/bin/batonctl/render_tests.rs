@@ -382,3 +382,21 @@ fn agent_state_shows_revoked_over_online() {
         .collect();
     assert_eq!(&row[..3], ["db1", "revoked", "-"]);
 }
+
+#[test]
+fn database_results_render_as_tables_and_out_values() {
+    let mut out = String::new();
+    render_data(
+        &mut out,
+        &serde_json::json!({
+            "result_sets": [{"columns": ["id", "name"], "rows": [[1, "ada"], [2, null]], "truncated": false}],
+            "out": {"total": 42},
+            "affected_rows": 3
+        }),
+    );
+    assert!(out.contains("Result set 1 (2 rows):"), "{out}");
+    assert!(out.contains("ada") && out.contains("NULL"), "{out}");
+    assert!(out.contains("total = 42"), "{out}");
+    assert!(out.contains("\"affected_rows\": 3"), "{out}");
+    assert!(!out.contains("result_sets"), "{out}");
+}
