@@ -7,6 +7,8 @@
 //! - [`api`]: a small typed operator/agent client over the v1 API.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
 //! - [`pki`]: a throwaway CA, server and client certificates (rcgen).
+//! - [`mariadb`]: a real MariaDB server shared by a test binary's tests
+//!   (`scripts/mariadb`), with per-test databases and users.
 //!
 //! Binaries are found next to the running executable (`target/<profile>/`),
 //! or in `BATON_BIN_DIR`; build them first with `cargo build --workspace --bins`.
@@ -14,6 +16,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod mariadb;
 pub mod pki;
 pub mod proc;
 
