@@ -15,7 +15,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ConnectionConfig};
+use crate::db::dump::{DumpExecutor, Settings as DumpSettings};
+use crate::db::mysql::{MysqlExecutor, Pools};
 use crate::delivery;
 use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
 use crate::executor::noop::NoopExecutor;
@@ -127,16 +129,27 @@ impl Agent {
         let served = served_groups(&config.groups, identity)?;
         let outbox = Outbox::open(&config.state_dir)?;
         let groups = command.process_groups();
-        let list: Vec<Box<dyn Executor>> = vec![Box::new(command), Box::new(NoopExecutor)];
+        let mut list: Vec<Box<dyn Executor>> = vec![Box::new(command), Box::new(NoopExecutor)];
+        let mysql = Arc::new(
+            Pools::new(config.connections.values().filter_map(|c| match c {
+                ConnectionConfig::Mysql(m) => Some(m.clone()),
+                ConnectionConfig::Reserved { .. } => None,
+            }))
+            .with_fleet(&identity.fleet),
+        );
+        list.push(Box::new(MysqlExecutor::procedure(mysql.clone())));
+        list.push(Box::new(MysqlExecutor::sql(mysql.clone())));
+        list.push(Box::new(DumpExecutor::new(
+            DumpSettings::from_config(&config),
+            groups.clone(),
+        )));
         let executors = Executors::new(list);
         let settings = PollSettings {
             groups: served,
             wait: config.poll_wait,
             capabilities: Capabilities {
                 kinds: executors.kinds(),
-                // Database connections are configured but not advertised until
-                // their executors exist.
-                connections: Vec::new(),
+                connections: mysql.advertised(),
             },
         };
         let shared = Arc::new(Shared {
@@ -180,7 +193,9 @@ impl Agent {
             "Agent started"
         );
         for (name, conn) in &cfg.connections {
-            warn!(connection = %name, kind = %conn.kind(), "Database executors are not built yet; connection not advertised");
+            if let ConnectionConfig::Reserved { kind } = conn {
+                warn!(connection = %name, kind = %kind, "Database executors for this kind are not built yet; connection not advertised");
+            }
         }
         let shared = &self.shared;
         let drain_stop = CancellationToken::new();

@@ -80,6 +80,7 @@ pub fn identity(url: &str) -> Identity {
         groups: vec!["g".into()],
         controller_url: url.into(),
         enrolled_at: chrono::Utc::now(),
+        fleet: String::new(),
     }
 }
 

@@ -100,6 +100,8 @@ impl Default for CommandConfig {
 }
 
 /// `[connections.<name>]`: a database on this host's reach.
+// Built once at start; the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectionConfig {
     /// `kind = "mysql"` (MySQL and MariaDB).

@@ -210,6 +210,7 @@ pub async fn enroll(
         groups: resp.groups,
         controller_url: config.controller_url.clone(),
         enrolled_at: Utc::now(),
+        fleet: resp.fleet,
     };
     crate::config::create_private_dir(&config.state_dir).map_err(|source| identity::Error::Io {
         path: config.state_dir.clone(),

@@ -256,6 +256,7 @@ async fn the_identity_wins_over_the_config() {
         groups: vec!["g".into()],
         controller_url: "https://elsewhere.test".into(),
         enrolled_at: Utc::now(),
+        fleet: String::new(),
     };
     crate::config::create_private_dir(&t.config.state_dir).expect("state");
     id.save(&t.config.state_dir).expect("save");

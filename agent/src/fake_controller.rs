@@ -172,6 +172,7 @@ async fn enroll(
                 agent_id: req.agent_id,
                 secret,
                 groups: script.enroll_groups.clone(),
+                fleet: "fake".into(),
             };
             (StatusCode::OK, Json(json!(resp))).into_response()
         }

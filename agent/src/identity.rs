@@ -72,6 +72,9 @@ pub struct Identity {
     pub controller_url: String,
     /// When.
     pub enrolled_at: DateTime<Utc>,
+    /// The controller installation's fleet id (namespaces database locks and
+    /// run ledgers); empty for identities from before fleet ids existed.
+    pub fleet: String,
 }
 
 /// The file as written.
@@ -83,6 +86,8 @@ struct IdentityFile {
     groups: Vec<String>,
     controller_url: String,
     enrolled_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    fleet: String,
 }
 
 /// `<state_dir>/identity.json`.
@@ -189,6 +194,7 @@ impl Identity {
             groups: raw.groups,
             controller_url: raw.controller_url,
             enrolled_at: raw.enrolled_at,
+            fleet: raw.fleet,
         }))
     }
 
@@ -202,6 +208,7 @@ impl Identity {
             groups: self.groups.clone(),
             controller_url: self.controller_url.clone(),
             enrolled_at: self.enrolled_at,
+            fleet: self.fleet.clone(),
         };
         let json = serde_json::to_vec_pretty(&raw).map_err(|e| Error::Invalid {
             path: path.clone(),
@@ -245,6 +252,7 @@ mod tests {
             groups: vec!["nightly".into(), "db".into()],
             controller_url: "https://ctl.test:8420".into(),
             enrolled_at: DateTime::from_timestamp_millis(1_790_000_000_000).expect("ts"),
+            fleet: "f1".into(),
         }
     }
 

@@ -143,6 +143,8 @@ pub async fn run(
     let job = Job {
         job_id,
         token,
+        attempt: grant.attempt,
+        retry_codes: grant.retry_codes,
         spec: grant.spec,
         timeout: grant.timeout_ms.map(Duration::from_millis),
         cancel: control.cancel.clone(),

@@ -81,6 +81,11 @@ pub struct EnrollResponse {
     pub secret: String,
     /// Groups the agent may serve (from the enrollment token).
     pub groups: Vec<String>,
+    /// The fleet (controller installation) id: database-side locks and run
+    /// ledgers are namespaced by it, so two installations sharing a database
+    /// server never collide on job ids.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fleet: String,
 }
 
 /// `POST /v1/enrollment-tokens`.
@@ -287,6 +292,7 @@ mod tests {
             agent_id: "db1".into(),
             secret: "baton_agt_x".into(),
             groups: vec!["nightly".into()],
+            fleet: "0123456789abcdef".into(),
         });
         check(&EnrollmentTokenCreate {
             groups: vec!["nightly".into()],

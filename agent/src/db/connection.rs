@@ -266,10 +266,10 @@ impl MysqlConnection {
                 ));
             }
         };
-        if let Some(d) = &f.database {
-            if !baton_proto::valid_name(d) {
-                return Err(err("database", "must be a valid name".into()));
-            }
+        if let Some(d) = &f.database
+            && !baton_proto::valid_name(d)
+        {
+            return Err(err("database", "must be a valid name".into()));
         }
         let pool_size = f.pool_size.unwrap_or(4);
         if !(1..=64).contains(&pool_size) {
@@ -286,10 +286,10 @@ impl MysqlConnection {
             None => None,
             Some(t) => {
                 let ca_file = t.ca_file.map(abs);
-                if let Some(ca) = &ca_file {
-                    if let Err(e) = std::fs::metadata(ca) {
-                        return Err(err("tls.ca_file", format!("{}: {e}", ca.display())));
-                    }
+                if let Some(ca) = &ca_file
+                    && let Err(e) = std::fs::metadata(ca)
+                {
+                    return Err(err("tls.ca_file", format!("{}: {e}", ca.display())));
                 }
                 Some(DbTls {
                     ca_file,

@@ -3,5 +3,9 @@
 //!
 //! - [`connection`]: `[connections.<name>]` settings (password from a file or
 //!   the environment, never inline).
+//! - [`mysql`]: pools per connection and the `procedure` / `sql` executors
+//!   (database-side lock, run ledger, kill on the server).
 
 pub mod connection;
+pub mod dump;
+pub mod mysql;

@@ -25,6 +25,8 @@ fn job(program: &str, args: &[&str]) -> Job {
     Job {
         job_id: 7,
         token: 1,
+        attempt: 1,
+        retry_codes: Vec::new(),
         spec: JobSpec::Command(CommandSpec {
             program: program.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

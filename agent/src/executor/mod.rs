@@ -134,8 +134,13 @@ impl ProgressHandle {
 pub struct Job {
     /// Job id (for logs).
     pub job_id: JobId,
-    /// Fencing token (for logs only).
+    /// Fencing token (for logs, and the run ledger's record).
     pub token: FencingToken,
+    /// 1-based attempt number of the grant (the run ledger records it).
+    pub attempt: u32,
+    /// Database error codes that the job's retry policy retries (from the
+    /// grant); other database server errors fail the job for good.
+    pub retry_codes: Vec<i64>,
     /// What to run.
     pub spec: JobSpec,
     /// Execution timeout.
@@ -291,6 +296,8 @@ mod tests {
         let job = Job {
             job_id: 1,
             token: 1,
+            attempt: 1,
+            retry_codes: Vec::new(),
             spec: JobSpec::Dump(DumpSpec {
                 connection: "main".into(),
                 database: "shop".into(),

@@ -53,6 +53,8 @@ mod tests {
         Job {
             job_id: 1,
             token: 1,
+            attempt: 1,
+            retry_codes: Vec::new(),
             spec: JobSpec::Noop(NoopSpec { sleep_ms }),
             timeout,
             cancel: Cancel::new(),

@@ -75,6 +75,7 @@ pub async fn enroll(
         agent_id: req.agent_id.clone(),
         secret,
         groups,
+        fleet: s.store.fleet_id().to_owned(),
     })
     .into_response();
     resp.extensions_mut()

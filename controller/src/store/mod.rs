@@ -74,6 +74,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct Store {
     writer: SqlitePool,
     reader: SqlitePool,
+    fleet_id: String,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -97,12 +98,24 @@ impl Store {
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         MIGRATOR.run(&writer).await?;
+        let fleet_id: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'fleet_id'")
+            .fetch_one(&writer)
+            .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Store { writer, reader })
+        Ok(Store {
+            writer,
+            reader,
+            fleet_id,
+        })
+    }
+
+    /// This installation's fleet id (random, fixed at the first start).
+    pub fn fleet_id(&self) -> &str {
+        &self.fleet_id
     }
 
     /// Whether the store answers.

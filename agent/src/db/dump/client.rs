@@ -1,0 +1,301 @@
+//! The SQL client (`mariadb`/`mysql`) with the job's defaults file: batches of
+//! one-line statements whose results (or errors) come back per statement, and
+//! the restore of a dump file.
+//!
+//! A batch goes in on stdin with `--batch --skip-column-names --force`, each
+//! statement preceded by a marker `SELECT`, so the rows of statement *i* are
+//! the lines after marker *i*, and an `ERROR … at line N` on stderr names the
+//! statement that failed: one that may fail (no privilege for `SHOW MASTER
+//! STATUS`, say) does not sink the others.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+use async_compression::tokio::bufread::ZstdDecoder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::Error;
+use super::messages;
+use super::process::{Spawn, describe_exit};
+use super::verify::EventDisabler;
+use crate::executor::ProgressHandle;
+use crate::executor::capture::{self, SharedBounded};
+use crate::executor::groups::ProcessGroups;
+
+const MARKER: &str = "baton-dump-section:";
+/// Bytes of stdout kept from a query batch.
+const MAX_QUERY_OUTPUT: usize = 16 * 1024 * 1024;
+
+/// Rows of one statement; `None` is SQL NULL.
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
+
+/// The SQL client of one job.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    /// The program.
+    pub program: PathBuf,
+    /// The job's defaults file.
+    pub defaults: PathBuf,
+    /// Its environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Where its process groups are recorded.
+    pub groups: ProcessGroups,
+    /// Bytes of stderr kept.
+    pub max_stderr: usize,
+}
+
+impl Client {
+    fn spawn(&self, args: Vec<OsString>) -> Result<super::process::Proc, Error> {
+        Spawn {
+            program: &self.program,
+            defaults: &self.defaults,
+            args,
+            stdin: true,
+            env: &self.env,
+            groups: &self.groups,
+        }
+        .start()
+    }
+
+    /// Run `statements` (one line each) in `database` (or none); each gets its
+    /// rows or its error message. Fails as a whole when the client cannot run
+    /// or connect.
+    pub async fn query(
+        &self,
+        database: Option<&str>,
+        statements: &[String],
+    ) -> Result<Vec<Result<Rows, String>>, Error> {
+        let mut script = String::new();
+        for (i, sql) in statements.iter().enumerate() {
+            let sql = sql.replace(['\n', '\r'], " ");
+            script.push_str(&format!("SELECT '{MARKER}{i}';\n{sql};\n"));
+        }
+        let mut args: Vec<OsString> = ["--batch", "--skip-column-names", "--force"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push("--default-character-set=utf8mb4".into());
+        if let Some(db) = database {
+            args.push(format!("--database={db}").into());
+        }
+        let mut proc = self.spawn(args)?;
+        let stdin = proc.child.stdin.take();
+        let stdout = proc.child.stdout.take();
+        let stderr = proc.child.stderr.take();
+        let out = SharedBounded::new(MAX_QUERY_OUTPUT);
+        let err = SharedBounded::new(self.max_stderr);
+        let tasks = [
+            stdout.map(|s| tokio::spawn(capture::drain(s, out.clone(), ProgressHandle::new(0)))),
+            stderr.map(|s| tokio::spawn(capture::drain(s, err.clone(), ProgressHandle::new(0)))),
+        ];
+        if let Some(mut input) = stdin {
+            // A client that died early closes the pipe; its stderr says why.
+            let _ = input.write_all(script.as_bytes()).await;
+            let _ = input.shutdown().await;
+        }
+        let status = proc.child.wait().await;
+        for t in tasks.into_iter().flatten() {
+            let _ = t.await;
+        }
+        let stderr = err.get().to_string_lossy();
+        let stdout = out.get().to_string_lossy();
+        let status = status.map_err(|e| Error::io("cannot wait for the SQL client", e))?;
+        parse_batch(statements.len(), &stdout, &stderr, status)
+    }
+
+    /// Restore the zstd dump at `dump` into `database` (events created
+    /// disabled). `progress(read_sql_bytes)` is called after each chunk.
+    pub async fn restore(
+        &self,
+        database: &str,
+        dump: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), Error> {
+        let file = tokio::fs::File::open(dump)
+            .await
+            .map_err(|e| Error::io(format!("cannot open {}", dump.display()), e))?;
+        let mut sql = ZstdDecoder::new(BufReader::with_capacity(256 * 1024, file));
+        let args: Vec<OsString> = vec![
+            "--batch".into(),
+            "--default-character-set=utf8mb4".into(),
+            "--max-allowed-packet=1G".into(),
+            format!("--database={database}").into(),
+        ];
+        let mut proc = self.spawn(args)?;
+        let stdin = proc.child.stdin.take();
+        let out = SharedBounded::new(self.max_stderr);
+        let err = SharedBounded::new(self.max_stderr);
+        let tasks = [
+            proc.child
+                .stdout
+                .take()
+                .map(|s| tokio::spawn(capture::drain(s, out.clone(), ProgressHandle::new(0)))),
+            proc.child
+                .stderr
+                .take()
+                .map(|s| tokio::spawn(capture::drain(s, err.clone(), ProgressHandle::new(0)))),
+        ];
+        let mut feed_error = None;
+        if let Some(mut input) = stdin {
+            let mut filter = EventDisabler::default();
+            let mut buf = vec![0u8; super::stream::CHUNK];
+            let mut filtered = Vec::with_capacity(super::stream::CHUNK + 1024);
+            let mut total = 0u64;
+            loop {
+                let n = match sql.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        feed_error = Some(Error::io(format!("cannot read {}", dump.display()), e));
+                        break;
+                    }
+                };
+                filtered.clear();
+                if n == 0 {
+                    filter.finish(&mut filtered);
+                } else {
+                    filter.push(&buf[..n], &mut filtered);
+                }
+                // A broken pipe means the client stopped on an error: its
+                // status and stderr tell which.
+                if input.write_all(&filtered).await.is_err() || n == 0 {
+                    break;
+                }
+                total += n as u64;
+                progress(total);
+            }
+            let _ = input.shutdown().await;
+            drop(input);
+        }
+        let status = proc.child.wait().await;
+        for t in tasks.into_iter().flatten() {
+            let _ = t.await;
+        }
+        let status = status.map_err(|e| Error::io("cannot wait for the SQL client", e))?;
+        let stderr = err.get().to_string_lossy();
+        if !status.success() {
+            return Err(client_error(&stderr, status));
+        }
+        if let Some(e) = feed_error {
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+fn client_error(stderr: &str, status: ExitStatus) -> Error {
+    let said = messages::summary(stderr);
+    let message = if said.is_empty() {
+        format!("the SQL client {}", describe_exit(status))
+    } else {
+        format!("the SQL client {}: {said}", describe_exit(status))
+    };
+    Error::Client {
+        retryable: messages::retryable(stderr),
+        message,
+    }
+}
+
+/// Split a batch's output into per-statement results.
+pub(crate) fn parse_batch(
+    count: usize,
+    stdout: &str,
+    stderr: &str,
+    status: ExitStatus,
+) -> Result<Vec<Result<Rows, String>>, Error> {
+    // Errors by statement: statement i is on line 2i + 2 of the script.
+    let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+    let mut unattributed = Vec::new();
+    for line in stderr.lines().filter(|l| l.starts_with("ERROR ")) {
+        let at = line
+            .split_once(" at line ")
+            .and_then(|(_, rest)| rest.split(':').next())
+            .and_then(|n| n.trim().parse::<usize>().ok());
+        match at {
+            Some(n) if n >= 2 && n % 2 == 0 && n / 2 - 1 < count => {
+                failed.entry(n / 2 - 1).or_insert_with(|| line.to_owned());
+            }
+            _ => unattributed.push(line),
+        }
+    }
+    let conn_lost = failed.values().any(|m| {
+        messages::error_codes(m)
+            .iter()
+            .any(|c| (2000..3000).contains(c))
+    });
+    if !unattributed.is_empty() || conn_lost || (!status.success() && failed.is_empty()) {
+        return Err(client_error(stderr, status));
+    }
+    let mut results: Vec<Result<Rows, String>> = (0..count).map(|_| Ok(Vec::new())).collect();
+    let mut current: Option<usize> = None;
+    let mut seen = vec![false; count];
+    for line in stdout.lines() {
+        if let Some(i) = line
+            .strip_prefix(MARKER)
+            .and_then(|n| n.parse::<usize>().ok())
+            && i < count
+        {
+            seen[i] = true;
+            current = Some(i);
+            continue;
+        }
+        if let Some(Ok(rows)) = current.and_then(|i| results.get_mut(i)) {
+            rows.push(line.split('\t').map(unescape).collect());
+        }
+    }
+    for (i, result) in results.iter_mut().enumerate() {
+        if let Some(msg) = failed.remove(&i) {
+            *result = Err(msg);
+        } else if !seen[i] {
+            *result = Err("the SQL client did not run this statement".into());
+        }
+    }
+    Ok(results)
+}
+
+/// Undo `--batch` escaping; `NULL` is SQL NULL.
+pub(crate) fn unescape(field: &str) -> Option<String> {
+    if field == "NULL" {
+        return None;
+    }
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('0') => out.push('\0'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Some(out)
+}
+
+/// Quote an identifier with backticks.
+pub(crate) fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Quote a string literal.
+pub(crate) fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The only column of the only row, if any.
+pub(crate) fn scalar(result: &Result<Rows, String>) -> Option<String> {
+    result.as_ref().ok()?.first()?.first()?.clone()
+}
+
+#[cfg(all(test, unix))]
+#[path = "client_tests.rs"]
+mod tests;

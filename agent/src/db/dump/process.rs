@@ -1,0 +1,143 @@
+//! Starting the tool and the client: no shell, a cleared environment, the
+//! defaults file as the first argument, their own process group (recorded in
+//! [`ProcessGroups`]), killed with the group when dropped.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::Error;
+use crate::executor::groups::{ProcessGroups, Sig, signal_group};
+
+/// How a child gets started.
+pub(crate) struct Spawn<'a> {
+    /// The program.
+    pub program: &'a Path,
+    /// The defaults file (becomes the first argument).
+    pub defaults: &'a Path,
+    /// The other arguments.
+    pub args: Vec<OsString>,
+    /// Whether stdin is a pipe (else null).
+    pub stdin: bool,
+    /// The environment.
+    pub env: &'a [(OsString, OsString)],
+    /// Where the process group is recorded.
+    pub groups: &'a ProcessGroups,
+}
+
+/// A running child with its group guard.
+pub(crate) struct Proc {
+    /// The child (pipes taken by the caller).
+    pub child: Child,
+    /// Kills the group when dropped.
+    pub guard: GroupGuard,
+}
+
+impl Spawn<'_> {
+    /// Start it.
+    pub fn start(self) -> Result<Proc, Error> {
+        let mut first = OsString::from("--defaults-extra-file=");
+        first.push(self.defaults);
+        let mut cmd = Command::new(self.program);
+        cmd.arg(first)
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if self.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let child = cmd.spawn().map_err(|source| {
+            Error::Setup(format!("cannot start {}: {source}", self.program.display()))
+        })?;
+        let guard = GroupGuard::new(self.groups, child.id());
+        Ok(Proc { child, guard })
+    }
+}
+
+/// Registers a child's process group; SIGKILLs what is left of it when dropped.
+pub(crate) struct GroupGuard {
+    pgid: Option<i32>,
+    groups: ProcessGroups,
+}
+
+impl GroupGuard {
+    fn new(groups: &ProcessGroups, pid: Option<u32>) -> Self {
+        let pgid = if cfg!(unix) {
+            pid.and_then(|p| i32::try_from(p).ok())
+        } else {
+            None
+        };
+        if let Some(p) = pgid {
+            groups.insert(p);
+        }
+        GroupGuard {
+            pgid,
+            groups: groups.clone(),
+        }
+    }
+
+    /// Signal the whole group.
+    pub fn signal(&self, sig: Sig) {
+        if let Some(p) = self.pgid {
+            signal_group(p, sig);
+        }
+    }
+
+    /// Whether the group could be recorded (Unix).
+    pub fn has_group(&self) -> bool {
+        self.pgid.is_some()
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.pgid {
+            signal_group(p, Sig::Kill);
+            self.groups.remove(p);
+        }
+    }
+}
+
+/// Stop a child: SIGTERM to its group, SIGKILL after `grace` (or at once).
+pub(crate) async fn terminate(
+    proc: &mut Proc,
+    at_once: bool,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    if !at_once {
+        proc.guard.signal(Sig::Term);
+        if let Ok(status) = tokio::time::timeout(grace, proc.child.wait()).await {
+            return status;
+        }
+    }
+    proc.guard.signal(Sig::Kill);
+    if !proc.guard.has_group() {
+        let _ = proc.child.start_kill();
+    }
+    proc.child.wait().await
+}
+
+/// How a child ended, in words.
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return format!("killed by signal {sig}");
+        }
+    }
+    format!("ended abnormally ({status})")
+}

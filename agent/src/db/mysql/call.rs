@@ -1,0 +1,150 @@
+//! A `procedure` job as statements: validated, quoted names and bound values.
+//!
+//! `CALL \`schema\`.\`name\`(?, @baton_out_2, @baton_out_3)`: IN parameters
+//! are bound `?` values; OUT parameters are session variables
+//! `@baton_out_<n>` (n = 1-based position), read back with one `SELECT` once
+//! every result set of the call has been drained; INOUT parameters are set
+//! first (`SET @baton_out_<n> = ?`, bound) and passed as the variable. Using
+//! variables rather than `?` for OUT parameters keeps MariaDB's binary
+//! protocol from adding a result set of its own.
+
+use std::collections::BTreeSet;
+
+use baton_proto::{ParamMode, ParamValue, ProcedureSpec};
+use mysql_async::Value;
+
+use super::value;
+
+/// Longest identifier part (MySQL and MariaDB).
+pub const MAX_IDENT: usize = 64;
+
+/// A procedure call ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallPlan {
+    /// The quoted procedure name (for messages).
+    pub procedure: String,
+    /// `SET @baton_out_2 = ?, ...` for INOUT parameters, with its values.
+    pub set: Option<(String, Vec<Value>)>,
+    /// `CALL ...(...)`.
+    pub call: String,
+    /// Values of the `?` in `call`, in order.
+    pub params: Vec<Value>,
+    /// `SELECT @baton_out_2, ...` for OUT/INOUT values, when there are any.
+    pub select_out: Option<String>,
+    /// Name and type hint of each OUT/INOUT parameter, in `select_out` order.
+    pub outs: Vec<(String, ParamValue)>,
+}
+
+/// Whether `part` is 1–64 characters of `A-Z a-z 0-9 _ $`.
+fn valid_part(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= MAX_IDENT
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+}
+
+/// `name` or `schema.name`, each part `[A-Za-z0-9_$]{1,64}`, quoted with
+/// backticks (which the check keeps out of the parts).
+pub fn quote_procedure(name: &str) -> Result<String, String> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
+        return Err(format!(
+            "procedure name {name:?} must be `name` or `schema.name`, each part 1-64 \
+             characters of A-Z a-z 0-9 _ $"
+        ));
+    }
+    Ok(parts
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+/// A database name quoted for use in SQL (same rule as one procedure part).
+pub fn quote_schema(name: &str) -> Result<String, String> {
+    if valid_part(name) {
+        Ok(format!("`{name}`"))
+    } else {
+        Err(format!(
+            "database name {name:?} must be 1-64 characters of A-Z a-z 0-9 _ $"
+        ))
+    }
+}
+
+/// Whether a parameter name is `[A-Za-z0-9_]{1,64}`.
+pub fn valid_param_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_IDENT
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The session variable that carries OUT/INOUT parameter number `n` (1-based).
+pub fn out_var(n: usize) -> String {
+    format!("@baton_out_{n}")
+}
+
+/// Validate a procedure spec and turn it into statements.
+pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
+    let procedure = quote_procedure(&spec.procedure)?;
+    let mut seen = BTreeSet::new();
+    let mut args = Vec::with_capacity(spec.params.len());
+    let mut params = Vec::new();
+    let mut sets = Vec::new();
+    let mut set_values = Vec::new();
+    let mut outs = Vec::new();
+    for (i, p) in spec.params.iter().enumerate() {
+        let n = i + 1;
+        if !valid_param_name(&p.name) {
+            return Err(format!(
+                "params[{i}].name {:?} must be 1-64 characters of A-Z a-z 0-9 _",
+                p.name
+            ));
+        }
+        if !seen.insert(p.name.as_str()) {
+            return Err(format!("params[{i}].name {:?} is given twice", p.name));
+        }
+        let bound = || value::bind(&p.value).map_err(|e| format!("params[{i}] ({}): {e}", p.name));
+        match p.mode {
+            ParamMode::In => {
+                params.push(bound()?);
+                args.push("?".to_owned());
+            }
+            ParamMode::Out => {
+                // Only the type hint matters; still refuse a malformed one.
+                bound()?;
+                args.push(out_var(n));
+                outs.push((p.name.clone(), p.value.clone()));
+            }
+            ParamMode::InOut => {
+                set_values.push(bound()?);
+                sets.push(format!("{} = ?", out_var(n)));
+                args.push(out_var(n));
+                outs.push((p.name.clone(), p.value.clone()));
+            }
+        }
+    }
+    let set = (!sets.is_empty()).then(|| (format!("SET {}", sets.join(", ")), set_values));
+    let select_out = (!outs.is_empty()).then(|| {
+        let cols: Vec<String> = spec
+            .params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.mode != ParamMode::In)
+            .map(|(i, _)| out_var(i + 1))
+            .collect();
+        format!("SELECT {}", cols.join(", "))
+    });
+    Ok(CallPlan {
+        call: format!("CALL {procedure}({})", args.join(", ")),
+        procedure,
+        set,
+        params,
+        select_out,
+        outs,
+    })
+}
+
+#[cfg(test)]
+#[path = "call_tests.rs"]
+mod tests;

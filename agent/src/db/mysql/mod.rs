@@ -1,0 +1,392 @@
+//! The `procedure` and `sql` kinds on MySQL/MariaDB connections.
+//!
+//! # A job from start to end
+//!
+//! 1. The spec is checked: the procedure name (`name` or `schema.name`, parts
+//!    `[A-Za-z0-9_$]{1,64}`, quoted with backticks), parameter names
+//!    (`[A-Za-z0-9_]{1,64}`, unique) and values (decimals, base64 bytes,
+//!    dates). Values are always bound, never spliced into SQL. A bad spec
+//!    fails for good.
+//! 2. A connection of the named pool is taken ([`pool`]; at most `pool_size`
+//!    jobs per connection at a time) and its `CONNECTION_ID()` kept.
+//! 3. **Database-side lock**: `GET_LOCK('baton:job:<id>', 1)` in a loop until
+//!    it returns 1. While another session holds it — a zombie agent still
+//!    running the job after a takeover — the progress says
+//!    `waiting for the database lock baton:job:<id> held by another session`.
+//! 4. **Run ledger** (`exactly_once: true`, see [`ledger`]): if
+//!    `baton_ledger` has a row for the job, its result is reported
+//!    (`data.ledger = "replayed"`) and nothing runs. Otherwise
+//!    `START TRANSACTION`, the work, the ledger row, `COMMIT`.
+//! 5. The work: `CALL` with bound IN values and `@baton_out_<n>` variables
+//!    for OUT/INOUT ([`call`]), or the batch (text protocol, several
+//!    statements). Every result set is read and kept within bounds
+//!    ([`capture`]), then `SHOW WARNINGS`, then the OUT values.
+//! 6. `RELEASE_LOCK`, and the connection goes back to the pool (which resets
+//!    it).
+//!
+//! Cancel (any reason), lease loss and the execution timeout reach the
+//! server: see [`kill`]. The job connection is dropped after a stop, never
+//! reused. Errors and what retries: see [`failure`].
+//!
+//! # Limits of the run ledger
+//!
+//! The ledger row and the work commit together only if the work stays inside
+//! the agent's transaction. A procedure or batch that commits by itself
+//! (`COMMIT`, `START TRANSACTION` inside it, or any DDL, which commits
+//! implicitly), or touches non-transactional tables (MyISAM, Aria), cannot be
+//! wrapped. The agent notices one case — on MariaDB, `@@in_transaction` is 0
+//! after the work — and reports it (`data.ledger_warning`, a WARN line), but
+//! cannot detect every such case (a `COMMIT` followed by new DML opens a new
+//! transaction that looks like ours; MySQL has no `@@in_transaction`).
+//! Such jobs get at-least-once effects, as without the ledger.
+//!
+//! Other limits: `warnings` are those of the last statement (what
+//! `SHOW WARNINGS` shows after the call or batch); procedures have no return
+//! status on MySQL; `affected_rows` sums the counts of the statements that
+//! returned no rows.
+
+pub mod call;
+pub mod capture;
+pub mod failure;
+pub mod kill;
+pub mod ledger;
+pub mod pool;
+pub mod session;
+pub mod value;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_proto::{Completion, JobKind, JobResult, JobSpec, Progress};
+use serde_json::{Value as Json, json};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::executor::{BoxFuture, CancelReason, Executor, Job, Outcome};
+use capture::Capture;
+pub use capture::Limits;
+use ledger::Ledger;
+pub use pool::Pools;
+use session::{Ctx, Done, StopFlag, Work};
+
+/// How long closing a job connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a MySQL job could not run (classified by [`failure::classify`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec is invalid (names, parameters, values).
+    #[error("{0}")]
+    Invalid(String),
+    /// The agent's configuration does not allow the job.
+    #[error("{0}")]
+    Config(String),
+    /// The password could not be read.
+    #[error("cannot read the password of connection {connection}: {message}")]
+    Password {
+        /// Connection name.
+        connection: String,
+        /// Why.
+        message: String,
+    },
+    /// No connection within the connect timeout.
+    #[error("no connection to {connection} within {}", humantime::format_duration(*after))]
+    ConnectTimeout {
+        /// Connection name.
+        connection: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// `GET_LOCK` returned NULL.
+    #[error("GET_LOCK('{lock}') failed (returned NULL)")]
+    Lock {
+        /// Lock name.
+        lock: String,
+    },
+    /// The driver or the server.
+    #[error(transparent)]
+    Mysql(#[from] mysql_async::Error),
+    /// The job is being stopped.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Runs `procedure` or `sql` jobs on this agent's MySQL connections.
+#[derive(Debug, Clone)]
+pub struct MysqlExecutor {
+    kind: JobKind,
+    pools: Arc<Pools>,
+    limits: Limits,
+}
+
+impl MysqlExecutor {
+    /// The `procedure` executor.
+    pub fn procedure(pools: Arc<Pools>) -> Self {
+        MysqlExecutor {
+            kind: JobKind::Procedure,
+            pools,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The `sql` executor.
+    pub fn sql(pools: Arc<Pools>) -> Self {
+        MysqlExecutor {
+            kind: JobKind::Sql,
+            ..Self::procedure(pools)
+        }
+    }
+
+    /// With other capture bounds.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    async fn run(&self, job: Job) -> Outcome {
+        let (connection, work, exactly_once) = match prepare(&job.spec) {
+            Ok(p) => p,
+            Err(e) => return fail(&e, &job, None),
+        };
+        let ledger = match self.ledger(connection, exactly_once) {
+            Ok(l) => l,
+            Err(e) => return fail(&e, &job, None),
+        };
+        let deadline = job.timeout.map(|t| Instant::now() + t);
+        job.progress.set_progress(Progress {
+            percent: None,
+            message: format!("connecting to {connection}"),
+        });
+        let held = tokio::select! {
+            biased;
+            reason = job.cancel.cancelled() => return stopped_early(Stop::Cancel(reason), &job),
+            () = sleep_until_opt(deadline) => return stopped_early(Stop::Timeout, &job),
+            held = self.pools.hold(connection) => held,
+        };
+        let held = match held {
+            Ok(h) => h,
+            Err(e) => return fail(&e, &job, None),
+        };
+        let pool::Held {
+            mut conn,
+            id,
+            side,
+            permit,
+        } = held;
+        debug!(job_id = job.job_id, connection = %connection, session = id, "MySQL session taken");
+        let stop_flag = StopFlag::default();
+        let ctx = Ctx {
+            fleet: self.pools.fleet(),
+            job_id: job.job_id,
+            attempt: job.attempt,
+            token: job.token,
+            progress: &job.progress,
+            stop: stop_flag.clone(),
+            ledger,
+        };
+        let mut capture = Capture::new(self.limits);
+        let ended = {
+            let fut = session::run(&mut conn, &ctx, &work, &mut capture);
+            tokio::pin!(fut);
+            let stop = tokio::select! {
+                biased;
+                r = &mut fut => Ok(r),
+                reason = job.cancel.cancelled() => Err(Stop::Cancel(reason)),
+                () = sleep_until_opt(deadline) => Err(Stop::Timeout),
+            };
+            match stop {
+                Ok(r) => Ok(r),
+                Err(stop) => {
+                    stop_flag.raise();
+                    let (side_conn, mut report) =
+                        kill::start(&side, id, job.job_id, stop.word()).await;
+                    report.session_end = tokio::time::timeout(kill::KILL_GRACE, &mut fut)
+                        .await
+                        .ok()
+                        .map(|r| match r {
+                            Ok(_) => "completed".to_owned(),
+                            Err(Error::Stopped) => "stopped".to_owned(),
+                            Err(e) => failure::classify(&e, &[]).message,
+                        });
+                    Err((stop, side_conn, report))
+                }
+            }
+        };
+        match ended {
+            Ok(result) => {
+                if matches!(&result, Err(Error::Mysql(e)) if e.is_fatal()) {
+                    close(conn).await;
+                } else {
+                    // Back to the pool, which resets the session.
+                    drop(conn);
+                }
+                drop(permit);
+                finished(result, &job, &ctx, &capture)
+            }
+            Err((stop, side_conn, mut report)) => {
+                // Never reuse a connection after a stop.
+                close(conn).await;
+                kill::finish(side_conn, &mut report, job.job_id).await;
+                drop(permit);
+                stopped(stop, &job, &capture, &report)
+            }
+        }
+    }
+
+    fn ledger(&self, connection: &str, exactly_once: bool) -> Result<Option<Ledger>, Error> {
+        let config = self.pools.config(connection)?;
+        if !exactly_once {
+            return Ok(None);
+        }
+        let Some(db) = &config.database else {
+            return Err(Error::Config(format!(
+                "exactly_once needs a run ledger, which lives in the connection's database: \
+                 set `database` in [connections.{connection}]"
+            )));
+        };
+        Ledger::new(connection, db, config.create_ledger).map(Some)
+    }
+}
+
+impl Executor for MysqlExecutor {
+    fn kind(&self) -> JobKind {
+        self.kind
+    }
+
+    fn available(&self) -> bool {
+        !self.pools.is_empty()
+    }
+
+    fn execute(&self, job: Job) -> BoxFuture<'_, Outcome> {
+        Box::pin(self.run(job))
+    }
+}
+
+/// Why a job was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancel(CancelReason),
+    Timeout,
+}
+
+impl Stop {
+    fn word(self) -> &'static str {
+        match self {
+            Stop::Cancel(r) => r.as_str(),
+            Stop::Timeout => "timeout",
+        }
+    }
+}
+
+/// The connection name, the work and whether the ledger is wanted.
+fn prepare(spec: &JobSpec) -> Result<(&str, Work, bool), Error> {
+    match spec {
+        JobSpec::Procedure(p) => {
+            let plan = call::plan(p).map_err(Error::Invalid)?;
+            Ok((&p.connection, Work::Call(plan), p.exactly_once))
+        }
+        JobSpec::Sql(s) => {
+            if s.sql.trim().is_empty() {
+                return Err(Error::Invalid("the SQL batch is empty".into()));
+            }
+            Ok((&s.connection, Work::Batch(s.sql.clone()), s.exactly_once))
+        }
+        other => Err(Error::Invalid(format!(
+            "a MySQL executor got a {} job",
+            other.kind()
+        ))),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Close a connection for good (it is not returned to the pool).
+async fn close(conn: mysql_async::Conn) {
+    if tokio::time::timeout(CLOSE_TIMEOUT, conn.disconnect())
+        .await
+        .is_err()
+    {
+        debug!("Closing the job connection timed out; dropped");
+    }
+}
+
+fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
+    JobResult {
+        truncated: capture.is_some_and(Capture::truncated),
+        data: Some(data),
+        ..JobResult::default()
+    }
+}
+
+fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
+    let f = failure::classify(e, &job.retry_codes);
+    let mut data = capture.map_or_else(|| json!({}), Capture::to_json);
+    if let (Json::Object(m), Some(err)) = (&mut data, &f.error) {
+        m.insert("error".into(), err.clone());
+    }
+    warn!(job_id = job.job_id, retryable = f.retryable, error = %f.message, "MySQL job failed");
+    Outcome {
+        completion: Completion::Failed {
+            retryable: f.retryable,
+        },
+        result: result_with(data, capture),
+        error: Some(f.message),
+    }
+}
+
+fn finished(result: Result<Done, Error>, job: &Job, ctx: &Ctx<'_>, capture: &Capture) -> Outcome {
+    match result {
+        Ok(Done::Ran {
+            transaction_ended_early,
+        }) => {
+            let data = if ctx.ledger.is_some() {
+                session::committed_data(capture, transaction_ended_early)
+            } else {
+                capture.to_json()
+            };
+            Outcome::succeeded(result_with(data, Some(capture)))
+        }
+        Ok(Done::Replayed(committed)) => {
+            Outcome::succeeded(result_with(ledger::replayed(&committed), None))
+        }
+        Err(e) => fail(&e, job, Some(capture)),
+    }
+}
+
+/// Stopped before a session existed: nothing ran on the server.
+fn stopped_early(stop: Stop, job: &Job) -> Outcome {
+    match stop {
+        Stop::Cancel(reason) => Outcome::cancelled(reason, JobResult::default()),
+        Stop::Timeout => Outcome::timed_out(job.timeout.unwrap_or_default(), JobResult::default()),
+    }
+}
+
+fn stopped(stop: Stop, job: &Job, capture: &Capture, report: &kill::KillReport) -> Outcome {
+    let mut data = capture.to_json();
+    if let Json::Object(m) = &mut data {
+        m.insert("killed".into(), json!(report.killed()));
+        m.insert("kill".into(), report.json());
+    }
+    let mut outcome = match stop {
+        Stop::Cancel(reason) => Outcome::cancelled(reason, result_with(data, Some(capture))),
+        Stop::Timeout => Outcome::timed_out(
+            job.timeout.unwrap_or_default(),
+            result_with(data, Some(capture)),
+        ),
+    };
+    let text = report.text();
+    outcome.error = Some(match outcome.error.take() {
+        Some(e) => format!("{e}; {text}"),
+        None => text,
+    });
+    outcome
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod server_tests;

@@ -1,0 +1,270 @@
+//! Values both ways: job parameters into bound driver values, and result
+//! values into JSON.
+//!
+//! Into JSON: integers (and BIT, YEAR) become numbers, floats numbers (or
+//! strings when not finite), DECIMAL strings (exact), dates `YYYY-MM-DD`,
+//! date-times ISO `YYYY-MM-DDTHH:MM:SS[.ffffff]` (no zone: the server's),
+//! TIME `[-]HHH:MM:SS[.ffffff]`, text strings, binary strings and geometry
+//! base64, NULL `null`. Both protocols are handled: the text protocol sends
+//! everything as bytes and the column type says what they are; the binary
+//! protocol (prepared `CALL`) sends typed values.
+
+use baton_proto::ParamValue;
+use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+use mysql_async::consts::ColumnType;
+use mysql_async::{Column, Value};
+use serde_json::Value as Json;
+
+/// The `binary` character set number: bytes, not text.
+const BINARY_CHARSET: u16 = 63;
+
+/// A one-word type for a column, given next to the column names so a reader
+/// knows that a string is base64 or a decimal.
+pub fn type_name(col: &Column) -> &'static str {
+    use ColumnType::*;
+    match col.column_type() {
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_LONG | MYSQL_TYPE_INT24
+        | MYSQL_TYPE_LONGLONG | MYSQL_TYPE_YEAR => "int",
+        MYSQL_TYPE_BIT => "bit",
+        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => "decimal",
+        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => "float",
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => "date",
+        MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP
+        | MYSQL_TYPE_TIMESTAMP2 => "datetime",
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => "time",
+        MYSQL_TYPE_NULL => "null",
+        MYSQL_TYPE_JSON => "json",
+        MYSQL_TYPE_GEOMETRY => "bytes",
+        _ if col.character_set() == BINARY_CHARSET => "bytes",
+        _ => "string",
+    }
+}
+
+/// A result value as JSON, read with its column.
+pub fn to_json(value: Value, col: &Column) -> Json {
+    match value {
+        Value::NULL => Json::Null,
+        Value::Int(i) => Json::from(i),
+        Value::UInt(u) => Json::from(u),
+        Value::Float(f) => float_json(f.to_string().parse().unwrap_or(f64::from(f))),
+        Value::Double(d) => float_json(d),
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            if type_name(col) == "date" {
+                Json::String(format!("{y:04}-{mo:02}-{d:02}"))
+            } else {
+                Json::String(format!(
+                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
+                    fraction(us, col.decimals())
+                ))
+            }
+        }
+        Value::Time(neg, days, h, mi, s, us) => {
+            let hours = u64::from(days) * 24 + u64::from(h);
+            let sign = if neg { "-" } else { "" };
+            Json::String(format!(
+                "{sign}{hours:02}:{mi:02}:{s:02}{}",
+                fraction(us, col.decimals())
+            ))
+        }
+        Value::Bytes(b) => bytes_json(b, col),
+    }
+}
+
+fn float_json(d: f64) -> Json {
+    serde_json::Number::from_f64(d).map_or_else(|| Json::String(d.to_string()), Json::Number)
+}
+
+/// `.ffffff` cut to the column's scale (0–6); six digits when the scale is unknown.
+fn fraction(us: u32, decimals: u8) -> String {
+    let digits = match decimals {
+        0 if us == 0 => return String::new(),
+        1..=6 => usize::from(decimals),
+        _ => 6,
+    };
+    let all = format!("{us:06}");
+    format!(".{}", &all[..digits])
+}
+
+/// Bytes from the text protocol (any type) or the binary protocol (strings, decimals, bit).
+fn bytes_json(b: Vec<u8>, col: &Column) -> Json {
+    let text = || String::from_utf8_lossy(&b).into_owned();
+    match type_name(col) {
+        "int" => {
+            let s = text();
+            s.parse::<i64>()
+                .map(Json::from)
+                .or_else(|_| s.parse::<u64>().map(Json::from))
+                .unwrap_or(Json::String(s))
+        }
+        "float" => {
+            let s = text();
+            match s.parse::<f64>() {
+                Ok(d) if d.is_finite() => float_json(d),
+                _ => Json::String(s),
+            }
+        }
+        "bit" if b.len() <= 8 => {
+            Json::from(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+        }
+        "datetime" => Json::String(text().replacen(' ', "T", 1)),
+        "bytes" | "bit" => Json::String(base64::encode(&b)),
+        "null" => Json::Null,
+        // decimal, date, time, json, string
+        _ => Json::String(text()),
+    }
+}
+
+/// Shape an OUT value by the type hint of its parameter (the `value` given
+/// with an OUT parameter): session variables lose the column type, so the
+/// hint says what the caller wants back.
+pub fn apply_hint(value: Json, hint: &ParamValue) -> Json {
+    match (hint, value) {
+        (_, Json::Null) => Json::Null,
+        (ParamValue::Bool(_), Json::Number(n)) => Json::Bool(n.as_f64().is_some_and(|f| f != 0.0)),
+        (ParamValue::Bool(_), Json::String(s)) => match s.trim() {
+            "0" => Json::Bool(false),
+            "1" => Json::Bool(true),
+            _ => Json::String(s),
+        },
+        (ParamValue::Int(_), Json::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Json::from)
+            .unwrap_or(Json::String(s)),
+        (ParamValue::Float(_), Json::String(s)) => match s.trim().parse::<f64>() {
+            Ok(d) if d.is_finite() => float_json(d),
+            _ => Json::String(s),
+        },
+        (ParamValue::Decimal(_), Json::Number(n)) => Json::String(n.to_string()),
+        (ParamValue::Bytes(_), Json::String(s)) => Json::String(base64::encode(s.as_bytes())),
+        (ParamValue::DateTime(_), Json::String(s)) => Json::String(s.replacen(' ', "T", 1)),
+        (ParamValue::String(_), Json::Number(n)) => Json::String(n.to_string()),
+        (_, v) => v,
+    }
+}
+
+/// A job parameter as a value to bind. Values are never spliced into SQL.
+pub fn bind(value: &ParamValue) -> Result<Value, String> {
+    Ok(match value {
+        ParamValue::Null => Value::NULL,
+        ParamValue::Bool(b) => Value::Int(i64::from(*b)),
+        ParamValue::Int(i) => Value::Int(*i),
+        ParamValue::Decimal(s) => {
+            if !is_decimal(s) {
+                return Err(format!(
+                    "decimal {s:?} is not a decimal number (digits, an optional sign and point)"
+                ));
+            }
+            Value::Bytes(s.trim().as_bytes().to_vec())
+        }
+        ParamValue::Float(f) => {
+            if !f.is_finite() {
+                return Err(format!("float {f} is not a finite number"));
+            }
+            Value::Double(*f)
+        }
+        ParamValue::String(s) => Value::Bytes(s.as_bytes().to_vec()),
+        ParamValue::Bytes(b) => Value::Bytes(base64::decode(b)?),
+        ParamValue::Date(s) => {
+            let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .map_err(|e| format!("date {s:?} is not YYYY-MM-DD: {e}"))?;
+            Value::Bytes(format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()).into_bytes())
+        }
+        ParamValue::DateTime(s) => Value::Bytes(datetime(s)?.into_bytes()),
+    })
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.ffffff]` as the server reads it; no time zone.
+fn datetime(s: &str) -> Result<String, String> {
+    let t = s.trim().replacen(' ', "T", 1);
+    let dt = NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.f").map_err(|e| {
+        format!(
+            "datetime {s:?} is not YYYY-MM-DDTHH:MM:SS[.ffffff] without a time zone \
+             (the server's time zone applies): {e}"
+        )
+    })?;
+    let nanos = dt.nanosecond();
+    if nanos % 1000 != 0 {
+        return Err(format!("datetime {s:?} has more than 6 fractional digits"));
+    }
+    let base = dt.format("%Y-%m-%d %H:%M:%S").to_string();
+    Ok(if nanos == 0 {
+        base
+    } else {
+        format!("{base}.{:06}", nanos / 1000)
+    })
+}
+
+/// Optional sign, digits, an optional point and digits; at least one digit.
+pub fn is_decimal(s: &str) -> bool {
+    let s = s.trim();
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    !(int.is_empty() && frac.is_empty()) && digits(int) && digits(frac) && s.len() <= 100
+}
+
+/// Standard base64 (RFC 4648, `+/`, padding optional on input).
+pub mod base64 {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    /// Encode with padding.
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                chunk.get(1).copied().unwrap_or(0),
+                chunk.get(2).copied().unwrap_or(0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    fn sextet(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+
+    /// Decode; padding may be left out, nothing else is tolerated.
+    pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+        let bad = || format!("bytes are not valid base64 ({} characters)", text.len());
+        let trimmed = text.trim_end_matches('=');
+        if text.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+            return Err(bad());
+        }
+        if text.len() != trimmed.len() && !text.len().is_multiple_of(4) {
+            return Err(bad());
+        }
+        let mut out = Vec::with_capacity(trimmed.len() / 4 * 3 + 2);
+        for chunk in trimmed.as_bytes().chunks(4) {
+            let mut n = 0u32;
+            for (i, c) in chunk.iter().enumerate() {
+                n |= sextet(*c).ok_or_else(bad)? << (18 - 6 * i);
+            }
+            let bytes = n.to_be_bytes();
+            out.extend_from_slice(&bytes[1..chunk.len()]);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "value_tests.rs"]
+mod tests;
