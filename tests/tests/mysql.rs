@@ -31,6 +31,13 @@ async fn fixture(n: usize, setup_sql: &str) -> Fixture {
             .expect("setup sql");
     }
     let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
+    // Dumping routines defined by another user (root here) needs mysql.proc.
+    mdb.grant(&user, &["SELECT"], "mysql.proc").expect("grant");
+    // The restore check works in scratch databases `baton_verify_*`, and
+    // re-creates objects whose DEFINER is another user (SET USER).
+    mdb.grant(&user, &["ALL"], "`baton\\_verify\\_%`.*")
+        .expect("grant");
+    mdb.grant(&user, &["SET USER"], "*.*").expect("grant");
     let secrets_dir = tempfile::Builder::new()
         .prefix("baton-e2e-secrets-")
         .tempdir()

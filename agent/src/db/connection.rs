@@ -136,13 +136,14 @@ pub struct MysqlConnection {
 }
 
 /// Flags an operator may add to the dump tool (besides `--ignore-table=db.table`).
-pub const DUMP_FLAG_ALLOW_LIST: [&str; 9] = [
+/// (`--skip-comments` is not allowed: it drops the `-- Dump completed` trailer
+/// that proves a dump is complete.)
+pub const DUMP_FLAG_ALLOW_LIST: [&str; 8] = [
     "--skip-lock-tables",
     "--no-data",
     "--no-create-info",
     "--skip-add-drop-table",
     "--skip-extended-insert",
-    "--skip-comments",
     "--gtid",
     "--master-data=2",
     "--flush-logs",
