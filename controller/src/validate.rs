@@ -19,6 +19,20 @@ fn err(field: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// Check a list of worker groups (`groups`, `groups[i]` named on error).
+pub fn groups(groups: &[String]) -> Result<(), Error> {
+    if groups.is_empty() {
+        return Err(err("groups", "at least one group"));
+    }
+    match groups.iter().position(|g| !valid_name(g)) {
+        Some(i) => Err(err(
+            &format!("groups[{i}]"),
+            "must be 1-128 characters of A-Z a-z 0-9 _ . -",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Check a submission; returns the effective lease TTL.
 pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
     if !valid_name(&s.group) {

@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use super::capture::{self, SharedBounded};
 pub use super::groups::ProcessGroups;
-use super::groups::{Sig, signal_group};
+use super::groups::{GroupGuard, Sig, is_executable};
 use super::{BoxFuture, CancelReason, Error, Executor, Job, Outcome};
 use crate::config::CommandConfig;
 
@@ -224,7 +224,7 @@ impl CommandExecutor {
             }
         }
         guard.signal(Sig::Kill);
-        if guard.pgid.is_none() {
+        if !guard.has_group() {
             let _ = child.start_kill();
         }
         child.wait().await
@@ -279,59 +279,6 @@ fn describe_exit(status: ExitStatus) -> String {
         }
     }
     format!("ended abnormally ({status})")
-}
-
-fn is_executable(path: &Path) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        meta.is_file() && meta.permissions().mode() & 0o111 != 0
-    }
-    #[cfg(not(unix))]
-    {
-        meta.is_file()
-    }
-}
-
-/// Registers a command's process group; SIGKILLs what is left of it when dropped.
-struct GroupGuard {
-    pgid: Option<i32>,
-    groups: ProcessGroups,
-}
-
-impl GroupGuard {
-    fn new(groups: &ProcessGroups, pid: Option<u32>) -> Self {
-        let pgid = if cfg!(unix) {
-            pid.and_then(|p| i32::try_from(p).ok())
-        } else {
-            None
-        };
-        if let Some(p) = pgid {
-            groups.insert(p);
-        }
-        GroupGuard {
-            pgid,
-            groups: groups.clone(),
-        }
-    }
-
-    fn signal(&self, sig: Sig) {
-        if let Some(p) = self.pgid {
-            signal_group(p, sig);
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.pgid {
-            signal_group(p, Sig::Kill);
-            self.groups.remove(p);
-        }
-    }
 }
 
 #[cfg(all(test, unix))]

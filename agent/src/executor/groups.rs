@@ -138,6 +138,68 @@ fn start_time(pid: i32) -> Option<String> {
     rest.split_whitespace().nth(19).map(str::to_owned)
 }
 
+/// Registers a child's process group; SIGKILLs what is left of it when dropped.
+#[derive(Debug)]
+pub struct GroupGuard {
+    pgid: Option<i32>,
+    groups: ProcessGroups,
+}
+
+impl GroupGuard {
+    /// Record the group led by `pid` (the child was spawned with `process_group(0)`).
+    pub fn new(groups: &ProcessGroups, pid: Option<u32>) -> Self {
+        let pgid = if cfg!(unix) {
+            pid.and_then(|p| i32::try_from(p).ok())
+        } else {
+            None
+        };
+        if let Some(p) = pgid {
+            groups.insert(p);
+        }
+        GroupGuard {
+            pgid,
+            groups: groups.clone(),
+        }
+    }
+
+    /// Signal the whole group.
+    pub fn signal(&self, sig: Sig) {
+        if let Some(p) = self.pgid {
+            signal_group(p, sig);
+        }
+    }
+
+    /// Whether the group could be recorded (Unix).
+    pub fn has_group(&self) -> bool {
+        self.pgid.is_some()
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.pgid {
+            signal_group(p, Sig::Kill);
+            self.groups.remove(p);
+        }
+    }
+}
+
+/// Whether `path` is an executable file.
+pub fn is_executable(path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        meta.is_file()
+    }
+}
+
 /// Send `sig` to the process group `pgid`.
 #[cfg(unix)]
 pub fn signal_group(pgid: i32, sig: Sig) {

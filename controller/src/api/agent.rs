@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use baton_proto::{
     CompleteRequest, CompleteResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse, JobId,
-    PollRequest, PollResponse, ReleaseRequest, ReleaseResponse, valid_name,
+    PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
 };
 use futures_util::future::select_all;
 
@@ -31,18 +31,7 @@ pub async fn poll(
             caller.id
         )));
     }
-    if req.groups.is_empty() {
-        return Err(ApiError::bad_request(
-            "at least one group",
-            Some("groups".into()),
-        ));
-    }
-    if let Some((i, _)) = req.groups.iter().enumerate().find(|(_, g)| !valid_name(g)) {
-        return Err(ApiError::bad_request(
-            "invalid group name",
-            Some(format!("groups[{i}]")),
-        ));
-    }
+    crate::validate::groups(&req.groups)?;
     if let Some((i, g)) = req
         .groups
         .iter()

@@ -108,18 +108,7 @@ pub async fn create_enrollment_token(
     admin: Admin,
     JsonBody(req): JsonBody<EnrollmentTokenCreate>,
 ) -> Result<(StatusCode, Json<EnrollmentTokenCreated>), ApiError> {
-    if req.groups.is_empty() {
-        return Err(ApiError::bad_request(
-            "at least one group",
-            Some("groups".into()),
-        ));
-    }
-    if let Some((i, _)) = req.groups.iter().enumerate().find(|(_, g)| !valid_name(g)) {
-        return Err(ApiError::bad_request(
-            "invalid group name",
-            Some(format!("groups[{i}]")),
-        ));
-    }
+    crate::validate::groups(&req.groups)?;
     if req.expires_in_ms == 0 || req.expires_in_ms > MAX_ENROLLMENT_TTL_MS {
         return Err(ApiError::bad_request(
             "must be between 1 ms and 30 days",

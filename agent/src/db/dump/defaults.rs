@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use super::Error;
 use crate::db::connection::{Endpoint, MysqlConnection, Password, Verify};
+use crate::executor::groups::is_executable;
 
 /// Directory under the state dir holding the private temp dirs.
 pub(crate) const TMP_DIR: &str = "dump-tmp";
@@ -108,21 +109,6 @@ fn search(name: &str, search_path: Option<&OsStr>) -> Option<PathBuf> {
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(&name))
         .find(|p| is_executable(p))
-}
-
-fn is_executable(path: &Path) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        meta.is_file() && meta.permissions().mode() & 0o111 != 0
-    }
-    #[cfg(not(unix))]
-    {
-        meta.is_file()
-    }
 }
 
 /// The first line of `<tool> --version` (the environment is `env` only).

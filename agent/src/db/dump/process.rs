@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use super::Error;
-use crate::executor::groups::{ProcessGroups, Sig, signal_group};
+use crate::executor::groups::{GroupGuard, ProcessGroups, Sig};
 
 /// How a child gets started.
 pub(crate) struct Spawn<'a> {
@@ -61,50 +61,6 @@ impl Spawn<'_> {
         })?;
         let guard = GroupGuard::new(self.groups, child.id());
         Ok(Proc { child, guard })
-    }
-}
-
-/// Registers a child's process group; SIGKILLs what is left of it when dropped.
-pub(crate) struct GroupGuard {
-    pgid: Option<i32>,
-    groups: ProcessGroups,
-}
-
-impl GroupGuard {
-    fn new(groups: &ProcessGroups, pid: Option<u32>) -> Self {
-        let pgid = if cfg!(unix) {
-            pid.and_then(|p| i32::try_from(p).ok())
-        } else {
-            None
-        };
-        if let Some(p) = pgid {
-            groups.insert(p);
-        }
-        GroupGuard {
-            pgid,
-            groups: groups.clone(),
-        }
-    }
-
-    /// Signal the whole group.
-    pub fn signal(&self, sig: Sig) {
-        if let Some(p) = self.pgid {
-            signal_group(p, sig);
-        }
-    }
-
-    /// Whether the group could be recorded (Unix).
-    pub fn has_group(&self) -> bool {
-        self.pgid.is_some()
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.pgid {
-            signal_group(p, Sig::Kill);
-            self.groups.remove(p);
-        }
     }
 }
 
