@@ -531,3 +531,52 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_that_does_not_fit_is_refused_before_it_starts() {
+    let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
+    let db = mdb.create_database("e2efit").expect("database");
+    mdb.sql(
+        Some(&db),
+        "CREATE TABLE t (x INT); INSERT INTO t VALUES (1)",
+    )
+    .expect("setup");
+    let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
+    let dir = tempfile::tempdir().expect("tmp");
+    let pw = dir.path().join("pw");
+    mariadb::write_password_file(&pw, &password).expect("pw");
+    let dumps = dir.path().join("dumps");
+    // Keep a petabyte free after the dump: no disk here can.
+    let conn = format!(
+        "{}dump_dir = \"{}\"\ndump_reserve_mb = 1000000000\n",
+        mdb.connection_toml("main", &db, &user, &pw),
+        dumps.display()
+    );
+    let c = Cluster::start_with(1, "", move |o| o.extra = conn.clone())
+        .await
+        .expect("cluster");
+    let job = c
+        .api
+        .submit(json!({"group": "default", "retry": {"max_attempts": 3},
+            "spec": {"kind": "dump", "connection": "main", "database": db}}))
+        .await
+        .expect("submit");
+    let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Failed, "{}", c.logs());
+    assert_eq!(
+        done.attempts.len(),
+        1,
+        "not retried: it would not fit next time either"
+    );
+    let err = done.error.unwrap_or_default();
+    assert!(err.to_lowercase().contains("free"), "{err}");
+    let written: Vec<PathBuf> = walk(&dumps)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".sql.zst"))
+        .collect();
+    assert!(written.is_empty(), "nothing was written: {written:?}");
+    assert!(
+        !c.agents[0].log_text().contains("Dump started"),
+        "the tool never ran"
+    );
+}

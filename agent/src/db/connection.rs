@@ -108,6 +108,9 @@ pub struct DumpSettings {
     pub keep_last: Option<u32>,
     /// Delete dumps older than this.
     pub max_age: Option<Duration>,
+    /// Space that must stay free on the dump filesystem beyond the database's
+    /// size estimate (`dump_reserve_mb`, default 64 MiB).
+    pub reserve_bytes: u64,
 }
 
 /// A MySQL/MariaDB connection as configured.
@@ -169,6 +172,7 @@ struct FileMysql {
     dump_extra_flags: Vec<String>,
     keep_last: Option<u32>,
     max_age: Option<String>,
+    dump_reserve_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +332,11 @@ impl MysqlConnection {
                 extra_flags: f.dump_extra_flags,
                 keep_last: f.keep_last,
                 max_age: dur("max_age", &f.max_age)?,
+                reserve_bytes: f
+                    .dump_reserve_mb
+                    .unwrap_or(64)
+                    .checked_mul(1024 * 1024)
+                    .ok_or_else(|| err("dump_reserve_mb", "too large".into()))?,
             },
         })
     }

@@ -226,7 +226,8 @@ impl Run<'_> {
                 job_id: self.job.job_id,
             },
         )?;
-        self.check_space(&layout.dir, probe.estimate).await?;
+        self.check_space(&layout.dir, probe.estimate, self.conn.dump.reserve_bytes)
+            .await?;
 
         // Dump.
         let mut arguments: Vec<String> = BASE_FLAGS.iter().map(|s| (*s).to_owned()).collect();
@@ -412,7 +413,12 @@ impl Run<'_> {
         })
     }
 
-    async fn check_space(&mut self, dir: &Path, estimate: Option<u64>) -> Result<(), Error> {
+    async fn check_space(
+        &mut self,
+        dir: &Path,
+        estimate: Option<u64>,
+        reserve: u64,
+    ) -> Result<(), Error> {
         let Some(estimate) = estimate else {
             self.warnings
                 .push("no size estimate: free-space check skipped".into());
@@ -424,13 +430,13 @@ impl Run<'_> {
             .ok()
             .flatten();
         match found {
-            Some((_, free)) if space::fits(estimate, free) => Ok(()),
+            Some((_, free)) if space::fits(estimate, free, reserve) => Ok(()),
             Some((mount, free)) => Err(Error::NoSpace {
                 database: self.spec.database.clone(),
                 dir: dir.display().to_string(),
                 mount: mount.display().to_string(),
                 estimate,
-                needed: space::required(estimate),
+                needed: space::required(estimate, reserve),
                 free,
             }),
             None => {

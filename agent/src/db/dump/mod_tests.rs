@@ -78,6 +78,7 @@ impl Fake {
                 extra_flags: flags.iter().map(|f| (*f).to_owned()).collect(),
                 keep_last: None,
                 max_age: None,
+                reserve_bytes: 64 << 20,
             },
         };
         let mut settings = Settings::new(

@@ -160,6 +160,7 @@ impl TestDb {
                 extra_flags: Vec::new(),
                 keep_last: None,
                 max_age: None,
+                reserve_bytes: 64 << 20,
             },
         };
         tune(&mut conn);

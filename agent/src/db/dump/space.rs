@@ -6,7 +6,9 @@
 //! not in the dump, so the estimate is usually far above what the file needs:
 //! the rule refuses only dumps that might not fit even uncompressed.
 //!
-//! **Rule**: free space of the dump directory's filesystem ≥ estimate × 1.0 + 64 MiB.
+//! **Rule**: free space of the dump directory's filesystem ≥ estimate × 1.0 +
+//! the connection's `dump_reserve_mb` (default 64 MiB) — the headroom a DBA
+//! wants left on the disk after the dump.
 //!
 //! The filesystem is the mount point (from sysinfo) that is the longest prefix
 //! of the dump directory (or of its nearest existing ancestor, as the
@@ -16,17 +18,17 @@
 
 use std::path::{Path, PathBuf};
 
-/// Margin on top of the estimate.
+/// Default headroom on top of the estimate.
 pub const MARGIN: u64 = 64 * 1024 * 1024;
 
-/// Bytes that must be free for a database of `estimate` bytes.
-pub fn required(estimate: u64) -> u64 {
-    estimate.saturating_add(MARGIN)
+/// Bytes that must be free for a database of `estimate` bytes, keeping `reserve` free.
+pub fn required(estimate: u64, reserve: u64) -> u64 {
+    estimate.saturating_add(reserve)
 }
 
 /// Whether a database of `estimate` bytes may be dumped with `free` bytes free.
-pub fn fits(estimate: u64, free: u64) -> bool {
-    free >= required(estimate)
+pub fn fits(estimate: u64, free: u64, reserve: u64) -> bool {
+    free >= required(estimate, reserve)
 }
 
 /// The filesystem holding `path`: its mount point and free bytes.

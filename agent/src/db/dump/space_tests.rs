@@ -2,13 +2,19 @@ use super::*;
 
 #[test]
 fn rule_needs_estimate_plus_margin() {
-    assert_eq!(required(0), MARGIN);
-    assert!(fits(0, MARGIN));
-    assert!(!fits(0, MARGIN - 1));
-    assert!(fits(1_000, 1_000 + MARGIN));
-    assert!(!fits(1_000, 999 + MARGIN));
-    assert_eq!(required(u64::MAX), u64::MAX, "saturates rather than wraps");
-    assert!(!fits(u64::MAX - 1, u64::MAX - 1));
+    assert_eq!(required(0, MARGIN), MARGIN);
+    assert!(fits(0, MARGIN, MARGIN));
+    assert!(!fits(0, MARGIN - 1, MARGIN));
+    assert!(fits(1_000, 1_000 + MARGIN, MARGIN));
+    assert!(!fits(1_000, 999 + MARGIN, MARGIN));
+    assert_eq!(
+        required(u64::MAX, MARGIN),
+        u64::MAX,
+        "saturates rather than wraps"
+    );
+    assert!(!fits(u64::MAX - 1, u64::MAX - 1, MARGIN));
+    // A larger reserve (the connection's dump_reserve_mb) asks for more.
+    assert!(!fits(1_000, 1_000 + MARGIN, 2 * MARGIN));
 }
 
 #[test]

@@ -20,6 +20,7 @@ fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
             extra_flags: Vec::new(),
             keep_last: None,
             max_age: None,
+            reserve_bytes: 64 << 20,
         },
     }
 }
