@@ -54,6 +54,7 @@ pub struct MariaDb {
     socket: PathBuf,
     client: PathBuf,
     version: String,
+    pki: crate::pki::Pki,
 }
 
 /// How [`MariaDb::sql_as`] reaches the server.
@@ -163,6 +164,9 @@ impl MariaDb {
             .context("temp dir for MariaDB")?
             .keep();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        // TLS on TCP with a CA of our own (scripts/mariadb picks up DIR/ssl).
+        let pki = crate::pki::Pki::generate(&dir.join("ssl")).context("TLS files for MariaDB")?;
+        fs::set_permissions(dir.join("ssl"), fs::Permissions::from_mode(0o755))?;
         // The watchdog first, so that even a start that hangs is cleaned up.
         Command::new(script())
             .arg("watch")
@@ -199,6 +203,7 @@ impl MariaDb {
             socket,
             client,
             version: String::new(),
+            pki,
         };
         db.version = db.sql(None, "SELECT VERSION()")?.trim().to_owned();
         eprintln!(
@@ -209,6 +214,12 @@ impl MariaDb {
             started.elapsed()
         );
         Ok(db)
+    }
+
+    /// The CA that signed the server's TLS certificate (for 127.0.0.1), and
+    /// an unrelated CA, for TLS tests.
+    pub fn tls_cas(&self) -> (&Path, &Path) {
+        (&self.pki.ca, &self.pki.other_ca)
     }
 
     /// TCP port on 127.0.0.1.

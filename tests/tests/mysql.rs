@@ -580,3 +580,51 @@ async fn a_dump_that_does_not_fit_is_refused_before_it_starts() {
         "the tool never ran"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_verify_the_database_server_certificate() {
+    let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
+    let (ca, other_ca) = mdb.tls_cas();
+    let db = mdb.create_database("e2etls").expect("database");
+    let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
+    let dir = tempfile::tempdir().expect("tmp");
+    let pw = dir.path().join("pw");
+    mariadb::write_password_file(&pw, &password).expect("pw");
+    let base = mdb.connection_toml("good", &db, &user, &pw);
+    let bad = mdb.connection_toml("bad", &db, &user, &pw);
+    let conns = format!(
+        "{base}[connections.good.tls]\nca_file = \"{}\"\nverify = \"full\"\n\n{bad}[connections.bad.tls]\nca_file = \"{}\"\n",
+        ca.display(),
+        other_ca.display()
+    );
+    let c = Cluster::start_with(1, "", move |o| o.extra = conns.clone())
+        .await
+        .expect("cluster");
+    let sql = |conn: &str| {
+        json!({"group": "default", "retry": {"max_attempts": 2, "initial_backoff_ms": 10},
+            "spec": {"kind": "sql", "connection": conn,
+                     "sql": "SHOW SESSION STATUS LIKE 'Ssl_cipher'"}})
+    };
+    let good = c.api.submit(sql("good")).await.expect("submit");
+    let done = c.api.wait_terminal(good.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", c.logs());
+    let d = data(&done);
+    let cipher = d["result_sets"][0]["rows"][0][1]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!cipher.is_empty(), "the session is encrypted: {d:#}");
+    let bad = c.api.submit(sql("bad")).await.expect("submit");
+    let done = c.api.wait_terminal(bad.id, WAIT).await.expect("terminal");
+    assert_eq!(
+        done.state,
+        JobState::Failed,
+        "a server certificate from another CA is refused"
+    );
+    assert_eq!(
+        done.attempts.len(),
+        1,
+        "a TLS failure is not retried: {:?}",
+        done.error
+    );
+}

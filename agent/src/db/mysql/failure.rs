@@ -68,6 +68,14 @@ fn classify_driver(e: &mysql_async::Error, retry_codes: &[i64]) -> Failure {
                 })),
             };
         }
+        // rustls reports a refused certificate as an I/O error: not transient.
+        M::Io(IoError::Io(io))
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            (false, format!("TLS to MySQL failed: {io}"))
+        }
         M::Io(IoError::Io(io)) => (true, format!("connection to MySQL failed: {io}")),
         M::Io(IoError::Tls(t)) => (false, format!("TLS to MySQL failed: {t}")),
         M::Driver(d) => {

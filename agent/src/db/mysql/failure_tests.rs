@@ -81,3 +81,18 @@ fn connection_errors_retry_config_errors_do_not() {
         .retryable
     );
 }
+
+#[test]
+fn a_refused_server_certificate_is_not_retried() {
+    let io = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+    );
+    let e = Error::Mysql(mysql_async::Error::Io(mysql_async::IoError::Io(io)));
+    let f = classify(&e, &[1213]);
+    assert!(!f.retryable);
+    assert!(f.message.contains("TLS"), "{}", f.message);
+    let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    let e = Error::Mysql(mysql_async::Error::Io(mysql_async::IoError::Io(plain)));
+    assert!(classify(&e, &[]).retryable);
+}
