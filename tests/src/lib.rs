@@ -9,6 +9,8 @@
 //! - [`pki`]: a throwaway CA, server and client certificates (rcgen).
 //! - [`mariadb`]: a real MariaDB server shared by a test binary's tests
 //!   (`scripts/mariadb`), with per-test databases and users.
+//! - [`tds`]: a scripted TDS (SQL Server wire protocol) test server for the
+//!   real tiberius client, recording what it receives.
 //!
 //! Binaries are found next to the running executable (`target/<profile>/`),
 //! or in `BATON_BIN_DIR`; build them first with `cargo build --workspace --bins`.
@@ -19,6 +21,7 @@ pub mod cluster;
 pub mod mariadb;
 pub mod pki;
 pub mod proc;
+pub mod tds;
 
 /// Install the one rustls crypto provider (aws-lc-rs); call first in every test and binary.
 pub fn init_crypto() {
