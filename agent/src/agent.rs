@@ -133,7 +133,7 @@ impl Agent {
         let mysql = Arc::new(
             Pools::new(config.connections.values().filter_map(|c| match c {
                 ConnectionConfig::Mysql(m) => Some(m.clone()),
-                ConnectionConfig::Reserved { .. } => None,
+                ConnectionConfig::Mssql(_) | ConnectionConfig::Reserved { .. } => None,
             }))
             .with_fleet(&identity.fleet),
         );
@@ -193,8 +193,8 @@ impl Agent {
             "Agent started"
         );
         for (name, conn) in &cfg.connections {
-            if let ConnectionConfig::Reserved { kind } = conn {
-                warn!(connection = %name, kind = %kind, "Database executors for this kind are not built yet; connection not advertised");
+            if let ConnectionConfig::Mssql(_) | ConnectionConfig::Reserved { .. } = conn {
+                warn!(connection = %name, kind = %conn.kind(), "Database executors for this kind are not built yet; connection not advertised");
             }
         }
         let shared = &self.shared;

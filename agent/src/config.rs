@@ -106,7 +106,10 @@ impl Default for CommandConfig {
 pub enum ConnectionConfig {
     /// `kind = "mysql"` (MySQL and MariaDB).
     Mysql(crate::db::connection::MysqlConnection),
-    /// A kind whose executor is not built yet (`mssql`): accepted, not advertised.
+    /// `kind = "mssql"` (SQL Server): parsed and checked; its executors are
+    /// not built yet, so it is not advertised.
+    Mssql(crate::db::mssql_connection::MssqlConnection),
+    /// A kind whose executor is not built yet: accepted, not advertised.
     Reserved {
         /// Engine.
         kind: String,
@@ -118,6 +121,7 @@ impl ConnectionConfig {
     pub fn kind(&self) -> &str {
         match self {
             ConnectionConfig::Mysql(_) => "mysql",
+            ConnectionConfig::Mssql(_) => "mssql",
             ConnectionConfig::Reserved { kind } => kind,
         }
     }
@@ -760,7 +764,14 @@ impl Resolver<'_> {
                     )
                     .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
                 ),
-                "mssql" => ConnectionConfig::Reserved { kind: conn.kind },
+                "mssql" => ConnectionConfig::Mssql(
+                    crate::db::mssql_connection::MssqlConnection::parse(
+                        &name,
+                        &conn.settings,
+                        self.ctx.dir.as_deref(),
+                    )
+                    .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
+                ),
                 other => {
                     let key = format!("connections.{name}.kind");
                     let msg = format!("unknown kind `{other}`; expected mysql or mssql");

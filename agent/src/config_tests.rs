@@ -356,7 +356,7 @@ fn required_keys_are_reported() {
 fn mysql_connections_are_parsed_and_checked_with_key_and_line() {
     let f = Fixture::new();
     let toml = format!(
-        "{}[connections.main]\nkind = \"mysql\"\nhost = \"db\"\nport = 3307\nuser = \"baton\"\npassword_env = \"PATH\"\n\n[connections.mss]\nkind = \"mssql\"\nhost = \"x\"\n",
+        "{}[connections.main]\nkind = \"mysql\"\nhost = \"db\"\nport = 3307\nuser = \"baton\"\npassword_env = \"PATH\"\n\n[connections.mss]\nkind = \"mssql\"\nhost = \"x\"\nuser = \"sa\"\npassword_env = \"PATH\"\nencrypt = \"off\"\n",
         f.base()
     );
     let c = f.load(&toml, &[], &Flags::default()).expect("valid");
@@ -371,6 +371,19 @@ fn mysql_connections_are_parsed_and_checked_with_key_and_line() {
         }
     );
     assert_eq!(c.connections["mss"].kind(), "mssql");
+    let ConnectionConfig::Mssql(mss) = &c.connections["mss"] else {
+        panic!("mssql connection expected");
+    };
+    assert_eq!(
+        (mss.host.as_str(), &mss.endpoint),
+        ("x", &crate::db::mssql_connection::MssqlEndpoint::Port(1433))
+    );
+    let toml = format!(
+        "{}[connections.mss]\nkind = \"mssql\"\nhost = \"x\"\nuser = \"sa\"\npassword_env = \"PATH\"\n",
+        f.base()
+    );
+    let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("no trust"));
+    assert_eq!(e.key, "connections.mss.ca_file");
 
     let toml = format!("{}[connections.\"bad name\"]\nkind = \"mysql\"\n", f.base());
     let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("name"));

@@ -3,9 +3,13 @@
 //!
 //! - [`connection`]: `[connections.<name>]` settings (password from a file or
 //!   the environment, never inline).
+//! - [`mssql_connection`]: `kind = "mssql"` settings (SQL Server; executors
+//!   not built yet).
 //! - [`mysql`]: pools per connection and the `procedure` / `sql` executors
 //!   (database-side lock, run ledger, kill on the server).
 
 pub mod connection;
 pub mod dump;
+pub mod mssql;
+pub mod mssql_connection;
 pub mod mysql;

@@ -253,7 +253,7 @@ impl Settings {
             .iter()
             .filter_map(|(name, c)| match c {
                 ConnectionConfig::Mysql(m) => Some((name.clone(), m.clone())),
-                ConnectionConfig::Reserved { .. } => None,
+                ConnectionConfig::Mssql(_) | ConnectionConfig::Reserved { .. } => None,
             })
             .collect();
         Self::new(connections, config.state_dir.clone())

@@ -1,0 +1,173 @@
+//! What a failed SQL Server job says and whether another attempt may help.
+//!
+//! - A server error keeps number, class (severity), state, procedure and
+//!   line: the error text is `SQL Server error 1205 (class 13, state 51):
+//!   Transaction ... was deadlocked ...` and `data.error` is
+//!   `{number, class, state, procedure, line, message}`. It is retryable when
+//!   the job's retry policy lists the number (`retry_codes`; SQL Server's
+//!   deadlock victim is 1205, in the default list), or when the number says
+//!   the session itself failed ([`CONNECTION_NUMBERS`]).
+//! - I/O errors (refused, reset, timed out) are retryable; TLS failures,
+//!   protocol, encoding and conversion errors are not.
+
+use serde_json::{Value as Json, json};
+
+/// Server error numbers that mean the session, not the statement, failed:
+/// server shutting down (6005, 6006), the connection was killed (596),
+/// Azure SQL transient errors (40197 service error, 40501 service busy,
+/// 40613 database unavailable, 49918/49919/49920 not enough resources).
+pub const CONNECTION_NUMBERS: [u32; 9] =
+    [596, 6005, 6006, 40197, 40501, 40613, 49918, 49919, 49920];
+
+/// A failure as reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Whether the retry policy may try again.
+    pub retryable: bool,
+    /// The error text.
+    pub message: String,
+    /// `{number, class, state, procedure, line, message}` for server errors.
+    pub error: Option<Json>,
+}
+
+/// An ERROR token's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError<'a> {
+    /// Error number (50000 for RAISERROR with text).
+    pub number: u32,
+    /// Class (severity).
+    pub class: u8,
+    /// State.
+    pub state: u8,
+    /// Message text.
+    pub message: &'a str,
+    /// Procedure it was raised in (empty for a batch).
+    pub procedure: &'a str,
+    /// Line in the batch or procedure.
+    pub line: u32,
+}
+
+/// The error text of a server error.
+pub fn server_message(e: &ServerError<'_>) -> String {
+    format!(
+        "SQL Server error {} (class {}, state {}): {}",
+        e.number, e.class, e.state, e.message
+    )
+}
+
+/// Classify a server error with the job's retryable codes.
+pub fn classify_server(e: &ServerError<'_>, retry_codes: &[i64]) -> Failure {
+    Failure {
+        retryable: retry_codes.contains(&i64::from(e.number))
+            || CONNECTION_NUMBERS.contains(&e.number),
+        message: server_message(e),
+        error: Some(json!({
+            "number": e.number,
+            "class": e.class,
+            "state": e.state,
+            "procedure": e.procedure,
+            "line": e.line,
+            "message": e.message,
+        })),
+    }
+}
+
+/// Classify a tiberius error with the job's retryable codes.
+pub fn classify(e: &tiberius::error::Error, retry_codes: &[i64]) -> Failure {
+    use tiberius::error::Error as T;
+    let (retryable, message) = match e {
+        T::Server(t) => {
+            return classify_server(
+                &ServerError {
+                    number: t.code(),
+                    class: t.class(),
+                    state: t.state(),
+                    message: t.message(),
+                    procedure: t.procedure(),
+                    line: t.line(),
+                },
+                retry_codes,
+            );
+        }
+        T::Io { .. } => (true, format!("connection to SQL Server failed: {e}")),
+        T::Tls(t) => (false, format!("TLS to SQL Server failed: {t}")),
+        T::Routing { host, port } => (
+            false,
+            format!("SQL Server redirected to {host}:{port}; redirection is not supported"),
+        ),
+        other => (false, format!("SQL Server client error: {other}")),
+    };
+    Failure {
+        retryable,
+        message,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT_RETRY: [i64; 2] = [1213, 1205];
+
+    #[test]
+    fn server_errors_keep_every_field_and_retry_only_listed_numbers() {
+        let raised = ServerError {
+            number: 50000,
+            class: 16,
+            state: 1,
+            message: "order 7 is locked",
+            procedure: "dbo.close_order",
+            line: 12,
+        };
+        let f = classify_server(&raised, &DEFAULT_RETRY);
+        assert!(!f.retryable);
+        assert_eq!(
+            f.message,
+            "SQL Server error 50000 (class 16, state 1): order 7 is locked"
+        );
+        assert_eq!(
+            f.error,
+            Some(json!({"number": 50000, "class": 16, "state": 1,
+                "procedure": "dbo.close_order", "line": 12, "message": "order 7 is locked"}))
+        );
+        assert!(classify_server(&raised, &[50000]).retryable);
+        let deadlock = ServerError {
+            number: 1205,
+            class: 13,
+            state: 51,
+            message: "deadlocked",
+            procedure: "",
+            line: 1,
+        };
+        assert!(classify_server(&deadlock, &DEFAULT_RETRY).retryable);
+        assert!(!classify_server(&deadlock, &[]).retryable);
+        let busy = ServerError {
+            number: 40501,
+            ..deadlock
+        };
+        assert!(classify_server(&busy, &[]).retryable);
+    }
+
+    #[test]
+    fn io_retries_tls_and_protocol_do_not() {
+        let io = tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset".into(),
+        };
+        let f = classify(&io, &[]);
+        assert!(f.retryable && f.error.is_none(), "{f:?}");
+        assert!(
+            f.message.starts_with("connection to SQL Server failed"),
+            "{f:?}"
+        );
+        let tls = classify(&tiberius::error::Error::Tls("bad certificate".into()), &[]);
+        assert!(!tls.retryable);
+        assert_eq!(tls.message, "TLS to SQL Server failed: bad certificate");
+        let proto = classify(
+            &tiberius::error::Error::Protocol("junk".into()),
+            &DEFAULT_RETRY,
+        );
+        assert!(!proto.retryable);
+    }
+}

@@ -1,0 +1,451 @@
+//! `[connections.<name>]` with `kind = "mssql"`: a SQL Server the agent reaches
+//! over TDS (tiberius). Like MySQL, the password is never inline: it comes from
+//! `password_file` or `password_env` ([`PasswordSource`]) and is read each time
+//! a connection is opened.
+//!
+//! Keys: `host` (required), `port` (default 1433) **or** `instance` (a named
+//! instance; resolving it through the SQL Browser on UDP 1434 is not built
+//! yet), `database`, `user`, `password_file` / `password_env`,
+//! `encrypt = "strict" | "required" | "off"` (default `required`), `ca_file`
+//! or `trust_server_certificate = true` (one of them when encryption is on),
+//! `connect_timeout` (default 10s), `command_timeout` (default 30s; `"0s"`
+//! means none). Integrated (Windows) authentication is out of scope.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::db::connection::{Error, PasswordSource};
+
+/// Where the SQL Server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MssqlEndpoint {
+    /// A fixed TCP port.
+    Port(u16),
+    /// A named instance (its port comes from the SQL Browser).
+    Instance(String),
+}
+
+/// TDS encryption mode (maps onto tiberius `EncryptionLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encrypt {
+    /// TDS 8.0: TLS before PRELOGIN (tiberius `EncryptionLevel::Strict`, feature `tds80`).
+    Strict,
+    /// TLS negotiated in PRELOGIN (`EncryptionLevel::Required`).
+    Required,
+    /// No TLS at all (`EncryptionLevel::NotSupported`).
+    Off,
+}
+
+/// How the server certificate is trusted when encryption is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerTrust {
+    /// Verify against this CA bundle (PEM or DER).
+    CaFile(PathBuf),
+    /// Trust any certificate (explicit `trust_server_certificate = true`).
+    TrustAny,
+}
+
+/// A SQL Server connection as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MssqlConnection {
+    /// Connection name (what jobs refer to).
+    pub name: String,
+    /// Host name or address.
+    pub host: String,
+    /// Port or named instance.
+    pub endpoint: MssqlEndpoint,
+    /// Default database.
+    pub database: Option<String>,
+    /// SQL login.
+    pub user: String,
+    /// Password source.
+    pub password: PasswordSource,
+    /// Encryption mode.
+    pub encrypt: Encrypt,
+    /// Certificate trust; `None` only with `encrypt = "off"`.
+    pub trust: Option<ServerTrust>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Per round-trip command timeout; `None` means no limit.
+    pub command_timeout: Option<Duration>,
+}
+
+impl MssqlConnection {
+    /// The tiberius client configuration; reads the password now (so a
+    /// rotated password is picked up by the next connection).
+    pub fn tiberius_config(&self) -> Result<tiberius::Config, String> {
+        let password = self.password.read()?;
+        let mut c = tiberius::Config::new();
+        c.host(&self.host);
+        match &self.endpoint {
+            MssqlEndpoint::Port(p) => c.port(*p),
+            MssqlEndpoint::Instance(i) => c.instance_name(i),
+        }
+        if let Some(d) = &self.database {
+            c.database(d);
+        }
+        c.application_name("baton-agent");
+        c.authentication(tiberius::AuthMethod::sql_server(
+            &self.user,
+            password.expose(),
+        ));
+        c.encryption(match self.encrypt {
+            Encrypt::Strict => tiberius::EncryptionLevel::Strict,
+            Encrypt::Required => tiberius::EncryptionLevel::Required,
+            Encrypt::Off => tiberius::EncryptionLevel::NotSupported,
+        });
+        match &self.trust {
+            Some(ServerTrust::CaFile(ca)) => c.trust_cert_ca(ca.display()),
+            Some(ServerTrust::TrustAny) => c.trust_cert(),
+            None => {}
+        }
+        c.command_timeout(self.command_timeout);
+        Ok(c)
+    }
+}
+
+/// A client connected to SQL Server over TCP.
+pub type MssqlClient = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
+
+impl MssqlConnection {
+    /// Open a connection (TCP, then TLS as configured, then the SQL login),
+    /// all within `connect_timeout`. Named instances are not resolved through
+    /// the SQL Browser yet: they fail here with a message saying so.
+    pub async fn connect(&self) -> Result<MssqlClient, String> {
+        use tokio_util::compat::TokioAsyncWriteCompatExt;
+        if let MssqlEndpoint::Instance(i) = &self.endpoint {
+            return Err(format!(
+                "connection {}: named instance `{i}` needs the SQL Browser, which is not \
+                 supported yet; set port instead",
+                self.name
+            ));
+        }
+        let config = self.tiberius_config()?;
+        let open = async {
+            let tcp = tokio::net::TcpStream::connect(config.get_addr())
+                .await
+                .map_err(|e| format!("cannot reach {}: {e}", config.get_addr()))?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            tiberius::Client::connect(config, tcp.compat_write())
+                .await
+                .map_err(|e| format!("cannot log in to SQL Server: {e}"))
+        };
+        match tokio::time::timeout(self.connect_timeout, open).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "connection {}: no session within {:?}",
+                self.name, self.connect_timeout
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMssql {
+    host: Option<String>,
+    port: Option<u16>,
+    instance: Option<String>,
+    database: Option<String>,
+    user: String,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    encrypt: Option<Encrypt>,
+    ca_file: Option<PathBuf>,
+    trust_server_certificate: Option<bool>,
+    connect_timeout: Option<String>,
+    command_timeout: Option<String>,
+}
+
+impl MssqlConnection {
+    /// Parse the settings of `[connections.<name>]` (everything but `kind`).
+    /// Relative paths are taken from `base` (the config file's directory).
+    pub fn parse(
+        name: &str,
+        settings: &BTreeMap<String, toml::Value>,
+        base: Option<&Path>,
+    ) -> Result<MssqlConnection, Error> {
+        let prefix = format!("connections.{name}");
+        let err = |key: &str, message: String| Error {
+            key: if key.is_empty() {
+                prefix.clone()
+            } else {
+                format!("{prefix}.{key}")
+            },
+            message,
+        };
+        let table: toml::Table = settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let f: FileMssql =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let key = if key == "." { String::new() } else { key };
+                err(&key, e.into_inner().to_string())
+            })?;
+        let abs = |p: PathBuf| match base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        };
+        let host = match f.host {
+            Some(h) if !h.trim().is_empty() => h,
+            Some(_) => return Err(err("host", "must not be empty".into())),
+            None => return Err(err("host", "set host (and port or instance)".into())),
+        };
+        let endpoint = match (f.port, f.instance) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "instance",
+                    "set either port or instance, not both".into(),
+                ));
+            }
+            (Some(0), None) => return Err(err("port", "must not be 0".into())),
+            (Some(p), None) => MssqlEndpoint::Port(p),
+            (None, Some(i)) => {
+                let ok = !i.is_empty()
+                    && i.len() <= 16
+                    && i.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '#'));
+                if !ok {
+                    return Err(err(
+                        "instance",
+                        "must be 1-16 characters of A-Z a-z 0-9 _ $ #".into(),
+                    ));
+                }
+                MssqlEndpoint::Instance(i)
+            }
+            (None, None) => MssqlEndpoint::Port(1433),
+        };
+        if let Some(d) = &f.database
+            && !baton_proto::valid_name(d)
+        {
+            return Err(err("database", "must be a valid name".into()));
+        }
+        if f.user.trim().is_empty() {
+            return Err(err("user", "must not be empty".into()));
+        }
+        let password = match (f.password_file, f.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "password_env",
+                    "set either password_file or password_env, not both".into(),
+                ));
+            }
+            (Some(p), None) => {
+                let p = abs(p);
+                if let Err(e) = std::fs::metadata(&p) {
+                    return Err(err("password_file", format!("{}: {e}", p.display())));
+                }
+                PasswordSource::File(p)
+            }
+            (None, Some(v)) => {
+                if std::env::var_os(&v).is_none() {
+                    return Err(err(
+                        "password_env",
+                        format!("environment variable {v} is not set"),
+                    ));
+                }
+                PasswordSource::Env(v)
+            }
+            (None, None) => {
+                return Err(err(
+                    "password_file",
+                    "set password_file (a 0600 file) or password_env; passwords are never inline"
+                        .into(),
+                ));
+            }
+        };
+        let encrypt = f.encrypt.unwrap_or(Encrypt::Required);
+        let trust = match (encrypt, f.ca_file, f.trust_server_certificate) {
+            (Encrypt::Off, Some(_), _) => {
+                return Err(err(
+                    "ca_file",
+                    "makes no sense with encrypt = \"off\"".into(),
+                ));
+            }
+            (Encrypt::Off, None, Some(true)) => {
+                return Err(err(
+                    "trust_server_certificate",
+                    "makes no sense with encrypt = \"off\"".into(),
+                ));
+            }
+            (Encrypt::Off, None, _) => None,
+            (_, Some(_), Some(true)) => {
+                return Err(err(
+                    "trust_server_certificate",
+                    "set either ca_file or trust_server_certificate = true, not both".into(),
+                ));
+            }
+            (_, Some(ca), _) => {
+                let ca = abs(ca);
+                if let Err(e) = std::fs::metadata(&ca) {
+                    return Err(err("ca_file", format!("{}: {e}", ca.display())));
+                }
+                Some(ServerTrust::CaFile(ca))
+            }
+            (_, None, Some(true)) => Some(ServerTrust::TrustAny),
+            (_, None, _) => {
+                return Err(err(
+                    "ca_file",
+                    "with encryption on, set ca_file or trust_server_certificate = true".into(),
+                ));
+            }
+        };
+        let dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, Error> {
+            v.as_deref()
+                .map(|s| humantime::parse_duration(s).map_err(|e| err(key, e.to_string())))
+                .transpose()
+        };
+        let connect_timeout =
+            dur("connect_timeout", &f.connect_timeout)?.unwrap_or(Duration::from_secs(10));
+        if connect_timeout.is_zero() {
+            return Err(err("connect_timeout", "must be more than 0".into()));
+        }
+        let command_timeout = match dur("command_timeout", &f.command_timeout)? {
+            None => Some(Duration::from_secs(30)),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
+        Ok(MssqlConnection {
+            name: name.to_owned(),
+            host,
+            endpoint,
+            database: f.database,
+            user: f.user,
+            password,
+            encrypt,
+            trust,
+            connect_timeout,
+            command_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(src: &str) -> BTreeMap<String, toml::Value> {
+        toml::from_str::<toml::Table>(src)
+            .expect("toml")
+            .into_iter()
+            .collect()
+    }
+
+    fn parse(src: &str) -> Result<MssqlConnection, Error> {
+        MssqlConnection::parse("s", &settings(src), None)
+    }
+
+    #[test]
+    fn strict_with_ca_file_and_password_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+        std::fs::write(dir.path().join("ca.pem"), "x").expect("write");
+        let c = MssqlConnection::parse(
+            "main",
+            &settings(
+                "host = \"sql1\"\nuser = \"baton\"\npassword_file = \"pw\"\ndatabase = \"app\"\nencrypt = \"strict\"\nca_file = \"ca.pem\"\nconnect_timeout = \"5s\"\ncommand_timeout = \"2m\"\n",
+            ),
+            Some(dir.path()),
+        )
+        .expect("parse");
+        assert_eq!(c.host, "sql1");
+        assert_eq!(c.endpoint, MssqlEndpoint::Port(1433));
+        assert_eq!(c.database.as_deref(), Some("app"));
+        assert_eq!(c.encrypt, Encrypt::Strict);
+        assert_eq!(
+            c.trust,
+            Some(ServerTrust::CaFile(dir.path().join("ca.pem")))
+        );
+        assert_eq!(c.password.read().expect("read").expose(), "s3cret");
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.command_timeout, Some(Duration::from_secs(120)));
+        let t = c.tiberius_config().expect("tiberius config");
+        assert_eq!(t.get_addr(), "sql1:1433");
+        assert_eq!(t.get_command_timeout(), Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn defaults_instance_off_and_trust() {
+        let c = parse("host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\nport = 14330\ncommand_timeout = \"0s\"\n")
+            .expect("off");
+        assert_eq!(c.endpoint, MssqlEndpoint::Port(14330));
+        assert_eq!(c.encrypt, Encrypt::Off);
+        assert_eq!(c.trust, None);
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.command_timeout, None);
+        assert_eq!(
+            c.tiberius_config().expect("config").get_command_timeout(),
+            None
+        );
+        let c = parse("host = \"h\"\ninstance = \"SQLEXPRESS\"\nuser = \"u\"\npassword_env = \"PATH\"\ntrust_server_certificate = true\n")
+            .expect("instance");
+        assert_eq!(c.endpoint, MssqlEndpoint::Instance("SQLEXPRESS".into()));
+        assert_eq!(c.encrypt, Encrypt::Required);
+        assert_eq!(c.trust, Some(ServerTrust::TrustAny));
+        assert_eq!(c.command_timeout, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "user = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\n",
+                "host",
+            ),
+            (
+                "host = \"h\"\nport = 1\ninstance = \"A\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\n",
+                "instance",
+            ),
+            (
+                "host = \"h\"\ninstance = \"a;b\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\n",
+                "instance",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword = \"inline\"\n",
+                "password",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\nencrypt = \"off\"\n",
+                "password_file",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword_env = \"BATON_SURELY_UNSET_VAR\"\nencrypt = \"off\"\n",
+                "password_env",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\n",
+                "ca_file",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"maybe\"\n",
+                "encrypt",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\ntrust_server_certificate = true\n",
+                "trust_server_certificate",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\nca_file = \"/surely/missing.pem\"\n",
+                "ca_file",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\ncommand_timeout = \"soon\"\n",
+                "command_timeout",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\ndatabase = \"a b\"\n",
+                "database",
+            ),
+        ];
+        for (src, key) in cases {
+            let e = parse(src).expect_err(src);
+            assert_eq!(e.key, format!("connections.s.{key}"), "{src}: {e}");
+        }
+    }
+}
