@@ -190,29 +190,10 @@ impl MysqlConnection {
         settings: &BTreeMap<String, toml::Value>,
         base: Option<&Path>,
     ) -> Result<MysqlConnection, Error> {
-        let prefix = format!("connections.{name}");
-        let err = |key: &str, message: String| Error {
-            key: if key.is_empty() {
-                prefix.clone()
-            } else {
-                format!("{prefix}.{key}")
-            },
-            message,
-        };
-        let table: toml::Table = settings
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let f: FileMysql =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                let key = if key == "." { String::new() } else { key };
-                err(&key, e.into_inner().to_string())
-            })?;
-        let abs = |p: PathBuf| match base {
-            Some(b) if p.is_relative() => b.join(p),
-            _ => p,
-        };
+        let s = SettingsParser::new(name, base);
+        let err = |key: &str, message: String| s.err(key, message);
+        let abs = |p: PathBuf| s.abs(p);
+        let f: FileMysql = s.deserialize(settings)?;
         let endpoint = match (f.host, f.socket) {
             (Some(_), Some(_)) => {
                 return Err(err(
@@ -240,37 +221,7 @@ impl MysqlConnection {
         if f.user.trim().is_empty() {
             return Err(err("user", "must not be empty".into()));
         }
-        let password = match (f.password_file, f.password_env) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "password_env",
-                    "set either password_file or password_env, not both".into(),
-                ));
-            }
-            (Some(p), None) => {
-                let p = abs(p);
-                if let Err(e) = std::fs::metadata(&p) {
-                    return Err(err("password_file", format!("{}: {e}", p.display())));
-                }
-                PasswordSource::File(p)
-            }
-            (None, Some(v)) => {
-                if std::env::var_os(&v).is_none() {
-                    return Err(err(
-                        "password_env",
-                        format!("environment variable {v} is not set"),
-                    ));
-                }
-                PasswordSource::Env(v)
-            }
-            (None, None) => {
-                return Err(err(
-                    "password_file",
-                    "set password_file (a 0600 file) or password_env; passwords are never inline"
-                        .into(),
-                ));
-            }
-        };
+        let password = s.password(f.password_file, f.password_env)?;
         if let Some(d) = &f.database
             && !baton_proto::valid_name(d)
         {
@@ -280,11 +231,7 @@ impl MysqlConnection {
         if !(1..=64).contains(&pool_size) {
             return Err(err("pool_size", "must be between 1 and 64".into()));
         }
-        let dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, Error> {
-            v.as_deref()
-                .map(|s| humantime::parse_duration(s).map_err(|e| err(key, e.to_string())))
-                .transpose()
-        };
+        let dur = |key: &str, v: &Option<String>| s.duration(key, v);
         let connect_timeout =
             dur("connect_timeout", &f.connect_timeout)?.unwrap_or(Duration::from_secs(10));
         let tls = match f.tls {
@@ -339,6 +286,106 @@ impl MysqlConnection {
                     .ok_or_else(|| err("dump_reserve_mb", "too large".into()))?,
             },
         })
+    }
+}
+
+/// Parsing `[connections.<name>]` settings: errors name the full key,
+/// relative paths are taken from the config file's directory, and the
+/// password source is checked the same way for every engine.
+pub(crate) struct SettingsParser<'a> {
+    prefix: String,
+    base: Option<&'a Path>,
+}
+
+impl<'a> SettingsParser<'a> {
+    /// For connection `name`, with paths relative to `base`.
+    pub(crate) fn new(name: &str, base: Option<&'a Path>) -> Self {
+        SettingsParser {
+            prefix: format!("connections.{name}"),
+            base,
+        }
+    }
+
+    /// An error about `key` (relative to the connection's table).
+    pub(crate) fn err(&self, key: &str, message: String) -> Error {
+        Error {
+            key: if key.is_empty() {
+                self.prefix.clone()
+            } else {
+                format!("{}.{key}", self.prefix)
+            },
+            message,
+        }
+    }
+
+    /// Deserialize the settings, naming the failing key.
+    pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
+        &self,
+        settings: &BTreeMap<String, toml::Value>,
+    ) -> Result<T, Error> {
+        let table: toml::Table = settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            self.err(&key, e.into_inner().to_string())
+        })
+    }
+
+    /// `p`, relative to the config file's directory when relative.
+    pub(crate) fn abs(&self, p: PathBuf) -> PathBuf {
+        match self.base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        }
+    }
+
+    /// A humantime duration at `key`.
+    pub(crate) fn duration(
+        &self,
+        key: &str,
+        v: &Option<String>,
+    ) -> Result<Option<Duration>, Error> {
+        v.as_deref()
+            .map(|s| humantime::parse_duration(s).map_err(|e| self.err(key, e.to_string())))
+            .transpose()
+    }
+
+    /// Exactly one of `password_file` (must exist) and `password_env` (must be set).
+    pub(crate) fn password(
+        &self,
+        file: Option<PathBuf>,
+        env: Option<String>,
+    ) -> Result<PasswordSource, Error> {
+        match (file, env) {
+            (Some(_), Some(_)) => Err(self.err(
+                "password_env",
+                "set either password_file or password_env, not both".into(),
+            )),
+            (Some(p), None) => {
+                let p = self.abs(p);
+                match std::fs::metadata(&p) {
+                    Ok(_) => Ok(PasswordSource::File(p)),
+                    Err(e) => Err(self.err("password_file", format!("{}: {e}", p.display()))),
+                }
+            }
+            (None, Some(v)) => {
+                if std::env::var_os(&v).is_none() {
+                    return Err(self.err(
+                        "password_env",
+                        format!("environment variable {v} is not set"),
+                    ));
+                }
+                Ok(PasswordSource::Env(v))
+            }
+            (None, None) => Err(self.err(
+                "password_file",
+                "set password_file (a 0600 file) or password_env; passwords are never inline"
+                    .into(),
+            )),
+        }
     }
 }
 

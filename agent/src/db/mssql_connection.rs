@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::db::connection::{Error, PasswordSource};
+use crate::db::connection::{Error, PasswordSource, SettingsParser};
 
 /// Where the SQL Server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,29 +169,10 @@ impl MssqlConnection {
         settings: &BTreeMap<String, toml::Value>,
         base: Option<&Path>,
     ) -> Result<MssqlConnection, Error> {
-        let prefix = format!("connections.{name}");
-        let err = |key: &str, message: String| Error {
-            key: if key.is_empty() {
-                prefix.clone()
-            } else {
-                format!("{prefix}.{key}")
-            },
-            message,
-        };
-        let table: toml::Table = settings
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let f: FileMssql =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                let key = if key == "." { String::new() } else { key };
-                err(&key, e.into_inner().to_string())
-            })?;
-        let abs = |p: PathBuf| match base {
-            Some(b) if p.is_relative() => b.join(p),
-            _ => p,
-        };
+        let s = SettingsParser::new(name, base);
+        let err = |key: &str, message: String| s.err(key, message);
+        let abs = |p: PathBuf| s.abs(p);
+        let f: FileMssql = s.deserialize(settings)?;
         let host = match f.host {
             Some(h) if !h.trim().is_empty() => h,
             Some(_) => return Err(err("host", "must not be empty".into())),
@@ -229,37 +210,7 @@ impl MssqlConnection {
         if f.user.trim().is_empty() {
             return Err(err("user", "must not be empty".into()));
         }
-        let password = match (f.password_file, f.password_env) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "password_env",
-                    "set either password_file or password_env, not both".into(),
-                ));
-            }
-            (Some(p), None) => {
-                let p = abs(p);
-                if let Err(e) = std::fs::metadata(&p) {
-                    return Err(err("password_file", format!("{}: {e}", p.display())));
-                }
-                PasswordSource::File(p)
-            }
-            (None, Some(v)) => {
-                if std::env::var_os(&v).is_none() {
-                    return Err(err(
-                        "password_env",
-                        format!("environment variable {v} is not set"),
-                    ));
-                }
-                PasswordSource::Env(v)
-            }
-            (None, None) => {
-                return Err(err(
-                    "password_file",
-                    "set password_file (a 0600 file) or password_env; passwords are never inline"
-                        .into(),
-                ));
-            }
-        };
+        let password = s.password(f.password_file, f.password_env)?;
         let encrypt = f.encrypt.unwrap_or(Encrypt::Required);
         let trust = match (encrypt, f.ca_file, f.trust_server_certificate) {
             (Encrypt::Off, Some(_), _) => {
@@ -296,11 +247,7 @@ impl MssqlConnection {
                 ));
             }
         };
-        let dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, Error> {
-            v.as_deref()
-                .map(|s| humantime::parse_duration(s).map_err(|e| err(key, e.to_string())))
-                .transpose()
-        };
+        let dur = |key: &str, v: &Option<String>| s.duration(key, v);
         let connect_timeout =
             dur("connect_timeout", &f.connect_timeout)?.unwrap_or(Duration::from_secs(10));
         if connect_timeout.is_zero() {
