@@ -23,6 +23,19 @@ struct Fixture {
 }
 
 async fn fixture(n: usize, setup_sql: &str) -> Fixture {
+    fixture_with(n, setup_sql, &["ALL"], true, "").await
+}
+
+/// Like [`fixture`], with the user's `grants` on its database, the dump and
+/// restore-check grants only when `dump_grants`, and `conn_extra` appended to
+/// the connection's table.
+async fn fixture_with(
+    n: usize,
+    setup_sql: &str,
+    grants: &[&str],
+    dump_grants: bool,
+    conn_extra: &str,
+) -> Fixture {
     let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
     let db = mdb.create_database("e2e").expect("database");
     if !setup_sql.is_empty() {
@@ -30,14 +43,16 @@ async fn fixture(n: usize, setup_sql: &str) -> Fixture {
         mdb.sql(Some(&db), &format!("DELIMITER //\n{setup_sql}\n//"))
             .expect("setup sql");
     }
-    let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
-    // Dumping routines defined by another user (root here) needs mysql.proc.
-    mdb.grant(&user, &["SELECT"], "mysql.proc").expect("grant");
-    // The restore check works in scratch databases `baton_verify_*`, and
-    // re-creates objects whose DEFINER is another user (SET USER).
-    mdb.grant(&user, &["ALL"], "`baton\\_verify\\_%`.*")
-        .expect("grant");
-    mdb.grant(&user, &["SET USER"], "*.*").expect("grant");
+    let (user, password) = mdb.create_user(&db, grants).expect("user");
+    if dump_grants {
+        // Dumping routines defined by another user (root here) needs mysql.proc.
+        mdb.grant(&user, &["SELECT"], "mysql.proc").expect("grant");
+        // The restore check works in scratch databases `baton_verify_*`, and
+        // re-creates objects whose DEFINER is another user (SET USER).
+        mdb.grant(&user, &["ALL"], "`baton\\_verify\\_%`.*")
+            .expect("grant");
+        mdb.grant(&user, &["SET USER"], "*.*").expect("grant");
+    }
     let secrets_dir = tempfile::Builder::new()
         .prefix("baton-e2e-secrets-")
         .tempdir()
@@ -47,7 +62,7 @@ async fn fixture(n: usize, setup_sql: &str) -> Fixture {
     mariadb::write_password_file(&pw, &password).expect("password file");
     let dumps = secrets.join("dumps");
     let conn = format!(
-        "{}dump_dir = \"{}\"\n",
+        "{}dump_dir = \"{}\"\n{conn_extra}",
         mdb.connection_toml("main", &db, &user, &pw),
         dumps.display()
     );
@@ -475,26 +490,15 @@ async fn a_dump_with_verify_passes_and_leaves_a_checked_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_without_privileges_fails_and_leaves_nothing_that_looks_complete() {
-    let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
-    let db = mdb.create_database("e2epriv").expect("database");
-    mdb.sql(
-        Some(&db),
-        "CREATE TABLE t (x INT); CREATE PROCEDURE p() SELECT 1",
+    let f = fixture_with(
+        1,
+        "CREATE TABLE t (x INT) // CREATE PROCEDURE p() SELECT 1",
+        &["SELECT"],
+        false,
+        "",
     )
-    .expect("setup");
-    let (user, password) = mdb.create_user(&db, &["SELECT"]).expect("user");
-    let dir = tempfile::tempdir().expect("tmp");
-    let pw = dir.path().join("pw");
-    mariadb::write_password_file(&pw, &password).expect("pw");
-    let dumps = dir.path().join("dumps");
-    let conn = format!(
-        "{}dump_dir = \"{}\"\n",
-        mdb.connection_toml("main", &db, &user, &pw),
-        dumps.display()
-    );
-    let c = Cluster::start_with(1, "", move |o| o.extra = conn.clone())
-        .await
-        .expect("cluster");
+    .await;
+    let (c, db, dumps) = (&f.c, &f.db, &f.dumps);
     let job = c
         .api
         .submit(json!({"group": "default",
@@ -507,7 +511,7 @@ async fn a_dump_without_privileges_fails_and_leaves_nothing_that_looks_complete(
         done.error.clone().unwrap_or_default().len() > 10,
         "the tool's message is on the job"
     );
-    let left: Vec<PathBuf> = walk(&dumps)
+    let left: Vec<PathBuf> = walk(dumps)
         .into_iter()
         .filter(|p| {
             let s = p.to_string_lossy();
@@ -534,27 +538,16 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_that_does_not_fit_is_refused_before_it_starts() {
-    let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
-    let db = mdb.create_database("e2efit").expect("database");
-    mdb.sql(
-        Some(&db),
-        "CREATE TABLE t (x INT); INSERT INTO t VALUES (1)",
-    )
-    .expect("setup");
-    let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
-    let dir = tempfile::tempdir().expect("tmp");
-    let pw = dir.path().join("pw");
-    mariadb::write_password_file(&pw, &password).expect("pw");
-    let dumps = dir.path().join("dumps");
     // Keep a petabyte free after the dump: no disk here can.
-    let conn = format!(
-        "{}dump_dir = \"{}\"\ndump_reserve_mb = 1000000000\n",
-        mdb.connection_toml("main", &db, &user, &pw),
-        dumps.display()
-    );
-    let c = Cluster::start_with(1, "", move |o| o.extra = conn.clone())
-        .await
-        .expect("cluster");
+    let f = fixture_with(
+        1,
+        "CREATE TABLE t (x INT) // INSERT INTO t VALUES (1)",
+        &["ALL"],
+        true,
+        "dump_reserve_mb = 1000000000\n",
+    )
+    .await;
+    let (c, db, dumps) = (&f.c, &f.db, &f.dumps);
     let job = c
         .api
         .submit(json!({"group": "default", "retry": {"max_attempts": 3},
@@ -570,7 +563,7 @@ async fn a_dump_that_does_not_fit_is_refused_before_it_starts() {
     );
     let err = done.error.unwrap_or_default();
     assert!(err.to_lowercase().contains("free"), "{err}");
-    let written: Vec<PathBuf> = walk(&dumps)
+    let written: Vec<PathBuf> = walk(dumps)
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".sql.zst"))
         .collect();
