@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConnectionConfig};
 use crate::db::dump::{DumpExecutor, Settings as DumpSettings};
+use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor};
 use crate::db::mysql::{MysqlExecutor, Pools};
 use crate::delivery;
 use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
@@ -143,13 +144,28 @@ impl Agent {
             DumpSettings::from_config(&config),
             groups.clone(),
         )));
+        let mssql = Arc::new(
+            Connections::new(config.connections.values().filter_map(|c| match c {
+                ConnectionConfig::Mssql(m) => Some(m.clone()),
+                ConnectionConfig::Mysql(_) | ConnectionConfig::Reserved { .. } => None,
+            }))
+            .with_fleet(&identity.fleet),
+        );
+        list.push(Box::new(MssqlExecutor::procedure(mssql.clone())));
+        list.push(Box::new(MssqlExecutor::sql(mssql.clone())));
+        list.push(Box::new(BackupExecutor::new(
+            mssql.clone(),
+            config.state_dir.clone(),
+        )));
         let executors = Executors::new(list);
+        let mut connections = mysql.advertised();
+        connections.extend(mssql.advertised());
         let settings = PollSettings {
             groups: served,
             wait: config.poll_wait,
             capabilities: Capabilities {
                 kinds: executors.kinds(),
-                connections: mysql.advertised(),
+                connections,
             },
         };
         let shared = Arc::new(Shared {
@@ -193,7 +209,7 @@ impl Agent {
             "Agent started"
         );
         for (name, conn) in &cfg.connections {
-            if let ConnectionConfig::Mssql(_) | ConnectionConfig::Reserved { .. } = conn {
+            if let ConnectionConfig::Reserved { .. } = conn {
                 warn!(connection = %name, kind = %conn.kind(), "Database executors for this kind are not built yet; connection not advertised");
             }
         }

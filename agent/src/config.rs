@@ -106,8 +106,7 @@ impl Default for CommandConfig {
 pub enum ConnectionConfig {
     /// `kind = "mysql"` (MySQL and MariaDB).
     Mysql(crate::db::connection::MysqlConnection),
-    /// `kind = "mssql"` (SQL Server): parsed and checked; its executors are
-    /// not built yet, so it is not advertised.
+    /// `kind = "mssql"` (SQL Server).
     Mssql(crate::db::mssql_connection::MssqlConnection),
     /// A kind whose executor is not built yet: accepted, not advertised.
     Reserved {

@@ -226,6 +226,12 @@ pub trait Executor: Send + Sync {
         true
     }
 
+    /// Whether this executor runs `spec` (several executors share a kind, one
+    /// per database engine: each takes the jobs on its own connections).
+    fn handles(&self, _spec: &JobSpec) -> bool {
+        true
+    }
+
     /// Run the job to its end (success, failure, timeout or cancel).
     fn execute(&self, job: Job) -> BoxFuture<'_, Outcome>;
 }
@@ -262,10 +268,20 @@ impl Executors {
         kinds
     }
 
-    /// Run a job with the executor of its kind; an unknown kind fails for good.
+    /// Run a job with the executor of its kind that handles its connection
+    /// (without one, the first of its kind says why it cannot run it); an
+    /// unknown kind fails for good.
     pub async fn execute(&self, job: Job) -> Outcome {
         let kind = job.spec.kind();
-        match self.list.iter().find(|e| e.kind() == kind && e.available()) {
+        let of_kind = || {
+            self.list
+                .iter()
+                .filter(move |e| e.kind() == kind && e.available())
+        };
+        match of_kind()
+            .find(|e| e.handles(&job.spec))
+            .or_else(|| of_kind().next())
+        {
             Some(e) => e.execute(job).await,
             None => Outcome::failed(
                 false,

@@ -89,7 +89,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_proto::JobKind;
+use baton_proto::{JobKind, JobSpec};
 
 use crate::config::{Config, ConnectionConfig};
 use crate::db::connection::MysqlConnection;
@@ -294,6 +294,11 @@ impl Executor for DumpExecutor {
 
     fn available(&self) -> bool {
         !self.settings.connections.is_empty()
+    }
+
+    fn handles(&self, spec: &JobSpec) -> bool {
+        spec.connection()
+            .is_some_and(|c| self.settings.connections.contains_key(c))
     }
 
     fn execute(&self, job: Job) -> BoxFuture<'_, Outcome> {

@@ -1,6 +1,22 @@
-//! SQL Server (`kind = "mssql"`) through tiberius. Built so far: how a
-//! failure is reported and classified ([`failure`]); the connection itself is
-//! [`crate::db::mssql_connection::MssqlConnection::connect`]. The `sql` /
-//! `procedure` executors are not built yet.
+//! SQL Server (`kind = "mssql"`) through tiberius 0.13.
+//!
+//! Layout:
+//! - [`connections`]: the agent's SQL Server connections by name, and the
+//!   fleet id that database-side names (lock, ledger key) carry.
+//! - [`exec`]: the `procedure` and `sql` executors (applock exclusion, run
+//!   ledger, result capture, cancel by TDS attention).
+//! - [`backup`]: the `dump` executor = native `BACKUP DATABASE` with progress,
+//!   `RESTORE VERIFYONLY`, manifest and retention.
+//! - [`failure`]: how a failure is reported and classified.
+//!
+//! The connection itself is
+//! [`crate::db::mssql_connection::MssqlConnection::connect`].
 
+pub mod backup;
+pub mod connections;
+pub mod exec;
 pub mod failure;
+
+pub use backup::BackupExecutor;
+pub use connections::Connections;
+pub use exec::MssqlExecutor;

@@ -257,6 +257,11 @@ impl Executor for MysqlExecutor {
         !self.pools.is_empty()
     }
 
+    fn handles(&self, spec: &JobSpec) -> bool {
+        spec.connection()
+            .is_some_and(|c| self.pools.config(c).is_ok())
+    }
+
     fn execute(&self, job: Job) -> BoxFuture<'_, Outcome> {
         Box::pin(self.run(job))
     }
