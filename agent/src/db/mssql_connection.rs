@@ -72,6 +72,26 @@ pub struct MssqlConnection {
     pub connect_timeout: Duration,
     /// Per round-trip command timeout; `None` means no limit.
     pub command_timeout: Option<Duration>,
+    /// Whether the agent may create the run ledger table (`create_ledger`,
+    /// default true).
+    pub create_ledger: bool,
+    /// Native backups (`dump` jobs).
+    pub backup: BackupSettings,
+}
+
+/// Settings of `dump` jobs (native `BACKUP DATABASE`) on a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackupSettings {
+    /// `backup_dir`: where SQL Server writes backups, as both the server and
+    /// the agent (on the same host) see it; absolute. Without it, `dump`
+    /// jobs on the connection are refused.
+    pub dir: Option<PathBuf>,
+    /// `backup_compression` (default false; not every edition has it).
+    pub compression: bool,
+    /// `keep_last`: backups kept per database (retention).
+    pub keep_last: Option<u32>,
+    /// `max_age`: backups older than this are deleted (retention).
+    pub max_age: Option<Duration>,
 }
 
 impl MssqlConnection {
@@ -159,6 +179,11 @@ struct FileMssql {
     trust_server_certificate: Option<bool>,
     connect_timeout: Option<String>,
     command_timeout: Option<String>,
+    create_ledger: Option<bool>,
+    backup_dir: Option<PathBuf>,
+    backup_compression: Option<bool>,
+    keep_last: Option<u32>,
+    max_age: Option<String>,
 }
 
 impl MssqlConnection {
@@ -258,6 +283,24 @@ impl MssqlConnection {
             Some(d) if d.is_zero() => None,
             Some(d) => Some(d),
         };
+        let backup_dir = match f.backup_dir {
+            Some(d) if !d.is_absolute() => {
+                return Err(err(
+                    "backup_dir",
+                    "must be an absolute path (as SQL Server on this host sees it)".into(),
+                ));
+            }
+            d => d,
+        };
+        if f.keep_last == Some(0) {
+            return Err(err("keep_last", "must be at least 1".into()));
+        }
+        let backup = BackupSettings {
+            dir: backup_dir,
+            compression: f.backup_compression.unwrap_or(false),
+            keep_last: f.keep_last,
+            max_age: dur("max_age", &f.max_age)?,
+        };
         Ok(MssqlConnection {
             name: name.to_owned(),
             host,
@@ -269,6 +312,8 @@ impl MssqlConnection {
             trust,
             connect_timeout,
             command_timeout,
+            create_ledger: f.create_ledger.unwrap_or(true),
+            backup,
         })
     }
 }

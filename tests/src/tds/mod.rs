@@ -74,6 +74,12 @@ pub use types::{SqlType, Value};
 
 use session::{Io, Shared};
 
+/// The session id (`@@SPID`) the server gives connection `conn` (numbered
+/// from 1): `50 + conn`, as user sessions on SQL Server start above 50.
+pub fn spid(conn: u64) -> i16 {
+    i16::try_from(50 + conn).unwrap_or(i16::MAX)
+}
+
 /// A running TDS test server on `127.0.0.1`; stops when dropped.
 #[derive(Debug)]
 pub struct TdsServer {
