@@ -87,6 +87,16 @@ pub(crate) fn parse_prelogin(payload: &[u8]) -> Result<PreLogin> {
     Ok(out)
 }
 
+/// Whether a PRELOGIN INSTOPT names this server: the named instance `own`
+/// (case-insensitively), or for the default instance an empty name or
+/// `MSSQLSERVER`.
+pub(crate) fn instance_valid(own: Option<&str>, requested: &str) -> bool {
+    match own {
+        Some(name) => requested.eq_ignore_ascii_case(name),
+        None => requested.is_empty() || requested.eq_ignore_ascii_case("MSSQLSERVER"),
+    }
+}
+
 /// The server's PRELOGIN reply: VERSION 16.0.1000, ENCRYPTION, INSTOPT,
 /// THREADID with length 0, MARS off.
 pub(crate) fn prelogin_reply(encryption: u8, instance_valid: bool) -> Vec<u8> {

@@ -135,6 +135,13 @@ pub enum Request {
     ScriptError {
         message: String,
     },
+    /// The session ended (after the client disconnected and its last
+    /// request ran to its end, or the server closed it): its open
+    /// transaction rolled back, its session-owned locks released.
+    SessionEnded {
+        rolled_back: bool,
+        released_locks: Vec<String>,
+    },
 }
 
 impl Request {
@@ -167,6 +174,10 @@ impl Request {
 pub struct Entry {
     pub conn: u64,
     pub request: Request,
+    /// The transaction descriptor of a batch's or RPC's ALL_HEADERS (the 8
+    /// bytes as a little-endian u64; 0 outside a transaction, and for other
+    /// entries).
+    pub descriptor: u64,
 }
 
 /// The server's append-only log, shared by all connections; dynamic
@@ -180,8 +191,16 @@ pub struct Log {
 
 impl Log {
     pub(crate) fn push(&self, conn: u64, request: Request) {
+        self.push_with(conn, request, 0);
+    }
+
+    pub(crate) fn push_with(&self, conn: u64, request: Request, descriptor: u64) {
         if let Ok(mut e) = self.entries.lock() {
-            e.push(Entry { conn, request });
+            e.push(Entry {
+                conn,
+                request,
+                descriptor,
+            });
         }
         self.changed.notify_waiters();
     }

@@ -5,26 +5,28 @@ use anyhow::{Result, bail, ensure};
 
 use super::record::{Param, ProcRef, Rpc};
 use super::types::{read_type_info, read_value};
-use super::wire::{Cursor, skip_all_headers, utf16_to_string};
+use super::wire::{Cursor, read_all_headers, utf16_to_string};
 
 const STATUS_BY_REF: u8 = 0x01;
 const STATUS_DEFAULT: u8 = 0x02;
 const STATUS_ENCRYPTED: u8 = 0x08;
 
-/// A SQL batch: ALL_HEADERS, then UTF-16LE text.
-pub(crate) fn parse_sql_batch(payload: &[u8]) -> Result<String> {
+/// A SQL batch: ALL_HEADERS (the transaction descriptor is returned), then
+/// UTF-16LE text.
+pub(crate) fn parse_sql_batch(payload: &[u8]) -> Result<(String, u64)> {
     let mut c = Cursor::new(payload);
-    skip_all_headers(&mut c)?;
+    let descriptor = read_all_headers(&mut c)?;
     let text = c.take(c.remaining())?;
     ensure!(text.len() % 2 == 0, "SQL batch text of an odd byte count");
-    Ok(utf16_to_string(text))
+    Ok((utf16_to_string(text), descriptor))
 }
 
 /// An RPC: ALL_HEADERS, a procedure name or `0xFFFF` + id, option flags, then
-/// parameters (name, status, TYPE_INFO, value).
-pub(crate) fn parse_rpc(payload: &[u8]) -> Result<Rpc> {
+/// parameters (name, status, TYPE_INFO, value). The transaction descriptor
+/// of ALL_HEADERS is returned with it.
+pub(crate) fn parse_rpc(payload: &[u8]) -> Result<(Rpc, u64)> {
     let mut c = Cursor::new(payload);
-    skip_all_headers(&mut c)?;
+    let descriptor = read_all_headers(&mut c)?;
     let len = c.u16_le()?;
     let proc = if len == 0xFFFF {
         let id = c.u16_le()?;
@@ -65,9 +67,10 @@ pub(crate) fn parse_rpc(payload: &[u8]) -> Result<Rpc> {
             output: status & STATUS_BY_REF != 0,
         });
     }
-    Ok(Rpc {
+    let rpc = Rpc {
         proc,
         option_flags,
         params,
-    })
+    };
+    Ok((rpc, descriptor))
 }

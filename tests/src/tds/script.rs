@@ -7,6 +7,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::SubsecRound;
+
+use super::model::LedgerRow;
 use super::procs::Procedure;
 use super::record::{Log, Request, normalize_name};
 use super::tokens::{Done, ServerMessage, Token};
@@ -80,7 +83,7 @@ impl fmt::Debug for Match {
 }
 
 /// One step of a reply.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Step {
     /// Tokens appended to the reply.
     Tokens(Vec<Token>),
@@ -92,6 +95,34 @@ pub enum Step {
     HangUntilAttention,
     /// Close the connection without finishing the reply.
     Close,
+    /// Run a closure at this point of the reply (e.g. write a file or update
+    /// shared state). Skipped when an ATTENTION cut the reply short before
+    /// it; run when the client disconnected (the server finishes a request
+    /// whose client is gone, as SQL Server does).
+    Run(Arc<dyn Fn() + Send + Sync>),
+    /// The request's own `COMMIT` (e.g. a procedure that commits by
+    /// itself): one level of the session's transaction; the outermost sends
+    /// ENVCHANGE 9. Without a transaction: error 3902. A procedure whose
+    /// final DONEPROC finds `@@TRANCOUNT` changed also gets error 266, as on
+    /// SQL Server.
+    Commit,
+    /// The request's own `ROLLBACK`: the whole transaction, ENVCHANGE 10;
+    /// error 3903 without one.
+    Rollback,
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Tokens(t) => f.debug_tuple("Tokens").field(t).finish(),
+            Step::Sleep(d) => f.debug_tuple("Sleep").field(d).finish(),
+            Step::HangUntilAttention => write!(f, "HangUntilAttention"),
+            Step::Close => write!(f, "Close"),
+            Step::Run(_) => write!(f, "Run(..)"),
+            Step::Commit => write!(f, "Commit"),
+            Step::Rollback => write!(f, "Rollback"),
+        }
+    }
 }
 
 /// A scripted reply: steps played in order; the message ends after the last.
@@ -168,6 +199,27 @@ impl Reply {
         self.steps.push(Step::Sleep(d));
         self
     }
+
+    /// Append the request's own COMMIT ([`Step::Commit`]), e.g.
+    /// `Reply::default().then_commit().then(vec![Token::ReturnStatus(0),
+    /// Token::DoneProc(Done::new())])` for a procedure that commits by itself.
+    pub fn then_commit(mut self) -> Reply {
+        self.steps.push(Step::Commit);
+        self
+    }
+
+    /// Append the request's own ROLLBACK ([`Step::Rollback`]).
+    pub fn then_rollback(mut self) -> Reply {
+        self.steps.push(Step::Rollback);
+        self
+    }
+
+    /// Append a closure run at this point of the reply; skipped if an
+    /// ATTENTION ended the reply before it.
+    pub fn then_run(mut self, f: impl Fn() + Send + Sync + 'static) -> Reply {
+        self.steps.push(Step::Run(Arc::new(f)));
+        self
+    }
 }
 
 /// What a dynamic responder gets: the connection number, the request and
@@ -177,6 +229,11 @@ pub struct Ctx {
     pub conn: u64,
     pub request: Request,
     pub log: Log,
+    /// The session's `@@TRANCOUNT` when the request arrived (e.g. BACKUP
+    /// refuses to run inside a user transaction).
+    pub trancount: u32,
+    /// The transaction descriptor the request carried (0: none).
+    pub descriptor: u64,
 }
 
 /// A future producing a reply.
@@ -233,8 +290,13 @@ pub(crate) struct Rule {
 pub struct Script {
     pub(crate) credentials: Option<(String, String)>,
     pub(crate) databases: Option<Vec<String>>,
+    /// Named instance this server is (`None`: the default instance).
+    pub(crate) instance: Option<String>,
     pub(crate) procedures: Vec<Procedure>,
     pub(crate) rules: Vec<Rule>,
+    /// `Some`: `dbo.baton_ledger` exists from the start, with these rows.
+    pub(crate) ledger: Option<Vec<LedgerRow>>,
+    pub(crate) held_applocks: Vec<String>,
 }
 
 impl Script {
@@ -254,10 +316,54 @@ impl Script {
         self
     }
 
+    /// This server is the named instance `name`: PRELOGIN INSTOPT must name it
+    /// (case-insensitively); the default instance is refused, and vice versa.
+    pub fn instance(mut self, name: &str) -> Script {
+        self.instance = Some(name.to_string());
+        self
+    }
+
     /// Declare a procedure: its parameters are checked like SQL Server does,
     /// and RPCs to undeclared names fail with 2812.
     pub fn procedure(mut self, p: Procedure) -> Script {
         self.procedures.push(p);
+        self
+    }
+
+    /// `dbo.baton_ledger` exists from the start (else the T1 batch creates
+    /// it).
+    pub fn ledger_table(mut self) -> Script {
+        self.ledger.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// A committed ledger row present from the start (creates the table):
+    /// an earlier attempt's commit.
+    pub fn ledger_row(
+        mut self,
+        fleet: &str,
+        job_id: i64,
+        attempt: i32,
+        token: i64,
+        result: &str,
+    ) -> Script {
+        self.ledger.get_or_insert_with(Vec::new).push(LedgerRow {
+            fleet: fleet.to_string(),
+            job_id,
+            attempt,
+            token,
+            committed_at: chrono::Utc::now().naive_utc().trunc_subsecs(3),
+            result: result.to_string(),
+            conn: 0,
+        });
+        self
+    }
+
+    /// An exclusive application lock on `resource` held from the start by
+    /// an outside session (connection 0), until
+    /// [`super::TdsServer::release_applock`].
+    pub fn hold_applock(mut self, resource: &str) -> Script {
+        self.held_applocks.push(resource.to_string());
         self
     }
 

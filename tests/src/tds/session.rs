@@ -9,16 +9,19 @@ use anyhow::{Result, bail};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::applock;
+use super::builtin::{self, Builtin};
 use super::login::{ENCRYPT_NOT_SUP, ENCRYPT_ON, parse_login7, parse_prelogin, prelogin_reply};
+use super::model::{Model, TxnChange};
 use super::packet::{
     ATTENTION, DEFAULT_PACKET_SIZE, LOGIN7, Message, MessageReader, MessageWriter, PRELOGIN, RPC,
     SQL_BATCH,
 };
 use super::procs::{check_execute_sql, check_procedure};
-use super::record::{Log, Request};
+use super::record::{Log, Request, normalize_name};
 use super::request::{parse_rpc, parse_sql_batch};
 use super::script::{Ctx, Reply, Responder, Script, Step};
-use super::tokens::{self, Done, Encoder, ServerMessage, Token};
+use super::tokens::{self, Done, Encoder, ServerMessage, Token, done_status};
 
 /// A connection's byte stream (TCP, or TLS over TCP).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -29,6 +32,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub(crate) struct Shared {
     pub(crate) log: Log,
     pub(crate) script: Mutex<Script>,
+    pub(crate) model: Arc<Model>,
 }
 
 enum Incoming {
@@ -55,6 +59,16 @@ enum Wait {
     Closed,
 }
 
+/// How a played reply ended.
+struct Outcome {
+    flow: Flow,
+    /// The request ran to its end (not cut short by an ATTENTION, a hang
+    /// ended by a disconnect, or a scripted close).
+    completed: bool,
+    /// An ERROR of class 11 or more was part of the reply.
+    errored: bool,
+}
+
 type Writer = MessageWriter<tokio::io::WriteHalf<Box<dyn Io>>>;
 
 struct Session {
@@ -68,7 +82,15 @@ struct Session {
 }
 
 /// Serve one connection until it closes.
-pub(crate) async fn serve(conn: u64, io: Box<dyn Io>, shared: Arc<Shared>, strict: bool) {
+/// `prelogin_done`: the PRELOGIN (and the TLS negotiated in it) already
+/// happened in `tls::negotiate`; the next message is the LOGIN7.
+pub(crate) async fn serve(
+    conn: u64,
+    io: Box<dyn Io>,
+    shared: Arc<Shared>,
+    strict: bool,
+    prelogin_done: bool,
+) {
     let (rd, wr) = tokio::io::split(io);
     let size = Arc::new(AtomicU32::new(DEFAULT_PACKET_SIZE));
     let (tx, rx) = mpsc::channel(8);
@@ -94,11 +116,23 @@ pub(crate) async fn serve(conn: u64, io: Box<dyn Io>, shared: Arc<Shared>, stric
         size,
         rx,
         strict,
-        state: State::PreLogin,
+        state: if prelogin_done {
+            State::Login
+        } else {
+            State::PreLogin
+        },
     };
     session.run().await;
     session.writer.shutdown().await;
     reader_task.abort();
+    if session.state == State::LoggedIn {
+        // The session ends: its transaction rolls back, its locks go.
+        let (rolled_back, released_locks) = session.shared.model.end_session(conn);
+        session.log(Request::SessionEnded {
+            rolled_back,
+            released_locks,
+        });
+    }
 }
 
 impl Session {
@@ -156,8 +190,18 @@ impl Session {
                 } else {
                     ENCRYPT_NOT_SUP
                 };
-                let valid =
-                    pre.instance.is_empty() || pre.instance.eq_ignore_ascii_case("MSSQLSERVER");
+                let own = self
+                    .shared
+                    .script
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.instance.clone());
+                let valid = match own {
+                    Some(name) => pre.instance.eq_ignore_ascii_case(&name),
+                    None => {
+                        pre.instance.is_empty() || pre.instance.eq_ignore_ascii_case("MSSQLSERVER")
+                    }
+                };
                 self.state = State::Login;
                 Ok(self
                     .send(&mut prelogin_reply(encryption, valid), true)
@@ -165,23 +209,26 @@ impl Session {
             }
             (State::Login, LOGIN7) => self.login(&msg.payload).await,
             (State::LoggedIn, SQL_BATCH) => {
-                let text = parse_sql_batch(&msg.payload)?;
-                self.request(Request::SqlBatch { text }, None).await
+                let (text, descriptor) = parse_sql_batch(&msg.payload)?;
+                self.request(Request::SqlBatch { text }, descriptor, None)
+                    .await
             }
             (State::LoggedIn, RPC) => {
-                let rpc = parse_rpc(&msg.payload)?;
-                let refusal = if rpc.is_execute_sql() {
+                let (rpc, descriptor) = parse_rpc(&msg.payload)?;
+                let refusal = if let Some(sys) = applock::sys_proc(&rpc) {
+                    applock::check(sys, &rpc)
+                } else if rpc.is_execute_sql() {
                     check_execute_sql(&rpc)
                 } else {
                     let procs = self.script()?.procedures.clone();
                     check_procedure(&procs, &rpc)
                 };
-                self.request(Request::Rpc(rpc), refusal).await
+                self.request(Request::Rpc(rpc), descriptor, refusal).await
             }
             (State::LoggedIn, ATTENTION) => {
                 // Nothing in flight: still acknowledged, as SQL Server does.
                 self.log(Request::Attention);
-                Ok(self.ack_attention().await)
+                Ok(self.ack_attention(None).await)
             }
             (state, ty) => bail!("unexpected packet type 0x{ty:02X} in state {state:?}"),
         }
@@ -278,95 +325,308 @@ impl Session {
     }
 
     /// Record a request and play its reply: a refusal from the RPC checks,
-    /// else the script's responder, else the default.
-    async fn request(&mut self, req: Request, refusal: Option<ServerMessage>) -> Result<Flow> {
-        self.log(req.clone());
+    /// else the script's responder, else the built-in answer, else the
+    /// default. A completed call of a declared procedure is an effect.
+    async fn request(
+        &mut self,
+        req: Request,
+        descriptor: u64,
+        refusal: Option<ServerMessage>,
+    ) -> Result<Flow> {
+        self.shared
+            .log
+            .push_with(self.conn, req.clone(), descriptor);
+        let declared = self.declared(&req)?;
+        let outcome = self.respond(&req, descriptor, refusal).await?;
+        if outcome.completed
+            && !outcome.errored
+            && let (Some(name), Some(rpc)) = (declared, req.as_rpc())
+        {
+            self.shared
+                .model
+                .effect(self.conn, &name, rpc.params.clone());
+        }
+        Ok(outcome.flow)
+    }
+
+    /// The procedure name of an RPC to a declared procedure.
+    fn declared(&self, req: &Request) -> Result<Option<String>> {
+        let Some(name) = req.as_rpc().and_then(|r| r.name()) else {
+            return Ok(None);
+        };
+        let script = self.script()?;
+        Ok(script
+            .procedures
+            .iter()
+            .any(|p| p.matches(name))
+            .then(|| name.to_string()))
+    }
+
+    async fn respond(
+        &mut self,
+        req: &Request,
+        descriptor: u64,
+        refusal: Option<ServerMessage>,
+    ) -> Result<Outcome> {
         let responder = match refusal {
-            Some(msg) => Responder::Fixed(Reply::tokens(vec![
+            Some(msg) => Some(Responder::Fixed(Reply::tokens(vec![
                 Token::Error(msg),
                 Token::DoneProc(Done::new().error()),
-            ])),
-            None => match self.script()?.pick(&req) {
-                Some(r) => r,
-                None if matches!(req, Request::Rpc(_)) => Responder::Fixed(Reply::proc_return(0)),
-                None => Responder::Fixed(Reply::done()),
-            },
+            ]))),
+            None => self.script()?.pick(req),
         };
         let reply = match responder {
-            Responder::Fixed(r) => r,
-            Responder::Dynamic(f) => {
-                let fut = f(Ctx {
+            Some(Responder::Fixed(r)) => r,
+            Some(Responder::Dynamic(f)) => {
+                let mut fut = f(Ctx {
                     conn: self.conn,
                     request: req.clone(),
                     log: self.shared.log.clone(),
+                    trancount: self.shared.model.trancount(self.conn),
+                    descriptor,
                 });
-                let outcome = tokio::select! {
-                    r = fut => Ok(r),
+                let waited = tokio::select! {
+                    r = &mut fut => Ok(r),
                     w = wait(&mut self.rx, None) => Err(w?),
                 };
-                match outcome {
+                match waited {
                     Ok(r) => r,
+                    Err(Wait::Closed) => {
+                        // The client is gone; the request still runs to its end.
+                        self.log(Request::Disconnect);
+                        let reply = fut.await;
+                        return self.play(reply, req, true).await;
+                    }
                     Err(w) => return self.interrupted(w).await,
                 }
             }
+            None => match builtin::answer(&self.shared.model, self.conn, req) {
+                Some(Builtin::Reply(r)) => r,
+                Some(Builtin::Wait(fut)) => {
+                    // A wait (for a lock, a row) ends at an ATTENTION or a
+                    // disconnect.
+                    let waited = tokio::select! {
+                        r = fut => Ok(r),
+                        w = wait(&mut self.rx, None) => Err(w?),
+                    };
+                    match waited {
+                        Ok(r) => r,
+                        Err(w) => return self.interrupted(w).await,
+                    }
+                }
+                None if matches!(req, Request::Rpc(_)) => Reply::proc_return(0),
+                None => Reply::done(),
+            },
         };
-        self.play(reply, &req).await
+        self.play(reply, req, false).await
     }
 
-    async fn play(&mut self, reply: Reply, req: &Request) -> Result<Flow> {
+    /// With XACT_ABORT on (or for a deadlock victim, always), an error ends
+    /// the open transaction: the descriptor rolled back.
+    fn abort_transaction(&self, number: i32) -> Option<u64> {
+        let model = &self.shared.model;
+        model.txn(self.conn)?;
+        if !model.xact_abort(self.conn) && number != 1205 {
+            return None;
+        }
+        match model.rollback(self.conn) {
+            TxnChange::RolledBack(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Play a reply's steps. `detached`: the client is gone, so nothing is
+    /// sent, but sleeps elapse and closures run, as SQL Server finishes a
+    /// request whose client disconnected.
+    async fn play(&mut self, reply: Reply, req: &Request, mut detached: bool) -> Result<Outcome> {
         let mut buf = Vec::new();
         let mut enc = Encoder::new(Some(req));
+        let mut errored = false;
+        let end = |flow, completed, errored| Outcome {
+            flow,
+            completed,
+            errored,
+        };
+        // A procedure must leave @@TRANCOUNT as it found it (error 266).
+        let proc_name = req
+            .as_rpc()
+            .filter(|r| applock::sys_proc(r).is_none())
+            .and_then(|r| r.name())
+            .map(|n| {
+                let n = normalize_name(n);
+                n.rsplit('.').next().unwrap_or(&n).to_string()
+            });
+        let count_before = self.shared.model.trancount(self.conn);
         for step in reply.steps {
             let pause = match step {
                 Step::Tokens(tokens) => {
                     for t in &tokens {
+                        let mut mismatch = None;
+                        if let (Token::DoneProc(d), Some(name)) = (t, &proc_name) {
+                            let now = self.shared.model.trancount(self.conn);
+                            if d.status & done_status::MORE == 0 && now != count_before {
+                                mismatch = Some(trancount_mismatch(name, count_before, now));
+                            }
+                        }
+                        if let Some((error, done)) = &mismatch {
+                            enc.encode(&mut buf, error)?;
+                            enc.encode(&mut buf, done)?;
+                            continue;
+                        }
                         if let Err(e) = enc.encode(&mut buf, t) {
                             self.log(Request::ScriptError {
                                 message: format!("{e:#}"),
                             });
-                            return Ok(Flow::Close);
+                            return Ok(end(Flow::Close, false, errored));
                         }
+                        if let Token::Error(m) = t
+                            && m.class >= 11
+                        {
+                            errored = true;
+                            if let Some(id) = self.abort_transaction(m.number) {
+                                enc.encode(&mut buf, &Token::EnvRollbackTransaction(id))?;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Step::Run(f) => {
+                    f();
+                    continue;
+                }
+                Step::Commit | Step::Rollback => {
+                    let model = &self.shared.model;
+                    let (token, number) = if matches!(step, Step::Commit) {
+                        match model.commit(self.conn) {
+                            TxnChange::Committed(Some(id)) => {
+                                (Some(Token::EnvCommitTransaction(id)), None)
+                            }
+                            TxnChange::NoTransaction => (None, Some((3902, "COMMIT"))),
+                            _ => (None, None),
+                        }
+                    } else {
+                        match model.rollback(self.conn) {
+                            TxnChange::RolledBack(id) => {
+                                (Some(Token::EnvRollbackTransaction(id)), None)
+                            }
+                            _ => (None, Some((3903, "ROLLBACK"))),
+                        }
+                    };
+                    if let Some(t) = token {
+                        enc.encode(&mut buf, &t)?;
+                    }
+                    if let Some((number, what)) = number {
+                        errored = true;
+                        let msg = format!(
+                            "The {what} TRANSACTION request has no corresponding BEGIN \
+                             TRANSACTION."
+                        );
+                        enc.encode(&mut buf, &Token::Error(ServerMessage::new(number, 16, msg)))?;
                     }
                     continue;
                 }
                 Step::Sleep(d) => Some(d),
                 Step::HangUntilAttention => None,
                 Step::Close => {
-                    self.send(&mut buf, false).await;
-                    return Ok(Flow::Close);
+                    if !detached {
+                        self.send(&mut buf, false).await;
+                    }
+                    return Ok(end(Flow::Close, false, errored));
                 }
             };
-            if let Flow::Close = self.send(&mut buf, false).await {
-                return Ok(Flow::Close);
+            let deadline = pause.map(|d| tokio::time::Instant::now() + d);
+            if !detached && let Flow::Close = self.send(&mut buf, false).await {
+                detached = true;
             }
-            match wait(&mut self.rx, pause).await? {
-                Wait::Elapsed => {}
-                w => return self.interrupted(w).await,
+            if !detached {
+                match wait(&mut self.rx, pause).await? {
+                    Wait::Elapsed => continue,
+                    Wait::Attention => {
+                        let flow = self.interrupted(Wait::Attention).await?.flow;
+                        return Ok(end(flow, false, errored));
+                    }
+                    Wait::Closed => {
+                        self.log(Request::Disconnect);
+                        detached = true;
+                    }
+                }
+            }
+            buf.clear();
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                // A hang ends with its client.
+                None => return Ok(end(Flow::Close, false, errored)),
             }
         }
-        Ok(self.send(&mut buf, true).await)
+        if detached {
+            return Ok(end(Flow::Close, true, errored));
+        }
+        let flow = self.send(&mut buf, true).await;
+        Ok(end(flow, true, errored))
     }
 
-    async fn interrupted(&mut self, w: Wait) -> Result<Flow> {
-        match w {
-            Wait::Elapsed => Ok(Flow::Continue),
+    async fn interrupted(&mut self, w: Wait) -> Result<Outcome> {
+        let flow = match w {
+            Wait::Elapsed => Flow::Continue,
             Wait::Attention => {
                 self.log(Request::Attention);
-                Ok(self.ack_attention().await)
+                // XACT_ABORT: a cancelled request rolls its transaction back.
+                let rolled_back = if self.shared.model.xact_abort(self.conn) {
+                    match self.shared.model.rollback(self.conn) {
+                        TxnChange::RolledBack(id) => Some(id),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                self.ack_attention(rolled_back).await
             }
             Wait::Closed => {
                 self.log(Request::Disconnect);
-                Ok(Flow::Close)
+                Flow::Close
             }
-        }
+        };
+        Ok(Outcome {
+            flow,
+            completed: false,
+            errored: false,
+        })
     }
 
-    /// DONE with DONE_ATTN ends the (cancelled) reply.
-    async fn ack_attention(&mut self) -> Flow {
+    /// DONE with DONE_ATTN ends the (cancelled) reply, after the ENVCHANGE
+    /// of a transaction it rolled back.
+    async fn ack_attention(&mut self, rolled_back: Option<u64>) -> Flow {
         let mut out = Vec::new();
+        if let Some(id) = rolled_back {
+            let mut enc = Encoder::new(None);
+            if enc
+                .encode(&mut out, &Token::EnvRollbackTransaction(id))
+                .is_err()
+            {
+                out.clear();
+            }
+        }
         tokens::done(&mut out, 0xFD, &Done::new().attn());
         self.send(&mut out, true).await
     }
+}
+
+/// Error 266 and the failed DONEPROC that replace a procedure's final
+/// DONEPROC when it changed `@@TRANCOUNT` (it committed, rolled back or
+/// began a transaction without ending it).
+fn trancount_mismatch(proc: &str, before: u32, now: u32) -> (Token, Token) {
+    let msg = ServerMessage::new(
+        266,
+        16,
+        format!(
+            "Transaction count after EXECUTE indicates a mismatching number of BEGIN and \
+             COMMIT statements. Previous count = {before}, current count = {now}."
+        ),
+    )
+    .state(2)
+    .procedure(proc)
+    .line(0);
+    (Token::Error(msg), Token::DoneProc(Done::new().error()))
 }
 
 /// Wait for `pause` (forever if `None`) while watching the client: an

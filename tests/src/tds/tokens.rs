@@ -1,5 +1,6 @@
 //! Reply tokens (MS-TDS 2.2.7) and their encoding: COLMETADATA, ROW, DONE,
-//! DONEPROC, DONEINPROC, RETURNSTATUS, RETURNVALUE, INFO, ERROR, ENVCHANGE,
+//! DONEPROC, DONEINPROC, RETURNSTATUS, RETURNVALUE, INFO, ERROR, ENVCHANGE
+//! (database, packet size, collation, begin/commit/rollback transaction),
 //! LOGINACK.
 
 use anyhow::{Context, Result, bail, ensure};
@@ -173,6 +174,14 @@ pub enum Token {
     Error(ServerMessage),
     /// ENVCHANGE (0xE3) type 1, the current database.
     EnvDatabase { new: String, old: String },
+    /// ENVCHANGE type 8: a transaction began; the descriptor (8 bytes, here
+    /// a little-endian u64) is what the client sends in later requests'
+    /// ALL_HEADERS.
+    EnvBeginTransaction(u64),
+    /// ENVCHANGE type 9: the transaction with this descriptor committed.
+    EnvCommitTransaction(u64),
+    /// ENVCHANGE type 10: the transaction with this descriptor rolled back.
+    EnvRollbackTransaction(u64),
     /// Bytes sent as they are (for tests of malformed replies).
     Raw(Vec<u8>),
 }
@@ -285,6 +294,24 @@ impl<'a> Encoder<'a> {
                 let mut body = vec![1u8];
                 put_b_varchar(&mut body, new)?;
                 put_b_varchar(&mut body, old)?;
+                env_change(out, &body);
+            }
+            Token::EnvBeginTransaction(id) => {
+                // NewValue: B_VARBYTE descriptor; OldValue: empty.
+                let mut body = vec![8u8, 8];
+                body.extend_from_slice(&id.to_le_bytes());
+                body.push(0);
+                env_change(out, &body);
+            }
+            Token::EnvCommitTransaction(id) | Token::EnvRollbackTransaction(id) => {
+                // NewValue: empty; OldValue: B_VARBYTE descriptor.
+                let ty = if matches!(token, Token::EnvCommitTransaction(_)) {
+                    9u8
+                } else {
+                    10
+                };
+                let mut body = vec![ty, 0, 8];
+                body.extend_from_slice(&id.to_le_bytes());
                 env_change(out, &body);
             }
             Token::Raw(bytes) => out.extend_from_slice(bytes),

@@ -115,14 +115,15 @@ pub(crate) fn put_us_varchar(out: &mut Vec<u8>, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Skip `ALL_HEADERS` at the start of a SQL batch or RPC request. SQL Server
-/// (TDS 7.2+) requires it and requires a transaction descriptor header in it;
-/// lengths must be consistent.
-pub(crate) fn skip_all_headers(c: &mut Cursor<'_>) -> Result<()> {
+/// Read `ALL_HEADERS` at the start of a SQL batch or RPC request and return
+/// the transaction descriptor it carries (8 bytes as a little-endian u64; 0
+/// outside a transaction). SQL Server (TDS 7.2+) requires it and requires a
+/// transaction descriptor header in it; lengths must be consistent.
+pub(crate) fn read_all_headers(c: &mut Cursor<'_>) -> Result<u64> {
     let total = c.u32_le()? as usize;
     ensure!(total >= 4, "ALL_HEADERS total length {total} < 4");
     let mut body = Cursor::new(c.take(total - 4)?);
-    let mut has_tx = false;
+    let mut descriptor = None;
     while !body.is_empty() {
         let len = body.u32_le()? as usize;
         ensure!(len >= 6, "ALL_HEADERS header length {len} < 6");
@@ -142,7 +143,9 @@ pub(crate) fn skip_all_headers(c: &mut Cursor<'_>) -> Result<()> {
                     outstanding == 1,
                     "outstanding request count {outstanding} (want 1)"
                 );
-                has_tx = true;
+                let mut d = [0u8; 8];
+                d.copy_from_slice(&data[..8]);
+                descriptor = Some(u64::from_le_bytes(d));
             }
             3 => ensure!(
                 data.len() == 20,
@@ -152,9 +155,5 @@ pub(crate) fn skip_all_headers(c: &mut Cursor<'_>) -> Result<()> {
             other => bail!("unknown ALL_HEADERS header type {other}"),
         }
     }
-    ensure!(
-        has_tx,
-        "ALL_HEADERS without a transaction descriptor header"
-    );
-    Ok(())
+    descriptor.ok_or_else(|| anyhow::anyhow!("ALL_HEADERS without a transaction descriptor header"))
 }
