@@ -1,6 +1,6 @@
 //! Validation of job submissions: every refusal names the field at fault.
 
-use baton_proto::{JobSpec, JobSubmit, limits, valid_name};
+use baton_proto::{JobSpec, JobSubmit, SqlType, limits, valid_name};
 
 /// A refused field: `(dotted field path, message)`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,21 +99,31 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
             if !valid_routine_name(&p.procedure) {
                 return Err(err(
                     "spec.procedure",
-                    "must be `name` or `schema.name`, each 1-64 characters of A-Z a-z 0-9 _ $",
+                    "must be `name`, `schema.name` or `database.schema.name`, each part 1-128 \
+                     characters of A-Z a-z 0-9 _ @ # $",
                 ));
             }
+            let mut seen = std::collections::BTreeSet::new();
             for (i, param) in p.params.iter().enumerate() {
-                let ok = !param.name.is_empty()
-                    && param.name.len() <= 64
-                    && param
-                        .name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                if !ok {
+                if !valid_param_name(&param.name) {
                     return Err(err(
                         &format!("spec.params[{i}].name"),
-                        "must be 1-64 characters of A-Z a-z 0-9 _",
+                        "must be 1-127 characters of A-Z a-z 0-9 _",
                     ));
+                }
+                if !seen.insert(param.name.to_ascii_lowercase()) {
+                    return Err(err(
+                        &format!("spec.params[{i}].name"),
+                        format!(
+                            "{:?} is given twice (names are case-insensitive)",
+                            param.name
+                        ),
+                    ));
+                }
+                if let Some(t) = &param.sql_type
+                    && let Err(e) = SqlType::parse(t)
+                {
+                    return Err(err(&format!("spec.params[{i}].sql_type"), e));
                 }
             }
         }
@@ -141,22 +151,35 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
     Ok(ttl)
 }
 
-/// `name` or `schema.name`, each part 1-64 characters of `[A-Za-z0-9_$]`.
+/// `name`, `schema.name` or `database.schema.name` (SQL Server's three-part
+/// names), each part 1-128 characters of `[A-Za-z0-9_@#$]`. The controller
+/// does not know the connection's engine: each agent executor applies its
+/// engine's stricter rule (MySQL: at most two parts of 1-64 `[A-Za-z0-9_$]`).
 pub fn valid_routine_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
-    parts.len() <= 2
+    parts.len() <= 3
         && parts.iter().all(|p| {
             !p.is_empty()
-                && p.len() <= 64
+                && p.len() <= 128
                 && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'#' | b'$'))
         })
+}
+
+/// A parameter name: 1-127 characters of `[A-Za-z0-9_]` (sent as `@name` on
+/// SQL Server; MySQL's executor allows 64).
+pub fn valid_param_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 127
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_proto::{CommandSpec, NoopSpec, RetryPolicy};
+    use baton_proto::{
+        CommandSpec, NoopSpec, ParamMode, ParamValue, ProcedureParam, ProcedureSpec, RetryPolicy,
+    };
 
     fn base() -> JobSubmit {
         JobSubmit {
@@ -174,10 +197,62 @@ mod tests {
     fn routine_names() {
         assert!(valid_routine_name("nightly"));
         assert!(valid_routine_name("app.nightly_$1"));
-        assert!(!valid_routine_name("a.b.c"));
+        assert!(valid_routine_name("shop.dbo.usp_close#2"));
+        assert!(valid_routine_name(&"a".repeat(128)));
+        assert!(!valid_routine_name("a.b.c.d"));
+        assert!(!valid_routine_name("a..b"));
         assert!(!valid_routine_name("x`; DROP TABLE t; --"));
+        assert!(!valid_routine_name("[dbo].[x]"));
         assert!(!valid_routine_name(""));
-        assert!(!valid_routine_name(&"a".repeat(65)));
+        assert!(!valid_routine_name(&"a".repeat(129)));
+    }
+
+    fn procedure(params: Vec<ProcedureParam>) -> JobSubmit {
+        JobSubmit {
+            spec: JobSpec::Procedure(ProcedureSpec {
+                connection: "main".into(),
+                procedure: "dbo.usp_x".into(),
+                params,
+                exactly_once: false,
+            }),
+            ..base()
+        }
+    }
+
+    fn param(name: &str, sql_type: Option<&str>) -> ProcedureParam {
+        ProcedureParam {
+            name: name.into(),
+            mode: ParamMode::In,
+            value: ParamValue::Int(1),
+            sql_type: sql_type.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn procedure_params_and_sql_types_are_checked() {
+        let ok = procedure(vec![
+            param("id", Some("int")),
+            param("amount", Some("decimal(10,2)")),
+            param("note", Some("nvarchar(max)")),
+            param(&"p".repeat(127), None),
+        ]);
+        assert_eq!(submission(&ok, 15_000), Ok(15_000));
+        let field = |s: &JobSubmit| submission(s, 15_000).map_err(|e| e.field);
+        let bad_type = procedure(vec![param("id", Some("int")), param("x", Some("text"))]);
+        assert_eq!(field(&bad_type), Err("spec.params[1].sql_type".into()));
+        let e = submission(&bad_type, 15_000).expect_err("text");
+        assert!(e.message.contains("not a supported SQL type"), "{e}");
+        let dup = procedure(vec![param("Id", None), param("id", None)]);
+        assert_eq!(field(&dup), Err("spec.params[1].name".into()));
+        let long = procedure(vec![param(&"p".repeat(128), None)]);
+        assert_eq!(field(&long), Err("spec.params[0].name".into()));
+        let at = procedure(vec![param("@id", None)]);
+        assert_eq!(field(&at), Err("spec.params[0].name".into()));
+        let mut four = procedure(vec![]);
+        if let JobSpec::Procedure(p) = &mut four.spec {
+            p.procedure = "srv.shop.dbo.usp_x".into();
+        }
+        assert_eq!(field(&four), Err("spec.procedure".into()));
     }
 
     #[test]

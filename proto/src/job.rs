@@ -160,6 +160,11 @@ pub struct ProcedureParam {
     pub mode: ParamMode,
     /// Value for IN/INOUT parameters; the type hint for OUT ones.
     pub value: ParamValue,
+    /// The SQL type to bind the value as (SQL Server), e.g. `int`,
+    /// `decimal(10,2)`, `nvarchar(max)`; without it the value's own type
+    /// decides. Checked against an allow-list by the controller and the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_type: Option<String>,
 }
 
 /// A stored procedure call.
@@ -574,11 +579,13 @@ mod tests {
                     name: "n".into(),
                     mode: ParamMode::In,
                     value: ParamValue::Int(3),
+                    sql_type: None,
                 },
                 ProcedureParam {
                     name: "o".into(),
                     mode: ParamMode::Out,
                     value: ParamValue::Null,
+                    sql_type: Some("decimal(10,2)".into()),
                 },
             ],
             exactly_once: true,
@@ -619,6 +626,25 @@ mod tests {
             serde_json::from_str::<JobSubmit>(r#"{"group":"g","spec":{"kind":"noop"},"colour":1}"#)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sql_type_is_optional_and_omitted_when_absent() {
+        let p: ProcedureParam =
+            serde_json::from_str(r#"{"name":"n","value":{"type":"int","value":1}}"#)
+                .expect("parse");
+        assert_eq!(p.sql_type, None);
+        assert!(
+            !serde_json::to_string(&p)
+                .expect("json")
+                .contains("sql_type")
+        );
+        let p: ProcedureParam = serde_json::from_str(
+            r#"{"name":"n","mode":"out","value":{"type":"null"},"sql_type":"int"}"#,
+        )
+        .expect("parse");
+        assert_eq!(p.sql_type.as_deref(), Some("int"));
+        check(&p);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`auth`]: enrollment, agent secrets, operator tokens and roles, audit entries.
 //! - [`error`]: the JSON error body and its codes.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
+//! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod job;
 pub mod lease;
+pub mod sql_type;
 
 pub use agent::{AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
@@ -34,6 +36,7 @@ pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
+pub use sql_type::SqlType;
 
 /// The API version this crate describes; every route lives under `/v1`.
 pub const API_VERSION: &str = "v1";

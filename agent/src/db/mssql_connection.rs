@@ -4,8 +4,8 @@
 //! a connection is opened.
 //!
 //! Keys: `host` (required), `port` (default 1433) **or** `instance` (a named
-//! instance; resolving it through the SQL Browser on UDP 1434 is not built
-//! yet), `database`, `user`, `password_file` / `password_env`,
+//! instance, whose TCP port the SQL Browser on UDP `browser_port`, default
+//! 1434, tells at each connect), `database`, `user`, `password_file` / `password_env`,
 //! `encrypt = "strict" | "required" | "off"` (default `required`), `ca_file`
 //! or `trust_server_certificate = true` (one of them when encryption is on),
 //! `connect_timeout` (default 10s), `command_timeout` (default 30s; `"0s"`
@@ -24,8 +24,13 @@ use crate::db::connection::{Error, PasswordSource, SettingsParser};
 pub enum MssqlEndpoint {
     /// A fixed TCP port.
     Port(u16),
-    /// A named instance (its port comes from the SQL Browser).
-    Instance(String),
+    /// A named instance; its port comes from the SQL Browser on this UDP port.
+    Instance {
+        /// Instance name.
+        name: String,
+        /// SQL Browser UDP port (1434).
+        browser_port: u16,
+    },
 }
 
 /// TDS encryption mode (maps onto tiberius `EncryptionLevel`).
@@ -103,7 +108,12 @@ impl MssqlConnection {
         c.host(&self.host);
         match &self.endpoint {
             MssqlEndpoint::Port(p) => c.port(*p),
-            MssqlEndpoint::Instance(i) => c.instance_name(i),
+            MssqlEndpoint::Instance { name, browser_port } => {
+                // With an instance, tiberius sends the SQL Browser query to
+                // this port and connects to the port it answers.
+                c.port(*browser_port);
+                c.instance_name(name);
+            }
         }
         if let Some(d) = &self.database {
             c.database(d);
@@ -133,33 +143,95 @@ pub type MssqlClient = tiberius::Client<tokio_util::compat::Compat<tokio::net::T
 
 impl MssqlConnection {
     /// Open a connection (TCP, then TLS as configured, then the SQL login),
-    /// all within `connect_timeout`. Named instances are not resolved through
-    /// the SQL Browser yet: they fail here with a message saying so.
-    pub async fn connect(&self) -> Result<MssqlClient, String> {
+    /// all within `connect_timeout`. A named instance's port is asked from
+    /// the SQL Browser first.
+    pub async fn connect(&self) -> Result<MssqlClient, ConnectError> {
+        self.connect_with(self.command_timeout).await
+    }
+
+    /// [`MssqlConnection::connect`] with another per round-trip command
+    /// timeout (`None`: no limit, for `BACKUP DATABASE`).
+    pub async fn connect_with(
+        &self,
+        command_timeout: Option<Duration>,
+    ) -> Result<MssqlClient, ConnectError> {
+        use tiberius::SqlBrowser;
         use tokio_util::compat::TokioAsyncWriteCompatExt;
-        if let MssqlEndpoint::Instance(i) = &self.endpoint {
-            return Err(format!(
-                "connection {}: named instance `{i}` needs the SQL Browser, which is not \
-                 supported yet; set port instead",
-                self.name
-            ));
-        }
-        let config = self.tiberius_config()?;
+        let mut config = self.tiberius_config().map_err(ConnectError::Setup)?;
+        config.command_timeout(command_timeout);
         let open = async {
-            let tcp = tokio::net::TcpStream::connect(config.get_addr())
+            // Resolves a named instance through the SQL Browser first; with a
+            // port it is a plain TCP connect.
+            let tcp = tokio::net::TcpStream::connect_named(&config)
                 .await
-                .map_err(|e| format!("cannot reach {}: {e}", config.get_addr()))?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                .map_err(|source| ConnectError::Reach {
+                    target: match &self.endpoint {
+                        MssqlEndpoint::Instance { name, browser_port } => format!(
+                            "instance {name} on {} (SQL Browser on UDP {browser_port})",
+                            self.host
+                        ),
+                        MssqlEndpoint::Port(_) => config.get_addr(),
+                    },
+                    source,
+                })?;
+            tcp.set_nodelay(true)
+                .map_err(|e| ConnectError::Login(e.into()))?;
             tiberius::Client::connect(config, tcp.compat_write())
                 .await
-                .map_err(|e| format!("cannot log in to SQL Server: {e}"))
+                .map_err(ConnectError::Login)
         };
         match tokio::time::timeout(self.connect_timeout, open).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "connection {}: no session within {:?}",
-                self.name, self.connect_timeout
-            )),
+            Err(_) => Err(ConnectError::Timeout {
+                connection: self.name.clone(),
+                after: self.connect_timeout,
+            }),
+        }
+    }
+}
+
+/// Why no session could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The settings could not be used (the password file, say).
+    #[error("{0}")]
+    Setup(String),
+    /// The server (or the SQL Browser) could not be reached.
+    #[error("cannot reach {target}: {source}")]
+    Reach {
+        /// Address or instance.
+        target: String,
+        /// Why.
+        source: tiberius::error::Error,
+    },
+    /// TLS or the login failed.
+    #[error("cannot log in to SQL Server: {0}")]
+    Login(tiberius::error::Error),
+    /// No session within `connect_timeout`.
+    #[error("connection {connection}: no session within {}", humantime::format_duration(*after))]
+    Timeout {
+        /// Connection name.
+        connection: String,
+        /// The timeout.
+        after: Duration,
+    },
+}
+
+impl ConnectError {
+    /// Whether another attempt may help: network trouble, an unknown
+    /// instance and timeouts may; the settings, a refused certificate and a
+    /// refused login (18456, or 4060 for a database the login cannot open)
+    /// will not until an operator acts.
+    pub fn retryable(&self) -> bool {
+        use tiberius::error::Error as T;
+        match self {
+            ConnectError::Setup(_) => false,
+            ConnectError::Reach { .. } | ConnectError::Timeout { .. } => true,
+            ConnectError::Login(e) => match e {
+                T::Io { .. } => true,
+                T::Server(t) => !matches!(t.code(), 18456 | 4060 | 18452 | 18486 | 18487 | 18488),
+                _ => false,
+            },
         }
     }
 }
@@ -170,6 +242,7 @@ struct FileMssql {
     host: Option<String>,
     port: Option<u16>,
     instance: Option<String>,
+    browser_port: Option<u16>,
     database: Option<String>,
     user: String,
     password_file: Option<PathBuf>,
@@ -223,7 +296,14 @@ impl MssqlConnection {
                         "must be 1-16 characters of A-Z a-z 0-9 _ $ #".into(),
                     ));
                 }
-                MssqlEndpoint::Instance(i)
+                MssqlEndpoint::Instance {
+                    name: i,
+                    browser_port: match f.browser_port {
+                        Some(0) => return Err(err("browser_port", "must not be 0".into())),
+                        Some(p) => p,
+                        None => 1434,
+                    },
+                }
             }
             (None, None) => MssqlEndpoint::Port(1433),
         };
@@ -377,7 +457,13 @@ mod tests {
         );
         let c = parse("host = \"h\"\ninstance = \"SQLEXPRESS\"\nuser = \"u\"\npassword_env = \"PATH\"\ntrust_server_certificate = true\n")
             .expect("instance");
-        assert_eq!(c.endpoint, MssqlEndpoint::Instance("SQLEXPRESS".into()));
+        assert_eq!(
+            c.endpoint,
+            MssqlEndpoint::Instance {
+                name: "SQLEXPRESS".into(),
+                browser_port: 1434
+            }
+        );
         assert_eq!(c.encrypt, Encrypt::Required);
         assert_eq!(c.trust, Some(ServerTrust::TrustAny));
         assert_eq!(c.command_timeout, Some(Duration::from_secs(30)));
@@ -438,6 +524,38 @@ mod tests {
         for (src, key) in cases {
             let e = parse(src).expect_err(src);
             assert_eq!(e.key, format!("connections.s.{key}"), "{src}: {e}");
+        }
+    }
+
+    #[test]
+    fn backup_keys_are_parsed_and_checked() {
+        const BASE: &str =
+            "host = \"h\"\nuser = \"u\"\npassword_env = \"PATH\"\nencrypt = \"off\"\n";
+        let c = parse(BASE).expect("no backup keys");
+        assert_eq!(c.backup, BackupSettings::default());
+        assert_eq!(c.backup.dir, None);
+        assert!(!c.backup.compression);
+        let c = parse(&format!(
+            "{BASE}backup_dir = \"/var/opt/mssql/backup\"\nbackup_compression = true\nkeep_last = 3\nmax_age = \"7days\"\n"
+        ))
+        .expect("backup keys");
+        assert_eq!(
+            c.backup,
+            BackupSettings {
+                dir: Some(PathBuf::from("/var/opt/mssql/backup")),
+                compression: true,
+                keep_last: Some(3),
+                max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            }
+        );
+        for (extra, key) in [
+            ("backup_dir = \"backups\"\n", "backup_dir"),
+            ("keep_last = 0\n", "keep_last"),
+            ("max_age = \"a while\"\n", "max_age"),
+            ("backup_compression = \"yes\"\n", "backup_compression"),
+        ] {
+            let e = parse(&format!("{BASE}{extra}")).expect_err(extra);
+            assert_eq!(e.key, format!("connections.s.{key}"), "{extra}: {e}");
         }
     }
 }

@@ -77,7 +77,7 @@ mod defaults;
 mod flow;
 pub mod manifest;
 mod messages;
-mod paths;
+pub(crate) mod paths;
 mod process;
 pub mod retention;
 pub mod space;

@@ -1,6 +1,10 @@
 //! Where dumps go: `<root>/<connection>/<database>/<YYYYMMDDTHHMMSSZ>-job<id>.sql.zst`
 //! with `<same stem>.manifest.json` next to it, and the durable file moves
 //! (fsync, atomic rename, fsync of the directory).
+//!
+//! The stem, the manifest's name and the file helpers are shared with SQL Server
+//! native backups (`<stem>.bak`, see [`crate::db::mssql::backup`]): only the
+//! suffixes of the finished and the partial file differ ([`Suffixes`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,21 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 pub(crate) const MANIFEST_TMP_SUFFIX: &str = ".manifest.json.tmp";
 
 const TS_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// The suffixes of one kind of backup file: finished and being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suffixes {
+    /// A finished file (`.sql.zst`, `.bak`).
+    pub finished: &'static str,
+    /// The file while it is written (`.sql.zst.partial`, `.bak.partial`).
+    pub partial: &'static str,
+}
+
+/// MySQL/MariaDB dumps: `.sql.zst` and `.sql.zst.partial`.
+pub const SQL_ZST: Suffixes = Suffixes {
+    finished: SQL_ZST_SUFFIX,
+    partial: PARTIAL_SUFFIX,
+};
 
 /// Whether `name` may be a path component and a tool argument: a valid name
 /// not starting with a dot (so neither `.`, `..` nor a hidden file) or a dash
@@ -45,7 +64,12 @@ impl DumpName {
 
     /// Parse a finished dump's file name (`<stem>.sql.zst`).
     pub fn parse_dump(file_name: &str) -> Option<DumpName> {
-        Self::parse_stem(file_name.strip_suffix(SQL_ZST_SUFFIX)?)
+        Self::parse_file(file_name, SQL_ZST_SUFFIX)
+    }
+
+    /// Parse a file name `<stem><suffix>` (e.g. `<stem>.bak`).
+    pub fn parse_file(file_name: &str, suffix: &str) -> Option<DumpName> {
+        Self::parse_stem(file_name.strip_suffix(suffix)?)
     }
 
     /// Parse a stem.

@@ -8,6 +8,9 @@
 //! to dumps still running and are left alone, unless they are older than a
 //! day: then they are leftovers of a crash and go too. Other files are not
 //! touched.
+//!
+//! [`apply`] works on MySQL dumps; [`apply_for`] on any kind of backup file
+//! named `<stem><suffix>` (SQL Server's `.bak`), with the same rules.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -15,9 +18,9 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::paths::{
-    DumpName, MANIFEST_SUFFIX, MANIFEST_TMP_SUFFIX, PARTIAL_SUFFIX, SQL_ZST_SUFFIX,
-};
+use super::paths::{DumpName, MANIFEST_SUFFIX, MANIFEST_TMP_SUFFIX, SQL_ZST, Suffixes};
+#[cfg(all(test, unix))]
+use super::paths::{PARTIAL_SUFFIX, SQL_ZST_SUFFIX};
 
 /// Age past which a `.partial` is a leftover.
 pub const LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -59,8 +62,21 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-/// Apply retention to `dir`.
+/// Apply retention to the MySQL dumps in `dir`.
 pub fn apply(
+    dir: &Path,
+    keep_last: Option<u32>,
+    max_age: Option<Duration>,
+    now: DateTime<Utc>,
+    protect: Option<&DumpName>,
+) -> Report {
+    apply_for(SQL_ZST, dir, keep_last, max_age, now, protect)
+}
+
+/// Apply retention to the files named `<stem><suffixes.finished>` in `dir`
+/// (partial leftovers: `<stem><suffixes.partial>`).
+pub fn apply_for(
+    suffixes: Suffixes,
     dir: &Path,
     keep_last: Option<u32>,
     max_age: Option<Duration>,
@@ -82,9 +98,9 @@ pub fn apply(
         let Some(name) = file_name.to_str() else {
             continue;
         };
-        if let Some(dump) = DumpName::parse_dump(name) {
+        if let Some(dump) = DumpName::parse_file(name, suffixes.finished) {
             dumps.push(dump);
-        } else if name.ends_with(PARTIAL_SUFFIX) || name.ends_with(MANIFEST_TMP_SUFFIX) {
+        } else if name.ends_with(suffixes.partial) || name.ends_with(MANIFEST_TMP_SUFFIX) {
             let age = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -100,7 +116,7 @@ pub fn apply(
         let before = report.errors.len();
         remove(
             dir,
-            &format!("{stem}{SQL_ZST_SUFFIX}"),
+            &format!("{stem}{}", suffixes.finished),
             &mut report.deleted,
             &mut report.errors,
         );

@@ -9,8 +9,14 @@
 //!   the session itself failed ([`CONNECTION_NUMBERS`]).
 //! - I/O errors (refused, reset, timed out) are retryable; TLS failures,
 //!   protocol, encoding and conversion errors are not.
+//! - A job's own errors ([`classify_job`]): an invalid spec or configuration
+//!   is not retryable; no session (network, login, connect timeout) is;
+//!   `sp_getapplock` returning -3 (deadlock victim) or -2 (cancelled) is,
+//!   -999 (a parameter error) is not.
 
 use serde_json::{Value as Json, json};
+
+use super::exec::Error;
 
 /// Server error numbers that mean the session, not the statement, failed:
 /// server shutting down (6005, 6006), the connection was killed (596),
@@ -104,9 +110,74 @@ pub fn classify(e: &tiberius::error::Error, retry_codes: &[i64]) -> Failure {
     }
 }
 
+/// What an `sp_getapplock` return status means.
+pub fn applock_status(status: i32) -> &'static str {
+    match status {
+        0 => "granted",
+        1 => "granted after waiting",
+        -1 => "timed out",
+        -2 => "cancelled",
+        -3 => "chosen as deadlock victim",
+        -999 => "parameter validation or other call error",
+        _ => "unexpected status",
+    }
+}
+
+/// Classify a job's error with the job's retryable codes.
+pub fn classify_job(e: &Error, retry_codes: &[i64]) -> Failure {
+    let plain = |retryable: bool| Failure {
+        retryable,
+        message: e.to_string(),
+        error: None,
+    };
+    match e {
+        Error::Invalid(_) | Error::Config(_) => plain(false),
+        Error::Connect(c) => plain(c.retryable()),
+        Error::Lock { status, .. } => plain(matches!(status, -2 | -3)),
+        Error::Tds(t) => classify(t, retry_codes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_errors_retry_only_when_another_attempt_may_help() {
+        assert!(!classify_job(&Error::Invalid("spec.params[0].name".into()), &[]).retryable);
+        assert!(!classify_job(&Error::Config("no such connection".into()), &[]).retryable);
+        use crate::db::mssql_connection::ConnectError;
+        let reach = ConnectError::Reach {
+            target: "h:1433".into(),
+            source: tiberius::error::Error::Io {
+                kind: std::io::ErrorKind::ConnectionRefused,
+                message: "refused".into(),
+            },
+        };
+        assert!(classify_job(&Error::Connect(reach), &[]).retryable);
+        let tls = ConnectError::Login(tiberius::error::Error::Tls(
+            "invalid peer certificate".into(),
+        ));
+        assert!(!classify_job(&Error::Connect(tls), &[]).retryable);
+        assert!(
+            !classify_job(
+                &Error::Connect(ConnectError::Setup("no password file".into())),
+                &[]
+            )
+            .retryable
+        );
+        let lock = |status| Error::Lock {
+            lock: "baton:f:job:1".into(),
+            status,
+        };
+        assert!(classify_job(&lock(-3), &[]).retryable);
+        let f = classify_job(&lock(-999), &[]);
+        assert!(!f.retryable);
+        assert_eq!(
+            f.message,
+            "sp_getapplock('baton:f:job:1') returned -999 (parameter validation or other call error)"
+        );
+    }
 
     const DEFAULT_RETRY: [i64; 2] = [1213, 1205];
 

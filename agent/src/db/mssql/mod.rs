@@ -4,7 +4,9 @@
 //! - [`connections`]: the agent's SQL Server connections by name, and the
 //!   fleet id that database-side names (lock, ledger key) carry.
 //! - [`exec`]: the `procedure` and `sql` executors (applock exclusion, run
-//!   ledger, result capture, cancel by TDS attention).
+//!   ledger, result capture, cancel by TDS attention), with [`params`] (names
+//!   and typed values), [`session`] (the statements of a job, in order),
+//!   [`ledger`] (the run ledger), [`capture`] and [`value`] (results as JSON).
 //! - [`backup`]: the `dump` executor = native `BACKUP DATABASE` with progress,
 //!   `RESTORE VERIFYONLY`, manifest and retention.
 //! - [`failure`]: how a failure is reported and classified.
@@ -13,9 +15,14 @@
 //! [`crate::db::mssql_connection::MssqlConnection::connect`].
 
 pub mod backup;
+pub mod capture;
 pub mod connections;
 pub mod exec;
 pub mod failure;
+pub mod ledger;
+pub mod params;
+pub mod session;
+pub mod value;
 
 pub use backup::BackupExecutor;
 pub use connections::Connections;

@@ -19,6 +19,7 @@ fn param(name: &str, mode: ParamMode, value: ParamValue) -> ProcedureParam {
         name: name.into(),
         mode,
         value,
+        sql_type: None,
     }
 }
 

@@ -1,0 +1,452 @@
+//! One native backup job from checks to outcome (the steps are listed in the
+//! module docs of [`super`]).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use baton_proto::{Completion, DumpSpec, JobResult, JobSpec, Progress};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::{Map, Value as Json, json};
+use tiberius::ToSql;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::files::{self, Layout};
+use super::manifest::{self, Manifest, Verdict};
+use super::sql::{self, DatabaseState, ServerInfo};
+use super::{ATTENTION_GRACE, Error, Stop, progress};
+use crate::db::dump::paths::{self, DumpName, safe_component};
+use crate::db::dump::retention;
+use crate::db::mssql::{Connections, failure};
+use crate::db::mssql_connection::{MssqlClient, MssqlConnection};
+use crate::executor::{Cancel, Job, Outcome};
+
+/// What a verified backup left in its directory, before the manifest.
+struct Produced {
+    size: u64,
+    sha256: Result<String, String>,
+    verdict: Verdict,
+    finished: DateTime<Utc>,
+}
+
+/// Fires on cancel or timeout.
+#[derive(Debug, Clone)]
+struct Stopper {
+    cancel: Cancel,
+    deadline: Option<Instant>,
+}
+
+impl Stopper {
+    async fn stopped(&self) -> Stop {
+        let deadline = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            reason = self.cancel.cancelled() => Stop::Cancel(reason),
+            () = deadline => Stop::Timeout,
+        }
+    }
+
+    /// Run `f` unless a stop comes first (then `f` is dropped).
+    async fn run<T>(&self, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        match self.until(f).await {
+            Ok(r) => r,
+            Err(stop) => Err(Error::Stopped(stop)),
+        }
+    }
+
+    /// Run `f` to its end, or until a stop (then `f` is dropped, releasing
+    /// what it borrowed, e.g. the client for the ATTENTION).
+    async fn until<T>(&self, f: impl Future<Output = T>) -> Result<T, Stop> {
+        tokio::select! {
+            biased;
+            stop = self.stopped() => Err(stop),
+            r = f => Ok(r),
+        }
+    }
+}
+
+struct Run<'a> {
+    job: &'a Job,
+    conn: &'a MssqlConnection,
+    database: &'a str,
+    stop: Stopper,
+    result: JobResult,
+    /// `{attention_sent, acknowledged}` once a request was cancelled.
+    cancel: Option<Json>,
+}
+
+/// Run one backup job.
+pub(super) async fn run(connections: Arc<Connections>, job: Job) -> Outcome {
+    let JobSpec::Dump(DumpSpec {
+        connection,
+        database,
+        ..
+    }) = &job.spec
+    else {
+        let kind = job.spec.kind();
+        return Outcome::failed(false, format!("a backup executor got a {kind} job"));
+    };
+    let conn = match connections.get(connection) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(false, e),
+    };
+    let mut run = Run {
+        job: &job,
+        conn,
+        database,
+        stop: Stopper {
+            cancel: job.cancel.clone(),
+            deadline: job.timeout.map(|t| Instant::now() + t),
+        },
+        result: JobResult::default(),
+        cancel: None,
+    };
+    match run.go().await {
+        Ok(()) => Outcome::succeeded(run.result),
+        Err(e) => run.failed(e),
+    }
+}
+
+impl Run<'_> {
+    /// Publish progress and add the line to the log tail.
+    fn note(&self, percent: Option<f32>, message: String) {
+        self.job
+            .progress
+            .append_output(format!("{message}\n").as_bytes());
+        self.job
+            .progress
+            .set_progress(Progress { percent, message });
+    }
+
+    fn failed(mut self, e: Error) -> Outcome {
+        let job_id = self.job.job_id;
+        let mut data = Map::new();
+        if let Some(error) = e.server_error() {
+            data.insert("error".into(), error.clone());
+        }
+        if let Some(cancel) = self.cancel.take() {
+            data.insert("cancel".into(), cancel);
+        }
+        if !data.is_empty() {
+            self.result.data = Some(Json::Object(data));
+        }
+        match e {
+            Error::Stopped(Stop::Cancel(reason)) => {
+                info!(job_id, reason = reason.as_str(), "Backup stopped");
+                Outcome::cancelled(reason, self.result)
+            }
+            Error::Stopped(Stop::Timeout) => {
+                warn!(job_id, "Backup timed out");
+                Outcome::timed_out(self.job.timeout.unwrap_or_default(), self.result)
+            }
+            e => {
+                let retryable = e.retryable();
+                warn!(job_id, retryable, error = %e, "Backup failed");
+                self.job
+                    .progress
+                    .append_output(format!("backup failed: {e}\n").as_bytes());
+                Outcome {
+                    completion: Completion::Failed { retryable },
+                    result: self.result,
+                    error: Some(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// The value of a request that ran to its end; after a stop, the
+    /// ATTENTION (the request's future is gone, so the client is free).
+    async fn settle<T>(
+        &mut self,
+        client: &mut MssqlClient,
+        ended: Result<Result<T, Error>, Stop>,
+    ) -> Result<T, Error> {
+        match ended {
+            Ok(r) => r,
+            Err(stop) => {
+                let acknowledged = matches!(
+                    tokio::time::timeout(ATTENTION_GRACE, client.cancel_query()).await,
+                    Ok(Ok(()))
+                );
+                info!(
+                    job_id = self.job.job_id,
+                    acknowledged, "Sent an attention to stop the backup's request"
+                );
+                self.cancel = Some(json!({"attention_sent": true, "acknowledged": acknowledged}));
+                Err(Error::Stopped(stop))
+            }
+        }
+    }
+
+    async fn go(&mut self) -> Result<(), Error> {
+        let (conn, database) = (self.conn, self.database);
+        if !safe_component(database) {
+            return Err(Error::InvalidDatabase(database.to_owned()));
+        }
+        let root = conn
+            .backup
+            .dir
+            .clone()
+            .ok_or_else(|| Error::NoBackupDir(conn.name.clone()))?;
+        let retry = self.job.retry_codes.clone();
+
+        // The session: no command timeout, a backup may take hours.
+        self.note(
+            None,
+            format!("connecting to {} to back up {database}", conn.name),
+        );
+        let mut client = self
+            .stop
+            .run(async { conn.connect_with(None).await.map_err(Error::Connect) })
+            .await?;
+        let ended = self.stop.until(sql::spid(&mut client, &retry)).await;
+        let spid = self.settle(&mut client, ended).await?;
+        let ended = self.stop.until(sql::server_info(&mut client, &retry)).await;
+        let server = self.settle(&mut client, ended).await?;
+        let ended = self
+            .stop
+            .until(sql::database_state(&mut client, database, &retry))
+            .await;
+        let state = match self.settle(&mut client, ended).await? {
+            Some(s) if s.state.eq_ignore_ascii_case("ONLINE") => s,
+            Some(s) => {
+                return Err(Error::NotOnline {
+                    database: database.to_owned(),
+                    connection: conn.name.clone(),
+                    state: s.state,
+                });
+            }
+            None => {
+                return Err(Error::NoDatabase {
+                    database: database.to_owned(),
+                    connection: conn.name.clone(),
+                });
+            }
+        };
+
+        let started = Utc::now().trunc_subsecs(0);
+        let layout = Layout::new(
+            &root,
+            &conn.name,
+            database,
+            DumpName {
+                started,
+                job_id: self.job.job_id,
+            },
+        )?;
+        files::create_dir(&layout.dir)?;
+        let produced = self.produce(&mut client, spid, &layout, &retry).await;
+        drop(client);
+        let produced = match produced {
+            Ok(p) => p,
+            Err(e) => {
+                files::remove_unfinished(&layout.partial()).await;
+                return Err(e);
+            }
+        };
+        self.conclude(&layout, started, server, state, produced)
+            .await
+    }
+
+    /// Backup, verify, hash and rename: a verified `.bak`, or an error (the
+    /// caller removes the partial).
+    async fn produce(
+        &mut self,
+        client: &mut MssqlClient,
+        spid: i16,
+        layout: &Layout,
+        retry: &[i64],
+    ) -> Result<Produced, Error> {
+        let (conn, database, job_id) = (self.conn, self.database, self.job.job_id);
+        let partial = layout.partial();
+        let partial_text = partial.display().to_string();
+
+        // B3, with the progress poll beside it.
+        self.note(
+            Some(0.0),
+            format!("backing up {database} to {partial_text}"),
+        );
+        info!(job_id, connection = %conn.name, database, spid, file = %partial_text, "Backup started");
+        let statement = sql::backup_statement(conn.backup.compression);
+        let progress = self.job.progress.clone();
+        let ended = self
+            .stop
+            .until(async {
+                let target = partial_text.as_str();
+                let params: [&dyn ToSql; 2] = [&database, &target];
+                let backup = client.execute(statement, &params);
+                let poll = progress::poll(conn, job_id, spid, database, progress);
+                tokio::select! {
+                    r = backup => r.map(drop).map_err(|e| sql::server(&e, retry)),
+                    never = poll => match never {},
+                }
+            })
+            .await;
+        self.settle(client, ended).await?;
+        self.note(Some(100.0), progress::message(database, 100.0));
+
+        // B5, always.
+        self.note(Some(100.0), "verifying the backup".into());
+        let ended = self
+            .stop
+            .until(async {
+                let target = partial_text.as_str();
+                let params: [&dyn ToSql; 1] = [&target];
+                client
+                    .execute(sql::VERIFY, &params)
+                    .await
+                    .map(drop)
+                    .map_err(|e| Error::Verify(failure::classify(&e, retry)))
+            })
+            .await;
+        self.settle(client, ended).await?;
+        let verdict = Verdict {
+            ok: true,
+            message: "RESTORE VERIFYONLY … WITH CHECKSUM: the backup set is valid".into(),
+        };
+        let finished = Utc::now();
+
+        // The file, as the agent sees it.
+        let size = match std::fs::metadata(&partial) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Setup(format!(
+                    "SQL Server wrote and verified {partial_text}, but this agent cannot see \
+                     that file: backup_dir of connection {} must be the same directory for SQL \
+                     Server and the agent",
+                    conn.name
+                )));
+            }
+            Err(e) => return Err(Error::io(format!("cannot stat {partial_text}"), e)),
+        };
+        self.note(Some(100.0), "computing the backup's sha256".into());
+        let hashed = {
+            let path = partial.clone();
+            self.stop
+                .run(async {
+                    Ok(tokio::task::spawn_blocking(move || files::sha256_file(&path)).await)
+                })
+                .await?
+        };
+        let sha256 = match hashed {
+            Ok(Ok(h)) => Ok(h),
+            Ok(Err(e)) => {
+                warn!(job_id, file = %partial_text, error = %e, "Cannot read the backup to hash it");
+                Err(format!("the agent cannot read the file: {e}"))
+            }
+            Err(e) => Err(format!("hashing failed: {e}")),
+        };
+        files::finish(&partial, &layout.backup(), &layout.dir)?;
+        Ok(Produced {
+            size,
+            sha256,
+            verdict,
+            finished,
+        })
+    }
+
+    /// Manifest, result, retention.
+    async fn conclude(
+        &mut self,
+        layout: &Layout,
+        started: DateTime<Utc>,
+        server: ServerInfo,
+        state: DatabaseState,
+        produced: Produced,
+    ) -> Result<(), Error> {
+        let (conn, database, job) = (self.conn, self.database, self.job);
+        let backup = layout.backup();
+        let duration_ms =
+            u64::try_from((produced.finished - started).num_milliseconds()).unwrap_or(0);
+        let (sha256, sha256_error) = match produced.sha256 {
+            Ok(h) => (Some(h), None),
+            Err(e) => (None, Some(e)),
+        };
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            kind: manifest::KIND.into(),
+            file: layout.file_name(files::BAK_SUFFIX),
+            connection: conn.name.clone(),
+            database: database.to_owned(),
+            recovery_model: state.recovery_model,
+            server,
+            size_bytes: produced.size,
+            sha256,
+            sha256_error,
+            started_at: started,
+            finished_at: produced.finished,
+            duration_ms,
+            compression: conn.backup.compression,
+            checksum: true,
+            copy_only: true,
+            verify: produced.verdict,
+            job_id: job.job_id,
+            attempt: job.attempt,
+            token: job.token,
+        };
+        let manifest_path = layout.manifest();
+        let written = match serde_json::to_vec_pretty(&manifest) {
+            Ok(bytes) => {
+                let (path, tmp) = (manifest_path.clone(), layout.manifest_tmp());
+                match tokio::task::spawn_blocking(move || paths::write_atomic(&path, &tmp, &bytes))
+                    .await
+                {
+                    Ok(r) => r.map_err(|e| {
+                        Error::io(format!("cannot write {}", manifest_path.display()), e)
+                    }),
+                    Err(e) => Err(Error::Setup(format!("the manifest writer failed: {e}"))),
+                }
+            }
+            Err(e) => Err(Error::Setup(format!("cannot encode the manifest: {e}"))),
+        };
+        if let Err(e) = written {
+            // A backup without its manifest is not a finished one.
+            files::remove_unfinished(&backup).await;
+            return Err(e);
+        }
+        self.result.data = Some(manifest::result_data(&manifest, &backup, &manifest_path));
+        let summary = format!(
+            "backed up {database} on {} into {} ({} bytes, verified) in {:.1} s",
+            conn.name,
+            backup.display(),
+            manifest.size_bytes,
+            duration_ms as f64 / 1000.0
+        );
+        info!(
+            job_id = job.job_id,
+            connection = %conn.name,
+            database,
+            file = %backup.display(),
+            bytes = manifest.size_bytes,
+            sha256 = manifest.sha256.as_deref().unwrap_or("-"),
+            "Backup written and verified"
+        );
+        self.result.stdout = format!("{summary}\n");
+        self.note(Some(100.0), summary);
+
+        let (dir, keep, age, name) = (
+            layout.dir.clone(),
+            conn.backup.keep_last,
+            conn.backup.max_age,
+            layout.name.clone(),
+        );
+        let report = tokio::task::spawn_blocking(move || {
+            retention::apply_for(files::BAK, &dir, keep, age, Utc::now(), Some(&name))
+        })
+        .await;
+        if let Ok(report) = report
+            && !report.deleted.is_empty()
+        {
+            self.note(
+                Some(100.0),
+                format!("retention deleted {}", report.deleted.join(", ")),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! The manifest written next to each native backup (`<stem>.manifest.json`)
+//! and sent as the job's `result.data` (plus the paths).
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::sql::ServerInfo;
+
+/// Version of the manifest format.
+pub const FORMAT: u32 = 1;
+/// The `kind` field: which engine and method made the file.
+pub const KIND: &str = "mssql_native_backup";
+
+/// What a backup is and how to trust it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Manifest {
+    /// Format version.
+    pub format: u32,
+    /// Always [`KIND`].
+    pub kind: String,
+    /// The backup file's name (same directory).
+    pub file: String,
+    /// Connection name on the agent.
+    pub connection: String,
+    /// Database backed up.
+    pub database: String,
+    /// Its recovery model (`FULL`, `SIMPLE`, `BULK_LOGGED`).
+    pub recovery_model: Option<String>,
+    /// Version, edition and banner of the server.
+    pub server: ServerInfo,
+    /// Bytes of the file.
+    pub size_bytes: u64,
+    /// sha256 of the file (hex, as `sha256sum` prints it); null when the
+    /// agent cannot read the file.
+    pub sha256: Option<String>,
+    /// Why `sha256` is null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256_error: Option<String>,
+    /// Start of the backup (RFC 3339).
+    pub started_at: DateTime<Utc>,
+    /// End of the verification (RFC 3339).
+    pub finished_at: DateTime<Utc>,
+    /// Milliseconds from start to end.
+    pub duration_ms: u64,
+    /// `WITH COMPRESSION`.
+    pub compression: bool,
+    /// `WITH CHECKSUM` (always).
+    pub checksum: bool,
+    /// `WITH COPY_ONLY` (always: the log chain and differential base of the
+    /// server's own backups are left alone).
+    pub copy_only: bool,
+    /// `RESTORE VERIFYONLY … WITH CHECKSUM`.
+    pub verify: Verdict,
+    /// Job id.
+    pub job_id: i64,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Fencing token of the attempt.
+    pub token: i64,
+}
+
+/// The verification's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Whether the backup set verified.
+    pub ok: bool,
+    /// What was checked, or what failed.
+    pub message: String,
+}
+
+/// The job's `result.data`: the manifest plus where the files are.
+pub fn result_data(manifest: &Manifest, backup: &Path, manifest_path: &Path) -> serde_json::Value {
+    let mut value = serde_json::to_value(manifest).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("path".into(), backup.display().to_string().into());
+        map.insert(
+            "manifest_path".into(),
+            manifest_path.display().to_string().into(),
+        );
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn manifest_json_has_every_field_and_the_paths() {
+        let started = Utc
+            .with_ymd_and_hms(2026, 3, 4, 5, 6, 7)
+            .single()
+            .expect("time");
+        let m = Manifest {
+            format: FORMAT,
+            kind: KIND.into(),
+            file: "20260304T050607Z-job42.bak".into(),
+            connection: "sql".into(),
+            database: "shop".into(),
+            recovery_model: Some("FULL".into()),
+            server: ServerInfo {
+                product_version: Some("16.0.4135.4".into()),
+                edition: Some("Developer Edition (64-bit)".into()),
+                banner: Some("Microsoft SQL Server 2022".into()),
+            },
+            size_bytes: 4096,
+            sha256: None,
+            sha256_error: Some("Permission denied".into()),
+            started_at: started,
+            finished_at: started + chrono::Duration::milliseconds(2500),
+            duration_ms: 2500,
+            compression: true,
+            checksum: true,
+            copy_only: true,
+            verify: Verdict {
+                ok: true,
+                message: "verified".into(),
+            },
+            job_id: 42,
+            attempt: 2,
+            token: 7,
+        };
+        let v = result_data(
+            &m,
+            Path::new("/b/sql/shop/20260304T050607Z-job42.bak"),
+            Path::new("/b/sql/shop/20260304T050607Z-job42.manifest.json"),
+        );
+        assert_eq!(
+            v,
+            json!({
+                "format": 1,
+                "kind": "mssql_native_backup",
+                "file": "20260304T050607Z-job42.bak",
+                "connection": "sql",
+                "database": "shop",
+                "recovery_model": "FULL",
+                "server": {
+                    "product_version": "16.0.4135.4",
+                    "edition": "Developer Edition (64-bit)",
+                    "banner": "Microsoft SQL Server 2022"
+                },
+                "size_bytes": 4096,
+                "sha256": null,
+                "sha256_error": "Permission denied",
+                "started_at": "2026-03-04T05:06:07Z",
+                "finished_at": "2026-03-04T05:06:09.500Z",
+                "duration_ms": 2500,
+                "compression": true,
+                "checksum": true,
+                "copy_only": true,
+                "verify": {"ok": true, "message": "verified"},
+                "job_id": 42,
+                "attempt": 2,
+                "token": 7,
+                "path": "/b/sql/shop/20260304T050607Z-job42.bak",
+                "manifest_path": "/b/sql/shop/20260304T050607Z-job42.manifest.json"
+            })
+        );
+        let readable = Manifest {
+            sha256: Some("ab".repeat(32)),
+            sha256_error: None,
+            ..m
+        };
+        let v = serde_json::to_value(&readable).expect("json");
+        assert_eq!(v["sha256"], json!("ab".repeat(32)));
+        assert!(v.get("sha256_error").is_none(), "{v}");
+    }
+}

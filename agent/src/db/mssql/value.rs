@@ -1,0 +1,178 @@
+//! Result values (columns, OUT values) as JSON, with the same conventions as
+//! the MySQL executor: integers numbers, floats numbers (strings when not
+//! finite), decimals exact strings, bit `true`/`false`, dates `YYYY-MM-DD`,
+//! date-times `YYYY-MM-DDTHH:MM:SS[.fffffff]` (no zone: the server's),
+//! `datetimeoffset` RFC 3339 with its offset, times `HH:MM:SS[.fffffff]`,
+//! text strings, binary base64, uniqueidentifier upper-case, NULL `null`.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
+use serde_json::Value as Json;
+use tiberius::numeric::Numeric;
+use tiberius::{ColumnData, ColumnType, FromSql};
+
+use crate::db::mysql::value::base64;
+
+/// A one-word type for a column, given next to the column names so a reader
+/// knows that a string is base64 or a decimal.
+pub fn type_name(t: ColumnType) -> &'static str {
+    use ColumnType::*;
+    match t {
+        Null => "null",
+        Bit | Bitn => "bit",
+        Int1 | Int2 | Int4 | Int8 | Intn => "int",
+        Float4 | Float8 | Floatn => "float",
+        Money | Money4 => "money",
+        Decimaln | Numericn => "decimal",
+        Datetime | Datetime4 | Datetimen | Datetime2 => "datetime",
+        Daten => "date",
+        Timen => "time",
+        DatetimeOffsetn => "datetimeoffset",
+        Guid => "uuid",
+        BigVarBin | BigBinary | Image | Udt => "bytes",
+        Xml => "xml",
+        BigVarChar | BigChar | NVarchar | NChar | Text | NText => "string",
+        SSVariant => "variant",
+    }
+}
+
+fn float_json(d: f64) -> Json {
+    serde_json::Number::from_f64(d).map_or_else(|| Json::String(d.to_string()), Json::Number)
+}
+
+/// A decimal exactly: `-12.50`, `0.05`.
+pub fn numeric_text(n: Numeric) -> String {
+    let scale = usize::from(n.scale());
+    let digits = n.value().unsigned_abs().to_string();
+    let sign = if n.value() < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{sign}{int}.{frac}")
+}
+
+/// Seconds with a fraction trimmed of trailing zeros (at most 7 digits).
+fn time_text(t: NaiveTime) -> String {
+    let base = t.format("%H:%M:%S").to_string();
+    let nanos = chrono::Timelike::nanosecond(&t);
+    if nanos == 0 {
+        return base;
+    }
+    let frac = format!("{:07}", nanos / 100);
+    format!("{base}.{}", frac.trim_end_matches('0'))
+}
+
+fn datetime_text(dt: NaiveDateTime) -> String {
+    format!("{}T{}", dt.date().format("%Y-%m-%d"), time_text(dt.time()))
+}
+
+/// A value as JSON.
+pub fn to_json(v: &ColumnData<'static>) -> Json {
+    let opt = |x: Option<Json>| x.unwrap_or(Json::Null);
+    match v {
+        ColumnData::U8(x) => opt(x.map(Json::from)),
+        ColumnData::I16(x) => opt(x.map(Json::from)),
+        ColumnData::I32(x) => opt(x.map(Json::from)),
+        ColumnData::I64(x) => opt(x.map(Json::from)),
+        ColumnData::F32(x) => opt(x.map(|f| {
+            // Through its shortest decimal text, so 0.1f32 stays 0.1.
+            float_json(f.to_string().parse().unwrap_or(f64::from(f)))
+        })),
+        ColumnData::F64(x) => opt(x.map(float_json)),
+        ColumnData::Bit(x) => opt(x.map(Json::Bool)),
+        ColumnData::String(x) => opt(x.as_ref().map(|s| Json::String(s.to_string()))),
+        ColumnData::Guid(x) => {
+            opt(x.map(|u| Json::String(u.hyphenated().to_string().to_ascii_uppercase())))
+        }
+        ColumnData::Binary(x) => opt(x.as_ref().map(|b| Json::String(base64::encode(b)))),
+        ColumnData::Numeric(x) => opt(x.map(|n| Json::String(numeric_text(n)))),
+        ColumnData::Xml(x) => opt(x.as_ref().map(|x| Json::String(x.to_string()))),
+        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
+            match NaiveDateTime::from_sql(v) {
+                Ok(Some(dt)) => Json::String(datetime_text(dt)),
+                Ok(None) => Json::Null,
+                Err(e) => Json::String(format!("<unreadable datetime: {e}>")),
+            }
+        }
+        ColumnData::Date(_) => match NaiveDate::from_sql(v) {
+            Ok(Some(d)) => Json::String(d.format("%Y-%m-%d").to_string()),
+            Ok(None) => Json::Null,
+            Err(e) => Json::String(format!("<unreadable date: {e}>")),
+        },
+        ColumnData::Time(_) => match NaiveTime::from_sql(v) {
+            Ok(Some(t)) => Json::String(time_text(t)),
+            Ok(None) => Json::Null,
+            Err(e) => Json::String(format!("<unreadable time: {e}>")),
+        },
+        ColumnData::DateTimeOffset(_) => match DateTime::<FixedOffset>::from_sql(v) {
+            Ok(Some(dt)) => Json::String(format!(
+                "{}{}",
+                datetime_text(dt.naive_local()),
+                dt.format("%:z")
+            )),
+            Ok(None) => Json::Null,
+            Err(e) => Json::String(format!("<unreadable datetimeoffset: {e}>")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+    use tiberius::IntoSql;
+
+    #[test]
+    fn values_become_json_like_mysql_ones() {
+        assert_eq!(to_json(&ColumnData::I32(Some(-7))), Json::from(-7));
+        assert_eq!(to_json(&ColumnData::I64(None)), Json::Null);
+        assert_eq!(to_json(&ColumnData::F32(Some(0.1))), Json::from(0.1));
+        assert_eq!(
+            to_json(&ColumnData::F64(Some(f64::INFINITY))),
+            Json::from("inf")
+        );
+        assert_eq!(to_json(&ColumnData::Bit(Some(true))), Json::Bool(true));
+        assert_eq!(
+            to_json(&ColumnData::Binary(Some(Cow::Owned(vec![0, 255, 1])))),
+            Json::from("AP8B")
+        );
+        for (value, scale, text) in [
+            (1250, 2, "12.50"),
+            (-5, 2, "-0.05"),
+            (7, 0, "7"),
+            (-123_456, 3, "-123.456"),
+        ] {
+            assert_eq!(
+                to_json(&ColumnData::Numeric(Some(Numeric::new_with_scale(
+                    value, scale
+                )))),
+                Json::from(text)
+            );
+        }
+        let dt = NaiveDate::from_ymd_opt(2026, 3, 1)
+            .and_then(|d| d.and_hms_milli_opt(4, 5, 6, 250))
+            .expect("date");
+        assert_eq!(
+            to_json(&dt.into_sql()),
+            Json::from("2026-03-01T04:05:06.25")
+        );
+        assert_eq!(to_json(&dt.date().into_sql()), Json::from("2026-03-01"));
+        assert_eq!(to_json(&dt.time().into_sql()), Json::from("04:05:06.25"));
+        let u = tiberius::Uuid::parse_str("6f9619ff-8b86-d011-b42d-00c04fc964ff").expect("uuid");
+        assert_eq!(
+            to_json(&ColumnData::Guid(Some(u))),
+            Json::from("6F9619FF-8B86-D011-B42D-00C04FC964FF")
+        );
+    }
+
+    #[test]
+    fn column_types_have_one_word_names() {
+        assert_eq!(type_name(ColumnType::Intn), "int");
+        assert_eq!(type_name(ColumnType::Numericn), "decimal");
+        assert_eq!(type_name(ColumnType::NVarchar), "string");
+        assert_eq!(type_name(ColumnType::BigVarBin), "bytes");
+        assert_eq!(type_name(ColumnType::Datetime2), "datetime");
+        assert_eq!(type_name(ColumnType::Guid), "uuid");
+    }
+}
