@@ -19,8 +19,10 @@
 pub mod api;
 pub mod cluster;
 pub mod mariadb;
+pub mod mssql;
 pub mod pki;
 pub mod proc;
+pub mod sql_browser;
 pub mod tds;
 
 /// Install the one rustls crypto provider (aws-lc-rs); call first in every test and binary.

@@ -98,9 +98,14 @@ async fn strict_tls_works_with_the_pinned_ca_and_not_with_another() {
     let Err(err) = with_ca(&pki.other_ca).connect().await else {
         panic!("a certificate from another CA must be refused");
     };
+    let text = err.to_string();
     assert!(
-        err.contains("SQL Server") || err.contains("certificate"),
-        "{err}"
+        text.contains("SQL Server") || text.contains("certificate"),
+        "{text}"
+    );
+    assert!(
+        !err.retryable(),
+        "a refused certificate needs an operator: {err}"
     );
     assert_eq!(server.logins().iter().filter(|l| l.accepted).count(), 1);
 }
@@ -123,7 +128,8 @@ async fn a_silent_server_hits_the_connect_timeout() {
     let Err(err) = conn.connect().await else {
         panic!("a silent server must time out");
     };
-    assert!(err.contains("no session within"), "{err}");
+    assert!(err.to_string().contains("no session within"), "{err}");
+    assert!(err.retryable());
     assert!(started.elapsed() < Duration::from_secs(3));
     drop(listener);
 }
@@ -180,4 +186,74 @@ async fn scripted_server_errors_keep_number_class_state_line_and_only_1205_retri
         deadlock.error.as_ref().and_then(|e| e.get("number")),
         Some(&serde_json::json!(1205))
     );
+}
+
+#[tokio::test]
+async fn a_named_instance_is_found_through_the_sql_browser() {
+    use baton_tests::sql_browser::SqlBrowser;
+    baton_tests::init_crypto();
+    let server = TdsServer::start(version_script().instance("BATON"))
+        .await
+        .expect("start");
+    let browser = SqlBrowser::start(&[("BATON", server.port())])
+        .await
+        .expect("browser");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("pw"), "pw").expect("pw");
+    let with_instance = |instance: &str| {
+        parse(
+            &format!(
+                "host = \"127.0.0.1\"\ninstance = \"{instance}\"\nbrowser_port = {}\nuser = \"baton\"\npassword_file = \"pw\"\nencrypt = \"off\"\nconnect_timeout = \"5s\"\n",
+                browser.port()
+            ),
+            dir.path(),
+        )
+    };
+    assert_eq!(
+        version(&with_instance("baton")).await,
+        "Microsoft SQL Server 2022 (TDS test server)"
+    );
+    assert_eq!(server.logins().len(), 1);
+    // The real SQL Browser does not answer for an unknown instance.
+    let Err(err) = with_instance("OTHER").connect().await else {
+        panic!("an unknown instance must not connect");
+    };
+    assert!(
+        err.to_string()
+            .contains("cannot reach instance OTHER on 127.0.0.1"),
+        "{err}"
+    );
+    assert!(err.retryable());
+    assert_eq!(
+        browser.asked(),
+        vec!["baton".to_owned(), "OTHER".to_owned()]
+    );
+    assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_login_is_not_retryable_and_names_the_user() {
+    baton_tests::init_crypto();
+    let server = TdsServer::start(version_script().login("baton", "right"))
+        .await
+        .expect("start");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("pw"), "wrong").expect("pw");
+    let conn = parse(
+        &format!(
+            "host = \"127.0.0.1\"\nport = {}\nuser = \"baton\"\npassword_file = \"pw\"\nencrypt = \"off\"\n",
+            server.port()
+        ),
+        dir.path(),
+    );
+    let Err(err) = conn.connect().await else {
+        panic!("a wrong password must be refused");
+    };
+    assert!(
+        err.to_string().contains("Login failed for user 'baton'"),
+        "{err}"
+    );
+    assert!(!err.retryable(), "{err}");
+    assert_eq!(server.logins().len(), 1);
+    assert!(!server.logins()[0].accepted);
 }
