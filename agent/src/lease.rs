@@ -11,16 +11,23 @@
 //! reported. Once the work
 //! has finished, the keeper goes on renewing (best effort, no fencing) until
 //! the completion is delivered.
+//!
+//! A heartbeat answer may carry a failover-drill fault: the keeper
+//! acknowledges it and simulates it (see [`crate::fault`]): `crash` fences
+//! the job at once and stops renewing; `freeze`/`partition` cut the agent's
+//! controller traffic, after which the deadline fences the job as above.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use baton_proto::drill::{DrillMethod, Fault, FaultAck};
 use baton_proto::{FencingToken, Grant, HeartbeatRequest, JobId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::executor::{Cancel, CancelReason, ProgressHandle};
+use crate::fault::CrashHold;
 use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
 
 /// Shortest wait between two heartbeat attempts.
@@ -146,6 +153,7 @@ pub struct Keeper {
     progress: ProgressHandle,
     cancel: Cancel,
     state: Arc<LeaseState>,
+    crash: CrashHold,
 }
 
 enum Wake {
@@ -169,6 +177,69 @@ impl Keeper {
             progress,
             cancel,
             state,
+            crash: CrashHold::default(),
+        }
+    }
+
+    /// Share `crash` with the job task: a drill's crash fault marks how long
+    /// the job's slot stays taken.
+    pub fn with_crash_hold(mut self, crash: CrashHold) -> Self {
+        self.crash = crash;
+        self
+    }
+
+    /// Simulate a drill's fault. True when the keeper must stop (crash).
+    async fn inject(&self, fault: Fault) -> bool {
+        let Lease { job_id, token, .. } = self.lease;
+        let drill_id = fault.drill_id;
+        let method = fault.method;
+        if self.state.phase() != Phase::Working {
+            info!(
+                job_id,
+                token,
+                drill_id,
+                %method,
+                "Drill fault arrived after the work ended; ignored"
+            );
+            return false;
+        }
+        // The acknowledgement is the last call before the fault begins.
+        let ack = FaultAck { token, drill_id };
+        if let Err(e) = self
+            .transport
+            .fault_ack(job_id, &ack, self.lease.call_timeout())
+            .await
+        {
+            warn!(job_id, token, drill_id, error = %e, "Cannot acknowledge the drill fault; injecting it anyway");
+        }
+        let duration = Duration::from_millis(fault.duration_ms);
+        match method {
+            DrillMethod::Crash => {
+                self.crash.crash(duration);
+                if self.state.fence() {
+                    warn!(
+                        job_id,
+                        token,
+                        drill_id,
+                        hold_ms = fault.duration_ms,
+                        "Drill fault injected: crash, abandoning the job as if killed"
+                    );
+                    self.cancel.cancel(CancelReason::LeaseLost);
+                }
+                true
+            }
+            DrillMethod::Freeze | DrillMethod::Partition => {
+                warn!(
+                    job_id,
+                    token,
+                    drill_id,
+                    %method,
+                    duration_ms = fault.duration_ms,
+                    "Drill fault injected: controller traffic cut"
+                );
+                self.transport.gate().engage(method, duration);
+                false
+            }
         }
     }
 
@@ -252,6 +323,11 @@ impl Keeper {
                     {
                         info!(job_id, token, "Cancel requested, stopping job");
                         self.cancel.cancel(CancelReason::Cancelled);
+                    }
+                    if let Some(fault) = resp.fault
+                        && self.inject(fault).await
+                    {
+                        return;
                     }
                 }
                 Some(Err(transport::Error::LeaseLost(msg))) => {

@@ -23,6 +23,7 @@
 //! - [`poller`]: the poll loop (polls only while a slot is free, backs off on errors).
 //! - [`runner`]: one job task from grant to delivered completion (or release).
 //! - [`lease`]: the lease keeper: heartbeats, deadline, self-fencing.
+//! - [`fault`]: failover-drill faults (crash, freeze, partition) simulated on the controller's request.
 //! - [`transport`]: typed HTTP calls to the controller (enroll, poll, heartbeat, complete,
 //!   release), TLS settings, one client.
 //! - [`outbox`]: durable completion files under `<state_dir>/outbox/`.
@@ -40,6 +41,7 @@ pub mod db;
 pub mod delivery;
 pub mod enroll;
 pub mod executor;
+pub mod fault;
 pub mod identity;
 pub mod lease;
 pub mod logging;

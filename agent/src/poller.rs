@@ -43,6 +43,7 @@ pub async fn run(
     let mut delays = crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP);
     let mut failing = false;
     let mut refused: u32 = 0;
+    let mut drained = false;
     loop {
         reap(jobs);
         // Only poll while a slot is free.
@@ -79,6 +80,17 @@ pub async fn run(
                 refused = 0;
                 delays = crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP);
                 debug!(grants = resp.grants.len(), "Poll answered");
+                if resp.drain != drained {
+                    drained = resp.drain;
+                    if drained {
+                        info!(
+                            running = jobs.len(),
+                            "Drained by an operator: taking no new work; running jobs go on"
+                        );
+                    } else {
+                        info!("Drain lifted: taking new work again");
+                    }
+                }
                 let mut first = Some(first);
                 for grant in resp.grants {
                     let permit = first

@@ -3,7 +3,8 @@
 //! The job task starts the lease keeper, runs the executor, then (unless the
 //! lease was lost) writes the completion to the outbox and delivers it while
 //! the keeper goes on renewing. On agent shutdown a job still running is
-//! stopped and released instead of completed.
+//! stopped and released instead of completed. A job a drill "crashed" keeps
+//! its slot for the fault's duration, as if the process were restarting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::delivery::{self, Delivery};
 use crate::executor::{Cancel, CancelReason, Executors, Job, ProgressHandle};
+use crate::fault::CrashHold;
 use crate::lease::{Keeper, Lease, LeaseState};
 use crate::outbox::{Entry, Outbox};
 use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
@@ -130,13 +132,15 @@ pub async fn run(
     let state = Arc::new(LeaseState::new(lease.deadline()));
     let keeper_stop = CancellationToken::new();
     let _stop_keeper = StopOnDrop(keeper_stop.clone());
+    let crash = CrashHold::default();
     let keeper = Keeper::new(
         shared.transport.clone(),
         lease,
         progress.clone(),
         control.cancel.clone(),
         state.clone(),
-    );
+    )
+    .with_crash_hold(crash.clone());
     tokio::spawn(keeper.run(keeper_stop.clone()));
 
     let started = Instant::now();
@@ -152,6 +156,16 @@ pub async fn run(
     };
     let outcome = shared.executors.execute(job).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if let Some(until) = crash.until() {
+        info!(
+            job_id,
+            token, "Crashed job's slot stays taken until the simulated restart"
+        );
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = control.abandon.cancelled() => {}
+        }
+    }
     drop(permit);
 
     if !state.finish() {

@@ -11,10 +11,18 @@
 //! One HTTP client is built at start with the `[tls]` settings (a pinned CA
 //! replaces the system roots; a client certificate for mutual TLS) and shared
 //! by every call; [`Transport::authenticated`] adds the agent's credentials.
+//!
+//! Every call passes the drill [`Gate`] first (shared by all clones): during a
+//! simulated freeze a call waits until the freeze ends, during a simulated
+//! partition it fails at once, and calls in flight when either begins are
+//! dropped ([`Error::Unavailable`]), as a real outage would lose them.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
+use baton_proto::drill::{FaultAck, FaultAckResponse};
 use baton_proto::{
     AGENT_ID_HEADER, CompleteRequest, CompleteResponse, ErrorBody, ErrorCode, HeartbeatRequest,
     HeartbeatResponse, JobId, PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
@@ -25,6 +33,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::config::Secret;
+use crate::fault::{Gate, Pass};
 use crate::tls::TlsConfig;
 
 /// Extra time a poll may take beyond the hold the agent asked for.
@@ -128,6 +137,7 @@ pub struct Transport {
     client: reqwest::Client,
     base: String,
     creds: Option<Credentials>,
+    gate: Arc<Gate>,
 }
 
 impl Transport {
@@ -168,6 +178,7 @@ impl Transport {
             client,
             base,
             creds: None,
+            gate: Arc::new(Gate::default()),
         })
     }
 
@@ -191,12 +202,18 @@ impl Transport {
                 agent_id: agent_id.to_owned(),
                 headers,
             }),
+            gate: self.gate.clone(),
         })
     }
 
     /// The base URL.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The drill gate every call of this transport (and its clones) passes.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     /// `POST /v1/agents/enroll`: no credentials, the enrollment token is in the body.
@@ -246,6 +263,17 @@ impl Transport {
         self.call(&url, req, timeout).await
     }
 
+    /// `POST /v1/jobs/{id}/fault-ack`: a drill's fault is simulated from now on.
+    pub async fn fault_ack(
+        &self,
+        job_id: JobId,
+        req: &FaultAck,
+        timeout: Duration,
+    ) -> Result<FaultAckResponse, Error> {
+        let url = format!("{}/v1/jobs/{job_id}/fault-ack", self.base);
+        self.call(&url, req, timeout).await
+    }
+
     fn creds(&self) -> Result<&Credentials, Error> {
         self.creds
             .as_ref()
@@ -270,21 +298,34 @@ impl Transport {
         timeout: Duration,
         headers: HeaderMap,
     ) -> Result<R, Error> {
-        let resp = self
-            .client
-            .post(url)
-            .headers(headers)
-            .json(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| Error::Unavailable(describe(&e)))?;
-        let status = resp.status().as_u16();
-        let retry_after = retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::Unavailable(describe(&e)))?;
+        if let Pass::Refused(why) = self.gate.before_call(timeout).await {
+            return Err(Error::Unavailable(why));
+        }
+        let mut outage = self.gate.watch();
+        let exchange = async {
+            let resp = self
+                .client
+                .post(url)
+                .headers(headers)
+                .json(body)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| Error::Unavailable(describe(&e)))?;
+            let status = resp.status().as_u16();
+            let retry_after = retry_after(resp.headers());
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| Error::Unavailable(describe(&e)))?;
+            Ok::<_, Error>((status, retry_after, bytes))
+        };
+        let (status, retry_after, bytes) = tokio::select! {
+            r = exchange => r?,
+            o = Gate::engaged(&mut outage) => {
+                return Err(Error::Unavailable(format!("connection lost (drill: {})", o.method)));
+            }
+        };
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(e.to_string()));
         }

@@ -85,6 +85,23 @@ pub struct AgentView {
     /// When an admin revoked it (its calls are refused from then on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When an operator drained it (no new work until resumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/agents/{id}/drain` and `/resume`: the agent's drain state now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentDrain {
+    /// Agent id.
+    pub agent_id: String,
+    /// Whether it is drained.
+    pub draining: bool,
+    /// Since when, while drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_at: Option<DateTime<Utc>>,
+    /// Jobs it still runs (they go on to their end).
+    pub running: Vec<i64>,
 }
 
 /// `GET /v1/agents`.
@@ -122,8 +139,15 @@ mod tests {
             }],
             enrolled_at: Some(now),
             revoked_at: None,
+            drained_at: None,
         };
         check(&view);
         check(&AgentList { agents: vec![view] });
+        check(&AgentDrain {
+            agent_id: "a1".into(),
+            draining: true,
+            drained_at: Some(now),
+            running: vec![3],
+        });
     }
 }

@@ -67,6 +67,10 @@ pub struct PollResponse {
     /// Poll again after at least this long (set when the agent should slow down).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// An operator drained this agent: it gets no new work until resumed;
+    /// the jobs it runs go on to their end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// Progress of a running job.
@@ -102,6 +106,10 @@ pub struct HeartbeatResponse {
     pub lease_ttl_ms: u64,
     /// An operator asked to cancel: stop the work and complete as `cancelled`.
     pub cancel_requested: bool,
+    /// A failover drill asks the holder to simulate this fault (agents that
+    /// do not know the field ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<crate::drill::Fault>,
 }
 
 /// How the agent finished a grant.
@@ -207,7 +215,16 @@ mod tests {
                 retry_codes: vec![1213],
             }],
             retry_after_ms: None,
+            drain: false,
         });
+        check(&PollResponse {
+            grants: vec![],
+            retry_after_ms: Some(5),
+            drain: true,
+        });
+        // Controllers before drain existed did not send the field.
+        let old: PollResponse = serde_json::from_str(r#"{"grants":[]}"#).expect("old");
+        assert!(!old.drain);
     }
 
     #[test]
@@ -223,6 +240,16 @@ mod tests {
         check(&HeartbeatResponse {
             lease_ttl_ms: 2000,
             cancel_requested: true,
+            fault: None,
+        });
+        check(&HeartbeatResponse {
+            lease_ttl_ms: 2000,
+            cancel_requested: false,
+            fault: Some(crate::drill::Fault {
+                drill_id: 1,
+                method: crate::drill::DrillMethod::Freeze,
+                duration_ms: 4000,
+            }),
         });
     }
 

@@ -13,6 +13,7 @@
 //! - [`agent`]: what an agent advertises (capabilities) and how operators see it.
 //! - [`auth`]: enrollment, agent secrets, operator tokens and roles, audit entries.
 //! - [`error`]: the JSON error body and its codes.
+//! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
 #![forbid(unsafe_code)]
@@ -20,12 +21,15 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod drill;
 pub mod error;
 pub mod job;
 pub mod lease;
 pub mod sql_type;
 
-pub use agent::{AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld};
+pub use agent::{
+    AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,
+};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use job::{
     AttemptOutcome, AttemptView, CommandSpec, DumpSpec, JobKind, JobList, JobResult, JobSpec,

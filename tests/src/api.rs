@@ -196,6 +196,71 @@ impl Api {
             .context("no token in the answer")
     }
 
+    /// Start a failover drill (`POST /v1/drills`), raw: tests check refusals too.
+    pub async fn drill_start(&self, body: serde_json::Value) -> Result<Raw> {
+        self.raw(
+            reqwest::Method::POST,
+            "/v1/drills",
+            Some(serde_json::to_vec(&body)?),
+            &[],
+        )
+        .await
+    }
+
+    /// A drill with its report and timeline.
+    pub async fn drill(
+        &self,
+        id: baton_proto::drill::DrillId,
+    ) -> Result<baton_proto::drill::DrillView> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/drills/{id}"),
+            None::<&()>,
+            &[],
+        )
+        .await
+    }
+
+    /// Every drill, newest first.
+    pub async fn drills(&self) -> Result<baton_proto::drill::DrillList> {
+        self.call(reqwest::Method::GET, "/v1/drills", None::<&()>, &[])
+            .await
+    }
+
+    /// Poll the drill until it has its verdict (or fail after `timeout`).
+    pub async fn wait_drill(
+        &self,
+        id: baton_proto::drill::DrillId,
+        timeout: Duration,
+    ) -> Result<baton_proto::drill::DrillView> {
+        let end = Instant::now() + timeout;
+        loop {
+            let d = self.drill(id).await?;
+            if d.state != baton_proto::drill::DrillState::Running {
+                return Ok(d);
+            }
+            if Instant::now() > end {
+                bail!("drill {id} got no verdict in {timeout:?}; last: {d:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `GET /metrics` as text (status checked).
+    pub async fn metrics(&self) -> Result<String> {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("send")?;
+        if !resp.status().is_success() {
+            bail!("/metrics: {}", resp.status());
+        }
+        Ok(resp.text().await?)
+    }
+
     /// A new operator token with `role`; returns the secret.
     pub async fn operator_token(&self, name: &str, role: &str) -> Result<String> {
         let v: serde_json::Value = self

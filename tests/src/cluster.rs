@@ -85,6 +85,21 @@ impl Cluster {
         Ok(self.agents.last_mut().expect("just pushed"))
     }
 
+    /// Start one more agent that reaches the controller at `controller_url`
+    /// (a [`crate::faultproxy::FaultProxy`] in front of it, say).
+    pub async fn add_agent_at(
+        &mut self,
+        mut opts: AgentOpts,
+        controller_url: &str,
+    ) -> Result<&mut Agent> {
+        if opts.enrollment_token.is_none() {
+            opts.enrollment_token = Some(self.api.enrollment_token(&opts.groups).await?);
+        }
+        self.agents
+            .push(Agent::start(self.tmp.path(), controller_url, opts)?);
+        Ok(self.agents.last_mut().expect("just pushed"))
+    }
+
     /// The agent with this id.
     pub fn agent(&mut self, id: &str) -> &mut Agent {
         let i = self

@@ -6,6 +6,8 @@
 //!   `baton-agent` processes, each in its own temp state dir, logs to files.
 //! - [`api`]: a small typed operator/agent client over the v1 API.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
+//! - [`faultproxy`]: a TCP proxy between agents and the controller that black-holes,
+//!   delays or resets connections on command.
 //! - [`pki`]: a throwaway CA, server and client certificates (rcgen).
 //! - [`mariadb`]: a real MariaDB server shared by a test binary's tests
 //!   (`scripts/mariadb`), with per-test databases and users.
@@ -18,6 +20,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod faultproxy;
 pub mod mariadb;
 pub mod mssql;
 pub mod pki;

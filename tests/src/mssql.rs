@@ -8,9 +8,10 @@
 //! ([`write_password_file`]) that the config names; it never appears inline.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use baton_proto::JobView;
+use baton_proto::{JobId, JobState, JobView};
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
@@ -105,6 +106,22 @@ pub fn procedure_job(connection: &str, procedure: &str, params: Value) -> Value 
     }))
 }
 
+/// The `dbo.usp_transfer` job both SQL Server suites run: typed IN values
+/// (int, decimal(10,2), a string), an OUT int and an INOUT bigint.
+pub fn transfer_job(connection: &str) -> Value {
+    procedure_job(
+        connection,
+        "dbo.usp_transfer",
+        json!([
+            {"name": "account", "value": {"type": "int", "value": 42}, "sql_type": "int"},
+            {"name": "amount", "value": {"type": "decimal", "value": "12.50"}, "sql_type": "decimal(10,2)"},
+            {"name": "note", "value": {"type": "string", "value": "rent for März"}},
+            {"name": "new_balance", "mode": "out", "value": {"type": "null"}, "sql_type": "int"},
+            {"name": "counter", "mode": "in_out", "value": {"type": "int", "value": 5}, "sql_type": "bigint"}
+        ]),
+    )
+}
+
 /// A `sql` job (a batch) on `connection`, like [`procedure_job`].
 pub fn sql_job(connection: &str, sql: &str) -> Value {
     job(json!({"kind": "sql", "connection": connection, "sql": sql}))
@@ -141,6 +158,58 @@ pub fn with(mut job: Value, extra: Value) -> Value {
         }
     }
     job
+}
+
+/// Submit `job` and wait up to `wait` for its end; panics (with the
+/// cluster's logs) when it does not end.
+pub async fn run_job(c: &Cluster, job: Value, wait: Duration) -> JobView {
+    let j = c
+        .api
+        .submit(job)
+        .await
+        .unwrap_or_else(|e| panic!("submit: {e:#}"));
+    c.api
+        .wait_terminal(j.id, wait)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()))
+}
+
+/// Poll job `id` every 50 ms until it ends, showing each view to `see`;
+/// panics (with the cluster's logs) after `wait`.
+pub async fn watch_until_terminal(
+    c: &Cluster,
+    id: JobId,
+    wait: Duration,
+    mut see: impl FnMut(&JobView),
+) -> JobView {
+    let end = Instant::now() + wait;
+    loop {
+        let j = c
+            .api
+            .job(id)
+            .await
+            .unwrap_or_else(|e| panic!("job {id}: {e:#}"));
+        see(&j);
+        if j.state.is_terminal() {
+            return j;
+        }
+        assert!(Instant::now() < end, "job {id} did not end\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a later attempt (the takeover) said it waits for the database lock.
+pub fn takeover_waited_for_lock(j: &JobView) -> bool {
+    j.attempts.iter().skip(1).any(|a| {
+        a.progress
+            .as_ref()
+            .is_some_and(|p| p.message.contains("lock"))
+    })
+}
+
+/// Panics unless `done` succeeded, showing it and the cluster's logs.
+pub fn assert_succeeded(c: &Cluster, done: &JobView) {
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", c.logs());
 }
 
 /// The job's `result.data` (Null when there is none).

@@ -10,6 +10,8 @@ use baton_agent::db::mssql_connection::MssqlConnection;
 use baton_tests::pki::Pki;
 use baton_tests::tds::*;
 
+pub mod tds_common;
+
 fn parse(src: &str, base: &Path) -> MssqlConnection {
     let settings: BTreeMap<String, toml::Value> = toml::from_str::<toml::Table>(src)
         .expect("toml")
@@ -31,14 +33,7 @@ fn version_script() -> Script {
 
 async fn version(conn: &MssqlConnection) -> String {
     let mut client = conn.connect().await.expect("connect");
-    let row = client
-        .simple_query("SELECT @@VERSION")
-        .await
-        .expect("query")
-        .into_row()
-        .await
-        .expect("row")
-        .expect("one row");
+    let row = tds_common::one_row(&mut client, "SELECT @@VERSION").await;
     row.get::<&str, _>(0).expect("text").to_owned()
 }
 

@@ -175,6 +175,11 @@ impl World {
         names
     }
 
+    /// Panics unless the database's backup directory is empty (or absent).
+    fn assert_no_files(&self) {
+        assert!(self.files().is_empty(), "{:?}", self.files());
+    }
+
     /// The first `sp_executesql` statement starting with `prefix`:
     /// connection, text, arguments.
     fn statement(&self, prefix: &str) -> Option<(u64, String, Vec<Param>)> {
@@ -192,6 +197,17 @@ impl World {
             _ => None,
         })
     }
+}
+
+/// Panics unless `out` failed, retryable or not as given.
+fn assert_failed(out: &Outcome, retryable: bool) {
+    assert_eq!(out.completion, Completion::Failed { retryable }, "{out:?}");
+}
+
+/// Panics unless `out` failed for good with exactly `error`.
+fn assert_failed_with(out: &Outcome, error: &str) {
+    assert_failed(out, false);
+    assert_eq!(out.error.as_deref(), Some(error));
 }
 
 fn data(out: &Outcome) -> &Json {
@@ -398,30 +414,19 @@ async fn compression_is_asked_only_when_configured() {
     })
     .await;
     let out = w.exec.execute(w.job(6, DB)).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: false },
-        "{out:?}"
+    assert_failed_with(
+        &out,
+        "SQL Server error 1844 (class 16, state 1): BACKUP DATABASE WITH COMPRESSION is not \
+             supported on Express Edition (64-bit).",
     );
-    assert_eq!(
-        out.error.as_deref(),
-        Some(
-            "SQL Server error 1844 (class 16, state 1): BACKUP DATABASE WITH COMPRESSION is not \
-             supported on Express Edition (64-bit)."
-        )
-    );
-    assert!(w.files().is_empty(), "{:?}", w.files());
+    w.assert_no_files();
 }
 
 #[tokio::test]
 async fn cannot_open_device_fails_with_sql_servers_message_and_leaves_nothing() {
     let w = world(Setup::new(quick().fail(BackupFailure::AccessDenied))).await;
     let out = w.exec.execute(w.job(6, DB)).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: false },
-        "{out:?}"
-    );
+    assert_failed(&out, false);
     let path = w.model.calls().pop().expect("backup").path;
     assert_eq!(
         out.error.as_deref(),
@@ -435,18 +440,14 @@ async fn cannot_open_device_fails_with_sql_servers_message_and_leaves_nothing() 
     );
     assert_eq!(data(&out)["error"]["number"], json!(3201));
     assert_eq!(data(&out)["error"]["class"], json!(16));
-    assert!(w.files().is_empty(), "{:?}", w.files());
+    w.assert_no_files();
     assert!(w.model.verifies().is_empty());
 
     // Listed in the job's retry codes, the same failure may be retried.
     let mut job = w.job(7, DB);
     job.retry_codes = vec![3201];
     let out = w.exec.execute(job).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: true },
-        "{out:?}"
-    );
+    assert_failed(&out, true);
 }
 
 #[tokio::test]
@@ -454,18 +455,14 @@ async fn a_write_failure_mid_backup_fails_and_removes_the_partial() {
     // The model's disk-full failure (it leaves no file) …
     let w = world(Setup::new(quick().fail(BackupFailure::DiskFull))).await;
     let out = w.exec.execute(w.job(8, DB)).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: false },
-        "{out:?}"
-    );
+    assert_failed(&out, false);
     assert!(
         out.error.as_deref().is_some_and(|e| e
             .starts_with("SQL Server error 3202 (class 16, state 1): Write on '")
             && e.ends_with("failed: 112(There is not enough space on the disk.)")),
         "{out:?}"
     );
-    assert!(w.files().is_empty(), "{:?}", w.files());
+    w.assert_no_files();
     // … and one that leaves half a file behind: the agent removes it.
     let full = ServerMessage::new(
         3202,
@@ -479,13 +476,9 @@ async fn a_write_failure_mid_backup_fails_and_removes_the_partial() {
     })
     .await;
     let out = w.exec.execute(w.job(9, DB)).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: false },
-        "{out:?}"
-    );
+    assert_failed(&out, false);
     assert!(w.statement("BACKUP DATABASE").is_some());
-    assert!(w.files().is_empty(), "{:?}", w.files());
+    w.assert_no_files();
 }
 
 #[tokio::test]
@@ -533,7 +526,7 @@ async fn cancel_mid_backup_sends_attention_and_removes_the_partial() {
         "{log:#?}"
     );
     assert!(w.statement("RESTORE VERIFYONLY").is_none());
-    assert!(w.files().is_empty(), "{:?}", w.files());
+    w.assert_no_files();
     // The backup's session is dropped after the attention.
     w.server
         .wait_for(Duration::from_secs(5), |log| {
@@ -575,29 +568,22 @@ async fn the_timeout_stops_the_backup_like_a_cancel() {
             .iter()
             .any(|e| e.conn == call.conn && e.request == Request::Attention)
     );
-    assert!(w.files().is_empty(), "{:?}", w.files());
+    w.assert_no_files();
 }
 
 #[tokio::test]
 async fn a_backup_that_does_not_verify_fails_and_is_removed() {
     let w = world(Setup::new(quick().fail_verify(VerifyFailure::Damaged))).await;
     let out = w.exec.execute(w.job(12, DB)).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: false },
-        "{out:?}"
-    );
-    assert_eq!(
-        out.error.as_deref(),
-        Some(
-            "the backup did not verify: SQL Server error 3189 (class 16, state 1): Damage to the \
-             backup set was detected."
-        )
+    assert_failed_with(
+        &out,
+        "the backup did not verify: SQL Server error 3189 (class 16, state 1): Damage to the \
+             backup set was detected.",
     );
     assert_eq!(data(&out)["error"]["number"], json!(3189));
     assert_eq!(w.model.calls()[0].outcome, BackupOutcome::Succeeded);
     assert_eq!(w.model.verifies().len(), 1);
-    assert!(w.files().is_empty(), "{:?}", w.files());
+    w.assert_no_files();
 }
 
 #[tokio::test]
@@ -641,22 +627,10 @@ async fn refusals_name_what_is_wrong_and_send_no_backup() {
     .await;
     // Unknown database: asked on the server, no BACKUP.
     let out = w.exec.execute(w.job(14, "nope")).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: false },
-        "{out:?}"
-    );
-    assert_eq!(
-        out.error.as_deref(),
-        Some("database nope does not exist on connection sql")
-    );
+    assert_failed_with(&out, "database nope does not exist on connection sql");
     // Not online: it may be later, so retryable.
     let out = w.exec.execute(w.job(15, "restoring")).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: true },
-        "{out:?}"
-    );
+    assert_failed(&out, true);
     assert_eq!(
         out.error.as_deref(),
         Some("database restoring on connection sql is RESTORING, not ONLINE")
@@ -666,11 +640,7 @@ async fn refusals_name_what_is_wrong_and_send_no_backup() {
     let before = w.server.connections();
     for bad in ["..", "-x", "a/b", ".hidden"] {
         let out = w.exec.execute(w.job(16, bad)).await;
-        assert_eq!(
-            out.completion,
-            Completion::Failed { retryable: false },
-            "{bad}"
-        );
+        assert_failed(&out, false);
         assert!(
             out.error
                 .as_deref()
@@ -687,17 +657,10 @@ async fn refusals_name_what_is_wrong_and_send_no_backup() {
     })
     .await;
     let out = w.exec.execute(w.job(17, DB)).await;
-    assert_eq!(
-        out.completion,
-        Completion::Failed { retryable: false },
-        "{out:?}"
-    );
-    assert_eq!(
-        out.error.as_deref(),
-        Some(
-            "connection sql has no backup directory: set [connections.sql] backup_dir (where \
-             SQL Server on this host writes backups)"
-        )
+    assert_failed_with(
+        &out,
+        "connection sql has no backup directory: set [connections.sql] backup_dir (where \
+             SQL Server on this host writes backups)",
     );
     assert_eq!(w.server.connections(), 0);
 }

@@ -9,7 +9,7 @@
 //! real SQL Server: `tests/tests/mssql_real.rs`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton_proto::{AttemptOutcome, JobState, JobView};
 use baton_tests::cluster::Cluster;
@@ -68,11 +68,7 @@ async fn fixture_on(n: usize, server: TdsServer, extras: &str) -> Fx {
 }
 
 async fn submit_and_wait(fx: &Fx, job: Json) -> JobView {
-    let j = fx.c.api.submit(job).await.expect("submit");
-    fx.c.api
-        .wait_terminal(j.id, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", fx.c.logs()))
+    mssql::run_job(&fx.c, job, WAIT).await
 }
 
 fn arg<'a>(rpc: &'a Rpc, name: &str) -> &'a Param {
@@ -114,27 +110,8 @@ async fn procedure_in_out_params_and_return_status_reach_sql_server_and_the_job(
             ),
     )
     .await;
-    let done = submit_and_wait(
-        &fx,
-        procedure_job(
-            "main",
-            "dbo.usp_transfer",
-            json!([
-                {"name": "account", "value": {"type": "int", "value": 42}, "sql_type": "int"},
-                {"name": "amount", "value": {"type": "decimal", "value": "12.50"}, "sql_type": "decimal(10,2)"},
-                {"name": "note", "value": {"type": "string", "value": "rent for März"}},
-                {"name": "new_balance", "mode": "out", "value": {"type": "null"}, "sql_type": "int"},
-                {"name": "counter", "mode": "in_out", "value": {"type": "int", "value": 5}, "sql_type": "bigint"}
-            ]),
-        ),
-    )
-    .await;
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    let done = submit_and_wait(&fx, mssql::transfer_job("main")).await;
+    mssql::assert_succeeded(&fx.c, &done);
 
     // What SQL Server received: the bracket-quoted name, every parameter
     // named, typed and valued as the job said, OUT ones flagged by-ref.
@@ -307,12 +284,7 @@ async fn a_deadlock_victim_is_retried_and_the_second_attempt_succeeds() {
     )
     .await;
     let done = submit_and_wait(&fx, procedure_job("main", "dbo.usp_post", json!([]))).await;
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    mssql::assert_succeeded(&fx.c, &done);
     assert_eq!(done.attempts.len(), 2, "{done:#?}");
     assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::Failed));
     assert!(
@@ -454,26 +426,11 @@ async fn sigkill_of_the_holder_the_takeover_waits_for_the_lingering_session_and_
     fx.c.agent(&holder).proc().kill9();
 
     let mut saw_wait = false;
-    let end = Instant::now() + WAIT;
-    let done = loop {
-        let j = fx.c.api.job(job.id).await.expect("job");
-        saw_wait |= j.attempts.iter().skip(1).any(|a| {
-            a.progress
-                .as_ref()
-                .is_some_and(|p| p.message.contains("lock"))
-        });
-        if j.state.is_terminal() {
-            break j;
-        }
-        assert!(Instant::now() < end, "{}", fx.c.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    let done = mssql::watch_until_terminal(&fx.c, job.id, WAIT, |j| {
+        saw_wait |= mssql::takeover_waited_for_lock(j);
+    })
+    .await;
+    mssql::assert_succeeded(&fx.c, &done);
     assert_eq!(done.attempts.len(), 2, "{done:#?}");
     assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
     assert_ne!(done.attempts[1].agent_id, holder);
@@ -600,7 +557,7 @@ async fn tls_negotiated_in_prelogin_works_with_the_pinned_ca_and_another_ca_is_r
         .await
         .expect("submit");
     let done = c.api.wait_terminal(j.id, WAIT).await.expect("terminal");
-    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", c.logs());
+    mssql::assert_succeeded(&c, &done);
     assert_eq!(
         data(&done)["result_sets"][0]["rows"],
         json!([["jobs"]]),
@@ -659,9 +616,7 @@ async fn a_backup_reports_progress_to_100_is_verified_and_lands_with_its_manifes
             .await
             .expect("submit");
     let mut seen: Vec<(f32, String)> = Vec::new();
-    let end = Instant::now() + WAIT;
-    let done = loop {
-        let j = fx.c.api.job(job.id).await.expect("job");
+    let done = mssql::watch_until_terminal(&fx.c, job.id, WAIT, |j| {
         if let Some(p) = j.attempts.last().and_then(|a| a.progress.clone())
             && let Some(pct) = p.percent
             && seen
@@ -670,18 +625,9 @@ async fn a_backup_reports_progress_to_100_is_verified_and_lands_with_its_manifes
         {
             seen.push((pct, p.message));
         }
-        if j.state.is_terminal() {
-            break j;
-        }
-        assert!(Instant::now() < end, "{}", fx.c.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    })
+    .await;
+    mssql::assert_succeeded(&fx.c, &done);
 
     // Progress through the API: from the DMV while it ran, 100 % at the end.
     assert!(

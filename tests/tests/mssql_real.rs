@@ -54,14 +54,16 @@ use baton_tests::mssql::{self, Ado, data, dump_job, files, procedure_job, with};
 use serde_json::json;
 use tiberius::{Client, Config};
 use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const URL_ENV: &str = "BATON_TEST_MSSQL_URL";
 const BACKUP_ENV: &str = "BATON_TEST_MSSQL_BACKUP_DIR";
 const CA_ENV: &str = "BATON_TEST_MSSQL_CA_FILE";
 const WAIT: Duration = Duration::from_secs(120);
 
-type Sql = Client<Compat<TcpStream>>;
+pub mod tds_common;
+
+type Sql = tds_common::Conn;
 
 /// The connection string, or `None` after printing that `test` is skipped.
 fn url(test: &str) -> Option<String> {
@@ -110,14 +112,7 @@ async fn exec(client: &mut Sql, sql: &str) {
 
 /// The first column of the first row, as i64 (write `CAST(… AS bigint)`).
 async fn scalar(client: &mut Sql, sql: &str) -> i64 {
-    let row = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_row()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .unwrap_or_else(|| panic!("{sql}: no row"));
+    let row = tds_common::one_row(client, sql).await;
     row.get::<i64, _>(0)
         .unwrap_or_else(|| panic!("{sql}: NULL"))
 }
@@ -230,11 +225,7 @@ async fn fixture(url: &str, n: usize, setup: &[&str], extras: &str) -> Fx {
 }
 
 async fn run(fx: &Fx, job: serde_json::Value) -> JobView {
-    let j = fx.c.api.submit(job).await.expect("submit");
-    fx.c.api
-        .wait_terminal(j.id, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", fx.c.logs()))
+    mssql::run_job(&fx.c, job, WAIT).await
 }
 
 /// Requests of other sessions in the scratch database waiting in `WAITFOR`.
@@ -285,27 +276,8 @@ async fn real_procedure_in_out_params_and_return_status() {
         "",
     )
     .await;
-    let done = run(
-        &fx,
-        procedure_job(
-            "main",
-            "dbo.usp_transfer",
-            json!([
-                {"name": "account", "value": {"type": "int", "value": 42}, "sql_type": "int"},
-                {"name": "amount", "value": {"type": "decimal", "value": "12.50"}, "sql_type": "decimal(10,2)"},
-                {"name": "note", "value": {"type": "string", "value": "rent for März"}},
-                {"name": "new_balance", "mode": "out", "value": {"type": "null"}, "sql_type": "int"},
-                {"name": "counter", "mode": "in_out", "value": {"type": "int", "value": 5}, "sql_type": "bigint"}
-            ]),
-        ),
-    )
-    .await;
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    let done = run(&fx, mssql::transfer_job("main")).await;
+    mssql::assert_succeeded(&fx.c, &done);
     let d = data(&done);
     assert_eq!(d["return_status"], 7, "{d:#}");
     assert_eq!(d["out"]["new_balance"], 30, "{d:#}");
@@ -429,12 +401,7 @@ async fn real_deadlock_victim_is_retried() {
             .wait_terminal(job.id, WAIT)
             .await
             .expect("terminal");
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    mssql::assert_succeeded(&fx.c, &done);
     assert_eq!(done.attempts.len(), 2, "{done:#?}");
     assert!(
         done.attempts[0]
@@ -527,26 +494,11 @@ async fn real_sigkill_takeover_waits_for_the_applock_and_the_work_happens_once()
     wait_count(&fx, &waiting_sql(&fx.db.name), 1).await;
     fx.c.agent(&holder).proc().kill9();
     let mut saw_wait = false;
-    let end = Instant::now() + WAIT;
-    let done = loop {
-        let j = fx.c.api.job(job.id).await.expect("job");
-        saw_wait |= j.attempts.iter().skip(1).any(|a| {
-            a.progress
-                .as_ref()
-                .is_some_and(|p| p.message.contains("lock"))
-        });
-        if j.state.is_terminal() {
-            break j;
-        }
-        assert!(Instant::now() < end, "{}", fx.c.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    let done = mssql::watch_until_terminal(&fx.c, job.id, WAIT, |j| {
+        saw_wait |= mssql::takeover_waited_for_lock(j);
+    })
+    .await;
+    mssql::assert_succeeded(&fx.c, &done);
     assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
     assert_ne!(
         done.attempts.last().map(|a| a.agent_id.as_str()),
@@ -613,12 +565,7 @@ async fn real_backup_is_verified_and_lands_with_a_manifest() {
     .await;
     let target = target_dir(&dir, "main", &fx.db.name, 0o777);
     let done = run(&fx, dump_job("main", &fx.db.name)).await;
-    assert_eq!(
-        done.state,
-        JobState::Succeeded,
-        "{done:#?}\n{}",
-        fx.c.logs()
-    );
+    mssql::assert_succeeded(&fx.c, &done);
     let names = files(&target);
     assert!(
         names.iter().any(|n| n.ends_with(".bak"))

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use baton_tests::tds::*;
 use sha2::{Digest, Sha256};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tds_common::{Conn, one_row};
+use tiberius::{Config, EncryptionLevel};
 
-type Conn = Client<Compat<TcpStream>>;
+pub mod tds_common;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -28,22 +27,13 @@ const DATABASES: &str =
     "SELECT state_desc, recovery_model_desc FROM sys.databases WHERE name = @P1";
 
 fn config(server: &TdsServer) -> Config {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(server.port());
-    c.authentication(AuthMethod::sql_server("baton", "pw"));
-    c.encryption(EncryptionLevel::NotSupported);
+    let mut c = tds_common::config(server, "baton", "pw", EncryptionLevel::NotSupported);
     c.application_name("baton-test");
     c
 }
 
 async fn connect(server: &TdsServer) -> Conn {
-    let cfg = config(server);
-    let tcp = TcpStream::connect(cfg.get_addr()).await.expect("tcp");
-    tcp.set_nodelay(true).expect("nodelay");
-    Client::connect(cfg, tcp.compat_write())
-        .await
-        .expect("login")
+    tds_common::connect(config(server)).await.expect("login")
 }
 
 async fn start(model: &BackupModel) -> TdsServer {
@@ -54,14 +44,7 @@ async fn start(model: &BackupModel) -> TdsServer {
 }
 
 async fn spid_of(client: &mut Conn) -> i16 {
-    let row = client
-        .simple_query("SELECT @@SPID")
-        .await
-        .expect("spid")
-        .into_row()
-        .await
-        .expect("row")
-        .expect("one row");
+    let row = one_row(client, "SELECT @@SPID").await;
     row.get::<i16, _>(0).expect("smallint")
 }
 
@@ -82,6 +65,34 @@ async fn backup(client: &mut Conn, db: &str, path: &Path) -> tiberius::Result<()
         .execute(BACKUP, &[&db, &path.as_str()])
         .await
         .map(|_| ())
+}
+
+/// Run `request` (a backup or verify on session `spid`) until the model
+/// shows it at `percent` or more; it must not end first. The request's
+/// future is dropped then (the session may be sent an ATTENTION).
+async fn run_until_progress(
+    request: impl Future<Output = tiberius::Result<()>>,
+    model: &BackupModel,
+    spid: i16,
+    percent: f64,
+) {
+    let progressed = model.wait_until(WAIT, |m| m.percent(spid).is_some_and(|p| p >= percent));
+    tokio::select! {
+        r = request => panic!("the request ended early: {r:?}"),
+        r = progressed => r.expect("progress"),
+    }
+}
+
+/// Wait until the model's first backup ended cancelled.
+async fn first_call_cancelled(model: &BackupModel) {
+    model
+        .wait_until(WAIT, |m| {
+            m.calls()
+                .first()
+                .is_some_and(|c| c.outcome == BackupOutcome::Cancelled)
+        })
+        .await
+        .expect("cancelled");
 }
 
 async fn verify(client: &mut Conn, path: &Path) -> tiberius::Result<()> {
@@ -392,26 +403,12 @@ async fn an_attention_mid_backup_cancels_it_without_a_file_or_a_dmv_row() {
     let mut b = connect(&server).await;
     let spid = spid_of(&mut a).await;
 
-    {
-        let running = backup(&mut a, "jobs", &path);
-        let progressed = model.wait_until(WAIT, |m| m.percent(spid).is_some_and(|p| p >= 1.0));
-        tokio::select! {
-            r = running => panic!("the backup ended early: {r:?}"),
-            r = progressed => r.expect("progress"),
-        }
-    }
+    run_until_progress(backup(&mut a, "jobs", &path), &model, spid, 1.0).await;
     let percent = poll(&mut b, spid).await.expect("running");
     assert!((1.0..100.0).contains(&percent), "{percent}");
     a.cancel_query().await.expect("attention acknowledged");
 
-    model
-        .wait_until(WAIT, |m| {
-            m.calls()
-                .first()
-                .is_some_and(|c| c.outcome == BackupOutcome::Cancelled)
-        })
-        .await
-        .expect("cancelled");
+    first_call_cancelled(&model).await;
     assert_eq!(poll(&mut b, spid).await, None, "the DMV row is gone");
     assert!(!path.exists(), "no backup file");
     let call = &model.calls()[0];
@@ -433,14 +430,7 @@ async fn a_backup_whose_client_disconnects_still_runs_to_its_end() {
     let path = bak(dir.path(), "jobs.bak.partial");
     let mut a = connect(&server).await;
     let spid = spid_of(&mut a).await;
-    {
-        let running = backup(&mut a, "jobs", &path);
-        let started = model.wait_until(WAIT, |m| m.percent(spid).is_some());
-        tokio::select! {
-            r = running => panic!("the backup ended early: {r:?}"),
-            r = started => r.expect("started"),
-        }
-    }
+    run_until_progress(backup(&mut a, "jobs", &path), &model, spid, 0.0).await;
     drop(a);
     model
         .wait_until(WAIT, |m| {
@@ -554,23 +544,9 @@ async fn with_partial_files_an_interrupted_backup_leaves_a_damaged_file() {
     let path = bak(dir.path(), "jobs.bak.partial");
     let mut a = connect(&server).await;
     let spid = spid_of(&mut a).await;
-    {
-        let running = backup(&mut a, "jobs", &path);
-        let progressed = model.wait_until(WAIT, |m| m.percent(spid).is_some_and(|p| p >= 2.0));
-        tokio::select! {
-            r = running => panic!("the backup ended early: {r:?}"),
-            r = progressed => r.expect("progress"),
-        }
-    }
+    run_until_progress(backup(&mut a, "jobs", &path), &model, spid, 2.0).await;
     a.cancel_query().await.expect("attention acknowledged");
-    model
-        .wait_until(WAIT, |m| {
-            m.calls()
-                .first()
-                .is_some_and(|c| c.outcome == BackupOutcome::Cancelled)
-        })
-        .await
-        .expect("cancelled");
+    first_call_cancelled(&model).await;
     let len = std::fs::metadata(&path).expect("partial file").len();
     assert!(len > 0 && len < 100_000, "{len}");
     assert_eq!(code(verify(&mut a, &path).await).0, 3189);
@@ -601,14 +577,7 @@ async fn the_dmv_reports_a_running_verify_as_well() {
     let mut b = connect(&server).await;
     let spid = spid_of(&mut a).await;
     backup(&mut a, "jobs", &path).await.expect("backup");
-    {
-        let running = verify(&mut a, &path);
-        let started = model.wait_until(WAIT, |m| m.percent(spid).is_some());
-        tokio::select! {
-            r = running => panic!("the verify ended early: {r:?}"),
-            r = started => r.expect("verify running"),
-        }
-    }
+    run_until_progress(verify(&mut a, &path), &model, spid, 0.0).await;
     let row = b
         .query(
             "SELECT command, percent_complete FROM sys.dm_exec_requests WHERE session_id = @P1",

@@ -9,28 +9,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baton_tests::tds::*;
-use tiberius::{AuthMethod, Client, Command, CommandResult, Config, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tds_common::{Conn, exec, one_row, server_error};
+use tiberius::{Command, CommandResult, EncryptionLevel};
 
-type Conn = Client<Compat<TcpStream>>;
+pub mod tds_common;
 
 const WAIT: Duration = Duration::from_secs(5);
 const RES: &str = "baton:fleet-a:job:42";
 
 async fn connect(server: &TdsServer) -> Conn {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(server.port());
-    c.authentication(AuthMethod::sql_server("u", "p"));
-    c.encryption(EncryptionLevel::NotSupported);
-    let tcp = TcpStream::connect(c.get_addr()).await.expect("tcp");
-    tcp.set_nodelay(true).expect("nodelay");
-    Client::connect(c, tcp.compat_write()).await.expect("login")
-}
-
-async fn exec(client: &mut Conn, cmd: Command<'_>) -> tiberius::Result<CommandResult> {
-    cmd.exec(client).await?.into_command_result().await
+    let c = tds_common::config(server, "u", "p", EncryptionLevel::NotSupported);
+    tds_common::connect(c).await.expect("login")
 }
 
 /// `sp_getapplock` as the agent sends it (contract L1); the return status.
@@ -62,13 +51,6 @@ async fn batch(client: &mut Conn, sql: &str) {
         .into_results()
         .await
         .expect("results");
-}
-
-fn server_error(e: tiberius::error::Error) -> tiberius::error::TokenError {
-    match e {
-        tiberius::error::Error::Server(t) => t,
-        other => panic!("expected a server error, got {other:?}"),
-    }
 }
 
 fn grants(server: &TdsServer, resource: &str) -> Vec<LockGrant> {
@@ -432,14 +414,7 @@ async fn spid_is_per_connection() {
     let mut a = connect(&server).await;
     let mut b = connect(&server).await;
     for (client, want) in [(&mut a, spid(1)), (&mut b, spid(2))] {
-        let row = client
-            .simple_query("SELECT @@SPID")
-            .await
-            .expect("query")
-            .into_row()
-            .await
-            .expect("row")
-            .expect("one row");
+        let row = one_row(client, "SELECT @@SPID").await;
         assert_eq!(row.get::<i16, _>(0), Some(want));
     }
 }

@@ -9,46 +9,19 @@ use baton_tests::pki::Pki;
 use baton_tests::tds::raw::{self, RawClient};
 use baton_tests::tds::*;
 use chrono::{NaiveDate, NaiveDateTime};
+use tds_common::{Conn, connect, exec, one_row as first_row, server_error};
 use tiberius::numeric::Numeric;
-use tiberius::{AuthMethod, Client, Command, CommandResult, Config, EncryptionLevel, Row};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tiberius::{Command, Config, EncryptionLevel};
 
-type Conn = Client<Compat<TcpStream>>;
+pub mod tds_common;
 
 const WAIT: Duration = Duration::from_secs(5);
 
 fn config(server: &TdsServer, user: &str, password: &str) -> Config {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(server.port());
-    c.authentication(AuthMethod::sql_server(user, password));
-    c.encryption(EncryptionLevel::NotSupported);
+    let mut c = tds_common::config(server, user, password, EncryptionLevel::NotSupported);
     c.database("jobs");
     c.application_name("baton-test");
     c
-}
-
-async fn connect(config: Config) -> tiberius::Result<Conn> {
-    let tcp = TcpStream::connect(config.get_addr()).await?;
-    tcp.set_nodelay(true)?;
-    Client::connect(config, tcp.compat_write()).await
-}
-
-fn server_error(e: tiberius::error::Error) -> tiberius::error::TokenError {
-    match e {
-        tiberius::error::Error::Server(t) => t,
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
-
-async fn exec(client: &mut Conn, cmd: Command<'_>) -> tiberius::Result<CommandResult> {
-    cmd.exec(client).await?.into_command_result().await
-}
-
-async fn first_row(client: &mut Conn, sql: &str) -> Row {
-    let stream = client.simple_query(sql).await.expect("query");
-    stream.into_row().await.expect("row").expect("one row")
 }
 
 fn datetime(s: &str) -> NaiveDateTime {

@@ -9,29 +9,18 @@ use std::time::Duration;
 use baton_tests::pki::Pki;
 use baton_tests::tds::raw::{self, RawClient};
 use baton_tests::tds::*;
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tds_common::{Conn, connect, one_row};
+use tiberius::{Config, EncryptionLevel};
 
-type Conn = Client<Compat<TcpStream>>;
+pub mod tds_common;
 
 const WAIT: Duration = Duration::from_secs(5);
 
 fn config(server: &TdsServer, level: EncryptionLevel) -> Config {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(server.port());
-    c.authentication(AuthMethod::sql_server("baton", "s3cret"));
-    c.encryption(level);
+    let mut c = tds_common::config(server, "baton", "s3cret", level);
     c.database("jobs");
     c.application_name("baton-test");
     c
-}
-
-async fn connect(config: Config) -> tiberius::Result<Conn> {
-    let tcp = TcpStream::connect(config.get_addr()).await?;
-    tcp.set_nodelay(true)?;
-    Client::connect(config, tcp.compat_write()).await
 }
 
 fn version_script() -> Script {
@@ -46,14 +35,7 @@ fn version_script() -> Script {
 }
 
 async fn version(client: &mut Conn) -> String {
-    let row = client
-        .simple_query("SELECT @@VERSION")
-        .await
-        .expect("query")
-        .into_row()
-        .await
-        .expect("row")
-        .expect("one row");
+    let row = one_row(client, "SELECT @@VERSION").await;
     row.get::<&str, _>(0).expect("text").to_string()
 }
 

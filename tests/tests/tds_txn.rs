@@ -8,29 +8,18 @@
 use std::time::Duration;
 
 use baton_tests::tds::*;
-use tiberius::{AuthMethod, Client, Command, CommandResult, Config, EncryptionLevel, Row};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tds_common::{Conn, exec, one_row, server_error};
+use tiberius::{Command, CommandResult, EncryptionLevel, Row};
 
-type Conn = Client<Compat<TcpStream>>;
+pub mod tds_common;
 
 const WAIT: Duration = Duration::from_secs(5);
 const BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION";
 
 async fn connect(server: &TdsServer) -> Conn {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(server.port());
-    c.authentication(AuthMethod::sql_server("u", "p"));
-    c.encryption(EncryptionLevel::NotSupported);
+    let mut c = tds_common::config(server, "u", "p", EncryptionLevel::NotSupported);
     c.database("jobs");
-    let tcp = TcpStream::connect(c.get_addr()).await.expect("tcp");
-    tcp.set_nodelay(true).expect("nodelay");
-    Client::connect(c, tcp.compat_write()).await.expect("login")
-}
-
-async fn exec(client: &mut Conn, cmd: Command<'_>) -> tiberius::Result<CommandResult> {
-    cmd.exec(client).await?.into_command_result().await
+    tds_common::connect(c).await.expect("login")
 }
 
 async fn batch(client: &mut Conn, sql: &str) -> tiberius::Result<()> {
@@ -39,22 +28,8 @@ async fn batch(client: &mut Conn, sql: &str) -> tiberius::Result<()> {
 }
 
 async fn trancount(client: &mut Conn) -> i32 {
-    let row = client
-        .simple_query("SELECT @@TRANCOUNT")
-        .await
-        .expect("query")
-        .into_row()
-        .await
-        .expect("row")
-        .expect("one row");
+    let row = one_row(client, "SELECT @@TRANCOUNT").await;
     row.get::<i32, _>(0).expect("int")
-}
-
-fn server_error(e: tiberius::error::Error) -> tiberius::error::TokenError {
-    match e {
-        tiberius::error::Error::Server(t) => t,
-        other => panic!("expected a server error, got {other:?}"),
-    }
 }
 
 /// Contract T2.

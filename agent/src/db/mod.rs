@@ -5,6 +5,7 @@
 //!   the environment, never inline).
 //! - [`mssql_connection`]: `kind = "mssql"` settings (SQL Server; executors
 //!   not built yet).
+//! - [`result_sets`]: the bounded result sets both engines capture.
 //! - [`mysql`]: pools per connection and the `procedure` / `sql` executors
 //!   (database-side lock, run ledger, kill on the server).
 
@@ -13,3 +14,4 @@ pub mod dump;
 pub mod mssql;
 pub mod mssql_connection;
 pub mod mysql;
+pub mod result_sets;

@@ -8,6 +8,7 @@ pub mod capture;
 pub mod command;
 pub mod groups;
 pub mod noop;
+pub mod stop;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -56,7 +56,8 @@ pub async fn poll(
     if !s.ready.load(Ordering::Acquire) {
         return Err(ApiError::new(ErrorCode::NotReady, "shutting down", None));
     }
-    s.store
+    let mut drained = s
+        .store
         .agent_polled(
             &AgentSeen {
                 id: &id,
@@ -83,11 +84,32 @@ pub async fn poll(
         .map(|c| c.name.clone())
         .collect();
     let notifiers: Vec<_> = req.groups.iter().map(|g| s.wakers.get(g)).collect();
+    let drained_at_start = drained;
     loop {
         // Register for wake-ups before looking, so nothing slips between.
         let mut waits: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
         for w in &mut waits {
             w.as_mut().enable();
+        }
+        if drained {
+            // Drained: no new work. A poll that began drained is held (a
+            // presence heartbeat) until its deadline or a wake-up — a resume
+            // wakes the agent's groups; one that saw the drain arrive answers
+            // at once, so the agent learns of it.
+            if !drained_at_start || Instant::now() >= deadline || !s.ready.load(Ordering::Acquire) {
+                return Ok(Json(PollResponse {
+                    grants: Vec::new(),
+                    retry_after_ms: None,
+                    drain: true,
+                }));
+            }
+            tokio::select! {
+                _ = select_all(waits) => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = s.shutdown.cancelled() => {}
+            }
+            drained = s.store.agent_drained(&id).await?;
+            continue;
         }
         let now = now_ms();
         let granted = s
@@ -121,12 +143,14 @@ pub async fn poll(
             return Ok(Json(PollResponse {
                 grants,
                 retry_after_ms: None,
+                drain: false,
             }));
         }
         if req.free_slots == 0 || Instant::now() >= deadline || !s.ready.load(Ordering::Acquire) {
             return Ok(Json(PollResponse {
                 grants: Vec::new(),
                 retry_after_ms: None,
+                drain: false,
             }));
         }
         let mut until = deadline;
@@ -139,6 +163,8 @@ pub async fn poll(
             _ = tokio::time::sleep_until(until.into()) => {}
             _ = s.shutdown.cancelled() => {}
         }
+        // A drain may have come while the poll was held.
+        drained = s.store.agent_drained(&id).await?;
     }
 }
 
@@ -172,9 +198,12 @@ pub async fn heartbeat(
         )
         .await
         .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "heartbeat", e))?;
+    // A failover drill of this job asks the holder for its fault here.
+    let fault = super::drills::fault_for_heartbeat(&s, job_id, &caller.id, req.token).await;
     Ok(Json(HeartbeatResponse {
         lease_ttl_ms: ttl,
         cancel_requested: cancel,
+        fault,
     }))
 }
 

@@ -3,6 +3,7 @@
 //! - [`agent`]: poll, heartbeat, complete, release.
 //! - [`operator`]: jobs and agents for operators.
 //! - [`identity`]: enrollment, operator tokens, agent revocation, whoami, audit reads.
+//! - [`drills`]: failover drills (start, list, report) and the holder's fault ack.
 //! - [`audit`]: the middleware that records every state-changing call.
 //! - [`ratelimit`]: per-address token buckets (enrollment).
 //! - this module: [`AppState`], [`ApiError`] (every non-2xx is a JSON
@@ -10,6 +11,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod drills;
 pub mod identity;
 pub mod operator;
 pub mod ratelimit;
@@ -83,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents", get(operator::agents))
         .route("/v1/agents/enroll", post(identity::enroll))
         .route("/v1/agents/{id}/revoke", post(identity::revoke_agent))
+        .route("/v1/agents/{id}/drain", post(operator::drain_agent))
+        .route("/v1/agents/{id}/resume", post(operator::resume_agent))
         .route(
             "/v1/enrollment-tokens",
             post(identity::create_enrollment_token).get(identity::list_enrollment_tokens),
@@ -101,6 +105,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/whoami", get(identity::whoami))
         .route("/v1/audit", get(identity::audit_log))
+        .route("/v1/drills", post(drills::start).get(drills::list))
+        .route("/v1/drills/{id}", get(drills::show))
+        .route("/v1/jobs/{id}/fault-ack", post(drills::fault_ack))
+        .route("/metrics", get(crate::metrics::serve))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

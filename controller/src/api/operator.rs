@@ -1,10 +1,12 @@
 //! Operator endpoints: submit, list, get, cancel, retry jobs; list agents.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use baton_proto::{AgentList, JobId, JobList, JobState, JobSubmit, JobView, valid_name};
+use baton_proto::{
+    AgentDrain, AgentList, JobId, JobList, JobState, JobSubmit, JobView, valid_name,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -174,4 +176,48 @@ pub async fn agents(State(s): State<AppState>, _op: Viewer) -> Result<Json<Agent
         .list_agents(now_ms(), s.config.agent_offline_after.as_millis() as i64)
         .await?;
     Ok(Json(AgentList { agents }))
+}
+
+/// `POST /v1/agents/{id}/drain`: no new work for the agent from now on; the
+/// jobs it runs go on to their end.
+pub async fn drain_agent(
+    State(s): State<AppState>,
+    op: OperatorRole,
+    Path(id): Path<String>,
+) -> Result<Json<AgentDrain>, ApiError> {
+    set_drain(&s, &op, id, true).await
+}
+
+/// `POST /v1/agents/{id}/resume`: lift a drain.
+pub async fn resume_agent(
+    State(s): State<AppState>,
+    op: OperatorRole,
+    Path(id): Path<String>,
+) -> Result<Json<AgentDrain>, ApiError> {
+    set_drain(&s, &op, id, false).await
+}
+
+async fn set_drain(
+    s: &AppState,
+    op: &OperatorRole,
+    id: String,
+    drain: bool,
+) -> Result<Json<AgentDrain>, ApiError> {
+    let state = s.store.set_drain(&id, drain, now_ms()).await?;
+    // Held polls of the agent re-check their drain state; on resume they
+    // look for work at once.
+    for g in &state.groups {
+        s.wakers.wake(g);
+    }
+    if drain {
+        tracing::info!(agent_id = %id, by = %op.who.name, running = state.running.len(), "Agent drained: no new work");
+    } else {
+        tracing::info!(agent_id = %id, by = %op.who.name, "Agent resumed");
+    }
+    Ok(Json(AgentDrain {
+        agent_id: id,
+        draining: state.drained_at.is_some(),
+        drained_at: state.drained_at.map(crate::store::rows_ts),
+        running: state.running,
+    }))
 }

@@ -10,6 +10,8 @@
 
 #[path = "batonctl/client.rs"]
 mod client;
+#[path = "batonctl/drill.rs"]
+mod drill;
 #[path = "batonctl/identity.rs"]
 mod identity;
 #[path = "batonctl/render.rs"]
@@ -97,7 +99,7 @@ enum Command {
         /// Job id.
         id: JobId,
     },
-    /// List agents (the default), or revoke one.
+    /// List agents (the default); revoke, drain or resume one.
     Agents(AgentsArgs),
     /// Enrollment tokens: create (for new agents), list, revoke. Admin only.
     #[command(subcommand)]
@@ -107,6 +109,9 @@ enum Command {
     Tokens(TokensCmd),
     /// Show the audit log, newest first. Admin only.
     Audit(AuditArgs),
+    /// Failover drills: start one, list them, show a report and its timeline.
+    #[command(subcommand)]
+    Drill(drill::DrillCmd),
     /// Show the name and role of the operator token in use.
     Whoami,
     /// Check the controller's /healthz and /readyz (no token needed).
@@ -320,6 +325,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Enroll(cmd) => identity::enroll(&api, cmd, json).await,
         Command::Tokens(cmd) => identity::tokens(&api, cmd, json).await,
         Command::Audit(args) => identity::audit(&api, &args, json).await,
+        Command::Drill(cmd) => drill::drill(&api, cmd, json).await,
         Command::Whoami => identity::whoami(&api, json).await,
         Command::Health => health(&api, json).await,
     }

@@ -4,7 +4,18 @@ use baton_proto::{AgentView, Capabilities, HostMetrics, JobKind, LeaseHeld};
 use sqlx::Row;
 
 use super::rows::{json, json_opt, ts};
-use super::{Result, Store};
+use super::{Error, Result, Store};
+
+/// An agent's drain state after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainState {
+    /// When it was drained; `None` when not drained.
+    pub drained_at: Option<i64>,
+    /// Its groups (to wake their pollers on resume).
+    pub groups: Vec<String>,
+    /// Jobs it still runs.
+    pub running: Vec<i64>,
+}
 
 /// What a poll tells about an agent.
 #[derive(Debug, Clone)]
@@ -26,11 +37,12 @@ pub struct AgentSeen<'a> {
 }
 
 impl Store {
-    /// Record a poll.
-    pub async fn agent_polled(&self, a: &AgentSeen<'_>, now: i64) -> Result<()> {
-        sqlx::query(
+    /// Record a poll; returns whether the agent is drained.
+    pub async fn agent_polled(&self, a: &AgentSeen<'_>, now: i64) -> Result<bool> {
+        let drained: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE agents SET groups = ?2, capabilities = ?3, version = ?4, os = ?5,
-               free_slots = ?6, metrics = ?7, last_seen = ?8 WHERE id = ?1",
+               free_slots = ?6, metrics = ?7, last_seen = ?8 WHERE id = ?1
+             RETURNING drained_at",
         )
         .bind(a.id)
         .bind(serde_json::to_string(a.groups).unwrap_or_default())
@@ -40,15 +52,54 @@ impl Store {
         .bind(i64::from(a.free_slots))
         .bind(a.metrics.and_then(|m| serde_json::to_string(m).ok()))
         .bind(now)
-        .execute(&self.writer)
+        .fetch_optional(&self.writer)
         .await?;
-        Ok(())
+        Ok(drained.flatten().is_some())
+    }
+
+    /// Whether the agent is drained now.
+    pub async fn agent_drained(&self, id: &str) -> Result<bool> {
+        let drained: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT drained_at FROM agents WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(drained.flatten().is_some())
+    }
+
+    /// Drain (`drain = true`: no new work from now on) or resume an agent.
+    /// Returns when it was drained (`None` once resumed), its groups and the
+    /// jobs it still runs; [`Error::Missing`] for an unknown agent.
+    pub async fn set_drain(&self, id: &str, drain: bool, now: i64) -> Result<DrainState> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "UPDATE agents SET drained_at = CASE WHEN ?2 THEN COALESCE(drained_at, ?3) ELSE NULL END
+             WHERE id = ?1 RETURNING drained_at, groups",
+        )
+        .bind(id)
+        .bind(drain)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::Missing(format!("agent {id}")))?;
+        let running: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_agent = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(DrainState {
+            drained_at: row.try_get("drained_at")?,
+            groups: json("agents.groups", &row.try_get::<String, _>("groups")?)?,
+            running,
+        })
     }
 
     /// Every agent with the leases it holds. `online_window_ms` decides `online`.
     pub async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>> {
         let rows = sqlx::query(
-            "SELECT id, groups, capabilities, version, os, free_slots, metrics, last_seen, enrolled_at, revoked_at
+            "SELECT id, groups, capabilities, version, os, free_slots, metrics, last_seen, enrolled_at, revoked_at, drained_at
              FROM agents ORDER BY id",
         )
         .fetch_all(&self.reader)
@@ -92,6 +143,7 @@ impl Store {
                 leases: held,
                 enrolled_at: r.try_get::<Option<i64>, _>("enrolled_at")?.map(ts),
                 revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
+                drained_at: r.try_get::<Option<i64>, _>("drained_at")?.map(ts),
                 id,
             });
         }
@@ -124,13 +176,22 @@ impl Store {
                 "no online agent of group `{group}` runs `{kind}` jobs"
             )));
         }
-        if let Some(c) = connection
-            && !with_kind
-                .iter()
-                .any(|a| a.capabilities.connections.iter().any(|x| x.name == c))
-        {
+        let able: Vec<&&&AgentView> = with_kind
+            .iter()
+            .filter(|a| {
+                connection.is_none_or(|c| a.capabilities.connections.iter().any(|x| x.name == c))
+            })
+            .collect();
+        if let (Some(c), true) = (connection, able.is_empty()) {
             return Ok(Some(format!(
                 "no online agent of group `{group}` has connection `{c}`"
+            )));
+        }
+        if able.iter().all(|a| a.drained_at.is_some()) {
+            let ids: Vec<&str> = able.iter().map(|a| a.id.as_str()).collect();
+            return Ok(Some(format!(
+                "every agent of group `{group}` that could run it is drained ({})",
+                ids.join(", ")
             )));
         }
         Ok(None)
@@ -193,5 +254,38 @@ mod tests {
                 .expect("blocked")
                 .contains("group `web`")
         );
+
+        // Drain: the next poll says so, the agent list shows since when, and
+        // a job only it could run is blocked; resume lifts it.
+        let d = s.set_drain("a1", true, 1200).await.expect("drain");
+        assert_eq!(d.drained_at, Some(1200));
+        assert_eq!(d.groups, vec!["db".to_string()]);
+        assert!(d.running.is_empty());
+        assert_eq!(
+            s.set_drain("a1", true, 1300)
+                .await
+                .expect("again")
+                .drained_at,
+            Some(1200),
+            "draining twice keeps the first time"
+        );
+        assert!(s.agent_polled(&seen, 1400).await.expect("poll"));
+        assert!(s.agent_drained("a1").await.expect("drained"));
+        assert_eq!(
+            s.list_agents(1500, 1000).await.expect("list")[0].drained_at,
+            Some(ts(1200))
+        );
+        assert_eq!(
+            r("db", JobKind::Sql, Some("main")).await.as_deref(),
+            Some("every agent of group `db` that could run it is drained (a1)")
+        );
+        let d = s.set_drain("a1", false, 1500).await.expect("resume");
+        assert_eq!(d.drained_at, None);
+        assert!(!s.agent_polled(&seen, 1500).await.expect("poll"));
+        assert_eq!(r("db", JobKind::Sql, Some("main")).await, None);
+        assert!(matches!(
+            s.set_drain("nobody", true, 1).await,
+            Err(Error::Missing(_))
+        ));
     }
 }

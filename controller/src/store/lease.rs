@@ -112,6 +112,7 @@ impl Store {
                    AND grp IN (SELECT value FROM json_each(?2))
                    AND kind IN (SELECT value FROM json_each(?3))
                    AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
+                   AND NOT EXISTS (SELECT 1 FROM agents WHERE id = ?6 AND drained_at IS NOT NULL)
                  ORDER BY priority DESC, id LIMIT ?5"
             );
             let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -120,6 +121,7 @@ impl Store {
                 .bind(&kinds)
                 .bind(&conns)
                 .bind(i64::from(req.max))
+                .bind(req.agent_id)
                 .fetch_all(&mut *tx)
                 .await?;
             for row in rows {

@@ -10,9 +10,11 @@
 //! - [`agents`]: agent presence and capabilities.
 //! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - [`audit`]: the audit log.
+//! - [`drills`]: failover drills, their timelines and takeover measurements.
 
 pub mod agents;
 pub mod audit;
+pub mod drills;
 pub mod identity;
 pub mod jobs;
 pub mod lease;

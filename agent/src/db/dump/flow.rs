@@ -2,11 +2,10 @@
 //! docs of [`super`]).
 
 use std::ffi::OsString;
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use baton_proto::{Completion, DumpSpec, JobResult, JobSpec, Progress};
+use baton_proto::{DumpSpec, JobResult, JobSpec, Progress};
 use chrono::{SubsecRound, Utc};
 use tokio::io::BufWriter;
 use tokio::time::Instant;
@@ -21,7 +20,8 @@ use super::stream::{self, Tally, human_bytes};
 use super::{DumpExecutor, Error, Stop, messages, retention, space};
 use crate::db::connection::{MysqlConnection, dump_flag_allowed};
 use crate::executor::capture::{self, SharedBounded};
-use crate::executor::{Cancel, CancelReason, Job, Outcome};
+use crate::executor::stop::{self, Stopper};
+use crate::executor::{CancelReason, Job, Outcome};
 
 #[path = "flow_after.rs"]
 mod after;
@@ -39,38 +39,6 @@ pub const BASE_FLAGS: [&str; 6] = [
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How long the stderr pipe may stay open after the tool ended.
 const PIPE_GRACE: Duration = Duration::from_secs(1);
-
-/// Fires on cancel or timeout.
-#[derive(Debug, Clone)]
-struct Stopper {
-    cancel: Cancel,
-    deadline: Option<Instant>,
-}
-
-impl Stopper {
-    async fn stopped(&self) -> Stop {
-        let deadline = async {
-            match self.deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            reason = self.cancel.cancelled() => Stop::Cancel(reason),
-            () = deadline => Stop::Timeout,
-        }
-    }
-
-    /// Run `f` unless a stop comes first (then `f` is dropped, which kills its children).
-    async fn run<T>(&self, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        tokio::select! {
-            biased;
-            stop = self.stopped() => Err(Error::Stopped(stop)),
-            r = f => r,
-        }
-    }
-}
 
 /// What the probe learnt.
 struct Probe {
@@ -106,10 +74,7 @@ pub(super) async fn run(exec: &DumpExecutor, job: Job) -> Outcome {
         job: &job,
         spec,
         conn,
-        stop: Stopper {
-            cancel: job.cancel.clone(),
-            deadline: job.timeout.map(|t| Instant::now() + t),
-        },
+        stop: Stopper::new(job.cancel.clone(), job.timeout.map(|t| Instant::now() + t)),
         warnings: Vec::new(),
         result: JobResult::default(),
     };
@@ -147,11 +112,7 @@ impl Run<'_> {
                 self.job
                     .progress
                     .append_output(format!("dump failed: {e}\n").as_bytes());
-                Outcome {
-                    completion: Completion::Failed { retryable },
-                    result: self.result,
-                    error: Some(e.to_string()),
-                }
+                stop::failed(retryable, e.to_string(), self.result)
             }
         }
     }
@@ -225,6 +186,7 @@ impl Run<'_> {
                 started,
                 job_id: self.job.job_id,
             },
+            paths::SQL_ZST,
         )?;
         self.check_space(&layout.dir, probe.estimate, self.conn.dump.reserve_bytes)
             .await?;
@@ -240,7 +202,7 @@ impl Run<'_> {
 
         // After the dump: source snapshot, binlog, restore check. A stop or a
         // retryable failure from here on removes the dump.
-        let dump_path = layout.dump();
+        let dump_path = layout.finished();
         let after = self
             .after_dump(&client, &tally, &probe, &dump_path, no_data)
             .await;
@@ -586,7 +548,7 @@ impl Run<'_> {
             Ok(_) => Ok(()),
         };
         let finished = match verdict {
-            Ok(()) => finish(writer, &partial, &layout.dump(), &layout.dir).await,
+            Ok(()) => finish(writer, &partial, &layout.finished(), &layout.dir).await,
             Err(e) => Err(e),
         };
         if let Err(e) = finished {

@@ -95,7 +95,7 @@ use crate::config::{Config, ConnectionConfig};
 use crate::db::connection::MysqlConnection;
 use crate::executor::command::INHERITED_ENV;
 use crate::executor::groups::ProcessGroups;
-use crate::executor::{BoxFuture, CancelReason, Executor, Job, Outcome};
+use crate::executor::{BoxFuture, Executor, Job, Outcome};
 
 pub use paths::{DumpName, MANIFEST_SUFFIX, PARTIAL_SUFFIX, SQL_ZST_SUFFIX};
 
@@ -104,14 +104,9 @@ pub const DEFAULT_TERM_GRACE: Duration = Duration::from_secs(2);
 /// Bytes of the tool's (and the client's) stderr kept.
 pub const DEFAULT_MAX_STDERR_BYTES: usize = 64 * 1024;
 
+use crate::db::dump::paths::BadName;
 /// Why a dump job stopped before its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// A cancel fired (operator, lease loss, shutdown).
-    Cancel(CancelReason),
-    /// The execution timeout passed.
-    Timeout,
-}
+pub use crate::executor::stop::Stop;
 
 /// This module's errors. Each knows whether a retry may help.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +172,21 @@ pub enum Error {
     /// The job was stopped.
     #[error("stopped")]
     Stopped(Stop),
+}
+
+impl From<BadName> for Error {
+    fn from(bad: BadName) -> Self {
+        match bad {
+            BadName::Connection(_) => Error::Setup(bad.to_string()),
+            BadName::Database(d) => Error::InvalidDatabase(d),
+        }
+    }
+}
+
+impl From<Stop> for Error {
+    fn from(stop: Stop) -> Self {
+        Error::Stopped(stop)
+    }
 }
 
 impl Error {

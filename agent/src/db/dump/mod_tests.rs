@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::db::connection::{DumpSettings, Endpoint, PasswordSource};
+use crate::executor::CancelReason;
 use crate::executor::{Cancel, ProgressHandle};
 
 const TOOL: &str = r#"

@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use baton_proto::JobId;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::Error;
-
 /// Suffix of a finished dump.
 pub const SQL_ZST_SUFFIX: &str = ".sql.zst";
 /// Suffix of a dump being written.
@@ -86,49 +84,68 @@ impl DumpName {
     }
 }
 
-/// The files of one dump.
+/// A connection or database name that cannot be a directory name (each
+/// module's `Error` has a variant for both).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    /// The connection's name.
+    #[error("connection name {0:?} cannot be a directory name")]
+    Connection(String),
+    /// The database's name.
+    #[error("database name {0:?} cannot be a directory name")]
+    Database(String),
+}
+
+/// The files of one dump or native backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Layout {
+pub struct Layout {
     /// `<root>/<connection>/<database>`.
     pub dir: PathBuf,
-    /// The stem.
+    /// The stem (start time and job).
     pub name: DumpName,
+    /// The suffixes of the finished and the partial file.
+    pub suffixes: Suffixes,
 }
 
 impl Layout {
-    /// The layout for a dump of `database` on `connection` under `root`.
+    /// The layout of a dump or backup of `database` on `connection` under `root`.
     pub fn new(
         root: &Path,
         connection: &str,
         database: &str,
         name: DumpName,
-    ) -> Result<Layout, Error> {
+        suffixes: Suffixes,
+    ) -> Result<Layout, BadName> {
         if !safe_component(connection) {
-            return Err(Error::Setup(format!(
-                "connection name {connection:?} cannot be a directory name"
-            )));
+            return Err(BadName::Connection(connection.to_owned()));
         }
         if !safe_component(database) {
-            return Err(Error::InvalidDatabase(database.to_owned()));
+            return Err(BadName::Database(database.to_owned()));
         }
         Ok(Layout {
             dir: root.join(connection).join(database),
             name,
+            suffixes,
         })
     }
 
     fn file(&self, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{}{suffix}", self.name.stem()))
+        self.dir.join(self.file_name(suffix))
     }
 
-    /// The finished dump.
-    pub fn dump(&self) -> PathBuf {
-        self.file(SQL_ZST_SUFFIX)
+    /// `<stem><suffix>`.
+    pub fn file_name(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.name.stem())
     }
 
-    /// The dump while it is written.
+    /// The finished dump or verified backup.
+    pub fn finished(&self) -> PathBuf {
+        self.file(self.suffixes.finished)
+    }
+
+    /// The file while it is written (and, for a backup, verified).
     pub fn partial(&self) -> PathBuf {
-        self.file(PARTIAL_SUFFIX)
+        self.file(self.suffixes.partial)
     }
 
     /// The manifest.

@@ -19,11 +19,17 @@ fn layout_is_connection_database_stamp_and_job() {
             .expect("time"),
         job_id: 42,
     };
-    let l =
-        Layout::new(Path::new("/var/lib/baton/dumps"), "main", "shop", n.clone()).expect("layout");
+    let l = Layout::new(
+        Path::new("/var/lib/baton/dumps"),
+        "main",
+        "shop",
+        n.clone(),
+        SQL_ZST,
+    )
+    .expect("layout");
     assert_eq!(l.dir, Path::new("/var/lib/baton/dumps/main/shop"));
     assert_eq!(
-        l.dump(),
+        l.finished(),
         Path::new("/var/lib/baton/dumps/main/shop/20250304T050607Z-job42.sql.zst")
     );
     assert_eq!(
@@ -68,11 +74,11 @@ fn paths_cannot_escape_the_dump_directory() {
     for bad in ["..", ".", ".hidden", "-rf", "a/b", "", "a b", "x;y"] {
         assert!(!safe_component(bad), "{bad:?}");
         assert!(
-            Layout::new(Path::new("/d"), "main", bad, name(0, 1)).is_err(),
+            Layout::new(Path::new("/d"), "main", bad, name(0, 1), SQL_ZST).is_err(),
             "{bad:?}"
         );
         assert!(
-            Layout::new(Path::new("/d"), bad, "shop", name(0, 1)).is_err(),
+            Layout::new(Path::new("/d"), bad, "shop", name(0, 1), SQL_ZST).is_err(),
             "{bad:?}"
         );
     }

@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::*;
 use crate::db::connection::{DumpSettings, Endpoint, PasswordSource};
-use crate::executor::{Cancel, ProgressHandle};
+use crate::executor::{Cancel, CancelReason, ProgressHandle};
 
 const ENV: &str = "BATON_TEST_MYSQL_SOCKET";
 

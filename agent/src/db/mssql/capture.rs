@@ -19,113 +19,55 @@
 use serde_json::{Map, Value as Json, json};
 use tiberius::{Column, ColumnData, Row};
 
-pub use crate::db::mysql::Limits;
-use crate::db::mysql::capture::json_len;
+pub use crate::db::result_sets::Limits;
+use crate::db::result_sets::ResultSets;
 
 use super::value;
-
-#[derive(Debug, Clone, PartialEq)]
-struct Set {
-    columns: Vec<String>,
-    types: Vec<&'static str>,
-    rows: Vec<Json>,
-    truncated: bool,
-}
 
 /// What a job returned so far.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Capture {
-    limits: Limits,
-    sets: Vec<Set>,
-    /// Whether the current set is kept (false past the byte bound).
-    current_kept: bool,
+    sets: ResultSets,
     /// A result set began since the last statement count.
     set_open: bool,
-    omitted: u64,
-    bytes: usize,
-    /// The byte bound was reached: nothing more is kept.
-    full: bool,
     affected_rows: Option<u64>,
     out: Option<Map<String, Json>>,
     return_status: Option<i32>,
-    truncated: bool,
 }
 
 impl Capture {
     /// Nothing captured yet.
     pub fn new(limits: Limits) -> Self {
         Capture {
-            limits,
-            sets: Vec::new(),
-            current_kept: false,
+            sets: ResultSets::new(limits),
             set_open: false,
-            omitted: 0,
-            bytes: 0,
-            full: false,
             affected_rows: None,
             out: None,
             return_status: None,
-            truncated: false,
         }
     }
 
     /// Whether a bound cut anything.
     pub fn truncated(&self) -> bool {
-        self.truncated
+        self.sets.truncated()
     }
 
     /// Start a result set with these columns.
     pub fn begin_set(&mut self, columns: &[Column]) {
         self.set_open = true;
         let names: Vec<String> = columns.iter().map(|c| c.name().to_owned()).collect();
-        let cost = json_len(&json!(names)) * 2 + 48;
-        if self.full || self.bytes + cost > self.limits.max_bytes {
-            self.full = true;
-            self.current_kept = false;
-            self.omitted += 1;
-            self.truncated = true;
-            return;
-        }
-        self.bytes += cost;
-        self.current_kept = true;
-        self.sets.push(Set {
-            columns: names,
-            types: columns
+        self.sets.begin(names, || {
+            columns
                 .iter()
                 .map(|c| value::type_name(c.column_type()))
-                .collect(),
-            rows: Vec::new(),
-            truncated: false,
+                .collect()
         });
     }
 
     /// Add a row of the current set (dropped, and noted, past a bound).
     pub fn push_row(&mut self, row: Row) {
-        if !self.current_kept {
-            return;
-        }
-        let Some(set) = self.sets.last_mut() else {
-            return;
-        };
-        if set.truncated {
-            return;
-        }
-        if set.rows.len() >= self.limits.max_rows {
-            set.truncated = true;
-            self.truncated = true;
-            return;
-        }
-        let cells: Vec<Json> = row.cells().map(|(_, v)| value::to_json(v)).collect();
-        let row = Json::Array(cells);
-        let cost = json_len(&row) + 1;
-        if self.bytes + cost > self.limits.max_bytes {
-            set.truncated = true;
-            self.truncated = true;
-            self.full = true;
-            return;
-        }
-        self.bytes += cost;
-        set.rows.push(row);
+        self.sets
+            .push(|| row.cells().map(|(_, v)| value::to_json(v)).collect());
     }
 
     /// A statement ended with this count (DONE, DONEINPROC): counted as
@@ -153,20 +95,8 @@ impl Capture {
 
     /// The capture as `JobResult.data`.
     pub fn to_json(&self) -> Json {
-        let sets: Vec<Json> = self
-            .sets
-            .iter()
-            .map(|s| {
-                json!({
-                    "columns": s.columns,
-                    "types": s.types,
-                    "rows": s.rows,
-                    "truncated": s.truncated,
-                })
-            })
-            .collect();
         let mut data = Map::new();
-        data.insert("result_sets".into(), Json::Array(sets));
+        data.insert("result_sets".into(), self.sets.to_json());
         if let Some(out) = &self.out {
             data.insert("out".into(), Json::Object(out.clone()));
         }
@@ -175,9 +105,9 @@ impl Capture {
         }
         data.insert("affected_rows".into(), json!(self.affected_rows));
         data.insert("warnings".into(), json!([]));
-        data.insert("truncated".into(), json!(self.truncated));
-        if self.omitted > 0 {
-            data.insert("result_sets_omitted".into(), json!(self.omitted));
+        data.insert("truncated".into(), json!(self.sets.truncated()));
+        if self.sets.omitted() > 0 {
+            data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
         }
         Json::Object(data)
     }
@@ -245,7 +175,7 @@ mod tests {
         assert!(kept > 0 && kept < 100, "{j}");
         assert_eq!(j["result_sets"].as_array().map(Vec::len), Some(1));
         assert_eq!(j["result_sets_omitted"], json!(1));
-        assert!(crate::db::mysql::capture::json_len(&j) < 400, "{j}");
+        assert!(crate::db::result_sets::json_len(&j) < 400, "{j}");
         assert_eq!(j["affected_rows"], Json::Null);
     }
 }

@@ -53,7 +53,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::{Completion, JobKind, JobResult, JobSpec, Progress};
+use baton_proto::{JobKind, JobResult, JobSpec};
 use serde_json::{Value as Json, json};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -66,7 +66,8 @@ use super::params;
 use super::session::{self, Ctx, Done, Work};
 pub use crate::db::mssql_connection::MssqlClient as Client;
 use crate::db::mssql_connection::MssqlConnection;
-use crate::executor::{BoxFuture, CancelReason, Executor, Job, Outcome};
+use crate::executor::stop::{self, Stop};
+use crate::executor::{BoxFuture, Executor, Job, Outcome};
 
 /// How long the server gets to acknowledge an ATTENTION.
 pub const ATTENTION_GRACE: Duration = Duration::from_secs(2);
@@ -140,20 +141,12 @@ impl MssqlExecutor {
             Err(e) => return fail(&Error::Config(e), &job, None),
         };
         let deadline = job.timeout.map(|t| Instant::now() + t);
-        job.progress.set_progress(Progress {
-            percent: None,
-            message: format!("connecting to {connection}"),
-        });
-        let opened = tokio::select! {
-            biased;
-            reason = job.cancel.cancelled() => return stopped_early(Stop::Cancel(reason), &job),
-            () = sleep_until_opt(deadline) => return stopped_early(Stop::Timeout, &job),
-            opened = open(config) => opened,
-        };
-        let (mut client, spid) = match opened {
-            Ok(o) => o,
-            Err(e) => return fail(&e, &job, None),
-        };
+        let (mut client, spid) =
+            match stop::open_unless_stopped(&job, connection, deadline, open(config)).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => return fail(&e, &job, None),
+                Err(stopped) => return stopped,
+            };
         debug!(job_id = job.job_id, connection = %connection, session = spid, "SQL Server session opened");
         let ctx = Ctx {
             fleet: self.connections.fleet(),
@@ -167,13 +160,7 @@ impl MssqlExecutor {
         let mut capture = Capture::new(self.limits);
         let ended = {
             let fut = session::run(&mut client, &ctx, &work, &mut capture);
-            tokio::pin!(fut);
-            tokio::select! {
-                biased;
-                r = &mut fut => Ok(r),
-                reason = job.cancel.cancelled() => Err(Stop::Cancel(reason)),
-                () = sleep_until_opt(deadline) => Err(Stop::Timeout),
-            }
+            stop::work_or_stop(&job, deadline, fut).await
             // The request's future is dropped here: nothing more is read,
             // written or committed on its behalf.
         };
@@ -220,22 +207,6 @@ async fn open(config: &MssqlConnection) -> Result<(Client, i64), Error> {
     let mut client = config.connect().await.map_err(Error::Connect)?;
     let spid = session::spid(&mut client).await?;
     Ok((client, spid))
-}
-
-/// Why a job was stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Cancel(CancelReason),
-    Timeout,
-}
-
-impl Stop {
-    fn word(self) -> &'static str {
-        match self {
-            Stop::Cancel(r) => r.as_str(),
-            Stop::Timeout => "timeout",
-        }
-    }
 }
 
 /// What the ATTENTION did.
@@ -336,13 +307,6 @@ fn prepare(spec: &JobSpec) -> Result<(&str, Work, bool), Error> {
     }
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Close a job connection (one per job).
 async fn close(client: Client) {
     match tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await {
@@ -353,27 +317,16 @@ async fn close(client: Client) {
 }
 
 fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
-    JobResult {
-        truncated: capture.is_some_and(Capture::truncated),
-        data: Some(data),
-        ..JobResult::default()
-    }
+    stop::result_with(data, capture.is_some_and(Capture::truncated))
 }
 
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
     let f = failure::classify_job(e, &job.retry_codes);
-    let mut data = capture.map_or_else(|| json!({}), Capture::to_json);
-    if let (Json::Object(m), Some(err)) = (&mut data, &f.error) {
-        m.insert("error".into(), err.clone());
-    }
     warn!(job_id = job.job_id, retryable = f.retryable, error = %f.message, "SQL Server job failed");
-    Outcome {
-        completion: Completion::Failed {
-            retryable: f.retryable,
-        },
-        result: result_with(data, capture),
-        error: Some(f.message),
-    }
+    f.outcome(
+        capture.map_or_else(|| json!({}), Capture::to_json),
+        capture.is_some_and(Capture::truncated),
+    )
 }
 
 fn finished(result: Result<Done, Error>, job: &Job, capture: &Capture) -> Outcome {
@@ -403,30 +356,10 @@ fn job_has_ledger(job: &Job) -> bool {
     }
 }
 
-/// Stopped before a session existed: nothing ran on the server.
-fn stopped_early(stop: Stop, job: &Job) -> Outcome {
-    match stop {
-        Stop::Cancel(reason) => Outcome::cancelled(reason, JobResult::default()),
-        Stop::Timeout => Outcome::timed_out(job.timeout.unwrap_or_default(), JobResult::default()),
-    }
-}
-
 fn stopped(stop: Stop, job: &Job, capture: &Capture, report: &AttentionReport) -> Outcome {
     let mut data = capture.to_json();
     if let Json::Object(m) = &mut data {
         m.insert("cancel".into(), report.json());
     }
-    let mut outcome = match stop {
-        Stop::Cancel(reason) => Outcome::cancelled(reason, result_with(data, Some(capture))),
-        Stop::Timeout => Outcome::timed_out(
-            job.timeout.unwrap_or_default(),
-            result_with(data, Some(capture)),
-        ),
-    };
-    let text = report.text();
-    outcome.error = Some(match outcome.error.take() {
-        Some(e) => format!("{e}; {text}"),
-        None => text,
-    });
-    outcome
+    stop::stopped_with(stop, job, result_with(data, Some(capture)), report.text())
 }

@@ -14,7 +14,7 @@
 //!   `sp_getapplock` returning -3 (deadlock victim) or -2 (cancelled) is,
 //!   -999 (a parameter error) is not.
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::exec::Error;
 
@@ -25,16 +25,9 @@ use super::exec::Error;
 pub const CONNECTION_NUMBERS: [u32; 9] =
     [596, 6005, 6006, 40197, 40501, 40613, 49918, 49919, 49920];
 
-/// A failure as reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    /// Whether the retry policy may try again.
-    pub retryable: bool,
-    /// The error text.
-    pub message: String,
-    /// `{number, class, state, procedure, line, message}` for server errors.
-    pub error: Option<Json>,
-}
+/// A failure as reported (`error`: `{number, class, state, procedure, line,
+/// message}` for server errors).
+pub use crate::db::mysql::failure::Failure;
 
 /// An ERROR token's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use serde_json::{Value as Json, json};
 use tiberius::Row;
 
 pub use crate::db::mysql::ledger::{Committed, replayed};
+use crate::db::mysql::ledger::{mark_committed, result_text, stored_result};
 
 use super::capture::Capture;
 use super::exec::{Client, Error};
@@ -81,7 +82,7 @@ fn committed(row: &Row) -> Committed {
     let at: Option<&str> = row.try_get(2).ok().flatten();
     let text: Option<&str> = row.try_get(3).ok().flatten();
     let data = match text {
-        Some(s) => serde_json::from_str(s).unwrap_or_else(|_| Json::String(s.to_owned())),
+        Some(s) => stored_result(s),
         None => Json::Null,
     };
     Committed {
@@ -101,7 +102,7 @@ pub async fn record(
     token: i64,
     data: &Json,
 ) -> Result<(), Error> {
-    let text = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+    let text = result_text(data);
     let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
     client
         .execute(RECORD_SQL, &[&fleet, &job_id, &attempt, &token, &text])
@@ -117,12 +118,8 @@ pub async fn trancount(client: &mut Client) -> Result<i64, Error> {
 
 /// The data of a successful run, as written to the ledger and reported.
 pub fn committed_data(capture: &Capture, transaction_ended_early: bool) -> Json {
-    let mut data = capture.to_json();
-    if let Json::Object(m) = &mut data {
-        m.insert("ledger".into(), json!("committed"));
-        if transaction_ended_early {
-            m.insert("ledger_warning".into(), json!(ENDED_EARLY));
-        }
-    }
-    data
+    mark_committed(
+        capture.to_json(),
+        transaction_ended_early.then_some(ENDED_EARLY),
+    )
 }

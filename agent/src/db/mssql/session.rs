@@ -4,7 +4,7 @@
 //! the applock. The statements are the wire contract's (S1, L1, L2, T1-T6,
 //! W1, W2).
 
-use baton_proto::{JobId, Progress};
+use baton_proto::JobId;
 use futures_util::TryStreamExt;
 use serde_json::Value as Json;
 use tiberius::{ColumnData, Command, CommandItem, QueryItem, Row};
@@ -12,9 +12,10 @@ use tracing::{debug, info, warn};
 
 use super::capture::Capture;
 use super::exec::{Client, Error};
-use super::ledger::{self, Committed};
+use super::ledger;
 use super::params::CallPlan;
-use crate::db::mysql::session::{lock_name, lock_wait_message};
+pub use crate::db::mysql::session::Done;
+use crate::db::mysql::session::{lock_name, lock_wait_message, say};
 use crate::executor::ProgressHandle;
 
 /// SQL Server's "Transaction count after EXECUTE indicates a mismatching
@@ -50,25 +51,6 @@ pub struct Ctx<'a> {
     pub connection: &'a str,
     /// With the run ledger: whether the agent may create its table.
     pub ledger: Option<bool>,
-}
-
-/// How the session ended well.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Done {
-    /// The work ran (and, with the ledger, committed with its row).
-    Ran {
-        /// With the ledger: `@@TRANCOUNT` was 0 after the work.
-        transaction_ended_early: bool,
-    },
-    /// An earlier attempt had committed: its result, not run again.
-    Replayed(Committed),
-}
-
-fn say(progress: &ProgressHandle, message: String) {
-    progress.set_progress(Progress {
-        percent: None,
-        message,
-    });
 }
 
 /// An integer cell read leniently (tinyint to bigint).

@@ -18,35 +18,8 @@ use mysql_async::{Column, QueryResult, Row};
 use serde_json::{Map, Value as Json, json};
 
 use super::value;
-
-/// Capture bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Rows kept per result set.
-    pub max_rows: usize,
-    /// JSON bytes kept over all result sets.
-    pub max_bytes: usize,
-    /// Warnings kept.
-    pub max_warnings: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_rows: 1000,
-            max_bytes: 1 << 20,
-            max_warnings: 64,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Set {
-    columns: Vec<String>,
-    types: Vec<&'static str>,
-    rows: Vec<Json>,
-    truncated: bool,
-}
+use crate::db::result_sets::ResultSets;
+pub use crate::db::result_sets::{Limits, json_len};
 
 /// One warning of `SHOW WARNINGS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,63 +35,35 @@ pub struct Warning {
 /// What a job returned so far.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Capture {
-    limits: Limits,
-    sets: Vec<Set>,
-    /// Whether the current set is kept (false past the byte bound).
-    current_kept: bool,
-    omitted: u64,
-    bytes: usize,
-    /// The byte bound was reached: nothing more is kept.
-    full: bool,
+    sets: ResultSets,
     affected_rows: u64,
     warnings: Vec<Warning>,
     warnings_omitted: usize,
     out: Option<Map<String, Json>>,
-    truncated: bool,
 }
 
 impl Capture {
     /// Nothing captured yet.
     pub fn new(limits: Limits) -> Self {
         Capture {
-            limits,
-            sets: Vec::new(),
-            current_kept: false,
-            omitted: 0,
-            bytes: 0,
-            full: false,
+            sets: ResultSets::new(limits),
             affected_rows: 0,
             warnings: Vec::new(),
             warnings_omitted: 0,
             out: None,
-            truncated: false,
         }
     }
 
     /// Whether a bound cut anything.
     pub fn truncated(&self) -> bool {
-        self.truncated
+        self.sets.truncated()
     }
 
     /// Start a result set with these columns.
     pub fn begin_set(&mut self, columns: &[Column]) {
         let names: Vec<String> = columns.iter().map(|c| c.name_str().into_owned()).collect();
-        let cost = json_len(&json!(names)) * 2 + 48;
-        if self.full || self.bytes + cost > self.limits.max_bytes {
-            self.full = true;
-            self.current_kept = false;
-            self.omitted += 1;
-            self.truncated = true;
-            return;
-        }
-        self.bytes += cost;
-        self.current_kept = true;
-        self.sets.push(Set {
-            columns: names,
-            types: columns.iter().map(value::type_name).collect(),
-            rows: Vec::new(),
-            truncated: false,
-        });
+        self.sets
+            .begin(names, || columns.iter().map(value::type_name).collect());
     }
 
     /// Add a row of the current set (dropped, and noted, past a bound).
@@ -129,35 +74,13 @@ impl Capture {
 
     /// Add a row given as values and their columns.
     pub fn push_values(&mut self, values: Vec<mysql_async::Value>, columns: &[Column]) {
-        if !self.current_kept {
-            return;
-        }
-        let Some(set) = self.sets.last_mut() else {
-            return;
-        };
-        if set.truncated {
-            return;
-        }
-        if set.rows.len() >= self.limits.max_rows {
-            set.truncated = true;
-            self.truncated = true;
-            return;
-        }
-        let cells: Vec<Json> = values
-            .into_iter()
-            .zip(columns.iter())
-            .map(|(v, c)| value::to_json(v, c))
-            .collect();
-        let row = Json::Array(cells);
-        let cost = json_len(&row) + 1;
-        if self.bytes + cost > self.limits.max_bytes {
-            set.truncated = true;
-            self.truncated = true;
-            self.full = true;
-            return;
-        }
-        self.bytes += cost;
-        set.rows.push(row);
+        self.sets.push(|| {
+            values
+                .into_iter()
+                .zip(columns.iter())
+                .map(|(v, c)| value::to_json(v, c))
+                .collect()
+        });
     }
 
     /// Count affected rows of a statement.
@@ -167,7 +90,7 @@ impl Capture {
 
     /// Add a warning (kept up to the bound).
     pub fn push_warning(&mut self, warning: Warning) {
-        if self.warnings.len() < self.limits.max_warnings {
+        if self.warnings.len() < self.sets.limits().max_warnings {
             self.warnings.push(warning);
         } else {
             self.warnings_omitted += 1;
@@ -183,44 +106,27 @@ impl Capture {
 
     /// The capture as `JobResult.data`.
     pub fn to_json(&self) -> Json {
-        let sets: Vec<Json> = self
-            .sets
-            .iter()
-            .map(|s| {
-                json!({
-                    "columns": s.columns,
-                    "types": s.types,
-                    "rows": s.rows,
-                    "truncated": s.truncated,
-                })
-            })
-            .collect();
         let warnings: Vec<Json> = self
             .warnings
             .iter()
             .map(|w| json!({"level": w.level, "code": w.code, "message": w.message}))
             .collect();
         let mut data = Map::new();
-        data.insert("result_sets".into(), Json::Array(sets));
+        data.insert("result_sets".into(), self.sets.to_json());
         if let Some(out) = &self.out {
             data.insert("out".into(), Json::Object(out.clone()));
         }
         data.insert("affected_rows".into(), json!(self.affected_rows));
         data.insert("warnings".into(), Json::Array(warnings));
-        data.insert("truncated".into(), json!(self.truncated));
-        if self.omitted > 0 {
-            data.insert("result_sets_omitted".into(), json!(self.omitted));
+        data.insert("truncated".into(), json!(self.sets.truncated()));
+        if self.sets.omitted() > 0 {
+            data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
         }
         if self.warnings_omitted > 0 {
             data.insert("warnings_omitted".into(), json!(self.warnings_omitted));
         }
         Json::Object(data)
     }
-}
-
-/// Serialized length of a JSON value.
-pub fn json_len(v: &Json) -> usize {
-    serde_json::to_string(v).map_or(0, |s| s.len())
 }
 
 /// Read every result set of `result` into `capture`, then surface an error

@@ -14,6 +14,8 @@
 use serde_json::{Value as Json, json};
 
 use super::Error;
+use crate::executor::Outcome;
+use crate::executor::stop;
 
 /// Server codes that mean the session, not the statement, failed:
 /// too many connections (1040), server shutdown (1053), too many user
@@ -28,8 +30,24 @@ pub struct Failure {
     pub retryable: bool,
     /// The error text.
     pub message: String,
-    /// `{code, sqlstate, message}` for server errors.
+    /// The server's error, for server errors: `{code, sqlstate, message}`
+    /// (MySQL), `{number, class, state, procedure, line, message}` (SQL
+    /// Server).
     pub error: Option<Json>,
+}
+
+impl Failure {
+    /// The job's outcome: failed, with `data` (an object) carrying `error`.
+    pub fn outcome(self, mut data: Json, truncated: bool) -> Outcome {
+        if let (Json::Object(m), Some(err)) = (&mut data, self.error) {
+            m.insert("error".into(), err);
+        }
+        stop::failed(
+            self.retryable,
+            self.message,
+            stop::result_with(data, truncated),
+        )
+    }
 }
 
 /// The error text of a server error.

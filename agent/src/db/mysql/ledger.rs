@@ -134,7 +134,7 @@ impl Ledger {
             .map(|(v, c)| value::to_json(v, c));
         let text = cells.next().unwrap_or(Json::Null);
         let data = match &text {
-            Json::String(s) => serde_json::from_str(s).unwrap_or(Json::String(s.clone())),
+            Json::String(s) => stored_result(s),
             other => other.clone(),
         };
         let int = |v: Option<Json>| v.and_then(|v| v.as_i64()).unwrap_or_default();
@@ -156,7 +156,7 @@ impl Ledger {
         token: i64,
         data: &Json,
     ) -> Result<(), Error> {
-        let text = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+        let text = result_text(data);
         conn.exec_drop(self.record_sql(), (fleet, job_id, attempt, token, text))
             .await?;
         Ok(())
@@ -171,6 +171,29 @@ pub async fn in_transaction(conn: &mut Conn) -> Result<Option<bool>, Error> {
         Err(mysql_async::Error::Server(e)) if e.code == UNKNOWN_SYSTEM_VARIABLE => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A ledger row's `result` text as JSON (the text itself when it does not
+/// parse).
+pub fn stored_result(text: &str) -> Json {
+    serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.to_owned()))
+}
+
+/// The `result` text of a ledger row for `data`.
+pub fn result_text(data: &Json) -> String {
+    serde_json::to_string(data).unwrap_or_else(|_| "null".into())
+}
+
+/// A capture's `data` marked as committed with its ledger row, with
+/// `ledger_warning` when the work ended the ledger transaction itself.
+pub fn mark_committed(mut data: Json, ended_early: Option<&str>) -> Json {
+    if let Json::Object(m) = &mut data {
+        m.insert("ledger".into(), json!("committed"));
+        if let Some(warning) = ended_early {
+            m.insert("ledger_warning".into(), json!(warning));
+        }
+    }
+    data
 }
 
 /// The data reported when a committed result is replayed.

@@ -57,12 +57,13 @@ pub mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::{Completion, JobKind, JobResult, JobSpec, Progress};
+use baton_proto::{JobKind, JobResult, JobSpec};
 use serde_json::{Value as Json, json};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::executor::{BoxFuture, CancelReason, Executor, Job, Outcome};
+use crate::executor::stop::{self, Stop};
+use crate::executor::{BoxFuture, Executor, Job, Outcome};
 use capture::Capture;
 pub use capture::Limits;
 use ledger::Ledger;
@@ -153,19 +154,17 @@ impl MysqlExecutor {
             Err(e) => return fail(&e, &job, None),
         };
         let deadline = job.timeout.map(|t| Instant::now() + t);
-        job.progress.set_progress(Progress {
-            percent: None,
-            message: format!("connecting to {connection}"),
-        });
-        let held = tokio::select! {
-            biased;
-            reason = job.cancel.cancelled() => return stopped_early(Stop::Cancel(reason), &job),
-            () = sleep_until_opt(deadline) => return stopped_early(Stop::Timeout, &job),
-            held = self.pools.hold(connection) => held,
-        };
-        let held = match held {
-            Ok(h) => h,
-            Err(e) => return fail(&e, &job, None),
+        let held = match stop::open_unless_stopped(
+            &job,
+            connection,
+            deadline,
+            self.pools.hold(connection),
+        )
+        .await
+        {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return fail(&e, &job, None),
+            Err(stopped) => return stopped,
         };
         let pool::Held {
             mut conn,
@@ -188,13 +187,7 @@ impl MysqlExecutor {
         let ended = {
             let fut = session::run(&mut conn, &ctx, &work, &mut capture);
             tokio::pin!(fut);
-            let stop = tokio::select! {
-                biased;
-                r = &mut fut => Ok(r),
-                reason = job.cancel.cancelled() => Err(Stop::Cancel(reason)),
-                () = sleep_until_opt(deadline) => Err(Stop::Timeout),
-            };
-            match stop {
+            match stop::work_or_stop(&job, deadline, &mut fut).await {
                 Ok(r) => Ok(r),
                 Err(stop) => {
                     stop_flag.raise();
@@ -267,22 +260,6 @@ impl Executor for MysqlExecutor {
     }
 }
 
-/// Why a job was stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Cancel(CancelReason),
-    Timeout,
-}
-
-impl Stop {
-    fn word(self) -> &'static str {
-        match self {
-            Stop::Cancel(r) => r.as_str(),
-            Stop::Timeout => "timeout",
-        }
-    }
-}
-
 /// The connection name, the work and whether the ledger is wanted.
 fn prepare(spec: &JobSpec) -> Result<(&str, Work, bool), Error> {
     match spec {
@@ -303,13 +280,6 @@ fn prepare(spec: &JobSpec) -> Result<(&str, Work, bool), Error> {
     }
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Close a connection for good (it is not returned to the pool).
 async fn close(conn: mysql_async::Conn) {
     if tokio::time::timeout(CLOSE_TIMEOUT, conn.disconnect())
@@ -321,27 +291,16 @@ async fn close(conn: mysql_async::Conn) {
 }
 
 fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
-    JobResult {
-        truncated: capture.is_some_and(Capture::truncated),
-        data: Some(data),
-        ..JobResult::default()
-    }
+    stop::result_with(data, capture.is_some_and(Capture::truncated))
 }
 
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
     let f = failure::classify(e, &job.retry_codes);
-    let mut data = capture.map_or_else(|| json!({}), Capture::to_json);
-    if let (Json::Object(m), Some(err)) = (&mut data, &f.error) {
-        m.insert("error".into(), err.clone());
-    }
     warn!(job_id = job.job_id, retryable = f.retryable, error = %f.message, "MySQL job failed");
-    Outcome {
-        completion: Completion::Failed {
-            retryable: f.retryable,
-        },
-        result: result_with(data, capture),
-        error: Some(f.message),
-    }
+    f.outcome(
+        capture.map_or_else(|| json!({}), Capture::to_json),
+        capture.is_some_and(Capture::truncated),
+    )
 }
 
 fn finished(result: Result<Done, Error>, job: &Job, ctx: &Ctx<'_>, capture: &Capture) -> Outcome {
@@ -363,33 +322,13 @@ fn finished(result: Result<Done, Error>, job: &Job, ctx: &Ctx<'_>, capture: &Cap
     }
 }
 
-/// Stopped before a session existed: nothing ran on the server.
-fn stopped_early(stop: Stop, job: &Job) -> Outcome {
-    match stop {
-        Stop::Cancel(reason) => Outcome::cancelled(reason, JobResult::default()),
-        Stop::Timeout => Outcome::timed_out(job.timeout.unwrap_or_default(), JobResult::default()),
-    }
-}
-
 fn stopped(stop: Stop, job: &Job, capture: &Capture, report: &kill::KillReport) -> Outcome {
     let mut data = capture.to_json();
     if let Json::Object(m) = &mut data {
         m.insert("killed".into(), json!(report.killed()));
         m.insert("kill".into(), report.json());
     }
-    let mut outcome = match stop {
-        Stop::Cancel(reason) => Outcome::cancelled(reason, result_with(data, Some(capture))),
-        Stop::Timeout => Outcome::timed_out(
-            job.timeout.unwrap_or_default(),
-            result_with(data, Some(capture)),
-        ),
-    };
-    let text = report.text();
-    outcome.error = Some(match outcome.error.take() {
-        Some(e) => format!("{e}; {text}"),
-        None => text,
-    });
-    outcome
+    stop::stopped_with(stop, job, result_with(data, Some(capture)), report.text())
 }
 
 #[cfg(test)]

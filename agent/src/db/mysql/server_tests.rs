@@ -18,7 +18,7 @@ use serde_json::{Value as Json, json};
 
 use super::*;
 use crate::db::connection::{DumpSettings, Endpoint, MysqlConnection, PasswordSource};
-use crate::executor::{Cancel, ProgressHandle};
+use crate::executor::{Cancel, CancelReason, ProgressHandle};
 
 const ENV: &str = "BATON_TEST_MYSQL_SOCKET";
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use baton_proto::{JobId, Progress};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tracing::{debug, info, warn};
 
 use super::call::CallPlan;
@@ -95,15 +95,17 @@ pub struct Ctx<'a> {
 pub enum Done {
     /// The work ran (and, with the ledger, committed with its row).
     Ran {
-        /// With the ledger: `@@in_transaction` was 0 before the ledger row,
-        /// so the work ended the transaction itself (COMMIT, DDL).
+        /// With the ledger: the work ended the transaction itself (COMMIT,
+        /// DDL), seen as `@@in_transaction` (MariaDB) or `@@TRANCOUNT`
+        /// (SQL Server) 0 before the ledger row.
         transaction_ended_early: bool,
     },
     /// An earlier attempt had committed: its result, not run again.
     Replayed(Committed),
 }
 
-fn say(progress: &ProgressHandle, message: String) {
+/// Publish a progress message without a percentage.
+pub fn say(progress: &ProgressHandle, message: String) {
     progress.set_progress(Progress {
         percent: None,
         message,
@@ -225,22 +227,16 @@ async fn in_transaction(
     })
 }
 
+/// The warning of a job that ended the ledger transaction itself.
+pub const ENDED_EARLY: &str = "the job ended the ledger transaction itself (COMMIT or DDL): its \
+     effects and the ledger row were not committed atomically";
+
 /// The data of a successful run, as written to the ledger and reported.
 pub fn committed_data(capture: &Capture, transaction_ended_early: bool) -> Json {
-    let mut data = capture.to_json();
-    if let Json::Object(m) = &mut data {
-        m.insert("ledger".into(), json!("committed"));
-        if transaction_ended_early {
-            m.insert(
-                "ledger_warning".into(),
-                json!(
-                    "the job ended the ledger transaction itself (COMMIT or DDL): its effects \
-                     and the ledger row were not committed atomically"
-                ),
-            );
-        }
-    }
-    data
+    ledger::mark_committed(
+        capture.to_json(),
+        transaction_ended_early.then_some(ENDED_EARLY),
+    )
 }
 
 /// The call or batch itself, captured; then the warnings and OUT values.

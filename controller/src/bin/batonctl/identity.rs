@@ -108,6 +108,18 @@ pub enum AgentsCmd {
         #[arg(value_parser = parse_id)]
         id: String,
     },
+    /// Drain an agent: it takes no new work; the jobs it runs finish.
+    Drain {
+        /// Agent id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+    /// Lift a drain: the agent takes new work again.
+    Resume {
+        /// Agent id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
 }
 
 /// `batonctl audit` flags.
@@ -282,7 +294,20 @@ pub async fn agents(api: &Api, args: AgentsArgs, json: bool) -> Result<ExitCode>
                 render_auth::agent_revoked_line(r)
             })
         }
+        AgentsCmd::Drain { id } => drain(api, &id, "drain", json).await,
+        AgentsCmd::Resume { id } => drain(api, &id, "resume", json).await,
     }
+}
+
+async fn drain(api: &Api, id: &str, action: &str, json: bool) -> Result<ExitCode> {
+    let path = format!("/v1/agents/{}/{action}", segment(id));
+    let answer = api.post_json::<()>(&path, None).await?;
+    show(
+        &answer,
+        json,
+        "agent drain state",
+        |d: &baton_proto::AgentDrain| crate::render::agent_drain_line(d),
+    )
 }
 
 /// `batonctl audit`: a page of the audit log, newest first.

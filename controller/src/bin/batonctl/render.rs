@@ -200,12 +200,35 @@ pub fn render_list(list: &JobList, now: DateTime<Utc>) -> String {
     finish(t)
 }
 
-/// An agent's state: `revoked` wins over `online`/`offline`.
+/// An agent's state: `revoked` wins over `draining`, which wins over
+/// `online`/`offline`.
 pub fn agent_state(a: &AgentView) -> &'static str {
-    match (a.revoked_at, a.online) {
-        (Some(_), _) => "revoked",
-        (None, true) => "online",
-        (None, false) => "offline",
+    match (a.revoked_at, a.drained_at, a.online) {
+        (Some(_), _, _) => "revoked",
+        (None, Some(_), _) => "draining",
+        (None, None, true) => "online",
+        (None, None, false) => "offline",
+    }
+}
+
+/// `batonctl agents drain|resume`: one line.
+pub fn agent_drain_line(d: &baton_proto::AgentDrain) -> String {
+    match (d.draining, d.running.as_slice()) {
+        (false, _) => format!("Agent {}: resumed, takes new work", d.agent_id),
+        (true, []) => format!(
+            "Agent {}: drained, takes no new work; runs nothing",
+            d.agent_id
+        ),
+        (true, running) => format!(
+            "Agent {}: drained, takes no new work; still running job{} {}",
+            d.agent_id,
+            if running.len() == 1 { "" } else { "s" },
+            running
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

@@ -305,6 +305,7 @@ fn agents_table() {
             metrics: None,
             enrolled_at: None,
             revoked_at: None,
+            drained_at: None,
             leases: vec![
                 LeaseHeld {
                     job_id: 12,
@@ -367,10 +368,13 @@ fn agent_state_shows_revoked_over_online() {
         leases: vec![],
         enrolled_at: Some(ago(3_600)),
         revoked_at: None,
+        drained_at: None,
     };
     assert_eq!(agent_state(&a), "offline");
     a.online = true;
     assert_eq!(agent_state(&a), "online");
+    a.drained_at = Some(ago(8));
+    assert_eq!(agent_state(&a), "draining");
     a.revoked_at = Some(ago(5));
     assert_eq!(agent_state(&a), "revoked");
     let text = render_agents(&AgentList { agents: vec![a] }, now());
@@ -399,4 +403,25 @@ fn database_results_render_as_tables_and_out_values() {
     assert!(out.contains("total = 42"), "{out}");
     assert!(out.contains("\"affected_rows\": 3"), "{out}");
     assert!(!out.contains("result_sets"), "{out}");
+}
+
+#[test]
+fn drain_lines_say_what_still_runs() {
+    let mut d = baton_proto::AgentDrain {
+        agent_id: "db1".into(),
+        draining: true,
+        drained_at: Some(now()),
+        running: vec![4, 9],
+    };
+    assert_eq!(
+        agent_drain_line(&d),
+        "Agent db1: drained, takes no new work; still running jobs 4, 9"
+    );
+    d.running = vec![];
+    assert_eq!(
+        agent_drain_line(&d),
+        "Agent db1: drained, takes no new work; runs nothing"
+    );
+    d.draining = false;
+    assert_eq!(agent_drain_line(&d), "Agent db1: resumed, takes new work");
 }

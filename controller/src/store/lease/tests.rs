@@ -305,3 +305,26 @@ fn retry_decisions() {
         Next::Cancelled
     );
 }
+
+#[tokio::test]
+async fn a_drained_agent_is_granted_nothing_until_resumed() {
+    let (s, _d) = store().await;
+    crate::store::testutil::enrolled(&s, "a1", &["g"]).await;
+    let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.set_drain("a1", true, 5).await.expect("drain");
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 10)
+        .await
+        .expect("grant");
+    assert!(g.grants.is_empty(), "a drained agent got {:?}", g.grants);
+    // After a resume it does.
+    s.set_drain("a1", false, 20).await.expect("resume");
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 30)
+        .await
+        .expect("grant");
+    assert_eq!(g.grants.len(), 1);
+    assert_eq!(g.grants[0].job_id, id);
+}

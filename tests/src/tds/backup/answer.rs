@@ -41,6 +41,27 @@ fn select_on(req: &Request, table: &str) -> Option<SelectStmt> {
     sql::parse_select(req.sql()?).filter(|s| s.table == table)
 }
 
+/// A `SELECT` on `table` filtered by `column` (`WHERE column = ...`).
+fn select_where(req: &Request, table: &str, column: &str) -> Option<SelectStmt> {
+    select_on(req, table).filter(|s| s.filter_column == column)
+}
+
+/// The statement's columns typed by `ty`; a column it does not know is
+/// refused as SQL Server does (207).
+fn typed_columns(
+    stmt: &SelectStmt,
+    rpc: bool,
+    ty: impl Fn(&str) -> Option<SqlType>,
+) -> Result<Vec<Column>, Reply> {
+    stmt.columns
+        .iter()
+        .map(|c| match ty(c) {
+            Some(t) => Ok(Column::new(c.clone(), t)),
+            None => Err(refuse(rpc, &[invalid_column(c)])),
+        })
+        .collect()
+}
+
 pub(super) fn is_server_info(req: &Request) -> bool {
     req.sql()
         .is_some_and(|s| normalize_sql(s).contains("serverproperty("))
@@ -151,26 +172,22 @@ pub(super) fn server_info(m: &BackupModel, ctx: &Ctx) -> Reply {
 pub(super) fn databases(m: &BackupModel, ctx: &Ctx) -> Reply {
     let req = &ctx.request;
     let rpc = is_rpc(req);
-    let Some(stmt) = select_on(req, "sys.databases") else {
+    let Some(stmt) = select_where(req, "sys.databases", "name") else {
         return unmodelled(req);
     };
-    if stmt.filter_column != "name" {
-        return unmodelled(req);
-    }
     let name = match stmt.filter.text(args(req)) {
         Ok(n) => n,
         Err(e) => return refuse(rpc, &[e]),
     };
-    let mut columns = Vec::new();
-    for c in &stmt.columns {
-        let ty = match c.as_str() {
-            "name" => SqlType::NVarChar(Some(128)),
-            "database_id" => SqlType::Int,
-            "state_desc" | "recovery_model_desc" => SqlType::NVarChar(Some(60)),
-            other => return refuse(rpc, &[invalid_column(other)]),
-        };
-        columns.push(Column::new(c.clone(), ty));
-    }
+    let columns = match typed_columns(&stmt, rpc, |c| match c {
+        "name" => Some(SqlType::NVarChar(Some(128))),
+        "database_id" => Some(SqlType::Int),
+        "state_desc" | "recovery_model_desc" => Some(SqlType::NVarChar(Some(60))),
+        _ => None,
+    }) {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
     let s = m.lock();
     let rows = s
         .databases
@@ -196,28 +213,24 @@ pub(super) fn databases(m: &BackupModel, ctx: &Ctx) -> Reply {
 pub(super) fn requests(m: &BackupModel, ctx: &Ctx) -> Reply {
     let req = &ctx.request;
     let rpc = is_rpc(req);
-    let Some(stmt) = select_on(req, "sys.dm_exec_requests") else {
+    let Some(stmt) = select_where(req, "sys.dm_exec_requests", "session_id") else {
         return unmodelled(req);
     };
-    if stmt.filter_column != "session_id" {
-        return unmodelled(req);
-    }
     let session_id = match stmt.filter.resolve(args(req)) {
         Ok(v) => v.as_i64().unwrap_or(-1),
         Err(e) => return refuse(rpc, &[e]),
     };
-    let mut columns = Vec::new();
-    for c in &stmt.columns {
-        let ty = match c.as_str() {
-            "percent_complete" => SqlType::Real,
-            "session_id" => SqlType::SmallInt,
-            "command" => SqlType::NVarChar(Some(32)),
-            "status" => SqlType::NVarChar(Some(30)),
-            "estimated_completion_time" => SqlType::BigInt,
-            other => return refuse(rpc, &[invalid_column(other)]),
-        };
-        columns.push(Column::new(c.clone(), ty).not_null());
-    }
+    let columns = match typed_columns(&stmt, rpc, |c| match c {
+        "percent_complete" => Some(SqlType::Real),
+        "session_id" => Some(SqlType::SmallInt),
+        "command" => Some(SqlType::NVarChar(Some(32))),
+        "status" => Some(SqlType::NVarChar(Some(30))),
+        "estimated_completion_time" => Some(SqlType::BigInt),
+        _ => None,
+    }) {
+        Ok(c) => c.into_iter().map(Column::not_null).collect(),
+        Err(refused) => return refused,
+    };
     let row = {
         let mut s = m.lock();
         let found = s

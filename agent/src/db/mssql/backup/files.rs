@@ -5,16 +5,15 @@
 //! the removal of an unfinished file.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::Error;
-use crate::db::dump::paths::{
-    self, DumpName, MANIFEST_SUFFIX, MANIFEST_TMP_SUFFIX, Suffixes, safe_component,
-};
+pub use crate::db::dump::paths::Layout;
+use crate::db::dump::paths::{self, Suffixes};
 
 /// Suffix of a finished, verified backup.
 pub const BAK_SUFFIX: &str = ".bak";
@@ -32,67 +31,6 @@ const CHUNK: usize = 64 * 1024;
 /// Server may still hold the file for a moment after a cancel).
 const REMOVE_TRIES: u32 = 5;
 const REMOVE_PAUSE: Duration = Duration::from_millis(500);
-
-/// The files of one backup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    /// `<backup_dir>/<connection>/<database>`.
-    pub dir: PathBuf,
-    /// The stem (start time and job).
-    pub name: DumpName,
-}
-
-impl Layout {
-    /// The layout of a backup of `database` on `connection` under `root`.
-    pub fn new(
-        root: &Path,
-        connection: &str,
-        database: &str,
-        name: DumpName,
-    ) -> Result<Layout, Error> {
-        if !safe_component(connection) {
-            return Err(Error::Setup(format!(
-                "connection name {connection:?} cannot be a directory name"
-            )));
-        }
-        if !safe_component(database) {
-            return Err(Error::InvalidDatabase(database.to_owned()));
-        }
-        Ok(Layout {
-            dir: root.join(connection).join(database),
-            name,
-        })
-    }
-
-    fn file(&self, suffix: &str) -> PathBuf {
-        self.dir.join(self.file_name(suffix))
-    }
-
-    /// `<stem><suffix>`.
-    pub fn file_name(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.name.stem())
-    }
-
-    /// The verified backup.
-    pub fn backup(&self) -> PathBuf {
-        self.file(BAK_SUFFIX)
-    }
-
-    /// The backup while SQL Server writes it and it is verified.
-    pub fn partial(&self) -> PathBuf {
-        self.file(BAK_PARTIAL_SUFFIX)
-    }
-
-    /// The manifest.
-    pub fn manifest(&self) -> PathBuf {
-        self.file(MANIFEST_SUFFIX)
-    }
-
-    /// The manifest while it is written.
-    pub fn manifest_tmp(&self) -> PathBuf {
-        self.file(MANIFEST_TMP_SUFFIX)
-    }
-}
 
 /// Create the backup directory and its missing parents (0750).
 pub(super) fn create_dir(dir: &Path) -> Result<(), Error> {

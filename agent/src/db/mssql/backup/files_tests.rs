@@ -3,6 +3,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{TimeZone, Utc};
 
 use super::*;
+use crate::db::dump::paths::{DumpName, MANIFEST_SUFFIX};
 use crate::db::dump::retention;
 
 fn name(secs: i64, job_id: i64) -> DumpName {
@@ -21,15 +22,21 @@ fn layout_is_connection_database_stamp_and_job() {
             .expect("time"),
         job_id: 42,
     };
-    let l =
-        Layout::new(Path::new("/var/opt/mssql/backup"), "sql", "shop", n.clone()).expect("layout");
+    let l = Layout::new(
+        Path::new("/var/opt/mssql/backup"),
+        "sql",
+        "shop",
+        n.clone(),
+        BAK,
+    )
+    .expect("layout");
     assert_eq!(l.dir, Path::new("/var/opt/mssql/backup/sql/shop"));
     assert_eq!(
         l.partial(),
         Path::new("/var/opt/mssql/backup/sql/shop/20260304T050607Z-job42.bak.partial")
     );
     assert_eq!(
-        l.backup(),
+        l.finished(),
         Path::new("/var/opt/mssql/backup/sql/shop/20260304T050607Z-job42.bak")
     );
     assert_eq!(
@@ -53,20 +60,20 @@ fn names_cannot_leave_the_backup_directory() {
     for bad in ["..", ".", ".hidden", "-x", "a/b", "", "a b", "x;y", "a\\b"] {
         assert!(
             matches!(
-                Layout::new(Path::new("/b"), "sql", bad, name(0, 1)),
+                Layout::new(Path::new("/b"), "sql", bad, name(0, 1), BAK).map_err(Error::from),
                 Err(Error::InvalidDatabase(_))
             ),
             "{bad:?}"
         );
         assert!(
             matches!(
-                Layout::new(Path::new("/b"), bad, "shop", name(0, 1)),
+                Layout::new(Path::new("/b"), bad, "shop", name(0, 1), BAK).map_err(Error::from),
                 Err(Error::Setup(_))
             ),
             "{bad:?}"
         );
     }
-    assert!(Layout::new(Path::new("/b"), "sql", "shop_2.x-y", name(0, 1)).is_ok());
+    assert!(Layout::new(Path::new("/b"), "sql", "shop_2.x-y", name(0, 1), BAK).is_ok());
 }
 
 #[test]
@@ -104,14 +111,14 @@ async fn unfinished_files_are_removed_and_a_missing_one_is_fine() {
 #[test]
 fn finish_renames_into_place() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let l = Layout::new(tmp.path(), "sql", "shop", name(1_700_000_000, 3)).expect("layout");
+    let l = Layout::new(tmp.path(), "sql", "shop", name(1_700_000_000, 3), BAK).expect("layout");
     create_dir(&l.dir).expect("dir");
     std::fs::write(l.partial(), b"backup").expect("write");
-    finish(&l.partial(), &l.backup(), &l.dir).expect("finish");
+    finish(&l.partial(), &l.finished(), &l.dir).expect("finish");
     assert!(!l.partial().exists());
-    assert_eq!(std::fs::read(l.backup()).expect("read"), b"backup");
+    assert_eq!(std::fs::read(l.finished()).expect("read"), b"backup");
     assert!(matches!(
-        finish(&l.partial(), &l.backup(), &l.dir),
+        finish(&l.partial(), &l.finished(), &l.dir),
         Err(Error::Io { .. })
     ));
 }

@@ -1,10 +1,9 @@
 //! One native backup job from checks to outcome (the steps are listed in the
 //! module docs of [`super`]).
 
-use std::future::Future;
 use std::sync::Arc;
 
-use baton_proto::{Completion, DumpSpec, JobResult, JobSpec, Progress};
+use baton_proto::{DumpSpec, JobResult, JobSpec, Progress};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value as Json, json};
 use tiberius::ToSql;
@@ -19,7 +18,8 @@ use crate::db::dump::paths::{self, DumpName, safe_component};
 use crate::db::dump::retention;
 use crate::db::mssql::{Connections, failure};
 use crate::db::mssql_connection::{MssqlClient, MssqlConnection};
-use crate::executor::{Cancel, Job, Outcome};
+use crate::executor::stop::{self, Stopper};
+use crate::executor::{Job, Outcome};
 
 /// What a verified backup left in its directory, before the manifest.
 struct Produced {
@@ -27,47 +27,6 @@ struct Produced {
     sha256: Result<String, String>,
     verdict: Verdict,
     finished: DateTime<Utc>,
-}
-
-/// Fires on cancel or timeout.
-#[derive(Debug, Clone)]
-struct Stopper {
-    cancel: Cancel,
-    deadline: Option<Instant>,
-}
-
-impl Stopper {
-    async fn stopped(&self) -> Stop {
-        let deadline = async {
-            match self.deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            reason = self.cancel.cancelled() => Stop::Cancel(reason),
-            () = deadline => Stop::Timeout,
-        }
-    }
-
-    /// Run `f` unless a stop comes first (then `f` is dropped).
-    async fn run<T>(&self, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        match self.until(f).await {
-            Ok(r) => r,
-            Err(stop) => Err(Error::Stopped(stop)),
-        }
-    }
-
-    /// Run `f` to its end, or until a stop (then `f` is dropped, releasing
-    /// what it borrowed, e.g. the client for the ATTENTION).
-    async fn until<T>(&self, f: impl Future<Output = T>) -> Result<T, Stop> {
-        tokio::select! {
-            biased;
-            stop = self.stopped() => Err(stop),
-            r = f => Ok(r),
-        }
-    }
 }
 
 struct Run<'a> {
@@ -99,10 +58,7 @@ pub(super) async fn run(connections: Arc<Connections>, job: Job) -> Outcome {
         job: &job,
         conn,
         database,
-        stop: Stopper {
-            cancel: job.cancel.clone(),
-            deadline: job.timeout.map(|t| Instant::now() + t),
-        },
+        stop: Stopper::new(job.cancel.clone(), job.timeout.map(|t| Instant::now() + t)),
         result: JobResult::default(),
         cancel: None,
     };
@@ -150,11 +106,7 @@ impl Run<'_> {
                 self.job
                     .progress
                     .append_output(format!("backup failed: {e}\n").as_bytes());
-                Outcome {
-                    completion: Completion::Failed { retryable },
-                    result: self.result,
-                    error: Some(e.to_string()),
-                }
+                stop::failed(retryable, e.to_string(), self.result)
             }
         }
     }
@@ -238,6 +190,7 @@ impl Run<'_> {
                 started,
                 job_id: self.job.job_id,
             },
+            files::BAK,
         )?;
         files::create_dir(&layout.dir)?;
         let produced = self.produce(&mut client, spid, &layout, &retry).await;
@@ -329,7 +282,9 @@ impl Run<'_> {
             let path = partial.clone();
             self.stop
                 .run(async {
-                    Ok(tokio::task::spawn_blocking(move || files::sha256_file(&path)).await)
+                    Ok::<_, Error>(
+                        tokio::task::spawn_blocking(move || files::sha256_file(&path)).await,
+                    )
                 })
                 .await?
         };
@@ -341,7 +296,7 @@ impl Run<'_> {
             }
             Err(e) => Err(format!("hashing failed: {e}")),
         };
-        files::finish(&partial, &layout.backup(), &layout.dir)?;
+        files::finish(&partial, &layout.finished(), &layout.dir)?;
         Ok(Produced {
             size,
             sha256,
@@ -360,7 +315,7 @@ impl Run<'_> {
         produced: Produced,
     ) -> Result<(), Error> {
         let (conn, database, job) = (self.conn, self.database, self.job);
-        let backup = layout.backup();
+        let backup = layout.finished();
         let duration_ms =
             u64::try_from((produced.finished - started).num_milliseconds()).unwrap_or(0);
         let (sha256, sha256_error) = match produced.sha256 {

@@ -59,7 +59,7 @@ use baton_proto::{JobKind, JobSpec};
 
 use super::Connections;
 use super::failure::Failure;
-use crate::executor::{BoxFuture, CancelReason, Executor, Job, Outcome};
+use crate::executor::{BoxFuture, Executor, Job, Outcome};
 
 pub use files::{BAK, BAK_PARTIAL_SUFFIX, BAK_SUFFIX, Layout};
 
@@ -68,14 +68,9 @@ pub const ATTENTION_GRACE: Duration = Duration::from_secs(2);
 /// How often the backup's progress is polled.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+use crate::db::dump::paths::BadName;
 /// Why a backup stopped before its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// A cancel fired (operator, lease loss, shutdown).
-    Cancel(CancelReason),
-    /// The execution timeout passed.
-    Timeout,
-}
+pub use crate::executor::stop::Stop;
 
 /// This module's errors; each knows whether a retry may help.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +130,21 @@ pub enum Error {
     /// The job was stopped.
     #[error("stopped")]
     Stopped(Stop),
+}
+
+impl From<BadName> for Error {
+    fn from(bad: BadName) -> Self {
+        match bad {
+            BadName::Connection(_) => Error::Setup(bad.to_string()),
+            BadName::Database(d) => Error::InvalidDatabase(d),
+        }
+    }
+}
+
+impl From<Stop> for Error {
+    fn from(stop: Stop) -> Self {
+        Error::Stopped(stop)
+    }
 }
 
 impl Error {

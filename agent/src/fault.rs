@@ -1,0 +1,189 @@
+//! Failover-drill faults, simulated on the agent when the controller asks.
+//!
+//! The controller hands the lease holder a [`Fault`](baton_proto::drill::Fault)
+//! in a heartbeat answer. The lease keeper acknowledges it
+//! (`POST /v1/jobs/{id}/fault-ack`, the last call before the fault begins)
+//! and then:
+//! - `crash`: fences the job as if the process had been killed — the work is
+//!   stopped, renewals stop, nothing is ever reported — and its slot stays
+//!   taken for the fault's duration ([`CrashHold`], the simulated restart
+//!   time); the agent keeps polling with its other slots;
+//! - `freeze`: engages the transport's [`Gate`]: every controller call
+//!   (poll, heartbeat, completion, release) waits until the freeze ends (or
+//!   its own timeout runs out first) and calls in flight are dropped;
+//! - `partition`: engages the [`Gate`] so every controller call fails at once
+//!   as if the network were cut; database connections are untouched.
+//!
+//! Under freeze and partition the lease keeper self-fences on its monotonic
+//! clock, as for any lost renewal: the job is stopped before the controller
+//! can re-grant it, and its result is never reported.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use baton_proto::drill::DrillMethod;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A controller-traffic outage in force until an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    /// `Freeze` or `Partition`.
+    pub method: DrillMethod,
+    /// When traffic resumes.
+    pub until: Instant,
+}
+
+/// What the gate decided for one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pass {
+    /// Send it.
+    Open,
+    /// Do not send it: fail with this message.
+    Refused(String),
+}
+
+/// The switch every controller call goes through (shared by all clones of
+/// the transport).
+#[derive(Debug)]
+pub struct Gate {
+    tx: watch::Sender<Option<Outage>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            tx: watch::Sender::new(None),
+        }
+    }
+}
+
+impl Gate {
+    /// Start an outage of `method` for `duration` (crash is not an outage: ignored).
+    pub fn engage(&self, method: DrillMethod, duration: Duration) {
+        if method == DrillMethod::Crash {
+            return;
+        }
+        let until = Instant::now() + duration;
+        self.tx.send_replace(Some(Outage { method, until }));
+    }
+
+    /// The outage in force now, if any.
+    pub fn current(&self) -> Option<Outage> {
+        let now = Instant::now();
+        (*self.tx.borrow()).filter(|o| o.until > now)
+    }
+
+    /// Before a call: wait out a freeze (at most `timeout`), refuse during a
+    /// partition, pass otherwise.
+    pub async fn before_call(&self, timeout: Duration) -> Pass {
+        let Some(outage) = self.current() else {
+            return Pass::Open;
+        };
+        match outage.method {
+            DrillMethod::Partition => {
+                Pass::Refused("cannot reach the controller (drill: partition)".into())
+            }
+            _ => {
+                let give_up = Instant::now() + timeout;
+                if outage.until > give_up {
+                    tokio::time::sleep_until(give_up).await;
+                    Pass::Refused("timed out (drill: freeze)".into())
+                } else {
+                    tokio::time::sleep_until(outage.until).await;
+                    Pass::Open
+                }
+            }
+        }
+    }
+
+    /// A receiver whose [`Gate::engaged`] resolves when an outage starts.
+    pub fn watch(&self) -> watch::Receiver<Option<Outage>> {
+        self.tx.subscribe()
+    }
+
+    /// Resolve when an outage starts after `rx` was taken (never otherwise).
+    pub async fn engaged(rx: &mut watch::Receiver<Option<Outage>>) -> Outage {
+        loop {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            if let Some(o) = *rx.borrow_and_update() {
+                return o;
+            }
+        }
+    }
+}
+
+/// How long a crashed job's slot stays taken (shared by the keeper and the job task).
+#[derive(Debug, Clone, Default)]
+pub struct CrashHold(Arc<Mutex<Option<Instant>>>);
+
+impl CrashHold {
+    /// The job crashed: hold its slot for `duration`.
+    pub fn crash(&self, duration: Duration) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + duration);
+    }
+
+    /// Until when the slot stays taken, if the job crashed.
+    pub fn until(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn partition_refuses_and_freeze_holds_until_the_end() {
+        let g = Gate::default();
+        assert_eq!(g.before_call(Duration::from_secs(1)).await, Pass::Open);
+        g.engage(DrillMethod::Crash, Duration::from_secs(5));
+        assert_eq!(g.current(), None, "a crash is not an outage");
+
+        g.engage(DrillMethod::Partition, Duration::from_millis(200));
+        assert!(matches!(
+            g.before_call(Duration::from_secs(1)).await,
+            Pass::Refused(m) if m.contains("partition")
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(g.before_call(Duration::from_secs(1)).await, Pass::Open);
+
+        g.engage(DrillMethod::Freeze, Duration::from_millis(300));
+        let start = Instant::now();
+        // A call whose timeout comes first fails after its timeout.
+        assert!(matches!(
+            g.before_call(Duration::from_millis(100)).await,
+            Pass::Refused(_)
+        ));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        // A longer one waits for the end of the freeze, then goes.
+        assert_eq!(g.before_call(Duration::from_secs(60)).await, Pass::Open);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(g.current(), None);
+    }
+
+    #[tokio::test]
+    async fn calls_in_flight_learn_of_an_outage() {
+        let g = Arc::new(Gate::default());
+        let mut rx = g.watch();
+        let g2 = g.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            g2.engage(DrillMethod::Freeze, Duration::from_secs(1));
+        });
+        let o = tokio::time::timeout(Duration::from_secs(5), Gate::engaged(&mut rx))
+            .await
+            .expect("engaged");
+        assert_eq!(o.method, DrillMethod::Freeze);
+    }
+
+    #[test]
+    fn crash_hold_is_shared() {
+        let h = CrashHold::default();
+        assert_eq!(h.until(), None);
+        h.clone().crash(Duration::from_secs(3));
+        assert!(h.until().is_some());
+    }
+}

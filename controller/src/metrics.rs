@@ -1,0 +1,147 @@
+//! `GET /metrics`: failover metrics in the Prometheus text format (0.0.4),
+//! written by hand (no metrics crate).
+//!
+//! Everything is computed from the store at scrape time, so the values
+//! survive controller restarts and need no hooks in the lease code:
+//! - `baton_drills_total{method,result}`: finished drills (`passed`, `failed`, `error`);
+//! - `baton_drills_running`: drills waiting for their verdict;
+//! - `baton_lease_expirations_total`: leases that ran out;
+//! - `baton_takeover_seconds`: histogram over every lease-expiry takeover
+//!   (drills included), from the holder's last renewal (lease deadline − TTL)
+//!   to the next grant of the job.
+//!
+//! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
+//! `authorization.credentials_file`), like every other read.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use baton_proto::drill::DrillMethod;
+
+use crate::api::{ApiError, AppState};
+use crate::auth::Viewer;
+
+/// Upper bounds (seconds) of the takeover histogram buckets.
+pub const TAKEOVER_BUCKETS: [f64; 14] = [
+    0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0,
+];
+
+/// What a scrape shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// `(method, state, count)` of drills.
+    pub drills: Vec<(String, String, i64)>,
+    /// Leases that ran out.
+    pub lease_expirations: i64,
+    /// Takeover durations (ms).
+    pub takeovers_ms: Vec<i64>,
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, ApiError> {
+    // Drills whose watcher died with a restart get their verdict here too.
+    crate::api::drills::refresh_running(&s).await?;
+    let snap = Snapshot {
+        drills: s.store.drill_outcomes().await?,
+        lease_expirations: s.store.lease_expirations().await?,
+        takeovers_ms: s.store.takeover_samples_ms().await?,
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&snap),
+    )
+        .into_response())
+}
+
+/// The Prometheus text of a snapshot.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP baton_drills_total Finished failover drills by method and result.\n");
+    out.push_str("# TYPE baton_drills_total counter\n");
+    let mut running = 0;
+    for method in DrillMethod::ALL {
+        for result in ["passed", "failed", "error"] {
+            let n = s
+                .drills
+                .iter()
+                .filter(|(m, r, _)| m == method.as_str() && r == result)
+                .map(|(_, _, n)| *n)
+                .sum::<i64>();
+            let _ = writeln!(
+                out,
+                "baton_drills_total{{method=\"{method}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+    for (_, r, n) in &s.drills {
+        if r == "running" {
+            running += n;
+        }
+    }
+    out.push_str("# HELP baton_drills_running Drills waiting for their verdict.\n");
+    out.push_str("# TYPE baton_drills_running gauge\n");
+    let _ = writeln!(out, "baton_drills_running {running}");
+    out.push_str("# HELP baton_lease_expirations_total Leases that ran out on the controller.\n");
+    out.push_str("# TYPE baton_lease_expirations_total counter\n");
+    let _ = writeln!(out, "baton_lease_expirations_total {}", s.lease_expirations);
+    out.push_str(
+        "# HELP baton_takeover_seconds Lease-expiry takeovers: holder's last renewal to the next grant.\n",
+    );
+    out.push_str("# TYPE baton_takeover_seconds histogram\n");
+    let secs: Vec<f64> = s
+        .takeovers_ms
+        .iter()
+        .map(|ms| *ms as f64 / 1000.0)
+        .collect();
+    for le in TAKEOVER_BUCKETS {
+        let n = secs.iter().filter(|v| **v <= le).count();
+        let _ = writeln!(out, "baton_takeover_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "baton_takeover_seconds_bucket{{le=\"+Inf\"}} {}",
+        secs.len()
+    );
+    let _ = writeln!(
+        out,
+        "baton_takeover_seconds_sum {}",
+        secs.iter().sum::<f64>()
+    );
+    let _ = writeln!(out, "baton_takeover_seconds_count {}", secs.len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let text = render(&Snapshot {
+            drills: vec![
+                ("crash".into(), "passed".into(), 2),
+                ("freeze".into(), "failed".into(), 1),
+                ("partition".into(), "running".into(), 1),
+            ],
+            lease_expirations: 3,
+            takeovers_ms: vec![400, 2500, 16_000],
+        });
+        assert!(text.contains("baton_drills_total{method=\"crash\",result=\"passed\"} 2\n"));
+        assert!(text.contains("baton_drills_total{method=\"freeze\",result=\"failed\"} 1\n"));
+        assert!(text.contains("baton_drills_total{method=\"partition\",result=\"error\"} 0\n"));
+        assert!(text.contains("baton_drills_running 1\n"));
+        assert!(text.contains("baton_lease_expirations_total 3\n"));
+        assert!(text.contains("baton_takeover_seconds_bucket{le=\"0.5\"} 1\n"));
+        assert!(text.contains("baton_takeover_seconds_bucket{le=\"3\"} 2\n"));
+        assert!(text.contains("baton_takeover_seconds_bucket{le=\"15\"} 2\n"));
+        assert!(text.contains("baton_takeover_seconds_bucket{le=\"20\"} 3\n"));
+        assert!(text.contains("baton_takeover_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("baton_takeover_seconds_sum 18.9\n"));
+        assert!(text.contains("baton_takeover_seconds_count 3\n"));
+    }
+}

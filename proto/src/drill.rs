@@ -1,0 +1,417 @@
+//! Failover drills: the operator's request, the fault directive the
+//! controller hands the lease holder, and the stored report with its timeline.
+//!
+//! A drill runs its own job on a worker group. When the job is running, the
+//! controller answers the holder's next heartbeat with a [`Fault`]; the agent
+//! acknowledges it with `POST /v1/jobs/{id}/fault-ack` ([`FaultAck`]) and then
+//! simulates the fault. The controller records a timeline of [`DrillEvent`]s
+//! and, once the job has ended, a [`DrillReport`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::JobSubmit;
+use crate::{FencingToken, JobId};
+
+/// Drill identifier, assigned by the controller.
+pub type DrillId = i64;
+
+/// How the lease holder fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillMethod {
+    /// Abandon the job as if killed: stop its work, stop renewing, never
+    /// complete it. Its slot stays taken for the fault's duration (the
+    /// "restart time"); the process keeps polling with its other slots.
+    Crash,
+    /// Stop all traffic to the controller (polls, heartbeats, completions)
+    /// for the duration, then resume; the lease keeper self-fences.
+    Freeze,
+    /// Every controller call fails as if the network were cut, for the
+    /// duration; database access is untouched; the lease keeper self-fences.
+    Partition,
+}
+
+impl DrillMethod {
+    /// Every method.
+    pub const ALL: [DrillMethod; 3] = [
+        DrillMethod::Crash,
+        DrillMethod::Freeze,
+        DrillMethod::Partition,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillMethod::Crash => "crash",
+            DrillMethod::Freeze => "freeze",
+            DrillMethod::Partition => "partition",
+        }
+    }
+
+    /// Parse the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DrillMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The fault directive in a heartbeat answer (`HeartbeatResponse.fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// The drill that asks for it.
+    pub drill_id: DrillId,
+    /// What to simulate.
+    pub method: DrillMethod,
+    /// How long (freeze/partition: the outage; crash: how long the slot stays taken).
+    pub duration_ms: u64,
+}
+
+/// `POST /v1/jobs/{id}/fault-ack`: the holder took the fault directive and
+/// simulates it from now on. Sent once, right before the fault begins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultAck {
+    /// Fencing token of the grant that got the directive.
+    pub token: FencingToken,
+    /// The drill named in the directive.
+    pub drill_id: DrillId,
+}
+
+/// Answer to a fault acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultAckResponse {
+    /// False when it had been recorded already (a repeated ack).
+    pub recorded: bool,
+}
+
+/// `POST /v1/drills`: start a drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillStart {
+    /// Worker group to drill.
+    pub group: String,
+    /// The fault.
+    pub method: DrillMethod,
+    /// Fault duration; must exceed the lease TTL (default: twice the TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The job to run (a template of that group); default: a built-in probe
+    /// (a `noop` job sleeping two TTLs, so it still works when the holder self-fences).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSubmit>,
+    /// Recovery time objective: the takeover (fault → re-grant) must not take longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_ms: Option<u64>,
+    /// Lease TTL of the drill's job (overrides the template's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_ms: Option<u64>,
+}
+
+/// Where a drill stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillState {
+    /// The drill's job has not ended yet.
+    Running,
+    /// The job failed over and finished within the RTO.
+    Passed,
+    /// The drill ran but missed its target (see the report's reasons).
+    Failed,
+    /// The drill could not be carried out (fault never delivered, gave up, …).
+    Error,
+}
+
+impl DrillState {
+    /// Every state.
+    pub const ALL: [DrillState; 4] = [
+        DrillState::Running,
+        DrillState::Passed,
+        DrillState::Failed,
+        DrillState::Error,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillState::Running => "running",
+            DrillState::Passed => "passed",
+            DrillState::Failed => "failed",
+            DrillState::Error => "error",
+        }
+    }
+
+    /// Parse the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DrillState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened, in timeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillEventKind {
+    /// The drill and its job were created.
+    Started,
+    /// The job was first granted (`agent` = the holder).
+    JobGranted,
+    /// The controller put the fault into the holder's heartbeat answer.
+    FaultSent,
+    /// The holder acknowledged the fault: it is simulated from now on.
+    FaultInjected,
+    /// The holder's lease ran out on the controller.
+    LeaseExpired,
+    /// An attempt ended otherwise (released, failed, revoked, …): `detail`.
+    AttemptEnded,
+    /// The job was granted again (`agent` = the new holder).
+    JobRegranted,
+    /// The job reached a terminal state (`detail` = the state).
+    JobFinished,
+    /// The drill's verdict (`detail` = passed/failed/error and why).
+    Verdict,
+}
+
+impl DrillEventKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillEventKind::Started => "started",
+            DrillEventKind::JobGranted => "job_granted",
+            DrillEventKind::FaultSent => "fault_sent",
+            DrillEventKind::FaultInjected => "fault_injected",
+            DrillEventKind::LeaseExpired => "lease_expired",
+            DrillEventKind::AttemptEnded => "attempt_ended",
+            DrillEventKind::JobRegranted => "job_regranted",
+            DrillEventKind::JobFinished => "job_finished",
+            DrillEventKind::Verdict => "verdict",
+        }
+    }
+
+    /// Parse the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        use DrillEventKind::*;
+        [
+            Started,
+            JobGranted,
+            FaultSent,
+            FaultInjected,
+            LeaseExpired,
+            AttemptEnded,
+            JobRegranted,
+            JobFinished,
+            Verdict,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DrillEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillEvent {
+    /// When (millisecond precision).
+    pub at: DateTime<Utc>,
+    /// What.
+    pub kind: DrillEventKind,
+    /// The agent concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The attempt concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// More words (outcome, verdict reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Whether the job's effect happened exactly once, and on what evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExactlyOnce {
+    /// The evidence shows one effect.
+    Proven,
+    /// One accepted success, but the job's external effect is not recorded
+    /// anywhere the controller can check (no run ledger).
+    NotProven,
+    /// More than one success, or a success from the faulted lease.
+    Violated,
+    /// The job did not succeed: nothing to count.
+    NoEffect,
+}
+
+/// The drill's measurements and verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// The agent that held the job when the fault hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The agent the job was re-granted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_holder: Option<String>,
+    /// Fault → lease expired on the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_ms: Option<i64>,
+    /// Fault → job re-granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_ms: Option<i64>,
+    /// Fault → job finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<i64>,
+    /// Grants of the job (attempt rows).
+    pub attempts: u32,
+    /// The job's final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_state: Option<crate::job::JobState>,
+    /// Whether the effect happened exactly once.
+    pub exactly_once: ExactlyOnce,
+    /// The evidence behind `exactly_once`, in words.
+    pub exactly_once_evidence: String,
+    /// The RTO target.
+    pub rto_ms: u64,
+    /// Takeover within the RTO and the job succeeded.
+    pub passed: bool,
+    /// Why the drill failed or could not run (empty when it passed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// A drill as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillView {
+    /// Drill id.
+    pub id: DrillId,
+    /// Worker group.
+    pub group: String,
+    /// The fault.
+    pub method: DrillMethod,
+    /// Fault duration.
+    pub duration_ms: u64,
+    /// Lease TTL of the drill's job.
+    pub lease_ttl_ms: u64,
+    /// RTO target.
+    pub rto_ms: u64,
+    /// The drill's own job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<JobId>,
+    /// Where it stands.
+    pub state: DrillState,
+    /// Who started it (`token:<name>`).
+    pub created_by: String,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When it got its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The report, once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<DrillReport>,
+    /// The timeline (only in `GET /v1/drills/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<DrillEvent>,
+}
+
+/// `GET /v1/drills`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillList {
+    /// The drills.
+    pub drills: Vec<DrillView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roundtrip::check;
+
+    #[test]
+    fn drill_roundtrip() {
+        check(&DrillStart {
+            group: "db".into(),
+            method: DrillMethod::Freeze,
+            duration_ms: Some(4000),
+            job: None,
+            rto_ms: Some(20_000),
+            lease_ttl_ms: Some(2000),
+        });
+        check(&Fault {
+            drill_id: 3,
+            method: DrillMethod::Crash,
+            duration_ms: 100,
+        });
+        check(&FaultAck {
+            token: 2,
+            drill_id: 3,
+        });
+        let at = DateTime::from_timestamp_millis(1_700_000_000_123).expect("ts");
+        check(&DrillView {
+            id: 1,
+            group: "db".into(),
+            method: DrillMethod::Partition,
+            duration_ms: 4000,
+            lease_ttl_ms: 2000,
+            rto_ms: 10_000,
+            job_id: Some(7),
+            state: DrillState::Failed,
+            created_by: "token:admin".into(),
+            created_at: at,
+            finished_at: Some(at),
+            report: Some(DrillReport {
+                holder: Some("a1".into()),
+                new_holder: Some("a2".into()),
+                detection_ms: Some(2000),
+                takeover_ms: Some(2001),
+                total_ms: Some(4000),
+                attempts: 2,
+                job_state: Some(crate::job::JobState::Succeeded),
+                exactly_once: ExactlyOnce::Proven,
+                exactly_once_evidence: "one success".into(),
+                rto_ms: 10,
+                passed: false,
+                reasons: vec!["slow".into()],
+            }),
+            events: vec![DrillEvent {
+                at,
+                kind: DrillEventKind::LeaseExpired,
+                agent: Some("a1".into()),
+                attempt: Some(1),
+                detail: None,
+            }],
+        });
+        assert_eq!(
+            serde_json::to_value(DrillMethod::Partition).expect("json"),
+            "partition"
+        );
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for m in DrillMethod::ALL {
+            assert_eq!(DrillMethod::parse(m.as_str()), Some(m));
+        }
+        for s in DrillState::ALL {
+            assert_eq!(DrillState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(
+            DrillEventKind::parse("job_regranted"),
+            Some(DrillEventKind::JobRegranted)
+        );
+        assert_eq!(DrillEventKind::parse("nope"), None);
+        assert!(DrillEventKind::FaultSent < DrillEventKind::LeaseExpired);
+    }
+}
