@@ -38,6 +38,20 @@ impl Running {
             .expect("list")
     }
 
+    /// Whether the outbox empties within `LIMIT`: the agent removes a
+    /// completion's file after the controller's answer arrives, which is
+    /// just after the fake controller recorded it.
+    async fn outbox_drains(&self) -> bool {
+        let end = tokio::time::Instant::now() + LIMIT;
+        while tokio::time::Instant::now() < end {
+            if self.outbox_files().is_empty() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     async fn stop(self) -> (Fake, tempfile::TempDir) {
         self.shutdown.cancel();
         tokio::time::timeout(LIMIT, self.task)
@@ -190,10 +204,7 @@ async fn runs_a_job_and_delivers_its_completion() {
         assert_eq!(auth, (format!("Bearer {SECRET}"), "a1".into()));
         assert_eq!(s.unauthorized, 0);
     }
-    assert!(
-        agent.outbox_files().is_empty(),
-        "delivered files are removed"
-    );
+    assert!(agent.outbox_drains().await, "delivered files are removed");
     let (fake, _) = agent.stop().await;
     assert_eq!(fake.script().completes.len(), 1, "reported once");
 }
@@ -217,7 +228,7 @@ async fn self_fences_when_heartbeats_fail() {
     );
     assert_eq!(agent.fake.script().complete_attempts, 0);
     assert!(
-        agent.outbox_files().is_empty(),
+        agent.outbox_drains().await,
         "a fenced job never reaches the outbox"
     );
     let (fake, _) = agent.stop().await;
@@ -279,7 +290,7 @@ async fn completion_waits_out_an_outage_and_the_lease_is_kept_meanwhile() {
             "heartbeats kept the lease while the completion waited"
         );
     }
-    assert!(agent.outbox_files().is_empty());
+    assert!(agent.outbox_drains().await);
     let beats = agent.fake.script().heartbeats.len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -311,7 +322,7 @@ async fn leftover_completions_are_delivered_at_start() {
     .await;
     assert!(agent.fake.until(LIMIT, |s| !s.completes.is_empty()).await);
     assert_eq!(agent.fake.script().completes[0], (77, entry.request));
-    assert!(agent.outbox_files().is_empty());
+    assert!(agent.outbox_drains().await);
     agent.stop().await;
 }
 
@@ -427,7 +438,7 @@ async fn revoked_agent_fences_its_job_and_does_not_spin() {
             s.unauthorized
         );
     }
-    assert!(agent.outbox_files().is_empty());
+    assert!(agent.outbox_drains().await);
     let (fake, _) = agent.stop().await;
     assert_eq!(fake.script().complete_attempts, 0);
 }
