@@ -1,4 +1,5 @@
-//! Command line: `baton-agent [run|enroll|validate] [flags]`, `--version`.
+//! Command line: `baton-agent [run|enroll|validate|service run|install|uninstall] [flags]`,
+//! `--version`.
 
 use std::path::PathBuf;
 
@@ -49,6 +50,24 @@ pub enum Cmd {
     /// Load and validate the config, print a summary and whether the agent is
     /// enrolled, exit (78 on error). Never enrolls.
     Validate,
+    /// The Windows service `BatonAgent` (on other systems these exit with an error).
+    Service {
+        /// What to do with the service.
+        #[command(subcommand)]
+        action: ServiceCmd,
+    },
+}
+
+/// `baton-agent service ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum ServiceCmd {
+    /// Run as the service (what the Service Control Manager starts; not for a console).
+    Run,
+    /// Register the service `BatonAgent` (automatic start, LocalSystem, restart on
+    /// failure). `--config PATH` is stored in the service's command line.
+    Install,
+    /// Stop and remove the service `BatonAgent` (files are left in place).
+    Uninstall,
 }
 
 impl Cli {
@@ -93,6 +112,16 @@ mod tests {
         let flags = cli.flags();
         assert_eq!(flags.groups, ["a", "b"]);
         assert_eq!(flags.slots.as_deref(), Some("4"));
+        let cli = Cli::try_parse_from(["baton-agent", "service", "install", "--config", "a.toml"])
+            .expect("parse");
+        assert_eq!(
+            cli.cmd(),
+            Cmd::Service {
+                action: ServiceCmd::Install
+            }
+        );
+        assert_eq!(cli.flags().config, Some(PathBuf::from("a.toml")));
+        assert!(Cli::try_parse_from(["baton-agent", "service"]).is_err());
         assert_eq!(
             Cli::try_parse_from(["baton-agent"]).expect("parse").cmd(),
             Cmd::Run

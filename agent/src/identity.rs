@@ -106,11 +106,17 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The host name, from the kernel; `None` when it cannot be read.
+/// The host name, from the kernel (on Windows: `COMPUTERNAME`); `None` when it cannot be read.
 pub fn system_hostname() -> Option<String> {
     #[cfg(unix)]
     if let Ok(name) = nix::unistd::gethostname()
         && let Ok(name) = name.into_string()
+        && !name.trim().is_empty()
+    {
+        return Some(name.trim().to_owned());
+    }
+    #[cfg(windows)]
+    if let Ok(name) = std::env::var("COMPUTERNAME")
         && !name.trim().is_empty()
     {
         return Some(name.trim().to_owned());

@@ -19,6 +19,8 @@
 //! - [`enroll`]: trading an enrollment token for the identity (`enroll`, or the start of `run`).
 //! - [`logging`]: tracing subscriber on stderr.
 //! - [`shutdown`]: SIGTERM / Ctrl-C into one cancellation token; a second signal exits.
+//! - [`service`]: the Windows service (`service run|install|uninstall`), `%ProgramData%\Baton\`
+//!   and its ACL, the service's log file.
 //! - [`agent`]: wiring, start, graceful shutdown.
 //! - [`poller`]: the poll loop (polls only while a slot is free, backs off on errors).
 //! - [`runner`]: one job task from grant to delivered completion (or release).
@@ -49,6 +51,7 @@ pub mod outbox;
 pub mod poller;
 pub mod runner;
 pub mod secret;
+pub mod service;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;

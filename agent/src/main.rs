@@ -1,18 +1,21 @@
-//! `baton-agent`: parse the command line, load the config, then run, enroll or validate.
+//! `baton-agent`: parse the command line, load the config, then run, enroll or validate;
+//! `service run|install|uninstall` for the Windows service.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 
 use baton_agent::agent::Agent;
-use baton_agent::cli::{Cli, Cmd};
-use baton_agent::config::{self, Config};
+use baton_agent::cli::{Cli, Cmd, ServiceCmd};
+use baton_agent::config::{self, Config, Flags};
 use baton_agent::identity::Identity;
+use baton_agent::service::{self, InstallOptions, Session, paths::Layout};
 use baton_agent::transport::{self, Transport};
 use baton_agent::{enroll, logging, shutdown::Signals};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Exit code after a second signal (128 + SIGINT, as shells report an interrupt).
 const EXIT_FORCED: i32 = 130;
@@ -24,7 +27,18 @@ fn main() -> ExitCode {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     let cmd = cli.cmd();
-    let loaded = config::load(&cli.flags(), &env).and_then(|c| {
+    if let Cmd::Service { action } = cmd {
+        return service_command(action, cli.flags(), env);
+    }
+    let flags = platform_flags(cli.flags(), &env);
+    #[cfg(windows)]
+    if cmd != Cmd::Validate {
+        let layout = Layout::from_env(&env);
+        if let Err(e) = layout.ensure(false, |d| service::paths::restrict_acl(d, &env)) {
+            return fail(1, &e);
+        }
+    }
+    let loaded = config::load(&flags, &env).and_then(|c| {
         if cmd != Cmd::Validate {
             c.prepare_state_dir()?;
         }
@@ -39,8 +53,177 @@ fn main() -> ExitCode {
         Cmd::Enroll { token_file } => with_runtime(&config, |rt| {
             rt.block_on(enroll_command(&config, token_file.as_deref()))
         }),
-        Cmd::Run => with_runtime(&config, |rt| rt.block_on(run(config.clone()))),
+        Cmd::Run => with_runtime(&config, |rt| rt.block_on(run_console(config.clone()))),
+        Cmd::Service { .. } => ExitCode::FAILURE,
     }
+}
+
+/// The flags, plus the Windows defaults (`%ProgramData%\Baton\agent.toml`, `state\`)
+/// where nothing else names a config file or a state directory.
+fn platform_flags(flags: Flags, env: &BTreeMap<String, String>) -> Flags {
+    if cfg!(windows) {
+        with_windows_defaults(flags, env)
+    } else {
+        flags
+    }
+}
+
+fn with_windows_defaults(mut flags: Flags, env: &BTreeMap<String, String>) -> Flags {
+    let layout = Layout::from_env(env);
+    let d = service::paths::defaults(
+        &layout,
+        flags.config.as_deref(),
+        flags.state_dir.is_some(),
+        env,
+        |p| std::fs::read_to_string(p).ok(),
+    );
+    if d.config.is_some() {
+        flags.config = d.config;
+    }
+    if d.state_dir.is_some() {
+        flags.state_dir = d.state_dir;
+    }
+    flags
+}
+
+fn service_command(action: ServiceCmd, flags: Flags, env: BTreeMap<String, String>) -> ExitCode {
+    let done = match action {
+        ServiceCmd::Run => {
+            service::run(Box::new(move |session| service_entry(flags, &env, session)))
+                .map(|()| String::new())
+        }
+        ServiceCmd::Install => install_options(&flags)
+            .and_then(|o| service::install(&o).map(|warnings| (o, warnings)))
+            .map(|(o, warnings)| {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                format!(
+                    "Installed the service {} (automatic start, LocalSystem, restart on failure) \
+                     running {} {}.\nStart it with: sc.exe start {}",
+                    service::SERVICE_NAME,
+                    o.executable.display(),
+                    service::launch_arguments(o.config.as_deref())
+                        .iter()
+                        .map(|a| a.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    service::SERVICE_NAME,
+                )
+            }),
+        ServiceCmd::Uninstall => service::uninstall().map(|()| {
+            format!(
+                "Removed the service {}; the files under %ProgramData%\\Baton are kept.",
+                service::SERVICE_NAME
+            )
+        }),
+    };
+    match done {
+        Ok(msg) => {
+            if !msg.is_empty() {
+                println!("{msg}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, &e),
+    }
+}
+
+fn install_options(flags: &Flags) -> Result<InstallOptions, service::Error> {
+    let executable = std::env::current_exe()
+        .map_err(|e| service::Error::io("cannot find the agent executable", e))?;
+    let config = match &flags.config {
+        Some(p) => Some(
+            std::path::absolute(p)
+                .map_err(|e| service::Error::io(format!("bad path {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    Ok(InstallOptions { executable, config })
+}
+
+/// The agent under the Service Control Manager: files and ACL, config, log file,
+/// Running, then the same run as the console's with the service's shutdown token.
+fn service_entry(flags: Flags, env: &BTreeMap<String, String>, session: Session) -> u32 {
+    let layout = Layout::from_env(env);
+    #[cfg(windows)]
+    let prepared = layout.ensure(true, |d| service::paths::restrict_acl(d, env));
+    #[cfg(not(windows))]
+    let prepared = layout.ensure(true, |_| Ok(()));
+    if let Err(e) = prepared {
+        // No log file without the folder: the exit code is all the SCM shows.
+        eprintln!("baton-agent: {e}");
+        return 1;
+    }
+    let log_file = layout.log_file();
+    let flags = with_windows_defaults(flags, env);
+    if flags.config.is_none() && !env.contains_key(config::ENV_CONFIG) {
+        // Started by the MSI before any config exists: stay up, say what to do.
+        if service::logfile::init("info", &log_file).is_ok() {
+            error!(
+                config = %layout.config.display(),
+                "No config file: copy agent.example.toml from the install folder there, set \
+                 controller_url and enrollment_token_file (or run `baton-agent enroll`), then \
+                 restart the service"
+            );
+        }
+        session.started(std::time::Duration::ZERO);
+        return match runtime() {
+            Ok(rt) => {
+                rt.block_on(session.shutdown.cancelled());
+                0
+            }
+            Err(_) => 1,
+        };
+    }
+    let loaded = config::load(&flags, env).and_then(|c| c.prepare_state_dir().map(|()| c));
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            if service::logfile::init("info", &log_file).is_ok() {
+                error!(error = %e, "Invalid config");
+            }
+            return code_u32(e.exit_code());
+        }
+    };
+    if let Err(e) = service::logfile::init(&config.log_level, &log_file) {
+        eprintln!("baton-agent: {e}");
+        return 1;
+    }
+    for w in &config.warnings {
+        warn!(detail = %w, "Config warning");
+    }
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = ?config.config_file,
+        "Service starting"
+    );
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "Cannot start the async runtime");
+            return 1;
+        }
+    };
+    session.started(config.shutdown_grace);
+    let result = rt.block_on(run(config, session.shutdown, std::future::pending()));
+    match result {
+        Ok(()) => 0,
+        Err((code, e)) => {
+            error!(error = %e, "Agent failed");
+            code_u32(code)
+        }
+    }
+}
+
+fn code_u32(code: i32) -> u32 {
+    u32::try_from(code).unwrap_or(1)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn fail(code: i32, e: &dyn std::fmt::Display) -> ExitCode {
@@ -86,10 +269,7 @@ fn with_runtime(config: &Config, f: impl FnOnce(&tokio::runtime::Runtime) -> Exi
     for w in &config.warnings {
         warn!(detail = %w, "Config warning");
     }
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    match runtime() {
         Ok(rt) => f(&rt),
         Err(e) => fail(1, &format!("cannot start the async runtime: {e}")),
     }
@@ -113,18 +293,30 @@ async fn enroll_command(config: &Config, token_file: Option<&Path>) -> ExitCode 
     }
 }
 
-async fn run(config: Config) -> ExitCode {
+/// `run` from a console (or systemd): signals feed the shutdown token.
+async fn run_console(config: Config) -> ExitCode {
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => return fail(1, &e),
     };
     let shutdown = CancellationToken::new();
     let watch = signals.watch(shutdown.clone());
+    match run(config, shutdown, watch).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => fail(code, &e),
+    }
+}
+
+/// Enroll if needed, then run the agent until `shutdown` and the drain are done.
+/// `watch` returning means "exit at once" (a second signal).
+async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    watch: impl Future<Output = ()>,
+) -> Result<(), (i32, String)> {
     tokio::pin!(watch);
-    let transport = match Transport::new(&config.controller_url, &config.tls) {
-        Ok(t) => t,
-        Err(e) => return fail(1, &e),
-    };
+    let transport =
+        Transport::new(&config.controller_url, &config.tls).map_err(|e| (1, e.to_string()))?;
     let found = tokio::select! {
         r = enroll::identity_for_run(&config, &transport, enroll::PATIENCE, &shutdown) => r,
         () = &mut watch => std::process::exit(EXIT_FORCED),
@@ -133,17 +325,15 @@ async fn run(config: Config) -> ExitCode {
         Ok(id) => id,
         Err(enroll::Error::Stopped) => {
             info!("Agent stopped before enrolling");
-            return ExitCode::SUCCESS;
+            return Ok(());
         }
-        Err(e) => return fail(e.exit_code(), &e),
+        Err(e) => return Err((e.exit_code(), e.to_string())),
     };
-    let agent = match Agent::new(config, &identity, &transport) {
-        Ok(a) => a,
-        Err(e) => return fail(1, &format!("cannot start the agent: {e}")),
-    };
+    let agent = Agent::new(config, &identity, &transport)
+        .map_err(|e| (1, format!("cannot start the agent: {e}")))?;
     let groups = agent.process_groups();
     tokio::select! {
-        () = agent.run(shutdown.clone()) => ExitCode::SUCCESS,
+        () = agent.run(shutdown.clone()) => Ok(()),
         () = &mut watch => {
             groups.kill_all();
             std::process::exit(EXIT_FORCED)

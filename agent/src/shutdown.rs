@@ -1,4 +1,6 @@
 //! Signals: the first SIGTERM or Ctrl-C starts a graceful shutdown, the second ends it.
+//! On Windows consoles: Ctrl-C, Ctrl-Break and closing the console window. (The
+//! Windows service gets Stop/Shutdown from the SCM instead: see [`crate::service`].)
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -18,6 +20,12 @@ pub struct Signals {
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    ctrl_c: tokio::signal::windows::CtrlC,
+    #[cfg(windows)]
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    #[cfg(windows)]
+    ctrl_close: tokio::signal::windows::CtrlClose,
 }
 
 impl Signals {
@@ -31,7 +39,16 @@ impl Signals {
                 int: signal(SignalKind::interrupt())?,
             })
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close};
+            Ok(Signals {
+                ctrl_c: ctrl_c()?,
+                ctrl_break: ctrl_break()?,
+                ctrl_close: ctrl_close()?,
+            })
+        }
+        #[cfg(not(any(unix, windows)))]
         Ok(Signals {})
     }
 
@@ -43,7 +60,15 @@ impl Signals {
                 _ = self.int.recv() => "SIGINT",
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            tokio::select! {
+                _ = self.ctrl_c.recv() => "Ctrl-C",
+                _ = self.ctrl_break.recv() => "Ctrl-Break",
+                _ = self.ctrl_close.recv() => "console closed",
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             let _ = tokio::signal::ctrl_c().await;
             "Ctrl-C"

@@ -1,4 +1,5 @@
 //! The `baton-agent` binary's command line: `validate`, `enroll`, exit codes, `--version`.
+#![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -238,7 +238,7 @@ impl PrivateDir {
     }
 
     /// The directory.
-    #[cfg(test)]
+    #[cfg(all(test, unix))]
     pub fn path(&self) -> &Path {
         &self.path
     }

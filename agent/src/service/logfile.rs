@@ -1,0 +1,87 @@
+//! Logging of the service: a service has no console, so tracing goes to
+//! `%ProgramData%\Baton\logs\agent.log` (appended; at start a file over
+//! [`ROTATE_BYTES`] is moved to `agent.log.1`, replacing the previous one).
+//! Same filter rules as [`crate::logging`]: the config's `log_level`, unless
+//! `RUST_LOG` is set.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::logging::Error;
+
+/// A log file larger than this at start is rotated.
+pub const ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `agent.log` → `agent.log.1`.
+pub fn rotated(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".1");
+    path.with_file_name(name)
+}
+
+/// Move `path` aside when it is over `limit` bytes. Returns whether it did.
+pub fn rotate_if_large(path: &Path, limit: u64) -> std::io::Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > limit => {
+            let old = rotated(path);
+            let _ = std::fs::remove_file(&old);
+            std::fs::rename(path, &old)?;
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Install the global subscriber writing to `path` (its folder must exist).
+pub fn init(level: &str, path: &Path) -> Result<(), Error> {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| level.to_owned());
+    let env_filter = EnvFilter::try_new(&filter).map_err(|e| Error::Filter {
+        filter: filter.clone(),
+        reason: e.to_string(),
+    })?;
+    let cannot = |e: std::io::Error| Error::Init(format!("cannot open {}: {e}", path.display()));
+    rotate_if_large(path, ROTATE_BYTES).map_err(cannot)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(cannot)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(Mutex::new(file))
+        .with_ansi(false)
+        .with_target(false)
+        .try_init()
+        .map_err(|e| Error::Init(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_log_is_moved_aside_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let log = tmp.path().join("agent.log");
+        assert_eq!(rotated(&log), tmp.path().join("agent.log.1"));
+        assert!(!rotate_if_large(&log, 4).expect("missing is fine"));
+        std::fs::write(&log, "1234").expect("write");
+        assert!(!rotate_if_large(&log, 4).expect("small"));
+        std::fs::write(&log, "12345").expect("write");
+        std::fs::write(rotated(&log), "older").expect("write");
+        assert!(rotate_if_large(&log, 4).expect("large"));
+        assert!(!log.exists());
+        assert_eq!(
+            std::fs::read_to_string(rotated(&log)).expect("read"),
+            "12345"
+        );
+    }
+}
