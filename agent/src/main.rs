@@ -231,12 +231,30 @@ fn fail(code: i32, e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// Whether the URL's host is under `.invalid` (the packaged default config's
+/// placeholder, RFC 2606).
+fn placeholder_url(url: &str) -> bool {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    host.ends_with(".invalid")
+}
+
 fn validate(config: &Config) -> ExitCode {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
     if transport::plain_http_remote(&config.controller_url) {
         eprintln!("warning: Talking to the controller over plain HTTP");
+    }
+    if placeholder_url(&config.controller_url) {
+        eprintln!(
+            "warning: controller_url is the packaged placeholder ({}): set it to your controller",
+            config.controller_url
+        );
     }
     println!("Config OK: {}", config.summary());
     match Identity::load(&config.state_dir) {
@@ -338,5 +356,18 @@ async fn run(
             groups.kill_all();
             std::process::exit(EXIT_FORCED)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholder_url;
+
+    #[test]
+    fn the_packaged_placeholder_url_is_recognised() {
+        assert!(placeholder_url("https://baton-controller.invalid:8420"));
+        assert!(placeholder_url("https://x.invalid/"));
+        assert!(!placeholder_url("https://controller:8420"));
+        assert!(!placeholder_url("https://invalid.example.com:8420"));
     }
 }
