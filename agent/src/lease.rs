@@ -1,9 +1,13 @@
 //! The lease keeper: renews one job's lease and fences the work when it is lost.
 //!
 //! The deadline is measured on the agent's monotonic clock only. It starts at
-//! `poll sent + held_ms + lease_ttl_ms` (the lease began no earlier than
-//! `poll sent + held_ms`) and becomes `heartbeat sent + lease_ttl_ms` after each
-//! successful renewal. Heartbeats go out every TTL/3 with the progress and the
+//! `poll sent + held_ms + lease_ttl_ms - margin` (the lease began no earlier
+//! than `poll sent + held_ms`) and becomes `heartbeat sent + lease_ttl_ms -
+//! margin` after each successful renewal. The margin ([`fence_margin`]: a
+//! tenth of the TTL, at most a second) makes the agent stop its work clearly
+//! before the controller's own deadline, not at the same millisecond: the
+//! partition tests measured the two within a millisecond of each other, in
+//! either order, without it. Heartbeats go out every TTL/3 with the progress and the
 //! log tail. If the deadline passes without a renewal, or the controller
 //! answers `409 lease_lost`, `403` (the agent does not hold the job) or `401`
 //! (the agent was revoked, which ends its leases), the keeper *fences*: it
@@ -98,6 +102,12 @@ impl LeaseState {
     }
 }
 
+/// How long before the controller's lease deadline the agent fences: a
+/// tenth of the TTL, at most one second (200 ms at the minimum TTL of 2 s).
+pub fn fence_margin(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_secs(1))
+}
+
 /// One lease as the agent measures it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
@@ -122,9 +132,10 @@ impl Lease {
         }
     }
 
-    /// When the work must stop unless renewed.
+    /// When the work must stop unless renewed: before the controller's
+    /// deadline by [`fence_margin`].
     pub fn deadline(&self) -> Instant {
-        self.renewed_at + self.ttl
+        self.renewed_at + self.ttl - fence_margin(self.ttl)
     }
 
     /// Whether the deadline has passed.
@@ -393,7 +404,10 @@ mod tests {
     fn first_deadline_counts_from_poll_sent_plus_held() {
         let sent = Instant::now();
         let lease = Lease::from_grant(&grant(15_000, 2_000), sent);
-        assert_eq!(lease.deadline(), sent + Duration::from_millis(17_000));
+        // 2 s held + 15 s TTL - 1 s margin.
+        assert_eq!(lease.deadline(), sent + Duration::from_millis(16_000));
+        assert_eq!(fence_margin(Duration::from_secs(2)), Duration::from_millis(200));
+        assert_eq!(fence_margin(Duration::from_secs(60)), Duration::from_secs(1));
         assert_eq!(lease.interval(), Duration::from_secs(5));
         assert_eq!(lease.call_timeout(), Duration::from_secs(5));
         assert_eq!(lease.retry_interval(), Duration::from_millis(1500));
@@ -451,7 +465,8 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), keeper.run(CancellationToken::new()))
             .await
             .expect("keeper stops on fencing");
-        assert!(start.elapsed() >= Duration::from_millis(290));
+        // 300 ms TTL - 30 ms margin: not before the fence deadline.
+        assert!(start.elapsed() >= Duration::from_millis(265));
         assert_eq!(state.phase(), Phase::Fenced);
         assert_eq!(cancel.reason(), Some(CancelReason::LeaseLost));
     }
