@@ -406,8 +406,14 @@ mod tests {
         let lease = Lease::from_grant(&grant(15_000, 2_000), sent);
         // 2 s held + 15 s TTL - 1 s margin.
         assert_eq!(lease.deadline(), sent + Duration::from_millis(16_000));
-        assert_eq!(fence_margin(Duration::from_secs(2)), Duration::from_millis(200));
-        assert_eq!(fence_margin(Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(
+            fence_margin(Duration::from_secs(2)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            fence_margin(Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
         assert_eq!(lease.interval(), Duration::from_secs(5));
         assert_eq!(lease.call_timeout(), Duration::from_secs(5));
         assert_eq!(lease.retry_interval(), Duration::from_millis(1500));
