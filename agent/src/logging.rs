@@ -21,16 +21,22 @@ pub enum Error {
     Init(String),
 }
 
-/// Install the global subscriber. `level` is the configured filter.
-pub fn init(level: &str) -> Result<(), Error> {
+/// The filter: `RUST_LOG` when set and not blank, else `level` (the
+/// configured one).
+pub fn env_filter(level: &str) -> Result<EnvFilter, Error> {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| level.to_owned());
-    let env_filter = EnvFilter::try_new(&filter).map_err(|e| Error::Filter {
+    EnvFilter::try_new(&filter).map_err(|e| Error::Filter {
         filter: filter.clone(),
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Install the global subscriber. `level` is the configured filter.
+pub fn init(level: &str) -> Result<(), Error> {
+    let env_filter = env_filter(level)?;
     tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)

@@ -8,8 +8,6 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use tracing_subscriber::EnvFilter;
-
 use crate::logging::Error;
 
 /// A log file larger than this at start is rotated.
@@ -39,14 +37,7 @@ pub fn rotate_if_large(path: &Path, limit: u64) -> std::io::Result<bool> {
 
 /// Install the global subscriber writing to `path` (its folder must exist).
 pub fn init(level: &str, path: &Path) -> Result<(), Error> {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| level.to_owned());
-    let env_filter = EnvFilter::try_new(&filter).map_err(|e| Error::Filter {
-        filter: filter.clone(),
-        reason: e.to_string(),
-    })?;
+    let env_filter = crate::logging::env_filter(level)?;
     let cannot = |e: std::io::Error| Error::Init(format!("cannot open {}: {e}", path.display()));
     rotate_if_large(path, ROTATE_BYTES).map_err(cannot)?;
     let file = OpenOptions::new()
