@@ -98,13 +98,12 @@ impl Run<'_> {
     fn failed(self, e: Error) -> Outcome {
         let job_id = self.job.job_id;
         match e {
-            Error::Stopped(Stop::Cancel(reason)) => {
-                info!(job_id, reason = reason.as_str(), "Dump stopped");
-                Outcome::cancelled(reason, self.result)
-            }
-            Error::Stopped(Stop::Timeout) => {
-                warn!(job_id, "Dump timed out");
-                Outcome::timed_out(self.job.timeout.unwrap_or_default(), self.result)
+            Error::Stopped(stop) => {
+                match stop {
+                    Stop::Cancel(reason) => info!(job_id, reason = reason.as_str(), "Dump stopped"),
+                    Stop::Timeout => warn!(job_id, "Dump timed out"),
+                }
+                stop::stopped(stop, self.job, self.result)
             }
             e => {
                 let retryable = e.retryable();

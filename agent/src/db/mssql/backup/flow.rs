@@ -92,13 +92,14 @@ impl Run<'_> {
             self.result.data = Some(Json::Object(data));
         }
         match e {
-            Error::Stopped(Stop::Cancel(reason)) => {
-                info!(job_id, reason = reason.as_str(), "Backup stopped");
-                Outcome::cancelled(reason, self.result)
-            }
-            Error::Stopped(Stop::Timeout) => {
-                warn!(job_id, "Backup timed out");
-                Outcome::timed_out(self.job.timeout.unwrap_or_default(), self.result)
+            Error::Stopped(stop) => {
+                match stop {
+                    Stop::Cancel(reason) => {
+                        info!(job_id, reason = reason.as_str(), "Backup stopped")
+                    }
+                    Stop::Timeout => warn!(job_id, "Backup timed out"),
+                }
+                stop::stopped(stop, self.job, self.result)
             }
             e => {
                 let retryable = e.retryable();
