@@ -17,6 +17,21 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+/// `println!` that tolerates a closed stdout (`validate | grep -q …`): the
+/// reader has what it wanted, so a broken pipe is not a crash.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(&format!($($arg)*))
+    };
+}
+
+fn say_line(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    // A failed write (closed pipe, full disk) has nobody left to tell.
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+}
+
 /// Exit code after a second signal (128 + SIGINT, as shells report an interrupt).
 const EXIT_FORCED: i32 = 130;
 
@@ -121,7 +136,7 @@ fn service_command(action: ServiceCmd, flags: Flags, env: BTreeMap<String, Strin
     match done {
         Ok(msg) => {
             if !msg.is_empty() {
-                println!("{msg}");
+                say!("{msg}");
             }
             ExitCode::SUCCESS
         }
@@ -256,10 +271,10 @@ fn validate(config: &Config) -> ExitCode {
             config.controller_url
         );
     }
-    println!("Config OK: {}", config.summary());
+    say!("Config OK: {}", config.summary());
     match Identity::load(&config.state_dir) {
         Ok(Some(id)) => {
-            println!(
+            say!(
                 "Identity: enrolled as {} (groups: {})",
                 id.agent_id,
                 id.groups.join(", ")
@@ -272,7 +287,7 @@ fn validate(config: &Config) -> ExitCode {
             } else {
                 "run `baton-agent enroll --token-file FILE` or set enrollment_token_file"
             };
-            println!("Identity: not enrolled yet; {next}");
+            say!("Identity: not enrolled yet; {next}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(config::Error::EXIT_CODE, &e),
@@ -300,7 +315,7 @@ async fn enroll_command(config: &Config, token_file: Option<&Path>) -> ExitCode 
     };
     match enroll::command(config, &transport, token_file, enroll::PATIENCE).await {
         Ok(id) => {
-            println!(
+            say!(
                 "Enrolled as {} (groups: {})",
                 id.agent_id,
                 id.groups.join(", ")

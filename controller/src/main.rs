@@ -8,6 +8,21 @@ use baton_controller::config::{Config, Flags};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+/// `println!` that tolerates a closed stdout (`validate | grep -q …`): the
+/// reader has what it wanted, so a broken pipe is not a crash.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(&format!($($arg)*))
+    };
+}
+
+fn say_line(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    // A failed write (closed pipe, full disk) has nobody left to tell.
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "baton-controller", version, about = "The Baton controller")]
 struct Cli {
@@ -52,7 +67,7 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, Some(Command::Validate)) {
-        println!(
+        say!(
             "Config OK: listen {} ({}), database {}",
             config.listen,
             match &config.tls {
@@ -91,7 +106,7 @@ fn init(config: &Config) -> ExitCode {
     match rt.block_on(baton_controller::server::init(config)) {
         Ok(secret) => {
             eprintln!("Created the first admin token. It is shown only now; keep it safe:");
-            println!("{secret}");
+            say!("{secret}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -221,8 +221,9 @@ grep -q '^poll_hold = "20s"$' /etc/baton/controller.toml || fail "the controller
 [ "$(cat /var/lib/baton/agent/marker)" = kept ] || fail "agent state did not survive a reinstall"
 expect /etc/baton/agent.toml 640 root baton
 expect /etc/baton/controller.toml 640 root baton
-as_baton /usr/bin/baton-agent --config /etc/baton/agent.toml validate | grep -q ' slots=3 ' ||
-    fail "validate does not see the edited slots"
+out=$(as_baton /usr/bin/baton-agent --config /etc/baton/agent.toml validate) ||
+    fail "agent validate failed after the edit"
+grep -q ' slots=3 ' <<<"$out" || fail "validate does not see the edited slots"
 ok "edits, modes and state kept"
 
 # --- the packaged files at work ---------------------------------------------

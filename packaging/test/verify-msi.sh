@@ -112,7 +112,7 @@ expect "Property.UpgradeCode" "$(field Property 2 UpgradeCode)" "$UPGRADE_CODE"
 expect "Property.ProductVersion" "$(field Property 2 ProductVersion)" "$MSI_VERSION"
 expect "LaunchCondition (no downgrade)" \
     "$(rows LaunchCondition | cut -f1)" "NOT WIX_DOWNGRADE_DETECTED"
-rows InstallExecuteSequence | cut -f1 | grep -qx RemoveExistingProducts \
+grep -qx RemoveExistingProducts <<<"$(rows InstallExecuteSequence | cut -f1)" \
     || die "RemoveExistingProducts is not scheduled"
 echo "ok  RemoveExistingProducts scheduled"
 expect "Files (exe and example only; no stub DLL)" \
@@ -268,10 +268,12 @@ job_is succeeded || die "the running job did not finish during the drain"
 echo "ok  Stop drained: the job finished and was reported before the service stopped"
 grep -q 'Service stop requested control=Stop' "$LOG" || die "no stop request in the log"
 grep -q 'Service stopped code=0' "$LOG" || die "the service did not report a clean stop"
-w sc query BatonAgent | grep -q 'WIN32_EXIT_CODE *: 0 ' || die "non-zero service exit code"
+grep -q 'WIN32_EXIT_CODE *: 0 ' <<<"$(w sc query BatonAgent)" || die "non-zero service exit code"
 echo "ok  service exit code 0"
 w msiexec /x 'C:\baton-agent.msi' /qn
-service_gone() { ! w sc query BatonAgent | grep -q STATE; }
+# Output captured first: with pipefail, `grep -q` closing the pipe early
+# would turn the writer's SIGPIPE into the pipeline's status.
+service_gone() { ! grep -q STATE <<<"$(w sc query BatonAgent)"; }
 wait_for "service removed by the uninstall" 30 service_gone
 [ -f "$PD/agent.toml" ] && [ -f "$PD/state/identity.json" ] \
     || die "the uninstall removed the config or the identity"
