@@ -410,6 +410,9 @@ async fn the_ledger_reports_a_committed_result_instead_of_running_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_for_a_connection_no_agent_has_says_so() {
     let f = fixture(1, "").await;
+    // The reason comes from the online agents' advertised connections: until
+    // the agent's first poll it would rightly say that no agent is online.
+    f.c.wait_agents_online().await.expect("agent online");
     let job =
         f.c.api
             .submit(json!({"group": "default",
@@ -418,11 +421,10 @@ async fn a_job_for_a_connection_no_agent_has_says_so() {
             .expect("submit");
     let j = f.c.api.job(job.id).await.expect("job");
     assert_eq!(j.state, JobState::Queued);
+    let reason = j.blocked_reason.unwrap_or_default();
     assert!(
-        j.blocked_reason
-            .unwrap_or_default()
-            .contains("connection `elsewhere`"),
-        "blocked reason names the connection"
+        reason.contains("connection `elsewhere`"),
+        "blocked reason names the connection: {reason:?}"
     );
     let ok = f
         .c
