@@ -4,8 +4,17 @@
 //! release or an expiry notifies the group at once (DESIGN.md point 7). The
 //! reaper sleeps until the earliest lease deadline — no periodic sweep — and
 //! expires leases within a few milliseconds of their deadline (point 5).
+//!
+//! Each group also has a generation, bumped by every [`Wakers::wake`] before
+//! its pollers are notified. Every change that can give a group work (submit,
+//! requeue, release, expiry, retry, drill, revocation, drain and resume) calls
+//! `wake` *after* its transaction committed, so a poller that read the
+//! generations of its groups before an empty grant, and reads the same values
+//! later, knows that no such change happened in between: it may skip the grant
+//! (see `presence`). The reaper alone expires leases for idle fleets then.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,24 +26,47 @@ use crate::store::{Store, now_ms};
 /// One [`Notify`] per worker group.
 #[derive(Debug, Default)]
 pub struct Wakers {
-    groups: Mutex<HashMap<String, Arc<Notify>>>,
+    groups: Mutex<HashMap<String, Arc<Group>>>,
+}
+
+/// A group's notifier and generation.
+#[derive(Debug, Default)]
+pub struct Group {
+    /// Pollers of the group wait here.
+    pub notify: Notify,
+    generation: AtomicU64,
+}
+
+impl Group {
+    /// How many wake-ups the group has had. Read it after registering on
+    /// [`Group::notify`] and before looking for work.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
 }
 
 impl Wakers {
     /// The notifier of a group (created on first use).
-    pub fn get(&self, group: &str) -> Arc<Notify> {
+    pub fn get(&self, group: &str) -> Arc<Group> {
         let mut g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = g.get(group) {
+            return found.clone();
+        }
         g.entry(group.to_owned()).or_default().clone()
     }
 
-    /// Wake every poller waiting on `group`.
+    /// Bump `group`'s generation, then wake every poller waiting on it. Call
+    /// it after the change that may give the group work has committed.
     pub fn wake(&self, group: &str) {
         let n = {
             let g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
             g.get(group).cloned()
         };
+        // No entry: nobody ever polled the group, so nobody remembers a
+        // generation of it either.
         if let Some(n) = n {
-            n.notify_waiters();
+            n.generation.fetch_add(1, Ordering::SeqCst);
+            n.notify.notify_waiters();
         }
     }
 }
@@ -87,5 +119,28 @@ pub async fn reaper(
             _ = &mut kicked => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
+        let w = Wakers::default();
+        w.wake("db"); // nobody polls `db` yet: nothing to remember
+        let g = w.get("db");
+        assert_eq!(g.generation(), 0);
+        let other = w.get("web");
+        let waiting = g.notify.notified();
+        tokio::pin!(waiting);
+        waiting.as_mut().enable();
+        w.wake("db");
+        assert_eq!(g.generation(), 1);
+        assert_eq!(other.generation(), 0, "other groups keep their generation");
+        // The registered poller was woken (it completes without another wake).
+        waiting.await;
+        assert!(Arc::ptr_eq(&g, &w.get("db")));
     }
 }

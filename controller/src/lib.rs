@@ -9,6 +9,7 @@
 //! - [`dispatch`]: per-group wake-ups for long-polls and the lease reaper.
 //! - [`validate`]: job submission checks naming the failing field.
 //! - [`api`]: axum routes, JSON bodies and JSON errors.
+//! - [`presence`]: agent presence in memory, flushed in batches; what an idle poll may skip.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format (drills, takeovers, expiries).
 //! - [`server`]: wiring: open the store, serve, shut down on one token.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod config;
 pub mod dispatch;
 pub mod listener;
 pub mod metrics;
+pub mod presence;
 pub mod server;
 pub mod store;
 pub mod validate;

@@ -5,6 +5,10 @@
 //! connection presented a verified client certificate
 //! ([`ClientCertVerified`]) in its extensions. On shutdown the listener stops
 //! accepting and lets open connections finish their current request.
+//!
+//! Every agent holds one connection (its long-poll), so a large fleet needs a
+//! descriptor per agent: [`raise_nofile_limit`] lifts the soft limit to the
+//! hard one at start (systemd's default soft limit is 1024).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +67,40 @@ pub fn load_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
         return Err(pem_err(path, "no certificate in the file"));
     }
     Ok(certs)
+}
+
+/// Descriptors a fleet of 10,000 agents needs: one held poll each, plus the
+/// store, operators and headroom.
+pub const FLEET_DESCRIPTORS: u64 = 10_000 + 1024;
+
+/// The open-file limit after [`raise_nofile_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileLimit {
+    /// The soft limit before.
+    pub before: u64,
+    /// The soft limit now.
+    pub soft: u64,
+    /// The hard limit.
+    pub hard: u64,
+}
+
+/// Raise the soft open-file limit to the hard one. `None` where there is no
+/// such limit or it cannot be read.
+#[cfg(unix)]
+pub fn raise_nofile_limit() -> Option<NofileLimit> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (before, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let mut soft = before;
+    if before < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        soft = hard;
+    }
+    Some(NofileLimit { before, soft, hard })
+}
+
+/// Raise the soft open-file limit to the hard one (not on this platform).
+#[cfg(not(unix))]
+pub fn raise_nofile_limit() -> Option<NofileLimit> {
+    None
 }
 
 /// Build the TLS acceptor from the config.

@@ -13,6 +13,7 @@ use crate::api::{self, AppState, Inner};
 use crate::auth::{hash_secret, new_id, new_secret};
 use crate::config::Config;
 use crate::dispatch::{self, Wakers};
+use crate::presence::{self, Presence};
 use crate::store::{self, Store};
 
 /// Startup and serving errors.
@@ -127,6 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         source,
     };
     std::fs::create_dir_all(&config.state_dir).map_err(dir_err)?;
+    log_nofile_limit();
     let store = Store::open(&config.database, config.sync).await?;
     bootstrap(&store, &config).await?;
     let tls = config
@@ -145,12 +147,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
     let wakers = Arc::new(Wakers::default());
     let kick = Arc::new(Notify::new());
+    let presence = Arc::new(Presence::default());
     let state = AppState::new(Inner {
         store: store.clone(),
         enroll_limit: api::ratelimit::RateLimiter::new(config.enroll_per_minute),
         config: config.clone(),
         wakers: wakers.clone(),
         reaper_kick: kick.clone(),
+        presence: presence.clone(),
         ready: AtomicBool::new(false),
         shutdown: shutdown.clone(),
     });
@@ -158,6 +162,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         store.clone(),
         wakers,
         kick,
+        shutdown.clone(),
+    ));
+    let flusher = tokio::spawn(presence::run_flusher(
+        presence.clone(),
+        store.clone(),
         shutdown.clone(),
     ));
     state.ready.store(true, Ordering::Release);
@@ -189,9 +198,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     )
     .await;
     let _ = reaper.await;
+    let _ = flusher.await;
+    // No poll can arrive any more: write the last presence.
+    match presence.flush(&store).await {
+        Ok(rows) => tracing::debug!(rows, "Agent presence flushed at shutdown"),
+        Err(e) => tracing::warn!(error = %e, "Cannot flush agent presence at shutdown"),
+    }
     store.close().await;
     tracing::info!("Controller stopped");
     Ok(())
+}
+
+/// Raise the open-file limit and say when it is too low for a large fleet
+/// (each agent holds a connection).
+fn log_nofile_limit() {
+    let Some(l) = crate::listener::raise_nofile_limit() else {
+        return;
+    };
+    if l.soft < crate::listener::FLEET_DESCRIPTORS {
+        tracing::warn!(
+            soft = l.soft,
+            hard = l.hard,
+            agents = l.soft.saturating_sub(1024),
+            "Open file limit is low: every agent holds a connection, so about this many agents can poll at once; raise LimitNOFILE"
+        );
+    } else if l.soft != l.before {
+        tracing::info!(from = l.before, to = l.soft, "Open file limit raised");
+    }
 }
 
 /// Write the bound address to `<state_dir>/listen.addr` (temp file + rename),

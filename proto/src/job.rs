@@ -545,6 +545,24 @@ pub struct JobList {
     pub next_before: Option<JobId>,
 }
 
+/// Most jobs in one batch submission (`POST /v1/jobs/batch`).
+pub const MAX_BATCH_JOBS: usize = 1000;
+
+/// `POST /v1/jobs/batch`: several submissions, created all or none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobBatchSubmit {
+    /// The jobs, each as for `POST /v1/jobs` (1 to [`MAX_BATCH_JOBS`]).
+    pub jobs: Vec<JobSubmit>,
+}
+
+/// The answer to a batch submission: the jobs, in the order submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobBatch {
+    /// The created (or, for a repeated `Idempotency-Key`, the earlier) jobs.
+    pub jobs: Vec<JobView>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,9 +733,25 @@ mod tests {
         };
         check(&v);
         check(&JobList {
-            jobs: vec![v],
+            jobs: vec![v.clone()],
             next_before: Some(7),
         });
+        check(&JobBatch { jobs: vec![v] });
+    }
+
+    #[test]
+    fn batch_submit_roundtrip() {
+        let mut noop = submit();
+        noop.spec = JobSpec::Noop(NoopSpec { sleep_ms: 1 });
+        check(&JobBatchSubmit {
+            jobs: vec![submit(), noop],
+        });
+        let b: JobBatchSubmit =
+            serde_json::from_str(r#"{"jobs":[{"group":"g","spec":{"kind":"noop"}}]}"#)
+                .expect("parse");
+        assert_eq!(b.jobs.len(), 1);
+        assert_eq!(b.jobs[0].spec.kind(), JobKind::Noop);
+        assert!(serde_json::from_str::<JobBatchSubmit>(r#"{"jobs":[],"x":1}"#).is_err());
     }
 
     #[test]

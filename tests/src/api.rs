@@ -57,6 +57,17 @@ impl Api {
         Api::connect(&self.url, token, self.ca.as_deref())
     }
 
+    /// The same client and connection pool with another bearer token (many
+    /// simulated agents sharing one client; [`Api::with_token`] builds a new one).
+    pub fn sharing(&self, token: &str) -> Api {
+        Api {
+            client: self.client.clone(),
+            url: self.url.clone(),
+            token: token.to_owned(),
+            ca: self.ca.clone(),
+        }
+    }
+
     /// Send anything; never fails on HTTP status.
     pub async fn raw(
         &self,

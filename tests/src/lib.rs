@@ -5,6 +5,8 @@
 //! - [`proc`]: spawning, signalling and restarting `baton-controller` and
 //!   `baton-agent` processes, each in its own temp state dir, logs to files.
 //! - [`api`]: a small typed operator/agent client over the v1 API.
+//! - [`bench`]: the `baton-bench` measurements (dispatch latency, throughput,
+//!   idle fleet, failover, footprint) with their targets.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
 //! - [`faultproxy`]: a TCP proxy between agents and the controller that black-holes,
 //!   delays or resets connections on command.
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bench;
 pub mod cluster;
 pub mod faultproxy;
 pub mod mariadb;

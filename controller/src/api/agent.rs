@@ -13,6 +13,7 @@ use futures_util::future::select_all;
 
 use super::{ApiError, AppState, JobIdPath, JsonBody};
 use crate::auth::AgentCaller;
+use crate::presence::Known;
 use crate::store::agents::AgentSeen;
 use crate::store::{GrantRequest, now_ms};
 
@@ -56,9 +57,16 @@ pub async fn poll(
     if !s.ready.load(Ordering::Acquire) {
         return Err(ApiError::new(ErrorCode::NotReady, "shutting down", None));
     }
-    let mut drained = s
-        .store
-        .agent_polled(
+    let groups: Vec<_> = req.groups.iter().map(|g| s.wakers.get(g)).collect();
+    let generations = |groups: &[std::sync::Arc<crate::dispatch::Group>]| -> Vec<u64> {
+        groups.iter().map(|g| g.generation()).collect()
+    };
+    // Presence lives in memory (`presence`): the row is written only when
+    // something durable changed.
+    let epoch = s
+        .presence
+        .polled(
+            &s.store,
             &AgentSeen {
                 id: &id,
                 groups: &req.groups,
@@ -68,9 +76,11 @@ pub async fn poll(
                 free_slots: req.free_slots,
                 metrics: req.metrics.as_ref(),
             },
+            &generations(&groups),
             received,
         )
-        .await?;
+        .await?
+        .epoch;
     let hold = req
         .wait_ms
         .map(Duration::from_millis)
@@ -83,20 +93,48 @@ pub async fn poll(
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let notifiers: Vec<_> = req.groups.iter().map(|g| s.wakers.get(g)).collect();
-    let drained_at_start = drained;
+    let mut drained_at_start = None;
     loop {
-        // Register for wake-ups before looking, so nothing slips between.
-        let mut waits: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
+        // Register for wake-ups before looking, so nothing slips between;
+        // then read the generations: a wake-up after this read either shows
+        // in them or fires a registered waiter.
+        let mut waits: Vec<_> = groups
+            .iter()
+            .map(|g| Box::pin(g.notify.notified()))
+            .collect();
         for w in &mut waits {
             w.as_mut().enable();
         }
+        let gens = generations(&groups);
+        // Nothing happened in the agent's groups since its last look: its
+        // answer still holds (no drain read, maybe no grant).
+        let known = s.presence.known(&id, epoch, &gens);
+        let drained = match &known {
+            Some(k) => k.drained,
+            None => s.store.agent_drained(&id).await?,
+        };
+        let drained_at_start = *drained_at_start.get_or_insert(drained);
         if drained {
+            if known.is_none() {
+                s.presence.remember(
+                    &id,
+                    epoch,
+                    Known {
+                        generations: gens,
+                        drained: true,
+                        idle: None,
+                    },
+                );
+            }
             // Drained: no new work. A poll that began drained is held (a
             // presence heartbeat) until its deadline or a wake-up — a resume
             // wakes the agent's groups; one that saw the drain arrive answers
             // at once, so the agent learns of it.
-            if !drained_at_start || Instant::now() >= deadline || !s.ready.load(Ordering::Acquire) {
+            if !drained_at_start
+                || Instant::now() >= deadline
+                || !s.ready.load(Ordering::Acquire)
+                || s.shutdown.is_cancelled()
+            {
                 return Ok(Json(PollResponse {
                     grants: Vec::new(),
                     retry_after_ms: None,
@@ -108,45 +146,64 @@ pub async fn poll(
                 _ = tokio::time::sleep_until(deadline.into()) => {}
                 _ = s.shutdown.cancelled() => {}
             }
-            drained = s.store.agent_drained(&id).await?;
             continue;
         }
         let now = now_ms();
-        let granted = s
-            .store
-            .grant(
-                &GrantRequest {
-                    agent_id: &id,
-                    groups: &req.groups,
-                    kinds: &req.capabilities.kinds,
-                    connections: &connections,
-                    max: req.free_slots,
+        let mut next_ready_at = known.as_ref().and_then(|k| k.idle.flatten());
+        let skip = req.free_slots == 0 || known.is_some_and(|k| k.nothing_to_grant(now));
+        if !skip {
+            let granted = s
+                .store
+                .grant(
+                    &GrantRequest {
+                        agent_id: &id,
+                        groups: &req.groups,
+                        kinds: &req.capabilities.kinds,
+                        connections: &connections,
+                        max: req.free_slots,
+                    },
+                    now,
+                )
+                .await?;
+            for g in &granted.woken {
+                s.wakers.wake(g);
+            }
+            if !granted.grants.is_empty() {
+                s.reaper_kick.notify_one();
+                let held_ms = (now - received).max(0) as u64;
+                let grants = granted
+                    .grants
+                    .into_iter()
+                    .map(|mut g| {
+                        g.held_ms = held_ms;
+                        tracing::info!(job_id = g.job_id, token = g.token, attempt = g.attempt, agent_id = %id, "Lease granted");
+                        g
+                    })
+                    .collect();
+                return Ok(Json(PollResponse {
+                    grants,
+                    retry_after_ms: None,
+                    drain: false,
+                }));
+            }
+            next_ready_at = granted.next_ready_at;
+            // Found nothing: until a wake-up in its groups (or the backoff
+            // of a matching job ends), the agent's next looks would too.
+            s.presence.remember(
+                &id,
+                epoch,
+                Known {
+                    generations: gens,
+                    drained: false,
+                    idle: Some(next_ready_at),
                 },
-                now,
-            )
-            .await?;
-        for g in &granted.woken {
-            s.wakers.wake(g);
+            );
         }
-        if !granted.grants.is_empty() {
-            s.reaper_kick.notify_one();
-            let held_ms = (now - received).max(0) as u64;
-            let grants = granted
-                .grants
-                .into_iter()
-                .map(|mut g| {
-                    g.held_ms = held_ms;
-                    tracing::info!(job_id = g.job_id, token = g.token, attempt = g.attempt, agent_id = %id, "Lease granted");
-                    g
-                })
-                .collect();
-            return Ok(Json(PollResponse {
-                grants,
-                retry_after_ms: None,
-                drain: false,
-            }));
-        }
-        if req.free_slots == 0 || Instant::now() >= deadline || !s.ready.load(Ordering::Acquire) {
+        if req.free_slots == 0
+            || Instant::now() >= deadline
+            || !s.ready.load(Ordering::Acquire)
+            || s.shutdown.is_cancelled()
+        {
             return Ok(Json(PollResponse {
                 grants: Vec::new(),
                 retry_after_ms: None,
@@ -154,7 +211,7 @@ pub async fn poll(
             }));
         }
         let mut until = deadline;
-        if let Some(ready_at) = granted.next_ready_at {
+        if let Some(ready_at) = next_ready_at {
             let wait = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
             until = until.min(Instant::now() + wait);
         }
@@ -163,8 +220,6 @@ pub async fn poll(
             _ = tokio::time::sleep_until(until.into()) => {}
             _ = s.shutdown.cancelled() => {}
         }
-        // A drain may have come while the poll was held.
-        drained = s.store.agent_drained(&id).await?;
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`agent`]: poll, heartbeat, complete, release.
 //! - [`operator`]: jobs and agents for operators.
+//! - [`batch`]: batch submission (`POST /v1/jobs/batch`).
 //! - [`identity`]: enrollment, operator tokens, agent revocation, whoami, audit reads.
 //! - [`drills`]: failover drills (start, list, report) and the holder's fault ack.
 //! - [`audit`]: the middleware that records every state-changing call.
@@ -11,6 +12,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod batch;
 pub mod drills;
 pub mod identity;
 pub mod operator;
@@ -48,6 +50,8 @@ pub struct Inner {
     pub wakers: Arc<Wakers>,
     /// Kicks the reaper when a lease is granted.
     pub reaper_kick: Arc<Notify>,
+    /// Agent presence in memory (last_seen, free slots; what polls found).
+    pub presence: Arc<crate::presence::Presence>,
     /// Set once the store is open and migrated, cleared on shutdown.
     pub ready: AtomicBool,
     /// The process's shutdown token: held polls answer at once when it fires.
@@ -79,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/complete", post(agent::complete))
         .route("/v1/jobs/{id}/release", post(agent::release))
         .route("/v1/jobs", post(operator::submit).get(operator::list))
+        .route("/v1/jobs/batch", post(batch::submit_batch))
         .route("/v1/jobs/{id}", get(operator::get_job))
         .route("/v1/jobs/{id}/cancel", post(operator::cancel))
         .route("/v1/jobs/{id}/retry", post(operator::retry))

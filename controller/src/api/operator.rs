@@ -24,21 +24,7 @@ pub async fn submit(
     JsonBody(job): JsonBody<JobSubmit>,
 ) -> Result<Response, ApiError> {
     let ttl = validate::submission(&job, s.config.default_lease_ttl.as_millis() as u64)?;
-    let key = match headers.get(baton_proto::IDEMPOTENCY_KEY_HEADER) {
-        None => None,
-        Some(v) => {
-            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 256);
-            Some(
-                k.ok_or_else(|| {
-                    ApiError::bad_request(
-                        "must be 1-256 visible ASCII characters",
-                        Some(baton_proto::IDEMPOTENCY_KEY_HEADER.into()),
-                    )
-                })?
-                .to_owned(),
-            )
-        }
-    };
+    let key = idempotency_key(&headers)?;
     let canonical = serde_json::to_vec(&job).unwrap_or_default();
     let request_hash = hex::encode(Sha256::digest(&canonical));
     let group = job.group.clone();
@@ -60,6 +46,25 @@ pub async fn submit(
         Ok((StatusCode::CREATED, Json(done.job)).into_response())
     } else {
         Ok((StatusCode::OK, Json(done.job)).into_response())
+    }
+}
+
+/// The `Idempotency-Key` header, if sent (1-256 visible ASCII characters).
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get(baton_proto::IDEMPOTENCY_KEY_HEADER) {
+        None => Ok(None),
+        Some(v) => {
+            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 256);
+            Ok(Some(
+                k.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "must be 1-256 visible ASCII characters",
+                        Some(baton_proto::IDEMPOTENCY_KEY_HEADER.into()),
+                    )
+                })?
+                .to_owned(),
+            ))
+        }
     }
 }
 

@@ -1,4 +1,9 @@
 //! Agent presence: what each agent advertised on its last poll, and when it was last seen.
+//!
+//! While the controller runs, `presence` keeps last_seen, free slots and host
+//! metrics in memory and writes them here in batches ([`Store::flush_presence`]);
+//! a poll writes its row at once only when something durable changed
+//! ([`Store::agent_sync`]: groups, capabilities, version, OS).
 
 use baton_proto::{AgentView, Capabilities, HostMetrics, JobKind, LeaseHeld};
 use sqlx::Row;
@@ -36,8 +41,25 @@ pub struct AgentSeen<'a> {
     pub metrics: Option<&'a HostMetrics>,
 }
 
+/// Most rows [`Store::flush_presence`] writes in one transaction (bounds how
+/// long a flush holds the writer).
+pub const FLUSH_BATCH: usize = 2000;
+
+/// One agent's presence as [`Store::flush_presence`] writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceRow {
+    /// Agent id.
+    pub id: String,
+    /// When its latest poll arrived (Unix ms).
+    pub last_seen: i64,
+    /// Free slots it advertised.
+    pub free_slots: u32,
+    /// Host metrics it sent.
+    pub metrics: Option<HostMetrics>,
+}
+
 impl Store {
-    /// Record a poll; returns whether the agent is drained.
+    /// Record a poll (every column); returns whether the agent is drained.
     pub async fn agent_polled(&self, a: &AgentSeen<'_>, now: i64) -> Result<bool> {
         let drained: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE agents SET groups = ?2, capabilities = ?3, version = ?4, os = ?5,
@@ -55,6 +77,66 @@ impl Store {
         .fetch_optional(&self.writer)
         .await?;
         Ok(drained.flatten().is_some())
+    }
+
+    /// Make the agent's row match what a poll advertised, writing only when
+    /// its groups, capabilities, version or OS differ from the stored ones (or
+    /// the row is missing); returns whether the agent is drained. last_seen,
+    /// free slots and metrics are left to [`Store::flush_presence`] when
+    /// nothing else changed.
+    pub async fn agent_sync(&self, a: &AgentSeen<'_>, now: i64) -> Result<bool> {
+        let groups = serde_json::to_string(a.groups).unwrap_or_default();
+        let capabilities = serde_json::to_string(a.capabilities).unwrap_or_default();
+        let row = sqlx::query(
+            "SELECT groups, capabilities, version, os, drained_at FROM agents WHERE id = ?",
+        )
+        .bind(a.id)
+        .fetch_optional(&self.reader)
+        .await?;
+        if let Some(r) = row {
+            let same = r.try_get::<String, _>("groups")? == groups
+                && r.try_get::<String, _>("capabilities")? == capabilities
+                && r.try_get::<String, _>("version")? == a.version
+                && r.try_get::<String, _>("os")? == a.os;
+            if same {
+                return Ok(r.try_get::<Option<i64>, _>("drained_at")?.is_some());
+            }
+        }
+        self.agent_polled(a, now).await
+    }
+
+    /// Write the in-memory presence of many agents: last_seen (never moved
+    /// back), free slots and metrics, one statement (and one commit) per
+    /// [`FLUSH_BATCH`] rows. Unknown ids are skipped.
+    pub async fn flush_presence(&self, rows: &[PresenceRow]) -> Result<()> {
+        for chunk in rows.chunks(FLUSH_BATCH) {
+            let batch: Vec<(&str, i64, u32, Option<String>)> = chunk
+                .iter()
+                .map(|r| {
+                    (
+                        r.id.as_str(),
+                        r.last_seen,
+                        r.free_slots,
+                        r.metrics
+                            .as_ref()
+                            .and_then(|m| serde_json::to_string(m).ok()),
+                    )
+                })
+                .collect();
+            let batch = serde_json::to_string(&batch).unwrap_or_default();
+            sqlx::query(
+                "UPDATE agents SET last_seen = MAX(agents.last_seen, p.last_seen),
+                   free_slots = p.free_slots, metrics = p.metrics
+                 FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS last_seen,
+                         json_extract(value, '$[2]') AS free_slots, json_extract(value, '$[3]') AS metrics
+                       FROM json_each(?1)) AS p
+                 WHERE agents.id = p.id",
+            )
+            .bind(batch)
+            .execute(&self.writer)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Whether the agent is drained now.

@@ -1,7 +1,12 @@
-//! Operator-side job operations: submit, get, list, cancel, retry.
+//! Operator-side job operations: submit (one job or a batch, all or none),
+//! get, list, cancel, retry. Submissions go through the group-commit writer
+//! ([`super::writer`]) and are inserted with multi-row INSERTs; cancel and
+//! retry are cold paths on the writer pool.
 
 use baton_proto::{JobId, JobList, JobState, JobSubmit, JobView};
-use sqlx::Row;
+use std::sync::Arc;
+
+use sqlx::sqlite::SqliteConnection;
 
 use super::rows::{AttemptRow, JOB_COLUMNS, JobRow};
 use super::{Error, Result, Store};
@@ -45,58 +50,50 @@ pub struct Submitted {
     pub created: bool,
 }
 
+/// A validated batch submission (`POST /v1/jobs/batch`), created all or none.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    /// The jobs, in order (their own `idempotency_key` is ignored).
+    pub jobs: Vec<NewJob>,
+    /// `Idempotency-Key` of the whole batch, if given.
+    pub idempotency_key: Option<String>,
+    /// Hash of the whole canonical batch.
+    pub request_hash: String,
+}
+
+/// What a batch submission did.
+#[derive(Debug, Clone)]
+pub struct BatchSubmitted {
+    /// The jobs, in the order submitted.
+    pub jobs: Vec<JobView>,
+    /// False when an earlier batch with the same idempotency key is returned.
+    pub created: bool,
+}
+
 impl Store {
     /// Persist a new job (or return the one an idempotency key already made).
     pub async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
-        let mut tx = self.writer.begin().await?;
-        if let Some(key) = &new.idempotency_key {
-            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?");
-            let existing: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = existing {
-                if row.request_hash.as_deref() != Some(new.request_hash.as_str()) {
-                    return Err(Error::IdempotencyConflict(key.clone()));
-                }
-                tx.commit().await?;
-                let job = self.get_job(row.id).await?;
-                return Ok(Submitted {
-                    job,
-                    created: false,
-                });
-            }
-        }
-        let s = &new.submit;
-        let spec = serde_json::to_string(&s.spec).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let retry = serde_json::to_string(&s.retry).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let labels = serde_json::to_string(&s.labels).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, not_before, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
-        )
-        .bind(&s.group)
-        .bind(s.spec.kind().as_str())
-        .bind(spec)
-        .bind(s.spec.connection())
-        .bind(s.priority)
-        .bind(retry)
-        .bind(s.timeout_ms.map(|t| t as i64))
-        .bind(new.lease_ttl_ms as i64)
-        .bind(labels)
-        .bind(&new.idempotency_key)
-        .bind(&new.request_hash)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        tx.commit().await?;
-        Ok(Submitted {
-            job: self.get_job(id).await?,
-            created: true,
+        let new = Arc::new(new);
+        self.grouped(move |c| {
+            let new = new.clone();
+            Box::pin(async move { submit_in(c, &new, now).await })
         })
+        .await
+    }
+
+    /// Persist every job of a batch in one transaction, or none (or return
+    /// the jobs an earlier batch with the same idempotency key made).
+    ///
+    /// The batch's key and hash are stored on its first job; the jobs of one
+    /// batch get consecutive ids (one transaction on the single writer), so
+    /// a replay returns ids `first .. first + n`.
+    pub async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
+        let batch = Arc::new(batch);
+        self.grouped(move |c| {
+            let batch = batch.clone();
+            Box::pin(async move { submit_batch_in(c, &batch, now).await })
+        })
+        .await
     }
 
     pub(crate) async fn job_row(&self, id: JobId) -> Result<JobRow> {
@@ -212,6 +209,207 @@ impl Store {
     }
 }
 
+/// The job an idempotency key made, if any.
+async fn by_key(c: &mut SqliteConnection, key: &str) -> Result<Option<JobRow>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(&mut *c)
+        .await?)
+}
+
+/// Rows per multi-row INSERT (14 parameters each: under SQLite's oldest
+/// limit of 999 bound parameters).
+const INSERT_CHUNK: usize = 64;
+
+/// Insert queued jobs, in order, with multi-row INSERTs; `keys[i]`/`hashes[i]`
+/// are stored as given. Returns the views (ids in order: one transaction on
+/// the single writer, so AUTOINCREMENT ids of one batch are consecutive).
+async fn insert(
+    c: &mut SqliteConnection,
+    jobs: &[(&JobSubmit, u64, Option<&str>, &str)],
+    now: i64,
+) -> Result<Vec<JobView>> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, not_before, created_at, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)");
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (s, ttl, key, hash) in chunk {
+            let spec = serde_json::to_string(&s.spec).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let retry =
+                serde_json::to_string(&s.retry).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let labels =
+                serde_json::to_string(&s.labels).map_err(|e| Error::Corrupt(e.to_string()))?;
+            q = q
+                .bind(s.group.clone())
+                .bind(s.spec.kind().as_str())
+                .bind(spec)
+                .bind(s.spec.connection().map(str::to_owned))
+                .bind(s.priority)
+                .bind(retry)
+                .bind(s.timeout_ms.map(|t| t as i64))
+                .bind(*ttl as i64)
+                .bind(labels)
+                .bind(key.map(str::to_owned))
+                .bind(hash.to_string())
+                .bind(now)
+                .bind(now)
+                .bind(now);
+        }
+        let done = q.execute(&mut *c).await?;
+        let n = chunk.len() as i64;
+        if done.rows_affected() != n as u64 {
+            return Err(Error::Corrupt(format!(
+                "inserted {} of {n} jobs",
+                done.rows_affected()
+            )));
+        }
+        let first = done.last_insert_rowid() - n + 1;
+        for (i, (s, ttl, key, _)) in chunk.iter().enumerate() {
+            out.push(queued_view(first + i as i64, s, *ttl, *key, now));
+        }
+    }
+    Ok(out)
+}
+
+/// The view of a job just inserted as queued (what reading its row back gives).
+fn queued_view(id: JobId, s: &JobSubmit, ttl: u64, key: Option<&str>, now: i64) -> JobView {
+    JobView {
+        id,
+        group: s.group.clone(),
+        kind: s.spec.kind(),
+        spec: s.spec.clone(),
+        connection: s.spec.connection().map(str::to_owned),
+        state: JobState::Queued,
+        priority: s.priority,
+        retry: s.retry.clone(),
+        timeout_ms: s.timeout_ms,
+        lease_ttl_ms: ttl,
+        labels: s.labels.clone(),
+        idempotency_key: key.map(str::to_owned),
+        attempts_spent: 0,
+        not_before: None,
+        cancel_requested: false,
+        lease_agent: None,
+        created_at: super::rows_ts(now),
+        updated_at: super::rows_ts(now),
+        finished_at: None,
+        result: None,
+        error: None,
+        blocked_reason: None,
+        attempts: Vec::new(),
+    }
+}
+
+/// Views of jobs `first ..= last` with their attempts, in id order.
+async fn views(c: &mut SqliteConnection, first: JobId, last: JobId) -> Result<Vec<JobView>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id BETWEEN ? AND ? ORDER BY id");
+    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *c)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let attempts: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
+             FROM attempts WHERE job_id = ? ORDER BY number",
+        )
+        .bind(row.id)
+        .fetch_all(&mut *c)
+        .await?;
+        let attempts = attempts
+            .iter()
+            .map(AttemptRow::view)
+            .collect::<Result<Vec<_>>>()?;
+        out.push(row.view(attempts)?);
+    }
+    Ok(out)
+}
+
+/// Submit inside a write transaction (see [`Store::submit`]).
+async fn submit_in(c: &mut SqliteConnection, new: &NewJob, now: i64) -> Result<Submitted> {
+    if let Some(key) = &new.idempotency_key
+        && let Some(row) = by_key(c, key).await?
+    {
+        if row.request_hash.as_deref() != Some(new.request_hash.as_str()) {
+            return Err(Error::IdempotencyConflict(key.clone()));
+        }
+        let job = views(c, row.id, row.id)
+            .await?
+            .pop()
+            .ok_or(Error::NotFound(row.id))?;
+        return Ok(Submitted {
+            job,
+            created: false,
+        });
+    }
+    let one = [(
+        &new.submit,
+        new.lease_ttl_ms,
+        new.idempotency_key.as_deref(),
+        new.request_hash.as_str(),
+    )];
+    let job = insert(c, &one, now)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Corrupt("inserted no job".into()))?;
+    Ok(Submitted { job, created: true })
+}
+
+/// Batch submit inside a write transaction (see [`Store::submit_batch`]).
+async fn submit_batch_in(
+    c: &mut SqliteConnection,
+    b: &NewBatch,
+    now: i64,
+) -> Result<BatchSubmitted> {
+    if let Some(key) = &b.idempotency_key
+        && let Some(row) = by_key(c, key).await?
+    {
+        if row.request_hash.as_deref() != Some(b.request_hash.as_str()) {
+            return Err(Error::IdempotencyConflict(key.clone()));
+        }
+        let last = row.id + b.jobs.len() as i64 - 1;
+        let jobs = views(c, row.id, last).await?;
+        if jobs.len() != b.jobs.len() {
+            return Err(Error::Corrupt(format!(
+                "batch of idempotency key `{key}`: {} of {} jobs found",
+                jobs.len(),
+                b.jobs.len()
+            )));
+        }
+        return Ok(BatchSubmitted {
+            jobs,
+            created: false,
+        });
+    }
+    let rows: Vec<_> = b
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, new)| {
+            let (key, hash) = match (&b.idempotency_key, i) {
+                (Some(k), 0) => (Some(k.as_str()), b.request_hash.as_str()),
+                _ => (None, new.request_hash.as_str()),
+            };
+            (&new.submit, new.lease_ttl_ms, key, hash)
+        })
+        .collect();
+    let jobs = insert(c, &rows, now).await?;
+    Ok(BatchSubmitted {
+        jobs,
+        created: true,
+    })
+}
+
 /// The state of job `id` inside a write transaction.
 async fn state_of(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: JobId) -> Result<JobState> {
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
@@ -254,6 +452,7 @@ pub(crate) mod tests {
             .expect("submit");
         assert!(a.created);
         assert_eq!(a.job.state, JobState::Queued);
+        assert_eq!(s.get_job(a.job.id).await.expect("get"), a.job);
         let b = s
             .submit(new_job("h", None, "h"), 1001)
             .await
@@ -313,6 +512,85 @@ pub(crate) mod tests {
         assert_eq!(a.job.id, b.job.id);
         let c = s.submit(new_job("g", Some("k"), "h2"), 3).await;
         assert!(matches!(c, Err(Error::IdempotencyConflict(_))));
+    }
+
+    #[tokio::test]
+    async fn batch_submit_in_order_and_idempotent_on_the_whole_body() {
+        let (s, _d) = store().await;
+        let batch = |key: Option<&str>, hash: &str| NewBatch {
+            jobs: vec![
+                new_job("g", None, "a"),
+                new_job("h", None, "b"),
+                new_job("g", None, "c"),
+            ],
+            idempotency_key: key.map(str::to_owned),
+            request_hash: hash.into(),
+        };
+        let a = s
+            .submit_batch(batch(Some("bk"), "B1"), 10)
+            .await
+            .expect("batch");
+        assert!(a.created);
+        let ids: Vec<JobId> = a.jobs.iter().map(|j| j.id).collect();
+        assert_eq!(ids.len(), 3);
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+        assert_eq!(
+            a.jobs.iter().map(|j| j.group.as_str()).collect::<Vec<_>>(),
+            vec!["g", "h", "g"]
+        );
+        assert!(a.jobs.iter().all(|j| j.state == JobState::Queued));
+        for j in &a.jobs {
+            // The answer is what reading the row back gives.
+            assert_eq!(&s.get_job(j.id).await.expect("get"), j);
+        }
+        // The same body again: the same jobs, nothing new.
+        let again = s
+            .submit_batch(batch(Some("bk"), "B1"), 11)
+            .await
+            .expect("again");
+        assert!(!again.created);
+        assert_eq!(again.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids);
+        // Another body with the key, or a single submit with it: conflict.
+        assert!(matches!(
+            s.submit_batch(batch(Some("bk"), "B2"), 12).await,
+            Err(Error::IdempotencyConflict(_))
+        ));
+        assert!(matches!(
+            s.submit(new_job("g", Some("bk"), "a"), 13).await,
+            Err(Error::IdempotencyConflict(_))
+        ));
+        let all = s
+            .list_jobs(&JobFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.jobs.len(), 3);
+        // Without a key every call creates.
+        let b = s.submit_batch(batch(None, "B1"), 14).await.expect("batch");
+        assert!(b.created);
+        assert_eq!(b.jobs[0].id, ids[2] + 1);
+        // Several multi-row INSERT chunks: still in order, ids consecutive.
+        let many = NewBatch {
+            jobs: (0..130)
+                .map(|i| {
+                    let mut j = new_job("g", None, "x");
+                    j.submit.priority = i;
+                    j
+                })
+                .collect(),
+            idempotency_key: None,
+            request_hash: "many".into(),
+        };
+        let m = s.submit_batch(many, 15).await.expect("many");
+        assert_eq!(m.jobs.len(), 130);
+        for (i, j) in m.jobs.iter().enumerate() {
+            assert_eq!(j.id, m.jobs[0].id + i as i64);
+            assert_eq!(j.priority, i as i32);
+        }
+        let last = m.jobs.last().expect("last");
+        assert_eq!(&s.get_job(last.id).await.expect("get"), last);
     }
 
     #[tokio::test]

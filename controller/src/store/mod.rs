@@ -11,6 +11,8 @@
 //! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - [`audit`]: the audit log.
 //! - [`drills`]: failover drills, their timelines and takeover measurements.
+//! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
+//!   complete, release, expiry) share one transaction and one fsync per batch.
 
 pub mod agents;
 pub mod audit;
@@ -19,6 +21,7 @@ pub mod identity;
 pub mod jobs;
 pub mod lease;
 mod rows;
+pub mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -60,6 +63,9 @@ pub enum Error {
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The group-commit batch this operation ran in did not commit.
+    #[error("commit failed: {0}")]
+    Commit(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -75,6 +81,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, Clone)]
 pub struct Store {
     writer: SqlitePool,
+    batcher: writer::Writer,
     reader: SqlitePool,
     fleet_id: String,
 }
@@ -109,6 +116,7 @@ impl Store {
             .connect_with(base.read_only(true))
             .await?;
         Ok(Store {
+            batcher: writer::Writer::start(writer.clone()),
             writer,
             reader,
             fleet_id,

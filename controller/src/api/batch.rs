@@ -1,0 +1,112 @@
+//! `POST /v1/jobs/batch`: many submissions in one request, created all or
+//! none in one transaction (one commit, one wake-up per group).
+//!
+//! Each job is validated as for `POST /v1/jobs`; a failure names the field as
+//! `jobs[3].spec.sleep_ms`. `Idempotency-Key` works as for a single submit,
+//! keyed on the whole body: the same body again answers 200 with the same
+//! jobs, another body with the same key is `409 idempotency_conflict`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use baton_proto::job::{JobBatch, JobBatchSubmit, MAX_BATCH_JOBS};
+use sha2::{Digest, Sha256};
+
+use super::operator::idempotency_key;
+use super::{ApiError, AppState, JsonBody};
+use crate::auth::OperatorRole;
+use crate::store::jobs::{NewBatch, NewJob};
+use crate::store::now_ms;
+use crate::validate;
+
+/// `POST /v1/jobs/batch`: 201 with the jobs in order, or 200 with the jobs of
+/// an earlier batch with the same `Idempotency-Key`.
+pub async fn submit_batch(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    headers: HeaderMap,
+    JsonBody(batch): JsonBody<JobBatchSubmit>,
+) -> Result<Response, ApiError> {
+    if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH_JOBS {
+        return Err(ApiError::bad_request(
+            format!("must hold 1 to {MAX_BATCH_JOBS} jobs"),
+            Some("jobs".into()),
+        ));
+    }
+    let key = idempotency_key(&headers)?;
+    let default_ttl = s.config.default_lease_ttl.as_millis() as u64;
+    let mut canonical = b"batch\n".to_vec();
+    canonical.extend(serde_json::to_vec(&batch).unwrap_or_default());
+    let request_hash = hex::encode(Sha256::digest(&canonical));
+    let mut jobs = Vec::with_capacity(batch.jobs.len());
+    let mut groups: Vec<String> = Vec::new();
+    for (i, job) in batch.jobs.into_iter().enumerate() {
+        let ttl = validate::submission(&job, default_ttl).map_err(|e| {
+            ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
+        })?;
+        if !groups.contains(&job.group) {
+            groups.push(job.group.clone());
+        }
+        let one = serde_json::to_vec(&job).unwrap_or_default();
+        jobs.push(NewJob {
+            submit: job,
+            lease_ttl_ms: ttl,
+            idempotency_key: None,
+            request_hash: hex::encode(Sha256::digest(&one)),
+        });
+    }
+    let done = s
+        .store
+        .submit_batch(
+            NewBatch {
+                jobs,
+                idempotency_key: key,
+                request_hash,
+            },
+            now_ms(),
+        )
+        .await?;
+    let body = JobBatch { jobs: done.jobs };
+    if !done.created {
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
+    tracing::info!(
+        jobs = body.jobs.len(),
+        first_id = body.jobs.first().map(|j| j.id),
+        last_id = body.jobs.last().map(|j| j.id),
+        groups = groups.len(),
+        "Jobs submitted in a batch"
+    );
+    for g in &groups {
+        s.wakers.wake(g);
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_job() {
+        let field = |body: &str| {
+            super::super::parse_json::<JobBatchSubmit>(body.as_bytes())
+                .expect_err("must fail")
+                .0
+                .error
+                .field
+        };
+        assert_eq!(
+            field(r#"{"jobs":[{"group":"g","spec":{"kind":"noop"}},{"group":"g","spec":{"kind":"command"}}]}"#)
+                .as_deref(),
+            Some("jobs[1].spec.program")
+        );
+        assert_eq!(
+            field(r#"{"jobs":[{"group":"g","spec":{"kind":"noop","sleep_ms":"x"}}]}"#).as_deref(),
+            // As for a single submit: a type error inside a spec names the spec.
+            Some("jobs[0].spec")
+        );
+        assert_eq!(field(r#"{"job":[]}"#).as_deref(), Some("job"));
+    }
+}

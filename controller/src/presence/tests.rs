@@ -1,0 +1,322 @@
+//! Presence cache: change detection, flushes, the offline window, drain.
+
+use baton_proto::{Capabilities, ConnectionInfo, JobKind};
+
+use super::*;
+use crate::store::testutil::{enrolled, store};
+
+fn caps() -> Capabilities {
+    Capabilities {
+        kinds: vec![JobKind::Command],
+        connections: vec![ConnectionInfo {
+            name: "main".into(),
+            kind: "mysql".into(),
+        }],
+    }
+}
+
+fn seen<'a>(
+    id: &'a str,
+    groups: &'a [String],
+    caps: &'a Capabilities,
+    version: &'a str,
+    free: u32,
+) -> AgentSeen<'a> {
+    AgentSeen {
+        id,
+        groups,
+        capabilities: caps,
+        version,
+        os: "linux",
+        free_slots: free,
+        metrics: None,
+    }
+}
+
+/// `(last_seen, free_slots, version, online)` of agent `id` as the store shows it.
+async fn stored(s: &Store, id: &str, now: i64, window: i64) -> (i64, u32, String, bool) {
+    let list = s.list_agents(now, window).await.expect("list");
+    let a = list.iter().find(|a| a.id == id).expect("agent");
+    (
+        a.last_seen.timestamp_millis(),
+        a.free_slots,
+        a.version.clone(),
+        a.online,
+    )
+}
+
+#[tokio::test]
+async fn writes_durable_changes_at_once_and_the_rest_on_flush() {
+    let (s, _d) = store().await;
+    enrolled(&s, "a1", &["db"]).await;
+    let p = Presence::default();
+    let groups = vec!["db".to_string()];
+    let caps = caps();
+
+    // First poll: the enrolled row has no capabilities yet, so it is written.
+    let first = p
+        .polled(&s, &seen("a1", &groups, &caps, "1.0", 2), &[0], 1000)
+        .await
+        .expect("poll");
+    assert_eq!(
+        first.drained,
+        Some(false),
+        "the first poll reads the drain state"
+    );
+    assert_eq!(
+        stored(&s, "a1", 1000, 100).await,
+        (1000, 2, "1.0".into(), true)
+    );
+
+    // Same durable part: nothing is written until the flush.
+    let again = p
+        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 5000)
+        .await
+        .expect("poll");
+    assert_eq!(
+        again,
+        Polled {
+            drained: None,
+            epoch: first.epoch
+        },
+        "a poll that changed nothing durable skips the store"
+    );
+    assert_eq!(
+        stored(&s, "a1", 5000, 100).await,
+        (1000, 2, "1.0".into(), false)
+    );
+    assert_eq!(p.flush(&s).await.expect("flush"), 1);
+    assert_eq!(
+        stored(&s, "a1", 5000, 100).await,
+        (5000, 1, "1.0".into(), true)
+    );
+    assert_eq!(p.flush(&s).await.expect("flush"), 0, "nothing new to write");
+
+    // A new version is durable: written by the poll itself.
+    let upgraded = p
+        .polled(&s, &seen("a1", &groups, &caps, "1.1", 1), &[0], 6000)
+        .await
+        .expect("poll");
+    assert_eq!(upgraded.drained, Some(false));
+    assert_ne!(
+        upgraded.epoch, first.epoch,
+        "a new durable part, a new epoch"
+    );
+    assert_eq!(
+        stored(&s, "a1", 6000, 100).await,
+        (6000, 1, "1.1".into(), true)
+    );
+
+    // New capabilities too.
+    let mut more = caps.clone();
+    more.kinds.push(JobKind::Sql);
+    assert!(
+        p.polled(&s, &seen("a1", &groups, &more, "1.1", 1), &[0], 6500)
+            .await
+            .expect("poll")
+            .drained
+            .is_some()
+    );
+    let list = s.list_agents(6500, 100).await.expect("list");
+    assert_eq!(list[0].capabilities, more);
+}
+
+#[tokio::test]
+async fn a_restart_does_not_rewrite_an_unchanged_row() {
+    let (s, _d) = store().await;
+    enrolled(&s, "a1", &["db"]).await;
+    let groups = vec!["db".to_string()];
+    let caps = caps();
+    let before = Presence::default();
+    before
+        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 1000)
+        .await
+        .expect("poll");
+    // A new controller process: an empty cache, the same row.
+    let after = Presence::default();
+    let r = after
+        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 2000)
+        .await
+        .expect("poll");
+    assert_eq!(r.drained, Some(false));
+    assert_eq!(
+        stored(&s, "a1", 2000, 5000).await.0,
+        1000,
+        "the row matched: no write, last_seen waits for the flush"
+    );
+    after.flush(&s).await.expect("flush");
+    assert_eq!(stored(&s, "a1", 2000, 5000).await.0, 2000);
+}
+
+#[tokio::test]
+async fn online_window_follows_the_flushed_last_seen() {
+    let (s, _d) = store().await;
+    enrolled(&s, "a1", &["db"]).await;
+    let p = Presence::default();
+    let groups = vec!["db".to_string()];
+    let caps = caps();
+    p.polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 1000)
+        .await
+        .expect("poll");
+    for t in [10_000, 20_000, 30_000] {
+        p.polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], t)
+            .await
+            .expect("poll");
+        p.flush(&s).await.expect("flush");
+        assert!(stored(&s, "a1", t + 5_000, 10_000).await.3, "online at {t}");
+    }
+    assert!(
+        !stored(&s, "a1", 40_001, 10_000).await.3,
+        "offline once the window passed without a poll"
+    );
+    // A late flush never moves last_seen back.
+    s.flush_presence(&[PresenceRow {
+        id: "a1".into(),
+        last_seen: 5,
+        free_slots: 1,
+        metrics: None,
+    }])
+    .await
+    .expect("flush");
+    assert_eq!(stored(&s, "a1", 30_000, 10_000).await.0, 30_000);
+}
+
+#[tokio::test]
+async fn shutdown_flush_persists_and_a_failed_flush_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let s = Store::open(&path, crate::config::SyncMode::Normal)
+        .await
+        .expect("open");
+    enrolled(&s, "a1", &["db"]).await;
+    let p = Presence::default();
+    let groups = vec!["db".to_string()];
+    let caps = caps();
+    p.polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 1000)
+        .await
+        .expect("poll");
+    p.flush(&s).await.expect("flush");
+    p.polled(&s, &seen("a1", &groups, &caps, "1.0", 3), &[0], 7000)
+        .await
+        .expect("poll");
+    s.close().await;
+    assert!(
+        p.flush(&s).await.is_err(),
+        "a closed store cannot be written"
+    );
+    // The controller's last flush at shutdown (here: after a reopen).
+    let s = Store::open(&path, crate::config::SyncMode::Normal)
+        .await
+        .expect("reopen");
+    assert_eq!(p.flush(&s).await.expect("flush"), 1, "the rows were kept");
+    s.close().await;
+    let s = Store::open(&path, crate::config::SyncMode::Normal)
+        .await
+        .expect("reopen");
+    assert_eq!(
+        stored(&s, "a1", 7000, 1000).await,
+        (7000, 3, "1.0".into(), true)
+    );
+}
+
+#[tokio::test]
+async fn drain_is_read_by_the_first_poll_and_known_answers_follow_generations() {
+    let (s, _d) = store().await;
+    enrolled(&s, "a1", &["db"]).await;
+    let p = Presence::default();
+    let groups = vec!["db".to_string()];
+    let caps = caps();
+    let first = p
+        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[4], 1000)
+        .await
+        .expect("poll");
+    s.set_drain("a1", true, 1100).await.expect("drain");
+    // A restarted controller reads the drain on the first poll.
+    let fresh = Presence::default();
+    let after = fresh
+        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[4], 1200)
+        .await
+        .expect("poll");
+    assert_eq!(after.drained, Some(true));
+    assert_eq!(
+        fresh.known("a1", after.epoch, &[4]).map(|k| k.drained),
+        Some(true)
+    );
+    // A wake-up in its group (drain and resume wake it) invalidates the answer.
+    assert_eq!(fresh.known("a1", after.epoch, &[5]), None);
+    s.set_drain("a1", false, 1400).await.expect("resume");
+    assert!(!s.agent_drained("a1").await.expect("drained"));
+
+    // An empty grant is remembered until a wake-up or the backoff's end.
+    let idle = |generation, ready_at| Known {
+        generations: vec![generation],
+        drained: false,
+        idle: Some(ready_at),
+    };
+    p.remember("a1", first.epoch, idle(6, Some(2000)));
+    let k = p.known("a1", first.epoch, &[6]).expect("known");
+    assert!(k.nothing_to_grant(1999));
+    assert!(!k.nothing_to_grant(2000), "a matching job's backoff ended");
+    assert_eq!(p.known("a1", first.epoch, &[7]), None);
+    assert_eq!(p.known("nobody", first.epoch, &[6]), None);
+    assert!(idle(6, None).nothing_to_grant(i64::MAX));
+    let never_idle = Known {
+        idle: None,
+        ..idle(6, None)
+    };
+    assert!(!never_idle.nothing_to_grant(0));
+
+    // New capabilities: what polls with the old ones found no longer applies,
+    // and a late answer of an old poll is not remembered.
+    let mut more = caps.clone();
+    more.kinds.push(JobKind::Sql);
+    let changed = p
+        .polled(&s, &seen("a1", &groups, &more, "1.0", 1), &[6], 3000)
+        .await
+        .expect("poll");
+    assert_ne!(changed.epoch, first.epoch);
+    assert_eq!(p.known("a1", first.epoch, &[6]), None);
+    p.remember("a1", first.epoch, idle(6, None));
+    assert_eq!(
+        p.known("a1", changed.epoch, &[6]).map(|k| k.idle),
+        Some(None),
+        "the new capabilities have not been looked for yet"
+    );
+}
+
+#[tokio::test]
+async fn a_flush_writes_metrics_in_batches_and_skips_unknown_agents() {
+    let (s, _d) = store().await;
+    let n = crate::store::agents::FLUSH_BATCH + 3;
+    for i in 0..n {
+        enrolled(&s, &format!("a{i}"), &["db"]).await;
+    }
+    let metrics = HostMetrics {
+        cpu_percent: Some(12.5),
+        memory_used_bytes: Some(1 << 30),
+        ..HostMetrics::default()
+    };
+    let mut rows: Vec<PresenceRow> = (0..n)
+        .map(|i| PresenceRow {
+            id: format!("a{i}"),
+            last_seen: 9000 + i as i64,
+            free_slots: 3,
+            metrics: (i == 0).then(|| metrics.clone()),
+        })
+        .collect();
+    rows.push(PresenceRow {
+        id: "nobody".into(),
+        last_seen: 1,
+        free_slots: 1,
+        metrics: None,
+    });
+    s.flush_presence(&rows).await.expect("flush");
+    let list = s.list_agents(9000, 60_000).await.expect("list");
+    assert_eq!(list.len(), n, "no row for an unknown id");
+    for a in &list {
+        let i: usize = a.id[1..].parse().expect("index");
+        assert_eq!(a.last_seen.timestamp_millis(), 9000 + i as i64);
+        assert_eq!(a.free_slots, 3);
+        assert_eq!(a.metrics, (i == 0).then(|| metrics.clone()));
+    }
+}

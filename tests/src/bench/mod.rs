@@ -1,0 +1,508 @@
+//! `baton-bench`: measurements against real controller and agent processes on
+//! loopback (never a timed test). Each scenario starts its own controller
+//! (SQLite, `synchronous=FULL`, HTTPS with a throwaway CA unless `--plain`)
+//! and agents in a temp dir, and reports figures with their targets.
+//!
+//! - [`dispatch`]: submit → executor start latency, one job at a time.
+//! - [`throughput`]: bulk noop jobs, submit to last completion.
+//! - [`fleet`]: N simulated agents long-polling; the controller's RSS and CPU.
+//! - [`failover`]: SIGKILL the holder, time until another agent starts the job.
+//! - [`footprint`]: one idle agent's RSS and CPU; binary sizes.
+//! - [`report`]: tables and JSON; [`sysinfo`]: `/proc` readings.
+
+pub mod dispatch;
+pub mod failover;
+pub mod fleet;
+pub mod footprint;
+pub mod report;
+pub mod sysinfo;
+pub mod throughput;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use baton_proto::JobId;
+use chrono::{DateTime, Utc};
+
+use crate::api::Api;
+use crate::pki::Pki;
+use crate::proc::{Agent, AgentOpts, Controller, bin_dir};
+use report::ScenarioReport;
+
+/// The group every benchmark agent serves.
+pub const GROUP: &str = "bench";
+
+/// `--help`.
+pub const HELP: &str = "\
+baton-bench <scenario> [options]
+
+Measures Baton with real controller and agent processes on loopback.
+Scenarios: dispatch | throughput | idle-fleet | failover | footprint | all
+
+Options:
+  --runs N          runs per scenario (default 3; failover: kills per TTL, default 20)
+  --json            print one JSON document instead of tables
+  --plain           plain HTTP instead of HTTPS (default: TLS with a throwaway CA)
+  --jobs N          jobs (dispatch: 1000, throughput: 10000)
+  --slots N         slots per agent in throughput (default 32)
+  --in-flight N     concurrent submits in throughput (default 64)
+  --batch N         throughput: submit through POST /v1/jobs/batch, N jobs per call
+  --agents N        simulated agents in idle-fleet (default 10000)
+  --ttl-ms MS       failover lease TTL (default: both 2000 and 15000)
+  --measure-secs S  observation window of idle-fleet and footprint (default 60)
+  --keep            keep the temp dirs (logs, databases) and print where they are
+
+The harness does NOT build the daemons: `cargo run --release -p baton-tests
+--bin baton-bench` builds only itself. Build them first, with the same profile:
+  cargo build --release -p baton-agent -p baton-controller --bins
+They are taken from the directory of this executable, or from BATON_BIN_DIR
+(e.g. to measure another build); a warning says when they are older than the
+sources of this tree.
+
+Exit code 0 when every measurement ran (missed targets included); non-zero when
+the harness failed: a job failed, a process died, a duplicate start was seen.";
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Scenario name.
+    pub scenario: String,
+    /// `--runs`.
+    pub runs: Option<usize>,
+    /// `--json`.
+    pub json: bool,
+    /// `--plain`.
+    pub plain: bool,
+    /// `--jobs`.
+    pub jobs: Option<usize>,
+    /// `--slots`.
+    pub slots: u32,
+    /// `--in-flight`.
+    pub in_flight: usize,
+    /// `--batch`.
+    pub batch: Option<usize>,
+    /// `--agents`.
+    pub agents: usize,
+    /// `--ttl-ms`.
+    pub ttl_ms: Option<u64>,
+    /// `--measure-secs`.
+    pub measure_secs: u64,
+    /// `--keep`.
+    pub keep: bool,
+}
+
+impl Args {
+    /// Parse `std::env::args()`; `Ok(None)` after printing `--help`.
+    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
+        let mut a = Args {
+            scenario: String::new(),
+            runs: None,
+            json: false,
+            plain: false,
+            jobs: None,
+            slots: 32,
+            in_flight: 64,
+            batch: None,
+            agents: 10_000,
+            ttl_ms: None,
+            measure_secs: 60,
+            keep: false,
+        };
+        fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, k: &str) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            let v = it.next().with_context(|| format!("{k} needs a value"))?;
+            v.parse()
+                .map_err(|e| anyhow::anyhow!("{k} {v}: {e} (try --help)"))
+        }
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "-h" | "--help" => {
+                    println!("{HELP}");
+                    return Ok(None);
+                }
+                "--runs" => a.runs = Some(val(&mut it, "--runs")?),
+                "--json" => a.json = true,
+                "--plain" => a.plain = true,
+                "--keep" => a.keep = true,
+                "--jobs" => a.jobs = Some(val(&mut it, "--jobs")?),
+                "--slots" => a.slots = val(&mut it, "--slots")?,
+                "--in-flight" => a.in_flight = val(&mut it, "--in-flight")?,
+                "--batch" => a.batch = Some(val(&mut it, "--batch")?),
+                "--agents" => a.agents = val(&mut it, "--agents")?,
+                "--ttl-ms" => a.ttl_ms = Some(val(&mut it, "--ttl-ms")?),
+                "--measure-secs" => a.measure_secs = val(&mut it, "--measure-secs")?,
+                s if !s.starts_with('-') && a.scenario.is_empty() => a.scenario = s.to_owned(),
+                other => bail!("unknown argument {other} (try --help)"),
+            }
+        }
+        if a.scenario.is_empty() {
+            bail!("no scenario given (try --help)");
+        }
+        if a.runs == Some(0) || a.in_flight == 0 || a.slots == 0 || a.batch == Some(0) {
+            bail!("--runs, --in-flight, --slots and --batch must be at least 1");
+        }
+        Ok(Some(a))
+    }
+
+    /// `tls` or `plain`.
+    pub fn transport(&self) -> &'static str {
+        if self.plain { "plain" } else { "tls" }
+    }
+}
+
+/// Run the scenarios asked for; prints tables or JSON. Returns the exit code.
+pub async fn run(args: Args) -> Result<i32> {
+    const ALL: [&str; 5] = [
+        "dispatch",
+        "throughput",
+        "idle-fleet",
+        "failover",
+        "footprint",
+    ];
+    let names: Vec<&str> = match args.scenario.as_str() {
+        "all" => ALL.to_vec(),
+        s if ALL.contains(&s) => vec![s],
+        other => bail!("unknown scenario {other} (try --help)"),
+    };
+    check_binaries()?;
+    let nofile = sysinfo::raise_nofile()?;
+    let machine = sysinfo::Machine::detect();
+    if !args.json {
+        println!("{}", machine.line());
+        println!(
+            "transport: {} ({}), store: SQLite synchronous=FULL, binaries: {}, RLIMIT_NOFILE {nofile}\n",
+            args.transport(),
+            if args.plain {
+                "plain HTTP, --plain"
+            } else {
+                "HTTPS, throwaway CA"
+            },
+            bin_dir().display()
+        );
+    }
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for name in names {
+        let r = match name {
+            "dispatch" => dispatch::run(&args).await,
+            "throughput" => throughput::run(&args).await,
+            "idle-fleet" => fleet::run(&args, nofile).await,
+            "failover" => failover::run(&args).await,
+            _ => footprint::run(&args).await,
+        };
+        match r {
+            Ok(rep) => {
+                failed |= !rep.failures.is_empty();
+                if !args.json {
+                    println!("{}", rep.table());
+                }
+                reports.push(rep);
+            }
+            Err(e) => {
+                failed = true;
+                let mut rep = ScenarioReport::new(name, args.transport(), 0);
+                rep.failures.push(format!("{e:#}"));
+                if !args.json {
+                    println!("{}", rep.table());
+                }
+                reports.push(rep);
+            }
+        }
+    }
+    if args.json {
+        let scenarios: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["pass"] = serde_json::Value::Bool(r.all_pass());
+                (r.scenario.clone(), v)
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "machine": machine,
+            "transport": args.transport(),
+            "store": "sqlite synchronous=FULL",
+            "scenarios": scenarios,
+            "harness_ok": !failed,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// The daemons must have been built next to this executable (or be in
+/// BATON_BIN_DIR); warn when one is older than the sources of this tree.
+fn check_binaries() -> Result<()> {
+    let hint = "cargo build --release -p baton-agent -p baton-controller --bins";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (b, srcs) in [
+        ("baton-controller", ["controller", "proto"]),
+        ("baton-agent", ["agent", "proto"]),
+        ("batonctl", ["controller", "proto"]),
+    ] {
+        let p = bin_dir().join(b);
+        let Ok(meta) = p.metadata() else {
+            bail!(
+                "{} not found: build the daemons first: `{hint}`",
+                p.display()
+            );
+        };
+        // Binaries from BATON_BIN_DIR may come from another tree: no source check.
+        let built = meta
+            .modified()
+            .ok()
+            .filter(|_| std::env::var_os("BATON_BIN_DIR").is_none());
+        let newest = srcs
+            .iter()
+            .filter_map(|d| newest_mtime(&root.join(d).join("src")))
+            .max();
+        if let (Some(built), Some(newest)) = (built, newest)
+            && newest > built
+        {
+            eprintln!(
+                "warning: {} is older than its sources; rebuild it: `{hint}`",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The newest modification time of a file under `dir`.
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = if e.file_type().ok()?.is_dir() {
+            newest_mtime(&e.path())
+        } else {
+            e.metadata().ok()?.modified().ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// A controller (and agents) for one run, in its own temp dir.
+#[derive(Debug)]
+pub struct Bench {
+    /// Temp dir (kept with `--keep`).
+    pub tmp: tempfile::TempDir,
+    /// The throwaway PKI, unless `--plain`.
+    pub pki: Option<Pki>,
+    /// The controller.
+    pub controller: Controller,
+    /// Admin client.
+    pub api: Api,
+    /// Agents, `agent-1` …
+    pub agents: Vec<Agent>,
+}
+
+impl Bench {
+    /// Start a controller; `top_level` is extra top-level controller TOML.
+    pub async fn start(args: &Args, top_level: &str) -> Result<Bench> {
+        crate::init_crypto();
+        let tmp = tempfile::Builder::new()
+            .prefix("baton-bench-")
+            .disable_cleanup(args.keep)
+            .tempdir()?;
+        if args.keep {
+            eprintln!("keeping {}", tmp.path().display());
+        }
+        let dir = tmp.path().join("controller");
+        let (pki, controller) = if args.plain {
+            (None, Controller::start(&dir, top_level).await?)
+        } else {
+            let pki = Pki::generate(&tmp.path().join("pki"))?;
+            let cfg = format!("{top_level}\n{}", pki.controller_toml(false));
+            let c =
+                Controller::start_custom(&dir, "127.0.0.1:0", &cfg, Some(pki.ca.clone())).await?;
+            (Some(pki), c)
+        };
+        let api = controller.api();
+        Ok(Bench {
+            tmp,
+            pki,
+            controller,
+            api,
+            agents: Vec::new(),
+        })
+    }
+
+    /// Enroll and start `n` more agents with `slots` slots in [`GROUP`].
+    pub async fn add_agents(&mut self, n: usize, slots: u32) -> Result<()> {
+        for _ in 0..n {
+            let mut o = AgentOpts::new(&format!("agent-{}", self.agents.len() + 1));
+            o.groups = vec![GROUP.into()];
+            o.slots = slots;
+            if let Some(p) = &self.pki {
+                o.extra = p.agent_toml(false);
+            }
+            o.enrollment_token = Some(self.api.enrollment_token(&o.groups).await?);
+            self.agents
+                .push(Agent::start(self.tmp.path(), &self.controller.url(), o)?);
+        }
+        Ok(())
+    }
+
+    /// Wait until `n` agents are online (have polled).
+    pub async fn wait_online(&self, n: usize) -> Result<()> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let online = self
+                .api
+                .agents()
+                .await
+                .map(|l| l.agents.iter().filter(|a| a.online).count())
+                .unwrap_or(0);
+            if online >= n {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!("only {online}/{n} agents came online");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The controller's pid.
+    pub fn controller_pid(&self) -> Result<i32> {
+        self.controller
+            .proc
+            .as_ref()
+            .and_then(|p| p.pid())
+            .map(|p| p.as_raw())
+            .context("controller is not running")
+    }
+
+    /// Fail if the controller or an agent that should run has died.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(p) = self.controller.proc.as_mut()
+            && !p.running()
+        {
+            bail!("the controller died:\n{}", tail(&p.log_text(), 20));
+        }
+        for a in &mut self.agents {
+            if let Some(p) = a.proc.as_mut()
+                && !p.running()
+            {
+                bail!("{} died:\n{}", a.opts.id, tail(&p.log_text(), 20));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The last `n` lines of a text.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A `Lease granted` line of an agent log: the job and the line's timestamp.
+pub fn parse_grant(line: &str) -> Option<(JobId, DateTime<Utc>)> {
+    if !line.contains("Lease granted") {
+        return None;
+    }
+    let ts: DateTime<Utc> = line.split_whitespace().next()?.parse().ok()?;
+    let rest = &line[line.find("job_id=")? + "job_id=".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((digits.parse().ok()?, ts))
+}
+
+/// Every `Lease granted` of an agent log file.
+pub fn grants_in(path: &Path) -> Vec<(JobId, DateTime<Utc>)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(parse_grant)
+        .collect()
+}
+
+/// Follows a log file, returning the complete lines appended since the last read.
+#[derive(Debug)]
+pub struct LogTail {
+    path: PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+impl LogTail {
+    /// Start at the current end of `path`.
+    pub fn at_end(path: &Path) -> LogTail {
+        let offset = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        LogTail {
+            path: path.to_path_buf(),
+            offset,
+            partial: String::new(),
+        }
+    }
+
+    /// New complete lines.
+    pub fn read_new(&mut self) -> Result<Vec<String>> {
+        let mut f = std::fs::File::open(&self.path)?;
+        f.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = String::new();
+        let n = f.read_to_string(&mut buf)?;
+        self.offset += n as u64;
+        self.partial.push_str(&buf);
+        let mut lines: Vec<String> = self.partial.split('\n').map(str::to_owned).collect();
+        self.partial = lines.pop().unwrap_or_default();
+        Ok(lines)
+    }
+}
+
+/// Milliseconds from `a` to `b` (negative when `b` is earlier), with microseconds.
+pub fn ms_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
+    (b - a).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_lines_parse() {
+        let l =
+            "2026-11-26T11:08:31.123456Z  INFO Lease granted job_id=42 token=1 attempt=1 kind=noop";
+        let (id, ts) = parse_grant(l).expect("a grant");
+        assert_eq!(id, 42);
+        assert_eq!(ts.timestamp_subsec_micros(), 123_456);
+        assert!(parse_grant("2026-11-26T11:08:31.123456Z  INFO Polling").is_none());
+        let a: DateTime<Utc> = "2026-11-26T11:08:31.000100Z".parse().expect("ts");
+        let b: DateTime<Utc> = "2026-11-26T11:08:31.001600Z".parse().expect("ts");
+        assert_eq!(ms_between(a, b), 1.5);
+    }
+
+    #[test]
+    fn args_parse() {
+        let a = Args::parse(
+            ["dispatch", "--runs", "1", "--jobs", "10", "--plain"]
+                .into_iter()
+                .map(String::from),
+        )
+        .expect("parses")
+        .expect("not help");
+        assert_eq!(a.scenario, "dispatch");
+        assert_eq!(a.runs, Some(1));
+        assert_eq!(a.jobs, Some(10));
+        assert_eq!(a.transport(), "plain");
+        assert!(Args::parse(["x", "--runs", "0"].into_iter().map(String::from)).is_err());
+        assert!(Args::parse(["--bogus"].into_iter().map(String::from)).is_err());
+    }
+
+    #[test]
+    fn log_tail_returns_complete_lines() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("a.log");
+        std::fs::write(&p, "old\n").expect("write");
+        let mut t = LogTail::at_end(&p);
+        std::fs::write(&p, "old\none\ntw").expect("write");
+        assert_eq!(t.read_new().expect("read"), vec!["one".to_owned()]);
+        std::fs::write(&p, "old\none\ntwo\n").expect("write");
+        assert_eq!(t.read_new().expect("read"), vec!["two".to_owned()]);
+    }
+}
