@@ -1,9 +1,10 @@
 //! The agent as a whole: wiring, start, and graceful shutdown.
 //!
-//! Start: deliver completions left in the outbox (in the background), then
-//! poll. Shutdown (the token fires): stop polling, let running jobs finish
+//! Start: deliver completions left in the outbox (in the background), start
+//! the delivery task (finished jobs' completions, in batches), then poll. Shutdown (the token fires): stop polling, let running jobs finish
 //! within `shutdown_grace` and deliver their completions, then stop and
-//! release the jobs still running, flush the outbox once, and return.
+//! release the jobs still running, stop the delivery task (what it had not
+//! delivered stays in the outbox), flush the outbox once, and return.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::config::{Config, ConnectionConfig};
 use crate::db::dump::{DumpExecutor, Settings as DumpSettings};
 use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor};
 use crate::db::mysql::{MysqlExecutor, Pools};
-use crate::delivery;
+use crate::delivery::{self, Deliverer, DeliveryQueue};
 use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
 use crate::executor::noop::NoopExecutor;
 use crate::executor::{Executor, Executors};
@@ -99,6 +100,7 @@ pub struct Agent {
     shared: Arc<Shared>,
     groups: ProcessGroups,
     settings: PollSettings,
+    queue: DeliveryQueue,
 }
 
 impl Agent {
@@ -168,9 +170,11 @@ impl Agent {
                 connections,
             },
         };
+        let (deliverer, queue) = Deliverer::channel();
         let shared = Arc::new(Shared {
             transport: Arc::new(transport),
             outbox,
+            delivery: deliverer,
             executors,
             registry: Registry::default(),
             log_tail_bytes: config.command.log_tail_bytes,
@@ -181,6 +185,7 @@ impl Agent {
             shared,
             groups,
             settings,
+            queue,
         })
     }
 
@@ -221,6 +226,14 @@ impl Agent {
             drain_stop.clone(),
         ));
 
+        let delivery_stop = CancellationToken::new();
+        let delivery = tokio::spawn(delivery::run_queue(
+            self.queue,
+            shared.transport.clone(),
+            shared.outbox.clone(),
+            delivery_stop.clone(),
+        ));
+
         let slots = Arc::new(Semaphore::new(cfg.slots as usize));
         let mut jobs = JoinSet::new();
         poller::run(shared, &self.settings, &slots, &mut jobs, &shutdown).await;
@@ -246,6 +259,12 @@ impl Agent {
                 jobs.abort_all();
                 while jobs.join_next().await.is_some() {}
             }
+        }
+        delivery_stop.cancel();
+        if let Err(e) = delivery.await
+            && e.is_panic()
+        {
+            error!(error = %e, "The delivery task panicked");
         }
         drain_stop.cancel();
         let _ = drain.await;

@@ -1,8 +1,9 @@
 //! One job from grant to delivered completion.
 //!
 //! The job task starts the lease keeper, runs the executor, then (unless the
-//! lease was lost) writes the completion to the outbox and delivers it while
-//! the keeper goes on renewing. On agent shutdown a job still running is
+//! lease was lost) hands the completion to the agent's delivery task, which
+//! writes it to the outbox and delivers it (batched with others), while the
+//! keeper goes on renewing. On agent shutdown a job still running is
 //! stopped and released instead of completed. A job a drill "crashed" keeps
 //! its slot for the fault's duration, as if the process were restarting.
 
@@ -14,9 +15,9 @@ use baton_proto::{CompleteRequest, FencingToken, Grant, JobId, ReleaseRequest};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use crate::delivery::{self, Delivery};
+use crate::delivery::{Deliverer, Delivery};
 use crate::executor::{Cancel, CancelReason, Executors, Job, ProgressHandle};
 use crate::fault::CrashHold;
 use crate::lease::{Keeper, Lease, LeaseState};
@@ -30,6 +31,8 @@ pub struct Shared {
     pub transport: Arc<Transport>,
     /// Durable completions.
     pub outbox: Outbox,
+    /// The agent's delivery task (writes to the outbox, sends in batches).
+    pub delivery: Deliverer,
     /// Job runners by kind.
     pub executors: Executors,
     /// Jobs in flight, for shutdown.
@@ -209,21 +212,10 @@ pub async fn run(
             error: outcome.error,
         },
     };
-    let path = match delivery::persist(&shared.outbox, &entry).await {
-        Ok(path) => Some(path),
-        Err(e) => {
-            error!(job_id, token, error = %e, "Cannot write the completion to the outbox; sending it from memory");
-            None
-        }
-    };
-    let verdict = delivery::deliver_until(
-        &shared.transport,
-        &shared.outbox,
-        path.as_deref(),
-        &entry,
-        &control.abandon,
-    )
-    .await;
+    let verdict = shared
+        .delivery
+        .deliver(&shared.transport, &shared.outbox, entry, &control.abandon)
+        .await;
     if verdict == Delivery::Kept {
         info!(
             job_id,

@@ -1,7 +1,7 @@
 //! HTTP transport to the controller: the only module that knows reqwest and HTTP.
 //!
 //! Typed calls for the agent side of the protocol (enroll, poll, heartbeat,
-//! complete, release). Answers are sorted into the kinds of failure the layers
+//! complete — one job or a batch —, release). Answers are sorted into the kinds of failure the layers
 //! above act on: the lease is lost ([`Error::LeaseLost`]), the agent's
 //! credentials are refused ([`Error::Unauthorized`]), the call is about a job
 //! the agent does not hold ([`Error::Forbidden`]), the controller refused the
@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::drill::{FaultAck, FaultAckResponse};
+use baton_proto::lease::{BatchCompleteRequest, BatchCompleteResponse};
 use baton_proto::{
     AGENT_ID_HEADER, CompleteRequest, CompleteResponse, ErrorBody, ErrorCode, HeartbeatRequest,
     HeartbeatResponse, JobId, PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
@@ -249,6 +250,17 @@ impl Transport {
         timeout: Duration,
     ) -> Result<CompleteResponse, Error> {
         let url = format!("{}/v1/jobs/{job_id}/complete", self.base);
+        self.call(&url, req, timeout).await
+    }
+
+    /// `POST /v1/agents/{id}/complete`: several completions, one result each.
+    pub async fn complete_batch(
+        &self,
+        req: &BatchCompleteRequest,
+        timeout: Duration,
+    ) -> Result<BatchCompleteResponse, Error> {
+        let agent_id = self.creds()?.agent_id.as_str();
+        let url = format!("{}/v1/agents/{agent_id}/complete", self.base);
         self.call(&url, req, timeout).await
     }
 

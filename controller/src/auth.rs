@@ -8,8 +8,22 @@
 //! [`Authed`] (`Viewer`, `OperatorRole`, `Admin`) or an agent through
 //! [`AgentCaller`]. After the handler, state-changing calls are written to the
 //! audit log (see `api::audit`).
+//!
+//! Known credentials are kept in an [`AuthCache`] (SHA-256 of the token →
+//! caller), so an agent's long polls do not each cost a store lookup. It is
+//! bounded ([`CACHE_ENTRIES`]), an entry is trusted for [`CACHE_TTL`] at most
+//! (a backstop for changes made by another process), and every store path
+//! that changes a credential (agent revocation, re-enrollment, operator token
+//! revocation) invalidates it before it answers: a revoked credential is
+//! refused on its next call. Unknown tokens are never cached. An epoch
+//! counter keeps a lookup that raced an invalidation from putting the stale
+//! caller back.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -21,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, AppState};
 use crate::store::identity::{AgentPrincipal, OperatorPrincipal};
-use crate::store::now_ms;
+use crate::store::{Store, now_ms};
 
 /// SHA-256 of a secret, hex-encoded (what the store keeps).
 pub fn hash_secret(secret: &str) -> String {
@@ -90,27 +104,181 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     let outcome = match bearer(req.headers()) {
         None => AuthOutcome::Anonymous,
         Some(Err(why)) => AuthOutcome::Refused(why),
-        Some(Ok(token)) => match lookup(&s, token).await {
+        Some(Ok(token)) => match lookup(&s.store, token).await {
             Ok(Some(p)) => AuthOutcome::Known(p),
             Ok(None) => AuthOutcome::Refused("unknown or revoked token"),
-            Err(e) => return axum::response::IntoResponse::into_response(e),
+            Err(e) => return axum::response::IntoResponse::into_response(ApiError::from(e)),
         },
     };
     req.extensions_mut().insert(outcome);
     next.run(req).await
 }
 
-async fn lookup(s: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
-    let hash = hash_secret(token);
-    if token.starts_with(OPERATOR_PREFIX) {
-        Ok(s.store
+/// The caller `token` belongs to: from the cache, else from the store (and
+/// then cached). `None` for an unknown, revoked or malformed token.
+async fn lookup(store: &Store, token: &str) -> crate::store::Result<Option<Principal>> {
+    let is_operator = token.starts_with(OPERATOR_PREFIX);
+    if !is_operator && !token.starts_with(AGENT_SECRET_PREFIX) {
+        return Ok(None);
+    }
+    let key: CacheKey = Sha256::digest(token.as_bytes()).into();
+    let cache = store.auth_cache();
+    let now = Instant::now();
+    if let Some(p) = cache.get(&key, now) {
+        return Ok(Some(p));
+    }
+    // Read the epoch BEFORE the store: an invalidation after this point
+    // makes `insert` drop what the lookup found.
+    let epoch = cache.epoch();
+    let hash = hex::encode(key);
+    let found = if is_operator {
+        store
             .operator_by_hash(&hash, now_ms())
             .await?
-            .map(Principal::Operator))
-    } else if token.starts_with(AGENT_SECRET_PREFIX) {
-        Ok(s.store.agent_by_hash(&hash).await?.map(Principal::Agent))
+            .map(Principal::Operator)
     } else {
-        Ok(None)
+        store.agent_by_hash(&hash).await?.map(Principal::Agent)
+    };
+    if let Some(p) = &found {
+        cache.insert(key, p.clone(), epoch, now);
+    }
+    Ok(found)
+}
+
+/// Most credentials the [`AuthCache`] holds (a fleet of 10,000 agents plus
+/// operators fits many times over).
+pub const CACHE_ENTRIES: usize = 50_000;
+/// Longest a cached credential is trusted without asking the store. Every
+/// credential change goes through this process's store and invalidates at
+/// once, so this only bounds how long a change made behind its back (a hand
+/// edit of the database) goes unseen. It is longer than the default poll
+/// hold (25 s): an idle agent re-polls every hold, so a shorter life would
+/// make every idle poll miss.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// SHA-256 of a token (never the token itself).
+pub type CacheKey = [u8; 32];
+
+/// Known credentials: token hash → caller. See the module header.
+#[derive(Default)]
+pub struct AuthCache {
+    inner: RwLock<CacheInner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: HashMap<CacheKey, CacheEntry>,
+    /// Bumped by every invalidation.
+    epoch: u64,
+}
+
+struct CacheEntry {
+    principal: Principal,
+    until: Instant,
+}
+
+impl std::fmt::Debug for AuthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCache")
+            .field("entries", &self.len())
+            .finish()
+    }
+}
+
+impl AuthCache {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheInner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, CacheInner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached caller for `key`, if still fresh at `now`.
+    pub fn get(&self, key: &CacheKey, now: Instant) -> Option<Principal> {
+        let found = self
+            .read()
+            .map
+            .get(key)
+            .filter(|e| e.until > now)
+            .map(|e| e.principal.clone());
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Lookups answered from the cache and lookups that went to the store
+    /// (unknown tokens included) so far.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The current epoch; pass it to [`AuthCache::insert`].
+    pub fn epoch(&self) -> u64 {
+        self.read().epoch
+    }
+
+    /// Remember `principal` for `key`, unless an invalidation happened since
+    /// `epoch` was read (the store answer may predate it). When full, stale
+    /// entries go first; if it is still full the caller is not cached.
+    pub fn insert(&self, key: CacheKey, principal: Principal, epoch: u64, now: Instant) {
+        let mut inner = self.write();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.map.len() >= CACHE_ENTRIES && !inner.map.contains_key(&key) {
+            inner.map.retain(|_, e| e.until > now);
+            if inner.map.len() >= CACHE_ENTRIES {
+                return;
+            }
+        }
+        inner.map.insert(
+            key,
+            CacheEntry {
+                principal,
+                until: now + CACHE_TTL,
+            },
+        );
+    }
+
+    /// Forget every cached credential of agent `id`.
+    pub fn forget_agent(&self, id: &str) {
+        self.forget(|p| matches!(p, Principal::Agent(a) if a.id == id));
+    }
+
+    /// Forget operator token `token_id`.
+    pub fn forget_operator_token(&self, token_id: &str) {
+        self.forget(|p| matches!(p, Principal::Operator(o) if o.token_id == token_id));
+    }
+
+    /// Forget everything.
+    pub fn clear(&self) {
+        self.forget(|_| true);
+    }
+
+    fn forget(&self, drop: impl Fn(&Principal) -> bool) {
+        let mut inner = self.write();
+        inner.epoch += 1;
+        inner.map.retain(|_, e| !drop(&e.principal));
+    }
+
+    /// Credentials cached now (fresh or not yet swept).
+    pub fn len(&self) -> usize {
+        self.read().map.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -289,5 +457,158 @@ mod tests {
         assert_eq!(bearer(&h), Some(Ok("abc")));
         h.insert("authorization", "Basic abc".parse().expect("hv"));
         assert!(matches!(bearer(&h), Some(Err(_))));
+    }
+
+    use crate::store::testutil::store;
+
+    fn key(token: &str) -> CacheKey {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// Enroll `id` for `groups` with a fresh secret; returns the secret.
+    async fn enroll(s: &Store, id: &str, groups: &[&str]) -> String {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let enr = new_secret("enr_");
+        s.create_enrollment_token(
+            &new_id("e_"),
+            &hash_secret(&enr),
+            &groups,
+            "",
+            "test",
+            i64::MAX,
+            0,
+        )
+        .await
+        .expect("enrollment token");
+        let secret = new_secret(AGENT_SECRET_PREFIX);
+        s.enroll(&hash_secret(&enr), id, &hash_secret(&secret), "test", 0)
+            .await
+            .expect("enroll");
+        secret
+    }
+
+    fn agent_id(p: Option<Principal>) -> Option<String> {
+        match p {
+            Some(Principal::Agent(a)) => Some(a.id),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_agent_is_refused_at_once_even_when_cached() {
+        let (s, _d) = store().await;
+        let secret = enroll(&s, "a1", &["db"]).await;
+        let first = lookup(&s, &secret).await.expect("lookup");
+        assert_eq!(agent_id(first), Some("a1".into()));
+        // Cached now: the next call is answered from memory.
+        assert!(s.auth_cache().get(&key(&secret), Instant::now()).is_some());
+        assert_eq!(
+            agent_id(lookup(&s, &secret).await.expect("lookup")),
+            Some("a1".into())
+        );
+        s.revoke_agent("a1", 10).await.expect("revoke");
+        assert!(s.auth_cache().get(&key(&secret), Instant::now()).is_none());
+        assert!(lookup(&s, &secret).await.expect("lookup").is_none());
+        // A refusal is not cached either.
+        assert!(s.auth_cache().is_empty());
+    }
+
+    #[tokio::test]
+    async fn re_enrollment_replaces_the_cached_secret_and_groups() {
+        let (s, _d) = store().await;
+        let old = enroll(&s, "a1", &["db"]).await;
+        assert!(lookup(&s, &old).await.expect("lookup").is_some());
+        s.revoke_agent("a1", 10).await.expect("revoke");
+        let new = enroll(&s, "a1", &["web"]).await;
+        assert!(lookup(&s, &old).await.expect("lookup").is_none());
+        match lookup(&s, &new).await.expect("lookup") {
+            Some(Principal::Agent(a)) => assert_eq!(a.allowed_groups, vec!["web".to_string()]),
+            other => panic!("new secret refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_operator_token_is_refused_at_once_even_when_cached() {
+        let (s, _d) = store().await;
+        let admin = new_secret(OPERATOR_PREFIX);
+        let viewer = new_secret(OPERATOR_PREFIX);
+        s.create_operator_token("t1", "root", Role::Admin, &hash_secret(&admin), "init", 0)
+            .await
+            .expect("create");
+        s.create_operator_token("t2", "ro", Role::Viewer, &hash_secret(&viewer), "init", 0)
+            .await
+            .expect("create");
+        for t in [&admin, &viewer] {
+            assert!(matches!(
+                lookup(&s, t).await.expect("lookup"),
+                Some(Principal::Operator(_))
+            ));
+        }
+        assert_eq!(s.auth_cache().len(), 2);
+        s.revoke_operator_token("t1", 10).await.expect("revoke");
+        assert!(lookup(&s, &admin).await.expect("lookup").is_none());
+        // The other token stays cached and accepted.
+        assert!(s.auth_cache().get(&key(&viewer), Instant::now()).is_some());
+        match lookup(&s, &viewer).await.expect("lookup") {
+            Some(Principal::Operator(o)) => {
+                assert_eq!((o.name.as_str(), o.role), ("ro", Role::Viewer))
+            }
+            other => panic!("viewer refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_and_malformed_tokens_are_not_cached() {
+        let (s, _d) = store().await;
+        for t in [
+            new_secret(OPERATOR_PREFIX),
+            new_secret(AGENT_SECRET_PREFIX),
+            "not-a-baton-token".to_string(),
+        ] {
+            assert!(lookup(&s, &t).await.expect("lookup").is_none());
+        }
+        assert!(s.auth_cache().is_empty());
+    }
+
+    fn agent(id: &str) -> Principal {
+        Principal::Agent(AgentPrincipal {
+            id: id.into(),
+            allowed_groups: vec![],
+        })
+    }
+
+    #[test]
+    fn a_lookup_that_raced_an_invalidation_is_not_cached() {
+        let c = AuthCache::default();
+        let now = Instant::now();
+        let epoch = c.epoch();
+        // The store said "a1" before its revocation committed...
+        c.forget_agent("a1");
+        // ... so that answer must not come back.
+        c.insert(key("x"), agent("a1"), epoch, now);
+        assert!(c.get(&key("x"), now).is_none());
+        c.insert(key("x"), agent("a1"), c.epoch(), now);
+        assert!(c.get(&key("x"), now).is_some());
+    }
+
+    #[test]
+    fn entries_expire_and_the_cache_is_bounded() {
+        let c = AuthCache::default();
+        let now = Instant::now();
+        c.insert(key("x"), agent("a1"), c.epoch(), now);
+        assert!(c.get(&key("x"), now + CACHE_TTL / 2).is_some());
+        assert!(c.get(&key("x"), now + CACHE_TTL).is_none());
+        assert_eq!(c.hits_and_misses(), (1, 1));
+        for i in 0..CACHE_ENTRIES + 10 {
+            c.insert(key(&i.to_string()), agent("a"), c.epoch(), now);
+        }
+        assert_eq!(c.len(), CACHE_ENTRIES);
+        // Stale entries make room for new ones.
+        let later = now + CACHE_TTL;
+        c.insert(key("new"), agent("b"), c.epoch(), later);
+        assert_eq!(c.len(), 1);
+        assert!(c.get(&key("new"), later).is_some());
+        c.clear();
+        assert!(c.is_empty());
     }
 }

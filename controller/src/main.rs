@@ -77,6 +77,7 @@ fn main() -> ExitCode {
             },
             config.database.display(),
         );
+        say_nofile_limit();
         return ExitCode::SUCCESS;
     }
     if matches!(cli.command, Some(Command::Init)) {
@@ -91,6 +92,35 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `validate`: show the open-file limit (the controller raises the soft limit
+/// to the hard one when it starts, so the hard limit is what counts).
+#[cfg(unix)]
+fn say_nofile_limit() {
+    use baton_controller::listener::FLEET_DESCRIPTORS;
+    use nix::sys::resource::{Resource, getrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        say!("Open file limit: cannot be read");
+        return;
+    };
+    say!(
+        "Open file limit: soft {soft}, hard {hard} (a fleet of 10,000 agents wants {FLEET_DESCRIPTORS})"
+    );
+    if hard < FLEET_DESCRIPTORS {
+        say!(
+            "Warning: the hard open-file limit {hard} is below {FLEET_DESCRIPTORS}: every agent holds a connection, so about {} agents can poll at once; raise LimitNOFILE",
+            hard.saturating_sub(1024)
+        );
+    } else if soft < FLEET_DESCRIPTORS {
+        say!(
+            "Note: the soft limit {soft} is below {FLEET_DESCRIPTORS}; the controller raises it to the hard limit {hard} when it starts"
+        );
+    }
+}
+
+/// `validate`: no open-file limit on this platform.
+#[cfg(not(unix))]
+fn say_nofile_limit() {}
 
 fn init(config: &Config) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -10,6 +10,16 @@
 //!   (drills included), from the holder's last renewal (lease deadline − TTL)
 //!   to the next grant of the job.
 //!
+//! Plus the controller's own per-process counters (they start at 0 with each
+//! process, as Prometheus counters may):
+//! - `baton_group_commit_batches_total`, `baton_group_commit_ops_total`,
+//!   `baton_group_commit_replays_total`: the group-commit writer
+//!   (`store::writer`); ops / batches is the mean batch size;
+//! - `baton_auth_cache_entries`, `baton_auth_cache_hits_total`,
+//!   `baton_auth_cache_misses_total`: the auth cache (`auth`);
+//! - `baton_presence_agents`: agents in the in-memory presence (`presence`),
+//!   when known.
+//!
 //! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
 //! `authorization.credentials_file`), like every other read.
 
@@ -22,6 +32,7 @@ use baton_proto::drill::DrillMethod;
 
 use crate::api::{ApiError, AppState};
 use crate::auth::Viewer;
+use crate::store::writer::StatsSnapshot as GroupCommitStats;
 
 /// Upper bounds (seconds) of the takeover histogram buckets.
 pub const TAKEOVER_BUCKETS: [f64; 14] = [
@@ -37,6 +48,16 @@ pub struct Snapshot {
     pub lease_expirations: i64,
     /// Takeover durations (ms).
     pub takeovers_ms: Vec<i64>,
+    /// The group-commit writer's counters.
+    pub group_commit: GroupCommitStats,
+    /// Credentials in the auth cache.
+    pub auth_cache_entries: u64,
+    /// Auth lookups answered from the cache.
+    pub auth_cache_hits: u64,
+    /// Auth lookups that went to the store.
+    pub auth_cache_misses: u64,
+    /// Agents in the in-memory presence, when known.
+    pub presence_agents: Option<u64>,
 }
 
 /// `GET /metrics`.
@@ -47,6 +68,11 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
         drills: s.store.drill_outcomes().await?,
         lease_expirations: s.store.lease_expirations().await?,
         takeovers_ms: s.store.takeover_samples_ms().await?,
+        group_commit: s.store.group_commit_stats(),
+        auth_cache_entries: s.store.auth_cache().len() as u64,
+        auth_cache_hits: s.store.auth_cache().hits_and_misses().0,
+        auth_cache_misses: s.store.auth_cache().hits_and_misses().1,
+        presence_agents: Some(s.presence.len() as u64),
     };
     Ok((
         [(
@@ -113,6 +139,47 @@ pub fn render(s: &Snapshot) -> String {
         secs.iter().sum::<f64>()
     );
     let _ = writeln!(out, "baton_takeover_seconds_count {}", secs.len());
+    let gc = &s.group_commit;
+    for (name, help, n) in [
+        (
+            "baton_group_commit_batches_total",
+            "Transactions run by the group-commit writer.",
+            gc.batches,
+        ),
+        (
+            "baton_group_commit_ops_total",
+            "Operations run by the group-commit writer.",
+            gc.ops,
+        ),
+        (
+            "baton_group_commit_replays_total",
+            "Group-commit batches run again with savepoints after an operation failed.",
+            gc.replays,
+        ),
+        (
+            "baton_auth_cache_hits_total",
+            "Authentications answered from the auth cache.",
+            s.auth_cache_hits,
+        ),
+        (
+            "baton_auth_cache_misses_total",
+            "Authentications that looked the token up in the store.",
+            s.auth_cache_misses,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
+        );
+    }
+    out.push_str("# HELP baton_auth_cache_entries Credentials in the auth cache.\n");
+    out.push_str("# TYPE baton_auth_cache_entries gauge\n");
+    let _ = writeln!(out, "baton_auth_cache_entries {}", s.auth_cache_entries);
+    if let Some(n) = s.presence_agents {
+        out.push_str("# HELP baton_presence_agents Agents in the in-memory presence.\n");
+        out.push_str("# TYPE baton_presence_agents gauge\n");
+        let _ = writeln!(out, "baton_presence_agents {n}");
+    }
     out
 }
 
@@ -130,6 +197,15 @@ mod tests {
             ],
             lease_expirations: 3,
             takeovers_ms: vec![400, 2500, 16_000],
+            group_commit: GroupCommitStats {
+                batches: 5,
+                ops: 40,
+                replays: 1,
+            },
+            auth_cache_entries: 7,
+            auth_cache_hits: 90,
+            auth_cache_misses: 10,
+            presence_agents: Some(2000),
         });
         assert!(text.contains("baton_drills_total{method=\"crash\",result=\"passed\"} 2\n"));
         assert!(text.contains("baton_drills_total{method=\"freeze\",result=\"failed\"} 1\n"));
@@ -143,5 +219,21 @@ mod tests {
         assert!(text.contains("baton_takeover_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("baton_takeover_seconds_sum 18.9\n"));
         assert!(text.contains("baton_takeover_seconds_count 3\n"));
+        assert!(text.contains("# TYPE baton_group_commit_batches_total counter\n"));
+        assert!(text.contains("baton_group_commit_batches_total 5\n"));
+        assert!(text.contains("baton_group_commit_ops_total 40\n"));
+        assert!(text.contains("baton_group_commit_replays_total 1\n"));
+        assert!(text.contains("baton_auth_cache_entries 7\n"));
+        assert!(text.contains("baton_auth_cache_hits_total 90\n"));
+        assert!(text.contains("baton_auth_cache_misses_total 10\n"));
+        assert!(text.contains("# TYPE baton_presence_agents gauge\n"));
+        assert!(text.contains("baton_presence_agents 2000\n"));
+    }
+
+    #[test]
+    fn presence_gauge_is_left_out_when_unknown() {
+        let text = render(&Snapshot::default());
+        assert!(text.contains("baton_group_commit_ops_total 0\n"));
+        assert!(!text.contains("baton_presence_agents"));
     }
 }

@@ -191,6 +191,16 @@ impl Presence {
         }
     }
 
+    /// Agents in memory (every agent that polled since the start).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no agent polled since the start.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Take the live presence of every agent that polled since the last flush.
     fn take_dirty(&self) -> Vec<PresenceRow> {
         let mut agents = self.lock();

@@ -155,6 +155,104 @@ pub struct CompleteResponse {
     pub duplicate: bool,
 }
 
+/// One completion of `POST /v1/agents/{id}/complete`: the job and the body
+/// `POST /v1/jobs/{job_id}/complete` would carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCompleteItem {
+    /// The job it completes.
+    pub job_id: JobId,
+    /// Fencing token of the grant.
+    pub token: FencingToken,
+    /// How it ended.
+    pub completion: Completion,
+    /// What it produced.
+    #[serde(default)]
+    pub result: JobResult,
+    /// Error message, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl BatchCompleteItem {
+    /// The item for `job_id` with the body of a single completion.
+    pub fn new(job_id: JobId, req: CompleteRequest) -> Self {
+        BatchCompleteItem {
+            job_id,
+            token: req.token,
+            completion: req.completion,
+            result: req.result,
+            error: req.error,
+        }
+    }
+
+    /// The body of the single completion this item stands for.
+    pub fn request(&self) -> CompleteRequest {
+        CompleteRequest {
+            token: self.token,
+            completion: self.completion,
+            result: self.result.clone(),
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// `POST /v1/agents/{id}/complete`: report several ends of grants at once
+/// (1 to [`BatchCompleteRequest::MAX`] items).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCompleteRequest {
+    /// The completions, each checked and recorded on its own.
+    pub completions: Vec<BatchCompleteItem>,
+}
+
+impl BatchCompleteRequest {
+    /// Most completions in one request.
+    pub const MAX: usize = 256;
+}
+
+/// The answer for one item of a batch completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BatchCompleteResult {
+    /// Recorded (or recognised as a redelivery).
+    Recorded {
+        /// The job.
+        job_id: JobId,
+        /// The job's state after the completion.
+        state: crate::job::JobState,
+        /// True when this completion had already been recorded.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    /// Refused, with the code and message the single call would have answered.
+    Refused {
+        /// The job.
+        job_id: JobId,
+        /// Why, e.g. `lease_lost`.
+        code: crate::error::ErrorCode,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl BatchCompleteResult {
+    /// The job the result is about.
+    pub fn job_id(&self) -> JobId {
+        match self {
+            BatchCompleteResult::Recorded { job_id, .. }
+            | BatchCompleteResult::Refused { job_id, .. } => *job_id,
+        }
+    }
+}
+
+/// Answer to a batch completion: one result per item, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchCompleteResponse {
+    /// The results.
+    pub results: Vec<BatchCompleteResult>,
+}
+
 /// `POST /v1/jobs/{id}/release`: hand a job back without spending an attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -276,6 +374,57 @@ mod tests {
         assert_eq!(
             wire,
             serde_json::json!({"outcome":"failed","retryable":true})
+        );
+    }
+
+    #[test]
+    fn batch_complete_roundtrip() {
+        let single = CompleteRequest {
+            token: 7,
+            completion: Completion::Failed { retryable: true },
+            result: JobResult::default(),
+            error: Some("boom".into()),
+        };
+        let item = BatchCompleteItem::new(12, single.clone());
+        assert_eq!(item.request(), single);
+        check(&BatchCompleteRequest {
+            completions: vec![item],
+        });
+        let wire = serde_json::to_value(BatchCompleteItem::new(3, single)).expect("json");
+        assert_eq!(wire["job_id"], 3);
+        assert_eq!(wire["token"], 7);
+        assert_eq!(wire["completion"]["outcome"], "failed");
+        let resp = BatchCompleteResponse {
+            results: vec![
+                BatchCompleteResult::Recorded {
+                    job_id: 1,
+                    state: JobState::Succeeded,
+                    duplicate: false,
+                },
+                BatchCompleteResult::Recorded {
+                    job_id: 2,
+                    state: JobState::Queued,
+                    duplicate: true,
+                },
+                BatchCompleteResult::Refused {
+                    job_id: 3,
+                    code: crate::error::ErrorCode::LeaseLost,
+                    message: "stale".into(),
+                },
+            ],
+        };
+        check(&resp);
+        assert_eq!(
+            resp.results
+                .iter()
+                .map(BatchCompleteResult::job_id)
+                .collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let wire = serde_json::to_value(&resp).expect("json");
+        assert_eq!(
+            wire["results"][2],
+            serde_json::json!({"job_id":3,"code":"lease_lost","message":"stale"})
         );
     }
 

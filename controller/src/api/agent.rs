@@ -1,15 +1,19 @@
-//! Agent endpoints: long-poll, heartbeat, complete, release.
+//! Agent endpoints: long-poll, heartbeat, complete (one job, or a batch per
+//! agent), release.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
+use baton_proto::lease::{
+    BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
+};
 use baton_proto::{
     CompleteRequest, CompleteResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse, JobId,
     PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
 };
-use futures_util::future::select_all;
+use futures_util::future::{join_all, select_all};
 
 use super::{ApiError, AppState, JobIdPath, JsonBody};
 use crate::auth::AgentCaller;
@@ -294,6 +298,95 @@ pub async fn complete(
         tracing::info!(job_id, token = req.token, agent_id = %caller.id, %state, "Job completion recorded");
     }
     Ok(Json(CompleteResponse { state, duplicate }))
+}
+
+/// Refuse a completion whose captured output is over the bound.
+fn check_output(max: usize, result: &baton_proto::JobResult) -> Result<(), ApiError> {
+    for (field, text) in [
+        ("result.stdout", &result.stdout),
+        ("result.stderr", &result.stderr),
+    ] {
+        if text.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("captured output is bounded to {max} bytes per stream"),
+                Some(field.into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/agents/{id}/complete`: several completions of the caller's jobs.
+/// Each item is checked and recorded as `POST /v1/jobs/{job_id}/complete`
+/// would; they go to the store together (one group commit). One result per
+/// item, in order; a refused item does not fail the others.
+pub async fn complete_batch(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<BatchCompleteRequest>,
+) -> Result<Json<BatchCompleteResponse>, ApiError> {
+    if id != caller.id {
+        return Err(ApiError::forbidden(format!(
+            "agent `{}` cannot complete as `{id}`",
+            caller.id
+        )));
+    }
+    let n = req.completions.len();
+    if n == 0 || n > BatchCompleteRequest::MAX {
+        return Err(ApiError::bad_request(
+            format!("1 to {} completions", BatchCompleteRequest::MAX),
+            Some("completions".into()),
+        ));
+    }
+    let max = s.config.max_output_bytes;
+    let now = now_ms();
+    let results = join_all(
+        req.completions
+            .iter()
+            .map(|item| complete_item(&s, &caller.id, max, item, now)),
+    )
+    .await;
+    Ok(Json(BatchCompleteResponse { results }))
+}
+
+async fn complete_item(
+    s: &AppState,
+    agent_id: &str,
+    max: usize,
+    item: &BatchCompleteItem,
+    now: i64,
+) -> BatchCompleteResult {
+    let job_id = item.job_id;
+    let refused = |e: ApiError| BatchCompleteResult::Refused {
+        job_id,
+        code: e.0.error.code,
+        message: e.0.error.message,
+    };
+    if let Err(e) = check_output(max, &item.result) {
+        return refused(e);
+    }
+    let req = item.request();
+    match s.store.complete(job_id, agent_id, &req, now).await {
+        Ok((state, duplicate, group)) => {
+            if state == baton_proto::JobState::Queued {
+                s.wakers.wake(&group);
+            }
+            if !duplicate {
+                tracing::info!(job_id, token = req.token, agent_id = %agent_id, %state, "Job completion recorded");
+            }
+            BatchCompleteResult::Recorded {
+                job_id,
+                state,
+                duplicate,
+            }
+        }
+        Err(e) => {
+            log_refusal(job_id, req.token, agent_id, "complete", &e);
+            refused(ApiError::from(e))
+        }
+    }
 }
 
 /// `POST /v1/jobs/{id}/release`.

@@ -2,6 +2,11 @@
 //! result, time — goes to the audit log. Polls and heartbeats are not
 //! recorded (they are the agents' routine traffic and are visible as
 //! attempts); everything else that is not a GET is.
+//!
+//! The row goes through the group-commit writer (`Store::audit_grouped`): it
+//! shares a batch's commit with the other hot writes (completions, releases,
+//! grants) instead of paying an fsync of its own per call. The response still
+//! waits until the row is on disk, so a 2xx call is always in the log.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -61,7 +66,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
             .and_then(|c| serde_json::to_value(c).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
     };
-    if let Err(e) = s.store.audit(&entry, now_ms()).await {
+    if let Err(e) = s.store.audit_grouped(&entry, now_ms()).await {
         tracing::error!(error = %e, action = %entry.action, actor = %entry.actor, "Cannot write the audit log");
     }
     resp

@@ -1,6 +1,6 @@
 //! The HTTP API (v1): routes, shared state, JSON bodies and JSON errors.
 //!
-//! - [`agent`]: poll, heartbeat, complete, release.
+//! - [`agent`]: poll, heartbeat, complete (one job or a batch), release.
 //! - [`operator`]: jobs and agents for operators.
 //! - [`batch`]: batch submission (`POST /v1/jobs/batch`).
 //! - [`identity`]: enrollment, operator tokens, agent revocation, whoami, audit reads.
@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/agents/{id}/poll", post(agent::poll))
+        .route("/v1/agents/{id}/complete", post(agent::complete_batch))
         .route("/v1/jobs/{id}/heartbeat", post(agent::heartbeat))
         .route("/v1/jobs/{id}/complete", post(agent::complete))
         .route("/v1/jobs/{id}/release", post(agent::release))

@@ -150,6 +150,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(Error::Missing(format!("operator token {id}")));
         }
+        self.auth_cache.forget_operator_token(id);
         self.operator_token(id).await
     }
 
@@ -330,6 +331,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        // A re-enrollment replaced the secret and the groups.
+        self.auth_cache.forget_agent(agent_id);
         json("enrollment_tokens.groups", &groups_json)
     }
 
@@ -413,6 +416,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        self.auth_cache.forget_agent(id);
         Ok(out)
     }
 }

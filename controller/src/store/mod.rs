@@ -25,6 +25,7 @@ pub mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::JobId;
@@ -84,7 +85,14 @@ pub struct Store {
     batcher: writer::Writer,
     reader: SqlitePool,
     fleet_id: String,
+    /// Known credentials; the identity paths that change one invalidate it.
+    auth_cache: Arc<crate::auth::AuthCache>,
 }
+
+/// Page cache of each reader connection (`PRAGMA cache_size`; negative:
+/// KiB). The writer keeps SQLite's default (2 MiB); the readers' hot pages
+/// (auth lookups are cached in memory) fit in far less.
+const READER_CACHE_SIZE: &str = "-512";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -113,19 +121,25 @@ impl Store {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
+            .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
             .await?;
         Ok(Store {
             batcher: writer::Writer::start(writer.clone()),
             writer,
             reader,
             fleet_id,
+            auth_cache: Arc::default(),
         })
     }
 
     /// This installation's fleet id (random, fixed at the first start).
     pub fn fleet_id(&self) -> &str {
         &self.fleet_id
+    }
+
+    /// The cache of known credentials (see `auth`).
+    pub fn auth_cache(&self) -> &crate::auth::AuthCache {
+        &self.auth_cache
     }
 
     /// Whether the store answers.

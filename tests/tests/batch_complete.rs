@@ -1,0 +1,205 @@
+//! Batched completion end to end (`POST /v1/agents/{id}/complete`): one
+//! result per item in order, a refused item (stale token, output over the
+//! bound, a job the caller does not hold) does not fail the others, a
+//! redelivery is answered `duplicate`, only the agent itself may call it,
+//! 1..=256 items; and real agents deliver their completions through it.
+
+use std::time::Duration;
+
+use baton_proto::JobState;
+use baton_tests::cluster::Cluster;
+use reqwest::Method;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn noop(sleep_ms: u64) -> serde_json::Value {
+    json!({"group": "default", "spec": {"kind": "noop", "sleep_ms": sleep_ms}})
+}
+
+fn item(job_id: i64, token: i64) -> serde_json::Value {
+    json!({"job_id": job_id, "token": token, "completion": {"outcome": "succeeded"},
+           "result": {"stdout": "done\n"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_are_answered_in_order_and_one_bad_item_fails_alone() {
+    let mut c = Cluster::start_with(
+        1,
+        "max_log_tail_bytes = 1024\nmax_output_bytes = 4096",
+        |o| o.slots = 4,
+    )
+    .await
+    .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        let job = c.api.submit(noop(60_000)).await.expect("submit");
+        let (view, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
+        assert_eq!(holder, "agent-1");
+        running.push((job.id, view.attempts.last().expect("attempt").token));
+    }
+    let secret = c.agent("agent-1").secret().expect("secret");
+    let me = c.api.as_agent("agent-1", &secret);
+    let [(a, ta), (b, tb), (d, td)] = running[..] else {
+        panic!("three jobs");
+    };
+    let mut too_big = item(d, td);
+    too_big["result"]["stdout"] = json!("x".repeat(4097));
+    let body = json!({"completions": [item(a, ta), item(b, tb + 1), too_big, item(999_999, 1)]});
+    let r = me
+        .post("/v1/agents/agent-1/complete", body.clone())
+        .await
+        .expect("batch");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let results = r.body["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), 4, "{}", r.body);
+    assert_eq!(results[0]["job_id"], a);
+    assert_eq!(results[0]["state"], "succeeded", "{}", r.body);
+    assert!(results[0].get("duplicate").is_none(), "{}", r.body);
+    assert_eq!(results[1]["job_id"], b);
+    assert_eq!(results[1]["code"], "lease_lost", "{}", r.body);
+    assert_eq!(results[2]["job_id"], d);
+    assert_eq!(results[2]["code"], "payload_too_large", "{}", r.body);
+    assert_eq!(results[3]["job_id"], 999_999);
+    assert!(results[3]["code"].is_string(), "{}", r.body);
+    assert!(results[3]["message"].is_string(), "{}", r.body);
+    assert_eq!(c.api.job(a).await.expect("job").state, JobState::Succeeded);
+    for id in [b, d] {
+        assert_eq!(c.api.job(id).await.expect("job").state, JobState::Running);
+    }
+
+    // The same completion again (an outbox redelivery): duplicate.
+    let r = me
+        .post(
+            "/v1/agents/agent-1/complete",
+            json!({"completions": [item(a, ta)]}),
+        )
+        .await
+        .expect("again");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["results"][0]["state"], "succeeded", "{}", r.body);
+    assert_eq!(r.body["results"][0]["duplicate"], true, "{}", r.body);
+
+    // Whole-request refusals: another agent's route, no items, too many.
+    let r = me
+        .post(
+            "/v1/agents/agent-2/complete",
+            json!({"completions": [item(b, tb)]}),
+        )
+        .await
+        .expect("other id");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = me
+        .post("/v1/agents/agent-1/complete", json!({"completions": []}))
+        .await
+        .expect("empty");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "completions", "{}", r.body);
+    let many: Vec<_> = (0..257).map(|i| item(b, tb + 1 + i)).collect();
+    let r = me
+        .post(
+            "/v1/agents/agent-1/complete",
+            json!({ "completions": many }),
+        )
+        .await
+        .expect("too many");
+    assert_eq!(r.status, 400, "{}", r.body);
+    // An operator token is not an agent.
+    let r = c
+        .api
+        .raw(
+            Method::POST,
+            "/v1/agents/agent-1/complete",
+            Some(serde_json::to_vec(&json!({"completions": [item(b, tb)]})).expect("json")),
+            &[],
+        )
+        .await
+        .expect("operator");
+    assert!(r.status == 401 || r.status == 403, "{}", r.body);
+    assert_eq!(c.api.job(b).await.expect("job").state, JobState::Running);
+    for id in [b, d] {
+        c.api.cancel(id).await.expect("cancel");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_deliver_their_completions_in_batches() {
+    let c = Cluster::start_with(2, "", |o| o.slots = 8)
+        .await
+        .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let jobs: Vec<_> = (0..60).map(|i| noop(i % 4)).collect();
+    let r = c
+        .api
+        .raw(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(serde_json::to_vec(&json!({ "jobs": jobs })).expect("json")),
+            &[],
+        )
+        .await
+        .expect("submit");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ids: Vec<i64> = r.body["jobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|j| j["id"].as_i64())
+        .collect();
+    assert_eq!(ids.len(), 60, "{}", r.body);
+    for id in &ids {
+        let j = c.api.wait_terminal(*id, WAIT).await.expect("terminal");
+        assert_eq!(j.state, JobState::Succeeded, "{}", c.logs());
+    }
+    // Every completion was delivered (logged by its agent) and its outbox file
+    // removed (both just after the controller's answer: wait for them).
+    for _ in 0..500 {
+        if c.agents.iter().all(|a| a.outbox_len() == 0)
+            && ids.iter().all(|id| {
+                c.logs()
+                    .contains(&format!("Completion delivered job_id={id} "))
+            })
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = c.logs();
+    for id in &ids {
+        assert!(
+            logs.lines().any(|l| l.contains("Completion delivered")
+                && l.contains(&format!("job_id={id} "))),
+            "no delivery of job {id}\n{logs}"
+        );
+    }
+    for i in 0..2 {
+        assert_eq!(c.agents[i].outbox_len(), 0, "{logs}");
+    }
+    // Through the batch route, not the single one.
+    let audit = c
+        .api
+        .raw(Method::GET, "/v1/audit?limit=1000", None, &[])
+        .await
+        .expect("audit");
+    let entries = audit.body["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert!(
+        count("POST /v1/agents/{id}/complete") >= 1,
+        "{}",
+        audit.body
+    );
+    assert_eq!(count("POST /v1/jobs/{id}/complete"), 0, "{}", audit.body);
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["action"] == "POST /v1/agents/{id}/complete")
+            .all(|e| e["status"] == 200),
+        "{}",
+        audit.body
+    );
+}
