@@ -142,16 +142,14 @@ impl Outbox {
 
     /// Write `entry` durably; returns its path.
     pub fn write(&self, entry: &Entry) -> Result<PathBuf, Error> {
-        let name = entry.file_name();
-        let path = self.dir.join(&name);
-        let json = serde_json::to_vec_pretty(entry).map_err(|source| Error::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
-        let staged = self.stage(&name, &json)?;
-        fs::rename(&staged, &path).map_err(io(&path))?;
-        self.sync_dir()?;
-        Ok(path)
+        self.write_many(std::slice::from_ref(entry))
+            .pop()
+            .unwrap_or_else(|| {
+                Err(Error::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other("no result for the entry"),
+                })
+            })
     }
 
     /// Write several entries durably with one directory fsync: each file is

@@ -142,6 +142,26 @@ impl Api {
             .await
     }
 
+    /// Wait until at least `n` agents are online (have polled); the error
+    /// says how many came.
+    pub async fn wait_online(&self, n: usize, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        loop {
+            let online = self
+                .agents()
+                .await
+                .map(|l| l.agents.iter().filter(|a| a.online).count())
+                .unwrap_or(0);
+            if online >= n {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!("only {online}/{n} agents came online");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Poll the job until `pred` holds (or fail after `timeout`).
     pub async fn wait_for(
         &self,

@@ -57,22 +57,10 @@ impl Cluster {
     /// Wait until every agent has polled at least once.
     pub async fn wait_agents_online(&self) -> Result<()> {
         let want = self.agents.len();
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let online = self
-                .api
-                .agents()
-                .await
-                .map(|l| l.agents.iter().filter(|a| a.online).count())
-                .unwrap_or(0);
-            if online >= want {
-                return Ok(());
-            }
-            if std::time::Instant::now() > end {
-                anyhow::bail!("only {online}/{want} agents came online\n{}", self.logs());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+        self.api
+            .wait_online(want, std::time::Duration::from_secs(30))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))
     }
 
     /// Start one more agent (enrolled with a fresh token).

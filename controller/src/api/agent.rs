@@ -273,30 +273,8 @@ pub async fn complete(
     JobIdPath(job_id): JobIdPath,
     JsonBody(req): JsonBody<CompleteRequest>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
-    let max = s.config.max_output_bytes;
-    for (field, text) in [
-        ("result.stdout", &req.result.stdout),
-        ("result.stderr", &req.result.stderr),
-    ] {
-        if text.len() > max {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("captured output is bounded to {max} bytes per stream"),
-                Some(field.into()),
-            ));
-        }
-    }
-    let (state, duplicate, group) = s
-        .store
-        .complete(job_id, &caller.id, &req, now_ms())
-        .await
-        .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "complete", e))?;
-    if state == baton_proto::JobState::Queued {
-        s.wakers.wake(&group);
-    }
-    if !duplicate {
-        tracing::info!(job_id, token = req.token, agent_id = %caller.id, %state, "Job completion recorded");
-    }
+    check_output(s.config.max_output_bytes, &req.result)?;
+    let (state, duplicate) = record_completion(&s, &caller.id, job_id, &req, now_ms()).await?;
     Ok(Json(CompleteResponse { state, duplicate }))
 }
 
@@ -368,25 +346,37 @@ async fn complete_item(
         return refused(e);
     }
     let req = item.request();
-    match s.store.complete(job_id, agent_id, &req, now).await {
-        Ok((state, duplicate, group)) => {
-            if state == baton_proto::JobState::Queued {
-                s.wakers.wake(&group);
-            }
-            if !duplicate {
-                tracing::info!(job_id, token = req.token, agent_id = %agent_id, %state, "Job completion recorded");
-            }
-            BatchCompleteResult::Recorded {
-                job_id,
-                state,
-                duplicate,
-            }
-        }
-        Err(e) => {
-            log_refusal(job_id, req.token, agent_id, "complete", &e);
-            refused(ApiError::from(e))
-        }
+    match record_completion(s, agent_id, job_id, &req, now).await {
+        Ok((state, duplicate)) => BatchCompleteResult::Recorded {
+            job_id,
+            state,
+            duplicate,
+        },
+        Err(e) => refused(ApiError::from(e)),
     }
+}
+
+/// Record one completion: wake the group when the job went back to the
+/// queue, log it, and log a stale-lease refusal.
+async fn record_completion(
+    s: &AppState,
+    agent_id: &str,
+    job_id: JobId,
+    req: &CompleteRequest,
+    now: i64,
+) -> Result<(baton_proto::JobState, bool), crate::store::Error> {
+    let (state, duplicate, group) = s
+        .store
+        .complete(job_id, agent_id, req, now)
+        .await
+        .inspect_err(|e| log_refusal(job_id, req.token, agent_id, "complete", e))?;
+    if state == baton_proto::JobState::Queued {
+        s.wakers.wake(&group);
+    }
+    if !duplicate {
+        tracing::info!(job_id, token = req.token, agent_id = %agent_id, %state, "Job completion recorded");
+    }
+    Ok((state, duplicate))
 }
 
 /// `POST /v1/jobs/{id}/release`.

@@ -1,4 +1,5 @@
-//! The audit log: who changed what, when, and how it ended.
+//! The audit log: who changed what, when, and how it ended. Rows are
+//! appended through the group commit (`Store::audit_grouped`, store::writer).
 
 use baton_proto::auth::{AuditEntry, AuditList};
 use sqlx::Row;
@@ -24,23 +25,6 @@ pub struct AuditRecord {
 }
 
 impl Store {
-    /// Append an entry.
-    pub async fn audit(&self, r: &AuditRecord, now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(now)
-        .bind(&r.actor)
-        .bind(&r.role)
-        .bind(&r.action)
-        .bind(&r.target)
-        .bind(i64::from(r.status))
-        .bind(&r.error)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
     /// Entries newest first, optionally for one actor, below `before`.
     pub async fn list_audit(
         &self,
@@ -101,7 +85,7 @@ mod tests {
                 status: 201,
                 error: (i == 2).then(|| "conflict".to_string()),
             };
-            s.audit(&r, i as i64).await.expect("audit");
+            s.audit_grouped(&r, i as i64).await.expect("audit");
         }
         let all = s.list_audit(None, None, 10).await.expect("list");
         assert_eq!(all.entries.len(), 3);

@@ -20,7 +20,7 @@ pub mod throughput;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use baton_proto::JobId;
@@ -350,22 +350,7 @@ impl Bench {
 
     /// Wait until `n` agents are online (have polled).
     pub async fn wait_online(&self, n: usize) -> Result<()> {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            let online = self
-                .api
-                .agents()
-                .await
-                .map(|l| l.agents.iter().filter(|a| a.online).count())
-                .unwrap_or(0);
-            if online >= n {
-                return Ok(());
-            }
-            if Instant::now() > end {
-                bail!("only {online}/{n} agents came online");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.api.wait_online(n, Duration::from_secs(60)).await
     }
 
     /// The controller's pid.
