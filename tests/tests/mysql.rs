@@ -387,12 +387,11 @@ async fn the_ledger_reports_a_committed_result_instead_of_running_again() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     f.c.agent(&holder).proc().kill9();
-    f.c.controller
-        .proc
-        .as_ref()
-        .expect("controller")
-        .signal(Signal::SIGCONT)
-        .expect("cont");
+    // Not SIGCONT: the holder may have sent its completion (lease still
+    // valid) into the stopped controller's socket before it died, and a
+    // resumed controller would rightly record it. Killing the controller too
+    // loses what only sat in its socket: the holder's report never arrives.
+    f.c.controller.restart().await.expect("restart");
     let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
     assert_eq!(done.state, JobState::Succeeded, "{}", f.c.logs());
     assert_eq!(done.attempts.len(), 2);
