@@ -66,6 +66,15 @@ async fn sigkill_of_the_holder_hands_the_job_to_another_agent() {
     let mut c = Cluster::start(3).await.expect("cluster");
     c.wait_agents_online().await.expect("online");
     let (job_id, holder, marks) = start_marked_job(&c, 5, 2000).await;
+    // The agent records the command's process group right after spawning it;
+    // on a loaded machine the command can write its mark first. Kill only
+    // once the record is on disk, as a real crash after start would find it.
+    let running = c.agent(&holder).dir.join("state").join("running");
+    let end = std::time::Instant::now() + WAIT;
+    while std::fs::read_dir(&running).map_or(0, |d| d.count()) == 0 {
+        assert!(std::time::Instant::now() < end, "no process group recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     c.agent(&holder).proc().kill9();
     c.api
         .wait_for(job_id, WAIT, "re-granted", |j| {
