@@ -28,7 +28,7 @@ use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
 use baton_proto::lease::{
     BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
 };
-use baton_proto::{ErrorCode, FencingToken, JobId};
+use baton_proto::{FencingToken, JobId};
 use tokio::sync::{mpsc, oneshot};
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -608,50 +608,31 @@ fn batch_verdicts(chunk: &[Pending], resp: BatchCompleteResponse) -> Option<Vec<
     )
 }
 
-/// What one item's result means for its file (logged).
+/// What one item's result means for its file (logged): the same verdict as
+/// for a single completion call with that answer.
 fn item_verdict(token: FencingToken, result: BatchCompleteResult) -> Delivery {
     match result {
         BatchCompleteResult::Recorded {
             job_id,
             state,
             duplicate,
-        } => {
-            info!(job_id, token, state = %state, duplicate, "Completion delivered");
-            Delivery::Delivered
-        }
+        } => verdict_of(
+            job_id,
+            token,
+            Ok(baton_proto::CompleteResponse { state, duplicate }),
+        ),
         BatchCompleteResult::Refused {
             job_id,
             code,
             message,
-        } => match code {
-            ErrorCode::LeaseLost => {
-                warn!(job_id, token, reason = %message, "Dropped completion: lease lost");
-                Delivery::Dropped
-            }
-            ErrorCode::Forbidden => {
-                error!(job_id, token, reason = %message, "Dropped completion: forbidden");
-                Delivery::Dropped
-            }
-            ErrorCode::Unauthorized => {
-                error!(job_id, token, reason = %message, "Controller refused the agent's credentials; completion kept");
-                Delivery::Kept
-            }
-            ErrorCode::Internal | ErrorCode::NotReady | ErrorCode::RateLimited => {
-                debug!(job_id, token, reason = %message, "Completion not delivered yet");
-                Delivery::Kept
-            }
-            code => {
-                error!(job_id, token, code = ?code, reason = %message, "Dropped completion: rejected by the controller");
-                Delivery::Dropped
-            }
-        },
+        } => verdict_of(job_id, token, Err(transport::Error::refused(code, message))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_proto::{CompleteRequest, Completion, JobResult, JobState};
+    use baton_proto::{CompleteRequest, Completion, ErrorCode, JobResult, JobState};
 
     fn pending(job_id: JobId, stdout_len: usize) -> Pending {
         let (done, _) = oneshot::channel();

@@ -359,6 +359,23 @@ fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
         Some(b) => b.error.message.clone(),
         None => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
     };
+    sort(status, code, text, retry_after)
+}
+
+impl Error {
+    /// The error a call refused with `code` would have given: one item of a
+    /// batch answer is sorted exactly like a whole answer.
+    pub fn refused(code: ErrorCode, message: String) -> Error {
+        sort(code.status(), Some(code), message, None)
+    }
+}
+
+fn sort(
+    status: u16,
+    code: Option<ErrorCode>,
+    text: String,
+    retry_after: Option<Duration>,
+) -> Error {
     match (status, code) {
         (409, Some(ErrorCode::LeaseLost)) => Error::LeaseLost(text),
         (401, _) => Error::Unauthorized(text),
