@@ -9,7 +9,7 @@
 //!
 //! Finished jobs hand their completion to one delivery task per agent
 //! ([`Deliverer`], [`run_queue`]): it writes whatever has arrived to the
-//! outbox together (one directory fsync), sends it in one
+//! outbox together (one file, one directory fsync), sends it in one
 //! `POST /v1/agents/{id}/complete` (no waiting for company: while a batch is
 //! in flight the next ones queue up), maps each item's result as above, and
 //! removes the answered files together. A controller without that route
@@ -125,8 +125,8 @@ pub async fn deliver_once(
     if verdict != Delivery::Kept
         && let Some(path) = path
     {
-        let (outbox, path) = (outbox.clone(), path.to_path_buf());
-        if let Err(e) = blocking(move || outbox.remove(&path)).await {
+        let (outbox, path, key) = (outbox.clone(), path.to_path_buf(), entry.key());
+        if let Err(e) = blocking(move || outbox.remove(&path, key)).await {
             error!(job_id, token, error = %e, "Cannot remove a delivered completion from the outbox");
         }
     }
@@ -169,10 +169,10 @@ pub async fn deliver_until(
 }
 
 /// Read one outbox file; a file that cannot be parsed is quarantined (ERROR).
-async fn load(outbox: &Outbox, path: &Path) -> Option<Entry> {
+async fn load(outbox: &Outbox, path: &Path) -> Option<Vec<Entry>> {
     let (ob, p) = (outbox.clone(), path.to_path_buf());
     match blocking(move || ob.read(&p)).await {
-        Ok(entry) => Some(entry),
+        Ok(entries) => Some(entries),
         Err(Error::Outbox(outbox::Error::Corrupt { .. })) => {
             let (ob, p) = (outbox.clone(), path.to_path_buf());
             match blocking(move || ob.quarantine(&p)).await {
@@ -189,12 +189,25 @@ async fn load(outbox: &Outbox, path: &Path) -> Option<Entry> {
 }
 
 /// Deliver every file now in the outbox, retrying until all are gone or `stop` fires.
-/// Used at start for completions left by an earlier run.
+/// Used at start for completions left by an earlier run (files written
+/// later are the delivery task's).
 pub async fn drain(transport: Arc<Transport>, outbox: Outbox, stop: CancellationToken) {
     let mut delays = crate::backoff::delays(RETRY_MIN, RETRY_CAP);
     let mut first = true;
+    let ob = outbox.clone();
+    let leftovers = match blocking(move || ob.pending()).await {
+        Ok(paths) => paths,
+        Err(e) => {
+            error!(error = %e, "Cannot list the outbox");
+            return;
+        }
+    };
+    if leftovers.is_empty() {
+        return;
+    }
+    let leftovers: std::collections::HashSet<PathBuf> = leftovers.into_iter().collect();
     loop {
-        let kept = match flush_pending(&transport, &outbox, &stop).await {
+        let kept = match flush_pending(&transport, &outbox, &stop, Some(&leftovers)).await {
             Ok(kept) => kept,
             Err(e) => {
                 error!(error = %e, "Cannot list the outbox");
@@ -219,35 +232,45 @@ pub async fn drain(transport: Arc<Transport>, outbox: Outbox, stop: Cancellation
     }
 }
 
-/// One attempt for the files in the outbox, stopping at the first that cannot be
-/// delivered; returns how many are still there.
+/// One attempt for the files in the outbox, stopping at the first completion
+/// that cannot be delivered; returns how many files are still there.
 pub async fn flush_once(transport: &Transport, outbox: &Outbox) -> Result<usize, Error> {
-    flush_pending(transport, outbox, &CancellationToken::new()).await
+    flush_pending(transport, outbox, &CancellationToken::new(), None).await
 }
 
+/// One attempt for the outbox's files (`only` those, when given).
 async fn flush_pending(
     transport: &Transport,
     outbox: &Outbox,
     stop: &CancellationToken,
+    only: Option<&std::collections::HashSet<PathBuf>>,
 ) -> Result<usize, Error> {
     let ob = outbox.clone();
-    let paths = blocking(move || ob.pending()).await?;
+    let mut paths = blocking(move || ob.pending()).await?;
+    if let Some(only) = only {
+        paths.retain(|p| only.contains(p));
+    }
     let total = paths.len();
     for (i, path) in paths.into_iter().enumerate() {
         if stop.is_cancelled() {
             return Ok(total - i);
         }
-        let Some(entry) = load(outbox, &path).await else {
+        let Some(entries) = load(outbox, &path).await else {
             continue;
         };
-        let verdict = tokio::select! {
-            biased;
-            () = stop.cancelled() => Delivery::Kept,
-            v = deliver_once(transport, outbox, Some(&path), &entry) => v,
-        };
-        if verdict == Delivery::Kept {
-            // The controller is out of reach: the others would wait in vain.
-            return Ok(total - i);
+        for entry in &entries {
+            if !outbox.is_waiting(&path, entry.key()) {
+                continue;
+            }
+            let verdict = tokio::select! {
+                biased;
+                () = stop.cancelled() => Delivery::Kept,
+                v = deliver_once(transport, outbox, Some(&path), entry) => v,
+            };
+            if verdict == Delivery::Kept {
+                // The controller is out of reach: the others would wait in vain.
+                return Ok(total - i);
+            }
         }
     }
     Ok(0)
@@ -509,9 +532,9 @@ impl QueueState {
 
     /// Remove the files of answered completions, together.
     async fn remove(&self, answered: &[(Pending, Delivery)]) {
-        let paths: Vec<PathBuf> = answered
+        let paths: Vec<(PathBuf, outbox::Key)> = answered
             .iter()
-            .filter_map(|(p, _)| p.path.clone())
+            .filter_map(|(p, _)| Some((p.path.clone()?, p.entry.key())))
             .collect();
         if paths.is_empty() {
             return;

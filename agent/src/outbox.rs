@@ -1,21 +1,28 @@
 //! The outbox: completions made durable before they are sent.
 //!
-//! One file per completion, `<state_dir>/outbox/<job_id>-<token>.json`, written
-//! through a temp file, fsync, rename and fsync of the directory, so a file in
-//! the outbox is always complete JSON. It is removed once the controller has
-//! answered for good. Files left over from an earlier run are delivered at start.
-//! Several completions can be written (or removed) together with one fsync of
-//! the directory ([`Outbox::write_many`], [`Outbox::remove_many`]).
+//! Completions that are written together share one file,
+//! `<state_dir>/outbox/<job_id>-<token>.json` named after the first of them:
+//! one completion is a JSON object, several are a JSON array of them. A file
+//! is written through a temp file, fdatasync, rename and fsync of the
+//! directory, so a file in the outbox is always complete JSON. Each
+//! completion in it is removed once the controller has answered it for good
+//! ([`Outbox::remove_many`] counts them per file); the file goes with the last
+//! one. Files left over from an earlier run are delivered at start; a
+//! completion answered before a crash may so be sent twice, which the
+//! controller answers as a duplicate (or a lost lease) — never run twice.
 //!
-//! Removed files are recycled rather than unlinked: renamed to `.spare-<job>-<token>`
-//! (at most [`MAX_SPARES`]), and the next write truncates, fills and fsyncs a
-//! spare before renaming it into place. Creating a file per job costs ext4 an
-//! inode allocation, which under create/unlink churn scans past the recently
-//! deleted inodes and was the agent's largest CPU cost in the throughput
-//! benchmark. Spares start with a dot: never listed, never replayed; a spare
-//! holds the bytes of an answered completion until reused (the directory is
-//! 0700).
+//! Why files hold batches: a file per job cost ext4 an inode allocation per
+//! job, which under create/unlink churn scans past the recently deleted inodes
+//! and was the agent's largest CPU cost in the throughput benchmark. For the
+//! same reason removed files are recycled rather than unlinked: renamed to
+//! `.spare-<job>-<token>` (at most [`MAX_SPARES`]), and the next write
+//! truncates, fills and syncs a spare before renaming it into place. Spares
+//! start with a dot: never listed, never replayed; a spare holds the bytes of
+//! answered completions until reused (the directory is 0700). Removal is not
+//! fsynced: a removal lost in a crash only brings back answered completions,
+//! which are delivered again as above.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -68,11 +75,19 @@ impl Entry {
         self.request.token
     }
 
-    /// The file name for this entry.
+    /// The job and the token: which completion this is.
+    pub fn key(&self) -> Key {
+        (self.job_id, self.request.token)
+    }
+
+    /// The name of a file that starts with this entry.
     pub fn file_name(&self) -> String {
         format!("{}-{}.json", self.job_id, self.request.token)
     }
 }
+
+/// A completion's job and token.
+pub type Key = (JobId, FencingToken);
 
 /// Most recycled files kept for reuse.
 pub const MAX_SPARES: usize = 256;
@@ -85,6 +100,8 @@ pub struct Outbox {
     dir: PathBuf,
     /// Recycled files, ready to be overwritten.
     spares: Arc<Mutex<Vec<PathBuf>>>,
+    /// Completions not answered yet, per file written or read.
+    live: Arc<Mutex<HashMap<PathBuf, HashSet<Key>>>>,
 }
 
 impl Outbox {
@@ -96,25 +113,32 @@ impl Outbox {
         for item in fs::read_dir(&dir).map_err(io(&dir))? {
             let item = item.map_err(io(&dir))?;
             let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with(SPARE_PREFIX) {
-                if spares.len() < MAX_SPARES {
-                    spares.push(item.path());
-                } else {
-                    let _ = fs::remove_file(item.path());
-                }
+            if name.starts_with(SPARE_PREFIX) && spares.len() < MAX_SPARES {
+                spares.push(item.path());
+            } else if name.starts_with(SPARE_PREFIX)
+                || (name.starts_with('.') && name.ends_with(".tmp"))
+            {
+                // A temp file is a crash between create and rename: its
+                // completions were never durable, so never acknowledged either.
+                let _ = fs::remove_file(item.path());
             }
         }
         Ok(Outbox {
             dir,
             spares: Arc::new(Mutex::new(spares)),
+            live: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, HashSet<Key>>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn spares(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
         self.spares.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Write and fsync `json` under a temporary (dot) name: a recycled file
+    /// Write and sync `json` under a temporary (dot) name: a recycled file
     /// when one is left, else a new temp file. Returns that name.
     fn stage(&self, name: &str, json: &[u8]) -> Result<PathBuf, Error> {
         while let Some(spare) = self.spares().pop() {
@@ -124,14 +148,14 @@ impl Outbox {
                 .open(&spare);
             if let Ok(mut file) = opened {
                 file.write_all(json).map_err(io(&spare))?;
-                file.sync_all().map_err(io(&spare))?;
+                file.sync_data().map_err(io(&spare))?;
                 return Ok(spare);
             }
         }
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut file = File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(json).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
+        file.sync_data().map_err(io(&tmp))?;
         Ok(tmp)
     }
 
@@ -152,69 +176,94 @@ impl Outbox {
             })
     }
 
-    /// Write several entries durably with one directory fsync: each file is
-    /// written and fsynced under its temp name, all are renamed, then the
-    /// directory is fsynced once. One result per entry, in order.
+    /// Write several entries durably into one file (one fdatasync, one
+    /// directory fsync). One result per entry, in order: the file's path for
+    /// each, or the same error for each.
     pub fn write_many(&self, entries: &[Entry]) -> Vec<Result<PathBuf, Error>> {
-        let staged: Vec<Result<(PathBuf, PathBuf), Error>> = entries
-            .iter()
-            .map(|entry| {
-                let name = entry.file_name();
-                let path = self.dir.join(&name);
-                let json = serde_json::to_vec_pretty(entry).map_err(|source| Error::Corrupt {
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok((self.stage(&name, &json)?, path))
-            })
-            .collect();
-        let renamed: Vec<Result<PathBuf, Error>> = staged
-            .into_iter()
-            .map(|r| {
-                let (tmp, path) = r?;
-                fs::rename(&tmp, &path).map_err(io(&path))?;
-                Ok(path)
-            })
-            .collect();
-        if !renamed.iter().any(Result::is_ok) {
-            return renamed;
-        }
-        match self.sync_dir() {
-            Ok(()) => renamed,
+        let Some(first) = entries.first() else {
+            return Vec::new();
+        };
+        match self.write_file(first, entries) {
+            Ok(path) => entries.iter().map(|_| Ok(path.clone())).collect(),
             Err(e) => {
                 let msg = e.to_string();
-                renamed
-                    .into_iter()
-                    .map(|r| {
-                        r.and_then(|_| {
-                            Err(Error::Io {
-                                path: self.dir.clone(),
-                                source: std::io::Error::other(msg.clone()),
-                            })
-                        })
+                let path = match &e {
+                    Error::Io { path, .. } | Error::Corrupt { path, .. } => path.clone(),
+                };
+                let mut out = vec![Err(e)];
+                out.extend((1..entries.len()).map(|_| {
+                    Err(Error::Io {
+                        path: path.clone(),
+                        source: std::io::Error::other(msg.clone()),
                     })
-                    .collect()
+                }));
+                out
             }
         }
     }
 
-    /// Remove several delivered (or dropped) entries with one directory fsync.
-    pub fn remove_many(&self, paths: &[PathBuf]) -> Result<(), Error> {
-        let mut removed = false;
-        for path in paths {
-            removed |= self.take_out(path)?;
+    fn write_file(&self, first: &Entry, entries: &[Entry]) -> Result<PathBuf, Error> {
+        let name = first.file_name();
+        let path = self.dir.join(&name);
+        let json = match entries {
+            [one] => serde_json::to_vec_pretty(one),
+            many => serde_json::to_vec_pretty(many),
         }
-        if removed { self.sync_dir() } else { Ok(()) }
+        .map_err(|source| Error::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        let tmp = self.stage(&name, &json)?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.live()
+            .insert(path.clone(), entries.iter().map(Entry::key).collect());
+        self.sync_dir()?;
+        Ok(path)
     }
 
-    /// Remove a delivered (or dropped) entry.
-    pub fn remove(&self, path: &Path) -> Result<(), Error> {
-        self.remove_many(&[path.to_path_buf()])
+    /// Remove answered (delivered or dropped) entries, each given by its
+    /// file and key; a file goes when its last waiting entry does. A file
+    /// this outbox never wrote nor read goes at once.
+    pub fn remove_many(&self, answered: &[(PathBuf, Key)]) -> Result<(), Error> {
+        let mut done = Vec::new();
+        {
+            let mut live = self.live();
+            for (path, key) in answered {
+                let empty = match live.get_mut(path) {
+                    Some(waiting) => {
+                        waiting.remove(key);
+                        waiting.is_empty()
+                    }
+                    None => true,
+                };
+                if empty {
+                    live.remove(path);
+                    if !done.contains(&path) {
+                        done.push(path);
+                    }
+                }
+            }
+        }
+        for path in done {
+            self.take_out(path)?;
+        }
+        Ok(())
     }
 
-    /// Take one entry out of the outbox: recycled as a spare while there is
-    /// room, else unlinked. False when it was already gone.
-    fn take_out(&self, path: &Path) -> Result<bool, Error> {
+    /// Whether the entry `key` of `path` still waits for an answer (false
+    /// once answered, or for a file this outbox never wrote nor read).
+    pub fn is_waiting(&self, path: &Path, key: Key) -> bool {
+        self.live().get(path).is_some_and(|w| w.contains(&key))
+    }
+
+    /// Remove one answered entry.
+    pub fn remove(&self, path: &Path, key: Key) -> Result<(), Error> {
+        self.remove_many(&[(path.to_path_buf(), key)])
+    }
+
+    /// Take one file out of the outbox: recycled as a spare while there is
+    /// room, else unlinked. Already gone is fine.
+    fn take_out(&self, path: &Path) -> Result<(), Error> {
         let recycle = self.spares().len() < MAX_SPARES;
         // No `.json` in a spare's name: nothing that counts outbox entries sees it.
         if recycle && let Some(name) = path.file_stem() {
@@ -224,41 +273,48 @@ impl Outbox {
             match fs::rename(path, &spare) {
                 Ok(()) => {
                     self.spares().push(spare);
-                    return Ok(true);
+                    return Ok(());
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(_) => {}
             }
         }
         match fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(path)(e)),
         }
     }
 
-    /// Read one entry.
-    pub fn read(&self, path: &Path) -> Result<Entry, Error> {
+    /// Read the entries of one file; each counts as waiting until removed.
+    pub fn read(&self, path: &Path) -> Result<Vec<Entry>, Error> {
         let bytes = fs::read(path).map_err(io(path))?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
+        let corrupt = |source| Error::Corrupt {
             path: path.to_path_buf(),
             source,
-        })
+        };
+        let entries = if bytes.trim_ascii_start().starts_with(b"[") {
+            serde_json::from_slice::<Vec<Entry>>(&bytes).map_err(corrupt)?
+        } else {
+            vec![serde_json::from_slice::<Entry>(&bytes).map_err(corrupt)?]
+        };
+        // Read again (a retry, or a file this run wrote): the entries
+        // answered since stay answered.
+        self.live()
+            .entry(path.to_path_buf())
+            .or_insert_with(|| entries.iter().map(Entry::key).collect());
+        Ok(entries)
     }
 
-    /// Paths of every waiting entry, oldest job first. Leftover temp files
-    /// (a crash between create and rename) are removed: their completion was
-    /// never durable, so it was never acknowledged to anyone either.
+    /// Files of waiting entries, oldest job first. Temp files are not
+    /// listed (stale ones were removed at open).
     pub fn pending(&self) -> Result<Vec<PathBuf>, Error> {
         let mut out = Vec::new();
         for item in fs::read_dir(&self.dir).map_err(io(&self.dir))? {
             let item = item.map_err(io(&self.dir))?;
-            let path = item.path();
             let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                let _ = fs::remove_file(&path);
-            } else if !name.starts_with('.') && name.ends_with(".json") {
-                out.push(path);
+            if !name.starts_with('.') && name.ends_with(".json") {
+                out.push(item.path());
             }
         }
         out.sort_by_key(|p| sort_key(p));
@@ -267,6 +323,7 @@ impl Outbox {
 
     /// Move a file that cannot be read aside (`.bad`) so it is not retried forever.
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
+        self.live().remove(path);
         let bad = path.with_extension("json.bad");
         fs::rename(path, &bad).map_err(io(path))?;
         self.sync_dir()?;
@@ -335,11 +392,19 @@ mod tests {
         let e = entry(12, 3);
         let path = outbox.write(&e).expect("write");
         assert_eq!(path, outbox.dir().join("12-3.json"));
-        assert_eq!(outbox.read(&path).expect("read"), e);
+        assert_eq!(outbox.read(&path).expect("read"), vec![e.clone()]);
+        // One completion is a plain object, as written by earlier versions.
+        let value: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).expect("read")).expect("json");
+        assert_eq!(value["job_id"], 12);
         assert_eq!(outbox.pending().expect("list"), vec![path.clone()]);
-        outbox.remove(&path).expect("remove");
+        assert!(outbox.is_waiting(&path, e.key()));
+        outbox.remove(&path, e.key()).expect("remove");
+        assert!(!outbox.is_waiting(&path, e.key()));
         assert!(outbox.pending().expect("list").is_empty());
-        outbox.remove(&path).expect("removing twice is fine");
+        outbox
+            .remove(&path, e.key())
+            .expect("removing twice is fine");
     }
 
     #[test]
@@ -370,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn many_are_written_and_removed_together() {
+    fn many_are_written_into_one_file_that_goes_with_the_last_answer() {
         let state = tempfile::tempdir().expect("tempdir");
         let outbox = Outbox::open(state.path()).expect("open");
         let entries = [entry(7, 1), entry(3, 2), entry(7, 2)];
@@ -379,21 +444,55 @@ mod tests {
             .into_iter()
             .map(|r| r.expect("written"))
             .collect();
-        assert_eq!(paths[0], outbox.dir().join("7-1.json"));
-        for (path, e) in paths.iter().zip(&entries) {
-            assert_eq!(&outbox.read(path).expect("read"), e);
-        }
+        let file = outbox.dir().join("7-1.json");
+        assert_eq!(paths, vec![file.clone(); 3]);
+        assert_eq!(outbox.read(&file).expect("read"), entries);
+        let value: serde_json::Value =
+            serde_json::from_slice(&fs::read(&file).expect("read")).expect("json");
+        assert_eq!(value[1]["job_id"], 3, "a JSON array of completions");
         let names: Vec<String> = fs::read_dir(outbox.dir())
             .expect("dir")
             .map(|i| i.expect("item").file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
-        assert_eq!(outbox.pending().expect("list").len(), 3);
-        outbox.remove_many(&paths[..2]).expect("remove");
-        assert_eq!(outbox.pending().expect("list"), vec![paths[2].clone()]);
-        outbox.remove_many(&paths).expect("removing again is fine");
+        assert_eq!(names, ["7-1.json"]);
+        // Two answered: the file stays for the third.
+        outbox
+            .remove_many(&[(file.clone(), (7, 2)), (file.clone(), (7, 1))])
+            .expect("remove");
+        assert_eq!(outbox.pending().expect("list"), vec![file.clone()]);
+        assert!(!outbox.is_waiting(&file, (7, 1)));
+        assert!(outbox.is_waiting(&file, (3, 2)));
+        // Read again (a retry): the answered ones stay answered.
+        assert_eq!(outbox.read(&file).expect("read").len(), 3);
+        assert!(!outbox.is_waiting(&file, (7, 2)));
+        // A duplicate answer does not count for the one still waiting.
+        outbox.remove(&file, (7, 2)).expect("again");
+        assert_eq!(outbox.pending().expect("list"), vec![file.clone()]);
+        outbox.remove(&file, (3, 2)).expect("last");
         assert!(outbox.pending().expect("list").is_empty());
+        outbox
+            .remove_many(&[(file.clone(), (3, 2))])
+            .expect("removing again is fine");
         assert!(outbox.write_many(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_file_left_by_an_earlier_run_waits_for_all_its_entries() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let file = {
+            let outbox = Outbox::open(state.path()).expect("open");
+            outbox.write_many(&[entry(1, 1), entry(2, 1)])[0]
+                .as_ref()
+                .expect("written")
+                .clone()
+        };
+        let outbox = Outbox::open(state.path()).expect("reopen");
+        assert!(!outbox.is_waiting(&file, (1, 1)), "not read yet");
+        assert_eq!(outbox.read(&file).expect("read").len(), 2);
+        outbox.remove(&file, (1, 1)).expect("first");
+        assert!(file.exists());
+        outbox.remove(&file, (2, 1)).expect("second");
+        assert!(!file.exists());
     }
 
     #[cfg(unix)]
@@ -404,7 +503,7 @@ mod tests {
         let outbox = Outbox::open(state.path()).expect("open");
         let first = outbox.write(&entry(1, 1)).expect("write");
         let ino = fs::metadata(&first).expect("meta").ino();
-        outbox.remove(&first).expect("remove");
+        outbox.remove(&first, (1, 1)).expect("remove");
         assert!(!first.exists());
         let spare = outbox.dir().join(".spare-1-1");
         assert!(spare.exists());
@@ -415,13 +514,13 @@ mod tests {
         let second = outbox.write(&long).expect("write");
         assert_eq!(fs::metadata(&second).expect("meta").ino(), ino);
         assert!(!spare.exists());
-        assert_eq!(outbox.read(&second).expect("read"), long);
+        assert_eq!(outbox.read(&second).expect("read"), vec![long]);
         // A shorter one too (the old tail is truncated).
-        outbox.remove(&second).expect("remove");
+        outbox.remove(&second, (2, 5)).expect("remove");
         let third = outbox.write(&entry(3, 1)).expect("write");
-        assert_eq!(outbox.read(&third).expect("read"), entry(3, 1));
+        assert_eq!(outbox.read(&third).expect("read"), vec![entry(3, 1)]);
         // Spares left by an earlier run are adopted.
-        outbox.remove(&third).expect("remove");
+        outbox.remove(&third, (3, 1)).expect("remove");
         let reopened = Outbox::open(state.path()).expect("reopen");
         let fourth = reopened.write(&entry(4, 1)).expect("write");
         assert_eq!(fs::metadata(&fourth).expect("meta").ino(), ino);
@@ -431,13 +530,17 @@ mod tests {
     #[test]
     fn stale_temp_files_are_cleaned_and_bad_files_quarantined() {
         let state = tempfile::tempdir().expect("tempdir");
-        let outbox = Outbox::open(state.path()).expect("open");
-        let tmp = outbox.dir().join(".5-1.json.tmp");
+        let dir = Outbox::open(state.path())
+            .expect("open")
+            .dir()
+            .to_path_buf();
+        let tmp = dir.join(".5-1.json.tmp");
         fs::write(&tmp, b"{\"job_id\": 5, \"req").expect("write");
-        let bad = outbox.dir().join("6-1.json");
+        let bad = dir.join("6-1.json");
         fs::write(&bad, b"not json").expect("write");
+        let outbox = Outbox::open(state.path()).expect("reopen");
+        assert!(!tmp.exists(), "removed at open");
         assert_eq!(outbox.pending().expect("list"), vec![bad.clone()]);
-        assert!(!tmp.exists());
         assert!(matches!(outbox.read(&bad), Err(Error::Corrupt { .. })));
         let moved = outbox.quarantine(&bad).expect("quarantine");
         assert!(moved.exists());
