@@ -100,16 +100,20 @@ pub enum AuthOutcome {
 pub struct ClientCertVerified(pub bool);
 
 /// Middleware: authenticate once, leave the outcome for the extractors.
+///
+/// The lookup runs in its own (boxed) future: what stays alive while the
+/// request runs — every held long-poll — is only `next`'s future.
 pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     let outcome = match bearer(req.headers()) {
         None => AuthOutcome::Anonymous,
         Some(Err(why)) => AuthOutcome::Refused(why),
-        Some(Ok(token)) => match lookup(&s.store, token).await {
+        Some(Ok(token)) => match Box::pin(lookup(&s.store, token)).await {
             Ok(Some(p)) => AuthOutcome::Known(p),
             Ok(None) => AuthOutcome::Refused("unknown or revoked token"),
             Err(e) => return axum::response::IntoResponse::into_response(ApiError::from(e)),
         },
     };
+    drop(s);
     req.extensions_mut().insert(outcome);
     next.run(req).await
 }

@@ -166,9 +166,13 @@ pub async fn serve(
                     let _ = watcher.watch(conn).await;
                 }
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await;
+                    // Boxed: the handshake's state is freed once done instead
+                    // of sizing the task that then holds the connection.
+                    let handshake = Box::pin(tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    ))
+                    .await;
                     let stream = match handshake {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {

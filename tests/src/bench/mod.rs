@@ -48,7 +48,8 @@ Options:
   --jobs N          jobs (dispatch: 1000, throughput: 10000)
   --slots N         slots per agent in throughput (default 32)
   --in-flight N     concurrent submits in throughput (default 64)
-  --batch N         throughput: submit through POST /v1/jobs/batch, N jobs per call
+  --batch N         throughput: jobs per POST /v1/jobs/batch call (default 1000)
+  --single          throughput: one POST /v1/jobs per job instead of batches
   --agents N        simulated agents in idle-fleet (default 10000)
   --ttl-ms MS       failover lease TTL (default: both 2000 and 15000)
   --measure-secs S  observation window of idle-fleet and footprint (default 60)
@@ -81,7 +82,7 @@ pub struct Args {
     pub slots: u32,
     /// `--in-flight`.
     pub in_flight: usize,
-    /// `--batch`.
+    /// `--batch` (None: `--single`).
     pub batch: Option<usize>,
     /// `--agents`.
     pub agents: usize,
@@ -104,7 +105,7 @@ impl Args {
             jobs: None,
             slots: 32,
             in_flight: 64,
-            batch: None,
+            batch: Some(1000),
             agents: 10_000,
             ttl_ms: None,
             measure_secs: 60,
@@ -132,6 +133,7 @@ impl Args {
                 "--slots" => a.slots = val(&mut it, "--slots")?,
                 "--in-flight" => a.in_flight = val(&mut it, "--in-flight")?,
                 "--batch" => a.batch = Some(val(&mut it, "--batch")?),
+                "--single" => a.batch = None,
                 "--agents" => a.agents = val(&mut it, "--agents")?,
                 "--ttl-ms" => a.ttl_ms = Some(val(&mut it, "--ttl-ms")?),
                 "--measure-secs" => a.measure_secs = val(&mut it, "--measure-secs")?,

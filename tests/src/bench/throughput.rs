@@ -1,6 +1,7 @@
 //! `throughput`: 4 agents (`--slots`, default 32 each), `--jobs` (10,000)
-//! noop jobs submitted concurrently (`--in-flight`, 64; `--batch N` uses
-//! `POST /v1/jobs/batch`), timed from the first submit sent to the last
+//! noop jobs submitted in bulk (`POST /v1/jobs/batch`, `--batch` 1,000 per
+//! call; `--single`: one `POST /v1/jobs` per job), `--in-flight` (64) jobs
+//! being submitted at a time, timed from the first submit sent to the last
 //! completion the controller recorded (`finished_at`). Every job must have
 //! succeeded with exactly one attempt.
 
@@ -30,8 +31,9 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
     rep.param("slots", args.slots);
     rep.param("jobs", jobs);
     rep.param("in_flight", args.in_flight);
-    if let Some(n) = args.batch {
-        rep.param("batch", n);
+    match args.batch {
+        Some(n) => rep.param("batch", n),
+        None => rep.param("batch", "single submits"),
     }
     let mut s = Series::default();
     for _ in 0..runs {
