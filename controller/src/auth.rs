@@ -102,20 +102,29 @@ pub struct ClientCertVerified(pub bool);
 /// Middleware: authenticate once, leave the outcome for the extractors.
 ///
 /// The lookup runs in its own (boxed) future: what stays alive while the
-/// request runs — every held long-poll — is only `next`'s future.
+/// request runs is only `next`'s future. The agents' long-poll and heartbeat
+/// routes are outside this middleware: their extractor authenticates
+/// ([`AgentCaller`]), so a held poll keeps no middleware future at all.
 pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let outcome = match bearer(req.headers()) {
-        None => AuthOutcome::Anonymous,
-        Some(Err(why)) => AuthOutcome::Refused(why),
-        Some(Ok(token)) => match Box::pin(lookup(&s.store, token)).await {
-            Ok(Some(p)) => AuthOutcome::Known(p),
-            Ok(None) => AuthOutcome::Refused("unknown or revoked token"),
-            Err(e) => return axum::response::IntoResponse::into_response(ApiError::from(e)),
-        },
+    let outcome = match resolve(&s, req.headers()).await {
+        Ok(o) => o,
+        Err(e) => return axum::response::IntoResponse::into_response(e),
     };
     drop(s);
     req.extensions_mut().insert(outcome);
     next.run(req).await
+}
+
+/// Who the request's bearer token names.
+async fn resolve(s: &AppState, headers: &axum::http::HeaderMap) -> Result<AuthOutcome, ApiError> {
+    Ok(match bearer(headers) {
+        None => AuthOutcome::Anonymous,
+        Some(Err(why)) => AuthOutcome::Refused(why),
+        Some(Ok(token)) => match Box::pin(lookup(&s.store, token)).await? {
+            Some(p) => AuthOutcome::Known(p),
+            None => AuthOutcome::Refused("unknown or revoked token"),
+        },
+    })
 }
 
 /// The caller `token` belongs to: from the cache, else from the store (and
@@ -300,12 +309,15 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<Result<&str, &'static str>>
     )
 }
 
-fn outcome(parts: &Parts) -> AuthOutcome {
-    parts
-        .extensions
-        .get::<AuthOutcome>()
-        .cloned()
-        .unwrap_or(AuthOutcome::Anonymous)
+/// The middleware's outcome, or — on a route outside it — resolved now
+/// (and kept for the rest of the request).
+async fn outcome(parts: &mut Parts, s: &AppState) -> Result<AuthOutcome, ApiError> {
+    if let Some(o) = parts.extensions.get::<AuthOutcome>() {
+        return Ok(o.clone());
+    }
+    let o = resolve(s, &parts.headers).await?;
+    parts.extensions.insert(o.clone());
+    Ok(o)
 }
 
 /// A role an endpoint demands.
@@ -351,8 +363,8 @@ pub type Admin = Authed<AdminReq>;
 impl<R: RoleReq> FromRequestParts<AppState> for Authed<R> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        match outcome(parts) {
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        match outcome(parts, s).await? {
             AuthOutcome::Known(Principal::Operator(o)) if o.role.allows(R::ROLE) => Ok(Authed {
                 who: o,
                 _role: PhantomData,
@@ -386,7 +398,7 @@ impl FromRequestParts<AppState> for AgentCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let agent = match outcome(parts) {
+        let agent = match outcome(parts, s).await? {
             AuthOutcome::Known(Principal::Agent(a)) => a,
             AuthOutcome::Known(Principal::Operator(_)) => {
                 return Err(ApiError::forbidden(

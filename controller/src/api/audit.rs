@@ -1,7 +1,8 @@
 //! Audit middleware: every state-changing call — who, role, action, target,
 //! result, time — goes to the audit log. Polls and heartbeats are not
 //! recorded (they are the agents' routine traffic and are visible as
-//! attempts); everything else that is not a GET is.
+//! attempts; their routes are outside this middleware, see `api::router`);
+//! everything else that is not a GET is.
 //!
 //! The row goes through the group-commit writer (`Store::audit_grouped`): it
 //! shares a batch's commit with the other hot writes (completions, releases,
@@ -25,22 +26,10 @@ use crate::store::now_ms;
 #[derive(Debug, Clone)]
 pub struct AuditActor(pub String);
 
-const ROUTINE: [&str; 2] = ["/v1/agents/{id}/poll", "/v1/jobs/{id}/heartbeat"];
-
-/// Record state-changing calls after they ran.
-///
-/// Calls that are not recorded pass straight through: only the pointer to
-/// the recording future is part of this future, which every held long-poll
-/// keeps alive (10,000 agents hold 10,000).
+/// Record state-changing calls after they ran; reads pass straight through
+/// (keeping only a pointer to the recording future in this one).
 pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method();
-    let routine = method == Method::GET
-        || method == Method::HEAD
-        || req
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|m| ROUTINE.contains(&m.as_str()));
-    if routine {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
         drop(s);
         return next.run(req).await;
     }

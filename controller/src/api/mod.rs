@@ -75,12 +75,16 @@ impl AppState {
 /// The router with every v1 route.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
+    // The agents' routine calls skip the middlewares: their extractor
+    // authenticates, they are not audited, and a held long-poll (one per
+    // agent) then keeps no middleware future alive.
+    let routine = Router::new()
+        .route("/v1/agents/{id}/poll", post(agent::poll))
+        .route("/v1/jobs/{id}/heartbeat", post(agent::heartbeat));
+    let rest = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/agents/{id}/poll", post(agent::poll))
         .route("/v1/agents/{id}/complete", post(agent::complete_batch))
-        .route("/v1/jobs/{id}/heartbeat", post(agent::heartbeat))
         .route("/v1/jobs/{id}/complete", post(agent::complete))
         .route("/v1/jobs/{id}/release", post(agent::release))
         .route("/v1/jobs", post(operator::submit).get(operator::list))
@@ -123,7 +127,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
-        ))
+        ));
+    routine
+        .merge(rest)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
