@@ -1,7 +1,9 @@
 //! The agent as a whole: wiring, start, and graceful shutdown.
 //!
-//! Start: deliver completions left in the outbox (in the background), start
-//! the delivery task (finished jobs' completions, in batches), then poll. Shutdown (the token fires): stop polling, let running jobs finish
+//! Start: hand the completions an earlier run left in the outbox to the
+//! delivery task (in the background), start that task (finished jobs'
+//! completions and those, in batches), then poll. Shutdown (the token
+//! fires): stop polling, let running jobs finish
 //! within `shutdown_grace` and deliver their completions, then stop and
 //! release the jobs still running, stop the delivery task (what it had not
 //! delivered stays in the outbox), flush the outbox once, and return.
@@ -221,8 +223,8 @@ impl Agent {
         let shared = &self.shared;
         let drain_stop = CancellationToken::new();
         let drain = tokio::spawn(delivery::drain(
-            shared.transport.clone(),
             shared.outbox.clone(),
+            shared.delivery.clone(),
             drain_stop.clone(),
         ));
 

@@ -327,6 +327,63 @@ async fn leftover_completions_are_delivered_at_start() {
 }
 
 #[tokio::test]
+async fn leftover_batch_files_are_delivered_through_an_outage_at_start() {
+    let entries: Vec<Entry> = (0..3)
+        .map(|i| Entry {
+            job_id: 80 + i,
+            request: CompleteRequest {
+                token: 1,
+                completion: Completion::Succeeded,
+                result: JobResult::default(),
+                error: None,
+            },
+        })
+        .collect();
+    let fake = Fake::start().await;
+    {
+        let mut s = fake.script();
+        s.secret = Some(SECRET.into());
+        // The controller cannot take the first two calls: the delivery task retries.
+        s.complete_unavailable = 2;
+    }
+    let state = tempfile::tempdir().expect("tempdir");
+    for r in Outbox::open(state.path())
+        .expect("outbox")
+        .write_many(&entries)
+    {
+        r.expect("write");
+    }
+    let (task, shutdown) =
+        spawn_agent(config(&fake.url, state.path(), LIMIT), &identity(&fake.url));
+    let agent = Running {
+        fake,
+        state,
+        shutdown,
+        task,
+    };
+    assert!(agent.fake.until(LIMIT, |s| s.completes.len() == 3).await);
+    assert_eq!(
+        agent.fake.script().complete_attempts,
+        5,
+        "2 refused, 3 taken"
+    );
+    let mut got: Vec<_> = agent
+        .fake
+        .script()
+        .completes
+        .iter()
+        .map(|(job, _)| *job)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [80, 81, 82]);
+    assert!(
+        agent.outbox_drains().await,
+        "the file goes with its last answer"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
 async fn completion_refused_for_lease_lost_is_dropped() {
     let agent = start(vec![], LIMIT, |_| {}).await;
     {

@@ -14,7 +14,9 @@
 //! in flight the next ones queue up), maps each item's result as above, and
 //! removes the answered files together. A controller without that route
 //! (404/405) gets one `POST /v1/jobs/{id}/complete` per job from then on.
-//! Start-up replay ([`drain`]) and the last flush at shutdown go one by one.
+//! Completions an earlier run left in the outbox go through the same task
+//! ([`drain`], already written: not written again); the last flush at
+//! shutdown goes one by one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -188,68 +190,77 @@ async fn load(outbox: &Outbox, path: &Path) -> Option<Vec<Entry>> {
     }
 }
 
-/// Deliver every file now in the outbox, retrying until all are gone or `stop` fires.
-/// Used at start for completions left by an earlier run (files written
-/// later are the delivery task's).
-pub async fn drain(transport: Arc<Transport>, outbox: Outbox, stop: CancellationToken) {
-    let mut delays = crate::backoff::delays(RETRY_MIN, RETRY_CAP);
-    let mut first = true;
+/// Deliver the completions an earlier run left in the outbox: every
+/// completion of the files there at start goes to the delivery task
+/// (`deliverer`), which sends them in batches with the new ones and retries
+/// while the controller is out of reach. Returns once each was answered,
+/// the delivery task stopped, or `stop` fired (the rest stay for the next
+/// start).
+pub async fn drain(outbox: Outbox, deliverer: Deliverer, stop: CancellationToken) {
     let ob = outbox.clone();
-    let leftovers = match blocking(move || ob.pending()).await {
-        Ok(paths) => paths,
+    let files = match blocking(move || ob.pending()).await {
+        Ok(files) => files,
         Err(e) => {
             error!(error = %e, "Cannot list the outbox");
             return;
         }
     };
-    if leftovers.is_empty() {
+    if files.is_empty() {
         return;
     }
-    let leftovers: std::collections::HashSet<PathBuf> = leftovers.into_iter().collect();
-    loop {
-        let kept = match flush_pending(&transport, &outbox, &stop, Some(&leftovers)).await {
-            Ok(kept) => kept,
-            Err(e) => {
-                error!(error = %e, "Cannot list the outbox");
-                return;
-            }
+    let mut answers = Vec::new();
+    for path in &files {
+        let Some(entries) = load(&outbox, path).await else {
+            continue;
         };
-        if first && kept > 0 {
-            warn!(
-                kept,
-                "Completions from an earlier run are waiting for the controller"
-            );
-        }
-        first = false;
-        if kept == 0 || stop.is_cancelled() {
-            return;
-        }
-        let delay = delays.next().unwrap_or(RETRY_CAP);
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(delay) => {}
+        for entry in entries {
+            if !outbox.is_waiting(path, entry.key()) {
+                continue;
+            }
+            match deliverer.redeliver(path.clone(), entry, &stop) {
+                Some(answer) => answers.push(answer),
+                None => return,
+            }
         }
     }
+    info!(
+        files = files.len(),
+        completions = answers.len(),
+        "Delivering completions left by an earlier run"
+    );
+    let total = answers.len();
+    let mut delivered = 0usize;
+    for answer in answers {
+        let verdict = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            v = answer => v.unwrap_or(Delivery::Kept),
+        };
+        if verdict == Delivery::Kept {
+            return;
+        }
+        delivered += 1;
+    }
+    info!(
+        completions = total,
+        answered = delivered,
+        "Completions left by an earlier run answered"
+    );
 }
 
 /// One attempt for the files in the outbox, stopping at the first completion
 /// that cannot be delivered; returns how many files are still there.
 pub async fn flush_once(transport: &Transport, outbox: &Outbox) -> Result<usize, Error> {
-    flush_pending(transport, outbox, &CancellationToken::new(), None).await
+    flush_pending(transport, outbox, &CancellationToken::new()).await
 }
 
-/// One attempt for the outbox's files (`only` those, when given).
 async fn flush_pending(
     transport: &Transport,
     outbox: &Outbox,
     stop: &CancellationToken,
-    only: Option<&std::collections::HashSet<PathBuf>>,
 ) -> Result<usize, Error> {
     let ob = outbox.clone();
-    let mut paths = blocking(move || ob.pending()).await?;
-    if let Some(only) = only {
-        paths.retain(|p| only.contains(p));
-    }
+    let paths = blocking(move || ob.pending()).await?;
     let total = paths.len();
     for (i, path) in paths.into_iter().enumerate() {
         if stop.is_cancelled() {
@@ -284,6 +295,8 @@ const BATCH_TEXT_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 struct Handoff {
     entry: Entry,
+    /// Already in the outbox (left by an earlier run): this file.
+    persisted: Option<PathBuf>,
     abandon: CancellationToken,
     done: oneshot::Sender<Delivery>,
 }
@@ -338,6 +351,7 @@ impl Deliverer {
         let (done, answer) = oneshot::channel();
         let handoff = Handoff {
             entry,
+            persisted: None,
             abandon: abandon.clone(),
             done,
         };
@@ -349,6 +363,24 @@ impl Deliverer {
             () = abandon.cancelled() => Delivery::Kept,
             v = answer => v.unwrap_or(Delivery::Kept),
         }
+    }
+    /// Deliver a completion already in the outbox (in `path`), batched with
+    /// the others; `None` when the delivery task is gone. Its answer comes
+    /// on the receiver (an error: the task stopped first; the file stays).
+    pub fn redeliver(
+        &self,
+        path: PathBuf,
+        entry: Entry,
+        abandon: &CancellationToken,
+    ) -> Option<oneshot::Receiver<Delivery>> {
+        let (done, answer) = oneshot::channel();
+        let handoff = Handoff {
+            entry,
+            persisted: Some(path),
+            abandon: abandon.clone(),
+            done,
+        };
+        self.tx.send(handoff).ok().map(|()| answer)
     }
 }
 
@@ -493,6 +525,23 @@ struct QueueState {
 impl QueueState {
     /// Write the completions that arrived to the outbox, together.
     async fn persist(&self, arrived: Vec<Handoff>) -> Vec<Pending> {
+        let (mut pending, arrived): (Vec<Handoff>, Vec<Handoff>) =
+            arrived.into_iter().partition(|h| h.persisted.is_some());
+        let mut pending: Vec<Pending> = pending
+            .drain(..)
+            .map(|h| Pending {
+                path: h.persisted,
+                entry: h.entry,
+                abandon: h.abandon,
+                done: h.done,
+            })
+            .collect();
+        pending.extend(self.write(arrived).await);
+        pending
+    }
+
+    /// Write new completions to the outbox, together.
+    async fn write(&self, arrived: Vec<Handoff>) -> Vec<Pending> {
         if arrived.is_empty() {
             return Vec::new();
         }
