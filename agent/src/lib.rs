@@ -28,8 +28,9 @@
 //! - [`fault`]: failover-drill faults (crash, freeze, partition) simulated on the controller's request.
 //! - [`transport`]: typed HTTP calls to the controller (enroll, poll, heartbeat, complete,
 //!   release), TLS settings, one client.
-//! - [`outbox`]: durable completion files under `<state_dir>/outbox/`.
-//! - [`delivery`]: sending outbox files, with retry and backoff.
+//! - [`outbox`]: durable completion files under `<state_dir>/outbox/` (one per batch).
+//! - [`delivery`]: sending completions, with retry and backoff; `delivery::queue` is the
+//!   agent's one delivery task (batched writes and sends, leftovers of an earlier run).
 //! - [`backoff`]: exponential delays with jitter.
 //! - [`executor`]: the executor trait, cancel-with-reason, progress; kinds
 //!   [`executor::command`] and [`executor::noop`].

@@ -1,0 +1,528 @@
+//! The agent's delivery task: completions of finished jobs (and those an
+//! earlier run left) are written to the outbox together and sent in batches
+//! (`POST /v1/agents/{id}/complete`), each item's result mapped like a single
+//! call's; a controller without the batch route gets one call per job.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use baton_proto::FencingToken;
+use baton_proto::lease::{
+    BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::{Delivery, RETRY_CAP, RETRY_MIN, blocking, deliver_until, persist, verdict_of};
+use crate::outbox::{self, Entry, Outbox};
+use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
+
+/// Raw text (output, error) sent in one batch at most; the controller's body
+/// limit is 4 MiB by default.
+const BATCH_TEXT_BYTES: usize = 1 << 20;
+
+/// A finished job's completion on its way to the delivery task.
+#[derive(Debug)]
+struct Handoff {
+    entry: Entry,
+    /// Already in the outbox (left by an earlier run): this file.
+    persisted: Option<PathBuf>,
+    abandon: CancellationToken,
+    done: oneshot::Sender<Delivery>,
+}
+
+/// A completion in the outbox, waiting for the controller's answer.
+#[derive(Debug)]
+struct Pending {
+    path: Option<PathBuf>,
+    entry: Entry,
+    abandon: CancellationToken,
+    done: oneshot::Sender<Delivery>,
+}
+
+impl Pending {
+    fn text_bytes(&self) -> usize {
+        let r = &self.entry.request;
+        256 + r.result.stdout.len()
+            + r.result.stderr.len()
+            + r.error.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Hands finished jobs' completions to the agent's delivery task.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    tx: mpsc::UnboundedSender<Handoff>,
+}
+
+/// The receiving end, for [`run_queue`].
+#[derive(Debug)]
+pub struct DeliveryQueue {
+    rx: mpsc::UnboundedReceiver<Handoff>,
+}
+
+impl Deliverer {
+    /// A deliverer and the queue its delivery task reads.
+    pub fn channel() -> (Deliverer, DeliveryQueue) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Deliverer { tx }, DeliveryQueue { rx })
+    }
+
+    /// Persist `entry` and deliver it (batched with others), retrying until the
+    /// controller answers for good, or `abandon` fires (then `Kept`: the file
+    /// stays in the outbox). Without a delivery task it does both itself.
+    pub async fn deliver(
+        &self,
+        transport: &Transport,
+        outbox: &Outbox,
+        entry: Entry,
+        abandon: &CancellationToken,
+    ) -> Delivery {
+        let (done, answer) = oneshot::channel();
+        let handoff = Handoff {
+            entry,
+            persisted: None,
+            abandon: abandon.clone(),
+            done,
+        };
+        if let Err(mpsc::error::SendError(h)) = self.tx.send(handoff) {
+            return deliver_alone(transport, outbox, h.entry, abandon).await;
+        }
+        tokio::select! {
+            biased;
+            () = abandon.cancelled() => Delivery::Kept,
+            v = answer => v.unwrap_or(Delivery::Kept),
+        }
+    }
+    /// Deliver a completion already in the outbox (in `path`), batched with
+    /// the others; `None` when the delivery task is gone. Its answer comes
+    /// on the receiver (an error: the task stopped first; the file stays).
+    pub fn redeliver(
+        &self,
+        path: PathBuf,
+        entry: Entry,
+        abandon: &CancellationToken,
+    ) -> Option<oneshot::Receiver<Delivery>> {
+        let (done, answer) = oneshot::channel();
+        let handoff = Handoff {
+            entry,
+            persisted: Some(path),
+            abandon: abandon.clone(),
+            done,
+        };
+        self.tx.send(handoff).ok().map(|()| answer)
+    }
+}
+
+/// Persist and deliver one completion on its own.
+async fn deliver_alone(
+    transport: &Transport,
+    outbox: &Outbox,
+    entry: Entry,
+    abandon: &CancellationToken,
+) -> Delivery {
+    let path = match persist(outbox, &entry).await {
+        Ok(path) => Some(path),
+        Err(e) => {
+            error!(job_id = entry.job_id, token = entry.token(), error = %e, "Cannot write the completion to the outbox; sending it from memory");
+            None
+        }
+    };
+    deliver_until(transport, outbox, path.as_deref(), &entry, abandon).await
+}
+
+/// The agent's delivery task: runs until `stop` fires (after the job tasks
+/// ended). Completions that arrive are always written to the outbox first;
+/// those not delivered when it stops stay there for the next start.
+pub async fn run_queue(
+    mut queue: DeliveryQueue,
+    transport: Arc<Transport>,
+    outbox: Outbox,
+    stop: CancellationToken,
+) {
+    let mut state = QueueState {
+        transport,
+        outbox,
+        per_job: false,
+    };
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut delays = crate::backoff::delays(RETRY_MIN, RETRY_CAP);
+    let mut warned = false;
+    'run: loop {
+        let mut arrived = Vec::new();
+        if pending.is_empty() {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break 'run,
+                h = queue.rx.recv() => match h {
+                    Some(h) => arrived.push(h),
+                    None => break 'run,
+                },
+            }
+        }
+        while let Ok(h) = queue.rx.try_recv() {
+            arrived.push(h);
+        }
+        pending.extend(state.persist(arrived).await);
+        pending.retain(|p| !p.abandon.is_cancelled());
+        let mut kept = false;
+        while !pending.is_empty() && !kept {
+            let chunk = take_chunk(&mut pending);
+            let verdicts = tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    pending.extend(chunk);
+                    break 'run;
+                }
+                v = state.send(&chunk) => v,
+            };
+            let mut answered = Vec::new();
+            let mut again = Vec::new();
+            for (p, v) in chunk.into_iter().zip(verdicts) {
+                if v == Delivery::Kept {
+                    kept = true;
+                    again.push(p);
+                } else {
+                    answered.push((p, v));
+                }
+            }
+            state.remove(&answered).await;
+            for (p, v) in answered {
+                let _ = p.done.send(v);
+            }
+            again.append(&mut pending);
+            pending = again;
+        }
+        if !kept {
+            delays = crate::backoff::delays(RETRY_MIN, RETRY_CAP);
+            warned = false;
+            continue;
+        }
+        if !warned {
+            warn!(
+                waiting = pending.len(),
+                "Controller unreachable; completions kept in the outbox, retrying"
+            );
+            warned = true;
+        }
+        // Back off; completions that arrive meanwhile go to the outbox at once.
+        let until = tokio::time::Instant::now() + delays.next().unwrap_or(RETRY_CAP);
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break 'run,
+                () = tokio::time::sleep_until(until) => break,
+                h = queue.rx.recv() => match h {
+                    Some(h) => pending.extend(state.persist(vec![h]).await),
+                    None => break 'run,
+                },
+            }
+        }
+    }
+    // Stopping: whatever is still queued is written to the outbox for the next start.
+    queue.rx.close();
+    let mut arrived = Vec::new();
+    while let Ok(h) = queue.rx.try_recv() {
+        arrived.push(h);
+    }
+    if !arrived.is_empty() {
+        drop(state.persist(arrived).await);
+    }
+}
+
+/// The first completions of `pending` that fit one request.
+fn take_chunk(pending: &mut Vec<Pending>) -> Vec<Pending> {
+    let mut n = 0;
+    let mut bytes = 0;
+    for p in pending.iter() {
+        if n == BatchCompleteRequest::MAX || (n > 0 && bytes + p.text_bytes() > BATCH_TEXT_BYTES) {
+            break;
+        }
+        bytes += p.text_bytes();
+        n += 1;
+    }
+    pending.drain(..n).collect()
+}
+
+/// What the delivery task keeps between batches.
+struct QueueState {
+    transport: Arc<Transport>,
+    outbox: Outbox,
+    /// The controller has no batch route: one call per job.
+    per_job: bool,
+}
+
+impl QueueState {
+    /// Write the completions that arrived to the outbox, together.
+    async fn persist(&self, arrived: Vec<Handoff>) -> Vec<Pending> {
+        let (mut pending, arrived): (Vec<Handoff>, Vec<Handoff>) =
+            arrived.into_iter().partition(|h| h.persisted.is_some());
+        let mut pending: Vec<Pending> = pending
+            .drain(..)
+            .map(|h| Pending {
+                path: h.persisted,
+                entry: h.entry,
+                abandon: h.abandon,
+                done: h.done,
+            })
+            .collect();
+        pending.extend(self.write(arrived).await);
+        pending
+    }
+
+    /// Write new completions to the outbox, together.
+    async fn write(&self, arrived: Vec<Handoff>) -> Vec<Pending> {
+        if arrived.is_empty() {
+            return Vec::new();
+        }
+        let entries: Vec<Entry> = arrived.iter().map(|h| h.entry.clone()).collect();
+        let ob = self.outbox.clone();
+        let written = match tokio::task::spawn_blocking(move || ob.write_many(&entries)).await {
+            Ok(w) => w,
+            Err(e) => {
+                error!(error = %e, "Outbox task failed");
+                Vec::new()
+            }
+        };
+        let mut written = written.into_iter();
+        arrived
+            .into_iter()
+            .map(|h| {
+                let path = match written.next() {
+                    Some(Ok(path)) => Some(path),
+                    Some(Err(e)) => {
+                        error!(job_id = h.entry.job_id, token = h.entry.token(), error = %e, "Cannot write the completion to the outbox; sending it from memory");
+                        None
+                    }
+                    None => {
+                        error!(job_id = h.entry.job_id, token = h.entry.token(), "Cannot write the completion to the outbox; sending it from memory");
+                        None
+                    }
+                };
+                Pending {
+                    path,
+                    entry: h.entry,
+                    abandon: h.abandon,
+                    done: h.done,
+                }
+            })
+            .collect()
+    }
+
+    /// Remove the files of answered completions, together.
+    async fn remove(&self, answered: &[(Pending, Delivery)]) {
+        let paths: Vec<(PathBuf, outbox::Key)> = answered
+            .iter()
+            .filter_map(|(p, _)| Some((p.path.clone()?, p.entry.key())))
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        let ob = self.outbox.clone();
+        if let Err(e) = blocking(move || ob.remove_many(&paths)).await {
+            error!(error = %e, "Cannot remove delivered completions from the outbox");
+        }
+    }
+
+    /// One attempt for `chunk`: a verdict per completion, in order.
+    async fn send(&mut self, chunk: &[Pending]) -> Vec<Delivery> {
+        if self.per_job {
+            return self.send_each(chunk).await;
+        }
+        let req = BatchCompleteRequest {
+            completions: chunk
+                .iter()
+                .map(|p| BatchCompleteItem::new(p.entry.job_id, p.entry.request.clone()))
+                .collect(),
+        };
+        match self.transport.complete_batch(&req, MAX_CALL_TIMEOUT).await {
+            Ok(resp) => match batch_verdicts(chunk, resp) {
+                Some(verdicts) => verdicts,
+                None => {
+                    warn!(
+                        items = chunk.len(),
+                        "Batch completion answer does not match the request; delivering one by one"
+                    );
+                    self.send_each(chunk).await
+                }
+            },
+            Err(transport::Error::Rejected {
+                status: 404 | 405, ..
+            }) => {
+                info!(
+                    "Controller has no batch completion route; delivering completions one by one"
+                );
+                self.per_job = true;
+                self.send_each(chunk).await
+            }
+            Err(
+                e @ (transport::Error::Rejected { .. }
+                | transport::Error::Forbidden(_)
+                | transport::Error::Protocol(_)),
+            ) => {
+                // Each completion gets the single call's answer (a redelivery
+                // of one the batch recorded is answered `duplicate`).
+                warn!(items = chunk.len(), error = %e, "Batch completion refused; delivering one by one");
+                self.send_each(chunk).await
+            }
+            Err(e) => {
+                if e.is_auth() {
+                    error!(items = chunk.len(), error = %e, "Controller refused the agent's credentials; completions kept");
+                } else {
+                    debug!(items = chunk.len(), error = %e, "Completions not delivered yet");
+                }
+                vec![Delivery::Kept; chunk.len()]
+            }
+        }
+    }
+
+    /// One `POST /v1/jobs/{id}/complete` per completion, concurrently.
+    async fn send_each(&self, chunk: &[Pending]) -> Vec<Delivery> {
+        futures_util::future::join_all(chunk.iter().map(|p| async {
+            let (job_id, token) = (p.entry.job_id, p.entry.token());
+            let answer = self
+                .transport
+                .complete(job_id, &p.entry.request, MAX_CALL_TIMEOUT)
+                .await;
+            verdict_of(job_id, token, answer)
+        }))
+        .await
+    }
+}
+
+/// Map a batch answer to verdicts (logged as the single calls are); None when
+/// it does not answer the request item by item.
+fn batch_verdicts(chunk: &[Pending], resp: BatchCompleteResponse) -> Option<Vec<Delivery>> {
+    if resp.results.len() != chunk.len()
+        || chunk
+            .iter()
+            .zip(&resp.results)
+            .any(|(p, r)| p.entry.job_id != r.job_id())
+    {
+        return None;
+    }
+    Some(
+        chunk
+            .iter()
+            .zip(resp.results)
+            .map(|(p, r)| item_verdict(p.entry.token(), r))
+            .collect(),
+    )
+}
+
+/// What one item's result means for its file (logged): the same verdict as
+/// for a single completion call with that answer.
+fn item_verdict(token: FencingToken, result: BatchCompleteResult) -> Delivery {
+    match result {
+        BatchCompleteResult::Recorded {
+            job_id,
+            state,
+            duplicate,
+        } => verdict_of(
+            job_id,
+            token,
+            Ok(baton_proto::CompleteResponse { state, duplicate }),
+        ),
+        BatchCompleteResult::Refused {
+            job_id,
+            code,
+            message,
+        } => verdict_of(job_id, token, Err(transport::Error::refused(code, message))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_proto::{CompleteRequest, Completion, ErrorCode, JobId, JobResult, JobState};
+
+    fn pending(job_id: JobId, stdout_len: usize) -> Pending {
+        let (done, _) = oneshot::channel();
+        Pending {
+            path: None,
+            entry: Entry {
+                job_id,
+                request: CompleteRequest {
+                    token: 1,
+                    completion: Completion::Succeeded,
+                    result: JobResult {
+                        stdout: "x".repeat(stdout_len),
+                        ..JobResult::default()
+                    },
+                    error: None,
+                },
+            },
+            abandon: CancellationToken::new(),
+            done,
+        }
+    }
+
+    #[test]
+    fn chunks_hold_at_most_max_items_and_the_text_budget() {
+        let mut all: Vec<Pending> = (0..300).map(|i| pending(i, 0)).collect();
+        let first = take_chunk(&mut all);
+        assert_eq!(first.len(), BatchCompleteRequest::MAX);
+        assert_eq!(first[0].entry.job_id, 0);
+        assert_eq!(all.len(), 300 - BatchCompleteRequest::MAX);
+        assert_eq!(all[0].entry.job_id, 256);
+
+        let mut big = vec![
+            pending(1, BATCH_TEXT_BYTES),
+            pending(2, 10),
+            pending(3, BATCH_TEXT_BYTES / 2),
+            pending(4, BATCH_TEXT_BYTES / 2),
+        ];
+        // One item over the budget still goes, alone.
+        let ids = |c: &[Pending]| c.iter().map(|p| p.entry.job_id).collect::<Vec<_>>();
+        assert_eq!(ids(&take_chunk(&mut big)), [1]);
+        assert_eq!(ids(&take_chunk(&mut big)), [2, 3]);
+        assert_eq!(ids(&take_chunk(&mut big)), [4]);
+        assert!(take_chunk(&mut big).is_empty());
+    }
+
+    #[test]
+    fn item_results_map_to_the_single_call_semantics() {
+        let recorded = BatchCompleteResult::Recorded {
+            job_id: 1,
+            state: JobState::Succeeded,
+            duplicate: true,
+        };
+        assert_eq!(item_verdict(1, recorded), Delivery::Delivered);
+        let refused = |code| BatchCompleteResult::Refused {
+            job_id: 1,
+            code,
+            message: "m".into(),
+        };
+        for (code, want) in [
+            (ErrorCode::LeaseLost, Delivery::Dropped),
+            (ErrorCode::Forbidden, Delivery::Dropped),
+            (ErrorCode::PayloadTooLarge, Delivery::Dropped),
+            (ErrorCode::NotFound, Delivery::Dropped),
+            (ErrorCode::Unauthorized, Delivery::Kept),
+            (ErrorCode::Internal, Delivery::Kept),
+            (ErrorCode::NotReady, Delivery::Kept),
+        ] {
+            assert_eq!(item_verdict(1, refused(code)), want, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_answer_must_match_the_request_item_by_item() {
+        let chunk = vec![pending(1, 0), pending(2, 0)];
+        let ok = |job_id| BatchCompleteResult::Recorded {
+            job_id,
+            state: JobState::Succeeded,
+            duplicate: false,
+        };
+        let answer = |ids: &[JobId]| BatchCompleteResponse {
+            results: ids.iter().map(|&id| ok(id)).collect(),
+        };
+        assert_eq!(
+            batch_verdicts(&chunk, answer(&[1, 2])),
+            Some(vec![Delivery::Delivered; 2])
+        );
+        assert_eq!(batch_verdicts(&chunk, answer(&[2, 1])), None);
+        assert_eq!(batch_verdicts(&chunk, answer(&[1])), None);
+    }
+}
