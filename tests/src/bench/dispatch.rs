@@ -1,7 +1,9 @@
 //! `dispatch`: submit → executor start, one job at a time, on 4 idle one-slot
 //! agents. t0 is the submit's 2xx at the harness, t1 the `Lease granted` line
 //! the agent logs right before its executor starts (RFC 3339, microseconds,
-//! same host clock), read from the agents' log files.
+//! same host clock), read from the agents' log files. The same start measured
+//! from the moment the submit was sent is reported too (an upper bound: it
+//! includes the submit's own request and commit).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -41,6 +43,8 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
             "submit→grant p99 (controller, ms clock)",
             percentile(&r.grant, 99.0),
         );
+        s.push("submit sent→start p50", percentile(&r.sent_start, 50.0));
+        s.push("submit sent→start p99", percentile(&r.sent_start, 99.0));
         s.push("submit round trip p50", percentile(&r.rtt, 50.0));
         s.push("submit round trip p99", percentile(&r.rtt, 99.0));
         s.push(
@@ -57,6 +61,8 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
         ("submit→start min", None),
         ("submit→grant p50 (controller, ms clock)", None),
         ("submit→grant p99 (controller, ms clock)", None),
+        ("submit sent→start p50", None),
+        ("submit sent→start p99", None),
         ("submit round trip p50", None),
         ("submit round trip p99", None),
     ];
@@ -89,6 +95,7 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
 
 struct RunResult {
     start: Vec<f64>,
+    sent_start: Vec<f64>,
     grant: Vec<f64>,
     rtt: Vec<f64>,
     failures: Vec<String>,
@@ -108,6 +115,7 @@ async fn one_run(args: &Args, jobs: usize) -> Result<RunResult> {
     let mut seen: HashMap<JobId, DateTime<Utc>> = HashMap::new();
     let mut out = RunResult {
         start: Vec::with_capacity(jobs),
+        sent_start: Vec::with_capacity(jobs),
         grant: Vec::with_capacity(jobs),
         rtt: Vec::with_capacity(jobs),
         failures: Vec::new(),
@@ -142,6 +150,7 @@ async fn one_run(args: &Args, jobs: usize) -> Result<RunResult> {
         }
         if i >= WARMUP {
             out.start.push(ms_between(t0, t1));
+            out.sent_start.push(ms_between(sent, t1));
             out.rtt.push(ms_between(sent, t0));
             if let Some(a) = done.attempts.first() {
                 out.grant.push(ms_between(t0, a.started_at));
