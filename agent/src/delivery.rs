@@ -169,11 +169,15 @@ pub async fn deliver_until(
     }
 }
 
-/// Read one outbox file; a file that cannot be parsed is quarantined (ERROR).
+/// The completions of one outbox file still waiting for an answer; a file
+/// that cannot be parsed is quarantined (ERROR).
 async fn load(outbox: &Outbox, path: &Path) -> Option<Vec<Entry>> {
     let (ob, p) = (outbox.clone(), path.to_path_buf());
     match blocking(move || ob.read(&p)).await {
-        Ok(entries) => Some(entries),
+        Ok(mut entries) => {
+            entries.retain(|e| outbox.is_waiting(path, e.key()));
+            Some(entries)
+        }
         Err(Error::Outbox(outbox::Error::Corrupt { .. })) => {
             let (ob, p) = (outbox.clone(), path.to_path_buf());
             match blocking(move || ob.quarantine(&p)).await {
@@ -213,9 +217,6 @@ pub async fn drain(outbox: Outbox, deliverer: Deliverer, stop: CancellationToken
             continue;
         };
         for entry in entries {
-            if !outbox.is_waiting(path, entry.key()) {
-                continue;
-            }
             match deliverer.redeliver(path.clone(), entry, &stop) {
                 Some(answer) => answers.push(answer),
                 None => return,
@@ -228,7 +229,6 @@ pub async fn drain(outbox: Outbox, deliverer: Deliverer, stop: CancellationToken
         "Delivering completions left by an earlier run"
     );
     let total = answers.len();
-    let mut delivered = 0usize;
     for answer in answers {
         let verdict = tokio::select! {
             biased;
@@ -238,46 +238,26 @@ pub async fn drain(outbox: Outbox, deliverer: Deliverer, stop: CancellationToken
         if verdict == Delivery::Kept {
             return;
         }
-        delivered += 1;
     }
     info!(
         completions = total,
-        answered = delivered,
         "Completions left by an earlier run answered"
     );
 }
 
-/// One attempt for the files in the outbox, stopping at the first completion
-/// that cannot be delivered; returns how many files are still there.
+/// One attempt for the files in the outbox (at shutdown), one call per
+/// completion, stopping at the first that cannot be delivered; returns how
+/// many files are still there.
 pub async fn flush_once(transport: &Transport, outbox: &Outbox) -> Result<usize, Error> {
-    flush_pending(transport, outbox, &CancellationToken::new()).await
-}
-
-async fn flush_pending(
-    transport: &Transport,
-    outbox: &Outbox,
-    stop: &CancellationToken,
-) -> Result<usize, Error> {
     let ob = outbox.clone();
     let paths = blocking(move || ob.pending()).await?;
     let total = paths.len();
     for (i, path) in paths.into_iter().enumerate() {
-        if stop.is_cancelled() {
-            return Ok(total - i);
-        }
         let Some(entries) = load(outbox, &path).await else {
             continue;
         };
         for entry in &entries {
-            if !outbox.is_waiting(&path, entry.key()) {
-                continue;
-            }
-            let verdict = tokio::select! {
-                biased;
-                () = stop.cancelled() => Delivery::Kept,
-                v = deliver_once(transport, outbox, Some(&path), entry) => v,
-            };
-            if verdict == Delivery::Kept {
+            if deliver_once(transport, outbox, Some(&path), entry).await == Delivery::Kept {
                 // The controller is out of reach: the others would wait in vain.
                 return Ok(total - i);
             }

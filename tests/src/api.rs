@@ -292,6 +292,20 @@ impl Api {
         Ok(resp.text().await?)
     }
 
+    /// The newest 1,000 audit entries (`GET /v1/audit`, status checked).
+    pub async fn audit_entries(&self) -> Result<Vec<serde_json::Value>> {
+        let r = self
+            .raw(reqwest::Method::GET, "/v1/audit?limit=1000", None, &[])
+            .await?;
+        if !r.status.is_success() {
+            bail!("/v1/audit: {} {}", r.status, r.body);
+        }
+        r.body["entries"]
+            .as_array()
+            .cloned()
+            .with_context(|| format!("/v1/audit: no entries in {}", r.body))
+    }
+
     /// A new operator token with `role`; returns the secret.
     pub async fn operator_token(&self, name: &str, role: &str) -> Result<String> {
         let v: serde_json::Value = self

@@ -178,28 +178,15 @@ async fn agents_deliver_their_completions_in_batches() {
         assert_eq!(c.agents[i].outbox_len(), 0, "{logs}");
     }
     // Through the batch route, not the single one.
-    let audit = c
-        .api
-        .raw(Method::GET, "/v1/audit?limit=1000", None, &[])
-        .await
-        .expect("audit");
-    let entries = audit.body["entries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let entries = c.api.audit_entries().await.expect("audit");
     let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
-    assert!(
-        count("POST /v1/agents/{id}/complete") >= 1,
-        "{}",
-        audit.body
-    );
-    assert_eq!(count("POST /v1/jobs/{id}/complete"), 0, "{}", audit.body);
+    assert!(count("POST /v1/agents/{id}/complete") >= 1, "{entries:?}");
+    assert_eq!(count("POST /v1/jobs/{id}/complete"), 0, "{entries:?}");
     assert!(
         entries
             .iter()
             .filter(|e| e["action"] == "POST /v1/agents/{id}/complete")
             .all(|e| e["status"] == 200),
-        "{}",
-        audit.body
+        "{entries:?}"
     );
 }

@@ -134,20 +134,12 @@ async fn batch_idempotency_role_and_audit() {
     assert_eq!(job_count(&c.api).await, 3);
 
     // Audited: one entry per call.
-    let audit = c
-        .api
-        .raw(Method::GET, "/v1/audit?limit=1000", None, &[])
-        .await
-        .expect("audit");
-    let entries = audit.body["entries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let entries = c.api.audit_entries().await.expect("audit");
     let batch: Vec<_> = entries
         .iter()
         .filter(|e| e["action"] == "POST /v1/jobs/batch")
         .collect();
-    assert_eq!(batch.len(), 4, "{}", audit.body);
+    assert_eq!(batch.len(), 4, "{entries:?}");
     assert!(batch.iter().any(|e| e["status"] == 201));
     assert!(batch.iter().any(|e| e["status"] == 403));
 }

@@ -33,6 +33,30 @@ fn seen<'a>(
     }
 }
 
+/// A store with agent `a1` enrolled for group `db`.
+async fn a1() -> (Store, tempfile::TempDir) {
+    let (s, d) = store().await;
+    enrolled(&s, "a1", &["db"]).await;
+    (s, d)
+}
+
+/// Agent `a1` polls group `db` through `p`, advertising `caps`, `version`
+/// and `free` slots, having seen the group at generation `gens`.
+async fn poll(
+    p: &Presence,
+    s: &Store,
+    caps: &Capabilities,
+    version: &str,
+    free: u32,
+    gens: &[u64],
+    now: i64,
+) -> Polled {
+    let groups = ["db".to_string()];
+    p.polled(s, &seen("a1", &groups, caps, version, free), gens, now)
+        .await
+        .expect("poll")
+}
+
 /// `(last_seen, free_slots, version, online)` of agent `id` as the store shows it.
 async fn stored(s: &Store, id: &str, now: i64, window: i64) -> (i64, u32, String, bool) {
     let list = s.list_agents(now, window).await.expect("list");
@@ -47,17 +71,12 @@ async fn stored(s: &Store, id: &str, now: i64, window: i64) -> (i64, u32, String
 
 #[tokio::test]
 async fn writes_durable_changes_at_once_and_the_rest_on_flush() {
-    let (s, _d) = store().await;
-    enrolled(&s, "a1", &["db"]).await;
+    let (s, _d) = a1().await;
     let p = Presence::default();
-    let groups = vec!["db".to_string()];
     let caps = caps();
 
     // First poll: the enrolled row has no capabilities yet, so it is written.
-    let first = p
-        .polled(&s, &seen("a1", &groups, &caps, "1.0", 2), &[0], 1000)
-        .await
-        .expect("poll");
+    let first = poll(&p, &s, &caps, "1.0", 2, &[0], 1000).await;
     assert_eq!(
         first.drained,
         Some(false),
@@ -69,10 +88,7 @@ async fn writes_durable_changes_at_once_and_the_rest_on_flush() {
     );
 
     // Same durable part: nothing is written until the flush.
-    let again = p
-        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 5000)
-        .await
-        .expect("poll");
+    let again = poll(&p, &s, &caps, "1.0", 1, &[0], 5000).await;
     assert_eq!(
         again,
         Polled {
@@ -93,10 +109,7 @@ async fn writes_durable_changes_at_once_and_the_rest_on_flush() {
     assert_eq!(p.flush(&s).await.expect("flush"), 0, "nothing new to write");
 
     // A new version is durable: written by the poll itself.
-    let upgraded = p
-        .polled(&s, &seen("a1", &groups, &caps, "1.1", 1), &[0], 6000)
-        .await
-        .expect("poll");
+    let upgraded = poll(&p, &s, &caps, "1.1", 1, &[0], 6000).await;
     assert_eq!(upgraded.drained, Some(false));
     assert_ne!(
         upgraded.epoch, first.epoch,
@@ -111,9 +124,8 @@ async fn writes_durable_changes_at_once_and_the_rest_on_flush() {
     let mut more = caps.clone();
     more.kinds.push(JobKind::Sql);
     assert!(
-        p.polled(&s, &seen("a1", &groups, &more, "1.1", 1), &[0], 6500)
+        poll(&p, &s, &more, "1.1", 1, &[0], 6500)
             .await
-            .expect("poll")
             .drained
             .is_some()
     );
@@ -123,21 +135,13 @@ async fn writes_durable_changes_at_once_and_the_rest_on_flush() {
 
 #[tokio::test]
 async fn a_restart_does_not_rewrite_an_unchanged_row() {
-    let (s, _d) = store().await;
-    enrolled(&s, "a1", &["db"]).await;
-    let groups = vec!["db".to_string()];
+    let (s, _d) = a1().await;
     let caps = caps();
     let before = Presence::default();
-    before
-        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 1000)
-        .await
-        .expect("poll");
+    poll(&before, &s, &caps, "1.0", 1, &[0], 1000).await;
     // A new controller process: an empty cache, the same row.
     let after = Presence::default();
-    let r = after
-        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 2000)
-        .await
-        .expect("poll");
+    let r = poll(&after, &s, &caps, "1.0", 1, &[0], 2000).await;
     assert_eq!(r.drained, Some(false));
     assert_eq!(
         stored(&s, "a1", 2000, 5000).await.0,
@@ -150,18 +154,12 @@ async fn a_restart_does_not_rewrite_an_unchanged_row() {
 
 #[tokio::test]
 async fn online_window_follows_the_flushed_last_seen() {
-    let (s, _d) = store().await;
-    enrolled(&s, "a1", &["db"]).await;
+    let (s, _d) = a1().await;
     let p = Presence::default();
-    let groups = vec!["db".to_string()];
     let caps = caps();
-    p.polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 1000)
-        .await
-        .expect("poll");
+    poll(&p, &s, &caps, "1.0", 1, &[0], 1000).await;
     for t in [10_000, 20_000, 30_000] {
-        p.polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], t)
-            .await
-            .expect("poll");
+        poll(&p, &s, &caps, "1.0", 1, &[0], t).await;
         p.flush(&s).await.expect("flush");
         assert!(stored(&s, "a1", t + 5_000, 10_000).await.3, "online at {t}");
     }
@@ -190,15 +188,10 @@ async fn shutdown_flush_persists_and_a_failed_flush_keeps_its_rows() {
         .expect("open");
     enrolled(&s, "a1", &["db"]).await;
     let p = Presence::default();
-    let groups = vec!["db".to_string()];
     let caps = caps();
-    p.polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[0], 1000)
-        .await
-        .expect("poll");
+    poll(&p, &s, &caps, "1.0", 1, &[0], 1000).await;
     p.flush(&s).await.expect("flush");
-    p.polled(&s, &seen("a1", &groups, &caps, "1.0", 3), &[0], 7000)
-        .await
-        .expect("poll");
+    poll(&p, &s, &caps, "1.0", 3, &[0], 7000).await;
     s.close().await;
     assert!(
         p.flush(&s).await.is_err(),
@@ -221,22 +214,14 @@ async fn shutdown_flush_persists_and_a_failed_flush_keeps_its_rows() {
 
 #[tokio::test]
 async fn drain_is_read_by_the_first_poll_and_known_answers_follow_generations() {
-    let (s, _d) = store().await;
-    enrolled(&s, "a1", &["db"]).await;
+    let (s, _d) = a1().await;
     let p = Presence::default();
-    let groups = vec!["db".to_string()];
     let caps = caps();
-    let first = p
-        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[4], 1000)
-        .await
-        .expect("poll");
+    let first = poll(&p, &s, &caps, "1.0", 1, &[4], 1000).await;
     s.set_drain("a1", true, 1100).await.expect("drain");
     // A restarted controller reads the drain on the first poll.
     let fresh = Presence::default();
-    let after = fresh
-        .polled(&s, &seen("a1", &groups, &caps, "1.0", 1), &[4], 1200)
-        .await
-        .expect("poll");
+    let after = poll(&fresh, &s, &caps, "1.0", 1, &[4], 1200).await;
     assert_eq!(after.drained, Some(true));
     assert_eq!(
         fresh.known("a1", after.epoch, &[4]).map(|k| k.drained),
@@ -270,10 +255,7 @@ async fn drain_is_read_by_the_first_poll_and_known_answers_follow_generations() 
     // and a late answer of an old poll is not remembered.
     let mut more = caps.clone();
     more.kinds.push(JobKind::Sql);
-    let changed = p
-        .polled(&s, &seen("a1", &groups, &more, "1.0", 1), &[6], 3000)
-        .await
-        .expect("poll");
+    let changed = poll(&p, &s, &more, "1.0", 1, &[6], 3000).await;
     assert_ne!(changed.epoch, first.epoch);
     assert_eq!(p.known("a1", first.epoch, &[6]), None);
     p.remember("a1", first.epoch, idle(6, None));

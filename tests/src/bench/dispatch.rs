@@ -53,30 +53,21 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
         );
         rep.failures.extend(r.failures);
     }
-    let rows = [
-        ("submit→start p50", Some(Target::Le(1.0))),
-        ("submit→start p90", None),
-        ("submit→start p99", Some(Target::Le(2.0))),
-        ("submit→start max", None),
-        ("submit→start min", None),
-        ("submit→grant p50 (controller, ms clock)", None),
-        ("submit→grant p99 (controller, ms clock)", None),
-        ("submit sent→start p50", None),
-        ("submit sent→start p99", None),
-        ("submit round trip p50", None),
-        ("submit round trip p99", None),
+    let rows: [(&str, &str, Option<Target>); 12] = [
+        ("submit→start p50", "ms", Some(Target::Le(1.0))),
+        ("submit→start p90", "ms", None),
+        ("submit→start p99", "ms", Some(Target::Le(2.0))),
+        ("submit→start max", "ms", None),
+        ("submit→start min", "ms", None),
+        ("submit→grant p50 (controller, ms clock)", "ms", None),
+        ("submit→grant p99 (controller, ms clock)", "ms", None),
+        ("submit sent→start p50", "ms", None),
+        ("submit sent→start p99", "ms", None),
+        ("submit round trip p50", "ms", None),
+        ("submit round trip p99", "ms", None),
+        ("starts before the 2xx", "jobs", None),
     ];
-    for (m, t) in rows {
-        if let Some(mut r) = s.row(m, "ms") {
-            if let Some(t) = t {
-                r = r.target(t);
-            }
-            rep.rows.push(r);
-        }
-    }
-    if let Some(r) = s.row("starts before the 2xx", "jobs") {
-        rep.rows.push(r);
-    }
+    rep.add_rows(&s, &rows);
     rep.notes.push(format!(
         "t0 = submit 2xx received by the harness, t1 = agent's `Lease granted` log line; \
          {WARMUP} warm-up jobs per run not counted; each job waited for until succeeded, \

@@ -41,7 +41,7 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
         }
         rep.failures.extend(r.failures);
     }
-    let rows: [(&str, &str, Option<Target>); 12] = [
+    let rows: [(&str, &str, Option<Target>); 13] = [
         ("controller VmRSS", "MiB", Some(Target::Le(300.0))),
         ("controller RssAnon", "MiB", None),
         ("controller RssFile", "MiB", None),
@@ -54,18 +54,9 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
         ("poll errors in window", "errors", None),
         ("tokens + enrollments", "s", None),
         ("ramp until all online", "s", None),
+        ("agents online at the end", "agents", None),
     ];
-    for (m, unit, t) in rows {
-        if let Some(mut r) = s.row(m, unit) {
-            if let Some(t) = t {
-                r = r.target(t);
-            }
-            rep.rows.push(r);
-        }
-    }
-    if let Some(r) = s.row("agents online at the end", "agents") {
-        rep.rows.push(r);
-    }
+    rep.add_rows(&s, &rows);
     rep.rows.push(Row::new("agents", n as f64, "agents"));
     rep.notes.push(format!(
         "each simulated agent: own enrollment token + secret, polls with free_slots=1, \

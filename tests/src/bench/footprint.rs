@@ -54,14 +54,7 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
         ("controller VmRSS (idle, 1 agent)", "MiB", None),
         ("controller CPU (of one core)", "%", None),
     ];
-    for (m, unit, t) in rows {
-        if let Some(mut r) = s.row(m, unit) {
-            if let Some(t) = t {
-                r = r.target(t);
-            }
-            rep.rows.push(r);
-        }
-    }
+    rep.add_rows(&s, &rows);
     for name in ["baton-agent", "baton-controller", "batonctl"] {
         let p = bin_dir().join(name);
         let bytes = std::fs::metadata(&p)

@@ -120,6 +120,19 @@ impl ScenarioReport {
         self.params.insert(k.to_owned(), v.into());
     }
 
+    /// Add a row per `(metric, unit, target)` that `s` recorded, in that
+    /// order (medians over runs, with the spread and the verdict).
+    pub fn add_rows(&mut self, s: &Series, rows: &[(&str, &str, Option<Target>)]) {
+        for &(metric, unit, target) in rows {
+            if let Some(mut r) = s.row(metric, unit) {
+                if let Some(t) = target {
+                    r = r.target(t);
+                }
+                self.rows.push(r);
+            }
+        }
+    }
+
     /// Whether every target was met.
     pub fn all_pass(&self) -> bool {
         self.rows.iter().all(|r| r.pass != Some(false))

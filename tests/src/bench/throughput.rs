@@ -56,14 +56,7 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
         ("controller CPU (of one core)", "%", None),
         ("agents CPU (sum, of one core)", "%", None),
     ];
-    for (m, unit, t) in rows {
-        if let Some(mut r) = s.row(m, unit) {
-            if let Some(t) = t {
-                r = r.target(t);
-            }
-            rep.rows.push(r);
-        }
-    }
+    rep.add_rows(&s, &rows);
     rep.notes.push(
         "last completion = the largest `finished_at` the controller recorded; every job checked: \
          succeeded with attempts_spent = 1"
