@@ -43,6 +43,14 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
 fi
 WINE=/usr/lib/wine/wine64
 [ -x "$WINE" ] || WINE=$(command -v wine64)
+# Debian's wine64 without recommends puts wineserver in /usr/lib/wine/ only (the
+# /usr/bin wrapper comes with the `wine` package): look there first, then PATH.
+WINESERVER=
+for c in /usr/lib/wine/wineserver64 /usr/lib/wine/wineserver "$(command -v wineserver || true)"; do
+    if [ -n "$c" ] && [ -x "$c" ]; then WINESERVER=$c; break; fi
+done
+[ -n "$WINESERVER" ] || die "wineserver not found (looked in /usr/lib/wine and on PATH)"
+echo "wine: $WINE, wineserver: $WINESERVER"
 
 say "Cross-build (release, $TARGET)"
 cargo build --release --locked --target "$TARGET" -p baton-agent
@@ -149,7 +157,7 @@ export WINEPREFIX="$SCRATCH/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,msh
 # Create the prefix first, so its messages do not mix with the agent's output.
 "$WINE" wineboot -i >/dev/null 2>&1 </dev/null || true
 # ... and let it finish: an msiexec racing the prefix set-up rolls back.
-wineserver -w
+"$WINESERVER" -w
 wine() {
     local rc=0 out
     out=$(cd "$SCRATCH" && "$WINE" ./baton-agent.exe "$@" 2>&1) || rc=$?
@@ -190,7 +198,7 @@ CTL_PID=
 cleanup() {
     if [ -n "$CTL_PID" ]; then kill "$CTL_PID" 2>/dev/null || true; fi
     kill "$HOLDER" 2>/dev/null || true
-    wineserver -k 2>/dev/null || true
+    "$WINESERVER" -k 2>/dev/null || true
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
