@@ -34,7 +34,9 @@
 //! - [`backoff`]: exponential delays with jitter.
 //! - [`executor`]: the executor trait, cancel-with-reason, progress; kinds
 //!   [`executor::command`] and [`executor::noop`].
-#![forbid(unsafe_code)]
+// deny, not forbid: `executor::deathsig` is the one audited module allowed to
+// use it (ARCHITECTURE.md, "Process safety").
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod backoff;

@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use baton_agent::agent::Agent;
 use baton_agent::cli::{Cli, Cmd, ServiceCmd};
 use baton_agent::config::{self, Config, Flags};
+use baton_agent::executor::keeper::{self, KEEPER_ARG};
 use baton_agent::identity::Identity;
 use baton_agent::service::{self, InstallOptions, Session, paths::Layout};
+use baton_agent::shutdown::{Reload, Signals};
 use baton_agent::transport::{self, Transport};
-use baton_agent::{enroll, logging, shutdown::Signals};
+use baton_agent::{enroll, logging};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -36,6 +38,10 @@ fn say_line(text: &str) {
 const EXIT_FORCED: i32 = 130;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(KEEPER_ARG)) {
+        keeper::run();
+        return ExitCode::SUCCESS;
+    }
     baton_agent::install_crypto_provider();
     let cli = Cli::parse();
     let env: BTreeMap<String, String> = std::env::vars_os()
@@ -68,7 +74,9 @@ fn main() -> ExitCode {
         Cmd::Enroll { token_file } => with_runtime(&config, |rt| {
             rt.block_on(enroll_command(&config, token_file.as_deref()))
         }),
-        Cmd::Run => with_runtime(&config, |rt| rt.block_on(run_console(config.clone()))),
+        Cmd::Run => with_runtime(&config, |rt| {
+            rt.block_on(run_console(config.clone(), reloader(flags, env)))
+        }),
         Cmd::Service { .. } => ExitCode::FAILURE,
     }
 }
@@ -326,14 +334,32 @@ async fn enroll_command(config: &Config, token_file: Option<&Path>) -> ExitCode 
     }
 }
 
+/// What SIGHUP reloads: the config is read again and its `log_level` applied
+/// (the agent logs to stderr, so there is no log file to reopen); every other
+/// setting takes effect at the next start.
+fn reloader(flags: Flags, env: BTreeMap<String, String>) -> Reload {
+    Box::new(move || {
+        let config =
+            config::load(&flags, &env).map_err(|e| format!("the config does not load: {e}"))?;
+        match logging::reload(&config.log_level) {
+            Ok(true) => Ok(format!(
+                "log_level {:?} (other settings apply at the next start)",
+                config.log_level
+            )),
+            Ok(false) => Err("no reloadable logger".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+}
+
 /// `run` from a console (or systemd): signals feed the shutdown token.
-async fn run_console(config: Config) -> ExitCode {
+async fn run_console(config: Config, reload: Reload) -> ExitCode {
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => return fail(1, &e),
     };
     let shutdown = CancellationToken::new();
-    let watch = signals.watch(shutdown.clone());
+    let watch = signals.watch(shutdown.clone(), reload);
     match run(config, shutdown, watch).await {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => fail(code, &e),
@@ -365,6 +391,13 @@ async fn run(
     let agent = Agent::new(config, &identity, &transport)
         .map_err(|e| (1, format!("cannot start the agent: {e}")))?;
     let groups = agent.process_groups();
+    #[cfg(unix)]
+    match keeper::Keeper::start() {
+        Ok(k) => {
+            groups.attach_keeper(k);
+        }
+        Err(e) => warn!(error = %e, "Commands may outlive a crash of the agent"),
+    }
     tokio::select! {
         () = agent.run(shutdown.clone()) => Ok(()),
         () = &mut watch => {

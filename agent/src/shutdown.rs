@@ -1,4 +1,6 @@
 //! Signals: the first SIGTERM or Ctrl-C starts a graceful shutdown, the second ends it.
+//! SIGHUP never stops the agent: it calls the reload hook (the log filter is
+//! re-read from the config) and is logged.
 //! On Windows consoles: Ctrl-C, Ctrl-Break and closing the console window. (The
 //! Windows service gets Stop/Shutdown from the SCM instead: see [`crate::service`].)
 
@@ -13,6 +15,12 @@ pub enum Error {
     Install(#[from] std::io::Error),
 }
 
+/// What SIGHUP runs: says what it reloaded, or why nothing was.
+pub type Reload = Box<dyn FnMut() -> Result<String, String> + Send>;
+
+/// The name [`Signals::next`] gives SIGHUP.
+const HANGUP: &str = "SIGHUP";
+
 /// Installed signal handlers.
 #[derive(Debug)]
 pub struct Signals {
@@ -20,6 +28,8 @@ pub struct Signals {
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
     #[cfg(windows)]
     ctrl_c: tokio::signal::windows::CtrlC,
     #[cfg(windows)]
@@ -37,6 +47,7 @@ impl Signals {
             Ok(Signals {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                hup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(windows)]
@@ -58,6 +69,7 @@ impl Signals {
             tokio::select! {
                 _ = self.term.recv() => "SIGTERM",
                 _ = self.int.recv() => "SIGINT",
+                _ = self.hup.recv() => HANGUP,
             }
         }
         #[cfg(windows)]
@@ -75,12 +87,27 @@ impl Signals {
         }
     }
 
-    /// Fire `shutdown` on the first signal; return on the second (exit at once then).
-    pub async fn watch(mut self, shutdown: CancellationToken) {
-        let first = self.next().await;
+    /// The next stopping signal; each SIGHUP in between calls `reload`.
+    async fn next_stop(&mut self, reload: &mut Reload) -> &'static str {
+        loop {
+            let sig = self.next().await;
+            if sig != HANGUP {
+                return sig;
+            }
+            match reload() {
+                Ok(reloaded) => info!(%reloaded, "Received SIGHUP; reloaded"),
+                Err(e) => warn!(error = %e, "Received SIGHUP; nothing reloaded"),
+            }
+        }
+    }
+
+    /// Fire `shutdown` on the first stopping signal; return on the second
+    /// (exit at once then). SIGHUP calls `reload`, which says what it reloaded.
+    pub async fn watch(mut self, shutdown: CancellationToken, mut reload: Reload) {
+        let first = self.next_stop(&mut reload).await;
         info!(signal = first, "Shutdown requested");
         shutdown.cancel();
-        let second = self.next().await;
+        let second = self.next_stop(&mut reload).await;
         warn!(signal = second, "Second signal: exiting at once");
     }
 }

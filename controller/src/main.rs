@@ -83,8 +83,14 @@ fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::Init)) {
         return init(&config);
     }
-    init_tracing(&config.log_level);
-    match run(config) {
+    let log = init_tracing(&config.log_level);
+    let reload = Reload {
+        cli,
+        env,
+        flags,
+        log,
+    };
+    match run(config, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "Controller failed");
@@ -146,43 +152,87 @@ fn init(config: &Config) -> ExitCode {
     }
 }
 
-fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+/// Replaces the log filter of the running subscriber (SIGHUP).
+type Reloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// The filter: `RUST_LOG` when set, else the configured level.
+fn env_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn init_tracing(level: &str) -> Reloader {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env_filter(level))
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    Box::new(move |level| handle.reload(env_filter(level)).map_err(|e| e.to_string()))
+}
+
+/// What the controller needs to reload its config on SIGHUP.
+struct Reload {
+    cli: Cli,
+    env: BTreeMap<String, String>,
+    flags: Flags,
+    log: Reloader,
+}
+
+impl Reload {
+    /// Read the config again and apply what can change while running: the log
+    /// level (the controller logs to stderr, so there is no file to reopen).
+    fn apply(&self) -> Result<String, String> {
+        let config = Config::load(self.cli.config.as_deref(), &self.env, &self.flags)
+            .map_err(|e| format!("the config does not load: {e}"))?;
+        (self.log)(&config.log_level)?;
+        Ok(format!(
+            "log_level {:?} (other settings apply at the next start)",
+            config.log_level
+        ))
+    }
+}
+
+fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(signals(shutdown.clone()));
+        tokio::spawn(signals(shutdown.clone(), reload));
         baton_controller::server::run(config, shutdown).await?;
         Ok(())
     })
 }
 
-async fn signals(shutdown: CancellationToken) {
+/// SIGTERM or Ctrl-C stops the controller; SIGHUP reloads (never stops it).
+async fn signals(shutdown: CancellationToken, reload: Reload) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::warn!("Cannot install the signal handlers");
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = hup.recv() => match reload.apply() {
+                    Ok(reloaded) => tracing::info!(%reloaded, "Received SIGHUP; reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "Received SIGHUP; nothing reloaded"),
+                },
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = reload;
         let _ = tokio::signal::ctrl_c().await;
     }
     shutdown.cancel();

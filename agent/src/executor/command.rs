@@ -201,6 +201,7 @@ impl CommandExecutor {
             .kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
+        super::deathsig::die_with_agent(&mut cmd);
         if let Some(dir) = &spec.working_dir {
             cmd.current_dir(dir);
         }

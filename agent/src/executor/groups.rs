@@ -11,9 +11,11 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tracing::{debug, warn};
+
+use super::keeper::Keeper;
 
 /// A signal for a process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,7 @@ pub enum Sig {
 pub struct ProcessGroups {
     live: Arc<Mutex<HashSet<i32>>>,
     dir: Option<PathBuf>,
+    keeper: Arc<OnceLock<Keeper>>,
 }
 
 impl ProcessGroups {
@@ -38,7 +41,27 @@ impl ProcessGroups {
         Ok(ProcessGroups {
             live: Arc::default(),
             dir: Some(dir),
+            keeper: Arc::default(),
         })
+    }
+
+    /// Tell `keeper` (and this set's clones) every group from now on, and the
+    /// ones running now. Returns false when a keeper was already attached.
+    pub fn attach_keeper(&self, keeper: Keeper) -> bool {
+        if self.keeper.set(keeper).is_err() {
+            return false;
+        }
+        if let Some(k) = self.keeper.get() {
+            for pgid in self.set().iter() {
+                k.watch(*pgid);
+            }
+        }
+        true
+    }
+
+    /// The attached keeper's pid.
+    pub fn keeper_pid(&self) -> Option<u32> {
+        self.keeper.get().and_then(Keeper::pid)
     }
 
     fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
@@ -48,6 +71,9 @@ impl ProcessGroups {
     /// Remember a new group (its leader is `pgid`).
     pub fn insert(&self, pgid: i32) {
         self.set().insert(pgid);
+        if let Some(k) = self.keeper.get() {
+            k.watch(pgid);
+        }
         if let Some(dir) = &self.dir {
             let start = start_time(pgid).unwrap_or_default();
             if let Err(e) = std::fs::write(dir.join(pgid.to_string()), start) {
@@ -59,6 +85,9 @@ impl ProcessGroups {
     /// Forget a group (it was killed or has ended).
     pub fn remove(&self, pgid: i32) {
         self.set().remove(&pgid);
+        if let Some(k) = self.keeper.get() {
+            k.forget(pgid);
+        }
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_file(dir.join(pgid.to_string()));
         }

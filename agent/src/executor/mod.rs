@@ -6,7 +6,11 @@
 
 pub mod capture;
 pub mod command;
+// The crate's only unsafe code (a pre_exec hook): see its SAFETY comment.
+#[allow(unsafe_code)]
+pub mod deathsig;
 pub mod groups;
+pub mod keeper;
 pub mod noop;
 pub mod stop;
 

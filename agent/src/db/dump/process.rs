@@ -1,6 +1,7 @@
 //! Starting the tool and the client: no shell, a cleared environment, the
 //! defaults file as the first argument, their own process group (recorded in
-//! [`ProcessGroups`]), killed with the group when dropped.
+//! [`ProcessGroups`]), killed with the group when dropped; like commands, they
+//! die with the agent (`executor::deathsig`, `executor::keeper`).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -56,6 +57,7 @@ impl Spawn<'_> {
             .kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
+        crate::executor::deathsig::die_with_agent(&mut cmd);
         let child = cmd.spawn().map_err(|source| {
             Error::Setup(format!("cannot start {}: {source}", self.program.display()))
         })?;
