@@ -3,7 +3,8 @@
 //! A file is removed when the controller has answered for good: accepted
 //! (2xx), lease lost (409 `lease_lost`, WARN "Dropped completion: lease lost"),
 //! not the agent's job (403, ERROR "Dropped completion: forbidden") or refused
-//! (other 4xx, ERROR). While the controller cannot be reached, or
+//! (other 4xx, ERROR). A completion refused for its size (413) is cut down and
+//! sent again ([`fit`]), never dropped for that. While the controller cannot be reached, or
 //! refuses the agent's credentials, the file stays and delivery is retried
 //! with jittered backoff (capped near 5 s).
 //!
@@ -25,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::outbox::{self, Entry, Outbox};
-use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
+use crate::transport::{self, Transport};
 use baton_proto::{FencingToken, JobId};
 
+pub mod fit;
 mod queue;
 
 pub use queue::{Deliverer, DeliveryQueue, run_queue};
@@ -119,9 +121,7 @@ pub async fn deliver_once(
     entry: &Entry,
 ) -> Delivery {
     let (job_id, token) = (entry.job_id, entry.token());
-    let answer = transport
-        .complete(job_id, &entry.request, MAX_CALL_TIMEOUT)
-        .await;
+    let answer = fit::complete_fitting(transport, job_id, &entry.request).await;
     let verdict = verdict_of(job_id, token, answer);
     if verdict != Delivery::Kept
         && let Some(path) = path

@@ -284,6 +284,9 @@ impl Keeper {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut next = self.lease.renewed_at + self.lease.interval();
         let mut failing = false;
+        // Set when the controller refused a heartbeat for its size (a smaller
+        // log_tail bound than this agent's): later ones go without the tail.
+        let mut no_tail = false;
         loop {
             match self.wait(&stop, tokio::time::sleep_until(next)).await.0 {
                 Wake::Stop => return,
@@ -296,7 +299,10 @@ impl Keeper {
                 Wake::Ready => {}
             }
             let sent = Instant::now();
-            let (progress, log_tail) = self.progress.snapshot();
+            let (progress, mut log_tail) = self.progress.snapshot();
+            if no_tail {
+                log_tail.clear();
+            }
             let req = HeartbeatRequest {
                 token: self.lease.token,
                 progress,
@@ -365,6 +371,11 @@ impl Keeper {
                         );
                     }
                     return;
+                }
+                Some(Err(e)) if e.is_too_large() && !no_tail => {
+                    warn!(job_id, token, error = %e, "Heartbeat refused as too large; sending heartbeats without the log tail");
+                    no_tail = true;
+                    next = Instant::now();
                 }
                 Some(Err(e)) => {
                     if !failing {

@@ -367,9 +367,10 @@ mod tests {
                 result: JobResult {
                     exit_code: Some(3),
                     stdout: "out é\n".into(),
-                    stderr: String::new(),
+                    stderr: "/w==".into(),
+                    stderr_encoding: Some(baton_proto::OutputEncoding::Base64),
                     truncated: true,
-                    data: None,
+                    ..JobResult::default()
                 },
                 error: Some("exited with status 3".into()),
             },

@@ -89,6 +89,18 @@ impl Error {
     pub fn is_auth(&self) -> bool {
         matches!(self, Error::Unauthorized(_))
     }
+
+    /// 413 (or the `payload_too_large` code): what was sent is over a bound.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            Error::Rejected { status: 413, .. }
+                | Error::Rejected {
+                    code: Some(ErrorCode::PayloadTooLarge),
+                    ..
+                }
+        )
+    }
 }
 
 /// Whether `url` is plain `http://` to a host that is not loopback.

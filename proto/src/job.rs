@@ -420,6 +420,15 @@ impl std::fmt::Display for AttemptOutcome {
     }
 }
 
+/// How a captured output stream is carried in a [`JobResult`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputEncoding {
+    /// Standard base64 (RFC 4648, padded) of the raw bytes: the output was not
+    /// valid UTF-8, or JSON escaping would have made it larger than this.
+    Base64,
+}
+
 /// What a finished attempt produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -427,12 +436,20 @@ pub struct JobResult {
     /// Process exit code (command jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// Captured standard output (bounded).
+    /// Captured standard output (bounded: at most the capture limit in bytes
+    /// as sent, whatever the encoding).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub stdout: String,
-    /// Captured standard error (bounded).
+    /// How `stdout` is encoded: absent = the output itself (it was UTF-8);
+    /// `base64` = the raw bytes (they were not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_encoding: Option<OutputEncoding>,
+    /// Captured standard error (bounded like `stdout`).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub stderr: String,
+    /// How `stderr` is encoded (as `stdout_encoding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_encoding: Option<OutputEncoding>,
     /// Whether the capture bound cut the output.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -712,7 +729,9 @@ mod tests {
             result: Some(JobResult {
                 exit_code: Some(0),
                 stdout: "hi\n".into(),
-                stderr: String::new(),
+                stdout_encoding: None,
+                stderr: "/w==".into(),
+                stderr_encoding: Some(OutputEncoding::Base64),
                 truncated: false,
                 data: Some(serde_json::json!({"rows": 1})),
             }),
@@ -766,5 +785,20 @@ mod tests {
             AttemptOutcome::parse("lease_expired"),
             Some(AttemptOutcome::LeaseExpired)
         );
+    }
+
+    #[test]
+    fn output_encodings_are_optional_on_the_wire() {
+        // An older agent's result (no encoding fields) still parses.
+        let old: JobResult = serde_json::from_str(r#"{"stdout":"x"}"#).expect("old result");
+        assert_eq!(old.stdout_encoding, None);
+        let r = JobResult {
+            stdout: "/w==".into(),
+            stdout_encoding: Some(OutputEncoding::Base64),
+            ..JobResult::default()
+        };
+        let text = serde_json::to_string(&r).expect("json");
+        assert_eq!(text, r#"{"stdout":"/w==","stdout_encoding":"base64"}"#);
+        assert_eq!(serde_json::from_str::<JobResult>(&text).expect("parse"), r);
     }
 }

@@ -14,11 +14,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{Delivery, RETRY_CAP, RETRY_MIN, blocking, deliver_until, persist, verdict_of};
+use super::{Delivery, RETRY_CAP, RETRY_MIN, blocking, deliver_until, fit, persist, verdict_of};
 use crate::outbox::{self, Entry, Outbox};
 use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
 
-/// Raw text (output, error) sent in one batch at most; the controller's body
+/// Text (output, error, `data` as JSON) sent in one batch at most (but at
+/// least one completion); the controller's body
 /// limit is 4 MiB by default.
 const BATCH_TEXT_BYTES: usize = 1 << 20;
 
@@ -44,9 +45,13 @@ struct Pending {
 impl Pending {
     fn text_bytes(&self) -> usize {
         let r = &self.entry.request;
+        let data = r.result.data.as_ref().map_or(0, |d| {
+            serde_json::to_vec(d).map_or(BATCH_TEXT_BYTES, |v| v.len())
+        });
         256 + r.result.stdout.len()
             + r.result.stderr.len()
             + r.error.as_ref().map_or(0, String::len)
+            + data
     }
 }
 
@@ -338,7 +343,7 @@ impl QueueState {
         };
         match self.transport.complete_batch(&req, MAX_CALL_TIMEOUT).await {
             Ok(resp) => match batch_verdicts(chunk, resp) {
-                Some(verdicts) => verdicts,
+                Some(verdicts) => self.resend_too_large(chunk, verdicts).await,
                 None => {
                     warn!(
                         items = chunk.len(),
@@ -378,13 +383,27 @@ impl QueueState {
     }
 
     /// One `POST /v1/jobs/{id}/complete` per completion, concurrently.
+    /// Items the batch refused for size (`None`) go again one by one, cut
+    /// down until they fit ([`fit`]).
+    async fn resend_too_large(
+        &self,
+        chunk: &[Pending],
+        verdicts: Vec<Option<Delivery>>,
+    ) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(verdicts.len());
+        for (p, v) in chunk.iter().zip(verdicts) {
+            out.push(match v {
+                Some(v) => v,
+                None => self.send_each(std::slice::from_ref(p)).await[0],
+            });
+        }
+        out
+    }
+
     async fn send_each(&self, chunk: &[Pending]) -> Vec<Delivery> {
         futures_util::future::join_all(chunk.iter().map(|p| async {
             let (job_id, token) = (p.entry.job_id, p.entry.token());
-            let answer = self
-                .transport
-                .complete(job_id, &p.entry.request, MAX_CALL_TIMEOUT)
-                .await;
+            let answer = fit::complete_fitting(&self.transport, job_id, &p.entry.request).await;
             verdict_of(job_id, token, answer)
         }))
         .await
@@ -393,7 +412,7 @@ impl QueueState {
 
 /// Map a batch answer to verdicts (logged as the single calls are); None when
 /// it does not answer the request item by item.
-fn batch_verdicts(chunk: &[Pending], resp: BatchCompleteResponse) -> Option<Vec<Delivery>> {
+fn batch_verdicts(chunk: &[Pending], resp: BatchCompleteResponse) -> Option<Vec<Option<Delivery>>> {
     if resp.results.len() != chunk.len()
         || chunk
             .iter()
@@ -412,9 +431,17 @@ fn batch_verdicts(chunk: &[Pending], resp: BatchCompleteResponse) -> Option<Vec<
 }
 
 /// What one item's result means for its file (logged): the same verdict as
-/// for a single completion call with that answer.
-fn item_verdict(token: FencingToken, result: BatchCompleteResult) -> Delivery {
-    match result {
+/// for a single completion call with that answer; `None` when it was refused
+/// for its size (to be cut down and sent again).
+fn item_verdict(token: FencingToken, result: BatchCompleteResult) -> Option<Delivery> {
+    if let BatchCompleteResult::Refused {
+        code: baton_proto::ErrorCode::PayloadTooLarge,
+        ..
+    } = result
+    {
+        return None;
+    }
+    Some(match result {
         BatchCompleteResult::Recorded {
             job_id,
             state,
@@ -429,7 +456,7 @@ fn item_verdict(token: FencingToken, result: BatchCompleteResult) -> Delivery {
             code,
             message,
         } => verdict_of(job_id, token, Err(transport::Error::refused(code, message))),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -488,7 +515,7 @@ mod tests {
             state: JobState::Succeeded,
             duplicate: true,
         };
-        assert_eq!(item_verdict(1, recorded), Delivery::Delivered);
+        assert_eq!(item_verdict(1, recorded), Some(Delivery::Delivered));
         let refused = |code| BatchCompleteResult::Refused {
             job_id: 1,
             code,
@@ -497,14 +524,15 @@ mod tests {
         for (code, want) in [
             (ErrorCode::LeaseLost, Delivery::Dropped),
             (ErrorCode::Forbidden, Delivery::Dropped),
-            (ErrorCode::PayloadTooLarge, Delivery::Dropped),
             (ErrorCode::NotFound, Delivery::Dropped),
             (ErrorCode::Unauthorized, Delivery::Kept),
             (ErrorCode::Internal, Delivery::Kept),
             (ErrorCode::NotReady, Delivery::Kept),
         ] {
-            assert_eq!(item_verdict(1, refused(code)), want, "{code:?}");
+            assert_eq!(item_verdict(1, refused(code)), Some(want), "{code:?}");
         }
+        // Refused for size: never dropped, sent again cut down (delivery::fit).
+        assert_eq!(item_verdict(1, refused(ErrorCode::PayloadTooLarge)), None);
     }
 
     #[test]
@@ -520,7 +548,7 @@ mod tests {
         };
         assert_eq!(
             batch_verdicts(&chunk, answer(&[1, 2])),
-            Some(vec![Delivery::Delivered; 2])
+            Some(vec![Some(Delivery::Delivered); 2])
         );
         assert_eq!(batch_verdicts(&chunk, answer(&[2, 1])), None);
         assert_eq!(batch_verdicts(&chunk, answer(&[1])), None);

@@ -3,6 +3,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use base64::Engine as _;
+use baton_proto::OutputEncoding;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::ProgressHandle;
@@ -43,6 +45,69 @@ impl Bounded {
     pub fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(&self.data).into_owned()
     }
+
+    /// The kept bytes as sent in a result: see [`encode`].
+    pub fn encode(&self) -> Encoded {
+        let mut e = encode(&self.data, self.limit);
+        e.cut |= self.truncated;
+        e
+    }
+}
+
+/// A captured stream as a result carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The text (UTF-8 output, or base64 of the raw bytes).
+    pub text: String,
+    /// `None` for UTF-8 text, else how `text` is encoded.
+    pub encoding: Option<OutputEncoding>,
+    /// Whether bytes were left out (capture limit or encoding).
+    pub cut: bool,
+}
+
+/// `bytes` as a result carries them, never more than `limit` bytes of text:
+/// UTF-8 output as itself (a character split by the capture limit is left
+/// out), unless JSON escaping would make it over a third larger (control
+/// characters); anything else as base64 of as many whole 3-byte groups as fit
+/// (3/4 of the limit). The controller checks the same bound on the text.
+pub fn encode(bytes: &[u8], limit: usize) -> Encoded {
+    let kept = &bytes[..bytes.len().min(limit)];
+    let mut cut = kept.len() < bytes.len();
+    let text = match std::str::from_utf8(kept) {
+        Ok(t) => Some(t),
+        // Only a character cut in two at the end: drop its first bytes.
+        Err(e) if e.error_len().is_none() && (cut || bytes.len() >= limit) => {
+            cut = true;
+            std::str::from_utf8(&kept[..e.valid_up_to()]).ok()
+        }
+        Err(_) => None,
+    };
+    if let Some(t) = text
+        && json_len(t) <= limit.saturating_add(limit / 3)
+    {
+        return Encoded {
+            text: t.to_owned(),
+            encoding: None,
+            cut,
+        };
+    }
+    let raw = &bytes[..bytes.len().min(limit / 4 * 3)];
+    Encoded {
+        text: base64::engine::general_purpose::STANDARD.encode(raw),
+        encoding: Some(OutputEncoding::Base64),
+        cut: raw.len() < bytes.len(),
+    }
+}
+
+/// Length of `text` as a JSON string body (serde_json's escapes).
+fn json_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// Keeps the last `limit` bytes written to it.
@@ -69,8 +134,19 @@ impl LogTail {
         self.data.extend(bytes);
     }
 
-    /// The tail as lossy UTF-8, starting at a character boundary.
+    /// The tail as lossy UTF-8, starting at a character boundary, at most
+    /// `limit` bytes (each invalid byte becomes a 3-byte U+FFFD: the text is
+    /// cut again from the front so the heartbeat stays within the bound).
     pub fn to_string_lossy(&self) -> String {
+        let text = self.lossy();
+        let mut start = text.len().saturating_sub(self.limit);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_owned()
+    }
+
+    fn lossy(&self) -> String {
         let (a, b) = self.data.as_slices();
         let mut bytes = Vec::with_capacity(a.len() + b.len());
         bytes.extend_from_slice(a);
@@ -151,6 +227,56 @@ mod tests {
         assert!(!exact.truncated());
     }
 
+    fn decoded(e: &Encoded) -> Vec<u8> {
+        assert_eq!(e.encoding, Some(OutputEncoding::Base64));
+        base64::engine::general_purpose::STANDARD
+            .decode(&e.text)
+            .expect("base64")
+    }
+
+    #[test]
+    fn utf8_output_is_sent_as_itself() {
+        let e = encode("line 1\nlíne 2 \"quoted\"\n".as_bytes(), 100);
+        assert_eq!(e.text, "line 1\nlíne 2 \"quoted\"\n");
+        assert_eq!(e.encoding, None);
+        assert!(!e.cut);
+    }
+
+    #[test]
+    fn a_character_split_by_the_limit_is_left_out() {
+        let mut b = Bounded::new(2);
+        b.push("aé".as_bytes()); // 'é' is 2 bytes: only its first is kept
+        let e = b.encode();
+        assert_eq!((e.text.as_str(), e.encoding, e.cut), ("a", None, true));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_go_as_base64_within_the_limit() {
+        // The issue's reproduction: 400,000 bytes of 0xFF, limit 1 MiB.
+        let raw = vec![0xFFu8; 400_000];
+        let e = encode(&raw, 1 << 20);
+        assert!(!e.cut);
+        assert!(e.text.len() <= 1 << 20);
+        assert_eq!(decoded(&e), raw);
+        // More than fits: the first 3/4 of the limit, whole, and cut.
+        let mut b = Bounded::new(1000);
+        b.push(&[0xFE; 5000]);
+        let e = b.encode();
+        assert!(e.cut);
+        assert!(e.text.len() <= 1000, "{}", e.text.len());
+        assert_eq!(decoded(&e), vec![0xFE; 750]);
+    }
+
+    #[test]
+    fn control_characters_go_as_base64_when_escaping_would_grow_them() {
+        let raw = vec![1u8; 100]; // valid UTF-8, but 6 bytes each in JSON
+        let e = encode(&raw, 100);
+        assert_eq!(decoded(&e), vec![1u8; 75]);
+        assert!(e.cut);
+        let e = encode(b"\x01ok", 100);
+        assert_eq!((e.text.as_str(), e.encoding), ("\u{1}ok", None));
+    }
+
     #[test]
     fn tail_keeps_the_last_bytes() {
         let mut t = LogTail::new(4);
@@ -165,6 +291,14 @@ mod tests {
         let mut none = LogTail::new(0);
         none.push(b"abc");
         assert_eq!(none.to_string_lossy(), "");
+    }
+
+    #[test]
+    fn a_tail_of_invalid_bytes_stays_within_its_limit() {
+        let mut t = LogTail::new(10);
+        t.push(&[0xFF; 100]);
+        let text = t.to_string_lossy();
+        assert_eq!(text, "\u{FFFD}".repeat(3), "3 x 3 bytes <= 10");
     }
 
     #[test]

@@ -165,12 +165,14 @@ impl CommandExecutor {
                 abort.abort();
             }
         }
-        let (out, err) = (out.get(), err.get());
+        let (out, err) = (out.get().encode(), err.get().encode());
         let result = JobResult {
             exit_code: status.as_ref().ok().and_then(ExitStatus::code),
-            stdout: out.to_string_lossy(),
-            stderr: err.to_string_lossy(),
-            truncated: out.truncated() || err.truncated(),
+            stdout: out.text,
+            stdout_encoding: out.encoding,
+            stderr: err.text,
+            stderr_encoding: err.encoding,
+            truncated: out.cut || err.cut,
             data: None,
         };
         let failed = |error: String, result: JobResult| Outcome {

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use baton_proto::{
-    AgentList, AgentView, AttemptView, JobList, JobResult, JobSpec, JobView, RetryPolicy,
+    AgentList, AgentView, AttemptView, JobList, JobResult, JobSpec, JobView, OutputEncoding,
+    RetryPolicy,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
@@ -316,12 +317,19 @@ fn render_result(out: &mut String, title: &str, r: &JobResult) {
     if r.truncated {
         let _ = writeln!(out, "  Truncated: yes (output cut at the capture limit)");
     }
-    for (name, text) in [("Stdout", &r.stdout), ("Stderr", &r.stderr)] {
+    for (name, text, encoding) in [
+        ("Stdout", &r.stdout, r.stdout_encoding),
+        ("Stderr", &r.stderr, r.stderr_encoding),
+    ] {
         if text.is_empty() {
             let _ = writeln!(out, "  {name}: (empty)");
         } else {
             let mark = if r.truncated { " (truncated)" } else { "" };
-            let _ = writeln!(out, "  {name}{mark}:");
+            let enc = match encoding {
+                Some(OutputEncoding::Base64) => " (not UTF-8: base64 of the bytes)",
+                None => "",
+            };
+            let _ = writeln!(out, "  {name}{mark}{enc}:");
             indented(out, text, "    ");
         }
     }

@@ -2,7 +2,7 @@
 use super::*;
 use baton_proto::{
     AgentView, AttemptOutcome, Capabilities, CommandSpec, ConnectionInfo, JobKind, JobState,
-    LeaseHeld, NoopSpec, SqlSpec,
+    LeaseHeld, NoopSpec, OutputEncoding, SqlSpec,
 };
 use chrono::TimeDelta;
 use std::collections::BTreeMap;
@@ -44,9 +44,10 @@ fn job() -> JobView {
         result: Some(JobResult {
             exit_code: Some(0),
             stdout: "hello big world\nsecond line\n".into(),
-            stderr: String::new(),
+            stderr: "/w==".into(),
+            stderr_encoding: Some(OutputEncoding::Base64),
             truncated: true,
-            data: None,
+            ..JobResult::default()
         }),
         error: None,
         blocked_reason: None,
@@ -238,7 +239,10 @@ fn job_with_attempts_renders_details_table_and_result() {
     assert!(result.contains("Exit code: 0"), "{result}");
     assert!(result.contains("Truncated: yes"), "{result}");
     assert!(result.contains("  Stdout (truncated):\n    hello big world\n    second line\n"));
-    assert!(result.contains("  Stderr: (empty)"), "{result}");
+    assert!(
+        result.contains("  Stderr (truncated) (not UTF-8: base64 of the bytes):\n    /w==\n"),
+        "{result}"
+    );
 }
 
 #[test]
