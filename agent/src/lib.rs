@@ -18,7 +18,8 @@
 //! - [`identity`]: `<state_dir>/identity.json` (agent id, secret, groups), mode 0600.
 //! - [`enroll`]: trading an enrollment token for the identity (`enroll`, or the start of `run`).
 //! - [`logging`]: tracing subscriber on stderr.
-//! - [`shutdown`]: SIGTERM / Ctrl-C into one cancellation token; a second signal exits.
+//! - [`shutdown`]: SIGTERM / Ctrl-C into one cancellation token; a second signal exits;
+//!   SIGHUP reloads the log level, never stops.
 //! - [`service`]: the Windows service (`service run|install|uninstall`), `%ProgramData%\Baton\`
 //!   and its ACL, the service's log file.
 //! - [`agent`]: wiring, start, graceful shutdown.
@@ -33,7 +34,8 @@
 //!   agent's one delivery task (batched writes and sends, leftovers of an earlier run).
 //! - [`backoff`]: exponential delays with jitter.
 //! - [`executor`]: the executor trait, cancel-with-reason, progress; kinds
-//!   [`executor::command`] and [`executor::noop`].
+//!   [`executor::command`] and [`executor::noop`]; [`executor::keeper`] and
+//!   [`executor::deathsig`] make commands die with the agent.
 // deny, not forbid: `executor::deathsig` is the one audited module allowed to
 // use it (ARCHITECTURE.md, "Process safety").
 #![deny(unsafe_code)]
