@@ -622,3 +622,161 @@ async fn connections_verify_the_database_server_certificate() {
         done.error
     );
 }
+
+/// A dump tool that, the first time, writes a little and hangs (a dump the
+/// agent dies in the middle of); later runs are the real `mariadb-dump`.
+fn slow_first_dump_tool(dir: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = ["/usr/bin/mariadb-dump", "/usr/bin/mysqldump"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("mariadb-dump");
+    let tool = dir.join("slow-first-dump");
+    let first = dir.join("first-run");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --version \"*) exec {real} \"$@\" ;; esac\n\
+             if /bin/mkdir {first} 2>/dev/null; then\n  \
+             printf -- '-- MariaDB dump, first part\\n'; /bin/sleep 30; exit 1\nfi\nexec {real} \"$@\"\n",
+            first = first.display()
+        ),
+    )
+    .expect("tool");
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    tool
+}
+
+/// Start a dump whose first attempt hangs; once its `.partial` is there and
+/// the tool runs, SIGKILL the holder. Returns (job id, holder, the partial).
+async fn kill_the_holder_mid_dump(f: &Fixture) -> (i64, String, PathBuf) {
+    let job =
+        f.c.api
+            .submit(json!({"group": "default", "lease_ttl_ms": 3000,
+            "retry": {"max_attempts": 3, "initial_backoff_ms": 0, "jitter": 0.0},
+            "spec": {"kind": "dump", "connection": "main", "database": f.db}}))
+            .await
+            .expect("submit");
+    let (_, holder) = f.c.api.wait_running(job.id, WAIT).await.expect("running");
+    let end = Instant::now() + WAIT;
+    let partial = loop {
+        let started =
+            f.c.agents
+                .iter()
+                .any(|a| a.log_text().contains("Dump started"));
+        if let Some(p) = walk(&f.dumps)
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(".partial"))
+            && started
+        {
+            break p;
+        }
+        assert!(
+            Instant::now() < end,
+            "the dump never started\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (job.id, holder, partial)
+}
+
+fn dump_files(dumps: &std::path::Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    walk(dumps)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".sql.zst"))
+        .partition(|p| p.to_string_lossy().ends_with(".partial"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_dump_removes_the_partial_of_the_sigkilled_holder() {
+    let tools = tempfile::tempdir().expect("tmp");
+    let tool = slow_first_dump_tool(tools.path());
+    let extra = format!("dump_tool = \"{}\"\n", tool.display());
+    let mut f = fixture_with(
+        2,
+        "CREATE TABLE t (x INT) // INSERT INTO t VALUES (1)",
+        &["ALL"],
+        true,
+        &extra,
+    )
+    .await;
+    let (job_id, holder, partial) = kill_the_holder_mid_dump(&f).await;
+    f.c.agent(&holder).proc().kill9();
+    // The tool died with its agent (it would otherwise sleep 30 s more).
+    let end = Instant::now() + Duration::from_secs(2);
+    while process_running(&tool) {
+        assert!(Instant::now() < end, "the dump tool outlived its agent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The other agent takes the job over and finishes it; the finished job
+    // removes the partial its earlier attempt left (the holder stays down).
+    let done = f.c.api.wait_terminal(job_id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    assert_eq!(done.attempts.len(), 2);
+    let (partials, finished) = dump_files(&f.dumps);
+    assert!(
+        partials.is_empty(),
+        "left: {partials:?}, was {}",
+        partial.display()
+    );
+    assert_eq!(finished.len(), 1, "{finished:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_removes_the_partial_its_killed_run_left() {
+    let tools = tempfile::tempdir().expect("tmp");
+    let tool = slow_first_dump_tool(tools.path());
+    let extra = format!("dump_tool = \"{}\"\n", tool.display());
+    let mut f = fixture_with(
+        1,
+        "CREATE TABLE t (x INT) // INSERT INTO t VALUES (1)",
+        &["ALL"],
+        true,
+        &extra,
+    )
+    .await;
+    let (job_id, holder, partial) = kill_the_holder_mid_dump(&f).await;
+    f.c.agent(&holder).proc().kill9();
+    f.c.agent(&holder).restart().expect("restart");
+    let end = Instant::now() + WAIT;
+    while partial.exists() {
+        assert!(
+            Instant::now() < end,
+            "the restart kept {}",
+            partial.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        f.c.agent(&holder)
+            .log_text()
+            .contains("Removed a file a previous agent run left unfinished"),
+        "{}",
+        f.c.logs()
+    );
+    let done = f.c.api.wait_terminal(job_id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    let (partials, finished) = dump_files(&f.dumps);
+    assert!(partials.is_empty(), "{partials:?}");
+    assert_eq!(finished.len(), 1, "{finished:?}");
+}
+
+/// Whether a live process has `script` in its command line.
+fn process_running(script: &std::path::Path) -> bool {
+    let needle = script.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .any(|e| {
+                    let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                    let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                    let zombie = stat
+                        .rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+                    !zombie && String::from_utf8_lossy(&cmd).contains(&needle)
+                })
+        })
+        .unwrap_or(false)
+}
