@@ -162,11 +162,17 @@ impl Pools {
         let mut tries = 0;
         loop {
             tries += 1;
+            let endpoint = || slot.config.endpoint.to_string();
             let mut conn = match tokio::time::timeout(timeout, built.pool.get_conn()).await {
-                Ok(r) => r?,
+                Ok(r) => r.map_err(|source| Error::Connect {
+                    connection: name.to_owned(),
+                    endpoint: endpoint(),
+                    source,
+                })?,
                 Err(_) => {
                     return Err(Error::ConnectTimeout {
                         connection: name.to_owned(),
+                        endpoint: endpoint(),
                         after: timeout,
                     });
                 }
