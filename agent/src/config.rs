@@ -83,6 +83,9 @@ pub struct Flags {
 pub struct CommandConfig {
     /// Allowed programs: absolute paths, or bare names resolved through PATH at spawn.
     pub allow: Vec<String>,
+    /// Environment variables a job may set (none by default: `LD_PRELOAD` and
+    /// friends would run anything through any allowed program).
+    pub allow_env: Vec<String>,
     /// Bytes kept per stream (the first ones).
     pub max_output_bytes: usize,
     /// Bytes of the rolling log tail sent with heartbeats.
@@ -93,6 +96,7 @@ impl Default for CommandConfig {
     fn default() -> Self {
         CommandConfig {
             allow: Vec::new(),
+            allow_env: Vec::new(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES as usize,
             log_tail_bytes: DEFAULT_LOG_TAIL_BYTES as usize,
         }
@@ -298,6 +302,8 @@ struct FileTls {
 struct FileCommand {
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default)]
+    allow_env: Vec<String>,
     max_output_bytes: Option<i64>,
     log_tail_bytes: Option<i64>,
 }
@@ -739,6 +745,16 @@ impl Resolver<'_> {
                 MAX_LOG_TAIL_BYTES,
             )?,
             allow: raw.allow,
+            allow_env: match raw.allow_env.iter().find(|n| !env_name(n)) {
+                Some(bad) => {
+                    return Err(ctx.err(
+                        &src,
+                        "command.allow_env",
+                        format!("{bad:?} is not an environment variable name"),
+                    ));
+                }
+                None => raw.allow_env,
+            },
         })
     }
 
@@ -801,6 +817,12 @@ fn half_pair(ctx: &Ctx<'_>, src: &Source, set: Part) -> ConfigError {
     );
     e.key = missing.key().to_owned();
     e
+}
+
+/// Whether `name` can be an environment variable's name (not empty, no `=`,
+/// no NUL).
+fn env_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0'])
 }
 
 #[cfg(test)]

@@ -260,6 +260,16 @@ fn file_errors_name_path_key_and_line() {
     let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("allow"));
     assert_eq!((e.key.as_str(), e.line), ("command.allow[1]", Some(5)));
 
+    let toml = format!("{}[command]\nallow_env = [\"TZ\", \"A=B\"]\n", f.base());
+    let e = invalid(
+        f.load(&toml, &[], &Flags::default())
+            .expect_err("allow_env"),
+    );
+    assert_eq!(e.key.as_str(), "command.allow_env", "{e}");
+    let toml = format!("{}[command]\nallow_env = [\"TZ\"]\n", f.base());
+    let c = f.load(&toml, &[], &Flags::default()).expect("allow_env");
+    assert_eq!(c.command.allow_env, ["TZ"]);
+
     let toml = format!("{}controller_url = \"ftp://x\"\n", f.base());
     let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("url"));
     assert_eq!((e.key.as_str(), e.line), ("controller_url", Some(4)));

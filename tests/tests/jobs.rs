@@ -337,3 +337,40 @@ async fn controller_sigterm_answers_held_polls_and_exits_cleanly() {
     assert_eq!(code, Some(0), "{}", c.controller.log_text());
     assert!(c.controller.log_text().contains("Controller stopped"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_may_set_only_the_variables_in_allow_env() {
+    let c = Cluster::start_with(1, "", |o| o.extra = "allow_env = [\"GREETING\"]\n".into())
+        .await
+        .expect("cluster");
+    let with_env = |env: serde_json::Value| {
+        let mut j = sh("echo \"$GREETING\"");
+        j["retry"] = json!({"max_attempts": 3});
+        j["spec"]["env"] = env;
+        j
+    };
+    let ok = c
+        .api
+        .submit(with_env(json!({"GREETING": "hello"})))
+        .await
+        .expect("submit");
+    let ok = c.api.wait_terminal(ok.id, WAIT).await.expect("terminal");
+    assert_eq!(ok.state, JobState::Succeeded, "{}", c.logs());
+    assert_eq!(ok.result.expect("result").stdout, "hello\n");
+    // LD_PRELOAD (or any other variable not listed) is refused, for good.
+    let bad = c
+        .api
+        .submit(with_env(
+            json!({"GREETING": "hi", "LD_PRELOAD": "/tmp/x.so"}),
+        ))
+        .await
+        .expect("submit");
+    let bad = c.api.wait_terminal(bad.id, WAIT).await.expect("terminal");
+    assert_eq!(bad.state, JobState::Failed, "{}", c.logs());
+    assert_eq!(bad.attempts.len(), 1, "not retried");
+    let error = bad.error.unwrap_or_default();
+    assert!(
+        error.contains("\"LD_PRELOAD\" is not in this agent's [command] allow_env"),
+        "{error}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The `command` kind: run an allow-listed program, no shell, in its own process group.
 //!
 //! The environment is cleared, then PATH/HOME/LANG/TZ are copied from the
-//! agent and the job's variables added. stdout and stderr are read at the same
+//! agent and the job's variables added — only those named in `[command]
+//! allow_env` (none by default: `LD_PRELOAD` would run anything). stdout and stderr are read at the same
 //! time, each kept up to a bound, and both feed the rolling log tail. On
 //! timeout or cancel the whole process group gets SIGTERM, then SIGKILL after a
 //! short grace; on lease loss it gets SIGKILL at once (another agent may be
@@ -36,6 +37,8 @@ const PIPE_GRACE: Duration = Duration::from_secs(1);
 pub struct CommandSettings {
     /// Allowed programs (absolute paths or bare names).
     pub allow: Vec<String>,
+    /// Environment variables a job may set (`[command] allow_env`).
+    pub allow_env: Vec<String>,
     /// Bytes kept per stream.
     pub max_output_bytes: usize,
     /// Time between SIGTERM and SIGKILL.
@@ -55,6 +58,7 @@ impl CommandSettings {
             .collect();
         CommandSettings {
             allow: config.allow.clone(),
+            allow_env: config.allow_env.clone(),
             max_output_bytes: config.max_output_bytes,
             term_grace: DEFAULT_TERM_GRACE,
             base_env,
@@ -114,6 +118,19 @@ impl CommandExecutor {
             Ok(p) => p,
             Err(msg) => return Outcome::failed(false, msg),
         };
+        if let Some(name) = spec
+            .env
+            .keys()
+            .find(|k| !self.settings.allow_env.contains(k))
+        {
+            return Outcome::failed(
+                false,
+                format!(
+                    "environment variable {name:?} is not in this agent's [command] allow_env \
+                     (a job may set only the variables listed there)"
+                ),
+            );
+        }
         let mut child = match self.spawn(&program, spec) {
             Ok(c) => c,
             Err(e) => return Outcome::failed(false, e.to_string()),

@@ -11,6 +11,7 @@ use crate::executor::{Cancel, ProgressHandle};
 fn settings(allow: &[&str]) -> CommandSettings {
     CommandSettings {
         allow: allow.iter().map(|s| s.to_string()).collect(),
+        allow_env: vec!["JOB_VAR".into()],
         max_output_bytes: 1 << 20,
         term_grace: Duration::from_millis(300),
         base_env: vec![(
@@ -107,6 +108,26 @@ async fn environment_is_cleared_then_filled() {
     let out = exec.execute(j).await;
     assert_eq!(out.completion, Completion::Succeeded, "{out:?}");
     assert_eq!(out.result.stdout, "set|none|none\n/\n");
+}
+
+#[tokio::test]
+async fn a_variable_not_in_allow_env_is_refused_before_anything_runs() {
+    let exec = CommandExecutor::new(settings(&["sh"]));
+    let marker = tempfile::tempdir().expect("tmp");
+    let ran = marker.path().join("ran");
+    let mut j = sh(&format!("touch {}", ran.display()));
+    if let JobSpec::Command(spec) = &mut j.spec {
+        spec.env.insert("JOB_VAR".into(), "ok".into());
+        spec.env.insert("LD_PRELOAD".into(), "/tmp/evil.so".into());
+    }
+    let out = exec.execute(j).await;
+    assert_eq!(out.completion, Completion::Failed { retryable: false });
+    let error = out.error.expect("error");
+    assert!(
+        error.contains("\"LD_PRELOAD\" is not in this agent's [command] allow_env"),
+        "{error}"
+    );
+    assert!(!ran.exists(), "the program must not run");
 }
 
 #[tokio::test]

@@ -34,7 +34,8 @@ pub struct SubmitArgs {
     /// Program arguments (command jobs), after `--`.
     #[arg(last = true, value_name = "ARGS", conflicts_with = "file")]
     pub args: Vec<String>,
-    /// Environment variable for the program (command jobs), repeatable.
+    /// Environment variable for the program (command jobs), repeatable; the
+    /// agent refuses names missing from its `[command] allow_env`.
     #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value, conflicts_with = "file")]
     pub env: Vec<(String, String)>,
     /// Working directory on the agent host (command jobs).
