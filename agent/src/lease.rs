@@ -280,6 +280,19 @@ impl Keeper {
         }
     }
 
+    /// The next heartbeat: progress and the log tail (left out when `no_tail`).
+    fn heartbeat_request(&self, no_tail: bool) -> HeartbeatRequest {
+        let (progress, mut log_tail) = self.progress.snapshot();
+        if no_tail {
+            log_tail.clear();
+        }
+        HeartbeatRequest {
+            token: self.lease.token,
+            progress,
+            log_tail,
+        }
+    }
+
     /// Renew until `stop` fires, the lease is lost, or the controller disowns it.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut next = self.lease.renewed_at + self.lease.interval();
@@ -299,15 +312,7 @@ impl Keeper {
                 Wake::Ready => {}
             }
             let sent = Instant::now();
-            let (progress, mut log_tail) = self.progress.snapshot();
-            if no_tail {
-                log_tail.clear();
-            }
-            let req = HeartbeatRequest {
-                token: self.lease.token,
-                progress,
-                log_tail,
-            };
+            let req = self.heartbeat_request(no_tail);
             let call = self
                 .transport
                 .heartbeat(self.lease.job_id, &req, self.lease.call_timeout());
