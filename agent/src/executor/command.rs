@@ -109,6 +109,21 @@ impl CommandExecutor {
             .ok_or_else(|| format!("program {program:?} was not found in the agent's PATH"))
     }
 
+    /// Refuse a job that sets a variable `[command] allow_env` does not name.
+    fn check_env(&self, spec: &CommandSpec) -> Result<(), String> {
+        match spec
+            .env
+            .keys()
+            .find(|k| !self.settings.allow_env.contains(k))
+        {
+            Some(name) => Err(format!(
+                "environment variable {name:?} is not in this agent's [command] allow_env \
+                 (a job may set only the variables listed there)"
+            )),
+            None => Ok(()),
+        }
+    }
+
     async fn run(&self, job: Job) -> Outcome {
         let JobSpec::Command(spec) = &job.spec else {
             let kind = job.spec.kind();
@@ -118,18 +133,8 @@ impl CommandExecutor {
             Ok(p) => p,
             Err(msg) => return Outcome::failed(false, msg),
         };
-        if let Some(name) = spec
-            .env
-            .keys()
-            .find(|k| !self.settings.allow_env.contains(k))
-        {
-            return Outcome::failed(
-                false,
-                format!(
-                    "environment variable {name:?} is not in this agent's [command] allow_env \
-                     (a job may set only the variables listed there)"
-                ),
-            );
+        if let Err(msg) = self.check_env(spec) {
+            return Outcome::failed(false, msg);
         }
         let mut child = match self.spawn(&program, spec) {
             Ok(c) => c,
