@@ -647,11 +647,9 @@ fn slow_first_dump_tool(dir: &std::path::Path) -> PathBuf {
     tool
 }
 
-/// Start a dump whose first attempt hangs (the tool of
-/// [`slow_first_dump_tool`] in `tools`); return once its `.partial` is there
-/// and the tool hangs, for the caller to SIGKILL the holder. Returns (job id,
-/// holder, the partial).
-async fn kill_the_holder_mid_dump(f: &Fixture, tools: &std::path::Path) -> (i64, String, PathBuf) {
+/// Start a dump whose first attempt hangs; once its `.partial` is there and
+/// the tool runs, SIGKILL the holder. Returns (job id, holder, the partial).
+async fn kill_the_holder_mid_dump(f: &Fixture) -> (i64, String, PathBuf) {
     let job =
         f.c.api
             .submit(json!({"group": "default", "lease_ttl_ms": 3000,
@@ -662,9 +660,10 @@ async fn kill_the_holder_mid_dump(f: &Fixture, tools: &std::path::Path) -> (i64,
     let (_, holder) = f.c.api.wait_running(job.id, WAIT).await.expect("running");
     let end = Instant::now() + WAIT;
     let partial = loop {
-        // The tool made its marker, so it hangs now (killed any earlier, the
-        // takeover's run would be the one to hang).
-        let started = tools.join("first-run").exists();
+        let started =
+            f.c.agents
+                .iter()
+                .any(|a| a.log_text().contains("Dump started"));
         if let Some(p) = walk(&f.dumps)
             .into_iter()
             .find(|p| p.to_string_lossy().ends_with(".partial"))
@@ -702,7 +701,7 @@ async fn a_takeover_dump_removes_the_partial_of_the_sigkilled_holder() {
         &extra,
     )
     .await;
-    let (job_id, holder, partial) = kill_the_holder_mid_dump(&f, tools.path()).await;
+    let (job_id, holder, partial) = kill_the_holder_mid_dump(&f).await;
     f.c.agent(&holder).proc().kill9();
     // The tool died with its agent (it would otherwise sleep 30 s more).
     let end = Instant::now() + Duration::from_secs(2);
@@ -737,7 +736,7 @@ async fn a_restarted_agent_removes_the_partial_its_killed_run_left() {
         &extra,
     )
     .await;
-    let (job_id, holder, partial) = kill_the_holder_mid_dump(&f, tools.path()).await;
+    let (job_id, holder, partial) = kill_the_holder_mid_dump(&f).await;
     f.c.agent(&holder).proc().kill9();
     f.c.agent(&holder).restart().expect("restart");
     let end = Instant::now() + WAIT;
