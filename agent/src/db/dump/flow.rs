@@ -107,20 +107,11 @@ impl Run<'_> {
             }
             e => {
                 let retryable = e.retryable();
-                // The tool's and the client's messages do not say which
-                // connection (or where) they were talking to.
-                let message = match e {
-                    Error::Tool { .. } | Error::Client { .. } => format!(
-                        "{e} (connection {}, {})",
-                        self.conn.name, self.conn.endpoint
-                    ),
-                    _ => e.to_string(),
-                };
-                warn!(job_id, retryable, error = %message, "Dump failed");
+                warn!(job_id, retryable, error = %e, "Dump failed");
                 self.job
                     .progress
-                    .append_output(format!("dump failed: {message}\n").as_bytes());
-                stop::failed(retryable, message, self.result)
+                    .append_output(format!("dump failed: {e}\n").as_bytes());
+                stop::failed(retryable, e.to_string(), self.result)
             }
         }
     }

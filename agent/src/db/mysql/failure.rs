@@ -68,15 +68,6 @@ pub fn classify(e: &Error, retry_codes: &[i64]) -> Failure {
         // Only seen when the job was being stopped; the caller reports the stop.
         Error::Stopped => plain(false),
         Error::Mysql(m) => classify_driver(m, retry_codes),
-        Error::Connect {
-            connection,
-            endpoint,
-            source,
-        } => {
-            let mut f = classify_driver(source, retry_codes);
-            f.message = format!("connection {connection} ({endpoint}): {}", f.message);
-            f
-        }
     }
 }
 

@@ -63,27 +63,11 @@ fn connection_errors_retry_config_errors_do_not() {
     );
     let timeout = Error::ConnectTimeout {
         connection: "main".into(),
-        endpoint: "db1:3306".into(),
         after: std::time::Duration::from_secs(10),
     };
     let f = classify(&timeout, &[]);
     assert!(f.retryable);
-    assert_eq!(f.message, "no connection to main (db1:3306) within 10s");
-    let refused = Error::Connect {
-        connection: "main".into(),
-        endpoint: "db1:3306".into(),
-        source: mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
-        ))),
-    };
-    let f = classify(&refused, &[]);
-    assert!(f.retryable);
-    assert!(
-        f.message
-            .starts_with("connection main (db1:3306): connection to MySQL failed: "),
-        "{}",
-        f.message
-    );
+    assert_eq!(f.message, "no connection to main within 10s");
     assert!(!classify(&Error::Invalid("bad name".into()), &[1213]).retryable);
     assert!(!classify(&Error::Config("no ledger".into()), &[]).retryable);
     assert!(

@@ -91,24 +91,12 @@ pub enum Error {
         message: String,
     },
     /// No connection within the connect timeout.
-    #[error("no connection to {connection} ({endpoint}) within {}", humantime::format_duration(*after))]
+    #[error("no connection to {connection} within {}", humantime::format_duration(*after))]
     ConnectTimeout {
         /// Connection name.
         connection: String,
-        /// Where it points (`host:port`, `socket /path`).
-        endpoint: String,
         /// The timeout.
         after: Duration,
-    },
-    /// Connecting failed (refused, TLS, login).
-    #[error("connection {connection} ({endpoint}): {source}")]
-    Connect {
-        /// Connection name.
-        connection: String,
-        /// Where it points (`host:port`, `socket /path`).
-        endpoint: String,
-        /// The driver's or the server's error.
-        source: mysql_async::Error,
     },
     /// `GET_LOCK` returned NULL.
     #[error("GET_LOCK('{lock}') failed (returned NULL)")]

@@ -162,17 +162,11 @@ impl Pools {
         let mut tries = 0;
         loop {
             tries += 1;
-            let endpoint = || slot.config.endpoint.to_string();
             let mut conn = match tokio::time::timeout(timeout, built.pool.get_conn()).await {
-                Ok(r) => r.map_err(|source| Error::Connect {
-                    connection: name.to_owned(),
-                    endpoint: endpoint(),
-                    source,
-                })?,
+                Ok(r) => r?,
                 Err(_) => {
                     return Err(Error::ConnectTimeout {
                         connection: name.to_owned(),
-                        endpoint: endpoint(),
                         after: timeout,
                     });
                 }
