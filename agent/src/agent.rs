@@ -118,8 +118,6 @@ impl Agent {
                 "Killed commands left running by a previous agent run"
             );
         }
-        // Dumps' .partial files of that run (their tool is dead by now).
-        groups.remove_leftover_files();
         let command =
             CommandExecutor::with_groups(CommandSettings::from_config(&config.command), groups);
         Self::with_command_executor(config, identity, transport, command)

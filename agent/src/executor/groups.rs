@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tracing::{debug, warn};
@@ -113,61 +112,6 @@ impl ProcessGroups {
         self.len() == 0
     }
 
-    /// Record `path`, a file being written that is garbage if this run of
-    /// the agent dies before it is done (a dump's `.partial`): the next start
-    /// removes it ([`ProcessGroups::remove_leftover_files`]). The record goes
-    /// when the returned guard is dropped.
-    pub fn track_file(&self, path: &Path) -> TrackedFile {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let record = match (&self.dir, path.to_str()) {
-            (Some(dir), Some(text)) => {
-                let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                let record = dir.join(format!("{FILE_PREFIX}{}-{n}", std::process::id()));
-                match std::fs::write(&record, text) {
-                    Ok(()) => Some(record),
-                    Err(e) => {
-                        warn!(file = %path.display(), error = %e, "Cannot record a file being written");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        TrackedFile { record }
-    }
-
-    /// Remove the files a previous run recorded with [`ProcessGroups::track_file`]
-    /// and never finished (call after [`ProcessGroups::kill_leftovers`], before
-    /// any job starts). Returns the paths removed.
-    pub fn remove_leftover_files(&self) -> Vec<PathBuf> {
-        let Some(dir) = &self.dir else {
-            return Vec::new();
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut removed = Vec::new();
-        for entry in entries.flatten() {
-            let record = entry.path();
-            let is_record = record
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(FILE_PREFIX));
-            if !is_record {
-                continue;
-            }
-            if let Ok(text) = std::fs::read_to_string(&record) {
-                let path = PathBuf::from(text);
-                if std::fs::remove_file(&path).is_ok() {
-                    warn!(file = %path.display(), "Removed a file a previous agent run left unfinished");
-                    removed.push(path);
-                }
-            }
-            let _ = std::fs::remove_file(&record);
-        }
-        removed
-    }
-
     /// Kill the groups a previous run of the agent left behind. Returns how many were killed.
     pub fn kill_leftovers(&self) -> usize {
         let Some(dir) = &self.dir else { return 0 };
@@ -221,23 +165,6 @@ fn start_time(pid: i32) -> Option<String> {
     let rest = stat.rsplit_once(')')?.1;
     // rest starts at field 3 (state); field 22 is index 19 here.
     rest.split_whitespace().nth(19).map(str::to_owned)
-}
-
-/// Prefix of the records of [`ProcessGroups::track_file`].
-const FILE_PREFIX: &str = "file-";
-
-/// A file recorded as being written; the record goes when this is dropped.
-#[derive(Debug)]
-pub struct TrackedFile {
-    record: Option<PathBuf>,
-}
-
-impl Drop for TrackedFile {
-    fn drop(&mut self) {
-        if let Some(r) = &self.record {
-            let _ = std::fs::remove_file(r);
-        }
-    }
 }
 
 /// Registers a child's process group; SIGKILLs what is left of it when dropped.
@@ -346,28 +273,6 @@ mod tests {
         assert_eq!(next.kill_leftovers(), 1);
         let status = child.wait().expect("wait");
         assert!(!status.success(), "the orphan was killed");
-        assert_eq!(std::fs::read_dir(&running).expect("dir").count(), 0);
-    }
-
-    #[test]
-    fn files_a_previous_run_left_unfinished_are_removed_at_start() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let running = dir.path().join("running");
-        let partial = dir.path().join("x.sql.zst.partial");
-        let done = dir.path().join("y.sql.zst.partial");
-        std::fs::write(&partial, "half").expect("write");
-        std::fs::write(&done, "whole").expect("write");
-        {
-            let previous = ProcessGroups::persistent(running.clone()).expect("dir");
-            // This one finished (its guard dropped): its file is kept.
-            drop(previous.track_file(&done));
-            // This one was being written when the run died.
-            std::mem::forget(previous.track_file(&partial));
-        }
-        let next = ProcessGroups::persistent(running.clone()).expect("dir");
-        assert_eq!(next.remove_leftover_files(), vec![partial.clone()]);
-        assert!(!partial.exists());
-        assert!(done.exists());
         assert_eq!(std::fs::read_dir(&running).expect("dir").count(), 0);
     }
 

@@ -397,7 +397,6 @@ impl Run<'_> {
                 dir: dir.display().to_string(),
                 mount: mount.display().to_string(),
                 estimate,
-                reserve_mib: reserve / (1 << 20),
                 needed: space::required(estimate, reserve),
                 free,
             }),
@@ -427,8 +426,6 @@ impl Run<'_> {
             .map_err(|e| Error::io(format!("cannot create {}", layout.dir.display()), e))?;
         let file = paths::create_new(&partial)
             .map_err(|e| Error::io(format!("cannot create {}", partial.display()), e))?;
-        // Garbage if the agent dies while writing it: the next start removes it.
-        let _tracked = self.exec.groups.track_file(&partial);
         let mut proc = match (Spawn {
             program: tool,
             defaults: defaults_file,

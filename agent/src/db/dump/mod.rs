@@ -27,9 +27,8 @@
 //!    routines of other definers that the login cannot see — a warning in the
 //!    manifest).
 //! 5. **Free space** ([`space`]): the dump directory's filesystem must have
-//!    the estimate + `dump_reserve_mb` (default 64 MiB) free. Compression is
-//!    not counted on, so a dump is only refused when even the uncompressed
-//!    estimate would not fit.
+//!    `estimate + 64 MiB` free. Compression is not counted on, so a dump is
+//!    only refused when even the uncompressed estimate would not fit.
 //! 6. **Dump** ([`stream`]): `<tool> --defaults-extra-file=F --single-transaction
 //!    --routines --triggers --events --hex-blob --default-character-set=utf8mb4
 //!    [extra flags] <database>`, stdin null, in its own process group; stdout is
@@ -59,12 +58,11 @@
 //! failed, for investigation.
 //!
 //! # Failures and retries
-//! Not retryable: bad requests and settings, the free-space refusal, a full
-//! disk part-way (ENOSPC: another attempt would fill it again), a failed
+//! Not retryable: bad requests and settings, the free-space refusal, a failed
 //! restore check, and tool/client errors carrying a privilege or similar code
 //! (1044, 1045, 1049, 1064, 1142, 1143, 1227, 1356, 1370, 1449, 1698, or
 //! "insufficient privileges"). Retryable: connection trouble (2002, 2013, …),
-//! an incomplete dump (no trailer), other local I/O errors and anything unknown.
+//! an incomplete dump (no trailer), local I/O errors and anything unknown.
 //!
 //! Dumps go to the connection's `dump_dir`, else `<state_dir>/dumps`.
 //!
@@ -151,8 +149,8 @@ pub enum Error {
     /// The dump would not fit in the dump directory.
     #[error(
         "not enough free space for the dump of {database}: the database is estimated at \
-         {estimate} bytes, the rule asks for the estimate + {reserve_mib} MiB (dump_reserve_mb) = \
-         {needed} bytes free, and {mount} (holding {dir}) has {free} bytes free"
+         {estimate} bytes, the rule asks for estimate + 64 MiB = {needed} bytes free, and \
+         {mount} (holding {dir}) has {free} bytes free"
     )]
     NoSpace {
         /// The database.
@@ -163,8 +161,6 @@ pub enum Error {
         mount: String,
         /// Size estimate (data + indexes) in bytes.
         estimate: u64,
-        /// The connection's reserve, in MiB.
-        reserve_mib: u64,
         /// Bytes required.
         needed: u64,
         /// Bytes free.
@@ -202,30 +198,17 @@ impl Error {
             | Error::Setup(_)
             | Error::NoSpace { .. }
             | Error::Verify(_) => false,
-            // A full disk stays full: another attempt would fill it again.
-            Error::Io { source, .. } => !no_space_left(source),
-            Error::Stopped(_) => true,
+            Error::Io { .. } | Error::Stopped(_) => true,
             Error::Tool { retryable, .. } | Error::Client { retryable, .. } => *retryable,
         }
     }
 
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        let what = what.into();
-        let what = if no_space_left(&source) {
-            format!("{what} (not retried: the filesystem is full)")
-        } else {
-            what
-        };
-        Error::Io { what, source }
+        Error::Io {
+            what: what.into(),
+            source,
+        }
     }
-}
-
-/// Whether `e` is ENOSPC (or a quota exceeded).
-pub(crate) fn no_space_left(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    )
 }
 
 /// Settings of the dump executor.

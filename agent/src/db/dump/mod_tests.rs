@@ -357,33 +357,3 @@ async fn cancel_and_timeout_kill_the_tool_and_leave_no_partial() {
         assert_eq!(f.tmp_dirs(), 0);
     }
 }
-
-#[test]
-fn a_full_disk_is_not_retried_and_the_refusal_names_the_reserve() {
-    let full = Error::io(
-        "cannot write x.partial",
-        std::io::Error::from(std::io::ErrorKind::StorageFull),
-    );
-    assert!(!full.retryable());
-    assert!(full.to_string().contains("not retried"), "{full}");
-    let other = Error::io(
-        "cannot write x.partial",
-        std::io::Error::from(std::io::ErrorKind::BrokenPipe),
-    );
-    assert!(other.retryable());
-    let refused = Error::NoSpace {
-        database: "shop".into(),
-        dir: "/d".into(),
-        mount: "/".into(),
-        estimate: 1,
-        reserve_mib: 512,
-        needed: 1 + (512 << 20),
-        free: 2,
-    };
-    assert!(
-        refused
-            .to_string()
-            .contains("estimate + 512 MiB (dump_reserve_mb)"),
-        "{refused}"
-    );
-}

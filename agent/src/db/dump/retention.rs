@@ -6,9 +6,8 @@
 //! than `max_age` (its age comes from the time in its name). The dump just
 //! written is never deleted. `.partial` files (and manifest temp files) belong
 //! to dumps still running and are left alone, unless they are older than a
-//! day (leftovers of a crash) or belong to an earlier attempt of the job that
-//! just finished (a SIGKILLed holder's, say): those go too. Other files are
-//! not touched.
+//! day: then they are leftovers of a crash and go too. Other files are not
+//! touched.
 //!
 //! [`apply`] works on MySQL dumps; [`apply_for`] on any kind of backup file
 //! named `<stem><suffix>` (SQL Server's `.bak`), with the same rules.
@@ -101,9 +100,6 @@ pub fn apply_for(
         };
         if let Some(dump) = DumpName::parse_file(name, suffixes.finished) {
             dumps.push(dump);
-        } else if earlier_attempt(name, suffixes, protect) {
-            // The job just finished: an earlier attempt's partial is garbage.
-            remove(dir, name, &mut report.leftovers, &mut report.errors);
         } else if name.ends_with(suffixes.partial) || name.ends_with(MANIFEST_TMP_SUFFIX) {
             let age = entry
                 .metadata()
@@ -147,16 +143,6 @@ pub fn apply_for(
         warn!(dir = %dir.display(), error = %e, "Retention could not delete a file");
     }
     report
-}
-
-/// Whether `name` is the partial file of an earlier attempt of the job whose
-/// dump `finished` is (same job id, another start time).
-fn earlier_attempt(name: &str, suffixes: Suffixes, finished: Option<&DumpName>) -> bool {
-    let Some(finished) = finished else {
-        return false;
-    };
-    DumpName::parse_file(name, suffixes.partial)
-        .is_some_and(|p| p.job_id == finished.job_id && p != *finished)
 }
 
 fn remove(dir: &Path, name: &str, done: &mut Vec<String>, errors: &mut Vec<String>) {

@@ -156,25 +156,3 @@ fn apply_deletes_dumps_with_manifests_and_only_old_leftovers() {
     let missing = apply(&dir.join("nope"), Some(1), None, at(4), None);
     assert_eq!(missing.errors.len(), 1);
 }
-
-#[test]
-fn a_finished_job_removes_the_partials_of_its_earlier_attempts() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path();
-    let finished = name(3, 5);
-    touch(
-        dir,
-        &format!("{}{SQL_ZST_SUFFIX}", finished.stem()),
-        Duration::ZERO,
-    );
-    // A SIGKILLed holder's partial of the same job (minutes old), and a
-    // running dump of another job: only the first goes.
-    let earlier = format!("{}{PARTIAL_SUFFIX}", name(2, 5).stem());
-    touch(dir, &earlier, Duration::from_secs(600));
-    let other = format!("{}{PARTIAL_SUFFIX}", name(3, 6).stem());
-    touch(dir, &other, Duration::from_secs(600));
-    let report = apply(dir, None, None, at(4), Some(&finished));
-    assert_eq!(report.leftovers, vec![earlier.clone()]);
-    assert!(!dir.join(&earlier).exists());
-    assert!(dir.join(&other).exists());
-}
