@@ -41,6 +41,10 @@ struct FileConfig {
     enroll_per_minute: Option<u32>,
     allow_plain_http: Option<bool>,
     tls: Option<FileTls>,
+    body_read_timeout: Option<String>,
+    max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_address: Option<usize>,
+    max_spec_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +108,16 @@ pub struct Config {
     pub enroll_per_minute: u32,
     /// HTTPS settings; `None` only when `allow_plain_http` is set.
     pub tls: Option<TlsConfig>,
+    /// Longest a request body may take to arrive (408 and the connection
+    /// closed after it).
+    pub body_read_timeout: Duration,
+    /// Requests without a credential in flight at once (503 past it).
+    pub max_unauthenticated: usize,
+    /// Requests without a credential in flight at once from one address
+    /// (IPv6: one /64; 429 past it).
+    pub max_unauthenticated_per_address: usize,
+    /// Largest job spec (its args, env, SQL, parameters in total, as JSON).
+    pub max_spec_bytes: usize,
 }
 
 impl Config {
@@ -233,6 +247,39 @@ impl Config {
         if enroll_per_minute == 0 {
             return Err(file_err("enroll_per_minute", "must be at least 1".into()));
         }
+        let body_read_timeout = dur(
+            "body_read_timeout",
+            "BATON_BODY_READ_TIMEOUT",
+            &file.body_read_timeout,
+            Duration::from_secs(30),
+        )?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&body_read_timeout) {
+            return Err(file_err(
+                "body_read_timeout",
+                "must be between 100ms and 10m".into(),
+            ));
+        }
+        let max_unauthenticated = file.max_unauthenticated.unwrap_or(256);
+        if !(1..=100_000).contains(&max_unauthenticated) {
+            return Err(file_err(
+                "max_unauthenticated",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        let max_unauthenticated_per_address = file.max_unauthenticated_per_address.unwrap_or(16);
+        if !(1..=max_unauthenticated).contains(&max_unauthenticated_per_address) {
+            return Err(file_err(
+                "max_unauthenticated_per_address",
+                "must be between 1 and max_unauthenticated".into(),
+            ));
+        }
+        let max_spec_bytes = file.max_spec_bytes.unwrap_or(256 << 10);
+        if !(1024..=max_body_bytes).contains(&max_spec_bytes) {
+            return Err(file_err(
+                "max_spec_bytes",
+                "must be between 1024 and max_body_bytes".into(),
+            ));
+        }
         let plain = match env.get("BATON_ALLOW_PLAIN_HTTP") {
             Some(v) => parse_bool(v).ok_or_else(|| {
                 env_err(
@@ -310,6 +357,10 @@ impl Config {
             max_output_bytes,
             enroll_per_minute,
             tls,
+            body_read_timeout,
+            max_unauthenticated,
+            max_unauthenticated_per_address,
+            max_spec_bytes,
         })
     }
 }

@@ -150,7 +150,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let presence = Arc::new(Presence::default());
     let state = AppState::new(Inner {
         store: store.clone(),
-        enroll_limit: api::ratelimit::RateLimiter::new(config.enroll_per_minute),
+        limits: api::limits::Limits::new(
+            config.enroll_per_minute,
+            config.max_unauthenticated,
+            config.max_unauthenticated_per_address,
+        ),
         config: config.clone(),
         wakers: wakers.clone(),
         reaper_kick: kick.clone(),

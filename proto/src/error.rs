@@ -14,6 +14,10 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such object.
     NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 408: the request body did not arrive in time.
+    RequestTimeout,
     /// 409: the object is not in a state that allows this.
     Conflict,
     /// 409: the fencing token is stale; stop the work and never report it.
@@ -28,6 +32,8 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: not ready (starting, store unavailable).
     NotReady,
+    /// 503: too many requests without credentials are in flight.
+    Overloaded,
     /// 500: a bug or an unexpected store failure.
     Internal,
 }
@@ -40,11 +46,13 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict | ErrorCode::LeaseLost | ErrorCode::IdempotencyConflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
-            ErrorCode::NotReady => 503,
+            ErrorCode::NotReady | ErrorCode::Overloaded => 503,
             ErrorCode::Internal => 500,
         }
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use baton_proto::lease::{
     BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
 };
@@ -15,7 +15,7 @@ use baton_proto::{
 };
 use futures_util::future::{join_all, select_all};
 
-use super::{ApiError, AppState, JobIdPath, JsonBody};
+use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath};
 use crate::auth::AgentCaller;
 use crate::presence::Known;
 use crate::store::agents::AgentSeen;
@@ -25,7 +25,7 @@ use crate::store::{GrantRequest, now_ms};
 pub async fn poll(
     State(s): State<AppState>,
     caller: AgentCaller,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
     JsonBody(req): JsonBody<PollRequest>,
 ) -> Result<Json<PollResponse>, ApiError> {
     let received = now_ms();
@@ -328,7 +328,7 @@ fn check_output(max: usize, result: &baton_proto::JobResult) -> Result<(), ApiEr
 pub async fn complete_batch(
     State(s): State<AppState>,
     caller: AgentCaller,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
     JsonBody(req): JsonBody<BatchCompleteRequest>,
 ) -> Result<Json<BatchCompleteResponse>, ApiError> {
     if id != caller.id {

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use baton_proto::drill::{
@@ -24,7 +24,7 @@ use baton_proto::{
 };
 use serde::Deserialize;
 
-use super::{ApiError, AppState, JobIdPath, JsonBody};
+use super::{ApiError, AppState, JobIdPath, JsonBody, QueryParams};
 use crate::auth::{AgentCaller, OperatorRole, Viewer};
 use crate::store::drills::NewDrill;
 use crate::store::jobs::NewJob;
@@ -205,11 +205,11 @@ pub struct ListQuery {
 pub async fn list(
     State(s): State<AppState>,
     _v: Viewer,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<DrillList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
+    let limit = super::page_limit(q.limit)?;
     refresh_running(&s).await?;
-    Ok(Json(s.store.list_drills(q.limit.unwrap_or(100)).await?))
+    Ok(Json(s.store.list_drills(limit).await?))
 }
 
 /// Refresh every running drill (their watchers may have died with a restart).
@@ -227,11 +227,10 @@ pub async fn refresh_running(s: &AppState) -> Result<(), ApiError> {
 pub async fn show(
     State(s): State<AppState>,
     _v: Viewer,
-    Path(raw): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Json<DrillView>, ApiError> {
-    let id: DrillId = raw.parse().map_err(|_| {
-        ApiError::bad_request(format!("`{raw}` is not a drill id"), Some("id".into()))
-    })?;
+    // Drill ids follow the same rule as job ids.
+    let id: DrillId = id;
     Ok(Json(s.store.refresh_drill(id, now_ms()).await?))
 }
 

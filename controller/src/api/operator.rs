@@ -1,7 +1,7 @@
 //! Operator endpoints: submit, list, get, cancel, retry jobs; list agents.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_proto::{
@@ -10,7 +10,7 @@ use baton_proto::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState, JobIdPath, JsonBody};
+use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath, QueryParams};
 use crate::auth::{OperatorRole, Viewer};
 use crate::store::jobs::{JobFilter, NewJob};
 use crate::store::now_ms;
@@ -84,9 +84,15 @@ pub struct ListQuery {
 pub async fn list(
     State(s): State<AppState>,
     _op: Viewer,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
+    let limit = super::page_limit(q.limit)?;
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_request(
+            "must be a positive job id",
+            Some("before".into()),
+        ));
+    }
     let state = match q.state.as_deref() {
         None => None,
         Some(v) => Some(JobState::parse(v).ok_or_else(|| {
@@ -123,7 +129,7 @@ pub async fn list(
             kind: q.kind,
             label,
             before: q.before,
-            limit: q.limit.unwrap_or(100),
+            limit,
         })
         .await?;
     Ok(Json(list))
@@ -188,7 +194,7 @@ pub async fn agents(State(s): State<AppState>, _op: Viewer) -> Result<Json<Agent
 pub async fn drain_agent(
     State(s): State<AppState>,
     op: OperatorRole,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
 ) -> Result<Json<AgentDrain>, ApiError> {
     set_drain(&s, &op, id, true).await
 }
@@ -197,7 +203,7 @@ pub async fn drain_agent(
 pub async fn resume_agent(
     State(s): State<AppState>,
     op: OperatorRole,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
 ) -> Result<Json<AgentDrain>, ApiError> {
     set_drain(&s, &op, id, false).await
 }
