@@ -535,11 +535,69 @@ pub struct JobView {
     pub attempts: Vec<AttemptView>,
 }
 
+/// A job in a list: where it stands, without what can be large (spec
+/// arguments, environment, SQL text, parameters, output, result data,
+/// attempts). `GET /v1/jobs/{id}` has the whole job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Job id.
+    pub id: JobId,
+    /// Worker group.
+    pub group: String,
+    /// Kind.
+    pub kind: JobKind,
+    /// What runs, cut to [`JobSummary::MAX_TEXT`] characters: the program
+    /// (command), procedure (procedure), SQL text (sql) or database (dump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
+    /// Connection the job needs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Current state.
+    pub state: JobState,
+    /// Priority.
+    pub priority: i32,
+    /// Attempts that counted against `max_attempts`.
+    pub attempts_spent: u32,
+    /// Attempts allowed (`retry.max_attempts`).
+    pub max_attempts: u32,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Not dispatched before this time (backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// An operator asked to cancel.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    /// Current lease holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_agent: Option<String>,
+    /// Submission time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a terminal state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Exit code of the final result (command jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Final or last error, cut to [`JobSummary::MAX_TEXT`] characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl JobSummary {
+    /// Longest `what` and `error` in a summary (characters).
+    pub const MAX_TEXT: usize = 200;
+}
+
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobList {
-    /// The jobs (without attempts).
-    pub jobs: Vec<JobView>,
+    /// The jobs, as summaries.
+    pub jobs: Vec<JobSummary>,
     /// Pass as `before` to get the next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_before: Option<JobId>,
@@ -733,7 +791,26 @@ mod tests {
         };
         check(&v);
         check(&JobList {
-            jobs: vec![v.clone()],
+            jobs: vec![JobSummary {
+                id: 7,
+                group: "db".into(),
+                kind: JobKind::Command,
+                what: Some("/bin/echo".into()),
+                connection: None,
+                state: JobState::Failed,
+                priority: 0,
+                attempts_spent: 3,
+                max_attempts: 3,
+                labels: BTreeMap::from([("team".into(), "dba".into())]),
+                not_before: None,
+                cancel_requested: false,
+                lease_agent: None,
+                created_at: now,
+                updated_at: now,
+                finished_at: Some(now),
+                exit_code: Some(2),
+                error: Some("exit status 2".into()),
+            }],
             next_before: Some(7),
         });
         check(&JobBatch { jobs: vec![v] });

@@ -33,7 +33,7 @@ pub use agent::{
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use job::{
     AttemptOutcome, AttemptView, CommandSpec, DumpSpec, JobKind, JobList, JobResult, JobSpec,
-    JobState, JobSubmit, JobView, NoopSpec, ParamMode, ParamValue, ProcedureParam, ProcedureSpec,
+    JobState, JobSubmit, JobSummary, JobView, NoopSpec, ParamMode, ParamValue, ProcedureParam, ProcedureSpec,
     RetryOn, RetryPolicy, SqlSpec,
 };
 pub use lease::{

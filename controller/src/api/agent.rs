@@ -270,6 +270,25 @@ pub async fn heartbeat(
             Some("log_tail".into()),
         ));
     }
+    if let Some(p) = &req.progress
+        && p.percent.is_some_and(|pct| !(0.0..=100.0).contains(&pct))
+    {
+        return Err(ApiError::bad_request(
+            "must be between 0 and 100",
+            Some("progress.percent".into()),
+        ));
+    }
+    if req
+        .progress
+        .as_ref()
+        .is_some_and(|p| p.message.len() > s.config.max_log_tail_bytes)
+    {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("at most {} bytes", s.config.max_log_tail_bytes),
+            Some("progress.message".into()),
+        ));
+    }
     let tail = req.log_tail.as_str();
     let (ttl, cancel) = s
         .store
@@ -304,8 +323,21 @@ pub async fn complete(
     Ok(Json(CompleteResponse { state, duplicate }))
 }
 
-/// Refuse a completion whose captured output is over the bound.
+/// Refuse a completion whose captured output is over the bound, or whose
+/// `result.data` nests deeper than [`crate::validate::MAX_DATA_DEPTH`]
+/// (clients parsing it — batonctl — must never hit a recursion limit).
 fn check_output(max: usize, result: &baton_proto::JobResult) -> Result<(), ApiError> {
+    if let Some(data) = &result.data
+        && !crate::validate::nesting_at_most(data, crate::validate::MAX_DATA_DEPTH)
+    {
+        return Err(ApiError::bad_request(
+            format!(
+                "nests deeper than {} levels of arrays and objects",
+                crate::validate::MAX_DATA_DEPTH
+            ),
+            Some("result.data".into()),
+        ));
+    }
     for (field, text) in [
         ("result.stdout", &result.stdout),
         ("result.stderr", &result.stderr),

@@ -34,6 +34,8 @@ use crate::store::now_ms;
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// Default RTO target.
 pub const DEFAULT_RTO_MS: u64 = 60_000;
+/// Largest RTO target (one day; it is stored as a signed 64-bit number).
+pub const MAX_RTO_MS: u64 = 86_400_000;
 
 /// `POST /v1/drills`: 201 with the drill.
 pub async fn start(
@@ -42,7 +44,7 @@ pub async fn start(
     JsonBody(req): JsonBody<DrillStart>,
 ) -> Result<Response, ApiError> {
     let default_ttl = s.config.default_lease_ttl.as_millis() as u64;
-    let (drill, job) = plan(&req, default_ttl, &op.who.name)?;
+    let (drill, job) = plan(&req, default_ttl, s.config.max_spec_bytes, &op.who.name)?;
     let view = s.store.create_drill(&drill, job, now_ms()).await?;
     s.wakers.wake(&view.group);
     tracing::info!(
@@ -63,6 +65,7 @@ pub async fn start(
 pub fn plan(
     req: &DrillStart,
     default_ttl_ms: u64,
+    max_spec_bytes: usize,
     who: &str,
 ) -> Result<(NewDrill, NewJob), ApiError> {
     crate::validate::groups(std::slice::from_ref(&req.group))
@@ -107,7 +110,7 @@ pub fn plan(
     if let Some(ttl) = req.lease_ttl_ms {
         submit.lease_ttl_ms = Some(ttl);
     }
-    let ttl = crate::validate::submission(&submit, default_ttl_ms).map_err(|e| {
+    let ttl = crate::validate::submission(&submit, default_ttl_ms, max_spec_bytes).map_err(|e| {
         let field = if e.field == "lease_ttl_ms" && req.lease_ttl_ms.is_some() {
             e.field
         } else {
@@ -138,9 +141,9 @@ pub fn plan(
         ));
     }
     let rto_ms = req.rto_ms.unwrap_or(DEFAULT_RTO_MS);
-    if rto_ms == 0 {
+    if rto_ms == 0 || rto_ms > MAX_RTO_MS {
         return Err(ApiError::bad_request(
-            "must be positive",
+            format!("must be between 1 and {MAX_RTO_MS} (1 day)"),
             Some("rto_ms".into()),
         ));
     }
@@ -307,13 +310,15 @@ mod tests {
         }
     }
 
+    const SPEC: usize = 256 << 10;
+
     fn field(e: ApiError) -> Option<String> {
         e.0.error.field
     }
 
     #[test]
     fn probe_defaults() {
-        let (d, j) = plan(&req(DrillMethod::Crash), 15_000, "ops").expect("plan");
+        let (d, j) = plan(&req(DrillMethod::Crash), 15_000, SPEC, "ops").expect("plan");
         assert_eq!(d.duration_ms, 4000);
         assert_eq!(d.lease_ttl_ms, 2000);
         assert_eq!(d.rto_ms, DEFAULT_RTO_MS);
@@ -326,6 +331,7 @@ mod tests {
                 ..req(DrillMethod::Freeze)
             },
             15_000,
+            SPEC,
             "ops",
         )
         .expect("plan");
@@ -339,7 +345,7 @@ mod tests {
             ..req(DrillMethod::Freeze)
         };
         assert_eq!(
-            field(plan(&short, 15_000, "o").expect_err("short")).as_deref(),
+            field(plan(&short, 15_000, SPEC, "o").expect_err("short")).as_deref(),
             Some("duration_ms")
         );
         let ttl = DrillStart {
@@ -347,7 +353,7 @@ mod tests {
             ..req(DrillMethod::Freeze)
         };
         assert_eq!(
-            field(plan(&ttl, 15_000, "o").expect_err("ttl")).as_deref(),
+            field(plan(&ttl, 15_000, SPEC, "o").expect_err("ttl")).as_deref(),
             Some("lease_ttl_ms")
         );
         let mut template = JobSubmit {
@@ -364,7 +370,7 @@ mod tests {
             ..req(DrillMethod::Crash)
         };
         assert_eq!(
-            field(plan(&wrong_group, 15_000, "o").expect_err("group")).as_deref(),
+            field(plan(&wrong_group, 15_000, SPEC, "o").expect_err("group")).as_deref(),
             Some("job.group")
         );
         template.group = "g".into();
@@ -374,7 +380,7 @@ mod tests {
             ..req(DrillMethod::Crash)
         };
         assert_eq!(
-            field(plan(&no_retry, 15_000, "o").expect_err("retry")).as_deref(),
+            field(plan(&no_retry, 15_000, SPEC, "o").expect_err("retry")).as_deref(),
             Some("job.retry")
         );
         template.retry.max_attempts = 3;
@@ -382,15 +388,26 @@ mod tests {
             job: Some(template),
             ..req(DrillMethod::Crash)
         };
-        let (_, j) = plan(&ok, 15_000, "o").expect("template");
+        let (_, j) = plan(&ok, 15_000, SPEC, "o").expect("template");
         assert_eq!(j.submit.lease_ttl_ms, Some(2000), "the drill's TTL wins");
         let bad_group = DrillStart {
             group: "a b".into(),
             ..req(DrillMethod::Crash)
         };
         assert_eq!(
-            field(plan(&bad_group, 15_000, "o").expect_err("group")).as_deref(),
+            field(plan(&bad_group, 15_000, SPEC, "o").expect_err("group")).as_deref(),
             Some("group")
         );
+        for rto in [0, MAX_RTO_MS + 1, u64::MAX] {
+            let bad_rto = DrillStart {
+                rto_ms: Some(rto),
+                ..req(DrillMethod::Crash)
+            };
+            assert_eq!(
+                field(plan(&bad_rto, 15_000, SPEC, "o").expect_err("rto")).as_deref(),
+                Some("rto_ms"),
+                "{rto}"
+            );
+        }
     }
 }

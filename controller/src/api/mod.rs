@@ -323,17 +323,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NamePath {
     }
 }
 
-/// At most `max` bytes of `s`, cut on a character boundary (`…` marks a cut).
-pub fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
+pub use crate::validate::clip;
 
 /// A query string parsed into `T`, errors naming the parameter
 /// (`limit: invalid digit found in string`, field `limit`).

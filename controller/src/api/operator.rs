@@ -23,7 +23,11 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(job): JsonBody<JobSubmit>,
 ) -> Result<Response, ApiError> {
-    let ttl = validate::submission(&job, s.config.default_lease_ttl.as_millis() as u64)?;
+    let ttl = validate::submission(
+        &job,
+        s.config.default_lease_ttl.as_millis() as u64,
+        s.config.max_spec_bytes,
+    )?;
     let key = idempotency_key(&headers)?;
     let canonical = serde_json::to_vec(&job).unwrap_or_default();
     let request_hash = hex::encode(Sha256::digest(&canonical));
@@ -142,6 +146,7 @@ pub async fn get_job(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
     let mut job = s.store.get_job(id).await?;
+    bound_data(&mut job);
     if job.state == JobState::Queued {
         job.blocked_reason = s
             .store
@@ -157,13 +162,37 @@ pub async fn get_job(
     Ok(Json(job))
 }
 
+/// Results stored before `result.data` was bounded may nest deeper than
+/// [`validate::MAX_DATA_DEPTH`]: such data is replaced by a note, so that no
+/// client parsing the job hits a recursion limit.
+pub(crate) fn bound_data(job: &mut JobView) {
+    let results = job
+        .result
+        .iter_mut()
+        .chain(job.attempts.iter_mut().filter_map(|a| a.result.as_mut()));
+    for r in results {
+        if r.data
+            .as_ref()
+            .is_some_and(|d| !validate::nesting_at_most(d, validate::MAX_DATA_DEPTH))
+        {
+            r.data = Some(serde_json::json!({
+                "omitted": format!(
+                    "result.data nests deeper than {} levels",
+                    validate::MAX_DATA_DEPTH
+                )
+            }));
+        }
+    }
+}
+
 /// `POST /v1/jobs/{id}/cancel`.
 pub async fn cancel(
     State(s): State<AppState>,
     _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = s.store.cancel(id, now_ms()).await?;
+    let mut job = s.store.cancel(id, now_ms()).await?;
+    bound_data(&mut job);
     tracing::info!(job_id = id, state = %job.state, "Job cancel requested");
     Ok(Json(job))
 }
@@ -174,7 +203,8 @@ pub async fn retry(
     _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = s.store.retry(id, now_ms()).await?;
+    let mut job = s.store.retry(id, now_ms()).await?;
+    bound_data(&mut job);
     s.wakers.wake(&job.group);
     tracing::info!(job_id = id, "Job requeued by operator");
     Ok(Json(job))
