@@ -109,10 +109,16 @@ fn retry(r: &baton_proto::RetryPolicy) -> Result<(), Error> {
         ));
     }
     if r.retry_on.len() > MAX_RETRY_LIST {
-        return Err(err("retry.retry_on", format!("at most {MAX_RETRY_LIST} entries")));
+        return Err(err(
+            "retry.retry_on",
+            format!("at most {MAX_RETRY_LIST} entries"),
+        ));
     }
     if r.retry_codes.len() > MAX_RETRY_LIST {
-        return Err(err("retry.retry_codes", format!("at most {MAX_RETRY_LIST} entries")));
+        return Err(err(
+            "retry.retry_codes",
+            format!("at most {MAX_RETRY_LIST} entries"),
+        ));
     }
     if !(1.0..=10.0).contains(&r.multiplier) {
         return Err(err("retry.multiplier", "must be between 1 and 10"));
@@ -438,7 +444,9 @@ mod tests {
         s.spec = JobSpec::Noop(NoopSpec { sleep_ms: u64::MAX });
         assert_eq!(field(&s), Err("spec.sleep_ms".into()));
         let mut s = base();
-        s.labels = (0..=MAX_LABELS).map(|i| (format!("k{i}"), "v".into())).collect();
+        s.labels = (0..=MAX_LABELS)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
         assert_eq!(field(&s), Err("labels".into()));
     }
 
@@ -454,7 +462,10 @@ mod tests {
             ..base()
         };
         let field = |s: &JobSubmit| submission(s, 15_000, 4096).map_err(|e| e.field);
-        assert_eq!(field(&command(vec!["a".repeat(1000); 3], vec![])), Ok(15_000));
+        assert_eq!(
+            field(&command(vec!["a".repeat(1000); 3], vec![])),
+            Ok(15_000)
+        );
         assert_eq!(
             field(&command(vec!["a".repeat(1000); 5], vec![])),
             Err("spec.args".into())

@@ -33,8 +33,8 @@ pub use agent::{
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use job::{
     AttemptOutcome, AttemptView, CommandSpec, DumpSpec, JobKind, JobList, JobResult, JobSpec,
-    JobState, JobSubmit, JobSummary, JobView, NoopSpec, ParamMode, ParamValue, ProcedureParam, ProcedureSpec,
-    RetryOn, RetryPolicy, SqlSpec,
+    JobState, JobSubmit, JobSummary, JobView, NoopSpec, ParamMode, ParamValue, ProcedureParam,
+    ProcedureSpec, RetryOn, RetryPolicy, SqlSpec,
 };
 pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,

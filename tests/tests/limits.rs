@@ -179,7 +179,11 @@ async fn trickling_bodies_are_cut_at_the_read_timeout_and_strangers_are_bounded_
         })
         .collect();
     // Meanwhile the agent's held polls go on: a job runs.
-    let job = c.api.submit(command(&["during the flood"])).await.expect("job");
+    let job = c
+        .api
+        .submit(command(&["during the flood"]))
+        .await
+        .expect("job");
     let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
     assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
     let mut timed_out = 0;
@@ -211,7 +215,10 @@ async fn trickling_bodies_are_cut_at_the_read_timeout_and_strangers_are_bounded_
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(a.status, 401, "a stranger is refused before the body: {a:?}");
+    assert_eq!(
+        a.status, 401,
+        "a stranger is refused before the body: {a:?}"
+    );
     assert!(a.closed_after.expect("closed") < Duration::from_secs(2));
 }
 
@@ -244,12 +251,18 @@ async fn a_flood_of_big_anonymous_bodies_is_refused_early_and_memory_stays_bound
             Duration::from_secs(30),
         )));
     }
-    let job = c.api.submit(command(&["still running"])).await.expect("job");
+    let job = c
+        .api
+        .submit(command(&["still running"]))
+        .await
+        .expect("job");
     let mut codes = std::collections::BTreeMap::new();
     for task in flood {
         let a = task.await.expect("task");
         assert!(a.closed_after.is_some(), "connection left open: {a:?}");
-        let code = a.code().unwrap_or_else(|| panic!("not a JSON error: {a:?}"));
+        let code = a
+            .code()
+            .unwrap_or_else(|| panic!("not a JSON error: {a:?}"));
         assert!(
             matches!(
                 code,
@@ -285,8 +298,17 @@ async fn every_error_is_json_naming_the_field() {
     let job = api.submit(command(&["x"])).await.expect("job");
     let r = send(api, Method::DELETE, "/v1/jobs", None).await;
     assert_eq!(r.status, 405);
-    assert_eq!(r.error().expect("json").error.code, ErrorCode::MethodNotAllowed);
-    for path in ["/v1/jobs/+1", "/v1/jobs/01", "/v1/jobs/-1", "/v1/jobs/%FF", "/v1/drills/+1"] {
+    assert_eq!(
+        r.error().expect("json").error.code,
+        ErrorCode::MethodNotAllowed
+    );
+    for path in [
+        "/v1/jobs/+1",
+        "/v1/jobs/01",
+        "/v1/jobs/-1",
+        "/v1/jobs/%FF",
+        "/v1/drills/+1",
+    ] {
         let r = send(api, Method::GET, path, None).await;
         assert_eq!(r.status, 400, "{path}: {:?}", r.body);
         assert_eq!(field(&r).as_deref(), Some("id"), "{path}");
@@ -303,25 +325,55 @@ async fn every_error_is_json_naming_the_field() {
         Some(json!({"name": "x", "role": 5})),
     )
     .await;
-    assert_eq!((r.status.as_u16(), field(&r).as_deref()), (400, Some("role")));
+    assert_eq!(
+        (r.status.as_u16(), field(&r).as_deref()),
+        (400, Some("role"))
+    );
     let bad_retry = json!({"group": "g", "spec": {"kind": "noop"}, "retry": {"retry_on": [1]}});
     let r = send(api, Method::POST, "/v1/jobs", Some(bad_retry)).await;
-    assert_eq!(field(&r).as_deref(), Some("retry.retry_on[0]"), "{:?}", r.body);
+    assert_eq!(
+        field(&r).as_deref(),
+        Some("retry.retry_on[0]"),
+        "{:?}",
+        r.body
+    );
     // Integers past what is stored.
     for (body, want) in [
-        (json!({"group": "g", "spec": {"kind": "noop"}, "timeout_ms": u64::MAX}), "timeout_ms"),
-        (json!({"group": "g", "spec": {"kind": "noop"}, "retry": {"max_backoff_ms": u64::MAX}}), "retry.max_backoff_ms"),
-        (json!({"group": "g", "spec": {"kind": "noop"}, "lease_ttl_ms": u64::MAX}), "lease_ttl_ms"),
-        (json!({"group": "g", "spec": {"kind": "noop"}, "priority": i64::MAX}), "priority"),
+        (
+            json!({"group": "g", "spec": {"kind": "noop"}, "timeout_ms": u64::MAX}),
+            "timeout_ms",
+        ),
+        (
+            json!({"group": "g", "spec": {"kind": "noop"}, "retry": {"max_backoff_ms": u64::MAX}}),
+            "retry.max_backoff_ms",
+        ),
+        (
+            json!({"group": "g", "spec": {"kind": "noop"}, "lease_ttl_ms": u64::MAX}),
+            "lease_ttl_ms",
+        ),
+        (
+            json!({"group": "g", "spec": {"kind": "noop"}, "priority": i64::MAX}),
+            "priority",
+        ),
     ] {
         let r = send(api, Method::POST, "/v1/jobs", Some(body)).await;
-        assert_eq!((r.status.as_u16(), field(&r).as_deref()), (400, Some(want)), "{:?}", r.body);
+        assert_eq!(
+            (r.status.as_u16(), field(&r).as_deref()),
+            (400, Some(want)),
+            "{:?}",
+            r.body
+        );
     }
     let r = api
         .drill_start(json!({"group": "g", "method": "crash", "rto_ms": u64::MAX}))
         .await
         .expect("drill");
-    assert_eq!((r.status.as_u16(), field(&r).as_deref()), (400, Some("rto_ms")), "{:?}", r.body);
+    assert_eq!(
+        (r.status.as_u16(), field(&r).as_deref()),
+        (400, Some("rto_ms")),
+        "{:?}",
+        r.body
+    );
     for (path, want) in [
         ("/v1/jobs?limit=5000", "limit"),
         ("/v1/jobs?limit=abc", "limit"),
@@ -331,7 +383,12 @@ async fn every_error_is_json_naming_the_field() {
         ("/v1/drills?limit=1001", "limit"),
     ] {
         let r = send(api, Method::GET, path, None).await;
-        assert_eq!((r.status.as_u16(), field(&r).as_deref()), (400, Some(want)), "{path}: {:?}", r.body);
+        assert_eq!(
+            (r.status.as_u16(), field(&r).as_deref()),
+            (400, Some(want)),
+            "{path}: {:?}",
+            r.body
+        );
     }
 }
 
@@ -345,7 +402,13 @@ async fn lists_are_summaries_and_specs_are_bounded() {
     let arg = "a".repeat(100_000);
     let mut ids = Vec::new();
     for _ in 0..4 {
-        ids.push(c.api.submit(command(&[&arg, &arg])).await.expect("big job").id);
+        ids.push(
+            c.api
+                .submit(command(&[&arg, &arg]))
+                .await
+                .expect("big job")
+                .id,
+        );
     }
     for id in &ids {
         let done = c.api.wait_terminal(*id, WAIT).await.expect("terminal");
@@ -354,7 +417,12 @@ async fn lists_are_summaries_and_specs_are_bounded() {
     // A spec past max_spec_bytes is refused naming its largest part.
     let too_big = "b".repeat(300_001);
     let r = send(&c.api, Method::POST, "/v1/jobs", Some(command(&[&too_big]))).await;
-    assert_eq!((r.status.as_u16(), field(&r).as_deref()), (400, Some("spec.args")), "{:?}", r.body);
+    assert_eq!(
+        (r.status.as_u16(), field(&r).as_deref()),
+        (400, Some("spec.args")),
+        "{:?}",
+        r.body
+    );
     let env = json!({"group": "default", "spec": {"kind": "command", "program": "/bin/true",
         "env": {"A": too_big}}});
     let r = send(&c.api, Method::POST, "/v1/jobs", Some(env)).await;
@@ -369,7 +437,10 @@ async fn lists_are_summaries_and_specs_are_bounded() {
     assert_eq!(list.jobs.len(), 4);
     assert_eq!(list.jobs[0].what.as_deref(), Some("/bin/echo"));
     assert_eq!(list.jobs[0].exit_code, Some(0));
-    eprintln!("list of 4 big jobs: {bytes} bytes in {:?}", started.elapsed());
+    eprintln!(
+        "list of 4 big jobs: {bytes} bytes in {:?}",
+        started.elapsed()
+    );
     // The whole job is one GET away.
     let full: JobView = c.api.job(ids[0]).await.expect("job");
     assert_eq!(full.result.expect("result").stdout.len(), 200_002);
@@ -381,8 +452,17 @@ async fn lists_are_summaries_and_specs_are_bounded() {
         .output()
         .expect("batonctl");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(text.lines().filter(|l| l.contains("/bin/echo")).count(), 4, "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("/bin/echo")).count(),
+        4,
+        "{text}"
+    );
 }
 
 /// `depth` levels of nested arrays around a number.
@@ -411,8 +491,16 @@ async fn deeply_nested_result_data_is_refused_and_batonctl_keeps_listing() {
     let agent = api.as_agent("a1", &secret);
     let poll = json!({"groups": ["default"], "free_slots": 2, "capabilities": {"kinds": ["noop"]},
         "version": "test", "os": "linux", "wait_ms": 0});
-    let j1 = api.submit(json!({"group": "default", "spec": {"kind": "noop"}})).await.expect("j1").id;
-    let j2 = api.submit(json!({"group": "default", "spec": {"kind": "noop"}})).await.expect("j2").id;
+    let j1 = api
+        .submit(json!({"group": "default", "spec": {"kind": "noop"}}))
+        .await
+        .expect("j1")
+        .id;
+    let j2 = api
+        .submit(json!({"group": "default", "spec": {"kind": "noop"}}))
+        .await
+        .expect("j2")
+        .id;
     let r = agent.post("/v1/agents/a1/poll", poll).await.expect("poll");
     let grants = r.body["grants"].as_array().expect("grants").clone();
     assert_eq!(grants.len(), 2, "{:?}", r.body);
@@ -423,17 +511,26 @@ async fn deeply_nested_result_data_is_refused_and_batonctl_keeps_listing() {
             .and_then(|g| g["token"].as_i64())
             .expect("granted")
     };
-    let complete = |id: i64, data: Value| {
-        json!({"token": token_of(id), "completion": {"outcome": "succeeded"}, "result": {"data": data}})
-    };
+    let complete = |id: i64, data: Value| json!({"token": token_of(id), "completion": {"outcome": "succeeded"}, "result": {"data": data}});
     let r = agent
-        .post(&format!("/v1/jobs/{j1}/complete"), complete(j1, nested(100)))
+        .post(
+            &format!("/v1/jobs/{j1}/complete"),
+            complete(j1, nested(100)),
+        )
         .await
         .expect("complete");
-    assert_eq!((r.status.as_u16(), field(&r).as_deref()), (400, Some("result.data")), "{:?}", r.body);
+    assert_eq!(
+        (r.status.as_u16(), field(&r).as_deref()),
+        (400, Some("result.data")),
+        "{:?}",
+        r.body
+    );
     let batch = json!({"completions": [{"job_id": j1, "token": token_of(j1),
         "completion": {"outcome": "succeeded"}, "result": {"data": nested(40)}}]});
-    let r = agent.post("/v1/agents/a1/complete", batch).await.expect("batch");
+    let r = agent
+        .post("/v1/agents/a1/complete", batch)
+        .await
+        .expect("batch");
     assert_eq!(r.body["results"][0]["code"], "bad_request", "{:?}", r.body);
     let r = agent
         .post(&format!("/v1/jobs/{j1}/complete"), complete(j1, nested(32)))
@@ -445,7 +542,10 @@ async fn deeply_nested_result_data_is_refused_and_batonctl_keeps_listing() {
         .await
         .expect("complete");
     assert_eq!(r.status, 200);
-    for args in [vec!["list".to_owned()], vec!["get".to_owned(), j1.to_string()]] {
+    for args in [
+        vec!["list".to_owned()],
+        vec!["get".to_owned(), j1.to_string()],
+    ] {
         let out = Command::new(baton_tests::proc::bin("batonctl").expect("bin"))
             .args(&args)
             .env("BATON_URL", c.controller.url())
@@ -467,7 +567,11 @@ async fn anonymous_calls_cannot_grow_the_audit_log_without_bound() {
     let anon = c.api.with_token("");
     let long = format!("/{}", "x".repeat(30_000));
     for i in 0..200 {
-        let path = if i % 2 == 0 { long.as_str() } else { "/v1/jobs" };
+        let path = if i % 2 == 0 {
+            long.as_str()
+        } else {
+            "/v1/jobs"
+        };
         let r = send(&anon, Method::POST, path, Some(json!({}))).await;
         assert!(matches!(r.status.as_u16(), 401 | 404), "{:?}", r.body);
     }
@@ -478,7 +582,11 @@ async fn anonymous_calls_cannot_grow_the_audit_log_without_bound() {
     let entries = c.api.audit_entries().await.expect("audit");
     let anonymous: Vec<&Value> = entries
         .iter()
-        .filter(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("anonymous")))
+        .filter(|e| {
+            e["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("anonymous"))
+        })
         .collect();
     assert!(
         !anonymous.is_empty() && anonymous.len() <= 35,
@@ -487,8 +595,15 @@ async fn anonymous_calls_cannot_grow_the_audit_log_without_bound() {
     );
     for e in &anonymous {
         let target = e["target"].as_str().expect("target");
-        assert!(target.len() <= 260, "a row keeps at most ~256 bytes of path: {}", target.len());
-        assert!(!target.contains("xxxx"), "unrouted paths are not kept: {target}");
+        assert!(
+            target.len() <= 260,
+            "a row keeps at most ~256 bytes of path: {}",
+            target.len()
+        );
+        assert!(
+            !target.contains("xxxx"),
+            "unrouted paths are not kept: {target}"
+        );
     }
     assert!(
         anonymous

@@ -42,9 +42,10 @@ pub async fn submit_batch(
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     let mut groups: Vec<String> = Vec::new();
     for (i, job) in batch.jobs.into_iter().enumerate() {
-        let ttl = validate::submission(&job, default_ttl, s.config.max_spec_bytes).map_err(|e| {
-            ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
-        })?;
+        let ttl =
+            validate::submission(&job, default_ttl, s.config.max_spec_bytes).map_err(|e| {
+                ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
+            })?;
         if !groups.contains(&job.group) {
             groups.push(job.group.clone());
         }

@@ -110,14 +110,15 @@ pub fn plan(
     if let Some(ttl) = req.lease_ttl_ms {
         submit.lease_ttl_ms = Some(ttl);
     }
-    let ttl = crate::validate::submission(&submit, default_ttl_ms, max_spec_bytes).map_err(|e| {
-        let field = if e.field == "lease_ttl_ms" && req.lease_ttl_ms.is_some() {
-            e.field
-        } else {
-            format!("job.{}", e.field)
-        };
-        ApiError::bad_request(e.message, Some(field))
-    })?;
+    let ttl =
+        crate::validate::submission(&submit, default_ttl_ms, max_spec_bytes).map_err(|e| {
+            let field = if e.field == "lease_ttl_ms" && req.lease_ttl_ms.is_some() {
+                e.field
+            } else {
+                format!("job.{}", e.field)
+            };
+            ApiError::bad_request(e.message, Some(field))
+        })?;
     if let JobSpec::Noop(n) = &mut submit.spec
         && req.job.is_none()
     {

@@ -110,7 +110,10 @@ impl Limits {
     /// unknown, counted globally only) until the permit is dropped.
     pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<UnauthPermit, Busy> {
         let ip = ip.map(key);
-        let mut f = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut f = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(ip) = ip
             && f.per_address.get(&ip).copied().unwrap_or(0) >= self.max_per_address
         {
@@ -251,19 +254,22 @@ impl FromRequestParts<AppState> for EnrollGate {
         let Some(PeerAddr(addr)) = parts.extensions.get::<PeerAddr>().copied() else {
             return Ok(EnrollGate);
         };
-        s.limits.enroll(addr.ip()).map(|()| EnrollGate).map_err(|secs| {
-            closing(
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "too many enrollment attempts from {}; retry in {secs} s",
-                        addr.ip()
+        s.limits
+            .enroll(addr.ip())
+            .map(|()| EnrollGate)
+            .map_err(|secs| {
+                closing(
+                    ApiError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "too many enrollment attempts from {}; retry in {secs} s",
+                            addr.ip()
+                        ),
+                        None,
                     ),
-                    None,
-                ),
-                Some(secs),
-            )
-        })
+                    Some(secs),
+                )
+            })
     }
 }
 

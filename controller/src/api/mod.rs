@@ -117,18 +117,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/agents/{id}/revoke",
             small(post(identity::revoke_agent)),
         )
-        .route(
-            "/v1/agents/{id}/drain",
-            small(post(operator::drain_agent)),
-        )
+        .route("/v1/agents/{id}/drain", small(post(operator::drain_agent)))
         .route(
             "/v1/agents/{id}/resume",
             small(post(operator::resume_agent)),
         )
         .route(
             "/v1/enrollment-tokens",
-            small(post(identity::create_enrollment_token))
-                .get(identity::list_enrollment_tokens),
+            small(post(identity::create_enrollment_token)).get(identity::list_enrollment_tokens),
         )
         .route(
             "/v1/enrollment-tokens/{id}/revoke",
@@ -273,9 +269,9 @@ async fn raw_id(parts: &mut axum::http::request::Parts) -> Result<String, ApiErr
         parts,
         &(),
     )
-        .await
-        .map(|axum::extract::Path(raw)| raw)
-        .map_err(|e| ApiError::bad_request(e.body_text(), Some("id".into())))
+    .await
+    .map(|axum::extract::Path(raw)| raw)
+    .map_err(|e| ApiError::bad_request(e.body_text(), Some("id".into())))
 }
 
 /// A `{id}` path segment that must be a job id (JSON 400 naming `id` otherwise).
@@ -292,7 +288,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for JobIdPath {
         let raw = raw_id(parts).await?;
         parse_id(&raw).map(JobIdPath).ok_or_else(|| {
             ApiError::bad_request(
-                format!("`{}` is not an id (a positive decimal number)", clip(&raw, 64)),
+                format!(
+                    "`{}` is not an id (a positive decimal number)",
+                    clip(&raw, 64)
+                ),
                 Some("id".into()),
             )
         })
@@ -433,7 +432,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             }
             Ok(Ok(b)) => b,
         };
-        parse_json(&bytes).map(JsonBody).map_err(IntoResponse::into_response)
+        parse_json(&bytes)
+            .map(JsonBody)
+            .map_err(IntoResponse::into_response)
     }
 }
 
@@ -543,14 +544,28 @@ mod tests {
             .expect_err("list for a method");
         assert_eq!(e.0.error.field.as_deref(), Some("method"));
         // Broken JSON is still called so, without a field.
-        assert_eq!(field(r#"{"group":"g","spec":{"kind":"noop"},"priority":}"#), None);
+        assert_eq!(
+            field(r#"{"group":"g","spec":{"kind":"noop"},"priority":}"#),
+            None
+        );
     }
 
     #[test]
     fn ids_are_canonical_decimal_numbers() {
         assert_eq!(parse_id("1"), Some(1));
         assert_eq!(parse_id("9223372036854775807"), Some(i64::MAX));
-        for bad in ["", "+1", "-1", "0", "01", " 1", "1 ", "1e3", "9223372036854775808", "ab"] {
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "0",
+            "01",
+            " 1",
+            "1 ",
+            "1e3",
+            "9223372036854775808",
+            "ab",
+        ] {
             assert_eq!(parse_id(bad), None, "{bad:?}");
         }
     }

@@ -521,6 +521,33 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn lists_hold_summaries_with_long_texts_cut() {
+        let (s, _d) = store().await;
+        let mut job = new_job("g", None, "h");
+        job.submit.spec = JobSpec::Command(baton_proto::CommandSpec {
+            program: format!("/opt/{}", "p".repeat(300)),
+            args: vec!["secret-looking-arg".into()],
+            ..Default::default()
+        });
+        let id = s.submit(job, 1000).await.expect("submit").job.id;
+        let list = s
+            .list_jobs(&JobFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let j = &list.jobs[0];
+        assert_eq!(j.id, id);
+        assert_eq!(j.max_attempts, RetryPolicy::default().max_attempts);
+        let what = j.what.as_deref().expect("what");
+        assert!(what.starts_with("/opt/pp") && what.ends_with('…'), "{what}");
+        assert_eq!(what.chars().count(), JobSummary::MAX_TEXT + 1);
+        let wire = serde_json::to_string(&list).expect("json");
+        assert!(!wire.contains("secret-looking-arg"), "{wire}");
+    }
+
+    #[tokio::test]
     async fn submit_get_list() {
         let (s, _d) = store().await;
         let a = s
