@@ -223,6 +223,42 @@ async fn trickling_bodies_are_cut_at_the_read_timeout_and_strangers_are_bounded_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enrollment_rate_limit_answers_before_the_body_is_read() {
+    let c = Cluster::start_with(0, "enroll_per_minute = 2", |_| {})
+        .await
+        .expect("cluster");
+    let anon = c.api.with_token("");
+    for _ in 0..2 {
+        let r = send(
+            &anon,
+            Method::POST,
+            "/v1/agents/enroll",
+            Some(json!({"token": "baton_enr_bogus", "agent_id": "x"})),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{:?}", r.body);
+    }
+    // The third attempt trickles its body (the read timeout is 30 s): the
+    // refusal comes at once, without waiting for it.
+    let a = raw_post(
+        c.controller.addr,
+        "/v1/agents/enroll",
+        Body::Trickle {
+            len: 1000,
+            every: Duration::from_millis(200),
+        },
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(a.status, 429, "{a:?}");
+    assert_eq!(a.code(), Some(ErrorCode::RateLimited));
+    assert!(
+        a.closed_after.expect("closed") < Duration::from_secs(5),
+        "{a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_big_anonymous_bodies_is_refused_early_and_memory_stays_bounded() {
     let c = Cluster::start(1).await.expect("cluster");
     c.wait_agents_online().await.expect("online");
