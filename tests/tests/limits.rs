@@ -373,6 +373,15 @@ async fn every_error_is_json_naming_the_field() {
         "{:?}",
         r.body
     );
+    let bad_mode = json!({"group": "g", "spec": {"kind": "procedure", "connection": "c",
+        "procedure": "p", "params": [{"name": "a", "mode": 5, "value": {"type": "null"}}]}});
+    let r = send(api, Method::POST, "/v1/jobs", Some(bad_mode)).await;
+    assert_eq!(
+        field(&r).as_deref(),
+        Some("spec.params[0].mode"),
+        "{:?}",
+        r.body
+    );
     // Integers past what is stored.
     for (body, want) in [
         (

@@ -105,8 +105,8 @@ mod tests {
         );
         assert_eq!(
             field(r#"{"jobs":[{"group":"g","spec":{"kind":"noop","sleep_ms":"x"}}]}"#).as_deref(),
-            // As for a single submit: a type error inside a spec names the spec.
-            Some("jobs[0].spec")
+            // As for a single submit: a type error inside a spec names its field.
+            Some("jobs[0].spec.sleep_ms")
         );
         assert_eq!(field(r#"{"job":[]}"#).as_deref(), Some("job"));
     }

@@ -18,6 +18,7 @@ pub mod drills;
 pub mod identity;
 pub mod limits;
 pub mod operator;
+mod spec_errors;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -476,6 +477,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             || msg.contains("missing field `kind`")
         {
             field = join(&field, "kind");
+        }
+        if let Some((inside, message)) = spec_errors::refine(bytes, &field) {
+            return ApiError::bad_request(message, Some(inside));
         }
         ApiError::bad_request(msg, (!field.is_empty()).then_some(field))
     })
