@@ -207,6 +207,13 @@ async fn trickling_bodies_are_cut_at_the_read_timeout_and_strangers_are_bounded_
         (1..=8).contains(&timed_out),
         "at most 8 admitted from one address, {timed_out} were"
     );
+    let metrics = c.api.metrics().await.expect("metrics");
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_unauthenticated_refused_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("metric");
+    assert_eq!(refused, 50 - timed_out, "{metrics}");
     // An operator's trickled body is cut too, with the same answer.
     let a = raw_post(
         addr,
