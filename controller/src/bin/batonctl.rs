@@ -132,8 +132,8 @@ struct ListArgs {
     /// Only jobs with this label.
     #[arg(long, value_name = "K=V", value_parser = parse_key_value)]
     label: Option<(String, String)>,
-    /// At most this many jobs.
-    #[arg(long, value_name = "N")]
+    /// At most this many jobs (1-1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: Option<u32>,
     /// Only jobs older than this id (the next page).
     #[arg(long, value_name = "ID")]
