@@ -448,4 +448,34 @@ mod tests {
         let c = Config::load(None, &env, &Flags::default()).expect("plain");
         assert!(c.tls.is_none());
     }
+
+    #[test]
+    fn boundary_limits_have_defaults_and_are_checked() {
+        let c = Config::load(
+            Some(write(TOKENS).path()),
+            &BTreeMap::new(),
+            &Flags::default(),
+        )
+        .expect("defaults");
+        assert_eq!(c.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (c.max_unauthenticated, c.max_unauthenticated_per_address),
+            (256, 16)
+        );
+        assert_eq!(c.max_spec_bytes, 256 << 10);
+        for (line, key) in [
+            ("body_read_timeout = \"50ms\"", "body_read_timeout"),
+            ("max_unauthenticated = 0", "max_unauthenticated"),
+            (
+                "max_unauthenticated = 8\nmax_unauthenticated_per_address = 9",
+                "max_unauthenticated_per_address",
+            ),
+            ("max_spec_bytes = 5000000", "max_spec_bytes"),
+        ] {
+            let f = write(&format!("{TOKENS}{line}\n"));
+            let e =
+                Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default()).expect_err(line);
+            assert_eq!(e.key, key, "{line}");
+        }
+    }
 }
