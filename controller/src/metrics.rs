@@ -18,7 +18,9 @@
 //! - `baton_auth_cache_entries`, `baton_auth_cache_hits_total`,
 //!   `baton_auth_cache_misses_total`: the auth cache (`auth`);
 //! - `baton_presence_agents`: agents in the in-memory presence (`presence`),
-//!   when known.
+//!   when known;
+//! - `baton_pruned_rows_total{table}`: rows deleted by retention (`jobs`,
+//!   `attempts`, `audit`; `retention`).
 //!
 //! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
 //! `authorization.credentials_file`), like every other read.
@@ -58,6 +60,8 @@ pub struct Snapshot {
     pub auth_cache_misses: u64,
     /// Agents in the in-memory presence, when known.
     pub presence_agents: Option<u64>,
+    /// Rows retention deleted since the start.
+    pub pruned: crate::store::retention::PrunedSnapshot,
 }
 
 /// `GET /metrics`.
@@ -73,6 +77,7 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
         auth_cache_hits: s.store.auth_cache().hits_and_misses().0,
         auth_cache_misses: s.store.auth_cache().hits_and_misses().1,
         presence_agents: Some(s.presence.len() as u64),
+        pruned: s.store.pruned(),
     };
     Ok((
         [(
@@ -172,6 +177,17 @@ pub fn render(s: &Snapshot) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
+    out.push_str(
+        "# HELP baton_pruned_rows_total Rows deleted by retention (job_keep, audit_keep).\n",
+    );
+    out.push_str("# TYPE baton_pruned_rows_total counter\n");
+    for (table, n) in [
+        ("jobs", s.pruned.jobs),
+        ("attempts", s.pruned.attempts),
+        ("audit", s.pruned.audit),
+    ] {
+        let _ = writeln!(out, "baton_pruned_rows_total{{table=\"{table}\"}} {n}");
+    }
     out.push_str("# HELP baton_auth_cache_entries Credentials in the auth cache.\n");
     out.push_str("# TYPE baton_auth_cache_entries gauge\n");
     let _ = writeln!(out, "baton_auth_cache_entries {}", s.auth_cache_entries);
@@ -206,7 +222,15 @@ mod tests {
             auth_cache_hits: 90,
             auth_cache_misses: 10,
             presence_agents: Some(2000),
+            pruned: crate::store::retention::PrunedSnapshot {
+                jobs: 12,
+                attempts: 15,
+                audit: 4,
+            },
         });
+        assert!(text.contains("baton_pruned_rows_total{table=\"jobs\"} 12\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"attempts\"} 15\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"audit\"} 4\n"));
         assert!(text.contains("baton_drills_total{method=\"crash\",result=\"passed\"} 2\n"));
         assert!(text.contains("baton_drills_total{method=\"freeze\",result=\"failed\"} 1\n"));
         assert!(text.contains("baton_drills_total{method=\"partition\",result=\"error\"} 0\n"));

@@ -10,6 +10,8 @@
 //! - [`agents`]: agent presence and capabilities.
 //! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - [`audit`]: the audit log.
+//! - [`retention`]: finished jobs and old audit rows pruned in bounded
+//!   batches, incremental vacuum.
 //! - [`drills`]: failover drills, their timelines and takeover measurements.
 //! - [`health`]: whether the store can commit (disk full, read-only, I/O
 //!   errors become 503 `store_unavailable`; `/readyz` reads it).
@@ -23,6 +25,7 @@ pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod retention;
 mod rows;
 pub mod writer;
 
@@ -33,7 +36,9 @@ use std::time::Duration;
 
 use baton_proto::JobId;
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::config::SyncMode;
 
@@ -101,6 +106,8 @@ pub struct Store {
     auth_cache: Arc<crate::auth::AuthCache>,
     /// Whether the writer can commit (`/readyz`).
     health: Arc<health::Health>,
+    /// Rows retention deleted.
+    pruned: Arc<retention::Pruned>,
 }
 
 /// Page cache of each reader connection (`PRAGMA cache_size`; negative:
@@ -139,9 +146,16 @@ impl Store {
                     Ok(!conn.is_in_transaction())
                 })
             })
-            .connect_with(base.clone().create_if_missing(true))
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    // Effective for a new database (set before its first
+                    // table); older ones are switched once by `retention`.
+                    .auto_vacuum(SqliteAutoVacuum::Incremental),
+            )
             .await?;
         MIGRATOR.run(&writer).await?;
+        retention::enable_incremental_vacuum(&writer).await?;
         let fleet_id: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'fleet_id'")
             .fetch_one(&writer)
             .await?;
@@ -158,6 +172,7 @@ impl Store {
             fleet_id,
             auth_cache: Arc::default(),
             health,
+            pruned: Arc::default(),
         })
     }
 
