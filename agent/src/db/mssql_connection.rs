@@ -169,7 +169,7 @@ impl MssqlConnection {
         let login = |source| ConnectError::Login {
             connection: self.name.clone(),
             target: target.clone(),
-            source,
+            source: Box::new(source),
         };
         let open = async {
             // Resolves a named instance through the SQL Browser first; with a
@@ -179,7 +179,7 @@ impl MssqlConnection {
                 .map_err(|source| ConnectError::Reach {
                     connection: self.name.clone(),
                     target: target.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             tcp.set_nodelay(true).map_err(|e| login(e.into()))?;
             tiberius::Client::connect(config, tcp.compat_write())
@@ -210,7 +210,7 @@ pub enum ConnectError {
         /// Address or instance.
         target: String,
         /// Why.
-        source: tiberius::error::Error,
+        source: Box<tiberius::error::Error>,
     },
     /// TLS or the login failed.
     #[error("connection {connection:?}: cannot log in to SQL Server at {target}: {source}")]
@@ -220,7 +220,7 @@ pub enum ConnectError {
         /// Address or instance.
         target: String,
         /// Why.
-        source: tiberius::error::Error,
+        source: Box<tiberius::error::Error>,
     },
     /// No session within `connect_timeout`.
     #[error("connection {connection}: no session within {}", humantime::format_duration(*after))]
@@ -242,7 +242,7 @@ impl ConnectError {
         match self {
             ConnectError::Setup(_) => false,
             ConnectError::Reach { .. } | ConnectError::Timeout { .. } => true,
-            ConnectError::Login { source: e, .. } => match e {
+            ConnectError::Login { source: e, .. } => match &**e {
                 T::Io { .. } => true,
                 T::Server(t) => !matches!(t.code(), 18456 | 4060 | 18452 | 18486 | 18487 | 18488),
                 _ => false,

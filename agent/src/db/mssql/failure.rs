@@ -143,10 +143,10 @@ mod tests {
         let reach = ConnectError::Reach {
             connection: "erp".into(),
             target: "h:1433".into(),
-            source: tiberius::error::Error::Io {
+            source: Box::new(tiberius::error::Error::Io {
                 kind: std::io::ErrorKind::ConnectionRefused,
                 message: "refused".into(),
-            },
+            }),
         };
         let f = classify_job(&Error::Connect(reach), &[]);
         assert!(f.retryable);
@@ -159,7 +159,9 @@ mod tests {
         let tls = ConnectError::Login {
             connection: "erp".into(),
             target: "h:1433".into(),
-            source: tiberius::error::Error::Tls("invalid peer certificate".into()),
+            source: Box::new(tiberius::error::Error::Tls(
+                "invalid peer certificate".into(),
+            )),
         };
         assert!(!classify_job(&Error::Connect(tls), &[]).retryable);
         assert!(
