@@ -40,6 +40,8 @@ struct FileConfig {
     max_output_bytes: Option<usize>,
     enroll_per_minute: Option<u32>,
     allow_plain_http: Option<bool>,
+    job_keep: Option<String>,
+    audit_keep: Option<String>,
     tls: Option<FileTls>,
     body_read_timeout: Option<String>,
     max_unauthenticated: Option<usize>,
@@ -106,6 +108,10 @@ pub struct Config {
     pub max_output_bytes: usize,
     /// Enrollment attempts allowed per source address per minute.
     pub enroll_per_minute: u32,
+    /// Finished jobs are deleted this long after they end (`None`: kept forever).
+    pub job_keep: Option<Duration>,
+    /// Audit rows are deleted this long after they were written (`None`: kept forever).
+    pub audit_keep: Option<Duration>,
     /// HTTPS settings; `None` only when `allow_plain_http` is set.
     pub tls: Option<TlsConfig>,
     /// Longest a request body may take to arrive (408 and the connection
@@ -243,6 +249,36 @@ impl Config {
                     .into(),
             ));
         }
+        let keep = |key: &str, var: &str, file_v: &Option<String>, default: Duration| {
+            let (text, err): (Option<&String>, &dyn Fn(String) -> ConfigError) = match env.get(var)
+            {
+                Some(v) => (Some(v), &|m| env_err(var, key, m)),
+                None => (file_v.as_ref(), &|m| file_err(key, m)),
+            };
+            match text.map(String::as_str) {
+                None => Ok(Some(default)),
+                Some("forever") => Ok(None),
+                Some(v) => match humantime::parse_duration(v) {
+                    Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
+                    Ok(_) => Err(err("must be at least 1s, or \"forever\"".into())),
+                    Err(e) => Err(err(format!(
+                        "{e} (a duration like \"30d\", or \"forever\")"
+                    ))),
+                },
+            }
+        };
+        let job_keep = keep(
+            "job_keep",
+            "BATON_JOB_KEEP",
+            &file.job_keep,
+            Duration::from_secs(30 * 86_400),
+        )?;
+        let audit_keep = keep(
+            "audit_keep",
+            "BATON_AUDIT_KEEP",
+            &file.audit_keep,
+            Duration::from_secs(90 * 86_400),
+        )?;
         let enroll_per_minute = file.enroll_per_minute.unwrap_or(10);
         if enroll_per_minute == 0 {
             return Err(file_err("enroll_per_minute", "must be at least 1".into()));
@@ -356,6 +392,8 @@ impl Config {
             log_level,
             max_output_bytes,
             enroll_per_minute,
+            job_keep,
+            audit_keep,
             tls,
             body_read_timeout,
             max_unauthenticated,
@@ -423,6 +461,32 @@ mod tests {
             .expect_err("ttl below floor");
         assert_eq!(e.key, "default_lease_ttl");
         assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn retention_keeps_default_forever_and_bad_values() {
+        let load = |src: &str, env: &[(&str, &str)]| {
+            let f = write(&format!("{TOKENS}{src}"));
+            let env = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::load(Some(f.path()), &env, &Flags::default())
+        };
+        let c = load("", &[]).expect("defaults");
+        assert_eq!(c.job_keep, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.audit_keep, Some(Duration::from_secs(90 * 86_400)));
+        let c = load("job_keep = \"forever\"\naudit_keep = \"7d\"\n", &[]).expect("load");
+        assert_eq!(c.job_keep, None);
+        assert_eq!(c.audit_keep, Some(Duration::from_secs(7 * 86_400)));
+        let c = load("", &[("BATON_JOB_KEEP", "2h")]).expect("env");
+        assert_eq!(c.job_keep, Some(Duration::from_secs(7200)));
+        let e = load("\njob_keep = \"soon\"\n", &[]).expect_err("bad");
+        assert_eq!((e.key.as_str(), e.line), ("job_keep", Some(3)));
+        let e = load("audit_keep = \"10ms\"\n", &[]).expect_err("too short");
+        assert_eq!(e.key, "audit_keep");
+        let e = load("", &[("BATON_AUDIT_KEEP", "x")]).expect_err("bad env");
+        assert_eq!(e.origin, Source::Env("BATON_AUDIT_KEEP".into()));
     }
 
     #[test]

@@ -98,7 +98,10 @@ pub async fn reaper(
             Err(e) => {
                 failures += 1;
                 let level_error = failures >= 5;
-                if level_error {
+                if matches!(e, crate::store::Error::Unavailable { .. }) {
+                    // The store's health logged it once, as an ERROR.
+                    tracing::debug!(error = %e, "Lease reaper cannot write, retrying");
+                } else if level_error {
                     tracing::error!(error = %e, failures, "Lease reaper cannot reach the store");
                 } else {
                     tracing::warn!(error = %e, "Lease reaper failed, retrying");

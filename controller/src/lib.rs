@@ -10,6 +10,8 @@
 //! - [`validate`]: job submission checks naming the failing field.
 //! - [`api`]: axum routes, JSON bodies and JSON errors.
 //! - [`presence`]: agent presence in memory, flushed in batches; what an idle poll may skip.
+//! - [`retention`]: the background task pruning finished jobs and old audit
+//!   rows (`job_keep`, `audit_keep`).
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format (drills, takeovers, expiries).
 //! - [`server`]: wiring: open the store, serve, shut down on one token.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod dispatch;
 pub mod listener;
 pub mod metrics;
 pub mod presence;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod validate;

@@ -21,7 +21,9 @@
 //!   when known;
 //! - `baton_unauthenticated_refused_total`, `baton_enroll_rate_limited_total`,
 //!   `baton_audit_suppressed_total`, `baton_unauthenticated_in_flight`: the
-//!   limits on callers without a credential (`api::limits`).
+//!   limits on callers without a credential (`api::limits`);
+//! - `baton_pruned_rows_total{table}`: rows deleted by retention (`jobs`,
+//!   `attempts`, `audit`; `retention`).
 //!
 //! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
 //! `authorization.credentials_file`), like every other read.
@@ -64,6 +66,8 @@ pub struct Snapshot {
     pub presence_agents: Option<u64>,
     /// Boundary refusals of callers without a credential (`api::limits`).
     pub boundary: Boundary,
+    /// Rows retention deleted since the start.
+    pub pruned: crate::store::retention::PrunedSnapshot,
 }
 
 /// Counters of `api::limits`.
@@ -98,6 +102,7 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
             audit_suppressed: s.limits.audit_suppressed.load(Ordering::Relaxed),
             unauthenticated_in_flight: s.limits.in_flight() as u64,
         },
+        pruned: s.store.pruned(),
     };
     Ok((
         [(
@@ -212,6 +217,17 @@ pub fn render(s: &Snapshot) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
+    out.push_str(
+        "# HELP baton_pruned_rows_total Rows deleted by retention (job_keep, audit_keep).\n",
+    );
+    out.push_str("# TYPE baton_pruned_rows_total counter\n");
+    for (table, n) in [
+        ("jobs", s.pruned.jobs),
+        ("attempts", s.pruned.attempts),
+        ("audit", s.pruned.audit),
+    ] {
+        let _ = writeln!(out, "baton_pruned_rows_total{{table=\"{table}\"}} {n}");
+    }
     out.push_str("# HELP baton_auth_cache_entries Credentials in the auth cache.\n");
     out.push_str("# TYPE baton_auth_cache_entries gauge\n");
     let _ = writeln!(out, "baton_auth_cache_entries {}", s.auth_cache_entries);
@@ -261,11 +277,19 @@ mod tests {
                 audit_suppressed: 6,
                 unauthenticated_in_flight: 2,
             },
+            pruned: crate::store::retention::PrunedSnapshot {
+                jobs: 12,
+                attempts: 15,
+                audit: 4,
+            },
         });
         assert!(text.contains("baton_unauthenticated_refused_total 4\n"));
         assert!(text.contains("baton_enroll_rate_limited_total 5\n"));
         assert!(text.contains("baton_audit_suppressed_total 6\n"));
         assert!(text.contains("baton_unauthenticated_in_flight 2\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"jobs\"} 12\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"attempts\"} 15\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"audit\"} 4\n"));
         assert!(text.contains("baton_drills_total{method=\"crash\",result=\"passed\"} 2\n"));
         assert!(text.contains("baton_drills_total{method=\"freeze\",result=\"failed\"} 1\n"));
         assert!(text.contains("baton_drills_total{method=\"partition\",result=\"error\"} 0\n"));

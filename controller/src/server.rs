@@ -168,6 +168,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         kick,
         shutdown.clone(),
     ));
+    let retention = tokio::spawn(crate::retention::run(
+        store.clone(),
+        crate::retention::Policy {
+            job_keep: config.job_keep,
+            audit_keep: config.audit_keep,
+        },
+        shutdown.clone(),
+    ));
     let flusher = tokio::spawn(presence::run_flusher(
         presence.clone(),
         store.clone(),
@@ -202,6 +210,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     )
     .await;
     let _ = reaper.await;
+    let _ = retention.await;
     let _ = flusher.await;
     // No poll can arrive any more: write the last presence.
     match presence.flush(&store).await {

@@ -30,10 +30,13 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 429: slow down.
     RateLimited,
-    /// 503: not ready (starting, store unavailable).
+    /// 503: not ready (starting, shutting down).
     NotReady,
     /// 503: too many requests without credentials are in flight.
     Overloaded,
+    /// 503: the store cannot commit (disk full, read-only, I/O error); the
+    /// message names the cause. Nothing of the request was kept: retry later.
+    StoreUnavailable,
     /// 500: a bug or an unexpected store failure.
     Internal,
 }
@@ -52,7 +55,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
-            ErrorCode::NotReady | ErrorCode::Overloaded => 503,
+            ErrorCode::NotReady | ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -103,5 +106,12 @@ mod tests {
         assert_eq!(wire["error"]["code"], "lease_lost");
         assert_eq!(e.error.code.status(), 409);
         check(&ErrorBody::new(ErrorCode::BadRequest, "x", None));
+        let e = ErrorBody::new(ErrorCode::StoreUnavailable, "disk full", None);
+        check(&e);
+        assert_eq!(
+            serde_json::to_value(&e).expect("json")["error"]["code"],
+            "store_unavailable"
+        );
+        assert_eq!(e.error.code.status(), 503);
     }
 }

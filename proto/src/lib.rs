@@ -86,6 +86,34 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// A percentage on the wire, clamped to 0–100 (a metric or a progress
+/// figure slightly out of range must not make a poll or heartbeat fail).
+/// Without this, JSON numbers beyond `f32` became infinity, which
+/// serializes as `null` (found by `tests/tests/fuzz.rs`).
+pub(crate) mod percent {
+    use serde::{Deserialize, Deserializer};
+
+    /// Deserialize an optional percentage.
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(|v| v.clamp(0.0, 100.0) as f32))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn percentages_are_clamped() {
+            let p: crate::Progress = serde_json::from_str(r#"{"percent": 1e308}"#).expect("parse");
+            assert_eq!(p.percent, Some(100.0));
+            let p: crate::Progress = serde_json::from_str(r#"{"percent": -3}"#).expect("parse");
+            assert_eq!(p.percent, Some(0.0));
+            let p: crate::Progress = serde_json::from_str(r#"{"percent": 42.5}"#).expect("parse");
+            assert_eq!(p.percent, Some(42.5));
+            let p: crate::Progress = serde_json::from_str(r#"{}"#).expect("parse");
+            assert_eq!(p.percent, None);
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod roundtrip {
     use serde::{Serialize, de::DeserializeOwned};

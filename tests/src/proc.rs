@@ -131,8 +131,10 @@ impl Drop for Proc {
 pub struct Controller {
     /// The process (None while stopped).
     pub proc: Option<Proc>,
-    /// State dir (database, listen.addr).
+    /// Config, log (and the state unless `state_dir` says otherwise).
     pub dir: PathBuf,
+    /// State dir (database, listen.addr).
+    pub state_dir: PathBuf,
     /// The config file.
     pub config: PathBuf,
     /// Bound address.
@@ -164,13 +166,25 @@ impl Controller {
         extra_config: &str,
         ca: Option<PathBuf>,
     ) -> Result<Controller> {
+        Self::start_with_state(dir, dir, listen, extra_config, ca).await
+    }
+
+    /// Like [`Controller::start_custom`], with the database in `state_dir`
+    /// (config, log and `listen.addr` stay in `dir`).
+    pub async fn start_with_state(
+        dir: &Path,
+        state_dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        ca: Option<PathBuf>,
+    ) -> Result<Controller> {
         fs::create_dir_all(dir)?;
         let config = dir.join("controller.toml");
         fs::write(
             &config,
             format!(
                 "listen = \"{listen}\"\nstate_dir = \"{}\"\n{extra_config}\n",
-                dir.display()
+                state_dir.display()
             ),
         )?;
         let out = Command::new(bin("baton-controller")?)
@@ -185,6 +199,7 @@ impl Controller {
         let mut c = Controller {
             proc: None,
             dir: dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
             config,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token,
@@ -200,7 +215,7 @@ impl Controller {
     }
 
     async fn spawn(&mut self, listen: Option<SocketAddr>) -> Result<()> {
-        let addr_file = self.dir.join("listen.addr");
+        let addr_file = self.state_dir.join("listen.addr");
         let _ = fs::remove_file(&addr_file);
         let mut cmd = Command::new(bin("baton-controller")?);
         cmd.arg("--config").arg(&self.config);

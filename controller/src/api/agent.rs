@@ -270,14 +270,6 @@ pub async fn heartbeat(
             Some("log_tail".into()),
         ));
     }
-    if let Some(p) = &req.progress
-        && p.percent.is_some_and(|pct| !(0.0..=100.0).contains(&pct))
-    {
-        return Err(ApiError::bad_request(
-            "must be between 0 and 100",
-            Some("progress.percent".into()),
-        ));
-    }
     if req
         .progress
         .as_ref()

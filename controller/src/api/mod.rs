@@ -170,6 +170,14 @@ async fn readyz(axum::extract::State(s): axum::extract::State<AppState>) -> Resp
         return ApiError::new(ErrorCode::NotReady, "starting or shutting down", None)
             .into_response();
     }
+    if let Some((cause, detail)) = s.store.write_failure() {
+        return ApiError::new(
+            ErrorCode::StoreUnavailable,
+            format!("the store cannot commit ({cause}): {detail}"),
+            None,
+        )
+        .into_response();
+    }
     match s.store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
         Err(e) => ApiError::new(ErrorCode::NotReady, format!("store: {e}"), None).into_response(),
@@ -237,6 +245,12 @@ impl From<store::Error> for ApiError {
                 ErrorCode::IdempotencyConflict,
                 e.to_string(),
                 Some(baton_proto::IDEMPOTENCY_KEY_HEADER.into()),
+            ),
+            // Logged once per change of state by the store's health.
+            store::Error::Unavailable { cause, detail } => ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!("the store cannot commit ({cause}), nothing was changed: {detail}"),
+                None,
             ),
             other => {
                 tracing::error!(error = %other, "Store failure while serving a request");
