@@ -11,6 +11,7 @@
 //! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - [`audit`]: the audit log.
 //! - [`drills`]: failover drills, their timelines and takeover measurements.
+//! - [`rebase`]: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
 
@@ -20,6 +21,7 @@ pub mod drills;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod rebase;
 mod rows;
 pub mod writer;
 
@@ -155,10 +157,9 @@ impl Store {
     }
 }
 
-/// Wall-clock now in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+/// The controller's now in Unix milliseconds ([`crate::clock`]: immune to
+/// wall-clock steps within a process).
+pub use crate::clock::now_ms;
 
 #[cfg(test)]
 pub(crate) mod testutil {
