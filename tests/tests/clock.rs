@@ -139,7 +139,9 @@ async fn a_forward_step_neither_runs_a_job_twice_nor_expires_healthy_leases() {
         assert_eq!(count(marks, "end"), 1, "job {id}");
         assert_sane_times(&done);
     }
-    assert!(!c.controller.log_text().contains("Lease expired"));
+    let log = c.controller.log_text();
+    assert!(!log.contains("Lease expired"), "{log}");
+    assert!(log.contains("Wall clock stepped away"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
