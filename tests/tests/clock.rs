@@ -85,6 +85,38 @@ async fn wait_recorded(c: &mut Cluster, holder: &str) {
     }
 }
 
+/// `batonctl ARGS` against the cluster's controller: its output, whose
+/// relative times must all be seconds ago (nothing "in …", no minutes or
+/// hours: every job here is younger than a minute).
+fn batonctl(c: &Cluster, args: &[&str]) -> String {
+    let out = Command::new(bin("batonctl").expect("batonctl"))
+        .args(args)
+        .env("BATON_URL", c.controller.url())
+        .env("BATON_TOKEN", &c.controller.admin_token)
+        .output()
+        .expect("batonctl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("(in ") && !text.contains(" in "), "{text}");
+    for line in text.lines() {
+        if let Some((_, rel)) = line.split_once(" (")
+            && rel.ends_with(" ago)")
+        {
+            assert!(
+                rel.ends_with("s ago)") && !rel.contains('m') && !rel.contains('h'),
+                "{line}\n{text}"
+            );
+        }
+        for w in line.split("  ").filter(|w| w.trim().ends_with(" ago")) {
+            assert!(
+                !w.contains('m') && !w.contains('h'),
+                "`{w}` in {line}\n{text}"
+            );
+        }
+    }
+    text
+}
+
 /// Times of a job as a reader with the real clock sees them: nothing in
 /// the future or an hour old, no attempt ending before it started or
 /// lasting longer than the test.
@@ -232,27 +264,8 @@ async fn batonctl_get_shows_sane_durations_after_a_backward_step() {
     let a = &done.attempts[0];
     let ran = (a.ended_at.expect("ended") - a.started_at).num_milliseconds();
     assert!(ran >= 2_500, "a 3 s job shown as {ran} ms");
-    let out = Command::new(bin("batonctl").expect("batonctl"))
-        .args(["get", &id.to_string()])
-        .env("BATON_URL", c.controller.url())
-        .env("BATON_TOKEN", &c.controller.admin_token)
-        .output()
-        .expect("batonctl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    // Every relative time is seconds ago (no "in …", no minutes or hours),
-    // and the attempt's duration is the ~3 s it ran.
-    assert!(!text.contains("(in "), "{text}");
-    for line in text.lines() {
-        if let Some((_, rel)) = line.split_once(" (")
-            && rel.ends_with(" ago)")
-        {
-            assert!(
-                rel.ends_with("s ago)") && !rel.contains('m') && !rel.contains('h'),
-                "{line}\n{text}"
-            );
-        }
-    }
+    let text = batonctl(&c, &["get", &id.to_string()]);
+    // The attempt's duration is the ~3 s it ran.
     let row = text
         .lines()
         .find(|l| l.trim_start().starts_with("1 ") && l.contains("agent-1"))
@@ -265,4 +278,21 @@ async fn batonctl_get_shows_sane_durations_after_a_backward_step() {
         duration.starts_with('3') || duration.starts_with('4'),
         "duration {duration}: {row}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batonctl_shows_times_on_the_controllers_clock() {
+    let Some((mut c, clock, _dir)) = faked_cluster(1).await else {
+        return;
+    };
+    // Restarted an hour ahead: the controller's clock is now an hour ahead
+    // of batonctl's.
+    clock.set_offset_s(HOUR_S).expect("step");
+    c.controller.restart().await.expect("restart");
+    c.wait_agents_online().await.expect("online");
+    let (id, _, _) = marked_job(&c, "a", 1).await;
+    c.api.wait_terminal(id, WAIT).await.expect("terminal");
+    batonctl(&c, &["get", &id.to_string()]);
+    batonctl(&c, &["list"]);
+    batonctl(&c, &["agents"]);
 }

@@ -85,7 +85,7 @@ pub async fn list(
     State(s): State<AppState>,
     _op: Viewer,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<JobList>, ApiError> {
+) -> Result<Stamped<JobList>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
     let state = match q.state.as_deref() {
         None => None,
@@ -126,7 +126,7 @@ pub async fn list(
             limit: q.limit.unwrap_or(100),
         })
         .await?;
-    Ok(Json(list))
+    Ok(stamped(list))
 }
 
 /// `GET /v1/jobs/{id}`: the job with every attempt.
@@ -134,7 +134,7 @@ pub async fn get_job(
     State(s): State<AppState>,
     _op: Viewer,
     JobIdPath(id): JobIdPath,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Stamped<JobView>, ApiError> {
     let mut job = s.store.get_job(id).await?;
     if job.state == JobState::Queued {
         job.blocked_reason = s
@@ -148,7 +148,7 @@ pub async fn get_job(
             )
             .await?;
     }
-    Ok(Json(job))
+    Ok(stamped(job))
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
@@ -175,12 +175,26 @@ pub async fn retry(
 }
 
 /// `GET /v1/agents`.
-pub async fn agents(State(s): State<AppState>, _op: Viewer) -> Result<Json<AgentList>, ApiError> {
+pub async fn agents(
+    State(s): State<AppState>,
+    _op: Viewer,
+) -> Result<Stamped<AgentList>, ApiError> {
     let agents = s
         .store
         .list_agents(now_ms(), s.config.agent_offline_after.as_millis() as i64)
         .await?;
-    Ok(Json(AgentList { agents }))
+    Ok(stamped(AgentList { agents }))
+}
+
+/// A view with the controller's clock in [`baton_proto::NOW_HEADER`].
+pub type Stamped<T> = ([(&'static str, String); 1], Json<T>);
+
+/// `view`, stamped with the controller's now (what its times are relative to).
+pub fn stamped<T>(view: T) -> Stamped<T> {
+    (
+        [(baton_proto::NOW_HEADER, now_ms().to_string())],
+        Json(view),
+    )
 }
 
 /// `POST /v1/agents/{id}/drain`: no new work for the agent from now on; the
