@@ -118,6 +118,7 @@ async fn rebase_clock(store: &Store, clock: &crate::clock::Clock) -> Result<(), 
         running_leases = r.leases,
         backoffs_cut = r.backoffs,
         agents_seen_later = r.agents,
+        drills_created_later = r.drills,
         "Clock anchored; running leases now end one TTL from this start"
     );
     Ok(())

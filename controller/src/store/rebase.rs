@@ -13,6 +13,8 @@
 //!   step does not park jobs.
 //! - An agent's `last_seen` is capped to `now`, so a backward step does not
 //!   show a silent agent online (presence keeps the later of two values).
+//! - A running drill's `created_at` is capped to `now`, so a backward step
+//!   does not postpone its give-up limit (drills report) by the step.
 
 use super::{Result, Store};
 
@@ -25,6 +27,8 @@ pub struct Rebased {
     pub backoffs: u64,
     /// Agents whose last_seen was in the future.
     pub agents: u64,
+    /// Running drills created in the future.
+    pub drills: u64,
 }
 
 impl Store {
@@ -53,11 +57,19 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let drills = sqlx::query(
+            "UPDATE drills SET created_at = ?1 WHERE state = 'running' AND created_at > ?1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(Rebased {
             leases,
             backoffs,
             agents,
+            drills,
         })
     }
 }

@@ -143,18 +143,29 @@ async fn backoffs_are_cut_to_their_policy_maximum_and_last_seen_to_now() {
         .execute(&s.writer)
         .await
         .expect("last_seen");
+    for state in ["running", "passed"] {
+        sqlx::query(
+            "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at)
+             VALUES ('g', 'crash', 10000, 5000, 20000, ?, 'test', ?, ?)",
+        )
+        .bind(state)
+        .bind(HOUR)
+        .bind(HOUR)
+        .execute(&s.writer)
+        .await
+        .expect("drill");
+    }
     // An hour back: the backoffs would end an hour from now; capped to
-    // now + max_backoff (2 s and 60 s).
+    // now + max_backoff (2 s and 60 s). The running drill's age starts now.
     let now = 1_000;
     let r = s.rebase_clock(now).await.expect("rebase");
-    assert_eq!(
-        r,
-        Rebased {
-            leases: 0,
-            backoffs: 2,
-            agents: 1
-        }
-    );
+    let want = Rebased {
+        leases: 0,
+        backoffs: 2,
+        agents: 1,
+        drills: 1,
+    };
+    assert_eq!(r, want);
     let nb = |id| {
         sqlx::query_scalar::<_, i64>("SELECT not_before FROM jobs WHERE id = ?")
             .bind(id)
@@ -169,5 +180,5 @@ async fn backoffs_are_cut_to_their_policy_maximum_and_last_seen_to_now() {
     assert_eq!(seen, now);
     // Nothing in the future any more: a second rebase changes nothing.
     let again = s.rebase_clock(now).await.expect("rebase");
-    assert_eq!((again.backoffs, again.agents), (0, 0));
+    assert_eq!((again.backoffs, again.agents, again.drills), (0, 0, 0));
 }
