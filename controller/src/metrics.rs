@@ -18,6 +18,9 @@
 //! - `baton_auth_cache_entries`, `baton_auth_cache_hits_total`,
 //!   `baton_auth_cache_misses_total`: the auth cache (`auth`);
 //! - `baton_presence_agents`: agents in the in-memory presence (`presence`),
+//!   when known;
+//! - `baton_clock_skew_seconds`: the wall clock minus the controller's clock
+//!   (`clock`: wall-clock steps since the start, adopted at the next one),
 //!   when known.
 //!
 //! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
@@ -58,6 +61,8 @@ pub struct Snapshot {
     pub auth_cache_misses: u64,
     /// Agents in the in-memory presence, when known.
     pub presence_agents: Option<u64>,
+    /// The wall clock minus the controller's clock (ms), when known.
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// `GET /metrics`.
@@ -73,6 +78,7 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
         auth_cache_hits: s.store.auth_cache().hits_and_misses().0,
         auth_cache_misses: s.store.auth_cache().hits_and_misses().1,
         presence_agents: Some(s.presence.len() as u64),
+        clock_skew_ms: Some(crate::clock::process().skew_ms()),
     };
     Ok((
         [(
@@ -180,6 +186,13 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str("# TYPE baton_presence_agents gauge\n");
         let _ = writeln!(out, "baton_presence_agents {n}");
     }
+    if let Some(ms) = s.clock_skew_ms {
+        out.push_str(
+            "# HELP baton_clock_skew_seconds Wall clock minus the controller's clock (steps since its start; a restart adopts them).\n",
+        );
+        out.push_str("# TYPE baton_clock_skew_seconds gauge\n");
+        let _ = writeln!(out, "baton_clock_skew_seconds {}", ms as f64 / 1000.0);
+    }
     out
 }
 
@@ -206,6 +219,7 @@ mod tests {
             auth_cache_hits: 90,
             auth_cache_misses: 10,
             presence_agents: Some(2000),
+            clock_skew_ms: Some(-3_600_250),
         });
         assert!(text.contains("baton_drills_total{method=\"crash\",result=\"passed\"} 2\n"));
         assert!(text.contains("baton_drills_total{method=\"freeze\",result=\"failed\"} 1\n"));
@@ -228,6 +242,8 @@ mod tests {
         assert!(text.contains("baton_auth_cache_misses_total 10\n"));
         assert!(text.contains("# TYPE baton_presence_agents gauge\n"));
         assert!(text.contains("baton_presence_agents 2000\n"));
+        assert!(text.contains("# TYPE baton_clock_skew_seconds gauge\n"));
+        assert!(text.contains("baton_clock_skew_seconds -3600.25\n"));
     }
 
     #[test]
@@ -235,5 +251,6 @@ mod tests {
         let text = render(&Snapshot::default());
         assert!(text.contains("baton_group_commit_ops_total 0\n"));
         assert!(!text.contains("baton_presence_agents"));
+        assert!(!text.contains("baton_clock_skew_seconds"));
     }
 }

@@ -181,6 +181,14 @@ async fn a_forward_step_neither_runs_a_job_twice_nor_expires_healthy_leases() {
     let log = c.controller.log_text();
     assert!(!log.contains("Lease expired"), "{log}");
     assert!(log.contains("Wall clock stepped away"), "{log}");
+    // The step shows in the metrics until a restart adopts it.
+    let metrics = c.api.metrics().await.expect("metrics");
+    let skew: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_clock_skew_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no clock skew in\n{metrics}"));
+    assert!((3_599.0..3_601.0).contains(&skew), "skew {skew}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
