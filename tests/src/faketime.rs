@@ -26,8 +26,10 @@ impl FakeClock {
         })
     }
 
-    /// A clock with offset 0, its offset file at `file`.
+    /// A clock with offset 0, its offset file at `file`. Sweeps what
+    /// SIGKILLed faked processes left behind (see [`sweep_leftovers`]).
     pub fn new(file: &Path) -> Result<FakeClock> {
+        sweep_leftovers(Path::new("/dev/shm"));
         let c = FakeClock {
             file: file.to_path_buf(),
         };
@@ -55,5 +57,29 @@ impl FakeClock {
         fs::write(&tmp, format!("{secs:+}\n")).context("write faketime offset")?;
         fs::rename(&tmp, &self.file).context("rename faketime offset")?;
         Ok(())
+    }
+}
+
+/// Remove the shared-memory segment and semaphore libfaketime creates per
+/// process (`faketime_shm_<pid>`, `sem.faketime_sem_<pid>` in `dir`) whose
+/// process is gone: it removes them at a clean exit only, and the tests
+/// SIGKILL controllers. A leftover whose pid is reused makes libfaketime
+/// fail in the new process.
+pub fn sweep_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid = name
+            .strip_prefix("faketime_shm_")
+            .or_else(|| name.strip_prefix("sem.faketime_sem_"))
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
