@@ -313,3 +313,22 @@ async fn batonctl_shows_times_on_the_controllers_clock() {
     batonctl(&c, &["list"]);
     batonctl(&c, &["agents"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backward_step_during_a_held_poll_does_not_fence_its_grant() {
+    let Some((c, clock, _dir)) = faked_cluster(1).await else {
+        return;
+    };
+    // The agent's poll has been held longer than a TTL when the job comes;
+    // the hold handed back must still be the real one (a wall-clock hold
+    // read 0 here, and the agent fenced its fresh lease at once).
+    tokio::time::sleep(Duration::from_millis(TTL_MS + 1_000)).await;
+    clock.set_offset_s(-HOUR_S).expect("step");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (id, _, marks) = marked_job(&c, "a", 2).await;
+    let done = c.api.wait_terminal(id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
+    assert_eq!(done.attempts.len(), 1, "{:#?}\n{}", done.attempts, c.logs());
+    assert_eq!(count(&marks, "start"), 1);
+    assert_sane_times(&done);
+}
