@@ -129,3 +129,6 @@ impl AttemptRow {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
