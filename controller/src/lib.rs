@@ -2,6 +2,7 @@
 //! that agents long-poll and operators drive.
 //!
 //! # Layout
+//! - [`clock`]: the controller's clock (wall time at start + monotonic time since).
 //! - [`config`]: layered configuration (defaults → TOML → `BATON_*` env → flags).
 //! - [`auth`]: bearer secrets (stored as SHA-256), roles, agent callers.
 //! - [`listener`]: HTTPS (rustls, optional client certificates) or explicit plain HTTP.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod listener;

@@ -24,6 +24,9 @@
 //!   limits on callers without a credential (`api::limits`);
 //! - `baton_pruned_rows_total{table}`: rows deleted by retention (`jobs`,
 //!   `attempts`, `audit`; `retention`).
+//! - `baton_clock_skew_seconds`: the wall clock minus the controller's clock
+//!   (`clock`: wall-clock steps since the start, adopted at the next one),
+//!   when known.
 //!
 //! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
 //! `authorization.credentials_file`), like every other read.
@@ -68,6 +71,8 @@ pub struct Snapshot {
     pub boundary: Boundary,
     /// Rows retention deleted since the start.
     pub pruned: crate::store::retention::PrunedSnapshot,
+    /// The wall clock minus the controller's clock (ms), when known.
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// Counters of `api::limits`.
@@ -103,6 +108,7 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
             unauthenticated_in_flight: s.limits.in_flight() as u64,
         },
         pruned: s.store.pruned(),
+        clock_skew_ms: Some(crate::clock::process().skew_ms()),
     };
     Ok((
         [(
@@ -245,6 +251,13 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str("# TYPE baton_presence_agents gauge\n");
         let _ = writeln!(out, "baton_presence_agents {n}");
     }
+    if let Some(ms) = s.clock_skew_ms {
+        out.push_str(
+            "# HELP baton_clock_skew_seconds Wall clock minus the controller's clock (steps since its start; a restart adopts them).\n",
+        );
+        out.push_str("# TYPE baton_clock_skew_seconds gauge\n");
+        let _ = writeln!(out, "baton_clock_skew_seconds {}", ms as f64 / 1000.0);
+    }
     out
 }
 
@@ -282,6 +295,7 @@ mod tests {
                 attempts: 15,
                 audit: 4,
             },
+            clock_skew_ms: Some(-3_600_250),
         });
         assert!(text.contains("baton_unauthenticated_refused_total 4\n"));
         assert!(text.contains("baton_enroll_rate_limited_total 5\n"));
@@ -311,6 +325,8 @@ mod tests {
         assert!(text.contains("baton_auth_cache_misses_total 10\n"));
         assert!(text.contains("# TYPE baton_presence_agents gauge\n"));
         assert!(text.contains("baton_presence_agents 2000\n"));
+        assert!(text.contains("# TYPE baton_clock_skew_seconds gauge\n"));
+        assert!(text.contains("baton_clock_skew_seconds -3600.25\n"));
     }
 
     #[test]
@@ -318,5 +334,6 @@ mod tests {
         let text = render(&Snapshot::default());
         assert!(text.contains("baton_group_commit_ops_total 0\n"));
         assert!(!text.contains("baton_presence_agents"));
+        assert!(!text.contains("baton_clock_skew_seconds"));
     }
 }

@@ -55,6 +55,12 @@ pub const DEFAULT_PORT: u16 = 8420;
 /// Header that makes a job submission idempotent.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
+/// Response header of the job and agent views: the controller's clock when
+/// it answered, in Unix milliseconds. Clients show the views' times relative
+/// to it, not to their own clock, so a skew between the two shows nothing
+/// in the future and no inflated age.
+pub const NOW_HEADER: &str = "Baton-Now";
+
 /// Job identifier, assigned by the controller.
 pub type JobId = i64;
 

@@ -8,6 +8,7 @@
 //! - [`bench`]: the `baton-bench` measurements (dispatch latency, throughput,
 //!   idle fleet, failover, footprint) with their targets.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
+//! - [`faketime`]: a steppable wall clock for the controller (libfaketime).
 //! - [`faultproxy`]: a TCP proxy between agents and the controller that black-holes,
 //!   delays or resets connections on command.
 //! - [`loopfs`]: a small loop-mounted ext4 filesystem to fill up or make
@@ -25,6 +26,7 @@
 pub mod api;
 pub mod bench;
 pub mod cluster;
+pub mod faketime;
 pub mod faultproxy;
 pub mod loopfs;
 pub mod mariadb;

@@ -143,6 +143,9 @@ pub struct Controller {
     pub admin_token: String,
     /// CA to trust when the controller serves HTTPS.
     pub ca: Option<PathBuf>,
+    /// Extra environment of the controller process (kept across restarts;
+    /// not given to `init`), e.g. [`crate::faketime::FakeClock::env`].
+    pub env: Vec<(String, String)>,
 }
 
 impl Controller {
@@ -166,7 +169,18 @@ impl Controller {
         extra_config: &str,
         ca: Option<PathBuf>,
     ) -> Result<Controller> {
-        Self::start_with_state(dir, dir, listen, extra_config, ca).await
+        Self::start_full(dir, dir, listen, extra_config, ca, Vec::new()).await
+    }
+
+    /// Like [`Controller::start_custom`], the process running with `env` added.
+    pub async fn start_env(
+        dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        ca: Option<PathBuf>,
+        env: Vec<(String, String)>,
+    ) -> Result<Controller> {
+        Self::start_full(dir, dir, listen, extra_config, ca, env).await
     }
 
     /// Like [`Controller::start_custom`], with the database in `state_dir`
@@ -177,6 +191,17 @@ impl Controller {
         listen: &str,
         extra_config: &str,
         ca: Option<PathBuf>,
+    ) -> Result<Controller> {
+        Self::start_full(dir, state_dir, listen, extra_config, ca, Vec::new()).await
+    }
+
+    async fn start_full(
+        dir: &Path,
+        state_dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        ca: Option<PathBuf>,
+        env: Vec<(String, String)>,
     ) -> Result<Controller> {
         fs::create_dir_all(dir)?;
         let config = dir.join("controller.toml");
@@ -204,6 +229,7 @@ impl Controller {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token,
             ca,
+            env,
         };
         c.spawn(None).await?;
         Ok(c)
@@ -223,6 +249,7 @@ impl Controller {
             cmd.arg("--listen").arg(l.to_string());
         }
         cmd.env("BATON_LOG", "info,sqlx=warn");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(cmd, &self.dir.join("controller.log"))?;
         self.proc = Some(proc);
         let end = Instant::now() + Duration::from_secs(30);

@@ -28,8 +28,8 @@ pub async fn poll(
     NamePath(id): NamePath,
     JsonBody(req): JsonBody<PollRequest>,
 ) -> Result<Json<PollResponse>, ApiError> {
-    let received = now_ms();
     let started = Instant::now();
+    let received = now_ms();
     if id != caller.id {
         return Err(ApiError::forbidden(format!(
             "agent `{}` cannot poll as `{id}`",
@@ -152,6 +152,11 @@ pub async fn poll(
             }
             continue;
         }
+        // `held` is read before `now`: the hold handed to the agent is never
+        // longer than the controller's own (monotonic, so no wall-clock step
+        // can lengthen it), and the agent's first deadline never later
+        // than the lease's (lease lifecycle point 4).
+        let held = started.elapsed();
         let now = now_ms();
         let mut next_ready_at = known.as_ref().and_then(|k| k.idle.flatten());
         let skip = req.free_slots == 0 || known.is_some_and(|k| k.nothing_to_grant(now));
@@ -174,7 +179,7 @@ pub async fn poll(
             }
             if !granted.grants.is_empty() {
                 s.reaper_kick.notify_one();
-                let held_ms = (now - received).max(0) as u64;
+                let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
                 let grants = granted
                     .grants
                     .into_iter()

@@ -89,7 +89,7 @@ pub async fn list(
     State(s): State<AppState>,
     _op: Viewer,
     QueryParams(q): QueryParams<ListQuery>,
-) -> Result<Json<JobList>, ApiError> {
+) -> Result<Stamped<JobList>, ApiError> {
     let limit = super::page_limit(q.limit)?;
     if q.before.is_some_and(|b| b < 1) {
         return Err(ApiError::bad_request(
@@ -136,7 +136,7 @@ pub async fn list(
             limit,
         })
         .await?;
-    Ok(Json(list))
+    Ok(stamped(list))
 }
 
 /// `GET /v1/jobs/{id}`: the job with every attempt.
@@ -144,7 +144,7 @@ pub async fn get_job(
     State(s): State<AppState>,
     _op: Viewer,
     JobIdPath(id): JobIdPath,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Stamped<JobView>, ApiError> {
     let mut job = s.store.get_job(id).await?;
     bound_data(&mut job);
     if job.state == JobState::Queued {
@@ -159,7 +159,7 @@ pub async fn get_job(
             )
             .await?;
     }
-    Ok(Json(job))
+    Ok(stamped(job))
 }
 
 /// Results stored before `result.data` was bounded may nest deeper than
@@ -211,12 +211,26 @@ pub async fn retry(
 }
 
 /// `GET /v1/agents`.
-pub async fn agents(State(s): State<AppState>, _op: Viewer) -> Result<Json<AgentList>, ApiError> {
+pub async fn agents(
+    State(s): State<AppState>,
+    _op: Viewer,
+) -> Result<Stamped<AgentList>, ApiError> {
     let agents = s
         .store
         .list_agents(now_ms(), s.config.agent_offline_after.as_millis() as i64)
         .await?;
-    Ok(Json(AgentList { agents }))
+    Ok(stamped(AgentList { agents }))
+}
+
+/// A view with the controller's clock in [`baton_proto::NOW_HEADER`].
+pub type Stamped<T> = ([(&'static str, String); 1], Json<T>);
+
+/// `view`, stamped with the controller's now (what its times are relative to).
+pub fn stamped<T>(view: T) -> Stamped<T> {
+    (
+        [(baton_proto::NOW_HEADER, now_ms().to_string())],
+        Json(view),
+    )
 }
 
 /// `POST /v1/agents/{id}/drain`: no new work for the agent from now on; the

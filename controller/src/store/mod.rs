@@ -15,6 +15,7 @@
 //! - [`drills`]: failover drills, their timelines and takeover measurements.
 //! - [`health`]: whether the store can commit (disk full, read-only, I/O
 //!   errors become 503 `store_unavailable`; `/readyz` reads it).
+//! - [`rebase`]: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
 
@@ -25,6 +26,7 @@ pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod rebase;
 pub mod retention;
 mod rows;
 pub mod writer;
@@ -204,10 +206,9 @@ impl Store {
     }
 }
 
-/// Wall-clock now in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+/// The controller's now in Unix milliseconds ([`crate::clock`]: immune to
+/// wall-clock steps within a process).
+pub use crate::clock::now_ms;
 
 #[cfg(test)]
 pub(crate) mod testutil {

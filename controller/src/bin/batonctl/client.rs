@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use baton_proto::{ErrorBody, ErrorDetail, IDEMPOTENCY_KEY_HEADER, JobId, JobSubmit};
+use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -161,9 +162,17 @@ pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
     pub text: String,
+    /// The controller's clock when it answered ([`baton_proto::NOW_HEADER`]).
+    pub now: Option<DateTime<Utc>>,
 }
 
 impl Answer {
+    /// What the view's times are shown relative to: the controller's clock
+    /// when it sent one, else this machine's.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now.unwrap_or_else(Utc::now)
+    }
+
     /// The body as the controller sent it (field order kept), pretty-printed.
     pub fn pretty(&self) -> String {
         if self.body.is_null() {
@@ -374,6 +383,12 @@ impl Api {
             source,
         })?;
         let status = resp.status();
+        let now = resp
+            .headers()
+            .get(baton_proto::NOW_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_millis);
         let text = resp.text().await.map_err(|source| TransportError {
             context: format!("cannot read the answer to {method} {}", url.path()),
             source,
@@ -391,7 +406,12 @@ impl Api {
                 )
             })?
         };
-        Ok(Answer { status, body, text })
+        Ok(Answer {
+            status,
+            body,
+            text,
+            now,
+        })
     }
 
     /// `POST /v1/jobs`.

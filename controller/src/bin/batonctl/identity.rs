@@ -283,8 +283,9 @@ pub async fn agents(api: &Api, args: AgentsArgs, json: bool) -> Result<ExitCode>
     match args.command.unwrap_or(AgentsCmd::List) {
         AgentsCmd::List => {
             let answer = api.agents().await?;
+            let now = answer.now();
             show(&answer, json, "agent list", |l: &AgentList| {
-                crate::render::render_agents(l, now())
+                crate::render::render_agents(l, now)
             })
         }
         AgentsCmd::Revoke { id } => {
