@@ -105,14 +105,35 @@ pub struct ClientCertVerified(pub bool);
 /// request runs is only `next`'s future. The agents' long-poll and heartbeat
 /// routes are outside this middleware: their extractor authenticates
 /// ([`AgentCaller`]), so a held poll keeps no middleware future at all.
+///
+/// A request without a known credential is admitted only within the
+/// limits of `api::limits` (per address and overall), before its handler
+/// runs or its body is read; its slot is held until the answer is made.
 pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     let outcome = match resolve(&s, req.headers()).await {
         Ok(o) => o,
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
+    let permit = match outcome {
+        AuthOutcome::Known(_) => None,
+        // Probes stay answerable during a flood.
+        _ if matches!(req.uri().path(), "/healthz" | "/readyz") => None,
+        AuthOutcome::Anonymous | AuthOutcome::Refused(_) => {
+            let ip = req
+                .extensions()
+                .get::<crate::listener::PeerAddr>()
+                .map(|p| p.0.ip());
+            match s.limits.admit(ip) {
+                Ok(p) => Some(p),
+                Err(busy) => return crate::api::limits::busy_response(busy, ip),
+            }
+        }
+    };
     drop(s);
     req.extensions_mut().insert(outcome);
-    next.run(req).await
+    let resp = next.run(req).await;
+    drop(permit);
+    resp
 }
 
 /// Who the request's bearer token names.

@@ -40,7 +40,13 @@ struct FileConfig {
     max_output_bytes: Option<usize>,
     enroll_per_minute: Option<u32>,
     allow_plain_http: Option<bool>,
+    job_keep: Option<String>,
+    audit_keep: Option<String>,
     tls: Option<FileTls>,
+    body_read_timeout: Option<String>,
+    max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_address: Option<usize>,
+    max_spec_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,8 +108,22 @@ pub struct Config {
     pub max_output_bytes: usize,
     /// Enrollment attempts allowed per source address per minute.
     pub enroll_per_minute: u32,
+    /// Finished jobs are deleted this long after they end (`None`: kept forever).
+    pub job_keep: Option<Duration>,
+    /// Audit rows are deleted this long after they were written (`None`: kept forever).
+    pub audit_keep: Option<Duration>,
     /// HTTPS settings; `None` only when `allow_plain_http` is set.
     pub tls: Option<TlsConfig>,
+    /// Longest a request body may take to arrive (408 and the connection
+    /// closed after it).
+    pub body_read_timeout: Duration,
+    /// Requests without a credential in flight at once (503 past it).
+    pub max_unauthenticated: usize,
+    /// Requests without a credential in flight at once from one address
+    /// (IPv6: one /64; 429 past it).
+    pub max_unauthenticated_per_address: usize,
+    /// Largest job spec (its args, env, SQL, parameters in total, as JSON).
+    pub max_spec_bytes: usize,
 }
 
 impl Config {
@@ -229,9 +249,72 @@ impl Config {
                     .into(),
             ));
         }
+        let keep = |key: &str, var: &str, file_v: &Option<String>, default: Duration| {
+            let (text, err): (Option<&String>, &dyn Fn(String) -> ConfigError) = match env.get(var)
+            {
+                Some(v) => (Some(v), &|m| env_err(var, key, m)),
+                None => (file_v.as_ref(), &|m| file_err(key, m)),
+            };
+            match text.map(String::as_str) {
+                None => Ok(Some(default)),
+                Some("forever") => Ok(None),
+                Some(v) => match humantime::parse_duration(v) {
+                    Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
+                    Ok(_) => Err(err("must be at least 1s, or \"forever\"".into())),
+                    Err(e) => Err(err(format!(
+                        "{e} (a duration like \"30d\", or \"forever\")"
+                    ))),
+                },
+            }
+        };
+        let job_keep = keep(
+            "job_keep",
+            "BATON_JOB_KEEP",
+            &file.job_keep,
+            Duration::from_secs(30 * 86_400),
+        )?;
+        let audit_keep = keep(
+            "audit_keep",
+            "BATON_AUDIT_KEEP",
+            &file.audit_keep,
+            Duration::from_secs(90 * 86_400),
+        )?;
         let enroll_per_minute = file.enroll_per_minute.unwrap_or(10);
         if enroll_per_minute == 0 {
             return Err(file_err("enroll_per_minute", "must be at least 1".into()));
+        }
+        let body_read_timeout = dur(
+            "body_read_timeout",
+            "BATON_BODY_READ_TIMEOUT",
+            &file.body_read_timeout,
+            Duration::from_secs(30),
+        )?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&body_read_timeout) {
+            return Err(file_err(
+                "body_read_timeout",
+                "must be between 100ms and 10m".into(),
+            ));
+        }
+        let max_unauthenticated = file.max_unauthenticated.unwrap_or(256);
+        if !(1..=100_000).contains(&max_unauthenticated) {
+            return Err(file_err(
+                "max_unauthenticated",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        let max_unauthenticated_per_address = file.max_unauthenticated_per_address.unwrap_or(16);
+        if !(1..=max_unauthenticated).contains(&max_unauthenticated_per_address) {
+            return Err(file_err(
+                "max_unauthenticated_per_address",
+                "must be between 1 and max_unauthenticated".into(),
+            ));
+        }
+        let max_spec_bytes = file.max_spec_bytes.unwrap_or(256 << 10);
+        if !(1024..=max_body_bytes).contains(&max_spec_bytes) {
+            return Err(file_err(
+                "max_spec_bytes",
+                "must be between 1024 and max_body_bytes".into(),
+            ));
         }
         let plain = match env.get("BATON_ALLOW_PLAIN_HTTP") {
             Some(v) => parse_bool(v).ok_or_else(|| {
@@ -309,7 +392,13 @@ impl Config {
             log_level,
             max_output_bytes,
             enroll_per_minute,
+            job_keep,
+            audit_keep,
             tls,
+            body_read_timeout,
+            max_unauthenticated,
+            max_unauthenticated_per_address,
+            max_spec_bytes,
         })
     }
 }
@@ -375,6 +464,32 @@ mod tests {
     }
 
     #[test]
+    fn retention_keeps_default_forever_and_bad_values() {
+        let load = |src: &str, env: &[(&str, &str)]| {
+            let f = write(&format!("{TOKENS}{src}"));
+            let env = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::load(Some(f.path()), &env, &Flags::default())
+        };
+        let c = load("", &[]).expect("defaults");
+        assert_eq!(c.job_keep, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.audit_keep, Some(Duration::from_secs(90 * 86_400)));
+        let c = load("job_keep = \"forever\"\naudit_keep = \"7d\"\n", &[]).expect("load");
+        assert_eq!(c.job_keep, None);
+        assert_eq!(c.audit_keep, Some(Duration::from_secs(7 * 86_400)));
+        let c = load("", &[("BATON_JOB_KEEP", "2h")]).expect("env");
+        assert_eq!(c.job_keep, Some(Duration::from_secs(7200)));
+        let e = load("\njob_keep = \"soon\"\n", &[]).expect_err("bad");
+        assert_eq!((e.key.as_str(), e.line), ("job_keep", Some(3)));
+        let e = load("audit_keep = \"10ms\"\n", &[]).expect_err("too short");
+        assert_eq!(e.key, "audit_keep");
+        let e = load("", &[("BATON_AUDIT_KEEP", "x")]).expect_err("bad env");
+        assert_eq!(e.origin, Source::Env("BATON_AUDIT_KEEP".into()));
+    }
+
+    #[test]
     fn unknown_key_refused() {
         let f = write(&format!("{TOKENS}\ncolour = 1\n"));
         let e = Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default())
@@ -396,5 +511,35 @@ mod tests {
         let env = BTreeMap::from([("BATON_ALLOW_PLAIN_HTTP".to_string(), "true".to_string())]);
         let c = Config::load(None, &env, &Flags::default()).expect("plain");
         assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn boundary_limits_have_defaults_and_are_checked() {
+        let c = Config::load(
+            Some(write(TOKENS).path()),
+            &BTreeMap::new(),
+            &Flags::default(),
+        )
+        .expect("defaults");
+        assert_eq!(c.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (c.max_unauthenticated, c.max_unauthenticated_per_address),
+            (256, 16)
+        );
+        assert_eq!(c.max_spec_bytes, 256 << 10);
+        for (line, key) in [
+            ("body_read_timeout = \"50ms\"", "body_read_timeout"),
+            ("max_unauthenticated = 0", "max_unauthenticated"),
+            (
+                "max_unauthenticated = 8\nmax_unauthenticated_per_address = 9",
+                "max_unauthenticated_per_address",
+            ),
+            ("max_spec_bytes = 5000000", "max_spec_bytes"),
+        ] {
+            let f = write(&format!("{TOKENS}{line}\n"));
+            let e =
+                Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default()).expect_err(line);
+            assert_eq!(e.key, key, "{line}");
+        }
     }
 }

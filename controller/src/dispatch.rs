@@ -2,7 +2,8 @@
 //!
 //! Pollers of a group wait on that group's [`Notify`]; a submit, a requeue, a
 //! release or an expiry notifies the group at once (DESIGN.md point 7). The
-//! reaper sleeps until the earliest lease deadline — no periodic sweep — and
+//! reaper sleeps until the earliest lease deadline, but never longer than
+//! [`REAPER_MAX_SLEEP`] without looking again (one indexed read), and
 //! expires leases within a few milliseconds of their deadline (point 5).
 //!
 //! Each group also has a generation, bumped by every [`Wakers::wake`] before
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{SKEW_WARN_MS, SkewWatch};
 use crate::store::{Store, now_ms};
 
 /// One [`Notify`] per worker group.
@@ -71,8 +73,28 @@ impl Wakers {
     }
 }
 
+/// The longest the reaper sleeps without looking again, whatever the next
+/// deadline: a deadline that moves earlier without a grant's kick (a
+/// controller clock that was wrong, a database clock in an HA setup) is
+/// still met within this.
+pub const REAPER_MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// How long the reaper sleeps at `now` when the earliest lease deadline is
+/// `next`: until just past it, at most [`REAPER_MAX_SLEEP`].
+pub fn reaper_sleep(next: Option<i64>, now: i64) -> Duration {
+    match next {
+        Some(deadline) => {
+            let ms = u64::try_from(deadline.saturating_sub(now)).unwrap_or(0);
+            Duration::from_millis(ms.saturating_add(1)).min(REAPER_MAX_SLEEP)
+        }
+        None => REAPER_MAX_SLEEP,
+    }
+}
+
 /// Run the reaper until `shutdown`. `kick` is notified whenever a lease is
 /// granted (its deadline may be earlier than the one the reaper sleeps for).
+/// It looks at the earliest deadline at least every [`REAPER_MAX_SLEEP`]
+/// (one indexed read) and expires leases only when one is due.
 pub async fn reaper(
     store: Store,
     wakers: Arc<Wakers>,
@@ -80,39 +102,35 @@ pub async fn reaper(
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let mut skew = SkewWatch::default();
     loop {
         let kicked = kick.notified();
         tokio::pin!(kicked);
         kicked.as_mut().enable();
+        watch_skew(&mut skew);
         let now = now_ms();
-        match store.expire_leases(now).await {
-            Ok(expired) => {
+        let looked = match store.next_lease_deadline().await {
+            Ok(Some(deadline)) if deadline <= now => expire(&store, &wakers, now).await,
+            Ok(next) => Ok(next),
+            Err(e) => Err(e),
+        };
+        let sleep = match looked {
+            Ok(next) => {
                 failures = 0;
-                for (job_id, token, agent) in &expired.leases {
-                    tracing::info!(job_id, token, agent_id = %agent, "Lease expired");
-                }
-                for g in &expired.woken {
-                    wakers.wake(g);
-                }
+                reaper_sleep(next, now_ms())
             }
             Err(e) => {
                 failures += 1;
-                let level_error = failures >= 5;
-                if level_error {
+                if matches!(e, crate::store::Error::Unavailable { .. }) {
+                    // The store's health logged it once, as an ERROR.
+                    tracing::debug!(error = %e, "Lease reaper cannot write, retrying");
+                } else if failures >= 5 {
                     tracing::error!(error = %e, failures, "Lease reaper cannot reach the store");
                 } else {
                     tracing::warn!(error = %e, "Lease reaper failed, retrying");
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                    _ = shutdown.cancelled() => return,
-                }
+                Duration::from_millis(200)
             }
-        }
-        let next = store.next_lease_deadline().await.unwrap_or(None);
-        let sleep = match next {
-            Some(deadline) => Duration::from_millis((deadline - now_ms()).max(0) as u64 + 1),
-            None => Duration::from_secs(3600),
         };
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
@@ -122,25 +140,37 @@ pub async fn reaper(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Expire the leases due at `now` and wake their groups; returns the next
+/// deadline.
+async fn expire(store: &Store, wakers: &Wakers, now: i64) -> crate::store::Result<Option<i64>> {
+    let expired = store.expire_leases(now).await?;
+    for (job_id, token, agent) in &expired.leases {
+        tracing::info!(job_id, token, agent_id = %agent, "Lease expired");
+    }
+    for g in &expired.woken {
+        wakers.wake(g);
+    }
+    store.next_lease_deadline().await
+}
 
-    #[tokio::test]
-    async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
-        let w = Wakers::default();
-        w.wake("db"); // nobody polls `db` yet: nothing to remember
-        let g = w.get("db");
-        assert_eq!(g.generation(), 0);
-        let other = w.get("web");
-        let waiting = g.notify.notified();
-        tokio::pin!(waiting);
-        waiting.as_mut().enable();
-        w.wake("db");
-        assert_eq!(g.generation(), 1);
-        assert_eq!(other.generation(), 0, "other groups keep their generation");
-        // The registered poller was woken (it completes without another wake).
-        waiting.await;
-        assert!(Arc::ptr_eq(&g, &w.get("db")));
+/// Say when the wall clock stepped away from the controller's clock, or
+/// back (once per change of more than [`SKEW_WARN_MS`]).
+fn watch_skew(watch: &mut SkewWatch) {
+    let Some(skew_ms) = watch.check(crate::clock::process().skew_ms()) else {
+        return;
+    };
+    if skew_ms.abs() > SKEW_WARN_MS {
+        tracing::warn!(
+            skew_ms,
+            "Wall clock stepped away from the controller's clock; leases are unaffected, new timestamps keep the controller's clock until it restarts"
+        );
+    } else {
+        tracing::info!(
+            skew_ms,
+            "Wall clock is back in step with the controller's clock"
+        );
     }
 }
+
+#[cfg(test)]
+mod tests;

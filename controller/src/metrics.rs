@@ -18,12 +18,21 @@
 //! - `baton_auth_cache_entries`, `baton_auth_cache_hits_total`,
 //!   `baton_auth_cache_misses_total`: the auth cache (`auth`);
 //! - `baton_presence_agents`: agents in the in-memory presence (`presence`),
+//!   when known;
+//! - `baton_unauthenticated_refused_total`, `baton_enroll_rate_limited_total`,
+//!   `baton_audit_suppressed_total`, `baton_unauthenticated_in_flight`: the
+//!   limits on callers without a credential (`api::limits`);
+//! - `baton_pruned_rows_total{table}`: rows deleted by retention (`jobs`,
+//!   `attempts`, `audit`; `retention`).
+//! - `baton_clock_skew_seconds`: the wall clock minus the controller's clock
+//!   (`clock`: wall-clock steps since the start, adopted at the next one),
 //!   when known.
 //!
 //! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
 //! `authorization.credentials_file`), like every other read.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
@@ -58,6 +67,25 @@ pub struct Snapshot {
     pub auth_cache_misses: u64,
     /// Agents in the in-memory presence, when known.
     pub presence_agents: Option<u64>,
+    /// Boundary refusals of callers without a credential (`api::limits`).
+    pub boundary: Boundary,
+    /// Rows retention deleted since the start.
+    pub pruned: crate::store::retention::PrunedSnapshot,
+    /// The wall clock minus the controller's clock (ms), when known.
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// Counters of `api::limits`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Boundary {
+    /// Requests refused by the concurrency limits.
+    pub refused_busy: u64,
+    /// Enrollment attempts refused by the rate limit.
+    pub refused_enroll: u64,
+    /// Refused anonymous calls not written to the audit log.
+    pub audit_suppressed: u64,
+    /// Requests without a credential in flight now.
+    pub unauthenticated_in_flight: u64,
 }
 
 /// `GET /metrics`.
@@ -73,6 +101,14 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
         auth_cache_hits: s.store.auth_cache().hits_and_misses().0,
         auth_cache_misses: s.store.auth_cache().hits_and_misses().1,
         presence_agents: Some(s.presence.len() as u64),
+        boundary: Boundary {
+            refused_busy: s.limits.refused_busy.load(Ordering::Relaxed),
+            refused_enroll: s.limits.refused_enroll.load(Ordering::Relaxed),
+            audit_suppressed: s.limits.audit_suppressed.load(Ordering::Relaxed),
+            unauthenticated_in_flight: s.limits.in_flight() as u64,
+        },
+        pruned: s.store.pruned(),
+        clock_skew_ms: Some(crate::clock::process().skew_ms()),
     };
     Ok((
         [(
@@ -166,19 +202,61 @@ pub fn render(s: &Snapshot) -> String {
             "Authentications that looked the token up in the store.",
             s.auth_cache_misses,
         ),
+        (
+            "baton_unauthenticated_refused_total",
+            "Requests without a credential refused by the concurrency limits (per address or overall).",
+            s.boundary.refused_busy,
+        ),
+        (
+            "baton_enroll_rate_limited_total",
+            "Enrollment attempts refused by the per-address rate limit.",
+            s.boundary.refused_enroll,
+        ),
+        (
+            "baton_audit_suppressed_total",
+            "Refused calls without a credential not written to the audit log (rate limit).",
+            s.boundary.audit_suppressed,
+        ),
     ] {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
+    out.push_str(
+        "# HELP baton_pruned_rows_total Rows deleted by retention (job_keep, audit_keep).\n",
+    );
+    out.push_str("# TYPE baton_pruned_rows_total counter\n");
+    for (table, n) in [
+        ("jobs", s.pruned.jobs),
+        ("attempts", s.pruned.attempts),
+        ("audit", s.pruned.audit),
+    ] {
+        let _ = writeln!(out, "baton_pruned_rows_total{{table=\"{table}\"}} {n}");
+    }
     out.push_str("# HELP baton_auth_cache_entries Credentials in the auth cache.\n");
     out.push_str("# TYPE baton_auth_cache_entries gauge\n");
     let _ = writeln!(out, "baton_auth_cache_entries {}", s.auth_cache_entries);
+    out.push_str(
+        "# HELP baton_unauthenticated_in_flight Requests without a credential being served now.\n",
+    );
+    out.push_str("# TYPE baton_unauthenticated_in_flight gauge\n");
+    let _ = writeln!(
+        out,
+        "baton_unauthenticated_in_flight {}",
+        s.boundary.unauthenticated_in_flight
+    );
     if let Some(n) = s.presence_agents {
         out.push_str("# HELP baton_presence_agents Agents in the in-memory presence.\n");
         out.push_str("# TYPE baton_presence_agents gauge\n");
         let _ = writeln!(out, "baton_presence_agents {n}");
+    }
+    if let Some(ms) = s.clock_skew_ms {
+        out.push_str(
+            "# HELP baton_clock_skew_seconds Wall clock minus the controller's clock (steps since its start; a restart adopts them).\n",
+        );
+        out.push_str("# TYPE baton_clock_skew_seconds gauge\n");
+        let _ = writeln!(out, "baton_clock_skew_seconds {}", ms as f64 / 1000.0);
     }
     out
 }
@@ -206,7 +284,26 @@ mod tests {
             auth_cache_hits: 90,
             auth_cache_misses: 10,
             presence_agents: Some(2000),
+            boundary: Boundary {
+                refused_busy: 4,
+                refused_enroll: 5,
+                audit_suppressed: 6,
+                unauthenticated_in_flight: 2,
+            },
+            pruned: crate::store::retention::PrunedSnapshot {
+                jobs: 12,
+                attempts: 15,
+                audit: 4,
+            },
+            clock_skew_ms: Some(-3_600_250),
         });
+        assert!(text.contains("baton_unauthenticated_refused_total 4\n"));
+        assert!(text.contains("baton_enroll_rate_limited_total 5\n"));
+        assert!(text.contains("baton_audit_suppressed_total 6\n"));
+        assert!(text.contains("baton_unauthenticated_in_flight 2\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"jobs\"} 12\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"attempts\"} 15\n"));
+        assert!(text.contains("baton_pruned_rows_total{table=\"audit\"} 4\n"));
         assert!(text.contains("baton_drills_total{method=\"crash\",result=\"passed\"} 2\n"));
         assert!(text.contains("baton_drills_total{method=\"freeze\",result=\"failed\"} 1\n"));
         assert!(text.contains("baton_drills_total{method=\"partition\",result=\"error\"} 0\n"));
@@ -228,6 +325,8 @@ mod tests {
         assert!(text.contains("baton_auth_cache_misses_total 10\n"));
         assert!(text.contains("# TYPE baton_presence_agents gauge\n"));
         assert!(text.contains("baton_presence_agents 2000\n"));
+        assert!(text.contains("# TYPE baton_clock_skew_seconds gauge\n"));
+        assert!(text.contains("baton_clock_skew_seconds -3600.25\n"));
     }
 
     #[test]
@@ -235,5 +334,6 @@ mod tests {
         let text = render(&Snapshot::default());
         assert!(text.contains("baton_group_commit_ops_total 0\n"));
         assert!(!text.contains("baton_presence_agents"));
+        assert!(!text.contains("baton_clock_skew_seconds"));
     }
 }

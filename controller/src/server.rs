@@ -110,6 +110,20 @@ async fn bootstrap(store: &Store, config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// Re-express the earlier run's deadlines in this process's clock and say
+/// what changed (`store::rebase`).
+async fn rebase_clock(store: &Store, clock: &crate::clock::Clock) -> Result<(), Error> {
+    let r = store.rebase_clock(clock.now_ms()).await?;
+    tracing::info!(
+        running_leases = r.leases,
+        backoffs_cut = r.backoffs,
+        agents_seen_later = r.agents,
+        drills_created_later = r.drills,
+        "Clock anchored; running leases now end one TTL from this start"
+    );
+    Ok(())
+}
+
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
@@ -129,7 +143,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     };
     std::fs::create_dir_all(&config.state_dir).map_err(dir_err)?;
     log_nofile_limit();
+    // Anchor the controller's clock before anything reads it (`clock`).
+    let clock = crate::clock::process();
     let store = Store::open(&config.database, config.sync).await?;
+    rebase_clock(&store, clock).await?;
     bootstrap(&store, &config).await?;
     let tls = config
         .tls
@@ -150,7 +167,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let presence = Arc::new(Presence::default());
     let state = AppState::new(Inner {
         store: store.clone(),
-        enroll_limit: api::ratelimit::RateLimiter::new(config.enroll_per_minute),
+        limits: api::limits::Limits::new(
+            config.enroll_per_minute,
+            config.max_unauthenticated,
+            config.max_unauthenticated_per_address,
+        ),
         config: config.clone(),
         wakers: wakers.clone(),
         reaper_kick: kick.clone(),
@@ -162,6 +183,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         store.clone(),
         wakers,
         kick,
+        shutdown.clone(),
+    ));
+    let retention = tokio::spawn(crate::retention::run(
+        store.clone(),
+        crate::retention::Policy {
+            job_keep: config.job_keep,
+            audit_keep: config.audit_keep,
+        },
         shutdown.clone(),
     ));
     let flusher = tokio::spawn(presence::run_flusher(
@@ -198,6 +227,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     )
     .await;
     let _ = reaper.await;
+    let _ = retention.await;
     let _ = flusher.await;
     // No poll can arrive any more: write the last presence.
     match presence.flush(&store).await {

@@ -33,8 +33,49 @@ pub fn groups(groups: &[String]) -> Result<(), Error> {
     }
 }
 
-/// Check a submission; returns the effective lease TTL.
-pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
+/// Longest execution timeout a job may ask for (30 days).
+pub const MAX_TIMEOUT_MS: u64 = 30 * DAY_MS;
+/// Longest retry backoff (7 days).
+pub const MAX_BACKOFF_MS: u64 = 7 * DAY_MS;
+/// Most labels on a job.
+pub const MAX_LABELS: usize = 64;
+/// Most entries in `retry.retry_on` and `retry.retry_codes`.
+pub const MAX_RETRY_LIST: usize = 64;
+/// Deepest nesting of a completion's `result.data` (arrays and objects).
+pub const MAX_DATA_DEPTH: usize = 32;
+const DAY_MS: u64 = 86_400_000;
+
+/// `value` as milliseconds within `1..=max` (`name` on error).
+fn ms_in_range(field: &str, value: u64, max: u64, max_text: &str) -> Result<(), Error> {
+    if value == 0 {
+        return Err(err(field, "must be positive"));
+    }
+    if value > max {
+        return Err(err(field, format!("must be at most {max} ({max_text})")));
+    }
+    Ok(())
+}
+
+/// A map key as named in an error: at most 64 bytes of it.
+fn clip_key(k: &str) -> String {
+    clip(k, 64)
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary (`…` marks a cut).
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Check a submission; returns the effective lease TTL. `max_spec_bytes`
+/// bounds the spec as JSON (args, env, SQL, parameters in total).
+pub fn submission(s: &JobSubmit, default_ttl_ms: u64, max_spec_bytes: usize) -> Result<u64, Error> {
     if !valid_name(&s.group) {
         return Err(err(
             "group",
@@ -48,12 +89,36 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
     if ttl > limits::MAX_LEASE_TTL_MS {
         return Err(err("lease_ttl_ms", "must be at most 3600000 (1 h)"));
     }
-    if s.timeout_ms == Some(0) {
-        return Err(err("timeout_ms", "must be positive"));
+    if let Some(t) = s.timeout_ms {
+        ms_in_range("timeout_ms", t, MAX_TIMEOUT_MS, "30 days")?;
     }
-    let r = &s.retry;
+    retry(&s.retry)?;
+    labels(&s.labels)?;
+    spec(&s.spec, max_spec_bytes)?;
+    Ok(ttl)
+}
+
+fn retry(r: &baton_proto::RetryPolicy) -> Result<(), Error> {
     if r.max_attempts == 0 || r.max_attempts > limits::MAX_ATTEMPTS {
         return Err(err("retry.max_attempts", "must be between 1 and 100"));
+    }
+    if r.max_backoff_ms > MAX_BACKOFF_MS {
+        return Err(err(
+            "retry.max_backoff_ms",
+            format!("must be at most {MAX_BACKOFF_MS} (7 days)"),
+        ));
+    }
+    if r.retry_on.len() > MAX_RETRY_LIST {
+        return Err(err(
+            "retry.retry_on",
+            format!("at most {MAX_RETRY_LIST} entries"),
+        ));
+    }
+    if r.retry_codes.len() > MAX_RETRY_LIST {
+        return Err(err(
+            "retry.retry_codes",
+            format!("at most {MAX_RETRY_LIST} entries"),
+        ));
     }
     if !(1.0..=10.0).contains(&r.multiplier) {
         return Err(err("retry.multiplier", "must be between 1 and 10"));
@@ -67,10 +132,17 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
             "must not exceed retry.max_backoff_ms",
         ));
     }
-    for (k, v) in &s.labels {
+    Ok(())
+}
+
+fn labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), Error> {
+    if labels.len() > MAX_LABELS {
+        return Err(err("labels", format!("at most {MAX_LABELS} labels")));
+    }
+    for (k, v) in labels {
         if !valid_name(k) {
             return Err(err(
-                &format!("labels.{k}"),
+                &format!("labels.{}", clip_key(k)),
                 "label keys must be valid names",
             ));
         }
@@ -81,7 +153,43 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
             ));
         }
     }
-    match &s.spec {
+    Ok(())
+}
+
+/// The spec's size as JSON, and the field that holds most of it.
+fn spec_size(spec: &JobSpec) -> (usize, &'static str) {
+    let total = serde_json::to_vec(spec).map_or(usize::MAX, |v| v.len());
+    let field = match spec {
+        JobSpec::Command(c) => {
+            let args: usize = c.args.iter().map(|a| a.len() + 3).sum();
+            let env: usize = c.env.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+            let program = c.program.len() + c.working_dir.as_ref().map_or(0, String::len);
+            if program > args.max(env) {
+                "spec.program"
+            } else if env > args {
+                "spec.env"
+            } else {
+                "spec.args"
+            }
+        }
+        JobSpec::Procedure(_) => "spec.params",
+        JobSpec::Sql(_) => "spec.sql",
+        JobSpec::Dump(_) | JobSpec::Noop(_) => "spec",
+    };
+    (total, field)
+}
+
+fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
+    let (size, field) = spec_size(spec);
+    if size > max_spec_bytes {
+        return Err(err(
+            field,
+            format!(
+                "the spec is {size} bytes as JSON; at most {max_spec_bytes} (max_spec_bytes) are allowed"
+            ),
+        ));
+    }
+    match spec {
         JobSpec::Command(c) => {
             if c.program.trim().is_empty() {
                 return Err(err("spec.program", "must not be empty"));
@@ -91,7 +199,10 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
             }
             for k in c.env.keys() {
                 if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(err(&format!("spec.env.{k}"), "invalid variable name"));
+                    return Err(err(
+                        &format!("spec.env.{}", clip_key(k)),
+                        "invalid variable name",
+                    ));
                 }
             }
         }
@@ -143,12 +254,30 @@ pub fn submission(s: &JobSubmit, default_ttl_ms: u64) -> Result<u64, Error> {
             }
         }
     }
-    if let Some(c) = s.spec.connection()
+    if let Some(c) = spec.connection()
         && !valid_name(c)
     {
         return Err(err("spec.connection", "must be a valid name"));
     }
-    Ok(ttl)
+    Ok(())
+}
+
+/// Check that `value` nests arrays and objects at most `max` deep (a
+/// scalar is depth 0). Iterative: a hostile value cannot exhaust the stack.
+pub fn nesting_at_most(value: &serde_json::Value, max: usize) -> bool {
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if depth + 1 > max {
+            return false;
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    true
 }
 
 /// `name`, `schema.name` or `database.schema.name` (SQL Server's three-part
@@ -180,6 +309,8 @@ mod tests {
     use baton_proto::{
         CommandSpec, NoopSpec, ParamMode, ParamValue, ProcedureParam, ProcedureSpec, RetryPolicy,
     };
+
+    const SPEC: usize = 256 << 10;
 
     fn base() -> JobSubmit {
         JobSubmit {
@@ -236,11 +367,11 @@ mod tests {
             param("note", Some("nvarchar(max)")),
             param(&"p".repeat(127), None),
         ]);
-        assert_eq!(submission(&ok, 15_000), Ok(15_000));
-        let field = |s: &JobSubmit| submission(s, 15_000).map_err(|e| e.field);
+        assert_eq!(submission(&ok, 15_000, SPEC), Ok(15_000));
+        let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
         let bad_type = procedure(vec![param("id", Some("int")), param("x", Some("text"))]);
         assert_eq!(field(&bad_type), Err("spec.params[1].sql_type".into()));
-        let e = submission(&bad_type, 15_000).expect_err("text");
+        let e = submission(&bad_type, 15_000, SPEC).expect_err("text");
         assert!(e.message.contains("not a supported SQL type"), "{e}");
         let dup = procedure(vec![param("Id", None), param("id", None)]);
         assert_eq!(field(&dup), Err("spec.params[1].name".into()));
@@ -257,30 +388,121 @@ mod tests {
 
     #[test]
     fn fields_are_named() {
-        assert_eq!(submission(&base(), 15_000), Ok(15_000));
+        assert_eq!(submission(&base(), 15_000, SPEC), Ok(15_000));
         let mut s = base();
         s.lease_ttl_ms = Some(1999);
         assert_eq!(
-            submission(&s, 15_000).map_err(|e| e.field),
+            submission(&s, 15_000, SPEC).map_err(|e| e.field),
             Err("lease_ttl_ms".into())
         );
         let mut s = base();
         s.group = "bad group".into();
         assert_eq!(
-            submission(&s, 15_000).map_err(|e| e.field),
+            submission(&s, 15_000, SPEC).map_err(|e| e.field),
             Err("group".into())
         );
         let mut s = base();
         s.retry.max_attempts = 0;
         assert_eq!(
-            submission(&s, 15_000).map_err(|e| e.field),
+            submission(&s, 15_000, SPEC).map_err(|e| e.field),
             Err("retry.max_attempts".into())
         );
         let mut s = base();
         s.spec = JobSpec::Command(CommandSpec::default());
         assert_eq!(
-            submission(&s, 15_000).map_err(|e| e.field),
+            submission(&s, 15_000, SPEC).map_err(|e| e.field),
             Err("spec.program".into())
         );
+    }
+
+    #[test]
+    fn integers_past_what_is_stored_are_refused_naming_the_field() {
+        let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
+        let mut s = base();
+        s.timeout_ms = Some(u64::MAX);
+        assert_eq!(field(&s), Err("timeout_ms".into()));
+        s.timeout_ms = Some(MAX_TIMEOUT_MS);
+        assert_eq!(field(&s), Ok(15_000));
+        s.timeout_ms = Some(0);
+        assert_eq!(field(&s), Err("timeout_ms".into()));
+        let mut s = base();
+        s.lease_ttl_ms = Some(u64::MAX);
+        assert_eq!(field(&s), Err("lease_ttl_ms".into()));
+        let mut s = base();
+        s.retry.max_backoff_ms = u64::MAX;
+        assert_eq!(field(&s), Err("retry.max_backoff_ms".into()));
+        let mut s = base();
+        s.retry.initial_backoff_ms = u64::MAX;
+        assert_eq!(field(&s), Err("retry.initial_backoff_ms".into()));
+        let mut s = base();
+        s.retry.max_attempts = u32::MAX;
+        assert_eq!(field(&s), Err("retry.max_attempts".into()));
+        let mut s = base();
+        s.retry.retry_codes = vec![1; MAX_RETRY_LIST + 1];
+        assert_eq!(field(&s), Err("retry.retry_codes".into()));
+        let mut s = base();
+        s.spec = JobSpec::Noop(NoopSpec { sleep_ms: u64::MAX });
+        assert_eq!(field(&s), Err("spec.sleep_ms".into()));
+        let mut s = base();
+        s.labels = (0..=MAX_LABELS)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
+        assert_eq!(field(&s), Err("labels".into()));
+    }
+
+    #[test]
+    fn a_spec_is_bounded_apart_from_the_body_naming_its_largest_part() {
+        let command = |args: Vec<String>, env: Vec<(String, String)>| JobSubmit {
+            spec: JobSpec::Command(CommandSpec {
+                program: "/bin/true".into(),
+                args,
+                env: env.into_iter().collect(),
+                working_dir: None,
+            }),
+            ..base()
+        };
+        let field = |s: &JobSubmit| submission(s, 15_000, 4096).map_err(|e| e.field);
+        assert_eq!(
+            field(&command(vec!["a".repeat(1000); 3], vec![])),
+            Ok(15_000)
+        );
+        assert_eq!(
+            field(&command(vec!["a".repeat(1000); 5], vec![])),
+            Err("spec.args".into())
+        );
+        assert_eq!(
+            field(&command(vec![], vec![("A".into(), "b".repeat(5000))])),
+            Err("spec.env".into())
+        );
+        let sql = JobSubmit {
+            spec: JobSpec::Sql(baton_proto::SqlSpec {
+                connection: "main".into(),
+                sql: "select 1;".repeat(1000),
+                exactly_once: false,
+            }),
+            ..base()
+        };
+        assert_eq!(field(&sql), Err("spec.sql".into()));
+        let e = submission(&sql, 15_000, 4096).expect_err("large");
+        assert!(e.message.contains("max_spec_bytes"), "{e}");
+    }
+
+    #[test]
+    fn nesting_depth_is_measured_without_recursion() {
+        use serde_json::json;
+        assert!(nesting_at_most(&json!(1), 0));
+        assert!(!nesting_at_most(&json!([]), 0));
+        assert!(nesting_at_most(&json!({"a": [1, {"b": 2}]}), 3));
+        assert!(!nesting_at_most(&json!({"a": [1, {"b": []}]}), 3));
+        // Far deeper than serde_json's own parse limit: built by hand.
+        let mut deep = json!(0);
+        for _ in 0..100_000 {
+            deep = serde_json::Value::Array(vec![deep]);
+        }
+        assert!(!nesting_at_most(&deep, MAX_DATA_DEPTH));
+        // Taking it apart level by level: dropping it whole would recurse.
+        while let serde_json::Value::Array(mut a) = deep {
+            deep = a.pop().unwrap_or_default();
+        }
     }
 }

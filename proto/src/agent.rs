@@ -30,7 +30,10 @@ pub struct Capabilities {
 #[serde(default)]
 pub struct HostMetrics {
     /// CPU use of the host, percent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::percent::opt"
+    )]
     pub cpu_percent: Option<f32>,
     /// Memory in use.
     #[serde(skip_serializing_if = "Option::is_none")]

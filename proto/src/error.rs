@@ -14,6 +14,10 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such object.
     NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 408: the request body did not arrive in time.
+    RequestTimeout,
     /// 409: the object is not in a state that allows this.
     Conflict,
     /// 409: the fencing token is stale; stop the work and never report it.
@@ -26,8 +30,13 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 429: slow down.
     RateLimited,
-    /// 503: not ready (starting, store unavailable).
+    /// 503: not ready (starting, shutting down).
     NotReady,
+    /// 503: too many requests without credentials are in flight.
+    Overloaded,
+    /// 503: the store cannot commit (disk full, read-only, I/O error); the
+    /// message names the cause. Nothing of the request was kept: retry later.
+    StoreUnavailable,
     /// 500: a bug or an unexpected store failure.
     Internal,
 }
@@ -40,11 +49,13 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict | ErrorCode::LeaseLost | ErrorCode::IdempotencyConflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
-            ErrorCode::NotReady => 503,
+            ErrorCode::NotReady | ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -95,5 +106,12 @@ mod tests {
         assert_eq!(wire["error"]["code"], "lease_lost");
         assert_eq!(e.error.code.status(), 409);
         check(&ErrorBody::new(ErrorCode::BadRequest, "x", None));
+        let e = ErrorBody::new(ErrorCode::StoreUnavailable, "disk full", None);
+        check(&e);
+        assert_eq!(
+            serde_json::to_value(&e).expect("json")["error"]["code"],
+            "store_unavailable"
+        );
+        assert_eq!(e.error.code.status(), 503);
     }
 }

@@ -78,7 +78,10 @@ pub struct PollResponse {
 #[serde(default)]
 pub struct Progress {
     /// Percent done, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::percent::opt"
+    )]
     pub percent: Option<f32>,
     /// What the job is doing now.
     #[serde(skip_serializing_if = "String::is_empty")]

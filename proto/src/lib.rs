@@ -33,8 +33,8 @@ pub use agent::{
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use job::{
     AttemptOutcome, AttemptView, CommandSpec, DumpSpec, JobKind, JobList, JobResult, JobSpec,
-    JobState, JobSubmit, JobView, NoopSpec, OutputEncoding, ParamMode, ParamValue, ProcedureParam,
-    ProcedureSpec, RetryOn, RetryPolicy, SqlSpec,
+    JobState, JobSubmit, JobSummary, JobView, NoopSpec, OutputEncoding, ParamMode, ParamValue,
+    ProcedureParam, ProcedureSpec, RetryOn, RetryPolicy, SqlSpec,
 };
 pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
@@ -54,6 +54,12 @@ pub const DEFAULT_PORT: u16 = 8420;
 
 /// Header that makes a job submission idempotent.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// Response header of the job and agent views: the controller's clock when
+/// it answered, in Unix milliseconds. Clients show the views' times relative
+/// to it, not to their own clock, so a skew between the two shows nothing
+/// in the future and no inflated age.
+pub const NOW_HEADER: &str = "Baton-Now";
 
 /// Job identifier, assigned by the controller.
 pub type JobId = i64;
@@ -84,6 +90,34 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A percentage on the wire, clamped to 0–100 (a metric or a progress
+/// figure slightly out of range must not make a poll or heartbeat fail).
+/// Without this, JSON numbers beyond `f32` became infinity, which
+/// serializes as `null` (found by `tests/tests/fuzz.rs`).
+pub(crate) mod percent {
+    use serde::{Deserialize, Deserializer};
+
+    /// Deserialize an optional percentage.
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(|v| v.clamp(0.0, 100.0) as f32))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn percentages_are_clamped() {
+            let p: crate::Progress = serde_json::from_str(r#"{"percent": 1e308}"#).expect("parse");
+            assert_eq!(p.percent, Some(100.0));
+            let p: crate::Progress = serde_json::from_str(r#"{"percent": -3}"#).expect("parse");
+            assert_eq!(p.percent, Some(0.0));
+            let p: crate::Progress = serde_json::from_str(r#"{"percent": 42.5}"#).expect("parse");
+            assert_eq!(p.percent, Some(42.5));
+            let p: crate::Progress = serde_json::from_str(r#"{}"#).expect("parse");
+            assert_eq!(p.percent, None);
+        }
+    }
 }
 
 #[cfg(test)]

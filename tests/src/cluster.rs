@@ -32,10 +32,28 @@ impl Cluster {
         controller_extra: &str,
         tweak: impl Fn(&mut AgentOpts),
     ) -> Result<Cluster> {
+        Self::start_env(n, controller_extra, Vec::new(), tweak).await
+    }
+
+    /// Like [`Cluster::start_with`], the controller process running with
+    /// `controller_env` added (kept across its restarts).
+    pub async fn start_env(
+        n: usize,
+        controller_extra: &str,
+        controller_env: Vec<(String, String)>,
+        tweak: impl Fn(&mut AgentOpts),
+    ) -> Result<Cluster> {
         crate::init_crypto();
         let tmp = tempfile::Builder::new().prefix("baton-e2e-").tempdir()?;
-        let controller =
-            Controller::start(&tmp.path().join("controller"), controller_extra).await?;
+        let extra = format!("allow_plain_http = true\n{controller_extra}");
+        let controller = Controller::start_env(
+            &tmp.path().join("controller"),
+            "127.0.0.1:0",
+            &extra,
+            None,
+            controller_env,
+        )
+        .await?;
         let api = controller.api();
         let mut agents = Vec::new();
         for i in 1..=n {

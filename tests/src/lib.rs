@@ -8,8 +8,11 @@
 //! - [`bench`]: the `baton-bench` measurements (dispatch latency, throughput,
 //!   idle fleet, failover, footprint) with their targets.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
+//! - [`faketime`]: a steppable wall clock for the controller (libfaketime).
 //! - [`faultproxy`]: a TCP proxy between agents and the controller that black-holes,
 //!   delays or resets connections on command.
+//! - [`loopfs`]: a small loop-mounted ext4 filesystem to fill up or make
+//!   read-only (root only).
 //! - [`pki`]: a throwaway CA, server and client certificates (rcgen).
 //! - [`mariadb`]: a real MariaDB server shared by a test binary's tests
 //!   (`scripts/mariadb`), with per-test databases and users.
@@ -23,7 +26,9 @@
 pub mod api;
 pub mod bench;
 pub mod cluster;
+pub mod faketime;
 pub mod faultproxy;
+pub mod loopfs;
 pub mod mariadb;
 pub mod mssql;
 pub mod pki;

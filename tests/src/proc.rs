@@ -131,8 +131,10 @@ impl Drop for Proc {
 pub struct Controller {
     /// The process (None while stopped).
     pub proc: Option<Proc>,
-    /// State dir (database, listen.addr).
+    /// Config, log (and the state unless `state_dir` says otherwise).
     pub dir: PathBuf,
+    /// State dir (database, listen.addr).
+    pub state_dir: PathBuf,
     /// The config file.
     pub config: PathBuf,
     /// Bound address.
@@ -141,6 +143,9 @@ pub struct Controller {
     pub admin_token: String,
     /// CA to trust when the controller serves HTTPS.
     pub ca: Option<PathBuf>,
+    /// Extra environment of the controller process (kept across restarts;
+    /// not given to `init`), e.g. [`crate::faketime::FakeClock::env`].
+    pub env: Vec<(String, String)>,
 }
 
 impl Controller {
@@ -164,13 +169,47 @@ impl Controller {
         extra_config: &str,
         ca: Option<PathBuf>,
     ) -> Result<Controller> {
+        Self::start_full(dir, dir, listen, extra_config, ca, Vec::new()).await
+    }
+
+    /// Like [`Controller::start_custom`], the process running with `env` added.
+    pub async fn start_env(
+        dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        ca: Option<PathBuf>,
+        env: Vec<(String, String)>,
+    ) -> Result<Controller> {
+        Self::start_full(dir, dir, listen, extra_config, ca, env).await
+    }
+
+    /// Like [`Controller::start_custom`], with the database in `state_dir`
+    /// (config, log and `listen.addr` stay in `dir`).
+    pub async fn start_with_state(
+        dir: &Path,
+        state_dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        ca: Option<PathBuf>,
+    ) -> Result<Controller> {
+        Self::start_full(dir, state_dir, listen, extra_config, ca, Vec::new()).await
+    }
+
+    async fn start_full(
+        dir: &Path,
+        state_dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        ca: Option<PathBuf>,
+        env: Vec<(String, String)>,
+    ) -> Result<Controller> {
         fs::create_dir_all(dir)?;
         let config = dir.join("controller.toml");
         fs::write(
             &config,
             format!(
                 "listen = \"{listen}\"\nstate_dir = \"{}\"\n{extra_config}\n",
-                dir.display()
+                state_dir.display()
             ),
         )?;
         let out = Command::new(bin("baton-controller")?)
@@ -185,10 +224,12 @@ impl Controller {
         let mut c = Controller {
             proc: None,
             dir: dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
             config,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token,
             ca,
+            env,
         };
         c.spawn(None).await?;
         Ok(c)
@@ -200,7 +241,7 @@ impl Controller {
     }
 
     async fn spawn(&mut self, listen: Option<SocketAddr>) -> Result<()> {
-        let addr_file = self.dir.join("listen.addr");
+        let addr_file = self.state_dir.join("listen.addr");
         let _ = fs::remove_file(&addr_file);
         let mut cmd = Command::new(bin("baton-controller")?);
         cmd.arg("--config").arg(&self.config);
@@ -208,6 +249,7 @@ impl Controller {
             cmd.arg("--listen").arg(l.to_string());
         }
         cmd.env("BATON_LOG", "info,sqlx=warn");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(cmd, &self.dir.join("controller.log"))?;
         self.proc = Some(proc);
         let end = Instant::now() + Duration::from_secs(30);

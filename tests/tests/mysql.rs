@@ -522,6 +522,79 @@ async fn a_dump_without_privileges_fails_and_leaves_nothing_that_looks_complete(
     assert!(left.is_empty(), "{left:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agents_partial_dump_is_removed_and_the_takeover_finishes() {
+    // A dump tool that hangs on its first run (the one the agent is killed
+    // in), then dumps normally.
+    let tools = tempfile::tempdir().expect("tmp");
+    let tool = tools.path().join("slowdump");
+    let marker = tools.path().join("first-run");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --version|-V) exec mariadb-dump \"$@\";; esac\n\
+             [ -e {m} ] || {{ touch {m}; sleep 60; }}\nexec mariadb-dump \"$@\"\n",
+            m = marker.display()
+        ),
+    )
+    .expect("tool");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut f = fixture_with(
+        1,
+        "CREATE TABLE t (x INT) // INSERT INTO t VALUES (1)",
+        &["ALL"],
+        true,
+        &format!("dump_tool = \"{}\"\n", tool.display()),
+    )
+    .await;
+    let job =
+        f.c.api
+            .submit(json!({"group": "default", "lease_ttl_ms": 3000,
+            "retry": {"max_attempts": 3, "initial_backoff_ms": 10},
+            "spec": {"kind": "dump", "connection": "main", "database": f.db}}))
+            .await
+            .expect("submit");
+    let end = Instant::now() + WAIT;
+    let partial = loop {
+        if let Some(p) = walk(&f.dumps)
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(".partial"))
+            && marker.exists()
+        {
+            break p;
+        }
+        assert!(Instant::now() < end, "{}", f.c.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    f.c.agents[0].proc().kill9();
+    assert!(partial.exists(), "the killed run's partial is still there");
+    f.c.agents[0].restart().expect("restart");
+    let end = Instant::now() + Duration::from_secs(20);
+    while partial.exists() {
+        assert!(
+            Instant::now() < end,
+            "the restarted agent left {}\n{}",
+            partial.display(),
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    let files: Vec<String> = walk(&f.dumps)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.contains(".sql.zst"))
+        .collect();
+    assert_eq!(
+        files.iter().filter(|p| p.ends_with(".sql.zst")).count(),
+        1,
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|p| p.ends_with(".partial")), "{files:?}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -564,6 +637,10 @@ async fn a_dump_that_does_not_fit_is_refused_before_it_starts() {
     );
     let err = done.error.unwrap_or_default();
     assert!(err.to_lowercase().contains("free"), "{err}");
+    assert!(
+        err.contains("dump_reserve_mb (1000000000 MiB)"),
+        "the refusal names the configured reserve: {err}"
+    );
     let written: Vec<PathBuf> = walk(dumps)
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".sql.zst"))

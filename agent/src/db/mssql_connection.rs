@@ -159,26 +159,32 @@ impl MssqlConnection {
         use tokio_util::compat::TokioAsyncWriteCompatExt;
         let mut config = self.tiberius_config().map_err(ConnectError::Setup)?;
         config.command_timeout(command_timeout);
+        let target = match &self.endpoint {
+            MssqlEndpoint::Instance { name, browser_port } => format!(
+                "instance {name} on {} (SQL Browser on UDP {browser_port})",
+                self.host
+            ),
+            MssqlEndpoint::Port(_) => config.get_addr(),
+        };
+        let login = |source| ConnectError::Login {
+            connection: self.name.clone(),
+            target: target.clone(),
+            source: Box::new(source),
+        };
         let open = async {
             // Resolves a named instance through the SQL Browser first; with a
             // port it is a plain TCP connect.
             let tcp = tokio::net::TcpStream::connect_named(&config)
                 .await
                 .map_err(|source| ConnectError::Reach {
-                    target: match &self.endpoint {
-                        MssqlEndpoint::Instance { name, browser_port } => format!(
-                            "instance {name} on {} (SQL Browser on UDP {browser_port})",
-                            self.host
-                        ),
-                        MssqlEndpoint::Port(_) => config.get_addr(),
-                    },
-                    source,
+                    connection: self.name.clone(),
+                    target: target.clone(),
+                    source: Box::new(source),
                 })?;
-            tcp.set_nodelay(true)
-                .map_err(|e| ConnectError::Login(e.into()))?;
+            tcp.set_nodelay(true).map_err(|e| login(e.into()))?;
             tiberius::Client::connect(config, tcp.compat_write())
                 .await
-                .map_err(ConnectError::Login)
+                .map_err(login)
         };
         match tokio::time::timeout(self.connect_timeout, open).await {
             Ok(r) => r,
@@ -197,16 +203,25 @@ pub enum ConnectError {
     #[error("{0}")]
     Setup(String),
     /// The server (or the SQL Browser) could not be reached.
-    #[error("cannot reach {target}: {source}")]
+    #[error("connection {connection:?}: cannot reach {target}: {source}")]
     Reach {
+        /// Connection name.
+        connection: String,
         /// Address or instance.
         target: String,
         /// Why.
-        source: tiberius::error::Error,
+        source: Box<tiberius::error::Error>,
     },
     /// TLS or the login failed.
-    #[error("cannot log in to SQL Server: {0}")]
-    Login(tiberius::error::Error),
+    #[error("connection {connection:?}: cannot log in to SQL Server at {target}: {source}")]
+    Login {
+        /// Connection name.
+        connection: String,
+        /// Address or instance.
+        target: String,
+        /// Why.
+        source: Box<tiberius::error::Error>,
+    },
     /// No session within `connect_timeout`.
     #[error("connection {connection}: no session within {}", humantime::format_duration(*after))]
     Timeout {
@@ -227,7 +242,7 @@ impl ConnectError {
         match self {
             ConnectError::Setup(_) => false,
             ConnectError::Reach { .. } | ConnectError::Timeout { .. } => true,
-            ConnectError::Login(e) => match e {
+            ConnectError::Login { source: e, .. } => match &**e {
                 T::Io { .. } => true,
                 T::Server(t) => !matches!(t.code(), 18456 | 4060 | 18452 | 18486 | 18487 | 18488),
                 _ => false,

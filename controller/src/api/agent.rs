@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use baton_proto::lease::{
     BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
 };
@@ -15,7 +15,7 @@ use baton_proto::{
 };
 use futures_util::future::{join_all, select_all};
 
-use super::{ApiError, AppState, JobIdPath, JsonBody};
+use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath};
 use crate::auth::AgentCaller;
 use crate::presence::Known;
 use crate::store::agents::AgentSeen;
@@ -25,11 +25,11 @@ use crate::store::{GrantRequest, now_ms};
 pub async fn poll(
     State(s): State<AppState>,
     caller: AgentCaller,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
     JsonBody(req): JsonBody<PollRequest>,
 ) -> Result<Json<PollResponse>, ApiError> {
-    let received = now_ms();
     let started = Instant::now();
+    let received = now_ms();
     if id != caller.id {
         return Err(ApiError::forbidden(format!(
             "agent `{}` cannot poll as `{id}`",
@@ -152,6 +152,11 @@ pub async fn poll(
             }
             continue;
         }
+        // `held` is read before `now`: the hold handed to the agent is never
+        // longer than the controller's own (monotonic, so no wall-clock step
+        // can lengthen it), and the agent's first deadline never later
+        // than the lease's (lease lifecycle point 4).
+        let held = started.elapsed();
         let now = now_ms();
         let mut next_ready_at = known.as_ref().and_then(|k| k.idle.flatten());
         let skip = req.free_slots == 0 || known.is_some_and(|k| k.nothing_to_grant(now));
@@ -174,7 +179,7 @@ pub async fn poll(
             }
             if !granted.grants.is_empty() {
                 s.reaper_kick.notify_one();
-                let held_ms = (now - received).max(0) as u64;
+                let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
                 let grants = granted
                     .grants
                     .into_iter()
@@ -270,6 +275,17 @@ pub async fn heartbeat(
             Some("log_tail".into()),
         ));
     }
+    if req
+        .progress
+        .as_ref()
+        .is_some_and(|p| p.message.len() > s.config.max_log_tail_bytes)
+    {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("at most {} bytes", s.config.max_log_tail_bytes),
+            Some("progress.message".into()),
+        ));
+    }
     let tail = req.log_tail.as_str();
     let (ttl, cancel) = s
         .store
@@ -304,8 +320,21 @@ pub async fn complete(
     Ok(Json(CompleteResponse { state, duplicate }))
 }
 
-/// Refuse a completion whose captured output is over the bound.
+/// Refuse a completion whose captured output is over the bound, or whose
+/// `result.data` nests deeper than [`crate::validate::MAX_DATA_DEPTH`]
+/// (clients parsing it — batonctl — must never hit a recursion limit).
 fn check_output(max: usize, result: &baton_proto::JobResult) -> Result<(), ApiError> {
+    if let Some(data) = &result.data
+        && !crate::validate::nesting_at_most(data, crate::validate::MAX_DATA_DEPTH)
+    {
+        return Err(ApiError::bad_request(
+            format!(
+                "nests deeper than {} levels of arrays and objects",
+                crate::validate::MAX_DATA_DEPTH
+            ),
+            Some("result.data".into()),
+        ));
+    }
     for (field, text) in [
         ("result.stdout", &result.stdout),
         ("result.stderr", &result.stderr),
@@ -328,7 +357,7 @@ fn check_output(max: usize, result: &baton_proto::JobResult) -> Result<(), ApiEr
 pub async fn complete_batch(
     State(s): State<AppState>,
     caller: AgentCaller,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
     JsonBody(req): JsonBody<BatchCompleteRequest>,
 ) -> Result<Json<BatchCompleteResponse>, ApiError> {
     if id != caller.id {

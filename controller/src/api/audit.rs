@@ -4,6 +4,11 @@
 //! attempts; their routes are outside this middleware, see `api::router`);
 //! everything else that is not a GET is.
 //!
+//! What a row holds is bounded: the target path is cut at [`MAX_TARGET`]
+//! bytes, a path no route matches is recorded as [`UNROUTED`] (action
+//! `POST unrouted`), and refused calls without a credential are written
+//! within the rate of `api::limits` (the rest are only counted).
+//!
 //! The row goes through the group-commit writer (`Store::audit_grouped`): it
 //! shares a batch's commit with the other hot writes (completions, releases,
 //! grants) instead of paying an fsync of its own per call. The response still
@@ -36,13 +41,22 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     Box::pin(record_call(s, req, next)).await
 }
 
+/// Longest concrete target path kept in a row (longer ones are cut, `…`).
+pub const MAX_TARGET: usize = 256;
+/// Longest method kept in a row's action.
+const MAX_METHOD: usize = 16;
+
 async fn record_call(s: AppState, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let target = req.uri().path().to_owned();
+    // An unrouted path is a stranger's choice: only its absence is kept.
+    let target = match &route {
+        Some(_) => super::clip(req.uri().path(), MAX_TARGET),
+        None => UNROUTED.to_owned(),
+    };
     let (mut actor, role) = match req.extensions().get::<AuthOutcome>() {
         Some(AuthOutcome::Known(p)) => (p.actor(), p.role_name().to_owned()),
         _ => ("anonymous".to_owned(), String::new()),
@@ -51,15 +65,23 @@ async fn record_call(s: AppState, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     if let Some(a) = resp.extensions().get::<AuditActor>() {
         actor = a.0.clone();
-    } else if actor == "anonymous"
-        && let Some(ip) = peer
-    {
-        actor = format!("anonymous@{ip}");
+    } else if actor == "anonymous" {
+        // Refused calls without a credential are rate-limited in the log.
+        if resp.status().as_u16() >= 400 && !s.limits.audit_refused_anonymous(peer) {
+            return resp;
+        }
+        if let Some(ip) = peer {
+            actor = format!("anonymous@{ip}");
+        }
     }
     let entry = AuditRecord {
         actor,
         role,
-        action: format!("{method} {}", route.as_deref().unwrap_or("(no route)")),
+        action: format!(
+            "{} {}",
+            super::clip(method.as_str(), MAX_METHOD),
+            route.as_deref().unwrap_or(UNROUTED)
+        ),
         target,
         status: resp.status().as_u16(),
         error: resp
@@ -68,8 +90,18 @@ async fn record_call(s: AppState, req: Request, next: Next) -> Response {
             .and_then(|c| serde_json::to_value(c).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
     };
-    if let Err(e) = s.store.audit_grouped(&entry, now_ms()).await {
-        tracing::error!(error = %e, action = %entry.action, actor = %entry.actor, "Cannot write the audit log");
+    match s.store.audit_grouped(&entry, now_ms()).await {
+        Ok(()) => {}
+        // The store's health logged it once, as an ERROR.
+        Err(e @ crate::store::Error::Unavailable { .. }) => {
+            tracing::warn!(error = %e, action = %entry.action, actor = %entry.actor, "Audit entry not written: the store cannot commit");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, action = %entry.action, actor = %entry.actor, "Cannot write the audit log")
+        }
     }
     resp
 }
+
+/// Action route and target of a call to a path no route matches.
+pub const UNROUTED: &str = "unrouted";

@@ -42,9 +42,10 @@ pub async fn submit_batch(
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     let mut groups: Vec<String> = Vec::new();
     for (i, job) in batch.jobs.into_iter().enumerate() {
-        let ttl = validate::submission(&job, default_ttl).map_err(|e| {
-            ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
-        })?;
+        let ttl =
+            validate::submission(&job, default_ttl, s.config.max_spec_bytes).map_err(|e| {
+                ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
+            })?;
         if !groups.contains(&job.group) {
             groups.push(job.group.clone());
         }
@@ -104,8 +105,8 @@ mod tests {
         );
         assert_eq!(
             field(r#"{"jobs":[{"group":"g","spec":{"kind":"noop","sleep_ms":"x"}}]}"#).as_deref(),
-            // As for a single submit: a type error inside a spec names the spec.
-            Some("jobs[0].spec")
+            // As for a single submit: a type error inside a spec names its field.
+            Some("jobs[0].spec.sleep_ms")
         );
         assert_eq!(field(r#"{"job":[]}"#).as_deref(), Some("job"));
     }

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use baton_proto::drill::{
@@ -24,7 +24,7 @@ use baton_proto::{
 };
 use serde::Deserialize;
 
-use super::{ApiError, AppState, JobIdPath, JsonBody};
+use super::{ApiError, AppState, JobIdPath, JsonBody, QueryParams};
 use crate::auth::{AgentCaller, OperatorRole, Viewer};
 use crate::store::drills::NewDrill;
 use crate::store::jobs::NewJob;
@@ -34,6 +34,8 @@ use crate::store::now_ms;
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// Default RTO target.
 pub const DEFAULT_RTO_MS: u64 = 60_000;
+/// Largest RTO target (one day; it is stored as a signed 64-bit number).
+pub const MAX_RTO_MS: u64 = 86_400_000;
 
 /// `POST /v1/drills`: 201 with the drill.
 pub async fn start(
@@ -42,7 +44,7 @@ pub async fn start(
     JsonBody(req): JsonBody<DrillStart>,
 ) -> Result<Response, ApiError> {
     let default_ttl = s.config.default_lease_ttl.as_millis() as u64;
-    let (drill, job) = plan(&req, default_ttl, &op.who.name)?;
+    let (drill, job) = plan(&req, default_ttl, s.config.max_spec_bytes, &op.who.name)?;
     let view = s.store.create_drill(&drill, job, now_ms()).await?;
     s.wakers.wake(&view.group);
     tracing::info!(
@@ -63,6 +65,7 @@ pub async fn start(
 pub fn plan(
     req: &DrillStart,
     default_ttl_ms: u64,
+    max_spec_bytes: usize,
     who: &str,
 ) -> Result<(NewDrill, NewJob), ApiError> {
     crate::validate::groups(std::slice::from_ref(&req.group))
@@ -107,14 +110,15 @@ pub fn plan(
     if let Some(ttl) = req.lease_ttl_ms {
         submit.lease_ttl_ms = Some(ttl);
     }
-    let ttl = crate::validate::submission(&submit, default_ttl_ms).map_err(|e| {
-        let field = if e.field == "lease_ttl_ms" && req.lease_ttl_ms.is_some() {
-            e.field
-        } else {
-            format!("job.{}", e.field)
-        };
-        ApiError::bad_request(e.message, Some(field))
-    })?;
+    let ttl =
+        crate::validate::submission(&submit, default_ttl_ms, max_spec_bytes).map_err(|e| {
+            let field = if e.field == "lease_ttl_ms" && req.lease_ttl_ms.is_some() {
+                e.field
+            } else {
+                format!("job.{}", e.field)
+            };
+            ApiError::bad_request(e.message, Some(field))
+        })?;
     if let JobSpec::Noop(n) = &mut submit.spec
         && req.job.is_none()
     {
@@ -138,9 +142,9 @@ pub fn plan(
         ));
     }
     let rto_ms = req.rto_ms.unwrap_or(DEFAULT_RTO_MS);
-    if rto_ms == 0 {
+    if rto_ms == 0 || rto_ms > MAX_RTO_MS {
         return Err(ApiError::bad_request(
-            "must be positive",
+            format!("must be between 1 and {MAX_RTO_MS} (1 day)"),
             Some("rto_ms".into()),
         ));
     }
@@ -205,11 +209,11 @@ pub struct ListQuery {
 pub async fn list(
     State(s): State<AppState>,
     _v: Viewer,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<DrillList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
+    let limit = super::page_limit(q.limit)?;
     refresh_running(&s).await?;
-    Ok(Json(s.store.list_drills(q.limit.unwrap_or(100)).await?))
+    Ok(Json(s.store.list_drills(limit).await?))
 }
 
 /// Refresh every running drill (their watchers may have died with a restart).
@@ -227,11 +231,10 @@ pub async fn refresh_running(s: &AppState) -> Result<(), ApiError> {
 pub async fn show(
     State(s): State<AppState>,
     _v: Viewer,
-    Path(raw): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Json<DrillView>, ApiError> {
-    let id: DrillId = raw.parse().map_err(|_| {
-        ApiError::bad_request(format!("`{raw}` is not a drill id"), Some("id".into()))
-    })?;
+    // Drill ids follow the same rule as job ids.
+    let id: DrillId = id;
     Ok(Json(s.store.refresh_drill(id, now_ms()).await?))
 }
 
@@ -308,13 +311,15 @@ mod tests {
         }
     }
 
+    const SPEC: usize = 256 << 10;
+
     fn field(e: ApiError) -> Option<String> {
         e.0.error.field
     }
 
     #[test]
     fn probe_defaults() {
-        let (d, j) = plan(&req(DrillMethod::Crash), 15_000, "ops").expect("plan");
+        let (d, j) = plan(&req(DrillMethod::Crash), 15_000, SPEC, "ops").expect("plan");
         assert_eq!(d.duration_ms, 4000);
         assert_eq!(d.lease_ttl_ms, 2000);
         assert_eq!(d.rto_ms, DEFAULT_RTO_MS);
@@ -327,6 +332,7 @@ mod tests {
                 ..req(DrillMethod::Freeze)
             },
             15_000,
+            SPEC,
             "ops",
         )
         .expect("plan");
@@ -340,7 +346,7 @@ mod tests {
             ..req(DrillMethod::Freeze)
         };
         assert_eq!(
-            field(plan(&short, 15_000, "o").expect_err("short")).as_deref(),
+            field(plan(&short, 15_000, SPEC, "o").expect_err("short")).as_deref(),
             Some("duration_ms")
         );
         let ttl = DrillStart {
@@ -348,7 +354,7 @@ mod tests {
             ..req(DrillMethod::Freeze)
         };
         assert_eq!(
-            field(plan(&ttl, 15_000, "o").expect_err("ttl")).as_deref(),
+            field(plan(&ttl, 15_000, SPEC, "o").expect_err("ttl")).as_deref(),
             Some("lease_ttl_ms")
         );
         let mut template = JobSubmit {
@@ -365,7 +371,7 @@ mod tests {
             ..req(DrillMethod::Crash)
         };
         assert_eq!(
-            field(plan(&wrong_group, 15_000, "o").expect_err("group")).as_deref(),
+            field(plan(&wrong_group, 15_000, SPEC, "o").expect_err("group")).as_deref(),
             Some("job.group")
         );
         template.group = "g".into();
@@ -375,7 +381,7 @@ mod tests {
             ..req(DrillMethod::Crash)
         };
         assert_eq!(
-            field(plan(&no_retry, 15_000, "o").expect_err("retry")).as_deref(),
+            field(plan(&no_retry, 15_000, SPEC, "o").expect_err("retry")).as_deref(),
             Some("job.retry")
         );
         template.retry.max_attempts = 3;
@@ -383,15 +389,26 @@ mod tests {
             job: Some(template),
             ..req(DrillMethod::Crash)
         };
-        let (_, j) = plan(&ok, 15_000, "o").expect("template");
+        let (_, j) = plan(&ok, 15_000, SPEC, "o").expect("template");
         assert_eq!(j.submit.lease_ttl_ms, Some(2000), "the drill's TTL wins");
         let bad_group = DrillStart {
             group: "a b".into(),
             ..req(DrillMethod::Crash)
         };
         assert_eq!(
-            field(plan(&bad_group, 15_000, "o").expect_err("group")).as_deref(),
+            field(plan(&bad_group, 15_000, SPEC, "o").expect_err("group")).as_deref(),
             Some("group")
         );
+        for rto in [0, MAX_RTO_MS + 1, u64::MAX] {
+            let bad_rto = DrillStart {
+                rto_ms: Some(rto),
+                ..req(DrillMethod::Crash)
+            };
+            assert_eq!(
+                field(plan(&bad_rto, 15_000, SPEC, "o").expect_err("rto")).as_deref(),
+                Some("rto_ms"),
+                "{rto}"
+            );
+        }
     }
 }

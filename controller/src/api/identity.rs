@@ -1,11 +1,9 @@
 //! Identity endpoints: enrollment, enrollment tokens, operator tokens, agent
 //! revocation, whoami and the audit log.
 
-use std::time::Instant;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use baton_proto::auth::{
     AGENT_SECRET_PREFIX, AgentRevoked, AuditList, ENROLLMENT_PREFIX, EnrollRequest, EnrollResponse,
@@ -13,43 +11,26 @@ use baton_proto::auth::{
     OPERATOR_PREFIX, OperatorTokenCreate, OperatorTokenCreated, OperatorTokenList,
     OperatorTokenView, WhoAmI,
 };
-use baton_proto::{ErrorCode, valid_name};
+use baton_proto::valid_name;
 use serde::Deserialize;
 
 use super::audit::AuditActor;
-use super::{ApiError, AppState, JsonBody};
+use super::limits::EnrollGate;
+use super::{ApiError, AppState, JsonBody, NamePath, QueryParams};
 use crate::auth::{Admin, Viewer, hash_secret, new_id, new_secret};
-use crate::listener::PeerAddr;
 use crate::store::now_ms;
 
 /// Longest an enrollment token may live.
 const MAX_ENROLLMENT_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// `POST /v1/agents/enroll`: spend an enrollment token, create the agent.
+/// The per-address rate limit ([`EnrollGate`]) is checked before the body
+/// is read; the route's body limit is small (`api::SMALL_BODY_BYTES`).
 pub async fn enroll(
     State(s): State<AppState>,
-    peer: Option<axum::Extension<PeerAddr>>,
+    _gate: EnrollGate,
     JsonBody(req): JsonBody<EnrollRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(axum::Extension(PeerAddr(addr))) = peer
-        && let Err(wait) = s.enroll_limit.check(addr.ip(), Instant::now())
-    {
-        let secs = wait.as_secs().max(1);
-        let mut resp = ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many enrollment attempts from {}; retry in {secs} s",
-                addr.ip()
-            ),
-            None,
-        )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v);
-        }
-        return Ok(resp);
-    }
     if !valid_name(&req.agent_id) {
         return Err(ApiError::bad_request(
             "must be 1-128 characters of A-Z a-z 0-9 _ . -",
@@ -88,7 +69,7 @@ pub async fn enroll(
 pub async fn revoke_agent(
     State(s): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
 ) -> Result<Json<AgentRevoked>, ApiError> {
     let r = s.store.revoke_agent(&id, now_ms()).await?;
     for g in &r.groups {
@@ -156,7 +137,7 @@ pub async fn list_enrollment_tokens(
 pub async fn revoke_enrollment_token(
     State(s): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
 ) -> Result<Json<EnrollmentTokenView>, ApiError> {
     Ok(Json(s.store.revoke_enrollment_token(&id, now_ms()).await?))
 }
@@ -206,7 +187,7 @@ pub async fn list_operator_tokens(
 pub async fn revoke_operator_token(
     State(s): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
 ) -> Result<Json<OperatorTokenView>, ApiError> {
     let v = s.store.revoke_operator_token(&id, now_ms()).await?;
     tracing::warn!(id = %v.id, name = %v.name, by = %admin.who.name, "Operator token revoked");
@@ -235,12 +216,27 @@ pub struct AuditQuery {
 pub async fn audit_log(
     State(s): State<AppState>,
     _admin: Admin,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
-    Ok(Json(
-        s.store
-            .list_audit(q.actor.as_deref(), q.before, q.limit.unwrap_or(100))
-            .await?,
-    ))
+    let limit = super::page_limit(q.limit)?;
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_request(
+            "must be a positive entry id",
+            Some("before".into()),
+        ));
+    }
+    let mut list = s
+        .store
+        .list_audit(q.actor.as_deref(), q.before, limit)
+        .await?;
+    // Rows written before targets were bounded may hold long paths.
+    for e in &mut list.entries {
+        if e.target.len() > super::audit::MAX_TARGET {
+            e.target = super::clip(&e.target, super::audit::MAX_TARGET);
+        }
+        if e.action.len() > super::audit::MAX_TARGET {
+            e.action = super::clip(&e.action, super::audit::MAX_TARGET);
+        }
+    }
+    Ok(Json(list))
 }

@@ -6,7 +6,8 @@
 //! - [`identity`]: enrollment, operator tokens, agent revocation, whoami, audit reads.
 //! - [`drills`]: failover drills (start, list, report) and the holder's fault ack.
 //! - [`audit`]: the middleware that records every state-changing call.
-//! - [`ratelimit`]: per-address token buckets (enrollment).
+//! - [`limits`]: limits for callers without a credential (concurrency,
+//!   enrollment rate, audit rows of refused calls).
 //! - this module: [`AppState`], [`ApiError`] (every non-2xx is a JSON
 //!   [`ErrorBody`]), [`JsonBody`] (bodies parsed with the failing field named).
 
@@ -15,8 +16,9 @@ pub mod audit;
 pub mod batch;
 pub mod drills;
 pub mod identity;
+pub mod limits;
 pub mod operator;
-pub mod ratelimit;
+mod spec_errors;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use baton_proto::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -42,8 +44,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The store.
     pub store: Store,
-    /// Enrollment attempts per source address.
-    pub enroll_limit: ratelimit::RateLimiter,
+    /// Limits for callers without a credential.
+    pub limits: Arc<limits::Limits>,
     /// The validated config.
     pub config: Config,
     /// Per-group wake-ups for pollers.
@@ -72,6 +74,24 @@ impl AppState {
     }
 }
 
+/// Body limit of routes whose bodies are a few small fields (enrollment,
+/// tokens, drain, cancel, release, …): a stranger's enrollment never needs
+/// more, and nothing larger is buffered for them.
+pub const SMALL_BODY_BYTES: usize = 16 << 10;
+
+/// A route's own body limit, below `max_body_bytes` (see [`small`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// `route` with the small body limit: a declared `Content-Length` above it
+/// is refused before anything is read, a longer chunked body once the limit
+/// is passed.
+fn small(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route
+        .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(SMALL_BODY_BYTES))
+        .layer::<_, std::convert::Infallible>(axum::Extension(BodyLimit(SMALL_BODY_BYTES)))
+}
+
 /// The router with every v1 route.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
@@ -86,38 +106,44 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/agents/{id}/complete", post(agent::complete_batch))
         .route("/v1/jobs/{id}/complete", post(agent::complete))
-        .route("/v1/jobs/{id}/release", post(agent::release))
+        .route("/v1/jobs/{id}/release", small(post(agent::release)))
         .route("/v1/jobs", post(operator::submit).get(operator::list))
         .route("/v1/jobs/batch", post(batch::submit_batch))
         .route("/v1/jobs/{id}", get(operator::get_job))
-        .route("/v1/jobs/{id}/cancel", post(operator::cancel))
-        .route("/v1/jobs/{id}/retry", post(operator::retry))
+        .route("/v1/jobs/{id}/cancel", small(post(operator::cancel)))
+        .route("/v1/jobs/{id}/retry", small(post(operator::retry)))
         .route("/v1/agents", get(operator::agents))
-        .route("/v1/agents/enroll", post(identity::enroll))
-        .route("/v1/agents/{id}/revoke", post(identity::revoke_agent))
-        .route("/v1/agents/{id}/drain", post(operator::drain_agent))
-        .route("/v1/agents/{id}/resume", post(operator::resume_agent))
+        .route("/v1/agents/enroll", small(post(identity::enroll)))
+        .route(
+            "/v1/agents/{id}/revoke",
+            small(post(identity::revoke_agent)),
+        )
+        .route("/v1/agents/{id}/drain", small(post(operator::drain_agent)))
+        .route(
+            "/v1/agents/{id}/resume",
+            small(post(operator::resume_agent)),
+        )
         .route(
             "/v1/enrollment-tokens",
-            post(identity::create_enrollment_token).get(identity::list_enrollment_tokens),
+            small(post(identity::create_enrollment_token)).get(identity::list_enrollment_tokens),
         )
         .route(
             "/v1/enrollment-tokens/{id}/revoke",
-            post(identity::revoke_enrollment_token),
+            small(post(identity::revoke_enrollment_token)),
         )
         .route(
             "/v1/tokens",
-            post(identity::create_operator_token).get(identity::list_operator_tokens),
+            small(post(identity::create_operator_token)).get(identity::list_operator_tokens),
         )
         .route(
             "/v1/tokens/{id}/revoke",
-            post(identity::revoke_operator_token),
+            small(post(identity::revoke_operator_token)),
         )
         .route("/v1/whoami", get(identity::whoami))
         .route("/v1/audit", get(identity::audit_log))
         .route("/v1/drills", post(drills::start).get(drills::list))
         .route("/v1/drills/{id}", get(drills::show))
-        .route("/v1/jobs/{id}/fault-ack", post(drills::fault_ack))
+        .route("/v1/jobs/{id}/fault-ack", small(post(drills::fault_ack)))
         .route("/metrics", get(crate::metrics::serve))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -130,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         ));
     routine
         .merge(rest)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -143,6 +170,14 @@ async fn readyz(axum::extract::State(s): axum::extract::State<AppState>) -> Resp
         return ApiError::new(ErrorCode::NotReady, "starting or shutting down", None)
             .into_response();
     }
+    if let Some((cause, detail)) = s.store.write_failure() {
+        return ApiError::new(
+            ErrorCode::StoreUnavailable,
+            format!("the store cannot commit ({cause}): {detail}"),
+            None,
+        )
+        .into_response();
+    }
     match s.store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
         Err(e) => ApiError::new(ErrorCode::NotReady, format!("store: {e}"), None).into_response(),
@@ -151,6 +186,14 @@ async fn readyz(axum::extract::State(s): axum::extract::State<AppState>) -> Resp
 
 async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route", None)
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("this route does not take {method}"),
+        None,
+    )
 }
 
 /// An API error: a code, a message and maybe the field at fault.
@@ -203,6 +246,12 @@ impl From<store::Error> for ApiError {
                 e.to_string(),
                 Some(baton_proto::IDEMPOTENCY_KEY_HEADER.into()),
             ),
+            // Logged once per change of state by the store's health.
+            store::Error::Unavailable { cause, detail } => ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!("the store cannot commit ({cause}), nothing was changed: {detail}"),
+                None,
+            ),
             other => {
                 tracing::error!(error = %other, "Store failure while serving a request");
                 ApiError::new(ErrorCode::Internal, "internal store error", None)
@@ -217,7 +266,30 @@ impl From<crate::validate::Error> for ApiError {
     }
 }
 
-/// A `{id}` path segment that must be a job id (JSON 400 otherwise).
+/// A numeric id as written in a path or query: 1 to 19 ASCII digits, no
+/// sign, no leading zero, at most `i64::MAX` (`+1`, `01` and `-1` are not
+/// ids).
+pub fn parse_id(raw: &str) -> Option<i64> {
+    let canonical = !raw.is_empty()
+        && raw.len() <= 19
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && !raw.starts_with('0');
+    canonical.then(|| raw.parse().ok()).flatten()
+}
+
+/// The `{id}` segment as text; a segment that is not UTF-8 after
+/// percent-decoding is a JSON 400 naming `id`.
+async fn raw_id(parts: &mut axum::http::request::Parts) -> Result<String, ApiError> {
+    <axum::extract::Path<String> as axum::extract::FromRequestParts<()>>::from_request_parts(
+        parts,
+        &(),
+    )
+    .await
+    .map(|axum::extract::Path(raw)| raw)
+    .map_err(|e| ApiError::bad_request(e.body_text(), Some("id".into())))
+}
+
+/// A `{id}` path segment that must be a job id (JSON 400 naming `id` otherwise).
 #[derive(Debug, Clone, Copy)]
 pub struct JobIdPath(pub baton_proto::JobId);
 
@@ -226,26 +298,97 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for JobIdPath {
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        _state: &S,
     ) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::bad_request(e.body_text(), Some("id".into())))?;
-        raw.parse().map(JobIdPath).map_err(|_| {
-            ApiError::bad_request(format!("`{raw}` is not a job id"), Some("id".into()))
+        let raw = raw_id(parts).await?;
+        parse_id(&raw).map(JobIdPath).ok_or_else(|| {
+            ApiError::bad_request(
+                format!(
+                    "`{}` is not an id (a positive decimal number)",
+                    clip(&raw, 64)
+                ),
+                Some("id".into()),
+            )
         })
     }
 }
 
-/// A JSON body whose parse errors name the failing field; too-large bodies are 413.
+/// A `{id}` path segment naming an agent, token or enrollment token: 1-128
+/// characters of `A-Z a-z 0-9 _ . -` (JSON 400 naming `id` otherwise).
+#[derive(Debug, Clone)]
+pub struct NamePath(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NamePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let raw = raw_id(parts).await?;
+        if baton_proto::valid_name(&raw) {
+            Ok(NamePath(raw))
+        } else {
+            Err(ApiError::bad_request(
+                "must be 1-128 characters of A-Z a-z 0-9 _ . -",
+                Some("id".into()),
+            ))
+        }
+    }
+}
+
+pub use crate::validate::clip;
+
+/// A query string parsed into `T`, errors naming the parameter
+/// (`limit: invalid digit found in string`, field `limit`).
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(QueryParams)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let msg = e.into_inner().to_string();
+                let field = between(&msg, "unknown field `", "`")
+                    .map(str::to_owned)
+                    .or_else(|| (path != ".").then_some(path));
+                ApiError::bad_request(format!("query: {msg}"), field)
+            })
+    }
+}
+
+/// A page size given as `limit`: 1 to 1000, default 100 (400 naming `limit`).
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "must be between 1 and 1000",
+            Some("limit".into()),
+        )),
+    }
+}
+
+/// A JSON body whose parse errors name the failing field; too-large bodies
+/// are 413 (a declared `Content-Length` over the route's limit before
+/// anything is read), a body that does not arrive within
+/// `body_read_timeout` is 408; both close the connection.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default();
             if !ct.starts_with("application/json") {
@@ -253,19 +396,60 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     ErrorCode::UnsupportedMediaType,
                     "Content-Type must be application/json",
                     None,
-                ));
+                )
+                .into_response());
             }
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|r| {
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "request body too large", None)
-                } else {
-                    ApiError::bad_request(format!("cannot read body: {r}"), None)
-                }
-            })?;
-        parse_json(&bytes).map(JsonBody)
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(s.config.max_body_bytes, |l| l.0);
+        let too_large = || {
+            limits::closing(
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body too large: at most {limit} bytes here"),
+                    None,
+                ),
+                None,
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let timeout = s.config.body_read_timeout;
+        let read = tokio::time::timeout(timeout, axum::body::Bytes::from_request(req, s)).await;
+        let bytes = match read {
+            Err(_) => {
+                return Err(limits::closing(
+                    ApiError::new(
+                        ErrorCode::RequestTimeout,
+                        format!(
+                            "the request body did not arrive within {} ms",
+                            timeout.as_millis()
+                        ),
+                        None,
+                    ),
+                    None,
+                ));
+            }
+            Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+            Ok(Err(r)) => {
+                return Err(limits::closing(
+                    ApiError::bad_request(format!("cannot read body: {r}"), None),
+                    None,
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        parse_json(&bytes)
+            .map(JsonBody)
+            .map_err(IntoResponse::into_response)
     }
 }
 
@@ -276,8 +460,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
-        if inner.is_syntax() || inner.is_eof() {
+        let well_formed = || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if (inner.is_syntax() || inner.is_eof()) && !well_formed() {
             return ApiError::bad_request(format!("malformed JSON: {msg}"), None);
+        }
+        if inner.is_syntax() {
+            // serde_json reports a number or list where a name (an enum)
+            // belongs as "expected value": the JSON is fine, the type is not.
+            let field = (path != ".").then_some(path);
+            return ApiError::bad_request(
+                "invalid type: expected one of the names this field allows, as a string",
+                field,
+            );
         }
         let mut field = if path == "." { String::new() } else { path };
         let join = |field: &str, name: &str| {
@@ -297,6 +491,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             || msg.contains("missing field `kind`")
         {
             field = join(&field, "kind");
+        }
+        if let Some((inside, message)) = spec_errors::refine(bytes, &field) {
+            return ApiError::bad_request(message, Some(inside));
         }
         ApiError::bad_request(msg, (!field.is_empty()).then_some(field))
     })
@@ -345,5 +542,56 @@ mod tests {
             Some("x")
         );
         assert_eq!(field("{not json"), None);
+    }
+
+    #[test]
+    fn a_number_for_an_enum_names_the_field() {
+        let e = parse_json::<baton_proto::auth::OperatorTokenCreate>(br#"{"name":"x","role":5}"#)
+            .expect_err("number for a role");
+        assert_eq!(e.0.error.field.as_deref(), Some("role"));
+        assert!(!e.0.error.message.contains("malformed"), "{:?}", e.0);
+        assert_eq!(
+            field(r#"{"group":"g","spec":{"kind":"noop"},"retry":{"retry_on":[5]}}"#).as_deref(),
+            Some("retry.retry_on[0]")
+        );
+        assert_eq!(
+            field(r#"{"group":"g","spec":{"kind":5}}"#).as_deref(),
+            Some("spec.kind")
+        );
+        let e = parse_json::<baton_proto::drill::DrillStart>(br#"{"group":"g","method":[]}"#)
+            .expect_err("list for a method");
+        assert_eq!(e.0.error.field.as_deref(), Some("method"));
+        // Broken JSON is still called so, without a field.
+        assert_eq!(
+            field(r#"{"group":"g","spec":{"kind":"noop"},"priority":}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn ids_are_canonical_decimal_numbers() {
+        assert_eq!(parse_id("1"), Some(1));
+        assert_eq!(parse_id("9223372036854775807"), Some(i64::MAX));
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "0",
+            "01",
+            " 1",
+            "1 ",
+            "1e3",
+            "9223372036854775808",
+            "ab",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn clip_cuts_on_a_character_boundary() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc…");
+        assert_eq!(clip("aé", 2), "a…");
     }
 }

@@ -1,7 +1,7 @@
 //! Operator endpoints: submit, list, get, cancel, retry jobs; list agents.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_proto::{
@@ -10,7 +10,7 @@ use baton_proto::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState, JobIdPath, JsonBody};
+use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath, QueryParams};
 use crate::auth::{OperatorRole, Viewer};
 use crate::store::jobs::{JobFilter, NewJob};
 use crate::store::now_ms;
@@ -23,7 +23,11 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(job): JsonBody<JobSubmit>,
 ) -> Result<Response, ApiError> {
-    let ttl = validate::submission(&job, s.config.default_lease_ttl.as_millis() as u64)?;
+    let ttl = validate::submission(
+        &job,
+        s.config.default_lease_ttl.as_millis() as u64,
+        s.config.max_spec_bytes,
+    )?;
     let key = idempotency_key(&headers)?;
     let canonical = serde_json::to_vec(&job).unwrap_or_default();
     let request_hash = hex::encode(Sha256::digest(&canonical));
@@ -84,9 +88,15 @@ pub struct ListQuery {
 pub async fn list(
     State(s): State<AppState>,
     _op: Viewer,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<JobList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), None))?;
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Stamped<JobList>, ApiError> {
+    let limit = super::page_limit(q.limit)?;
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_request(
+            "must be a positive job id",
+            Some("before".into()),
+        ));
+    }
     let state = match q.state.as_deref() {
         None => None,
         Some(v) => Some(JobState::parse(v).ok_or_else(|| {
@@ -123,10 +133,10 @@ pub async fn list(
             kind: q.kind,
             label,
             before: q.before,
-            limit: q.limit.unwrap_or(100),
+            limit,
         })
         .await?;
-    Ok(Json(list))
+    Ok(stamped(list))
 }
 
 /// `GET /v1/jobs/{id}`: the job with every attempt.
@@ -134,8 +144,9 @@ pub async fn get_job(
     State(s): State<AppState>,
     _op: Viewer,
     JobIdPath(id): JobIdPath,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Stamped<JobView>, ApiError> {
     let mut job = s.store.get_job(id).await?;
+    bound_data(&mut job);
     if job.state == JobState::Queued {
         job.blocked_reason = s
             .store
@@ -148,7 +159,30 @@ pub async fn get_job(
             )
             .await?;
     }
-    Ok(Json(job))
+    Ok(stamped(job))
+}
+
+/// Results stored before `result.data` was bounded may nest deeper than
+/// [`validate::MAX_DATA_DEPTH`]: such data is replaced by a note, so that no
+/// client parsing the job hits a recursion limit.
+pub(crate) fn bound_data(job: &mut JobView) {
+    let results = job
+        .result
+        .iter_mut()
+        .chain(job.attempts.iter_mut().filter_map(|a| a.result.as_mut()));
+    for r in results {
+        if r.data
+            .as_ref()
+            .is_some_and(|d| !validate::nesting_at_most(d, validate::MAX_DATA_DEPTH))
+        {
+            r.data = Some(serde_json::json!({
+                "omitted": format!(
+                    "result.data nests deeper than {} levels",
+                    validate::MAX_DATA_DEPTH
+                )
+            }));
+        }
+    }
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
@@ -157,7 +191,8 @@ pub async fn cancel(
     _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = s.store.cancel(id, now_ms()).await?;
+    let mut job = s.store.cancel(id, now_ms()).await?;
+    bound_data(&mut job);
     tracing::info!(job_id = id, state = %job.state, "Job cancel requested");
     Ok(Json(job))
 }
@@ -168,19 +203,34 @@ pub async fn retry(
     _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = s.store.retry(id, now_ms()).await?;
+    let mut job = s.store.retry(id, now_ms()).await?;
+    bound_data(&mut job);
     s.wakers.wake(&job.group);
     tracing::info!(job_id = id, "Job requeued by operator");
     Ok(Json(job))
 }
 
 /// `GET /v1/agents`.
-pub async fn agents(State(s): State<AppState>, _op: Viewer) -> Result<Json<AgentList>, ApiError> {
+pub async fn agents(
+    State(s): State<AppState>,
+    _op: Viewer,
+) -> Result<Stamped<AgentList>, ApiError> {
     let agents = s
         .store
         .list_agents(now_ms(), s.config.agent_offline_after.as_millis() as i64)
         .await?;
-    Ok(Json(AgentList { agents }))
+    Ok(stamped(AgentList { agents }))
+}
+
+/// A view with the controller's clock in [`baton_proto::NOW_HEADER`].
+pub type Stamped<T> = ([(&'static str, String); 1], Json<T>);
+
+/// `view`, stamped with the controller's now (what its times are relative to).
+pub fn stamped<T>(view: T) -> Stamped<T> {
+    (
+        [(baton_proto::NOW_HEADER, now_ms().to_string())],
+        Json(view),
+    )
 }
 
 /// `POST /v1/agents/{id}/drain`: no new work for the agent from now on; the
@@ -188,7 +238,7 @@ pub async fn agents(State(s): State<AppState>, _op: Viewer) -> Result<Json<Agent
 pub async fn drain_agent(
     State(s): State<AppState>,
     op: OperatorRole,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
 ) -> Result<Json<AgentDrain>, ApiError> {
     set_drain(&s, &op, id, true).await
 }
@@ -197,7 +247,7 @@ pub async fn drain_agent(
 pub async fn resume_agent(
     State(s): State<AppState>,
     op: OperatorRole,
-    Path(id): Path<String>,
+    NamePath(id): NamePath,
 ) -> Result<Json<AgentDrain>, ApiError> {
     set_drain(&s, &op, id, false).await
 }

@@ -132,8 +132,8 @@ struct ListArgs {
     /// Only jobs with this label.
     #[arg(long, value_name = "K=V", value_parser = parse_key_value)]
     label: Option<(String, String)>,
-    /// At most this many jobs.
-    #[arg(long, value_name = "N")]
+    /// At most this many jobs (1-1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: Option<u32>,
     /// Only jobs older than this id (the next page).
     #[arg(long, value_name = "ID")]
@@ -269,7 +269,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 out_json(&raw)?;
             } else {
                 out("")?;
-                out(&render::render_job(&done, chrono::Utc::now()))?;
+                out(&render::render_job(&done, raw.now()))?;
             }
             if done.state == JobState::Succeeded {
                 Ok(ExitCode::SUCCESS)
@@ -292,7 +292,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return out_json(&answer).map(|()| ExitCode::SUCCESS);
             }
             let list: JobList = decode(&answer.body, "job list")?;
-            out(&render::render_list(&list, chrono::Utc::now()))?;
+            out(&render::render_list(&list, answer.now()))?;
             if let Some(next) = list.next_before {
                 eprintln!("(more jobs: add --before {next})");
             }
@@ -304,7 +304,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return out_json(&answer).map(|()| ExitCode::SUCCESS);
             }
             let view: JobView = decode(&answer.body, "job")?;
-            out(&render::render_job(&view, chrono::Utc::now()))?;
+            out(&render::render_job(&view, answer.now()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { id } | Command::Retry { id } => {

@@ -3,13 +3,77 @@
 //! ([`super::writer`]) and are inserted with multi-row INSERTs; cancel and
 //! retry are cold paths on the writer pool.
 
-use baton_proto::{JobId, JobList, JobState, JobSubmit, JobView};
+use baton_proto::{JobId, JobKind, JobList, JobState, JobSubmit, JobSummary, JobView};
 use std::sync::Arc;
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::rows::{AttemptRow, JOB_COLUMNS, JobRow};
+use super::rows::{AttemptRow, JOB_COLUMNS, JobRow, json, ts};
 use super::{Error, Result, Store};
+
+/// The columns of a job summary (`list_jobs`).
+#[derive(Debug, sqlx::FromRow)]
+struct SummaryRow {
+    id: i64,
+    grp: String,
+    kind: String,
+    connection: Option<String>,
+    state: String,
+    priority: i64,
+    attempts_spent: i64,
+    max_attempts: Option<i64>,
+    labels: String,
+    not_before: i64,
+    cancel_requested: bool,
+    lease_agent: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+    exit_code: Option<i64>,
+    error: Option<String>,
+    what: Option<String>,
+}
+
+impl SummaryRow {
+    fn summary(self) -> Result<JobSummary> {
+        let state = JobState::parse(&self.state)
+            .ok_or_else(|| Error::Corrupt(format!("jobs.state {}", self.id)))?;
+        let kind = JobKind::parse(&self.kind)
+            .ok_or_else(|| Error::Corrupt(format!("jobs.kind {}", self.id)))?;
+        Ok(JobSummary {
+            id: self.id,
+            group: self.grp,
+            kind,
+            what: self.what.map(cut),
+            connection: self.connection,
+            state,
+            priority: self.priority as i32,
+            attempts_spent: self.attempts_spent as u32,
+            max_attempts: self.max_attempts.unwrap_or(0) as u32,
+            labels: json("jobs.labels", &self.labels)?,
+            not_before: (state == JobState::Queued && self.not_before > self.updated_at)
+                .then(|| ts(self.not_before)),
+            cancel_requested: self.cancel_requested,
+            lease_agent: (state == JobState::Running)
+                .then_some(self.lease_agent)
+                .flatten(),
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+            finished_at: self.finished_at.map(ts),
+            exit_code: self.exit_code.and_then(|c| i32::try_from(c).ok()),
+            error: self.error.map(cut),
+        })
+    }
+}
+
+/// A text read as at most `MAX_TEXT + 1` characters, cut to `MAX_TEXT`
+/// with `…` when it was longer.
+fn cut(text: String) -> String {
+    match text.char_indices().nth(JobSummary::MAX_TEXT) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
 
 /// A validated submission.
 #[derive(Debug, Clone)]
@@ -122,31 +186,44 @@ impl Store {
         row.view(attempts)
     }
 
-    /// Jobs matching a filter, newest first.
+    /// Jobs matching a filter, newest first, as summaries: only the columns
+    /// a summary needs are read (never a whole spec or result), and long
+    /// texts are cut in the query.
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<JobList> {
         let limit = f.limit.clamp(1, 1000);
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT id, grp, kind, connection, state, priority, attempts_spent,
+                    json_extract(retry, '$.max_attempts') AS max_attempts, labels,
+                    not_before, cancel_requested, lease_agent, created_at, updated_at, finished_at,
+                    json_extract(result, '$.exit_code') AS exit_code,
+                    substr(error, 1, ?8 + 1) AS error,
+                    substr(CASE kind
+                        WHEN 'command' THEN json_extract(spec, '$.program')
+                        WHEN 'procedure' THEN json_extract(spec, '$.procedure')
+                        WHEN 'sql' THEN json_extract(spec, '$.sql')
+                        WHEN 'dump' THEN json_extract(spec, '$.database')
+                    END, 1, ?8 + 1) AS what
+             FROM jobs
              WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR grp = ?2) AND (?3 IS NULL OR kind = ?3)
                AND (?4 IS NULL OR id < ?4)
                AND (?5 IS NULL OR json_extract(labels, '$.' || json_quote(?5)) = ?6)
-             ORDER BY id DESC LIMIT ?7"
-        );
-        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(f.state.map(|s| s.as_str()))
-            .bind(&f.group)
-            .bind(&f.kind)
-            .bind(f.before)
-            .bind(f.label.as_ref().map(|l| l.0.as_str()))
-            .bind(f.label.as_ref().map(|l| l.1.as_str()))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.reader)
-            .await?;
+             ORDER BY id DESC LIMIT ?7",
+        )
+        .bind(f.state.map(|s| s.as_str()))
+        .bind(&f.group)
+        .bind(&f.kind)
+        .bind(f.before)
+        .bind(f.label.as_ref().map(|l| l.0.as_str()))
+        .bind(f.label.as_ref().map(|l| l.1.as_str()))
+        .bind(i64::from(limit) + 1)
+        .bind(JobSummary::MAX_TEXT as i64)
+        .fetch_all(&self.reader)
+        .await?;
         let more = rows.len() > limit as usize;
         let jobs = rows
-            .iter()
+            .into_iter()
             .take(limit as usize)
-            .map(|r| r.view(Vec::new()))
+            .map(SummaryRow::summary)
             .collect::<Result<Vec<_>>>()?;
         let next_before = if more {
             jobs.last().map(|j| j.id)
@@ -441,6 +518,33 @@ pub(crate) mod tests {
             idempotency_key: key.map(str::to_owned),
             request_hash: hash.into(),
         }
+    }
+
+    #[tokio::test]
+    async fn lists_hold_summaries_with_long_texts_cut() {
+        let (s, _d) = store().await;
+        let mut job = new_job("g", None, "h");
+        job.submit.spec = JobSpec::Command(baton_proto::CommandSpec {
+            program: format!("/opt/{}", "p".repeat(300)),
+            args: vec!["secret-looking-arg".into()],
+            ..Default::default()
+        });
+        let id = s.submit(job, 1000).await.expect("submit").job.id;
+        let list = s
+            .list_jobs(&JobFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let j = &list.jobs[0];
+        assert_eq!(j.id, id);
+        assert_eq!(j.max_attempts, RetryPolicy::default().max_attempts);
+        let what = j.what.as_deref().expect("what");
+        assert!(what.starts_with("/opt/pp") && what.ends_with('…'), "{what}");
+        assert_eq!(what.chars().count(), JobSummary::MAX_TEXT + 1);
+        let wire = serde_json::to_string(&list).expect("json");
+        assert!(!wire.contains("secret-looking-arg"), "{wire}");
     }
 
     #[tokio::test]

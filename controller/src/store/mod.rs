@@ -10,16 +10,24 @@
 //! - [`agents`]: agent presence and capabilities.
 //! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - [`audit`]: the audit log.
+//! - [`retention`]: finished jobs and old audit rows pruned in bounded
+//!   batches, incremental vacuum.
 //! - [`drills`]: failover drills, their timelines and takeover measurements.
+//! - [`health`]: whether the store can commit (disk full, read-only, I/O
+//!   errors become 503 `store_unavailable`; `/readyz` reads it).
+//! - [`rebase`]: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
 
 pub mod agents;
 pub mod audit;
 pub mod drills;
+pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod rebase;
+pub mod retention;
 mod rows;
 pub mod writer;
 
@@ -30,7 +38,9 @@ use std::time::Duration;
 
 use baton_proto::JobId;
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::config::SyncMode;
 
@@ -63,7 +73,16 @@ pub enum Error {
     IdempotencyConflict(String),
     /// The database failed.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// The disk or the filesystem refused a write (full, read-only, I/O
+    /// error): nothing of the operation was kept (`health`).
+    #[error("the store cannot commit ({cause}): {detail}")]
+    Unavailable {
+        /// Why.
+        cause: health::Cause,
+        /// The database's own message.
+        detail: String,
+    },
     /// The group-commit batch this operation ran in did not commit.
     #[error("commit failed: {0}")]
     Commit(String),
@@ -87,6 +106,10 @@ pub struct Store {
     fleet_id: String,
     /// Known credentials; the identity paths that change one invalidate it.
     auth_cache: Arc<crate::auth::AuthCache>,
+    /// Whether the writer can commit (`/readyz`).
+    health: Arc<health::Health>,
+    /// Rows retention deleted.
+    pruned: Arc<retention::Pruned>,
 }
 
 /// Page cache of each reader connection (`PRAGMA cache_size`; negative:
@@ -112,9 +135,29 @@ impl Store {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.clone().create_if_missing(true))
+            // A connection that comes back still inside a transaction — a
+            // COMMIT or ROLLBACK failed (disk full, I/O error), so sqlx's
+            // nesting count no longer matches SQLite — is closed, never
+            // reused: the next BEGIN would become a SAVEPOINT inside a
+            // transaction that is never committed. The ping orders the
+            // check after any rollback a dropped transaction queued.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    // Effective for a new database (set before its first
+                    // table); older ones are switched once by `retention`.
+                    .auto_vacuum(SqliteAutoVacuum::Incremental),
+            )
             .await?;
         MIGRATOR.run(&writer).await?;
+        retention::enable_incremental_vacuum(&writer).await?;
         let fleet_id: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'fleet_id'")
             .fetch_one(&writer)
             .await?;
@@ -123,12 +166,15 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
             .await?;
+        let health = Arc::new(health::Health::default());
         Ok(Store {
-            batcher: writer::Writer::start(writer.clone()),
+            batcher: writer::Writer::start(writer.clone(), health.clone()),
             writer,
             reader,
             fleet_id,
             auth_cache: Arc::default(),
+            health,
+            pruned: Arc::default(),
         })
     }
 
@@ -140,6 +186,11 @@ impl Store {
     /// The cache of known credentials (see `auth`).
     pub fn auth_cache(&self) -> &crate::auth::AuthCache {
         &self.auth_cache
+    }
+
+    /// Why the store cannot commit, while it cannot (`None`: it can).
+    pub fn write_failure(&self) -> Option<(health::Cause, String)> {
+        self.health.failure()
     }
 
     /// Whether the store answers.
@@ -155,10 +206,9 @@ impl Store {
     }
 }
 
-/// Wall-clock now in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+/// The controller's now in Unix milliseconds ([`crate::clock`]: immune to
+/// wall-clock steps within a process).
+pub use crate::clock::now_ms;
 
 #[cfg(test)]
 pub(crate) mod testutil {

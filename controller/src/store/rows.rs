@@ -100,9 +100,11 @@ impl JobRow {
             lease_agent: (state == JobState::Running)
                 .then(|| self.lease_agent.clone())
                 .flatten(),
+            // Clamped for display: times written by runs on either side of
+            // a wall-clock step (`clock`) never show an end before a start.
             created_at: ts(self.created_at),
-            updated_at: ts(self.updated_at),
-            finished_at: self.finished_at.map(ts),
+            updated_at: ts(self.updated_at.max(self.created_at)),
+            finished_at: self.finished_at.map(|f| ts(f.max(self.created_at))),
             result: json_opt::<JobResult>("jobs.result", &self.result)?,
             error: self.error.clone(),
             blocked_reason: None,
@@ -118,7 +120,7 @@ impl AttemptRow {
             agent_id: self.agent_id.clone(),
             token: self.token,
             started_at: ts(self.started_at),
-            ended_at: self.ended_at.map(ts),
+            ended_at: self.ended_at.map(|e| ts(e.max(self.started_at))),
             outcome: self.outcome.as_deref().and_then(AttemptOutcome::parse),
             error: self.error.clone(),
             progress: json_opt::<Progress>("attempts.progress", &self.progress)?,
@@ -127,3 +129,6 @@ impl AttemptRow {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,12 @@
 //! transaction on the single writer connection. The batch commits once
 //! (`synchronous=FULL`: one fsync), and only then is every caller answered: no
 //! result is observable before it is on disk. If the commit fails, every
-//! operation of the batch gets the error. An empty queue means no waiting: a
+//! operation of the batch gets the error, the transaction is rolled back
+//! explicitly and the connection is replaced (see [`settle`]); a failure of
+//! the disk or the filesystem is [`Error::Unavailable`] (503
+//! `store_unavailable`) and marks the store as failing (`super::health`)
+//! until a commit — an operation's or the writer's own probe each second —
+//! succeeds again. An empty queue means no waiting: a
 //! lone operation is a batch of one, committed at once.
 //!
 //! An operation that fails rolls back only itself:
@@ -34,11 +39,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use sqlx::SqlitePool;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditRecord;
+use super::health::{Cause, Health};
 use super::{Error, Result, Store};
 
 /// Most operations in one transaction.
@@ -101,9 +108,11 @@ trait Work: Send {
     /// it). `None` when it succeeded or failed without writing; `Some(())`
     /// when it failed and may have written.
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Outcome>;
-    /// Answer the caller: with the kept result, or `commit_error` if the
-    /// batch did not commit.
-    fn answer(self: Box<Self>, commit_error: Option<&str>);
+    /// Answer the caller: with the kept result, or (derived from)
+    /// `batch_error` if the batch did not commit.
+    fn answer(self: Box<Self>, batch_error: Option<&Error>);
+    /// Why its own run failed, when the disk or filesystem refused it.
+    fn unavailable(&self) -> Option<(Cause, &str)>;
 }
 
 /// How one run of an operation went.
@@ -142,23 +151,49 @@ impl<T: Send + 'static> Work for Op<T> {
         })
     }
 
-    fn answer(self: Box<Self>, commit_error: Option<&str>) {
-        let r = match (commit_error, self.result) {
-            (Some(e), _) => Err(Error::Commit(e.to_owned())),
+    fn answer(self: Box<Self>, batch_error: Option<&Error>) {
+        let r = match (batch_error, self.result) {
+            (Some(e), _) => Err(e.for_each_op()),
             (None, Some(r)) => r,
             (None, None) => Err(Error::Commit("the operation did not run".into())),
         };
         // The caller may have gone (request dropped): nothing to tell.
         let _ = self.reply.send(r);
     }
+
+    fn unavailable(&self) -> Option<(Cause, &str)> {
+        match &self.result {
+            Some(Err(Error::Unavailable { cause, detail })) => Some((*cause, detail)),
+            _ => None,
+        }
+    }
 }
 
+impl Error {
+    /// The error every operation of a batch that failed with `self` gets.
+    fn for_each_op(&self) -> Error {
+        match self {
+            Error::Unavailable { cause, detail } => Error::Unavailable {
+                cause: *cause,
+                detail: detail.clone(),
+            },
+            Error::Commit(m) => Error::Commit(m.clone()),
+            other => Error::Commit(other.to_string()),
+        }
+    }
+}
+
+/// While commits fail, the writer tries a tiny write this often, so the
+/// store (and `/readyz`) recovers by itself once the disk takes writes again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 impl Writer {
-    /// Start the writer task on `pool` (the 1-connection writer pool).
-    pub(crate) fn start(pool: SqlitePool) -> Writer {
+    /// Start the writer task on `pool` (the 1-connection writer pool); it
+    /// reports whether it can commit to `health`.
+    pub(crate) fn start(pool: SqlitePool, health: Arc<Health>) -> Writer {
         let (queue, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(pool, rx, stats.clone()));
+        tokio::spawn(run(pool, rx, stats.clone(), health));
         Writer { queue, stats }
     }
 
@@ -179,17 +214,61 @@ impl Writer {
     }
 }
 
+/// The next operation; while commits fail, first a probe write each
+/// [`PROBE_EVERY`], with or without operations. `None` once every sender
+/// is gone.
+async fn next_op(
+    pool: &SqlitePool,
+    rx: &mut mpsc::Receiver<Box<dyn Work>>,
+    health: &Health,
+    last_probe: &mut Instant,
+) -> Option<Box<dyn Work>> {
+    loop {
+        if !health.is_failing() {
+            return rx.recv().await;
+        }
+        let since = last_probe.elapsed();
+        if since >= PROBE_EVERY {
+            match probe_on_writer(pool).await {
+                Ok(()) => health.probe_committed(),
+                Err(e) => note_failure(health, &e),
+            }
+            *last_probe = Instant::now();
+            continue;
+        }
+        if let Ok(op) = tokio::time::timeout(PROBE_EVERY - since, rx.recv()).await {
+            return op;
+        }
+    }
+}
+
+/// Tell `health` about a write the disk or filesystem refused.
+fn note_failure(health: &Health, e: &Error) {
+    if let Error::Unavailable { cause, detail } = e {
+        health.failed(*cause, detail);
+    }
+}
+
 /// The writer task: one transaction per batch, until every sender is gone.
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn Work>>, stats: Arc<Stats>) {
-    while let Some(first) = rx.recv().await {
+async fn run(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<Box<dyn Work>>,
+    stats: Arc<Stats>,
+    health: Arc<Health>,
+) {
+    let mut last_probe = Instant::now();
+    while let Some(first) = next_op(&pool, &mut rx, &health, &mut last_probe).await {
         let mut batch = vec![first];
         let started = Instant::now();
         // A panicking operation fails its batch (rolled back: the
         // transaction is dropped) instead of ending the writer task.
-        let outcome = AssertUnwindSafe(run_batch(&pool, &mut rx, &mut batch, started, &stats))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(Error::Commit("an operation of the batch panicked".into())));
+        let outcome =
+            AssertUnwindSafe(batch_on_writer(&pool, &mut rx, &mut batch, started, &stats))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Commit("an operation of the batch panicked".into()))
+                });
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
         tracing::debug!(
@@ -198,28 +277,86 @@ async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn Work>>, stats: Arc
             ok = outcome.is_ok(),
             "Group commit"
         );
-        let err = match outcome {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::error!(error = %e, ops = batch.len(), "Group commit failed");
-                Some(e.to_string())
+        match &outcome {
+            Err(e) => note_failure(&health, e),
+            // A batch can commit without the operation the disk refused (it
+            // was rolled back alone): the store still cannot take that write.
+            Ok(()) => {
+                if let Some((cause, detail)) = batch.iter().find_map(|op| op.unavailable()) {
+                    health.failed(cause, detail);
+                }
             }
-        };
+        }
+        if let Err(e) = &outcome
+            && !matches!(e, Error::Unavailable { .. })
+        {
+            tracing::error!(error = %e, ops = batch.len(), "Group commit failed");
+        }
         for op in batch {
-            op.answer(err.as_deref());
+            op.answer(outcome.as_ref().err());
         }
     }
 }
 
-/// Run `batch[0]` and whatever else is waiting in one transaction.
-async fn run_batch(
+/// After a failed batch or probe — its COMMIT included — roll back
+/// explicitly and close the connection instead of reusing it: after a failed
+/// COMMIT (disk full, I/O error) SQLite may or may not have rolled back by
+/// itself, and sqlx's idea of the transaction nesting no longer matches it
+/// (the next BEGIN would become a SAVEPOINT inside a transaction that never
+/// commits). The pool opens a fresh connection for the next batch.
+async fn settle(conn: &mut PoolConnection<Sqlite>, r: &Result<()>) {
+    if r.is_err() {
+        // The dropped transaction queued a rollback already; this one is for
+        // the case where sqlx believes there is nothing to roll back.
+        let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+        conn.close_on_drop();
+    }
+}
+
+/// One batch on the writer connection (see [`settle`]).
+async fn batch_on_writer(
     pool: &SqlitePool,
     rx: &mut mpsc::Receiver<Box<dyn Work>>,
     batch: &mut Vec<Box<dyn Work>>,
     started: Instant,
     stats: &Stats,
 ) -> Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.acquire().await?;
+    let r = run_batch(&mut conn, rx, batch, started, stats).await;
+    settle(&mut conn, &r).await;
+    r
+}
+
+/// A probe write on the writer connection (see [`settle`]).
+async fn probe_on_writer(pool: &SqlitePool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    let r = probe(&mut conn).await;
+    settle(&mut conn, &r).await;
+    r
+}
+
+/// A tiny write that must reach the disk: whether the store commits again.
+async fn probe(conn: &mut SqliteConnection) -> Result<()> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ('writer_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(super::now_ms().to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Run `batch[0]` and whatever else is waiting in one transaction.
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    rx: &mut mpsc::Receiver<Box<dyn Work>>,
+    batch: &mut Vec<Box<dyn Work>>,
+    started: Instant,
+    stats: &Stats,
+) -> Result<()> {
+    let mut tx = conn.begin().await?;
     let mut i = 0;
     let mut failed = None;
     while let Some(op) = batch.get_mut(i) {
@@ -244,7 +381,7 @@ async fn run_batch(
     // others again, each in a savepoint. The failed one keeps its error.
     tx.rollback().await?;
     stats.replays.fetch_add(1, Ordering::Relaxed);
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     for (j, op) in batch.iter_mut().enumerate() {
         if j == failed {
             continue;

@@ -62,7 +62,7 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
         "each simulated agent: own enrollment token + secret, polls with free_slots=1, \
          kinds=[noop], wait_ms={}, first poll at a random point of one hold period (so polls \
          arrive spread out, as a long-running fleet's do); the controller's enroll_per_minute \
-         raised for the setup",
+         and limits on callers without a credential raised for the setup",
         limits::DEFAULT_POLL_HOLD_MS
     ));
     Ok(rep)
@@ -74,7 +74,11 @@ struct RunResult {
 }
 
 async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
-    let mut b = Bench::start(args, "enroll_per_minute = 100000000\n").await?;
+    let mut b = Bench::start(
+        args,
+        "enroll_per_minute = 100000000\nmax_unauthenticated = 1024\nmax_unauthenticated_per_address = 1024\n",
+    )
+    .await?;
     let setup = Instant::now();
     let agents = enroll_all(&b.api, n).await?;
     let setup_s = setup.elapsed().as_secs_f64();

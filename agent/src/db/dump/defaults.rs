@@ -243,6 +243,15 @@ impl PrivateDir {
         &self.path
     }
 
+    /// Note the `.partial` the dump writes, so that a restart after a crash
+    /// removes it ([`remove_leftover_dirs`]).
+    pub fn note_partial(&self, partial: &Path) -> std::io::Result<()> {
+        std::fs::write(
+            self.path.join(PARTIAL_NOTE),
+            partial.as_os_str().as_encoded_bytes(),
+        )
+    }
+
     /// Write the defaults file (0600, must not exist) and return its path.
     pub fn write_defaults(&self, contents: &str) -> Result<PathBuf, Error> {
         use std::io::Write;
@@ -285,8 +294,13 @@ fn private_dir(path: &Path, recursive: bool) -> std::io::Result<()> {
     builder.create(path)
 }
 
+/// The file in a private directory naming the dump's `.partial`.
+const PARTIAL_NOTE: &str = "partial.path";
+
 /// Remove private directories a previous run of the agent left (it was killed
-/// mid-dump): they hold credentials.
+/// mid-dump): they hold credentials. The `.partial` each one names (the dump
+/// that run was writing, never finished) goes too: nothing will finish it,
+/// and it would count against the next dumps' free space.
 pub(crate) fn remove_leftover_dirs(state_dir: &Path) {
     let parent = state_dir.join(TMP_DIR);
     let Ok(entries) = std::fs::read_dir(&parent) else {
@@ -294,6 +308,7 @@ pub(crate) fn remove_leftover_dirs(state_dir: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        remove_noted_partial(&path);
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {
                 warn!(dir = %path.display(), "Removed a dump directory left by a previous agent run")
@@ -301,6 +316,30 @@ pub(crate) fn remove_leftover_dirs(state_dir: &Path) {
             Err(e) => {
                 warn!(dir = %path.display(), error = %e, "Cannot remove a dump directory left by a previous agent run")
             }
+        }
+    }
+}
+
+/// Remove the `.partial` named in the private directory `dir`, if any.
+fn remove_noted_partial(dir: &Path) {
+    let Ok(bytes) = std::fs::read(dir.join(PARTIAL_NOTE)) else {
+        return;
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return;
+    };
+    let partial = PathBuf::from(text);
+    // Only ever a dump's partial: the note is ours, but be strict anyway.
+    if !partial.to_string_lossy().ends_with(".partial") {
+        return;
+    }
+    match std::fs::remove_file(&partial) {
+        Ok(()) => {
+            warn!(file = %partial.display(), "Removed the unfinished dump of a previous agent run")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(file = %partial.display(), error = %e, "Cannot remove the unfinished dump of a previous agent run")
         }
     }
 }

@@ -144,6 +144,30 @@ fn leftover_private_dirs_are_removed() {
     remove_leftover_dirs(&state.path().join("missing"));
 }
 
+#[test]
+fn a_restart_removes_the_partial_its_killed_run_was_writing() {
+    let state = tempfile::tempdir().expect("tmp");
+    let dumps = tempfile::tempdir().expect("dumps");
+    let partial = dumps.path().join("20261205T000000Z-job7.sql.zst.partial");
+    let other = dumps.path().join("20261205T000000Z-job8.sql.zst.partial");
+    std::fs::write(&partial, b"half a dump").expect("partial");
+    std::fs::write(&other, b"another agent's").expect("other");
+    let dir = PrivateDir::create(state.path(), "job7-dead").expect("dir");
+    dir.note_partial(&partial).expect("note");
+    std::mem::forget(dir); // as if the agent had been killed
+    remove_leftover_dirs(state.path());
+    assert!(!partial.exists());
+    assert!(other.exists(), "only the partial this agent noted goes");
+    // A note that names anything but a partial is ignored.
+    let keep = dumps.path().join("important.sql.zst");
+    std::fs::write(&keep, b"x").expect("keep");
+    let dir = PrivateDir::create(state.path(), "job9-dead").expect("dir");
+    dir.note_partial(&keep).expect("note");
+    std::mem::forget(dir);
+    remove_leftover_dirs(state.path());
+    assert!(keep.exists());
+}
+
 fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("script");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");

@@ -189,6 +189,9 @@ impl Run<'_> {
         )?;
         self.check_space(&layout.dir, probe.estimate, self.conn.dump.reserve_bytes)
             .await?;
+        if let Err(e) = private.note_partial(&layout.partial()) {
+            warn!(job_id = self.job.job_id, error = %e, "Cannot note the partial dump for clean-up after a crash");
+        }
 
         // Dump.
         let mut arguments: Vec<String> = BASE_FLAGS.iter().map(|s| (*s).to_owned()).collect();
@@ -397,6 +400,7 @@ impl Run<'_> {
                 dir: dir.display().to_string(),
                 mount: mount.display().to_string(),
                 estimate,
+                reserve,
                 needed: space::required(estimate, reserve),
                 free,
             }),

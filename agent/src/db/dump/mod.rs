@@ -27,7 +27,7 @@
 //!    routines of other definers that the login cannot see — a warning in the
 //!    manifest).
 //! 5. **Free space** ([`space`]): the dump directory's filesystem must have
-//!    `estimate + 64 MiB` free. Compression is not counted on, so a dump is
+//!    `estimate + dump_reserve_mb` (default 64 MiB) free. Compression is not counted on, so a dump is
 //!    only refused when even the uncompressed estimate would not fit.
 //! 6. **Dump** ([`stream`]): `<tool> --defaults-extra-file=F --single-transaction
 //!    --routines --triggers --events --hex-blob --default-character-set=utf8mb4
@@ -149,8 +149,9 @@ pub enum Error {
     /// The dump would not fit in the dump directory.
     #[error(
         "not enough free space for the dump of {database}: the database is estimated at \
-         {estimate} bytes, the rule asks for estimate + 64 MiB = {needed} bytes free, and \
-         {mount} (holding {dir}) has {free} bytes free"
+         {estimate} bytes, the rule asks for estimate + dump_reserve_mb ({} MiB) = {needed} \
+         bytes free, and {mount} (holding {dir}) has {free} bytes free",
+        reserve / (1024 * 1024)
     )]
     NoSpace {
         /// The database.
@@ -161,6 +162,8 @@ pub enum Error {
         mount: String,
         /// Size estimate (data + indexes) in bytes.
         estimate: u64,
+        /// The connection's `dump_reserve_mb`, in bytes.
+        reserve: u64,
         /// Bytes required.
         needed: u64,
         /// Bytes free.
@@ -198,17 +201,30 @@ impl Error {
             | Error::Setup(_)
             | Error::NoSpace { .. }
             | Error::Verify(_) => false,
-            Error::Io { .. } | Error::Stopped(_) => true,
+            // A full disk part-way: another attempt would fill it again
+            // (dumps may share it with the datadir or the binlogs).
+            Error::Io { source, .. } => !disk_full(source),
+            Error::Stopped(_) => true,
             Error::Tool { retryable, .. } | Error::Client { retryable, .. } => *retryable,
         }
     }
 
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            what: what.into(),
-            source,
-        }
+        let what = what.into();
+        let what = if disk_full(&source) {
+            format!(
+                "{what} (the filesystem filled up; not retried, so that another attempt does not fill it again)"
+            )
+        } else {
+            what
+        };
+        Error::Io { what, source }
     }
+}
+
+/// Whether an I/O error says the disk (or the quota) is full.
+pub(crate) fn disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 /// Settings of the dump executor.

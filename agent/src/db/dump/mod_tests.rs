@@ -357,3 +357,43 @@ async fn cancel_and_timeout_kill_the_tool_and_leave_no_partial() {
         assert_eq!(f.tmp_dirs(), 0);
     }
 }
+
+#[test]
+fn a_full_disk_is_not_retried_and_the_refusal_names_the_reserve() {
+    let full = Error::io(
+        "cannot write x.partial",
+        std::io::Error::from_raw_os_error(28), // ENOSPC
+    );
+    assert!(!full.retryable(), "{full}");
+    assert!(full.to_string().contains("filled up"), "{full}");
+    let other = Error::io("cannot write x.partial", std::io::Error::other("flaky"));
+    assert!(other.retryable());
+    let refused = Error::NoSpace {
+        database: "shop".into(),
+        dir: "/d".into(),
+        mount: "/".into(),
+        estimate: 1000,
+        reserve: 200 * 1024 * 1024,
+        needed: 1000 + 200 * 1024 * 1024,
+        free: 5,
+    };
+    let text = refused.to_string();
+    assert!(text.contains("dump_reserve_mb (200 MiB)"), "{text}");
+    assert!(!text.contains("64 MiB"), "{text}");
+}
+
+#[test]
+fn endpoints_read_as_an_operator_writes_them() {
+    let tcp = Endpoint::Tcp {
+        host: "db1".into(),
+        port: 3306,
+    };
+    assert_eq!(tcp.to_string(), "db1:3306");
+    let v6 = Endpoint::Tcp {
+        host: "::1".into(),
+        port: 3306,
+    };
+    assert_eq!(v6.to_string(), "[::1]:3306");
+    let sock = Endpoint::Socket("/run/mysqld/mysqld.sock".into());
+    assert_eq!(sock.to_string(), "socket /run/mysqld/mysqld.sock");
+}

@@ -6,8 +6,11 @@
 //! than `max_age` (its age comes from the time in its name). The dump just
 //! written is never deleted. `.partial` files (and manifest temp files) belong
 //! to dumps still running and are left alone, unless they are older than a
-//! day: then they are leftovers of a crash and go too. Other files are not
-//! touched.
+//! day, or are an earlier attempt's of the job that just finished (its
+//! holder died: only one attempt of a job runs at a time, and this one is
+//! done): then they are leftovers and go too. Other files are not touched.
+//! (A restarted agent also removes the partials of the dumps its previous
+//! run was killed in: `defaults::remove_leftover_dirs`.)
 //!
 //! [`apply`] works on MySQL dumps; [`apply_for`] on any kind of backup file
 //! named `<stem><suffix>` (SQL Server's `.bak`), with the same rules.
@@ -106,7 +109,10 @@ pub fn apply_for(
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|m| now_sys.duration_since(m).ok());
-            if age.is_some_and(|a| a > LEFTOVER_AGE) {
+            let same_job = DumpName::parse_file(name, suffixes.partial)
+                .zip(protect)
+                .is_some_and(|(partial, done)| partial.job_id == done.job_id);
+            if same_job || age.is_some_and(|a| a > LEFTOVER_AGE) {
                 remove(dir, name, &mut report.leftovers, &mut report.errors);
             }
         }

@@ -156,3 +156,29 @@ fn apply_deletes_dumps_with_manifests_and_only_old_leftovers() {
     let missing = apply(&dir.join("nope"), Some(1), None, at(4), None);
     assert_eq!(missing.errors.len(), 1);
 }
+
+#[test]
+fn an_earlier_attempts_partial_of_the_finished_job_goes_at_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    // Job 5's first holder was SIGKILLed at day 2; the takeover finished at day 3.
+    let done = name(3, 5);
+    touch(
+        dir,
+        &format!("{}{SQL_ZST_SUFFIX}", done.stem()),
+        Duration::ZERO,
+    );
+    let dead = format!("{}{PARTIAL_SUFFIX}", name(2, 5).stem());
+    touch(dir, &dead, Duration::from_secs(60));
+    // Another job's dump is still being written.
+    let running = format!("{}{PARTIAL_SUFFIX}", name(3, 6).stem());
+    touch(dir, &running, Duration::from_secs(60));
+    let report = apply(dir, None, None, at(3), Some(&done));
+    assert_eq!(report.leftovers, vec![dead.clone()]);
+    assert!(!dir.join(&dead).exists());
+    assert!(dir.join(&running).exists());
+    // Without a finished job to compare with, a recent partial stays.
+    let report = apply(dir, None, None, at(3), None);
+    assert!(report.leftovers.is_empty());
+    assert!(dir.join(&running).exists());
+}

@@ -141,16 +141,28 @@ mod tests {
         assert!(!classify_job(&Error::Config("no such connection".into()), &[]).retryable);
         use crate::db::mssql_connection::ConnectError;
         let reach = ConnectError::Reach {
+            connection: "erp".into(),
             target: "h:1433".into(),
-            source: tiberius::error::Error::Io {
+            source: Box::new(tiberius::error::Error::Io {
                 kind: std::io::ErrorKind::ConnectionRefused,
                 message: "refused".into(),
-            },
+            }),
         };
-        assert!(classify_job(&Error::Connect(reach), &[]).retryable);
-        let tls = ConnectError::Login(tiberius::error::Error::Tls(
-            "invalid peer certificate".into(),
-        ));
+        let f = classify_job(&Error::Connect(reach), &[]);
+        assert!(f.retryable);
+        assert!(
+            f.message
+                .contains("connection \"erp\": cannot reach h:1433"),
+            "{}",
+            f.message
+        );
+        let tls = ConnectError::Login {
+            connection: "erp".into(),
+            target: "h:1433".into(),
+            source: Box::new(tiberius::error::Error::Tls(
+                "invalid peer certificate".into(),
+            )),
+        };
         assert!(!classify_job(&Error::Connect(tls), &[]).retryable);
         assert!(
             !classify_job(

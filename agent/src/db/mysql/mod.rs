@@ -163,7 +163,13 @@ impl MysqlExecutor {
         .await
         {
             Ok(Ok(h)) => h,
-            Ok(Err(e)) => return fail(&e, &job, None),
+            Ok(Err(e)) => {
+                let mut out = fail(&e, &job, None);
+                if let (Error::Mysql(_), Ok(c)) = (&e, self.pools.config(connection)) {
+                    name_the_connection(&mut out, &c.name, &c.endpoint);
+                }
+                return out;
+            }
             Err(stopped) => return stopped,
         };
         let pool::Held {
@@ -292,6 +298,14 @@ async fn close(conn: mysql_async::Conn) {
 
 fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
     stop::result_with(data, capture.is_some_and(Capture::truncated))
+}
+
+/// Say which connection and server a connect failure was about: an
+/// operator with several connections (or agents) needs it to act.
+fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &crate::db::connection::Endpoint) {
+    if let Some(error) = out.error.as_mut() {
+        *error = format!("connection {name:?} ({endpoint}): {error}");
+    }
 }
 
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use baton_proto::{ErrorBody, ErrorDetail, IDEMPOTENCY_KEY_HEADER, JobId, JobSubmit};
+use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -161,9 +162,17 @@ pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
     pub text: String,
+    /// The controller's clock when it answered ([`baton_proto::NOW_HEADER`]).
+    pub now: Option<DateTime<Utc>>,
 }
 
 impl Answer {
+    /// What the view's times are shown relative to: the controller's clock
+    /// when it sent one, else this machine's.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now.unwrap_or_else(Utc::now)
+    }
+
     /// The body as the controller sent it (field order kept), pretty-printed.
     pub fn pretty(&self) -> String {
         if self.body.is_null() {
@@ -374,6 +383,12 @@ impl Api {
             source,
         })?;
         let status = resp.status();
+        let now = resp
+            .headers()
+            .get(baton_proto::NOW_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_millis);
         let text = resp.text().await.map_err(|source| TransportError {
             context: format!("cannot read the answer to {method} {}", url.path()),
             source,
@@ -384,14 +399,19 @@ impl Api {
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).with_context(|| {
+            parse_answer(&text).with_context(|| {
                 format!(
                     "the controller answered {method} {} with invalid JSON",
                     url.path()
                 )
             })?
         };
-        Ok(Answer { status, body, text })
+        Ok(Answer {
+            status,
+            body,
+            text,
+            now,
+        })
     }
 
     /// `POST /v1/jobs`.
@@ -480,6 +500,73 @@ impl Api {
         let text = resp.text().await.unwrap_or_default();
         Ok((status, text))
     }
+}
+
+/// Deepest nesting batonctl reads as is; deeper values (an old job's
+/// `result.data`) are shown as [`TOO_DEEP`] instead of failing the command.
+const MAX_SHOWN_DEPTH: usize = 64;
+/// What stands in for a value nested deeper than [`MAX_SHOWN_DEPTH`].
+const TOO_DEEP: &str = "\"(nested too deep to show)\"";
+
+/// Parse an answer; if it nests past serde_json's recursion limit, parse it
+/// again with the deepest values replaced (see [`prune_deep_json`]).
+fn parse_answer(text: &str) -> serde_json::Result<Value> {
+    match serde_json::from_str(text) {
+        Err(e) if e.to_string().contains("recursion limit") => {
+            serde_json::from_str(&prune_deep_json(text, MAX_SHOWN_DEPTH))
+        }
+        other => other,
+    }
+}
+
+/// `text` (JSON) with every array or object nested deeper than `max`
+/// replaced by [`TOO_DEEP`]. A byte scan (no recursion): strings are copied
+/// as they are; every cut is at an ASCII bracket, so on a char boundary.
+pub fn prune_deep_json(text: &str, max: usize) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len().min(1 << 20));
+    let (mut depth, mut i, mut copied) = (0usize, 0usize, 0usize);
+    let mut in_str = false;
+    while i < b.len() {
+        match (in_str, b[i]) {
+            (true, b'\\') => i += 1,
+            (true, b'"') | (false, b'"') => in_str = !in_str,
+            (false, b'[' | b'{') if depth == max => {
+                out.push_str(&text[copied..i]);
+                out.push_str(TOO_DEEP);
+                i = skip_value(b, i);
+                copied = i;
+                continue;
+            }
+            (false, b'[' | b'{') => depth += 1,
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    out
+}
+
+/// The index just past the array or object opening at `start`.
+fn skip_value(b: &[u8], start: usize) -> usize {
+    let (mut depth, mut i, mut in_str) = (0usize, start, false);
+    while i < b.len() {
+        match (in_str, b[i]) {
+            (true, b'\\') => i += 1,
+            (true, b'"') | (false, b'"') => in_str = !in_str,
+            (false, b'[' | b'{') => depth += 1,
+            (false, b']' | b'}') => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 #[cfg(test)]
@@ -585,5 +672,26 @@ mod tests {
         let e = ApiError::from_response(StatusCode::SERVICE_UNAVAILABLE, "upstream down");
         assert_eq!(e.to_string(), "HTTP 503 Service Unavailable: upstream down");
         assert!(e.is_transient());
+    }
+
+    #[test]
+    fn answers_nested_past_the_recursion_limit_still_parse() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let text = format!(r#"{{"id":1,"s":"[[{{\"]","result":{{"data":{deep}}}}}"#);
+        assert!(serde_json::from_str::<Value>(&text).is_err());
+        let v = parse_answer(&text).expect("pruned");
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["s"], "[[{\"]");
+        let mut d = &v["result"]["data"];
+        let mut levels = 0;
+        while let Some(a) = d.as_array() {
+            d = &a[0];
+            levels += 1;
+        }
+        assert_eq!(d, "(nested too deep to show)");
+        assert_eq!(levels, MAX_SHOWN_DEPTH - 2);
+        // Shallow answers are untouched.
+        let shallow = r#"{"a":[1,{"b":"]"}]}"#;
+        assert_eq!(prune_deep_json(shallow, 64), shallow);
     }
 }

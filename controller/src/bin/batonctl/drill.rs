@@ -23,8 +23,8 @@ pub enum DrillCmd {
     Start(StartArgs),
     /// List drills, newest first.
     List {
-        /// At most this many drills.
-        #[arg(long, value_name = "N")]
+        /// At most this many drills (1-1000).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: Option<u32>,
     },
     /// Show a drill's report and timeline.

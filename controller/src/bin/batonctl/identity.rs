@@ -125,8 +125,8 @@ pub enum AgentsCmd {
 /// `batonctl audit` flags.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
-    /// At most this many entries.
-    #[arg(long, value_name = "N")]
+    /// At most this many entries (1-1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: Option<u32>,
     /// Only entries older than this id (the next page).
     #[arg(long, value_name = "ID")]
@@ -283,8 +283,9 @@ pub async fn agents(api: &Api, args: AgentsArgs, json: bool) -> Result<ExitCode>
     match args.command.unwrap_or(AgentsCmd::List) {
         AgentsCmd::List => {
             let answer = api.agents().await?;
+            let now = answer.now();
             show(&answer, json, "agent list", |l: &AgentList| {
-                crate::render::render_agents(l, now())
+                crate::render::render_agents(l, now)
             })
         }
         AgentsCmd::Revoke { id } => {

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use baton_proto::{
-    AgentList, AgentView, AttemptView, JobList, JobResult, JobSpec, JobView, OutputEncoding,
-    RetryPolicy,
+    AgentList, AgentView, AttemptView, JobKind, JobList, JobResult, JobSpec, JobSummary, JobView,
+    OutputEncoding, RetryPolicy,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
@@ -118,6 +118,20 @@ pub fn spec_summary(spec: &JobSpec) -> String {
     }
 }
 
+/// One line describing what a listed job runs (lists carry no arguments,
+/// parameters or whole SQL text: `batonctl get` shows them).
+pub fn list_summary(j: &JobSummary) -> String {
+    let what = j.what.as_deref().unwrap_or("?");
+    let conn = j.connection.as_deref().unwrap_or("?");
+    match j.kind {
+        JobKind::Command => shell_quote(what),
+        JobKind::Procedure => format!("{conn}: call {what}"),
+        JobKind::Sql => format!("{conn}: {}", one_line(what)),
+        JobKind::Dump => format!("{conn}: dump {what}"),
+        JobKind::Noop => "noop".to_owned(),
+    }
+}
+
 /// The retry policy in one line.
 pub fn retry_summary(r: &RetryPolicy) -> String {
     let on: Vec<String> = r
@@ -191,11 +205,11 @@ pub fn render_list(list: &JobList, now: DateTime<Utc>) -> String {
             j.state.to_string(),
             j.kind.to_string(),
             j.group.clone(),
-            format!("{}/{}", j.attempts_spent, j.retry.max_attempts),
+            format!("{}/{}", j.attempts_spent, j.max_attempts),
             dash(j.lease_agent.as_deref()),
             fmt_ago(j.created_at, now),
             fmt_ago(j.updated_at, now),
-            truncate(&spec_summary(&j.spec), SUMMARY_WIDTH),
+            truncate(&list_summary(j), SUMMARY_WIDTH),
         ]);
     }
     finish(t)

@@ -2,7 +2,7 @@
 use super::*;
 use baton_proto::{
     AgentView, AttemptOutcome, Capabilities, CommandSpec, ConnectionInfo, JobKind, JobState,
-    LeaseHeld, NoopSpec, OutputEncoding, SqlSpec,
+    JobSummary, LeaseHeld, NoopSpec, OutputEncoding, SqlSpec,
 };
 use chrono::TimeDelta;
 use std::collections::BTreeMap;
@@ -122,6 +122,33 @@ fn summaries_quote_and_truncate() {
     );
 }
 
+fn summary(j: &JobView) -> JobSummary {
+    JobSummary {
+        id: j.id,
+        group: j.group.clone(),
+        kind: j.kind,
+        what: match &j.spec {
+            JobSpec::Command(c) => Some(c.program.clone()),
+            JobSpec::Sql(s) => Some(s.sql.clone()),
+            _ => None,
+        },
+        connection: j.connection.clone(),
+        state: j.state,
+        priority: j.priority,
+        attempts_spent: j.attempts_spent,
+        max_attempts: j.retry.max_attempts,
+        labels: j.labels.clone(),
+        not_before: j.not_before,
+        cancel_requested: j.cancel_requested,
+        lease_agent: j.lease_agent.clone(),
+        created_at: j.created_at,
+        updated_at: j.updated_at,
+        finished_at: j.finished_at,
+        exit_code: j.result.as_ref().and_then(|r| r.exit_code),
+        error: j.error.clone(),
+    }
+}
+
 #[test]
 fn list_table_columns() {
     let mut running = job();
@@ -129,19 +156,28 @@ fn list_table_columns() {
     running.state = JobState::Running;
     running.lease_agent = Some("agent-b".into());
     running.spec = JobSpec::Command(CommandSpec {
-        program: "/usr/bin/long".into(),
-        args: vec!["x".repeat(100)],
+        program: format!("/usr/bin/{}", "x".repeat(100)),
+        args: vec!["arg".into()],
         ..CommandSpec::default()
+    });
+    let mut sql = job();
+    sql.id = 41;
+    sql.kind = JobKind::Sql;
+    sql.connection = Some("main".into());
+    sql.spec = JobSpec::Sql(SqlSpec {
+        connection: "main".into(),
+        sql: "select\n 1".into(),
+        exactly_once: false,
     });
     let text = render_list(
         &JobList {
-            jobs: vec![running, job()],
+            jobs: vec![summary(&running), summary(&job()), summary(&sql)],
             next_before: None,
         },
         now(),
     );
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         header,
@@ -159,11 +195,13 @@ fn list_table_columns() {
     assert!(lines[1].ends_with("..."), "{}", lines[1]);
     assert!(lines[1].chars().count() < 160, "{}", lines[1]);
     assert!(lines[2].starts_with("42 "), "{}", lines[2]);
+    assert!(lines[2].ends_with("/bin/echo"), "{}", lines[2]);
     assert!(
         lines[2].contains(" - "),
         "no agent shown as -: {}",
         lines[2]
     );
+    assert!(lines[3].ends_with("main: select 1"), "{}", lines[3]);
     assert!(!text.lines().any(|l| l.ends_with(' ')));
 }
 

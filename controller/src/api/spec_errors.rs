@@ -1,0 +1,74 @@
+//! Naming the field inside a job spec. A spec is tagged by `kind` inside
+//! the object (`{"kind": "command", ...}`), so serde buffers it and an error
+//! in it only names `spec`; this parses the spec again as its kind's own
+//! struct to name the field within (`spec.params[0].mode`).
+
+use baton_proto::{CommandSpec, DumpSpec, NoopSpec, ProcedureSpec, SqlSpec};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// For an error at `field` (`spec`, `job.spec`, `jobs[3].spec`) of the body
+/// `bytes`: the field inside the spec and the message, when a field inside
+/// it is at fault.
+pub fn refine(bytes: &[u8], field: &str) -> Option<(String, String)> {
+    if field != "spec" && !field.ends_with(".spec") {
+        return None;
+    }
+    let root: Value = serde_json::from_slice(bytes).ok()?;
+    let mut obj = navigate(&root, field)?.as_object()?.clone();
+    let kind = obj.remove("kind")?;
+    let spec = Value::Object(obj);
+    let (path, message) = match kind.as_str()? {
+        "command" => inner::<CommandSpec>(&spec),
+        "procedure" => inner::<ProcedureSpec>(&spec),
+        "sql" => inner::<SqlSpec>(&spec),
+        "dump" => inner::<DumpSpec>(&spec),
+        "noop" => inner::<NoopSpec>(&spec),
+        _ => None,
+    }?;
+    Some((format!("{field}.{path}"), message))
+}
+
+/// The error of parsing `v` as `T`, when it names a field (`.`: the spec
+/// itself, left to the caller's message).
+fn inner<T: DeserializeOwned>(v: &Value) -> Option<(String, String)> {
+    let e = serde_path_to_error::deserialize::<_, T>(v).err()?;
+    let path = e.path().to_string();
+    (path != ".").then(|| (path, e.into_inner().to_string()))
+}
+
+/// The value at a dotted path with indexes (`jobs[3].spec`).
+fn navigate<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut v = root;
+    for segment in path.split('.') {
+        let (name, indexes) = segment.split_once('[').unwrap_or((segment, ""));
+        if !name.is_empty() {
+            v = v.get(name)?;
+        }
+        for index in indexes.split('[').filter(|s| !s.is_empty()) {
+            v = v.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_inside_a_spec_are_named() {
+        let body = br#"{"group":"g","spec":{"kind":"procedure","connection":"c","procedure":"p",
+            "params":[{"name":"a","value":{"type":"int","value":1}},{"name":"b","mode":5,"value":{"type":"null"}}]}}"#;
+        let (field, message) = refine(body, "spec").expect("refined");
+        assert_eq!(field, "spec.params[1].mode");
+        assert!(message.contains("integer"), "{message}");
+        let batch = br#"{"jobs":[{"group":"g","spec":{"kind":"noop"}},{"group":"g","spec":{"kind":"noop","sleep_ms":"x"}}]}"#;
+        assert_eq!(
+            refine(batch, "jobs[1].spec").map(|r| r.0).as_deref(),
+            Some("jobs[1].spec.sleep_ms")
+        );
+        assert_eq!(refine(body, "group"), None);
+        assert_eq!(refine(br#"{"spec":{"kind":"noop"}}"#, "spec"), None);
+    }
+}

@@ -1,0 +1,38 @@
+use super::*;
+
+#[test]
+fn codes_map_to_causes() {
+    assert_eq!(Cause::of_code(13), Some(Cause::DiskFull));
+    // SQLITE_IOERR_WRITE (778) and SQLITE_IOERR_FSYNC (1034).
+    assert_eq!(Cause::of_code(778), Some(Cause::Io));
+    assert_eq!(Cause::of_code(1034), Some(Cause::Io));
+    // SQLITE_READONLY_DBMOVED (1032).
+    assert_eq!(Cause::of_code(1032), Some(Cause::ReadOnly));
+    assert_eq!(Cause::of_code(14), Some(Cause::CannotOpen));
+    assert_eq!(Cause::of_code(11), Some(Cause::Corrupt));
+    // Constraint violations and busy are the request's or the moment's.
+    assert_eq!(Cause::of_code(2067), None);
+    assert_eq!(Cause::of_code(5), None);
+}
+
+#[test]
+fn health_tracks_failure_and_recovery() {
+    let h = Health::default();
+    assert!(h.failure().is_none());
+    h.failed(Cause::DiskFull, "database or disk is full");
+    let (c, d) = h.failure().expect("failing");
+    assert_eq!(
+        (c, d.as_str()),
+        (Cause::DiskFull, "database or disk is full")
+    );
+    h.failed(Cause::Io, "disk I/O error");
+    assert_eq!(h.failure().map(|f| f.0), Some(Cause::Io));
+    // A probe right after a failure does not end it: no flapping.
+    h.probe_committed();
+    assert!(h.is_failing());
+    *h.last.lock().expect("lock") =
+        Some((Cause::Io, "disk I/O error".into(), Instant::now() - QUIET));
+    h.probe_committed();
+    assert!(h.failure().is_none());
+    assert!(!h.is_failing());
+}

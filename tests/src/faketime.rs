@@ -1,0 +1,85 @@
+//! A steppable wall clock for one process, with libfaketime (Debian package
+//! `faketime`): the process runs with `LD_PRELOAD=libfaketime.so.1` and reads
+//! its offset from a file at every clock call, so rewriting the file steps
+//! its wall clock (`CLOCK_REALTIME`) at once. The monotonic clock is left
+//! alone (`FAKETIME_DONT_FAKE_MONOTONIC=1`), as a real step would leave it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Where Debian's `faketime` package puts the library.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The offset file of one faked process (or several sharing it).
+#[derive(Debug, Clone)]
+pub struct FakeClock {
+    file: PathBuf,
+}
+
+impl FakeClock {
+    /// Why a faked clock cannot be had here, if it cannot (for a test's skip message).
+    pub fn unavailable() -> Option<String> {
+        (!Path::new(LIBFAKETIME).exists()).then(|| {
+            format!("{LIBFAKETIME} is absent (apt-get install faketime; .ci/run installs it)")
+        })
+    }
+
+    /// A clock with offset 0, its offset file at `file`. Sweeps what
+    /// SIGKILLed faked processes left behind (see [`sweep_leftovers`]).
+    pub fn new(file: &Path) -> Result<FakeClock> {
+        sweep_leftovers(Path::new("/dev/shm"));
+        let c = FakeClock {
+            file: file.to_path_buf(),
+        };
+        c.set_offset_s(0)?;
+        Ok(c)
+    }
+
+    /// The environment a process needs to run on this clock.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("LD_PRELOAD", LIBFAKETIME.to_owned()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+            ("FAKETIME_NO_CACHE", "1".to_owned()),
+            ("FAKETIME_TIMESTAMP_FILE", self.file.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Set the wall clock to real time + `secs` (a step when it changes).
+    /// The file is replaced by a rename, so a reader never sees it half written.
+    pub fn set_offset_s(&self, secs: i64) -> Result<()> {
+        let tmp = self.file.with_extension("tmp");
+        fs::write(&tmp, format!("{secs:+}\n")).context("write faketime offset")?;
+        fs::rename(&tmp, &self.file).context("rename faketime offset")?;
+        Ok(())
+    }
+}
+
+/// Remove the shared-memory segment and semaphore libfaketime creates per
+/// process (`faketime_shm_<pid>`, `sem.faketime_sem_<pid>` in `dir`) whose
+/// process is gone: it removes them at a clean exit only, and the tests
+/// SIGKILL controllers. A leftover whose pid is reused makes libfaketime
+/// fail in the new process.
+pub fn sweep_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid = name
+            .strip_prefix("faketime_shm_")
+            .or_else(|| name.strip_prefix("sem.faketime_sem_"))
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}

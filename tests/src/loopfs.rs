@@ -1,0 +1,107 @@
+//! A small ext4 filesystem in a loop-mounted image file, for tests of what
+//! a daemon does when its disk fills up or turns read-only.
+//!
+//! Needs root (`mount`); [`LoopFs::create`] says why it cannot instead of
+//! failing, so a test can skip with the reason.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// A mounted loop filesystem; unmounted and removed on drop.
+#[derive(Debug)]
+pub struct LoopFs {
+    _tmp: tempfile::TempDir,
+    image: PathBuf,
+    mount: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("{cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl LoopFs {
+    /// Make and mount a `size_mib` ext4 filesystem. `Err` says why it
+    /// cannot be done here (not root, no loop devices, no mkfs.ext4).
+    pub fn create(size_mib: u64) -> Result<LoopFs> {
+        let tmp = tempfile::Builder::new().prefix("baton-loopfs-").tempdir()?;
+        let image = tmp.path().join("fs.img");
+        let mount = tmp.path().join("mnt");
+        fs::create_dir(&mount)?;
+        fs::File::create(&image)?.set_len(size_mib * 1024 * 1024)?;
+        // No reserved blocks: root (the daemon under test) fills it as
+        // anyone would.
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-m", "0"])
+            .arg(&image))?;
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount))
+        .context("mounting a loop filesystem needs root and a loop device")?;
+        Ok(LoopFs {
+            _tmp: tmp,
+            image,
+            mount,
+        })
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Fill every free block with `<mount>/filler`; returns the bytes written.
+    pub fn fill(&self) -> Result<u64> {
+        let mut f = fs::File::create(self.mount.join("filler"))?;
+        let chunk = vec![0xa5u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The last partial blocks.
+        for size in [4096usize, 512, 1] {
+            while f.write(&chunk[..size]).map(|n| n > 0).unwrap_or(false) {
+                written += size as u64;
+            }
+        }
+        let _ = f.sync_all();
+        Ok(written)
+    }
+
+    /// Free what [`LoopFs::fill`] took.
+    pub fn unfill(&self) -> Result<()> {
+        fs::remove_file(self.mount.join("filler"))?;
+        Ok(())
+    }
+
+    /// Set or clear the immutable attribute (`chattr +i` / `-i`) on `path`:
+    /// writes to it then fail with EPERM, even through open files.
+    pub fn immutable(path: &Path, on: bool) -> Result<()> {
+        run(Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(path))
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        let _ = fs::remove_file(&self.image);
+    }
+}
