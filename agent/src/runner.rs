@@ -203,15 +203,14 @@ pub async fn run(
         "Job finished"
     );
 
-    let entry = Entry {
-        job_id,
-        request: CompleteRequest {
-            token,
-            completion: outcome.completion,
-            result: outcome.result,
-            error: outcome.error,
-        },
+    let mut request = CompleteRequest {
+        token,
+        completion: outcome.completion,
+        result: outcome.result,
+        error: outcome.error,
     };
+    crate::delivery::fit::bound_data_depth(&mut request);
+    let entry = Entry { job_id, request };
     let verdict = shared
         .delivery
         .deliver(&shared.transport, &shared.outbox, entry, &control.abandon)

@@ -41,8 +41,9 @@ pub const MAX_BACKOFF_MS: u64 = 7 * DAY_MS;
 pub const MAX_LABELS: usize = 64;
 /// Most entries in `retry.retry_on` and `retry.retry_codes`.
 pub const MAX_RETRY_LIST: usize = 64;
-/// Deepest nesting of a completion's `result.data` (arrays and objects).
-pub const MAX_DATA_DEPTH: usize = 32;
+/// Deepest nesting of a completion's `result.data` (arrays and objects);
+/// the agent cuts its data to the same bound before sending.
+pub use baton_proto::limits::MAX_DATA_DEPTH;
 const DAY_MS: u64 = 86_400_000;
 
 /// `value` as milliseconds within `1..=max` (`name` on error).
@@ -262,23 +263,8 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Check that `value` nests arrays and objects at most `max` deep (a
-/// scalar is depth 0). Iterative: a hostile value cannot exhaust the stack.
-pub fn nesting_at_most(value: &serde_json::Value, max: usize) -> bool {
-    let mut stack = vec![(value, 0usize)];
-    while let Some((v, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
-            serde_json::Value::Array(a) => Box::new(a.iter()),
-            serde_json::Value::Object(o) => Box::new(o.values()),
-            _ => continue,
-        };
-        if depth + 1 > max {
-            return false;
-        }
-        stack.extend(children.map(|c| (c, depth + 1)));
-    }
-    true
-}
+/// Whether a value nests at most `max` levels (shared with the agent).
+pub use baton_proto::limits::nesting_at_most;
 
 /// `name`, `schema.name` or `database.schema.name` (SQL Server's three-part
 /// names), each part 1-128 characters of `[A-Za-z0-9_@#$]`. The controller

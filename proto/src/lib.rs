@@ -81,6 +81,27 @@ pub mod limits {
     pub const MAX_ATTEMPTS: u32 = 100;
     /// Longest group, connection or label name.
     pub const MAX_NAME_LEN: usize = 128;
+    /// Deepest nesting of arrays and objects in a completion's
+    /// `result.data` (clients parsing it must never hit a recursion limit).
+    pub const MAX_DATA_DEPTH: usize = 32;
+
+    /// Whether `value` nests at most `max` levels of arrays and objects
+    /// (iterative: a hostile value cannot exhaust the stack).
+    pub fn nesting_at_most(value: &serde_json::Value, max: usize) -> bool {
+        let mut stack = vec![(value, 0usize)];
+        while let Some((v, depth)) = stack.pop() {
+            let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+                serde_json::Value::Array(a) => Box::new(a.iter()),
+                serde_json::Value::Object(o) => Box::new(o.values()),
+                _ => continue,
+            };
+            if depth + 1 > max {
+                return false;
+            }
+            stack.extend(children.map(|c| (c, depth + 1)));
+        }
+        true
+    }
 }
 
 /// Check a group, connection or agent name: 1..=128 chars of `[A-Za-z0-9_.-]`.

@@ -18,6 +18,34 @@ pub fn too_large(e: &transport::Error) -> bool {
     e.is_too_large()
 }
 
+/// `result.data` nesting deeper than the controller accepts
+/// ([`baton_proto::limits::MAX_DATA_DEPTH`]) would be refused with 400 and
+/// the finished job run again: it is replaced by a note before the
+/// completion is written or sent (`truncated`, reason in `error`).
+pub fn bound_data_depth(req: &mut CompleteRequest) {
+    use baton_proto::limits::{MAX_DATA_DEPTH, nesting_at_most};
+    let Some(data) = &req.result.data else {
+        return;
+    };
+    if nesting_at_most(data, MAX_DATA_DEPTH) {
+        return;
+    }
+    warn!(
+        token = req.token,
+        max = MAX_DATA_DEPTH,
+        "Result data nests too deep for the controller; sent without it"
+    );
+    req.result.data = Some(serde_json::json!({
+        "omitted": format!("result data nested deeper than {MAX_DATA_DEPTH} levels")
+    }));
+    req.result.truncated = true;
+    let note = format!("result data nested deeper than {MAX_DATA_DEPTH} levels was left out");
+    req.error = Some(match req.error.take() {
+        Some(e) if !e.is_empty() => format!("{e}; {note}"),
+        _ => note,
+    });
+}
+
 /// Cut `req` down one step: outputs and error to [`KEPT_BYTES`], then `data`
 /// dropped, then the outputs dropped. Marks it truncated and says why in
 /// `error`. Returns false when nothing was left to cut.
@@ -93,6 +121,38 @@ pub async fn complete_fitting(
 mod tests {
     use super::*;
     use baton_proto::{Completion, ErrorCode, JobResult, OutputEncoding};
+
+    #[test]
+    fn data_nested_too_deep_is_replaced_before_sending() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..100 {
+            deep = serde_json::json!([deep]);
+        }
+        let mut req = CompleteRequest {
+            token: 1,
+            completion: Completion::Succeeded,
+            result: JobResult {
+                data: Some(deep),
+                ..JobResult::default()
+            },
+            error: None,
+        };
+        bound_data_depth(&mut req);
+        assert!(req.result.truncated);
+        assert_eq!(req.completion, Completion::Succeeded);
+        let data = req.result.data.clone().expect("a note");
+        assert!(
+            data["omitted"].as_str().is_some_and(|s| s.contains("32")),
+            "{data}"
+        );
+        assert!(req.error.clone().unwrap_or_default().contains("left out"));
+        // Shallow data is left alone.
+        let mut ok = req.clone();
+        ok.result.data = Some(serde_json::json!({"rows": [[1, 2]]}));
+        ok.result.truncated = false;
+        bound_data_depth(&mut ok);
+        assert!(!ok.result.truncated);
+    }
 
     #[test]
     fn shrinking_goes_step_by_step_and_keeps_base64_whole() {
