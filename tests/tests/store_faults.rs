@@ -8,7 +8,7 @@
 //! the tests skip with the reason otherwise). A real agent runs the jobs.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baton_proto::{AttemptOutcome, ErrorCode, JobId, JobState};
@@ -232,24 +232,33 @@ impl Setup {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_refuses_writes_with_503_and_the_controller_recovers_by_itself() {
-    let fs = match LoopFs::create(24) {
+/// A loop filesystem of `mib` MiB with a controller on it and three jobs
+/// accepted before any fault; `None` (the test skips) without root.
+async fn start(mib: u64, cause: &[&str]) -> Option<(LoopFs, Setup, PathBuf, Vec<JobId>)> {
+    let fs = match LoopFs::create(mib) {
         Ok(fs) => fs,
         Err(e) => {
             eprintln!("SKIP: {e}");
-            return;
+            return None;
         }
     };
-    let mut s = setup(&fs).await;
+    let s = setup(&fs).await;
     let marker = s.tmp.path().join("runs.txt");
     let mut acked = Vec::new();
     for i in 0..3 {
-        match submit(&s.api, &job(&marker, &format!("b{i}"), 0), FULL).await {
+        match submit(&s.api, &job(&marker, &format!("b{i}"), 0), cause).await {
             Submitted::Acked(id) => acked.push(id),
             Submitted::Refused(m) => panic!("refused before the fault: {m}"),
         }
     }
+    Some((fs, s, marker, acked))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_503_and_the_controller_recovers_by_itself() {
+    let Some((fs, mut s, marker, mut acked)) = start(24, FULL).await else {
+        return;
+    };
     let filled = fs.fill().expect("fill");
     assert!(filled > 0);
     // Each job carries 48 KB, so commits soon need space the disk lacks.
@@ -293,22 +302,9 @@ async fn a_full_disk_refuses_writes_with_503_and_the_controller_recovers_by_itse
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_database_refuses_writes_and_nothing_acknowledged_is_lost() {
-    let fs = match LoopFs::create(32) {
-        Ok(fs) => fs,
-        Err(e) => {
-            eprintln!("SKIP: {e}");
-            return;
-        }
+    let Some((fs, mut s, marker, mut acked)) = start(32, UNWRITABLE).await else {
+        return;
     };
-    let mut s = setup(&fs).await;
-    let marker = s.tmp.path().join("runs.txt");
-    let mut acked = Vec::new();
-    for i in 0..3 {
-        match submit(&s.api, &job(&marker, &format!("b{i}"), 0), UNWRITABLE).await {
-            Submitted::Acked(id) => acked.push(id),
-            Submitted::Refused(m) => panic!("refused before the fault: {m}"),
-        }
-    }
     let state = fs.path().join("state");
     let files = ["baton.db", "baton.db-wal"].map(|f| state.join(f));
     for f in &files {
