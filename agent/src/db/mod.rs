@@ -15,3 +15,5 @@ pub mod mssql;
 pub mod mssql_connection;
 pub mod mysql;
 pub mod result_sets;
+#[cfg(all(test, unix))]
+pub(crate) mod test_server;

@@ -70,7 +70,8 @@
 //! Unit tests run everywhere (fake tool and client scripts cover every path);
 //! `server_tests.rs` needs a real server: `BATON_TEST_MYSQL_SOCKET` = a socket
 //! where root logs in without a password, plus `mariadb-dump`, `mariadb`,
-//! `zstd` and `sha256sum` on PATH.
+//! `zstd` and `sha256sum` on PATH; without the socket they skip with the
+//! reason (`db::test_server`).
 
 mod client;
 mod defaults;

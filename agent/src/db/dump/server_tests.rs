@@ -3,9 +3,10 @@
 //!
 //! Needs `BATON_TEST_MYSQL_SOCKET`: the path of a server's Unix socket where
 //! `root` logs in without a password (`scripts/mariadb start DIR` prints it).
-//! Without it these tests fail, saying so. Each test works in a database of
-//! its own (random name, dropped at the end, even on panic) and a temp dump
-//! directory; users it creates are dropped too.
+//! Without it these tests skip with the reason (`db::test_server`; they fail
+//! under `scripts/test`, which sets `BATON_TEST_REQUIRE_MYSQL=1`). Each test
+//! works in a database of its own (random name, dropped at the end, even on
+//! panic) and a temp dump directory; users it creates are dropped too.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -218,6 +219,9 @@ fn run(cmd: &str, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_dump_with_every_kind_of_object_verifies() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     let db = TestDb::new("ok").await;
     db.fill().await;
     let exec = db.executor(None, |_| {});
@@ -317,6 +321,9 @@ async fn a_dump_with_every_kind_of_object_verifies() {
 
 #[tokio::test]
 async fn special_characters_in_the_password_reach_the_server() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     let mut db = TestDb::new("pw").await;
     db.fill().await;
     let password = " sp#ce\"q'uote\\back;slash\t ";
@@ -343,6 +350,9 @@ async fn special_characters_in_the_password_reach_the_server() {
 
 #[tokio::test]
 async fn missing_privileges_fail_with_the_tools_message_and_leave_nothing() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     let mut db = TestDb::new("priv").await;
     db.fill().await;
     // Only SELECT: the view cannot be shown.
@@ -383,6 +393,9 @@ async fn missing_privileges_fail_with_the_tools_message_and_leave_nothing() {
 
 #[tokio::test]
 async fn a_dump_that_cannot_fit_is_refused_before_the_tool_runs() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     let db = TestDb::new("space").await;
     db.fill().await;
     let marker = db.dir.path().join("tool-ran");
@@ -422,6 +435,9 @@ async fn a_dump_that_cannot_fit_is_refused_before_the_tool_runs() {
 
 #[tokio::test]
 async fn retention_keeps_the_newest_and_drops_the_old() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     let db = TestDb::new("ret").await;
     db.fill().await;
     std::fs::create_dir_all(db.db_dir()).expect("dir");
@@ -521,6 +537,9 @@ fn processes_with(needle: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn cancel_during_a_dump_kills_the_tool_and_leaves_no_partial() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     for reason in [CancelReason::Cancelled, CancelReason::LeaseLost] {
         let db = TestDb::new("cancel").await;
         db.fill().await;
@@ -604,6 +623,9 @@ async fn cancel_during_a_dump_kills_the_tool_and_leaves_no_partial() {
 
 #[tokio::test]
 async fn a_restore_that_differs_fails_the_job_and_keeps_the_dump() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     let db = TestDb::new("differ").await;
     db.fill().await;
     // Tool and client wrappers side by side (the client is looked up next to
@@ -701,6 +723,9 @@ fn kib_field(status: &str, key: &str) -> u64 {
 #[tokio::test]
 #[ignore = "a measurement, not a test; run on demand"]
 async fn dump_figures_for_a_100_mb_database() {
+    if !crate::db::test_server::available() {
+        return;
+    }
     let db = TestDb::new("big").await;
     let rows: u64 = std::env::var("BATON_DUMP_FIGURES_ROWS")
         .ok()
