@@ -19,11 +19,8 @@
 //! counter keeps a lookup that raced an invalidation from putting the stale
 //! caller back.
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -34,7 +31,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, AppState};
-use crate::store::identity::{AgentPrincipal, OperatorPrincipal};
+pub use crate::store::credentials::{AuthCache, CACHE_ENTRIES, CACHE_TTL, CacheKey, Principal};
+use crate::store::identity::OperatorPrincipal;
 use crate::store::{Store, now_ms};
 
 /// SHA-256 of a secret, hex-encoded (what the store keeps).
@@ -54,33 +52,6 @@ pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 6];
     rand::rng().fill_bytes(&mut b);
     format!("{prefix}{}", hex::encode(b))
-}
-
-/// The authenticated caller of a request.
-#[derive(Debug, Clone)]
-pub enum Principal {
-    /// An operator token.
-    Operator(OperatorPrincipal),
-    /// An agent secret.
-    Agent(AgentPrincipal),
-}
-
-impl Principal {
-    /// How the audit log names the caller.
-    pub fn actor(&self) -> String {
-        match self {
-            Principal::Operator(o) => format!("token:{}", o.name),
-            Principal::Agent(a) => format!("agent:{}", a.id),
-        }
-    }
-
-    /// How the audit log names the role.
-    pub fn role_name(&self) -> &'static str {
-        match self {
-            Principal::Operator(o) => o.role.as_str(),
-            Principal::Agent(_) => "agent",
-        }
-    }
 }
 
 /// What authentication concluded; stored in the request extensions.
@@ -177,143 +148,6 @@ async fn lookup(store: &Store, token: &str) -> crate::store::Result<Option<Princ
         cache.insert(key, p.clone(), epoch, now);
     }
     Ok(found)
-}
-
-/// Most credentials the [`AuthCache`] holds (a fleet of 10,000 agents plus
-/// operators fits many times over).
-pub const CACHE_ENTRIES: usize = 50_000;
-/// Longest a cached credential is trusted without asking the store. Every
-/// credential change goes through this process's store and invalidates at
-/// once, so this only bounds how long a change made behind its back (a hand
-/// edit of the database) goes unseen. It is longer than the default poll
-/// hold (25 s): an idle agent re-polls every hold, so a shorter life would
-/// make every idle poll miss.
-pub const CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// SHA-256 of a token (never the token itself).
-pub type CacheKey = [u8; 32];
-
-/// Known credentials: token hash → caller. See the module header.
-#[derive(Default)]
-pub struct AuthCache {
-    inner: RwLock<CacheInner>,
-    hits: AtomicU64,
-    misses: AtomicU64,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    map: HashMap<CacheKey, CacheEntry>,
-    /// Bumped by every invalidation.
-    epoch: u64,
-}
-
-struct CacheEntry {
-    principal: Principal,
-    until: Instant,
-}
-
-impl std::fmt::Debug for AuthCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthCache")
-            .field("entries", &self.len())
-            .finish()
-    }
-}
-
-impl AuthCache {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheInner> {
-        self.inner.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, CacheInner> {
-        self.inner.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The cached caller for `key`, if still fresh at `now`.
-    pub fn get(&self, key: &CacheKey, now: Instant) -> Option<Principal> {
-        let found = self
-            .read()
-            .map
-            .get(key)
-            .filter(|e| e.until > now)
-            .map(|e| e.principal.clone());
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
-    }
-
-    /// Lookups answered from the cache and lookups that went to the store
-    /// (unknown tokens included) so far.
-    pub fn hits_and_misses(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
-    }
-
-    /// The current epoch; pass it to [`AuthCache::insert`].
-    pub fn epoch(&self) -> u64 {
-        self.read().epoch
-    }
-
-    /// Remember `principal` for `key`, unless an invalidation happened since
-    /// `epoch` was read (the store answer may predate it). When full, stale
-    /// entries go first; if it is still full the caller is not cached.
-    pub fn insert(&self, key: CacheKey, principal: Principal, epoch: u64, now: Instant) {
-        let mut inner = self.write();
-        if inner.epoch != epoch {
-            return;
-        }
-        if inner.map.len() >= CACHE_ENTRIES && !inner.map.contains_key(&key) {
-            inner.map.retain(|_, e| e.until > now);
-            if inner.map.len() >= CACHE_ENTRIES {
-                return;
-            }
-        }
-        inner.map.insert(
-            key,
-            CacheEntry {
-                principal,
-                until: now + CACHE_TTL,
-            },
-        );
-    }
-
-    /// Forget every cached credential of agent `id`.
-    pub fn forget_agent(&self, id: &str) {
-        self.forget(|p| matches!(p, Principal::Agent(a) if a.id == id));
-    }
-
-    /// Forget operator token `token_id`.
-    pub fn forget_operator_token(&self, token_id: &str) {
-        self.forget(|p| matches!(p, Principal::Operator(o) if o.token_id == token_id));
-    }
-
-    /// Forget everything.
-    pub fn clear(&self) {
-        self.forget(|_| true);
-    }
-
-    fn forget(&self, drop: impl Fn(&Principal) -> bool) {
-        let mut inner = self.write();
-        inner.epoch += 1;
-        inner.map.retain(|_, e| !drop(&e.principal));
-    }
-
-    /// Credentials cached now (fresh or not yet swept).
-    pub fn len(&self) -> usize {
-        self.read().map.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn bearer(headers: &axum::http::HeaderMap) -> Option<Result<&str, &'static str>> {
@@ -470,6 +304,7 @@ impl FromRequestParts<AppState> for AgentCaller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::identity::AgentPrincipal;
 
     #[test]
     fn secrets_are_prefixed_random_and_hashed() {

@@ -8,6 +8,7 @@
 //! - [`jobs`]: submit, get, list, cancel, retry.
 //! - [`lease`]: grant (poll), heartbeat, complete, release, expiry.
 //! - [`agents`]: agent presence and capabilities.
+//! - [`credentials`]: resolved credentials and their in-memory cache.
 //! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - [`audit`]: the audit log.
 //! - [`retention`]: finished jobs and old audit rows pruned in bounded
@@ -21,6 +22,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod credentials;
 pub mod drills;
 pub mod health;
 pub mod identity;
@@ -105,7 +107,7 @@ pub struct Store {
     reader: SqlitePool,
     fleet_id: String,
     /// Known credentials; the identity paths that change one invalidate it.
-    auth_cache: Arc<crate::auth::AuthCache>,
+    auth_cache: Arc<credentials::AuthCache>,
     /// Whether the writer can commit (`/readyz`).
     health: Arc<health::Health>,
     /// Rows retention deleted.
@@ -184,7 +186,7 @@ impl Store {
     }
 
     /// The cache of known credentials (see `auth`).
-    pub fn auth_cache(&self) -> &crate::auth::AuthCache {
+    pub fn auth_cache(&self) -> &credentials::AuthCache {
         &self.auth_cache
     }
 
