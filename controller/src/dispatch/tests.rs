@@ -34,27 +34,13 @@ fn the_reaper_sleeps_until_the_next_deadline_but_at_most_a_second() {
 /// back) is expired within about a second, not when the hour has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reaper_meets_a_deadline_that_moved_earlier_without_a_kick() {
-    use baton_proto::{JobKind, JobSpec, JobSubmit, NoopSpec, RetryPolicy};
+    use baton_proto::{JobKind, RetryPolicy};
 
     use crate::store::GrantRequest;
-    use crate::store::jobs::NewJob;
 
     let (store, _dir) = crate::store::testutil::store().await;
     let ttl = 5_000u64;
-    let new = NewJob {
-        submit: JobSubmit {
-            group: "g".into(),
-            spec: JobSpec::Noop(NoopSpec::default()),
-            priority: 0,
-            retry: RetryPolicy::default(),
-            timeout_ms: None,
-            lease_ttl_ms: Some(ttl),
-            labels: Default::default(),
-        },
-        lease_ttl_ms: ttl,
-        idempotency_key: None,
-        request_hash: "h".into(),
-    };
+    let new = crate::store::testutil::noop_job(ttl, RetryPolicy::default());
     let id = store.submit(new, 0).await.expect("submit").job.id;
     let hour = 3_600_000;
     let groups = vec!["g".to_string()];

@@ -225,6 +225,25 @@ pub(crate) mod testutil {
         (s, dir)
     }
 
+    /// A noop job for group `g` with lease TTL `ttl` and `retry`.
+    pub fn noop_job(ttl: u64, retry: baton_proto::RetryPolicy) -> super::jobs::NewJob {
+        use baton_proto::{JobSpec, JobSubmit, NoopSpec};
+        super::jobs::NewJob {
+            submit: JobSubmit {
+                group: "g".into(),
+                spec: JobSpec::Noop(NoopSpec::default()),
+                priority: 0,
+                retry,
+                timeout_ms: None,
+                lease_ttl_ms: Some(ttl),
+                labels: Default::default(),
+            },
+            lease_ttl_ms: ttl,
+            idempotency_key: None,
+            request_hash: "h".into(),
+        }
+    }
+
     /// Enroll agent `id` (secret hash `secret-<id>`) for `groups`.
     pub async fn enrolled(s: &Store, id: &str, groups: &[&str]) {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();

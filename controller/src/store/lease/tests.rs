@@ -1,28 +1,18 @@
 use super::*;
 use crate::store::jobs::NewJob;
-use crate::store::testutil::store;
-use baton_proto::{JobResult, JobSubmit, NoopSpec};
+use crate::store::testutil::{noop_job, store};
+use baton_proto::JobResult;
 
 fn job(max_attempts: u32, ttl: u64) -> NewJob {
-    NewJob {
-        submit: JobSubmit {
-            group: "g".into(),
-            spec: JobSpec::Noop(NoopSpec::default()),
-            priority: 0,
-            retry: RetryPolicy {
-                max_attempts,
-                initial_backoff_ms: 100,
-                jitter: 0.0,
-                ..RetryPolicy::default()
-            },
-            timeout_ms: None,
-            lease_ttl_ms: Some(ttl),
-            labels: Default::default(),
+    noop_job(
+        ttl,
+        RetryPolicy {
+            max_attempts,
+            initial_backoff_ms: 100,
+            jitter: 0.0,
+            ..RetryPolicy::default()
         },
-        lease_ttl_ms: ttl,
-        idempotency_key: None,
-        request_hash: "h".into(),
-    }
+    )
 }
 
 fn creq(token: FencingToken, completion: Completion, error: Option<&str>) -> CompleteRequest {

@@ -1,33 +1,23 @@
-use baton_proto::{JobKind, JobSpec, JobSubmit, NoopSpec, RetryPolicy};
+use baton_proto::{JobKind, RetryPolicy};
 
 use super::*;
 use crate::store::GrantRequest;
 use crate::store::jobs::NewJob;
-use crate::store::testutil::store;
+use crate::store::testutil::{noop_job, store};
 
 const HOUR: i64 = 3_600_000;
 
 fn job(ttl: u64, max_backoff_ms: u64) -> NewJob {
-    NewJob {
-        submit: JobSubmit {
-            group: "g".into(),
-            spec: JobSpec::Noop(NoopSpec::default()),
-            priority: 0,
-            retry: RetryPolicy {
-                max_attempts: 3,
-                initial_backoff_ms: max_backoff_ms,
-                max_backoff_ms,
-                jitter: 0.0,
-                ..RetryPolicy::default()
-            },
-            timeout_ms: None,
-            lease_ttl_ms: Some(ttl),
-            labels: Default::default(),
+    noop_job(
+        ttl,
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: max_backoff_ms,
+            max_backoff_ms,
+            jitter: 0.0,
+            ..RetryPolicy::default()
         },
-        lease_ttl_ms: ttl,
-        idempotency_key: None,
-        request_hash: "h".into(),
-    }
+    )
 }
 
 async fn granted(s: &Store, agent: &str, now: i64) -> usize {
