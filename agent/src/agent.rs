@@ -300,3 +300,6 @@ async fn wait_for(jobs: &mut JoinSet<()>, deadline: Instant) -> bool {
         }
     }
 }
+
+#[cfg(all(test, unix))]
+pub(crate) mod tests;

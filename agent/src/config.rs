@@ -734,5 +734,4 @@ fn half_pair(ctx: &Ctx<'_>, src: &Source, set: Part) -> ConfigError {
 mod command;
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

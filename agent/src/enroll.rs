@@ -308,5 +308,4 @@ async fn request(
 }
 
 #[cfg(all(test, unix))]
-#[path = "enroll_tests.rs"]
 mod tests;

@@ -64,12 +64,6 @@ pub mod transport;
 #[cfg(all(test, unix))]
 mod fake_controller;
 
-#[cfg(all(test, unix))]
-mod agent_tests;
-
-#[cfg(all(test, unix))]
-mod tls_tests;
-
 /// Install aws-lc-rs as the process-wide rustls provider (ignored when one is set).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -114,44 +114,4 @@ pub fn check_enrollment_token(token: &str) -> Result<&str, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_do_not_show() {
-        let s = Secret::new("baton_agt_hidden");
-        assert_eq!(format!("{s:?}"), "Secret(***)");
-        assert_eq!(s.expose(), "baton_agt_hidden");
-    }
-
-    #[test]
-    fn enrollment_tokens_are_checked() {
-        assert_eq!(check_enrollment_token("baton_enr_abc"), Ok("baton_enr_abc"));
-        assert!(check_enrollment_token("").is_err());
-        assert!(check_enrollment_token("baton_enr_a b").is_err());
-        let e = check_enrollment_token("baton_agt_abc").expect_err("an agent secret");
-        assert!(e.contains("baton_enr_") && !e.contains("abc"), "{e}");
-    }
-
-    #[test]
-    fn token_files_are_read_trimmed_and_errors_name_the_setting() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("token");
-        std::fs::write(&path, "  baton_enr_xyz\n").expect("write");
-        let source = EnrollmentToken::File {
-            path: path.clone(),
-            origin: Source::File("/etc/baton/agent.toml".into()),
-            key: "enrollment_token_file".into(),
-            line: Some(4),
-        };
-        assert_eq!(source.read().expect("token").expose(), "baton_enr_xyz");
-        std::fs::remove_file(&path).expect("rm");
-        let e = source.read().expect_err("gone");
-        assert_eq!((e.key.as_str(), e.line), ("enrollment_token_file", Some(4)));
-        assert!(e.message.contains("cannot read"), "{e}");
-        let value = EnrollmentToken::Value(Secret::new("nope"));
-        let e = value.read().expect_err("no prefix");
-        assert_eq!(e.origin, Source::Env(ENV_ENROLLMENT_TOKEN.into()));
-        assert!(!e.to_string().contains("nope"), "{e}");
-    }
-}
+mod tests;

@@ -117,54 +117,10 @@ pub fn valid_name(name: &str) -> bool {
 /// figure slightly out of range must not make a poll or heartbeat fail).
 /// Without this, JSON numbers beyond `f32` became infinity, which
 /// serializes as `null` (found by `tests/tests/fuzz.rs`).
-pub(crate) mod percent {
-    use serde::{Deserialize, Deserializer};
-
-    /// Deserialize an optional percentage.
-    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.map(|v| v.clamp(0.0, 100.0) as f32))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn percentages_are_clamped() {
-            let p: crate::Progress = serde_json::from_str(r#"{"percent": 1e308}"#).expect("parse");
-            assert_eq!(p.percent, Some(100.0));
-            let p: crate::Progress = serde_json::from_str(r#"{"percent": -3}"#).expect("parse");
-            assert_eq!(p.percent, Some(0.0));
-            let p: crate::Progress = serde_json::from_str(r#"{"percent": 42.5}"#).expect("parse");
-            assert_eq!(p.percent, Some(42.5));
-            let p: crate::Progress = serde_json::from_str(r#"{}"#).expect("parse");
-            assert_eq!(p.percent, None);
-        }
-    }
-}
+pub(crate) mod percent;
 
 #[cfg(test)]
-pub(crate) mod roundtrip {
-    use serde::{Serialize, de::DeserializeOwned};
-    use std::fmt::Debug;
-
-    /// Serialize, parse back, and compare both the value and its JSON.
-    pub fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
-        let json = serde_json::to_string(value).expect("serialize");
-        let back: T = serde_json::from_str(&json).expect("deserialize");
-        assert_eq!(&back, value, "value changed through JSON: {json}");
-        assert_eq!(serde_json::to_string(&back).expect("serialize"), json);
-    }
-}
+pub(crate) mod roundtrip;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(valid_name("db-hosts_1.eu"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("a b"));
-        assert!(!valid_name("x;drop"));
-        assert!(!valid_name(&"a".repeat(129)));
-    }
-}
+mod tests;

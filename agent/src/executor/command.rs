@@ -307,5 +307,4 @@ fn describe_exit(status: ExitStatus) -> String {
 }
 
 #[cfg(all(test, unix))]
-#[path = "command_tests.rs"]
 mod tests;

@@ -422,5 +422,4 @@ impl Store {
 }
 
 #[cfg(test)]
-#[path = "identity_tests.rs"]
 mod tests;

@@ -448,48 +448,4 @@ pub fn ms_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grant_lines_parse() {
-        let l =
-            "2026-11-26T11:08:31.123456Z  INFO Lease granted job_id=42 token=1 attempt=1 kind=noop";
-        let (id, ts) = parse_grant(l).expect("a grant");
-        assert_eq!(id, 42);
-        assert_eq!(ts.timestamp_subsec_micros(), 123_456);
-        assert!(parse_grant("2026-11-26T11:08:31.123456Z  INFO Polling").is_none());
-        let a: DateTime<Utc> = "2026-11-26T11:08:31.000100Z".parse().expect("ts");
-        let b: DateTime<Utc> = "2026-11-26T11:08:31.001600Z".parse().expect("ts");
-        assert_eq!(ms_between(a, b), 1.5);
-    }
-
-    #[test]
-    fn args_parse() {
-        let a = Args::parse(
-            ["dispatch", "--runs", "1", "--jobs", "10", "--plain"]
-                .into_iter()
-                .map(String::from),
-        )
-        .expect("parses")
-        .expect("not help");
-        assert_eq!(a.scenario, "dispatch");
-        assert_eq!(a.runs, Some(1));
-        assert_eq!(a.jobs, Some(10));
-        assert_eq!(a.transport(), "plain");
-        assert!(Args::parse(["x", "--runs", "0"].into_iter().map(String::from)).is_err());
-        assert!(Args::parse(["--bogus"].into_iter().map(String::from)).is_err());
-    }
-
-    #[test]
-    fn log_tail_returns_complete_lines() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = dir.path().join("a.log");
-        std::fs::write(&p, "old\n").expect("write");
-        let mut t = LogTail::at_end(&p);
-        std::fs::write(&p, "old\none\ntw").expect("write");
-        assert_eq!(t.read_new().expect("read"), vec!["one".to_owned()]);
-        std::fs::write(&p, "old\none\ntwo\n").expect("write");
-        assert_eq!(t.read_new().expect("read"), vec!["two".to_owned()]);
-    }
-}
+mod tests;

@@ -297,5 +297,4 @@ pub(crate) fn scalar(result: &Result<Rows, String>) -> Option<String> {
 }
 
 #[cfg(all(test, unix))]
-#[path = "client_tests.rs"]
 mod tests;

@@ -345,5 +345,4 @@ fn remove_noted_partial(dir: &Path) {
 }
 
 #[cfg(all(test, unix))]
-#[path = "defaults_tests.rs"]
 mod tests;

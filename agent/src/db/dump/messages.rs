@@ -108,5 +108,4 @@ pub(crate) fn summary(stderr: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "messages_tests.rs"]
 mod tests;

@@ -334,9 +334,7 @@ impl Executor for DumpExecutor {
 }
 
 #[cfg(all(test, unix))]
-#[path = "mod_tests.rs"]
 mod tests;
 
 #[cfg(all(test, unix))]
-#[path = "server_tests.rs"]
 mod server_tests;

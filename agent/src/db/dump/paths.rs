@@ -217,5 +217,4 @@ pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8]) -> std::io::Re
 }
 
 #[cfg(all(test, unix))]
-#[path = "paths_tests.rs"]
 mod tests;

@@ -160,5 +160,4 @@ fn remove(dir: &Path, name: &str, done: &mut Vec<String>, errors: &mut Vec<Strin
 }
 
 #[cfg(all(test, unix))]
-#[path = "retention_tests.rs"]
 mod tests;

@@ -60,5 +60,4 @@ pub fn best_mount(
 }
 
 #[cfg(test)]
-#[path = "space_tests.rs"]
 mod tests;

@@ -208,5 +208,4 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 #[cfg(test)]
-#[path = "stream_tests.rs"]
 mod tests;

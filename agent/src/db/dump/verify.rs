@@ -321,5 +321,4 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-#[path = "verify_tests.rs"]
 mod tests;

@@ -380,5 +380,4 @@ pub fn numeric_as(s: &str, precision: u8, scale: u8) -> Result<Numeric, String> 
 }
 
 #[cfg(test)]
-#[path = "params_tests.rs"]
 mod tests;

@@ -146,5 +146,4 @@ pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
 }
 
 #[cfg(test)]
-#[path = "call_tests.rs"]
 mod tests;

@@ -153,5 +153,4 @@ pub async fn drain<P: Protocol>(
 }
 
 #[cfg(test)]
-#[path = "capture_tests.rs"]
 mod tests;

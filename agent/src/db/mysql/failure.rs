@@ -118,5 +118,4 @@ fn classify_driver(e: &mysql_async::Error, retry_codes: &[i64]) -> Failure {
 }
 
 #[cfg(test)]
-#[path = "failure_tests.rs"]
 mod tests;

@@ -219,5 +219,4 @@ pub fn replayed(committed: &Committed) -> Json {
 }
 
 #[cfg(test)]
-#[path = "ledger_tests.rs"]
 mod tests;

@@ -346,5 +346,4 @@ fn stopped(stop: Stop, job: &Job, capture: &Capture, report: &kill::KillReport) 
 }
 
 #[cfg(test)]
-#[path = "server_tests.rs"]
 mod server_tests;

@@ -268,5 +268,4 @@ pub fn opts(c: &MysqlConnection, password: &Password) -> Opts {
 }
 
 #[cfg(test)]
-#[path = "pool_tests.rs"]
 mod tests;

@@ -266,5 +266,4 @@ pub mod base64 {
 }
 
 #[cfg(test)]
-#[path = "value_tests.rs"]
 mod tests;

@@ -576,5 +576,4 @@ pub fn render_state_line(j: &JobView) -> String {
 }
 
 #[cfg(test)]
-#[path = "render_tests.rs"]
 mod tests;

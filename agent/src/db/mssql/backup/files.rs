@@ -82,5 +82,4 @@ pub(super) async fn remove_unfinished(path: &Path) -> bool {
 }
 
 #[cfg(all(test, unix))]
-#[path = "files_tests.rs"]
 mod tests;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use baton_proto::ErrorCode;
 
 use super::*;
-use crate::agent_tests::{config, spawn_agent};
+use crate::agent::tests::{config, spawn_agent};
 use crate::fake_controller::{Enroll, Fake};
 use crate::tls::TlsConfig;
 

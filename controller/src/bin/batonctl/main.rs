@@ -8,17 +8,11 @@
 //! Exit codes: 0 success; 1 API or transport error (and `submit --wait` on a
 //! job that did not succeed); 2 usage error.
 
-#[path = "batonctl/client.rs"]
 mod client;
-#[path = "batonctl/drill.rs"]
 mod drill;
-#[path = "batonctl/identity.rs"]
 mod identity;
-#[path = "batonctl/render.rs"]
 mod render;
-#[path = "batonctl/render_auth.rs"]
 mod render_auth;
-#[path = "batonctl/submit.rs"]
 mod submit;
 
 use std::io::Write as _;
@@ -408,108 +402,4 @@ async fn health(api: &Api, json: bool) -> Result<ExitCode> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cli_globals_and_defaults() {
-        let cli = Cli::try_parse_from(["batonctl", "list", "-o", "json", "--state", "queued"])
-            .expect("parse");
-        assert_eq!(cli.url, format!("http://127.0.0.1:{DEFAULT_PORT}"));
-        assert_eq!(cli.output, Output::Json);
-        let Command::List(a) = cli.command else {
-            panic!("not list")
-        };
-        assert_eq!(a.state, Some(JobState::Queued));
-
-        let cli = Cli::try_parse_from([
-            "batonctl",
-            "submit",
-            "--url",
-            "http://ctl:1",
-            "--program",
-            "/bin/echo",
-            "--",
-            "hello",
-            "world",
-        ])
-        .expect("parse");
-        assert_eq!(cli.url, "http://ctl:1");
-        let Command::Submit(s) = cli.command else {
-            panic!("not submit")
-        };
-        assert_eq!(s.args, ["hello", "world"]);
-        assert!(!s.wait);
-
-        assert!(Cli::try_parse_from(["batonctl", "list", "--state", "done"]).is_err());
-        assert!(Cli::try_parse_from(["batonctl", "get", "abc"]).is_err());
-        assert!(Cli::try_parse_from(["batonctl", "agents", "--token", "secret"]).is_err());
-        assert!(Cli::try_parse_from(["batonctl", "submit", "--wait-timeout", "5s"]).is_err());
-    }
-
-    #[test]
-    fn identity_commands_parse_with_globals() {
-        let cli = Cli::try_parse_from(["batonctl", "agents"]).expect("bare agents");
-        assert!(matches!(
-            cli.command,
-            Command::Agents(AgentsArgs { command: None })
-        ));
-        let cli = Cli::try_parse_from(["batonctl", "agents", "revoke", "db1", "-o", "json"])
-            .expect("agents revoke");
-        assert_eq!(cli.output, Output::Json);
-        assert!(matches!(
-            cli.command,
-            Command::Agents(AgentsArgs {
-                command: Some(identity::AgentsCmd::Revoke { ref id })
-            }) if id == "db1"
-        ));
-        let cli = Cli::try_parse_from(["batonctl", "whoami", "--url", "https://ctl:8420"])
-            .expect("whoami");
-        assert!(matches!(cli.command, Command::Whoami));
-        assert_eq!(cli.url, "https://ctl:8420");
-        let cli = Cli::try_parse_from([
-            "batonctl",
-            "--ca-file",
-            "/etc/baton/ca.pem",
-            "enroll",
-            "create",
-            "--group",
-            "nightly",
-        ])
-        .expect("enroll create");
-        assert_eq!(cli.ca_file, Some(PathBuf::from("/etc/baton/ca.pem")));
-        let Command::Enroll(EnrollCmd::Create(a)) = cli.command else {
-            panic!("not enroll create")
-        };
-        assert_eq!(a.request().expires_in_ms, 86_400_000);
-        let cli = Cli::try_parse_from(["batonctl", "audit", "--actor", "token:ci"]).expect("audit");
-        let Command::Audit(a) = cli.command else {
-            panic!("not audit")
-        };
-        assert_eq!(a.actor.as_deref(), Some("token:ci"));
-        assert!(matches!(
-            Cli::try_parse_from(["batonctl", "tokens", "list"])
-                .expect("tokens list")
-                .command,
-            Command::Tokens(TokensCmd::List)
-        ));
-        // Secrets are never flags; subcommands are required where there is no default.
-        assert!(Cli::try_parse_from(["batonctl", "tokens"]).is_err());
-        assert!(Cli::try_parse_from(["batonctl", "enroll", "list", "--token", "x"]).is_err());
-    }
-
-    #[test]
-    fn token_file_is_trimmed_and_checked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("token");
-        std::fs::write(&path, "s3cret-token\n").expect("write");
-        assert_eq!(read_token(Some(&path)).expect("token"), "s3cret-token");
-        std::fs::write(&path, "\n").expect("write");
-        let err = read_token(Some(&path)).expect_err("empty");
-        assert!(err.is::<UsageError>());
-        std::fs::write(&path, "two words").expect("write");
-        assert!(read_token(Some(&path)).is_err());
-        let err = read_token(Some(&dir.path().join("missing"))).expect_err("missing");
-        assert!(err.to_string().contains("cannot read token file"), "{err}");
-    }
-}
+mod tests;

@@ -53,7 +53,6 @@ use baton_tests::mariadb;
 use baton_tests::proc::AgentOpts;
 use chrono::{DateTime, Utc};
 
-#[path = "chaos/report.rs"]
 mod report;
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;

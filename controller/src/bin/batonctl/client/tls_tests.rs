@@ -13,10 +13,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::*;
 
-const CA: &str = include_str!("testdata/ca.pem");
-const OTHER_CA: &str = include_str!("testdata/other-ca.pem");
-const SERVER_CERT: &str = include_str!("testdata/server.pem");
-const SERVER_KEY: &str = include_str!("testdata/server.key");
+const CA: &str = include_str!("../testdata/ca.pem");
+const OTHER_CA: &str = include_str!("../testdata/other-ca.pem");
+const SERVER_CERT: &str = include_str!("../testdata/server.pem");
+const SERVER_KEY: &str = include_str!("../testdata/server.key");
 
 /// Set in the child process only.
 const CHILD_ENV: &str = "BATONCTL_TEST_PIN_CHILD";

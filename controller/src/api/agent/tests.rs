@@ -1,0 +1,26 @@
+use super::*;
+
+#[test]
+fn idle_holds_end_on_shared_ticks_never_later_than_asked() {
+    let hold = Duration::from_secs(25);
+    let first = Instant::now();
+    let ends: Vec<Instant> = (0..40)
+        .map(|i| {
+            let started = first + Duration::from_millis(37 * i);
+            let end = coalesced(started, hold);
+            assert!(end <= started + hold, "never longer than asked");
+            assert!(end > started + hold - HOLD_TICK, "at most a tick shorter");
+            end
+        })
+        .collect();
+    // 40 polls over 1.5 s end on at most 4 distinct ticks, HOLD_TICK apart.
+    let mut distinct = ends.clone();
+    distinct.dedup();
+    assert!(distinct.len() <= 4, "{distinct:?}");
+    for w in distinct.windows(2) {
+        assert_eq!(w[1] - w[0], HOLD_TICK);
+    }
+    // Short holds are kept as asked.
+    let short = Duration::from_millis(1_500);
+    assert_eq!(coalesced(first, short), first + short);
+}

@@ -1,0 +1,214 @@
+use super::*;
+use crate::store::testutil::store;
+use baton_proto::{JobSpec, NoopSpec, RetryPolicy};
+
+pub(crate) fn new_job(group: &str, key: Option<&str>, hash: &str) -> NewJob {
+    NewJob {
+        submit: JobSubmit {
+            group: group.into(),
+            spec: JobSpec::Noop(NoopSpec::default()),
+            priority: 0,
+            retry: RetryPolicy::default(),
+            timeout_ms: None,
+            lease_ttl_ms: None,
+            labels: [("team".to_string(), "dba".to_string())].into(),
+        },
+        lease_ttl_ms: 15_000,
+        idempotency_key: key.map(str::to_owned),
+        request_hash: hash.into(),
+    }
+}
+
+#[tokio::test]
+async fn lists_hold_summaries_with_long_texts_cut() {
+    let (s, _d) = store().await;
+    let mut job = new_job("g", None, "h");
+    job.submit.spec = JobSpec::Command(baton_proto::CommandSpec {
+        program: format!("/opt/{}", "p".repeat(300)),
+        args: vec!["secret-looking-arg".into()],
+        ..Default::default()
+    });
+    let id = s.submit(job, 1000).await.expect("submit").job.id;
+    let list = s
+        .list_jobs(&JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let j = &list.jobs[0];
+    assert_eq!(j.id, id);
+    assert_eq!(j.max_attempts, RetryPolicy::default().max_attempts);
+    let what = j.what.as_deref().expect("what");
+    assert!(what.starts_with("/opt/pp") && what.ends_with('…'), "{what}");
+    assert_eq!(what.chars().count(), JobSummary::MAX_TEXT + 1);
+    let wire = serde_json::to_string(&list).expect("json");
+    assert!(!wire.contains("secret-looking-arg"), "{wire}");
+}
+
+#[tokio::test]
+async fn submit_get_list() {
+    let (s, _d) = store().await;
+    let a = s
+        .submit(new_job("g", None, "h"), 1000)
+        .await
+        .expect("submit");
+    assert!(a.created);
+    assert_eq!(a.job.state, JobState::Queued);
+    assert_eq!(s.get_job(a.job.id).await.expect("get"), a.job);
+    let b = s
+        .submit(new_job("h", None, "h"), 1001)
+        .await
+        .expect("submit");
+    let all = s
+        .list_jobs(&JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        all.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![b.job.id, a.job.id]
+    );
+    let g = s
+        .list_jobs(&JobFilter {
+            group: Some("g".into()),
+            label: Some(("team".into(), "dba".into())),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(g.jobs.len(), 1);
+    let none = s
+        .list_jobs(&JobFilter {
+            label: Some(("team".into(), "web".into())),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(none.jobs.is_empty());
+    let page = s
+        .list_jobs(&JobFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(page.next_before, Some(b.job.id));
+}
+
+#[tokio::test]
+async fn idempotency_key() {
+    let (s, _d) = store().await;
+    let a = s
+        .submit(new_job("g", Some("k"), "h1"), 1)
+        .await
+        .expect("submit");
+    let b = s
+        .submit(new_job("g", Some("k"), "h1"), 2)
+        .await
+        .expect("again");
+    assert!(!b.created);
+    assert_eq!(a.job.id, b.job.id);
+    let c = s.submit(new_job("g", Some("k"), "h2"), 3).await;
+    assert!(matches!(c, Err(Error::IdempotencyConflict(_))));
+}
+
+#[tokio::test]
+async fn batch_submit_in_order_and_idempotent_on_the_whole_body() {
+    let (s, _d) = store().await;
+    let batch = |key: Option<&str>, hash: &str| NewBatch {
+        jobs: vec![
+            new_job("g", None, "a"),
+            new_job("h", None, "b"),
+            new_job("g", None, "c"),
+        ],
+        idempotency_key: key.map(str::to_owned),
+        request_hash: hash.into(),
+    };
+    let a = s
+        .submit_batch(batch(Some("bk"), "B1"), 10)
+        .await
+        .expect("batch");
+    assert!(a.created);
+    let ids: Vec<JobId> = a.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    assert_eq!(
+        a.jobs.iter().map(|j| j.group.as_str()).collect::<Vec<_>>(),
+        vec!["g", "h", "g"]
+    );
+    assert!(a.jobs.iter().all(|j| j.state == JobState::Queued));
+    for j in &a.jobs {
+        // The answer is what reading the row back gives.
+        assert_eq!(&s.get_job(j.id).await.expect("get"), j);
+    }
+    // The same body again: the same jobs, nothing new.
+    let again = s
+        .submit_batch(batch(Some("bk"), "B1"), 11)
+        .await
+        .expect("again");
+    assert!(!again.created);
+    assert_eq!(again.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids);
+    // Another body with the key, or a single submit with it: conflict.
+    assert!(matches!(
+        s.submit_batch(batch(Some("bk"), "B2"), 12).await,
+        Err(Error::IdempotencyConflict(_))
+    ));
+    assert!(matches!(
+        s.submit(new_job("g", Some("bk"), "a"), 13).await,
+        Err(Error::IdempotencyConflict(_))
+    ));
+    let all = s
+        .list_jobs(&JobFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.jobs.len(), 3);
+    // Without a key every call creates.
+    let b = s.submit_batch(batch(None, "B1"), 14).await.expect("batch");
+    assert!(b.created);
+    assert_eq!(b.jobs[0].id, ids[2] + 1);
+    // Several multi-row INSERT chunks: still in order, ids consecutive.
+    let many = NewBatch {
+        jobs: (0..130)
+            .map(|i| {
+                let mut j = new_job("g", None, "x");
+                j.submit.priority = i;
+                j
+            })
+            .collect(),
+        idempotency_key: None,
+        request_hash: "many".into(),
+    };
+    let m = s.submit_batch(many, 15).await.expect("many");
+    assert_eq!(m.jobs.len(), 130);
+    for (i, j) in m.jobs.iter().enumerate() {
+        assert_eq!(j.id, m.jobs[0].id + i as i64);
+        assert_eq!(j.priority, i as i32);
+    }
+    let last = m.jobs.last().expect("last");
+    assert_eq!(&s.get_job(last.id).await.expect("get"), last);
+}
+
+#[tokio::test]
+async fn cancel_and_retry_rules() {
+    let (s, _d) = store().await;
+    let a = s
+        .submit(new_job("g", None, "h"), 1)
+        .await
+        .expect("submit")
+        .job;
+    let c = s.cancel(a.id, 2).await.expect("cancel");
+    assert_eq!(c.state, JobState::Cancelled);
+    assert!(matches!(s.cancel(a.id, 3).await, Err(Error::Conflict(_))));
+    let r = s.retry(a.id, 4).await.expect("retry");
+    assert_eq!(r.state, JobState::Queued);
+    assert!(matches!(s.retry(a.id, 5).await, Err(Error::Conflict(_))));
+    assert!(matches!(s.get_job(999).await, Err(Error::NotFound(999))));
+}

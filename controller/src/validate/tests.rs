@@ -1,0 +1,200 @@
+use super::*;
+use baton_proto::{
+    CommandSpec, NoopSpec, ParamMode, ParamValue, ProcedureParam, ProcedureSpec, RetryPolicy,
+};
+
+const SPEC: usize = 256 << 10;
+
+fn base() -> JobSubmit {
+    JobSubmit {
+        group: "g".into(),
+        spec: JobSpec::Noop(NoopSpec::default()),
+        priority: 0,
+        retry: RetryPolicy::default(),
+        timeout_ms: None,
+        lease_ttl_ms: None,
+        labels: Default::default(),
+    }
+}
+
+#[test]
+fn routine_names() {
+    assert!(valid_routine_name("nightly"));
+    assert!(valid_routine_name("app.nightly_$1"));
+    assert!(valid_routine_name("shop.dbo.usp_close#2"));
+    assert!(valid_routine_name(&"a".repeat(128)));
+    assert!(!valid_routine_name("a.b.c.d"));
+    assert!(!valid_routine_name("a..b"));
+    assert!(!valid_routine_name("x`; DROP TABLE t; --"));
+    assert!(!valid_routine_name("[dbo].[x]"));
+    assert!(!valid_routine_name(""));
+    assert!(!valid_routine_name(&"a".repeat(129)));
+}
+
+fn procedure(params: Vec<ProcedureParam>) -> JobSubmit {
+    JobSubmit {
+        spec: JobSpec::Procedure(ProcedureSpec {
+            connection: "main".into(),
+            procedure: "dbo.usp_x".into(),
+            params,
+            exactly_once: false,
+        }),
+        ..base()
+    }
+}
+
+fn param(name: &str, sql_type: Option<&str>) -> ProcedureParam {
+    ProcedureParam {
+        name: name.into(),
+        mode: ParamMode::In,
+        value: ParamValue::Int(1),
+        sql_type: sql_type.map(str::to_owned),
+    }
+}
+
+#[test]
+fn procedure_params_and_sql_types_are_checked() {
+    let ok = procedure(vec![
+        param("id", Some("int")),
+        param("amount", Some("decimal(10,2)")),
+        param("note", Some("nvarchar(max)")),
+        param(&"p".repeat(127), None),
+    ]);
+    assert_eq!(submission(&ok, 15_000, SPEC), Ok(15_000));
+    let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
+    let bad_type = procedure(vec![param("id", Some("int")), param("x", Some("text"))]);
+    assert_eq!(field(&bad_type), Err("spec.params[1].sql_type".into()));
+    let e = submission(&bad_type, 15_000, SPEC).expect_err("text");
+    assert!(e.message.contains("not a supported SQL type"), "{e}");
+    let dup = procedure(vec![param("Id", None), param("id", None)]);
+    assert_eq!(field(&dup), Err("spec.params[1].name".into()));
+    let long = procedure(vec![param(&"p".repeat(128), None)]);
+    assert_eq!(field(&long), Err("spec.params[0].name".into()));
+    let at = procedure(vec![param("@id", None)]);
+    assert_eq!(field(&at), Err("spec.params[0].name".into()));
+    let mut four = procedure(vec![]);
+    if let JobSpec::Procedure(p) = &mut four.spec {
+        p.procedure = "srv.shop.dbo.usp_x".into();
+    }
+    assert_eq!(field(&four), Err("spec.procedure".into()));
+}
+
+#[test]
+fn fields_are_named() {
+    assert_eq!(submission(&base(), 15_000, SPEC), Ok(15_000));
+    let mut s = base();
+    s.lease_ttl_ms = Some(1999);
+    assert_eq!(
+        submission(&s, 15_000, SPEC).map_err(|e| e.field),
+        Err("lease_ttl_ms".into())
+    );
+    let mut s = base();
+    s.group = "bad group".into();
+    assert_eq!(
+        submission(&s, 15_000, SPEC).map_err(|e| e.field),
+        Err("group".into())
+    );
+    let mut s = base();
+    s.retry.max_attempts = 0;
+    assert_eq!(
+        submission(&s, 15_000, SPEC).map_err(|e| e.field),
+        Err("retry.max_attempts".into())
+    );
+    let mut s = base();
+    s.spec = JobSpec::Command(CommandSpec::default());
+    assert_eq!(
+        submission(&s, 15_000, SPEC).map_err(|e| e.field),
+        Err("spec.program".into())
+    );
+}
+
+#[test]
+fn integers_past_what_is_stored_are_refused_naming_the_field() {
+    let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
+    let mut s = base();
+    s.timeout_ms = Some(u64::MAX);
+    assert_eq!(field(&s), Err("timeout_ms".into()));
+    s.timeout_ms = Some(MAX_TIMEOUT_MS);
+    assert_eq!(field(&s), Ok(15_000));
+    s.timeout_ms = Some(0);
+    assert_eq!(field(&s), Err("timeout_ms".into()));
+    let mut s = base();
+    s.lease_ttl_ms = Some(u64::MAX);
+    assert_eq!(field(&s), Err("lease_ttl_ms".into()));
+    let mut s = base();
+    s.retry.max_backoff_ms = u64::MAX;
+    assert_eq!(field(&s), Err("retry.max_backoff_ms".into()));
+    let mut s = base();
+    s.retry.initial_backoff_ms = u64::MAX;
+    assert_eq!(field(&s), Err("retry.initial_backoff_ms".into()));
+    let mut s = base();
+    s.retry.max_attempts = u32::MAX;
+    assert_eq!(field(&s), Err("retry.max_attempts".into()));
+    let mut s = base();
+    s.retry.retry_codes = vec![1; MAX_RETRY_LIST + 1];
+    assert_eq!(field(&s), Err("retry.retry_codes".into()));
+    let mut s = base();
+    s.spec = JobSpec::Noop(NoopSpec { sleep_ms: u64::MAX });
+    assert_eq!(field(&s), Err("spec.sleep_ms".into()));
+    let mut s = base();
+    s.labels = (0..=MAX_LABELS)
+        .map(|i| (format!("k{i}"), "v".into()))
+        .collect();
+    assert_eq!(field(&s), Err("labels".into()));
+}
+
+#[test]
+fn a_spec_is_bounded_apart_from_the_body_naming_its_largest_part() {
+    let command = |args: Vec<String>, env: Vec<(String, String)>| JobSubmit {
+        spec: JobSpec::Command(CommandSpec {
+            program: "/bin/true".into(),
+            args,
+            env: env.into_iter().collect(),
+            working_dir: None,
+        }),
+        ..base()
+    };
+    let field = |s: &JobSubmit| submission(s, 15_000, 4096).map_err(|e| e.field);
+    assert_eq!(
+        field(&command(vec!["a".repeat(1000); 3], vec![])),
+        Ok(15_000)
+    );
+    assert_eq!(
+        field(&command(vec!["a".repeat(1000); 5], vec![])),
+        Err("spec.args".into())
+    );
+    assert_eq!(
+        field(&command(vec![], vec![("A".into(), "b".repeat(5000))])),
+        Err("spec.env".into())
+    );
+    let sql = JobSubmit {
+        spec: JobSpec::Sql(baton_proto::SqlSpec {
+            connection: "main".into(),
+            sql: "select 1;".repeat(1000),
+            exactly_once: false,
+        }),
+        ..base()
+    };
+    assert_eq!(field(&sql), Err("spec.sql".into()));
+    let e = submission(&sql, 15_000, 4096).expect_err("large");
+    assert!(e.message.contains("max_spec_bytes"), "{e}");
+}
+
+#[test]
+fn nesting_depth_is_measured_without_recursion() {
+    use serde_json::json;
+    assert!(nesting_at_most(&json!(1), 0));
+    assert!(!nesting_at_most(&json!([]), 0));
+    assert!(nesting_at_most(&json!({"a": [1, {"b": 2}]}), 3));
+    assert!(!nesting_at_most(&json!({"a": [1, {"b": []}]}), 3));
+    // Far deeper than serde_json's own parse limit: built by hand.
+    let mut deep = json!(0);
+    for _ in 0..100_000 {
+        deep = serde_json::Value::Array(vec![deep]);
+    }
+    assert!(!nesting_at_most(&deep, MAX_DATA_DEPTH));
+    // Taking it apart level by level: dropping it whole would recurse.
+    while let serde_json::Value::Array(mut a) = deep {
+        deep = a.pop().unwrap_or_default();
+    }
+}
