@@ -18,12 +18,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod dispatch;
+pub mod drills;
+pub mod jobs;
 pub mod listener;
-pub mod metrics;
 pub mod presence;
 pub mod retention;
 pub mod server;

@@ -24,12 +24,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::auth::ClientCertVerified;
 use crate::config::TlsConfig;
 
 /// The peer address of the connection a request came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// Whether the connection presented a client certificate that verified
+/// against the configured client CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertVerified(pub bool);
 
 /// TLS setup errors.
 #[derive(Debug, thiserror::Error)]

@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 use baton_proto::auth::{OPERATOR_PREFIX, Role};
 
 use crate::api::{self, AppState, Inner};
-use crate::auth::{hash_secret, new_id, new_secret};
 use crate::config::Config;
+use crate::credentials::{hash_secret, new_id, new_secret};
 use crate::dispatch::{self, Wakers};
+use crate::jobs::Jobs;
 use crate::presence::{self, Presence};
 use crate::store::{self, Store};
 
@@ -162,42 +163,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let addr = listener.local_addr().map_err(Error::Serve)?;
     write_addr_file(&config.state_dir, &addr.to_string()).map_err(dir_err)?;
 
-    let wakers = Arc::new(Wakers::default());
-    let kick = Arc::new(Notify::new());
-    let presence = Arc::new(Presence::default());
-    let state = AppState::new(Inner {
-        store: store.clone(),
-        limits: api::limits::Limits::new(
-            config.enroll_per_minute,
-            config.max_unauthenticated,
-            config.max_unauthenticated_per_address,
-        ),
-        config: config.clone(),
-        wakers: wakers.clone(),
-        reaper_kick: kick.clone(),
-        presence: presence.clone(),
-        ready: AtomicBool::new(false),
-        shutdown: shutdown.clone(),
-    });
-    let reaper = tokio::spawn(dispatch::reaper(
-        store.clone(),
-        wakers,
-        kick,
-        shutdown.clone(),
-    ));
-    let retention = tokio::spawn(crate::retention::run(
-        store.clone(),
-        crate::retention::Policy {
-            job_keep: config.job_keep,
-            audit_keep: config.audit_keep,
-        },
-        shutdown.clone(),
-    ));
-    let flusher = tokio::spawn(presence::run_flusher(
-        presence.clone(),
-        store.clone(),
-        shutdown.clone(),
-    ));
+    let state = app_state(&store, &config, &shutdown);
+    let tasks = Tasks::spawn(&state, &config, &shutdown);
     state.ready.store(true, Ordering::Release);
     tracing::info!(
         listen = %addr,
@@ -226,17 +193,75 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         std::time::Duration::from_secs(10),
     )
     .await;
-    let _ = reaper.await;
-    let _ = retention.await;
-    let _ = flusher.await;
+    tasks.join().await;
     // No poll can arrive any more: write the last presence.
-    match presence.flush(&store).await {
+    match state.presence.flush(&store).await {
         Ok(rows) => tracing::debug!(rows, "Agent presence flushed at shutdown"),
         Err(e) => tracing::warn!(error = %e, "Cannot flush agent presence at shutdown"),
     }
     store.close().await;
     tracing::info!("Controller stopped");
     Ok(())
+}
+
+/// The handlers' shared state: the store, the services, the limits.
+fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> AppState {
+    AppState::new(Inner {
+        store: store.clone(),
+        jobs: Jobs::new(store.clone(), Arc::new(Wakers::default())),
+        limits: api::limits::Limits::new(
+            config.enroll_per_minute,
+            config.max_unauthenticated,
+            config.max_unauthenticated_per_address,
+        ),
+        config: config.clone(),
+        reaper_kick: Arc::new(Notify::new()),
+        presence: Arc::new(Presence::default()),
+        ready: AtomicBool::new(false),
+        shutdown: shutdown.clone(),
+    })
+}
+
+/// The background tasks: the lease reaper, retention, the presence flusher.
+struct Tasks {
+    reaper: tokio::task::JoinHandle<()>,
+    retention: tokio::task::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Tasks {
+    fn spawn(state: &AppState, config: &Config, shutdown: &CancellationToken) -> Tasks {
+        let reaper = tokio::spawn(dispatch::reaper(
+            state.jobs.clone(),
+            state.reaper_kick.clone(),
+            shutdown.clone(),
+        ));
+        let retention = tokio::spawn(crate::retention::run(
+            state.store.clone(),
+            crate::retention::Policy {
+                job_keep: config.job_keep,
+                audit_keep: config.audit_keep,
+            },
+            shutdown.clone(),
+        ));
+        let flusher = tokio::spawn(presence::run_flusher(
+            state.presence.clone(),
+            state.store.clone(),
+            shutdown.clone(),
+        ));
+        Tasks {
+            reaper,
+            retention,
+            flusher,
+        }
+    }
+
+    /// Wait for every task to end (after the shutdown).
+    async fn join(self) {
+        let _ = self.reaper.await;
+        let _ = self.retention.await;
+        let _ = self.flusher.await;
+    }
 }
 
 /// Raise the open-file limit and say when it is too low for a large fleet

@@ -1,8 +1,7 @@
 //! Agent endpoints: long-poll, heartbeat, complete (one job, or a batch per
 //! agent), release.
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -10,18 +9,20 @@ use baton_proto::lease::{
     BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
 };
 use baton_proto::{
-    CompleteRequest, CompleteResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse, JobId,
-    PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
+    CompleteRequest, CompleteResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse, PollRequest,
+    PollResponse, ReleaseRequest, ReleaseResponse,
 };
-use futures_util::future::{join_all, select_all};
+use futures_util::future::join_all;
 
+use super::auth::AgentCaller;
 use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath};
-use crate::auth::AgentCaller;
-use crate::presence::Known;
-use crate::store::agents::AgentSeen;
-use crate::store::{GrantRequest, now_ms};
+use crate::dispatch::{Dispatcher, Poll, long_poll};
+use crate::drills;
+use crate::jobs::log_refusal;
+use crate::store::now_ms;
 
-/// `POST /v1/agents/{id}/poll`: hold until a job is granted or the hold runs out.
+/// `POST /v1/agents/{id}/poll`: hold until a job is granted or the hold
+/// runs out (`dispatch::long_poll`).
 pub async fn poll(
     State(s): State<AppState>,
     caller: AgentCaller,
@@ -58,204 +59,21 @@ pub async fn poll(
             Some("free_slots".into()),
         ));
     }
-    if !s.ready.load(Ordering::Acquire) {
-        return Err(ApiError::new(ErrorCode::NotReady, "shutting down", None));
-    }
-    let groups: Vec<_> = req.groups.iter().map(|g| s.wakers.get(g)).collect();
-    let generations = |groups: &[std::sync::Arc<crate::dispatch::Group>]| -> Vec<u64> {
-        groups.iter().map(|g| g.generation()).collect()
+    let dispatcher = Dispatcher {
+        jobs: &s.jobs,
+        presence: &s.presence,
+        reaper_kick: &s.reaper_kick,
+        ready: &s.ready,
+        shutdown: &s.shutdown,
     };
-    // Presence lives in memory (`presence`): the row is written only when
-    // something durable changed.
-    let epoch = s
-        .presence
-        .polled(
-            &s.store,
-            &AgentSeen {
-                id: &id,
-                groups: &req.groups,
-                capabilities: &req.capabilities,
-                version: &req.version,
-                os: &req.os,
-                free_slots: req.free_slots,
-                metrics: req.metrics.as_ref(),
-            },
-            &generations(&groups),
-            received,
-        )
-        .await?
-        .epoch;
-    let hold = req
-        .wait_ms
-        .map(Duration::from_millis)
-        .unwrap_or(s.config.poll_hold)
-        .min(s.config.poll_hold);
-    let deadline = coalesced(started, hold);
-    let connections: Vec<String> = req
-        .capabilities
-        .connections
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
-    let mut drained_at_start = None;
-    loop {
-        // Register for wake-ups before looking, so nothing slips between;
-        // then read the generations: a wake-up after this read either shows
-        // in them or fires a registered waiter.
-        let mut waits: Vec<_> = groups
-            .iter()
-            .map(|g| Box::pin(g.notify.notified()))
-            .collect();
-        for w in &mut waits {
-            w.as_mut().enable();
-        }
-        let gens = generations(&groups);
-        // Nothing happened in the agent's groups since its last look: its
-        // answer still holds (no drain read, maybe no grant).
-        let known = s.presence.known(&id, epoch, &gens);
-        let drained = match &known {
-            Some(k) => k.drained,
-            None => s.store.agent_drained(&id).await?,
-        };
-        let drained_at_start = *drained_at_start.get_or_insert(drained);
-        if drained {
-            if known.is_none() {
-                s.presence.remember(
-                    &id,
-                    epoch,
-                    Known {
-                        generations: gens,
-                        drained: true,
-                        idle: None,
-                    },
-                );
-            }
-            // Drained: no new work. A poll that began drained is held (a
-            // presence heartbeat) until its deadline or a wake-up — a resume
-            // wakes the agent's groups; one that saw the drain arrive answers
-            // at once, so the agent learns of it.
-            if !drained_at_start
-                || Instant::now() >= deadline
-                || !s.ready.load(Ordering::Acquire)
-                || s.shutdown.is_cancelled()
-            {
-                return Ok(Json(PollResponse {
-                    grants: Vec::new(),
-                    retry_after_ms: None,
-                    drain: true,
-                }));
-            }
-            tokio::select! {
-                _ = select_all(waits) => {}
-                _ = tokio::time::sleep_until(deadline.into()) => {}
-                _ = s.shutdown.cancelled() => {}
-            }
-            continue;
-        }
-        // `held` is read before `now`: the hold handed to the agent is never
-        // longer than the controller's own (monotonic, so no wall-clock step
-        // can lengthen it), and the agent's first deadline never later
-        // than the lease's (lease lifecycle point 4).
-        let held = started.elapsed();
-        let now = now_ms();
-        let mut next_ready_at = known.as_ref().and_then(|k| k.idle.flatten());
-        let skip = req.free_slots == 0 || known.is_some_and(|k| k.nothing_to_grant(now));
-        if !skip {
-            let granted = s
-                .store
-                .grant(
-                    &GrantRequest {
-                        agent_id: &id,
-                        groups: &req.groups,
-                        kinds: &req.capabilities.kinds,
-                        connections: &connections,
-                        max: req.free_slots,
-                    },
-                    now,
-                )
-                .await?;
-            for g in &granted.woken {
-                s.wakers.wake(g);
-            }
-            if !granted.grants.is_empty() {
-                s.reaper_kick.notify_one();
-                let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
-                let grants = granted
-                    .grants
-                    .into_iter()
-                    .map(|mut g| {
-                        g.held_ms = held_ms;
-                        tracing::info!(job_id = g.job_id, token = g.token, attempt = g.attempt, agent_id = %id, "Lease granted");
-                        g
-                    })
-                    .collect();
-                return Ok(Json(PollResponse {
-                    grants,
-                    retry_after_ms: None,
-                    drain: false,
-                }));
-            }
-            next_ready_at = granted.next_ready_at;
-            // Found nothing: until a wake-up in its groups (or the backoff
-            // of a matching job ends), the agent's next looks would too.
-            s.presence.remember(
-                &id,
-                epoch,
-                Known {
-                    generations: gens,
-                    drained: false,
-                    idle: Some(next_ready_at),
-                },
-            );
-        }
-        if req.free_slots == 0
-            || Instant::now() >= deadline
-            || !s.ready.load(Ordering::Acquire)
-            || s.shutdown.is_cancelled()
-        {
-            return Ok(Json(PollResponse {
-                grants: Vec::new(),
-                retry_after_ms: None,
-                drain: false,
-            }));
-        }
-        let mut until = deadline;
-        if let Some(ready_at) = next_ready_at {
-            let wait = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
-            until = until.min(Instant::now() + wait);
-        }
-        tokio::select! {
-            _ = select_all(waits) => {}
-            _ = tokio::time::sleep_until(until.into()) => {}
-            _ = s.shutdown.cancelled() => {}
-        }
-    }
-}
-
-/// Idle polls' answers are aligned to ticks of this length (process-wide),
-/// so that one timer wake-up answers every poll ending in the same tick and
-/// the agents' next polls arrive together: with 10,000 idle agents that
-/// halved the controller's CPU, which went mostly to waking threads once
-/// per poll. A work-giving wake-up still answers at once.
-pub const HOLD_TICK: Duration = Duration::from_millis(500);
-
-/// Holds shorter than this are not aligned (tests, impatient agents).
-const COALESCE_FROM: Duration = Duration::from_secs(5);
-
-/// When a poll that began at `started` and may be held `hold` ends if
-/// nothing comes: `started + hold` rounded down to a [`HOLD_TICK`] boundary
-/// (never longer than asked, at most one tick shorter).
-fn coalesced(started: Instant, hold: Duration) -> Instant {
-    static ORIGIN: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
-    let deadline = started + hold;
-    if hold < COALESCE_FROM {
-        return deadline;
-    }
-    let since = deadline.saturating_duration_since(*ORIGIN);
-    let tick = HOLD_TICK.as_nanos();
-    let floored = since.as_nanos() / tick * tick;
-    let aligned = *ORIGIN + Duration::from_nanos(u64::try_from(floored).unwrap_or(u64::MAX));
-    aligned.max(deadline - HOLD_TICK)
+    let poll = Poll {
+        agent_id: &id,
+        req: &req,
+        max_hold: s.config.poll_hold,
+        started,
+        received,
+    };
+    Ok(Json(long_poll(dispatcher, poll).await?))
 }
 
 /// `POST /v1/jobs/{id}/heartbeat`.
@@ -300,7 +118,7 @@ pub async fn heartbeat(
         .await
         .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "heartbeat", e))?;
     // A failover drill of this job asks the holder for its fault here.
-    let fault = super::drills::fault_for_heartbeat(&s, job_id, &caller.id, req.token).await;
+    let fault = drills::fault_for_heartbeat(&s.store, job_id, &caller.id, req.token).await;
     Ok(Json(HeartbeatResponse {
         lease_ttl_ms: ttl,
         cancel_requested: cancel,
@@ -316,7 +134,7 @@ pub async fn complete(
     JsonBody(req): JsonBody<CompleteRequest>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
     check_output(s.config.max_output_bytes, &req.result)?;
-    let (state, duplicate) = record_completion(&s, &caller.id, job_id, &req, now_ms()).await?;
+    let (state, duplicate) = s.jobs.complete(job_id, &caller.id, &req, now_ms()).await?;
     Ok(Json(CompleteResponse { state, duplicate }))
 }
 
@@ -401,7 +219,7 @@ async fn complete_item(
         return refused(e);
     }
     let req = item.request();
-    match record_completion(s, agent_id, job_id, &req, now).await {
+    match s.jobs.complete(job_id, agent_id, &req, now).await {
         Ok((state, duplicate)) => BatchCompleteResult::Recorded {
             job_id,
             state,
@@ -411,29 +229,6 @@ async fn complete_item(
     }
 }
 
-/// Record one completion: wake the group when the job went back to the
-/// queue, log it, and log a stale-lease refusal.
-async fn record_completion(
-    s: &AppState,
-    agent_id: &str,
-    job_id: JobId,
-    req: &CompleteRequest,
-    now: i64,
-) -> Result<(baton_proto::JobState, bool), crate::store::Error> {
-    let (state, duplicate, group) = s
-        .store
-        .complete(job_id, agent_id, req, now)
-        .await
-        .inspect_err(|e| log_refusal(job_id, req.token, agent_id, "complete", e))?;
-    if state == baton_proto::JobState::Queued {
-        s.wakers.wake(&group);
-    }
-    if !duplicate {
-        tracing::info!(job_id, token = req.token, agent_id = %agent_id, %state, "Job completion recorded");
-    }
-    Ok((state, duplicate))
-}
-
 /// `POST /v1/jobs/{id}/release`.
 pub async fn release(
     State(s): State<AppState>,
@@ -441,21 +236,9 @@ pub async fn release(
     JobIdPath(job_id): JobIdPath,
     JsonBody(req): JsonBody<ReleaseRequest>,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
-    let (state, group) = s
-        .store
+    let state = s
+        .jobs
         .release(job_id, &caller.id, req.token, &req.reason, now_ms())
-        .await
-        .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "release", e))?;
-    s.wakers.wake(&group);
-    tracing::info!(job_id, token = req.token, agent_id = %caller.id, reason = %req.reason, "Job released");
+        .await?;
     Ok(Json(ReleaseResponse { state }))
 }
-
-fn log_refusal(job_id: JobId, token: i64, agent: &str, call: &str, e: &crate::store::Error) {
-    if matches!(e, crate::store::Error::LeaseLost(_)) {
-        tracing::info!(job_id, token, agent_id = %agent, call, reason = %e, "Stale lease refused");
-    }
-}
-
-#[cfg(test)]
-mod tests;

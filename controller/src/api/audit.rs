@@ -21,7 +21,7 @@ use axum::response::Response;
 use baton_proto::ErrorCode;
 
 use super::AppState;
-use crate::auth::AuthOutcome;
+use super::auth::AuthOutcome;
 use crate::listener::PeerAddr;
 use crate::store::audit::AuditRecord;
 use crate::store::now_ms;

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use baton_proto::job::{JobBatch, JobBatchSubmit, MAX_BATCH_JOBS};
 use sha2::{Digest, Sha256};
 
+use super::auth::OperatorRole;
 use super::operator::idempotency_key;
 use super::{ApiError, AppState, JsonBody};
-use crate::auth::OperatorRole;
 use crate::store::jobs::{NewBatch, NewJob};
 use crate::store::now_ms;
 use crate::validate;
@@ -40,15 +40,11 @@ pub async fn submit_batch(
     canonical.extend(serde_json::to_vec(&batch).unwrap_or_default());
     let request_hash = hex::encode(Sha256::digest(&canonical));
     let mut jobs = Vec::with_capacity(batch.jobs.len());
-    let mut groups: Vec<String> = Vec::new();
     for (i, job) in batch.jobs.into_iter().enumerate() {
         let ttl =
             validate::submission(&job, default_ttl, s.config.max_spec_bytes).map_err(|e| {
                 ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
             })?;
-        if !groups.contains(&job.group) {
-            groups.push(job.group.clone());
-        }
         let one = serde_json::to_vec(&job).unwrap_or_default();
         jobs.push(NewJob {
             submit: job,
@@ -58,7 +54,7 @@ pub async fn submit_batch(
         });
     }
     let done = s
-        .store
+        .jobs
         .submit_batch(
             NewBatch {
                 jobs,
@@ -68,21 +64,12 @@ pub async fn submit_batch(
             now_ms(),
         )
         .await?;
-    let body = JobBatch { jobs: done.jobs };
-    if !done.created {
-        return Ok((StatusCode::OK, Json(body)).into_response());
-    }
-    tracing::info!(
-        jobs = body.jobs.len(),
-        first_id = body.jobs.first().map(|j| j.id),
-        last_id = body.jobs.last().map(|j| j.id),
-        groups = groups.len(),
-        "Jobs submitted in a batch"
-    );
-    for g in &groups {
-        s.wakers.wake(g);
-    }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let status = if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(JobBatch { jobs: done.jobs })).into_response())
 }
 
 #[cfg(test)]

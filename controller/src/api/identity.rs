@@ -15,9 +15,10 @@ use baton_proto::valid_name;
 use serde::Deserialize;
 
 use super::audit::AuditActor;
+use super::auth::{Admin, Viewer};
 use super::limits::EnrollGate;
 use super::{ApiError, AppState, JsonBody, NamePath, QueryParams};
-use crate::auth::{Admin, Viewer, hash_secret, new_id, new_secret};
+use crate::credentials::{hash_secret, new_id, new_secret};
 use crate::store::now_ms;
 
 /// Longest an enrollment token may live.
@@ -71,11 +72,7 @@ pub async fn revoke_agent(
     admin: Admin,
     NamePath(id): NamePath,
 ) -> Result<Json<AgentRevoked>, ApiError> {
-    let r = s.store.revoke_agent(&id, now_ms()).await?;
-    for g in &r.groups {
-        s.wakers.wake(g);
-    }
-    tracing::warn!(agent_id = %id, by = %admin.who.name, jobs = ?r.jobs, "Agent revoked");
+    let r = s.jobs.revoke_agent(&id, &admin.who.name, now_ms()).await?;
     Ok(Json(AgentRevoked {
         agent_id: id,
         revoked_at: crate::store::rows_ts(r.revoked_at),

@@ -1,5 +1,6 @@
 //! The HTTP API (v1): routes, shared state, JSON bodies and JSON errors.
 //!
+//! - [`auth`]: the authentication middleware and the role and agent extractors.
 //! - [`agent`]: poll, heartbeat, complete (one job or a batch), release.
 //! - [`operator`]: jobs and agents for operators.
 //! - [`batch`]: batch submission (`POST /v1/jobs/batch`).
@@ -8,15 +9,22 @@
 //! - [`audit`]: the middleware that records every state-changing call.
 //! - [`limits`]: limits for callers without a credential (concurrency,
 //!   enrollment rate, audit rows of refused calls).
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - this module: [`AppState`], [`ApiError`] (every non-2xx is a JSON
 //!   [`ErrorBody`]), [`JsonBody`] (bodies parsed with the failing field named).
+//!
+//! Handlers parse, call a service (`jobs`, `dispatch`, `drills`) or read the
+//! store, and map the service's error to an [`ApiError`] (the `From` impls
+//! below). No service sees an `ApiError` or the [`AppState`].
 
 pub mod agent;
 pub mod audit;
+pub mod auth;
 pub mod batch;
 pub mod drills;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod operator;
 mod spec_errors;
 
@@ -33,8 +41,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::dispatch::Wakers;
+use crate::jobs::Jobs;
 use crate::store::{self, Store};
+use crate::{dispatch, jobs};
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -42,14 +51,14 @@ pub struct AppState(Arc<Inner>);
 
 /// The inside of [`AppState`].
 pub struct Inner {
-    /// The store.
+    /// The store (reads; writes that give a group work go through `jobs`).
     pub store: Store,
+    /// The jobs service: writes that can give a group work, then its wake-up.
+    pub jobs: Jobs,
     /// Limits for callers without a credential.
     pub limits: Arc<limits::Limits>,
     /// The validated config.
     pub config: Config,
-    /// Per-group wake-ups for pollers.
-    pub wakers: Arc<Wakers>,
     /// Kicks the reaper when a lease is granted.
     pub reaper_kick: Arc<Notify>,
     /// Agent presence in memory (last_seen, free slots; what polls found).
@@ -144,7 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/drills", post(drills::start).get(drills::list))
         .route("/v1/drills/{id}", get(drills::show))
         .route("/v1/jobs/{id}/fault-ack", small(post(drills::fault_ack)))
-        .route("/metrics", get(crate::metrics::serve))
+        .route("/metrics", get(metrics::serve))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -152,7 +161,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::authenticate,
+            auth::authenticate,
         ));
     routine
         .merge(rest)
@@ -256,6 +265,39 @@ impl From<store::Error> for ApiError {
                 tracing::error!(error = %other, "Store failure while serving a request");
                 ApiError::new(ErrorCode::Internal, "internal store error", None)
             }
+        }
+    }
+}
+
+impl From<jobs::Error> for ApiError {
+    fn from(e: jobs::Error) -> Self {
+        match e {
+            jobs::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<dispatch::Error> for ApiError {
+    fn from(e: dispatch::Error) -> Self {
+        match e {
+            dispatch::Error::NotReady => ApiError::new(ErrorCode::NotReady, e.to_string(), None),
+            dispatch::Error::Jobs(e) => e.into(),
+            dispatch::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::drills::Error> for ApiError {
+    fn from(e: crate::drills::Error) -> Self {
+        match e {
+            crate::drills::Error::Invalid { field, message } => {
+                ApiError::bad_request(message, Some(field))
+            }
+            crate::drills::Error::NoSuchDrill(m) => {
+                ApiError::new(ErrorCode::NotFound, m, Some("drill_id".into()))
+            }
+            crate::drills::Error::Jobs(e) => e.into(),
+            crate::drills::Error::Store(e) => e.into(),
         }
     }
 }

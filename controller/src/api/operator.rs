@@ -10,8 +10,8 @@ use baton_proto::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::auth::{OperatorRole, Viewer};
 use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath, QueryParams};
-use crate::auth::{OperatorRole, Viewer};
 use crate::store::jobs::{JobFilter, NewJob};
 use crate::store::now_ms;
 use crate::validate;
@@ -31,9 +31,8 @@ pub async fn submit(
     let key = idempotency_key(&headers)?;
     let canonical = serde_json::to_vec(&job).unwrap_or_default();
     let request_hash = hex::encode(Sha256::digest(&canonical));
-    let group = job.group.clone();
     let done = s
-        .store
+        .jobs
         .submit(
             NewJob {
                 submit: job,
@@ -45,8 +44,6 @@ pub async fn submit(
         )
         .await?;
     if done.created {
-        tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, "Job submitted");
-        s.wakers.wake(&group);
         Ok((StatusCode::CREATED, Json(done.job)).into_response())
     } else {
         Ok((StatusCode::OK, Json(done.job)).into_response())
@@ -203,10 +200,8 @@ pub async fn retry(
     _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let mut job = s.store.retry(id, now_ms()).await?;
+    let mut job = s.jobs.retry(id, now_ms()).await?;
     bound_data(&mut job);
-    s.wakers.wake(&job.group);
-    tracing::info!(job_id = id, "Job requeued by operator");
     Ok(Json(job))
 }
 
@@ -258,17 +253,9 @@ async fn set_drain(
     id: String,
     drain: bool,
 ) -> Result<Json<AgentDrain>, ApiError> {
-    let state = s.store.set_drain(&id, drain, now_ms()).await?;
     // Held polls of the agent re-check their drain state; on resume they
-    // look for work at once.
-    for g in &state.groups {
-        s.wakers.wake(g);
-    }
-    if drain {
-        tracing::info!(agent_id = %id, by = %op.who.name, running = state.running.len(), "Agent drained: no new work");
-    } else {
-        tracing::info!(agent_id = %id, by = %op.who.name, "Agent resumed");
-    }
+    // look for work at once (the jobs service wakes its groups).
+    let state = s.jobs.set_drain(&id, drain, &op.who.name, now_ms()).await?;
     Ok(Json(AgentDrain {
         agent_id: id,
         draining: state.drained_at.is_some(),

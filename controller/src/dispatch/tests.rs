@@ -1,4 +1,16 @@
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use baton_proto::{Capabilities, JobKind, PollRequest, PollResponse, RetryPolicy};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
 use super::*;
+use crate::jobs::Jobs;
+use crate::presence::Presence;
+use crate::store::testutil::{enrolled, noop_job, store};
+use crate::store::{Store, now_ms};
 
 #[tokio::test]
 async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
@@ -34,13 +46,11 @@ fn the_reaper_sleeps_until_the_next_deadline_but_at_most_a_second() {
 /// back) is expired within about a second, not when the hour has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reaper_meets_a_deadline_that_moved_earlier_without_a_kick() {
-    use baton_proto::{JobKind, RetryPolicy};
-
     use crate::store::GrantRequest;
 
-    let (store, _dir) = crate::store::testutil::store().await;
+    let (store, _dir) = store().await;
     let ttl = 5_000u64;
-    let new = crate::store::testutil::noop_job(ttl, RetryPolicy::default());
+    let new = noop_job(ttl, RetryPolicy::default());
     let id = store.submit(new, 0).await.expect("submit").job.id;
     let hour = 3_600_000;
     let groups = vec!["g".to_string()];
@@ -54,14 +64,9 @@ async fn the_reaper_meets_a_deadline_that_moved_earlier_without_a_kick() {
     };
     let granted = store.grant(&req, now_ms() + hour).await.expect("grant");
     assert_eq!(granted.grants.len(), 1);
-    let wakers = Arc::new(Wakers::default());
+    let jobs = Jobs::new(store.clone(), Arc::new(Wakers::default()));
     let shutdown = CancellationToken::new();
-    let reaper = tokio::spawn(reaper(
-        store.clone(),
-        wakers,
-        Arc::new(Notify::new()),
-        shutdown.clone(),
-    ));
+    let reaper = tokio::spawn(reaper(jobs, Arc::new(Notify::new()), shutdown.clone()));
     // Let the reaper see the hour-away deadline and go to sleep.
     tokio::time::sleep(Duration::from_millis(200)).await;
     store
@@ -83,4 +88,153 @@ async fn the_reaper_meets_a_deadline_that_moved_earlier_without_a_kick() {
     }
     shutdown.cancel();
     reaper.await.expect("reaper");
+}
+
+/// What a long poll needs, owned by the test (no HTTP).
+struct Rig {
+    store: Store,
+    jobs: Jobs,
+    presence: Presence,
+    kick: Notify,
+    ready: AtomicBool,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// A real SQLite store with agent `a1` enrolled for group `g`.
+    async fn new() -> Arc<Rig> {
+        let (store, dir) = store().await;
+        enrolled(&store, "a1", &["g"]).await;
+        Arc::new(Rig {
+            jobs: Jobs::new(store.clone(), Arc::new(Wakers::default())),
+            store,
+            presence: Presence::default(),
+            kick: Notify::new(),
+            ready: AtomicBool::new(true),
+            shutdown: CancellationToken::new(),
+            _dir: dir,
+        })
+    }
+
+    /// Agent `a1` polls group `g` with one free slot, held at most `hold`.
+    async fn poll(&self, hold: Duration) -> Result<PollResponse, Error> {
+        let req = PollRequest {
+            groups: vec!["g".into()],
+            free_slots: 1,
+            capabilities: Capabilities {
+                kinds: vec![JobKind::Noop],
+                connections: vec![],
+            },
+            version: "test".into(),
+            os: "linux".into(),
+            metrics: None,
+            wait_ms: None,
+        };
+        let d = Dispatcher {
+            jobs: &self.jobs,
+            presence: &self.presence,
+            reaper_kick: &self.kick,
+            ready: &self.ready,
+            shutdown: &self.shutdown,
+        };
+        let poll = Poll {
+            agent_id: "a1",
+            req: &req,
+            max_hold: hold,
+            started: Instant::now(),
+            received: now_ms(),
+        };
+        long_poll(d, poll).await
+    }
+
+    /// Spawn a poll held at most `hold`; returns once it is held (it looked
+    /// and found nothing) together with when it began.
+    async fn held_poll(
+        self: &Arc<Self>,
+        hold: Duration,
+    ) -> (
+        tokio::task::JoinHandle<Result<PollResponse, Error>>,
+        Instant,
+    ) {
+        let rig = self.clone();
+        let began = Instant::now();
+        let task = tokio::spawn(async move { rig.poll(hold).await });
+        while self.presence.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Its first look (a grant that finds nothing) ends well within this.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !task.is_finished(),
+            "the poll answered before any work came"
+        );
+        (task, began)
+    }
+}
+
+/// A submit through the jobs service wakes a poll held on the job's group:
+/// it answers with the grant at once, not when its 20 s hold runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_wakes_a_held_poll_with_its_grant() {
+    let rig = Rig::new().await;
+    let hold = Duration::from_secs(20);
+    let (task, began) = rig.held_poll(hold).await;
+    let job = rig
+        .jobs
+        .submit(noop_job(5_000, RetryPolicy::default()), now_ms())
+        .await
+        .expect("submit");
+    assert!(job.created);
+    let answer = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the held poll was not woken by the submit")
+        .expect("join")
+        .expect("poll");
+    assert!(
+        began.elapsed() < hold,
+        "answered by its hold, not the wake-up"
+    );
+    assert_eq!(answer.grants.len(), 1, "{answer:?}");
+    assert_eq!(answer.grants[0].job_id, job.job.id);
+    assert!(!answer.drain);
+    assert!(answer.grants[0].held_ms >= 300, "{:?}", answer.grants[0]);
+    let stored = rig.store.get_job(job.job.id).await.expect("job");
+    assert_eq!(stored.state, baton_proto::JobState::Running);
+}
+
+/// With nothing to run, a poll is held for its whole hold and then answers
+/// empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_poll_answers_empty_after_its_hold() {
+    let rig = Rig::new().await;
+    let hold = Duration::from_millis(1_500);
+    let began = Instant::now();
+    let answer = rig.poll(hold).await.expect("poll");
+    let took = began.elapsed();
+    assert!(answer.grants.is_empty() && !answer.drain, "{answer:?}");
+    assert!(took >= hold, "answered after {took:?}, before its hold");
+    assert!(took < hold + Duration::from_secs(3), "held {took:?}");
+}
+
+/// A drain through the jobs service wakes the agent's held poll, which
+/// answers `drain: true` at once; a poll while not ready is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_answers_a_held_poll_and_shutdown_refuses_new_ones() {
+    let rig = Rig::new().await;
+    let hold = Duration::from_secs(20);
+    let (task, began) = rig.held_poll(hold).await;
+    rig.jobs
+        .set_drain("a1", true, "test", now_ms())
+        .await
+        .expect("drain");
+    let answer = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the held poll was not woken by the drain")
+        .expect("join")
+        .expect("poll");
+    assert!(began.elapsed() < hold);
+    assert!(answer.drain && answer.grants.is_empty(), "{answer:?}");
+    rig.ready.store(false, std::sync::atomic::Ordering::Release);
+    assert!(matches!(rig.poll(hold).await, Err(Error::NotReady)));
 }

@@ -8,25 +8,7 @@ use sqlx::Row;
 use super::rows::{json, ts};
 use super::{Error, Result, Store};
 
-/// An authenticated operator token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorPrincipal {
-    /// Token id.
-    pub token_id: String,
-    /// Token name.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-}
-
-/// An authenticated agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentPrincipal {
-    /// Agent id.
-    pub id: String,
-    /// Groups its enrollment token granted.
-    pub allowed_groups: Vec<String>,
-}
+pub use crate::credentials::{AgentPrincipal, OperatorPrincipal};
 
 /// What revoking an agent did.
 #[derive(Debug, Clone)]

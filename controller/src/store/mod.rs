@@ -22,7 +22,7 @@
 
 pub mod agents;
 pub mod audit;
-pub mod credentials;
+pub use crate::credentials;
 pub mod drills;
 pub mod health;
 pub mod identity;

@@ -16,7 +16,7 @@
 //!   `baton_group_commit_replays_total`: the group-commit writer
 //!   (`store::writer`); ops / batches is the mean batch size;
 //! - `baton_auth_cache_entries`, `baton_auth_cache_hits_total`,
-//!   `baton_auth_cache_misses_total`: the auth cache (`auth`);
+//!   `baton_auth_cache_misses_total`: the auth cache (`credentials`);
 //! - `baton_presence_agents`: agents in the in-memory presence (`presence`),
 //!   when known;
 //! - `baton_unauthenticated_refused_total`, `baton_enroll_rate_limited_total`,
@@ -39,8 +39,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use baton_proto::drill::DrillMethod;
 
-use crate::api::{ApiError, AppState};
-use crate::auth::Viewer;
+use super::auth::Viewer;
+use super::{ApiError, AppState};
 use crate::store::writer::StatsSnapshot as GroupCommitStats;
 
 /// Upper bounds (seconds) of the takeover histogram buckets.
@@ -91,7 +91,7 @@ pub struct Boundary {
 /// `GET /metrics`.
 pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, ApiError> {
     // Drills whose watcher died with a restart get their verdict here too.
-    crate::api::drills::refresh_running(&s).await?;
+    crate::drills::refresh_running(&s.store).await?;
     let snap = Snapshot {
         drills: s.store.drill_outcomes().await?,
         lease_expirations: s.store.lease_expirations().await?,
@@ -123,6 +123,15 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
 /// The Prometheus text of a snapshot.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
+    render_drills(&mut out, s);
+    render_takeovers(&mut out, s);
+    render_counters(&mut out, s);
+    render_gauges(&mut out, s);
+    out
+}
+
+/// Drills by method and result, running drills, lease expirations.
+fn render_drills(out: &mut String, s: &Snapshot) {
     out.push_str("# HELP baton_drills_total Finished failover drills by method and result.\n");
     out.push_str("# TYPE baton_drills_total counter\n");
     let mut running = 0;
@@ -151,6 +160,10 @@ pub fn render(s: &Snapshot) -> String {
     out.push_str("# HELP baton_lease_expirations_total Leases that ran out on the controller.\n");
     out.push_str("# TYPE baton_lease_expirations_total counter\n");
     let _ = writeln!(out, "baton_lease_expirations_total {}", s.lease_expirations);
+}
+
+/// The takeover histogram (seconds).
+fn render_takeovers(out: &mut String, s: &Snapshot) {
     out.push_str(
         "# HELP baton_takeover_seconds Lease-expiry takeovers: holder's last renewal to the next grant.\n",
     );
@@ -175,6 +188,10 @@ pub fn render(s: &Snapshot) -> String {
         secs.iter().sum::<f64>()
     );
     let _ = writeln!(out, "baton_takeover_seconds_count {}", secs.len());
+}
+
+/// The per-process counters.
+fn render_counters(out: &mut String, s: &Snapshot) {
     let gc = &s.group_commit;
     for (name, help, n) in [
         (
@@ -234,6 +251,10 @@ pub fn render(s: &Snapshot) -> String {
     ] {
         let _ = writeln!(out, "baton_pruned_rows_total{{table=\"{table}\"}} {n}");
     }
+}
+
+/// The per-process gauges.
+fn render_gauges(out: &mut String, s: &Snapshot) {
     out.push_str("# HELP baton_auth_cache_entries Credentials in the auth cache.\n");
     out.push_str("# TYPE baton_auth_cache_entries gauge\n");
     let _ = writeln!(out, "baton_auth_cache_entries {}", s.auth_cache_entries);
@@ -258,7 +279,6 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str("# TYPE baton_clock_skew_seconds gauge\n");
         let _ = writeln!(out, "baton_clock_skew_seconds {}", ms as f64 / 1000.0);
     }
-    out
 }
 
 #[cfg(test)]

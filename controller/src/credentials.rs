@@ -1,17 +1,72 @@
-//! Credentials the store has resolved, kept in memory: who a token hash
-//! names ([`Principal`]) and the bounded cache of them ([`AuthCache`]).
+//! Credentials without HTTP: secrets made and hashed ([`new_secret`],
+//! [`hash_secret`]), who a token names ([`Principal`]: an operator token
+//! or an agent), and the bounded in-memory cache of known credentials
+//! ([`AuthCache`]).
 //!
-//! It lives in the store, which owns the credentials and invalidates the
-//! cache after every commit that changes one (revocation, re-enrollment);
-//! it knows nothing of HTTP. The HTTP side (`auth`) hashes the bearer token,
-//! asks this cache, and falls back to the store.
+//! Secrets are 256-bit random values with a kind prefix; only their SHA-256
+//! is stored (a slow password hash would only cost time on every poll). The
+//! store owns the credentials and invalidates the cache after every commit
+//! that changes one (revocation, re-enrollment). The HTTP side
+//! (`api::auth`) hashes the bearer token, asks this cache, and falls back
+//! to the store.
+//!
+//! The cache is bounded ([`CACHE_ENTRIES`]), an entry is trusted for
+//! [`CACHE_TTL`] at most (a backstop for changes made by another process).
+//! Unknown tokens are never cached. An epoch counter keeps a lookup that
+//! raced an invalidation from putting the stale caller back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::identity::{AgentPrincipal, OperatorPrincipal};
+use baton_proto::auth::Role;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of a secret, hex-encoded (what the store keeps).
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The cache key of a bearer token: its SHA-256 (never the token itself).
+pub fn cache_key(token: &str) -> CacheKey {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new 256-bit secret with a kind prefix, e.g. `baton_op_<64 hex>`.
+pub fn new_secret(prefix: &str) -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    format!("{prefix}{}", hex::encode(b))
+}
+
+/// A short random id for tokens (`t_…`, `e_…`).
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 6];
+    rand::rng().fill_bytes(&mut b);
+    format!("{prefix}{}", hex::encode(b))
+}
+
+/// An authenticated operator token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorPrincipal {
+    /// Token id.
+    pub token_id: String,
+    /// Token name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// An authenticated agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPrincipal {
+    /// Agent id.
+    pub id: String,
+    /// Groups its enrollment token granted.
+    pub allowed_groups: Vec<String>,
+}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -176,3 +231,6 @@ impl AuthCache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests;

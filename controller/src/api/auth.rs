@@ -9,15 +9,12 @@
 //! [`AgentCaller`]. After the handler, state-changing calls are written to the
 //! audit log (see `api::audit`).
 //!
-//! Known credentials are kept in an [`AuthCache`] (SHA-256 of the token →
-//! caller), so an agent's long polls do not each cost a store lookup. It is
-//! bounded ([`CACHE_ENTRIES`]), an entry is trusted for [`CACHE_TTL`] at most
-//! (a backstop for changes made by another process), and every store path
-//! that changes a credential (agent revocation, re-enrollment, operator token
-//! revocation) invalidates it before it answers: a revoked credential is
-//! refused on its next call. Unknown tokens are never cached. An epoch
-//! counter keeps a lookup that raced an invalidation from putting the stale
-//! caller back.
+//! Known credentials are kept in the store's [`AuthCache`]
+//! (`crate::credentials`: SHA-256 of the token → caller), so an agent's long
+//! polls do not each cost a store lookup. Every store path that changes a
+//! credential (agent revocation, re-enrollment, operator token revocation)
+//! invalidates it before it answers: a revoked credential is refused on its
+//! next call. Unknown tokens are never cached.
 
 use std::marker::PhantomData;
 use std::time::Instant;
@@ -27,32 +24,11 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use baton_proto::auth::{AGENT_SECRET_PREFIX, OPERATOR_PREFIX, Role};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
-use crate::api::{ApiError, AppState};
-pub use crate::store::credentials::{AuthCache, CACHE_ENTRIES, CACHE_TTL, CacheKey, Principal};
-use crate::store::identity::OperatorPrincipal;
+use super::{ApiError, AppState};
+pub use crate::credentials::{AuthCache, CacheKey, OperatorPrincipal, Principal};
+use crate::listener::{ClientCertVerified, PeerAddr};
 use crate::store::{Store, now_ms};
-
-/// SHA-256 of a secret, hex-encoded (what the store keeps).
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// A new 256-bit secret with a kind prefix, e.g. `baton_op_<64 hex>`.
-pub fn new_secret(prefix: &str) -> String {
-    let mut b = [0u8; 32];
-    rand::rng().fill_bytes(&mut b);
-    format!("{prefix}{}", hex::encode(b))
-}
-
-/// A short random id for tokens (`t_…`, `e_…`).
-pub fn new_id(prefix: &str) -> String {
-    let mut b = [0u8; 6];
-    rand::rng().fill_bytes(&mut b);
-    format!("{prefix}{}", hex::encode(b))
-}
 
 /// What authentication concluded; stored in the request extensions.
 #[derive(Debug, Clone)]
@@ -64,11 +40,6 @@ pub enum AuthOutcome {
     /// A header that is malformed, unknown or revoked.
     Refused(&'static str),
 }
-
-/// Whether the connection presented a client certificate that verified
-/// against the configured client CA (set by the listener).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientCertVerified(pub bool);
 
 /// Middleware: authenticate once, leave the outcome for the extractors.
 ///
@@ -90,13 +61,10 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         // Probes stay answerable during a flood.
         _ if matches!(req.uri().path(), "/healthz" | "/readyz") => None,
         AuthOutcome::Anonymous | AuthOutcome::Refused(_) => {
-            let ip = req
-                .extensions()
-                .get::<crate::listener::PeerAddr>()
-                .map(|p| p.0.ip());
+            let ip = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
             match s.limits.admit(ip) {
                 Ok(p) => Some(p),
-                Err(busy) => return crate::api::limits::busy_response(busy, ip),
+                Err(busy) => return super::limits::busy_response(busy, ip),
             }
         }
     };
@@ -126,7 +94,7 @@ async fn lookup(store: &Store, token: &str) -> crate::store::Result<Option<Princ
     if !is_operator && !token.starts_with(AGENT_SECRET_PREFIX) {
         return Ok(None);
     }
-    let key: CacheKey = Sha256::digest(token.as_bytes()).into();
+    let key = crate::credentials::cache_key(token);
     let cache = store.auth_cache();
     let now = Instant::now();
     if let Some(p) = cache.get(&key, now) {

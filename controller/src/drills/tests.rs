@@ -14,8 +14,11 @@ fn req(method: DrillMethod) -> DrillStart {
 
 const SPEC: usize = 256 << 10;
 
-fn field(e: ApiError) -> Option<String> {
-    e.0.error.field
+fn field(e: Error) -> Option<String> {
+    match e {
+        Error::Invalid { field, .. } => Some(field),
+        _ => None,
+    }
 }
 
 #[test]

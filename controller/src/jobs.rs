@@ -1,0 +1,213 @@
+//! The jobs service: every write that can give a worker group work goes
+//! through here — submit, batch submit, requeue by completion, release,
+//! operator retry, a drill's job, agent revocation, drain and resume. Each
+//! method commits through the store, *then* wakes the groups that may have
+//! work (`dispatch::Wakers::wake`), so no caller can commit such a change
+//! and forget the wake-up a held poll (and the presence shortcut of
+//! `presence::Known`) relies on. The grant and the reaper's expiry, which
+//! also requeue jobs, live in `dispatch` and go through [`Jobs::grant`] and
+//! [`Jobs::expire`].
+//!
+//! Reads (job views, lists, agents) go to the store directly; they change
+//! nothing and wake nobody.
+
+use std::sync::Arc;
+
+use baton_proto::drill::DrillView;
+use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, JobView};
+
+use crate::dispatch::wakers::Wakers;
+use crate::store::agents::DrainState;
+use crate::store::drills::NewDrill;
+use crate::store::identity::AgentRevocation;
+use crate::store::jobs::{BatchSubmitted, NewBatch, NewJob, Submitted};
+use crate::store::{self, Expired, GrantRequest, Granted, Store};
+
+/// Errors of the jobs service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store refused or failed; nothing was woken.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Results of the jobs service.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The store and the wake-ups of its groups (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    store: Store,
+    wakers: Arc<Wakers>,
+}
+
+impl Jobs {
+    /// The service over `store`, waking through `wakers`.
+    pub fn new(store: Store, wakers: Arc<Wakers>) -> Self {
+        Jobs { store, wakers }
+    }
+
+    /// The store (for reads, and for what gives no group work).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The groups' wake-ups (pollers wait on them; see `dispatch`).
+    pub fn wakers(&self) -> &Arc<Wakers> {
+        &self.wakers
+    }
+
+    /// Submit one job; wakes its group when it was created (a repeated
+    /// `Idempotency-Key` returns the earlier job and wakes nobody).
+    pub async fn submit(&self, job: NewJob, now: i64) -> Result<Submitted> {
+        let group = job.submit.group.clone();
+        let done = self.store.submit(job, now).await?;
+        if done.created {
+            tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, "Job submitted");
+            self.wakers.wake(&group);
+        }
+        Ok(done)
+    }
+
+    /// Submit a batch, all or none; wakes each of its groups once when created.
+    pub async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
+        let mut groups: Vec<String> = Vec::new();
+        for j in &batch.jobs {
+            if !groups.contains(&j.submit.group) {
+                groups.push(j.submit.group.clone());
+            }
+        }
+        let done = self.store.submit_batch(batch, now).await?;
+        if !done.created {
+            return Ok(done);
+        }
+        tracing::info!(
+            jobs = done.jobs.len(),
+            first_id = done.jobs.first().map(|j| j.id),
+            last_id = done.jobs.last().map(|j| j.id),
+            groups = groups.len(),
+            "Jobs submitted in a batch"
+        );
+        for g in &groups {
+            self.wakers.wake(g);
+        }
+        Ok(done)
+    }
+
+    /// An operator's retry of a failed or cancelled job: queued again, its
+    /// group woken.
+    pub async fn retry(&self, id: JobId, now: i64) -> Result<JobView> {
+        let job = self.store.retry(id, now).await?;
+        self.wakers.wake(&job.group);
+        tracing::info!(job_id = id, "Job requeued by operator");
+        Ok(job)
+    }
+
+    /// Record a completion (`(state, duplicate)`); wakes the group when the
+    /// job went back to the queue (a retry after a failed attempt). A
+    /// stale-lease refusal is logged.
+    pub async fn complete(
+        &self,
+        job_id: JobId,
+        agent_id: &str,
+        req: &CompleteRequest,
+        now: i64,
+    ) -> Result<(JobState, bool)> {
+        let (state, duplicate, group) = self
+            .store
+            .complete(job_id, agent_id, req, now)
+            .await
+            .inspect_err(|e| log_refusal(job_id, req.token, agent_id, "complete", e))?;
+        if state == JobState::Queued {
+            self.wakers.wake(&group);
+        }
+        if !duplicate {
+            tracing::info!(job_id, token = req.token, agent_id = %agent_id, %state, "Job completion recorded");
+        }
+        Ok((state, duplicate))
+    }
+
+    /// The holder gives a job back; its group is woken.
+    pub async fn release(
+        &self,
+        job_id: JobId,
+        agent_id: &str,
+        token: FencingToken,
+        reason: &str,
+        now: i64,
+    ) -> Result<JobState> {
+        let (state, group) = self
+            .store
+            .release(job_id, agent_id, token, reason, now)
+            .await
+            .inspect_err(|e| log_refusal(job_id, token, agent_id, "release", e))?;
+        self.wakers.wake(&group);
+        tracing::info!(job_id, token, agent_id = %agent_id, reason = %reason, "Job released");
+        Ok(state)
+    }
+
+    /// Grant up to `req.max` jobs; groups whose jobs an expiry during the
+    /// grant requeued are woken.
+    pub async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
+        let granted = self.store.grant(req, now).await?;
+        for g in &granted.woken {
+            self.wakers.wake(g);
+        }
+        Ok(granted)
+    }
+
+    /// Expire the leases due at `now` (the reaper); the groups that got a
+    /// job back are woken.
+    pub async fn expire(&self, now: i64) -> Result<Expired> {
+        let expired = self.store.expire_leases(now).await?;
+        for (job_id, token, agent) in &expired.leases {
+            tracing::info!(job_id, token, agent_id = %agent, "Lease expired");
+        }
+        for g in &expired.woken {
+            self.wakers.wake(g);
+        }
+        Ok(expired)
+    }
+
+    /// Create a drill and its job; the drill's group is woken.
+    pub async fn create_drill(&self, drill: &NewDrill, job: NewJob, now: i64) -> Result<DrillView> {
+        let view = self.store.create_drill(drill, job, now).await?;
+        self.wakers.wake(&view.group);
+        Ok(view)
+    }
+
+    /// Revoke agent `id`: its calls are refused from now on and the jobs it
+    /// held are queued again; their groups are woken.
+    pub async fn revoke_agent(&self, id: &str, by: &str, now: i64) -> Result<AgentRevocation> {
+        let r = self.store.revoke_agent(id, now).await?;
+        for g in &r.groups {
+            self.wakers.wake(g);
+        }
+        tracing::warn!(agent_id = %id, by = %by, jobs = ?r.jobs, "Agent revoked");
+        Ok(r)
+    }
+
+    /// Drain agent `id` (no new work) or lift its drain. Its groups are
+    /// woken either way: its held polls re-check their drain state, and on
+    /// resume look for work at once.
+    pub async fn set_drain(&self, id: &str, drain: bool, by: &str, now: i64) -> Result<DrainState> {
+        let state = self.store.set_drain(id, drain, now).await?;
+        for g in &state.groups {
+            self.wakers.wake(g);
+        }
+        if drain {
+            tracing::info!(agent_id = %id, by = %by, running = state.running.len(), "Agent drained: no new work");
+        } else {
+            tracing::info!(agent_id = %id, by = %by, "Agent resumed");
+        }
+        Ok(state)
+    }
+}
+
+/// Log a refusal for a stale lease (the call came from a holder whose lease
+/// was already taken over).
+pub fn log_refusal(job_id: JobId, token: i64, agent: &str, call: &str, e: &store::Error) {
+    if matches!(e, store::Error::LeaseLost(_)) {
+        tracing::info!(job_id, token, agent_id = %agent, call, reason = %e, "Stale lease refused");
+    }
+}
