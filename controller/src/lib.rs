@@ -2,19 +2,38 @@
 //! that agents long-poll and operators drive.
 //!
 //! # Layout
-//! - [`clock`]: the controller's clock (wall time at start + monotonic time since).
-//! - [`config`]: layered configuration (defaults → TOML → `BATON_*` env → flags).
-//! - [`auth`]: bearer secrets (stored as SHA-256), roles, agent callers.
-//! - [`listener`]: HTTPS (rustls, optional client certificates) or explicit plain HTTP.
-//! - [`store`]: SQLite store; the lease contract lives in `store::lease`.
-//! - [`dispatch`]: per-group wake-ups for long-polls and the lease reaper.
-//! - [`validate`]: job submission checks naming the failing field.
-//! - [`api`]: axum routes, JSON bodies and JSON errors.
-//! - [`presence`]: agent presence in memory, flushed in batches; what an idle poll may skip.
-//! - [`retention`]: the background task pruning finished jobs and old audit
-//!   rows (`job_keep`, `audit_keep`).
-//! - [`metrics`]: `GET /metrics` in the Prometheus text format (drills, takeovers, expiries).
-//! - [`server`]: wiring: open the store, serve, shut down on one token.
+//!
+//! Five layers; a module imports only from its own layer or a lower one
+//! (`use crate::…` points down), and only the router and its handlers inside
+//! `api/` know each other.
+//!
+//! - L0, plain values and pure code:
+//!   - [`config`]: layered configuration (defaults → TOML → `BATON_*` env → flags).
+//!   - [`validate`]: job submission checks naming the failing field.
+//!   - [`credentials`]: secrets (made, SHA-256 hashed), resolved callers
+//!     ([`credentials::Principal`]) and the auth cache; no HTTP.
+//!   - [`clock`]: the controller's clock (wall time at start + monotonic time since).
+//! - L1, [`store`]: the SQLite store; the lease contract lives in `store::lease`.
+//! - L2, services (each with its own error type; none sees HTTP):
+//!   - [`jobs`]: every write that can give a group work (submit, batch,
+//!     requeue by completion, release, retry, a drill's job, revocation,
+//!     drain and resume, grant, expiry) commits, then wakes the group.
+//!   - [`dispatch`]: per-group wake-ups, the lease reaper, and
+//!     [`dispatch::long_poll`], the poll loop without HTTP.
+//!   - [`presence`]: agent presence in memory, flushed in batches; what an idle poll may skip.
+//!   - [`drills`]: failover drills: plan, start, watch, refresh, the heartbeat's fault.
+//!   - [`retention`]: the background task pruning finished jobs and old audit
+//!     rows (`job_keep`, `audit_keep`).
+//! - L3, the edge:
+//!   - [`listener`]: HTTPS (rustls, optional client certificates) or explicit
+//!     plain HTTP; the connection facts a request carries (`PeerAddr`,
+//!     `ClientCertVerified`).
+//!   - [`api`]: axum routes, JSON bodies and JSON errors; `api::auth`
+//!     (middleware, role and agent extractors), `api::metrics` (`GET
+//!     /metrics`). Handlers parse, call a service and map its error to an
+//!     `ApiError`.
+//! - L4, [`server`]: wiring: open the store, start the services, serve,
+//!   shut down on one token (and `main.rs`, `bin/`).
 #![forbid(unsafe_code)]
 
 pub mod api;

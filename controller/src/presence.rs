@@ -36,6 +36,17 @@ use tokio_util::sync::CancellationToken;
 use crate::store::agents::{AgentSeen, PresenceRow};
 use crate::store::{self, Store};
 
+/// Errors of the presence service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store refused or failed (the rows stay to be written).
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Results of the presence service.
+pub type Result<T> = std::result::Result<T, Error>;
+
 /// How often the live presence of agents is written to the store.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// Shortest gap between two flushes (a change of free slots asks for one soon).
@@ -121,7 +132,7 @@ impl Presence {
         seen: &AgentSeen<'_>,
         generations: &[u64],
         now: i64,
-    ) -> store::Result<Polled> {
+    ) -> Result<Polled> {
         {
             let mut agents = self.lock();
             if let Some(e) = agents.get_mut(seen.id)
@@ -219,7 +230,7 @@ impl Presence {
 
     /// Write the live presence of every agent that polled since the last
     /// flush; returns how many rows. On failure the rows stay to be written.
-    pub async fn flush(&self, store: &Store) -> store::Result<usize> {
+    pub async fn flush(&self, store: &Store) -> Result<usize> {
         let rows = self.take_dirty();
         if rows.is_empty() {
             return Ok(0);
@@ -231,7 +242,7 @@ impl Presence {
                     e.dirty = true;
                 }
             }
-            return Err(e);
+            return Err(e.into());
         }
         Ok(rows.len())
     }

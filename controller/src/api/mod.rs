@@ -43,7 +43,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::jobs::Jobs;
 use crate::store::{self, Store};
-use crate::{dispatch, jobs};
+use crate::{dispatch, jobs, presence};
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -282,6 +282,7 @@ impl From<dispatch::Error> for ApiError {
         match e {
             dispatch::Error::NotReady => ApiError::new(ErrorCode::NotReady, e.to_string(), None),
             dispatch::Error::Jobs(e) => e.into(),
+            dispatch::Error::Presence(presence::Error::Store(e)) => e.into(),
             dispatch::Error::Store(e) => e.into(),
         }
     }
