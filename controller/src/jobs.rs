@@ -211,3 +211,6 @@ pub fn log_refusal(job_id: JobId, token: i64, agent: &str, call: &str, e: &store
         tracing::info!(job_id, token, agent_id = %agent, call, reason = %e, "Stale lease refused");
     }
 }
+
+#[cfg(test)]
+mod tests;
