@@ -48,89 +48,107 @@ async fn grant_one(jobs: &Jobs, now: i64) -> (JobId, FencingToken) {
     (g.grants[0].job_id, g.grants[0].token)
 }
 
-/// Every write that can give group `g` work bumps its generation (wakes its
-/// pollers) after it committed; writes that give no work do not.
-#[tokio::test]
-async fn every_write_that_gives_work_wakes_the_group_and_only_those() {
-    let (s, _d) = store().await;
+/// Group `g`'s generation as last seen.
+struct Watch {
+    group: Arc<crate::dispatch::Group>,
+    seen: u64,
+}
+
+impl Watch {
+    /// Whether `what` woke the group (bumped its generation) since the last look.
+    fn woke(&mut self, expected: bool, what: &str) {
+        let now = self.group.generation();
+        assert_eq!(
+            now > self.seen,
+            expected,
+            "{what}: generation {} -> {now}",
+            self.seen
+        );
+        self.seen = now;
+    }
+}
+
+/// The jobs service over a fresh store with agent `a1` enrolled for `g`,
+/// and a watch on `g` (a polled group: its wake-ups count).
+async fn rig() -> (Jobs, Watch, tempfile::TempDir) {
+    let (s, dir) = store().await;
     enrolled(&s, "a1", &["g"]).await;
     let wakers = Arc::new(Wakers::default());
     let group = wakers.get("g");
-    let jobs = Jobs::new(s.clone(), wakers.clone());
-    let mut seen = 0;
-    let mut woke = |expected: bool, what: &str| {
-        let now = group.generation();
-        assert_eq!(now > seen, expected, "{what}: generation {seen} -> {now}");
-        seen = now;
-    };
-    let t = now_ms();
+    (Jobs::new(s, wakers), Watch { group, seen: 0 }, dir)
+}
 
+/// The writes of a job's life that give group `g` work (submit, requeue by
+/// completion, release, retry, expiry) wake it after they committed; the
+/// others (a repeated submit, a grant, a success, a cancel) do not.
+#[tokio::test]
+async fn job_writes_that_give_work_wake_the_group_and_only_those() {
+    let (jobs, mut w, _d) = rig().await;
+    let t = now_ms();
     let mut first = noop_job(TTL, policy());
     first.idempotency_key = Some("k".into());
     let id = jobs.submit(first.clone(), t).await.expect("submit").job.id;
-    woke(true, "submit");
+    w.woke(true, "submit");
     assert!(!jobs.submit(first, t).await.expect("again").created);
-    woke(false, "a repeated submit");
+    w.woke(false, "a repeated submit");
 
     let (got, token) = grant_one(&jobs, t + 1).await;
     assert_eq!(got, id);
-    woke(false, "a grant");
+    w.woke(false, "a grant");
     let failed = done(token, Completion::Failed { retryable: true });
     let (state, _) = jobs.complete(id, "a1", &failed, t + 2).await.expect("fail");
     assert_eq!(state, JobState::Queued);
-    woke(true, "a requeue by completion");
+    w.woke(true, "a requeue by completion");
 
     let (_, token) = grant_one(&jobs, t + 3).await;
     let state = jobs.release(id, "a1", token, "shutdown", t + 4).await;
     assert_eq!(state.expect("release"), JobState::Queued);
-    woke(true, "a release");
+    w.woke(true, "a release");
 
     let (_, token) = grant_one(&jobs, t + 5).await;
     let ok = done(token, Completion::Succeeded);
     let (state, _) = jobs.complete(id, "a1", &ok, t + 6).await.expect("ok");
     assert_eq!(state, JobState::Succeeded);
-    woke(false, "a success");
+    w.woke(false, "a success");
 
-    let second = jobs
-        .submit(noop_job(TTL, policy()), t + 7)
-        .await
-        .expect("submit")
-        .job
-        .id;
-    woke(true, "submit");
-    s.cancel(second, t + 8).await.expect("cancel");
-    woke(false, "a cancel of a queued job");
+    let second = jobs.submit(noop_job(TTL, policy()), t + 7).await;
+    let second = second.expect("submit").job.id;
+    w.woke(true, "submit");
+    jobs.store().cancel(second, t + 8).await.expect("cancel");
+    w.woke(false, "a cancel of a queued job");
     jobs.retry(second, t + 9).await.expect("retry");
-    woke(true, "an operator retry");
+    w.woke(true, "an operator retry");
 
     grant_one(&jobs, t + 10).await;
     let expired = jobs.expire(t + 10 + TTL as i64 + 1).await.expect("expire");
     assert_eq!(expired.leases.len(), 1);
-    woke(true, "an expiry");
+    w.woke(true, "an expiry");
+}
 
-    let later = t + 2 * TTL as i64 + 100;
-    jobs.set_drain("a1", true, "ops", later)
-        .await
-        .expect("drain");
-    woke(true, "a drain");
-    jobs.set_drain("a1", false, "ops", later)
-        .await
-        .expect("resume");
-    woke(true, "a resume");
-
-    grant_one(&jobs, later + 1).await;
-    let r = jobs.revoke_agent("a1", "ops", later + 2).await;
-    assert_eq!(r.expect("revoke").jobs, vec![second]);
-    woke(true, "a revocation");
+/// Drain, resume, revocation, a batch submit and a drill wake group `g`.
+#[tokio::test]
+async fn agent_batch_and_drill_writes_wake_the_group() {
+    let (jobs, mut w, _d) = rig().await;
+    let t = now_ms();
+    jobs.set_drain("a1", true, "ops", t).await.expect("drain");
+    w.woke(true, "a drain");
+    jobs.set_drain("a1", false, "ops", t).await.expect("resume");
+    w.woke(true, "a resume");
 
     let batch = NewBatch {
         jobs: vec![noop_job(TTL, policy()), noop_job(TTL, policy())],
         idempotency_key: None,
         request_hash: "b".into(),
     };
-    let made = jobs.submit_batch(batch, later + 3).await.expect("batch");
+    let made = jobs.submit_batch(batch, t + 1).await.expect("batch");
     assert!(made.created && made.jobs.len() == 2);
-    woke(true, "a batch submit");
+    w.woke(true, "a batch submit");
+
+    let (held, _) = grant_one(&jobs, t + 2).await;
+    w.woke(false, "a grant");
+    let r = jobs.revoke_agent("a1", "ops", t + 3).await;
+    assert_eq!(r.expect("revoke").jobs, vec![held]);
+    w.woke(true, "a revocation");
 
     let start = DrillStart {
         group: "g".into(),
@@ -141,10 +159,8 @@ async fn every_write_that_gives_work_wakes_the_group_and_only_those() {
         lease_ttl_ms: Some(2_000),
     };
     let (drill, job) = crate::drills::plan(&start, 15_000, 256 << 10, "ops").expect("plan");
-    jobs.create_drill(&drill, job, later + 4)
-        .await
-        .expect("drill");
-    woke(true, "a drill");
+    jobs.create_drill(&drill, job, t + 4).await.expect("drill");
+    w.woke(true, "a drill");
 }
 
 /// A write the store refuses wakes nobody.
