@@ -9,9 +9,9 @@
 //! [`AgentCaller`]. After the handler, state-changing calls are written to the
 //! audit log (see `api::audit`).
 //!
-//! Known credentials are kept in the store's [`AuthCache`]
-//! (`crate::credentials`: SHA-256 of the token → caller), so an agent's long
-//! polls do not each cost a store lookup. Every store path that changes a
+//! Known credentials are kept in the store's
+//! [`AuthCache`](crate::credentials::AuthCache) (SHA-256 of the token →
+//! caller), so an agent's long polls do not each cost a store lookup. Every store path that changes a
 //! credential (agent revocation, re-enrollment, operator token revocation)
 //! invalidates it before it answers: a revoked credential is refused on its
 //! next call. Unknown tokens are never cached.
@@ -26,7 +26,7 @@ use axum::response::Response;
 use baton_proto::auth::{AGENT_SECRET_PREFIX, OPERATOR_PREFIX, Role};
 
 use super::{ApiError, AppState};
-pub use crate::credentials::{AuthCache, CacheKey, OperatorPrincipal, Principal};
+use crate::credentials::{OperatorPrincipal, Principal};
 use crate::listener::{ClientCertVerified, PeerAddr};
 use crate::store::{Store, now_ms};
 

@@ -1,7 +1,7 @@
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::credentials::{hash_secret, new_id, new_secret};
+use crate::credentials::{CacheKey, hash_secret, new_id, new_secret};
 
 #[test]
 fn bearer_parsing() {
