@@ -1,19 +1,20 @@
-//! Wake-ups, the long poll and the lease reaper.
+//! The long poll and the lease reaper.
 //!
-//! - [`wakers`]: pollers of a group wait on that group's [`Notify`]
-//!   (`tokio::sync::Notify`); every change that can give the group work
-//!   notifies it at once (DESIGN.md point 7).
+//! Pollers of a group wait on that group's [`Notify`] (`crate::jobs::Group`);
+//! every change that can give the group work notifies it at once (DESIGN.md
+//! point 7).
+//!
 //! - [`poll`]: [`long_poll`], the agents' poll without HTTP: hold until a
 //!   grant, a drain or the end of the hold.
 //! - [`mod@reaper`]: sleeps until the earliest lease deadline, but never longer
 //!   than [`REAPER_MAX_SLEEP`] without looking again (one indexed read), and
 //!   expires leases within a few milliseconds of their deadline (point 5).
 //!
-//! Each group also has a generation, bumped by every [`Wakers::wake`] before
-//! its pollers are notified. Every change that can give a group work (submit,
+//! Each group also has a generation, bumped by every wake-up before its
+//! pollers are notified. Every change that can give a group work (submit,
 //! requeue, release, expiry, retry, drill, revocation, drain and resume) goes
-//! through the jobs service (`crate::jobs`), which calls `wake` *after* its
-//! transaction committed — no other module calls `wake` — so a poller that
+//! through the jobs service (`crate::jobs`), which wakes *after* its
+//! transaction committed — waking is private to it — so a poller that
 //! read the generations of its groups before an empty grant, and reads the
 //! same values later, knows that no such change happened in between: it may
 //! skip the grant (see `presence`). The reaper alone expires leases for idle
@@ -23,11 +24,9 @@
 
 pub mod poll;
 pub mod reaper;
-pub mod wakers;
 
 pub use poll::{Dispatcher, HOLD_TICK, Poll, long_poll};
 pub use reaper::{REAPER_MAX_SLEEP, reaper, reaper_sleep};
-pub use wakers::{Group, Wakers};
 
 use crate::{jobs, presence, store};
 

@@ -1,12 +1,13 @@
 //! The jobs service: every write that can give a worker group work goes
 //! through here — submit, batch submit, requeue by completion, release,
-//! operator retry, a drill's job, agent revocation, drain and resume. Each
-//! method commits through the store, *then* wakes the groups that may have
-//! work (`dispatch::Wakers::wake`), so no caller can commit such a change
-//! and forget the wake-up a held poll (and the presence shortcut of
-//! `presence::Known`) relies on. The grant and the reaper's expiry, which
-//! also requeue jobs, live in `dispatch` and go through [`Jobs::grant`] and
-//! [`Jobs::expire`].
+//! operator retry, a drill's job, agent revocation, drain and resume, and
+//! the grant and the reaper's expiry (both requeue expired leases; called
+//! by `dispatch`). Each method commits through the store, *then* wakes the
+//! groups that may have work ([`wakers`]), so no caller can commit such a
+//! change and forget the wake-up a held poll (and the presence shortcut of
+//! `presence::Known`) relies on. Waking is private to this module: nothing
+//! else can wake a group, and pollers only read a group's notifier and
+//! generation ([`Jobs::group`]).
 //!
 //! Reads (job views, lists, agents) go to the store directly; they change
 //! nothing and wake nobody.
@@ -16,12 +17,15 @@ use std::sync::Arc;
 use baton_proto::drill::DrillView;
 use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, JobView};
 
-use crate::dispatch::wakers::Wakers;
 use crate::store::agents::DrainState;
 use crate::store::drills::NewDrill;
 use crate::store::identity::AgentRevocation;
 use crate::store::jobs::{BatchSubmitted, NewBatch, NewJob, Submitted};
 use crate::store::{self, Expired, GrantRequest, Granted, Store};
+
+pub mod wakers;
+
+pub use wakers::{Group, Wakers};
 
 /// Errors of the jobs service.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +38,8 @@ pub enum Error {
 /// Results of the jobs service.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The store and the wake-ups of its groups (cheap to clone).
+/// The store and the wake-ups of its groups (cheap to clone; clones share
+/// the wake-ups).
 #[derive(Debug, Clone)]
 pub struct Jobs {
     store: Store,
@@ -42,9 +47,12 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// The service over `store`, waking through `wakers`.
-    pub fn new(store: Store, wakers: Arc<Wakers>) -> Self {
-        Jobs { store, wakers }
+    /// The service over `store`, with its own wake-ups.
+    pub fn new(store: Store) -> Self {
+        Jobs {
+            store,
+            wakers: Arc::default(),
+        }
     }
 
     /// The store (for reads, and for what gives no group work).
@@ -52,9 +60,10 @@ impl Jobs {
         &self.store
     }
 
-    /// The groups' wake-ups (pollers wait on them; see `dispatch`).
-    pub fn wakers(&self) -> &Arc<Wakers> {
-        &self.wakers
+    /// Group `name`'s notifier and generation (pollers wait on it; see
+    /// `dispatch`).
+    pub fn group(&self, name: &str) -> Arc<Group> {
+        self.wakers.get(name)
     }
 
     /// Submit one job; wakes its group when it was created (a repeated

@@ -12,7 +12,7 @@ use baton_proto::auth::{OPERATOR_PREFIX, Role};
 use crate::api::{self, AppState, Inner};
 use crate::config::Config;
 use crate::credentials::{hash_secret, new_id, new_secret};
-use crate::dispatch::{self, Wakers};
+use crate::dispatch;
 use crate::jobs::Jobs;
 use crate::presence::{self, Presence};
 use crate::store::{self, Store};
@@ -208,7 +208,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> AppState {
     AppState::new(Inner {
         store: store.clone(),
-        jobs: Jobs::new(store.clone(), Arc::new(Wakers::default())),
+        jobs: Jobs::new(store.clone()),
         limits: api::limits::Limits::new(
             config.enroll_per_minute,
             config.max_unauthenticated,

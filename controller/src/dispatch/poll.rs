@@ -17,8 +17,8 @@ use futures_util::future::select_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Error, Group};
-use crate::jobs::Jobs;
+use super::Error;
+use crate::jobs::{Group, Jobs};
 use crate::presence::{Known, Presence};
 use crate::store::agents::AgentSeen;
 use crate::store::{GrantRequest, now_ms};
@@ -79,7 +79,7 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
         return Err(Error::NotReady);
     }
     let req = poll.req;
-    let groups: Vec<_> = req.groups.iter().map(|g| d.jobs.wakers().get(g)).collect();
+    let groups: Vec<_> = req.groups.iter().map(|g| d.jobs.group(g)).collect();
     // Presence lives in memory (`presence`): the row is written only when
     // something durable changed.
     let epoch = d

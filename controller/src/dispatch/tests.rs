@@ -12,24 +12,6 @@ use crate::presence::Presence;
 use crate::store::testutil::{enrolled, noop_job, store};
 use crate::store::{Store, now_ms};
 
-#[tokio::test]
-async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
-    let w = Wakers::default();
-    w.wake("db"); // nobody polls `db` yet: nothing to remember
-    let g = w.get("db");
-    assert_eq!(g.generation(), 0);
-    let other = w.get("web");
-    let waiting = g.notify.notified();
-    tokio::pin!(waiting);
-    waiting.as_mut().enable();
-    w.wake("db");
-    assert_eq!(g.generation(), 1);
-    assert_eq!(other.generation(), 0, "other groups keep their generation");
-    // The registered poller was woken (it completes without another wake).
-    waiting.await;
-    assert!(Arc::ptr_eq(&g, &w.get("db")));
-}
-
 #[test]
 fn the_reaper_sleeps_until_the_next_deadline_but_at_most_a_second() {
     assert_eq!(reaper_sleep(None, 0), REAPER_MAX_SLEEP);
@@ -64,7 +46,7 @@ async fn the_reaper_meets_a_deadline_that_moved_earlier_without_a_kick() {
     };
     let granted = store.grant(&req, now_ms() + hour).await.expect("grant");
     assert_eq!(granted.grants.len(), 1);
-    let jobs = Jobs::new(store.clone(), Arc::new(Wakers::default()));
+    let jobs = Jobs::new(store.clone());
     let shutdown = CancellationToken::new();
     let reaper = tokio::spawn(reaper(jobs, Arc::new(Notify::new()), shutdown.clone()));
     // Let the reaper see the hour-away deadline and go to sleep.
@@ -107,7 +89,7 @@ impl Rig {
         let (store, dir) = store().await;
         enrolled(&store, "a1", &["g"]).await;
         Arc::new(Rig {
-            jobs: Jobs::new(store.clone(), Arc::new(Wakers::default())),
+            jobs: Jobs::new(store.clone()),
             store,
             presence: Presence::default(),
             kick: Notify::new(),

@@ -50,7 +50,7 @@ async fn grant_one(jobs: &Jobs, now: i64) -> (JobId, FencingToken) {
 
 /// Group `g`'s generation as last seen.
 struct Watch {
-    group: Arc<crate::dispatch::Group>,
+    group: Arc<Group>,
     seen: u64,
 }
 
@@ -73,9 +73,9 @@ impl Watch {
 async fn rig() -> (Jobs, Watch, tempfile::TempDir) {
     let (s, dir) = store().await;
     enrolled(&s, "a1", &["g"]).await;
-    let wakers = Arc::new(Wakers::default());
-    let group = wakers.get("g");
-    (Jobs::new(s, wakers), Watch { group, seen: 0 }, dir)
+    let jobs = Jobs::new(s);
+    let group = jobs.group("g");
+    (jobs, Watch { group, seen: 0 }, dir)
 }
 
 /// The writes of a job's life that give group `g` work (submit, requeue by
@@ -167,11 +167,28 @@ async fn agent_batch_and_drill_writes_wake_the_group() {
 #[tokio::test]
 async fn a_refused_write_wakes_nobody() {
     let (s, _d) = store().await;
-    let wakers = Arc::new(Wakers::default());
-    let group = wakers.get("g");
-    let jobs = Jobs::new(s, wakers.clone());
+    let jobs = Jobs::new(s);
+    let group = jobs.group("g");
     let refused = jobs.release(42, "a1", 1, "shutdown", now_ms()).await;
     assert!(matches!(refused, Err(Error::Store(_))), "{refused:?}");
     assert!(jobs.retry(42, now_ms()).await.is_err());
     assert_eq!(group.generation(), 0);
+}
+
+#[tokio::test]
+async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
+    let w = Wakers::default();
+    w.wake("db"); // nobody polls `db` yet: nothing to remember
+    let g = w.get("db");
+    assert_eq!(g.generation(), 0);
+    let other = w.get("web");
+    let waiting = g.notify.notified();
+    tokio::pin!(waiting);
+    waiting.as_mut().enable();
+    w.wake("db");
+    assert_eq!(g.generation(), 1);
+    assert_eq!(other.generation(), 0, "other groups keep their generation");
+    // The registered poller was woken (it completes without another wake).
+    waiting.await;
+    assert!(Arc::ptr_eq(&g, &w.get("db")));
 }

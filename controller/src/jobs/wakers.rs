@@ -1,4 +1,6 @@
 //! Per-group wake-ups: a [`Notify`] and a generation per worker group.
+//! Pollers (`dispatch::long_poll`) read them; only the jobs service wakes
+//! ([`Wakers::wake`] is private to it), after its commit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +42,7 @@ impl Wakers {
 
     /// Bump `group`'s generation, then wake every poller waiting on it. Call
     /// it after the change that may give the group work has committed.
-    pub fn wake(&self, group: &str) {
+    pub(super) fn wake(&self, group: &str) {
         let n = {
             let g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
             g.get(group).cloned()
