@@ -17,9 +17,10 @@
 //! - L2, services (each with its own error type; none sees HTTP):
 //!   - [`jobs`]: every write that can give a group work (submit, batch,
 //!     requeue by completion, release, retry, a drill's job, revocation,
-//!     drain and resume, grant, expiry) commits, then wakes the group.
-//!   - [`dispatch`]: per-group wake-ups, the lease reaper, and
-//!     [`dispatch::long_poll`], the poll loop without HTTP.
+//!     drain and resume, grant, expiry) commits, then wakes the group; the
+//!     per-group wake-ups live here and only this service can wake.
+//!   - [`dispatch`]: the lease reaper and [`dispatch::long_poll`], the poll
+//!     loop without HTTP (both call `jobs`).
 //!   - [`presence`]: agent presence in memory, flushed in batches; what an idle poll may skip.
 //!   - [`drills`]: failover drills: plan, start, watch, refresh, the heartbeat's fault.
 //!   - [`retention`]: the background task pruning finished jobs and old audit
