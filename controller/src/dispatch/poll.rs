@@ -145,6 +145,14 @@ fn generations(groups: &[Arc<Group>]) -> Vec<u64> {
     groups.iter().map(|g| g.generation()).collect()
 }
 
+/// What a grant attempt found.
+enum Tried {
+    /// Jobs were granted: the answer.
+    Granted(PollResponse),
+    /// Nothing to run; a matching job's backoff ends at `next_ready_at`.
+    Nothing { next_ready_at: Option<i64> },
+}
+
 /// A poll being held.
 struct Held<'a> {
     d: Dispatcher<'a>,
@@ -186,8 +194,8 @@ impl Held<'_> {
         let skip = free == 0 || known.is_some_and(|k| k.nothing_to_grant(now));
         if !skip {
             match self.grant(held, now, gens).await? {
-                Ok(answer) => return Ok(Look::Answer(answer)),
-                Err(ready_at) => next_ready_at = ready_at,
+                Tried::Granted(answer) => return Ok(Look::Answer(answer)),
+                Tried::Nothing { next_ready_at: at } => next_ready_at = at,
             }
         }
         if free == 0 || self.over() {
@@ -224,12 +232,7 @@ impl Held<'_> {
 
     /// Try to grant: the answer when something was granted, else the
     /// earliest end of a matching job's backoff (and that is remembered).
-    async fn grant(
-        &self,
-        held: Duration,
-        now: i64,
-        gens: Vec<u64>,
-    ) -> Result<Result<PollResponse, Option<i64>>, Error> {
+    async fn grant(&self, held: Duration, now: i64, gens: Vec<u64>) -> Result<Tried, Error> {
         let (id, req) = (self.poll.agent_id, self.poll.req);
         let granted = self
             .d
@@ -257,7 +260,7 @@ impl Held<'_> {
                     g
                 })
                 .collect();
-            return Ok(Ok(PollResponse {
+            return Ok(Tried::Granted(PollResponse {
                 grants,
                 retry_after_ms: None,
                 drain: false,
@@ -271,7 +274,9 @@ impl Held<'_> {
             idle: Some(granted.next_ready_at),
         };
         self.d.presence.remember(id, self.epoch, known);
-        Ok(Err(granted.next_ready_at))
+        Ok(Tried::Nothing {
+            next_ready_at: granted.next_ready_at,
+        })
     }
 
     /// Whether the hold is over: its deadline passed, or the controller is
