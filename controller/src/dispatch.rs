@@ -28,7 +28,9 @@ pub mod reaper;
 pub use poll::{Dispatcher, HOLD_TICK, Poll, long_poll};
 pub use reaper::{REAPER_MAX_SLEEP, reaper, reaper_sleep};
 
-use crate::{jobs, presence, store};
+use crate::jobs;
+use crate::presence;
+use crate::store;
 
 /// Errors of a long poll.
 #[derive(Debug, thiserror::Error)]

@@ -41,9 +41,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::dispatch;
+use crate::jobs;
 use crate::jobs::Jobs;
+use crate::presence;
 use crate::store::{self, Store};
-use crate::{dispatch, jobs, presence};
 
 /// State shared by every handler.
 #[derive(Clone)]
