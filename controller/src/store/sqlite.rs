@@ -1,35 +1,35 @@
-//! The durable store: jobs, attempts (leases) and agents in SQLite.
+//! The SQLite backend (the embedded default): jobs, attempts (leases),
+//! agents, credentials, drills and the audit log in one SQLite file.
 //!
 //! One writer connection serialises every state change (SQLite allows one
 //! writer anyway), so a grant, a completion and an expiry never interleave;
 //! reads go through a separate read-only pool. WAL mode, `synchronous=FULL`
-//! by default: a 2xx answer means the change is on disk.
+//! by default: a 2xx answer means the change is on disk. Each file implements
+//! one area trait of [`crate::store`] for [`SqliteStore`]:
 //!
 //! - [`jobs`]: submit, get, list, cancel, retry.
 //! - [`lease`]: grant (poll), heartbeat, complete, release, expiry.
 //! - [`agents`]: agent presence and capabilities.
-//! - [`credentials`]: resolved credentials and their in-memory cache.
 //! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - [`audit`]: the audit log.
 //! - [`retention`]: finished jobs and old audit rows pruned in bounded
 //!   batches, incremental vacuum.
 //! - [`drills`]: failover drills, their timelines and takeover measurements.
-//! - [`health`]: whether the store can commit (disk full, read-only, I/O
-//!   errors become 503 `store_unavailable`; `/readyz` reads it).
+//! - [`health`]: SQLite's errors classified (disk full, read-only, I/O
+//!   errors become 503 `store_unavailable`), and the health trait.
 //! - [`rebase`]: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
 
-pub mod agents;
-pub mod audit;
-pub mod credentials;
-pub mod drills;
-pub mod health;
-pub mod identity;
-pub mod jobs;
-pub mod lease;
-pub mod rebase;
-pub mod retention;
+mod agents;
+mod audit;
+mod drills;
+mod health;
+mod identity;
+mod jobs;
+mod lease;
+mod rebase;
+mod retention;
 mod rows;
 pub mod writer;
 
@@ -38,80 +38,38 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::JobId;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::config::SyncMode;
+use crate::store::credentials::AuthCache;
+use crate::store::health::Health;
+use crate::store::retention::Pruned;
+use crate::store::{Error, Result};
 
-pub use lease::{Expired, GrantRequest, Granted};
-pub(crate) use rows::ts as rows_ts;
-
-/// Store errors.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No such job.
-    #[error("job {0} not found")]
-    NotFound(JobId),
-    /// No such object (token, agent).
-    #[error("{0} not found")]
-    Missing(String),
-    /// A credential was refused (enrollment).
-    #[error("{0}")]
-    Unauthorized(String),
-    /// The caller may not touch this object (another agent's job).
-    #[error("{0}")]
-    Forbidden(String),
-    /// The fencing token is stale, the lease ran out, or the caller does not hold it.
-    #[error("lease lost: {0}")]
-    LeaseLost(String),
-    /// The job is not in a state that allows this.
-    #[error("{0}")]
-    Conflict(String),
-    /// An idempotency key was reused with a different request.
-    #[error("idempotency key `{0}` was already used with a different request")]
-    IdempotencyConflict(String),
-    /// The database failed.
-    #[error("database error: {0}")]
-    Db(sqlx::Error),
-    /// The disk or the filesystem refused a write (full, read-only, I/O
-    /// error): nothing of the operation was kept (`health`).
-    #[error("the store cannot commit ({cause}): {detail}")]
-    Unavailable {
-        /// Why.
-        cause: health::Cause,
-        /// The database's own message.
-        detail: String,
-    },
-    /// The group-commit batch this operation ran in did not commit.
-    #[error("commit failed: {0}")]
-    Commit(String),
-    /// A migration failed.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A stored value does not parse (a bug or manual tampering).
-    #[error("corrupt stored value in {0}")]
-    Corrupt(String),
+/// How SQLite syncs a commit to disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `FULL`: every commit is fsynced before it is acknowledged.
+    Full,
+    /// `NORMAL`: faster; in WAL mode a power loss may lose the last commits.
+    Normal,
 }
-
-/// Result alias.
-pub type Result<T> = std::result::Result<T, Error>;
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SqliteStore {
     writer: SqlitePool,
     batcher: writer::Writer,
     reader: SqlitePool,
     fleet_id: String,
     /// Known credentials; the identity paths that change one invalidate it.
-    auth_cache: Arc<credentials::AuthCache>,
+    auth_cache: Arc<AuthCache>,
     /// Whether the writer can commit (`/readyz`).
-    health: Arc<health::Health>,
+    health: Arc<Health>,
     /// Rows retention deleted.
-    pruned: Arc<retention::Pruned>,
+    pruned: Arc<Pruned>,
 }
 
 /// Page cache of each reader connection (`PRAGMA cache_size`; negative:
@@ -121,9 +79,9 @@ const READER_CACHE_SIZE: &str = "-512";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-impl Store {
+impl SqliteStore {
     /// Open (creating if missing) and migrate the database at `path`.
-    pub async fn open(path: &Path, sync: SyncMode) -> Result<Store> {
+    pub async fn open(path: &Path, sync: SyncMode) -> Result<SqliteStore> {
         let base = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -168,8 +126,8 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
             .await?;
-        let health = Arc::new(health::Health::default());
-        Ok(Store {
+        let health = Arc::new(Health::default());
+        Ok(SqliteStore {
             batcher: writer::Writer::start(writer.clone(), health.clone()),
             writer,
             reader,
@@ -179,38 +137,22 @@ impl Store {
             pruned: Arc::default(),
         })
     }
-
-    /// This installation's fleet id (random, fixed at the first start).
-    pub fn fleet_id(&self) -> &str {
-        &self.fleet_id
-    }
-
-    /// The cache of known credentials (see `auth`).
-    pub fn auth_cache(&self) -> &credentials::AuthCache {
-        &self.auth_cache
-    }
-
-    /// Why the store cannot commit, while it cannot (`None`: it can).
-    pub fn write_failure(&self) -> Option<(health::Cause, String)> {
-        self.health.failure()
-    }
-
-    /// Whether the store answers.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
-
-    /// Close both pools (flushes the WAL on the last connection).
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
-    }
 }
 
-/// The controller's now in Unix milliseconds ([`crate::clock`]: immune to
-/// wall-clock steps within a process).
-pub use crate::clock::now_ms;
-
 #[cfg(test)]
-pub(crate) mod testutil;
+impl SqliteStore {
+    /// A SQLite store in a fresh temp dir (kept alive by the returned guard),
+    /// for the tests of this backend's own internals.
+    pub(crate) async fn temp() -> (Arc<SqliteStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal)
+            .await
+            .expect("open");
+        (Arc::new(s), dir)
+    }
+
+    /// A [`Store`](crate::store::Store) on this backend, for helpers that take one.
+    pub(crate) fn store(self: &Arc<SqliteStore>) -> crate::store::Store {
+        crate::store::Store::new(self.clone())
+    }
+}

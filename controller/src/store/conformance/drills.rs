@@ -1,10 +1,12 @@
-use super::*;
-use crate::store::GrantRequest;
-use crate::store::testutil::store;
-use baton_proto::drill::ExactlyOnce;
+use baton_proto::drill::{DrillEventKind, DrillMethod, DrillState, DrillView, ExactlyOnce};
 use baton_proto::{
-    CompleteRequest, Completion, JobKind, JobResult, JobSubmit, NoopSpec, RetryOn, RetryPolicy,
+    CompleteRequest, Completion, FencingToken, JobKind, JobResult, JobSpec, JobSubmit, NoopSpec,
+    RetryOn, RetryPolicy,
 };
+
+use crate::store::drills::NewDrill;
+use crate::store::jobs::NewJob;
+use crate::store::{Error, GrantRequest, Store};
 
 fn probe(ttl: u64) -> NewJob {
     NewJob {
@@ -127,10 +129,9 @@ async fn run_drill(s: &Store, rto_ms: u64) -> DrillView {
     s.refresh_drill(d.id, 5_900).await.expect("refresh")
 }
 
-#[tokio::test]
-async fn crash_drill_timeline_and_report() {
-    let (s, _d) = store().await;
-    let v = run_drill(&s, 10_000).await;
+/// Conformance case `crash_drill_timeline_and_report`.
+pub async fn crash_drill_timeline_and_report(s: &Store) {
+    let v = run_drill(s, 10_000).await;
     assert_eq!(v.state, DrillState::Passed, "{v:#?}");
     let kinds: Vec<DrillEventKind> = v.events.iter().map(|e| e.kind).collect();
     use DrillEventKind::*;
@@ -175,10 +176,9 @@ async fn crash_drill_timeline_and_report() {
     );
 }
 
-#[tokio::test]
-async fn rto_shorter_than_the_takeover_fails_with_the_reason() {
-    let (s, _d) = store().await;
-    let v = run_drill(&s, 500).await;
+/// Conformance case `rto_shorter_than_the_takeover_fails_with_the_reason`.
+pub async fn rto_shorter_than_the_takeover_fails_with_the_reason(s: &Store) {
+    let v = run_drill(s, 500).await;
     assert_eq!(v.state, DrillState::Failed);
     let r = v.report.expect("report");
     assert!(!r.passed);
@@ -197,15 +197,14 @@ async fn rto_shorter_than_the_takeover_fails_with_the_reason() {
     );
 }
 
-#[tokio::test]
-async fn a_job_that_ends_before_any_heartbeat_is_an_error() {
-    let (s, _d) = store().await;
+/// Conformance case `a_job_that_ends_before_any_heartbeat_is_an_error`.
+pub async fn a_job_that_ends_before_any_heartbeat_is_an_error(s: &Store) {
     let d = s
         .create_drill(&drill(DrillMethod::Freeze, 10_000), probe(2000), 0)
         .await
         .expect("create");
     let job_id = d.job_id.expect("job");
-    grant(&s, "a1", 10).await;
+    grant(s, "a1", 10).await;
     s.complete(job_id, "a1", &succeeded(1), 20)
         .await
         .expect("complete");
@@ -225,110 +224,12 @@ async fn a_job_that_ends_before_any_heartbeat_is_an_error() {
     );
 }
 
-#[tokio::test]
-async fn unknown_drills_are_missing() {
-    let (s, _d) = store().await;
+/// Conformance case `unknown_drills_are_missing`.
+pub async fn unknown_drills_are_missing(s: &Store) {
     assert!(matches!(s.get_drill(9).await, Err(Error::Missing(_))));
     assert!(matches!(
         s.drill_fault_ack(9, 1, "a1", 1, 0).await,
         Err(Error::Missing(_))
     ));
     assert!(s.running_drills().await.expect("running").is_empty());
-}
-
-fn attempt(number: i64, agent: &str, outcome: Option<&str>, result: Option<&str>) -> AttemptRow {
-    AttemptRow {
-        number,
-        agent_id: agent.into(),
-        token: number,
-        started_at: number * 1000,
-        ended_at: outcome.map(|_| number * 1000 + 500),
-        outcome: outcome.map(str::to_owned),
-        error: None,
-        progress: None,
-        log_tail: String::new(),
-        result: result.map(str::to_owned),
-    }
-}
-
-fn fault_sent(at: i64) -> EventRow {
-    EventRow {
-        at,
-        kind: "fault_sent".into(),
-        attempt: 1,
-        agent: Some("a1".into()),
-        detail: None,
-    }
-}
-
-#[test]
-fn two_successes_violate_exactly_once() {
-    let spec = JobSpec::Noop(NoopSpec::default());
-    let attempts = [
-        attempt(1, "a1", Some("lease_expired"), None),
-        attempt(2, "a2", Some("succeeded"), None),
-        attempt(3, "a3", Some("succeeded"), None),
-    ];
-    let events = [fault_sent(1200)];
-    let eval = evaluate(&Input {
-        rto_ms: 60_000,
-        duration_ms: 4000,
-        lease_ttl_ms: 2000,
-        created_at: 0,
-        fault_token: Some(1),
-        job_state: JobState::Succeeded,
-        finished_at: Some(3500),
-        spec: &spec,
-        attempts: &attempts,
-        events: &events,
-        now: 4000,
-    });
-    let (state, report) = eval.verdict.expect("verdict");
-    assert_eq!(state, DrillState::Failed);
-    assert_eq!(report.exactly_once, ExactlyOnce::Violated);
-    assert!(report.reasons.iter().any(|r| r.contains("exactly-once")));
-}
-
-#[test]
-fn ledger_verdicts_prove_exactly_once_and_open_drills_give_up() {
-    let spec: JobSpec = serde_json::from_value(serde_json::json!({
-        "kind": "sql", "connection": "main", "sql": "UPDATE t SET n = n + 1", "exactly_once": true
-    }))
-    .expect("sql spec");
-    let attempts = [
-        attempt(1, "a1", Some("lease_expired"), None),
-        attempt(
-            2,
-            "a2",
-            Some("succeeded"),
-            Some(r#"{"data":{"ledger":"replayed"}}"#),
-        ),
-    ];
-    let events = [fault_sent(1200)];
-    let mut input = Input {
-        rto_ms: 60_000,
-        duration_ms: 4000,
-        lease_ttl_ms: 2000,
-        created_at: 0,
-        fault_token: Some(1),
-        job_state: JobState::Succeeded,
-        finished_at: Some(2500),
-        spec: &spec,
-        attempts: &attempts,
-        events: &events,
-        now: 3000,
-    };
-    let (state, report) = evaluate(&input).verdict.expect("verdict");
-    assert_eq!(state, DrillState::Passed, "{report:?}");
-    assert_eq!(report.exactly_once, ExactlyOnce::Proven);
-    assert!(report.exactly_once_evidence.contains("replayed"));
-    assert_eq!(report.takeover_ms, Some(2000 - 1200));
-    // Still running long after the give-up bound: error.
-    input.job_state = JobState::Running;
-    input.finished_at = None;
-    assert!(evaluate(&input).verdict.is_none());
-    input.now = 10_000_000;
-    let (state, report) = evaluate(&input).verdict.expect("verdict");
-    assert_eq!(state, DrillState::Error);
-    assert!(report.reasons[0].starts_with("gave up"));
 }

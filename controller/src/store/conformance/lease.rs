@@ -1,6 +1,11 @@
-use super::*;
+use baton_proto::{
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, JobKind, JobSpec, JobState,
+    RetryPolicy,
+};
+
 use crate::store::jobs::NewJob;
-use crate::store::testutil::{noop_job, store};
+use crate::store::testutil::noop_job;
+use crate::store::{Error, GrantRequest, Store};
 use baton_proto::JobResult;
 
 fn job(max_attempts: u32, ttl: u64) -> NewJob {
@@ -34,9 +39,8 @@ fn req<'a>(agent: &'a str, groups: &'a [String], kinds: &'a [JobKind]) -> GrantR
     }
 }
 
-#[tokio::test]
-async fn grant_once_tokens_increase_and_expiry_requeues() {
-    let (s, _d) = store().await;
+/// Conformance case `grant_once_tokens_increase_and_expiry_requeues`.
+pub async fn grant_once_tokens_increase_and_expiry_requeues(s: &Store) {
     let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];
@@ -124,9 +128,8 @@ async fn grant_once_tokens_increase_and_expiry_requeues() {
     assert_eq!(v.error, None);
 }
 
-#[tokio::test]
-async fn heartbeat_after_deadline_is_lease_lost_even_before_the_reaper() {
-    let (s, _d) = store().await;
+/// Conformance case `heartbeat_after_deadline_is_lease_lost_even_before_the_reaper`.
+pub async fn heartbeat_after_deadline_is_lease_lost_even_before_the_reaper(s: &Store) {
     let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];
@@ -139,9 +142,8 @@ async fn heartbeat_after_deadline_is_lease_lost_even_before_the_reaper() {
     ));
 }
 
-#[tokio::test]
-async fn attempts_exhausted_fail_and_release_spends_nothing() {
-    let (s, _d) = store().await;
+/// Conformance case `attempts_exhausted_fail_and_release_spends_nothing`.
+pub async fn attempts_exhausted_fail_and_release_spends_nothing(s: &Store) {
     let id = s.submit(job(2, 2000), 0).await.expect("submit").job.id;
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];
@@ -192,9 +194,8 @@ async fn attempts_exhausted_fail_and_release_spends_nothing() {
     assert_eq!(v.error.as_deref(), Some("boom"));
 }
 
-#[tokio::test]
-async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat() {
-    let (s, _d) = store().await;
+/// Conformance case `not_retryable_fails_at_once_and_cancel_reaches_heartbeat`.
+pub async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat(s: &Store) {
     let id = s.submit(job(5, 2000), 0).await.expect("submit").job.id;
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];
@@ -226,9 +227,8 @@ async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat() {
     assert_eq!(st, JobState::Failed);
 }
 
-#[tokio::test]
-async fn grants_respect_group_kind_connection_priority() {
-    let (s, _d) = store().await;
+/// Conformance case `grants_respect_group_kind_connection_priority`.
+pub async fn grants_respect_group_kind_connection_priority(s: &Store) {
     let low = s.submit(job(1, 2000), 0).await.expect("submit").job.id;
     let mut hi = job(1, 2000);
     hi.submit.priority = 10;
@@ -265,41 +265,9 @@ async fn grants_respect_group_kind_connection_priority() {
     );
 }
 
-#[test]
-fn retry_decisions() {
-    let p = RetryPolicy {
-        max_attempts: 2,
-        initial_backoff_ms: 100,
-        jitter: 0.0,
-        retry_on: vec![RetryOn::Error],
-        ..RetryPolicy::default()
-    };
-    assert_eq!(
-        after_spent_attempt(&p, Some(RetryOn::Error), 1, false, 0, 0.5),
-        Next::Queued { not_before: 100 }
-    );
-    assert_eq!(
-        after_spent_attempt(&p, Some(RetryOn::Error), 2, false, 0, 0.5),
-        Next::Failed
-    );
-    assert_eq!(
-        after_spent_attempt(&p, Some(RetryOn::LeaseExpired), 1, false, 0, 0.5),
-        Next::Failed
-    );
-    assert_eq!(
-        after_spent_attempt(&p, None, 1, false, 0, 0.5),
-        Next::Failed
-    );
-    assert_eq!(
-        after_spent_attempt(&p, Some(RetryOn::Error), 1, true, 0, 0.5),
-        Next::Cancelled
-    );
-}
-
-#[tokio::test]
-async fn a_drained_agent_is_granted_nothing_until_resumed() {
-    let (s, _d) = store().await;
-    crate::store::testutil::enrolled(&s, "a1", &["g"]).await;
+/// Conformance case `a_drained_agent_is_granted_nothing_until_resumed`.
+pub async fn a_drained_agent_is_granted_nothing_until_resumed(s: &Store) {
+    crate::store::testutil::enrolled(s, "a1", &["g"]).await;
     let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];

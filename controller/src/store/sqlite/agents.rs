@@ -1,66 +1,24 @@
-//! Agent presence: what each agent advertised on its last poll, and when it was last seen.
+//! Agent presence in SQLite: what each agent advertised on its last poll, and when it was last seen.
 //!
 //! While the controller runs, `presence` keeps last_seen, free slots and host
-//! metrics in memory and writes them here in batches ([`Store::flush_presence`]);
+//! metrics in memory and writes them here in batches ([`AgentStore::flush_presence`]);
 //! a poll writes its row at once only when something durable changed
-//! ([`Store::agent_sync`]: groups, capabilities, version, OS).
+//! ([`AgentStore::agent_sync`]: groups, capabilities, version, OS).
 
-use baton_proto::{AgentView, Capabilities, HostMetrics, JobKind, LeaseHeld};
+use baton_proto::{AgentView, JobKind, LeaseHeld};
 use sqlx::Row;
 
+use async_trait::async_trait;
+
+use super::SqliteStore;
 use super::rows::{json, json_opt, ts};
-use super::{Error, Result, Store};
+use crate::store::agents::{AgentSeen, AgentStore, DrainState, FLUSH_BATCH, PresenceRow};
+use crate::store::{Error, Result};
 
-/// An agent's drain state after a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DrainState {
-    /// When it was drained; `None` when not drained.
-    pub drained_at: Option<i64>,
-    /// Its groups (to wake their pollers on resume).
-    pub groups: Vec<String>,
-    /// Jobs it still runs.
-    pub running: Vec<i64>,
-}
-
-/// What a poll tells about an agent.
-#[derive(Debug, Clone)]
-pub struct AgentSeen<'a> {
-    /// Agent id.
-    pub id: &'a str,
-    /// Groups.
-    pub groups: &'a [String],
-    /// Capabilities.
-    pub capabilities: &'a Capabilities,
-    /// Version.
-    pub version: &'a str,
-    /// OS.
-    pub os: &'a str,
-    /// Free slots.
-    pub free_slots: u32,
-    /// Host metrics.
-    pub metrics: Option<&'a HostMetrics>,
-}
-
-/// Most rows [`Store::flush_presence`] writes in one transaction (bounds how
-/// long a flush holds the writer).
-pub const FLUSH_BATCH: usize = 2000;
-
-/// One agent's presence as [`Store::flush_presence`] writes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PresenceRow {
-    /// Agent id.
-    pub id: String,
-    /// When its latest poll arrived (Unix ms).
-    pub last_seen: i64,
-    /// Free slots it advertised.
-    pub free_slots: u32,
-    /// Host metrics it sent.
-    pub metrics: Option<HostMetrics>,
-}
-
-impl Store {
+#[async_trait]
+impl AgentStore for SqliteStore {
     /// Record a poll (every column); returns whether the agent is drained.
-    pub async fn agent_polled(&self, a: &AgentSeen<'_>, now: i64) -> Result<bool> {
+    async fn agent_polled(&self, a: &AgentSeen<'_>, now: i64) -> Result<bool> {
         let drained: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE agents SET groups = ?2, capabilities = ?3, version = ?4, os = ?5,
                free_slots = ?6, metrics = ?7, last_seen = ?8 WHERE id = ?1
@@ -82,9 +40,9 @@ impl Store {
     /// Make the agent's row match what a poll advertised, writing only when
     /// its groups, capabilities, version or OS differ from the stored ones (or
     /// the row is missing); returns whether the agent is drained. last_seen,
-    /// free slots and metrics are left to [`Store::flush_presence`] when
+    /// free slots and metrics are left to [`AgentStore::flush_presence`] when
     /// nothing else changed.
-    pub async fn agent_sync(&self, a: &AgentSeen<'_>, now: i64) -> Result<bool> {
+    async fn agent_sync(&self, a: &AgentSeen<'_>, now: i64) -> Result<bool> {
         let groups = serde_json::to_string(a.groups).unwrap_or_default();
         let capabilities = serde_json::to_string(a.capabilities).unwrap_or_default();
         let row = sqlx::query(
@@ -108,7 +66,7 @@ impl Store {
     /// Write the in-memory presence of many agents: last_seen (never moved
     /// back), free slots and metrics, one statement (and one commit) per
     /// [`FLUSH_BATCH`] rows. Unknown ids are skipped.
-    pub async fn flush_presence(&self, rows: &[PresenceRow]) -> Result<()> {
+    async fn flush_presence(&self, rows: &[PresenceRow]) -> Result<()> {
         for chunk in rows.chunks(FLUSH_BATCH) {
             let batch: Vec<(&str, i64, u32, Option<String>)> = chunk
                 .iter()
@@ -140,7 +98,7 @@ impl Store {
     }
 
     /// Whether the agent is drained now.
-    pub async fn agent_drained(&self, id: &str) -> Result<bool> {
+    async fn agent_drained(&self, id: &str) -> Result<bool> {
         let drained: Option<Option<i64>> =
             sqlx::query_scalar("SELECT drained_at FROM agents WHERE id = ?")
                 .bind(id)
@@ -152,7 +110,7 @@ impl Store {
     /// Drain (`drain = true`: no new work from now on) or resume an agent.
     /// Returns when it was drained (`None` once resumed), its groups and the
     /// jobs it still runs; [`Error::Missing`] for an unknown agent.
-    pub async fn set_drain(&self, id: &str, drain: bool, now: i64) -> Result<DrainState> {
+    async fn set_drain(&self, id: &str, drain: bool, now: i64) -> Result<DrainState> {
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE agents SET drained_at = CASE WHEN ?2 THEN COALESCE(drained_at, ?3) ELSE NULL END
@@ -179,7 +137,7 @@ impl Store {
     }
 
     /// Every agent with the leases it holds. `online_window_ms` decides `online`.
-    pub async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>> {
+    async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>> {
         let rows = sqlx::query(
             "SELECT id, groups, capabilities, version, os, free_slots, metrics, last_seen, enrolled_at, revoked_at, drained_at
              FROM agents ORDER BY id",
@@ -233,7 +191,7 @@ impl Store {
     }
 
     /// Why a queued job cannot be dispatched now, if no online agent could take it.
-    pub async fn blocked_reason(
+    async fn blocked_reason(
         &self,
         group: &str,
         kind: JobKind,
@@ -279,6 +237,3 @@ impl Store {
         Ok(None)
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,32 +1,44 @@
-//! The audit log: who changed what, when, and how it ended. Rows are
-//! appended through the group commit (`Store::audit_grouped`, store::writer).
+//! The audit log in SQLite. Rows are appended through the group commit
+//! ([`super::writer`]).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use baton_proto::auth::{AuditEntry, AuditList};
 use sqlx::Row;
 
+use super::SqliteStore;
 use super::rows::ts;
-use super::{Result, Store};
+use crate::store::Result;
+use crate::store::audit::{AuditRecord, AuditStore};
 
-/// One state-changing call to record.
-#[derive(Debug, Clone)]
-pub struct AuditRecord {
-    /// Who.
-    pub actor: String,
-    /// Their role (`agent` for agents).
-    pub role: String,
-    /// `METHOD /route/{template}`.
-    pub action: String,
-    /// The concrete path.
-    pub target: String,
-    /// HTTP status.
-    pub status: u16,
-    /// Error code when refused.
-    pub error: Option<String>,
-}
+#[async_trait]
+impl AuditStore for SqliteStore {
+    /// Through the group-commit writer: the row shares its batch's commit.
+    async fn audit_grouped(&self, r: &AuditRecord, now: i64) -> Result<()> {
+        let r = Arc::new(r.clone());
+        self.grouped(move |c| {
+            let r = r.clone();
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(now)
+                .bind(&r.actor)
+                .bind(&r.role)
+                .bind(&r.action)
+                .bind(&r.target)
+                .bind(i64::from(r.status))
+                .bind(&r.error)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
 
-impl Store {
-    /// Entries newest first, optionally for one actor, below `before`.
-    pub async fn list_audit(
+    async fn list_audit(
         &self,
         actor: Option<&str>,
         before: Option<i64>,
@@ -67,6 +79,3 @@ impl Store {
         })
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,11 +1,11 @@
-//! Failover drills: the drill row, its timeline, the fault handed to the
+//! Failover drills in SQLite: the drill row, its timeline, the fault handed to the
 //! holder, and the takeover measurements behind `/metrics`.
 //!
 //! A drill owns one job (label `drill=<id>`). Its timeline mixes events the
 //! controller records when they happen (`started`, `fault_sent`,
 //! `fault_injected`, `verdict`) with events derived from the job's attempt
 //! rows (`job_granted`, `lease_expired`, `job_regranted`, `job_finished`),
-//! which carry the store's own timestamps; [`Store::refresh_drill`] inserts
+//! which carry the store's own timestamps; [`DrillStore::refresh_drill`] inserts
 //! the derived ones idempotently (one row per kind and attempt) and, once the
 //! job has ended, stores the report computed by [`report::evaluate`].
 
@@ -19,28 +19,15 @@ use baton_proto::drill::{
 };
 use baton_proto::{FencingToken, JobId, JobSpec, JobState};
 
-use super::jobs::NewJob;
+use async_trait::async_trait;
+
+use super::SqliteStore;
 use super::rows::{AttemptRow, json, json_opt, ts};
-use super::{Error, Result, Store};
+use crate::store::drills::{DrillStore, NewDrill};
+use crate::store::jobs::{JobStore, NewJob};
+use crate::store::{Error, Result};
 
 pub(crate) use report::{Input, evaluate};
-
-/// A validated drill request.
-#[derive(Debug, Clone)]
-pub struct NewDrill {
-    /// Worker group.
-    pub group: String,
-    /// The fault.
-    pub method: DrillMethod,
-    /// Fault duration.
-    pub duration_ms: u64,
-    /// Lease TTL of the drill's job.
-    pub lease_ttl_ms: u64,
-    /// RTO target.
-    pub rto_ms: u64,
-    /// Who started it.
-    pub created_by: String,
-}
 
 const DRILL_COLUMNS: &str = "id, grp, method, duration_ms, lease_ttl_ms, rto_ms, job_id, state, created_by, created_at, finished_at, fault_token, report";
 
@@ -120,10 +107,31 @@ impl EventRow {
     }
 }
 
-impl Store {
+impl SqliteStore {
+    async fn drill_row(&self, id: DrillId) -> Result<DrillRow> {
+        let sql = format!("SELECT {DRILL_COLUMNS} FROM drills WHERE id = ?");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("drill {id}")))
+    }
+
+    async fn event_rows(&self, id: DrillId) -> Result<Vec<EventRow>> {
+        Ok(sqlx::query_as(
+            "SELECT at, kind, attempt, agent, detail FROM drill_events WHERE drill_id = ? ORDER BY at, attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl DrillStore for SqliteStore {
     /// Create a drill and its job (the job gets the label `drill=<id>`).
     /// When the job cannot be created the drill ends as `error`.
-    pub async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView> {
+    async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) RETURNING id",
@@ -186,7 +194,7 @@ impl Store {
     /// The fault for the holder's heartbeat, once per drill: the first
     /// heartbeat of a running drill's job gets it, and `fault_sent` is
     /// recorded. `None` for every other heartbeat (one indexed read).
-    pub async fn drill_fault_for(
+    async fn drill_fault_for(
         &self,
         job_id: JobId,
         agent_id: &str,
@@ -242,7 +250,7 @@ impl Store {
     /// The holder acknowledged the fault: record `fault_injected` (once).
     /// Returns false for a repeated ack. Only the agent and lease the fault
     /// was sent to may acknowledge it.
-    pub async fn drill_fault_ack(
+    async fn drill_fault_ack(
         &self,
         drill_id: DrillId,
         job_id: JobId,
@@ -284,7 +292,7 @@ impl Store {
 
     /// Bring a running drill's timeline up to date with its job and, once
     /// the job has ended (or the drill has run too long), store its verdict.
-    pub async fn refresh_drill(&self, id: DrillId, now: i64) -> Result<DrillView> {
+    async fn refresh_drill(&self, id: DrillId, now: i64) -> Result<DrillView> {
         let row = self.drill_row(id).await?;
         if row.state()? != DrillState::Running {
             return self.get_drill(id).await;
@@ -371,7 +379,7 @@ impl Store {
     }
 
     /// A drill with its timeline (in time order).
-    pub async fn get_drill(&self, id: DrillId) -> Result<DrillView> {
+    async fn get_drill(&self, id: DrillId) -> Result<DrillView> {
         let row = self.drill_row(id).await?;
         let mut events = self
             .event_rows(id)
@@ -386,7 +394,7 @@ impl Store {
     }
 
     /// Drills, newest first, without timelines.
-    pub async fn list_drills(&self, limit: u32) -> Result<DrillList> {
+    async fn list_drills(&self, limit: u32) -> Result<DrillList> {
         let sql = format!("SELECT {DRILL_COLUMNS} FROM drills ORDER BY id DESC LIMIT ?");
         let rows: Vec<DrillRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(limit.clamp(1, 1000)))
@@ -401,7 +409,7 @@ impl Store {
     }
 
     /// Ids of drills still running.
-    pub async fn running_drills(&self) -> Result<Vec<DrillId>> {
+    async fn running_drills(&self) -> Result<Vec<DrillId>> {
         Ok(
             sqlx::query_scalar("SELECT id FROM drills WHERE state = 'running' ORDER BY id")
                 .fetch_all(&self.reader)
@@ -410,7 +418,7 @@ impl Store {
     }
 
     /// Finished drills per `(method, state)`.
-    pub async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>> {
+    async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT method, state, COUNT(*) FROM drills GROUP BY method, state ORDER BY method, state",
         )
@@ -419,7 +427,7 @@ impl Store {
     }
 
     /// Leases that ran out, ever.
-    pub async fn lease_expirations(&self) -> Result<i64> {
+    async fn lease_expirations(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'")
                 .fetch_one(&self.reader)
@@ -429,7 +437,7 @@ impl Store {
 
     /// Every lease-expiry takeover, in ms: from the holder's last renewal
     /// (lease deadline − TTL) to the next grant of the same job.
-    pub async fn takeover_samples_ms(&self) -> Result<Vec<i64>> {
+    async fn takeover_samples_ms(&self) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT b.started_at - (a.ended_at - j.lease_ttl_ms)
              FROM attempts a
@@ -437,24 +445,6 @@ impl Store {
              JOIN jobs j ON j.id = a.job_id
              WHERE a.outcome = 'lease_expired' AND a.ended_at IS NOT NULL",
         )
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    async fn drill_row(&self, id: DrillId) -> Result<DrillRow> {
-        let sql = format!("SELECT {DRILL_COLUMNS} FROM drills WHERE id = ?");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("drill {id}")))
-    }
-
-    async fn event_rows(&self, id: DrillId) -> Result<Vec<EventRow>> {
-        Ok(sqlx::query_as(
-            "SELECT at, kind, attempt, agent, detail FROM drill_events WHERE drill_id = ? ORDER BY at, attempt",
-        )
-        .bind(id)
         .fetch_all(&self.reader)
         .await?)
     }

@@ -1,43 +1,16 @@
-//! Who may call: operator tokens (with roles), enrollment tokens, agent
+//! Identity in SQLite: operator tokens (with roles), enrollment tokens, agent
 //! secrets. Only SHA-256 hashes of secrets are stored; callers hash first.
 
-use baton_proto::JobId;
 use baton_proto::auth::{EnrollmentTokenState, EnrollmentTokenView, OperatorTokenView, Role};
 use sqlx::Row;
 
+use async_trait::async_trait;
+
+use super::SqliteStore;
 use super::rows::{json, ts};
-use super::{Error, Result, Store};
-
-/// An authenticated operator token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorPrincipal {
-    /// Token id.
-    pub token_id: String,
-    /// Token name.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-}
-
-/// An authenticated agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentPrincipal {
-    /// Agent id.
-    pub id: String,
-    /// Groups its enrollment token granted.
-    pub allowed_groups: Vec<String>,
-}
-
-/// What revoking an agent did.
-#[derive(Debug, Clone)]
-pub struct AgentRevocation {
-    /// When.
-    pub revoked_at: i64,
-    /// Jobs it held, now queued again (or cancelled if a cancel was pending).
-    pub jobs: Vec<JobId>,
-    /// Groups to wake.
-    pub groups: Vec<String>,
-}
+use crate::store::credentials::AuthCache;
+use crate::store::identity::{AgentPrincipal, AgentRevocation, IdentityStore, OperatorPrincipal};
+use crate::store::{Error, Result};
 
 fn op_view(r: &sqlx::sqlite::SqliteRow) -> Result<OperatorTokenView> {
     let role: String = r.try_get("role")?;
@@ -86,9 +59,36 @@ const OP_COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, 
 const ENR_COLUMNS: &str =
     "id, groups, note, created_by, created_at, expires_at, used_at, used_by, revoked_at";
 
-impl Store {
+impl SqliteStore {
+    async fn operator_token(&self, id: &str) -> Result<OperatorTokenView> {
+        let sql = format!("SELECT {OP_COLUMNS} FROM operator_tokens WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("operator token {id}")))?;
+        op_view(&row)
+    }
+
+    async fn enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView> {
+        let sql = format!("SELECT {ENR_COLUMNS} FROM enrollment_tokens WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("enrollment token {id}")))?;
+        enr_view(&row, now)
+    }
+}
+
+#[async_trait]
+impl IdentityStore for SqliteStore {
+    fn auth_cache(&self) -> &AuthCache {
+        &self.auth_cache
+    }
+
     /// Store a new operator token (its hash). Names are unique among active tokens.
-    pub async fn create_operator_token(
+    async fn create_operator_token(
         &self,
         id: &str,
         name: &str,
@@ -119,18 +119,8 @@ impl Store {
         self.operator_token(id).await
     }
 
-    async fn operator_token(&self, id: &str) -> Result<OperatorTokenView> {
-        let sql = format!("SELECT {OP_COLUMNS} FROM operator_tokens WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("operator token {id}")))?;
-        op_view(&row)
-    }
-
     /// Every operator token, oldest first (no secrets).
-    pub async fn list_operator_tokens(&self) -> Result<Vec<OperatorTokenView>> {
+    async fn list_operator_tokens(&self) -> Result<Vec<OperatorTokenView>> {
         let sql = format!("SELECT {OP_COLUMNS} FROM operator_tokens ORDER BY created_at, id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.reader)
@@ -139,7 +129,7 @@ impl Store {
     }
 
     /// Revoke an operator token; its next call is refused.
-    pub async fn revoke_operator_token(&self, id: &str, now: i64) -> Result<OperatorTokenView> {
+    async fn revoke_operator_token(&self, id: &str, now: i64) -> Result<OperatorTokenView> {
         let done = sqlx::query(
             "UPDATE operator_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
         )
@@ -155,11 +145,7 @@ impl Store {
     }
 
     /// The active operator token with this hash; notes its use (at most once a minute).
-    pub async fn operator_by_hash(
-        &self,
-        hash: &str,
-        now: i64,
-    ) -> Result<Option<OperatorPrincipal>> {
+    async fn operator_by_hash(&self, hash: &str, now: i64) -> Result<Option<OperatorPrincipal>> {
         let row = sqlx::query(
             "SELECT id, name, role, last_used_at FROM operator_tokens WHERE token_hash = ? AND revoked_at IS NULL",
         )
@@ -186,7 +172,7 @@ impl Store {
     }
 
     /// Whether any active admin token exists.
-    pub async fn has_active_admin(&self) -> Result<bool> {
+    async fn has_active_admin(&self) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM operator_tokens WHERE role = 'admin' AND revoked_at IS NULL",
         )
@@ -197,7 +183,7 @@ impl Store {
 
     /// Store a new enrollment token (its hash).
     #[allow(clippy::too_many_arguments)]
-    pub async fn create_enrollment_token(
+    async fn create_enrollment_token(
         &self,
         id: &str,
         hash: &str,
@@ -222,18 +208,8 @@ impl Store {
         self.enrollment_token(id, now).await
     }
 
-    async fn enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView> {
-        let sql = format!("SELECT {ENR_COLUMNS} FROM enrollment_tokens WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("enrollment token {id}")))?;
-        enr_view(&row, now)
-    }
-
     /// Every enrollment token, newest first (no secrets).
-    pub async fn list_enrollment_tokens(&self, now: i64) -> Result<Vec<EnrollmentTokenView>> {
+    async fn list_enrollment_tokens(&self, now: i64) -> Result<Vec<EnrollmentTokenView>> {
         let sql =
             format!("SELECT {ENR_COLUMNS} FROM enrollment_tokens ORDER BY created_at DESC, id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -243,7 +219,7 @@ impl Store {
     }
 
     /// Revoke an unused enrollment token.
-    pub async fn revoke_enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView> {
+    async fn revoke_enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView> {
         let done = sqlx::query(
             "UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
         )
@@ -259,7 +235,7 @@ impl Store {
 
     /// Spend an enrollment token and create the agent with `secret_hash`.
     /// Returns the groups the agent may serve.
-    pub async fn enroll(
+    async fn enroll(
         &self,
         token_hash: &str,
         agent_id: &str,
@@ -337,7 +313,7 @@ impl Store {
     }
 
     /// The active agent with this secret hash.
-    pub async fn agent_by_hash(&self, hash: &str) -> Result<Option<AgentPrincipal>> {
+    async fn agent_by_hash(&self, hash: &str) -> Result<Option<AgentPrincipal>> {
         let row = sqlx::query(
             "SELECT id, allowed_groups FROM agents WHERE secret_hash = ? AND revoked_at IS NULL",
         )
@@ -356,7 +332,7 @@ impl Store {
 
     /// Revoke an agent: its calls are refused from now on and its leases end
     /// at once (attempts end `revoked`, no attempt spent, jobs requeued).
-    pub async fn revoke_agent(&self, id: &str, now: i64) -> Result<AgentRevocation> {
+    async fn revoke_agent(&self, id: &str, now: i64) -> Result<AgentRevocation> {
         let mut tx = self.writer.begin().await?;
         let done =
             sqlx::query("UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
@@ -420,6 +396,3 @@ impl Store {
         Ok(out)
     }
 }
-
-#[cfg(test)]
-mod tests;

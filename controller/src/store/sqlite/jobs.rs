@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 use sqlx::sqlite::SqliteConnection;
 
+use async_trait::async_trait;
+
+use super::SqliteStore;
 use super::rows::{AttemptRow, JOB_COLUMNS, JobRow, json, ts};
-use super::{Error, Result, Store};
+use crate::store::jobs::{BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted};
+use crate::store::{Error, Result};
 
 /// The columns of a job summary (`list_jobs`).
 #[derive(Debug, sqlx::FromRow)]
@@ -75,68 +79,21 @@ fn cut(text: String) -> String {
     }
 }
 
-/// A validated submission.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    /// The request.
-    pub submit: JobSubmit,
-    /// Lease TTL after defaults.
-    pub lease_ttl_ms: u64,
-    /// `Idempotency-Key`, if given.
-    pub idempotency_key: Option<String>,
-    /// Hash of the canonical request, to detect key reuse with another body.
-    pub request_hash: String,
+impl SqliteStore {
+    pub(crate) async fn job_row(&self, id: JobId) -> Result<JobRow> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(Error::NotFound(id))
+    }
 }
 
-/// Filters for [`Store::list_jobs`].
-#[derive(Debug, Clone, Default)]
-pub struct JobFilter {
-    /// Only this state.
-    pub state: Option<JobState>,
-    /// Only this group.
-    pub group: Option<String>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only jobs with this label `(key, value)`.
-    pub label: Option<(String, String)>,
-    /// Only ids below this (paging).
-    pub before: Option<JobId>,
-    /// Page size.
-    pub limit: u32,
-}
-
-/// What a submission did.
-#[derive(Debug, Clone)]
-pub struct Submitted {
-    /// The job.
-    pub job: JobView,
-    /// False when an earlier submission with the same idempotency key is returned.
-    pub created: bool,
-}
-
-/// A validated batch submission (`POST /v1/jobs/batch`), created all or none.
-#[derive(Debug, Clone)]
-pub struct NewBatch {
-    /// The jobs, in order (their own `idempotency_key` is ignored).
-    pub jobs: Vec<NewJob>,
-    /// `Idempotency-Key` of the whole batch, if given.
-    pub idempotency_key: Option<String>,
-    /// Hash of the whole canonical batch.
-    pub request_hash: String,
-}
-
-/// What a batch submission did.
-#[derive(Debug, Clone)]
-pub struct BatchSubmitted {
-    /// The jobs, in the order submitted.
-    pub jobs: Vec<JobView>,
-    /// False when an earlier batch with the same idempotency key is returned.
-    pub created: bool,
-}
-
-impl Store {
+#[async_trait]
+impl JobStore for SqliteStore {
     /// Persist a new job (or return the one an idempotency key already made).
-    pub async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
+    async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
         let new = Arc::new(new);
         self.grouped(move |c| {
             let new = new.clone();
@@ -151,7 +108,7 @@ impl Store {
     /// The batch's key and hash are stored on its first job; the jobs of one
     /// batch get consecutive ids (one transaction on the single writer), so
     /// a replay returns ids `first .. first + n`.
-    pub async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
+    async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
         let batch = Arc::new(batch);
         self.grouped(move |c| {
             let batch = batch.clone();
@@ -160,17 +117,8 @@ impl Store {
         .await
     }
 
-    pub(crate) async fn job_row(&self, id: JobId) -> Result<JobRow> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(Error::NotFound(id))
-    }
-
     /// A job with every attempt.
-    pub async fn get_job(&self, id: JobId) -> Result<JobView> {
+    async fn get_job(&self, id: JobId) -> Result<JobView> {
         let row = self.job_row(id).await?;
         let attempts: Vec<AttemptRow> = sqlx::query_as(
             "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
@@ -189,7 +137,7 @@ impl Store {
     /// Jobs matching a filter, newest first, as summaries: only the columns
     /// a summary needs are read (never a whole spec or result), and long
     /// texts are cut in the query.
-    pub async fn list_jobs(&self, f: &JobFilter) -> Result<JobList> {
+    async fn list_jobs(&self, f: &JobFilter) -> Result<JobList> {
         let limit = f.limit.clamp(1, 1000);
         let rows: Vec<SummaryRow> = sqlx::query_as(
             "SELECT id, grp, kind, connection, state, priority, attempts_spent,
@@ -235,7 +183,7 @@ impl Store {
 
     /// Cancel: a queued job ends at once; a running one is asked to stop
     /// (its holder learns it on the next heartbeat). Returns the group to wake.
-    pub async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
+    async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
         let mut tx = self.writer.begin().await?;
         match state_of(&mut tx, id).await? {
             JobState::Queued => {
@@ -262,7 +210,7 @@ impl Store {
     }
 
     /// Retry a failed or cancelled job with a fresh attempt budget.
-    pub async fn retry(&self, id: JobId, now: i64) -> Result<JobView> {
+    async fn retry(&self, id: JobId, now: i64) -> Result<JobView> {
         let mut tx = self.writer.begin().await?;
         match state_of(&mut tx, id).await? {
             JobState::Failed | JobState::Cancelled => {
@@ -376,8 +324,8 @@ fn queued_view(id: JobId, s: &JobSubmit, ttl: u64, key: Option<&str>, now: i64) 
         not_before: None,
         cancel_requested: false,
         lease_agent: None,
-        created_at: super::rows_ts(now),
-        updated_at: super::rows_ts(now),
+        created_at: ts(now),
+        updated_at: ts(now),
         finished_at: None,
         result: None,
         error: None,
@@ -412,7 +360,7 @@ async fn views(c: &mut SqliteConnection, first: JobId, last: JobId) -> Result<Ve
     Ok(out)
 }
 
-/// Submit inside a write transaction (see [`Store::submit`]).
+/// Submit inside a write transaction (see [`JobStore::submit`]).
 async fn submit_in(c: &mut SqliteConnection, new: &NewJob, now: i64) -> Result<Submitted> {
     if let Some(key) = &new.idempotency_key
         && let Some(row) = by_key(c, key).await?
@@ -442,7 +390,7 @@ async fn submit_in(c: &mut SqliteConnection, new: &NewJob, now: i64) -> Result<S
     Ok(Submitted { job, created: true })
 }
 
-/// Batch submit inside a write transaction (see [`Store::submit_batch`]).
+/// Batch submit inside a write transaction (see [`JobStore::submit_batch`]).
 async fn submit_batch_in(
     c: &mut SqliteConnection,
     b: &NewBatch,
@@ -496,6 +444,3 @@ async fn state_of(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: JobId) -> Re
     let state = state.ok_or(Error::NotFound(id))?;
     JobState::parse(&state).ok_or_else(|| Error::Corrupt(format!("jobs.state {id}")))
 }
-
-#[cfg(test)]
-pub(crate) mod tests;

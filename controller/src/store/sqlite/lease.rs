@@ -1,4 +1,5 @@
-//! The lease contract (DESIGN.md "Lease and fencing", points 1–6).
+//! The lease contract (DESIGN.md "Lease and fencing", points 1–6) in
+//! SQLite ([`crate::store::lease`]).
 //!
 //! Every function here runs in one transaction on the single writer
 //! connection (through the group-commit writer, [`super::writer`]: a batch of
@@ -13,90 +14,18 @@
 
 use baton_proto::{
     AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
-    JobState, Progress, RetryOn, RetryPolicy,
+    JobState, Progress, RetryOn,
 };
 use std::sync::Arc;
 
 use sqlx::sqlite::SqliteConnection;
 
+use async_trait::async_trait;
+
+use super::SqliteStore;
 use super::rows::{JOB_COLUMNS, JobRow, json};
-use super::{Error, Result, Store};
-
-/// What a polling agent can take.
-#[derive(Debug, Clone)]
-pub struct GrantRequest<'a> {
-    /// The agent.
-    pub agent_id: &'a str,
-    /// Its groups.
-    pub groups: &'a [String],
-    /// Job kinds it runs.
-    pub kinds: &'a [JobKind],
-    /// Connection names it has.
-    pub connections: &'a [String],
-    /// Most jobs to grant.
-    pub max: u32,
-}
-
-/// The result of a grant attempt.
-#[derive(Debug, Clone, Default)]
-pub struct Granted {
-    /// Jobs granted (held_ms still 0: the API layer fills it in).
-    pub grants: Vec<Grant>,
-    /// Earliest `not_before` of a matching job still waiting for backoff.
-    pub next_ready_at: Option<i64>,
-    /// Groups with jobs requeued by expiry during this call.
-    pub woken: Vec<String>,
-}
-
-/// Leases ended by [`Store::expire_leases`].
-#[derive(Debug, Clone, Default)]
-pub struct Expired {
-    /// `(job, token, agent)` of each expired lease.
-    pub leases: Vec<(JobId, FencingToken, String)>,
-    /// Groups that got a job back.
-    pub woken: Vec<String>,
-}
-
-/// Where a job goes after an attempt ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Next {
-    Queued { not_before: i64 },
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl Next {
-    fn state(self) -> JobState {
-        match self {
-            Next::Queued { .. } => JobState::Queued,
-            Next::Succeeded => JobState::Succeeded,
-            Next::Failed => JobState::Failed,
-            Next::Cancelled => JobState::Cancelled,
-        }
-    }
-}
-
-/// Decide the job's next state after an attempt that spent one try.
-/// `spent` already counts this attempt; `unit` is a uniform sample for jitter.
-pub(crate) fn after_spent_attempt(
-    policy: &RetryPolicy,
-    class: Option<RetryOn>,
-    spent: u32,
-    cancel_requested: bool,
-    now: i64,
-    unit: f64,
-) -> Next {
-    if cancel_requested {
-        return Next::Cancelled;
-    }
-    match class {
-        Some(c) if policy.retry_on.contains(&c) && spent < policy.max_attempts => Next::Queued {
-            not_before: now + policy.delay_ms(spent, unit) as i64,
-        },
-        _ => Next::Failed,
-    }
-}
+use crate::store::lease::{Expired, GrantRequest, Granted, LeaseStore, Next, after_spent_attempt};
+use crate::store::{Error, Result};
 
 /// A [`GrantRequest`] owned, to move into the group-commit writer.
 #[derive(Debug, Clone)]
@@ -108,10 +37,11 @@ struct OwnedGrant {
     max: u32,
 }
 
-impl Store {
+#[async_trait]
+impl LeaseStore for SqliteStore {
     /// Grant up to `req.max` queued jobs to an agent (point 1). Overdue
     /// leases are expired first, in the same transaction (point 5).
-    pub async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
+    async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
         let req = Arc::new(OwnedGrant {
             agent_id: req.agent_id.to_owned(),
             groups: req.groups.to_vec(),
@@ -127,7 +57,7 @@ impl Store {
     }
 
     /// Renew a lease (point 2). Returns `(ttl_ms, cancel_requested)`.
-    pub async fn heartbeat(
+    async fn heartbeat(
         &self,
         job_id: JobId,
         agent_id: &str,
@@ -150,7 +80,7 @@ impl Store {
 
     /// Record the end of a grant (point 3). A redelivery of a completion that
     /// was already recorded answers `(state, true)`.
-    pub async fn complete(
+    async fn complete(
         &self,
         job_id: JobId,
         agent_id: &str,
@@ -174,7 +104,7 @@ impl Store {
     }
 
     /// Hand a job back without spending an attempt (point 6).
-    pub async fn release(
+    async fn release(
         &self,
         job_id: JobId,
         agent_id: &str,
@@ -194,13 +124,13 @@ impl Store {
     }
 
     /// End every lease past its deadline (point 5).
-    pub async fn expire_leases(&self, now: i64) -> Result<Expired> {
+    async fn expire_leases(&self, now: i64) -> Result<Expired> {
         self.grouped(move |c| Box::pin(async move { expire_in(c, now).await }))
             .await
     }
 
     /// The earliest lease deadline, if any lease is held.
-    pub async fn next_lease_deadline(&self) -> Result<Option<i64>> {
+    async fn next_lease_deadline(&self) -> Result<Option<i64>> {
         Ok(
             sqlx::query_scalar("SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'")
                 .fetch_one(&self.reader)
@@ -209,7 +139,7 @@ impl Store {
     }
 }
 
-/// Grant inside a write transaction (see [`Store::grant`]).
+/// Grant inside a write transaction (see [`LeaseStore::grant`]).
 async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Result<Granted> {
     let expired = expire_in(c, now).await?;
     let mut out = Granted {
@@ -315,7 +245,7 @@ async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Resul
     Ok(out)
 }
 
-/// Heartbeat inside a write transaction (see [`Store::heartbeat`]).
+/// Heartbeat inside a write transaction (see [`LeaseStore::heartbeat`]).
 async fn heartbeat_in(
     c: &mut SqliteConnection,
     job_id: JobId,
@@ -355,7 +285,7 @@ struct Completed {
     unit: f64,
 }
 
-/// Completion inside a write transaction (see [`Store::complete`]).
+/// Completion inside a write transaction (see [`LeaseStore::complete`]).
 async fn complete_in(
     c: &mut SqliteConnection,
     d: &Completed,
@@ -465,7 +395,7 @@ async fn complete_in(
     Ok((next.state(), false, row.grp))
 }
 
-/// Release inside a write transaction (see [`Store::release`]).
+/// Release inside a write transaction (see [`LeaseStore::release`]).
 async fn release_in(
     c: &mut SqliteConnection,
     job_id: JobId,
@@ -651,6 +581,3 @@ async fn expire_in(c: &mut SqliteConnection, now: i64) -> Result<Expired> {
     }
     Ok(out)
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,4 +1,4 @@
-//! Retention: finished jobs (with their attempts) and audit rows older than
+//! Retention in SQLite: finished jobs (with their attempts) and audit rows older than
 //! what the operator keeps (`job_keep`, `audit_keep`) are deleted in bounded
 //! batches, oldest first, each batch its own short transaction on the
 //! writer connection, so the hot paths never wait long behind it. Freed
@@ -8,31 +8,13 @@
 //! Kept whatever their age: queued and running jobs, and the jobs of drills
 //! (a drill's report is read from its job's attempts).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use super::{Result, Store};
+use async_trait::async_trait;
 
-/// Rows deleted by retention since the process started.
-#[derive(Debug, Default)]
-pub struct Pruned {
-    /// Finished jobs.
-    pub jobs: AtomicU64,
-    /// Their attempts.
-    pub attempts: AtomicU64,
-    /// Audit rows.
-    pub audit: AtomicU64,
-}
-
-/// A snapshot of [`Pruned`] (jobs, attempts, audit rows).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PrunedSnapshot {
-    /// Finished jobs deleted.
-    pub jobs: u64,
-    /// Attempts deleted with them.
-    pub attempts: u64,
-    /// Audit rows deleted.
-    pub audit: u64,
-}
+use super::SqliteStore;
+use crate::store::Result;
+use crate::store::retention::{PrunedSnapshot, RetentionStore};
 
 /// The jobs one batch deletes: finished before `?1`, not a drill's, oldest
 /// first, at most `?2`.
@@ -45,10 +27,11 @@ macro_rules! old_jobs {
     };
 }
 
-impl Store {
+#[async_trait]
+impl RetentionStore for SqliteStore {
     /// Delete at most `max` jobs that finished before `before` (Unix ms),
     /// with their attempts, in one transaction. Returns how many jobs.
-    pub async fn prune_jobs(&self, before: i64, max: u32) -> Result<u64> {
+    async fn prune_jobs(&self, before: i64, max: u32) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         let attempts = sqlx::query(concat!(
             "DELETE FROM attempts WHERE job_id IN (",
@@ -73,7 +56,7 @@ impl Store {
     }
 
     /// Delete at most `max` audit rows written before `before` (Unix ms).
-    pub async fn prune_audit(&self, before: i64, max: u32) -> Result<u64> {
+    async fn prune_audit(&self, before: i64, max: u32) -> Result<u64> {
         let n = sqlx::query(
             "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 ORDER BY at LIMIT ?2)",
         )
@@ -88,7 +71,7 @@ impl Store {
 
     /// Give at most `pages` free pages back to the filesystem; returns the
     /// free pages left.
-    pub async fn incremental_vacuum(&self, pages: u32) -> Result<i64> {
+    async fn incremental_vacuum(&self, pages: u32) -> Result<i64> {
         let mut conn = self.writer.acquire().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "PRAGMA incremental_vacuum({pages})"
@@ -102,7 +85,7 @@ impl Store {
     }
 
     /// Rows retention deleted since the process started.
-    pub fn pruned(&self) -> PrunedSnapshot {
+    fn pruned(&self) -> PrunedSnapshot {
         PrunedSnapshot {
             jobs: self.pruned.jobs.load(Ordering::Relaxed),
             attempts: self.pruned.attempts.load(Ordering::Relaxed),

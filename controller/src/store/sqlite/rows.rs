@@ -4,7 +4,6 @@ use baton_proto::{
     AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobView, Progress,
     RetryPolicy,
 };
-use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use super::{Error, Result};
@@ -63,9 +62,7 @@ pub(crate) fn json_opt<T: DeserializeOwned>(what: &str, s: &Option<String>) -> R
     s.as_deref().map(|s| json(what, s)).transpose()
 }
 
-pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
+pub(crate) use crate::store::rows_ts as ts;
 
 impl JobRow {
     pub fn state(&self) -> Result<JobState> {

@@ -1,0 +1,88 @@
+//! Failover drills: the drill row, its timeline, the fault handed to the
+//! holder, and the takeover measurements behind `/metrics`.
+//!
+//! A drill owns one job (label `drill=<id>`). Its timeline mixes events the
+//! controller records when they happen (`started`, `fault_sent`,
+//! `fault_injected`, `verdict`) with events derived from the job's attempt
+//! rows (`job_granted`, `lease_expired`, `job_regranted`, `job_finished`),
+//! which carry the store's own timestamps; [`DrillStore::refresh_drill`] inserts
+//! the derived ones idempotently (one row per kind and attempt) and, once the
+//! job has ended, stores the report computed from them.
+
+use async_trait::async_trait;
+use baton_proto::drill::{DrillId, DrillList, DrillMethod, DrillView, Fault};
+use baton_proto::{FencingToken, JobId};
+
+use super::Result;
+use super::jobs::NewJob;
+
+/// A validated drill request.
+#[derive(Debug, Clone)]
+pub struct NewDrill {
+    /// Worker group.
+    pub group: String,
+    /// The fault.
+    pub method: DrillMethod,
+    /// Fault duration.
+    pub duration_ms: u64,
+    /// Lease TTL of the drill's job.
+    pub lease_ttl_ms: u64,
+    /// RTO target.
+    pub rto_ms: u64,
+    /// Who started it.
+    pub created_by: String,
+}
+
+/// Failover drills of a backend.
+#[async_trait]
+pub trait DrillStore {
+    /// Create a drill and its job (the job gets the label `drill=<id>`).
+    /// When the job cannot be created the drill ends as `error`.
+    async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView>;
+
+    /// The fault for the holder's heartbeat, once per drill: the first
+    /// heartbeat of a running drill's job gets it, and `fault_sent` is
+    /// recorded. `None` for every other heartbeat (one indexed read).
+    async fn drill_fault_for(
+        &self,
+        job_id: JobId,
+        agent_id: &str,
+        token: FencingToken,
+        now: i64,
+    ) -> Result<Option<Fault>>;
+
+    /// The holder acknowledged the fault: record `fault_injected` (once).
+    /// Returns false for a repeated ack. Only the agent and lease the fault
+    /// was sent to may acknowledge it.
+    async fn drill_fault_ack(
+        &self,
+        drill_id: DrillId,
+        job_id: JobId,
+        agent_id: &str,
+        token: FencingToken,
+        now: i64,
+    ) -> Result<bool>;
+
+    /// Bring a running drill's timeline up to date with its job and, once
+    /// the job has ended (or the drill has run too long), store its verdict.
+    async fn refresh_drill(&self, id: DrillId, now: i64) -> Result<DrillView>;
+
+    /// A drill with its timeline (in time order).
+    async fn get_drill(&self, id: DrillId) -> Result<DrillView>;
+
+    /// Drills, newest first, without timelines.
+    async fn list_drills(&self, limit: u32) -> Result<DrillList>;
+
+    /// Ids of drills still running.
+    async fn running_drills(&self) -> Result<Vec<DrillId>>;
+
+    /// Finished drills per `(method, state)`.
+    async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>>;
+
+    /// Leases that ran out, ever.
+    async fn lease_expirations(&self) -> Result<i64>;
+
+    /// Every lease-expiry takeover, in ms: from the holder's last renewal
+    /// (lease deadline − TTL) to the next grant of the same job.
+    async fn takeover_samples_ms(&self) -> Result<Vec<i64>>;
+}

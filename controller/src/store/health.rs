@@ -1,0 +1,161 @@
+//! Whether the store can commit.
+//!
+//! A write that fails because of the disk or the filesystem (full, read-only,
+//! I/O error, the file cannot be opened or is damaged) is not the request's
+//! fault: it becomes [`Error::Unavailable`] (HTTP 503 `store_unavailable`,
+//! naming the cause) instead of a generic database error, and the writer
+//! marks the store as failing. `/readyz` reads [`Health`]; one ERROR is logged
+//! when commits start failing (and again only if the cause changes), one INFO
+//! when the store is healthy again. While failing, the writer task probes
+//! with a tiny write every second, whether requests come or not; only the
+//! probe declares the store healthy again, and only once no write has
+//! failed for [`QUIET`] — a batch that commits proves little (it may have
+//! written nothing, and on a full disk a small write can still fit where a
+//! large one does not), and the state must not flap.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::Result;
+
+/// Why the store cannot commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// `SQLITE_FULL`: no space left on the device (or the quota).
+    DiskFull,
+    /// `SQLITE_READONLY`: the database file or its filesystem is read-only.
+    ReadOnly,
+    /// `SQLITE_IOERR`: the operating system reported an I/O error (an
+    /// immutable file, a filesystem remounted read-only after an error, a
+    /// failing disk).
+    Io,
+    /// `SQLITE_CANTOPEN`: the database, its WAL or a temp file cannot be opened.
+    CannotOpen,
+    /// `SQLITE_CORRUPT` / `SQLITE_NOTADB`: the file is damaged.
+    Corrupt,
+}
+
+impl Cause {
+    /// The cause in words, for messages and `/readyz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::DiskFull => "disk full",
+            Cause::ReadOnly => "read-only database or filesystem",
+            Cause::Io => "I/O error",
+            Cause::CannotOpen => "cannot open the database files",
+            Cause::Corrupt => "database file damaged",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long no write may have failed before a successful probe declares the
+/// store healthy again.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+/// Whether the store can commit.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: AtomicBool,
+    /// The cause and the error of the failure, and when a write last
+    /// failed, while failing.
+    last: Mutex<Option<(Cause, String, Instant)>>,
+}
+
+impl Health {
+    /// `None` when the store commits; the cause and the error otherwise.
+    pub fn failure(&self) -> Option<(Cause, String)> {
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.last
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|(c, d, _)| (*c, d.clone())))
+    }
+
+    /// Whether the last write failed.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// A write failed with `cause`: logs an ERROR when this starts a failure
+    /// or changes its cause.
+    pub fn failed(&self, cause: Cause, detail: &str) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        let changed = last.as_ref().map(|(c, _, _)| *c) != Some(cause)
+            || !self.failing.load(Ordering::Acquire);
+        *last = Some((cause, detail.to_owned(), Instant::now()));
+        self.failing.store(true, Ordering::Release);
+        if changed {
+            tracing::error!(
+                cause = cause.as_str(),
+                error = detail,
+                "The store cannot commit: every write is refused with 503 until it can (the writer retries each second)"
+            );
+        }
+    }
+
+    /// The writer's probe wrote and committed: the store is healthy again
+    /// if no write failed for [`QUIET`] (logged once).
+    pub fn probe_committed(&self) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if let Some((cause, _, at)) = last.as_ref() {
+            if at.elapsed() < QUIET {
+                return;
+            }
+            tracing::info!(
+                was = cause.as_str(),
+                "The store commits again: writes are accepted"
+            );
+        }
+        *last = None;
+        self.failing.store(false, Ordering::Release);
+    }
+}
+
+/// Counters of a backend's write batching (group commit); zero for a
+/// backend that does not batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// Transactions committed (or attempted).
+    pub batches: u64,
+    /// Operations run.
+    pub ops: u64,
+    /// Batches run again with savepoints.
+    pub replays: u64,
+}
+
+/// Health and housekeeping of a backend.
+#[async_trait]
+pub trait HealthStore {
+    /// This installation's fleet id (random, fixed at the first start).
+    fn fleet_id(&self) -> &str;
+
+    /// Why the store cannot commit, while it cannot (`None`: it can).
+    fn write_failure(&self) -> Option<(Cause, String)>;
+
+    /// Batches and operations the write batching has run so far.
+    fn group_commit_stats(&self) -> StatsSnapshot;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Close the store's connections (flushes what a backend buffers).
+    async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests;

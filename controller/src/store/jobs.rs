@@ -1,0 +1,96 @@
+//! Operator-side job operations: submit (one job or a batch, all or none),
+//! get, list, cancel, retry.
+
+use async_trait::async_trait;
+use baton_proto::{JobId, JobList, JobState, JobSubmit, JobView};
+
+use super::Result;
+
+/// A validated submission.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The request.
+    pub submit: JobSubmit,
+    /// Lease TTL after defaults.
+    pub lease_ttl_ms: u64,
+    /// `Idempotency-Key`, if given.
+    pub idempotency_key: Option<String>,
+    /// Hash of the canonical request, to detect key reuse with another body.
+    pub request_hash: String,
+}
+
+/// Filters for [`JobStore::list_jobs`].
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this group.
+    pub group: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only jobs with this label `(key, value)`.
+    pub label: Option<(String, String)>,
+    /// Only ids below this (paging).
+    pub before: Option<JobId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// What a submission did.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The job.
+    pub job: JobView,
+    /// False when an earlier submission with the same idempotency key is returned.
+    pub created: bool,
+}
+
+/// A validated batch submission (`POST /v1/jobs/batch`), created all or none.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    /// The jobs, in order (their own `idempotency_key` is ignored).
+    pub jobs: Vec<NewJob>,
+    /// `Idempotency-Key` of the whole batch, if given.
+    pub idempotency_key: Option<String>,
+    /// Hash of the whole canonical batch.
+    pub request_hash: String,
+}
+
+/// What a batch submission did.
+#[derive(Debug, Clone)]
+pub struct BatchSubmitted {
+    /// The jobs, in the order submitted.
+    pub jobs: Vec<JobView>,
+    /// False when an earlier batch with the same idempotency key is returned.
+    pub created: bool,
+}
+
+/// Jobs as operators see them.
+#[async_trait]
+pub trait JobStore {
+    /// Persist a new job (or return the one an idempotency key already made).
+    async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted>;
+
+    /// Persist every job of a batch in one transaction, or none (or return
+    /// the jobs an earlier batch with the same idempotency key made).
+    ///
+    /// The batch's key and hash are stored on its first job; the jobs of one
+    /// batch get consecutive ids (one transaction on the single writer), so
+    /// a replay returns ids `first .. first + n`.
+    async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted>;
+
+    /// A job with every attempt.
+    async fn get_job(&self, id: JobId) -> Result<JobView>;
+
+    /// Jobs matching a filter, newest first, as summaries: only the columns
+    /// a summary needs are read (never a whole spec or result), and long
+    /// texts are cut in the query.
+    async fn list_jobs(&self, f: &JobFilter) -> Result<JobList>;
+
+    /// Cancel: a queued job ends at once; a running one is asked to stop
+    /// (its holder learns it on the next heartbeat). Returns the group to wake.
+    async fn cancel(&self, id: JobId, now: i64) -> Result<JobView>;
+
+    /// Retry a failed or cancelled job with a fresh attempt budget.
+    async fn retry(&self, id: JobId, now: i64) -> Result<JobView>;
+}

@@ -1,0 +1,139 @@
+//! The lease contract (DESIGN.md "Lease and fencing", points 1–6).
+//!
+//! Every call is atomic: its checks and changes happen in one transaction,
+//! and it is answered only once that is durable. What a backend must do:
+//! - a grant moves `queued → running`, issues `last_token + 1` and records attempt N;
+//! - heartbeat/complete/release are accepted only with the current token, from
+//!   the holder, before the lease deadline — otherwise [`Error::LeaseLost`](super::Error::LeaseLost);
+//! - expiry ends overdue attempts as `lease_expired` and requeues or fails the job.
+
+use async_trait::async_trait;
+use baton_proto::{
+    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, Progress, RetryOn, RetryPolicy,
+};
+
+use super::Result;
+
+/// What a polling agent can take.
+#[derive(Debug, Clone)]
+pub struct GrantRequest<'a> {
+    /// The agent.
+    pub agent_id: &'a str,
+    /// Its groups.
+    pub groups: &'a [String],
+    /// Job kinds it runs.
+    pub kinds: &'a [JobKind],
+    /// Connection names it has.
+    pub connections: &'a [String],
+    /// Most jobs to grant.
+    pub max: u32,
+}
+
+/// The result of a grant attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Granted {
+    /// Jobs granted (held_ms still 0: the API layer fills it in).
+    pub grants: Vec<Grant>,
+    /// Earliest `not_before` of a matching job still waiting for backoff.
+    pub next_ready_at: Option<i64>,
+    /// Groups with jobs requeued by expiry during this call.
+    pub woken: Vec<String>,
+}
+
+/// Leases ended by [`LeaseStore::expire_leases`].
+#[derive(Debug, Clone, Default)]
+pub struct Expired {
+    /// `(job, token, agent)` of each expired lease.
+    pub leases: Vec<(JobId, FencingToken, String)>,
+    /// Groups that got a job back.
+    pub woken: Vec<String>,
+}
+
+/// Where a job goes after an attempt ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    Queued { not_before: i64 },
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Next {
+    pub(crate) fn state(self) -> JobState {
+        match self {
+            Next::Queued { .. } => JobState::Queued,
+            Next::Succeeded => JobState::Succeeded,
+            Next::Failed => JobState::Failed,
+            Next::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
+/// Decide the job's next state after an attempt that spent one try.
+/// `spent` already counts this attempt; `unit` is a uniform sample for jitter.
+pub(crate) fn after_spent_attempt(
+    policy: &RetryPolicy,
+    class: Option<RetryOn>,
+    spent: u32,
+    cancel_requested: bool,
+    now: i64,
+    unit: f64,
+) -> Next {
+    if cancel_requested {
+        return Next::Cancelled;
+    }
+    match class {
+        Some(c) if policy.retry_on.contains(&c) && spent < policy.max_attempts => Next::Queued {
+            not_before: now + policy.delay_ms(spent, unit) as i64,
+        },
+        _ => Next::Failed,
+    }
+}
+
+/// The lease contract of a backend.
+#[async_trait]
+pub trait LeaseStore {
+    /// Grant up to `req.max` queued jobs to an agent (point 1). Overdue
+    /// leases are expired first, in the same transaction (point 5).
+    async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted>;
+
+    /// Renew a lease (point 2). Returns `(ttl_ms, cancel_requested)`.
+    async fn heartbeat(
+        &self,
+        job_id: JobId,
+        agent_id: &str,
+        token: FencingToken,
+        progress: Option<&Progress>,
+        log_tail: &str,
+        now: i64,
+    ) -> Result<(u64, bool)>;
+
+    /// Record the end of a grant (point 3). A redelivery of a completion that
+    /// was already recorded answers `(state, true)`.
+    async fn complete(
+        &self,
+        job_id: JobId,
+        agent_id: &str,
+        req: &CompleteRequest,
+        now: i64,
+    ) -> Result<(JobState, bool, String)>;
+
+    /// Hand a job back without spending an attempt (point 6).
+    async fn release(
+        &self,
+        job_id: JobId,
+        agent_id: &str,
+        token: FencingToken,
+        reason: &str,
+        now: i64,
+    ) -> Result<(JobState, String)>;
+
+    /// End every lease past its deadline (point 5).
+    async fn expire_leases(&self, now: i64) -> Result<Expired>;
+
+    /// The earliest lease deadline, if any lease is held.
+    async fn next_lease_deadline(&self) -> Result<Option<i64>>;
+}
+
+#[cfg(test)]
+mod tests;
