@@ -3,7 +3,7 @@
 //!
 //! Each case is a `pub async fn case(s: &Store)` in the module of its area
 //! ([`jobs`], [`lease`], [`agents`], [`identity`], [`audit`], [`drills`],
-//! [`rebase`]) that gets a fresh, empty store and asserts on what the
+//! [`rebase`], [`retention`]) that gets a fresh, empty store and asserts on what the
 //! [`crate::store::Backend`] methods answer — never on a backend's tables,
 //! so a second backend runs them unchanged. Times are passed in as `now`,
 //! so no case waits.
@@ -29,6 +29,7 @@ pub mod identity;
 pub mod jobs;
 pub mod lease;
 pub mod rebase;
+pub mod retention;
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +73,10 @@ macro_rules! suite {
             rebase: [
                 a_forward_step_while_down_expires_no_lease_early,
                 a_backward_step_while_down_keeps_a_dead_lease_one_ttl_only,
+            ],
+            retention: [
+                old_finished_jobs_go_oldest_first_and_everything_else_stays,
+                old_audit_rows_go_in_bounded_batches,
             ],
         );
     };
