@@ -7,14 +7,23 @@
 //! rows (`job_granted`, `lease_expired`, `job_regranted`, `job_finished`),
 //! which carry the store's own timestamps; [`DrillStore::refresh_drill`] inserts
 //! the derived ones idempotently (one row per kind and attempt) and, once the
-//! job has ended, stores the report computed from them.
+//! job has ended, stores the report computed by [`evaluate`] (pure: shared by every backend).
+
+mod report;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
-use baton_proto::drill::{DrillId, DrillList, DrillMethod, DrillView, Fault};
+use baton_proto::drill::{
+    DrillEvent, DrillEventKind, DrillId, DrillList, DrillMethod, DrillView, Fault,
+};
 use baton_proto::{FencingToken, JobId};
 
-use super::Result;
 use super::jobs::NewJob;
+use super::rows::ts;
+use super::{Error, Result};
+
+pub(crate) use report::{Input, evaluate};
 
 /// A validated drill request.
 #[derive(Debug, Clone)]
@@ -31,6 +40,37 @@ pub struct NewDrill {
     pub rto_ms: u64,
     /// Who started it.
     pub created_by: String,
+}
+
+/// One stored timeline row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventRow {
+    /// Unix ms.
+    pub at: i64,
+    /// Wire name of the kind.
+    pub kind: String,
+    /// Attempt number (0 = not about an attempt).
+    pub attempt: i64,
+    /// Agent concerned.
+    pub agent: Option<String>,
+    /// More words.
+    pub detail: Option<String>,
+}
+
+impl EventRow {
+    pub(crate) fn kind(&self) -> Result<DrillEventKind> {
+        DrillEventKind::parse(&self.kind).ok_or_else(|| Error::Corrupt("drill_events.kind".into()))
+    }
+
+    pub(crate) fn view(&self) -> Result<DrillEvent> {
+        Ok(DrillEvent {
+            at: ts(self.at),
+            kind: self.kind()?,
+            agent: self.agent.clone(),
+            attempt: (self.attempt > 0).then_some(self.attempt as u32),
+            detail: self.detail.clone(),
+        })
+    }
 }
 
 /// Failover drills of a backend.

@@ -41,6 +41,7 @@ pub mod jobs;
 pub mod lease;
 pub mod rebase;
 pub mod retention;
+pub(crate) mod rows;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -51,7 +52,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use baton_proto::JobId;
-use chrono::{DateTime, Utc};
 
 pub use agents::AgentStore;
 pub use audit::AuditStore;
@@ -206,10 +206,7 @@ pub mod prelude {
     };
 }
 
-/// A stored Unix-ms time as a UTC timestamp (the epoch if out of range).
-pub(crate) fn rows_ts(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
+pub(crate) use rows::ts as rows_ts;
 
 /// The controller's now in Unix milliseconds ([`crate::clock`]: immune to
 /// wall-clock steps within a process).

@@ -30,7 +30,6 @@ mod jobs;
 mod lease;
 mod rebase;
 mod retention;
-mod rows;
 pub mod writer;
 
 use std::path::Path;
@@ -43,10 +42,10 @@ use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::store::Result;
 use crate::store::credentials::AuthCache;
 use crate::store::health::Health;
 use crate::store::retention::Pruned;
-use crate::store::{Error, Result};
 
 /// How SQLite syncs a commit to disk (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

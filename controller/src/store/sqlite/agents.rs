@@ -11,8 +11,8 @@ use sqlx::Row;
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use super::rows::{json, json_opt, ts};
 use crate::store::agents::{AgentSeen, AgentStore, DrainState, FLUSH_BATCH, PresenceRow};
+use crate::store::rows::{json, json_opt, ts};
 use crate::store::{Error, Result};
 
 #[async_trait]

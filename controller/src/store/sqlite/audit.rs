@@ -8,9 +8,9 @@ use baton_proto::auth::{AuditEntry, AuditList};
 use sqlx::Row;
 
 use super::SqliteStore;
-use super::rows::ts;
 use crate::store::Result;
 use crate::store::audit::{AuditRecord, AuditStore};
+use crate::store::rows::ts;
 
 #[async_trait]
 impl AuditStore for SqliteStore {

@@ -7,11 +7,8 @@
 //! rows (`job_granted`, `lease_expired`, `job_regranted`, `job_finished`),
 //! which carry the store's own timestamps; [`DrillStore::refresh_drill`] inserts
 //! the derived ones idempotently (one row per kind and attempt) and, once the
-//! job has ended, stores the report computed by [`report::evaluate`].
-
-mod report;
-#[cfg(test)]
-mod tests;
+//! job has ended, stores the report computed by
+//! [`evaluate`](crate::store::drills::evaluate).
 
 use baton_proto::drill::{
     DrillEvent, DrillEventKind, DrillId, DrillList, DrillMethod, DrillReport, DrillState,
@@ -22,12 +19,10 @@ use baton_proto::{FencingToken, JobId, JobSpec, JobState};
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use super::rows::{AttemptRow, json, json_opt, ts};
-use crate::store::drills::{DrillStore, NewDrill};
+use crate::store::drills::{DrillStore, EventRow, Input, NewDrill, evaluate};
 use crate::store::jobs::{JobStore, NewJob};
+use crate::store::rows::{AttemptRow, json, json_opt, ts};
 use crate::store::{Error, Result};
-
-pub(crate) use report::{Input, evaluate};
 
 const DRILL_COLUMNS: &str = "id, grp, method, duration_ms, lease_ttl_ms, rto_ms, job_id, state, created_by, created_at, finished_at, fault_token, report";
 
@@ -72,37 +67,6 @@ impl DrillRow {
             finished_at: self.finished_at.map(ts),
             report: json_opt::<DrillReport>("drills.report", &self.report)?,
             events,
-        })
-    }
-}
-
-/// One stored timeline row.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct EventRow {
-    /// Unix ms.
-    pub at: i64,
-    /// Wire name of the kind.
-    pub kind: String,
-    /// Attempt number (0 = not about an attempt).
-    pub attempt: i64,
-    /// Agent concerned.
-    pub agent: Option<String>,
-    /// More words.
-    pub detail: Option<String>,
-}
-
-impl EventRow {
-    fn kind(&self) -> Result<DrillEventKind> {
-        DrillEventKind::parse(&self.kind).ok_or_else(|| Error::Corrupt("drill_events.kind".into()))
-    }
-
-    fn view(&self) -> Result<DrillEvent> {
-        Ok(DrillEvent {
-            at: ts(self.at),
-            kind: self.kind()?,
-            agent: self.agent.clone(),
-            attempt: (self.attempt > 0).then_some(self.attempt as u32),
-            detail: self.detail.clone(),
         })
     }
 }

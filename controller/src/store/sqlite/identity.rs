@@ -7,9 +7,9 @@ use sqlx::Row;
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use super::rows::{json, ts};
 use crate::store::credentials::AuthCache;
 use crate::store::identity::{AgentPrincipal, AgentRevocation, IdentityStore, OperatorPrincipal};
+use crate::store::rows::{json, ts};
 use crate::store::{Error, Result};
 
 fn op_view(r: &sqlx::sqlite::SqliteRow) -> Result<OperatorTokenView> {

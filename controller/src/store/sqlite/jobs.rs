@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use super::rows::{AttemptRow, JOB_COLUMNS, JobRow, json, ts};
 use crate::store::jobs::{BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted};
+use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, json, ts};
 use crate::store::{Error, Result};
 
 /// The columns of a job summary (`list_jobs`).

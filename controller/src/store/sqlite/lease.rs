@@ -23,8 +23,8 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use super::rows::{JOB_COLUMNS, JobRow, json};
 use crate::store::lease::{Expired, GrantRequest, Granted, LeaseStore, Next, after_spent_attempt};
+use crate::store::rows::{JOB_COLUMNS, JobRow, json};
 use crate::store::{Error, Result};
 
 /// A [`GrantRequest`] owned, to move into the group-commit writer.

@@ -1,9 +1,11 @@
-//! Rows as stored, and their conversion into wire views.
+//! Rows as stored, and their conversion into wire views: the same columns
+//! in every sqlx backend (`FromRow` is generic over the database).
 
 use baton_proto::{
     AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobView, Progress,
     RetryPolicy,
 };
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use super::{Error, Result};
@@ -62,7 +64,9 @@ pub(crate) fn json_opt<T: DeserializeOwned>(what: &str, s: &Option<String>) -> R
     s.as_deref().map(|s| json(what, s)).transpose()
 }
 
-pub(crate) use crate::store::rows_ts as ts;
+pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
 
 impl JobRow {
     pub fn state(&self) -> Result<JobState> {

@@ -1,6 +1,9 @@
 use super::*;
+use crate::store::rows::AttemptRow;
 use baton_proto::NoopSpec;
+use baton_proto::drill::DrillState;
 use baton_proto::drill::ExactlyOnce;
+use baton_proto::{JobSpec, JobState};
 
 fn attempt(number: i64, agent: &str, outcome: Option<&str>, result: Option<&str>) -> AttemptRow {
     AttemptRow {

@@ -15,7 +15,7 @@ use baton_proto::drill::{DrillEventKind, DrillReport, DrillState, ExactlyOnce};
 use baton_proto::{JobSpec, JobState};
 
 use super::EventRow;
-use crate::store::sqlite::rows::AttemptRow;
+use crate::store::rows::AttemptRow;
 
 /// Everything [`evaluate`] looks at.
 #[derive(Debug)]
