@@ -80,7 +80,7 @@ pub trait AgentStore {
 
     /// Drain (`drain = true`: no new work from now on) or resume an agent.
     /// Returns when it was drained (`None` once resumed), its groups and the
-    /// jobs it still runs; [`Error::Missing`] for an unknown agent.
+    /// jobs it still runs; [`Error::Missing`](super::Error::Missing) for an unknown agent.
     async fn set_drain(&self, id: &str, drain: bool, now: i64) -> Result<DrainState>;
 
     /// Every agent with the leases it holds. `online_window_ms` decides `online`.

@@ -7,7 +7,7 @@
 //! rows (`job_granted`, `lease_expired`, `job_regranted`, `job_finished`),
 //! which carry the store's own timestamps; [`DrillStore::refresh_drill`] inserts
 //! the derived ones idempotently (one row per kind and attempt) and, once the
-//! job has ended, stores the report computed by [`evaluate`] (pure: shared by every backend).
+//! job has ended, stores the report computed by `evaluate` (pure: shared by every backend).
 
 mod report;
 #[cfg(test)]

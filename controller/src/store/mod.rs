@@ -24,7 +24,7 @@
 //!   it), the fleet id, close.
 //!
 //! Backends: [`sqlite`] (the embedded default: one group-commit writer,
-//! WAL, `synchronous=FULL`). Every backend must pass [`conformance`], the one
+//! WAL, `synchronous=FULL`). Every backend must pass `conformance`, the one
 //! suite of backend-neutral store tests (see its docs for how a backend runs
 //! it). The store knows nothing of HTTP, auth middleware or config types:
 //! callers pass plain values ([`SyncMode`], `now` in Unix ms).

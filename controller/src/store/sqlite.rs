@@ -7,17 +7,17 @@
 //! by default: a 2xx answer means the change is on disk. Each file implements
 //! one area trait of [`crate::store`] for [`SqliteStore`]:
 //!
-//! - [`jobs`]: submit, get, list, cancel, retry.
-//! - [`lease`]: grant (poll), heartbeat, complete, release, expiry.
-//! - [`agents`]: agent presence and capabilities.
-//! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
-//! - [`audit`]: the audit log.
-//! - [`retention`]: finished jobs and old audit rows pruned in bounded
+//! - `jobs`: submit, get, list, cancel, retry.
+//! - `lease`: grant (poll), heartbeat, complete, release, expiry.
+//! - `agents`: agent presence and capabilities.
+//! - `identity`: operator tokens, enrollment tokens, agent secrets, revocation.
+//! - `audit`: the audit log.
+//! - `retention`: finished jobs and old audit rows pruned in bounded
 //!   batches, incremental vacuum.
-//! - [`drills`]: failover drills, their timelines and takeover measurements.
-//! - [`health`]: SQLite's errors classified (disk full, read-only, I/O
-//!   errors become 503 `store_unavailable`), and the health trait.
-//! - [`rebase`]: at start, stored deadlines re-expressed in this process's clock.
+//! - `drills`: failover drills, their timelines and takeover measurements.
+//! - `health`: SQLite's errors classified (disk full, read-only, I/O
+//!   errors become 503 `store_unavailable`), and `HealthStore`.
+//! - `rebase`: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
 

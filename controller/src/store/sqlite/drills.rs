@@ -8,7 +8,7 @@
 //! which carry the store's own timestamps; [`DrillStore::refresh_drill`] inserts
 //! the derived ones idempotently (one row per kind and attempt) and, once the
 //! job has ended, stores the report computed by
-//! [`evaluate`](crate::store::drills::evaluate).
+//! `store::drills::evaluate`.
 
 use baton_proto::drill::{
     DrillEvent, DrillEventKind, DrillId, DrillList, DrillMethod, DrillReport, DrillState,
