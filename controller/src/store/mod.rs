@@ -23,6 +23,10 @@
 //!   read-only, I/O errors become 503 `store_unavailable`; `/readyz` reads
 //!   it), the fleet id, close.
 //!
+//! Shared by the backends beside the traits: [`Error`], the stored row shapes
+//! and their wire views (`rows`: the same columns in every sqlx backend), and
+//! the drill verdict (`drills::evaluate`, pure).
+//!
 //! Backends: [`sqlite`] (the embedded default: one group-commit writer,
 //! WAL, `synchronous=FULL`). Every backend must pass `conformance`, the one
 //! suite of backend-neutral store tests (see its docs for how a backend runs
