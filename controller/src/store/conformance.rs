@@ -73,6 +73,7 @@ macro_rules! suite {
             rebase: [
                 a_forward_step_while_down_expires_no_lease_early,
                 a_backward_step_while_down_keeps_a_dead_lease_one_ttl_only,
+                backoffs_last_seen_and_drills_from_the_future_are_capped,
             ],
             retention: [
                 old_finished_jobs_go_oldest_first_and_everything_else_stays,
