@@ -87,7 +87,7 @@ pub async fn init(config: &Config) -> Result<String, Error> {
         path: config.state_dir.display().to_string(),
         source,
     })?;
-    let store = Store::open(&config.database, config.sync).await?;
+    let store = Store::open(&config.database, sync_mode(config.sync)).await?;
     let secret = create_admin_token(&store, "init").await?;
     store.close().await;
     secret.ok_or(Error::AlreadyInitialised)
@@ -146,7 +146,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     log_nofile_limit();
     // Anchor the controller's clock before anything reads it (`clock`).
     let clock = crate::clock::process();
-    let store = Store::open(&config.database, config.sync).await?;
+    let store = Store::open(&config.database, sync_mode(config.sync)).await?;
     rebase_clock(&store, clock).await?;
     bootstrap(&store, &config).await?;
     let tls = config
@@ -288,4 +288,13 @@ fn write_addr_file(dir: &std::path::Path, addr: &str) -> std::io::Result<()> {
     let tmp = dir.join("listen.addr.tmp");
     std::fs::write(&tmp, format!("{addr}\n"))?;
     std::fs::rename(tmp, dir.join("listen.addr"))
+}
+
+/// The store's sync mode for the configured one (the store knows no config
+/// types).
+fn sync_mode(sync: crate::config::SyncMode) -> store::SyncMode {
+    match sync {
+        crate::config::SyncMode::Full => store::SyncMode::Full,
+        crate::config::SyncMode::Normal => store::SyncMode::Normal,
+    }
 }

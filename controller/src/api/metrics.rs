@@ -41,7 +41,7 @@ use baton_proto::drill::DrillMethod;
 
 use super::auth::Viewer;
 use super::{ApiError, AppState};
-use crate::store::writer::StatsSnapshot as GroupCommitStats;
+use crate::store::health::StatsSnapshot as GroupCommitStats;
 
 /// Upper bounds (seconds) of the takeover histogram buckets.
 pub const TAKEOVER_BUCKETS: [f64; 14] = [

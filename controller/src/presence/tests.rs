@@ -183,7 +183,7 @@ async fn online_window_follows_the_flushed_last_seen() {
 async fn shutdown_flush_persists_and_a_failed_flush_keeps_its_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("t.db");
-    let s = Store::open(&path, crate::config::SyncMode::Normal)
+    let s = Store::open(&path, crate::store::SyncMode::Normal)
         .await
         .expect("open");
     enrolled(&s, "a1", &["db"]).await;
@@ -198,12 +198,12 @@ async fn shutdown_flush_persists_and_a_failed_flush_keeps_its_rows() {
         "a closed store cannot be written"
     );
     // The controller's last flush at shutdown (here: after a reopen).
-    let s = Store::open(&path, crate::config::SyncMode::Normal)
+    let s = Store::open(&path, crate::store::SyncMode::Normal)
         .await
         .expect("reopen");
     assert_eq!(p.flush(&s).await.expect("flush"), 1, "the rows were kept");
     s.close().await;
-    let s = Store::open(&path, crate::config::SyncMode::Normal)
+    let s = Store::open(&path, crate::store::SyncMode::Normal)
         .await
         .expect("reopen");
     assert_eq!(

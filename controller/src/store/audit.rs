@@ -1,11 +1,9 @@
-//! The audit log: who changed what, when, and how it ended. Rows are
-//! appended through the group commit (`Store::audit_grouped`, store::writer).
+//! The audit log: who changed what, when, and how it ended.
 
-use baton_proto::auth::{AuditEntry, AuditList};
-use sqlx::Row;
+use async_trait::async_trait;
+use baton_proto::auth::AuditList;
 
-use super::rows::ts;
-use super::{Result, Store};
+use super::Result;
 
 /// One state-changing call to record.
 #[derive(Debug, Clone)]
@@ -24,49 +22,21 @@ pub struct AuditRecord {
     pub error: Option<String>,
 }
 
-impl Store {
-    /// Entries newest first, optionally for one actor, below `before`.
-    pub async fn list_audit(
+/// The audit log of a backend.
+#[async_trait]
+pub trait AuditStore {
+    /// Append an entry at `now`. A backend that batches commits lets it
+    /// share its batch's commit (one fsync per completion otherwise); the
+    /// call returns once the row is durable.
+    async fn audit_grouped(&self, r: &AuditRecord, now: i64) -> Result<()>;
+
+    /// Entries newest first, optionally for one actor, below `before`
+    /// (an entry id), at most `limit` clamped to 1–1000; `next_before` is
+    /// set when there are more.
+    async fn list_audit(
         &self,
         actor: Option<&str>,
         before: Option<i64>,
         limit: u32,
-    ) -> Result<AuditList> {
-        let limit = limit.clamp(1, 1000);
-        let rows = sqlx::query(
-            "SELECT id, at, actor, role, action, target, status, error FROM audit
-             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(actor)
-        .bind(before)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.reader)
-        .await?;
-        let more = rows.len() > limit as usize;
-        let mut entries = Vec::with_capacity(rows.len());
-        for r in rows.iter().take(limit as usize) {
-            entries.push(AuditEntry {
-                id: r.try_get("id")?,
-                at: ts(r.try_get("at")?),
-                actor: r.try_get("actor")?,
-                role: r.try_get("role")?,
-                action: r.try_get("action")?,
-                target: r.try_get("target")?,
-                status: r.try_get::<i64, _>("status")? as u16,
-                error: r.try_get("error")?,
-            });
-        }
-        let next_before = if more {
-            entries.last().map(|e| e.id)
-        } else {
-            None
-        };
-        Ok(AuditList {
-            entries,
-            next_before,
-        })
-    }
+    ) -> Result<AuditList>;
 }
-
-#[cfg(test)]
-mod tests;

@@ -5,23 +5,23 @@
 //! controller records when they happen (`started`, `fault_sent`,
 //! `fault_injected`, `verdict`) with events derived from the job's attempt
 //! rows (`job_granted`, `lease_expired`, `job_regranted`, `job_finished`),
-//! which carry the store's own timestamps; [`Store::refresh_drill`] inserts
+//! which carry the store's own timestamps; [`DrillStore::refresh_drill`] inserts
 //! the derived ones idempotently (one row per kind and attempt) and, once the
-//! job has ended, stores the report computed by [`report::evaluate`].
+//! job has ended, stores the report computed by `evaluate` (pure: shared by every backend).
 
 mod report;
 #[cfg(test)]
 mod tests;
 
+use async_trait::async_trait;
 use baton_proto::drill::{
-    DrillEvent, DrillEventKind, DrillId, DrillList, DrillMethod, DrillReport, DrillState,
-    DrillView, Fault,
+    DrillEvent, DrillEventKind, DrillId, DrillList, DrillMethod, DrillView, Fault,
 };
-use baton_proto::{FencingToken, JobId, JobSpec, JobState};
+use baton_proto::{FencingToken, JobId};
 
 use super::jobs::NewJob;
-use super::rows::{AttemptRow, json, json_opt, ts};
-use super::{Error, Result, Store};
+use super::rows::ts;
+use super::{Error, Result};
 
 pub(crate) use report::{Input, evaluate};
 
@@ -42,53 +42,6 @@ pub struct NewDrill {
     pub created_by: String,
 }
 
-const DRILL_COLUMNS: &str = "id, grp, method, duration_ms, lease_ttl_ms, rto_ms, job_id, state, created_by, created_at, finished_at, fault_token, report";
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct DrillRow {
-    pub id: i64,
-    pub grp: String,
-    pub method: String,
-    pub duration_ms: i64,
-    pub lease_ttl_ms: i64,
-    pub rto_ms: i64,
-    pub job_id: Option<i64>,
-    pub state: String,
-    pub created_by: String,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-    pub fault_token: Option<i64>,
-    pub report: Option<String>,
-}
-
-impl DrillRow {
-    fn method(&self) -> Result<DrillMethod> {
-        DrillMethod::parse(&self.method).ok_or_else(|| Error::Corrupt("drills.method".into()))
-    }
-
-    fn state(&self) -> Result<DrillState> {
-        DrillState::parse(&self.state).ok_or_else(|| Error::Corrupt("drills.state".into()))
-    }
-
-    fn view(&self, events: Vec<DrillEvent>) -> Result<DrillView> {
-        Ok(DrillView {
-            id: self.id,
-            group: self.grp.clone(),
-            method: self.method()?,
-            duration_ms: self.duration_ms as u64,
-            lease_ttl_ms: self.lease_ttl_ms as u64,
-            rto_ms: self.rto_ms as u64,
-            job_id: self.job_id,
-            state: self.state()?,
-            created_by: self.created_by.clone(),
-            created_at: ts(self.created_at),
-            finished_at: self.finished_at.map(ts),
-            report: json_opt::<DrillReport>("drills.report", &self.report)?,
-            events,
-        })
-    }
-}
-
 /// One stored timeline row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRow {
@@ -105,11 +58,11 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    fn kind(&self) -> Result<DrillEventKind> {
+    pub(crate) fn kind(&self) -> Result<DrillEventKind> {
         DrillEventKind::parse(&self.kind).ok_or_else(|| Error::Corrupt("drill_events.kind".into()))
     }
 
-    fn view(&self) -> Result<DrillEvent> {
+    pub(crate) fn view(&self) -> Result<DrillEvent> {
         Ok(DrillEvent {
             at: ts(self.at),
             kind: self.kind()?,
@@ -120,383 +73,56 @@ impl EventRow {
     }
 }
 
-impl Store {
+/// Failover drills of a backend.
+#[async_trait]
+pub trait DrillStore {
     /// Create a drill and its job (the job gets the label `drill=<id>`).
     /// When the job cannot be created the drill ends as `error`.
-    pub async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) RETURNING id",
-        )
-        .bind(&d.group)
-        .bind(d.method.as_str())
-        .bind(d.duration_ms as i64)
-        .bind(d.lease_ttl_ms as i64)
-        .bind(d.rto_ms as i64)
-        .bind(&d.created_by)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&self.writer)
-        .await?;
-        job.submit.labels.insert("drill".into(), id.to_string());
-        job.idempotency_key = None;
-        let submitted = match self.submit(job, now).await {
-            Ok(s) => s,
-            Err(e) => {
-                let why = format!("the drill's job could not be created: {e}");
-                sqlx::query("UPDATE drills SET state = 'error', finished_at = ?1, updated_at = ?1 WHERE id = ?2")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?;
-                insert_event(
-                    &self.writer,
-                    id,
-                    now,
-                    DrillEventKind::Verdict,
-                    0,
-                    None,
-                    Some(&why),
-                )
-                .await?;
-                return Err(e);
-            }
-        };
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE drills SET job_id = ? WHERE id = ?")
-            .bind(submitted.job.id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let detail = format!("job {} ({})", submitted.job.id, submitted.job.kind);
-        insert_event(
-            &mut *tx,
-            id,
-            now,
-            DrillEventKind::Started,
-            0,
-            None,
-            Some(&detail),
-        )
-        .await?;
-        tx.commit().await?;
-        self.get_drill(id).await
-    }
+    async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView>;
 
     /// The fault for the holder's heartbeat, once per drill: the first
     /// heartbeat of a running drill's job gets it, and `fault_sent` is
     /// recorded. `None` for every other heartbeat (one indexed read).
-    pub async fn drill_fault_for(
+    async fn drill_fault_for(
         &self,
         job_id: JobId,
         agent_id: &str,
         token: FencingToken,
         now: i64,
-    ) -> Result<Option<Fault>> {
-        let pending: Option<(i64, String, i64)> = sqlx::query_as(
-            "SELECT id, method, duration_ms FROM drills
-             WHERE job_id = ? AND state = 'running' AND fault_token IS NULL",
-        )
-        .bind(job_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some((drill_id, method, duration_ms)) = pending else {
-            return Ok(None);
-        };
-        let method =
-            DrillMethod::parse(&method).ok_or_else(|| Error::Corrupt("drills.method".into()))?;
-        let mut tx = self.writer.begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE drills SET fault_token = ?1, fault_agent = ?2, updated_at = ?3
-             WHERE id = ?4 AND state = 'running' AND fault_token IS NULL",
-        )
-        .bind(token)
-        .bind(agent_id)
-        .bind(now)
-        .bind(drill_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed != 1 {
-            return Ok(None);
-        }
-        let attempt = attempt_of(&mut tx, job_id, token).await?;
-        insert_event(
-            &mut *tx,
-            drill_id,
-            now,
-            DrillEventKind::FaultSent,
-            attempt,
-            Some(agent_id),
-            Some(&format!("{method} for {duration_ms} ms (token {token})")),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(Fault {
-            drill_id,
-            method,
-            duration_ms: duration_ms as u64,
-        }))
-    }
+    ) -> Result<Option<Fault>>;
 
     /// The holder acknowledged the fault: record `fault_injected` (once).
     /// Returns false for a repeated ack. Only the agent and lease the fault
     /// was sent to may acknowledge it.
-    pub async fn drill_fault_ack(
+    async fn drill_fault_ack(
         &self,
         drill_id: DrillId,
         job_id: JobId,
         agent_id: &str,
         token: FencingToken,
         now: i64,
-    ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let row: Option<(Option<i64>, Option<i64>, Option<String>)> =
-            sqlx::query_as("SELECT job_id, fault_token, fault_agent FROM drills WHERE id = ?")
-                .bind(drill_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((drill_job, fault_token, fault_agent)) = row else {
-            return Err(Error::Missing(format!("drill {drill_id}")));
-        };
-        if drill_job != Some(job_id)
-            || fault_token != Some(token)
-            || fault_agent.as_deref() != Some(agent_id)
-        {
-            return Err(Error::Forbidden(format!(
-                "drill {drill_id} sent no fault to agent {agent_id} for job {job_id} token {token}"
-            )));
-        }
-        let attempt = attempt_of(&mut tx, job_id, token).await?;
-        let done = insert_event(
-            &mut *tx,
-            drill_id,
-            now,
-            DrillEventKind::FaultInjected,
-            attempt,
-            Some(agent_id),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(done)
-    }
+    ) -> Result<bool>;
 
     /// Bring a running drill's timeline up to date with its job and, once
     /// the job has ended (or the drill has run too long), store its verdict.
-    pub async fn refresh_drill(&self, id: DrillId, now: i64) -> Result<DrillView> {
-        let row = self.drill_row(id).await?;
-        if row.state()? != DrillState::Running {
-            return self.get_drill(id).await;
-        }
-        let Some(job_id) = row.job_id else {
-            return self.get_drill(id).await;
-        };
-        let (job_state, finished_at, spec): (String, Option<i64>, String) =
-            sqlx::query_as("SELECT state, finished_at, spec FROM jobs WHERE id = ?")
-                .bind(job_id)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or(Error::NotFound(job_id))?;
-        let job_state =
-            JobState::parse(&job_state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
-        let spec: JobSpec = json("jobs.spec", &spec)?;
-        let attempts: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
-             FROM attempts WHERE job_id = ? ORDER BY number",
-        )
-        .bind(job_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let events = self.event_rows(id).await?;
-        let eval = evaluate(&Input {
-            rto_ms: row.rto_ms,
-            duration_ms: row.duration_ms,
-            lease_ttl_ms: row.lease_ttl_ms,
-            created_at: row.created_at,
-            fault_token: row.fault_token,
-            job_state,
-            finished_at,
-            spec: &spec,
-            attempts: &attempts,
-            events: &events,
-            now,
-        });
-        let mut tx = self.writer.begin().await?;
-        for e in &eval.derived {
-            insert_event(
-                &mut *tx,
-                id,
-                e.at,
-                e.kind()?,
-                e.attempt,
-                e.agent.as_deref(),
-                e.detail.as_deref(),
-            )
-            .await?;
-        }
-        if let Some((state, report)) = &eval.verdict {
-            let text = serde_json::to_string(report).map_err(|e| Error::Corrupt(e.to_string()))?;
-            let moved = sqlx::query(
-                "UPDATE drills SET state = ?1, report = ?2, finished_at = ?3, updated_at = ?3
-                 WHERE id = ?4 AND state = 'running'",
-            )
-            .bind(state.as_str())
-            .bind(text)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if moved == 1 {
-                let detail = if report.reasons.is_empty() {
-                    state.as_str().to_owned()
-                } else {
-                    format!("{state}: {}", report.reasons.join("; "))
-                };
-                insert_event(
-                    &mut *tx,
-                    id,
-                    now,
-                    DrillEventKind::Verdict,
-                    0,
-                    None,
-                    Some(&detail),
-                )
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        self.get_drill(id).await
-    }
+    async fn refresh_drill(&self, id: DrillId, now: i64) -> Result<DrillView>;
 
     /// A drill with its timeline (in time order).
-    pub async fn get_drill(&self, id: DrillId) -> Result<DrillView> {
-        let row = self.drill_row(id).await?;
-        let mut events = self
-            .event_rows(id)
-            .await?
-            .iter()
-            .map(EventRow::view)
-            .collect::<Result<Vec<_>>>()?;
-        events.sort_by(|a, b| {
-            (a.at, a.kind, a.attempt.unwrap_or(0)).cmp(&(b.at, b.kind, b.attempt.unwrap_or(0)))
-        });
-        row.view(events)
-    }
+    async fn get_drill(&self, id: DrillId) -> Result<DrillView>;
 
     /// Drills, newest first, without timelines.
-    pub async fn list_drills(&self, limit: u32) -> Result<DrillList> {
-        let sql = format!("SELECT {DRILL_COLUMNS} FROM drills ORDER BY id DESC LIMIT ?");
-        let rows: Vec<DrillRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(i64::from(limit.clamp(1, 1000)))
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(DrillList {
-            drills: rows
-                .iter()
-                .map(|r| r.view(Vec::new()))
-                .collect::<Result<_>>()?,
-        })
-    }
+    async fn list_drills(&self, limit: u32) -> Result<DrillList>;
 
     /// Ids of drills still running.
-    pub async fn running_drills(&self) -> Result<Vec<DrillId>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM drills WHERE state = 'running' ORDER BY id")
-                .fetch_all(&self.reader)
-                .await?,
-        )
-    }
+    async fn running_drills(&self) -> Result<Vec<DrillId>>;
 
     /// Finished drills per `(method, state)`.
-    pub async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT method, state, COUNT(*) FROM drills GROUP BY method, state ORDER BY method, state",
-        )
-        .fetch_all(&self.reader)
-        .await?)
-    }
+    async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>>;
 
     /// Leases that ran out, ever.
-    pub async fn lease_expirations(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'")
-                .fetch_one(&self.reader)
-                .await?,
-        )
-    }
+    async fn lease_expirations(&self) -> Result<i64>;
 
     /// Every lease-expiry takeover, in ms: from the holder's last renewal
     /// (lease deadline − TTL) to the next grant of the same job.
-    pub async fn takeover_samples_ms(&self) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT b.started_at - (a.ended_at - j.lease_ttl_ms)
-             FROM attempts a
-             JOIN attempts b ON b.job_id = a.job_id AND b.number = a.number + 1
-             JOIN jobs j ON j.id = a.job_id
-             WHERE a.outcome = 'lease_expired' AND a.ended_at IS NOT NULL",
-        )
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    async fn drill_row(&self, id: DrillId) -> Result<DrillRow> {
-        let sql = format!("SELECT {DRILL_COLUMNS} FROM drills WHERE id = ?");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("drill {id}")))
-    }
-
-    async fn event_rows(&self, id: DrillId) -> Result<Vec<EventRow>> {
-        Ok(sqlx::query_as(
-            "SELECT at, kind, attempt, agent, detail FROM drill_events WHERE drill_id = ? ORDER BY at, attempt",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?)
-    }
-}
-
-/// The attempt number of `token` (0 when unknown).
-async fn attempt_of(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    job_id: JobId,
-    token: FencingToken,
-) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT number FROM attempts WHERE job_id = ? AND token = ?")
-            .bind(job_id)
-            .bind(token)
-            .fetch_optional(&mut **tx)
-            .await?
-            .unwrap_or(0),
-    )
-}
-
-/// Insert one timeline row unless that (kind, attempt) is there already.
-async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
-    ex: E,
-    drill_id: DrillId,
-    at: i64,
-    kind: DrillEventKind,
-    attempt: i64,
-    agent: Option<&str>,
-    detail: Option<&str>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT OR IGNORE INTO drill_events (drill_id, at, kind, attempt, agent, detail) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(drill_id)
-    .bind(at)
-    .bind(kind.as_str())
-    .bind(attempt)
-    .bind(agent)
-    .bind(detail)
-    .execute(ex)
-    .await?
-    .rows_affected();
-    Ok(done == 1)
+    async fn takeover_samples_ms(&self) -> Result<Vec<i64>>;
 }

@@ -2,7 +2,7 @@
 //!
 //! A write that fails because of the disk or the filesystem (full, read-only,
 //! I/O error, the file cannot be opened or is damaged) is not the request's
-//! fault: it becomes [`Error::Unavailable`] (HTTP 503 `store_unavailable`,
+//! fault: it becomes [`Error::Unavailable`](super::Error::Unavailable) (HTTP 503 `store_unavailable`,
 //! naming the cause) instead of a generic database error, and the writer
 //! marks the store as failing. `/readyz` reads [`Health`]; one ERROR is logged
 //! when commits start failing (and again only if the cause changes), one INFO
@@ -17,7 +17,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Error;
+use async_trait::async_trait;
+
+use super::Result;
 
 /// Why the store cannot commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,48 +49,11 @@ impl Cause {
             Cause::Corrupt => "database file damaged",
         }
     }
-
-    /// The cause of a database error that is the disk's or the filesystem's
-    /// fault, if it is one.
-    pub fn of(e: &sqlx::Error) -> Option<Cause> {
-        match e {
-            sqlx::Error::Database(d) => {
-                let code: i64 = d.code()?.parse().ok()?;
-                Cause::of_code(code)
-            }
-            sqlx::Error::Io(_) => Some(Cause::Io),
-            _ => None,
-        }
-    }
-
-    /// The cause of an SQLite (extended) result code.
-    pub fn of_code(code: i64) -> Option<Cause> {
-        match code & 0xff {
-            13 => Some(Cause::DiskFull),
-            8 => Some(Cause::ReadOnly),
-            10 => Some(Cause::Io),
-            14 => Some(Cause::CannotOpen),
-            11 | 26 => Some(Cause::Corrupt),
-            _ => None,
-        }
-    }
 }
 
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        match Cause::of(&e) {
-            Some(cause) => Error::Unavailable {
-                cause,
-                detail: e.to_string(),
-            },
-            None => Error::Db(e),
-        }
     }
 }
 
@@ -159,6 +124,37 @@ impl Health {
         *last = None;
         self.failing.store(false, Ordering::Release);
     }
+}
+
+/// Counters of a backend's write batching (group commit); zero for a
+/// backend that does not batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// Transactions committed (or attempted).
+    pub batches: u64,
+    /// Operations run.
+    pub ops: u64,
+    /// Batches run again with savepoints.
+    pub replays: u64,
+}
+
+/// Health and housekeeping of a backend.
+#[async_trait]
+pub trait HealthStore {
+    /// This installation's fleet id (random, fixed at the first start).
+    fn fleet_id(&self) -> &str;
+
+    /// Why the store cannot commit, while it cannot (`None`: it can).
+    fn write_failure(&self) -> Option<(Cause, String)>;
+
+    /// Batches and operations the write batching has run so far.
+    fn group_commit_stats(&self) -> StatsSnapshot;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Close the store's connections (flushes what a backend buffers).
+    async fn close(&self);
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Who may call: operator tokens (with roles), enrollment tokens, agent
 //! secrets. Only SHA-256 hashes of secrets are stored; callers hash first.
 
+use async_trait::async_trait;
 use baton_proto::JobId;
-use baton_proto::auth::{EnrollmentTokenState, EnrollmentTokenView, OperatorTokenView, Role};
-use sqlx::Row;
+use baton_proto::auth::{EnrollmentTokenView, OperatorTokenView, Role};
 
-use super::rows::{json, ts};
-use super::{Error, Result, Store};
+use super::Result;
+use super::credentials::AuthCache;
 
 pub use crate::credentials::{AgentPrincipal, OperatorPrincipal};
 
@@ -21,56 +21,15 @@ pub struct AgentRevocation {
     pub groups: Vec<String>,
 }
 
-fn op_view(r: &sqlx::sqlite::SqliteRow) -> Result<OperatorTokenView> {
-    let role: String = r.try_get("role")?;
-    Ok(OperatorTokenView {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        role: Role::parse(&role).ok_or_else(|| Error::Corrupt("operator_tokens.role".into()))?,
-        created_by: r.try_get("created_by")?,
-        created_at: ts(r.try_get("created_at")?),
-        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(ts),
-        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-    })
-}
+/// Credentials of a backend.
+#[async_trait]
+pub trait IdentityStore {
+    /// The cache of credentials resolved so far; the identity paths that
+    /// change a credential invalidate it after their commit.
+    fn auth_cache(&self) -> &AuthCache;
 
-fn enr_view(r: &sqlx::sqlite::SqliteRow, now: i64) -> Result<EnrollmentTokenView> {
-    let used_at: Option<i64> = r.try_get("used_at")?;
-    let revoked_at: Option<i64> = r.try_get("revoked_at")?;
-    let expires_at: i64 = r.try_get("expires_at")?;
-    let state = if revoked_at.is_some() {
-        EnrollmentTokenState::Revoked
-    } else if used_at.is_some() {
-        EnrollmentTokenState::Used
-    } else if expires_at <= now {
-        EnrollmentTokenState::Expired
-    } else {
-        EnrollmentTokenState::Active
-    };
-    Ok(EnrollmentTokenView {
-        id: r.try_get("id")?,
-        groups: json(
-            "enrollment_tokens.groups",
-            &r.try_get::<String, _>("groups")?,
-        )?,
-        note: r.try_get("note")?,
-        state,
-        created_by: r.try_get("created_by")?,
-        created_at: ts(r.try_get("created_at")?),
-        expires_at: ts(expires_at),
-        used_at: used_at.map(ts),
-        used_by: r.try_get("used_by")?,
-        revoked_at: revoked_at.map(ts),
-    })
-}
-
-const OP_COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, revoked_at";
-const ENR_COLUMNS: &str =
-    "id, groups, note, created_by, created_at, expires_at, used_at, used_by, revoked_at";
-
-impl Store {
     /// Store a new operator token (its hash). Names are unique among active tokens.
-    pub async fn create_operator_token(
+    async fn create_operator_token(
         &self,
         id: &str,
         name: &str,
@@ -78,108 +37,23 @@ impl Store {
         hash: &str,
         created_by: &str,
         now: i64,
-    ) -> Result<OperatorTokenView> {
-        let r = sqlx::query(
-            "INSERT INTO operator_tokens (id, name, role, token_hash, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(role.as_str())
-        .bind(hash)
-        .bind(created_by)
-        .bind(now)
-        .execute(&self.writer)
-        .await;
-        if let Err(sqlx::Error::Database(e)) = &r
-            && e.is_unique_violation()
-        {
-            return Err(Error::Conflict(format!(
-                "an active token is already named `{name}`"
-            )));
-        }
-        r?;
-        self.operator_token(id).await
-    }
-
-    async fn operator_token(&self, id: &str) -> Result<OperatorTokenView> {
-        let sql = format!("SELECT {OP_COLUMNS} FROM operator_tokens WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("operator token {id}")))?;
-        op_view(&row)
-    }
+    ) -> Result<OperatorTokenView>;
 
     /// Every operator token, oldest first (no secrets).
-    pub async fn list_operator_tokens(&self) -> Result<Vec<OperatorTokenView>> {
-        let sql = format!("SELECT {OP_COLUMNS} FROM operator_tokens ORDER BY created_at, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(op_view).collect()
-    }
+    async fn list_operator_tokens(&self) -> Result<Vec<OperatorTokenView>>;
 
     /// Revoke an operator token; its next call is refused.
-    pub async fn revoke_operator_token(&self, id: &str, now: i64) -> Result<OperatorTokenView> {
-        let done = sqlx::query(
-            "UPDATE operator_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::Missing(format!("operator token {id}")));
-        }
-        self.auth_cache.forget_operator_token(id);
-        self.operator_token(id).await
-    }
+    async fn revoke_operator_token(&self, id: &str, now: i64) -> Result<OperatorTokenView>;
 
     /// The active operator token with this hash; notes its use (at most once a minute).
-    pub async fn operator_by_hash(
-        &self,
-        hash: &str,
-        now: i64,
-    ) -> Result<Option<OperatorPrincipal>> {
-        let row = sqlx::query(
-            "SELECT id, name, role, last_used_at FROM operator_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let id: String = row.try_get("id")?;
-        let last: Option<i64> = row.try_get("last_used_at")?;
-        if last.is_none_or(|l| now - l >= 60_000) {
-            sqlx::query("UPDATE operator_tokens SET last_used_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(&id)
-                .execute(&self.writer)
-                .await?;
-        }
-        let role: String = row.try_get("role")?;
-        Ok(Some(OperatorPrincipal {
-            token_id: id,
-            name: row.try_get("name")?,
-            role: Role::parse(&role)
-                .ok_or_else(|| Error::Corrupt("operator_tokens.role".into()))?,
-        }))
-    }
+    async fn operator_by_hash(&self, hash: &str, now: i64) -> Result<Option<OperatorPrincipal>>;
 
     /// Whether any active admin token exists.
-    pub async fn has_active_admin(&self) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM operator_tokens WHERE role = 'admin' AND revoked_at IS NULL",
-        )
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(n > 0)
-    }
+    async fn has_active_admin(&self) -> Result<bool>;
 
     /// Store a new enrollment token (its hash).
     #[allow(clippy::too_many_arguments)]
-    pub async fn create_enrollment_token(
+    async fn create_enrollment_token(
         &self,
         id: &str,
         hash: &str,
@@ -188,220 +62,29 @@ impl Store {
         created_by: &str,
         expires_at: i64,
         now: i64,
-    ) -> Result<EnrollmentTokenView> {
-        sqlx::query(
-            "INSERT INTO enrollment_tokens (id, token_hash, groups, note, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(hash)
-        .bind(serde_json::to_string(groups).unwrap_or_default())
-        .bind(note)
-        .bind(created_by)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&self.writer)
-        .await?;
-        self.enrollment_token(id, now).await
-    }
-
-    async fn enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView> {
-        let sql = format!("SELECT {ENR_COLUMNS} FROM enrollment_tokens WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("enrollment token {id}")))?;
-        enr_view(&row, now)
-    }
+    ) -> Result<EnrollmentTokenView>;
 
     /// Every enrollment token, newest first (no secrets).
-    pub async fn list_enrollment_tokens(&self, now: i64) -> Result<Vec<EnrollmentTokenView>> {
-        let sql =
-            format!("SELECT {ENR_COLUMNS} FROM enrollment_tokens ORDER BY created_at DESC, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(|r| enr_view(r, now)).collect()
-    }
+    async fn list_enrollment_tokens(&self, now: i64) -> Result<Vec<EnrollmentTokenView>>;
 
     /// Revoke an unused enrollment token.
-    pub async fn revoke_enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView> {
-        let done = sqlx::query(
-            "UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::Missing(format!("enrollment token {id}")));
-        }
-        self.enrollment_token(id, now).await
-    }
+    async fn revoke_enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView>;
 
     /// Spend an enrollment token and create the agent with `secret_hash`.
     /// Returns the groups the agent may serve.
-    pub async fn enroll(
+    async fn enroll(
         &self,
         token_hash: &str,
         agent_id: &str,
         secret_hash: &str,
         version: &str,
         now: i64,
-    ) -> Result<Vec<String>> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "SELECT id, groups, expires_at, used_at, revoked_at FROM enrollment_tokens WHERE token_hash = ?",
-        )
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::Unauthorized("unknown enrollment token".into()))?;
-        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-            return Err(Error::Unauthorized("enrollment token revoked".into()));
-        }
-        if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
-            return Err(Error::Unauthorized("enrollment token already used".into()));
-        }
-        if row.try_get::<i64, _>("expires_at")? <= now {
-            return Err(Error::Unauthorized("enrollment token expired".into()));
-        }
-        let token_id: String = row.try_get("id")?;
-        let groups_json: String = row.try_get("groups")?;
-        let existing: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_at FROM agents WHERE id = ?")
-                .bind(agent_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match existing {
-            Some(None) => {
-                return Err(Error::Conflict(format!(
-                    "an active agent is already enrolled as `{agent_id}`; revoke it first"
-                )));
-            }
-            Some(Some(_)) => {
-                sqlx::query(
-                    "UPDATE agents SET secret_hash = ?1, allowed_groups = ?2, enrolled_at = ?3, revoked_at = NULL,
-                     version = ?4, last_seen = ?3 WHERE id = ?5",
-                )
-                .bind(secret_hash)
-                .bind(&groups_json)
-                .bind(now)
-                .bind(version)
-                .bind(agent_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO agents (id, groups, capabilities, version, os, free_slots, first_seen, last_seen,
-                     secret_hash, allowed_groups, enrolled_at) VALUES (?1, ?2, '{}', ?3, '', 0, ?4, ?4, ?5, ?2, ?4)",
-                )
-                .bind(agent_id)
-                .bind(&groups_json)
-                .bind(version)
-                .bind(now)
-                .bind(secret_hash)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        sqlx::query("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE id = ?")
-            .bind(now)
-            .bind(agent_id)
-            .bind(&token_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        // A re-enrollment replaced the secret and the groups.
-        self.auth_cache.forget_agent(agent_id);
-        json("enrollment_tokens.groups", &groups_json)
-    }
+    ) -> Result<Vec<String>>;
 
     /// The active agent with this secret hash.
-    pub async fn agent_by_hash(&self, hash: &str) -> Result<Option<AgentPrincipal>> {
-        let row = sqlx::query(
-            "SELECT id, allowed_groups FROM agents WHERE secret_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(AgentPrincipal {
-            id: row.try_get("id")?,
-            allowed_groups: json(
-                "agents.allowed_groups",
-                &row.try_get::<String, _>("allowed_groups")?,
-            )?,
-        }))
-    }
+    async fn agent_by_hash(&self, hash: &str) -> Result<Option<AgentPrincipal>>;
 
     /// Revoke an agent: its calls are refused from now on and its leases end
     /// at once (attempts end `revoked`, no attempt spent, jobs requeued).
-    pub async fn revoke_agent(&self, id: &str, now: i64) -> Result<AgentRevocation> {
-        let mut tx = self.writer.begin().await?;
-        let done =
-            sqlx::query("UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::Missing(format!("agent {id}")));
-        }
-        let revoked_at: i64 = sqlx::query_scalar("SELECT revoked_at FROM agents WHERE id = ?")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let held = sqlx::query(
-            "SELECT id, grp, lease_token, cancel_requested FROM jobs WHERE state = 'running' AND lease_agent = ?",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut out = AgentRevocation {
-            revoked_at,
-            jobs: Vec::new(),
-            groups: Vec::new(),
-        };
-        for r in held {
-            let job: i64 = r.try_get("id")?;
-            let grp: String = r.try_get("grp")?;
-            let token: Option<i64> = r.try_get("lease_token")?;
-            let cancel: bool = r.try_get("cancel_requested")?;
-            sqlx::query(
-                "UPDATE attempts SET ended_at = ?1, outcome = 'revoked', error = 'agent revoked' WHERE job_id = ?2 AND token = ?3",
-            )
-            .bind(now)
-            .bind(job)
-            .bind(token)
-            .execute(&mut *tx)
-            .await?;
-            let (state, finished) = if cancel {
-                ("cancelled", Some(now))
-            } else {
-                ("queued", None)
-            };
-            sqlx::query(
-                "UPDATE jobs SET state = ?1, not_before = ?2, finished_at = ?3, updated_at = ?2,
-                 lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?4",
-            )
-            .bind(state)
-            .bind(now)
-            .bind(finished)
-            .bind(job)
-            .execute(&mut *tx)
-            .await?;
-            out.jobs.push(job);
-            if !out.groups.contains(&grp) {
-                out.groups.push(grp);
-            }
-        }
-        tx.commit().await?;
-        self.auth_cache.forget_agent(id);
-        Ok(out)
-    }
+    async fn revoke_agent(&self, id: &str, now: i64) -> Result<AgentRevocation>;
 }
-
-#[cfg(test)]
-mod tests;

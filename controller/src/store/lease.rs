@@ -1,26 +1,18 @@
 //! The lease contract (DESIGN.md "Lease and fencing", points 1–6).
 //!
-//! Every function here runs in one transaction on the single writer
-//! connection (through the group-commit writer, [`super::writer`]: a batch of
-//! calls shares one transaction, a call that fails rolls back only itself,
-//! and nobody is answered before the commit), so checks and changes are
-//! atomic. As the writer requires, every refusal (lease lost, forbidden, not
-//! found) is decided before the first write of a call:
+//! Every call is atomic: its checks and changes happen in one transaction,
+//! and it is answered only once that is durable. What a backend must do:
 //! - a grant moves `queued → running`, issues `last_token + 1` and records attempt N;
 //! - heartbeat/complete/release are accepted only with the current token, from
-//!   the holder, before the lease deadline — otherwise [`Error::LeaseLost`];
+//!   the holder, before the lease deadline — otherwise [`Error::LeaseLost`](super::Error::LeaseLost);
 //! - expiry ends overdue attempts as `lease_expired` and requeues or fails the job.
 
+use async_trait::async_trait;
 use baton_proto::{
-    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
-    JobState, Progress, RetryOn, RetryPolicy,
+    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, Progress, RetryOn, RetryPolicy,
 };
-use std::sync::Arc;
 
-use sqlx::sqlite::SqliteConnection;
-
-use super::rows::{JOB_COLUMNS, JobRow, json};
-use super::{Error, Result, Store};
+use super::Result;
 
 /// What a polling agent can take.
 #[derive(Debug, Clone)]
@@ -48,7 +40,7 @@ pub struct Granted {
     pub woken: Vec<String>,
 }
 
-/// Leases ended by [`Store::expire_leases`].
+/// Leases ended by [`LeaseStore::expire_leases`].
 #[derive(Debug, Clone, Default)]
 pub struct Expired {
     /// `(job, token, agent)` of each expired lease.
@@ -67,7 +59,7 @@ pub(crate) enum Next {
 }
 
 impl Next {
-    fn state(self) -> JobState {
+    pub(crate) fn state(self) -> JobState {
         match self {
             Next::Queued { .. } => JobState::Queued,
             Next::Succeeded => JobState::Succeeded,
@@ -98,36 +90,15 @@ pub(crate) fn after_spent_attempt(
     }
 }
 
-/// A [`GrantRequest`] owned, to move into the group-commit writer.
-#[derive(Debug, Clone)]
-struct OwnedGrant {
-    agent_id: String,
-    groups: Vec<String>,
-    kinds: Vec<JobKind>,
-    connections: Vec<String>,
-    max: u32,
-}
-
-impl Store {
+/// The lease contract of a backend.
+#[async_trait]
+pub trait LeaseStore {
     /// Grant up to `req.max` queued jobs to an agent (point 1). Overdue
     /// leases are expired first, in the same transaction (point 5).
-    pub async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
-        let req = Arc::new(OwnedGrant {
-            agent_id: req.agent_id.to_owned(),
-            groups: req.groups.to_vec(),
-            kinds: req.kinds.to_vec(),
-            connections: req.connections.to_vec(),
-            max: req.max,
-        });
-        self.grouped(move |c| {
-            let req = req.clone();
-            Box::pin(async move { grant_in(c, &req, now).await })
-        })
-        .await
-    }
+    async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted>;
 
     /// Renew a lease (point 2). Returns `(ttl_ms, cancel_requested)`.
-    pub async fn heartbeat(
+    async fn heartbeat(
         &self,
         job_id: JobId,
         agent_id: &str,
@@ -135,521 +106,33 @@ impl Store {
         progress: Option<&Progress>,
         log_tail: &str,
         now: i64,
-    ) -> Result<(u64, bool)> {
-        let progress = progress.and_then(|p| serde_json::to_string(p).ok());
-        let args = Arc::new((agent_id.to_owned(), progress, log_tail.to_owned()));
-        self.grouped(move |c| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (agent_id, progress, log_tail) = &*args;
-                heartbeat_in(c, job_id, agent_id, token, progress.clone(), log_tail, now).await
-            })
-        })
-        .await
-    }
+    ) -> Result<(u64, bool)>;
 
     /// Record the end of a grant (point 3). A redelivery of a completion that
     /// was already recorded answers `(state, true)`.
-    pub async fn complete(
+    async fn complete(
         &self,
         job_id: JobId,
         agent_id: &str,
         req: &CompleteRequest,
         now: i64,
-    ) -> Result<(JobState, bool, String)> {
-        let done = Arc::new(Completed {
-            job_id,
-            agent_id: agent_id.to_owned(),
-            token: req.token,
-            completion: req.completion,
-            result_json: serde_json::to_string(&req.result).ok(),
-            error: req.error.clone(),
-            unit: rand::random(),
-        });
-        self.grouped(move |c| {
-            let done = done.clone();
-            Box::pin(async move { complete_in(c, &done, now).await })
-        })
-        .await
-    }
+    ) -> Result<(JobState, bool, String)>;
 
     /// Hand a job back without spending an attempt (point 6).
-    pub async fn release(
+    async fn release(
         &self,
         job_id: JobId,
         agent_id: &str,
         token: FencingToken,
         reason: &str,
         now: i64,
-    ) -> Result<(JobState, String)> {
-        let args = Arc::new((agent_id.to_owned(), reason.to_owned()));
-        self.grouped(move |c| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (agent_id, reason) = &*args;
-                release_in(c, job_id, agent_id, token, reason, now).await
-            })
-        })
-        .await
-    }
+    ) -> Result<(JobState, String)>;
 
     /// End every lease past its deadline (point 5).
-    pub async fn expire_leases(&self, now: i64) -> Result<Expired> {
-        self.grouped(move |c| Box::pin(async move { expire_in(c, now).await }))
-            .await
-    }
+    async fn expire_leases(&self, now: i64) -> Result<Expired>;
 
     /// The earliest lease deadline, if any lease is held.
-    pub async fn next_lease_deadline(&self) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'")
-                .fetch_one(&self.reader)
-                .await?,
-        )
-    }
-}
-
-/// Grant inside a write transaction (see [`Store::grant`]).
-async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Result<Granted> {
-    let expired = expire_in(c, now).await?;
-    let mut out = Granted {
-        woken: expired.woken,
-        ..Granted::default()
-    };
-    if req.max == 0 {
-        return Ok(out);
-    }
-    let kinds = serde_json::to_string(&req.kinds).unwrap_or_default();
-    let conns = serde_json::to_string(&req.connections).unwrap_or_default();
-    let drained: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = ? AND drained_at IS NOT NULL)",
-    )
-    .bind(&req.agent_id)
-    .fetch_one(&mut *c)
-    .await?;
-    let mut rows: Vec<JobRow> = Vec::new();
-    if !drained {
-        // One query per group: each walks the `jobs_ready` index in
-        // (priority DESC, id) order and stops at `max` — no scan and sort of
-        // every queued job. The best `max` of the union win.
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE state = 'queued' AND grp = ?2 AND not_before <= ?1
-               AND kind IN (SELECT value FROM json_each(?3))
-               AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
-             ORDER BY priority DESC, id LIMIT ?5"
-        );
-        let mut seen: Vec<&str> = Vec::new();
-        for g in &req.groups {
-            if seen.contains(&g.as_str()) {
-                continue;
-            }
-            seen.push(g);
-            let mut found: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(now)
-                .bind(g)
-                .bind(&kinds)
-                .bind(&conns)
-                .bind(i64::from(req.max))
-                .fetch_all(&mut *c)
-                .await?;
-            rows.append(&mut found);
-        }
-        if seen.len() > 1 {
-            rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
-            rows.truncate(req.max as usize);
-        }
-    }
-    if !rows.is_empty() {
-        // Every chosen job in one round trip: token = last_token + 1 (SQLite
-        // evaluates every SET expression on the old row), attempt N recorded.
-        let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
-        let ids = serde_json::to_string(&ids).map_err(|e| Error::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "UPDATE jobs SET state = 'running', last_token = last_token + 1, lease_token = last_token + 1,
-             lease_agent = ?1, lease_expires_at = ?2 + lease_ttl_ms, grants = grants + 1, updated_at = ?2
-             WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'queued';
-             INSERT INTO attempts (job_id, number, agent_id, token, started_at)
-             SELECT id, grants, ?1, last_token, ?2 FROM jobs
-             WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'running' AND lease_agent = ?1",
-        )
-        .bind(&req.agent_id)
-        .bind(now)
-        .bind(ids)
-        .execute(&mut *c)
-        .await?;
-    }
-    for row in rows {
-        let token = row.last_token + 1;
-        let number = row.grants + 1;
-        let spec: JobSpec = json("jobs.spec", &row.spec)?;
-        let retry_codes = row.retry()?.retry_codes;
-        out.grants.push(Grant {
-            job_id: row.id,
-            attempt: number as u32,
-            token,
-            lease_ttl_ms: row.lease_ttl_ms as u64,
-            held_ms: 0,
-            timeout_ms: row.timeout_ms.map(|t| t as u64),
-            group: row.grp,
-            spec,
-            retry_codes,
-        });
-    }
-    if out.grants.is_empty() {
-        let groups = serde_json::to_string(&req.groups).unwrap_or_default();
-        out.next_ready_at = sqlx::query_scalar(
-            "SELECT MIN(not_before) FROM jobs
-             WHERE state = 'queued' AND not_before > ?1
-               AND grp IN (SELECT value FROM json_each(?2))
-               AND kind IN (SELECT value FROM json_each(?3))
-               AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))",
-        )
-        .bind(now)
-        .bind(&groups)
-        .bind(&kinds)
-        .bind(&conns)
-        .fetch_one(&mut *c)
-        .await?;
-    }
-    Ok(out)
-}
-
-/// Heartbeat inside a write transaction (see [`Store::heartbeat`]).
-async fn heartbeat_in(
-    c: &mut SqliteConnection,
-    job_id: JobId,
-    agent_id: &str,
-    token: FencingToken,
-    progress: Option<String>,
-    log_tail: &str,
-    now: i64,
-) -> Result<(u64, bool)> {
-    let row = held_row(c, job_id, agent_id, token, now).await?;
-    sqlx::query(
-        "UPDATE jobs SET lease_expires_at = ?5 WHERE id = ?3;
-         UPDATE attempts SET progress = COALESCE(?1, progress),
-         log_tail = CASE WHEN ?2 = '' THEN log_tail ELSE ?2 END
-         WHERE job_id = ?3 AND token = ?4",
-    )
-    .bind(progress)
-    .bind(log_tail)
-    .bind(job_id)
-    .bind(token)
-    .bind(now + row.lease_ttl_ms)
-    .execute(&mut *c)
-    .await?;
-    Ok((row.lease_ttl_ms as u64, row.cancel_requested))
-}
-
-/// A completion, owned, to move into the group-commit writer.
-#[derive(Debug, Clone)]
-struct Completed {
-    job_id: JobId,
-    agent_id: String,
-    token: FencingToken,
-    completion: Completion,
-    result_json: Option<String>,
-    error: Option<String>,
-    /// Uniform sample for the retry jitter.
-    unit: f64,
-}
-
-/// Completion inside a write transaction (see [`Store::complete`]).
-async fn complete_in(
-    c: &mut SqliteConnection,
-    d: &Completed,
-    now: i64,
-) -> Result<(JobState, bool, String)> {
-    let (job_id, agent_id, token, error) =
-        (d.job_id, d.agent_id.as_str(), d.token, d.error.as_deref());
-    let outcome = match d.completion {
-        Completion::Succeeded => AttemptOutcome::Succeeded,
-        Completion::Failed { .. } => AttemptOutcome::Failed,
-        Completion::TimedOut => AttemptOutcome::TimedOut,
-        Completion::Cancelled => AttemptOutcome::Cancelled,
-    };
-    if matches!(d.completion, Completion::Succeeded) {
-        // The common case in one round trip: both updates carry the checks
-        // of `held_row` (current token, holder, deadline not passed); when
-        // they match nothing, nothing was written and the full path below
-        // says why (or recognises a redelivery).
-        let grp: Option<String> = sqlx::query_scalar(
-            "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result)
-             WHERE job_id = ?4 AND token = ?5 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?4
-               AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6 AND lease_expires_at > ?1);
-             UPDATE jobs SET state = 'succeeded', attempts_spent = attempts_spent + 1, not_before = ?1,
-               finished_at = ?1, updated_at = ?1, lease_agent = NULL, lease_token = NULL,
-               lease_expires_at = NULL, error = NULL, result = COALESCE(?3, result)
-             WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6
-               AND lease_expires_at > ?1
-             RETURNING grp",
-        )
-        .bind(now)
-        .bind(error)
-        .bind(&d.result_json)
-        .bind(job_id)
-        .bind(token)
-        .bind(agent_id)
-        .fetch_optional(&mut *c)
-        .await?;
-        if let Some(grp) = grp {
-            return Ok((JobState::Succeeded, false, grp));
-        }
-    }
-    let row = match held_row(c, job_id, agent_id, token, now).await {
-        Ok(r) => r,
-        Err(Error::LeaseLost(why)) => {
-            // A redelivery from the outbox after the first delivery was recorded?
-            let prior: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT agent_id, outcome FROM attempts WHERE job_id = ? AND token = ?",
-            )
-            .bind(job_id)
-            .bind(token)
-            .fetch_optional(&mut *c)
-            .await?;
-            if let Some((holder, Some(o))) = prior
-                && holder == agent_id
-                && o == outcome.as_str()
-            {
-                let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-                    .bind(job_id)
-                    .fetch_one(&mut *c)
-                    .await?;
-                let state =
-                    JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
-                return Ok((state, true, String::new()));
-            }
-            return Err(Error::LeaseLost(why));
-        }
-        Err(e) => return Err(e),
-    };
-    let spent = row.attempts_spent + 1;
-    let next = match d.completion {
-        Completion::Succeeded => Next::Succeeded,
-        Completion::Cancelled => Next::Cancelled,
-        Completion::Failed { retryable } => after_spent_attempt(
-            &row.retry()?,
-            retryable.then_some(RetryOn::Error),
-            spent as u32,
-            row.cancel_requested,
-            now,
-            d.unit,
-        ),
-        Completion::TimedOut => after_spent_attempt(
-            &row.retry()?,
-            Some(RetryOn::Timeout),
-            spent as u32,
-            row.cancel_requested,
-            now,
-            d.unit,
-        ),
-    };
-    let end = AttemptEnd {
-        token,
-        outcome: outcome.as_str(),
-        error,
-        result: d.result_json.as_deref(),
-    };
-    set_next(
-        c,
-        job_id,
-        end,
-        next,
-        spent,
-        now,
-        error,
-        d.result_json.as_deref(),
-    )
-    .await?;
-    Ok((next.state(), false, row.grp))
-}
-
-/// Release inside a write transaction (see [`Store::release`]).
-async fn release_in(
-    c: &mut SqliteConnection,
-    job_id: JobId,
-    agent_id: &str,
-    token: FencingToken,
-    reason: &str,
-    now: i64,
-) -> Result<(JobState, String)> {
-    let row = held_row(c, job_id, agent_id, token, now).await?;
-    let reason = if reason.is_empty() {
-        "released by agent"
-    } else {
-        reason
-    };
-    let end = AttemptEnd {
-        token,
-        outcome: "released",
-        error: Some(reason),
-        result: None,
-    };
-    let next = if row.cancel_requested {
-        Next::Cancelled
-    } else {
-        Next::Queued { not_before: now }
-    };
-    set_next(c, job_id, end, next, row.attempts_spent, now, None, None).await?;
-    Ok((next.state(), row.grp))
-}
-
-/// The job row, if `agent_id` holds it with `token` and the lease has not run out.
-async fn held_row(
-    c: &mut SqliteConnection,
-    job_id: JobId,
-    agent_id: &str,
-    token: FencingToken,
-    now: i64,
-) -> Result<JobRow> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
-    let row: JobRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(job_id)
-        .fetch_optional(&mut *c)
-        .await?
-        .ok_or(Error::NotFound(job_id))?;
-    let current = row.state()? == JobState::Running
-        && row.lease_token == Some(token)
-        && row.lease_agent.as_deref() == Some(agent_id);
-    if !current {
-        // Someone else's lease is 403 whatever the token; the caller's own
-        // earlier (stale) lease is 409 lease_lost.
-        let token_holder: Option<String> =
-            sqlx::query_scalar("SELECT agent_id FROM attempts WHERE job_id = ? AND token = ?")
-                .bind(job_id)
-                .bind(token)
-                .fetch_optional(&mut *c)
-                .await?;
-        let held_before = match &token_holder {
-            Some(holder) => holder == agent_id,
-            None => {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT COUNT(*) FROM attempts WHERE job_id = ? AND agent_id = ?",
-                )
-                .bind(job_id)
-                .bind(agent_id)
-                .fetch_one(&mut *c)
-                .await?
-                    > 0
-            }
-        };
-        if !held_before {
-            return Err(Error::Forbidden(format!(
-                "agent {agent_id} does not hold job {job_id}"
-            )));
-        }
-        return Err(Error::LeaseLost(format!(
-            "token {token} is not the current lease of job {job_id}"
-        )));
-    }
-    if row.lease_expires_at.is_none_or(|d| d <= now) {
-        return Err(Error::LeaseLost(format!(
-            "the lease of job {job_id} has expired"
-        )));
-    }
-    Ok(row)
-}
-
-/// How an attempt ended; written with the job's next state.
-struct AttemptEnd<'a> {
-    token: FencingToken,
-    outcome: &'a str,
-    error: Option<&'a str>,
-    result: Option<&'a str>,
-}
-
-/// End the attempt and move the job to `next`, in one round trip.
-#[allow(clippy::too_many_arguments)]
-async fn set_next(
-    c: &mut SqliteConnection,
-    job_id: JobId,
-    end: AttemptEnd<'_>,
-    next: Next,
-    spent: i64,
-    now: i64,
-    error: Option<&str>,
-    result: Option<&str>,
-) -> Result<()> {
-    let (state, not_before, finished) = match next {
-        Next::Queued { not_before } => ("queued", not_before, None),
-        other => (other.state().as_str(), now, Some(now)),
-    };
-    sqlx::query(
-        "UPDATE attempts SET ended_at = ?5, outcome = ?9, error = ?10, result = COALESCE(?11, result)
-         WHERE job_id = ?8 AND token = ?12;
-         UPDATE jobs SET state = ?1, attempts_spent = ?2, not_before = ?3, finished_at = ?4, updated_at = ?5,
-         lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL,
-         error = CASE WHEN ?1 = 'succeeded' THEN NULL ELSE COALESCE(?6, error) END,
-         result = COALESCE(?7, result) WHERE id = ?8",
-    )
-    .bind(state)
-    .bind(spent)
-    .bind(not_before)
-    .bind(finished)
-    .bind(now)
-    .bind(error)
-    .bind(result)
-    .bind(job_id)
-    .bind(end.outcome)
-    .bind(end.error)
-    .bind(end.result)
-    .bind(end.token)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-async fn expire_in(c: &mut SqliteConnection, now: i64) -> Result<Expired> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at"
-    );
-    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .fetch_all(&mut *c)
-        .await?;
-    let mut out = Expired::default();
-    for row in rows {
-        let token = row.lease_token.unwrap_or_default();
-        let agent = row.lease_agent.clone().unwrap_or_default();
-        let spent = row.attempts_spent + 1;
-        let next = after_spent_attempt(
-            &row.retry()?,
-            Some(RetryOn::LeaseExpired),
-            spent as u32,
-            row.cancel_requested,
-            now,
-            rand::random(),
-        );
-        let error = format!("lease of agent {agent} expired (token {token})");
-        let final_error = match next {
-            Next::Failed => Some(format!("{error}; no attempts left")),
-            Next::Cancelled => Some("cancelled by operator".to_owned()),
-            _ => Some(error.clone()),
-        };
-        let end = AttemptEnd {
-            token,
-            outcome: "lease_expired",
-            error: Some(&error),
-            result: None,
-        };
-        set_next(
-            c,
-            row.id,
-            end,
-            next,
-            spent,
-            now,
-            final_error.as_deref(),
-            None,
-        )
-        .await?;
-        if matches!(next, Next::Queued { .. }) && !out.woken.contains(&row.grp) {
-            out.woken.push(row.grp.clone());
-        }
-        out.leases.push((row.id, token, agent));
-    }
-    Ok(out)
+    async fn next_lease_deadline(&self) -> Result<Option<i64>>;
 }
 
 #[cfg(test)]

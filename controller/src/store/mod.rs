@@ -1,27 +1,42 @@
-//! The durable store: jobs, attempts (leases) and agents in SQLite.
+//! The durable store, behind a boundary a second backend can implement.
 //!
-//! One writer connection serialises every state change (SQLite allows one
-//! writer anyway), so a grant, a completion and an expiry never interleave;
-//! reads go through a separate read-only pool. WAL mode, `synchronous=FULL`
-//! by default: a 2xx answer means the change is on disk.
+//! The controller holds a [`Store`]: a cheap handle on one backend, an
+//! `Arc<dyn Backend>`. [`Backend`] is the sum of one trait per area (as
+//! restate's `storage-api` does); each area module holds its trait and the
+//! plain types its methods take and return, shared by every backend:
 //!
-//! - [`jobs`]: submit, get, list, cancel, retry.
-//! - [`lease`]: grant (poll), heartbeat, complete, release, expiry.
-//! - [`agents`]: agent presence and capabilities.
-//! - [`credentials`]: resolved credentials and their in-memory cache.
-//! - [`identity`]: operator tokens, enrollment tokens, agent secrets, revocation.
-//! - [`audit`]: the audit log.
-//! - [`retention`]: finished jobs and old audit rows pruned in bounded
-//!   batches, incremental vacuum.
-//! - [`drills`]: failover drills, their timelines and takeover measurements.
-//! - [`health`]: whether the store can commit (disk full, read-only, I/O
-//!   errors become 503 `store_unavailable`; `/readyz` reads it).
-//! - [`rebase`]: at start, stored deadlines re-expressed in this process's clock.
-//! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
-//!   complete, release, expiry) share one transaction and one fsync per batch.
+//! - [`jobs`] ([`JobStore`]): submit, get, list, cancel, retry.
+//! - [`lease`] ([`LeaseStore`]): grant (poll), heartbeat, complete, release,
+//!   expiry — the lease contract.
+//! - [`agents`] ([`AgentStore`]): agent presence and capabilities, drain.
+//! - [`identity`] ([`IdentityStore`]): operator tokens, enrollment tokens,
+//!   agent secrets, revocation, and the cache of resolved credentials
+//!   ([`credentials`]).
+//! - [`audit`] ([`AuditStore`]): the audit log.
+//! - [`retention`] ([`RetentionStore`]): finished jobs and old audit rows
+//!   pruned in bounded batches, space given back.
+//! - [`drills`] ([`DrillStore`]): failover drills, their timelines and
+//!   takeover measurements.
+//! - [`rebase`] ([`ClockStore`]): at start, stored deadlines re-expressed in
+//!   this process's clock.
+//! - [`health`] ([`HealthStore`]): whether the store can commit (disk full,
+//!   read-only, I/O errors become 503 `store_unavailable`; `/readyz` reads
+//!   it), the fleet id, close.
+//!
+//! Shared by the backends beside the traits: [`Error`], the stored row shapes
+//! and their wire views (`rows`: the same columns in every sqlx backend), and
+//! the drill verdict (`drills::evaluate`, pure).
+//!
+//! Backends: [`sqlite`] (the embedded default: one group-commit writer,
+//! WAL, `synchronous=FULL`). Every backend must pass `conformance`, the one
+//! suite of backend-neutral store tests (see its docs for how a backend runs
+//! it). The store knows nothing of HTTP, auth middleware or config types:
+//! callers pass plain values ([`SyncMode`], `now` in Unix ms).
 
 pub mod agents;
 pub mod audit;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub use crate::credentials;
 pub mod drills;
 pub mod health;
@@ -30,24 +45,28 @@ pub mod jobs;
 pub mod lease;
 pub mod rebase;
 pub mod retention;
-mod rows;
-pub mod writer;
+pub(crate) mod rows;
+pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod testutil;
 
+use std::fmt;
+use std::ops::Deref;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use baton_proto::JobId;
-use sqlx::SqlitePool;
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
 
-use crate::config::SyncMode;
-
-pub use lease::{Expired, GrantRequest, Granted};
-pub(crate) use rows::ts as rows_ts;
+pub use agents::AgentStore;
+pub use audit::AuditStore;
+pub use drills::DrillStore;
+pub use health::HealthStore;
+pub use identity::IdentityStore;
+pub use jobs::JobStore;
+pub use lease::{Expired, GrantRequest, Granted, LeaseStore};
+pub use rebase::ClockStore;
+pub use retention::RetentionStore;
+pub use sqlite::SyncMode;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -99,118 +118,100 @@ pub enum Error {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The SQLite store.
-#[derive(Debug, Clone)]
-pub struct Store {
-    writer: SqlitePool,
-    batcher: writer::Writer,
-    reader: SqlitePool,
-    fleet_id: String,
-    /// Known credentials; the identity paths that change one invalidate it.
-    auth_cache: Arc<credentials::AuthCache>,
-    /// Whether the writer can commit (`/readyz`).
-    health: Arc<health::Health>,
-    /// Rows retention deleted.
-    pruned: Arc<retention::Pruned>,
+impl Error {
+    /// Whether an operation that failed with this error wrote nothing: the
+    /// refusals every operation body decides before its first write.
+    pub fn wrote_nothing(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound(_)
+                | Error::Missing(_)
+                | Error::Unauthorized(_)
+                | Error::Forbidden(_)
+                | Error::LeaseLost(_)
+                | Error::Conflict(_)
+                | Error::IdempotencyConflict(_)
+        )
+    }
 }
 
-/// Page cache of each reader connection (`PRAGMA cache_size`; negative:
-/// KiB). The writer keeps SQLite's default (2 MiB); the readers' hot pages
-/// (auth lookups are cached in memory) fit in far less.
-const READER_CACHE_SIZE: &str = "-512";
+/// Everything a store backend implements: one trait per area. Implemented
+/// for every type that implements them all; the controller holds it as
+/// `Arc<dyn Backend>` ([`Store`]).
+pub trait Backend:
+    JobStore
+    + LeaseStore
+    + AgentStore
+    + IdentityStore
+    + AuditStore
+    + RetentionStore
+    + DrillStore
+    + ClockStore
+    + HealthStore
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+impl<T> Backend for T where
+    T: JobStore
+        + LeaseStore
+        + AgentStore
+        + IdentityStore
+        + AuditStore
+        + RetentionStore
+        + DrillStore
+        + ClockStore
+        + HealthStore
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The store the controller holds: a cheap, cloneable handle on one backend.
+/// It dereferences to `dyn Backend`, so every area's methods are called on it
+/// directly (`store.submit(..)`), without importing the traits.
+#[derive(Debug, Clone)]
+pub struct Store(Arc<dyn Backend>);
 
 impl Store {
-    /// Open (creating if missing) and migrate the database at `path`.
+    /// A handle on `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Store {
+        Store(backend)
+    }
+
+    /// Open (creating if missing) and migrate the SQLite database at `path`
+    /// (the embedded default backend, [`sqlite::SqliteStore`]).
     pub async fn open(path: &Path, sync: SyncMode) -> Result<Store> {
-        let base = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match sync {
-                SyncMode::Full => SqliteSynchronous::Full,
-                SyncMode::Normal => SqliteSynchronous::Normal,
-            })
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            // A connection that comes back still inside a transaction — a
-            // COMMIT or ROLLBACK failed (disk full, I/O error), so sqlx's
-            // nesting count no longer matches SQLite — is closed, never
-            // reused: the next BEGIN would become a SAVEPOINT inside a
-            // transaction that is never committed. The ping orders the
-            // check after any rollback a dropped transaction queued.
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Connection;
-                    conn.ping().await?;
-                    Ok(!conn.is_in_transaction())
-                })
-            })
-            .connect_with(
-                base.clone()
-                    .create_if_missing(true)
-                    // Effective for a new database (set before its first
-                    // table); older ones are switched once by `retention`.
-                    .auto_vacuum(SqliteAutoVacuum::Incremental),
-            )
-            .await?;
-        MIGRATOR.run(&writer).await?;
-        retention::enable_incremental_vacuum(&writer).await?;
-        let fleet_id: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'fleet_id'")
-            .fetch_one(&writer)
-            .await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
-            .await?;
-        let health = Arc::new(health::Health::default());
-        Ok(Store {
-            batcher: writer::Writer::start(writer.clone(), health.clone()),
-            writer,
-            reader,
-            fleet_id,
-            auth_cache: Arc::default(),
-            health,
-            pruned: Arc::default(),
-        })
-    }
-
-    /// This installation's fleet id (random, fixed at the first start).
-    pub fn fleet_id(&self) -> &str {
-        &self.fleet_id
-    }
-
-    /// The cache of known credentials (see `auth`).
-    pub fn auth_cache(&self) -> &credentials::AuthCache {
-        &self.auth_cache
-    }
-
-    /// Why the store cannot commit, while it cannot (`None`: it can).
-    pub fn write_failure(&self) -> Option<(health::Cause, String)> {
-        self.health.failure()
-    }
-
-    /// Whether the store answers.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
-
-    /// Close both pools (flushes the WAL on the last connection).
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        Ok(Store::new(Arc::new(
+            sqlite::SqliteStore::open(path, sync).await?,
+        )))
     }
 }
+
+impl Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+/// The area traits, for code that calls them on a concrete backend (on a
+/// [`Store`] they need no import).
+pub mod prelude {
+    pub use super::{
+        AgentStore, AuditStore, ClockStore, DrillStore, HealthStore, IdentityStore, JobStore,
+        LeaseStore, RetentionStore,
+    };
+}
+
+pub(crate) use rows::ts as rows_ts;
 
 /// The controller's now in Unix milliseconds ([`crate::clock`]: immune to
 /// wall-clock steps within a process).
 pub use crate::clock::now_ms;
-
-#[cfg(test)]
-pub(crate) mod testutil;

@@ -16,9 +16,11 @@
 //! - A running drill's `created_at` is capped to `now`, so a backward step
 //!   does not postpone its give-up limit (drills report) by the step.
 
-use super::{Result, Store};
+use async_trait::async_trait;
 
-/// What [`Store::rebase_clock`] changed.
+use super::Result;
+
+/// What [`ClockStore::rebase_clock`] changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rebased {
     /// Running leases whose deadline was set to now + TTL.
@@ -31,48 +33,10 @@ pub struct Rebased {
     pub drills: u64,
 }
 
-impl Store {
+/// Stored times re-expressed in this process's clock.
+#[async_trait]
+pub trait ClockStore {
     /// Recompute stored deadlines against `now` (see the module docs). Call
     /// once at start, before serving; one transaction.
-    pub async fn rebase_clock(&self, now: i64) -> Result<Rebased> {
-        let mut tx = self.writer.begin().await?;
-        let leases = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ?1 + lease_ttl_ms WHERE state = 'running'",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let backoffs = sqlx::query(
-            "UPDATE jobs SET not_before = ?1 + MAX(0, COALESCE(json_extract(retry, '$.max_backoff_ms'), 0))
-             WHERE state = 'queued'
-               AND not_before > ?1 + MAX(0, COALESCE(json_extract(retry, '$.max_backoff_ms'), 0))",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let agents = sqlx::query("UPDATE agents SET last_seen = ?1 WHERE last_seen > ?1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let drills = sqlx::query(
-            "UPDATE drills SET created_at = ?1 WHERE state = 'running' AND created_at > ?1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(Rebased {
-            leases,
-            backoffs,
-            agents,
-            drills,
-        })
-    }
+    async fn rebase_clock(&self, now: i64) -> Result<Rebased>;
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,4 +1,5 @@
-//! Rows as stored, and their conversion into wire views.
+//! Rows as stored, and their conversion into wire views: the same columns
+//! in every sqlx backend (`FromRow` is generic over the database).
 
 use baton_proto::{
     AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobView, Progress,

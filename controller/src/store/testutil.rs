@@ -39,3 +39,22 @@ pub async fn enrolled(s: &Store, id: &str, groups: &[&str]) {
         .await
         .expect("enroll");
 }
+
+/// A noop job for `group` (label `team=dba`, TTL 15 s), with an
+/// idempotency `key` and request `hash`.
+pub fn new_job(group: &str, key: Option<&str>, hash: &str) -> super::jobs::NewJob {
+    super::jobs::NewJob {
+        submit: baton_proto::JobSubmit {
+            group: group.into(),
+            spec: baton_proto::JobSpec::Noop(baton_proto::NoopSpec::default()),
+            priority: 0,
+            retry: baton_proto::RetryPolicy::default(),
+            timeout_ms: None,
+            lease_ttl_ms: None,
+            labels: [("team".to_string(), "dba".to_string())].into(),
+        },
+        lease_ttl_ms: 15_000,
+        idempotency_key: key.map(str::to_owned),
+        request_hash: hash.into(),
+    }
+}

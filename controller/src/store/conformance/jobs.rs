@@ -1,27 +1,11 @@
-use super::*;
-use crate::store::testutil::store;
-use baton_proto::{JobSpec, NoopSpec, RetryPolicy};
+use baton_proto::{JobId, JobSpec, JobState, JobSummary, RetryPolicy};
 
-pub(crate) fn new_job(group: &str, key: Option<&str>, hash: &str) -> NewJob {
-    NewJob {
-        submit: JobSubmit {
-            group: group.into(),
-            spec: JobSpec::Noop(NoopSpec::default()),
-            priority: 0,
-            retry: RetryPolicy::default(),
-            timeout_ms: None,
-            lease_ttl_ms: None,
-            labels: [("team".to_string(), "dba".to_string())].into(),
-        },
-        lease_ttl_ms: 15_000,
-        idempotency_key: key.map(str::to_owned),
-        request_hash: hash.into(),
-    }
-}
+use crate::store::jobs::{JobFilter, NewBatch};
+use crate::store::testutil::new_job;
+use crate::store::{Error, Store};
 
-#[tokio::test]
-async fn lists_hold_summaries_with_long_texts_cut() {
-    let (s, _d) = store().await;
+/// Conformance case `lists_hold_summaries_with_long_texts_cut`.
+pub async fn lists_hold_summaries_with_long_texts_cut(s: &Store) {
     let mut job = new_job("g", None, "h");
     job.submit.spec = JobSpec::Command(baton_proto::CommandSpec {
         program: format!("/opt/{}", "p".repeat(300)),
@@ -46,9 +30,8 @@ async fn lists_hold_summaries_with_long_texts_cut() {
     assert!(!wire.contains("secret-looking-arg"), "{wire}");
 }
 
-#[tokio::test]
-async fn submit_get_list() {
-    let (s, _d) = store().await;
+/// Conformance case `submit_get_list`.
+pub async fn submit_get_list(s: &Store) {
     let a = s
         .submit(new_job("g", None, "h"), 1000)
         .await
@@ -100,9 +83,8 @@ async fn submit_get_list() {
     assert_eq!(page.next_before, Some(b.job.id));
 }
 
-#[tokio::test]
-async fn idempotency_key() {
-    let (s, _d) = store().await;
+/// Conformance case `idempotency_key`.
+pub async fn idempotency_key(s: &Store) {
     let a = s
         .submit(new_job("g", Some("k"), "h1"), 1)
         .await
@@ -117,9 +99,8 @@ async fn idempotency_key() {
     assert!(matches!(c, Err(Error::IdempotencyConflict(_))));
 }
 
-#[tokio::test]
-async fn batch_submit_in_order_and_idempotent_on_the_whole_body() {
-    let (s, _d) = store().await;
+/// Conformance case `batch_submit_in_order_and_idempotent_on_the_whole_body`.
+pub async fn batch_submit_in_order_and_idempotent_on_the_whole_body(s: &Store) {
     let batch = |key: Option<&str>, hash: &str| NewBatch {
         jobs: vec![
             new_job("g", None, "a"),
@@ -196,9 +177,8 @@ async fn batch_submit_in_order_and_idempotent_on_the_whole_body() {
     assert_eq!(&s.get_job(last.id).await.expect("get"), last);
 }
 
-#[tokio::test]
-async fn cancel_and_retry_rules() {
-    let (s, _d) = store().await;
+/// Conformance case `cancel_and_retry_rules`.
+pub async fn cancel_and_retry_rules(s: &Store) {
     let a = s
         .submit(new_job("g", None, "h"), 1)
         .await

@@ -44,9 +44,9 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::AuditRecord;
-use super::health::{Cause, Health};
-use super::{Error, Result, Store};
+use super::SqliteStore;
+use crate::store::health::{Cause, Health};
+use crate::store::{Error, Result};
 
 /// Most operations in one transaction.
 pub const MAX_OPS: usize = 256;
@@ -65,34 +65,6 @@ pub struct Stats {
     /// Batches run again with savepoints after an operation failed with a
     /// SQL error.
     pub replays: AtomicU64,
-}
-
-/// A snapshot of [`Stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StatsSnapshot {
-    /// Transactions committed (or attempted).
-    pub batches: u64,
-    /// Operations run.
-    pub ops: u64,
-    /// Batches run again with savepoints.
-    pub replays: u64,
-}
-
-impl Error {
-    /// Whether an operation that failed with this error wrote nothing: the
-    /// refusals every operation body decides before its first write.
-    pub fn wrote_nothing(&self) -> bool {
-        matches!(
-            self,
-            Error::NotFound(_)
-                | Error::Missing(_)
-                | Error::Unauthorized(_)
-                | Error::Forbidden(_)
-                | Error::LeaseLost(_)
-                | Error::Conflict(_)
-                | Error::IdempotencyConflict(_)
-        )
-    }
 }
 
 /// The queue into the writer task.
@@ -195,6 +167,11 @@ impl Writer {
         let stats = Arc::new(Stats::default());
         tokio::spawn(run(pool, rx, stats.clone(), health));
         Writer { queue, stats }
+    }
+
+    /// The counters of this writer.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Queue `body`, wait for its batch to commit, return its result.
@@ -341,7 +318,7 @@ async fn probe(conn: &mut SqliteConnection) -> Result<()> {
     sqlx::query(
         "INSERT INTO meta (key, value) VALUES ('writer_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
-    .bind(super::now_ms().to_string())
+    .bind(crate::store::now_ms().to_string())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -396,7 +373,7 @@ async fn run_batch(
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Run `body` through the group-commit writer: it runs inside a batch
     /// transaction on the writer connection and its result comes back once
     /// that batch is committed. `body` may run more than once (see the module
@@ -408,41 +385,6 @@ impl Store {
         F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         self.batcher.exec(Box::new(body)).await
-    }
-
-    /// Append an audit entry through the group-commit writer: the same row
-    /// as [`Store::audit`], but it shares its batch's commit instead of
-    /// paying an fsync of its own (one per completion otherwise).
-    pub async fn audit_grouped(&self, r: &AuditRecord, now: i64) -> Result<()> {
-        let r = Arc::new(r.clone());
-        self.grouped(move |c| {
-            let r = r.clone();
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(now)
-                .bind(&r.actor)
-                .bind(&r.role)
-                .bind(&r.action)
-                .bind(&r.target)
-                .bind(i64::from(r.status))
-                .bind(&r.error)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Batches and operations the group-commit writer has run so far.
-    pub fn group_commit_stats(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            batches: self.batcher.stats.batches.load(Ordering::Relaxed),
-            ops: self.batcher.stats.ops.load(Ordering::Relaxed),
-            replays: self.batcher.stats.replays.load(Ordering::Relaxed),
-        }
     }
 }
 

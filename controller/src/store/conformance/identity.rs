@@ -1,9 +1,10 @@
-use super::*;
-use crate::store::testutil::{enrolled, store};
+use baton_proto::auth::{EnrollmentTokenState, Role};
 
-#[tokio::test]
-async fn operator_tokens_lifecycle() {
-    let (s, _d) = store().await;
+use crate::store::testutil::enrolled;
+use crate::store::{Error, Store};
+
+/// Conformance case `operator_tokens_lifecycle`.
+pub async fn operator_tokens_lifecycle(s: &Store) {
     assert!(!s.has_active_admin().await.expect("q"));
     let v = s
         .create_operator_token("t1", "root", Role::Admin, "h1", "init", 10)
@@ -37,9 +38,8 @@ async fn operator_tokens_lifecycle() {
         .expect("reuse name");
 }
 
-#[tokio::test]
-async fn enrollment_is_single_use_and_expires() {
-    let (s, _d) = store().await;
+/// Conformance case `enrollment_is_single_use_and_expires`.
+pub async fn enrollment_is_single_use_and_expires(s: &Store) {
     let groups = vec!["db".to_string()];
     s.create_enrollment_token("e1", "eh1", &groups, "", "token:root", 1000, 0)
         .await
@@ -95,14 +95,13 @@ async fn enrollment_is_single_use_and_expires() {
     assert_eq!(p.allowed_groups, groups);
 }
 
-#[tokio::test]
-async fn revoking_an_agent_requeues_its_jobs_without_spending_attempts() {
+/// Conformance case `revoking_an_agent_requeues_its_jobs_without_spending_attempts`.
+pub async fn revoking_an_agent_requeues_its_jobs_without_spending_attempts(s: &Store) {
     use crate::store::GrantRequest;
     use baton_proto::{AttemptOutcome, JobKind, JobState};
-    let (s, _d) = store().await;
-    enrolled(&s, "a1", &["g"]).await;
+    enrolled(s, "a1", &["g"]).await;
     let id = s
-        .submit(crate::store::jobs::tests::new_job("g", None, "h"), 0)
+        .submit(crate::store::testutil::new_job("g", None, "h"), 0)
         .await
         .expect("submit")
         .job

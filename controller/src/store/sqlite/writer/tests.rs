@@ -1,7 +1,7 @@
 use super::*;
-use crate::store::testutil::store;
+use crate::store::prelude::*;
 
-async fn insert(s: &Store, key: &'static str) -> Result<i64> {
+async fn insert(s: &SqliteStore, key: &'static str) -> Result<i64> {
     s.grouped(move |c| {
         Box::pin(async move {
             let id: i64 =
@@ -17,7 +17,7 @@ async fn insert(s: &Store, key: &'static str) -> Result<i64> {
 
 #[tokio::test]
 async fn a_failing_op_rolls_back_only_itself() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     // Queue several at once so they share batches; the duplicate key fails.
     let (a, b, c) = tokio::join!(insert(&s, "k1"), insert(&s, "k1"), insert(&s, "k2"));
     assert!(a.is_ok());
@@ -35,7 +35,7 @@ async fn a_failing_op_rolls_back_only_itself() {
 
 #[tokio::test]
 async fn a_sql_error_after_writes_undoes_that_op_only() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     let half = s.grouped(|c| {
         Box::pin(async move {
             sqlx::query("INSERT INTO meta (key, value) VALUES ('half', 'v')")
@@ -70,7 +70,7 @@ async fn a_sql_error_after_writes_undoes_that_op_only() {
 
 #[tokio::test]
 async fn single_statement_ops_fail_alone_too() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     let single = |key: &'static str| {
         s.grouped(move |c| {
             Box::pin(async move {
@@ -99,7 +99,7 @@ async fn single_statement_ops_fail_alone_too() {
 
 #[tokio::test]
 async fn a_panicking_op_fails_its_batch_and_the_writer_goes_on() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     let r: Result<()> = s
         .grouped(|_c| Box::pin(async move { panic!("an operation that panics") }))
         .await;
@@ -109,7 +109,7 @@ async fn a_panicking_op_fails_its_batch_and_the_writer_goes_on() {
 
 #[tokio::test]
 async fn concurrent_ops_share_a_commit() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     let keys: Vec<&'static str> = (0..50)
         .map(|i| &*Box::leak(format!("key{i}").into_boxed_str()))
         .collect();
@@ -124,12 +124,12 @@ async fn concurrent_ops_share_a_commit() {
 #[tokio::test]
 async fn ops_of_one_batch_run_in_queue_order() {
     use crate::store::GrantRequest;
-    use crate::store::jobs::tests::new_job;
     use crate::store::testutil::enrolled;
+    use crate::store::testutil::new_job;
     use baton_proto::{CompleteRequest, Completion, JobKind, JobResult, JobState};
 
-    let (s, _d) = store().await;
-    enrolled(&s, "a1", &["g"]).await;
+    let (s, _d) = SqliteStore::temp().await;
+    enrolled(&s.store(), "a1", &["g"]).await;
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];
     let req = GrantRequest {
@@ -175,19 +175,21 @@ async fn ops_of_one_batch_run_in_queue_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test"]
 async fn bench_submit_grant_complete() {
-    use crate::config::SyncMode;
     use crate::store::GrantRequest;
+    use crate::store::SyncMode;
     use crate::store::audit::AuditRecord;
     use crate::store::jobs::NewBatch;
-    use crate::store::jobs::tests::new_job;
     use crate::store::testutil::enrolled;
+    use crate::store::testutil::new_job;
     use baton_proto::{CompleteRequest, Completion, JobKind, JobResult};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Store::open(&dir.path().join("b.db"), SyncMode::Full)
-        .await
-        .expect("open");
-    enrolled(&s, "a1", &["g"]).await;
+    let s = Arc::new(
+        SqliteStore::open(&dir.path().join("b.db"), SyncMode::Full)
+            .await
+            .expect("open"),
+    );
+    enrolled(&s.store(), "a1", &["g"]).await;
     let n = 10_000usize;
     let t0 = Instant::now();
     for _ in 0..n / 1000 {
@@ -267,13 +269,13 @@ async fn bench_submit_grant_complete() {
 #[tokio::test]
 async fn a_success_records_attempt_and_job_and_keeps_the_checks() {
     use crate::store::GrantRequest;
-    use crate::store::jobs::tests::new_job;
     use crate::store::testutil::enrolled;
+    use crate::store::testutil::new_job;
     use baton_proto::{AttemptOutcome, CompleteRequest, Completion, JobKind, JobResult, JobState};
 
-    let (s, _d) = store().await;
-    enrolled(&s, "a1", &["g"]).await;
-    enrolled(&s, "a2", &["g"]).await;
+    let (s, _d) = SqliteStore::temp().await;
+    enrolled(&s.store(), "a1", &["g"]).await;
+    enrolled(&s.store(), "a2", &["g"]).await;
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];
     let grant = |agent| GrantRequest {
@@ -335,7 +337,7 @@ async fn a_success_records_attempt_and_job_and_keeps_the_checks() {
 
 #[tokio::test]
 async fn commit_failure_reaches_every_op() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     // An op that leaves the transaction unable to commit: a deferred
     // foreign key violation is checked at COMMIT.
     let r = s

@@ -1,10 +1,10 @@
-use super::*;
-use crate::store::testutil::store;
-use baton_proto::ConnectionInfo;
+use baton_proto::{Capabilities, ConnectionInfo, JobKind};
 
-#[tokio::test]
-async fn presence_and_blocked_reason() {
-    let (s, _d) = store().await;
+use crate::store::agents::AgentSeen;
+use crate::store::{Error, Store, rows_ts as ts};
+
+/// Conformance case `presence_and_blocked_reason`.
+pub async fn presence_and_blocked_reason(s: &Store) {
     let caps = Capabilities {
         kinds: vec![JobKind::Command, JobKind::Sql],
         connections: vec![ConnectionInfo {
@@ -22,7 +22,7 @@ async fn presence_and_blocked_reason() {
         free_slots: 2,
         metrics: None,
     };
-    crate::store::testutil::enrolled(&s, "a1", &["db"]).await;
+    crate::store::testutil::enrolled(s, "a1", &["db"]).await;
     s.agent_polled(&seen, 1000).await.expect("poll");
     let list = s.list_agents(1500, 1000).await.expect("list");
     assert_eq!(list.len(), 1);

@@ -1,9 +1,8 @@
-use super::*;
-use crate::store::testutil::store;
+use crate::store::Store;
+use crate::store::audit::AuditRecord;
 
-#[tokio::test]
-async fn append_filter_page() {
-    let (s, _d) = store().await;
+/// Conformance case `append_filter_page`.
+pub async fn append_filter_page(s: &Store) {
     for (i, actor) in ["token:a", "agent:x", "token:a"].iter().enumerate() {
         let r = AuditRecord {
             actor: (*actor).into(),

@@ -1,9 +1,9 @@
 use super::*;
 use crate::store::audit::AuditRecord;
-use crate::store::jobs::tests::new_job;
-use crate::store::testutil::store;
+use crate::store::prelude::*;
+use crate::store::testutil::new_job;
 
-async fn finish(s: &Store, id: i64, state: &str, at: i64) {
+async fn finish(s: &SqliteStore, id: i64, state: &str, at: i64) {
     sqlx::query("UPDATE jobs SET state = ?1, finished_at = ?2 WHERE id = ?3")
         .bind(state)
         .bind(at)
@@ -21,7 +21,7 @@ async fn finish(s: &Store, id: i64, state: &str, at: i64) {
     .expect("attempt");
 }
 
-async fn ids(s: &Store) -> Vec<i64> {
+async fn ids(s: &SqliteStore) -> Vec<i64> {
     sqlx::query_scalar("SELECT id FROM jobs ORDER BY id")
         .fetch_all(&s.reader)
         .await
@@ -30,7 +30,7 @@ async fn ids(s: &Store) -> Vec<i64> {
 
 #[tokio::test]
 async fn old_finished_jobs_go_in_batches_and_everything_else_stays() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     let mut jobs = Vec::new();
     for _ in 0..8 {
         jobs.push(
@@ -87,7 +87,7 @@ async fn old_finished_jobs_go_in_batches_and_everything_else_stays() {
 
 #[tokio::test]
 async fn old_audit_rows_go_and_the_file_gives_pages_back() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
         .fetch_one(&s.writer)
         .await
@@ -107,7 +107,7 @@ async fn old_audit_rows_go_and_the_file_gives_pages_back() {
             .await
             .expect("audit");
     }
-    let pages = |s: &Store| {
+    let pages = |s: &SqliteStore| {
         let w = s.writer.clone();
         async move {
             sqlx::query_scalar::<_, i64>("PRAGMA page_count")

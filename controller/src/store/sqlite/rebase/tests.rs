@@ -3,7 +3,8 @@ use baton_proto::{JobKind, RetryPolicy};
 use super::*;
 use crate::store::GrantRequest;
 use crate::store::jobs::NewJob;
-use crate::store::testutil::{noop_job, store};
+use crate::store::prelude::*;
+use crate::store::testutil::noop_job;
 
 const HOUR: i64 = 3_600_000;
 
@@ -20,7 +21,7 @@ fn job(ttl: u64, max_backoff_ms: u64) -> NewJob {
     )
 }
 
-async fn granted(s: &Store, agent: &str, now: i64) -> usize {
+async fn granted(s: &SqliteStore, agent: &str, now: i64) -> usize {
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop];
     let req = GrantRequest {
@@ -34,76 +35,8 @@ async fn granted(s: &Store, agent: &str, now: i64) -> usize {
 }
 
 #[tokio::test]
-async fn a_forward_step_while_down_expires_no_lease_early() {
-    let (s, _d) = store().await;
-    let id = s.submit(job(5_000, 1_000), 0).await.expect("submit").job.id;
-    assert_eq!(granted(&s, "a1", 10).await, 1);
-    // Restarted an hour "later": the stored deadline (5 010) is long past.
-    let now = HOUR;
-    let r = s.rebase_clock(now).await.expect("rebase");
-    assert_eq!(r.leases, 1);
-    assert!(
-        s.expire_leases(now)
-            .await
-            .expect("expire")
-            .leases
-            .is_empty()
-    );
-    // The holder's heartbeat is still accepted, and renews as usual.
-    s.heartbeat(id, "a1", 1, None, "", now + 4_000)
-        .await
-        .expect("heartbeat after the restart");
-    assert!(
-        s.expire_leases(now + 8_999)
-            .await
-            .expect("expire")
-            .leases
-            .is_empty()
-    );
-    assert_eq!(
-        s.expire_leases(now + 9_000)
-            .await
-            .expect("expire")
-            .leases
-            .len(),
-        1
-    );
-}
-
-#[tokio::test]
-async fn a_backward_step_while_down_keeps_a_dead_lease_one_ttl_only() {
-    let (s, _d) = store().await;
-    s.submit(job(5_000, 1_000), HOUR).await.expect("submit");
-    assert_eq!(granted(&s, "a1", HOUR + 10).await, 1);
-    // Restarted with the clock an hour back: the stored deadline is an hour ahead.
-    let now = 20;
-    assert_eq!(s.rebase_clock(now).await.expect("rebase").leases, 1);
-    assert_eq!(
-        s.next_lease_deadline().await.expect("deadline"),
-        Some(now + 5_000)
-    );
-    assert!(
-        s.expire_leases(now + 4_999)
-            .await
-            .expect("expire")
-            .leases
-            .is_empty()
-    );
-    assert_eq!(
-        s.expire_leases(now + 5_000)
-            .await
-            .expect("expire")
-            .leases
-            .len(),
-        1
-    );
-    // Requeued with the backoff of the new clock, and granted again.
-    assert_eq!(granted(&s, "a2", now + 6_000).await, 1);
-}
-
-#[tokio::test]
 async fn backoffs_are_cut_to_their_policy_maximum_and_last_seen_to_now() {
-    let (s, _d) = store().await;
+    let (s, _d) = SqliteStore::temp().await;
     let parked = s
         .submit(job(5_000, 2_000), HOUR)
         .await
@@ -127,7 +60,7 @@ async fn backoffs_are_cut_to_their_policy_maximum_and_last_seen_to_now() {
             .len(),
         2
     );
-    crate::store::testutil::enrolled(&s, "a3", &["g"]).await;
+    crate::store::testutil::enrolled(&s.store(), "a3", &["g"]).await;
     sqlx::query("UPDATE agents SET last_seen = ? WHERE id = 'a3'")
         .bind(HOUR)
         .execute(&s.writer)

@@ -1,0 +1,98 @@
+//! The store conformance suite: backend-neutral cases every store backend
+//! must pass, whatever it stores in.
+//!
+//! Each case is a `pub async fn case(s: &Store)` in the module of its area
+//! ([`jobs`], [`lease`], [`agents`], [`identity`], [`audit`], [`drills`],
+//! [`rebase`], [`retention`]) that gets a fresh, empty store and asserts on what the
+//! [`crate::store::Backend`] methods answer — never on a backend's tables,
+//! so a second backend runs them unchanged. Times are passed in as `now`,
+//! so no case waits.
+//!
+//! A backend runs the whole suite with one line in its test module:
+//!
+//! ```ignore
+//! crate::store::conformance::suite!(crate::store::testutil::store);
+//! ```
+//!
+//! where the argument is an `async fn() -> (Store, Guard)` opening a fresh
+//! store (the guard keeps it alive: a temp dir, a scratch database). The
+//! macro makes one `#[tokio::test]` per case, named `<area>::<case>`;
+//! [`tests`] runs it against SQLite. A new case goes in its area's module
+//! and in the list in [`suite!`], so every backend runs it. What is about one
+//! backend's internals (SQLite's group-commit writer, its error codes, its
+//! file size after vacuum) stays in that backend's own tests.
+
+pub mod agents;
+pub mod audit;
+pub mod drills;
+pub mod identity;
+pub mod jobs;
+pub mod lease;
+pub mod rebase;
+pub mod retention;
+#[cfg(test)]
+mod tests;
+
+/// One `#[tokio::test]` per conformance case, run against the stores
+/// `$open` makes (`async fn() -> (Store, Guard)`, a fresh store per case).
+macro_rules! suite {
+    ($open:path) => {
+        $crate::store::conformance::suite!(@areas $open;
+            jobs: [
+                lists_hold_summaries_with_long_texts_cut,
+                submit_get_list,
+                idempotency_key,
+                batch_submit_in_order_and_idempotent_on_the_whole_body,
+                cancel_and_retry_rules,
+            ],
+            lease: [
+                grant_once_tokens_increase_and_expiry_requeues,
+                heartbeat_after_deadline_is_lease_lost_even_before_the_reaper,
+                attempts_exhausted_fail_and_release_spends_nothing,
+                not_retryable_fails_at_once_and_cancel_reaches_heartbeat,
+                grants_respect_group_kind_connection_priority,
+                a_drained_agent_is_granted_nothing_until_resumed,
+            ],
+            agents: [
+                presence_and_blocked_reason,
+            ],
+            identity: [
+                operator_tokens_lifecycle,
+                enrollment_is_single_use_and_expires,
+                revoking_an_agent_requeues_its_jobs_without_spending_attempts,
+            ],
+            audit: [
+                append_filter_page,
+            ],
+            drills: [
+                crash_drill_timeline_and_report,
+                rto_shorter_than_the_takeover_fails_with_the_reason,
+                a_job_that_ends_before_any_heartbeat_is_an_error,
+                unknown_drills_are_missing,
+            ],
+            rebase: [
+                a_forward_step_while_down_expires_no_lease_early,
+                a_backward_step_while_down_keeps_a_dead_lease_one_ttl_only,
+                backoffs_last_seen_and_drills_from_the_future_are_capped,
+            ],
+            retention: [
+                old_finished_jobs_go_oldest_first_and_everything_else_stays,
+                old_audit_rows_go_in_bounded_batches,
+            ],
+        );
+    };
+    (@areas $open:path; $($area:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        $(
+            mod $area {
+                $(
+                    #[tokio::test]
+                    async fn $case() {
+                        let (store, _guard) = $open().await;
+                        $crate::store::conformance::$area::$case(&store).await;
+                    }
+                )*
+            }
+        )*
+    };
+}
+pub(crate) use suite;

@@ -1,0 +1,288 @@
+use baton_proto::{
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, JobKind, JobSpec, JobState,
+    RetryPolicy,
+};
+
+use crate::store::jobs::NewJob;
+use crate::store::testutil::noop_job;
+use crate::store::{Error, GrantRequest, Store};
+use baton_proto::JobResult;
+
+fn job(max_attempts: u32, ttl: u64) -> NewJob {
+    noop_job(
+        ttl,
+        RetryPolicy {
+            max_attempts,
+            initial_backoff_ms: 100,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        },
+    )
+}
+
+fn creq(token: FencingToken, completion: Completion, error: Option<&str>) -> CompleteRequest {
+    CompleteRequest {
+        token,
+        completion,
+        result: JobResult::default(),
+        error: error.map(str::to_owned),
+    }
+}
+
+fn req<'a>(agent: &'a str, groups: &'a [String], kinds: &'a [JobKind]) -> GrantRequest<'a> {
+    GrantRequest {
+        agent_id: agent,
+        groups,
+        kinds,
+        connections: &[],
+        max: 1,
+    }
+}
+
+/// Conformance case `grant_once_tokens_increase_and_expiry_requeues`.
+pub async fn grant_once_tokens_increase_and_expiry_requeues(s: &Store) {
+    let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let g1 = s
+        .grant(&req("a1", &groups, &kinds), 10)
+        .await
+        .expect("grant");
+    assert_eq!(g1.grants.len(), 1);
+    assert_eq!(g1.grants[0].token, 1);
+    // Nobody else gets it while the lease holds.
+    let g2 = s
+        .grant(&req("a2", &groups, &kinds), 20)
+        .await
+        .expect("grant");
+    assert!(g2.grants.is_empty());
+    // Heartbeat extends it past the original deadline.
+    let (ttl, cancel) = s
+        .heartbeat(id, "a1", 1, None, "tail", 1500)
+        .await
+        .expect("hb");
+    assert_eq!((ttl, cancel), (2000, false));
+    assert!(
+        s.expire_leases(2500)
+            .await
+            .expect("expire")
+            .leases
+            .is_empty()
+    );
+    // Past the renewed deadline the lease is gone; the job is queued with backoff.
+    let e = s.expire_leases(3500).await.expect("expire");
+    assert_eq!(e.leases, vec![(id, 1, "a1".to_string())]);
+    assert_eq!(e.woken, vec!["g".to_string()]);
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.state, JobState::Queued);
+    assert_eq!(v.attempts_spent, 1);
+    assert_eq!(v.attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
+    // Backoff: not before 3500 + 100.
+    let early = s
+        .grant(&req("a2", &groups, &kinds), 3550)
+        .await
+        .expect("grant");
+    assert!(early.grants.is_empty());
+    assert_eq!(early.next_ready_at, Some(3600));
+    let g3 = s
+        .grant(&req("a2", &groups, &kinds), 3600)
+        .await
+        .expect("grant");
+    assert_eq!(g3.grants[0].token, 2);
+    assert_eq!(g3.grants[0].attempt, 2);
+    // The old holder's token is stale for every call.
+    for r in [
+        s.heartbeat(id, "a1", 1, None, "", 3700).await.map(|_| ()),
+        s.release(id, "a1", 1, "", 3700).await.map(|_| ()),
+        s.complete(id, "a1", &creq(1, Completion::Succeeded, None), 3700)
+            .await
+            .map(|_| ()),
+    ] {
+        assert!(matches!(r, Err(Error::LeaseLost(_))), "{r:?}");
+    }
+    // The current token from another agent is refused as forbidden: the
+    // lease belongs to a2, whatever token a1 presents.
+    assert!(matches!(
+        s.heartbeat(id, "a1", 2, None, "", 3700).await,
+        Err(Error::Forbidden(_))
+    ));
+    // An agent that never held the job is forbidden too.
+    assert!(matches!(
+        s.heartbeat(id, "a9", 1, None, "", 3700).await,
+        Err(Error::Forbidden(_))
+    ));
+    let (state, dup, _) = s
+        .complete(id, "a2", &creq(2, Completion::Succeeded, None), 3800)
+        .await
+        .expect("complete");
+    assert_eq!((state, dup), (JobState::Succeeded, false));
+    // Redelivery of the same completion is recognised, not applied twice.
+    let (state, dup, _) = s
+        .complete(id, "a2", &creq(2, Completion::Succeeded, None), 3900)
+        .await
+        .expect("redeliver");
+    assert_eq!((state, dup), (JobState::Succeeded, true));
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.attempts.len(), 2);
+    assert_eq!(v.attempts_spent, 2);
+    assert_eq!(v.error, None);
+}
+
+/// Conformance case `heartbeat_after_deadline_is_lease_lost_even_before_the_reaper`.
+pub async fn heartbeat_after_deadline_is_lease_lost_even_before_the_reaper(s: &Store) {
+    let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.grant(&req("a1", &groups, &kinds), 0)
+        .await
+        .expect("grant");
+    assert!(matches!(
+        s.heartbeat(id, "a1", 1, None, "", 2000).await,
+        Err(Error::LeaseLost(_))
+    ));
+}
+
+/// Conformance case `attempts_exhausted_fail_and_release_spends_nothing`.
+pub async fn attempts_exhausted_fail_and_release_spends_nothing(s: &Store) {
+    let id = s.submit(job(2, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.grant(&req("a1", &groups, &kinds), 0)
+        .await
+        .expect("grant");
+    let (state, _) = s
+        .release(id, "a1", 1, "shutdown", 10)
+        .await
+        .expect("release");
+    assert_eq!(state, JobState::Queued);
+    assert_eq!(s.get_job(id).await.expect("get").attempts_spent, 0);
+    // Two failures with max_attempts = 2: queued, then failed.
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 20)
+        .await
+        .expect("grant");
+    let t = g.grants[0].token;
+    assert_eq!(t, 2);
+    let (st, _, _) = s
+        .complete(
+            id,
+            "a1",
+            &creq(t, Completion::Failed { retryable: true }, Some("boom")),
+            30,
+        )
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Queued);
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 1000)
+        .await
+        .expect("grant");
+    let t = g.grants[0].token;
+    let (st, _, _) = s
+        .complete(
+            id,
+            "a1",
+            &creq(t, Completion::Failed { retryable: true }, Some("boom")),
+            1010,
+        )
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Failed);
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.attempts.len(), 3);
+    assert_eq!(v.attempts[0].outcome, Some(AttemptOutcome::Released));
+    assert_eq!(v.error.as_deref(), Some("boom"));
+}
+
+/// Conformance case `not_retryable_fails_at_once_and_cancel_reaches_heartbeat`.
+pub async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat(s: &Store) {
+    let id = s.submit(job(5, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.grant(&req("a1", &groups, &kinds), 0)
+        .await
+        .expect("grant");
+    s.cancel(id, 5).await.expect("cancel");
+    let (_, cancel) = s.heartbeat(id, "a1", 1, None, "", 10).await.expect("hb");
+    assert!(cancel);
+    let (st, _, _) = s
+        .complete(id, "a1", &creq(1, Completion::Cancelled, None), 20)
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Cancelled);
+
+    let id = s.submit(job(5, 2000), 30).await.expect("submit").job.id;
+    s.grant(&req("a1", &groups, &kinds), 40)
+        .await
+        .expect("grant");
+    let (st, _, _) = s
+        .complete(
+            id,
+            "a1",
+            &creq(1, Completion::Failed { retryable: false }, Some("bad")),
+            50,
+        )
+        .await
+        .expect("complete");
+    assert_eq!(st, JobState::Failed);
+}
+
+/// Conformance case `grants_respect_group_kind_connection_priority`.
+pub async fn grants_respect_group_kind_connection_priority(s: &Store) {
+    let low = s.submit(job(1, 2000), 0).await.expect("submit").job.id;
+    let mut hi = job(1, 2000);
+    hi.submit.priority = 10;
+    let high = s.submit(hi, 1).await.expect("submit").job.id;
+    let mut other = job(1, 2000);
+    other.submit.group = "other".into();
+    s.submit(other, 2).await.expect("submit");
+    let mut sql = job(1, 2000);
+    sql.submit.spec = JobSpec::Sql(baton_proto::SqlSpec {
+        connection: "main".into(),
+        sql: "select 1".into(),
+        exactly_once: false,
+    });
+    let sql_id = s.submit(sql, 3).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let noop = vec![JobKind::Noop];
+    let mut r = req("a1", &groups, &noop);
+    r.max = 10;
+    let g = s.grant(&r, 10).await.expect("grant");
+    assert_eq!(
+        g.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![high, low]
+    );
+    let sql_kinds = vec![JobKind::Sql];
+    let mut r = req("a2", &groups, &sql_kinds);
+    r.max = 10;
+    assert!(s.grant(&r, 11).await.expect("grant").grants.is_empty());
+    let conns = vec!["main".to_string()];
+    r.connections = &conns;
+    let g = s.grant(&r, 12).await.expect("grant");
+    assert_eq!(
+        g.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![sql_id]
+    );
+}
+
+/// Conformance case `a_drained_agent_is_granted_nothing_until_resumed`.
+pub async fn a_drained_agent_is_granted_nothing_until_resumed(s: &Store) {
+    crate::store::testutil::enrolled(s, "a1", &["g"]).await;
+    let id = s.submit(job(3, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    s.set_drain("a1", true, 5).await.expect("drain");
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 10)
+        .await
+        .expect("grant");
+    assert!(g.grants.is_empty(), "a drained agent got {:?}", g.grants);
+    // After a resume it does.
+    s.set_drain("a1", false, 20).await.expect("resume");
+    let g = s
+        .grant(&req("a1", &groups, &kinds), 30)
+        .await
+        .expect("grant");
+    assert_eq!(g.grants.len(), 1);
+    assert_eq!(g.grants[0].job_id, id);
+}

@@ -1,0 +1,157 @@
+//! The SQLite backend (the embedded default): jobs, attempts (leases),
+//! agents, credentials, drills and the audit log in one SQLite file.
+//!
+//! One writer connection serialises every state change (SQLite allows one
+//! writer anyway), so a grant, a completion and an expiry never interleave;
+//! reads go through a separate read-only pool. WAL mode, `synchronous=FULL`
+//! by default: a 2xx answer means the change is on disk. Each file implements
+//! one area trait of [`crate::store`] for [`SqliteStore`]:
+//!
+//! - `jobs`: submit, get, list, cancel, retry.
+//! - `lease`: grant (poll), heartbeat, complete, release, expiry.
+//! - `agents`: agent presence and capabilities.
+//! - `identity`: operator tokens, enrollment tokens, agent secrets, revocation.
+//! - `audit`: the audit log.
+//! - `retention`: finished jobs and old audit rows pruned in bounded
+//!   batches, incremental vacuum.
+//! - `drills`: failover drills, their timelines and takeover measurements.
+//! - `health`: SQLite's errors classified (disk full, read-only, I/O
+//!   errors become 503 `store_unavailable`), and `HealthStore`.
+//! - `rebase`: at start, stored deadlines re-expressed in this process's clock.
+//! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
+//!   complete, release, expiry) share one transaction and one fsync per batch.
+
+mod agents;
+mod audit;
+mod drills;
+mod health;
+mod identity;
+mod jobs;
+mod lease;
+mod rebase;
+mod retention;
+pub mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::store::Result;
+use crate::store::credentials::AuthCache;
+use crate::store::health::Health;
+use crate::store::retention::Pruned;
+
+/// How SQLite syncs a commit to disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `FULL`: every commit is fsynced before it is acknowledged.
+    Full,
+    /// `NORMAL`: faster; in WAL mode a power loss may lose the last commits.
+    Normal,
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    batcher: writer::Writer,
+    reader: SqlitePool,
+    fleet_id: String,
+    /// Known credentials; the identity paths that change one invalidate it.
+    auth_cache: Arc<AuthCache>,
+    /// Whether the writer can commit (`/readyz`).
+    health: Arc<Health>,
+    /// Rows retention deleted.
+    pruned: Arc<Pruned>,
+}
+
+/// Page cache of each reader connection (`PRAGMA cache_size`; negative:
+/// KiB). The writer keeps SQLite's default (2 MiB); the readers' hot pages
+/// (auth lookups are cached in memory) fit in far less.
+const READER_CACHE_SIZE: &str = "-512";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl SqliteStore {
+    /// Open (creating if missing) and migrate the database at `path`.
+    pub async fn open(path: &Path, sync: SyncMode) -> Result<SqliteStore> {
+        let base = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match sync {
+                SyncMode::Full => SqliteSynchronous::Full,
+                SyncMode::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            // A connection that comes back still inside a transaction — a
+            // COMMIT or ROLLBACK failed (disk full, I/O error), so sqlx's
+            // nesting count no longer matches SQLite — is closed, never
+            // reused: the next BEGIN would become a SAVEPOINT inside a
+            // transaction that is never committed. The ping orders the
+            // check after any rollback a dropped transaction queued.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    // Effective for a new database (set before its first
+                    // table); older ones are switched once by `retention`.
+                    .auto_vacuum(SqliteAutoVacuum::Incremental),
+            )
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        retention::enable_incremental_vacuum(&writer).await?;
+        let fleet_id: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'fleet_id'")
+            .fetch_one(&writer)
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
+            .await?;
+        let health = Arc::new(Health::default());
+        Ok(SqliteStore {
+            batcher: writer::Writer::start(writer.clone(), health.clone()),
+            writer,
+            reader,
+            fleet_id,
+            auth_cache: Arc::default(),
+            health,
+            pruned: Arc::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// A SQLite store in a fresh temp dir (kept alive by the returned guard),
+    /// for the tests of this backend's own internals.
+    pub(crate) async fn temp() -> (Arc<SqliteStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal)
+            .await
+            .expect("open");
+        (Arc::new(s), dir)
+    }
+
+    /// A [`Store`](crate::store::Store) on this backend, for helpers that take one.
+    pub(crate) fn store(self: &Arc<SqliteStore>) -> crate::store::Store {
+        crate::store::Store::new(self.clone())
+    }
+}

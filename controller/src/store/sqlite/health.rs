@@ -1,0 +1,83 @@
+//! SQLite's errors classified: a write that fails because of the disk or
+//! the filesystem becomes [`Error::Unavailable`] naming the [`Cause`] (see
+//! [`crate::store::health`]); and [`HealthStore`] for [`SqliteStore`].
+
+use async_trait::async_trait;
+use std::sync::atomic::Ordering;
+
+use super::SqliteStore;
+use crate::store::health::{Cause, HealthStore, StatsSnapshot};
+use crate::store::{Error, Result};
+
+impl Cause {
+    /// The cause of a database error that is the disk's or the filesystem's
+    /// fault, if it is one.
+    pub fn of(e: &sqlx::Error) -> Option<Cause> {
+        match e {
+            sqlx::Error::Database(d) => {
+                let code: i64 = d.code()?.parse().ok()?;
+                Cause::of_code(code)
+            }
+            sqlx::Error::Io(_) => Some(Cause::Io),
+            _ => None,
+        }
+    }
+
+    /// The cause of an SQLite (extended) result code.
+    pub fn of_code(code: i64) -> Option<Cause> {
+        match code & 0xff {
+            13 => Some(Cause::DiskFull),
+            8 => Some(Cause::ReadOnly),
+            10 => Some(Cause::Io),
+            14 => Some(Cause::CannotOpen),
+            11 | 26 => Some(Cause::Corrupt),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match Cause::of(&e) {
+            Some(cause) => Error::Unavailable {
+                cause,
+                detail: e.to_string(),
+            },
+            None => Error::Db(e),
+        }
+    }
+}
+
+#[async_trait]
+impl HealthStore for SqliteStore {
+    fn fleet_id(&self) -> &str {
+        &self.fleet_id
+    }
+
+    fn write_failure(&self) -> Option<(Cause, String)> {
+        self.health.failure()
+    }
+
+    fn group_commit_stats(&self) -> StatsSnapshot {
+        let stats = self.batcher.stats();
+        StatsSnapshot {
+            batches: stats.batches.load(Ordering::Relaxed),
+            ops: stats.ops.load(Ordering::Relaxed),
+            replays: stats.replays.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Close both pools (flushes the WAL on the last connection).
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
