@@ -16,16 +16,15 @@ use baton_proto::valid_name;
 use serde::Deserialize;
 
 use crate::secret::check_enrollment_token;
-pub use crate::secret::{EnrollmentToken, Secret, read_secret_file};
+pub use crate::secret::{ENV_ENROLLMENT_TOKEN, EnrollmentToken, Secret, read_secret_file};
 pub use crate::tls::TlsConfig;
 use crate::tls::{CaBundle, ClientIdentity, Part};
 pub use command::CommandConfig;
 use command::FileCommand;
+pub use connection::ConnectionConfig;
 
 /// Environment variable naming the config file (like `--config`).
 pub const ENV_CONFIG: &str = "BATON_CONFIG";
-/// Environment variable carrying the enrollment token itself (for containers).
-pub const ENV_ENROLLMENT_TOKEN: &str = "BATON_ENROLLMENT_TOKEN";
 /// Environment variable naming the enrollment token file.
 pub const ENV_ENROLLMENT_TOKEN_FILE: &str = "BATON_ENROLLMENT_TOKEN_FILE";
 /// Environment variables of the static agent token that enrollment replaced.
@@ -74,33 +73,6 @@ pub struct Flags {
     pub slots: Option<String>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
-}
-
-/// `[connections.<name>]`: a database on this host's reach.
-// Built once at start; the size difference between variants does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConnectionConfig {
-    /// `kind = "mysql"` (MySQL and MariaDB).
-    Mysql(crate::db::connection::MysqlConnection),
-    /// `kind = "mssql"` (SQL Server).
-    Mssql(crate::db::mssql_connection::MssqlConnection),
-    /// A kind whose executor is not built yet: accepted, not advertised.
-    Reserved {
-        /// Engine.
-        kind: String,
-    },
-}
-
-impl ConnectionConfig {
-    /// The engine name.
-    pub fn kind(&self) -> &str {
-        match self {
-            ConnectionConfig::Mysql(_) => "mysql",
-            ConnectionConfig::Mssql(_) => "mssql",
-            ConnectionConfig::Reserved { kind } => kind,
-        }
-    }
 }
 
 /// The validated configuration.
@@ -181,6 +153,21 @@ impl Config {
             })
         })
     }
+}
+
+/// Check a controller base URL: http or https with a host. Returns it without a trailing slash.
+pub fn check_base_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url:?} must start with http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?} must not have a query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Create `dir` and its parents with mode 0700 (owner only) where missing.
@@ -430,8 +417,8 @@ impl Resolver<'_> {
                 value: DEFAULT_CONTROLLER_URL.into(),
                 src: Source::Default,
             });
-        let controller_url = crate::transport::check_base_url(&url.value)
-            .map_err(|m| ctx.err(&url.src, "controller_url", m))?;
+        let controller_url =
+            check_base_url(&url.value).map_err(|m| ctx.err(&url.src, "controller_url", m))?;
 
         let enrollment_token = self.enrollment_token(raw.enrollment_token_file)?;
         let tls = self.tls(raw.tls.unwrap_or_default())?;
@@ -684,20 +671,12 @@ impl Resolver<'_> {
             }
             let parsed = match conn.kind.as_str() {
                 "mysql" | "mariadb" => ConnectionConfig::Mysql(
-                    crate::db::connection::MysqlConnection::parse(
-                        &name,
-                        &conn.settings,
-                        self.ctx.dir.as_deref(),
-                    )
-                    .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
+                    mysql::MysqlConnection::parse(&name, &conn.settings, self.ctx.dir.as_deref())
+                        .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
                 ),
                 "mssql" => ConnectionConfig::Mssql(
-                    crate::db::mssql_connection::MssqlConnection::parse(
-                        &name,
-                        &conn.settings,
-                        self.ctx.dir.as_deref(),
-                    )
-                    .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
+                    mssql::MssqlConnection::parse(&name, &conn.settings, self.ctx.dir.as_deref())
+                        .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
                 ),
                 other => {
                     let key = format!("connections.{name}.kind");
@@ -731,7 +710,10 @@ fn half_pair(ctx: &Ctx<'_>, src: &Source, set: Part) -> ConfigError {
     e
 }
 
-mod command;
+pub mod command;
+pub mod connection;
+pub mod mssql;
+pub mod mysql;
 
 #[cfg(test)]
 mod tests;

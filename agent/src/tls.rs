@@ -14,7 +14,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::{self, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Which file an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use super::capture::{self, SharedBounded};
 pub use super::groups::ProcessGroups;
 use super::groups::{GroupGuard, Sig, is_executable};
 use super::{BoxFuture, CancelReason, Error, Executor, Job, Outcome};
-use crate::config::CommandConfig;
+use crate::config::command::CommandConfig;
 
 /// Variables copied from the agent's environment into every command's.
 pub const INHERITED_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];

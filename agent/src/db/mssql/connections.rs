@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use baton_proto::{ConnectionInfo, JobSpec};
 
-use crate::db::mssql_connection::MssqlConnection;
+use crate::db::mssql::connection::MssqlConnection;
 
 /// SQL Server connections by name, and the fleet id.
 #[derive(Debug, Clone, Default)]

@@ -64,8 +64,8 @@ use super::failure;
 use super::ledger;
 use super::params;
 use super::session::{self, Ctx, Done, Work};
-pub use crate::db::mssql_connection::MssqlClient as Client;
-use crate::db::mssql_connection::MssqlConnection;
+pub use crate::db::mssql::connection::MssqlClient as Client;
+use crate::db::mssql::connection::MssqlConnection;
 use crate::executor::stop::{self, Stop};
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
 
@@ -85,7 +85,7 @@ pub enum Error {
     Config(String),
     /// No session (password, network, TLS, login, connect timeout).
     #[error(transparent)]
-    Connect(#[from] crate::db::mssql_connection::ConnectError),
+    Connect(#[from] crate::db::mssql::connection::ConnectError),
     /// `sp_getapplock` refused the lock.
     #[error("sp_getapplock('{lock}') returned {status} ({})", failure::applock_status(*status))]
     Lock {

@@ -27,7 +27,7 @@ pub const CONNECTION_NUMBERS: [u32; 9] =
 
 /// A failure as reported (`error`: `{number, class, state, procedure, line,
 /// message}` for server errors).
-pub use crate::db::mysql::failure::Failure;
+pub use crate::db::common::failure::Failure;
 
 /// An ERROR token's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The run ledger on SQL Server: `dbo.baton_ledger` in the connection's
 //! database, one row per job whose work committed, written in the same
 //! transaction as the work (same contract as MySQL's, see
-//! [`crate::db::mysql::ledger`]).
+//! [`crate::db::common::ledger`]).
 //!
 //! `result` holds the JSON of the committed attempt's `JobResult.data`;
 //! `committed_at` is read back as ISO 8601 text (`CONVERT(..., 127)`).
@@ -9,8 +9,8 @@
 use serde_json::{Value as Json, json};
 use tiberius::Row;
 
-pub use crate::db::mysql::ledger::{Committed, replayed};
-use crate::db::mysql::ledger::{mark_committed, result_text, stored_result};
+pub use crate::db::common::ledger::{Committed, replayed};
+use crate::db::common::ledger::{mark_committed, result_text, stored_result};
 
 use super::capture::Capture;
 use super::exec::{Client, Error};

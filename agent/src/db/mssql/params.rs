@@ -23,7 +23,7 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, IntoSql};
 
-use crate::db::mysql::value::base64;
+use crate::db::common::value::base64;
 
 /// Longest identifier part (SQL Server `sysname`).
 pub const MAX_IDENT: usize = 128;

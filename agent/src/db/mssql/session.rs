@@ -14,8 +14,8 @@ use super::capture::Capture;
 use super::exec::{Client, Error};
 use super::ledger;
 use super::params::CallPlan;
-pub use crate::db::mysql::session::Done;
-use crate::db::mysql::session::{lock_name, lock_wait_message, say};
+pub use crate::db::common::session::Done;
+use crate::db::common::session::{lock_name, lock_wait_message, say};
 use crate::executor::ProgressHandle;
 
 /// SQL Server's "Transaction count after EXECUTE indicates a mismatching

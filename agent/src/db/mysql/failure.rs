@@ -11,44 +11,16 @@
 //!   own fault are not.
 //! - Invalid names, parameters and missing configuration are not retryable.
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::Error;
-use crate::executor::Outcome;
-use crate::executor::stop;
+pub use crate::db::common::failure::Failure;
 
 /// Server codes that mean the session, not the statement, failed:
 /// too many connections (1040), server shutdown (1053), too many user
 /// connections (1203), connection killed (1927, MariaDB), disconnected for
 /// inactivity (4031, MySQL 8). Always retryable.
 pub const CONNECTION_CODES: [u16; 5] = [1040, 1053, 1203, 1927, 4031];
-
-/// A failure as reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    /// Whether the retry policy may try again.
-    pub retryable: bool,
-    /// The error text.
-    pub message: String,
-    /// The server's error, for server errors: `{code, sqlstate, message}`
-    /// (MySQL), `{number, class, state, procedure, line, message}` (SQL
-    /// Server).
-    pub error: Option<Json>,
-}
-
-impl Failure {
-    /// The job's outcome: failed, with `data` (an object) carrying `error`.
-    pub fn outcome(self, mut data: Json, truncated: bool) -> Outcome {
-        if let (Json::Object(m), Some(err)) = (&mut data, self.error) {
-            m.insert("error".into(), err);
-        }
-        stop::failed(
-            self.retryable,
-            self.message,
-            stop::result_with(data, truncated),
-        )
-    }
-}
 
 /// The error text of a server error.
 pub fn server_message(code: u16, state: &str, message: &str) -> String {

@@ -1,4 +1,9 @@
-//! The `procedure` and `sql` kinds on MySQL/MariaDB connections.
+//! MySQL/MariaDB: the `procedure` and `sql` kinds (this module) and the
+//! `dump` kind ([`dump`]).
+//!
+//! Layout: [`connection`] (driver options from the settings), [`pool`],
+//! [`call`], [`session`], [`ledger`], [`kill`], [`capture`], [`value`],
+//! [`failure`]; what is shared with SQL Server is in [`crate::db::common`].
 //!
 //! # A job from start to end
 //!
@@ -47,6 +52,8 @@
 
 pub mod call;
 pub mod capture;
+pub mod connection;
+pub mod dump;
 pub mod failure;
 pub mod kill;
 pub mod ledger;
@@ -302,7 +309,7 @@ fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
 
 /// Say which connection and server a connect failure was about: an
 /// operator with several connections (or agents) needs it to act.
-fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &crate::db::connection::Endpoint) {
+fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &connection::Endpoint) {
     if let Some(error) = out.error.as_mut() {
         *error = format!("connection {name:?} ({endpoint}): {error}");
     }

@@ -16,12 +16,15 @@ use std::time::Duration;
 
 use baton_proto::ConnectionInfo;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+use mysql_async::{Conn, Opts, Pool};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
 use super::Error;
-use crate::db::connection::{Endpoint, MysqlConnection, Password, Verify};
+pub use super::connection::opts;
+#[cfg(test)]
+use crate::config::mysql::{Endpoint, Verify};
+use crate::config::mysql::{MysqlConnection, Password};
 
 /// How long a kill waits for a pooled connection before opening its own.
 const KILLER_POOL_WAIT: Duration = Duration::from_secs(1);
@@ -230,41 +233,6 @@ impl Slot {
         }
         Ok(fresh)
     }
-}
-
-/// Driver options for a connection.
-pub fn opts(c: &MysqlConnection, password: &Password) -> Opts {
-    let max = c.pool_size.max(1) + 1;
-    let constraints = PoolConstraints::new(0, max).unwrap_or_default();
-    let builder = OptsBuilder::default()
-        .user(Some(c.user.clone()))
-        .pass(Some(password.expose().to_owned()))
-        .db_name(c.database.clone())
-        .prefer_socket(false)
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .pool_opts(PoolOpts::default().with_constraints(constraints));
-    let builder = match &c.endpoint {
-        Endpoint::Socket(path) => builder.socket(Some(path.to_string_lossy().into_owned())),
-        Endpoint::Tcp { host, port } => {
-            let builder = builder.ip_or_hostname(host.clone()).tcp_port(*port);
-            match &c.tls {
-                Some(tls) => {
-                    let mut ssl = SslOpts::default();
-                    if let Some(ca) = &tls.ca_file {
-                        ssl = ssl
-                            .with_root_certs(vec![ca.clone().into()])
-                            .with_disable_built_in_roots(true);
-                    }
-                    if tls.verify == Verify::Ca {
-                        ssl = ssl.with_danger_skip_domain_validation(true);
-                    }
-                    builder.ssl_opts(ssl)
-                }
-                None => builder,
-            }
-        }
-    };
-    builder.into()
 }
 
 #[cfg(test)]

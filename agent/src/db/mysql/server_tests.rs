@@ -18,7 +18,7 @@ use mysql_async::{Conn, OptsBuilder};
 use serde_json::{Value as Json, json};
 
 use super::*;
-use crate::db::connection::{DumpSettings, Endpoint, MysqlConnection, PasswordSource};
+use crate::config::mysql::{DumpSettings, Endpoint, MysqlConnection, PasswordSource};
 use crate::executor::{Cancel, CancelReason, ProgressHandle};
 
 const ENV: &str = "BATON_TEST_MYSQL_SOCKET";

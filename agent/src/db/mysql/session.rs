@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use baton_proto::{JobId, Progress};
+use baton_proto::JobId;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params};
 use serde_json::Value as Json;
@@ -14,8 +14,9 @@ use tracing::{debug, info, warn};
 
 use super::call::CallPlan;
 use super::capture::{self, Capture, Warning};
-use super::ledger::{self, Committed, Ledger};
+use super::ledger::{self, Ledger};
 use super::{Error, value};
+pub use crate::db::common::session::{Done, lock_name, lock_wait_message, say};
 use crate::executor::ProgressHandle;
 
 /// Seconds one `GET_LOCK` waits before the loop asks again.
@@ -28,26 +29,6 @@ pub enum Work {
     Call(CallPlan),
     /// A SQL batch (text protocol, several statements allowed).
     Batch(String),
-}
-
-/// The database lock of a job: `baton:<fleet>:job:<id>` (`baton:job:<id>`
-/// without a fleet id). The fleet id keeps two Baton installations that share
-/// a database server from locking each other's jobs. With the controller's
-/// 16-hex fleet id a name is at most 46 characters (MySQL allows 64).
-pub fn lock_name(fleet: &str, job_id: JobId) -> String {
-    if fleet.is_empty() {
-        format!("baton:job:{job_id}")
-    } else {
-        format!("baton:{fleet}:job:{job_id}")
-    }
-}
-
-/// The progress message while another session holds the lock.
-pub fn lock_wait_message(fleet: &str, job_id: JobId) -> String {
-    format!(
-        "waiting for the database lock {} held by another session",
-        lock_name(fleet, job_id)
-    )
 }
 
 /// Set when the job is being stopped; the session checks it between
@@ -88,28 +69,6 @@ pub struct Ctx<'a> {
     pub stop: StopFlag,
     /// The run ledger, for exactly-once jobs.
     pub ledger: Option<Ledger>,
-}
-
-/// How the session ended well.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Done {
-    /// The work ran (and, with the ledger, committed with its row).
-    Ran {
-        /// With the ledger: the work ended the transaction itself (COMMIT,
-        /// DDL), seen as `@@in_transaction` (MariaDB) or `@@TRANCOUNT`
-        /// (SQL Server) 0 before the ledger row.
-        transaction_ended_early: bool,
-    },
-    /// An earlier attempt had committed: its result, not run again.
-    Replayed(Committed),
-}
-
-/// Publish a progress message without a percentage.
-pub fn say(progress: &ProgressHandle, message: String) {
-    progress.set_progress(Progress {
-        percent: None,
-        message,
-    });
 }
 
 /// Run the job's session: lock, ledger, work, unlock.

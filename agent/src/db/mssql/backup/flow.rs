@@ -14,10 +14,10 @@ use super::files::{self, Layout};
 use super::manifest::{self, Manifest, Verdict};
 use super::sql::{self, DatabaseState, ServerInfo};
 use super::{ATTENTION_GRACE, Error, Stop, progress};
-use crate::db::dump::paths::{self, DumpName, safe_component};
-use crate::db::dump::retention;
+use crate::db::common::paths::{self, DumpName, safe_component};
+use crate::db::common::retention;
+use crate::db::mssql::connection::{MssqlClient, MssqlConnection};
 use crate::db::mssql::{Connections, failure};
-use crate::db::mssql_connection::{MssqlClient, MssqlConnection};
 use crate::executor::stop::{self, Stopper};
 use crate::executor::{Job, Outcome};
 

@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
 use super::{PROGRESS_EVERY, sql};
-use crate::db::mssql_connection::{MssqlClient, MssqlConnection};
+use crate::db::mssql::connection::{MssqlClient, MssqlConnection};
 use crate::executor::ProgressHandle;
 
 /// The progress message for `percent` of `database`.

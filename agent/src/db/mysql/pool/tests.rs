@@ -1,7 +1,7 @@
 //! Driver options and advertising, without a server.
 
 use super::*;
-use crate::db::connection::{DbTls, DumpSettings, PasswordSource};
+use crate::config::mysql::{DbTls, DumpSettings, PasswordSource};
 
 fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
     MysqlConnection {

@@ -3,8 +3,8 @@ use std::time::{Duration, SystemTime};
 use chrono::{TimeZone, Utc};
 
 use super::*;
-use crate::db::dump::paths::{DumpName, MANIFEST_SUFFIX};
-use crate::db::dump::retention;
+use crate::db::common::paths::{DumpName, MANIFEST_SUFFIX};
+use crate::db::common::retention;
 
 fn name(secs: i64, job_id: i64) -> DumpName {
     DumpName {

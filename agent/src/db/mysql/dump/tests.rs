@@ -9,7 +9,7 @@ use baton_proto::{Completion, DumpSpec, JobSpec};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::db::connection::{DumpSettings, Endpoint, PasswordSource};
+use crate::config::mysql::{DumpSettings, Endpoint, PasswordSource};
 use crate::executor::CancelReason;
 use crate::executor::{Cancel, ProgressHandle};
 

@@ -18,7 +18,7 @@ use baton_proto::{Completion, DumpSpec, JobSpec};
 use tokio::io::AsyncWriteExt;
 
 use super::*;
-use crate::db::connection::{DumpSettings, Endpoint, PasswordSource};
+use crate::config::mysql::{DumpSettings, Endpoint, PasswordSource};
 use crate::executor::{Cancel, CancelReason, ProgressHandle};
 
 const ENV: &str = "BATON_TEST_MYSQL_SOCKET";

@@ -2,7 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use super::*;
-use crate::db::connection::{DbTls, DumpSettings, PasswordSource};
+use crate::config::mysql::{DbTls, DumpSettings, PasswordSource};
 
 fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
     MysqlConnection {

@@ -1,0 +1,61 @@
+//! What a `dump` job reports on either engine (MySQL's dump, SQL Server's
+//! native backup): notes that go to the log tail and the progress, and how
+//! the job ended when it did not succeed.
+
+use baton_proto::{JobResult, Progress};
+use tracing::{info, warn};
+
+use crate::executor::stop::{self, Stop};
+use crate::executor::{Job, Outcome, ProgressHandle};
+
+/// Which `dump` executor reports (log lines and the log tail name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `mariadb-dump`/`mysqldump` through zstd.
+    Dump,
+    /// SQL Server's `BACKUP DATABASE`.
+    Backup,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Dump => "dump",
+            Kind::Backup => "backup",
+        }
+    }
+}
+
+/// A line in the log tail, and the progress message (with a percentage when known).
+pub fn note(progress: &ProgressHandle, percent: Option<f32>, message: String) {
+    progress.append_output(format!("{message}\n").as_bytes());
+    progress.set_progress(Progress { percent, message });
+}
+
+/// The outcome of a job that was stopped (cancel, lease loss, timeout).
+pub fn stopped(kind: Kind, stop: Stop, job: &Job, result: JobResult) -> Outcome {
+    match (kind, stop) {
+        (Kind::Dump, Stop::Cancel(reason)) => info!(reason = reason.as_str(), "Dump stopped"),
+        (Kind::Dump, Stop::Timeout) => warn!("Dump timed out"),
+        (Kind::Backup, Stop::Cancel(reason)) => info!(reason = reason.as_str(), "Backup stopped"),
+        (Kind::Backup, Stop::Timeout) => warn!("Backup timed out"),
+    }
+    stop::stopped(stop, job, result)
+}
+
+/// The outcome of a job that failed; the error goes to the log tail too.
+pub fn failed(
+    kind: Kind,
+    retryable: bool,
+    error: &dyn std::fmt::Display,
+    job: &Job,
+    result: JobResult,
+) -> Outcome {
+    match kind {
+        Kind::Dump => warn!(retryable, error = %error, "Dump failed"),
+        Kind::Backup => warn!(retryable, error = %error, "Backup failed"),
+    }
+    job.progress
+        .append_output(format!("{} failed: {error}\n", kind.word()).as_bytes());
+    stop::failed(retryable, error.to_string(), result)
+}
