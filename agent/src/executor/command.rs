@@ -141,7 +141,7 @@ impl CommandExecutor {
             Err(e) => return Outcome::failed(false, e.to_string()),
         };
         let guard = GroupGuard::new(&self.groups, child.id());
-        debug!(job_id = job.job_id, pid = ?child.id(), program = %program.display(), "Command started");
+        debug!(pid = ?child.id(), program = %program.display(), "Command started");
 
         let limit = self.settings.max_output_bytes;
         let (out, err) = (SharedBounded::new(limit), SharedBounded::new(limit));
@@ -180,10 +180,7 @@ impl CommandExecutor {
         for reader in readers.into_iter().flatten() {
             let abort = reader.abort_handle();
             if tokio::time::timeout(PIPE_GRACE, reader).await.is_err() {
-                warn!(
-                    job_id = job.job_id,
-                    "Output pipe still open after the command ended; output cut"
-                );
+                warn!("Output pipe still open after the command ended; output cut");
                 abort.abort();
             }
         }

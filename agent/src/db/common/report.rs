@@ -2,6 +2,8 @@
 //! native backup): notes that go to the log tail and the progress, and how
 //! the job ended when it did not succeed.
 
+use std::path::Path;
+
 use baton_proto::{JobResult, Progress};
 use tracing::{info, warn};
 
@@ -58,4 +60,22 @@ pub fn failed(
     job.progress
         .append_output(format!("{} failed: {error}\n", kind.word()).as_bytes());
     stop::failed(retryable, error.to_string(), result)
+}
+
+/// The job's `result.data`: the manifest plus where the files are (`path`:
+/// the dump or backup, `manifest_path`).
+pub fn result_data(
+    manifest: &impl serde::Serialize,
+    file: &Path,
+    manifest_path: &Path,
+) -> serde_json::Value {
+    let mut value = serde_json::to_value(manifest).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("path".into(), file.display().to_string().into());
+        map.insert(
+            "manifest_path".into(),
+            manifest_path.display().to_string().into(),
+        );
+    }
+    value
 }

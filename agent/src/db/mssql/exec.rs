@@ -147,7 +147,7 @@ impl MssqlExecutor {
                 Ok(Err(e)) => return fail(&e, &job, None),
                 Err(stopped) => return stopped,
             };
-        debug!(job_id = job.job_id, connection = %connection, session = spid, "SQL Server session opened");
+        debug!(connection = %connection, session = spid, "SQL Server session opened");
         let ctx = Ctx {
             fleet: self.connections.fleet(),
             job_id: job.job_id,
@@ -174,7 +174,7 @@ impl MssqlExecutor {
                 finished(result, &job, &capture)
             }
             Err(stop) => {
-                let report = attention(&mut client, spid, job.job_id, stop).await;
+                let report = attention(&mut client, spid, stop).await;
                 // Never reuse a connection after a stop: the session ends,
                 // SQL Server rolls back and frees the applock.
                 drop(client);
@@ -248,9 +248,8 @@ impl AttentionReport {
 }
 
 /// Send a TDS ATTENTION and wait for its acknowledgement, within the grace.
-async fn attention(client: &mut Client, spid: i64, job_id: i64, stop: Stop) -> AttentionReport {
+async fn attention(client: &mut Client, spid: i64, stop: Stop) -> AttentionReport {
     warn!(
-        job_id,
         session = spid,
         reason = stop.word(),
         "Stopping the job's request on SQL Server (attention)"
@@ -268,13 +267,12 @@ async fn attention(client: &mut Client, spid: i64, job_id: i64, stop: Stop) -> A
             }
             // Sent, but the reply did not end with DONE(ATTN).
             Ok(Err(e)) => {
-                debug!(job_id, session = spid, error = %e, "Attention not acknowledged");
+                debug!(session = spid, error = %e, "Attention not acknowledged");
                 (Ok(()), false)
             }
             Err(_) => (Ok(()), false),
         };
     info!(
-        job_id,
         session = spid,
         attention_sent = sent.is_ok(),
         acknowledged,
@@ -322,7 +320,7 @@ fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
 
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
     let f = failure::classify_job(e, &job.retry_codes);
-    warn!(job_id = job.job_id, retryable = f.retryable, error = %f.message, "SQL Server job failed");
+    warn!(retryable = f.retryable, error = %f.message, "SQL Server job failed");
     f.outcome(
         capture.map_or_else(|| json!({}), Capture::to_json),
         capture.is_some_and(Capture::truncated),

@@ -86,9 +86,9 @@ pub async fn run(
     let result = body(client, ctx, work, capture).await;
     if !broken(&result) {
         match release(client, &lock).await {
-            Ok(()) => debug!(job_id = ctx.job_id, lock = %lock, "Applock released"),
+            Ok(()) => debug!(lock = %lock, "Applock released"),
             Err(e) => {
-                warn!(job_id = ctx.job_id, lock = %lock, error = %e, "Cannot release the applock; it goes with the session")
+                warn!(lock = %lock, error = %e, "Cannot release the applock; it goes with the session")
             }
         }
     }
@@ -119,14 +119,14 @@ async fn take_lock(client: &mut Client, ctx: &Ctx<'_>, lock: &str) -> Result<(),
         match getapplock(client, lock).await? {
             0 | 1 => {
                 if announced {
-                    info!(job_id = ctx.job_id, lock = %lock, "Applock taken after waiting");
+                    info!(lock = %lock, "Applock taken after waiting");
                 }
                 return Ok(());
             }
             -1 => {
                 if !announced {
                     announced = true;
-                    info!(job_id = ctx.job_id, lock = %lock, "Waiting for the applock held by another session");
+                    info!(lock = %lock, "Waiting for the applock held by another session");
                     say(ctx.progress, lock_wait_message(ctx.fleet, ctx.job_id));
                 }
             }
@@ -170,7 +170,6 @@ async fn body(
         ledger::lookup(client, ctx.connection, create, ctx.fleet, ctx.job_id).await?
     {
         info!(
-            job_id = ctx.job_id,
             committed_attempt = committed.attempt,
             committed_token = committed.token,
             "Run ledger has a committed result; replaying it"
@@ -183,7 +182,7 @@ async fn body(
         && !broken(&result)
         && let Err(rb) = batch(client, ledger::ROLLBACK_SQL).await
     {
-        warn!(job_id = ctx.job_id, error = %rb, "Rollback failed");
+        warn!(error = %rb, "Rollback failed");
     }
     result
 }
@@ -213,7 +212,6 @@ async fn in_transaction(
     }
     if ended {
         warn!(
-            job_id = ctx.job_id,
             "The job ended the ledger transaction itself; its effects and the ledger row are \
              not atomic"
         );

@@ -185,7 +185,7 @@ impl MysqlExecutor {
             side,
             permit,
         } = held;
-        debug!(job_id = job.job_id, connection = %connection, session = id, "MySQL session taken");
+        debug!(connection = %connection, session = id, "MySQL session taken");
         let stop_flag = StopFlag::default();
         let ctx = Ctx {
             fleet: self.pools.fleet(),
@@ -204,8 +204,7 @@ impl MysqlExecutor {
                 Ok(r) => Ok(r),
                 Err(stop) => {
                     stop_flag.raise();
-                    let (side_conn, mut report) =
-                        kill::start(&side, id, job.job_id, stop.word()).await;
+                    let (side_conn, mut report) = kill::start(&side, id, stop.word()).await;
                     report.session_end = tokio::time::timeout(kill::KILL_GRACE, &mut fut)
                         .await
                         .ok()
@@ -232,7 +231,7 @@ impl MysqlExecutor {
             Err((stop, side_conn, mut report)) => {
                 // Never reuse a connection after a stop.
                 close(conn).await;
-                kill::finish(side_conn, &mut report, job.job_id).await;
+                kill::finish(side_conn, &mut report).await;
                 drop(permit);
                 stopped(stop, &job, &capture, &report)
             }
@@ -317,7 +316,7 @@ fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &connection::End
 
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
     let f = failure::classify(e, &job.retry_codes);
-    warn!(job_id = job.job_id, retryable = f.retryable, error = %f.message, "MySQL job failed");
+    warn!(retryable = f.retryable, error = %f.message, "MySQL job failed");
     f.outcome(
         capture.map_or_else(|| json!({}), Capture::to_json),
         capture.is_some_and(Capture::truncated),

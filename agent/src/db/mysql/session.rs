@@ -84,9 +84,9 @@ pub async fn run(
     let broken = matches!(&result, Err(Error::Mysql(e)) if e.is_fatal());
     if !broken {
         match conn.exec_drop("DO RELEASE_LOCK(?)", (lock.as_str(),)).await {
-            Ok(()) => debug!(job_id = ctx.job_id, lock = %lock, "Database lock released"),
+            Ok(()) => debug!(lock = %lock, "Database lock released"),
             Err(e) => {
-                warn!(job_id = ctx.job_id, lock = %lock, error = %e, "Cannot release the database lock; it goes with the session")
+                warn!(lock = %lock, error = %e, "Cannot release the database lock; it goes with the session")
             }
         }
     }
@@ -104,14 +104,14 @@ async fn take_lock(conn: &mut Conn, ctx: &Ctx<'_>, lock: &str) -> Result<(), Err
         match got.flatten() {
             Some(1) => {
                 if announced {
-                    info!(job_id = ctx.job_id, lock = %lock, "Database lock taken after waiting");
+                    info!(lock = %lock, "Database lock taken after waiting");
                 }
                 return Ok(());
             }
             Some(0) => {
                 if !announced {
                     announced = true;
-                    info!(job_id = ctx.job_id, lock = %lock, "Waiting for the database lock held by another session");
+                    info!(lock = %lock, "Waiting for the database lock held by another session");
                     say(ctx.progress, lock_wait_message(ctx.fleet, ctx.job_id));
                 }
             }
@@ -139,7 +139,6 @@ async fn body(
     };
     if let Some(committed) = ledger.lookup(conn, ctx.fleet, ctx.job_id).await? {
         info!(
-            job_id = ctx.job_id,
             committed_attempt = committed.attempt,
             committed_token = committed.token,
             "Run ledger has a committed result; replaying it"
@@ -152,7 +151,7 @@ async fn body(
     if let Err(e) = &result {
         let usable = !matches!(e, Error::Mysql(m) if m.is_fatal());
         if usable && let Err(rb) = conn.query_drop("ROLLBACK").await {
-            warn!(job_id = ctx.job_id, error = %rb, "Rollback failed");
+            warn!(error = %rb, "Rollback failed");
         }
     }
     result
@@ -170,7 +169,6 @@ async fn in_transaction(
     let ended = ledger::in_transaction(conn).await? == Some(false);
     if ended {
         warn!(
-            job_id = ctx.job_id,
             "The job ended the ledger transaction itself (COMMIT or DDL); its effects and the \
              ledger row are not atomic"
         );

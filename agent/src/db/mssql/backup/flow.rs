@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use baton_proto::{DumpSpec, JobResult, JobSpec, Progress};
+use baton_proto::{DumpSpec, JobResult, JobSpec};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value as Json, json};
 use tiberius::ToSql;
@@ -15,10 +15,11 @@ use super::manifest::{self, Manifest, Verdict};
 use super::sql::{self, DatabaseState, ServerInfo};
 use super::{ATTENTION_GRACE, Error, Stop, progress};
 use crate::db::common::paths::{self, DumpName, safe_component};
+use crate::db::common::report::{self, Kind};
 use crate::db::common::retention;
 use crate::db::mssql::connection::{MssqlClient, MssqlConnection};
 use crate::db::mssql::{Connections, failure};
-use crate::executor::stop::{self, Stopper};
+use crate::executor::stop::Stopper;
 use crate::executor::{Job, Outcome};
 
 /// What a verified backup left in its directory, before the manifest.
@@ -71,16 +72,10 @@ pub(super) async fn run(connections: Arc<Connections>, job: Job) -> Outcome {
 impl Run<'_> {
     /// Publish progress and add the line to the log tail.
     fn note(&self, percent: Option<f32>, message: String) {
-        self.job
-            .progress
-            .append_output(format!("{message}\n").as_bytes());
-        self.job
-            .progress
-            .set_progress(Progress { percent, message });
+        report::note(&self.job.progress, percent, message);
     }
 
     fn failed(mut self, e: Error) -> Outcome {
-        let job_id = self.job.job_id;
         let mut data = Map::new();
         if let Some(error) = e.server_error() {
             data.insert("error".into(), error.clone());
@@ -92,23 +87,8 @@ impl Run<'_> {
             self.result.data = Some(Json::Object(data));
         }
         match e {
-            Error::Stopped(stop) => {
-                match stop {
-                    Stop::Cancel(reason) => {
-                        info!(job_id, reason = reason.as_str(), "Backup stopped")
-                    }
-                    Stop::Timeout => warn!(job_id, "Backup timed out"),
-                }
-                stop::stopped(stop, self.job, self.result)
-            }
-            e => {
-                let retryable = e.retryable();
-                warn!(job_id, retryable, error = %e, "Backup failed");
-                self.job
-                    .progress
-                    .append_output(format!("backup failed: {e}\n").as_bytes());
-                stop::failed(retryable, e.to_string(), self.result)
-            }
+            Error::Stopped(stop) => report::stopped(Kind::Backup, stop, self.job, self.result),
+            e => report::failed(Kind::Backup, e.retryable(), &e, self.job, self.result),
         }
     }
 
@@ -127,8 +107,8 @@ impl Run<'_> {
                     Ok(Ok(()))
                 );
                 info!(
-                    job_id = self.job.job_id,
-                    acknowledged, "Sent an attention to stop the backup's request"
+                    acknowledged,
+                    "Sent an attention to stop the backup's request"
                 );
                 self.cancel = Some(json!({"attention_sent": true, "acknowledged": acknowledged}));
                 Err(Error::Stopped(stop))
@@ -216,7 +196,7 @@ impl Run<'_> {
         layout: &Layout,
         retry: &[i64],
     ) -> Result<Produced, Error> {
-        let (conn, database, job_id) = (self.conn, self.database, self.job.job_id);
+        let (conn, database) = (self.conn, self.database);
         let partial = layout.partial();
         let partial_text = partial.display().to_string();
 
@@ -225,7 +205,7 @@ impl Run<'_> {
             Some(0.0),
             format!("backing up {database} to {partial_text}"),
         );
-        info!(job_id, connection = %conn.name, database, spid, file = %partial_text, "Backup started");
+        info!(connection = %conn.name, database, spid, file = %partial_text, "Backup started");
         let statement = sql::backup_statement(conn.backup.compression);
         let progress = self.job.progress.clone();
         let ended = self
@@ -234,7 +214,7 @@ impl Run<'_> {
                 let target = partial_text.as_str();
                 let params: [&dyn ToSql; 2] = [&database, &target];
                 let backup = client.execute(statement, &params);
-                let poll = progress::poll(conn, job_id, spid, database, progress);
+                let poll = progress::poll(conn, spid, database, progress);
                 tokio::select! {
                     r = backup => r.map(drop).map_err(|e| sql::server(&e, retry)),
                     never = poll => match never {},
@@ -292,7 +272,7 @@ impl Run<'_> {
         let sha256 = match hashed {
             Ok(Ok(h)) => Ok(h),
             Ok(Err(e)) => {
-                warn!(job_id, file = %partial_text, error = %e, "Cannot read the backup to hash it");
+                warn!(file = %partial_text, error = %e, "Cannot read the backup to hash it");
                 Err(format!("the agent cannot read the file: {e}"))
             }
             Err(e) => Err(format!("hashing failed: {e}")),
@@ -374,7 +354,6 @@ impl Run<'_> {
             duration_ms as f64 / 1000.0
         );
         info!(
-            job_id = job.job_id,
             connection = %conn.name,
             database,
             file = %backup.display(),
@@ -391,8 +370,12 @@ impl Run<'_> {
             conn.backup.max_age,
             layout.name.clone(),
         );
+        // Its log lines belong to the job's span.
+        let span = tracing::Span::current();
         let report = tokio::task::spawn_blocking(move || {
-            retention::apply_for(files::BAK, &dir, keep, age, Utc::now(), Some(&name))
+            span.in_scope(|| {
+                retention::apply_for(files::BAK, &dir, keep, age, Utc::now(), Some(&name))
+            })
         })
         .await;
         if let Ok(report) = report
