@@ -363,151 +363,15 @@ impl Resolver<'_> {
     fn resolve(self, raw: FileConfig) -> Result<Config, Error> {
         let ctx = &self.ctx;
         let warnings = Vec::new();
-
-        // The static token that enrollment replaced.
-        if raw.token_file.is_some() {
-            return Err(ctx.err(&ctx.file_src(), "token_file", REMOVED_TOKEN).into());
-        }
-        for name in REMOVED_TOKEN_ENV {
-            if let Some(v) = self.env(name) {
-                return Err(ctx.err(&v.src, "token_file", REMOVED_TOKEN).into());
-            }
-        }
-
-        // agent_id, by default the host name made a valid name.
-        let hostname = crate::identity::system_hostname()
-            .or_else(|| self.env.get("HOSTNAME").cloned())
-            .unwrap_or_default();
-        let agent_id = self
-            .text(
-                ("agent-id", &self.flags.agent_id),
-                "BATON_AGENT_ID",
-                raw.agent_id,
-            )
-            .or_else(|| {
-                crate::identity::name_from_hostname(&hostname).map(|value| Val {
-                    value,
-                    src: Source::Default,
-                })
-            })
-            .ok_or_else(|| {
-                ctx.missing(
-                    "agent_id",
-                    "BATON_AGENT_ID or --agent-id (the host name is not usable)",
-                )
-            })?;
-        if !valid_name(&agent_id.value) {
-            return Err(ctx
-                .err(
-                    &agent_id.src,
-                    "agent_id",
-                    "must be 1-128 characters of A-Z a-z 0-9 _ . -",
-                )
-                .into());
-        }
-
-        // controller_url
-        let url = self
-            .text(
-                ("controller-url", &self.flags.controller_url),
-                "BATON_CONTROLLER_URL",
-                raw.controller_url,
-            )
-            .unwrap_or(Val {
-                value: DEFAULT_CONTROLLER_URL.into(),
-                src: Source::Default,
-            });
-        let controller_url =
-            check_base_url(&url.value).map_err(|m| ctx.err(&url.src, "controller_url", m))?;
-
+        self.removed_token(raw.token_file.is_some())?;
+        let (hostname, agent_id) = self.agent_id(raw.agent_id)?;
+        let controller_url = self.controller_url(raw.controller_url)?;
         let enrollment_token = self.enrollment_token(raw.enrollment_token_file)?;
         let tls = self.tls(raw.tls.unwrap_or_default())?;
 
-        // groups (none: every group the enrollment granted)
-        let groups = if !self.flags.groups.is_empty() {
-            Val {
-                value: self.flags.groups.clone(),
-                src: Source::Flag("group".into()),
-            }
-        } else if let Some(v) = self.env("BATON_GROUPS") {
-            Val {
-                value: v.value.split(',').map(|g| g.trim().to_owned()).collect(),
-                src: v.src,
-            }
-        } else if let Some(v) = self.file(raw.groups) {
-            v
-        } else {
-            Val {
-                value: Vec::new(),
-                src: Source::Default,
-            }
-        };
-        if groups.value.is_empty() && groups.src != Source::Default {
-            return Err(ctx
-                .err(&groups.src, "groups", "at least one group is required")
-                .into());
-        }
-        for (i, g) in groups.value.iter().enumerate() {
-            let key = format!("groups[{i}]");
-            if !valid_name(g) {
-                let msg = format!("group {g:?} must be 1-128 characters of A-Z a-z 0-9 _ . -");
-                return Err(ctx.err(&groups.src, &key, msg).into());
-            }
-            if groups.value[..i].contains(g) {
-                return Err(ctx
-                    .err(&groups.src, &key, format!("group {g:?} is listed twice"))
-                    .into());
-            }
-        }
-
-        // slots
-        let slots = match self.text(("slots", &self.flags.slots), "BATON_SLOTS", None) {
-            Some(v) => {
-                let n = v.value.trim().parse::<i64>().map_err(|_| {
-                    ctx.err(
-                        &v.src,
-                        "slots",
-                        format!("{:?} is not a whole number", v.value),
-                    )
-                })?;
-                Val {
-                    value: n,
-                    src: v.src,
-                }
-            }
-            None => self.file(raw.slots).unwrap_or(Val {
-                value: 1,
-                src: Source::Default,
-            }),
-        };
-        if !(1..=MAX_SLOTS).contains(&slots.value) {
-            let msg = format!("must be between 1 and {MAX_SLOTS}, got {}", slots.value);
-            return Err(ctx.err(&slots.src, "slots", msg).into());
-        }
-
-        // state_dir
-        let state_dir = self
-            .flag("state-dir", &self.flags.state_dir)
-            .or_else(|| {
-                self.env("BATON_STATE_DIR").map(|v| Val {
-                    value: PathBuf::from(v.value),
-                    src: v.src,
-                })
-            })
-            .or_else(|| self.file(raw.state_dir).map(|v| ctx.path(v)))
-            .ok_or_else(|| ctx.missing("state_dir", "BATON_STATE_DIR or --state-dir"))?;
-        if state_dir.value.as_os_str().is_empty() {
-            return Err(ctx
-                .err(&state_dir.src, "state_dir", "must not be empty")
-                .into());
-        }
-        if state_dir.value.exists() && !state_dir.value.is_dir() {
-            let msg = format!(
-                "{} exists and is not a directory",
-                state_dir.value.display()
-            );
-            return Err(ctx.err(&state_dir.src, "state_dir", msg).into());
-        }
+        let groups = self.groups(raw.groups)?;
+        let slots = self.slots(raw.slots)?;
+        let state_dir = self.state_dir(raw.state_dir)?;
 
         let poll_wait = self.duration(
             "poll_wait",
@@ -558,6 +422,160 @@ impl Resolver<'_> {
             connections,
             warnings,
         })
+    }
+
+    /// The static token that enrollment replaced is an error.
+    fn removed_token(&self, in_file: bool) -> Result<(), ConfigError> {
+        let ctx = &self.ctx;
+        if in_file {
+            return Err(ctx.err(&ctx.file_src(), "token_file", REMOVED_TOKEN));
+        }
+        for name in REMOVED_TOKEN_ENV {
+            if let Some(v) = self.env(name) {
+                return Err(ctx.err(&v.src, "token_file", REMOVED_TOKEN));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host name and `agent_id` (by default the host name made a valid name).
+    fn agent_id(&self, file: Option<String>) -> Result<(String, Val<String>), ConfigError> {
+        let ctx = &self.ctx;
+        let hostname = crate::identity::system_hostname()
+            .or_else(|| self.env.get("HOSTNAME").cloned())
+            .unwrap_or_default();
+        let agent_id = self
+            .text(("agent-id", &self.flags.agent_id), "BATON_AGENT_ID", file)
+            .or_else(|| {
+                crate::identity::name_from_hostname(&hostname).map(|value| Val {
+                    value,
+                    src: Source::Default,
+                })
+            })
+            .ok_or_else(|| {
+                ctx.missing(
+                    "agent_id",
+                    "BATON_AGENT_ID or --agent-id (the host name is not usable)",
+                )
+            })?;
+        if !valid_name(&agent_id.value) {
+            return Err(ctx.err(
+                &agent_id.src,
+                "agent_id",
+                "must be 1-128 characters of A-Z a-z 0-9 _ . -",
+            ));
+        }
+        Ok((hostname, agent_id))
+    }
+
+    /// `controller_url`: http or https with a host, no trailing slash.
+    fn controller_url(&self, file: Option<String>) -> Result<String, ConfigError> {
+        let ctx = &self.ctx;
+        let url = self
+            .text(
+                ("controller-url", &self.flags.controller_url),
+                "BATON_CONTROLLER_URL",
+                file,
+            )
+            .unwrap_or(Val {
+                value: DEFAULT_CONTROLLER_URL.into(),
+                src: Source::Default,
+            });
+        let controller_url =
+            check_base_url(&url.value).map_err(|m| ctx.err(&url.src, "controller_url", m))?;
+        Ok(controller_url)
+    }
+
+    /// `groups` (none: every group the enrollment granted).
+    fn groups(&self, file: Option<Vec<String>>) -> Result<Val<Vec<String>>, ConfigError> {
+        let ctx = &self.ctx;
+        let groups = if !self.flags.groups.is_empty() {
+            Val {
+                value: self.flags.groups.clone(),
+                src: Source::Flag("group".into()),
+            }
+        } else if let Some(v) = self.env("BATON_GROUPS") {
+            Val {
+                value: v.value.split(',').map(|g| g.trim().to_owned()).collect(),
+                src: v.src,
+            }
+        } else if let Some(v) = self.file(file) {
+            v
+        } else {
+            Val {
+                value: Vec::new(),
+                src: Source::Default,
+            }
+        };
+        if groups.value.is_empty() && groups.src != Source::Default {
+            return Err(ctx.err(&groups.src, "groups", "at least one group is required"));
+        }
+        for (i, g) in groups.value.iter().enumerate() {
+            let key = format!("groups[{i}]");
+            if !valid_name(g) {
+                let msg = format!("group {g:?} must be 1-128 characters of A-Z a-z 0-9 _ . -");
+                return Err(ctx.err(&groups.src, &key, msg));
+            }
+            if groups.value[..i].contains(g) {
+                return Err(ctx.err(&groups.src, &key, format!("group {g:?} is listed twice")));
+            }
+        }
+        Ok(groups)
+    }
+
+    /// `slots`: jobs run at once.
+    fn slots(&self, file: Option<i64>) -> Result<Val<i64>, ConfigError> {
+        let ctx = &self.ctx;
+        let slots = match self.text(("slots", &self.flags.slots), "BATON_SLOTS", None) {
+            Some(v) => {
+                let n = v.value.trim().parse::<i64>().map_err(|_| {
+                    ctx.err(
+                        &v.src,
+                        "slots",
+                        format!("{:?} is not a whole number", v.value),
+                    )
+                })?;
+                Val {
+                    value: n,
+                    src: v.src,
+                }
+            }
+            None => self.file(file).unwrap_or(Val {
+                value: 1,
+                src: Source::Default,
+            }),
+        };
+        if !(1..=MAX_SLOTS).contains(&slots.value) {
+            let msg = format!("must be between 1 and {MAX_SLOTS}, got {}", slots.value);
+            return Err(ctx.err(&slots.src, "slots", msg));
+        }
+        Ok(slots)
+    }
+
+    /// `state_dir`: required; a directory when it exists.
+    fn state_dir(&self, file: Option<String>) -> Result<Val<PathBuf>, ConfigError> {
+        let ctx = &self.ctx;
+        let state_dir = self
+            .flag("state-dir", &self.flags.state_dir)
+            .or_else(|| {
+                self.env("BATON_STATE_DIR").map(|v| Val {
+                    value: PathBuf::from(v.value),
+                    src: v.src,
+                })
+            })
+            .or_else(|| self.file(file).map(|v| ctx.path(v)))
+            .ok_or_else(|| ctx.missing("state_dir", "BATON_STATE_DIR or --state-dir"))?;
+        if state_dir.value.as_os_str().is_empty() {
+            return Err(ctx.err(&state_dir.src, "state_dir", "must not be empty"));
+        }
+        if state_dir.value.exists() && !state_dir.value.is_dir() {
+            let msg = format!(
+                "{} exists and is not a directory",
+                state_dir.value.display()
+            );
+            return Err(ctx.err(&state_dir.src, "state_dir", msg));
+        }
+        Ok(state_dir)
     }
 
     fn enrollment_token(

@@ -133,44 +133,13 @@ impl MssqlConnection {
     ) -> Result<MssqlConnection, Error> {
         let s = SettingsParser::new(name, base);
         let err = |key: &str, message: String| s.err(key, message);
-        let abs = |p: PathBuf| s.abs(p);
         let f: FileMssql = s.deserialize(settings)?;
         let host = match f.host {
             Some(h) if !h.trim().is_empty() => h,
             Some(_) => return Err(err("host", "must not be empty".into())),
             None => return Err(err("host", "set host (and port or instance)".into())),
         };
-        let endpoint = match (f.port, f.instance) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "instance",
-                    "set either port or instance, not both".into(),
-                ));
-            }
-            (Some(0), None) => return Err(err("port", "must not be 0".into())),
-            (Some(p), None) => MssqlEndpoint::Port(p),
-            (None, Some(i)) => {
-                let ok = !i.is_empty()
-                    && i.len() <= 16
-                    && i.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '#'));
-                if !ok {
-                    return Err(err(
-                        "instance",
-                        "must be 1-16 characters of A-Z a-z 0-9 _ $ #".into(),
-                    ));
-                }
-                MssqlEndpoint::Instance {
-                    name: i,
-                    browser_port: match f.browser_port {
-                        Some(0) => return Err(err("browser_port", "must not be 0".into())),
-                        Some(p) => p,
-                        None => 1434,
-                    },
-                }
-            }
-            (None, None) => MssqlEndpoint::Port(1433),
-        };
+        let endpoint = endpoint(&s, f.port, f.instance, f.browser_port)?;
         if let Some(d) = &f.database
             && !baton_proto::valid_name(d)
         {
@@ -181,41 +150,7 @@ impl MssqlConnection {
         }
         let password = s.password(f.password_file, f.password_env)?;
         let encrypt = f.encrypt.unwrap_or(Encrypt::Required);
-        let trust = match (encrypt, f.ca_file, f.trust_server_certificate) {
-            (Encrypt::Off, Some(_), _) => {
-                return Err(err(
-                    "ca_file",
-                    "makes no sense with encrypt = \"off\"".into(),
-                ));
-            }
-            (Encrypt::Off, None, Some(true)) => {
-                return Err(err(
-                    "trust_server_certificate",
-                    "makes no sense with encrypt = \"off\"".into(),
-                ));
-            }
-            (Encrypt::Off, None, _) => None,
-            (_, Some(_), Some(true)) => {
-                return Err(err(
-                    "trust_server_certificate",
-                    "set either ca_file or trust_server_certificate = true, not both".into(),
-                ));
-            }
-            (_, Some(ca), _) => {
-                let ca = abs(ca);
-                if let Err(e) = std::fs::metadata(&ca) {
-                    return Err(err("ca_file", format!("{}: {e}", ca.display())));
-                }
-                Some(ServerTrust::CaFile(ca))
-            }
-            (_, None, Some(true)) => Some(ServerTrust::TrustAny),
-            (_, None, _) => {
-                return Err(err(
-                    "ca_file",
-                    "with encryption on, set ca_file or trust_server_certificate = true".into(),
-                ));
-            }
-        };
+        let trust = trust(&s, encrypt, f.ca_file, f.trust_server_certificate)?;
         let dur = |key: &str, v: &Option<String>| s.duration(key, v);
         let connect_timeout =
             dur("connect_timeout", &f.connect_timeout)?.unwrap_or(Duration::from_secs(10));
@@ -227,24 +162,13 @@ impl MssqlConnection {
             Some(d) if d.is_zero() => None,
             Some(d) => Some(d),
         };
-        let backup_dir = match f.backup_dir {
-            Some(d) if !d.is_absolute() => {
-                return Err(err(
-                    "backup_dir",
-                    "must be an absolute path (as SQL Server on this host sees it)".into(),
-                ));
-            }
-            d => d,
-        };
-        if f.keep_last == Some(0) {
-            return Err(err("keep_last", "must be at least 1".into()));
-        }
-        let backup = BackupSettings {
-            dir: backup_dir,
-            compression: f.backup_compression.unwrap_or(false),
-            keep_last: f.keep_last,
-            max_age: dur("max_age", &f.max_age)?,
-        };
+        let backup = backup(
+            &s,
+            f.backup_dir,
+            f.backup_compression,
+            f.keep_last,
+            &f.max_age,
+        )?;
         Ok(MssqlConnection {
             name: name.to_owned(),
             host,
@@ -260,4 +184,119 @@ impl MssqlConnection {
             backup,
         })
     }
+}
+
+/// `port` or `instance` (with the SQL Browser's `browser_port`).
+fn endpoint(
+    s: &SettingsParser<'_>,
+    port: Option<u16>,
+    instance: Option<String>,
+    browser_port: Option<u16>,
+) -> Result<MssqlEndpoint, Error> {
+    let err = |key: &str, message: String| s.err(key, message);
+    Ok(match (port, instance) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "instance",
+                "set either port or instance, not both".into(),
+            ));
+        }
+        (Some(0), None) => return Err(err("port", "must not be 0".into())),
+        (Some(p), None) => MssqlEndpoint::Port(p),
+        (None, Some(i)) => {
+            let ok = !i.is_empty()
+                && i.len() <= 16
+                && i.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '#'));
+            if !ok {
+                return Err(err(
+                    "instance",
+                    "must be 1-16 characters of A-Z a-z 0-9 _ $ #".into(),
+                ));
+            }
+            MssqlEndpoint::Instance {
+                name: i,
+                browser_port: match browser_port {
+                    Some(0) => return Err(err("browser_port", "must not be 0".into())),
+                    Some(p) => p,
+                    None => 1434,
+                },
+            }
+        }
+        (None, None) => MssqlEndpoint::Port(1433),
+    })
+}
+
+/// How the server certificate is trusted (`ca_file`, `trust_server_certificate`).
+fn trust(
+    s: &SettingsParser<'_>,
+    encrypt: Encrypt,
+    ca_file: Option<PathBuf>,
+    trust_server_certificate: Option<bool>,
+) -> Result<Option<ServerTrust>, Error> {
+    let err = |key: &str, message: String| s.err(key, message);
+    Ok(match (encrypt, ca_file, trust_server_certificate) {
+        (Encrypt::Off, Some(_), _) => {
+            return Err(err(
+                "ca_file",
+                "makes no sense with encrypt = \"off\"".into(),
+            ));
+        }
+        (Encrypt::Off, None, Some(true)) => {
+            return Err(err(
+                "trust_server_certificate",
+                "makes no sense with encrypt = \"off\"".into(),
+            ));
+        }
+        (Encrypt::Off, None, _) => None,
+        (_, Some(_), Some(true)) => {
+            return Err(err(
+                "trust_server_certificate",
+                "set either ca_file or trust_server_certificate = true, not both".into(),
+            ));
+        }
+        (_, Some(ca), _) => {
+            let ca = s.abs(ca);
+            if let Err(e) = std::fs::metadata(&ca) {
+                return Err(err("ca_file", format!("{}: {e}", ca.display())));
+            }
+            Some(ServerTrust::CaFile(ca))
+        }
+        (_, None, Some(true)) => Some(ServerTrust::TrustAny),
+        (_, None, _) => {
+            return Err(err(
+                "ca_file",
+                "with encryption on, set ca_file or trust_server_certificate = true".into(),
+            ));
+        }
+    })
+}
+
+/// `backup_dir` (absolute), `backup_compression`, `keep_last`, `max_age`.
+fn backup(
+    s: &SettingsParser<'_>,
+    dir: Option<PathBuf>,
+    compression: Option<bool>,
+    keep_last: Option<u32>,
+    max_age: &Option<String>,
+) -> Result<BackupSettings, Error> {
+    let err = |key: &str, message: String| s.err(key, message);
+    let backup_dir = match dir {
+        Some(d) if !d.is_absolute() => {
+            return Err(err(
+                "backup_dir",
+                "must be an absolute path (as SQL Server on this host sees it)".into(),
+            ));
+        }
+        d => d,
+    };
+    if keep_last == Some(0) {
+        return Err(err("keep_last", "must be at least 1".into()));
+    }
+    Ok(BackupSettings {
+        dir: backup_dir,
+        compression: compression.unwrap_or(false),
+        keep_last,
+        max_age: s.duration("max_age", max_age)?,
+    })
 }

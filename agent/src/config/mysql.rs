@@ -155,32 +155,8 @@ impl MysqlConnection {
     ) -> Result<MysqlConnection, Error> {
         let s = SettingsParser::new(name, base);
         let err = |key: &str, message: String| s.err(key, message);
-        let abs = |p: PathBuf| s.abs(p);
         let f: FileMysql = s.deserialize(settings)?;
-        let endpoint = match (f.host, f.socket) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "socket",
-                    "set either host (and port) or socket, not both".into(),
-                ));
-            }
-            (None, Some(s)) => {
-                if f.port.is_some() {
-                    return Err(err("port", "a port makes no sense with a socket".into()));
-                }
-                Endpoint::Socket(abs(s))
-            }
-            (Some(host), None) => {
-                if host.trim().is_empty() {
-                    return Err(err("host", "must not be empty".into()));
-                }
-                Endpoint::Tcp {
-                    host,
-                    port: f.port.unwrap_or(3306),
-                }
-            }
-            (None, None) => return Err(err("host", "set host (and port) or socket".into())),
-        };
+        let endpoint = endpoint(&s, f.host, f.socket, f.port)?;
         if f.user.trim().is_empty() {
             return Err(err("user", "must not be empty".into()));
         }
@@ -197,35 +173,16 @@ impl MysqlConnection {
         let dur = |key: &str, v: &Option<String>| s.duration(key, v);
         let connect_timeout =
             dur("connect_timeout", &f.connect_timeout)?.unwrap_or(Duration::from_secs(10));
-        let tls = match f.tls {
-            None => None,
-            Some(t) => {
-                let ca_file = t.ca_file.map(abs);
-                if let Some(ca) = &ca_file
-                    && let Err(e) = std::fs::metadata(ca)
-                {
-                    return Err(err("tls.ca_file", format!("{}: {e}", ca.display())));
-                }
-                Some(DbTls {
-                    ca_file,
-                    verify: t.verify.unwrap_or(Verify::Full),
-                })
-            }
-        };
-        for (i, flag) in f.dump_extra_flags.iter().enumerate() {
-            if !dump_flag_allowed(flag) {
-                return Err(err(
-                    &format!("dump_extra_flags[{i}]"),
-                    format!(
-                        "`{flag}` is not allowed; allowed: {} and --ignore-table=<db>.<table>",
-                        DUMP_FLAG_ALLOW_LIST.join(", ")
-                    ),
-                ));
-            }
-        }
-        if f.keep_last == Some(0) {
-            return Err(err("keep_last", "must be at least 1".into()));
-        }
+        let tls = f.tls.map(|t| tls(&s, t)).transpose()?;
+        let dump = dump(
+            &s,
+            f.dump_dir,
+            f.dump_tool,
+            f.dump_extra_flags,
+            f.keep_last,
+            &f.max_age,
+            f.dump_reserve_mb,
+        )?;
         Ok(MysqlConnection {
             name: name.to_owned(),
             endpoint,
@@ -236,20 +193,95 @@ impl MysqlConnection {
             connect_timeout,
             tls,
             create_ledger: f.create_ledger.unwrap_or(true),
-            dump: DumpSettings {
-                dir: f.dump_dir.map(abs),
-                tool: f.dump_tool.map(abs),
-                extra_flags: f.dump_extra_flags,
-                keep_last: f.keep_last,
-                max_age: dur("max_age", &f.max_age)?,
-                reserve_bytes: f
-                    .dump_reserve_mb
-                    .unwrap_or(64)
-                    .checked_mul(1024 * 1024)
-                    .ok_or_else(|| err("dump_reserve_mb", "too large".into()))?,
-            },
+            dump,
         })
     }
+}
+
+/// `host` (and `port`) or `socket`.
+fn endpoint(
+    p: &SettingsParser<'_>,
+    host: Option<String>,
+    socket: Option<PathBuf>,
+    port: Option<u16>,
+) -> Result<Endpoint, Error> {
+    let err = |key: &str, message: String| p.err(key, message);
+    Ok(match (host, socket) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "socket",
+                "set either host (and port) or socket, not both".into(),
+            ));
+        }
+        (None, Some(socket)) => {
+            if port.is_some() {
+                return Err(err("port", "a port makes no sense with a socket".into()));
+            }
+            Endpoint::Socket(p.abs(socket))
+        }
+        (Some(host), None) => {
+            if host.trim().is_empty() {
+                return Err(err("host", "must not be empty".into()));
+            }
+            Endpoint::Tcp {
+                host,
+                port: port.unwrap_or(3306),
+            }
+        }
+        (None, None) => return Err(err("host", "set host (and port) or socket".into())),
+    })
+}
+
+/// `[connections.<name>.tls]`: the CA file must exist.
+fn tls(s: &SettingsParser<'_>, t: FileTls) -> Result<DbTls, Error> {
+    let ca_file = t.ca_file.map(|p| s.abs(p));
+    if let Some(ca) = &ca_file
+        && let Err(e) = std::fs::metadata(ca)
+    {
+        return Err(s.err("tls.ca_file", format!("{}: {e}", ca.display())));
+    }
+    Ok(DbTls {
+        ca_file,
+        verify: t.verify.unwrap_or(Verify::Full),
+    })
+}
+
+/// The `dump` settings: extra flags from the allow-list, retention, reserve.
+fn dump(
+    s: &SettingsParser<'_>,
+    dir: Option<PathBuf>,
+    tool: Option<PathBuf>,
+    extra_flags: Vec<String>,
+    keep_last: Option<u32>,
+    max_age: &Option<String>,
+    reserve_mb: Option<u64>,
+) -> Result<DumpSettings, Error> {
+    let err = |key: &str, message: String| s.err(key, message);
+    for (i, flag) in extra_flags.iter().enumerate() {
+        if !dump_flag_allowed(flag) {
+            return Err(err(
+                &format!("dump_extra_flags[{i}]"),
+                format!(
+                    "`{flag}` is not allowed; allowed: {} and --ignore-table=<db>.<table>",
+                    DUMP_FLAG_ALLOW_LIST.join(", ")
+                ),
+            ));
+        }
+    }
+    if keep_last == Some(0) {
+        return Err(err("keep_last", "must be at least 1".into()));
+    }
+    Ok(DumpSettings {
+        dir: dir.map(|p| s.abs(p)),
+        tool: tool.map(|p| s.abs(p)),
+        extra_flags,
+        keep_last,
+        max_age: s.duration("max_age", max_age)?,
+        reserve_bytes: reserve_mb
+            .unwrap_or(64)
+            .checked_mul(1024 * 1024)
+            .ok_or_else(|| err("dump_reserve_mb", "too large".into()))?,
+    })
 }
 
 /// Whether an extra dump flag is on the allow-list.
