@@ -22,6 +22,15 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A failure without a server error.
+    pub fn plain(retryable: bool, message: String) -> Self {
+        Failure {
+            retryable,
+            message,
+            error: None,
+        }
+    }
+
     /// The job's outcome: failed, with `data` (an object) carrying `error`.
     pub fn outcome(self, mut data: Json, truncated: bool) -> Outcome {
         if let (Json::Object(m), Some(err)) = (&mut data, self.error) {

@@ -1,6 +1,8 @@
 //! What the MySQL and the SQL Server executors share, engine-neutral, so
 //! that neither engine imports the other:
 //!
+//! - [`connections`]: an engine's connections by name, the fleet id, what is advertised.
+//! - [`exec`]: the `procedure` / `sql` executors' work and outcomes.
 //! - [`failure`]: a failed job as reported (retryable or not, text, server error).
 //! - [`ledger`]: the run ledger's shape (the committed row, replaying it).
 //! - [`session`]: lock names, how a session ended well, progress messages.
@@ -10,6 +12,8 @@
 //! - [`report`]: what a `dump` job reports on either engine: notes (log tail and
 //!   progress) and how it ended when it did not succeed.
 
+pub mod connections;
+pub mod exec;
 pub mod failure;
 pub mod ledger;
 pub mod paths;

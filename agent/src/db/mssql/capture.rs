@@ -23,6 +23,7 @@ pub use crate::db::result_sets::Limits;
 use crate::db::result_sets::ResultSets;
 
 use super::value;
+use crate::db::common::exec::Captured;
 
 /// What a job returned so far.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +111,16 @@ impl Capture {
             data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
         }
         Json::Object(data)
+    }
+}
+
+impl Captured for Capture {
+    fn to_json(&self) -> Json {
+        Capture::to_json(self)
+    }
+
+    fn truncated(&self) -> bool {
+        Capture::truncated(self)
     }
 }
 

@@ -96,11 +96,7 @@ pub fn classify(e: &tiberius::error::Error, retry_codes: &[i64]) -> Failure {
         ),
         other => (false, format!("SQL Server client error: {other}")),
     };
-    Failure {
-        retryable,
-        message,
-        error: None,
-    }
+    Failure::plain(retryable, message)
 }
 
 /// What an `sp_getapplock` return status means.
@@ -118,11 +114,7 @@ pub fn applock_status(status: i32) -> &'static str {
 
 /// Classify a job's error with the job's retryable codes.
 pub fn classify_job(e: &Error, retry_codes: &[i64]) -> Failure {
-    let plain = |retryable: bool| Failure {
-        retryable,
-        message: e.to_string(),
-        error: None,
-    };
+    let plain = |retryable: bool| Failure::plain(retryable, e.to_string());
     match e {
         Error::Invalid(_) | Error::Config(_) => plain(false),
         Error::Connect(c) => plain(c.retryable()),

@@ -10,9 +10,8 @@ use serde_json::{Value as Json, json};
 use tiberius::Row;
 
 pub use crate::db::common::ledger::{Committed, replayed};
-use crate::db::common::ledger::{mark_committed, result_text, stored_result};
+use crate::db::common::ledger::{result_text, stored_result};
 
-use super::capture::Capture;
 use super::exec::{Client, Error};
 
 /// `CREATE TABLE` unless it exists (sent when `create_ledger` is on).
@@ -114,12 +113,4 @@ pub async fn record(
 pub async fn trancount(client: &mut Client) -> Result<i64, Error> {
     let row = client.simple_query(TRANCOUNT_SQL).await?.into_row().await?;
     Ok(row.map_or(0, |r| super::session::lenient_int(&r)))
-}
-
-/// The data of a successful run, as written to the ledger and reported.
-pub fn committed_data(capture: &Capture, transaction_ended_early: bool) -> Json {
-    mark_committed(
-        capture.to_json(),
-        transaction_ended_early.then_some(ENDED_EARLY),
-    )
 }

@@ -14,6 +14,7 @@ use super::capture::Capture;
 use super::exec::{Client, Error};
 use super::ledger;
 use super::params::CallPlan;
+use crate::db::common::exec;
 pub use crate::db::common::session::Done;
 use crate::db::common::session::{lock_name, lock_wait_message, say};
 use crate::executor::ProgressHandle;
@@ -25,14 +26,8 @@ const TRANCOUNT_MISMATCH: u32 = 266;
 /// Milliseconds one `sp_getapplock` waits before the loop asks again.
 pub const LOCK_TIMEOUT_MS: i32 = 1000;
 
-/// The work of a job.
-#[derive(Debug, Clone)]
-pub enum Work {
-    /// A procedure call (RPC).
-    Call(CallPlan),
-    /// A SQL batch.
-    Batch(String),
-}
+/// The work of a job: a procedure call (RPC) or a SQL batch.
+pub type Work = exec::Work<CallPlan>;
 
 /// What the session needs to know about the job.
 #[derive(Debug)]
@@ -216,7 +211,7 @@ async fn in_transaction(
              not atomic"
         );
     }
-    let data: Json = ledger::committed_data(capture, ended);
+    let data: Json = exec::committed_data(capture, ended, ledger::ENDED_EARLY);
     ledger::record(client, ctx.fleet, ctx.job_id, ctx.attempt, ctx.token, &data).await?;
     if !ended {
         // Without a transaction the row committed on its own, and SQL Server

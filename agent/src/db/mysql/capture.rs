@@ -18,6 +18,7 @@ use mysql_async::{Column, QueryResult, Row};
 use serde_json::{Map, Value as Json, json};
 
 use super::value;
+use crate::db::common::exec::Captured;
 use crate::db::result_sets::ResultSets;
 pub use crate::db::result_sets::{Limits, json_len};
 
@@ -150,6 +151,16 @@ pub async fn drain<P: Protocol>(
         capture.add_affected(result.affected_rows());
     }
     result.drop_result().await
+}
+
+impl Captured for Capture {
+    fn to_json(&self) -> Json {
+        Capture::to_json(self)
+    }
+
+    fn truncated(&self) -> bool {
+        Capture::truncated(self)
+    }
 }
 
 #[cfg(test)]

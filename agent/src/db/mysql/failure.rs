@@ -29,11 +29,7 @@ pub fn server_message(code: u16, state: &str, message: &str) -> String {
 
 /// Classify an error with the job's retryable codes.
 pub fn classify(e: &Error, retry_codes: &[i64]) -> Failure {
-    let plain = |retryable: bool| Failure {
-        retryable,
-        message: e.to_string(),
-        error: None,
-    };
+    let plain = |retryable: bool| Failure::plain(retryable, e.to_string());
     match e {
         Error::Invalid(_) | Error::Config(_) => plain(false),
         Error::Password { .. } | Error::ConnectTimeout { .. } | Error::Lock { .. } => plain(true),
@@ -82,11 +78,7 @@ fn classify_driver(e: &mysql_async::Error, retry_codes: &[i64]) -> Failure {
         M::Other(o) => (false, format!("MySQL client error: {o}")),
         M::Url(u) => (false, format!("MySQL connection settings: {u}")),
     };
-    Failure {
-        retryable,
-        message,
-        error: None,
-    }
+    Failure::plain(retryable, message)
 }
 
 #[cfg(test)]

@@ -64,18 +64,19 @@ pub mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::{JobKind, JobResult, JobSpec};
-use serde_json::{Value as Json, json};
+use baton_proto::{JobKind, JobSpec};
+use serde_json::json;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::db::common::exec::{self, Captured, Planned};
 use crate::executor::stop::{self, Stop};
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
 use capture::Capture;
 pub use capture::Limits;
 use ledger::Ledger;
 pub use pool::Pools;
-use session::{Ctx, Done, StopFlag, Work};
+use session::{Ctx, Done, StopFlag};
 
 /// How long closing a job connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -152,9 +153,13 @@ impl MysqlExecutor {
     }
 
     async fn run(&self, job: Job) -> Outcome {
-        let (connection, work, exactly_once) = match prepare(&job.spec) {
+        let Planned {
+            connection,
+            work,
+            exactly_once,
+        } = match exec::prepare(&job.spec, call::plan, WORDING) {
             Ok(p) => p,
-            Err(e) => return fail(&e, &job, None),
+            Err(e) => return fail(&Error::Invalid(e), &job, None),
         };
         let ledger = match self.ledger(connection, exactly_once) {
             Ok(l) => l,
@@ -272,25 +277,11 @@ impl Executor for MysqlExecutor {
     }
 }
 
-/// The connection name, the work and whether the ledger is wanted.
-fn prepare(spec: &JobSpec) -> Result<(&str, Work, bool), Error> {
-    match spec {
-        JobSpec::Procedure(p) => {
-            let plan = call::plan(p).map_err(Error::Invalid)?;
-            Ok((&p.connection, Work::Call(plan), p.exactly_once))
-        }
-        JobSpec::Sql(s) => {
-            if s.sql.trim().is_empty() {
-                return Err(Error::Invalid("the SQL batch is empty".into()));
-            }
-            Ok((&s.connection, Work::Batch(s.sql.clone()), s.exactly_once))
-        }
-        other => Err(Error::Invalid(format!(
-            "a MySQL executor got a {} job",
-            other.kind()
-        ))),
-    }
-}
+/// How this engine names itself in messages.
+const WORDING: exec::Wording = exec::Wording {
+    engine: "MySQL",
+    empty_batch: "the SQL batch is empty",
+};
 
 /// Close a connection for good (it is not returned to the pool).
 async fn close(conn: mysql_async::Conn) {
@@ -300,10 +291,6 @@ async fn close(conn: mysql_async::Conn) {
     {
         debug!("Closing the job connection timed out; dropped");
     }
-}
-
-fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
-    stop::result_with(data, capture.is_some_and(Capture::truncated))
 }
 
 /// Say which connection and server a connect failure was about: an
@@ -317,38 +304,19 @@ fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &connection::End
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
     let f = failure::classify(e, &job.retry_codes);
     warn!(retryable = f.retryable, error = %f.message, "MySQL job failed");
-    f.outcome(
-        capture.map_or_else(|| json!({}), Capture::to_json),
-        capture.is_some_and(Capture::truncated),
-    )
+    exec::failed(f, capture.map(|c| c as &dyn Captured))
 }
 
 fn finished(result: Result<Done, Error>, job: &Job, ctx: &Ctx<'_>, capture: &Capture) -> Outcome {
     match result {
-        Ok(Done::Ran {
-            transaction_ended_early,
-        }) => {
-            let data = if ctx.ledger.is_some() {
-                session::committed_data(capture, transaction_ended_early)
-            } else {
-                capture.to_json()
-            };
-            Outcome::succeeded(result_with(data, Some(capture)))
-        }
-        Ok(Done::Replayed(committed)) => {
-            Outcome::succeeded(result_with(ledger::replayed(&committed), None))
-        }
+        Ok(done) => exec::succeeded(done, ctx.ledger.is_some(), capture, session::ENDED_EARLY),
         Err(e) => fail(&e, job, Some(capture)),
     }
 }
 
 fn stopped(stop: Stop, job: &Job, capture: &Capture, report: &kill::KillReport) -> Outcome {
-    let mut data = capture.to_json();
-    if let Json::Object(m) = &mut data {
-        m.insert("killed".into(), json!(report.killed()));
-        m.insert("kill".into(), report.json());
-    }
-    stop::stopped_with(stop, job, result_with(data, Some(capture)), report.text())
+    let extra = vec![("killed", json!(report.killed())), ("kill", report.json())];
+    exec::stopped(stop, job, capture, extra, report.text())
 }
 
 #[cfg(test)]

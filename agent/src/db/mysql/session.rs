@@ -16,20 +16,16 @@ use super::call::CallPlan;
 use super::capture::{self, Capture, Warning};
 use super::ledger::{self, Ledger};
 use super::{Error, value};
+use crate::db::common::exec;
 pub use crate::db::common::session::{Done, lock_name, lock_wait_message, say};
 use crate::executor::ProgressHandle;
 
 /// Seconds one `GET_LOCK` waits before the loop asks again.
 pub const LOCK_POLL_SECS: u64 = 1;
 
-/// The work of a job.
-#[derive(Debug, Clone)]
-pub enum Work {
-    /// A procedure call.
-    Call(CallPlan),
-    /// A SQL batch (text protocol, several statements allowed).
-    Batch(String),
-}
+/// The work of a job: a procedure call, or a SQL batch (text protocol,
+/// several statements allowed).
+pub type Work = exec::Work<CallPlan>;
 
 /// Set when the job is being stopped; the session checks it between
 /// statements so it never commits after a stop was decided.
@@ -173,7 +169,7 @@ async fn in_transaction(
              ledger row are not atomic"
         );
     }
-    let data = committed_data(capture, ended);
+    let data = exec::committed_data(capture, ended, ENDED_EARLY);
     ledger
         .record(conn, ctx.fleet, ctx.job_id, ctx.attempt, ctx.token, &data)
         .await?;
@@ -187,14 +183,6 @@ async fn in_transaction(
 /// The warning of a job that ended the ledger transaction itself.
 pub const ENDED_EARLY: &str = "the job ended the ledger transaction itself (COMMIT or DDL): its \
      effects and the ledger row were not committed atomically";
-
-/// The data of a successful run, as written to the ledger and reported.
-pub fn committed_data(capture: &Capture, transaction_ended_early: bool) -> Json {
-    ledger::mark_committed(
-        capture.to_json(),
-        transaction_ended_early.then_some(ENDED_EARLY),
-    )
-}
 
 /// The call or batch itself, captured; then the warnings and OUT values.
 async fn run_work(
