@@ -27,6 +27,35 @@ pub fn lock_wait_message(fleet: &str, job_id: JobId) -> String {
     )
 }
 
+/// Which attempt of which job a session runs, and where its progress goes
+/// (each engine's session context dereferences to it).
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// Fleet id (namespaces the lock and the ledger row).
+    pub fleet: &'a str,
+    /// Job id.
+    pub job_id: JobId,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Fencing token.
+    pub token: i64,
+    /// Progress for heartbeats.
+    pub progress: &'a ProgressHandle,
+}
+
+impl<'a> Attempt<'a> {
+    /// The attempt `job` runs, namespaced by `fleet`.
+    pub fn of(job: &'a crate::executor::Job, fleet: &'a str) -> Self {
+        Attempt {
+            fleet,
+            job_id: job.job_id,
+            attempt: job.attempt,
+            token: job.token,
+            progress: &job.progress,
+        }
+    }
+}
+
 /// How the session ended well.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Done {

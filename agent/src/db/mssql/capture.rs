@@ -48,11 +48,6 @@ impl Capture {
         }
     }
 
-    /// Whether a bound cut anything.
-    pub fn truncated(&self) -> bool {
-        self.sets.truncated()
-    }
-
     /// Start a result set with these columns.
     pub fn begin_set(&mut self, columns: &[Column]) {
         self.set_open = true;
@@ -93,9 +88,11 @@ impl Capture {
     pub fn set_return_status(&mut self, status: i32) {
         self.return_status = Some(status);
     }
+}
 
+impl Captured for Capture {
     /// The capture as `JobResult.data`.
-    pub fn to_json(&self) -> Json {
+    fn to_json(&self) -> Json {
         let mut data = Map::new();
         data.insert("result_sets".into(), self.sets.to_json());
         if let Some(out) = &self.out {
@@ -112,15 +109,10 @@ impl Capture {
         }
         Json::Object(data)
     }
-}
 
-impl Captured for Capture {
-    fn to_json(&self) -> Json {
-        Capture::to_json(self)
-    }
-
+    /// Whether a bound cut anything.
     fn truncated(&self) -> bool {
-        Capture::truncated(self)
+        self.sets.truncated()
     }
 }
 

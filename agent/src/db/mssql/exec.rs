@@ -65,6 +65,7 @@ use super::ledger;
 use super::params;
 use super::session::{self, Ctx, Done};
 use crate::db::common::exec::{self, Captured, Planned};
+use crate::db::common::session::Attempt;
 pub use crate::db::mssql::connection::MssqlClient as Client;
 use crate::db::mssql::connection::MssqlConnection;
 use crate::executor::stop::{self, Stop};
@@ -154,11 +155,7 @@ impl MssqlExecutor {
             };
         debug!(connection = %connection, session = spid, "SQL Server session opened");
         let ctx = Ctx {
-            fleet: self.connections.fleet(),
-            job_id: job.job_id,
-            attempt: job.attempt,
-            token: job.token,
-            progress: &job.progress,
+            job: Attempt::of(&job, self.connections.fleet()),
             connection,
             ledger: exactly_once.then_some(config.create_ledger),
         };

@@ -4,7 +4,6 @@
 //! the applock. The statements are the wire contract's (S1, L1, L2, T1-T6,
 //! W1, W2).
 
-use baton_proto::JobId;
 use futures_util::TryStreamExt;
 use serde_json::Value as Json;
 use tiberius::{ColumnData, Command, CommandItem, QueryItem, Row};
@@ -15,9 +14,9 @@ use super::exec::{Client, Error};
 use super::ledger;
 use super::params::CallPlan;
 use crate::db::common::exec;
+use crate::db::common::session::Attempt;
 pub use crate::db::common::session::Done;
 use crate::db::common::session::{lock_name, lock_wait_message, say};
-use crate::executor::ProgressHandle;
 
 /// SQL Server's "Transaction count after EXECUTE indicates a mismatching
 /// number of BEGIN and COMMIT statements".
@@ -32,20 +31,20 @@ pub type Work = exec::Work<CallPlan>;
 /// What the session needs to know about the job.
 #[derive(Debug)]
 pub struct Ctx<'a> {
-    /// Fleet id (namespaces the lock and the ledger row).
-    pub fleet: &'a str,
-    /// Job id.
-    pub job_id: JobId,
-    /// Attempt number.
-    pub attempt: u32,
-    /// Fencing token.
-    pub token: i64,
-    /// Progress for heartbeats.
-    pub progress: &'a ProgressHandle,
+    /// The job's attempt (fleet, id, attempt, token, progress).
+    pub job: Attempt<'a>,
     /// The connection name (messages).
     pub connection: &'a str,
     /// With the run ledger: whether the agent may create its table.
     pub ledger: Option<bool>,
+}
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Attempt<'a>;
+
+    fn deref(&self) -> &Attempt<'a> {
+        &self.job
+    }
 }
 
 /// An integer cell read leniently (tinyint to bigint).

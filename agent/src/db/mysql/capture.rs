@@ -55,11 +55,6 @@ impl Capture {
         }
     }
 
-    /// Whether a bound cut anything.
-    pub fn truncated(&self) -> bool {
-        self.sets.truncated()
-    }
-
     /// Start a result set with these columns.
     pub fn begin_set(&mut self, columns: &[Column]) {
         let names: Vec<String> = columns.iter().map(|c| c.name_str().into_owned()).collect();
@@ -104,30 +99,6 @@ impl Capture {
             .get_or_insert_with(Map::new)
             .insert(name.to_owned(), value);
     }
-
-    /// The capture as `JobResult.data`.
-    pub fn to_json(&self) -> Json {
-        let warnings: Vec<Json> = self
-            .warnings
-            .iter()
-            .map(|w| json!({"level": w.level, "code": w.code, "message": w.message}))
-            .collect();
-        let mut data = Map::new();
-        data.insert("result_sets".into(), self.sets.to_json());
-        if let Some(out) = &self.out {
-            data.insert("out".into(), Json::Object(out.clone()));
-        }
-        data.insert("affected_rows".into(), json!(self.affected_rows));
-        data.insert("warnings".into(), Json::Array(warnings));
-        data.insert("truncated".into(), json!(self.sets.truncated()));
-        if self.sets.omitted() > 0 {
-            data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
-        }
-        if self.warnings_omitted > 0 {
-            data.insert("warnings_omitted".into(), json!(self.warnings_omitted));
-        }
-        Json::Object(data)
-    }
 }
 
 /// Read every result set of `result` into `capture`, then surface an error
@@ -154,12 +125,33 @@ pub async fn drain<P: Protocol>(
 }
 
 impl Captured for Capture {
+    /// The capture as `JobResult.data`.
     fn to_json(&self) -> Json {
-        Capture::to_json(self)
+        let warnings: Vec<Json> = self
+            .warnings
+            .iter()
+            .map(|w| json!({"level": w.level, "code": w.code, "message": w.message}))
+            .collect();
+        let mut data = Map::new();
+        data.insert("result_sets".into(), self.sets.to_json());
+        if let Some(out) = &self.out {
+            data.insert("out".into(), Json::Object(out.clone()));
+        }
+        data.insert("affected_rows".into(), json!(self.affected_rows));
+        data.insert("warnings".into(), Json::Array(warnings));
+        data.insert("truncated".into(), json!(self.sets.truncated()));
+        if self.sets.omitted() > 0 {
+            data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
+        }
+        if self.warnings_omitted > 0 {
+            data.insert("warnings_omitted".into(), json!(self.warnings_omitted));
+        }
+        Json::Object(data)
     }
 
+    /// Whether a bound cut anything.
     fn truncated(&self) -> bool {
-        Capture::truncated(self)
+        self.sets.truncated()
     }
 }
 

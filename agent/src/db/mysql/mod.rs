@@ -70,6 +70,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::db::common::exec::{self, Captured, Planned};
+use crate::db::common::session::Attempt;
 use crate::executor::stop::{self, Stop};
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
 use capture::Capture;
@@ -193,11 +194,7 @@ impl MysqlExecutor {
         debug!(connection = %connection, session = id, "MySQL session taken");
         let stop_flag = StopFlag::default();
         let ctx = Ctx {
-            fleet: self.pools.fleet(),
-            job_id: job.job_id,
-            attempt: job.attempt,
-            token: job.token,
-            progress: &job.progress,
+            job: Attempt::of(&job, self.pools.fleet()),
             stop: stop_flag.clone(),
             ledger,
         };

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use baton_proto::JobId;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params};
 use serde_json::Value as Json;
@@ -17,8 +16,8 @@ use super::capture::{self, Capture, Warning};
 use super::ledger::{self, Ledger};
 use super::{Error, value};
 use crate::db::common::exec;
+use crate::db::common::session::Attempt;
 pub use crate::db::common::session::{Done, lock_name, lock_wait_message, say};
-use crate::executor::ProgressHandle;
 
 /// Seconds one `GET_LOCK` waits before the loop asks again.
 pub const LOCK_POLL_SECS: u64 = 1;
@@ -51,20 +50,20 @@ impl StopFlag {
 /// What the session needs to know about the job.
 #[derive(Debug)]
 pub struct Ctx<'a> {
-    /// Fleet id (namespaces the lock and the ledger row).
-    pub fleet: &'a str,
-    /// Job id.
-    pub job_id: JobId,
-    /// Attempt number.
-    pub attempt: u32,
-    /// Fencing token.
-    pub token: i64,
-    /// Progress for heartbeats.
-    pub progress: &'a ProgressHandle,
+    /// The job's attempt (fleet, id, attempt, token, progress).
+    pub job: Attempt<'a>,
     /// Raised on stop.
     pub stop: StopFlag,
     /// The run ledger, for exactly-once jobs.
     pub ledger: Option<Ledger>,
+}
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Attempt<'a>;
+
+    fn deref(&self) -> &Attempt<'a> {
+        &self.job
+    }
 }
 
 /// Run the job's session: lock, ledger, work, unlock.
