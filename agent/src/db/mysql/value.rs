@@ -15,7 +15,8 @@ use mysql_async::consts::ColumnType;
 use mysql_async::{Column, Value};
 use serde_json::Value as Json;
 
-use crate::db::common::value::{base64, float_json};
+pub use crate::db::common::value::base64;
+use crate::db::common::value::float_json;
 
 /// The `binary` character set number: bytes, not text.
 const BINARY_CHARSET: u16 = 63;
