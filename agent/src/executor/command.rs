@@ -184,30 +184,7 @@ impl CommandExecutor {
                 abort.abort();
             }
         }
-        let (out, err) = (out.get().encode(), err.get().encode());
-        let result = JobResult {
-            exit_code: status.as_ref().ok().and_then(ExitStatus::code),
-            stdout: out.text,
-            stdout_encoding: out.encoding,
-            stderr: err.text,
-            stderr_encoding: err.encoding,
-            truncated: out.cut || err.cut,
-            data: None,
-        };
-        let failed = |error: String, result: JobResult| Outcome {
-            completion: Completion::Failed { retryable: true },
-            result,
-            error: Some(error),
-        };
-        match (stop, status) {
-            (StopKind::Cancel(reason), _) => Outcome::cancelled(reason, result),
-            (StopKind::Timeout, _) => Outcome::timed_out(job.timeout.unwrap_or_default(), result),
-            (StopKind::Exited, Err(e)) => {
-                failed(format!("cannot wait for the command: {e}"), result)
-            }
-            (StopKind::Exited, Ok(s)) if s.success() => Outcome::succeeded(result),
-            (StopKind::Exited, Ok(s)) => failed(describe_exit(s), result),
-        }
+        ended(&job, stop, status, &out, &err)
     }
 
     fn spawn(&self, program: &Path, spec: &CommandSpec) -> Result<Child, Error> {
@@ -301,6 +278,38 @@ fn describe_exit(status: ExitStatus) -> String {
         }
     }
     format!("ended abnormally ({status})")
+}
+
+/// The outcome of a command that ended (`stop` says how), with its output.
+fn ended(
+    job: &Job,
+    stop: StopKind,
+    status: std::io::Result<ExitStatus>,
+    out: &SharedBounded,
+    err: &SharedBounded,
+) -> Outcome {
+    let (out, err) = (out.get().encode(), err.get().encode());
+    let result = JobResult {
+        exit_code: status.as_ref().ok().and_then(ExitStatus::code),
+        stdout: out.text,
+        stdout_encoding: out.encoding,
+        stderr: err.text,
+        stderr_encoding: err.encoding,
+        truncated: out.cut || err.cut,
+        data: None,
+    };
+    let failed = |error: String, result: JobResult| Outcome {
+        completion: Completion::Failed { retryable: true },
+        result,
+        error: Some(error),
+    };
+    match (stop, status) {
+        (StopKind::Cancel(reason), _) => Outcome::cancelled(reason, result),
+        (StopKind::Timeout, _) => Outcome::timed_out(job.timeout.unwrap_or_default(), result),
+        (StopKind::Exited, Err(e)) => failed(format!("cannot wait for the command: {e}"), result),
+        (StopKind::Exited, Ok(s)) if s.success() => Outcome::succeeded(result),
+        (StopKind::Exited, Ok(s)) => failed(describe_exit(s), result),
+    }
 }
 
 #[cfg(all(test, unix))]

@@ -2,11 +2,12 @@
 //! native backup): notes that go to the log tail and the progress, and how
 //! the job ended when it did not succeed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use baton_proto::{JobResult, Progress};
 use tracing::{info, warn};
 
+use super::paths::{self, Layout};
 use crate::executor::stop::{self, Stop};
 use crate::executor::{Job, Outcome, ProgressHandle};
 
@@ -78,4 +79,42 @@ pub fn result_data(
         );
     }
     value
+}
+
+/// Why a manifest could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// It could not be encoded as JSON.
+    #[error("cannot encode the manifest: {0}")]
+    Encode(serde_json::Error),
+    /// The file could not be written (temp file, fsync, rename, fsync).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The manifest's path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The blocking task writing it failed.
+    #[error("{0}")]
+    Task(tokio::task::JoinError),
+}
+
+/// Write `<stem>.manifest.json` atomically (temp file, fsync, rename, fsync
+/// of the directory); its path.
+pub async fn write_manifest(
+    layout: &Layout,
+    manifest: &impl serde::Serialize,
+) -> Result<PathBuf, Error> {
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(Error::Encode)?;
+    let (path, tmp) = (layout.manifest(), layout.manifest_tmp());
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || paths::write_atomic(&target, &tmp, &bytes))
+        .await
+        .map_err(Error::Task)?
+        .map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
 }

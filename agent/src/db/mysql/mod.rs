@@ -167,23 +167,9 @@ impl MysqlExecutor {
             Err(e) => return fail(&e, &job, None),
         };
         let deadline = job.timeout.map(|t| Instant::now() + t);
-        let held = match stop::open_unless_stopped(
-            &job,
-            connection,
-            deadline,
-            self.pools.hold(connection),
-        )
-        .await
-        {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => {
-                let mut out = fail(&e, &job, None);
-                if let (Error::Mysql(_), Ok(c)) = (&e, self.pools.config(connection)) {
-                    name_the_connection(&mut out, &c.name, &c.endpoint);
-                }
-                return out;
-            }
-            Err(stopped) => return stopped,
+        let held = match self.hold(&job, connection, deadline).await {
+            Ok(h) => h,
+            Err(outcome) => return outcome,
         };
         let pool::Held {
             mut conn,
@@ -237,6 +223,29 @@ impl MysqlExecutor {
                 drop(permit);
                 stopped(stop, &job, &capture, &report)
             }
+        }
+    }
+
+    /// A connection for the job, unless the job is stopped first; the
+    /// outcome when there is none (naming the connection and server).
+    async fn hold(
+        &self,
+        job: &Job,
+        connection: &str,
+        deadline: Option<Instant>,
+    ) -> Result<pool::Held, Outcome> {
+        match stop::open_unless_stopped(job, connection, deadline, self.pools.hold(connection))
+            .await
+        {
+            Ok(Ok(h)) => Ok(h),
+            Ok(Err(e)) => {
+                let mut out = fail(&e, job, None);
+                if let (Error::Mysql(_), Ok(c)) = (&e, self.pools.config(connection)) {
+                    name_the_connection(&mut out, &c.name, &c.endpoint);
+                }
+                Err(out)
+            }
+            Err(stopped) => Err(stopped),
         }
     }
 

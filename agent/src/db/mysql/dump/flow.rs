@@ -385,27 +385,22 @@ impl Run<'_> {
         written: &Written,
         manifest: &Manifest,
     ) -> Result<PathBuf, Error> {
-        let layout = &written.layout;
-        let dump_path = layout.finished();
-        let json = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| Error::Setup(format!("cannot encode the manifest: {e}")))?;
-        let (manifest_path, tmp) = (layout.manifest(), layout.manifest_tmp());
-        let outcome = {
-            let (path, tmp) = (manifest_path.clone(), tmp.clone());
-            tokio::task::spawn_blocking(move || paths::write_atomic(&path, &tmp, &json)).await
+        let dump_path = written.layout.finished();
+        let manifest_path = match report::write_manifest(&written.layout, manifest).await {
+            Ok(path) => path,
+            Err(report::Error::Encode(e)) => {
+                return Err(Error::Setup(format!("cannot encode the manifest: {e}")));
+            }
+            Err(e) => {
+                remove_quietly(&dump_path);
+                return Err(match e {
+                    report::Error::Write { path, source } => {
+                        Error::io(format!("cannot write {}", path.display()), source)
+                    }
+                    e => Error::Setup(format!("the manifest writer panicked: {e}")),
+                });
+            }
         };
-        let failed = match outcome {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(Error::io(
-                format!("cannot write {}", manifest_path.display()),
-                e,
-            )),
-            Err(e) => Some(Error::Setup(format!("the manifest writer panicked: {e}"))),
-        };
-        if let Some(e) = failed {
-            remove_quietly(&dump_path);
-            return Err(e);
-        }
         self.result.data = Some(report::result_data(manifest, &dump_path, &manifest_path));
         Ok(dump_path)
     }
@@ -456,22 +451,11 @@ impl Run<'_> {
 
     /// Step 11: retention in the database's directory (never this dump).
     async fn retention(&self, layout: &Layout) {
-        let (dir, keep, age, name) = (
-            layout.dir.clone(),
-            self.conn.dump.keep_last,
-            self.conn.dump.max_age,
-            layout.name.clone(),
-        );
-        // Its log lines belong to the job's span.
-        let span = tracing::Span::current();
-        let report = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| retention::apply(&dir, keep, age, Utc::now(), Some(&name)))
-        })
-        .await;
-        if let Ok(report) = report
-            && !report.deleted.is_empty()
-        {
-            self.note(format!("retention deleted {}", report.deleted.join(", ")));
+        let dump = &self.conn.dump;
+        let deleted =
+            retention::after_success(paths::SQL_ZST, layout, dump.keep_last, dump.max_age).await;
+        if !deleted.is_empty() {
+            self.note(format!("retention deleted {}", deleted.join(", ")));
         }
     }
 }

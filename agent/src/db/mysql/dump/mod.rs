@@ -3,6 +3,9 @@
 //! with a manifest, retention and an optional restore check.
 //!
 //! # Flow of one job
+//! `flow::Run::go` is this list, one function per step (`check`, `tool`,
+//! `access`, `probe`, `make_room`, `write` for 6–7, `after_dump` for 8–9,
+//! `manifest`/`write_manifest`/`report` for 10, `retention`).
 //! 1. **Checks**: the connection must be a configured MySQL/MariaDB one; the
 //!    database name must be a valid name ([`baton_proto::valid_name`], not
 //!    starting with a dot or a dash) — it becomes one argv element and one path
@@ -48,7 +51,8 @@
 //!    compared and the limits). The scratch database is dropped in every case.
 //! 10. **Manifest** `<ts>-job<id>.manifest.json` (temp file, fsync, rename),
 //!     and the same JSON plus paths as the job's `result.data`.
-//! 11. **Retention** ([`retention`]) after a successful job only.
+//! 11. **Retention** ([`retention`], shared with SQL Server backups in
+//!     [`crate::db::common`]) after a successful job only.
 //!
 //! A cancel, the lease loss or the timeout kills the tool's process group
 //! (SIGTERM, then SIGKILL after a grace; SIGKILL at once on lease loss) and
