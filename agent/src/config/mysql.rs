@@ -76,6 +76,24 @@ pub struct DumpSettings {
     pub reserve_bytes: u64,
 }
 
+/// `dump_reserve_mb` when not set.
+pub const DEFAULT_DUMP_RESERVE_MB: u64 = 64;
+
+impl Default for DumpSettings {
+    /// A connection without dump keys: dumps under the agent's state
+    /// directory, the tool found on PATH, no extra flags, no retention.
+    fn default() -> Self {
+        DumpSettings {
+            dir: None,
+            tool: None,
+            extra_flags: Vec::new(),
+            keep_last: None,
+            max_age: None,
+            reserve_bytes: DEFAULT_DUMP_RESERVE_MB * 1024 * 1024,
+        }
+    }
+}
+
 /// A MySQL/MariaDB connection as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MysqlConnection {
@@ -278,7 +296,7 @@ fn dump(
         keep_last,
         max_age: s.duration("max_age", max_age)?,
         reserve_bytes: reserve_mb
-            .unwrap_or(64)
+            .unwrap_or(DEFAULT_DUMP_RESERVE_MB)
             .checked_mul(1024 * 1024)
             .ok_or_else(|| err("dump_reserve_mb", "too large".into()))?,
     })

@@ -18,4 +18,6 @@ pub mod mssql;
 pub mod mysql;
 pub mod result_sets;
 #[cfg(all(test, unix))]
+pub(crate) mod test_files;
+#[cfg(all(test, unix))]
 pub(crate) mod test_server;

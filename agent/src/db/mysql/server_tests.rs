@@ -79,14 +79,7 @@ impl TestDb {
             connect_timeout: Duration::from_secs(5),
             tls: None,
             create_ledger,
-            dump: DumpSettings {
-                dir: None,
-                tool: None,
-                extra_flags: Vec::new(),
-                keep_last: None,
-                max_age: None,
-                reserve_bytes: 64 << 20,
-            },
+            dump: DumpSettings::default(),
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::*;
 use crate::config::mysql::{DumpSettings, Endpoint, PasswordSource};
+use crate::db::test_files::names_in;
 use crate::executor::{Cancel, CancelReason, ProgressHandle};
 
 const ENV: &str = "BATON_TEST_MYSQL_SOCKET";
@@ -124,15 +125,7 @@ impl TestDb {
     }
 
     fn files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.db_dir())
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        names_in(&self.db_dir())
     }
 
     /// An executor with one connection `main` (as `user`, or root).

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::config::mysql::{DumpSettings, Endpoint, PasswordSource};
+use crate::db::test_files::names_in;
 use crate::executor::CancelReason;
 use crate::executor::{Cancel, ProgressHandle};
 
@@ -111,16 +112,7 @@ impl Fake {
     }
 
     fn dump_files(&self) -> Vec<String> {
-        let dir = self.root().join("dumps/main/shop");
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        names_in(&self.root().join("dumps/main/shop"))
     }
 
     fn tmp_dirs(&self) -> usize {

@@ -14,14 +14,7 @@ fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
         connect_timeout: Duration::from_secs(5),
         tls,
         create_ledger: true,
-        dump: DumpSettings {
-            dir: None,
-            tool: None,
-            extra_flags: Vec::new(),
-            keep_last: None,
-            max_age: None,
-            reserve_bytes: 64 << 20,
-        },
+        dump: DumpSettings::default(),
     }
 }
 
