@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
-pub use crate::config::check_base_url;
+pub use crate::config::{check_base_url, plain_http_remote};
 use crate::fault::{Gate, Pass};
 use crate::secret::Secret;
 use crate::tls::TlsConfig;
@@ -101,24 +101,6 @@ impl Error {
                     ..
                 }
         )
-    }
-}
-
-/// Whether `url` is plain `http://` to a host that is not loopback.
-pub fn plain_http_remote(url: &str) -> bool {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    if parsed.scheme() != "http" {
-        return false;
-    }
-    let Some(host) = parsed.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => !ip.is_loopback(),
-        Err(_) => !host.eq_ignore_ascii_case("localhost"),
     }
 }
 

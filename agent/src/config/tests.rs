@@ -225,9 +225,9 @@ fn plain_http_to_another_host_is_noticed() {
             &Flags::default(),
         )
         .expect("valid: a warning only");
-    assert!(crate::transport::plain_http_remote(&c.controller_url));
+    assert!(plain_http_remote(&c.controller_url));
     let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
-    assert!(!crate::transport::plain_http_remote(&c.controller_url));
+    assert!(!plain_http_remote(&c.controller_url));
 }
 
 #[test]
