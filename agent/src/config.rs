@@ -264,7 +264,7 @@ struct FileConfig {
     log_level: Option<String>,
     command: Option<FileCommand>,
     #[serde(default)]
-    connections: BTreeMap<String, FileConnection>,
+    connections: BTreeMap<String, connection::FileConnection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,13 +273,6 @@ struct FileTls {
     ca_file: Option<String>,
     client_cert_file: Option<String>,
     client_key_file: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileConnection {
-    kind: String,
-    #[serde(flatten)]
-    settings: BTreeMap<String, toml::Value>,
 }
 
 // ---------------------------------------------------------------------------
@@ -691,38 +684,6 @@ impl Resolver<'_> {
             return Err(self.ctx.err(&v.src, key, msg));
         }
         Ok(d)
-    }
-
-    fn connections(
-        &self,
-        raw: BTreeMap<String, FileConnection>,
-    ) -> Result<BTreeMap<String, ConnectionConfig>, ConfigError> {
-        let src = self.ctx.file_src();
-        let mut out = BTreeMap::new();
-        for (name, conn) in raw {
-            if !valid_name(&name) {
-                let key = format!("connections.{name}");
-                let msg = "connection names are 1-128 characters of A-Z a-z 0-9 _ . -";
-                return Err(self.ctx.err(&src, &key, msg));
-            }
-            let parsed = match conn.kind.as_str() {
-                "mysql" | "mariadb" => ConnectionConfig::Mysql(
-                    mysql::MysqlConnection::parse(&name, &conn.settings, self.ctx.dir.as_deref())
-                        .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
-                ),
-                "mssql" => ConnectionConfig::Mssql(
-                    mssql::MssqlConnection::parse(&name, &conn.settings, self.ctx.dir.as_deref())
-                        .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
-                ),
-                other => {
-                    let key = format!("connections.{name}.kind");
-                    let msg = format!("unknown kind `{other}`; expected mysql or mssql");
-                    return Err(self.ctx.err(&src, &key, msg));
-                }
-            };
-            out.insert(name, parsed);
-        }
-        Ok(out)
     }
 }
 

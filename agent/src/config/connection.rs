@@ -7,6 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use baton_proto::config::ConfigError;
+use baton_proto::valid_name;
+use serde::Deserialize;
+
+use super::{Resolver, mssql, mysql};
+
 /// `[connections.<name>]`: a database on this host's reach.
 // Built once at start; the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -199,5 +205,48 @@ impl<'a> SettingsParser<'a> {
                     .into(),
             )),
         }
+    }
+}
+
+/// `[connections.<name>]` as written: the engine and its settings.
+#[derive(Debug, Deserialize)]
+pub(super) struct FileConnection {
+    kind: String,
+    #[serde(flatten)]
+    settings: BTreeMap<String, toml::Value>,
+}
+
+impl Resolver<'_> {
+    /// Every `[connections.<name>]`, parsed by its engine's settings.
+    pub(super) fn connections(
+        &self,
+        raw: BTreeMap<String, FileConnection>,
+    ) -> Result<BTreeMap<String, ConnectionConfig>, ConfigError> {
+        let src = self.ctx.file_src();
+        let mut out = BTreeMap::new();
+        for (name, conn) in raw {
+            if !valid_name(&name) {
+                let key = format!("connections.{name}");
+                let msg = "connection names are 1-128 characters of A-Z a-z 0-9 _ . -";
+                return Err(self.ctx.err(&src, &key, msg));
+            }
+            let parsed = match conn.kind.as_str() {
+                "mysql" | "mariadb" => ConnectionConfig::Mysql(
+                    mysql::MysqlConnection::parse(&name, &conn.settings, self.ctx.dir.as_deref())
+                        .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
+                ),
+                "mssql" => ConnectionConfig::Mssql(
+                    mssql::MssqlConnection::parse(&name, &conn.settings, self.ctx.dir.as_deref())
+                        .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
+                ),
+                other => {
+                    let key = format!("connections.{name}.kind");
+                    let msg = format!("unknown kind `{other}`; expected mysql or mssql");
+                    return Err(self.ctx.err(&src, &key, msg));
+                }
+            };
+            out.insert(name, parsed);
+        }
+        Ok(out)
     }
 }
