@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+pub use backon::ExponentialBackoff;
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 /// Delays starting near `min` and never above `cap`, each randomised.
 ///

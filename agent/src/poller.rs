@@ -40,10 +40,7 @@ pub async fn run(
     jobs: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) {
-    let mut delays = crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP);
-    let mut failing = false;
-    let mut refused: u32 = 0;
-    let mut drained = false;
+    let mut state = LoopState::new();
     loop {
         reap(jobs);
         // Only poll while a slot is free.
@@ -55,16 +52,7 @@ pub async fn run(
                 Err(_) => return,
             },
         };
-        let free = 1 + slots.available_permits();
-        let req = PollRequest {
-            groups: settings.groups.clone(),
-            free_slots: u32::try_from(free).unwrap_or(u32::MAX),
-            capabilities: settings.capabilities.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            os: std::env::consts::OS.to_owned(),
-            metrics: None,
-            wait_ms: Some(u64::try_from(settings.wait.as_millis()).unwrap_or(u64::MAX)),
-        };
+        let req = request(settings, 1 + slots.available_permits());
         let sent_at = Instant::now();
         let answer = tokio::select! {
             biased;
@@ -73,96 +61,145 @@ pub async fn run(
         };
         let pause = match answer {
             Ok(resp) => {
-                if failing {
-                    info!("Controller reachable again");
-                    failing = false;
-                }
-                refused = 0;
-                delays = crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP);
-                debug!(grants = resp.grants.len(), "Poll answered");
-                if resp.drain != drained {
-                    drained = resp.drain;
-                    if drained {
-                        info!(
-                            running = jobs.len(),
-                            "Drained by an operator: taking no new work; running jobs go on"
-                        );
-                    } else {
-                        info!("Drain lifted: taking new work again");
-                    }
-                }
-                let mut first = Some(first);
-                for grant in resp.grants {
-                    let permit = first
-                        .take()
-                        .or_else(|| slots.clone().try_acquire_owned().ok());
-                    match permit {
-                        Some(permit) => {
-                            let sh = shared.clone();
-                            jobs.spawn(runner::run(sh, grant, sent_at, permit));
-                        }
-                        None => {
-                            warn!(
-                                job_id = grant.job_id,
-                                token = grant.token,
-                                "Granted more jobs than free slots; releasing"
-                            );
-                            let transport = shared.transport.clone();
-                            jobs.spawn(async move {
-                                runner::release(
-                                    &transport,
-                                    grant.job_id,
-                                    grant.token,
-                                    "no free slot",
-                                )
-                                .await;
-                            });
-                        }
-                    }
-                }
-                resp.retry_after_ms.map(Duration::from_millis)
+                state.answered(resp.drain, resp.grants.len(), jobs.len());
+                let pause = resp.retry_after_ms.map(Duration::from_millis);
+                start_grants(shared, resp.grants, first, sent_at, slots, jobs);
+                pause
             }
             Err(e) => {
                 drop(first);
-                let was_failing = std::mem::replace(&mut failing, true);
-                Some(match e {
-                    // Refusals: an operator must act. Stay alive, but do not spin.
-                    Error::Unauthorized(_) | Error::Forbidden(_) | Error::Rejected { .. } => {
-                        if refused.is_multiple_of(REFUSED_REPEAT) {
-                            if e.is_auth() {
-                                error!(error = %e, "Agent credentials refused; revoked or unknown — re-enroll");
-                            } else {
-                                error!(error = %e, "Controller refused the poll; check the agent config");
-                            }
-                        }
-                        refused = refused.wrapping_add(1);
-                        BACKOFF_CAP
-                    }
-                    Error::RateLimited { retry_after, .. } => {
-                        let pause = retry_after
-                            .unwrap_or_else(|| delays.next().unwrap_or(BACKOFF_CAP))
-                            .min(MAX_RETRY_AFTER);
-                        warn!(
-                            retry_after_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
-                            "Poll rate limited by the controller; waiting"
-                        );
-                        pause
-                    }
-                    e => {
-                        if !was_failing {
-                            warn!(error = %e, "Poll failed; retrying with backoff");
-                        } else {
-                            debug!(error = %e, "Poll failed again");
-                        }
-                        delays.next().unwrap_or(BACKOFF_CAP)
-                    }
-                })
+                Some(state.failed(&e))
             }
         };
         if let Some(pause) = pause {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// The poll body: groups, `free` slots, what the agent runs, the hold.
+fn request(settings: &PollSettings, free: usize) -> PollRequest {
+    PollRequest {
+        groups: settings.groups.clone(),
+        free_slots: u32::try_from(free).unwrap_or(u32::MAX),
+        capabilities: settings.capabilities.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        metrics: None,
+        wait_ms: Some(u64::try_from(settings.wait.as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+/// One task per grant, each holding a slot (`first`: the slot the poll was
+/// sent for); a grant beyond the free slots is released at once.
+fn start_grants(
+    shared: &Arc<Shared>,
+    grants: Vec<baton_proto::Grant>,
+    first: tokio::sync::OwnedSemaphorePermit,
+    sent_at: Instant,
+    slots: &Arc<Semaphore>,
+    jobs: &mut JoinSet<()>,
+) {
+    let mut first = Some(first);
+    for grant in grants {
+        let permit = first
+            .take()
+            .or_else(|| slots.clone().try_acquire_owned().ok());
+        match permit {
+            Some(permit) => {
+                jobs.spawn(runner::run(shared.clone(), grant, sent_at, permit));
+            }
+            None => {
+                warn!(
+                    job_id = grant.job_id,
+                    token = grant.token,
+                    "Granted more jobs than free slots; releasing"
+                );
+                let transport = shared.transport.clone();
+                jobs.spawn(async move {
+                    runner::release(&transport, grant.job_id, grant.token, "no free slot").await;
+                });
+            }
+        }
+    }
+}
+
+/// What the loop remembers between polls: backoff, failing, refusals, drain.
+struct LoopState {
+    delays: crate::backoff::ExponentialBackoff,
+    failing: bool,
+    refused: u32,
+    drained: bool,
+}
+
+impl LoopState {
+    fn new() -> Self {
+        LoopState {
+            delays: crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP),
+            failing: false,
+            refused: 0,
+            drained: false,
+        }
+    }
+
+    /// A poll was answered (`drain`: the operator's drain flag).
+    fn answered(&mut self, drain: bool, grants: usize, running: usize) {
+        if self.failing {
+            info!("Controller reachable again");
+            self.failing = false;
+        }
+        self.refused = 0;
+        self.delays = crate::backoff::delays(BACKOFF_MIN, BACKOFF_CAP);
+        debug!(grants, "Poll answered");
+        if drain != self.drained {
+            self.drained = drain;
+            if drain {
+                info!(
+                    running,
+                    "Drained by an operator: taking no new work; running jobs go on"
+                );
+            } else {
+                info!("Drain lifted: taking new work again");
+            }
+        }
+    }
+
+    /// A poll failed: how long to wait before the next one.
+    fn failed(&mut self, e: &Error) -> Duration {
+        let was_failing = std::mem::replace(&mut self.failing, true);
+        match e {
+            // Refusals: an operator must act. Stay alive, but do not spin.
+            Error::Unauthorized(_) | Error::Forbidden(_) | Error::Rejected { .. } => {
+                if self.refused.is_multiple_of(REFUSED_REPEAT) {
+                    if e.is_auth() {
+                        error!(error = %e, "Agent credentials refused; revoked or unknown — re-enroll");
+                    } else {
+                        error!(error = %e, "Controller refused the poll; check the agent config");
+                    }
+                }
+                self.refused = self.refused.wrapping_add(1);
+                BACKOFF_CAP
+            }
+            Error::RateLimited { retry_after, .. } => {
+                let pause = retry_after
+                    .unwrap_or_else(|| self.delays.next().unwrap_or(BACKOFF_CAP))
+                    .min(MAX_RETRY_AFTER);
+                warn!(
+                    retry_after_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                    "Poll rate limited by the controller; waiting"
+                );
+                pause
+            }
+            e => {
+                if !was_failing {
+                    warn!(error = %e, "Poll failed; retrying with backoff");
+                } else {
+                    debug!(error = %e, "Poll failed again");
+                }
+                self.delays.next().unwrap_or(BACKOFF_CAP)
             }
         }
     }

@@ -134,80 +134,218 @@ impl Config {
         env: &BTreeMap<String, String>,
         flags: &Flags,
     ) -> Result<Config, Error> {
-        let (file, src, path_s) = match path {
-            Some(p) => {
-                let path_s = p.display().to_string();
-                let src = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                    origin: Source::File(path_s.clone()),
-                    key: String::new(),
-                    line: None,
-                    message: format!("cannot read: {e}"),
-                })?;
-                (parse_toml::<FileConfig>(&path_s, &src)?, src, path_s)
-            }
-            None => (FileConfig::default(), String::new(), String::new()),
+        let (mut file, src) = Sources::read(path)?;
+        let at = Sources {
+            path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+            src,
+            env,
+            flags,
         };
-        let file_err = |key: &str, msg: String| ConfigError::in_file(&path_s, &src, key, msg);
-        let env_err = |var: &str, key: &str, msg: String| ConfigError {
+        let listen = at.listen(&file.listen)?;
+        let (state_dir, database) = at.paths(&mut file);
+        let timing = at.timing(&file)?;
+        let sizes = at.sizes(&file)?;
+        let job_keep = at.keep(
+            "job_keep",
+            "BATON_JOB_KEEP",
+            &file.job_keep,
+            Duration::from_secs(30 * 86_400),
+        )?;
+        let audit_keep = at.keep(
+            "audit_keep",
+            "BATON_AUDIT_KEEP",
+            &file.audit_keep,
+            Duration::from_secs(90 * 86_400),
+        )?;
+        let plain = at.allow_plain_http(file.allow_plain_http)?;
+        let tls = at.tls(file.tls.take(), plain)?;
+        let log_level = env
+            .get("BATON_LOG")
+            .cloned()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        Ok(Config {
+            listen,
+            state_dir,
+            database,
+            sync: file.sync.unwrap_or(SyncMode::Full),
+            poll_hold: timing.poll_hold,
+            default_lease_ttl: timing.default_lease_ttl,
+            max_body_bytes: sizes.max_body_bytes,
+            max_log_tail_bytes: sizes.max_log_tail_bytes,
+            agent_offline_after: timing.agent_offline_after,
+            log_level,
+            max_output_bytes: sizes.max_output_bytes,
+            enroll_per_minute: sizes.enroll_per_minute,
+            job_keep,
+            audit_keep,
+            tls,
+            body_read_timeout: timing.body_read_timeout,
+            max_unauthenticated: sizes.max_unauthenticated,
+            max_unauthenticated_per_address: sizes.max_unauthenticated_per_address,
+            max_spec_bytes: sizes.max_spec_bytes,
+        })
+    }
+}
+
+/// Where the values of one load come from: the file (its text kept for line
+/// numbers in errors), the environment and the flags.
+struct Sources<'a> {
+    path: String,
+    src: String,
+    env: &'a BTreeMap<String, String>,
+    flags: &'a Flags,
+}
+
+/// The durations of [`Config`].
+struct Timing {
+    poll_hold: Duration,
+    default_lease_ttl: Duration,
+    agent_offline_after: Duration,
+    body_read_timeout: Duration,
+}
+
+/// The sizes and counts of [`Config`].
+struct Sizes {
+    max_body_bytes: usize,
+    max_log_tail_bytes: usize,
+    max_output_bytes: usize,
+    max_spec_bytes: usize,
+    enroll_per_minute: u32,
+    max_unauthenticated: usize,
+    max_unauthenticated_per_address: usize,
+}
+
+impl Sources<'_> {
+    /// The file's parsed keys and its text (none: defaults, empty text).
+    fn read(path: Option<&std::path::Path>) -> Result<(FileConfig, String), ConfigError> {
+        let Some(p) = path else {
+            return Ok((FileConfig::default(), String::new()));
+        };
+        let path_s = p.display().to_string();
+        let src = std::fs::read_to_string(p).map_err(|e| ConfigError {
+            origin: Source::File(path_s.clone()),
+            key: String::new(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Ok((parse_toml::<FileConfig>(&path_s, &src)?, src))
+    }
+
+    fn file_err(&self, key: &str, msg: String) -> ConfigError {
+        ConfigError::in_file(&self.path, &self.src, key, msg)
+    }
+
+    fn env_err(&self, var: &str, key: &str, msg: String) -> ConfigError {
+        ConfigError {
             origin: Source::Env(var.to_owned()),
             key: key.to_owned(),
             line: None,
             message: msg,
-        };
-        let flag_err = |flag: &str, msg: String| ConfigError {
+        }
+    }
+
+    fn flag_err(&self, flag: &str, msg: String) -> ConfigError {
+        ConfigError {
             origin: Source::Flag(flag.to_owned()),
             key: flag.replace('-', "_"),
             line: None,
             message: msg,
-        };
+        }
+    }
 
-        // listen
-        let listen = if let Some(v) = &flags.listen {
-            parse_addr(v).map_err(|m| flag_err("listen", m))?
-        } else if let Some(v) = env.get("BATON_LISTEN") {
-            parse_addr(v).map_err(|m| env_err("BATON_LISTEN", "listen", m))?
-        } else if let Some(v) = &file.listen {
-            parse_addr(v).map_err(|m| file_err("listen", m))?
+    fn listen(&self, file_v: &Option<String>) -> Result<SocketAddr, ConfigError> {
+        if let Some(v) = &self.flags.listen {
+            parse_addr(v).map_err(|m| self.flag_err("listen", m))
+        } else if let Some(v) = self.env.get("BATON_LISTEN") {
+            parse_addr(v).map_err(|m| self.env_err("BATON_LISTEN", "listen", m))
+        } else if let Some(v) = file_v {
+            parse_addr(v).map_err(|m| self.file_err("listen", m))
         } else {
-            SocketAddr::from(([127, 0, 0, 1], baton_proto::DEFAULT_PORT))
-        };
+            Ok(SocketAddr::from((
+                [127, 0, 0, 1],
+                baton_proto::DEFAULT_PORT,
+            )))
+        }
+    }
 
-        let state_dir = flags
+    /// The state dir and the database file (relative: under the state dir).
+    fn paths(&self, file: &mut FileConfig) -> (PathBuf, PathBuf) {
+        let state_dir = self
+            .flags
             .state_dir
             .clone()
-            .or_else(|| env.get("BATON_STATE_DIR").map(PathBuf::from))
-            .or(file.state_dir)
+            .or_else(|| self.env.get("BATON_STATE_DIR").map(PathBuf::from))
+            .or(file.state_dir.take())
             .unwrap_or_else(|| PathBuf::from("/var/lib/baton/controller"));
-        let database = file
-            .database
-            .map(|d| {
-                if d.is_relative() {
-                    state_dir.join(d)
-                } else {
-                    d
-                }
-            })
-            .unwrap_or_else(|| state_dir.join("baton.db"));
+        let database = match file.database.take() {
+            Some(d) if d.is_relative() => state_dir.join(d),
+            Some(d) => d,
+            None => state_dir.join("baton.db"),
+        };
+        (state_dir, database)
+    }
 
-        let dur = |key: &str, var: &str, file_v: &Option<String>, default: Duration| {
-            if let Some(v) = env.get(var) {
-                humantime::parse_duration(v).map_err(|e| env_err(var, key, e.to_string()))
-            } else if let Some(v) = file_v {
-                humantime::parse_duration(v).map_err(|e| file_err(key, e.to_string()))
+    /// A duration key: environment, then file, then `default`.
+    fn dur(
+        &self,
+        key: &str,
+        var: &str,
+        file_v: &Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        if let Some(v) = self.env.get(var) {
+            humantime::parse_duration(v).map_err(|e| self.env_err(var, key, e.to_string()))
+        } else if let Some(v) = file_v {
+            humantime::parse_duration(v).map_err(|e| self.file_err(key, e.to_string()))
+        } else {
+            Ok(default)
+        }
+    }
+
+    /// A retention key: a duration of at least 1 s, or `forever` (`None`).
+    fn keep(
+        &self,
+        key: &str,
+        var: &str,
+        file_v: &Option<String>,
+        default: Duration,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let (text, from_env) = match self.env.get(var) {
+            Some(v) => (Some(v), true),
+            None => (file_v.as_ref(), false),
+        };
+        let err = |m: String| {
+            if from_env {
+                self.env_err(var, key, m)
             } else {
-                Ok(default)
+                self.file_err(key, m)
             }
         };
-        let poll_hold = dur(
+        match text.map(String::as_str) {
+            None => Ok(Some(default)),
+            Some("forever") => Ok(None),
+            Some(v) => match humantime::parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
+                Ok(_) => Err(err("must be at least 1s, or \"forever\"".into())),
+                Err(e) => Err(err(format!(
+                    "{e} (a duration like \"30d\", or \"forever\")"
+                ))),
+            },
+        }
+    }
+
+    fn timing(&self, file: &FileConfig) -> Result<Timing, ConfigError> {
+        let poll_hold = self.dur(
             "poll_hold",
             "BATON_POLL_HOLD",
             &file.poll_hold,
             Duration::from_millis(limits::DEFAULT_POLL_HOLD_MS),
         )?;
         if poll_hold > Duration::from_secs(300) {
-            return Err(file_err("poll_hold", "must be at most 5m".into()));
+            return Err(self.file_err("poll_hold", "must be at most 5m".into()));
         }
-        let default_lease_ttl = dur(
+        let default_lease_ttl = self.dur(
             "default_lease_ttl",
             "BATON_DEFAULT_LEASE_TTL",
             &file.default_lease_ttl,
@@ -215,191 +353,138 @@ impl Config {
         )?;
         let ttl_ms = default_lease_ttl.as_millis() as u64;
         if !(limits::MIN_LEASE_TTL_MS..=limits::MAX_LEASE_TTL_MS).contains(&ttl_ms) {
-            return Err(file_err(
-                "default_lease_ttl",
-                "must be between 2s and 1h".into(),
-            ));
+            return Err(self.file_err("default_lease_ttl", "must be between 2s and 1h".into()));
         }
-        let agent_offline_after = dur(
+        let agent_offline_after = self.dur(
             "agent_offline_after",
             "BATON_AGENT_OFFLINE_AFTER",
             &file.agent_offline_after,
             poll_hold + Duration::from_secs(20),
         )?;
-        let max_body_bytes = file.max_body_bytes.unwrap_or(4 << 20);
-        if !(1024..=64 << 20).contains(&max_body_bytes) {
-            return Err(file_err(
-                "max_body_bytes",
-                "must be between 1024 and 67108864".into(),
-            ));
-        }
-        let max_log_tail_bytes = file.max_log_tail_bytes.unwrap_or(16 << 10);
-        if max_log_tail_bytes > max_body_bytes {
-            return Err(file_err(
-                "max_log_tail_bytes",
-                "must not exceed max_body_bytes".into(),
-            ));
-        }
-
-        let max_output_bytes = file.max_output_bytes.unwrap_or(1 << 20);
-        if max_output_bytes > max_body_bytes / 2 {
-            return Err(file_err(
-                "max_output_bytes",
-                "must be at most half of max_body_bytes (a completion carries stdout and stderr)"
-                    .into(),
-            ));
-        }
-        let keep = |key: &str, var: &str, file_v: &Option<String>, default: Duration| {
-            let (text, err): (Option<&String>, &dyn Fn(String) -> ConfigError) = match env.get(var)
-            {
-                Some(v) => (Some(v), &|m| env_err(var, key, m)),
-                None => (file_v.as_ref(), &|m| file_err(key, m)),
-            };
-            match text.map(String::as_str) {
-                None => Ok(Some(default)),
-                Some("forever") => Ok(None),
-                Some(v) => match humantime::parse_duration(v) {
-                    Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
-                    Ok(_) => Err(err("must be at least 1s, or \"forever\"".into())),
-                    Err(e) => Err(err(format!(
-                        "{e} (a duration like \"30d\", or \"forever\")"
-                    ))),
-                },
-            }
-        };
-        let job_keep = keep(
-            "job_keep",
-            "BATON_JOB_KEEP",
-            &file.job_keep,
-            Duration::from_secs(30 * 86_400),
-        )?;
-        let audit_keep = keep(
-            "audit_keep",
-            "BATON_AUDIT_KEEP",
-            &file.audit_keep,
-            Duration::from_secs(90 * 86_400),
-        )?;
-        let enroll_per_minute = file.enroll_per_minute.unwrap_or(10);
-        if enroll_per_minute == 0 {
-            return Err(file_err("enroll_per_minute", "must be at least 1".into()));
-        }
-        let body_read_timeout = dur(
+        let body_read_timeout = self.dur(
             "body_read_timeout",
             "BATON_BODY_READ_TIMEOUT",
             &file.body_read_timeout,
             Duration::from_secs(30),
         )?;
         if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&body_read_timeout) {
-            return Err(file_err(
-                "body_read_timeout",
-                "must be between 100ms and 10m".into(),
-            ));
+            return Err(self.file_err("body_read_timeout", "must be between 100ms and 10m".into()));
+        }
+        Ok(Timing {
+            poll_hold,
+            default_lease_ttl,
+            agent_offline_after,
+            body_read_timeout,
+        })
+    }
+
+    fn sizes(&self, file: &FileConfig) -> Result<Sizes, ConfigError> {
+        let bad = |key: &str, msg: &str| Err(self.file_err(key, msg.into()));
+        let max_body_bytes = file.max_body_bytes.unwrap_or(4 << 20);
+        if !(1024..=64 << 20).contains(&max_body_bytes) {
+            return bad("max_body_bytes", "must be between 1024 and 67108864");
+        }
+        let max_log_tail_bytes = file.max_log_tail_bytes.unwrap_or(16 << 10);
+        if max_log_tail_bytes > max_body_bytes {
+            return bad("max_log_tail_bytes", "must not exceed max_body_bytes");
+        }
+        let max_output_bytes = file.max_output_bytes.unwrap_or(1 << 20);
+        if max_output_bytes > max_body_bytes / 2 {
+            return bad(
+                "max_output_bytes",
+                "must be at most half of max_body_bytes (a completion carries stdout and stderr)",
+            );
+        }
+        let enroll_per_minute = file.enroll_per_minute.unwrap_or(10);
+        if enroll_per_minute == 0 {
+            return bad("enroll_per_minute", "must be at least 1");
         }
         let max_unauthenticated = file.max_unauthenticated.unwrap_or(256);
         if !(1..=100_000).contains(&max_unauthenticated) {
-            return Err(file_err(
-                "max_unauthenticated",
-                "must be between 1 and 100000".into(),
-            ));
+            return bad("max_unauthenticated", "must be between 1 and 100000");
         }
         let max_unauthenticated_per_address = file.max_unauthenticated_per_address.unwrap_or(16);
         if !(1..=max_unauthenticated).contains(&max_unauthenticated_per_address) {
-            return Err(file_err(
+            return bad(
                 "max_unauthenticated_per_address",
-                "must be between 1 and max_unauthenticated".into(),
-            ));
+                "must be between 1 and max_unauthenticated",
+            );
         }
         let max_spec_bytes = file.max_spec_bytes.unwrap_or(256 << 10);
         if !(1024..=max_body_bytes).contains(&max_spec_bytes) {
-            return Err(file_err(
-                "max_spec_bytes",
-                "must be between 1024 and max_body_bytes".into(),
-            ));
+            return bad("max_spec_bytes", "must be between 1024 and max_body_bytes");
         }
-        let plain = match env.get("BATON_ALLOW_PLAIN_HTTP") {
+        Ok(Sizes {
+            max_body_bytes,
+            max_log_tail_bytes,
+            max_output_bytes,
+            max_spec_bytes,
+            enroll_per_minute,
+            max_unauthenticated,
+            max_unauthenticated_per_address,
+        })
+    }
+
+    fn allow_plain_http(&self, file_v: Option<bool>) -> Result<bool, ConfigError> {
+        match self.env.get("BATON_ALLOW_PLAIN_HTTP") {
             Some(v) => parse_bool(v).ok_or_else(|| {
-                env_err(
+                self.env_err(
                     "BATON_ALLOW_PLAIN_HTTP",
                     "allow_plain_http",
                     "must be true or false".into(),
                 )
-            })?,
-            None => file.allow_plain_http.unwrap_or(false),
-        };
-        let tls = match file.tls {
-            Some(t) => {
-                let cert_file = t
-                    .cert_file
-                    .ok_or_else(|| file_err("tls", "`cert_file` is required in [tls]".into()))?;
-                let key_file = t
-                    .key_file
-                    .ok_or_else(|| file_err("tls", "`key_file` is required in [tls]".into()))?;
-                for (key, path) in [
-                    ("tls.cert_file", Some(&cert_file)),
-                    ("tls.key_file", Some(&key_file)),
-                    ("tls.client_ca_file", t.client_ca_file.as_ref()),
-                ] {
-                    if let Some(p) = path
-                        && let Err(e) = std::fs::metadata(p)
-                    {
-                        return Err(file_err(key, format!("{}: {e}", p.display())));
-                    }
-                }
-                if t.require_agent_client_cert && t.client_ca_file.is_none() {
-                    return Err(file_err(
-                        "tls.require_agent_client_cert",
-                        "needs tls.client_ca_file to verify client certificates".into(),
-                    ));
-                }
-                Some(TlsConfig {
-                    cert_file,
-                    key_file,
-                    client_ca_file: t.client_ca_file,
-                    require_agent_client_cert: t.require_agent_client_cert,
-                })
-            }
-            None if plain => None,
-            None => {
-                return Err(ConfigError {
-                    origin: if path_s.is_empty() {
-                        Source::Default
-                    } else {
-                        Source::File(path_s.clone())
-                    },
-                    key: "tls".into(),
-                    line: None,
-                    message: "configure [tls] cert_file and key_file, or set allow_plain_http = true to serve plain HTTP".into(),
-                });
-            }
-        };
+            }),
+            None => Ok(file_v.unwrap_or(false)),
+        }
+    }
 
-        let log_level = env
-            .get("BATON_LOG")
-            .cloned()
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into());
-
-        Ok(Config {
-            listen,
-            state_dir,
-            database,
-            sync: file.sync.unwrap_or(SyncMode::Full),
-            poll_hold,
-            default_lease_ttl,
-            max_body_bytes,
-            max_log_tail_bytes,
-            agent_offline_after,
-            log_level,
-            max_output_bytes,
-            enroll_per_minute,
-            job_keep,
-            audit_keep,
-            tls,
-            body_read_timeout,
-            max_unauthenticated,
-            max_unauthenticated_per_address,
-            max_spec_bytes,
-        })
+    /// `[tls]` checked (files readable, a client CA when client
+    /// certificates are required); `None` only with plain HTTP allowed.
+    fn tls(&self, file_v: Option<FileTls>, plain: bool) -> Result<Option<TlsConfig>, ConfigError> {
+        let Some(t) = file_v else {
+            if plain {
+                return Ok(None);
+            }
+            return Err(ConfigError {
+                origin: if self.path.is_empty() {
+                    Source::Default
+                } else {
+                    Source::File(self.path.clone())
+                },
+                key: "tls".into(),
+                line: None,
+                message: "configure [tls] cert_file and key_file, or set allow_plain_http = true to serve plain HTTP".into(),
+            });
+        };
+        let cert_file = t
+            .cert_file
+            .ok_or_else(|| self.file_err("tls", "`cert_file` is required in [tls]".into()))?;
+        let key_file = t
+            .key_file
+            .ok_or_else(|| self.file_err("tls", "`key_file` is required in [tls]".into()))?;
+        for (key, path) in [
+            ("tls.cert_file", Some(&cert_file)),
+            ("tls.key_file", Some(&key_file)),
+            ("tls.client_ca_file", t.client_ca_file.as_ref()),
+        ] {
+            if let Some(p) = path
+                && let Err(e) = std::fs::metadata(p)
+            {
+                return Err(self.file_err(key, format!("{}: {e}", p.display())));
+            }
+        }
+        if t.require_agent_client_cert && t.client_ca_file.is_none() {
+            return Err(self.file_err(
+                "tls.require_agent_client_cert",
+                "needs tls.client_ca_file to verify client certificates".into(),
+            ));
+        }
+        Ok(Some(TlsConfig {
+            cert_file,
+            key_file,
+            client_ca_file: t.client_ca_file,
+            require_agent_client_cert: t.require_agent_client_cert,
+        }))
     }
 }
 

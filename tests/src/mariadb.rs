@@ -9,8 +9,12 @@
 //!
 //! MariaDB must be installed (`scripts/mariadb install`, or
 //! `apt-get install -y mariadb-server mariadb-client`). Without it — or with
-//! `BATON_TEST_MARIADB=skip` — [`server`] fails and so do the tests: CI
-//! installs it, so a missing server is a broken setup, not a reason to pass.
+//! `BATON_TEST_MARIADB=skip` — a test that starts with [`require_mariadb!`]
+//! skips with a one-line reason, so plain `cargo test --workspace` passes on a
+//! machine without MariaDB; with `BATON_TEST_REQUIRE_MYSQL=1` (set by
+//! `scripts/test`, which CI runs) it fails instead: there a missing server is a
+//! broken setup, not a reason to pass. [`server`] itself always fails when
+//! MariaDB is missing.
 //!
 //! Admin SQL runs through the `mariadb` command-line client as `root` over the
 //! Unix socket ([`MariaDb::sql`]); [`MariaDb::sql_as`] logs in as a created
@@ -37,6 +41,42 @@ pub const INSTALL_HINT: &str = "MariaDB is needed for these tests: install it wi
 
 /// Environment variable: `skip` makes [`server`] fail (as if MariaDB were missing).
 pub const ENV_SWITCH: &str = "BATON_TEST_MARIADB";
+
+/// Environment variable: `1` turns a skip for a missing MariaDB into a
+/// failure (`scripts/test` sets it; the agent's server tests read it too).
+pub const REQUIRE: &str = "BATON_TEST_REQUIRE_MYSQL";
+
+/// Why MariaDB tests skip here, or `None` when they run: MariaDB is missing
+/// (or [`ENV_SWITCH`] is `skip`) and [`REQUIRE`] is not `1`.
+pub fn skip_reason() -> Option<String> {
+    if std::env::var(REQUIRE).as_deref() == Ok("1") {
+        return None;
+    }
+    missing().map(|why| format!("skipped: {why}; {REQUIRE}=1 makes this a failure. {INSTALL_HINT}"))
+}
+
+/// What is missing for a server to start, if anything.
+fn missing() -> Option<String> {
+    if std::env::var(ENV_SWITCH).is_ok_and(|v| v == "skip") {
+        return Some(format!("{ENV_SWITCH}=skip is set"));
+    }
+    ["mariadbd", "mariadb-install-db", "mariadb-admin", "mariadb"]
+        .into_iter()
+        .find(|prog| find_program(prog).is_none())
+        .map(|prog| format!("`{prog}` not found"))
+}
+
+/// The first line of a test that needs MariaDB: returns from the test with a
+/// one-line reason when [`skip_reason`] says so.
+#[macro_export]
+macro_rules! require_mariadb {
+    () => {
+        if let Some(reason) = $crate::mariadb::skip_reason() {
+            println!("{reason}");
+            return;
+        }
+    };
+}
 
 /// `scripts/mariadb` of this checkout.
 pub fn script() -> PathBuf {
@@ -147,13 +187,8 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 impl MariaDb {
     fn start() -> Result<MariaDb> {
-        if std::env::var(ENV_SWITCH).is_ok_and(|v| v == "skip") {
-            bail!("{ENV_SWITCH}=skip is set; unset it. {INSTALL_HINT}");
-        }
-        for prog in ["mariadbd", "mariadb-install-db", "mariadb-admin", "mariadb"] {
-            if find_program(prog).is_none() {
-                bail!("`{prog}` not found. {INSTALL_HINT}");
-            }
+        if let Some(why) = missing() {
+            bail!("{why}. {INSTALL_HINT}");
         }
         let client = find_program("mariadb").context("mariadb client")?;
         // Short (the socket path must fit in 108 bytes) and reachable by the

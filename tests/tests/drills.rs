@@ -307,6 +307,7 @@ async fn a_too_short_rto_fails_with_the_reason_and_batonctl_shows_the_timeline()
 /// holder commits once, and the report proves it from the run ledger.
 #[tokio::test(flavor = "multi_thread")]
 async fn ledger_job_drill_proves_exactly_once_from_the_run_ledger() {
+    baton_tests::require_mariadb!();
     use baton_tests::mariadb;
     let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
     let db = mdb.create_database("drill").expect("database");

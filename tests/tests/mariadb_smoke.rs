@@ -23,6 +23,7 @@ fn sql_error(e: &anyhow::Error) -> &SqlError {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_starts_once_and_answers_as_root() {
+    baton_tests::require_mariadb!();
     let s = db().await;
     assert!(std::ptr::eq(s, db().await), "one server per test process");
     assert!(s.version().contains("MariaDB"), "{}", s.version());
@@ -46,6 +47,7 @@ async fn the_server_starts_once_and_answers_as_root() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn databases_are_new_and_unique_per_call() {
+    baton_tests::require_mariadb!();
     let s = db().await;
     let a = s.create_database("smoke").expect("create a");
     let b = s.create_database("smoke").expect("create b");
@@ -78,6 +80,7 @@ async fn databases_are_new_and_unique_per_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_created_user_logs_in_over_tcp_with_its_password() {
+    baton_tests::require_mariadb!();
     let s = db().await;
     let d = s.create_database("login").expect("database");
     let (user, password) = s.create_user(&d, &["ALL"]).expect("user");
@@ -152,6 +155,7 @@ async fn a_created_user_logs_in_over_tcp_with_its_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_select_only_user_cannot_create_tables() {
+    baton_tests::require_mariadb!();
     let s = db().await;
     let d = s.create_database("readonly").expect("database");
     s.sql(
@@ -212,6 +216,7 @@ async fn a_select_only_user_cannot_create_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_toml_and_password_file_describe_the_user() {
+    baton_tests::require_mariadb!();
     let s = db().await;
     let d = s.create_database("conf").expect("database");
     let (user, password) = s.create_user(&d, &["SELECT"]).expect("user");
@@ -258,6 +263,7 @@ fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn the_watchdog_stops_the_server_when_the_watched_process_exits() {
+    baton_tests::require_mariadb!();
     // Fails the same way as the others when MariaDB is missing.
     mariadb::server_blocking().expect("test MariaDB server");
     let script = mariadb::script();
@@ -347,23 +353,49 @@ fn the_watchdog_stops_the_server_when_the_watched_process_exits() {
     safety.wait().expect("reap it");
 }
 
+/// This test binary again, running one server test with MariaDB switched off.
+fn run_without_mariadb(require: bool) -> (bool, String) {
+    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    cmd.args([
+        "the_server_starts_once_and_answers_as_root",
+        "--exact",
+        "--test-threads=1",
+    ])
+    .env(mariadb::ENV_SWITCH, "skip");
+    if require {
+        // A failure's panic message is in the failures section of stdout.
+        cmd.env(mariadb::REQUIRE, "1");
+    } else {
+        // A passing test's output is shown only with --nocapture.
+        cmd.arg("--nocapture").env_remove(mariadb::REQUIRE);
+    }
+    let out = cmd.output().expect("run self");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn without_mariadb_the_tests_fail_with_an_install_hint() {
-    // This test binary again, running one server test with MariaDB switched off.
-    let out = Command::new(std::env::current_exe().expect("current exe"))
-        .args([
-            "the_server_starts_once_and_answers_as_root",
-            "--exact",
-            "--test-threads=1",
-        ])
-        .env(mariadb::ENV_SWITCH, "skip")
-        .output()
-        .expect("run self");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "must fail, not pass:\n{stdout}");
+    let (passed, stdout) = run_without_mariadb(true);
+    assert!(!passed, "must fail, not pass:\n{stdout}");
     assert!(stdout.contains("1 failed"), "{stdout}");
     assert!(
         stdout.contains("BATON_TEST_MARIADB=skip") && stdout.contains("scripts/mariadb install"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn without_mariadb_and_not_required_the_tests_skip_with_the_reason() {
+    let (passed, stdout) = run_without_mariadb(false);
+    assert!(passed, "must pass (skipped):\n{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(
+        stdout.contains("skipped: BATON_TEST_MARIADB=skip is set")
+            && stdout.contains("BATON_TEST_REQUIRE_MYSQL=1 makes this a failure")
+            && stdout.contains("scripts/mariadb install"),
         "{stdout}"
     );
 }

@@ -116,6 +116,7 @@ fn count(mdb: &MariaDb, db: &str, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn procedure_out_params_and_result_sets_land_on_the_job() {
+    baton_tests::require_mariadb!();
     let f = fixture(
         1,
         "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(8,2))
@@ -161,6 +162,7 @@ async fn procedure_out_params_and_result_sets_land_on_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_keep_code_and_sqlstate_and_only_retry_codes_retry() {
+    baton_tests::require_mariadb!();
     let f = fixture(
         1,
         "CREATE TABLE tries (n INT)
@@ -210,6 +212,7 @@ async fn server_errors_keep_code_and_sqlstate_and_only_retry_codes_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_during_a_long_procedure_kills_the_query_on_the_server() {
+    baton_tests::require_mariadb!();
     // SQL SECURITY INVOKER: the session runs as the agent's user, which may kill
     // its own queries (a DEFINER procedure of another user needs CONNECTION ADMIN).
     let f = fixture(
@@ -271,6 +274,7 @@ async fn cancel_during_a_long_procedure_kills_the_query_on_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_procedure_the_new_holder_waits_on_the_db_lock_and_the_work_happens_once() {
+    baton_tests::require_mariadb!();
     let mut f = fixture(
         2,
         "CREATE TABLE effects (id INT AUTO_INCREMENT PRIMARY KEY, job BIGINT)
@@ -339,6 +343,7 @@ async fn sigkill_mid_procedure_the_new_holder_waits_on_the_db_lock_and_the_work_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_reports_a_committed_result_instead_of_running_again() {
+    baton_tests::require_mariadb!();
     let mut f = fixture(
         2,
         "CREATE TABLE effects (id INT AUTO_INCREMENT PRIMARY KEY, job BIGINT)
@@ -408,6 +413,7 @@ async fn the_ledger_reports_a_committed_result_instead_of_running_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_for_a_connection_no_agent_has_says_so() {
+    baton_tests::require_mariadb!();
     let f = fixture(1, "").await;
     // The reason comes from the online agents' advertised connections: until
     // the agent's first poll it would rightly say that no agent is online.
@@ -447,6 +453,7 @@ async fn a_job_for_a_connection_no_agent_has_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_with_verify_passes_and_leaves_a_checked_file() {
+    baton_tests::require_mariadb!();
     let f = fixture(
         1,
         "CREATE TABLE orders (id INT PRIMARY KEY, amount DECIMAL(10,2), note BLOB) //
@@ -491,6 +498,7 @@ async fn a_dump_with_verify_passes_and_leaves_a_checked_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_without_privileges_fails_and_leaves_nothing_that_looks_complete() {
+    baton_tests::require_mariadb!();
     let f = fixture_with(
         1,
         "CREATE TABLE t (x INT) // CREATE PROCEDURE p() SELECT 1",
@@ -524,6 +532,7 @@ async fn a_dump_without_privileges_fails_and_leaves_nothing_that_looks_complete(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agents_partial_dump_is_removed_and_the_takeover_finishes() {
+    baton_tests::require_mariadb!();
     // A dump tool that hangs on its first run (the one the agent is killed
     // in), then dumps normally.
     let tools = tempfile::tempdir().expect("tmp");
@@ -612,6 +621,7 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_that_does_not_fit_is_refused_before_it_starts() {
+    baton_tests::require_mariadb!();
     // Keep a petabyte free after the dump: no disk here can.
     let f = fixture_with(
         1,
@@ -654,6 +664,7 @@ async fn a_dump_that_does_not_fit_is_refused_before_it_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_verify_the_database_server_certificate() {
+    baton_tests::require_mariadb!();
     let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
     let (ca, other_ca) = mdb.tls_cas();
     let db = mdb.create_database("e2etls").expect("database");

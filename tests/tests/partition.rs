@@ -361,6 +361,7 @@ const DB_SETUP: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_db_lock_the_new_holder_never_overlaps_the_cut_off_one() {
+    baton_tests::require_mariadb!();
     let mdb: &'static MariaDb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
     let db = mdb.create_database("part").expect("database");
     mdb.sql(Some(&db), &format!("DELIMITER //\n{DB_SETUP}\n//"))

@@ -197,6 +197,7 @@ async fn unfinished(api: &Api) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_nothing_lost_nothing_twice() {
+    baton_tests::require_mariadb!();
     let knobs = Knobs::from_env();
     println!(
         "chaos: {} jobs, seed {} (BATON_CHAOS_SEED={} to replay), lease TTL {} ms",

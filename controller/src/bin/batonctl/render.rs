@@ -422,7 +422,38 @@ fn render_data(out: &mut String, data: &serde_json::Value) {
 /// `batonctl get`: details, attempts, result.
 pub fn render_job(j: &JobView, now: DateTime<Utc>) -> String {
     let mut out = String::new();
+    let multi_line_sql = match &j.spec {
+        JobSpec::Sql(s) if s.sql.trim().contains('\n') => Some(s.sql.as_str()),
+        _ => None,
+    };
     let mut f = Fields::default();
+    job_fields(&mut f, j, multi_line_sql.is_none());
+    job_times(&mut f, j, now);
+    f.render(&mut out);
+    if let Some(sql) = multi_line_sql {
+        let _ = writeln!(out, "SQL:");
+        indented(&mut out, sql, "  ");
+    }
+    job_params(&mut out, j);
+    out.push('\n');
+    job_attempts(&mut out, j, now);
+    out.push('\n');
+    let last_result = j
+        .attempts
+        .iter()
+        .rev()
+        .find_map(|a| a.result.as_ref().map(|r| (a.number, r)));
+    match (&j.result, last_result) {
+        (Some(r), _) => render_result(&mut out, "Result", r),
+        (None, Some((n, r))) => render_result(&mut out, &format!("Result (attempt #{n})"), r),
+        (None, None) => out.push_str("Result: none\n"),
+    }
+    out
+}
+
+/// What the job is: identity, spec and policy (`with_spec`: the one-line
+/// spec summary, left out when the SQL is shown as a block).
+fn job_fields(f: &mut Fields, j: &JobView, with_spec: bool) {
     f.add("ID", j.id.to_string());
     f.add("State", j.state.to_string());
     if j.cancel_requested {
@@ -433,11 +464,7 @@ pub fn render_job(j: &JobView, now: DateTime<Utc>) -> String {
     if let Some(c) = j.spec.connection().or(j.connection.as_deref()) {
         f.add("Connection", c);
     }
-    let multi_line_sql = match &j.spec {
-        JobSpec::Sql(s) if s.sql.trim().contains('\n') => Some(s.sql.as_str()),
-        _ => None,
-    };
-    if multi_line_sql.is_none() {
+    if with_spec {
         f.add("Spec", spec_summary(&j.spec));
     }
     match &j.spec {
@@ -476,6 +503,10 @@ pub fn render_job(j: &JobView, now: DateTime<Utc>) -> String {
     if let Some(k) = &j.idempotency_key {
         f.add("Idempotency key", k.clone());
     }
+}
+
+/// Who holds it, when it was made and changed, and why it waits or failed.
+fn job_times(f: &mut Fields, j: &JobView, now: DateTime<Utc>) {
     if let Some(a) = &j.lease_agent {
         f.add("Agent", a.clone());
     }
@@ -493,76 +524,67 @@ pub fn render_job(j: &JobView, now: DateTime<Utc>) -> String {
     if let Some(b) = &j.blocked_reason {
         f.add("Blocked", one_line(b));
     }
-    f.render(&mut out);
-    if let Some(sql) = multi_line_sql {
-        let _ = writeln!(out, "SQL:");
-        indented(&mut out, sql, "  ");
-    }
-    if let JobSpec::Procedure(p) = &j.spec
-        && !p.params.is_empty()
-    {
-        let _ = writeln!(out, "Params:");
-        for p in &p.params {
-            let mode = serde_json::to_value(p.mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let value = serde_json::to_string(&p.value).unwrap_or_default();
-            let _ = writeln!(out, "  {} ({mode}) = {value}", p.name);
-        }
-    }
+}
 
-    out.push('\n');
+/// A procedure's parameters, one per line.
+fn job_params(out: &mut String, j: &JobView) {
+    let JobSpec::Procedure(p) = &j.spec else {
+        return;
+    };
+    if p.params.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Params:");
+    for p in &p.params {
+        let mode = serde_json::to_value(p.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let value = serde_json::to_string(&p.value).unwrap_or_default();
+        let _ = writeln!(out, "  {} ({mode}) = {value}", p.name);
+    }
+}
+
+/// The attempts table, then the last attempt's progress and log tail.
+fn job_attempts(out: &mut String, j: &JobView, now: DateTime<Utc>) {
     if j.attempts.is_empty() {
         out.push_str("Attempts: none\n");
-    } else {
-        out.push_str("Attempts:\n");
-        let mut t = table(&[
-            "#", "AGENT", "TOKEN", "STARTED", "DURATION", "OUTCOME", "ERROR",
+        return;
+    }
+    out.push_str("Attempts:\n");
+    let mut t = table(&[
+        "#", "AGENT", "TOKEN", "STARTED", "DURATION", "OUTCOME", "ERROR",
+    ]);
+    for a in &j.attempts {
+        t.add_row(vec![
+            a.number.to_string(),
+            a.agent_id.clone(),
+            a.token.to_string(),
+            fmt_ago(a.started_at, now),
+            attempt_duration(a, now),
+            attempt_outcome(a),
+            a.error
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |e| truncate(&one_line(e), ERROR_WIDTH)),
         ]);
-        for a in &j.attempts {
-            t.add_row(vec![
-                a.number.to_string(),
-                a.agent_id.clone(),
-                a.token.to_string(),
-                fmt_ago(a.started_at, now),
-                attempt_duration(a, now),
-                attempt_outcome(a),
-                a.error
-                    .as_deref()
-                    .map_or_else(|| "-".to_owned(), |e| truncate(&one_line(e), ERROR_WIDTH)),
-            ]);
-        }
-        out.push_str(&finish(t));
-        if let Some(last) = j.attempts.last() {
-            if let Some(p) = &last.progress {
-                let pct = p.percent.map(|x| format!("{x:.0}% ")).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "Progress (attempt #{}): {pct}{}",
-                    last.number,
-                    one_line(&p.message)
-                );
-            }
-            if !last.log_tail.is_empty() && last.result.is_none() {
-                let _ = writeln!(out, "Log tail (attempt #{}):", last.number);
-                indented(&mut out, &last.log_tail, "    ");
-            }
-        }
     }
-
-    out.push('\n');
-    let last_result = j
-        .attempts
-        .iter()
-        .rev()
-        .find_map(|a| a.result.as_ref().map(|r| (a.number, r)));
-    match (&j.result, last_result) {
-        (Some(r), _) => render_result(&mut out, "Result", r),
-        (None, Some((n, r))) => render_result(&mut out, &format!("Result (attempt #{n})"), r),
-        (None, None) => out.push_str("Result: none\n"),
+    out.push_str(&finish(t));
+    let Some(last) = j.attempts.last() else {
+        return;
+    };
+    if let Some(p) = &last.progress {
+        let pct = p.percent.map(|x| format!("{x:.0}% ")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "Progress (attempt #{}): {pct}{}",
+            last.number,
+            one_line(&p.message)
+        );
     }
-    out
+    if !last.log_tail.is_empty() && last.result.is_none() {
+        let _ = writeln!(out, "Log tail (attempt #{}):", last.number);
+        indented(out, &last.log_tail, "    ");
+    }
 }
 
 /// `batonctl cancel` / `retry`: the new state in one line.

@@ -1,0 +1,333 @@
+//! Layers only point down: every `crate::` path in the controller's and the
+//! agent's non-test sources names a module of the same layer or a lower one,
+//! and modules of one layer do not import each other in a circle.
+//!
+//! The layers are the tables below (ARCHITECTURE.md, "Layers"). A module that
+//! is in no table fails the test: a new module is placed on purpose. Tests
+//! (`tests.rs`, `*_tests.rs`, `testutil.rs`, the agent's fake controller) may
+//! reach across layers to build their fixtures and are not checked.
+//!
+//! `BATON_LAYERS_PRINT=1 cargo test -p baton-tests --test layers -- --nocapture`
+//! prints every import between modules with its layers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The controller: L0 plain building blocks, L1 the store, L2 services,
+/// L3 the HTTP edge, L4 wiring.
+const CONTROLLER: &[(&str, u8)] = &[
+    ("clock", 0),
+    ("config", 0),
+    ("validate", 0),
+    ("credentials", 0),
+    ("store", 1),
+    ("dispatch", 2),
+    ("presence", 2),
+    ("jobs", 2),
+    ("drills", 2),
+    ("retention", 2),
+    ("services", 2),
+    ("listener", 3),
+    ("api", 3),
+    ("server", 4),
+];
+
+/// The agent: L0 plain building blocks, L1 executors and (apart) the HTTP
+/// transport, L2 the lease keeper and durable delivery, L3 one job's run and
+/// the poll loop, L4 wiring and the process shell.
+const AGENT: &[(&str, u8)] = &[
+    ("backoff", 0),
+    ("config", 0),
+    ("secret", 0),
+    ("shutdown", 0),
+    ("logging", 0),
+    ("fault", 0),
+    ("tls", 0),
+    ("identity", 0),
+    ("executor", 1),
+    ("db", 1),
+    ("transport", 1),
+    ("lease", 2),
+    ("outbox", 2),
+    ("delivery", 2),
+    ("runner", 3),
+    ("poller", 3),
+    ("enroll", 3),
+    ("agent", 4),
+    ("service", 4),
+    ("cli", 4),
+];
+
+/// Pairs that must not know each other although the layers allow it:
+/// executors never see HTTP, and the transport never sees executors.
+const AGENT_APART: &[(&str, &str)] = &[
+    ("executor", "transport"),
+    ("db", "transport"),
+    ("transport", "executor"),
+    ("transport", "db"),
+];
+
+/// One `crate::` reference.
+#[derive(Debug)]
+struct Edge {
+    from: String,
+    to: String,
+    file: String,
+    line: usize,
+    text: String,
+}
+
+fn src(crate_dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(crate_dir)
+        .join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .expect("read source dir")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn is_test_file(rel: &Path) -> bool {
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name == "tests.rs"
+        || name.ends_with("_tests.rs")
+        || name == "testutil.rs"
+        || name == "fake_controller.rs"
+        || rel.components().any(|c| c.as_os_str() == "tests")
+}
+
+/// The top-level module a file belongs to (`None`: a crate root or a binary).
+fn module_of(rel: &Path) -> Option<String> {
+    let first = rel.components().next()?.as_os_str().to_str()?.to_owned();
+    if rel.components().count() == 1 {
+        let stem = first.strip_suffix(".rs")?;
+        return (!matches!(stem, "lib" | "main")).then(|| stem.to_owned());
+    }
+    (first != "bin").then_some(first)
+}
+
+/// Code of a line without its comment (good enough for `crate::` paths).
+fn code(line: &str) -> &str {
+    let t = line.trim_start();
+    if t.starts_with("//") {
+        return "";
+    }
+    match line.find("//") {
+        Some(i) if !line[..i].contains('"') => &line[..i],
+        _ => line,
+    }
+}
+
+fn edges(root: &Path, crate_dir: &str) -> Vec<Edge> {
+    let mut files = Vec::new();
+    rust_files(root, &mut files);
+    let mut out = Vec::new();
+    for path in files {
+        let rel = path.strip_prefix(root).expect("under src").to_path_buf();
+        if is_test_file(&rel) {
+            continue;
+        }
+        let Some(from) = module_of(&rel) else {
+            continue;
+        };
+        let text = fs::read_to_string(&path).expect("read source");
+        let mut in_test_module = false;
+        for (i, line) in text.lines().enumerate() {
+            // `#[cfg(test)] mod x;` bodies live in test files; an inline
+            // test module would not pass the layout rule anyway.
+            if line.trim_start().starts_with("#[cfg(test)]") {
+                in_test_module = true;
+                continue;
+            }
+            if in_test_module {
+                in_test_module = false;
+                continue;
+            }
+            let c = code(line);
+            let mut rest = c;
+            while let Some(at) = rest.find("crate::") {
+                let before = &rest[..at];
+                rest = &rest[at + "crate::".len()..];
+                if before.ends_with(|ch: char| ch.is_alphanumeric() || ch == '_') {
+                    continue; // `baton_crate::` and the like
+                }
+                let name: String = rest
+                    .chars()
+                    .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
+                    .collect();
+                if name.is_empty() || name == from {
+                    continue;
+                }
+                out.push(Edge {
+                    from: from.clone(),
+                    to: name,
+                    file: format!("{crate_dir}/src/{}", rel.display()),
+                    line: i + 1,
+                    text: line.trim().to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Modules that are functions or items of the crate root (not modules).
+fn is_root_item(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_uppercase()) || name == "install_crypto_provider"
+}
+
+fn check(
+    root: &Path,
+    crate_dir: &str,
+    layers: &[(&str, u8)],
+    apart: &[(&str, &str)],
+) -> Vec<String> {
+    let layer: BTreeMap<&str, u8> = layers.iter().copied().collect();
+    let all = edges(root, crate_dir);
+    let print = std::env::var("BATON_LAYERS_PRINT").is_ok_and(|v| v == "1");
+    let mut bad = Vec::new();
+    let mut same_layer: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in &all {
+        if is_root_item(&e.to) {
+            continue;
+        }
+        let (Some(&lf), Some(&lt)) = (layer.get(e.from.as_str()), layer.get(e.to.as_str())) else {
+            let unknown = if layer.contains_key(e.from.as_str()) {
+                &e.to
+            } else {
+                &e.from
+            };
+            bad.push(format!(
+                "{}:{}: module `{unknown}` has no layer (add it to the table in tests/tests/layers.rs and ARCHITECTURE.md): {}",
+                e.file, e.line, e.text
+            ));
+            continue;
+        };
+        if print {
+            println!(
+                "L{lf} {} -> L{lt} {}   {}:{}: {}",
+                e.from, e.to, e.file, e.line, e.text
+            );
+        }
+        if lt > lf {
+            bad.push(format!(
+                "{}:{}: upward import, {} (L{lf}) -> {} (L{lt}): {}",
+                e.file, e.line, e.from, e.to, e.text
+            ));
+        }
+        if apart.contains(&(e.from.as_str(), e.to.as_str())) {
+            bad.push(format!(
+                "{}:{}: {} must not know {}: {}",
+                e.file, e.line, e.from, e.to, e.text
+            ));
+        }
+        if lt == lf {
+            same_layer
+                .entry(e.from.clone())
+                .or_default()
+                .insert(e.to.clone());
+        }
+    }
+    // Circles within a layer: a module reaching itself again.
+    for start in same_layer.keys() {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+        while let Some((m, path)) = stack.pop() {
+            for next in same_layer.get(&m).into_iter().flatten() {
+                // Each circle once: from its alphabetically first module.
+                if next == start && path.iter().min() == Some(start) {
+                    let lines: Vec<String> = all
+                        .iter()
+                        .filter(|e| {
+                            path.contains(&e.from) && (path.contains(&e.to) || &e.to == start)
+                        })
+                        .map(|e| format!("    {}:{}: {}", e.file, e.line, e.text))
+                        .collect();
+                    bad.push(format!(
+                        "import circle {} -> {start}:\n{}",
+                        path.join(" -> "),
+                        lines.join("\n")
+                    ));
+                } else if next != start && seen.insert(next.clone()) {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push((next.clone(), p));
+                }
+            }
+        }
+    }
+    bad.sort();
+    bad.dedup();
+    bad
+}
+
+#[test]
+fn controller_imports_only_point_down() {
+    let bad = check(&src("controller"), "controller", CONTROLLER, &[]);
+    assert!(
+        bad.is_empty(),
+        "{} violations:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn agent_imports_only_point_down() {
+    let bad = check(&src("agent"), "agent", AGENT, AGENT_APART);
+    assert!(
+        bad.is_empty(),
+        "{} violations:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_finds_upward_imports_circles_and_unplaced_modules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |rel: &str, text: &str| {
+        let p = dir.path().join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, text).expect("write");
+    };
+    write("lib.rs", "pub mod api;\npub mod store;\n");
+    write(
+        "store/mod.rs",
+        "use crate::config::SyncMode;\nuse crate::api::ApiError;\n",
+    );
+    write("store/tests.rs", "use crate::server::run;\n");
+    write(
+        "api/mod.rs",
+        "use crate::listener::PeerAddr; // crate::server\n",
+    );
+    write("listener.rs", "pub use crate::api::auth::Verified;\n");
+    write("server.rs", "use crate::api::router;\n/// [`crate::x`]\n");
+    write("widget.rs", "use crate::store::Store;\n");
+    let bad = check(dir.path(), "c", CONTROLLER, &[]);
+    let text = bad.join("\n");
+    assert!(
+        text.contains("c/src/store/mod.rs:2: upward import, store (L1) -> api (L3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("import circle api -> listener -> api"),
+        "{text}"
+    );
+    assert!(text.contains("module `widget` has no layer"), "{text}");
+    // Downward imports, tests, comments and doc links are not violations.
+    assert_eq!(bad.len(), 3, "{text}");
+}
