@@ -22,6 +22,7 @@ use crate::tls::{CaBundle, ClientIdentity, Part};
 pub use command::CommandConfig;
 use command::FileCommand;
 pub use connection::ConnectionConfig;
+use connection::FileConnection;
 
 /// Environment variable naming the config file (like `--config`).
 pub const ENV_CONFIG: &str = "BATON_CONFIG";
@@ -264,7 +265,7 @@ struct FileConfig {
     log_level: Option<String>,
     command: Option<FileCommand>,
     #[serde(default)]
-    connections: BTreeMap<String, connection::FileConnection>,
+    connections: BTreeMap<String, FileConnection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -435,6 +436,103 @@ impl Resolver<'_> {
         })
     }
 
+    fn enrollment_token(
+        &self,
+        file: Option<String>,
+    ) -> Result<Option<EnrollmentToken>, ConfigError> {
+        let ctx = &self.ctx;
+        if let Some(v) = self.env(ENV_ENROLLMENT_TOKEN) {
+            check_enrollment_token(v.value.trim())
+                .map_err(|m| ctx.err(&v.src, "enrollment_token", m))?;
+            return Ok(Some(EnrollmentToken::Value(Secret::new(v.value))));
+        }
+        let Some(v) = self
+            .env(ENV_ENROLLMENT_TOKEN_FILE)
+            .or_else(|| self.file(file))
+        else {
+            return Ok(None);
+        };
+        let key = "enrollment_token_file";
+        if v.value.trim().is_empty() {
+            return Err(ctx.err(&v.src, key, "must not be empty"));
+        }
+        let v = ctx.path(v);
+        let line = match (&v.src, ctx.file) {
+            (Source::File(_), Some((_, text))) => line_of_key(text, key),
+            _ => None,
+        };
+        Ok(Some(EnrollmentToken::File {
+            path: v.value,
+            origin: v.src,
+            key: key.to_owned(),
+            line,
+        }))
+    }
+
+    /// `[tls]` (and `BATON_TLS_*`): the files must exist and parse.
+    fn tls(&self, raw: FileTls) -> Result<TlsConfig, ConfigError> {
+        let ctx = &self.ctx;
+        let pick = |env: &str, file: Option<String>| {
+            self.env(env)
+                .or_else(|| self.file(file))
+                .map(|v| ctx.path(v))
+        };
+        let ca = pick("BATON_TLS_CA_FILE", raw.ca_file);
+        let cert = pick("BATON_TLS_CLIENT_CERT_FILE", raw.client_cert_file);
+        let key = pick("BATON_TLS_CLIENT_KEY_FILE", raw.client_key_file);
+        let ca = match ca {
+            Some(v) => Some(
+                CaBundle::load(&v.value)
+                    .map_err(|e| ctx.err(&v.src, Part::Ca.key(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let client = match (cert, key) {
+            (None, None) => None,
+            (Some(given), None) => return Err(half_pair(ctx, &given.src, Part::ClientCert)),
+            (None, Some(given)) => return Err(half_pair(ctx, &given.src, Part::ClientKey)),
+            (Some(c), Some(k)) => Some(ClientIdentity::load(&c.value, &k.value).map_err(|e| {
+                let src = if e.part == Part::ClientCert {
+                    &c.src
+                } else {
+                    &k.src
+                };
+                ctx.err(src, e.part.key(), e.to_string())
+            })?),
+        };
+        Ok(TlsConfig { ca, client })
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        file: Option<String>,
+        default: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let v = self.file(file).unwrap_or(Val {
+            value: default.into(),
+            src: Source::Default,
+        });
+        let d = humantime::parse_duration(v.value.trim()).map_err(|e| {
+            self.ctx.err(
+                &v.src,
+                key,
+                format!("{:?} is not a duration like \"25s\": {e}", v.value),
+            )
+        })?;
+        if d < min || d > max {
+            let msg = format!(
+                "must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            );
+            return Err(self.ctx.err(&v.src, key, msg));
+        }
+        Ok(d)
+    }
+
     /// The static token that enrollment replaced is an error.
     fn removed_token(&self, in_file: bool) -> Result<(), ConfigError> {
         let ctx = &self.ctx;
@@ -587,103 +685,6 @@ impl Resolver<'_> {
             return Err(ctx.err(&state_dir.src, "state_dir", msg));
         }
         Ok(state_dir)
-    }
-
-    fn enrollment_token(
-        &self,
-        file: Option<String>,
-    ) -> Result<Option<EnrollmentToken>, ConfigError> {
-        let ctx = &self.ctx;
-        if let Some(v) = self.env(ENV_ENROLLMENT_TOKEN) {
-            check_enrollment_token(v.value.trim())
-                .map_err(|m| ctx.err(&v.src, "enrollment_token", m))?;
-            return Ok(Some(EnrollmentToken::Value(Secret::new(v.value))));
-        }
-        let Some(v) = self
-            .env(ENV_ENROLLMENT_TOKEN_FILE)
-            .or_else(|| self.file(file))
-        else {
-            return Ok(None);
-        };
-        let key = "enrollment_token_file";
-        if v.value.trim().is_empty() {
-            return Err(ctx.err(&v.src, key, "must not be empty"));
-        }
-        let v = ctx.path(v);
-        let line = match (&v.src, ctx.file) {
-            (Source::File(_), Some((_, text))) => line_of_key(text, key),
-            _ => None,
-        };
-        Ok(Some(EnrollmentToken::File {
-            path: v.value,
-            origin: v.src,
-            key: key.to_owned(),
-            line,
-        }))
-    }
-
-    /// `[tls]` (and `BATON_TLS_*`): the files must exist and parse.
-    fn tls(&self, raw: FileTls) -> Result<TlsConfig, ConfigError> {
-        let ctx = &self.ctx;
-        let pick = |env: &str, file: Option<String>| {
-            self.env(env)
-                .or_else(|| self.file(file))
-                .map(|v| ctx.path(v))
-        };
-        let ca = pick("BATON_TLS_CA_FILE", raw.ca_file);
-        let cert = pick("BATON_TLS_CLIENT_CERT_FILE", raw.client_cert_file);
-        let key = pick("BATON_TLS_CLIENT_KEY_FILE", raw.client_key_file);
-        let ca = match ca {
-            Some(v) => Some(
-                CaBundle::load(&v.value)
-                    .map_err(|e| ctx.err(&v.src, Part::Ca.key(), e.to_string()))?,
-            ),
-            None => None,
-        };
-        let client = match (cert, key) {
-            (None, None) => None,
-            (Some(given), None) => return Err(half_pair(ctx, &given.src, Part::ClientCert)),
-            (None, Some(given)) => return Err(half_pair(ctx, &given.src, Part::ClientKey)),
-            (Some(c), Some(k)) => Some(ClientIdentity::load(&c.value, &k.value).map_err(|e| {
-                let src = if e.part == Part::ClientCert {
-                    &c.src
-                } else {
-                    &k.src
-                };
-                ctx.err(src, e.part.key(), e.to_string())
-            })?),
-        };
-        Ok(TlsConfig { ca, client })
-    }
-
-    fn duration(
-        &self,
-        key: &str,
-        file: Option<String>,
-        default: &str,
-        min: Duration,
-        max: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let v = self.file(file).unwrap_or(Val {
-            value: default.into(),
-            src: Source::Default,
-        });
-        let d = humantime::parse_duration(v.value.trim()).map_err(|e| {
-            self.ctx.err(
-                &v.src,
-                key,
-                format!("{:?} is not a duration like \"25s\": {e}", v.value),
-            )
-        })?;
-        if d < min || d > max {
-            let msg = format!(
-                "must be between {} and {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            );
-            return Err(self.ctx.err(&v.src, key, msg));
-        }
-        Ok(d)
     }
 }
 
