@@ -34,7 +34,7 @@ pub struct Planned<'a, P> {
 /// What each engine says when a spec is not for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Wording {
-    /// The engine's name in "a <engine> executor got a <kind> job".
+    /// The engine's name in "a `<engine>` executor got a `<kind>` job".
     pub engine: &'static str,
     /// The message for an empty batch.
     pub empty_batch: &'static str,
