@@ -136,3 +136,6 @@ pub fn stopped(
     }
     stop::stopped_with(stop, job, result_with(data, Some(capture)), text)
 }
+
+#[cfg(test)]
+mod tests;

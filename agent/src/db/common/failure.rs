@@ -8,6 +8,17 @@ use serde_json::Value as Json;
 use crate::executor::Outcome;
 use crate::executor::stop;
 
+/// Whether a server error may be retried: the job's retry policy lists its
+/// code (`retry_codes`), or the code says the session, not the statement,
+/// failed (`session_codes`, each engine's list).
+pub fn retryable_code<C: Copy + PartialEq + Into<i64>>(
+    code: C,
+    retry_codes: &[i64],
+    session_codes: &[C],
+) -> bool {
+    retry_codes.contains(&code.into()) || session_codes.contains(&code)
+}
+
 /// A failure as reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -43,3 +54,6 @@ impl Failure {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,7 @@ pub const CONNECTION_NUMBERS: [u32; 9] =
 /// A failure as reported (`error`: `{number, class, state, procedure, line,
 /// message}` for server errors).
 pub use crate::db::common::failure::Failure;
+use crate::db::common::failure::retryable_code;
 
 /// An ERROR token's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +58,7 @@ pub fn server_message(e: &ServerError<'_>) -> String {
 /// Classify a server error with the job's retryable codes.
 pub fn classify_server(e: &ServerError<'_>, retry_codes: &[i64]) -> Failure {
     Failure {
-        retryable: retry_codes.contains(&i64::from(e.number))
-            || CONNECTION_NUMBERS.contains(&e.number),
+        retryable: retryable_code(e.number, retry_codes, &CONNECTION_NUMBERS),
         message: server_message(e),
         error: Some(json!({
             "number": e.number,

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::Error;
 pub use crate::db::common::failure::Failure;
+use crate::db::common::failure::retryable_code;
 
 /// Server codes that mean the session, not the statement, failed:
 /// too many connections (1040), server shutdown (1053), too many user
@@ -44,8 +45,7 @@ fn classify_driver(e: &mysql_async::Error, retry_codes: &[i64]) -> Failure {
     let (retryable, message) = match e {
         M::Server(s) => {
             return Failure {
-                retryable: retry_codes.contains(&i64::from(s.code))
-                    || CONNECTION_CODES.contains(&s.code),
+                retryable: retryable_code(s.code, retry_codes, &CONNECTION_CODES),
                 message: server_message(s.code, &s.state, &s.message),
                 error: Some(json!({
                     "code": s.code,
