@@ -150,11 +150,7 @@ impl TestDb {
             create_ledger: false,
             dump: DumpSettings {
                 dir: Some(self.dumps()),
-                tool: None,
-                extra_flags: Vec::new(),
-                keep_last: None,
-                max_age: None,
-                reserve_bytes: 64 << 20,
+                ..DumpSettings::default()
             },
         };
         tune(&mut conn);

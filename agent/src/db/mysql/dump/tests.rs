@@ -78,9 +78,7 @@ impl Fake {
                 dir: Some(root.join("dumps")),
                 tool: Some(bin.join("mariadb-dump")),
                 extra_flags: flags.iter().map(|f| (*f).to_owned()).collect(),
-                keep_last: None,
-                max_age: None,
-                reserve_bytes: 64 << 20,
+                ..DumpSettings::default()
             },
         };
         let mut settings = Settings::new(
