@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConnectionConfig};
-use crate::db::dump::{DumpExecutor, Settings as DumpSettings};
 use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor};
+use crate::db::mysql::dump::{DumpExecutor, Settings as DumpSettings};
 use crate::db::mysql::{MysqlExecutor, Pools};
 use crate::delivery::{self, Deliverer, DeliveryQueue};
 use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
@@ -136,23 +136,34 @@ impl Agent {
         let groups = command.process_groups();
         let mut list: Vec<Box<dyn Executor>> = vec![Box::new(command), Box::new(NoopExecutor)];
         let mysql = Arc::new(
-            Pools::new(config.connections.values().filter_map(|c| match c {
-                ConnectionConfig::Mysql(m) => Some(m.clone()),
-                ConnectionConfig::Mssql(_) | ConnectionConfig::Reserved { .. } => None,
-            }))
+            Pools::new(
+                config
+                    .connections
+                    .values()
+                    .filter_map(|c| c.as_mysql().cloned()),
+            )
             .with_fleet(&identity.fleet),
         );
         list.push(Box::new(MysqlExecutor::procedure(mysql.clone())));
         list.push(Box::new(MysqlExecutor::sql(mysql.clone())));
         list.push(Box::new(DumpExecutor::new(
-            DumpSettings::from_config(&config),
+            DumpSettings::new(
+                config
+                    .connections
+                    .iter()
+                    .filter_map(|(name, c)| Some((name.clone(), c.as_mysql()?.clone())))
+                    .collect(),
+                config.state_dir.clone(),
+            ),
             groups.clone(),
         )));
         let mssql = Arc::new(
-            Connections::new(config.connections.values().filter_map(|c| match c {
-                ConnectionConfig::Mssql(m) => Some(m.clone()),
-                ConnectionConfig::Mysql(_) | ConnectionConfig::Reserved { .. } => None,
-            }))
+            Connections::new(
+                config
+                    .connections
+                    .values()
+                    .filter_map(|c| c.as_mssql().cloned()),
+            )
             .with_fleet(&identity.fleet),
         );
         list.push(Box::new(MssqlExecutor::procedure(mssql.clone())));

@@ -16,16 +16,16 @@ use baton_proto::valid_name;
 use serde::Deserialize;
 
 use crate::secret::check_enrollment_token;
-pub use crate::secret::{EnrollmentToken, Secret, read_secret_file};
+pub use crate::secret::{ENV_ENROLLMENT_TOKEN, EnrollmentToken, Secret, read_secret_file};
 pub use crate::tls::TlsConfig;
 use crate::tls::{CaBundle, ClientIdentity, Part};
 pub use command::CommandConfig;
 use command::FileCommand;
+pub use connection::ConnectionConfig;
+use connection::FileConnection;
 
 /// Environment variable naming the config file (like `--config`).
 pub const ENV_CONFIG: &str = "BATON_CONFIG";
-/// Environment variable carrying the enrollment token itself (for containers).
-pub const ENV_ENROLLMENT_TOKEN: &str = "BATON_ENROLLMENT_TOKEN";
 /// Environment variable naming the enrollment token file.
 pub const ENV_ENROLLMENT_TOKEN_FILE: &str = "BATON_ENROLLMENT_TOKEN_FILE";
 /// Environment variables of the static agent token that enrollment replaced.
@@ -74,33 +74,6 @@ pub struct Flags {
     pub slots: Option<String>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
-}
-
-/// `[connections.<name>]`: a database on this host's reach.
-// Built once at start; the size difference between variants does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConnectionConfig {
-    /// `kind = "mysql"` (MySQL and MariaDB).
-    Mysql(crate::db::connection::MysqlConnection),
-    /// `kind = "mssql"` (SQL Server).
-    Mssql(crate::db::mssql_connection::MssqlConnection),
-    /// A kind whose executor is not built yet: accepted, not advertised.
-    Reserved {
-        /// Engine.
-        kind: String,
-    },
-}
-
-impl ConnectionConfig {
-    /// The engine name.
-    pub fn kind(&self) -> &str {
-        match self {
-            ConnectionConfig::Mysql(_) => "mysql",
-            ConnectionConfig::Mssql(_) => "mssql",
-            ConnectionConfig::Reserved { kind } => kind,
-        }
-    }
 }
 
 /// The validated configuration.
@@ -180,6 +153,39 @@ impl Config {
                 message: format!("cannot create {}: {e}", self.state_dir.display()),
             })
         })
+    }
+}
+
+/// Check a controller base URL: http or https with a host. Returns it without a trailing slash.
+pub fn check_base_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url:?} must start with http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?} must not have a query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Whether `url` is plain `http://` to a host that is not loopback.
+pub fn plain_http_remote(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if parsed.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -268,13 +274,6 @@ struct FileTls {
     ca_file: Option<String>,
     client_cert_file: Option<String>,
     client_key_file: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileConnection {
-    kind: String,
-    #[serde(flatten)]
-    settings: BTreeMap<String, toml::Value>,
 }
 
 // ---------------------------------------------------------------------------
@@ -376,151 +375,15 @@ impl Resolver<'_> {
     fn resolve(self, raw: FileConfig) -> Result<Config, Error> {
         let ctx = &self.ctx;
         let warnings = Vec::new();
-
-        // The static token that enrollment replaced.
-        if raw.token_file.is_some() {
-            return Err(ctx.err(&ctx.file_src(), "token_file", REMOVED_TOKEN).into());
-        }
-        for name in REMOVED_TOKEN_ENV {
-            if let Some(v) = self.env(name) {
-                return Err(ctx.err(&v.src, "token_file", REMOVED_TOKEN).into());
-            }
-        }
-
-        // agent_id, by default the host name made a valid name.
-        let hostname = crate::identity::system_hostname()
-            .or_else(|| self.env.get("HOSTNAME").cloned())
-            .unwrap_or_default();
-        let agent_id = self
-            .text(
-                ("agent-id", &self.flags.agent_id),
-                "BATON_AGENT_ID",
-                raw.agent_id,
-            )
-            .or_else(|| {
-                crate::identity::name_from_hostname(&hostname).map(|value| Val {
-                    value,
-                    src: Source::Default,
-                })
-            })
-            .ok_or_else(|| {
-                ctx.missing(
-                    "agent_id",
-                    "BATON_AGENT_ID or --agent-id (the host name is not usable)",
-                )
-            })?;
-        if !valid_name(&agent_id.value) {
-            return Err(ctx
-                .err(
-                    &agent_id.src,
-                    "agent_id",
-                    "must be 1-128 characters of A-Z a-z 0-9 _ . -",
-                )
-                .into());
-        }
-
-        // controller_url
-        let url = self
-            .text(
-                ("controller-url", &self.flags.controller_url),
-                "BATON_CONTROLLER_URL",
-                raw.controller_url,
-            )
-            .unwrap_or(Val {
-                value: DEFAULT_CONTROLLER_URL.into(),
-                src: Source::Default,
-            });
-        let controller_url = crate::transport::check_base_url(&url.value)
-            .map_err(|m| ctx.err(&url.src, "controller_url", m))?;
-
+        self.removed_token(raw.token_file.is_some())?;
+        let (hostname, agent_id) = self.agent_id(raw.agent_id)?;
+        let controller_url = self.controller_url(raw.controller_url)?;
         let enrollment_token = self.enrollment_token(raw.enrollment_token_file)?;
         let tls = self.tls(raw.tls.unwrap_or_default())?;
 
-        // groups (none: every group the enrollment granted)
-        let groups = if !self.flags.groups.is_empty() {
-            Val {
-                value: self.flags.groups.clone(),
-                src: Source::Flag("group".into()),
-            }
-        } else if let Some(v) = self.env("BATON_GROUPS") {
-            Val {
-                value: v.value.split(',').map(|g| g.trim().to_owned()).collect(),
-                src: v.src,
-            }
-        } else if let Some(v) = self.file(raw.groups) {
-            v
-        } else {
-            Val {
-                value: Vec::new(),
-                src: Source::Default,
-            }
-        };
-        if groups.value.is_empty() && groups.src != Source::Default {
-            return Err(ctx
-                .err(&groups.src, "groups", "at least one group is required")
-                .into());
-        }
-        for (i, g) in groups.value.iter().enumerate() {
-            let key = format!("groups[{i}]");
-            if !valid_name(g) {
-                let msg = format!("group {g:?} must be 1-128 characters of A-Z a-z 0-9 _ . -");
-                return Err(ctx.err(&groups.src, &key, msg).into());
-            }
-            if groups.value[..i].contains(g) {
-                return Err(ctx
-                    .err(&groups.src, &key, format!("group {g:?} is listed twice"))
-                    .into());
-            }
-        }
-
-        // slots
-        let slots = match self.text(("slots", &self.flags.slots), "BATON_SLOTS", None) {
-            Some(v) => {
-                let n = v.value.trim().parse::<i64>().map_err(|_| {
-                    ctx.err(
-                        &v.src,
-                        "slots",
-                        format!("{:?} is not a whole number", v.value),
-                    )
-                })?;
-                Val {
-                    value: n,
-                    src: v.src,
-                }
-            }
-            None => self.file(raw.slots).unwrap_or(Val {
-                value: 1,
-                src: Source::Default,
-            }),
-        };
-        if !(1..=MAX_SLOTS).contains(&slots.value) {
-            let msg = format!("must be between 1 and {MAX_SLOTS}, got {}", slots.value);
-            return Err(ctx.err(&slots.src, "slots", msg).into());
-        }
-
-        // state_dir
-        let state_dir = self
-            .flag("state-dir", &self.flags.state_dir)
-            .or_else(|| {
-                self.env("BATON_STATE_DIR").map(|v| Val {
-                    value: PathBuf::from(v.value),
-                    src: v.src,
-                })
-            })
-            .or_else(|| self.file(raw.state_dir).map(|v| ctx.path(v)))
-            .ok_or_else(|| ctx.missing("state_dir", "BATON_STATE_DIR or --state-dir"))?;
-        if state_dir.value.as_os_str().is_empty() {
-            return Err(ctx
-                .err(&state_dir.src, "state_dir", "must not be empty")
-                .into());
-        }
-        if state_dir.value.exists() && !state_dir.value.is_dir() {
-            let msg = format!(
-                "{} exists and is not a directory",
-                state_dir.value.display()
-            );
-            return Err(ctx.err(&state_dir.src, "state_dir", msg).into());
-        }
+        let groups = self.groups(raw.groups)?;
+        let slots = self.slots(raw.slots)?;
+        let state_dir = self.state_dir(raw.state_dir)?;
 
         let poll_wait = self.duration(
             "poll_wait",
@@ -670,44 +533,158 @@ impl Resolver<'_> {
         Ok(d)
     }
 
-    fn connections(
-        &self,
-        raw: BTreeMap<String, FileConnection>,
-    ) -> Result<BTreeMap<String, ConnectionConfig>, ConfigError> {
-        let src = self.ctx.file_src();
-        let mut out = BTreeMap::new();
-        for (name, conn) in raw {
-            if !valid_name(&name) {
-                let key = format!("connections.{name}");
-                let msg = "connection names are 1-128 characters of A-Z a-z 0-9 _ . -";
-                return Err(self.ctx.err(&src, &key, msg));
-            }
-            let parsed = match conn.kind.as_str() {
-                "mysql" | "mariadb" => ConnectionConfig::Mysql(
-                    crate::db::connection::MysqlConnection::parse(
-                        &name,
-                        &conn.settings,
-                        self.ctx.dir.as_deref(),
-                    )
-                    .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
-                ),
-                "mssql" => ConnectionConfig::Mssql(
-                    crate::db::mssql_connection::MssqlConnection::parse(
-                        &name,
-                        &conn.settings,
-                        self.ctx.dir.as_deref(),
-                    )
-                    .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
-                ),
-                other => {
-                    let key = format!("connections.{name}.kind");
-                    let msg = format!("unknown kind `{other}`; expected mysql or mssql");
-                    return Err(self.ctx.err(&src, &key, msg));
-                }
-            };
-            out.insert(name, parsed);
+    /// The static token that enrollment replaced is an error.
+    fn removed_token(&self, in_file: bool) -> Result<(), ConfigError> {
+        let ctx = &self.ctx;
+        if in_file {
+            return Err(ctx.err(&ctx.file_src(), "token_file", REMOVED_TOKEN));
         }
-        Ok(out)
+        for name in REMOVED_TOKEN_ENV {
+            if let Some(v) = self.env(name) {
+                return Err(ctx.err(&v.src, "token_file", REMOVED_TOKEN));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host name and `agent_id` (by default the host name made a valid name).
+    fn agent_id(&self, file: Option<String>) -> Result<(String, Val<String>), ConfigError> {
+        let ctx = &self.ctx;
+        let hostname = crate::identity::system_hostname()
+            .or_else(|| self.env.get("HOSTNAME").cloned())
+            .unwrap_or_default();
+        let agent_id = self
+            .text(("agent-id", &self.flags.agent_id), "BATON_AGENT_ID", file)
+            .or_else(|| {
+                crate::identity::name_from_hostname(&hostname).map(|value| Val {
+                    value,
+                    src: Source::Default,
+                })
+            })
+            .ok_or_else(|| {
+                ctx.missing(
+                    "agent_id",
+                    "BATON_AGENT_ID or --agent-id (the host name is not usable)",
+                )
+            })?;
+        if !valid_name(&agent_id.value) {
+            return Err(ctx.err(
+                &agent_id.src,
+                "agent_id",
+                "must be 1-128 characters of A-Z a-z 0-9 _ . -",
+            ));
+        }
+        Ok((hostname, agent_id))
+    }
+
+    /// `controller_url`: http or https with a host, no trailing slash.
+    fn controller_url(&self, file: Option<String>) -> Result<String, ConfigError> {
+        let ctx = &self.ctx;
+        let url = self
+            .text(
+                ("controller-url", &self.flags.controller_url),
+                "BATON_CONTROLLER_URL",
+                file,
+            )
+            .unwrap_or(Val {
+                value: DEFAULT_CONTROLLER_URL.into(),
+                src: Source::Default,
+            });
+        let controller_url =
+            check_base_url(&url.value).map_err(|m| ctx.err(&url.src, "controller_url", m))?;
+        Ok(controller_url)
+    }
+
+    /// `groups` (none: every group the enrollment granted).
+    fn groups(&self, file: Option<Vec<String>>) -> Result<Val<Vec<String>>, ConfigError> {
+        let ctx = &self.ctx;
+        let groups = if !self.flags.groups.is_empty() {
+            Val {
+                value: self.flags.groups.clone(),
+                src: Source::Flag("group".into()),
+            }
+        } else if let Some(v) = self.env("BATON_GROUPS") {
+            Val {
+                value: v.value.split(',').map(|g| g.trim().to_owned()).collect(),
+                src: v.src,
+            }
+        } else if let Some(v) = self.file(file) {
+            v
+        } else {
+            Val {
+                value: Vec::new(),
+                src: Source::Default,
+            }
+        };
+        if groups.value.is_empty() && groups.src != Source::Default {
+            return Err(ctx.err(&groups.src, "groups", "at least one group is required"));
+        }
+        for (i, g) in groups.value.iter().enumerate() {
+            let key = format!("groups[{i}]");
+            if !valid_name(g) {
+                let msg = format!("group {g:?} must be 1-128 characters of A-Z a-z 0-9 _ . -");
+                return Err(ctx.err(&groups.src, &key, msg));
+            }
+            if groups.value[..i].contains(g) {
+                return Err(ctx.err(&groups.src, &key, format!("group {g:?} is listed twice")));
+            }
+        }
+        Ok(groups)
+    }
+
+    /// `slots`: jobs run at once.
+    fn slots(&self, file: Option<i64>) -> Result<Val<i64>, ConfigError> {
+        let ctx = &self.ctx;
+        let slots = match self.text(("slots", &self.flags.slots), "BATON_SLOTS", None) {
+            Some(v) => {
+                let n = v.value.trim().parse::<i64>().map_err(|_| {
+                    ctx.err(
+                        &v.src,
+                        "slots",
+                        format!("{:?} is not a whole number", v.value),
+                    )
+                })?;
+                Val {
+                    value: n,
+                    src: v.src,
+                }
+            }
+            None => self.file(file).unwrap_or(Val {
+                value: 1,
+                src: Source::Default,
+            }),
+        };
+        if !(1..=MAX_SLOTS).contains(&slots.value) {
+            let msg = format!("must be between 1 and {MAX_SLOTS}, got {}", slots.value);
+            return Err(ctx.err(&slots.src, "slots", msg));
+        }
+        Ok(slots)
+    }
+
+    /// `state_dir`: required; a directory when it exists.
+    fn state_dir(&self, file: Option<String>) -> Result<Val<PathBuf>, ConfigError> {
+        let ctx = &self.ctx;
+        let state_dir = self
+            .flag("state-dir", &self.flags.state_dir)
+            .or_else(|| {
+                self.env("BATON_STATE_DIR").map(|v| Val {
+                    value: PathBuf::from(v.value),
+                    src: v.src,
+                })
+            })
+            .or_else(|| self.file(file).map(|v| ctx.path(v)))
+            .ok_or_else(|| ctx.missing("state_dir", "BATON_STATE_DIR or --state-dir"))?;
+        if state_dir.value.as_os_str().is_empty() {
+            return Err(ctx.err(&state_dir.src, "state_dir", "must not be empty"));
+        }
+        if state_dir.value.exists() && !state_dir.value.is_dir() {
+            let msg = format!(
+                "{} exists and is not a directory",
+                state_dir.value.display()
+            );
+            return Err(ctx.err(&state_dir.src, "state_dir", msg));
+        }
+        Ok(state_dir)
     }
 }
 
@@ -731,7 +708,10 @@ fn half_pair(ctx: &Ctx<'_>, src: &Source, set: Part) -> ConfigError {
     e
 }
 
-mod command;
+pub mod command;
+pub mod connection;
+pub mod mssql;
+pub mod mysql;
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use baton_proto::valid_name;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// File name of the identity, in the state dir.
 pub const FILE_NAME: &str = "identity.json";

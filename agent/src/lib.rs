@@ -5,14 +5,23 @@
 //! The binary (`main.rs`) is a thin shell over this library, so tests drive the
 //! same code.
 //!
-//! Layers, top to bottom: [`transport`] (the only module that speaks HTTP) →
-//! [`lease`] keeper and [`runner`] → [`executor`]s (no HTTP types). Completions
+//! Layers, imports only pointing down (a module imports its own layer or a
+//! lower one): L0 plain values and files ([`config`], [`secret`], [`tls`],
+//! [`identity`], [`backoff`], [`shutdown`], [`logging`], [`fault`]) · L1 the
+//! executors ([`executor`], [`db`]: no HTTP types, no HTTP parts of the
+//! config) and, separately, [`transport`] (the only module that speaks HTTP;
+//! executors and transport never import each other) · L2 the [`lease`]
+//! keeper, the [`outbox`] and [`delivery`] · L3 [`runner`], [`poller`],
+//! [`enroll`] · L4 [`agent`], [`service`], [`cli`] and `main.rs`. Completions
 //! go through the [`outbox`] before they are sent by [`delivery`]. The agent's
 //! credentials come from [`enroll`]ment and live in the [`identity`] file.
 //!
 //! # Layout
 //! - [`cli`]: command line (`run`, `enroll`, `validate`, `--version`, flags).
-//! - [`config`]: layered config (defaults → TOML → `BATON_*` env → flags), validated at start.
+//! - [`config`]: layered config (defaults → TOML → `BATON_*` env → flags), validated at start;
+//!   the executors' parts are plain values: `config::connection` (what every
+//!   `[connections.*]` shares: password source, settings parser), `config::mysql`,
+//!   `config::mssql` (each engine's settings), `config::command` (`[command]` allow-lists).
 //! - [`secret`]: the `Secret` wrapper (never shown) and the enrollment token's source.
 //! - [`tls`]: PEM files of `[tls]` (pinned CA, client certificate and key), checked at start.
 //! - [`identity`]: `<state_dir>/identity.json` (agent id, secret, groups), mode 0600.
@@ -36,6 +45,10 @@
 //! - [`executor`]: the executor trait, cancel-with-reason, progress; kinds
 //!   [`executor::command`] and [`executor::noop`]; [`executor::keeper`] and
 //!   [`executor::deathsig`] make commands die with the agent.
+//! - [`db`]: the database executors: [`db::common`] (shared by both engines),
+//!   [`db::mysql`] (`procedure`, `sql`, and `dump` in [`db::mysql::dump`]),
+//!   [`db::mssql`] (`procedure`, `sql`, and `dump` as native backups in
+//!   [`db::mssql::backup`]).
 // deny, not forbid: `executor::deathsig` is the one audited module allowed to
 // use it (ARCHITECTURE.md, "Process safety").
 #![deny(unsafe_code)]

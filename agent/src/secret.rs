@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use baton_proto::auth::ENROLLMENT_PREFIX;
 use baton_proto::config::{ConfigError, Source};
 
-use crate::config::ENV_ENROLLMENT_TOKEN;
+/// Environment variable carrying the enrollment token itself (for containers).
+pub const ENV_ENROLLMENT_TOKEN: &str = "BATON_ENROLLMENT_TOKEN";
 
 /// A secret (agent secret, enrollment token, private key). Its `Debug` never
 /// shows the value, and it has no `Display`.

@@ -4,7 +4,7 @@
 //!
 //! Everything is loaded and checked when the config is validated (certificates
 //! parse, the key parses and matches the certificate), so a mistake is reported
-//! with the config key instead of at the first connection. [`crate::transport`]
+//! with the config key instead of at the first connection. The transport
 //! hands the material to the HTTP client; this module knows no HTTP.
 
 use std::io::BufRead;
@@ -14,7 +14,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::{self, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Which file an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,8 +33,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use crate::config::Secret;
+pub use crate::config::{check_base_url, plain_http_remote};
 use crate::fault::{Gate, Pass};
+use crate::secret::Secret;
 use crate::tls::TlsConfig;
 
 /// Extra time a poll may take beyond the hold the agent asked for.
@@ -101,39 +102,6 @@ impl Error {
                 }
         )
     }
-}
-
-/// Whether `url` is plain `http://` to a host that is not loopback.
-pub fn plain_http_remote(url: &str) -> bool {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    if parsed.scheme() != "http" {
-        return false;
-    }
-    let Some(host) = parsed.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => !ip.is_loopback(),
-        Err(_) => !host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-/// Check a controller base URL: http or https with a host. Returns it without a trailing slash.
-pub fn check_base_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("{url:?} must start with http:// or https://"));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{url:?} must not have a query or fragment"));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// The agent's credentials, as headers.

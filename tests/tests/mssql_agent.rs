@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use baton_agent::db::mssql_connection::MssqlConnection;
+use baton_agent::db::mssql::connection::MssqlConnection;
 use baton_tests::pki::Pki;
 use baton_tests::tds::*;
 

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use baton_agent::db::mssql::connection::MssqlConnection;
 use baton_agent::db::mssql::{BackupExecutor, Connections};
-use baton_agent::db::mssql_connection::MssqlConnection;
 use baton_agent::executor::{Cancel, CancelReason, Executor, Job, Outcome, ProgressHandle};
 use baton_proto::{Completion, DumpSpec, JobSpec, Progress};
 use baton_tests::tds::*;

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_agent::db::mssql::connection::MssqlConnection;
 use baton_agent::db::mssql::{Connections, MssqlExecutor};
-use baton_agent::db::mssql_connection::MssqlConnection;
 use baton_agent::db::mysql::Limits;
 use baton_agent::executor::{Cancel, CancelReason, Executor, Job, Outcome, ProgressHandle};
 use baton_proto::{

@@ -225,9 +225,9 @@ fn plain_http_to_another_host_is_noticed() {
             &Flags::default(),
         )
         .expect("valid: a warning only");
-    assert!(crate::transport::plain_http_remote(&c.controller_url));
+    assert!(plain_http_remote(&c.controller_url));
     let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
-    assert!(!crate::transport::plain_http_remote(&c.controller_url));
+    assert!(!plain_http_remote(&c.controller_url));
 }
 
 #[test]
@@ -375,7 +375,7 @@ fn mysql_connections_are_parsed_and_checked_with_key_and_line() {
     };
     assert_eq!(
         main.endpoint,
-        crate::db::connection::Endpoint::Tcp {
+        crate::config::mysql::Endpoint::Tcp {
             host: "db".into(),
             port: 3307
         }
@@ -386,7 +386,7 @@ fn mysql_connections_are_parsed_and_checked_with_key_and_line() {
     };
     assert_eq!(
         (mss.host.as_str(), &mss.endpoint),
-        ("x", &crate::db::mssql_connection::MssqlEndpoint::Port(1433))
+        ("x", &crate::config::mssql::MssqlEndpoint::Port(1433))
     );
     let toml = format!(
         "{}[connections.mss]\nkind = \"mssql\"\nhost = \"x\"\nuser = \"sa\"\npassword_env = \"PATH\"\n",

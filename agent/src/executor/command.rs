@@ -23,7 +23,7 @@ use super::capture::{self, SharedBounded};
 pub use super::groups::ProcessGroups;
 use super::groups::{GroupGuard, Sig, is_executable};
 use super::{BoxFuture, CancelReason, Error, Executor, Job, Outcome};
-use crate::config::CommandConfig;
+use crate::config::command::CommandConfig;
 
 /// Variables copied from the agent's environment into every command's.
 pub const INHERITED_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
@@ -141,7 +141,7 @@ impl CommandExecutor {
             Err(e) => return Outcome::failed(false, e.to_string()),
         };
         let guard = GroupGuard::new(&self.groups, child.id());
-        debug!(job_id = job.job_id, pid = ?child.id(), program = %program.display(), "Command started");
+        debug!(pid = ?child.id(), program = %program.display(), "Command started");
 
         let limit = self.settings.max_output_bytes;
         let (out, err) = (SharedBounded::new(limit), SharedBounded::new(limit));
@@ -180,37 +180,11 @@ impl CommandExecutor {
         for reader in readers.into_iter().flatten() {
             let abort = reader.abort_handle();
             if tokio::time::timeout(PIPE_GRACE, reader).await.is_err() {
-                warn!(
-                    job_id = job.job_id,
-                    "Output pipe still open after the command ended; output cut"
-                );
+                warn!("Output pipe still open after the command ended; output cut");
                 abort.abort();
             }
         }
-        let (out, err) = (out.get().encode(), err.get().encode());
-        let result = JobResult {
-            exit_code: status.as_ref().ok().and_then(ExitStatus::code),
-            stdout: out.text,
-            stdout_encoding: out.encoding,
-            stderr: err.text,
-            stderr_encoding: err.encoding,
-            truncated: out.cut || err.cut,
-            data: None,
-        };
-        let failed = |error: String, result: JobResult| Outcome {
-            completion: Completion::Failed { retryable: true },
-            result,
-            error: Some(error),
-        };
-        match (stop, status) {
-            (StopKind::Cancel(reason), _) => Outcome::cancelled(reason, result),
-            (StopKind::Timeout, _) => Outcome::timed_out(job.timeout.unwrap_or_default(), result),
-            (StopKind::Exited, Err(e)) => {
-                failed(format!("cannot wait for the command: {e}"), result)
-            }
-            (StopKind::Exited, Ok(s)) if s.success() => Outcome::succeeded(result),
-            (StopKind::Exited, Ok(s)) => failed(describe_exit(s), result),
-        }
+        ended(&job, stop, status, &out, &err)
     }
 
     fn spawn(&self, program: &Path, spec: &CommandSpec) -> Result<Child, Error> {
@@ -304,6 +278,38 @@ fn describe_exit(status: ExitStatus) -> String {
         }
     }
     format!("ended abnormally ({status})")
+}
+
+/// The outcome of a command that ended (`stop` says how), with its output.
+fn ended(
+    job: &Job,
+    stop: StopKind,
+    status: std::io::Result<ExitStatus>,
+    out: &SharedBounded,
+    err: &SharedBounded,
+) -> Outcome {
+    let (out, err) = (out.get().encode(), err.get().encode());
+    let result = JobResult {
+        exit_code: status.as_ref().ok().and_then(ExitStatus::code),
+        stdout: out.text,
+        stdout_encoding: out.encoding,
+        stderr: err.text,
+        stderr_encoding: err.encoding,
+        truncated: out.cut || err.cut,
+        data: None,
+    };
+    let failed = |error: String, result: JobResult| Outcome {
+        completion: Completion::Failed { retryable: true },
+        result,
+        error: Some(error),
+    };
+    match (stop, status) {
+        (StopKind::Cancel(reason), _) => Outcome::cancelled(reason, result),
+        (StopKind::Timeout, _) => Outcome::timed_out(job.timeout.unwrap_or_default(), result),
+        (StopKind::Exited, Err(e)) => failed(format!("cannot wait for the command: {e}"), result),
+        (StopKind::Exited, Ok(s)) if s.success() => Outcome::succeeded(result),
+        (StopKind::Exited, Ok(s)) => failed(describe_exit(s), result),
+    }
 }
 
 #[cfg(all(test, unix))]

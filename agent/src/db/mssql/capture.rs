@@ -23,6 +23,7 @@ pub use crate::db::result_sets::Limits;
 use crate::db::result_sets::ResultSets;
 
 use super::value;
+use crate::db::common::exec::Captured;
 
 /// What a job returned so far.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,11 +46,6 @@ impl Capture {
             out: None,
             return_status: None,
         }
-    }
-
-    /// Whether a bound cut anything.
-    pub fn truncated(&self) -> bool {
-        self.sets.truncated()
     }
 
     /// Start a result set with these columns.
@@ -92,9 +88,11 @@ impl Capture {
     pub fn set_return_status(&mut self, status: i32) {
         self.return_status = Some(status);
     }
+}
 
+impl Captured for Capture {
     /// The capture as `JobResult.data`.
-    pub fn to_json(&self) -> Json {
+    fn to_json(&self) -> Json {
         let mut data = Map::new();
         data.insert("result_sets".into(), self.sets.to_json());
         if let Some(out) = &self.out {
@@ -110,6 +108,11 @@ impl Capture {
             data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
         }
         Json::Object(data)
+    }
+
+    /// Whether a bound cut anything.
+    fn truncated(&self) -> bool {
+        self.sets.truncated()
     }
 }
 

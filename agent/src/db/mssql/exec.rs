@@ -53,7 +53,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::{JobKind, JobResult, JobSpec};
+use baton_proto::{JobKind, JobSpec};
 use serde_json::{Value as Json, json};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -63,9 +63,11 @@ use super::capture::{Capture, Limits};
 use super::failure;
 use super::ledger;
 use super::params;
-use super::session::{self, Ctx, Done, Work};
-pub use crate::db::mssql_connection::MssqlClient as Client;
-use crate::db::mssql_connection::MssqlConnection;
+use super::session::{self, Ctx, Done};
+use crate::db::common::exec::{self, Captured, Planned};
+use crate::db::common::session::Attempt;
+pub use crate::db::mssql::connection::MssqlClient as Client;
+use crate::db::mssql::connection::MssqlConnection;
 use crate::executor::stop::{self, Stop};
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
 
@@ -85,7 +87,7 @@ pub enum Error {
     Config(String),
     /// No session (password, network, TLS, login, connect timeout).
     #[error(transparent)]
-    Connect(#[from] crate::db::mssql_connection::ConnectError),
+    Connect(#[from] crate::db::mssql::connection::ConnectError),
     /// `sp_getapplock` refused the lock.
     #[error("sp_getapplock('{lock}') returned {status} ({})", failure::applock_status(*status))]
     Lock {
@@ -132,9 +134,13 @@ impl MssqlExecutor {
     }
 
     async fn run(&self, job: Job) -> Outcome {
-        let (connection, work, exactly_once) = match prepare(&job.spec) {
+        let Planned {
+            connection,
+            work,
+            exactly_once,
+        } = match exec::prepare(&job.spec, params::plan, WORDING) {
             Ok(p) => p,
-            Err(e) => return fail(&e, &job, None),
+            Err(e) => return fail(&Error::Invalid(e), &job, None),
         };
         let config = match self.connections.get(connection) {
             Ok(c) => c,
@@ -147,13 +153,9 @@ impl MssqlExecutor {
                 Ok(Err(e)) => return fail(&e, &job, None),
                 Err(stopped) => return stopped,
             };
-        debug!(job_id = job.job_id, connection = %connection, session = spid, "SQL Server session opened");
+        debug!(connection = %connection, session = spid, "SQL Server session opened");
         let ctx = Ctx {
-            fleet: self.connections.fleet(),
-            job_id: job.job_id,
-            attempt: job.attempt,
-            token: job.token,
-            progress: &job.progress,
+            job: Attempt::of(&job, self.connections.fleet()),
             connection,
             ledger: exactly_once.then_some(config.create_ledger),
         };
@@ -174,7 +176,7 @@ impl MssqlExecutor {
                 finished(result, &job, &capture)
             }
             Err(stop) => {
-                let report = attention(&mut client, spid, job.job_id, stop).await;
+                let report = attention(&mut client, spid, stop).await;
                 // Never reuse a connection after a stop: the session ends,
                 // SQL Server rolls back and frees the applock.
                 drop(client);
@@ -248,9 +250,8 @@ impl AttentionReport {
 }
 
 /// Send a TDS ATTENTION and wait for its acknowledgement, within the grace.
-async fn attention(client: &mut Client, spid: i64, job_id: i64, stop: Stop) -> AttentionReport {
+async fn attention(client: &mut Client, spid: i64, stop: Stop) -> AttentionReport {
     warn!(
-        job_id,
         session = spid,
         reason = stop.word(),
         "Stopping the job's request on SQL Server (attention)"
@@ -268,13 +269,12 @@ async fn attention(client: &mut Client, spid: i64, job_id: i64, stop: Stop) -> A
             }
             // Sent, but the reply did not end with DONE(ATTN).
             Ok(Err(e)) => {
-                debug!(job_id, session = spid, error = %e, "Attention not acknowledged");
+                debug!(session = spid, error = %e, "Attention not acknowledged");
                 (Ok(()), false)
             }
             Err(_) => (Ok(()), false),
         };
     info!(
-        job_id,
         session = spid,
         attention_sent = sent.is_ok(),
         acknowledged,
@@ -287,25 +287,11 @@ async fn attention(client: &mut Client, spid: i64, job_id: i64, stop: Stop) -> A
     }
 }
 
-/// The connection name, the work and whether the ledger is wanted.
-fn prepare(spec: &JobSpec) -> Result<(&str, Work, bool), Error> {
-    match spec {
-        JobSpec::Procedure(p) => {
-            let plan = params::plan(p).map_err(Error::Invalid)?;
-            Ok((&p.connection, Work::Call(plan), p.exactly_once))
-        }
-        JobSpec::Sql(s) => {
-            if s.sql.trim().is_empty() {
-                return Err(Error::Invalid("spec.sql: the SQL batch is empty".into()));
-            }
-            Ok((&s.connection, Work::Batch(s.sql.clone()), s.exactly_once))
-        }
-        other => Err(Error::Invalid(format!(
-            "a SQL Server executor got a {} job",
-            other.kind()
-        ))),
-    }
-}
+/// How this engine names itself in messages.
+const WORDING: exec::Wording = exec::Wording {
+    engine: "SQL Server",
+    empty_batch: "spec.sql: the SQL batch is empty",
+};
 
 /// Close a job connection (one per job).
 async fn close(client: Client) {
@@ -316,34 +302,15 @@ async fn close(client: Client) {
     }
 }
 
-fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
-    stop::result_with(data, capture.is_some_and(Capture::truncated))
-}
-
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
     let f = failure::classify_job(e, &job.retry_codes);
-    warn!(job_id = job.job_id, retryable = f.retryable, error = %f.message, "SQL Server job failed");
-    f.outcome(
-        capture.map_or_else(|| json!({}), Capture::to_json),
-        capture.is_some_and(Capture::truncated),
-    )
+    warn!(retryable = f.retryable, error = %f.message, "SQL Server job failed");
+    exec::failed(f, capture.map(|c| c as &dyn Captured))
 }
 
 fn finished(result: Result<Done, Error>, job: &Job, capture: &Capture) -> Outcome {
     match result {
-        Ok(Done::Ran {
-            transaction_ended_early,
-        }) => {
-            let data = if job_has_ledger(job) {
-                ledger::committed_data(capture, transaction_ended_early)
-            } else {
-                capture.to_json()
-            };
-            Outcome::succeeded(result_with(data, Some(capture)))
-        }
-        Ok(Done::Replayed(committed)) => {
-            Outcome::succeeded(result_with(ledger::replayed(&committed), None))
-        }
+        Ok(done) => exec::succeeded(done, job_has_ledger(job), capture, ledger::ENDED_EARLY),
         Err(e) => fail(&e, job, Some(capture)),
     }
 }
@@ -357,9 +324,6 @@ fn job_has_ledger(job: &Job) -> bool {
 }
 
 fn stopped(stop: Stop, job: &Job, capture: &Capture, report: &AttentionReport) -> Outcome {
-    let mut data = capture.to_json();
-    if let Json::Object(m) = &mut data {
-        m.insert("cancel".into(), report.json());
-    }
-    stop::stopped_with(stop, job, result_with(data, Some(capture)), report.text())
+    let extra = vec![("cancel", report.json())];
+    exec::stopped(stop, job, capture, extra, report.text())
 }

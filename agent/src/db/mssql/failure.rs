@@ -27,7 +27,8 @@ pub const CONNECTION_NUMBERS: [u32; 9] =
 
 /// A failure as reported (`error`: `{number, class, state, procedure, line,
 /// message}` for server errors).
-pub use crate::db::mysql::failure::Failure;
+pub use crate::db::common::failure::Failure;
+use crate::db::common::failure::retryable_code;
 
 /// An ERROR token's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +58,7 @@ pub fn server_message(e: &ServerError<'_>) -> String {
 /// Classify a server error with the job's retryable codes.
 pub fn classify_server(e: &ServerError<'_>, retry_codes: &[i64]) -> Failure {
     Failure {
-        retryable: retry_codes.contains(&i64::from(e.number))
-            || CONNECTION_NUMBERS.contains(&e.number),
+        retryable: retryable_code(e.number, retry_codes, &CONNECTION_NUMBERS),
         message: server_message(e),
         error: Some(json!({
             "number": e.number,
@@ -96,11 +96,7 @@ pub fn classify(e: &tiberius::error::Error, retry_codes: &[i64]) -> Failure {
         ),
         other => (false, format!("SQL Server client error: {other}")),
     };
-    Failure {
-        retryable,
-        message,
-        error: None,
-    }
+    Failure::plain(retryable, message)
 }
 
 /// What an `sp_getapplock` return status means.
@@ -118,11 +114,7 @@ pub fn applock_status(status: i32) -> &'static str {
 
 /// Classify a job's error with the job's retryable codes.
 pub fn classify_job(e: &Error, retry_codes: &[i64]) -> Failure {
-    let plain = |retryable: bool| Failure {
-        retryable,
-        message: e.to_string(),
-        error: None,
-    };
+    let plain = |retryable: bool| Failure::plain(retryable, e.to_string());
     match e {
         Error::Invalid(_) | Error::Config(_) => plain(false),
         Error::Connect(c) => plain(c.retryable()),

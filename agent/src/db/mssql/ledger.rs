@@ -1,7 +1,7 @@
 //! The run ledger on SQL Server: `dbo.baton_ledger` in the connection's
 //! database, one row per job whose work committed, written in the same
 //! transaction as the work (same contract as MySQL's, see
-//! [`crate::db::mysql::ledger`]).
+//! [`crate::db::common::ledger`]).
 //!
 //! `result` holds the JSON of the committed attempt's `JobResult.data`;
 //! `committed_at` is read back as ISO 8601 text (`CONVERT(..., 127)`).
@@ -9,10 +9,9 @@
 use serde_json::{Value as Json, json};
 use tiberius::Row;
 
-pub use crate::db::mysql::ledger::{Committed, replayed};
-use crate::db::mysql::ledger::{mark_committed, result_text, stored_result};
+pub use crate::db::common::ledger::{Committed, replayed};
+use crate::db::common::ledger::{result_text, stored_result};
 
-use super::capture::Capture;
 use super::exec::{Client, Error};
 
 /// `CREATE TABLE` unless it exists (sent when `create_ledger` is on).
@@ -114,12 +113,4 @@ pub async fn record(
 pub async fn trancount(client: &mut Client) -> Result<i64, Error> {
     let row = client.simple_query(TRANCOUNT_SQL).await?.into_row().await?;
     Ok(row.map_or(0, |r| super::session::lenient_int(&r)))
-}
-
-/// The data of a successful run, as written to the ledger and reported.
-pub fn committed_data(capture: &Capture, transaction_ended_early: bool) -> Json {
-    mark_committed(
-        capture.to_json(),
-        transaction_ended_early.then_some(ENDED_EARLY),
-    )
 }

@@ -1,6 +1,8 @@
 //! SQL Server (`kind = "mssql"`) through tiberius 0.13.
 //!
 //! Layout:
+//! - [`connection`]: opening a session (tiberius config, SQL Browser, TLS,
+//!   login) for a connection whose settings are [`crate::config::mssql`].
 //! - [`connections`]: the agent's SQL Server connections by name, and the
 //!   fleet id that database-side names (lock, ledger key) carry.
 //! - [`exec`]: the `procedure` and `sql` executors (applock exclusion, run
@@ -9,13 +11,12 @@
 //!   [`ledger`] (the run ledger), [`capture`] and [`value`] (results as JSON).
 //! - [`backup`]: the `dump` executor = native `BACKUP DATABASE` with progress,
 //!   `RESTORE VERIFYONLY`, manifest and retention.
-//! - [`failure`]: how a failure is reported and classified.
-//!
-//! The connection itself is
-//! [`crate::db::mssql_connection::MssqlConnection::connect`].
+//! - [`failure`]: how a failure is classified (its shape is
+//!   [`crate::db::common::failure`]).
 
 pub mod backup;
 pub mod capture;
+pub mod connection;
 pub mod connections;
 pub mod exec;
 pub mod failure;

@@ -23,7 +23,7 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, IntoSql};
 
-use crate::db::mysql::value::base64;
+use crate::db::common::value::base64;
 
 /// Longest identifier part (SQL Server `sysname`).
 pub const MAX_IDENT: usize = 128;
@@ -163,7 +163,6 @@ fn bind_natural(value: &ParamValue) -> Result<ColumnData<'static>, String> {
 }
 
 fn bind_as(value: &ParamValue, ty: SqlType) -> Result<ColumnData<'static>, String> {
-    let refuse = || Err(format!("a {} value cannot be bound as {ty}", kind(value)));
     let int = |lo: i64, hi: i64| -> Result<Option<i64>, String> {
         match value {
             ParamValue::Null => Ok(None),
@@ -177,7 +176,7 @@ fn bind_as(value: &ParamValue, ty: SqlType) -> Result<ColumnData<'static>, Strin
             ParamValue::Null => ColumnData::Bit(None),
             ParamValue::Bool(b) => ColumnData::Bit(Some(*b)),
             ParamValue::Int(i @ (0 | 1)) => ColumnData::Bit(Some(*i == 1)),
-            _ => return refuse(),
+            _ => return refuse(value, ty),
         },
         SqlType::TinyInt => ColumnData::U8(int(0, 255)?.map(|i| i as u8)),
         SqlType::SmallInt => {
@@ -185,85 +184,31 @@ fn bind_as(value: &ParamValue, ty: SqlType) -> Result<ColumnData<'static>, Strin
         }
         SqlType::Int => ColumnData::I32(int(i32::MIN.into(), i32::MAX.into())?.map(|i| i as i32)),
         SqlType::BigInt => ColumnData::I64(int(i64::MIN, i64::MAX)?),
-        SqlType::Decimal { precision, scale } => {
-            let text = match value {
-                ParamValue::Null => return Ok(ColumnData::Numeric(None)),
-                ParamValue::Decimal(s) | ParamValue::String(s) => s.clone(),
-                ParamValue::Int(i) => i.to_string(),
-                _ => return refuse(),
-            };
-            ColumnData::Numeric(Some(numeric_as(&text, precision, scale)?))
-        }
-        SqlType::Float | SqlType::Real => {
-            let f = match value {
-                ParamValue::Null => None,
-                ParamValue::Float(f) => Some(finite(*f)?),
-                ParamValue::Int(i) => Some(*i as f64),
-                ParamValue::Decimal(s) => Some(
-                    s.trim()
-                        .parse::<f64>()
-                        .map_err(|_| format!("decimal {s:?} is not a number"))?,
-                ),
-                _ => return refuse(),
-            };
-            if ty == SqlType::Real {
-                if let Some(f) = f
-                    && f.abs() > f64::from(f32::MAX)
-                {
-                    return Err(format!("{f} is out of range for real"));
-                }
-                ColumnData::F32(f.map(|f| f as f32))
-            } else {
-                ColumnData::F64(f)
-            }
-        }
-        SqlType::NVarChar(n) | SqlType::VarChar(n) => match value {
-            ParamValue::Null => ColumnData::String(None),
-            ParamValue::String(s) | ParamValue::Decimal(s) => {
-                let units = s.encode_utf16().count();
-                if let Some(n) = n
-                    && units > usize::from(n)
-                {
-                    return Err(format!("{units} characters do not fit {ty}"));
-                }
-                ColumnData::String(Some(Cow::Owned(s.clone())))
-            }
-            _ => return refuse(),
-        },
-        SqlType::VarBinary(n) => match value {
-            ParamValue::Null => ColumnData::Binary(None),
-            ParamValue::Bytes(b) => {
-                let bytes = base64::decode(b)?;
-                if let Some(n) = n
-                    && bytes.len() > usize::from(n)
-                {
-                    return Err(format!("{} bytes do not fit {ty}", bytes.len()));
-                }
-                ColumnData::Binary(Some(Cow::Owned(bytes)))
-            }
-            _ => return refuse(),
-        },
+        SqlType::Decimal { precision, scale } => decimal_as(value, ty, precision, scale)?,
+        SqlType::Float | SqlType::Real => float_as(value, ty)?,
+        SqlType::NVarChar(n) | SqlType::VarChar(n) => text_as(value, ty, n)?,
+        SqlType::VarBinary(n) => bytes_as(value, ty, n)?,
         SqlType::Date => match value {
             ParamValue::Null => ColumnData::Date(None),
             ParamValue::Date(s) | ParamValue::String(s) => date(s)?.into_sql(),
-            _ => return refuse(),
+            _ => return refuse(value, ty),
         },
         SqlType::Time(_) => match value {
             ParamValue::Null => ColumnData::Time(None),
             ParamValue::String(s) => NaiveTime::parse_from_str(s.trim(), "%H:%M:%S%.f")
                 .map_err(|e| format!("time {s:?} is not HH:MM:SS[.fffffff]: {e}"))?
                 .into_sql(),
-            _ => return refuse(),
+            _ => return refuse(value, ty),
         },
         SqlType::DateTime2(_) => match value {
             ParamValue::Null => ColumnData::DateTime2(None),
             ParamValue::DateTime(s) | ParamValue::String(s) => datetime(s)?.into_sql(),
-            _ => return refuse(),
+            _ => return refuse(value, ty),
         },
         SqlType::DateTime => match value {
             ParamValue::Null => ColumnData::DateTime(None),
             ParamValue::DateTime(s) | ParamValue::String(s) => legacy_datetime(&datetime(s)?)?,
-            _ => return refuse(),
+            _ => return refuse(value, ty),
         },
         SqlType::UniqueIdentifier => match value {
             ParamValue::Null => ColumnData::Guid(None),
@@ -271,8 +216,89 @@ fn bind_as(value: &ParamValue, ty: SqlType) -> Result<ColumnData<'static>, Strin
                 tiberius::Uuid::parse_str(s.trim())
                     .map_err(|e| format!("{s:?} is not a uniqueidentifier: {e}"))?,
             )),
-            _ => return refuse(),
+            _ => return refuse(value, ty),
         },
+    })
+}
+
+fn refuse(value: &ParamValue, ty: SqlType) -> Result<ColumnData<'static>, String> {
+    Err(format!("a {} value cannot be bound as {ty}", kind(value)))
+}
+
+fn decimal_as(
+    value: &ParamValue,
+    ty: SqlType,
+    precision: u8,
+    scale: u8,
+) -> Result<ColumnData<'static>, String> {
+    let text = match value {
+        ParamValue::Null => return Ok(ColumnData::Numeric(None)),
+        ParamValue::Decimal(s) | ParamValue::String(s) => s.clone(),
+        ParamValue::Int(i) => i.to_string(),
+        _ => return refuse(value, ty),
+    };
+    Ok(ColumnData::Numeric(Some(numeric_as(
+        &text, precision, scale,
+    )?)))
+}
+
+fn float_as(value: &ParamValue, ty: SqlType) -> Result<ColumnData<'static>, String> {
+    let f = match value {
+        ParamValue::Null => None,
+        ParamValue::Float(f) => Some(finite(*f)?),
+        ParamValue::Int(i) => Some(*i as f64),
+        ParamValue::Decimal(s) => Some(
+            s.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("decimal {s:?} is not a number"))?,
+        ),
+        _ => return refuse(value, ty),
+    };
+    if ty == SqlType::Real {
+        if let Some(f) = f
+            && f.abs() > f64::from(f32::MAX)
+        {
+            return Err(format!("{f} is out of range for real"));
+        }
+        Ok(ColumnData::F32(f.map(|f| f as f32)))
+    } else {
+        Ok(ColumnData::F64(f))
+    }
+}
+
+fn text_as(value: &ParamValue, ty: SqlType, n: Option<u16>) -> Result<ColumnData<'static>, String> {
+    Ok(match value {
+        ParamValue::Null => ColumnData::String(None),
+        ParamValue::String(s) | ParamValue::Decimal(s) => {
+            let units = s.encode_utf16().count();
+            if let Some(n) = n
+                && units > usize::from(n)
+            {
+                return Err(format!("{units} characters do not fit {ty}"));
+            }
+            ColumnData::String(Some(Cow::Owned(s.clone())))
+        }
+        _ => return refuse(value, ty),
+    })
+}
+
+fn bytes_as(
+    value: &ParamValue,
+    ty: SqlType,
+    n: Option<u16>,
+) -> Result<ColumnData<'static>, String> {
+    Ok(match value {
+        ParamValue::Null => ColumnData::Binary(None),
+        ParamValue::Bytes(b) => {
+            let bytes = base64::decode(b)?;
+            if let Some(n) = n
+                && bytes.len() > usize::from(n)
+            {
+                return Err(format!("{} bytes do not fit {ty}", bytes.len()));
+            }
+            ColumnData::Binary(Some(Cow::Owned(bytes)))
+        }
+        _ => return refuse(value, ty),
     })
 }
 

@@ -4,7 +4,6 @@
 //! the applock. The statements are the wire contract's (S1, L1, L2, T1-T6,
 //! W1, W2).
 
-use baton_proto::JobId;
 use futures_util::TryStreamExt;
 use serde_json::Value as Json;
 use tiberius::{ColumnData, Command, CommandItem, QueryItem, Row};
@@ -14,9 +13,10 @@ use super::capture::Capture;
 use super::exec::{Client, Error};
 use super::ledger;
 use super::params::CallPlan;
-pub use crate::db::mysql::session::Done;
-use crate::db::mysql::session::{lock_name, lock_wait_message, say};
-use crate::executor::ProgressHandle;
+use crate::db::common::exec;
+use crate::db::common::session::Attempt;
+pub use crate::db::common::session::Done;
+use crate::db::common::session::{lock_name, lock_wait_message, say};
 
 /// SQL Server's "Transaction count after EXECUTE indicates a mismatching
 /// number of BEGIN and COMMIT statements".
@@ -25,32 +25,26 @@ const TRANCOUNT_MISMATCH: u32 = 266;
 /// Milliseconds one `sp_getapplock` waits before the loop asks again.
 pub const LOCK_TIMEOUT_MS: i32 = 1000;
 
-/// The work of a job.
-#[derive(Debug, Clone)]
-pub enum Work {
-    /// A procedure call (RPC).
-    Call(CallPlan),
-    /// A SQL batch.
-    Batch(String),
-}
+/// The work of a job: a procedure call (RPC) or a SQL batch.
+pub type Work = exec::Work<CallPlan>;
 
 /// What the session needs to know about the job.
 #[derive(Debug)]
 pub struct Ctx<'a> {
-    /// Fleet id (namespaces the lock and the ledger row).
-    pub fleet: &'a str,
-    /// Job id.
-    pub job_id: JobId,
-    /// Attempt number.
-    pub attempt: u32,
-    /// Fencing token.
-    pub token: i64,
-    /// Progress for heartbeats.
-    pub progress: &'a ProgressHandle,
+    /// The job's attempt (fleet, id, attempt, token, progress).
+    pub job: Attempt<'a>,
     /// The connection name (messages).
     pub connection: &'a str,
     /// With the run ledger: whether the agent may create its table.
     pub ledger: Option<bool>,
+}
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Attempt<'a>;
+
+    fn deref(&self) -> &Attempt<'a> {
+        &self.job
+    }
 }
 
 /// An integer cell read leniently (tinyint to bigint).
@@ -86,9 +80,9 @@ pub async fn run(
     let result = body(client, ctx, work, capture).await;
     if !broken(&result) {
         match release(client, &lock).await {
-            Ok(()) => debug!(job_id = ctx.job_id, lock = %lock, "Applock released"),
+            Ok(()) => debug!(lock = %lock, "Applock released"),
             Err(e) => {
-                warn!(job_id = ctx.job_id, lock = %lock, error = %e, "Cannot release the applock; it goes with the session")
+                warn!(lock = %lock, error = %e, "Cannot release the applock; it goes with the session")
             }
         }
     }
@@ -119,14 +113,14 @@ async fn take_lock(client: &mut Client, ctx: &Ctx<'_>, lock: &str) -> Result<(),
         match getapplock(client, lock).await? {
             0 | 1 => {
                 if announced {
-                    info!(job_id = ctx.job_id, lock = %lock, "Applock taken after waiting");
+                    info!(lock = %lock, "Applock taken after waiting");
                 }
                 return Ok(());
             }
             -1 => {
                 if !announced {
                     announced = true;
-                    info!(job_id = ctx.job_id, lock = %lock, "Waiting for the applock held by another session");
+                    info!(lock = %lock, "Waiting for the applock held by another session");
                     say(ctx.progress, lock_wait_message(ctx.fleet, ctx.job_id));
                 }
             }
@@ -170,7 +164,6 @@ async fn body(
         ledger::lookup(client, ctx.connection, create, ctx.fleet, ctx.job_id).await?
     {
         info!(
-            job_id = ctx.job_id,
             committed_attempt = committed.attempt,
             committed_token = committed.token,
             "Run ledger has a committed result; replaying it"
@@ -183,7 +176,7 @@ async fn body(
         && !broken(&result)
         && let Err(rb) = batch(client, ledger::ROLLBACK_SQL).await
     {
-        warn!(job_id = ctx.job_id, error = %rb, "Rollback failed");
+        warn!(error = %rb, "Rollback failed");
     }
     result
 }
@@ -213,12 +206,11 @@ async fn in_transaction(
     }
     if ended {
         warn!(
-            job_id = ctx.job_id,
             "The job ended the ledger transaction itself; its effects and the ledger row are \
              not atomic"
         );
     }
-    let data: Json = ledger::committed_data(capture, ended);
+    let data: Json = exec::committed_data(capture, ended, ledger::ENDED_EARLY);
     ledger::record(client, ctx.fleet, ctx.job_id, ctx.attempt, ctx.token, &data).await?;
     if !ended {
         // Without a transaction the row committed on its own, and SQL Server

@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, ColumnType, FromSql};
 
-use crate::db::mysql::value::base64;
+use crate::db::common::value::{base64, float_json};
 
 /// A one-word type for a column, given next to the column names so a reader
 /// knows that a string is base64 or a decimal.
@@ -33,10 +33,6 @@ pub fn type_name(t: ColumnType) -> &'static str {
         BigVarChar | BigChar | NVarchar | NChar | Text | NText => "string",
         SSVariant => "variant",
     }
-}
-
-fn float_json(d: f64) -> Json {
-    serde_json::Number::from_f64(d).map_or_else(|| Json::String(d.to_string()), Json::Number)
 }
 
 /// A decimal exactly: `-12.50`, `0.05`.

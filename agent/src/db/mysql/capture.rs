@@ -18,6 +18,7 @@ use mysql_async::{Column, QueryResult, Row};
 use serde_json::{Map, Value as Json, json};
 
 use super::value;
+use crate::db::common::exec::Captured;
 use crate::db::result_sets::ResultSets;
 pub use crate::db::result_sets::{Limits, json_len};
 
@@ -52,11 +53,6 @@ impl Capture {
             warnings_omitted: 0,
             out: None,
         }
-    }
-
-    /// Whether a bound cut anything.
-    pub fn truncated(&self) -> bool {
-        self.sets.truncated()
     }
 
     /// Start a result set with these columns.
@@ -103,30 +99,6 @@ impl Capture {
             .get_or_insert_with(Map::new)
             .insert(name.to_owned(), value);
     }
-
-    /// The capture as `JobResult.data`.
-    pub fn to_json(&self) -> Json {
-        let warnings: Vec<Json> = self
-            .warnings
-            .iter()
-            .map(|w| json!({"level": w.level, "code": w.code, "message": w.message}))
-            .collect();
-        let mut data = Map::new();
-        data.insert("result_sets".into(), self.sets.to_json());
-        if let Some(out) = &self.out {
-            data.insert("out".into(), Json::Object(out.clone()));
-        }
-        data.insert("affected_rows".into(), json!(self.affected_rows));
-        data.insert("warnings".into(), Json::Array(warnings));
-        data.insert("truncated".into(), json!(self.sets.truncated()));
-        if self.sets.omitted() > 0 {
-            data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
-        }
-        if self.warnings_omitted > 0 {
-            data.insert("warnings_omitted".into(), json!(self.warnings_omitted));
-        }
-        Json::Object(data)
-    }
 }
 
 /// Read every result set of `result` into `capture`, then surface an error
@@ -150,6 +122,37 @@ pub async fn drain<P: Protocol>(
         capture.add_affected(result.affected_rows());
     }
     result.drop_result().await
+}
+
+impl Captured for Capture {
+    /// The capture as `JobResult.data`.
+    fn to_json(&self) -> Json {
+        let warnings: Vec<Json> = self
+            .warnings
+            .iter()
+            .map(|w| json!({"level": w.level, "code": w.code, "message": w.message}))
+            .collect();
+        let mut data = Map::new();
+        data.insert("result_sets".into(), self.sets.to_json());
+        if let Some(out) = &self.out {
+            data.insert("out".into(), Json::Object(out.clone()));
+        }
+        data.insert("affected_rows".into(), json!(self.affected_rows));
+        data.insert("warnings".into(), Json::Array(warnings));
+        data.insert("truncated".into(), json!(self.sets.truncated()));
+        if self.sets.omitted() > 0 {
+            data.insert("result_sets_omitted".into(), json!(self.sets.omitted()));
+        }
+        if self.warnings_omitted > 0 {
+            data.insert("warnings_omitted".into(), json!(self.warnings_omitted));
+        }
+        Json::Object(data)
+    }
+
+    /// Whether a bound cut anything.
+    fn truncated(&self) -> bool {
+        self.sets.truncated()
+    }
 }
 
 #[cfg(test)]

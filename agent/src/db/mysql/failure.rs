@@ -11,44 +11,17 @@
 //!   own fault are not.
 //! - Invalid names, parameters and missing configuration are not retryable.
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::Error;
-use crate::executor::Outcome;
-use crate::executor::stop;
+pub use crate::db::common::failure::Failure;
+use crate::db::common::failure::retryable_code;
 
 /// Server codes that mean the session, not the statement, failed:
 /// too many connections (1040), server shutdown (1053), too many user
 /// connections (1203), connection killed (1927, MariaDB), disconnected for
 /// inactivity (4031, MySQL 8). Always retryable.
 pub const CONNECTION_CODES: [u16; 5] = [1040, 1053, 1203, 1927, 4031];
-
-/// A failure as reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    /// Whether the retry policy may try again.
-    pub retryable: bool,
-    /// The error text.
-    pub message: String,
-    /// The server's error, for server errors: `{code, sqlstate, message}`
-    /// (MySQL), `{number, class, state, procedure, line, message}` (SQL
-    /// Server).
-    pub error: Option<Json>,
-}
-
-impl Failure {
-    /// The job's outcome: failed, with `data` (an object) carrying `error`.
-    pub fn outcome(self, mut data: Json, truncated: bool) -> Outcome {
-        if let (Json::Object(m), Some(err)) = (&mut data, self.error) {
-            m.insert("error".into(), err);
-        }
-        stop::failed(
-            self.retryable,
-            self.message,
-            stop::result_with(data, truncated),
-        )
-    }
-}
 
 /// The error text of a server error.
 pub fn server_message(code: u16, state: &str, message: &str) -> String {
@@ -57,11 +30,7 @@ pub fn server_message(code: u16, state: &str, message: &str) -> String {
 
 /// Classify an error with the job's retryable codes.
 pub fn classify(e: &Error, retry_codes: &[i64]) -> Failure {
-    let plain = |retryable: bool| Failure {
-        retryable,
-        message: e.to_string(),
-        error: None,
-    };
+    let plain = |retryable: bool| Failure::plain(retryable, e.to_string());
     match e {
         Error::Invalid(_) | Error::Config(_) => plain(false),
         Error::Password { .. } | Error::ConnectTimeout { .. } | Error::Lock { .. } => plain(true),
@@ -76,8 +45,7 @@ fn classify_driver(e: &mysql_async::Error, retry_codes: &[i64]) -> Failure {
     let (retryable, message) = match e {
         M::Server(s) => {
             return Failure {
-                retryable: retry_codes.contains(&i64::from(s.code))
-                    || CONNECTION_CODES.contains(&s.code),
+                retryable: retryable_code(s.code, retry_codes, &CONNECTION_CODES),
                 message: server_message(s.code, &s.state, &s.message),
                 error: Some(json!({
                     "code": s.code,
@@ -110,11 +78,7 @@ fn classify_driver(e: &mysql_async::Error, retry_codes: &[i64]) -> Failure {
         M::Other(o) => (false, format!("MySQL client error: {o}")),
         M::Url(u) => (false, format!("MySQL connection settings: {u}")),
     };
-    Failure {
-        retryable,
-        message,
-        error: None,
-    }
+    Failure::plain(retryable, message)
 }
 
 #[cfg(test)]

@@ -105,9 +105,8 @@ pub async fn kill_connection(side: &mut Conn, id: u64) -> Result<(), mysql_async
 }
 
 /// Open the second connection and send `KILL QUERY`.
-pub async fn start(door: &SideDoor, id: u64, job_id: i64, why: &str) -> (Option<Conn>, KillReport) {
+pub async fn start(door: &SideDoor, id: u64, why: &str) -> (Option<Conn>, KillReport) {
     warn!(
-        job_id,
         session = id,
         reason = why,
         "Killing the job's query on the server"
@@ -123,7 +122,7 @@ pub async fn start(door: &SideDoor, id: u64, job_id: i64, why: &str) -> (Option<
         Ok(c) => c,
         Err(e) => {
             report.query_killed = Err(format!("no second connection: {e}"));
-            warn!(job_id, session = id, error = %e, "Cannot open a connection to kill the job's query");
+            warn!(session = id, error = %e, "Cannot open a connection to kill the job's query");
             return (None, report);
         }
     };
@@ -131,14 +130,14 @@ pub async fn start(door: &SideDoor, id: u64, job_id: i64, why: &str) -> (Option<
         .await
         .map_err(|e| failure::classify(&Error::Mysql(e), &[]).message);
     if let Err(e) = &report.query_killed {
-        warn!(job_id, session = id, error = %e, "KILL QUERY failed");
+        warn!(session = id, error = %e, "KILL QUERY failed");
     }
     (Some(side), report)
 }
 
 /// Make sure the (closed) job session is gone; `KILL CONNECTION` when its
 /// own code did not end within the grace.
-pub async fn finish(side: Option<Conn>, report: &mut KillReport, job_id: i64) {
+pub async fn finish(side: Option<Conn>, report: &mut KillReport) {
     let Some(mut side) = side else {
         return;
     };
@@ -146,7 +145,7 @@ pub async fn finish(side: Option<Conn>, report: &mut KillReport, job_id: i64) {
         report.connection_killed = match kill_connection(&mut side, report.id).await {
             Ok(()) => true,
             Err(e) => {
-                warn!(job_id, session = report.id, error = %e, "KILL CONNECTION failed");
+                warn!(session = report.id, error = %e, "KILL CONNECTION failed");
                 false
             }
         };
@@ -166,7 +165,6 @@ pub async fn finish(side: Option<Conn>, report: &mut KillReport, job_id: i64) {
     }
     report.gone = Some(gone);
     info!(
-        job_id,
         session = report.id,
         connection_killed = report.connection_killed,
         gone,

@@ -1,4 +1,9 @@
-//! The `procedure` and `sql` kinds on MySQL/MariaDB connections.
+//! MySQL/MariaDB: the `procedure` and `sql` kinds (this module) and the
+//! `dump` kind ([`dump`]).
+//!
+//! Layout: [`connection`] (driver options from the settings), [`pool`],
+//! [`call`], [`session`], [`ledger`], [`kill`], [`capture`], [`value`],
+//! [`failure`]; what is shared with SQL Server is in [`crate::db::common`].
 //!
 //! # A job from start to end
 //!
@@ -47,6 +52,8 @@
 
 pub mod call;
 pub mod capture;
+pub mod connection;
+pub mod dump;
 pub mod failure;
 pub mod kill;
 pub mod ledger;
@@ -57,18 +64,20 @@ pub mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::{JobKind, JobResult, JobSpec};
-use serde_json::{Value as Json, json};
+use baton_proto::{JobKind, JobSpec};
+use serde_json::json;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::db::common::exec::{self, Captured, Planned};
+use crate::db::common::session::Attempt;
 use crate::executor::stop::{self, Stop};
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
 use capture::Capture;
 pub use capture::Limits;
 use ledger::Ledger;
 pub use pool::Pools;
-use session::{Ctx, Done, StopFlag, Work};
+use session::{Ctx, Done, StopFlag};
 
 /// How long closing a job connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -145,32 +154,22 @@ impl MysqlExecutor {
     }
 
     async fn run(&self, job: Job) -> Outcome {
-        let (connection, work, exactly_once) = match prepare(&job.spec) {
+        let Planned {
+            connection,
+            work,
+            exactly_once,
+        } = match exec::prepare(&job.spec, call::plan, WORDING) {
             Ok(p) => p,
-            Err(e) => return fail(&e, &job, None),
+            Err(e) => return fail(&Error::Invalid(e), &job, None),
         };
         let ledger = match self.ledger(connection, exactly_once) {
             Ok(l) => l,
             Err(e) => return fail(&e, &job, None),
         };
         let deadline = job.timeout.map(|t| Instant::now() + t);
-        let held = match stop::open_unless_stopped(
-            &job,
-            connection,
-            deadline,
-            self.pools.hold(connection),
-        )
-        .await
-        {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => {
-                let mut out = fail(&e, &job, None);
-                if let (Error::Mysql(_), Ok(c)) = (&e, self.pools.config(connection)) {
-                    name_the_connection(&mut out, &c.name, &c.endpoint);
-                }
-                return out;
-            }
-            Err(stopped) => return stopped,
+        let held = match self.hold(&job, connection, deadline).await {
+            Ok(h) => h,
+            Err(outcome) => return outcome,
         };
         let pool::Held {
             mut conn,
@@ -178,14 +177,10 @@ impl MysqlExecutor {
             side,
             permit,
         } = held;
-        debug!(job_id = job.job_id, connection = %connection, session = id, "MySQL session taken");
+        debug!(connection = %connection, session = id, "MySQL session taken");
         let stop_flag = StopFlag::default();
         let ctx = Ctx {
-            fleet: self.pools.fleet(),
-            job_id: job.job_id,
-            attempt: job.attempt,
-            token: job.token,
-            progress: &job.progress,
+            job: Attempt::of(&job, self.pools.fleet()),
             stop: stop_flag.clone(),
             ledger,
         };
@@ -197,8 +192,7 @@ impl MysqlExecutor {
                 Ok(r) => Ok(r),
                 Err(stop) => {
                     stop_flag.raise();
-                    let (side_conn, mut report) =
-                        kill::start(&side, id, job.job_id, stop.word()).await;
+                    let (side_conn, mut report) = kill::start(&side, id, stop.word()).await;
                     report.session_end = tokio::time::timeout(kill::KILL_GRACE, &mut fut)
                         .await
                         .ok()
@@ -225,10 +219,33 @@ impl MysqlExecutor {
             Err((stop, side_conn, mut report)) => {
                 // Never reuse a connection after a stop.
                 close(conn).await;
-                kill::finish(side_conn, &mut report, job.job_id).await;
+                kill::finish(side_conn, &mut report).await;
                 drop(permit);
                 stopped(stop, &job, &capture, &report)
             }
+        }
+    }
+
+    /// A connection for the job, unless the job is stopped first; the
+    /// outcome when there is none (naming the connection and server).
+    async fn hold(
+        &self,
+        job: &Job,
+        connection: &str,
+        deadline: Option<Instant>,
+    ) -> Result<pool::Held, Outcome> {
+        match stop::open_unless_stopped(job, connection, deadline, self.pools.hold(connection))
+            .await
+        {
+            Ok(Ok(h)) => Ok(h),
+            Ok(Err(e)) => {
+                let mut out = fail(&e, job, None);
+                if let (Error::Mysql(_), Ok(c)) = (&e, self.pools.config(connection)) {
+                    name_the_connection(&mut out, &c.name, &c.endpoint);
+                }
+                Err(out)
+            }
+            Err(stopped) => Err(stopped),
         }
     }
 
@@ -266,25 +283,11 @@ impl Executor for MysqlExecutor {
     }
 }
 
-/// The connection name, the work and whether the ledger is wanted.
-fn prepare(spec: &JobSpec) -> Result<(&str, Work, bool), Error> {
-    match spec {
-        JobSpec::Procedure(p) => {
-            let plan = call::plan(p).map_err(Error::Invalid)?;
-            Ok((&p.connection, Work::Call(plan), p.exactly_once))
-        }
-        JobSpec::Sql(s) => {
-            if s.sql.trim().is_empty() {
-                return Err(Error::Invalid("the SQL batch is empty".into()));
-            }
-            Ok((&s.connection, Work::Batch(s.sql.clone()), s.exactly_once))
-        }
-        other => Err(Error::Invalid(format!(
-            "a MySQL executor got a {} job",
-            other.kind()
-        ))),
-    }
-}
+/// How this engine names itself in messages.
+const WORDING: exec::Wording = exec::Wording {
+    engine: "MySQL",
+    empty_batch: "the SQL batch is empty",
+};
 
 /// Close a connection for good (it is not returned to the pool).
 async fn close(conn: mysql_async::Conn) {
@@ -296,13 +299,9 @@ async fn close(conn: mysql_async::Conn) {
     }
 }
 
-fn result_with(data: Json, capture: Option<&Capture>) -> JobResult {
-    stop::result_with(data, capture.is_some_and(Capture::truncated))
-}
-
 /// Say which connection and server a connect failure was about: an
 /// operator with several connections (or agents) needs it to act.
-fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &crate::db::connection::Endpoint) {
+fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &connection::Endpoint) {
     if let Some(error) = out.error.as_mut() {
         *error = format!("connection {name:?} ({endpoint}): {error}");
     }
@@ -310,39 +309,20 @@ fn name_the_connection(out: &mut Outcome, name: &str, endpoint: &crate::db::conn
 
 fn fail(e: &Error, job: &Job, capture: Option<&Capture>) -> Outcome {
     let f = failure::classify(e, &job.retry_codes);
-    warn!(job_id = job.job_id, retryable = f.retryable, error = %f.message, "MySQL job failed");
-    f.outcome(
-        capture.map_or_else(|| json!({}), Capture::to_json),
-        capture.is_some_and(Capture::truncated),
-    )
+    warn!(retryable = f.retryable, error = %f.message, "MySQL job failed");
+    exec::failed(f, capture.map(|c| c as &dyn Captured))
 }
 
 fn finished(result: Result<Done, Error>, job: &Job, ctx: &Ctx<'_>, capture: &Capture) -> Outcome {
     match result {
-        Ok(Done::Ran {
-            transaction_ended_early,
-        }) => {
-            let data = if ctx.ledger.is_some() {
-                session::committed_data(capture, transaction_ended_early)
-            } else {
-                capture.to_json()
-            };
-            Outcome::succeeded(result_with(data, Some(capture)))
-        }
-        Ok(Done::Replayed(committed)) => {
-            Outcome::succeeded(result_with(ledger::replayed(&committed), None))
-        }
+        Ok(done) => exec::succeeded(done, ctx.ledger.is_some(), capture, session::ENDED_EARLY),
         Err(e) => fail(&e, job, Some(capture)),
     }
 }
 
 fn stopped(stop: Stop, job: &Job, capture: &Capture, report: &kill::KillReport) -> Outcome {
-    let mut data = capture.to_json();
-    if let Json::Object(m) = &mut data {
-        m.insert("killed".into(), json!(report.killed()));
-        m.insert("kill".into(), report.json());
-    }
-    stop::stopped_with(stop, job, result_with(data, Some(capture)), report.text())
+    let extra = vec![("killed", json!(report.killed())), ("kill", report.json())];
+    exec::stopped(stop, job, capture, extra, report.text())
 }
 
 #[cfg(test)]

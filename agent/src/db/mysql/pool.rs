@@ -10,18 +10,27 @@
 //! that kills a stopped job's query is there when every slot is busy. When
 //! even that one is taken, a connection outside the pool is opened.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::ConnectionInfo;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+use mysql_async::{Conn, Opts, Pool};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
 use super::Error;
-use crate::db::connection::{Endpoint, MysqlConnection, Password, Verify};
+pub use super::connection::opts;
+#[cfg(test)]
+use crate::config::mysql::{Endpoint, Verify};
+use crate::config::mysql::{MysqlConnection, Password};
+use crate::db::common::connections::{ByName, Named};
+
+impl Named for Slot {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+}
 
 /// How long a kill waits for a pooled connection before opening its own.
 const KILLER_POOL_WAIT: Duration = Duration::from_secs(1);
@@ -29,8 +38,7 @@ const KILLER_POOL_WAIT: Duration = Duration::from_secs(1);
 /// The pools of this agent's MySQL connections.
 #[derive(Debug, Default)]
 pub struct Pools {
-    slots: BTreeMap<String, Slot>,
-    fleet: String,
+    slots: ByName<Slot>,
 }
 
 #[derive(Debug)]
@@ -89,32 +97,26 @@ impl SideDoor {
 impl Pools {
     /// Pools for these connections (nothing is opened yet).
     pub fn new(connections: impl IntoIterator<Item = MysqlConnection>) -> Self {
-        let slots = connections
-            .into_iter()
-            .map(|c| {
-                let slot = Slot {
-                    permits: Arc::new(Semaphore::new(c.pool_size)),
-                    config: c,
-                    built: Mutex::new(None),
-                };
-                (slot.config.name.clone(), slot)
-            })
-            .collect();
+        let slots = connections.into_iter().map(|c| Slot {
+            permits: Arc::new(Semaphore::new(c.pool_size)),
+            config: c,
+            built: Mutex::new(None),
+        });
         Pools {
-            slots,
-            fleet: String::new(),
+            slots: ByName::new(slots),
         }
     }
 
     /// Namespace database locks and ledger rows with this fleet id.
-    pub fn with_fleet(mut self, fleet: &str) -> Self {
-        self.fleet = fleet.to_owned();
-        self
+    pub fn with_fleet(self, fleet: &str) -> Self {
+        Pools {
+            slots: self.slots.with_fleet(fleet),
+        }
     }
 
     /// The fleet id (empty when unknown).
     pub fn fleet(&self) -> &str {
-        &self.fleet
+        self.slots.fleet()
     }
 
     /// Whether no connection is configured.
@@ -124,18 +126,12 @@ impl Pools {
 
     /// The connections to advertise on poll.
     pub fn advertised(&self) -> Vec<ConnectionInfo> {
-        self.slots
-            .keys()
-            .map(|name| ConnectionInfo {
-                name: name.clone(),
-                kind: "mysql".into(),
-            })
-            .collect()
+        self.slots.advertised_as("mysql")
     }
 
     /// The settings of a connection.
     pub fn config(&self, name: &str) -> Result<&MysqlConnection, Error> {
-        self.slots.get(name).map(|s| &s.config).ok_or_else(|| {
+        self.slots.lookup(name).map(|s| &s.config).ok_or_else(|| {
             Error::Config(format!(
                 "connection {name:?} is not configured on this agent as a mysql connection"
             ))
@@ -146,7 +142,7 @@ impl Pools {
     /// connect (within the connect timeout) and learn the session id. A
     /// pooled connection that turns out dead is replaced once.
     pub async fn hold(&self, name: &str) -> Result<Held, Error> {
-        let slot = self.slots.get(name).ok_or_else(|| {
+        let slot = self.slots.lookup(name).ok_or_else(|| {
             Error::Config(format!(
                 "connection {name:?} is not configured on this agent as a mysql connection"
             ))
@@ -230,41 +226,6 @@ impl Slot {
         }
         Ok(fresh)
     }
-}
-
-/// Driver options for a connection.
-pub fn opts(c: &MysqlConnection, password: &Password) -> Opts {
-    let max = c.pool_size.max(1) + 1;
-    let constraints = PoolConstraints::new(0, max).unwrap_or_default();
-    let builder = OptsBuilder::default()
-        .user(Some(c.user.clone()))
-        .pass(Some(password.expose().to_owned()))
-        .db_name(c.database.clone())
-        .prefer_socket(false)
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .pool_opts(PoolOpts::default().with_constraints(constraints));
-    let builder = match &c.endpoint {
-        Endpoint::Socket(path) => builder.socket(Some(path.to_string_lossy().into_owned())),
-        Endpoint::Tcp { host, port } => {
-            let builder = builder.ip_or_hostname(host.clone()).tcp_port(*port);
-            match &c.tls {
-                Some(tls) => {
-                    let mut ssl = SslOpts::default();
-                    if let Some(ca) = &tls.ca_file {
-                        ssl = ssl
-                            .with_root_certs(vec![ca.clone().into()])
-                            .with_disable_built_in_roots(true);
-                    }
-                    if tls.verify == Verify::Ca {
-                        ssl = ssl.with_danger_skip_domain_validation(true);
-                    }
-                    builder.ssl_opts(ssl)
-                }
-                None => builder,
-            }
-        }
-    };
-    builder.into()
 }
 
 #[cfg(test)]

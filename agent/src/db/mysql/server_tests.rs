@@ -18,7 +18,7 @@ use mysql_async::{Conn, OptsBuilder};
 use serde_json::{Value as Json, json};
 
 use super::*;
-use crate::db::connection::{DumpSettings, Endpoint, MysqlConnection, PasswordSource};
+use crate::config::mysql::{DumpSettings, Endpoint, MysqlConnection, PasswordSource};
 use crate::executor::{Cancel, CancelReason, ProgressHandle};
 
 const ENV: &str = "BATON_TEST_MYSQL_SOCKET";
@@ -79,14 +79,7 @@ impl TestDb {
             connect_timeout: Duration::from_secs(5),
             tls: None,
             create_ledger,
-            dump: DumpSettings {
-                dir: None,
-                tool: None,
-                extra_flags: Vec::new(),
-                keep_last: None,
-                max_age: None,
-                reserve_bytes: 64 << 20,
-            },
+            dump: DumpSettings::default(),
         }
     }
 

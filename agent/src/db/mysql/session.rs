@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use baton_proto::{JobId, Progress};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params};
 use serde_json::Value as Json;
@@ -14,41 +13,18 @@ use tracing::{debug, info, warn};
 
 use super::call::CallPlan;
 use super::capture::{self, Capture, Warning};
-use super::ledger::{self, Committed, Ledger};
+use super::ledger::{self, Ledger};
 use super::{Error, value};
-use crate::executor::ProgressHandle;
+use crate::db::common::exec;
+use crate::db::common::session::Attempt;
+pub use crate::db::common::session::{Done, lock_name, lock_wait_message, say};
 
 /// Seconds one `GET_LOCK` waits before the loop asks again.
 pub const LOCK_POLL_SECS: u64 = 1;
 
-/// The work of a job.
-#[derive(Debug, Clone)]
-pub enum Work {
-    /// A procedure call.
-    Call(CallPlan),
-    /// A SQL batch (text protocol, several statements allowed).
-    Batch(String),
-}
-
-/// The database lock of a job: `baton:<fleet>:job:<id>` (`baton:job:<id>`
-/// without a fleet id). The fleet id keeps two Baton installations that share
-/// a database server from locking each other's jobs. With the controller's
-/// 16-hex fleet id a name is at most 46 characters (MySQL allows 64).
-pub fn lock_name(fleet: &str, job_id: JobId) -> String {
-    if fleet.is_empty() {
-        format!("baton:job:{job_id}")
-    } else {
-        format!("baton:{fleet}:job:{job_id}")
-    }
-}
-
-/// The progress message while another session holds the lock.
-pub fn lock_wait_message(fleet: &str, job_id: JobId) -> String {
-    format!(
-        "waiting for the database lock {} held by another session",
-        lock_name(fleet, job_id)
-    )
-}
+/// The work of a job: a procedure call, or a SQL batch (text protocol,
+/// several statements allowed).
+pub type Work = exec::Work<CallPlan>;
 
 /// Set when the job is being stopped; the session checks it between
 /// statements so it never commits after a stop was decided.
@@ -74,42 +50,20 @@ impl StopFlag {
 /// What the session needs to know about the job.
 #[derive(Debug)]
 pub struct Ctx<'a> {
-    /// Fleet id (namespaces the lock and the ledger row).
-    pub fleet: &'a str,
-    /// Job id.
-    pub job_id: JobId,
-    /// Attempt number.
-    pub attempt: u32,
-    /// Fencing token.
-    pub token: i64,
-    /// Progress for heartbeats.
-    pub progress: &'a ProgressHandle,
+    /// The job's attempt (fleet, id, attempt, token, progress).
+    pub job: Attempt<'a>,
     /// Raised on stop.
     pub stop: StopFlag,
     /// The run ledger, for exactly-once jobs.
     pub ledger: Option<Ledger>,
 }
 
-/// How the session ended well.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Done {
-    /// The work ran (and, with the ledger, committed with its row).
-    Ran {
-        /// With the ledger: the work ended the transaction itself (COMMIT,
-        /// DDL), seen as `@@in_transaction` (MariaDB) or `@@TRANCOUNT`
-        /// (SQL Server) 0 before the ledger row.
-        transaction_ended_early: bool,
-    },
-    /// An earlier attempt had committed: its result, not run again.
-    Replayed(Committed),
-}
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Attempt<'a>;
 
-/// Publish a progress message without a percentage.
-pub fn say(progress: &ProgressHandle, message: String) {
-    progress.set_progress(Progress {
-        percent: None,
-        message,
-    });
+    fn deref(&self) -> &Attempt<'a> {
+        &self.job
+    }
 }
 
 /// Run the job's session: lock, ledger, work, unlock.
@@ -125,9 +79,9 @@ pub async fn run(
     let broken = matches!(&result, Err(Error::Mysql(e)) if e.is_fatal());
     if !broken {
         match conn.exec_drop("DO RELEASE_LOCK(?)", (lock.as_str(),)).await {
-            Ok(()) => debug!(job_id = ctx.job_id, lock = %lock, "Database lock released"),
+            Ok(()) => debug!(lock = %lock, "Database lock released"),
             Err(e) => {
-                warn!(job_id = ctx.job_id, lock = %lock, error = %e, "Cannot release the database lock; it goes with the session")
+                warn!(lock = %lock, error = %e, "Cannot release the database lock; it goes with the session")
             }
         }
     }
@@ -145,14 +99,14 @@ async fn take_lock(conn: &mut Conn, ctx: &Ctx<'_>, lock: &str) -> Result<(), Err
         match got.flatten() {
             Some(1) => {
                 if announced {
-                    info!(job_id = ctx.job_id, lock = %lock, "Database lock taken after waiting");
+                    info!(lock = %lock, "Database lock taken after waiting");
                 }
                 return Ok(());
             }
             Some(0) => {
                 if !announced {
                     announced = true;
-                    info!(job_id = ctx.job_id, lock = %lock, "Waiting for the database lock held by another session");
+                    info!(lock = %lock, "Waiting for the database lock held by another session");
                     say(ctx.progress, lock_wait_message(ctx.fleet, ctx.job_id));
                 }
             }
@@ -180,7 +134,6 @@ async fn body(
     };
     if let Some(committed) = ledger.lookup(conn, ctx.fleet, ctx.job_id).await? {
         info!(
-            job_id = ctx.job_id,
             committed_attempt = committed.attempt,
             committed_token = committed.token,
             "Run ledger has a committed result; replaying it"
@@ -193,7 +146,7 @@ async fn body(
     if let Err(e) = &result {
         let usable = !matches!(e, Error::Mysql(m) if m.is_fatal());
         if usable && let Err(rb) = conn.query_drop("ROLLBACK").await {
-            warn!(job_id = ctx.job_id, error = %rb, "Rollback failed");
+            warn!(error = %rb, "Rollback failed");
         }
     }
     result
@@ -211,12 +164,11 @@ async fn in_transaction(
     let ended = ledger::in_transaction(conn).await? == Some(false);
     if ended {
         warn!(
-            job_id = ctx.job_id,
             "The job ended the ledger transaction itself (COMMIT or DDL); its effects and the \
              ledger row are not atomic"
         );
     }
-    let data = committed_data(capture, ended);
+    let data = exec::committed_data(capture, ended, ENDED_EARLY);
     ledger
         .record(conn, ctx.fleet, ctx.job_id, ctx.attempt, ctx.token, &data)
         .await?;
@@ -230,14 +182,6 @@ async fn in_transaction(
 /// The warning of a job that ended the ledger transaction itself.
 pub const ENDED_EARLY: &str = "the job ended the ledger transaction itself (COMMIT or DDL): its \
      effects and the ledger row were not committed atomically";
-
-/// The data of a successful run, as written to the ledger and reported.
-pub fn committed_data(capture: &Capture, transaction_ended_early: bool) -> Json {
-    ledger::mark_committed(
-        capture.to_json(),
-        transaction_ended_early.then_some(ENDED_EARLY),
-    )
-}
 
 /// The call or batch itself, captured; then the warnings and OUT values.
 async fn run_work(

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::Error;
-pub use crate::db::dump::paths::Layout;
-use crate::db::dump::paths::{self, Suffixes};
+pub use crate::db::common::paths::Layout;
+use crate::db::common::paths::{self, Suffixes};
 
 /// Suffix of a finished, verified backup.
 pub const BAK_SUFFIX: &str = ".bak";

@@ -1,9 +1,10 @@
 //! One native backup job from checks to outcome (the steps are listed in the
 //! module docs of [`super`]).
 
+use std::path::Path;
 use std::sync::Arc;
 
-use baton_proto::{DumpSpec, JobResult, JobSpec, Progress};
+use baton_proto::{DumpSpec, JobResult, JobSpec};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value as Json, json};
 use tiberius::ToSql;
@@ -14,11 +15,12 @@ use super::files::{self, Layout};
 use super::manifest::{self, Manifest, Verdict};
 use super::sql::{self, DatabaseState, ServerInfo};
 use super::{ATTENTION_GRACE, Error, Stop, progress};
-use crate::db::dump::paths::{self, DumpName, safe_component};
-use crate::db::dump::retention;
+use crate::db::common::paths::{DumpName, safe_component};
+use crate::db::common::report::{self, Kind};
+use crate::db::common::retention;
+use crate::db::mssql::connection::{MssqlClient, MssqlConnection};
 use crate::db::mssql::{Connections, failure};
-use crate::db::mssql_connection::{MssqlClient, MssqlConnection};
-use crate::executor::stop::{self, Stopper};
+use crate::executor::stop::Stopper;
 use crate::executor::{Job, Outcome};
 
 /// What a verified backup left in its directory, before the manifest.
@@ -71,16 +73,10 @@ pub(super) async fn run(connections: Arc<Connections>, job: Job) -> Outcome {
 impl Run<'_> {
     /// Publish progress and add the line to the log tail.
     fn note(&self, percent: Option<f32>, message: String) {
-        self.job
-            .progress
-            .append_output(format!("{message}\n").as_bytes());
-        self.job
-            .progress
-            .set_progress(Progress { percent, message });
+        report::note(&self.job.progress, percent, message);
     }
 
     fn failed(mut self, e: Error) -> Outcome {
-        let job_id = self.job.job_id;
         let mut data = Map::new();
         if let Some(error) = e.server_error() {
             data.insert("error".into(), error.clone());
@@ -92,23 +88,8 @@ impl Run<'_> {
             self.result.data = Some(Json::Object(data));
         }
         match e {
-            Error::Stopped(stop) => {
-                match stop {
-                    Stop::Cancel(reason) => {
-                        info!(job_id, reason = reason.as_str(), "Backup stopped")
-                    }
-                    Stop::Timeout => warn!(job_id, "Backup timed out"),
-                }
-                stop::stopped(stop, self.job, self.result)
-            }
-            e => {
-                let retryable = e.retryable();
-                warn!(job_id, retryable, error = %e, "Backup failed");
-                self.job
-                    .progress
-                    .append_output(format!("backup failed: {e}\n").as_bytes());
-                stop::failed(retryable, e.to_string(), self.result)
-            }
+            Error::Stopped(stop) => report::stopped(Kind::Backup, stop, self.job, self.result),
+            e => report::failed(Kind::Backup, e.retryable(), &e, self.job, self.result),
         }
     }
 
@@ -127,8 +108,8 @@ impl Run<'_> {
                     Ok(Ok(()))
                 );
                 info!(
-                    job_id = self.job.job_id,
-                    acknowledged, "Sent an attention to stop the backup's request"
+                    acknowledged,
+                    "Sent an attention to stop the backup's request"
                 );
                 self.cancel = Some(json!({"attention_sent": true, "acknowledged": acknowledged}));
                 Err(Error::Stopped(stop))
@@ -216,25 +197,43 @@ impl Run<'_> {
         layout: &Layout,
         retry: &[i64],
     ) -> Result<Produced, Error> {
-        let (conn, database, job_id) = (self.conn, self.database, self.job.job_id);
         let partial = layout.partial();
         let partial_text = partial.display().to_string();
+        self.back_up(client, spid, &partial_text, retry).await?;
+        let verdict = self.verify(client, &partial_text, retry).await?;
+        let finished = Utc::now();
+        let (size, sha256) = self.hash(&partial).await?;
+        files::finish(&partial, &layout.finished(), &layout.dir)?;
+        Ok(Produced {
+            size,
+            sha256,
+            verdict,
+            finished,
+        })
+    }
 
-        // B3, with the progress poll beside it.
+    /// B3, with the progress poll beside it.
+    async fn back_up(
+        &mut self,
+        client: &mut MssqlClient,
+        spid: i16,
+        partial_text: &str,
+        retry: &[i64],
+    ) -> Result<(), Error> {
+        let (conn, database) = (self.conn, self.database);
         self.note(
             Some(0.0),
             format!("backing up {database} to {partial_text}"),
         );
-        info!(job_id, connection = %conn.name, database, spid, file = %partial_text, "Backup started");
+        info!(connection = %conn.name, database, spid, file = %partial_text, "Backup started");
         let statement = sql::backup_statement(conn.backup.compression);
         let progress = self.job.progress.clone();
         let ended = self
             .stop
             .until(async {
-                let target = partial_text.as_str();
-                let params: [&dyn ToSql; 2] = [&database, &target];
+                let params: [&dyn ToSql; 2] = [&database, &partial_text];
                 let backup = client.execute(statement, &params);
-                let poll = progress::poll(conn, job_id, spid, database, progress);
+                let poll = progress::poll(conn, spid, database, progress);
                 tokio::select! {
                     r = backup => r.map(drop).map_err(|e| sql::server(&e, retry)),
                     never = poll => match never {},
@@ -243,14 +242,21 @@ impl Run<'_> {
             .await;
         self.settle(client, ended).await?;
         self.note(Some(100.0), progress::message(database, 100.0));
+        Ok(())
+    }
 
-        // B5, always.
+    /// B5, always.
+    async fn verify(
+        &mut self,
+        client: &mut MssqlClient,
+        partial_text: &str,
+        retry: &[i64],
+    ) -> Result<Verdict, Error> {
         self.note(Some(100.0), "verifying the backup".into());
         let ended = self
             .stop
             .until(async {
-                let target = partial_text.as_str();
-                let params: [&dyn ToSql; 1] = [&target];
+                let params: [&dyn ToSql; 1] = [&partial_text];
                 client
                     .execute(sql::VERIFY, &params)
                     .await
@@ -259,28 +265,30 @@ impl Run<'_> {
             })
             .await;
         self.settle(client, ended).await?;
-        let verdict = Verdict {
+        Ok(Verdict {
             ok: true,
             message: "RESTORE VERIFYONLY … WITH CHECKSUM: the backup set is valid".into(),
-        };
-        let finished = Utc::now();
+        })
+    }
 
-        // The file, as the agent sees it.
-        let size = match std::fs::metadata(&partial) {
+    /// The file, as the agent sees it: its size and sha256 (or why not).
+    async fn hash(&mut self, partial: &Path) -> Result<(u64, Result<String, String>), Error> {
+        let partial_text = partial.display().to_string();
+        let size = match std::fs::metadata(partial) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Setup(format!(
                     "SQL Server wrote and verified {partial_text}, but this agent cannot see \
                      that file: backup_dir of connection {} must be the same directory for SQL \
                      Server and the agent",
-                    conn.name
+                    self.conn.name
                 )));
             }
             Err(e) => return Err(Error::io(format!("cannot stat {partial_text}"), e)),
         };
         self.note(Some(100.0), "computing the backup's sha256".into());
         let hashed = {
-            let path = partial.clone();
+            let path = partial.to_path_buf();
             self.stop
                 .run(async {
                     Ok::<_, Error>(
@@ -292,18 +300,12 @@ impl Run<'_> {
         let sha256 = match hashed {
             Ok(Ok(h)) => Ok(h),
             Ok(Err(e)) => {
-                warn!(job_id, file = %partial_text, error = %e, "Cannot read the backup to hash it");
+                warn!(file = %partial_text, error = %e, "Cannot read the backup to hash it");
                 Err(format!("the agent cannot read the file: {e}"))
             }
             Err(e) => Err(format!("hashing failed: {e}")),
         };
-        files::finish(&partial, &layout.finished(), &layout.dir)?;
-        Ok(Produced {
-            size,
-            sha256,
-            verdict,
-            finished,
-        })
+        Ok((size, sha256))
     }
 
     /// Manifest, result, retention.
@@ -315,20 +317,80 @@ impl Run<'_> {
         state: DatabaseState,
         produced: Produced,
     ) -> Result<(), Error> {
-        let (conn, database, job) = (self.conn, self.database, self.job);
+        let (conn, database) = (self.conn, self.database);
         let backup = layout.finished();
+        let manifest = self.manifest(layout, started, server, state, produced);
+        let manifest_path = match report::write_manifest(layout, &manifest).await {
+            Ok(path) => path,
+            Err(e) => {
+                // A backup without its manifest is not a finished one.
+                files::remove_unfinished(&backup).await;
+                return Err(match e {
+                    report::Error::Write { path, source } => {
+                        Error::io(format!("cannot write {}", path.display()), source)
+                    }
+                    report::Error::Encode(e) => {
+                        Error::Setup(format!("cannot encode the manifest: {e}"))
+                    }
+                    report::Error::Task(e) => {
+                        Error::Setup(format!("the manifest writer failed: {e}"))
+                    }
+                });
+            }
+        };
+        self.result.data = Some(manifest::result_data(&manifest, &backup, &manifest_path));
+        let summary = format!(
+            "backed up {database} on {} into {} ({} bytes, verified) in {:.1} s",
+            conn.name,
+            backup.display(),
+            manifest.size_bytes,
+            manifest.duration_ms as f64 / 1000.0
+        );
+        info!(
+            connection = %conn.name,
+            database,
+            file = %backup.display(),
+            bytes = manifest.size_bytes,
+            sha256 = manifest.sha256.as_deref().unwrap_or("-"),
+            "Backup written and verified"
+        );
+        self.result.stdout = format!("{summary}\n");
+        self.note(Some(100.0), summary);
+        let settings = &conn.backup;
+        let deleted =
+            retention::after_success(files::BAK, layout, settings.keep_last, settings.max_age)
+                .await;
+        if !deleted.is_empty() {
+            self.note(
+                Some(100.0),
+                format!("retention deleted {}", deleted.join(", ")),
+            );
+        }
+        Ok(())
+    }
+
+    /// The manifest of a verified backup.
+    fn manifest(
+        &self,
+        layout: &Layout,
+        started: DateTime<Utc>,
+        server: ServerInfo,
+        state: DatabaseState,
+        produced: Produced,
+    ) -> Manifest {
+        let (conn, job) = (self.conn, self.job);
         let duration_ms =
             u64::try_from((produced.finished - started).num_milliseconds()).unwrap_or(0);
         let (sha256, sha256_error) = match produced.sha256 {
             Ok(h) => (Some(h), None),
             Err(e) => (None, Some(e)),
         };
-        let manifest = Manifest {
+        Manifest {
             format: manifest::FORMAT,
             kind: manifest::KIND.into(),
             file: layout.file_name(files::BAK_SUFFIX),
             connection: conn.name.clone(),
-            database: database.to_owned(),
+            database: self.database.to_owned(),
             recovery_model: state.recovery_model,
             server,
             size_bytes: produced.size,
@@ -344,65 +406,6 @@ impl Run<'_> {
             job_id: job.job_id,
             attempt: job.attempt,
             token: job.token,
-        };
-        let manifest_path = layout.manifest();
-        let written = match serde_json::to_vec_pretty(&manifest) {
-            Ok(bytes) => {
-                let (path, tmp) = (manifest_path.clone(), layout.manifest_tmp());
-                match tokio::task::spawn_blocking(move || paths::write_atomic(&path, &tmp, &bytes))
-                    .await
-                {
-                    Ok(r) => r.map_err(|e| {
-                        Error::io(format!("cannot write {}", manifest_path.display()), e)
-                    }),
-                    Err(e) => Err(Error::Setup(format!("the manifest writer failed: {e}"))),
-                }
-            }
-            Err(e) => Err(Error::Setup(format!("cannot encode the manifest: {e}"))),
-        };
-        if let Err(e) = written {
-            // A backup without its manifest is not a finished one.
-            files::remove_unfinished(&backup).await;
-            return Err(e);
         }
-        self.result.data = Some(manifest::result_data(&manifest, &backup, &manifest_path));
-        let summary = format!(
-            "backed up {database} on {} into {} ({} bytes, verified) in {:.1} s",
-            conn.name,
-            backup.display(),
-            manifest.size_bytes,
-            duration_ms as f64 / 1000.0
-        );
-        info!(
-            job_id = job.job_id,
-            connection = %conn.name,
-            database,
-            file = %backup.display(),
-            bytes = manifest.size_bytes,
-            sha256 = manifest.sha256.as_deref().unwrap_or("-"),
-            "Backup written and verified"
-        );
-        self.result.stdout = format!("{summary}\n");
-        self.note(Some(100.0), summary);
-
-        let (dir, keep, age, name) = (
-            layout.dir.clone(),
-            conn.backup.keep_last,
-            conn.backup.max_age,
-            layout.name.clone(),
-        );
-        let report = tokio::task::spawn_blocking(move || {
-            retention::apply_for(files::BAK, &dir, keep, age, Utc::now(), Some(&name))
-        })
-        .await;
-        if let Ok(report) = report
-            && !report.deleted.is_empty()
-        {
-            self.note(
-                Some(100.0),
-                format!("retention deleted {}", report.deleted.join(", ")),
-            );
-        }
-        Ok(())
     }
 }

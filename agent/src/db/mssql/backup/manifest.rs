@@ -1,12 +1,12 @@
 //! The manifest written next to each native backup (`<stem>.manifest.json`)
 //! and sent as the job's `result.data` (plus the paths).
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::sql::ServerInfo;
+
+pub use crate::db::common::report::result_data;
 
 /// Version of the manifest format.
 pub const FORMAT: u32 = 1;
@@ -68,19 +68,6 @@ pub struct Verdict {
     pub ok: bool,
     /// What was checked, or what failed.
     pub message: String,
-}
-
-/// The job's `result.data`: the manifest plus where the files are.
-pub fn result_data(manifest: &Manifest, backup: &Path, manifest_path: &Path) -> serde_json::Value {
-    let mut value = serde_json::to_value(manifest).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(map) = &mut value {
-        map.insert("path".into(), backup.display().to_string().into());
-        map.insert(
-            "manifest_path".into(),
-            manifest_path.display().to_string().into(),
-        );
-    }
-    value
 }
 
 #[cfg(test)]

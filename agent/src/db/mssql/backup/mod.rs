@@ -30,7 +30,7 @@
 //! 6. **Retention** (`keep_last`, `max_age`) in the database's directory after
 //!    a success only, never deleting the backup just written; `.bak.partial`
 //!    files older than a day are leftovers of a crash and go too
-//!    ([`crate::db::dump::retention::apply_for`]).
+//!    ([`crate::db::common::retention::apply_for`]).
 //!
 //! # Failures, cancel, timeouts
 //! Server errors keep number, class, state and text ([`super::failure`]):
@@ -68,7 +68,7 @@ pub const ATTENTION_GRACE: Duration = Duration::from_secs(2);
 /// How often the backup's progress is polled.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-use crate::db::dump::paths::BadName;
+use crate::db::common::paths::BadName;
 /// Why a backup stopped before its end.
 pub use crate::executor::stop::Stop;
 
@@ -109,7 +109,7 @@ pub enum Error {
     },
     /// No session could be opened.
     #[error(transparent)]
-    Connect(#[from] crate::db::mssql_connection::ConnectError),
+    Connect(#[from] crate::db::mssql::connection::ConnectError),
     /// SQL Server (or the client) reported a failure.
     #[error("{}", .0.message)]
     Server(Failure),

@@ -6,12 +6,12 @@
 
 use std::convert::Infallible;
 
-use baton_proto::{JobId, Progress};
+use baton_proto::Progress;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
 use super::{PROGRESS_EVERY, sql};
-use crate::db::mssql_connection::{MssqlClient, MssqlConnection};
+use crate::db::mssql::connection::{MssqlClient, MssqlConnection};
 use crate::executor::ProgressHandle;
 
 /// The progress message for `percent` of `database`.
@@ -25,7 +25,6 @@ pub fn message(database: &str, percent: f32) -> String {
 /// poll comes after [`PROGRESS_EVERY`].
 pub(super) async fn poll(
     conn: &MssqlConnection,
-    job_id: JobId,
     spid: i16,
     database: &str,
     progress: ProgressHandle,
@@ -43,7 +42,7 @@ pub(super) async fn poll(
                 Ok(c) => client.insert(c),
                 Err(e) => {
                     if !warned {
-                        warn!(job_id, error = %e, "Cannot open the progress connection");
+                        warn!(error = %e, "Cannot open the progress connection");
                         warned = true;
                     }
                     continue;
@@ -53,7 +52,7 @@ pub(super) async fn poll(
         match sql::percent(c, spid).await {
             Ok(Some(p)) => {
                 if last != Some(p) {
-                    debug!(job_id, percent = p, "Backup progress");
+                    debug!(percent = p, "Backup progress");
                     last = Some(p);
                 }
                 progress.set_progress(Progress {
@@ -64,7 +63,7 @@ pub(super) async fn poll(
             Ok(None) => {}
             Err(e) => {
                 if !warned {
-                    warn!(job_id, error = %e, "Cannot read the backup's progress");
+                    warn!(error = %e, "Cannot read the backup's progress");
                     warned = true;
                 }
                 client = None;

@@ -4,8 +4,8 @@
 use tiberius::Row;
 
 use super::Error;
+use crate::db::mssql::connection::MssqlClient;
 use crate::db::mssql::failure;
-use crate::db::mssql_connection::MssqlClient;
 
 /// S1: the session id, for the progress poll.
 pub const SPID: &str = "SELECT @@SPID";

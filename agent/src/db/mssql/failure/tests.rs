@@ -4,7 +4,7 @@ use super::*;
 fn job_errors_retry_only_when_another_attempt_may_help() {
     assert!(!classify_job(&Error::Invalid("spec.params[0].name".into()), &[]).retryable);
     assert!(!classify_job(&Error::Config("no such connection".into()), &[]).retryable);
-    use crate::db::mssql_connection::ConnectError;
+    use crate::db::mssql::connection::ConnectError;
     let reach = ConnectError::Reach {
         connection: "erp".into(),
         target: "h:1433".into(),

@@ -1,7 +1,7 @@
 //! Driver options and advertising, without a server.
 
 use super::*;
-use crate::db::connection::{DbTls, DumpSettings, PasswordSource};
+use crate::config::mysql::{DbTls, DumpSettings, PasswordSource};
 
 fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
     MysqlConnection {
@@ -14,14 +14,7 @@ fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
         connect_timeout: Duration::from_secs(5),
         tls,
         create_ledger: true,
-        dump: DumpSettings {
-            dir: None,
-            tool: None,
-            extra_flags: Vec::new(),
-            keep_last: None,
-            max_age: None,
-            reserve_bytes: 64 << 20,
-        },
+        dump: DumpSettings::default(),
     }
 }
 

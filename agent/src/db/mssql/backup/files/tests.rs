@@ -3,15 +3,10 @@ use std::time::{Duration, SystemTime};
 use chrono::{TimeZone, Utc};
 
 use super::*;
-use crate::db::dump::paths::{DumpName, MANIFEST_SUFFIX};
-use crate::db::dump::retention;
-
-fn name(secs: i64, job_id: i64) -> DumpName {
-    DumpName {
-        started: Utc.timestamp_opt(secs, 0).single().expect("time"),
-        job_id,
-    }
-}
+use crate::db::common::paths::{DumpName, MANIFEST_SUFFIX};
+use crate::db::common::retention;
+use crate::db::test_files::dump_name as name;
+use crate::db::test_files::names_in;
 
 #[test]
 fn layout_is_connection_database_stamp_and_job() {
@@ -156,11 +151,7 @@ fn retention_keeps_the_newest_backups_and_spares_the_new_one() {
     assert_eq!(deleted, vec![format!("{}{BAK_SUFFIX}", stems[1].stem())]);
     assert_eq!(report.leftovers, vec![crashed.clone()]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let mut left: Vec<String> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
+    let left = names_in(dir);
     let mut expected = vec![
         format!("{}{BAK_SUFFIX}", stems[0].stem()),
         format!("{}{MANIFEST_SUFFIX}", stems[0].stem()),

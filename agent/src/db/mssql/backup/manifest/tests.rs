@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use chrono::TimeZone;
 use serde_json::json;
 

@@ -9,7 +9,8 @@ use baton_proto::{Completion, DumpSpec, JobSpec};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::db::connection::{DumpSettings, Endpoint, PasswordSource};
+use crate::config::mysql::{DumpSettings, Endpoint, PasswordSource};
+use crate::db::test_files::names_in;
 use crate::executor::CancelReason;
 use crate::executor::{Cancel, ProgressHandle};
 
@@ -77,9 +78,7 @@ impl Fake {
                 dir: Some(root.join("dumps")),
                 tool: Some(bin.join("mariadb-dump")),
                 extra_flags: flags.iter().map(|f| (*f).to_owned()).collect(),
-                keep_last: None,
-                max_age: None,
-                reserve_bytes: 64 << 20,
+                ..DumpSettings::default()
             },
         };
         let mut settings = Settings::new(
@@ -111,16 +110,7 @@ impl Fake {
     }
 
     fn dump_files(&self) -> Vec<String> {
-        let dir = self.root().join("dumps/main/shop");
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        names_in(&self.root().join("dumps/main/shop"))
     }
 
     fn tmp_dirs(&self) -> usize {

@@ -1,5 +1,5 @@
-//! After the dump: the source snapshot, the binlog position and the restore
-//! check (a child of [`super`] so it shares the run's private state).
+//! Steps 8 and 9 of a dump: the source snapshot, the binlog position and the
+//! restore check (a child of [`super`] so it shares the run's private state).
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,14 +13,34 @@ use super::super::manifest::Binlog;
 use super::super::stream::{self, Tally, human_bytes};
 use super::super::verify::{self, ObjectCounts, Verdict};
 use super::super::{Error, messages};
-use super::{PROGRESS_EVERY, Probe, Run};
+use super::{PROGRESS_EVERY, Probe, Run, Written, remove_quietly};
+use crate::db::common::paths;
 
 /// How long dropping the scratch database may take (also after a stop).
 const DROP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Run<'_> {
-    /// The source snapshot, the binlog position and the restore check.
+    /// Steps 8 and 9. A stop or a failure from here on removes the dump.
     pub(super) async fn after_dump(
+        &mut self,
+        client: &Client,
+        written: &Written,
+        probe: &Probe,
+        no_data: bool,
+    ) -> Result<(Option<Binlog>, Option<Verdict>), Error> {
+        let dump = written.layout.finished();
+        let after = self
+            .source_and_check(client, &written.tally, probe, &dump, no_data)
+            .await;
+        if after.is_err() {
+            remove_quietly(&dump);
+            let _ = paths::fsync_dir(&written.layout.dir);
+        }
+        after
+    }
+
+    /// The source snapshot, the binlog position and the restore check.
+    async fn source_and_check(
         &mut self,
         client: &Client,
         tally: &Tally,
@@ -123,7 +143,7 @@ impl Run<'_> {
             Err(_) => Some("no answer in 30 s".into()),
         };
         if let Some(e) = drop_error {
-            warn!(job_id = self.job.job_id, scratch = %scratch, error = %e, "Cannot drop the scratch database; drop it by hand");
+            warn!(scratch = %scratch, error = %e, "Cannot drop the scratch database; drop it by hand");
             self.warnings.push(format!(
                 "scratch database {scratch} could not be dropped: {e}"
             ));

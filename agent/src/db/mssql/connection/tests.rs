@@ -1,4 +1,8 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use super::*;
+use crate::config::connection::Error;
 
 fn settings(src: &str) -> BTreeMap<String, toml::Value> {
     toml::from_str::<toml::Table>(src)

@@ -3,6 +3,9 @@
 //! with a manifest, retention and an optional restore check.
 //!
 //! # Flow of one job
+//! `flow::Run::go` is this list, one function per step (`check`, `tool`,
+//! `access`, `probe`, `make_room`, `write` for 6–7, `after_dump` for 8–9,
+//! `manifest`/`write_manifest`/`report` for 10, `retention`).
 //! 1. **Checks**: the connection must be a configured MySQL/MariaDB one; the
 //!    database name must be a valid name ([`baton_proto::valid_name`], not
 //!    starting with a dot or a dash) — it becomes one argv element and one path
@@ -48,7 +51,8 @@
 //!    compared and the limits). The scratch database is dropped in every case.
 //! 10. **Manifest** `<ts>-job<id>.manifest.json` (temp file, fsync, rename),
 //!     and the same JSON plus paths as the job's `result.data`.
-//! 11. **Retention** ([`retention`]) after a successful job only.
+//! 11. **Retention** ([`retention`], shared with SQL Server backups in
+//!     [`crate::db::common`]) after a successful job only.
 //!
 //! A cancel, the lease loss or the timeout kills the tool's process group
 //! (SIGTERM, then SIGKILL after a grace; SIGKILL at once on lease loss) and
@@ -78,9 +82,7 @@ mod defaults;
 mod flow;
 pub mod manifest;
 mod messages;
-pub(crate) mod paths;
 mod process;
-pub mod retention;
 pub mod space;
 pub mod stream;
 pub mod verify;
@@ -92,20 +94,20 @@ use std::time::Duration;
 
 use baton_proto::{JobKind, JobSpec};
 
-use crate::config::{Config, ConnectionConfig};
-use crate::db::connection::MysqlConnection;
+use crate::config::mysql::MysqlConnection;
 use crate::executor::command::INHERITED_ENV;
 use crate::executor::groups::ProcessGroups;
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
 
-pub use paths::{DumpName, MANIFEST_SUFFIX, PARTIAL_SUFFIX, SQL_ZST_SUFFIX};
+pub use crate::db::common::paths::{DumpName, MANIFEST_SUFFIX, PARTIAL_SUFFIX, SQL_ZST_SUFFIX};
+pub use crate::db::common::retention;
 
 /// Time between SIGTERM and SIGKILL for the dump tool.
 pub const DEFAULT_TERM_GRACE: Duration = Duration::from_secs(2);
 /// Bytes of the tool's (and the client's) stderr kept.
 pub const DEFAULT_MAX_STDERR_BYTES: usize = 64 * 1024;
 
-use crate::db::dump::paths::BadName;
+use crate::db::common::paths::BadName;
 /// Why a dump job stopped before its end.
 pub use crate::executor::stop::Stop;
 
@@ -271,19 +273,6 @@ impl Settings {
             zstd_level: 3,
             size_estimate_override: None,
         }
-    }
-
-    /// From the agent's config: every `kind = "mysql"` connection.
-    pub fn from_config(config: &Config) -> Self {
-        let connections = config
-            .connections
-            .iter()
-            .filter_map(|(name, c)| match c {
-                ConnectionConfig::Mysql(m) => Some((name.clone(), m.clone())),
-                ConnectionConfig::Mssql(_) | ConnectionConfig::Reserved { .. } => None,
-            })
-            .collect();
-        Self::new(connections, config.state_dir.clone())
     }
 }
 

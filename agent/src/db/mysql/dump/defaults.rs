@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::Error;
-use crate::db::connection::{Endpoint, MysqlConnection, Password, Verify};
+use crate::config::mysql::{Endpoint, MysqlConnection, Password, Verify};
 use crate::executor::groups::is_executable;
 
 /// Directory under the state dir holding the private temp dirs.

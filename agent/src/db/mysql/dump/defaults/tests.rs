@@ -2,7 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use super::*;
-use crate::db::connection::{DbTls, DumpSettings, PasswordSource};
+use crate::config::mysql::{DbTls, DumpSettings, PasswordSource};
 
 fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
     MysqlConnection {
@@ -15,14 +15,7 @@ fn conn(endpoint: Endpoint, tls: Option<DbTls>) -> MysqlConnection {
         connect_timeout: Duration::from_secs(1),
         tls,
         create_ledger: false,
-        dump: DumpSettings {
-            dir: None,
-            tool: None,
-            extra_flags: Vec::new(),
-            keep_last: None,
-            max_age: None,
-            reserve_bytes: 64 << 20,
-        },
+        dump: DumpSettings::default(),
     }
 }
 

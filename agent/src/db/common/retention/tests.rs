@@ -4,6 +4,7 @@ use std::time::SystemTime;
 use chrono::TimeZone;
 
 use super::*;
+use crate::db::test_files::names_in;
 
 const DAY: i64 = 86_400;
 
@@ -140,11 +141,7 @@ fn apply_deletes_dumps_with_manifests_and_only_old_leftovers() {
     leftovers.sort();
     assert_eq!(leftovers, vec![tmp_manifest.clone(), crashed.clone()]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let mut left: Vec<String> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
+    let left = names_in(dir);
     let mut want = vec![
         "README.txt".to_owned(),
         format!("{}{MANIFEST_SUFFIX}", name(3, 3).stem()),

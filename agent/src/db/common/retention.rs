@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::paths::{DumpName, MANIFEST_SUFFIX, MANIFEST_TMP_SUFFIX, SQL_ZST, Suffixes};
+use super::paths::{DumpName, Layout, MANIFEST_SUFFIX, MANIFEST_TMP_SUFFIX, SQL_ZST, Suffixes};
 #[cfg(all(test, unix))]
 use super::paths::{PARTIAL_SUFFIX, SQL_ZST_SUFFIX};
 
@@ -157,6 +157,24 @@ fn remove(dir: &Path, name: &str, done: &mut Vec<String>, errors: &mut Vec<Strin
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => errors.push(format!("{name}: {e}")),
     }
+}
+
+/// Retention in a finished job's directory, never touching that job's own
+/// file; run in a blocking task whose log lines belong to the job's span.
+/// The names deleted.
+pub async fn after_success(
+    suffixes: Suffixes,
+    layout: &Layout,
+    keep_last: Option<u32>,
+    max_age: Option<Duration>,
+) -> Vec<String> {
+    let (dir, name) = (layout.dir.clone(), layout.name.clone());
+    let span = tracing::Span::current();
+    let report = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| apply_for(suffixes, &dir, keep_last, max_age, Utc::now(), Some(&name)))
+    })
+    .await;
+    report.map(|r| r.deleted).unwrap_or_default()
 }
 
 #[cfg(all(test, unix))]

@@ -1,14 +1,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::db::test_files::dump_name as name;
 use chrono::TimeZone;
-
-fn name(secs: i64, job_id: JobId) -> DumpName {
-    DumpName {
-        started: Utc.timestamp_opt(secs, 0).single().expect("time"),
-        job_id,
-    }
-}
 
 #[test]
 fn layout_is_connection_database_stamp_and_job() {

@@ -18,7 +18,8 @@ use baton_proto::{Completion, DumpSpec, JobSpec};
 use tokio::io::AsyncWriteExt;
 
 use super::*;
-use crate::db::connection::{DumpSettings, Endpoint, PasswordSource};
+use crate::config::mysql::{DumpSettings, Endpoint, PasswordSource};
+use crate::db::test_files::names_in;
 use crate::executor::{Cancel, CancelReason, ProgressHandle};
 
 const ENV: &str = "BATON_TEST_MYSQL_SOCKET";
@@ -124,15 +125,7 @@ impl TestDb {
     }
 
     fn files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.db_dir())
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        names_in(&self.db_dir())
     }
 
     /// An executor with one connection `main` (as `user`, or root).
@@ -157,11 +150,7 @@ impl TestDb {
             create_ledger: false,
             dump: DumpSettings {
                 dir: Some(self.dumps()),
-                tool: None,
-                extra_flags: Vec::new(),
-                keep_last: None,
-                max_age: None,
-                reserve_bytes: 64 << 20,
+                ..DumpSettings::default()
             },
         };
         tune(&mut conn);

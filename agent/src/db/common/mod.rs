@@ -1,0 +1,25 @@
+//! What the MySQL and the SQL Server executors share, engine-neutral, so
+//! that neither engine imports the other:
+//!
+//! - [`connections`]: an engine's connections by name, the fleet id, what is advertised.
+//! - [`exec`]: the `procedure` / `sql` executors' work and outcomes.
+//! - [`failure`]: a failed job as reported (retryable or not, text, server error).
+//! - [`ledger`]: the run ledger's shape (the committed row, replaying it).
+//! - [`session`]: lock names, how a session ended well, progress messages.
+//! - [`value`]: base64 and float helpers for results and parameters.
+//! - [`paths`]: where dumps and backups go, their names and durable file moves.
+//! - [`retention`]: `keep_last` / `max_age` over those files, leftovers.
+//! - [`report`]: what a `dump` job reports on either engine: notes (log tail and
+//!   progress) and how it ended when it did not succeed.
+
+pub mod connections;
+pub mod exec;
+pub mod failure;
+pub mod ledger;
+pub mod paths;
+pub mod report;
+pub mod retention;
+pub mod session;
+pub mod value;
+
+pub use failure::Failure;
