@@ -11,7 +11,12 @@ use super::{Fault, FaultKind, Kind, Knobs, Planned};
 
 /// `key=<number>` from a log line.
 fn field(line: &str, key: &str) -> Option<i64> {
-    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    // A field of the line (` key=`) or of its span (`job{key=`).
+    let at = line
+        .find(&format!(" {key}="))
+        .or_else(|| line.find(&format!("{{{key}=")))?
+        + key.len()
+        + 2;
     let rest = &line[at..];
     let end = rest
         .find(|ch: char| !ch.is_ascii_digit())
