@@ -144,44 +144,80 @@ fn edges(root: &Path, crate_dir: &str) -> Vec<Edge> {
             continue;
         };
         let text = fs::read_to_string(&path).expect("read source");
-        let mut in_test_module = false;
-        for (i, line) in text.lines().enumerate() {
-            // `#[cfg(test)] mod x;` bodies live in test files; an inline
-            // test module would not pass the layout rule anyway.
-            if line.trim_start().starts_with("#[cfg(test)]") {
-                in_test_module = true;
-                continue;
+        // The code without comments and without `#[cfg(test)]` items (their
+        // bodies live in test files), one entry per line.
+        let mut lines: Vec<&str> = Vec::new();
+        let mut skip_next = false;
+        for line in text.lines() {
+            let test_attr = line.trim_start().starts_with("#[cfg(test)]");
+            lines.push(if test_attr || skip_next {
+                ""
+            } else {
+                code(line)
+            });
+            skip_next = test_attr;
+        }
+        let joined = lines.join("\n");
+        let line_of = |at: usize| joined[..at].matches('\n').count();
+        let mut from_at = 0;
+        while let Some(found) = joined[from_at..].find("crate::") {
+            let at = from_at + found;
+            from_at = at + "crate::".len();
+            let before = &joined[..at];
+            if before.ends_with(|ch: char| ch.is_alphanumeric() || ch == '_') {
+                continue; // `baton_crate::` and the like
             }
-            if in_test_module {
-                in_test_module = false;
-                continue;
-            }
-            let c = code(line);
-            let mut rest = c;
-            while let Some(at) = rest.find("crate::") {
-                let before = &rest[..at];
-                rest = &rest[at + "crate::".len()..];
-                if before.ends_with(|ch: char| ch.is_alphanumeric() || ch == '_') {
-                    continue; // `baton_crate::` and the like
-                }
-                let name: String = rest
-                    .chars()
-                    .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
-                    .collect();
-                if name.is_empty() || name == from {
+            for name in names_after(&joined[from_at..]) {
+                if name == from {
                     continue;
                 }
+                let line = line_of(at);
                 out.push(Edge {
                     from: from.clone(),
                     to: name,
                     file: format!("{crate_dir}/src/{}", rel.display()),
-                    line: i + 1,
-                    text: line.trim().to_owned(),
+                    line: line + 1,
+                    text: text.lines().nth(line).unwrap_or("").trim().to_owned(),
                 });
             }
         }
     }
     out
+}
+
+/// The top-level module names a path after `crate::` starts with: one for
+/// `a::b`, each group member's first segment for `{a::b, c, d::{e, f}}`.
+fn names_after(rest: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
+            .collect()
+    };
+    let Some(group) = rest.strip_prefix('{') else {
+        let name = ident(rest);
+        return if name.is_empty() { vec![] } else { vec![name] };
+    };
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    let mut member_start = true;
+    for (i, ch) in group.char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => member_start = true,
+            c if member_start && !c.is_whitespace() => {
+                member_start = false;
+                let name = ident(&group[i..]);
+                if !name.is_empty() && name != "self" {
+                    names.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    names
 }
 
 /// Modules that are functions or items of the crate root (not modules).
@@ -317,6 +353,10 @@ fn the_checker_finds_upward_imports_circles_and_unplaced_modules() {
     write("listener.rs", "pub use crate::api::auth::Verified;\n");
     write("server.rs", "use crate::api::router;\n/// [`crate::x`]\n");
     write("widget.rs", "use crate::store::Store;\n");
+    write(
+        "validate.rs",
+        "use crate::{\n    clock::now,\n    config::{A, B},\n    jobs::Jobs,\n};\n",
+    );
     let bad = check(dir.path(), "c", CONTROLLER, &[]);
     let text = bad.join("\n");
     assert!(
@@ -328,6 +368,15 @@ fn the_checker_finds_upward_imports_circles_and_unplaced_modules() {
         "{text}"
     );
     assert!(text.contains("module `widget` has no layer"), "{text}");
+    // A group import is read member by member (across lines).
+    assert!(
+        text.contains("c/src/validate.rs:1: upward import, validate (L0) -> jobs (L2)"),
+        "{text}"
+    );
     // Downward imports, tests, comments and doc links are not violations.
-    assert_eq!(bad.len(), 3, "{text}");
+    assert_eq!(bad.len(), 4, "{text}");
+    assert_eq!(
+        names_after("{a::b, c, d::{e, f}, self}"),
+        vec!["a", "c", "d"]
+    );
 }
