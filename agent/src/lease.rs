@@ -346,9 +346,7 @@ impl Keeper {
                 }
                 Some(Err(transport::Error::LeaseLost(msg))) => {
                     if !self.fence(&format!("controller answered lease_lost: {msg}")) {
-                        debug!(
-                            "Lease lost after the work ended; the completion decides"
-                        );
+                        debug!("Lease lost after the work ended; the completion decides");
                     }
                     return;
                 }
@@ -361,9 +359,7 @@ impl Keeper {
                         error!(error = %e, "Agent credentials refused on heartbeat; revoked or unknown — re-enroll");
                     }
                     if !self.fence(&format!("controller refused the heartbeat: {e}")) {
-                        debug!(
-                            "Heartbeat refused after the work ended; the completion decides"
-                        );
+                        debug!("Heartbeat refused after the work ended; the completion decides");
                     }
                     return;
                 }

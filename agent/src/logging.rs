@@ -15,12 +15,12 @@ use std::sync::OnceLock;
 
 use baton_proto::config::LogFormat;
 use baton_proto::{FencingToken, Grant, JobId};
+use tracing::Subscriber;
 use tracing::field::Empty;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, reload};
 
 type Reloader = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;

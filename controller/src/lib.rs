@@ -5,6 +5,7 @@
 //! - [`clock`]: the controller's clock (wall time at start + monotonic time since).
 //! - [`config`]: layered configuration (defaults → TOML → `BATON_*` env → flags).
 //! - [`auth`]: bearer secrets (stored as SHA-256), roles, agent callers.
+//! - [`logging`]: the tracing subscriber (text or JSON lines, reloadable filter).
 //! - [`listener`]: HTTPS (rustls, optional client certificates) or explicit plain HTTP.
 //! - [`store`]: SQLite store; the lease contract lives in `store::lease`.
 //! - [`dispatch`]: per-group wake-ups for long-polls and the lease reaper.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod presence;
 pub mod retention;

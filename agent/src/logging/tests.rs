@@ -97,11 +97,8 @@ fn text_lines_name_the_job() {
 fn a_completion_span_names_the_job_without_a_grant() {
     let out = Captured::default();
     let writer = out.clone();
-    let subscriber = tracing_subscriber::registry().with(lines(
-        LogFormat::Json,
-        move || writer.clone(),
-        false,
-    ));
+    let subscriber =
+        tracing_subscriber::registry().with(lines(LogFormat::Json, move || writer.clone(), false));
     tracing::subscriber::with_default(subscriber, || {
         completion_span(9, 2).in_scope(|| info!("Completion delivered"));
     });

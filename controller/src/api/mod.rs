@@ -19,6 +19,7 @@ pub mod identity;
 pub mod limits;
 pub mod operator;
 mod spec_errors;
+pub mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,6 +158,7 @@ pub fn router(state: AppState) -> Router {
     routine
         .merge(rest)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(trace::request))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

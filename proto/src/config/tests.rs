@@ -64,7 +64,10 @@ fn log_format_parses_from_toml_and_text_and_names_a_bad_value() {
     assert_eq!(f.log_format, Some(LogFormat::Json));
     let e = parse_toml::<F>("a.toml", "\nlog_format = \"xml\"\n").expect_err("xml");
     assert_eq!((e.key.as_str(), e.line), ("log_format", Some(2)));
-    assert!(e.message.contains("`text`") && e.message.contains("`json`"), "{e}");
+    assert!(
+        e.message.contains("`text`") && e.message.contains("`json`"),
+        "{e}"
+    );
     assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
     assert_eq!(" json ".parse::<LogFormat>(), Ok(LogFormat::Json));
     let bad = "JSON".parse::<LogFormat>().expect_err("case matters");
