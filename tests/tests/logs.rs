@@ -49,7 +49,7 @@ fn json_lines(log: &str, who: &str) -> Vec<Value> {
 }
 
 /// The lines `grep` of `"job_id":<id>` finds (not `"job_id":<id>7`).
-fn grep_job<'a>(log: &'a str, id: i64) -> Vec<&'a str> {
+fn grep_job(log: &str, id: i64) -> Vec<&str> {
     let needle = format!("\"job_id\":{id}");
     log.lines()
         .filter(|l| {
