@@ -158,7 +158,7 @@ pub fn router(state: AppState) -> Router {
     routine
         .merge(rest)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(trace::request))
+        .layer(trace::RequestSpan)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -49,7 +49,7 @@ fn router() -> Router {
     Router::new()
         .route("/v1/jobs/{id}", get(job))
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(axum::middleware::from_fn(request))
+        .layer(RequestSpan)
 }
 
 /// The JSON lines logged (at DEBUG and up) while serving each request.
