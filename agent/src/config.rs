@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use baton_proto::config::LogFormat;
 use baton_proto::config::{ConfigError, EX_CONFIG, Source, line_of_key, parse_toml};
 use baton_proto::valid_name;
 use serde::Deserialize;
@@ -104,6 +105,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log_level: String,
+    /// Log lines as text or JSON (`log_format`, `BATON_LOG_FORMAT`).
+    pub log_format: LogFormat,
     /// `[command]`.
     pub command: CommandConfig,
     /// `[connections.*]` (reserved).
@@ -263,6 +266,7 @@ struct FileConfig {
     poll_wait: Option<String>,
     shutdown_grace: Option<String>,
     log_level: Option<String>,
+    log_format: Option<LogFormat>,
     command: Option<FileCommand>,
     #[serde(default)]
     connections: BTreeMap<String, FileConnection>,
@@ -414,6 +418,7 @@ impl Resolver<'_> {
                 .into());
         }
 
+        let log_format = self.log_format(raw.log_format)?;
         let command = self.command(raw.command)?;
         let connections = self.connections(raw.connections)?;
 
@@ -430,10 +435,22 @@ impl Resolver<'_> {
             poll_wait,
             shutdown_grace,
             log_level: log.value,
+            log_format,
             command,
             connections,
             warnings,
         })
+    }
+
+    /// `log_format`: `BATON_LOG_FORMAT`, else the file, else text.
+    fn log_format(&self, file: Option<LogFormat>) -> Result<LogFormat, ConfigError> {
+        match self.env("BATON_LOG_FORMAT") {
+            Some(v) => v
+                .value
+                .parse()
+                .map_err(|m: String| self.ctx.err(&v.src, "log_format", m)),
+            None => Ok(file.unwrap_or_default()),
+        }
     }
 
     fn enrollment_token(

@@ -23,11 +23,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::outbox::{self, Entry, Outbox};
 use crate::transport::{self, Transport};
-use baton_proto::{FencingToken, JobId};
 
 pub mod fit;
 mod queue;
@@ -75,66 +74,64 @@ pub async fn persist(outbox: &Outbox, entry: &Entry) -> Result<PathBuf, Error> {
     blocking(move || outbox.write(&entry)).await
 }
 
-/// What a single completion call's answer means for its file (logged).
-fn verdict_of(
-    job_id: JobId,
-    token: FencingToken,
-    answer: Result<baton_proto::CompleteResponse, transport::Error>,
-) -> Delivery {
+/// What a single completion call's answer means for its file (logged in the
+/// caller's job span, which names the job).
+fn verdict_of(answer: Result<baton_proto::CompleteResponse, transport::Error>) -> Delivery {
     match answer {
         Ok(resp) => {
-            info!(job_id, token, state = %resp.state, duplicate = resp.duplicate, "Completion delivered");
+            info!(state = %resp.state, duplicate = resp.duplicate, "Completion delivered");
             Delivery::Delivered
         }
         Err(transport::Error::Protocol(e)) => {
-            warn!(job_id, token, error = %e, "Completion accepted with an unexpected answer");
+            warn!(error = %e, "Completion accepted with an unexpected answer");
             Delivery::Delivered
         }
         Err(transport::Error::LeaseLost(msg)) => {
-            warn!(job_id, token, reason = %msg, "Dropped completion: lease lost");
+            warn!(reason = %msg, "Dropped completion: lease lost");
             Delivery::Dropped
         }
         Err(transport::Error::Forbidden(msg)) => {
-            error!(job_id, token, reason = %msg, "Dropped completion: forbidden");
+            error!(reason = %msg, "Dropped completion: forbidden");
             Delivery::Dropped
         }
         Err(e) if e.is_auth() => {
-            error!(job_id, token, error = %e, "Controller refused the agent's credentials; completion kept");
+            error!(error = %e, "Controller refused the agent's credentials; completion kept");
             Delivery::Kept
         }
         Err(e @ transport::Error::Rejected { .. }) => {
-            error!(job_id, token, error = %e, "Dropped completion: rejected by the controller");
+            error!(error = %e, "Dropped completion: rejected by the controller");
             Delivery::Dropped
         }
         Err(e) => {
-            debug!(job_id, token, error = %e, "Completion not delivered yet");
+            debug!(error = %e, "Completion not delivered yet");
             Delivery::Kept
         }
     }
 }
 
-/// One attempt. `path` is the outbox file (None when it could not be written).
+/// One attempt. `path` is the outbox file (None when it could not be
+/// written). Logged in the caller's job span.
 pub async fn deliver_once(
     transport: &Transport,
     outbox: &Outbox,
     path: Option<&Path>,
     entry: &Entry,
 ) -> Delivery {
-    let (job_id, token) = (entry.job_id, entry.token());
-    let answer = fit::complete_fitting(transport, job_id, &entry.request).await;
-    let verdict = verdict_of(job_id, token, answer);
+    let answer = fit::complete_fitting(transport, entry.job_id, &entry.request).await;
+    let verdict = verdict_of(answer);
     if verdict != Delivery::Kept
         && let Some(path) = path
     {
         let (outbox, path, key) = (outbox.clone(), path.to_path_buf(), entry.key());
         if let Err(e) = blocking(move || outbox.remove(&path, key)).await {
-            error!(job_id, token, error = %e, "Cannot remove a delivered completion from the outbox");
+            error!(error = %e, "Cannot remove a delivered completion from the outbox");
         }
     }
     verdict
 }
 
-/// Retry until the controller answers for good, or `stop` fires (then `Kept`).
+/// Retry until the controller answers for good, or `stop` fires (then
+/// `Kept`). Logged in the caller's job span.
 pub async fn deliver_until(
     transport: &Transport,
     outbox: &Outbox,
@@ -154,11 +151,7 @@ pub async fn deliver_until(
             return verdict;
         }
         if !warned {
-            warn!(
-                job_id = entry.job_id,
-                token = entry.token(),
-                "Controller unreachable; completion kept in the outbox, retrying"
-            );
+            warn!("Controller unreachable; completion kept in the outbox, retrying");
             warned = true;
         }
         let delay = delays.next().unwrap_or(RETRY_CAP);
@@ -257,7 +250,11 @@ pub async fn flush_once(transport: &Transport, outbox: &Outbox) -> Result<usize,
             continue;
         };
         for entry in &entries {
-            if deliver_once(transport, outbox, Some(&path), entry).await == Delivery::Kept {
+            let span = crate::logging::completion_span(entry.job_id, entry.token());
+            let verdict = deliver_once(transport, outbox, Some(&path), entry)
+                .instrument(span)
+                .await;
+            if verdict == Delivery::Kept {
                 // The controller is out of reach: the others would wait in vain.
                 return Ok(total - i);
             }

@@ -206,8 +206,6 @@ impl Keeper {
         let method = fault.method;
         if self.state.phase() != Phase::Working {
             info!(
-                job_id,
-                token,
                 drill_id,
                 %method,
                 "Drill fault arrived after the work ended; ignored"
@@ -221,7 +219,7 @@ impl Keeper {
             .fault_ack(job_id, &ack, self.lease.call_timeout())
             .await
         {
-            warn!(job_id, token, drill_id, error = %e, "Cannot acknowledge the drill fault; injecting it anyway");
+            warn!(drill_id, error = %e, "Cannot acknowledge the drill fault; injecting it anyway");
         }
         let duration = Duration::from_millis(fault.duration_ms);
         match method {
@@ -229,8 +227,6 @@ impl Keeper {
                 self.crash.crash(duration);
                 if self.state.fence() {
                     warn!(
-                        job_id,
-                        token,
                         drill_id,
                         hold_ms = fault.duration_ms,
                         "Drill fault injected: crash, abandoning the job as if killed"
@@ -241,8 +237,6 @@ impl Keeper {
             }
             DrillMethod::Freeze | DrillMethod::Partition => {
                 warn!(
-                    job_id,
-                    token,
                     drill_id,
                     %method,
                     duration_ms = fault.duration_ms,
@@ -259,8 +253,7 @@ impl Keeper {
         if !self.state.fence() {
             return false;
         }
-        let Lease { job_id, token, .. } = self.lease;
-        warn!(job_id, token, reason, "Lease lost, stopping job");
+        warn!(reason, "Lease lost, stopping job");
         self.cancel.cancel(CancelReason::LeaseLost);
         true
     }
@@ -327,7 +320,6 @@ impl Keeper {
                 }
                 (Wake::Ready, result) => result,
             };
-            let Lease { job_id, token, .. } = self.lease;
             match result {
                 Some(Ok(resp)) => {
                     self.lease.ttl = Duration::from_millis(resp.lease_ttl_ms);
@@ -335,15 +327,15 @@ impl Keeper {
                     self.state.renew(self.lease.deadline());
                     next = sent + self.lease.interval();
                     if failing {
-                        info!(job_id, token, "Lease renewed again");
+                        info!("Lease renewed again");
                         failing = false;
                     }
-                    debug!(job_id, token, ttl_ms = resp.lease_ttl_ms, "Lease renewed");
+                    debug!(ttl_ms = resp.lease_ttl_ms, "Lease renewed");
                     if resp.cancel_requested
                         && self.cancel.reason().is_none()
                         && self.state.phase() == Phase::Working
                     {
-                        info!(job_id, token, "Cancel requested, stopping job");
+                        info!("Cancel requested, stopping job");
                         self.cancel.cancel(CancelReason::Cancelled);
                     }
                     if let Some(fault) = resp.fault
@@ -354,10 +346,7 @@ impl Keeper {
                 }
                 Some(Err(transport::Error::LeaseLost(msg))) => {
                     if !self.fence(&format!("controller answered lease_lost: {msg}")) {
-                        debug!(
-                            job_id,
-                            token, "Lease lost after the work ended; the completion decides"
-                        );
+                        debug!("Lease lost after the work ended; the completion decides");
                     }
                     return;
                 }
@@ -367,26 +356,23 @@ impl Keeper {
                     // 401: the agent was revoked, and the controller ended its leases.
                     // 403: the controller says the agent does not hold this job.
                     if e.is_auth() {
-                        error!(job_id, token, error = %e, "Agent credentials refused on heartbeat; revoked or unknown — re-enroll");
+                        error!(error = %e, "Agent credentials refused on heartbeat; revoked or unknown — re-enroll");
                     }
                     if !self.fence(&format!("controller refused the heartbeat: {e}")) {
-                        debug!(
-                            job_id,
-                            token, "Heartbeat refused after the work ended; the completion decides"
-                        );
+                        debug!("Heartbeat refused after the work ended; the completion decides");
                     }
                     return;
                 }
                 Some(Err(e)) if e.is_too_large() && !no_tail => {
-                    warn!(job_id, token, error = %e, "Heartbeat refused as too large; sending heartbeats without the log tail");
+                    warn!(error = %e, "Heartbeat refused as too large; sending heartbeats without the log tail");
                     no_tail = true;
                     next = Instant::now();
                 }
                 Some(Err(e)) => {
                     if !failing {
-                        warn!(job_id, token, error = %e, "Heartbeat failed; retrying until the lease deadline");
+                        warn!(error = %e, "Heartbeat failed; retrying until the lease deadline");
                     } else {
-                        debug!(job_id, token, error = %e, "Heartbeat failed again");
+                        debug!(error = %e, "Heartbeat failed again");
                     }
                     failing = true;
                     next = Instant::now() + self.lease.retry_interval();

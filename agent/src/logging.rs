@@ -1,11 +1,27 @@
-//! Logging: tracing to stderr, filtered by the config (`log_level`, `BATON_LOG`)
-//! unless `RUST_LOG` is set, which then wins. The filter can be replaced while
-//! running ([`reload`], on SIGHUP).
+//! Logging: tracing to stderr (or, for the Windows service, a file),
+//! filtered by the config (`log_level`, `BATON_LOG`) unless `RUST_LOG` is
+//! set, which then wins. The filter can be replaced while running
+//! ([`reload`], on SIGHUP).
+//!
+//! Lines are text or, with `log_format = "json"`, one JSON object per line
+//! carrying the fields of the spans it was logged in (`span`: the innermost,
+//! `spans`: all of them, outermost first). Every run of a job is inside a
+//! [`job_span`], so each of its lines names `job_id`, `token`, `attempt`,
+//! `kind` and `connection` without repeating them by hand: one grep of the
+//! job id finds the job's lines.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
-use tracing_subscriber::EnvFilter;
+use baton_proto::config::LogFormat;
+use baton_proto::{FencingToken, Grant, JobId};
+use tracing::Subscriber;
+use tracing::field::Empty;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, reload};
 
 type Reloader = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
 
@@ -41,21 +57,54 @@ pub fn env_filter(level: &str) -> Result<EnvFilter, Error> {
     })
 }
 
-/// Install the global subscriber. `level` is the configured filter.
-pub fn init(level: &str) -> Result<(), Error> {
-    let env_filter = env_filter(level)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_filter_reloading();
-    let handle = builder.reload_handle();
-    builder.try_init().map_err(|e| Error::Init(e.to_string()))?;
+/// Install the global subscriber writing to stderr. `level` is the
+/// configured filter.
+pub fn init(level: &str, format: LogFormat) -> Result<(), Error> {
+    install(
+        level,
+        format,
+        std::io::stderr,
+        std::io::stderr().is_terminal(),
+    )
+}
+
+/// Install the global subscriber writing `format` lines to `writer`
+/// (colours only when `ansi`), its filter reloadable by [`reload`].
+pub fn install<W>(level: &str, format: LogFormat, writer: W, ansi: bool) -> Result<(), Error>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let (filter, handle) = reload::Layer::new(env_filter(level)?);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines(format, writer, ansi))
+        .try_init()
+        .map_err(|e| Error::Init(e.to_string()))?;
     let _ = RELOAD.set(Box::new(move |f| {
         handle.reload(f).map_err(|e| e.to_string())
     }));
     Ok(())
+}
+
+/// The layer writing `format` lines to `writer`.
+pub fn lines<S, W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .with_target(false)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(writer)
+            .boxed(),
+    }
 }
 
 /// Apply `level` (or `RUST_LOG` when set) to the running subscriber. Returns
@@ -68,3 +117,31 @@ pub fn reload(level: &str) -> Result<bool, Error> {
     apply(filter).map_err(Error::Init)?;
     Ok(true)
 }
+
+/// The span of one run of a granted job: its task, lease keeper, executor
+/// and the delivery of its completion all log inside it.
+pub fn job_span(grant: &Grant) -> tracing::Span {
+    let span = completion_span(grant.job_id, grant.token);
+    span.record("attempt", grant.attempt);
+    span.record("kind", tracing::field::display(grant.spec.kind()));
+    if let Some(connection) = grant.spec.connection() {
+        span.record("connection", connection);
+    }
+    span
+}
+
+/// The same span for a job known only by its id and token (a completion an
+/// earlier run left in the outbox, a grant released at once).
+pub fn completion_span(job_id: JobId, token: FencingToken) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        job_id,
+        token,
+        attempt = Empty,
+        kind = Empty,
+        connection = Empty
+    )
+}
+
+#[cfg(test)]
+mod tests;

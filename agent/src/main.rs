@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use baton_agent::agent::Agent;
 use baton_agent::cli::{Cli, Cmd, ServiceCmd};
-use baton_agent::config::{self, Config, Flags};
+use baton_agent::config::{self, Config, Flags, LogFormat};
 use baton_agent::executor::keeper::{self, KEEPER_ARG};
 use baton_agent::identity::Identity;
 use baton_agent::service::{self, InstallOptions, Session, paths::Layout};
@@ -182,7 +182,7 @@ fn service_entry(flags: Flags, env: &BTreeMap<String, String>, session: Session)
     let flags = with_windows_defaults(flags, env);
     if flags.config.is_none() && !env.contains_key(config::ENV_CONFIG) {
         // Started by the MSI before any config exists: stay up, say what to do.
-        if service::logfile::init("info", &log_file).is_ok() {
+        if service::logfile::init("info", LogFormat::default(), &log_file).is_ok() {
             error!(
                 config = %layout.config.display(),
                 "No config file: copy agent.example.toml from the install folder there, set \
@@ -203,13 +203,13 @@ fn service_entry(flags: Flags, env: &BTreeMap<String, String>, session: Session)
     let config = match loaded {
         Ok(c) => c,
         Err(e) => {
-            if service::logfile::init("info", &log_file).is_ok() {
+            if service::logfile::init("info", LogFormat::default(), &log_file).is_ok() {
                 error!(error = %e, "Invalid config");
             }
             return code_u32(e.exit_code());
         }
     };
-    if let Err(e) = service::logfile::init(&config.log_level, &log_file) {
+    if let Err(e) = service::logfile::init(&config.log_level, config.log_format, &log_file) {
         eprintln!("baton-agent: {e}");
         return 1;
     }
@@ -304,7 +304,7 @@ fn validate(config: &Config) -> ExitCode {
 
 /// Logging and a single-threaded runtime, then `f`.
 fn with_runtime(config: &Config, f: impl FnOnce(&tokio::runtime::Runtime) -> ExitCode) -> ExitCode {
-    if let Err(e) = logging::init(&config.log_level) {
+    if let Err(e) = logging::init(&config.log_level, config.log_format) {
         return fail(1, &e);
     }
     for w in &config.warnings {

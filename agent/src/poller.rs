@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::runner::{self, Shared};
 use crate::transport::Error;
@@ -113,15 +113,16 @@ fn start_grants(
                 jobs.spawn(runner::run(shared.clone(), grant, sent_at, permit));
             }
             None => {
-                warn!(
-                    job_id = grant.job_id,
-                    token = grant.token,
-                    "Granted more jobs than free slots; releasing"
-                );
+                let span = crate::logging::job_span(&grant);
+                span.in_scope(|| warn!("Granted more jobs than free slots; releasing"));
                 let transport = shared.transport.clone();
-                jobs.spawn(async move {
-                    runner::release(&transport, grant.job_id, grant.token, "no free slot").await;
-                });
+                let (job_id, token) = (grant.job_id, grant.token);
+                jobs.spawn(
+                    async move {
+                        runner::release(&transport, job_id, token, "no free slot").await;
+                    }
+                    .instrument(span),
+                );
             }
         }
     }

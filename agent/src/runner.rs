@@ -15,7 +15,7 @@ use baton_proto::{CompleteRequest, FencingToken, Grant, JobId, ReleaseRequest};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::delivery::{Deliverer, Delivery};
 use crate::executor::{Cancel, CancelReason, Executors, Job, ProgressHandle};
@@ -110,21 +110,33 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Run one granted job to its end. `permit` is its slot, freed when the work ends.
+/// Run one granted job to its end. `permit` is its slot, freed when the work
+/// ends. Everything the run logs (its lease keeper, executor and the delivery
+/// of its completion included) is inside the job's span
+/// ([`crate::logging::job_span`]).
 pub async fn run(
     shared: Arc<Shared>,
     grant: Grant,
     poll_sent_at: Instant,
     permit: OwnedSemaphorePermit,
 ) {
+    let span = crate::logging::job_span(&grant);
+    run_in_span(shared, grant, poll_sent_at, permit)
+        .instrument(span)
+        .await;
+}
+
+async fn run_in_span(
+    shared: Arc<Shared>,
+    grant: Grant,
+    poll_sent_at: Instant,
+    permit: OwnedSemaphorePermit,
+) {
     let (job_id, token) = (grant.job_id, grant.token);
-    let kind = grant.spec.kind();
-    info!(job_id, token, attempt = grant.attempt, kind = %kind, "Lease granted");
+    info!("Lease granted");
     let lease = Lease::from_grant(&grant, poll_sent_at);
     if lease.expired() {
         warn!(
-            job_id,
-            token,
             reason = "the lease ran out before the job started",
             "Lease lost, stopping job"
         );
@@ -144,7 +156,7 @@ pub async fn run(
         state.clone(),
     )
     .with_crash_hold(crash.clone());
-    tokio::spawn(keeper.run(keeper_stop.clone()));
+    tokio::spawn(keeper.run(keeper_stop.clone()).in_current_span());
 
     let started = Instant::now();
     let job = Job {
@@ -160,10 +172,7 @@ pub async fn run(
     let outcome = shared.executors.execute(job).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Some(until) = crash.until() {
-        info!(
-            job_id,
-            token, "Crashed job's slot stays taken until the simulated restart"
-        );
+        info!("Crashed job's slot stays taken until the simulated restart");
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}
             () = control.abandon.cancelled() => {}
@@ -173,14 +182,9 @@ pub async fn run(
 
     if !state.finish() {
         if control.cancel.reason() == Some(CancelReason::LeaseLost) {
-            info!(
-                job_id,
-                token, duration_ms, "Fenced job stopped; its result is discarded"
-            );
+            info!(duration_ms, "Fenced job stopped; its result is discarded");
         } else {
             warn!(
-                job_id,
-                token,
                 duration_ms,
                 reason = "the job ended after the lease deadline",
                 "Lease lost, stopping job"
@@ -195,13 +199,7 @@ pub async fn run(
         release(&shared.transport, job_id, token, "shutdown").await;
         return;
     }
-    info!(
-        job_id,
-        token,
-        outcome = outcome.label(),
-        duration_ms,
-        "Job finished"
-    );
+    info!(outcome = outcome.label(), duration_ms, "Job finished");
 
     let mut request = CompleteRequest {
         token,
@@ -216,26 +214,24 @@ pub async fn run(
         .deliver(&shared.transport, &shared.outbox, entry, &control.abandon)
         .await;
     if verdict == Delivery::Kept {
-        info!(
-            job_id,
-            token, "Completion left in the outbox for the next start"
-        );
+        info!("Completion left in the outbox for the next start");
     }
 }
 
-/// Hand a job back without spending an attempt.
+/// Hand a job back without spending an attempt (logged in the caller's job
+/// span).
 pub async fn release(transport: &Transport, job_id: JobId, token: FencingToken, reason: &str) {
     let req = ReleaseRequest {
         token,
         reason: reason.to_owned(),
     };
     match transport.release(job_id, &req, MAX_CALL_TIMEOUT).await {
-        Ok(resp) => info!(job_id, token, reason, state = %resp.state, "Job released"),
+        Ok(resp) => info!(reason, state = %resp.state, "Job released"),
         Err(transport::Error::LeaseLost(msg) | transport::Error::Forbidden(msg)) => {
-            warn!(job_id, token, reason = %msg, "Release refused: lease already lost");
+            warn!(reason = %msg, "Release refused: lease already lost");
         }
         Err(e) => {
-            warn!(job_id, token, error = %e, "Release failed; the lease will run out instead")
+            warn!(error = %e, "Release failed; the lease will run out instead")
         }
     }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use baton_proto::config::LogFormat;
 use baton_proto::config::{ConfigError, Source, parse_toml};
 use baton_proto::limits;
 use serde::Deserialize;
@@ -37,6 +38,7 @@ struct FileConfig {
     max_log_tail_bytes: Option<usize>,
     agent_offline_after: Option<String>,
     log_level: Option<String>,
+    log_format: Option<LogFormat>,
     max_output_bytes: Option<usize>,
     enroll_per_minute: Option<u32>,
     allow_plain_http: Option<bool>,
@@ -104,6 +106,8 @@ pub struct Config {
     pub agent_offline_after: Duration,
     /// Log filter.
     pub log_level: String,
+    /// Log lines as text or JSON (`log_format`, `BATON_LOG_FORMAT`).
+    pub log_format: LogFormat,
     /// Largest stdout/stderr a completion may carry (each).
     pub max_output_bytes: usize,
     /// Enrollment attempts allowed per source address per minute.
@@ -164,6 +168,7 @@ impl Config {
             .cloned()
             .or(file.log_level)
             .unwrap_or_else(|| "info".into());
+        let log_format = at.log_format(file.log_format)?;
         Ok(Config {
             listen,
             state_dir,
@@ -175,6 +180,7 @@ impl Config {
             max_log_tail_bytes: sizes.max_log_tail_bytes,
             agent_offline_after: timing.agent_offline_after,
             log_level,
+            log_format,
             max_output_bytes: sizes.max_output_bytes,
             enroll_per_minute: sizes.enroll_per_minute,
             job_keep,
@@ -423,6 +429,16 @@ impl Sources<'_> {
             max_unauthenticated,
             max_unauthenticated_per_address,
         })
+    }
+
+    /// `log_format`: `BATON_LOG_FORMAT`, else the file, else text.
+    fn log_format(&self, file_v: Option<LogFormat>) -> Result<LogFormat, ConfigError> {
+        match self.env.get("BATON_LOG_FORMAT") {
+            Some(v) => v
+                .parse()
+                .map_err(|m| self.env_err("BATON_LOG_FORMAT", "log_format", m)),
+            None => Ok(file_v.unwrap_or_default()),
+        }
     }
 
     fn allow_plain_http(&self, file_v: Option<bool>) -> Result<bool, ConfigError> {

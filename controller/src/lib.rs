@@ -13,6 +13,7 @@
 //!   - [`credentials`]: secrets (made, SHA-256 hashed), resolved callers
 //!     ([`credentials::Principal`]) and the auth cache; no HTTP.
 //!   - [`clock`]: the controller's clock (wall time at start + monotonic time since).
+//!   - [`logging`]: the tracing subscriber (text or JSON lines, reloadable filter).
 //! - L1, [`store`]: the SQLite store; the lease contract lives in `store::lease`.
 //! - L2, services (each with its own error type; none sees HTTP):
 //!   - [`jobs`]: every write that can give a group work (submit, batch,
@@ -45,6 +46,7 @@ pub mod dispatch;
 pub mod drills;
 pub mod jobs;
 pub mod listener;
+pub mod logging;
 pub mod presence;
 pub mod retention;
 pub mod server;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use baton_controller::config::{Config, Flags};
+use baton_controller::logging;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -83,7 +84,13 @@ fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::Init)) {
         return init(&config);
     }
-    let log = init_tracing(&config.log_level);
+    let log = match logging::init(&config.log_level, config.log_format) {
+        Ok(reload) => reload,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let reload = Reload {
         cli,
         env,
@@ -152,33 +159,12 @@ fn init(config: &Config) -> ExitCode {
     }
 }
 
-/// Replaces the log filter of the running subscriber (SIGHUP).
-type Reloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
-
-/// The filter: `RUST_LOG` when set, else the configured level.
-fn env_filter(level: &str) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
-}
-
-fn init_tracing(level: &str) -> Reloader {
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env_filter(level))
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_filter_reloading();
-    let handle = builder.reload_handle();
-    builder.init();
-    Box::new(move |level| handle.reload(env_filter(level)).map_err(|e| e.to_string()))
-}
-
 /// What the controller needs to reload its config on SIGHUP.
 struct Reload {
     cli: Cli,
     env: BTreeMap<String, String>,
     flags: Flags,
-    log: Reloader,
+    log: logging::Reloader,
 }
 
 impl Reload {

@@ -9,6 +9,45 @@ use serde::de::DeserializeOwned;
 /// Exit code for configuration errors (`EX_CONFIG` from sysexits.h).
 pub const EX_CONFIG: i32 = 78;
 
+/// How a daemon writes its log lines (`log_format`): plain text (the
+/// default) or one JSON object per line, carrying the fields of the spans
+/// the line was logged in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `text`: human-readable lines.
+    #[default]
+    Text,
+    /// `json`: one JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// What a bad value is told.
+    pub const EXPECTED: &'static str = "must be \"text\" or \"json\"";
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} {}", Self::EXPECTED)),
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
 /// Where a configuration value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -330,6 +330,8 @@ pub struct AgentOpts {
     pub extra: String,
     /// Enrollment token, written to a file the config names (first start only).
     pub enrollment_token: Option<String>,
+    /// Environment added to the agent process (kept across its restarts).
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentOpts {
@@ -350,6 +352,7 @@ impl AgentOpts {
             .to_vec(),
             extra: String::new(),
             enrollment_token: None,
+            env: Vec::new(),
         }
     }
 }
@@ -417,7 +420,8 @@ impl Agent {
         let mut cmd = Command::new(bin("baton-agent")?);
         cmd.arg("--config")
             .arg(&self.config)
-            .env("BATON_LOG", "info");
+            .env("BATON_LOG", "info")
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn(cmd, &self.dir.join("agent.log"))?);
         Ok(())
     }

@@ -158,8 +158,9 @@ async fn agents_deliver_their_completions_in_batches() {
     for _ in 0..500 {
         if c.agents.iter().all(|a| a.outbox_len() == 0)
             && ids.iter().all(|id| {
-                c.logs()
-                    .contains(&format!("Completion delivered job_id={id} "))
+                c.logs().lines().any(|l| {
+                    l.contains("Completion delivered") && l.contains(&format!("job_id={id} "))
+                })
             })
         {
             break;

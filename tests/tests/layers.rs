@@ -21,6 +21,7 @@ const CONTROLLER: &[(&str, u8)] = &[
     ("config", 0),
     ("validate", 0),
     ("credentials", 0),
+    ("logging", 0),
     ("store", 1),
     ("dispatch", 2),
     ("presence", 2),

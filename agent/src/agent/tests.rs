@@ -77,6 +77,7 @@ pub fn config(url: &str, state: &Path, grace: Duration) -> Config {
         poll_wait: Duration::from_millis(200),
         shutdown_grace: grace,
         log_level: "info".into(),
+        log_format: crate::config::LogFormat::Text,
         command: CommandConfig {
             allow: vec!["sh".into()],
             ..CommandConfig::default()

@@ -463,3 +463,31 @@ fn state_dir_must_not_be_a_file() {
     let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err("file"));
     assert_eq!((e.key.as_str(), e.line), ("state_dir", Some(3)));
 }
+
+#[test]
+fn log_format_is_layered_and_validated() {
+    let f = Fixture::new();
+    let none = Flags::default();
+    let c = f.load(&f.base(), &[], &none).expect("default");
+    assert_eq!(c.log_format, LogFormat::Text);
+    let toml = format!("{}log_format = \"json\"\n", f.base());
+    let c = f.load(&toml, &[], &none).expect("file");
+    assert_eq!(c.log_format, LogFormat::Json);
+    let c = f
+        .load(&toml, &[("BATON_LOG_FORMAT", "text")], &none)
+        .expect("env wins");
+    assert_eq!(c.log_format, LogFormat::Text);
+
+    let toml = format!("{}log_format = \"xml\"\n", f.base());
+    let e = invalid(f.load(&toml, &[], &none).expect_err("bad in the file"));
+    assert_eq!((e.key.as_str(), e.line), ("log_format", Some(4)));
+    assert_eq!(e.origin, Source::File(f.path().display().to_string()));
+    assert!(e.message.contains("`json`"), "{e}");
+    let e = invalid(
+        f.load(&f.base(), &[("BATON_LOG_FORMAT", "yaml")], &none)
+            .expect_err("bad in the env"),
+    );
+    assert_eq!(e.origin, Source::Env("BATON_LOG_FORMAT".into()));
+    assert_eq!(e.key, "log_format");
+    assert!(e.message.contains("\"text\" or \"json\""), "{e}");
+}

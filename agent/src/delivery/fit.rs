@@ -31,7 +31,6 @@ pub fn bound_data_depth(req: &mut CompleteRequest) {
         return;
     }
     warn!(
-        token = req.token,
         max = MAX_DATA_DEPTH,
         "Result data nests too deep for the controller; sent without it"
     );
@@ -111,7 +110,7 @@ pub async fn complete_fitting(
         if !shrink(next, &e.to_string()) {
             break;
         }
-        warn!(job_id, token = req.token, refusal = %e, "Completion refused as too large; sending it again cut down");
+        warn!(refusal = %e, "Completion refused as too large; sending it again cut down");
         answer = transport.complete(job_id, next, MAX_CALL_TIMEOUT).await;
     }
     answer

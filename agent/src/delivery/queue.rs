@@ -6,13 +6,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton_proto::FencingToken;
 use baton_proto::lease::{
     BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, Span, debug, error, info, warn};
 
 use super::{Delivery, RETRY_CAP, RETRY_MIN, blocking, deliver_until, fit, persist, verdict_of};
 use crate::outbox::{self, Entry, Outbox};
@@ -31,6 +30,8 @@ struct Handoff {
     persisted: Option<PathBuf>,
     abandon: CancellationToken,
     done: oneshot::Sender<Delivery>,
+    /// The job's span: what is logged about this completion is in it.
+    span: Span,
 }
 
 /// A completion in the outbox, waiting for the controller's answer.
@@ -40,6 +41,8 @@ struct Pending {
     entry: Entry,
     abandon: CancellationToken,
     done: oneshot::Sender<Delivery>,
+    /// The job's span (from its [`Handoff`]).
+    span: Span,
 }
 
 impl Pending {
@@ -90,6 +93,7 @@ impl Deliverer {
             persisted: None,
             abandon: abandon.clone(),
             done,
+            span: Span::current(),
         };
         if let Err(mpsc::error::SendError(h)) = self.tx.send(handoff) {
             return deliver_alone(transport, outbox, h.entry, abandon).await;
@@ -111,6 +115,7 @@ impl Deliverer {
     ) -> Option<oneshot::Receiver<Delivery>> {
         let (done, answer) = oneshot::channel();
         let handoff = Handoff {
+            span: crate::logging::completion_span(entry.job_id, entry.token()),
             entry,
             persisted: Some(path),
             abandon: abandon.clone(),
@@ -130,7 +135,7 @@ async fn deliver_alone(
     let path = match persist(outbox, &entry).await {
         Ok(path) => Some(path),
         Err(e) => {
-            error!(job_id = entry.job_id, token = entry.token(), error = %e, "Cannot write the completion to the outbox; sending it from memory");
+            error!(error = %e, "Cannot write the completion to the outbox; sending it from memory");
             None
         }
     };
@@ -270,6 +275,7 @@ impl QueueState {
                 entry: h.entry,
                 abandon: h.abandon,
                 done: h.done,
+                span: h.span,
             })
             .collect();
         pending.extend(self.write(arrived).await);
@@ -297,11 +303,11 @@ impl QueueState {
                 let path = match written.next() {
                     Some(Ok(path)) => Some(path),
                     Some(Err(e)) => {
-                        error!(job_id = h.entry.job_id, token = h.entry.token(), error = %e, "Cannot write the completion to the outbox; sending it from memory");
+                        h.span.in_scope(|| error!(error = %e, "Cannot write the completion to the outbox; sending it from memory"));
                         None
                     }
                     None => {
-                        error!(job_id = h.entry.job_id, token = h.entry.token(), "Cannot write the completion to the outbox; sending it from memory");
+                        h.span.in_scope(|| error!("Cannot write the completion to the outbox; sending it from memory"));
                         None
                     }
                 };
@@ -310,6 +316,7 @@ impl QueueState {
                     entry: h.entry,
                     abandon: h.abandon,
                     done: h.done,
+                    span: h.span,
                 }
             })
             .collect()
@@ -401,10 +408,13 @@ impl QueueState {
     }
 
     async fn send_each(&self, chunk: &[Pending]) -> Vec<Delivery> {
-        futures_util::future::join_all(chunk.iter().map(|p| async {
-            let (job_id, token) = (p.entry.job_id, p.entry.token());
-            let answer = fit::complete_fitting(&self.transport, job_id, &p.entry.request).await;
-            verdict_of(job_id, token, answer)
+        futures_util::future::join_all(chunk.iter().map(|p| {
+            async {
+                let answer =
+                    fit::complete_fitting(&self.transport, p.entry.job_id, &p.entry.request).await;
+                verdict_of(answer)
+            }
+            .instrument(p.span.clone())
         }))
         .await
     }
@@ -425,15 +435,15 @@ fn batch_verdicts(chunk: &[Pending], resp: BatchCompleteResponse) -> Option<Vec<
         chunk
             .iter()
             .zip(resp.results)
-            .map(|(p, r)| item_verdict(p.entry.token(), r))
+            .map(|(p, r)| p.span.in_scope(|| item_verdict(r)))
             .collect(),
     )
 }
 
-/// What one item's result means for its file (logged): the same verdict as
-/// for a single completion call with that answer; `None` when it was refused
-/// for its size (to be cut down and sent again).
-fn item_verdict(token: FencingToken, result: BatchCompleteResult) -> Option<Delivery> {
+/// What one item's result means for its file (logged, in the item's job
+/// span): the same verdict as for a single completion call with that answer;
+/// `None` when it was refused for its size (to be cut down and sent again).
+fn item_verdict(result: BatchCompleteResult) -> Option<Delivery> {
     if let BatchCompleteResult::Refused {
         code: baton_proto::ErrorCode::PayloadTooLarge,
         ..
@@ -443,19 +453,11 @@ fn item_verdict(token: FencingToken, result: BatchCompleteResult) -> Option<Deli
     }
     Some(match result {
         BatchCompleteResult::Recorded {
-            job_id,
-            state,
-            duplicate,
-        } => verdict_of(
-            job_id,
-            token,
-            Ok(baton_proto::CompleteResponse { state, duplicate }),
-        ),
-        BatchCompleteResult::Refused {
-            job_id,
-            code,
-            message,
-        } => verdict_of(job_id, token, Err(transport::Error::refused(code, message))),
+            state, duplicate, ..
+        } => verdict_of(Ok(baton_proto::CompleteResponse { state, duplicate })),
+        BatchCompleteResult::Refused { code, message, .. } => {
+            verdict_of(Err(transport::Error::refused(code, message)))
+        }
     })
 }
 

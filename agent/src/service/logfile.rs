@@ -1,12 +1,14 @@
 //! Logging of the service: a service has no console, so tracing goes to
 //! `%ProgramData%\Baton\logs\agent.log` (appended; at start a file over
 //! [`ROTATE_BYTES`] is moved to `agent.log.1`, replacing the previous one).
-//! Same filter rules as [`crate::logging`]: the config's `log_level`, unless
-//! `RUST_LOG` is set.
+//! Same filter rules and formats as [`crate::logging`]: the config's
+//! `log_level` (unless `RUST_LOG` is set) and `log_format`.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use baton_proto::config::LogFormat;
 
 use crate::logging::Error;
 
@@ -35,9 +37,9 @@ pub fn rotate_if_large(path: &Path, limit: u64) -> std::io::Result<bool> {
     }
 }
 
-/// Install the global subscriber writing to `path` (its folder must exist).
-pub fn init(level: &str, path: &Path) -> Result<(), Error> {
-    let env_filter = crate::logging::env_filter(level)?;
+/// Install the global subscriber writing `format` lines to `path` (its
+/// folder must exist).
+pub fn init(level: &str, format: LogFormat, path: &Path) -> Result<(), Error> {
     let cannot = |e: std::io::Error| Error::Init(format!("cannot open {}: {e}", path.display()));
     rotate_if_large(path, ROTATE_BYTES).map_err(cannot)?;
     let file = OpenOptions::new()
@@ -45,13 +47,7 @@ pub fn init(level: &str, path: &Path) -> Result<(), Error> {
         .append(true)
         .open(path)
         .map_err(cannot)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(Mutex::new(file))
-        .with_ansi(false)
-        .with_target(false)
-        .try_init()
-        .map_err(|e| Error::Init(e.to_string()))
+    crate::logging::install(level, format, Mutex::new(file), false)
 }
 
 #[cfg(test)]

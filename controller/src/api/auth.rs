@@ -81,7 +81,10 @@ async fn resolve(s: &AppState, headers: &axum::http::HeaderMap) -> Result<AuthOu
         None => AuthOutcome::Anonymous,
         Some(Err(why)) => AuthOutcome::Refused(why),
         Some(Ok(token)) => match Box::pin(lookup(&s.store, token)).await? {
-            Some(p) => AuthOutcome::Known(p),
+            Some(p) => {
+                crate::api::trace::identified(&p.actor());
+                AuthOutcome::Known(p)
+            }
             None => AuthOutcome::Refused("unknown or revoked token"),
         },
     })

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod metrics;
 pub mod operator;
 mod spec_errors;
+pub mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,6 +169,7 @@ pub fn router(state: AppState) -> Router {
     routine
         .merge(rest)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(trace::RequestSpan)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

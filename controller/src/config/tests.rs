@@ -121,3 +121,29 @@ fn boundary_limits_have_defaults_and_are_checked() {
         assert_eq!(e.key, key, "{line}");
     }
 }
+
+#[test]
+fn log_format_is_layered_and_validated() {
+    let none = Flags::default();
+    let mut env = BTreeMap::new();
+    let f = write(TOKENS);
+    let c = Config::load(Some(f.path()), &env, &none).expect("default");
+    assert_eq!(c.log_format, LogFormat::Text);
+    let f = write(&format!("{TOKENS}log_format = \"json\"\n"));
+    let c = Config::load(Some(f.path()), &env, &none).expect("file");
+    assert_eq!(c.log_format, LogFormat::Json);
+    env.insert("BATON_LOG_FORMAT".into(), "text".into());
+    let c = Config::load(Some(f.path()), &env, &none).expect("env wins");
+    assert_eq!(c.log_format, LogFormat::Text);
+
+    env.insert("BATON_LOG_FORMAT".into(), "yaml".into());
+    let e = Config::load(Some(f.path()), &env, &none).expect_err("bad env");
+    assert_eq!(e.origin, Source::Env("BATON_LOG_FORMAT".into()));
+    assert_eq!(e.key, "log_format");
+    assert!(e.message.contains("\"text\" or \"json\""), "{e}");
+    let f = write(&format!("{TOKENS}\nlog_format = \"xml\"\n"));
+    let e = Config::load(Some(f.path()), &BTreeMap::new(), &none).expect_err("bad file");
+    assert_eq!((e.key.as_str(), e.line), ("log_format", Some(3)));
+    assert_eq!(e.origin, Source::File(f.path().display().to_string()));
+    assert!(e.message.contains("`json`"), "{e}");
+}

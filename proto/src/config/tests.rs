@@ -53,3 +53,25 @@ fn key_lookup() {
     assert_eq!(line_of_key(src, "inner.name"), Some(7));
     assert_eq!(line_of_key(src, "missing"), None);
 }
+
+#[test]
+fn log_format_parses_from_toml_and_text_and_names_a_bad_value() {
+    #[derive(Debug, Deserialize)]
+    struct F {
+        log_format: Option<LogFormat>,
+    }
+    let f: F = parse_toml("a.toml", "log_format = \"json\"\n").expect("json");
+    assert_eq!(f.log_format, Some(LogFormat::Json));
+    let e = parse_toml::<F>("a.toml", "\nlog_format = \"xml\"\n").expect_err("xml");
+    assert_eq!((e.key.as_str(), e.line), ("log_format", Some(2)));
+    assert!(
+        e.message.contains("`text`") && e.message.contains("`json`"),
+        "{e}"
+    );
+    assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
+    assert_eq!(" json ".parse::<LogFormat>(), Ok(LogFormat::Json));
+    let bad = "JSON".parse::<LogFormat>().expect_err("case matters");
+    assert!(bad.contains("\"text\" or \"json\""), "{bad}");
+    assert_eq!(LogFormat::default(), LogFormat::Text);
+    assert_eq!(LogFormat::Json.to_string(), "json");
+}

@@ -19,6 +19,7 @@ fn pending(job_id: JobId, stdout_len: usize) -> Pending {
         },
         abandon: CancellationToken::new(),
         done,
+        span: Span::none(),
     }
 }
 
@@ -52,7 +53,7 @@ fn item_results_map_to_the_single_call_semantics() {
         state: JobState::Succeeded,
         duplicate: true,
     };
-    assert_eq!(item_verdict(1, recorded), Some(Delivery::Delivered));
+    assert_eq!(item_verdict(recorded), Some(Delivery::Delivered));
     let refused = |code| BatchCompleteResult::Refused {
         job_id: 1,
         code,
@@ -66,10 +67,10 @@ fn item_results_map_to_the_single_call_semantics() {
         (ErrorCode::Internal, Delivery::Kept),
         (ErrorCode::NotReady, Delivery::Kept),
     ] {
-        assert_eq!(item_verdict(1, refused(code)), Some(want), "{code:?}");
+        assert_eq!(item_verdict(refused(code)), Some(want), "{code:?}");
     }
     // Refused for size: never dropped, sent again cut down (delivery::fit).
-    assert_eq!(item_verdict(1, refused(ErrorCode::PayloadTooLarge)), None);
+    assert_eq!(item_verdict(refused(ErrorCode::PayloadTooLarge)), None);
 }
 
 #[test]
