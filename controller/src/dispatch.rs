@@ -1,14 +1,14 @@
 //! The long poll and the lease reaper.
 //!
 //! Pollers of a group wait on that group's [`Notify`] (`crate::jobs::Group`);
-//! every change that can give the group work notifies it at once (DESIGN.md
+//! every change that can give the group work notifies it at once (ARCHITECTURE.md, "The lease lifecycle",
 //! point 7).
 //!
 //! - [`poll`]: [`long_poll`], the agents' poll without HTTP: hold until a
 //!   grant, a drain or the end of the hold.
 //! - [`mod@reaper`]: sleeps until the earliest lease deadline, but never longer
 //!   than [`REAPER_MAX_SLEEP`] without looking again (one indexed read), and
-//!   expires leases within a few milliseconds of their deadline (point 5).
+//!   expires leases within a few milliseconds of their deadline (point 5 there).
 //!
 //! Each group also has a generation, bumped by every wake-up before its
 //! pollers are notified. Every change that can give a group work (submit,

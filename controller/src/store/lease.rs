@@ -1,4 +1,4 @@
-//! The lease contract (DESIGN.md "Lease and fencing", points 1–6).
+//! The lease contract (ARCHITECTURE.md "The lease lifecycle", points 1–6).
 //!
 //! Every call is atomic: its checks and changes happen in one transaction,
 //! and it is answered only once that is durable. What a backend must do:

@@ -1,4 +1,4 @@
-//! The lease contract (DESIGN.md "Lease and fencing", points 1–6) in
+//! The lease contract (ARCHITECTURE.md "The lease lifecycle", points 1–6) in
 //! SQLite ([`crate::store::lease`]).
 //!
 //! Every function here runs in one transaction on the single writer
