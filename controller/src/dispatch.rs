@@ -1,8 +1,8 @@
 //! The long poll and the lease reaper.
 //!
 //! Pollers of a group wait on that group's [`Notify`] (`crate::jobs::Group`);
-//! every change that can give the group work notifies it at once (ARCHITECTURE.md, "The lease lifecycle",
-//! point 7).
+//! every change that can give the group work notifies it at once
+//! (ARCHITECTURE.md, "The lease lifecycle", point 7).
 //!
 //! - [`poll`]: [`long_poll`], the agents' poll without HTTP: hold until a
 //!   grant, a drain or the end of the hold.
