@@ -235,63 +235,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     let api = Api::new(base, token, cli.ca_file.as_deref())?;
     match cli.command {
-        Command::Submit(args) => {
-            // File and flag mistakes surface here, before any request (exit 2).
-            let job = args.build(&mut std::io::stdin().lock())?;
-            let answer = api.submit(&job, args.idempotency_key.as_deref()).await?;
-            let view: JobView = decode(&answer.body, "job")?;
-            if answer.status == StatusCode::OK {
-                eprintln!(
-                    "note: idempotency key seen before: job {} is the earlier submission",
-                    view.id
-                );
-            }
-            if !args.wait {
-                if json {
-                    out_json(&answer)?;
-                } else {
-                    out(&format!("Submitted job {} ({})", view.id, view.state))?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !json {
-                out(&format!("Submitted job {} ({})", view.id, view.state))?;
-            }
-            let timeout = args.wait_timeout.map(Duration::from_millis);
-            let (raw, done) = wait_for(&api, view.id, timeout).await?;
-            if json {
-                out_json(&raw)?;
-            } else {
-                out("")?;
-                out(&render::render_job(&done, raw.now()))?;
-            }
-            if done.state == JobState::Succeeded {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("error: job {} ended {}", done.id, done.state);
-                Ok(ExitCode::from(1))
-            }
-        }
-        Command::List(a) => {
-            let query = ListQuery {
-                state: a.state.map(|s| s.as_str().to_owned()),
-                group: a.group,
-                kind: a.kind.map(|k| k.as_str().to_owned()),
-                label: a.label,
-                limit: a.limit,
-                before: a.before,
-            };
-            let answer = api.list(&query).await?;
-            if json {
-                return out_json(&answer).map(|()| ExitCode::SUCCESS);
-            }
-            let list: JobList = decode(&answer.body, "job list")?;
-            out(&render::render_list(&list, answer.now()))?;
-            if let Some(next) = list.next_before {
-                eprintln!("(more jobs: add --before {next})");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Submit(args) => submit(&api, &args, json).await,
+        Command::List(a) => list(&api, a, json).await,
         Command::Get { id } => {
             let answer = api.get(id).await?;
             if json {
@@ -323,6 +268,68 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Whoami => identity::whoami(&api, json).await,
         Command::Health => health(&api, json).await,
     }
+}
+
+/// `batonctl submit`: send the job; with `--wait`, follow it to its end
+/// (exit 1 unless it succeeded).
+async fn submit(api: &Api, args: &SubmitArgs, json: bool) -> Result<ExitCode> {
+    // File and flag mistakes surface here, before any request (exit 2).
+    let job = args.build(&mut std::io::stdin().lock())?;
+    let answer = api.submit(&job, args.idempotency_key.as_deref()).await?;
+    let view: JobView = decode(&answer.body, "job")?;
+    if answer.status == StatusCode::OK {
+        eprintln!(
+            "note: idempotency key seen before: job {} is the earlier submission",
+            view.id
+        );
+    }
+    if !args.wait {
+        if json {
+            out_json(&answer)?;
+        } else {
+            out(&format!("Submitted job {} ({})", view.id, view.state))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !json {
+        out(&format!("Submitted job {} ({})", view.id, view.state))?;
+    }
+    let timeout = args.wait_timeout.map(Duration::from_millis);
+    let (raw, done) = wait_for(api, view.id, timeout).await?;
+    if json {
+        out_json(&raw)?;
+    } else {
+        out("")?;
+        out(&render::render_job(&done, raw.now()))?;
+    }
+    if done.state == JobState::Succeeded {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: job {} ended {}", done.id, done.state);
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `batonctl list`: one page of jobs, newest first, and how to get the next.
+async fn list(api: &Api, a: ListArgs, json: bool) -> Result<ExitCode> {
+    let query = ListQuery {
+        state: a.state.map(|s| s.as_str().to_owned()),
+        group: a.group,
+        kind: a.kind.map(|k| k.as_str().to_owned()),
+        label: a.label,
+        limit: a.limit,
+        before: a.before,
+    };
+    let answer = api.list(&query).await?;
+    if json {
+        return out_json(&answer).map(|()| ExitCode::SUCCESS);
+    }
+    let list: JobList = decode(&answer.body, "job list")?;
+    out(&render::render_list(&list, answer.now()))?;
+    if let Some(next) = list.next_before {
+        eprintln!("(more jobs: add --before {next})");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Poll the job until it is terminal; tolerate a controller outage of up to [`WAIT_OUTAGE`].
