@@ -15,6 +15,9 @@ impl Cause {
     pub fn of(e: &sqlx::Error) -> Option<Cause> {
         match e {
             sqlx::Error::Database(d) => {
+                // SQLite's result codes only: another database's codes
+                // (a second sqlx backend) mean something else.
+                d.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
                 let code: i64 = d.code()?.parse().ok()?;
                 Cause::of_code(code)
             }
