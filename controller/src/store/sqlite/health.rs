@@ -1,6 +1,10 @@
 //! SQLite's errors classified: a write that fails because of the disk or
 //! the filesystem becomes [`Error::Unavailable`] naming the [`Cause`] (see
 //! [`crate::store::health`]); and [`HealthStore`] for [`SqliteStore`].
+//!
+//! `From<sqlx::Error> for Error` lives here and reads only SQLite's codes; a
+//! second sqlx backend adds its own classification to [`Cause::of`] (by
+//! downcasting to its database's error type) rather than a second `From`.
 
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;
