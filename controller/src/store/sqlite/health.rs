@@ -1,6 +1,10 @@
 //! SQLite's errors classified: a write that fails because of the disk or
 //! the filesystem becomes [`Error::Unavailable`] naming the [`Cause`] (see
 //! [`crate::store::health`]); and [`HealthStore`] for [`SqliteStore`].
+//!
+//! `From<sqlx::Error> for Error` lives here and reads only SQLite's codes; a
+//! second sqlx backend adds its own classification to [`Cause::of`] (by
+//! downcasting to its database's error type) rather than a second `From`.
 
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;
@@ -15,6 +19,9 @@ impl Cause {
     pub fn of(e: &sqlx::Error) -> Option<Cause> {
         match e {
             sqlx::Error::Database(d) => {
+                // SQLite's result codes only: another database's codes
+                // (a second sqlx backend) mean something else.
+                d.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
                 let code: i64 = d.code()?.parse().ok()?;
                 Cause::of_code(code)
             }
