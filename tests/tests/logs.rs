@@ -122,27 +122,32 @@ async fn json_logs_name_the_job_in_both_daemons_and_every_line_parses() {
     let agent = json_lines(&agent_log, "agent");
 
     // One grep of the id finds the job in both logs.
-    let ctl_job = grep_job(&ctl_log, job.id);
-    for wanted in ["Job submitted", "Lease granted", "Job completion recorded"] {
-        assert!(
-            ctl_job.iter().any(|l| l.contains(wanted)),
-            "controller: no {wanted:?} line found by the job id\n{ctl_log}"
-        );
-    }
-    let agent_job = grep_job(&agent_log, job.id);
-    for wanted in [
+    let in_controller = ["Job submitted", "Lease granted", "Job completion recorded"];
+    grep_finds(&ctl_log, job.id, &in_controller, "controller");
+    let in_agent = [
         "Lease granted",
         "Lease renewed",
         "Job finished",
         "Completion delivered",
-    ] {
+    ];
+    grep_finds(&agent_log, job.id, &in_agent, "agent");
+    run_is_in_its_span(&agent, &agent_log, job.id);
+    requests_are_named(&ctl, &ctl_log);
+}
+
+/// `grep` of the job id finds a line with each of `wanted` in `log`.
+fn grep_finds(log: &str, id: i64, wanted: &[&str], who: &str) {
+    let found = grep_job(log, id);
+    for w in wanted {
         assert!(
-            agent_job.iter().any(|l| l.contains(wanted)),
-            "agent: no {wanted:?} line found by the job id\n{agent_log}"
+            found.iter().any(|l| l.contains(w)),
+            "{who}: no {w:?} line found by the job id\n{log}"
         );
     }
+}
 
-    // Every agent line from the grant to the delivery is inside the job's span.
+/// Every agent line from the grant to the delivery is inside the job's span.
+fn run_is_in_its_span(agent: &[Value], log: &str, id: i64) {
     let start = agent
         .iter()
         .position(|l| message(l) == "Lease granted")
@@ -151,11 +156,11 @@ async fn json_logs_name_the_job_in_both_daemons_and_every_line_parses() {
         .iter()
         .rposition(|l| message(l) == "Completion delivered")
         .expect("delivered");
-    assert!(end > start + 2, "{agent_log}");
+    assert!(end > start + 2, "{log}");
     for line in &agent[start..=end] {
         assert_eq!(
             span_job(line),
-            Some(job.id),
+            Some(id),
             "line outside the job span: {line}"
         );
         // The span's fields are on the line; the event does not repeat them
@@ -171,23 +176,25 @@ async fn json_logs_name_the_job_in_both_daemons_and_every_line_parses() {
     assert_eq!(span["attempt"], 1, "{span}");
     assert_eq!(span["kind"], "command", "{span}");
     assert!(span["token"].as_i64().is_some(), "{span}");
+}
 
-    // The controller's request lines: route template, status, caller.
+/// The controller's request lines: route template, status, caller, level.
+fn requests_are_named(ctl: &[Value], log: &str) {
     let answered = |route: &str, status: u16| {
         ctl.iter()
             .filter(|l| message(l) == "Request answered")
             .find(|l| l["span"]["route"] == route && l["span"]["status"] == status)
-            .unwrap_or_else(|| panic!("no {route} {status} line\n{ctl_log}"))
+            .unwrap_or_else(|| panic!("no {route} {status} line\n{log}"))
+    };
+    let operator = |line: &Value| {
+        line["span"]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("token:"))
     };
     let submit = answered("/v1/jobs", 201);
     assert_eq!(submit["span"]["method"], "POST", "{submit}");
     assert_eq!(submit["level"], "DEBUG", "{submit}");
-    assert!(
-        submit["span"]["actor"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("token:")),
-        "{submit}"
-    );
+    assert!(operator(submit), "{submit}");
     assert!(submit["span"]["latency_ms"].as_f64().is_some(), "{submit}");
     let poll = answered("/v1/agents/{id}/poll", 200);
     assert_eq!(poll["span"]["actor"], "agent:agent-1", "{poll}");
@@ -195,11 +202,9 @@ async fn json_logs_name_the_job_in_both_daemons_and_every_line_parses() {
     let refused = answered("/v1/jobs/{id}", 404);
     assert_eq!(refused["level"], "INFO", "{refused}");
     assert_eq!(refused["span"]["method"], "GET", "{refused}");
+    assert!(operator(refused), "{refused}");
     // The concrete path (a caller's choice) is not the route.
-    assert!(
-        !ctl_log.contains("\"route\":\"/v1/jobs/999999\""),
-        "{ctl_log}"
-    );
+    assert!(!log.contains("\"route\":\"/v1/jobs/999999\""), "{log}");
     // A handler's line inside a request carries the request span too.
     let submitted = ctl
         .iter()

@@ -10,6 +10,8 @@
 //! - [`limits`]: limits for callers without a credential (concurrency,
 //!   enrollment rate, audit rows of refused calls).
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
+//! - [`trace`]: the request span (method, route, actor, status, latency) and
+//!   one line per answer.
 //! - this module: [`AppState`], [`ApiError`] (every non-2xx is a JSON
 //!   [`ErrorBody`]), [`JsonBody`] (bodies parsed with the failing field named).
 //!

@@ -10,8 +10,8 @@
 //!   400 and up): someone the controller knows got an error;
 //! - DEBUG otherwise: successes (an agent's every poll and heartbeat would
 //!   flood the log at INFO), and any answer to a caller without a known
-//!   credential, so that strangers cannot fill the log (the audit log, the
-//!   limits and the metrics count those).
+//!   credential, so that strangers cannot fill the log (the audit log
+//!   records their refused calls within its rate and counts the rest).
 
 use std::cell::Cell;
 use std::future::Future;
