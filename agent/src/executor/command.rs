@@ -141,7 +141,7 @@ impl CommandExecutor {
             Err(e) => return Outcome::failed(false, e.to_string()),
         };
         let guard = GroupGuard::new(&self.groups, child.id());
-        debug!(pid = ?child.id(), program = %program.display(), "Command started");
+        debug!(pid = child.id(), program = %program.display(), "Command started");
 
         let limit = self.settings.max_output_bytes;
         let (out, err) = (SharedBounded::new(limit), SharedBounded::new(limit));
