@@ -1,6 +1,6 @@
 //! Validation of job submissions: every refusal names the field at fault.
 
-use baton_proto::{JobSpec, JobSubmit, SqlType, limits, valid_name};
+use baton_proto::{CommandSpec, JobSpec, JobSubmit, ProcedureSpec, SqlType, limits, valid_name};
 
 /// A refused field: `(dotted field path, message)`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,6 +180,7 @@ fn spec_size(spec: &JobSpec) -> (usize, &'static str) {
     (total, field)
 }
 
+/// Check a spec: its size, then the fields of its kind, then its connection.
 fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
     let (size, field) = spec_size(spec);
     if size > max_spec_bytes {
@@ -191,54 +192,8 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
         ));
     }
     match spec {
-        JobSpec::Command(c) => {
-            if c.program.trim().is_empty() {
-                return Err(err("spec.program", "must not be empty"));
-            }
-            if c.program.contains('\0') || c.args.iter().any(|a| a.contains('\0')) {
-                return Err(err("spec.args", "must not contain NUL bytes"));
-            }
-            for k in c.env.keys() {
-                if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(err(
-                        &format!("spec.env.{}", clip_key(k)),
-                        "invalid variable name",
-                    ));
-                }
-            }
-        }
-        JobSpec::Procedure(p) => {
-            if !valid_routine_name(&p.procedure) {
-                return Err(err(
-                    "spec.procedure",
-                    "must be `name`, `schema.name` or `database.schema.name`, each part 1-128 \
-                     characters of A-Z a-z 0-9 _ @ # $",
-                ));
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            for (i, param) in p.params.iter().enumerate() {
-                if !valid_param_name(&param.name) {
-                    return Err(err(
-                        &format!("spec.params[{i}].name"),
-                        "must be 1-127 characters of A-Z a-z 0-9 _",
-                    ));
-                }
-                if !seen.insert(param.name.to_ascii_lowercase()) {
-                    return Err(err(
-                        &format!("spec.params[{i}].name"),
-                        format!(
-                            "{:?} is given twice (names are case-insensitive)",
-                            param.name
-                        ),
-                    ));
-                }
-                if let Some(t) = &param.sql_type
-                    && let Err(e) = SqlType::parse(t)
-                {
-                    return Err(err(&format!("spec.params[{i}].sql_type"), e));
-                }
-            }
-        }
+        JobSpec::Command(c) => command(c)?,
+        JobSpec::Procedure(p) => procedure(p)?,
         JobSpec::Sql(q) => {
             if q.sql.trim().is_empty() {
                 return Err(err("spec.sql", "must not be empty"));
@@ -259,6 +214,61 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
         && !valid_name(c)
     {
         return Err(err("spec.connection", "must be a valid name"));
+    }
+    Ok(())
+}
+
+/// A command: a program, no NUL bytes, valid environment variable names.
+fn command(c: &CommandSpec) -> Result<(), Error> {
+    if c.program.trim().is_empty() {
+        return Err(err("spec.program", "must not be empty"));
+    }
+    if c.program.contains('\0') || c.args.iter().any(|a| a.contains('\0')) {
+        return Err(err("spec.args", "must not contain NUL bytes"));
+    }
+    for k in c.env.keys() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(err(
+                &format!("spec.env.{}", clip_key(k)),
+                "invalid variable name",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A procedure call: a routine name, parameter names valid and distinct
+/// (case-insensitive), SQL types that parse.
+fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
+    if !valid_routine_name(&p.procedure) {
+        return Err(err(
+            "spec.procedure",
+            "must be `name`, `schema.name` or `database.schema.name`, each part 1-128 \
+             characters of A-Z a-z 0-9 _ @ # $",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, param) in p.params.iter().enumerate() {
+        if !valid_param_name(&param.name) {
+            return Err(err(
+                &format!("spec.params[{i}].name"),
+                "must be 1-127 characters of A-Z a-z 0-9 _",
+            ));
+        }
+        if !seen.insert(param.name.to_ascii_lowercase()) {
+            return Err(err(
+                &format!("spec.params[{i}].name"),
+                format!(
+                    "{:?} is given twice (names are case-insensitive)",
+                    param.name
+                ),
+            ));
+        }
+        if let Some(t) = &param.sql_type
+            && let Err(e) = SqlType::parse(t)
+        {
+            return Err(err(&format!("spec.params[{i}].sql_type"), e));
+        }
     }
     Ok(())
 }

@@ -125,30 +125,58 @@ fn at_of(events: &[EventRow], kind: DrillEventKind) -> Option<i64> {
         .min()
 }
 
+/// What happened around the fault, read from the events and attempts.
+struct FaultFacts<'a> {
+    /// When the fault took effect (ack) or, without an ack, was sent.
+    at: Option<i64>,
+    /// Whether the holder acknowledged the fault.
+    injected: bool,
+    /// The attempt whose lease the fault was sent to.
+    faulted: Option<&'a AttemptRow>,
+    /// The first attempt after the faulted one.
+    regrant: Option<&'a AttemptRow>,
+    /// When the faulted lease expired on the controller.
+    expired_at: Option<i64>,
+}
+
+impl<'a> FaultFacts<'a> {
+    fn of(i: &Input<'a>) -> Self {
+        let faulted = i
+            .fault_token
+            .and_then(|t| i.attempts.iter().find(|a| a.token == t));
+        FaultFacts {
+            at: at_of(i.events, DrillEventKind::FaultInjected)
+                .or_else(|| at_of(i.events, DrillEventKind::FaultSent)),
+            injected: at_of(i.events, DrillEventKind::FaultInjected).is_some(),
+            faulted,
+            regrant: faulted.and_then(|f| i.attempts.iter().find(|a| a.number > f.number)),
+            expired_at: faulted
+                .filter(|f| f.outcome.as_deref() == Some("lease_expired"))
+                .and_then(|f| f.ended_at),
+        }
+    }
+
+    /// Milliseconds from the fault to `t`.
+    fn since(&self, t: Option<i64>) -> Option<i64> {
+        self.at.zip(t).map(|(f, t)| t - f)
+    }
+}
+
+/// The final state and report of an ended (or given-up) drill.
 fn verdict(i: &Input<'_>, gave_up: bool) -> (DrillState, DrillReport) {
-    let fault_at = at_of(i.events, DrillEventKind::FaultInjected)
-        .or_else(|| at_of(i.events, DrillEventKind::FaultSent));
-    let injected = at_of(i.events, DrillEventKind::FaultInjected).is_some();
-    let faulted = i
-        .fault_token
-        .and_then(|t| i.attempts.iter().find(|a| a.token == t));
-    let regrant = faulted.and_then(|f| i.attempts.iter().find(|a| a.number > f.number));
-    let expired_at = faulted
-        .filter(|f| f.outcome.as_deref() == Some("lease_expired"))
-        .and_then(|f| f.ended_at);
-    let since = |t: Option<i64>| fault_at.zip(t).map(|(f, t)| t - f);
+    let f = FaultFacts::of(i);
     let successes: Vec<&AttemptRow> = i
         .attempts
         .iter()
         .filter(|a| a.outcome.as_deref() == Some("succeeded"))
         .collect();
-    let (exactly_once, evidence) = exactly_once(i, faulted, injected, &successes);
+    let (exactly_once, evidence) = exactly_once(i, f.faulted, f.injected, &successes);
     let mut report = DrillReport {
-        holder: faulted.map(|a| a.agent_id.clone()),
-        new_holder: regrant.map(|a| a.agent_id.clone()),
-        detection_ms: since(expired_at),
-        takeover_ms: since(regrant.map(|a| a.started_at)),
-        total_ms: since(i.finished_at),
+        holder: f.faulted.map(|a| a.agent_id.clone()),
+        new_holder: f.regrant.map(|a| a.agent_id.clone()),
+        detection_ms: f.since(f.expired_at),
+        takeover_ms: f.since(f.regrant.map(|a| a.started_at)),
+        total_ms: f.since(i.finished_at),
         attempts: i.attempts.len() as u32,
         job_state: Some(i.job_state),
         exactly_once,
@@ -157,62 +185,11 @@ fn verdict(i: &Input<'_>, gave_up: bool) -> (DrillState, DrillReport) {
         passed: false,
         reasons: Vec::new(),
     };
-    // Could the drill be carried out at all?
-    let error = if gave_up {
-        Some(format!(
-            "gave up after {} s: the job is still {}",
-            (i.now - i.created_at) / 1000,
-            i.job_state
-        ))
-    } else if faulted.is_none() {
-        Some(format!(
-            "the job ended {} before the fault could be sent (no heartbeat while it ran)",
-            i.job_state
-        ))
-    } else if expired_at.is_none() {
-        Some(format!(
-            "no takeover: the holder's lease did not expire (attempt ended {}){}",
-            faulted
-                .and_then(|f| f.outcome.clone())
-                .unwrap_or_else(|| "not at all".into()),
-            if injected {
-                ""
-            } else {
-                "; the holder never acknowledged the fault"
-            }
-        ))
-    } else {
-        None
-    };
-    if let Some(why) = error {
+    if let Some(why) = not_carried_out(i, gave_up, &f) {
         report.reasons.push(why);
         return (DrillState::Error, report);
     }
-    if regrant.is_none() {
-        report.reasons.push(format!(
-            "the job was not re-granted (it ended {})",
-            i.job_state
-        ));
-    }
-    if let Some(t) = report.takeover_ms
-        && t > i.rto_ms
-    {
-        report.reasons.push(format!(
-            "takeover took {t} ms, over the RTO of {} ms",
-            i.rto_ms
-        ));
-    }
-    if i.job_state != JobState::Succeeded {
-        report
-            .reasons
-            .push(format!("the job ended {}, not succeeded", i.job_state));
-    }
-    if exactly_once == ExactlyOnce::Violated {
-        report.reasons.push(format!(
-            "exactly-once violated: {}",
-            report.exactly_once_evidence
-        ));
-    }
+    report.reasons = failures(i, &f, &report);
     report.passed = report.reasons.is_empty();
     let state = if report.passed {
         DrillState::Passed
@@ -222,6 +199,66 @@ fn verdict(i: &Input<'_>, gave_up: bool) -> (DrillState, DrillReport) {
     (state, report)
 }
 
+/// Why the drill could not be carried out at all (verdict `error`), if so.
+fn not_carried_out(i: &Input<'_>, gave_up: bool, f: &FaultFacts<'_>) -> Option<String> {
+    if gave_up {
+        Some(format!(
+            "gave up after {} s: the job is still {}",
+            (i.now - i.created_at) / 1000,
+            i.job_state
+        ))
+    } else if f.faulted.is_none() {
+        Some(format!(
+            "the job ended {} before the fault could be sent (no heartbeat while it ran)",
+            i.job_state
+        ))
+    } else if f.expired_at.is_none() {
+        Some(format!(
+            "no takeover: the holder's lease did not expire (attempt ended {}){}",
+            f.faulted
+                .and_then(|a| a.outcome.clone())
+                .unwrap_or_else(|| "not at all".into()),
+            if f.injected {
+                ""
+            } else {
+                "; the holder never acknowledged the fault"
+            }
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why a carried-out drill failed (none: it passed).
+fn failures(i: &Input<'_>, f: &FaultFacts<'_>, report: &DrillReport) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if f.regrant.is_none() {
+        reasons.push(format!(
+            "the job was not re-granted (it ended {})",
+            i.job_state
+        ));
+    }
+    if let Some(t) = report.takeover_ms
+        && t > i.rto_ms
+    {
+        reasons.push(format!(
+            "takeover took {t} ms, over the RTO of {} ms",
+            i.rto_ms
+        ));
+    }
+    if i.job_state != JobState::Succeeded {
+        reasons.push(format!("the job ended {}, not succeeded", i.job_state));
+    }
+    if report.exactly_once == ExactlyOnce::Violated {
+        reasons.push(format!(
+            "exactly-once violated: {}",
+            report.exactly_once_evidence
+        ));
+    }
+    reasons
+}
+
+/// The exactly-once verdict and its evidence (see the module doc).
 fn exactly_once(
     i: &Input<'_>,
     faulted: Option<&AttemptRow>,
@@ -229,24 +266,7 @@ fn exactly_once(
     successes: &[&AttemptRow],
 ) -> (ExactlyOnce, String) {
     let [one] = successes else {
-        if successes.is_empty() {
-            return (
-                ExactlyOnce::NoEffect,
-                "no attempt succeeded: the job had no accepted effect".into(),
-            );
-        }
-        let list: Vec<String> = successes
-            .iter()
-            .map(|a| format!("attempt {} (token {})", a.number, a.token))
-            .collect();
-        return (
-            ExactlyOnce::Violated,
-            format!(
-                "{} successes accepted: {}",
-                successes.len(),
-                list.join(", ")
-            ),
-        );
+        return not_one_success(successes);
     };
     if injected && faulted.is_some_and(|f| f.token == one.token) {
         return (
@@ -274,32 +294,7 @@ fn exactly_once(
         _ => false,
     };
     if ledger_job {
-        let ledger = one
-            .result
-            .as_deref()
-            .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-            .and_then(|v| {
-                v.pointer("/data/ledger")
-                    .and_then(|l| l.as_str().map(str::to_owned))
-            });
-        return match ledger.as_deref() {
-            Some("committed") => (
-                ExactlyOnce::Proven,
-                format!(
-                    "{accepted}; the run ledger row was committed with the work by that attempt{faulted_note}"
-                ),
-            ),
-            Some("replayed") => (
-                ExactlyOnce::Proven,
-                format!(
-                    "{accepted}; it found an earlier attempt's run ledger row and replayed its result without running again{faulted_note}"
-                ),
-            ),
-            _ => (
-                ExactlyOnce::NotProven,
-                format!("{accepted}; but its result carries no run-ledger verdict{faulted_note}"),
-            ),
-        };
+        return by_ledger(one, &accepted, &faulted_note);
     }
     if matches!(i.spec, JobSpec::Noop(_)) {
         return (
@@ -313,4 +308,58 @@ fn exactly_once(
             "{accepted}{faulted_note}; the job has no run ledger, so an effect of the fenced holder before it stopped cannot be ruled out"
         ),
     )
+}
+
+/// The verdict when not exactly one success was accepted: none is no
+/// effect, several violate exactly-once.
+fn not_one_success(successes: &[&AttemptRow]) -> (ExactlyOnce, String) {
+    if successes.is_empty() {
+        return (
+            ExactlyOnce::NoEffect,
+            "no attempt succeeded: the job had no accepted effect".into(),
+        );
+    }
+    let list: Vec<String> = successes
+        .iter()
+        .map(|a| format!("attempt {} (token {})", a.number, a.token))
+        .collect();
+    (
+        ExactlyOnce::Violated,
+        format!(
+            "{} successes accepted: {}",
+            successes.len(),
+            list.join(", ")
+        ),
+    )
+}
+
+/// The verdict of an `exactly_once` job from the run-ledger verdict in the
+/// succeeded attempt's result: proven when `committed` or `replayed`.
+fn by_ledger(one: &AttemptRow, accepted: &str, faulted_note: &str) -> (ExactlyOnce, String) {
+    let ledger = one
+        .result
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .and_then(|v| {
+            v.pointer("/data/ledger")
+                .and_then(|l| l.as_str().map(str::to_owned))
+        });
+    match ledger.as_deref() {
+        Some("committed") => (
+            ExactlyOnce::Proven,
+            format!(
+                "{accepted}; the run ledger row was committed with the work by that attempt{faulted_note}"
+            ),
+        ),
+        Some("replayed") => (
+            ExactlyOnce::Proven,
+            format!(
+                "{accepted}; it found an earlier attempt's run ledger row and replayed its result without running again{faulted_note}"
+            ),
+        ),
+        _ => (
+            ExactlyOnce::NotProven,
+            format!("{accepted}; but its result carries no run-ledger verdict{faulted_note}"),
+        ),
+    }
 }

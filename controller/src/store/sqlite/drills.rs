@@ -17,6 +17,7 @@ use baton_proto::drill::{
 use baton_proto::{FencingToken, JobId, JobSpec, JobState};
 
 use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
 use crate::store::drills::{DrillStore, EventRow, Input, NewDrill, evaluate};
@@ -89,6 +90,81 @@ impl SqliteStore {
         .fetch_all(&self.reader)
         .await?)
     }
+
+    /// What a drill's verdict is judged on: its job's state, spec and attempts.
+    async fn drill_job(&self, job_id: JobId) -> Result<DrillJob> {
+        let (state, finished_at, spec): (String, Option<i64>, String) =
+            sqlx::query_as("SELECT state, finished_at, spec FROM jobs WHERE id = ?")
+                .bind(job_id)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or(Error::NotFound(job_id))?;
+        let state = JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
+        let spec: JobSpec = json("jobs.spec", &spec)?;
+        let attempts: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
+             FROM attempts WHERE job_id = ? ORDER BY number",
+        )
+        .bind(job_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(DrillJob {
+            state,
+            finished_at,
+            spec,
+            attempts,
+        })
+    }
+}
+
+/// A drill's job, as [`evaluate`] needs it.
+struct DrillJob {
+    state: JobState,
+    finished_at: Option<i64>,
+    spec: JobSpec,
+    attempts: Vec<AttemptRow>,
+}
+
+/// End a running drill with its verdict and add the `verdict` event; a drill
+/// that is no longer running (ended by another refresh) is left as it is.
+async fn store_verdict(
+    c: &mut SqliteConnection,
+    id: DrillId,
+    state: DrillState,
+    report: &DrillReport,
+    now: i64,
+) -> Result<()> {
+    let text = serde_json::to_string(report).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let moved = sqlx::query(
+        "UPDATE drills SET state = ?1, report = ?2, finished_at = ?3, updated_at = ?3
+         WHERE id = ?4 AND state = 'running'",
+    )
+    .bind(state.as_str())
+    .bind(text)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if moved != 1 {
+        return Ok(());
+    }
+    let detail = if report.reasons.is_empty() {
+        state.as_str().to_owned()
+    } else {
+        format!("{state}: {}", report.reasons.join("; "))
+    };
+    insert_event(
+        &mut *c,
+        id,
+        now,
+        DrillEventKind::Verdict,
+        0,
+        None,
+        Some(&detail),
+    )
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -264,22 +340,7 @@ impl DrillStore for SqliteStore {
         let Some(job_id) = row.job_id else {
             return self.get_drill(id).await;
         };
-        let (job_state, finished_at, spec): (String, Option<i64>, String) =
-            sqlx::query_as("SELECT state, finished_at, spec FROM jobs WHERE id = ?")
-                .bind(job_id)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or(Error::NotFound(job_id))?;
-        let job_state =
-            JobState::parse(&job_state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
-        let spec: JobSpec = json("jobs.spec", &spec)?;
-        let attempts: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
-             FROM attempts WHERE job_id = ? ORDER BY number",
-        )
-        .bind(job_id)
-        .fetch_all(&self.reader)
-        .await?;
+        let job = self.drill_job(job_id).await?;
         let events = self.event_rows(id).await?;
         let eval = evaluate(&Input {
             rto_ms: row.rto_ms,
@@ -287,10 +348,10 @@ impl DrillStore for SqliteStore {
             lease_ttl_ms: row.lease_ttl_ms,
             created_at: row.created_at,
             fault_token: row.fault_token,
-            job_state,
-            finished_at,
-            spec: &spec,
-            attempts: &attempts,
+            job_state: job.state,
+            finished_at: job.finished_at,
+            spec: &job.spec,
+            attempts: &job.attempts,
             events: &events,
             now,
         });
@@ -308,35 +369,7 @@ impl DrillStore for SqliteStore {
             .await?;
         }
         if let Some((state, report)) = &eval.verdict {
-            let text = serde_json::to_string(report).map_err(|e| Error::Corrupt(e.to_string()))?;
-            let moved = sqlx::query(
-                "UPDATE drills SET state = ?1, report = ?2, finished_at = ?3, updated_at = ?3
-                 WHERE id = ?4 AND state = 'running'",
-            )
-            .bind(state.as_str())
-            .bind(text)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if moved == 1 {
-                let detail = if report.reasons.is_empty() {
-                    state.as_str().to_owned()
-                } else {
-                    format!("{state}: {}", report.reasons.join("; "))
-                };
-                insert_event(
-                    &mut *tx,
-                    id,
-                    now,
-                    DrillEventKind::Verdict,
-                    0,
-                    None,
-                    Some(&detail),
-                )
-                .await?;
-            }
+            store_verdict(&mut tx, id, *state, report, now).await?;
         }
         tx.commit().await?;
         self.get_drill(id).await

@@ -149,100 +149,152 @@ async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Resul
     if req.max == 0 {
         return Ok(out);
     }
-    let kinds = serde_json::to_string(&req.kinds).unwrap_or_default();
-    let conns = serde_json::to_string(&req.connections).unwrap_or_default();
-    let drained: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = ? AND drained_at IS NOT NULL)",
-    )
-    .bind(&req.agent_id)
-    .fetch_one(&mut *c)
-    .await?;
-    let mut rows: Vec<JobRow> = Vec::new();
-    if !drained {
-        // One query per group: each walks the `jobs_ready` index in
-        // (priority DESC, id) order and stops at `max` — no scan and sort of
-        // every queued job. The best `max` of the union win.
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE state = 'queued' AND grp = ?2 AND not_before <= ?1
-               AND kind IN (SELECT value FROM json_each(?3))
-               AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
-             ORDER BY priority DESC, id LIMIT ?5"
-        );
-        let mut seen: Vec<&str> = Vec::new();
-        for g in &req.groups {
-            if seen.contains(&g.as_str()) {
-                continue;
-            }
-            seen.push(g);
-            let mut found: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(now)
-                .bind(g)
-                .bind(&kinds)
-                .bind(&conns)
-                .bind(i64::from(req.max))
-                .fetch_all(&mut *c)
-                .await?;
-            rows.append(&mut found);
-        }
-        if seen.len() > 1 {
-            rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
-            rows.truncate(req.max as usize);
-        }
-    }
+    let filter = Filter {
+        kinds: serde_json::to_string(&req.kinds).unwrap_or_default(),
+        conns: serde_json::to_string(&req.connections).unwrap_or_default(),
+    };
+    let rows = if agent_drained(c, &req.agent_id).await? {
+        Vec::new()
+    } else {
+        ready_rows(c, req, &filter, now).await?
+    };
     if !rows.is_empty() {
-        // Every chosen job in one round trip: token = last_token + 1 (SQLite
-        // evaluates every SET expression on the old row), attempt N recorded.
-        let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
-        let ids = serde_json::to_string(&ids).map_err(|e| Error::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "UPDATE jobs SET state = 'running', last_token = last_token + 1, lease_token = last_token + 1,
-             lease_agent = ?1, lease_expires_at = ?2 + lease_ttl_ms, grants = grants + 1, updated_at = ?2
-             WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'queued';
-             INSERT INTO attempts (job_id, number, agent_id, token, started_at)
-             SELECT id, grants, ?1, last_token, ?2 FROM jobs
-             WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'running' AND lease_agent = ?1",
-        )
-        .bind(&req.agent_id)
-        .bind(now)
-        .bind(ids)
-        .execute(&mut *c)
-        .await?;
+        take_leases(c, &req.agent_id, &rows, now).await?;
     }
     for row in rows {
-        let token = row.last_token + 1;
-        let number = row.grants + 1;
-        let spec: JobSpec = json("jobs.spec", &row.spec)?;
-        let retry_codes = row.retry()?.retry_codes;
-        out.grants.push(Grant {
-            job_id: row.id,
-            attempt: number as u32,
-            token,
-            lease_ttl_ms: row.lease_ttl_ms as u64,
-            held_ms: 0,
-            timeout_ms: row.timeout_ms.map(|t| t as u64),
-            group: row.grp,
-            spec,
-            retry_codes,
-        });
+        out.grants.push(grant_of(row)?);
     }
     if out.grants.is_empty() {
-        let groups = serde_json::to_string(&req.groups).unwrap_or_default();
-        out.next_ready_at = sqlx::query_scalar(
-            "SELECT MIN(not_before) FROM jobs
-             WHERE state = 'queued' AND not_before > ?1
-               AND grp IN (SELECT value FROM json_each(?2))
-               AND kind IN (SELECT value FROM json_each(?3))
-               AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))",
-        )
-        .bind(now)
-        .bind(&groups)
-        .bind(&kinds)
-        .bind(&conns)
-        .fetch_one(&mut *c)
-        .await?;
+        out.next_ready_at = next_ready_at(c, req, &filter, now).await?;
     }
     Ok(out)
+}
+
+/// The kinds and connections an agent can run, as JSON arrays for `json_each`.
+struct Filter {
+    kinds: String,
+    conns: String,
+}
+
+/// Whether the agent is drained (then it is granted nothing).
+async fn agent_drained(c: &mut SqliteConnection, agent_id: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = ? AND drained_at IS NOT NULL)",
+    )
+    .bind(agent_id)
+    .fetch_one(&mut *c)
+    .await?)
+}
+
+/// Which queued jobs the agent gets: the best `max` by (priority DESC, id)
+/// over its groups.
+async fn ready_rows(
+    c: &mut SqliteConnection,
+    req: &OwnedGrant,
+    filter: &Filter,
+    now: i64,
+) -> Result<Vec<JobRow>> {
+    // One query per group: each walks the `jobs_ready` index in
+    // (priority DESC, id) order and stops at `max` — no scan and sort of
+    // every queued job. The best `max` of the union win.
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE state = 'queued' AND grp = ?2 AND not_before <= ?1
+           AND kind IN (SELECT value FROM json_each(?3))
+           AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
+         ORDER BY priority DESC, id LIMIT ?5"
+    );
+    let mut rows: Vec<JobRow> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for g in &req.groups {
+        if seen.contains(&g.as_str()) {
+            continue;
+        }
+        seen.push(g);
+        let mut found: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(now)
+            .bind(g)
+            .bind(&filter.kinds)
+            .bind(&filter.conns)
+            .bind(i64::from(req.max))
+            .fetch_all(&mut *c)
+            .await?;
+        rows.append(&mut found);
+    }
+    if seen.len() > 1 {
+        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
+        rows.truncate(req.max as usize);
+    }
+    Ok(rows)
+}
+
+/// Lease every chosen job to the agent in one round trip: token =
+/// last_token + 1 (SQLite evaluates every SET expression on the old row),
+/// attempt N recorded.
+async fn take_leases(
+    c: &mut SqliteConnection,
+    agent_id: &str,
+    rows: &[JobRow],
+    now: i64,
+) -> Result<()> {
+    let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
+    let ids = serde_json::to_string(&ids).map_err(|e| Error::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "UPDATE jobs SET state = 'running', last_token = last_token + 1, lease_token = last_token + 1,
+         lease_agent = ?1, lease_expires_at = ?2 + lease_ttl_ms, grants = grants + 1, updated_at = ?2
+         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'queued';
+         INSERT INTO attempts (job_id, number, agent_id, token, started_at)
+         SELECT id, grants, ?1, last_token, ?2 FROM jobs
+         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'running' AND lease_agent = ?1",
+    )
+    .bind(agent_id)
+    .bind(now)
+    .bind(ids)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// The grant for a job row read before [`take_leases`] (so token and
+/// attempt are one past the row's).
+fn grant_of(row: JobRow) -> Result<Grant> {
+    let spec: JobSpec = json("jobs.spec", &row.spec)?;
+    let retry_codes = row.retry()?.retry_codes;
+    Ok(Grant {
+        job_id: row.id,
+        attempt: (row.grants + 1) as u32,
+        token: row.last_token + 1,
+        lease_ttl_ms: row.lease_ttl_ms as u64,
+        held_ms: 0,
+        timeout_ms: row.timeout_ms.map(|t| t as u64),
+        group: row.grp,
+        spec,
+        retry_codes,
+    })
+}
+
+/// When the agent's next queued job becomes ready, if one is waiting for
+/// its `not_before`.
+async fn next_ready_at(
+    c: &mut SqliteConnection,
+    req: &OwnedGrant,
+    filter: &Filter,
+    now: i64,
+) -> Result<Option<i64>> {
+    let groups = serde_json::to_string(&req.groups).unwrap_or_default();
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(not_before) FROM jobs
+         WHERE state = 'queued' AND not_before > ?1
+           AND grp IN (SELECT value FROM json_each(?2))
+           AND kind IN (SELECT value FROM json_each(?3))
+           AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))",
+    )
+    .bind(now)
+    .bind(&groups)
+    .bind(&filter.kinds)
+    .bind(&filter.conns)
+    .fetch_one(&mut *c)
+    .await?)
 }
 
 /// Heartbeat inside a write transaction (see [`LeaseStore::heartbeat`]).
@@ -293,88 +345,24 @@ async fn complete_in(
 ) -> Result<(JobState, bool, String)> {
     let (job_id, agent_id, token, error) =
         (d.job_id, d.agent_id.as_str(), d.token, d.error.as_deref());
-    let outcome = match d.completion {
-        Completion::Succeeded => AttemptOutcome::Succeeded,
-        Completion::Failed { .. } => AttemptOutcome::Failed,
-        Completion::TimedOut => AttemptOutcome::TimedOut,
-        Completion::Cancelled => AttemptOutcome::Cancelled,
-    };
-    if matches!(d.completion, Completion::Succeeded) {
-        // The common case in one round trip: both updates carry the checks
-        // of `held_row` (current token, holder, deadline not passed); when
-        // they match nothing, nothing was written and the full path below
-        // says why (or recognises a redelivery).
-        let grp: Option<String> = sqlx::query_scalar(
-            "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result)
-             WHERE job_id = ?4 AND token = ?5 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?4
-               AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6 AND lease_expires_at > ?1);
-             UPDATE jobs SET state = 'succeeded', attempts_spent = attempts_spent + 1, not_before = ?1,
-               finished_at = ?1, updated_at = ?1, lease_agent = NULL, lease_token = NULL,
-               lease_expires_at = NULL, error = NULL, result = COALESCE(?3, result)
-             WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6
-               AND lease_expires_at > ?1
-             RETURNING grp",
-        )
-        .bind(now)
-        .bind(error)
-        .bind(&d.result_json)
-        .bind(job_id)
-        .bind(token)
-        .bind(agent_id)
-        .fetch_optional(&mut *c)
-        .await?;
-        if let Some(grp) = grp {
-            return Ok((JobState::Succeeded, false, grp));
-        }
+    let outcome = outcome_of(d.completion);
+    if matches!(d.completion, Completion::Succeeded)
+        && let Some(grp) = succeed_held(c, d, now).await?
+    {
+        return Ok((JobState::Succeeded, false, grp));
     }
     let row = match held_row(c, job_id, agent_id, token, now).await {
         Ok(r) => r,
         Err(Error::LeaseLost(why)) => {
-            // A redelivery from the outbox after the first delivery was recorded?
-            let prior: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT agent_id, outcome FROM attempts WHERE job_id = ? AND token = ?",
-            )
-            .bind(job_id)
-            .bind(token)
-            .fetch_optional(&mut *c)
-            .await?;
-            if let Some((holder, Some(o))) = prior
-                && holder == agent_id
-                && o == outcome.as_str()
-            {
-                let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-                    .bind(job_id)
-                    .fetch_one(&mut *c)
-                    .await?;
-                let state =
-                    JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
-                return Ok((state, true, String::new()));
-            }
-            return Err(Error::LeaseLost(why));
+            return match redelivered(c, d, outcome).await? {
+                Some(state) => Ok((state, true, String::new())),
+                None => Err(Error::LeaseLost(why)),
+            };
         }
         Err(e) => return Err(e),
     };
     let spent = row.attempts_spent + 1;
-    let next = match d.completion {
-        Completion::Succeeded => Next::Succeeded,
-        Completion::Cancelled => Next::Cancelled,
-        Completion::Failed { retryable } => after_spent_attempt(
-            &row.retry()?,
-            retryable.then_some(RetryOn::Error),
-            spent as u32,
-            row.cancel_requested,
-            now,
-            d.unit,
-        ),
-        Completion::TimedOut => after_spent_attempt(
-            &row.retry()?,
-            Some(RetryOn::Timeout),
-            spent as u32,
-            row.cancel_requested,
-            now,
-            d.unit,
-        ),
-    };
+    let next = next_after(d, &row, spent, now)?;
     let end = AttemptEnd {
         token,
         outcome: outcome.as_str(),
@@ -393,6 +381,90 @@ async fn complete_in(
     )
     .await?;
     Ok((next.state(), false, row.grp))
+}
+
+/// The attempt outcome a completion records.
+fn outcome_of(completion: Completion) -> AttemptOutcome {
+    match completion {
+        Completion::Succeeded => AttemptOutcome::Succeeded,
+        Completion::Failed { .. } => AttemptOutcome::Failed,
+        Completion::TimedOut => AttemptOutcome::TimedOut,
+        Completion::Cancelled => AttemptOutcome::Cancelled,
+    }
+}
+
+/// The common case of a success in one round trip; the job's group if the
+/// lease was held, `None` (and nothing written) otherwise.
+///
+/// Both updates carry the checks of `held_row` (current token, holder,
+/// deadline not passed); when they match nothing, the full path of
+/// [`complete_in`] says why (or recognises a redelivery).
+async fn succeed_held(c: &mut SqliteConnection, d: &Completed, now: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result)
+         WHERE job_id = ?4 AND token = ?5 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?4
+           AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6 AND lease_expires_at > ?1);
+         UPDATE jobs SET state = 'succeeded', attempts_spent = attempts_spent + 1, not_before = ?1,
+           finished_at = ?1, updated_at = ?1, lease_agent = NULL, lease_token = NULL,
+           lease_expires_at = NULL, error = NULL, result = COALESCE(?3, result)
+         WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6
+           AND lease_expires_at > ?1
+         RETURNING grp",
+    )
+    .bind(now)
+    .bind(d.error.as_deref())
+    .bind(&d.result_json)
+    .bind(d.job_id)
+    .bind(d.token)
+    .bind(&d.agent_id)
+    .fetch_optional(&mut *c)
+    .await?)
+}
+
+/// Whether a completion whose lease is lost is a redelivery (from the
+/// outbox) of one already recorded: same holder, same outcome. If so, the
+/// job's current state.
+async fn redelivered(
+    c: &mut SqliteConnection,
+    d: &Completed,
+    outcome: AttemptOutcome,
+) -> Result<Option<JobState>> {
+    let prior: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT agent_id, outcome FROM attempts WHERE job_id = ? AND token = ?")
+            .bind(d.job_id)
+            .bind(d.token)
+            .fetch_optional(&mut *c)
+            .await?;
+    let Some((holder, Some(o))) = prior else {
+        return Ok(None);
+    };
+    if holder != d.agent_id || o != outcome.as_str() {
+        return Ok(None);
+    }
+    let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+        .bind(d.job_id)
+        .fetch_one(&mut *c)
+        .await?;
+    let state = JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
+    Ok(Some(state))
+}
+
+/// Where the job goes after this completion spent attempt `spent`.
+fn next_after(d: &Completed, row: &JobRow, spent: i64, now: i64) -> Result<Next> {
+    let retry_on = match d.completion {
+        Completion::Succeeded => return Ok(Next::Succeeded),
+        Completion::Cancelled => return Ok(Next::Cancelled),
+        Completion::Failed { retryable } => retryable.then_some(RetryOn::Error),
+        Completion::TimedOut => Some(RetryOn::Timeout),
+    };
+    Ok(after_spent_attempt(
+        &row.retry()?,
+        retry_on,
+        spent as u32,
+        row.cancel_requested,
+        now,
+        d.unit,
+    ))
 }
 
 /// Release inside a write transaction (see [`LeaseStore::release`]).
