@@ -66,6 +66,7 @@ macro_rules! suite {
             ],
             drills: [
                 crash_drill_timeline_and_report,
+                the_verdict_never_precedes_the_finish_it_judges,
                 rto_shorter_than_the_takeover_fails_with_the_reason,
                 a_job_that_ends_before_any_heartbeat_is_an_error,
                 unknown_drills_are_missing,

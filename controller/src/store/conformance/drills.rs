@@ -72,6 +72,11 @@ fn succeeded(token: FencingToken) -> CompleteRequest {
 /// Run a whole crash drill through the store: grant to a1, fault on the first
 /// heartbeat, ack, expiry, re-grant to a2, success. Returns the drill view.
 async fn run_drill(s: &Store, rto_ms: u64) -> DrillView {
+    run_drill_read_at(s, rto_ms, 5_900).await
+}
+
+/// [`run_drill`], its verdict read at `read_at` (the job ends at 5,700).
+async fn run_drill_read_at(s: &Store, rto_ms: u64, read_at: i64) -> DrillView {
     let d = s
         .create_drill(&drill(DrillMethod::Crash, rto_ms), probe(2000), 1_000)
         .await
@@ -126,7 +131,7 @@ async fn run_drill(s: &Store, rto_ms: u64) -> DrillView {
     s.complete(job_id, "a2", &succeeded(2), 5_700)
         .await
         .expect("complete");
-    s.refresh_drill(d.id, 5_900).await.expect("refresh")
+    s.refresh_drill(d.id, read_at).await.expect("refresh")
 }
 
 /// Conformance case `crash_drill_timeline_and_report`.
@@ -174,6 +179,23 @@ pub async fn crash_drill_timeline_and_report(s: &Store) {
         s.takeover_samples_ms().await.expect("samples"),
         vec![3_750 - (3_701 - 2_000)]
     );
+}
+
+/// Conformance case `the_verdict_never_precedes_the_finish_it_judges`: a
+/// read whose `now` was taken before a completion with a later one
+/// committed still stamps the verdict after the job's end.
+pub async fn the_verdict_never_precedes_the_finish_it_judges(s: &Store) {
+    let v = run_drill_read_at(s, 10_000, 5_650).await;
+    assert_eq!(v.state, DrillState::Passed, "{v:#?}");
+    let finished = v
+        .events
+        .iter()
+        .find(|e| e.kind == DrillEventKind::JobFinished)
+        .expect("job_finished");
+    let verdict = v.events.last().expect("events");
+    assert_eq!(verdict.kind, DrillEventKind::Verdict, "{v:#?}");
+    assert!(verdict.at >= finished.at, "{v:#?}");
+    assert!(v.finished_at >= Some(finished.at), "{v:#?}");
 }
 
 /// Conformance case `rto_shorter_than_the_takeover_fails_with_the_reason`.
