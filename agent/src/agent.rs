@@ -207,8 +207,8 @@ impl Agent {
         self.groups.clone()
     }
 
-    /// Run until `shutdown` fires, then shut down gracefully.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Log the start: who, what it serves, and connections not advertised.
+    fn log_start(&self) {
         let cfg = &self.config;
         let kinds: Vec<&str> = self
             .settings
@@ -231,6 +231,12 @@ impl Agent {
                 warn!(connection = %name, kind = %conn.kind(), "Database executors for this kind are not built yet; connection not advertised");
             }
         }
+    }
+
+    /// Run until `shutdown` fires, then shut down gracefully.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.log_start();
+        let cfg = &self.config;
         let shared = &self.shared;
         let drain_stop = CancellationToken::new();
         let drain = tokio::spawn(delivery::drain(
@@ -251,28 +257,7 @@ impl Agent {
         let mut jobs = JoinSet::new();
         poller::run(shared, &self.settings, &slots, &mut jobs, &shutdown).await;
 
-        poller::reap(&mut jobs);
-        info!(
-            running = jobs.len(),
-            grace_ms = u64::try_from(cfg.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
-            "Shutting down: polling stopped, waiting for running jobs"
-        );
-        let in_grace = wait_for(&mut jobs, Instant::now() + cfg.shutdown_grace).await;
-        if !in_grace {
-            info!(
-                left = jobs.len(),
-                "Shutdown grace over: stopping and releasing the jobs still running"
-            );
-            shared.registry.stop_all();
-            if !wait_for(&mut jobs, Instant::now() + STOP_TIMEOUT).await {
-                warn!(
-                    left = jobs.len(),
-                    "Jobs did not stop in time; aborting them"
-                );
-                jobs.abort_all();
-                while jobs.join_next().await.is_some() {}
-            }
-        }
+        stop_jobs(shared, &mut jobs, cfg.shutdown_grace).await;
         delivery_stop.cancel();
         if let Err(e) = delivery.await
             && e.is_panic()
@@ -288,6 +273,34 @@ impl Agent {
                 "Agent stopped; completions left in the outbox for the next start"
             ),
             Err(e) => warn!(error = %e, "Agent stopped; the outbox could not be flushed"),
+        }
+    }
+}
+
+/// Shutdown, after polling stopped: let the running jobs finish within
+/// `grace`, then stop and release those still running (aborting them after
+/// [`STOP_TIMEOUT`]).
+async fn stop_jobs(shared: &Shared, jobs: &mut JoinSet<()>, grace: Duration) {
+    poller::reap(jobs);
+    info!(
+        running = jobs.len(),
+        grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        "Shutting down: polling stopped, waiting for running jobs"
+    );
+    let in_grace = wait_for(jobs, Instant::now() + grace).await;
+    if !in_grace {
+        info!(
+            left = jobs.len(),
+            "Shutdown grace over: stopping and releasing the jobs still running"
+        );
+        shared.registry.stop_all();
+        if !wait_for(jobs, Instant::now() + STOP_TIMEOUT).await {
+            warn!(
+                left = jobs.len(),
+                "Jobs did not stop in time; aborting them"
+            );
+            jobs.abort_all();
+            while jobs.join_next().await.is_some() {}
         }
     }
 }

@@ -21,11 +21,12 @@
 //! the job at once and stops renewing; `freeze`/`partition` cut the agent's
 //! controller traffic, after which the deadline fences the job as above.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use baton_proto::drill::{DrillMethod, Fault, FaultAck};
-use baton_proto::{FencingToken, Grant, HeartbeatRequest, JobId};
+use baton_proto::{FencingToken, Grant, HeartbeatRequest, HeartbeatResponse, JobId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -167,6 +168,9 @@ pub struct Keeper {
     crash: CrashHold,
 }
 
+/// Why the keeper fences when the deadline passes.
+const NO_RENEWAL: &str = "no renewal before the lease deadline";
+
 enum Wake {
     Stop,
     Deadline,
@@ -288,16 +292,17 @@ impl Keeper {
 
     /// Renew until `stop` fires, the lease is lost, or the controller disowns it.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut next = self.lease.renewed_at + self.lease.interval();
-        let mut failing = false;
-        // Set when the controller refused a heartbeat for its size (a smaller
-        // log_tail bound than this agent's): later ones go without the tail.
-        let mut no_tail = false;
+        let mut beat = Beat {
+            next: self.lease.renewed_at + self.lease.interval(),
+            failing: false,
+            no_tail: false,
+        };
         loop {
-            match self.wait(&stop, tokio::time::sleep_until(next)).await.0 {
+            let tick = tokio::time::sleep_until(beat.next);
+            match self.wait(&stop, tick).await.0 {
                 Wake::Stop => return,
                 Wake::Deadline => {
-                    if self.fence("no renewal before the lease deadline") {
+                    if self.fence(NO_RENEWAL) {
                         return;
                     }
                     continue;
@@ -305,82 +310,119 @@ impl Keeper {
                 Wake::Ready => {}
             }
             let sent = Instant::now();
-            let req = self.heartbeat_request(no_tail);
+            let req = self.heartbeat_request(beat.no_tail);
             let call = self
                 .transport
                 .heartbeat(self.lease.job_id, &req, self.lease.call_timeout());
             let result = match self.wait(&stop, call).await {
                 (Wake::Stop, _) => return,
                 (Wake::Deadline, _) => {
-                    if self.fence("no renewal before the lease deadline") {
+                    if self.fence(NO_RENEWAL) {
                         return;
                     }
-                    next = Instant::now();
+                    beat.next = Instant::now();
                     continue;
                 }
                 (Wake::Ready, result) => result,
             };
-            match result {
-                Some(Ok(resp)) => {
-                    self.lease.ttl = Duration::from_millis(resp.lease_ttl_ms);
-                    self.lease.renewed_at = sent;
-                    self.state.renew(self.lease.deadline());
-                    next = sent + self.lease.interval();
-                    if failing {
-                        info!("Lease renewed again");
-                        failing = false;
-                    }
-                    debug!(ttl_ms = resp.lease_ttl_ms, "Lease renewed");
-                    if resp.cancel_requested
-                        && self.cancel.reason().is_none()
-                        && self.state.phase() == Phase::Working
-                    {
-                        info!("Cancel requested, stopping job");
-                        self.cancel.cancel(CancelReason::Cancelled);
-                    }
-                    if let Some(fault) = resp.fault
-                        && self.inject(fault).await
-                    {
-                        return;
-                    }
-                }
-                Some(Err(transport::Error::LeaseLost(msg))) => {
-                    if !self.fence(&format!("controller answered lease_lost: {msg}")) {
-                        debug!("Lease lost after the work ended; the completion decides");
-                    }
-                    return;
-                }
-                Some(Err(
-                    e @ (transport::Error::Unauthorized(_) | transport::Error::Forbidden(_)),
-                )) => {
-                    // 401: the agent was revoked, and the controller ended its leases.
-                    // 403: the controller says the agent does not hold this job.
-                    if e.is_auth() {
-                        error!(error = %e, "Agent credentials refused on heartbeat; revoked or unknown — re-enroll");
-                    }
-                    if !self.fence(&format!("controller refused the heartbeat: {e}")) {
-                        debug!("Heartbeat refused after the work ended; the completion decides");
-                    }
-                    return;
-                }
-                Some(Err(e)) if e.is_too_large() && !no_tail => {
-                    warn!(error = %e, "Heartbeat refused as too large; sending heartbeats without the log tail");
-                    no_tail = true;
-                    next = Instant::now();
-                }
-                Some(Err(e)) => {
-                    if !failing {
-                        warn!(error = %e, "Heartbeat failed; retrying until the lease deadline");
-                    } else {
-                        debug!(error = %e, "Heartbeat failed again");
-                    }
-                    failing = true;
-                    next = Instant::now() + self.lease.retry_interval();
-                }
-                None => return,
+            let Some(result) = result else {
+                return;
+            };
+            if self.answered(result, sent, &mut beat).await.is_break() {
+                return;
             }
         }
     }
+
+    /// Act on the answer to the heartbeat sent at `sent`: `Break` when the
+    /// keeper must stop (the lease is lost or disowned, or a crash fault).
+    async fn answered(
+        &mut self,
+        result: Result<HeartbeatResponse, transport::Error>,
+        sent: Instant,
+        beat: &mut Beat,
+    ) -> ControlFlow<()> {
+        match result {
+            Ok(resp) => return self.renewed(resp, sent, beat).await,
+            Err(transport::Error::LeaseLost(msg)) => {
+                if !self.fence(&format!("controller answered lease_lost: {msg}")) {
+                    debug!("Lease lost after the work ended; the completion decides");
+                }
+                return ControlFlow::Break(());
+            }
+            Err(e @ (transport::Error::Unauthorized(_) | transport::Error::Forbidden(_))) => {
+                // 401: the agent was revoked, and the controller ended its leases.
+                // 403: the controller says the agent does not hold this job.
+                if e.is_auth() {
+                    error!(error = %e, "Agent credentials refused on heartbeat; revoked or unknown — re-enroll");
+                }
+                if !self.fence(&format!("controller refused the heartbeat: {e}")) {
+                    debug!("Heartbeat refused after the work ended; the completion decides");
+                }
+                return ControlFlow::Break(());
+            }
+            Err(e) if e.is_too_large() && !beat.no_tail => {
+                warn!(error = %e, "Heartbeat refused as too large; sending heartbeats without the log tail");
+                beat.no_tail = true;
+                beat.next = Instant::now();
+            }
+            Err(e) => {
+                if !beat.failing {
+                    warn!(error = %e, "Heartbeat failed; retrying until the lease deadline");
+                } else {
+                    debug!(error = %e, "Heartbeat failed again");
+                }
+                beat.failing = true;
+                beat.next = Instant::now() + self.lease.retry_interval();
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The heartbeat sent at `sent` renewed the lease: move the deadline,
+    /// then act on a cancel request or a drill fault it carries (`Break`
+    /// after a crash fault).
+    async fn renewed(
+        &mut self,
+        resp: HeartbeatResponse,
+        sent: Instant,
+        beat: &mut Beat,
+    ) -> ControlFlow<()> {
+        self.lease.ttl = Duration::from_millis(resp.lease_ttl_ms);
+        self.lease.renewed_at = sent;
+        self.state.renew(self.lease.deadline());
+        beat.next = sent + self.lease.interval();
+        if beat.failing {
+            info!("Lease renewed again");
+            beat.failing = false;
+        }
+        debug!(ttl_ms = resp.lease_ttl_ms, "Lease renewed");
+        if resp.cancel_requested
+            && self.cancel.reason().is_none()
+            && self.state.phase() == Phase::Working
+        {
+            info!("Cancel requested, stopping job");
+            self.cancel.cancel(CancelReason::Cancelled);
+        }
+        if let Some(fault) = resp.fault
+            && self.inject(fault).await
+        {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The heartbeat schedule of [`Keeper::run`].
+#[derive(Debug)]
+struct Beat {
+    /// When the next heartbeat goes out.
+    next: Instant,
+    /// The last heartbeat failed (its WARN is logged once per outage).
+    failing: bool,
+    /// Set when the controller refused a heartbeat for its size (a smaller
+    /// log_tail bound than this agent's): later ones go without the tail.
+    no_tail: bool,
 }
 
 #[cfg(test)]

@@ -159,16 +159,12 @@ pub async fn run_queue(
     let mut pending: Vec<Pending> = Vec::new();
     let mut delays = crate::backoff::delays(RETRY_MIN, RETRY_CAP);
     let mut warned = false;
-    'run: loop {
+    loop {
         let mut arrived = Vec::new();
         if pending.is_empty() {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => break 'run,
-                h = queue.rx.recv() => match h {
-                    Some(h) => arrived.push(h),
-                    None => break 'run,
-                },
+            match queue.next(&stop).await {
+                Some(h) => arrived.push(h),
+                None => break,
             }
         }
         while let Ok(h) = queue.rx.try_recv() {
@@ -176,34 +172,9 @@ pub async fn run_queue(
         }
         pending.extend(state.persist(arrived).await);
         pending.retain(|p| !p.abandon.is_cancelled());
-        let mut kept = false;
-        while !pending.is_empty() && !kept {
-            let chunk = take_chunk(&mut pending);
-            let verdicts = tokio::select! {
-                biased;
-                () = stop.cancelled() => {
-                    pending.extend(chunk);
-                    break 'run;
-                }
-                v = state.send(&chunk) => v,
-            };
-            let mut answered = Vec::new();
-            let mut again = Vec::new();
-            for (p, v) in chunk.into_iter().zip(verdicts) {
-                if v == Delivery::Kept {
-                    kept = true;
-                    again.push(p);
-                } else {
-                    answered.push((p, v));
-                }
-            }
-            state.remove(&answered).await;
-            for (p, v) in answered {
-                let _ = p.done.send(v);
-            }
-            again.append(&mut pending);
-            pending = again;
-        }
+        let Some(kept) = state.send_all(&mut pending, &stop).await else {
+            break;
+        };
         if !kept {
             delays = crate::backoff::delays(RETRY_MIN, RETRY_CAP);
             warned = false;
@@ -218,26 +189,56 @@ pub async fn run_queue(
         }
         // Back off; completions that arrive meanwhile go to the outbox at once.
         let until = tokio::time::Instant::now() + delays.next().unwrap_or(RETRY_CAP);
+        if !queue.back_off(&state, &mut pending, until, &stop).await {
+            break;
+        }
+    }
+    queue.close(&state).await;
+}
+
+impl DeliveryQueue {
+    /// The next completion handed over; `None` when `stop` fires or every
+    /// deliverer is gone.
+    async fn next(&mut self, stop: &CancellationToken) -> Option<Handoff> {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            h = self.rx.recv() => h,
+        }
+    }
+
+    /// Wait until `until`, writing completions that arrive meanwhile to the
+    /// outbox at once (into `pending`). False when the task must stop.
+    async fn back_off(
+        &mut self,
+        state: &QueueState,
+        pending: &mut Vec<Pending>,
+        until: tokio::time::Instant,
+        stop: &CancellationToken,
+    ) -> bool {
         loop {
             tokio::select! {
                 biased;
-                () = stop.cancelled() => break 'run,
-                () = tokio::time::sleep_until(until) => break,
-                h = queue.rx.recv() => match h {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep_until(until) => return true,
+                h = self.rx.recv() => match h {
                     Some(h) => pending.extend(state.persist(vec![h]).await),
-                    None => break 'run,
+                    None => return false,
                 },
             }
         }
     }
-    // Stopping: whatever is still queued is written to the outbox for the next start.
-    queue.rx.close();
-    let mut arrived = Vec::new();
-    while let Ok(h) = queue.rx.try_recv() {
-        arrived.push(h);
-    }
-    if !arrived.is_empty() {
-        drop(state.persist(arrived).await);
+
+    /// Stopping: whatever is still queued is written to the outbox for the next start.
+    async fn close(mut self, state: &QueueState) {
+        self.rx.close();
+        let mut arrived = Vec::new();
+        while let Ok(h) = self.rx.try_recv() {
+            arrived.push(h);
+        }
+        if !arrived.is_empty() {
+            drop(state.persist(arrived).await);
+        }
     }
 }
 
@@ -335,6 +336,54 @@ impl QueueState {
         if let Err(e) = blocking(move || ob.remove_many(&paths)).await {
             error!(error = %e, "Cannot remove delivered completions from the outbox");
         }
+    }
+
+    /// Send `pending` chunk by chunk until done or one chunk is kept (true;
+    /// the kept ones go back to the front of `pending`); answered ones are
+    /// removed from the outbox and told. `None` when `stop` fires.
+    async fn send_all(
+        &mut self,
+        pending: &mut Vec<Pending>,
+        stop: &CancellationToken,
+    ) -> Option<bool> {
+        let mut kept = false;
+        while !pending.is_empty() && !kept {
+            let chunk = take_chunk(pending);
+            let verdicts = tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    pending.extend(chunk);
+                    return None;
+                }
+                v = self.send(&chunk) => v,
+            };
+            let (mut again, any_kept) = self.settle(chunk, verdicts).await;
+            kept = any_kept;
+            again.append(pending);
+            *pending = again;
+        }
+        Some(kept)
+    }
+
+    /// Apply `verdicts` to `chunk`: remove and tell the answered ones; the
+    /// kept ones are returned, with true when there is any.
+    async fn settle(&self, chunk: Vec<Pending>, verdicts: Vec<Delivery>) -> (Vec<Pending>, bool) {
+        let mut kept = false;
+        let mut answered = Vec::new();
+        let mut again = Vec::new();
+        for (p, v) in chunk.into_iter().zip(verdicts) {
+            if v == Delivery::Kept {
+                kept = true;
+                again.push(p);
+            } else {
+                answered.push((p, v));
+            }
+        }
+        self.remove(&answered).await;
+        for (p, v) in answered {
+            let _ = p.done.send(v);
+        }
+        (again, kept)
     }
 
     /// One attempt for `chunk`: a verdict per completion, in order.
