@@ -145,18 +145,8 @@ async fn run_in_span(
     let (control, _entered) = shared.registry.enter((job_id, token));
     let progress = ProgressHandle::new(shared.log_tail_bytes);
     let state = Arc::new(LeaseState::new(lease.deadline()));
-    let keeper_stop = CancellationToken::new();
+    let (keeper_stop, crash) = spawn_keeper(&shared, lease, &progress, &control, &state);
     let _stop_keeper = StopOnDrop(keeper_stop.clone());
-    let crash = CrashHold::default();
-    let keeper = Keeper::new(
-        shared.transport.clone(),
-        lease,
-        progress.clone(),
-        control.cancel.clone(),
-        state.clone(),
-    )
-    .with_crash_hold(crash.clone());
-    tokio::spawn(keeper.run(keeper_stop.clone()).in_current_span());
 
     let started = Instant::now();
     let job = Job {
@@ -200,7 +190,40 @@ async fn run_in_span(
         return;
     }
     info!(outcome = outcome.label(), duration_ms, "Job finished");
+    report(&shared, job_id, token, outcome, &control).await;
+}
 
+/// Start the job's lease keeper in the job's span; its stop token and the
+/// crash hold a drill's fault may set.
+fn spawn_keeper(
+    shared: &Shared,
+    lease: Lease,
+    progress: &ProgressHandle,
+    control: &Control,
+    state: &Arc<LeaseState>,
+) -> (CancellationToken, CrashHold) {
+    let keeper_stop = CancellationToken::new();
+    let crash = CrashHold::default();
+    let keeper = Keeper::new(
+        shared.transport.clone(),
+        lease,
+        progress.clone(),
+        control.cancel.clone(),
+        state.clone(),
+    )
+    .with_crash_hold(crash.clone());
+    tokio::spawn(keeper.run(keeper_stop.clone()).in_current_span());
+    (keeper_stop, crash)
+}
+
+/// Hand the finished job's completion to the delivery task (outbox first).
+async fn report(
+    shared: &Shared,
+    job_id: JobId,
+    token: FencingToken,
+    outcome: crate::executor::Outcome,
+    control: &Control,
+) {
     let mut request = CompleteRequest {
         token,
         completion: outcome.completion,
