@@ -58,3 +58,36 @@ pub fn new_job(group: &str, key: Option<&str>, hash: &str) -> super::jobs::NewJo
         request_hash: hash.into(),
     }
 }
+
+/// A noop job with TTL `ttl`, three attempts and a fixed backoff of
+/// `max_backoff_ms` (no jitter).
+pub fn backoff_job(ttl: u64, max_backoff_ms: u64) -> super::jobs::NewJob {
+    noop_job(
+        ttl,
+        baton_proto::RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: max_backoff_ms,
+            max_backoff_ms,
+            jitter: 0.0,
+            ..baton_proto::RetryPolicy::default()
+        },
+    )
+}
+
+/// How many noop jobs of group `g` a grant of one gives `agent` at `now`.
+pub async fn granted_noop<S: super::lease::LeaseStore + ?Sized>(
+    s: &S,
+    agent: &str,
+    now: i64,
+) -> usize {
+    let groups = vec!["g".to_string()];
+    let kinds = vec![baton_proto::JobKind::Noop];
+    let req = super::GrantRequest {
+        agent_id: agent,
+        groups: &groups,
+        kinds: &kinds,
+        connections: &[],
+        max: 1,
+    };
+    s.grant(&req, now).await.expect("grant").grants.len()
+}

@@ -1,39 +1,21 @@
 use baton_proto::drill::DrillMethod;
-use baton_proto::{Capabilities, JobKind, RetryPolicy};
+use baton_proto::{Capabilities, JobKind};
 
 use crate::store::agents::AgentSeen;
 use crate::store::drills::NewDrill;
 use crate::store::jobs::NewJob;
 use crate::store::rebase::Rebased;
-use crate::store::testutil::{enrolled, noop_job};
+use crate::store::testutil::{backoff_job, enrolled, granted_noop};
 use crate::store::{GrantRequest, Store, rows_ts};
 
 const HOUR: i64 = 3_600_000;
 
 fn job(ttl: u64, max_backoff_ms: u64) -> NewJob {
-    noop_job(
-        ttl,
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff_ms: max_backoff_ms,
-            max_backoff_ms,
-            jitter: 0.0,
-            ..RetryPolicy::default()
-        },
-    )
+    backoff_job(ttl, max_backoff_ms)
 }
 
 async fn granted(s: &Store, agent: &str, now: i64) -> usize {
-    let groups = vec!["g".to_string()];
-    let kinds = vec![JobKind::Noop];
-    let req = GrantRequest {
-        agent_id: agent,
-        groups: &groups,
-        kinds: &kinds,
-        connections: &[],
-        max: 1,
-    };
-    s.grant(&req, now).await.expect("grant").grants.len()
+    granted_noop(&**s, agent, now).await
 }
 
 /// Conformance case `a_forward_step_while_down_expires_no_lease_early`.

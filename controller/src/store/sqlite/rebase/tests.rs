@@ -1,37 +1,16 @@
-use baton_proto::{JobKind, RetryPolicy};
-
 use super::*;
-use crate::store::GrantRequest;
 use crate::store::jobs::NewJob;
 use crate::store::prelude::*;
-use crate::store::testutil::noop_job;
+use crate::store::testutil::{backoff_job, granted_noop};
 
 const HOUR: i64 = 3_600_000;
 
 fn job(ttl: u64, max_backoff_ms: u64) -> NewJob {
-    noop_job(
-        ttl,
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff_ms: max_backoff_ms,
-            max_backoff_ms,
-            jitter: 0.0,
-            ..RetryPolicy::default()
-        },
-    )
+    backoff_job(ttl, max_backoff_ms)
 }
 
 async fn granted(s: &SqliteStore, agent: &str, now: i64) -> usize {
-    let groups = vec!["g".to_string()];
-    let kinds = vec![JobKind::Noop];
-    let req = GrantRequest {
-        agent_id: agent,
-        groups: &groups,
-        kinds: &kinds,
-        connections: &[],
-        max: 1,
-    };
-    s.grant(&req, now).await.expect("grant").grants.len()
+    granted_noop(s, agent, now).await
 }
 
 #[tokio::test]
