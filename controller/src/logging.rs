@@ -69,4 +69,4 @@ where
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,8 +4,16 @@ use tracing::info;
 
 use super::*;
 
+/// A writer that keeps what was written (also used by `api::trace`'s tests).
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// What was written, as text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
+    }
+}
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -30,7 +38,7 @@ fn logged(format: LogFormat) -> String {
             info!(job_id = 5, "Job submitted");
         });
     });
-    String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8")
+    out.text()
 }
 
 #[test]

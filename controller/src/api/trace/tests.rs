@@ -1,5 +1,3 @@
-use std::sync::{Arc, Mutex, PoisonError};
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -9,23 +7,7 @@ use tower::ServiceExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::*;
-
-/// A writer that keeps what was written.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::logging::tests::Captured;
 
 /// A job route whose handler names its caller (as authentication does)
 /// when the request says so, and answers the status it asks for.
@@ -67,7 +49,7 @@ async fn served(requests: Vec<axum::http::Request<Body>>) -> Vec<serde_json::Val
     for req in requests {
         router().oneshot(req).await.expect("answered");
     }
-    let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
+    let text = out.text();
     text.lines()
         .map(|l| serde_json::from_str(l).expect("every line is JSON"))
         .collect()
