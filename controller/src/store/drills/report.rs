@@ -51,6 +51,10 @@ pub(crate) struct Evaluation {
     pub derived: Vec<EventRow>,
     /// The final state and report, once the job has ended (or the drill gave up).
     pub verdict: Option<(DrillState, DrillReport)>,
+    /// When the verdict is stamped: now, but never before an event it
+    /// judges (a completion may carry a later `now` than the read that
+    /// evaluates it, taken before the job was read).
+    pub verdict_at: i64,
 }
 
 /// How long a drill may run before it is given up (`error`).
@@ -114,7 +118,12 @@ pub(crate) fn evaluate(i: &Input<'_>) -> Evaluation {
     let gave_up = !terminal
         && i.now - i.created_at > give_up_after_ms(i.rto_ms, i.duration_ms, i.lease_ttl_ms);
     let verdict = (terminal || gave_up).then(|| verdict(i, gave_up));
-    Evaluation { derived, verdict }
+    let verdict_at = derived.iter().map(|e| e.at).fold(i.now, i64::max);
+    Evaluation {
+        derived,
+        verdict,
+        verdict_at,
+    }
 }
 
 fn at_of(events: &[EventRow], kind: DrillEventKind) -> Option<i64> {

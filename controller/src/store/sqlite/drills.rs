@@ -369,11 +369,7 @@ impl DrillStore for SqliteStore {
             .await?;
         }
         if let Some((state, report)) = &eval.verdict {
-            // Never before an event it judges: a completion may carry a
-            // later `now` than this read's (taken before the job was read).
-            let at = eval.derived.iter().map(|e| e.at).fold(now, i64::max);
-            let at = job.finished_at.map_or(at, |f| at.max(f));
-            store_verdict(&mut tx, id, *state, report, at).await?;
+            store_verdict(&mut tx, id, *state, report, eval.verdict_at).await?;
         }
         tx.commit().await?;
         self.get_drill(id).await
