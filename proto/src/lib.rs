@@ -13,6 +13,9 @@
 //! - [`agent`]: what an agent advertises (capabilities) and how operators see it.
 //! - [`auth`]: enrollment, agent secrets, operator tokens and roles, audit entries.
 //! - [`error`]: the JSON error body and its codes.
+//! - [`schedule`]: schedules (trigger, overlap and catch-up policy, job
+//!   template), their occurrences and previews.
+//! - [`pipeline`]: pipelines (a DAG of steps), their runs and step states.
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
@@ -25,6 +28,8 @@ pub mod drill;
 pub mod error;
 pub mod job;
 pub mod lease;
+pub mod pipeline;
+pub mod schedule;
 pub mod sql_type;
 
 pub use agent::{
