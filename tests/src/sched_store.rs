@@ -38,11 +38,13 @@ pub async fn schedule_id(db: &SqlitePool, name: &str) -> Result<i64> {
         .with_context(|| format!("schedule {name} in the store"))
 }
 
-/// `(schedule_id, nominal_at, count)` of every nominal time with more than one job.
+/// `(schedule_id, nominal_at, count)` of every nominal time with more than
+/// one job (jobs of a schedule's pipeline runs, which share the run's
+/// nominal time, left out).
 pub async fn duplicate_jobs(db: &SqlitePool) -> Result<Vec<(i64, i64, i64)>> {
     Ok(sqlx::query_as(
-        "SELECT schedule_id, nominal_at, COUNT(*) FROM jobs WHERE schedule_id IS NOT NULL \
-         GROUP BY 1, 2 HAVING COUNT(*) > 1",
+        "SELECT schedule_id, nominal_at, COUNT(*) FROM jobs \
+         WHERE schedule_id IS NOT NULL AND run_id IS NULL GROUP BY 1, 2 HAVING COUNT(*) > 1",
     )
     .fetch_all(db)
     .await?)
@@ -81,7 +83,8 @@ pub async fn occurrences(db: &SqlitePool, schedule_id: i64) -> Result<Vec<OccRow
 /// `(job id, nominal_at, created_at)` of every job a schedule made.
 pub async fn jobs_of(db: &SqlitePool, schedule_id: i64) -> Result<Vec<(i64, i64, i64)>> {
     Ok(sqlx::query_as(
-        "SELECT id, nominal_at, created_at FROM jobs WHERE schedule_id = ? ORDER BY nominal_at",
+        "SELECT id, nominal_at, created_at FROM jobs WHERE schedule_id = ? AND run_id IS NULL \
+         ORDER BY nominal_at",
     )
     .bind(schedule_id)
     .fetch_all(db)
