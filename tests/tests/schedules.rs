@@ -408,3 +408,114 @@ async fn overlap_skip_never_runs_two_at_once() {
     }
     assert!(skips >= 4, "{h:#?}");
 }
+
+fn batonctl(c: &Cluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(baton_tests::proc::bin("batonctl").expect("bin"))
+        .args(args)
+        .env("BATON_URL", c.controller.url())
+        .env("BATON_TOKEN", &c.controller.admin_token)
+        .output()
+        .expect("run batonctl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "batonctl {args:?}: {text}{err}");
+    text
+}
+
+const PIPELINES_TOML: &str = r#"
+[[pipeline]]
+name = "nightly-dump"
+group = "default"
+timeout = "2h"
+
+[[pipeline.step]]
+name = "dump"
+kind = "noop"
+
+[[pipeline.step]]
+name = "verify"
+depends_on = ["dump"]
+same_agent_as = "dump"
+program = "/bin/echo"
+args = ["${steps.dump.job_id}"]
+"#;
+
+const SCHEDULES_TOML: &str = r#"
+[[schedule]]
+name = "nightly"
+cron = "30 2 * * *"
+tz = "Europe/Berlin"
+pipeline = "nightly-dump"
+
+[[schedule]]
+name = "hourly-noop"
+group = "default"
+every = "1h"
+overlap = "buffer_one"
+catchup = "none"
+catchup_window = "2h"
+jitter = "5m"
+alert_after = "3h"
+
+[schedule.job]
+kind = "noop"
+sleep_ms = 10
+retry = { max_attempts = 2 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_twice_changes_nothing_the_second_time() {
+    let c = Cluster::start(0).await.expect("cluster");
+    let dir = c.path("conf");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("pipelines.toml"), PIPELINES_TOML).expect("write");
+    std::fs::write(dir.join("schedules.toml"), SCHEDULES_TOML).expect("write");
+    let d = dir.to_str().expect("utf-8");
+    let first = batonctl(&c, &["apply", "-f", d]);
+    for what in [
+        "pipeline nightly-dump: created",
+        "schedule nightly: created",
+        "schedule hourly-noop: created",
+    ] {
+        assert!(first.contains(what), "{first}");
+    }
+    let updated = |c: &Cluster| {
+        let api = c.api.clone();
+        async move {
+            let p: baton_proto::pipeline::PipelineView = api
+                .get_json("/v1/pipelines/nightly-dump")
+                .await
+                .expect("get");
+            let a = api.schedule("nightly").await.expect("get");
+            let b = api.schedule("hourly-noop").await.expect("get");
+            (p.updated_at, a.updated_at, b.updated_at)
+        }
+    };
+    let before = updated(&c).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = batonctl(&c, &["apply", "-f", d]);
+    assert!(second.contains("Nothing changed"), "{second}");
+    assert!(
+        !second.contains("created") && !second.contains("updated:"),
+        "{second}"
+    );
+    let json = batonctl(&c, &["-o", "json", "apply", "-f", d]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let ops: Vec<&str> = v["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["op"].as_str())
+        .collect();
+    assert_eq!(ops, ["unchanged"; 3], "{json}");
+    assert_eq!(updated(&c).await, before, "nothing was written");
+    // A changed file is applied, and shows what changed.
+    let changed = SCHEDULES_TOML.replace("30 2 * * *", "45 2 * * *");
+    std::fs::write(dir.join("schedules.toml"), changed).expect("write");
+    let third = batonctl(&c, &["apply", "-f", d]);
+    assert!(third.contains("schedule nightly: updated"), "{third}");
+    assert!(third.contains("45 2 * * *"), "{third}");
+    let after = updated(&c).await;
+    assert_eq!((after.0, after.2), (before.0, before.2));
+    assert!(after.1 > before.1, "{after:?} {before:?}");
+}
