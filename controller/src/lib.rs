@@ -14,6 +14,8 @@
 //!     ([`credentials::Principal`]) and the auth cache; no HTTP.
 //!   - [`clock`]: the controller's clock (wall time at start + monotonic time since).
 //!   - [`logging`]: the tracing subscriber (text or JSON lines, reloadable filter).
+//!   - [`pipeline`]: pipelines as pure values: definition checks, step
+//!     references, a run's next moves.
 //! - L1, [`store`]: the SQLite store; the lease contract lives in `store::lease`.
 //! - L2, services (each with its own error type; none sees HTTP):
 //!   - [`jobs`]: every write that can give a group work (submit, batch,
@@ -47,6 +49,7 @@ pub mod drills;
 pub mod jobs;
 pub mod listener;
 pub mod logging;
+pub mod pipeline;
 pub mod presence;
 pub mod retention;
 pub mod server;
