@@ -738,5 +738,3 @@ impl PipelineStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests;

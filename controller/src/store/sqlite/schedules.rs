@@ -486,15 +486,10 @@ async fn record(
     now: i64,
     woken: &mut Vec<String>,
 ) -> Result<OccurrenceView> {
-    let (job_id, run_id) = if o.state == OccurrenceState::Fired {
-        start(c, schedule, o.nominal, ttl, now, woken).await?
-    } else {
-        (None, None)
-    };
     let done = sqlx::query(
         "INSERT INTO occurrences (schedule_id, nominal, last_nominal, count, trigger, state, reason,
-             fire_at, job_id, run_id, recorded_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             fire_at, recorded_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(schedule.id)
     .bind(o.nominal)
@@ -504,8 +499,6 @@ async fn record(
     .bind(o.state.as_str())
     .bind(&o.reason)
     .bind(o.fire_at)
-    .bind(job_id)
-    .bind(run_id)
     .bind(now)
     .execute(&mut *c)
     .await?;
@@ -516,6 +509,19 @@ async fn record(
             schedule.spec.name
         )));
     }
+    let (job_id, run_id) = if o.state == OccurrenceState::Fired {
+        let made = start(c, schedule, o.nominal, ttl, now, woken).await?;
+        sqlx::query("UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?")
+            .bind(made.0)
+            .bind(made.1)
+            .bind(schedule.id)
+            .bind(o.nominal)
+            .execute(&mut *c)
+            .await?;
+        made
+    } else {
+        (None, None)
+    };
     Ok(OccurrenceView {
         nominal_at: ts(o.nominal),
         last_nominal_at: o.last_nominal.map(ts),
@@ -696,5 +702,3 @@ async fn follow_up_in(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests;
