@@ -14,6 +14,8 @@
 //!     ([`credentials::Principal`]) and the auth cache; no HTTP.
 //!   - [`clock`]: the controller's clock (wall time at start + monotonic time since).
 //!   - [`logging`]: the tracing subscriber (text or JSON lines, reloadable filter).
+//!   - [`trigger`]: schedule triggers (cron in a zone, intervals, window,
+//!     jitter, the DST rule) and the pure firing plan (`trigger::plan`).
 //! - L1, [`store`]: the SQLite store; the lease contract lives in `store::lease`.
 //! - L2, services (each with its own error type; none sees HTTP):
 //!   - [`jobs`]: every write that can give a group work (submit, batch,
@@ -51,4 +53,5 @@ pub mod presence;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod trigger;
 pub mod validate;

@@ -22,6 +22,7 @@ const CONTROLLER: &[(&str, u8)] = &[
     ("validate", 0),
     ("credentials", 0),
     ("logging", 0),
+    ("trigger", 0),
     ("store", 1),
     ("dispatch", 2),
     ("presence", 2),
