@@ -64,7 +64,11 @@ impl Jobs {
     pub async fn retry_run(&self, id: RunId, ttl: u64, now: i64) -> Result<RunView> {
         let change = self.store.retry_run(id, ttl, now).await?;
         self.wake_all(&change.woken);
-        tracing::info!(run_id = id, attempt = change.run.attempt, "Pipeline run retried");
+        tracing::info!(
+            run_id = id,
+            attempt = change.run.attempt,
+            "Pipeline run retried"
+        );
         Ok(change.run)
     }
 

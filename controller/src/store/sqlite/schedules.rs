@@ -90,7 +90,8 @@ impl OccurrenceRow {
 }
 
 /// Occurrences with the state of their job or run.
-const OCCURRENCE_SELECT: &str = "SELECT o.nominal, o.last_nominal, o.count, o.trigger, o.state, o.reason,
+const OCCURRENCE_SELECT: &str =
+    "SELECT o.nominal, o.last_nominal, o.count, o.trigger, o.state, o.reason,
         o.job_id, o.run_id, COALESCE(j.state, r.state) AS outcome, o.recorded_at
      FROM occurrences o
      LEFT JOIN jobs j ON j.id = o.job_id
@@ -317,7 +318,8 @@ impl ScheduleStore for SqliteStore {
     async fn schedule_stats(&self, id: i64) -> Result<ScheduleStats> {
         let mut c = self.reader.acquire().await?;
         let counts = counts(&mut c, Some(id)).await?;
-        let sql = format!("{OCCURRENCE_SELECT} WHERE o.schedule_id = ? ORDER BY o.nominal DESC LIMIT 1");
+        let sql =
+            format!("{OCCURRENCE_SELECT} WHERE o.schedule_id = ? ORDER BY o.nominal DESC LIMIT 1");
         let last: Option<OccurrenceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&mut *c)
@@ -511,13 +513,15 @@ async fn record(
     }
     let (job_id, run_id) = if o.state == OccurrenceState::Fired {
         let made = start(c, schedule, o.nominal, ttl, now, woken).await?;
-        sqlx::query("UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?")
-            .bind(made.0)
-            .bind(made.1)
-            .bind(schedule.id)
-            .bind(o.nominal)
-            .execute(&mut *c)
-            .await?;
+        sqlx::query(
+            "UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?",
+        )
+        .bind(made.0)
+        .bind(made.1)
+        .bind(schedule.id)
+        .bind(o.nominal)
+        .execute(&mut *c)
+        .await?;
         made
     } else {
         (None, None)
@@ -532,7 +536,12 @@ async fn record(
         job_id,
         run_id,
         outcome: (job_id.is_some() || run_id.is_some()).then(|| {
-            if job_id.is_some() { "queued" } else { "running" }.to_owned()
+            if job_id.is_some() {
+                "queued"
+            } else {
+                "running"
+            }
+            .to_owned()
         }),
         recorded_at: ts(now),
     })
@@ -564,7 +573,10 @@ async fn start(
         return Ok((Some(view.id), None));
     }
     let pipeline = spec.pipeline.as_deref().ok_or_else(|| {
-        Error::Corrupt(format!("schedule `{}` has no job and no pipeline", spec.name))
+        Error::Corrupt(format!(
+            "schedule `{}` has no job and no pipeline",
+            spec.name
+        ))
     })?;
     let run = runs::start_in(
         c,
@@ -701,4 +713,3 @@ async fn follow_up_in(
         .await?;
     Ok(out)
 }
-
