@@ -162,3 +162,6 @@ pub async fn check_exactly_once(db: &SqlitePool, name: &str, period_ms: i64) -> 
     }
     Ok(ev)
 }
+
+#[cfg(test)]
+mod tests;
