@@ -2,13 +2,13 @@ use sqlx::Executor;
 
 use super::*;
 
+/// An occurrence row: `(nominal, last_nominal, count, state, job_id)`.
+type Occ<'a> = (i64, Option<i64>, i64, &'a str, Option<i64>);
+
 /// A database with the columns the checks read, filled by `rows`:
 /// occurrences `(nominal, last_nominal, count, state, job_id)` of schedule
 /// 1 and jobs `(id, nominal_at)` of it.
-async fn store(
-    occ: &[(i64, Option<i64>, i64, &str, Option<i64>)],
-    jobs: &[(i64, i64)],
-) -> (tempfile::TempDir, SqlitePool) {
+async fn store(occ: &[Occ<'_>], jobs: &[(i64, i64)]) -> (tempfile::TempDir, SqlitePool) {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("baton.db");
     let rw = SqlitePoolOptions::new()
