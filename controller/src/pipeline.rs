@@ -223,10 +223,7 @@ fn deps_of(spec: &PipelineSpec, i: usize, index: &BTreeMap<&str, usize>) -> Vec<
 
 /// A cycle through `depends_on`, if any: the step where it was found and
 /// the names around it (`a -> b -> a`).
-fn find_cycle(
-    spec: &PipelineSpec,
-    index: &BTreeMap<&str, usize>,
-) -> Option<(usize, Vec<String>)> {
+fn find_cycle(spec: &PipelineSpec, index: &BTreeMap<&str, usize>) -> Option<(usize, Vec<String>)> {
     // 0 = unseen, 1 = on the current path, 2 = done.
     let mut mark = vec![0u8; spec.steps.len()];
     let mut path = Vec::new();

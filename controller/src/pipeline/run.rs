@@ -200,3 +200,6 @@ pub fn retry_reset(spec: &PipelineSpec, steps: &[StepStatus]) -> Vec<usize> {
     }
     (0..reset.len()).filter(|&i| reset[i]).collect()
 }
+
+#[cfg(test)]
+mod tests;
