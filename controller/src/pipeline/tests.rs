@@ -171,6 +171,23 @@ fn a_reference_to_an_unknown_or_later_step_is_refused() {
     let mut p = nightly();
     p.steps[1].job = serde_json::from_value(cmd(&["${steps.verify.job_id}"])).expect("t");
     assert!(refused(&p).1.contains("its own outputs"));
+
+    // A dotted name is fine, unless a segment looks like the start of a path.
+    let p = pipeline(json!([
+        {"name": "db.nightly", "job": dump()},
+        {"name": "x.data", "job": dump()},
+        {"name": "down", "depends_on": ["db.nightly", "x.data"],
+         "job": cmd(&["${steps.db.nightly.result.file}"])},
+    ]));
+    assert_eq!(validate(&p, &LIMITS), Ok(()));
+    let mut p = p;
+    p.steps[2].job = serde_json::from_value(cmd(&["${steps.x.data.result.file}"])).expect("t");
+    let (field, message) = refused(&p);
+    assert_eq!(field, "steps[2].job.spec.args[0]");
+    assert!(
+        message.contains("\"x.data\" cannot be referenced"),
+        "{message}"
+    );
 }
 
 /// Step 1 (after a step of `job`) referring to `reference` in its first arg.

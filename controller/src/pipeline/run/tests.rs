@@ -248,3 +248,18 @@ fn retry_resets_what_did_not_succeed_and_what_follows_it() {
     let ended = at(&[("dump", Cancelled)]);
     assert_eq!(retry_reset(&p, &ended), [0, 1, 2, 3, 4]);
 }
+
+#[test]
+fn a_step_view_gives_its_status() {
+    let v: StepRunView = serde_json::from_value(json!({"name": "dump", "state": "succeeded",
+        "job_id": 4, "agent": "db-1", "attempts": 1}))
+    .expect("view");
+    assert_eq!(
+        StepStatus::from(&v),
+        StepStatus {
+            name: "dump".into(),
+            state: Succeeded,
+            agent: Some("db-1".into())
+        }
+    );
+}
