@@ -540,3 +540,106 @@ fn backfill_each_occurrence_once_in_order() {
     assert_eq!(e.field(), "to");
     assert!(e.to_string().contains("100000"), "{e}");
 }
+
+/// Every combination of policies, states, windows and downtimes: counts
+/// exact, rows in order, at most one start under a non-`allow` policy, the
+/// cursor right after the last row.
+#[test]
+fn invariants_over_every_combination() {
+    let plain =
+        trigger(json!({"every_ms": MIN, "anchor": "2027-01-01T00:00:00Z", "jitter_ms": 20_000}));
+    let windowed = trigger(json!({
+        "every_ms": MIN, "anchor": "2027-01-01T00:00:00Z", "between": "00:20-00:40"
+    }));
+    let overlaps = [
+        Overlap::Skip,
+        Overlap::BufferOne,
+        Overlap::Allow,
+        Overlap::CancelPrevious,
+    ];
+    let catchups = [Catchup::Latest, Catchup::All, Catchup::None];
+    let actives = [Active::None, Active::Queued(1), Active::Running(1)];
+    let mut plans = 0;
+    for t in [&plain, &windowed] {
+        let mut combos = Vec::new();
+        for o in overlaps {
+            for c in catchups {
+                combos.extend(actives.map(|a| (o, c, a)));
+            }
+        }
+        for (overlap, catchup, active) in combos {
+            for (cursor, now_min, plus, pending) in [
+                (10, 10, 30_000, 0),
+                (0, 55, 1_000, 0),
+                (15, 45, 0, 1),
+                (30, 31, 25_000, 2),
+            ] {
+                let mut d = due(cursor, now_min, plus);
+                (d.overlap, d.catchup, d.active, d.pending) = (overlap, catchup, active, pending);
+                d.catchup_window_ms = 20 * MIN as u64;
+                d.catchup_cap = 5;
+                let p = plan(t, &d);
+                plans += 1;
+                let ctx = format!(
+                    "{overlap:?} {catchup:?} {active:?} {cursor}..{now_min} pending {pending}"
+                );
+                // Exactly the due occurrences, each once, in order.
+                let mut want = Vec::new();
+                let mut n = t.first_at_or_after(d.cursor);
+                while let Some(x) = n.filter(|&x| t.fire_at("s1", x) <= d.now) {
+                    want.push(x);
+                    n = t.next_after(x);
+                }
+                let total: u64 = p.decisions.iter().map(|x| u64::from(x.count)).sum();
+                assert_eq!(total, want.len() as u64, "{ctx}");
+                let mut covered = Vec::new();
+                for row in &p.decisions {
+                    let last = row.last_nominal.unwrap_or(row.nominal);
+                    let inside: Vec<i64> = want
+                        .iter()
+                        .copied()
+                        .filter(|&x| x >= row.nominal && x <= last)
+                        .collect();
+                    assert_eq!(inside.len() as u32, row.count, "{ctx}: {row:?}");
+                    assert_eq!(inside.first(), Some(&row.nominal), "{ctx}");
+                    covered.extend(inside);
+                    assert!(row.fire_at >= row.nominal, "{ctx}");
+                    if !matches!(row.fate, Fate::Skip | Fate::Miss) {
+                        assert!(row.reason.is_some() || row.fate == Fate::Fire, "{ctx}");
+                    } else {
+                        assert!(row.reason.is_some(), "{ctx}: {row:?}");
+                    }
+                }
+                assert_eq!(covered, want, "{ctx}");
+                assert_eq!(
+                    p.cursor,
+                    n.map_or(NextCursor::Ended, NextCursor::At),
+                    "{ctx}"
+                );
+                if overlap != Overlap::Allow {
+                    assert!(p.count(Fate::Fire) <= 1, "{ctx}: {:?}", rows(&p));
+                }
+                if active != Active::None && overlap != Overlap::Allow {
+                    assert_eq!(p.count(Fate::Fire), 0, "{ctx}: {:?}", rows(&p));
+                }
+                assert_eq!(
+                    p.cancel_active,
+                    overlap == Overlap::CancelPrevious
+                        && active != Active::None
+                        && p.count(Fate::Pend) > 0,
+                    "{ctx}"
+                );
+                let started = p.count(Fate::Fire) + p.count(Fate::Pend);
+                if catchup != Catchup::All {
+                    assert!(started <= 1, "{ctx}: {:?}", rows(&p));
+                }
+                if t.window().is_some() {
+                    for row in p.decisions.iter().filter(|r| r.fate != Fate::Skip) {
+                        assert!(t.in_window(row.nominal), "{ctx}: {row:?}");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(plans, 2 * 4 * 3 * 3 * 4);
+}
