@@ -643,3 +643,39 @@ fn invariants_over_every_combination() {
     }
     assert_eq!(plans, 2 * 4 * 3 * 3 * 4);
 }
+
+#[test]
+fn a_plan_across_the_spring_forward_night_sees_each_occurrence_once() {
+    // Berlin, 02:30 daily; the controller was down from the evening of
+    // 2027-03-26 to 03:00:05 (CEST) on the 28th: the 27th was missed, the
+    // 28th's occurrence (moved to 03:00 by the gap) is on time.
+    let t = trigger(json!({"cron": "30 2 * * *", "tz": "Europe/Berlin"}));
+    let mut d = due(0, 0, 0);
+    d.cursor = ms("2027-03-26T20:00:00Z");
+    d.now = ms("2027-03-28T03:00:05+02:00");
+    d.started_at = d.now - 1_000;
+    d.catchup = Catchup::All;
+    d.catchup_window_ms = 2 * 86_400_000;
+    let p = plan(&t, &d);
+    let got: Vec<(String, OccurrenceTrigger, Fate)> = p
+        .decisions
+        .iter()
+        .map(|x| (t.local(x.nominal), x.trigger, x.fate))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "2027-03-27T02:30:00+01:00".to_owned(),
+                OccurrenceTrigger::Catchup,
+                Fate::Fire
+            ),
+            (
+                "2027-03-28T03:00:00+02:00".to_owned(),
+                OccurrenceTrigger::Schedule,
+                Fate::Pend
+            ),
+        ]
+    );
+    assert_eq!(p.cursor, NextCursor::At(ms("2027-03-29T02:30:00+02:00")));
+}
