@@ -435,6 +435,13 @@ fn manual_trigger() {
         (m.nominal, m.fire_at, m.trigger, m.fate),
         (now, now, OccurrenceTrigger::Manual, Fate::Fire)
     );
+    // Exactly on a scheduled nominal time: named 1 ms later.
+    let on = t0() + 5 * MIN;
+    let p = plan_manual(&minutely_job(), on, Active::None, 0, Overlap::Skip);
+    assert_eq!(
+        (p.decisions[0].nominal, p.decisions[0].fire_at),
+        (on + 1, on)
+    );
     let p = plan_manual(&minutely_job(), now, Active::Queued(3), 0, Overlap::Skip);
     assert_eq!(p.decisions[0].fate, Fate::Skip);
     assert_eq!(
