@@ -333,9 +333,17 @@ fn check_ref(
     index: &BTreeMap<&str, usize>,
     anc: &[u64],
 ) -> Result<(), String> {
-    let j = *index
-        .get(r.step.as_str())
-        .ok_or_else(|| format!("unknown step {:?}", r.step))?;
+    let j = *index.get(r.step.as_str()).ok_or_else(|| {
+        let dotted = format!("{}.", r.step);
+        match spec.steps.iter().find(|s| s.name.starts_with(&dotted)) {
+            Some(s) => format!(
+                "unknown step {:?} (step {:?} cannot be referenced: a path starts at its first \
+                 `result`, `data`, `agent` or `job_id` segment)",
+                r.step, s.name
+            ),
+            None => format!("unknown step {:?}", r.step),
+        }
+    })?;
     if j == i {
         return Err("a step cannot refer to its own outputs".into());
     }

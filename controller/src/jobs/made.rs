@@ -90,6 +90,22 @@ impl Jobs {
         Ok(ended)
     }
 
+    /// Fail the queued steps pinned to an agent that is gone (revoked, or
+    /// not seen since `seen_before`).
+    pub async fn fail_stranded(&self, now: i64, seen_before: i64) -> Result<Vec<JobId>> {
+        let failed = self.store.fail_stranded(now, seen_before).await?;
+        for id in &failed {
+            tracing::warn!(
+                job_id = id,
+                "Pipeline step failed: the agent it must run on is gone"
+            );
+        }
+        if !failed.is_empty() {
+            self.ended.notify_one();
+        }
+        Ok(failed)
+    }
+
     /// An operator's cancel of a job: a queued job ends at once, a running
     /// one is asked to stop.
     pub async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {

@@ -361,3 +361,45 @@ pub async fn a_step_pinned_to_a_revoked_agent_fails_with_the_reason(s: &Store) {
     );
     assert!(run.steps[1].job_id.is_none());
 }
+
+/// Conformance case `a_queued_step_whose_agent_is_gone_fails_and_its_run_ends`.
+pub async fn a_queued_step_whose_agent_is_gone_fails_and_its_run_ends(s: &Store) {
+    enrolled(s, "a1", &["g"]).await;
+    let mut read = step(
+        "read",
+        &["dump"],
+        StepCondition::Success,
+        command("cat", &[]),
+    );
+    read.same_agent_as = Some("dump".into());
+    let spec = pipeline(
+        "s",
+        vec![
+            step("dump", &[], StepCondition::Success, command("echo", &[])),
+            read,
+        ],
+    );
+    s.put_pipeline(&spec, true, 0).await.expect("put");
+    let id = s
+        .start_run("s", None, 15_000, 0)
+        .await
+        .expect("start")
+        .run
+        .id;
+    run_one(s, "a1", Completion::Succeeded, "", 10).await;
+    s.follow_up(20, 100, 15_000).await.expect("follow");
+    // Seen recently enough: it waits for its agent.
+    assert!(s.fail_stranded(30, -1).await.expect("none").is_empty());
+    let run = s.get_run(id).await.expect("run");
+    assert_eq!(run.steps[1].state, StepState::Queued);
+    let failed = s.fail_stranded(40, 1_000_000).await.expect("stranded");
+    assert_eq!(failed, vec![run.steps[1].job_id.expect("job")]);
+    s.follow_up(50, 100, 15_000).await.expect("follow");
+    let run = s.get_run(id).await.expect("run");
+    assert_eq!(run.state, RunState::Failed);
+    let reason = run.steps[1].reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("a1") && reason.contains("not been seen"),
+        "{reason}"
+    );
+}

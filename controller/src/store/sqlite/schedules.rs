@@ -7,6 +7,7 @@
 //! moves the cursor, all in that transaction.
 
 use async_trait::async_trait;
+use baton_proto::JobId;
 use baton_proto::schedule::{
     OccurrenceCounts, OccurrenceState, OccurrenceTrigger, OccurrenceView, ScheduleSpec,
 };
@@ -313,6 +314,43 @@ impl ScheduleStore for SqliteStore {
         let done = follow_up_in(&mut tx, now, limit, default_lease_ttl_ms).await?;
         tx.commit().await?;
         Ok(done)
+    }
+
+    async fn fail_stranded(&self, now: i64, seen_before: i64) -> Result<Vec<JobId>> {
+        let mut tx = self.writer.begin().await?;
+        let stranded: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT j.id, j.pin_agent, a.revoked_at FROM jobs j LEFT JOIN agents a ON a.id = j.pin_agent
+             WHERE j.state = 'queued' AND j.pin_agent IS NOT NULL
+               AND (a.id IS NULL OR a.revoked_at IS NOT NULL OR a.last_seen < ?)",
+        )
+        .bind(seen_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut failed = Vec::with_capacity(stranded.len());
+        for (id, agent, revoked) in stranded {
+            let why = if revoked.is_some() {
+                format!(
+                    "agent `{agent}` that holds the files of the step this one follows was revoked; the step does not move to another host"
+                )
+            } else {
+                format!(
+                    "agent `{agent}` that holds the files of the step this one follows has not been seen since {}; the step does not move to another host",
+                    ts(seen_before).to_rfc3339()
+                )
+            };
+            sqlx::query(
+                "UPDATE jobs SET state = 'failed', finished_at = ?1, updated_at = ?1, error = ?2
+                 WHERE id = ?3 AND state = 'queued'",
+            )
+            .bind(now)
+            .bind(why)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            failed.push(id);
+        }
+        tx.commit().await?;
+        Ok(failed)
     }
 
     async fn schedule_stats(&self, id: i64) -> Result<ScheduleStats> {
