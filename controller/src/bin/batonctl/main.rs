@@ -11,6 +11,7 @@
 mod client;
 mod drill;
 mod identity;
+mod manifest;
 mod render;
 mod render_auth;
 mod submit;

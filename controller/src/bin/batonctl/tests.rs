@@ -27,7 +27,7 @@ fn cli_globals_and_defaults() {
     let Command::Submit(s) = cli.command else {
         panic!("not submit")
     };
-    assert_eq!(s.args, ["hello", "world"]);
+    assert_eq!(s.job.args, ["hello", "world"]);
     assert!(!s.wait);
 
     assert!(Cli::try_parse_from(["batonctl", "list", "--state", "done"]).is_err());
