@@ -281,14 +281,16 @@ pub fn render_agents(list: &AgentList, now: DateTime<Utc>) -> String {
 
 /// Key/value lines with aligned values.
 #[derive(Default)]
-struct Fields(Vec<(String, String)>);
+pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
-    fn add(&mut self, key: &str, value: impl Into<String>) {
+    /// Add a line.
+    pub fn add(&mut self, key: &str, value: impl Into<String>) {
         self.0.push((key.to_owned(), value.into()));
     }
 
-    fn render(&self, out: &mut String) {
+    /// Append the lines to `out`.
+    pub fn render(&self, out: &mut String) {
         let width = self.0.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
         for (k, v) in &self.0 {
             let key = format!("{k}:");
@@ -297,7 +299,8 @@ impl Fields {
     }
 }
 
-fn indented(out: &mut String, text: &str, indent: &str) {
+/// Append `text` with every line indented.
+pub fn indented(out: &mut String, text: &str, indent: &str) {
     for line in text.trim_end_matches(['\n', '\r']).lines() {
         let _ = writeln!(out, "{indent}{line}");
     }
