@@ -23,6 +23,7 @@ use crate::store::identity::AgentRevocation;
 use crate::store::jobs::{BatchSubmitted, NewBatch, NewJob, Submitted};
 use crate::store::{self, Expired, GrantRequest, Granted, Store};
 
+mod made;
 pub mod wakers;
 
 pub use wakers::{Group, Wakers};
@@ -44,6 +45,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct Jobs {
     store: Store,
     wakers: Arc<Wakers>,
+    /// Notified when a job may have ended: the schedule timer then acts on
+    /// the ended jobs schedules and pipelines made (`store.follow_up`).
+    ended: Arc<tokio::sync::Notify>,
 }
 
 impl Jobs {
@@ -52,6 +56,7 @@ impl Jobs {
         Jobs {
             store,
             wakers: Arc::default(),
+            ended: Arc::default(),
         }
     }
 
@@ -129,6 +134,8 @@ impl Jobs {
             .inspect_err(|e| log_refusal(job_id, req.token, agent_id, "complete", e))?;
         if state == JobState::Queued {
             self.wakers.wake(&group);
+        } else if state.is_terminal() {
+            self.ended.notify_one();
         }
         if !duplicate {
             tracing::info!(job_id, token = req.token, agent_id = %agent_id, %state, "Job completion recorded");
@@ -162,6 +169,9 @@ impl Jobs {
         for g in &granted.woken {
             self.wakers.wake(g);
         }
+        if !granted.woken.is_empty() {
+            self.ended.notify_one();
+        }
         Ok(granted)
     }
 
@@ -174,6 +184,9 @@ impl Jobs {
         }
         for g in &expired.woken {
             self.wakers.wake(g);
+        }
+        if !expired.leases.is_empty() {
+            self.ended.notify_one();
         }
         Ok(expired)
     }

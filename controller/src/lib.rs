@@ -14,6 +14,10 @@
 //!     ([`credentials::Principal`]) and the auth cache; no HTTP.
 //!   - [`clock`]: the controller's clock (wall time at start + monotonic time since).
 //!   - [`logging`]: the tracing subscriber (text or JSON lines, reloadable filter).
+//!   - [`pipeline`]: pipelines as pure values: definition checks, step
+//!     references, a run's next moves.
+//!   - [`trigger`]: schedule triggers (cron in a zone, intervals, window,
+//!     jitter, the DST rule) and the pure firing plan (`trigger::plan`).
 //! - L1, [`store`]: the SQLite store; the lease contract lives in `store::lease`.
 //! - L2, services (each with its own error type; none sees HTTP):
 //!   - [`jobs`]: every write that can give a group work (submit, batch,
@@ -24,6 +28,9 @@
 //!     loop without HTTP (both call `jobs`).
 //!   - [`presence`]: agent presence in memory, flushed in batches; what an idle poll may skip.
 //!   - [`drills`]: failover drills: plan, start, watch, refresh, the heartbeat's fault.
+//!   - [`schedules`]: schedules and pipelines as operators define and
+//!     drive them, and the timer that fires them, follows up ended steps
+//!     and times out runs (writes through `jobs`).
 //!   - [`retention`]: the background task pruning finished jobs and old audit
 //!     rows (`job_keep`, `audit_keep`).
 //! - L3, the edge:
@@ -47,8 +54,11 @@ pub mod drills;
 pub mod jobs;
 pub mod listener;
 pub mod logging;
+pub mod pipeline;
 pub mod presence;
 pub mod retention;
+pub mod schedules;
 pub mod server;
 pub mod store;
+pub mod trigger;
 pub mod validate;

@@ -20,6 +20,10 @@ pub enum ErrorCode {
     RequestTimeout,
     /// 409: the object is not in a state that allows this.
     Conflict,
+    /// 422: the body parses but a definition is refused (a schedule's
+    /// trigger, a pipeline's graph or references, a job no agent can run);
+    /// `field` names the path at fault.
+    Unprocessable,
     /// 409: the fencing token is stale; stop the work and never report it.
     LeaseLost,
     /// 409: the idempotency key was used with a different request.
@@ -53,6 +57,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict | ErrorCode::LeaseLost | ErrorCode::IdempotencyConflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unprocessable => 422,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::NotReady | ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,

@@ -188,7 +188,7 @@ pub async fn cancel(
     _op: OperatorRole,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
-    let mut job = s.store.cancel(id, now_ms()).await?;
+    let mut job = s.jobs.cancel(id, now_ms()).await?;
     bound_data(&mut job);
     tracing::info!(job_id = id, state = %job.state, "Job cancel requested");
     Ok(Json(job))

@@ -3,7 +3,7 @@
 //!
 //! Each case is a `pub async fn case(s: &Store)` in the module of its area
 //! ([`jobs`], [`lease`], [`agents`], [`identity`], [`audit`], [`drills`],
-//! [`rebase`], [`retention`]) that gets a fresh, empty store and asserts on what the
+//! [`rebase`], [`retention`], [`schedules`], [`pipelines`]) that gets a fresh, empty store and asserts on what the
 //! [`crate::store::Backend`] methods answer — never on a backend's tables,
 //! so a second backend runs them unchanged. Times are passed in as `now`,
 //! so no case waits.
@@ -28,8 +28,10 @@ pub mod drills;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod pipelines;
 pub mod rebase;
 pub mod retention;
+pub mod schedules;
 #[cfg(test)]
 mod tests;
 
@@ -79,6 +81,20 @@ macro_rules! suite {
             retention: [
                 old_finished_jobs_go_oldest_first_and_everything_else_stays,
                 old_audit_rows_go_in_bounded_batches,
+            ],
+            schedules: [
+                a_firing_is_all_or_nothing_and_keyed_by_nominal,
+                a_pending_occurrence_starts_when_the_active_job_ends,
+                cancel_previous_cancels_then_starts_the_new_one,
+                due_pause_resume_and_replace,
+                ranges_count_in_full_and_spans_are_found,
+            ],
+            pipelines: [
+                a_run_follows_its_graph_pins_and_resolves,
+                a_failure_runs_its_handler_skips_the_rest_and_retry_reruns_only_those,
+                cancel_and_timeout_stop_a_run_once_its_steps_stop,
+                pipelines_are_named_once_and_kept_while_scheduled,
+                a_step_pinned_to_a_revoked_agent_fails_with_the_reason,
             ],
         );
     };

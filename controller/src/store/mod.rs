@@ -17,6 +17,10 @@
 //!   pruned in bounded batches, space given back.
 //! - [`drills`] ([`DrillStore`]): failover drills, their timelines and
 //!   takeover measurements.
+//! - [`schedules`] ([`ScheduleStore`]): schedules, their cursors and
+//!   occurrences; a firing applied in one transaction; the follow-up of
+//!   ended jobs that schedules and pipelines made.
+//! - [`pipelines`] ([`PipelineStore`]): pipelines, runs and their steps.
 //! - [`rebase`] ([`ClockStore`]): at start, stored deadlines re-expressed in
 //!   this process's clock.
 //! - [`health`] ([`HealthStore`]): whether the store can commit (disk full,
@@ -43,9 +47,11 @@ pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod pipelines;
 pub mod rebase;
 pub mod retention;
 pub(crate) mod rows;
+pub mod schedules;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -64,8 +70,10 @@ pub use health::HealthStore;
 pub use identity::IdentityStore;
 pub use jobs::JobStore;
 pub use lease::{Expired, GrantRequest, Granted, LeaseStore};
+pub use pipelines::PipelineStore;
 pub use rebase::ClockStore;
 pub use retention::RetentionStore;
+pub use schedules::ScheduleStore;
 pub use sqlite::SyncMode;
 
 /// Store errors.
@@ -146,6 +154,8 @@ pub trait Backend:
     + AuditStore
     + RetentionStore
     + DrillStore
+    + ScheduleStore
+    + PipelineStore
     + ClockStore
     + HealthStore
     + fmt::Debug
@@ -163,6 +173,8 @@ impl<T> Backend for T where
         + AuditStore
         + RetentionStore
         + DrillStore
+        + ScheduleStore
+        + PipelineStore
         + ClockStore
         + HealthStore
         + fmt::Debug
@@ -206,7 +218,7 @@ impl Deref for Store {
 pub mod prelude {
     pub use super::{
         AgentStore, AuditStore, ClockStore, DrillStore, HealthStore, IdentityStore, JobStore,
-        LeaseStore, RetentionStore,
+        LeaseStore, PipelineStore, RetentionStore, ScheduleStore,
     };
 }
 

@@ -17,6 +17,11 @@
 //! - `drills`: failover drills, their timelines and takeover measurements.
 //! - `health`: SQLite's errors classified (disk full, read-only, I/O
 //!   errors become 503 `store_unavailable`), and `HealthStore`.
+//! - `schedules`: schedules and occurrences; a firing in one transaction;
+//!   the follow-up of ended jobs schedules and pipelines made.
+//! - `pipelines`: pipelines and runs; a run advances in the transaction
+//!   that learns a step ended.
+//! - `made`: inserting the jobs schedules and pipelines make.
 //! - `rebase`: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
@@ -28,8 +33,11 @@ mod health;
 mod identity;
 mod jobs;
 mod lease;
+mod made;
+mod pipelines;
 mod rebase;
 mod retention;
+mod schedules;
 pub mod writer;
 
 use std::path::Path;

@@ -306,7 +306,7 @@ async fn insert(
 }
 
 /// The view of a job just inserted as queued (what reading its row back gives).
-fn queued_view(id: JobId, s: &JobSubmit, ttl: u64, key: Option<&str>, now: i64) -> JobView {
+pub(crate) fn queued_view(id: JobId, s: &JobSubmit, ttl: u64, key: Option<&str>, now: i64) -> JobView {
     JobView {
         id,
         group: s.group.clone(),

@@ -202,6 +202,7 @@ async fn ready_rows(
          WHERE state = 'queued' AND grp = ?2 AND not_before <= ?1
            AND kind IN (SELECT value FROM json_each(?3))
            AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
+           AND (pin_agent IS NULL OR pin_agent = ?6)
          ORDER BY priority DESC, id LIMIT ?5"
     );
     let mut rows: Vec<JobRow> = Vec::new();
@@ -217,6 +218,7 @@ async fn ready_rows(
             .bind(&filter.kinds)
             .bind(&filter.conns)
             .bind(i64::from(req.max))
+            .bind(&req.agent_id)
             .fetch_all(&mut *c)
             .await?;
         rows.append(&mut found);
@@ -287,12 +289,14 @@ async fn next_ready_at(
          WHERE state = 'queued' AND not_before > ?1
            AND grp IN (SELECT value FROM json_each(?2))
            AND kind IN (SELECT value FROM json_each(?3))
-           AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))",
+           AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
+           AND (pin_agent IS NULL OR pin_agent = ?5)",
     )
     .bind(now)
     .bind(&groups)
     .bind(&filter.kinds)
     .bind(&filter.conns)
+    .bind(&req.agent_id)
     .fetch_one(&mut *c)
     .await?)
 }

@@ -21,8 +21,9 @@ use crate::store::retention::{PrunedSnapshot, RetentionStore};
 macro_rules! old_jobs {
     () => {
         "SELECT id FROM jobs
-         WHERE finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled')
+         WHERE finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled') AND followup = 0
            AND id NOT IN (SELECT job_id FROM drills WHERE job_id IS NOT NULL)
+           AND (run_id IS NULL OR run_id NOT IN (SELECT id FROM pipeline_runs WHERE state = 'running'))
          ORDER BY finished_at LIMIT ?2"
     };
 }

@@ -1,0 +1,96 @@
+//! The writes of schedules and pipelines that give groups work: a firing,
+//! the follow-up of ended jobs, a run started, retried, cancelled or timed
+//! out, and an operator's cancel. Each commits through the store, then
+//! wakes the groups that got work (as every write in this service does).
+
+use std::sync::Arc;
+
+use baton_proto::pipeline::RunView;
+use baton_proto::schedule::RunId;
+use baton_proto::{JobId, JobView};
+
+use super::{Jobs, Result};
+use crate::store::schedules::{Fired, Firing, FollowedUp};
+
+impl Jobs {
+    /// Notified when a job may have ended (completion, expiry, cancel):
+    /// the schedule timer waits on it to act on ended jobs.
+    pub fn ended(&self) -> Arc<tokio::sync::Notify> {
+        self.ended.clone()
+    }
+
+    fn wake_all(&self, groups: &[String]) {
+        for g in groups {
+            self.wakers.wake(g);
+        }
+    }
+
+    /// Apply a schedule's firing plan; wakes the groups of the jobs made.
+    pub async fn fire(&self, firing: &Firing, now: i64) -> Result<Fired> {
+        let fired = self.store.fire(firing, now).await?;
+        self.wake_all(&fired.woken);
+        if firing.cancel_active {
+            self.ended.notify_one();
+        }
+        Ok(fired)
+    }
+
+    /// Act on ended jobs that schedules and pipelines made.
+    pub async fn follow_up(&self, now: i64, limit: u32, ttl: u64) -> Result<FollowedUp> {
+        let done = self.store.follow_up(now, limit, ttl).await?;
+        self.wake_all(&done.woken);
+        if !done.woken.is_empty() {
+            // Steps queued and ended at once (skips, refusals) may end more.
+            self.ended.notify_one();
+        }
+        Ok(done)
+    }
+
+    /// Start a run of pipeline `name`.
+    pub async fn start_run(
+        &self,
+        name: &str,
+        group: Option<&str>,
+        ttl: u64,
+        now: i64,
+    ) -> Result<RunView> {
+        let change = self.store.start_run(name, group, ttl, now).await?;
+        self.wake_all(&change.woken);
+        tracing::info!(run_id = change.run.id, pipeline = %name, "Pipeline run started");
+        Ok(change.run)
+    }
+
+    /// Retry a failed or cancelled run.
+    pub async fn retry_run(&self, id: RunId, ttl: u64, now: i64) -> Result<RunView> {
+        let change = self.store.retry_run(id, ttl, now).await?;
+        self.wake_all(&change.woken);
+        tracing::info!(run_id = id, attempt = change.run.attempt, "Pipeline run retried");
+        Ok(change.run)
+    }
+
+    /// Cancel a run.
+    pub async fn cancel_run(&self, id: RunId, now: i64) -> Result<RunView> {
+        let change = self.store.cancel_run(id, now).await?;
+        self.ended.notify_one();
+        tracing::info!(run_id = id, "Pipeline run cancelled");
+        Ok(change.run)
+    }
+
+    /// Fail the runs past their deadline.
+    pub async fn expire_runs(&self, now: i64) -> Result<Vec<RunId>> {
+        let ended = self.store.expire_runs(now).await?;
+        for id in &ended {
+            tracing::info!(run_id = id, "Pipeline run timed out");
+        }
+        self.ended.notify_one();
+        Ok(ended)
+    }
+
+    /// An operator's cancel of a job: a queued job ends at once, a running
+    /// one is asked to stop.
+    pub async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
+        let job = self.store.cancel(id, now).await?;
+        self.ended.notify_one();
+        Ok(job)
+    }
+}

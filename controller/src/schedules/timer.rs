@@ -1,0 +1,177 @@
+//! The schedule timer: one task that fires due schedules, acts on ended
+//! jobs of schedules and pipelines (their next steps, a pending
+//! occurrence), and times out runs. It sleeps until the earliest next
+//! firing or run deadline (at most [`MAX_SLEEP`]), and is woken when a
+//! schedule is created, changed or resumed, and when a job may have ended:
+//! no per-schedule polling.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Schedules, active_of, firing};
+use crate::store::now_ms;
+use crate::store::schedules::DueSchedule;
+use crate::trigger::Trigger;
+use crate::trigger::plan::{self, Due, Fate};
+
+/// The longest the timer sleeps without looking: a schedule another
+/// controller on the same database changed is seen within this, and so is
+/// a job that ended on a path that does not wake the timer.
+pub const MAX_SLEEP: Duration = Duration::from_secs(10);
+
+/// After acting, the timer waits at least this long before acting again on
+/// a wake-up: under a stream of completions it looks in batches.
+const MIN_GAP: Duration = Duration::from_millis(10);
+
+/// Schedules fired per look, and ended jobs followed up per transaction.
+const BATCH: u32 = 500;
+
+/// Run the timer until `shutdown`.
+pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
+    let ended = svc.jobs.ended();
+    let mut triggers: HashMap<i64, (i64, Trigger)> = HashMap::new();
+    let mut failures = 0u32;
+    loop {
+        let kicked = svc.kick.notified();
+        let job_ended = ended.notified();
+        tokio::pin!(kicked, job_ended);
+        kicked.as_mut().enable();
+        job_ended.as_mut().enable();
+        let sleep = match look(&svc, &mut triggers).await {
+            Ok(next) => {
+                failures = 0;
+                next
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= 5 {
+                    tracing::error!(error = %e, failures, "Schedule timer cannot reach the store");
+                } else {
+                    tracing::warn!(error = %e, "Schedule timer failed, retrying");
+                }
+                Duration::from_millis(500)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = &mut kicked => {}
+            _ = &mut job_ended => {}
+            _ = shutdown.cancelled() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MIN_GAP) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One look: follow-ups, due schedules, run deadlines. Returns how long to
+/// sleep.
+async fn look(
+    svc: &Schedules,
+    triggers: &mut HashMap<i64, (i64, Trigger)>,
+) -> super::Result<Duration> {
+    let ttl = svc.limits.default_lease_ttl_ms;
+    loop {
+        let done = svc.jobs.follow_up(now_ms(), BATCH, ttl).await?;
+        if done.jobs.len() < BATCH as usize {
+            break;
+        }
+    }
+    loop {
+        let now = now_ms();
+        let due = svc.store().due_schedules(now, BATCH).await?;
+        let n = due.len();
+        for d in due {
+            fire(svc, triggers, d, now).await;
+        }
+        if n < BATCH as usize {
+            break;
+        }
+    }
+    let now = now_ms();
+    let runs = svc.store().next_run_deadline().await?;
+    if runs.is_some_and(|d| d <= now) {
+        svc.jobs.expire_runs(now).await?;
+    }
+    let next_fire = svc.store().next_schedule_fire().await?;
+    let next_run = svc.store().next_run_deadline().await?;
+    let next = [next_fire, next_run].into_iter().flatten().min();
+    let now = now_ms();
+    Ok(match next {
+        Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(MAX_SLEEP),
+        None => MAX_SLEEP,
+    })
+}
+
+/// Plan and apply one due schedule; failures are logged (the next look
+/// tries again: the cursor has not moved).
+async fn fire(
+    svc: &Schedules,
+    triggers: &mut HashMap<i64, (i64, Trigger)>,
+    d: DueSchedule,
+    now: i64,
+) {
+    let s = &d.schedule;
+    let Some(cursor) = s.cursor else {
+        return;
+    };
+    let t = match triggers.get(&s.id) {
+        Some((updated, t)) if *updated == s.updated_at => t.clone(),
+        _ => match Trigger::new(&s.spec, s.created_at) {
+            Ok(t) => {
+                triggers.insert(s.id, (s.updated_at, t.clone()));
+                t
+            }
+            Err(e) => {
+                tracing::error!(schedule = %s.spec.name, error = %e, "Stored schedule no longer parses; it does not fire");
+                return;
+            }
+        },
+    };
+    let due = Due {
+        key: &s.spec.name,
+        cursor,
+        now,
+        overlap: s.spec.overlap,
+        catchup: s.spec.catchup,
+        catchup_window_ms: s.spec.catchup_window_ms,
+        catchup_cap: s.spec.catchup_cap,
+        active: active_of(d.active),
+        pending: d.pending,
+        paused: s.paused_at.zip(s.resumed_at),
+        started_at: svc.started_at,
+    };
+    let p = plan::plan(&t, &due);
+    let f = firing(s, &t, &p, Some(cursor), svc.limits.default_lease_ttl_ms);
+    match svc.jobs.fire(&f, now).await {
+        Ok(fired) if fired.raced => {
+            tracing::debug!(schedule = %s.spec.name, "Schedule fired elsewhere; nothing written");
+        }
+        Ok(fired) => log_fired(&s.spec.name, &p, &fired),
+        Err(e) => {
+            tracing::warn!(schedule = %s.spec.name, error = %e, "Schedule could not fire, retrying");
+        }
+    }
+}
+
+fn log_fired(name: &str, p: &plan::Plan, fired: &crate::store::schedules::Fired) {
+    for o in &fired.occurrences {
+        tracing::info!(
+            schedule = %name,
+            nominal = %o.nominal_at.to_rfc3339(),
+            state = o.state.as_str(),
+            job_id = o.job_id,
+            run_id = o.run_id,
+            count = o.count,
+            reason = o.reason.as_deref(),
+            "Schedule occurrence recorded"
+        );
+    }
+    let missed = p.count(Fate::Miss);
+    if missed > 0 {
+        tracing::warn!(schedule = %name, missed, "Schedule occurrences missed");
+    }
+}

@@ -1,0 +1,740 @@
+//! Pipelines and runs in SQLite ([`crate::store::pipelines`]).
+//!
+//! A run advances in the transaction that learns a step ended (the timer's
+//! follow-up, [`advance_in`]): the pure `crate::pipeline::advance` decides
+//! from the steps' states, and each decision is a `run_steps` row keyed by
+//! `(run, step)`, written with the step's job. A run being cancelled or
+//! timed out is `stopping`: no step is queued any more, and it ends once no
+//! step's job is still going (so a `cancel_previous` schedule never has two
+//! runs at once).
+
+use async_trait::async_trait;
+use baton_proto::pipeline::{
+    PipelineSpec, PipelineView, RunList, RunState, RunSummary, RunView, StepRunView, StepState,
+};
+use baton_proto::schedule::RunId;
+use sqlx::sqlite::SqliteConnection;
+
+use super::SqliteStore;
+use super::made::{self, Maker, enc};
+use super::schedules::push_group;
+use crate::pipeline::{self, Action, JobLimits, StepOutput, StepStatus};
+use crate::store::pipelines::{PipelineStore, RunChange};
+use crate::store::rows::{json, json_opt, ts};
+use crate::store::{Error, Result};
+
+/// Largest spec of a step once its references are resolved (as JSON): a
+/// reference to a large output fails the step rather than queue a job no
+/// agent would take.
+const MAX_RESOLVED_SPEC_BYTES: usize = 1 << 20;
+
+#[derive(Debug, sqlx::FromRow)]
+struct RunRow {
+    id: i64,
+    pipeline: String,
+    spec: String,
+    grp: Option<String>,
+    state: String,
+    attempt: i64,
+    schedule: Option<String>,
+    schedule_id: Option<i64>,
+    nominal_at: Option<i64>,
+    error: Option<String>,
+    stopping: Option<String>,
+    deadline_at: Option<i64>,
+    created_at: i64,
+    finished_at: Option<i64>,
+}
+
+const RUN_SELECT: &str = "SELECT r.id, r.pipeline, r.spec, r.grp, r.state, r.attempt,
+        s.name AS schedule, r.schedule_id, r.nominal_at, r.error, r.stopping, r.deadline_at,
+        r.created_at, r.finished_at
+     FROM pipeline_runs r LEFT JOIN schedules s ON s.id = r.schedule_id";
+
+impl RunRow {
+    fn state(&self) -> Result<RunState> {
+        RunState::parse(&self.state)
+            .ok_or_else(|| Error::Corrupt(format!("pipeline_runs.state {}", self.id)))
+    }
+
+    fn spec(&self) -> Result<PipelineSpec> {
+        json("pipeline_runs.spec", &self.spec)
+    }
+
+    fn summary(&self) -> Result<RunSummary> {
+        Ok(RunSummary {
+            id: self.id,
+            pipeline: self.pipeline.clone(),
+            state: self.state()?,
+            attempt: self.attempt as u32,
+            schedule: self.schedule.clone(),
+            error: self.error.clone(),
+            created_at: ts(self.created_at),
+            finished_at: self.finished_at.map(ts),
+        })
+    }
+}
+
+/// One step's row joined with its job.
+#[derive(Debug, sqlx::FromRow)]
+struct StepRow {
+    step: String,
+    state: String,
+    job_id: Option<i64>,
+    reason: Option<String>,
+    job_state: Option<String>,
+    attempts_spent: Option<i64>,
+    created_at: Option<i64>,
+    finished_at: Option<i64>,
+    job_error: Option<String>,
+    result: Option<String>,
+    agent: Option<String>,
+}
+
+async fn run_row(c: &mut SqliteConnection, id: RunId) -> Result<RunRow> {
+    let sql = format!("{RUN_SELECT} WHERE r.id = ?");
+    let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.ok_or_else(|| Error::Missing(format!("run {id}")))
+}
+
+async fn step_rows(c: &mut SqliteConnection, id: RunId) -> Result<Vec<StepRow>> {
+    Ok(sqlx::query_as(
+        "SELECT s.step, s.state, s.job_id, s.reason, j.state AS job_state, j.attempts_spent,
+                j.created_at, j.finished_at, j.error AS job_error, j.result,
+                (SELECT agent_id FROM attempts a WHERE a.job_id = s.job_id ORDER BY number DESC LIMIT 1) AS agent
+         FROM run_steps s LEFT JOIN jobs j ON j.id = s.job_id WHERE s.run_id = ?",
+    )
+    .bind(id)
+    .fetch_all(&mut *c)
+    .await?)
+}
+
+impl StepRow {
+    fn state(&self) -> Result<StepState> {
+        match &self.job_state {
+            Some(s) => baton_proto::JobState::parse(s)
+                .map(StepState::of_job)
+                .ok_or_else(|| Error::Corrupt(format!("jobs.state {s}"))),
+            None => StepState::parse(&self.state)
+                .ok_or_else(|| Error::Corrupt(format!("run_steps.state {}", self.state))),
+        }
+    }
+}
+
+/// The steps of `spec` with their rows (pending when none).
+fn statuses(spec: &PipelineSpec, rows: &[StepRow]) -> Result<Vec<StepStatus>> {
+    spec.steps
+        .iter()
+        .map(|s| {
+            let row = rows.iter().find(|r| r.step == s.name);
+            Ok(StepStatus {
+                name: s.name.clone(),
+                state: row.map(StepRow::state).transpose()?.unwrap_or(StepState::Pending),
+                agent: row.and_then(|r| r.agent.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Whether pipeline `name` exists (a conflict-free read inside a transaction).
+pub(crate) async fn pipeline_exists(c: &mut SqliteConnection, name: &str) -> Result<()> {
+    let found: Option<String> = sqlx::query_scalar("SELECT name FROM pipelines WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| Error::Missing(format!("pipeline `{name}`")))
+}
+
+/// Start a run of pipeline `name` inside a transaction; its id.
+pub(crate) async fn start_in(
+    c: &mut SqliteConnection,
+    name: &str,
+    group: Option<&str>,
+    schedule: Option<(i64, i64)>,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<RunId> {
+    let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM pipelines WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+    let spec = spec.ok_or_else(|| Error::Missing(format!("pipeline `{name}`")))?;
+    let parsed: PipelineSpec = json("pipelines.spec", &spec)?;
+    let done = sqlx::query(
+        "INSERT INTO pipeline_runs (pipeline, spec, grp, state, schedule_id, nominal_at, deadline_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?7)",
+    )
+    .bind(name)
+    .bind(&spec)
+    .bind(group)
+    .bind(schedule.map(|s| s.0))
+    .bind(schedule.map(|s| s.1))
+    .bind(parsed.timeout_ms.map(|t| now.saturating_add(t as i64)))
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let id = done.last_insert_rowid();
+    advance_in(c, id, ttl, now, woken).await?;
+    Ok(id)
+}
+
+/// What [`advance_in`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Advanced {
+    /// The run ended in this call.
+    pub ended_now: bool,
+    /// The run is not running (now or before): its schedule, if any, may
+    /// start a pending occurrence.
+    pub done_schedule: Option<i64>,
+}
+
+/// Queue what can run next, skip what cannot, end the run when every step
+/// has ended (or, when stopping, when no step's job is still going).
+pub(crate) async fn advance_in(
+    c: &mut SqliteConnection,
+    id: RunId,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<Advanced> {
+    let run = run_row(c, id).await?;
+    if run.state()? != RunState::Running {
+        return Ok(Advanced {
+            ended_now: false,
+            done_schedule: run.schedule_id,
+        });
+    }
+    let spec = run.spec()?;
+    let mut rows = step_rows(c, id).await?;
+    if let Some(end_as) = run.stopping.clone() {
+        let going = rows
+            .iter()
+            .filter(|r| matches!(r.state(), Ok(StepState::Queued | StepState::Running)))
+            .count();
+        if going > 0 {
+            return Ok(Advanced {
+                ended_now: false,
+                done_schedule: None,
+            });
+        }
+        finish(c, id, &end_as, run.error.as_deref(), now).await?;
+        return Ok(Advanced {
+            ended_now: true,
+            done_schedule: run.schedule_id,
+        });
+    }
+    loop {
+        let steps = statuses(&spec, &rows)?;
+        let next = pipeline::advance(&spec, &steps);
+        if next.actions.is_empty() {
+            if let Some(state) = next.run {
+                let error = first_failure(&spec, &rows)?;
+                finish(c, id, state.as_str(), error.as_deref(), now).await?;
+                return Ok(Advanced {
+                    ended_now: true,
+                    done_schedule: run.schedule_id,
+                });
+            }
+            return Ok(Advanced {
+                ended_now: false,
+                done_schedule: None,
+            });
+        }
+        for action in next.actions {
+            act(c, &run, &spec, &steps, &rows, action, ttl, now, woken).await?;
+        }
+        rows = step_rows(c, id).await?;
+    }
+}
+
+/// Carry out one decision of `pipeline::advance`.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    c: &mut SqliteConnection,
+    run: &RunRow,
+    spec: &PipelineSpec,
+    steps: &[StepStatus],
+    rows: &[StepRow],
+    action: Action,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<()> {
+    let (i, state, reason) = match action {
+        Action::Skip { step, reason } => (step, StepState::Skipped, Some(reason)),
+        Action::Queue { step } => match queue(c, run, spec, steps, rows, step, ttl, now).await? {
+            Ok(group) => {
+                push_group(woken, &group);
+                return Ok(());
+            }
+            Err(reason) => (step, StepState::Failed, Some(reason)),
+        },
+    };
+    let name = &spec.steps[i].name;
+    sqlx::query(
+        "INSERT INTO run_steps (run_id, step, state, reason) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (run_id, step) DO UPDATE SET state = ?3, job_id = NULL, reason = ?4",
+    )
+    .bind(run.id)
+    .bind(name)
+    .bind(state.as_str())
+    .bind(reason)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Queue step `i`: its references resolved, pinned to the agent of its
+/// `same_agent_as` step. The group it went to, or why it cannot run.
+#[allow(clippy::too_many_arguments)]
+async fn queue(
+    c: &mut SqliteConnection,
+    run: &RunRow,
+    spec: &PipelineSpec,
+    steps: &[StepStatus],
+    rows: &[StepRow],
+    i: usize,
+    ttl: u64,
+    now: i64,
+) -> Result<std::result::Result<String, String>> {
+    let step = &spec.steps[i];
+    let pin = match pipeline::pin(spec, i, steps) {
+        Ok(p) => p,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    if let Some(agent) = &pin
+        && let Some(why) = agent_gone(c, agent).await?
+    {
+        return Ok(Err(format!(
+            "agent `{agent}`, which ran step `{}`, {why}: this step needs its files and does not move to another host",
+            step.same_agent_as.as_deref().unwrap_or_default()
+        )));
+    }
+    let outputs = |name: &str| -> Option<StepOutput> {
+        let row = rows.iter().find(|r| r.step == name)?;
+        Some(StepOutput {
+            job_id: row.job_id?,
+            agent: row.agent.clone(),
+            result: json_opt("jobs.result", &row.result).ok().flatten(),
+        })
+    };
+    let limits = JobLimits {
+        default_lease_ttl_ms: ttl,
+        max_spec_bytes: MAX_RESOLVED_SPEC_BYTES,
+    };
+    let (submit, lease_ttl_ms) =
+        match pipeline::submission(spec, i, run.grp.as_deref(), &outputs, &limits) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+    let maker = Maker {
+        schedule_id: run.schedule_id,
+        nominal_at: run.nominal_at,
+        run_id: Some(run.id),
+        step: Some(&step.name),
+        pin_agent: pin.as_deref(),
+    };
+    let view = made::insert_made(c, &submit, lease_ttl_ms, &maker, now).await?;
+    sqlx::query(
+        "INSERT INTO run_steps (run_id, step, state, job_id) VALUES (?1, ?2, 'queued', ?3)
+         ON CONFLICT (run_id, step) DO UPDATE SET state = 'queued', job_id = ?3, reason = NULL",
+    )
+    .bind(run.id)
+    .bind(&step.name)
+    .bind(view.id)
+    .execute(&mut *c)
+    .await?;
+    Ok(Ok(view.group))
+}
+
+/// Why agent `id` can no longer run a step pinned to it, if it cannot
+/// (revoked, or unknown). An agent that is only offline may come back:
+/// the step waits for it (its blocked reason says so).
+async fn agent_gone(c: &mut SqliteConnection, id: &str) -> Result<Option<String>> {
+    let revoked: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT revoked_at FROM agents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+    Ok(match revoked {
+        None => Some("is not known to this controller".to_owned()),
+        Some(Some(_)) => Some("was revoked".to_owned()),
+        Some(None) => None,
+    })
+}
+
+/// The reason of the first failed or cancelled step, for the run's error.
+fn first_failure(spec: &PipelineSpec, rows: &[StepRow]) -> Result<Option<String>> {
+    for s in &spec.steps {
+        let Some(row) = rows.iter().find(|r| r.step == s.name) else {
+            continue;
+        };
+        let state = row.state()?;
+        if matches!(state, StepState::Failed | StepState::Cancelled) {
+            let why = row
+                .reason
+                .clone()
+                .or_else(|| row.job_error.clone())
+                .unwrap_or_else(|| state.as_str().to_owned());
+            return Ok(Some(format!("step `{}` {}: {why}", s.name, state.as_str())));
+        }
+    }
+    Ok(None)
+}
+
+/// End run `id` in `state`.
+async fn finish(
+    c: &mut SqliteConnection,
+    id: RunId,
+    state: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE pipeline_runs SET state = ?1, error = ?2, stopping = NULL, finished_at = ?3, updated_at = ?3
+         WHERE id = ?4",
+    )
+    .bind(state)
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Stop run `id` (cancel or time out): pending steps are cancelled, queued
+/// steps end, running ones are asked to stop; the run ends as `end_as` once
+/// none is going. Returns whether it was running.
+pub(crate) async fn stop_in(
+    c: &mut SqliteConnection,
+    id: RunId,
+    end_as: RunState,
+    why: &str,
+    now: i64,
+) -> Result<bool> {
+    let run = run_row(c, id).await?;
+    if run.state()? != RunState::Running {
+        return Ok(false);
+    }
+    let spec = run.spec()?;
+    let rows = step_rows(c, id).await?;
+    for s in &spec.steps {
+        match rows.iter().find(|r| r.step == s.name) {
+            Some(r) => {
+                if let (Some(job), Ok(StepState::Queued | StepState::Running)) = (r.job_id, r.state())
+                {
+                    made::cancel_in(c, job, why, now).await?;
+                }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO run_steps (run_id, step, state, reason) VALUES (?, ?, 'cancelled', ?)",
+                )
+                .bind(id)
+                .bind(&s.name)
+                .bind(why)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+    }
+    sqlx::query(
+        "UPDATE pipeline_runs SET stopping = ?1, error = ?2, updated_at = ?3 WHERE id = ?4",
+    )
+    .bind(end_as.as_str())
+    .bind(why)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *c)
+    .await?;
+    Ok(true)
+}
+
+/// Cancel run `id` (`cancel_previous`, an operator).
+pub(crate) async fn cancel_in(c: &mut SqliteConnection, id: RunId, why: &str, now: i64) -> Result<()> {
+    stop_in(c, id, RunState::Cancelled, why, now).await?;
+    let mut woken = Vec::new();
+    advance_in(c, id, 0, now, &mut woken).await?;
+    Ok(())
+}
+
+/// The view of run `id`.
+async fn run_view(c: &mut SqliteConnection, id: RunId) -> Result<RunView> {
+    let run = run_row(c, id).await?;
+    let spec = run.spec()?;
+    let rows = step_rows(c, id).await?;
+    let mut steps = Vec::with_capacity(spec.steps.len());
+    for s in &spec.steps {
+        let row = rows.iter().find(|r| r.step == s.name);
+        steps.push(StepRunView {
+            name: s.name.clone(),
+            state: row.map(StepRow::state).transpose()?.unwrap_or(StepState::Pending),
+            job_id: row.and_then(|r| r.job_id),
+            agent: row.and_then(|r| r.agent.clone()),
+            attempts: row.and_then(|r| r.attempts_spent).unwrap_or(0) as u32,
+            reason: row.and_then(|r| r.reason.clone().or_else(|| r.job_error.clone())),
+            queued_at: row.and_then(|r| r.created_at).map(ts),
+            finished_at: row.and_then(|r| r.finished_at).map(ts),
+        });
+    }
+    Ok(RunView {
+        id: run.id,
+        pipeline: run.pipeline.clone(),
+        state: run.state()?,
+        attempt: run.attempt as u32,
+        schedule: run.schedule.clone(),
+        nominal_at: run.nominal_at.map(ts),
+        error: run.error.clone(),
+        created_at: ts(run.created_at),
+        finished_at: run.finished_at.map(ts),
+        deadline_at: run.deadline_at.map(ts),
+        steps,
+    })
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct PipelineRow {
+    spec: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+async fn pipeline_view(c: &mut SqliteConnection, row: PipelineRow) -> Result<PipelineView> {
+    let spec: PipelineSpec = json("pipelines.spec", &row.spec)?;
+    let sql = format!("{RUN_SELECT} WHERE r.pipeline = ? ORDER BY r.id DESC LIMIT 1");
+    let last: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&spec.name)
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok(PipelineView {
+        spec,
+        created_at: ts(row.created_at),
+        updated_at: ts(row.updated_at),
+        last_run: last.as_ref().map(RunRow::summary).transpose()?,
+    })
+}
+
+async fn pipeline_row(c: &mut SqliteConnection, name: &str) -> Result<PipelineRow> {
+    let row: Option<PipelineRow> =
+        sqlx::query_as("SELECT spec, created_at, updated_at FROM pipelines WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await?;
+    row.ok_or_else(|| Error::Missing(format!("pipeline `{name}`")))
+}
+
+#[async_trait]
+impl PipelineStore for SqliteStore {
+    async fn put_pipeline(
+        &self,
+        spec: &PipelineSpec,
+        create_only: bool,
+        now: i64,
+    ) -> Result<(PipelineView, bool)> {
+        let mut tx = self.writer.begin().await?;
+        let exists = pipeline_exists(&mut tx, &spec.name).await.is_ok();
+        if exists && create_only {
+            return Err(Error::Conflict(format!(
+                "pipeline `{}` already exists",
+                spec.name
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO pipelines (name, spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (name) DO UPDATE SET spec = ?2, updated_at = ?3 WHERE spec <> ?2",
+        )
+        .bind(&spec.name)
+        .bind(enc(spec)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = pipeline_row(&mut tx, &spec.name).await?;
+        let view = pipeline_view(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok((view, !exists))
+    }
+
+    async fn get_pipeline(&self, name: &str) -> Result<PipelineView> {
+        let mut c = self.reader.acquire().await?;
+        let row = pipeline_row(&mut c, name).await?;
+        pipeline_view(&mut c, row).await
+    }
+
+    async fn list_pipelines(&self) -> Result<Vec<PipelineView>> {
+        let mut c = self.reader.acquire().await?;
+        let rows: Vec<PipelineRow> =
+            sqlx::query_as("SELECT spec, created_at, updated_at FROM pipelines ORDER BY name")
+                .fetch_all(&mut *c)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(pipeline_view(&mut c, row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn delete_pipeline(&self, name: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        pipeline_exists(&mut tx, name).await?;
+        let users: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM schedules WHERE json_extract(spec, '$.pipeline') = ? ORDER BY name",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "pipeline `{name}` is run by schedule(s) {}: delete or change them first",
+                users.join(", ")
+            )));
+        }
+        sqlx::query("DELETE FROM pipelines WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn start_run(
+        &self,
+        name: &str,
+        group: Option<&str>,
+        default_lease_ttl_ms: u64,
+        now: i64,
+    ) -> Result<RunChange> {
+        let mut tx = self.writer.begin().await?;
+        let mut woken = Vec::new();
+        let id = start_in(&mut tx, name, group, None, default_lease_ttl_ms, now, &mut woken).await?;
+        let run = run_view(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(RunChange { run, woken })
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<RunView> {
+        let mut c = self.reader.acquire().await?;
+        run_view(&mut c, id).await
+    }
+
+    async fn list_runs(
+        &self,
+        pipeline: &str,
+        before: Option<RunId>,
+        limit: u32,
+    ) -> Result<RunList> {
+        let limit = limit.clamp(1, 1000);
+        let sql = format!(
+            "{RUN_SELECT} WHERE r.pipeline = ?1 AND (?2 IS NULL OR r.id < ?2) ORDER BY r.id DESC LIMIT ?3"
+        );
+        let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(pipeline)
+            .bind(before)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        let more = rows.len() > limit as usize;
+        let runs = rows
+            .iter()
+            .take(limit as usize)
+            .map(RunRow::summary)
+            .collect::<Result<Vec<_>>>()?;
+        let next_before = if more { runs.last().map(|r| r.id) } else { None };
+        Ok(RunList { runs, next_before })
+    }
+
+    async fn cancel_run(&self, id: RunId, now: i64) -> Result<RunChange> {
+        let mut tx = self.writer.begin().await?;
+        let run = run_row(&mut tx, id).await?;
+        let state = run.state()?;
+        if state != RunState::Running {
+            return Err(Error::Conflict(format!("run {id} is already {}", state.as_str())));
+        }
+        cancel_in(&mut tx, id, "cancelled by operator", now).await?;
+        let run = run_view(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(RunChange {
+            run,
+            woken: Vec::new(),
+        })
+    }
+
+    async fn retry_run(&self, id: RunId, default_lease_ttl_ms: u64, now: i64) -> Result<RunChange> {
+        let mut tx = self.writer.begin().await?;
+        let run = run_row(&mut tx, id).await?;
+        let state = run.state()?;
+        if !matches!(state, RunState::Failed | RunState::Cancelled) {
+            return Err(Error::Conflict(format!(
+                "run {id} is {}; only failed or cancelled runs can be retried",
+                state.as_str()
+            )));
+        }
+        let spec = run.spec()?;
+        let rows = step_rows(&mut tx, id).await?;
+        let steps = statuses(&spec, &rows)?;
+        for i in pipeline::retry_reset(&spec, &steps) {
+            sqlx::query("DELETE FROM run_steps WHERE run_id = ? AND step = ?")
+                .bind(id)
+                .bind(&spec.steps[i].name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE pipeline_runs SET state = 'running', attempt = attempt + 1, error = NULL, stopping = NULL,
+               finished_at = NULL, updated_at = ?1,
+               deadline_at = CASE WHEN deadline_at IS NULL THEN NULL ELSE ?1 + (deadline_at - created_at) END
+             WHERE id = ?2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let mut woken = Vec::new();
+        advance_in(&mut tx, id, default_lease_ttl_ms, now, &mut woken).await?;
+        let run = run_view(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(RunChange { run, woken })
+    }
+
+    async fn expire_runs(&self, now: i64) -> Result<Vec<RunId>> {
+        let mut tx = self.writer.begin().await?;
+        let due: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, deadline_at, created_at FROM pipeline_runs
+             WHERE state = 'running' AND stopping IS NULL AND deadline_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ended = Vec::new();
+        for (id, deadline, created) in due {
+            let why = format!(
+                "the run timed out after {}",
+                humantime::format_duration(std::time::Duration::from_millis(
+                    (deadline - created).max(0) as u64
+                ))
+            );
+            stop_in(&mut tx, id, RunState::Failed, &why, now).await?;
+            let mut woken = Vec::new();
+            if advance_in(&mut tx, id, 0, now, &mut woken).await?.ended_now {
+                ended.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn next_run_deadline(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(deadline_at) FROM pipeline_runs WHERE state = 'running' AND stopping IS NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+}
+

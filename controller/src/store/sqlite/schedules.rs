@@ -1,0 +1,704 @@
+//! Schedules and occurrences in SQLite ([`crate::store::schedules`]).
+//!
+//! Every change runs in one transaction on the writer. A firing checks the
+//! cursor it was planned from before its first write, records each
+//! occurrence with `INSERT … ON CONFLICT DO NOTHING` (a row that exists
+//! fails the whole firing), makes the jobs and runs of those that fire and
+//! moves the cursor, all in that transaction.
+
+use async_trait::async_trait;
+use baton_proto::schedule::{
+    OccurrenceCounts, OccurrenceState, OccurrenceTrigger, OccurrenceView, ScheduleSpec,
+};
+use sqlx::sqlite::SqliteConnection;
+
+use super::SqliteStore;
+use super::made::{self, Maker, enc};
+use super::pipelines as runs;
+use crate::store::rows::{json, ts};
+use crate::store::schedules::{
+    Active, Cursor, DueSchedule, Fired, Firing, FollowedUp, NewOccurrence, ScheduleStats,
+    ScheduleStore, StoredSchedule,
+};
+use crate::store::{Error, Result};
+
+const SCHEDULE_COLUMNS: &str =
+    "id, spec, paused, paused_at, resumed_at, cursor, next_fire_at, created_at, updated_at";
+
+#[derive(Debug, sqlx::FromRow)]
+struct ScheduleRow {
+    id: i64,
+    spec: String,
+    paused: bool,
+    paused_at: Option<i64>,
+    resumed_at: Option<i64>,
+    cursor: Option<i64>,
+    next_fire_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl ScheduleRow {
+    fn stored(self) -> Result<StoredSchedule> {
+        let mut spec: ScheduleSpec = json("schedules.spec", &self.spec)?;
+        spec.paused = self.paused;
+        Ok(StoredSchedule {
+            id: self.id,
+            spec,
+            paused: self.paused,
+            paused_at: self.paused_at,
+            resumed_at: self.resumed_at,
+            cursor: self.cursor,
+            next_fire_at: self.next_fire_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct OccurrenceRow {
+    nominal: i64,
+    last_nominal: Option<i64>,
+    count: i64,
+    trigger: String,
+    state: String,
+    reason: Option<String>,
+    job_id: Option<i64>,
+    run_id: Option<i64>,
+    outcome: Option<String>,
+    recorded_at: i64,
+}
+
+impl OccurrenceRow {
+    fn view(self) -> Result<OccurrenceView> {
+        Ok(OccurrenceView {
+            nominal_at: ts(self.nominal),
+            last_nominal_at: self.last_nominal.map(ts),
+            count: self.count as u32,
+            trigger: OccurrenceTrigger::parse(&self.trigger)
+                .ok_or_else(|| Error::Corrupt(format!("occurrences.trigger {}", self.trigger)))?,
+            state: OccurrenceState::parse(&self.state)
+                .ok_or_else(|| Error::Corrupt(format!("occurrences.state {}", self.state)))?,
+            reason: self.reason,
+            job_id: self.job_id,
+            run_id: self.run_id,
+            outcome: self.outcome,
+            recorded_at: ts(self.recorded_at),
+        })
+    }
+}
+
+/// Occurrences with the state of their job or run.
+const OCCURRENCE_SELECT: &str = "SELECT o.nominal, o.last_nominal, o.count, o.trigger, o.state, o.reason,
+        o.job_id, o.run_id, COALESCE(j.state, r.state) AS outcome, o.recorded_at
+     FROM occurrences o
+     LEFT JOIN jobs j ON j.id = o.job_id
+     LEFT JOIN pipeline_runs r ON r.id = o.run_id";
+
+/// A schedule by name.
+async fn schedule_by(c: &mut SqliteConnection, name: &str) -> Result<StoredSchedule> {
+    let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?");
+    let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.ok_or_else(|| Error::Missing(format!("schedule `{name}`")))?
+        .stored()
+}
+
+/// A schedule by id.
+async fn schedule_by_id(c: &mut SqliteConnection, id: i64) -> Result<StoredSchedule> {
+    let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?");
+    let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.ok_or_else(|| Error::Missing(format!("schedule {id}")))?
+        .stored()
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn put_schedule(
+        &self,
+        spec: &ScheduleSpec,
+        cursor: Cursor,
+        create_only: bool,
+        now: i64,
+    ) -> Result<(StoredSchedule, bool)> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(p) = &spec.pipeline {
+            runs::pipeline_exists(&mut tx, p).await?;
+        }
+        let existing = match schedule_by(&mut tx, &spec.name).await {
+            Ok(s) => Some(s),
+            Err(Error::Missing(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let created = existing.is_none();
+        match existing {
+            Some(_) if create_only => {
+                return Err(Error::Conflict(format!(
+                    "schedule `{}` already exists",
+                    spec.name
+                )));
+            }
+            Some(old) => {
+                let mut spec = spec.clone();
+                spec.paused = old.paused;
+                let (cur, fire) = match cursor {
+                    Cursor::Keep => (old.cursor, old.next_fire_at),
+                    Cursor::Set {
+                        cursor,
+                        next_fire_at,
+                    } => (cursor, next_fire_at),
+                };
+                sqlx::query(
+                    "UPDATE schedules SET spec = ?1, cursor = ?2, next_fire_at = ?3, updated_at = ?4 WHERE id = ?5",
+                )
+                .bind(enc(&spec)?)
+                .bind(cur)
+                .bind(fire)
+                .bind(now)
+                .bind(old.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                let (cur, fire) = match cursor {
+                    Cursor::Keep => (None, None),
+                    Cursor::Set {
+                        cursor,
+                        next_fire_at,
+                    } => (cursor, next_fire_at),
+                };
+                sqlx::query(
+                    "INSERT INTO schedules (name, spec, paused, paused_at, cursor, next_fire_at, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, CASE WHEN ?3 THEN ?6 END, ?4, ?5, ?6, ?6)",
+                )
+                .bind(&spec.name)
+                .bind(enc(spec)?)
+                .bind(spec.paused)
+                .bind(cur)
+                .bind(fire)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let stored = schedule_by(&mut tx, &spec.name).await?;
+        tx.commit().await?;
+        Ok((stored, created))
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<StoredSchedule> {
+        let mut c = self.reader.acquire().await?;
+        schedule_by(&mut c, name).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name");
+        let rows: Vec<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(ScheduleRow::stored).collect()
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM schedules WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::Missing(format!("schedule `{name}`")));
+        }
+        Ok(())
+    }
+
+    async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        cursor: Cursor,
+        now: i64,
+    ) -> Result<StoredSchedule> {
+        let mut tx = self.writer.begin().await?;
+        let old = schedule_by(&mut tx, name).await?;
+        if old.paused != paused {
+            let (cur, fire) = match cursor {
+                Cursor::Keep => (old.cursor, old.next_fire_at),
+                Cursor::Set {
+                    cursor,
+                    next_fire_at,
+                } => (cursor, next_fire_at),
+            };
+            sqlx::query(
+                "UPDATE schedules SET paused = ?1,
+                   paused_at = CASE WHEN ?1 THEN ?2 ELSE paused_at END,
+                   resumed_at = CASE WHEN ?1 THEN NULL ELSE ?2 END,
+                   cursor = ?3, next_fire_at = ?4, updated_at = ?2
+                 WHERE id = ?5",
+            )
+            .bind(paused)
+            .bind(now)
+            .bind(cur)
+            .bind(fire)
+            .bind(old.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let stored = schedule_by(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<DueSchedule>> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules
+             WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ?
+             ORDER BY next_fire_at LIMIT ?"
+        );
+        let mut c = self.reader.acquire().await?;
+        let rows: Vec<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let schedule = row.stored()?;
+            let (active, pending) = activity(&mut c, schedule.id).await?;
+            out.push(DueSchedule {
+                schedule,
+                active,
+                pending,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn schedule_activity(&self, id: i64) -> Result<(Option<Active>, u32)> {
+        let mut c = self.reader.acquire().await?;
+        activity(&mut c, id).await
+    }
+
+    async fn next_schedule_fire(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn fire(&self, firing: &Firing, now: i64) -> Result<Fired> {
+        let mut tx = self.writer.begin().await?;
+        let fired = fire_in(&mut tx, firing, now).await?;
+        if fired.raced {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(fired)
+    }
+
+    async fn follow_up(
+        &self,
+        now: i64,
+        limit: u32,
+        default_lease_ttl_ms: u64,
+    ) -> Result<FollowedUp> {
+        let mut tx = self.writer.begin().await?;
+        let done = follow_up_in(&mut tx, now, limit, default_lease_ttl_ms).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn schedule_stats(&self, id: i64) -> Result<ScheduleStats> {
+        let mut c = self.reader.acquire().await?;
+        let counts = counts(&mut c, Some(id)).await?;
+        let sql = format!("{OCCURRENCE_SELECT} WHERE o.schedule_id = ? ORDER BY o.nominal DESC LIMIT 1");
+        let last: Option<OccurrenceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+        let last_success_at: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(t) FROM (
+               SELECT MAX(finished_at) AS t FROM jobs
+                WHERE schedule_id = ?1 AND state = 'succeeded' AND run_id IS NULL
+               UNION ALL
+               SELECT MAX(finished_at) FROM pipeline_runs WHERE schedule_id = ?1 AND state = 'succeeded')",
+        )
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await?;
+        Ok(ScheduleStats {
+            counts,
+            last: last.map(OccurrenceRow::view).transpose()?,
+            last_success_at,
+        })
+    }
+
+    async fn history(
+        &self,
+        id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<OccurrenceView>> {
+        let sql = format!(
+            "{OCCURRENCE_SELECT} WHERE o.schedule_id = ?1 AND (?2 IS NULL OR o.nominal < ?2)
+             ORDER BY o.nominal DESC LIMIT ?3"
+        );
+        let rows: Vec<OccurrenceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(before)
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(OccurrenceRow::view).collect()
+    }
+
+    async fn recorded_between(&self, id: i64, from: i64, to: i64) -> Result<Vec<(i64, i64)>> {
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT nominal, last_nominal FROM occurrences
+             WHERE schedule_id = ?1 AND nominal <= ?3 AND COALESCE(last_nominal, nominal) >= ?2
+             ORDER BY nominal",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, last)| (n, last.unwrap_or(n)))
+            .collect())
+    }
+
+    async fn occurrence_totals(&self) -> Result<OccurrenceCounts> {
+        let mut c = self.reader.acquire().await?;
+        counts(&mut c, None).await
+    }
+}
+
+/// Totals by state, of one schedule or of all.
+async fn counts(c: &mut SqliteConnection, id: Option<i64>) -> Result<OccurrenceCounts> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT state, SUM(count) FROM occurrences WHERE ?1 IS NULL OR schedule_id = ?1 GROUP BY state",
+    )
+    .bind(id)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = OccurrenceCounts::default();
+    for (state, n) in rows {
+        let n = n.max(0) as u64;
+        match OccurrenceState::parse(&state) {
+            Some(OccurrenceState::Fired) => out.fired = n,
+            Some(OccurrenceState::Pending) => out.pending = n,
+            Some(OccurrenceState::Skipped) => out.skipped = n,
+            Some(OccurrenceState::Missed) => out.missed = n,
+            None => return Err(Error::Corrupt(format!("occurrences.state {state}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// A schedule's unfinished job or run, and how many occurrences wait.
+async fn activity(c: &mut SqliteConnection, id: i64) -> Result<(Option<Active>, u32)> {
+    let job: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, state FROM jobs WHERE schedule_id = ? AND run_id IS NULL
+           AND state IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let active = match job {
+        Some((j, s)) if s == "queued" => Some(Active::Queued(j)),
+        Some((j, _)) => Some(Active::Running(j)),
+        None => {
+            let run: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM pipeline_runs WHERE schedule_id = ? AND state = 'running'
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+            run.map(Active::Running)
+        }
+    };
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM occurrences WHERE schedule_id = ? AND state = 'pending'",
+    )
+    .bind(id)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok((active, pending as u32))
+}
+
+/// Apply a firing inside a transaction (see [`ScheduleStore::fire`]).
+async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> Result<Fired> {
+    let schedule = schedule_by_id(c, f.schedule_id).await?;
+    let mut out = Fired::default();
+    if let Some(adv) = &f.advance
+        && schedule.cursor != Some(adv.expect)
+    {
+        out.raced = true;
+        return Ok(out);
+    }
+    if f.cancel_active {
+        cancel_active(c, &schedule, now).await?;
+    }
+    if f.supersede_pending {
+        sqlx::query(
+            "UPDATE occurrences SET state = 'skipped',
+               reason = 'superseded by a newer occurrence (overlap = cancel_previous)'
+             WHERE schedule_id = ? AND state = 'pending'",
+        )
+        .bind(schedule.id)
+        .execute(&mut *c)
+        .await?;
+    }
+    for o in &f.occurrences {
+        let view = record(c, &schedule, o, f.default_lease_ttl_ms, now, &mut out.woken).await?;
+        out.occurrences.push(view);
+    }
+    if let Some(adv) = &f.advance {
+        sqlx::query(
+            "UPDATE schedules SET cursor = ?1, next_fire_at = ?2 WHERE id = ?3 AND cursor = ?4",
+        )
+        .bind(adv.cursor)
+        .bind(adv.next_fire_at)
+        .bind(schedule.id)
+        .bind(adv.expect)
+        .execute(&mut *c)
+        .await?;
+    }
+    release_pending(c, &schedule, f.default_lease_ttl_ms, now, &mut out.woken).await?;
+    Ok(out)
+}
+
+/// Record one occurrence (making its job or run when it fires).
+async fn record(
+    c: &mut SqliteConnection,
+    schedule: &StoredSchedule,
+    o: &NewOccurrence,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<OccurrenceView> {
+    let done = sqlx::query(
+        "INSERT INTO occurrences (schedule_id, nominal, last_nominal, count, trigger, state, reason,
+             fire_at, recorded_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(schedule.id)
+    .bind(o.nominal)
+    .bind(o.last_nominal)
+    .bind(i64::from(o.count))
+    .bind(o.trigger.as_str())
+    .bind(o.state.as_str())
+    .bind(&o.reason)
+    .bind(o.fire_at)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(Error::Conflict(format!(
+            "occurrence {} of schedule `{}` is already recorded",
+            ts(o.nominal).to_rfc3339(),
+            schedule.spec.name
+        )));
+    }
+    let (job_id, run_id) = if o.state == OccurrenceState::Fired {
+        let made = start(c, schedule, o.nominal, ttl, now, woken).await?;
+        sqlx::query("UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?")
+            .bind(made.0)
+            .bind(made.1)
+            .bind(schedule.id)
+            .bind(o.nominal)
+            .execute(&mut *c)
+            .await?;
+        made
+    } else {
+        (None, None)
+    };
+    Ok(OccurrenceView {
+        nominal_at: ts(o.nominal),
+        last_nominal_at: o.last_nominal.map(ts),
+        count: o.count,
+        trigger: o.trigger,
+        state: o.state,
+        reason: o.reason.clone(),
+        job_id,
+        run_id,
+        outcome: (job_id.is_some() || run_id.is_some()).then(|| {
+            if job_id.is_some() { "queued" } else { "running" }.to_owned()
+        }),
+        recorded_at: ts(now),
+    })
+}
+
+/// Make occurrence `nominal`'s job or pipeline run.
+async fn start(
+    c: &mut SqliteConnection,
+    schedule: &StoredSchedule,
+    nominal: i64,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let spec = &schedule.spec;
+    if let Some(job) = &spec.job {
+        let group = spec.group.as_deref().ok_or_else(|| {
+            Error::Corrupt(format!("schedule `{}` has a job and no group", spec.name))
+        })?;
+        let submit = job.submit(group);
+        let maker = Maker {
+            schedule_id: Some(schedule.id),
+            nominal_at: Some(nominal),
+            ..Maker::default()
+        };
+        let view =
+            made::insert_made(c, &submit, job.lease_ttl_ms.unwrap_or(ttl), &maker, now).await?;
+        push_group(woken, &view.group);
+        return Ok((Some(view.id), None));
+    }
+    let pipeline = spec.pipeline.as_deref().ok_or_else(|| {
+        Error::Corrupt(format!("schedule `{}` has no job and no pipeline", spec.name))
+    })?;
+    let run = runs::start_in(
+        c,
+        pipeline,
+        spec.group.as_deref(),
+        Some((schedule.id, nominal)),
+        ttl,
+        now,
+        woken,
+    )
+    .await?;
+    Ok((None, Some(run)))
+}
+
+/// Add `group` to `woken` once.
+pub(crate) fn push_group(woken: &mut Vec<String>, group: &str) {
+    if !woken.iter().any(|g| g == group) {
+        woken.push(group.to_owned());
+    }
+}
+
+/// Cancel the schedule's unfinished job or run (`cancel_previous`).
+async fn cancel_active(c: &mut SqliteConnection, s: &StoredSchedule, now: i64) -> Result<()> {
+    let jobs: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE schedule_id = ? AND run_id IS NULL AND state IN ('queued', 'running')",
+    )
+    .bind(s.id)
+    .fetch_all(&mut *c)
+    .await?;
+    for j in jobs {
+        made::cancel_in(
+            c,
+            j,
+            "cancelled: a newer occurrence replaced it (overlap = cancel_previous)",
+            now,
+        )
+        .await?;
+    }
+    let active_runs: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM pipeline_runs WHERE schedule_id = ? AND state = 'running'",
+    )
+    .bind(s.id)
+    .fetch_all(&mut *c)
+    .await?;
+    for r in active_runs {
+        runs::cancel_in(
+            c,
+            r,
+            "cancelled: a newer occurrence replaced it (overlap = cancel_previous)",
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Start the schedule's oldest pending occurrence if nothing of it runs.
+async fn release_pending(
+    c: &mut SqliteConnection,
+    s: &StoredSchedule,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<()> {
+    let (active, pending) = activity(c, s.id).await?;
+    if active.is_some() || pending == 0 {
+        return Ok(());
+    }
+    let nominal: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(nominal) FROM occurrences WHERE schedule_id = ? AND state = 'pending'",
+    )
+    .bind(s.id)
+    .fetch_one(&mut *c)
+    .await?;
+    let Some(nominal) = nominal else {
+        return Ok(());
+    };
+    let (job_id, run_id) = start(c, s, nominal, ttl, now, woken).await?;
+    sqlx::query(
+        "UPDATE occurrences SET state = 'fired', reason = NULL, job_id = ?1, run_id = ?2, recorded_at = ?3
+         WHERE schedule_id = ?4 AND nominal = ?5",
+    )
+    .bind(job_id)
+    .bind(run_id)
+    .bind(now)
+    .bind(s.id)
+    .bind(nominal)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Act on ended jobs marked for follow-up (see [`ScheduleStore::follow_up`]).
+async fn follow_up_in(
+    c: &mut SqliteConnection,
+    now: i64,
+    limit: u32,
+    ttl: u64,
+) -> Result<FollowedUp> {
+    let ended: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, schedule_id, run_id FROM jobs
+         WHERE followup = 1 AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = FollowedUp::default();
+    let mut schedules: Vec<i64> = Vec::new();
+    for (job, schedule, run) in ended {
+        out.jobs.push(job);
+        if let Some(run) = run {
+            let advanced = runs::advance_in(c, run, ttl, now, &mut out.woken).await?;
+            if advanced.ended_now {
+                out.runs_ended.push(run);
+            }
+            schedules.extend(advanced.done_schedule);
+        } else if let Some(s) = schedule {
+            schedules.push(s);
+        }
+    }
+    schedules.sort_unstable();
+    schedules.dedup();
+    for id in schedules {
+        match schedule_by_id(c, id).await {
+            Ok(s) => release_pending(c, &s, ttl, now, &mut out.woken).await?,
+            Err(Error::Missing(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let ids = serde_json::to_string(&out.jobs).map_err(|e| Error::Corrupt(e.to_string()))?;
+    sqlx::query("UPDATE jobs SET followup = 0 WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(ids)
+        .execute(&mut *c)
+        .await?;
+    Ok(out)
+}
+
