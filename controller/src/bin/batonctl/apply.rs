@@ -9,6 +9,10 @@
 //! `--prune`, schedules and then pipelines the files no longer name are
 //! deleted. The first refused request stops the run (exit 1); what was done
 //! before it stays done, and a second apply picks up from there.
+//!
+//! A schedule's `paused` only matters when apply creates it: afterwards
+//! pause and resume are operations (`batonctl schedule pause`) that the
+//! controller keeps across a replace, and apply does not compare it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -182,16 +186,15 @@ pub fn plan(
     let have_s: BTreeMap<&str, &ScheduleSpec> =
         schedules.iter().map(|s| (s.name.as_str(), s)).collect();
     for s in &m.schedules {
-        let old = have_s
-            .get(s.spec.name.as_str())
-            .map(canonical)
-            .transpose()?;
-        actions.push(compare(
-            Kind::Schedule,
-            &s.spec.name,
-            old,
-            canonical(&s.spec)?,
-        ));
+        let have = have_s.get(s.spec.name.as_str());
+        // `paused` is how a schedule starts; afterwards pausing and resuming
+        // are operations, which a replace keeps and apply leaves alone.
+        let mut spec = s.spec.clone();
+        if let Some(h) = have {
+            spec.paused = h.paused;
+        }
+        let old = have.map(canonical).transpose()?;
+        actions.push(compare(Kind::Schedule, &spec.name, old, canonical(&spec)?));
     }
     let named_s: BTreeSet<&str> = m.schedules.iter().map(|s| s.spec.name.as_str()).collect();
     let named_p: BTreeSet<&str> = m.pipelines.iter().map(|p| p.spec.name.as_str()).collect();

@@ -140,6 +140,12 @@ fn updates_carry_a_diff_and_extras_are_pruned_schedules_first() {
         "Applied: 0 created, 2 updated, 1 unchanged, 2 deleted.\n"
     );
 
+    // Paused by an operator since: not a difference.
+    let mut paused = s.clone();
+    paused[2].paused = true;
+    let actions = plan(&m, &p, &paused, false).expect("plan");
+    assert_eq!(actions[2].op, Op::Unchanged, "{actions:?}");
+
     let kept = plan(&m, &p, &s, false).expect("plan");
     assert_eq!(kept[3].op, Op::Keep);
     assert_eq!(
