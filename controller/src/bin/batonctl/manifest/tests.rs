@@ -361,3 +361,23 @@ fn job_table_file() {
     let err = parse_job_table("job.toml", "priority = 1\n").expect_err("no spec");
     assert!(err.to_string().contains("no job"), "{err}");
 }
+
+#[test]
+fn the_readme_example_parses() {
+    let readme = include_str!("../../../../../README.md");
+    let section = readme
+        .split("### Schedules and pipelines")
+        .nth(1)
+        .expect("README section");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("toml block");
+    let m = parse_manifest("README.md", toml).expect("README example");
+    assert_eq!(m.pipelines[0].spec.steps.len(), 4);
+    assert_eq!(
+        m.schedules[0].spec.pipeline.as_deref(),
+        Some("nightly-dump")
+    );
+}
