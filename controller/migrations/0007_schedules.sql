@@ -89,4 +89,5 @@ ALTER TABLE jobs ADD COLUMN followup INTEGER NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX jobs_occurrence ON jobs (schedule_id, nominal_at) WHERE schedule_id IS NOT NULL AND run_id IS NULL;
 CREATE INDEX jobs_schedule ON jobs (schedule_id, state, finished_at) WHERE schedule_id IS NOT NULL;
 CREATE INDEX jobs_run ON jobs (run_id, step) WHERE run_id IS NOT NULL;
+CREATE INDEX jobs_pinned ON jobs (pin_agent) WHERE state = 'queued' AND pin_agent IS NOT NULL;
 CREATE INDEX jobs_followup ON jobs (id) WHERE followup = 1 AND state IN ('succeeded','failed','cancelled');

@@ -223,10 +223,7 @@ fn deps_of(spec: &PipelineSpec, i: usize, index: &BTreeMap<&str, usize>) -> Vec<
 
 /// A cycle through `depends_on`, if any: the step where it was found and
 /// the names around it (`a -> b -> a`).
-fn find_cycle(
-    spec: &PipelineSpec,
-    index: &BTreeMap<&str, usize>,
-) -> Option<(usize, Vec<String>)> {
+fn find_cycle(spec: &PipelineSpec, index: &BTreeMap<&str, usize>) -> Option<(usize, Vec<String>)> {
     // 0 = unseen, 1 = on the current path, 2 = done.
     let mut mark = vec![0u8; spec.steps.len()];
     let mut path = Vec::new();
@@ -336,9 +333,17 @@ fn check_ref(
     index: &BTreeMap<&str, usize>,
     anc: &[u64],
 ) -> Result<(), String> {
-    let j = *index
-        .get(r.step.as_str())
-        .ok_or_else(|| format!("unknown step {:?}", r.step))?;
+    let j = *index.get(r.step.as_str()).ok_or_else(|| {
+        let dotted = format!("{}.", r.step);
+        match spec.steps.iter().find(|s| s.name.starts_with(&dotted)) {
+            Some(s) => format!(
+                "unknown step {:?} (step {:?} cannot be referenced: a path starts at its first \
+                 `result`, `data`, `agent` or `job_id` segment)",
+                r.step, s.name
+            ),
+            None => format!("unknown step {:?}", r.step),
+        }
+    })?;
     if j == i {
         return Err("a step cannot refer to its own outputs".into());
     }

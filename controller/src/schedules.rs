@@ -21,8 +21,7 @@ pub mod timer;
 use std::sync::Arc;
 
 use baton_proto::schedule::{
-    BackfillRequest, FireReport, NextList, OccurrenceList, ScheduleList, ScheduleSpec,
-    ScheduleView,
+    BackfillRequest, FireReport, NextList, OccurrenceList, ScheduleList, ScheduleSpec, ScheduleView,
 };
 use tokio::sync::Notify;
 
@@ -206,7 +205,12 @@ impl Schedules {
 
     /// Every occurrence in `from..=to` that is not recorded yet, once each,
     /// in order (the overlap policy keeps them from running at once).
-    pub async fn backfill(&self, name: &str, req: &BackfillRequest, now: i64) -> Result<FireReport> {
+    pub async fn backfill(
+        &self,
+        name: &str,
+        req: &BackfillRequest,
+        now: i64,
+    ) -> Result<FireReport> {
         let s = self.store().get_schedule(name).await?;
         let t = Trigger::new(&s.spec, s.created_at)?;
         let (from, to) = (req.from.timestamp_millis(), req.to.timestamp_millis());
@@ -298,8 +302,25 @@ impl Schedules {
 /// Whether two definitions have the same occurrences (then a replace keeps
 /// the cursor).
 fn same_trigger(a: &ScheduleSpec, b: &ScheduleSpec) -> bool {
-    (&a.cron, &a.tz, a.every_ms, a.anchor, &a.between, a.start_at, a.end_at, a.jitter_ms)
-        == (&b.cron, &b.tz, b.every_ms, b.anchor, &b.between, b.start_at, b.end_at, b.jitter_ms)
+    (
+        &a.cron,
+        &a.tz,
+        a.every_ms,
+        a.anchor,
+        &a.between,
+        a.start_at,
+        a.end_at,
+        a.jitter_ms,
+    ) == (
+        &b.cron,
+        &b.tz,
+        b.every_ms,
+        b.anchor,
+        &b.between,
+        b.start_at,
+        b.end_at,
+        b.jitter_ms,
+    )
 }
 
 /// The cursor of a new or changed trigger: its first occurrence from now.

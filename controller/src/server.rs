@@ -1,4 +1,5 @@
-//! Wiring: open the store, start the reaper, serve HTTP until shutdown.
+//! Wiring: open the store, start the reaper and the schedule timer, serve
+//! HTTP until shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use crate::credentials::{hash_secret, new_id, new_secret};
 use crate::dispatch;
 use crate::jobs::Jobs;
 use crate::presence::{self, Presence};
+use crate::schedules::Schedules;
 use crate::store::{self, Store};
 
 /// Startup and serving errors.
@@ -206,9 +208,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
 /// The handlers' shared state: the store, the services, the limits.
 fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> AppState {
+    let jobs = Jobs::new(store.clone());
+    let limits = crate::pipeline::JobLimits {
+        default_lease_ttl_ms: config.default_lease_ttl.as_millis() as u64,
+        max_spec_bytes: config.max_spec_bytes,
+    };
     AppState::new(Inner {
         store: store.clone(),
-        jobs: Jobs::new(store.clone()),
+        schedules: Schedules::new(jobs.clone(), limits, store::now_ms()),
+        jobs,
         limits: api::limits::Limits::new(
             config.enroll_per_minute,
             config.max_unauthenticated,
@@ -222,9 +230,11 @@ fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> Ap
     })
 }
 
-/// The background tasks: the lease reaper, retention, the presence flusher.
+/// The background tasks: the lease reaper, the schedule timer, retention,
+/// the presence flusher.
 struct Tasks {
     reaper: tokio::task::JoinHandle<()>,
+    timer: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
     flusher: tokio::task::JoinHandle<()>,
 }
@@ -234,6 +244,10 @@ impl Tasks {
         let reaper = tokio::spawn(dispatch::reaper(
             state.jobs.clone(),
             state.reaper_kick.clone(),
+            shutdown.clone(),
+        ));
+        let timer = tokio::spawn(crate::schedules::timer(
+            state.schedules.clone(),
             shutdown.clone(),
         ));
         let retention = tokio::spawn(crate::retention::run(
@@ -251,6 +265,7 @@ impl Tasks {
         ));
         Tasks {
             reaper,
+            timer,
             retention,
             flusher,
         }
@@ -259,6 +274,7 @@ impl Tasks {
     /// Wait for every task to end (after the shutdown).
     async fn join(self) {
         let _ = self.reaper.await;
+        let _ = self.timer.await;
         let _ = self.retention.await;
         let _ = self.flusher.await;
     }

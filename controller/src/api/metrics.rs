@@ -6,6 +6,9 @@
 //! - `baton_drills_total{method,result}`: finished drills (`passed`, `failed`, `error`);
 //! - `baton_drills_running`: drills waiting for their verdict;
 //! - `baton_lease_expirations_total`: leases that ran out;
+//! - `baton_schedule_occurrences_total{state}`: schedule occurrences by
+//!   fate (`fired`, `pending`, `skipped`, `missed`);
+//! - `baton_schedules{state}`: schedules `active` or `paused`;
 //! - `baton_takeover_seconds`: histogram over every lease-expiry takeover
 //!   (drills included), from the holder's last renewal (lease deadline − TTL)
 //!   to the next grant of the job.
@@ -73,6 +76,10 @@ pub struct Snapshot {
     pub pruned: crate::store::retention::PrunedSnapshot,
     /// The wall clock minus the controller's clock (ms), when known.
     pub clock_skew_ms: Option<i64>,
+    /// Schedule occurrences by fate (ranges counted in full).
+    pub occurrences: baton_proto::schedule::OccurrenceCounts,
+    /// `(active, paused)` schedules.
+    pub schedules: (u64, u64),
 }
 
 /// Counters of `api::limits`.
@@ -109,6 +116,8 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
         },
         pruned: s.store.pruned(),
         clock_skew_ms: Some(crate::clock::process().skew_ms()),
+        occurrences: s.store.occurrence_totals().await?,
+        schedules: schedule_counts(&s.store.list_schedules().await?),
     };
     Ok((
         [(
@@ -120,10 +129,17 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
         .into_response())
 }
 
+/// `(active, paused)` schedules.
+fn schedule_counts(all: &[crate::store::schedules::StoredSchedule]) -> (u64, u64) {
+    let paused = all.iter().filter(|s| s.paused).count() as u64;
+    (all.len() as u64 - paused, paused)
+}
+
 /// The Prometheus text of a snapshot.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     render_drills(&mut out, s);
+    render_schedules(&mut out, s);
     render_takeovers(&mut out, s);
     render_counters(&mut out, s);
     render_gauges(&mut out, s);
@@ -163,6 +179,26 @@ fn render_drills(out: &mut String, s: &Snapshot) {
 }
 
 /// The takeover histogram (seconds).
+fn render_schedules(out: &mut String, s: &Snapshot) {
+    out.push_str(
+        "# HELP baton_schedule_occurrences_total Schedule occurrences by what became of them (missed: never silently dropped).\n",
+    );
+    out.push_str("# TYPE baton_schedule_occurrences_total counter\n");
+    let o = &s.occurrences;
+    for (state, n) in [
+        ("fired", o.fired),
+        ("pending", o.pending),
+        ("skipped", o.skipped),
+        ("missed", o.missed),
+    ] {
+        let _ = writeln!(out, "baton_schedule_occurrences_total{{state=\"{state}\"}} {n}");
+    }
+    out.push_str("# HELP baton_schedules Schedules, active or paused.\n");
+    out.push_str("# TYPE baton_schedules gauge\n");
+    let _ = writeln!(out, "baton_schedules{{state=\"active\"}} {}", s.schedules.0);
+    let _ = writeln!(out, "baton_schedules{{state=\"paused\"}} {}", s.schedules.1);
+}
+
 fn render_takeovers(out: &mut String, s: &Snapshot) {
     out.push_str(
         "# HELP baton_takeover_seconds Lease-expiry takeovers: holder's last renewal to the next grant.\n",

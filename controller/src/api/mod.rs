@@ -5,6 +5,9 @@
 //! - [`operator`]: jobs and agents for operators.
 //! - [`batch`]: batch submission (`POST /v1/jobs/batch`).
 //! - [`identity`]: enrollment, operator tokens, agent revocation, whoami, audit reads.
+//! - [`schedules`]: schedules (define, pause, resume, trigger, backfill,
+//!   history, next).
+//! - [`pipelines`]: pipelines and their runs (define, run, cancel, retry).
 //! - [`drills`]: failover drills (start, list, report) and the holder's fault ack.
 //! - [`audit`]: the middleware that records every state-changing call.
 //! - [`limits`]: limits for callers without a credential (concurrency,
@@ -28,6 +31,8 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod operator;
+pub mod pipelines;
+pub mod schedules;
 mod spec_errors;
 pub mod trace;
 
@@ -60,6 +65,8 @@ pub struct Inner {
     pub store: Store,
     /// The jobs service: writes that can give a group work, then its wake-up.
     pub jobs: Jobs,
+    /// Schedules and pipelines (definitions, runs; the timer shares it).
+    pub schedules: crate::schedules::Schedules,
     /// Limits for callers without a credential.
     pub limits: Arc<limits::Limits>,
     /// The validated config.
@@ -155,6 +162,45 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/whoami", get(identity::whoami))
         .route("/v1/audit", get(identity::audit_log))
+        .route(
+            "/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/v1/schedules/{id}",
+            get(schedules::show)
+                .put(schedules::put)
+                .delete(schedules::delete),
+        )
+        .route("/v1/schedules/{id}/pause", small(post(schedules::pause)))
+        .route("/v1/schedules/{id}/resume", small(post(schedules::resume)))
+        .route(
+            "/v1/schedules/{id}/trigger",
+            small(post(schedules::trigger)),
+        )
+        .route(
+            "/v1/schedules/{id}/backfill",
+            small(post(schedules::backfill)),
+        )
+        .route("/v1/schedules/{id}/history", get(schedules::history))
+        .route("/v1/schedules/{id}/next", get(schedules::next))
+        .route(
+            "/v1/pipelines",
+            post(pipelines::create).get(pipelines::list),
+        )
+        .route(
+            "/v1/pipelines/{id}",
+            get(pipelines::show)
+                .put(pipelines::put)
+                .delete(pipelines::delete),
+        )
+        .route(
+            "/v1/pipelines/{id}/runs",
+            post(pipelines::run).get(pipelines::runs),
+        )
+        .route("/v1/runs/{id}", get(pipelines::show_run))
+        .route("/v1/runs/{id}/cancel", small(post(pipelines::cancel_run)))
+        .route("/v1/runs/{id}/retry", small(post(pipelines::retry_run)))
         .route("/v1/drills", post(drills::start).get(drills::list))
         .route("/v1/drills/{id}", get(drills::show))
         .route("/v1/jobs/{id}/fault-ack", small(post(drills::fault_ack)))
@@ -305,6 +351,18 @@ impl From<crate::drills::Error> for ApiError {
             }
             crate::drills::Error::Jobs(e) => e.into(),
             crate::drills::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::schedules::Error> for ApiError {
+    fn from(e: crate::schedules::Error) -> Self {
+        match e {
+            crate::schedules::Error::Invalid { field, message } => {
+                ApiError::new(ErrorCode::Unprocessable, message, Some(field))
+            }
+            crate::schedules::Error::Jobs(e) => e.into(),
+            crate::schedules::Error::Store(e) => e.into(),
         }
     }
 }

@@ -64,7 +64,11 @@ impl Jobs {
     pub async fn retry_run(&self, id: RunId, ttl: u64, now: i64) -> Result<RunView> {
         let change = self.store.retry_run(id, ttl, now).await?;
         self.wake_all(&change.woken);
-        tracing::info!(run_id = id, attempt = change.run.attempt, "Pipeline run retried");
+        tracing::info!(
+            run_id = id,
+            attempt = change.run.attempt,
+            "Pipeline run retried"
+        );
         Ok(change.run)
     }
 
@@ -84,6 +88,22 @@ impl Jobs {
         }
         self.ended.notify_one();
         Ok(ended)
+    }
+
+    /// Fail the queued steps pinned to an agent that is gone (revoked, or
+    /// not seen since `seen_before`).
+    pub async fn fail_stranded(&self, now: i64, seen_before: i64) -> Result<Vec<JobId>> {
+        let failed = self.store.fail_stranded(now, seen_before).await?;
+        for id in &failed {
+            tracing::warn!(
+                job_id = id,
+                "Pipeline step failed: the agent it must run on is gone"
+            );
+        }
+        if !failed.is_empty() {
+            self.ended.notify_one();
+        }
+        Ok(failed)
     }
 
     /// An operator's cancel of a job: a queued job ends at once, a running

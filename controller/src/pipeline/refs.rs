@@ -78,9 +78,9 @@ pub fn parse(text: &str) -> Result<Vec<Piece>, String> {
             lit.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after.find('}').ok_or_else(|| {
-                "an unclosed `${` (write `$${` for a literal `${`)".to_owned()
-            })?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| "an unclosed `${` (write `$${` for a literal `${`)".to_owned())?;
             let raw = format!("${{{}}}", &after[..end]);
             let (step, path) = parse_inner(&after[..end]).map_err(|e| format!("{raw}: {e}"))?;
             if !lit.is_empty() {
@@ -252,7 +252,11 @@ fn capture_data(keys: &[String], kind: &str) -> Result<(), String> {
     if CAPTURE_SCALARS.contains(&head) && keys.len() == 1 || CAPTURE_TREES.contains(&head) {
         return Ok(());
     }
-    let mut known: Vec<&str> = CAPTURE_SCALARS.iter().chain(CAPTURE_TREES).copied().collect();
+    let mut known: Vec<&str> = CAPTURE_SCALARS
+        .iter()
+        .chain(CAPTURE_TREES)
+        .copied()
+        .collect();
     if kind == "procedure" {
         known.extend(["out.<parameter>", "return_status"]);
     }
@@ -278,8 +282,7 @@ const PLAIN: &str = "references are not allowed in this field";
 const PROGRAM: &str =
     "references are not allowed in program: the agent's allow-list matches the program as written";
 /// Why SQL text takes no reference.
-pub const SQL: &str =
-    "references are not allowed in SQL text; pass values as procedure parameters";
+pub const SQL: &str = "references are not allowed in SQL text; pass values as procedure parameters";
 
 /// Call `f(field, slot, text)` on every string field of `spec` (`field`
 /// relative to the template, e.g. `spec.args[1]`); `f` may rewrite the text
@@ -308,7 +311,11 @@ pub fn each_string<E>(
             f("spec.connection", Slot::Plain(PLAIN), &mut p.connection)?;
             f("spec.procedure", Slot::Plain(PLAIN), &mut p.procedure)?;
             for (i, q) in p.params.iter_mut().enumerate() {
-                f(&format!("spec.params[{i}].name"), Slot::Plain(PLAIN), &mut q.name)?;
+                f(
+                    &format!("spec.params[{i}].name"),
+                    Slot::Plain(PLAIN),
+                    &mut q.name,
+                )?;
                 let field = format!("spec.params[{i}].value");
                 let input = q.mode != ParamMode::Out;
                 match &mut q.value {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use baton_proto::pipeline::{PipelineSpec, RunState, StepCondition, StepState};
+use baton_proto::pipeline::{PipelineSpec, RunState, StepCondition, StepRunView, StepState};
 
 /// Where a step of a run stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,16 @@ pub struct StepStatus {
     pub state: StepState,
     /// The agent that ran (or runs) its job.
     pub agent: Option<String>,
+}
+
+impl From<&StepRunView> for StepStatus {
+    fn from(v: &StepRunView) -> Self {
+        StepStatus {
+            name: v.name.clone(),
+            state: v.state,
+            agent: v.agent.clone(),
+        }
+    }
 }
 
 /// One move of a run.
@@ -200,3 +210,6 @@ pub fn retry_reset(spec: &PipelineSpec, steps: &[StepStatus]) -> Vec<usize> {
     }
     (0..reset.len()).filter(|&i| reset[i]).collect()
 }
+
+#[cfg(test)]
+mod tests;

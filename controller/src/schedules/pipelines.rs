@@ -19,10 +19,7 @@ impl Schedules {
             field: e.field,
             message: e.message,
         })?;
-        let (view, created) = self
-            .store()
-            .put_pipeline(&spec, create_only, now)
-            .await?;
+        let (view, created) = self.store().put_pipeline(&spec, create_only, now).await?;
         tracing::info!(pipeline = %spec.name, created, "Pipeline saved");
         Ok((view, created))
     }

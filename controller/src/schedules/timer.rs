@@ -28,18 +28,26 @@ const MIN_GAP: Duration = Duration::from_millis(10);
 /// Schedules fired per look, and ended jobs followed up per transaction.
 const BATCH: u32 = 500;
 
+/// A queued step pinned to an agent (`same_agent_as`) fails when that
+/// agent is revoked, or has not been seen for this long.
+pub const PIN_GONE_AFTER: Duration = Duration::from_secs(600);
+
+/// How often the timer looks for such steps.
+const STRANDED_EVERY: Duration = Duration::from_secs(10);
+
 /// Run the timer until `shutdown`.
 pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
     let ended = svc.jobs.ended();
     let mut triggers: HashMap<i64, (i64, Trigger)> = HashMap::new();
     let mut failures = 0u32;
+    let mut stranded_at = 0i64;
     loop {
         let kicked = svc.kick.notified();
         let job_ended = ended.notified();
         tokio::pin!(kicked, job_ended);
         kicked.as_mut().enable();
         job_ended.as_mut().enable();
-        let sleep = match look(&svc, &mut triggers).await {
+        let sleep = match look(&svc, &mut triggers, &mut stranded_at).await {
             Ok(next) => {
                 failures = 0;
                 next
@@ -72,8 +80,16 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
 async fn look(
     svc: &Schedules,
     triggers: &mut HashMap<i64, (i64, Trigger)>,
+    stranded_at: &mut i64,
 ) -> super::Result<Duration> {
     let ttl = svc.limits.default_lease_ttl_ms;
+    let now = now_ms();
+    if now.saturating_sub(*stranded_at) >= STRANDED_EVERY.as_millis() as i64 {
+        svc.jobs
+            .fail_stranded(now, now - PIN_GONE_AFTER.as_millis() as i64)
+            .await?;
+        *stranded_at = now;
+    }
     loop {
         let done = svc.jobs.follow_up(now_ms(), BATCH, ttl).await?;
         if done.jobs.len() < BATCH as usize {

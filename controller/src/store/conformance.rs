@@ -95,6 +95,7 @@ macro_rules! suite {
                 cancel_and_timeout_stop_a_run_once_its_steps_stop,
                 pipelines_are_named_once_and_kept_while_scheduled,
                 a_step_pinned_to_a_revoked_agent_fails_with_the_reason,
+                a_queued_step_whose_agent_is_gone_fails_and_its_run_ends,
             ],
         );
     };

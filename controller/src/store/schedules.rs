@@ -223,6 +223,11 @@ pub trait ScheduleStore {
         default_lease_ttl_ms: u64,
     ) -> Result<FollowedUp>;
 
+    /// Fail the queued jobs pinned to an agent that is gone (revoked, or
+    /// not seen since `seen_before`): a pipeline step never moves to a host
+    /// without the files of the step it follows. Returns the jobs failed.
+    async fn fail_stranded(&self, now: i64, seen_before: i64) -> Result<Vec<JobId>>;
+
     /// Totals, last occurrence and last success of a schedule.
     async fn schedule_stats(&self, id: i64) -> Result<ScheduleStats>;
 

@@ -16,8 +16,15 @@ fn error_roundtrip() {
         "store_unavailable"
     );
     assert_eq!(e.error.code.status(), 503);
-    let e = ErrorBody::new(ErrorCode::Unprocessable, "cycle", Some("steps[1].depends_on[0]".into()));
+    let e = ErrorBody::new(
+        ErrorCode::Unprocessable,
+        "cycle",
+        Some("steps[1].depends_on[0]".into()),
+    );
     check(&e);
-    assert_eq!(serde_json::to_value(&e).expect("json")["error"]["code"], "unprocessable");
+    assert_eq!(
+        serde_json::to_value(&e).expect("json")["error"]["code"],
+        "unprocessable"
+    );
     assert_eq!(e.error.code.status(), 422);
 }

@@ -31,7 +31,19 @@ fn renders_counters_and_a_cumulative_histogram() {
             audit: 4,
         },
         clock_skew_ms: Some(-3_600_250),
+        occurrences: baton_proto::schedule::OccurrenceCounts {
+            fired: 9,
+            skipped: 2,
+            missed: 7,
+            pending: 1,
+        },
+        schedules: (3, 1),
     });
+    assert!(text.contains("baton_schedule_occurrences_total{state=\"fired\"} 9\n"));
+    assert!(text.contains("baton_schedule_occurrences_total{state=\"missed\"} 7\n"));
+    assert!(text.contains("baton_schedule_occurrences_total{state=\"skipped\"} 2\n"));
+    assert!(text.contains("baton_schedule_occurrences_total{state=\"pending\"} 1\n"));
+    assert!(text.contains("baton_schedules{state=\"paused\"} 1\n"));
     assert!(text.contains("baton_unauthenticated_refused_total 4\n"));
     assert!(text.contains("baton_enroll_rate_limited_total 5\n"));
     assert!(text.contains("baton_audit_suppressed_total 6\n"));

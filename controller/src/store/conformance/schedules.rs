@@ -1,10 +1,8 @@
 use baton_proto::schedule::{
-    JobTemplate, OccurrenceState, OccurrenceTrigger, ScheduleSpec, DEFAULT_CATCHUP_CAP,
-    DEFAULT_CATCHUP_WINDOW_MS,
+    DEFAULT_CATCHUP_CAP, DEFAULT_CATCHUP_WINDOW_MS, JobTemplate, OccurrenceState,
+    OccurrenceTrigger, ScheduleSpec,
 };
-use baton_proto::{
-    CompleteRequest, Completion, JobKind, JobResult, JobSpec, JobState, NoopSpec,
-};
+use baton_proto::{CompleteRequest, Completion, JobKind, JobResult, JobSpec, JobState, NoopSpec};
 
 use crate::store::schedules::{Active, Advance, Cursor, Firing, NewOccurrence};
 use crate::store::{Error, GrantRequest, Store};
@@ -75,7 +73,13 @@ fn firing(id: i64, advance: Option<(i64, i64)>, occurrences: Vec<NewOccurrence>)
 }
 
 /// Grant the next job of group `g` to `agent` and complete it as `how`.
-pub(crate) async fn run_one(s: &Store, agent: &str, how: Completion, stdout: &str, now: i64) -> i64 {
+pub(crate) async fn run_one(
+    s: &Store,
+    agent: &str,
+    how: Completion,
+    stdout: &str,
+    now: i64,
+) -> i64 {
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop, JobKind::Command];
     let g = s
@@ -122,7 +126,11 @@ pub async fn a_firing_is_all_or_nothing_and_keyed_by_nominal(s: &Store) {
     assert_eq!(sched.cursor, Some(1000));
     let fired = s
         .fire(
-            &firing(sched.id, Some((1000, 61_000)), vec![occ(1000, OccurrenceState::Fired)]),
+            &firing(
+                sched.id,
+                Some((1000, 61_000)),
+                vec![occ(1000, OccurrenceState::Fired)],
+            ),
             1000,
         )
         .await
@@ -135,7 +143,11 @@ pub async fn a_firing_is_all_or_nothing_and_keyed_by_nominal(s: &Store) {
     // The same plan again (a second controller, a retry): nothing written.
     let again = s
         .fire(
-            &firing(sched.id, Some((1000, 61_000)), vec![occ(1000, OccurrenceState::Fired)]),
+            &firing(
+                sched.id,
+                Some((1000, 61_000)),
+                vec![occ(1000, OccurrenceState::Fired)],
+            ),
             1001,
         )
         .await
@@ -147,7 +159,10 @@ pub async fn a_firing_is_all_or_nothing_and_keyed_by_nominal(s: &Store) {
             &firing(
                 sched.id,
                 Some((61_000, 121_000)),
-                vec![occ(61_000, OccurrenceState::Missed), occ(1000, OccurrenceState::Fired)],
+                vec![
+                    occ(61_000, OccurrenceState::Missed),
+                    occ(1000, OccurrenceState::Fired),
+                ],
             ),
             61_000,
         )
@@ -164,12 +179,26 @@ pub async fn a_firing_is_all_or_nothing_and_keyed_by_nominal(s: &Store) {
 
 /// Conformance case `a_pending_occurrence_starts_when_the_active_job_ends`.
 pub async fn a_pending_occurrence_starts_when_the_active_job_ends(s: &Store) {
-    let (sched, _) = s.put_schedule(&spec("p"), at(1000), true, 0).await.expect("create");
-    s.fire(&firing(sched.id, Some((1000, 61_000)), vec![occ(1000, OccurrenceState::Fired)]), 1000)
+    let (sched, _) = s
+        .put_schedule(&spec("p"), at(1000), true, 0)
         .await
-        .expect("fire");
+        .expect("create");
     s.fire(
-        &firing(sched.id, Some((61_000, 121_000)), vec![occ(61_000, OccurrenceState::Pending)]),
+        &firing(
+            sched.id,
+            Some((1000, 61_000)),
+            vec![occ(1000, OccurrenceState::Fired)],
+        ),
+        1000,
+    )
+    .await
+    .expect("fire");
+    s.fire(
+        &firing(
+            sched.id,
+            Some((61_000, 121_000)),
+            vec![occ(61_000, OccurrenceState::Pending)],
+        ),
         61_000,
     )
     .await
@@ -191,7 +220,13 @@ pub async fn a_pending_occurrence_starts_when_the_active_job_ends(s: &Store) {
     assert!(matches!(active, Some(Active::Queued(_))));
     assert_eq!(pending, 0);
     // Acted on once: a second follow-up finds nothing.
-    assert!(s.follow_up(64_000, 100, 15_000).await.expect("again").jobs.is_empty());
+    assert!(
+        s.follow_up(64_000, 100, 15_000)
+            .await
+            .expect("again")
+            .jobs
+            .is_empty()
+    );
     let stats = s.schedule_stats(sched.id).await.expect("stats");
     assert_eq!(stats.counts.fired, 2);
     assert_eq!(stats.last_success_at, Some(62_001));
@@ -199,19 +234,40 @@ pub async fn a_pending_occurrence_starts_when_the_active_job_ends(s: &Store) {
 
 /// Conformance case `cancel_previous_cancels_then_starts_the_new_one`.
 pub async fn cancel_previous_cancels_then_starts_the_new_one(s: &Store) {
-    let (sched, _) = s.put_schedule(&spec("c"), at(1000), true, 0).await.expect("create");
+    let (sched, _) = s
+        .put_schedule(&spec("c"), at(1000), true, 0)
+        .await
+        .expect("create");
     let first = s
-        .fire(&firing(sched.id, Some((1000, 61_000)), vec![occ(1000, OccurrenceState::Fired)]), 1000)
+        .fire(
+            &firing(
+                sched.id,
+                Some((1000, 61_000)),
+                vec![occ(1000, OccurrenceState::Fired)],
+            ),
+            1000,
+        )
         .await
         .expect("fire");
     let old = first.occurrences[0].job_id.expect("job");
-    let mut f = firing(sched.id, Some((61_000, 121_000)), vec![occ(61_000, OccurrenceState::Pending)]);
+    let mut f = firing(
+        sched.id,
+        Some((61_000, 121_000)),
+        vec![occ(61_000, OccurrenceState::Pending)],
+    );
     f.cancel_active = true;
     let fired = s.fire(&f, 61_000).await.expect("fire");
-    assert_eq!(s.get_job(old).await.expect("old").state, JobState::Cancelled);
+    assert_eq!(
+        s.get_job(old).await.expect("old").state,
+        JobState::Cancelled
+    );
     // The old job was only queued: it ended at once, so the new one started.
     let history = s.history(sched.id, None, 10).await.expect("history");
-    assert_eq!(history[0].state, OccurrenceState::Fired, "{history:?} {fired:?}");
+    assert_eq!(
+        history[0].state,
+        OccurrenceState::Fired,
+        "{history:?} {fired:?}"
+    );
     let new = history[0].job_id.expect("new job");
     assert_ne!(new, old);
     assert_eq!(s.get_job(new).await.expect("new").state, JobState::Queued);
@@ -219,31 +275,53 @@ pub async fn cancel_previous_cancels_then_starts_the_new_one(s: &Store) {
 
 /// Conformance case `due_pause_resume_and_replace`.
 pub async fn due_pause_resume_and_replace(s: &Store) {
-    let (a, _) = s.put_schedule(&spec("a"), at(5000), true, 0).await.expect("a");
-    s.put_schedule(&spec("b"), at(3000), true, 0).await.expect("b");
+    let (a, _) = s
+        .put_schedule(&spec("a"), at(5000), true, 0)
+        .await
+        .expect("a");
+    s.put_schedule(&spec("b"), at(3000), true, 0)
+        .await
+        .expect("b");
     assert_eq!(s.next_schedule_fire().await.expect("next"), Some(3000));
     assert!(s.due_schedules(2999, 10).await.expect("due").is_empty());
     let due = s.due_schedules(6000, 10).await.expect("due");
     let names: Vec<&str> = due.iter().map(|d| d.schedule.spec.name.as_str()).collect();
     assert_eq!(names, ["b", "a"]);
-    let paused = s.set_paused("b", true, Cursor::Keep, 100).await.expect("pause");
+    let paused = s
+        .set_paused("b", true, Cursor::Keep, 100)
+        .await
+        .expect("pause");
     assert!(paused.paused && paused.spec.paused);
     assert_eq!(paused.paused_at, Some(100));
     assert_eq!(s.due_schedules(6000, 10).await.expect("due").len(), 1);
     assert_eq!(s.next_schedule_fire().await.expect("next"), Some(5000));
-    let resumed = s.set_paused("b", false, Cursor::Keep, 200).await.expect("resume");
-    assert_eq!((resumed.paused_at, resumed.resumed_at), (Some(100), Some(200)));
+    let resumed = s
+        .set_paused("b", false, Cursor::Keep, 200)
+        .await
+        .expect("resume");
+    assert_eq!(
+        (resumed.paused_at, resumed.resumed_at),
+        (Some(100), Some(200))
+    );
     assert_eq!(resumed.cursor, Some(3000));
     // Create-only refuses a name in use; a replace keeps the cursor when
     // asked to, and the pause state always.
     let dup = s.put_schedule(&spec("a"), at(1), true, 300).await;
     assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
-    s.set_paused("a", true, Cursor::Keep, 300).await.expect("pause a");
+    s.set_paused("a", true, Cursor::Keep, 300)
+        .await
+        .expect("pause a");
     let mut changed = spec("a");
     changed.jitter_ms = 5;
-    let (kept, created) = s.put_schedule(&changed, Cursor::Keep, false, 400).await.expect("put");
+    let (kept, created) = s
+        .put_schedule(&changed, Cursor::Keep, false, 400)
+        .await
+        .expect("put");
     assert!(!created);
-    assert_eq!((kept.cursor, kept.paused, kept.spec.jitter_ms), (Some(5000), true, 5));
+    assert_eq!(
+        (kept.cursor, kept.paused, kept.spec.jitter_ms),
+        (Some(5000), true, 5)
+    );
     assert_eq!(kept.id, a.id);
     let list = s.list_schedules().await.expect("list");
     assert_eq!(list.len(), 2);
@@ -251,15 +329,24 @@ pub async fn due_pause_resume_and_replace(s: &Store) {
     let mut p = spec("p");
     p.job = None;
     p.pipeline = Some("nope".into());
-    assert!(matches!(s.put_schedule(&p, at(1), true, 0).await, Err(Error::Missing(_))));
+    assert!(matches!(
+        s.put_schedule(&p, at(1), true, 0).await,
+        Err(Error::Missing(_))
+    ));
     s.delete_schedule("a").await.expect("delete");
     assert!(matches!(s.get_schedule("a").await, Err(Error::Missing(_))));
-    assert!(matches!(s.delete_schedule("a").await, Err(Error::Missing(_))));
+    assert!(matches!(
+        s.delete_schedule("a").await,
+        Err(Error::Missing(_))
+    ));
 }
 
 /// Conformance case `ranges_count_in_full_and_spans_are_found`.
 pub async fn ranges_count_in_full_and_spans_are_found(s: &Store) {
-    let (sched, _) = s.put_schedule(&spec("r"), at(0), true, 0).await.expect("create");
+    let (sched, _) = s
+        .put_schedule(&spec("r"), at(0), true, 0)
+        .await
+        .expect("create");
     let mut range = occ(0, OccurrenceState::Missed);
     range.last_nominal = Some(240_000);
     range.count = 5;
@@ -275,10 +362,21 @@ pub async fn ranges_count_in_full_and_spans_are_found(s: &Store) {
     .expect("fire");
     let totals = s.occurrence_totals().await.expect("totals");
     assert_eq!((totals.missed, totals.fired), (5, 1));
-    let spans = s.recorded_between(sched.id, 60_000, 300_000).await.expect("spans");
+    let spans = s
+        .recorded_between(sched.id, 60_000, 300_000)
+        .await
+        .expect("spans");
     assert_eq!(spans, vec![(0, 240_000), (300_000, 300_000)]);
-    assert!(s.recorded_between(sched.id, 301_000, 900_000).await.expect("none").is_empty());
-    let history = s.history(sched.id, Some(300_000), 10).await.expect("history");
+    assert!(
+        s.recorded_between(sched.id, 301_000, 900_000)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    let history = s
+        .history(sched.id, Some(300_000), 10)
+        .await
+        .expect("history");
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].count, 5);
 }

@@ -306,7 +306,13 @@ async fn insert(
 }
 
 /// The view of a job just inserted as queued (what reading its row back gives).
-pub(crate) fn queued_view(id: JobId, s: &JobSubmit, ttl: u64, key: Option<&str>, now: i64) -> JobView {
+pub(crate) fn queued_view(
+    id: JobId,
+    s: &JobSubmit,
+    ttl: u64,
+    key: Option<&str>,
+    now: i64,
+) -> JobView {
     JobView {
         id,
         group: s.group.clone(),

@@ -79,7 +79,8 @@ pub(crate) async fn cancel_in(
         .fetch_optional(&mut *c)
         .await?;
     let state = state.ok_or(Error::NotFound(id))?;
-    let state = JobState::parse(&state).ok_or_else(|| Error::Corrupt(format!("jobs.state {id}")))?;
+    let state =
+        JobState::parse(&state).ok_or_else(|| Error::Corrupt(format!("jobs.state {id}")))?;
     match state {
         JobState::Queued => {
             sqlx::query(

@@ -132,7 +132,10 @@ fn statuses(spec: &PipelineSpec, rows: &[StepRow]) -> Result<Vec<StepStatus>> {
             let row = rows.iter().find(|r| r.step == s.name);
             Ok(StepStatus {
                 name: s.name.clone(),
-                state: row.map(StepRow::state).transpose()?.unwrap_or(StepState::Pending),
+                state: row
+                    .map(StepRow::state)
+                    .transpose()?
+                    .unwrap_or(StepState::Pending),
                 agent: row.and_then(|r| r.agent.clone()),
             })
         })
@@ -428,7 +431,8 @@ pub(crate) async fn stop_in(
     for s in &spec.steps {
         match rows.iter().find(|r| r.step == s.name) {
             Some(r) => {
-                if let (Some(job), Ok(StepState::Queued | StepState::Running)) = (r.job_id, r.state())
+                if let (Some(job), Ok(StepState::Queued | StepState::Running)) =
+                    (r.job_id, r.state())
                 {
                     made::cancel_in(c, job, why, now).await?;
                 }
@@ -458,7 +462,12 @@ pub(crate) async fn stop_in(
 }
 
 /// Cancel run `id` (`cancel_previous`, an operator).
-pub(crate) async fn cancel_in(c: &mut SqliteConnection, id: RunId, why: &str, now: i64) -> Result<()> {
+pub(crate) async fn cancel_in(
+    c: &mut SqliteConnection,
+    id: RunId,
+    why: &str,
+    now: i64,
+) -> Result<()> {
     stop_in(c, id, RunState::Cancelled, why, now).await?;
     let mut woken = Vec::new();
     advance_in(c, id, 0, now, &mut woken).await?;
@@ -475,7 +484,10 @@ async fn run_view(c: &mut SqliteConnection, id: RunId) -> Result<RunView> {
         let row = rows.iter().find(|r| r.step == s.name);
         steps.push(StepRunView {
             name: s.name.clone(),
-            state: row.map(StepRow::state).transpose()?.unwrap_or(StepState::Pending),
+            state: row
+                .map(StepRow::state)
+                .transpose()?
+                .unwrap_or(StepState::Pending),
             job_id: row.and_then(|r| r.job_id),
             agent: row.and_then(|r| r.agent.clone()),
             attempts: row.and_then(|r| r.attempts_spent).unwrap_or(0) as u32,
@@ -612,7 +624,16 @@ impl PipelineStore for SqliteStore {
     ) -> Result<RunChange> {
         let mut tx = self.writer.begin().await?;
         let mut woken = Vec::new();
-        let id = start_in(&mut tx, name, group, None, default_lease_ttl_ms, now, &mut woken).await?;
+        let id = start_in(
+            &mut tx,
+            name,
+            group,
+            None,
+            default_lease_ttl_ms,
+            now,
+            &mut woken,
+        )
+        .await?;
         let run = run_view(&mut tx, id).await?;
         tx.commit().await?;
         Ok(RunChange { run, woken })
@@ -645,7 +666,11 @@ impl PipelineStore for SqliteStore {
             .take(limit as usize)
             .map(RunRow::summary)
             .collect::<Result<Vec<_>>>()?;
-        let next_before = if more { runs.last().map(|r| r.id) } else { None };
+        let next_before = if more {
+            runs.last().map(|r| r.id)
+        } else {
+            None
+        };
         Ok(RunList { runs, next_before })
     }
 
@@ -654,7 +679,10 @@ impl PipelineStore for SqliteStore {
         let run = run_row(&mut tx, id).await?;
         let state = run.state()?;
         if state != RunState::Running {
-            return Err(Error::Conflict(format!("run {id} is already {}", state.as_str())));
+            return Err(Error::Conflict(format!(
+                "run {id} is already {}",
+                state.as_str()
+            )));
         }
         cancel_in(&mut tx, id, "cancelled by operator", now).await?;
         let run = run_view(&mut tx, id).await?;
@@ -737,4 +765,3 @@ impl PipelineStore for SqliteStore {
         .await?)
     }
 }
-

@@ -7,6 +7,7 @@
 //! moves the cursor, all in that transaction.
 
 use async_trait::async_trait;
+use baton_proto::JobId;
 use baton_proto::schedule::{
     OccurrenceCounts, OccurrenceState, OccurrenceTrigger, OccurrenceView, ScheduleSpec,
 };
@@ -90,7 +91,8 @@ impl OccurrenceRow {
 }
 
 /// Occurrences with the state of their job or run.
-const OCCURRENCE_SELECT: &str = "SELECT o.nominal, o.last_nominal, o.count, o.trigger, o.state, o.reason,
+const OCCURRENCE_SELECT: &str =
+    "SELECT o.nominal, o.last_nominal, o.count, o.trigger, o.state, o.reason,
         o.job_id, o.run_id, COALESCE(j.state, r.state) AS outcome, o.recorded_at
      FROM occurrences o
      LEFT JOIN jobs j ON j.id = o.job_id
@@ -314,10 +316,48 @@ impl ScheduleStore for SqliteStore {
         Ok(done)
     }
 
+    async fn fail_stranded(&self, now: i64, seen_before: i64) -> Result<Vec<JobId>> {
+        let mut tx = self.writer.begin().await?;
+        let stranded: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT j.id, j.pin_agent, a.revoked_at FROM jobs j LEFT JOIN agents a ON a.id = j.pin_agent
+             WHERE j.state = 'queued' AND j.pin_agent IS NOT NULL
+               AND (a.id IS NULL OR a.revoked_at IS NOT NULL OR a.last_seen < ?)",
+        )
+        .bind(seen_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut failed = Vec::with_capacity(stranded.len());
+        for (id, agent, revoked) in stranded {
+            let why = if revoked.is_some() {
+                format!(
+                    "agent `{agent}` that holds the files of the step this one follows was revoked; the step does not move to another host"
+                )
+            } else {
+                format!(
+                    "agent `{agent}` that holds the files of the step this one follows has not been seen since {}; the step does not move to another host",
+                    ts(seen_before).to_rfc3339()
+                )
+            };
+            sqlx::query(
+                "UPDATE jobs SET state = 'failed', finished_at = ?1, updated_at = ?1, error = ?2
+                 WHERE id = ?3 AND state = 'queued'",
+            )
+            .bind(now)
+            .bind(why)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            failed.push(id);
+        }
+        tx.commit().await?;
+        Ok(failed)
+    }
+
     async fn schedule_stats(&self, id: i64) -> Result<ScheduleStats> {
         let mut c = self.reader.acquire().await?;
         let counts = counts(&mut c, Some(id)).await?;
-        let sql = format!("{OCCURRENCE_SELECT} WHERE o.schedule_id = ? ORDER BY o.nominal DESC LIMIT 1");
+        let sql =
+            format!("{OCCURRENCE_SELECT} WHERE o.schedule_id = ? ORDER BY o.nominal DESC LIMIT 1");
         let last: Option<OccurrenceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&mut *c)
@@ -511,13 +551,15 @@ async fn record(
     }
     let (job_id, run_id) = if o.state == OccurrenceState::Fired {
         let made = start(c, schedule, o.nominal, ttl, now, woken).await?;
-        sqlx::query("UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?")
-            .bind(made.0)
-            .bind(made.1)
-            .bind(schedule.id)
-            .bind(o.nominal)
-            .execute(&mut *c)
-            .await?;
+        sqlx::query(
+            "UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?",
+        )
+        .bind(made.0)
+        .bind(made.1)
+        .bind(schedule.id)
+        .bind(o.nominal)
+        .execute(&mut *c)
+        .await?;
         made
     } else {
         (None, None)
@@ -532,7 +574,12 @@ async fn record(
         job_id,
         run_id,
         outcome: (job_id.is_some() || run_id.is_some()).then(|| {
-            if job_id.is_some() { "queued" } else { "running" }.to_owned()
+            if job_id.is_some() {
+                "queued"
+            } else {
+                "running"
+            }
+            .to_owned()
         }),
         recorded_at: ts(now),
     })
@@ -564,7 +611,10 @@ async fn start(
         return Ok((Some(view.id), None));
     }
     let pipeline = spec.pipeline.as_deref().ok_or_else(|| {
-        Error::Corrupt(format!("schedule `{}` has no job and no pipeline", spec.name))
+        Error::Corrupt(format!(
+            "schedule `{}` has no job and no pipeline",
+            spec.name
+        ))
     })?;
     let run = runs::start_in(
         c,
@@ -701,4 +751,3 @@ async fn follow_up_in(
         .await?;
     Ok(out)
 }
-

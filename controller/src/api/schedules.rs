@@ -1,0 +1,172 @@
+//! Schedules over HTTP, under `/v1/schedules` with the roles of jobs:
+//! viewers read, operators write. Handlers parse, call the schedules
+//! service and map its errors (a refused definition is 422 naming the
+//! field).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use baton_proto::schedule::{
+    BackfillRequest, FireReport, NextList, OccurrenceList, ScheduleList, ScheduleSpec, ScheduleView,
+};
+use baton_proto::{ErrorCode, valid_name};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::auth::{OperatorRole, Viewer};
+use super::operator::{Stamped, stamped};
+use super::{ApiError, AppState, JsonBody, NamePath, QueryParams};
+use crate::store::now_ms;
+
+/// `GET /v1/schedules`.
+pub async fn list(
+    State(s): State<AppState>,
+    _v: Viewer,
+) -> Result<Stamped<ScheduleList>, ApiError> {
+    Ok(stamped(s.schedules.list(now_ms()).await?))
+}
+
+/// `POST /v1/schedules`: 201 with the schedule; 409 when the name is taken.
+pub async fn create(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    JsonBody(spec): JsonBody<ScheduleSpec>,
+) -> Result<Response, ApiError> {
+    let (view, _) = s.schedules.put(spec, true, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// `PUT /v1/schedules/{id}`: replace (200) or create (201). The body's
+/// name must be the path's; `paused` applies when it creates (pause and
+/// resume change it after).
+pub async fn put(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    NamePath(name): NamePath,
+    JsonBody(spec): JsonBody<ScheduleSpec>,
+) -> Result<Response, ApiError> {
+    same_name(&name, &spec.name)?;
+    let (view, created) = s.schedules.put(spec, false, now_ms()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+/// The path's name and the body's must agree.
+pub(crate) fn same_name(path: &str, body: &str) -> Result<(), ApiError> {
+    if path == body {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Unprocessable,
+        format!("`{body}` is not the name in the path (`{path}`)"),
+        Some("name".into()),
+    ))
+}
+
+/// `GET /v1/schedules/{id}`.
+pub async fn show(
+    State(s): State<AppState>,
+    _v: Viewer,
+    NamePath(name): NamePath,
+) -> Result<Stamped<ScheduleView>, ApiError> {
+    Ok(stamped(s.schedules.get(&name, now_ms()).await?))
+}
+
+/// `DELETE /v1/schedules/{id}`: 204.
+pub async fn delete(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    NamePath(name): NamePath,
+) -> Result<StatusCode, ApiError> {
+    s.schedules.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/schedules/{id}/pause`.
+pub async fn pause(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    NamePath(name): NamePath,
+) -> Result<Json<ScheduleView>, ApiError> {
+    Ok(Json(s.schedules.set_paused(&name, true, now_ms()).await?))
+}
+
+/// `POST /v1/schedules/{id}/resume`.
+pub async fn resume(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    NamePath(name): NamePath,
+) -> Result<Json<ScheduleView>, ApiError> {
+    Ok(Json(s.schedules.set_paused(&name, false, now_ms()).await?))
+}
+
+/// `POST /v1/schedules/{id}/trigger`: one occurrence now.
+pub async fn trigger(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    NamePath(name): NamePath,
+) -> Result<Json<FireReport>, ApiError> {
+    Ok(Json(s.schedules.trigger_now(&name, now_ms()).await?))
+}
+
+/// `POST /v1/schedules/{id}/backfill`.
+pub async fn backfill(
+    State(s): State<AppState>,
+    _op: OperatorRole,
+    NamePath(name): NamePath,
+    JsonBody(req): JsonBody<BackfillRequest>,
+) -> Result<Json<FireReport>, ApiError> {
+    Ok(Json(s.schedules.backfill(&name, &req, now_ms()).await?))
+}
+
+/// Query string of `GET /v1/schedules/{id}/history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    before: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/schedules/{id}/history`: newest first.
+pub async fn history(
+    State(s): State<AppState>,
+    _v: Viewer,
+    NamePath(name): NamePath,
+    QueryParams(q): QueryParams<HistoryQuery>,
+) -> Result<Stamped<OccurrenceList>, ApiError> {
+    let limit = super::page_limit(q.limit)?;
+    let before = q.before.map(|b| b.timestamp_millis());
+    Ok(stamped(s.schedules.history(&name, before, limit).await?))
+}
+
+/// Query string of `GET /v1/schedules/{id}/next`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextQuery {
+    count: Option<u32>,
+}
+
+/// `GET /v1/schedules/{id}/next`: upcoming occurrences (default 5).
+pub async fn next(
+    State(s): State<AppState>,
+    _v: Viewer,
+    NamePath(name): NamePath,
+    QueryParams(q): QueryParams<NextQuery>,
+) -> Result<Stamped<NextList>, ApiError> {
+    let count = q.count.unwrap_or(5);
+    if count == 0 || count as usize > crate::schedules::MAX_NEXT {
+        return Err(ApiError::bad_request(
+            format!("must be 1 to {}", crate::schedules::MAX_NEXT),
+            Some("count".into()),
+        ));
+    }
+    debug_assert!(valid_name(&name));
+    Ok(stamped(
+        s.schedules.next(&name, count as usize, now_ms()).await?,
+    ))
+}
