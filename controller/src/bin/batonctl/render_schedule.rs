@@ -130,7 +130,7 @@ pub fn render_list(list: &ScheduleList, now: DateTime<Utc>) -> String {
             truncate(&target_summary(&v.spec), TARGET_WIDTH),
             v.next_fire_at
                 .or(v.next_at)
-                .map_or("-".to_owned(), |t| fmt_ago(t, now)),
+                .map_or("-".to_owned(), |t| fires_in(t, now)),
             v.last.as_ref().map_or("-".to_owned(), |o| {
                 format!("{} {}", o.state.as_str(), fmt_ago(o.nominal_at, now))
             }),
@@ -325,7 +325,7 @@ pub fn render_next(list: &NextList, now: Option<DateTime<Utc>>) -> String {
             row.push(utc(o.fire_at));
         }
         if let Some(now) = now {
-            row.push(fmt_ago(o.fire_at, now));
+            row.push(fires_in(o.fire_at, now));
         }
         if windowed {
             row.push(if o.outside_window {
@@ -360,14 +360,28 @@ pub fn render_fire_report(name: &str, r: &FireReport) -> String {
     out
 }
 
+/// When an occurrence fires, relative to `now`: `in 4s`, or `due` once its time has come.
+fn fires_in(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if t <= now {
+        "due".to_owned()
+    } else {
+        fmt_ago(t, now)
+    }
+}
+
 /// `create`, `pause`, `resume`: one line with the next run.
 pub fn render_state_line(verb: &str, v: &ScheduleView, now: DateTime<Utc>) -> String {
-    let next = match (v.paused, v.next_fire_at.or(v.next_at)) {
-        (true, _) => "paused".to_owned(),
-        (false, Some(t)) => format!("next run {}", fmt_time(t, now)),
-        (false, None) => "no next run".to_owned(),
-    };
-    format!("Schedule {} {verb}; {next}\n", v.spec.name)
+    let name = &v.spec.name;
+    match (v.paused, v.next_fire_at.or(v.next_at)) {
+        (true, _) if verb == "paused" => format!("Schedule {name} paused\n"),
+        (true, _) => format!("Schedule {name} {verb} (paused)\n"),
+        (false, Some(t)) => format!(
+            "Schedule {name} {verb}; next run {} ({})\n",
+            utc(t),
+            fires_in(t, now)
+        ),
+        (false, None) => format!("Schedule {name} {verb}; no next run\n"),
+    }
 }
 
 #[cfg(test)]

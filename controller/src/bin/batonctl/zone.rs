@@ -26,7 +26,12 @@ pub fn local_writer(
     created: DateTime<Utc>,
 ) -> Box<dyn Fn(DateTime<Utc>) -> String> {
     match Trigger::new(spec, created.timestamp_millis()) {
-        Ok(t) => Box::new(move |at: DateTime<Utc>| t.local(at.timestamp_millis())),
+        // To the second, as the UTC column (a manual occurrence's nominal
+        // time carries milliseconds).
+        Ok(t) => Box::new(move |at: DateTime<Utc>| {
+            let ms = at.timestamp_millis();
+            t.local(ms - ms.rem_euclid(1000))
+        }),
         Err(_) => Box::new(utc),
     }
 }

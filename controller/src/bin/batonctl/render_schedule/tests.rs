@@ -260,10 +260,24 @@ fn list_and_one_liners() {
     );
     assert!(lines[2].contains("never"), "{text}");
 
-    let v = view(now);
+    let mut v = view(now);
     assert_eq!(
         render_state_line("created", &v, now),
         "Schedule nightly created; next run 2027-01-10T01:30:00Z (in 15h30m)\n"
+    );
+    v.next_fire_at = Some(now);
+    assert_eq!(
+        render_state_line("resumed", &v, now),
+        "Schedule nightly resumed; next run 2027-01-09T10:00:00Z (due)\n"
+    );
+    v.paused = true;
+    assert_eq!(
+        render_state_line("paused", &v, now),
+        "Schedule nightly paused\n"
+    );
+    assert_eq!(
+        render_state_line("created", &v, now),
+        "Schedule nightly created (paused)\n"
     );
     let report = FireReport {
         occurrences: vec![occ(

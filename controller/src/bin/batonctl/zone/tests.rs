@@ -132,4 +132,6 @@ fn a_bad_trigger_names_its_field() {
     spec.tz = Some("Europe/Berlin".into());
     let local = local_writer(&spec, from);
     assert_eq!(local(from), "2027-01-15T09:00:00+01:00");
+    let with_ms = from + chrono::Duration::milliseconds(644);
+    assert_eq!(local(with_ms), "2027-01-15T09:00:00+01:00", "to the second");
 }
