@@ -191,7 +191,10 @@ fn render_schedules(out: &mut String, s: &Snapshot) {
         ("skipped", o.skipped),
         ("missed", o.missed),
     ] {
-        let _ = writeln!(out, "baton_schedule_occurrences_total{{state=\"{state}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "baton_schedule_occurrences_total{{state=\"{state}\"}} {n}"
+        );
     }
     out.push_str("# HELP baton_schedules Schedules, active or paused.\n");
     out.push_str("# TYPE baton_schedules gauge\n");
