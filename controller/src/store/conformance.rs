@@ -88,6 +88,7 @@ macro_rules! suite {
                 cancel_previous_cancels_then_starts_the_new_one,
                 due_pause_resume_and_replace,
                 ranges_count_in_full_and_spans_are_found,
+                an_operator_retry_of_a_scheduled_job_is_followed_up_again,
             ],
             pipelines: [
                 a_run_follows_its_graph_pins_and_resolves,

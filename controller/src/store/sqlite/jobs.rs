@@ -216,7 +216,8 @@ impl JobStore for SqliteStore {
             JobState::Failed | JobState::Cancelled => {
                 sqlx::query(
                     "UPDATE jobs SET state = 'queued', attempts_spent = 0, cancel_requested = 0, not_before = ?1,
-                     updated_at = ?1, finished_at = NULL, error = NULL, result = NULL WHERE id = ?2",
+                     updated_at = ?1, finished_at = NULL, error = NULL, result = NULL,
+                     followup = (run_id IS NOT NULL OR schedule_id IS NOT NULL) WHERE id = ?2",
                 )
                 .bind(now)
                 .bind(id)
