@@ -89,6 +89,7 @@ macro_rules! suite {
                 due_pause_resume_and_replace,
                 ranges_count_in_full_and_spans_are_found,
                 an_operator_retry_of_a_scheduled_job_is_followed_up_again,
+                firings_in_one_batch_stand_or_fall_alone,
             ],
             pipelines: [
                 a_run_follows_its_graph_pins_and_resolves,

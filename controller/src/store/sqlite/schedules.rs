@@ -304,6 +304,26 @@ impl ScheduleStore for SqliteStore {
         Ok(fired)
     }
 
+    async fn fire_all(&self, firings: &[Firing], now: i64) -> Result<Vec<Result<Fired>>> {
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(firings.len());
+        for f in firings {
+            let mut one = sqlx::Connection::begin(&mut *tx).await?;
+            match fire_in(&mut one, f, now).await {
+                Ok(fired) if !fired.raced => {
+                    one.commit().await?;
+                    out.push(Ok(fired));
+                }
+                done => {
+                    one.rollback().await?;
+                    out.push(done);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn follow_up(
         &self,
         now: i64,
