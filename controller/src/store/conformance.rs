@@ -81,6 +81,8 @@ macro_rules! suite {
             retention: [
                 old_finished_jobs_go_oldest_first_and_everything_else_stays,
                 old_audit_rows_go_in_bounded_batches,
+                old_occurrences_go_but_totals_pending_newest_and_last_success_stay,
+                ended_runs_go_with_their_steps_and_jobs,
             ],
             schedules: [
                 a_firing_is_all_or_nothing_and_keyed_by_nominal,
