@@ -148,9 +148,7 @@ pub async fn get_job(
         job.blocked_reason = s
             .store
             .blocked_reason(
-                &job.group,
-                job.kind,
-                job.connection.as_deref(),
+                &job,
                 now_ms(),
                 s.config.agent_offline_after.as_millis() as i64,
             )

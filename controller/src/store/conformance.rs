@@ -57,6 +57,7 @@ macro_rules! suite {
             ],
             agents: [
                 presence_and_blocked_reason,
+                a_pinned_step_waits_for_its_agent_and_says_why,
             ],
             identity: [
                 operator_tokens_lifecycle,
