@@ -46,6 +46,7 @@ macro_rules! suite {
                 idempotency_key,
                 batch_submit_in_order_and_idempotent_on_the_whole_body,
                 cancel_and_retry_rules,
+                jobs_name_the_schedule_and_run_that_made_them,
             ],
             lease: [
                 grant_once_tokens_increase_and_expiry_requeues,
