@@ -334,7 +334,7 @@ impl Trigger {
                 if after < *anchor {
                     *anchor
                 } else {
-                    let k = (after - anchor) / every + 1;
+                    let k = after.checked_sub(*anchor)? / every + 1;
                     anchor.checked_add(k.checked_mul(*every)?)?
                 }
             }

@@ -47,7 +47,7 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
         tokio::pin!(kicked, job_ended);
         kicked.as_mut().enable();
         job_ended.as_mut().enable();
-        let sleep = match look(&svc, &mut triggers, &mut stranded_at).await {
+        let sleep = match look(&svc, &mut triggers, &mut stranded_at, now_ms()).await {
             Ok(next) => {
                 failures = 0;
                 next
@@ -75,15 +75,15 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
     }
 }
 
-/// One look: follow-ups, due schedules, run deadlines. Returns how long to
-/// sleep.
-async fn look(
+/// One look at `now`: stranded pinned steps, follow-ups, due schedules,
+/// run deadlines. Returns how long to sleep.
+pub(super) async fn look(
     svc: &Schedules,
     triggers: &mut HashMap<i64, (i64, Trigger)>,
     stranded_at: &mut i64,
+    now: i64,
 ) -> super::Result<Duration> {
     let ttl = svc.limits.default_lease_ttl_ms;
-    let now = now_ms();
     if now.saturating_sub(*stranded_at) >= STRANDED_EVERY.as_millis() as i64 {
         svc.jobs
             .fail_stranded(now, now - PIN_GONE_AFTER.as_millis() as i64)
@@ -91,13 +91,12 @@ async fn look(
         *stranded_at = now;
     }
     loop {
-        let done = svc.jobs.follow_up(now_ms(), BATCH, ttl).await?;
+        let done = svc.jobs.follow_up(now, BATCH, ttl).await?;
         if done.jobs.len() < BATCH as usize {
             break;
         }
     }
     loop {
-        let now = now_ms();
         let due = svc.store().due_schedules(now, BATCH).await?;
         let n = due.len();
         for d in due {
@@ -107,7 +106,6 @@ async fn look(
             break;
         }
     }
-    let now = now_ms();
     let runs = svc.store().next_run_deadline().await?;
     if runs.is_some_and(|d| d <= now) {
         svc.jobs.expire_runs(now).await?;
@@ -115,7 +113,7 @@ async fn look(
     let next_fire = svc.store().next_schedule_fire().await?;
     let next_run = svc.store().next_run_deadline().await?;
     let next = [next_fire, next_run].into_iter().flatten().min();
-    let now = now_ms();
+    let now = now.max(now_ms());
     Ok(match next {
         Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(MAX_SLEEP),
         None => MAX_SLEEP,

@@ -59,9 +59,10 @@
 //! 7. **Cursor**: the first occurrence after the last one looked at, or
 //!    [`NextCursor::Ended`] past `end_at`.
 //!
-//! [`plan_manual`] (`trigger now`): one occurrence at `now`, trigger
-//! `manual`, overlap as above (under `skip` a queued previous job skips it
-//! too); the cursor is unchanged. [`plan_backfill`]: every occurrence with
+//! [`plan_manual`] (`trigger now`): one occurrence at `now` (`now + 1` ms
+//! when `now` is a scheduled nominal time), trigger `manual`, overlap as
+//! above (under `skip` a queued previous job skips it too); the cursor is
+//! unchanged. [`plan_backfill`]: every occurrence with
 //! `from ≤ n ≤ to` that does not exist yet (those that do are counted in
 //! `already`), window applied; `allow` fires all, any other policy fires the
 //! first when nothing is ahead and pends the rest in order.
@@ -581,11 +582,19 @@ impl Rows {
 }
 
 /// `trigger now`: one occurrence at `now`, trigger `manual`, overlap
-/// applied; the cursor is unchanged.
+/// applied; the cursor is unchanged. When `now` is itself a nominal time of
+/// the schedule, the manual one is named `now + 1` ms: the key `(schedule,
+/// nominal)` belongs to the scheduled occurrence (no schedule has two
+/// occurrences 1 ms apart: cron times are whole seconds, intervals ≥ 1 s).
 pub fn plan_manual(t: &Trigger, now: i64, active: Active, pending: u32, overlap: Overlap) -> Plan {
     let mut q = Queue::new(active, pending, overlap, t);
+    let nominal = if t.first_at_or_after(now) == Some(now) {
+        now + 1
+    } else {
+        now
+    };
     let draft = Draft {
-        nominal: now,
+        nominal,
         fire_at: now,
         trigger: OccurrenceTrigger::Manual,
         fixed: None,
