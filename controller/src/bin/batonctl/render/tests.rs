@@ -51,6 +51,10 @@ fn job() -> JobView {
         }),
         error: None,
         blocked_reason: None,
+        schedule: None,
+        nominal_at: None,
+        run_id: None,
+        step: None,
         attempts: vec![
             AttemptView {
                 number: 1,
@@ -146,6 +150,10 @@ fn summary(j: &JobView) -> JobSummary {
         finished_at: j.finished_at,
         exit_code: j.result.as_ref().and_then(|r| r.exit_code),
         error: j.error.clone(),
+        schedule: j.schedule.clone(),
+        nominal_at: j.nominal_at,
+        run_id: j.run_id,
+        step: j.step.clone(),
     }
 }
 
