@@ -484,6 +484,18 @@ impl Api {
             .await
     }
 
+    /// An authenticated `PUT` with a JSON body.
+    pub async fn put_json<T: serde::Serialize>(&self, path: &str, body: &T) -> Result<Answer> {
+        let body = serde_json::to_value(body).context("cannot encode the request")?;
+        self.send(Method::PUT, path, &[], Some(&body), None, true)
+            .await
+    }
+
+    /// An authenticated `DELETE`.
+    pub async fn delete(&self, path: &str) -> Result<Answer> {
+        self.send(Method::DELETE, path, &[], None, None, true).await
+    }
+
     /// `GET /healthz` or `/readyz` (no credentials): the status, or a transport error.
     pub async fn probe(&self, path: &str) -> Result<(StatusCode, String)> {
         let url = join_url(&self.base, path, &[]);

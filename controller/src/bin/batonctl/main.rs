@@ -1,19 +1,26 @@
 //! `batonctl`: the operator CLI of Baton.
 //!
-//! Talks to the controller's operator API (`/v1/jobs`, `/v1/agents`, and the
-//! identity routes: enrollment tokens, operator tokens, audit, whoami) with a
+//! Talks to the controller's operator API (`/v1/jobs`, `/v1/agents`,
+//! `/v1/schedules`, `/v1/pipelines`, `/v1/runs`, and the identity routes:
+//! enrollment tokens, operator tokens, audit, whoami) with a
 //! bearer token read from `BATON_TOKEN` or a token file (never from a flag,
 //! so it does not end up in shell history or `ps`).
 //!
 //! Exit codes: 0 success; 1 API or transport error (and `submit --wait` on a
 //! job that did not succeed); 2 usage error.
 
+mod apply;
 mod client;
 mod drill;
 mod identity;
+mod manifest;
+mod pipeline;
 mod render;
 mod render_auth;
+mod render_schedule;
+mod schedule;
 mod submit;
+mod zone;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -106,6 +113,18 @@ enum Command {
     /// Failover drills: start one, list them, show a report and its timeline.
     #[command(subcommand)]
     Drill(drill::DrillCmd),
+    /// Schedules: create, list, show, pause, resume, trigger, history,
+    /// backfill, delete; `next` previews occurrences (offline with --cron/--every).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
+    /// Pipelines: create, list, show, run, status, cancel, retry, history, delete.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCmd),
+    /// Make the controller's schedules and pipelines what TOML files say
+    /// (create, update or leave each; print the changes).
+    ///
+    /// Example: batonctl apply -f /etc/baton/schedules.d --prune
+    Apply(apply::ApplyArgs),
     /// Show the name and role of the operator token in use.
     Whoami,
     /// Check the controller's /healthz and /readyz (no token needed).
@@ -229,8 +248,9 @@ fn read_token(token_file: Option<&std::path::Path>) -> Result<String> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let base = client::parse_base_url(&cli.url)?;
     let json = cli.output == Output::Json;
-    let token = match cli.command {
+    let token = match &cli.command {
         Command::Health => String::new(),
+        Command::Schedule(schedule::ScheduleCmd::Next(a)) if a.name.is_none() => String::new(),
         _ => read_token(cli.token_file.as_deref())?,
     };
     let api = Api::new(base, token, cli.ca_file.as_deref())?;
@@ -265,6 +285,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tokens(cmd) => identity::tokens(&api, cmd, json).await,
         Command::Audit(args) => identity::audit(&api, &args, json).await,
         Command::Drill(cmd) => drill::drill(&api, cmd, json).await,
+        Command::Schedule(cmd) => schedule::schedule(&api, cmd, json).await,
+        Command::Pipeline(cmd) => pipeline::pipeline(&api, cmd, json).await,
+        Command::Apply(args) => apply::apply(&api, &args, json).await,
         Command::Whoami => identity::whoami(&api, json).await,
         Command::Health => health(&api, json).await,
     }

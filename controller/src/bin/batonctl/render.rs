@@ -281,14 +281,16 @@ pub fn render_agents(list: &AgentList, now: DateTime<Utc>) -> String {
 
 /// Key/value lines with aligned values.
 #[derive(Default)]
-struct Fields(Vec<(String, String)>);
+pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
-    fn add(&mut self, key: &str, value: impl Into<String>) {
+    /// Add a line.
+    pub fn add(&mut self, key: &str, value: impl Into<String>) {
         self.0.push((key.to_owned(), value.into()));
     }
 
-    fn render(&self, out: &mut String) {
+    /// Append the lines to `out`.
+    pub fn render(&self, out: &mut String) {
         let width = self.0.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
         for (k, v) in &self.0 {
             let key = format!("{k}:");
@@ -297,7 +299,8 @@ impl Fields {
     }
 }
 
-fn indented(out: &mut String, text: &str, indent: &str) {
+/// Append `text` with every line indented.
+pub fn indented(out: &mut String, text: &str, indent: &str) {
     for line in text.trim_end_matches(['\n', '\r']).lines() {
         let _ = writeln!(out, "{indent}{line}");
     }
@@ -502,6 +505,25 @@ fn job_fields(f: &mut Fields, j: &JobView, with_spec: bool) {
     }
     if let Some(k) = &j.idempotency_key {
         f.add("Idempotency key", k.clone());
+    }
+    made_by(f, j);
+}
+
+/// Which schedule occurrence or pipeline step made the job, if any.
+fn made_by(f: &mut Fields, j: &JobView) {
+    if let (Some(run), Some(step)) = (j.run_id, &j.step) {
+        f.add("Pipeline run", format!("{run}, step {step}"));
+    }
+    match (&j.schedule, j.nominal_at) {
+        (Some(s), Some(n)) => f.add(
+            "Schedule",
+            format!(
+                "{s}, occurrence {}",
+                n.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+        (Some(s), None) => f.add("Schedule", s.clone()),
+        _ => {}
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use baton_proto::schedule::JobTemplate;
 use baton_proto::{
     CommandSpec, DumpSpec, JobKind, JobSpec, JobState, JobSubmit, NoopSpec, RetryPolicy, SqlSpec,
 };
@@ -25,6 +26,25 @@ pub struct SubmitArgs {
     /// Worker group that runs the job [default: default].
     #[arg(long, value_name = "G")]
     pub group: Option<String>,
+    /// What to run and how (kind flags and common flags).
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Make the submission idempotent: the same key and body return the same job.
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+    /// Wait until the job is finished, print it, and exit 0 only if it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long (exit 1); with --wait.
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = parse_duration_ms)]
+    pub wait_timeout: Option<u64>,
+}
+
+/// The flags that describe a job without its group: the kind flags (which
+/// conflict with a `file` argument of the command that flattens them) and
+/// the common flags. Shared by `submit` and `schedule create`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct JobArgs {
     /// Job kind: command, noop, sql, dump (procedure only through --file) [default: command].
     #[arg(long, value_name = "KIND", value_parser = parse_kind, conflicts_with = "file")]
     pub kind: Option<JobKind>,
@@ -74,15 +94,6 @@ pub struct SubmitArgs {
     /// Label for filtering, repeatable.
     #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
-    /// Make the submission idempotent: the same key and body return the same job.
-    #[arg(long, value_name = "K")]
-    pub idempotency_key: Option<String>,
-    /// Wait until the job is finished, print it, and exit 0 only if it succeeded.
-    #[arg(long)]
-    pub wait: bool,
-    /// Give up waiting after this long (exit 1); with --wait.
-    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = parse_duration_ms)]
-    pub wait_timeout: Option<u64>,
 }
 
 /// Parse `k=v` (the value may hold `=`; the key may not be empty).
@@ -132,7 +143,21 @@ pub fn to_map(pairs: &[(String, String)], what: &str) -> Result<BTreeMap<String,
     Ok(map)
 }
 
-impl SubmitArgs {
+impl JobArgs {
+    /// Whether any kind flag (what to run) was given.
+    pub fn any_kind_flag(&self) -> bool {
+        self.kind.is_some() || self.kind_flags().iter().any(|(_, given, _)| *given)
+    }
+
+    /// Whether any common flag (priority, attempts, timeouts, labels) was given.
+    pub fn any_common_flag(&self) -> bool {
+        self.priority.is_some()
+            || self.max_attempts.is_some()
+            || self.timeout.is_some()
+            || self.lease_ttl.is_some()
+            || !self.labels.is_empty()
+    }
+
     /// The flags that only make sense for some kinds, with whether each was given.
     fn kind_flags(&self) -> [(&'static str, bool, &'static [JobKind]); 10] {
         use JobKind::*;
@@ -151,7 +176,7 @@ impl SubmitArgs {
     }
 
     /// The spec described by the kind flags.
-    fn spec_from_flags(&self) -> Result<JobSpec> {
+    pub fn spec_from_flags(&self) -> Result<JobSpec> {
         let kind = self.kind.unwrap_or(JobKind::Command);
         if kind == JobKind::Procedure {
             return Err(procedure_needs_file());
@@ -190,10 +215,7 @@ impl SubmitArgs {
     }
 
     /// Apply the common flags on top of `job`.
-    fn apply_common(&self, job: &mut JobSubmit) -> Result<()> {
-        if let Some(g) = &self.group {
-            job.group = g.clone();
-        }
+    pub fn apply_common(&self, job: &mut JobTemplate) -> Result<()> {
         if let Some(p) = self.priority {
             job.priority = p;
         }
@@ -215,22 +237,40 @@ impl SubmitArgs {
         Ok(())
     }
 
-    /// The job to submit: from `--file` (read through `stdin` for `-`) or from the flags.
-    pub fn build(&self, stdin: &mut dyn std::io::Read) -> Result<JobSubmit> {
-        let mut job = match &self.file {
-            Some(path) => read_job_file(path, stdin)?,
-            None => JobSubmit {
-                group: DEFAULT_GROUP.to_owned(),
-                spec: self.spec_from_flags()?,
-                priority: 0,
-                retry: RetryPolicy::default(),
-                timeout_ms: None,
-                lease_ttl_ms: None,
-                labels: BTreeMap::new(),
-            },
+    /// The template described by the kind flags, with the common flags applied.
+    pub fn template_from_flags(&self) -> Result<JobTemplate> {
+        let mut job = JobTemplate {
+            spec: self.spec_from_flags()?,
+            priority: 0,
+            retry: RetryPolicy::default(),
+            timeout_ms: None,
+            lease_ttl_ms: None,
+            labels: BTreeMap::new(),
         };
         self.apply_common(&mut job)?;
         Ok(job)
+    }
+}
+
+impl SubmitArgs {
+    /// The job to submit: from `--file` (read through `stdin` for `-`) or from the flags.
+    pub fn build(&self, stdin: &mut dyn std::io::Read) -> Result<JobSubmit> {
+        let (template, file_group) = match &self.file {
+            Some(path) => {
+                let submit = read_job_file(path, stdin)?;
+                let group = submit.group.clone();
+                let mut template = JobTemplate::from(submit);
+                self.job.apply_common(&mut template)?;
+                (template, Some(group))
+            }
+            None => (self.job.template_from_flags()?, None),
+        };
+        let group = self
+            .group
+            .clone()
+            .or(file_group)
+            .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
+        Ok(template.submit(&group))
     }
 }
 

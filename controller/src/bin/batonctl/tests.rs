@@ -27,7 +27,7 @@ fn cli_globals_and_defaults() {
     let Command::Submit(s) = cli.command else {
         panic!("not submit")
     };
-    assert_eq!(s.args, ["hello", "world"]);
+    assert_eq!(s.job.args, ["hello", "world"]);
     assert!(!s.wait);
 
     assert!(Cli::try_parse_from(["batonctl", "list", "--state", "done"]).is_err());
@@ -100,4 +100,98 @@ fn token_file_is_trimmed_and_checked() {
     assert!(read_token(Some(&path)).is_err());
     let err = read_token(Some(&dir.path().join("missing"))).expect_err("missing");
     assert!(err.to_string().contains("cannot read token file"), "{err}");
+}
+
+#[test]
+fn schedule_pipeline_and_apply_parse_with_globals() {
+    let cli = Cli::try_parse_from([
+        "batonctl",
+        "schedule",
+        "create",
+        "--name",
+        "n",
+        "--group",
+        "g",
+        "--cron",
+        "0 2 * * *",
+        "--program",
+        "/bin/echo",
+        "-o",
+        "json",
+        "--",
+        "hi",
+    ])
+    .expect("schedule create");
+    assert_eq!(cli.output, Output::Json);
+    let Command::Schedule(schedule::ScheduleCmd::Create(a)) = cli.command else {
+        panic!("not schedule create")
+    };
+    assert_eq!(a.job.args, ["hi"]);
+    assert!(matches!(
+        Cli::try_parse_from(["batonctl", "schedule", "list"])
+            .expect("list")
+            .command,
+        Command::Schedule(schedule::ScheduleCmd::List)
+    ));
+    assert!(Cli::try_parse_from(["batonctl", "schedule", "list", "extra"]).is_err());
+    assert!(Cli::try_parse_from(["batonctl", "schedule", "show"]).is_err());
+    let cli = Cli::try_parse_from([
+        "batonctl",
+        "apply",
+        "-f",
+        "/etc/baton/s.d",
+        "--prune",
+        "--dry-run",
+    ])
+    .expect("apply");
+    let Command::Apply(a) = cli.command else {
+        panic!("not apply")
+    };
+    assert!(a.prune && a.dry_run);
+    assert_eq!(a.file, PathBuf::from("/etc/baton/s.d"));
+    assert!(Cli::try_parse_from(["batonctl", "apply"]).is_err());
+    assert!(matches!(
+        Cli::try_parse_from(["batonctl", "pipeline", "cancel", "7", "-o", "json"])
+            .expect("cancel")
+            .command,
+        Command::Pipeline(pipeline::PipelineCmd::Cancel { id: 7 })
+    ));
+}
+
+#[tokio::test]
+async fn offline_preview_needs_no_token_or_controller() {
+    // No token is read for the preview (the token file does not exist) and the URL
+    // points nowhere, so any request would fail.
+    let cli = Cli::try_parse_from([
+        "batonctl",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        "/nonexistent/token",
+        "schedule",
+        "next",
+        "--cron",
+        "0 3 * * *",
+        "--from",
+        "2027-01-01T00:00:00Z",
+        "--count",
+        "1",
+        "-o",
+        "json",
+    ])
+    .expect("parse");
+    let code = run(cli).await.expect("preview runs offline");
+    assert_eq!(code, ExitCode::SUCCESS);
+    // With a NAME it asks the controller, so the token is needed.
+    let cli = Cli::try_parse_from([
+        "batonctl",
+        "--token-file",
+        "/nonexistent/token",
+        "schedule",
+        "next",
+        "nightly",
+    ])
+    .expect("parse");
+    let err = run(cli).await.expect_err("token needed");
+    assert!(err.is::<UsageError>(), "{err}");
 }

@@ -304,6 +304,26 @@ impl ScheduleStore for SqliteStore {
         Ok(fired)
     }
 
+    async fn fire_all(&self, firings: &[Firing], now: i64) -> Result<Vec<Result<Fired>>> {
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(firings.len());
+        for f in firings {
+            let mut one = sqlx::Connection::begin(&mut *tx).await?;
+            match fire_in(&mut one, f, now).await {
+                Ok(fired) if !fired.raced => {
+                    one.commit().await?;
+                    out.push(Ok(fired));
+                }
+                done => {
+                    one.rollback().await?;
+                    out.push(done);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn follow_up(
         &self,
         now: i64,
@@ -421,10 +441,14 @@ impl ScheduleStore for SqliteStore {
     }
 }
 
-/// Totals by state, of one schedule or of all.
+/// Totals by state, of one schedule or of all (with the pruned ones).
 async fn counts(c: &mut SqliteConnection, id: Option<i64>) -> Result<OccurrenceCounts> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, SUM(count) FROM occurrences WHERE ?1 IS NULL OR schedule_id = ?1 GROUP BY state",
+        "SELECT state, SUM(n) FROM (
+           SELECT state, count AS n FROM occurrences WHERE ?1 IS NULL OR schedule_id = ?1
+           UNION ALL
+           SELECT state, count FROM occurrences_pruned WHERE ?1 IS NULL OR schedule_id = ?1)
+         GROUP BY state",
     )
     .bind(id)
     .fetch_all(&mut *c)
