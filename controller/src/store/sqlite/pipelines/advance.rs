@@ -80,7 +80,15 @@ pub(crate) async fn advance_in(
                 done_schedule: None,
             });
         }
+        let mut steps = steps;
         for action in next.actions {
+            // A skip decided in this call is seen by the actions after it
+            // (a `same_agent_as` step then says its step was skipped).
+            if let Action::Skip { step, .. } = &action
+                && let Some(s) = steps.get_mut(*step)
+            {
+                s.state = StepState::Skipped;
+            }
             act(c, &run, &spec, &steps, &rows, action, ttl, now, woken).await?;
         }
         rows = step_rows(c, id).await?;
