@@ -107,7 +107,7 @@ pub(super) async fn look(
             .filter_map(|d| plan_one(svc, triggers, d, now))
             .collect();
         let firings: Vec<_> = planned.iter().map(|(f, _, _)| f.clone()).collect();
-        let done = svc.jobs.fire_all(&firings, now).await?;
+        let done = svc.jobs.fire_all(&firings, now.max(now_ms())).await?;
         for ((_, name, p), r) in planned.iter().zip(done) {
             match r {
                 Ok(fired) if fired.raced => {

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::super::made::{self, Maker};
 use super::super::pipelines as runs;
-use super::schedule_by_id;
+use super::{SCHEDULE_COLUMNS, ScheduleRow, schedule_by_id};
 use crate::store::rows::ts;
 use crate::store::schedules::{Active, Fired, Firing, FollowedUp, NewOccurrence, StoredSchedule};
 use crate::store::{Error, Result};
@@ -45,15 +45,36 @@ pub(super) async fn activity(c: &mut SqliteConnection, id: i64) -> Result<(Optio
 }
 
 /// Apply a firing inside a transaction (see [`ScheduleStore::fire`]).
+///
+/// The cursor moves first, by a conditional update that returns the
+/// schedule: when another controller (or an earlier call) moved it, nothing
+/// is written and the firing is `raced`. A normal firing is then two more
+/// statements: its job and its occurrence row.
 pub(super) async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> Result<Fired> {
-    let schedule = schedule_by_id(c, f.schedule_id).await?;
     let mut out = Fired::default();
-    if let Some(adv) = &f.advance
-        && schedule.cursor != Some(adv.expect)
-    {
-        out.raced = true;
-        return Ok(out);
-    }
+    let schedule = match &f.advance {
+        Some(adv) => {
+            let sql = format!(
+                "UPDATE schedules SET cursor = ?1, next_fire_at = ?2 WHERE id = ?3 AND cursor = ?4
+                 RETURNING {SCHEDULE_COLUMNS}"
+            );
+            let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(adv.cursor)
+                .bind(adv.next_fire_at)
+                .bind(f.schedule_id)
+                .bind(adv.expect)
+                .fetch_optional(&mut *c)
+                .await?;
+            match row {
+                Some(row) => row.stored()?,
+                None => {
+                    out.raced = true;
+                    return Ok(out);
+                }
+            }
+        }
+        None => schedule_by_id(c, f.schedule_id).await?,
+    };
     if f.cancel_active {
         cancel_active(c, &schedule, now).await?;
     }
@@ -67,26 +88,23 @@ pub(super) async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> R
         .execute(&mut *c)
         .await?;
     }
+    let mut pended = false;
     for o in &f.occurrences {
         let view = record(c, &schedule, o, f.default_lease_ttl_ms, now, &mut out.woken).await?;
+        pended |= view.state == OccurrenceState::Pending;
         out.occurrences.push(view);
     }
-    if let Some(adv) = &f.advance {
-        sqlx::query(
-            "UPDATE schedules SET cursor = ?1, next_fire_at = ?2 WHERE id = ?3 AND cursor = ?4",
-        )
-        .bind(adv.cursor)
-        .bind(adv.next_fire_at)
-        .bind(schedule.id)
-        .bind(adv.expect)
-        .execute(&mut *c)
-        .await?;
+    // A run that ended before this firing read the schedule cannot start
+    // what it pended: start it here when nothing of the schedule is active.
+    if pended || f.cancel_active {
+        release_pending(c, &schedule, f.default_lease_ttl_ms, now, &mut out.woken).await?;
     }
-    release_pending(c, &schedule, f.default_lease_ttl_ms, now, &mut out.woken).await?;
     Ok(out)
 }
 
-/// Record one occurrence (making its job or run when it fires).
+/// Record one occurrence (making its job or run first when it fires). A
+/// row that exists already — or a job or run already made for its nominal
+/// time — is a conflict: the caller rolls the whole firing back.
 async fn record(
     c: &mut SqliteConnection,
     schedule: &StoredSchedule,
@@ -95,10 +113,24 @@ async fn record(
     now: i64,
     woken: &mut Vec<String>,
 ) -> Result<OccurrenceView> {
+    let conflict = || {
+        Error::Conflict(format!(
+            "occurrence {} of schedule `{}` is already recorded",
+            ts(o.nominal).to_rfc3339(),
+            schedule.spec.name
+        ))
+    };
+    let (job_id, run_id) = if o.state == OccurrenceState::Fired {
+        start(c, schedule, o.nominal, ttl, now, woken)
+            .await
+            .map_err(|e| if unique_violation(&e) { conflict() } else { e })?
+    } else {
+        (None, None)
+    };
     let done = sqlx::query(
         "INSERT INTO occurrences (schedule_id, nominal, last_nominal, count, trigger, state, reason,
-             fire_at, recorded_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             fire_at, job_id, run_id, recorded_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(schedule.id)
     .bind(o.nominal)
@@ -108,31 +140,14 @@ async fn record(
     .bind(o.state.as_str())
     .bind(&o.reason)
     .bind(o.fire_at)
+    .bind(job_id)
+    .bind(run_id)
     .bind(now)
     .execute(&mut *c)
     .await?;
     if done.rows_affected() != 1 {
-        return Err(Error::Conflict(format!(
-            "occurrence {} of schedule `{}` is already recorded",
-            ts(o.nominal).to_rfc3339(),
-            schedule.spec.name
-        )));
+        return Err(conflict());
     }
-    let (job_id, run_id) = if o.state == OccurrenceState::Fired {
-        let made = start(c, schedule, o.nominal, ttl, now, woken).await?;
-        sqlx::query(
-            "UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?",
-        )
-        .bind(made.0)
-        .bind(made.1)
-        .bind(schedule.id)
-        .bind(o.nominal)
-        .execute(&mut *c)
-        .await?;
-        made
-    } else {
-        (None, None)
-    };
     Ok(OccurrenceView {
         nominal_at: ts(o.nominal),
         last_nominal_at: o.last_nominal.map(ts),
@@ -152,6 +167,11 @@ async fn record(
         }),
         recorded_at: ts(now),
     })
+}
+
+/// Whether `e` is a unique index refusing a second row.
+fn unique_violation(e: &Error) -> bool {
+    matches!(e, Error::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
 }
 
 /// Make occurrence `nominal`'s job or pipeline run.
