@@ -3,7 +3,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use baton_proto::pipeline::{PipelineView, RunState, RunView};
+use baton_proto::schedule::{OccurrenceList, OccurrenceView, RunId, ScheduleView};
 use baton_proto::{AgentList, ErrorBody, JobId, JobState, JobView};
+use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -320,6 +323,121 @@ impl Api {
             .as_str()
             .map(str::to_owned)
             .context("no token in the answer")
+    }
+}
+
+/// Schedules and pipelines (`/v1/schedules`, `/v1/pipelines`, `/v1/runs`).
+impl Api {
+    /// GET a JSON answer (status checked).
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(reqwest::Method::GET, path, None::<&()>, &[])
+            .await
+    }
+
+    /// POST a JSON body (or none) and decode the answer (status checked).
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T> {
+        self.call(reqwest::Method::POST, path, body, &[]).await
+    }
+
+    /// Create a schedule given as JSON (a `ScheduleSpec`).
+    pub async fn create_schedule(&self, spec: serde_json::Value) -> Result<ScheduleView> {
+        self.post_json("/v1/schedules", Some(&spec)).await
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, name: &str) -> Result<ScheduleView> {
+        self.get_json(&format!("/v1/schedules/{name}")).await
+    }
+
+    /// `POST /v1/schedules/{name}/{op}` for `pause` and `resume`.
+    pub async fn schedule_op(&self, name: &str, op: &str) -> Result<ScheduleView> {
+        self.post_json(&format!("/v1/schedules/{name}/{op}"), None)
+            .await
+    }
+
+    /// Every occurrence the schedule's history holds, newest first (all pages).
+    pub async fn history(&self, name: &str) -> Result<Vec<OccurrenceView>> {
+        let mut out = Vec::new();
+        let mut before: Option<DateTime<Utc>> = None;
+        loop {
+            let mut path = format!("/v1/schedules/{name}/history?limit=1000");
+            if let Some(b) = before {
+                path.push_str("&before=");
+                path.push_str(&b.to_rfc3339_opts(SecondsFormat::Millis, true));
+            }
+            let page: OccurrenceList = self.get_json(&path).await?;
+            let empty = page.occurrences.is_empty();
+            out.extend(page.occurrences);
+            match page.next_before {
+                Some(b) if !empty && Some(b) != before => before = Some(b),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Poll the schedule's history until `pred` holds (or fail after `timeout`).
+    pub async fn wait_history(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&[OccurrenceView]) -> bool,
+    ) -> Result<Vec<OccurrenceView>> {
+        let end = Instant::now() + timeout;
+        loop {
+            let h = self.history(name).await;
+            if let Ok(h) = &h
+                && pred(h)
+            {
+                return Ok(h.clone());
+            }
+            if Instant::now() > end {
+                bail!("schedule {name}: never {what}; last history: {h:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Create a pipeline given as JSON (a `PipelineSpec`).
+    pub async fn create_pipeline(&self, spec: serde_json::Value) -> Result<PipelineView> {
+        self.post_json("/v1/pipelines", Some(&spec)).await
+    }
+
+    /// Start a run of the pipeline.
+    pub async fn start_run(&self, pipeline: &str) -> Result<RunView> {
+        self.post_json(&format!("/v1/pipelines/{pipeline}/runs"), None)
+            .await
+    }
+
+    /// A run with its steps.
+    pub async fn run(&self, id: RunId) -> Result<RunView> {
+        self.get_json(&format!("/v1/runs/{id}")).await
+    }
+
+    /// `POST /v1/runs/{id}/{op}` for `cancel` and `retry`.
+    pub async fn run_op(&self, id: RunId, op: &str) -> Result<RunView> {
+        self.post_json(&format!("/v1/runs/{id}/{op}"), None).await
+    }
+
+    /// Poll the run until it has ended (or fail after `timeout`).
+    pub async fn wait_run_ended(&self, id: RunId, timeout: Duration) -> Result<RunView> {
+        let end = Instant::now() + timeout;
+        loop {
+            let r = self.run(id).await;
+            if let Ok(r) = &r
+                && r.state != RunState::Running
+            {
+                return Ok(r.clone());
+            }
+            if Instant::now() > end {
+                bail!("run {id} never ended; last: {r:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

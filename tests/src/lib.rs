@@ -16,6 +16,8 @@
 //! - [`pki`]: a throwaway CA, server and client certificates (rcgen).
 //! - [`mariadb`]: a real MariaDB server shared by a test binary's tests
 //!   (`scripts/mariadb`), with per-test databases and users.
+//! - [`sched_store`]: a stopped controller's SQLite store read for schedule
+//!   evidence (one job per nominal time, occurrences with no gap).
 //! - [`tds`]: a scripted TDS (SQL Server wire protocol) test server for the
 //!   real tiberius client, recording what it receives.
 //!
@@ -33,6 +35,7 @@ pub mod mariadb;
 pub mod mssql;
 pub mod pki;
 pub mod proc;
+pub mod sched_store;
 pub mod sql_browser;
 pub mod tds;
 

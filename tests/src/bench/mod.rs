@@ -8,6 +8,7 @@
 //! - [`fleet`]: N simulated agents long-polling; the controller's RSS and CPU.
 //! - [`failover`]: SIGKILL the holder, time until another agent starts the job.
 //! - [`footprint`]: one idle agent's RSS and CPU; binary sizes.
+//! - [`schedules`]: 10,000 once-a-minute schedules; firing lateness and controller CPU.
 //! - [`report`]: tables and JSON; [`sysinfo`]: `/proc` readings.
 
 pub mod dispatch;
@@ -15,6 +16,7 @@ pub mod failover;
 pub mod fleet;
 pub mod footprint;
 pub mod report;
+pub mod schedules;
 pub mod sysinfo;
 pub mod throughput;
 
@@ -39,7 +41,7 @@ pub const HELP: &str = "\
 baton-bench <scenario> [options]
 
 Measures Baton with real controller and agent processes on loopback.
-Scenarios: dispatch | throughput | idle-fleet | failover | footprint | all
+Scenarios: dispatch | throughput | idle-fleet | failover | footprint | schedules | all
 
 Options:
   --runs N          runs per scenario (default 3; failover: kills per TTL, default 20)
@@ -53,6 +55,8 @@ Options:
   --agents N        simulated agents in idle-fleet (default 10000)
   --ttl-ms MS       failover lease TTL (default: both 2000 and 15000)
   --measure-secs S  observation window of idle-fleet and footprint (default 60)
+  --schedules N     schedules in schedules (default 10000), each once a minute
+  --window-secs S   observation window of schedules (default 180)
   --keep            keep the temp dirs (logs, databases) and print where they are
 
 The harness does NOT build the daemons: `cargo run --release -p baton-tests
@@ -92,6 +96,10 @@ pub struct Args {
     pub measure_secs: u64,
     /// `--keep`.
     pub keep: bool,
+    /// `--schedules`.
+    pub schedules: usize,
+    /// `--window-secs`.
+    pub window_secs: u64,
 }
 
 impl Args {
@@ -110,6 +118,8 @@ impl Args {
             ttl_ms: None,
             measure_secs: 60,
             keep: false,
+            schedules: 10_000,
+            window_secs: 180,
         };
         fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, k: &str) -> Result<T>
         where
@@ -137,6 +147,8 @@ impl Args {
                 "--agents" => a.agents = val(&mut it, "--agents")?,
                 "--ttl-ms" => a.ttl_ms = Some(val(&mut it, "--ttl-ms")?),
                 "--measure-secs" => a.measure_secs = val(&mut it, "--measure-secs")?,
+                "--schedules" => a.schedules = val(&mut it, "--schedules")?,
+                "--window-secs" => a.window_secs = val(&mut it, "--window-secs")?,
                 s if !s.starts_with('-') && a.scenario.is_empty() => a.scenario = s.to_owned(),
                 other => bail!("unknown argument {other} (try --help)"),
             }
@@ -158,12 +170,13 @@ impl Args {
 
 /// Run the scenarios asked for; prints tables or JSON. Returns the exit code.
 pub async fn run(args: Args) -> Result<i32> {
-    const ALL: [&str; 5] = [
+    const ALL: [&str; 6] = [
         "dispatch",
         "throughput",
         "idle-fleet",
         "failover",
         "footprint",
+        "schedules",
     ];
     let names: Vec<&str> = match args.scenario.as_str() {
         "all" => ALL.to_vec(),
@@ -194,6 +207,7 @@ pub async fn run(args: Args) -> Result<i32> {
             "throughput" => throughput::run(&args).await,
             "idle-fleet" => fleet::run(&args, nofile).await,
             "failover" => failover::run(&args).await,
+            "schedules" => schedules::run(&args).await,
             _ => footprint::run(&args).await,
         };
         match r {
