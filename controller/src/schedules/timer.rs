@@ -54,7 +54,11 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
             }
             Err(e) => {
                 failures += 1;
-                if failures >= 5 {
+                if store_unavailable(&e) {
+                    // The store's health logged it once, as an ERROR; the
+                    // cursor has not moved, the next look plans again.
+                    tracing::debug!(error = %e, "Schedule timer cannot write, retrying");
+                } else if failures >= 5 {
                     tracing::error!(error = %e, failures, "Schedule timer cannot reach the store");
                 } else {
                     tracing::warn!(error = %e, "Schedule timer failed, retrying");
@@ -73,6 +77,16 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
         }
     }
+}
+
+/// Whether `e` is the store refusing writes (disk full, read-only, …).
+fn store_unavailable(e: &super::Error) -> bool {
+    use crate::{jobs, store};
+    matches!(
+        e,
+        super::Error::Store(store::Error::Unavailable { .. })
+            | super::Error::Jobs(jobs::Error::Store(store::Error::Unavailable { .. }))
+    )
 }
 
 /// One look at `now`: stranded pinned steps, follow-ups, due schedules,
@@ -166,7 +180,12 @@ async fn fire(
         }
         Ok(fired) => log_fired(&s.spec.name, &p, &fired),
         Err(e) => {
-            tracing::warn!(schedule = %s.spec.name, error = %e, "Schedule could not fire, retrying");
+            let e = super::Error::from(e);
+            if store_unavailable(&e) {
+                tracing::debug!(schedule = %s.spec.name, error = %e, "Schedule cannot fire while the store refuses writes, retrying");
+            } else {
+                tracing::warn!(schedule = %s.spec.name, error = %e, "Schedule could not fire, retrying");
+            }
         }
     }
 }
