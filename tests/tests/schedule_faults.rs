@@ -539,8 +539,21 @@ async fn wait_readyz(api: &Api, want: u16, logs: impl Fn() -> String) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_stops_firings_without_a_trace_and_they_are_recorded_once_it_frees() {
+/// The disk faults of [`disk_fault`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Disk {
+    /// The loop filesystem filled up (`SQLITE_FULL`).
+    Full,
+    /// `chattr +i` on the database and its WAL (`SQLITE_READONLY` or `IOERR`).
+    Unwritable,
+}
+
+/// A per-second schedule fires; the disk under the controller's state dir
+/// fails for six seconds (`fault`), then takes writes again. While it
+/// fails, nothing fires and nothing is half written (the cursor does not
+/// move); once it takes writes the controller fires again by itself and
+/// records each second that passed, once.
+async fn disk_fault(fault: Disk) {
     let fs = match LoopFs::create(24) {
         Ok(fs) => fs,
         Err(e) => {
@@ -556,39 +569,60 @@ async fn a_full_disk_stops_firings_without_a_trace_and_they_are_recorded_once_it
         .expect("create");
     let h = wait_fired_after(&api, name, now_ms() + SEC).await;
     let before = newest_fired(&h);
-    fs.fill().expect("fill");
-    let accepted = exhaust(&api).await;
-    let full = now_ms();
+    let state = fs.path().join("state");
+    let files = ["baton.db", "baton.db-wal"].map(|f| state.join(f));
+    let accepted = match fault {
+        Disk::Full => {
+            fs.fill().expect("fill");
+            exhaust(&api).await
+        }
+        Disk::Unwritable => {
+            for f in &files {
+                LoopFs::immutable(f, true).expect("chattr +i");
+            }
+            0
+        }
+    };
+    let failing = now_ms();
     wait_readyz(&api, 503, || ctl.log_text()).await;
-    // Full for six seconds while the schedule is due every second.
+    // Six seconds of failing writes while the schedule is due every second.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(
         ctl.proc.as_mut().expect("proc").running(),
-        "the controller died on a full disk\n{}",
+        "the controller died on a {fault:?} disk\n{}",
         ctl.log_text()
     );
-    fs.unfill().expect("unfill");
+    match fault {
+        Disk::Full => fs.unfill().expect("unfill"),
+        Disk::Unwritable => {
+            for f in &files {
+                LoopFs::immutable(f, false).expect("chattr -i");
+            }
+        }
+    }
     let freed = now_ms();
     let t0 = Instant::now();
     wait_fired_after(&api, name, freed + SEC).await;
     let refired = t0.elapsed();
     wait_readyz(&api, 200, || ctl.log_text()).await;
     println!(
-        "Full disk: {accepted} big jobs accepted before the store refused; firing again \
-         {refired:?} after the space was freed, ready {:?} after",
+        "{fault:?} disk: {accepted} big jobs accepted before the store refused; firing again \
+         {refired:?} after the disk took writes again, ready {:?} after",
         t0.elapsed()
     );
-    // One ERROR for the incident (the store's health), not one per look.
+    // The store's health says it (once per cause), not the timer per look.
     let log = ctl.log_text();
     let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
     assert!(
-        errors.len() == 1 && errors[0].contains("The store cannot commit"),
+        (1..=2).contains(&errors.len())
+            && errors.iter().all(|e| e.contains("The store cannot commit")),
         "{errors:#?}"
     );
     let (_, rows) = stop_and_check(&mut ctl, name).await;
-    // The seconds while full: each recorded once after the space came back
-    // (the cursor had not moved past them): missed, "the controller was late".
-    let during = states_in(&rows, full + 2 * SEC, freed - SEC);
+    // The seconds while failing: each recorded once after the disk came
+    // back (the cursor had not moved past them): missed, "the controller
+    // was late".
+    let during = states_in(&rows, failing + 2 * SEC, freed - SEC);
     let missed = during.get("missed").copied().unwrap_or(0);
     assert!(missed >= 3, "{during:?}\n{rows:#?}");
     for r in rows
@@ -598,5 +632,15 @@ async fn a_full_disk_stops_firings_without_a_trace_and_they_are_recorded_once_it
         let why = r.reason.as_deref().unwrap_or_default();
         assert!(why.contains("the controller was late"), "{r:?}");
     }
-    println!("Full disk: while full {during:?}");
+    println!("{fault:?} disk: while failing {during:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_firings_without_a_trace_and_they_are_recorded_once_it_frees() {
+    disk_fault(Disk::Full).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_database_stops_firings_without_a_trace_and_they_are_recorded_after() {
+    disk_fault(Disk::Unwritable).await;
 }
