@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::RunId;
 use crate::{FencingToken, JobId};
 
 /// The kind of a job, without its spec. Agents advertise the kinds they run.
@@ -547,6 +548,19 @@ pub struct JobView {
     /// Why the job cannot run now, when the controller can tell (no agent has its kind/connection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_reason: Option<String>,
+    /// The schedule that made it (its name), when a schedule did (directly,
+    /// or through the pipeline run it fired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The nominal time of that schedule's occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nominal_at: Option<DateTime<Utc>>,
+    /// The pipeline run it is a step of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    /// Its step in that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     /// Every attempt (on `get`; empty in lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptView>,
@@ -603,6 +617,19 @@ pub struct JobSummary {
     /// Final or last error, cut to [`JobSummary::MAX_TEXT`] characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The schedule that made it (its name), when a schedule did (directly,
+    /// or through the pipeline run it fired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The nominal time of that schedule's occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nominal_at: Option<DateTime<Utc>>,
+    /// The pipeline run it is a step of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    /// Its step in that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 impl JobSummary {

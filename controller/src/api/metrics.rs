@@ -26,7 +26,8 @@
 //!   `baton_audit_suppressed_total`, `baton_unauthenticated_in_flight`: the
 //!   limits on callers without a credential (`api::limits`);
 //! - `baton_pruned_rows_total{table}`: rows deleted by retention (`jobs`,
-//!   `attempts`, `audit`; `retention`).
+//!   `attempts`, `audit`, `occurrences`, `pipeline_runs`, `run_steps`;
+//!   `retention`).
 //! - `baton_clock_skew_seconds`: the wall clock minus the controller's clock
 //!   (`clock`: wall-clock steps since the start, adopted at the next one),
 //!   when known.
@@ -283,11 +284,7 @@ fn render_counters(out: &mut String, s: &Snapshot) {
         "# HELP baton_pruned_rows_total Rows deleted by retention (job_keep, audit_keep).\n",
     );
     out.push_str("# TYPE baton_pruned_rows_total counter\n");
-    for (table, n) in [
-        ("jobs", s.pruned.jobs),
-        ("attempts", s.pruned.attempts),
-        ("audit", s.pruned.audit),
-    ] {
+    for (table, n) in s.pruned.by_table() {
         let _ = writeln!(out, "baton_pruned_rows_total{{table=\"{table}\"}} {n}");
     }
 }

@@ -77,6 +77,7 @@ pub struct ListQuery {
     group: Option<String>,
     kind: Option<String>,
     label: Option<String>,
+    schedule: Option<String>,
     before: Option<JobId>,
     limit: Option<u32>,
 }
@@ -129,6 +130,7 @@ pub async fn list(
             group: q.group,
             kind: q.kind,
             label,
+            schedule: q.schedule,
             before: q.before,
             limit,
         })
@@ -148,9 +150,7 @@ pub async fn get_job(
         job.blocked_reason = s
             .store
             .blocked_reason(
-                &job.group,
-                job.kind,
-                job.connection.as_deref(),
+                &job,
                 now_ms(),
                 s.config.agent_offline_after.as_millis() as i64,
             )

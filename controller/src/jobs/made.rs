@@ -35,6 +35,26 @@ impl Jobs {
         Ok(fired)
     }
 
+    /// Apply the firing plans of several schedules in one transaction (each
+    /// all or nothing); wakes the groups of the jobs made.
+    pub async fn fire_all(&self, firings: &[Firing], now: i64) -> Result<Vec<Result<Fired>>> {
+        let done = self.store.fire_all(firings, now).await?;
+        let mut cancelled = false;
+        for (f, r) in firings.iter().zip(&done) {
+            if let Ok(fired) = r {
+                self.wake_all(&fired.woken);
+                cancelled |= f.cancel_active;
+            }
+        }
+        if cancelled {
+            self.ended.notify_one();
+        }
+        Ok(done
+            .into_iter()
+            .map(|r| r.map_err(super::Error::from))
+            .collect())
+    }
+
     /// Act on ended jobs that schedules and pipelines made.
     pub async fn follow_up(&self, now: i64, limit: u32, ttl: u64) -> Result<FollowedUp> {
         let done = self.store.follow_up(now, limit, ttl).await?;

@@ -20,3 +20,53 @@ fn the_period_follows_the_shortest_keep() {
     };
     assert_eq!(p.period(), d(15));
 }
+
+#[tokio::test]
+async fn a_sweep_prunes_occurrences_in_batches_and_keeps_the_newest() {
+    use baton_proto::schedule::OccurrenceState;
+
+    use crate::store::conformance::schedules::{occ, spec};
+    use crate::store::schedules::{Cursor, Firing};
+
+    let (store, _dir) = crate::store::testutil::store().await;
+    let (sched, _) = store
+        .put_schedule(&spec("s"), Cursor::Keep, true, 0)
+        .await
+        .expect("create");
+    let n = i64::from(BATCH) + 100;
+    let firing = Firing {
+        schedule_id: sched.id,
+        advance: None,
+        occurrences: (1..=n)
+            .map(|i| occ(i * 1_000, OccurrenceState::Missed))
+            .collect(),
+        cancel_active: false,
+        supersede_pending: false,
+        default_lease_ttl_ms: 15_000,
+    };
+    store.fire(&firing, n * 1_000).await.expect("fire");
+    let policy = Policy {
+        job_keep: Some(Duration::from_secs(3600)),
+        audit_keep: None,
+    };
+    sweep(&store, &policy, &CancellationToken::new())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        store.pruned().occurrences,
+        n as u64 - 1,
+        "all but the newest"
+    );
+    let left = store.history(sched.id, None, 10).await.expect("history");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].nominal_at.timestamp_millis(), n * 1_000);
+    assert_eq!(
+        store
+            .schedule_stats(sched.id)
+            .await
+            .expect("stats")
+            .counts
+            .missed,
+        n as u64
+    );
+}

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Schedules, active_of, firing};
 use crate::store::now_ms;
-use crate::store::schedules::DueSchedule;
+use crate::store::schedules::{DueSchedule, Firing};
 use crate::trigger::Trigger;
 use crate::trigger::plan::{self, Due, Fate};
 
@@ -21,8 +21,9 @@ use crate::trigger::plan::{self, Due, Fate};
 /// a job that ended on a path that does not wake the timer.
 pub const MAX_SLEEP: Duration = Duration::from_secs(10);
 
-/// After acting, the timer waits at least this long before acting again on
-/// a wake-up: under a stream of completions it looks in batches.
+/// Woken by a job's end, the timer waits this long before looking: under a
+/// stream of completions it looks in batches. (A firing time or a schedule
+/// change is acted on at once.)
 const MIN_GAP: Duration = Duration::from_millis(10);
 
 /// Schedules fired per look, and ended jobs followed up per transaction.
@@ -66,15 +67,17 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
                 Duration::from_millis(500)
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = &mut kicked => {}
-            _ = &mut job_ended => {}
+        let ended_first = tokio::select! {
+            _ = tokio::time::sleep(sleep) => false,
+            _ = &mut kicked => false,
+            _ = &mut job_ended => true,
             _ = shutdown.cancelled() => return,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(MIN_GAP) => {}
-            _ = shutdown.cancelled() => return,
+        };
+        if ended_first {
+            tokio::select! {
+                _ = tokio::time::sleep(MIN_GAP) => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 }
@@ -113,8 +116,27 @@ pub(super) async fn look(
     loop {
         let due = svc.store().due_schedules(now, BATCH).await?;
         let n = due.len();
-        for d in due {
-            fire(svc, triggers, d, now).await;
+        let planned: Vec<_> = due
+            .iter()
+            .filter_map(|d| plan_one(svc, triggers, d, now))
+            .collect();
+        let firings: Vec<_> = planned.iter().map(|(f, _, _)| f.clone()).collect();
+        let done = svc.jobs.fire_all(&firings, now).await?;
+        for ((_, name, p), r) in planned.iter().zip(done) {
+            match r {
+                Ok(fired) if fired.raced => {
+                    tracing::debug!(schedule = %name, "Schedule fired elsewhere; nothing written");
+                }
+                Ok(fired) => log_fired(name, p, &fired),
+                Err(e) => {
+                    let e = super::Error::from(e);
+                    if store_unavailable(&e) {
+                        tracing::debug!(schedule = %name, error = %e, "Schedule cannot fire while the store refuses writes, retrying");
+                    } else {
+                        tracing::warn!(schedule = %name, error = %e, "Schedule could not fire, retrying");
+                    }
+                }
+            }
         }
         if n < BATCH as usize {
             break;
@@ -134,18 +156,16 @@ pub(super) async fn look(
     })
 }
 
-/// Plan and apply one due schedule; failures are logged (the next look
-/// tries again: the cursor has not moved).
-async fn fire(
+/// Plan one due schedule: its firing, name and plan (none when it has no
+/// cursor or its stored definition no longer parses).
+fn plan_one(
     svc: &Schedules,
     triggers: &mut HashMap<i64, (i64, Trigger)>,
-    d: DueSchedule,
+    d: &DueSchedule,
     now: i64,
-) {
+) -> Option<(Firing, String, plan::Plan)> {
     let s = &d.schedule;
-    let Some(cursor) = s.cursor else {
-        return;
-    };
+    let cursor = s.cursor?;
     let t = match triggers.get(&s.id) {
         Some((updated, t)) if *updated == s.updated_at => t.clone(),
         _ => match Trigger::new(&s.spec, s.created_at) {
@@ -155,7 +175,7 @@ async fn fire(
             }
             Err(e) => {
                 tracing::error!(schedule = %s.spec.name, error = %e, "Stored schedule no longer parses; it does not fire");
-                return;
+                return None;
             }
         },
     };
@@ -174,20 +194,7 @@ async fn fire(
     };
     let p = plan::plan(&t, &due);
     let f = firing(s, &t, &p, Some(cursor), svc.limits.default_lease_ttl_ms);
-    match svc.jobs.fire(&f, now).await {
-        Ok(fired) if fired.raced => {
-            tracing::debug!(schedule = %s.spec.name, "Schedule fired elsewhere; nothing written");
-        }
-        Ok(fired) => log_fired(&s.spec.name, &p, &fired),
-        Err(e) => {
-            let e = super::Error::from(e);
-            if store_unavailable(&e) {
-                tracing::debug!(schedule = %s.spec.name, error = %e, "Schedule cannot fire while the store refuses writes, retrying");
-            } else {
-                tracing::warn!(schedule = %s.spec.name, error = %e, "Schedule could not fire, retrying");
-            }
-        }
-    }
+    Some((f, s.spec.name.clone(), p))
 }
 
 fn log_fired(name: &str, p: &plan::Plan, fired: &crate::store::schedules::Fired) {

@@ -6,7 +6,7 @@
 //! ([`AgentStore::agent_sync`]: groups, capabilities, version, OS).
 
 use async_trait::async_trait;
-use baton_proto::{AgentView, Capabilities, HostMetrics, JobKind};
+use baton_proto::{AgentView, Capabilities, HostMetrics, JobView};
 
 use super::Result;
 
@@ -86,12 +86,14 @@ pub trait AgentStore {
     /// Every agent with the leases it holds. `online_window_ms` decides `online`.
     async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>>;
 
-    /// Why a queued job cannot be dispatched now, if no online agent could take it.
+    /// Why queued `job` cannot be dispatched now, if no online agent could
+    /// take it. A job pinned to an agent (a pipeline step with
+    /// `same_agent_as`) waits for that agent only: the reason names it, the
+    /// step whose files it holds, and what keeps it (offline since …,
+    /// drained, no free slot, revoked).
     async fn blocked_reason(
         &self,
-        group: &str,
-        kind: JobKind,
-        connection: Option<&str>,
+        job: &JobView,
         now: i64,
         online_window_ms: i64,
     ) -> Result<Option<String>>;

@@ -46,6 +46,7 @@ macro_rules! suite {
                 idempotency_key,
                 batch_submit_in_order_and_idempotent_on_the_whole_body,
                 cancel_and_retry_rules,
+                jobs_name_the_schedule_and_run_that_made_them,
             ],
             lease: [
                 grant_once_tokens_increase_and_expiry_requeues,
@@ -57,6 +58,7 @@ macro_rules! suite {
             ],
             agents: [
                 presence_and_blocked_reason,
+                a_pinned_step_waits_for_its_agent_and_says_why,
             ],
             identity: [
                 operator_tokens_lifecycle,
@@ -81,6 +83,8 @@ macro_rules! suite {
             retention: [
                 old_finished_jobs_go_oldest_first_and_everything_else_stays,
                 old_audit_rows_go_in_bounded_batches,
+                old_occurrences_go_but_totals_pending_newest_and_last_success_stay,
+                ended_runs_go_with_their_steps_and_jobs,
             ],
             schedules: [
                 a_firing_is_all_or_nothing_and_keyed_by_nominal,
@@ -88,6 +92,8 @@ macro_rules! suite {
                 cancel_previous_cancels_then_starts_the_new_one,
                 due_pause_resume_and_replace,
                 ranges_count_in_full_and_spans_are_found,
+                an_operator_retry_of_a_scheduled_job_is_followed_up_again,
+                firings_in_one_batch_stand_or_fall_alone,
             ],
             pipelines: [
                 a_run_follows_its_graph_pins_and_resolves,

@@ -30,6 +30,9 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only jobs with this label `(key, value)`.
     pub label: Option<(String, String)>,
+    /// Only jobs a schedule of this name made (directly or through its
+    /// pipeline runs).
+    pub schedule: Option<String>,
     /// Only ids below this (paging).
     pub before: Option<JobId>,
     /// Page size.

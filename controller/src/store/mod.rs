@@ -13,8 +13,9 @@
 //!   agent secrets, revocation, and the cache of resolved credentials
 //!   ([`credentials`]).
 //! - [`audit`] ([`AuditStore`]): the audit log.
-//! - [`retention`] ([`RetentionStore`]): finished jobs and old audit rows
-//!   pruned in bounded batches, space given back.
+//! - [`retention`] ([`RetentionStore`]): finished jobs, old schedule
+//!   occurrences, ended pipeline runs and old audit rows pruned in bounded
+//!   batches, space given back.
 //! - [`drills`] ([`DrillStore`]): failover drills, their timelines and
 //!   takeover measurements.
 //! - [`schedules`] ([`ScheduleStore`]): schedules, their cursors and

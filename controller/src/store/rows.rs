@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Error, Result};
 
-pub(crate) const JOB_COLUMNS: &str = "id, grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, attempts_spent, grants, last_token, not_before, cancel_requested, lease_agent, lease_token, lease_expires_at, created_at, updated_at, finished_at, result, error";
+pub(crate) const JOB_COLUMNS: &str = "id, grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, attempts_spent, grants, last_token, not_before, cancel_requested, lease_agent, lease_token, lease_expires_at, created_at, updated_at, finished_at, result, error, schedule_id, nominal_at, run_id, step";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct JobRow {
@@ -40,6 +40,12 @@ pub(crate) struct JobRow {
     pub finished_at: Option<i64>,
     pub result: Option<String>,
     pub error: Option<String>,
+    /// The schedule that made it (the view names it: [`JobRow::view`]
+    /// leaves `schedule` to the caller, which looks the name up).
+    pub schedule_id: Option<i64>,
+    pub nominal_at: Option<i64>,
+    pub run_id: Option<i64>,
+    pub step: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -109,6 +115,10 @@ impl JobRow {
             result: json_opt::<JobResult>("jobs.result", &self.result)?,
             error: self.error.clone(),
             blocked_reason: None,
+            schedule: None,
+            nominal_at: self.nominal_at.map(ts),
+            run_id: self.run_id,
+            step: self.step.clone(),
             attempts,
         })
     }

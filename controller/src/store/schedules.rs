@@ -213,6 +213,12 @@ pub trait ScheduleStore {
     /// Apply a plan (see the module docs).
     async fn fire(&self, firing: &Firing, now: i64) -> Result<Fired>;
 
+    /// Apply several plans (of different schedules) in one transaction, each
+    /// all or nothing on its own: one that fails or races writes nothing and
+    /// leaves the others be. One result per plan, in order; the outer error
+    /// is the commit's.
+    async fn fire_all(&self, firings: &[Firing], now: i64) -> Result<Vec<Result<Fired>>>;
+
     /// Act on up to `limit` ended jobs of schedules and pipelines: queue the
     /// next steps of their runs, end runs, start a schedule's oldest pending
     /// occurrence once nothing of it is active.

@@ -151,6 +151,10 @@ fn job_view_roundtrip() {
         }),
         error: None,
         blocked_reason: None,
+        schedule: None,
+        nominal_at: None,
+        run_id: None,
+        step: None,
         attempts: vec![AttemptView {
             number: 1,
             agent_id: "a1".into(),
@@ -185,10 +189,35 @@ fn job_view_roundtrip() {
             finished_at: Some(now),
             exit_code: Some(2),
             error: Some("exit status 2".into()),
+            schedule: Some("nightly".into()),
+            nominal_at: Some(now),
+            run_id: Some(3),
+            step: Some("dump".into()),
         }],
         next_before: Some(7),
     });
-    check(&JobBatch { jobs: vec![v] });
+    check(&JobBatch {
+        jobs: vec![v.clone()],
+    });
+    // Provenance: absent fields stay off the wire (older clients see the
+    // same JSON), present ones round-trip.
+    let plain = serde_json::to_value(&v).expect("json");
+    for field in ["schedule", "nominal_at", "run_id", "step"] {
+        assert!(plain.get(field).is_none(), "{field} serialized when absent");
+    }
+    let made = JobView {
+        schedule: Some("nightly".into()),
+        nominal_at: Some(now),
+        run_id: Some(12),
+        step: Some("verify".into()),
+        ..v
+    };
+    check(&made);
+    let wire = serde_json::to_value(&made).expect("json");
+    assert_eq!(wire["schedule"], "nightly");
+    assert_eq!(wire["run_id"], 12);
+    assert_eq!(wire["step"], "verify");
+    assert_eq!(wire["nominal_at"], "2026-09-21T14:13:20.123Z");
 }
 
 #[test]

@@ -29,6 +29,9 @@ fn renders_counters_and_a_cumulative_histogram() {
             jobs: 12,
             attempts: 15,
             audit: 4,
+            occurrences: 30,
+            runs: 2,
+            run_steps: 5,
         },
         clock_skew_ms: Some(-3_600_250),
         occurrences: baton_proto::schedule::OccurrenceCounts {
@@ -51,6 +54,9 @@ fn renders_counters_and_a_cumulative_histogram() {
     assert!(text.contains("baton_pruned_rows_total{table=\"jobs\"} 12\n"));
     assert!(text.contains("baton_pruned_rows_total{table=\"attempts\"} 15\n"));
     assert!(text.contains("baton_pruned_rows_total{table=\"audit\"} 4\n"));
+    assert!(text.contains("baton_pruned_rows_total{table=\"occurrences\"} 30\n"));
+    assert!(text.contains("baton_pruned_rows_total{table=\"pipeline_runs\"} 2\n"));
+    assert!(text.contains("baton_pruned_rows_total{table=\"run_steps\"} 5\n"));
     assert!(text.contains("baton_drills_total{method=\"crash\",result=\"passed\"} 2\n"));
     assert!(text.contains("baton_drills_total{method=\"freeze\",result=\"failed\"} 1\n"));
     assert!(text.contains("baton_drills_total{method=\"partition\",result=\"error\"} 0\n"));

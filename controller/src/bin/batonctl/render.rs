@@ -506,6 +506,25 @@ fn job_fields(f: &mut Fields, j: &JobView, with_spec: bool) {
     if let Some(k) = &j.idempotency_key {
         f.add("Idempotency key", k.clone());
     }
+    made_by(f, j);
+}
+
+/// Which schedule occurrence or pipeline step made the job, if any.
+fn made_by(f: &mut Fields, j: &JobView) {
+    if let (Some(run), Some(step)) = (j.run_id, &j.step) {
+        f.add("Pipeline run", format!("{run}, step {step}"));
+    }
+    match (&j.schedule, j.nominal_at) {
+        (Some(s), Some(n)) => f.add(
+            "Schedule",
+            format!(
+                "{s}, occurrence {}",
+                n.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+        (Some(s), None) => f.add("Schedule", s.clone()),
+        _ => {}
+    }
 }
 
 /// Who holds it, when it was made and changed, and why it waits or failed.

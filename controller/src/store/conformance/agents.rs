@@ -1,5 +1,7 @@
-use baton_proto::{Capabilities, ConnectionInfo, JobKind};
+use baton_proto::pipeline::{PipelineSpec, StepCondition, StepSpec};
+use baton_proto::{Capabilities, Completion, ConnectionInfo, JobKind, JobState};
 
+use super::schedules::{run_one, spec};
 use crate::store::agents::AgentSeen;
 use crate::store::{Error, Store, rows_ts as ts};
 
@@ -29,9 +31,16 @@ pub async fn presence_and_blocked_reason(s: &Store) {
     assert!(list[0].online);
     assert_eq!(list[0].free_slots, 2);
     assert!(!s.list_agents(5000, 1000).await.expect("list")[0].online);
+    let queued = s
+        .submit(crate::store::testutil::new_job("db", None, "h"), 1)
+        .await
+        .expect("submit")
+        .job;
     let r = |g: &'static str, k, c: Option<&'static str>| {
         let s = s.clone();
-        async move { s.blocked_reason(g, k, c, 1500, 1000).await.expect("reason") }
+        let mut job = queued.clone();
+        (job.group, job.kind, job.connection) = (g.to_owned(), k, c.map(str::to_owned));
+        async move { s.blocked_reason(&job, 1500, 1000).await.expect("reason") }
     };
     assert_eq!(r("db", JobKind::Sql, Some("main")).await, None);
     assert!(
@@ -85,4 +94,101 @@ pub async fn presence_and_blocked_reason(s: &Store) {
         s.set_drain("nobody", true, 1).await,
         Err(Error::Missing(_))
     ));
+}
+
+/// Conformance case `a_pinned_step_waits_for_its_agent_and_says_why`: a
+/// queued step pinned to the agent of an earlier step is blocked by that
+/// agent alone (offline, drained, no free slot, revoked), whatever other
+/// agents of its group could do; the reason names the agent and the step.
+pub async fn a_pinned_step_waits_for_its_agent_and_says_why(s: &Store) {
+    crate::store::testutil::enrolled(s, "a1", &["g"]).await;
+    crate::store::testutil::enrolled(s, "a2", &["g"]).await;
+    let job = spec("x").job.expect("template");
+    let step = |name: &str, after: Option<&str>| StepSpec {
+        name: name.into(),
+        depends_on: after.iter().map(|a| a.to_string()).collect(),
+        on: StepCondition::Success,
+        same_agent_as: after.map(str::to_owned),
+        group: None,
+        job: job.clone(),
+    };
+    let p = PipelineSpec {
+        name: "p".into(),
+        group: "g".into(),
+        timeout_ms: None,
+        steps: vec![step("dump", None), step("verify", Some("dump"))],
+    };
+    s.put_pipeline(&p, true, 0).await.expect("put");
+    let run = s.start_run("p", None, 15_000, 0).await.expect("start").run;
+    run_one(s, "a1", Completion::Succeeded, "", 10).await;
+    s.follow_up(20, 100, 15_000).await.expect("follow up");
+    let id = s.get_run(run.id).await.expect("run").steps[1]
+        .job_id
+        .expect("queued");
+    let pinned = s.get_job(id).await.expect("job");
+    assert_eq!(pinned.state, JobState::Queued);
+
+    let groups = vec!["g".to_string()];
+    let caps = Capabilities {
+        kinds: vec![JobKind::Noop],
+        connections: Vec::new(),
+    };
+    let poll = |id: &'static str, free_slots: u32, now: i64| {
+        let (s, groups, caps) = (s.clone(), groups.clone(), caps.clone());
+        async move {
+            let seen = AgentSeen {
+                id,
+                groups: &groups,
+                capabilities: &caps,
+                version: "0.1.0",
+                os: "linux",
+                free_slots,
+                metrics: None,
+            };
+            s.agent_polled(&seen, now).await.expect("poll");
+        }
+    };
+    let reason = |now: i64| {
+        let (s, job) = (s.clone(), pinned.clone());
+        async move { s.blocked_reason(&job, now, 1_000).await.expect("reason") }
+    };
+    let waits = "waits for agent `a1`, which ran step `dump` and holds its files";
+
+    poll("a1", 0, 1_000).await;
+    poll("a2", 4, 1_000).await;
+    assert_eq!(
+        reason(1_500).await,
+        Some(format!("{waits}; it has no free slot"))
+    );
+    poll("a1", 1, 1_200).await;
+    assert_eq!(reason(1_500).await, None, "its agent can take it");
+    // Offline: another agent of the group, online and free, does not help.
+    poll("a2", 4, 5_000).await;
+    assert_eq!(
+        reason(5_000).await,
+        Some(format!("{waits}; it is offline since 1970-01-01T00:00:01Z"))
+    );
+    poll("a1", 1, 5_000).await;
+    s.set_drain("a1", true, 5_100).await.expect("drain");
+    assert_eq!(
+        reason(5_500).await,
+        Some(format!("{waits}; it is drained since 1970-01-01T00:00:05Z"))
+    );
+    s.set_drain("a1", false, 5_600).await.expect("resume");
+    s.revoke_agent("a1", 5_700).await.expect("revoke");
+    let revoked = reason(5_800).await.expect("blocked");
+    assert!(
+        revoked.starts_with(waits) && revoked.contains("revoked"),
+        "{revoked}"
+    );
+    // An unpinned job of the same group is not blocked by `a1`.
+    let free = s
+        .submit(crate::store::testutil::new_job("g", None, "h"), 1)
+        .await
+        .expect("submit")
+        .job;
+    assert_eq!(
+        s.blocked_reason(&free, 5_800, 1_000).await.expect("reason"),
+        None
+    );
 }

@@ -192,3 +192,108 @@ pub async fn cancel_and_retry_rules(s: &Store) {
     assert!(matches!(s.retry(a.id, 5).await, Err(Error::Conflict(_))));
     assert!(matches!(s.get_job(999).await, Err(Error::NotFound(999))));
 }
+
+/// Conformance case `jobs_name_the_schedule_and_run_that_made_them`: a
+/// schedule's job names the schedule and the nominal time, a pipeline
+/// step's job its run and step (and the schedule that fired the run); the
+/// list says the same and filters by schedule; a plain job names none.
+pub async fn jobs_name_the_schedule_and_run_that_made_them(s: &Store) {
+    use baton_proto::pipeline::{PipelineSpec, StepCondition, StepSpec};
+    use baton_proto::schedule::OccurrenceState;
+
+    use super::schedules::{occ, spec};
+    use crate::store::rows_ts;
+    use crate::store::schedules::{Cursor, Firing};
+
+    let plain = s
+        .submit(crate::store::testutil::new_job("g", None, "h"), 1)
+        .await
+        .expect("submit")
+        .job;
+    assert_eq!(
+        (&plain.schedule, plain.nominal_at, plain.run_id, &plain.step),
+        (&None, None, None, &None)
+    );
+    let template = spec("x").job.expect("template");
+    let p = PipelineSpec {
+        name: "p".into(),
+        group: "g".into(),
+        timeout_ms: None,
+        steps: vec![StepSpec {
+            name: "dump".into(),
+            depends_on: Vec::new(),
+            on: StepCondition::Success,
+            same_agent_as: None,
+            group: None,
+            job: template,
+        }],
+    };
+    s.put_pipeline(&p, true, 0).await.expect("pipeline");
+    let mut by_pipeline = spec("nightly-p");
+    by_pipeline.job = None;
+    by_pipeline.pipeline = Some("p".into());
+    let mut made = Vec::new();
+    for sched in [spec("nightly"), by_pipeline] {
+        let (stored, _) = s
+            .put_schedule(&sched, Cursor::Keep, true, 0)
+            .await
+            .expect("schedule");
+        let firing = Firing {
+            schedule_id: stored.id,
+            advance: None,
+            occurrences: vec![occ(60_000, OccurrenceState::Fired)],
+            cancel_active: false,
+            supersede_pending: false,
+            default_lease_ttl_ms: 15_000,
+        };
+        made.push(s.fire(&firing, 60_500).await.expect("fire").occurrences[0].clone());
+    }
+    let job = s.get_job(made[0].job_id.expect("job")).await.expect("job");
+    assert_eq!(job.schedule.as_deref(), Some("nightly"));
+    assert_eq!(job.nominal_at, Some(rows_ts(60_000)));
+    assert_eq!((job.run_id, job.step.as_deref()), (None, None));
+    let run = s.get_run(made[1].run_id.expect("run")).await.expect("run");
+    let step_job = s
+        .get_job(run.steps[0].job_id.expect("step job"))
+        .await
+        .expect("job");
+    assert_eq!(step_job.schedule.as_deref(), Some("nightly-p"));
+    assert_eq!(step_job.nominal_at, Some(rows_ts(60_000)));
+    assert_eq!(step_job.run_id, Some(run.id));
+    assert_eq!(step_job.step.as_deref(), Some("dump"));
+
+    let list = |schedule: Option<&str>| {
+        let (s, schedule) = (s.clone(), schedule.map(str::to_owned));
+        async move {
+            s.list_jobs(&JobFilter {
+                schedule,
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .jobs
+        }
+    };
+    let all = list(None).await;
+    assert_eq!(all.len(), 3);
+    let summary = all.iter().find(|j| j.id == step_job.id).expect("listed");
+    assert_eq!(
+        (
+            summary.schedule.as_deref(),
+            summary.nominal_at,
+            summary.run_id,
+            summary.step.as_deref()
+        ),
+        (
+            Some("nightly-p"),
+            Some(rows_ts(60_000)),
+            Some(run.id),
+            Some("dump")
+        )
+    );
+    let ids = |jobs: Vec<JobSummary>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids(list(Some("nightly")).await), [job.id]);
+    assert_eq!(ids(list(Some("nightly-p")).await), [step_job.id]);
+    assert!(list(Some("nobody")).await.is_empty());
+}

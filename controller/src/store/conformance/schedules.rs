@@ -380,3 +380,115 @@ pub async fn ranges_count_in_full_and_spans_are_found(s: &Store) {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].count, 5);
 }
+
+/// Conformance case `an_operator_retry_of_a_scheduled_job_is_followed_up_again`.
+pub async fn an_operator_retry_of_a_scheduled_job_is_followed_up_again(s: &Store) {
+    let (sched, _) = s
+        .put_schedule(&spec("o"), at(1000), true, 0)
+        .await
+        .expect("create");
+    s.fire(
+        &firing(
+            sched.id,
+            Some((1000, 61_000)),
+            vec![occ(1000, OccurrenceState::Fired)],
+        ),
+        1000,
+    )
+    .await
+    .expect("fire");
+    s.fire(
+        &firing(
+            sched.id,
+            Some((61_000, 121_000)),
+            vec![occ(61_000, OccurrenceState::Pending)],
+        ),
+        61_000,
+    )
+    .await
+    .expect("pend");
+    let first = run_one(s, "a1", Completion::Failed { retryable: false }, "", 62_000).await;
+    // The operator retries it before the timer looked: it is active again,
+    // so the pending occurrence waits ...
+    s.retry(first, 62_500).await.expect("retry");
+    s.follow_up(63_000, 100, 15_000).await.expect("follow up");
+    let (active, pending) = s.schedule_activity(sched.id).await.expect("activity");
+    assert_eq!((active, pending), (Some(Active::Queued(first)), 1));
+    // ... and when the retried job ends, its end is followed up again.
+    run_one(s, "a1", Completion::Succeeded, "", 64_000).await;
+    let done = s.follow_up(65_000, 100, 15_000).await.expect("follow up");
+    assert_eq!(done.jobs, vec![first]);
+    let (active, pending) = s.schedule_activity(sched.id).await.expect("activity");
+    assert!(
+        matches!(active, Some(Active::Queued(j)) if j != first),
+        "{active:?}"
+    );
+    assert_eq!(pending, 0);
+}
+
+/// Conformance case `firings_in_one_batch_stand_or_fall_alone`.
+pub async fn firings_in_one_batch_stand_or_fall_alone(s: &Store) {
+    let (a, _) = s
+        .put_schedule(&spec("a"), at(1000), true, 0)
+        .await
+        .expect("a");
+    let (b, _) = s
+        .put_schedule(&spec("b"), at(1000), true, 0)
+        .await
+        .expect("b");
+    let (c, _) = s
+        .put_schedule(&spec("c"), at(1000), true, 0)
+        .await
+        .expect("c");
+    s.fire(
+        &firing(
+            b.id,
+            Some((1000, 2000)),
+            vec![occ(1000, OccurrenceState::Fired)],
+        ),
+        1000,
+    )
+    .await
+    .expect("b once");
+    let batch = [
+        // Fires a job, then fails on an occurrence recorded twice: nothing of it stays.
+        firing(
+            a.id,
+            Some((1000, 61_000)),
+            vec![
+                occ(1000, OccurrenceState::Fired),
+                occ(1000, OccurrenceState::Missed),
+            ],
+        ),
+        // Planned from a cursor that moved: raced, nothing written.
+        firing(
+            b.id,
+            Some((1000, 61_000)),
+            vec![occ(1000, OccurrenceState::Fired)],
+        ),
+        firing(
+            c.id,
+            Some((1000, 61_000)),
+            vec![occ(1000, OccurrenceState::Fired)],
+        ),
+    ];
+    let done = s.fire_all(&batch, 1500).await.expect("batch");
+    assert!(matches!(done[0], Err(Error::Conflict(_))), "{:?}", done[0]);
+    assert!(matches!(&done[1], Ok(f) if f.raced), "{:?}", done[1]);
+    assert!(
+        matches!(&done[2], Ok(f) if !f.raced && f.occurrences.len() == 1),
+        "{:?}",
+        done[2]
+    );
+    assert!(s.history(a.id, None, 10).await.expect("a").is_empty());
+    assert_eq!(s.get_schedule("a").await.expect("a").cursor, Some(1000));
+    assert_eq!(s.get_schedule("c").await.expect("c").cursor, Some(61_000));
+    let jobs = s
+        .list_jobs(&crate::store::jobs::JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("jobs");
+    assert_eq!(jobs.jobs.len(), 2, "b's first job and c's: none of a's");
+}

@@ -5,8 +5,10 @@
 //! a poll writes its row at once only when something durable changed
 //! ([`AgentStore::agent_sync`]: groups, capabilities, version, OS).
 
-use baton_proto::{AgentView, JobKind, LeaseHeld};
-use sqlx::Row;
+use baton_proto::pipeline::PipelineSpec;
+use baton_proto::{AgentView, Capabilities, JobId, JobView, LeaseHeld};
+use chrono::SecondsFormat;
+use sqlx::{Row, SqlitePool};
 
 use async_trait::async_trait;
 
@@ -190,15 +192,18 @@ impl AgentStore for SqliteStore {
         Ok(out)
     }
 
-    /// Why a queued job cannot be dispatched now, if no online agent could take it.
+    /// Why queued `job` cannot be dispatched now, if no online agent could
+    /// take it; a pinned job waits for its agent only.
     async fn blocked_reason(
         &self,
-        group: &str,
-        kind: JobKind,
-        connection: Option<&str>,
+        job: &JobView,
         now: i64,
         online_window_ms: i64,
     ) -> Result<Option<String>> {
+        if let Some(pin) = pin_of(&self.reader, job.id).await? {
+            return pinned_reason(&self.reader, job, &pin, now, online_window_ms).await;
+        }
+        let (group, kind, connection) = (job.group.as_str(), job.kind, job.connection.as_deref());
         let agents = self.list_agents(now, online_window_ms).await?;
         let in_group: Vec<&AgentView> = agents
             .iter()
@@ -236,4 +241,96 @@ impl AgentStore for SqliteStore {
         }
         Ok(None)
     }
+}
+
+/// The agent a queued job is pinned to, and the step whose files it holds.
+struct Pin {
+    agent: String,
+    after: Option<String>,
+}
+
+/// Job `id`'s pin, if it has one (a pipeline step with `same_agent_as`).
+async fn pin_of(pool: &SqlitePool, id: JobId) -> Result<Option<Pin>> {
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT j.pin_agent, j.step, r.spec FROM jobs j
+         LEFT JOIN pipeline_runs r ON r.id = j.run_id WHERE j.id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((Some(agent), step, spec)) = row else {
+        return Ok(None);
+    };
+    // The step it follows, from the definition the run started with.
+    let after = step.zip(spec).and_then(|(step, spec)| {
+        json::<PipelineSpec>("pipeline_runs.spec", &spec)
+            .ok()?
+            .steps
+            .into_iter()
+            .find(|s| s.name == step)?
+            .same_agent_as
+    });
+    Ok(Some(Pin { agent, after }))
+}
+
+/// Why `job`, pinned to `pin.agent`, waits (`None`: that agent could take
+/// it now).
+async fn pinned_reason(
+    pool: &SqlitePool,
+    job: &JobView,
+    pin: &Pin,
+    now: i64,
+    online_window_ms: i64,
+) -> Result<Option<String>> {
+    let who = match &pin.after {
+        Some(step) => format!(
+            "waits for agent `{}`, which ran step `{step}` and holds its files",
+            pin.agent
+        ),
+        None => format!(
+            "waits for agent `{}`, which holds the files of the step it follows",
+            pin.agent
+        ),
+    };
+    let at = |ms: i64| ts(ms).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let row = sqlx::query(
+        "SELECT groups, capabilities, free_slots, last_seen, revoked_at, drained_at
+         FROM agents WHERE id = ?",
+    )
+    .bind(&pin.agent)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else {
+        return Ok(Some(format!(
+            "{who}; it is not known to this controller, so the step fails"
+        )));
+    };
+    let groups: Vec<String> = json("agents.groups", &r.try_get::<String, _>("groups")?)?;
+    let caps: Capabilities = json(
+        "agents.capabilities",
+        &r.try_get::<String, _>("capabilities")?,
+    )?;
+    let last_seen: i64 = r.try_get("last_seen")?;
+    let why = if let Some(revoked) = r.try_get::<Option<i64>, _>("revoked_at")? {
+        format!("it was revoked at {}, so the step fails", at(revoked))
+    } else if now - last_seen > online_window_ms {
+        format!("it is offline since {}", at(last_seen))
+    } else if let Some(drained) = r.try_get::<Option<i64>, _>("drained_at")? {
+        format!("it is drained since {}", at(drained))
+    } else if !groups.contains(&job.group) {
+        format!("it does not serve group `{}`", job.group)
+    } else if !caps.kinds.contains(&job.kind) {
+        format!("it does not run `{}` jobs", job.kind)
+    } else if let Some(c) = job
+        .connection
+        .as_deref()
+        .filter(|c| !caps.connections.iter().any(|x| x.name == *c))
+    {
+        format!("it has no connection `{c}`")
+    } else if r.try_get::<i64, _>("free_slots")? <= 0 {
+        "it has no free slot".to_owned()
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(format!("{who}; {why}")))
 }

@@ -93,10 +93,17 @@ impl SqliteStore {
     /// it healthy again. Without this a store only the timer writes to
     /// stopped firing with `/readyz` still 200.
     pub(crate) fn noted<T>(&self, r: Result<T>) -> Result<T> {
-        if let Err(Error::Unavailable { cause, detail }) = &r {
-            self.health.failed(*cause, detail);
+        if let Err(e) = &r {
+            self.note(e);
         }
         r
+    }
+
+    /// See [`SqliteStore::noted`].
+    pub(crate) fn note(&self, e: &Error) {
+        if let Error::Unavailable { cause, detail } = e {
+            self.health.failed(*cause, detail);
+        }
     }
 }
 

@@ -36,6 +36,10 @@ struct SummaryRow {
     exit_code: Option<i64>,
     error: Option<String>,
     what: Option<String>,
+    schedule: Option<String>,
+    nominal_at: Option<i64>,
+    run_id: Option<i64>,
+    step: Option<String>,
 }
 
 impl SummaryRow {
@@ -66,6 +70,10 @@ impl SummaryRow {
             finished_at: self.finished_at.map(ts),
             exit_code: self.exit_code.and_then(|c| i32::try_from(c).ok()),
             error: self.error.map(cut),
+            schedule: self.schedule,
+            nominal_at: self.nominal_at.map(ts),
+            run_id: self.run_id,
+            step: self.step,
         })
     }
 }
@@ -131,7 +139,14 @@ impl JobStore for SqliteStore {
             .iter()
             .map(AttemptRow::view)
             .collect::<Result<Vec<_>>>()?;
-        row.view(attempts)
+        let mut view = row.view(attempts)?;
+        if let Some(id) = row.schedule_id {
+            view.schedule = sqlx::query_scalar("SELECT name FROM schedules WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+        }
+        Ok(view)
     }
 
     /// Jobs matching a filter, newest first, as summaries: only the columns
@@ -150,11 +165,14 @@ impl JobStore for SqliteStore {
                         WHEN 'procedure' THEN json_extract(spec, '$.procedure')
                         WHEN 'sql' THEN json_extract(spec, '$.sql')
                         WHEN 'dump' THEN json_extract(spec, '$.database')
-                    END, 1, ?8 + 1) AS what
+                    END, 1, ?8 + 1) AS what,
+                    (SELECT name FROM schedules s WHERE s.id = jobs.schedule_id) AS schedule,
+                    nominal_at, run_id, step
              FROM jobs
              WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR grp = ?2) AND (?3 IS NULL OR kind = ?3)
                AND (?4 IS NULL OR id < ?4)
                AND (?5 IS NULL OR json_extract(labels, '$.' || json_quote(?5)) = ?6)
+               AND (?9 IS NULL OR schedule_id = (SELECT id FROM schedules WHERE name = ?9))
              ORDER BY id DESC LIMIT ?7",
         )
         .bind(f.state.map(|s| s.as_str()))
@@ -165,6 +183,7 @@ impl JobStore for SqliteStore {
         .bind(f.label.as_ref().map(|l| l.1.as_str()))
         .bind(i64::from(limit) + 1)
         .bind(JobSummary::MAX_TEXT as i64)
+        .bind(&f.schedule)
         .fetch_all(&self.reader)
         .await?;
         let more = rows.len() > limit as usize;
@@ -216,7 +235,8 @@ impl JobStore for SqliteStore {
             JobState::Failed | JobState::Cancelled => {
                 sqlx::query(
                     "UPDATE jobs SET state = 'queued', attempts_spent = 0, cancel_requested = 0, not_before = ?1,
-                     updated_at = ?1, finished_at = NULL, error = NULL, result = NULL WHERE id = ?2",
+                     updated_at = ?1, finished_at = NULL, error = NULL, result = NULL,
+                     followup = (run_id IS NOT NULL OR schedule_id IS NOT NULL) WHERE id = ?2",
                 )
                 .bind(now)
                 .bind(id)
@@ -336,6 +356,10 @@ pub(crate) fn queued_view(
         result: None,
         error: None,
         blocked_reason: None,
+        schedule: None,
+        nominal_at: None,
+        run_id: None,
+        step: None,
         attempts: Vec::new(),
     }
 }

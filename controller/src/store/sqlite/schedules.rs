@@ -14,14 +14,19 @@ use baton_proto::schedule::{
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::made::{self, Maker, enc};
+use super::made::enc;
 use super::pipelines as runs;
 use crate::store::rows::{json, ts};
 use crate::store::schedules::{
-    Active, Cursor, DueSchedule, Fired, Firing, FollowedUp, NewOccurrence, ScheduleStats,
-    ScheduleStore, StoredSchedule,
+    Active, Cursor, DueSchedule, Fired, Firing, FollowedUp, ScheduleStats, ScheduleStore,
+    StoredSchedule,
 };
 use crate::store::{Error, Result};
+
+mod fire;
+
+pub(crate) use fire::push_group;
+use fire::{activity, fire_in, follow_up_in};
 
 const SCHEDULE_COLUMNS: &str =
     "id, spec, paused, paused_at, resumed_at, cursor, next_fire_at, created_at, updated_at";
@@ -100,23 +105,31 @@ const OCCURRENCE_SELECT: &str =
 
 /// A schedule by name.
 async fn schedule_by(c: &mut SqliteConnection, name: &str) -> Result<StoredSchedule> {
-    let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?");
-    let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(&mut *c)
-        .await?;
-    row.ok_or_else(|| Error::Missing(format!("schedule `{name}`")))?
-        .stored()
+    schedule_where(c, "name = ?1", name, name).await
 }
 
 /// A schedule by id.
-async fn schedule_by_id(c: &mut SqliteConnection, id: i64) -> Result<StoredSchedule> {
-    let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?");
+pub(super) async fn schedule_by_id(c: &mut SqliteConnection, id: i64) -> Result<StoredSchedule> {
+    schedule_where(c, "id = ?1", id, &id.to_string()).await
+}
+
+/// The schedule `cond` (one bound value, `key`) selects; `what` names it in
+/// the error when there is none.
+async fn schedule_where<'k, K>(
+    c: &mut SqliteConnection,
+    cond: &str,
+    key: K,
+    what: &str,
+) -> Result<StoredSchedule>
+where
+    K: 'k + Send + sqlx::Encode<'k, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE {cond}");
     let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
+        .bind(key)
         .fetch_optional(&mut *c)
         .await?;
-    row.ok_or_else(|| Error::Missing(format!("schedule {id}")))?
+    row.ok_or_else(|| Error::Missing(format!("schedule `{what}`")))?
         .stored()
 }
 
@@ -308,6 +321,35 @@ impl ScheduleStore for SqliteStore {
         self.noted(r)
     }
 
+    async fn fire_all(&self, firings: &[Firing], now: i64) -> Result<Vec<Result<Fired>>> {
+        let r: Result<Vec<Result<Fired>>> = async {
+            let mut tx = self.writer.begin().await?;
+            let mut out = Vec::with_capacity(firings.len());
+            for f in firings {
+                let mut one = sqlx::Connection::begin(&mut *tx).await?;
+                match fire_in(&mut one, f, now).await {
+                    Ok(fired) if !fired.raced => {
+                        one.commit().await?;
+                        out.push(Ok(fired));
+                    }
+                    done => {
+                        one.rollback().await?;
+                        out.push(done);
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await;
+        if let Ok(out) = &r {
+            out.iter()
+                .filter_map(|f| f.as_ref().err())
+                .for_each(|e| self.note(e));
+        }
+        self.noted(r)
+    }
+
     async fn follow_up(
         &self,
         now: i64,
@@ -433,10 +475,14 @@ impl ScheduleStore for SqliteStore {
     }
 }
 
-/// Totals by state, of one schedule or of all.
+/// Totals by state, of one schedule or of all (with the pruned ones).
 async fn counts(c: &mut SqliteConnection, id: Option<i64>) -> Result<OccurrenceCounts> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, SUM(count) FROM occurrences WHERE ?1 IS NULL OR schedule_id = ?1 GROUP BY state",
+        "SELECT state, SUM(n) FROM (
+           SELECT state, count AS n FROM occurrences WHERE ?1 IS NULL OR schedule_id = ?1
+           UNION ALL
+           SELECT state, count FROM occurrences_pruned WHERE ?1 IS NULL OR schedule_id = ?1)
+         GROUP BY state",
     )
     .bind(id)
     .fetch_all(&mut *c)
@@ -452,314 +498,5 @@ async fn counts(c: &mut SqliteConnection, id: Option<i64>) -> Result<OccurrenceC
             None => return Err(Error::Corrupt(format!("occurrences.state {state}"))),
         }
     }
-    Ok(out)
-}
-
-/// A schedule's unfinished job or run, and how many occurrences wait.
-async fn activity(c: &mut SqliteConnection, id: i64) -> Result<(Option<Active>, u32)> {
-    let job: Option<(i64, String)> = sqlx::query_as(
-        "SELECT id, state FROM jobs WHERE schedule_id = ? AND run_id IS NULL
-           AND state IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *c)
-    .await?;
-    let active = match job {
-        Some((j, s)) if s == "queued" => Some(Active::Queued(j)),
-        Some((j, _)) => Some(Active::Running(j)),
-        None => {
-            let run: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM pipeline_runs WHERE schedule_id = ? AND state = 'running'
-                 ORDER BY id DESC LIMIT 1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?;
-            run.map(Active::Running)
-        }
-    };
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM occurrences WHERE schedule_id = ? AND state = 'pending'",
-    )
-    .bind(id)
-    .fetch_one(&mut *c)
-    .await?;
-    Ok((active, pending as u32))
-}
-
-/// Apply a firing inside a transaction (see [`ScheduleStore::fire`]).
-async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> Result<Fired> {
-    let schedule = schedule_by_id(c, f.schedule_id).await?;
-    let mut out = Fired::default();
-    if let Some(adv) = &f.advance
-        && schedule.cursor != Some(adv.expect)
-    {
-        out.raced = true;
-        return Ok(out);
-    }
-    if f.cancel_active {
-        cancel_active(c, &schedule, now).await?;
-    }
-    if f.supersede_pending {
-        sqlx::query(
-            "UPDATE occurrences SET state = 'skipped',
-               reason = 'superseded by a newer occurrence (overlap = cancel_previous)'
-             WHERE schedule_id = ? AND state = 'pending'",
-        )
-        .bind(schedule.id)
-        .execute(&mut *c)
-        .await?;
-    }
-    for o in &f.occurrences {
-        let view = record(c, &schedule, o, f.default_lease_ttl_ms, now, &mut out.woken).await?;
-        out.occurrences.push(view);
-    }
-    if let Some(adv) = &f.advance {
-        sqlx::query(
-            "UPDATE schedules SET cursor = ?1, next_fire_at = ?2 WHERE id = ?3 AND cursor = ?4",
-        )
-        .bind(adv.cursor)
-        .bind(adv.next_fire_at)
-        .bind(schedule.id)
-        .bind(adv.expect)
-        .execute(&mut *c)
-        .await?;
-    }
-    release_pending(c, &schedule, f.default_lease_ttl_ms, now, &mut out.woken).await?;
-    Ok(out)
-}
-
-/// Record one occurrence (making its job or run when it fires).
-async fn record(
-    c: &mut SqliteConnection,
-    schedule: &StoredSchedule,
-    o: &NewOccurrence,
-    ttl: u64,
-    now: i64,
-    woken: &mut Vec<String>,
-) -> Result<OccurrenceView> {
-    let done = sqlx::query(
-        "INSERT INTO occurrences (schedule_id, nominal, last_nominal, count, trigger, state, reason,
-             fire_at, recorded_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(schedule.id)
-    .bind(o.nominal)
-    .bind(o.last_nominal)
-    .bind(i64::from(o.count))
-    .bind(o.trigger.as_str())
-    .bind(o.state.as_str())
-    .bind(&o.reason)
-    .bind(o.fire_at)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(Error::Conflict(format!(
-            "occurrence {} of schedule `{}` is already recorded",
-            ts(o.nominal).to_rfc3339(),
-            schedule.spec.name
-        )));
-    }
-    let (job_id, run_id) = if o.state == OccurrenceState::Fired {
-        let made = start(c, schedule, o.nominal, ttl, now, woken).await?;
-        sqlx::query(
-            "UPDATE occurrences SET job_id = ?, run_id = ? WHERE schedule_id = ? AND nominal = ?",
-        )
-        .bind(made.0)
-        .bind(made.1)
-        .bind(schedule.id)
-        .bind(o.nominal)
-        .execute(&mut *c)
-        .await?;
-        made
-    } else {
-        (None, None)
-    };
-    Ok(OccurrenceView {
-        nominal_at: ts(o.nominal),
-        last_nominal_at: o.last_nominal.map(ts),
-        count: o.count,
-        trigger: o.trigger,
-        state: o.state,
-        reason: o.reason.clone(),
-        job_id,
-        run_id,
-        outcome: (job_id.is_some() || run_id.is_some()).then(|| {
-            if job_id.is_some() {
-                "queued"
-            } else {
-                "running"
-            }
-            .to_owned()
-        }),
-        recorded_at: ts(now),
-    })
-}
-
-/// Make occurrence `nominal`'s job or pipeline run.
-async fn start(
-    c: &mut SqliteConnection,
-    schedule: &StoredSchedule,
-    nominal: i64,
-    ttl: u64,
-    now: i64,
-    woken: &mut Vec<String>,
-) -> Result<(Option<i64>, Option<i64>)> {
-    let spec = &schedule.spec;
-    if let Some(job) = &spec.job {
-        let group = spec.group.as_deref().ok_or_else(|| {
-            Error::Corrupt(format!("schedule `{}` has a job and no group", spec.name))
-        })?;
-        let submit = job.submit(group);
-        let maker = Maker {
-            schedule_id: Some(schedule.id),
-            nominal_at: Some(nominal),
-            ..Maker::default()
-        };
-        let view =
-            made::insert_made(c, &submit, job.lease_ttl_ms.unwrap_or(ttl), &maker, now).await?;
-        push_group(woken, &view.group);
-        return Ok((Some(view.id), None));
-    }
-    let pipeline = spec.pipeline.as_deref().ok_or_else(|| {
-        Error::Corrupt(format!(
-            "schedule `{}` has no job and no pipeline",
-            spec.name
-        ))
-    })?;
-    let run = runs::start_in(
-        c,
-        pipeline,
-        spec.group.as_deref(),
-        Some((schedule.id, nominal)),
-        ttl,
-        now,
-        woken,
-    )
-    .await?;
-    Ok((None, Some(run)))
-}
-
-/// Add `group` to `woken` once.
-pub(crate) fn push_group(woken: &mut Vec<String>, group: &str) {
-    if !woken.iter().any(|g| g == group) {
-        woken.push(group.to_owned());
-    }
-}
-
-/// Cancel the schedule's unfinished job or run (`cancel_previous`).
-async fn cancel_active(c: &mut SqliteConnection, s: &StoredSchedule, now: i64) -> Result<()> {
-    let jobs: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE schedule_id = ? AND run_id IS NULL AND state IN ('queued', 'running')",
-    )
-    .bind(s.id)
-    .fetch_all(&mut *c)
-    .await?;
-    for j in jobs {
-        made::cancel_in(
-            c,
-            j,
-            "cancelled: a newer occurrence replaced it (overlap = cancel_previous)",
-            now,
-        )
-        .await?;
-    }
-    let active_runs: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM pipeline_runs WHERE schedule_id = ? AND state = 'running'",
-    )
-    .bind(s.id)
-    .fetch_all(&mut *c)
-    .await?;
-    for r in active_runs {
-        runs::cancel_in(
-            c,
-            r,
-            "cancelled: a newer occurrence replaced it (overlap = cancel_previous)",
-            now,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Start the schedule's oldest pending occurrence if nothing of it runs.
-async fn release_pending(
-    c: &mut SqliteConnection,
-    s: &StoredSchedule,
-    ttl: u64,
-    now: i64,
-    woken: &mut Vec<String>,
-) -> Result<()> {
-    let (active, pending) = activity(c, s.id).await?;
-    if active.is_some() || pending == 0 {
-        return Ok(());
-    }
-    let nominal: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(nominal) FROM occurrences WHERE schedule_id = ? AND state = 'pending'",
-    )
-    .bind(s.id)
-    .fetch_one(&mut *c)
-    .await?;
-    let Some(nominal) = nominal else {
-        return Ok(());
-    };
-    let (job_id, run_id) = start(c, s, nominal, ttl, now, woken).await?;
-    sqlx::query(
-        "UPDATE occurrences SET state = 'fired', reason = NULL, job_id = ?1, run_id = ?2, recorded_at = ?3
-         WHERE schedule_id = ?4 AND nominal = ?5",
-    )
-    .bind(job_id)
-    .bind(run_id)
-    .bind(now)
-    .bind(s.id)
-    .bind(nominal)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-/// Act on ended jobs marked for follow-up (see [`ScheduleStore::follow_up`]).
-async fn follow_up_in(
-    c: &mut SqliteConnection,
-    now: i64,
-    limit: u32,
-    ttl: u64,
-) -> Result<FollowedUp> {
-    let ended: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT id, schedule_id, run_id FROM jobs
-         WHERE followup = 1 AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT ?",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(&mut *c)
-    .await?;
-    let mut out = FollowedUp::default();
-    let mut schedules: Vec<i64> = Vec::new();
-    for (job, schedule, run) in ended {
-        out.jobs.push(job);
-        if let Some(run) = run {
-            let advanced = runs::advance_in(c, run, ttl, now, &mut out.woken).await?;
-            if advanced.ended_now {
-                out.runs_ended.push(run);
-            }
-            schedules.extend(advanced.done_schedule);
-        } else if let Some(s) = schedule {
-            schedules.push(s);
-        }
-    }
-    schedules.sort_unstable();
-    schedules.dedup();
-    for id in schedules {
-        match schedule_by_id(c, id).await {
-            Ok(s) => release_pending(c, &s, ttl, now, &mut out.woken).await?,
-            Err(Error::Missing(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let ids = serde_json::to_string(&out.jobs).map_err(|e| Error::Corrupt(e.to_string()))?;
-    sqlx::query("UPDATE jobs SET followup = 0 WHERE id IN (SELECT value FROM json_each(?))")
-        .bind(ids)
-        .execute(&mut *c)
-        .await?;
     Ok(out)
 }

@@ -51,6 +51,10 @@ fn job() -> JobView {
         }),
         error: None,
         blocked_reason: None,
+        schedule: None,
+        nominal_at: None,
+        run_id: None,
+        step: None,
         attempts: vec![
             AttemptView {
                 number: 1,
@@ -146,6 +150,10 @@ fn summary(j: &JobView) -> JobSummary {
         finished_at: j.finished_at,
         exit_code: j.result.as_ref().and_then(|r| r.exit_code),
         error: j.error.clone(),
+        schedule: j.schedule.clone(),
+        nominal_at: j.nominal_at,
+        run_id: j.run_id,
+        step: j.step.clone(),
     }
 }
 
@@ -299,7 +307,16 @@ fn running_job_shows_cancel_and_last_attempt_result() {
     j.attempts[1].ended_at = None;
     j.attempts[1].outcome = None;
     j.attempts[1].log_tail = "step 1\nstep 2".into();
+    j.schedule = Some("nightly".into());
+    j.nominal_at = Some(now());
+    j.run_id = Some(7);
+    j.step = Some("dump".into());
     let text = render_job(&j, now());
+    assert!(
+        text.contains("Pipeline run:") && text.contains("7, step dump"),
+        "{text}"
+    );
+    assert!(text.contains("nightly, occurrence "), "{text}");
     assert!(text.contains("Cancel requested:"), "{text}");
     assert!(text.contains("Blocked:"), "{text}");
     assert!(text.contains("no agent runs sql"), "{text}");

@@ -80,7 +80,7 @@ async fn old_finished_jobs_go_in_batches_and_everything_else_stays() {
         PrunedSnapshot {
             jobs: 4,
             attempts: 4,
-            audit: 0
+            ..PrunedSnapshot::default()
         }
     );
 }
