@@ -55,7 +55,11 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
             }
             Err(e) => {
                 failures += 1;
-                if failures >= 5 {
+                if store_unavailable(&e) {
+                    // The store's health logged it once, as an ERROR; the
+                    // cursor has not moved, the next look plans again.
+                    tracing::debug!(error = %e, "Schedule timer cannot write, retrying");
+                } else if failures >= 5 {
                     tracing::error!(error = %e, failures, "Schedule timer cannot reach the store");
                 } else {
                     tracing::warn!(error = %e, "Schedule timer failed, retrying");
@@ -76,6 +80,16 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// Whether `e` is the store refusing writes (disk full, read-only, …).
+fn store_unavailable(e: &super::Error) -> bool {
+    use crate::{jobs, store};
+    matches!(
+        e,
+        super::Error::Store(store::Error::Unavailable { .. })
+            | super::Error::Jobs(jobs::Error::Store(store::Error::Unavailable { .. }))
+    )
 }
 
 /// One look at `now`: stranded pinned steps, follow-ups, due schedules,
@@ -115,7 +129,12 @@ pub(super) async fn look(
                 }
                 Ok(fired) => log_fired(name, p, &fired),
                 Err(e) => {
-                    tracing::warn!(schedule = %name, error = %e, "Schedule could not fire, retrying");
+                    let e = super::Error::from(e);
+                    if store_unavailable(&e) {
+                        tracing::debug!(schedule = %name, error = %e, "Schedule cannot fire while the store refuses writes, retrying");
+                    } else {
+                        tracing::warn!(schedule = %name, error = %e, "Schedule could not fire, retrying");
+                    }
                 }
             }
         }

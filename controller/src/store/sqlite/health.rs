@@ -86,5 +86,26 @@ impl HealthStore for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A write outside the group-commit writer (the schedule timer's) that
+    /// the disk or filesystem refused marks the store failing as a refused
+    /// batch does: one ERROR, `/readyz` 503, and the writer's probe declares
+    /// it healthy again. Without this a store only the timer writes to
+    /// stopped firing with `/readyz` still 200.
+    pub(crate) fn noted<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.note(e);
+        }
+        r
+    }
+
+    /// See [`SqliteStore::noted`].
+    pub(crate) fn note(&self, e: &Error) {
+        if let Error::Unavailable { cause, detail } = e {
+            self.health.failed(*cause, detail);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -443,30 +443,34 @@ impl PipelineStore for SqliteStore {
     }
 
     async fn expire_runs(&self, now: i64) -> Result<Vec<RunId>> {
-        let mut tx = self.writer.begin().await?;
-        let due: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT id, deadline_at, created_at FROM pipeline_runs
-             WHERE state = 'running' AND stopping IS NULL AND deadline_at <= ?",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut ended = Vec::new();
-        for (id, deadline, created) in due {
-            let why = format!(
-                "the run timed out after {}",
-                humantime::format_duration(std::time::Duration::from_millis(
-                    (deadline - created).max(0) as u64
-                ))
-            );
-            stop_in(&mut tx, id, RunState::Failed, &why, now).await?;
-            let mut woken = Vec::new();
-            if advance_in(&mut tx, id, 0, now, &mut woken).await?.ended_now {
-                ended.push(id);
+        let r: Result<Vec<RunId>> = async {
+            let mut tx = self.writer.begin().await?;
+            let due: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT id, deadline_at, created_at FROM pipeline_runs
+                 WHERE state = 'running' AND stopping IS NULL AND deadline_at <= ?",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut ended = Vec::new();
+            for (id, deadline, created) in due {
+                let why = format!(
+                    "the run timed out after {}",
+                    humantime::format_duration(std::time::Duration::from_millis(
+                        (deadline - created).max(0) as u64
+                    ))
+                );
+                stop_in(&mut tx, id, RunState::Failed, &why, now).await?;
+                let mut woken = Vec::new();
+                if advance_in(&mut tx, id, 0, now, &mut woken).await?.ended_now {
+                    ended.push(id);
+                }
             }
+            tx.commit().await?;
+            Ok(ended)
         }
-        tx.commit().await?;
-        Ok(ended)
+        .await;
+        self.noted(r)
     }
 
     async fn next_run_deadline(&self) -> Result<Option<i64>> {

@@ -334,34 +334,47 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn fire(&self, firing: &Firing, now: i64) -> Result<Fired> {
-        let mut tx = self.writer.begin().await?;
-        let fired = fire_in(&mut tx, firing, now).await?;
-        if fired.raced {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
+        let r: Result<Fired> = async {
+            let mut tx = self.writer.begin().await?;
+            let fired = fire_in(&mut tx, firing, now).await?;
+            if fired.raced {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(fired)
         }
-        Ok(fired)
+        .await;
+        self.noted(r)
     }
 
     async fn fire_all(&self, firings: &[Firing], now: i64) -> Result<Vec<Result<Fired>>> {
-        let mut tx = self.writer.begin().await?;
-        let mut out = Vec::with_capacity(firings.len());
-        for f in firings {
-            let mut one = sqlx::Connection::begin(&mut *tx).await?;
-            match fire_in(&mut one, f, now).await {
-                Ok(fired) if !fired.raced => {
-                    one.commit().await?;
-                    out.push(Ok(fired));
-                }
-                done => {
-                    one.rollback().await?;
-                    out.push(done);
+        let r: Result<Vec<Result<Fired>>> = async {
+            let mut tx = self.writer.begin().await?;
+            let mut out = Vec::with_capacity(firings.len());
+            for f in firings {
+                let mut one = sqlx::Connection::begin(&mut *tx).await?;
+                match fire_in(&mut one, f, now).await {
+                    Ok(fired) if !fired.raced => {
+                        one.commit().await?;
+                        out.push(Ok(fired));
+                    }
+                    done => {
+                        one.rollback().await?;
+                        out.push(done);
+                    }
                 }
             }
+            tx.commit().await?;
+            Ok(out)
         }
-        tx.commit().await?;
-        Ok(out)
+        .await;
+        if let Ok(out) = &r {
+            out.iter()
+                .filter_map(|f| f.as_ref().err())
+                .for_each(|e| self.note(e));
+        }
+        self.noted(r)
     }
 
     async fn follow_up(
@@ -370,47 +383,55 @@ impl ScheduleStore for SqliteStore {
         limit: u32,
         default_lease_ttl_ms: u64,
     ) -> Result<FollowedUp> {
-        let mut tx = self.writer.begin().await?;
-        let done = follow_up_in(&mut tx, now, limit, default_lease_ttl_ms).await?;
-        tx.commit().await?;
-        Ok(done)
+        let r: Result<FollowedUp> = async {
+            let mut tx = self.writer.begin().await?;
+            let done = follow_up_in(&mut tx, now, limit, default_lease_ttl_ms).await?;
+            tx.commit().await?;
+            Ok(done)
+        }
+        .await;
+        self.noted(r)
     }
 
     async fn fail_stranded(&self, now: i64, seen_before: i64) -> Result<Vec<JobId>> {
-        let mut tx = self.writer.begin().await?;
-        let stranded: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
-            "SELECT j.id, j.pin_agent, a.revoked_at FROM jobs j LEFT JOIN agents a ON a.id = j.pin_agent
-             WHERE j.state = 'queued' AND j.pin_agent IS NOT NULL
-               AND (a.id IS NULL OR a.revoked_at IS NOT NULL OR a.last_seen < ?)",
-        )
-        .bind(seen_before)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut failed = Vec::with_capacity(stranded.len());
-        for (id, agent, revoked) in stranded {
-            let why = if revoked.is_some() {
-                format!(
-                    "agent `{agent}` that holds the files of the step this one follows was revoked; the step does not move to another host"
-                )
-            } else {
-                format!(
-                    "agent `{agent}` that holds the files of the step this one follows has not been seen since {}; the step does not move to another host",
-                    ts(seen_before).to_rfc3339()
-                )
-            };
-            sqlx::query(
-                "UPDATE jobs SET state = 'failed', finished_at = ?1, updated_at = ?1, error = ?2
-                 WHERE id = ?3 AND state = 'queued'",
+        let r: Result<Vec<JobId>> = async {
+            let mut tx = self.writer.begin().await?;
+            let stranded: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+                "SELECT j.id, j.pin_agent, a.revoked_at FROM jobs j LEFT JOIN agents a ON a.id = j.pin_agent
+                 WHERE j.state = 'queued' AND j.pin_agent IS NOT NULL
+                   AND (a.id IS NULL OR a.revoked_at IS NOT NULL OR a.last_seen < ?)",
             )
-            .bind(now)
-            .bind(why)
-            .bind(id)
-            .execute(&mut *tx)
+            .bind(seen_before)
+            .fetch_all(&mut *tx)
             .await?;
-            failed.push(id);
+            let mut failed = Vec::with_capacity(stranded.len());
+            for (id, agent, revoked) in stranded {
+                let why = if revoked.is_some() {
+                    format!(
+                        "agent `{agent}` that holds the files of the step this one follows was revoked; the step does not move to another host"
+                    )
+                } else {
+                    format!(
+                        "agent `{agent}` that holds the files of the step this one follows has not been seen since {}; the step does not move to another host",
+                        ts(seen_before).to_rfc3339()
+                    )
+                };
+                sqlx::query(
+                    "UPDATE jobs SET state = 'failed', finished_at = ?1, updated_at = ?1, error = ?2
+                     WHERE id = ?3 AND state = 'queued'",
+                )
+                .bind(now)
+                .bind(why)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                failed.push(id);
+            }
+            tx.commit().await?;
+            Ok(failed)
         }
-        tx.commit().await?;
-        Ok(failed)
+        .await;
+        self.noted(r)
     }
 
     async fn schedule_stats(&self, id: i64) -> Result<ScheduleStats> {
