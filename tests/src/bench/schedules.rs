@@ -6,7 +6,7 @@
 //! occurrence's fire time (nominal + jitter; jitter 0), twice: from the
 //! job's `created_at` in the controller's store (read after it stopped),
 //! and from the time the controller logged the committed firing (`Schedule
-//! occurrence recorded`), since `created_at` is the time the timer's look
+//! occurrence recorded`), since `created_at` is the time the timer's firing
 //! began, shared by every firing of that look. Controller CPU is the share
 //! of one core over the window, from `/proc`. The window starts
 //! [`SETTLE`] after the last schedule was created (the firings that fell
@@ -74,7 +74,7 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
     rep.notes.push(
         "lateness (job created_at) = created_at − occurrence fire_at (nominal + jitter, jitter \
          0), Unix ms on the controller's clock, from its SQLite store after it stopped; \
-         created_at is when the timer's look began, shared by all firings of that look. \
+         created_at is when the timer's firing transaction began, shared by all firings of that look. \
          lateness (firing committed, log) = the controller log's timestamp of `Schedule \
          occurrence recorded` (after the commit) − nominal. No agent serves the group (firing \
          only), overlap allow; every occurrence due in the window checked: fired once, one job"

@@ -26,7 +26,7 @@ use crate::store::{Error, Result};
 mod fire;
 
 pub(crate) use fire::push_group;
-use fire::{activity, fire_in, follow_up_in};
+use fire::{activity, fire_apart, fire_in, fire_together, follow_up_in};
 
 pub(super) const SCHEDULE_COLUMNS: &str =
     "id, spec, paused, paused_at, resumed_at, cursor, next_fire_at, created_at, updated_at";
@@ -350,23 +350,10 @@ impl ScheduleStore for SqliteStore {
 
     async fn fire_all(&self, firings: &[Firing], now: i64) -> Result<Vec<Result<Fired>>> {
         let r: Result<Vec<Result<Fired>>> = async {
-            let mut tx = self.writer.begin().await?;
-            let mut out = Vec::with_capacity(firings.len());
-            for f in firings {
-                let mut one = sqlx::Connection::begin(&mut *tx).await?;
-                match fire_in(&mut one, f, now).await {
-                    Ok(fired) if !fired.raced => {
-                        one.commit().await?;
-                        out.push(Ok(fired));
-                    }
-                    done => {
-                        one.rollback().await?;
-                        out.push(done);
-                    }
-                }
+            match fire_together(&self.writer, firings, now).await? {
+                Some(out) => Ok(out),
+                None => fire_apart(&self.writer, firings, now).await,
             }
-            tx.commit().await?;
-            Ok(out)
         }
         .await;
         if let Ok(out) = &r {

@@ -331,3 +331,52 @@ pub(super) async fn follow_up_in(
         .await?;
     Ok(out)
 }
+
+/// Every firing in one transaction, without a savepoint each (the common
+/// case: a raced firing writes nothing). None when one was refused: then
+/// nothing was kept, and the caller fires them apart.
+pub(super) async fn fire_together(
+    writer: &sqlx::SqlitePool,
+    firings: &[Firing],
+    now: i64,
+) -> Result<Option<Vec<Result<Fired>>>> {
+    let mut tx = writer.begin().await?;
+    let mut out = Vec::with_capacity(firings.len());
+    for f in firings {
+        match fire_in(&mut tx, f, now).await {
+            Ok(fired) => out.push(Ok(fired)),
+            Err(_) => {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(Some(out))
+}
+
+/// Every firing in one transaction, a savepoint each: one that is refused
+/// writes nothing and leaves the others be.
+pub(super) async fn fire_apart(
+    writer: &sqlx::SqlitePool,
+    firings: &[Firing],
+    now: i64,
+) -> Result<Vec<Result<Fired>>> {
+    let mut tx = writer.begin().await?;
+    let mut out = Vec::with_capacity(firings.len());
+    for f in firings {
+        let mut one = sqlx::Connection::begin(&mut *tx).await?;
+        match fire_in(&mut one, f, now).await {
+            Ok(fired) if !fired.raced => {
+                one.commit().await?;
+                out.push(Ok(fired));
+            }
+            done => {
+                one.rollback().await?;
+                out.push(done);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
