@@ -162,6 +162,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/whoami", get(identity::whoami))
         .route("/v1/audit", get(identity::audit_log))
+        .merge(schedule_routes())
+        .route("/v1/drills", post(drills::start).get(drills::list))
+        .route("/v1/drills/{id}", get(drills::show))
+        .route("/v1/jobs/{id}/fault-ack", small(post(drills::fault_ack)))
+        .route("/metrics", get(metrics::serve))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    routine
+        .merge(rest)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(trace::RequestSpan)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Schedules, pipelines and runs (`api::schedules`, `api::pipelines`).
+fn schedule_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/v1/schedules",
             post(schedules::create).get(schedules::list),
@@ -201,25 +226,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}", get(pipelines::show_run))
         .route("/v1/runs/{id}/cancel", small(post(pipelines::cancel_run)))
         .route("/v1/runs/{id}/retry", small(post(pipelines::retry_run)))
-        .route("/v1/drills", post(drills::start).get(drills::list))
-        .route("/v1/drills/{id}", get(drills::show))
-        .route("/v1/jobs/{id}/fault-ack", small(post(drills::fault_ack)))
-        .route("/metrics", get(metrics::serve))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            audit::record,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
-    routine
-        .merge(rest)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(trace::RequestSpan)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {
