@@ -83,3 +83,32 @@ pub fn sweep_leftovers(dir: &Path) {
         }
     }
 }
+
+/// A cluster of `agents` whose controller runs on a faked clock (offset 0
+/// for now), each agent tweaked by `tweak`, once every agent has stored its
+/// identity (a controller restart before that would lose the enrollment's
+/// answer); or None, the reason printed, where libfaketime is absent.
+pub async fn cluster(
+    agents: usize,
+    tweak: impl Fn(&mut crate::proc::AgentOpts),
+) -> Option<(crate::cluster::Cluster, FakeClock, tempfile::TempDir)> {
+    if let Some(why) = FakeClock::unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::new(&dir.path().join("faketime.rc")).expect("clock");
+    let c = crate::cluster::Cluster::start_env(agents, "", clock.env(), tweak)
+        .await
+        .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.agents.iter().any(|a| a.secret().is_err()) {
+        assert!(
+            std::time::Instant::now() < end,
+            "agents never stored their identity"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Some((c, clock, dir))
+}

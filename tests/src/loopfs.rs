@@ -105,3 +105,39 @@ impl Drop for LoopFs {
         let _ = fs::remove_file(&self.image);
     }
 }
+
+/// A controller with its state dir (database included) under `fs` and one
+/// online agent (`agent-1`, tweaked by `tweak`), in a fresh temp dir kept
+/// alive by the first value.
+pub async fn controller_on(
+    fs: &LoopFs,
+    tweak: impl FnOnce(&mut crate::proc::AgentOpts),
+) -> (
+    tempfile::TempDir,
+    crate::proc::Controller,
+    crate::proc::Agent,
+) {
+    crate::init_crypto();
+    let tmp = tempfile::Builder::new()
+        .prefix("baton-e2e-")
+        .tempdir()
+        .expect("tmp");
+    let ctl = crate::proc::Controller::start_with_state(
+        &tmp.path().join("controller"),
+        &fs.path().join("state"),
+        "127.0.0.1:0",
+        "allow_plain_http = true",
+        None,
+    )
+    .await
+    .expect("controller");
+    let api = ctl.api();
+    let mut opts = crate::proc::AgentOpts::new("agent-1");
+    tweak(&mut opts);
+    opts.enrollment_token = Some(api.enrollment_token(&opts.groups).await.expect("enr"));
+    let agent = crate::proc::Agent::start(tmp.path(), &ctl.url(), opts).expect("agent");
+    api.wait_online(1, std::time::Duration::from_secs(60))
+        .await
+        .expect("online");
+    (tmp, ctl, agent)
+}

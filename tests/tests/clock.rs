@@ -23,27 +23,9 @@ const HOUR_S: i64 = 3_600;
 /// another second for a loaded 2-core machine. The old behaviour was ~1 h.
 const TAKEOVER_BOUND: Duration = Duration::from_millis(TTL_MS + 3_000);
 
-/// A cluster whose controller runs on a faked clock (offset 0 for now), or
-/// None (the reason printed) where libfaketime is absent.
+/// A cluster whose controller runs on a faked clock (`faketime::cluster`).
 async fn faked_cluster(agents: usize) -> Option<(Cluster, FakeClock, tempfile::TempDir)> {
-    if let Some(why) = FakeClock::unavailable() {
-        eprintln!("SKIPPED: {why}");
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = FakeClock::new(&dir.path().join("faketime.rc")).expect("clock");
-    let c = Cluster::start_env(agents, "", clock.env(), |_| {})
-        .await
-        .expect("cluster");
-    c.wait_agents_online().await.expect("online");
-    // An agent counts as online from its enrollment on; a controller
-    // restart before it has its identity would lose the enrollment's answer.
-    let end = Instant::now() + WAIT;
-    while c.agents.iter().any(|a| a.secret().is_err()) {
-        assert!(Instant::now() < end, "agents never stored their identity");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Some((c, clock, dir))
+    baton_tests::faketime::cluster(agents, |_| {}).await
 }
 
 /// Submit a job that appends `start` to its marks file, sleeps `secs`,

@@ -16,7 +16,7 @@ use baton_tests::api::Api;
 use baton_tests::cluster::Cluster;
 use baton_tests::faketime::FakeClock;
 use baton_tests::loopfs::LoopFs;
-use baton_tests::proc::{Agent, AgentOpts, Controller};
+use baton_tests::proc::{Agent, Controller};
 use baton_tests::sched_store::{self, OccRow};
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal;
@@ -147,27 +147,9 @@ fn states_in(rows: &[OccRow], from: i64, to: i64) -> BTreeMap<String, i64> {
     m
 }
 
-/// A cluster whose controller runs on a faked clock (offset 0 for now), or
-/// None (the reason printed) where libfaketime is absent.
+/// A cluster whose controller runs on a faked clock (`faketime::cluster`).
 async fn faked_cluster(agents: usize) -> Option<(Cluster, FakeClock, tempfile::TempDir)> {
-    if let Some(why) = FakeClock::unavailable() {
-        eprintln!("SKIPPED: {why}");
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = FakeClock::new(&dir.path().join("faketime.rc")).expect("clock");
-    let c = Cluster::start_env(agents, "", clock.env(), |o| o.slots = 4)
-        .await
-        .expect("cluster");
-    c.wait_agents_online().await.expect("online");
-    // A controller restart before an agent stored its identity would lose
-    // the enrollment's answer.
-    let end = Instant::now() + WAIT;
-    while c.agents.iter().any(|a| a.secret().is_err()) {
-        assert!(Instant::now() < end, "agents never stored their identity");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Some((c, clock, dir))
+    baton_tests::faketime::cluster(agents, |o| o.slots = 4).await
 }
 
 /// The wall clock steps by `step_s` under the running controller: it keeps
@@ -472,29 +454,9 @@ async fn sighup_while_schedules_fire_changes_nothing() {
     println!("{hups} SIGHUPs: {n} seconds fired one each, none missed");
 }
 
-/// A controller with its state dir on `fs` and one agent.
+/// A controller with its state dir on `fs` and one agent (8 slots).
 async fn on_loop_fs(fs: &LoopFs) -> (tempfile::TempDir, Controller, Agent) {
-    baton_tests::init_crypto();
-    let tmp = tempfile::Builder::new()
-        .prefix("baton-e2e-")
-        .tempdir()
-        .expect("tmp");
-    let ctl = Controller::start_with_state(
-        &tmp.path().join("controller"),
-        &fs.path().join("state"),
-        "127.0.0.1:0",
-        "allow_plain_http = true",
-        None,
-    )
-    .await
-    .expect("controller");
-    let api = ctl.api();
-    let mut opts = AgentOpts::new("agent-1");
-    opts.slots = 8;
-    opts.enrollment_token = Some(api.enrollment_token(&opts.groups).await.expect("enr"));
-    let agent = Agent::start(tmp.path(), &ctl.url(), opts).expect("agent");
-    api.wait_online(1, WAIT).await.expect("online");
-    (tmp, ctl, agent)
+    baton_tests::loopfs::controller_on(fs, |o| o.slots = 8).await
 }
 
 /// `/readyz`'s status.

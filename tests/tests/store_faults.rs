@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use baton_proto::{AttemptOutcome, ErrorCode, JobId, JobState};
 use baton_tests::api::Api;
 use baton_tests::loopfs::LoopFs;
-use baton_tests::proc::{Agent, AgentOpts, Controller};
+use baton_tests::proc::{Agent, Controller};
 use reqwest::Method;
 use serde_json::json;
 
@@ -102,25 +102,8 @@ struct Setup {
 }
 
 async fn setup(fs: &LoopFs) -> Setup {
-    baton_tests::init_crypto();
-    let tmp = tempfile::Builder::new()
-        .prefix("baton-e2e-")
-        .tempdir()
-        .expect("tmp");
-    let ctl = Controller::start_with_state(
-        &tmp.path().join("controller"),
-        &fs.path().join("state"),
-        "127.0.0.1:0",
-        "allow_plain_http = true",
-        None,
-    )
-    .await
-    .expect("controller");
+    let (tmp, ctl, agent) = baton_tests::loopfs::controller_on(fs, |_| {}).await;
     let api = ctl.api();
-    let mut opts = AgentOpts::new("agent-1");
-    opts.enrollment_token = Some(api.enrollment_token(&opts.groups).await.expect("enr"));
-    let agent = Agent::start(tmp.path(), &ctl.url(), opts).expect("agent");
-    api.wait_online(1, WAIT).await.expect("online");
     Setup {
         tmp,
         ctl,

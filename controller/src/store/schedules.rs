@@ -154,6 +154,19 @@ pub enum Cursor {
     },
 }
 
+impl Cursor {
+    /// `(cursor, next_fire_at)` after this, from the ones kept by `Keep`.
+    pub fn resolve(self, kept: (Option<i64>, Option<i64>)) -> (Option<i64>, Option<i64>) {
+        match self {
+            Cursor::Keep => kept,
+            Cursor::Set {
+                cursor,
+                next_fire_at,
+            } => (cursor, next_fire_at),
+        }
+    }
+}
+
 /// A schedule's totals, last occurrence and last success.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScheduleStats {

@@ -189,13 +189,7 @@ impl ScheduleStore for SqliteStore {
             Some(old) => {
                 let mut spec = spec.clone();
                 spec.paused = old.paused;
-                let (cur, fire) = match cursor {
-                    Cursor::Keep => (old.cursor, old.next_fire_at),
-                    Cursor::Set {
-                        cursor,
-                        next_fire_at,
-                    } => (cursor, next_fire_at),
-                };
+                let (cur, fire) = cursor.resolve((old.cursor, old.next_fire_at));
                 sqlx::query(
                     "UPDATE schedules SET spec = ?1, cursor = ?2, next_fire_at = ?3, updated_at = ?4 WHERE id = ?5",
                 )
@@ -208,13 +202,7 @@ impl ScheduleStore for SqliteStore {
                 .await?;
             }
             None => {
-                let (cur, fire) = match cursor {
-                    Cursor::Keep => (None, None),
-                    Cursor::Set {
-                        cursor,
-                        next_fire_at,
-                    } => (cursor, next_fire_at),
-                };
+                let (cur, fire) = cursor.resolve((None, None));
                 sqlx::query(
                     "INSERT INTO schedules (name, spec, paused, paused_at, cursor, next_fire_at, created_at, updated_at)
                      VALUES (?1, ?2, ?3, CASE WHEN ?3 THEN ?6 END, ?4, ?5, ?6, ?6)",
@@ -268,13 +256,7 @@ impl ScheduleStore for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let old = schedule_by(&mut tx, name).await?;
         if old.paused != paused {
-            let (cur, fire) = match cursor {
-                Cursor::Keep => (old.cursor, old.next_fire_at),
-                Cursor::Set {
-                    cursor,
-                    next_fire_at,
-                } => (cursor, next_fire_at),
-            };
+            let (cur, fire) = cursor.resolve((old.cursor, old.next_fire_at));
             sqlx::query(
                 "UPDATE schedules SET paused = ?1,
                    paused_at = CASE WHEN ?1 THEN ?2 ELSE paused_at END,
