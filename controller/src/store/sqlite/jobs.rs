@@ -204,25 +204,10 @@ impl JobStore for SqliteStore {
     /// (its holder learns it on the next heartbeat). Returns the group to wake.
     async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
         let mut tx = self.writer.begin().await?;
-        match state_of(&mut tx, id).await? {
-            JobState::Queued => {
-                sqlx::query(
-                    "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?1, updated_at = ?1,
-                     error = 'cancelled by operator before it ran' WHERE id = ?2",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            JobState::Running => {
-                sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            s => return Err(Error::Conflict(format!("job {id} is already {s}"))),
+        let before =
+            super::made::cancel_in(&mut tx, id, "cancelled by operator before it ran", now).await?;
+        if before.is_terminal() {
+            return Err(Error::Conflict(format!("job {id} is already {before}")));
         }
         tx.commit().await?;
         self.get_job(id).await

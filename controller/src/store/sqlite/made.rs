@@ -67,7 +67,7 @@ pub(crate) async fn insert_made(
 
 /// Cancel job `id` inside a transaction: a queued job ends at once with
 /// `why`; a running one is asked to stop (its holder learns it on the next
-/// heartbeat). Returns its state after; an ended job is left alone.
+/// heartbeat). Returns its state before; an ended job is left alone.
 pub(crate) async fn cancel_in(
     c: &mut SqliteConnection,
     id: JobId,
@@ -92,7 +92,7 @@ pub(crate) async fn cancel_in(
             .bind(id)
             .execute(&mut *c)
             .await?;
-            Ok(JobState::Cancelled)
+            Ok(JobState::Queued)
         }
         JobState::Running => {
             sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
