@@ -9,12 +9,12 @@ use crate::config::Flags;
 
 /// Baton agent: long-polls the controller, holds leases, runs jobs next to the database.
 #[derive(Debug, Parser)]
-#[command(name = "baton-agent", version, about)]
+#[command(name = "baton-agent", version, about, after_help = baton_proto::env::help(baton_proto::env::AGENT))]
 pub struct Cli {
     /// What to do (default: run).
     #[command(subcommand)]
     pub command: Option<Cmd>,
-    /// Config file (TOML). Also BATON_CONFIG.
+    /// Config file (TOML). Also BATON_AGENT_CONFIG.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Agent id asked for at enrollment (overrides `agent_id`; default: the host name).
@@ -43,7 +43,7 @@ pub enum Cmd {
     /// `<state_dir>/identity.json`, exit.
     Enroll {
         /// File holding the enrollment token (`-` reads standard input). Default:
-        /// `enrollment_token_file`, BATON_ENROLLMENT_TOKEN_FILE or BATON_ENROLLMENT_TOKEN.
+        /// `enrollment_token_file`, BATON_AGENT_ENROLLMENT_TOKEN_FILE or BATON_AGENT_ENROLLMENT_TOKEN.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
     },

@@ -1,11 +1,15 @@
-//! Agent configuration: built-in defaults → TOML file → `BATON_*` environment → flags.
+//! Agent configuration: built-in defaults → TOML file → `BATON_AGENT_*` environment → flags.
+//!
+//! The variables are listed once, in [`baton_proto::env::AGENT`] (also shown by
+//! `--help`); the agent reads no other `BATON_*` name, and an old name of its
+//! own (`BATON_STATE_DIR`, …) only gives a WARN naming the new one.
 //!
 //! Everything is validated at start. Every error names where the bad value
 //! came from (file path and line, environment variable or flag) and the key;
 //! the process then exits with [`EX_CONFIG`] (78). The agent's credentials
 //! come from enrollment ([`crate::identity`]); the enrollment token is read
-//! from `enrollment_token_file`, `BATON_ENROLLMENT_TOKEN_FILE` or
-//! `BATON_ENROLLMENT_TOKEN`, never from a flag, and never appears in a message.
+//! from `enrollment_token_file`, `BATON_AGENT_ENROLLMENT_TOKEN_FILE` or
+//! `BATON_AGENT_ENROLLMENT_TOKEN`, never from a flag, and never appears in a message.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,11 +17,12 @@ use std::time::Duration;
 
 pub use baton_proto::config::LogFormat;
 use baton_proto::config::{ConfigError, EX_CONFIG, Source, line_of_key, parse_toml};
+use baton_proto::env;
 use baton_proto::valid_name;
 use serde::Deserialize;
 
-use crate::secret::check_enrollment_token;
 pub use crate::secret::{ENV_ENROLLMENT_TOKEN, EnrollmentToken, Secret, read_secret_file};
+use crate::secret::{check_enrollment_token, check_secret_file};
 pub use crate::tls::TlsConfig;
 use crate::tls::{CaBundle, ClientIdentity, Part};
 pub use command::CommandConfig;
@@ -26,16 +31,14 @@ pub use connection::ConnectionConfig;
 use connection::FileConnection;
 
 /// Environment variable naming the config file (like `--config`).
-pub const ENV_CONFIG: &str = "BATON_CONFIG";
+pub const ENV_CONFIG: &str = env::AGENT_CONFIG.name;
 /// Environment variable naming the enrollment token file.
-pub const ENV_ENROLLMENT_TOKEN_FILE: &str = "BATON_ENROLLMENT_TOKEN_FILE";
-/// Environment variables of the static agent token that enrollment replaced.
-const REMOVED_TOKEN_ENV: [&str; 2] = ["BATON_AGENT_TOKEN", "BATON_TOKEN_FILE"];
+pub const ENV_ENROLLMENT_TOKEN_FILE: &str = env::AGENT_ENROLLMENT_TOKEN_FILE.name;
 
 const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:8420";
 const REMOVED_TOKEN: &str = "the static agent token was removed: agents enroll now. Run \
      `baton-agent enroll --token-file FILE` with an enrollment token from an admin, or set \
-     enrollment_token_file (BATON_ENROLLMENT_TOKEN_FILE, BATON_ENROLLMENT_TOKEN); the agent \
+     enrollment_token_file (BATON_AGENT_ENROLLMENT_TOKEN_FILE, BATON_AGENT_ENROLLMENT_TOKEN); the agent \
      secret is then kept in <state_dir>/identity.json";
 const MAX_SLOTS: i64 = 256;
 const MIN_POLL_WAIT: Duration = Duration::from_millis(100);
@@ -105,7 +108,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log_level: String,
-    /// Log lines as text or JSON (`log_format`, `BATON_LOG_FORMAT`).
+    /// Log lines as text or JSON (`log_format`, `BATON_AGENT_LOG_FORMAT`).
     pub log_format: LogFormat,
     /// `[command]`.
     pub command: CommandConfig,
@@ -204,7 +207,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// Load and validate: reads the file named by `--config` or `BATON_CONFIG`.
+/// Load and validate: reads the file named by `--config` or `BATON_AGENT_CONFIG`.
 pub fn load(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config, Error> {
     let path = match (&flags.config, env.get(ENV_CONFIG)) {
         (Some(p), _) => Some((p.clone(), Source::Flag("config".into()))),
@@ -378,7 +381,7 @@ impl Resolver<'_> {
 
     fn resolve(self, raw: FileConfig) -> Result<Config, Error> {
         let ctx = &self.ctx;
-        let warnings = Vec::new();
+        let warnings = env::old_name_warnings(env::AGENT_OLD, |n| self.env.contains_key(n));
         self.removed_token(raw.token_file.is_some())?;
         let (hostname, agent_id) = self.agent_id(raw.agent_id)?;
         let controller_url = self.controller_url(raw.controller_url)?;
@@ -406,7 +409,7 @@ impl Resolver<'_> {
 
         // log_level
         let log = self
-            .env("BATON_LOG")
+            .env(env::AGENT_LOG.name)
             .or_else(|| self.file(raw.log_level))
             .unwrap_or(Val {
                 value: "info".into(),
@@ -442,9 +445,9 @@ impl Resolver<'_> {
         })
     }
 
-    /// `log_format`: `BATON_LOG_FORMAT`, else the file, else text.
+    /// `log_format`: `BATON_AGENT_LOG_FORMAT`, else the file, else text.
     fn log_format(&self, file: Option<LogFormat>) -> Result<LogFormat, ConfigError> {
-        match self.env("BATON_LOG_FORMAT") {
+        match self.env(env::AGENT_LOG_FORMAT.name) {
             Some(v) => v
                 .value
                 .parse()
@@ -478,6 +481,11 @@ impl Resolver<'_> {
             (Source::File(_), Some((_, text))) => line_of_key(text, key),
             _ => None,
         };
+        // A used token file may be gone; one that is there must be private.
+        if v.value.exists() {
+            check_secret_file(&v.value)
+                .map_err(|m| ctx.err(&v.src, key, format!("{}: {m}", v.value.display())))?;
+        }
         Ok(Some(EnrollmentToken::File {
             path: v.value,
             origin: v.src,
@@ -486,7 +494,7 @@ impl Resolver<'_> {
         }))
     }
 
-    /// `[tls]` (and `BATON_TLS_*`): the files must exist and parse.
+    /// `[tls]` (and `BATON_AGENT_TLS_*`): the files must exist and parse.
     fn tls(&self, raw: FileTls) -> Result<TlsConfig, ConfigError> {
         let ctx = &self.ctx;
         let pick = |env: &str, file: Option<String>| {
@@ -494,9 +502,9 @@ impl Resolver<'_> {
                 .or_else(|| self.file(file))
                 .map(|v| ctx.path(v))
         };
-        let ca = pick("BATON_TLS_CA_FILE", raw.ca_file);
-        let cert = pick("BATON_TLS_CLIENT_CERT_FILE", raw.client_cert_file);
-        let key = pick("BATON_TLS_CLIENT_KEY_FILE", raw.client_key_file);
+        let ca = pick(env::AGENT_TLS_CA_FILE.name, raw.ca_file);
+        let cert = pick(env::AGENT_TLS_CLIENT_CERT_FILE.name, raw.client_cert_file);
+        let key = pick(env::AGENT_TLS_CLIENT_KEY_FILE.name, raw.client_key_file);
         let ca = match ca {
             Some(v) => Some(
                 CaBundle::load(&v.value)
@@ -556,10 +564,8 @@ impl Resolver<'_> {
         if in_file {
             return Err(ctx.err(&ctx.file_src(), "token_file", REMOVED_TOKEN));
         }
-        for name in REMOVED_TOKEN_ENV {
-            if let Some(v) = self.env(name) {
-                return Err(ctx.err(&v.src, "token_file", REMOVED_TOKEN));
-            }
+        if let Some(v) = self.env(env::AGENT_TOKEN.name) {
+            return Err(ctx.err(&v.src, "token_file", REMOVED_TOKEN));
         }
         Ok(())
     }
@@ -571,7 +577,7 @@ impl Resolver<'_> {
             .or_else(|| self.env.get("HOSTNAME").cloned())
             .unwrap_or_default();
         let agent_id = self
-            .text(("agent-id", &self.flags.agent_id), "BATON_AGENT_ID", file)
+            .text(("agent-id", &self.flags.agent_id), env::AGENT_ID.name, file)
             .or_else(|| {
                 crate::identity::name_from_hostname(&hostname).map(|value| Val {
                     value,
@@ -600,7 +606,7 @@ impl Resolver<'_> {
         let url = self
             .text(
                 ("controller-url", &self.flags.controller_url),
-                "BATON_CONTROLLER_URL",
+                env::AGENT_CONTROLLER_URL.name,
                 file,
             )
             .unwrap_or(Val {
@@ -620,7 +626,7 @@ impl Resolver<'_> {
                 value: self.flags.groups.clone(),
                 src: Source::Flag("group".into()),
             }
-        } else if let Some(v) = self.env("BATON_GROUPS") {
+        } else if let Some(v) = self.env(env::AGENT_GROUPS.name) {
             Val {
                 value: v.value.split(',').map(|g| g.trim().to_owned()).collect(),
                 src: v.src,
@@ -652,7 +658,7 @@ impl Resolver<'_> {
     /// `slots`: jobs run at once.
     fn slots(&self, file: Option<i64>) -> Result<Val<i64>, ConfigError> {
         let ctx = &self.ctx;
-        let slots = match self.text(("slots", &self.flags.slots), "BATON_SLOTS", None) {
+        let slots = match self.text(("slots", &self.flags.slots), env::AGENT_SLOTS.name, None) {
             Some(v) => {
                 let n = v.value.trim().parse::<i64>().map_err(|_| {
                     ctx.err(
@@ -684,13 +690,13 @@ impl Resolver<'_> {
         let state_dir = self
             .flag("state-dir", &self.flags.state_dir)
             .or_else(|| {
-                self.env("BATON_STATE_DIR").map(|v| Val {
+                self.env(env::AGENT_STATE_DIR.name).map(|v| Val {
                     value: PathBuf::from(v.value),
                     src: v.src,
                 })
             })
             .or_else(|| self.file(file).map(|v| ctx.path(v)))
-            .ok_or_else(|| ctx.missing("state_dir", "BATON_STATE_DIR or --state-dir"))?;
+            .ok_or_else(|| ctx.missing("state_dir", "BATON_AGENT_STATE_DIR or --state-dir"))?;
         if state_dir.value.as_os_str().is_empty() {
             return Err(ctx.err(&state_dir.src, "state_dir", "must not be empty"));
         }

@@ -49,7 +49,7 @@ pub enum Error {
     /// `baton-agent enroll` without a token.
     #[error(
         "no enrollment token: give --token-file FILE (`-` reads standard input), or set \
-         enrollment_token_file, BATON_ENROLLMENT_TOKEN_FILE or BATON_ENROLLMENT_TOKEN"
+         enrollment_token_file, BATON_AGENT_ENROLLMENT_TOKEN_FILE or BATON_AGENT_ENROLLMENT_TOKEN"
     )]
     NoToken,
     /// The token cannot be read or is not an enrollment token.

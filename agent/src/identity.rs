@@ -33,7 +33,7 @@ pub enum Error {
     },
     /// The file holds the secret but others may read it.
     #[error(
-        "identity file {path} is readable by group or others (mode {mode:o}); it holds the \
+        "identity file {path} is readable by group or others (mode {mode:04o}); it holds the \
          agent secret: run `chmod 600 {path}` (and re-enroll if it may have leaked)"
     )]
     Insecure {
@@ -164,7 +164,8 @@ impl Identity {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
+            let shown = path.display().to_string();
+            if baton_proto::env::secret_mode_problem(&shown, mode).is_some() {
                 return Err(Error::Insecure { path, mode });
             }
         }

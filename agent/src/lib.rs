@@ -18,7 +18,7 @@
 //!
 //! # Layout
 //! - [`cli`]: command line (`run`, `enroll`, `validate`, `--version`, flags).
-//! - [`config`]: layered config (defaults → TOML → `BATON_*` env → flags), validated at start;
+//! - [`config`]: layered config (defaults → TOML → `BATON_AGENT_*` env → flags), validated at start;
 //!   the executors' parts are plain values: `config::connection` (what every
 //!   `[connections.*]` shares: password source, settings parser), `config::mysql`,
 //!   `config::mssql` (each engine's settings), `config::command` (`[command]` allow-lists).

@@ -1,5 +1,5 @@
 //! Logging: tracing to stderr (or, for the Windows service, a file),
-//! filtered by the config (`log_level`, `BATON_LOG`) unless `RUST_LOG` is
+//! filtered by the config (`log_level`, `BATON_AGENT_LOG`) unless `RUST_LOG` is
 //! set, which then wins. The filter can be replaced while running
 //! ([`reload`], on SIGHUP).
 //!

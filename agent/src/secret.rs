@@ -7,7 +7,7 @@ use baton_proto::auth::ENROLLMENT_PREFIX;
 use baton_proto::config::{ConfigError, Source};
 
 /// Environment variable carrying the enrollment token itself (for containers).
-pub const ENV_ENROLLMENT_TOKEN: &str = "BATON_ENROLLMENT_TOKEN";
+pub const ENV_ENROLLMENT_TOKEN: &str = baton_proto::env::AGENT_ENROLLMENT_TOKEN.name;
 
 /// A secret (agent secret, enrollment token, private key). Its `Debug` never
 /// shows the value, and it has no `Display`.
@@ -36,7 +36,7 @@ impl std::fmt::Debug for Secret {
 /// enrolls: a token file may be gone once it was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnrollmentToken {
-    /// The token itself (`BATON_ENROLLMENT_TOKEN`).
+    /// The token itself (`BATON_AGENT_ENROLLMENT_TOKEN`).
     Value(Secret),
     /// A file holding it; `origin`, `key` and `line` name the setting for errors.
     File {
@@ -75,6 +75,9 @@ impl EnrollmentToken {
                     line: *line,
                     message: format!("{}: {message}", path.display()),
                 };
+                if path != Path::new("-") {
+                    check_secret_file(path).map_err(err)?;
+                }
                 let text = read_secret_file(path).map_err(|e| err(format!("cannot read: {e}")))?;
                 check_enrollment_token(text.trim())
                     .map(Secret::new)
@@ -98,6 +101,24 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// Refuse a file holding a secret that group or others may open (Unix, like
+/// ssh; see [`baton_proto::env::secret_mode_problem`]). The error message has
+/// no path in front. On Windows there is no check (ACLs, not mode bits).
+pub fn check_secret_file(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+        let shown = path.display().to_string();
+        if let Some(m) = baton_proto::env::secret_mode_problem(&shown, meta.permissions().mode()) {
+            return Err(m);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// An enrollment token: printable ASCII without spaces, with its prefix.
 pub fn check_enrollment_token(token: &str) -> Result<&str, String> {
     if token.is_empty() {
@@ -115,4 +136,4 @@ pub fn check_enrollment_token(token: &str) -> Result<&str, String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

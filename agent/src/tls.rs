@@ -138,6 +138,8 @@ impl ClientIdentity {
             ));
         }
 
+        crate::secret::check_secret_file(key_path)
+            .map_err(|m| Error::new(Part::ClientKey, key_path, m))?;
         let mut keys = Vec::new();
         for (kind, der) in read_sections(Part::ClientKey, key_path)? {
             let key = match kind {

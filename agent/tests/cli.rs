@@ -215,7 +215,9 @@ fn enroll_reads_the_token_from_stdin_and_never_prints_the_secret() {
 #[test]
 fn enroll_refusal_prints_the_controllers_message_and_exits_1() {
     let dir = setup();
-    std::fs::write(dir.path().join("enroll.token"), "baton_enr_spent").expect("token");
+    let token = dir.path().join("enroll.token");
+    std::fs::write(&token, "baton_enr_spent").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let (url, server) = one_shot(
         "401 Unauthorized",
         "{\"error\":{\"code\":\"unauthorized\",\"message\":\"enrollment token already used\"}}"
@@ -225,8 +227,8 @@ fn enroll_refusal_prints_the_controllers_message_and_exits_1() {
         &["enroll", "--config", "agent.toml"],
         dir.path(),
         &[
-            ("BATON_ENROLLMENT_TOKEN_FILE", "enroll.token"),
-            ("BATON_CONTROLLER_URL", &url),
+            ("BATON_AGENT_ENROLLMENT_TOKEN_FILE", "enroll.token"),
+            ("BATON_AGENT_CONTROLLER_URL", &url),
         ],
     );
     server.join().expect("server");
@@ -246,7 +248,11 @@ fn config_errors_exit_78_naming_file_key_and_line() {
     let path = dir.path().join("agent.toml");
     let text_before = std::fs::read_to_string(&path).expect("read");
     std::fs::write(&path, text_before.clone() + "slots = 1000\n").expect("write");
-    let out = agent(&["validate"], dir.path(), &[("BATON_CONFIG", "agent.toml")]);
+    let out = agent(
+        &["validate"],
+        dir.path(),
+        &[("BATON_AGENT_CONFIG", "agent.toml")],
+    );
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let stderr = text(&out.stderr);
     assert!(
@@ -274,12 +280,12 @@ fn config_errors_exit_78_naming_file_key_and_line() {
     let out = agent(
         &["validate", "--config", "agent.toml"],
         dir.path(),
-        &[("BATON_GROUPS", "bad group")],
+        &[("BATON_AGENT_GROUPS", "bad group")],
     );
     assert_eq!(out.status.code(), Some(78));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("environment variable BATON_GROUPS"),
+        stderr.contains("environment variable BATON_AGENT_GROUPS"),
         "{stderr}"
     );
 
@@ -298,4 +304,82 @@ fn version_flag() {
         text(&out.stdout).trim(),
         format!("baton-agent {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// batonctl's and the controller's variables (and the agent's own old names)
+/// are not the agent's: `validate` is the same as without them.
+#[test]
+fn validate_ignores_the_variables_of_batonctl_and_the_controller() {
+    let dir = setup();
+    let plain = agent(&["validate", "--config", "agent.toml"], dir.path(), &[]);
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    let others = [
+        ("BATON_TOKEN_FILE", "/nonexistent/operator.token"),
+        ("BATON_URL", "https://controller.example:8420"),
+        ("BATON_CA_FILE", "/nonexistent/ca.pem"),
+        ("BATON_TOKEN", "baton_op_x"),
+        ("BATON_CONTROLLER_STATE_DIR", "/nonexistent"),
+    ];
+    let out = agent(&["validate", "--config", "agent.toml"], dir.path(), &others);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out.stdout), text(&plain.stdout));
+    assert_eq!(text(&out.stderr), text(&plain.stderr));
+
+    // An old name of the agent's own: one warning naming the new one, not applied.
+    let out = agent(
+        &["validate", "--config", "agent.toml"],
+        dir.path(),
+        &[("BATON_SLOTS", "9")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("BATON_AGENT_SLOTS").count(), 1, "{stderr}");
+    assert!(text(&out.stdout).contains("slots=1 "), "{out:?}");
+}
+
+/// `--help` lists every variable the agent reads.
+#[test]
+fn help_lists_the_agent_variables() {
+    let dir = setup();
+    let out = agent(&["--help"], dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let help = text(&out.stdout);
+    for name in [
+        "BATON_AGENT_CONFIG",
+        "BATON_AGENT_STATE_DIR",
+        "BATON_AGENT_ENROLLMENT_TOKEN_FILE",
+    ] {
+        assert!(help.contains(name), "{name}: {help}");
+    }
+}
+
+/// A password file open to group or others stops `validate` with 78, naming
+/// the file, the key, its line, the mode and the fix.
+#[test]
+fn validate_refuses_a_password_file_others_can_read() {
+    let dir = setup();
+    let path = dir.path().join("agent.toml");
+    let before = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(
+        &path,
+        before + "[connections.main]\nkind = \"mysql\"\nhost = \"db\"\nuser = \"u\"\npassword_file = \"pw\"\n",
+    )
+    .expect("write");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").expect("pw");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = agent(&["validate", "--config", "agent.toml"], dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = text(&out.stderr);
+    // The path as the config names it (relative to the working directory here).
+    for part in [
+        "line 9, key `connections.main.password_file`",
+        "mode 0644",
+        "run `chmod 600 pw`",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = agent(&["validate", "--config", "agent.toml"], dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }

@@ -18,6 +18,8 @@
 //! - [`pipeline`]: pipelines (a DAG of steps), their runs and step states.
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
+//! - [`env`]: the environment variables of each program (disjoint tables) and the
+//!   secret-file mode check (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
 #![forbid(unsafe_code)]
 
@@ -25,6 +27,7 @@ pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod drill;
+pub mod env;
 pub mod error;
 pub mod job;
 pub mod lease;

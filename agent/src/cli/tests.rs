@@ -57,3 +57,13 @@ fn enroll_takes_a_token_file() {
     assert_eq!(cli.cmd(), Cmd::Enroll { token_file: None });
     assert_eq!(cli.flags().agent_id.as_deref(), Some("db1"));
 }
+
+#[test]
+fn help_lists_every_variable_the_agent_reads() {
+    use clap::CommandFactory;
+    let help = Cli::command().render_help().to_string();
+    for v in baton_proto::env::AGENT {
+        assert!(help.contains(v.name), "{} missing from:\n{help}", v.name);
+    }
+    assert!(!help.contains("BATON_TOKEN_FILE"), "{help}");
+}

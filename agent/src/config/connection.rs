@@ -185,9 +185,9 @@ impl<'a> SettingsParser<'a> {
             )),
             (Some(p), None) => {
                 let p = self.abs(p);
-                match std::fs::metadata(&p) {
-                    Ok(_) => Ok(PasswordSource::File(p)),
-                    Err(e) => Err(self.err("password_file", format!("{}: {e}", p.display()))),
+                match crate::secret::check_secret_file(&p) {
+                    Ok(()) => Ok(PasswordSource::File(p)),
+                    Err(m) => Err(self.err("password_file", format!("{}: {m}", p.display()))),
                 }
             }
             (None, Some(v)) => {

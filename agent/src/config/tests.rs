@@ -9,7 +9,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("token"), "  baton_enr_s3cret\n").expect("token");
+        crate::secret::tests::write_secret(&dir.path().join("token"), "  baton_enr_s3cret\n");
         Fixture { dir }
     }
 
@@ -93,10 +93,10 @@ fn file_then_env_then_flag() {
 
     let env = [
         ("BATON_AGENT_ID", "env-agent"),
-        ("BATON_SLOTS", "3"),
-        ("BATON_GROUPS", "e1, e2"),
-        ("BATON_CONTROLLER_URL", "https://env:2/"),
-        ("BATON_LOG", "debug"),
+        ("BATON_AGENT_SLOTS", "3"),
+        ("BATON_AGENT_GROUPS", "e1, e2"),
+        ("BATON_AGENT_CONTROLLER_URL", "https://env:2/"),
+        ("BATON_AGENT_LOG", "debug"),
     ];
     let c = f.load(&toml, &env, &none).expect("env");
     assert_eq!((c.agent_id.as_str(), c.slots), ("env-agent", 3));
@@ -125,7 +125,7 @@ fn enrollment_token_from_env_wins_over_the_file() {
     let c = f
         .load(
             &f.base(),
-            &[("BATON_ENROLLMENT_TOKEN", "baton_enr_env")],
+            &[("BATON_AGENT_ENROLLMENT_TOKEN", "baton_enr_env")],
             &Flags::default(),
         )
         .expect("valid");
@@ -136,7 +136,7 @@ fn enrollment_token_from_env_wins_over_the_file() {
     let c = f
         .load(
             &f.base(),
-            &[("BATON_ENROLLMENT_TOKEN_FILE", "/run/secrets/enroll")],
+            &[("BATON_AGENT_ENROLLMENT_TOKEN_FILE", "/run/secrets/enroll")],
             &Flags::default(),
         )
         .expect("valid");
@@ -144,18 +144,18 @@ fn enrollment_token_from_env_wins_over_the_file() {
         c.enrollment_token,
         Some(EnrollmentToken::File { ref path, ref origin, .. })
             if path == Path::new("/run/secrets/enroll")
-                && *origin == Source::Env("BATON_ENROLLMENT_TOKEN_FILE".into())
+                && *origin == Source::Env("BATON_AGENT_ENROLLMENT_TOKEN_FILE".into())
     ));
 
     let e = invalid(
         f.load(
             &f.base(),
-            &[("BATON_ENROLLMENT_TOKEN", "baton_agt_oops")],
+            &[("BATON_AGENT_ENROLLMENT_TOKEN", "baton_agt_oops")],
             &Flags::default(),
         )
         .expect_err("an agent secret"),
     );
-    assert_eq!(e.origin, Source::Env("BATON_ENROLLMENT_TOKEN".into()));
+    assert_eq!(e.origin, Source::Env("BATON_AGENT_ENROLLMENT_TOKEN".into()));
     assert!(!e.to_string().contains("oops"), "{e}");
 }
 
@@ -189,13 +189,54 @@ fn the_static_token_was_removed() {
     assert!(e.message.contains("baton-agent enroll"), "{e}");
     assert!(e.message.contains("enrollment_token_file"), "{e}");
 
-    for var in ["BATON_AGENT_TOKEN", "BATON_TOKEN_FILE"] {
-        let e = invalid(
-            f.load(&f.base(), &[(var, "x")], &Flags::default())
-                .expect_err("removed"),
-        );
-        assert_eq!(e.origin, Source::Env(var.into()));
-        assert!(e.message.contains("enroll"), "{e}");
+    let var = "BATON_AGENT_TOKEN";
+    let e = invalid(
+        f.load(&f.base(), &[(var, "x")], &Flags::default())
+            .expect_err("removed"),
+    );
+    assert_eq!(e.origin, Source::Env(var.into()));
+    assert!(e.message.contains("enroll"), "{e}");
+}
+
+#[test]
+fn batonctl_and_controller_variables_are_ignored() {
+    let f = Fixture::new();
+    let others = [
+        ("BATON_TOKEN_FILE", "/nonexistent/token"),
+        ("BATON_URL", "not a url"),
+        ("BATON_CA_FILE", "/nonexistent/ca.pem"),
+        ("BATON_TOKEN", "x"),
+        ("BATON_CONTROLLER_LOG", "not a [filter"),
+        ("BATON_CONTROLLER_STATE_DIR", "/nonexistent"),
+    ];
+    let c = f
+        .load(&f.base(), &others, &Flags::default())
+        .expect("ignored");
+    let plain = f.load(&f.base(), &[], &Flags::default()).expect("plain");
+    assert_eq!(c.summary(), plain.summary());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn an_old_name_is_not_applied_and_warns_once_naming_the_new_one() {
+    let f = Fixture::new();
+    let old = [
+        ("BATON_STATE_DIR", "/elsewhere"),
+        ("BATON_SLOTS", "7"),
+        ("BATON_LOG", "debug"),
+    ];
+    let c = f.load(&f.base(), &old, &Flags::default()).expect("valid");
+    assert_eq!(c.slots, 1);
+    assert_eq!(c.log_level, "info");
+    assert_ne!(c.state_dir, PathBuf::from("/elsewhere"));
+    assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    for (name, new) in [
+        ("BATON_STATE_DIR", "BATON_AGENT_STATE_DIR"),
+        ("BATON_SLOTS", "BATON_AGENT_SLOTS"),
+        ("BATON_LOG", "BATON_AGENT_LOG"),
+    ] {
+        let w: Vec<_> = c.warnings.iter().filter(|w| w.contains(name)).collect();
+        assert!(w.iter().any(|w| w.contains(new)), "{name}: {w:?}");
     }
 }
 
@@ -307,21 +348,30 @@ fn wrong_types_name_key_and_line() {
 fn env_and_flag_errors_name_their_source() {
     let f = Fixture::new();
     let e = invalid(
-        f.load(&f.base(), &[("BATON_SLOTS", "lots")], &Flags::default())
-            .expect_err("env"),
+        f.load(
+            &f.base(),
+            &[("BATON_AGENT_SLOTS", "lots")],
+            &Flags::default(),
+        )
+        .expect_err("env"),
     );
-    assert_eq!(e.origin, Source::Env("BATON_SLOTS".into()));
+    assert_eq!(e.origin, Source::Env("BATON_AGENT_SLOTS".into()));
     assert_eq!((e.key.as_str(), e.line), ("slots", None));
     assert!(
-        e.to_string().contains("environment variable BATON_SLOTS"),
+        e.to_string()
+            .contains("environment variable BATON_AGENT_SLOTS"),
         "{e}"
     );
 
     let e = invalid(
-        f.load(&f.base(), &[("BATON_GROUPS", "a,,b")], &Flags::default())
-            .expect_err("env groups"),
+        f.load(
+            &f.base(),
+            &[("BATON_AGENT_GROUPS", "a,,b")],
+            &Flags::default(),
+        )
+        .expect_err("env groups"),
     );
-    assert_eq!(e.origin, Source::Env("BATON_GROUPS".into()));
+    assert_eq!(e.origin, Source::Env("BATON_AGENT_GROUPS".into()));
     assert_eq!(e.key, "groups[1]");
 
     let flags = Flags {
@@ -474,7 +524,7 @@ fn log_format_is_layered_and_validated() {
     let c = f.load(&toml, &[], &none).expect("file");
     assert_eq!(c.log_format, LogFormat::Json);
     let c = f
-        .load(&toml, &[("BATON_LOG_FORMAT", "text")], &none)
+        .load(&toml, &[("BATON_AGENT_LOG_FORMAT", "text")], &none)
         .expect("env wins");
     assert_eq!(c.log_format, LogFormat::Text);
 
@@ -484,10 +534,70 @@ fn log_format_is_layered_and_validated() {
     assert_eq!(e.origin, Source::File(f.path().display().to_string()));
     assert!(e.message.contains("`json`"), "{e}");
     let e = invalid(
-        f.load(&f.base(), &[("BATON_LOG_FORMAT", "yaml")], &none)
+        f.load(&f.base(), &[("BATON_AGENT_LOG_FORMAT", "yaml")], &none)
             .expect_err("bad in the env"),
     );
-    assert_eq!(e.origin, Source::Env("BATON_LOG_FORMAT".into()));
+    assert_eq!(e.origin, Source::Env("BATON_AGENT_LOG_FORMAT".into()));
     assert_eq!(e.key, "log_format");
     assert!(e.message.contains("\"text\" or \"json\""), "{e}");
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Every kind of secret file: group/other bits refused (naming key, line and
+/// mode, saying how to fix), 0600 and 0400 accepted.
+#[test]
+fn secret_files_open_to_group_or_others_are_refused() {
+    let f = Fixture::new();
+    let d = f.dir.path();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["a1.test".into()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    std::fs::write(d.join("agent.crt"), cert.pem()).expect("cert");
+    crate::secret::tests::write_secret(&d.join("agent.key"), &key.serialize_pem());
+    crate::secret::tests::write_secret(&d.join("pw"), "s3cret\n");
+    let mysql =
+        "[connections.my]\nkind = \"mysql\"\nhost = \"db\"\nuser = \"u\"\npassword_file = \"pw\"\n";
+    let mssql = "[connections.ms]\nkind = \"mssql\"\nhost = \"db\"\nuser = \"u\"\npassword_file = \"pw\"\nencrypt = \"off\"\n";
+    let tls = "[tls]\nclient_cert_file = \"agent.crt\"\nclient_key_file = \"agent.key\"\n";
+    let cases = [
+        ("token", "enrollment_token_file", ""),
+        ("pw", "connections.my.password_file", mysql),
+        ("pw", "connections.ms.password_file", mssql),
+        ("agent.key", "tls.client_key_file", tls),
+    ];
+    for (file, key, extra) in cases {
+        let toml = format!("{}{extra}", f.base());
+        for ok in [0o600, 0o400] {
+            chmod(&d.join(file), ok);
+            f.load(&toml, &[], &Flags::default())
+                .unwrap_or_else(|e| panic!("{key} at {ok:o}: {e}"));
+        }
+        chmod(&d.join(file), 0o644);
+        let e = invalid(f.load(&toml, &[], &Flags::default()).expect_err(key));
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.line.is_some(), "{e}");
+        let shown = d.join(file).display().to_string();
+        for part in [
+            "mode 0644",
+            &format!("chmod 600 {shown}"),
+            "group or others",
+        ] {
+            assert!(e.to_string().contains(part), "{part}: {e}");
+        }
+        chmod(&d.join(file), 0o600);
+    }
+    // The same for a file named by the environment.
+    chmod(&d.join("token"), 0o640);
+    let toml = f.base().replace("enrollment_token_file = \"token\"\n", "");
+    let path = d.join("token").display().to_string();
+    let env = [("BATON_AGENT_ENROLLMENT_TOKEN_FILE", path.as_str())];
+    let e = invalid(f.load(&toml, &env, &Flags::default()).expect_err("env"));
+    assert_eq!(e.origin, Source::Env(env[0].0.into()));
+    assert!(e.message.contains("mode 0640"), "{e}");
 }

@@ -28,7 +28,7 @@ impl Setup {
         fake.script().enroll_groups = vec!["g".into(), "h".into()];
         let dir = tempfile::tempdir().expect("tempdir");
         let token_file = dir.path().join("enroll.token");
-        std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
+        crate::secret::tests::write_secret(&token_file, &format!("{TOKEN}\n"));
         let mut config = config(&fake.url, &dir.path().join("state"), LIMIT);
         config.enrollment_token = Some(EnrollmentToken::File {
             path: token_file,
@@ -176,7 +176,7 @@ async fn rate_limited_enrollment_waits_for_retry_after() {
 async fn the_command_takes_the_token_file_flag() {
     let t = Setup::new().await;
     let flag_file = t.dir.path().join("other.token");
-    std::fs::write(&flag_file, "baton_enr_from-the-flag").expect("write");
+    crate::secret::tests::write_secret(&flag_file, "baton_enr_from-the-flag");
     let id = command(&t.config, &t.transport, Some(&flag_file), LIMIT)
         .await
         .expect("enrolled");
@@ -210,7 +210,7 @@ async fn the_command_takes_the_token_file_flag() {
 async fn bad_tokens_are_config_errors() {
     let t = Setup::new().await;
     let bad = t.dir.path().join("bad.token");
-    std::fs::write(&bad, "baton_agt_not-an-enrollment-token").expect("write");
+    crate::secret::tests::write_secret(&bad, "baton_agt_not-an-enrollment-token");
     let e = command(&t.config, &t.transport, Some(&bad), LIMIT)
         .await
         .expect_err("bad token");

@@ -1,5 +1,19 @@
 use super::*;
 
+/// Write a secret file as an operator should: mode 0600.
+pub(crate) fn write_secret(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create secret file");
+    f.write_all(text.as_bytes()).expect("write secret file");
+}
+
 #[test]
 fn secrets_do_not_show() {
     let s = Secret::new("baton_agt_hidden");
@@ -20,7 +34,7 @@ fn enrollment_tokens_are_checked() {
 fn token_files_are_read_trimmed_and_errors_name_the_setting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("token");
-    std::fs::write(&path, "  baton_enr_xyz\n").expect("write");
+    write_secret(&path, "  baton_enr_xyz\n");
     let source = EnrollmentToken::File {
         path: path.clone(),
         origin: Source::File("/etc/baton/agent.toml".into()),

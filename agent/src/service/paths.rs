@@ -132,7 +132,7 @@ pub fn restrict_acl(dir: &Path, env: &BTreeMap<String, String>) -> Result<(), Er
     }
 }
 
-/// Where the Windows defaults apply (`--config`, `BATON_CONFIG`, `state_dir`).
+/// Where the Windows defaults apply (`--config`, `BATON_AGENT_CONFIG`, `state_dir`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Defaults {
     /// Use this config file (the default one exists and none was named).
@@ -165,7 +165,7 @@ pub fn defaults(
             out.config.clone()
         }
     };
-    if flag_state_dir || env.contains_key("BATON_STATE_DIR") {
+    if flag_state_dir || env.contains_key(baton_proto::env::AGENT_STATE_DIR.name) {
         return out;
     }
     let sets_state_dir = match file {

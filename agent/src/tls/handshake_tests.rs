@@ -101,7 +101,7 @@ impl Files {
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write");
+        crate::secret::tests::write_secret(&path, text);
         path
     }
 
@@ -302,7 +302,10 @@ fn tls_config_errors_name_key_and_line() {
     assert_eq!(e.line, Some(5), "unknown keys in [tls] are errors: {e}");
 
     // The same from the environment names the variable.
-    let env = BTreeMap::from([("BATON_TLS_CA_FILE".to_owned(), "/no/such/ca.pem".to_owned())]);
+    let env = BTreeMap::from([(
+        "BATON_AGENT_TLS_CA_FILE".to_owned(),
+        "/no/such/ca.pem".to_owned(),
+    )]);
     let toml = format!("agent_id = \"a1\"\ncontroller_url = \"{url}\"\nstate_dir = \"state\"\n");
     let e = match config::load_from(
         &Flags::default(),
@@ -314,7 +317,7 @@ fn tls_config_errors_name_key_and_line() {
     };
     assert_eq!(
         e.origin,
-        baton_proto::config::Source::Env("BATON_TLS_CA_FILE".into())
+        baton_proto::config::Source::Env("BATON_AGENT_TLS_CA_FILE".into())
     );
     assert_eq!(e.key, "tls.ca_file");
 }

@@ -13,7 +13,7 @@ impl Pki {
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write");
+        crate::secret::tests::write_secret(&path, text);
         path
     }
 }

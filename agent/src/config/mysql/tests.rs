@@ -10,7 +10,7 @@ fn settings(src: &str) -> BTreeMap<String, toml::Value> {
 #[test]
 fn tcp_with_password_file() {
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+    crate::secret::tests::write_secret(&dir.path().join("pw"), "s3cret\n");
     let c = MysqlConnection::parse(
             "main",
             &settings("host = \"db\"\nuser = \"baton\"\npassword_file = \"pw\"\ndatabase = \"app\"\nkeep_last = 3\nmax_age = \"30days\"\n"),

@@ -95,7 +95,7 @@ fn defaults_apply_only_where_nothing_was_set() {
         &layout,
         None,
         false,
-        &env(&[("BATON_CONFIG", other.to_str().expect("utf8"))]),
+        &env(&[("BATON_AGENT_CONFIG", other.to_str().expect("utf8"))]),
         read,
     );
     assert_eq!(d.config, None);
@@ -104,7 +104,7 @@ fn defaults_apply_only_where_nothing_was_set() {
         defaults(&layout, None, true, &env(&[]), read).state_dir,
         None
     );
-    let e = env(&[("BATON_STATE_DIR", "D:/s")]);
+    let e = env(&[("BATON_AGENT_STATE_DIR", "D:/s")]);
     assert_eq!(defaults(&layout, None, false, &e, read).state_dir, None);
     // Broken TOML or an unreadable file: left to the loader to report.
     std::fs::write(&layout.config, "state_dir = [").expect("write");

@@ -18,7 +18,7 @@ fn parse(src: &str) -> Result<MssqlConnection, Error> {
 #[test]
 fn strict_with_ca_file_and_password_file() {
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+    crate::secret::tests::write_secret(&dir.path().join("pw"), "s3cret\n");
     std::fs::write(dir.path().join("ca.pem"), "x").expect("write");
     let c = MssqlConnection::parse(
             "main",
