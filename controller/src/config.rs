@@ -1,5 +1,8 @@
-//! Controller configuration: defaults → TOML file → `BATON_*` env → flags,
-//! validated once at start. Every error names the source, key and line.
+//! Controller configuration: defaults → TOML file → `BATON_CONTROLLER_*` env →
+//! flags, validated once at start. Every error names the source, key and line.
+//! The variables are listed once, in [`baton_proto::env::CONTROLLER`] (also
+//! shown by `--help`); an old name (`BATON_LISTEN`, …) is not applied and gives
+//! one WARN naming the new one ([`Config::warnings`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,6 +11,7 @@ use std::time::Duration;
 
 pub use baton_proto::config::LogFormat;
 use baton_proto::config::{ConfigError, Source, parse_toml};
+use baton_proto::env::{self, EnvVar};
 use baton_proto::limits;
 use serde::Deserialize;
 
@@ -106,7 +110,7 @@ pub struct Config {
     pub agent_offline_after: Duration,
     /// Log filter.
     pub log_level: String,
-    /// Log lines as text or JSON (`log_format`, `BATON_LOG_FORMAT`).
+    /// Log lines as text or JSON (`log_format`, `BATON_CONTROLLER_LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Largest stdout/stderr a completion may carry (each).
     pub max_output_bytes: usize,
@@ -128,6 +132,8 @@ pub struct Config {
     pub max_unauthenticated_per_address: usize,
     /// Largest job spec (its args, env, SQL, parameters in total, as JSON).
     pub max_spec_bytes: usize,
+    /// Old environment variables found set (not applied): one WARN line each.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -151,20 +157,20 @@ impl Config {
         let sizes = at.sizes(&file)?;
         let job_keep = at.keep(
             "job_keep",
-            "BATON_JOB_KEEP",
+            env::CONTROLLER_JOB_KEEP,
             &file.job_keep,
             Duration::from_secs(30 * 86_400),
         )?;
         let audit_keep = at.keep(
             "audit_keep",
-            "BATON_AUDIT_KEEP",
+            env::CONTROLLER_AUDIT_KEEP,
             &file.audit_keep,
             Duration::from_secs(90 * 86_400),
         )?;
         let plain = at.allow_plain_http(file.allow_plain_http)?;
         let tls = at.tls(file.tls.take(), plain)?;
         let log_level = env
-            .get("BATON_LOG")
+            .get(env::CONTROLLER_LOG.name)
             .cloned()
             .or(file.log_level)
             .unwrap_or_else(|| "info".into());
@@ -190,6 +196,7 @@ impl Config {
             max_unauthenticated: sizes.max_unauthenticated,
             max_unauthenticated_per_address: sizes.max_unauthenticated_per_address,
             max_spec_bytes: sizes.max_spec_bytes,
+            warnings: env::old_name_warnings(env::CONTROLLER_OLD, |n| env.contains_key(n)),
         })
     }
 }
@@ -263,8 +270,8 @@ impl Sources<'_> {
     fn listen(&self, file_v: &Option<String>) -> Result<SocketAddr, ConfigError> {
         if let Some(v) = &self.flags.listen {
             parse_addr(v).map_err(|m| self.flag_err("listen", m))
-        } else if let Some(v) = self.env.get("BATON_LISTEN") {
-            parse_addr(v).map_err(|m| self.env_err("BATON_LISTEN", "listen", m))
+        } else if let Some(v) = self.env.get(env::CONTROLLER_LISTEN.name) {
+            parse_addr(v).map_err(|m| self.env_err(env::CONTROLLER_LISTEN.name, "listen", m))
         } else if let Some(v) = file_v {
             parse_addr(v).map_err(|m| self.file_err("listen", m))
         } else {
@@ -281,7 +288,11 @@ impl Sources<'_> {
             .flags
             .state_dir
             .clone()
-            .or_else(|| self.env.get("BATON_STATE_DIR").map(PathBuf::from))
+            .or_else(|| {
+                self.env
+                    .get(env::CONTROLLER_STATE_DIR.name)
+                    .map(PathBuf::from)
+            })
             .or(file.state_dir.take())
             .unwrap_or_else(|| PathBuf::from("/var/lib/baton/controller"));
         let database = match file.database.take() {
@@ -296,10 +307,11 @@ impl Sources<'_> {
     fn dur(
         &self,
         key: &str,
-        var: &str,
+        var: EnvVar,
         file_v: &Option<String>,
         default: Duration,
     ) -> Result<Duration, ConfigError> {
+        let var = var.name;
         if let Some(v) = self.env.get(var) {
             humantime::parse_duration(v).map_err(|e| self.env_err(var, key, e.to_string()))
         } else if let Some(v) = file_v {
@@ -313,10 +325,11 @@ impl Sources<'_> {
     fn keep(
         &self,
         key: &str,
-        var: &str,
+        var: EnvVar,
         file_v: &Option<String>,
         default: Duration,
     ) -> Result<Option<Duration>, ConfigError> {
+        let var = var.name;
         let (text, from_env) = match self.env.get(var) {
             Some(v) => (Some(v), true),
             None => (file_v.as_ref(), false),
@@ -344,7 +357,7 @@ impl Sources<'_> {
     fn timing(&self, file: &FileConfig) -> Result<Timing, ConfigError> {
         let poll_hold = self.dur(
             "poll_hold",
-            "BATON_POLL_HOLD",
+            env::CONTROLLER_POLL_HOLD,
             &file.poll_hold,
             Duration::from_millis(limits::DEFAULT_POLL_HOLD_MS),
         )?;
@@ -353,7 +366,7 @@ impl Sources<'_> {
         }
         let default_lease_ttl = self.dur(
             "default_lease_ttl",
-            "BATON_DEFAULT_LEASE_TTL",
+            env::CONTROLLER_DEFAULT_LEASE_TTL,
             &file.default_lease_ttl,
             Duration::from_millis(limits::DEFAULT_LEASE_TTL_MS),
         )?;
@@ -363,13 +376,13 @@ impl Sources<'_> {
         }
         let agent_offline_after = self.dur(
             "agent_offline_after",
-            "BATON_AGENT_OFFLINE_AFTER",
+            env::CONTROLLER_AGENT_OFFLINE_AFTER,
             &file.agent_offline_after,
             poll_hold + Duration::from_secs(20),
         )?;
         let body_read_timeout = self.dur(
             "body_read_timeout",
-            "BATON_BODY_READ_TIMEOUT",
+            env::CONTROLLER_BODY_READ_TIMEOUT,
             &file.body_read_timeout,
             Duration::from_secs(30),
         )?;
@@ -431,21 +444,20 @@ impl Sources<'_> {
         })
     }
 
-    /// `log_format`: `BATON_LOG_FORMAT`, else the file, else text.
+    /// `log_format`: `BATON_CONTROLLER_LOG_FORMAT`, else the file, else text.
     fn log_format(&self, file_v: Option<LogFormat>) -> Result<LogFormat, ConfigError> {
-        match self.env.get("BATON_LOG_FORMAT") {
-            Some(v) => v
-                .parse()
-                .map_err(|m| self.env_err("BATON_LOG_FORMAT", "log_format", m)),
+        let var = env::CONTROLLER_LOG_FORMAT.name;
+        match self.env.get(var) {
+            Some(v) => v.parse().map_err(|m| self.env_err(var, "log_format", m)),
             None => Ok(file_v.unwrap_or_default()),
         }
     }
 
     fn allow_plain_http(&self, file_v: Option<bool>) -> Result<bool, ConfigError> {
-        match self.env.get("BATON_ALLOW_PLAIN_HTTP") {
+        match self.env.get(env::CONTROLLER_ALLOW_PLAIN_HTTP.name) {
             Some(v) => parse_bool(v).ok_or_else(|| {
                 self.env_err(
-                    "BATON_ALLOW_PLAIN_HTTP",
+                    env::CONTROLLER_ALLOW_PLAIN_HTTP.name,
                     "allow_plain_http",
                     "must be true or false".into(),
                 )
@@ -489,6 +501,8 @@ impl Sources<'_> {
                 return Err(self.file_err(key, format!("{}: {e}", p.display())));
             }
         }
+        check_secret_file(&key_file)
+            .map_err(|m| self.file_err("tls.key_file", format!("{}: {m}", key_file.display())))?;
         if t.require_agent_client_cert && t.client_ca_file.is_none() {
             return Err(self.file_err(
                 "tls.require_agent_client_cert",
@@ -502,6 +516,25 @@ impl Sources<'_> {
             require_agent_client_cert: t.require_agent_client_cert,
         }))
     }
+}
+
+/// Refuse a file holding a secret that group or others may open (Unix, like
+/// ssh; the rule is [`baton_proto::env::secret_mode_problem`]). The message has
+/// no path in front. On Windows there is no check (ACLs, not mode bits).
+/// Used for `tls.key_file` and by batonctl for `--token-file`.
+pub fn check_secret_file(path: &std::path::Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+        let shown = path.display().to_string();
+        if let Some(m) = env::secret_mode_problem(&shown, meta.permissions().mode()) {
+            return Err(m);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn parse_addr(v: &str) -> Result<SocketAddr, String> {

@@ -25,10 +25,15 @@ fn say_line(text: &str) {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "baton-controller", version, about = "The Baton controller")]
+#[command(
+    name = "baton-controller",
+    version,
+    about = "The Baton controller",
+    after_help = baton_proto::env::help(baton_proto::env::CONTROLLER)
+)]
 struct Cli {
     /// Config file (TOML).
-    #[arg(long, short, env = "BATON_CONFIG", global = true)]
+    #[arg(long, short, env = baton_proto::env::CONTROLLER_CONFIG.name, global = true)]
     config: Option<PathBuf>,
     /// Listen address, e.g. 127.0.0.1:8420 (port 0 picks one; see <state-dir>/listen.addr).
     #[arg(long, global = true)]
@@ -68,6 +73,9 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, Some(Command::Validate)) {
+        for w in &config.warnings {
+            eprintln!("warning: {w}");
+        }
         say!(
             "Config OK: listen {} ({}), database {}",
             config.listen,
@@ -91,6 +99,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for w in &config.warnings {
+        tracing::warn!(detail = %w, "Config warning");
+    }
     let reload = Reload {
         cli,
         env,

@@ -180,6 +180,16 @@ openssl x509 -req -in "$work/controller.csr" -CA /etc/baton/tls/ca.pem -CAkey "$
     -out /etc/baton/tls/controller.pem 2>/dev/null
 chgrp baton /etc/baton/tls/*
 chmod 0640 /etc/baton/tls/*
+# A key the group may read is refused, naming the key, the mode and the fix.
+set +e
+out=$(as_baton /usr/bin/baton-controller --config /etc/baton/controller.toml validate 2>&1)
+code=$?
+set -e
+[ "$code" = 78 ] || fail "controller validate with a 0640 key exited $code, expected 78"
+grep -q 'tls.key_file.*mode 0640.*chmod 600' <<<"$out" || fail "controller validate: no key mode hint: $out"
+ok "a TLS key open to the group is refused (exit 78, chmod 600 hint)"
+chown baton:baton /etc/baton/tls/controller.key
+chmod 0600 /etc/baton/tls/controller.key
 out=$(as_baton /usr/bin/baton-controller --config /etc/baton/controller.toml validate) ||
     fail "baton-controller validate failed with a certificate"
 echo "$out"
@@ -252,9 +262,9 @@ alive "$ctl_pid" baton-controller
 port=$(sed 's/.*://' /var/lib/baton/controller/listen.addr)
 export BATON_URL="https://localhost:$port" BATON_CA_FILE=/etc/baton/tls/ca.pem BATON_TOKEN="$admin"
 batonctl enroll create --group verify-deb --expires 1h >/etc/baton/enroll.token
-chgrp baton /etc/baton/enroll.token
-chmod 0640 /etc/baton/enroll.token
-BATON_TLS_CA_FILE=/etc/baton/tls/ca.pem setpriv --reuid=baton --regid=baton --init-groups \
+chown baton:baton /etc/baton/enroll.token
+chmod 0600 /etc/baton/enroll.token
+BATON_AGENT_TLS_CA_FILE=/etc/baton/tls/ca.pem setpriv --reuid=baton --regid=baton --init-groups \
     /usr/bin/baton-agent --config /etc/baton/agent.toml --controller-url "$BATON_URL" run &
 agent_pid=$!
 pids+=("$agent_pid")

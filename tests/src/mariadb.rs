@@ -484,7 +484,9 @@ pub fn write_password_file(path: &Path, password: &str) -> Result<()> {
     write_private_file(path, password)
 }
 
-fn write_private_file(path: &Path, text: &str) -> Result<()> {
+/// Write a file only its owner may read (0600; an existing file is chmodded
+/// too): what the agent, the controller and batonctl accept for secrets.
+pub fn write_private_file(path: &Path, text: &str) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -248,7 +248,7 @@ impl Controller {
         if let Some(l) = listen {
             cmd.arg("--listen").arg(l.to_string());
         }
-        cmd.env("BATON_LOG", "info,sqlx=warn");
+        cmd.env("BATON_CONTROLLER_LOG", "info,sqlx=warn");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(cmd, &self.dir.join("controller.log"))?;
         self.proc = Some(proc);
@@ -379,7 +379,7 @@ impl Agent {
         let enroll = match &opts.enrollment_token {
             Some(t) => {
                 let f = dir.join("enroll.token");
-                fs::write(&f, t)?;
+                crate::mariadb::write_private_file(&f, t)?;
                 format!("enrollment_token_file = \"{}\"\n", f.display())
             }
             None => String::new(),
@@ -420,7 +420,7 @@ impl Agent {
         let mut cmd = Command::new(bin("baton-agent")?);
         cmd.arg("--config")
             .arg(&self.config)
-            .env("BATON_LOG", "info")
+            .env("BATON_AGENT_LOG", "info")
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn(cmd, &self.dir.join("agent.log"))?);
         Ok(())

@@ -134,7 +134,7 @@ async fn batonctl_manages_tokens_enrollment_agents_and_reads_the_audit() {
     // A real agent enrolls with it from the command line.
     let state = c.path("enrolled-agent");
     let token_file = c.path("enroll.token");
-    std::fs::write(&token_file, &token).expect("write");
+    baton_tests::mariadb::write_private_file(&token_file, &token).expect("write");
     let cfg = c.path("agent.toml");
     std::fs::write(
         &cfg,

@@ -98,8 +98,13 @@ async fn json_logs_name_the_job_in_both_daemons_and_every_line_parses() {
     let c = Cluster::start_env(
         1,
         "log_format = \"json\"\n",
-        env(&[("BATON_LOG", CONTROLLER_LOG)]),
-        |o| o.env = env(&[("BATON_LOG_FORMAT", "json"), ("BATON_LOG", AGENT_LOG)]),
+        env(&[("BATON_CONTROLLER_LOG", CONTROLLER_LOG)]),
+        |o| {
+            o.env = env(&[
+                ("BATON_AGENT_LOG_FORMAT", "json"),
+                ("BATON_AGENT_LOG", AGENT_LOG),
+            ])
+        },
     )
     .await
     .expect("cluster");
@@ -249,13 +254,18 @@ fn a_bad_log_format_is_a_config_error_naming_file_key_and_line() {
     .expect("write");
     let ctl_cfg = dir.path().join("controller.toml");
     std::fs::write(&ctl_cfg, "allow_plain_http = true\nlog_format = \"xml\"\n").expect("write");
-    for (name, cfg, line) in [
-        ("baton-agent", &agent_cfg, 3),
-        ("baton-controller", &ctl_cfg, 2),
+    for (name, cfg, line, var) in [
+        ("baton-agent", &agent_cfg, 3, "BATON_AGENT_LOG_FORMAT"),
+        (
+            "baton-controller",
+            &ctl_cfg,
+            2,
+            "BATON_CONTROLLER_LOG_FORMAT",
+        ),
     ] {
         let out = std::process::Command::new(bin(name).expect("bin"))
             .args(["--config", cfg.to_str().expect("path"), "validate"])
-            .env_remove("BATON_LOG_FORMAT")
+            .env_remove(var)
             .output()
             .expect("run");
         assert_eq!(out.status.code(), Some(78), "{name}");
@@ -274,13 +284,13 @@ fn a_bad_log_format_is_a_config_error_naming_file_key_and_line() {
         .expect("write");
         let out = std::process::Command::new(bin(name).expect("bin"))
             .args(["--config", cfg.to_str().expect("path"), "validate"])
-            .env("BATON_LOG_FORMAT", "yaml")
+            .env(var, "yaml")
             .output()
             .expect("run");
         assert_eq!(out.status.code(), Some(78), "{name}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("environment variable BATON_LOG_FORMAT")
+            err.contains(&format!("environment variable {var}"))
                 && err.contains("key `log_format`"),
             "{name}: {err}"
         );

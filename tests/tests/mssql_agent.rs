@@ -42,7 +42,7 @@ async fn plain_connection_logs_in_with_the_file_password_and_database() {
     baton_tests::init_crypto();
     let server = TdsServer::start(version_script()).await.expect("start");
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "pä$$wörd\n").expect("pw");
+    baton_tests::mariadb::write_private_file(&dir.path().join("pw"), "pä$$wörd\n").expect("pw");
     let conn = parse(
         &format!(
             "host = \"127.0.0.1\"\nport = {}\nuser = \"baton\"\npassword_file = \"pw\"\ndatabase = \"jobs\"\nencrypt = \"off\"\n",
@@ -75,7 +75,7 @@ async fn strict_tls_works_with_the_pinned_ca_and_not_with_another() {
     let server = TdsServer::start_strict(version_script(), &pki.server_cert, &pki.server_key)
         .await
         .expect("start");
-    std::fs::write(dir.path().join("pw"), "pw").expect("pw");
+    baton_tests::mariadb::write_private_file(&dir.path().join("pw"), "pw").expect("pw");
     let with_ca = |ca: &Path| {
         parse(
             &format!(
@@ -112,7 +112,7 @@ async fn a_silent_server_hits_the_connect_timeout() {
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "pw").expect("pw");
+    baton_tests::mariadb::write_private_file(&dir.path().join("pw"), "pw").expect("pw");
     let conn = parse(
         &format!(
             "host = \"127.0.0.1\"\nport = {port}\nuser = \"baton\"\npassword_file = \"pw\"\nencrypt = \"off\"\nconnect_timeout = \"300ms\"\n"
@@ -149,7 +149,7 @@ async fn scripted_server_errors_keep_number_class_state_line_and_only_1205_retri
         );
     let server = TdsServer::start(script).await.expect("start");
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "pw").expect("pw");
+    baton_tests::mariadb::write_private_file(&dir.path().join("pw"), "pw").expect("pw");
     let conn = parse(
         &format!(
             "host = \"127.0.0.1\"\nport = {}\nuser = \"baton\"\npassword_file = \"pw\"\nencrypt = \"off\"\n",
@@ -194,7 +194,7 @@ async fn a_named_instance_is_found_through_the_sql_browser() {
         .await
         .expect("browser");
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "pw").expect("pw");
+    baton_tests::mariadb::write_private_file(&dir.path().join("pw"), "pw").expect("pw");
     let with_instance = |instance: &str| {
         parse(
             &format!(
@@ -233,7 +233,7 @@ async fn a_refused_login_is_not_retryable_and_names_the_user() {
         .await
         .expect("start");
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "wrong").expect("pw");
+    baton_tests::mariadb::write_private_file(&dir.path().join("pw"), "wrong").expect("pw");
     let conn = parse(
         &format!(
             "host = \"127.0.0.1\"\nport = {}\nuser = \"baton\"\npassword_file = \"pw\"\nencrypt = \"off\"\n",

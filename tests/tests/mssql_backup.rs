@@ -108,7 +108,7 @@ async fn world(setup: Setup) -> World {
         .await
         .expect("start");
     let backup_root = tmp.path().join("backups");
-    std::fs::write(tmp.path().join("pw"), "pw").expect("pw");
+    baton_tests::mariadb::write_private_file(&tmp.path().join("pw"), "pw").expect("pw");
     // A short command timeout: the backup's own session must not have one.
     let mut src = format!(
         "host = \"127.0.0.1\"\nport = {}\nuser = \"baton\"\npassword_file = \"pw\"\nencrypt = \"off\"\ncommand_timeout = \"1s\"\n{}",

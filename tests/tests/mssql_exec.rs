@@ -31,7 +31,7 @@ async fn env(script: Script) -> Env {
     baton_tests::init_crypto();
     let server = TdsServer::start(script).await.expect("start");
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("pw"), "s3cret\n").expect("pw");
+    baton_tests::mariadb::write_private_file(&dir.path().join("pw"), "s3cret\n").expect("pw");
     let src = format!(
         "host = \"127.0.0.1\"\nport = {}\nuser = \"baton\"\npassword_file = \"pw\"\ndatabase = \"shop\"\nencrypt = \"off\"\n",
         server.port()

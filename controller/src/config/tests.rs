@@ -18,7 +18,7 @@ fn layering_file_env_flag() {
     let c = Config::load(Some(f.path()), &env, &Flags::default()).expect("load");
     assert_eq!(c.listen.port(), 9000);
     assert_eq!(c.poll_hold, Duration::from_secs(5));
-    env.insert("BATON_LISTEN".into(), "127.0.0.1:9001".into());
+    env.insert("BATON_CONTROLLER_LISTEN".into(), "127.0.0.1:9001".into());
     let c = Config::load(Some(f.path()), &env, &Flags::default()).expect("load");
     assert_eq!(c.listen.port(), 9001);
     let flags = Flags {
@@ -59,14 +59,14 @@ fn retention_keeps_default_forever_and_bad_values() {
     let c = load("job_keep = \"forever\"\naudit_keep = \"7d\"\n", &[]).expect("load");
     assert_eq!(c.job_keep, None);
     assert_eq!(c.audit_keep, Some(Duration::from_secs(7 * 86_400)));
-    let c = load("", &[("BATON_JOB_KEEP", "2h")]).expect("env");
+    let c = load("", &[("BATON_CONTROLLER_JOB_KEEP", "2h")]).expect("env");
     assert_eq!(c.job_keep, Some(Duration::from_secs(7200)));
     let e = load("\njob_keep = \"soon\"\n", &[]).expect_err("bad");
     assert_eq!((e.key.as_str(), e.line), ("job_keep", Some(3)));
     let e = load("audit_keep = \"10ms\"\n", &[]).expect_err("too short");
     assert_eq!(e.key, "audit_keep");
-    let e = load("", &[("BATON_AUDIT_KEEP", "x")]).expect_err("bad env");
-    assert_eq!(e.origin, Source::Env("BATON_AUDIT_KEEP".into()));
+    let e = load("", &[("BATON_CONTROLLER_AUDIT_KEEP", "x")]).expect_err("bad env");
+    assert_eq!(e.origin, Source::Env("BATON_CONTROLLER_AUDIT_KEEP".into()));
 }
 
 #[test]
@@ -88,7 +88,10 @@ fn tls_or_explicit_plain_http_required() {
         .expect_err("missing cert");
     assert_eq!(e.key, "tls.cert_file");
     assert_eq!(e.line, Some(2));
-    let env = BTreeMap::from([("BATON_ALLOW_PLAIN_HTTP".to_string(), "true".to_string())]);
+    let env = BTreeMap::from([(
+        "BATON_CONTROLLER_ALLOW_PLAIN_HTTP".to_string(),
+        "true".to_string(),
+    )]);
     let c = Config::load(None, &env, &Flags::default()).expect("plain");
     assert!(c.tls.is_none());
 }
@@ -132,13 +135,13 @@ fn log_format_is_layered_and_validated() {
     let f = write(&format!("{TOKENS}log_format = \"json\"\n"));
     let c = Config::load(Some(f.path()), &env, &none).expect("file");
     assert_eq!(c.log_format, LogFormat::Json);
-    env.insert("BATON_LOG_FORMAT".into(), "text".into());
+    env.insert("BATON_CONTROLLER_LOG_FORMAT".into(), "text".into());
     let c = Config::load(Some(f.path()), &env, &none).expect("env wins");
     assert_eq!(c.log_format, LogFormat::Text);
 
-    env.insert("BATON_LOG_FORMAT".into(), "yaml".into());
+    env.insert("BATON_CONTROLLER_LOG_FORMAT".into(), "yaml".into());
     let e = Config::load(Some(f.path()), &env, &none).expect_err("bad env");
-    assert_eq!(e.origin, Source::Env("BATON_LOG_FORMAT".into()));
+    assert_eq!(e.origin, Source::Env("BATON_CONTROLLER_LOG_FORMAT".into()));
     assert_eq!(e.key, "log_format");
     assert!(e.message.contains("\"text\" or \"json\""), "{e}");
     let f = write(&format!("{TOKENS}\nlog_format = \"xml\"\n"));
@@ -146,4 +149,67 @@ fn log_format_is_layered_and_validated() {
     assert_eq!((e.key.as_str(), e.line), ("log_format", Some(3)));
     assert_eq!(e.origin, Source::File(f.path().display().to_string()));
     assert!(e.message.contains("`json`"), "{e}");
+}
+
+#[test]
+fn old_names_are_not_applied_and_warn_naming_the_new_one() {
+    let f = write(TOKENS);
+    let env = BTreeMap::from([
+        ("BATON_LISTEN".to_string(), "127.0.0.1:9001".to_string()),
+        ("BATON_LOG".to_string(), "debug".to_string()),
+        // batonctl's and the agent's names: ignored, silently.
+        ("BATON_URL".to_string(), "not a url".to_string()),
+        ("BATON_TOKEN_FILE".to_string(), "/nonexistent".to_string()),
+        (
+            "BATON_AGENT_STATE_DIR".to_string(),
+            "/nonexistent".to_string(),
+        ),
+    ]);
+    let c = Config::load(Some(f.path()), &env, &Flags::default()).expect("load");
+    assert_eq!(c.listen.port(), baton_proto::DEFAULT_PORT);
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("BATON_CONTROLLER_"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("BATON_CONTROLLER_LISTEN"))
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("BATON_CONTROLLER_LOG "))
+    );
+}
+
+#[test]
+fn a_tls_key_open_to_group_or_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, "cert").expect("cert");
+    std::fs::write(&key, "key").expect("key");
+    let f = write(&format!(
+        "listen = \"127.0.0.1:1\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let chmod = |mode| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    for ok in [0o600, 0o400] {
+        chmod(ok);
+        Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default()).expect("private key");
+    }
+    chmod(0o644);
+    let e = Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default()).expect_err("0644");
+    assert_eq!((e.key.as_str(), e.line), ("tls.key_file", Some(4)));
+    let msg = e.to_string();
+    for part in ["mode 0644", &format!("chmod 600 {}", key.display())] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
 }

@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use baton_proto::env;
 use baton_proto::{DEFAULT_PORT, JobId, JobKind, JobList, JobState, JobView};
 use clap::{Parser, Subcommand, ValueEnum};
 use reqwest::StatusCode;
@@ -51,16 +52,16 @@ const WAIT_OUTAGE: Duration = Duration::from_secs(60);
 /// The operator token comes from the BATON_TOKEN environment variable or from
 /// --token-file / BATON_TOKEN_FILE (the file wins when both are set).
 #[derive(Debug, Parser)]
-#[command(name = "batonctl", version)]
+#[command(name = "batonctl", version, after_help = baton_proto::env::help(baton_proto::env::BATONCTL))]
 struct Cli {
     /// Controller base URL.
-    #[arg(long, env = "BATON_URL", default_value_t = default_url(), global = true, help_heading = GLOBAL)]
+    #[arg(long, env = env::CTL_URL.name, default_value_t = default_url(), global = true, help_heading = GLOBAL)]
     url: String,
     /// File holding the operator token (instead of BATON_TOKEN).
-    #[arg(long, env = "BATON_TOKEN_FILE", value_name = "PATH", global = true, help_heading = GLOBAL)]
+    #[arg(long, env = env::CTL_TOKEN_FILE.name, value_name = "PATH", global = true, help_heading = GLOBAL)]
     token_file: Option<PathBuf>,
     /// PEM CA certificate(s) of an https controller; when given, only these are trusted.
-    #[arg(long, env = "BATON_CA_FILE", value_name = "PATH", global = true, help_heading = GLOBAL)]
+    #[arg(long, env = env::CTL_CA_FILE.name, value_name = "PATH", global = true, help_heading = GLOBAL)]
     ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true, help_heading = GLOBAL)]
@@ -218,12 +219,20 @@ fn decode<T: DeserializeOwned>(v: &Value, what: &str) -> Result<T> {
 /// The operator token: `--token-file`/`BATON_TOKEN_FILE`, else `BATON_TOKEN`.
 fn read_token(token_file: Option<&std::path::Path>) -> Result<String> {
     let (token, origin) = match token_file {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read token file {}: {e}", path.display())))?,
-            format!("token file {}", path.display()),
-        ),
-        None => match std::env::var("BATON_TOKEN") {
+        Some(path) => {
+            // A missing file is told by the read below.
+            if path.exists() {
+                baton_controller::config::check_secret_file(path)
+                    .map_err(|m| usage(format!("token file {}: {m}", path.display())))?;
+            }
+            (
+                std::fs::read_to_string(path).map_err(|e| {
+                    usage(format!("cannot read token file {}: {e}", path.display()))
+                })?,
+                format!("token file {}", path.display()),
+            )
+        }
+        None => match std::env::var(env::CTL_TOKEN.name) {
             Ok(t) => (t, "BATON_TOKEN".to_owned()),
             Err(std::env::VarError::NotPresent) => {
                 return Err(usage(

@@ -92,6 +92,7 @@ fn token_file_is_trimmed_and_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("token");
     std::fs::write(&path, "s3cret-token\n").expect("write");
+    chmod(&path, 0o600);
     assert_eq!(read_token(Some(&path)).expect("token"), "s3cret-token");
     std::fs::write(&path, "\n").expect("write");
     let err = read_token(Some(&path)).expect_err("empty");
@@ -194,4 +195,40 @@ async fn offline_preview_needs_no_token_or_controller() {
     .expect("parse");
     let err = run(cli).await.expect_err("token needed");
     assert!(err.is::<UsageError>(), "{err}");
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn a_token_file_open_to_group_or_others_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("token");
+    std::fs::write(&path, "s3cret-token\n").expect("write");
+    for ok in [0o600, 0o400] {
+        chmod(&path, ok);
+        assert_eq!(read_token(Some(&path)).expect("private"), "s3cret-token");
+    }
+    chmod(&path, 0o644);
+    let err = read_token(Some(&path)).expect_err("0644");
+    assert!(err.is::<UsageError>());
+    let msg = err.to_string();
+    for part in ["mode 0644", &format!("chmod 600 {}", path.display())] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    assert!(!msg.contains("s3cret"), "{msg}");
+}
+
+#[test]
+fn help_lists_every_variable_batonctl_reads() {
+    use clap::CommandFactory;
+    let help = Cli::command().render_help().to_string();
+    for v in baton_proto::env::BATONCTL {
+        assert!(help.contains(v.name), "{} missing from:\n{help}", v.name);
+    }
+    for other in ["BATON_AGENT_", "BATON_CONTROLLER_"] {
+        assert!(!help.contains(other), "{help}");
+    }
 }
