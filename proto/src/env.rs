@@ -207,7 +207,7 @@ pub const BATONCTL: &[EnvVar] = &[CTL_URL, CTL_TOKEN, CTL_TOKEN_FILE, CTL_CA_FIL
 /// The `--help` section listing `vars` (clap `after_help`).
 pub fn help(vars: &[EnvVar]) -> String {
     let width = vars.iter().map(|v| v.name.len()).max().unwrap_or(0);
-    let mut out = String::from("Environment variables (no others are read):\n");
+    let mut out = String::from("Environment variables (no other BATON_* names are read):\n");
     for v in vars {
         out.push_str(&format!("  {:width$}  {}\n", v.name, v.meaning));
     }

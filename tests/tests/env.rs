@@ -148,3 +148,16 @@ fn the_controller_ignores_batonctl_and_agent_variables_and_warns_on_its_old_name
         "{stderr}"
     );
 }
+
+#[test]
+fn the_readme_has_a_row_for_every_variable() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    for v in AGENT.iter().chain(CONTROLLER).chain(BATONCTL) {
+        assert!(
+            readme.contains(&format!("| `{}` |", v.name)),
+            "README.md has no table row for {}",
+            v.name
+        );
+    }
+}
