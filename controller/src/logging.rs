@@ -1,5 +1,5 @@
 //! Logging: tracing to stderr (journald), filtered by the config
-//! (`log_level`, `BATON_LOG`) unless `RUST_LOG` is set, which then wins. The
+//! (`log_level`, `BATON_CONTROLLER_LOG`) unless `RUST_LOG` is set, which then wins. The
 //! filter can be replaced while running (SIGHUP).
 //!
 //! Lines are text or, with `log_format = "json"`, one JSON object per line
