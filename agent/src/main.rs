@@ -67,7 +67,14 @@ fn main() -> ExitCode {
     });
     let config = match loaded {
         Ok(c) => c,
-        Err(e) => return fail(e.exit_code(), &e),
+        Err(e) => {
+            // An old name may be why the config is incomplete: say so first.
+            let is_set = |n: &str| env.contains_key(n);
+            for w in baton_proto::env::old_name_warnings(baton_proto::env::AGENT_OLD, is_set) {
+                eprintln!("warning: {w}");
+            }
+            return fail(e.exit_code(), &e);
+        }
     };
     match cmd {
         Cmd::Validate => validate(&config),

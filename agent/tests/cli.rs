@@ -335,6 +335,22 @@ fn validate_ignores_the_variables_of_batonctl_and_the_controller() {
     let stderr = text(&out.stderr);
     assert_eq!(stderr.matches("BATON_AGENT_SLOTS").count(), 1, "{stderr}");
     assert!(text(&out.stdout).contains("slots=1 "), "{out:?}");
+
+    // The old config variable is not read; when that leaves the config
+    // incomplete, the warning comes with the error.
+    let out = agent(&["validate"], dir.path(), &[("BATON_CONFIG", "agent.toml")]);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("set BATON_AGENT_CONFIG instead"),
+        "{stderr}"
+    );
+    let out = agent(
+        &["validate"],
+        dir.path(),
+        &[("BATON_AGENT_CONFIG", "agent.toml")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 /// `--help` lists every variable the agent reads.

@@ -68,6 +68,11 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref(), &env, &flags) {
         Ok(c) => c,
         Err(e) => {
+            // An old name may be why the config is incomplete: say so first.
+            let is_set = |n: &str| env.contains_key(n);
+            for w in baton_proto::env::old_name_warnings(baton_proto::env::CONTROLLER_OLD, is_set) {
+                eprintln!("warning: {w}");
+            }
             eprintln!("{e}");
             return ExitCode::from(baton_proto::config::EX_CONFIG as u8);
         }

@@ -133,6 +133,28 @@ fn the_controller_ignores_batonctl_and_agent_variables_and_warns_on_its_old_name
     assert_eq!(text(&out.stdout), text(&plain.stdout));
     assert_eq!(text(&out.stderr), text(&plain.stderr));
 
+    // An old config name: not applied; the error that follows comes after
+    // the warning naming the new one.
+    let cfg_s = cfg.to_str().expect("utf8");
+    let out = run(
+        "baton-controller",
+        &["validate"],
+        &[("BATON_CONFIG", cfg_s)],
+    );
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("BATON_CONFIG is no longer read")
+            && stderr.contains("BATON_CONTROLLER_CONFIG"),
+        "{stderr}"
+    );
+    let out = run(
+        "baton-controller",
+        &["validate"],
+        &[("BATON_CONTROLLER_CONFIG", cfg_s)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
     // An old name of its own: not applied, one warning naming the new one.
     let out = run(
         "baton-controller",
