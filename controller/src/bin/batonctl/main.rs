@@ -34,7 +34,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use client::{Api, ApiError, ListQuery, UsageError, usage};
+use client::{Api, ApiError, ListQuery, TransportError, UsageError, usage};
 use identity::{AgentsArgs, AuditArgs, EnrollCmd, TokensCmd};
 use submit::{SubmitArgs, parse_key_value, parse_kind, parse_state};
 
@@ -53,7 +53,8 @@ const WAIT_OUTAGE: Duration = Duration::from_secs(60);
 #[derive(Debug, Parser)]
 #[command(name = "batonctl", version)]
 struct Cli {
-    /// Controller base URL.
+    /// Controller base URL (the controller serves HTTPS unless its config
+    /// sets allow_plain_http).
     #[arg(long, env = "BATON_URL", default_value_t = default_url(), global = true, help_heading = GLOBAL)]
     url: String,
     /// File holding the operator token (instead of BATON_TOKEN).
@@ -154,7 +155,7 @@ struct ListArgs {
 }
 
 fn default_url() -> String {
-    format!("http://127.0.0.1:{DEFAULT_PORT}")
+    format!("https://127.0.0.1:{DEFAULT_PORT}")
 }
 
 fn main() -> ExitCode {
@@ -178,6 +179,12 @@ fn main() -> ExitCode {
             }
             eprintln!("error: {e:#}");
             if let Some(hint) = e.downcast_ref::<ApiError>().and_then(ApiError::hint) {
+                eprintln!("hint: {hint}");
+            }
+            if let Some(hint) = e
+                .downcast_ref::<TransportError>()
+                .and_then(TransportError::hint)
+            {
                 eprintln!("hint: {hint}");
             }
             if e.is::<UsageError>() {
