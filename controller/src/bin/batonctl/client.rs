@@ -130,9 +130,10 @@ impl TransportError {
         self.hint.as_deref()
     }
 
-    /// Whether retrying later may succeed (always, for a transport failure).
+    /// Whether retrying later may succeed: yes for a transport failure,
+    /// unless the scheme or the TLS trust does not match (that needs a fix).
     pub fn is_transient(&self) -> bool {
-        !self.source.is_builder()
+        !self.source.is_builder() && self.hint.is_none()
     }
 }
 

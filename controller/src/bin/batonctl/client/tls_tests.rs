@@ -177,6 +177,7 @@ async fn hint_of(base: &str, ca_file: Option<&Path>) -> String {
     let transport = err
         .downcast_ref::<TransportError>()
         .unwrap_or_else(|| panic!("not a transport error: {err:#}"));
+    assert!(!is_transient(&err), "a mismatch is not worth a retry");
     transport
         .hint()
         .unwrap_or_else(|| panic!("no hint for: {err:#}"))
@@ -255,4 +256,5 @@ async fn an_unreachable_controller_has_no_tls_hint() {
     let err = whoami(&base, None).await.expect_err("refused");
     let transport = err.downcast_ref::<TransportError>().expect("transport");
     assert_eq!(transport.hint(), None, "{err:#}");
+    assert!(is_transient(&err), "a controller may come back");
 }
