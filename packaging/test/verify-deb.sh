@@ -167,8 +167,8 @@ echo "$out"
 grep -q 'tls.cert_file' <<<"$out" || fail "controller validate does not name tls.cert_file"
 ok "without a certificate the controller refuses to start, naming tls.cert_file"
 # The operator's recipe (packaging/README.md): `tls init` makes a CA and a
-# certificate for localhost where the config expects it; the service's group
-# then gets the key.
+# certificate for localhost where the config expects it; the service user then
+# gets the key (kept 0600) and the directory.
 /usr/bin/baton-controller tls init --dir /etc/baton/tls --san localhost,127.0.0.1 >"$work/tls-init.out" ||
     fail "baton-controller tls init failed"
 cat "$work/tls-init.out"
@@ -183,9 +183,9 @@ if /usr/bin/baton-controller tls init --dir /etc/baton/tls --san localhost >/dev
     fail "tls init overwrote existing files without --force"
 fi
 ok "tls init refuses to overwrite without --force"
-chgrp baton /etc/baton/tls /etc/baton/tls/controller.key
+chown baton:baton /etc/baton/tls/controller.key
+chgrp baton /etc/baton/tls
 chmod 0750 /etc/baton/tls
-chmod 0640 /etc/baton/tls/controller.key
 out=$(as_baton /usr/bin/baton-controller --config /etc/baton/controller.toml validate) ||
     fail "baton-controller validate failed with a certificate"
 echo "$out"

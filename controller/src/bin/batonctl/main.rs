@@ -53,8 +53,7 @@ const WAIT_OUTAGE: Duration = Duration::from_secs(60);
 #[derive(Debug, Parser)]
 #[command(name = "batonctl", version)]
 struct Cli {
-    /// Controller base URL (the controller serves HTTPS unless its config
-    /// sets allow_plain_http).
+    /// Controller base URL.
     #[arg(long, env = "BATON_URL", default_value_t = default_url(), global = true, help_heading = GLOBAL)]
     url: String,
     /// File holding the operator token (instead of BATON_TOKEN).
