@@ -21,6 +21,9 @@
 //! - [`env`]: the environment variables of each program (disjoint tables) and the
 //!   secret-file mode check (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - `tls_hint` (feature `tls-hint`): why a connection to the controller
+//!   failed at the scheme or TLS level, and the hint to print (pure: it reads
+//!   an error chain).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -34,6 +37,8 @@ pub mod lease;
 pub mod pipeline;
 pub mod schedule;
 pub mod sql_type;
+#[cfg(feature = "tls-hint")]
+pub mod tls_hint;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,
