@@ -90,28 +90,32 @@ pub const AGENT: &[EnvVar] = &[
     AGENT_TOKEN,
 ];
 
-/// The agent's names before the split: `(old, new)`. Not applied; a WARN names the new one.
-pub const AGENT_OLD: &[(&str, &str)] = &[
-    ("BATON_CONFIG", AGENT_CONFIG.name),
-    ("BATON_CONTROLLER_URL", AGENT_CONTROLLER_URL.name),
-    ("BATON_GROUPS", AGENT_GROUPS.name),
-    ("BATON_SLOTS", AGENT_SLOTS.name),
-    ("BATON_STATE_DIR", AGENT_STATE_DIR.name),
-    ("BATON_LOG", AGENT_LOG.name),
-    ("BATON_LOG_FORMAT", AGENT_LOG_FORMAT.name),
-    ("BATON_TLS_CA_FILE", AGENT_TLS_CA_FILE.name),
+/// The agent's names before the split: `(old, new)`. Not applied; a WARN
+/// names the new one (`None`: now batonctl's, no WARN).
+pub const AGENT_OLD: &[(&str, Option<&str>)] = &[
+    ("BATON_CONFIG", Some(AGENT_CONFIG.name)),
+    ("BATON_CONTROLLER_URL", Some(AGENT_CONTROLLER_URL.name)),
+    ("BATON_GROUPS", Some(AGENT_GROUPS.name)),
+    ("BATON_SLOTS", Some(AGENT_SLOTS.name)),
+    ("BATON_STATE_DIR", Some(AGENT_STATE_DIR.name)),
+    ("BATON_LOG", Some(AGENT_LOG.name)),
+    ("BATON_LOG_FORMAT", Some(AGENT_LOG_FORMAT.name)),
+    ("BATON_TLS_CA_FILE", Some(AGENT_TLS_CA_FILE.name)),
     (
         "BATON_TLS_CLIENT_CERT_FILE",
-        AGENT_TLS_CLIENT_CERT_FILE.name,
+        Some(AGENT_TLS_CLIENT_CERT_FILE.name),
     ),
-    ("BATON_TLS_CLIENT_KEY_FILE", AGENT_TLS_CLIENT_KEY_FILE.name),
+    (
+        "BATON_TLS_CLIENT_KEY_FILE",
+        Some(AGENT_TLS_CLIENT_KEY_FILE.name),
+    ),
     (
         "BATON_ENROLLMENT_TOKEN_FILE",
-        AGENT_ENROLLMENT_TOKEN_FILE.name,
+        Some(AGENT_ENROLLMENT_TOKEN_FILE.name),
     ),
-    ("BATON_ENROLLMENT_TOKEN", AGENT_ENROLLMENT_TOKEN.name),
+    ("BATON_ENROLLMENT_TOKEN", Some(AGENT_ENROLLMENT_TOKEN.name)),
     // Refused before the split; batonctl's name now: silent.
-    ("BATON_TOKEN_FILE", ""),
+    ("BATON_TOKEN_FILE", None),
 ];
 
 /// `baton-controller`: config file (like `--config`).
@@ -168,22 +172,31 @@ pub const CONTROLLER: &[EnvVar] = &[
 ];
 
 /// The controller's names before the split: `(old, new)`. Not applied; a WARN names the new one.
-pub const CONTROLLER_OLD: &[(&str, &str)] = &[
-    ("BATON_CONFIG", CONTROLLER_CONFIG.name),
-    ("BATON_LISTEN", CONTROLLER_LISTEN.name),
-    ("BATON_STATE_DIR", CONTROLLER_STATE_DIR.name),
-    ("BATON_LOG", CONTROLLER_LOG.name),
-    ("BATON_LOG_FORMAT", CONTROLLER_LOG_FORMAT.name),
-    ("BATON_POLL_HOLD", CONTROLLER_POLL_HOLD.name),
-    ("BATON_DEFAULT_LEASE_TTL", CONTROLLER_DEFAULT_LEASE_TTL.name),
+pub const CONTROLLER_OLD: &[(&str, Option<&str>)] = &[
+    ("BATON_CONFIG", Some(CONTROLLER_CONFIG.name)),
+    ("BATON_LISTEN", Some(CONTROLLER_LISTEN.name)),
+    ("BATON_STATE_DIR", Some(CONTROLLER_STATE_DIR.name)),
+    ("BATON_LOG", Some(CONTROLLER_LOG.name)),
+    ("BATON_LOG_FORMAT", Some(CONTROLLER_LOG_FORMAT.name)),
+    ("BATON_POLL_HOLD", Some(CONTROLLER_POLL_HOLD.name)),
+    (
+        "BATON_DEFAULT_LEASE_TTL",
+        Some(CONTROLLER_DEFAULT_LEASE_TTL.name),
+    ),
     (
         "BATON_AGENT_OFFLINE_AFTER",
-        CONTROLLER_AGENT_OFFLINE_AFTER.name,
+        Some(CONTROLLER_AGENT_OFFLINE_AFTER.name),
     ),
-    ("BATON_BODY_READ_TIMEOUT", CONTROLLER_BODY_READ_TIMEOUT.name),
-    ("BATON_JOB_KEEP", CONTROLLER_JOB_KEEP.name),
-    ("BATON_AUDIT_KEEP", CONTROLLER_AUDIT_KEEP.name),
-    ("BATON_ALLOW_PLAIN_HTTP", CONTROLLER_ALLOW_PLAIN_HTTP.name),
+    (
+        "BATON_BODY_READ_TIMEOUT",
+        Some(CONTROLLER_BODY_READ_TIMEOUT.name),
+    ),
+    ("BATON_JOB_KEEP", Some(CONTROLLER_JOB_KEEP.name)),
+    ("BATON_AUDIT_KEEP", Some(CONTROLLER_AUDIT_KEEP.name)),
+    (
+        "BATON_ALLOW_PLAIN_HTTP",
+        Some(CONTROLLER_ALLOW_PLAIN_HTTP.name),
+    ),
 ];
 
 /// `batonctl`: `--url`.
@@ -214,12 +227,15 @@ pub fn help(vars: &[EnvVar]) -> String {
     out
 }
 
-/// The WARN lines for the old names in `old` that are set in `env` (`is_set`):
-/// each names the new variable; an old name without a new one (now
-/// batonctl's) gives none.
-pub fn old_name_warnings(old: &[(&str, &str)], is_set: impl Fn(&str) -> bool) -> Vec<String> {
+/// The WARN lines for the old names in `old` that are set (`is_set`): each
+/// names the new variable; an old name without a new one (now batonctl's)
+/// gives none.
+pub fn old_name_warnings(
+    old: &[(&str, Option<&str>)],
+    is_set: impl Fn(&str) -> bool,
+) -> Vec<String> {
     old.iter()
-        .filter(|(old, new)| !new.is_empty() && is_set(old))
+        .filter_map(|(old, new)| new.filter(|_| is_set(old)).map(|new| (old, new)))
         .map(|(old, new)| {
             format!(
                 "Environment variable {old} is no longer read and was ignored; set {new} instead"
