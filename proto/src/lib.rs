@@ -19,6 +19,7 @@
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -31,6 +32,7 @@ pub mod lease;
 pub mod pipeline;
 pub mod schedule;
 pub mod sql_type;
+pub mod time;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,

@@ -19,6 +19,20 @@ use crate::db::common::paths;
 /// How long dropping the scratch database may take (also after a stop).
 const DROP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How far creating the scratch database got: it is dropped afterwards
+/// unless the server refused to create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scratch {
+    /// `CREATE DATABASE` not sent yet.
+    NotTried,
+    /// Sent, no answer (stopped or the connection failed): it may exist.
+    Unknown,
+    /// The server refused it: there is nothing to drop.
+    Refused,
+    /// Created.
+    Created,
+}
+
 impl Run<'_> {
     /// Steps 8 and 9. A stop or a failure from here on removes the dump.
     pub(super) async fn after_dump(
@@ -131,22 +145,15 @@ impl Run<'_> {
             rand::random::<u32>()
         );
         self.note(format!("restoring into scratch database {scratch}"));
-        let checked = self
-            .stop
-            .run(self.restore_and_compare(client, source, probe, dump, &scratch, no_data))
-            .await;
-        let drop_sql = vec![format!("DROP DATABASE IF EXISTS {}", ident(&scratch))];
-        let dropped = tokio::time::timeout(DROP_TIMEOUT, client.query(None, &drop_sql)).await;
-        let drop_error = match dropped {
-            Ok(Ok(r)) => r.into_iter().next().and_then(Result::err),
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer in 30 s".into()),
-        };
-        if let Some(e) = drop_error {
-            warn!(scratch = %scratch, error = %e, "Cannot drop the scratch database; drop it by hand");
-            self.warnings.push(format!(
-                "scratch database {scratch} could not be dropped: {e}"
-            ));
+        let mut state = Scratch::NotTried;
+        let checked =
+            self.stop
+                .run(self.restore_and_compare(
+                    client, source, probe, dump, &scratch, no_data, &mut state,
+                ))
+                .await;
+        if matches!(state, Scratch::Created | Scratch::Unknown) {
+            self.drop_scratch(client, &scratch, state).await;
         }
         let mut verdict = Verdict {
             checksums: !no_data,
@@ -181,6 +188,30 @@ impl Run<'_> {
         }
     }
 
+    /// Drop the scratch database (created, or maybe created); a failure is
+    /// a warning naming it, to be dropped by hand.
+    async fn drop_scratch(&mut self, client: &Client, scratch: &str, state: Scratch) {
+        let drop_sql = vec![format!("DROP DATABASE IF EXISTS {}", ident(scratch))];
+        let dropped = tokio::time::timeout(DROP_TIMEOUT, client.query(None, &drop_sql)).await;
+        let drop_error = match dropped {
+            Ok(Ok(r)) => r.into_iter().next().and_then(Result::err),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer in 30 s".into()),
+        };
+        let Some(e) = drop_error else { return };
+        let created = state == Scratch::Created;
+        warn!(scratch = %scratch, error = %e, created, "Cannot drop the scratch database; drop it by hand");
+        let what = if created {
+            "was created but"
+        } else {
+            "may exist and"
+        };
+        self.warnings.push(format!(
+            "scratch database {scratch} {what} could not be dropped: {e}; drop it by hand"
+        ));
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn restore_and_compare(
         &self,
         client: &Client,
@@ -189,6 +220,7 @@ impl Run<'_> {
         dump: &Path,
         scratch: &str,
         no_data: bool,
+        state: &mut Scratch,
     ) -> Result<(usize, Vec<String>), Error> {
         let charset = probe
             .charset
@@ -198,12 +230,18 @@ impl Run<'_> {
                 format!(" CHARACTER SET {cs} COLLATE {coll}")
             });
         let create = vec![format!("CREATE DATABASE {}{charset}", ident(scratch))];
+        *state = Scratch::Unknown;
         if let Some(Err(e)) = client.query(None, &create).await?.into_iter().next() {
+            *state = Scratch::Refused;
             return Err(Error::Client {
                 retryable: messages::retryable(&e),
-                message: format!("cannot create the scratch database {scratch}: {e}"),
+                message: format!(
+                    "the restore check did not run: the scratch database {scratch} could not be \
+                     created: {e} (the login needs ALL ON `baton\\_verify\\_%`.*)"
+                ),
             });
         }
+        *state = Scratch::Created;
         let progress = self.job.progress.clone();
         let mut next = Instant::now();
         client
