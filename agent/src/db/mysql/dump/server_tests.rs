@@ -796,3 +796,5 @@ async fn dump_figures_for_a_100_mb_database() {
         );
     }
 }
+
+mod grants;
