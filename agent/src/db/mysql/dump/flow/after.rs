@@ -19,20 +19,6 @@ use crate::db::common::paths;
 /// How long dropping the scratch database may take (also after a stop).
 const DROP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How far creating the scratch database got: it is dropped afterwards
-/// unless the server refused to create it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scratch {
-    /// `CREATE DATABASE` not sent yet.
-    NotTried,
-    /// Sent, no answer (stopped or the connection failed): it may exist.
-    Unknown,
-    /// The server refused it: there is nothing to drop.
-    Refused,
-    /// Created.
-    Created,
-}
-
 impl Run<'_> {
     /// Steps 8 and 9. A stop or a failure from here on removes the dump.
     pub(super) async fn after_dump(
@@ -145,16 +131,23 @@ impl Run<'_> {
             rand::random::<u32>()
         );
         self.note(format!("restoring into scratch database {scratch}"));
-        let mut state = Scratch::NotTried;
-        let checked =
-            self.stop
-                .run(self.restore_and_compare(
-                    client, source, probe, dump, &scratch, no_data, &mut state,
-                ))
-                .await;
-        if matches!(state, Scratch::Created | Scratch::Unknown) {
-            self.drop_scratch(client, &scratch, state).await;
-        }
+        // Dropped when created, or when the CREATE got no answer (it may
+        // exist); not when the server refused it: there is nothing to drop.
+        let checked = match self.stop.run(create_scratch(client, probe, &scratch)).await {
+            Ok(Ok(())) => {
+                let compared = self
+                    .stop
+                    .run(self.restore_and_compare(client, source, dump, &scratch, no_data))
+                    .await;
+                self.drop_scratch(client, &scratch, true).await;
+                compared
+            }
+            Ok(Err(refused)) => Err(refused),
+            Err(e) => {
+                self.drop_scratch(client, &scratch, false).await;
+                Err(e)
+            }
+        };
         let mut verdict = Verdict {
             checksums: !no_data,
             objects: ObjectCounts {
@@ -188,9 +181,9 @@ impl Run<'_> {
         }
     }
 
-    /// Drop the scratch database (created, or maybe created); a failure is
+    /// Drop the scratch database (`created`, or maybe created); a failure is
     /// a warning naming it, to be dropped by hand.
-    async fn drop_scratch(&mut self, client: &Client, scratch: &str, state: Scratch) {
+    async fn drop_scratch(&mut self, client: &Client, scratch: &str, created: bool) {
         let drop_sql = vec![format!("DROP DATABASE IF EXISTS {}", ident(scratch))];
         let dropped = tokio::time::timeout(DROP_TIMEOUT, client.query(None, &drop_sql)).await;
         let drop_error = match dropped {
@@ -199,7 +192,6 @@ impl Run<'_> {
             Err(_) => Some("no answer in 30 s".into()),
         };
         let Some(e) = drop_error else { return };
-        let created = state == Scratch::Created;
         warn!(scratch = %scratch, error = %e, created, "Cannot drop the scratch database; drop it by hand");
         let what = if created {
             "was created but"
@@ -211,37 +203,14 @@ impl Run<'_> {
         ));
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn restore_and_compare(
         &self,
         client: &Client,
         source: &verify::Snapshot,
-        probe: &Probe,
         dump: &Path,
         scratch: &str,
         no_data: bool,
-        state: &mut Scratch,
     ) -> Result<(usize, Vec<String>), Error> {
-        let charset = probe
-            .charset
-            .as_ref()
-            .filter(|(cs, coll)| plain(cs) && plain(coll))
-            .map_or(String::new(), |(cs, coll)| {
-                format!(" CHARACTER SET {cs} COLLATE {coll}")
-            });
-        let create = vec![format!("CREATE DATABASE {}{charset}", ident(scratch))];
-        *state = Scratch::Unknown;
-        if let Some(Err(e)) = client.query(None, &create).await?.into_iter().next() {
-            *state = Scratch::Refused;
-            return Err(Error::Client {
-                retryable: messages::retryable(&e),
-                message: format!(
-                    "the restore check did not run: the scratch database {scratch} could not be \
-                     created: {e} (the login needs ALL ON `baton\\_verify\\_%`.*)"
-                ),
-            });
-        }
-        *state = Scratch::Created;
         let progress = self.job.progress.clone();
         let mut next = Instant::now();
         client
@@ -259,6 +228,36 @@ impl Run<'_> {
         let restored = verify::snapshot(client, scratch, &[], !no_data).await?;
         Ok(verify::compare(source, &restored, !no_data))
     }
+}
+
+/// `CREATE DATABASE <scratch>` with the source's character set. The outer
+/// error: no answer (stopped, connection lost: it may exist); the inner: the
+/// server refused it (it does not exist).
+async fn create_scratch(
+    client: &Client,
+    probe: &Probe,
+    scratch: &str,
+) -> Result<Result<(), Error>, Error> {
+    let charset = probe
+        .charset
+        .as_ref()
+        .filter(|(cs, coll)| plain(cs) && plain(coll))
+        .map_or(String::new(), |(cs, coll)| {
+            format!(" CHARACTER SET {cs} COLLATE {coll}")
+        });
+    let create = vec![format!("CREATE DATABASE {}{charset}", ident(scratch))];
+    Ok(
+        match client.query(None, &create).await?.into_iter().next() {
+            Some(Err(e)) => Err(Error::Client {
+                retryable: messages::retryable(&e),
+                message: format!(
+                    "the restore check did not run: the scratch database {scratch} could not be \
+                 created: {e} (the login needs ALL ON `baton\\_verify\\_%`.*)"
+                ),
+            }),
+            _ => Ok(()),
+        },
+    )
 }
 
 /// Tables of `database` left out with `--ignore-table=<database>.<table>`.
