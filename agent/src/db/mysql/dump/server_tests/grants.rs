@@ -1,7 +1,46 @@
 //! Times in the manifest, and what a dump reports when the login lacks a
 //! grant: the scratch database of the restore check, `mysql.proc`.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing_subscriber::layer::SubscriberExt;
+
 use super::*;
+use crate::config::LogFormat;
+
+/// The agent's log lines, as `baton-agent` writes them (text format).
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Capture this thread's log lines (the test's runtime is single-threaded).
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let w = self.clone();
+        let layer = crate::logging::lines(LogFormat::Text, move || w.clone(), false);
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        // Callsites first hit by parallel tests without a subscriber may have
+        // cached "never": ask them again.
+        tracing::callsite::rebuild_interest_cache();
+        guard
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
 
 /// The dump grants of a least-privilege login on the test's database.
 const DUMP: &str = "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON `{db}`.*";
@@ -56,10 +95,13 @@ async fn a_scratch_database_that_cannot_be_created_is_reported_as_such() {
     let mut db = TestDb::new("noscratch").await;
     db.fill().await;
     let user = db.user("pw", &[DUMP, "SELECT ON mysql.proc"]).await;
+    let log = Log::default();
+    let guard = log.capture();
     let out = db
         .executor(Some((&user, "pw")), |_| {})
         .execute(db.job(true))
         .await;
+    drop(guard);
     assert_eq!(
         out.completion,
         Completion::Failed { retryable: false },
@@ -79,6 +121,10 @@ async fn a_scratch_database_that_cannot_be_created_is_reported_as_such() {
         "nothing was created: {warnings}"
     );
     assert_eq!(data["verify"]["ok"], false);
+    let log = log.text();
+    assert!(log.contains("Dump failed"), "the log is captured: {log}");
+    assert!(!log.contains("drop it by hand"), "{log}");
+    assert!(!log.contains("Cannot drop"), "{log}");
 }
 
 #[tokio::test]
