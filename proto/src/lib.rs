@@ -20,6 +20,9 @@
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
 //! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
+//! - `tls_hint` (feature `tls-hint`): why a connection to the controller
+//!   failed at the scheme or TLS level, and the hint to print (pure: it reads
+//!   an error chain).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -33,6 +36,8 @@ pub mod pipeline;
 pub mod schedule;
 pub mod sql_type;
 pub mod time;
+#[cfg(feature = "tls-hint")]
+pub mod tls_hint;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,
