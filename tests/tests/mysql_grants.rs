@@ -79,7 +79,7 @@ fn validate_names_each_missing_verify_grant_and_only_warns() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(lacks(&err), Vec::<&str>::new(), "{err}");
-    assert!(!err.contains("cannot check the grants"), "{err}");
+    assert!(!err.contains("cannot check"), "{err}");
 
     // A database that is down: a warning that says so, still exit 0.
     let down = conn.replace(&format!("port = {}", mdb.port()), "port = 9");
@@ -88,7 +88,7 @@ fn validate_names_each_missing_verify_grant_and_only_warns() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("warning: connection main: cannot check the grants")
+        err.contains("warning: connection main: cannot check the grants dumps need")
             && err.contains("does not fail validate"),
         "{err}"
     );

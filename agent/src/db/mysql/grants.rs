@@ -84,7 +84,8 @@ pub fn missing(grants: &[String], version: &str) -> Vec<Missing> {
     if mariadb && !proc {
         out.push(Missing {
             grant: "SELECT ON mysql.proc",
-            why: "mariadb-dump --routines fails (exit 2) on a routine of another definer it may EXECUTE",
+            why: "mariadb-dump --routines fails (exit 2) on a routine of another definer that \
+                  the login may EXECUTE",
         });
     }
     out
@@ -196,14 +197,14 @@ pub async fn warnings(conn: &MysqlConnection) -> Vec<String> {
     let name = &conn.name;
     match read(conn).await {
         Err(e) => vec![format!(
-            "connection {name}: cannot check the grants for dump --verify ({e}); the database \
-             may be down now — this check is advisory and does not fail validate"
+            "connection {name}: cannot check the grants dumps need ({e}); the database may be \
+             down now — this check is advisory and does not fail validate"
         )],
         Ok((grants, version)) => missing(&grants, &version)
             .into_iter()
             .map(|m| {
                 format!(
-                    "connection {name}: login {} lacks {} ({}; grants through roles are not \
+                    "connection {name}: login {} lacks {}: {} (grants through roles are not \
                      followed)",
                     conn.user, m.grant, m.why
                 )
