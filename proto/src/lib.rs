@@ -21,6 +21,7 @@
 //! - [`env`]: the environment variables of each program (disjoint tables) and the
 //!   secret-file mode check (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
 //! - `tls_hint` (feature `tls-hint`): why a connection to the controller
 //!   failed at the scheme or TLS level, and the hint to print (pure: it reads
 //!   an error chain).
@@ -37,6 +38,7 @@ pub mod lease;
 pub mod pipeline;
 pub mod schedule;
 pub mod sql_type;
+pub mod time;
 #[cfg(feature = "tls-hint")]
 pub mod tls_hint;
 

@@ -55,6 +55,7 @@ pub mod capture;
 pub mod connection;
 pub mod dump;
 pub mod failure;
+pub mod grants;
 pub mod kill;
 pub mod ledger;
 pub mod pool;

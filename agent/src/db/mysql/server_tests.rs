@@ -258,7 +258,7 @@ async fn sql_batch_captures_sets_counts_and_warnings() {
     let d = data(&out);
     assert_eq!(
         d["result_sets"][0]["rows"],
-        json!([[1, "2024-01-02T03:04:05.500000"], [2, null]])
+        json!([[1, "2024-01-02 03:04:05.500000"], [2, null]])
     );
     assert_eq!(d["result_sets"][0]["truncated"], true);
     assert_eq!(d["result_sets"][1]["rows"], json!([["12.50"]]));
@@ -697,3 +697,5 @@ async fn a_refused_kill_is_reported() {
         db.exec(&format!("DROP USER '{user}'@'localhost'")).await;
     }
 }
+
+mod temporal;
