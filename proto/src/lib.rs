@@ -19,6 +19,8 @@
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - [`session`]: the allow-list of a job's session settings per engine.
+//! - [`spec_errors`]: naming the field at fault inside a job spec.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -30,6 +32,8 @@ pub mod job;
 pub mod lease;
 pub mod pipeline;
 pub mod schedule;
+pub mod session;
+pub mod spec_errors;
 pub mod sql_type;
 
 pub use agent::{
@@ -45,6 +49,7 @@ pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
+pub use session::{Session, SessionValue};
 pub use sql_type::SqlType;
 
 /// The API version this crate describes; every route lives under `/v1`.
