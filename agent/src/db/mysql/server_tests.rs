@@ -699,3 +699,5 @@ async fn a_refused_kill_is_reported() {
         db.exec(&format!("DROP USER '{user}'@'localhost'")).await;
     }
 }
+
+mod settings;
