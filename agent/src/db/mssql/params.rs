@@ -100,13 +100,17 @@ pub fn valid_param_name(name: &str) -> bool {
 /// allow-list ([`baton_proto::session`]) has checked — integers in range,
 /// keywords of the list itself, a language name of letters quoted as
 /// `N'...'` — and sent as a plain batch, whose SETs last for the session.
-/// A key of another engine is refused.
+/// `LANGUAGE` comes first (it resets `DATEFORMAT` and `DATEFIRST`), then
+/// the others in key order. A key of another engine is refused.
 pub fn session_batch(session: &Session) -> Result<Option<String>, String> {
     if session.is_empty() {
         return Ok(None);
     }
-    let checked =
+    let mut checked =
         session::check_all(Engine::Mssql, session).map_err(|e| format!("spec.session: {e}"))?;
+    // SET LANGUAGE also sets DATEFORMAT and DATEFIRST: it goes first, so
+    // that those given explicitly win.
+    checked.sort_by_key(|(key, _)| *key != "LANGUAGE");
     let statements: Vec<String> = checked
         .into_iter()
         .map(|(key, value)| format!("SET {key} {};", value.to_tsql()))

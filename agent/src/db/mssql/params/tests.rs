@@ -271,7 +271,7 @@ fn session_settings_are_one_batch_of_checked_literals() {
     .collect();
     assert_eq!(
         session_batch(&session).expect("checked").as_deref(),
-        Some("SET DATEFORMAT dmy; SET LANGUAGE N'Deutsch'; SET LOCK_TIMEOUT 5000;")
+        Some("SET LANGUAGE N'Deutsch'; SET DATEFORMAT dmy; SET LOCK_TIMEOUT 5000;")
     );
     let injection = [(
         "LOCK_TIMEOUT".to_owned(),
