@@ -663,11 +663,13 @@ async fn real_session_settings_reach_the_procedure() {
     let fx = fixture(
         &url,
         1,
-        &["CREATE PROCEDURE dbo.usp_settings @day nvarchar(10) OUTPUT, @lock_timeout int OUTPUT, \
+        &[
+            "CREATE PROCEDURE dbo.usp_settings @day nvarchar(10) OUTPUT, @lock_timeout int OUTPUT, \
            @language nvarchar(128) OUTPUT, @datefirst int OUTPUT AS BEGIN \
            SET @day = CONVERT(nvarchar(10), CONVERT(datetime, '26/11/2026'), 23); \
            SET @lock_timeout = @@LOCK_TIMEOUT; SET @language = @@LANGUAGE; \
-           SET @datefirst = @@DATEFIRST; END"],
+           SET @datefirst = @@DATEFIRST; END",
+        ],
         "",
     )
     .await;

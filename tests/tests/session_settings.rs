@@ -75,7 +75,24 @@ async fn out_params_without_values_and_session_settings_from_batonctl() {
     let view: JobView = serde_json::from_str(&stdout).expect("job json");
     assert_eq!(view.state, JobState::Succeeded);
     let data = view.result.and_then(|r| r.data).expect("data");
-    assert_eq!(data["out"], json!({"p_orders": 2, "p_day": "2026-11-26"}), "{data}");
+    assert_eq!(
+        data["out"],
+        json!({"p_orders": 2, "p_day": "2026-11-26"}),
+        "{data}"
+    );
+
+    // As the README shows it.
+    let out = ctl(&c, &["submit", "-f", &file, "--wait"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    println!("{stdout}");
+    assert!(
+        stdout.contains("OUT parameters:")
+            && stdout.contains("p_orders = 2")
+            && stdout.contains("  p_orders (out)\n")
+            && stdout.contains("Session:\n  time_zone = \"+00:00\""),
+        "{stdout}"
+    );
 
     // --session over the file's settings: the next day, in another zone.
     let out = ctl(
@@ -96,7 +113,11 @@ async fn out_params_without_values_and_session_settings_from_batonctl() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let view: JobView = serde_json::from_slice(&out.stdout).expect("job json");
     let data = view.result.and_then(|r| r.data).expect("data");
-    assert_eq!(data["out"], json!({"p_orders": 2, "p_day": "2026-11-26"}), "{data}");
+    assert_eq!(
+        data["out"],
+        json!({"p_orders": 2, "p_day": "2026-11-26"}),
+        "{data}"
+    );
 
     // An sql job with --session.
     let out = ctl(
@@ -119,7 +140,11 @@ async fn out_params_without_values_and_session_settings_from_batonctl() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let view: JobView = serde_json::from_slice(&out.stdout).expect("job json");
     let data = view.result.and_then(|r| r.data).expect("data");
-    assert_eq!(data["result_sets"][0]["rows"], json!([["-03:00"]]), "{data}");
+    assert_eq!(
+        data["result_sets"][0]["rows"],
+        json!([["-03:00"]]),
+        "{data}"
+    );
 
     // Refusals name the field, before anything runs.
     let mut no_value = job.clone();

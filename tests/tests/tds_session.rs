@@ -155,12 +155,19 @@ async fn settings_are_one_plain_batch_before_the_work_and_do_not_outlive_the_job
         .iter()
         .position(|r| matches!(r, Request::Rpc(r) if r.name() == Some("[dbo].[usp_day]")))
         .expect("rpc");
-    assert!(set_at < rpc_at, "the settings come before the call: {mine:?}");
+    assert!(
+        set_at < rpc_at,
+        "the settings come before the call: {mine:?}"
+    );
     // The OUT parameter without a value went out as a NULL of its sql_type.
     let Request::Rpc(rpc) = mine[rpc_at] else {
         unreachable!()
     };
-    let orders = rpc.params.iter().find(|p| p.name == "@orders").expect("@orders");
+    let orders = rpc
+        .params
+        .iter()
+        .find(|p| p.name == "@orders")
+        .expect("@orders");
     assert!(orders.output && orders.value == Value::Null, "{orders:?}");
     assert_eq!(orders.ty, SqlType::Int);
 

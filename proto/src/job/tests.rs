@@ -270,13 +270,19 @@ fn output_encodings_are_optional_on_the_wire() {
 
 #[test]
 fn an_out_param_needs_no_value() {
-    let p: ProcedureParam = serde_json::from_str(r#"{"name": "total", "mode": "out"}"#).unwrap();
+    let p: ProcedureParam =
+        serde_json::from_str(r#"{"name": "total", "mode": "out"}"#).expect("ok");
     assert_eq!(p.value, None);
     assert_eq!(
-        serde_json::to_string(&p).unwrap(),
+        serde_json::to_string(&p).expect("ok"),
         r#"{"name":"total","mode":"out"}"#
     );
-    let spec: SqlSpec = serde_json::from_str(r#"{"connection": "c", "sql": "select 1"}"#).unwrap();
+    let spec: SqlSpec =
+        serde_json::from_str(r#"{"connection": "c", "sql": "select 1"}"#).expect("ok");
     assert!(spec.session.is_empty());
-    assert!(!serde_json::to_string(&spec).unwrap().contains("session"));
+    assert!(
+        !serde_json::to_string(&spec)
+            .expect("ok")
+            .contains("session")
+    );
 }

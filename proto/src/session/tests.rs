@@ -7,7 +7,7 @@ fn text(s: &str) -> SessionValue {
 
 #[test]
 fn mysql_values_are_checked_and_normalised() {
-    let ok = |k: &str, v: SessionValue| check(Engine::Mysql, k, &v).unwrap();
+    let ok = |k: &str, v: SessionValue| check(Engine::Mysql, k, &v).expect("ok");
     assert_eq!(
         ok("time_zone", text("+05:30")),
         Checked::Text("+05:30".into())
@@ -42,7 +42,7 @@ fn mysql_values_are_checked_and_normalised() {
         Checked::Int(1_795_651_200)
     );
     assert_eq!(ok("lock_wait_timeout", text("5")), Checked::Int(5));
-    let bad = |k: &str, v: SessionValue| check(Engine::Mysql, k, &v).unwrap_err();
+    let bad = |k: &str, v: SessionValue| check(Engine::Mysql, k, &v).expect_err("refused");
     for (k, v) in [
         ("time_zone", text("+05:30'; DROP TABLE x; --")),
         ("time_zone", text("+25:00")),
@@ -64,7 +64,7 @@ fn mysql_values_are_checked_and_normalised() {
 
 #[test]
 fn mssql_values_become_literals() {
-    let lit = |k: &str, v: SessionValue| check(Engine::Mssql, k, &v).unwrap().to_tsql();
+    let lit = |k: &str, v: SessionValue| check(Engine::Mssql, k, &v).expect("ok").to_tsql();
     assert_eq!(lit("DATEFORMAT", text("DMY")), "dmy");
     assert_eq!(lit("LANGUAGE", text("us_english")), "N'us_english'");
     assert_eq!(lit("LANGUAGE", text("Français")), "N'Français'");
@@ -118,7 +118,7 @@ fn values_round_trip_as_json() {
     let s: Session = serde_json::from_str(
         r#"{"time_zone": "+00:00", "lock_wait_timeout": 5, "ARITHABORT": true}"#,
     )
-    .unwrap();
+    .expect("ok");
     assert_eq!(s["lock_wait_timeout"], SessionValue::Int(5));
     assert_eq!(s["ARITHABORT"], SessionValue::Bool(true));
     crate::roundtrip::check(&s);

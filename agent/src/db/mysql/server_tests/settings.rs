@@ -118,7 +118,10 @@ async fn session_settings_pin_the_day_and_do_not_leak_into_the_next_job() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(reused, "the pool never handed the first job's connection out again");
+    assert!(
+        reused,
+        "the pool never handed the first job's connection out again"
+    );
 }
 
 #[tokio::test]
@@ -135,7 +138,10 @@ async fn sql_jobs_get_their_settings_and_a_foreign_key_runs_nothing() {
             false,
         ),
         [
-            ("sql_mode".to_owned(), SessionValue::Text("ansi_quotes".into())),
+            (
+                "sql_mode".to_owned(),
+                SessionValue::Text("ansi_quotes".into()),
+            ),
             ("lock_wait_timeout".to_owned(), SessionValue::Int(7)),
         ]
         .into(),
