@@ -21,6 +21,9 @@
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
 //! - [`session`]: the allow-list of a job's session settings per engine.
 //! - [`spec_errors`]: naming the field at fault inside a job spec.
+//! - `tls_hint` (feature `tls-hint`): why a connection to the controller
+//!   failed at the scheme or TLS level, and the hint to print (pure: it reads
+//!   an error chain).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -35,6 +38,8 @@ pub mod schedule;
 pub mod session;
 pub mod spec_errors;
 pub mod sql_type;
+#[cfg(feature = "tls-hint")]
+pub mod tls_hint;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,
