@@ -21,6 +21,8 @@
 //! - [`env`]: the environment variables of each program (disjoint tables) and the
 //!   secret-file mode check (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - [`session`]: the allow-list of a job's session settings per engine.
+//! - [`spec_errors`]: naming the field at fault inside a job spec.
 //! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
 //! - `tls_hint` (feature `tls-hint`): why a connection to the controller
 //!   failed at the scheme or TLS level, and the hint to print (pure: it reads
@@ -37,6 +39,8 @@ pub mod job;
 pub mod lease;
 pub mod pipeline;
 pub mod schedule;
+pub mod session;
+pub mod spec_errors;
 pub mod sql_type;
 pub mod time;
 #[cfg(feature = "tls-hint")]
@@ -55,6 +59,7 @@ pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
+pub use session::{Session, SessionValue};
 pub use sql_type::SqlType;
 
 /// The API version this crate describes; every route lives under `/v1`.

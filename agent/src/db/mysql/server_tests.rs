@@ -148,6 +148,7 @@ fn call(procedure: &str, params: Vec<ProcedureParam>, exactly_once: bool) -> Job
         procedure: procedure.into(),
         params,
         exactly_once,
+        session: Default::default(),
     })
 }
 
@@ -156,6 +157,7 @@ fn batch(sql: &str, exactly_once: bool) -> JobSpec {
         connection: "main".into(),
         sql: sql.into(),
         exactly_once,
+        session: Default::default(),
     })
 }
 
@@ -163,7 +165,7 @@ fn param(name: &str, mode: ParamMode, value: ParamValue) -> ProcedureParam {
     ProcedureParam {
         name: name.into(),
         mode,
-        value,
+        value: Some(value),
         sql_type: None,
     }
 }
@@ -698,4 +700,5 @@ async fn a_refused_kill_is_reported() {
     }
 }
 
+mod settings;
 mod temporal;
