@@ -42,8 +42,8 @@ pub use job::{
     ProcedureParam, ProcedureSpec, RetryOn, RetryPolicy, SqlSpec,
 };
 pub use lease::{
-    CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
-    PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
+    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
+    HeldLease, PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
 pub use sql_type::SqlType;
 
