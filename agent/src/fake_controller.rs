@@ -17,8 +17,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::{
-    AbandonRequest, CompleteRequest, ErrorBody, ErrorCode, Grant, HeartbeatRequest, JobId, JobState, PollRequest,
-    ReleaseRequest,
+    AbandonRequest, CompleteRequest, ErrorBody, ErrorCode, Grant, HeartbeatRequest, JobId,
+    JobState, PollRequest, ReleaseRequest,
 };
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};

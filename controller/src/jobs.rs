@@ -208,8 +208,12 @@ impl Jobs {
         for (lease, state) in &done.results {
             let (job_id, token) = (lease.job_id, lease.token);
             match state {
-                Some(state) => tracing::info!(job_id, token, agent_id = %agent_id, %state, "Lease ended: its agent restarted"),
-                None => tracing::info!(job_id, token, agent_id = %agent_id, "Restarted agent's lease no longer current; nothing changed"),
+                Some(state) => {
+                    tracing::info!(job_id, token, agent_id = %agent_id, %state, "Lease ended: its agent restarted")
+                }
+                None => {
+                    tracing::info!(job_id, token, agent_id = %agent_id, "Restarted agent's lease no longer current; nothing changed")
+                }
             }
         }
         if done.results.iter().any(|(_, s)| s.is_some()) {

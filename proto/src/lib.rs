@@ -42,8 +42,9 @@ pub use job::{
     ProcedureParam, ProcedureSpec, RetryOn, RetryPolicy, SqlSpec,
 };
 pub use lease::{
-    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
-    HeldLease, PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
+    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, CompleteRequest,
+    CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse, HeldLease,
+    PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
 pub use sql_type::SqlType;
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use baton_proto::lease::{
-    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
+    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, BatchCompleteItem,
+    BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
 };
 use baton_proto::{
     CompleteRequest, CompleteResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse, PollRequest,

@@ -114,7 +114,10 @@ async fn the_previous_runs_leases_are_reported_in_the_background_and_forgotten()
         token: 17,
     };
     assert!(until_recorded(state.path(), |r| r.contains(&job7)).await);
-    assert!(fake.until(LIMIT, |s| s.completes.iter().any(|(id, _)| *id == 8)).await);
+    assert!(
+        fake.until(LIMIT, |s| s.completes.iter().any(|(id, _)| *id == 8))
+            .await
+    );
     assert!(until_recorded(state.path(), |r| r == [job7]).await);
     shutdown.cancel();
     tokio::time::timeout(LIMIT, task)
@@ -122,6 +125,9 @@ async fn the_previous_runs_leases_are_reported_in_the_background_and_forgotten()
         .expect("agent stops")
         .expect("no panic");
     assert!(fake.script().releases.iter().any(|(id, _)| *id == 7));
-    assert!(recorded(state.path()).is_empty(), "released lease still recorded");
+    assert!(
+        recorded(state.path()).is_empty(),
+        "released lease still recorded"
+    );
     assert_eq!(fake.script().abandons.len(), 1, "reported again");
 }

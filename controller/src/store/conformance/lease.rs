@@ -332,9 +332,15 @@ pub async fn abandon_ends_only_the_callers_current_lease(s: &Store) {
     assert!(v.attempts[0].ended_at.is_some());
     assert!(v.lease_agent.is_none());
     // Backoff as for an expiry: not before 30 + 100; then a2 gets token 2.
-    let g = s.grant(&req("a2", &groups, &kinds), 100).await.expect("grant");
+    let g = s
+        .grant(&req("a2", &groups, &kinds), 100)
+        .await
+        .expect("grant");
     assert!(g.grants.iter().all(|g| g.job_id != id));
-    let g = s.grant(&req("a2", &groups, &kinds), 130).await.expect("grant");
+    let g = s
+        .grant(&req("a2", &groups, &kinds), 130)
+        .await
+        .expect("grant");
     assert_eq!((g.grants[0].job_id, g.grants[0].token), (id, 2));
     // A stale record of a1 (token 1) reported again after the re-grant: nothing.
     let a = s.abandon("a1", &[held(id, 1)], 140).await.expect("abandon");
@@ -356,7 +362,10 @@ pub async fn abandon_ends_only_the_callers_current_lease(s: &Store) {
         v.error
     );
     // A lease past its deadline (not reaped yet) is left to the expiry.
-    let a = s.abandon("a1", &[held(other, 1)], 2010).await.expect("abandon");
+    let a = s
+        .abandon("a1", &[held(other, 1)], 2010)
+        .await
+        .expect("abandon");
     assert_eq!(a.results, vec![(held(other, 1), None)]);
     let e = s.expire_leases(2010).await.expect("expire");
     assert!(e.leases.contains(&(other, 1, "a1".to_string())));
