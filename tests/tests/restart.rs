@@ -114,6 +114,12 @@ async fn a_restarted_agent_ends_its_killed_predecessors_lease_at_once() {
         log.contains("Lease of the previous run ended at the controller"),
         "{log}"
     );
+    let m = c.api.metrics().await.expect("metrics");
+    assert!(
+        m.contains("baton_agent_restart_lease_ends_total 1\n"),
+        "{m}"
+    );
+    assert!(m.contains("baton_lease_expirations_total 0\n"), "{m}");
 
     c.api.cancel(job.id).await.expect("cancel");
     let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");

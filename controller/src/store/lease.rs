@@ -153,6 +153,9 @@ pub trait LeaseStore {
     /// failed; any other is left alone. Reporting twice is harmless.
     async fn abandon(&self, agent_id: &str, leases: &[HeldLease], now: i64) -> Result<Abandoned>;
 
+    /// Attempts ever ended by their agent's restart report (`agent_restarted`).
+    async fn agent_restart_ends(&self) -> Result<i64>;
+
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>>;
 }

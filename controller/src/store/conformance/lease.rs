@@ -369,4 +369,5 @@ pub async fn abandon_ends_only_the_callers_current_lease(s: &Store) {
     assert_eq!(a.results, vec![(held(other, 1), None)]);
     let e = s.expire_leases(2010).await.expect("expire");
     assert!(e.leases.contains(&(other, 1, "a1".to_string())));
+    assert_eq!(s.agent_restart_ends().await.expect("count"), 2);
 }

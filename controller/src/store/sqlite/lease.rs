@@ -145,6 +145,15 @@ impl LeaseStore for SqliteStore {
         .await
     }
 
+    /// Attempts ever ended by their agent's restart report.
+    async fn agent_restart_ends(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'agent_restarted'")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>> {
         Ok(
