@@ -7,8 +7,8 @@
 //! stopped and released instead of completed. A job a drill "crashed" keeps
 //! its slot for the fault's duration, as if the process were restarting.
 //!
-//! The lease is recorded under the state dir ([`LeaseRecords`]) before the
-//! work starts, and the record removed when the lease ends for this run
+//! The lease is recorded under the state dir ([`LeaseRecords`]) as the
+//! work starts (the fsync runs beside it), and the record removed when the lease ends for this run
 //! (completion delivered or dropped, release answered, lease lost). A
 //! completion kept in the outbox at shutdown keeps its record too: the next
 //! start leaves out the records whose completion is in the outbox and
@@ -152,7 +152,7 @@ async fn run_in_span(
         );
         return;
     }
-    record_lease(&shared.leases, job_id, token).await;
+    let record = shared.leases.start(job_id, token);
     let (control, _entered) = shared.registry.enter((job_id, token));
     let progress = ProgressHandle::new(shared.log_tail_bytes);
     let state = Arc::new(LeaseState::new(lease.deadline()));
@@ -191,7 +191,7 @@ async fn run_in_span(
                 "Lease lost, stopping job"
             );
         }
-        shared.leases.remove(job_id, token);
+        record.forget().await;
         return;
     }
     if control.cancel.reason() == Some(CancelReason::Shutdown)
@@ -199,21 +199,17 @@ async fn run_in_span(
     {
         keeper_stop.cancel();
         if release(&shared.transport, job_id, token, "shutdown").await {
-            shared.leases.remove(job_id, token);
+            record.forget().await;
+        } else {
+            record.keep().await;
         }
         return;
     }
     info!(outcome = outcome.label(), duration_ms, "Job finished");
-    if report(&shared, job_id, token, outcome, &control).await != Delivery::Kept {
-        shared.leases.remove(job_id, token);
-    }
-}
-
-/// Record the lease under the state dir (off the async thread: it fsyncs).
-async fn record_lease(leases: &LeaseRecords, job_id: JobId, token: FencingToken) {
-    let leases = leases.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || leases.record(job_id, token)).await {
-        warn!(error = %e, "Lease record task failed; after a crash this lease runs out at its TTL");
+    if report(&shared, job_id, token, outcome, &control).await == Delivery::Kept {
+        record.keep().await;
+    } else {
+        record.forget().await;
     }
 }
 

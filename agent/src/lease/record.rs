@@ -1,8 +1,9 @@
 //! The leases the agent holds, remembered under `<state_dir>/leases/`.
 //!
 //! Each lease is an empty file named `<job_id>-<token>`, created when the
-//! grant arrives (before the work starts; the directory is then fsynced, so
-//! the name survives a crash of the host too) and removed when the lease ends
+//! work starts (the directory is then fsynced, so the name survives a crash
+//! of the host too; the fsync, about one disk flush, runs on a blocking
+//! thread beside the work, so no job waits for it) and removed when the lease ends
 //! for this run: its completion was delivered or is in the outbox, it was
 //! released, or it was lost. An empty file needs no temp file and rename: it
 //! is there or not. Removal is not fsynced: a removal lost in a crash only
@@ -103,6 +104,19 @@ impl LeaseRecords {
         }
     }
 
+    /// Record a lease in the background (the directory fsync runs beside the
+    /// work, not before it); [`Recording::forget`] removes the record once
+    /// written. A crash before the record is on disk only costs the TTL.
+    pub fn start(&self, job_id: JobId, token: FencingToken) -> Recording {
+        let leases = self.clone();
+        Recording {
+            task: tokio::task::spawn_blocking(move || leases.record(job_id, token)),
+            leases: self.clone(),
+            job_id,
+            token,
+        }
+    }
+
     fn path(&self, job_id: JobId, token: FencingToken) -> PathBuf {
         self.dir.join(format!("{job_id}-{token}"))
     }
@@ -111,6 +125,30 @@ impl LeaseRecords {
         #[cfg(unix)]
         File::open(&self.dir)?.sync_all()?;
         Ok(())
+    }
+}
+
+/// A lease being recorded (see [`LeaseRecords::start`]).
+#[derive(Debug)]
+pub struct Recording {
+    task: tokio::task::JoinHandle<bool>,
+    leases: LeaseRecords,
+    job_id: JobId,
+    token: FencingToken,
+}
+
+impl Recording {
+    /// The lease ended for this run: remove its record, after it was written
+    /// (so a removal never comes before the file).
+    pub async fn forget(self) {
+        let _ = self.task.await;
+        self.leases.remove(self.job_id, self.token);
+    }
+
+    /// The lease stays recorded for the next start (its completion is kept
+    /// in the outbox, or its release did not reach the controller).
+    pub async fn keep(self) {
+        let _ = self.task.await;
     }
 }
 
