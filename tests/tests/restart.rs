@@ -195,6 +195,14 @@ async fn abandon_ends_only_the_callers_current_lease() {
     assert_eq!(r.body["results"][0]["outcome"], "not_current", "{}", r.body);
     let v = c.api.job(job.id).await.expect("job");
     assert_eq!(v.attempts_spent, 1);
+    // Every report is in the audit log, refusals included.
+    let entries = c.api.audit_entries().await.expect("audit");
+    let reports: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "POST /v1/agents/{id}/leases/abandon")
+        .collect();
+    assert_eq!(reports.len(), 6, "{entries:?}");
+    assert!(reports.iter().any(|e| e["status"] == 403), "{reports:?}");
     c.api.cancel(job.id).await.expect("cancel");
     c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
 }
