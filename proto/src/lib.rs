@@ -19,6 +19,9 @@
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - `tls_hint` (feature `tls-hint`): why a connection to the controller
+//!   failed at the scheme or TLS level, and the hint to print (pure: it reads
+//!   an error chain).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -31,6 +34,8 @@ pub mod lease;
 pub mod pipeline;
 pub mod schedule;
 pub mod sql_type;
+#[cfg(feature = "tls-hint")]
+pub mod tls_hint;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,
