@@ -21,6 +21,8 @@
 //! the job at once and stops renewing; `freeze`/`partition` cut the agent's
 //! controller traffic, after which the deadline fences the job as above.
 
+pub mod record;
+
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -6,6 +6,13 @@
 //! keeper goes on renewing. On agent shutdown a job still running is
 //! stopped and released instead of completed. A job a drill "crashed" keeps
 //! its slot for the fault's duration, as if the process were restarting.
+//!
+//! The lease is recorded under the state dir ([`LeaseRecords`]) as the
+//! work starts (the fsync runs beside it), and the record removed when the lease ends for this run
+//! (completion delivered or dropped, release answered, lease lost). A
+//! completion kept in the outbox at shutdown keeps its record too: the next
+//! start leaves out the records whose completion is in the outbox and
+//! reports the rest as abandoned (`agent::predecessor`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +27,7 @@ use tracing::{Instrument as _, info, warn};
 use crate::delivery::{Deliverer, Delivery};
 use crate::executor::{Cancel, CancelReason, Executors, Job, ProgressHandle};
 use crate::fault::CrashHold;
+use crate::lease::record::LeaseRecords;
 use crate::lease::{Keeper, Lease, LeaseState};
 use crate::outbox::{Entry, Outbox};
 use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
@@ -39,6 +47,8 @@ pub struct Shared {
     pub registry: Registry,
     /// Bytes of log tail sent with heartbeats.
     pub log_tail_bytes: usize,
+    /// The leases held, remembered under the state dir.
+    pub leases: LeaseRecords,
 }
 
 /// Handles to stop one job task.
@@ -142,6 +152,7 @@ async fn run_in_span(
         );
         return;
     }
+    let record = shared.leases.start(job_id, token);
     let (control, _entered) = shared.registry.enter((job_id, token));
     let progress = ProgressHandle::new(shared.log_tail_bytes);
     let state = Arc::new(LeaseState::new(lease.deadline()));
@@ -180,17 +191,26 @@ async fn run_in_span(
                 "Lease lost, stopping job"
             );
         }
+        record.forget().await;
         return;
     }
     if control.cancel.reason() == Some(CancelReason::Shutdown)
         && outcome.completion == baton_proto::Completion::Cancelled
     {
         keeper_stop.cancel();
-        release(&shared.transport, job_id, token, "shutdown").await;
+        if release(&shared.transport, job_id, token, "shutdown").await {
+            record.forget().await;
+        } else {
+            record.keep().await;
+        }
         return;
     }
     info!(outcome = outcome.label(), duration_ms, "Job finished");
-    report(&shared, job_id, token, outcome, &control).await;
+    if report(&shared, job_id, token, outcome, &control).await == Delivery::Kept {
+        record.keep().await;
+    } else {
+        record.forget().await;
+    }
 }
 
 /// Start the job's lease keeper in the job's span; its stop token and the
@@ -223,7 +243,7 @@ async fn report(
     token: FencingToken,
     outcome: crate::executor::Outcome,
     control: &Control,
-) {
+) -> Delivery {
     let mut request = CompleteRequest {
         token,
         completion: outcome.completion,
@@ -239,22 +259,34 @@ async fn report(
     if verdict == Delivery::Kept {
         info!("Completion left in the outbox for the next start");
     }
+    verdict
 }
 
 /// Hand a job back without spending an attempt (logged in the caller's job
-/// span).
-pub async fn release(transport: &Transport, job_id: JobId, token: FencingToken, reason: &str) {
+/// span). True when the controller answered for good (released, or the
+/// lease was already lost); false when it could not be reached.
+pub async fn release(
+    transport: &Transport,
+    job_id: JobId,
+    token: FencingToken,
+    reason: &str,
+) -> bool {
     let req = ReleaseRequest {
         token,
         reason: reason.to_owned(),
     };
     match transport.release(job_id, &req, MAX_CALL_TIMEOUT).await {
-        Ok(resp) => info!(reason, state = %resp.state, "Job released"),
+        Ok(resp) => {
+            info!(reason, state = %resp.state, "Job released");
+            true
+        }
         Err(transport::Error::LeaseLost(msg) | transport::Error::Forbidden(msg)) => {
             warn!(reason = %msg, "Release refused: lease already lost");
+            true
         }
         Err(e) => {
-            warn!(error = %e, "Release failed; the lease will run out instead")
+            warn!(error = %e, "Release failed; the lease will run out instead");
+            false
         }
     }
 }

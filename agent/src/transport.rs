@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::drill::{FaultAck, FaultAckResponse};
-use baton_proto::lease::{BatchCompleteRequest, BatchCompleteResponse};
+use baton_proto::lease::{
+    AbandonRequest, AbandonResponse, BatchCompleteRequest, BatchCompleteResponse,
+};
 use baton_proto::{
     AGENT_ID_HEADER, CompleteRequest, CompleteResponse, ErrorBody, ErrorCode, HeartbeatRequest,
     HeartbeatResponse, JobId, PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
@@ -241,6 +243,18 @@ impl Transport {
     ) -> Result<BatchCompleteResponse, Error> {
         let agent_id = self.creds()?.agent_id.as_str();
         let url = format!("{}/v1/agents/{agent_id}/complete", self.base);
+        self.call(&url, req, timeout).await
+    }
+
+    /// `POST /v1/agents/{id}/leases/abandon`: end the leases the previous run
+    /// of this agent held (a restart), one result each.
+    pub async fn abandon(
+        &self,
+        req: &AbandonRequest,
+        timeout: Duration,
+    ) -> Result<AbandonResponse, Error> {
+        let agent_id = self.creds()?.agent_id.as_str();
+        let url = format!("{}/v1/agents/{agent_id}/leases/abandon", self.base);
         self.call(&url, req, timeout).await
     }
 

@@ -274,5 +274,64 @@ pub struct ReleaseResponse {
     pub state: crate::job::JobState,
 }
 
+/// One lease a restarted agent's previous run held, by job and token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldLease {
+    /// The job.
+    pub job_id: JobId,
+    /// Fencing token of that grant.
+    pub token: FencingToken,
+}
+
+/// `POST /v1/agents/{id}/leases/abandon`: a restarted agent ends the leases
+/// its previous run held (recorded under its state dir). Each one still
+/// current (same agent, same token, deadline not passed) ends as
+/// `agent_restarted` and its job is requeued at once; any other is left as
+/// it is and answered [`AbandonOutcome::NotCurrent`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbandonRequest {
+    /// The leases (1 to [`AbandonRequest::MAX`]).
+    pub leases: Vec<HeldLease>,
+}
+
+impl AbandonRequest {
+    /// Most leases in one request.
+    pub const MAX: usize = 1024;
+}
+
+/// What the controller did with one abandoned lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbandonOutcome {
+    /// It was the caller's current lease: the attempt ended `agent_restarted`.
+    Ended,
+    /// Not (or no longer) the caller's current lease — it expired, was
+    /// re-granted, completed, or was already abandoned: nothing changed.
+    NotCurrent,
+}
+
+/// The answer for one abandoned lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbandonResult {
+    /// The job.
+    pub job_id: JobId,
+    /// The token reported.
+    pub token: FencingToken,
+    /// What happened.
+    pub outcome: AbandonOutcome,
+    /// The job's state after ending the attempt (with [`AbandonOutcome::Ended`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::job::JobState>,
+}
+
+/// Answer to [`AbandonRequest`]: one result per lease, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbandonResponse {
+    /// The results.
+    pub results: Vec<AbandonResult>,
+}
+
 #[cfg(test)]
 mod tests;

@@ -56,7 +56,8 @@ pub use job::{
     ProcedureParam, ProcedureSpec, RetryOn, RetryPolicy, SqlSpec,
 };
 pub use lease::{
-    CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
+    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, CompleteRequest,
+    CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse, HeldLease,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
 pub use session::{Session, SessionValue};

@@ -123,6 +123,29 @@ async fn job_writes_that_give_work_wake_the_group_and_only_those() {
     let expired = jobs.expire(t + 10 + TTL as i64 + 1).await.expect("expire");
     assert_eq!(expired.leases.len(), 1);
     w.woke(true, "an expiry");
+
+    let later = t + 20 + TTL as i64;
+    let (_, token) = grant_one(&jobs, later).await;
+    let held = baton_proto::HeldLease {
+        job_id: second,
+        token,
+    };
+    let stale = baton_proto::HeldLease {
+        job_id: second,
+        token: token - 1,
+    };
+    let done = jobs
+        .abandon("a1", &[stale], later + 1)
+        .await
+        .expect("abandon");
+    assert_eq!(done.results, vec![(stale, None)]);
+    w.woke(false, "a restart report of a stale lease");
+    let done = jobs
+        .abandon("a1", &[held], later + 1)
+        .await
+        .expect("abandon");
+    assert_eq!(done.results, vec![(held, Some(JobState::Queued))]);
+    w.woke(true, "a restart report");
 }
 
 /// Drain, resume, revocation, a batch submit and a drill wake group `g`.

@@ -163,3 +163,36 @@ fn release_roundtrip() {
         state: JobState::Queued,
     });
 }
+
+#[test]
+fn abandon_roundtrip() {
+    check(&AbandonRequest {
+        leases: vec![HeldLease {
+            job_id: 4,
+            token: 7,
+        }],
+    });
+    check(&AbandonResponse {
+        results: vec![
+            AbandonResult {
+                job_id: 4,
+                token: 7,
+                outcome: AbandonOutcome::Ended,
+                state: Some(JobState::Queued),
+            },
+            AbandonResult {
+                job_id: 5,
+                token: 2,
+                outcome: AbandonOutcome::NotCurrent,
+                state: None,
+            },
+        ],
+    });
+    let wire = serde_json::to_value(AbandonOutcome::NotCurrent).expect("json");
+    assert_eq!(wire, serde_json::json!("not_current"));
+    assert!(
+        serde_json::from_str::<AbandonRequest>(r#"{"leases":[{"job_id":1,"token":1,"x":1}]}"#)
+            .is_err(),
+        "unknown fields are refused"
+    );
+}
