@@ -52,6 +52,11 @@ pub async fn run(
                 Err(_) => return,
             },
         };
+        if let Some(until) = shared.transport.gate().crashed_until() {
+            drop(first);
+            crashed(until, shutdown).await;
+            continue;
+        }
         let req = request(settings, 1 + slots.available_permits());
         let sent_at = Instant::now();
         let answer = tokio::select! {
@@ -66,6 +71,11 @@ pub async fn run(
                 start_grants(shared, resp.grants, first, sent_at, slots, jobs);
                 pause
             }
+            Err(_) if shared.transport.gate().crashed_until().is_some() => {
+                // A drill's crash dropped the held poll: not a failure.
+                drop(first);
+                None
+            }
             Err(e) => {
                 drop(first);
                 Some(state.failed(&e))
@@ -78,6 +88,21 @@ pub async fn run(
             }
         }
     }
+}
+
+/// A drill's simulated crash: take no work until `until` (a crashed
+/// process does not poll), unless the agent shuts down first.
+async fn crashed(until: Instant, shutdown: &CancellationToken) {
+    let ms = until.saturating_duration_since(Instant::now()).as_millis();
+    info!(
+        for_ms = u64::try_from(ms).unwrap_or(u64::MAX),
+        "Drill crash: taking no work until the fault ends"
+    );
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep_until(until) => {}
+    }
+    info!("Drill crash over: taking work again");
 }
 
 /// The poll body: groups, `free` slots, what the agent runs, the hold.
