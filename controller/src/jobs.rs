@@ -26,7 +26,7 @@ use crate::store::{self, Expired, GrantRequest, Granted, Store};
 mod made;
 pub mod wakers;
 
-pub use wakers::{Group, Wakers};
+pub use wakers::{AgentWait, Group, Wakers};
 
 /// Errors of the jobs service.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,12 @@ impl Jobs {
     /// `dispatch`).
     pub fn group(&self, name: &str) -> Arc<Group> {
         self.wakers.get(name)
+    }
+
+    /// Wait for agent `id`'s cancel notices while the guard lives: an
+    /// operator's cancel of a job it holds wakes it (see `wakers`).
+    pub fn agent_wait(&self, id: &str) -> AgentWait<'_> {
+        self.wakers.agent(id)
     }
 
     /// Submit one job; wakes its group when it was created (a repeated

@@ -43,7 +43,7 @@ pub use job::{
 };
 pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
-    PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
+    LeaseRef, PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
 pub use sql_type::SqlType;
 

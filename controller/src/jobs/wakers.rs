@@ -1,6 +1,12 @@
 //! Per-group wake-ups: a [`Notify`] and a generation per worker group.
 //! Pollers (`dispatch::long_poll`) read them; only the jobs service wakes
 //! ([`Wakers::wake`] is private to it), after its commit.
+//!
+//! Per-agent wake-ups, for cancel notices: a poll that names leases its
+//! agent holds waits on its agent's [`Notify`] too ([`Wakers::agent`]); an
+//! operator's cancel of a running job wakes its holder's ([`Wakers::wake_agent`]).
+//! An agent has an entry only while such a poll is held (the [`AgentWait`]
+//! removes it), so an idle fleet costs nothing here.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +18,27 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub struct Wakers {
     groups: Mutex<HashMap<String, Arc<Group>>>,
+    agents: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// A held poll's wait for its agent's cancel notices; the agent's entry is
+/// removed when the last such poll ends.
+#[derive(Debug)]
+pub struct AgentWait<'a> {
+    wakers: &'a Wakers,
+    agent: String,
+    /// Woken when a lease of the agent is cancelled.
+    pub notify: Arc<Notify>,
+}
+
+impl Drop for AgentWait<'_> {
+    fn drop(&mut self) {
+        let mut a = self.wakers.agents.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and this one: no other poll of the agent waits.
+        if Arc::strong_count(&self.notify) <= 2 {
+            a.remove(&self.agent);
+        }
+    }
 }
 
 /// A group's notifier and generation.
@@ -38,6 +65,30 @@ impl Wakers {
             return found.clone();
         }
         g.entry(group.to_owned()).or_default().clone()
+    }
+
+    /// Wait for agent `id`'s cancel notices (while the returned guard lives).
+    pub fn agent(&self, id: &str) -> AgentWait<'_> {
+        let mut a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let notify = a.entry(id.to_owned()).or_default().clone();
+        AgentWait {
+            wakers: self,
+            agent: id.to_owned(),
+            notify,
+        }
+    }
+
+    /// Wake agent `id`'s held polls: one of its leases was cancelled. Call
+    /// it after the cancel has committed. Nobody waits: the agent's next
+    /// poll finds the cancel.
+    pub(super) fn wake_agent(&self, id: &str) {
+        let n = {
+            let a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+            a.get(id).cloned()
+        };
+        if let Some(n) = n {
+            n.notify_waiters();
+        }
     }
 
     /// Bump `group`'s generation, then wake every poller waiting on it. Call

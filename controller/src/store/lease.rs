@@ -9,7 +9,8 @@
 
 use async_trait::async_trait;
 use baton_proto::{
-    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, Progress, RetryOn, RetryPolicy,
+    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, LeaseRef, Progress, RetryOn,
+    RetryPolicy,
 };
 
 use super::Result;
@@ -133,6 +134,10 @@ pub trait LeaseStore {
 
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>>;
+
+    /// Of `leases`, those `agent_id` still holds (same token) whose job an
+    /// operator asked to cancel: the cancel notices of its poll (one read).
+    async fn cancel_notices(&self, agent_id: &str, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>>;
 }
 
 #[cfg(test)]
