@@ -40,67 +40,68 @@ async fn start(api: &Api, body: serde_json::Value) -> i64 {
     raw.body["id"].as_i64().expect("drill id")
 }
 
-/// Three agents with 2 slots each, three crash drills: while each fault
-/// lasts, jobs submitted to the group go to the other agents only (the
-/// faulted agent has a free slot but must not poll), and every report names
-/// a different new holder.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_crashed_agent_takes_no_work_and_another_agent_takes_over() {
+/// Three agents with 2 slots each.
+async fn cluster() -> Cluster {
     let c = Cluster::start_with(3, "", |o| o.slots = 2)
         .await
         .expect("cluster");
     c.wait_agents_online().await.expect("online");
-    for round in 1..=3 {
-        let id = start(
-            &c.api,
-            json!({"group": "default", "method": "crash", "lease_ttl_ms": TTL,
-                   "duration_ms": DURATION, "rto_ms": 30_000}),
-        )
-        .await;
-        let d = wait_injected(&c.api, id).await;
-        let holder = d
-            .events
-            .iter()
-            .find(|e| e.kind == DrillEventKind::FaultInjected)
-            .and_then(|e| e.agent.clone())
-            .expect("holder");
-        let fault_at = d
-            .events
-            .iter()
-            .find(|e| e.kind == DrillEventKind::FaultInjected)
-            .expect("injected")
-            .at;
-        // More work than the other agents' 4 slots: with a free slot, the
-        // faulted agent would get some of it if it still polled.
-        let mut jobs = Vec::new();
-        for _ in 0..6 {
-            let j = c
-                .api
-                .submit(json!({"group": "default", "spec": {"kind": "noop", "sleep_ms": 1500}}))
-                .await
-                .expect("submit");
-            jobs.push(j.id);
+    c
+}
+
+/// One drill of `method`: while the fault lasts, jobs submitted to the
+/// group go to the other agents only (the faulted agent has a free slot but
+/// must take no work), and the report names a different new holder.
+async fn round(c: &Cluster, method: &str, round: usize) {
+    let id = start(
+        &c.api,
+        json!({"group": "default", "method": method, "lease_ttl_ms": TTL,
+               "duration_ms": DURATION, "rto_ms": 30_000}),
+    )
+    .await;
+    let d = wait_injected(&c.api, id).await;
+    let injected = d
+        .events
+        .iter()
+        .find(|e| e.kind == DrillEventKind::FaultInjected)
+        .expect("injected");
+    let (holder, fault_at) = (injected.agent.clone().expect("holder"), injected.at);
+    // More work than the other agents' 4 slots: with a free slot, the
+    // faulted agent would get some of it if it still polled.
+    let mut jobs = Vec::new();
+    for _ in 0..6 {
+        let j = c
+            .api
+            .submit(json!({"group": "default", "spec": {"kind": "noop", "sleep_ms": 1500}}))
+            .await
+            .expect("submit");
+        jobs.push(j.id);
+    }
+    let fault_end = fault_at + chrono::Duration::milliseconds(DURATION as i64);
+    for j in jobs {
+        let v = c.api.wait_terminal(j, WAIT).await.expect("job");
+        assert_eq!(v.state, JobState::Succeeded, "{v:#?}");
+        for a in &v.attempts {
+            assert!(
+                a.agent_id != holder || a.started_at >= fault_end,
+                "{method} round {round}: job {j} was granted to the faulted agent {holder} at {} \
+                 during its fault ({fault_at} .. {fault_end})\n{}",
+                a.started_at,
+                c.logs()
+            );
         }
-        let fault_end = fault_at + chrono::Duration::milliseconds(DURATION as i64);
-        for j in jobs {
-            let v = c.api.wait_terminal(j, WAIT).await.expect("job");
-            assert_eq!(v.state, JobState::Succeeded, "{v:#?}");
-            for a in &v.attempts {
-                assert!(
-                    a.agent_id != holder || a.started_at >= fault_end,
-                    "round {round}: job {j} was granted to the crashed agent {holder} at {} \
-                     during its fault ({fault_at} .. {fault_end})\n{}",
-                    a.started_at,
-                    c.logs()
-                );
-            }
-        }
-        let d = c.api.wait_drill(id, WAIT).await.expect("verdict");
-        let r = d.report.as_ref().expect("report");
-        assert_eq!(d.state, DrillState::Passed, "round {round}: {d:#?}");
-        assert_eq!(r.holder.as_deref(), Some(holder.as_str()));
-        let new_holder = r.new_holder.clone().expect("new holder");
-        assert_ne!(new_holder, holder, "round {round}: {d:#?}");
+    }
+    let d = c.api.wait_drill(id, WAIT).await.expect("verdict");
+    let r = d.report.as_ref().expect("report");
+    assert_eq!(
+        d.state,
+        DrillState::Passed,
+        "{method} round {round}: {d:#?}"
+    );
+    assert_eq!(r.holder.as_deref(), Some(holder.as_str()));
+    let new_holder = r.new_holder.clone().expect("new holder");
+    assert_ne!(new_holder, holder, "{method} round {round}: {d:#?}");
+    if method == "crash" {
         let log = c
             .agents
             .iter()
@@ -111,9 +112,28 @@ async fn a_crashed_agent_takes_no_work_and_another_agent_takes_over() {
             log.contains("Drill crash: taking no work until the fault ends"),
             "{log}"
         );
-        // Let the crash end before the next round, so all three poll again.
-        tokio::time::sleep(Duration::from_millis(DURATION)).await;
     }
+    // Let the fault end before the next round, so all three poll again.
+    tokio::time::sleep(Duration::from_millis(DURATION)).await;
+}
+
+/// Three crash drills on three 2-slot agents: each time another agent takes
+/// over, and the crashed one takes no work while the crash lasts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_agent_takes_no_work_and_another_agent_takes_over() {
+    let c = cluster().await;
+    for r in 1..=3 {
+        round(&c, "crash", r).await;
+    }
+}
+
+/// The same for a freeze and a partition: the gate holds or refuses every
+/// call, the held poll included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_or_partitioned_agent_takes_no_work() {
+    let c = cluster().await;
+    round(&c, "freeze", 1).await;
+    round(&c, "partition", 1).await;
 }
 
 /// Only agent-1 runs commands: a crash drill of a command job cannot move

@@ -78,6 +78,12 @@ impl Wakers {
         }
     }
 
+    /// How many agents have a poll waiting for cancel notices.
+    #[cfg(test)]
+    pub(crate) fn agents_waiting(&self) -> usize {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Wake agent `id`'s held polls: one of its leases was cancelled. Call
     /// it after the cancel has committed. Nobody waits: the agent's next
     /// poll finds the cancel.
