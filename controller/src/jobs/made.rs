@@ -96,6 +96,15 @@ impl Jobs {
     pub async fn cancel_run(&self, id: RunId, now: i64) -> Result<RunView> {
         let change = self.store.cancel_run(id, now).await?;
         self.ended.notify_one();
+        // The holders of its running steps learn of the cancel from their
+        // held polls (a step that had ended costs its agent one look).
+        for step in &change.run.steps {
+            if step.job_id.is_some()
+                && let Some(agent) = &step.agent
+            {
+                self.wakers.wake_agent(agent);
+            }
+        }
         tracing::info!(run_id = id, "Pipeline run cancelled");
         Ok(change.run)
     }
