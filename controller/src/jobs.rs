@@ -77,6 +77,17 @@ impl Jobs {
         self.wakers.agent(id)
     }
 
+    /// Agent `id`'s cancel mark, set by a cancel of one of its leases until
+    /// [`Jobs::cancels_told`] (see `wakers`).
+    pub fn cancel_mark(&self, id: &str) -> Option<u64> {
+        self.wakers.cancel_mark(id)
+    }
+
+    /// A poll of agent `id` taken with `mark` found no cancel notice.
+    pub fn cancels_told(&self, id: &str, mark: u64) {
+        self.wakers.cancels_told(id, mark);
+    }
+
     /// Submit one job; wakes its group when it was created (a repeated
     /// `Idempotency-Key` returns the earlier job and wakes nobody).
     pub async fn submit(&self, job: NewJob, now: i64) -> Result<Submitted> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use baton_proto::{PollRequest, PollResponse};
+use baton_proto::{LeaseRef, PollRequest, PollResponse};
 use futures_util::future::select_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -235,7 +235,7 @@ impl Held<'_> {
             return Ok(Look::Answer(empty(false)));
         }
         let mut until = self.deadline;
-        if let Some(ready_at) = next_ready_at {
+        if let Some(ready_at) = next_ready_at.filter(|_| free > 0) {
             let wait = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
             until = until.min(Instant::now() + wait);
         }
@@ -246,10 +246,22 @@ impl Held<'_> {
     /// when an operator cancelled some of them.
     async fn cancel_notices(&self) -> Result<Option<PollResponse>, Error> {
         let (id, leases) = (self.poll.agent_id, &self.poll.req.leases);
-        if leases.is_empty() {
+        // Only an agent a cancel marked has anything to be told (no read
+        // on the polls of busy agents otherwise).
+        let Some(mark) = self.d.jobs.cancel_mark(id).filter(|_| !leases.is_empty()) else {
+            return Ok(None);
+        };
+        let cancelled = self.d.jobs.store().cancelled_leases(id).await?;
+        if cancelled.is_empty() {
+            // Nothing of the agent is being cancelled any more.
+            self.d.jobs.cancels_told(id, mark);
             return Ok(None);
         }
-        let cancels = self.d.jobs.store().cancel_notices(id, leases).await?;
+        let cancels: Vec<LeaseRef> = leases
+            .iter()
+            .filter(|l| cancelled.contains(l))
+            .copied()
+            .collect();
         if cancels.is_empty() {
             return Ok(None);
         }

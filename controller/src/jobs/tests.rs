@@ -226,6 +226,15 @@ async fn a_cancel_wakes_the_holder_and_agent_entries_live_only_while_waited_on()
             .is_err(),
         "another agent was woken"
     );
+    // The holder is marked until one of its polls finds nothing to tell;
+    // a cancel since keeps the mark.
+    let mark = jobs.cancel_mark("a1").expect("a1 marked");
+    assert_eq!(jobs.cancel_mark("a2"), None);
+    jobs.wakers.wake_agent("a1");
+    jobs.cancels_told("a1", mark);
+    let later = jobs.cancel_mark("a1").expect("a cancel came since");
+    jobs.cancels_told("a1", later);
+    assert_eq!(jobs.cancel_mark("a1"), None);
     drop(w1);
     assert_eq!(
         jobs.wakers.agents_waiting(),

@@ -135,9 +135,10 @@ pub trait LeaseStore {
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>>;
 
-    /// Of `leases`, those `agent_id` still holds (same token) whose job an
-    /// operator asked to cancel: the cancel notices of its poll (one read).
-    async fn cancel_notices(&self, agent_id: &str, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>>;
+    /// The running leases of `agent_id` whose job an operator asked to
+    /// cancel (read for the cancel notices of its polls, only after a
+    /// cancel marked the agent).
+    async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>>;
 }
 
 #[cfg(test)]

@@ -138,24 +138,17 @@ impl LeaseStore for SqliteStore {
         )
     }
 
-    async fn cancel_notices(&self, agent_id: &str, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<JobId> = leases.iter().map(|l| l.job_id).collect();
+    async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>> {
         let rows: Vec<(JobId, Option<i64>)> = sqlx::query_as(
             "SELECT id, lease_token FROM jobs
-             WHERE id IN (SELECT value FROM json_each(?1))
-               AND state = 'running' AND lease_agent = ?2 AND cancel_requested = 1",
+             WHERE state = 'running' AND lease_agent = ? AND cancel_requested = 1",
         )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
         .bind(agent_id)
         .fetch_all(&self.reader)
         .await?;
-        Ok(leases
-            .iter()
-            .filter(|l| rows.contains(&(l.job_id, Some(l.token))))
-            .copied()
+        Ok(rows
+            .into_iter()
+            .filter_map(|(job_id, token)| token.map(|token| LeaseRef { job_id, token }))
             .collect())
     }
 }
