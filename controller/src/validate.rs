@@ -1,6 +1,9 @@
 //! Validation of job submissions: every refusal names the field at fault.
 
-use baton_proto::{CommandSpec, JobSpec, JobSubmit, ProcedureSpec, SqlType, limits, valid_name};
+use baton_proto::session::{self, Session};
+use baton_proto::{
+    CommandSpec, JobSpec, JobSubmit, ParamMode, ProcedureSpec, SqlType, limits, valid_name,
+};
 
 /// A refused field: `(dotted field path, message)`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -210,6 +213,9 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
             }
         }
     }
+    if let Some(settings) = spec.session() {
+        session(settings)?;
+    }
     if let Some(c) = spec.connection()
         && !valid_name(c)
     {
@@ -269,8 +275,47 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
         {
             return Err(err(&format!("spec.params[{i}].sql_type"), e));
         }
+        if param.value.is_none() && param.mode != ParamMode::Out {
+            return Err(err(
+                &format!("spec.params[{i}].value"),
+                "required for in and inout parameters (only out parameters may leave it out)",
+            ));
+        }
     }
     Ok(())
+}
+
+/// Session settings of a procedure or sql job, against the allow-lists of
+/// every engine (the connection's engine is not known here): an unknown key
+/// or a value no engine accepts is refused, naming `spec.session.KEY`.
+/// [`session_setting`] checks one setting for a known engine.
+fn session(settings: &Session) -> Result<(), Error> {
+    if settings.len() > session::MAX_SETTINGS {
+        return Err(err(
+            "spec.session",
+            format!("at most {} settings", session::MAX_SETTINGS),
+        ));
+    }
+    for (k, v) in settings {
+        session::check_any(k, v).map_err(|e| session_error(k, e))?;
+    }
+    Ok(())
+}
+
+/// Check one session setting for a connection of `engine` (`spec.session.KEY`
+/// named on error).
+pub fn session_setting(
+    engine: session::Engine,
+    key: &str,
+    value: &baton_proto::SessionValue,
+) -> Result<(), Error> {
+    session::check(engine, key, value)
+        .map(drop)
+        .map_err(|e| session_error(key, e))
+}
+
+fn session_error(key: &str, e: session::Error) -> Error {
+    err(&format!("spec.session.{}", clip_key(key)), e.to_string())
 }
 
 /// Whether a value nests at most `max` levels (shared with the agent).

@@ -19,6 +19,12 @@
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - [`session`]: the allow-list of a job's session settings per engine.
+//! - [`spec_errors`]: naming the field at fault inside a job spec.
+//! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
+//! - `tls_hint` (feature `tls-hint`): why a connection to the controller
+//!   failed at the scheme or TLS level, and the hint to print (pure: it reads
+//!   an error chain).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -30,7 +36,12 @@ pub mod job;
 pub mod lease;
 pub mod pipeline;
 pub mod schedule;
+pub mod session;
+pub mod spec_errors;
 pub mod sql_type;
+pub mod time;
+#[cfg(feature = "tls-hint")]
+pub mod tls_hint;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,
@@ -45,6 +56,7 @@ pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
     LeaseRef, PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
+pub use session::{Session, SessionValue};
 pub use sql_type::SqlType;
 
 /// The API version this crate describes; every route lives under `/v1`.

@@ -38,6 +38,7 @@ fn procedure(params: Vec<ProcedureParam>) -> JobSubmit {
             procedure: "dbo.usp_x".into(),
             params,
             exactly_once: false,
+            session: Default::default(),
         }),
         ..base()
     }
@@ -47,7 +48,7 @@ fn param(name: &str, sql_type: Option<&str>) -> ProcedureParam {
     ProcedureParam {
         name: name.into(),
         mode: ParamMode::In,
-        value: ParamValue::Int(1),
+        value: Some(ParamValue::Int(1)),
         sql_type: sql_type.map(str::to_owned),
     }
 }
@@ -169,6 +170,7 @@ fn a_spec_is_bounded_apart_from_the_body_naming_its_largest_part() {
     );
     let sql = JobSubmit {
         spec: JobSpec::Sql(baton_proto::SqlSpec {
+            session: Default::default(),
             connection: "main".into(),
             sql: "select 1;".repeat(1000),
             exactly_once: false,
@@ -197,4 +199,81 @@ fn nesting_depth_is_measured_without_recursion() {
     while let serde_json::Value::Array(mut a) = deep {
         deep = a.pop().unwrap_or_default();
     }
+}
+
+#[test]
+fn out_params_need_no_value_but_in_params_do() {
+    let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
+    let mut out = param("total", Some("int"));
+    out.mode = ParamMode::Out;
+    out.value = None;
+    assert_eq!(
+        field(&procedure(vec![param("a", None), out.clone()])),
+        Ok(15_000)
+    );
+    let mut missing = param("c", None);
+    missing.value = None;
+    assert_eq!(
+        field(&procedure(vec![
+            param("a", None),
+            out.clone(),
+            missing.clone()
+        ])),
+        Err("spec.params[2].value".into())
+    );
+    missing.mode = ParamMode::InOut;
+    assert_eq!(
+        field(&procedure(vec![missing])),
+        Err("spec.params[0].value".into())
+    );
+}
+
+fn sql_with(session: &[(&str, baton_proto::SessionValue)]) -> JobSubmit {
+    JobSubmit {
+        spec: JobSpec::Sql(baton_proto::SqlSpec {
+            connection: "main".into(),
+            sql: "select 1".into(),
+            exactly_once: false,
+            session: session
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }),
+        ..base()
+    }
+}
+
+#[test]
+fn session_settings_are_checked_naming_the_key() {
+    use baton_proto::SessionValue::{Int, Text};
+    let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
+    let ok = sql_with(&[
+        ("time_zone", Text("+00:00".into())),
+        ("timestamp", Text("2026-11-26T00:00:00Z".into())),
+        ("DATEFORMAT", Text("dmy".into())),
+    ]);
+    assert_eq!(field(&ok), Ok(15_000));
+    let unknown = sql_with(&[("autocommit", Int(0))]);
+    assert_eq!(field(&unknown), Err("spec.session.autocommit".into()));
+    let e = submission(&unknown, 15_000, SPEC).expect_err("unknown");
+    assert!(
+        e.message.contains("time_zone"),
+        "names the allowed keys: {e}"
+    );
+    let bad = sql_with(&[("lock_wait_timeout", Int(0))]);
+    assert_eq!(field(&bad), Err("spec.session.lock_wait_timeout".into()));
+    let mut proc_bad = procedure(vec![]);
+    if let JobSpec::Procedure(p) = &mut proc_bad.spec {
+        p.session.insert("DATEFIRST".into(), Int(9));
+    }
+    assert_eq!(field(&proc_bad), Err("spec.session.DATEFIRST".into()));
+    let per_engine = session_setting(
+        baton_proto::session::Engine::Mssql,
+        "time_zone",
+        &Text("+00:00".into()),
+    );
+    assert_eq!(
+        per_engine.map_err(|e| e.field),
+        Err("spec.session.time_zone".into())
+    );
 }

@@ -11,14 +11,16 @@
 //! bigint, `string` nvarchar, `decimal` numeric (exact), `float` float, `bool`
 //! bit, `bytes` (base64) varbinary, `date` date, `date_time` datetime2, and
 //! `null` as an untyped NULL. Every mode binds its value: SQL Server passes an
-//! OUTPUT parameter's value in as well. A NULL is typed on the wire only for
+//! OUTPUT parameter's value in as well; an OUT parameter given without a
+//! value needs a `sql_type` and goes in as a NULL of that type. A NULL is typed on the wire only for
 //! integer, float, bit and uniqueidentifier types; tiberius sends other NULLs
 //! untyped (NULLTYPE), which SQL Server converts to the parameter's type.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use baton_proto::{ParamMode, ParamValue, ProcedureSpec, SqlType};
+use baton_proto::session::{self, Engine};
+use baton_proto::{ParamMode, ParamValue, ProcedureSpec, Session, SqlType};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, IntoSql};
@@ -89,6 +91,33 @@ pub fn valid_param_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// The job's session settings as one SQL batch, `SET DATEFORMAT dmy;
+/// SET LOCK_TIMEOUT 5000;` (`None` without settings).
+///
+/// Not bound parameters: a parameterized request is `sp_executesql`, and a
+/// SET inside it reverts when that call ends; `SET LOCK_TIMEOUT` and
+/// `SET DATEFIRST` take only literals. So the batch is built from values the
+/// allow-list ([`baton_proto::session`]) has checked — integers in range,
+/// keywords of the list itself, a language name of letters quoted as
+/// `N'...'` — and sent as a plain batch, whose SETs last for the session.
+/// `LANGUAGE` comes first (it resets `DATEFORMAT` and `DATEFIRST`), then
+/// the others in key order. A key of another engine is refused.
+pub fn session_batch(session: &Session) -> Result<Option<String>, String> {
+    if session.is_empty() {
+        return Ok(None);
+    }
+    let mut checked =
+        session::check_all(Engine::Mssql, session).map_err(|e| format!("spec.session: {e}"))?;
+    // SET LANGUAGE also sets DATEFORMAT and DATEFIRST: it goes first, so
+    // that those given explicitly win.
+    checked.sort_by_key(|(key, _)| *key != "LANGUAGE");
+    let statements: Vec<String> = checked
+        .into_iter()
+        .map(|(key, value)| format!("SET {key} {};", value.to_tsql()))
+        .collect();
+    Ok(Some(statements.join(" ")))
+}
+
 /// Check a procedure spec and bind its values.
 pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
     let procedure = quote_procedure(&spec.procedure)?;
@@ -113,8 +142,18 @@ pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
             }
             None => None,
         };
-        let value =
-            bind(&p.value, ty).map_err(|e| format!("spec.params[{i}].value ({}): {e}", p.name))?;
+        let value = match (&p.value, ty) {
+            (Some(v), ty) => bind(v, ty),
+            // An OUT parameter without a value goes in as a NULL of its type.
+            (None, Some(ty)) if p.mode == ParamMode::Out => bind(&ParamValue::Null, Some(ty)),
+            (None, None) if p.mode == ParamMode::Out => Err(
+                "an out parameter without a value needs a sql_type on SQL Server (the value's \
+                 type would otherwise give it)"
+                    .into(),
+            ),
+            (None, _) => Err("required for in and inout parameters".into()),
+        }
+        .map_err(|e| format!("spec.params[{i}].value ({}): {e}", p.name))?;
         params.push(Bound {
             name: format!("@{}", p.name),
             key: p.name.clone(),
