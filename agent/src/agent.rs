@@ -111,7 +111,7 @@ pub struct Agent {
     settings: PollSettings,
     queue: DeliveryQueue,
     /// Leases the previous run held when it died, to report.
-    predecessor: Vec<baton_proto::HeldLease>,
+    predecessor: Vec<baton_proto::LeaseRef>,
 }
 
 impl Agent {

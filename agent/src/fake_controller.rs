@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::{
     AbandonRequest, CompleteRequest, ErrorBody, ErrorCode, Grant, HeartbeatRequest, JobId,
-    JobState, PollRequest, ReleaseRequest,
+    JobState, LeaseRef, PollRequest, ReleaseRequest,
 };
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -101,6 +101,9 @@ pub struct Script {
     pub abandon_attempts: u32,
     /// Lease abandons accepted (each lease answered `ended`).
     pub abandons: Vec<AbandonRequest>,
+    /// Jobs an operator cancelled: a poll naming one of their leases is
+    /// answered at once with its cancel notice.
+    pub cancel_jobs: Vec<JobId>,
 }
 
 /// A running fake controller.
@@ -206,6 +209,22 @@ async fn poll(
         }
     }
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(0).min(50));
+    let cancels: Vec<LeaseRef> = {
+        let script = lock(&s);
+        req.leases
+            .iter()
+            .filter(|l| script.cancel_jobs.contains(&l.job_id))
+            .copied()
+            .collect()
+    };
+    if !cancels.is_empty() {
+        lock(&s).polls.push(req);
+        return (
+            StatusCode::OK,
+            Json(json!({ "grants": [], "cancels": cancels })),
+        )
+            .into_response();
+    }
     let grants: Vec<Grant> = {
         let mut script = lock(&s);
         let n = (req.free_slots as usize).min(script.grants.len());

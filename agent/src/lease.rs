@@ -231,6 +231,8 @@ impl Keeper {
         match method {
             DrillMethod::Crash => {
                 self.crash.crash(duration);
+                // A crashed process polls no more: no work for the duration.
+                self.transport.gate().engage(method, duration);
                 if self.state.fence() {
                     warn!(
                         drill_id,

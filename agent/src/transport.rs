@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 pub use crate::config::{check_base_url, plain_http_remote};
-use crate::fault::{Gate, Pass};
+use crate::fault::{CallKind, Gate, Pass};
 use crate::secret::Secret;
 use crate::tls::TlsConfig;
 
@@ -210,7 +210,9 @@ impl Transport {
     pub async fn poll(&self, req: &PollRequest, hold: Duration) -> Result<PollResponse, Error> {
         let agent_id = self.creds()?.agent_id.as_str();
         let url = format!("{}/v1/agents/{agent_id}/poll", self.base);
-        self.call(&url, req, hold + POLL_MARGIN).await
+        let headers = self.creds()?.headers.clone();
+        self.send_as(CallKind::Poll, &url, req, hold + POLL_MARGIN, headers)
+            .await
     }
 
     /// `POST /v1/jobs/{id}/heartbeat`.
@@ -304,7 +306,21 @@ impl Transport {
         timeout: Duration,
         headers: HeaderMap,
     ) -> Result<R, Error> {
-        if let Pass::Refused(why) = self.gate.before_call(timeout).await {
+        self.send_as(CallKind::Other, url, body, timeout, headers)
+            .await
+    }
+
+    /// Send a call of `kind` through the drill gate: an outage that stops
+    /// it refuses it before, or drops it in flight.
+    async fn send_as<B: Serialize, R: DeserializeOwned>(
+        &self,
+        kind: CallKind,
+        url: &str,
+        body: &B,
+        timeout: Duration,
+        headers: HeaderMap,
+    ) -> Result<R, Error> {
+        if let Pass::Refused(why) = self.gate.before_call(kind, timeout).await {
             return Err(Error::Unavailable(why));
         }
         let mut outage = self.gate.watch();
@@ -325,7 +341,7 @@ impl Transport {
         };
         let (status, retry_after, bytes) = tokio::select! {
             r = exchange => r?,
-            o = Gate::engaged(&mut outage) => {
+            o = Gate::engaged(&mut outage, kind) => {
                 return Err(Error::Unavailable(format!("connection lost (drill: {})", o.method)));
             }
         };

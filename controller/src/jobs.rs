@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use baton_proto::drill::DrillView;
-use baton_proto::{CompleteRequest, FencingToken, HeldLease, JobId, JobState, JobView};
+use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, JobView, LeaseRef};
 
 use crate::store::agents::DrainState;
 use crate::store::drills::NewDrill;
@@ -27,7 +27,7 @@ use crate::store::{self, Abandoned, Expired, GrantRequest, Granted, Store};
 mod made;
 pub mod wakers;
 
-pub use wakers::{Group, Wakers};
+pub use wakers::{AgentWait, Group, Wakers};
 
 /// Errors of the jobs service.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,23 @@ impl Jobs {
     /// `dispatch`).
     pub fn group(&self, name: &str) -> Arc<Group> {
         self.wakers.get(name)
+    }
+
+    /// Wait for agent `id`'s cancel notices while the guard lives: an
+    /// operator's cancel of a job it holds wakes it (see `wakers`).
+    pub fn agent_wait(&self, id: &str) -> AgentWait<'_> {
+        self.wakers.agent(id)
+    }
+
+    /// Agent `id`'s cancel mark, set by a cancel of one of its leases until
+    /// [`Jobs::cancels_told`] (see `wakers`).
+    pub fn cancel_mark(&self, id: &str) -> Option<u64> {
+        self.wakers.cancel_mark(id)
+    }
+
+    /// A poll of agent `id` taken with `mark` found no cancel notice.
+    pub fn cancels_told(&self, id: &str, mark: u64) {
+        self.wakers.cancels_told(id, mark);
     }
 
     /// Submit one job; wakes its group when it was created (a repeated
@@ -198,7 +215,7 @@ impl Jobs {
     pub async fn abandon(
         &self,
         agent_id: &str,
-        leases: &[HeldLease],
+        leases: &[LeaseRef],
         now: i64,
     ) -> Result<Abandoned> {
         let done = self.store.abandon(agent_id, leases, now).await?;

@@ -29,6 +29,22 @@ pub struct PollRequest {
     /// Hold at most this long (the controller caps it with its own limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
+    /// The leases the agent holds whose work runs and has not been asked to
+    /// stop: when an operator cancels one of them, the poll is answered at
+    /// once with a notice in [`PollResponse::cancels`]. With `free_slots: 0`
+    /// the poll is held for these notices only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<LeaseRef>,
+}
+
+/// One lease: a job and the fencing token of its grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    /// Job id.
+    pub job_id: JobId,
+    /// Fencing token of the grant.
+    pub token: FencingToken,
 }
 
 /// A job handed to an agent under a lease.
@@ -71,6 +87,11 @@ pub struct PollResponse {
     /// the jobs it runs go on to their end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
+    /// Cancel notices: leases named in the poll's `leases` that an operator
+    /// cancelled. The holder stops that work and completes it `cancelled`,
+    /// exactly as for a heartbeat's `cancel_requested` (the token is checked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancels: Vec<LeaseRef>,
 }
 
 /// Progress of a running job.
@@ -274,16 +295,6 @@ pub struct ReleaseResponse {
     pub state: crate::job::JobState,
 }
 
-/// One lease a restarted agent's previous run held, by job and token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeldLease {
-    /// The job.
-    pub job_id: JobId,
-    /// Fencing token of that grant.
-    pub token: FencingToken,
-}
-
 /// `POST /v1/agents/{id}/leases/abandon`: a restarted agent ends the leases
 /// its previous run held (recorded under its state dir). Each one still
 /// current (same agent, same token, deadline not passed) ends as
@@ -293,7 +304,7 @@ pub struct HeldLease {
 #[serde(deny_unknown_fields)]
 pub struct AbandonRequest {
     /// The leases (1 to [`AbandonRequest::MAX`]).
-    pub leases: Vec<HeldLease>,
+    pub leases: Vec<LeaseRef>,
 }
 
 impl AbandonRequest {

@@ -57,7 +57,7 @@ pub use job::{
 };
 pub use lease::{
     AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, CompleteRequest,
-    CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse, HeldLease,
+    CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse, LeaseRef,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
 pub use session::{Session, SessionValue};

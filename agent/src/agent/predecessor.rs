@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::{AbandonOutcome, AbandonRequest, HeldLease};
+use baton_proto::{AbandonOutcome, AbandonRequest, LeaseRef};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -37,7 +37,7 @@ const RETRY_CAP: Duration = Duration::from_secs(5);
 /// The recorded leases of the previous run that must be reported: those
 /// without a completion in the outbox. The records of the others are
 /// removed (the outbox delivers their completion).
-pub fn to_report(records: &LeaseRecords, outbox: &Outbox) -> Vec<HeldLease> {
+pub fn to_report(records: &LeaseRecords, outbox: &Outbox) -> Vec<LeaseRef> {
     let previous = match records.previous() {
         Ok(p) => p,
         Err(e) => {
@@ -54,7 +54,7 @@ pub fn to_report(records: &LeaseRecords, outbox: &Outbox) -> Vec<HeldLease> {
             completed.insert((entry.job_id, entry.token()));
         }
     }
-    let (done, open): (Vec<HeldLease>, Vec<HeldLease>) = previous
+    let (done, open): (Vec<LeaseRef>, Vec<LeaseRef>) = previous
         .into_iter()
         .partition(|l| completed.contains(&(l.job_id, l.token)));
     for l in &done {
@@ -68,7 +68,7 @@ pub fn to_report(records: &LeaseRecords, outbox: &Outbox) -> Vec<HeldLease> {
 pub async fn report(
     transport: Arc<Transport>,
     records: LeaseRecords,
-    leases: Vec<HeldLease>,
+    leases: Vec<LeaseRef>,
     stop: CancellationToken,
 ) {
     if leases.is_empty() {

@@ -22,7 +22,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use baton_proto::{FencingToken, HeldLease, JobId};
+use baton_proto::{FencingToken, JobId, LeaseRef};
 use tracing::{debug, warn};
 
 /// Errors of the lease records.
@@ -63,12 +63,12 @@ impl LeaseRecords {
     /// The leases recorded now, by job then token. Called at start, before
     /// the first poll, these are the leases of the previous run. Files whose
     /// names are not `<job_id>-<token>` are left alone.
-    pub fn previous(&self) -> Result<Vec<HeldLease>, Error> {
+    pub fn previous(&self) -> Result<Vec<LeaseRef>, Error> {
         let entries = fs::read_dir(&self.dir).map_err(|source| Error::Io {
             path: self.dir.clone(),
             source,
         })?;
-        let mut out: Vec<HeldLease> = entries
+        let mut out: Vec<LeaseRef> = entries
             .flatten()
             .filter_map(|e| parse_name(e.file_name().to_str()?))
             .collect();
@@ -153,11 +153,11 @@ impl Recording {
 }
 
 /// `<job_id>-<token>`, both positive.
-fn parse_name(name: &str) -> Option<HeldLease> {
+fn parse_name(name: &str) -> Option<LeaseRef> {
     let (job, token) = name.split_once('-')?;
     let job_id: JobId = job.parse().ok().filter(|j| *j > 0)?;
     let token: FencingToken = token.parse().ok().filter(|t| *t > 0)?;
-    Some(HeldLease { job_id, token })
+    Some(LeaseRef { job_id, token })
 }
 
 #[cfg(test)]

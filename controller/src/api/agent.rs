@@ -61,6 +61,9 @@ pub async fn poll(
             Some("free_slots".into()),
         ));
     }
+    if req.leases.len() > 1024 {
+        return Err(ApiError::bad_request("at most 1024", Some("leases".into())));
+    }
     let dispatcher = Dispatcher {
         jobs: &s.jobs,
         presence: &s.presence,

@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use baton_proto::{
-    CompleteRequest, FencingToken, Grant, HeldLease, JobId, JobKind, JobState, Progress, RetryOn,
+    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, LeaseRef, Progress, RetryOn,
     RetryPolicy,
 };
 
@@ -59,7 +59,7 @@ pub struct Abandoned {
     /// One per reported lease, in order: the job's state after its attempt
     /// ended `agent_restarted`, or `None` when it was not the caller's
     /// current lease (nothing changed).
-    pub results: Vec<(HeldLease, Option<JobState>)>,
+    pub results: Vec<(LeaseRef, Option<JobState>)>,
     /// Groups that got a job back.
     pub woken: Vec<String>,
 }
@@ -151,13 +151,18 @@ pub trait LeaseStore {
     /// not passed) ends as `agent_restarted`, spends an attempt as an expiry
     /// does (retry class `lease_expired`, backoff) and is requeued or
     /// failed; any other is left alone. Reporting twice is harmless.
-    async fn abandon(&self, agent_id: &str, leases: &[HeldLease], now: i64) -> Result<Abandoned>;
+    async fn abandon(&self, agent_id: &str, leases: &[LeaseRef], now: i64) -> Result<Abandoned>;
 
     /// Attempts ever ended by their agent's restart report (`agent_restarted`).
     async fn agent_restart_ends(&self) -> Result<i64>;
 
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>>;
+
+    /// The running leases of `agent_id` whose job an operator asked to
+    /// cancel (read for the cancel notices of its polls, only after a
+    /// cancel marked the agent).
+    async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>>;
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ fn poll_roundtrip() {
             dump_dir_free_bytes: None,
         }),
         wait_ms: Some(1000),
+        leases: vec![LeaseRef {
+            job_id: 4,
+            token: 7,
+        }],
     });
     check(&PollResponse {
         grants: vec![Grant {
@@ -39,15 +43,20 @@ fn poll_roundtrip() {
         }],
         retry_after_ms: None,
         drain: false,
+        cancels: vec![],
     });
     check(&PollResponse {
         grants: vec![],
         retry_after_ms: Some(5),
         drain: true,
+        cancels: vec![LeaseRef {
+            job_id: 4,
+            token: 7,
+        }],
     });
-    // Controllers before drain existed did not send the field.
+    // Controllers before drain and cancel notices existed did not send the fields.
     let old: PollResponse = serde_json::from_str(r#"{"grants":[]}"#).expect("old");
-    assert!(!old.drain);
+    assert!(!old.drain && old.cancels.is_empty());
 }
 
 #[test]
@@ -167,7 +176,7 @@ fn release_roundtrip() {
 #[test]
 fn abandon_roundtrip() {
     check(&AbandonRequest {
-        leases: vec![HeldLease {
+        leases: vec![LeaseRef {
             job_id: 4,
             token: 7,
         }],

@@ -11,8 +11,11 @@
 //!   report ended the lease (`agent_restarted`) and the job is granted again.
 //! - [`footprint`]: one idle agent's RSS and CPU; binary sizes.
 //! - [`schedules`]: 10,000 once-a-minute schedules; firing lateness and controller CPU.
+//! - [`cancel`]: an operator's cancel → the running command's process (or
+//!   MariaDB query) gone, at a 60 s lease TTL.
 //! - [`report`]: tables and JSON; [`sysinfo`]: `/proc` readings.
 
+pub mod cancel;
 pub mod dispatch;
 pub mod failover;
 pub mod fleet;
@@ -44,10 +47,11 @@ pub const HELP: &str = "\
 baton-bench <scenario> [options]
 
 Measures Baton with real controller and agent processes on loopback.
-Scenarios: dispatch | throughput | idle-fleet | failover | restart | footprint | schedules | all
+Scenarios: dispatch | throughput | idle-fleet | failover | restart | footprint | schedules | cancel | all
 
 Options:
-  --runs N          runs per scenario (default 3; failover: kills per TTL, restart: kills, default 20)
+  --runs N          runs per scenario (default 3; failover: kills per TTL, restart: kills, default 20;
+                    cancel: cancels per case, default 20)
   --json            print one JSON document instead of tables
   --plain           plain HTTP instead of HTTPS (default: TLS with a throwaway CA)
   --jobs N          jobs (dispatch: 1000, throughput: 10000)
@@ -173,7 +177,7 @@ impl Args {
 
 /// Run the scenarios asked for; prints tables or JSON. Returns the exit code.
 pub async fn run(args: Args) -> Result<i32> {
-    const ALL: [&str; 7] = [
+    const ALL: [&str; 8] = [
         "dispatch",
         "throughput",
         "idle-fleet",
@@ -181,6 +185,7 @@ pub async fn run(args: Args) -> Result<i32> {
         "restart",
         "footprint",
         "schedules",
+        "cancel",
     ];
     let names: Vec<&str> = match args.scenario.as_str() {
         "all" => ALL.to_vec(),
@@ -213,6 +218,7 @@ pub async fn run(args: Args) -> Result<i32> {
             "failover" => failover::run(&args).await,
             "restart" => restart::run(&args).await,
             "schedules" => schedules::run(&args).await,
+            "cancel" => cancel::run(&args).await,
             _ => footprint::run(&args).await,
         };
         match r {
@@ -366,6 +372,22 @@ impl Bench {
             self.agents
                 .push(Agent::start(self.tmp.path(), &self.controller.url(), o)?);
         }
+        Ok(())
+    }
+
+    /// Enroll and start one more agent with `slots` slots and `extra`
+    /// config TOML (e.g. a `[connections.*]` table).
+    pub async fn add_agent_with(&mut self, slots: u32, extra: &str) -> Result<()> {
+        let mut o = AgentOpts::new(&format!("agent-{}", self.agents.len() + 1));
+        o.groups = vec![GROUP.into()];
+        o.slots = slots;
+        o.extra = match &self.pki {
+            Some(p) => format!("{}\n{extra}", p.agent_toml(false)),
+            None => extra.to_owned(),
+        };
+        o.enrollment_token = Some(self.api.enrollment_token(&o.groups).await?);
+        self.agents
+            .push(Agent::start(self.tmp.path(), &self.controller.url(), o)?);
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use baton_proto::{CompleteRequest, Completion, Grant, HeldLease, JobResult, JobSpec, NoopSpec};
+use baton_proto::{CompleteRequest, Completion, Grant, JobResult, JobSpec, LeaseRef, NoopSpec};
 
 use crate::agent::tests::{SECRET, config, identity, spawn_agent};
 use crate::fake_controller::Fake;
@@ -29,14 +29,14 @@ fn noop_grant(job_id: i64, sleep_ms: u64) -> Grant {
     }
 }
 
-fn recorded(state: &Path) -> Vec<HeldLease> {
+fn recorded(state: &Path) -> Vec<LeaseRef> {
     LeaseRecords::open(state)
         .expect("records")
         .previous()
         .expect("read")
 }
 
-async fn until_recorded(state: &Path, cond: impl Fn(&[HeldLease]) -> bool) -> bool {
+async fn until_recorded(state: &Path, cond: impl Fn(&[LeaseRef]) -> bool) -> bool {
     let end = tokio::time::Instant::now() + LIMIT;
     while tokio::time::Instant::now() < end {
         if cond(&recorded(state)) {
@@ -91,7 +91,7 @@ async fn the_previous_runs_leases_are_reported_in_the_background_and_forgotten()
         assert_eq!(s.abandons.len(), 1);
         assert_eq!(
             s.abandons[0].leases,
-            vec![HeldLease {
+            vec![LeaseRef {
                 job_id: 5,
                 token: 3
             }],
@@ -109,7 +109,7 @@ async fn the_previous_runs_leases_are_reported_in_the_background_and_forgotten()
     fake.script()
         .grants
         .extend([noop_grant(7, 60_000), noop_grant(8, 0)]);
-    let job7 = HeldLease {
+    let job7 = LeaseRef {
         job_id: 7,
         token: 17,
     };

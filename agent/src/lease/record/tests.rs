@@ -18,11 +18,11 @@ fn records_outlive_the_run_and_removed_ones_do_not() {
     assert_eq!(
         next.previous().expect("read"),
         vec![
-            HeldLease {
+            LeaseRef {
                 job_id: 7,
                 token: 1
             },
-            HeldLease {
+            LeaseRef {
                 job_id: 12,
                 token: 3
             }

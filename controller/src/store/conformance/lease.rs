@@ -288,8 +288,8 @@ pub async fn a_drained_agent_is_granted_nothing_until_resumed(s: &Store) {
     assert_eq!(g.grants[0].job_id, id);
 }
 
-fn held(job_id: baton_proto::JobId, token: FencingToken) -> baton_proto::HeldLease {
-    baton_proto::HeldLease { job_id, token }
+fn held(job_id: baton_proto::JobId, token: FencingToken) -> baton_proto::LeaseRef {
+    baton_proto::LeaseRef { job_id, token }
 }
 
 /// Conformance case `abandon_ends_only_the_callers_current_lease`: a restarted

@@ -14,8 +14,8 @@
 //! - abandon ends a restarted agent's current leases as `agent_restarted`.
 
 use baton_proto::{
-    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, HeldLease, JobId, JobKind,
-    JobSpec, JobState, Progress, RetryOn,
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
+    JobState, LeaseRef, Progress, RetryOn,
 };
 use std::sync::Arc;
 
@@ -133,7 +133,7 @@ impl LeaseStore for SqliteStore {
     }
 
     /// End a restarted agent's leases of its previous run that are still current.
-    async fn abandon(&self, agent_id: &str, leases: &[HeldLease], now: i64) -> Result<Abandoned> {
+    async fn abandon(&self, agent_id: &str, leases: &[LeaseRef], now: i64) -> Result<Abandoned> {
         let args = Arc::new((agent_id.to_owned(), leases.to_vec()));
         self.grouped(move |c| {
             let args = args.clone();
@@ -161,6 +161,20 @@ impl LeaseStore for SqliteStore {
                 .fetch_one(&self.reader)
                 .await?,
         )
+    }
+
+    async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>> {
+        let rows: Vec<(JobId, Option<i64>)> = sqlx::query_as(
+            "SELECT id, lease_token FROM jobs
+             WHERE state = 'running' AND lease_agent = ? AND cancel_requested = 1",
+        )
+        .bind(agent_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(job_id, token)| token.map(|token| LeaseRef { job_id, token }))
+            .collect())
     }
 }
 
@@ -688,7 +702,7 @@ async fn expire_in(c: &mut SqliteConnection, now: i64) -> Result<Expired> {
 async fn abandon_in(
     c: &mut SqliteConnection,
     agent_id: &str,
-    leases: &[HeldLease],
+    leases: &[LeaseRef],
     now: i64,
 ) -> Result<Abandoned> {
     let sql = format!(
