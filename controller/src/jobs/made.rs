@@ -139,7 +139,7 @@ impl Jobs {
     /// one is asked to stop.
     ///
     /// The holder of a running one is woken: its held poll answers at once
-    /// with a cancel notice (the lease lifecycle, point 9).
+    /// with a cancel notice (the lease lifecycle, point 10).
     pub async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
         let job = self.store.cancel(id, now).await?;
         self.ended.notify_one();
