@@ -35,7 +35,7 @@ pub const ENV_CONFIG: &str = env::AGENT_CONFIG.name;
 /// Environment variable naming the enrollment token file.
 pub const ENV_ENROLLMENT_TOKEN_FILE: &str = env::AGENT_ENROLLMENT_TOKEN_FILE.name;
 
-const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:8420";
+const DEFAULT_CONTROLLER_URL: &str = "https://127.0.0.1:8420";
 const REMOVED_TOKEN: &str = "the static agent token was removed: agents enroll now. Run \
      `baton-agent enroll --token-file FILE` with an enrollment token from an admin, or set \
      enrollment_token_file (BATON_AGENT_ENROLLMENT_TOKEN_FILE, BATON_AGENT_ENROLLMENT_TOKEN); the agent \

@@ -374,7 +374,7 @@ impl Transport {
 }
 
 /// How the agent pins the controller's CA (for the hints).
-const PIN: &str = "`[tls] ca_file` in the agent's config (or its environment variable)";
+const PIN: &str = "`[tls] ca_file` in the agent's config (or BATON_AGENT_TLS_CA_FILE)";
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by the controller).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

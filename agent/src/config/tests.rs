@@ -45,7 +45,7 @@ fn defaults_apply() {
     let f = Fixture::new();
     let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
     assert_eq!(c.agent_id, "file-agent");
-    assert_eq!(c.controller_url, "http://127.0.0.1:8420");
+    assert_eq!(c.controller_url, "https://127.0.0.1:8420");
     let token = c.enrollment_token.as_ref().expect("token source");
     assert!(
         matches!(token, EnrollmentToken::File { path, line: Some(2), .. } if *path == f.dir.path().join("token")),
