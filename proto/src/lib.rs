@@ -19,15 +19,20 @@
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - [`param`]: procedure names and parameter values read by the connection's
+//!   engine (the agent binds with it, the controller checks submissions with it).
+//! - [`base64`]: the base64 of `bytes` values.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod auth;
+pub mod base64;
 pub mod config;
 pub mod drill;
 pub mod error;
 pub mod job;
 pub mod lease;
+pub mod param;
 pub mod pipeline;
 pub mod schedule;
 pub mod sql_type;
