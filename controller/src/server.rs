@@ -225,6 +225,7 @@ fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> Ap
         config: config.clone(),
         reaper_kick: Arc::new(Notify::new()),
         presence: Arc::new(Presence::default()),
+        placement: crate::placement::Placement::default(),
         ready: AtomicBool::new(false),
         shutdown: shutdown.clone(),
     })

@@ -1,5 +1,6 @@
 //! Validation of job submissions: every refusal names the field at fault.
 
+use baton_proto::param::{self, Engine};
 use baton_proto::{CommandSpec, JobSpec, JobSubmit, ProcedureSpec, SqlType, limits, valid_name};
 
 /// A refused field: `(dotted field path, message)`.
@@ -269,6 +270,34 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
         {
             return Err(err(&format!("spec.params[{i}].sql_type"), e));
         }
+    }
+    Ok(())
+}
+
+/// Check a procedure call by the engines of its connection, as the agent
+/// will (`baton_proto::param`: names by engine, every value parsed by its
+/// type): refused if any of `engines` refuses it. With no engine known (no
+/// agent advertises the connection yet, `allow_unplaced`), only what every
+/// engine refuses is refused. Other kinds of spec pass.
+pub fn call(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
+    let JobSpec::Procedure(p) = spec else {
+        return Ok(());
+    };
+    let refusal = |r: param::Refusal| err(&r.field, r.message);
+    if engines.is_empty() {
+        let mut first = None;
+        for e in Engine::ALL {
+            match param::check_call(p, e) {
+                Ok(()) => return Ok(()),
+                Err(r) => {
+                    first.get_or_insert(r);
+                }
+            }
+        }
+        return first.map_or(Ok(()), |r| Err(refusal(r)));
+    }
+    for e in engines {
+        param::check_call(p, *e).map_err(refusal)?;
     }
     Ok(())
 }

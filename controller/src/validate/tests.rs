@@ -7,6 +7,7 @@ const SPEC: usize = 256 << 10;
 
 fn base() -> JobSubmit {
     JobSubmit {
+        allow_unplaced: false,
         group: "g".into(),
         spec: JobSpec::Noop(NoopSpec::default()),
         priority: 0,

@@ -4,6 +4,7 @@ use crate::roundtrip::check;
 
 fn submit() -> JobSubmit {
     JobSubmit {
+        allow_unplaced: false,
         group: "db".into(),
         spec: JobSpec::Command(CommandSpec {
             program: "/bin/echo".into(),
