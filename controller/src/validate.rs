@@ -285,21 +285,39 @@ pub fn call(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
     };
     let refusal = |r: param::Refusal| err(&r.field, r.message);
     if engines.is_empty() {
-        let mut first = None;
+        // Refused only when every engine refuses; name the refusal that got
+        // furthest into the call (the most lenient engine's).
+        let mut furthest: Option<param::Refusal> = None;
         for e in Engine::ALL {
             match param::check_call(p, e) {
                 Ok(()) => return Ok(()),
-                Err(r) => {
-                    first.get_or_insert(r);
+                Err(r) if furthest.as_ref().is_none_or(|f| reach(&r) > reach(f)) => {
+                    furthest = Some(r);
                 }
+                Err(_) => {}
             }
         }
-        return first.map_or(Ok(()), |r| Err(refusal(r)));
+        return furthest.map_or(Ok(()), |r| Err(refusal(r)));
     }
     for e in engines {
         param::check_call(p, *e).map_err(refusal)?;
     }
     Ok(())
+}
+
+/// How far into a procedure call a refusal's field is: the name first, then
+/// each parameter's name, `sql_type` and value.
+fn reach(r: &param::Refusal) -> (usize, u8) {
+    let Some(rest) = r.field.strip_prefix("spec.params[") else {
+        return (0, 0);
+    };
+    let (i, part) = rest.split_once(']').unwrap_or((rest, ""));
+    let stage = match part {
+        ".name" => 0,
+        ".sql_type" => 1,
+        _ => 2,
+    };
+    (i.parse::<usize>().map_or(0, |i| i + 1), stage)
 }
 
 /// Whether a value nests at most `max` levels (shared with the agent).

@@ -287,3 +287,6 @@ async fn set_drain(
         running: state.running,
     }))
 }
+
+#[cfg(test)]
+mod tests;
