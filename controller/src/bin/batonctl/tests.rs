@@ -195,3 +195,22 @@ async fn offline_preview_needs_no_token_or_controller() {
     let err = run(cli).await.expect_err("token needed");
     assert!(err.is::<UsageError>(), "{err}");
 }
+
+#[test]
+fn wait_prints_a_blocked_reason_when_it_appears_or_changes() {
+    let mut last = None;
+    let why = |s: &str| Some(s.to_owned());
+    assert_eq!(blocked_line(&mut last, None), None);
+    assert_eq!(
+        blocked_line(&mut last, why("no online agent serves group `g`")).as_deref(),
+        Some("blocked: no online agent serves group `g`")
+    );
+    assert_eq!(blocked_line(&mut last, why("no online agent serves group `g`")), None);
+    assert_eq!(
+        blocked_line(&mut last, why("every agent of group `g` that could run it is drained (a1)"))
+            .as_deref(),
+        Some("blocked: every agent of group `g` that could run it is drained (a1)")
+    );
+    assert_eq!(blocked_line(&mut last, None), None);
+    assert!(blocked_line(&mut last, why("no online agent serves group `g`")).is_some());
+}

@@ -237,3 +237,21 @@ fn json_job_file_and_stdin() {
     let err = read_job_file(&yaml, &mut std::io::empty()).expect_err("yaml");
     assert!(err.to_string().contains("unknown extension"), "{err}");
 }
+
+#[test]
+fn allow_unplaced_from_the_flag_or_the_file() {
+    let plain = ["--kind", "sql", "--connection", "nosuch", "--sql", "SELECT 1"];
+    assert!(!build(&plain).expect("sql").allow_unplaced);
+    let mut opted = plain.to_vec();
+    opted.push("--allow-unplaced");
+    assert!(build(&opted).expect("sql").allow_unplaced);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("job.json");
+    std::fs::write(
+        &path,
+        r#"{"group":"g","spec":{"kind":"noop"},"allow_unplaced":true}"#,
+    )
+    .expect("write");
+    let path_s = path.to_str().expect("utf-8");
+    assert!(build(&["-f", path_s]).expect("file").allow_unplaced);
+}
