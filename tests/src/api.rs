@@ -111,8 +111,15 @@ impl Api {
         serde_json::from_value(raw.body).context("decode")
     }
 
-    /// Submit a job given as JSON.
-    pub async fn submit(&self, job: serde_json::Value) -> Result<JobView> {
+    /// Submit a job given as JSON. Unless the job says otherwise it is sent
+    /// with `allow_unplaced`: most tests submit before their agents have
+    /// enrolled or advertised their connections, and test dispatch, not
+    /// placement (tests/tests/submit_checks.rs and the controller's
+    /// `api::operator` tests do).
+    pub async fn submit(&self, mut job: serde_json::Value) -> Result<JobView> {
+        if let Some(o) = job.as_object_mut() {
+            o.entry("allow_unplaced").or_insert(serde_json::Value::Bool(true));
+        }
         self.call(reqwest::Method::POST, "/v1/jobs", Some(&job), &[])
             .await
     }
