@@ -63,7 +63,10 @@ impl Fleet {
             for g in gs {
                 let conns = groups.entry(g.clone()).or_default();
                 for c in &caps.connections {
-                    conns.entry(c.name.clone()).or_default().insert(c.kind.clone());
+                    conns
+                        .entry(c.name.clone())
+                        .or_default()
+                        .insert(c.kind.clone());
                 }
             }
         }

@@ -70,7 +70,12 @@ pub fn check_call(spec: &ProcedureSpec, engine: Engine) -> Result<(), Refusal> {
         Engine::MySql => mysql::routine_parts(&spec.procedure).map(drop),
         Engine::MsSql => mssql::routine_parts(&spec.procedure).map(drop),
     };
-    name.map_err(|e| refuse("spec.procedure".into(), format!("{e} (on {})", engine.as_str())))?;
+    name.map_err(|e| {
+        refuse(
+            "spec.procedure".into(),
+            format!("{e} (on {})", engine.as_str()),
+        )
+    })?;
     for (i, p) in spec.params.iter().enumerate() {
         let name_ok = match engine {
             Engine::MySql => mysql::valid_param_name(&p.name),
@@ -94,9 +99,10 @@ pub fn check_call(spec: &ProcedureSpec, engine: Engine) -> Result<(), Refusal> {
             Engine::MySql => mysql::bind(&p.value).map(drop),
             Engine::MsSql => {
                 let ty = match &p.sql_type {
-                    Some(t) => Some(crate::SqlType::parse(t).map_err(|e| {
-                        refuse(format!("spec.params[{i}].sql_type"), e)
-                    })?),
+                    Some(t) => Some(
+                        crate::SqlType::parse(t)
+                            .map_err(|e| refuse(format!("spec.params[{i}].sql_type"), e))?,
+                    ),
                     None => None,
                 };
                 mssql::bind(&p.value, ty).map(drop)
@@ -175,7 +181,7 @@ pub fn finite(f: f64) -> Result<f64, String> {
 pub mod mysql {
     use chrono::{Datelike, Timelike};
 
-    use super::{ParamValue, base64, datetime, date, decimal_parts, finite};
+    use super::{ParamValue, base64, date, datetime, decimal_parts, finite};
 
     /// Longest identifier part.
     pub const MAX_IDENT: usize = 64;

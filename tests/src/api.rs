@@ -118,7 +118,8 @@ impl Api {
     /// `api::operator` tests do).
     pub async fn submit(&self, mut job: serde_json::Value) -> Result<JobView> {
         if let Some(o) = job.as_object_mut() {
-            o.entry("allow_unplaced").or_insert(serde_json::Value::Bool(true));
+            o.entry("allow_unplaced")
+                .or_insert(serde_json::Value::Bool(true));
         }
         self.call(reqwest::Method::POST, "/v1/jobs", Some(&job), &[])
             .await

@@ -71,7 +71,11 @@ async fn a_submit_no_agent_can_run_is_refused_naming_what_exists() {
     assert_ne!(out.status.code(), Some(0), "{}{err}", text(&out.stdout));
     assert!(err.contains("spec.connection"), "{err}");
     assert!(err.contains("main (mysql)"), "{err}");
-    assert!(!text(&out.stdout).contains("Submitted"), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("Submitted"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let mut args = sql.to_vec();
     args.extend(["--connection", "main", "--group", "nosuch"]);
@@ -84,8 +88,16 @@ async fn a_submit_no_agent_can_run_is_refused_naming_what_exists() {
     // does not exist: refused at submit, naming the field.
     let dir = tempfile::tempdir().expect("tempdir");
     for (procedure, value, field) in [
-        ("shop.dbo.close_day", r#"{"type":"int","value":1}"#, "spec.procedure"),
-        ("close_day", r#"{"type":"date","value":"2026-13-45"}"#, "spec.params[0].value"),
+        (
+            "shop.dbo.close_day",
+            r#"{"type":"int","value":1}"#,
+            "spec.procedure",
+        ),
+        (
+            "close_day",
+            r#"{"type":"date","value":"2026-13-45"}"#,
+            "spec.params[0].value",
+        ),
     ] {
         let path = dir.path().join("job.json");
         std::fs::write(
@@ -106,7 +118,11 @@ async fn a_submit_no_agent_can_run_is_refused_naming_what_exists() {
     args.extend(["--connection", "nosuch", "--allow-unplaced"]);
     let out = ctl(&url, &tok, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Submitted job"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("Submitted job"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::auth::{OperatorRole, Viewer};
-use crate::placement::Fleet;
 use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath, QueryParams};
+use crate::placement::Fleet;
 use crate::store::jobs::{JobFilter, NewJob};
 use crate::store::now_ms;
 use crate::validate;

@@ -46,7 +46,11 @@ fn an_unknown_group_names_the_groups_that_exist() {
     let e = fleet().place(&sql("nosuch", "main")).expect_err("group");
     assert_eq!(e.field, "group");
     assert!(e.message.contains("`nosuch`"), "{}", e.message);
-    assert!(e.message.contains("groups with agents: g, h, idle"), "{}", e.message);
+    assert!(
+        e.message.contains("groups with agents: g, h, idle"),
+        "{}",
+        e.message
+    );
     let e = Fleet::default().place(&sql("g", "main")).expect_err("none");
     assert!(e.message.contains("no agent is enrolled"), "{}", e.message);
 }
@@ -62,7 +66,11 @@ fn an_unknown_connection_names_the_ones_advertised_with_kinds() {
         e.message
     );
     let e = fleet().place(&sql("idle", "main")).expect_err("none");
-    assert!(e.message.contains("advertise no connection"), "{}", e.message);
+    assert!(
+        e.message.contains("advertise no connection"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -90,7 +98,9 @@ fn allow_unplaced_accepts_what_no_agent_runs() {
 fn long_lists_are_cut() {
     let names: Vec<String> = (0..30).map(|i| format!("g{i:02}")).collect();
     let agents: Vec<_> = names.iter().map(|n| agent(&[n.as_str()], &[])).collect();
-    let e = Fleet::new(&agents).place(&sql("x", "c")).expect_err("group");
+    let e = Fleet::new(&agents)
+        .place(&sql("x", "c"))
+        .expect_err("group");
     assert!(e.message.contains("g19, … 10 more"), "{}", e.message);
     assert!(!e.message.contains("g20"), "{}", e.message);
 }

@@ -232,16 +232,29 @@ fn names_by_the_connection_kind() {
     // Kind unknown: only what every kind refuses.
     assert_eq!(refused(&three, &[]), None);
     for ok in ["usp_x", "app.usp_x", "app.usp_$1"] {
-        assert_eq!(refused(&call_with(ok, v(), None), &[Engine::MySql]), None, "{ok}");
+        assert_eq!(
+            refused(&call_with(ok, v(), None), &[Engine::MySql]),
+            None,
+            "{ok}"
+        );
     }
     let at = call_with("usp@x", v(), None);
-    assert_eq!(refused(&at, &[Engine::MySql]).as_deref(), Some("spec.procedure"));
+    assert_eq!(
+        refused(&at, &[Engine::MySql]).as_deref(),
+        Some("spec.procedure")
+    );
     assert_eq!(refused(&at, &[Engine::MsSql]), None);
     let digit = call_with("dbo.1usp", v(), None);
-    assert_eq!(refused(&digit, &[Engine::MsSql]).as_deref(), Some("spec.procedure"));
+    assert_eq!(
+        refused(&digit, &[Engine::MsSql]).as_deref(),
+        Some("spec.procedure")
+    );
     assert_eq!(refused(&digit, &[Engine::MySql]), None);
     let long = call_with(&"a".repeat(65), v(), None);
-    assert_eq!(refused(&long, &[Engine::MySql]).as_deref(), Some("spec.procedure"));
+    assert_eq!(
+        refused(&long, &[Engine::MySql]).as_deref(),
+        Some("spec.procedure")
+    );
     assert_eq!(refused(&long, &[Engine::MsSql]), None);
 }
 
@@ -262,7 +275,11 @@ fn values_by_type() {
     ] {
         let spec = call_with("usp_x", bad.clone(), None);
         for engines in [&[Engine::MySql][..], &[Engine::MsSql], &[]] {
-            assert_eq!(refused(&spec, engines).as_deref(), Some(value), "{bad:?} {engines:?}");
+            assert_eq!(
+                refused(&spec, engines).as_deref(),
+                Some(value),
+                "{bad:?} {engines:?}"
+            );
         }
     }
     // By sql_type (SQL Server): ranges, precision and scale, forms.
@@ -280,21 +297,32 @@ fn values_by_type() {
         (V::Bool(true), "date"),
     ] {
         let spec = call_with("usp_x", v.clone(), Some(ty));
-        assert_eq!(refused(&spec, &[Engine::MsSql]).as_deref(), Some(value), "{v:?} {ty}");
+        assert_eq!(
+            refused(&spec, &[Engine::MsSql]).as_deref(),
+            Some(value),
+            "{v:?} {ty}"
+        );
     }
     for (v, ty) in [
         (V::Int(255), "tinyint"),
         (V::Decimal("12345678.99".into()), "decimal(10,2)"),
         (V::String("23:59:59.1234567".into()), "time"),
         (V::String("2026-02-28T10:00:00".into()), "datetime"),
-        (V::String("6F9619FF-8B86-D011-B42D-00C04FC964FF".into()), "uniqueidentifier"),
+        (
+            V::String("6F9619FF-8B86-D011-B42D-00C04FC964FF".into()),
+            "uniqueidentifier",
+        ),
         (V::Bytes("AAA=".into()), "varbinary(2)"),
     ] {
         let spec = call_with("usp_x", v.clone(), Some(ty));
         assert_eq!(refused(&spec, &[Engine::MsSql]), None, "{v:?} {ty}");
     }
     // Seven fraction digits: SQL Server only.
-    let fine = call_with("usp_x", V::DateTime("2026-01-01T10:00:00.1234567".into()), None);
+    let fine = call_with(
+        "usp_x",
+        V::DateTime("2026-01-01T10:00:00.1234567".into()),
+        None,
+    );
     assert_eq!(refused(&fine, &[Engine::MsSql]), None);
     assert_eq!(refused(&fine, &[Engine::MySql]).as_deref(), Some(value));
     assert_eq!(refused(&fine, &[]), None);

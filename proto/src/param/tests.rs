@@ -34,11 +34,17 @@ fn three_part_names_are_sql_server_only() {
     assert_eq!(field(&two, Engine::MsSql), None);
     // MySQL: 64 per part, `$` first is fine; SQL Server: 128, no digit or `$` first.
     let long = spec(&"a".repeat(65), vec![]);
-    assert_eq!(field(&long, Engine::MySql).as_deref(), Some("spec.procedure"));
+    assert_eq!(
+        field(&long, Engine::MySql).as_deref(),
+        Some("spec.procedure")
+    );
     assert_eq!(field(&long, Engine::MsSql), None);
     let dollar = spec("$x", vec![]);
     assert_eq!(field(&dollar, Engine::MySql), None);
-    assert_eq!(field(&dollar, Engine::MsSql).as_deref(), Some("spec.procedure"));
+    assert_eq!(
+        field(&dollar, Engine::MsSql).as_deref(),
+        Some("spec.procedure")
+    );
     let at = spec("usp@x", vec![]);
     assert_eq!(field(&at, Engine::MySql).as_deref(), Some("spec.procedure"));
 }
@@ -98,7 +104,11 @@ fn values_by_type_on_both_engines() {
 fn fraction_digits_differ_by_engine() {
     let s = spec(
         "p",
-        vec![("x", ParamValue::DateTime("2026-02-28T10:00:00.1234567".into()), None)],
+        vec![(
+            "x",
+            ParamValue::DateTime("2026-02-28T10:00:00.1234567".into()),
+            None,
+        )],
     );
     assert_eq!(field(&s, Engine::MsSql), None);
     assert_eq!(
@@ -123,7 +133,11 @@ fn sql_types_check_ranges_and_forms_on_sql_server() {
         (V::String("2026-13-01".into()), "date", false),
         (V::String("1700-01-01T00:00:00".into()), "datetime", false),
         (V::String("2026-01-01 00:00:00".into()), "datetime2", true),
-        (V::String("6f9619ff-8b86-d011-b42d-00c04fc964ff".into()), "uniqueidentifier", true),
+        (
+            V::String("6f9619ff-8b86-d011-b42d-00c04fc964ff".into()),
+            "uniqueidentifier",
+            true,
+        ),
         (V::String("not-a-uuid".into()), "uniqueidentifier", false),
         (V::Bytes("AAAA".into()), "varbinary(2)", false),
         (V::String("abc".into()), "nvarchar(2)", false),
@@ -134,7 +148,11 @@ fn sql_types_check_ranges_and_forms_on_sql_server() {
         if ok {
             assert_eq!(got, None, "{v:?} as {ty}");
         } else {
-            assert_eq!(got.as_deref(), Some("spec.params[0].value"), "{v:?} as {ty}");
+            assert_eq!(
+                got.as_deref(),
+                Some("spec.params[0].value"),
+                "{v:?} as {ty}"
+            );
         }
     }
     // MySQL does not use sql_type: the value's own type decides.
@@ -144,7 +162,14 @@ fn sql_types_check_ranges_and_forms_on_sql_server() {
 
 #[test]
 fn mysql_decimals_are_bounded() {
-    let s = spec("p", vec![("x", ParamValue::Decimal(format!("-{}", "9".repeat(100))), None)]);
+    let s = spec(
+        "p",
+        vec![(
+            "x",
+            ParamValue::Decimal(format!("-{}", "9".repeat(100))),
+            None,
+        )],
+    );
     assert_eq!(field(&s, Engine::MySql), None);
     let s = spec("p", vec![("x", ParamValue::Decimal("9".repeat(101)), None)]);
     assert_eq!(

@@ -123,9 +123,9 @@ pub fn bind(value: &ParamValue, ty: Option<SqlType>) -> Result<ColumnData<'stati
         Typed::Time(Some(t)) => t.into_sql(),
         Typed::DateTime2(None) => ColumnData::DateTime2(None),
         Typed::DateTime2(Some(dt)) => dt.into_sql(),
-        Typed::DateTime(dt) => ColumnData::DateTime(
-            dt.map(|(days, ticks)| tiberius::time::DateTime::new(days, ticks)),
-        ),
+        Typed::DateTime(dt) => {
+            ColumnData::DateTime(dt.map(|(days, ticks)| tiberius::time::DateTime::new(days, ticks)))
+        }
         Typed::Guid(g) => ColumnData::Guid(g),
     })
 }

@@ -62,11 +62,8 @@ async fn api() -> Api {
         .create_operator_token("t1", "ops", Role::Operator, &hash_secret(&token), "test", 0)
         .await
         .expect("token");
-    let state = crate::server::app_state(
-        &store,
-        &config,
-        &tokio_util::sync::CancellationToken::new(),
-    );
+    let state =
+        crate::server::app_state(&store, &config, &tokio_util::sync::CancellationToken::new());
     Api {
         state,
         token,
@@ -101,8 +98,14 @@ impl Api {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(body["error"]["code"], "unprocessable", "{body}");
         Err((
-            body["error"]["field"].as_str().unwrap_or_default().to_owned(),
-            body["error"]["message"].as_str().unwrap_or_default().to_owned(),
+            body["error"]["field"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         ))
     }
 }
@@ -117,12 +120,12 @@ async fn no_agent_for_the_group_or_connection_is_422_naming_what_exists() {
     let (field, message) = api.submit(sql("nosuch", "main")).await.expect_err("group");
     assert_eq!(field, "group");
     assert!(message.contains("groups with agents: g"), "{message}");
-    let (field, message) = api.submit(sql("g", "nosuch")).await.expect_err("connection");
+    let (field, message) = api
+        .submit(sql("g", "nosuch"))
+        .await
+        .expect_err("connection");
     assert_eq!(field, "spec.connection");
-    assert!(
-        message.contains("erp (mssql), main (mysql)"),
-        "{message}"
-    );
+    assert!(message.contains("erp (mssql), main (mysql)"), "{message}");
     api.submit(sql("g", "main")).await.expect("placed");
     api.submit(json!({"group": "g", "spec": {"kind": "noop"}}))
         .await
@@ -160,7 +163,9 @@ async fn a_batch_names_the_job_at_fault() {
 #[tokio::test]
 async fn a_new_agent_is_seen_after_a_change() {
     let api = api().await;
-    api.submit(sql("h", "main")).await.expect_err("no agent yet");
+    api.submit(sql("h", "main"))
+        .await
+        .expect_err("no agent yet");
     advertise(&api.state.store, "a2", &["h"], &[("main", "mysql")]).await;
     api.state.placement.changed();
     api.submit(sql("h", "main")).await.expect("seen");
@@ -196,7 +201,11 @@ async fn procedure_names_and_values_are_checked_by_the_connection_kind() {
         assert_eq!(field, "spec.params[0].value", "{value}");
     }
     // Unplaced and unknown: only what every engine refuses.
-    let mut unknown = procedure("nosuch", "shop.dbo.usp_x", json!({"type": "int", "value": 1}));
+    let mut unknown = procedure(
+        "nosuch",
+        "shop.dbo.usp_x",
+        json!({"type": "int", "value": 1}),
+    );
     unknown["allow_unplaced"] = json!(true);
     api.submit(unknown.clone()).await.expect("kind unknown");
     unknown["spec"]["params"][0]["value"] = json!({"type": "date", "value": "2026-13-45"});

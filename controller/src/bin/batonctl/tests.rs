@@ -205,10 +205,16 @@ fn wait_prints_a_blocked_reason_when_it_appears_or_changes() {
         blocked_line(&mut last, why("no online agent serves group `g`")).as_deref(),
         Some("blocked: no online agent serves group `g`")
     );
-    assert_eq!(blocked_line(&mut last, why("no online agent serves group `g`")), None);
     assert_eq!(
-        blocked_line(&mut last, why("every agent of group `g` that could run it is drained (a1)"))
-            .as_deref(),
+        blocked_line(&mut last, why("no online agent serves group `g`")),
+        None
+    );
+    assert_eq!(
+        blocked_line(
+            &mut last,
+            why("every agent of group `g` that could run it is drained (a1)")
+        )
+        .as_deref(),
         Some("blocked: every agent of group `g` that could run it is drained (a1)")
     );
     assert_eq!(blocked_line(&mut last, None), None);

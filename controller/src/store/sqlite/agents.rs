@@ -200,12 +200,7 @@ impl AgentStore for SqliteStore {
                 .fetch_all(&self.reader)
                 .await?;
         rows.iter()
-            .map(|(g, c)| {
-                Ok((
-                    json("agents.groups", g)?,
-                    json("agents.capabilities", c)?,
-                ))
-            })
+            .map(|(g, c)| Ok((json("agents.groups", g)?, json("agents.capabilities", c)?)))
             .collect()
     }
 

@@ -240,7 +240,14 @@ fn json_job_file_and_stdin() {
 
 #[test]
 fn allow_unplaced_from_the_flag_or_the_file() {
-    let plain = ["--kind", "sql", "--connection", "nosuch", "--sql", "SELECT 1"];
+    let plain = [
+        "--kind",
+        "sql",
+        "--connection",
+        "nosuch",
+        "--sql",
+        "SELECT 1",
+    ];
     assert!(!build(&plain).expect("sql").allow_unplaced);
     let mut opted = plain.to_vec();
     opted.push("--allow-unplaced");
