@@ -8,12 +8,11 @@
 //! ([`validate::call`]).
 //!
 //! Cost: the answer comes from a [`Fleet`] snapshot built from one read of
-//! the agents table (groups and last advertised capabilities). The snapshot
-//! is rebuilt on the first submit after a change that can alter it (an
-//! agent's advertisement written by a poll, counted by presence; an
-//! enrollment, a revocation: [`Placement::changed`]) and at least every [`MAX_AGE`] (writes by another
-//! controller process sharing the store), so a submit on a quiet fleet reads
-//! nothing.
+//! the agents table (groups and last advertised capabilities), rebuilt at
+//! most every [`MAX_AGE`] for accepted submits; a refusal is re-checked on a
+//! fresh snapshot when something changed since (an agent's advertisement
+//! written by a poll, counted by presence; an enrollment, a revocation:
+//! [`Placement::changed`]). See [`Placement::check`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,22 +162,40 @@ impl Placement {
         self.changes.fetch_add(1, Ordering::Release);
     }
 
-    /// The current snapshot: the cached one while nothing changed and it is
-    /// younger than [`MAX_AGE`], else one read of the store. `advertised` is
-    /// the presence service's count of advertisement writes
-    /// (`Presence::durable_epoch`): a poll that wrote an agent's groups or
-    /// capabilities changes it.
-    pub async fn fleet(&self, store: &Store, advertised: u64) -> Result<Arc<Fleet>, Error> {
+    /// Run `check` on the snapshot. The cached one (younger than
+    /// [`MAX_AGE`]) answers first even if a change happened since: what it
+    /// accepts is accepted. Only a refusal by a snapshot older than the
+    /// latest change reads the store again and checks once more — so a
+    /// fleet's churn (10,000 agents advertising after a controller restart)
+    /// costs no read per submit, and a refusal never rests on stale data.
+    /// `advertised` is the presence service's count of advertisement writes
+    /// (`Presence::durable_epoch`).
+    pub async fn check<T, E>(
+        &self,
+        store: &Store,
+        advertised: u64,
+        check: impl Fn(&Fleet) -> Result<T, E>,
+    ) -> Result<Result<T, E>, Error> {
         let changes = (self.changes.load(Ordering::Acquire), advertised);
-        {
+        let cached = {
             let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = cached.as_ref()
-                && c.changes == changes
-                && c.at.elapsed() < MAX_AGE
-            {
-                return Ok(c.fleet.clone());
+            cached
+                .as_ref()
+                .filter(|c| c.at.elapsed() < MAX_AGE)
+                .map(|c| (c.fleet.clone(), c.changes == changes))
+        };
+        if let Some((fleet, current)) = cached {
+            let answer = check(&fleet);
+            if answer.is_ok() || current {
+                return Ok(answer);
             }
         }
+        let fleet = self.rebuild(store, changes).await?;
+        Ok(check(&fleet))
+    }
+
+    /// One read of the store into a new snapshot, kept as of `changes`.
+    async fn rebuild(&self, store: &Store, changes: (u64, u64)) -> Result<Arc<Fleet>, Error> {
         let at = Instant::now();
         let fleet = Arc::new(Fleet::new(&store.placement().await?));
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());

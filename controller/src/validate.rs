@@ -324,9 +324,10 @@ fn reach(r: &param::Refusal) -> (usize, u8) {
 pub use baton_proto::limits::nesting_at_most;
 
 /// `name`, `schema.name` or `database.schema.name` (SQL Server's three-part
-/// names), each part 1-128 characters of `[A-Za-z0-9_@#$]`. The controller
-/// does not know the connection's engine: each agent executor applies its
-/// engine's stricter rule (MySQL: at most two parts of 1-64 `[A-Za-z0-9_$]`).
+/// names), each part 1-128 characters of `[A-Za-z0-9_@#$]`: the rule that
+/// holds whatever the engine. The engine's own rule (MySQL: at most two
+/// parts of 1-64 `[A-Za-z0-9_$]`) is checked by [`call`] once placement knows
+/// the connection's kind.
 pub fn valid_routine_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
     parts.len() <= 3

@@ -40,17 +40,12 @@ pub async fn submit_batch(
     let mut canonical = b"batch\n".to_vec();
     canonical.extend(serde_json::to_vec(&batch).unwrap_or_default());
     let request_hash = hex::encode(Sha256::digest(&canonical));
-    let fleet = s
-        .placement
-        .fleet(&s.store, s.presence.durable_epoch())
-        .await?;
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     for (i, job) in batch.jobs.into_iter().enumerate() {
         let ttl =
             validate::submission(&job, default_ttl, s.config.max_spec_bytes).map_err(|e| {
                 ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
             })?;
-        placed(&fleet, &job).map_err(|e| unprocessable(e, &format!("jobs[{i}].")))?;
         let one = serde_json::to_vec(&job).unwrap_or_default();
         jobs.push(NewJob {
             submit: job,
@@ -59,6 +54,13 @@ pub async fn submit_batch(
             request_hash: hex::encode(Sha256::digest(&one)),
         });
     }
+    s.placement
+        .check(&s.store, s.presence.durable_epoch(), |f| {
+            jobs.iter().enumerate().try_for_each(|(i, job)| {
+                placed(f, &job.submit).map_err(|e| unprocessable(e, &format!("jobs[{i}].")))
+            })
+        })
+        .await??;
     let done = s
         .jobs
         .submit_batch(

@@ -29,11 +29,10 @@ pub async fn submit(
         s.config.default_lease_ttl.as_millis() as u64,
         s.config.max_spec_bytes,
     )?;
-    let fleet = s
-        .placement
-        .fleet(&s.store, s.presence.durable_epoch())
-        .await?;
-    placed(&fleet, &job).map_err(|e| unprocessable(e, ""))?;
+    s.placement
+        .check(&s.store, s.presence.durable_epoch(), |f| placed(f, &job))
+        .await?
+        .map_err(|e| unprocessable(e, ""))?;
     let key = idempotency_key(&headers)?;
     let canonical = serde_json::to_vec(&job).unwrap_or_default();
     let request_hash = hex::encode(Sha256::digest(&canonical));
