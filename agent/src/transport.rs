@@ -303,13 +303,10 @@ impl Transport {
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| Error::Unavailable(describe(&e)))?;
+                .map_err(|e| self.unavailable(&e))?;
             let status = resp.status().as_u16();
             let retry_after = retry_after(resp.headers());
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| Error::Unavailable(describe(&e)))?;
+            let bytes = resp.bytes().await.map_err(|e| self.unavailable(&e))?;
             Ok::<_, Error>((status, retry_after, bytes))
         };
         let (status, retry_after, bytes) = tokio::select! {
@@ -324,6 +321,30 @@ impl Transport {
         Err(classify(status, &bytes, retry_after))
     }
 }
+
+impl Transport {
+    /// [`Error::Unavailable`] with the causes, and a hint when the cause is a
+    /// scheme or TLS mismatch (`baton_proto::tls_hint`).
+    fn unavailable(&self, e: &reqwest::Error) -> Error {
+        use baton_proto::tls_hint::{Target, diagnose};
+        let mut message = describe(e);
+        let url = reqwest::Url::parse(&self.base).ok();
+        let https = url.as_ref().is_some_and(|u| u.scheme() == "https");
+        if let (Some(m), Some(url)) = (diagnose(e, https), url) {
+            let to = Target {
+                host: url.host_str().unwrap_or_default(),
+                port: url.port_or_known_default().unwrap_or_default(),
+            };
+            message.push_str(" (hint: ");
+            message.push_str(&m.hint(to, PIN));
+            message.push(')');
+        }
+        Error::Unavailable(message)
+    }
+}
+
+/// How the agent pins the controller's CA (for the hints).
+const PIN: &str = "`[tls] ca_file` in the agent's config (or its environment variable)";
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by the controller).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -16,6 +16,8 @@
 //!   - [`logging`]: the tracing subscriber (text or JSON lines, reloadable filter).
 //!   - [`pipeline`]: pipelines as pure values: definition checks, step
 //!     references, a run's next moves.
+//!   - [`pki`]: `tls init`, a private CA and the server and agent
+//!     certificates (rcgen), written with safe modes.
 //!   - [`trigger`]: schedule triggers (cron in a zone, intervals, window,
 //!     jitter, the DST rule) and the pure firing plan (`trigger::plan`).
 //! - L1, [`store`]: the SQLite store; the lease contract lives in `store::lease`.
@@ -58,6 +60,7 @@ pub mod listener;
 pub mod logging;
 pub mod pipeline;
 pub mod placement;
+pub mod pki;
 pub mod presence;
 pub mod retention;
 pub mod schedules;

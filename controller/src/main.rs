@@ -1,4 +1,5 @@
-//! `baton-controller`: serve the Baton API (`run`, the default) or check a config (`validate`).
+//! `baton-controller`: serve the Baton API (`run`, the default), check a
+//! config (`validate`), make the store (`init`) or the TLS files (`tls init`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,11 +49,48 @@ enum Command {
     Validate,
     /// Create the store and the first admin token, print the token once, exit.
     Init,
+    /// TLS files for the controller, its agents and batonctl.
+    #[command(subcommand)]
+    Tls(TlsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum TlsCmd {
+    /// Make a private CA (10 years), the controller's certificate for --san
+    /// (2 years) and client certificates for --agent (2 years), then print the
+    /// config lines to paste.
+    ///
+    /// Files in DIR: ca.pem, ca.key, controller.pem, controller.key,
+    /// agent-NAME.pem, agent-NAME.key (keys 0600, certificates 0644; DIR made
+    /// 0700). An existing CA in DIR is reused, never replaced. Needs no config.
+    ///
+    /// Example: baton-controller tls init --dir /etc/baton/tls --san ctl.example.org,10.0.0.5 --agent db1
+    Init(TlsInitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TlsInitArgs {
+    /// Directory for the files (created 0700 if absent).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The names agents and batonctl reach the controller by: DNS names and IP
+    /// addresses, comma-separated (exactly these go into the certificate).
+    #[arg(long, value_name = "HOST,IP,...")]
+    san: Option<String>,
+    /// Also make a client certificate for this agent (repeatable).
+    #[arg(long, value_name = "NAME")]
+    agent: Vec<String>,
+    /// Replace existing controller and agent files (the CA is always kept).
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    if let Some(Command::Tls(TlsCmd::Init(args))) = &cli.command {
+        return tls_init(args);
+    }
     let env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("BATON_"))
         .collect();
@@ -155,6 +193,38 @@ fn init(config: &Config) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tls init`: no config needed (the config wants the files this makes).
+fn tls_init(args: &TlsInitArgs) -> ExitCode {
+    use baton_controller::pki;
+    let sans = match args.san.as_deref().map(pki::parse_sans).transpose() {
+        Ok(sans) => sans.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plan = pki::Plan {
+        dir: args.dir.clone(),
+        sans,
+        agents: args.agent.clone(),
+        force: args.force,
+    };
+    match pki::make(&plan, chrono::Utc::now().date_naive()) {
+        Ok(made) => {
+            say!("{}", pki::instructions(&plan, &made).trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            let usage = matches!(
+                e,
+                pki::Error::San(_) | pki::Error::AgentName(_) | pki::Error::Nothing
+            );
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -53,7 +53,6 @@ missing=()
 command -v lintian >/dev/null || missing+=(lintian)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
-command -v openssl >/dev/null || missing+=(openssl)
 command -v setpriv >/dev/null || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -167,19 +166,26 @@ echo "$out"
 [ "$code" = 78 ] || fail "controller validate without a certificate exited $code, expected 78"
 grep -q 'tls.cert_file' <<<"$out" || fail "controller validate does not name tls.cert_file"
 ok "without a certificate the controller refuses to start, naming tls.cert_file"
-# A throwaway CA and a certificate for localhost, where the config expects it.
-install -d -o root -g baton -m 0750 /etc/baton/tls
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=verify-deb-ca -keyout "$work/ca.key" -out /etc/baton/tls/ca.pem 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-    -keyout /etc/baton/tls/controller.key -out "$work/controller.csr" 2>/dev/null
-printf '%s\n' 'subjectAltName=DNS:localhost,IP:127.0.0.1' 'basicConstraints=critical,CA:FALSE' \
-    'extendedKeyUsage=serverAuth' >"$work/leaf.ext"
-openssl x509 -req -in "$work/controller.csr" -CA /etc/baton/tls/ca.pem -CAkey "$work/ca.key" \
-    -CAcreateserial -CAserial "$work/ca.srl" -days 2 -extfile "$work/leaf.ext" \
-    -out /etc/baton/tls/controller.pem 2>/dev/null
-chgrp baton /etc/baton/tls/*
-chmod 0640 /etc/baton/tls/*
+# The operator's recipe (packaging/README.md): `tls init` makes a CA and a
+# certificate for localhost where the config expects it; the service user then
+# gets the key (kept 0600) and the directory.
+/usr/bin/baton-controller tls init --dir /etc/baton/tls --san localhost,127.0.0.1 >"$work/tls-init.out" ||
+    fail "baton-controller tls init failed"
+cat "$work/tls-init.out"
+grep -q '^  cert_file = "/etc/baton/tls/controller.pem"$' "$work/tls-init.out" ||
+    fail "tls init did not print the cert_file line"
+expect /etc/baton/tls 700 root root
+expect /etc/baton/tls/ca.pem 644 root root
+expect /etc/baton/tls/ca.key 600 root root
+expect /etc/baton/tls/controller.pem 644 root root
+expect /etc/baton/tls/controller.key 600 root root
+if /usr/bin/baton-controller tls init --dir /etc/baton/tls --san localhost >/dev/null 2>&1; then
+    fail "tls init overwrote existing files without --force"
+fi
+ok "tls init refuses to overwrite without --force"
+chown baton:baton /etc/baton/tls/controller.key
+chgrp baton /etc/baton/tls
+chmod 0750 /etc/baton/tls
 out=$(as_baton /usr/bin/baton-controller --config /etc/baton/controller.toml validate) ||
     fail "baton-controller validate failed with a certificate"
 echo "$out"

@@ -22,6 +22,9 @@
 //! - [`param`]: procedure names and parameter values read by the connection's
 //!   engine (the agent binds with it, the controller checks submissions with it).
 //! - [`base64`]: the base64 of `bytes` values.
+//! - `tls_hint` (feature `tls-hint`): why a connection to the controller
+//!   failed at the scheme or TLS level, and the hint to print (pure: it reads
+//!   an error chain).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -36,6 +39,8 @@ pub mod param;
 pub mod pipeline;
 pub mod schedule;
 pub mod sql_type;
+#[cfg(feature = "tls-hint")]
+pub mod tls_hint;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,

@@ -24,6 +24,7 @@ const CONTROLLER: &[(&str, u8)] = &[
     ("logging", 0),
     ("pipeline", 0),
     ("trigger", 0),
+    ("pki", 0),
     ("store", 1),
     ("dispatch", 2),
     ("presence", 2),

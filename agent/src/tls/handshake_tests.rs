@@ -57,12 +57,17 @@ impl TestCa {
 /// The fake controller's TLS: a server certificate for 127.0.0.1 from `ca`,
 /// and, with `client_ca`, a required client certificate from that CA.
 fn server_config(ca: &TestCa, client_ca: Option<&TestCa>) -> Arc<rustls::ServerConfig> {
+    server_config_for(ca, client_ca, &["127.0.0.1", "localhost"])
+}
+
+/// Like [`server_config`], the server certificate naming `sans`.
+fn server_config_for(
+    ca: &TestCa,
+    client_ca: Option<&TestCa>,
+    sans: &[&str],
+) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let (cert, key) = ca.issue(
-        "controller",
-        &["127.0.0.1", "localhost"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
+    let (cert, key) = ca.issue("controller", sans, ExtendedKeyUsagePurpose::ServerAuth);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<_, _>>()
         .expect("chain");
@@ -191,6 +196,65 @@ async fn pinned_ca_connects_and_another_ca_is_refused() {
         1,
         "no refused poll reached the fake"
     );
+}
+
+#[tokio::test]
+async fn scheme_and_ca_mismatches_carry_a_hint() {
+    let ca = TestCa::new("baton test CA");
+    let tls = Fake::start_tls(server_config(&ca, None)).await;
+    let plain = Fake::start().await;
+    let files = Files::new();
+    files.write("ca.pem", &ca.pem());
+    files.write("other.pem", &TestCa::new("some other CA").pem());
+    let hint = |e: &transport::Error| {
+        let msg = unavailable(e);
+        msg.split_once("(hint: ")
+            .map(|(_, h)| h.to_owned())
+            .unwrap_or_else(|| panic!("no hint in: {msg}"))
+    };
+
+    // http:// to the TLS port.
+    let url = tls.url.replace("https://", "http://");
+    let cfg = files.config(&url, "").expect("config");
+    let e = poll_once(&cfg).await.expect_err("plain to TLS");
+    let h = hint(&e);
+    assert!(
+        h.contains(&format!("the controller speaks HTTPS: use {}", tls.url)),
+        "{h}"
+    );
+
+    // https:// to the plain port.
+    let url = plain.url.replace("http://", "https://");
+    let cfg = files
+        .config(&url, "ca_file = \"ca.pem\"\n")
+        .expect("config");
+    let e = poll_once(&cfg).await.expect_err("TLS to plain");
+    let h = hint(&e);
+    assert!(h.contains(&format!("use {}", plain.url)), "{h}");
+
+    // A CA the agent does not trust.
+    let cfg = files
+        .config(&tls.url, "ca_file = \"other.pem\"\n")
+        .expect("config");
+    let e = poll_once(&cfg).await.expect_err("unknown CA");
+    let h = hint(&e);
+    assert!(
+        h.contains("pin the controller's CA with `[tls] ca_file` in the agent's config"),
+        "{h}"
+    );
+
+    // A certificate for other names.
+    let named = Fake::start_tls(server_config_for(&ca, None, &["localhost"])).await;
+    let cfg = files
+        .config(&named.url, "ca_file = \"ca.pem\"\n")
+        .expect("config");
+    let e = poll_once(&cfg).await.expect_err("wrong name");
+    let h = hint(&e);
+    assert!(
+        h.contains("does not name 127.0.0.1, it names localhost"),
+        "{h}"
+    );
+    assert_eq!(tls.script().polls.len(), 0, "no poll got through");
 }
 
 #[tokio::test]

@@ -99,12 +99,41 @@ pub struct TransportError {
     context: String,
     #[source]
     source: reqwest::Error,
+    /// What to change when the scheme or the TLS trust does not match.
+    hint: Option<String>,
 }
 
+/// How batonctl pins a CA (for the hints).
+const PIN: &str = "BATON_CA_FILE or --ca-file";
+
 impl TransportError {
-    /// Whether retrying later may succeed (always, for a transport failure).
+    /// A transport error reaching `base`, with a hint when its cause is a
+    /// scheme or TLS mismatch (found in the source chain).
+    pub fn new(context: String, source: reqwest::Error, base: &Url) -> TransportError {
+        use baton_proto::tls_hint::{Target, diagnose};
+        let hint = diagnose(&source, base.scheme() == "https").map(|m| {
+            let to = Target {
+                host: base.host_str().unwrap_or_default(),
+                port: base.port_or_known_default().unwrap_or_default(),
+            };
+            m.hint(to, PIN)
+        });
+        TransportError {
+            context,
+            source,
+            hint,
+        }
+    }
+
+    /// The hint for the operator, when there is one.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// Whether retrying later may succeed: yes for a transport failure,
+    /// unless the scheme or the TLS trust does not match (that needs a fix).
     pub fn is_transient(&self) -> bool {
-        !self.source.is_builder()
+        !self.source.is_builder() && self.hint.is_none()
     }
 }
 
@@ -378,9 +407,9 @@ impl Api {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|source| TransportError {
-            context: format!("cannot reach the controller at {}", self.base),
-            source,
+        let resp = req.send().await.map_err(|source| {
+            let context = format!("cannot reach the controller at {}", self.base);
+            TransportError::new(context, source, &self.base)
         })?;
         let status = resp.status();
         let now = resp
@@ -389,9 +418,9 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i64>().ok())
             .and_then(DateTime::from_timestamp_millis);
-        let text = resp.text().await.map_err(|source| TransportError {
-            context: format!("cannot read the answer to {method} {}", url.path()),
-            source,
+        let text = resp.text().await.map_err(|source| {
+            let context = format!("cannot read the answer to {method} {}", url.path());
+            TransportError::new(context, source, &self.base)
         })?;
         if !status.is_success() {
             return Err(ApiError::from_response(status, &text).into());
@@ -499,15 +528,10 @@ impl Api {
     /// `GET /healthz` or `/readyz` (no credentials): the status, or a transport error.
     pub async fn probe(&self, path: &str) -> Result<(StatusCode, String)> {
         let url = join_url(&self.base, path, &[]);
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|source| TransportError {
-                context: format!("cannot reach the controller at {}", self.base),
-                source,
-            })?;
+        let resp = self.http.get(url).send().await.map_err(|source| {
+            let context = format!("cannot reach the controller at {}", self.base);
+            TransportError::new(context, source, &self.base)
+        })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         Ok((status, text))

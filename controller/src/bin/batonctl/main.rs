@@ -34,7 +34,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use client::{Api, ApiError, ListQuery, UsageError, usage};
+use client::{Api, ApiError, ListQuery, TransportError, UsageError, usage};
 use identity::{AgentsArgs, AuditArgs, EnrollCmd, TokensCmd};
 use submit::{SubmitArgs, parse_key_value, parse_kind, parse_state};
 
@@ -154,7 +154,7 @@ struct ListArgs {
 }
 
 fn default_url() -> String {
-    format!("http://127.0.0.1:{DEFAULT_PORT}")
+    format!("https://127.0.0.1:{DEFAULT_PORT}")
 }
 
 fn main() -> ExitCode {
@@ -178,6 +178,12 @@ fn main() -> ExitCode {
             }
             eprintln!("error: {e:#}");
             if let Some(hint) = e.downcast_ref::<ApiError>().and_then(ApiError::hint) {
+                eprintln!("hint: {hint}");
+            }
+            if let Some(hint) = e
+                .downcast_ref::<TransportError>()
+                .and_then(TransportError::hint)
+            {
                 eprintln!("hint: {hint}");
             }
             if e.is::<UsageError>() {

@@ -4,7 +4,7 @@ use super::*;
 fn cli_globals_and_defaults() {
     let cli = Cli::try_parse_from(["batonctl", "list", "-o", "json", "--state", "queued"])
         .expect("parse");
-    assert_eq!(cli.url, format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    assert_eq!(cli.url, format!("https://127.0.0.1:{DEFAULT_PORT}"));
     assert_eq!(cli.output, Output::Json);
     let Command::List(a) = cli.command else {
         panic!("not list")
