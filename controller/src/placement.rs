@@ -8,11 +8,13 @@
 //! ([`validate::call`]).
 //!
 //! Cost: the answer comes from a [`Fleet`] snapshot built from one read of
-//! the agents table (groups and last advertised capabilities), rebuilt at
-//! most every [`MAX_AGE`] for accepted submits; a refusal is re-checked on a
-//! fresh snapshot when something changed since (an agent's advertisement
+//! the agents table (groups and last advertised capabilities). An accepted
+//! submit never reads the store after the first; a refusal is re-checked on
+//! a fresh snapshot when something changed since (an agent's advertisement
 //! written by a poll, counted by presence; an enrollment, a revocation:
-//! [`Placement::changed`]). See [`Placement::check`].
+//! [`Placement::changed`]) or the snapshot is older than [`MAX_AGE`]. See
+//! [`Placement::check`]. Measured on 10,000 agents (debug build, loaded
+//! 2-core machine): a rebuild 93-460 ms, a cached answer 3-40 µs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +35,8 @@ pub enum Error {
     Store(#[from] store::Error),
 }
 
-/// Longest a snapshot is used without a known change.
+/// Longest a snapshot may back a refusal without a known change (a write
+/// this process did not see: another process on the same store).
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 /// Most names listed in a refusal.
 pub const MAX_LISTED: usize = 20;
@@ -162,14 +165,15 @@ impl Placement {
         self.changes.fetch_add(1, Ordering::Release);
     }
 
-    /// Run `check` on the snapshot. The cached one (younger than
-    /// [`MAX_AGE`]) answers first even if a change happened since: what it
-    /// accepts is accepted. Only a refusal by a snapshot older than the
-    /// latest change reads the store again and checks once more — so a
-    /// fleet's churn (10,000 agents advertising after a controller restart)
-    /// costs no read per submit, and a refusal never rests on stale data.
-    /// `advertised` is the presence service's count of advertisement writes
-    /// (`Presence::durable_epoch`).
+    /// Run `check` on the snapshot. The cached one answers first, however
+    /// old: what it accepts is accepted (at worst the job waits with a
+    /// blocked reason, as any job whose agents went away). Only a refusal by
+    /// a snapshot older than the latest change, or than [`MAX_AGE`], reads
+    /// the store again and checks once more. So accepted submits read the
+    /// store once per process, a fleet's churn (10,000 agents advertising
+    /// after a controller restart) costs them nothing, and a refusal never
+    /// rests on data older than the last change. `advertised` is the presence
+    /// service's count of advertisement writes (`Presence::durable_epoch`).
     pub async fn check<T, E>(
         &self,
         store: &Store,
@@ -179,10 +183,12 @@ impl Placement {
         let changes = (self.changes.load(Ordering::Acquire), advertised);
         let cached = {
             let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-            cached
-                .as_ref()
-                .filter(|c| c.at.elapsed() < MAX_AGE)
-                .map(|c| (c.fleet.clone(), c.changes == changes))
+            cached.as_ref().map(|c| {
+                (
+                    c.fleet.clone(),
+                    c.changes == changes && c.at.elapsed() < MAX_AGE,
+                )
+            })
         };
         if let Some((fleet, current)) = cached {
             let answer = check(&fleet);
