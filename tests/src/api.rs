@@ -153,15 +153,21 @@ impl Api {
             .await
     }
 
-    /// Wait until at least `n` agents are online (have polled); the error
-    /// says how many came.
+    /// Wait until at least `n` agents are online and have polled (their
+    /// advertised kinds are stored: an enrollment alone makes an agent look
+    /// online, with nothing advertised yet); the error says how many came.
     pub async fn wait_online(&self, n: usize, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
         loop {
             let online = self
                 .agents()
                 .await
-                .map(|l| l.agents.iter().filter(|a| a.online).count())
+                .map(|l| {
+                    l.agents
+                        .iter()
+                        .filter(|a| a.online && !a.capabilities.kinds.is_empty())
+                        .count()
+                })
                 .unwrap_or(0);
             if online >= n {
                 return Ok(());
