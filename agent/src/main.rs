@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use baton_agent::agent::Agent;
 use baton_agent::cli::{Cli, Cmd, ServiceCmd};
-use baton_agent::config::{self, Config, Flags, LogFormat};
+use baton_agent::config::{self, Config, ConnectionConfig, Flags, LogFormat};
 use baton_agent::executor::keeper::{self, KEEPER_ARG};
 use baton_agent::identity::Identity;
 use baton_agent::service::{self, InstallOptions, Session, paths::Layout};
@@ -280,6 +280,7 @@ fn validate(config: &Config) -> ExitCode {
         );
     }
     say!("Config OK: {}", config.summary());
+    mysql_grant_warnings(config);
     match Identity::load(&config.state_dir) {
         Ok(Some(id)) => {
             say!(
@@ -299,6 +300,35 @@ fn validate(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(config::Error::EXIT_CODE, &e),
+    }
+}
+
+/// For each MySQL/MariaDB connection, the grants `dump --verify` (and
+/// `--routines` on MariaDB) needs that its login lacks: warnings only (the
+/// database may be down at validate time).
+fn mysql_grant_warnings(config: &Config) {
+    let mysql: Vec<_> = config
+        .connections
+        .values()
+        .filter_map(|c| match c {
+            ConnectionConfig::Mysql(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    if mysql.is_empty() {
+        return;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warning: cannot check the MySQL grants: no async runtime: {e}");
+            return;
+        }
+    };
+    for conn in mysql {
+        for w in rt.block_on(baton_agent::db::mysql::grants::warnings(conn)) {
+            eprintln!("warning: {w}");
+        }
     }
 }
 

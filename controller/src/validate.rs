@@ -1,7 +1,10 @@
 //! Validation of job submissions: every refusal names the field at fault.
 
 use baton_proto::param::{self, Engine};
-use baton_proto::{CommandSpec, JobSpec, JobSubmit, ProcedureSpec, SqlType, limits, valid_name};
+use baton_proto::session::{self, Session};
+use baton_proto::{
+    CommandSpec, JobSpec, JobSubmit, ParamMode, ProcedureSpec, SqlType, limits, valid_name,
+};
 
 /// A refused field: `(dotted field path, message)`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,6 +214,9 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
             }
         }
     }
+    if let Some(settings) = spec.session() {
+        session(settings)?;
+    }
     if let Some(c) = spec.connection()
         && !valid_name(c)
     {
@@ -270,16 +276,29 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
         {
             return Err(err(&format!("spec.params[{i}].sql_type"), e));
         }
+        if param.value.is_none() && param.mode != ParamMode::Out {
+            return Err(err(
+                &format!("spec.params[{i}].value"),
+                "required for in and inout parameters (only out parameters may leave it out)",
+            ));
+        }
     }
     Ok(())
 }
 
-/// Check a procedure call by the engines of its connection, as the agent
-/// will (`baton_proto::param`: names by engine, every value parsed by its
-/// type): refused if any of `engines` refuses it. With no engine known (no
-/// agent advertises the connection yet, `allow_unplaced`), only what every
-/// engine refuses is refused. Other kinds of spec pass.
+/// Check a job by the engines of its connection, as the agent will: a
+/// procedure call with `baton_proto::param` (names by engine, every value
+/// parsed by its type), and the session settings of a procedure or sql job
+/// against each engine's allow-list. Refused if any of `engines` refuses it.
+/// With no engine known (no agent advertises the connection yet,
+/// `allow_unplaced`), only what every engine refuses is refused (the
+/// settings were checked so by [`submission`]). Other kinds of spec pass.
 pub fn call(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
+    for e in engines {
+        for (k, v) in spec.session().into_iter().flatten() {
+            session_setting(*e, k, v)?;
+        }
+    }
     let JobSpec::Procedure(p) = spec else {
         return Ok(());
     };
@@ -305,6 +324,23 @@ pub fn call(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Session settings of a procedure or sql job, against the allow-lists of
+/// every engine (the connection's engine is not known here): an unknown key
+/// or a value no engine accepts is refused, naming `spec.session.KEY`.
+/// [`session_setting`] checks one setting for a known engine.
+fn session(settings: &Session) -> Result<(), Error> {
+    if settings.len() > session::MAX_SETTINGS {
+        return Err(err(
+            "spec.session",
+            format!("at most {} settings", session::MAX_SETTINGS),
+        ));
+    }
+    for (k, v) in settings {
+        session::check_any(k, v).map_err(|e| session_error(k, e))?;
+    }
+    Ok(())
+}
+
 /// How far into a procedure call a refusal's field is: the name first, then
 /// each parameter's name, `sql_type` and value.
 fn reach(r: &param::Refusal) -> (usize, u8) {
@@ -318,6 +354,22 @@ fn reach(r: &param::Refusal) -> (usize, u8) {
         _ => 2,
     };
     (i.parse::<usize>().map_or(0, |i| i + 1), stage)
+}
+
+/// Check one session setting for a connection of `engine` (`spec.session.KEY`
+/// named on error).
+pub fn session_setting(
+    engine: session::Engine,
+    key: &str,
+    value: &baton_proto::SessionValue,
+) -> Result<(), Error> {
+    session::check(engine, key, value)
+        .map(drop)
+        .map_err(|e| session_error(key, e))
+}
+
+fn session_error(key: &str, e: session::Error) -> Error {
+    err(&format!("spec.session.{}", clip_key(key)), e.to_string())
 }
 
 /// Whether a value nests at most `max` levels (shared with the agent).

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::RunId;
+use crate::session::Session;
 use crate::{FencingToken, JobId};
 
 /// The kind of a job, without its spec. Agents advertise the kinds they run.
@@ -85,6 +86,15 @@ impl JobSpec {
         }
     }
 
+    /// The session settings of a procedure or sql job (`None` for other kinds).
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            JobSpec::Procedure(p) => Some(&p.session),
+            JobSpec::Sql(s) => Some(&s.session),
+            _ => None,
+        }
+    }
+
     /// The agent-side connection this job needs, if any.
     pub fn connection(&self) -> Option<&str> {
         match self {
@@ -159,8 +169,10 @@ pub struct ProcedureParam {
     /// In, out or in/out.
     #[serde(default)]
     pub mode: ParamMode,
-    /// Value for IN/INOUT parameters; the type hint for OUT ones.
-    pub value: ParamValue,
+    /// Value for IN/INOUT parameters (required); for OUT ones optional, the
+    /// type hint of the value read back when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ParamValue>,
     /// The SQL type to bind the value as (SQL Server), e.g. `int`,
     /// `decimal(10,2)`, `nvarchar(max)`; without it the value's own type
     /// decides. Checked against an allow-list by the controller and the agent.
@@ -182,6 +194,9 @@ pub struct ProcedureSpec {
     /// Run inside a transaction with the run ledger.
     #[serde(default)]
     pub exactly_once: bool,
+    /// Session settings applied before the call (see [`crate::session`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub session: Session,
 }
 
 /// A SQL batch.
@@ -195,6 +210,9 @@ pub struct SqlSpec {
     /// Run inside a transaction with the run ledger.
     #[serde(default)]
     pub exactly_once: bool,
+    /// Session settings applied before the batch (see [`crate::session`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub session: Session,
 }
 
 /// A database dump.

@@ -22,6 +22,9 @@
 //! - [`param`]: procedure names and parameter values read by the connection's
 //!   engine (the agent binds with it, the controller checks submissions with it).
 //! - [`base64`]: the base64 of `bytes` values.
+//! - [`session`]: the allow-list of a job's session settings per engine.
+//! - [`spec_errors`]: naming the field at fault inside a job spec.
+//! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
 //! - `tls_hint` (feature `tls-hint`): why a connection to the controller
 //!   failed at the scheme or TLS level, and the hint to print (pure: it reads
 //!   an error chain).
@@ -38,7 +41,10 @@ pub mod lease;
 pub mod param;
 pub mod pipeline;
 pub mod schedule;
+pub mod session;
+pub mod spec_errors;
 pub mod sql_type;
+pub mod time;
 #[cfg(feature = "tls-hint")]
 pub mod tls_hint;
 
@@ -55,6 +61,7 @@ pub use lease::{
     CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
+pub use session::{Session, SessionValue};
 pub use sql_type::SqlType;
 
 /// The API version this crate describes; every route lives under `/v1`.

@@ -19,37 +19,13 @@
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use crate::base64;
-use crate::job::{ParamValue, ProcedureSpec};
+use crate::job::{ParamMode, ParamValue, ProcedureSpec};
 
 pub mod mssql;
 
 /// The database engine of a connection, as agents advertise it
-/// (`ConnectionInfo::kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Engine {
-    /// MySQL or MariaDB (`mysql`).
-    MySql,
-    /// SQL Server (`mssql`).
-    MsSql,
-}
-
-impl Engine {
-    /// Every engine.
-    pub const ALL: [Engine; 2] = [Engine::MySql, Engine::MsSql];
-
-    /// The advertised kind name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::MySql => "mysql",
-            Engine::MsSql => "mssql",
-        }
-    }
-
-    /// Parse an advertised kind; `None` for a kind this build does not know.
-    pub fn parse(kind: &str) -> Option<Engine> {
-        Engine::ALL.into_iter().find(|e| e.as_str() == kind)
-    }
-}
+/// (`ConnectionInfo::kind`): the one the session settings use.
+pub use crate::session::Engine;
 
 /// A refused part of a procedure call: the field (`spec.procedure`,
 /// `spec.params[2].value`, …) and why.
@@ -67,8 +43,8 @@ pub struct Refusal {
 pub fn check_call(spec: &ProcedureSpec, engine: Engine) -> Result<(), Refusal> {
     let refuse = |field: String, message: String| Refusal { field, message };
     let name = match engine {
-        Engine::MySql => mysql::routine_parts(&spec.procedure).map(drop),
-        Engine::MsSql => mssql::routine_parts(&spec.procedure).map(drop),
+        Engine::Mysql => mysql::routine_parts(&spec.procedure).map(drop),
+        Engine::Mssql => mssql::routine_parts(&spec.procedure).map(drop),
     };
     name.map_err(|e| {
         refuse(
@@ -78,13 +54,13 @@ pub fn check_call(spec: &ProcedureSpec, engine: Engine) -> Result<(), Refusal> {
     })?;
     for (i, p) in spec.params.iter().enumerate() {
         let name_ok = match engine {
-            Engine::MySql => mysql::valid_param_name(&p.name),
-            Engine::MsSql => mssql::valid_param_name(&p.name),
+            Engine::Mysql => mysql::valid_param_name(&p.name),
+            Engine::Mssql => mssql::valid_param_name(&p.name),
         };
         if !name_ok {
             let max = match engine {
-                Engine::MySql => mysql::MAX_IDENT,
-                Engine::MsSql => mssql::MAX_PARAM,
+                Engine::Mysql => mysql::MAX_IDENT,
+                Engine::Mssql => mssql::MAX_PARAM,
             };
             return Err(refuse(
                 format!("spec.params[{i}].name"),
@@ -95,9 +71,9 @@ pub fn check_call(spec: &ProcedureSpec, engine: Engine) -> Result<(), Refusal> {
                 ),
             ));
         }
-        let value = match engine {
-            Engine::MySql => mysql::bind(&p.value).map(drop),
-            Engine::MsSql => {
+        let value = match (engine, &p.value) {
+            (Engine::Mysql, Some(v)) => mysql::bind(v).map(drop),
+            (Engine::Mssql, value) => {
                 let ty = match &p.sql_type {
                     Some(t) => Some(
                         crate::SqlType::parse(t)
@@ -105,8 +81,11 @@ pub fn check_call(spec: &ProcedureSpec, engine: Engine) -> Result<(), Refusal> {
                     ),
                     None => None,
                 };
-                mssql::bind(&p.value, ty).map(drop)
+                mssql::bind_param(value.as_ref(), p.mode, ty).map(drop)
             }
+            // MySQL: an OUT parameter's value is only a type hint.
+            (Engine::Mysql, None) if p.mode == ParamMode::Out => Ok(()),
+            (Engine::Mysql, None) => Err(required(p.mode)),
         };
         value.map_err(|e| {
             refuse(
@@ -116,6 +95,16 @@ pub fn check_call(spec: &ProcedureSpec, engine: Engine) -> Result<(), Refusal> {
         })?;
     }
     Ok(())
+}
+
+/// Why a parameter without a value is refused.
+pub fn required(mode: ParamMode) -> String {
+    let mode = match mode {
+        ParamMode::In => "in",
+        ParamMode::InOut => "inout",
+        ParamMode::Out => "out",
+    };
+    format!("required for {mode} parameters")
 }
 
 /// A date `YYYY-MM-DD` that exists.

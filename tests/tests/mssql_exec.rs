@@ -52,7 +52,7 @@ fn param(name: &str, mode: ParamMode, value: ParamValue, sql_type: Option<&str>)
     ProcedureParam {
         name: name.into(),
         mode,
-        value,
+        value: Some(value),
         sql_type: sql_type.map(str::to_owned),
     }
 }
@@ -63,6 +63,7 @@ fn procedure(name: &str, params: Vec<ProcedureParam>, exactly_once: bool) -> Job
         procedure: name.into(),
         params,
         exactly_once,
+        session: Default::default(),
     })
 }
 
@@ -71,6 +72,7 @@ fn sql(text: &str, exactly_once: bool) -> JobSpec {
         connection: "sql".into(),
         sql: text.into(),
         exactly_once,
+        session: Default::default(),
     })
 }
 

@@ -654,3 +654,47 @@ async fn real_server_certificate_from_another_ca_is_refused() {
     let err = done.error.clone().unwrap_or_default().to_lowercase();
     assert!(err.contains("tls") || err.contains("certificate"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_session_settings_reach_the_procedure() {
+    let Some(url) = url("real_session_settings_reach_the_procedure") else {
+        return;
+    };
+    let fx = fixture(
+        &url,
+        1,
+        &[
+            "CREATE PROCEDURE dbo.usp_settings @day nvarchar(10) OUTPUT, @lock_timeout int OUTPUT, \
+           @language nvarchar(128) OUTPUT, @datefirst int OUTPUT AS BEGIN \
+           SET @day = CONVERT(nvarchar(10), CONVERT(datetime, '26/11/2026'), 23); \
+           SET @lock_timeout = @@LOCK_TIMEOUT; SET @language = @@LANGUAGE; \
+           SET @datefirst = @@DATEFIRST; END",
+        ],
+        "",
+    )
+    .await;
+    let out = |name: &str, ty: &str| json!({"name": name, "mode": "out", "sql_type": ty});
+    let mut job = procedure_job(
+        "main",
+        "dbo.usp_settings",
+        json!([
+            out("day", "nvarchar(10)"),
+            out("lock_timeout", "int"),
+            out("language", "nvarchar(128)"),
+            out("datefirst", "int")
+        ]),
+    );
+    // us_english alone would mean mdy and DATEFIRST 7: the explicit settings
+    // win because the agent sets the language first.
+    job["spec"]["session"] = json!({"DATEFORMAT": "dmy", "LOCK_TIMEOUT": 5000,
+        "LANGUAGE": "us_english", "DATEFIRST": 1});
+    let done = run(&fx, job).await;
+    mssql::assert_succeeded(&fx.c, &done);
+    let d = data(&done);
+    assert_eq!(
+        d["out"],
+        json!({"day": "2026-11-26", "lock_timeout": 5000, "language": "us_english",
+               "datefirst": 1}),
+        "{d:#}"
+    );
+}

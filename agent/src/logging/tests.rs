@@ -41,6 +41,7 @@ fn grant() -> Grant {
             connection: "orders".into(),
             sql: "select 1".into(),
             exactly_once: false,
+            session: Default::default(),
         }),
         retry_codes: Vec::new(),
     }

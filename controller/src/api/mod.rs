@@ -33,7 +33,6 @@ pub mod metrics;
 pub mod operator;
 pub mod pipelines;
 pub mod schedules;
-mod spec_errors;
 pub mod trace;
 
 use std::sync::Arc;
@@ -615,7 +614,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         {
             field = join(&field, "kind");
         }
-        if let Some((inside, message)) = spec_errors::refine(bytes, &field) {
+        if let Some((inside, message)) = baton_proto::spec_errors::refine(bytes, &field) {
             return ApiError::bad_request(message, Some(inside));
         }
         ApiError::bad_request(msg, (!field.is_empty()).then_some(field))

@@ -319,19 +319,19 @@ pub fn each_string<E>(
                 let field = format!("spec.params[{i}].value");
                 let input = q.mode != ParamMode::Out;
                 match &mut q.value {
-                    ParamValue::String(s)
-                    | ParamValue::Decimal(s)
-                    | ParamValue::Date(s)
-                    | ParamValue::DateTime(s)
-                        if input =>
-                    {
-                        f(&field, Slot::Templated, s)?
-                    }
-                    ParamValue::String(s)
-                    | ParamValue::Decimal(s)
-                    | ParamValue::Date(s)
-                    | ParamValue::DateTime(s)
-                    | ParamValue::Bytes(s) => f(&field, Slot::Plain(PLAIN), &mut s.clone())?,
+                    Some(
+                        ParamValue::String(s)
+                        | ParamValue::Decimal(s)
+                        | ParamValue::Date(s)
+                        | ParamValue::DateTime(s),
+                    ) if input => f(&field, Slot::Templated, s)?,
+                    Some(
+                        ParamValue::String(s)
+                        | ParamValue::Decimal(s)
+                        | ParamValue::Date(s)
+                        | ParamValue::DateTime(s)
+                        | ParamValue::Bytes(s),
+                    ) => f(&field, Slot::Plain(PLAIN), &mut s.clone())?,
                     _ => {}
                 }
                 if let Some(t) = q.sql_type.as_mut() {

@@ -432,7 +432,7 @@ fn an_out_parameter_reaches_a_procedure_parameter() {
     let JobSpec::Procedure(p) = got.spec else {
         panic!("kind changed")
     };
-    let values: Vec<_> = p.params.into_iter().map(|q| q.value).collect();
+    let values: Vec<_> = p.params.into_iter().filter_map(|q| q.value).collect();
     use baton_proto::ParamValue as V;
     assert_eq!(
         values,

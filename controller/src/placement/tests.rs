@@ -29,6 +29,7 @@ fn sql(group: &str, connection: &str) -> JobSubmit {
         connection: connection.into(),
         sql: "SELECT 1".into(),
         exactly_once: false,
+        session: Default::default(),
     });
     job
 }
@@ -75,8 +76,8 @@ fn an_unknown_connection_names_the_ones_advertised_with_kinds() {
 
 #[test]
 fn known_connections_give_their_engines() {
-    assert_eq!(fleet().place(&sql("g", "main")), Ok(vec![Engine::MySql]));
-    assert_eq!(fleet().place(&sql("h", "erp")), Ok(vec![Engine::MsSql]));
+    assert_eq!(fleet().place(&sql("g", "main")), Ok(vec![Engine::Mysql]));
+    assert_eq!(fleet().place(&sql("h", "erp")), Ok(vec![Engine::Mssql]));
     let mut noop = sql("g", "x");
     noop.spec = JobSpec::Noop(NoopSpec::default());
     assert_eq!(fleet().place(&noop), Ok(vec![]));
@@ -91,7 +92,7 @@ fn allow_unplaced_accepts_what_no_agent_runs() {
     }
     let mut known = sql("g", "main");
     known.allow_unplaced = true;
-    assert_eq!(fleet().place(&known), Ok(vec![Engine::MySql]));
+    assert_eq!(fleet().place(&known), Ok(vec![Engine::Mysql]));
 }
 
 #[test]

@@ -39,6 +39,7 @@ fn procedure(params: Vec<ProcedureParam>) -> JobSubmit {
             procedure: "dbo.usp_x".into(),
             params,
             exactly_once: false,
+            session: Default::default(),
         }),
         ..base()
     }
@@ -48,7 +49,7 @@ fn param(name: &str, sql_type: Option<&str>) -> ProcedureParam {
     ProcedureParam {
         name: name.into(),
         mode: ParamMode::In,
-        value: ParamValue::Int(1),
+        value: Some(ParamValue::Int(1)),
         sql_type: sql_type.map(str::to_owned),
     }
 }
@@ -170,6 +171,7 @@ fn a_spec_is_bounded_apart_from_the_body_naming_its_largest_part() {
     );
     let sql = JobSubmit {
         spec: JobSpec::Sql(baton_proto::SqlSpec {
+            session: Default::default(),
             connection: "main".into(),
             sql: "select 1;".repeat(1000),
             exactly_once: false,
@@ -202,7 +204,7 @@ fn nesting_depth_is_measured_without_recursion() {
 
 fn call_with(name: &str, value: ParamValue, sql_type: Option<&str>) -> JobSpec {
     let mut p = param("p", sql_type);
-    p.value = value;
+    p.value = Some(value);
     let mut job = procedure(vec![p]);
     if let JobSpec::Procedure(spec) = &mut job.spec {
         spec.procedure = name.into();
@@ -220,42 +222,42 @@ fn names_by_the_connection_kind() {
     let v = || ParamValue::Int(1);
     let three = call_with("shop.dbo.usp_x", v(), None);
     assert_eq!(
-        refused(&three, &[Engine::MySql]).as_deref(),
+        refused(&three, &[Engine::Mysql]).as_deref(),
         Some("spec.procedure")
     );
-    assert_eq!(refused(&three, &[Engine::MsSql]), None);
+    assert_eq!(refused(&three, &[Engine::Mssql]), None);
     // Agents that disagree: checked against each kind.
     assert_eq!(
-        refused(&three, &[Engine::MySql, Engine::MsSql]).as_deref(),
+        refused(&three, &[Engine::Mysql, Engine::Mssql]).as_deref(),
         Some("spec.procedure")
     );
     // Kind unknown: only what every kind refuses.
     assert_eq!(refused(&three, &[]), None);
     for ok in ["usp_x", "app.usp_x", "app.usp_$1"] {
         assert_eq!(
-            refused(&call_with(ok, v(), None), &[Engine::MySql]),
+            refused(&call_with(ok, v(), None), &[Engine::Mysql]),
             None,
             "{ok}"
         );
     }
     let at = call_with("usp@x", v(), None);
     assert_eq!(
-        refused(&at, &[Engine::MySql]).as_deref(),
+        refused(&at, &[Engine::Mysql]).as_deref(),
         Some("spec.procedure")
     );
-    assert_eq!(refused(&at, &[Engine::MsSql]), None);
+    assert_eq!(refused(&at, &[Engine::Mssql]), None);
     let digit = call_with("dbo.1usp", v(), None);
     assert_eq!(
-        refused(&digit, &[Engine::MsSql]).as_deref(),
+        refused(&digit, &[Engine::Mssql]).as_deref(),
         Some("spec.procedure")
     );
-    assert_eq!(refused(&digit, &[Engine::MySql]), None);
+    assert_eq!(refused(&digit, &[Engine::Mysql]), None);
     let long = call_with(&"a".repeat(65), v(), None);
     assert_eq!(
-        refused(&long, &[Engine::MySql]).as_deref(),
+        refused(&long, &[Engine::Mysql]).as_deref(),
         Some("spec.procedure")
     );
-    assert_eq!(refused(&long, &[Engine::MsSql]), None);
+    assert_eq!(refused(&long, &[Engine::Mssql]), None);
 }
 
 #[test]
@@ -274,7 +276,7 @@ fn values_by_type() {
         V::Bytes("QUJD=".into()),
     ] {
         let spec = call_with("usp_x", bad.clone(), None);
-        for engines in [&[Engine::MySql][..], &[Engine::MsSql], &[]] {
+        for engines in [&[Engine::Mysql][..], &[Engine::Mssql], &[]] {
             assert_eq!(
                 refused(&spec, engines).as_deref(),
                 Some(value),
@@ -298,7 +300,7 @@ fn values_by_type() {
     ] {
         let spec = call_with("usp_x", v.clone(), Some(ty));
         assert_eq!(
-            refused(&spec, &[Engine::MsSql]).as_deref(),
+            refused(&spec, &[Engine::Mssql]).as_deref(),
             Some(value),
             "{v:?} {ty}"
         );
@@ -315,7 +317,7 @@ fn values_by_type() {
         (V::Bytes("AAA=".into()), "varbinary(2)"),
     ] {
         let spec = call_with("usp_x", v.clone(), Some(ty));
-        assert_eq!(refused(&spec, &[Engine::MsSql]), None, "{v:?} {ty}");
+        assert_eq!(refused(&spec, &[Engine::Mssql]), None, "{v:?} {ty}");
     }
     // Seven fraction digits: SQL Server only.
     let fine = call_with(
@@ -323,7 +325,112 @@ fn values_by_type() {
         V::DateTime("2026-01-01T10:00:00.1234567".into()),
         None,
     );
-    assert_eq!(refused(&fine, &[Engine::MsSql]), None);
-    assert_eq!(refused(&fine, &[Engine::MySql]).as_deref(), Some(value));
+    assert_eq!(refused(&fine, &[Engine::Mssql]), None);
+    assert_eq!(refused(&fine, &[Engine::Mysql]).as_deref(), Some(value));
     assert_eq!(refused(&fine, &[]), None);
+}
+
+#[test]
+fn out_params_need_no_value_but_in_params_do() {
+    let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
+    let mut out = param("total", Some("int"));
+    out.mode = ParamMode::Out;
+    out.value = None;
+    assert_eq!(
+        field(&procedure(vec![param("a", None), out.clone()])),
+        Ok(15_000)
+    );
+    let mut missing = param("c", None);
+    missing.value = None;
+    assert_eq!(
+        field(&procedure(vec![
+            param("a", None),
+            out.clone(),
+            missing.clone()
+        ])),
+        Err("spec.params[2].value".into())
+    );
+    missing.mode = ParamMode::InOut;
+    assert_eq!(
+        field(&procedure(vec![missing])),
+        Err("spec.params[0].value".into())
+    );
+}
+
+fn sql_with(session: &[(&str, baton_proto::SessionValue)]) -> JobSubmit {
+    JobSubmit {
+        spec: JobSpec::Sql(baton_proto::SqlSpec {
+            connection: "main".into(),
+            sql: "select 1".into(),
+            exactly_once: false,
+            session: session
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }),
+        ..base()
+    }
+}
+
+#[test]
+fn session_settings_are_checked_naming_the_key() {
+    use baton_proto::SessionValue::{Int, Text};
+    let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
+    let ok = sql_with(&[
+        ("time_zone", Text("+00:00".into())),
+        ("timestamp", Text("2026-11-26T00:00:00Z".into())),
+        ("DATEFORMAT", Text("dmy".into())),
+    ]);
+    assert_eq!(field(&ok), Ok(15_000));
+    let unknown = sql_with(&[("autocommit", Int(0))]);
+    assert_eq!(field(&unknown), Err("spec.session.autocommit".into()));
+    let e = submission(&unknown, 15_000, SPEC).expect_err("unknown");
+    assert!(
+        e.message.contains("time_zone"),
+        "names the allowed keys: {e}"
+    );
+    let bad = sql_with(&[("lock_wait_timeout", Int(0))]);
+    assert_eq!(field(&bad), Err("spec.session.lock_wait_timeout".into()));
+    let mut proc_bad = procedure(vec![]);
+    if let JobSpec::Procedure(p) = &mut proc_bad.spec {
+        p.session.insert("DATEFIRST".into(), Int(9));
+    }
+    assert_eq!(field(&proc_bad), Err("spec.session.DATEFIRST".into()));
+    let per_engine = session_setting(
+        baton_proto::session::Engine::Mssql,
+        "time_zone",
+        &Text("+00:00".into()),
+    );
+    assert_eq!(
+        per_engine.map_err(|e| e.field),
+        Err("spec.session.time_zone".into())
+    );
+}
+
+#[test]
+fn out_params_without_value_and_session_keys_by_the_connection_kind() {
+    let mut out = param("total", None);
+    out.mode = ParamMode::Out;
+    out.value = None;
+    let spec = procedure(vec![out.clone()]).spec;
+    // MySQL takes an OUT parameter without a value; SQL Server needs its sql_type.
+    assert_eq!(refused(&spec, &[Engine::Mysql]), None);
+    assert_eq!(
+        refused(&spec, &[Engine::Mssql]).as_deref(),
+        Some("spec.params[0].value")
+    );
+    assert_eq!(refused(&spec, &[]), None);
+    out.sql_type = Some("int".into());
+    assert_eq!(refused(&procedure(vec![out]).spec, &[Engine::Mssql]), None);
+    // A session key of the other engine: refused once the kind is known.
+    let sql = sql_with(&[(
+        "time_zone",
+        baton_proto::SessionValue::Text("+00:00".into()),
+    )]);
+    assert_eq!(refused(&sql.spec, &[Engine::Mysql]), None);
+    assert_eq!(
+        refused(&sql.spec, &[Engine::Mssql]).as_deref(),
+        Some("spec.session.time_zone")
+    );
+    assert_eq!(refused(&sql.spec, &[]), None);
 }

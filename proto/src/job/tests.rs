@@ -31,23 +31,28 @@ fn submit_roundtrip_every_kind() {
             ProcedureParam {
                 name: "n".into(),
                 mode: ParamMode::In,
-                value: ParamValue::Int(3),
+                value: Some(ParamValue::Int(3)),
                 sql_type: None,
             },
             ProcedureParam {
                 name: "o".into(),
                 mode: ParamMode::Out,
-                value: ParamValue::Null,
+                value: None,
                 sql_type: Some("decimal(10,2)".into()),
             },
         ],
         exactly_once: true,
+        session: BTreeMap::from([(
+            "time_zone".into(),
+            crate::SessionValue::Text("+00:00".into()),
+        )]),
     });
     check(&s);
     s.spec = JobSpec::Sql(SqlSpec {
         connection: "main".into(),
         sql: "select 1".into(),
         exactly_once: false,
+        session: BTreeMap::new(),
     });
     check(&s);
     s.spec = JobSpec::Dump(DumpSpec {
@@ -273,4 +278,23 @@ fn output_encodings_are_optional_on_the_wire() {
     let text = serde_json::to_string(&r).expect("json");
     assert_eq!(text, r#"{"stdout":"/w==","stdout_encoding":"base64"}"#);
     assert_eq!(serde_json::from_str::<JobResult>(&text).expect("parse"), r);
+}
+
+#[test]
+fn an_out_param_needs_no_value() {
+    let p: ProcedureParam =
+        serde_json::from_str(r#"{"name": "total", "mode": "out"}"#).expect("ok");
+    assert_eq!(p.value, None);
+    assert_eq!(
+        serde_json::to_string(&p).expect("ok"),
+        r#"{"name":"total","mode":"out"}"#
+    );
+    let spec: SqlSpec =
+        serde_json::from_str(r#"{"connection": "c", "sql": "select 1"}"#).expect("ok");
+    assert!(spec.session.is_empty());
+    assert!(
+        !serde_json::to_string(&spec)
+            .expect("ok")
+            .contains("session")
+    );
 }

@@ -8,7 +8,7 @@
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
-use super::{ParamValue, base64, date, datetime, decimal_parts, finite, time};
+use super::{ParamMode, ParamValue, base64, date, datetime, decimal_parts, finite, time};
 use crate::SqlType;
 
 /// Longest identifier part (`sysname`).
@@ -100,6 +100,26 @@ fn kind(v: &ParamValue) -> &'static str {
         ParamValue::Bytes(_) => "bytes",
         ParamValue::Date(_) => "date",
         ParamValue::DateTime(_) => "date_time",
+    }
+}
+
+/// A parameter's value typed for the wire: an OUT parameter without a
+/// value goes in as a NULL of its `sql_type` (required then: the value's
+/// type would otherwise give it); IN and INOUT parameters need a value.
+pub fn bind_param(
+    value: Option<&ParamValue>,
+    mode: ParamMode,
+    ty: Option<SqlType>,
+) -> Result<Typed, String> {
+    match (value, ty) {
+        (Some(v), ty) => bind(v, ty),
+        (None, Some(ty)) if mode == ParamMode::Out => bind(&ParamValue::Null, Some(ty)),
+        (None, None) if mode == ParamMode::Out => Err(
+            "an out parameter without a value needs a sql_type on SQL Server (the value's \
+             type would otherwise give it)"
+                .into(),
+        ),
+        (None, _) => Err(super::required(mode)),
     }
 }
 

@@ -12,11 +12,12 @@ fn spec(procedure: &str, params: Vec<(&str, ParamValue, Option<&str>)>) -> Proce
             .map(|(name, value, ty)| ProcedureParam {
                 name: name.into(),
                 mode: ParamMode::In,
-                value,
+                value: Some(value),
                 sql_type: ty.map(str::to_owned),
             })
             .collect(),
         exactly_once: false,
+        session: Default::default(),
     }
 }
 
@@ -27,36 +28,36 @@ fn field(spec: &ProcedureSpec, engine: Engine) -> Option<String> {
 #[test]
 fn three_part_names_are_sql_server_only() {
     let s = spec("shop.dbo.usp_x", vec![]);
-    assert_eq!(field(&s, Engine::MsSql), None);
-    assert_eq!(field(&s, Engine::MySql).as_deref(), Some("spec.procedure"));
+    assert_eq!(field(&s, Engine::Mssql), None);
+    assert_eq!(field(&s, Engine::Mysql).as_deref(), Some("spec.procedure"));
     let two = spec("shop.usp_x", vec![]);
-    assert_eq!(field(&two, Engine::MySql), None);
-    assert_eq!(field(&two, Engine::MsSql), None);
+    assert_eq!(field(&two, Engine::Mysql), None);
+    assert_eq!(field(&two, Engine::Mssql), None);
     // MySQL: 64 per part, `$` first is fine; SQL Server: 128, no digit or `$` first.
     let long = spec(&"a".repeat(65), vec![]);
     assert_eq!(
-        field(&long, Engine::MySql).as_deref(),
+        field(&long, Engine::Mysql).as_deref(),
         Some("spec.procedure")
     );
-    assert_eq!(field(&long, Engine::MsSql), None);
+    assert_eq!(field(&long, Engine::Mssql), None);
     let dollar = spec("$x", vec![]);
-    assert_eq!(field(&dollar, Engine::MySql), None);
+    assert_eq!(field(&dollar, Engine::Mysql), None);
     assert_eq!(
-        field(&dollar, Engine::MsSql).as_deref(),
+        field(&dollar, Engine::Mssql).as_deref(),
         Some("spec.procedure")
     );
     let at = spec("usp@x", vec![]);
-    assert_eq!(field(&at, Engine::MySql).as_deref(), Some("spec.procedure"));
+    assert_eq!(field(&at, Engine::Mysql).as_deref(), Some("spec.procedure"));
 }
 
 #[test]
 fn param_names_by_engine() {
     let long = spec("p", vec![(&"p".repeat(65), ParamValue::Int(1), None)]);
     assert_eq!(
-        field(&long, Engine::MySql).as_deref(),
+        field(&long, Engine::Mysql).as_deref(),
         Some("spec.params[0].name")
     );
-    assert_eq!(field(&long, Engine::MsSql), None);
+    assert_eq!(field(&long, Engine::Mssql), None);
 }
 
 #[test]
@@ -110,9 +111,9 @@ fn fraction_digits_differ_by_engine() {
             None,
         )],
     );
-    assert_eq!(field(&s, Engine::MsSql), None);
+    assert_eq!(field(&s, Engine::Mssql), None);
     assert_eq!(
-        field(&s, Engine::MySql).as_deref(),
+        field(&s, Engine::Mysql).as_deref(),
         Some("spec.params[0].value")
     );
 }
@@ -144,7 +145,7 @@ fn sql_types_check_ranges_and_forms_on_sql_server() {
     ];
     for (v, ty, ok) in cases {
         let s = spec("p", vec![("x", v.clone(), Some(ty))]);
-        let got = field(&s, Engine::MsSql);
+        let got = field(&s, Engine::Mssql);
         if ok {
             assert_eq!(got, None, "{v:?} as {ty}");
         } else {
@@ -157,7 +158,7 @@ fn sql_types_check_ranges_and_forms_on_sql_server() {
     }
     // MySQL does not use sql_type: the value's own type decides.
     let s = spec("p", vec![("x", V::Int(256), Some("tinyint"))]);
-    assert_eq!(field(&s, Engine::MySql), None);
+    assert_eq!(field(&s, Engine::Mysql), None);
 }
 
 #[test]
@@ -170,10 +171,10 @@ fn mysql_decimals_are_bounded() {
             None,
         )],
     );
-    assert_eq!(field(&s, Engine::MySql), None);
+    assert_eq!(field(&s, Engine::Mysql), None);
     let s = spec("p", vec![("x", ParamValue::Decimal("9".repeat(101)), None)]);
     assert_eq!(
-        field(&s, Engine::MySql).as_deref(),
+        field(&s, Engine::Mysql).as_deref(),
         Some("spec.params[0].value")
     );
 }

@@ -2,7 +2,7 @@
 //! of a job taken from its spec, and the outcome built from the captured
 //! results (succeeded, replayed from the ledger, failed, stopped).
 
-use baton_proto::{JobResult, JobSpec, ProcedureSpec};
+use baton_proto::{JobResult, JobSpec, ProcedureSpec, Session};
 use serde_json::{Value as Json, json};
 
 use super::failure::Failure;
@@ -29,6 +29,8 @@ pub struct Planned<'a, P> {
     pub work: Work<P>,
     /// Whether the run ledger is wanted (`exactly_once`).
     pub exactly_once: bool,
+    /// The session settings to apply before the work (checked by the engine).
+    pub session: &'a Session,
 }
 
 /// What each engine says when a spec is not for it.
@@ -52,6 +54,7 @@ pub fn prepare<'a, P>(
             connection: &p.connection,
             work: Work::Call(plan(p)?),
             exactly_once: p.exactly_once,
+            session: &p.session,
         }),
         JobSpec::Sql(s) => {
             if s.sql.trim().is_empty() {
@@ -61,6 +64,7 @@ pub fn prepare<'a, P>(
                 connection: &s.connection,
                 work: Work::Batch(s.sql.clone()),
                 exactly_once: s.exactly_once,
+                session: &s.session,
             })
         }
         other => Err(format!(

@@ -18,11 +18,15 @@
 //!    `SET XACT_ABORT ON; BEGIN TRANSACTION`, the work, `@@TRANCOUNT` (0: the
 //!    work ended the transaction itself → `ledger_warning`), the ledger row,
 //!    `COMMIT`; on a failure `IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION`.
-//! 5. The work: an RPC to the procedure (IN values bound, OUT/INOUT as
+//! 5. The job's session settings, if any, as one plain SQL batch built from
+//!    allow-listed, checked values ([`params::session_batch`]: a SET inside
+//!    a parameterized request would revert when it ends). Then the work: an
+//!    RPC to the procedure (IN values bound, OUT/INOUT as
 //!    OUTPUT parameters, their RETURNVALUEs in `data.out`, the return status
 //!    in `data.return_status`) or the batch as one SQL batch; every result
 //!    set captured within bounds ([`super::capture`]).
-//! 6. `sp_releaseapplock`, and the connection is closed.
+//! 6. `sp_releaseapplock`, and the connection is closed (one connection per
+//!    job: session settings never reach another job).
 //!
 //! # Stops
 //!
@@ -138,8 +142,13 @@ impl MssqlExecutor {
             connection,
             work,
             exactly_once,
+            session,
         } = match exec::prepare(&job.spec, params::plan, WORDING) {
             Ok(p) => p,
+            Err(e) => return fail(&Error::Invalid(e), &job, None),
+        };
+        let settings = match params::session_batch(session) {
+            Ok(s) => s,
             Err(e) => return fail(&Error::Invalid(e), &job, None),
         };
         let config = match self.connections.get(connection) {
@@ -158,6 +167,7 @@ impl MssqlExecutor {
             job: Attempt::of(&job, self.connections.fleet()),
             connection,
             ledger: exactly_once.then_some(config.create_ledger),
+            settings,
         };
         let mut capture = Capture::new(self.limits);
         let ended = {

@@ -11,7 +11,8 @@
 //! bigint, `string` nvarchar, `decimal` numeric (exact), `float` float, `bool`
 //! bit, `bytes` (base64) varbinary, `date` date, `date_time` datetime2, and
 //! `null` as an untyped NULL. Every mode binds its value: SQL Server passes an
-//! OUTPUT parameter's value in as well. A NULL is typed on the wire only for
+//! OUTPUT parameter's value in as well; an OUT parameter given without a
+//! value needs a `sql_type` and goes in as a NULL of that type. A NULL is typed on the wire only for
 //! integer, float, bit and uniqueidentifier types; tiberius sends other NULLs
 //! untyped (NULLTYPE), which SQL Server converts to the parameter's type.
 
@@ -19,7 +20,8 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use baton_proto::param::mssql::{self, Typed};
-use baton_proto::{ParamMode, ParamValue, ProcedureSpec, SqlType};
+use baton_proto::session::{self, Engine};
+use baton_proto::{ParamMode, ParamValue, ProcedureSpec, Session, SqlType};
 use chrono::NaiveDateTime;
 use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, IntoSql};
@@ -64,6 +66,33 @@ pub fn valid_param_name(name: &str) -> bool {
     mssql::valid_param_name(name)
 }
 
+/// The job's session settings as one SQL batch, `SET DATEFORMAT dmy;
+/// SET LOCK_TIMEOUT 5000;` (`None` without settings).
+///
+/// Not bound parameters: a parameterized request is `sp_executesql`, and a
+/// SET inside it reverts when that call ends; `SET LOCK_TIMEOUT` and
+/// `SET DATEFIRST` take only literals. So the batch is built from values the
+/// allow-list ([`baton_proto::session`]) has checked — integers in range,
+/// keywords of the list itself, a language name of letters quoted as
+/// `N'...'` — and sent as a plain batch, whose SETs last for the session.
+/// `LANGUAGE` comes first (it resets `DATEFORMAT` and `DATEFIRST`), then
+/// the others in key order. A key of another engine is refused.
+pub fn session_batch(session: &Session) -> Result<Option<String>, String> {
+    if session.is_empty() {
+        return Ok(None);
+    }
+    let mut checked =
+        session::check_all(Engine::Mssql, session).map_err(|e| format!("spec.session: {e}"))?;
+    // SET LANGUAGE also sets DATEFORMAT and DATEFIRST: it goes first, so
+    // that those given explicitly win.
+    checked.sort_by_key(|(key, _)| *key != "LANGUAGE");
+    let statements: Vec<String> = checked
+        .into_iter()
+        .map(|(key, value)| format!("SET {key} {};", value.to_tsql()))
+        .collect();
+    Ok(Some(statements.join(" ")))
+}
+
 /// Check a procedure spec and bind its values.
 pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
     let procedure = quote_procedure(&spec.procedure)?;
@@ -88,8 +117,9 @@ pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
             }
             None => None,
         };
-        let value =
-            bind(&p.value, ty).map_err(|e| format!("spec.params[{i}].value ({}): {e}", p.name))?;
+        let value = mssql::bind_param(p.value.as_ref(), p.mode, ty)
+            .map(column)
+            .map_err(|e| format!("spec.params[{i}].value ({}): {e}", p.name))?;
         params.push(Bound {
             name: format!("@{}", p.name),
             key: p.name.clone(),
@@ -103,7 +133,12 @@ pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
 /// A value as a typed TDS value: typed by [`mssql::bind`] (shared with the
 /// controller's submit check), mapped here one to one.
 pub fn bind(value: &ParamValue, ty: Option<SqlType>) -> Result<ColumnData<'static>, String> {
-    Ok(match mssql::bind(value, ty)? {
+    mssql::bind(value, ty).map(column)
+}
+
+/// A typed value as the driver's value, one to one.
+fn column(typed: Typed) -> ColumnData<'static> {
+    match typed {
         Typed::Null => ColumnData::String(None),
         Typed::Bit(b) => ColumnData::Bit(b),
         Typed::U8(i) => ColumnData::U8(i),
@@ -127,7 +162,7 @@ pub fn bind(value: &ParamValue, ty: Option<SqlType>) -> Result<ColumnData<'stati
             ColumnData::DateTime(dt.map(|(days, ticks)| tiberius::time::DateTime::new(days, ticks)))
         }
         Typed::Guid(g) => ColumnData::Guid(g),
-    })
+    }
 }
 
 /// `datetime` (1753-9999, 1/300 s): days since 1900-01-01 and 1/300 s ticks.

@@ -37,6 +37,8 @@ pub struct Ctx<'a> {
     pub connection: &'a str,
     /// With the run ledger: whether the agent may create its table.
     pub ledger: Option<bool>,
+    /// The job's session settings as one batch (`SET DATEFORMAT dmy; ...`).
+    pub settings: Option<String>,
 }
 
 impl<'a> std::ops::Deref for Ctx<'a> {
@@ -229,6 +231,10 @@ async fn run_work(
     work: &Work,
     capture: &mut Capture,
 ) -> Result<(), Error> {
+    if let Some(settings) = &ctx.settings {
+        batch(client, settings).await?;
+        debug!(batch = %settings, "Session settings applied");
+    }
     match work {
         Work::Call(plan) => {
             say(ctx.progress, format!("running EXEC {}", plan.procedure));

@@ -1,9 +1,12 @@
 //! Result values (columns, OUT values) as JSON, with the same conventions as
 //! the MySQL executor: integers numbers, floats numbers (strings when not
-//! finite), decimals exact strings, bit `true`/`false`, dates `YYYY-MM-DD`,
-//! date-times `YYYY-MM-DDTHH:MM:SS[.fffffff]` (no zone: the server's),
-//! `datetimeoffset` RFC 3339 with its offset, times `HH:MM:SS[.fffffff]`,
-//! text strings, binary base64, uniqueidentifier upper-case, NULL `null`.
+//! finite), decimals exact strings, bit `true`/`false`, and dates and times
+//! as `sqlcmd`/SSMS print them: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS` with as
+//! many fractional digits as the type has (`datetime` 3, rounded to the
+//! millisecond as the server shows it; `smalldatetime` none; `datetime2(n)`
+//! and `time(n)` n), `datetimeoffset` the same plus ` +hh:mm`; no zone
+//! otherwise (the server's). Text strings, binary base64, uniqueidentifier
+//! upper-case, NULL `null`.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::Value as Json;
@@ -48,19 +51,41 @@ pub fn numeric_text(n: Numeric) -> String {
     format!("{sign}{int}.{frac}")
 }
 
-/// Seconds with a fraction trimmed of trailing zeros (at most 7 digits).
-fn time_text(t: NaiveTime) -> String {
+/// `HH:MM:SS` and `digits` (0–7) fractional digits.
+fn time_text(t: NaiveTime, digits: u8) -> String {
     let base = t.format("%H:%M:%S").to_string();
-    let nanos = chrono::Timelike::nanosecond(&t);
-    if nanos == 0 {
+    if digits == 0 {
         return base;
     }
-    let frac = format!("{:07}", nanos / 100);
-    format!("{base}.{}", frac.trim_end_matches('0'))
+    let nanos = format!("{:09}", chrono::Timelike::nanosecond(&t).min(999_999_999));
+    format!("{base}.{}", &nanos[..usize::from(digits.min(7))])
 }
 
-fn datetime_text(dt: NaiveDateTime) -> String {
-    format!("{}T{}", dt.date().format("%Y-%m-%d"), time_text(dt.time()))
+/// `YYYY-MM-DD HH:MM:SS[.f…]`, as the tools print it.
+fn datetime_text(dt: NaiveDateTime, digits: u8) -> String {
+    format!(
+        "{} {}",
+        dt.date().format("%Y-%m-%d"),
+        time_text(dt.time(), digits)
+    )
+}
+
+/// Legacy `datetime` counts 1/300 s; the server shows it rounded to the
+/// millisecond (.997, not .996666…).
+fn round_to_ms(dt: NaiveDateTime) -> NaiveDateTime {
+    let nanos = i64::from(chrono::Timelike::nanosecond(&dt));
+    let ms = (nanos + 500_000) / 1_000_000;
+    dt - chrono::Duration::nanoseconds(nanos) + chrono::Duration::milliseconds(ms)
+}
+
+/// Fractional digits of a date-time value, by its type.
+fn datetime_digits(v: &ColumnData<'static>) -> u8 {
+    match v {
+        ColumnData::DateTime(_) => 3,
+        ColumnData::DateTime2(Some(x)) => x.time().scale(),
+        ColumnData::DateTimeOffset(Some(x)) => x.datetime2().time().scale(),
+        _ => 0,
+    }
 }
 
 /// A value as JSON.
@@ -86,7 +111,10 @@ pub fn to_json(v: &ColumnData<'static>) -> Json {
         ColumnData::Xml(x) => opt(x.as_ref().map(|x| Json::String(x.to_string()))),
         ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
             match NaiveDateTime::from_sql(v) {
-                Ok(Some(dt)) => Json::String(datetime_text(dt)),
+                Ok(Some(dt)) if matches!(v, ColumnData::DateTime(_)) => {
+                    Json::String(datetime_text(round_to_ms(dt), 3))
+                }
+                Ok(Some(dt)) => Json::String(datetime_text(dt, datetime_digits(v))),
                 Ok(None) => Json::Null,
                 Err(e) => Json::String(format!("<unreadable datetime: {e}>")),
             }
@@ -97,14 +125,20 @@ pub fn to_json(v: &ColumnData<'static>) -> Json {
             Err(e) => Json::String(format!("<unreadable date: {e}>")),
         },
         ColumnData::Time(_) => match NaiveTime::from_sql(v) {
-            Ok(Some(t)) => Json::String(time_text(t)),
+            Ok(Some(t)) => {
+                let digits = match v {
+                    ColumnData::Time(Some(t)) => t.scale(),
+                    _ => 0,
+                };
+                Json::String(time_text(t, digits))
+            }
             Ok(None) => Json::Null,
             Err(e) => Json::String(format!("<unreadable time: {e}>")),
         },
         ColumnData::DateTimeOffset(_) => match DateTime::<FixedOffset>::from_sql(v) {
             Ok(Some(dt)) => Json::String(format!(
-                "{}{}",
-                datetime_text(dt.naive_local()),
+                "{} {}",
+                datetime_text(dt.naive_local(), datetime_digits(v)),
                 dt.format("%:z")
             )),
             Ok(None) => Json::Null,

@@ -7,11 +7,18 @@
 //! first (`SET @baton_out_<n> = ?`, bound) and passed as the variable. Using
 //! variables rather than `?` for OUT parameters keeps MariaDB's binary
 //! protocol from adding a result set of its own.
+//!
+//! Session settings (`procedure` and `sql` jobs) become one
+//! `SET SESSION time_zone = ?, SESSION timestamp = ?` with bound values
+//! ([`session_set`]), run on the job's connection before the work; the pool
+//! resets the session (`COM_RESET_CONNECTION`) when the connection goes back,
+//! so they never reach the next job.
 
 use std::collections::BTreeSet;
 
 use baton_proto::param::mysql;
-use baton_proto::{ParamMode, ParamValue, ProcedureSpec};
+use baton_proto::session::{self, Checked, Engine};
+use baton_proto::{ParamMode, ParamValue, ProcedureSpec, Session};
 use mysql_async::Value;
 
 use super::value;
@@ -32,8 +39,9 @@ pub struct CallPlan {
     pub params: Vec<Value>,
     /// `SELECT @baton_out_2, ...` for OUT/INOUT values, when there are any.
     pub select_out: Option<String>,
-    /// Name and type hint of each OUT/INOUT parameter, in `select_out` order.
-    pub outs: Vec<(String, ParamValue)>,
+    /// Name and type hint (if given) of each OUT/INOUT parameter, in
+    /// `select_out` order.
+    pub outs: Vec<(String, Option<ParamValue>)>,
 }
 
 /// `name` or `schema.name`, each part `[A-Za-z0-9_$]{1,64}`, quoted with
@@ -68,6 +76,29 @@ pub fn out_var(n: usize) -> String {
     format!("@baton_out_{n}")
 }
 
+/// The job's session settings as one `SET SESSION k = ?, ...` statement with
+/// bound values (`None` without settings). Every key is checked against the
+/// MySQL allow-list ([`baton_proto::session`]) first, so only allow-listed
+/// names reach the SQL text; a key of another engine is refused.
+pub fn session_set(session: &Session) -> Result<Option<(String, Vec<Value>)>, String> {
+    if session.is_empty() {
+        return Ok(None);
+    }
+    let checked =
+        session::check_all(Engine::Mysql, session).map_err(|e| format!("spec.session: {e}"))?;
+    let mut sets = Vec::with_capacity(checked.len());
+    let mut values = Vec::with_capacity(checked.len());
+    for (key, value) in checked {
+        sets.push(format!("SESSION {key} = ?"));
+        values.push(match value {
+            Checked::Int(i) => Value::Int(i),
+            Checked::Text(t) => Value::Bytes(t.into_bytes()),
+            Checked::Word(w) => Value::Bytes(w.as_bytes().to_vec()),
+        });
+    }
+    Ok(Some((format!("SET {}", sets.join(", ")), values)))
+}
+
 /// Validate a procedure spec and turn it into statements.
 pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
     let procedure = quote_procedure(&spec.procedure)?;
@@ -88,15 +119,28 @@ pub fn plan(spec: &ProcedureSpec) -> Result<CallPlan, String> {
         if !seen.insert(p.name.as_str()) {
             return Err(format!("params[{i}].name {:?} is given twice", p.name));
         }
-        let bound = || value::bind(&p.value).map_err(|e| format!("params[{i}] ({}): {e}", p.name));
+        let bound = || match &p.value {
+            Some(v) => value::bind(v).map_err(|e| format!("params[{i}].value ({}): {e}", p.name)),
+            None => Err(format!(
+                "params[{i}].value ({}): required for {} parameters",
+                p.name,
+                if p.mode == ParamMode::In {
+                    "in"
+                } else {
+                    "inout"
+                }
+            )),
+        };
         match p.mode {
             ParamMode::In => {
                 params.push(bound()?);
                 args.push("?".to_owned());
             }
             ParamMode::Out => {
-                // Only the type hint matters; still refuse a malformed one.
-                bound()?;
+                // Only the type hint matters (none is fine); still refuse a malformed one.
+                if p.value.is_some() {
+                    bound()?;
+                }
                 args.push(out_var(n));
                 outs.push((p.name.clone(), p.value.clone()));
             }

@@ -9,6 +9,14 @@ use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
 
 pub use crate::config::mysql::{DbTls, DumpSettings, Endpoint, MysqlConnection, Password, Verify};
 
+/// How long a connection a job gave back stays open for the next job. With
+/// mysql_async's default (0) and no minimum, the pool closed every returned
+/// connection, so each job paid a new login. A returned connection is reset
+/// first (`COM_RESET_CONNECTION`: session variables, `SET SESSION` settings,
+/// temporary tables, user variables and locks go), so nothing of one job
+/// reaches the next.
+pub const IDLE_KEEP: Duration = Duration::from_secs(60);
+
 /// Driver options for a connection.
 pub fn opts(c: &MysqlConnection, password: &Password) -> Opts {
     let max = c.pool_size.max(1) + 1;
@@ -19,7 +27,12 @@ pub fn opts(c: &MysqlConnection, password: &Password) -> Opts {
         .db_name(c.database.clone())
         .prefer_socket(false)
         .tcp_keepalive(Some(Duration::from_secs(60)))
-        .pool_opts(PoolOpts::default().with_constraints(constraints));
+        .pool_opts(
+            PoolOpts::default()
+                .with_constraints(constraints)
+                .with_inactive_connection_ttl(IDLE_KEEP)
+                .with_reset_connection(true),
+        );
     let builder = match &c.endpoint {
         Endpoint::Socket(path) => builder.socket(Some(path.to_string_lossy().into_owned())),
         Endpoint::Tcp { host, port } => {

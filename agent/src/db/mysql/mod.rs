@@ -22,7 +22,9 @@
 //!    `baton_ledger` has a row for the job, its result is reported
 //!    (`data.ledger = "replayed"`) and nothing runs. Otherwise
 //!    `START TRANSACTION`, the work, the ledger row, `COMMIT`.
-//! 5. The work: `CALL` with bound IN values and `@baton_out_<n>` variables
+//! 5. The job's session settings, if any: one `SET SESSION k = ?, ...` with
+//!    bound values ([`call::session_set`]).
+//!    The work: `CALL` with bound IN values and `@baton_out_<n>` variables
 //!    for OUT/INOUT ([`call`]), or the batch (text protocol, several
 //!    statements). Every result set is read and kept within bounds
 //!    ([`capture`]), then `SHOW WARNINGS`, then the OUT values.
@@ -55,6 +57,7 @@ pub mod capture;
 pub mod connection;
 pub mod dump;
 pub mod failure;
+pub mod grants;
 pub mod kill;
 pub mod ledger;
 pub mod pool;
@@ -158,8 +161,13 @@ impl MysqlExecutor {
             connection,
             work,
             exactly_once,
+            session,
         } = match exec::prepare(&job.spec, call::plan, WORDING) {
             Ok(p) => p,
+            Err(e) => return fail(&Error::Invalid(e), &job, None),
+        };
+        let settings = match call::session_set(session) {
+            Ok(s) => s,
             Err(e) => return fail(&Error::Invalid(e), &job, None),
         };
         let ledger = match self.ledger(connection, exactly_once) {
@@ -183,6 +191,7 @@ impl MysqlExecutor {
             job: Attempt::of(&job, self.pools.fleet()),
             stop: stop_flag.clone(),
             ledger,
+            settings,
         };
         let mut capture = Capture::new(self.limits);
         let ended = {

@@ -148,6 +148,7 @@ fn call(procedure: &str, params: Vec<ProcedureParam>, exactly_once: bool) -> Job
         procedure: procedure.into(),
         params,
         exactly_once,
+        session: Default::default(),
     })
 }
 
@@ -156,6 +157,7 @@ fn batch(sql: &str, exactly_once: bool) -> JobSpec {
         connection: "main".into(),
         sql: sql.into(),
         exactly_once,
+        session: Default::default(),
     })
 }
 
@@ -163,7 +165,7 @@ fn param(name: &str, mode: ParamMode, value: ParamValue) -> ProcedureParam {
     ProcedureParam {
         name: name.into(),
         mode,
-        value,
+        value: Some(value),
         sql_type: None,
     }
 }
@@ -258,7 +260,7 @@ async fn sql_batch_captures_sets_counts_and_warnings() {
     let d = data(&out);
     assert_eq!(
         d["result_sets"][0]["rows"],
-        json!([[1, "2024-01-02T03:04:05.500000"], [2, null]])
+        json!([[1, "2024-01-02 03:04:05.500000"], [2, null]])
     );
     assert_eq!(d["result_sets"][0]["truncated"], true);
     assert_eq!(d["result_sets"][1]["rows"], json!([["12.50"]]));
@@ -697,3 +699,6 @@ async fn a_refused_kill_is_reported() {
         db.exec(&format!("DROP USER '{user}'@'localhost'")).await;
     }
 }
+
+mod settings;
+mod temporal;

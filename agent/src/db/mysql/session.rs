@@ -56,6 +56,8 @@ pub struct Ctx<'a> {
     pub stop: StopFlag,
     /// The run ledger, for exactly-once jobs.
     pub ledger: Option<Ledger>,
+    /// `SET SESSION k = ?, ...` and its values: the job's session settings.
+    pub settings: Option<(String, Vec<mysql_async::Value>)>,
 }
 
 impl<'a> std::ops::Deref for Ctx<'a> {
@@ -191,6 +193,11 @@ async fn run_work(
     capture: &mut Capture,
 ) -> Result<(), Error> {
     ctx.stop.check()?;
+    if let Some((sql, values)) = &ctx.settings {
+        conn.exec_drop(sql.as_str(), Params::Positional(values.clone()))
+            .await?;
+        debug!(statement = %sql, "Session settings applied");
+    }
     match work {
         Work::Call(plan) => {
             if let Some((sql, values)) = &plan.set {
@@ -214,7 +221,12 @@ async fn run_work(
                     for ((v, c), (name, hint)) in
                         row.unwrap().into_iter().zip(columns.iter()).zip(&plan.outs)
                     {
-                        capture.set_out(name, value::apply_hint(value::to_json(v, c), hint));
+                        let cell = value::to_json(v, c);
+                        let cell = match hint {
+                            Some(hint) => value::apply_hint(cell, hint),
+                            None => cell,
+                        };
+                        capture.set_out(name, cell);
                     }
                 }
             }

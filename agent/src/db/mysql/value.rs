@@ -2,12 +2,16 @@
 //! values into JSON.
 //!
 //! Into JSON: integers (and BIT, YEAR) become numbers, floats numbers (or
-//! strings when not finite), DECIMAL strings (exact), dates `YYYY-MM-DD`,
-//! date-times ISO `YYYY-MM-DDTHH:MM:SS[.ffffff]` (no zone: the server's),
-//! TIME `[-]HHH:MM:SS[.ffffff]`, text strings, binary strings and geometry
-//! base64, NULL `null`. Both protocols are handled: the text protocol sends
-//! everything as bytes and the column type says what they are; the binary
-//! protocol (prepared `CALL`) sends typed values.
+//! strings when not finite), DECIMAL strings (exact), and DATE, DATETIME,
+//! TIMESTAMP and TIME as the server prints them (`2006-02-14`,
+//! `2006-02-14 22:04:36`, `.123` only when the column has fractional
+//! seconds, `[-]HHH:MM:SS[.fff]`; no zone: the server's), text strings,
+//! binary strings and geometry base64, NULL `null`. The column types say
+//! which is which (`date`, `datetime`, `timestamp`, `time`, ...). Both
+//! protocols are handled: the text protocol sends everything as bytes (kept
+//! as they are for temporal types) and the column type says what they are;
+//! the binary protocol (prepared `CALL`) sends typed values, printed the
+//! server's way.
 
 use baton_proto::ParamValue;
 use baton_proto::param::mysql::{self, Scalar};
@@ -32,10 +36,8 @@ pub fn type_name(col: &Column) -> &'static str {
         MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => "decimal",
         MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => "float",
         MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => "date",
-        MYSQL_TYPE_DATETIME
-        | MYSQL_TYPE_DATETIME2
-        | MYSQL_TYPE_TIMESTAMP
-        | MYSQL_TYPE_TIMESTAMP2 => "datetime",
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => "datetime",
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => "timestamp",
         MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => "time",
         MYSQL_TYPE_NULL => "null",
         MYSQL_TYPE_JSON => "json",
@@ -58,7 +60,7 @@ pub fn to_json(value: Value, col: &Column) -> Json {
                 Json::String(format!("{y:04}-{mo:02}-{d:02}"))
             } else {
                 Json::String(format!(
-                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
+                    "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{}",
                     fraction(us, col.decimals())
                 ))
             }
@@ -107,10 +109,9 @@ fn bytes_json(b: Vec<u8>, col: &Column) -> Json {
         "bit" if b.len() <= 8 => {
             Json::from(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
         }
-        "datetime" => Json::String(text().replacen(' ', "T", 1)),
         "bytes" | "bit" => Json::String(base64::encode(&b)),
         "null" => Json::Null,
-        // decimal, date, time, json, string
+        // decimal, date, datetime, timestamp, time (the server's text), json, string
         _ => Json::String(text()),
     }
 }
@@ -138,7 +139,6 @@ pub fn apply_hint(value: Json, hint: &ParamValue) -> Json {
         },
         (ParamValue::Decimal(_), Json::Number(n)) => Json::String(n.to_string()),
         (ParamValue::Bytes(_), Json::String(s)) => Json::String(base64::encode(s.as_bytes())),
-        (ParamValue::DateTime(_), Json::String(s)) => Json::String(s.replacen(' ', "T", 1)),
         (ParamValue::String(_), Json::Number(n)) => Json::String(n.to_string()),
         (_, v) => v,
     }

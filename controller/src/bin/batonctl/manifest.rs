@@ -34,7 +34,7 @@
 //! of tables). Step keys: `name`, `depends_on`, `on`, `same_agent_as`,
 //! `group`, and the job keys. Job keys: the keys of a job spec (`kind`,
 //! default `command`; `program`, `args`, `env`, `working_dir`, `connection`,
-//! `sql`, `database`, `verify`, `procedure`, `params`, `exactly_once`,
+//! `sql`, `database`, `verify`, `procedure`, `params`, `exactly_once`, `session`,
 //! `sleep_ms`) plus `priority`, `retry` (a table), `timeout` or
 //! `timeout_ms`, `lease_ttl` or `lease_ttl_ms`, `labels` (a table).
 //!

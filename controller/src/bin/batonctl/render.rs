@@ -548,22 +548,34 @@ fn job_times(f: &mut Fields, j: &JobView, now: DateTime<Utc>) {
     }
 }
 
-/// A procedure's parameters, one per line.
+/// A procedure's parameters, one per line; then the session settings of a
+/// procedure or sql job.
 fn job_params(out: &mut String, j: &JobView) {
-    let JobSpec::Procedure(p) = &j.spec else {
-        return;
-    };
-    if p.params.is_empty() {
-        return;
+    if let JobSpec::Procedure(p) = &j.spec
+        && !p.params.is_empty()
+    {
+        let _ = writeln!(out, "Params:");
+        for p in &p.params {
+            let mode = serde_json::to_value(p.mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            match &p.value {
+                Some(v) => {
+                    let value = serde_json::to_string(v).unwrap_or_default();
+                    let _ = writeln!(out, "  {} ({mode}) = {value}", p.name);
+                }
+                None => {
+                    let _ = writeln!(out, "  {} ({mode})", p.name);
+                }
+            }
+        }
     }
-    let _ = writeln!(out, "Params:");
-    for p in &p.params {
-        let mode = serde_json::to_value(p.mode)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let value = serde_json::to_string(&p.value).unwrap_or_default();
-        let _ = writeln!(out, "  {} ({mode}) = {value}", p.name);
+    if let Some(session) = j.spec.session().filter(|s| !s.is_empty()) {
+        let _ = writeln!(out, "Session:");
+        for (k, v) in session {
+            let _ = writeln!(out, "  {k} = {v}");
+        }
     }
 }
 

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use baton_proto::schedule::JobTemplate;
+use baton_proto::spec_errors::refine_value;
 use baton_proto::{
-    CommandSpec, DumpSpec, JobKind, JobSpec, JobState, JobSubmit, NoopSpec, RetryPolicy, SqlSpec,
+    CommandSpec, DumpSpec, JobKind, JobSpec, JobState, JobSubmit, NoopSpec, RetryPolicy,
+    SessionValue, SqlSpec,
 };
 use clap::Args;
 
@@ -99,6 +101,11 @@ pub struct JobArgs {
     /// Label for filtering, repeatable.
     #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
+    /// Session setting applied before the call or batch (procedure and sql
+    /// jobs; with --file too, over the file's `session`), repeatable:
+    /// `time_zone=+00:00`, `timestamp=2026-11-26T00:00:00Z`, `DATEFORMAT=dmy`.
+    #[arg(long = "session", value_name = "K=V", value_parser = parse_key_value)]
+    pub session: Vec<(String, String)>,
 }
 
 /// Parse `k=v` (the value may hold `=`; the key may not be empty).
@@ -161,6 +168,7 @@ impl JobArgs {
             || self.timeout.is_some()
             || self.lease_ttl.is_some()
             || !self.labels.is_empty()
+            || !self.session.is_empty()
     }
 
     /// The flags that only make sense for some kinds, with whether each was given.
@@ -209,6 +217,7 @@ impl JobArgs {
                 connection: required(&self.connection, "--connection")?,
                 sql: required(&self.sql, "--sql")?,
                 exactly_once: self.exactly_once,
+                session: Default::default(),
             }),
             JobKind::Dump => JobSpec::Dump(DumpSpec {
                 connection: required(&self.connection, "--connection")?,
@@ -238,6 +247,23 @@ impl JobArgs {
         }
         for (k, v) in to_map(&self.labels, "label")? {
             job.labels.insert(k, v);
+        }
+        let settings = to_map(&self.session, "session setting")?;
+        if !settings.is_empty() {
+            let kind = job.spec.kind();
+            let session = match &mut job.spec {
+                JobSpec::Procedure(p) => &mut p.session,
+                JobSpec::Sql(s) => &mut s.session,
+                _ => {
+                    return Err(usage(format!(
+                        "--session applies to procedure and sql jobs, not {kind} jobs"
+                    )));
+                }
+            };
+            for (k, v) in settings {
+                // As text: the controller and the agent read numbers in it.
+                session.insert(k, SessionValue::Text(v));
+            }
         }
         Ok(())
     }
@@ -316,10 +342,13 @@ pub fn parse_job_json(name: &str, text: &str) -> Result<JobSubmit> {
     serde_path_to_error::deserialize::<_, JobSubmit>(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            usage(format!("job file {name}: {inner}"))
-        } else {
-            usage(format!("job file {name}: {path}: {inner}"))
+        let refined = serde_json::from_str(text)
+            .ok()
+            .and_then(|root| refine_value(&root, &path));
+        match refined {
+            Some((path, message)) => usage(format!("job file {name}: {path}: {message}")),
+            None if path.is_empty() || path == "." => usage(format!("job file {name}: {inner}")),
+            None => usage(format!("job file {name}: {path}: {inner}")),
         }
     })
 }
@@ -327,15 +356,22 @@ pub fn parse_job_json(name: &str, text: &str) -> Result<JobSubmit> {
 /// Parse a TOML JobSubmit, naming the line and key at fault.
 pub fn parse_job_toml(name: &str, text: &str) -> Result<JobSubmit> {
     baton_proto::config::parse_toml::<JobSubmit>(name, text).map_err(|e| {
+        // A spec is tagged by `kind`, so serde names only `spec`: name the
+        // field inside it as the JSON path does.
+        let refined = toml::from_str::<toml::Value>(text)
+            .ok()
+            .and_then(|v| serde_json::to_value(v).ok())
+            .and_then(|root| refine_value(&root, &e.key));
+        let (key, message) = refined.unwrap_or_else(|| (e.key.clone(), e.message.clone()));
         let mut msg = format!("job file {name}");
         if let Some(line) = e.line {
             msg.push_str(&format!(", line {line}"));
         }
-        if !e.key.is_empty() {
-            msg.push_str(&format!(", key `{}`", e.key));
+        if !key.is_empty() {
+            msg.push_str(&format!(", key `{key}`"));
         }
         msg.push_str(": ");
-        msg.push_str(e.message.trim());
+        msg.push_str(message.trim());
         usage(msg)
     })
 }

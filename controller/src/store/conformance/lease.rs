@@ -241,6 +241,7 @@ pub async fn grants_respect_group_kind_connection_priority(s: &Store) {
         connection: "main".into(),
         sql: "select 1".into(),
         exactly_once: false,
+        session: Default::default(),
     });
     let sql_id = s.submit(sql, 3).await.expect("submit").job.id;
     let groups = vec!["g".to_string()];

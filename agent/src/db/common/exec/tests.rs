@@ -14,6 +14,7 @@ fn sql(text: &str, exactly_once: bool) -> JobSpec {
         connection: "main".into(),
         sql: text.into(),
         exactly_once,
+        session: Default::default(),
     })
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use baton_proto::{DumpSpec, JobResult, JobSpec};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json, json};
 use tiberius::ToSql;
 use tokio::time::Instant;
@@ -29,6 +29,8 @@ struct Produced {
     sha256: Result<String, String>,
     verdict: Verdict,
     finished: DateTime<Utc>,
+    /// From start to end of the verification, on the monotonic clock.
+    elapsed: std::time::Duration,
 }
 
 struct Run<'a> {
@@ -163,7 +165,8 @@ impl Run<'_> {
             }
         };
 
-        let started = Utc::now().trunc_subsecs(0);
+        let started = Utc::now();
+        let clock = Instant::now();
         let layout = Layout::new(
             &root,
             &conn.name,
@@ -175,7 +178,9 @@ impl Run<'_> {
             files::BAK,
         )?;
         files::create_dir(&layout.dir)?;
-        let produced = self.produce(&mut client, spid, &layout, &retry).await;
+        let produced = self
+            .produce(&mut client, spid, &layout, &retry, clock)
+            .await;
         drop(client);
         let produced = match produced {
             Ok(p) => p,
@@ -196,12 +201,14 @@ impl Run<'_> {
         spid: i16,
         layout: &Layout,
         retry: &[i64],
+        clock: Instant,
     ) -> Result<Produced, Error> {
         let partial = layout.partial();
         let partial_text = partial.display().to_string();
         self.back_up(client, spid, &partial_text, retry).await?;
         let verdict = self.verify(client, &partial_text, retry).await?;
         let finished = Utc::now();
+        let elapsed = clock.elapsed();
         let (size, sha256) = self.hash(&partial).await?;
         files::finish(&partial, &layout.finished(), &layout.dir)?;
         Ok(Produced {
@@ -209,6 +216,7 @@ impl Run<'_> {
             sha256,
             verdict,
             finished,
+            elapsed,
         })
     }
 
@@ -379,8 +387,7 @@ impl Run<'_> {
         produced: Produced,
     ) -> Manifest {
         let (conn, job) = (self.conn, self.job);
-        let duration_ms =
-            u64::try_from((produced.finished - started).num_milliseconds()).unwrap_or(0);
+        let duration_ms = u64::try_from(produced.elapsed.as_millis()).unwrap_or(u64::MAX);
         let (sha256, sha256_error) = match produced.sha256 {
             Ok(h) => (Some(h), None),
             Err(e) => (None, Some(e)),

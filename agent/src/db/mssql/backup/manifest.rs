@@ -38,11 +38,13 @@ pub struct Manifest {
     /// Why `sha256` is null.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256_error: Option<String>,
-    /// Start of the backup (RFC 3339).
+    /// Start of the backup (RFC 3339 UTC, milliseconds: [`baton_proto::time`]).
+    #[serde(with = "baton_proto::time::ms")]
     pub started_at: DateTime<Utc>,
-    /// End of the verification (RFC 3339).
+    /// End of the verification, same format.
+    #[serde(with = "baton_proto::time::ms")]
     pub finished_at: DateTime<Utc>,
-    /// Milliseconds from start to end.
+    /// Milliseconds from start to end, measured on the monotonic clock.
     pub duration_ms: u64,
     /// `WITH COMPRESSION`.
     pub compression: bool,

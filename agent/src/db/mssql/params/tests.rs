@@ -9,7 +9,7 @@ fn param(name: &str, mode: ParamMode, value: ParamValue, sql_type: Option<&str>)
     ProcedureParam {
         name: name.into(),
         mode,
-        value,
+        value: Some(value),
         sql_type: sql_type.map(str::to_owned),
     }
 }
@@ -20,6 +20,7 @@ fn spec(procedure: &str, params: Vec<ProcedureParam>) -> ProcedureSpec {
         procedure: procedure.into(),
         params,
         exactly_once: false,
+        session: Default::default(),
     }
 }
 
@@ -236,4 +237,49 @@ fn legacy_datetime_counts_days_and_three_hundredths() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_out_param_without_a_value_is_a_typed_null() {
+    let mut out = param("total", ParamMode::Out, ParamValue::Null, Some("int"));
+    out.value = None;
+    let planned = plan(&spec("usp_x", vec![out.clone()])).expect("plan");
+    assert!(planned.params[0].output);
+    assert_eq!(planned.params[0].value, ColumnData::I32(None));
+    out.sql_type = None;
+    let e = plan(&spec("usp_x", vec![out.clone()])).expect_err("no type at all");
+    assert!(
+        e.starts_with("spec.params[0].value (total)") && e.contains("sql_type"),
+        "{e}"
+    );
+    out.mode = ParamMode::In;
+    out.sql_type = Some("int".into());
+    let e = plan(&spec("usp_x", vec![out])).expect_err("in without a value");
+    assert!(e.contains("required for in"), "{e}");
+}
+
+#[test]
+fn session_settings_are_one_batch_of_checked_literals() {
+    use baton_proto::SessionValue;
+    let session = [
+        ("DATEFORMAT", SessionValue::Text("DMY".into())),
+        ("LANGUAGE", SessionValue::Text("Deutsch".into())),
+        ("LOCK_TIMEOUT", SessionValue::Int(5000)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(
+        session_batch(&session).expect("checked").as_deref(),
+        Some("SET LANGUAGE N'Deutsch'; SET DATEFORMAT dmy; SET LOCK_TIMEOUT 5000;")
+    );
+    let injection = [(
+        "LOCK_TIMEOUT".to_owned(),
+        SessionValue::Text("1; DROP TABLE t".into()),
+    )]
+    .into();
+    assert!(session_batch(&injection).is_err());
+    let other = [("time_zone".to_owned(), SessionValue::Text("+00:00".into()))].into();
+    let e = session_batch(&other).expect_err("a MySQL key");
+    assert!(e.contains("not allowed on mssql"), "{e}");
 }

@@ -11,6 +11,7 @@ fn spec(name: &str, params: Vec<ProcedureParam>) -> ProcedureSpec {
         procedure: name.into(),
         params,
         exactly_once: false,
+        session: Default::default(),
     }
 }
 
@@ -18,7 +19,7 @@ fn param(name: &str, mode: ParamMode, value: ParamValue) -> ProcedureParam {
     ProcedureParam {
         name: name.into(),
         mode,
-        value,
+        value: Some(value),
         sql_type: None,
     }
 }
@@ -120,5 +121,47 @@ fn bad_params_are_refused_with_their_index() {
         vec![param("a", ParamMode::In, ParamValue::Decimal("x".into()))],
     ))
     .expect_err("value");
-    assert!(e.starts_with("params[0] (a)"), "{e}");
+    assert!(e.starts_with("params[0].value (a)"), "{e}");
+    let mut missing = param("c", ParamMode::InOut, ParamValue::Int(1));
+    missing.value = None;
+    let e = plan(&spec("p", vec![missing])).expect_err("inout without a value");
+    assert!(e.starts_with("params[0].value (c): required"), "{e}");
+}
+
+#[test]
+fn an_out_param_needs_no_value() {
+    let mut out = param("total", ParamMode::Out, ParamValue::Null);
+    out.value = None;
+    let planned = plan(&spec(
+        "p",
+        vec![param("a", ParamMode::In, ParamValue::Int(1)), out],
+    ))
+    .expect("plan");
+    assert_eq!(planned.call, "CALL `p`(?, @baton_out_2)");
+    assert_eq!(planned.outs, vec![("total".to_owned(), None)]);
+}
+
+#[test]
+fn session_settings_are_one_set_with_bound_values() {
+    use baton_proto::SessionValue;
+    let session = [
+        ("time_zone", SessionValue::Text("+05:00".into())),
+        (
+            "timestamp",
+            SessionValue::Text("2026-11-26T00:00:00Z".into()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let (sql, values) = session_set(&session).expect("checked").expect("some");
+    assert_eq!(sql, "SET SESSION time_zone = ?, SESSION timestamp = ?");
+    assert_eq!(
+        values,
+        vec![Value::Bytes(b"+05:00".to_vec()), Value::Int(1_795_651_200)]
+    );
+    assert_eq!(session_set(&Default::default()), Ok(None));
+    let other = [("DATEFORMAT".to_owned(), SessionValue::Text("dmy".into()))].into();
+    let e = session_set(&other).expect_err("a SQL Server key");
+    assert!(e.contains("not allowed on mysql"), "{e}");
 }

@@ -40,10 +40,14 @@ pub struct Manifest {
     pub sha256_uncompressed: String,
     /// Size estimate from `information_schema` (data + indexes).
     pub estimated_bytes: Option<u64>,
-    /// Start of the dump.
+    /// Start of the dump (RFC 3339 UTC, milliseconds: [`baton_proto::time`]).
+    #[serde(with = "baton_proto::time::ms")]
     pub started_at: DateTime<Utc>,
-    /// End of the dump (before the restore check).
+    /// End of the dump (before the restore check), same format.
+    #[serde(with = "baton_proto::time::ms")]
     pub ended_at: DateTime<Utc>,
+    /// Milliseconds from start to end, measured on the monotonic clock.
+    pub duration_ms: u64,
     /// Job id.
     pub job_id: i64,
     /// Fencing token of the attempt.

@@ -17,6 +17,41 @@ const FATAL_CODES: [u32; 11] = [
     1698, // access denied (no password / socket auth)
 ];
 
+/// `ERROR 1142`: a command denied on a table (e.g. `SELECT` on `mysql.proc`).
+pub(crate) const COMMAND_DENIED: u32 = 1142;
+
+/// The grant that lets a login read every routine's body (MariaDB).
+pub(crate) fn proc_grant(account: Option<&str>) -> String {
+    format!(
+        "GRANT SELECT ON mysql.proc TO {}",
+        account.map_or_else(|| "<the dump login>".to_owned(), quote_account)
+    )
+}
+
+/// `user@host` (as `CURRENT_USER()` prints it) as `'user'@'host'`.
+fn quote_account(account: &str) -> String {
+    match account.rsplit_once('@') {
+        Some((user, host)) => format!("'{user}'@'{host}'"),
+        None => format!("'{account}'"),
+    }
+}
+
+/// What to grant when the tool's stderr shows a known privilege gap, as a
+/// suffix for its failure message (empty when nothing is known).
+/// `insufficient privileges to SHOW CREATE FUNCTION|PROCEDURE` (MariaDB
+/// 10.11, exit 2): the login may see a routine of another definer but not
+/// its body, which needs `SELECT ON mysql.proc`.
+pub(crate) fn hint(stderr: &str, account: Option<&str>) -> String {
+    if stderr.contains("insufficient privileges to SHOW CREATE") {
+        format!(
+            " — routines of another definer need {} (see README: dump grants)",
+            proc_grant(account)
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Whether a stderr line reports an error: it names an error (`error`,
 /// `insufficient privileges`, `couldn't execute`) before any `warning`.
 pub(crate) fn is_error_line(line: &str) -> bool {

@@ -26,9 +26,13 @@
 //! 4. **Probe** (SQL client): server version, the database's character set
 //!    (this also proves it exists), the size estimate
 //!    `SUM(data_length + index_length)` from `information_schema.TABLES`, and
-//!    whether `mysql.proc` is readable (if not, the tool silently leaves out
-//!    routines of other definers that the login cannot see — a warning in the
-//!    manifest).
+//!    whether `mysql.proc` is readable, and `CURRENT_USER()`. On MariaDB
+//!    10.11 without `SELECT ON mysql.proc`, a routine of another definer that
+//!    the login holds no privilege on is invisible to it and left out (the
+//!    tool exits 0 — a warning in the manifest naming the grant); one it may
+//!    EXECUTE makes the tool fail (`insufficient privileges to SHOW CREATE`,
+//!    exit 2 — the job's error names the grant). MySQL 8 has no `mysql.proc`
+//!    (error 1146): no warning.
 //! 5. **Free space** ([`space`]): the dump directory's filesystem must have
 //!    `estimate + dump_reserve_mb` (default 64 MiB) free. Compression is not counted on, so a dump is
 //!    only refused when even the uncompressed estimate would not fit.
@@ -48,7 +52,14 @@
 //!    object counts ([`verify`]).
 //! 9. **Verify** (`verify: true`): restore into a scratch database
 //!    `baton_verify_<job>_<random>` and compare (see [`verify`] for what is
-//!    compared and the limits). The scratch database is dropped in every case.
+//!    compared and the limits). The scratch database is dropped in every
+//!    case where it was (or may have been) created; a `CREATE DATABASE` the
+//!    server refuses is reported as such ("the restore check did not run"),
+//!    with nothing to drop.
+//!
+//! Times: `started_at`/`ended_at` of the manifest are RFC 3339 UTC with
+//! milliseconds ([`baton_proto::time`]); `duration_ms` and the summary's
+//! "in 0.2 s" come from the monotonic clock.
 //! 10. **Manifest** `<ts>-job<id>.manifest.json` (temp file, fsync, rename),
 //!     and the same JSON plus paths as the job's `result.data`.
 //! 11. **Retention** ([`retention`], shared with SQL Server backups in

@@ -16,8 +16,9 @@
 //! accept such false alarms. Non-transactional tables (MyISAM, Aria) are not
 //! even consistent inside `--single-transaction`. Routines of other definers
 //! that the login cannot see are neither dumped nor counted (see the manifest's
-//! warnings). The check needs `CREATE`/`DROP` on `baton_verify_%` databases,
-//! and `SET USER`/`SUPER` when objects have another definer.
+//! warnings). The check needs `ALL` on `baton\_verify\_%` databases, and
+//! `SET USER`/`SUPER` when objects have another definer (`baton-agent
+//! validate` warns about both: [`crate::db::mysql::grants`]).
 //!
 //! Events are restored **disabled** ([`EventDisabler`]), so a scheduled event
 //! cannot fire in the scratch database before it is dropped.

@@ -54,7 +54,7 @@ fn text_protocol_values_follow_the_column_type() {
             b("2024-02-29 13:14:15.250000"),
             &bin(ColumnType::MYSQL_TYPE_DATETIME)
         ),
-        json!("2024-02-29T13:14:15.250000")
+        json!("2024-02-29 13:14:15.250000")
     );
     assert_eq!(
         to_json(b("-838:59:59"), &bin(ColumnType::MYSQL_TYPE_TIME)),
@@ -111,14 +111,14 @@ fn binary_protocol_values_keep_their_type() {
             Value::Date(2024, 1, 2, 3, 4, 5, 0),
             &bin(ColumnType::MYSQL_TYPE_DATETIME)
         ),
-        json!("2024-01-02T03:04:05")
+        json!("2024-01-02 03:04:05")
     );
     assert_eq!(
         to_json(
             Value::Date(2024, 1, 2, 3, 4, 5, 120_000),
             &bin(ColumnType::MYSQL_TYPE_TIMESTAMP).with_decimals(3)
         ),
-        json!("2024-01-02T03:04:05.120")
+        json!("2024-01-02 03:04:05.120")
     );
     assert_eq!(
         to_json(
@@ -141,6 +141,10 @@ fn type_names() {
     assert_eq!(
         type_name(&bin(ColumnType::MYSQL_TYPE_DATETIME2)),
         "datetime"
+    );
+    assert_eq!(
+        type_name(&bin(ColumnType::MYSQL_TYPE_TIMESTAMP2)),
+        "timestamp"
     );
 }
 
@@ -215,7 +219,8 @@ fn out_hints_shape_values() {
             json!("2024-01-02 03:04:05"),
             &ParamValue::DateTime(String::new())
         ),
-        json!("2024-01-02T03:04:05")
+        json!("2024-01-02 03:04:05"),
+        "the server's text form is kept"
     );
     assert_eq!(
         apply_hint(json!("Man"), &ParamValue::Bytes(String::new())),

@@ -360,6 +360,17 @@ fn job_table_file() {
     );
     let err = parse_job_table("job.toml", "priority = 1\n").expect_err("no spec");
     assert!(err.to_string().contains("no job"), "{err}");
+    let job = parse_job_table(
+        "job.toml",
+        "kind = \"sql\"\nconnection = \"main\"\nsql = \"select now()\"\n\
+         session = { time_zone = \"+00:00\", lock_wait_timeout = 5 }\n",
+    )
+    .expect("a job with session settings");
+    let session = job.spec.session().expect("sql has a session");
+    assert_eq!(
+        session.get("lock_wait_timeout"),
+        Some(&baton_proto::SessionValue::Int(5))
+    );
 }
 
 #[test]

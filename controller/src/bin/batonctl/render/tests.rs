@@ -109,6 +109,7 @@ fn summaries_quote_and_truncate() {
         connection: "main".into(),
         sql: "select *\n  from orders\n where id = 1".into(),
         exactly_once: false,
+        session: Default::default(),
     });
     assert_eq!(
         spec_summary(&sql),
@@ -176,6 +177,7 @@ fn list_table_columns() {
         connection: "main".into(),
         sql: "select\n 1".into(),
         exactly_once: false,
+        session: Default::default(),
     });
     let text = render_list(
         &JobList {

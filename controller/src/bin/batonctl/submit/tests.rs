@@ -112,7 +112,8 @@ fn noop_sql_dump_from_flags() {
         JobSpec::Sql(SqlSpec {
             connection: "main".into(),
             sql: "select 1".into(),
-            exactly_once: true
+            exactly_once: true,
+            session: Default::default(),
         })
     );
 
@@ -197,7 +198,7 @@ team = "dba"
         panic!("not a procedure: {:?}", job.spec)
     };
     assert_eq!(procedure, "app.nightly");
-    assert_eq!(params[0].value, ParamValue::Int(3));
+    assert_eq!(params[0].value, Some(ParamValue::Int(3)));
 
     std::fs::write(
         &path,
@@ -236,6 +237,94 @@ fn json_job_file_and_stdin() {
     std::fs::write(&yaml, "group: g").expect("write");
     let err = read_job_file(&yaml, &mut std::io::empty()).expect_err("yaml");
     assert!(err.to_string().contains("unknown extension"), "{err}");
+}
+
+#[test]
+fn job_file_errors_name_the_field_inside_the_spec() {
+    let json = r#"{"group":"g","spec":{"kind":"procedure","connection":"c","procedure":"p",
+        "params":[{"name":"a","value":{"type":"int","value":1}},{"name":"o","mode":"out"},
+        {"name":"d","value":{"type":"date"}}]}}"#;
+    let err = parse_job_json("job.json", json).expect_err("date without value");
+    let msg = err.to_string();
+    assert!(msg.contains("job.json: spec.params[2].value: "), "{msg}");
+    let ok = json.replace(
+        r#"{"type":"date"}"#,
+        r#"{"type":"date","value":"2026-11-26"}"#,
+    );
+    let job = parse_job_json("job.json", &ok).expect("an out param without a value");
+    let JobSpec::Procedure(p) = &job.spec else {
+        panic!("not a procedure")
+    };
+    assert_eq!(p.params[1].value, None);
+
+    let toml = "group = \"g\"\n[spec]\nkind = \"procedure\"\nconnection = \"c\"\n\
+        procedure = \"p\"\nparams = [{ name = \"o\", mode = \"out\" }, \
+        { name = \"n\", value = { type = \"int\", value = \"x\" } }]\n";
+    let err = parse_job_toml("job.toml", toml).expect_err("a string as int");
+    let msg = err.to_string();
+    assert!(msg.contains("key `spec.params[1].value.value`"), "{msg}");
+}
+
+#[test]
+fn session_settings_from_flags_and_over_a_file() {
+    let job = build(&[
+        "--kind",
+        "sql",
+        "--connection",
+        "main",
+        "--sql",
+        "select now()",
+        "--session",
+        "timestamp=2026-11-26T00:00:00Z",
+        "--session",
+        "time_zone=+00:00",
+    ])
+    .expect("sql");
+    let session = job.spec.session().expect("sql has a session");
+    assert_eq!(
+        session.get("time_zone"),
+        Some(&SessionValue::Text("+00:00".into()))
+    );
+    assert_eq!(session.len(), 2);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("job.json");
+    std::fs::write(
+        &path,
+        r#"{"group":"g","spec":{"kind":"procedure","connection":"c","procedure":"p",
+            "session":{"time_zone":"+01:00","lock_wait_timeout":5}}}"#,
+    )
+    .expect("write");
+    let path_s = path.to_str().expect("utf-8 path");
+    let job = build(&["-f", path_s, "--session", "time_zone=+00:00"]).expect("file");
+    let session = job.spec.session().expect("procedure has a session");
+    assert_eq!(
+        session.get("time_zone"),
+        Some(&SessionValue::Text("+00:00".into()))
+    );
+    assert_eq!(
+        session.get("lock_wait_timeout"),
+        Some(&SessionValue::Int(5))
+    );
+
+    for argv in [
+        &["--kind", "noop", "--session", "time_zone=+00:00"][..],
+        &[
+            "--kind",
+            "sql",
+            "--connection",
+            "c",
+            "--sql",
+            "x",
+            "--session",
+            "a=1",
+            "--session",
+            "a=2",
+        ][..],
+    ] {
+        let err = build(argv).expect_err(&format!("{argv:?}"));
+        assert!(err.is::<UsageError>(), "{argv:?}: {err}");
+    }
 }
 
 #[test]

@@ -62,7 +62,7 @@ fn manifest_json_has_every_field_and_the_paths() {
             "size_bytes": 4096,
             "sha256": null,
             "sha256_error": "Permission denied",
-            "started_at": "2026-03-04T05:06:07Z",
+            "started_at": "2026-03-04T05:06:07.000Z",
             "finished_at": "2026-03-04T05:06:09.500Z",
             "duration_ms": 2500,
             "compression": true,

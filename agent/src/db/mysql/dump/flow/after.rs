@@ -131,23 +131,23 @@ impl Run<'_> {
             rand::random::<u32>()
         );
         self.note(format!("restoring into scratch database {scratch}"));
-        let checked = self
-            .stop
-            .run(self.restore_and_compare(client, source, probe, dump, &scratch, no_data))
-            .await;
-        let drop_sql = vec![format!("DROP DATABASE IF EXISTS {}", ident(&scratch))];
-        let dropped = tokio::time::timeout(DROP_TIMEOUT, client.query(None, &drop_sql)).await;
-        let drop_error = match dropped {
-            Ok(Ok(r)) => r.into_iter().next().and_then(Result::err),
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer in 30 s".into()),
+        // Dropped when created, or when the CREATE got no answer (it may
+        // exist); not when the server refused it: there is nothing to drop.
+        let checked = match self.stop.run(create_scratch(client, probe, &scratch)).await {
+            Ok(Ok(())) => {
+                let compared = self
+                    .stop
+                    .run(self.restore_and_compare(client, source, dump, &scratch, no_data))
+                    .await;
+                self.drop_scratch(client, &scratch, true).await;
+                compared
+            }
+            Ok(Err(refused)) => Err(refused),
+            Err(e) => {
+                self.drop_scratch(client, &scratch, false).await;
+                Err(e)
+            }
         };
-        if let Some(e) = drop_error {
-            warn!(scratch = %scratch, error = %e, "Cannot drop the scratch database; drop it by hand");
-            self.warnings.push(format!(
-                "scratch database {scratch} could not be dropped: {e}"
-            ));
-        }
         let mut verdict = Verdict {
             checksums: !no_data,
             objects: ObjectCounts {
@@ -181,29 +181,36 @@ impl Run<'_> {
         }
     }
 
+    /// Drop the scratch database (`created`, or maybe created); a failure is
+    /// a warning naming it, to be dropped by hand.
+    async fn drop_scratch(&mut self, client: &Client, scratch: &str, created: bool) {
+        let drop_sql = vec![format!("DROP DATABASE IF EXISTS {}", ident(scratch))];
+        let dropped = tokio::time::timeout(DROP_TIMEOUT, client.query(None, &drop_sql)).await;
+        let drop_error = match dropped {
+            Ok(Ok(r)) => r.into_iter().next().and_then(Result::err),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer in 30 s".into()),
+        };
+        let Some(e) = drop_error else { return };
+        warn!(scratch = %scratch, error = %e, created, "Cannot drop the scratch database; drop it by hand");
+        let what = if created {
+            "was created but"
+        } else {
+            "may exist and"
+        };
+        self.warnings.push(format!(
+            "scratch database {scratch} {what} could not be dropped: {e}; drop it by hand"
+        ));
+    }
+
     async fn restore_and_compare(
         &self,
         client: &Client,
         source: &verify::Snapshot,
-        probe: &Probe,
         dump: &Path,
         scratch: &str,
         no_data: bool,
     ) -> Result<(usize, Vec<String>), Error> {
-        let charset = probe
-            .charset
-            .as_ref()
-            .filter(|(cs, coll)| plain(cs) && plain(coll))
-            .map_or(String::new(), |(cs, coll)| {
-                format!(" CHARACTER SET {cs} COLLATE {coll}")
-            });
-        let create = vec![format!("CREATE DATABASE {}{charset}", ident(scratch))];
-        if let Some(Err(e)) = client.query(None, &create).await?.into_iter().next() {
-            return Err(Error::Client {
-                retryable: messages::retryable(&e),
-                message: format!("cannot create the scratch database {scratch}: {e}"),
-            });
-        }
         let progress = self.job.progress.clone();
         let mut next = Instant::now();
         client
@@ -221,6 +228,36 @@ impl Run<'_> {
         let restored = verify::snapshot(client, scratch, &[], !no_data).await?;
         Ok(verify::compare(source, &restored, !no_data))
     }
+}
+
+/// `CREATE DATABASE <scratch>` with the source's character set. The outer
+/// error: no answer (stopped, connection lost: it may exist); the inner: the
+/// server refused it (it does not exist).
+async fn create_scratch(
+    client: &Client,
+    probe: &Probe,
+    scratch: &str,
+) -> Result<Result<(), Error>, Error> {
+    let charset = probe
+        .charset
+        .as_ref()
+        .filter(|(cs, coll)| plain(cs) && plain(coll))
+        .map_or(String::new(), |(cs, coll)| {
+            format!(" CHARACTER SET {cs} COLLATE {coll}")
+        });
+    let create = vec![format!("CREATE DATABASE {}{charset}", ident(scratch))];
+    Ok(
+        match client.query(None, &create).await?.into_iter().next() {
+            Some(Err(e)) => Err(Error::Client {
+                retryable: messages::retryable(&e),
+                message: format!(
+                    "the restore check did not run: the scratch database {scratch} could not be \
+                 created: {e} (the login needs ALL ON `baton\\_verify\\_%`.*)"
+                ),
+            }),
+            _ => Ok(()),
+        },
+    )
 }
 
 /// Tables of `database` left out with `--ignore-table=<database>.<table>`.

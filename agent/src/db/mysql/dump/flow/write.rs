@@ -8,7 +8,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use baton_proto::Progress;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::io::BufWriter;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -17,7 +17,7 @@ use tracing::info;
 use super::super::process::{Proc, Spawn, describe_exit, terminate};
 use super::super::stream::{self, Tally, human_bytes};
 use super::super::{Error, Stop, messages};
-use super::{Access, BASE_FLAGS, PROGRESS_EVERY, Run, Tool, Written, remove_quietly};
+use super::{Access, BASE_FLAGS, PROGRESS_EVERY, Run, Started, Tool, Written, remove_quietly};
 use crate::db::common::paths::{self, Layout};
 use crate::executor::CancelReason;
 use crate::executor::capture::{self, SharedBounded};
@@ -44,7 +44,7 @@ impl Run<'_> {
         tool: &Tool,
         access: &Access,
         layout: Layout,
-        started: DateTime<Utc>,
+        started: Started,
     ) -> Result<Written, Error> {
         let mut arguments: Vec<String> = BASE_FLAGS.iter().map(|s| (*s).to_owned()).collect();
         arguments.extend(self.conn.dump.extra_flags.iter().cloned());
@@ -65,8 +65,9 @@ impl Run<'_> {
         let tally = written.inspect_err(|_| remove_quietly(&partial))?;
         Ok(Written {
             layout,
-            started,
+            started: started.at,
             ended: Utc::now(),
+            elapsed: started.clock.elapsed(),
             arguments,
             tally,
         })
@@ -204,10 +205,11 @@ impl Run<'_> {
             || tool.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+        let hint = messages::hint(stderr, self.account.as_deref());
         if !status.success() {
             return Err(Error::Tool {
                 message: format!(
-                    "{name} {}: {}",
+                    "{name} {}: {}{hint}",
                     describe_exit(status),
                     messages::summary(stderr)
                 ),
@@ -216,7 +218,10 @@ impl Run<'_> {
         }
         if !messages::error_lines(stderr).is_empty() {
             return Err(Error::Tool {
-                message: format!("{name} reported errors: {}", messages::summary(stderr)),
+                message: format!(
+                    "{name} reported errors: {}{hint}",
+                    messages::summary(stderr)
+                ),
                 retryable: messages::retryable(stderr),
             });
         }

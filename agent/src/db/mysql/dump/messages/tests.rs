@@ -47,3 +47,19 @@ fn summary_prefers_error_lines_and_is_bounded() {
     let long = format!("error {}", "é".repeat(3000));
     assert!(summary(&long).len() <= 2048 + "…".len());
 }
+
+#[test]
+fn hidden_routine_bodies_name_the_mysql_proc_grant() {
+    let stderr = "mariadb-dump: dx has insufficient privileges to SHOW CREATE FUNCTION `f`!\n";
+    assert_eq!(
+        hint(stderr, Some("dx@localhost")),
+        " — routines of another definer need GRANT SELECT ON mysql.proc TO 'dx'@'localhost' \
+         (see README: dump grants)"
+    );
+    assert!(hint(stderr, None).contains("TO <the dump login>"));
+    assert_eq!(hint("mariadb-dump: Got error: 2002: no server", None), "");
+    assert_eq!(
+        proc_grant(Some("a@b@%")),
+        "GRANT SELECT ON mysql.proc TO 'a@b'@'%'"
+    );
+}
