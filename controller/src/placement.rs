@@ -110,7 +110,16 @@ impl Fleet {
             return Ok(Vec::new());
         };
         match conns.get(connection) {
-            Some(kinds) => Ok(kinds.iter().filter_map(|k| Engine::parse(k)).collect()),
+            Some(kinds) => {
+                let mut engines = Vec::new();
+                // `mysql` and `mariadb` are one engine.
+                for e in kinds.iter().filter_map(|k| Engine::parse(k)) {
+                    if !engines.contains(&e) {
+                        engines.push(e);
+                    }
+                }
+                Ok(engines)
+            }
             None if job.allow_unplaced => Ok(Vec::new()),
             None => {
                 let known = if conns.is_empty() {

@@ -38,6 +38,7 @@ fn fleet() -> Fleet {
     Fleet::new(&[
         agent(&["g", "h"], &[("main", "mysql"), ("erp", "mssql")]),
         agent(&["g"], &[("main", "mariadb-future")]),
+        agent(&["g"], &[("main", "mariadb")]),
         agent(&["idle"], &[]),
     ])
 }
@@ -62,7 +63,7 @@ fn an_unknown_connection_names_the_ones_advertised_with_kinds() {
     assert_eq!(e.field, "spec.connection");
     assert!(
         e.message
-            .contains("they advertise: erp (mssql), main (mariadb-future/mysql)"),
+            .contains("they advertise: erp (mssql), main (mariadb/mariadb-future/mysql)"),
         "{}",
         e.message
     );
