@@ -2,7 +2,8 @@
 //!
 //! Start: hand the completions an earlier run left in the outbox to the
 //! delivery task (in the background), start that task (finished jobs'
-//! completions and those, in batches), then poll. Shutdown (the token
+//! completions and those, in batches), report the leases a killed earlier
+//! run held ([`predecessor`], in the background), then poll. Shutdown (the token
 //! fires): stop polling, let running jobs finish
 //! within `shutdown_grace` and deliver their completions, then stop and
 //! release the jobs still running, stop the delivery task (what it had not
@@ -27,10 +28,13 @@ use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
 use crate::executor::noop::NoopExecutor;
 use crate::executor::{Executor, Executors};
 use crate::identity::Identity;
+use crate::lease::record::{self, LeaseRecords};
 use crate::outbox::{self, Outbox};
 use crate::poller::{self, PollSettings};
 use crate::runner::{Registry, Shared};
 use crate::transport::{self, Transport};
+
+pub mod predecessor;
 
 /// How long stopped jobs get to die and be released after the grace.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,6 +48,9 @@ pub enum Error {
     /// The outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] outbox::Error),
+    /// The lease records under the state dir cannot be created.
+    #[error(transparent)]
+    Leases(#[from] record::Error),
     /// The record of running commands under the state dir cannot be created.
     #[error("cannot create the running-commands directory in the state dir: {0}")]
     StateDir(std::io::Error),
@@ -103,6 +110,8 @@ pub struct Agent {
     groups: ProcessGroups,
     settings: PollSettings,
     queue: DeliveryQueue,
+    /// Leases the previous run held when it died, to report.
+    predecessor: Vec<baton_proto::LeaseRef>,
 }
 
 impl Agent {
@@ -133,6 +142,9 @@ impl Agent {
         let transport = transport.authenticated(&identity.agent_id, &identity.secret)?;
         let served = served_groups(&config.groups, identity)?;
         let outbox = Outbox::open(&config.state_dir)?;
+        // Read before the first poll: every record now is the previous run's.
+        let leases = LeaseRecords::open(&config.state_dir)?;
+        let predecessor = predecessor::to_report(&leases, &outbox);
         let groups = command.process_groups();
         let mut list: Vec<Box<dyn Executor>> = vec![Box::new(command), Box::new(NoopExecutor)];
         let mysql = Arc::new(
@@ -191,6 +203,7 @@ impl Agent {
             executors,
             registry: Registry::default(),
             log_tail_bytes: config.command.log_tail_bytes,
+            leases,
         });
         Ok(Agent {
             config,
@@ -199,6 +212,7 @@ impl Agent {
             groups,
             settings,
             queue,
+            predecessor,
         })
     }
 
@@ -253,9 +267,17 @@ impl Agent {
             delivery_stop.clone(),
         ));
 
+        let reported = tokio::spawn(predecessor::report(
+            shared.transport.clone(),
+            shared.leases.clone(),
+            self.predecessor,
+            shutdown.clone(),
+        ));
+
         let slots = Arc::new(Semaphore::new(cfg.slots as usize));
         let mut jobs = JoinSet::new();
         poller::run(shared, &self.settings, &slots, &mut jobs, &shutdown).await;
+        let _ = reported.await;
 
         stop_jobs(shared, &mut jobs, cfg.shutdown_grace).await;
         delivery_stop.cancel();

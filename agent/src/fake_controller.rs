@@ -17,8 +17,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::{
-    CompleteRequest, ErrorBody, ErrorCode, Grant, HeartbeatRequest, JobId, JobState, PollRequest,
-    ReleaseRequest,
+    AbandonRequest, CompleteRequest, ErrorBody, ErrorCode, Grant, HeartbeatRequest, JobId,
+    JobState, LeaseRef, PollRequest, ReleaseRequest,
 };
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,6 +95,15 @@ pub struct Script {
     pub poll_rate_limited: u32,
     /// TLS handshakes that failed (HTTPS only).
     pub tls_failures: Vec<String>,
+    /// Answer this many lease abandons with 503 first.
+    pub abandon_unavailable: u32,
+    /// Lease abandon calls seen (including refused ones).
+    pub abandon_attempts: u32,
+    /// Lease abandons accepted (each lease answered `ended`).
+    pub abandons: Vec<AbandonRequest>,
+    /// Jobs an operator cancelled: a poll naming one of their leases is
+    /// answered at once with its cancel notice.
+    pub cancel_jobs: Vec<JobId>,
 }
 
 /// A running fake controller.
@@ -200,6 +209,22 @@ async fn poll(
         }
     }
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(0).min(50));
+    let cancels: Vec<LeaseRef> = {
+        let script = lock(&s);
+        req.leases
+            .iter()
+            .filter(|l| script.cancel_jobs.contains(&l.job_id))
+            .copied()
+            .collect()
+    };
+    if !cancels.is_empty() {
+        lock(&s).polls.push(req);
+        return (
+            StatusCode::OK,
+            Json(json!({ "grants": [], "cancels": cancels })),
+        )
+            .into_response();
+    }
     let grants: Vec<Grant> = {
         let mut script = lock(&s);
         let n = (req.free_slots as usize).min(script.grants.len());
@@ -265,6 +290,29 @@ async fn complete(
     )
 }
 
+async fn abandon(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(req): Json<AbandonRequest>,
+) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
+    let mut script = lock(&s);
+    script.abandon_attempts += 1;
+    if script.abandon_unavailable > 0 {
+        script.abandon_unavailable -= 1;
+        return error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady);
+    }
+    let results: Vec<Value> = req
+        .leases
+        .iter()
+        .map(|l| json!({"job_id": l.job_id, "token": l.token, "outcome": "ended", "state": "queued"}))
+        .collect();
+    script.abandons.push(req);
+    (StatusCode::OK, Json(json!({ "results": results })))
+}
+
 async fn release(
     State(s): State<Shared>,
     Path(job_id): Path<JobId>,
@@ -318,6 +366,7 @@ impl Fake {
             .route("/v1/jobs/{id}/heartbeat", post(heartbeat))
             .route("/v1/jobs/{id}/complete", post(complete))
             .route("/v1/jobs/{id}/release", post(release))
+            .route("/v1/agents/{id}/leases/abandon", post(abandon))
             .with_state(script.clone())
     }
 

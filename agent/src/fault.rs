@@ -7,7 +7,10 @@
 //! - `crash`: fences the job as if the process had been killed — the work is
 //!   stopped, renewals stop, nothing is ever reported — and its slot stays
 //!   taken for the fault's duration ([`CrashHold`], the simulated restart
-//!   time); the agent keeps polling with its other slots;
+//!   time), and the agent takes no work at all for that duration: the gate
+//!   holds its polls and drops the one in flight, as a crashed process would
+//!   not poll. Its other running jobs go on (heartbeats and completions
+//!   pass), so a drill never kills unrelated work;
 //! - `freeze`: engages the transport's [`Gate`]: every controller call
 //!   (poll, heartbeat, completion, release) waits until the freeze ends (or
 //!   its own timeout runs out first) and calls in flight are dropped;
@@ -28,10 +31,26 @@ use tokio::time::Instant;
 /// A controller-traffic outage in force until an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outage {
-    /// `Freeze` or `Partition`.
+    /// `Freeze` or `Partition` (every call), or `Crash` (polls only).
     pub method: DrillMethod,
     /// When traffic resumes.
     pub until: Instant,
+}
+
+impl Outage {
+    /// Whether the outage stops a call of `kind`: a crash stops polls only.
+    pub fn stops(&self, kind: CallKind) -> bool {
+        self.method != DrillMethod::Crash || kind == CallKind::Poll
+    }
+}
+
+/// What a controller call is, for the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A poll for work.
+    Poll,
+    /// Anything else (heartbeat, completion, release, ack, enrollment).
+    Other,
 }
 
 /// What the gate decided for one call.
@@ -59,11 +78,8 @@ impl Default for Gate {
 }
 
 impl Gate {
-    /// Start an outage of `method` for `duration` (crash is not an outage: ignored).
+    /// Start an outage of `method` for `duration` (a crash stops polls only).
     pub fn engage(&self, method: DrillMethod, duration: Duration) {
-        if method == DrillMethod::Crash {
-            return;
-        }
         let until = Instant::now() + duration;
         self.tx.send_replace(Some(Outage { method, until }));
     }
@@ -74,16 +90,25 @@ impl Gate {
         (*self.tx.borrow()).filter(|o| o.until > now)
     }
 
-    /// Before a call: wait out a freeze (at most `timeout`), refuse during a
-    /// partition, pass otherwise.
-    pub async fn before_call(&self, timeout: Duration) -> Pass {
-        let Some(outage) = self.current() else {
+    /// When a simulated crash ends, while one is in force: the agent takes
+    /// no work until then.
+    pub fn crashed_until(&self) -> Option<Instant> {
+        self.current()
+            .filter(|o| o.method == DrillMethod::Crash)
+            .map(|o| o.until)
+    }
+
+    /// Before a call of `kind`: wait out a freeze (at most `timeout`), refuse
+    /// during a partition, and refuse a poll during a crash; pass otherwise.
+    pub async fn before_call(&self, kind: CallKind, timeout: Duration) -> Pass {
+        let Some(outage) = self.current().filter(|o| o.stops(kind)) else {
             return Pass::Open;
         };
         match outage.method {
             DrillMethod::Partition => {
                 Pass::Refused("cannot reach the controller (drill: partition)".into())
             }
+            DrillMethod::Crash => Pass::Refused("taking no work (drill: crash)".into()),
             _ => {
                 let give_up = Instant::now() + timeout;
                 if outage.until > give_up {
@@ -102,13 +127,16 @@ impl Gate {
         self.tx.subscribe()
     }
 
-    /// Resolve when an outage starts after `rx` was taken (never otherwise).
-    pub async fn engaged(rx: &mut watch::Receiver<Option<Outage>>) -> Outage {
+    /// Resolve when an outage that stops calls of `kind` starts after `rx`
+    /// was taken (never otherwise).
+    pub async fn engaged(rx: &mut watch::Receiver<Option<Outage>>, kind: CallKind) -> Outage {
         loop {
             if rx.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
-            if let Some(o) = *rx.borrow_and_update() {
+            if let Some(o) = *rx.borrow_and_update()
+                && o.stops(kind)
+            {
                 return o;
             }
         }

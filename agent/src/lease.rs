@@ -21,6 +21,8 @@
 //! the job at once and stops renewing; `freeze`/`partition` cut the agent's
 //! controller traffic, after which the deadline fences the job as above.
 
+pub mod record;
+
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -229,6 +231,8 @@ impl Keeper {
         match method {
             DrillMethod::Crash => {
                 self.crash.crash(duration);
+                // A crashed process polls no more: no work for the duration.
+                self.transport.gate().engage(method, duration);
                 if self.state.fence() {
                     warn!(
                         drill_id,

@@ -1,9 +1,16 @@
 //! The poll loop: ask for work while a slot is free, start a task per grant.
+//!
+//! Every poll names the leases whose work runs (`PollRequest::leases`), and
+//! the controller answers at once with a cancel notice when an operator
+//! cancels one of them. While every slot is busy the loop keeps one poll with
+//! no free slot held for those notices only, so a cancel reaches the job
+//! within a round trip at any lease TTL; the agent still has one request held
+//! at a time, idle or busy.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::{Capabilities, PollRequest};
+use baton_proto::{Capabilities, LeaseRef, PollRequest};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -43,7 +50,8 @@ pub async fn run(
     let mut state = LoopState::new();
     loop {
         reap(jobs);
-        // Only poll while a slot is free.
+        // Poll for work while a slot is free; while none is, hold a poll
+        // for the running jobs' cancel notices.
         let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
@@ -51,8 +59,18 @@ pub async fn run(
                 Ok(p) => p,
                 Err(_) => return,
             },
+            () = notices(shared, settings, &mut state) => continue,
         };
-        let req = request(settings, 1 + slots.available_permits());
+        if let Some(until) = shared.transport.gate().crashed_until() {
+            drop(first);
+            crashed(until, shutdown).await;
+            continue;
+        }
+        let req = request(
+            settings,
+            1 + slots.available_permits(),
+            shared.registry.leases(),
+        );
         let sent_at = Instant::now();
         let answer = tokio::select! {
             biased;
@@ -62,9 +80,15 @@ pub async fn run(
         let pause = match answer {
             Ok(resp) => {
                 state.answered(resp.drain, resp.grants.len(), jobs.len());
+                cancel_notices(shared, &resp.cancels);
                 let pause = resp.retry_after_ms.map(Duration::from_millis);
                 start_grants(shared, resp.grants, first, sent_at, slots, jobs);
                 pause
+            }
+            Err(_) if shared.transport.gate().crashed_until().is_some() => {
+                // A drill's crash dropped the held poll: not a failure.
+                drop(first);
+                None
             }
             Err(e) => {
                 drop(first);
@@ -80,8 +104,62 @@ pub async fn run(
     }
 }
 
-/// The poll body: groups, `free` slots, what the agent runs, the hold.
-fn request(settings: &PollSettings, free: usize) -> PollRequest {
+/// Every slot is busy: hold one poll with no free slot, naming the running
+/// leases, until it is answered (with cancel notices, or empty when the
+/// hold ends); after a failure, wait out the backoff. Never returns when
+/// no lease runs (nothing to be told about). Dropped when a slot frees.
+async fn notices(shared: &Arc<Shared>, settings: &PollSettings, state: &mut LoopState) {
+    if let Some(until) = shared.transport.gate().crashed_until() {
+        tokio::time::sleep_until(until).await;
+        return;
+    }
+    let leases = shared.registry.leases();
+    if leases.is_empty() {
+        return std::future::pending().await;
+    }
+    let req = request(settings, 0, leases);
+    match shared.transport.poll(&req, settings.wait).await {
+        Ok(resp) => {
+            state.answered(resp.drain, 0, shared.registry.len());
+            cancel_notices(shared, &resp.cancels);
+            let pause = resp
+                .retry_after_ms
+                .map_or(Duration::ZERO, Duration::from_millis);
+            tokio::time::sleep(pause).await;
+        }
+        Err(_) if shared.transport.gate().crashed_until().is_some() => {}
+        Err(e) => {
+            let pause = state.failed(&e);
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// Act on a poll's cancel notices (see [`crate::runner::Registry::cancel_notice`]).
+fn cancel_notices(shared: &Shared, cancels: &[LeaseRef]) {
+    for &c in cancels {
+        shared.registry.cancel_notice(c);
+    }
+}
+
+/// A drill's simulated crash: take no work until `until` (a crashed
+/// process does not poll), unless the agent shuts down first.
+async fn crashed(until: Instant, shutdown: &CancellationToken) {
+    let ms = until.saturating_duration_since(Instant::now()).as_millis();
+    info!(
+        for_ms = u64::try_from(ms).unwrap_or(u64::MAX),
+        "Drill crash: taking no work until the fault ends"
+    );
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep_until(until) => {}
+    }
+    info!("Drill crash over: taking work again");
+}
+
+/// The poll body: groups, `free` slots, what the agent runs, the hold, the
+/// running leases.
+fn request(settings: &PollSettings, free: usize, leases: Vec<LeaseRef>) -> PollRequest {
     PollRequest {
         groups: settings.groups.clone(),
         free_slots: u32::try_from(free).unwrap_or(u32::MAX),
@@ -90,6 +168,7 @@ fn request(settings: &PollSettings, free: usize) -> PollRequest {
         os: std::env::consts::OS.to_owned(),
         metrics: None,
         wait_ms: Some(u64::try_from(settings.wait.as_millis()).unwrap_or(u64::MAX)),
+        leases,
     }
 }
 

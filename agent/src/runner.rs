@@ -6,21 +6,29 @@
 //! keeper goes on renewing. On agent shutdown a job still running is
 //! stopped and released instead of completed. A job a drill "crashed" keeps
 //! its slot for the fault's duration, as if the process were restarting.
+//!
+//! The lease is recorded under the state dir ([`LeaseRecords`]) as the
+//! work starts (the fsync runs beside it), and the record removed when the lease ends for this run
+//! (completion delivered or dropped, release answered, lease lost). A
+//! completion kept in the outbox at shutdown keeps its record too: the next
+//! start leaves out the records whose completion is in the outbox and
+//! reports the rest as abandoned (`agent::predecessor`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use baton_proto::{CompleteRequest, FencingToken, Grant, JobId, ReleaseRequest};
+use baton_proto::{CompleteRequest, FencingToken, Grant, JobId, LeaseRef, ReleaseRequest};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use crate::delivery::{Deliverer, Delivery};
 use crate::executor::{Cancel, CancelReason, Executors, Job, ProgressHandle};
 use crate::fault::CrashHold;
-use crate::lease::{Keeper, Lease, LeaseState};
+use crate::lease::record::{LeaseRecords, Recording};
+use crate::lease::{Keeper, Lease, LeaseState, Phase};
 use crate::outbox::{Entry, Outbox};
 use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
 
@@ -39,15 +47,19 @@ pub struct Shared {
     pub registry: Registry,
     /// Bytes of log tail sent with heartbeats.
     pub log_tail_bytes: usize,
+    /// The leases held, remembered under the state dir.
+    pub leases: LeaseRecords,
 }
 
 /// Handles to stop one job task.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Control {
     /// Stops the work (with a reason).
     cancel: Cancel,
     /// Stops retrying delivery (the completion stays in the outbox).
     abandon: CancellationToken,
+    /// The job's phase: only working jobs take a cancel notice.
+    state: Arc<LeaseState>,
 }
 
 /// The job tasks in flight.
@@ -78,8 +90,47 @@ impl Registry {
         }
     }
 
-    fn enter(&self, key: (JobId, FencingToken)) -> (Control, Entered) {
-        let control = Control::default();
+    /// The leases whose work runs and was not asked to stop: the ones a
+    /// poll names for cancel notices.
+    pub fn leases(&self) -> Vec<LeaseRef> {
+        let mut out: Vec<LeaseRef> = self
+            .map()
+            .iter()
+            .filter(|(_, c)| c.cancel.reason().is_none() && c.state.phase() == Phase::Working)
+            .map(|(&(job_id, token), _)| LeaseRef { job_id, token })
+            .collect();
+        out.sort_by_key(|l| l.job_id);
+        out
+    }
+
+    /// A poll's cancel notice: stop that job's work (it completes
+    /// `cancelled`), exactly as a heartbeat's `cancel_requested` does —
+    /// only the lease it names (job and token), only while it works.
+    pub fn cancel_notice(&self, l: LeaseRef) {
+        let control = self.map().get(&(l.job_id, l.token)).cloned();
+        match control {
+            Some(c) if c.cancel.reason().is_none() && c.state.phase() == Phase::Working => {
+                info!(
+                    job_id = l.job_id,
+                    token = l.token,
+                    "Cancel requested, stopping job"
+                );
+                c.cancel.cancel(CancelReason::Cancelled);
+            }
+            _ => debug!(
+                job_id = l.job_id,
+                token = l.token,
+                "Cancel notice for a lease no longer working; ignored"
+            ),
+        }
+    }
+
+    fn enter(&self, key: (JobId, FencingToken), state: Arc<LeaseState>) -> (Control, Entered) {
+        let control = Control {
+            cancel: Cancel::default(),
+            abandon: CancellationToken::new(),
+            state,
+        };
         self.map().insert(key, control.clone());
         let entered = Entered {
             registry: self.clone(),
@@ -114,37 +165,76 @@ impl Drop for StopOnDrop {
 /// ends. Everything the run logs (its lease keeper, executor and the delivery
 /// of its completion included) is inside the job's span
 /// ([`crate::logging::job_span`]).
-pub async fn run(
+///
+/// The lease is checked and the job entered in the registry before this
+/// returns (so the next poll names it, `Registry::leases`); the rest runs
+/// in the returned future.
+pub fn run(
     shared: Arc<Shared>,
     grant: Grant,
     poll_sent_at: Instant,
     permit: OwnedSemaphorePermit,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let span = crate::logging::job_span(&grant);
-    run_in_span(shared, grant, poll_sent_at, permit)
-        .instrument(span)
-        .await;
+    let prepared = span.in_scope(|| prepare(&shared, &grant, poll_sent_at));
+    async move {
+        if let Some(p) = prepared {
+            run_in_span(shared, grant, p, permit).await;
+        }
+    }
+    .instrument(span)
 }
 
-async fn run_in_span(
-    shared: Arc<Shared>,
-    grant: Grant,
-    poll_sent_at: Instant,
-    permit: OwnedSemaphorePermit,
-) {
-    let (job_id, token) = (grant.job_id, grant.token);
+/// A job entered in the registry, its lease not yet run out.
+struct Prepared {
+    lease: Lease,
+    state: Arc<LeaseState>,
+    control: Control,
+    _entered: Entered,
+    record: Recording,
+}
+
+/// Check the lease and enter the job in the registry (`None`: the lease ran
+/// out before the job started).
+fn prepare(shared: &Shared, grant: &Grant, poll_sent_at: Instant) -> Option<Prepared> {
     info!("Lease granted");
-    let lease = Lease::from_grant(&grant, poll_sent_at);
+    let lease = Lease::from_grant(grant, poll_sent_at);
     if lease.expired() {
         warn!(
             reason = "the lease ran out before the job started",
             "Lease lost, stopping job"
         );
-        return;
+        return None;
     }
-    let (control, _entered) = shared.registry.enter((job_id, token));
-    let progress = ProgressHandle::new(shared.log_tail_bytes);
+    let record = shared.leases.start(grant.job_id, grant.token);
     let state = Arc::new(LeaseState::new(lease.deadline()));
+    let (control, entered) = shared
+        .registry
+        .enter((grant.job_id, grant.token), state.clone());
+    Some(Prepared {
+        lease,
+        state,
+        control,
+        _entered: entered,
+        record,
+    })
+}
+
+async fn run_in_span(
+    shared: Arc<Shared>,
+    grant: Grant,
+    prepared: Prepared,
+    permit: OwnedSemaphorePermit,
+) {
+    let (job_id, token) = (grant.job_id, grant.token);
+    let Prepared {
+        lease,
+        state,
+        control,
+        _entered,
+        record,
+    } = prepared;
+    let progress = ProgressHandle::new(shared.log_tail_bytes);
     let (keeper_stop, crash) = spawn_keeper(&shared, lease, &progress, &control, &state);
     let _stop_keeper = StopOnDrop(keeper_stop.clone());
 
@@ -180,17 +270,26 @@ async fn run_in_span(
                 "Lease lost, stopping job"
             );
         }
+        record.forget().await;
         return;
     }
     if control.cancel.reason() == Some(CancelReason::Shutdown)
         && outcome.completion == baton_proto::Completion::Cancelled
     {
         keeper_stop.cancel();
-        release(&shared.transport, job_id, token, "shutdown").await;
+        if release(&shared.transport, job_id, token, "shutdown").await {
+            record.forget().await;
+        } else {
+            record.keep().await;
+        }
         return;
     }
     info!(outcome = outcome.label(), duration_ms, "Job finished");
-    report(&shared, job_id, token, outcome, &control).await;
+    if report(&shared, job_id, token, outcome, &control).await == Delivery::Kept {
+        record.keep().await;
+    } else {
+        record.forget().await;
+    }
 }
 
 /// Start the job's lease keeper in the job's span; its stop token and the
@@ -223,7 +322,7 @@ async fn report(
     token: FencingToken,
     outcome: crate::executor::Outcome,
     control: &Control,
-) {
+) -> Delivery {
     let mut request = CompleteRequest {
         token,
         completion: outcome.completion,
@@ -239,22 +338,34 @@ async fn report(
     if verdict == Delivery::Kept {
         info!("Completion left in the outbox for the next start");
     }
+    verdict
 }
 
 /// Hand a job back without spending an attempt (logged in the caller's job
-/// span).
-pub async fn release(transport: &Transport, job_id: JobId, token: FencingToken, reason: &str) {
+/// span). True when the controller answered for good (released, or the
+/// lease was already lost); false when it could not be reached.
+pub async fn release(
+    transport: &Transport,
+    job_id: JobId,
+    token: FencingToken,
+    reason: &str,
+) -> bool {
     let req = ReleaseRequest {
         token,
         reason: reason.to_owned(),
     };
     match transport.release(job_id, &req, MAX_CALL_TIMEOUT).await {
-        Ok(resp) => info!(reason, state = %resp.state, "Job released"),
+        Ok(resp) => {
+            info!(reason, state = %resp.state, "Job released");
+            true
+        }
         Err(transport::Error::LeaseLost(msg) | transport::Error::Forbidden(msg)) => {
             warn!(reason = %msg, "Release refused: lease already lost");
+            true
         }
         Err(e) => {
-            warn!(error = %e, "Release failed; the lease will run out instead")
+            warn!(error = %e, "Release failed; the lease will run out instead");
+            false
         }
     }
 }

@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
 use baton_proto::drill::{FaultAck, FaultAckResponse};
-use baton_proto::lease::{BatchCompleteRequest, BatchCompleteResponse};
+use baton_proto::lease::{
+    AbandonRequest, AbandonResponse, BatchCompleteRequest, BatchCompleteResponse,
+};
 use baton_proto::{
     AGENT_ID_HEADER, CompleteRequest, CompleteResponse, ErrorBody, ErrorCode, HeartbeatRequest,
     HeartbeatResponse, JobId, PollRequest, PollResponse, ReleaseRequest, ReleaseResponse,
@@ -34,7 +36,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 pub use crate::config::{check_base_url, plain_http_remote};
-use crate::fault::{Gate, Pass};
+use crate::fault::{CallKind, Gate, Pass};
 use crate::secret::Secret;
 use crate::tls::TlsConfig;
 
@@ -208,7 +210,9 @@ impl Transport {
     pub async fn poll(&self, req: &PollRequest, hold: Duration) -> Result<PollResponse, Error> {
         let agent_id = self.creds()?.agent_id.as_str();
         let url = format!("{}/v1/agents/{agent_id}/poll", self.base);
-        self.call(&url, req, hold + POLL_MARGIN).await
+        let headers = self.creds()?.headers.clone();
+        self.send_as(CallKind::Poll, &url, req, hold + POLL_MARGIN, headers)
+            .await
     }
 
     /// `POST /v1/jobs/{id}/heartbeat`.
@@ -241,6 +245,18 @@ impl Transport {
     ) -> Result<BatchCompleteResponse, Error> {
         let agent_id = self.creds()?.agent_id.as_str();
         let url = format!("{}/v1/agents/{agent_id}/complete", self.base);
+        self.call(&url, req, timeout).await
+    }
+
+    /// `POST /v1/agents/{id}/leases/abandon`: end the leases the previous run
+    /// of this agent held (a restart), one result each.
+    pub async fn abandon(
+        &self,
+        req: &AbandonRequest,
+        timeout: Duration,
+    ) -> Result<AbandonResponse, Error> {
+        let agent_id = self.creds()?.agent_id.as_str();
+        let url = format!("{}/v1/agents/{agent_id}/leases/abandon", self.base);
         self.call(&url, req, timeout).await
     }
 
@@ -290,7 +306,21 @@ impl Transport {
         timeout: Duration,
         headers: HeaderMap,
     ) -> Result<R, Error> {
-        if let Pass::Refused(why) = self.gate.before_call(timeout).await {
+        self.send_as(CallKind::Other, url, body, timeout, headers)
+            .await
+    }
+
+    /// Send a call of `kind` through the drill gate: an outage that stops
+    /// it refuses it before, or drops it in flight.
+    async fn send_as<B: Serialize, R: DeserializeOwned>(
+        &self,
+        kind: CallKind,
+        url: &str,
+        body: &B,
+        timeout: Duration,
+        headers: HeaderMap,
+    ) -> Result<R, Error> {
+        if let Pass::Refused(why) = self.gate.before_call(kind, timeout).await {
             return Err(Error::Unavailable(why));
         }
         let mut outage = self.gate.watch();
@@ -311,7 +341,7 @@ impl Transport {
         };
         let (status, retry_after, bytes) = tokio::select! {
             r = exchange => r?,
-            o = Gate::engaged(&mut outage) => {
+            o = Gate::engaged(&mut outage, kind) => {
                 return Err(Error::Unavailable(format!("connection lost (drill: {})", o.method)));
             }
         };

@@ -1,6 +1,7 @@
 //! The jobs service: every write that can give a worker group work goes
 //! through here — submit, batch submit, requeue by completion, release,
-//! operator retry, a drill's job, agent revocation, drain and resume, and
+//! operator retry, a drill's job, agent revocation, drain and resume, a
+//! restarted agent's abandoned leases, and
 //! the grant and the reaper's expiry (both requeue expired leases; called
 //! by `dispatch`). Each method commits through the store, *then* wakes the
 //! groups that may have work ([`wakers`]), so no caller can commit such a
@@ -15,18 +16,18 @@
 use std::sync::Arc;
 
 use baton_proto::drill::DrillView;
-use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, JobView};
+use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, JobView, LeaseRef};
 
 use crate::store::agents::DrainState;
 use crate::store::drills::NewDrill;
 use crate::store::identity::AgentRevocation;
 use crate::store::jobs::{BatchSubmitted, NewBatch, NewJob, Submitted};
-use crate::store::{self, Expired, GrantRequest, Granted, Store};
+use crate::store::{self, Abandoned, Expired, GrantRequest, Granted, Store};
 
 mod made;
 pub mod wakers;
 
-pub use wakers::{Group, Wakers};
+pub use wakers::{AgentWait, Group, Wakers};
 
 /// Errors of the jobs service.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,23 @@ impl Jobs {
     /// `dispatch`).
     pub fn group(&self, name: &str) -> Arc<Group> {
         self.wakers.get(name)
+    }
+
+    /// Wait for agent `id`'s cancel notices while the guard lives: an
+    /// operator's cancel of a job it holds wakes it (see `wakers`).
+    pub fn agent_wait(&self, id: &str) -> AgentWait<'_> {
+        self.wakers.agent(id)
+    }
+
+    /// Agent `id`'s cancel mark, set by a cancel of one of its leases until
+    /// [`Jobs::cancels_told`] (see `wakers`).
+    pub fn cancel_mark(&self, id: &str) -> Option<u64> {
+        self.wakers.cancel_mark(id)
+    }
+
+    /// A poll of agent `id` taken with `mark` found no cancel notice.
+    pub fn cancels_told(&self, id: &str, mark: u64) {
+        self.wakers.cancels_told(id, mark);
     }
 
     /// Submit one job; wakes its group when it was created (a repeated
@@ -189,6 +207,36 @@ impl Jobs {
             self.ended.notify_one();
         }
         Ok(expired)
+    }
+
+    /// A restarted agent ends the leases its previous run held: those still
+    /// its current ones end `agent_restarted` and their jobs are requeued
+    /// (or failed); the groups that got a job back are woken.
+    pub async fn abandon(
+        &self,
+        agent_id: &str,
+        leases: &[LeaseRef],
+        now: i64,
+    ) -> Result<Abandoned> {
+        let done = self.store.abandon(agent_id, leases, now).await?;
+        for g in &done.woken {
+            self.wakers.wake(g);
+        }
+        for (lease, state) in &done.results {
+            let (job_id, token) = (lease.job_id, lease.token);
+            match state {
+                Some(state) => {
+                    tracing::info!(job_id, token, agent_id = %agent_id, %state, "Lease ended: its agent restarted")
+                }
+                None => {
+                    tracing::info!(job_id, token, agent_id = %agent_id, "Restarted agent's lease no longer current; nothing changed")
+                }
+            }
+        }
+        if done.results.iter().any(|(_, s)| s.is_some()) {
+            self.ended.notify_one();
+        }
+        Ok(done)
     }
 
     /// Create a drill and its job; the drill's group is woken.

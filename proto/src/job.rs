@@ -410,6 +410,10 @@ pub enum AttemptOutcome {
     Released,
     /// The agent was revoked while holding the lease; no attempt spent.
     Revoked,
+    /// The holder restarted (it was killed or crashed) and reported the lease
+    /// of its previous run at start; an attempt is spent, as for
+    /// [`AttemptOutcome::LeaseExpired`].
+    AgentRestarted,
 }
 
 impl AttemptOutcome {
@@ -423,6 +427,7 @@ impl AttemptOutcome {
             AttemptOutcome::LeaseExpired => "lease_expired",
             AttemptOutcome::Released => "released",
             AttemptOutcome::Revoked => "revoked",
+            AttemptOutcome::AgentRestarted => "agent_restarted",
         }
     }
 
@@ -436,6 +441,7 @@ impl AttemptOutcome {
             AttemptOutcome::LeaseExpired,
             AttemptOutcome::Released,
             AttemptOutcome::Revoked,
+            AttemptOutcome::AgentRestarted,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -29,6 +29,22 @@ pub struct PollRequest {
     /// Hold at most this long (the controller caps it with its own limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
+    /// The leases the agent holds whose work runs and has not been asked to
+    /// stop: when an operator cancels one of them, the poll is answered at
+    /// once with a notice in [`PollResponse::cancels`]. With `free_slots: 0`
+    /// the poll is held for these notices only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<LeaseRef>,
+}
+
+/// One lease: a job and the fencing token of its grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    /// Job id.
+    pub job_id: JobId,
+    /// Fencing token of the grant.
+    pub token: FencingToken,
 }
 
 /// A job handed to an agent under a lease.
@@ -71,6 +87,11 @@ pub struct PollResponse {
     /// the jobs it runs go on to their end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
+    /// Cancel notices: leases named in the poll's `leases` that an operator
+    /// cancelled. The holder stops that work and completes it `cancelled`,
+    /// exactly as for a heartbeat's `cancel_requested` (the token is checked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancels: Vec<LeaseRef>,
 }
 
 /// Progress of a running job.
@@ -272,6 +293,55 @@ pub struct ReleaseRequest {
 pub struct ReleaseResponse {
     /// The job's state after the release.
     pub state: crate::job::JobState,
+}
+
+/// `POST /v1/agents/{id}/leases/abandon`: a restarted agent ends the leases
+/// its previous run held (recorded under its state dir). Each one still
+/// current (same agent, same token, deadline not passed) ends as
+/// `agent_restarted` and its job is requeued at once; any other is left as
+/// it is and answered [`AbandonOutcome::NotCurrent`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbandonRequest {
+    /// The leases (1 to [`AbandonRequest::MAX`]).
+    pub leases: Vec<LeaseRef>,
+}
+
+impl AbandonRequest {
+    /// Most leases in one request.
+    pub const MAX: usize = 1024;
+}
+
+/// What the controller did with one abandoned lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbandonOutcome {
+    /// It was the caller's current lease: the attempt ended `agent_restarted`.
+    Ended,
+    /// Not (or no longer) the caller's current lease — it expired, was
+    /// re-granted, completed, or was already abandoned: nothing changed.
+    NotCurrent,
+}
+
+/// The answer for one abandoned lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbandonResult {
+    /// The job.
+    pub job_id: JobId,
+    /// The token reported.
+    pub token: FencingToken,
+    /// What happened.
+    pub outcome: AbandonOutcome,
+    /// The job's state after ending the attempt (with [`AbandonOutcome::Ended`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::job::JobState>,
+}
+
+/// Answer to [`AbandonRequest`]: one result per lease, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbandonResponse {
+    /// The results.
+    pub results: Vec<AbandonResult>,
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ pub use job::{
     ProcedureParam, ProcedureSpec, RetryOn, RetryPolicy, SqlSpec,
 };
 pub use lease::{
-    CompleteRequest, CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse,
+    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, CompleteRequest,
+    CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse, LeaseRef,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
 pub use session::{Session, SessionValue};

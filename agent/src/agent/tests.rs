@@ -267,6 +267,50 @@ async fn operator_cancel_completes_as_cancelled() {
     agent.stop().await;
 }
 
+/// A cancel notice in a poll answer stops the job as a heartbeat's
+/// `cancel_requested` does, long before any heartbeat (TTL 60 s: the first
+/// goes out after 20 s); the notice names the lease (job and token).
+#[tokio::test]
+async fn a_cancel_notice_in_a_poll_answer_completes_as_cancelled() {
+    let agent = start(
+        vec![
+            grant(6, 60_000, noop(60_000)),
+            grant(7, 60_000, noop(4_000)),
+        ],
+        LIMIT,
+        |_| {},
+    )
+    .await;
+    assert!(
+        agent
+            .fake
+            .until(LIMIT, |s| s.polls.iter().any(|p| p.leases.len() == 2))
+            .await
+    );
+    agent.fake.script().cancel_jobs = vec![6];
+    assert!(agent.fake.until(LIMIT, |s| !s.completes.is_empty()).await);
+    {
+        let s = agent.fake.script();
+        assert_eq!(s.completes[0].0, 6);
+        assert_eq!(s.completes[0].1.completion, Completion::Cancelled);
+        assert!(s.heartbeats.is_empty(), "learnt by a heartbeat");
+    }
+    // Job 7 goes on, and polls no longer name the cancelled lease.
+    let only_7 = |s: &crate::fake_controller::Script| {
+        s.polls
+            .last()
+            .is_some_and(|p| p.leases.iter().map(|l| l.job_id).eq([7]))
+    };
+    assert!(agent.fake.until(LIMIT, only_7).await);
+    assert_eq!(agent.fake.script().completes.len(), 1);
+    assert!(agent.fake.until(LIMIT, |s| s.completes.len() == 2).await);
+    assert_eq!(
+        agent.fake.script().completes[1].1.completion,
+        Completion::Succeeded
+    );
+    agent.stop().await;
+}
+
 #[tokio::test]
 async fn completion_waits_out_an_outage_and_the_lease_is_kept_meanwhile() {
     let agent = start(vec![], LIMIT, |_| {}).await;
@@ -454,11 +498,18 @@ async fn no_poll_while_every_slot_is_busy() {
     assert!(agent.fake.until(LIMIT, |s| !s.heartbeats.is_empty()).await);
     let polls = agent.fake.script().polls.len();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        agent.fake.script().polls.len(),
-        polls,
-        "polled with no free slot"
-    );
+    // While every slot is busy, polls ask for no work: they are held for
+    // the running jobs' cancel notices only, naming both leases.
+    {
+        let s = agent.fake.script();
+        let busy = &s.polls[polls..];
+        assert!(!busy.is_empty(), "no poll for cancel notices");
+        for p in busy {
+            assert_eq!(p.free_slots, 0, "polled for work with no free slot");
+            let jobs: Vec<_> = p.leases.iter().map(|l| l.job_id).collect();
+            assert_eq!(jobs, vec![20, 21], "{p:?}");
+        }
+    }
     assert!(agent.fake.until(LIMIT, |s| s.completes.len() == 2).await);
     assert!(
         agent.fake.until(LIMIT, |s| s.polls.len() > polls).await,

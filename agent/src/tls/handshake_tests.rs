@@ -132,6 +132,7 @@ async fn poll_once(config: &Config) -> Result<(), transport::Error> {
         os: "linux".into(),
         metrics: None,
         wait_ms: Some(0),
+        leases: Vec::new(),
     };
     transport
         .poll(&req, Duration::from_secs(2))

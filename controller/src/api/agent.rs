@@ -1,12 +1,14 @@
 //! Agent endpoints: long-poll, heartbeat, complete (one job, or a batch per
-//! agent), release.
+//! agent), release, and a restarted agent's abandon of its previous run's
+//! leases.
 
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
 use baton_proto::lease::{
-    BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
+    AbandonOutcome, AbandonRequest, AbandonResponse, AbandonResult, BatchCompleteItem,
+    BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
 };
 use baton_proto::{
     CompleteRequest, CompleteResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse, PollRequest,
@@ -58,6 +60,9 @@ pub async fn poll(
             "at most 1024",
             Some("free_slots".into()),
         ));
+    }
+    if req.leases.len() > 1024 {
+        return Err(ApiError::bad_request("at most 1024", Some("leases".into())));
     }
     let dispatcher = Dispatcher {
         jobs: &s.jobs,
@@ -241,4 +246,45 @@ pub async fn release(
         .release(job_id, &caller.id, req.token, &req.reason, now_ms())
         .await?;
     Ok(Json(ReleaseResponse { state }))
+}
+
+/// `POST /v1/agents/{id}/leases/abandon`: a restarted agent ends the leases
+/// its previous run held. Only the caller's own current leases end (as
+/// `agent_restarted`, jobs requeued at once); the others are answered
+/// `not_current`. One result per lease, in order.
+pub async fn abandon(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    NamePath(id): NamePath,
+    JsonBody(req): JsonBody<AbandonRequest>,
+) -> Result<Json<AbandonResponse>, ApiError> {
+    if id != caller.id {
+        return Err(ApiError::forbidden(format!(
+            "agent `{}` cannot abandon leases as `{id}`",
+            caller.id
+        )));
+    }
+    let n = req.leases.len();
+    if n == 0 || n > AbandonRequest::MAX {
+        return Err(ApiError::bad_request(
+            format!("1 to {} leases", AbandonRequest::MAX),
+            Some("leases".into()),
+        ));
+    }
+    let done = s.jobs.abandon(&caller.id, &req.leases, now_ms()).await?;
+    let results = done
+        .results
+        .into_iter()
+        .map(|(lease, state)| AbandonResult {
+            job_id: lease.job_id,
+            token: lease.token,
+            outcome: if state.is_some() {
+                AbandonOutcome::Ended
+            } else {
+                AbandonOutcome::NotCurrent
+            },
+            state,
+        })
+        .collect();
+    Ok(Json(AbandonResponse { results }))
 }

@@ -6,6 +6,8 @@
 //! - `baton_drills_total{method,result}`: finished drills (`passed`, `failed`, `error`);
 //! - `baton_drills_running`: drills waiting for their verdict;
 //! - `baton_lease_expirations_total`: leases that ran out;
+//! - `baton_agent_restart_lease_ends_total`: leases a restarted agent
+//!   reported for its killed predecessor, ended `agent_restarted`;
 //! - `baton_schedule_occurrences_total{state}`: schedule occurrences by
 //!   fate (`fired`, `pending`, `skipped`, `missed`);
 //! - `baton_schedules{state}`: schedules `active` or `paused`;
@@ -59,6 +61,8 @@ pub struct Snapshot {
     pub drills: Vec<(String, String, i64)>,
     /// Leases that ran out.
     pub lease_expirations: i64,
+    /// Leases ended by their agent's restart report.
+    pub agent_restart_ends: i64,
     /// Takeover durations (ms).
     pub takeovers_ms: Vec<i64>,
     /// The group-commit writer's counters.
@@ -103,6 +107,7 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
     let snap = Snapshot {
         drills: s.store.drill_outcomes().await?,
         lease_expirations: s.store.lease_expirations().await?,
+        agent_restart_ends: s.store.agent_restart_ends().await?,
         takeovers_ms: s.store.takeover_samples_ms().await?,
         group_commit: s.store.group_commit_stats(),
         auth_cache_entries: s.store.auth_cache().len() as u64,
@@ -177,6 +182,13 @@ fn render_drills(out: &mut String, s: &Snapshot) {
     out.push_str("# HELP baton_lease_expirations_total Leases that ran out on the controller.\n");
     out.push_str("# TYPE baton_lease_expirations_total counter\n");
     let _ = writeln!(out, "baton_lease_expirations_total {}", s.lease_expirations);
+    out.push_str("# HELP baton_agent_restart_lease_ends_total Leases a restarted agent reported for its killed predecessor, ended agent_restarted.\n");
+    out.push_str("# TYPE baton_agent_restart_lease_ends_total counter\n");
+    let _ = writeln!(
+        out,
+        "baton_agent_restart_lease_ends_total {}",
+        s.agent_restart_ends
+    );
 }
 
 /// The takeover histogram (seconds).

@@ -1,7 +1,8 @@
 //! The HTTP API (v1): routes, shared state, JSON bodies and JSON errors.
 //!
 //! - [`auth`]: the authentication middleware and the role and agent extractors.
-//! - [`agent`]: poll, heartbeat, complete (one job or a batch), release.
+//! - [`agent`]: poll, heartbeat, complete (one job or a batch), release,
+//!   abandon (a restarted agent's previous leases).
 //! - [`operator`]: jobs and agents for operators.
 //! - [`batch`]: batch submission (`POST /v1/jobs/batch`).
 //! - [`identity`]: enrollment, operator tokens, agent revocation, whoami, audit reads.
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/agents/{id}/complete", post(agent::complete_batch))
+        .route("/v1/agents/{id}/leases/abandon", post(agent::abandon))
         .route("/v1/jobs/{id}/complete", post(agent::complete))
         .route("/v1/jobs/{id}/release", small(post(agent::release)))
         .route("/v1/jobs", post(operator::submit).get(operator::list))

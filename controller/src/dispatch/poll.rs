@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use baton_proto::{PollRequest, PollResponse};
+use baton_proto::{LeaseRef, PollRequest, PollResponse};
 use futures_util::future::select_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -118,26 +118,55 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
             .collect(),
         drained_at_start: None,
     };
+    // A poll naming leases also waits for their cancel notices; one with
+    // no free slot waits for nothing else (no grant, no group wake-ups).
+    let agent_wait = (!req.leases.is_empty()).then(|| d.jobs.agent_wait(poll.agent_id));
+    let groups_wake = if req.free_slots == 0 {
+        &[][..]
+    } else {
+        &groups[..]
+    };
     loop {
         // Register for wake-ups before looking, so nothing slips between;
         // then read the generations: a wake-up after this read either shows
         // in them or fires a registered waiter.
-        let mut waits: Vec<_> = groups
+        let mut waits: Vec<_> = groups_wake
             .iter()
             .map(|g| Box::pin(g.notify.notified()))
             .collect();
         for w in &mut waits {
             w.as_mut().enable();
         }
+        let mut cancel = agent_wait.as_ref().map(|w| Box::pin(w.notify.notified()));
+        if let Some(c) = &mut cancel {
+            c.as_mut().enable();
+        }
         let until = match held.look(generations(&groups)).await? {
             Look::Answer(a) => return Ok(a),
             Look::Wait(until) => until,
         };
         tokio::select! {
-            _ = select_all(waits) => {}
+            _ = any(waits) => {}
+            () = maybe(cancel) => {}
             _ = tokio::time::sleep_until(until.into()) => {}
             _ = d.shutdown.cancelled() => {}
         }
+    }
+}
+
+/// The first of `waits` to resolve; never, when there are none.
+async fn any<F: Future + Unpin>(waits: Vec<F>) {
+    if waits.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    select_all(waits).await;
+}
+
+/// `f` when there is one; never otherwise.
+async fn maybe<F: Future<Output = ()>>(f: Option<F>) {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -172,6 +201,9 @@ impl Held<'_> {
     /// registering for their wake-ups.
     async fn look(&mut self, gens: Vec<u64>) -> Result<Look, Error> {
         let id = self.poll.agent_id;
+        if let Some(answer) = self.cancel_notices().await? {
+            return Ok(Look::Answer(answer));
+        }
         // Nothing happened in the agent's groups since its last look: its
         // answer still holds (no drain read, maybe no grant).
         let known = self.d.presence.known(id, self.epoch, &gens);
@@ -198,15 +230,48 @@ impl Held<'_> {
                 Tried::Nothing { next_ready_at: at } => next_ready_at = at,
             }
         }
-        if free == 0 || self.over() {
+        // No free slot: held for cancel notices only, if it names leases.
+        if (free == 0 && self.poll.req.leases.is_empty()) || self.over() {
             return Ok(Look::Answer(empty(false)));
         }
         let mut until = self.deadline;
-        if let Some(ready_at) = next_ready_at {
+        if let Some(ready_at) = next_ready_at.filter(|_| free > 0) {
             let wait = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
             until = until.min(Instant::now() + wait);
         }
         Ok(Look::Wait(until))
+    }
+
+    /// The answer with the cancel notices of the leases the poll names,
+    /// when an operator cancelled some of them.
+    async fn cancel_notices(&self) -> Result<Option<PollResponse>, Error> {
+        let (id, leases) = (self.poll.agent_id, &self.poll.req.leases);
+        // Only an agent a cancel marked has anything to be told (no read
+        // on the polls of busy agents otherwise).
+        let Some(mark) = self.d.jobs.cancel_mark(id).filter(|_| !leases.is_empty()) else {
+            return Ok(None);
+        };
+        let cancelled = self.d.jobs.store().cancelled_leases(id).await?;
+        if cancelled.is_empty() {
+            // Nothing of the agent is being cancelled any more.
+            self.d.jobs.cancels_told(id, mark);
+            return Ok(None);
+        }
+        let cancels: Vec<LeaseRef> = leases
+            .iter()
+            .filter(|l| cancelled.contains(l))
+            .copied()
+            .collect();
+        if cancels.is_empty() {
+            return Ok(None);
+        }
+        for c in &cancels {
+            tracing::info!(job_id = c.job_id, token = c.token, agent_id = %id, "Cancel notice sent to the holder");
+        }
+        Ok(Some(PollResponse {
+            cancels,
+            ..empty(false)
+        }))
     }
 
     /// Drained: no new work. A poll that began drained is held (a presence
@@ -262,8 +327,7 @@ impl Held<'_> {
                 .collect();
             return Ok(Tried::Granted(PollResponse {
                 grants,
-                retry_after_ms: None,
-                drain: false,
+                ..empty(false)
             }));
         }
         // Found nothing: until a wake-up in its groups (or the backoff of a
@@ -293,6 +357,7 @@ fn empty(drain: bool) -> PollResponse {
         grants: Vec::new(),
         retry_after_ms: None,
         drain,
+        cancels: Vec::new(),
     }
 }
 

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use baton_proto::{Capabilities, JobKind, PollRequest, PollResponse, RetryPolicy};
+use baton_proto::{Capabilities, JobKind, LeaseRef, PollRequest, PollResponse, RetryPolicy};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -101,9 +101,19 @@ impl Rig {
 
     /// Agent `a1` polls group `g` with one free slot, held at most `hold`.
     async fn poll(&self, hold: Duration) -> Result<PollResponse, Error> {
+        self.poll_for(1, Vec::new(), hold).await
+    }
+
+    /// Agent `a1` polls group `g` with `free` slots, naming `leases`.
+    async fn poll_for(
+        &self,
+        free: u32,
+        leases: Vec<LeaseRef>,
+        hold: Duration,
+    ) -> Result<PollResponse, Error> {
         let req = PollRequest {
             groups: vec!["g".into()],
-            free_slots: 1,
+            free_slots: free,
             capabilities: Capabilities {
                 kinds: vec![JobKind::Noop],
                 connections: vec![],
@@ -112,6 +122,7 @@ impl Rig {
             os: "linux".into(),
             metrics: None,
             wait_ms: None,
+            leases,
         };
         let d = Dispatcher {
             jobs: &self.jobs,
@@ -219,4 +230,72 @@ async fn a_drain_answers_a_held_poll_and_shutdown_refuses_new_ones() {
     assert!(answer.drain && answer.grants.is_empty(), "{answer:?}");
     rig.ready.store(false, std::sync::atomic::Ordering::Release);
     assert!(matches!(rig.poll(hold).await, Err(Error::NotReady)));
+}
+
+/// A poll with no free slot that names a running lease is held for its
+/// cancel notices only: a submit does not answer it, the operator's cancel
+/// of that lease does, at once; a poll naming a stale token is not answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_answers_the_holders_notices_only_poll_at_once() {
+    let rig = Rig::new().await;
+    let job = rig
+        .jobs
+        .submit(noop_job(90_000, RetryPolicy::default()), now_ms())
+        .await
+        .expect("submit");
+    let granted = rig.poll(Duration::from_secs(1)).await.expect("poll");
+    let g = &granted.grants[0];
+    let lease = LeaseRef {
+        job_id: g.job_id,
+        token: g.token,
+    };
+    let stale = LeaseRef {
+        token: g.token - 1,
+        ..lease
+    };
+    let hold = Duration::from_secs(20);
+    let spawn = |leases: Vec<LeaseRef>| {
+        let rig = rig.clone();
+        tokio::spawn(async move { rig.poll_for(0, leases, hold).await })
+    };
+    let (notices, wrong) = (spawn(vec![lease]), spawn(vec![stale]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Work for the group does not answer a poll with no free slot.
+    rig.jobs
+        .submit(noop_job(5_000, RetryPolicy::default()), now_ms())
+        .await
+        .expect("submit");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!notices.is_finished() && !wrong.is_finished());
+    let asked = Instant::now();
+    let cancelled = rig.jobs.cancel(job.job.id, now_ms()).await.expect("cancel");
+    assert_eq!(cancelled.state, baton_proto::JobState::Running);
+    let answer = tokio::time::timeout(Duration::from_secs(10), notices)
+        .await
+        .expect("the cancel did not answer the held poll")
+        .expect("join")
+        .expect("poll");
+    assert!(asked.elapsed() < hold, "answered by its hold");
+    assert_eq!(answer.cancels, vec![lease], "{answer:?}");
+    assert!(answer.grants.is_empty(), "{answer:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!wrong.is_finished(), "a stale token got a cancel notice");
+    wrong.abort();
+    // A new poll naming the cancelled lease is answered at once.
+    let again = rig.poll_for(0, vec![lease], hold).await.expect("poll");
+    assert_eq!(again.cancels, vec![lease]);
+}
+
+/// A poll with no free slot and no lease has nothing to wait for: it
+/// answers at once (what agents that do not name leases get).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_with_no_slot_and_no_lease_answers_at_once() {
+    let rig = Rig::new().await;
+    let began = Instant::now();
+    let answer = rig
+        .poll_for(0, Vec::new(), Duration::from_secs(20))
+        .await
+        .expect("poll");
+    assert!(answer.grants.is_empty() && answer.cancels.is_empty());
+    assert!(began.elapsed() < Duration::from_secs(10));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use baton_proto::pipeline::RunView;
 use baton_proto::schedule::RunId;
-use baton_proto::{JobId, JobView};
+use baton_proto::{JobId, JobState, JobView};
 
 use super::{Jobs, Result};
 use crate::store::schedules::{Fired, Firing, FollowedUp};
@@ -96,6 +96,15 @@ impl Jobs {
     pub async fn cancel_run(&self, id: RunId, now: i64) -> Result<RunView> {
         let change = self.store.cancel_run(id, now).await?;
         self.ended.notify_one();
+        // The holders of its running steps learn of the cancel from their
+        // held polls (a step that had ended costs its agent one look).
+        for step in &change.run.steps {
+            if step.job_id.is_some()
+                && let Some(agent) = &step.agent
+            {
+                self.wakers.wake_agent(agent);
+            }
+        }
         tracing::info!(run_id = id, "Pipeline run cancelled");
         Ok(change.run)
     }
@@ -128,9 +137,18 @@ impl Jobs {
 
     /// An operator's cancel of a job: a queued job ends at once, a running
     /// one is asked to stop.
+    ///
+    /// The holder of a running one is woken: its held poll answers at once
+    /// with a cancel notice (the lease lifecycle, point 9).
     pub async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
         let job = self.store.cancel(id, now).await?;
         self.ended.notify_one();
+        if job.state == JobState::Running
+            && let Some(holder) = &job.lease_agent
+        {
+            tracing::info!(job_id = id, agent_id = %holder, "Cancel requested; the holder is told");
+            self.wakers.wake_agent(holder);
+        }
         Ok(job)
     }
 }

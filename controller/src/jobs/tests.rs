@@ -123,6 +123,29 @@ async fn job_writes_that_give_work_wake_the_group_and_only_those() {
     let expired = jobs.expire(t + 10 + TTL as i64 + 1).await.expect("expire");
     assert_eq!(expired.leases.len(), 1);
     w.woke(true, "an expiry");
+
+    let later = t + 20 + TTL as i64;
+    let (_, token) = grant_one(&jobs, later).await;
+    let held = baton_proto::LeaseRef {
+        job_id: second,
+        token,
+    };
+    let stale = baton_proto::LeaseRef {
+        job_id: second,
+        token: token - 1,
+    };
+    let done = jobs
+        .abandon("a1", &[stale], later + 1)
+        .await
+        .expect("abandon");
+    assert_eq!(done.results, vec![(stale, None)]);
+    w.woke(false, "a restart report of a stale lease");
+    let done = jobs
+        .abandon("a1", &[held], later + 1)
+        .await
+        .expect("abandon");
+    assert_eq!(done.results, vec![(held, Some(JobState::Queued))]);
+    w.woke(true, "a restart report");
 }
 
 /// Drain, resume, revocation, a batch submit and a drill wake group `g`.
@@ -191,4 +214,56 @@ async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
     // The registered poller was woken (it completes without another wake).
     waiting.await;
     assert!(Arc::ptr_eq(&g, &w.get("db")));
+}
+
+/// The operator's cancel of a running job wakes its holder's waits (and
+/// no other agent's); an agent has a wake-up entry only while one of its
+/// polls waits for cancel notices.
+#[tokio::test]
+async fn a_cancel_wakes_the_holder_and_agent_entries_live_only_while_waited_on() {
+    let (s, _dir) = store().await;
+    enrolled(&s, "a1", &["g"]).await;
+    let jobs = Jobs::new(s);
+    jobs.submit(noop_job(TTL, policy()), now_ms())
+        .await
+        .expect("submit");
+    let (id, _) = grant_one(&jobs, now_ms()).await;
+    let (w1, w1b, other) = (
+        jobs.agent_wait("a1"),
+        jobs.agent_wait("a1"),
+        jobs.agent_wait("a2"),
+    );
+    assert_eq!(jobs.wakers.agents_waiting(), 2);
+    let mut woken = Box::pin(w1.notify.notified());
+    woken.as_mut().enable();
+    let mut not_woken = Box::pin(other.notify.notified());
+    not_woken.as_mut().enable();
+    let v = jobs.cancel(id, now_ms()).await.expect("cancel");
+    assert_eq!(v.state, JobState::Running);
+    tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+        .await
+        .expect("the holder was not woken");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), not_woken)
+            .await
+            .is_err(),
+        "another agent was woken"
+    );
+    // The holder is marked until one of its polls finds nothing to tell;
+    // a cancel since keeps the mark.
+    let mark = jobs.cancel_mark("a1").expect("a1 marked");
+    assert_eq!(jobs.cancel_mark("a2"), None);
+    jobs.wakers.wake_agent("a1");
+    jobs.cancels_told("a1", mark);
+    let later = jobs.cancel_mark("a1").expect("a cancel came since");
+    jobs.cancels_told("a1", later);
+    assert_eq!(jobs.cancel_mark("a1"), None);
+    drop(w1);
+    assert_eq!(
+        jobs.wakers.agents_waiting(),
+        2,
+        "a1 still has a waiting poll"
+    );
+    drop((w1b, other));
+    assert_eq!(jobs.wakers.agents_waiting(), 0);
 }

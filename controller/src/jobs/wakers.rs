@@ -1,6 +1,16 @@
 //! Per-group wake-ups: a [`Notify`] and a generation per worker group.
 //! Pollers (`dispatch::long_poll`) read them; only the jobs service wakes
 //! ([`Wakers::wake`] is private to it), after its commit.
+//!
+//! Per-agent wake-ups, for cancel notices: a poll that names leases its
+//! agent holds waits on its agent's [`Notify`] too ([`Wakers::agent`]); an
+//! operator's cancel of a running job wakes its holder's ([`Wakers::wake_agent`]).
+//! An agent has an entry only while such a poll is held (the [`AgentWait`]
+//! removes it), so an idle fleet costs nothing here. A cancel also marks its
+//! holder ([`Wakers::cancel_mark`]) until a poll of it finds nothing more to
+//! tell: only marked agents' polls read the store for notices, so the polls
+//! of busy agents cost no extra read. The marks live in memory: a cancel
+//! committed before a controller restart reaches its job by the heartbeat.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +22,30 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub struct Wakers {
     groups: Mutex<HashMap<String, Arc<Group>>>,
+    agents: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Agents whose polls may have a cancel notice to tell, with a count
+    /// bumped by every cancel.
+    cancels: Mutex<HashMap<String, u64>>,
+}
+
+/// A held poll's wait for its agent's cancel notices; the agent's entry is
+/// removed when the last such poll ends.
+#[derive(Debug)]
+pub struct AgentWait<'a> {
+    wakers: &'a Wakers,
+    agent: String,
+    /// Woken when a lease of the agent is cancelled.
+    pub notify: Arc<Notify>,
+}
+
+impl Drop for AgentWait<'_> {
+    fn drop(&mut self) {
+        let mut a = self.wakers.agents.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and this one: no other poll of the agent waits.
+        if Arc::strong_count(&self.notify) <= 2 {
+            a.remove(&self.agent);
+        }
+    }
 }
 
 /// A group's notifier and generation.
@@ -38,6 +72,56 @@ impl Wakers {
             return found.clone();
         }
         g.entry(group.to_owned()).or_default().clone()
+    }
+
+    /// Wait for agent `id`'s cancel notices (while the returned guard lives).
+    pub fn agent(&self, id: &str) -> AgentWait<'_> {
+        let mut a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let notify = a.entry(id.to_owned()).or_default().clone();
+        AgentWait {
+            wakers: self,
+            agent: id.to_owned(),
+            notify,
+        }
+    }
+
+    /// Agent `id`'s cancel mark: `Some` when a cancel of one of its leases
+    /// may not have been told to it yet (its polls then read the store).
+    pub fn cancel_mark(&self, id: &str) -> Option<u64> {
+        let c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(id).copied()
+    }
+
+    /// A poll of agent `id`, taken with `mark`, found no cancel notice for
+    /// it: forget the mark, unless another cancel came since.
+    pub fn cancels_told(&self, id: &str, mark: u64) {
+        let mut c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        if c.get(id) == Some(&mark) {
+            c.remove(id);
+        }
+    }
+
+    /// How many agents have a poll waiting for cancel notices.
+    #[cfg(test)]
+    pub(crate) fn agents_waiting(&self) -> usize {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Wake agent `id`'s held polls: one of its leases was cancelled. Call
+    /// it after the cancel has committed. Nobody waits: the agent's next
+    /// poll finds the cancel.
+    pub(super) fn wake_agent(&self, id: &str) {
+        {
+            let mut c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+            *c.entry(id.to_owned()).or_default() += 1;
+        }
+        let n = {
+            let a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+            a.get(id).cloned()
+        };
+        if let Some(n) = n {
+            n.notify_waiters();
+        }
     }
 
     /// Bump `group`'s generation, then wake every poller waiting on it. Call

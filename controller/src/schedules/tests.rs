@@ -320,3 +320,35 @@ async fn a_schedule_can_run_a_pipeline_and_pause_stops_it() {
         .jobs;
     assert!(jobs.iter().any(|j| j.state == JobState::Queued));
 }
+
+/// Cancelling a run wakes the holders of its running steps, so their held
+/// polls answer with the cancel notice at once.
+#[tokio::test]
+async fn cancelling_a_run_wakes_the_holder_of_its_running_step() {
+    let (svc, _d) = service(T0).await;
+    let p: PipelineSpec = serde_json::from_value(serde_json::json!({
+        "name": "one", "group": "g",
+        "steps": [{"name": "only", "job": {"spec": {"kind": "noop"}}}]
+    }))
+    .expect("pipeline");
+    svc.put_pipeline(p, true, T0).await.expect("pipeline");
+    let run = svc.run("one", T0 + 1).await.expect("run");
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let req = GrantRequest {
+        agent_id: "a1",
+        groups: &groups,
+        kinds: &kinds,
+        connections: &[],
+        max: 1,
+    };
+    let g = svc.jobs.grant(&req, T0 + 2).await.expect("grant");
+    assert_eq!(g.grants.len(), 1);
+    let wait = svc.jobs.agent_wait("a1");
+    let mut woken = Box::pin(wait.notify.notified());
+    woken.as_mut().enable();
+    svc.cancel_run(run.id, T0 + 3).await.expect("cancel");
+    tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+        .await
+        .expect("the step's holder was not woken");
+}

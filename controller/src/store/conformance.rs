@@ -55,6 +55,7 @@ macro_rules! suite {
                 not_retryable_fails_at_once_and_cancel_reaches_heartbeat,
                 grants_respect_group_kind_connection_priority,
                 a_drained_agent_is_granted_nothing_until_resumed,
+                abandon_ends_only_the_callers_current_lease,
             ],
             agents: [
                 presence_and_blocked_reason,

@@ -23,7 +23,7 @@ use super::jobs::NewJob;
 use super::rows::ts;
 use super::{Error, Result};
 
-pub(crate) use report::{Input, evaluate};
+pub(crate) use report::{Candidate, Input, candidates, evaluate, give_up_after_ms};
 
 /// A validated drill request.
 #[derive(Debug, Clone)]

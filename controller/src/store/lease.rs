@@ -5,11 +5,15 @@
 //! - a grant moves `queued → running`, issues `last_token + 1` and records attempt N;
 //! - heartbeat/complete/release are accepted only with the current token, from
 //!   the holder, before the lease deadline — otherwise [`Error::LeaseLost`](super::Error::LeaseLost);
-//! - expiry ends overdue attempts as `lease_expired` and requeues or fails the job.
+//! - expiry ends overdue attempts as `lease_expired` and requeues or fails the job;
+//! - a restarted agent's abandon ends those of the leases it reports that are
+//!   still its current ones as `agent_restarted` (an attempt spent, as for
+//!   expiry) and leaves every other alone.
 
 use async_trait::async_trait;
 use baton_proto::{
-    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, Progress, RetryOn, RetryPolicy,
+    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, LeaseRef, Progress, RetryOn,
+    RetryPolicy,
 };
 
 use super::Result;
@@ -45,6 +49,17 @@ pub struct Granted {
 pub struct Expired {
     /// `(job, token, agent)` of each expired lease.
     pub leases: Vec<(JobId, FencingToken, String)>,
+    /// Groups that got a job back.
+    pub woken: Vec<String>,
+}
+
+/// What [`LeaseStore::abandon`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Abandoned {
+    /// One per reported lease, in order: the job's state after its attempt
+    /// ended `agent_restarted`, or `None` when it was not the caller's
+    /// current lease (nothing changed).
+    pub results: Vec<(LeaseRef, Option<JobState>)>,
     /// Groups that got a job back.
     pub woken: Vec<String>,
 }
@@ -131,8 +146,23 @@ pub trait LeaseStore {
     /// End every lease past its deadline (point 5).
     async fn expire_leases(&self, now: i64) -> Result<Expired>;
 
+    /// A restarted agent ends the leases its previous run held: each one that
+    /// is still its current lease (same agent and token, running, deadline
+    /// not passed) ends as `agent_restarted`, spends an attempt as an expiry
+    /// does (retry class `lease_expired`, backoff) and is requeued or
+    /// failed; any other is left alone. Reporting twice is harmless.
+    async fn abandon(&self, agent_id: &str, leases: &[LeaseRef], now: i64) -> Result<Abandoned>;
+
+    /// Attempts ever ended by their agent's restart report (`agent_restarted`).
+    async fn agent_restart_ends(&self) -> Result<i64>;
+
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>>;
+
+    /// The running leases of `agent_id` whose job an operator asked to
+    /// cancel (read for the cancel notices of its polls, only after a
+    /// cancel marked the agent).
+    async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>>;
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ pub use drills::DrillStore;
 pub use health::HealthStore;
 pub use identity::IdentityStore;
 pub use jobs::JobStore;
-pub use lease::{Expired, GrantRequest, Granted, LeaseStore};
+pub use lease::{Abandoned, Expired, GrantRequest, Granted, LeaseStore};
 pub use pipelines::PipelineStore;
 pub use rebase::ClockStore;
 pub use retention::RetentionStore;

@@ -263,6 +263,14 @@ fn names_parse_back() {
         AttemptOutcome::parse("lease_expired"),
         Some(AttemptOutcome::LeaseExpired)
     );
+    assert_eq!(
+        AttemptOutcome::parse("agent_restarted"),
+        Some(AttemptOutcome::AgentRestarted)
+    );
+    assert_eq!(
+        serde_json::to_value(AttemptOutcome::AgentRestarted).expect("json"),
+        serde_json::json!("agent_restarted")
+    );
 }
 
 #[test]

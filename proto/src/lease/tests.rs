@@ -24,6 +24,10 @@ fn poll_roundtrip() {
             dump_dir_free_bytes: None,
         }),
         wait_ms: Some(1000),
+        leases: vec![LeaseRef {
+            job_id: 4,
+            token: 7,
+        }],
     });
     check(&PollResponse {
         grants: vec![Grant {
@@ -39,15 +43,20 @@ fn poll_roundtrip() {
         }],
         retry_after_ms: None,
         drain: false,
+        cancels: vec![],
     });
     check(&PollResponse {
         grants: vec![],
         retry_after_ms: Some(5),
         drain: true,
+        cancels: vec![LeaseRef {
+            job_id: 4,
+            token: 7,
+        }],
     });
-    // Controllers before drain existed did not send the field.
+    // Controllers before drain and cancel notices existed did not send the fields.
     let old: PollResponse = serde_json::from_str(r#"{"grants":[]}"#).expect("old");
-    assert!(!old.drain);
+    assert!(!old.drain && old.cancels.is_empty());
 }
 
 #[test]
@@ -162,4 +171,37 @@ fn release_roundtrip() {
     check(&ReleaseResponse {
         state: JobState::Queued,
     });
+}
+
+#[test]
+fn abandon_roundtrip() {
+    check(&AbandonRequest {
+        leases: vec![LeaseRef {
+            job_id: 4,
+            token: 7,
+        }],
+    });
+    check(&AbandonResponse {
+        results: vec![
+            AbandonResult {
+                job_id: 4,
+                token: 7,
+                outcome: AbandonOutcome::Ended,
+                state: Some(JobState::Queued),
+            },
+            AbandonResult {
+                job_id: 5,
+                token: 2,
+                outcome: AbandonOutcome::NotCurrent,
+                state: None,
+            },
+        ],
+    });
+    let wire = serde_json::to_value(AbandonOutcome::NotCurrent).expect("json");
+    assert_eq!(wire, serde_json::json!("not_current"));
+    assert!(
+        serde_json::from_str::<AbandonRequest>(r#"{"leases":[{"job_id":1,"token":1,"x":1}]}"#)
+            .is_err(),
+        "unknown fields are refused"
+    );
 }

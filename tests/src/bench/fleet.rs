@@ -219,6 +219,7 @@ async fn poll_forever(
         os: std::env::consts::OS.to_owned(),
         metrics: None,
         wait_ms: Some(limits::DEFAULT_POLL_HOLD_MS),
+        leases: Vec::new(),
     };
     let body = serde_json::to_vec(&req).unwrap_or_default();
     let path = format!("/v1/agents/{id}/poll");

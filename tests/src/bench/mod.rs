@@ -7,15 +7,21 @@
 //! - [`throughput`]: bulk noop jobs, submit to last completion.
 //! - [`fleet`]: N simulated agents long-polling; the controller's RSS and CPU.
 //! - [`failover`]: SIGKILL the holder, time until another agent starts the job.
+//! - [`restart`]: SIGKILL the holder and restart it at once, time until its
+//!   report ended the lease (`agent_restarted`) and the job is granted again.
 //! - [`footprint`]: one idle agent's RSS and CPU; binary sizes.
 //! - [`schedules`]: 10,000 once-a-minute schedules; firing lateness and controller CPU.
+//! - [`cancel`]: an operator's cancel → the running command's process (or
+//!   MariaDB query) gone, at a 60 s lease TTL.
 //! - [`report`]: tables and JSON; [`sysinfo`]: `/proc` readings.
 
+pub mod cancel;
 pub mod dispatch;
 pub mod failover;
 pub mod fleet;
 pub mod footprint;
 pub mod report;
+pub mod restart;
 pub mod schedules;
 pub mod sysinfo;
 pub mod throughput;
@@ -41,10 +47,11 @@ pub const HELP: &str = "\
 baton-bench <scenario> [options]
 
 Measures Baton with real controller and agent processes on loopback.
-Scenarios: dispatch | throughput | idle-fleet | failover | footprint | schedules | all
+Scenarios: dispatch | throughput | idle-fleet | failover | restart | footprint | schedules | cancel | all
 
 Options:
-  --runs N          runs per scenario (default 3; failover: kills per TTL, default 20)
+  --runs N          runs per scenario (default 3; failover: kills per TTL, restart: kills, default 20;
+                    cancel: cancels per case, default 20)
   --json            print one JSON document instead of tables
   --plain           plain HTTP instead of HTTPS (default: TLS with a throwaway CA)
   --jobs N          jobs (dispatch: 1000, throughput: 10000)
@@ -53,7 +60,7 @@ Options:
   --batch N         throughput: jobs per POST /v1/jobs/batch call (default 1000)
   --single          throughput: one POST /v1/jobs per job instead of batches
   --agents N        simulated agents in idle-fleet (default 10000)
-  --ttl-ms MS       failover lease TTL (default: both 2000 and 15000)
+  --ttl-ms MS       failover lease TTL (default: both 2000 and 15000); restart (default 15000)
   --measure-secs S  observation window of idle-fleet and footprint (default 60)
   --schedules N     schedules in schedules (default 10000), each once a minute
   --window-secs S   observation window of schedules (default 180)
@@ -170,13 +177,15 @@ impl Args {
 
 /// Run the scenarios asked for; prints tables or JSON. Returns the exit code.
 pub async fn run(args: Args) -> Result<i32> {
-    const ALL: [&str; 6] = [
+    const ALL: [&str; 8] = [
         "dispatch",
         "throughput",
         "idle-fleet",
         "failover",
+        "restart",
         "footprint",
         "schedules",
+        "cancel",
     ];
     let names: Vec<&str> = match args.scenario.as_str() {
         "all" => ALL.to_vec(),
@@ -207,7 +216,9 @@ pub async fn run(args: Args) -> Result<i32> {
             "throughput" => throughput::run(&args).await,
             "idle-fleet" => fleet::run(&args, nofile).await,
             "failover" => failover::run(&args).await,
+            "restart" => restart::run(&args).await,
             "schedules" => schedules::run(&args).await,
+            "cancel" => cancel::run(&args).await,
             _ => footprint::run(&args).await,
         };
         match r {
@@ -361,6 +372,22 @@ impl Bench {
             self.agents
                 .push(Agent::start(self.tmp.path(), &self.controller.url(), o)?);
         }
+        Ok(())
+    }
+
+    /// Enroll and start one more agent with `slots` slots and `extra`
+    /// config TOML (e.g. a `[connections.*]` table).
+    pub async fn add_agent_with(&mut self, slots: u32, extra: &str) -> Result<()> {
+        let mut o = AgentOpts::new(&format!("agent-{}", self.agents.len() + 1));
+        o.groups = vec![GROUP.into()];
+        o.slots = slots;
+        o.extra = match &self.pki {
+            Some(p) => format!("{}\n{extra}", p.agent_toml(false)),
+            None => extra.to_owned(),
+        };
+        o.enrollment_token = Some(self.api.enrollment_token(&o.groups).await?);
+        self.agents
+            .push(Agent::start(self.tmp.path(), &self.controller.url(), o)?);
         Ok(())
     }
 

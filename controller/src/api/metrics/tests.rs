@@ -9,6 +9,7 @@ fn renders_counters_and_a_cumulative_histogram() {
             ("partition".into(), "running".into(), 1),
         ],
         lease_expirations: 3,
+        agent_restart_ends: 4,
         takeovers_ms: vec![400, 2500, 16_000],
         group_commit: GroupCommitStats {
             batches: 5,
@@ -62,6 +63,7 @@ fn renders_counters_and_a_cumulative_histogram() {
     assert!(text.contains("baton_drills_total{method=\"partition\",result=\"error\"} 0\n"));
     assert!(text.contains("baton_drills_running 1\n"));
     assert!(text.contains("baton_lease_expirations_total 3\n"));
+    assert!(text.contains("baton_agent_restart_lease_ends_total 4\n"));
     assert!(text.contains("baton_takeover_seconds_bucket{le=\"0.5\"} 1\n"));
     assert!(text.contains("baton_takeover_seconds_bucket{le=\"3\"} 2\n"));
     assert!(text.contains("baton_takeover_seconds_bucket{le=\"15\"} 2\n"));

@@ -287,3 +287,88 @@ pub async fn a_drained_agent_is_granted_nothing_until_resumed(s: &Store) {
     assert_eq!(g.grants.len(), 1);
     assert_eq!(g.grants[0].job_id, id);
 }
+
+fn held(job_id: baton_proto::JobId, token: FencingToken) -> baton_proto::LeaseRef {
+    baton_proto::LeaseRef { job_id, token }
+}
+
+/// Conformance case `abandon_ends_only_the_callers_current_lease`: a restarted
+/// agent's report ends its current lease as `agent_restarted` (an attempt
+/// spent, backoff as for expiry) and requeues the job; a stale token,
+/// another agent's lease, an expired lease and a second report change nothing.
+pub async fn abandon_ends_only_the_callers_current_lease(s: &Store) {
+    let id = s.submit(job(2, 2000), 0).await.expect("submit").job.id;
+    let other = s.submit(job(2, 2000), 0).await.expect("submit").job.id;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let mut two = req("a1", &groups, &kinds);
+    two.max = 2;
+    assert_eq!(s.grant(&two, 10).await.expect("grant").grants.len(), 2);
+    // Another agent cannot end a1's lease, even with the right token.
+    let a = s.abandon("a2", &[held(id, 1)], 20).await.expect("abandon");
+    assert_eq!(a.results, vec![(held(id, 1), None)]);
+    assert!(a.woken.is_empty());
+    // A token that never was current, and a job that does not exist: nothing.
+    let a = s
+        .abandon("a1", &[held(id, 7), held(9_999, 1)], 20)
+        .await
+        .expect("abandon");
+    assert_eq!(a.results, vec![(held(id, 7), None), (held(9_999, 1), None)]);
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!((v.state, v.attempts_spent), (JobState::Running, 0));
+    // The current lease ends at once; the same report twice in one call is harmless.
+    let a = s
+        .abandon("a1", &[held(id, 1), held(id, 1)], 30)
+        .await
+        .expect("abandon");
+    assert_eq!(
+        a.results,
+        vec![(held(id, 1), Some(JobState::Queued)), (held(id, 1), None)]
+    );
+    assert_eq!(a.woken, vec!["g".to_string()]);
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.state, JobState::Queued);
+    assert_eq!(v.attempts_spent, 1);
+    assert_eq!(v.attempts[0].outcome, Some(AttemptOutcome::AgentRestarted));
+    assert!(v.attempts[0].ended_at.is_some());
+    assert!(v.lease_agent.is_none());
+    // Backoff as for an expiry: not before 30 + 100; then a2 gets token 2.
+    let g = s
+        .grant(&req("a2", &groups, &kinds), 100)
+        .await
+        .expect("grant");
+    assert!(g.grants.iter().all(|g| g.job_id != id));
+    let g = s
+        .grant(&req("a2", &groups, &kinds), 130)
+        .await
+        .expect("grant");
+    assert_eq!((g.grants[0].job_id, g.grants[0].token), (id, 2));
+    // A stale record of a1 (token 1) reported again after the re-grant: nothing.
+    let a = s.abandon("a1", &[held(id, 1)], 140).await.expect("abandon");
+    assert_eq!(a.results, vec![(held(id, 1), None)]);
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.state, JobState::Running);
+    assert_eq!(v.lease_agent.as_deref(), Some("a2"));
+    assert_eq!(v.attempts_spent, 1);
+    // The last attempt ending this way fails the job.
+    let a = s.abandon("a2", &[held(id, 2)], 150).await.expect("abandon");
+    assert_eq!(a.results, vec![(held(id, 2), Some(JobState::Failed))]);
+    assert!(a.woken.is_empty());
+    let v = s.get_job(id).await.expect("get");
+    assert_eq!(v.state, JobState::Failed);
+    assert_eq!(v.attempts[1].outcome, Some(AttemptOutcome::AgentRestarted));
+    assert!(
+        v.error.as_deref().is_some_and(|e| e.contains("restarted")),
+        "{:?}",
+        v.error
+    );
+    // A lease past its deadline (not reaped yet) is left to the expiry.
+    let a = s
+        .abandon("a1", &[held(other, 1)], 2010)
+        .await
+        .expect("abandon");
+    assert_eq!(a.results, vec![(held(other, 1), None)]);
+    let e = s.expire_leases(2010).await.expect("expire");
+    assert!(e.leases.contains(&(other, 1, "a1".to_string())));
+    assert_eq!(s.agent_restart_ends().await.expect("count"), 2);
+}

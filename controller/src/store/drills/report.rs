@@ -9,10 +9,13 @@
 //!   `exactly_once` procedure/sql jobs the succeeded attempt's run-ledger
 //!   verdict (`committed`/`replayed`) is the proof; a `noop` probe has no
 //!   effect outside the controller, so its accepted completion is the effect;
-//!   other jobs: not provable (a fenced holder may have acted before it stopped).
+//!   other jobs: not provable (a fenced holder may have acted before it stopped);
+//! - takeover by another agent: a re-grant to the faulted agent itself fails
+//!   the drill, and so does no re-grant; the reason names which other agents
+//!   of the group could have run the job, or why none could ([`Candidate`]).
 
 use baton_proto::drill::{DrillEventKind, DrillReport, DrillState, ExactlyOnce};
-use baton_proto::{JobSpec, JobState};
+use baton_proto::{AgentView, JobSpec, JobState};
 
 use super::EventRow;
 use crate::store::rows::AttemptRow;
@@ -42,6 +45,85 @@ pub(crate) struct Input<'a> {
     pub events: &'a [EventRow],
     /// Now (Unix ms).
     pub now: i64,
+    /// The drill's group.
+    pub group: &'a str,
+    /// The group's other agents (all but the faulted holder), read when a
+    /// verdict is due; empty otherwise.
+    pub others: &'a [Candidate],
+}
+
+/// Another agent of the drill's group, and why it could not run the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Agent id.
+    pub id: String,
+    /// Why it could not take the job over (`None`: it could).
+    pub unable: Option<String>,
+}
+
+/// The agents of `group` other than `holder`, each with why it could not
+/// run a job of `spec` (offline: not seen within `online_window_ms`).
+pub fn candidates(
+    agents: &[AgentView],
+    group: &str,
+    spec: &JobSpec,
+    holder: &str,
+    online_window_ms: i64,
+    now: i64,
+) -> Vec<Candidate> {
+    let (kind, connection) = (spec.kind(), spec.connection());
+    agents
+        .iter()
+        .filter(|a| a.id != holder && a.groups.iter().any(|g| g == group))
+        .map(|a| {
+            let unable = if a.revoked_at.is_some() {
+                Some("revoked".to_owned())
+            } else if now - a.last_seen.timestamp_millis() > online_window_ms {
+                Some("offline".to_owned())
+            } else if a.drained_at.is_some() {
+                Some("drained".to_owned())
+            } else if !a.capabilities.kinds.contains(&kind) {
+                Some(format!("does not run `{kind}` jobs"))
+            } else {
+                connection
+                    .filter(|c| !a.capabilities.connections.iter().any(|x| x.name == *c))
+                    .map(|c| format!("has no connection `{c}`"))
+            };
+            Candidate {
+                id: a.id.clone(),
+                unable,
+            }
+        })
+        .collect()
+}
+
+/// What the other agents of the group could do, for a failed takeover.
+fn others_note(i: &Input<'_>) -> String {
+    let able: Vec<&str> = i
+        .others
+        .iter()
+        .filter(|c| c.unable.is_none())
+        .map(|c| c.id.as_str())
+        .collect();
+    if !able.is_empty() {
+        return format!("other agents could run it: {}", able.join(", "));
+    }
+    if i.others.is_empty() {
+        return format!(
+            "no other agent of group `{}` could run it: the faulted agent is the group's only agent",
+            i.group
+        );
+    }
+    let why: Vec<String> = i
+        .others
+        .iter()
+        .map(|c| format!("{} {}", c.id, c.unable.as_deref().unwrap_or("")))
+        .collect();
+    format!(
+        "no other agent of group `{}` could run it: {}",
+        i.group,
+        why.join("; ")
+    )
 }
 
 /// What a refresh should store.
@@ -241,11 +323,18 @@ fn not_carried_out(i: &Input<'_>, gave_up: bool, f: &FaultFacts<'_>) -> Option<S
 /// Why a carried-out drill failed (none: it passed).
 fn failures(i: &Input<'_>, f: &FaultFacts<'_>, report: &DrillReport) -> Vec<String> {
     let mut reasons = Vec::new();
-    if f.regrant.is_none() {
-        reasons.push(format!(
-            "the job was not re-granted (it ended {})",
-            i.job_state
-        ));
+    match (f.faulted, f.regrant) {
+        (_, None) => reasons.push(format!(
+            "the job was not re-granted (it ended {}); {}",
+            i.job_state,
+            others_note(i)
+        )),
+        (Some(old), Some(new)) if old.agent_id == new.agent_id => reasons.push(format!(
+            "no takeover by another agent: the faulted agent {} took the job back itself; {}",
+            new.agent_id,
+            others_note(i)
+        )),
+        _ => {}
     }
     if let Some(t) = report.takeover_ms
         && t > i.rto_ms

@@ -1,8 +1,8 @@
 use super::*;
 use crate::store::rows::AttemptRow;
 use baton_proto::NoopSpec;
-use baton_proto::drill::DrillState;
 use baton_proto::drill::ExactlyOnce;
+use baton_proto::drill::{DrillReport, DrillState};
 use baton_proto::{JobSpec, JobState};
 
 fn attempt(number: i64, agent: &str, outcome: Option<&str>, result: Option<&str>) -> AttemptRow {
@@ -51,6 +51,8 @@ fn two_successes_violate_exactly_once() {
         attempts: &attempts,
         events: &events,
         now: 4000,
+        group: "g",
+        others: &[],
     });
     let (state, report) = eval.verdict.expect("verdict");
     assert_eq!(state, DrillState::Failed);
@@ -86,6 +88,8 @@ fn ledger_verdicts_prove_exactly_once_and_open_drills_give_up() {
         attempts: &attempts,
         events: &events,
         now: 3000,
+        group: "g",
+        others: &[],
     };
     let (state, report) = evaluate(&input).verdict.expect("verdict");
     assert_eq!(state, DrillState::Passed, "{report:?}");
@@ -100,4 +104,133 @@ fn ledger_verdicts_prove_exactly_once_and_open_drills_give_up() {
     let (state, report) = evaluate(&input).verdict.expect("verdict");
     assert_eq!(state, DrillState::Error);
     assert!(report.reasons[0].starts_with("gave up"));
+}
+
+/// A probe drill faulted on a1 whose job attempt 2 ran on `new_holder`.
+fn taken_over_by(new_holder: &str, others: &[Candidate]) -> (DrillState, DrillReport) {
+    let spec = JobSpec::Noop(NoopSpec::default());
+    let attempts = [
+        attempt(1, "a1", Some("lease_expired"), None),
+        attempt(2, new_holder, Some("succeeded"), None),
+    ];
+    let events = [fault_sent(1200)];
+    evaluate(&Input {
+        rto_ms: 60_000,
+        duration_ms: 4000,
+        lease_ttl_ms: 2000,
+        created_at: 0,
+        fault_token: Some(1),
+        job_state: JobState::Succeeded,
+        finished_at: Some(2500),
+        spec: &spec,
+        attempts: &attempts,
+        events: &events,
+        now: 4000,
+        group: "g",
+        others,
+    })
+    .verdict
+    .expect("verdict")
+}
+
+fn able(id: &str) -> Candidate {
+    Candidate {
+        id: id.into(),
+        unable: None,
+    }
+}
+
+#[test]
+fn a_takeover_by_another_agent_passes() {
+    let (state, report) = taken_over_by("a2", &[able("a2"), able("a3")]);
+    assert_eq!(state, DrillState::Passed, "{report:?}");
+    assert_eq!(report.holder.as_deref(), Some("a1"));
+    assert_eq!(report.new_holder.as_deref(), Some("a2"));
+}
+
+#[test]
+fn the_faulted_agent_taking_the_job_back_fails_the_drill() {
+    let (state, report) = taken_over_by("a1", &[able("a2"), able("a3")]);
+    assert_eq!(state, DrillState::Failed);
+    assert!(!report.passed);
+    let r = report.reasons.join(" | ");
+    assert!(
+        r.contains("faulted agent a1 took the job back itself"),
+        "{r}"
+    );
+    assert!(r.contains("other agents could run it: a2, a3"), "{r}");
+}
+
+#[test]
+fn a_drill_no_other_agent_could_take_over_fails_naming_why() {
+    let others = [
+        Candidate {
+            id: "a2".into(),
+            unable: Some("has no connection `shop`".into()),
+        },
+        Candidate {
+            id: "a3".into(),
+            unable: Some("drained".into()),
+        },
+    ];
+    let (state, report) = taken_over_by("a1", &others);
+    assert_eq!(state, DrillState::Failed);
+    let r = report.reasons.join(" | ");
+    assert!(
+        r.contains(
+            "no other agent of group `g` could run it: a2 has no connection `shop`; a3 drained"
+        ),
+        "{r}"
+    );
+    let (_, alone) = taken_over_by("a1", &[]);
+    assert!(
+        alone
+            .reasons
+            .join(" ")
+            .contains("the faulted agent is the group's only agent"),
+        "{alone:?}"
+    );
+}
+
+#[test]
+fn candidates_say_why_an_agent_could_not_take_over() {
+    use baton_proto::{AgentView, Capabilities, ConnectionInfo, JobKind};
+    let view = |id: &str, conns: &[&str], drained: bool, seen: i64| -> AgentView {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "groups": ["g"],
+            "capabilities": Capabilities {
+                kinds: vec![JobKind::Sql, JobKind::Noop],
+                connections: conns.iter().map(|c| ConnectionInfo { name: (*c).into(), kind: "mysql".into() }).collect(),
+            },
+            "version": "1", "os": "linux", "free_slots": 2, "online": true,
+            "last_seen": crate::store::rows::ts(seen), "leases": [],
+            "drained_at": drained.then(|| crate::store::rows::ts(1)),
+        }))
+        .expect("agent view")
+    };
+    let agents = [
+        view("a1", &["shop"], false, 100_000),
+        view("a2", &[], false, 100_000),
+        view("a3", &["shop"], true, 100_000),
+        view("a4", &["shop"], false, 1_000),
+        view("a5", &["shop"], false, 100_000),
+    ];
+    let spec: JobSpec = serde_json::from_value(serde_json::json!({
+        "kind": "sql", "connection": "shop", "sql": "SELECT 1"
+    }))
+    .expect("spec");
+    let got = candidates(&agents, "g", &spec, "a1", 45_000, 100_000);
+    let why: Vec<(&str, Option<&str>)> = got
+        .iter()
+        .map(|c| (c.id.as_str(), c.unable.as_deref()))
+        .collect();
+    assert_eq!(
+        why,
+        vec![
+            ("a2", Some("has no connection `shop`")),
+            ("a3", Some("drained")),
+            ("a4", Some("offline")),
+            ("a5", None),
+        ]
+    );
 }

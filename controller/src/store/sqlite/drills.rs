@@ -20,7 +20,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use crate::store::drills::{DrillStore, EventRow, Input, NewDrill, evaluate};
+use crate::store::agents::AgentStore;
+use crate::store::drills::{
+    Candidate, DrillStore, EventRow, Input, NewDrill, candidates, evaluate, give_up_after_ms,
+};
 use crate::store::jobs::{JobStore, NewJob};
 use crate::store::rows::{AttemptRow, json, json_opt, ts};
 use crate::store::{Error, Result};
@@ -116,6 +119,40 @@ impl SqliteStore {
         })
     }
 }
+
+impl SqliteStore {
+    /// The group's agents other than the faulted holder, once a verdict is
+    /// due (the job ended or the drill gave up): who could have taken over.
+    async fn other_agents(
+        &self,
+        row: &DrillRow,
+        job: &DrillJob,
+        now: i64,
+    ) -> Result<Vec<Candidate>> {
+        let due = job.state.is_terminal()
+            || now - row.created_at
+                > give_up_after_ms(row.rto_ms, row.duration_ms, row.lease_ttl_ms);
+        let holder = row
+            .fault_token
+            .and_then(|t| job.attempts.iter().find(|a| a.token == t));
+        let Some(holder) = holder.filter(|_| due) else {
+            return Ok(Vec::new());
+        };
+        let agents = self.list_agents(now, ONLINE_WINDOW_MS).await?;
+        Ok(candidates(
+            &agents,
+            &row.grp,
+            &job.spec,
+            &holder.agent_id,
+            ONLINE_WINDOW_MS,
+            now,
+        ))
+    }
+}
+
+/// An agent not seen for this long could not have taken a drill's job over
+/// (the default `agent_offline_after`: the default poll hold + 20 s).
+const ONLINE_WINDOW_MS: i64 = 45_000;
 
 /// A drill's job, as [`evaluate`] needs it.
 struct DrillJob {
@@ -342,6 +379,7 @@ impl DrillStore for SqliteStore {
         };
         let job = self.drill_job(job_id).await?;
         let events = self.event_rows(id).await?;
+        let others = self.other_agents(&row, &job, now).await?;
         let eval = evaluate(&Input {
             rto_ms: row.rto_ms,
             duration_ms: row.duration_ms,
@@ -354,6 +392,8 @@ impl DrillStore for SqliteStore {
             attempts: &job.attempts,
             events: &events,
             now,
+            group: &row.grp,
+            others: &others,
         });
         let mut tx = self.writer.begin().await?;
         for e in &eval.derived {

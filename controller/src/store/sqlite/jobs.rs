@@ -201,7 +201,7 @@ impl JobStore for SqliteStore {
     }
 
     /// Cancel: a queued job ends at once; a running one is asked to stop
-    /// (its holder learns it on the next heartbeat). Returns the group to wake.
+    /// (its holder learns it from its held poll, or the next heartbeat).
     async fn cancel(&self, id: JobId, now: i64) -> Result<JobView> {
         let mut tx = self.writer.begin().await?;
         let before =

@@ -10,11 +10,12 @@
 //! - a grant moves `queued → running`, issues `last_token + 1` and records attempt N;
 //! - heartbeat/complete/release are accepted only with the current token, from
 //!   the holder, before the lease deadline — otherwise [`Error::LeaseLost`];
-//! - expiry ends overdue attempts as `lease_expired` and requeues or fails the job.
+//! - expiry ends overdue attempts as `lease_expired` and requeues or fails the job;
+//! - abandon ends a restarted agent's current leases as `agent_restarted`.
 
 use baton_proto::{
     AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
-    JobState, Progress, RetryOn,
+    JobState, LeaseRef, Progress, RetryOn,
 };
 use std::sync::Arc;
 
@@ -23,7 +24,9 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use crate::store::lease::{Expired, GrantRequest, Granted, LeaseStore, Next, after_spent_attempt};
+use crate::store::lease::{
+    Abandoned, Expired, GrantRequest, Granted, LeaseStore, Next, after_spent_attempt,
+};
 use crate::store::rows::{JOB_COLUMNS, JobRow, json};
 use crate::store::{Error, Result};
 
@@ -129,6 +132,28 @@ impl LeaseStore for SqliteStore {
             .await
     }
 
+    /// End a restarted agent's leases of its previous run that are still current.
+    async fn abandon(&self, agent_id: &str, leases: &[LeaseRef], now: i64) -> Result<Abandoned> {
+        let args = Arc::new((agent_id.to_owned(), leases.to_vec()));
+        self.grouped(move |c| {
+            let args = args.clone();
+            Box::pin(async move {
+                let (agent_id, leases) = &*args;
+                abandon_in(c, agent_id, leases, now).await
+            })
+        })
+        .await
+    }
+
+    /// Attempts ever ended by their agent's restart report.
+    async fn agent_restart_ends(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'agent_restarted'")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>> {
         Ok(
@@ -136,6 +161,20 @@ impl LeaseStore for SqliteStore {
                 .fetch_one(&self.reader)
                 .await?,
         )
+    }
+
+    async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>> {
+        let rows: Vec<(JobId, Option<i64>)> = sqlx::query_as(
+            "SELECT id, lease_token FROM jobs
+             WHERE state = 'running' AND lease_agent = ? AND cancel_requested = 1",
+        )
+        .bind(agent_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(job_id, token)| token.map(|token| LeaseRef { job_id, token }))
+            .collect())
     }
 }
 
@@ -654,6 +693,64 @@ async fn expire_in(c: &mut SqliteConnection, now: i64) -> Result<Expired> {
             out.woken.push(row.grp.clone());
         }
         out.leases.push((row.id, token, agent));
+    }
+    Ok(out)
+}
+
+/// Abandon inside a write transaction (see [`LeaseStore::abandon`]). No
+/// refusal: a lease that is not the caller's current one is answered `None`.
+async fn abandon_in(
+    c: &mut SqliteConnection,
+    agent_id: &str,
+    leases: &[LeaseRef],
+    now: i64,
+) -> Result<Abandoned> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND state = 'running'
+           AND lease_token = ?2 AND lease_agent = ?3 AND lease_expires_at > ?4"
+    );
+    let mut out = Abandoned::default();
+    for lease in leases {
+        let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(lease.job_id)
+            .bind(lease.token)
+            .bind(agent_id)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?;
+        let Some(row) = row else {
+            out.results.push((*lease, None));
+            continue;
+        };
+        let spent = row.attempts_spent + 1;
+        let next = after_spent_attempt(
+            &row.retry()?,
+            Some(RetryOn::LeaseExpired),
+            spent as u32,
+            row.cancel_requested,
+            now,
+            rand::random(),
+        );
+        let error = format!(
+            "agent {agent_id} restarted; its previous run held this lease (token {})",
+            lease.token
+        );
+        let final_error = match next {
+            Next::Failed => format!("{error}; no attempts left"),
+            Next::Cancelled => "cancelled by operator".to_owned(),
+            _ => error.clone(),
+        };
+        let end = AttemptEnd {
+            token: lease.token,
+            outcome: AttemptOutcome::AgentRestarted.as_str(),
+            error: Some(&error),
+            result: None,
+        };
+        set_next(c, row.id, end, next, spent, now, Some(&final_error), None).await?;
+        if matches!(next, Next::Queued { .. }) && !out.woken.contains(&row.grp) {
+            out.woken.push(row.grp.clone());
+        }
+        out.results.push((*lease, Some(next.state())));
     }
     Ok(out)
 }

@@ -66,8 +66,8 @@ pub(crate) async fn insert_made(
 }
 
 /// Cancel job `id` inside a transaction: a queued job ends at once with
-/// `why`; a running one is asked to stop (its holder learns it on the next
-/// heartbeat). Returns its state before; an ended job is left alone.
+/// `why`; a running one is asked to stop (its holder learns it from its
+/// held poll, or the next heartbeat). Returns its state before; an ended job is left alone.
 pub(crate) async fn cancel_in(
     c: &mut SqliteConnection,
     id: JobId,

@@ -486,3 +486,16 @@ fn drain_lines_say_what_still_runs() {
     d.draining = false;
     assert_eq!(agent_drain_line(&d), "Agent db1: resumed, takes new work");
 }
+
+#[test]
+fn an_attempt_ended_by_its_agents_restart_shows_so() {
+    let mut j = job();
+    j.attempts[0].outcome = Some(AttemptOutcome::AgentRestarted);
+    j.attempts[0].error = Some("agent agent-a restarted".into());
+    let text = render_job(&j, now());
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_default();
+    assert!(row.contains("agent_restarted"), "{text}");
+}
