@@ -135,6 +135,7 @@ fn template(t: &JobSubmit, group: &str) -> Result<JobSubmit, Error> {
 /// The built-in probe: a `noop` job retried at once after a lease expiry.
 fn probe(group: &str) -> JobSubmit {
     JobSubmit {
+        allow_unplaced: false,
         group: group.to_owned(),
         spec: JobSpec::Noop(NoopSpec::default()),
         priority: 0,

@@ -29,6 +29,8 @@
 //!   - [`dispatch`]: the lease reaper and [`dispatch::long_poll`], the poll
 //!     loop without HTTP (both call `jobs`).
 //!   - [`presence`]: agent presence in memory, flushed in batches; what an idle poll may skip.
+//!   - [`placement`]: at submit, whether an enrolled agent serves the group
+//!     and advertises the connection (a snapshot of the agents table).
 //!   - [`drills`]: failover drills: plan, start, watch, refresh, the heartbeat's fault.
 //!   - [`schedules`]: schedules and pipelines as operators define and
 //!     drive them, and the timer that fires them, follows up ended steps
@@ -58,6 +60,7 @@ pub mod listener;
 pub mod logging;
 pub mod pipeline;
 pub mod pki;
+pub mod placement;
 pub mod presence;
 pub mod retention;
 pub mod schedules;

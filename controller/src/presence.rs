@@ -183,6 +183,13 @@ impl Presence {
         })
     }
 
+    /// How many times an agent's durable part (groups, capabilities, …) was
+    /// written since the start: placement checks rebuild their snapshot when
+    /// it moves.
+    pub fn durable_epoch(&self) -> u64 {
+        self.epochs.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// What the agent's last look found, if its durable part is still the
     /// one of `epoch` and its groups' generations are still `generations`.
     pub fn known(&self, id: &str, epoch: u64, generations: &[u64]) -> Option<Known> {

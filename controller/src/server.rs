@@ -207,7 +207,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 }
 
 /// The handlers' shared state: the store, the services, the limits.
-fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> AppState {
+pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> AppState {
     let jobs = Jobs::new(store.clone());
     let limits = crate::pipeline::JobLimits {
         default_lease_ttl_ms: config.default_lease_ttl.as_millis() as u64,
@@ -225,6 +225,7 @@ fn app_state(store: &Store, config: &Config, shutdown: &CancellationToken) -> Ap
         config: config.clone(),
         reaper_kick: Arc::new(Notify::new()),
         presence: Arc::new(Presence::default()),
+        placement: crate::placement::Placement::default(),
         ready: AtomicBool::new(false),
         shutdown: shutdown.clone(),
     })

@@ -1,5 +1,6 @@
 //! Validation of job submissions: every refusal names the field at fault.
 
+use baton_proto::param::{self, Engine};
 use baton_proto::session::{self, Session};
 use baton_proto::{
     CommandSpec, JobSpec, JobSubmit, ParamMode, ProcedureSpec, SqlType, limits, valid_name,
@@ -285,6 +286,44 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
     Ok(())
 }
 
+/// Check a job by the engines of its connection, as the agent will: a
+/// procedure call with `baton_proto::param` (names by engine, every value
+/// parsed by its type), and the session settings of a procedure or sql job
+/// against each engine's allow-list. Refused if any of `engines` refuses it.
+/// With no engine known (no agent advertises the connection yet,
+/// `allow_unplaced`), only what every engine refuses is refused (the
+/// settings were checked so by [`submission`]). Other kinds of spec pass.
+pub fn call(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
+    for e in engines {
+        for (k, v) in spec.session().into_iter().flatten() {
+            session_setting(*e, k, v)?;
+        }
+    }
+    let JobSpec::Procedure(p) = spec else {
+        return Ok(());
+    };
+    let refusal = |r: param::Refusal| err(&r.field, r.message);
+    if engines.is_empty() {
+        // Refused only when every engine refuses; name the refusal that got
+        // furthest into the call (the most lenient engine's).
+        let mut furthest: Option<param::Refusal> = None;
+        for e in Engine::ALL {
+            match param::check_call(p, e) {
+                Ok(()) => return Ok(()),
+                Err(r) if furthest.as_ref().is_none_or(|f| reach(&r) > reach(f)) => {
+                    furthest = Some(r);
+                }
+                Err(_) => {}
+            }
+        }
+        return furthest.map_or(Ok(()), |r| Err(refusal(r)));
+    }
+    for e in engines {
+        param::check_call(p, *e).map_err(refusal)?;
+    }
+    Ok(())
+}
+
 /// Session settings of a procedure or sql job, against the allow-lists of
 /// every engine (the connection's engine is not known here): an unknown key
 /// or a value no engine accepts is refused, naming `spec.session.KEY`.
@@ -300,6 +339,21 @@ fn session(settings: &Session) -> Result<(), Error> {
         session::check_any(k, v).map_err(|e| session_error(k, e))?;
     }
     Ok(())
+}
+
+/// How far into a procedure call a refusal's field is: the name first, then
+/// each parameter's name, `sql_type` and value.
+fn reach(r: &param::Refusal) -> (usize, u8) {
+    let Some(rest) = r.field.strip_prefix("spec.params[") else {
+        return (0, 0);
+    };
+    let (i, part) = rest.split_once(']').unwrap_or((rest, ""));
+    let stage = match part {
+        ".name" => 0,
+        ".sql_type" => 1,
+        _ => 2,
+    };
+    (i.parse::<usize>().map_or(0, |i| i + 1), stage)
 }
 
 /// Check one session setting for a connection of `engine` (`spec.session.KEY`
@@ -322,9 +376,10 @@ fn session_error(key: &str, e: session::Error) -> Error {
 pub use baton_proto::limits::nesting_at_most;
 
 /// `name`, `schema.name` or `database.schema.name` (SQL Server's three-part
-/// names), each part 1-128 characters of `[A-Za-z0-9_@#$]`. The controller
-/// does not know the connection's engine: each agent executor applies its
-/// engine's stricter rule (MySQL: at most two parts of 1-64 `[A-Za-z0-9_$]`).
+/// names), each part 1-128 characters of `[A-Za-z0-9_@#$]`: the rule that
+/// holds whatever the engine. The engine's own rule (MySQL: at most two
+/// parts of 1-64 `[A-Za-z0-9_$]`) is checked by [`call`] once placement knows
+/// the connection's kind.
 pub fn valid_routine_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
     parts.len() <= 3

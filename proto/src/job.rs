@@ -324,6 +324,15 @@ pub struct JobSubmit {
     /// Free-form labels for filtering.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Accept the job although no enrolled agent of `group` advertises its
+    /// connection (or none serves the group) yet; without it such a submit
+    /// is refused (422). The job waits until an agent that can run it polls.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unplaced: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Job lifecycle states.

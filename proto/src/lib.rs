@@ -21,6 +21,9 @@
 //! - [`env`]: the environment variables of each program (disjoint tables) and the
 //!   secret-file mode check (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
+//! - [`param`]: procedure names and parameter values read by the connection's
+//!   engine (the agent binds with it, the controller checks submissions with it).
+//! - [`base64`]: the base64 of `bytes` values.
 //! - [`session`]: the allow-list of a job's session settings per engine.
 //! - [`spec_errors`]: naming the field at fault inside a job spec.
 //! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
@@ -31,12 +34,14 @@
 
 pub mod agent;
 pub mod auth;
+pub mod base64;
 pub mod config;
 pub mod drill;
 pub mod env;
 pub mod error;
 pub mod job;
 pub mod lease;
+pub mod param;
 pub mod pipeline;
 pub mod schedule;
 pub mod session;

@@ -136,6 +136,7 @@ impl JobTemplate {
     /// The submission of this template to `group`.
     pub fn submit(&self, group: &str) -> JobSubmit {
         JobSubmit {
+            allow_unplaced: false,
             group: group.to_owned(),
             spec: self.spec.clone(),
             priority: self.priority,

@@ -71,6 +71,9 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Every engine.
+    pub const ALL: [Engine; 2] = [Engine::Mysql, Engine::Mssql];
+
     /// The engine of an advertised connection kind.
     pub fn parse(kind: &str) -> Option<Engine> {
         match kind {

@@ -111,8 +111,16 @@ impl Api {
         serde_json::from_value(raw.body).context("decode")
     }
 
-    /// Submit a job given as JSON.
-    pub async fn submit(&self, job: serde_json::Value) -> Result<JobView> {
+    /// Submit a job given as JSON. Unless the job says otherwise it is sent
+    /// with `allow_unplaced`: most tests submit before their agents have
+    /// enrolled or advertised their connections, and test dispatch, not
+    /// placement (tests/tests/submit_checks.rs and the controller's
+    /// `api::operator` tests do).
+    pub async fn submit(&self, mut job: serde_json::Value) -> Result<JobView> {
+        if let Some(o) = job.as_object_mut() {
+            o.entry("allow_unplaced")
+                .or_insert(serde_json::Value::Bool(true));
+        }
         self.call(reqwest::Method::POST, "/v1/jobs", Some(&job), &[])
             .await
     }
@@ -145,15 +153,21 @@ impl Api {
             .await
     }
 
-    /// Wait until at least `n` agents are online (have polled); the error
-    /// says how many came.
+    /// Wait until at least `n` agents are online and have polled (their
+    /// advertised kinds are stored: an enrollment alone makes an agent look
+    /// online, with nothing advertised yet); the error says how many came.
     pub async fn wait_online(&self, n: usize, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
         loop {
             let online = self
                 .agents()
                 .await
-                .map(|l| l.agents.iter().filter(|a| a.online).count())
+                .map(|l| {
+                    l.agents
+                        .iter()
+                        .filter(|a| a.online && !a.capabilities.kinds.is_empty())
+                        .count()
+                })
                 .unwrap_or(0);
             if online >= n {
                 return Ok(());

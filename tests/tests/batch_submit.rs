@@ -13,7 +13,8 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn noop(sleep_ms: u64) -> serde_json::Value {
-    json!({"group": "default", "spec": {"kind": "noop", "sleep_ms": sleep_ms}})
+    json!({"group": "default", "spec": {"kind": "noop", "sleep_ms": sleep_ms},
+           "allow_unplaced": true})
 }
 
 async fn post(

@@ -16,7 +16,8 @@ fn sh(script: &str) -> serde_json::Value {
     json!({
         "group": "default",
         "spec": {"kind": "command", "program": "/bin/sh", "args": ["-c", script]},
-        "retry": {"max_attempts": 1}
+        "retry": {"max_attempts": 1},
+        "allow_unplaced": true
     })
 }
 

@@ -138,7 +138,8 @@ fn rss_kib(pid: i32) -> (u64, u64) {
 }
 
 fn command(args: &[&str]) -> Value {
-    json!({"group": "default", "spec": {"kind": "command", "program": "/bin/echo", "args": args}})
+    json!({"group": "default", "spec": {"kind": "command", "program": "/bin/echo", "args": args},
+           "allow_unplaced": true})
 }
 
 async fn send(api: &Api, method: Method, path: &str, body: Option<Value>) -> Raw {

@@ -472,7 +472,7 @@ async fn readyz(api: &Api) -> u16 {
 async fn exhaust(api: &Api) -> usize {
     let pad = "x".repeat(48 * 1024);
     for i in 0..2_000 {
-        let body = json!({"group": "nobody",
+        let body = json!({"group": "nobody", "allow_unplaced": true,
                           "spec": {"kind": "command", "program": "/bin/true", "args": [pad]}});
         let r = api
             .raw(

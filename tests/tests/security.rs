@@ -37,7 +37,7 @@ async fn enroll(api: &Api, id: &str, groups: &[&str]) -> (String, String) {
 }
 
 fn noop(group: &str) -> Value {
-    json!({"group": group, "spec": {"kind": "noop"}})
+    json!({"group": group, "spec": {"kind": "noop"}, "allow_unplaced": true})
 }
 
 fn poll_body(group: &str) -> Value {

@@ -2,8 +2,9 @@
 //! none in one transaction (one commit, one wake-up per group).
 //!
 //! Each job is validated as for `POST /v1/jobs`; a failure names the field as
-//! `jobs[3].spec.sleep_ms`. `Idempotency-Key` works as for a single submit,
-//! keyed on the whole body: the same body again answers 200 with the same
+//! `jobs[3].spec.sleep_ms`; placement (422 `jobs[3].spec.connection`) is
+//! checked per job, and `allow_unplaced` is per job too. `Idempotency-Key`
+//! works as for a single submit, keyed on the whole body: the same body again answers 200 with the same
 //! jobs, another body with the same key is `409 idempotency_conflict`.
 
 use axum::Json;
@@ -14,7 +15,7 @@ use baton_proto::job::{JobBatch, JobBatchSubmit, MAX_BATCH_JOBS};
 use sha2::{Digest, Sha256};
 
 use super::auth::OperatorRole;
-use super::operator::idempotency_key;
+use super::operator::{idempotency_key, placed, unprocessable};
 use super::{ApiError, AppState, JsonBody};
 use crate::store::jobs::{NewBatch, NewJob};
 use crate::store::now_ms;
@@ -53,6 +54,13 @@ pub async fn submit_batch(
             request_hash: hex::encode(Sha256::digest(&one)),
         });
     }
+    s.placement
+        .check(&s.store, s.presence.durable_epoch(), |f| {
+            jobs.iter().enumerate().try_for_each(|(i, job)| {
+                placed(f, &job.submit).map_err(|e| unprocessable(e, &format!("jobs[{i}].")))
+            })
+        })
+        .await??;
     let done = s
         .jobs
         .submit_batch(

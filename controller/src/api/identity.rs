@@ -52,6 +52,7 @@ pub async fn enroll(
             now_ms(),
         )
         .await?;
+    s.placement.changed();
     tracing::info!(agent_id = %req.agent_id, hostname = %req.hostname, groups = ?groups, "Agent enrolled");
     let mut resp = Json(EnrollResponse {
         agent_id: req.agent_id.clone(),
@@ -73,6 +74,7 @@ pub async fn revoke_agent(
     NamePath(id): NamePath,
 ) -> Result<Json<AgentRevoked>, ApiError> {
     let r = s.jobs.revoke_agent(&id, &admin.who.name, now_ms()).await?;
+    s.placement.changed();
     Ok(Json(AgentRevoked {
         agent_id: id,
         revoked_at: crate::store::rows_ts(r.revoked_at),

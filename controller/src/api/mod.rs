@@ -75,6 +75,8 @@ pub struct Inner {
     pub reaper_kick: Arc<Notify>,
     /// Agent presence in memory (last_seen, free slots; what polls found).
     pub presence: Arc<crate::presence::Presence>,
+    /// Placement at submit: the snapshot of groups and connections.
+    pub placement: crate::placement::Placement,
     /// Set once the store is open and migrated, cleared on shutdown.
     pub ready: AtomicBool,
     /// The process's shutdown token: held polls answer at once when it fires.
@@ -370,6 +372,14 @@ impl From<crate::schedules::Error> for ApiError {
             }
             crate::schedules::Error::Jobs(e) => e.into(),
             crate::schedules::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::placement::Error> for ApiError {
+    fn from(e: crate::placement::Error) -> Self {
+        match e {
+            crate::placement::Error::Store(e) => e.into(),
         }
     }
 }

@@ -5,13 +5,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_proto::{
-    AgentDrain, AgentList, JobId, JobList, JobState, JobSubmit, JobView, valid_name,
+    AgentDrain, AgentList, ErrorCode, JobId, JobList, JobState, JobSubmit, JobView, valid_name,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::auth::{OperatorRole, Viewer};
 use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath, QueryParams};
+use crate::placement::Fleet;
 use crate::store::jobs::{JobFilter, NewJob};
 use crate::store::now_ms;
 use crate::validate;
@@ -28,6 +29,10 @@ pub async fn submit(
         s.config.default_lease_ttl.as_millis() as u64,
         s.config.max_spec_bytes,
     )?;
+    s.placement
+        .check(&s.store, s.presence.durable_epoch(), |f| placed(f, &job))
+        .await?
+        .map_err(|e| unprocessable(e, ""))?;
     let key = idempotency_key(&headers)?;
     let canonical = serde_json::to_vec(&job).unwrap_or_default();
     let request_hash = hex::encode(Sha256::digest(&canonical));
@@ -48,6 +53,24 @@ pub async fn submit(
     } else {
         Ok((StatusCode::OK, Json(done.job)).into_response())
     }
+}
+
+/// After the pure checks: whether an enrolled agent can run `job`
+/// (`group`, `spec.connection`), then its procedure call checked by the
+/// engines the group's agents advertise for its connection (kind-independent
+/// checks only when none is known).
+pub(crate) fn placed(fleet: &Fleet, job: &JobSubmit) -> Result<(), validate::Error> {
+    let engines = fleet.place(job)?;
+    validate::call(&job.spec, &engines)
+}
+
+/// A placement or value refusal as 422, its field under `prefix`.
+pub(crate) fn unprocessable(e: validate::Error, prefix: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unprocessable,
+        e.message,
+        Some(format!("{prefix}{}", e.field)),
+    )
 }
 
 /// The `Idempotency-Key` header, if sent (1-256 visible ASCII characters).
@@ -263,3 +286,6 @@ async fn set_drain(
         running: state.running,
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -62,6 +62,7 @@ fn errors_name_the_field() {
         Some("lease_ttl_ms")
     );
     let mut template = JobSubmit {
+        allow_unplaced: false,
         group: "other".into(),
         spec: JobSpec::Noop(NoopSpec::default()),
         priority: 0,

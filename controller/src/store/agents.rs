@@ -86,6 +86,10 @@ pub trait AgentStore {
     /// Every agent with the leases it holds. `online_window_ms` decides `online`.
     async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>>;
 
+    /// The groups and the last advertised capabilities of every enrolled
+    /// agent that is not revoked, online or not (placement at submit).
+    async fn placement(&self) -> Result<Vec<(Vec<String>, Capabilities)>>;
+
     /// Why queued `job` cannot be dispatched now, if no online agent could
     /// take it. A job pinned to an agent (a pipeline step with
     /// `same_agent_as`) waits for that agent only: the reason names it, the

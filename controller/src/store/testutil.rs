@@ -14,6 +14,7 @@ pub fn noop_job(ttl: u64, retry: baton_proto::RetryPolicy) -> super::jobs::NewJo
     use baton_proto::{JobSpec, JobSubmit, NoopSpec};
     super::jobs::NewJob {
         submit: JobSubmit {
+            allow_unplaced: false,
             group: "g".into(),
             spec: JobSpec::Noop(NoopSpec::default()),
             priority: 0,
@@ -45,6 +46,7 @@ pub async fn enrolled(s: &Store, id: &str, groups: &[&str]) {
 pub fn new_job(group: &str, key: Option<&str>, hash: &str) -> super::jobs::NewJob {
     super::jobs::NewJob {
         submit: baton_proto::JobSubmit {
+            allow_unplaced: false,
             group: group.into(),
             spec: baton_proto::JobSpec::Noop(baton_proto::NoopSpec::default()),
             priority: 0,

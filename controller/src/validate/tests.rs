@@ -7,6 +7,7 @@ const SPEC: usize = 256 << 10;
 
 fn base() -> JobSubmit {
     JobSubmit {
+        allow_unplaced: false,
         group: "g".into(),
         spec: JobSpec::Noop(NoopSpec::default()),
         priority: 0,
@@ -201,6 +202,134 @@ fn nesting_depth_is_measured_without_recursion() {
     }
 }
 
+fn call_with(name: &str, value: ParamValue, sql_type: Option<&str>) -> JobSpec {
+    let mut p = param("p", sql_type);
+    p.value = Some(value);
+    let mut job = procedure(vec![p]);
+    if let JobSpec::Procedure(spec) = &mut job.spec {
+        spec.procedure = name.into();
+    }
+    job.spec
+}
+
+/// The refused field of a call on `engines` (`[]`: kind unknown).
+fn refused(spec: &JobSpec, engines: &[Engine]) -> Option<String> {
+    call(spec, engines).err().map(|e| e.field)
+}
+
+#[test]
+fn names_by_the_connection_kind() {
+    let v = || ParamValue::Int(1);
+    let three = call_with("shop.dbo.usp_x", v(), None);
+    assert_eq!(
+        refused(&three, &[Engine::Mysql]).as_deref(),
+        Some("spec.procedure")
+    );
+    assert_eq!(refused(&three, &[Engine::Mssql]), None);
+    // Agents that disagree: checked against each kind.
+    assert_eq!(
+        refused(&three, &[Engine::Mysql, Engine::Mssql]).as_deref(),
+        Some("spec.procedure")
+    );
+    // Kind unknown: only what every kind refuses.
+    assert_eq!(refused(&three, &[]), None);
+    for ok in ["usp_x", "app.usp_x", "app.usp_$1"] {
+        assert_eq!(
+            refused(&call_with(ok, v(), None), &[Engine::Mysql]),
+            None,
+            "{ok}"
+        );
+    }
+    let at = call_with("usp@x", v(), None);
+    assert_eq!(
+        refused(&at, &[Engine::Mysql]).as_deref(),
+        Some("spec.procedure")
+    );
+    assert_eq!(refused(&at, &[Engine::Mssql]), None);
+    let digit = call_with("dbo.1usp", v(), None);
+    assert_eq!(
+        refused(&digit, &[Engine::Mssql]).as_deref(),
+        Some("spec.procedure")
+    );
+    assert_eq!(refused(&digit, &[Engine::Mysql]), None);
+    let long = call_with(&"a".repeat(65), v(), None);
+    assert_eq!(
+        refused(&long, &[Engine::Mysql]).as_deref(),
+        Some("spec.procedure")
+    );
+    assert_eq!(refused(&long, &[Engine::Mssql]), None);
+}
+
+#[test]
+fn values_by_type() {
+    use ParamValue as V;
+    let value = "spec.params[0].value";
+    // Refused by every kind, so also when the kind is unknown.
+    for bad in [
+        V::Date("2026-13-45".into()),
+        V::Date("2026-02-29".into()),
+        V::DateTime("2026-01-01T24:00:00".into()),
+        V::DateTime("2026-01-01T10:00:00+01:00".into()),
+        V::Decimal("1.2.3".into()),
+        V::Decimal("12,50".into()),
+        V::Bytes("not base64!".into()),
+        V::Bytes("QUJD=".into()),
+    ] {
+        let spec = call_with("usp_x", bad.clone(), None);
+        for engines in [&[Engine::Mysql][..], &[Engine::Mssql], &[]] {
+            assert_eq!(
+                refused(&spec, engines).as_deref(),
+                Some(value),
+                "{bad:?} {engines:?}"
+            );
+        }
+    }
+    // By sql_type (SQL Server): ranges, precision and scale, forms.
+    for (v, ty) in [
+        (V::Int(300), "tinyint"),
+        (V::Int(40_000), "smallint"),
+        (V::Int(3_000_000_000), "int"),
+        (V::Decimal("123.456".into()), "decimal(10,2)"),
+        (V::Decimal("123456789.5".into()), "decimal(10,2)"),
+        (V::String("25:00:00".into()), "time"),
+        (V::String("2026-02-30 10:00:00".into()), "datetime2"),
+        (V::String("1600-01-01 00:00:00".into()), "datetime"),
+        (V::String("xyz".into()), "uniqueidentifier"),
+        (V::Bytes("AAAAAA==".into()), "varbinary(2)"),
+        (V::Bool(true), "date"),
+    ] {
+        let spec = call_with("usp_x", v.clone(), Some(ty));
+        assert_eq!(
+            refused(&spec, &[Engine::Mssql]).as_deref(),
+            Some(value),
+            "{v:?} {ty}"
+        );
+    }
+    for (v, ty) in [
+        (V::Int(255), "tinyint"),
+        (V::Decimal("12345678.99".into()), "decimal(10,2)"),
+        (V::String("23:59:59.1234567".into()), "time"),
+        (V::String("2026-02-28T10:00:00".into()), "datetime"),
+        (
+            V::String("6F9619FF-8B86-D011-B42D-00C04FC964FF".into()),
+            "uniqueidentifier",
+        ),
+        (V::Bytes("AAA=".into()), "varbinary(2)"),
+    ] {
+        let spec = call_with("usp_x", v.clone(), Some(ty));
+        assert_eq!(refused(&spec, &[Engine::Mssql]), None, "{v:?} {ty}");
+    }
+    // Seven fraction digits: SQL Server only.
+    let fine = call_with(
+        "usp_x",
+        V::DateTime("2026-01-01T10:00:00.1234567".into()),
+        None,
+    );
+    assert_eq!(refused(&fine, &[Engine::Mssql]), None);
+    assert_eq!(refused(&fine, &[Engine::Mysql]).as_deref(), Some(value));
+    assert_eq!(refused(&fine, &[]), None);
+}
+
 #[test]
 fn out_params_need_no_value_but_in_params_do() {
     let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| e.field);
@@ -276,4 +405,32 @@ fn session_settings_are_checked_naming_the_key() {
         per_engine.map_err(|e| e.field),
         Err("spec.session.time_zone".into())
     );
+}
+
+#[test]
+fn out_params_without_value_and_session_keys_by_the_connection_kind() {
+    let mut out = param("total", None);
+    out.mode = ParamMode::Out;
+    out.value = None;
+    let spec = procedure(vec![out.clone()]).spec;
+    // MySQL takes an OUT parameter without a value; SQL Server needs its sql_type.
+    assert_eq!(refused(&spec, &[Engine::Mysql]), None);
+    assert_eq!(
+        refused(&spec, &[Engine::Mssql]).as_deref(),
+        Some("spec.params[0].value")
+    );
+    assert_eq!(refused(&spec, &[]), None);
+    out.sql_type = Some("int".into());
+    assert_eq!(refused(&procedure(vec![out]).spec, &[Engine::Mssql]), None);
+    // A session key of the other engine: refused once the kind is known.
+    let sql = sql_with(&[(
+        "time_zone",
+        baton_proto::SessionValue::Text("+00:00".into()),
+    )]);
+    assert_eq!(refused(&sql.spec, &[Engine::Mysql]), None);
+    assert_eq!(
+        refused(&sql.spec, &[Engine::Mssql]).as_deref(),
+        Some("spec.session.time_zone")
+    );
+    assert_eq!(refused(&sql.spec, &[]), None);
 }

@@ -4,6 +4,7 @@ use crate::roundtrip::check;
 
 fn submit() -> JobSubmit {
     JobSubmit {
+        allow_unplaced: false,
         group: "db".into(),
         spec: JobSpec::Command(CommandSpec {
             program: "/bin/echo".into(),
@@ -72,6 +73,17 @@ fn submit_minimal_uses_defaults() {
     assert_eq!(s.retry, RetryPolicy::default());
     assert_eq!(s.spec.kind(), JobKind::Command);
     assert_eq!(s.spec.connection(), None);
+    assert!(!s.allow_unplaced);
+    // Left out when false (request hashes of older clients stay the same).
+    let text = serde_json::to_string(&s).expect("json");
+    assert!(!text.contains("allow_unplaced"), "{text}");
+    let opted: JobSubmit =
+        serde_json::from_str(r#"{"group":"g","spec":{"kind":"noop"},"allow_unplaced":true}"#)
+            .expect("parse");
+    assert!(opted.allow_unplaced);
+    let back: JobSubmit =
+        serde_json::from_str(&serde_json::to_string(&opted).expect("json")).expect("parse");
+    assert_eq!(back, opted);
 }
 
 #[test]

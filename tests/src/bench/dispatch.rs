@@ -115,6 +115,7 @@ async fn one_run(args: &Args, jobs: usize) -> Result<RunResult> {
         "group": GROUP,
         "spec": {"kind": "noop", "sleep_ms": 0},
         "retry": {"max_attempts": 1},
+        "allow_unplaced": true,
     }))?;
     for i in 0..WARMUP + jobs {
         let sent = Utc::now();

@@ -113,6 +113,7 @@ async fn submit_all(api: &Api, jobs: usize, in_flight: usize, batch: Option<usiz
         "group": GROUP,
         "spec": {"kind": "noop", "sleep_ms": 0},
         "retry": {"max_attempts": 1},
+        "allow_unplaced": true,
     });
     let per_call = batch.unwrap_or(1);
     let (path, tasks) = match batch {

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 
+use baton_proto::param::mysql;
 use baton_proto::session::{self, Checked, Engine};
 use baton_proto::{ParamMode, ParamValue, ProcedureSpec, Session};
 use mysql_async::Value;
@@ -23,7 +24,7 @@ use mysql_async::Value;
 use super::value;
 
 /// Longest identifier part (MySQL and MariaDB).
-pub const MAX_IDENT: usize = 64;
+pub use baton_proto::param::mysql::MAX_IDENT;
 
 /// A procedure call ready to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,26 +44,11 @@ pub struct CallPlan {
     pub outs: Vec<(String, Option<ParamValue>)>,
 }
 
-/// Whether `part` is 1–64 characters of `A-Z a-z 0-9 _ $`.
-fn valid_part(part: &str) -> bool {
-    !part.is_empty()
-        && part.len() <= MAX_IDENT
-        && part
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
-}
-
 /// `name` or `schema.name`, each part `[A-Za-z0-9_$]{1,64}`, quoted with
-/// backticks (which the check keeps out of the parts).
+/// backticks (which the check keeps out of the parts); the rule is
+/// [`mysql::routine_parts`], which the controller checks at submit.
 pub fn quote_procedure(name: &str) -> Result<String, String> {
-    let parts: Vec<&str> = name.split('.').collect();
-    if parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
-        return Err(format!(
-            "procedure name {name:?} must be `name` or `schema.name`, each part 1-64 \
-             characters of A-Z a-z 0-9 _ $"
-        ));
-    }
-    Ok(parts
+    Ok(mysql::routine_parts(name)?
         .iter()
         .map(|p| format!("`{p}`"))
         .collect::<Vec<_>>()
@@ -71,7 +57,7 @@ pub fn quote_procedure(name: &str) -> Result<String, String> {
 
 /// A database name quoted for use in SQL (same rule as one procedure part).
 pub fn quote_schema(name: &str) -> Result<String, String> {
-    if valid_part(name) {
+    if mysql::valid_schema(name) {
         Ok(format!("`{name}`"))
     } else {
         Err(format!(
@@ -82,9 +68,7 @@ pub fn quote_schema(name: &str) -> Result<String, String> {
 
 /// Whether a parameter name is `[A-Za-z0-9_]{1,64}`.
 pub fn valid_param_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_IDENT
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    mysql::valid_param_name(name)
 }
 
 /// The session variable that carries OUT/INOUT parameter number `n` (1-based).

@@ -14,7 +14,7 @@
 //! server's way.
 
 use baton_proto::ParamValue;
-use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+use baton_proto::param::mysql::{self, Scalar};
 use mysql_async::consts::ColumnType;
 use mysql_async::{Column, Value};
 use serde_json::Value as Json;
@@ -144,66 +144,19 @@ pub fn apply_hint(value: Json, hint: &ParamValue) -> Json {
     }
 }
 
-/// A job parameter as a value to bind. Values are never spliced into SQL.
+/// A job parameter as a value to bind: read by [`mysql::bind`] (shared with
+/// the controller's submit check). Values are never spliced into SQL.
 pub fn bind(value: &ParamValue) -> Result<Value, String> {
-    Ok(match value {
-        ParamValue::Null => Value::NULL,
-        ParamValue::Bool(b) => Value::Int(i64::from(*b)),
-        ParamValue::Int(i) => Value::Int(*i),
-        ParamValue::Decimal(s) => {
-            if !is_decimal(s) {
-                return Err(format!(
-                    "decimal {s:?} is not a decimal number (digits, an optional sign and point)"
-                ));
-            }
-            Value::Bytes(s.trim().as_bytes().to_vec())
-        }
-        ParamValue::Float(f) => {
-            if !f.is_finite() {
-                return Err(format!("float {f} is not a finite number"));
-            }
-            Value::Double(*f)
-        }
-        ParamValue::String(s) => Value::Bytes(s.as_bytes().to_vec()),
-        ParamValue::Bytes(b) => Value::Bytes(base64::decode(b)?),
-        ParamValue::Date(s) => {
-            let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-                .map_err(|e| format!("date {s:?} is not YYYY-MM-DD: {e}"))?;
-            Value::Bytes(format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()).into_bytes())
-        }
-        ParamValue::DateTime(s) => Value::Bytes(datetime(s)?.into_bytes()),
-    })
-}
-
-/// `YYYY-MM-DD[T ]HH:MM:SS[.ffffff]` as the server reads it; no time zone.
-fn datetime(s: &str) -> Result<String, String> {
-    let t = s.trim().replacen(' ', "T", 1);
-    let dt = NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.f").map_err(|e| {
-        format!(
-            "datetime {s:?} is not YYYY-MM-DDTHH:MM:SS[.ffffff] without a time zone \
-             (the server's time zone applies): {e}"
-        )
-    })?;
-    let nanos = dt.nanosecond();
-    if nanos % 1000 != 0 {
-        return Err(format!("datetime {s:?} has more than 6 fractional digits"));
-    }
-    let base = dt.format("%Y-%m-%d %H:%M:%S").to_string();
-    Ok(if nanos == 0 {
-        base
-    } else {
-        format!("{base}.{:06}", nanos / 1000)
+    Ok(match mysql::bind(value)? {
+        Scalar::Null => Value::NULL,
+        Scalar::Int(i) => Value::Int(i),
+        Scalar::Double(d) => Value::Double(d),
+        Scalar::Bytes(b) => Value::Bytes(b),
     })
 }
 
 /// Optional sign, digits, an optional point and digits; at least one digit.
-pub fn is_decimal(s: &str) -> bool {
-    let s = s.trim();
-    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    !(int.is_empty() && frac.is_empty()) && digits(int) && digits(frac) && s.len() <= 100
-}
+pub use baton_proto::param::mysql::is_decimal;
 
 #[cfg(test)]
 mod tests;

@@ -370,7 +370,18 @@ async fn list(api: &Api, a: ListArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Poll the job until it is terminal; tolerate a controller outage of up to [`WAIT_OUTAGE`].
+/// The line `--wait` prints when the job's blocked reason appears or
+/// changes (`None` while it stays the same or the job is not blocked).
+fn blocked_line(last: &mut Option<String>, now: Option<String>) -> Option<String> {
+    if now == *last {
+        return None;
+    }
+    *last = now.clone();
+    now.map(|reason| format!("blocked: {reason}"))
+}
+
+/// Poll the job until it is terminal, printing its blocked reason (stderr)
+/// when it appears or changes; tolerate a controller outage of up to [`WAIT_OUTAGE`].
 async fn wait_for(
     api: &Api,
     id: JobId,
@@ -379,6 +390,7 @@ async fn wait_for(
     let start = Instant::now();
     let mut failing_since: Option<Instant> = None;
     let mut last_state: Option<JobState> = None;
+    let mut last_reason: Option<String> = None;
     loop {
         match api.get(id).await {
             Ok(answer) => {
@@ -388,6 +400,9 @@ async fn wait_for(
                     return Ok((answer, view));
                 }
                 last_state = Some(view.state);
+                if let Some(line) = blocked_line(&mut last_reason, view.blocked_reason) {
+                    eprintln!("{line}");
+                }
             }
             Err(e) if client::is_transient(&e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);

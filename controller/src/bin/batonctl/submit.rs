@@ -34,7 +34,12 @@ pub struct SubmitArgs {
     /// Make the submission idempotent: the same key and body return the same job.
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
-    /// Wait until the job is finished, print it, and exit 0 only if it succeeded.
+    /// Accept the job even though no enrolled agent of the group advertises its
+    /// connection (or none serves the group) yet, e.g. for an agent not enrolled yet.
+    #[arg(long)]
+    pub allow_unplaced: bool,
+    /// Wait until the job is finished, print it, and exit 0 only if it succeeded;
+    /// prints why the job is blocked (stderr) when it is and whenever that changes.
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this long (exit 1); with --wait.
@@ -281,22 +286,25 @@ impl JobArgs {
 impl SubmitArgs {
     /// The job to submit: from `--file` (read through `stdin` for `-`) or from the flags.
     pub fn build(&self, stdin: &mut dyn std::io::Read) -> Result<JobSubmit> {
-        let (template, file_group) = match &self.file {
+        let (template, file_group, file_unplaced) = match &self.file {
             Some(path) => {
                 let submit = read_job_file(path, stdin)?;
                 let group = submit.group.clone();
+                let unplaced = submit.allow_unplaced;
                 let mut template = JobTemplate::from(submit);
                 self.job.apply_common(&mut template)?;
-                (template, Some(group))
+                (template, Some(group), unplaced)
             }
-            None => (self.job.template_from_flags()?, None),
+            None => (self.job.template_from_flags()?, None, false),
         };
         let group = self
             .group
             .clone()
             .or(file_group)
             .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
-        Ok(template.submit(&group))
+        let mut job = template.submit(&group);
+        job.allow_unplaced = self.allow_unplaced || file_unplaced;
+        Ok(job)
     }
 }
 

@@ -232,3 +232,28 @@ fn help_lists_every_variable_batonctl_reads() {
         assert!(!help.contains(other), "{help}");
     }
 }
+
+#[test]
+fn wait_prints_a_blocked_reason_when_it_appears_or_changes() {
+    let mut last = None;
+    let why = |s: &str| Some(s.to_owned());
+    assert_eq!(blocked_line(&mut last, None), None);
+    assert_eq!(
+        blocked_line(&mut last, why("no online agent serves group `g`")).as_deref(),
+        Some("blocked: no online agent serves group `g`")
+    );
+    assert_eq!(
+        blocked_line(&mut last, why("no online agent serves group `g`")),
+        None
+    );
+    assert_eq!(
+        blocked_line(
+            &mut last,
+            why("every agent of group `g` that could run it is drained (a1)")
+        )
+        .as_deref(),
+        Some("blocked: every agent of group `g` that could run it is drained (a1)")
+    );
+    assert_eq!(blocked_line(&mut last, None), None);
+    assert!(blocked_line(&mut last, why("no online agent serves group `g`")).is_some());
+}

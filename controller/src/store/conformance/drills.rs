@@ -11,6 +11,7 @@ use crate::store::{Error, GrantRequest, Store};
 fn probe(ttl: u64) -> NewJob {
     NewJob {
         submit: JobSubmit {
+            allow_unplaced: false,
             group: "g".into(),
             spec: JobSpec::Noop(NoopSpec { sleep_ms: ttl }),
             priority: 0,

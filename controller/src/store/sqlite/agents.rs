@@ -192,6 +192,18 @@ impl AgentStore for SqliteStore {
         Ok(out)
     }
 
+    /// The groups and the last advertised capabilities of every agent that
+    /// is not revoked (one read of the agents table).
+    async fn placement(&self) -> Result<Vec<(Vec<String>, Capabilities)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT groups, capabilities FROM agents WHERE revoked_at IS NULL")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|(g, c)| Ok((json("agents.groups", g)?, json("agents.capabilities", c)?)))
+            .collect()
+    }
+
     /// Why queued `job` cannot be dispatched now, if no online agent could
     /// take it; a pinned job waits for its agent only.
     async fn blocked_reason(

@@ -326,3 +326,28 @@ fn session_settings_from_flags_and_over_a_file() {
         assert!(err.is::<UsageError>(), "{argv:?}: {err}");
     }
 }
+
+#[test]
+fn allow_unplaced_from_the_flag_or_the_file() {
+    let plain = [
+        "--kind",
+        "sql",
+        "--connection",
+        "nosuch",
+        "--sql",
+        "SELECT 1",
+    ];
+    assert!(!build(&plain).expect("sql").allow_unplaced);
+    let mut opted = plain.to_vec();
+    opted.push("--allow-unplaced");
+    assert!(build(&opted).expect("sql").allow_unplaced);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("job.json");
+    std::fs::write(
+        &path,
+        r#"{"group":"g","spec":{"kind":"noop"},"allow_unplaced":true}"#,
+    )
+    .expect("write");
+    let path_s = path.to_str().expect("utf-8");
+    assert!(build(&["-f", path_s]).expect("file").allow_unplaced);
+}

@@ -1,0 +1,108 @@
+//! Placement refusals name the field and list what exists.
+
+use baton_proto::{Capabilities, ConnectionInfo, JobSpec, JobSubmit, NoopSpec, SqlSpec};
+
+use super::*;
+
+fn agent(groups: &[&str], conns: &[(&str, &str)]) -> (Vec<String>, Capabilities) {
+    (
+        groups.iter().map(|g| (*g).to_owned()).collect(),
+        Capabilities {
+            kinds: Vec::new(),
+            connections: conns
+                .iter()
+                .map(|(name, kind)| ConnectionInfo {
+                    name: (*name).to_owned(),
+                    kind: (*kind).to_owned(),
+                })
+                .collect(),
+        },
+    )
+}
+
+fn sql(group: &str, connection: &str) -> JobSubmit {
+    let mut job: JobSubmit = serde_json::from_value(serde_json::json!({
+        "group": group, "spec": {"kind": "noop"}
+    }))
+    .expect("job");
+    job.spec = JobSpec::Sql(SqlSpec {
+        connection: connection.into(),
+        sql: "SELECT 1".into(),
+        exactly_once: false,
+        session: Default::default(),
+    });
+    job
+}
+
+fn fleet() -> Fleet {
+    Fleet::new(&[
+        agent(&["g", "h"], &[("main", "mysql"), ("erp", "mssql")]),
+        agent(&["g"], &[("main", "mariadb-future")]),
+        agent(&["g"], &[("main", "mariadb")]),
+        agent(&["idle"], &[]),
+    ])
+}
+
+#[test]
+fn an_unknown_group_names_the_groups_that_exist() {
+    let e = fleet().place(&sql("nosuch", "main")).expect_err("group");
+    assert_eq!(e.field, "group");
+    assert!(e.message.contains("`nosuch`"), "{}", e.message);
+    assert!(
+        e.message.contains("groups with agents: g, h, idle"),
+        "{}",
+        e.message
+    );
+    let e = Fleet::default().place(&sql("g", "main")).expect_err("none");
+    assert!(e.message.contains("no agent is enrolled"), "{}", e.message);
+}
+
+#[test]
+fn an_unknown_connection_names_the_ones_advertised_with_kinds() {
+    let e = fleet().place(&sql("g", "nosuch")).expect_err("connection");
+    assert_eq!(e.field, "spec.connection");
+    assert!(
+        e.message
+            .contains("they advertise: erp (mssql), main (mariadb/mariadb-future/mysql)"),
+        "{}",
+        e.message
+    );
+    let e = fleet().place(&sql("idle", "main")).expect_err("none");
+    assert!(
+        e.message.contains("advertise no connection"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn known_connections_give_their_engines() {
+    assert_eq!(fleet().place(&sql("g", "main")), Ok(vec![Engine::Mysql]));
+    assert_eq!(fleet().place(&sql("h", "erp")), Ok(vec![Engine::Mssql]));
+    let mut noop = sql("g", "x");
+    noop.spec = JobSpec::Noop(NoopSpec::default());
+    assert_eq!(fleet().place(&noop), Ok(vec![]));
+}
+
+#[test]
+fn allow_unplaced_accepts_what_no_agent_runs() {
+    for (g, c) in [("nosuch", "main"), ("g", "nosuch")] {
+        let mut job = sql(g, c);
+        job.allow_unplaced = true;
+        assert_eq!(fleet().place(&job), Ok(vec![]), "{g} {c}");
+    }
+    let mut known = sql("g", "main");
+    known.allow_unplaced = true;
+    assert_eq!(fleet().place(&known), Ok(vec![Engine::Mysql]));
+}
+
+#[test]
+fn long_lists_are_cut() {
+    let names: Vec<String> = (0..30).map(|i| format!("g{i:02}")).collect();
+    let agents: Vec<_> = names.iter().map(|n| agent(&[n.as_str()], &[])).collect();
+    let e = Fleet::new(&agents)
+        .place(&sql("x", "c"))
+        .expect_err("group");
+    assert!(e.message.contains("g19, … 10 more"), "{}", e.message);
+    assert!(!e.message.contains("g20"), "{}", e.message);
+}
