@@ -144,4 +144,6 @@ pub fn completion_span(job_id: JobId, token: FencingToken) -> tracing::Span {
 }
 
 #[cfg(test)]
+pub(crate) mod capture;
+#[cfg(test)]
 mod tests;

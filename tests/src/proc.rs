@@ -466,6 +466,32 @@ impl Agent {
     }
 }
 
+/// The pids a test command wrote to `path`, one per line (none yet: empty).
+pub fn pids_in(path: &Path) -> Vec<i32> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Wait (up to 60 s) until `path` names at least `n` pids; panics otherwise.
+pub async fn wait_pids(path: &Path, n: usize) -> Vec<i32> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pids = pids_in(path);
+        if pids.len() >= n {
+            return pids;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{} never had {n} pids",
+            path.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Whether a pid is alive (not a zombie we could still signal).
 pub fn pid_alive(pid: i32) -> bool {
     if kill(Pid::from_raw(pid), None).is_err() {

@@ -2,11 +2,11 @@
 //! SIGHUP never stops the controller or the agent, and a job's command (its
 //! whole process group, grandchildren included) dies with a SIGKILLed agent.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baton_proto::JobState;
 use baton_tests::cluster::Cluster;
+use baton_tests::proc::wait_pids;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -42,30 +42,6 @@ fn group_members(pgid: i32) -> Vec<i32> {
 }
 
 /// The pids written to `path` so far, one per line.
-fn pids_in(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-async fn wait_pids(path: &Path, n: usize) -> Vec<i32> {
-    let end = Instant::now() + WAIT;
-    loop {
-        let pids = pids_in(path);
-        if pids.len() >= n {
-            return pids;
-        }
-        assert!(
-            Instant::now() < end,
-            "{} never had {n} pids",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_keeps_the_controller_and_the_agent_running() {
     let mut c = Cluster::start(1).await.expect("cluster");

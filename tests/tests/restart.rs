@@ -7,12 +7,11 @@
 //! lease ends, anything else is answered `not_current`, a second report is
 //! harmless.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baton_proto::{AttemptOutcome, JobState};
 use baton_tests::cluster::Cluster;
-use baton_tests::proc::pid_alive;
+use baton_tests::proc::{pid_alive, wait_pids};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,30 +31,6 @@ fn sh(script: &str) -> serde_json::Value {
 }
 
 /// The pids written to `path` so far, one per line.
-fn pids_in(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-async fn wait_pids(path: &Path, n: usize) -> Vec<i32> {
-    let end = Instant::now() + WAIT;
-    loop {
-        let pids = pids_in(path);
-        if pids.len() >= n {
-            return pids;
-        }
-        assert!(
-            Instant::now() < end,
-            "{} never had {n} pids",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_ends_its_killed_predecessors_lease_at_once() {
     let mut c = Cluster::start(1).await.expect("cluster");

@@ -1,32 +1,8 @@
-use std::sync::{Arc, Mutex, PoisonError};
-
 use baton_proto::{JobSpec, SqlSpec};
 use tracing::info;
 
+use super::capture::Captured;
 use super::*;
-
-/// A writer that keeps what was written.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
-    }
-}
 
 fn grant() -> Grant {
     Grant {

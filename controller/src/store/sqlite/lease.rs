@@ -657,38 +657,9 @@ async fn expire_in(c: &mut SqliteConnection, now: i64) -> Result<Expired> {
     for row in rows {
         let token = row.lease_token.unwrap_or_default();
         let agent = row.lease_agent.clone().unwrap_or_default();
-        let spent = row.attempts_spent + 1;
-        let next = after_spent_attempt(
-            &row.retry()?,
-            Some(RetryOn::LeaseExpired),
-            spent as u32,
-            row.cancel_requested,
-            now,
-            rand::random(),
-        );
         let error = format!("lease of agent {agent} expired (token {token})");
-        let final_error = match next {
-            Next::Failed => Some(format!("{error}; no attempts left")),
-            Next::Cancelled => Some("cancelled by operator".to_owned()),
-            _ => Some(error.clone()),
-        };
-        let end = AttemptEnd {
-            token,
-            outcome: "lease_expired",
-            error: Some(&error),
-            result: None,
-        };
-        set_next(
-            c,
-            row.id,
-            end,
-            next,
-            spent,
-            now,
-            final_error.as_deref(),
-            None,
-        )
-        .await?;
+        let next =
+            end_lost_lease(c, &row, token, AttemptOutcome::LeaseExpired, &error, now).await?;
         if matches!(next, Next::Queued { .. }) && !out.woken.contains(&row.grp) {
             out.woken.push(row.grp.clone());
         }
@@ -722,35 +693,58 @@ async fn abandon_in(
             out.results.push((*lease, None));
             continue;
         };
-        let spent = row.attempts_spent + 1;
-        let next = after_spent_attempt(
-            &row.retry()?,
-            Some(RetryOn::LeaseExpired),
-            spent as u32,
-            row.cancel_requested,
-            now,
-            rand::random(),
-        );
         let error = format!(
             "agent {agent_id} restarted; its previous run held this lease (token {})",
             lease.token
         );
-        let final_error = match next {
-            Next::Failed => format!("{error}; no attempts left"),
-            Next::Cancelled => "cancelled by operator".to_owned(),
-            _ => error.clone(),
-        };
-        let end = AttemptEnd {
-            token: lease.token,
-            outcome: AttemptOutcome::AgentRestarted.as_str(),
-            error: Some(&error),
-            result: None,
-        };
-        set_next(c, row.id, end, next, spent, now, Some(&final_error), None).await?;
+        let next = end_lost_lease(
+            c,
+            &row,
+            lease.token,
+            AttemptOutcome::AgentRestarted,
+            &error,
+            now,
+        )
+        .await?;
         if matches!(next, Next::Queued { .. }) && !out.woken.contains(&row.grp) {
             out.woken.push(row.grp.clone());
         }
         out.results.push((*lease, Some(next.state())));
     }
     Ok(out)
+}
+
+/// End a running attempt whose agent will not report it (its lease expired,
+/// or its agent restarted): an attempt is spent with the retry class
+/// `lease_expired`, and the job goes on as the policy says.
+async fn end_lost_lease(
+    c: &mut SqliteConnection,
+    row: &JobRow,
+    token: FencingToken,
+    outcome: AttemptOutcome,
+    error: &str,
+    now: i64,
+) -> Result<Next> {
+    let spent = row.attempts_spent + 1;
+    let next = after_spent_attempt(
+        &row.retry()?,
+        Some(RetryOn::LeaseExpired),
+        spent as u32,
+        row.cancel_requested,
+        now,
+        rand::random(),
+    );
+    let final_error = match next {
+        Next::Failed => format!("{error}; no attempts left"),
+        Next::Cancelled => "cancelled by operator".to_owned(),
+        _ => error.to_owned(),
+    };
+    let end = AttemptEnd {
+        token,
+        outcome: outcome.as_str(),
+        error: Some(error),
+        result: None,
+    };
+    set_next(c, row.id, end, next, spent, now, Some(&final_error), None).await?;
+    Ok(next)
 }

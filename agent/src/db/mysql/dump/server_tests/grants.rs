@@ -1,46 +1,8 @@
 //! Times in the manifest, and what a dump reports when the login lacks a
 //! grant: the scratch database of the restore check, `mysql.proc`.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use tracing_subscriber::layer::SubscriberExt;
-
 use super::*;
-use crate::config::LogFormat;
-
-/// The agent's log lines, as `baton-agent` writes them (text format).
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    /// Capture this thread's log lines (the test's runtime is single-threaded).
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let w = self.clone();
-        let layer = crate::logging::lines(LogFormat::Text, move || w.clone(), false);
-        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-        // Callsites first hit by parallel tests without a subscriber may have
-        // cached "never": ask them again.
-        tracing::callsite::rebuild_interest_cache();
-        guard
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
-    }
-}
+use crate::logging::capture::Captured as Log;
 
 /// The dump grants of a least-privilege login on the test's database.
 const DUMP: &str = "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON `{db}`.*";
