@@ -51,7 +51,10 @@ async fn advertise(store: &Store, id: &str, groups: &[&str], connections: &[(&st
 async fn api() -> Api {
     let (store, dir) = testutil::store().await;
     advertise(&store, "a1", &["g"], &[("main", "mysql"), ("erp", "mssql")]).await;
-    let env = BTreeMap::from([("BATON_CONTROLLER_ALLOW_PLAIN_HTTP".to_owned(), "true".to_owned())]);
+    let env = BTreeMap::from([(
+        "BATON_CONTROLLER_ALLOW_PLAIN_HTTP".to_owned(),
+        "true".to_owned(),
+    )]);
     let flags = Flags {
         state_dir: Some(dir.path().to_owned()),
         ..Flags::default()
