@@ -86,7 +86,7 @@ async fn failures_retry_with_backoff_until_attempts_run_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_reaches_the_running_child_through_the_heartbeat() {
+async fn cancel_stops_the_running_child_process() {
     let c = Cluster::start(1).await.expect("cluster");
     let pidfile = c.path("pid");
     let mut job = sh(&format!("echo $$ > {}; exec sleep 60", pidfile.display()));
