@@ -25,10 +25,19 @@ impl Jobs {
         }
     }
 
+    /// Tell the holders of jobs asked to stop: their held polls answer at
+    /// once with the cancel notice (the lease lifecycle, point 10).
+    fn tell_holders(&self, agents: &[String]) {
+        for a in agents {
+            self.wakers.wake_agent(a);
+        }
+    }
+
     /// Apply a schedule's firing plan; wakes the groups of the jobs made.
     pub async fn fire(&self, firing: &Firing, now: i64) -> Result<Fired> {
         let fired = self.store.fire(firing, now).await?;
         self.wake_all(&fired.woken);
+        self.tell_holders(&fired.told);
         if firing.cancel_active {
             self.ended.notify_one();
         }
@@ -43,6 +52,7 @@ impl Jobs {
         for (f, r) in firings.iter().zip(&done) {
             if let Ok(fired) = r {
                 self.wake_all(&fired.woken);
+                self.tell_holders(&fired.told);
                 cancelled |= f.cancel_active;
             }
         }

@@ -352,3 +352,33 @@ async fn cancelling_a_run_wakes_the_holder_of_its_running_step() {
         .await
         .expect("the step's holder was not woken");
 }
+
+#[tokio::test]
+async fn cancel_previous_tells_the_holder_of_the_job_it_replaces() {
+    let (svc, _d) = service(T0).await;
+    let mut spec = every_minute("r");
+    spec.overlap = Overlap::CancelPrevious;
+    svc.put(spec, true, T0).await.expect("put");
+    svc.trigger_now("r", T0 + 10).await.expect("first");
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let req = GrantRequest {
+        agent_id: "a1",
+        groups: &groups,
+        kinds: &kinds,
+        connections: &[],
+        max: 1,
+    };
+    let g = svc.jobs.grant(&req, T0 + 20).await.expect("grant");
+    assert_eq!(g.grants.len(), 1);
+    let wait = svc.jobs.agent_wait("a1");
+    let mut woken = Box::pin(wait.notify.notified());
+    woken.as_mut().enable();
+    // A newer occurrence replaces the running job: its holder is told now,
+    // not at its next heartbeat.
+    svc.trigger_now("r", T0 + 30).await.expect("second");
+    tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+        .await
+        .expect("the replaced job's holder was not woken");
+    assert!(svc.jobs.cancel_mark("a1").is_some(), "the holder is marked");
+}

@@ -124,6 +124,8 @@ pub struct Fired {
     pub occurrences: Vec<OccurrenceView>,
     /// Groups that got work.
     pub woken: Vec<String>,
+    /// Agents holding jobs that `cancel_previous` asked to stop.
+    pub told: Vec<String>,
     /// The cursor had moved: another controller (or an earlier call) acted;
     /// nothing was written.
     pub raced: bool,

@@ -76,7 +76,7 @@ pub(super) async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> R
         None => schedule_by_id(c, f.schedule_id).await?,
     };
     if f.cancel_active {
-        cancel_active(c, &schedule, now).await?;
+        out.told = cancel_active(c, &schedule, now).await?;
     }
     if f.supersede_pending {
         sqlx::query(
@@ -228,8 +228,22 @@ pub(crate) fn push_group(woken: &mut Vec<String>, group: &str) {
 /// Why `cancel_previous` cancelled a job or run.
 const REPLACED: &str = "cancelled: a newer occurrence replaced it (overlap = cancel_previous)";
 
-/// Cancel the schedule's unfinished job or run (`cancel_previous`).
-async fn cancel_active(c: &mut SqliteConnection, s: &StoredSchedule, now: i64) -> Result<()> {
+/// Cancel the schedule's unfinished job or run (`cancel_previous`); returns
+/// the agents holding the jobs asked to stop (to be told at once).
+async fn cancel_active(
+    c: &mut SqliteConnection,
+    s: &StoredSchedule,
+    now: i64,
+) -> Result<Vec<String>> {
+    let holders: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT lease_agent FROM jobs
+         WHERE state = 'running' AND lease_agent IS NOT NULL AND (
+           (schedule_id = ?1 AND run_id IS NULL)
+           OR run_id IN (SELECT id FROM pipeline_runs WHERE schedule_id = ?1 AND state = 'running'))",
+    )
+    .bind(s.id)
+    .fetch_all(&mut *c)
+    .await?;
     let jobs: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM jobs WHERE schedule_id = ? AND run_id IS NULL AND state IN ('queued', 'running')",
     )
@@ -248,7 +262,7 @@ async fn cancel_active(c: &mut SqliteConnection, s: &StoredSchedule, now: i64) -
     for r in active_runs {
         runs::cancel_in(c, r, REPLACED, now).await?;
     }
-    Ok(())
+    Ok(holders)
 }
 
 /// Start the schedule's oldest pending occurrence if nothing of it runs.
