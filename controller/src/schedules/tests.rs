@@ -48,8 +48,8 @@ async fn look(svc: &Schedules, now: i64) {
         .expect("look");
 }
 
-/// Grant group `g`'s next job to `a1` and end it as `how`.
-async fn finish_next(svc: &Schedules, how: Completion, now: i64) -> i64 {
+/// Grant group `g`'s next job (noop or command) to agent `a1`.
+async fn grant_next(svc: &Schedules, now: i64) -> baton_proto::Grant {
     let groups = vec!["g".to_string()];
     let kinds = vec![JobKind::Noop, JobKind::Command];
     let req = GrantRequest {
@@ -60,7 +60,12 @@ async fn finish_next(svc: &Schedules, how: Completion, now: i64) -> i64 {
         max: 1,
     };
     let g = svc.jobs.grant(&req, now).await.expect("grant");
-    let grant = g.grants.first().expect("a job");
+    g.grants.into_iter().next().expect("a job")
+}
+
+/// Grant group `g`'s next job to `a1` and end it as `how`.
+async fn finish_next(svc: &Schedules, how: Completion, now: i64) -> i64 {
+    let grant = grant_next(svc, now).await;
     let done = CompleteRequest {
         token: grant.token,
         completion: how,
@@ -333,17 +338,7 @@ async fn cancelling_a_run_wakes_the_holder_of_its_running_step() {
     .expect("pipeline");
     svc.put_pipeline(p, true, T0).await.expect("pipeline");
     let run = svc.run("one", T0 + 1).await.expect("run");
-    let groups = vec!["g".to_string()];
-    let kinds = vec![JobKind::Noop];
-    let req = GrantRequest {
-        agent_id: "a1",
-        groups: &groups,
-        kinds: &kinds,
-        connections: &[],
-        max: 1,
-    };
-    let g = svc.jobs.grant(&req, T0 + 2).await.expect("grant");
-    assert_eq!(g.grants.len(), 1);
+    grant_next(&svc, T0 + 2).await;
     let wait = svc.jobs.agent_wait("a1");
     let mut woken = Box::pin(wait.notify.notified());
     woken.as_mut().enable();
@@ -360,17 +355,7 @@ async fn cancel_previous_tells_the_holder_of_the_job_it_replaces() {
     spec.overlap = Overlap::CancelPrevious;
     svc.put(spec, true, T0).await.expect("put");
     svc.trigger_now("r", T0 + 10).await.expect("first");
-    let groups = vec!["g".to_string()];
-    let kinds = vec![JobKind::Noop];
-    let req = GrantRequest {
-        agent_id: "a1",
-        groups: &groups,
-        kinds: &kinds,
-        connections: &[],
-        max: 1,
-    };
-    let g = svc.jobs.grant(&req, T0 + 20).await.expect("grant");
-    assert_eq!(g.grants.len(), 1);
+    grant_next(&svc, T0 + 20).await;
     let wait = svc.jobs.agent_wait("a1");
     let mut woken = Box::pin(wait.notify.notified());
     woken.as_mut().enable();
