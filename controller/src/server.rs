@@ -70,7 +70,7 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
     } else {
         "admin".to_owned()
     };
-    store
+    let made = store
         .create_operator_token(
             &new_id("t_"),
             &name,
@@ -79,8 +79,14 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
             created_by,
             store::now_ms(),
         )
-        .await?;
-    Ok(Some(secret))
+        .await;
+    match made {
+        Ok(_) => Ok(Some(secret)),
+        // Another controller on the same database made the first admin
+        // token at the same moment (the name is unique): it exists now.
+        Err(_) if store.has_active_admin().await? => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `baton-controller init`: open the store and create the first admin token.
