@@ -33,7 +33,6 @@ pub mod hosts;
 mod identity;
 mod jobs;
 mod lease;
-mod made;
 mod pipelines;
 mod rebase;
 mod retention;

@@ -70,11 +70,6 @@ pub(crate) fn json_opt<T: DeserializeOwned>(what: &str, s: &Option<String>) -> R
     s.as_deref().map(|s| json(what, s)).transpose()
 }
 
-/// A value as the JSON text stored in its column.
-pub(crate) fn enc<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
-}
-
 pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }

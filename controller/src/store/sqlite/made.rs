@@ -5,8 +5,7 @@
 use baton_proto::{JobId, JobState, JobSubmit, JobView};
 use sqlx::sqlite::SqliteConnection;
 
-use crate::store::jobs::queued_view;
-pub(crate) use crate::store::rows::enc;
+use super::jobs::queued_view;
 use crate::store::{Error, Result};
 
 /// What made a job.
@@ -105,4 +104,9 @@ pub(crate) async fn cancel_in(
         }
         s => Ok(s),
     }
+}
+
+/// A value as the JSON text stored in its column.
+pub(crate) fn enc<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
 }
