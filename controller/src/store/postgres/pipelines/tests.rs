@@ -275,3 +275,39 @@ async fn a_cancel_and_a_step_end_racing_on_two_replicas_end_the_run_once() {
         assert!(jobs_of_step(&a, run, "then").await <= 1, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn two_replicas_expiring_at_once_end_each_timed_out_run_once() {
+    let Some((a, b, _guard)) = replicas().await else {
+        return;
+    };
+    let mut spec = pipeline("slow", vec![step("a", &[]), step("b", &["a"])]);
+    spec.timeout_ms = Some(1000);
+    a.put_pipeline(&spec, false, 0).await.expect("put");
+    let mut runs = Vec::new();
+    for i in 0..10 {
+        runs.push(
+            b.start_run("slow", None, 15_000, i)
+                .await
+                .expect("start")
+                .run
+                .id,
+        );
+    }
+    let (x, y) = tokio::join!(a.expire_runs(2000), b.expire_runs(2000));
+    let mut ended = x.expect("expire on a");
+    ended.extend(y.expect("expire on b"));
+    ended.sort_unstable();
+    assert_eq!(ended, runs, "each run ended by one replica, once");
+    for id in runs {
+        let view = a.get_run(id).await.expect("run");
+        assert_eq!(view.state, RunState::Failed);
+        assert_eq!(view.finished_at.map(|t| t.timestamp_millis()), Some(2000));
+        assert!(
+            view.error
+                .as_deref()
+                .is_some_and(|e| e.contains("timed out")),
+            "{view:?}"
+        );
+    }
+}
