@@ -75,3 +75,50 @@ impl PipelineStore for PgStore {
         Err(Error::Unported("next_run_deadline"))
     }
 }
+
+// ---- Stubs for the functions schedules call (P3 added them so schedules
+// compile before P4's port lands; P4's pipelines.rs replaces all of this).
+
+/// What [`advance_in`] did (P4 replaces this stub).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Advanced {
+    /// The run ended in this call.
+    pub ended_now: bool,
+    /// The run is not running: its schedule may start a pending occurrence.
+    pub done_schedule: Option<i64>,
+}
+
+pub(crate) async fn pipeline_exists(c: &mut sqlx::PgConnection, name: &str) -> Result<()> {
+    Err(Error::Unported("pipeline_exists"))
+}
+
+pub(crate) async fn start_in(
+    c: &mut sqlx::PgConnection,
+    name: &str,
+    group: Option<&str>,
+    schedule: Option<(i64, i64)>,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<RunId> {
+    Err(Error::Unported("start_in"))
+}
+
+pub(crate) async fn advance_in(
+    c: &mut sqlx::PgConnection,
+    id: RunId,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<Advanced> {
+    Err(Error::Unported("advance_in"))
+}
+
+pub(crate) async fn cancel_in(
+    c: &mut sqlx::PgConnection,
+    id: RunId,
+    why: &str,
+    now: i64,
+) -> Result<()> {
+    Err(Error::Unported("cancel_in"))
+}

@@ -1,0 +1,1 @@
+//! Multi-replica tests of schedules on PostgreSQL.
