@@ -10,6 +10,7 @@ use sqlx::postgres::PgConnection;
 
 use super::super::made::{self, Maker};
 use super::super::pipelines as runs;
+use super::super::retryable;
 use super::{SCHEDULE_COLUMNS, ScheduleRow, schedule_by_id};
 use crate::store::rows::ts;
 use crate::store::schedules::{Active, Fired, Firing, FollowedUp, NewOccurrence, StoredSchedule};
@@ -356,6 +357,24 @@ pub(super) async fn follow_up_in(
     Ok(out)
 }
 
+/// The order to apply `firings` in: by schedule id, so that replicas
+/// firing overlapping sets lock the schedule rows in one order (no
+/// deadlock between two timers, whatever order their callers gave).
+fn lock_order(firings: &[Firing]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..firings.len()).collect();
+    order.sort_by_key(|&i| firings[i].schedule_id);
+    order
+}
+
+/// Results in lock order put back in the callers' order.
+fn in_callers_order(order: &[usize], done: Vec<Result<Fired>>) -> Vec<Result<Fired>> {
+    let mut out: Vec<Option<Result<Fired>>> = (0..order.len()).map(|_| None).collect();
+    for (&i, r) in order.iter().zip(done) {
+        out[i] = Some(r);
+    }
+    out.into_iter().flatten().collect()
+}
+
 /// Every firing in one transaction, without a savepoint each (the common
 /// case: a raced firing writes nothing). The first one refused is the
 /// error: the caller rolls back and fires them apart.
@@ -364,35 +383,42 @@ pub(super) async fn fire_together(
     firings: &[Firing],
     now: i64,
 ) -> Result<Vec<Result<Fired>>> {
-    let mut out = Vec::with_capacity(firings.len());
-    for f in firings {
-        out.push(Ok(fire_in(c, f, now).await?));
+    let order = lock_order(firings);
+    let mut done = Vec::with_capacity(firings.len());
+    for &i in &order {
+        done.push(Ok(fire_in(c, &firings[i], now).await?));
     }
-    Ok(out)
+    Ok(in_callers_order(&order, done))
 }
 
 /// Every firing in one transaction, a savepoint each: one that is refused
-/// writes nothing and leaves the others be.
+/// writes nothing and leaves the others be. A deadlock is the whole
+/// transaction's error (the caller runs it again), not one firing's.
 pub(super) async fn fire_apart(
     c: &mut PgConnection,
     firings: &[Firing],
     now: i64,
 ) -> Result<Vec<Result<Fired>>> {
-    let mut out = Vec::with_capacity(firings.len());
-    for f in firings {
+    let order = lock_order(firings);
+    let mut done = Vec::with_capacity(firings.len());
+    for &i in &order {
         let mut one = c.begin().await?;
-        match fire_in(&mut one, f, now).await {
+        match fire_in(&mut one, &firings[i], now).await {
             Ok(fired) if !fired.raced => {
                 one.commit().await?;
-                out.push(Ok(fired));
+                done.push(Ok(fired));
             }
-            done => {
+            Err(e) if retryable(&e) => {
                 one.rollback().await?;
-                out.push(done);
+                return Err(e);
+            }
+            r => {
+                one.rollback().await?;
+                done.push(r);
             }
         }
     }
-    Ok(out)
+    Ok(in_callers_order(&order, done))
 }
 
 /// Fail the queued jobs pinned to an agent that is gone (see
