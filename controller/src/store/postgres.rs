@@ -33,7 +33,6 @@ pub mod hosts;
 mod identity;
 mod jobs;
 mod lease;
-#[allow(dead_code)] // until schedules and pipelines are ported onto it
 mod made;
 mod pipelines;
 mod rebase;

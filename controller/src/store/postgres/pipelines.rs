@@ -62,7 +62,6 @@ async fn step_rows(c: &mut PgConnection, id: RunId) -> Result<Vec<StepRow>> {
 /// Whether pipeline `name` exists; its row share-locked until the
 /// transaction ends, so a concurrent delete waits for it and then sees
 /// what it wrote (a schedule naming the pipeline).
-#[allow(dead_code)] // TODO(issue 17): called by postgres/schedules (put) once merged
 pub(crate) async fn pipeline_exists(c: &mut PgConnection, name: &str) -> Result<()> {
     let found: Option<String> =
         sqlx::query_scalar("SELECT name FROM pipelines WHERE name = $1 FOR SHARE")

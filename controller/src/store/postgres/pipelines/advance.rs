@@ -11,6 +11,7 @@ use baton_proto::schedule::RunId;
 use sqlx::postgres::PgConnection;
 
 use super::super::made::{self, Maker};
+use super::super::schedules::push_group;
 use super::{run_row, step_rows};
 use crate::pipeline::{self, Action, StepStatus};
 use crate::store::Result;
@@ -101,9 +102,7 @@ async fn act(
         Action::Skip { step, reason } => (step, StepState::Skipped, Some(reason)),
         Action::Queue { step } => match queue(c, run, spec, steps, rows, step, ttl, now).await? {
             Ok(group) => {
-                if !woken.contains(&group) {
-                    woken.push(group);
-                }
+                push_group(woken, &group);
                 return Ok(());
             }
             Err(reason) => (step, StepState::Failed, Some(reason)),
