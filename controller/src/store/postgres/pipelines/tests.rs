@@ -311,3 +311,35 @@ async fn two_replicas_expiring_at_once_end_each_timed_out_run_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_deleted_while_another_replica_schedules_it_is_kept() {
+    let Some((a, b, _guard)) = replicas().await else {
+        return;
+    };
+    let spec = pipeline("kept", vec![step("a", &[])]);
+    a.put_pipeline(&spec, false, 0).await.expect("put");
+    // Replica A puts a schedule naming the pipeline (the check, then the
+    // row) and has not committed when replica B deletes the pipeline.
+    let mut tx = a.pool().begin().await.expect("begin");
+    super::pipeline_exists(&mut tx, "kept")
+        .await
+        .expect("exists");
+    sqlx::query(
+        "INSERT INTO schedules (name, spec, created_at, updated_at)
+         VALUES ('nightly', '{\"pipeline\":\"kept\"}', 0, 0)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("schedule row");
+    let b2 = b.clone();
+    let deleted = tokio::spawn(async move { b2.delete_pipeline("kept").await });
+    until_blocked_or_done(&a, &deleted).await;
+    tx.commit().await.expect("commit a");
+    let deleted = deleted.await.expect("replica b");
+    assert!(
+        matches!(&deleted, Err(Error::Conflict(m)) if m.contains("nightly")),
+        "the delete sees the schedule: {deleted:?}"
+    );
+    b.get_pipeline("kept").await.expect("still there");
+}
