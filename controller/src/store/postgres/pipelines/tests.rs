@@ -2,7 +2,6 @@
 //! run's concurrent deciders must not do twice. Skips without
 //! `BATON_TEST_PG_URL`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::pipeline::{PipelineSpec, RunState, StepCondition, StepSpec};
@@ -15,18 +14,6 @@ use super::advance::Advanced;
 use super::{PgStore, advance_in, cancel_run_in};
 use crate::store::Error;
 use crate::store::pipelines::PipelineStore;
-
-/// Two replicas on one fresh scratch database.
-async fn replicas() -> Option<(Arc<PgStore>, Arc<PgStore>, testutil::Scratch)> {
-    let (url, guard) = testutil::scratch_database().await?;
-    let a = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open a");
-    let b = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open b");
-    Some((Arc::new(a), Arc::new(b), guard))
-}
 
 fn step(name: &str, deps: &[&str]) -> StepSpec {
     StepSpec {
@@ -140,7 +127,7 @@ async fn fan_run(s: &PgStore) -> RunId {
 
 #[tokio::test]
 async fn two_replicas_ending_two_parallel_steps_queue_the_join_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let run = fan_run(&a).await;
@@ -168,7 +155,7 @@ async fn two_replicas_ending_two_parallel_steps_queue_the_join_once() {
 
 #[tokio::test]
 async fn two_replicas_racing_step_ends_queue_each_step_once_and_end_the_run_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     for round in 0..20 {
@@ -208,7 +195,7 @@ async fn cancel(s: &PgStore, run: RunId, now: i64) -> Result<RunState, Error> {
 
 #[tokio::test]
 async fn a_cancel_racing_the_last_step_end_ends_the_run_once_with_one_state() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let spec = pipeline("one", vec![step("only", &[])]);
@@ -245,7 +232,7 @@ async fn a_cancel_racing_the_last_step_end_ends_the_run_once_with_one_state() {
 
 #[tokio::test]
 async fn a_cancel_and_a_step_end_racing_on_two_replicas_end_the_run_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     for round in 0..20 {
@@ -278,7 +265,7 @@ async fn a_cancel_and_a_step_end_racing_on_two_replicas_end_the_run_once() {
 
 #[tokio::test]
 async fn two_replicas_expiring_at_once_end_each_timed_out_run_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let mut spec = pipeline("slow", vec![step("a", &[]), step("b", &["a"])]);
@@ -314,7 +301,7 @@ async fn two_replicas_expiring_at_once_end_each_timed_out_run_once() {
 
 #[tokio::test]
 async fn a_pipeline_deleted_while_another_replica_schedules_it_is_kept() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let spec = pipeline("kept", vec![step("a", &[])]);
