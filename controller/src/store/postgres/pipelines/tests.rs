@@ -330,3 +330,50 @@ async fn a_pipeline_deleted_while_another_replica_schedules_it_is_kept() {
     );
     b.get_pipeline("kept").await.expect("still there");
 }
+
+#[tokio::test]
+async fn a_run_retried_on_two_replicas_at_once_is_retried_once() {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
+        return;
+    };
+    let spec = pipeline("flaky", vec![step("only", &[])]);
+    a.put_pipeline(&spec, false, 0).await.expect("put");
+    let run = a
+        .start_run("flaky", None, 15_000, 10)
+        .await
+        .expect("start")
+        .run
+        .id;
+    let job = job_of(&a, run, "only").await;
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', finished_at = 20, updated_at = 20, error = 'boom' WHERE id = $1",
+    )
+    .bind(job)
+    .execute(a.pool())
+    .await
+    .expect("fail job");
+    assert!(follow_up(&a, run, 30).await.ended_now);
+    // Replica A retries the failed run and has not committed when replica
+    // B takes a retry of the same run.
+    let mut tx = a.pool().begin().await.expect("begin");
+    let retried = super::retry_in(&mut tx, run, 15_000, 40)
+        .await
+        .expect("retry on a");
+    assert_eq!(retried.run.attempt, 2);
+    let b2 = b.clone();
+    let second = tokio::spawn(async move { b2.retry_run(run, 15_000, 41).await });
+    until_blocked_or_done(&a, &second).await;
+    tx.commit().await.expect("commit a");
+    let second = second.await.expect("replica b");
+    assert!(
+        matches!(&second, Err(Error::Conflict(m)) if m.contains("is running")),
+        "the second retry finds it running: {second:?}"
+    );
+    let view = b.get_run(run).await.expect("run");
+    assert_eq!((view.state, view.attempt), (RunState::Running, 2));
+    assert_eq!(
+        jobs_of_step(&a, run, "only").await,
+        2,
+        "one job per attempt"
+    );
+}
