@@ -25,19 +25,22 @@ use crate::store::{Error, Result};
 
 #[async_trait]
 impl JobStore for PgStore {
-    /// Persist a new job (or return the one an idempotency key already made).
+    /// Persist a new job (or return the one an idempotency key already
+    /// made). No transaction of its own: the INSERT is one statement, and
+    /// the reads around it are answers, not decisions.
     async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
-        let new = std::sync::Arc::new(new);
-        self.tx(move |c| {
-            let new = new.clone();
-            Box::pin(async move { submit_in(c, &new, now).await })
-        })
-        .await
+        let mut c = self.pool.acquire().await?;
+        submit_in(&mut c, &new, now).await
     }
 
-    /// Persist every job of a batch in one transaction, or none (or return
-    /// the jobs an earlier batch with the same idempotency key made).
+    /// Persist every job of a batch, or none (or return the jobs an earlier
+    /// batch with the same idempotency key made): one statement without a
+    /// key, one transaction with one.
     async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
+        if batch.idempotency_key.is_none() {
+            let mut c = self.pool.acquire().await?;
+            return submit_batch_in(&mut c, &batch, now).await;
+        }
         let batch = std::sync::Arc::new(batch);
         self.tx(move |c| {
             let batch = batch.clone();
@@ -340,7 +343,8 @@ async fn replay(c: &mut PgConnection, key: &str, hash: &str) -> Result<Option<Jo
     }
 }
 
-/// Submit inside a transaction (see [`JobStore::submit`]).
+/// Submit on a connection, each statement its own transaction (see
+/// [`JobStore::submit`]).
 async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> Result<Submitted> {
     let key = new.idempotency_key.as_deref();
     for _ in 0..2 {
@@ -373,7 +377,8 @@ async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> Result<Submi
     ))
 }
 
-/// Batch submit inside a transaction (see [`JobStore::submit_batch`]).
+/// Batch submit (see [`JobStore::submit_batch`]): inside a transaction
+/// when keyed (its first job is inserted alone, then the rest).
 async fn submit_batch_in(c: &mut PgConnection, b: &NewBatch, now: i64) -> Result<BatchSubmitted> {
     let rows: Vec<Insert<'_>> = b
         .jobs
