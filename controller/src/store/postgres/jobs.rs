@@ -213,32 +213,53 @@ async fn by_key(c: &mut PgConnection, key: &str) -> Result<Option<JobRow>> {
 /// request hash stored with it.
 type Insert<'a> = (&'a JobSubmit, u64, Option<&'a str>, &'a str);
 
+/// The columns of jobs to insert, one array each (unnested in order).
+#[derive(Default)]
+struct Columns<'a> {
+    grp: Vec<&'a str>,
+    kind: Vec<&'static str>,
+    spec: Vec<String>,
+    connection: Vec<Option<&'a str>>,
+    priority: Vec<i64>,
+    retry: Vec<String>,
+    timeout_ms: Vec<Option<i64>>,
+    lease_ttl_ms: Vec<i64>,
+    labels: Vec<String>,
+    key: Vec<Option<&'a str>>,
+    hash: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(jobs: &[Insert<'a>]) -> Result<Columns<'a>> {
+        let mut c = Columns::default();
+        for (s, ttl, key, hash) in jobs {
+            c.grp.push(&s.group);
+            c.kind.push(s.spec.kind().as_str());
+            c.spec.push(enc(&s.spec)?);
+            c.connection.push(s.spec.connection());
+            c.priority.push(i64::from(s.priority));
+            c.retry.push(enc(&s.retry)?);
+            c.timeout_ms.push(s.timeout_ms.map(|t| t as i64));
+            c.lease_ttl_ms.push(*ttl as i64);
+            c.labels.push(enc(&s.labels)?);
+            c.key.push(*key);
+            c.hash.push(hash);
+        }
+        Ok(c)
+    }
+}
+
 /// Insert queued jobs, in order, in one statement (arrays unnested in
 /// order); `batch_first` is stored on each. A row whose idempotency key is
-/// taken is not inserted (`ON CONFLICT DO NOTHING`): the answer then has
-/// fewer views than `jobs`. Returns the views in order.
+/// taken is not inserted (`ON CONFLICT DO NOTHING`): the answer is then
+/// empty. Returns the views in order.
 async fn insert(
     c: &mut PgConnection,
     jobs: &[Insert<'_>],
     batch_first: Option<JobId>,
     now: i64,
 ) -> Result<Vec<JobView>> {
-    let mut cols: (Vec<&str>, Vec<&str>, Vec<String>, Vec<Option<&str>>) = Default::default();
-    let mut more: (Vec<i64>, Vec<String>, Vec<Option<i64>>, Vec<i64>) = Default::default();
-    let mut tail: (Vec<String>, Vec<Option<&str>>, Vec<&str>) = Default::default();
-    for (s, ttl, key, hash) in jobs {
-        cols.0.push(&s.group);
-        cols.1.push(s.spec.kind().as_str());
-        cols.2.push(enc(&s.spec)?);
-        cols.3.push(s.spec.connection());
-        more.0.push(i64::from(s.priority));
-        more.1.push(enc(&s.retry)?);
-        more.2.push(s.timeout_ms.map(|t| t as i64));
-        more.3.push(*ttl as i64);
-        tail.0.push(enc(&s.labels)?);
-        tail.1.push(*key);
-        tail.2.push(hash);
-    }
+    let cols = Columns::of(jobs)?;
     let ids: Vec<JobId> = sqlx::query_scalar(
         "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
              labels, idempotency_key, request_hash, batch_first, state, not_before, created_at, updated_at)
@@ -252,17 +273,17 @@ async fn insert(
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING id",
     )
-    .bind(cols.0)
-    .bind(cols.1)
-    .bind(cols.2)
-    .bind(cols.3)
-    .bind(more.0)
-    .bind(more.1)
-    .bind(more.2)
-    .bind(more.3)
-    .bind(tail.0)
-    .bind(tail.1)
-    .bind(tail.2)
+    .bind(cols.grp)
+    .bind(cols.kind)
+    .bind(cols.spec)
+    .bind(cols.connection)
+    .bind(cols.priority)
+    .bind(cols.retry)
+    .bind(cols.timeout_ms)
+    .bind(cols.lease_ttl_ms)
+    .bind(cols.labels)
+    .bind(cols.key)
+    .bind(cols.hash)
     .bind(batch_first)
     .bind(now)
     .fetch_all(&mut *c)
