@@ -178,6 +178,73 @@ async fn expiry_racing_completion_ends_each_lease_once() {
     eprintln!("{won} completions won, {} expiries won", expired.len());
 }
 
+/// Heartbeats on one replica race the reaper of the other: a heartbeat
+/// either renews the lease (and the reaper leaves it) or is lease_lost (and
+/// the reaper ended it), never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_racing_heartbeat_never_both() {
+    let Some((a, b, _guard)) = replicas().await else {
+        return;
+    };
+    const N: usize = 60;
+    let ids = queue(&a, N, 1000).await;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let req = GrantRequest {
+        agent_id: "a1",
+        groups: &groups,
+        kinds: &kinds,
+        connections: &[],
+        max: N as u32,
+    };
+    assert_eq!(a.grant(&req, 0).await.expect("grant").grants.len(), N);
+    let beats: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (a, id) = (a.clone(), *id);
+            tokio::spawn(async move { (id, a.heartbeat(id, "a1", 1, None, "", 999).await) })
+        })
+        .collect();
+    let reapers: Vec<_> = (0..3)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.expire_leases(1000).await.expect("expire") })
+        })
+        .collect();
+    let mut expired: HashMap<JobId, usize> = HashMap::new();
+    for r in reapers {
+        for (job, _, _) in r.await.expect("reaper").leases {
+            *expired.entry(job).or_default() += 1;
+        }
+    }
+    let mut renewed = 0;
+    for h in beats {
+        let (id, answer) = h.await.expect("heartbeat");
+        match answer {
+            Ok(_) => {
+                renewed += 1;
+                assert!(!expired.contains_key(&id), "job {id} renewed and expired");
+            }
+            Err(Error::LeaseLost(_)) => assert_eq!(expired.get(&id), Some(&1), "job {id}"),
+            Err(e) => panic!("job {id}: {e:?}"),
+        }
+    }
+    assert_eq!(renewed + expired.len(), N);
+    // The renewed leases hold until 1999, and end then.
+    assert!(
+        b.expire_leases(1998)
+            .await
+            .expect("expire")
+            .leases
+            .is_empty()
+    );
+    assert_eq!(
+        b.expire_leases(1999).await.expect("expire").leases.len(),
+        renewed
+    );
+    eprintln!("{renewed} heartbeats won, {} expiries won", expired.len());
+}
+
 /// A stale token never completes: after the reaper of one replica ended
 /// lease 1 and the job went to another agent (token 2), the first holder's
 /// completion on the other replica is lease_lost, and the second holder's
