@@ -115,6 +115,28 @@ async fn round_trips() {
         return;
     };
     const N: usize = 2000;
+    // The floor on this machine: a round trip, and an empty commit's fsync.
+    sqlx::query("CREATE TABLE floor (x BIGINT)")
+        .execute(s.pool())
+        .await
+        .expect("table");
+    let t = Instant::now();
+    for _ in 0..500 {
+        sqlx::query("SELECT 1")
+            .execute(s.pool())
+            .await
+            .expect("select");
+    }
+    let select = t.elapsed() / 500;
+    let t = Instant::now();
+    for i in 0..500i64 {
+        sqlx::query("INSERT INTO floor VALUES ($1)")
+            .bind(i)
+            .execute(s.pool())
+            .await
+            .expect("insert");
+    }
+    let commit = t.elapsed() / 500;
     let t = Instant::now();
     for i in 0..N {
         s.submit(new_job("g", None, "h"), i as i64)
@@ -171,6 +193,7 @@ async fn round_trips() {
     let per_s = N as f64 / t.elapsed().as_secs_f64();
     eprintln!(
         "PostgreSQL round trips (sequential, mean of {N}): submit {submit:?}, grant {grant:?}, \
-         complete {complete:?}; 16 concurrent single submits: {per_s:.0} jobs/s"
+         complete {complete:?}; 16 concurrent single submits: {per_s:.0} jobs/s; \
+         floor: SELECT 1 {select:?}, one-row INSERT (a commit) {commit:?}"
     );
 }
