@@ -311,6 +311,43 @@ async fn a_stale_token_is_lease_lost_and_a_double_delivery_counts_once() {
     assert_eq!(spent, 2);
 }
 
+/// Operator cancels on one replica race grants on the other: a job the
+/// cancel found queued ends cancelled and is granted to nobody; a job
+/// granted first runs with its cancel mark set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_racing_grant_either_cancels_or_marks() {
+    let Some((a, b, _guard)) = replicas().await else {
+        return;
+    };
+    const N: usize = 60;
+    let ids = queue(&a, N, 60_000).await;
+    let grants = tokio::spawn(grant_until_empty(a.clone(), "a1".into(), 1));
+    let cancels: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (b, id) = (b.clone(), *id);
+            tokio::spawn(async move { b.cancel(id, 10).await.expect("cancel") })
+        })
+        .collect();
+    let granted: HashSet<JobId> = grants
+        .await
+        .expect("grants")
+        .into_iter()
+        .map(|(j, _)| j)
+        .collect();
+    for c in cancels {
+        let v = c.await.expect("cancel");
+        if granted.contains(&v.id) {
+            assert_eq!(v.state, JobState::Running, "job {}", v.id);
+            assert!(v.cancel_requested, "job {}", v.id);
+        } else {
+            assert_eq!(v.state, JobState::Cancelled, "job {}", v.id);
+            assert!(v.attempts.is_empty(), "job {}", v.id);
+        }
+    }
+    eprintln!("{} granted before their cancel", granted.len());
+}
+
 /// A drained agent is granted nothing (read in the grant statement).
 #[tokio::test]
 async fn a_drained_agent_is_granted_nothing() {
