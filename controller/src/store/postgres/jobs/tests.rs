@@ -8,14 +8,14 @@ use baton_proto::{CompleteRequest, Completion, JobKind, JobResult};
 use crate::store::Error;
 use crate::store::jobs::{JobStore, NewBatch};
 use crate::store::lease::{GrantRequest, LeaseStore};
-use crate::store::postgres::testutil::{pg, replicas};
+use crate::store::postgres::testutil::{pg, two_replicas};
 use crate::store::testutil::new_job;
 
 /// Issue 17 point 2: the same idempotency key submitted on both replicas
 /// at the same moment makes one job, and both are answered with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_key_on_two_replicas_at_once_is_one_job() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     for i in 0..30 {
@@ -40,7 +40,7 @@ async fn one_key_on_two_replicas_at_once_is_one_job() {
 /// answers; and another body with the key at the same time is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_batch_key_on_two_replicas_at_once_is_one_batch() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     let batch = |key: &str, hash: &str| NewBatch {

@@ -12,7 +12,7 @@ use crate::store::Error;
 use crate::store::jobs::{JobStore, NewBatch};
 use crate::store::lease::{GrantRequest, LeaseStore};
 use crate::store::postgres::PgStore;
-use crate::store::postgres::testutil::replicas;
+use crate::store::postgres::testutil::two_replicas;
 use crate::store::testutil::noop_job;
 
 /// `n` queued noop jobs of group `g` (TTL `ttl`, one attempt, no retry).
@@ -55,7 +55,7 @@ async fn grant_until_empty(s: Arc<PgStore>, agent: String, max: u32) -> Vec<(Job
 /// each: every job is granted exactly once, with token 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_never_grant_one_job_twice() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     let ids = queue(&a, 200, 60_000).await;
@@ -99,7 +99,7 @@ fn done(token: FencingToken, completion: Completion) -> CompleteRequest {
 /// lists it and the completion is lease_lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_racing_completion_ends_each_lease_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     const N: usize = 60;
@@ -183,7 +183,7 @@ async fn expiry_racing_completion_ends_each_lease_once() {
 /// the reaper ended it), never both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_racing_heartbeat_never_both() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     const N: usize = 60;
@@ -251,7 +251,7 @@ async fn expiry_racing_heartbeat_never_both() {
 /// counts once even when delivered to both replicas at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stale_token_is_lease_lost_and_a_double_delivery_counts_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     let retry = RetryPolicy {
@@ -316,7 +316,7 @@ async fn a_stale_token_is_lease_lost_and_a_double_delivery_counts_once() {
 /// granted first runs with its cancel mark set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_racing_grant_either_cancels_or_marks() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     const N: usize = 60;
@@ -351,7 +351,7 @@ async fn cancel_racing_grant_either_cancels_or_marks() {
 /// A drained agent is granted nothing (read in the grant statement).
 #[tokio::test]
 async fn a_drained_agent_is_granted_nothing() {
-    let Some((a, _b, _guard)) = replicas().await else {
+    let Some((a, _b, _guard)) = two_replicas().await else {
         return;
     };
     queue(&a, 1, 1000).await;
