@@ -1,7 +1,7 @@
 //! PipelineStore on PostgreSQL (NOT YET PORTED: every method answers
 //! `Error::Unported`; a helper replaces this file).
 
-#![allow(unused_variables, unused_imports)]
+#![allow(unused_variables, unused_imports, clippy::ptr_arg)]
 
 use super::PgStore;
 use crate::store::pipelines::*;
