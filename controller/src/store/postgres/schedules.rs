@@ -34,7 +34,6 @@ use crate::store::{Error, Result};
 mod fire;
 mod put;
 
-#[allow(unused_imports)] // used by pipelines (advance), as on SQLite
 pub(crate) use fire::push_group;
 use fire::{activity, fail_stranded_in, fire_apart, fire_in, fire_together, follow_up_in};
 
