@@ -3,6 +3,8 @@
 //! `cancel_previous` (PostgreSQL; see the locking rules in
 //! [`super`]).
 
+use std::collections::HashMap;
+
 use baton_proto::JobId;
 use baton_proto::schedule::{OccurrenceState, OccurrenceView};
 use sqlx::Connection;
@@ -337,6 +339,46 @@ fn lock_order(firings: &[Firing]) -> Vec<usize> {
     order
 }
 
+/// Lock the rows of the schedules whose cursor `firings` move, in id order,
+/// and read their cursors, in one statement: a replica firing the same
+/// plan waits here once, then skips every firing whose cursor moved without
+/// a statement each.
+async fn lock_cursors(c: &mut PgConnection, firings: &[Firing]) -> Result<HashMap<i64, i64>> {
+    let ids: Vec<i64> = firings
+        .iter()
+        .filter(|f| f.advance.is_some())
+        .map(|f| f.schedule_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, cursor FROM schedules WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, cursor)| Some((id, cursor?)))
+        .collect())
+}
+
+/// Whether `f`'s cursor is no longer where its plan started (locked and
+/// read by [`lock_cursors`]): the firing is `raced` and writes nothing.
+fn moved(f: &Firing, cursors: &HashMap<i64, i64>) -> bool {
+    f.advance
+        .is_some_and(|adv| cursors.get(&f.schedule_id) != Some(&adv.expect))
+}
+
+/// A firing that found its cursor moved.
+fn raced() -> Fired {
+    Fired {
+        raced: true,
+        ..Fired::default()
+    }
+}
+
 /// Results in lock order put back in the callers' order.
 fn in_callers_order(order: &[usize], done: Vec<Result<Fired>>) -> Vec<Result<Fired>> {
     let mut out: Vec<Option<Result<Fired>>> = (0..order.len()).map(|_| None).collect();
@@ -355,8 +397,13 @@ pub(super) async fn fire_together(
     now: i64,
 ) -> Result<Vec<Result<Fired>>> {
     let order = lock_order(firings);
+    let cursors = lock_cursors(c, firings).await?;
     let mut done = Vec::with_capacity(firings.len());
     for &i in &order {
+        if moved(&firings[i], &cursors) {
+            done.push(Ok(raced()));
+            continue;
+        }
         done.push(Ok(fire_in(c, &firings[i], now).await?));
     }
     Ok(in_callers_order(&order, done))
@@ -371,8 +418,13 @@ pub(super) async fn fire_apart(
     now: i64,
 ) -> Result<Vec<Result<Fired>>> {
     let order = lock_order(firings);
+    let cursors = lock_cursors(c, firings).await?;
     let mut done = Vec::with_capacity(firings.len());
     for &i in &order {
+        if moved(&firings[i], &cursors) {
+            done.push(Ok(raced()));
+            continue;
+        }
         let mut one = c.begin().await?;
         match fire_in(&mut one, &firings[i], now).await {
             Ok(fired) if !fired.raced => {
