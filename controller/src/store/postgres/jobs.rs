@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use baton_proto::{AttemptView, JobId, JobList, JobState, JobSubmit, JobSummary, JobView};
+use baton_proto::{AttemptView, JobId, JobList, JobSubmit, JobSummary, JobView};
 use sqlx::postgres::PgConnection;
 
 use super::PgStore;
@@ -122,7 +122,8 @@ impl JobStore for PgStore {
         let before = self
             .tx(move |c| {
                 Box::pin(async move {
-                    cancel_in(&mut *c, id, "cancelled by operator before it ran", now).await
+                    super::made::cancel_in(&mut *c, id, "cancelled by operator before it ran", now)
+                        .await
                 })
             })
             .await?;
@@ -157,47 +158,6 @@ impl JobStore for PgStore {
         }
         self.get_job(id).await
     }
-}
-
-/// Cancel job `id` inside a transaction, its row locked: a queued job ends
-/// at once with `why`; a running one is asked to stop. Returns its state
-/// before; an ended job is left alone.
-pub(crate) async fn cancel_in(
-    c: &mut PgConnection,
-    id: JobId,
-    why: &str,
-    now: i64,
-) -> Result<JobState> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?;
-    let state = state.ok_or(Error::NotFound(id))?;
-    let state =
-        JobState::parse(&state).ok_or_else(|| Error::Corrupt(format!("jobs.state {id}")))?;
-    match state {
-        JobState::Queued => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'cancelled', cancel_requested = TRUE, finished_at = $1,
-                 updated_at = $1, error = $2 WHERE id = $3",
-            )
-            .bind(now)
-            .bind(why)
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
-        }
-        JobState::Running => {
-            sqlx::query("UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-        }
-        _ => {}
-    }
-    Ok(state)
 }
 
 /// The job an idempotency key made, if any.
