@@ -27,6 +27,7 @@
 
 mod agents;
 mod audit;
+pub mod check;
 mod drills;
 mod health;
 pub mod hosts;
