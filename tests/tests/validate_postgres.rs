@@ -150,3 +150,180 @@ async fn validate_checks_reachability_migrations_and_synchronous_commit() {
 
     exec(&admin, &format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await;
 }
+
+/// A PostgreSQL server of this test's own (run as `postgres` with
+/// `runuser`), stopped when dropped.
+struct Server {
+    data: std::path::PathBuf,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = as_postgres(&[
+            "pg_ctl",
+            "-D",
+            self.data.to_str().unwrap_or_default(),
+            "-m",
+            "immediate",
+            "stop",
+        ]);
+    }
+}
+
+fn as_postgres(args: &[&str]) -> Output {
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .output()
+        .expect("runuser")
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Start a server on `data` (already made) at a free port.
+fn start(root: &Path, data: &Path) -> Server {
+    let port = free_port();
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1",
+        root.display()
+    );
+    let log = data.with_extension("log");
+    let out = as_postgres(&[
+        "pg_ctl",
+        "-D",
+        data.to_str().expect("path"),
+        "-o",
+        &opts,
+        "-l",
+        log.to_str().expect("path"),
+        "-w",
+        "start",
+    ]);
+    assert!(out.status.success(), "pg_ctl start: {out:?}");
+    Server {
+        data: data.to_owned(),
+        port,
+    }
+}
+
+/// Why a primary with a standby of its own cannot be made here, if so.
+fn no_standby_reason() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").map_or(true, |m| m.uid() != 0) {
+        return Some("not root (initdb and pg_ctl run as the postgres user)".into());
+    }
+    for tool in ["initdb", "pg_ctl", "pg_basebackup", "runuser"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+async fn scalar(url: &str, sql: &str) -> String {
+    let mut c = PgConnection::connect(url).await.expect("connect");
+    let v: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut c)
+        .await
+        .expect(sql);
+    let _ = c.close().await;
+    v
+}
+
+#[tokio::test]
+async fn validate_warns_about_an_asynchronous_standby_and_not_a_synchronous_one() {
+    if let Some(why) = no_standby_reason() {
+        assert!(
+            std::env::var("BATON_TEST_REQUIRE_PG").as_deref() != Ok("1"),
+            "BATON_TEST_REQUIRE_PG=1 but {why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let root = tempfile::tempdir().expect("tmp");
+    let r = root.path();
+    let chown = std::process::Command::new("chown")
+        .args(["postgres", r.to_str().expect("path")])
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let (pdata, sdata) = (r.join("primary"), r.join("standby"));
+    let out = as_postgres(&[
+        "initdb",
+        "-D",
+        pdata.to_str().expect("path"),
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "--no-sync",
+    ]);
+    assert!(out.status.success(), "initdb: {out:?}");
+    let primary = start(r, &pdata);
+    let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", primary.port);
+    exec(&admin, "CREATE DATABASE baton").await;
+    let url = with_database(&admin, "baton");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = controller(dir.path(), &url, "init");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    // A streaming standby, asynchronous (synchronous_standby_names empty).
+    let out = as_postgres(&[
+        "pg_basebackup",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &primary.port.to_string(),
+        "-U",
+        "postgres",
+        "-D",
+        sdata.to_str().expect("path"),
+        "-R",
+        "--no-sync",
+        "--checkpoint=fast",
+    ]);
+    assert!(out.status.success(), "pg_basebackup: {out:?}");
+    let _standby = start(r, &sdata);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while scalar(&admin, "SELECT count(*)::text FROM pg_stat_replication").await != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never streamed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = controller(dir.path(), &url, "validate");
+    assert_eq!(out.status.code(), Some(0), "a warning only: {out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: PostgreSQL: replication is asynchronous: 1 standby")
+            && err.contains("already acknowledged"),
+        "{err}"
+    );
+
+    // Made synchronous: no warning.
+    exec(&admin, "ALTER SYSTEM SET synchronous_standby_names = '*'").await;
+    exec(&admin, "SELECT pg_reload_conf()").await;
+    while scalar(&admin, "SHOW synchronous_standby_names").await != "*" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = controller(dir.path(), &url, "validate");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!stderr(&out).contains("warning: PostgreSQL"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("synchronous standby *"),
+        "{out:?}"
+    );
+}
