@@ -2,7 +2,6 @@
 //! run's concurrent deciders must not do twice. Skips without
 //! `BATON_TEST_PG_URL`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::pipeline::{PipelineSpec, RunState, StepCondition, StepSpec};
@@ -15,18 +14,6 @@ use super::advance::Advanced;
 use super::{PgStore, advance_in, cancel_run_in};
 use crate::store::Error;
 use crate::store::pipelines::PipelineStore;
-
-/// Two replicas on one fresh scratch database.
-async fn replicas() -> Option<(Arc<PgStore>, Arc<PgStore>, testutil::Scratch)> {
-    let (url, guard) = testutil::scratch_database().await?;
-    let a = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open a");
-    let b = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open b");
-    Some((Arc::new(a), Arc::new(b), guard))
-}
 
 fn step(name: &str, deps: &[&str]) -> StepSpec {
     StepSpec {
@@ -140,7 +127,7 @@ async fn fan_run(s: &PgStore) -> RunId {
 
 #[tokio::test]
 async fn two_replicas_ending_two_parallel_steps_queue_the_join_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let run = fan_run(&a).await;
@@ -168,7 +155,7 @@ async fn two_replicas_ending_two_parallel_steps_queue_the_join_once() {
 
 #[tokio::test]
 async fn two_replicas_racing_step_ends_queue_each_step_once_and_end_the_run_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     for round in 0..20 {
@@ -208,7 +195,7 @@ async fn cancel(s: &PgStore, run: RunId, now: i64) -> Result<RunState, Error> {
 
 #[tokio::test]
 async fn a_cancel_racing_the_last_step_end_ends_the_run_once_with_one_state() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let spec = pipeline("one", vec![step("only", &[])]);
@@ -245,7 +232,7 @@ async fn a_cancel_racing_the_last_step_end_ends_the_run_once_with_one_state() {
 
 #[tokio::test]
 async fn a_cancel_and_a_step_end_racing_on_two_replicas_end_the_run_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     for round in 0..20 {
@@ -278,7 +265,7 @@ async fn a_cancel_and_a_step_end_racing_on_two_replicas_end_the_run_once() {
 
 #[tokio::test]
 async fn two_replicas_expiring_at_once_end_each_timed_out_run_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let mut spec = pipeline("slow", vec![step("a", &[]), step("b", &["a"])]);
@@ -310,4 +297,83 @@ async fn two_replicas_expiring_at_once_end_each_timed_out_run_once() {
             "{view:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_pipeline_deleted_while_another_replica_schedules_it_is_kept() {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
+        return;
+    };
+    let spec = pipeline("kept", vec![step("a", &[])]);
+    a.put_pipeline(&spec, false, 0).await.expect("put");
+    // Replica A puts a schedule naming the pipeline (the check, then the
+    // row) and has not committed when replica B deletes the pipeline.
+    let mut tx = a.pool().begin().await.expect("begin");
+    super::pipeline_exists(&mut tx, "kept")
+        .await
+        .expect("exists");
+    sqlx::query(
+        "INSERT INTO schedules (name, spec, created_at, updated_at)
+         VALUES ('nightly', '{\"pipeline\":\"kept\"}', 0, 0)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("schedule row");
+    let b2 = b.clone();
+    let deleted = tokio::spawn(async move { b2.delete_pipeline("kept").await });
+    until_blocked_or_done(&a, &deleted).await;
+    tx.commit().await.expect("commit a");
+    let deleted = deleted.await.expect("replica b");
+    assert!(
+        matches!(&deleted, Err(Error::Conflict(m)) if m.contains("nightly")),
+        "the delete sees the schedule: {deleted:?}"
+    );
+    b.get_pipeline("kept").await.expect("still there");
+}
+
+#[tokio::test]
+async fn a_run_retried_on_two_replicas_at_once_is_retried_once() {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
+        return;
+    };
+    let spec = pipeline("flaky", vec![step("only", &[])]);
+    a.put_pipeline(&spec, false, 0).await.expect("put");
+    let run = a
+        .start_run("flaky", None, 15_000, 10)
+        .await
+        .expect("start")
+        .run
+        .id;
+    let job = job_of(&a, run, "only").await;
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', finished_at = 20, updated_at = 20, error = 'boom' WHERE id = $1",
+    )
+    .bind(job)
+    .execute(a.pool())
+    .await
+    .expect("fail job");
+    assert!(follow_up(&a, run, 30).await.ended_now);
+    // Replica A retries the failed run and has not committed when replica
+    // B takes a retry of the same run.
+    let mut tx = a.pool().begin().await.expect("begin");
+    let retried = super::retry_in(&mut tx, run, 15_000, 40)
+        .await
+        .expect("retry on a");
+    assert_eq!(retried.run.attempt, 2);
+    let b2 = b.clone();
+    let second = tokio::spawn(async move { b2.retry_run(run, 15_000, 41).await });
+    until_blocked_or_done(&a, &second).await;
+    tx.commit().await.expect("commit a");
+    let second = second.await.expect("replica b");
+    assert!(
+        matches!(&second, Err(Error::Conflict(m)) if m.contains("is running")),
+        "the second retry finds it running: {second:?}"
+    );
+    let view = b.get_run(run).await.expect("run");
+    assert_eq!((view.state, view.attempt), (RunState::Running, 2));
+    assert_eq!(
+        jobs_of_step(&a, run, "only").await,
+        2,
+        "one job per attempt"
+    );
 }
