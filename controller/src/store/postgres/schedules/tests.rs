@@ -7,23 +7,14 @@ use std::collections::BTreeSet;
 
 use baton_proto::schedule::{OccurrenceState, OccurrenceTrigger};
 
+use super::super::PgStore;
 use super::super::testutil;
-use super::super::{PgOptions, PgStore};
 use crate::store::conformance::schedules::{at, firing, occ, spec};
 use crate::store::schedules::{DueSchedule, Fired, Firing, ScheduleStore};
 use crate::store::{Error, Result};
 
 const MINUTE: i64 = 60_000;
 const TTL: u64 = 15_000;
-
-/// Two replicas on one fresh scratch database (and its guard), or `None`.
-async fn replicas() -> Option<(PgStore, PgStore, testutil::Scratch)> {
-    let (url, guard) = testutil::scratch_database().await?;
-    let opts: PgOptions = testutil::options(&url);
-    let a = PgStore::open(&opts).await.expect("open replica a");
-    let b = PgStore::open(&opts).await.expect("open replica b");
-    Some((a, b, guard))
-}
 
 /// What a timer plans for due schedules: fire the cursor's occurrence and
 /// move the cursor one minute on.
@@ -108,7 +99,7 @@ async fn fire_b(b: &PgStore, firings: &[Firing], round: i64, now: i64) -> Vec<Re
 
 #[tokio::test]
 async fn two_replicas_firing_the_same_due_schedules_record_each_occurrence_and_job_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     const SCHEDULES: i64 = 12;
@@ -174,7 +165,7 @@ async fn two_replicas_firing_the_same_due_schedules_record_each_occurrence_and_j
 
 #[tokio::test]
 async fn two_replicas_triggering_one_nominal_time_make_one_job() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let (sched, _) = a
@@ -242,7 +233,7 @@ async fn job_of(s: &PgStore, id: i64, nominal: i64) -> Option<i64> {
 
 #[tokio::test]
 async fn two_replicas_follow_up_each_ended_job_once_and_start_a_pending_occurrence_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     const SCHEDULES: usize = 8;
@@ -303,7 +294,7 @@ async fn two_replicas_follow_up_each_ended_job_once_and_start_a_pending_occurren
 
 #[tokio::test]
 async fn two_ended_jobs_of_one_schedule_followed_up_on_two_replicas_start_its_pending_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     for i in 0..16 {
@@ -350,7 +341,7 @@ async fn two_ended_jobs_of_one_schedule_followed_up_on_two_replicas_start_its_pe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn firing_rate() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     const SCHEDULES: i64 = 500;
