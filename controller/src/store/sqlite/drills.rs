@@ -11,10 +11,9 @@
 //! `store::drills::evaluate`.
 
 use baton_proto::drill::{
-    DrillEvent, DrillEventKind, DrillId, DrillList, DrillMethod, DrillReport, DrillState,
-    DrillView, Fault,
+    DrillEventKind, DrillId, DrillList, DrillMethod, DrillReport, DrillState, DrillView, Fault,
 };
-use baton_proto::{FencingToken, JobId, JobSpec, JobState};
+use baton_proto::{FencingToken, JobId};
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
@@ -22,58 +21,12 @@ use sqlx::sqlite::SqliteConnection;
 use super::SqliteStore;
 use crate::store::agents::AgentStore;
 use crate::store::drills::{
-    Candidate, DrillStore, EventRow, Input, NewDrill, candidates, evaluate, give_up_after_ms,
+    Candidate, DRILL_COLUMNS, DrillJob, DrillRow, DrillStore, EventRow, NewDrill, ONLINE_WINDOW_MS,
+    candidates, evaluate, sort_timeline, verdict_detail,
 };
 use crate::store::jobs::{JobStore, NewJob};
-use crate::store::rows::{AttemptRow, json, json_opt, ts};
+use crate::store::rows::AttemptRow;
 use crate::store::{Error, Result};
-
-const DRILL_COLUMNS: &str = "id, grp, method, duration_ms, lease_ttl_ms, rto_ms, job_id, state, created_by, created_at, finished_at, fault_token, report";
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct DrillRow {
-    pub id: i64,
-    pub grp: String,
-    pub method: String,
-    pub duration_ms: i64,
-    pub lease_ttl_ms: i64,
-    pub rto_ms: i64,
-    pub job_id: Option<i64>,
-    pub state: String,
-    pub created_by: String,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-    pub fault_token: Option<i64>,
-    pub report: Option<String>,
-}
-
-impl DrillRow {
-    fn method(&self) -> Result<DrillMethod> {
-        DrillMethod::parse(&self.method).ok_or_else(|| Error::Corrupt("drills.method".into()))
-    }
-
-    fn state(&self) -> Result<DrillState> {
-        DrillState::parse(&self.state).ok_or_else(|| Error::Corrupt("drills.state".into()))
-    }
-
-    fn view(&self, events: Vec<DrillEvent>) -> Result<DrillView> {
-        Ok(DrillView {
-            id: self.id,
-            group: self.grp.clone(),
-            method: self.method()?,
-            duration_ms: self.duration_ms as u64,
-            lease_ttl_ms: self.lease_ttl_ms as u64,
-            rto_ms: self.rto_ms as u64,
-            job_id: self.job_id,
-            state: self.state()?,
-            created_by: self.created_by.clone(),
-            created_at: ts(self.created_at),
-            finished_at: self.finished_at.map(ts),
-            report: json_opt::<DrillReport>("drills.report", &self.report)?,
-            events,
-        })
-    }
-}
 
 impl SqliteStore {
     async fn drill_row(&self, id: DrillId) -> Result<DrillRow> {
@@ -102,8 +55,6 @@ impl SqliteStore {
                 .fetch_optional(&self.reader)
                 .await?
                 .ok_or(Error::NotFound(job_id))?;
-        let state = JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
-        let spec: JobSpec = json("jobs.spec", &spec)?;
         let attempts: Vec<AttemptRow> = sqlx::query_as(
             "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
              FROM attempts WHERE job_id = ? ORDER BY number",
@@ -111,12 +62,7 @@ impl SqliteStore {
         .bind(job_id)
         .fetch_all(&self.reader)
         .await?;
-        Ok(DrillJob {
-            state,
-            finished_at,
-            spec,
-            attempts,
-        })
+        DrillJob::parse(&state, finished_at, &spec, attempts)
     }
 }
 
@@ -129,13 +75,7 @@ impl SqliteStore {
         job: &DrillJob,
         now: i64,
     ) -> Result<Vec<Candidate>> {
-        let due = job.state.is_terminal()
-            || now - row.created_at
-                > give_up_after_ms(row.rto_ms, row.duration_ms, row.lease_ttl_ms);
-        let holder = row
-            .fault_token
-            .and_then(|t| job.attempts.iter().find(|a| a.token == t));
-        let Some(holder) = holder.filter(|_| due) else {
+        let Some(holder) = row.holder_when_due(job, now) else {
             return Ok(Vec::new());
         };
         let agents = self.list_agents(now, ONLINE_WINDOW_MS).await?;
@@ -143,23 +83,11 @@ impl SqliteStore {
             &agents,
             &row.grp,
             &job.spec,
-            &holder.agent_id,
+            holder,
             ONLINE_WINDOW_MS,
             now,
         ))
     }
-}
-
-/// An agent not seen for this long could not have taken a drill's job over
-/// (the default `agent_offline_after`: the default poll hold + 20 s).
-const ONLINE_WINDOW_MS: i64 = 45_000;
-
-/// A drill's job, as [`evaluate`] needs it.
-struct DrillJob {
-    state: JobState,
-    finished_at: Option<i64>,
-    spec: JobSpec,
-    attempts: Vec<AttemptRow>,
 }
 
 /// End a running drill with its verdict and add the `verdict` event; a drill
@@ -186,11 +114,7 @@ async fn store_verdict(
     if moved != 1 {
         return Ok(());
     }
-    let detail = if report.reasons.is_empty() {
-        state.as_str().to_owned()
-    } else {
-        format!("{state}: {}", report.reasons.join("; "))
-    };
+    let detail = verdict_detail(state, report);
     insert_event(
         &mut *c,
         id,
@@ -380,21 +304,7 @@ impl DrillStore for SqliteStore {
         let job = self.drill_job(job_id).await?;
         let events = self.event_rows(id).await?;
         let others = self.other_agents(&row, &job, now).await?;
-        let eval = evaluate(&Input {
-            rto_ms: row.rto_ms,
-            duration_ms: row.duration_ms,
-            lease_ttl_ms: row.lease_ttl_ms,
-            created_at: row.created_at,
-            fault_token: row.fault_token,
-            job_state: job.state,
-            finished_at: job.finished_at,
-            spec: &job.spec,
-            attempts: &job.attempts,
-            events: &events,
-            now,
-            group: &row.grp,
-            others: &others,
-        });
+        let eval = evaluate(&row.input(&job, &events, &others, now));
         let mut tx = self.writer.begin().await?;
         for e in &eval.derived {
             insert_event(
@@ -424,9 +334,7 @@ impl DrillStore for SqliteStore {
             .iter()
             .map(EventRow::view)
             .collect::<Result<Vec<_>>>()?;
-        events.sort_by(|a, b| {
-            (a.at, a.kind, a.attempt.unwrap_or(0)).cmp(&(b.at, b.kind, b.attempt.unwrap_or(0)))
-        });
+        sort_timeline(&mut events);
         row.view(events)
     }
 
