@@ -94,21 +94,26 @@ impl PgStore {
         ))
     }
 
-    /// End a drill whose job could not be created as `error`, with the
-    /// reason as its `verdict` event.
-    async fn drill_not_created(&self, id: DrillId, why: String, now: i64) -> Result<()> {
+    /// Run `sql` (`$1` = `value`, `$2` = the drill's id) and record a
+    /// `kind` event at `now` with `detail`, in one transaction.
+    async fn set_and_record(
+        &self,
+        id: DrillId,
+        sql: &'static str,
+        value: i64,
+        kind: DrillEventKind,
+        detail: String,
+        now: i64,
+    ) -> Result<()> {
         self.tx(|c| {
-            let why = why.clone();
+            let detail = detail.clone();
             Box::pin(async move {
-                sqlx::query(
-                    "UPDATE drills SET state = 'error', finished_at = $1, updated_at = $1 WHERE id = $2",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-                let verdict = DrillEventKind::Verdict;
-                insert_event(c, id, now, verdict, 0, None, Some(&why)).await?;
+                sqlx::query(sql)
+                    .bind(value)
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+                insert_event(c, id, now, kind, 0, None, Some(&detail)).await?;
                 Ok(())
             })
         })
@@ -198,28 +203,18 @@ impl DrillStore for PgStore {
             Ok(s) => s,
             Err(e) => {
                 let why = format!("the drill's job could not be created: {e}");
-                self.drill_not_created(id, why, now).await?;
+                let error = "UPDATE drills SET state = 'error', finished_at = $1, updated_at = $1 WHERE id = $2";
+                let verdict = DrillEventKind::Verdict;
+                self.set_and_record(id, error, now, verdict, why, now)
+                    .await?;
                 return Err(e);
             }
         };
-        let (job_id, detail) = (
-            submitted.job.id,
-            format!("job {} ({})", submitted.job.id, submitted.job.kind),
-        );
-        self.tx(|c| {
-            let detail = detail.clone();
-            Box::pin(async move {
-                sqlx::query("UPDATE drills SET job_id = $1 WHERE id = $2")
-                    .bind(job_id)
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await?;
-                let started = DrillEventKind::Started;
-                insert_event(c, id, now, started, 0, None, Some(&detail)).await?;
-                Ok(())
-            })
-        })
-        .await?;
+        let detail = format!("job {} ({})", submitted.job.id, submitted.job.kind);
+        let set_job = "UPDATE drills SET job_id = $1 WHERE id = $2";
+        let started = DrillEventKind::Started;
+        self.set_and_record(id, set_job, submitted.job.id, started, detail, now)
+            .await?;
         self.get_drill(id).await
     }
 

@@ -96,13 +96,18 @@ async fn by_ids(c: &mut PgConnection, sql: &'static str, ids: &[i64]) -> Result<
         .rows_affected())
 }
 
-/// Delete the old jobs of one batch (locked first) with their attempts.
-async fn prune_jobs_batch(c: &mut PgConnection, before: i64, max: u32) -> Result<Batch> {
-    let ids: Vec<i64> = sqlx::query_scalar(OLD_JOBS)
+/// The ids `sql` picks (and locks): `$1` = before, `$2` = at most.
+async fn pick(c: &mut PgConnection, sql: &'static str, before: i64, max: u32) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(sql)
         .bind(before)
         .bind(i64::from(max))
         .fetch_all(&mut *c)
-        .await?;
+        .await?)
+}
+
+/// Delete the old jobs of one batch (locked first) with their attempts.
+async fn prune_jobs_batch(c: &mut PgConnection, before: i64, max: u32) -> Result<Batch> {
+    let ids = pick(c, OLD_JOBS, before, max).await?;
     if ids.is_empty() {
         return Ok(Batch::default());
     }
@@ -118,11 +123,7 @@ async fn prune_jobs_batch(c: &mut PgConnection, before: i64, max: u32) -> Result
 /// Delete the ended runs of one batch (locked first) with their step rows
 /// and their steps' jobs and attempts (but never a drill's job).
 async fn prune_runs_batch(c: &mut PgConnection, before: i64, max: u32) -> Result<Batch> {
-    let ids: Vec<i64> = sqlx::query_scalar(OLD_RUNS)
-        .bind(before)
-        .bind(i64::from(max))
-        .fetch_all(&mut *c)
-        .await?;
+    let ids = pick(c, OLD_RUNS, before, max).await?;
     if ids.is_empty() {
         return Ok(Batch::default());
     }

@@ -1,25 +1,11 @@
 //! Drills with several replicas on one database (PostgreSQL only; the
 //! single-store behaviour is the conformance suite's).
 
-use std::sync::Arc;
-
 use baton_proto::drill::{DrillEventKind, DrillState};
 use baton_proto::{JobSpec, NoopSpec, RetryPolicy};
 
 use super::*;
 use crate::store::postgres::testutil;
-
-/// Two replicas (two stores, two pools) on one scratch database.
-async fn replicas() -> Option<(Arc<PgStore>, Arc<PgStore>, testutil::Scratch)> {
-    let (url, guard) = testutil::scratch_database().await?;
-    let a = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open a");
-    let b = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open b");
-    Some((Arc::new(a), Arc::new(b), guard))
-}
 
 /// A noop job of group `g` written directly (the jobs area is not under
 /// test here): `running` with one attempt of token 1 held by `a1`, or
@@ -86,7 +72,7 @@ async fn events_of(s: &PgStore, id: i64, kind: DrillEventKind) -> Vec<(i64, Opti
 /// writer would overwrite the first's finish time and report).
 #[tokio::test]
 async fn two_replicas_refreshing_at_once_write_one_verdict() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let mut drills = Vec::new();
@@ -126,7 +112,7 @@ async fn two_replicas_refreshing_at_once_write_one_verdict() {
 /// timeout): the fault is handed out once and `fault_sent` recorded once.
 #[tokio::test]
 async fn a_fault_is_handed_to_one_heartbeat_across_replicas() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let mut drills = Vec::new();

@@ -8,18 +8,6 @@ use std::sync::Arc;
 use super::*;
 use crate::store::postgres::testutil;
 
-/// Two replicas (two stores, two pools) on one scratch database.
-async fn replicas() -> Option<(Arc<PgStore>, Arc<PgStore>, testutil::Scratch)> {
-    let (url, guard) = testutil::scratch_database().await?;
-    let a = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open a");
-    let b = PgStore::open(&testutil::options(&url))
-        .await
-        .expect("open b");
-    Some((Arc::new(a), Arc::new(b), guard))
-}
-
 /// Call `prune` until it deletes nothing; what it deleted in all.
 async fn drain<F, Fut>(prune: F) -> u64
 where
@@ -92,7 +80,7 @@ async fn count(c: &sqlx::PgPool, table: &str) -> i64 {
 /// that deleted it (the two replicas' counts add up to the rows there were).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_pruning_at_once_delete_and_count_each_row_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let pool = a.pool.clone();
@@ -168,7 +156,7 @@ async fn by_state(c: &sqlx::PgPool, table: &str) -> BTreeMap<(i64, String), i64>
 /// deleting would count them twice), and the replicas' own counts add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn occurrence_totals_stay_exact_when_two_replicas_prune_at_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let pool = a.pool.clone();
