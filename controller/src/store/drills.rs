@@ -26,7 +26,8 @@ use super::{Error, Result};
 
 pub(crate) use report::{Candidate, Input, candidates, evaluate, give_up_after_ms};
 pub(crate) use row::{
-    DRILL_COLUMNS, DrillJob, DrillRow, ONLINE_WINDOW_MS, sort_timeline, verdict_detail,
+    DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, LEASE_EXPIRATIONS, ONLINE_WINDOW_MS,
+    RUNNING_DRILLS, TAKEOVER_SAMPLES, list, timeline, verdict_detail,
 };
 
 /// A validated drill request.

@@ -1,7 +1,7 @@
 //! The stored drill row and what every backend derives from it (pure: no
 //! SQL dialect, no I/O).
 
-use baton_proto::drill::{DrillEvent, DrillMethod, DrillReport, DrillState, DrillView};
+use baton_proto::drill::{DrillEvent, DrillList, DrillMethod, DrillReport, DrillState, DrillView};
 use baton_proto::{JobSpec, JobState};
 
 use super::{Candidate, EventRow, Input};
@@ -126,12 +126,46 @@ impl DrillJob {
     }
 }
 
-/// The sort of a drill's timeline: time, then kind, then attempt.
-pub(crate) fn sort_timeline(events: &mut [DrillEvent]) {
+/// A drill's timeline from its stored rows: by time, then kind, then attempt.
+pub(crate) fn timeline(rows: &[EventRow]) -> Result<Vec<DrillEvent>> {
+    let mut events = rows
+        .iter()
+        .map(EventRow::view)
+        .collect::<Result<Vec<_>>>()?;
     events.sort_by(|a, b| {
         (a.at, a.kind, a.attempt.unwrap_or(0)).cmp(&(b.at, b.kind, b.attempt.unwrap_or(0)))
     });
+    Ok(events)
 }
+
+/// Drills without timelines.
+pub(crate) fn list(rows: &[DrillRow]) -> Result<DrillList> {
+    Ok(DrillList {
+        drills: rows
+            .iter()
+            .map(|r| r.view(Vec::new()))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// Ids of drills still running (the same SQL on every backend).
+pub(crate) const RUNNING_DRILLS: &str = "SELECT id FROM drills WHERE state = 'running' ORDER BY id";
+
+/// Drills per `(method, state)`.
+pub(crate) const DRILL_OUTCOMES: &str =
+    "SELECT method, state, COUNT(*) FROM drills GROUP BY method, state ORDER BY method, state";
+
+/// Leases that ran out, ever.
+pub(crate) const LEASE_EXPIRATIONS: &str =
+    "SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'";
+
+/// Every lease-expiry takeover, in ms: from the holder's last renewal
+/// (lease deadline − TTL) to the next grant of the same job.
+pub(crate) const TAKEOVER_SAMPLES: &str = "SELECT b.started_at - (a.ended_at - j.lease_ttl_ms)
+     FROM attempts a
+     JOIN attempts b ON b.job_id = a.job_id AND b.number = a.number + 1
+     JOIN jobs j ON j.id = a.job_id
+     WHERE a.outcome = 'lease_expired' AND a.ended_at IS NOT NULL";
 
 /// The detail of a `verdict` event: the state, and the reasons if any.
 pub(crate) fn verdict_detail(state: DrillState, report: &DrillReport) -> String {

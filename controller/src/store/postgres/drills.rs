@@ -22,8 +22,9 @@ use sqlx::postgres::PgConnection;
 use super::PgStore;
 use crate::store::agents::AgentStore;
 use crate::store::drills::{
-    Candidate, DRILL_COLUMNS, DrillJob, DrillRow, DrillStore, EventRow, NewDrill, ONLINE_WINDOW_MS,
-    candidates, evaluate, sort_timeline, verdict_detail,
+    Candidate, DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, DrillStore, EventRow,
+    LEASE_EXPIRATIONS, NewDrill, ONLINE_WINDOW_MS, RUNNING_DRILLS, TAKEOVER_SAMPLES, candidates,
+    evaluate, list, timeline, verdict_detail,
 };
 use crate::store::jobs::{JobStore, NewJob};
 use crate::store::rows::AttemptRow;
@@ -181,8 +182,6 @@ async fn store_verdict(
 
 #[async_trait]
 impl DrillStore for PgStore {
-    /// Create a drill and its job (the job gets the label `drill=<id>`).
-    /// When the job cannot be created the drill ends as `error`.
     async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at)
@@ -257,9 +256,6 @@ impl DrillStore for PgStore {
         }))
     }
 
-    /// The holder acknowledged the fault: record `fault_injected` (once).
-    /// Returns false for a repeated ack. Only the agent and lease the fault
-    /// was sent to may acknowledge it.
     async fn drill_fault_ack(
         &self,
         drill_id: DrillId,
@@ -302,73 +298,40 @@ impl DrillStore for PgStore {
         self.get_drill(id).await
     }
 
-    /// A drill with its timeline (in time order).
     async fn get_drill(&self, id: DrillId) -> Result<DrillView> {
         let row = self.drill_row(id).await?;
-        let mut events = self
-            .event_rows(id)
-            .await?
-            .iter()
-            .map(EventRow::view)
-            .collect::<Result<Vec<_>>>()?;
-        sort_timeline(&mut events);
-        row.view(events)
+        row.view(timeline(&self.event_rows(id).await?)?)
     }
 
-    /// Drills, newest first, without timelines.
     async fn list_drills(&self, limit: u32) -> Result<DrillList> {
         let sql = format!("SELECT {DRILL_COLUMNS} FROM drills ORDER BY id DESC LIMIT $1");
         let rows: Vec<DrillRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(limit.clamp(1, 1000)))
             .fetch_all(&self.pool)
             .await?;
-        Ok(DrillList {
-            drills: rows
-                .iter()
-                .map(|r| r.view(Vec::new()))
-                .collect::<Result<_>>()?,
-        })
+        list(&rows)
     }
 
-    /// Ids of drills still running.
     async fn running_drills(&self) -> Result<Vec<DrillId>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM drills WHERE state = 'running' ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(RUNNING_DRILLS)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
-    /// Finished drills per `(method, state)`.
     async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT method, state, COUNT(*) FROM drills GROUP BY method, state ORDER BY method, state",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(DRILL_OUTCOMES).fetch_all(&self.pool).await?)
     }
 
-    /// Leases that ran out, ever.
     async fn lease_expirations(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(LEASE_EXPIRATIONS)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
-    /// Every lease-expiry takeover, in ms: from the holder's last renewal
-    /// (lease deadline − TTL) to the next grant of the same job.
     async fn takeover_samples_ms(&self) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT b.started_at - (a.ended_at - j.lease_ttl_ms)
-             FROM attempts a
-             JOIN attempts b ON b.job_id = a.job_id AND b.number = a.number + 1
-             JOIN jobs j ON j.id = a.job_id
-             WHERE a.outcome = 'lease_expired' AND a.ended_at IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar(TAKEOVER_SAMPLES)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 

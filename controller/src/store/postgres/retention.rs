@@ -168,8 +168,6 @@ impl PgStore {
 
 #[async_trait]
 impl RetentionStore for PgStore {
-    /// Delete at most `max` jobs that finished before `before` (Unix ms),
-    /// with their attempts, in one transaction. Returns how many jobs.
     async fn prune_jobs(&self, before: i64, max: u32) -> Result<u64> {
         let b = self
             .tx(|c| Box::pin(prune_jobs_batch(c, before, max)))
@@ -203,7 +201,6 @@ impl RetentionStore for PgStore {
         Ok(b.runs)
     }
 
-    /// Delete at most `max` audit rows written before `before` (Unix ms).
     async fn prune_audit(&self, before: i64, max: u32) -> Result<u64> {
         let n = sqlx::query(
             "DELETE FROM audit WHERE id IN (

@@ -21,8 +21,9 @@ use sqlx::sqlite::SqliteConnection;
 use super::SqliteStore;
 use crate::store::agents::AgentStore;
 use crate::store::drills::{
-    Candidate, DRILL_COLUMNS, DrillJob, DrillRow, DrillStore, EventRow, NewDrill, ONLINE_WINDOW_MS,
-    candidates, evaluate, sort_timeline, verdict_detail,
+    Candidate, DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, DrillStore, EventRow,
+    LEASE_EXPIRATIONS, NewDrill, ONLINE_WINDOW_MS, RUNNING_DRILLS, TAKEOVER_SAMPLES, candidates,
+    evaluate, list, timeline, verdict_detail,
 };
 use crate::store::jobs::{JobStore, NewJob};
 use crate::store::rows::AttemptRow;
@@ -328,14 +329,7 @@ impl DrillStore for SqliteStore {
     /// A drill with its timeline (in time order).
     async fn get_drill(&self, id: DrillId) -> Result<DrillView> {
         let row = self.drill_row(id).await?;
-        let mut events = self
-            .event_rows(id)
-            .await?
-            .iter()
-            .map(EventRow::view)
-            .collect::<Result<Vec<_>>>()?;
-        sort_timeline(&mut events);
-        row.view(events)
+        row.view(timeline(&self.event_rows(id).await?)?)
     }
 
     /// Drills, newest first, without timelines.
@@ -345,53 +339,31 @@ impl DrillStore for SqliteStore {
             .bind(i64::from(limit.clamp(1, 1000)))
             .fetch_all(&self.reader)
             .await?;
-        Ok(DrillList {
-            drills: rows
-                .iter()
-                .map(|r| r.view(Vec::new()))
-                .collect::<Result<_>>()?,
-        })
+        list(&rows)
     }
 
-    /// Ids of drills still running.
     async fn running_drills(&self) -> Result<Vec<DrillId>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM drills WHERE state = 'running' ORDER BY id")
-                .fetch_all(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(RUNNING_DRILLS)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
-    /// Finished drills per `(method, state)`.
     async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT method, state, COUNT(*) FROM drills GROUP BY method, state ORDER BY method, state",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(DRILL_OUTCOMES)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
-    /// Leases that ran out, ever.
     async fn lease_expirations(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'")
-                .fetch_one(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(LEASE_EXPIRATIONS)
+            .fetch_one(&self.reader)
+            .await?)
     }
 
-    /// Every lease-expiry takeover, in ms: from the holder's last renewal
-    /// (lease deadline − TTL) to the next grant of the same job.
     async fn takeover_samples_ms(&self) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT b.started_at - (a.ended_at - j.lease_ttl_ms)
-             FROM attempts a
-             JOIN attempts b ON b.job_id = a.job_id AND b.number = a.number + 1
-             JOIN jobs j ON j.id = a.job_id
-             WHERE a.outcome = 'lease_expired' AND a.ended_at IS NOT NULL",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_scalar(TAKEOVER_SAMPLES)
+            .fetch_all(&self.reader)
+            .await?)
     }
 }
 
