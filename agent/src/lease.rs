@@ -291,6 +291,7 @@ impl Keeper {
             token: self.lease.token,
             progress,
             log_tail,
+            failover_ms: None,
         }
     }
 

@@ -255,6 +255,7 @@ async fn the_identity_wins_over_the_config() {
         secret: Secret::new("baton_agt_x"),
         groups: vec!["g".into()],
         controller_url: "https://elsewhere.test".into(),
+        controller_urls: Vec::new(),
         enrolled_at: Utc::now(),
         fleet: String::new(),
     };
@@ -289,8 +290,8 @@ async fn an_unreachable_controller_is_retried_then_given_up() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     let mut t = Setup::new().await;
-    t.config.controller_url = format!("http://{addr}");
-    t.transport = Transport::new(&t.config.controller_url, &TlsConfig::default()).expect("t");
+    t.config.controller_urls = vec![format!("http://{addr}")];
+    t.transport = Transport::with_urls(&t.config.controller_urls, &TlsConfig::default()).expect("t");
     let started = std::time::Instant::now();
     let e = t
         .run_identity(Duration::from_millis(600))

@@ -6,6 +6,7 @@ fn identity() -> Identity {
         secret: Secret::new("baton_agt_s3cret"),
         groups: vec!["nightly".into(), "db".into()],
         controller_url: "https://ctl.test:8420".into(),
+        controller_urls: Vec::new(),
         enrolled_at: DateTime::from_timestamp_millis(1_790_000_000_000).expect("ts"),
         fleet: "f1".into(),
     }
