@@ -412,8 +412,8 @@ async fn run(
     watch: impl Future<Output = ()>,
 ) -> Result<(), (i32, String)> {
     tokio::pin!(watch);
-    let transport =
-        Transport::with_urls(&config.controller_urls, &config.tls).map_err(|e| (1, e.to_string()))?;
+    let transport = Transport::with_urls(&config.controller_urls, &config.tls)
+        .map_err(|e| (1, e.to_string()))?;
     let found = tokio::select! {
         r = enroll::identity_for_run(&config, &transport, enroll::PATIENCE, &shutdown) => r,
         () = &mut watch => std::process::exit(EXIT_FORCED),

@@ -234,7 +234,10 @@ impl Transport {
         let agent_id = self.creds()?.agent_id.as_str();
         let url = format!("/v1/agents/{agent_id}/poll");
         let headers = self.creds()?.headers.clone();
-        let pending = self.route.pending_failover().filter(|_| req.failover_ms.is_none());
+        let pending = self
+            .route
+            .pending_failover()
+            .filter(|_| req.failover_ms.is_none());
         let answer = match pending {
             Some((_, ms)) => {
                 let req = PollRequest {
@@ -268,7 +271,10 @@ impl Transport {
         timeout: Duration,
     ) -> Result<HeartbeatResponse, Error> {
         let url = format!("/v1/jobs/{job_id}/heartbeat");
-        let pending = self.route.pending_failover().filter(|_| req.failover_ms.is_none());
+        let pending = self
+            .route
+            .pending_failover()
+            .filter(|_| req.failover_ms.is_none());
         let answer = match pending {
             Some((_, ms)) => {
                 let req = HeartbeatRequest {
@@ -443,7 +449,11 @@ impl Transport {
             .map_err(|e| unavailable(base, &e))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers());
-        let bytes = resp.bytes().await.map_err(|e| unavailable(base, &e))?.to_vec();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(base, &e))?
+            .to_vec();
         Ok((status, retry_after, bytes))
     }
 

@@ -130,7 +130,10 @@ fn several_controllers_from_file_env_and_flag() {
     let none = Flags::default();
     let c = f.load(&toml, &[], &none).expect("file");
     assert_eq!(c.controller_urls, ["https://a:8420", "https://b:8420"]);
-    assert!(c.summary().contains("controller=https://a:8420,https://b:8420"));
+    assert!(
+        c.summary()
+            .contains("controller=https://a:8420,https://b:8420")
+    );
 
     let env = [("BATON_AGENT_CONTROLLER_URLS", "http://e1:1, http://e2:2")];
     let c = f.load(&toml, &env, &none).expect("env");
@@ -201,7 +204,10 @@ fn bad_controller_urls_name_the_item() {
     let c = invalid(f.load(&empty, &[], &Flags::default()).expect_err("empty"));
     assert_eq!(c.key, "controller_urls");
     let env = [("BATON_AGENT_CONTROLLER_URLS", "http://a:1,")];
-    let c = invalid(f.load(&f.base(), &env, &Flags::default()).expect_err("trailing comma"));
+    let c = invalid(
+        f.load(&f.base(), &env, &Flags::default())
+            .expect_err("trailing comma"),
+    );
     assert_eq!(c.key, "controller_urls[1]");
 }
 

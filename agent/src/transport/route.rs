@@ -97,7 +97,8 @@ impl Route {
         }
         let from = s.preferred;
         s.preferred = idx;
-        let failover_ms = lost_at.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let failover_ms =
+            lost_at.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
         if let Some(ms) = failover_ms {
             s.failovers += 1;
             s.pending = Some((s.failovers, ms));
@@ -129,3 +130,6 @@ impl Route {
         self.state().failovers
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests;
