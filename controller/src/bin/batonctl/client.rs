@@ -415,6 +415,7 @@ impl Api {
     }
 
     /// The controller tried first now (the last one that answered).
+    #[cfg(test)]
     pub fn base(&self) -> &Url {
         &self.bases[self.preferred.load(Ordering::Relaxed) % self.bases.len()]
     }
@@ -648,18 +649,30 @@ impl Api {
         self.send(Method::DELETE, path, &[], None, None, true).await
     }
 
-    /// `GET /healthz` or `/readyz` (no credentials) of the preferred
-    /// controller: the status, or a transport error.
+    /// `GET /healthz` or `/readyz` (no credentials): the status of the first
+    /// controller (the preferred one first) that answers, or the transport
+    /// error of the last one.
     pub async fn probe(&self, path: &str) -> Result<(StatusCode, String)> {
-        let base = self.base();
-        let url = join_url(base, path, &[]);
-        let resp = self.http.get(url).send().await.map_err(|source| {
-            let context = format!("cannot reach the controller at {base}");
-            TransportError::new(context, source, base)
-        })?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        Ok((status, text))
+        let n = self.bases.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let base = &self.bases[idx];
+            match self.http.get(join_url(base, path, &[])).send().await {
+                Ok(resp) => {
+                    self.answered(idx);
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    return Ok((status, text));
+                }
+                Err(source) => {
+                    let context = format!("cannot reach the controller at {base}");
+                    last = Some(TransportError::new(context, source, base));
+                }
+            }
+        }
+        Err(last.map_or_else(|| usage("no controller URL (--url)"), Into::into))
     }
 }
 

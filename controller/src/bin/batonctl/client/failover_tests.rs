@@ -193,3 +193,25 @@ async fn a_4xx_is_an_answer_and_every_failure_is_named() {
         "a 502 stays transient through the context"
     );
 }
+
+#[tokio::test]
+async fn health_probes_the_first_controller_that_answers() {
+    let down = Server::start(503).await;
+    let api = api(vec![refused(), down.url.clone()]);
+    let (status, _) = api.probe("/readyz").await.expect("answered");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "an answer, reported"
+    );
+    assert_eq!(api.base(), &down.url);
+    let none = api_none()
+        .probe("/healthz")
+        .await
+        .expect_err("none answers");
+    assert!(none.downcast_ref::<TransportError>().is_some(), "{none:#}");
+}
+
+fn api_none() -> Api {
+    api(vec![refused(), refused()])
+}
