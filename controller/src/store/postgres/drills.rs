@@ -30,6 +30,15 @@ impl DrillStore for PgStore {
         Err(Error::Unported("drill_fault_for"))
     }
 
+    async fn drill_agent_failover(
+        &self,
+        _agent_id: &str,
+        _failover_ms: u64,
+        _now: i64,
+    ) -> Result<bool> {
+        Err(Error::Unported("drill_agent_failover"))
+    }
+
     async fn drill_fault_ack(
         &self,
         drill_id: DrillId,
