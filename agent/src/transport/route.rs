@@ -11,7 +11,9 @@
 //! at INFO once (`Switched controller`).
 //!
 //! The route also measures a failover: from the first failure of the URL that
-//! was answering to the first answer of another. The measurement waits in
+//! was answering to the next answer — of another URL, or of the same one
+//! (one URL in front of a load balancer: the answer comes from another
+//! replica behind it, or from the same one restarted). The measurement waits in
 //! [`Route::pending_failover`] until a poll or heartbeat that carried it is
 //! answered (the controller records it for a `controller-crash` drill).
 
@@ -87,22 +89,25 @@ impl Route {
         }
     }
 
-    /// `idx` answered: it becomes the preferred URL. A change is logged once
-    /// (concurrent calls that land on the same URL log it once between them).
+    /// `idx` answered: it becomes the preferred URL, and a failure of the
+    /// preferred one before is measured as a failover. A change of URL is
+    /// logged once (concurrent calls that land on the same URL log it once
+    /// between them).
     pub fn answered(&self, idx: usize) {
         let mut s = self.state();
-        let lost_at = s.lost_at.take();
+        let failover_ms = s
+            .lost_at
+            .take()
+            .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        if let Some(ms) = failover_ms {
+            s.failovers += 1;
+            s.pending = Some((s.failovers, ms));
+        }
         if s.preferred == idx {
             return;
         }
         let from = s.preferred;
         s.preferred = idx;
-        let failover_ms =
-            lost_at.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
-        if let Some(ms) = failover_ms {
-            s.failovers += 1;
-            s.pending = Some((s.failovers, ms));
-        }
         drop(s);
         info!(
             from = %self.bases[from],
