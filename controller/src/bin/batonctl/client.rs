@@ -338,6 +338,16 @@ impl AuditQuery {
     }
 }
 
+/// One request of [`Api::send`], as sent to each controller it tries.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    idempotency_key: Option<&'a str>,
+    auth: bool,
+}
+
 /// The operator API of one controller, or of several replicas on one
 /// database (`--url` repeated, or `BATON_URL` comma-separated): a call goes
 /// to the one that answered last and moves on to the next when the call
@@ -452,23 +462,21 @@ impl Api {
         idempotency_key: Option<&str>,
         auth: bool,
     ) -> Result<Answer> {
+        let call = Call {
+            method: method.clone(),
+            path,
+            query,
+            body,
+            idempotency_key,
+            auth,
+        };
         let n = self.bases.len();
         let start = self.preferred.load(Ordering::Relaxed) % n;
         let mut failed: Vec<String> = Vec::new();
         for i in 0..n {
             let idx = (start + i) % n;
             let base = &self.bases[idx];
-            let result = self
-                .send_to(
-                    base,
-                    method.clone(),
-                    path,
-                    query,
-                    body,
-                    idempotency_key,
-                    auth,
-                )
-                .await;
+            let result = self.send_to(base, &call).await;
             let err = match result {
                 Ok(answer) => {
                     self.answered(idx);
@@ -506,27 +514,25 @@ impl Api {
     }
 
     /// One request to the controller at `base`.
-    #[allow(clippy::too_many_arguments)]
-    async fn send_to(
-        &self,
-        base: &Url,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        idempotency_key: Option<&str>,
-        auth: bool,
-    ) -> Result<Answer> {
+    async fn send_to(&self, base: &Url, call: &Call<'_>) -> Result<Answer> {
+        let Call {
+            method,
+            path,
+            query,
+            body,
+            idempotency_key,
+            auth,
+        } = call;
         let url = join_url(base, path, query);
         let mut req = self
             .http
             .request(method.clone(), url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
-        if auth {
+        if *auth {
             req = req.bearer_auth(&self.token);
         }
         if let Some(key) = idempotency_key {
-            req = req.header(IDEMPOTENCY_KEY_HEADER, key);
+            req = req.header(IDEMPOTENCY_KEY_HEADER, *key);
         }
         if let Some(body) = body {
             req = req.json(body);
