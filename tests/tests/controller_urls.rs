@@ -57,6 +57,9 @@ async fn an_agent_moves_to_another_controller_url_when_its_replica_dies_mid_job(
     assert_eq!(end.result.expect("result").stdout, "done\n");
     let log = c.agent("multi").log_text();
     assert!(log.contains("Switched controller"), "{log}");
+    if let Some(line) = log.lines().find(|l| l.contains("Switched controller")) {
+        println!("{line}");
+    }
     // The agent keeps working through B.
     let next = c
         .api
