@@ -2,8 +2,8 @@
 //! in every sqlx backend (`FromRow` is generic over the database).
 
 use baton_proto::{
-    AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobView, Progress,
-    RetryPolicy,
+    AttemptOutcome, AttemptView, JobId, JobKind, JobResult, JobSpec, JobState, JobSubmit, JobView,
+    Progress, RetryPolicy,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -72,6 +72,50 @@ pub(crate) fn json_opt<T: DeserializeOwned>(what: &str, s: &Option<String>) -> R
 
 pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A value as the JSON text stored in its column.
+pub(crate) fn enc<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// The view of a job just inserted as queued (what reading its row back gives).
+pub(crate) fn queued_view(
+    id: JobId,
+    s: &JobSubmit,
+    ttl: u64,
+    key: Option<&str>,
+    now: i64,
+) -> JobView {
+    JobView {
+        id,
+        group: s.group.clone(),
+        kind: s.spec.kind(),
+        spec: s.spec.clone(),
+        connection: s.spec.connection().map(str::to_owned),
+        state: JobState::Queued,
+        priority: s.priority,
+        retry: s.retry.clone(),
+        timeout_ms: s.timeout_ms,
+        lease_ttl_ms: ttl,
+        labels: s.labels.clone(),
+        idempotency_key: key.map(str::to_owned),
+        attempts_spent: 0,
+        not_before: None,
+        cancel_requested: false,
+        lease_agent: None,
+        created_at: ts(now),
+        updated_at: ts(now),
+        finished_at: None,
+        result: None,
+        error: None,
+        blocked_reason: None,
+        schedule: None,
+        nominal_at: None,
+        run_id: None,
+        step: None,
+        attempts: Vec::new(),
+    }
 }
 
 impl JobRow {

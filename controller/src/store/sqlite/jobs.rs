@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use super::SqliteStore;
 use crate::store::jobs::{BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted};
+pub(crate) use crate::store::rows::queued_view;
 use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, json, ts};
 use crate::store::{Error, Result};
 
@@ -308,45 +309,6 @@ async fn insert(
         }
     }
     Ok(out)
-}
-
-/// The view of a job just inserted as queued (what reading its row back gives).
-pub(crate) fn queued_view(
-    id: JobId,
-    s: &JobSubmit,
-    ttl: u64,
-    key: Option<&str>,
-    now: i64,
-) -> JobView {
-    JobView {
-        id,
-        group: s.group.clone(),
-        kind: s.spec.kind(),
-        spec: s.spec.clone(),
-        connection: s.spec.connection().map(str::to_owned),
-        state: JobState::Queued,
-        priority: s.priority,
-        retry: s.retry.clone(),
-        timeout_ms: s.timeout_ms,
-        lease_ttl_ms: ttl,
-        labels: s.labels.clone(),
-        idempotency_key: key.map(str::to_owned),
-        attempts_spent: 0,
-        not_before: None,
-        cancel_requested: false,
-        lease_agent: None,
-        created_at: ts(now),
-        updated_at: ts(now),
-        finished_at: None,
-        result: None,
-        error: None,
-        blocked_reason: None,
-        schedule: None,
-        nominal_at: None,
-        run_id: None,
-        step: None,
-        attempts: Vec::new(),
-    }
 }
 
 /// Views of jobs `first ..= last` with their attempts, in id order.
