@@ -338,6 +338,16 @@ impl AuditQuery {
     }
 }
 
+/// The wait before the `n`-th move to another controller after the first
+/// (which is at once): 100 ms doubling, capped at 1 s, plus up to as much
+/// again at random, so several batonctl runs do not move in lock step.
+pub fn failover_wait(n: usize) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << n.min(4))
+        .min(Duration::from_secs(1));
+    base + base.mul_f64(rand::random::<f64>())
+}
+
 /// One request of [`Api::send`], as sent to each controller it tries.
 struct Call<'a> {
     method: Method,
@@ -450,9 +460,10 @@ impl Api {
         false
     }
 
-    /// Send one request to the controllers in turn (the preferred one first)
-    /// until one answers or the failure may not be repeated elsewhere; a
-    /// non-2xx answer becomes an [`ApiError`].
+    /// Send one request to the controllers in turn (the preferred one first;
+    /// the first move at once, later ones after [`failover_wait`]) until one
+    /// answers or the failure may not be repeated elsewhere; a non-2xx
+    /// answer becomes an [`ApiError`].
     pub async fn send(
         &self,
         method: Method,
@@ -476,6 +487,9 @@ impl Api {
         for i in 0..n {
             let idx = (start + i) % n;
             let base = &self.bases[idx];
+            if i >= 2 {
+                tokio::time::sleep(failover_wait(i - 2)).await;
+            }
             let result = self.send_to(base, &call).await;
             let err = match result {
                 Ok(answer) => {

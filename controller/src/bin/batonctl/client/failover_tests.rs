@@ -215,3 +215,25 @@ async fn health_probes_the_first_controller_that_answers() {
 fn api_none() -> Api {
     api(vec![refused(), refused()])
 }
+
+#[test]
+fn later_moves_wait_a_growing_jittered_delay() {
+    for n in 0..8 {
+        let base = Duration::from_millis(100 << n.min(4)).min(Duration::from_secs(1));
+        let w = failover_wait(n);
+        assert!(w >= base && w <= base * 2, "{n}: {w:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_third_controller_is_tried_after_a_wait() {
+    let up = Server::start(200).await;
+    let api = api(vec![refused(), refused(), up.url.clone()]);
+    let started = std::time::Instant::now();
+    api.get_json("/v1/jobs", &[]).await.expect("answered");
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+}
