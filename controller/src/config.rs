@@ -16,7 +16,7 @@ use baton_proto::limits;
 use serde::Deserialize;
 
 mod store;
-pub use store::StoreConfig;
+pub use store::{PgConfig, StoreConfig};
 
 /// A configuration error (re-exported from proto so both daemons print the same).
 pub type Error = ConfigError;
