@@ -34,6 +34,7 @@ pub mod hosts;
 mod identity;
 mod jobs;
 mod lease;
+mod made;
 mod pipelines;
 mod rebase;
 mod retention;
