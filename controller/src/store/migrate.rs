@@ -49,6 +49,11 @@ pub const TABLES: &[&str] = &[
 /// Target tables with nothing to copy (state that only lives a minute).
 const TARGET_ONLY: &[&str] = &["enroll_attempts"];
 
+/// Target columns SQLite has no counterpart of; they keep their default.
+/// `jobs.batch_first`: the replay of a keyed batch made on PostgreSQL (one
+/// made on SQLite replays by its consecutive ids).
+const TARGET_ONLY_COLUMNS: &[(&str, &str)] = &[("jobs", "batch_first")];
+
 /// Rows per INSERT statement.
 const BATCH: usize = 200;
 
@@ -264,6 +269,7 @@ async fn target_columns(dst: &mut PgConnection, table: &str) -> Result<Vec<(Stri
     .fetch_all(&mut *dst)
     .await?;
     cols.into_iter()
+        .filter(|(name, _)| !TARGET_ONLY_COLUMNS.contains(&(table, name.as_str())))
         .map(|(name, ty)| {
             let kind = match ty.as_str() {
                 "bigint" | "integer" => Kind::Int,

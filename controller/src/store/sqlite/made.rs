@@ -5,8 +5,8 @@
 use baton_proto::{JobId, JobState, JobSubmit, JobView};
 use sqlx::sqlite::SqliteConnection;
 
+use crate::store::jobs::queued_view;
 pub(crate) use crate::store::rows::enc;
-use crate::store::rows::queued_view;
 use crate::store::{Error, Result};
 
 /// What made a job.

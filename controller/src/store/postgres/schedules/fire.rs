@@ -3,6 +3,8 @@
 //! `cancel_previous` (PostgreSQL; see the locking rules in
 //! [`super`]).
 
+use std::collections::HashMap;
+
 use baton_proto::JobId;
 use baton_proto::schedule::{OccurrenceState, OccurrenceView};
 use sqlx::Connection;
@@ -13,7 +15,11 @@ use super::super::pipelines as runs;
 use super::super::retryable;
 use super::{SCHEDULE_COLUMNS, ScheduleRow, schedule_by_id};
 use crate::store::rows::ts;
-use crate::store::schedules::{Active, Fired, Firing, FollowedUp, NewOccurrence, StoredSchedule};
+pub(crate) use crate::store::schedules::push_group;
+use crate::store::schedules::{
+    Active, Fired, Firing, FollowedUp, NewOccurrence, REPLACED, StoredSchedule, recorded_view,
+    stranded_why, unique_violation,
+};
 use crate::store::{Error, Result};
 
 /// A schedule's unfinished job or run, and how many occurrences wait.
@@ -155,30 +161,7 @@ async fn record(
     if done.rows_affected() != 1 {
         return Err(conflict());
     }
-    Ok(OccurrenceView {
-        nominal_at: ts(o.nominal),
-        last_nominal_at: o.last_nominal.map(ts),
-        count: o.count,
-        trigger: o.trigger,
-        state: o.state,
-        reason: o.reason.clone(),
-        job_id,
-        run_id,
-        outcome: (job_id.is_some() || run_id.is_some()).then(|| {
-            if job_id.is_some() {
-                "queued"
-            } else {
-                "running"
-            }
-            .to_owned()
-        }),
-        recorded_at: ts(now),
-    })
-}
-
-/// Whether `e` is a unique index refusing a second row.
-fn unique_violation(e: &Error) -> bool {
-    matches!(e, Error::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
+    Ok(recorded_view(o, job_id, run_id, now))
 }
 
 /// Make occurrence `nominal`'s job or pipeline run.
@@ -224,16 +207,6 @@ async fn start(
     .await?;
     Ok((None, Some(run)))
 }
-
-/// Add `group` to `woken` once.
-pub(crate) fn push_group(woken: &mut Vec<String>, group: &str) {
-    if !woken.iter().any(|g| g == group) {
-        woken.push(group.to_owned());
-    }
-}
-
-/// Why `cancel_previous` cancelled a job or run.
-const REPLACED: &str = "cancelled: a newer occurrence replaced it (overlap = cancel_previous)";
 
 /// Cancel the schedule's unfinished job or run (`cancel_previous`); returns
 /// the agents holding the jobs asked to stop (to be told at once).
@@ -366,6 +339,46 @@ fn lock_order(firings: &[Firing]) -> Vec<usize> {
     order
 }
 
+/// Lock the rows of the schedules whose cursor `firings` move, in id order,
+/// and read their cursors, in one statement: a replica firing the same
+/// plan waits here once, then skips every firing whose cursor moved without
+/// a statement each.
+async fn lock_cursors(c: &mut PgConnection, firings: &[Firing]) -> Result<HashMap<i64, i64>> {
+    let ids: Vec<i64> = firings
+        .iter()
+        .filter(|f| f.advance.is_some())
+        .map(|f| f.schedule_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, cursor FROM schedules WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, cursor)| Some((id, cursor?)))
+        .collect())
+}
+
+/// Whether `f`'s cursor is no longer where its plan started (locked and
+/// read by [`lock_cursors`]): the firing is `raced` and writes nothing.
+fn moved(f: &Firing, cursors: &HashMap<i64, i64>) -> bool {
+    f.advance
+        .is_some_and(|adv| cursors.get(&f.schedule_id) != Some(&adv.expect))
+}
+
+/// A firing that found its cursor moved.
+fn raced() -> Fired {
+    Fired {
+        raced: true,
+        ..Fired::default()
+    }
+}
+
 /// Results in lock order put back in the callers' order.
 fn in_callers_order(order: &[usize], done: Vec<Result<Fired>>) -> Vec<Result<Fired>> {
     let mut out: Vec<Option<Result<Fired>>> = (0..order.len()).map(|_| None).collect();
@@ -384,8 +397,13 @@ pub(super) async fn fire_together(
     now: i64,
 ) -> Result<Vec<Result<Fired>>> {
     let order = lock_order(firings);
+    let cursors = lock_cursors(c, firings).await?;
     let mut done = Vec::with_capacity(firings.len());
     for &i in &order {
+        if moved(&firings[i], &cursors) {
+            done.push(Ok(raced()));
+            continue;
+        }
         done.push(Ok(fire_in(c, &firings[i], now).await?));
     }
     Ok(in_callers_order(&order, done))
@@ -400,8 +418,13 @@ pub(super) async fn fire_apart(
     now: i64,
 ) -> Result<Vec<Result<Fired>>> {
     let order = lock_order(firings);
+    let cursors = lock_cursors(c, firings).await?;
     let mut done = Vec::with_capacity(firings.len());
     for &i in &order {
+        if moved(&firings[i], &cursors) {
+            done.push(Ok(raced()));
+            continue;
+        }
         let mut one = c.begin().await?;
         match fire_in(&mut one, &firings[i], now).await {
             Ok(fired) if !fired.raced => {
@@ -441,16 +464,7 @@ pub(super) async fn fail_stranded_in(
     .await?;
     let mut failed = Vec::with_capacity(stranded.len());
     for (id, agent, revoked) in stranded {
-        let why = if revoked.is_some() {
-            format!(
-                "agent `{agent}` that holds the files of the step this one follows was revoked; the step does not move to another host"
-            )
-        } else {
-            format!(
-                "agent `{agent}` that holds the files of the step this one follows has not been seen since {}; the step does not move to another host",
-                ts(seen_before).to_rfc3339()
-            )
-        };
+        let why = stranded_why(&agent, revoked.is_some(), seen_before);
         let done = sqlx::query(
             "UPDATE jobs SET state = 'failed', finished_at = $1, updated_at = $1, error = $2
              WHERE id = $3 AND state = 'queued'",

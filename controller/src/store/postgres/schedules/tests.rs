@@ -7,23 +7,14 @@ use std::collections::BTreeSet;
 
 use baton_proto::schedule::{OccurrenceState, OccurrenceTrigger};
 
+use super::super::PgStore;
 use super::super::testutil;
-use super::super::{PgOptions, PgStore};
 use crate::store::conformance::schedules::{at, firing, occ, spec};
 use crate::store::schedules::{DueSchedule, Fired, Firing, ScheduleStore};
 use crate::store::{Error, Result};
 
 const MINUTE: i64 = 60_000;
 const TTL: u64 = 15_000;
-
-/// Two replicas on one fresh scratch database (and its guard), or `None`.
-async fn replicas() -> Option<(PgStore, PgStore, testutil::Scratch)> {
-    let (url, guard) = testutil::scratch_database().await?;
-    let opts: PgOptions = testutil::options(&url);
-    let a = PgStore::open(&opts).await.expect("open replica a");
-    let b = PgStore::open(&opts).await.expect("open replica b");
-    Some((a, b, guard))
-}
 
 /// What a timer plans for due schedules: fire the cursor's occurrence and
 /// move the cursor one minute on.
@@ -108,7 +99,7 @@ async fn fire_b(b: &PgStore, firings: &[Firing], round: i64, now: i64) -> Vec<Re
 
 #[tokio::test]
 async fn two_replicas_firing_the_same_due_schedules_record_each_occurrence_and_job_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     const SCHEDULES: i64 = 12;
@@ -174,7 +165,7 @@ async fn two_replicas_firing_the_same_due_schedules_record_each_occurrence_and_j
 
 #[tokio::test]
 async fn two_replicas_triggering_one_nominal_time_make_one_job() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     let (sched, _) = a
@@ -242,7 +233,7 @@ async fn job_of(s: &PgStore, id: i64, nominal: i64) -> Option<i64> {
 
 #[tokio::test]
 async fn two_replicas_follow_up_each_ended_job_once_and_start_a_pending_occurrence_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     const SCHEDULES: usize = 8;
@@ -303,7 +294,7 @@ async fn two_replicas_follow_up_each_ended_job_once_and_start_a_pending_occurren
 
 #[tokio::test]
 async fn two_ended_jobs_of_one_schedule_followed_up_on_two_replicas_start_its_pending_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
         return;
     };
     for i in 0..16 {
@@ -341,4 +332,54 @@ async fn two_ended_jobs_of_one_schedule_followed_up_on_two_replicas_start_its_pe
         );
     }
     assert_eq!(scalar(&a, "SELECT COUNT(*) FROM jobs").await, 16 * 3);
+}
+
+/// Firing throughput on this machine's PostgreSQL, one replica and two
+/// replicas firing the same due schedules (not a test of speed: prints the
+/// figures for the report). `cargo test … -- --ignored --nocapture
+/// store::postgres::schedules::tests::firing_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn firing_rate() {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
+        return;
+    };
+    const SCHEDULES: i64 = 500;
+    const ROUNDS: i64 = 10;
+    for i in 0..SCHEDULES {
+        a.put_schedule(&spec(&format!("r{i}")), at(0), true, 0)
+            .await
+            .expect("create");
+    }
+    // One replica: a look of 500 due schedules is one fire_all.
+    let t = std::time::Instant::now();
+    for round in 0..ROUNDS {
+        let now = round * MINUTE;
+        let f = plan(&a.due_schedules(now, 500).await.expect("due"));
+        a.fire_all(&f, now).await.expect("fire_all");
+    }
+    let one = t.elapsed();
+    // Two replicas at once, as two timers: one fires, the other races.
+    let t = std::time::Instant::now();
+    for round in ROUNDS..2 * ROUNDS {
+        let now = round * MINUTE;
+        let (da, db) = tokio::join!(a.due_schedules(now, 500), b.due_schedules(now, 500));
+        let (fa, fb) = (plan(&da.expect("due a")), plan(&db.expect("due b")));
+        let (ra, rb) = tokio::join!(a.fire_all(&fa, now), b.fire_all(&fb, now));
+        ra.expect("fire_all a");
+        rb.expect("fire_all b");
+    }
+    let two = t.elapsed();
+    let n = (SCHEDULES * ROUNDS) as f64;
+    eprintln!(
+        "firing {SCHEDULES} schedules x {ROUNDS} looks: one replica {:.0} firings/s ({:.1} ms a look); two replicas racing {:.0} firings/s ({:.1} ms a look)",
+        n / one.as_secs_f64(),
+        one.as_secs_f64() * 1000.0 / ROUNDS as f64,
+        n / two.as_secs_f64(),
+        two.as_secs_f64() * 1000.0 / ROUNDS as f64,
+    );
+    assert_eq!(
+        scalar(&a, "SELECT COUNT(*) FROM jobs").await,
+        SCHEDULES * 2 * ROUNDS
+    );
 }
