@@ -168,7 +168,7 @@ async fn an_agents_failover_reported_to_two_replicas_is_recorded_once() {
             .await
             .expect("controller_crash");
         insert_event(
-            &mut *a.pool.acquire().await.expect("conn"),
+            &mut a.pool.acquire().await.expect("conn"),
             id,
             900,
             DrillEventKind::FaultInjected,
