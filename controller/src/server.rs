@@ -233,9 +233,10 @@ pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationT
 }
 
 /// The background tasks: the lease reaper, the schedule timer, retention,
-/// the presence flusher.
+/// the presence flusher, the signals of other controllers.
 struct Tasks {
     reaper: tokio::task::JoinHandle<()>,
+    signals: tokio::task::JoinHandle<()>,
     timer: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
     flusher: tokio::task::JoinHandle<()>,
@@ -265,8 +266,10 @@ impl Tasks {
             state.store.clone(),
             shutdown.clone(),
         ));
+        let signals = tokio::spawn(state.jobs.clone().run_signals(shutdown.clone()));
         Tasks {
             reaper,
+            signals,
             timer,
             retention,
             flusher,
@@ -276,6 +279,7 @@ impl Tasks {
     /// Wait for every task to end (after the shutdown).
     async fn join(self) {
         let _ = self.reaper.await;
+        let _ = self.signals.await;
         let _ = self.timer.await;
         let _ = self.retention.await;
         let _ = self.flusher.await;
