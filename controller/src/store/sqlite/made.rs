@@ -5,7 +5,7 @@
 use baton_proto::{JobId, JobState, JobSubmit, JobView};
 use sqlx::sqlite::SqliteConnection;
 
-use super::jobs::queued_view;
+use crate::store::jobs::queued_view;
 use crate::store::{Error, Result};
 
 /// What made a job.
