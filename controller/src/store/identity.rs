@@ -3,9 +3,10 @@
 
 use async_trait::async_trait;
 use baton_proto::JobId;
-use baton_proto::auth::{EnrollmentTokenView, OperatorTokenView, Role};
+use baton_proto::auth::{EnrollmentTokenState, EnrollmentTokenView, OperatorTokenView, Role};
 
-use super::Result;
+use super::rows::{json, ts};
+use super::{Error, Result};
 use super::credentials::AuthCache;
 
 pub use crate::credentials::{AgentPrincipal, OperatorPrincipal};
@@ -87,4 +88,114 @@ pub trait IdentityStore {
     /// Revoke an agent: its calls are refused from now on and its leases end
     /// at once (attempts end `revoked`, no attempt spent, jobs requeued).
     async fn revoke_agent(&self, id: &str, now: i64) -> Result<AgentRevocation>;
+
+    /// Count one enrollment attempt from `source` (an address key) in
+    /// `minute` (Unix ms / 60,000) where several controllers share this
+    /// store, and return that minute's count so far across all of them.
+    /// `None` where one controller owns the store (SQLite): its in-memory
+    /// limiter already sees every attempt.
+    async fn enroll_attempt(&self, source: &str, minute: i64) -> Result<Option<u32>>;
+}
+
+/// The columns of [`OperatorTokenRow`].
+pub(crate) const OP_COLUMNS: &str =
+    "id, name, role, created_by, created_at, last_used_at, revoked_at";
+/// The columns of [`EnrollmentTokenRow`].
+pub(crate) const ENR_COLUMNS: &str =
+    "id, groups, note, created_by, created_at, expires_at, used_at, used_by, revoked_at";
+
+/// An operator token as every backend stores it (without its hash).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct OperatorTokenRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl OperatorTokenRow {
+    /// The API's view.
+    pub fn view(self) -> Result<OperatorTokenView> {
+        Ok(OperatorTokenView {
+            role: Role::parse(&self.role)
+                .ok_or_else(|| Error::Corrupt("operator_tokens.role".into()))?,
+            id: self.id,
+            name: self.name,
+            created_by: self.created_by,
+            created_at: ts(self.created_at),
+            last_used_at: self.last_used_at.map(ts),
+            revoked_at: self.revoked_at.map(ts),
+        })
+    }
+}
+
+/// An enrollment token as every backend stores it (without its hash).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EnrollmentTokenRow {
+    pub id: String,
+    pub groups: String,
+    pub note: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub used_by: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
+impl EnrollmentTokenRow {
+    /// The API's view; `now` decides `expired`.
+    pub fn view(self, now: i64) -> Result<EnrollmentTokenView> {
+        let state = if self.revoked_at.is_some() {
+            EnrollmentTokenState::Revoked
+        } else if self.used_at.is_some() {
+            EnrollmentTokenState::Used
+        } else if self.expires_at <= now {
+            EnrollmentTokenState::Expired
+        } else {
+            EnrollmentTokenState::Active
+        };
+        Ok(EnrollmentTokenView {
+            groups: json("enrollment_tokens.groups", &self.groups)?,
+            id: self.id,
+            note: self.note,
+            state,
+            created_by: self.created_by,
+            created_at: ts(self.created_at),
+            expires_at: ts(self.expires_at),
+            used_at: self.used_at.map(ts),
+            used_by: self.used_by,
+            revoked_at: self.revoked_at.map(ts),
+        })
+    }
+}
+
+/// Whether an enrollment token (its `revoked_at`, `used_at` and
+/// `expires_at`) may enroll an agent at `now`.
+pub(crate) fn usable(
+    revoked_at: Option<i64>,
+    used_at: Option<i64>,
+    expires_at: i64,
+    now: i64,
+) -> Result<()> {
+    if revoked_at.is_some() {
+        return Err(Error::Unauthorized("enrollment token revoked".into()));
+    }
+    if used_at.is_some() {
+        return Err(Error::Unauthorized("enrollment token already used".into()));
+    }
+    if expires_at <= now {
+        return Err(Error::Unauthorized("enrollment token expired".into()));
+    }
+    Ok(())
+}
+
+/// The refusal of an agent id that an active agent holds.
+pub(crate) fn agent_id_taken(agent_id: &str) -> Error {
+    Error::Conflict(format!(
+        "an active agent is already enrolled as `{agent_id}`; revoke it first"
+    ))
 }
