@@ -182,7 +182,9 @@ impl Limits {
         }
         self.refused_enroll.fetch_add(1, Ordering::Relaxed);
         let wait_ms = (minute + 1) * 60_000 - now;
-        Ok(Err(u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1)))
+        Ok(Err(u64::try_from((wait_ms + 999) / 1000)
+            .unwrap_or(1)
+            .max(1)))
     }
 
     /// Whether a refused anonymous call from `ip` may be written to the

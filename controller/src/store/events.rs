@@ -10,7 +10,7 @@
 //!
 //! On the wire (PostgreSQL `NOTIFY baton_events`) a payload is
 //! `<sender>|w:<group>,<group>…` (work), `<sender>|c:<agent>,<agent>…`
-//! (cancel marks) or `revoke` (sent by the identity paths inside their
+//! (cancel marks) or `r` (a credential revoked, sent by the identity paths inside their
 //! transaction), each under [`MAX_PAYLOAD`] bytes; the sender tag lets a
 //! replica skip its own signals. On SQLite (one controller) nothing is
 //! sent and nothing is received: every method has a default that does
@@ -121,7 +121,7 @@ pub fn encode(sender: &str, signals: &[Signal]) -> Vec<String> {
             Signal::Work(g) => ("w", g),
             Signal::Cancel(a) => ("c", a),
             Signal::Revoke => {
-                out.push("revoke".to_owned());
+                out.push("r".to_owned());
                 continue;
             }
         };

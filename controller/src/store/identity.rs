@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use baton_proto::JobId;
 use baton_proto::auth::{EnrollmentTokenState, EnrollmentTokenView, OperatorTokenView, Role};
 
+use super::credentials::AuthCache;
 use super::rows::{json, ts};
 use super::{Error, Result};
-use super::credentials::AuthCache;
 
 pub use crate::credentials::{AgentPrincipal, OperatorPrincipal};
 

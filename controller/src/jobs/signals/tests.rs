@@ -3,6 +3,8 @@ use crate::jobs::signals::{BACKSTOP_LOOKS, Look};
 use crate::store::events::{GroupWork, Looked};
 use crate::store::testutil::store;
 
+mod replicas;
+
 fn work(group: &str, fingerprint: &str) -> Looked {
     Looked {
         work: vec![GroupWork {

@@ -8,7 +8,7 @@ fn round_trip_skips_own_signals() {
         Signal::Revoke,
     ];
     let payloads = encode("a1", &sent);
-    assert_eq!(payloads, ["a1|w:etl,db-1", "a1|c:agt_1", "revoke"]);
+    assert_eq!(payloads, ["a1|w:etl,db-1", "a1|c:agt_1", "r"]);
     let got: Vec<Signal> = payloads.iter().filter_map(|p| decode("b2", p)).collect();
     assert_eq!(got, sent);
     // The sender skips its own (a revoke names no sender: everyone acts).

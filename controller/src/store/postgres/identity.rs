@@ -297,7 +297,9 @@ impl IdentityStore for PgStore {
     }
 
     async fn enroll_attempt(&self, source: &str, minute: i64) -> Result<Option<u32>> {
-        secrets::enroll_attempt(self, source, minute).await.map(Some)
+        secrets::enroll_attempt(self, source, minute)
+            .await
+            .map(Some)
     }
 }
 

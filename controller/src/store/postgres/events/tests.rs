@@ -72,7 +72,7 @@ async fn a_revoke_clears_the_other_replicas_credential_cache() {
     assert_eq!(next(&mut rb).await, Inbound::Up);
     let before = b.auth_cache().epoch();
     // As the identity paths send it (inside their transaction).
-    sqlx::query("NOTIFY baton_events, 'revoke'")
+    sqlx::query("NOTIFY baton_events, 'r'")
         .execute(&a.pool)
         .await
         .expect("notify");

@@ -32,7 +32,12 @@ async fn one_enrollment_token_spent_on_two_replicas_at_once_enrolls_once() {
             .await
             .expect("token");
         // The same token, two agent ids, one on each replica, at once.
-        let (ida, sa, idb, sb) = (format!("a{i}"), format!("sa{i}"), format!("b{i}"), format!("sb{i}"));
+        let (ida, sa, idb, sb) = (
+            format!("a{i}"),
+            format!("sa{i}"),
+            format!("b{i}"),
+            format!("sb{i}"),
+        );
         let (ra, rb) = tokio::join!(
             a.enroll(&hash, &ida, &sa, "t", 10),
             b.enroll(&hash, &idb, &sb, "t", 10),
@@ -56,14 +61,35 @@ async fn one_agent_id_enrolled_on_two_replicas_at_once_is_taken_once() {
     };
     let groups = vec!["g".to_owned()];
     for i in 0..10 {
-        a.create_enrollment_token(&format!("x{i}"), &format!("hx{i}"), &groups, "", "x", i64::MAX, 0)
-            .await
-            .expect("token");
-        a.create_enrollment_token(&format!("y{i}"), &format!("hy{i}"), &groups, "", "x", i64::MAX, 0)
-            .await
-            .expect("token");
+        a.create_enrollment_token(
+            &format!("x{i}"),
+            &format!("hx{i}"),
+            &groups,
+            "",
+            "x",
+            i64::MAX,
+            0,
+        )
+        .await
+        .expect("token");
+        a.create_enrollment_token(
+            &format!("y{i}"),
+            &format!("hy{i}"),
+            &groups,
+            "",
+            "x",
+            i64::MAX,
+            0,
+        )
+        .await
+        .expect("token");
         let id = format!("agent{i}");
-        let (hx, sx, hy, sy) = (format!("hx{i}"), format!("sx{i}"), format!("hy{i}"), format!("sy{i}"));
+        let (hx, sx, hy, sy) = (
+            format!("hx{i}"),
+            format!("sx{i}"),
+            format!("hy{i}"),
+            format!("sy{i}"),
+        );
         let (ra, rb) = tokio::join!(
             a.enroll(&hx, &id, &sx, "t", 10),
             b.enroll(&hy, &id, &sy, "t", 10),
@@ -92,12 +118,28 @@ async fn enrollment_attempts_are_counted_across_replicas() {
         counts.push(c.await.expect("join").expect("shared count"));
     }
     counts.sort_unstable();
-    assert_eq!(counts, (1..=20).collect::<Vec<u32>>(), "each attempt counted once");
+    assert_eq!(
+        counts,
+        (1..=20).collect::<Vec<u32>>(),
+        "each attempt counted once"
+    );
     // Another source and another minute count apart; old minutes go.
-    assert_eq!(a.enroll_attempt("10.0.0.2", 1000).await.expect("c"), Some(1));
-    assert_eq!(b.enroll_attempt("10.0.0.1", 1001).await.expect("c"), Some(1));
-    assert_eq!(a.enroll_attempt("10.0.0.1", 1003).await.expect("c"), Some(1));
-    assert_eq!(b.enroll_attempt("10.0.0.1", 1000).await.expect("c"), Some(1));
+    assert_eq!(
+        a.enroll_attempt("10.0.0.2", 1000).await.expect("c"),
+        Some(1)
+    );
+    assert_eq!(
+        b.enroll_attempt("10.0.0.1", 1001).await.expect("c"),
+        Some(1)
+    );
+    assert_eq!(
+        a.enroll_attempt("10.0.0.1", 1003).await.expect("c"),
+        Some(1)
+    );
+    assert_eq!(
+        b.enroll_attempt("10.0.0.1", 1000).await.expect("c"),
+        Some(1)
+    );
 }
 
 /// Receive the next notification on `baton_events`, or `None` after 5 s.

@@ -1,0 +1,264 @@
+//! Two replicas (two stores on one PostgreSQL scratch database, each with
+//! its own jobs service, presence and signals task): a change on one
+//! reaches the polls held on the other well before their hold ends, with
+//! the listener, after its connection was killed, and with `poll_only`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use baton_proto::{Capabilities, JobKind, LeaseRef, PollRequest, PollResponse, RetryPolicy};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::{self, Dispatcher, Poll};
+use crate::jobs::Jobs;
+use crate::presence::Presence;
+use crate::store::postgres::{PgStore, testutil};
+use crate::store::testutil::{enrolled, noop_job};
+use crate::store::{Store, now_ms};
+
+/// The hold of every poll here: an answer well before it came from a wake.
+const HOLD: Duration = Duration::from_secs(20);
+/// What a wake from another replica may take at most here (the periodic
+/// look is 1 s; the listener far less).
+const BOUND: Duration = Duration::from_secs(3);
+
+struct Replica {
+    store: Store,
+    jobs: Jobs,
+    presence: Presence,
+    kick: Notify,
+    ready: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+impl Replica {
+    async fn open(url: &str, poll_only: bool) -> Arc<Replica> {
+        let mut o = testutil::options(url);
+        o.poll_only = poll_only;
+        let store = Store::new(Arc::new(PgStore::open(&o).await.expect("open")));
+        let r = Arc::new(Replica {
+            jobs: Jobs::new(store.clone()),
+            store,
+            presence: Presence::default(),
+            kick: Notify::new(),
+            ready: AtomicBool::new(true),
+            shutdown: CancellationToken::new(),
+        });
+        tokio::spawn(r.jobs.clone().run_signals(r.shutdown.clone()));
+        r
+    }
+
+    /// Agent `a1` polls group `g` with `free` slots, naming `leases`.
+    async fn poll(&self, free: u32, leases: Vec<LeaseRef>) -> PollResponse {
+        let req = PollRequest {
+            groups: vec!["g".into()],
+            free_slots: free,
+            capabilities: Capabilities {
+                kinds: vec![JobKind::Noop],
+                connections: vec![],
+            },
+            version: "test".into(),
+            os: "linux".into(),
+            metrics: None,
+            wait_ms: None,
+            leases,
+        };
+        let d = Dispatcher {
+            jobs: &self.jobs,
+            presence: &self.presence,
+            reaper_kick: &self.kick,
+            ready: &self.ready,
+            shutdown: &self.shutdown,
+        };
+        let poll = Poll {
+            agent_id: "a1",
+            req: &req,
+            max_hold: HOLD,
+            started: Instant::now(),
+            received: now_ms(),
+        };
+        dispatch::long_poll(d, poll).await.expect("poll")
+    }
+
+    /// A poll held here (it looked once and found nothing).
+    async fn held(
+        self: &Arc<Self>,
+        free: u32,
+        leases: Vec<LeaseRef>,
+    ) -> tokio::task::JoinHandle<PollResponse> {
+        let r = self.clone();
+        let task = tokio::spawn(async move { r.poll(free, leases).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!task.is_finished(), "the poll answered before any change");
+        task
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Its answer within [`BOUND`] (a 20 s hold: only a wake-up answers so soon).
+async fn answered(task: tokio::task::JoinHandle<PollResponse>, what: &str) -> PollResponse {
+    let since = Instant::now();
+    let a = tokio::time::timeout(BOUND, task)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the held poll was not woken within {BOUND:?}"))
+        .expect("join");
+    eprintln!("{what}: answered {:?} after the change", since.elapsed());
+    a
+}
+
+/// Sessions of the scratch database that LISTEN.
+async fn listeners(s: &Store, url: &str) -> Vec<i32> {
+    let _ = s;
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .expect("connect");
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// Until both replicas listen (their listeners start with the task).
+async fn both_listening(a: &Replica, url: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while listeners(&a.store, url).await.len() < 2 {
+        assert!(Instant::now() < until, "the listeners did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two replicas and agent `a1` enrolled for group `g`.
+async fn pair(poll_only: bool) -> Option<(Arc<Replica>, Arc<Replica>, String, testutil::Scratch)> {
+    let (url, guard) = testutil::scratch_database().await?;
+    let a = Replica::open(&url, poll_only).await;
+    let b = Replica::open(&url, poll_only).await;
+    enrolled(&a.store, "a1", &["g"]).await;
+    Some((a, b, url, guard))
+}
+
+async fn submit(r: &Replica) -> baton_proto::JobId {
+    let done = r
+        .jobs
+        .submit(noop_job(30_000, RetryPolicy::default()), now_ms())
+        .await
+        .expect("submit");
+    done.job.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_on_one_replica_wakes_a_poll_held_on_the_other() {
+    let Some((a, b, url, _g)) = pair(false).await else {
+        return;
+    };
+    both_listening(&a, &url).await;
+    let task = b.held(1, vec![]).await;
+    let id = submit(&a).await;
+    let answer = answered(task, "listening").await;
+    assert_eq!(answer.grants.len(), 1, "{answer:?}");
+    assert_eq!(answer.grants[0].job_id, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_listener_killed_a_submit_still_reaches_the_other_replica() {
+    let Some((a, b, url, _g)) = pair(false).await else {
+        return;
+    };
+    both_listening(&a, &url).await;
+    let task = b.held(1, vec![]).await;
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("terminate");
+    assert_eq!(killed, [true, true]);
+    // Sent while nobody listens: this signal is lost.
+    let id = submit(&a).await;
+    let answer = answered(task, "listener killed").await;
+    assert_eq!(answer.grants.len(), 1, "{answer:?}");
+    assert_eq!(answer.grants[0].job_id, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_only_replicas_never_listen_and_still_wake_each_other() {
+    let Some((a, b, url, _g)) = pair(true).await else {
+        return;
+    };
+    let task = b.held(1, vec![]).await;
+    assert!(listeners(&a.store, &url).await.is_empty(), "no LISTEN");
+    let id = submit(&a).await;
+    let answer = answered(task, "poll_only").await;
+    assert_eq!(answer.grants.len(), 1, "{answer:?}");
+    assert_eq!(answer.grants[0].job_id, id);
+}
+
+/// An operator's cancel on A reaches the holder's notices-only poll on B.
+async fn cancel_reaches_the_other_replica(poll_only: bool) {
+    let Some((a, b, url, _g)) = pair(poll_only).await else {
+        return;
+    };
+    if !poll_only {
+        both_listening(&a, &url).await;
+    }
+    let id = submit(&a).await;
+    let granted = b.poll(1, vec![]).await;
+    assert_eq!(granted.grants.len(), 1, "{granted:?}");
+    let lease = LeaseRef {
+        job_id: id,
+        token: granted.grants[0].token,
+    };
+    let task = b.held(0, vec![lease]).await;
+    a.jobs.cancel(id, now_ms()).await.expect("cancel");
+    let answer = answered(task, "cancel").await;
+    assert_eq!(answer.cancels, [lease]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_one_replica_reaches_the_holder_polling_the_other() {
+    cancel_reaches_the_other_replica(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_other_replica_in_poll_only_mode() {
+    cancel_reaches_the_other_replica(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_on_one_replica_is_told_by_a_poll_held_on_the_other() {
+    for poll_only in [false, true] {
+        let Some((a, b, url, _g)) = pair(poll_only).await else {
+            return;
+        };
+        if !poll_only {
+            both_listening(&a, &url).await;
+        }
+        let task = b.held(1, vec![]).await;
+        a.jobs
+            .set_drain("a1", true, "test", now_ms())
+            .await
+            .expect("drain");
+        let answer = answered(
+            task,
+            if poll_only {
+                "drain, poll_only"
+            } else {
+                "drain"
+            },
+        )
+        .await;
+        assert!(answer.drain, "{answer:?}");
+    }
+}
