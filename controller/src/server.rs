@@ -70,7 +70,7 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
     } else {
         "admin".to_owned()
     };
-    store
+    let created = store
         .create_operator_token(
             &new_id("t_"),
             &name,
@@ -79,8 +79,15 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
             created_by,
             store::now_ms(),
         )
-        .await?;
-    Ok(Some(secret))
+        .await;
+    match created {
+        Ok(_) => Ok(Some(secret)),
+        // Replicas starting together on an empty PostgreSQL database: the
+        // other one created the admin token first (the active name is
+        // unique), so there is one, and this replica starts without.
+        Err(store::Error::Conflict(_)) if store.has_active_admin().await? => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `baton-controller init`: open the store and create the first admin token.
@@ -371,3 +378,6 @@ fn sync_mode(sync: crate::config::SyncMode) -> store::SyncMode {
         crate::config::SyncMode::Normal => store::SyncMode::Normal,
     }
 }
+
+#[cfg(test)]
+mod tests;
