@@ -198,3 +198,59 @@ async fn the_look_finds_cancelled_leases_and_drained_agents() {
     let l = a.look(&[], &[], false, 100).await.expect("look");
     assert!(l.cancels.is_empty() && l.drained.is_empty(), "{l:?}");
 }
+
+/// What the periodic look costs (a measurement, not a test):
+/// `cargo test -p baton-controller --lib measure_the_look -- --ignored --nocapture`.
+/// 10,000 agents (10 drained), 50 groups polled here, 1,000 queued jobs,
+/// 100 agents holding polls for cancel notices.
+#[tokio::test]
+#[ignore = "a measurement"]
+async fn measure_the_look() {
+    let Some((a, _b, _g)) = replicas(false).await else {
+        return;
+    };
+    sqlx::query(
+        "INSERT INTO agents (id, groups, capabilities, version, os, first_seen, last_seen, metrics, drained_at) \
+         SELECT 'agt_' || i, '[\"g' || (i % 50) || '\"]', '{\"kinds\":[\"noop\"],\"connections\":[]}', '1', 'linux', 0, 0, \
+                '{\"cpu\":1.0,\"mem\":2.0,\"disk\":3.0}', CASE WHEN i % 1000 = 0 THEN 5 END \
+         FROM generate_series(1, 10000) AS i",
+    )
+    .execute(&a.pool)
+    .await
+    .expect("agents");
+    sqlx::query(
+        "INSERT INTO jobs (grp, kind, spec, retry, lease_ttl_ms, state, not_before, created_at, updated_at) \
+         SELECT 'g' || (i % 50), 'noop', '{}', '{}', 30000, 'queued', 0, 0, 0 FROM generate_series(1, 1000) AS i",
+    )
+    .execute(&a.pool)
+    .await
+    .expect("jobs");
+    sqlx::query("ANALYZE")
+        .execute(&a.pool)
+        .await
+        .expect("analyze");
+    let groups: Vec<String> = (0..50).map(|i| format!("g{i}")).collect();
+    let agents: Vec<String> = (1..=100).map(|i| format!("agt_{i}")).collect();
+    for drains in [false, true] {
+        let n = 200;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            a.look(&groups, &agents, drains, 1).await.expect("look");
+        }
+        eprintln!(
+            "look (drains read: {drains}): {:.2} ms each",
+            t.elapsed().as_secs_f64() * 1000.0 / f64::from(n)
+        );
+    }
+    let n = 500;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        a.publish(&[Signal::Work(vec![format!("g{}", i % 50)])])
+            .await
+            .expect("publish");
+    }
+    eprintln!(
+        "publish (one NOTIFY): {:.3} ms each",
+        t.elapsed().as_secs_f64() * 1000.0 / f64::from(n)
+    );
+}
