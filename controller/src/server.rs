@@ -70,7 +70,7 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
     } else {
         "admin".to_owned()
     };
-    let created = store
+    let made = store
         .create_operator_token(
             &new_id("t_"),
             &name,
@@ -80,12 +80,11 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
             store::now_ms(),
         )
         .await;
-    match created {
+    match made {
         Ok(_) => Ok(Some(secret)),
-        // Replicas starting together on an empty PostgreSQL database: the
-        // other one created the admin token first (the active name is
-        // unique), so there is one, and this replica starts without.
-        Err(store::Error::Conflict(_)) if store.has_active_admin().await? => Ok(None),
+        // Another controller on the same database made the first admin
+        // token at the same moment (the name is unique): it exists now.
+        Err(_) if store.has_active_admin().await? => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
