@@ -262,3 +262,90 @@ async fn a_drain_on_one_replica_is_told_by_a_poll_held_on_the_other() {
         assert!(answer.drain, "{answer:?}");
     }
 }
+
+/// CPU of this process (user + system), in clock ticks.
+fn cpu_ticks() -> u64 {
+    proc_ticks("self")
+}
+
+/// CPU (user + system) of process `pid`, in clock ticks.
+fn proc_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Fields 14 and 15 (utime, stime); the first number after the name
+    // is field 4 (field 3, the state, is a letter).
+    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+}
+
+/// What the signals cost an idle replica (a measurement, not a test):
+/// `cargo test -p baton-controller --lib measure_an_idle_replica -- --ignored --nocapture`.
+/// One replica with 50 groups polled, 10,000 agents (10 drained) and 1,000
+/// queued jobs of other groups in the store, 20 s idle, listening and
+/// poll_only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn measure_an_idle_replica() {
+    for poll_only in [false, true] {
+        let Some((url, _g)) = testutil::scratch_database().await else {
+            return;
+        };
+        let r = Replica::open(&url, poll_only).await;
+        fill(&url).await;
+        for i in 0..50 {
+            r.jobs.group(&format!("g{i}"));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The database's side: the backends of the scratch database (same host).
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("connect");
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut c)
+        .await
+        .expect("backends");
+        let db = || pids.iter().map(|p| proc_ticks(&p.to_string())).sum::<u64>();
+        let (t0, c0, d0) = (Instant::now(), cpu_ticks(), db());
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (ticks, dticks) = ((cpu_ticks() - c0) as f64, (db() - d0) as f64);
+        eprintln!(
+            "idle replica (poll_only: {poll_only}): controller {:.2} %, database {:.2} % of a core ({ticks} and {dticks} ticks in {secs:.1} s, {} backends)",
+            ticks / secs,
+            dticks / secs,
+            pids.len()
+        );
+        r.shutdown.cancel();
+    }
+}
+
+/// 10,000 agents (10 drained) and 1,000 queued jobs of groups nobody polls.
+async fn fill(url: &str) {
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .expect("connect");
+    sqlx::query(
+        "INSERT INTO agents (id, groups, capabilities, version, os, first_seen, last_seen, metrics, drained_at) \
+         SELECT 'agt_' || i, '[\"g' || (i % 50) || '\"]', '{}', '1', 'linux', 0, 0, repeat('m', 200), \
+                CASE WHEN i % 1000 = 0 THEN 5 END FROM generate_series(1, 10000) AS i",
+    )
+    .execute(&mut c)
+    .await
+    .expect("agents");
+    sqlx::query(
+        "INSERT INTO jobs (grp, kind, spec, retry, lease_ttl_ms, state, not_before, created_at, updated_at) \
+         SELECT 'other' || (i % 50), 'noop', '{}', '{}', 30000, 'queued', 0, 0, 0 FROM generate_series(1, 1000) AS i",
+    )
+    .execute(&mut c)
+    .await
+    .expect("jobs");
+    sqlx::query("ANALYZE")
+        .execute(&mut c)
+        .await
+        .expect("analyze");
+}
