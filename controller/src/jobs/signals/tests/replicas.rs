@@ -91,7 +91,9 @@ impl Replica {
         let r = self.clone();
         let task = tokio::spawn(async move { r.poll(free, leases).await });
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!task.is_finished(), "the poll answered before any change");
+        if task.is_finished() {
+            panic!("the poll answered before any change: {:?}", task.await);
+        }
         task
     }
 }
@@ -148,7 +150,8 @@ async fn pair(poll_only: bool) -> Option<(Arc<Replica>, Arc<Replica>, String, te
 async fn submit(r: &Replica) -> baton_proto::JobId {
     let done = r
         .jobs
-        .submit(noop_job(30_000, RetryPolicy::default()), now_ms())
+        // A lease no test here outlives (nobody heartbeats).
+        .submit(noop_job(600_000, RetryPolicy::default()), now_ms())
         .await
         .expect("submit");
     done.job.id
@@ -348,4 +351,43 @@ async fn fill(url: &str) {
         .execute(&mut c)
         .await
         .expect("analyze");
+}
+
+/// Dispatch across replicas (a measurement, not a test): a poll held on B,
+/// a submit on A (or on B itself, the baseline), the time from the
+/// submit's start to B's answer; listening and poll_only.
+/// `cargo test -p baton-controller --lib measure_dispatch_across -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn measure_dispatch_across_replicas() {
+    for (poll_only, on_b, runs) in [(false, true, 100), (false, false, 100), (true, false, 20)] {
+        let Some((a, b, url, _g)) = pair(poll_only).await else {
+            return;
+        };
+        if !poll_only {
+            both_listening(&a, &url).await;
+        }
+        let mut ms = Vec::new();
+        for _ in 0..runs {
+            let task = b.held(1, vec![]).await;
+            let t = Instant::now();
+            submit(if on_b { &b } else { &a }).await;
+            let answer = task.await.expect("join");
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(answer.grants.len(), 1);
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q) as usize];
+        let what = match (poll_only, on_b) {
+            (_, true) => "same replica",
+            (false, false) => "other replica, listening",
+            (true, false) => "other replica, poll_only",
+        };
+        eprintln!(
+            "dispatch ({what}, {runs} runs): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
 }
