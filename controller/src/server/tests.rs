@@ -102,7 +102,7 @@ async fn a_job_submitted_on_one_replica_is_granted_to_a_poll_held_on_the_other()
     };
     let ((sa, ta), (sb, tb)) = (replica(&a), replica(&b));
     let listening = Instant::now() + Duration::from_secs(10);
-    while listeners(&url).await < 2 {
+    while testutil::listeners(&url).await.len() < 2 {
         assert!(Instant::now() < listening, "the replicas did not listen");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -128,17 +128,6 @@ async fn a_job_submitted_on_one_replica_is_granted_to_a_poll_held_on_the_other()
     shutdown.cancel();
     ta.join().await;
     tb.join().await;
-}
-
-/// Sessions of the database that LISTEN.
-async fn listeners(url: &str) -> usize {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .fetch_one(&mut *acquire(url).await)
-    .await
-    .expect("pg_stat_activity");
-    usize::try_from(n).unwrap_or(0)
 }
 
 /// POST `body` to `path` on `state`'s routes with `bearer`: status and JSON.

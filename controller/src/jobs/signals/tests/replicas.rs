@@ -115,24 +115,10 @@ async fn answered(task: tokio::task::JoinHandle<PollResponse>, what: &str) -> Po
     a
 }
 
-/// Sessions of the scratch database that LISTEN.
-async fn listeners(s: &Store, url: &str) -> Vec<i32> {
-    let _ = s;
-    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
-        .await
-        .expect("connect");
-    sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .fetch_all(&mut c)
-    .await
-    .expect("pg_stat_activity")
-}
-
 /// Until both replicas listen (their listeners start with the task).
-async fn both_listening(a: &Replica, url: &str) {
+async fn both_listening(url: &str) {
     let until = Instant::now() + Duration::from_secs(10);
-    while listeners(&a.store, url).await.len() < 2 {
+    while testutil::listeners(url).await.len() < 2 {
         assert!(Instant::now() < until, "the listeners did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -162,7 +148,7 @@ async fn a_submit_on_one_replica_wakes_a_poll_held_on_the_other() {
     let Some((a, b, url, _g)) = pair(false).await else {
         return;
     };
-    both_listening(&a, &url).await;
+    both_listening(&url).await;
     let task = b.held(1, vec![]).await;
     let id = submit(&a).await;
     let answer = answered(task, "listening").await;
@@ -175,7 +161,7 @@ async fn with_the_listener_killed_a_submit_still_reaches_the_other_replica() {
     let Some((a, b, url, _g)) = pair(false).await else {
         return;
     };
-    both_listening(&a, &url).await;
+    both_listening(&url).await;
     let task = b.held(1, vec![]).await;
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
@@ -201,7 +187,7 @@ async fn poll_only_replicas_never_listen_and_still_wake_each_other() {
         return;
     };
     let task = b.held(1, vec![]).await;
-    assert!(listeners(&a.store, &url).await.is_empty(), "no LISTEN");
+    assert!(testutil::listeners(&url).await.is_empty(), "no LISTEN");
     let id = submit(&a).await;
     let answer = answered(task, "poll_only").await;
     assert_eq!(answer.grants.len(), 1, "{answer:?}");
@@ -214,7 +200,7 @@ async fn cancel_reaches_the_other_replica(poll_only: bool) {
         return;
     };
     if !poll_only {
-        both_listening(&a, &url).await;
+        both_listening(&url).await;
     }
     let id = submit(&a).await;
     let granted = b.poll(1, vec![]).await;
@@ -246,7 +232,7 @@ async fn a_drain_on_one_replica_is_told_by_a_poll_held_on_the_other() {
             return;
         };
         if !poll_only {
-            both_listening(&a, &url).await;
+            both_listening(&url).await;
         }
         let task = b.held(1, vec![]).await;
         a.jobs
@@ -365,7 +351,7 @@ async fn measure_dispatch_across_replicas() {
             return;
         };
         if !poll_only {
-            both_listening(&a, &url).await;
+            both_listening(&url).await;
         }
         let mut ms = Vec::new();
         for _ in 0..runs {

@@ -9,7 +9,7 @@ use crate::store::postgres::testutil;
 use crate::store::prelude::*;
 
 /// Two replicas on one fresh database (`None`: no PostgreSQL, skip).
-async fn replicas(poll_only_b: bool) -> Option<(PgStore, PgStore, testutil::Scratch)> {
+async fn replicas(poll_only_b: bool) -> Option<(PgStore, PgStore, String, testutil::Scratch)> {
     let (url, guard) = testutil::scratch_database().await?;
     let a = PgStore::open(&testutil::options(&url))
         .await
@@ -17,7 +17,7 @@ async fn replicas(poll_only_b: bool) -> Option<(PgStore, PgStore, testutil::Scra
     let mut ob = testutil::options(&url);
     ob.poll_only = poll_only_b;
     let b = PgStore::open(&ob).await.expect("open b");
-    Some((a, b, guard))
+    Some((a, b, url, guard))
 }
 
 async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
@@ -27,19 +27,9 @@ async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
         .expect("listener alive")
 }
 
-/// Sessions of this database that LISTEN.
-async fn listeners(s: &PgStore) -> Vec<i32> {
-    sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .fetch_all(&s.pool)
-    .await
-    .expect("pg_stat_activity")
-}
-
 #[tokio::test]
 async fn a_signal_from_one_replica_reaches_the_other_not_itself() {
-    let Some((a, b, _g)) = replicas(false).await else {
+    let Some((a, b, _url, _g)) = replicas(false).await else {
         return;
     };
     let mut ra = a.subscribe().expect("a listens");
@@ -65,7 +55,7 @@ async fn a_signal_from_one_replica_reaches_the_other_not_itself() {
 
 #[tokio::test]
 async fn a_revoke_clears_the_other_replicas_credential_cache() {
-    let Some((a, b, _g)) = replicas(false).await else {
+    let Some((a, b, _url, _g)) = replicas(false).await else {
         return;
     };
     let mut rb = b.subscribe().expect("b listens");
@@ -82,12 +72,12 @@ async fn a_revoke_clears_the_other_replicas_credential_cache() {
 
 #[tokio::test]
 async fn a_killed_listener_is_reported_down_then_up_again() {
-    let Some((a, b, _g)) = replicas(false).await else {
+    let Some((a, b, url, _g)) = replicas(false).await else {
         return;
     };
     let mut rb = b.subscribe().expect("b listens");
     assert_eq!(next(&mut rb).await, Inbound::Up);
-    let pids = listeners(&a).await;
+    let pids = testutil::listeners(&url).await;
     assert_eq!(pids.len(), 1, "one listener session: {pids:?}");
     sqlx::query("SELECT pg_terminate_backend($1)")
         .bind(pids[0])
@@ -108,11 +98,11 @@ async fn a_killed_listener_is_reported_down_then_up_again() {
 
 #[tokio::test]
 async fn poll_only_never_listens() {
-    let Some((a, b, _g)) = replicas(true).await else {
+    let Some((_a, b, url, _g)) = replicas(true).await else {
         return;
     };
     assert!(b.subscribe().is_none());
-    assert!(listeners(&a).await.is_empty());
+    assert!(testutil::listeners(&url).await.is_empty());
 }
 
 /// A queued job inserted by hand (the jobs area is not needed).
@@ -137,7 +127,7 @@ fn fingerprint(l: &Looked, group: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_look_sees_ready_work_and_every_change_of_it() {
-    let Some((a, _b, _g)) = replicas(false).await else {
+    let Some((a, _b, _url, _g)) = replicas(false).await else {
         return;
     };
     let groups = vec!["g".to_owned(), "h".to_owned()];
@@ -169,7 +159,7 @@ async fn the_look_sees_ready_work_and_every_change_of_it() {
 
 #[tokio::test]
 async fn the_look_finds_cancelled_leases_and_drained_agents() {
-    let Some((a, _b, _g)) = replicas(false).await else {
+    let Some((a, _b, _url, _g)) = replicas(false).await else {
         return;
     };
     let j = queued(&a, "g", 0).await;
@@ -206,7 +196,7 @@ async fn the_look_finds_cancelled_leases_and_drained_agents() {
 #[tokio::test]
 #[ignore = "a measurement"]
 async fn measure_the_look() {
-    let Some((a, _b, _g)) = replicas(false).await else {
+    let Some((a, _b, _url, _g)) = replicas(false).await else {
         return;
     };
     sqlx::query(
