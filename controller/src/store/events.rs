@@ -10,7 +10,8 @@
 //!
 //! On the wire (PostgreSQL `NOTIFY baton_events`) a payload is
 //! `<sender>|w:<group>,<group>…` (work), `<sender>|c:<agent>,<agent>…`
-//! (cancel marks) or `r` (a credential revoked, sent by the identity paths inside their
+//! (cancel marks: agent ids, since a mark is per agent) or `r` (a
+//! credential revoked, sent by the identity paths inside their
 //! transaction), each under [`MAX_PAYLOAD`] bytes; the sender tag lets a
 //! replica skip its own signals. On SQLite (one controller) nothing is
 //! sent and nothing is received: every method has a default that does

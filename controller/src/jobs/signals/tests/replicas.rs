@@ -377,3 +377,39 @@ async fn measure_dispatch_across_replicas() {
         );
     }
 }
+
+/// A resume on A lets the drained agent's poll held on B take the work
+/// queued meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_one_replica_reaches_a_poll_held_on_the_other() {
+    for poll_only in [false, true] {
+        let Some((a, b, url, _g)) = pair(poll_only).await else {
+            return;
+        };
+        if !poll_only {
+            both_listening(&url).await;
+        }
+        a.jobs
+            .set_drain("a1", true, "test", now_ms())
+            .await
+            .expect("drain");
+        let id = submit(&a).await;
+        // Held drained (a presence heartbeat): nothing is granted.
+        let task = b.held(1, vec![]).await;
+        // Let B's looks learn the drained agent and the queued job first.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!task.is_finished(), "a drained agent's poll answered");
+        a.jobs
+            .set_drain("a1", false, "test", now_ms())
+            .await
+            .expect("resume");
+        let what = if poll_only {
+            "resume, poll_only"
+        } else {
+            "resume"
+        };
+        let answer = answered(task, what).await;
+        assert_eq!(answer.grants.len(), 1, "{answer:?}");
+        assert_eq!(answer.grants[0].job_id, id);
+    }
+}
