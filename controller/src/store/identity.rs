@@ -199,3 +199,54 @@ pub(crate) fn agent_id_taken(agent_id: &str) -> Error {
         "an active agent is already enrolled as `{agent_id}`; revoke it first"
     ))
 }
+
+/// Re-enroll a revoked agent: `$1` secret hash, `$2` allowed groups (JSON),
+/// `$3` now, `$4` version, `$5` id (`$N` binds on every sqlx backend).
+pub(crate) const REENROLL_SQL: &str =
+    "UPDATE agents SET secret_hash = $1, allowed_groups = $2, enrolled_at = $3, revoked_at = NULL,
+     version = $4, last_seen = $3 WHERE id = $5";
+
+/// Create an enrolled agent: `$1` id, `$2` groups (JSON), `$3` version,
+/// `$4` now, `$5` secret hash.
+pub(crate) const NEW_AGENT_SQL: &str = "INSERT INTO agents (id, groups, capabilities, version, os, free_slots, first_seen, last_seen,
+     secret_hash, allowed_groups, enrolled_at) VALUES ($1, $2, '{}', $3, '', 0, $4, $4, $5, $2, $4)";
+
+/// End a revoked agent's attempt: `$1` now, `$2` job, `$3` token.
+pub(crate) const END_ATTEMPT_SQL: &str = "UPDATE attempts SET ended_at = $1, outcome = 'revoked', error = 'agent revoked' WHERE job_id = $2 AND token = $3";
+
+/// Release a revoked agent's job: `$1` state, `$2` now, `$3` finished_at,
+/// `$4` job.
+pub(crate) const RELEASE_JOB_SQL: &str =
+    "UPDATE jobs SET state = $1, not_before = $2, finished_at = $3, updated_at = $2,
+     lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = $4";
+
+/// A job a revoked agent held.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct HeldJob {
+    pub id: i64,
+    pub grp: String,
+    pub lease_token: Option<i64>,
+    pub cancel_requested: bool,
+}
+
+impl HeldJob {
+    /// The job's state and finished_at once its agent is revoked: queued
+    /// again, or cancelled if a cancel was pending.
+    pub fn released(&self, now: i64) -> (&'static str, Option<i64>) {
+        if self.cancel_requested {
+            ("cancelled", Some(now))
+        } else {
+            ("queued", None)
+        }
+    }
+}
+
+impl AgentRevocation {
+    /// Note that `job` (of group `grp`) was released.
+    pub(crate) fn released(&mut self, job: JobId, grp: String) {
+        self.jobs.push(job);
+        if !self.groups.contains(&grp) {
+            self.groups.push(grp);
+        }
+    }
+}

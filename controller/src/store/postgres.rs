@@ -29,6 +29,7 @@
 
 mod agents;
 mod audit;
+pub mod check;
 mod drills;
 pub mod events;
 mod health;
@@ -36,6 +37,7 @@ pub mod hosts;
 mod identity;
 mod jobs;
 mod lease;
+mod made;
 mod pipelines;
 mod rebase;
 mod retention;

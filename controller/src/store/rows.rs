@@ -74,6 +74,11 @@ pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// A value as the JSON text stored in its column.
+pub(crate) fn enc<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
 impl JobRow {
     pub fn state(&self) -> Result<JobState> {
         JobState::parse(&self.state)

@@ -198,3 +198,6 @@ impl AgentStore for PgStore {
         Ok(blocked_among(&agents, job))
     }
 }
+
+#[cfg(test)]
+mod tests;

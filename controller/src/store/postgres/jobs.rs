@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use baton_proto::{AttemptView, JobId, JobList, JobState, JobSubmit, JobSummary, JobView};
+use baton_proto::{AttemptView, JobId, JobList, JobSubmit, JobSummary, JobView};
 use sqlx::postgres::PgConnection;
 
 use super::PgStore;
@@ -25,19 +25,22 @@ use crate::store::{Error, Result};
 
 #[async_trait]
 impl JobStore for PgStore {
-    /// Persist a new job (or return the one an idempotency key already made).
+    /// Persist a new job (or return the one an idempotency key already
+    /// made). No transaction of its own: the INSERT is one statement, and
+    /// the reads around it are answers, not decisions.
     async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
-        let new = std::sync::Arc::new(new);
-        self.tx(move |c| {
-            let new = new.clone();
-            Box::pin(async move { submit_in(c, &new, now).await })
-        })
-        .await
+        let mut c = self.pool.acquire().await?;
+        submit_in(&mut c, &new, now).await
     }
 
-    /// Persist every job of a batch in one transaction, or none (or return
-    /// the jobs an earlier batch with the same idempotency key made).
+    /// Persist every job of a batch, or none (or return the jobs an earlier
+    /// batch with the same idempotency key made): one statement without a
+    /// key, one transaction with one.
     async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
+        if batch.idempotency_key.is_none() {
+            let mut c = self.pool.acquire().await?;
+            return submit_batch_in(&mut c, &batch, now).await;
+        }
         let batch = std::sync::Arc::new(batch);
         self.tx(move |c| {
             let batch = batch.clone();
@@ -119,7 +122,8 @@ impl JobStore for PgStore {
         let before = self
             .tx(move |c| {
                 Box::pin(async move {
-                    cancel_in(&mut *c, id, "cancelled by operator before it ran", now).await
+                    super::made::cancel_in(&mut *c, id, "cancelled by operator before it ran", now)
+                        .await
                 })
             })
             .await?;
@@ -156,47 +160,6 @@ impl JobStore for PgStore {
     }
 }
 
-/// Cancel job `id` inside a transaction, its row locked: a queued job ends
-/// at once with `why`; a running one is asked to stop. Returns its state
-/// before; an ended job is left alone.
-pub(crate) async fn cancel_in(
-    c: &mut PgConnection,
-    id: JobId,
-    why: &str,
-    now: i64,
-) -> Result<JobState> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?;
-    let state = state.ok_or(Error::NotFound(id))?;
-    let state =
-        JobState::parse(&state).ok_or_else(|| Error::Corrupt(format!("jobs.state {id}")))?;
-    match state {
-        JobState::Queued => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'cancelled', cancel_requested = TRUE, finished_at = $1,
-                 updated_at = $1, error = $2 WHERE id = $3",
-            )
-            .bind(now)
-            .bind(why)
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
-        }
-        JobState::Running => {
-            sqlx::query("UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-        }
-        _ => {}
-    }
-    Ok(state)
-}
-
 /// The job an idempotency key made, if any.
 async fn by_key(c: &mut PgConnection, key: &str) -> Result<Option<JobRow>> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1");
@@ -210,32 +173,53 @@ async fn by_key(c: &mut PgConnection, key: &str) -> Result<Option<JobRow>> {
 /// request hash stored with it.
 type Insert<'a> = (&'a JobSubmit, u64, Option<&'a str>, &'a str);
 
+/// The columns of jobs to insert, one array each (unnested in order).
+#[derive(Default)]
+struct Columns<'a> {
+    grp: Vec<&'a str>,
+    kind: Vec<&'static str>,
+    spec: Vec<String>,
+    connection: Vec<Option<&'a str>>,
+    priority: Vec<i64>,
+    retry: Vec<String>,
+    timeout_ms: Vec<Option<i64>>,
+    lease_ttl_ms: Vec<i64>,
+    labels: Vec<String>,
+    key: Vec<Option<&'a str>>,
+    hash: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(jobs: &[Insert<'a>]) -> Result<Columns<'a>> {
+        let mut c = Columns::default();
+        for (s, ttl, key, hash) in jobs {
+            c.grp.push(&s.group);
+            c.kind.push(s.spec.kind().as_str());
+            c.spec.push(enc(&s.spec)?);
+            c.connection.push(s.spec.connection());
+            c.priority.push(i64::from(s.priority));
+            c.retry.push(enc(&s.retry)?);
+            c.timeout_ms.push(s.timeout_ms.map(|t| t as i64));
+            c.lease_ttl_ms.push(*ttl as i64);
+            c.labels.push(enc(&s.labels)?);
+            c.key.push(*key);
+            c.hash.push(hash);
+        }
+        Ok(c)
+    }
+}
+
 /// Insert queued jobs, in order, in one statement (arrays unnested in
 /// order); `batch_first` is stored on each. A row whose idempotency key is
-/// taken is not inserted (`ON CONFLICT DO NOTHING`): the answer then has
-/// fewer views than `jobs`. Returns the views in order.
+/// taken is not inserted (`ON CONFLICT DO NOTHING`): the answer is then
+/// empty. Returns the views in order.
 async fn insert(
     c: &mut PgConnection,
     jobs: &[Insert<'_>],
     batch_first: Option<JobId>,
     now: i64,
 ) -> Result<Vec<JobView>> {
-    let mut cols: (Vec<&str>, Vec<&str>, Vec<String>, Vec<Option<&str>>) = Default::default();
-    let mut more: (Vec<i64>, Vec<String>, Vec<Option<i64>>, Vec<i64>) = Default::default();
-    let mut tail: (Vec<String>, Vec<Option<&str>>, Vec<&str>) = Default::default();
-    for (s, ttl, key, hash) in jobs {
-        cols.0.push(&s.group);
-        cols.1.push(s.spec.kind().as_str());
-        cols.2.push(enc(&s.spec)?);
-        cols.3.push(s.spec.connection());
-        more.0.push(i64::from(s.priority));
-        more.1.push(enc(&s.retry)?);
-        more.2.push(s.timeout_ms.map(|t| t as i64));
-        more.3.push(*ttl as i64);
-        tail.0.push(enc(&s.labels)?);
-        tail.1.push(*key);
-        tail.2.push(hash);
-    }
+    let cols = Columns::of(jobs)?;
     let ids: Vec<JobId> = sqlx::query_scalar(
         "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
              labels, idempotency_key, request_hash, batch_first, state, not_before, created_at, updated_at)
@@ -249,17 +233,17 @@ async fn insert(
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING id",
     )
-    .bind(cols.0)
-    .bind(cols.1)
-    .bind(cols.2)
-    .bind(cols.3)
-    .bind(more.0)
-    .bind(more.1)
-    .bind(more.2)
-    .bind(more.3)
-    .bind(tail.0)
-    .bind(tail.1)
-    .bind(tail.2)
+    .bind(cols.grp)
+    .bind(cols.kind)
+    .bind(cols.spec)
+    .bind(cols.connection)
+    .bind(cols.priority)
+    .bind(cols.retry)
+    .bind(cols.timeout_ms)
+    .bind(cols.lease_ttl_ms)
+    .bind(cols.labels)
+    .bind(cols.key)
+    .bind(cols.hash)
     .bind(batch_first)
     .bind(now)
     .fetch_all(&mut *c)
@@ -340,7 +324,8 @@ async fn replay(c: &mut PgConnection, key: &str, hash: &str) -> Result<Option<Jo
     }
 }
 
-/// Submit inside a transaction (see [`JobStore::submit`]).
+/// Submit on a connection, each statement its own transaction (see
+/// [`JobStore::submit`]).
 async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> Result<Submitted> {
     let key = new.idempotency_key.as_deref();
     for _ in 0..2 {
@@ -373,7 +358,8 @@ async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> Result<Submi
     ))
 }
 
-/// Batch submit inside a transaction (see [`JobStore::submit_batch`]).
+/// Batch submit (see [`JobStore::submit_batch`]): inside a transaction
+/// when keyed (its first job is inserted alone, then the rest).
 async fn submit_batch_in(c: &mut PgConnection, b: &NewBatch, now: i64) -> Result<BatchSubmitted> {
     let rows: Vec<Insert<'_>> = b
         .jobs

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use crate::store::credentials::AuthCache;
 use crate::store::identity::{
-    AgentPrincipal, AgentRevocation, ENR_COLUMNS, EnrollmentTokenRow, IdentityStore, OP_COLUMNS,
-    OperatorPrincipal, OperatorTokenRow, agent_id_taken, usable,
+    AgentPrincipal, AgentRevocation, END_ATTEMPT_SQL, ENR_COLUMNS, EnrollmentTokenRow, HeldJob,
+    IdentityStore, NEW_AGENT_SQL, OP_COLUMNS, OperatorPrincipal, OperatorTokenRow, REENROLL_SQL,
+    RELEASE_JOB_SQL, agent_id_taken, usable,
 };
 use crate::store::rows::json;
 use crate::store::{Error, Result};
@@ -223,30 +224,24 @@ impl IdentityStore for SqliteStore {
         match existing {
             Some(None) => return Err(agent_id_taken(agent_id)),
             Some(Some(_)) => {
-                sqlx::query(
-                    "UPDATE agents SET secret_hash = ?1, allowed_groups = ?2, enrolled_at = ?3, revoked_at = NULL,
-                     version = ?4, last_seen = ?3 WHERE id = ?5",
-                )
-                .bind(secret_hash)
-                .bind(&groups_json)
-                .bind(now)
-                .bind(version)
-                .bind(agent_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(REENROLL_SQL)
+                    .bind(secret_hash)
+                    .bind(&groups_json)
+                    .bind(now)
+                    .bind(version)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             None => {
-                sqlx::query(
-                    "INSERT INTO agents (id, groups, capabilities, version, os, free_slots, first_seen, last_seen,
-                     secret_hash, allowed_groups, enrolled_at) VALUES (?1, ?2, '{}', ?3, '', 0, ?4, ?4, ?5, ?2, ?4)",
-                )
-                .bind(agent_id)
-                .bind(&groups_json)
-                .bind(version)
-                .bind(now)
-                .bind(secret_hash)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(NEW_AGENT_SQL)
+                    .bind(agent_id)
+                    .bind(&groups_json)
+                    .bind(version)
+                    .bind(now)
+                    .bind(secret_hash)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         sqlx::query("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE id = ?")
@@ -296,7 +291,7 @@ impl IdentityStore for SqliteStore {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        let held = sqlx::query(
+        let held: Vec<HeldJob> = sqlx::query_as(
             "SELECT id, grp, lease_token, cancel_requested FROM jobs WHERE state = 'running' AND lease_agent = ?",
         )
         .bind(id)
@@ -307,38 +302,22 @@ impl IdentityStore for SqliteStore {
             jobs: Vec::new(),
             groups: Vec::new(),
         };
-        for r in held {
-            let job: i64 = r.try_get("id")?;
-            let grp: String = r.try_get("grp")?;
-            let token: Option<i64> = r.try_get("lease_token")?;
-            let cancel: bool = r.try_get("cancel_requested")?;
-            sqlx::query(
-                "UPDATE attempts SET ended_at = ?1, outcome = 'revoked', error = 'agent revoked' WHERE job_id = ?2 AND token = ?3",
-            )
-            .bind(now)
-            .bind(job)
-            .bind(token)
-            .execute(&mut *tx)
-            .await?;
-            let (state, finished) = if cancel {
-                ("cancelled", Some(now))
-            } else {
-                ("queued", None)
-            };
-            sqlx::query(
-                "UPDATE jobs SET state = ?1, not_before = ?2, finished_at = ?3, updated_at = ?2,
-                 lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?4",
-            )
-            .bind(state)
-            .bind(now)
-            .bind(finished)
-            .bind(job)
-            .execute(&mut *tx)
-            .await?;
-            out.jobs.push(job);
-            if !out.groups.contains(&grp) {
-                out.groups.push(grp);
-            }
+        for j in held {
+            sqlx::query(END_ATTEMPT_SQL)
+                .bind(now)
+                .bind(j.id)
+                .bind(j.lease_token)
+                .execute(&mut *tx)
+                .await?;
+            let (state, finished) = j.released(now);
+            sqlx::query(RELEASE_JOB_SQL)
+                .bind(state)
+                .bind(now)
+                .bind(finished)
+                .bind(j.id)
+                .execute(&mut *tx)
+                .await?;
+            out.released(j.id, j.grp);
         }
         tx.commit().await?;
         self.auth_cache.forget_agent(id);

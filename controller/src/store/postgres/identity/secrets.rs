@@ -1,11 +1,13 @@
 //! The writes of enrollment and revocation that touch agents and their
 //! jobs, and the shared count of enrollment attempts.
 
-use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
 use super::super::PgStore;
-use crate::store::identity::{AgentRevocation, agent_id_taken};
+use crate::store::identity::{
+    AgentRevocation, END_ATTEMPT_SQL, HeldJob, NEW_AGENT_SQL, REENROLL_SQL, RELEASE_JOB_SQL,
+    agent_id_taken,
+};
 use crate::store::{Error, Result};
 
 /// An agent an enrollment creates (or re-creates after a revoke).
@@ -30,31 +32,25 @@ impl Enrolled<'_> {
         match existing {
             Some(None) => Err(agent_id_taken(self.id)),
             Some(Some(_)) => {
-                sqlx::query(
-                    "UPDATE agents SET secret_hash = $1, allowed_groups = $2, enrolled_at = $3, revoked_at = NULL,
-                     version = $4, last_seen = $3 WHERE id = $5",
-                )
-                .bind(self.secret_hash)
-                .bind(self.groups_json)
-                .bind(self.now)
-                .bind(self.version)
-                .bind(self.id)
-                .execute(&mut *c)
-                .await?;
+                sqlx::query(REENROLL_SQL)
+                    .bind(self.secret_hash)
+                    .bind(self.groups_json)
+                    .bind(self.now)
+                    .bind(self.version)
+                    .bind(self.id)
+                    .execute(&mut *c)
+                    .await?;
                 Ok(true)
             }
             None => {
-                let r = sqlx::query(
-                    "INSERT INTO agents (id, groups, capabilities, version, os, free_slots, first_seen, last_seen,
-                     secret_hash, allowed_groups, enrolled_at) VALUES ($1, $2, '{}', $3, '', 0, $4, $4, $5, $2, $4)",
-                )
-                .bind(self.id)
-                .bind(self.groups_json)
-                .bind(self.version)
-                .bind(self.now)
-                .bind(self.secret_hash)
-                .execute(&mut *c)
-                .await;
+                let r = sqlx::query(NEW_AGENT_SQL)
+                    .bind(self.id)
+                    .bind(self.groups_json)
+                    .bind(self.version)
+                    .bind(self.now)
+                    .bind(self.secret_hash)
+                    .execute(&mut *c)
+                    .await;
                 match r {
                     // Another replica enrolled this id (with another
                     // token) at the same moment and committed first.
@@ -81,7 +77,7 @@ pub(super) async fn revoke(c: &mut PgConnection, id: &str, now: i64) -> Result<A
     .fetch_optional(&mut *c)
     .await?
     .ok_or_else(|| Error::Missing(format!("agent {id}")))?;
-    let held = sqlx::query(
+    let held: Vec<HeldJob> = sqlx::query_as(
         "SELECT id, grp, lease_token, cancel_requested FROM jobs
          WHERE state = 'running' AND lease_agent = $1 ORDER BY id FOR UPDATE",
     )
@@ -93,38 +89,22 @@ pub(super) async fn revoke(c: &mut PgConnection, id: &str, now: i64) -> Result<A
         jobs: Vec::new(),
         groups: Vec::new(),
     };
-    for r in held {
-        let job: i64 = r.try_get("id")?;
-        let grp: String = r.try_get("grp")?;
-        let token: Option<i64> = r.try_get("lease_token")?;
-        let cancel: bool = r.try_get("cancel_requested")?;
-        sqlx::query(
-            "UPDATE attempts SET ended_at = $1, outcome = 'revoked', error = 'agent revoked' WHERE job_id = $2 AND token = $3",
-        )
-        .bind(now)
-        .bind(job)
-        .bind(token)
-        .execute(&mut *c)
-        .await?;
-        let (state, finished) = if cancel {
-            ("cancelled", Some(now))
-        } else {
-            ("queued", None)
-        };
-        sqlx::query(
-            "UPDATE jobs SET state = $1, not_before = $2, finished_at = $3, updated_at = $2,
-             lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = $4",
-        )
-        .bind(state)
-        .bind(now)
-        .bind(finished)
-        .bind(job)
-        .execute(&mut *c)
-        .await?;
-        out.jobs.push(job);
-        if !out.groups.contains(&grp) {
-            out.groups.push(grp);
-        }
+    for j in held {
+        sqlx::query(END_ATTEMPT_SQL)
+            .bind(now)
+            .bind(j.id)
+            .bind(j.lease_token)
+            .execute(&mut *c)
+            .await?;
+        let (state, finished) = j.released(now);
+        sqlx::query(RELEASE_JOB_SQL)
+            .bind(state)
+            .bind(now)
+            .bind(finished)
+            .bind(j.id)
+            .execute(&mut *c)
+            .await?;
+        out.released(j.id, j.grp);
     }
     Ok(out)
 }

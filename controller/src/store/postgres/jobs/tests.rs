@@ -8,14 +8,14 @@ use baton_proto::{CompleteRequest, Completion, JobKind, JobResult};
 use crate::store::Error;
 use crate::store::jobs::{JobStore, NewBatch};
 use crate::store::lease::{GrantRequest, LeaseStore};
-use crate::store::postgres::testutil::{pg, replicas};
+use crate::store::postgres::testutil::{pg, two_replicas};
 use crate::store::testutil::new_job;
 
 /// Issue 17 point 2: the same idempotency key submitted on both replicas
 /// at the same moment makes one job, and both are answered with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_key_on_two_replicas_at_once_is_one_job() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     for i in 0..30 {
@@ -40,7 +40,7 @@ async fn one_key_on_two_replicas_at_once_is_one_job() {
 /// answers; and another body with the key at the same time is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_batch_key_on_two_replicas_at_once_is_one_batch() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     let batch = |key: &str, hash: &str| NewBatch {
@@ -115,6 +115,28 @@ async fn round_trips() {
         return;
     };
     const N: usize = 2000;
+    // The floor on this machine: a round trip, and an empty commit's fsync.
+    sqlx::query("CREATE TABLE floor (x BIGINT)")
+        .execute(s.pool())
+        .await
+        .expect("table");
+    let t = Instant::now();
+    for _ in 0..500 {
+        sqlx::query("SELECT 1")
+            .execute(s.pool())
+            .await
+            .expect("select");
+    }
+    let select = t.elapsed() / 500;
+    let t = Instant::now();
+    for i in 0..500i64 {
+        sqlx::query("INSERT INTO floor VALUES ($1)")
+            .bind(i)
+            .execute(s.pool())
+            .await
+            .expect("insert");
+    }
+    let commit = t.elapsed() / 500;
     let t = Instant::now();
     for i in 0..N {
         s.submit(new_job("g", None, "h"), i as i64)
@@ -134,7 +156,7 @@ async fn round_trips() {
     let t = Instant::now();
     let mut held = Vec::with_capacity(N);
     for _ in 0..N {
-        let g = s.grant(&req, 10).await.expect("grant");
+        let g = s.grant(&req, 10_000).await.expect("grant");
         held.push(g.grants[0].clone());
     }
     let grant = t.elapsed() / N as u32;
@@ -171,6 +193,7 @@ async fn round_trips() {
     let per_s = N as f64 / t.elapsed().as_secs_f64();
     eprintln!(
         "PostgreSQL round trips (sequential, mean of {N}): submit {submit:?}, grant {grant:?}, \
-         complete {complete:?}; 16 concurrent single submits: {per_s:.0} jobs/s"
+         complete {complete:?}; 16 concurrent single submits: {per_s:.0} jobs/s; \
+         floor: SELECT 1 {select:?}, one-row INSERT (a commit) {commit:?}"
     );
 }

@@ -12,7 +12,7 @@ use crate::store::Error;
 use crate::store::jobs::{JobStore, NewBatch};
 use crate::store::lease::{GrantRequest, LeaseStore};
 use crate::store::postgres::PgStore;
-use crate::store::postgres::testutil::replicas;
+use crate::store::postgres::testutil::two_replicas;
 use crate::store::testutil::noop_job;
 
 /// `n` queued noop jobs of group `g` (TTL `ttl`, one attempt, no retry).
@@ -55,7 +55,7 @@ async fn grant_until_empty(s: Arc<PgStore>, agent: String, max: u32) -> Vec<(Job
 /// each: every job is granted exactly once, with token 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_never_grant_one_job_twice() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     let ids = queue(&a, 200, 60_000).await;
@@ -99,7 +99,7 @@ fn done(token: FencingToken, completion: Completion) -> CompleteRequest {
 /// lists it and the completion is lease_lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_racing_completion_ends_each_lease_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     const N: usize = 60;
@@ -178,13 +178,80 @@ async fn expiry_racing_completion_ends_each_lease_once() {
     eprintln!("{won} completions won, {} expiries won", expired.len());
 }
 
+/// Heartbeats on one replica race the reaper of the other: a heartbeat
+/// either renews the lease (and the reaper leaves it) or is lease_lost (and
+/// the reaper ended it), never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_racing_heartbeat_never_both() {
+    let Some((a, b, _guard)) = two_replicas().await else {
+        return;
+    };
+    const N: usize = 60;
+    let ids = queue(&a, N, 1000).await;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let req = GrantRequest {
+        agent_id: "a1",
+        groups: &groups,
+        kinds: &kinds,
+        connections: &[],
+        max: N as u32,
+    };
+    assert_eq!(a.grant(&req, 0).await.expect("grant").grants.len(), N);
+    let beats: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (a, id) = (a.clone(), *id);
+            tokio::spawn(async move { (id, a.heartbeat(id, "a1", 1, None, "", 999).await) })
+        })
+        .collect();
+    let reapers: Vec<_> = (0..3)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.expire_leases(1000).await.expect("expire") })
+        })
+        .collect();
+    let mut expired: HashMap<JobId, usize> = HashMap::new();
+    for r in reapers {
+        for (job, _, _) in r.await.expect("reaper").leases {
+            *expired.entry(job).or_default() += 1;
+        }
+    }
+    let mut renewed = 0;
+    for h in beats {
+        let (id, answer) = h.await.expect("heartbeat");
+        match answer {
+            Ok(_) => {
+                renewed += 1;
+                assert!(!expired.contains_key(&id), "job {id} renewed and expired");
+            }
+            Err(Error::LeaseLost(_)) => assert_eq!(expired.get(&id), Some(&1), "job {id}"),
+            Err(e) => panic!("job {id}: {e:?}"),
+        }
+    }
+    assert_eq!(renewed + expired.len(), N);
+    // The renewed leases hold until 1999, and end then.
+    assert!(
+        b.expire_leases(1998)
+            .await
+            .expect("expire")
+            .leases
+            .is_empty()
+    );
+    assert_eq!(
+        b.expire_leases(1999).await.expect("expire").leases.len(),
+        renewed
+    );
+    eprintln!("{renewed} heartbeats won, {} expiries won", expired.len());
+}
+
 /// A stale token never completes: after the reaper of one replica ended
 /// lease 1 and the job went to another agent (token 2), the first holder's
 /// completion on the other replica is lease_lost, and the second holder's
 /// counts once even when delivered to both replicas at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stale_token_is_lease_lost_and_a_double_delivery_counts_once() {
-    let Some((a, b, _guard)) = replicas().await else {
+    let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
     let retry = RetryPolicy {
@@ -244,10 +311,47 @@ async fn a_stale_token_is_lease_lost_and_a_double_delivery_counts_once() {
     assert_eq!(spent, 2);
 }
 
+/// Operator cancels on one replica race grants on the other: a job the
+/// cancel found queued ends cancelled and is granted to nobody; a job
+/// granted first runs with its cancel mark set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_racing_grant_either_cancels_or_marks() {
+    let Some((a, b, _guard)) = two_replicas().await else {
+        return;
+    };
+    const N: usize = 60;
+    let ids = queue(&a, N, 60_000).await;
+    let grants = tokio::spawn(grant_until_empty(a.clone(), "a1".into(), 1));
+    let cancels: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (b, id) = (b.clone(), *id);
+            tokio::spawn(async move { b.cancel(id, 10).await.expect("cancel") })
+        })
+        .collect();
+    let granted: HashSet<JobId> = grants
+        .await
+        .expect("grants")
+        .into_iter()
+        .map(|(j, _)| j)
+        .collect();
+    for c in cancels {
+        let v = c.await.expect("cancel");
+        if granted.contains(&v.id) {
+            assert_eq!(v.state, JobState::Running, "job {}", v.id);
+            assert!(v.cancel_requested, "job {}", v.id);
+        } else {
+            assert_eq!(v.state, JobState::Cancelled, "job {}", v.id);
+            assert!(v.attempts.is_empty(), "job {}", v.id);
+        }
+    }
+    eprintln!("{} granted before their cancel", granted.len());
+}
+
 /// A drained agent is granted nothing (read in the grant statement).
 #[tokio::test]
 async fn a_drained_agent_is_granted_nothing() {
-    let Some((a, _b, _guard)) = replicas().await else {
+    let Some((a, _b, _guard)) = two_replicas().await else {
         return;
     };
     queue(&a, 1, 1000).await;
