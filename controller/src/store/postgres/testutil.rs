@@ -128,15 +128,6 @@ pub async fn store() -> Option<(Store, Scratch)> {
     Some((Store::new(s), guard))
 }
 
-/// Two replicas: two stores (two pools) on one fresh scratch database, or
-/// `None` to skip.
-pub async fn replicas() -> Option<(Arc<PgStore>, Arc<PgStore>, Scratch)> {
-    let (url, guard) = scratch_database().await?;
-    let a = PgStore::open(&options(&url)).await.expect("open replica a");
-    let b = PgStore::open(&options(&url)).await.expect("open replica b");
-    Some((Arc::new(a), Arc::new(b), guard))
-}
-
 /// The backend pids of `url`'s database sessions that LISTEN (each
 /// replica's listener of signals, `events`).
 pub async fn listeners(url: &str) -> Vec<i32> {
