@@ -8,7 +8,8 @@
 //! change and forget the wake-up a held poll (and the presence shortcut of
 //! `presence::Known`) relies on. Waking is private to this module: nothing
 //! else can wake a group, and pollers only read a group's notifier and
-//! generation ([`Jobs::group`]).
+//! generation ([`Jobs::group`]). With several controllers on one store,
+//! each wake also reaches the other replicas ([`signals`]).
 //!
 //! Reads (job views, lists, agents) go to the store directly; they change
 //! nothing and wake nobody.
@@ -25,6 +26,7 @@ use crate::store::jobs::{BatchSubmitted, NewBatch, NewJob, Submitted};
 use crate::store::{self, Abandoned, Expired, GrantRequest, Granted, Store};
 
 mod made;
+pub mod signals;
 pub mod wakers;
 
 pub use wakers::{AgentWait, Group, Wakers};
@@ -49,12 +51,16 @@ pub struct Jobs {
     /// Notified when a job may have ended: the schedule timer then acts on
     /// the ended jobs schedules and pipelines made (`store.follow_up`).
     ended: Arc<tokio::sync::Notify>,
+    /// Wakes to send to the other controllers sharing the store (`None`
+    /// on a store of one controller; see [`signals`]).
+    outbox: Option<Arc<signals::Outbox>>,
 }
 
 impl Jobs {
     /// The service over `store`, with its own wake-ups.
     pub fn new(store: Store) -> Self {
         Jobs {
+            outbox: store.shared().then(Arc::default),
             store,
             wakers: Arc::default(),
             ended: Arc::default(),
@@ -96,7 +102,7 @@ impl Jobs {
         let done = self.store.submit(job, now).await?;
         if done.created {
             tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, "Job submitted");
-            self.wakers.wake(&group);
+            self.wake(&group);
         }
         Ok(done)
     }
@@ -121,7 +127,7 @@ impl Jobs {
             "Jobs submitted in a batch"
         );
         for g in &groups {
-            self.wakers.wake(g);
+            self.wake(g);
         }
         Ok(done)
     }
@@ -130,7 +136,7 @@ impl Jobs {
     /// group woken.
     pub async fn retry(&self, id: JobId, now: i64) -> Result<JobView> {
         let job = self.store.retry(id, now).await?;
-        self.wakers.wake(&job.group);
+        self.wake(&job.group);
         tracing::info!(job_id = id, "Job requeued by operator");
         Ok(job)
     }
@@ -151,7 +157,7 @@ impl Jobs {
             .await
             .inspect_err(|e| log_refusal(job_id, req.token, agent_id, "complete", e))?;
         if state == JobState::Queued {
-            self.wakers.wake(&group);
+            self.wake(&group);
         } else if state.is_terminal() {
             self.ended.notify_one();
         }
@@ -175,7 +181,7 @@ impl Jobs {
             .release(job_id, agent_id, token, reason, now)
             .await
             .inspect_err(|e| log_refusal(job_id, token, agent_id, "release", e))?;
-        self.wakers.wake(&group);
+        self.wake(&group);
         tracing::info!(job_id, token, agent_id = %agent_id, reason = %reason, "Job released");
         Ok(state)
     }
@@ -185,7 +191,7 @@ impl Jobs {
     pub async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
         let granted = self.store.grant(req, now).await?;
         for g in &granted.woken {
-            self.wakers.wake(g);
+            self.wake(g);
         }
         if !granted.woken.is_empty() {
             self.ended.notify_one();
@@ -201,7 +207,7 @@ impl Jobs {
             tracing::info!(job_id, token, agent_id = %agent, "Lease expired");
         }
         for g in &expired.woken {
-            self.wakers.wake(g);
+            self.wake(g);
         }
         if !expired.leases.is_empty() {
             self.ended.notify_one();
@@ -220,7 +226,7 @@ impl Jobs {
     ) -> Result<Abandoned> {
         let done = self.store.abandon(agent_id, leases, now).await?;
         for g in &done.woken {
-            self.wakers.wake(g);
+            self.wake(g);
         }
         for (lease, state) in &done.results {
             let (job_id, token) = (lease.job_id, lease.token);
@@ -242,7 +248,7 @@ impl Jobs {
     /// Create a drill and its job; the drill's group is woken.
     pub async fn create_drill(&self, drill: &NewDrill, job: NewJob, now: i64) -> Result<DrillView> {
         let view = self.store.create_drill(drill, job, now).await?;
-        self.wakers.wake(&view.group);
+        self.wake(&view.group);
         Ok(view)
     }
 
@@ -251,7 +257,7 @@ impl Jobs {
     pub async fn revoke_agent(&self, id: &str, by: &str, now: i64) -> Result<AgentRevocation> {
         let r = self.store.revoke_agent(id, now).await?;
         for g in &r.groups {
-            self.wakers.wake(g);
+            self.wake(g);
         }
         tracing::warn!(agent_id = %id, by = %by, jobs = ?r.jobs, "Agent revoked");
         Ok(r)
@@ -263,7 +269,7 @@ impl Jobs {
     pub async fn set_drain(&self, id: &str, drain: bool, by: &str, now: i64) -> Result<DrainState> {
         let state = self.store.set_drain(id, drain, now).await?;
         for g in &state.groups {
-            self.wakers.wake(g);
+            self.wake(g);
         }
         if drain {
             tracing::info!(agent_id = %id, by = %by, running = state.running.len(), "Agent drained: no new work");

@@ -239,10 +239,11 @@ pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationT
 }
 
 /// The background tasks: the lease reaper, the schedule timer, retention,
-/// the presence flusher.
+/// the presence flusher, the signals of other controllers.
 struct Tasks {
     clock_watch: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
+    signals: tokio::task::JoinHandle<()>,
     timer: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
     flusher: tokio::task::JoinHandle<()>,
@@ -272,10 +273,12 @@ impl Tasks {
             state.store.clone(),
             shutdown.clone(),
         ));
+        let signals = tokio::spawn(state.jobs.clone().run_signals(shutdown.clone()));
         let clock_watch = tokio::spawn(watch_database_clock(state.store.clone(), shutdown.clone()));
         Tasks {
             clock_watch,
             reaper,
+            signals,
             timer,
             retention,
             flusher,
@@ -286,6 +289,7 @@ impl Tasks {
     async fn join(self) {
         let _ = self.clock_watch.await;
         let _ = self.reaper.await;
+        let _ = self.signals.await;
         let _ = self.timer.await;
         let _ = self.retention.await;
         let _ = self.flusher.await;
@@ -384,3 +388,6 @@ fn sync_mode(sync: crate::config::SyncMode) -> store::SyncMode {
         crate::config::SyncMode::Normal => store::SyncMode::Normal,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,7 @@ impl Jobs {
 
     fn wake_all(&self, groups: &[String]) {
         for g in groups {
-            self.wakers.wake(g);
+            self.wake(g);
         }
     }
 
@@ -29,7 +29,7 @@ impl Jobs {
     /// once with the cancel notice (the lease lifecycle, point 10).
     fn tell_holders(&self, agents: &[String]) {
         for a in agents {
-            self.wakers.wake_agent(a);
+            self.wake_agent(a);
         }
     }
 
@@ -112,7 +112,7 @@ impl Jobs {
             if step.job_id.is_some()
                 && let Some(agent) = &step.agent
             {
-                self.wakers.wake_agent(agent);
+                self.wake_agent(agent);
             }
         }
         tracing::info!(run_id = id, "Pipeline run cancelled");
@@ -157,7 +157,7 @@ impl Jobs {
             && let Some(holder) = &job.lease_agent
         {
             tracing::info!(job_id = id, agent_id = %holder, "Cancel requested; the holder is told");
-            self.wakers.wake_agent(holder);
+            self.wake_agent(holder);
         }
         Ok(job)
     }

@@ -124,6 +124,26 @@ impl Wakers {
         }
     }
 
+    /// Every group polled on this controller since the start.
+    pub(super) fn group_names(&self) -> Vec<String> {
+        let g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        g.keys().cloned().collect()
+    }
+
+    /// The agents with a poll held for cancel notices now.
+    pub(super) fn waiting_agents(&self) -> Vec<String> {
+        let a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        a.keys().cloned().collect()
+    }
+
+    /// Wake every group (signals from other controllers may have been
+    /// lost: every held poll looks again).
+    pub(super) fn wake_all(&self) {
+        for g in self.group_names() {
+            self.wake(&g);
+        }
+    }
+
     /// Bump `group`'s generation, then wake every poller waiting on it. Call
     /// it after the change that may give the group work has committed.
     pub(super) fn wake(&self, group: &str) {

@@ -27,6 +27,9 @@
 //! - [`health`] ([`HealthStore`]): whether the store can commit (disk full,
 //!   read-only, I/O errors become 503 `store_unavailable`; `/readyz` reads
 //!   it), the fleet id, close.
+//! - [`events`] ([`EventStore`]): wake-up signals between controllers
+//!   sharing the store (PostgreSQL LISTEN/NOTIFY) and the periodic look
+//!   that makes a lost signal cost latency only; nothing on SQLite.
 //!
 //! Shared by the backends beside the traits: [`Error`], the stored row shapes
 //! and their wire views (`rows`: the same columns in every sqlx backend), and
@@ -45,6 +48,7 @@ pub mod audit;
 pub(crate) mod conformance;
 pub use crate::credentials;
 pub mod drills;
+pub mod events;
 pub mod health;
 pub mod identity;
 pub mod jobs;
@@ -70,6 +74,7 @@ use baton_proto::JobId;
 pub use agents::AgentStore;
 pub use audit::AuditStore;
 pub use drills::DrillStore;
+pub use events::EventStore;
 pub use health::HealthStore;
 pub use identity::IdentityStore;
 pub use jobs::JobStore;
@@ -162,6 +167,7 @@ pub trait Backend:
     + PipelineStore
     + ClockStore
     + HealthStore
+    + EventStore
     + fmt::Debug
     + Send
     + Sync
@@ -181,6 +187,7 @@ impl<T> Backend for T where
         + PipelineStore
         + ClockStore
         + HealthStore
+        + EventStore
         + fmt::Debug
         + Send
         + Sync
@@ -221,8 +228,8 @@ impl Deref for Store {
 /// [`Store`] they need no import).
 pub mod prelude {
     pub use super::{
-        AgentStore, AuditStore, ClockStore, DrillStore, HealthStore, IdentityStore, JobStore,
-        LeaseStore, PipelineStore, RetentionStore, ScheduleStore,
+        AgentStore, AuditStore, ClockStore, DrillStore, EventStore, HealthStore, IdentityStore,
+        JobStore, LeaseStore, PipelineStore, RetentionStore, ScheduleStore,
     };
 }
 

@@ -23,12 +23,15 @@
 //! Layout: one file per area trait of [`crate::store`], as in
 //! [`crate::store::sqlite`]: `jobs`, `lease`, `agents`, `identity`,
 //! `audit`, `retention`, `drills`, `schedules`, `pipelines`, `rebase`,
-//! `health`; [`hosts`]: the configured hosts and which one is the primary.
+//! `health`; [`hosts`]: the configured hosts and which one is the primary;
+//! [`events`]: LISTEN/NOTIFY wake-ups between replicas and the periodic
+//! look.
 
 mod agents;
 mod audit;
 pub mod check;
 mod drills;
+pub mod events;
 mod health;
 pub mod hosts;
 mod identity;
@@ -95,6 +98,9 @@ pub struct PgStore {
     /// Rows retention deleted.
     pruned: Arc<Pruned>,
     opts: Arc<PgOptions>,
+    /// This replica's tag on the signals it sends (`events`): random per
+    /// open, so a replica skips its own.
+    tag: Arc<str>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
@@ -127,6 +133,7 @@ impl PgStore {
             health,
             pruned: Arc::default(),
             opts: Arc::new(opts.clone()),
+            tag: format!("{:016x}", rand::random::<u64>()).into(),
         })
     }
 

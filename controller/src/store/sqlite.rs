@@ -147,6 +147,9 @@ impl SqliteStore {
     }
 }
 
+/// One controller per file: no signals to send or hear.
+impl crate::store::EventStore for SqliteStore {}
+
 #[cfg(test)]
 impl SqliteStore {
     /// A SQLite store in a fresh temp dir (kept alive by the returned guard),

@@ -127,3 +127,15 @@ pub async fn store() -> Option<(Store, Scratch)> {
     let (s, guard) = pg().await?;
     Some((Store::new(s), guard))
 }
+
+/// The backend pids of `url`'s database sessions that LISTEN (each
+/// replica's listener of signals, `events`).
+pub async fn listeners(url: &str) -> Vec<i32> {
+    let mut c = PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("pg_stat_activity")
+}

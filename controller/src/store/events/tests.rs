@@ -1,0 +1,41 @@
+use super::*;
+
+#[test]
+fn round_trip_skips_own_signals() {
+    let sent = [
+        Signal::Work(vec!["etl".into(), "db-1".into()]),
+        Signal::Cancel(vec!["agt_1".into()]),
+        Signal::Revoke,
+    ];
+    let payloads = encode("a1", &sent);
+    assert_eq!(payloads, ["a1|w:etl,db-1", "a1|c:agt_1", "r"]);
+    let got: Vec<Signal> = payloads.iter().filter_map(|p| decode("b2", p)).collect();
+    assert_eq!(got, sent);
+    // The sender skips its own (a revoke names no sender: everyone acts).
+    let own: Vec<Signal> = payloads.iter().filter_map(|p| decode("a1", p)).collect();
+    assert_eq!(own, [Signal::Revoke]);
+}
+
+#[test]
+fn long_lists_are_split_under_the_limit() {
+    let groups: Vec<String> = (0..200).map(|i| format!("{i:0>120}")).collect();
+    let payloads = encode("s", &[Signal::Work(groups.clone())]);
+    assert!(payloads.len() > 1, "{} payloads", payloads.len());
+    assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
+    let back: Vec<String> = payloads
+        .iter()
+        .filter_map(|p| match decode("other", p) {
+            Some(Signal::Work(g)) => Some(g),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(back, groups);
+}
+
+#[test]
+fn empty_lists_send_nothing_and_junk_is_ignored() {
+    assert!(encode("s", &[Signal::Work(vec![]), Signal::Cancel(vec![])]).is_empty());
+    assert_eq!(decode("me", "nonsense"), None);
+    assert_eq!(decode("me", "x|q:a"), None);
+}
