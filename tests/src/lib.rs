@@ -16,6 +16,8 @@
 //! - [`pki`]: a throwaway CA, server and client certificates (rcgen).
 //! - [`mariadb`]: a real MariaDB server shared by a test binary's tests
 //!   (`scripts/mariadb`), with per-test databases and users.
+//! - [`postgres`]: real PostgreSQL servers (`scripts/postgres`): the shared test
+//!   server with per-test databases, and primaries + standbys of a test's own.
 //! - [`sched_store`]: a stopped controller's SQLite store read for schedule
 //!   evidence (one job per nominal time, occurrences with no gap).
 //! - [`tds`]: a scripted TDS (SQL Server wire protocol) test server for the
@@ -34,6 +36,7 @@ pub mod loopfs;
 pub mod mariadb;
 pub mod mssql;
 pub mod pki;
+pub mod postgres;
 pub mod proc;
 pub mod sched_store;
 pub mod sql_browser;
