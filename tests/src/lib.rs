@@ -8,6 +8,8 @@
 //! - [`bench`]: the `baton-bench` measurements (dispatch latency, throughput,
 //!   idle fleet, failover, footprint) with their targets.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
+//! - [`ha`]: several controller replicas on one PostgreSQL database and agents
+//!   that know all of them.
 //! - [`faketime`]: a steppable wall clock for the controller (libfaketime).
 //! - [`faultproxy`]: a TCP proxy between agents and the controller that black-holes,
 //!   delays or resets connections on command.
@@ -32,6 +34,7 @@ pub mod bench;
 pub mod cluster;
 pub mod faketime;
 pub mod faultproxy;
+pub mod ha;
 pub mod loopfs;
 pub mod mariadb;
 pub mod mssql;
