@@ -32,8 +32,10 @@ pub struct HaCluster {
     pub agents: Vec<Agent>,
     /// The admin token (valid on every replica).
     pub admin_token: String,
-    /// Controller config added to every replica (before `[store]`).
+    /// Controller config of every replica.
     controller_extra: String,
+    /// The database made for this cluster, dropped with it.
+    owned_db: Option<(Pg, String)>,
 }
 
 /// Options of [`HaCluster::start_with`].
@@ -51,8 +53,27 @@ impl HaCluster {
     /// `controllers` replicas on a fresh database of `pg`, and `agents`
     /// one-slot agents in group `default` knowing every replica.
     pub async fn start(controllers: usize, agents: usize, pg: &Pg) -> Result<HaCluster> {
+        Self::start_in(pg, controllers, agents, HaOpts::default(), |_| {}).await
+    }
+
+    /// Like [`HaCluster::start`], with options and per-agent tweaks. The
+    /// database is dropped when the cluster is.
+    pub async fn start_in(
+        pg: &Pg,
+        controllers: usize,
+        agents: usize,
+        opts: HaOpts,
+        tweak: impl Fn(&mut AgentOpts),
+    ) -> Result<HaCluster> {
         let db = pg.create_database("ha")?;
-        Self::start_with(controllers, agents, &pg.url_of(&db), HaOpts::default(), |_| {}).await
+        let mut c = Self::start_with(controllers, agents, &pg.url_of(&db), opts, tweak).await;
+        match &mut c {
+            Ok(c) => c.owned_db = Some((pg.clone(), db)),
+            Err(_) => {
+                let _ = pg.drop_database(&db);
+            }
+        }
+        c
     }
 
     /// Like [`HaCluster::start`] on the database `store_url` names (it must
@@ -101,6 +122,7 @@ impl HaCluster {
             agents: Vec::new(),
             admin_token,
             controller_extra: extra,
+            owned_db: None,
         };
         for i in 1..=agents {
             let mut o = AgentOpts::new(&format!("agent-{i}"));
@@ -211,6 +233,23 @@ impl HaCluster {
     }
 }
 
+impl Drop for HaCluster {
+    fn drop(&mut self) {
+        if let Some((pg, db)) = self.owned_db.take() {
+            // Its sessions first: every replica and agent stops.
+            for a in &mut self.agents {
+                if let Some(mut p) = a.proc.take() {
+                    p.kill9();
+                }
+            }
+            for c in &mut self.controllers {
+                c.kill9();
+            }
+            let _ = pg.drop_database(&db);
+        }
+    }
+}
+
 /// Whether this `baton-agent` takes `controller_urls = [...]`: asked once by
 /// `baton-agent validate` of such a config. Older agents know one
 /// `controller_url`; then agents get replica 0 only (printed once).
@@ -228,7 +267,9 @@ pub fn agents_know_several_urls() -> bool {
 }
 
 fn probe_controller_urls() -> Result<bool> {
-    let dir = tempfile::Builder::new().prefix("baton-ha-probe-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("baton-ha-probe-")
+        .tempdir()?;
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,

@@ -121,9 +121,11 @@ pub fn bin_dir() -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).find(|d| {
-        ["postgres", "pg_ctl", "psql"]
-            .iter()
-            .all(|b| d.join(b).metadata().is_ok_and(|m| m.permissions().mode() & 0o111 != 0))
+        ["postgres", "pg_ctl", "psql"].iter().all(|b| {
+            d.join(b)
+                .metadata()
+                .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        })
     })
 }
 
@@ -209,7 +211,10 @@ impl Pg {
 
     /// Drop a database made by [`Pg::create_database`] (its sessions ended first).
     pub fn drop_database(&self, name: &str) -> Result<()> {
-        self.sql(None, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        self.sql(
+            None,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )?;
         Ok(())
     }
 }
@@ -270,7 +275,8 @@ pub struct PgServer {
     pub port: u16,
     /// A client (`postgres` user, database `postgres`).
     pub pg: Pg,
-    /// Removed on drop (the dir of a primary holds its standbys' dirs too).
+    /// A primary's temp dir (its `dir`; its standbys' dirs are inside),
+    /// removed on drop. `None` for a standby.
     root: Option<tempfile::TempDir>,
 }
 
@@ -284,8 +290,9 @@ impl PgServer {
         // `postgres` user the server runs as.
         let root = tempfile::Builder::new().prefix("baton-pg-").tempdir()?;
         fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755))?;
-        let dir = root.path().join("p");
+        let dir = root.path().to_path_buf();
         // The watchdog first, so that even a start that hangs is cleaned up.
+        // It stops the standbys (in subdirectories) too.
         watchdog(&dir)?;
         let out = run_script(&["start".as_ref(), dir.as_os_str()])?;
         let mut s = PgServer::from_output(dir, &out)?;
@@ -311,24 +318,16 @@ impl PgServer {
         })
     }
 
-    /// A streaming standby of this (running) primary in a dir next to it;
+    /// A streaming standby of this (running) primary in `<dir>/<name>`;
     /// `sync`: the primary waits for it on every commit (synchronous_commit =
-    /// on). Stopped with the primary's temp dir.
+    /// on). Stopped with the primary (on drop, or by its watchdog).
     pub fn standby(&self, name: &str, sync: bool) -> Result<PgServer> {
-        let dir = self
-            .dir
-            .parent()
-            .context("primary dir has no parent")?
-            .join(name);
-        let mut args = vec![
-            "standby".as_ref(),
-            dir.as_os_str(),
-            self.dir.as_os_str(),
-        ];
+        anyhow::ensure!(self.root.is_some(), "a standby of a standby");
+        let dir = self.dir.join(name);
+        let mut args = vec!["standby".as_ref(), dir.as_os_str(), self.dir.as_os_str()];
         if sync {
             args.push("--sync".as_ref());
         }
-        watchdog(&dir)?;
         let out = run_script(&args)?;
         PgServer::from_output(dir, &out)
     }
@@ -356,13 +355,14 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Some(root) = &self.root {
-            // The primary and every standby in its temp dir.
-            for e in fs::read_dir(root.path()).into_iter().flatten().flatten() {
-                if e.path().join("data").exists() {
+        if self.root.is_some() {
+            // Every standby in its dir, then the primary.
+            for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                if e.path().join("data").join("PG_VERSION").exists() {
                     let _ = run_script(&["stop".as_ref(), e.path().as_os_str()]);
                 }
             }
+            let _ = run_script(&["stop".as_ref(), self.dir.as_os_str()]);
         }
     }
 }

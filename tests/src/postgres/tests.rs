@@ -7,7 +7,10 @@ fn with_database_replaces_the_path_and_keeps_the_query() {
         "postgres://postgres@127.0.0.1:5432/t_1"
     );
     assert_eq!(
-        with_database("postgres://u@127.0.0.1:1,127.0.0.1:2/db?target_session_attrs=read-write", "x"),
+        with_database(
+            "postgres://u@127.0.0.1:1,127.0.0.1:2/db?target_session_attrs=read-write",
+            "x"
+        ),
         "postgres://u@127.0.0.1:1,127.0.0.1:2/x?target_session_attrs=read-write"
     );
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
@@ -42,22 +45,34 @@ fn a_promoted_synchronous_standby_has_every_acknowledged_commit() {
     let db = primary.pg.create_database("failover").expect("database");
     primary
         .pg
-        .sql(Some(&db), "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 500)")
+        .sql(
+            Some(&db),
+            "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 500)",
+        )
         .expect("writes");
     primary.kill9().expect("kill -9");
-    assert!(primary.pg.sql(None, "SELECT 1").is_err(), "the primary is down");
     assert!(
-        standby.pg.sql(Some(&db), "INSERT INTO t VALUES (0)").is_err(),
+        primary.pg.sql(None, "SELECT 1").is_err(),
+        "the primary is down"
+    );
+    assert!(
+        standby
+            .pg
+            .sql(Some(&db), "INSERT INTO t VALUES (0)")
+            .is_err(),
         "a standby refuses writes"
     );
     standby.promote().expect("promote");
     let n = standby
         .pg
-        .sql(Some(&db), "INSERT INTO t VALUES (501); SELECT count(*) FROM t")
+        .sql(
+            Some(&db),
+            "INSERT INTO t VALUES (501); SELECT count(*) FROM t",
+        )
         .expect("writes after promotion");
     assert_eq!(n.trim(), "501");
-    // The old primary's dir is cleaned up with the standby's.
-    let root = primary.dir.parent().expect("root").to_path_buf();
+    // The standby lives in the primary's dir; both go with the primary.
+    let root = primary.dir.clone();
     drop(standby);
     drop(primary);
     assert!(!root.exists(), "{} removed", root.display());
