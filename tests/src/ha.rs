@@ -144,16 +144,28 @@ impl HaCluster {
 
     /// Start one more agent, enrolled with a token from a live replica, its
     /// URL list rotated so that it prefers replica `agents.len() mod N`.
-    pub async fn add_agent(&mut self, mut opts: AgentOpts) -> Result<&mut Agent> {
+    pub async fn add_agent(&mut self, opts: AgentOpts) -> Result<&mut Agent> {
+        let mut urls = self.urls();
+        let first = self.agents.len() % urls.len();
+        urls.rotate_left(first);
+        self.add_agent_at(opts, &urls).await
+    }
+
+    /// Start one more agent that reaches the replicas at `urls` (fault
+    /// proxies in front of them, say), enrolled with a token from a live
+    /// replica unless `opts` has one.
+    pub async fn add_agent_at(
+        &mut self,
+        mut opts: AgentOpts,
+        urls: &[String],
+    ) -> Result<&mut Agent> {
+        anyhow::ensure!(!urls.is_empty(), "no controller URL");
         if opts.enrollment_token.is_none() {
             let api = self.live_api().context("no replica is running")?;
             opts.enrollment_token = Some(api.enrollment_token(&opts.groups).await?);
         }
-        let mut urls = self.urls();
-        let first = self.agents.len() % urls.len();
-        urls.rotate_left(first);
         let agent = if agents_know_several_urls() {
-            Agent::start_urls(self.tmp.path(), &urls, opts)?
+            Agent::start_urls(self.tmp.path(), urls, opts)?
         } else {
             Agent::start(self.tmp.path(), &urls[0], opts)?
         };
