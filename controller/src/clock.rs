@@ -13,6 +13,7 @@
 //! the wall clock has moved away, for the step warning.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 /// Wall time at an origin, plus monotonic time since that origin.
@@ -63,14 +64,38 @@ fn wall_now_ms() -> i64 {
 
 static PROCESS: LazyLock<Clock> = LazyLock::new(Clock::start);
 
-/// The process's clock (anchored at its first use; `main` uses it first).
+/// Added to [`PROCESS`]'s reading: 0, or (PostgreSQL) the database's clock
+/// minus this host's at start ([`anchor_to`]).
+static OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The process's clock (anchored at its first use; `server::run` uses it
+/// first), without the offset of [`anchor_to`].
 pub fn process() -> &'static Clock {
     &PROCESS
 }
 
-/// The controller's now, in Unix milliseconds: [`process`]'s reading.
+/// The controller's now, in Unix milliseconds: [`process`]'s reading plus
+/// the offset [`anchor_to`] set.
 pub fn now_ms() -> i64 {
-    PROCESS.now_ms()
+    PROCESS
+        .now_ms()
+        .saturating_add(OFFSET_MS.load(Ordering::Relaxed))
+}
+
+/// Anchor the controller's clock to another clock that reads `ms` now —
+/// the database's, when several controllers share PostgreSQL, so that they
+/// all read one clock whatever their hosts' wall clocks say
+/// (ARCHITECTURE.md "Several controllers"). Call once at start, before
+/// serving; it advances by the monotonic clock afterwards, like the rest.
+pub fn anchor_to(ms: i64) {
+    OFFSET_MS.store(ms.saturating_sub(PROCESS.now_ms()), Ordering::Relaxed);
+}
+
+/// How far this host's wall clock is ahead of the controller's clock
+/// (negative: behind): the steps since start, plus (PostgreSQL) how far
+/// it is from the database's clock.
+pub fn skew_ms() -> i64 {
+    wall_now_ms().saturating_sub(now_ms())
 }
 
 /// When the wall clock has moved away from the controller's clock by more

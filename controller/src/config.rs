@@ -15,6 +15,9 @@ use baton_proto::env::{self, EnvVar};
 use baton_proto::limits;
 use serde::Deserialize;
 
+mod store;
+pub use store::StoreConfig;
+
 /// A configuration error (re-exported from proto so both daemons print the same).
 pub type Error = ConfigError;
 
@@ -53,6 +56,7 @@ struct FileConfig {
     max_unauthenticated: Option<usize>,
     max_unauthenticated_per_address: Option<usize>,
     max_spec_bytes: Option<usize>,
+    store: Option<store::FileStore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +102,9 @@ pub struct Config {
     pub database: PathBuf,
     /// SQLite sync mode.
     pub sync: SyncMode,
+    /// The store backend (`[store]`): SQLite (`database`, `sync`) or
+    /// PostgreSQL.
+    pub store: StoreConfig,
     /// Longest a poll is held.
     pub poll_hold: Duration,
     /// Lease TTL when a job does not set one.
@@ -175,11 +182,14 @@ impl Config {
             .or(file.log_level)
             .unwrap_or_else(|| "info".into());
         let log_format = at.log_format(file.log_format)?;
+        let sync = file.sync.unwrap_or(SyncMode::Full);
+        let store = at.store(file.store.take(), database.clone(), sync)?;
         Ok(Config {
             listen,
             state_dir,
             database,
-            sync: file.sync.unwrap_or(SyncMode::Full),
+            sync,
+            store,
             poll_hold: timing.poll_hold,
             default_lease_ttl: timing.default_lease_ttl,
             max_body_bytes: sizes.max_body_bytes,

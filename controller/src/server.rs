@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use baton_proto::auth::{OPERATOR_PREFIX, Role};
 
 use crate::api::{self, AppState, Inner};
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::credentials::{hash_secret, new_id, new_secret};
 use crate::dispatch;
 use crate::jobs::Jobs;
@@ -89,7 +89,7 @@ pub async fn init(config: &Config) -> Result<String, Error> {
         path: config.state_dir.display().to_string(),
         source,
     })?;
-    let store = Store::open(&config.database, sync_mode(config.sync)).await?;
+    let store = open_store(config).await?;
     let secret = create_admin_token(&store, "init").await?;
     store.close().await;
     secret.ok_or(Error::AlreadyInitialised)
@@ -115,8 +115,8 @@ async fn bootstrap(store: &Store, config: &Config) -> Result<(), Error> {
 
 /// Re-express the earlier run's deadlines in this process's clock and say
 /// what changed (`store::rebase`).
-async fn rebase_clock(store: &Store, clock: &crate::clock::Clock) -> Result<(), Error> {
-    let r = store.rebase_clock(clock.now_ms()).await?;
+async fn rebase_clock(store: &Store) -> Result<(), Error> {
+    let r = store.rebase_clock(crate::clock::now_ms()).await?;
     tracing::info!(
         running_leases = r.leases,
         backoffs_cut = r.backoffs,
@@ -146,10 +146,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     };
     std::fs::create_dir_all(&config.state_dir).map_err(dir_err)?;
     log_nofile_limit();
-    // Anchor the controller's clock before anything reads it (`clock`).
-    let clock = crate::clock::process();
-    let store = Store::open(&config.database, sync_mode(config.sync)).await?;
-    rebase_clock(&store, clock).await?;
+    // Anchor the controller's clock before anything reads it (`clock`);
+    // on PostgreSQL, to the database's clock.
+    crate::clock::process();
+    let store = open_store(&config).await?;
+    rebase_clock(&store).await?;
     bootstrap(&store, &config).await?;
     let tls = config
         .tls
@@ -309,6 +310,24 @@ fn write_addr_file(dir: &std::path::Path, addr: &str) -> std::io::Result<()> {
 
 /// The store's sync mode for the configured one (the store knows no config
 /// types).
+/// Open the configured store. On PostgreSQL, anchor the controller's clock
+/// to the database's, so that every replica reads the same clock.
+pub async fn open_store(config: &Config) -> Result<Store, Error> {
+    match &config.store {
+        StoreConfig::Sqlite { path, sync } => Ok(Store::open(path, sync_mode(*sync)).await?),
+        StoreConfig::Postgres(opts) => {
+            let pg = store::postgres::PgStore::open(opts).await?;
+            let db_ms = pg.db_now_ms().await?;
+            crate::clock::anchor_to(db_ms);
+            tracing::info!(
+                host_ahead_ms = crate::clock::skew_ms(),
+                "Controller clock anchored to the database's clock"
+            );
+            Ok(Store::new(std::sync::Arc::new(pg)))
+        }
+    }
+}
+
 fn sync_mode(sync: crate::config::SyncMode) -> store::SyncMode {
     match sync {
         crate::config::SyncMode::Full => store::SyncMode::Full,

@@ -124,6 +124,16 @@ pub const CONTROLLER_CONFIG: EnvVar = var("BATON_CONTROLLER_CONFIG", "config fil
 pub const CONTROLLER_LISTEN: EnvVar = var("BATON_CONTROLLER_LISTEN", "listen address");
 /// `baton-controller`: `state_dir`.
 pub const CONTROLLER_STATE_DIR: EnvVar = var("BATON_CONTROLLER_STATE_DIR", "state_dir");
+/// `baton-controller`: `[store] url`.
+pub const CONTROLLER_STORE_URL: EnvVar = var(
+    "BATON_CONTROLLER_STORE_URL",
+    "[store] url (postgres://… for several controllers; default: SQLite in state_dir)",
+);
+/// `baton-controller`: the PostgreSQL password (instead of `[store] password_file`).
+pub const CONTROLLER_STORE_PASSWORD: EnvVar = var(
+    "BATON_CONTROLLER_STORE_PASSWORD",
+    "the PostgreSQL password (or [store] password_file)",
+);
 /// `baton-controller`: `log_level`.
 pub const CONTROLLER_LOG: EnvVar = var(
     "BATON_CONTROLLER_LOG",
@@ -160,6 +170,8 @@ pub const CONTROLLER: &[EnvVar] = &[
     CONTROLLER_CONFIG,
     CONTROLLER_LISTEN,
     CONTROLLER_STATE_DIR,
+    CONTROLLER_STORE_URL,
+    CONTROLLER_STORE_PASSWORD,
     CONTROLLER_LOG,
     CONTROLLER_LOG_FORMAT,
     CONTROLLER_POLL_HOLD,

@@ -121,7 +121,7 @@ pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, Ap
             unauthenticated_in_flight: s.limits.in_flight() as u64,
         },
         pruned: s.store.pruned(),
-        clock_skew_ms: Some(crate::clock::process().skew_ms()),
+        clock_skew_ms: Some(crate::clock::skew_ms()),
         occurrences: s.store.occurrence_totals().await?,
         schedules: schedule_counts(&s.store.list_schedules().await?),
     };

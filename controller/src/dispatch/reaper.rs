@@ -86,7 +86,7 @@ async fn expire(jobs: &Jobs, now: i64) -> jobs::Result<Option<i64>> {
 /// Say when the wall clock stepped away from the controller's clock, or
 /// back (once per change of more than [`SKEW_WARN_MS`]).
 fn watch_skew(watch: &mut SkewWatch) {
-    let Some(skew_ms) = watch.check(crate::clock::process().skew_ms()) else {
+    let Some(skew_ms) = watch.check(crate::clock::skew_ms()) else {
         return;
     };
     if skew_ms.abs() > SKEW_WARN_MS {

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! where the argument is an `async fn() -> (Store, Guard)` opening a fresh
-//! store (the guard keeps it alive: a temp dir, a scratch database). The
+//! store (the guard keeps it alive: a temp dir, a scratch database), or
+//! `-> Option<(Store, Guard)>` for a backend that may be absent (the
+//! PostgreSQL cases skip without a server). The
 //! macro makes one `#[tokio::test]` per case, named `<area>::<case>`;
 //! [`tests`] runs it against SQLite. A new case goes in its area's module
 //! and in the list in [`suite!`], so every backend runs it. What is about one
@@ -112,7 +114,11 @@ macro_rules! suite {
                 $(
                     #[tokio::test]
                     async fn $case() {
-                        let (store, _guard) = $open().await;
+                        let Some((store, _guard)) =
+                            $crate::store::conformance::Opened::opened($open().await)
+                        else {
+                            return; // the opener said why it skips
+                        };
                         $crate::store::conformance::$area::$case(&store).await;
                     }
                 )*
@@ -121,3 +127,22 @@ macro_rules! suite {
     };
 }
 pub(crate) use suite;
+
+/// What an opener returns: a store and its guard, or `None` when the
+/// backend is not available here (the opener prints why; the case skips).
+pub trait Opened<G> {
+    /// The store and its guard, if any.
+    fn opened(self) -> Option<(crate::store::Store, G)>;
+}
+
+impl<G> Opened<G> for (crate::store::Store, G) {
+    fn opened(self) -> Option<(crate::store::Store, G)> {
+        Some(self)
+    }
+}
+
+impl<G> Opened<G> for Option<(crate::store::Store, G)> {
+    fn opened(self) -> Option<(crate::store::Store, G)> {
+        self
+    }
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::Result;
+use super::{Error, Result};
 
 /// Why the store cannot commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,14 @@ pub enum Cause {
     CannotOpen,
     /// `SQLITE_CORRUPT` / `SQLITE_NOTADB`: the file is damaged.
     Corrupt,
+    /// PostgreSQL: the database cannot be reached or is going away (a lost
+    /// connection, no connection free in time, `admin_shutdown`,
+    /// `cannot_connect_now`, a connection exception): a failover or a
+    /// restart of the server is under way.
+    Unreachable,
+    /// PostgreSQL: the server we reached is a standby (`25006`
+    /// read-only SQL transaction): a failover has not finished yet.
+    Standby,
 }
 
 impl Cause {
@@ -47,6 +55,8 @@ impl Cause {
             Cause::Io => "I/O error",
             Cause::CannotOpen => "cannot open the database files",
             Cause::Corrupt => "database file damaged",
+            Cause::Unreachable => "database unreachable",
+            Cause::Standby => "database is a read-only standby",
         }
     }
 }
@@ -54,6 +64,76 @@ impl Cause {
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Cause {
+    /// The cause of a database error that is the disk's, the filesystem's
+    /// or (PostgreSQL) the database server's availability fault, if it is
+    /// one: such an operation wrote nothing and is answered 503.
+    pub fn of(e: &sqlx::Error) -> Option<Cause> {
+        match e {
+            sqlx::Error::Database(d) => {
+                if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    return Cause::of_sqlstate(pg.code());
+                }
+                // SQLite's result codes only past this point.
+                d.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+                let code: i64 = d.code()?.parse().ok()?;
+                Cause::of_code(code)
+            }
+            sqlx::Error::Io(io) => Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::NotConnected => Cause::Unreachable,
+                _ => Cause::Io,
+            }),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                Some(Cause::Unreachable)
+            }
+            _ => None,
+        }
+    }
+
+    /// The cause of an SQLite (extended) result code.
+    pub fn of_code(code: i64) -> Option<Cause> {
+        match code & 0xff {
+            13 => Some(Cause::DiskFull),
+            8 => Some(Cause::ReadOnly),
+            10 => Some(Cause::Io),
+            14 => Some(Cause::CannotOpen),
+            11 | 26 => Some(Cause::Corrupt),
+            _ => None,
+        }
+    }
+
+    /// The cause of a PostgreSQL SQLSTATE.
+    pub fn of_sqlstate(code: &str) -> Option<Cause> {
+        match code {
+            "25006" => Some(Cause::Standby),
+            "53100" => Some(Cause::DiskFull),
+            "58030" => Some(Cause::Io),
+            "XX001" | "XX002" => Some(Cause::Corrupt),
+            "57P01" | "57P02" | "57P03" | "53000" | "53200" | "53300" => Some(Cause::Unreachable),
+            c if c.starts_with("08") => Some(Cause::Unreachable),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match Cause::of(&e) {
+            Some(cause) => Error::Unavailable {
+                cause,
+                detail: e.to_string(),
+            },
+            None => Error::Db(e),
+        }
     }
 }
 

@@ -33,7 +33,8 @@
 //! the drill verdict (`drills::evaluate`, pure).
 //!
 //! Backends: [`sqlite`] (the embedded default: one group-commit writer,
-//! WAL, `synchronous=FULL`). Every backend must pass `conformance`, the one
+//! WAL, `synchronous=FULL`) and [`postgres`] (several controllers on one
+//! database: row locks, `FOR UPDATE SKIP LOCKED` grants). Every backend must pass `conformance`, the one
 //! suite of backend-neutral store tests (see its docs for how a backend runs
 //! it). The store knows nothing of HTTP, auth middleware or config types:
 //! callers pass plain values ([`SyncMode`], `now` in Unix ms).
@@ -49,6 +50,7 @@ pub mod identity;
 pub mod jobs;
 pub mod lease;
 pub mod pipelines;
+pub mod postgres;
 pub mod rebase;
 pub mod retention;
 pub(crate) mod rows;
@@ -122,6 +124,10 @@ pub enum Error {
     /// A stored value does not parse (a bug or manual tampering).
     #[error("corrupt stored value in {0}")]
     Corrupt(String),
+    /// This backend does not implement the operation yet (the PostgreSQL
+    /// backend while it is being ported, area by area).
+    #[error("`{0}` is not implemented on this store backend yet")]
+    Unported(&'static str),
 }
 
 /// Result alias.

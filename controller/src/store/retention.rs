@@ -38,6 +38,21 @@ pub struct Pruned {
     pub run_steps: AtomicU64,
 }
 
+impl Pruned {
+    /// The counts now.
+    pub fn snapshot(&self) -> PrunedSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        PrunedSnapshot {
+            jobs: self.jobs.load(Relaxed),
+            attempts: self.attempts.load(Relaxed),
+            audit: self.audit.load(Relaxed),
+            occurrences: self.occurrences.load(Relaxed),
+            runs: self.runs.load(Relaxed),
+            run_steps: self.run_steps.load(Relaxed),
+        }
+    }
+}
+
 /// A snapshot of [`Pruned`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PrunedSnapshot {

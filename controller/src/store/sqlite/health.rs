@@ -2,9 +2,8 @@
 //! the filesystem becomes [`Error::Unavailable`] naming the [`Cause`] (see
 //! [`crate::store::health`]); and [`HealthStore`] for [`SqliteStore`].
 //!
-//! `From<sqlx::Error> for Error` lives here and reads only SQLite's codes; a
-//! second sqlx backend adds its own classification to [`Cause::of`] (by
-//! downcasting to its database's error type) rather than a second `From`.
+//! `From<sqlx::Error> for Error` and [`Cause::of`] live in
+//! [`crate::store::health`], shared by both sqlx backends.
 
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;
@@ -12,48 +11,6 @@ use std::sync::atomic::Ordering;
 use super::SqliteStore;
 use crate::store::health::{Cause, HealthStore, StatsSnapshot};
 use crate::store::{Error, Result};
-
-impl Cause {
-    /// The cause of a database error that is the disk's or the filesystem's
-    /// fault, if it is one.
-    pub fn of(e: &sqlx::Error) -> Option<Cause> {
-        match e {
-            sqlx::Error::Database(d) => {
-                // SQLite's result codes only: another database's codes
-                // (a second sqlx backend) mean something else.
-                d.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
-                let code: i64 = d.code()?.parse().ok()?;
-                Cause::of_code(code)
-            }
-            sqlx::Error::Io(_) => Some(Cause::Io),
-            _ => None,
-        }
-    }
-
-    /// The cause of an SQLite (extended) result code.
-    pub fn of_code(code: i64) -> Option<Cause> {
-        match code & 0xff {
-            13 => Some(Cause::DiskFull),
-            8 => Some(Cause::ReadOnly),
-            10 => Some(Cause::Io),
-            14 => Some(Cause::CannotOpen),
-            11 | 26 => Some(Cause::Corrupt),
-            _ => None,
-        }
-    }
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        match Cause::of(&e) {
-            Some(cause) => Error::Unavailable {
-                cause,
-                detail: e.to_string(),
-            },
-            None => Error::Db(e),
-        }
-    }
-}
 
 #[async_trait]
 impl HealthStore for SqliteStore {

@@ -211,14 +211,7 @@ impl RetentionStore for SqliteStore {
 
     /// Rows retention deleted since the process started.
     fn pruned(&self) -> PrunedSnapshot {
-        PrunedSnapshot {
-            jobs: self.pruned.jobs.load(Ordering::Relaxed),
-            attempts: self.pruned.attempts.load(Ordering::Relaxed),
-            audit: self.pruned.audit.load(Ordering::Relaxed),
-            occurrences: self.pruned.occurrences.load(Ordering::Relaxed),
-            runs: self.pruned.runs.load(Ordering::Relaxed),
-            run_steps: self.pruned.run_steps.load(Ordering::Relaxed),
-        }
+        self.pruned.snapshot()
     }
 }
 

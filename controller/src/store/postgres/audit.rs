@@ -1,0 +1,71 @@
+//! The audit log on PostgreSQL: one INSERT per entry (its own commit).
+
+use async_trait::async_trait;
+use baton_proto::auth::{AuditEntry, AuditList};
+use sqlx::Row;
+
+use super::PgStore;
+use crate::store::Result;
+use crate::store::audit::{AuditRecord, AuditStore};
+use crate::store::rows::ts;
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_grouped(&self, r: &AuditRecord, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(now)
+        .bind(&r.actor)
+        .bind(&r.role)
+        .bind(&r.action)
+        .bind(&r.target)
+        .bind(i64::from(r.status))
+        .bind(&r.error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        actor: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<AuditList> {
+        let limit = limit.clamp(1, 1000);
+        let rows = sqlx::query(
+            "SELECT id, at, actor, role, action, target, status, error FROM audit
+             WHERE ($1::text IS NULL OR actor = $1) AND ($2::bigint IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(actor)
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let mut entries = Vec::with_capacity(rows.len());
+        for r in rows.iter().take(limit as usize) {
+            entries.push(AuditEntry {
+                id: r.try_get("id")?,
+                at: ts(r.try_get("at")?),
+                actor: r.try_get("actor")?,
+                role: r.try_get("role")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                status: r.try_get::<i64, _>("status")? as u16,
+                error: r.try_get("error")?,
+            });
+        }
+        let next_before = if more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(AuditList {
+            entries,
+            next_before,
+        })
+    }
+}

@@ -1,0 +1,35 @@
+//! [`HealthStore`] for [`PgStore`]: whether the database accepts writes
+//! comes from the hosts watch ([`super::hosts`]); errors are classified in
+//! [`crate::store::health`] (`Cause::of_sqlstate`).
+
+use async_trait::async_trait;
+
+use super::PgStore;
+use crate::store::Result;
+use crate::store::health::{Cause, HealthStore, StatsSnapshot};
+
+#[async_trait]
+impl HealthStore for PgStore {
+    fn fleet_id(&self) -> &str {
+        &self.fleet_id
+    }
+
+    fn write_failure(&self) -> Option<(Cause, String)> {
+        self.health.failure()
+    }
+
+    /// No group commit on PostgreSQL: every operation is its own
+    /// transaction.
+    fn group_commit_stats(&self) -> StatsSnapshot {
+        StatsSnapshot::default()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
