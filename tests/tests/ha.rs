@@ -392,11 +392,8 @@ async fn a_revoke_on_one_replica_refuses_the_agent_on_another() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     println!("ha: replica B refused the revoked agent {refused:.1?} after the revoke on A");
-    assert_eq!(
-        poll_status(&a, "edge-1", &secret).await,
-        401,
-        "and A refuses it"
-    );
+    let s = poll_status(&a, "edge-1", &secret).await;
+    assert!(s == 401 || s == 403, "and A refuses it: {s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
