@@ -1,5 +1,6 @@
 //! `baton-controller`: serve the Baton API (`run`, the default), check a
-//! config (`validate`), make the store (`init`) or the TLS files (`tls init`).
+//! config (`validate`), make the store (`init`) or the TLS files (`tls init`),
+//! copy an SQLite store into PostgreSQL (`migrate-store`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,6 +58,36 @@ enum Command {
     /// TLS files for the controller, its agents and batonctl.
     #[command(subcommand)]
     Tls(TlsCmd),
+    /// Copy an SQLite store into a new PostgreSQL database (several
+    /// controllers), then exit. Needs no config.
+    ///
+    /// Every job, attempt, token, agent identity, enrollment, audit row,
+    /// drill, schedule and pipeline is copied in one transaction; a target
+    /// that already holds a store is refused; counts are checked before the
+    /// commit; the source file is only read. Stop the controller first (a
+    /// running one keeps writing after the copy's snapshot). The target's
+    /// password comes from --to-password-file or
+    /// BATON_CONTROLLER_STORE_PASSWORD, never from the URL.
+    ///
+    /// Example: baton-controller migrate-store --from sqlite:/var/lib/baton/controller/baton.db --to postgres://baton@db1:5432/baton --to-password-file /etc/baton/pg.password
+    MigrateStore(MigrateStoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateStoreArgs {
+    /// The SQLite store: sqlite:PATH (or PATH).
+    #[arg(long, value_name = "sqlite:PATH")]
+    from: String,
+    /// The PostgreSQL database: postgres://user@host:port/db (several hosts:
+    /// host1:port,host2:port — the primary is used).
+    #[arg(long, value_name = "postgres://…")]
+    to: String,
+    /// A file holding the target's password.
+    #[arg(long, value_name = "FILE")]
+    to_password_file: Option<PathBuf>,
+    /// Verify the target's TLS certificate against this CA (TLS required).
+    #[arg(long, value_name = "FILE")]
+    to_ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +126,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Tls(TlsCmd::Init(args))) = &cli.command {
         return tls_init(args);
+    }
+    if let Some(Command::MigrateStore(args)) = &cli.command {
+        return migrate_store(args);
     }
     let env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("BATON_"))
@@ -204,6 +238,71 @@ fn init(config: &Config) -> ExitCode {
         Ok(secret) => {
             eprintln!("Created the first admin token. It is shown only now; keep it safe:");
             say!("{secret}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `migrate-store`: no config needed.
+fn migrate_store(args: &MigrateStoreArgs) -> ExitCode {
+    use baton_controller::store::{migrate, postgres::PgOptions};
+    let from = PathBuf::from(args.from.strip_prefix("sqlite:").unwrap_or(&args.from));
+    if !(args.to.starts_with("postgres://") || args.to.starts_with("postgresql://")) {
+        eprintln!("error: --to must be a postgres:// URL");
+        return ExitCode::from(2);
+    }
+    if baton_controller::store::postgres::hosts::url_has_password(&args.to) {
+        eprintln!(
+            "error: --to holds a password (visible in ps): use --to-password-file or {}",
+            baton_proto::env::CONTROLLER_STORE_PASSWORD.name
+        );
+        return ExitCode::from(2);
+    }
+    let password = match (
+        &args.to_password_file,
+        std::env::var(baton_proto::env::CONTROLLER_STORE_PASSWORD.name),
+    ) {
+        (Some(f), _) => match std::fs::read_to_string(f) {
+            Ok(t) => Some(t.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(e) => {
+                eprintln!("error: --to-password-file {}: {e}", f.display());
+                return ExitCode::from(2);
+            }
+        },
+        (None, Ok(p)) => Some(p),
+        (None, Err(_)) => None,
+    };
+    let to = PgOptions {
+        url: args.to.clone(),
+        password,
+        ca_file: args.to_ca_file.clone(),
+        pool_size: 2,
+        poll_only: true,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(migrate::copy(&from, &to)) {
+        Ok(copied) => {
+            for (table, rows) in &copied.0 {
+                say!("{table:<20} {rows:>10} rows");
+            }
+            say!(
+                "Copied {} into the PostgreSQL database; counts match. Set [store] url to it and start the controllers; keep {} as a backup.",
+                from.display(),
+                from.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

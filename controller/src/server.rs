@@ -70,7 +70,7 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
     } else {
         "admin".to_owned()
     };
-    store
+    let made = store
         .create_operator_token(
             &new_id("t_"),
             &name,
@@ -79,8 +79,14 @@ pub async fn create_admin_token(store: &Store, created_by: &str) -> Result<Optio
             created_by,
             store::now_ms(),
         )
-        .await?;
-    Ok(Some(secret))
+        .await;
+    match made {
+        Ok(_) => Ok(Some(secret)),
+        // Another controller on the same database made the first admin
+        // token at the same moment (the name is unique): it exists now.
+        Err(_) if store.has_active_admin().await? => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `baton-controller init`: open the store and create the first admin token.
@@ -235,6 +241,7 @@ pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationT
 /// The background tasks: the lease reaper, the schedule timer, retention,
 /// the presence flusher.
 struct Tasks {
+    clock_watch: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
     timer: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
@@ -265,7 +272,9 @@ impl Tasks {
             state.store.clone(),
             shutdown.clone(),
         ));
+        let clock_watch = tokio::spawn(watch_database_clock(state.store.clone(), shutdown.clone()));
         Tasks {
+            clock_watch,
             reaper,
             timer,
             retention,
@@ -275,6 +284,7 @@ impl Tasks {
 
     /// Wait for every task to end (after the shutdown).
     async fn join(self) {
+        let _ = self.clock_watch.await;
         let _ = self.reaper.await;
         let _ = self.timer.await;
         let _ = self.retention.await;
@@ -310,6 +320,35 @@ fn write_addr_file(dir: &std::path::Path, addr: &str) -> std::io::Result<()> {
 
 /// The store's sync mode for the configured one (the store knows no config
 /// types).
+/// How often a replica compares its clock with the database's.
+const CLOCK_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// On a shared database: compare the controller's clock with the
+/// database's every [`CLOCK_WATCH_EVERY`] and WARN once per change of more
+/// than a second (the database host's clock stepped, or this host's
+/// monotonic clock drifts): replicas then disagree about lease deadlines
+/// until restarted (ARCHITECTURE.md "Several controllers").
+async fn watch_database_clock(store: Store, shutdown: CancellationToken) {
+    let mut watch = crate::clock::SkewWatch::default();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(CLOCK_WATCH_EVERY) => {}
+        }
+        let db_ms = match store.database_clock_ms().await {
+            Ok(Some(ms)) => ms,
+            Ok(None) => return, // an embedded store: nothing to compare with
+            Err(_) => continue, // unreachable now: the hosts watch says so
+        };
+        if let Some(ahead_ms) = watch.check(db_ms.saturating_sub(crate::clock::now_ms())) {
+            tracing::warn!(
+                database_ahead_ms = ahead_ms,
+                "The database's clock and this controller's have moved apart; restart this replica to re-anchor its clock (lease deadlines are compared across replicas)"
+            );
+        }
+    }
+}
+
 /// Open the configured store. On PostgreSQL, anchor the controller's clock
 /// to the database's, so that every replica reads the same clock.
 pub async fn open_store(config: &Config) -> Result<Store, Error> {

@@ -87,7 +87,7 @@ impl Sources<'_> {
                 "must start with postgres:// (several controllers) or sqlite:".into(),
             ));
         }
-        if url_has_password(&url) {
+        if crate::store::postgres::hosts::url_has_password(&url) {
             return Err(url_err(
                 "holds a password: put it in [store] password_file or BATON_CONTROLLER_STORE_PASSWORD"
                     .into(),
@@ -134,16 +134,6 @@ impl Sources<'_> {
         }
         Ok(Some(pw))
     }
-}
-
-/// Whether a `postgres://user:password@…` URL carries a password.
-fn url_has_password(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        || url.contains("password=")
 }
 
 #[cfg(test)]

@@ -233,6 +233,13 @@ pub trait HealthStore {
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 
+    /// The database's own clock in Unix ms, for a backend shared by several
+    /// controllers whose clock is anchored to it (`crate::clock`); `None`
+    /// for an embedded backend.
+    async fn database_clock_ms(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
     /// Close the store's connections (flushes what a backend buffers).
     async fn close(&self);
 }

@@ -49,6 +49,7 @@ pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod migrate;
 pub mod pipelines;
 pub mod postgres;
 pub mod rebase;

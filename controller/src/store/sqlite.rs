@@ -84,7 +84,8 @@ pub struct SqliteStore {
 /// (auth lookups are cached in memory) fit in far less.
 const READER_CACHE_SIZE: &str = "-512";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The SQLite schema's migrations (`migrate` checks a source against them).
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl SqliteStore {
     /// Open (creating if missing) and migrate the database at `path`.

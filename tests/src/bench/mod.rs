@@ -23,6 +23,7 @@ pub mod footprint;
 pub mod report;
 pub mod restart;
 pub mod schedules;
+pub mod store;
 pub mod sysinfo;
 pub mod throughput;
 
@@ -65,6 +66,8 @@ Options:
   --schedules N     schedules in schedules (default 10000), each once a minute
   --window-secs S   observation window of schedules (default 180)
   --keep            keep the temp dirs (logs, databases) and print where they are
+  --store S         sqlite (default) or postgres: a fresh database per controller on the server
+                    BATON_BENCH_PG_URL names (a superuser URL; `scripts/postgres start DIR` prints one)
 
 The harness does NOT build the daemons: `cargo run --release -p baton-tests
 --bin baton-bench` builds only itself. Build them first, with the same profile:
@@ -107,6 +110,8 @@ pub struct Args {
     pub schedules: usize,
     /// `--window-secs`.
     pub window_secs: u64,
+    /// `--store`.
+    pub store: store::StoreKind,
 }
 
 impl Args {
@@ -127,6 +132,7 @@ impl Args {
             keep: false,
             schedules: 10_000,
             window_secs: 180,
+            store: store::StoreKind::Sqlite,
         };
         fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, k: &str) -> Result<T>
         where
@@ -156,6 +162,9 @@ impl Args {
                 "--measure-secs" => a.measure_secs = val(&mut it, "--measure-secs")?,
                 "--schedules" => a.schedules = val(&mut it, "--schedules")?,
                 "--window-secs" => a.window_secs = val(&mut it, "--window-secs")?,
+                "--store" => {
+                    a.store = store::StoreKind::parse(&val::<String>(&mut it, "--store")?)?
+                }
                 s if !s.starts_with('-') && a.scenario.is_empty() => a.scenario = s.to_owned(),
                 other => bail!("unknown argument {other} (try --help)"),
             }
@@ -198,13 +207,14 @@ pub async fn run(args: Args) -> Result<i32> {
     if !args.json {
         println!("{}", machine.line());
         println!(
-            "transport: {} ({}), store: SQLite synchronous=FULL, binaries: {}, RLIMIT_NOFILE {nofile}\n",
+            "transport: {} ({}), store: {}, binaries: {}, RLIMIT_NOFILE {nofile}\n",
             args.transport(),
             if args.plain {
                 "plain HTTP, --plain"
             } else {
                 "HTTPS, throwaway CA"
             },
+            args.store.describe(),
             bin_dir().display()
         );
     }
@@ -252,7 +262,7 @@ pub async fn run(args: Args) -> Result<i32> {
         let doc = serde_json::json!({
             "machine": machine,
             "transport": args.transport(),
-            "store": "sqlite synchronous=FULL",
+            "store": args.store.describe(),
             "scenarios": scenarios,
             "harness_ok": !failed,
         });
@@ -326,6 +336,8 @@ pub struct Bench {
     pub api: Api,
     /// Agents, `agent-1` …
     pub agents: Vec<Agent>,
+    /// The scratch PostgreSQL database (`--store postgres`), dropped last.
+    pub pg: Option<store::PgScratch>,
 }
 
 impl Bench {
@@ -340,11 +352,19 @@ impl Bench {
             eprintln!("keeping {}", tmp.path().display());
         }
         let dir = tmp.path().join("controller");
+        let pg = match args.store {
+            store::StoreKind::Sqlite => None,
+            store::StoreKind::Postgres => {
+                Some(store::PgScratch::create(&store::admin_url()?).await?)
+            }
+        };
+        let store_toml = pg.as_ref().map(store::PgScratch::toml).unwrap_or_default();
         let (pki, controller) = if args.plain {
-            (None, Controller::start(&dir, top_level).await?)
+            let cfg = format!("{top_level}\n{store_toml}");
+            (None, Controller::start(&dir, &cfg).await?)
         } else {
             let pki = Pki::generate(&tmp.path().join("pki"))?;
-            let cfg = format!("{top_level}\n{}", pki.controller_toml(false));
+            let cfg = format!("{top_level}\n{}\n{store_toml}", pki.controller_toml(false));
             let c =
                 Controller::start_custom(&dir, "127.0.0.1:0", &cfg, Some(pki.ca.clone())).await?;
             (Some(pki), c)
@@ -356,6 +376,7 @@ impl Bench {
             controller,
             api,
             agents: Vec::new(),
+            pg,
         })
     }
 

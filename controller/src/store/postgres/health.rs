@@ -29,6 +29,10 @@ impl HealthStore for PgStore {
         Ok(())
     }
 
+    async fn database_clock_ms(&self) -> Result<Option<i64>> {
+        Ok(Some(self.db_now_ms().await?))
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

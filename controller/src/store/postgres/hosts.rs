@@ -190,6 +190,16 @@ fn strip_param(tail: &str, name: &str) -> String {
     }
 }
 
+/// Whether a `postgres://user:password@…` URL carries a password.
+pub fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || url.contains("password=")
+}
+
 fn host_options(url: &str, opts: &PgOptions) -> Result<PgConnectOptions> {
     let mut o = PgConnectOptions::from_str(url)?.application_name("baton-controller");
     if let Some(p) = &opts.password {
