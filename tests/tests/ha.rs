@@ -20,9 +20,10 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// How long a revoke on one replica may take to reach another: the auth
-/// cache's cross-replica bound (the 1 s periodic look, or NOTIFY at once)
-/// plus slack for a loaded machine.
+/// How long a revoke on one replica may take to reach another: the stated
+/// bound (ARCHITECTURE: every replica refuses a revoked agent within 2 s, the
+/// PostgreSQL auth cache's TTL, even when the NOTIFY is lost) plus 1 s of
+/// slack for a loaded machine.
 const REVOKE_BOUND: Duration = Duration::from_secs(3);
 
 /// A job that runs `secs` seconds, retried until it succeeds.
