@@ -43,7 +43,11 @@ CREATE TABLE jobs (
     step              TEXT,
     pin_agent         TEXT,
     -- TRUE until the timer has acted on the job's end (an outbox).
-    followup          BOOLEAN NOT NULL DEFAULT FALSE
+    followup          BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The first job of the keyed batch this job belongs to (its replay
+    -- reads the batch by it: concurrent inserts on several replicas can
+    -- interleave the ids of one batch). NULL on SQLite-made rows.
+    batch_first       BIGINT
 );
 
 CREATE INDEX jobs_ready ON jobs (grp, priority DESC, id) WHERE state = 'queued';
@@ -54,6 +58,7 @@ CREATE UNIQUE INDEX jobs_occurrence ON jobs (schedule_id, nominal_at) WHERE sche
 CREATE INDEX jobs_schedule ON jobs (schedule_id, state, finished_at) WHERE schedule_id IS NOT NULL;
 CREATE INDEX jobs_run ON jobs (run_id, step) WHERE run_id IS NOT NULL;
 CREATE INDEX jobs_pinned ON jobs (pin_agent) WHERE state = 'queued' AND pin_agent IS NOT NULL;
+CREATE INDEX jobs_batch ON jobs (batch_first) WHERE batch_first IS NOT NULL;
 CREATE INDEX jobs_followup ON jobs (id) WHERE followup AND state IN ('succeeded','failed','cancelled');
 
 CREATE TABLE attempts (

@@ -10,8 +10,10 @@
 //! (`api::auth`) hashes the bearer token, asks this cache, and falls back
 //! to the store.
 //!
-//! The cache is bounded ([`CACHE_ENTRIES`]), an entry is trusted for
-//! [`CACHE_TTL`] at most (a backstop for changes made by another process).
+//! The cache is bounded ([`CACHE_ENTRIES`]), an entry is trusted for its
+//! TTL at most (a backstop for changes made by another process:
+//! [`CACHE_TTL`] by default; a few seconds on PostgreSQL, where other
+//! replicas revoke, see `store::postgres::identity`).
 //! Unknown tokens are never cached. An epoch counter keeps a lookup that
 //! raced an invalidation from putting the stale caller back.
 
@@ -98,7 +100,9 @@ impl Principal {
 /// Most credentials the [`AuthCache`] holds (a fleet of 10,000 agents plus
 /// operators fits many times over).
 pub const CACHE_ENTRIES: usize = 50_000;
-/// Longest a cached credential is trusted without asking the store. Every
+/// Longest a cached credential is trusted without asking the store (the
+/// default; the PostgreSQL backend, shared by several controllers, uses a
+/// much shorter one). Every
 /// credential change goes through this process's store and invalidates at
 /// once, so this only bounds how long a change made behind its back (a hand
 /// edit of the database) goes unseen. It is longer than the default poll
@@ -110,11 +114,19 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 pub type CacheKey = [u8; 32];
 
 /// Known credentials: token hash → caller. See the module header.
-#[derive(Default)]
 pub struct AuthCache {
     inner: RwLock<CacheInner>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// How long an entry is trusted ([`CACHE_TTL`] unless the backend
+    /// says otherwise: shorter where other processes change credentials).
+    ttl: Duration,
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        AuthCache::with_ttl(CACHE_TTL)
+    }
 }
 
 #[derive(Default)]
@@ -133,11 +145,27 @@ impl std::fmt::Debug for AuthCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthCache")
             .field("entries", &self.len())
+            .field("ttl", &self.ttl)
             .finish()
     }
 }
 
 impl AuthCache {
+    /// An empty cache whose entries are trusted for `ttl` at most.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        AuthCache {
+            inner: RwLock::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
+    /// How long an entry is trusted without asking the store.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheInner> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -195,7 +223,7 @@ impl AuthCache {
             key,
             CacheEntry {
                 principal,
-                until: now + CACHE_TTL,
+                until: now + self.ttl,
             },
         );
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use baton_controller::config::{Config, Flags};
+use baton_controller::config::{Config, Flags, StoreConfig};
 use baton_controller::logging;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -154,16 +154,22 @@ fn main() -> ExitCode {
             eprintln!("warning: {w}");
         }
         say!(
-            "Config OK: listen {} ({}), database {}",
+            "Config OK: listen {} ({}), {}",
             config.listen,
             match &config.tls {
                 Some(t) if t.client_ca_file.is_some() => "HTTPS, client certificates verified",
                 Some(_) => "HTTPS",
                 None => "plain HTTP",
             },
-            config.database.display(),
+            match &config.store {
+                StoreConfig::Postgres(o) => format!("store PostgreSQL {}", o.url),
+                StoreConfig::Sqlite { path, .. } => format!("database {}", path.display()),
+            },
         );
         say_nofile_limit();
+        if let StoreConfig::Postgres(opts) = &config.store {
+            return check_postgres(opts);
+        }
         return ExitCode::SUCCESS;
     }
     if matches!(cli.command, Some(Command::Init)) {
@@ -191,6 +197,39 @@ fn main() -> ExitCode {
             tracing::error!(error = %format!("{e:#}"), "Controller failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `validate` with `[store] url = "postgres://…"`: reach the primary,
+/// check its migrations and what a crash or failover can lose. Errors exit
+/// 78 (as a config error does); warnings do not.
+fn check_postgres(opts: &baton_controller::store::postgres::PgOptions) -> ExitCode {
+    use baton_controller::store::postgres::check::{Level, check};
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    for f in rt.block_on(check(opts)) {
+        match f.level {
+            Level::Ok => say!("{}", f.text),
+            Level::Warning => eprintln!("warning: {}", f.text),
+            Level::Error => {
+                failed = true;
+                eprintln!("error: {}", f.text);
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(baton_proto::config::EX_CONFIG as u8)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

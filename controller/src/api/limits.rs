@@ -10,7 +10,11 @@
 //!   body. Authenticated calls — agents' held polls above all — never count.
 //! - **Enrollment rate** ([`EnrollGate`], an extractor that runs before the
 //!   body is read): `enroll_per_minute` attempts per address (governor's
-//!   GCRA, bursts of the same size), `429` with `Retry-After`.
+//!   GCRA, bursts of the same size), `429` with `Retry-After`. Where several
+//!   controllers share the store (PostgreSQL), every attempt this one lets
+//!   through is also counted in the store per address and clock minute
+//!   ([`Limits::enroll_shared`]): past `enroll_per_minute` in that minute,
+//!   whichever replicas took them, the attempt is refused too.
 //! - **Audit of refused anonymous calls**: at most [`AUDIT_PER_ADDRESS`] rows a
 //!   minute per address and [`AUDIT_GLOBAL`] in total; the rest are counted
 //!   (`baton_audit_suppressed_total`) instead of written.
@@ -30,6 +34,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 use super::{ApiError, AppState};
 use crate::listener::PeerAddr;
+use crate::store::{self, Store, now_ms};
 
 /// Refused anonymous calls audited per address per minute.
 pub const AUDIT_PER_ADDRESS: u32 = 30;
@@ -42,6 +47,7 @@ const FORGET_FROM: usize = 10_000;
 #[derive(Debug)]
 pub struct Limits {
     enroll: DefaultKeyedRateLimiter<IpAddr>,
+    enroll_per_minute: u32,
     audit_per_address: DefaultKeyedRateLimiter<IpAddr>,
     audit_global: DefaultDirectRateLimiter,
     in_flight: Mutex<InFlight>,
@@ -95,6 +101,7 @@ impl Limits {
     pub fn new(enroll_per_minute: u32, max_total: usize, max_per_address: usize) -> Arc<Self> {
         Arc::new(Limits {
             enroll: DefaultKeyedRateLimiter::keyed(per_minute(enroll_per_minute)),
+            enroll_per_minute: enroll_per_minute.max(1),
             audit_per_address: DefaultKeyedRateLimiter::keyed(per_minute(AUDIT_PER_ADDRESS)),
             audit_global: DefaultDirectRateLimiter::direct(per_minute(AUDIT_GLOBAL)),
             in_flight: Mutex::new(InFlight::default()),
@@ -153,6 +160,31 @@ impl Limits {
             let wait = not_until.wait_time_from(std::time::Instant::now());
             wait.as_secs().max(1)
         })
+    }
+
+    /// Count the enrollment attempt from `ip` in the store, for the limit
+    /// that holds across controllers sharing it: `enroll_per_minute` per
+    /// address and clock minute (`now`, Unix ms) in total. `Ok(Err(seconds))`
+    /// until the next minute when past it; always `Ok(Ok(()))` on a store of
+    /// one controller (SQLite: [`Limits::enroll`] sees every attempt).
+    pub async fn enroll_shared(
+        &self,
+        store: &Store,
+        ip: IpAddr,
+        now: i64,
+    ) -> store::Result<Result<(), u64>> {
+        let minute = now.div_euclid(60_000);
+        let Some(n) = store.enroll_attempt(&key(ip).to_string(), minute).await? else {
+            return Ok(Ok(()));
+        };
+        if n <= self.enroll_per_minute {
+            return Ok(Ok(()));
+        }
+        self.refused_enroll.fetch_add(1, Ordering::Relaxed);
+        let wait_ms = (minute + 1) * 60_000 - now;
+        Ok(Err(u64::try_from((wait_ms + 999) / 1000)
+            .unwrap_or(1)
+            .max(1)))
     }
 
     /// Whether a refused anonymous call from `ip` may be written to the
@@ -242,8 +274,9 @@ pub fn busy_response(busy: Busy, ip: Option<IpAddr>) -> Response {
     }
 }
 
-/// Extractor for the enrollment route: the per-address rate limit, checked
-/// before the body is read (declare it before the body extractor).
+/// Extractor for the enrollment route: the per-address rate limit (this
+/// process's, then the store's across replicas), checked before the body is
+/// read (declare it before the body extractor).
 #[derive(Debug)]
 pub struct EnrollGate;
 
@@ -254,22 +287,23 @@ impl FromRequestParts<AppState> for EnrollGate {
         let Some(PeerAddr(addr)) = parts.extensions.get::<PeerAddr>().copied() else {
             return Ok(EnrollGate);
         };
-        s.limits
-            .enroll(addr.ip())
-            .map(|()| EnrollGate)
-            .map_err(|secs| {
-                closing(
-                    ApiError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "too many enrollment attempts from {}; retry in {secs} s",
-                            addr.ip()
-                        ),
-                        None,
-                    ),
-                    Some(secs),
-                )
-            })
+        let ip = addr.ip();
+        let refused = |secs: u64| {
+            closing(
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("too many enrollment attempts from {ip}; retry in {secs} s"),
+                    None,
+                ),
+                Some(secs),
+            )
+        };
+        s.limits.enroll(ip).map_err(refused)?;
+        match s.limits.enroll_shared(&s.store, ip, now_ms()).await {
+            Ok(Ok(())) => Ok(EnrollGate),
+            Ok(Err(secs)) => Err(refused(secs)),
+            Err(e) => Err(closing(ApiError::from(e), Some(1))),
+        }
     }
 }
 

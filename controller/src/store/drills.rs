@@ -10,6 +10,7 @@
 //! job has ended, stores the report computed by `evaluate` (pure: shared by every backend).
 
 mod report;
+mod row;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,10 @@ use super::rows::ts;
 use super::{Error, Result};
 
 pub(crate) use report::{Candidate, Input, candidates, evaluate, give_up_after_ms};
+pub(crate) use row::{
+    DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, LEASE_EXPIRATIONS, ONLINE_WINDOW_MS,
+    RUNNING_DRILLS, TAKEOVER_SAMPLES, list, timeline, verdict_detail,
+};
 
 /// A validated drill request.
 #[derive(Debug, Clone)]

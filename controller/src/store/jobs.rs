@@ -4,6 +4,8 @@
 use async_trait::async_trait;
 use baton_proto::{JobId, JobList, JobState, JobSubmit, JobView};
 
+use super::rows::ts;
+
 use super::Result;
 
 /// A validated submission.
@@ -96,4 +98,43 @@ pub trait JobStore {
 
     /// Retry a failed or cancelled job with a fresh attempt budget.
     async fn retry(&self, id: JobId, now: i64) -> Result<JobView>;
+}
+
+/// The view of a job just inserted as queued (what reading its row back gives).
+pub(crate) fn queued_view(
+    id: JobId,
+    s: &JobSubmit,
+    ttl: u64,
+    key: Option<&str>,
+    now: i64,
+) -> JobView {
+    JobView {
+        id,
+        group: s.group.clone(),
+        kind: s.spec.kind(),
+        spec: s.spec.clone(),
+        connection: s.spec.connection().map(str::to_owned),
+        state: JobState::Queued,
+        priority: s.priority,
+        retry: s.retry.clone(),
+        timeout_ms: s.timeout_ms,
+        lease_ttl_ms: ttl,
+        labels: s.labels.clone(),
+        idempotency_key: key.map(str::to_owned),
+        attempts_spent: 0,
+        not_before: None,
+        cancel_requested: false,
+        lease_agent: None,
+        created_at: ts(now),
+        updated_at: ts(now),
+        finished_at: None,
+        result: None,
+        error: None,
+        blocked_reason: None,
+        schedule: None,
+        nominal_at: None,
+        run_id: None,
+        step: None,
+        attempts: Vec::new(),
+    }
 }

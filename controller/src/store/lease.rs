@@ -12,11 +12,12 @@
 
 use async_trait::async_trait;
 use baton_proto::{
-    CompleteRequest, FencingToken, Grant, JobId, JobKind, JobState, LeaseRef, Progress, RetryOn,
-    RetryPolicy,
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
+    JobState, LeaseRef, Progress, RetryOn, RetryPolicy,
 };
 
 use super::Result;
+use super::rows::{JobRow, json};
 
 /// What a polling agent can take.
 #[derive(Debug, Clone)]
@@ -103,6 +104,86 @@ pub(crate) fn after_spent_attempt(
         },
         _ => Next::Failed,
     }
+}
+
+/// The grant for a job row read before its lease was taken (so token and
+/// attempt are one past the row's).
+pub(crate) fn grant_of(row: JobRow) -> Result<Grant> {
+    let spec: JobSpec = json("jobs.spec", &row.spec)?;
+    let retry_codes = row.retry()?.retry_codes;
+    Ok(Grant {
+        job_id: row.id,
+        attempt: (row.grants + 1) as u32,
+        token: row.last_token + 1,
+        lease_ttl_ms: row.lease_ttl_ms as u64,
+        held_ms: 0,
+        timeout_ms: row.timeout_ms.map(|t| t as u64),
+        group: row.grp,
+        spec,
+        retry_codes,
+    })
+}
+
+/// A completion, owned (to move into a writer or a retried transaction).
+#[derive(Debug, Clone)]
+pub(crate) struct Completed {
+    pub job_id: JobId,
+    pub agent_id: String,
+    pub token: FencingToken,
+    pub completion: Completion,
+    pub result_json: Option<String>,
+    pub error: Option<String>,
+    /// Uniform sample for the retry jitter.
+    pub unit: f64,
+}
+
+/// The attempt outcome a completion records.
+pub(crate) fn outcome_of(completion: Completion) -> AttemptOutcome {
+    match completion {
+        Completion::Succeeded => AttemptOutcome::Succeeded,
+        Completion::Failed { .. } => AttemptOutcome::Failed,
+        Completion::TimedOut => AttemptOutcome::TimedOut,
+        Completion::Cancelled => AttemptOutcome::Cancelled,
+    }
+}
+
+/// Where the job goes after this completion spent attempt `spent`.
+pub(crate) fn next_after(d: &Completed, row: &JobRow, spent: i64, now: i64) -> Result<Next> {
+    let retry_on = match d.completion {
+        Completion::Succeeded => return Ok(Next::Succeeded),
+        Completion::Cancelled => return Ok(Next::Cancelled),
+        Completion::Failed { retryable } => retryable.then_some(RetryOn::Error),
+        Completion::TimedOut => Some(RetryOn::Timeout),
+    };
+    Ok(after_spent_attempt(
+        &row.retry()?,
+        retry_on,
+        spent as u32,
+        row.cancel_requested,
+        now,
+        d.unit,
+    ))
+}
+
+/// How a lost lease ends (expired, or its agent restarted): the attempt
+/// is spent with the retry class `lease_expired`; the job's next state,
+/// the attempts then spent and the job's error.
+pub(crate) fn after_lost_lease(row: &JobRow, error: &str, now: i64) -> Result<(Next, i64, String)> {
+    let spent = row.attempts_spent + 1;
+    let next = after_spent_attempt(
+        &row.retry()?,
+        Some(RetryOn::LeaseExpired),
+        spent as u32,
+        row.cancel_requested,
+        now,
+        rand::random(),
+    );
+    let final_error = match next {
+        Next::Failed => format!("{error}; no attempts left"),
+        Next::Cancelled => "cancelled by operator".to_owned(),
+        _ => error.to_owned(),
+    };
+    Ok((next, spent, final_error))
 }
 
 /// The lease contract of a backend.

@@ -49,6 +49,11 @@ pub const TABLES: &[&str] = &[
 /// Target tables with nothing to copy (state that only lives a minute).
 const TARGET_ONLY: &[&str] = &["enroll_attempts"];
 
+/// Target columns SQLite has no counterpart of; they keep their default.
+/// `jobs.batch_first`: the replay of a keyed batch made on PostgreSQL (one
+/// made on SQLite replays by its consecutive ids).
+const TARGET_ONLY_COLUMNS: &[(&str, &str)] = &[("jobs", "batch_first")];
+
 /// Rows per INSERT statement.
 const BATCH: usize = 200;
 
@@ -185,7 +190,7 @@ async fn copy_all(src: &mut SqliteConnection, pool: &PgPool, from: &Path) -> Res
     sqlx::query("DELETE FROM meta").execute(&mut *dst).await?;
     let mut copied = Vec::new();
     for table in TABLES {
-        let columns = target_columns(&mut dst, table).await?;
+        let columns = shared_columns(src, &mut dst, table, from).await?;
         let source_rows =
             copy_table(src, &mut dst, table, &columns)
                 .await
@@ -264,6 +269,7 @@ async fn target_columns(dst: &mut PgConnection, table: &str) -> Result<Vec<(Stri
     .fetch_all(&mut *dst)
     .await?;
     cols.into_iter()
+        .filter(|(name, _)| !TARGET_ONLY_COLUMNS.contains(&(table, name.as_str())))
         .map(|(name, ty)| {
             let kind = match ty.as_str() {
                 "bigint" | "integer" => Kind::Int,
@@ -278,6 +284,35 @@ async fn target_columns(dst: &mut PgConnection, table: &str) -> Result<Vec<(Stri
             Ok((name, kind))
         })
         .collect()
+}
+
+/// The target's columns that the source has too. A source column the
+/// target lacks is an error (its data would be lost); a target column the
+/// source lacks (PostgreSQL-only bookkeeping) is left to its default.
+async fn shared_columns(
+    src: &mut SqliteConnection,
+    dst: &mut PgConnection,
+    table: &str,
+    from: &Path,
+) -> Result<Vec<(String, Kind)>, Error> {
+    let source: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?1)")
+        .bind(table)
+        .fetch_all(&mut *src)
+        .await
+        .map_err(|source| Error::Source {
+            path: from.display().to_string(),
+            source,
+        })?;
+    let target = target_columns(dst, table).await?;
+    if let Some(lost) = source.iter().find(|c| !target.iter().any(|(t, _)| t == *c)) {
+        return Err(Error::Schema(format!(
+            "{table}.{lost} exists in the source but not in the target"
+        )));
+    }
+    Ok(target
+        .into_iter()
+        .filter(|(c, _)| source.contains(c))
+        .collect())
 }
 
 async fn table_has_identity(dst: &mut PgConnection, table: &str) -> Result<bool, Error> {

@@ -13,6 +13,8 @@ use baton_proto::schedule::RunId;
 
 use super::Result;
 
+pub(crate) mod rows;
+
 /// A run started, cancelled or retried, and the groups that got work.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunChange {

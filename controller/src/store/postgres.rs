@@ -27,12 +27,14 @@
 
 mod agents;
 mod audit;
+pub mod check;
 mod drills;
 mod health;
 pub mod hosts;
 mod identity;
 mod jobs;
 mod lease;
+mod made;
 mod pipelines;
 mod rebase;
 mod retention;
@@ -120,7 +122,9 @@ impl PgStore {
             pool,
             hosts,
             fleet_id,
-            auth_cache: Arc::default(),
+            // Short: another replica's revoke whose notification is lost
+            // is honoured here within this.
+            auth_cache: Arc::new(AuthCache::with_ttl(identity::AUTH_CACHE_TTL)),
             health,
             pruned: Arc::default(),
             opts: Arc::new(opts.clone()),

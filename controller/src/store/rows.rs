@@ -2,8 +2,8 @@
 //! in every sqlx backend (`FromRow` is generic over the database).
 
 use baton_proto::{
-    AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobView, Progress,
-    RetryPolicy,
+    AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobSummary, JobView,
+    Progress, RetryPolicy,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -74,6 +74,11 @@ pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// A value as the JSON text stored in its column.
+pub(crate) fn enc<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
 impl JobRow {
     pub fn state(&self) -> Result<JobState> {
         JobState::parse(&self.state)
@@ -138,6 +143,78 @@ impl AttemptRow {
             log_tail: self.log_tail.clone(),
             result: json_opt::<JobResult>("attempts.result", &self.result)?,
         })
+    }
+}
+
+/// The columns of a job summary (`list_jobs`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SummaryRow {
+    pub id: i64,
+    pub grp: String,
+    pub kind: String,
+    pub connection: Option<String>,
+    pub state: String,
+    pub priority: i64,
+    pub attempts_spent: i64,
+    pub max_attempts: Option<i64>,
+    pub labels: String,
+    pub not_before: i64,
+    pub cancel_requested: bool,
+    pub lease_agent: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub what: Option<String>,
+    pub schedule: Option<String>,
+    pub nominal_at: Option<i64>,
+    pub run_id: Option<i64>,
+    pub step: Option<String>,
+}
+
+impl SummaryRow {
+    pub(crate) fn summary(self) -> Result<JobSummary> {
+        let state = JobState::parse(&self.state)
+            .ok_or_else(|| Error::Corrupt(format!("jobs.state {}", self.id)))?;
+        let kind = JobKind::parse(&self.kind)
+            .ok_or_else(|| Error::Corrupt(format!("jobs.kind {}", self.id)))?;
+        Ok(JobSummary {
+            id: self.id,
+            group: self.grp,
+            kind,
+            what: self.what.map(cut),
+            connection: self.connection,
+            state,
+            priority: self.priority as i32,
+            attempts_spent: self.attempts_spent as u32,
+            max_attempts: self.max_attempts.unwrap_or(0) as u32,
+            labels: json("jobs.labels", &self.labels)?,
+            not_before: (state == JobState::Queued && self.not_before > self.updated_at)
+                .then(|| ts(self.not_before)),
+            cancel_requested: self.cancel_requested,
+            lease_agent: (state == JobState::Running)
+                .then_some(self.lease_agent)
+                .flatten(),
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+            finished_at: self.finished_at.map(ts),
+            exit_code: self.exit_code.and_then(|c| i32::try_from(c).ok()),
+            error: self.error.map(cut),
+            schedule: self.schedule,
+            nominal_at: self.nominal_at.map(ts),
+            run_id: self.run_id,
+            step: self.step,
+        })
+    }
+}
+
+/// A text read as at most `MAX_TEXT + 1` characters, cut to `MAX_TEXT`
+/// with `…` when it was longer.
+fn cut(text: String) -> String {
+    match text.char_indices().nth(JobSummary::MAX_TEXT) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
     }
 }
 

@@ -24,7 +24,8 @@ use baton_proto::schedule::{
     OccurrenceCounts, OccurrenceState, OccurrenceTrigger, OccurrenceView, RunId, ScheduleSpec,
 };
 
-use super::Result;
+use super::rows::{json, ts};
+use super::{Error, Result};
 
 /// A schedule as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,4 +267,183 @@ pub trait ScheduleStore {
 
     /// Occurrence totals over every schedule (metrics).
     async fn occurrence_totals(&self) -> Result<OccurrenceCounts>;
+}
+
+// ---- Rows and helpers both backends share (no SQL dialect in them).
+
+pub(crate) const SCHEDULE_COLUMNS: &str =
+    "id, spec, paused, paused_at, resumed_at, cursor, next_fire_at, created_at, updated_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ScheduleRow {
+    id: i64,
+    spec: String,
+    paused: bool,
+    paused_at: Option<i64>,
+    resumed_at: Option<i64>,
+    cursor: Option<i64>,
+    next_fire_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl ScheduleRow {
+    pub(crate) fn stored(self) -> Result<StoredSchedule> {
+        let mut spec: ScheduleSpec = json("schedules.spec", &self.spec)?;
+        spec.paused = self.paused;
+        Ok(StoredSchedule {
+            id: self.id,
+            spec,
+            paused: self.paused,
+            paused_at: self.paused_at,
+            resumed_at: self.resumed_at,
+            cursor: self.cursor,
+            next_fire_at: self.next_fire_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A due schedule's row with its activity (`due_schedules`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DueRow {
+    #[sqlx(flatten)]
+    schedule: ScheduleRow,
+    job_id: Option<i64>,
+    job_state: Option<String>,
+    run_id: Option<i64>,
+    pending: i64,
+}
+
+impl DueRow {
+    pub(crate) fn due(self) -> Result<DueSchedule> {
+        let active = match (self.job_id, self.job_state.as_deref(), self.run_id) {
+            (Some(j), Some("queued"), _) => Some(Active::Queued(j)),
+            (Some(j), _, _) => Some(Active::Running(j)),
+            (None, _, Some(r)) => Some(Active::Running(r)),
+            (None, _, None) => None,
+        };
+        Ok(DueSchedule {
+            schedule: self.schedule.stored()?,
+            active,
+            pending: self.pending.max(0) as u32,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OccurrenceRow {
+    nominal: i64,
+    last_nominal: Option<i64>,
+    count: i64,
+    trigger: String,
+    state: String,
+    reason: Option<String>,
+    job_id: Option<i64>,
+    run_id: Option<i64>,
+    outcome: Option<String>,
+    recorded_at: i64,
+}
+
+impl OccurrenceRow {
+    pub(crate) fn view(self) -> Result<OccurrenceView> {
+        Ok(OccurrenceView {
+            nominal_at: ts(self.nominal),
+            last_nominal_at: self.last_nominal.map(ts),
+            count: self.count as u32,
+            trigger: OccurrenceTrigger::parse(&self.trigger)
+                .ok_or_else(|| Error::Corrupt(format!("occurrences.trigger {}", self.trigger)))?,
+            state: OccurrenceState::parse(&self.state)
+                .ok_or_else(|| Error::Corrupt(format!("occurrences.state {}", self.state)))?,
+            reason: self.reason,
+            job_id: self.job_id,
+            run_id: self.run_id,
+            outcome: self.outcome,
+            recorded_at: ts(self.recorded_at),
+        })
+    }
+}
+
+/// Occurrences with the state of their job or run.
+pub(crate) const OCCURRENCE_SELECT: &str =
+    "SELECT o.nominal, o.last_nominal, o.count, o.trigger, o.state, o.reason,
+        o.job_id, o.run_id, COALESCE(j.state, r.state) AS outcome, o.recorded_at
+     FROM occurrences o
+     LEFT JOIN jobs j ON j.id = o.job_id
+     LEFT JOIN pipeline_runs r ON r.id = o.run_id";
+
+/// Add `group` to `woken` once.
+pub(crate) fn push_group(woken: &mut Vec<String>, group: &str) {
+    if !woken.iter().any(|g| g == group) {
+        woken.push(group.to_owned());
+    }
+}
+
+/// Why `cancel_previous` cancelled a job or run.
+pub(crate) const REPLACED: &str =
+    "cancelled: a newer occurrence replaced it (overlap = cancel_previous)";
+
+/// Whether `e` is a unique index refusing a second row.
+pub(crate) fn unique_violation(e: &Error) -> bool {
+    matches!(e, Error::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
+}
+
+/// Occurrence totals from `(state, count)` rows.
+pub(crate) fn fold_counts(rows: Vec<(String, i64)>) -> Result<OccurrenceCounts> {
+    let mut out = OccurrenceCounts::default();
+    for (state, n) in rows {
+        let n = n.max(0) as u64;
+        match OccurrenceState::parse(&state) {
+            Some(OccurrenceState::Fired) => out.fired = n,
+            Some(OccurrenceState::Pending) => out.pending = n,
+            Some(OccurrenceState::Skipped) => out.skipped = n,
+            Some(OccurrenceState::Missed) => out.missed = n,
+            None => return Err(Error::Corrupt(format!("occurrences.state {state}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// The view of occurrence `o` just recorded with its job or run.
+pub(crate) fn recorded_view(
+    o: &NewOccurrence,
+    job_id: Option<i64>,
+    run_id: Option<i64>,
+    now: i64,
+) -> OccurrenceView {
+    OccurrenceView {
+        nominal_at: ts(o.nominal),
+        last_nominal_at: o.last_nominal.map(ts),
+        count: o.count,
+        trigger: o.trigger,
+        state: o.state,
+        reason: o.reason.clone(),
+        job_id,
+        run_id,
+        outcome: (job_id.is_some() || run_id.is_some()).then(|| {
+            if job_id.is_some() {
+                "queued"
+            } else {
+                "running"
+            }
+            .to_owned()
+        }),
+        recorded_at: ts(now),
+    }
+}
+
+/// Why a queued step pinned to agent `agent` failed (`fail_stranded`):
+/// it was revoked, or not seen since `seen_before`.
+pub(crate) fn stranded_why(agent: &str, revoked: bool, seen_before: i64) -> String {
+    if revoked {
+        format!(
+            "agent `{agent}` that holds the files of the step this one follows was revoked; the step does not move to another host"
+        )
+    } else {
+        format!(
+            "agent `{agent}` that holds the files of the step this one follows has not been seen since {}; the step does not move to another host",
+            ts(seen_before).to_rfc3339()
+        )
+    }
 }

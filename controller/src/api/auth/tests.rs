@@ -123,3 +123,39 @@ async fn unknown_and_malformed_tokens_are_not_cached() {
     }
     assert!(s.auth_cache().is_empty());
 }
+
+/// Two replicas (two stores on one PostgreSQL database), no notification
+/// delivered (no listener here): a revoke on A refuses the agent on B once
+/// B's cached entry runs out, within the PostgreSQL cache TTL (+ 1 s).
+#[tokio::test]
+async fn a_revoke_on_another_replica_is_honoured_within_the_cache_ttl() {
+    use crate::store::postgres::{PgStore, testutil};
+    let Some((url, _guard)) = testutil::scratch_database().await else {
+        return;
+    };
+    let open = || async {
+        Store::new(std::sync::Arc::new(
+            PgStore::open(&testutil::options(&url)).await.expect("open"),
+        ))
+    };
+    let (a, b) = (open().await, open().await);
+    let secret = enroll(&a, "a1", &["db"]).await;
+    assert_eq!(
+        agent_id(lookup(&b, &secret).await.expect("lookup")),
+        Some("a1".into())
+    );
+    assert!(b.auth_cache().get(&key(&secret), Instant::now()).is_some());
+    let revoked = Instant::now();
+    a.revoke_agent("a1", now_ms()).await.expect("revoke");
+    assert!(lookup(&a, &secret).await.expect("lookup").is_none());
+    let bound = b.auth_cache().ttl() + std::time::Duration::from_secs(1);
+    assert!(bound <= std::time::Duration::from_secs(3), "{bound:?}");
+    while lookup(&b, &secret).await.expect("lookup").is_some() {
+        assert!(
+            revoked.elapsed() < bound,
+            "replica B still accepts the revoked agent after {:?}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

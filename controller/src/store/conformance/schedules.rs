@@ -38,7 +38,7 @@ pub(crate) fn spec(name: &str) -> ScheduleSpec {
     }
 }
 
-fn at(cursor: i64) -> Cursor {
+pub(crate) fn at(cursor: i64) -> Cursor {
     Cursor::Set {
         cursor: Some(cursor),
         next_fire_at: Some(cursor),
@@ -57,7 +57,11 @@ pub(crate) fn occ(nominal: i64, state: OccurrenceState) -> NewOccurrence {
     }
 }
 
-fn firing(id: i64, advance: Option<(i64, i64)>, occurrences: Vec<NewOccurrence>) -> Firing {
+pub(crate) fn firing(
+    id: i64,
+    advance: Option<(i64, i64)>,
+    occurrences: Vec<NewOccurrence>,
+) -> Firing {
     Firing {
         schedule_id: id,
         advance: advance.map(|(expect, next)| Advance {

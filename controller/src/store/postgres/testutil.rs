@@ -112,6 +112,15 @@ pub async fn pg() -> Option<(Arc<PgStore>, Scratch)> {
     Some((Arc::new(s), guard))
 }
 
+/// Two replicas (two stores, two pools) on one fresh scratch database, or
+/// `None` to skip.
+pub async fn two_replicas() -> Option<(Arc<PgStore>, Arc<PgStore>, Scratch)> {
+    let (url, guard) = scratch_database().await?;
+    let a = PgStore::open(&options(&url)).await.expect("open a");
+    let b = PgStore::open(&options(&url)).await.expect("open b");
+    Some((Arc::new(a), Arc::new(b), guard))
+}
+
 /// A [`Store`] on a fresh scratch database (the conformance suite's
 /// opener), or `None` to skip.
 pub async fn store() -> Option<(Store, Scratch)> {

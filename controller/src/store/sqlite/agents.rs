@@ -5,16 +5,17 @@
 //! a poll writes its row at once only when something durable changed
 //! ([`AgentStore::agent_sync`]: groups, capabilities, version, OS).
 
-use baton_proto::pipeline::PipelineSpec;
-use baton_proto::{AgentView, Capabilities, JobId, JobView, LeaseHeld};
-use chrono::SecondsFormat;
-use sqlx::{Row, SqlitePool};
+use baton_proto::{AgentView, Capabilities, JobView};
+use sqlx::Row;
 
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use crate::store::agents::{AgentSeen, AgentStore, DrainState, FLUSH_BATCH, PresenceRow};
-use crate::store::rows::{json, json_opt, ts};
+use crate::store::agents::{
+    AGENT_COLUMNS, AgentRow, AgentSeen, AgentStore, DrainState, FLUSH_BATCH, LEASES_SQL, LeaseRow,
+    PINNED_COLUMNS, Pin, PinnedRow, PresenceRow, agent_views, blocked_among, pinned_reason,
+};
+use crate::store::rows::json;
 use crate::store::{Error, Result};
 
 #[async_trait]
@@ -140,56 +141,12 @@ impl AgentStore for SqliteStore {
 
     /// Every agent with the leases it holds. `online_window_ms` decides `online`.
     async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>> {
-        let rows = sqlx::query(
-            "SELECT id, groups, capabilities, version, os, free_slots, metrics, last_seen, enrolled_at, revoked_at, drained_at
-             FROM agents ORDER BY id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        let leases = sqlx::query(
-            "SELECT id, lease_agent, lease_token, lease_expires_at FROM jobs WHERE state = 'running' ORDER BY id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let last_seen: i64 = r.try_get("last_seen")?;
-            let mut held = Vec::new();
-            for l in &leases {
-                if l.try_get::<Option<String>, _>("lease_agent")?.as_deref() == Some(id.as_str()) {
-                    held.push(LeaseHeld {
-                        job_id: l.try_get("id")?,
-                        token: l
-                            .try_get::<Option<i64>, _>("lease_token")?
-                            .unwrap_or_default(),
-                        expires_at: ts(l
-                            .try_get::<Option<i64>, _>("lease_expires_at")?
-                            .unwrap_or_default()),
-                    });
-                }
-            }
-            out.push(AgentView {
-                groups: json("agents.groups", &r.try_get::<String, _>("groups")?)?,
-                capabilities: json(
-                    "agents.capabilities",
-                    &r.try_get::<String, _>("capabilities")?,
-                )?,
-                version: r.try_get("version")?,
-                os: r.try_get("os")?,
-                free_slots: r.try_get::<i64, _>("free_slots")? as u32,
-                metrics: json_opt("agents.metrics", &r.try_get("metrics")?)?,
-                online: now - last_seen <= online_window_ms
-                    && r.try_get::<Option<i64>, _>("revoked_at")?.is_none(),
-                last_seen: ts(last_seen),
-                leases: held,
-                enrolled_at: r.try_get::<Option<i64>, _>("enrolled_at")?.map(ts),
-                revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-                drained_at: r.try_get::<Option<i64>, _>("drained_at")?.map(ts),
-                id,
-            });
-        }
-        Ok(out)
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id");
+        let rows: Vec<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await?;
+        let leases: Vec<LeaseRow> = sqlx::query_as(LEASES_SQL).fetch_all(&self.reader).await?;
+        agent_views(rows, &leases, now, online_window_ms)
     }
 
     /// The groups and the last advertised capabilities of every agent that
@@ -212,137 +169,22 @@ impl AgentStore for SqliteStore {
         now: i64,
         online_window_ms: i64,
     ) -> Result<Option<String>> {
-        if let Some(pin) = pin_of(&self.reader, job.id).await? {
-            return pinned_reason(&self.reader, job, &pin, now, online_window_ms).await;
+        let pin: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT j.pin_agent, j.step, r.spec FROM jobs j
+             LEFT JOIN pipeline_runs r ON r.id = j.run_id WHERE j.id = ?",
+        )
+        .bind(job.id)
+        .fetch_optional(&self.reader)
+        .await?;
+        if let Some(pin) = pin.and_then(|(a, step, spec)| Pin::of(a, step, spec)) {
+            let sql = format!("SELECT {PINNED_COLUMNS} FROM agents WHERE id = ?");
+            let row: Option<PinnedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&pin.agent)
+                .fetch_optional(&self.reader)
+                .await?;
+            return pinned_reason(job, &pin, row, now, online_window_ms);
         }
-        let (group, kind, connection) = (job.group.as_str(), job.kind, job.connection.as_deref());
         let agents = self.list_agents(now, online_window_ms).await?;
-        let in_group: Vec<&AgentView> = agents
-            .iter()
-            .filter(|a| a.online && a.groups.iter().any(|g| g == group))
-            .collect();
-        if in_group.is_empty() {
-            return Ok(Some(format!("no online agent serves group `{group}`")));
-        }
-        let with_kind: Vec<&&AgentView> = in_group
-            .iter()
-            .filter(|a| a.capabilities.kinds.contains(&kind))
-            .collect();
-        if with_kind.is_empty() {
-            return Ok(Some(format!(
-                "no online agent of group `{group}` runs `{kind}` jobs"
-            )));
-        }
-        let able: Vec<&&&AgentView> = with_kind
-            .iter()
-            .filter(|a| {
-                connection.is_none_or(|c| a.capabilities.connections.iter().any(|x| x.name == c))
-            })
-            .collect();
-        if let (Some(c), true) = (connection, able.is_empty()) {
-            return Ok(Some(format!(
-                "no online agent of group `{group}` has connection `{c}`"
-            )));
-        }
-        if able.iter().all(|a| a.drained_at.is_some()) {
-            let ids: Vec<&str> = able.iter().map(|a| a.id.as_str()).collect();
-            return Ok(Some(format!(
-                "every agent of group `{group}` that could run it is drained ({})",
-                ids.join(", ")
-            )));
-        }
-        Ok(None)
+        Ok(blocked_among(&agents, job))
     }
-}
-
-/// The agent a queued job is pinned to, and the step whose files it holds.
-struct Pin {
-    agent: String,
-    after: Option<String>,
-}
-
-/// Job `id`'s pin, if it has one (a pipeline step with `same_agent_as`).
-async fn pin_of(pool: &SqlitePool, id: JobId) -> Result<Option<Pin>> {
-    let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT j.pin_agent, j.step, r.spec FROM jobs j
-         LEFT JOIN pipeline_runs r ON r.id = j.run_id WHERE j.id = ?",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    let Some((Some(agent), step, spec)) = row else {
-        return Ok(None);
-    };
-    // The step it follows, from the definition the run started with.
-    let after = step.zip(spec).and_then(|(step, spec)| {
-        json::<PipelineSpec>("pipeline_runs.spec", &spec)
-            .ok()?
-            .steps
-            .into_iter()
-            .find(|s| s.name == step)?
-            .same_agent_as
-    });
-    Ok(Some(Pin { agent, after }))
-}
-
-/// Why `job`, pinned to `pin.agent`, waits (`None`: that agent could take
-/// it now).
-async fn pinned_reason(
-    pool: &SqlitePool,
-    job: &JobView,
-    pin: &Pin,
-    now: i64,
-    online_window_ms: i64,
-) -> Result<Option<String>> {
-    let who = match &pin.after {
-        Some(step) => format!(
-            "waits for agent `{}`, which ran step `{step}` and holds its files",
-            pin.agent
-        ),
-        None => format!(
-            "waits for agent `{}`, which holds the files of the step it follows",
-            pin.agent
-        ),
-    };
-    let at = |ms: i64| ts(ms).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let row = sqlx::query(
-        "SELECT groups, capabilities, free_slots, last_seen, revoked_at, drained_at
-         FROM agents WHERE id = ?",
-    )
-    .bind(&pin.agent)
-    .fetch_optional(pool)
-    .await?;
-    let Some(r) = row else {
-        return Ok(Some(format!(
-            "{who}; it is not known to this controller, so the step fails"
-        )));
-    };
-    let groups: Vec<String> = json("agents.groups", &r.try_get::<String, _>("groups")?)?;
-    let caps: Capabilities = json(
-        "agents.capabilities",
-        &r.try_get::<String, _>("capabilities")?,
-    )?;
-    let last_seen: i64 = r.try_get("last_seen")?;
-    let why = if let Some(revoked) = r.try_get::<Option<i64>, _>("revoked_at")? {
-        format!("it was revoked at {}, so the step fails", at(revoked))
-    } else if now - last_seen > online_window_ms {
-        format!("it is offline since {}", at(last_seen))
-    } else if let Some(drained) = r.try_get::<Option<i64>, _>("drained_at")? {
-        format!("it is drained since {}", at(drained))
-    } else if !groups.contains(&job.group) {
-        format!("it does not serve group `{}`", job.group)
-    } else if !caps.kinds.contains(&job.kind) {
-        format!("it does not run `{}` jobs", job.kind)
-    } else if let Some(c) = job
-        .connection
-        .as_deref()
-        .filter(|c| !caps.connections.iter().any(|x| x.name == *c))
-    {
-        format!("it has no connection `{c}`")
-    } else if r.try_get::<i64, _>("free_slots")? <= 0 {
-        "it has no free slot".to_owned()
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(format!("{who}; {why}")))
 }

@@ -11,10 +11,9 @@
 //! `store::drills::evaluate`.
 
 use baton_proto::drill::{
-    DrillEvent, DrillEventKind, DrillId, DrillList, DrillMethod, DrillReport, DrillState,
-    DrillView, Fault,
+    DrillEventKind, DrillId, DrillList, DrillMethod, DrillReport, DrillState, DrillView, Fault,
 };
-use baton_proto::{FencingToken, JobId, JobSpec, JobState};
+use baton_proto::{FencingToken, JobId};
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
@@ -22,58 +21,13 @@ use sqlx::sqlite::SqliteConnection;
 use super::SqliteStore;
 use crate::store::agents::AgentStore;
 use crate::store::drills::{
-    Candidate, DrillStore, EventRow, Input, NewDrill, candidates, evaluate, give_up_after_ms,
+    Candidate, DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, DrillStore, EventRow,
+    LEASE_EXPIRATIONS, NewDrill, ONLINE_WINDOW_MS, RUNNING_DRILLS, TAKEOVER_SAMPLES, candidates,
+    evaluate, list, timeline, verdict_detail,
 };
 use crate::store::jobs::{JobStore, NewJob};
-use crate::store::rows::{AttemptRow, json, json_opt, ts};
+use crate::store::rows::AttemptRow;
 use crate::store::{Error, Result};
-
-const DRILL_COLUMNS: &str = "id, grp, method, duration_ms, lease_ttl_ms, rto_ms, job_id, state, created_by, created_at, finished_at, fault_token, report";
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct DrillRow {
-    pub id: i64,
-    pub grp: String,
-    pub method: String,
-    pub duration_ms: i64,
-    pub lease_ttl_ms: i64,
-    pub rto_ms: i64,
-    pub job_id: Option<i64>,
-    pub state: String,
-    pub created_by: String,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-    pub fault_token: Option<i64>,
-    pub report: Option<String>,
-}
-
-impl DrillRow {
-    fn method(&self) -> Result<DrillMethod> {
-        DrillMethod::parse(&self.method).ok_or_else(|| Error::Corrupt("drills.method".into()))
-    }
-
-    fn state(&self) -> Result<DrillState> {
-        DrillState::parse(&self.state).ok_or_else(|| Error::Corrupt("drills.state".into()))
-    }
-
-    fn view(&self, events: Vec<DrillEvent>) -> Result<DrillView> {
-        Ok(DrillView {
-            id: self.id,
-            group: self.grp.clone(),
-            method: self.method()?,
-            duration_ms: self.duration_ms as u64,
-            lease_ttl_ms: self.lease_ttl_ms as u64,
-            rto_ms: self.rto_ms as u64,
-            job_id: self.job_id,
-            state: self.state()?,
-            created_by: self.created_by.clone(),
-            created_at: ts(self.created_at),
-            finished_at: self.finished_at.map(ts),
-            report: json_opt::<DrillReport>("drills.report", &self.report)?,
-            events,
-        })
-    }
-}
 
 impl SqliteStore {
     async fn drill_row(&self, id: DrillId) -> Result<DrillRow> {
@@ -102,8 +56,6 @@ impl SqliteStore {
                 .fetch_optional(&self.reader)
                 .await?
                 .ok_or(Error::NotFound(job_id))?;
-        let state = JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
-        let spec: JobSpec = json("jobs.spec", &spec)?;
         let attempts: Vec<AttemptRow> = sqlx::query_as(
             "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
              FROM attempts WHERE job_id = ? ORDER BY number",
@@ -111,12 +63,7 @@ impl SqliteStore {
         .bind(job_id)
         .fetch_all(&self.reader)
         .await?;
-        Ok(DrillJob {
-            state,
-            finished_at,
-            spec,
-            attempts,
-        })
+        DrillJob::parse(&state, finished_at, &spec, attempts)
     }
 }
 
@@ -129,13 +76,7 @@ impl SqliteStore {
         job: &DrillJob,
         now: i64,
     ) -> Result<Vec<Candidate>> {
-        let due = job.state.is_terminal()
-            || now - row.created_at
-                > give_up_after_ms(row.rto_ms, row.duration_ms, row.lease_ttl_ms);
-        let holder = row
-            .fault_token
-            .and_then(|t| job.attempts.iter().find(|a| a.token == t));
-        let Some(holder) = holder.filter(|_| due) else {
+        let Some(holder) = row.holder_when_due(job, now) else {
             return Ok(Vec::new());
         };
         let agents = self.list_agents(now, ONLINE_WINDOW_MS).await?;
@@ -143,23 +84,11 @@ impl SqliteStore {
             &agents,
             &row.grp,
             &job.spec,
-            &holder.agent_id,
+            holder,
             ONLINE_WINDOW_MS,
             now,
         ))
     }
-}
-
-/// An agent not seen for this long could not have taken a drill's job over
-/// (the default `agent_offline_after`: the default poll hold + 20 s).
-const ONLINE_WINDOW_MS: i64 = 45_000;
-
-/// A drill's job, as [`evaluate`] needs it.
-struct DrillJob {
-    state: JobState,
-    finished_at: Option<i64>,
-    spec: JobSpec,
-    attempts: Vec<AttemptRow>,
 }
 
 /// End a running drill with its verdict and add the `verdict` event; a drill
@@ -186,11 +115,7 @@ async fn store_verdict(
     if moved != 1 {
         return Ok(());
     }
-    let detail = if report.reasons.is_empty() {
-        state.as_str().to_owned()
-    } else {
-        format!("{state}: {}", report.reasons.join("; "))
-    };
+    let detail = verdict_detail(state, report);
     insert_event(
         &mut *c,
         id,
@@ -380,21 +305,7 @@ impl DrillStore for SqliteStore {
         let job = self.drill_job(job_id).await?;
         let events = self.event_rows(id).await?;
         let others = self.other_agents(&row, &job, now).await?;
-        let eval = evaluate(&Input {
-            rto_ms: row.rto_ms,
-            duration_ms: row.duration_ms,
-            lease_ttl_ms: row.lease_ttl_ms,
-            created_at: row.created_at,
-            fault_token: row.fault_token,
-            job_state: job.state,
-            finished_at: job.finished_at,
-            spec: &job.spec,
-            attempts: &job.attempts,
-            events: &events,
-            now,
-            group: &row.grp,
-            others: &others,
-        });
+        let eval = evaluate(&row.input(&job, &events, &others, now));
         let mut tx = self.writer.begin().await?;
         for e in &eval.derived {
             insert_event(
@@ -418,16 +329,7 @@ impl DrillStore for SqliteStore {
     /// A drill with its timeline (in time order).
     async fn get_drill(&self, id: DrillId) -> Result<DrillView> {
         let row = self.drill_row(id).await?;
-        let mut events = self
-            .event_rows(id)
-            .await?
-            .iter()
-            .map(EventRow::view)
-            .collect::<Result<Vec<_>>>()?;
-        events.sort_by(|a, b| {
-            (a.at, a.kind, a.attempt.unwrap_or(0)).cmp(&(b.at, b.kind, b.attempt.unwrap_or(0)))
-        });
-        row.view(events)
+        row.view(timeline(&self.event_rows(id).await?)?)
     }
 
     /// Drills, newest first, without timelines.
@@ -437,53 +339,31 @@ impl DrillStore for SqliteStore {
             .bind(i64::from(limit.clamp(1, 1000)))
             .fetch_all(&self.reader)
             .await?;
-        Ok(DrillList {
-            drills: rows
-                .iter()
-                .map(|r| r.view(Vec::new()))
-                .collect::<Result<_>>()?,
-        })
+        list(&rows)
     }
 
-    /// Ids of drills still running.
     async fn running_drills(&self) -> Result<Vec<DrillId>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM drills WHERE state = 'running' ORDER BY id")
-                .fetch_all(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(RUNNING_DRILLS)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
-    /// Finished drills per `(method, state)`.
     async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT method, state, COUNT(*) FROM drills GROUP BY method, state ORDER BY method, state",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(DRILL_OUTCOMES)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
-    /// Leases that ran out, ever.
     async fn lease_expirations(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'")
-                .fetch_one(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(LEASE_EXPIRATIONS)
+            .fetch_one(&self.reader)
+            .await?)
     }
 
-    /// Every lease-expiry takeover, in ms: from the holder's last renewal
-    /// (lease deadline − TTL) to the next grant of the same job.
     async fn takeover_samples_ms(&self) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT b.started_at - (a.ended_at - j.lease_ttl_ms)
-             FROM attempts a
-             JOIN attempts b ON b.job_id = a.job_id AND b.number = a.number + 1
-             JOIN jobs j ON j.id = a.job_id
-             WHERE a.outcome = 'lease_expired' AND a.ended_at IS NOT NULL",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_scalar(TAKEOVER_SAMPLES)
+            .fetch_all(&self.reader)
+            .await?)
     }
 }
 

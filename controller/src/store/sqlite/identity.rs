@@ -1,83 +1,40 @@
 //! Identity in SQLite: operator tokens (with roles), enrollment tokens, agent
 //! secrets. Only SHA-256 hashes of secrets are stored; callers hash first.
 
-use baton_proto::auth::{EnrollmentTokenState, EnrollmentTokenView, OperatorTokenView, Role};
+use baton_proto::auth::{EnrollmentTokenView, OperatorTokenView, Role};
 use sqlx::Row;
 
 use async_trait::async_trait;
 
 use super::SqliteStore;
 use crate::store::credentials::AuthCache;
-use crate::store::identity::{AgentPrincipal, AgentRevocation, IdentityStore, OperatorPrincipal};
-use crate::store::rows::{json, ts};
+use crate::store::identity::{
+    AgentPrincipal, AgentRevocation, END_ATTEMPT_SQL, ENR_COLUMNS, EnrollmentTokenRow, HeldJob,
+    IdentityStore, NEW_AGENT_SQL, OP_COLUMNS, OperatorPrincipal, OperatorTokenRow, REENROLL_SQL,
+    RELEASE_JOB_SQL, agent_id_taken, usable,
+};
+use crate::store::rows::json;
 use crate::store::{Error, Result};
-
-fn op_view(r: &sqlx::sqlite::SqliteRow) -> Result<OperatorTokenView> {
-    let role: String = r.try_get("role")?;
-    Ok(OperatorTokenView {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        role: Role::parse(&role).ok_or_else(|| Error::Corrupt("operator_tokens.role".into()))?,
-        created_by: r.try_get("created_by")?,
-        created_at: ts(r.try_get("created_at")?),
-        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(ts),
-        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-    })
-}
-
-fn enr_view(r: &sqlx::sqlite::SqliteRow, now: i64) -> Result<EnrollmentTokenView> {
-    let used_at: Option<i64> = r.try_get("used_at")?;
-    let revoked_at: Option<i64> = r.try_get("revoked_at")?;
-    let expires_at: i64 = r.try_get("expires_at")?;
-    let state = if revoked_at.is_some() {
-        EnrollmentTokenState::Revoked
-    } else if used_at.is_some() {
-        EnrollmentTokenState::Used
-    } else if expires_at <= now {
-        EnrollmentTokenState::Expired
-    } else {
-        EnrollmentTokenState::Active
-    };
-    Ok(EnrollmentTokenView {
-        id: r.try_get("id")?,
-        groups: json(
-            "enrollment_tokens.groups",
-            &r.try_get::<String, _>("groups")?,
-        )?,
-        note: r.try_get("note")?,
-        state,
-        created_by: r.try_get("created_by")?,
-        created_at: ts(r.try_get("created_at")?),
-        expires_at: ts(expires_at),
-        used_at: used_at.map(ts),
-        used_by: r.try_get("used_by")?,
-        revoked_at: revoked_at.map(ts),
-    })
-}
-
-const OP_COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, revoked_at";
-const ENR_COLUMNS: &str =
-    "id, groups, note, created_by, created_at, expires_at, used_at, used_by, revoked_at";
 
 impl SqliteStore {
     async fn operator_token(&self, id: &str) -> Result<OperatorTokenView> {
         let sql = format!("SELECT {OP_COLUMNS} FROM operator_tokens WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row: OperatorTokenRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.writer)
             .await?
             .ok_or_else(|| Error::Missing(format!("operator token {id}")))?;
-        op_view(&row)
+        row.view()
     }
 
     async fn enrollment_token(&self, id: &str, now: i64) -> Result<EnrollmentTokenView> {
         let sql = format!("SELECT {ENR_COLUMNS} FROM enrollment_tokens WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row: EnrollmentTokenRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.writer)
             .await?
             .ok_or_else(|| Error::Missing(format!("enrollment token {id}")))?;
-        enr_view(&row, now)
+        row.view(now)
     }
 }
 
@@ -122,10 +79,10 @@ impl IdentityStore for SqliteStore {
     /// Every operator token, oldest first (no secrets).
     async fn list_operator_tokens(&self) -> Result<Vec<OperatorTokenView>> {
         let sql = format!("SELECT {OP_COLUMNS} FROM operator_tokens ORDER BY created_at, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<OperatorTokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(op_view).collect()
+        rows.into_iter().map(OperatorTokenRow::view).collect()
     }
 
     /// Revoke an operator token; its next call is refused.
@@ -212,10 +169,10 @@ impl IdentityStore for SqliteStore {
     async fn list_enrollment_tokens(&self, now: i64) -> Result<Vec<EnrollmentTokenView>> {
         let sql =
             format!("SELECT {ENR_COLUMNS} FROM enrollment_tokens ORDER BY created_at DESC, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<EnrollmentTokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(|r| enr_view(r, now)).collect()
+        rows.into_iter().map(|r| r.view(now)).collect()
     }
 
     /// Revoke an unused enrollment token.
@@ -251,15 +208,12 @@ impl IdentityStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::Unauthorized("unknown enrollment token".into()))?;
-        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-            return Err(Error::Unauthorized("enrollment token revoked".into()));
-        }
-        if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
-            return Err(Error::Unauthorized("enrollment token already used".into()));
-        }
-        if row.try_get::<i64, _>("expires_at")? <= now {
-            return Err(Error::Unauthorized("enrollment token expired".into()));
-        }
+        usable(
+            row.try_get("revoked_at")?,
+            row.try_get("used_at")?,
+            row.try_get("expires_at")?,
+            now,
+        )?;
         let token_id: String = row.try_get("id")?;
         let groups_json: String = row.try_get("groups")?;
         let existing: Option<Option<i64>> =
@@ -268,36 +222,26 @@ impl IdentityStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         match existing {
-            Some(None) => {
-                return Err(Error::Conflict(format!(
-                    "an active agent is already enrolled as `{agent_id}`; revoke it first"
-                )));
-            }
+            Some(None) => return Err(agent_id_taken(agent_id)),
             Some(Some(_)) => {
-                sqlx::query(
-                    "UPDATE agents SET secret_hash = ?1, allowed_groups = ?2, enrolled_at = ?3, revoked_at = NULL,
-                     version = ?4, last_seen = ?3 WHERE id = ?5",
-                )
-                .bind(secret_hash)
-                .bind(&groups_json)
-                .bind(now)
-                .bind(version)
-                .bind(agent_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(REENROLL_SQL)
+                    .bind(secret_hash)
+                    .bind(&groups_json)
+                    .bind(now)
+                    .bind(version)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             None => {
-                sqlx::query(
-                    "INSERT INTO agents (id, groups, capabilities, version, os, free_slots, first_seen, last_seen,
-                     secret_hash, allowed_groups, enrolled_at) VALUES (?1, ?2, '{}', ?3, '', 0, ?4, ?4, ?5, ?2, ?4)",
-                )
-                .bind(agent_id)
-                .bind(&groups_json)
-                .bind(version)
-                .bind(now)
-                .bind(secret_hash)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(NEW_AGENT_SQL)
+                    .bind(agent_id)
+                    .bind(&groups_json)
+                    .bind(version)
+                    .bind(now)
+                    .bind(secret_hash)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         sqlx::query("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE id = ?")
@@ -347,7 +291,7 @@ impl IdentityStore for SqliteStore {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        let held = sqlx::query(
+        let held: Vec<HeldJob> = sqlx::query_as(
             "SELECT id, grp, lease_token, cancel_requested FROM jobs WHERE state = 'running' AND lease_agent = ?",
         )
         .bind(id)
@@ -358,41 +302,30 @@ impl IdentityStore for SqliteStore {
             jobs: Vec::new(),
             groups: Vec::new(),
         };
-        for r in held {
-            let job: i64 = r.try_get("id")?;
-            let grp: String = r.try_get("grp")?;
-            let token: Option<i64> = r.try_get("lease_token")?;
-            let cancel: bool = r.try_get("cancel_requested")?;
-            sqlx::query(
-                "UPDATE attempts SET ended_at = ?1, outcome = 'revoked', error = 'agent revoked' WHERE job_id = ?2 AND token = ?3",
-            )
-            .bind(now)
-            .bind(job)
-            .bind(token)
-            .execute(&mut *tx)
-            .await?;
-            let (state, finished) = if cancel {
-                ("cancelled", Some(now))
-            } else {
-                ("queued", None)
-            };
-            sqlx::query(
-                "UPDATE jobs SET state = ?1, not_before = ?2, finished_at = ?3, updated_at = ?2,
-                 lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?4",
-            )
-            .bind(state)
-            .bind(now)
-            .bind(finished)
-            .bind(job)
-            .execute(&mut *tx)
-            .await?;
-            out.jobs.push(job);
-            if !out.groups.contains(&grp) {
-                out.groups.push(grp);
-            }
+        for j in held {
+            sqlx::query(END_ATTEMPT_SQL)
+                .bind(now)
+                .bind(j.id)
+                .bind(j.lease_token)
+                .execute(&mut *tx)
+                .await?;
+            let (state, finished) = j.released(now);
+            sqlx::query(RELEASE_JOB_SQL)
+                .bind(state)
+                .bind(now)
+                .bind(finished)
+                .bind(j.id)
+                .execute(&mut *tx)
+                .await?;
+            out.released(j.id, j.grp);
         }
         tx.commit().await?;
         self.auth_cache.forget_agent(id);
         Ok(out)
+    }
+
+    /// One controller owns a SQLite store: the in-memory limiter counts.
+    async fn enroll_attempt(&self, _source: &str, _minute: i64) -> Result<Option<u32>> {
+        Ok(None)
     }
 }

@@ -3,7 +3,7 @@
 //! ([`super::writer`]) and are inserted with multi-row INSERTs; cancel and
 //! retry are cold paths on the writer pool.
 
-use baton_proto::{JobId, JobKind, JobList, JobState, JobSubmit, JobSummary, JobView};
+use baton_proto::{JobId, JobList, JobState, JobSubmit, JobSummary, JobView};
 use std::sync::Arc;
 
 use sqlx::sqlite::SqliteConnection;
@@ -11,81 +11,10 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use crate::store::jobs::queued_view;
 use crate::store::jobs::{BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted};
-use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, json, ts};
+use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, SummaryRow};
 use crate::store::{Error, Result};
-
-/// The columns of a job summary (`list_jobs`).
-#[derive(Debug, sqlx::FromRow)]
-struct SummaryRow {
-    id: i64,
-    grp: String,
-    kind: String,
-    connection: Option<String>,
-    state: String,
-    priority: i64,
-    attempts_spent: i64,
-    max_attempts: Option<i64>,
-    labels: String,
-    not_before: i64,
-    cancel_requested: bool,
-    lease_agent: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    finished_at: Option<i64>,
-    exit_code: Option<i64>,
-    error: Option<String>,
-    what: Option<String>,
-    schedule: Option<String>,
-    nominal_at: Option<i64>,
-    run_id: Option<i64>,
-    step: Option<String>,
-}
-
-impl SummaryRow {
-    fn summary(self) -> Result<JobSummary> {
-        let state = JobState::parse(&self.state)
-            .ok_or_else(|| Error::Corrupt(format!("jobs.state {}", self.id)))?;
-        let kind = JobKind::parse(&self.kind)
-            .ok_or_else(|| Error::Corrupt(format!("jobs.kind {}", self.id)))?;
-        Ok(JobSummary {
-            id: self.id,
-            group: self.grp,
-            kind,
-            what: self.what.map(cut),
-            connection: self.connection,
-            state,
-            priority: self.priority as i32,
-            attempts_spent: self.attempts_spent as u32,
-            max_attempts: self.max_attempts.unwrap_or(0) as u32,
-            labels: json("jobs.labels", &self.labels)?,
-            not_before: (state == JobState::Queued && self.not_before > self.updated_at)
-                .then(|| ts(self.not_before)),
-            cancel_requested: self.cancel_requested,
-            lease_agent: (state == JobState::Running)
-                .then_some(self.lease_agent)
-                .flatten(),
-            created_at: ts(self.created_at),
-            updated_at: ts(self.updated_at),
-            finished_at: self.finished_at.map(ts),
-            exit_code: self.exit_code.and_then(|c| i32::try_from(c).ok()),
-            error: self.error.map(cut),
-            schedule: self.schedule,
-            nominal_at: self.nominal_at.map(ts),
-            run_id: self.run_id,
-            step: self.step,
-        })
-    }
-}
-
-/// A text read as at most `MAX_TEXT + 1` characters, cut to `MAX_TEXT`
-/// with `…` when it was longer.
-fn cut(text: String) -> String {
-    match text.char_indices().nth(JobSummary::MAX_TEXT) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    }
-}
 
 impl SqliteStore {
     pub(crate) async fn job_row(&self, id: JobId) -> Result<JobRow> {
@@ -308,45 +237,6 @@ async fn insert(
         }
     }
     Ok(out)
-}
-
-/// The view of a job just inserted as queued (what reading its row back gives).
-pub(crate) fn queued_view(
-    id: JobId,
-    s: &JobSubmit,
-    ttl: u64,
-    key: Option<&str>,
-    now: i64,
-) -> JobView {
-    JobView {
-        id,
-        group: s.group.clone(),
-        kind: s.spec.kind(),
-        spec: s.spec.clone(),
-        connection: s.spec.connection().map(str::to_owned),
-        state: JobState::Queued,
-        priority: s.priority,
-        retry: s.retry.clone(),
-        timeout_ms: s.timeout_ms,
-        lease_ttl_ms: ttl,
-        labels: s.labels.clone(),
-        idempotency_key: key.map(str::to_owned),
-        attempts_spent: 0,
-        not_before: None,
-        cancel_requested: false,
-        lease_agent: None,
-        created_at: ts(now),
-        updated_at: ts(now),
-        finished_at: None,
-        result: None,
-        error: None,
-        blocked_reason: None,
-        schedule: None,
-        nominal_at: None,
-        run_id: None,
-        step: None,
-        attempts: Vec::new(),
-    }
 }
 
 /// Views of jobs `first ..= last` with their attempts, in id order.

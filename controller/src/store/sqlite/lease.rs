@@ -14,8 +14,8 @@
 //! - abandon ends a restarted agent's current leases as `agent_restarted`.
 
 use baton_proto::{
-    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
-    JobState, LeaseRef, Progress, RetryOn,
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, JobId, JobKind, JobState, LeaseRef,
+    Progress,
 };
 use std::sync::Arc;
 
@@ -25,9 +25,10 @@ use async_trait::async_trait;
 
 use super::SqliteStore;
 use crate::store::lease::{
-    Abandoned, Expired, GrantRequest, Granted, LeaseStore, Next, after_spent_attempt,
+    Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, Next, after_lost_lease,
+    grant_of, next_after, outcome_of,
 };
-use crate::store::rows::{JOB_COLUMNS, JobRow, json};
+use crate::store::rows::{JOB_COLUMNS, JobRow};
 use crate::store::{Error, Result};
 
 /// A [`GrantRequest`] owned, to move into the group-commit writer.
@@ -296,24 +297,6 @@ async fn take_leases(
     Ok(())
 }
 
-/// The grant for a job row read before [`take_leases`] (so token and
-/// attempt are one past the row's).
-fn grant_of(row: JobRow) -> Result<Grant> {
-    let spec: JobSpec = json("jobs.spec", &row.spec)?;
-    let retry_codes = row.retry()?.retry_codes;
-    Ok(Grant {
-        job_id: row.id,
-        attempt: (row.grants + 1) as u32,
-        token: row.last_token + 1,
-        lease_ttl_ms: row.lease_ttl_ms as u64,
-        held_ms: 0,
-        timeout_ms: row.timeout_ms.map(|t| t as u64),
-        group: row.grp,
-        spec,
-        retry_codes,
-    })
-}
-
 /// When the agent's next queued job becomes ready, if one is waiting for
 /// its `not_before`.
 async fn next_ready_at(
@@ -367,19 +350,6 @@ async fn heartbeat_in(
     Ok((row.lease_ttl_ms as u64, row.cancel_requested))
 }
 
-/// A completion, owned, to move into the group-commit writer.
-#[derive(Debug, Clone)]
-struct Completed {
-    job_id: JobId,
-    agent_id: String,
-    token: FencingToken,
-    completion: Completion,
-    result_json: Option<String>,
-    error: Option<String>,
-    /// Uniform sample for the retry jitter.
-    unit: f64,
-}
-
 /// Completion inside a write transaction (see [`LeaseStore::complete`]).
 async fn complete_in(
     c: &mut SqliteConnection,
@@ -424,16 +394,6 @@ async fn complete_in(
     )
     .await?;
     Ok((next.state(), false, row.grp))
-}
-
-/// The attempt outcome a completion records.
-fn outcome_of(completion: Completion) -> AttemptOutcome {
-    match completion {
-        Completion::Succeeded => AttemptOutcome::Succeeded,
-        Completion::Failed { .. } => AttemptOutcome::Failed,
-        Completion::TimedOut => AttemptOutcome::TimedOut,
-        Completion::Cancelled => AttemptOutcome::Cancelled,
-    }
 }
 
 /// The common case of a success in one round trip; the job's group if the
@@ -490,24 +450,6 @@ async fn redelivered(
         .await?;
     let state = JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
     Ok(Some(state))
-}
-
-/// Where the job goes after this completion spent attempt `spent`.
-fn next_after(d: &Completed, row: &JobRow, spent: i64, now: i64) -> Result<Next> {
-    let retry_on = match d.completion {
-        Completion::Succeeded => return Ok(Next::Succeeded),
-        Completion::Cancelled => return Ok(Next::Cancelled),
-        Completion::Failed { retryable } => retryable.then_some(RetryOn::Error),
-        Completion::TimedOut => Some(RetryOn::Timeout),
-    };
-    Ok(after_spent_attempt(
-        &row.retry()?,
-        retry_on,
-        spent as u32,
-        row.cancel_requested,
-        now,
-        d.unit,
-    ))
 }
 
 /// Release inside a write transaction (see [`LeaseStore::release`]).
@@ -725,20 +667,7 @@ async fn end_lost_lease(
     error: &str,
     now: i64,
 ) -> Result<Next> {
-    let spent = row.attempts_spent + 1;
-    let next = after_spent_attempt(
-        &row.retry()?,
-        Some(RetryOn::LeaseExpired),
-        spent as u32,
-        row.cancel_requested,
-        now,
-        rand::random(),
-    );
-    let final_error = match next {
-        Next::Failed => format!("{error}; no attempts left"),
-        Next::Cancelled => "cancelled by operator".to_owned(),
-        _ => error.to_owned(),
-    };
+    let (next, spent, final_error) = after_lost_lease(row, error, now)?;
     let end = AttemptEnd {
         token,
         outcome: outcome.as_str(),

@@ -5,7 +5,8 @@
 use baton_proto::{JobId, JobState, JobSubmit, JobView};
 use sqlx::sqlite::SqliteConnection;
 
-use super::jobs::queued_view;
+use crate::store::jobs::queued_view;
+pub(crate) use crate::store::rows::enc;
 use crate::store::{Error, Result};
 
 /// What made a job.
@@ -104,9 +105,4 @@ pub(crate) async fn cancel_in(
         }
         s => Ok(s),
     }
-}
-
-/// A value as the JSON text stored in its column.
-pub(crate) fn enc<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
 }

@@ -9,86 +9,22 @@
 //! runs at once).
 
 use async_trait::async_trait;
-use baton_proto::pipeline::{
-    PipelineSpec, PipelineView, RunList, RunState, RunSummary, RunView, StepRunView, StepState,
-};
+use baton_proto::pipeline::{PipelineSpec, PipelineView, RunList, RunState, RunView};
 use baton_proto::schedule::RunId;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
 use super::made::enc;
-use crate::pipeline::{self, StepStatus};
+use crate::pipeline;
+use crate::store::pipelines::rows::{self, PipelineRow, RUN_SELECT, RunRow, StepRow, statuses};
 use crate::store::pipelines::{PipelineStore, RunChange};
-use crate::store::rows::{json, ts};
+use crate::store::rows::json;
 use crate::store::{Error, Result};
 
 mod advance;
 
 use advance::stop_in;
 pub(crate) use advance::{advance_in, cancel_in};
-
-#[derive(Debug, sqlx::FromRow)]
-struct RunRow {
-    id: i64,
-    pipeline: String,
-    spec: String,
-    grp: Option<String>,
-    state: String,
-    attempt: i64,
-    schedule: Option<String>,
-    schedule_id: Option<i64>,
-    nominal_at: Option<i64>,
-    error: Option<String>,
-    stopping: Option<String>,
-    deadline_at: Option<i64>,
-    created_at: i64,
-    finished_at: Option<i64>,
-}
-
-const RUN_SELECT: &str = "SELECT r.id, r.pipeline, r.spec, r.grp, r.state, r.attempt,
-        s.name AS schedule, r.schedule_id, r.nominal_at, r.error, r.stopping, r.deadline_at,
-        r.created_at, r.finished_at
-     FROM pipeline_runs r LEFT JOIN schedules s ON s.id = r.schedule_id";
-
-impl RunRow {
-    fn state(&self) -> Result<RunState> {
-        RunState::parse(&self.state)
-            .ok_or_else(|| Error::Corrupt(format!("pipeline_runs.state {}", self.id)))
-    }
-
-    fn spec(&self) -> Result<PipelineSpec> {
-        json("pipeline_runs.spec", &self.spec)
-    }
-
-    fn summary(&self) -> Result<RunSummary> {
-        Ok(RunSummary {
-            id: self.id,
-            pipeline: self.pipeline.clone(),
-            state: self.state()?,
-            attempt: self.attempt as u32,
-            schedule: self.schedule.clone(),
-            error: self.error.clone(),
-            created_at: ts(self.created_at),
-            finished_at: self.finished_at.map(ts),
-        })
-    }
-}
-
-/// One step's row joined with its job.
-#[derive(Debug, sqlx::FromRow)]
-struct StepRow {
-    step: String,
-    state: String,
-    job_id: Option<i64>,
-    reason: Option<String>,
-    job_state: Option<String>,
-    attempts_spent: Option<i64>,
-    created_at: Option<i64>,
-    finished_at: Option<i64>,
-    job_error: Option<String>,
-    result: Option<String>,
-    agent: Option<String>,
-}
 
 async fn run_row(c: &mut SqliteConnection, id: RunId) -> Result<RunRow> {
     let sql = format!("{RUN_SELECT} WHERE r.id = ?");
@@ -109,36 +45,6 @@ async fn step_rows(c: &mut SqliteConnection, id: RunId) -> Result<Vec<StepRow>> 
     .bind(id)
     .fetch_all(&mut *c)
     .await?)
-}
-
-impl StepRow {
-    fn state(&self) -> Result<StepState> {
-        match &self.job_state {
-            Some(s) => baton_proto::JobState::parse(s)
-                .map(StepState::of_job)
-                .ok_or_else(|| Error::Corrupt(format!("jobs.state {s}"))),
-            None => StepState::parse(&self.state)
-                .ok_or_else(|| Error::Corrupt(format!("run_steps.state {}", self.state))),
-        }
-    }
-}
-
-/// The steps of `spec` with their rows (pending when none).
-fn statuses(spec: &PipelineSpec, rows: &[StepRow]) -> Result<Vec<StepStatus>> {
-    spec.steps
-        .iter()
-        .map(|s| {
-            let row = rows.iter().find(|r| r.step == s.name);
-            Ok(StepStatus {
-                name: s.name.clone(),
-                state: row
-                    .map(StepRow::state)
-                    .transpose()?
-                    .unwrap_or(StepState::Pending),
-                agent: row.and_then(|r| r.agent.clone()),
-            })
-        })
-        .collect()
 }
 
 /// Whether pipeline `name` exists (a conflict-free read inside a transaction).
@@ -189,65 +95,22 @@ pub(crate) async fn start_in(
 /// The view of run `id`.
 async fn run_view(c: &mut SqliteConnection, id: RunId) -> Result<RunView> {
     let run = run_row(c, id).await?;
-    let spec = run.spec()?;
     let rows = step_rows(c, id).await?;
-    let mut steps = Vec::with_capacity(spec.steps.len());
-    for s in &spec.steps {
-        let row = rows.iter().find(|r| r.step == s.name);
-        steps.push(StepRunView {
-            name: s.name.clone(),
-            state: row
-                .map(StepRow::state)
-                .transpose()?
-                .unwrap_or(StepState::Pending),
-            job_id: row.and_then(|r| r.job_id),
-            agent: row.and_then(|r| r.agent.clone()),
-            attempts: row.and_then(|r| r.attempts_spent).unwrap_or(0) as u32,
-            reason: row.and_then(|r| r.reason.clone().or_else(|| r.job_error.clone())),
-            queued_at: row.and_then(|r| r.created_at).map(ts),
-            finished_at: row.and_then(|r| r.finished_at).map(ts),
-        });
-    }
-    Ok(RunView {
-        id: run.id,
-        pipeline: run.pipeline.clone(),
-        state: run.state()?,
-        attempt: run.attempt as u32,
-        schedule: run.schedule.clone(),
-        nominal_at: run.nominal_at.map(ts),
-        error: run.error.clone(),
-        created_at: ts(run.created_at),
-        finished_at: run.finished_at.map(ts),
-        deadline_at: run.deadline_at.map(ts),
-        steps,
-    })
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct PipelineRow {
-    spec: String,
-    created_at: i64,
-    updated_at: i64,
+    rows::run_view(&run, &rows)
 }
 
 async fn pipeline_view(c: &mut SqliteConnection, row: PipelineRow) -> Result<PipelineView> {
-    let spec: PipelineSpec = json("pipelines.spec", &row.spec)?;
     let sql = format!("{RUN_SELECT} WHERE r.pipeline = ? ORDER BY r.id DESC LIMIT 1");
     let last: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&spec.name)
+        .bind(&row.name)
         .fetch_optional(&mut *c)
         .await?;
-    Ok(PipelineView {
-        spec,
-        created_at: ts(row.created_at),
-        updated_at: ts(row.updated_at),
-        last_run: last.as_ref().map(RunRow::summary).transpose()?,
-    })
+    rows::pipeline_view(row, last.as_ref())
 }
 
 async fn pipeline_row(c: &mut SqliteConnection, name: &str) -> Result<PipelineRow> {
     let row: Option<PipelineRow> =
-        sqlx::query_as("SELECT spec, created_at, updated_at FROM pipelines WHERE name = ?")
+        sqlx::query_as("SELECT name, spec, created_at, updated_at FROM pipelines WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *c)
             .await?;
@@ -293,10 +156,11 @@ impl PipelineStore for SqliteStore {
 
     async fn list_pipelines(&self) -> Result<Vec<PipelineView>> {
         let mut c = self.reader.acquire().await?;
-        let rows: Vec<PipelineRow> =
-            sqlx::query_as("SELECT spec, created_at, updated_at FROM pipelines ORDER BY name")
-                .fetch_all(&mut *c)
-                .await?;
+        let rows: Vec<PipelineRow> = sqlx::query_as(
+            "SELECT name, spec, created_at, updated_at FROM pipelines ORDER BY name",
+        )
+        .fetch_all(&mut *c)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             out.push(pipeline_view(&mut c, row).await?);
@@ -372,18 +236,7 @@ impl PipelineStore for SqliteStore {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.reader)
             .await?;
-        let more = rows.len() > limit as usize;
-        let runs = rows
-            .iter()
-            .take(limit as usize)
-            .map(RunRow::summary)
-            .collect::<Result<Vec<_>>>()?;
-        let next_before = if more {
-            runs.last().map(|r| r.id)
-        } else {
-            None
-        };
-        Ok(RunList { runs, next_before })
+        rows::run_page(&rows, limit)
     }
 
     async fn cancel_run(&self, id: RunId, now: i64) -> Result<RunChange> {
@@ -454,12 +307,7 @@ impl PipelineStore for SqliteStore {
             .await?;
             let mut ended = Vec::new();
             for (id, deadline, created) in due {
-                let why = format!(
-                    "the run timed out after {}",
-                    humantime::format_duration(std::time::Duration::from_millis(
-                        (deadline - created).max(0) as u64
-                    ))
-                );
+                let why = rows::timed_out(deadline, created);
                 stop_in(&mut tx, id, RunState::Failed, &why, now).await?;
                 let mut woken = Vec::new();
                 if advance_in(&mut tx, id, 0, now, &mut woken).await?.ended_now {

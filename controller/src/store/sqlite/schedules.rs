@@ -8,127 +8,23 @@
 
 use async_trait::async_trait;
 use baton_proto::JobId;
-use baton_proto::schedule::{
-    OccurrenceCounts, OccurrenceState, OccurrenceTrigger, OccurrenceView, ScheduleSpec,
-};
+use baton_proto::schedule::{OccurrenceCounts, OccurrenceView, ScheduleSpec};
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
 use super::made::enc;
 use super::pipelines as runs;
-use crate::store::rows::{json, ts};
 use crate::store::schedules::{
-    Active, Cursor, DueSchedule, Fired, Firing, FollowedUp, ScheduleStats, ScheduleStore,
-    StoredSchedule,
+    Active, Cursor, DueRow, DueSchedule, Fired, Firing, FollowedUp, OCCURRENCE_SELECT,
+    OccurrenceRow, ScheduleStats, ScheduleStore, StoredSchedule, fold_counts, stranded_why,
 };
+pub(super) use crate::store::schedules::{SCHEDULE_COLUMNS, ScheduleRow};
 use crate::store::{Error, Result};
 
 mod fire;
 
 pub(crate) use fire::push_group;
 use fire::{activity, fire_apart, fire_in, fire_together, follow_up_in};
-
-pub(super) const SCHEDULE_COLUMNS: &str =
-    "id, spec, paused, paused_at, resumed_at, cursor, next_fire_at, created_at, updated_at";
-
-#[derive(Debug, sqlx::FromRow)]
-pub(super) struct ScheduleRow {
-    id: i64,
-    spec: String,
-    paused: bool,
-    paused_at: Option<i64>,
-    resumed_at: Option<i64>,
-    cursor: Option<i64>,
-    next_fire_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl ScheduleRow {
-    pub(super) fn stored(self) -> Result<StoredSchedule> {
-        let mut spec: ScheduleSpec = json("schedules.spec", &self.spec)?;
-        spec.paused = self.paused;
-        Ok(StoredSchedule {
-            id: self.id,
-            spec,
-            paused: self.paused,
-            paused_at: self.paused_at,
-            resumed_at: self.resumed_at,
-            cursor: self.cursor,
-            next_fire_at: self.next_fire_at,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-/// A due schedule's row with its activity (`due_schedules`).
-#[derive(Debug, sqlx::FromRow)]
-struct DueRow {
-    #[sqlx(flatten)]
-    schedule: ScheduleRow,
-    job_id: Option<i64>,
-    job_state: Option<String>,
-    run_id: Option<i64>,
-    pending: i64,
-}
-
-impl DueRow {
-    fn due(self) -> Result<DueSchedule> {
-        let active = match (self.job_id, self.job_state.as_deref(), self.run_id) {
-            (Some(j), Some("queued"), _) => Some(Active::Queued(j)),
-            (Some(j), _, _) => Some(Active::Running(j)),
-            (None, _, Some(r)) => Some(Active::Running(r)),
-            (None, _, None) => None,
-        };
-        Ok(DueSchedule {
-            schedule: self.schedule.stored()?,
-            active,
-            pending: self.pending.max(0) as u32,
-        })
-    }
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct OccurrenceRow {
-    nominal: i64,
-    last_nominal: Option<i64>,
-    count: i64,
-    trigger: String,
-    state: String,
-    reason: Option<String>,
-    job_id: Option<i64>,
-    run_id: Option<i64>,
-    outcome: Option<String>,
-    recorded_at: i64,
-}
-
-impl OccurrenceRow {
-    fn view(self) -> Result<OccurrenceView> {
-        Ok(OccurrenceView {
-            nominal_at: ts(self.nominal),
-            last_nominal_at: self.last_nominal.map(ts),
-            count: self.count as u32,
-            trigger: OccurrenceTrigger::parse(&self.trigger)
-                .ok_or_else(|| Error::Corrupt(format!("occurrences.trigger {}", self.trigger)))?,
-            state: OccurrenceState::parse(&self.state)
-                .ok_or_else(|| Error::Corrupt(format!("occurrences.state {}", self.state)))?,
-            reason: self.reason,
-            job_id: self.job_id,
-            run_id: self.run_id,
-            outcome: self.outcome,
-            recorded_at: ts(self.recorded_at),
-        })
-    }
-}
-
-/// Occurrences with the state of their job or run.
-const OCCURRENCE_SELECT: &str =
-    "SELECT o.nominal, o.last_nominal, o.count, o.trigger, o.state, o.reason,
-        o.job_id, o.run_id, COALESCE(j.state, r.state) AS outcome, o.recorded_at
-     FROM occurrences o
-     LEFT JOIN jobs j ON j.id = o.job_id
-     LEFT JOIN pipeline_runs r ON r.id = o.run_id";
 
 /// A schedule by name.
 async fn schedule_by(c: &mut SqliteConnection, name: &str) -> Result<StoredSchedule> {
@@ -375,16 +271,7 @@ impl ScheduleStore for SqliteStore {
             .await?;
             let mut failed = Vec::with_capacity(stranded.len());
             for (id, agent, revoked) in stranded {
-                let why = if revoked.is_some() {
-                    format!(
-                        "agent `{agent}` that holds the files of the step this one follows was revoked; the step does not move to another host"
-                    )
-                } else {
-                    format!(
-                        "agent `{agent}` that holds the files of the step this one follows has not been seen since {}; the step does not move to another host",
-                        ts(seen_before).to_rfc3339()
-                    )
-                };
+                let why = stranded_why(&agent, revoked.is_some(), seen_before);
                 sqlx::query(
                     "UPDATE jobs SET state = 'failed', finished_at = ?1, updated_at = ?1, error = ?2
                      WHERE id = ?3 AND state = 'queued'",
@@ -483,16 +370,5 @@ async fn counts(c: &mut SqliteConnection, id: Option<i64>) -> Result<OccurrenceC
     .bind(id)
     .fetch_all(&mut *c)
     .await?;
-    let mut out = OccurrenceCounts::default();
-    for (state, n) in rows {
-        let n = n.max(0) as u64;
-        match OccurrenceState::parse(&state) {
-            Some(OccurrenceState::Fired) => out.fired = n,
-            Some(OccurrenceState::Pending) => out.pending = n,
-            Some(OccurrenceState::Skipped) => out.skipped = n,
-            Some(OccurrenceState::Missed) => out.missed = n,
-            None => return Err(Error::Corrupt(format!("occurrences.state {state}"))),
-        }
-    }
-    Ok(out)
+    fold_counts(rows)
 }

@@ -8,25 +8,11 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::super::made::{self, Maker};
 use super::super::schedules::push_group;
-use super::{RunRow, StepRow, run_row, statuses, step_rows};
-use crate::pipeline::{self, Action, JobLimits, StepOutput, StepStatus};
+use super::{run_row, step_rows};
+use crate::pipeline::{self, Action, StepStatus};
 use crate::store::Result;
-use crate::store::rows::json_opt;
-
-/// Largest spec of a step once its references are resolved (as JSON): a
-/// reference to a large output fails the step rather than queue a job no
-/// agent would take.
-const MAX_RESOLVED_SPEC_BYTES: usize = 1 << 20;
-
-/// What [`advance_in`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Advanced {
-    /// The run ended in this call.
-    pub ended_now: bool,
-    /// The run is not running (now or before): its schedule, if any, may
-    /// start a pending occurrence.
-    pub done_schedule: Option<i64>,
-}
+pub(crate) use crate::store::pipelines::rows::Advanced;
+use crate::store::pipelines::rows::{self, RunRow, StepRow, first_failure, statuses};
 
 /// Queue what can run next, skip what cannot, end the run when every step
 /// has ended (or, when stopping, when no step's job is still going).
@@ -158,23 +144,10 @@ async fn queue(
             step.same_agent_as.as_deref().unwrap_or_default()
         )));
     }
-    let outputs = |name: &str| -> Option<StepOutput> {
-        let row = rows.iter().find(|r| r.step == name)?;
-        Some(StepOutput {
-            job_id: row.job_id?,
-            agent: row.agent.clone(),
-            result: json_opt("jobs.result", &row.result).ok().flatten(),
-        })
+    let (submit, lease_ttl_ms) = match rows::step_submission(run, spec, rows, i, ttl) {
+        Ok(s) => s,
+        Err(reason) => return Ok(Err(reason)),
     };
-    let limits = JobLimits {
-        default_lease_ttl_ms: ttl,
-        max_spec_bytes: MAX_RESOLVED_SPEC_BYTES,
-    };
-    let (submit, lease_ttl_ms) =
-        match pipeline::submission(spec, i, run.grp.as_deref(), &outputs, &limits) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
     let maker = Maker {
         schedule_id: run.schedule_id,
         nominal_at: run.nominal_at,
@@ -195,39 +168,14 @@ async fn queue(
     Ok(Ok(view.group))
 }
 
-/// Why agent `id` can no longer run a step pinned to it, if it cannot
-/// (revoked, or unknown). An agent that is only offline may come back:
-/// the step waits for it (its blocked reason says so).
+/// Why agent `id` can no longer run a step pinned to it, if it cannot.
 async fn agent_gone(c: &mut SqliteConnection, id: &str) -> Result<Option<String>> {
     let revoked: Option<Option<i64>> =
         sqlx::query_scalar("SELECT revoked_at FROM agents WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *c)
             .await?;
-    Ok(match revoked {
-        None => Some("is not known to this controller".to_owned()),
-        Some(Some(_)) => Some("was revoked".to_owned()),
-        Some(None) => None,
-    })
-}
-
-/// The reason of the first failed or cancelled step, for the run's error.
-fn first_failure(spec: &PipelineSpec, rows: &[StepRow]) -> Result<Option<String>> {
-    for s in &spec.steps {
-        let Some(row) = rows.iter().find(|r| r.step == s.name) else {
-            continue;
-        };
-        let state = row.state()?;
-        if matches!(state, StepState::Failed | StepState::Cancelled) {
-            let why = row
-                .reason
-                .clone()
-                .or_else(|| row.job_error.clone())
-                .unwrap_or_else(|| state.as_str().to_owned());
-            return Ok(Some(format!("step `{}` {}: {why}", s.name, state.as_str())));
-        }
-    }
-    Ok(None)
+    Ok(rows::agent_gone(revoked))
 }
 
 /// End run `id` in `state`.

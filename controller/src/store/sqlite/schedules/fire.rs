@@ -9,7 +9,11 @@ use super::super::made::{self, Maker};
 use super::super::pipelines as runs;
 use super::{SCHEDULE_COLUMNS, ScheduleRow, schedule_by_id};
 use crate::store::rows::ts;
-use crate::store::schedules::{Active, Fired, Firing, FollowedUp, NewOccurrence, StoredSchedule};
+pub(crate) use crate::store::schedules::push_group;
+use crate::store::schedules::{
+    Active, Fired, Firing, FollowedUp, NewOccurrence, REPLACED, StoredSchedule, recorded_view,
+    unique_violation,
+};
 use crate::store::{Error, Result};
 
 /// A schedule's unfinished job or run, and how many occurrences wait.
@@ -148,30 +152,7 @@ async fn record(
     if done.rows_affected() != 1 {
         return Err(conflict());
     }
-    Ok(OccurrenceView {
-        nominal_at: ts(o.nominal),
-        last_nominal_at: o.last_nominal.map(ts),
-        count: o.count,
-        trigger: o.trigger,
-        state: o.state,
-        reason: o.reason.clone(),
-        job_id,
-        run_id,
-        outcome: (job_id.is_some() || run_id.is_some()).then(|| {
-            if job_id.is_some() {
-                "queued"
-            } else {
-                "running"
-            }
-            .to_owned()
-        }),
-        recorded_at: ts(now),
-    })
-}
-
-/// Whether `e` is a unique index refusing a second row.
-fn unique_violation(e: &Error) -> bool {
-    matches!(e, Error::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
+    Ok(recorded_view(o, job_id, run_id, now))
 }
 
 /// Make occurrence `nominal`'s job or pipeline run.
@@ -217,16 +198,6 @@ async fn start(
     .await?;
     Ok((None, Some(run)))
 }
-
-/// Add `group` to `woken` once.
-pub(crate) fn push_group(woken: &mut Vec<String>, group: &str) {
-    if !woken.iter().any(|g| g == group) {
-        woken.push(group.to_owned());
-    }
-}
-
-/// Why `cancel_previous` cancelled a job or run.
-const REPLACED: &str = "cancelled: a newer occurrence replaced it (overlap = cancel_previous)";
 
 /// Cancel the schedule's unfinished job or run (`cancel_previous`); returns
 /// the agents holding the jobs asked to stop (to be told at once).

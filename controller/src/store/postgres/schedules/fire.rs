@@ -1,0 +1,482 @@
+//! A firing and a follow-up inside their transaction: occurrences
+//! recorded, jobs and runs made, pending occurrences started, cancels for
+//! `cancel_previous` (PostgreSQL; see the locking rules in
+//! [`super`]).
+
+use std::collections::HashMap;
+
+use baton_proto::JobId;
+use baton_proto::schedule::{OccurrenceState, OccurrenceView};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use super::super::made::{self, Maker};
+use super::super::pipelines as runs;
+use super::super::retryable;
+use super::{SCHEDULE_COLUMNS, ScheduleRow, schedule_by_id};
+use crate::store::rows::ts;
+pub(crate) use crate::store::schedules::push_group;
+use crate::store::schedules::{
+    Active, Fired, Firing, FollowedUp, NewOccurrence, REPLACED, StoredSchedule, recorded_view,
+    stranded_why, unique_violation,
+};
+use crate::store::{Error, Result};
+
+/// A schedule's unfinished job or run, and how many occurrences wait.
+pub(super) async fn activity(c: &mut PgConnection, id: i64) -> Result<(Option<Active>, u32)> {
+    let job: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, state FROM jobs WHERE schedule_id = $1 AND run_id IS NULL
+           AND state IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let active = match job {
+        Some((j, s)) if s == "queued" => Some(Active::Queued(j)),
+        Some((j, _)) => Some(Active::Running(j)),
+        None => {
+            let run: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM pipeline_runs WHERE schedule_id = $1 AND state = 'running'
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+            run.map(Active::Running)
+        }
+    };
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM occurrences WHERE schedule_id = $1 AND state = 'pending'",
+    )
+    .bind(id)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok((active, pending as u32))
+}
+
+/// Apply a firing inside a transaction (see [`ScheduleStore::fire`]).
+///
+/// The cursor moves first, by a conditional update that returns the
+/// schedule and locks its row until the commit: when another replica (or an
+/// earlier call) moved it, nothing is written and the firing is `raced`;
+/// a replica firing the same plan at the same time waits for this one and
+/// then finds the cursor moved.
+///
+/// [`ScheduleStore::fire`]: crate::store::ScheduleStore::fire
+pub(super) async fn fire_in(c: &mut PgConnection, f: &Firing, now: i64) -> Result<Fired> {
+    let mut out = Fired::default();
+    let schedule = match &f.advance {
+        Some(adv) => {
+            let sql = format!(
+                "UPDATE schedules SET cursor = $1, next_fire_at = $2 WHERE id = $3 AND cursor = $4
+                 RETURNING {SCHEDULE_COLUMNS}"
+            );
+            let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(adv.cursor)
+                .bind(adv.next_fire_at)
+                .bind(f.schedule_id)
+                .bind(adv.expect)
+                .fetch_optional(&mut *c)
+                .await?;
+            match row {
+                Some(row) => row.stored()?,
+                None => {
+                    out.raced = true;
+                    return Ok(out);
+                }
+            }
+        }
+        None => schedule_by_id(c, f.schedule_id).await?,
+    };
+    if f.cancel_active {
+        out.told = cancel_active(c, &schedule, now).await?;
+    }
+    if f.supersede_pending {
+        sqlx::query(
+            "UPDATE occurrences SET state = 'skipped',
+               reason = 'superseded by a newer occurrence (overlap = cancel_previous)'
+             WHERE schedule_id = $1 AND state = 'pending'",
+        )
+        .bind(schedule.id)
+        .execute(&mut *c)
+        .await?;
+    }
+    let mut pended = false;
+    for o in &f.occurrences {
+        let view = record(c, &schedule, o, f.default_lease_ttl_ms, now, &mut out.woken).await?;
+        pended |= view.state == OccurrenceState::Pending;
+        out.occurrences.push(view);
+    }
+    // A run that ended before this firing read the schedule cannot start
+    // what it pended: start it here when nothing of the schedule is active.
+    if pended || f.cancel_active {
+        release_pending(c, &schedule, f.default_lease_ttl_ms, now, &mut out.woken).await?;
+    }
+    Ok(out)
+}
+
+/// Record one occurrence (making its job or run first when it fires). A
+/// row that exists already — or a job or run already made for its nominal
+/// time — is a conflict: the caller rolls the whole firing back.
+async fn record(
+    c: &mut PgConnection,
+    schedule: &StoredSchedule,
+    o: &NewOccurrence,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<OccurrenceView> {
+    let conflict = || {
+        Error::Conflict(format!(
+            "occurrence {} of schedule `{}` is already recorded",
+            ts(o.nominal).to_rfc3339(),
+            schedule.spec.name
+        ))
+    };
+    let (job_id, run_id) = if o.state == OccurrenceState::Fired {
+        start(c, schedule, o.nominal, ttl, now, woken)
+            .await
+            .map_err(|e| if unique_violation(&e) { conflict() } else { e })?
+    } else {
+        (None, None)
+    };
+    let done = sqlx::query(
+        "INSERT INTO occurrences (schedule_id, nominal, last_nominal, count, trigger, state, reason,
+             fire_at, job_id, run_id, recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+    )
+    .bind(schedule.id)
+    .bind(o.nominal)
+    .bind(o.last_nominal)
+    .bind(i64::from(o.count))
+    .bind(o.trigger.as_str())
+    .bind(o.state.as_str())
+    .bind(&o.reason)
+    .bind(o.fire_at)
+    .bind(job_id)
+    .bind(run_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(conflict());
+    }
+    Ok(recorded_view(o, job_id, run_id, now))
+}
+
+/// Make occurrence `nominal`'s job or pipeline run.
+async fn start(
+    c: &mut PgConnection,
+    schedule: &StoredSchedule,
+    nominal: i64,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let spec = &schedule.spec;
+    if let Some(job) = &spec.job {
+        let group = spec.group.as_deref().ok_or_else(|| {
+            Error::Corrupt(format!("schedule `{}` has a job and no group", spec.name))
+        })?;
+        let submit = job.submit(group);
+        let maker = Maker {
+            schedule_id: Some(schedule.id),
+            nominal_at: Some(nominal),
+            ..Maker::default()
+        };
+        let view =
+            made::insert_made(c, &submit, job.lease_ttl_ms.unwrap_or(ttl), &maker, now).await?;
+        push_group(woken, &view.group);
+        return Ok((Some(view.id), None));
+    }
+    let pipeline = spec.pipeline.as_deref().ok_or_else(|| {
+        Error::Corrupt(format!(
+            "schedule `{}` has no job and no pipeline",
+            spec.name
+        ))
+    })?;
+    let run = runs::start_in(
+        c,
+        pipeline,
+        spec.group.as_deref(),
+        Some((schedule.id, nominal)),
+        ttl,
+        now,
+        woken,
+    )
+    .await?;
+    Ok((None, Some(run)))
+}
+
+/// Cancel the schedule's unfinished job or run (`cancel_previous`); returns
+/// the agents holding the jobs asked to stop (to be told at once).
+async fn cancel_active(c: &mut PgConnection, s: &StoredSchedule, now: i64) -> Result<Vec<String>> {
+    let holders: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT lease_agent FROM jobs
+         WHERE state = 'running' AND lease_agent IS NOT NULL AND (
+           (schedule_id = $1 AND run_id IS NULL)
+           OR run_id IN (SELECT id FROM pipeline_runs WHERE schedule_id = $1 AND state = 'running'))",
+    )
+    .bind(s.id)
+    .fetch_all(&mut *c)
+    .await?;
+    let jobs: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE schedule_id = $1 AND run_id IS NULL AND state IN ('queued', 'running')
+         ORDER BY id",
+    )
+    .bind(s.id)
+    .fetch_all(&mut *c)
+    .await?;
+    for j in jobs {
+        made::cancel_in(c, j, REPLACED, now).await?;
+    }
+    let active_runs: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM pipeline_runs WHERE schedule_id = $1 AND state = 'running' ORDER BY id",
+    )
+    .bind(s.id)
+    .fetch_all(&mut *c)
+    .await?;
+    for r in active_runs {
+        runs::cancel_in(c, r, REPLACED, now).await?;
+    }
+    Ok(holders)
+}
+
+/// Start the schedule's oldest pending occurrence if nothing of it runs.
+/// The caller holds the schedule's row lock, so two replicas following up
+/// two ended jobs of one schedule start its pending occurrence once: the
+/// second reads (a new snapshot per statement) the job the first made.
+async fn release_pending(
+    c: &mut PgConnection,
+    s: &StoredSchedule,
+    ttl: u64,
+    now: i64,
+    woken: &mut Vec<String>,
+) -> Result<()> {
+    let (active, pending) = activity(c, s.id).await?;
+    if active.is_some() || pending == 0 {
+        return Ok(());
+    }
+    let nominal: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(nominal) FROM occurrences WHERE schedule_id = $1 AND state = 'pending'",
+    )
+    .bind(s.id)
+    .fetch_one(&mut *c)
+    .await?;
+    let Some(nominal) = nominal else {
+        return Ok(());
+    };
+    let (job_id, run_id) = start(c, s, nominal, ttl, now, woken).await?;
+    sqlx::query(
+        "UPDATE occurrences SET state = 'fired', reason = NULL, job_id = $1, run_id = $2, recorded_at = $3
+         WHERE schedule_id = $4 AND nominal = $5",
+    )
+    .bind(job_id)
+    .bind(run_id)
+    .bind(now)
+    .bind(s.id)
+    .bind(nominal)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Act on ended jobs marked for follow-up (see
+/// [`ScheduleStore::follow_up`](crate::store::ScheduleStore::follow_up)).
+/// The jobs are claimed with `FOR UPDATE SKIP LOCKED`: a replica following
+/// up at the same time takes others, and each is acted on once.
+pub(super) async fn follow_up_in(
+    c: &mut PgConnection,
+    now: i64,
+    limit: u32,
+    ttl: u64,
+) -> Result<FollowedUp> {
+    let ended: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, schedule_id, run_id FROM jobs
+         WHERE followup AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT $1
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = FollowedUp::default();
+    let mut schedules: Vec<i64> = Vec::new();
+    for (job, schedule, run) in ended {
+        out.jobs.push(job);
+        if let Some(run) = run {
+            let advanced = runs::advance_in(c, run, ttl, now, &mut out.woken).await?;
+            if advanced.ended_now {
+                out.runs_ended.push(run);
+            }
+            schedules.extend(advanced.done_schedule);
+        } else if let Some(s) = schedule {
+            schedules.push(s);
+        }
+    }
+    // Ascending ids: replicas lock schedule rows in one order.
+    schedules.sort_unstable();
+    schedules.dedup();
+    for id in schedules {
+        match schedule_by_id(c, id).await {
+            Ok(s) => release_pending(c, &s, ttl, now, &mut out.woken).await?,
+            Err(Error::Missing(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    sqlx::query("UPDATE jobs SET followup = FALSE WHERE id = ANY($1)")
+        .bind(&out.jobs)
+        .execute(&mut *c)
+        .await?;
+    Ok(out)
+}
+
+/// The order to apply `firings` in: by schedule id, so that replicas
+/// firing overlapping sets lock the schedule rows in one order (no
+/// deadlock between two timers, whatever order their callers gave).
+fn lock_order(firings: &[Firing]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..firings.len()).collect();
+    order.sort_by_key(|&i| firings[i].schedule_id);
+    order
+}
+
+/// Lock the rows of the schedules whose cursor `firings` move, in id order,
+/// and read their cursors, in one statement: a replica firing the same
+/// plan waits here once, then skips every firing whose cursor moved without
+/// a statement each.
+async fn lock_cursors(c: &mut PgConnection, firings: &[Firing]) -> Result<HashMap<i64, i64>> {
+    let ids: Vec<i64> = firings
+        .iter()
+        .filter(|f| f.advance.is_some())
+        .map(|f| f.schedule_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, cursor FROM schedules WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, cursor)| Some((id, cursor?)))
+        .collect())
+}
+
+/// Whether `f`'s cursor is no longer where its plan started (locked and
+/// read by [`lock_cursors`]): the firing is `raced` and writes nothing.
+fn moved(f: &Firing, cursors: &HashMap<i64, i64>) -> bool {
+    f.advance
+        .is_some_and(|adv| cursors.get(&f.schedule_id) != Some(&adv.expect))
+}
+
+/// A firing that found its cursor moved.
+fn raced() -> Fired {
+    Fired {
+        raced: true,
+        ..Fired::default()
+    }
+}
+
+/// Results in lock order put back in the callers' order.
+fn in_callers_order(order: &[usize], done: Vec<Result<Fired>>) -> Vec<Result<Fired>> {
+    let mut out: Vec<Option<Result<Fired>>> = (0..order.len()).map(|_| None).collect();
+    for (&i, r) in order.iter().zip(done) {
+        out[i] = Some(r);
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// Every firing in one transaction, without a savepoint each (the common
+/// case: a raced firing writes nothing). The first one refused is the
+/// error: the caller rolls back and fires them apart.
+pub(super) async fn fire_together(
+    c: &mut PgConnection,
+    firings: &[Firing],
+    now: i64,
+) -> Result<Vec<Result<Fired>>> {
+    let order = lock_order(firings);
+    let cursors = lock_cursors(c, firings).await?;
+    let mut done = Vec::with_capacity(firings.len());
+    for &i in &order {
+        if moved(&firings[i], &cursors) {
+            done.push(Ok(raced()));
+            continue;
+        }
+        done.push(Ok(fire_in(c, &firings[i], now).await?));
+    }
+    Ok(in_callers_order(&order, done))
+}
+
+/// Every firing in one transaction, a savepoint each: one that is refused
+/// writes nothing and leaves the others be. A deadlock is the whole
+/// transaction's error (the caller runs it again), not one firing's.
+pub(super) async fn fire_apart(
+    c: &mut PgConnection,
+    firings: &[Firing],
+    now: i64,
+) -> Result<Vec<Result<Fired>>> {
+    let order = lock_order(firings);
+    let cursors = lock_cursors(c, firings).await?;
+    let mut done = Vec::with_capacity(firings.len());
+    for &i in &order {
+        if moved(&firings[i], &cursors) {
+            done.push(Ok(raced()));
+            continue;
+        }
+        let mut one = c.begin().await?;
+        match fire_in(&mut one, &firings[i], now).await {
+            Ok(fired) if !fired.raced => {
+                one.commit().await?;
+                done.push(Ok(fired));
+            }
+            Err(e) if retryable(&e) => {
+                one.rollback().await?;
+                return Err(e);
+            }
+            r => {
+                one.rollback().await?;
+                done.push(r);
+            }
+        }
+    }
+    Ok(in_callers_order(&order, done))
+}
+
+/// Fail the queued jobs pinned to an agent that is gone (see
+/// [`ScheduleStore::fail_stranded`](crate::store::ScheduleStore::fail_stranded)).
+/// Claimed with `SKIP LOCKED` and failed by a conditional update: a job
+/// failed (or granted) by another replica meanwhile is not reported.
+pub(super) async fn fail_stranded_in(
+    c: &mut PgConnection,
+    now: i64,
+    seen_before: i64,
+) -> Result<Vec<JobId>> {
+    let stranded: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+        "SELECT j.id, j.pin_agent, a.revoked_at FROM jobs j LEFT JOIN agents a ON a.id = j.pin_agent
+         WHERE j.state = 'queued' AND j.pin_agent IS NOT NULL
+           AND (a.id IS NULL OR a.revoked_at IS NOT NULL OR a.last_seen < $1)
+         ORDER BY j.id FOR UPDATE OF j SKIP LOCKED",
+    )
+    .bind(seen_before)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut failed = Vec::with_capacity(stranded.len());
+    for (id, agent, revoked) in stranded {
+        let why = stranded_why(&agent, revoked.is_some(), seen_before);
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'failed', finished_at = $1, updated_at = $1, error = $2
+             WHERE id = $3 AND state = 'queued'",
+        )
+        .bind(now)
+        .bind(why)
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+        if done.rows_affected() == 1 {
+            failed.push(id);
+        }
+    }
+    Ok(failed)
+}
