@@ -85,6 +85,20 @@ async fn unfinished(apis: &[Api], ids: &[JobId]) -> Option<usize> {
     Some(n)
 }
 
+/// Jobs running now, as the first replica that answers sees them.
+async fn running_now(apis: &[Api]) -> usize {
+    for a in apis {
+        if let Ok(r) = a
+            .raw(Method::GET, "/v1/jobs?state=running&limit=1000", None, &[])
+            .await
+            && r.status.is_success()
+        {
+            return r.body["jobs"].as_array().map_or(0, Vec::len);
+        }
+    }
+    0
+}
+
 /// `key=<number>` from a log line: a field of the line or of its span.
 fn field(line: &str, key: &str) -> Option<i64> {
     let at = line
@@ -274,10 +288,12 @@ async fn replica_kills_mid_jobs_lose_nothing_and_run_nothing_twice() {
     let mut submitter = Some(spawn_submitter(apis.clone(), bodies, "kills"));
     let mut ids: Option<BTreeMap<usize, JobId>> = None;
     let (mut kills, mut victim) = (0usize, 0usize);
+    let mut running_at_kill = Vec::new();
     let started = Instant::now();
     loop {
         // One replica down at a time: kill, leave it down a little, restart.
         tokio::time::sleep(Duration::from_millis(1200 + rand::random_range(0..800))).await;
+        running_at_kill.push(running_now(&apis).await);
         c.kill9(victim);
         kills += 1;
         tokio::time::sleep(Duration::from_millis(rand::random_range(300..1200))).await;
@@ -300,7 +316,14 @@ async fn replica_kills_mid_jobs_lose_nothing_and_run_nothing_twice() {
             c.logs()
         );
     }
-    println!("ha: {kills} replica kills in {:.1?}", started.elapsed());
+    println!(
+        "ha: {kills} replica kills in {:.1?}, jobs running at each: {running_at_kill:?}",
+        started.elapsed()
+    );
+    assert!(
+        running_at_kill.iter().filter(|n| **n > 0).count() >= 3,
+        "at least 3 kills mid-jobs: {running_at_kill:?}"
+    );
     // Completions parked in outboxes drain; late, stale ones must be refused.
     let end = Instant::now() + Duration::from_secs(30);
     while c.agents.iter().any(|a| a.outbox_len() > 0) && Instant::now() < end {
@@ -529,11 +552,13 @@ async fn primary_kill_and_standby_promotion_lose_nothing_acknowledged() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let running = running_now(&apis).await;
+    assert!(running > 0, "jobs are running when the primary dies");
     primary.kill9().expect("kill -9 the primary");
     let killed = Instant::now();
     tokio::task::block_in_place(|| standby.promote()).expect("promote the standby");
     println!(
-        "ha: primary killed, standby promoted in {:.1?}",
+        "ha: primary killed with {running} jobs running, standby promoted in {:.1?}",
         killed.elapsed()
     );
     let ids = tokio::time::timeout(Duration::from_secs(240), submitter)
