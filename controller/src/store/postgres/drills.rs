@@ -256,6 +256,15 @@ impl DrillStore for PgStore {
         }))
     }
 
+    async fn drill_agent_failover(
+        &self,
+        _agent_id: &str,
+        _failover_ms: u64,
+        _now: i64,
+    ) -> Result<bool> {
+        Err(Error::Unported("drill_agent_failover"))
+    }
+
     async fn drill_fault_ack(
         &self,
         drill_id: DrillId,
@@ -286,7 +295,7 @@ impl DrillStore for PgStore {
         let job = self.drill_job(job_id).await?;
         let events = self.event_rows(id).await?;
         let others = self.other_agents(&row, &job, now).await?;
-        let eval = evaluate(&row.input(&job, &events, &others, now));
+        let eval = evaluate(&row.input(&job, &events, &others, now)?);
         self.tx(|c| {
             let eval = eval.clone();
             Box::pin(async move {
