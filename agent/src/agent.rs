@@ -236,7 +236,7 @@ impl Agent {
             agent_id = %self.agent_id,
             groups = %self.settings.groups.join(","),
             slots = cfg.slots,
-            controller = %cfg.controller_url,
+            controller = %cfg.controller_urls.join(","),
             kinds = %kinds,
             "Agent started"
         );

@@ -23,6 +23,9 @@ pub struct Cli {
     /// Controller base URL (overrides `controller_url`).
     #[arg(long, global = true, value_name = "URL")]
     pub controller_url: Option<String>,
+    /// Several controller base URLs, comma-separated (overrides `controller_urls`).
+    #[arg(long, global = true, value_name = "URL,URL")]
+    pub controller_urls: Option<String>,
     /// Worker group to serve; repeat for several (overrides `groups`).
     #[arg(long = "group", global = true, value_name = "NAME")]
     pub groups: Vec<String>,
@@ -77,6 +80,7 @@ impl Cli {
             config: self.config.clone(),
             agent_id: self.agent_id.clone(),
             controller_url: self.controller_url.clone(),
+            controller_urls: self.controller_urls.clone(),
             groups: self.groups.clone(),
             slots: self.slots.clone(),
             state_dir: self.state_dir.clone(),

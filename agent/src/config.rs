@@ -72,6 +72,8 @@ pub struct Flags {
     pub agent_id: Option<String>,
     /// `--controller-url`.
     pub controller_url: Option<String>,
+    /// `--controller-urls` (comma-separated).
+    pub controller_urls: Option<String>,
     /// `--group` (repeatable); replaces the groups of lower layers when given.
     pub groups: Vec<String>,
     /// `--slots` (kept as text so a bad value is reported like any other).
@@ -90,8 +92,10 @@ pub struct Config {
     pub agent_id: String,
     /// Host name, reported at enrollment.
     pub hostname: String,
-    /// Controller base URL (http or https, no trailing slash).
-    pub controller_url: String,
+    /// Controller base URLs (http or https, no trailing slash): one
+    /// (`controller_url`, maybe a load balancer's name) or several replicas
+    /// on one database (`controller_urls`). Never empty.
+    pub controller_urls: Vec<String>,
     /// Enrollment token, when one is configured.
     pub enrollment_token: Option<EnrollmentToken>,
     /// `[tls]`.
@@ -135,7 +139,7 @@ impl Config {
             "agent_id={} controller={} tls.ca={ca} tls.client_cert={} groups=[{groups}] \
              slots={} state_dir={} poll_wait={} command.allow={} connections={}",
             self.agent_id,
-            self.controller_url,
+            self.controller_urls.join(","),
             if self.tls.client.is_some() {
                 "yes"
             } else {
@@ -259,6 +263,7 @@ pub fn load_from(
 struct FileConfig {
     agent_id: Option<String>,
     controller_url: Option<String>,
+    controller_urls: Option<Vec<String>>,
     /// Removed (enrollment replaced it): reported as an error.
     token_file: Option<toml::Value>,
     enrollment_token_file: Option<String>,
@@ -384,7 +389,7 @@ impl Resolver<'_> {
         let warnings = env::old_name_warnings(env::AGENT_OLD, |n| self.env.contains_key(n));
         self.removed_token(raw.token_file.is_some())?;
         let (hostname, agent_id) = self.agent_id(raw.agent_id)?;
-        let controller_url = self.controller_url(raw.controller_url)?;
+        let controller_urls = self.controller_urls(raw.controller_url, raw.controller_urls)?;
         let enrollment_token = self.enrollment_token(raw.enrollment_token_file)?;
         let tls = self.tls(raw.tls.unwrap_or_default())?;
 
@@ -429,7 +434,7 @@ impl Resolver<'_> {
             config_file: ctx.file.map(|(p, _)| PathBuf::from(p)),
             agent_id: agent_id.value,
             hostname,
-            controller_url,
+            controller_urls,
             enrollment_token,
             tls,
             groups: groups.value,
@@ -600,22 +605,68 @@ impl Resolver<'_> {
         Ok((hostname, agent_id))
     }
 
-    /// `controller_url`: http or https with a host, no trailing slash.
-    fn controller_url(&self, file: Option<String>) -> Result<String, ConfigError> {
+    /// `controller_url` (one URL) or `controller_urls` (several): each http
+    /// or https with a host, no trailing slash. The highest layer that sets
+    /// either wins; one layer setting both is an error, as is a URL listed twice.
+    fn controller_urls(
+        &self,
+        file_one: Option<String>,
+        file_many: Option<Vec<String>>,
+    ) -> Result<Vec<String>, ConfigError> {
         let ctx = &self.ctx;
-        let url = self
-            .text(
-                ("controller-url", &self.flags.controller_url),
-                env::AGENT_CONTROLLER_URL.name,
-                file,
-            )
-            .unwrap_or(Val {
-                value: DEFAULT_CONTROLLER_URL.into(),
-                src: Source::Default,
-            });
-        let controller_url =
-            check_base_url(&url.value).map_err(|m| ctx.err(&url.src, "controller_url", m))?;
-        Ok(controller_url)
+        let split = |v: Val<String>| Val {
+            value: v.value.split(',').map(|u| u.trim().to_owned()).collect(),
+            src: v.src,
+        };
+        let layers = [
+            (
+                self.flag("controller-url", &self.flags.controller_url),
+                self.flag("controller-urls", &self.flags.controller_urls)
+                    .map(split),
+            ),
+            (
+                self.env(env::AGENT_CONTROLLER_URL.name),
+                self.env(env::AGENT_CONTROLLER_URLS.name).map(split),
+            ),
+            (self.file(file_one), self.file(file_many)),
+        ];
+        for (one, many) in layers {
+            match (one, many) {
+                (Some(_), Some(m)) => {
+                    return Err(ctx.err(
+                        &m.src,
+                        "controller_urls",
+                        "controller_url is set too: give one of controller_url and controller_urls",
+                    ));
+                }
+                (Some(one), None) => {
+                    let url = check_base_url(&one.value)
+                        .map_err(|m| ctx.err(&one.src, "controller_url", m))?;
+                    return Ok(vec![url]);
+                }
+                (None, Some(many)) => return self.url_list(many),
+                (None, None) => {}
+            }
+        }
+        Ok(vec![DEFAULT_CONTROLLER_URL.to_owned()])
+    }
+
+    /// The checked `controller_urls`: at least one, none twice.
+    fn url_list(&self, many: Val<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let ctx = &self.ctx;
+        if many.value.is_empty() || many.value.iter().all(String::is_empty) {
+            return Err(ctx.err(&many.src, "controller_urls", "at least one URL is required"));
+        }
+        let mut urls: Vec<String> = Vec::with_capacity(many.value.len());
+        for (i, u) in many.value.iter().enumerate() {
+            let key = format!("controller_urls[{i}]");
+            let url = check_base_url(u).map_err(|m| ctx.err(&many.src, &key, m))?;
+            if urls.contains(&url) {
+                return Err(ctx.err(&many.src, &key, format!("{url:?} is listed twice")));
+            }
+            urls.push(url);
+        }
+        Ok(urls)
     }
 
     /// `groups` (none: every group the enrollment granted).

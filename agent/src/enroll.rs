@@ -164,11 +164,16 @@ pub async fn identity_for_run(
             "The configured agent_id differs from the enrolled identity; using the enrolled one"
         );
     }
-    if identity.controller_url != config.controller_url {
+    if !identity.enrolled_with_any(&config.controller_urls) {
+        let enrolled = if identity.controller_urls.is_empty() {
+            identity.controller_url.clone()
+        } else {
+            identity.controller_urls.join(",")
+        };
         warn!(
-            configured = %config.controller_url,
-            enrolled = %identity.controller_url,
-            "The configured controller_url differs from the one the agent enrolled with"
+            configured = %config.controller_urls.join(","),
+            %enrolled,
+            "None of the configured controllers is one the agent enrolled with"
         );
     }
     Ok(identity)
@@ -208,7 +213,12 @@ pub async fn enroll(
         agent_id: resp.agent_id,
         secret: Secret::new(resp.secret),
         groups: resp.groups,
-        controller_url: config.controller_url.clone(),
+        controller_url: transport.base_url().to_owned(),
+        controller_urls: if config.controller_urls.len() > 1 {
+            config.controller_urls.clone()
+        } else {
+            Vec::new()
+        },
         enrolled_at: Utc::now(),
         fleet: resp.fleet,
     };

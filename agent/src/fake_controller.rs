@@ -104,6 +104,10 @@ pub struct Script {
     /// Jobs an operator cancelled: a poll naming one of their leases is
     /// answered at once with its cancel notice.
     pub cancel_jobs: Vec<JobId>,
+    /// Hold an empty poll for the whole `wait_ms` (by default at most 50 ms).
+    pub hold_polls: bool,
+    /// Answer this many polls with 503 `store_unavailable` first.
+    pub poll_unavailable: u32,
 }
 
 /// A running fake controller.
@@ -112,6 +116,8 @@ pub struct Fake {
     /// Base URL.
     pub url: String,
     script: Arc<Mutex<Script>>,
+    /// Set by [`Fake::start_killable`]: [`Fake::kill`] cancels it.
+    kill: Option<tokio_util::sync::CancellationToken>,
 }
 
 type Shared = Arc<Mutex<Script>>;
@@ -207,8 +213,15 @@ async fn poll(
             script.poll_rate_limited -= 1;
             return rate_limited();
         }
+        if script.poll_unavailable > 0 {
+            script.poll_unavailable -= 1;
+            script.polls.push(req);
+            return error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable)
+                .into_response();
+        }
     }
-    let wait = Duration::from_millis(req.wait_ms.unwrap_or(0).min(50));
+    let cap = if lock(&s).hold_polls { u64::MAX } else { 50 };
+    let wait = Duration::from_millis(req.wait_ms.unwrap_or(0).min(cap));
     let cancels: Vec<LeaseRef> = {
         let script = lock(&s);
         req.leases
@@ -383,6 +396,54 @@ impl Fake {
         Fake {
             url: format!("http://{addr}"),
             script,
+            kill: None,
+        }
+    }
+
+    /// Start on a free loopback port behind a relay that [`Fake::kill`]
+    /// stops as a dying process would: open connections (a held poll) are
+    /// closed mid-call, and new ones are refused.
+    pub async fn start_killable() -> Fake {
+        let inner = Fake::start().await;
+        let target = inner.url.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let kill = tokio_util::sync::CancellationToken::new();
+        let stop = kill.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = stop.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((mut client, _)) = accepted else {
+                    continue;
+                };
+                let stop = stop.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Fake {
+            url: format!("http://{addr}"),
+            script: inner.script,
+            kill: Some(kill),
+        }
+    }
+
+    /// Kill a fake started with [`Fake::start_killable`]: its connections
+    /// close, its port refuses.
+    pub fn kill(&self) {
+        if let Some(k) = &self.kill {
+            k.cancel();
         }
     }
 
@@ -404,6 +465,7 @@ impl Fake {
         Fake {
             url: format!("https://{addr}"),
             script,
+            kill: None,
         }
     }
 

@@ -68,8 +68,12 @@ pub struct Identity {
     pub secret: Secret,
     /// Groups the agent may serve.
     pub groups: Vec<String>,
-    /// The controller it enrolled with.
+    /// The controller that answered the enrollment.
     pub controller_url: String,
+    /// Every controller configured at enrollment, when there were several
+    /// (replicas on one database: enrolled with one is enrolled with all).
+    /// Empty in identity files written before, or with one controller.
+    pub controller_urls: Vec<String>,
     /// When.
     pub enrolled_at: DateTime<Utc>,
     /// The controller installation's fleet id (namespaces database locks and
@@ -85,6 +89,8 @@ struct IdentityFile {
     secret: String,
     groups: Vec<String>,
     controller_url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    controller_urls: Vec<String>,
     enrolled_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     fleet: String,
@@ -145,6 +151,14 @@ pub fn name_from_hostname(hostname: &str) -> Option<String> {
 }
 
 impl Identity {
+    /// Whether the agent enrolled with one of `urls` (the controllers it is
+    /// configured with now): replicas share one database, so any overlap
+    /// means the same installation.
+    pub fn enrolled_with_any(&self, urls: &[String]) -> bool {
+        urls.iter()
+            .any(|u| *u == self.controller_url || self.controller_urls.contains(u))
+    }
+
     /// Load `<state_dir>/identity.json`; `None` when the agent was never enrolled.
     pub fn load(state_dir: &Path) -> Result<Option<Identity>, Error> {
         let path = path(state_dir);
@@ -200,6 +214,7 @@ impl Identity {
             secret: Secret::new(raw.secret),
             groups: raw.groups,
             controller_url: raw.controller_url,
+            controller_urls: raw.controller_urls,
             enrolled_at: raw.enrolled_at,
             fleet: raw.fleet,
         }))
@@ -214,6 +229,7 @@ impl Identity {
             secret: self.secret.expose().to_owned(),
             groups: self.groups.clone(),
             controller_url: self.controller_url.clone(),
+            controller_urls: self.controller_urls.clone(),
             enrolled_at: self.enrolled_at,
             fleet: self.fleet.clone(),
         };

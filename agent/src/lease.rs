@@ -218,6 +218,11 @@ impl Keeper {
             );
             return false;
         }
+        if method == DrillMethod::ControllerCrash {
+            // The controller crashes itself; nothing for the agent to simulate.
+            info!(drill_id, %method, "Drill fault is the controller's own; ignored");
+            return false;
+        }
         // The acknowledgement is the last call before the fault begins.
         let ack = FaultAck { token, drill_id };
         if let Err(e) = self
@@ -243,7 +248,7 @@ impl Keeper {
                 }
                 true
             }
-            DrillMethod::Freeze | DrillMethod::Partition => {
+            DrillMethod::Freeze | DrillMethod::Partition | DrillMethod::ControllerCrash => {
                 warn!(
                     drill_id,
                     %method,
@@ -291,6 +296,7 @@ impl Keeper {
             token: self.lease.token,
             progress,
             log_tail,
+            failover_ms: None,
         }
     }
 

@@ -277,14 +277,15 @@ fn validate(config: &Config) -> ExitCode {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    if transport::plain_http_remote(&config.controller_url) {
-        eprintln!("warning: Talking to the controller over plain HTTP");
-    }
-    if placeholder_url(&config.controller_url) {
-        eprintln!(
-            "warning: controller_url is the packaged placeholder ({}): set it to your controller",
-            config.controller_url
-        );
+    for url in &config.controller_urls {
+        if transport::plain_http_remote(url) {
+            eprintln!("warning: Talking to the controller {url} over plain HTTP");
+        }
+        if placeholder_url(url) {
+            eprintln!(
+                "warning: controller_url is the packaged placeholder ({url}): set it to your controller"
+            );
+        }
     }
     say!("Config OK: {}", config.summary());
     mysql_grant_warnings(config);
@@ -354,7 +355,7 @@ fn with_runtime(config: &Config, f: impl FnOnce(&tokio::runtime::Runtime) -> Exi
 }
 
 async fn enroll_command(config: &Config, token_file: Option<&Path>) -> ExitCode {
-    let transport = match Transport::new(&config.controller_url, &config.tls) {
+    let transport = match Transport::with_urls(&config.controller_urls, &config.tls) {
         Ok(t) => t,
         Err(e) => return fail(1, &e),
     };
@@ -411,8 +412,8 @@ async fn run(
     watch: impl Future<Output = ()>,
 ) -> Result<(), (i32, String)> {
     tokio::pin!(watch);
-    let transport =
-        Transport::new(&config.controller_url, &config.tls).map_err(|e| (1, e.to_string()))?;
+    let transport = Transport::with_urls(&config.controller_urls, &config.tls)
+        .map_err(|e| (1, e.to_string()))?;
     let found = tokio::select! {
         r = enroll::identity_for_run(&config, &transport, enroll::PATIENCE, &shutdown) => r,
         () = &mut watch => std::process::exit(EXIT_FORCED),

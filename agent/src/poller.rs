@@ -169,6 +169,7 @@ fn request(settings: &PollSettings, free: usize, leases: Vec<LeaseRef>) -> PollR
         metrics: None,
         wait_ms: Some(u64::try_from(settings.wait.as_millis()).unwrap_or(u64::MAX)),
         leases,
+        failover_ms: None,
     }
 }
 

@@ -12,6 +12,10 @@
 //! replaces the system roots; a client certificate for mutual TLS) and shared
 //! by every call; [`Transport::authenticated`] adds the agent's credentials.
 //!
+//! Several controllers (`controller_urls`): a call goes to the one that last
+//! answered and fails over to the others on connection errors, TLS errors,
+//! timeouts and 5xx ([`route`]); a 4xx is an answer.
+//!
 //! Every call passes the drill [`Gate`] first (shared by all clones): during a
 //! simulated freeze a call waits until the freeze ends, during a simulated
 //! partition it fails at once, and calls in flight when either begins are
@@ -33,12 +37,13 @@ use baton_proto::{
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub use crate::config::{check_base_url, plain_http_remote};
 use crate::fault::{CallKind, Gate, Pass};
 use crate::secret::Secret;
 use crate::tls::TlsConfig;
+pub use route::Route;
 
 /// Extra time a poll may take beyond the hold the agent asked for.
 const POLL_MARGIN: Duration = Duration::from_secs(10);
@@ -118,7 +123,7 @@ struct Credentials {
 #[derive(Debug, Clone)]
 pub struct Transport {
     client: reqwest::Client,
-    base: String,
+    route: Arc<Route>,
     creds: Option<Credentials>,
     gate: Arc<Gate>,
 }
@@ -127,9 +132,22 @@ impl Transport {
     /// A client for `base_url` with the `[tls]` settings. Logs a WARN when the
     /// controller is reached over plain HTTP on another host.
     pub fn new(base_url: &str, tls: &TlsConfig) -> Result<Self, Error> {
-        let base = check_base_url(base_url).map_err(Error::Setup)?;
-        if plain_http_remote(&base) {
-            warn!(controller = %base, "Talking to the controller over plain HTTP");
+        Self::with_urls(&[base_url.to_owned()], tls)
+    }
+
+    /// A client for several controllers (replicas on one database) with the
+    /// `[tls]` settings: calls fail over between them ([`route`]).
+    pub fn with_urls(base_urls: &[String], tls: &TlsConfig) -> Result<Self, Error> {
+        if base_urls.is_empty() {
+            return Err(Error::Setup("no controller URL".into()));
+        }
+        let mut bases = Vec::with_capacity(base_urls.len());
+        for url in base_urls {
+            let base = check_base_url(url).map_err(Error::Setup)?;
+            if plain_http_remote(&base) {
+                warn!(controller = %base, "Talking to the controller over plain HTTP");
+            }
+            bases.push(base);
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("baton-agent/", env!("CARGO_PKG_VERSION")))
@@ -159,7 +177,7 @@ impl Transport {
         let client = builder.build().map_err(|e| Error::Setup(describe(&e)))?;
         Ok(Transport {
             client,
-            base,
+            route: Arc::new(Route::new(bases)),
             creds: None,
             gate: Arc::new(Gate::default()),
         })
@@ -180,7 +198,7 @@ impl Transport {
         );
         Ok(Transport {
             client: self.client.clone(),
-            base: self.base.clone(),
+            route: self.route.clone(),
             creds: Some(Credentials {
                 agent_id: agent_id.to_owned(),
                 headers,
@@ -189,9 +207,14 @@ impl Transport {
         })
     }
 
-    /// The base URL.
+    /// The base URL calls go to first now (the last one that answered).
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.route.preferred()
+    }
+
+    /// The controllers and what is known about them (shared by all clones).
+    pub fn route(&self) -> &Arc<Route> {
+        &self.route
     }
 
     /// The drill gate every call of this transport (and its clones) passes.
@@ -201,18 +224,43 @@ impl Transport {
 
     /// `POST /v1/agents/enroll`: no credentials, the enrollment token is in the body.
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, Error> {
-        let url = format!("{}/v1/agents/enroll", self.base);
-        self.send(&url, req, MAX_CALL_TIMEOUT, HeaderMap::new())
+        let url = "/v1/agents/enroll";
+        self.send(url, req, MAX_CALL_TIMEOUT, HeaderMap::new())
             .await
     }
 
     /// `POST /v1/agents/{id}/poll`, allowed to take the hold plus a margin.
     pub async fn poll(&self, req: &PollRequest, hold: Duration) -> Result<PollResponse, Error> {
         let agent_id = self.creds()?.agent_id.as_str();
-        let url = format!("{}/v1/agents/{agent_id}/poll", self.base);
+        let url = format!("/v1/agents/{agent_id}/poll");
         let headers = self.creds()?.headers.clone();
-        self.send_as(CallKind::Poll, &url, req, hold + POLL_MARGIN, headers)
-            .await
+        let pending = self
+            .route
+            .pending_failover()
+            .filter(|_| req.failover_ms.is_none());
+        let answer = match pending {
+            Some((_, ms)) => {
+                let req = PollRequest {
+                    failover_ms: Some(ms),
+                    ..req.clone()
+                };
+                self.send_as(CallKind::Poll, &url, &req, hold + POLL_MARGIN, headers)
+                    .await
+            }
+            None => {
+                self.send_as(CallKind::Poll, &url, req, hold + POLL_MARGIN, headers)
+                    .await
+            }
+        };
+        self.reported(pending, answer.is_ok());
+        answer
+    }
+
+    /// A failover measurement went out with a call: once answered, it is not sent again.
+    fn reported(&self, pending: Option<(u64, u64)>, answered: bool) {
+        if let (Some((seq, _)), true) = (pending, answered) {
+            self.route.reported(seq);
+        }
     }
 
     /// `POST /v1/jobs/{id}/heartbeat`.
@@ -222,8 +270,23 @@ impl Transport {
         req: &HeartbeatRequest,
         timeout: Duration,
     ) -> Result<HeartbeatResponse, Error> {
-        let url = format!("{}/v1/jobs/{job_id}/heartbeat", self.base);
-        self.call(&url, req, timeout).await
+        let url = format!("/v1/jobs/{job_id}/heartbeat");
+        let pending = self
+            .route
+            .pending_failover()
+            .filter(|_| req.failover_ms.is_none());
+        let answer = match pending {
+            Some((_, ms)) => {
+                let req = HeartbeatRequest {
+                    failover_ms: Some(ms),
+                    ..req.clone()
+                };
+                self.call(&url, &req, timeout).await
+            }
+            None => self.call(&url, req, timeout).await,
+        };
+        self.reported(pending, answer.is_ok());
+        answer
     }
 
     /// `POST /v1/jobs/{id}/complete`.
@@ -233,7 +296,7 @@ impl Transport {
         req: &CompleteRequest,
         timeout: Duration,
     ) -> Result<CompleteResponse, Error> {
-        let url = format!("{}/v1/jobs/{job_id}/complete", self.base);
+        let url = format!("/v1/jobs/{job_id}/complete");
         self.call(&url, req, timeout).await
     }
 
@@ -244,7 +307,7 @@ impl Transport {
         timeout: Duration,
     ) -> Result<BatchCompleteResponse, Error> {
         let agent_id = self.creds()?.agent_id.as_str();
-        let url = format!("{}/v1/agents/{agent_id}/complete", self.base);
+        let url = format!("/v1/agents/{agent_id}/complete");
         self.call(&url, req, timeout).await
     }
 
@@ -256,7 +319,7 @@ impl Transport {
         timeout: Duration,
     ) -> Result<AbandonResponse, Error> {
         let agent_id = self.creds()?.agent_id.as_str();
-        let url = format!("{}/v1/agents/{agent_id}/leases/abandon", self.base);
+        let url = format!("/v1/agents/{agent_id}/leases/abandon");
         self.call(&url, req, timeout).await
     }
 
@@ -267,7 +330,7 @@ impl Transport {
         req: &ReleaseRequest,
         timeout: Duration,
     ) -> Result<ReleaseResponse, Error> {
-        let url = format!("{}/v1/jobs/{job_id}/release", self.base);
+        let url = format!("/v1/jobs/{job_id}/release");
         self.call(&url, req, timeout).await
     }
 
@@ -278,7 +341,7 @@ impl Transport {
         req: &FaultAck,
         timeout: Duration,
     ) -> Result<FaultAckResponse, Error> {
-        let url = format!("{}/v1/jobs/{job_id}/fault-ack", self.base);
+        let url = format!("/v1/jobs/{job_id}/fault-ack");
         self.call(&url, req, timeout).await
     }
 
@@ -310,12 +373,13 @@ impl Transport {
             .await
     }
 
-    /// Send a call of `kind` through the drill gate: an outage that stops
-    /// it refuses it before, or drops it in flight.
+    /// Send a call of `kind` through the drill gate (an outage that stops it
+    /// refuses it before, or drops it in flight) to the controllers in the
+    /// route's order, until one answers ([`route`]).
     async fn send_as<B: Serialize, R: DeserializeOwned>(
         &self,
         kind: CallKind,
-        url: &str,
+        path: &str,
         body: &B,
         timeout: Duration,
         headers: HeaderMap,
@@ -324,53 +388,118 @@ impl Transport {
             return Err(Error::Unavailable(why));
         }
         let mut outage = self.gate.watch();
-        let exchange = async {
-            let resp = self
-                .client
-                .post(url)
-                .headers(headers)
-                .json(body)
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(|e| self.unavailable(&e))?;
-            let status = resp.status().as_u16();
-            let retry_after = retry_after(resp.headers());
-            let bytes = resp.bytes().await.map_err(|e| self.unavailable(&e))?;
-            Ok::<_, Error>((status, retry_after, bytes))
-        };
-        let (status, retry_after, bytes) = tokio::select! {
-            r = exchange => r?,
-            o = Gate::engaged(&mut outage, kind) => {
-                return Err(Error::Unavailable(format!("connection lost (drill: {})", o.method)));
+        let mut delays = crate::backoff::delays(route::FAILOVER_MIN, route::FAILOVER_CAP);
+        let several = self.route.bases().len() > 1;
+        let mut failures: Vec<(usize, Error)> = Vec::new();
+        for (i, idx) in self.route.order().enumerate() {
+            // The first move to another controller is at once; later ones back off.
+            let wait = (i >= 2).then(|| delays.next().unwrap_or(route::FAILOVER_CAP));
+            let base = self.route.base(idx);
+            let exchange = async {
+                if let Some(wait) = wait {
+                    tokio::time::sleep(wait).await;
+                }
+                self.exchange(base, path, body, timeout, headers.clone())
+                    .await
+            };
+            let answer = tokio::select! {
+                r = exchange => r,
+                o = Gate::engaged(&mut outage, kind) => {
+                    return Err(Error::Unavailable(format!("connection lost (drill: {})", o.method)));
+                }
+            };
+            let err = match answer {
+                Ok((status, retry_after, bytes)) if !fails_over(status) => {
+                    self.route.answered(idx);
+                    if (200..300).contains(&status) {
+                        return serde_json::from_slice(&bytes)
+                            .map_err(|e| Error::Protocol(e.to_string()));
+                    }
+                    return Err(classify(status, &bytes, retry_after));
+                }
+                Ok((status, retry_after, bytes)) => classify(status, &bytes, retry_after),
+                Err(e) => e,
+            };
+            self.route.failed(idx);
+            if several {
+                debug!(controller = %base, error = %err, "Controller call failed; trying the next");
             }
-        };
-        if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(e.to_string()));
+            failures.push((idx, err));
         }
-        Err(classify(status, &bytes, retry_after))
+        Err(self.all_failed(failures))
+    }
+
+    /// One HTTP exchange with the controller at `base`: status, `Retry-After`, body.
+    async fn exchange<B: Serialize>(
+        &self,
+        base: &str,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+        headers: HeaderMap,
+    ) -> Result<(u16, Option<Duration>, Vec<u8>), Error> {
+        let resp = self
+            .client
+            .post(format!("{base}{path}"))
+            .headers(headers)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| unavailable(base, &e))?;
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(base, &e))?
+            .to_vec();
+        Ok((status, retry_after, bytes))
+    }
+
+    /// The error of a call no controller answered: the one failure as it is,
+    /// or every controller's failure in one [`Error::Unavailable`].
+    fn all_failed(&self, mut failures: Vec<(usize, Error)>) -> Error {
+        if failures.len() <= 1 {
+            return failures
+                .pop()
+                .map_or_else(|| Error::Setup("no controller URL".into()), |(_, e)| e);
+        }
+        let each: Vec<String> = failures
+            .iter()
+            .map(|(idx, e)| format!("{}: {e}", self.route.base(*idx)))
+            .collect();
+        Error::Unavailable(format!(
+            "all {} controllers failed: {}",
+            failures.len(),
+            each.join("; ")
+        ))
     }
 }
 
-impl Transport {
-    /// [`Error::Unavailable`] with the causes, and a hint when the cause is a
-    /// scheme or TLS mismatch (`baton_proto::tls_hint`).
-    fn unavailable(&self, e: &reqwest::Error) -> Error {
-        use baton_proto::tls_hint::{Target, diagnose};
-        let mut message = describe(e);
-        let url = reqwest::Url::parse(&self.base).ok();
-        let https = url.as_ref().is_some_and(|u| u.scheme() == "https");
-        if let (Some(m), Some(url)) = (diagnose(e, https), url) {
-            let to = Target {
-                host: url.host_str().unwrap_or_default(),
-                port: url.port_or_known_default().unwrap_or_default(),
-            };
-            message.push_str(" (hint: ");
-            message.push_str(&m.hint(to, PIN));
-            message.push(')');
-        }
-        Error::Unavailable(message)
+/// Whether an HTTP status is a failure the next controller may not have
+/// (408, 5xx: the replica, or its database connection, is in trouble).
+fn fails_over(status: u16) -> bool {
+    status == 408 || status >= 500
+}
+
+/// [`Error::Unavailable`] with the causes, and a hint when the cause is a
+/// scheme or TLS mismatch (`baton_proto::tls_hint`).
+fn unavailable(base: &str, e: &reqwest::Error) -> Error {
+    use baton_proto::tls_hint::{Target, diagnose};
+    let mut message = describe(e);
+    let url = reqwest::Url::parse(base).ok();
+    let https = url.as_ref().is_some_and(|u| u.scheme() == "https");
+    if let (Some(m), Some(url)) = (diagnose(e, https), url) {
+        let to = Target {
+            host: url.host_str().unwrap_or_default(),
+            port: url.port_or_known_default().unwrap_or_default(),
+        };
+        message.push_str(" (hint: ");
+        message.push_str(&m.hint(to, PIN));
+        message.push(')');
     }
+    Error::Unavailable(message)
 }
 
 /// How the agent pins the controller's CA (for the hints).
@@ -441,6 +570,8 @@ fn describe(e: &reqwest::Error) -> String {
     }
     out
 }
+
+pub mod route;
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use baton_proto::limits;
 use serde::Deserialize;
 
 mod store;
-pub use store::StoreConfig;
+pub use store::{PgConfig, StoreConfig};
 
 /// A configuration error (re-exported from proto so both daemons print the same).
 pub type Error = ConfigError;
@@ -57,6 +57,17 @@ struct FileConfig {
     max_unauthenticated_per_address: Option<usize>,
     max_spec_bytes: Option<usize>,
     store: Option<store::FileStore>,
+    drills: Option<DrillsConfig>,
+}
+
+/// `[drills]`: what failover drills may do to this controller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillsConfig {
+    /// A `controller_crash` drill may abort this process (default false:
+    /// such a drill is refused, 422 naming `method`).
+    #[serde(default)]
+    pub allow_controller_crash: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +150,8 @@ pub struct Config {
     pub max_unauthenticated_per_address: usize,
     /// Largest job spec (its args, env, SQL, parameters in total, as JSON).
     pub max_spec_bytes: usize,
+    /// `[drills]`.
+    pub drills: DrillsConfig,
     /// Old environment variables found set (not applied): one WARN line each.
     pub warnings: Vec<String>,
 }
@@ -206,6 +219,7 @@ impl Config {
             max_unauthenticated: sizes.max_unauthenticated,
             max_unauthenticated_per_address: sizes.max_unauthenticated_per_address,
             max_spec_bytes: sizes.max_spec_bytes,
+            drills: file.drills.unwrap_or_default(),
             warnings: env::old_name_warnings(env::CONTROLLER_OLD, |n| env.contains_key(n)),
         })
     }

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use baton_proto::drill::{DrillId, DrillStart, DrillState, DrillView, Fault};
+use baton_proto::drill::{DrillId, DrillMethod, DrillStart, DrillState, DrillView, Fault};
 use baton_proto::{FencingToken, JobId, JobSpec, JobSubmit, NoopSpec, RetryOn, RetryPolicy};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,15 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A valid drill this controller's config does not allow (422); `field`
+    /// names the request field.
+    #[error("{field}: {message}")]
+    NotAllowed {
+        /// The field at fault (`method`).
+        field: String,
+        /// Why, naming the setting.
+        message: String,
+    },
     /// A fault acknowledgement names no drill of that job.
     #[error("{0}")]
     NoSuchDrill(String),
@@ -59,15 +68,61 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
     }
 }
 
+/// What this controller allows drills to do (`[drills]`), and the limits of a drill's job.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Lease TTL of a job that sets none.
+    pub default_ttl_ms: u64,
+    /// Largest job spec.
+    pub max_spec_bytes: usize,
+    /// `[drills] allow_controller_crash`.
+    pub allow_controller_crash: bool,
+}
+
+/// The agent a `controller_crash` drill needs (and no other method takes).
+fn drill_agent(req: &DrillStart, allow_controller_crash: bool) -> Result<Option<String>, Error> {
+    if req.method != DrillMethod::ControllerCrash {
+        if req.agent.is_some() {
+            return Err(invalid(
+                "agent",
+                "only a controller_crash drill names an agent",
+            ));
+        }
+        return Ok(None);
+    }
+    if !allow_controller_crash {
+        return Err(Error::NotAllowed {
+            field: "method".into(),
+            message: "a controller_crash drill aborts a controller process: this controller \
+                      refuses it unless its config sets [drills] allow_controller_crash = true"
+                .into(),
+        });
+    }
+    let agent = req.agent.as_deref().ok_or_else(|| {
+        invalid(
+            "agent",
+            "a controller_crash drill needs the agent whose controller replica crashes",
+        )
+    })?;
+    if !baton_proto::valid_name(agent) {
+        return Err(invalid(
+            "agent",
+            "must be 1-128 characters of A-Z a-z 0-9 _ . -",
+        ));
+    }
+    Ok(Some(agent.to_owned()))
+}
+
 /// Check a drill request and build its job. Errors name the field.
-pub fn plan(
-    req: &DrillStart,
-    default_ttl_ms: u64,
-    max_spec_bytes: usize,
-    who: &str,
-) -> Result<(NewDrill, NewJob), Error> {
+pub fn plan(req: &DrillStart, limits: Limits, who: &str) -> Result<(NewDrill, NewJob), Error> {
+    let Limits {
+        default_ttl_ms,
+        max_spec_bytes,
+        ..
+    } = limits;
     crate::validate::groups(std::slice::from_ref(&req.group))
         .map_err(|e| invalid("group", e.message))?;
+    let agent = drill_agent(req, limits.allow_controller_crash)?;
     let mut submit = match &req.job {
         Some(t) => template(t, &req.group)?,
         None => probe(&req.group),
@@ -100,6 +155,7 @@ pub fn plan(
         lease_ttl_ms: ttl,
         rto_ms,
         created_by: format!("token:{who}"),
+        agent,
     };
     let job = NewJob {
         submit,
@@ -182,11 +238,10 @@ pub async fn start(
     jobs: &Jobs,
     shutdown: &CancellationToken,
     req: &DrillStart,
-    default_ttl_ms: u64,
-    max_spec_bytes: usize,
+    limits: Limits,
     who: &str,
 ) -> Result<DrillView, Error> {
-    let (drill, job) = plan(req, default_ttl_ms, max_spec_bytes, who)?;
+    let (drill, job) = plan(req, limits, who)?;
     let view = jobs.create_drill(&drill, job, now_ms()).await?;
     tracing::info!(
         drill_id = view.id,
@@ -245,36 +300,98 @@ pub async fn refresh_running(store: &Store) -> Result<(), Error> {
     Ok(())
 }
 
+/// What a heartbeat's answer carries for a drill of its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatFault {
+    /// Nothing.
+    None,
+    /// A fault for the holder to simulate.
+    Agent(Fault),
+    /// A `controller_crash` drill's fault for this process: `fault_injected`
+    /// is recorded; the caller ends the process ([`crash_now`]) without answering.
+    CrashController(DrillId),
+}
+
 /// The fault for a heartbeat that renewed `job_id`'s lease, if a drill of
-/// that job waits for one. A store failure is logged and means no fault:
+/// that job waits for one (`allow_crash`: this controller may abort for a
+/// `controller_crash` drill). A store failure is logged and means no fault:
 /// a drill must never break a renewal.
 pub async fn fault_for_heartbeat(
     store: &Store,
     job_id: JobId,
     agent_id: &str,
     token: FencingToken,
-) -> Option<Fault> {
-    match store
+    allow_crash: bool,
+) -> HeartbeatFault {
+    let fault = match store
         .drill_fault_for(job_id, agent_id, token, now_ms())
         .await
     {
-        Ok(Some(f)) => {
-            tracing::info!(
-                drill_id = f.drill_id,
-                job_id,
-                token,
-                agent_id,
-                method = %f.method,
-                duration_ms = f.duration_ms,
-                "Drill fault sent to the lease holder"
-            );
-            Some(f)
-        }
-        Ok(None) => None,
+        Ok(Some(f)) => f,
+        Ok(None) => return HeartbeatFault::None,
         Err(e) => {
             tracing::error!(job_id, error = %e, "Cannot look up drills for a heartbeat");
-            None
+            return HeartbeatFault::None;
         }
+    };
+    tracing::info!(
+        drill_id = fault.drill_id,
+        job_id,
+        token,
+        agent_id,
+        method = %fault.method,
+        duration_ms = fault.duration_ms,
+        "Drill fault sent to the lease holder"
+    );
+    if fault.method != DrillMethod::ControllerCrash {
+        return HeartbeatFault::Agent(fault);
+    }
+    if !allow_crash {
+        tracing::warn!(
+            drill_id = fault.drill_id,
+            "A controller_crash drill reached this controller, which does not allow it \
+             ([drills] allow_controller_crash); not crashing"
+        );
+        return HeartbeatFault::None;
+    }
+    // Recorded before the crash: the timeline shows when the replica died.
+    match fault_ack(store, fault.drill_id, job_id, agent_id, token).await {
+        Ok(_) => HeartbeatFault::CrashController(fault.drill_id),
+        Err(e) => {
+            tracing::warn!(drill_id = fault.drill_id, error = %e, "Cannot record the controller crash; not crashing");
+            HeartbeatFault::None
+        }
+    }
+}
+
+/// End this process abruptly, as a crash would (a `controller_crash`
+/// drill): no answer, no graceful shutdown, nothing flushed or dropped.
+pub fn crash_now(drill_id: DrillId) -> ! {
+    tracing::warn!(
+        drill_id,
+        "Drill: this controller crashes now (controller_crash)"
+    );
+    std::process::abort()
+}
+
+/// An agent reported (on a poll or heartbeat) that another replica answered
+/// it `failover_ms` after it lost the one it used: recorded on its running
+/// `controller_crash` drills. A store failure is logged, never an error of
+/// the agent's call.
+pub async fn agent_failover(store: &Store, agent_id: &str, failover_ms: u64) {
+    match store
+        .drill_agent_failover(agent_id, failover_ms, now_ms())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(
+                agent_id,
+                failover_ms,
+                "Drill: the agent reached another controller"
+            );
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(agent_id, error = %e, "Cannot record an agent's failover"),
     }
 }
 

@@ -58,6 +58,7 @@ pub mod drills;
 pub mod jobs;
 pub mod listener;
 pub mod logging;
+pub mod pgurl;
 pub mod pipeline;
 pub mod pki;
 pub mod placement;

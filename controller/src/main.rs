@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         );
         say_nofile_limit();
         if let StoreConfig::Postgres(opts) = &config.store {
-            return check_postgres(opts);
+            return check_postgres(&baton_controller::server::pg_options(opts));
         }
         return ExitCode::SUCCESS;
     }
@@ -294,7 +294,7 @@ fn migrate_store(args: &MigrateStoreArgs) -> ExitCode {
         eprintln!("error: --to must be a postgres:// URL");
         return ExitCode::from(2);
     }
-    if baton_controller::store::postgres::hosts::url_has_password(&args.to) {
+    if baton_controller::pgurl::url_has_password(&args.to) {
         eprintln!(
             "error: --to holds a password (visible in ps): use --to-password-file or {}",
             baton_proto::env::CONTROLLER_STORE_PASSWORD.name

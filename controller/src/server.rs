@@ -358,8 +358,8 @@ async fn watch_database_clock(store: Store, shutdown: CancellationToken) {
 pub async fn open_store(config: &Config) -> Result<Store, Error> {
     match &config.store {
         StoreConfig::Sqlite { path, sync } => Ok(Store::open(path, sync_mode(*sync)).await?),
-        StoreConfig::Postgres(opts) => {
-            let pg = store::postgres::PgStore::open(opts).await?;
+        StoreConfig::Postgres(c) => {
+            let pg = store::postgres::PgStore::open(&pg_options(c)).await?;
             let db_ms = pg.db_now_ms().await?;
             crate::clock::anchor_to(db_ms);
             tracing::info!(
@@ -368,6 +368,17 @@ pub async fn open_store(config: &Config) -> Result<Store, Error> {
             );
             Ok(Store::new(std::sync::Arc::new(pg)))
         }
+    }
+}
+
+/// The store's options from `[store]` (the store knows no config type).
+pub fn pg_options(c: &crate::config::PgConfig) -> store::postgres::PgOptions {
+    store::postgres::PgOptions {
+        url: c.url.clone(),
+        password: c.password.clone(),
+        ca_file: c.ca_file.clone(),
+        pool_size: c.pool_size,
+        poll_only: c.poll_only,
     }
 }
 

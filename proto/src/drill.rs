@@ -30,14 +30,20 @@ pub enum DrillMethod {
     /// Every controller call fails as if the network were cut, for the
     /// duration; database access is untouched; the lease keeper self-fences.
     Partition,
+    /// The controller replica serving the chosen agent ([`DrillStart::agent`])
+    /// crashes (aborts) when that agent's heartbeat for the drill's job
+    /// reaches it; the agent must go on through another replica. Only on a
+    /// controller with `[drills] allow_controller_crash = true`.
+    ControllerCrash,
 }
 
 impl DrillMethod {
     /// Every method.
-    pub const ALL: [DrillMethod; 3] = [
+    pub const ALL: [DrillMethod; 4] = [
         DrillMethod::Crash,
         DrillMethod::Freeze,
         DrillMethod::Partition,
+        DrillMethod::ControllerCrash,
     ];
 
     /// The wire name.
@@ -46,6 +52,7 @@ impl DrillMethod {
             DrillMethod::Crash => "crash",
             DrillMethod::Freeze => "freeze",
             DrillMethod::Partition => "partition",
+            DrillMethod::ControllerCrash => "controller_crash",
         }
     }
 
@@ -111,6 +118,10 @@ pub struct DrillStart {
     /// Lease TTL of the drill's job (overrides the template's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ttl_ms: Option<u64>,
+    /// `controller_crash` only (and required there): the agent whose
+    /// controller replica crashes; the drill's job must run on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// Where a drill stands.
@@ -178,6 +189,9 @@ pub enum DrillEventKind {
     JobRegranted,
     /// The job reached a terminal state (`detail` = the state).
     JobFinished,
+    /// `controller_crash`: the agent was answered by another replica
+    /// (`detail` = how long after it lost the crashed one, in ms).
+    AgentFailover,
     /// The drill's verdict (`detail` = passed/failed/error and why).
     Verdict,
 }
@@ -194,6 +208,7 @@ impl DrillEventKind {
             DrillEventKind::AttemptEnded => "attempt_ended",
             DrillEventKind::JobRegranted => "job_regranted",
             DrillEventKind::JobFinished => "job_finished",
+            DrillEventKind::AgentFailover => "agent_failover",
             DrillEventKind::Verdict => "verdict",
         }
     }
@@ -210,6 +225,7 @@ impl DrillEventKind {
             AttemptEnded,
             JobRegranted,
             JobFinished,
+            AgentFailover,
             Verdict,
         ]
         .into_iter()
@@ -274,6 +290,10 @@ pub struct DrillReport {
     /// Fault → job finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_ms: Option<i64>,
+    /// `controller_crash`: how long the agent took from losing the crashed
+    /// replica to being answered by another (as the agent measured it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_ms: Option<i64>,
     /// Grants of the job (attempt rows).
     pub attempts: u32,
     /// The job's final state.

@@ -33,6 +33,11 @@ pub const AGENT_CONTROLLER_URL: EnvVar = var(
     "BATON_AGENT_CONTROLLER_URL",
     "controller_url (http or https)",
 );
+/// `baton-agent`: `controller_urls`, comma-separated.
+pub const AGENT_CONTROLLER_URLS: EnvVar = var(
+    "BATON_AGENT_CONTROLLER_URLS",
+    "controller_urls, comma-separated (several controllers on one database)",
+);
 /// `baton-agent`: `groups`, comma-separated.
 pub const AGENT_GROUPS: EnvVar = var("BATON_AGENT_GROUPS", "groups, comma-separated");
 /// `baton-agent`: `slots`.
@@ -77,6 +82,7 @@ pub const AGENT: &[EnvVar] = &[
     AGENT_CONFIG,
     AGENT_ID,
     AGENT_CONTROLLER_URL,
+    AGENT_CONTROLLER_URLS,
     AGENT_GROUPS,
     AGENT_SLOTS,
     AGENT_STATE_DIR,
@@ -212,7 +218,10 @@ pub const CONTROLLER_OLD: &[(&str, Option<&str>)] = &[
 ];
 
 /// `batonctl`: `--url`.
-pub const CTL_URL: EnvVar = var("BATON_URL", "controller base URL (like --url)");
+pub const CTL_URL: EnvVar = var(
+    "BATON_URL",
+    "controller base URL, or several comma-separated (like --url, repeatable)",
+);
 /// `batonctl`: the operator token itself.
 pub const CTL_TOKEN: EnvVar = var("BATON_TOKEN", "the operator token (the file wins)");
 /// `batonctl`: `--token-file`.

@@ -35,6 +35,11 @@ pub struct PollRequest {
     /// the poll is held for these notices only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<LeaseRef>,
+    /// How long the agent's last failover took (ms): from losing the
+    /// controller that answered to being answered by another. Sent until a
+    /// poll or heartbeat carrying it is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_ms: Option<u64>,
 }
 
 /// One lease: a job and the fencing token of its grant.
@@ -121,6 +126,9 @@ pub struct HeartbeatRequest {
     /// The last lines of output (bounded by the controller).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub log_tail: String,
+    /// As [`PollRequest::failover_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_ms: Option<u64>,
 }
 
 /// Answer to a heartbeat.

@@ -8,6 +8,8 @@
 //! - [`bench`]: the `baton-bench` measurements (dispatch latency, throughput,
 //!   idle fleet, failover, footprint) with their targets.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
+//! - [`ha`]: several controller replicas on one PostgreSQL database and agents
+//!   that know all of them.
 //! - [`faketime`]: a steppable wall clock for the controller (libfaketime).
 //! - [`faultproxy`]: a TCP proxy between agents and the controller that black-holes,
 //!   delays or resets connections on command.
@@ -16,6 +18,8 @@
 //! - [`pki`]: a throwaway CA, server and client certificates (rcgen).
 //! - [`mariadb`]: a real MariaDB server shared by a test binary's tests
 //!   (`scripts/mariadb`), with per-test databases and users.
+//! - [`postgres`]: real PostgreSQL servers (`scripts/postgres`): the shared test
+//!   server with per-test databases, and primaries + standbys of a test's own.
 //! - [`sched_store`]: a stopped controller's SQLite store read for schedule
 //!   evidence (one job per nominal time, occurrences with no gap).
 //! - [`tds`]: a scripted TDS (SQL Server wire protocol) test server for the
@@ -30,10 +34,12 @@ pub mod bench;
 pub mod cluster;
 pub mod faketime;
 pub mod faultproxy;
+pub mod ha;
 pub mod loopfs;
 pub mod mariadb;
 pub mod mssql;
 pub mod pki;
+pub mod postgres;
 pub mod proc;
 pub mod sched_store;
 pub mod sql_browser;

@@ -203,15 +203,7 @@ impl Controller {
         ca: Option<PathBuf>,
         env: Vec<(String, String)>,
     ) -> Result<Controller> {
-        fs::create_dir_all(dir)?;
-        let config = dir.join("controller.toml");
-        fs::write(
-            &config,
-            format!(
-                "listen = \"{listen}\"\nstate_dir = \"{}\"\n{extra_config}\n",
-                state_dir.display()
-            ),
-        )?;
+        let config = write_config(dir, state_dir, listen, extra_config)?;
         let out = Command::new(bin("baton-controller")?)
             .arg("--config")
             .arg(&config)
@@ -221,6 +213,31 @@ impl Controller {
             bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let admin_token = String::from_utf8(out.stdout)?.trim().to_owned();
+        Self::launch(dir, state_dir, config, admin_token, ca, env).await
+    }
+
+    /// Another replica on a store that is already initialised (a shared
+    /// PostgreSQL database named in `extra_config`): no `init`; `admin_token`
+    /// is the one the first replica's `init` printed. Plain HTTP on `listen`.
+    pub async fn join(
+        dir: &Path,
+        listen: &str,
+        extra_config: &str,
+        admin_token: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Controller> {
+        let config = write_config(dir, dir, listen, extra_config)?;
+        Self::launch(dir, dir, config, admin_token.to_owned(), None, env).await
+    }
+
+    async fn launch(
+        dir: &Path,
+        state_dir: &Path,
+        config: PathBuf,
+        admin_token: String,
+        ca: Option<PathBuf>,
+        env: Vec<(String, String)>,
+    ) -> Result<Controller> {
         let mut c = Controller {
             proc: None,
             dir: dir.to_path_buf(),
@@ -299,6 +316,20 @@ impl Controller {
     }
 }
 
+/// Write `dir/controller.toml`: listen, state dir, then `extra_config`.
+fn write_config(dir: &Path, state_dir: &Path, listen: &str, extra_config: &str) -> Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let config = dir.join("controller.toml");
+    fs::write(
+        &config,
+        format!(
+            "listen = \"{listen}\"\nstate_dir = \"{}\"\n{extra_config}\n",
+            state_dir.display()
+        ),
+    )?;
+    Ok(config)
+}
+
 /// Poll `/readyz` until 200.
 pub async fn wait_ready(api: &Api) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(30);
@@ -373,6 +404,22 @@ pub struct Agent {
 impl Agent {
     /// Write its config and start it against `controller_url`.
     pub fn start(root: &Path, controller_url: &str, opts: AgentOpts) -> Result<Agent> {
+        let line = format!("controller_url = \"{controller_url}\"");
+        Self::start_line(root, &line, opts)
+    }
+
+    /// Write its config and start it against several controller replicas
+    /// (`controller_urls = [...]`, tried in this order).
+    pub fn start_urls(root: &Path, controller_urls: &[String], opts: AgentOpts) -> Result<Agent> {
+        let list = controller_urls
+            .iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::start_line(root, &format!("controller_urls = [{list}]"), opts)
+    }
+
+    fn start_line(root: &Path, controller_line: &str, opts: AgentOpts) -> Result<Agent> {
         let dir = root.join(format!("agent-{}", opts.id));
         fs::create_dir_all(&dir)?;
         let config = dir.join("agent.toml");
@@ -399,7 +446,7 @@ impl Agent {
         fs::write(
             &config,
             format!(
-                "agent_id = \"{}\"\ncontroller_url = \"{controller_url}\"\ngroups = [{groups}]\nslots = {}\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n{enroll}\n[command]\nallow = [{allow}]\n\n{}\n",
+                "agent_id = \"{}\"\n{controller_line}\ngroups = [{groups}]\nslots = {}\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n{enroll}\n[command]\nallow = [{allow}]\n\n{}\n",
                 opts.id,
                 opts.slots,
                 dir.join("state").display(),

@@ -25,6 +25,7 @@ const CONTROLLER: &[(&str, u8)] = &[
     ("pipeline", 0),
     ("trigger", 0),
     ("pki", 0),
+    ("pgurl", 0),
     ("store", 1),
     ("dispatch", 2),
     ("presence", 2),

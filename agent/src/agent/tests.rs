@@ -68,7 +68,7 @@ pub fn config(url: &str, state: &Path, grace: Duration) -> Config {
         config_file: None,
         agent_id: "a1".into(),
         hostname: "host-1".into(),
-        controller_url: url.into(),
+        controller_urls: vec![url.into()],
         enrollment_token: None,
         tls: TlsConfig::default(),
         groups: Vec::new(),
@@ -94,6 +94,7 @@ pub fn identity(url: &str) -> Identity {
         secret: Secret::new(SECRET),
         groups: vec!["g".into()],
         controller_url: url.into(),
+        controller_urls: Vec::new(),
         enrolled_at: chrono::Utc::now(),
         fleet: String::new(),
     }
@@ -124,7 +125,7 @@ async fn start(grants: Vec<Grant>, grace: Duration, prepare: impl FnOnce(&Path))
 pub fn spawn_agent(cfg: Config, identity: &Identity) -> (JoinHandle<()>, CancellationToken) {
     let mut settings = CommandSettings::from_config(&cfg.command);
     settings.term_grace = Duration::from_millis(300);
-    let transport = Transport::new(&cfg.controller_url, &cfg.tls).expect("transport");
+    let transport = Transport::with_urls(&cfg.controller_urls, &cfg.tls).expect("transport");
     let agent =
         Agent::with_command_executor(cfg, identity, &transport, CommandExecutor::new(settings))
             .expect("agent");

@@ -45,7 +45,7 @@ fn defaults_apply() {
     let f = Fixture::new();
     let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
     assert_eq!(c.agent_id, "file-agent");
-    assert_eq!(c.controller_url, "https://127.0.0.1:8420");
+    assert_eq!(c.controller_urls, ["https://127.0.0.1:8420"]);
     let token = c.enrollment_token.as_ref().expect("token source");
     assert!(
         matches!(token, EnrollmentToken::File { path, line: Some(2), .. } if *path == f.dir.path().join("token")),
@@ -89,7 +89,7 @@ fn file_then_env_then_flag() {
     let c = f.load(&toml, &[], &none).expect("file");
     assert_eq!((c.agent_id.as_str(), c.slots), ("file-agent", 2));
     assert_eq!(c.groups, ["f1", "f2"]);
-    assert_eq!(c.controller_url, "http://file:1");
+    assert_eq!(c.controller_urls, ["http://file:1"]);
 
     let env = [
         ("BATON_AGENT_ID", "env-agent"),
@@ -101,7 +101,7 @@ fn file_then_env_then_flag() {
     let c = f.load(&toml, &env, &none).expect("env");
     assert_eq!((c.agent_id.as_str(), c.slots), ("env-agent", 3));
     assert_eq!(c.groups, ["e1", "e2"]);
-    assert_eq!(c.controller_url, "https://env:2");
+    assert_eq!(c.controller_urls, ["https://env:2"]);
     assert_eq!(c.log_level, "debug");
 
     let flags = Flags {
@@ -109,14 +109,106 @@ fn file_then_env_then_flag() {
         slots: Some("4".into()),
         groups: vec!["g1".into()],
         controller_url: Some("http://flag:3".into()),
+        controller_urls: None,
         state_dir: Some(f.dir.path().join("flag-state")),
         config: None,
     };
     let c = f.load(&toml, &env, &flags).expect("flags");
     assert_eq!((c.agent_id.as_str(), c.slots), ("flag-agent", 4));
     assert_eq!(c.groups, ["g1"]);
-    assert_eq!(c.controller_url, "http://flag:3");
+    assert_eq!(c.controller_urls, ["http://flag:3"]);
     assert_eq!(c.state_dir, f.dir.path().join("flag-state"));
+}
+
+#[test]
+fn several_controllers_from_file_env_and_flag() {
+    let f = Fixture::new();
+    let toml = format!(
+        "{}controller_urls = [\"https://a:8420\", \"https://b:8420/\"]\n",
+        f.base()
+    );
+    let none = Flags::default();
+    let c = f.load(&toml, &[], &none).expect("file");
+    assert_eq!(c.controller_urls, ["https://a:8420", "https://b:8420"]);
+    assert!(
+        c.summary()
+            .contains("controller=https://a:8420,https://b:8420")
+    );
+
+    let env = [("BATON_AGENT_CONTROLLER_URLS", "http://e1:1, http://e2:2")];
+    let c = f.load(&toml, &env, &none).expect("env");
+    assert_eq!(c.controller_urls, ["http://e1:1", "http://e2:2"]);
+    // One URL in a higher layer replaces the list of a lower one.
+    let env_one = [("BATON_AGENT_CONTROLLER_URL", "http://lb:8420")];
+    let c = f.load(&toml, &env_one, &none).expect("env one");
+    assert_eq!(c.controller_urls, ["http://lb:8420"]);
+
+    let flags = Flags {
+        controller_urls: Some("http://f1:1,http://f2:2,http://f3:3".into()),
+        ..Flags::default()
+    };
+    let c = f.load(&toml, &env, &flags).expect("flag");
+    assert_eq!(
+        c.controller_urls,
+        ["http://f1:1", "http://f2:2", "http://f3:3"]
+    );
+}
+
+#[test]
+fn both_controller_keys_are_refused() {
+    let f = Fixture::new();
+    let toml = format!(
+        "{}controller_url = \"https://a:8420\"\ncontroller_urls = [\"https://b:8420\"]\n",
+        f.base()
+    );
+    let e = f.load(&toml, &[], &Flags::default()).expect_err("both");
+    assert_eq!(e.exit_code(), 78);
+    let c = invalid(e);
+    assert_eq!(c.key, "controller_urls");
+    assert_eq!(c.line, Some(5), "{c}");
+    assert!(c.to_string().contains("controller_url is set too"), "{c}");
+
+    let env = [
+        ("BATON_AGENT_CONTROLLER_URL", "http://a:1"),
+        ("BATON_AGENT_CONTROLLER_URLS", "http://b:1"),
+    ];
+    let c = invalid(f.load(&f.base(), &env, &Flags::default()).expect_err("env"));
+    assert_eq!(c.origin, Source::Env("BATON_AGENT_CONTROLLER_URLS".into()));
+    let flags = Flags {
+        controller_url: Some("http://a:1".into()),
+        controller_urls: Some("http://b:1".into()),
+        ..Flags::default()
+    };
+    let c = invalid(f.load(&f.base(), &[], &flags).expect_err("flags"));
+    assert_eq!(c.origin, Source::Flag("controller-urls".into()));
+}
+
+#[test]
+fn bad_controller_urls_name_the_item() {
+    let f = Fixture::new();
+    let toml = format!(
+        "{}controller_urls = [\n  \"https://a:8420\",\n  \"ftp://b\",\n]\n",
+        f.base()
+    );
+    let c = invalid(f.load(&toml, &[], &Flags::default()).expect_err("scheme"));
+    assert_eq!(c.key, "controller_urls[1]");
+    assert_eq!(c.line, Some(6), "{c}");
+    let twice = format!(
+        "{}controller_urls = [\"https://a:8420\", \"https://a:8420/\"]\n",
+        f.base()
+    );
+    let c = invalid(f.load(&twice, &[], &Flags::default()).expect_err("twice"));
+    assert_eq!(c.key, "controller_urls[1]");
+    assert!(c.to_string().contains("listed twice"), "{c}");
+    let empty = format!("{}controller_urls = []\n", f.base());
+    let c = invalid(f.load(&empty, &[], &Flags::default()).expect_err("empty"));
+    assert_eq!(c.key, "controller_urls");
+    let env = [("BATON_AGENT_CONTROLLER_URLS", "http://a:1,")];
+    let c = invalid(
+        f.load(&f.base(), &env, &Flags::default())
+            .expect_err("trailing comma"),
+    );
+    assert_eq!(c.key, "controller_urls[1]");
 }
 
 #[test]
@@ -266,9 +358,9 @@ fn plain_http_to_another_host_is_noticed() {
             &Flags::default(),
         )
         .expect("valid: a warning only");
-    assert!(plain_http_remote(&c.controller_url));
+    assert!(plain_http_remote(&c.controller_urls[0]));
     let c = f.load(&f.base(), &[], &Flags::default()).expect("valid");
-    assert!(!plain_http_remote(&c.controller_url));
+    assert!(!plain_http_remote(&c.controller_urls[0]));
 }
 
 #[test]

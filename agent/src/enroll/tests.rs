@@ -248,6 +248,29 @@ async fn run_without_identity_or_token_is_not_enrolled() {
 }
 
 #[tokio::test]
+async fn enrolling_with_several_controllers_keeps_them_all() {
+    let mut t = Setup::new().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    t.config.controller_urls = vec![format!("http://{dead}"), t.fake.url.clone()];
+    t.transport =
+        Transport::with_urls(&t.config.controller_urls, &TlsConfig::default()).expect("t");
+    let id = t
+        .run_identity(LIMIT)
+        .await
+        .expect("enrolled through the live one");
+    assert_eq!(id.controller_url, t.fake.url, "the one that answered");
+    assert_eq!(id.controller_urls, t.config.controller_urls);
+    assert_eq!(t.fake.script().enrolls.len(), 1);
+    // Loaded again with the list in another order: the same installation.
+    t.config.controller_urls.reverse();
+    let again = t.run_identity(LIMIT).await.expect("loaded");
+    assert_eq!(again, id);
+    assert_eq!(t.fake.script().enrolls.len(), 1, "no second enrollment");
+}
+
+#[tokio::test]
 async fn the_identity_wins_over_the_config() {
     let t = Setup::new().await;
     let id = Identity {
@@ -255,6 +278,7 @@ async fn the_identity_wins_over_the_config() {
         secret: Secret::new("baton_agt_x"),
         groups: vec!["g".into()],
         controller_url: "https://elsewhere.test".into(),
+        controller_urls: Vec::new(),
         enrolled_at: Utc::now(),
         fleet: String::new(),
     };
@@ -289,8 +313,9 @@ async fn an_unreachable_controller_is_retried_then_given_up() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     let mut t = Setup::new().await;
-    t.config.controller_url = format!("http://{addr}");
-    t.transport = Transport::new(&t.config.controller_url, &TlsConfig::default()).expect("t");
+    t.config.controller_urls = vec![format!("http://{addr}")];
+    t.transport =
+        Transport::with_urls(&t.config.controller_urls, &TlsConfig::default()).expect("t");
     let started = std::time::Instant::now();
     let e = t
         .run_identity(Duration::from_millis(600))

@@ -6,6 +6,7 @@ fn identity() -> Identity {
         secret: Secret::new("baton_agt_s3cret"),
         groups: vec!["nightly".into(), "db".into()],
         controller_url: "https://ctl.test:8420".into(),
+        controller_urls: Vec::new(),
         enrolled_at: DateTime::from_timestamp_millis(1_790_000_000_000).expect("ts"),
         fleet: "f1".into(),
     }
@@ -33,6 +34,31 @@ fn host_names_become_valid_agent_ids() {
         assert!(valid_name(&id), "{id:?}");
         assert_eq!(id, id.to_lowercase());
     }
+}
+
+#[test]
+fn several_controllers_are_kept_and_old_files_still_load() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut id = identity();
+    id.controller_urls = vec!["https://a:8420".into(), "https://ctl.test:8420".into()];
+    let written = id.save(state.path()).expect("save");
+    assert_eq!(
+        Identity::load(state.path()).expect("load"),
+        Some(id.clone())
+    );
+    assert!(id.enrolled_with_any(&["https://a:8420".into()]));
+    assert!(id.enrolled_with_any(&["https://x".into(), "https://ctl.test:8420".into()]));
+    assert!(!id.enrolled_with_any(&["https://other:8420".into()]));
+    // One controller: the list is left out of the file, as before.
+    let one = identity();
+    one.save(state.path()).expect("save one");
+    let text = fs::read_to_string(&written).expect("read");
+    assert!(!text.contains("controller_urls"), "{text}");
+    assert_eq!(
+        Identity::load(state.path()).expect("load one"),
+        Some(one.clone())
+    );
+    assert!(one.enrolled_with_any(&["https://ctl.test:8420".into()]));
 }
 
 #[test]

@@ -122,7 +122,7 @@ impl Files {
 
 /// Poll once as agent `a1` over the transport the config describes.
 async fn poll_once(config: &Config) -> Result<(), transport::Error> {
-    let transport = Transport::new(&config.controller_url, &config.tls)?
+    let transport = Transport::with_urls(&config.controller_urls, &config.tls)?
         .authenticated("a1", &Secret::new("baton_agt_tls"))?;
     let req = PollRequest {
         groups: vec!["g".into()],
@@ -133,6 +133,7 @@ async fn poll_once(config: &Config) -> Result<(), transport::Error> {
         metrics: None,
         wait_ms: Some(0),
         leases: Vec::new(),
+        failover_ms: None,
     };
     transport
         .poll(&req, Duration::from_secs(2))
@@ -165,7 +166,7 @@ async fn pinned_ca_connects_and_another_ca_is_refused() {
     assert_eq!(fake.script().polls.len(), 1);
 
     // Enrollment goes through the same client.
-    let transport = Transport::new(&cfg.controller_url, &cfg.tls).expect("transport");
+    let transport = Transport::with_urls(&cfg.controller_urls, &cfg.tls).expect("transport");
     let resp = transport
         .enroll(&EnrollRequest {
             token: "baton_enr_t".into(),

@@ -64,6 +64,9 @@ pub async fn poll(
     if req.leases.len() > 1024 {
         return Err(ApiError::bad_request("at most 1024", Some("leases".into())));
     }
+    if let Some(ms) = req.failover_ms {
+        drills::agent_failover(&s.store, &caller.id, ms).await;
+    }
     let dispatcher = Dispatcher {
         jobs: &s.jobs,
         presence: &s.presence,
@@ -122,8 +125,19 @@ pub async fn heartbeat(
         )
         .await
         .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "heartbeat", e))?;
+    if let Some(ms) = req.failover_ms {
+        drills::agent_failover(&s.store, &caller.id, ms).await;
+    }
     // A failover drill of this job asks the holder for its fault here.
-    let fault = drills::fault_for_heartbeat(&s.store, job_id, &caller.id, req.token).await;
+    let allow_crash = s.config.drills.allow_controller_crash;
+    let fault =
+        match drills::fault_for_heartbeat(&s.store, job_id, &caller.id, req.token, allow_crash)
+            .await
+        {
+            drills::HeartbeatFault::None => None,
+            drills::HeartbeatFault::Agent(f) => Some(f),
+            drills::HeartbeatFault::CrashController(drill_id) => drills::crash_now(drill_id),
+        };
     Ok(Json(HeartbeatResponse {
         lease_ttl_ms: ttl,
         cancel_requested: cancel,

@@ -21,15 +21,12 @@ pub async fn start(
     op: OperatorRole,
     JsonBody(req): JsonBody<DrillStart>,
 ) -> Result<Response, ApiError> {
-    let view = drills::start(
-        &s.jobs,
-        &s.shutdown,
-        &req,
-        s.config.default_lease_ttl.as_millis() as u64,
-        s.config.max_spec_bytes,
-        &op.who.name,
-    )
-    .await?;
+    let limits = drills::Limits {
+        default_ttl_ms: s.config.default_lease_ttl.as_millis() as u64,
+        max_spec_bytes: s.config.max_spec_bytes,
+        allow_controller_crash: s.config.drills.allow_controller_crash,
+    };
+    let view = drills::start(&s.jobs, &s.shutdown, &req, limits, &op.who.name).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

@@ -355,6 +355,9 @@ impl From<crate::drills::Error> for ApiError {
             crate::drills::Error::Invalid { field, message } => {
                 ApiError::bad_request(message, Some(field))
             }
+            crate::drills::Error::NotAllowed { field, message } => {
+                ApiError::new(ErrorCode::Unprocessable, message, Some(field))
+            }
             crate::drills::Error::NoSuchDrill(m) => {
                 ApiError::new(ErrorCode::NotFound, m, Some("drill_id".into()))
             }

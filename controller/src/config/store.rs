@@ -20,7 +20,6 @@ use baton_proto::env;
 use serde::Deserialize;
 
 use super::{Sources, SyncMode};
-use crate::store::postgres::PgOptions;
 
 /// `[store]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -44,7 +43,23 @@ pub enum StoreConfig {
         sync: SyncMode,
     },
     /// PostgreSQL, shared by several controllers.
-    Postgres(PgOptions),
+    Postgres(PgConfig),
+}
+
+/// `[store]` for PostgreSQL, resolved (the server hands it to
+/// `store::postgres::PgOptions`).
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// One or several hosts (`pgurl`).
+    pub url: String,
+    /// From `password_file` or `BATON_CONTROLLER_STORE_PASSWORD`.
+    pub password: Option<String>,
+    /// A pinned CA: TLS required, certificate verified.
+    pub ca_file: Option<PathBuf>,
+    /// Connections per controller.
+    pub pool_size: u32,
+    /// No LISTEN (a pooler in transaction mode).
+    pub poll_only: bool,
 }
 
 /// The default pool size: enough for the hot paths of one replica.
@@ -87,14 +102,14 @@ impl Sources<'_> {
                 "must start with postgres:// (several controllers) or sqlite:".into(),
             ));
         }
-        if crate::store::postgres::hosts::url_has_password(&url) {
+        if crate::pgurl::url_has_password(&url) {
             return Err(url_err(
                 "holds a password: put it in [store] password_file or BATON_CONTROLLER_STORE_PASSWORD"
                     .into(),
             ));
         }
-        if let Err(e) = crate::store::postgres::hosts::split_hosts(&url) {
-            return Err(url_err(e.to_string()));
+        if let Err(why) = crate::pgurl::split_hosts(&url) {
+            return Err(url_err(why));
         }
         let password = self.store_password(&file)?;
         if let Some(ca) = &file.ca_file
@@ -106,7 +121,7 @@ impl Sources<'_> {
         if !(2..=1000).contains(&pool_size) {
             return Err(self.file_err("store.pool_size", "must be between 2 and 1000".into()));
         }
-        Ok(StoreConfig::Postgres(PgOptions {
+        Ok(StoreConfig::Postgres(PgConfig {
             url,
             password,
             ca_file: file.ca_file,

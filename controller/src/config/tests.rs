@@ -78,6 +78,21 @@ fn unknown_key_refused() {
 }
 
 #[test]
+fn drills_section_allows_the_controller_crash_only_when_set() {
+    let load =
+        |src: &str| Config::load(Some(write(src).path()), &BTreeMap::new(), &Flags::default());
+    let c = load(TOKENS).expect("default");
+    assert!(!c.drills.allow_controller_crash, "off by default");
+    let c = load(&format!(
+        "{TOKENS}[drills]\nallow_controller_crash = true\n"
+    ))
+    .expect("set");
+    assert!(c.drills.allow_controller_crash);
+    let e = load(&format!("{TOKENS}[drills]\nallow_crash = true\n")).expect_err("unknown key");
+    assert_eq!(e.line, Some(3), "{e}");
+}
+
+#[test]
 fn tls_or_explicit_plain_http_required() {
     let e = Config::load(None, &BTreeMap::new(), &Flags::default()).expect_err("no tls");
     assert_eq!(e.key, "tls");

@@ -123,6 +123,7 @@ impl Rig {
             metrics: None,
             wait_ms: None,
             leases,
+            failover_ms: None,
         };
         let d = Dispatcher {
             jobs: &self.jobs,

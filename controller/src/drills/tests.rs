@@ -9,10 +9,16 @@ fn req(method: DrillMethod) -> DrillStart {
         job: None,
         rto_ms: None,
         lease_ttl_ms: Some(2000),
+        agent: None,
     }
 }
 
 const SPEC: usize = 256 << 10;
+const LIMITS: Limits = Limits {
+    default_ttl_ms: 15_000,
+    max_spec_bytes: SPEC,
+    allow_controller_crash: false,
+};
 
 fn field(e: Error) -> Option<String> {
     match e {
@@ -23,7 +29,7 @@ fn field(e: Error) -> Option<String> {
 
 #[test]
 fn probe_defaults() {
-    let (d, j) = plan(&req(DrillMethod::Crash), 15_000, SPEC, "ops").expect("plan");
+    let (d, j) = plan(&req(DrillMethod::Crash), LIMITS, "ops").expect("plan");
     assert_eq!(d.duration_ms, 4000);
     assert_eq!(d.lease_ttl_ms, 2000);
     assert_eq!(d.rto_ms, DEFAULT_RTO_MS);
@@ -35,8 +41,7 @@ fn probe_defaults() {
             lease_ttl_ms: None,
             ..req(DrillMethod::Freeze)
         },
-        15_000,
-        SPEC,
+        LIMITS,
         "ops",
     )
     .expect("plan");
@@ -50,7 +55,7 @@ fn errors_name_the_field() {
         ..req(DrillMethod::Freeze)
     };
     assert_eq!(
-        field(plan(&short, 15_000, SPEC, "o").expect_err("short")).as_deref(),
+        field(plan(&short, LIMITS, "o").expect_err("short")).as_deref(),
         Some("duration_ms")
     );
     let ttl = DrillStart {
@@ -58,7 +63,7 @@ fn errors_name_the_field() {
         ..req(DrillMethod::Freeze)
     };
     assert_eq!(
-        field(plan(&ttl, 15_000, SPEC, "o").expect_err("ttl")).as_deref(),
+        field(plan(&ttl, LIMITS, "o").expect_err("ttl")).as_deref(),
         Some("lease_ttl_ms")
     );
     let mut template = JobSubmit {
@@ -76,7 +81,7 @@ fn errors_name_the_field() {
         ..req(DrillMethod::Crash)
     };
     assert_eq!(
-        field(plan(&wrong_group, 15_000, SPEC, "o").expect_err("group")).as_deref(),
+        field(plan(&wrong_group, LIMITS, "o").expect_err("group")).as_deref(),
         Some("job.group")
     );
     template.group = "g".into();
@@ -86,7 +91,7 @@ fn errors_name_the_field() {
         ..req(DrillMethod::Crash)
     };
     assert_eq!(
-        field(plan(&no_retry, 15_000, SPEC, "o").expect_err("retry")).as_deref(),
+        field(plan(&no_retry, LIMITS, "o").expect_err("retry")).as_deref(),
         Some("job.retry")
     );
     template.retry.max_attempts = 3;
@@ -94,14 +99,14 @@ fn errors_name_the_field() {
         job: Some(template),
         ..req(DrillMethod::Crash)
     };
-    let (_, j) = plan(&ok, 15_000, SPEC, "o").expect("template");
+    let (_, j) = plan(&ok, LIMITS, "o").expect("template");
     assert_eq!(j.submit.lease_ttl_ms, Some(2000), "the drill's TTL wins");
     let bad_group = DrillStart {
         group: "a b".into(),
         ..req(DrillMethod::Crash)
     };
     assert_eq!(
-        field(plan(&bad_group, 15_000, SPEC, "o").expect_err("group")).as_deref(),
+        field(plan(&bad_group, LIMITS, "o").expect_err("group")).as_deref(),
         Some("group")
     );
     for rto in [0, MAX_RTO_MS + 1, u64::MAX] {
@@ -110,9 +115,53 @@ fn errors_name_the_field() {
             ..req(DrillMethod::Crash)
         };
         assert_eq!(
-            field(plan(&bad_rto, 15_000, SPEC, "o").expect_err("rto")).as_deref(),
+            field(plan(&bad_rto, LIMITS, "o").expect_err("rto")).as_deref(),
             Some("rto_ms"),
             "{rto}"
         );
     }
+}
+
+#[test]
+fn a_controller_crash_needs_the_setting_and_an_agent() {
+    let crash = DrillStart {
+        agent: Some("db1".into()),
+        ..req(DrillMethod::ControllerCrash)
+    };
+    match plan(&crash, LIMITS, "o").expect_err("not allowed") {
+        Error::NotAllowed { field, message } => {
+            assert_eq!(field, "method");
+            assert!(message.contains("allow_controller_crash"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let allowed = Limits {
+        allow_controller_crash: true,
+        ..LIMITS
+    };
+    let (d, j) = plan(&crash, allowed, "o").expect("allowed");
+    assert_eq!(d.method, DrillMethod::ControllerCrash);
+    assert_eq!(d.agent.as_deref(), Some("db1"));
+    assert_eq!(j.submit.group, "g");
+    let no_agent = req(DrillMethod::ControllerCrash);
+    assert_eq!(
+        field(plan(&no_agent, allowed, "o").expect_err("no agent")).as_deref(),
+        Some("agent")
+    );
+    let bad_agent = DrillStart {
+        agent: Some("two words".into()),
+        ..req(DrillMethod::ControllerCrash)
+    };
+    assert_eq!(
+        field(plan(&bad_agent, allowed, "o").expect_err("bad agent")).as_deref(),
+        Some("agent")
+    );
+    let agent_elsewhere = DrillStart {
+        agent: Some("db1".into()),
+        ..req(DrillMethod::Crash)
+    };
+    assert_eq!(
+        field(plan(&agent_elsewhere, allowed, "o").expect_err("not for crash")).as_deref(),
+        Some("agent")
+    );
 }

@@ -180,8 +180,18 @@ async fn agent_batch_and_drill_writes_wake_the_group() {
         job: None,
         rto_ms: None,
         lease_ttl_ms: Some(2_000),
+        agent: None,
     };
-    let (drill, job) = crate::drills::plan(&start, 15_000, 256 << 10, "ops").expect("plan");
+    let (drill, job) = crate::drills::plan(
+        &start,
+        crate::drills::Limits {
+            default_ttl_ms: 15_000,
+            max_spec_bytes: 256 << 10,
+            allow_controller_crash: false,
+        },
+        "ops",
+    )
+    .expect("plan");
     jobs.create_drill(&drill, job, t + 4).await.expect("drill");
     w.woke(true, "a drill");
 }

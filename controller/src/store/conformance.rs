@@ -77,6 +77,7 @@ macro_rules! suite {
                 rto_shorter_than_the_takeover_fails_with_the_reason,
                 a_job_that_ends_before_any_heartbeat_is_an_error,
                 unknown_drills_are_missing,
+                a_controller_crash_drill_claims_only_for_its_agent_and_records_the_failover,
             ],
             rebase: [
                 a_forward_step_while_down_expires_no_lease_early,

@@ -45,6 +45,9 @@ pub struct NewDrill {
     pub rto_ms: u64,
     /// Who started it.
     pub created_by: String,
+    /// `controller_crash`: the agent whose heartbeat crashes its replica
+    /// (only its heartbeats of the drill's job claim the fault).
+    pub agent: Option<String>,
 }
 
 /// One stored timeline row.
@@ -95,6 +98,17 @@ pub trait DrillStore {
         token: FencingToken,
         now: i64,
     ) -> Result<Option<Fault>>;
+
+    /// A `controller_crash` drill's agent was answered by another replica
+    /// `failover_ms` after it lost the crashed one: record `agent_failover`
+    /// (once per drill) on every running drill whose fault hit that agent's
+    /// replica (`fault_injected` recorded). Whether one was recorded.
+    async fn drill_agent_failover(
+        &self,
+        agent_id: &str,
+        failover_ms: u64,
+        now: i64,
+    ) -> Result<bool>;
 
     /// The holder acknowledged the fault: record `fault_injected` (once).
     /// Returns false for a repeated ack. Only the agent and lease the fault

@@ -49,11 +49,6 @@ pub const TABLES: &[&str] = &[
 /// Target tables with nothing to copy (state that only lives a minute).
 const TARGET_ONLY: &[&str] = &["enroll_attempts"];
 
-/// Target columns SQLite has no counterpart of; they keep their default.
-/// `jobs.batch_first`: the replay of a keyed batch made on PostgreSQL (one
-/// made on SQLite replays by its consecutive ids).
-const TARGET_ONLY_COLUMNS: &[(&str, &str)] = &[("jobs", "batch_first")];
-
 /// Rows per INSERT statement.
 const BATCH: usize = 200;
 
@@ -269,7 +264,6 @@ async fn target_columns(dst: &mut PgConnection, table: &str) -> Result<Vec<(Stri
     .fetch_all(&mut *dst)
     .await?;
     cols.into_iter()
-        .filter(|(name, _)| !TARGET_ONLY_COLUMNS.contains(&(table, name.as_str())))
         .map(|(name, ty)| {
             let kind = match ty.as_str() {
                 "bigint" | "integer" => Kind::Int,
@@ -288,7 +282,9 @@ async fn target_columns(dst: &mut PgConnection, table: &str) -> Result<Vec<(Stri
 
 /// The target's columns that the source has too. A source column the
 /// target lacks is an error (its data would be lost); a target column the
-/// source lacks (PostgreSQL-only bookkeeping) is left to its default.
+/// source lacks (PostgreSQL-only bookkeeping such as `jobs.batch_first`,
+/// the replay of a keyed batch made on PostgreSQL; one made on SQLite
+/// replays by its consecutive ids) is left to its default.
 async fn shared_columns(
     src: &mut SqliteConnection,
     dst: &mut PgConnection,

@@ -130,10 +130,6 @@ pub enum Error {
     /// A stored value does not parse (a bug or manual tampering).
     #[error("corrupt stored value in {0}")]
     Corrupt(String),
-    /// This backend does not implement the operation yet (the PostgreSQL
-    /// backend while it is being ported, area by area).
-    #[error("`{0}` is not implemented on this store backend yet")]
-    Unported(&'static str),
 }
 
 /// Result alias.

@@ -81,7 +81,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many times a transaction that hit a deadlock or a serialization
 /// failure runs again.
-#[allow(dead_code)] // TODO(issue 17): used by the areas being ported
 const TX_RETRIES: u32 = 5;
 
 /// The PostgreSQL store.
@@ -165,7 +164,6 @@ impl PgStore {
     /// [`TX_RETRIES`] times, after a short random pause. `f` must be
     /// written so that running it again is correct (it starts from what it
     /// reads).
-    #[allow(dead_code)] // TODO(issue 17): used by the areas being ported
     pub(crate) async fn tx<T, F>(&self, mut f: F) -> Result<T>
     where
         T: Send,
@@ -192,7 +190,6 @@ impl PgStore {
 
 /// A deadlock or a serialization failure: the transaction did nothing and
 /// may run again.
-#[allow(dead_code)] // TODO(issue 17): used by the areas being ported
 fn retryable(e: &Error) -> bool {
     let Error::Db(sqlx::Error::Database(d)) = e else {
         return false;

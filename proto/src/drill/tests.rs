@@ -10,6 +10,16 @@ fn drill_roundtrip() {
         job: None,
         rto_ms: Some(20_000),
         lease_ttl_ms: Some(2000),
+        agent: None,
+    });
+    check(&DrillStart {
+        group: "db".into(),
+        method: DrillMethod::ControllerCrash,
+        duration_ms: None,
+        job: None,
+        rto_ms: None,
+        lease_ttl_ms: None,
+        agent: Some("db1".into()),
     });
     check(&Fault {
         drill_id: 3,
@@ -39,6 +49,7 @@ fn drill_roundtrip() {
             detection_ms: Some(2000),
             takeover_ms: Some(2001),
             total_ms: Some(4000),
+            failover_ms: Some(35),
             attempts: 2,
             job_state: Some(crate::job::JobState::Succeeded),
             exactly_once: ExactlyOnce::Proven,
@@ -47,17 +58,30 @@ fn drill_roundtrip() {
             passed: false,
             reasons: vec!["slow".into()],
         }),
-        events: vec![DrillEvent {
-            at,
-            kind: DrillEventKind::LeaseExpired,
-            agent: Some("a1".into()),
-            attempt: Some(1),
-            detail: None,
-        }],
+        events: vec![
+            DrillEvent {
+                at,
+                kind: DrillEventKind::LeaseExpired,
+                agent: Some("a1".into()),
+                attempt: Some(1),
+                detail: None,
+            },
+            DrillEvent {
+                at,
+                kind: DrillEventKind::AgentFailover,
+                agent: Some("a1".into()),
+                attempt: None,
+                detail: Some("35 ms".into()),
+            },
+        ],
     });
     assert_eq!(
         serde_json::to_value(DrillMethod::Partition).expect("json"),
         "partition"
+    );
+    assert_eq!(
+        serde_json::to_value(DrillMethod::ControllerCrash).expect("json"),
+        "controller_crash"
     );
 }
 

@@ -28,6 +28,7 @@ fn poll_roundtrip() {
             job_id: 4,
             token: 7,
         }],
+        failover_ms: Some(840),
     });
     check(&PollResponse {
         grants: vec![Grant {
@@ -57,6 +58,15 @@ fn poll_roundtrip() {
     // Controllers before drain and cancel notices existed did not send the fields.
     let old: PollResponse = serde_json::from_str(r#"{"grants":[]}"#).expect("old");
     assert!(!old.drain && old.cancels.is_empty());
+    // Agents before failover reports did not send the field, and an agent
+    // without one to report leaves it out.
+    let old: PollRequest = serde_json::from_str(
+        r#"{"groups":[],"free_slots":0,"capabilities":{"kinds":[],"connections":[]},"version":"1","os":"linux"}"#,
+    )
+    .expect("old poll");
+    assert_eq!(old.failover_ms, None);
+    let json = serde_json::to_string(&old).expect("json");
+    assert!(!json.contains("failover_ms"), "{json}");
 }
 
 #[test]
@@ -68,6 +78,7 @@ fn heartbeat_roundtrip() {
             message: "half".into(),
         }),
         log_tail: "line\n".into(),
+        failover_ms: Some(1200),
     });
     check(&HeartbeatResponse {
         lease_ttl_ms: 2000,

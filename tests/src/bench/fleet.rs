@@ -220,6 +220,7 @@ async fn poll_forever(
         metrics: None,
         wait_ms: Some(limits::DEFAULT_POLL_HOLD_MS),
         leases: Vec::new(),
+        failover_ms: None,
     };
     let body = serde_json::to_vec(&req).unwrap_or_default();
     let path = format!("/v1/agents/{id}/poll");

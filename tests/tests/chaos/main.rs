@@ -1,9 +1,14 @@
 //! The chaos suite: many jobs over 5 agents while a driver SIGKILLs (and
 //! restarts), SIGSTOPs/SIGCONTs agents, cuts, resets and delays their
-//! network (each agent reaches the controller through its own
-//! [`FaultProxy`]) and `kill -9`s + restarts the controller twice; then it
-//! checks that nothing was lost and nothing that must happen once happened
-//! twice.
+//! network (each agent reaches every controller through fault proxies of its
+//! own) and `kill -9`s + restarts the controller twice; then it checks that
+//! nothing was lost and nothing that must happen once happened twice.
+//!
+//! Two modes: one controller on SQLite (`chaos_nothing_lost_nothing_twice`),
+//! and three controller replicas on one PostgreSQL database
+//! (`chaos_postgres_replicas_nothing_lost_nothing_twice`), where the driver
+//! `kill -9`s a random replica (one at a time) four times and agents know
+//! every replica. The two runs take turns, never overlap.
 //!
 //! # Jobs
 //! A seeded mix of
@@ -29,6 +34,9 @@
 //! - `BATON_CHAOS_JOBS`: number of jobs (default 300, the CI size; soak runs up
 //!   to 10000, e.g. `BATON_CHAOS_JOBS=10000 cargo test -p baton-tests --test
 //!   chaos -- --nocapture`, about 20 minutes at TTL 2 s).
+//! - `BATON_CHAOS_PG_JOBS`: the same for the PostgreSQL mode (default 150, the
+//!   CI size). The PostgreSQL mode needs a server (`BATON_TEST_PG_URL`, or one
+//!   it starts) and skips, saying why, without one.
 //! - `BATON_CHAOS_SEED`: the random seed (printed at start; set it to replay
 //!   the same job mix and fault choices — timings still differ run to run).
 //! - `BATON_CHAOS_TTL_MS`: lease TTL of every job (default 2000, the floor).
@@ -47,13 +55,12 @@ use std::time::{Duration, Instant};
 
 use baton_proto::{JobId, JobView};
 use baton_tests::api::Api;
-use baton_tests::cluster::Cluster;
-use baton_tests::faultproxy::FaultProxy;
 use baton_tests::mariadb;
-use baton_tests::proc::AgentOpts;
 use chrono::{DateTime, Utc};
 
+mod fleet;
 mod report;
+use fleet::{Fleet, Link, Mode};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -93,9 +100,10 @@ fn env_num(name: &str) -> Option<u64> {
 }
 
 impl Knobs {
-    fn from_env() -> Knobs {
+    /// `jobs_var`: the variable with the number of jobs, else `jobs`.
+    fn from_env(jobs_var: &str, jobs: usize) -> Knobs {
         Knobs {
-            jobs: env_num("BATON_CHAOS_JOBS").map_or(300, |n| n.clamp(1, 10_000) as usize),
+            jobs: env_num(jobs_var).map_or(jobs, |n| n.clamp(1, 10_000) as usize),
             seed: env_num("BATON_CHAOS_SEED").unwrap_or_else(rand::random),
             ttl_ms: env_num("BATON_CHAOS_TTL_MS").map_or(2000, |t| t.max(2000)),
         }
@@ -144,12 +152,13 @@ fn plan(knobs: Knobs, rng: &mut StdRng, file: &std::path::Path) -> Vec<Planned> 
         .collect()
 }
 
-/// Submit with an idempotency key until the controller acknowledges it.
-async fn submit(api: &Api, body: &Value, key: &str) -> JobId {
+/// Submit with an idempotency key until a controller acknowledges it,
+/// trying them in turn from `first`.
+async fn submit(apis: &[Api], first: usize, body: &Value, key: &str) -> JobId {
     let bytes = serde_json::to_vec(body).expect("json");
     let end = Instant::now() + Duration::from_secs(120);
-    loop {
-        match api
+    for i in (0..apis.len()).cycle().skip(first) {
+        match apis[i]
             .raw(
                 reqwest::Method::POST,
                 "/v1/jobs",
@@ -169,10 +178,21 @@ async fn submit(api: &Api, body: &Value, key: &str) -> JobId {
         assert!(Instant::now() < end, "submit {key} never acknowledged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    unreachable!("cycle never ends")
 }
 
-/// Count queued and running jobs (None while the controller is down).
-async fn unfinished(api: &Api) -> Option<usize> {
+/// Count queued and running jobs on the first controller that answers (None
+/// while every controller is down).
+async fn unfinished(apis: &[Api]) -> Option<usize> {
+    for api in apis {
+        if let Some(n) = unfinished_on(api).await {
+            return Some(n);
+        }
+    }
+    None
+}
+
+async fn unfinished_on(api: &Api) -> Option<usize> {
     let mut n = 0;
     for state in ["queued", "running"] {
         let mut before: Option<JobId> = None;
@@ -195,12 +215,34 @@ async fn unfinished(api: &Api) -> Option<usize> {
     Some(n)
 }
 
+/// The two modes take turns: each is sized for the machine on its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_nothing_lost_nothing_twice() {
     baton_tests::require_mariadb!();
-    let knobs = Knobs::from_env();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    run(Mode::Sqlite, Knobs::from_env("BATON_CHAOS_JOBS", 300), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_postgres_replicas_nothing_lost_nothing_twice() {
+    baton_tests::require_mariadb!();
+    baton_tests::require_postgres!();
+    let pg = baton_tests::postgres::shared()
+        .await
+        .expect(baton_tests::postgres::INSTALL_HINT);
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mode = Mode::Postgres {
+        replicas: 3,
+        kills: 4,
+    };
+    run(mode, Knobs::from_env("BATON_CHAOS_PG_JOBS", 150), Some(pg)).await;
+}
+
+async fn run(mode: Mode, knobs: Knobs, pg: Option<&baton_tests::postgres::Pg>) {
     println!(
-        "chaos: {} jobs, seed {} (BATON_CHAOS_SEED={} to replay), lease TTL {} ms",
+        "chaos ({mode:?}): {} jobs, seed {} (BATON_CHAOS_SEED={} to replay), lease TTL {} ms",
         knobs.jobs, knobs.seed, knobs.seed, knobs.ttl_ms
     );
     let mut rng = StdRng::seed_from_u64(knobs.seed);
@@ -223,24 +265,19 @@ async fn chaos_nothing_lost_nothing_twice() {
         "{}pool_size = {SLOTS}\n",
         mdb.connection_toml("main", &db, &user, &pw)
     );
-    // Every agent reaches the controller through its own fault proxy.
-    let mut c = Cluster::start(0).await.expect("cluster");
-    let mut proxies = Vec::new();
-    for i in 1..=AGENTS {
-        let proxy = FaultProxy::start(c.controller.addr).await.expect("proxy");
-        let mut o = AgentOpts::new(&format!("agent-{i}"));
+    // Every agent reaches each controller through its own fault proxy.
+    let (mut c, links) = Fleet::start(mode, pg, AGENTS, |o| {
         o.extra = conn.clone();
         o.slots = SLOTS;
-        c.add_agent_at(o, &proxy.url()).await.expect("agent");
-        proxies.push(proxy);
-    }
-    c.wait_agents_online().await.expect("online");
+    })
+    .await;
+    let apis = c.apis();
     let file = c.path("command-effects");
     let jobs = plan(knobs, &mut rng, &file);
 
     // Submit everything (idempotently) while the driver already runs.
     let started = Instant::now();
-    let api = c.api.clone();
+    let sub_apis = apis.clone();
     let to_submit: Vec<(usize, Value)> = jobs.iter().map(|p| (p.k, p.body.clone())).collect();
     let seed = knobs.seed;
     let mut submitter = Some(tokio::spawn(async move {
@@ -248,10 +285,10 @@ async fn chaos_nothing_lost_nothing_twice() {
         for chunk in to_submit.chunks(16) {
             let mut set = tokio::task::JoinSet::new();
             for (k, body) in chunk.iter().cloned() {
-                let api = api.clone();
+                let apis = sub_apis.clone();
                 set.spawn(async move {
                     let key = format!("chaos-{seed}-{k}");
-                    (k, submit(&api, &body, &key).await)
+                    (k, submit(&apis, k, &body, &key).await)
                 });
             }
             while let Some(r) = set.join_next().await {
@@ -266,7 +303,8 @@ async fn chaos_nothing_lost_nothing_twice() {
     let mut driver = Driver::new(
         knobs.ttl_ms,
         StdRng::seed_from_u64(knobs.seed ^ 0x5eed),
-        proxies,
+        links,
+        mode.kills(),
     );
     let mut submitted: Option<BTreeMap<usize, JobId>> = None;
     let mut next_check = Instant::now();
@@ -279,10 +317,10 @@ async fn chaos_nothing_lost_nothing_twice() {
         }
         if Instant::now() >= next_check {
             next_check = Instant::now() + Duration::from_secs(2);
-            if let (Some(_), Some(left)) = (&submitted, unfinished(&c.api).await) {
+            if let (Some(_), Some(left)) = (&submitted, unfinished(&apis).await) {
                 let done = knobs.jobs - left.min(knobs.jobs);
                 driver.progress(&mut c, done, knobs.jobs).await;
-                if left == 0 && driver.controller_kills() >= 2 {
+                if left == 0 && driver.controller_kills() >= mode.kills() {
                     break;
                 }
             }
@@ -297,14 +335,15 @@ async fn chaos_nothing_lost_nothing_twice() {
     driver.heal(&mut c).await;
     // Let parked completions drain (late, stale ones must be refused).
     let end = Instant::now() + Duration::from_secs(30);
-    while c.agents.iter().any(|a| a.outbox_len() > 0) && Instant::now() < end {
+    while c.agents().iter().any(|a| a.outbox_len() > 0) && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ids = submitted.expect("submitted");
     // A retried submission is the same job, not a second one.
     if let (Some(first), Some(id)) = (jobs.first(), ids.values().next()) {
-        let again = submit(&c.api, &first.body, &format!("chaos-{seed}-{}", first.k)).await;
+        let key = format!("chaos-{seed}-{}", first.k);
+        let again = submit(&apis, apis.len() - 1, &first.body, &key).await;
         assert_eq!(
             again, *id,
             "the idempotency key maps to the acknowledged job"
@@ -314,8 +353,7 @@ async fn chaos_nothing_lost_nothing_twice() {
     // Every acknowledged job, after the restarts.
     let mut views: HashMap<usize, JobView> = HashMap::new();
     for (k, id) in &ids {
-        let j = c
-            .api
+        let j = apis[k % apis.len()]
             .job(*id)
             .await
             .expect("an acknowledged job is never lost");
@@ -332,7 +370,7 @@ async fn chaos_nothing_lost_nothing_twice() {
         .expect("ledger");
     let file_text = std::fs::read_to_string(&file).unwrap_or_default();
     let logs: Vec<(String, String)> = c
-        .agents
+        .agents()
         .iter()
         .map(|a| (a.opts.id.clone(), a.log_text()))
         .collect();
@@ -349,8 +387,9 @@ async fn chaos_nothing_lost_nothing_twice() {
     r.assert_all();
     assert_eq!(
         driver.controller_kills(),
-        2,
-        "the controller was killed twice"
+        mode.kills(),
+        "controller kills ({} controllers)",
+        c.controllers()
     );
     assert!(
         driver
@@ -420,20 +459,23 @@ struct Driver {
     ttl: Duration,
     rng: StdRng,
     health: Vec<Health>,
-    proxies: Vec<FaultProxy>,
+    links: Vec<Link>,
     log: Vec<Fault>,
     next: Instant,
+    /// Controller kills over the run.
+    kills: usize,
 }
 
 impl Driver {
-    fn new(ttl_ms: u64, rng: StdRng, proxies: Vec<FaultProxy>) -> Driver {
+    fn new(ttl_ms: u64, rng: StdRng, links: Vec<Link>, kills: usize) -> Driver {
         Driver {
             ttl: Duration::from_millis(ttl_ms),
             rng,
             health: vec![Health::Up; AGENTS],
-            proxies,
+            links,
             log: Vec::new(),
             next: Instant::now() + Duration::from_millis(500),
+            kills,
         }
     }
 
@@ -470,22 +512,22 @@ impl Driver {
     }
 
     /// Restart dead agents and thaw frozen ones whose time has come; maybe inject a fault.
-    async fn tick(&mut self, c: &mut Cluster) {
+    async fn tick(&mut self, c: &mut Fleet) {
         let now = Instant::now();
         for i in 0..AGENTS {
             match self.health[i] {
                 Health::Dead(until) if now >= until => {
-                    c.agents[i].restart().expect("restart agent");
+                    c.agent(i).restart().expect("restart agent");
                     self.health[i] = Health::Up;
                 }
                 Health::Frozen(until) if now >= until => {
-                    if let Some(p) = c.agents[i].proc.as_ref() {
+                    if let Some(p) = c.agent(i).proc.as_ref() {
                         p.signal(Signal::SIGCONT).expect("SIGCONT");
                     }
                     self.health[i] = Health::Up;
                 }
                 Health::Cut(until) if now >= until => {
-                    self.proxies[i].pass();
+                    self.links[i].pass();
                     self.health[i] = Health::Up;
                 }
                 _ => {}
@@ -504,30 +546,30 @@ impl Driver {
             .filter(|i| self.health[*i] == Health::Up)
             .collect();
         let i = up[self.rng.random_range(0..up.len())];
-        let id = c.agents[i].opts.id.clone();
+        let id = c.agent(i).opts.id.clone();
         let roll = self.rng.random_range(0..100);
         if roll < 15 {
             // Some partitions outlast the lease (the agent must fence), some do not.
             let cut = self.ttls(0.2, 2.0);
-            self.proxies[i].black_hole();
+            self.links[i].black_hole();
             self.health[i] = Health::Cut(Instant::now() + cut);
             self.record(FaultKind::AgentPartition, &id);
         } else if roll < 25 {
-            self.proxies[i].reset_existing();
+            self.links[i].reset_existing();
             self.record(FaultKind::ConnReset, &id);
         } else if roll < 35 {
             let by = Duration::from_millis(self.rng.random_range(20..300));
             let slow = self.ttls(0.5, 2.0);
-            self.proxies[i].delay(by);
+            self.links[i].delay(by);
             self.health[i] = Health::Cut(Instant::now() + slow);
             self.record(FaultKind::AgentDelay, &id);
         } else if roll < 65 {
-            c.agents[i].proc().kill9();
+            c.agent(i).proc().kill9();
             let down = self.ttls(0.1, 1.0);
             self.health[i] = Health::Dead(Instant::now() + down);
             self.record(FaultKind::AgentKill, &id);
         } else {
-            c.agents[i].proc().signal(Signal::SIGSTOP).expect("SIGSTOP");
+            c.agent(i).proc().signal(Signal::SIGSTOP).expect("SIGSTOP");
             // Some freezes outlast the lease (a zombie wakes up), some do not.
             let frozen = self.ttls(0.2, 2.0);
             self.health[i] = Health::Frozen(Instant::now() + frozen);
@@ -535,35 +577,39 @@ impl Driver {
         }
     }
 
-    /// Kill the controller at a third and at two thirds of the run.
-    async fn progress(&mut self, c: &mut Cluster, done: usize, total: usize) {
+    /// Kill a controller (a random one of several) at evenly spread points
+    /// of the run — with two kills at a third and at two thirds — and
+    /// restart it after a while.
+    async fn progress(&mut self, c: &mut Fleet, done: usize, total: usize) {
         let kills = self.controller_kills();
-        let due = (kills == 0 && done * 3 >= total) || (kills == 1 && done * 3 >= total * 2);
+        let due = kills < self.kills && done * (self.kills + 1) >= total * (kills + 1);
         if !due {
             return;
         }
-        c.controller.kill9();
-        self.record(FaultKind::ControllerKill, "controller");
+        let victim = self.rng.random_range(0..c.controllers());
+        let name = c.controller_name(victim);
+        c.kill_controller(victim);
+        self.record(FaultKind::ControllerKill, &name);
         let down = Duration::from_millis(self.rng.random_range(300..3000));
         tokio::time::sleep(down).await;
-        c.controller.restart().await.expect("controller restart");
+        c.restart_controller(victim).await;
         println!(
-            "chaos: controller killed at {done}/{total} done, down {} ms",
+            "chaos: {name} killed at {done}/{total} done, down {} ms",
             down.as_millis()
         );
     }
 
     /// End every fault: thaw and restart every agent.
-    async fn heal(&mut self, c: &mut Cluster) {
+    async fn heal(&mut self, c: &mut Fleet) {
         for i in 0..AGENTS {
             match self.health[i] {
-                Health::Dead(_) => c.agents[i].restart().expect("restart agent"),
+                Health::Dead(_) => c.agent(i).restart().expect("restart agent"),
                 Health::Frozen(_) => {
-                    if let Some(p) = c.agents[i].proc.as_ref() {
+                    if let Some(p) = c.agent(i).proc.as_ref() {
                         p.signal(Signal::SIGCONT).expect("SIGCONT");
                     }
                 }
-                Health::Cut(_) => self.proxies[i].pass(),
+                Health::Cut(_) => self.links[i].pass(),
                 Health::Up => {}
             }
             self.health[i] = Health::Up;

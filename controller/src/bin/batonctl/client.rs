@@ -2,6 +2,7 @@
 //! errors that decide the exit code.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -128,6 +129,12 @@ impl TransportError {
     /// The hint for the operator, when there is one.
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
+    }
+
+    /// Whether the request certainly never reached a controller: the
+    /// connection (or its TLS handshake) failed.
+    pub fn nothing_sent(&self) -> bool {
+        self.source.is_connect() || self.hint.is_some()
     }
 
     /// Whether retrying later may succeed: yes for a transport failure,
@@ -331,10 +338,35 @@ impl AuditQuery {
     }
 }
 
-/// The operator API of one controller.
+/// The wait before the `n`-th move to another controller after the first
+/// (which is at once): 100 ms doubling, capped at 1 s, plus up to as much
+/// again at random, so several batonctl runs do not move in lock step.
+pub fn failover_wait(n: usize) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << n.min(4))
+        .min(Duration::from_secs(1));
+    base + base.mul_f64(rand::random::<f64>())
+}
+
+/// One request of [`Api::send`], as sent to each controller it tries.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    idempotency_key: Option<&'a str>,
+    auth: bool,
+}
+
+/// The operator API of one controller, or of several replicas on one
+/// database (`--url` repeated, or `BATON_URL` comma-separated): a call goes
+/// to the one that answered last and moves on to the next when the call
+/// failed in a way another replica may not ([`Api::may_fail_over`]).
 pub struct Api {
     http: reqwest::Client,
-    base: Url,
+    bases: Vec<Url>,
+    /// Index of the base tried first: the last one that answered.
+    preferred: AtomicUsize,
     token: String,
 }
 
@@ -371,7 +403,16 @@ pub fn join_url(base: &Url, path: &str, query: &[(&str, String)]) -> Url {
 impl Api {
     /// Build a client for `base`. With `ca_file`, the CA certificates it holds are
     /// the only roots trusted (pinned): the built-in and system roots are not used.
+    #[cfg(test)]
     pub fn new(base: Url, token: String, ca_file: Option<&Path>) -> Result<Api> {
+        Self::with_bases(vec![base], token, ca_file)
+    }
+
+    /// Build a client for several controllers (at least one), as [`Api::new`].
+    pub fn with_bases(bases: Vec<Url>, token: String, ca_file: Option<&Path>) -> Result<Api> {
+        if bases.is_empty() {
+            return Err(usage("no controller URL (--url)"));
+        }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("batonctl/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -380,10 +421,49 @@ impl Api {
             builder = builder.tls_certs_only(read_ca_file(path)?);
         }
         let http = builder.build().context("cannot build the HTTP client")?;
-        Ok(Api { http, base, token })
+        Ok(Api {
+            http,
+            bases,
+            preferred: AtomicUsize::new(0),
+            token,
+        })
     }
 
-    /// Send one request; a non-2xx answer becomes an [`ApiError`].
+    /// Whether several controllers are configured.
+    pub fn several(&self) -> bool {
+        self.bases.len() > 1
+    }
+
+    /// The controller tried first now (the last one that answered).
+    #[cfg(test)]
+    pub fn base(&self) -> &Url {
+        &self.bases[self.preferred.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Whether a call that failed with `err` may be sent to the next
+    /// controller: when nothing was sent (the connection or the TLS handshake
+    /// failed), or when the call is safe to repeat (`GET`, `PUT`, `DELETE`, or
+    /// a `POST` with an idempotency key) and the controller failed (5xx) or
+    /// the exchange broke off (timeout, reset).
+    pub fn may_fail_over(err: &anyhow::Error, method: &Method, idempotency_key: bool) -> bool {
+        let repeatable = idempotency_key
+            || matches!(
+                *method,
+                Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+            );
+        if let Some(e) = err.downcast_ref::<TransportError>() {
+            return e.nothing_sent() || (repeatable && !e.source.is_builder());
+        }
+        if let Some(e) = err.downcast_ref::<ApiError>() {
+            return repeatable && e.status.is_server_error();
+        }
+        false
+    }
+
+    /// Send one request to the controllers in turn (the preferred one first;
+    /// the first move at once, later ones after [`failover_wait`]) until one
+    /// answers or the failure may not be repeated elsewhere; a non-2xx
+    /// answer becomes an [`ApiError`].
     pub async fn send(
         &self,
         method: Method,
@@ -393,23 +473,87 @@ impl Api {
         idempotency_key: Option<&str>,
         auth: bool,
     ) -> Result<Answer> {
-        let url = join_url(&self.base, path, query);
+        let call = Call {
+            method: method.clone(),
+            path,
+            query,
+            body,
+            idempotency_key,
+            auth,
+        };
+        let n = self.bases.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n;
+        let mut failed: Vec<String> = Vec::new();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let base = &self.bases[idx];
+            if i >= 2 {
+                tokio::time::sleep(failover_wait(i - 2)).await;
+            }
+            let result = self.send_to(base, &call).await;
+            let err = match result {
+                Ok(answer) => {
+                    self.answered(idx);
+                    return Ok(answer);
+                }
+                Err(e) => e,
+            };
+            let next = i + 1 < n && Self::may_fail_over(&err, &method, idempotency_key.is_some());
+            if !next {
+                if err.downcast_ref::<ApiError>().is_some() {
+                    self.answered(idx);
+                }
+                if failed.is_empty() {
+                    return Err(err);
+                }
+                return Err(err.context(format!(
+                    "no controller answered ({}; {base}: the last)",
+                    failed.join("; ")
+                )));
+            }
+            failed.push(format!("{base}: {err}"));
+        }
+        Err(usage("no controller URL (--url)"))
+    }
+
+    /// `idx` answered: it is tried first from now on.
+    fn answered(&self, idx: usize) {
+        let was = self.preferred.swap(idx, Ordering::Relaxed);
+        if was != idx {
+            eprintln!(
+                "note: switched to the controller at {} ({} did not answer)",
+                self.bases[idx], self.bases[was]
+            );
+        }
+    }
+
+    /// One request to the controller at `base`.
+    async fn send_to(&self, base: &Url, call: &Call<'_>) -> Result<Answer> {
+        let Call {
+            method,
+            path,
+            query,
+            body,
+            idempotency_key,
+            auth,
+        } = call;
+        let url = join_url(base, path, query);
         let mut req = self
             .http
             .request(method.clone(), url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
-        if auth {
+        if *auth {
             req = req.bearer_auth(&self.token);
         }
         if let Some(key) = idempotency_key {
-            req = req.header(IDEMPOTENCY_KEY_HEADER, key);
+            req = req.header(IDEMPOTENCY_KEY_HEADER, *key);
         }
         if let Some(body) = body {
             req = req.json(body);
         }
         let resp = req.send().await.map_err(|source| {
-            let context = format!("cannot reach the controller at {}", self.base);
-            TransportError::new(context, source, &self.base)
+            let context = format!("cannot reach the controller at {base}");
+            TransportError::new(context, source, base)
         })?;
         let status = resp.status();
         let now = resp
@@ -420,7 +564,7 @@ impl Api {
             .and_then(DateTime::from_timestamp_millis);
         let text = resp.text().await.map_err(|source| {
             let context = format!("cannot read the answer to {method} {}", url.path());
-            TransportError::new(context, source, &self.base)
+            TransportError::new(context, source, base)
         })?;
         if !status.is_success() {
             return Err(ApiError::from_response(status, &text).into());
@@ -525,16 +669,30 @@ impl Api {
         self.send(Method::DELETE, path, &[], None, None, true).await
     }
 
-    /// `GET /healthz` or `/readyz` (no credentials): the status, or a transport error.
+    /// `GET /healthz` or `/readyz` (no credentials): the status of the first
+    /// controller (the preferred one first) that answers, or the transport
+    /// error of the last one.
     pub async fn probe(&self, path: &str) -> Result<(StatusCode, String)> {
-        let url = join_url(&self.base, path, &[]);
-        let resp = self.http.get(url).send().await.map_err(|source| {
-            let context = format!("cannot reach the controller at {}", self.base);
-            TransportError::new(context, source, &self.base)
-        })?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        Ok((status, text))
+        let n = self.bases.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let base = &self.bases[idx];
+            match self.http.get(join_url(base, path, &[])).send().await {
+                Ok(resp) => {
+                    self.answered(idx);
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    return Ok((status, text));
+                }
+                Err(source) => {
+                    let context = format!("cannot reach the controller at {base}");
+                    last = Some(TransportError::new(context, source, base));
+                }
+            }
+        }
+        Err(last.map_or_else(|| usage("no controller URL (--url)"), Into::into))
     }
 }
 
@@ -604,6 +762,9 @@ fn skip_value(b: &[u8], start: usize) -> usize {
     }
     b.len()
 }
+
+#[cfg(test)]
+mod failover_tests;
 
 #[cfg(test)]
 mod tls_tests;

@@ -40,9 +40,14 @@ pub struct StartArgs {
     /// Worker group to drill.
     #[arg(long, value_name = "G")]
     pub group: String,
-    /// The fault: crash, freeze or partition.
+    /// The fault: crash, freeze, partition (on the agent holding the job) or
+    /// controller-crash (the controller replica serving --agent aborts).
     #[arg(long, value_name = "M", value_parser = parse_method)]
     pub method: DrillMethod,
+    /// controller-crash: the agent whose controller replica crashes (the
+    /// drill's job must run on it: drill a group it serves alone).
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
     /// Fault duration, e.g. 10s (must exceed the lease TTL; default: twice the TTL).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     pub duration: Option<u64>,
@@ -61,8 +66,11 @@ pub struct StartArgs {
 }
 
 fn parse_method(s: &str) -> Result<DrillMethod, String> {
-    DrillMethod::parse(s.trim())
-        .ok_or_else(|| format!("unknown method `{s}` (expected one of: crash, freeze, partition)"))
+    DrillMethod::parse(&s.trim().replace('-', "_")).ok_or_else(|| {
+        format!(
+            "unknown method `{s}` (expected one of: crash, freeze, partition, controller-crash)"
+        )
+    })
 }
 
 impl StartArgs {
@@ -80,6 +88,7 @@ impl StartArgs {
             job,
             rto_ms: self.rto,
             lease_ttl_ms: self.lease_ttl,
+            agent: self.agent.clone(),
         })
     }
 }
@@ -220,6 +229,12 @@ pub fn render_drill(d: &DrillView) -> String {
             opt_ms(r.total_ms),
             r.attempts
         ));
+        if let Some(ms) = r.failover_ms {
+            s.push_str(&format!(
+                "  agent failover to another controller: {}\n",
+                opt_ms(Some(ms))
+            ));
+        }
         let eo = serde_json::to_value(r.exactly_once)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))

@@ -54,9 +54,10 @@ const WAIT_OUTAGE: Duration = Duration::from_secs(60);
 #[derive(Debug, Parser)]
 #[command(name = "batonctl", version, after_help = baton_proto::env::help(baton_proto::env::BATONCTL))]
 struct Cli {
-    /// Controller base URL.
-    #[arg(long, env = env::CTL_URL.name, default_value_t = default_url(), global = true, help_heading = GLOBAL)]
-    url: String,
+    /// Controller base URL; repeat it (or separate with commas) for several
+    /// controllers on one database: calls fail over between them.
+    #[arg(long, env = env::CTL_URL.name, value_delimiter = ',', default_values_t = [default_url()], global = true, help_heading = GLOBAL)]
+    url: Vec<String>,
     /// File holding the operator token (instead of BATON_TOKEN).
     #[arg(long, env = env::CTL_TOKEN_FILE.name, value_name = "PATH", global = true, help_heading = GLOBAL)]
     token_file: Option<PathBuf>,
@@ -261,14 +262,18 @@ fn read_token(token_file: Option<&std::path::Path>) -> Result<String> {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let base = client::parse_base_url(&cli.url)?;
+    let bases = cli
+        .url
+        .iter()
+        .map(|u| client::parse_base_url(u))
+        .collect::<Result<Vec<_>>>()?;
     let json = cli.output == Output::Json;
     let token = match &cli.command {
         Command::Health => String::new(),
         Command::Schedule(schedule::ScheduleCmd::Next(a)) if a.name.is_none() => String::new(),
         _ => read_token(cli.token_file.as_deref())?,
     };
-    let api = Api::new(base, token, cli.ca_file.as_deref())?;
+    let api = Api::with_bases(bases, token, cli.ca_file.as_deref())?;
     match cli.command {
         Command::Submit(args) => submit(&api, &args, json).await,
         Command::List(a) => list(&api, a, json).await,
@@ -313,9 +318,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn submit(api: &Api, args: &SubmitArgs, json: bool) -> Result<ExitCode> {
     // File and flag mistakes surface here, before any request (exit 2).
     let job = args.build(&mut std::io::stdin().lock())?;
-    let answer = api.submit(&job, args.idempotency_key.as_deref()).await?;
+    // With several controllers a submit whose answer was lost is sent to
+    // another one: a key of its own makes that repeat return the same job.
+    let auto_key = (args.idempotency_key.is_none() && api.several()).then(submit::auto_key);
+    let key = args.idempotency_key.as_deref().or(auto_key.as_deref());
+    let answer = api.submit(&job, key).await?;
     let view: JobView = decode(&answer.body, "job")?;
-    if answer.status == StatusCode::OK {
+    if answer.status == StatusCode::OK && auto_key.is_none() {
         eprintln!(
             "note: idempotency key seen before: job {} is the earlier submission",
             view.id

@@ -376,5 +376,11 @@ pub fn parse_job_toml(name: &str, text: &str) -> Result<JobSubmit> {
     })
 }
 
+/// An idempotency key for a submit that gave none (`batonctl-` and 128
+/// random bits in hex): a repeat on another controller returns the same job.
+pub fn auto_key() -> String {
+    format!("batonctl-{:032x}", rand::random::<u128>())
+}
+
 #[cfg(test)]
 mod tests;

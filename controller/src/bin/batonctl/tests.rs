@@ -4,7 +4,7 @@ use super::*;
 fn cli_globals_and_defaults() {
     let cli = Cli::try_parse_from(["batonctl", "list", "-o", "json", "--state", "queued"])
         .expect("parse");
-    assert_eq!(cli.url, format!("https://127.0.0.1:{DEFAULT_PORT}"));
+    assert_eq!(cli.url, [format!("https://127.0.0.1:{DEFAULT_PORT}")]);
     assert_eq!(cli.output, Output::Json);
     let Command::List(a) = cli.command else {
         panic!("not list")
@@ -23,7 +23,7 @@ fn cli_globals_and_defaults() {
         "world",
     ])
     .expect("parse");
-    assert_eq!(cli.url, "http://ctl:1");
+    assert_eq!(cli.url, ["http://ctl:1"]);
     let Command::Submit(s) = cli.command else {
         panic!("not submit")
     };
@@ -34,6 +34,23 @@ fn cli_globals_and_defaults() {
     assert!(Cli::try_parse_from(["batonctl", "get", "abc"]).is_err());
     assert!(Cli::try_parse_from(["batonctl", "agents", "--token", "secret"]).is_err());
     assert!(Cli::try_parse_from(["batonctl", "submit", "--wait-timeout", "5s"]).is_err());
+}
+
+#[test]
+fn several_controller_urls_by_repeating_url_or_by_commas() {
+    let cli = Cli::try_parse_from([
+        "batonctl",
+        "whoami",
+        "--url",
+        "http://a:1",
+        "--url",
+        "http://b:2",
+    ])
+    .expect("repeated");
+    assert_eq!(cli.url, ["http://a:1", "http://b:2"]);
+    let cli = Cli::try_parse_from(["batonctl", "whoami", "--url", "http://a:1,http://b:2"])
+        .expect("commas");
+    assert_eq!(cli.url, ["http://a:1", "http://b:2"]);
 }
 
 #[test]
@@ -55,7 +72,7 @@ fn identity_commands_parse_with_globals() {
     let cli =
         Cli::try_parse_from(["batonctl", "whoami", "--url", "https://ctl:8420"]).expect("whoami");
     assert!(matches!(cli.command, Command::Whoami));
-    assert_eq!(cli.url, "https://ctl:8420");
+    assert_eq!(cli.url, ["https://ctl:8420"]);
     let cli = Cli::try_parse_from([
         "batonctl",
         "--ca-file",

@@ -40,6 +40,7 @@ fn drill(method: DrillMethod, rto_ms: u64) -> NewDrill {
         lease_ttl_ms: 2000,
         rto_ms,
         created_by: "token:test".into(),
+        agent: None,
     }
 }
 
@@ -255,4 +256,91 @@ pub async fn unknown_drills_are_missing(s: &Store) {
         Err(Error::Missing(_))
     ));
     assert!(s.running_drills().await.expect("running").is_empty());
+}
+
+/// Conformance case `a_controller_crash_drill_claims_only_for_its_agent_and_records_the_failover`:
+/// only the named agent's heartbeat claims the fault; its failover report is
+/// recorded once, and only after the crash; the lease that went on through
+/// the crash completes the job once, which passes the drill.
+pub async fn a_controller_crash_drill_claims_only_for_its_agent_and_records_the_failover(
+    s: &Store,
+) {
+    let d = NewDrill {
+        agent: Some("a1".into()),
+        ..drill(DrillMethod::ControllerCrash, 10_000)
+    };
+    let v = s
+        .create_drill(&d, probe(2000), 1_000)
+        .await
+        .expect("create");
+    assert_eq!(v.method, DrillMethod::ControllerCrash);
+    let job_id = v.job_id.expect("job");
+    assert_eq!(grant(s, "a1", 1_100).await.len(), 1);
+    s.heartbeat(job_id, "a1", 1, None, "", 1_700)
+        .await
+        .expect("hb");
+    assert!(
+        s.drill_fault_for(job_id, "a2", 1, 1_700)
+            .await
+            .expect("other agent")
+            .is_none(),
+        "another agent's heartbeat does not claim it"
+    );
+    assert!(
+        !s.drill_agent_failover("a1", 20, 1_650)
+            .await
+            .expect("early"),
+        "no failover counts before the fault"
+    );
+    let fault = s
+        .drill_fault_for(job_id, "a1", 1, 1_700)
+        .await
+        .expect("fault")
+        .expect("the named agent's heartbeat claims it");
+    assert_eq!(fault.method, DrillMethod::ControllerCrash);
+    assert!(
+        !s.drill_agent_failover("a1", 20, 1_705)
+            .await
+            .expect("not yet crashed")
+    );
+    // The replica records the crash, then aborts.
+    assert!(
+        s.drill_fault_ack(d_id(&v), job_id, "a1", 1, 1_710)
+            .await
+            .expect("crash recorded")
+    );
+    assert!(!s.drill_agent_failover("a2", 10, 1_760).await.expect("a2"));
+    assert!(s.drill_agent_failover("a1", 35, 1_760).await.expect("a1"));
+    assert!(
+        !s.drill_agent_failover("a1", 50, 1_900)
+            .await
+            .expect("again"),
+        "recorded once"
+    );
+    // The lease went on through another replica and completes the job.
+    s.heartbeat(job_id, "a1", 1, None, "", 2_300)
+        .await
+        .expect("hb on another replica");
+    s.complete(job_id, "a1", &succeeded(1), 3_000)
+        .await
+        .expect("complete");
+    let v = s.refresh_drill(v.id, 3_100).await.expect("refresh");
+    assert_eq!(v.state, DrillState::Passed, "{v:#?}");
+    let r = v.report.expect("report");
+    assert_eq!(r.failover_ms, Some(35));
+    assert_eq!(r.attempts, 1);
+    assert_eq!(r.exactly_once, ExactlyOnce::Proven);
+    assert!(
+        v.events
+            .iter()
+            .any(|e| e.kind == DrillEventKind::AgentFailover && e.agent.as_deref() == Some("a1"))
+    );
+    assert_eq!(
+        s.drill_outcomes().await.expect("outcomes"),
+        vec![("controller_crash".to_string(), "passed".to_string(), 1)]
+    );
+}
+
+fn d_id(v: &DrillView) -> baton_proto::drill::DrillId {
+    v.id
 }

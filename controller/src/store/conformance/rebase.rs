@@ -121,6 +121,7 @@ pub async fn backoffs_last_seen_and_drills_from_the_future_are_capped(s: &Store)
         lease_ttl_ms: 5_000,
         rto_ms: 20_000,
         created_by: "test".into(),
+        agent: None,
     };
     let mut drill_job = job(5_000, 1_000);
     drill_job.submit.group = "d".into();

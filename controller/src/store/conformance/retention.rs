@@ -70,6 +70,7 @@ pub async fn old_finished_jobs_go_oldest_first_and_everything_else_stays(s: &Sto
         lease_ttl_ms: 1_000,
         rto_ms: 10_000,
         created_by: "token:test".into(),
+        agent: None,
     };
     let d = s
         .create_drill(&drill, new_job("g", None, "d"), 1)

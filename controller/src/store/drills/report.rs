@@ -14,15 +14,19 @@
 //!   the drill, and so does no re-grant; the reason names which other agents
 //!   of the group could have run the job, or why none could ([`Candidate`]).
 
-use baton_proto::drill::{DrillEventKind, DrillReport, DrillState, ExactlyOnce};
+use baton_proto::drill::{DrillEventKind, DrillMethod, DrillReport, DrillState, ExactlyOnce};
 use baton_proto::{AgentView, JobSpec, JobState};
 
 use super::EventRow;
 use crate::store::rows::AttemptRow;
 
+mod controller_crash;
+
 /// Everything [`evaluate`] looks at.
 #[derive(Debug)]
 pub(crate) struct Input<'a> {
+    /// The drill's method (`controller_crash` is judged by [`controller_crash`]).
+    pub method: DrillMethod,
     /// RTO target.
     pub rto_ms: i64,
     /// Fault duration.
@@ -208,7 +212,7 @@ pub(crate) fn evaluate(i: &Input<'_>) -> Evaluation {
     }
 }
 
-fn at_of(events: &[EventRow], kind: DrillEventKind) -> Option<i64> {
+pub(super) fn at_of(events: &[EventRow], kind: DrillEventKind) -> Option<i64> {
     events
         .iter()
         .filter(|e| e.kind == kind.as_str())
@@ -217,21 +221,21 @@ fn at_of(events: &[EventRow], kind: DrillEventKind) -> Option<i64> {
 }
 
 /// What happened around the fault, read from the events and attempts.
-struct FaultFacts<'a> {
+pub(super) struct FaultFacts<'a> {
     /// When the fault took effect (ack) or, without an ack, was sent.
-    at: Option<i64>,
+    pub at: Option<i64>,
     /// Whether the holder acknowledged the fault.
-    injected: bool,
+    pub injected: bool,
     /// The attempt whose lease the fault was sent to.
-    faulted: Option<&'a AttemptRow>,
+    pub faulted: Option<&'a AttemptRow>,
     /// The first attempt after the faulted one.
-    regrant: Option<&'a AttemptRow>,
+    pub regrant: Option<&'a AttemptRow>,
     /// When the faulted lease expired on the controller.
-    expired_at: Option<i64>,
+    pub expired_at: Option<i64>,
 }
 
 impl<'a> FaultFacts<'a> {
-    fn of(i: &Input<'a>) -> Self {
+    pub(super) fn of(i: &Input<'a>) -> Self {
         let faulted = i
             .fault_token
             .and_then(|t| i.attempts.iter().find(|a| a.token == t));
@@ -248,13 +252,16 @@ impl<'a> FaultFacts<'a> {
     }
 
     /// Milliseconds from the fault to `t`.
-    fn since(&self, t: Option<i64>) -> Option<i64> {
+    pub(super) fn since(&self, t: Option<i64>) -> Option<i64> {
         self.at.zip(t).map(|(f, t)| t - f)
     }
 }
 
 /// The final state and report of an ended (or given-up) drill.
 fn verdict(i: &Input<'_>, gave_up: bool) -> (DrillState, DrillReport) {
+    if i.method == DrillMethod::ControllerCrash {
+        return controller_crash::verdict(i, gave_up);
+    }
     let f = FaultFacts::of(i);
     let successes: Vec<&AttemptRow> = i
         .attempts
@@ -268,6 +275,7 @@ fn verdict(i: &Input<'_>, gave_up: bool) -> (DrillState, DrillReport) {
         detection_ms: f.since(f.expired_at),
         takeover_ms: f.since(f.regrant.map(|a| a.started_at)),
         total_ms: f.since(i.finished_at),
+        failover_ms: None,
         attempts: i.attempts.len() as u32,
         job_state: Some(i.job_state),
         exactly_once,
@@ -357,7 +365,7 @@ fn failures(i: &Input<'_>, f: &FaultFacts<'_>, report: &DrillReport) -> Vec<Stri
 }
 
 /// The exactly-once verdict and its evidence (see the module doc).
-fn exactly_once(
+pub(super) fn exactly_once(
     i: &Input<'_>,
     faulted: Option<&AttemptRow>,
     injected: bool,

@@ -80,8 +80,9 @@ impl DrillRow {
         events: &'a [EventRow],
         others: &'a [Candidate],
         now: i64,
-    ) -> Input<'a> {
-        Input {
+    ) -> Result<Input<'a>> {
+        Ok(Input {
+            method: self.method()?,
             rto_ms: self.rto_ms,
             duration_ms: self.duration_ms,
             lease_ttl_ms: self.lease_ttl_ms,
@@ -95,7 +96,7 @@ impl DrillRow {
             now,
             group: &self.grp,
             others,
-        }
+        })
     }
 }
 

@@ -2,7 +2,7 @@ use super::*;
 use crate::store::rows::AttemptRow;
 use baton_proto::NoopSpec;
 use baton_proto::drill::ExactlyOnce;
-use baton_proto::drill::{DrillReport, DrillState};
+use baton_proto::drill::{DrillMethod, DrillReport, DrillState};
 use baton_proto::{JobSpec, JobState};
 
 fn attempt(number: i64, agent: &str, outcome: Option<&str>, result: Option<&str>) -> AttemptRow {
@@ -40,6 +40,7 @@ fn two_successes_violate_exactly_once() {
     ];
     let events = [fault_sent(1200)];
     let eval = evaluate(&Input {
+        method: DrillMethod::Crash,
         rto_ms: 60_000,
         duration_ms: 4000,
         lease_ttl_ms: 2000,
@@ -77,6 +78,7 @@ fn ledger_verdicts_prove_exactly_once_and_open_drills_give_up() {
     ];
     let events = [fault_sent(1200)];
     let mut input = Input {
+        method: DrillMethod::Crash,
         rto_ms: 60_000,
         duration_ms: 4000,
         lease_ttl_ms: 2000,
@@ -115,6 +117,7 @@ fn taken_over_by(new_holder: &str, others: &[Candidate]) -> (DrillState, DrillRe
     ];
     let events = [fault_sent(1200)];
     evaluate(&Input {
+        method: DrillMethod::Crash,
         rto_ms: 60_000,
         duration_ms: 4000,
         lease_ttl_ms: 2000,
@@ -233,4 +236,105 @@ fn candidates_say_why_an_agent_could_not_take_over() {
             ("a5", None),
         ]
     );
+}
+
+fn event(at: i64, kind: DrillEventKind, detail: Option<&str>) -> EventRow {
+    EventRow {
+        at,
+        kind: kind.as_str().into(),
+        attempt: if kind == DrillEventKind::AgentFailover {
+            0
+        } else {
+            1
+        },
+        agent: Some("a1".into()),
+        detail: detail.map(str::to_owned),
+    }
+}
+
+/// A controller-crash drill of a probe on a1 with `attempts` and `events`.
+fn controller_crash(attempts: &[AttemptRow], events: &[EventRow]) -> (DrillState, DrillReport) {
+    let spec = JobSpec::Noop(NoopSpec::default());
+    evaluate(&Input {
+        method: DrillMethod::ControllerCrash,
+        rto_ms: 5_000,
+        duration_ms: 4000,
+        lease_ttl_ms: 2000,
+        created_at: 0,
+        fault_token: Some(1),
+        job_state: JobState::Succeeded,
+        finished_at: Some(3500),
+        spec: &spec,
+        attempts,
+        events,
+        now: 4000,
+        group: "g",
+        others: &[],
+    })
+    .verdict
+    .expect("verdict")
+}
+
+#[test]
+fn a_controller_crash_passes_when_the_lease_goes_on_and_the_agent_reports_its_failover() {
+    use DrillEventKind::*;
+    let one = [attempt(1, "a1", Some("succeeded"), None)];
+    let crashed = [
+        event(1200, FaultSent, None),
+        event(1200, FaultInjected, None),
+        event(1900, AgentFailover, Some("35 ms")),
+    ];
+    let (state, r) = controller_crash(&one, &crashed);
+    assert_eq!(state, DrillState::Passed, "{r:?}");
+    assert_eq!(r.failover_ms, Some(35));
+    assert_eq!(
+        r.exactly_once,
+        ExactlyOnce::Proven,
+        "its own lease's success"
+    );
+    assert_eq!((r.attempts, r.holder.as_deref()), (1, Some("a1")));
+
+    // No failover reported, or a slow one: failed, with the reason.
+    let (state, r) = controller_crash(&one, &crashed[..2]);
+    assert_eq!(state, DrillState::Failed);
+    assert!(r.reasons[0].contains("reported no failover"), "{r:?}");
+    let slow = [
+        crashed[0].clone(),
+        crashed[1].clone(),
+        event(9000, AgentFailover, Some("7000 ms")),
+    ];
+    let (state, r) = controller_crash(&one, &slow);
+    assert_eq!(state, DrillState::Failed);
+    assert!(r.reasons[0].contains("over the RTO"), "{r:?}");
+
+    // The replica never crashed: error naming the setting.
+    let (state, r) = controller_crash(&one, &crashed[..1]);
+    assert_eq!(state, DrillState::Error);
+    assert!(r.reasons[0].contains("allow_controller_crash"), "{r:?}");
+}
+
+#[test]
+fn a_controller_crash_fails_when_attempts_overlap_or_two_succeed() {
+    use DrillEventKind::*;
+    let crashed = [
+        event(1200, FaultSent, None),
+        event(1200, FaultInjected, None),
+        event(1300, AgentFailover, Some("40 ms")),
+    ];
+    // Attempt 2 began (2000) before attempt 1 ended (2500).
+    let mut overlapping = [
+        attempt(1, "a1", Some("lease_expired"), None),
+        attempt(2, "a2", Some("succeeded"), None),
+    ];
+    overlapping[0].ended_at = Some(2500);
+    let (state, r) = controller_crash(&overlapping, &crashed);
+    assert_eq!(state, DrillState::Failed);
+    assert!(r.reasons.iter().any(|w| w.contains("overlapped")), "{r:?}");
+    let twice = [
+        attempt(1, "a1", Some("succeeded"), None),
+        attempt(2, "a2", Some("succeeded"), None),
+    ];
+    let (state, r) = controller_crash(&twice, &crashed);
+    assert_eq!(state, DrillState::Failed);
+    assert_eq!(r.exactly_once, ExactlyOnce::Violated);
 }

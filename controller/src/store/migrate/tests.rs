@@ -170,8 +170,11 @@ async fn every_row_is_copied_ids_and_fleet_kept_and_the_source_untouched() {
         assert_eq!(counts[t], 1, "{t}");
     }
     let mut c = PgConnection::connect(&url).await.expect("pg");
+    let mut src = open_source(&path).await.expect("source");
     for table in TABLES {
-        let columns = target_columns(&mut c, table).await.expect("columns");
+        let columns = shared_columns(&mut src, &mut c, table, &path)
+            .await
+            .expect("columns");
         assert_eq!(
             pg_rows(&mut c, table, &columns).await,
             sqlite_rows(&path, table, &columns).await,

@@ -184,8 +184,8 @@ async fn store_verdict(
 impl DrillStore for PgStore {
     async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $7) RETURNING id",
+            "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at, fault_agent)
+             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $7, $8) RETURNING id",
         )
         .bind(&d.group)
         .bind(d.method.as_str())
@@ -194,6 +194,7 @@ impl DrillStore for PgStore {
         .bind(d.rto_ms as i64)
         .bind(&d.created_by)
         .bind(now)
+        .bind(&d.agent)
         .fetch_one(&self.pool)
         .await?;
         job.submit.labels.insert("drill".into(), id.to_string());
@@ -230,9 +231,11 @@ impl DrillStore for PgStore {
     ) -> Result<Option<Fault>> {
         let pending: Option<(i64, String, i64)> = sqlx::query_as(
             "SELECT id, method, duration_ms FROM drills
-             WHERE job_id = $1 AND state = 'running' AND fault_token IS NULL",
+             WHERE job_id = $1 AND state = 'running' AND fault_token IS NULL
+               AND (fault_agent IS NULL OR fault_agent = $2)",
         )
         .bind(job_id)
+        .bind(agent_id)
         .fetch_optional(&self.pool)
         .await?;
         let Some((drill_id, method, duration_ms)) = pending else {
@@ -254,6 +257,34 @@ impl DrillStore for PgStore {
             method,
             duration_ms: duration_ms as u64,
         }))
+    }
+
+    /// A `controller_crash` drill's agent was answered by another replica:
+    /// record `agent_failover` once per drill whose fault took effect (one
+    /// statement; the event's key makes a second report, on any replica, a
+    /// no-op).
+    async fn drill_agent_failover(
+        &self,
+        agent_id: &str,
+        failover_ms: u64,
+        now: i64,
+    ) -> Result<bool> {
+        let recorded = sqlx::query(
+            "INSERT INTO drill_events (drill_id, at, kind, attempt, agent, detail)
+             SELECT d.id, $2, $3, 0, $1, $4 FROM drills d
+             WHERE d.state = 'running' AND d.method = 'controller_crash' AND d.fault_agent = $1
+               AND EXISTS (SELECT 1 FROM drill_events e
+                           WHERE e.drill_id = d.id AND e.kind = 'fault_injected')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(agent_id)
+        .bind(now)
+        .bind(DrillEventKind::AgentFailover.as_str())
+        .bind(format!("{failover_ms} ms"))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(recorded > 0)
     }
 
     async fn drill_fault_ack(
@@ -286,7 +317,7 @@ impl DrillStore for PgStore {
         let job = self.drill_job(job_id).await?;
         let events = self.event_rows(id).await?;
         let others = self.other_agents(&row, &job, now).await?;
-        let eval = evaluate(&row.input(&job, &events, &others, now));
+        let eval = evaluate(&row.input(&job, &events, &others, now)?);
         self.tx(|c| {
             let eval = eval.clone();
             Box::pin(async move {
@@ -350,7 +381,8 @@ async fn claim_fault(
 ) -> Result<bool> {
     let claimed = sqlx::query(
         "UPDATE drills SET fault_token = $1, fault_agent = $2, updated_at = $3
-         WHERE id = $4 AND state = 'running' AND fault_token IS NULL",
+         WHERE id = $4 AND state = 'running' AND fault_token IS NULL
+           AND (fault_agent IS NULL OR fault_agent = $2)",
     )
     .bind(token)
     .bind(agent_id)

@@ -16,6 +16,7 @@
 //! - Enrollment attempts are counted per source and minute in
 //!   `enroll_attempts` (the rate limit holds across replicas).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +28,7 @@ use super::PgStore;
 use crate::store::credentials::AuthCache;
 use crate::store::identity::{
     AgentPrincipal, AgentRevocation, ENR_COLUMNS, EnrollmentTokenRow, IdentityStore, OP_COLUMNS,
-    OperatorPrincipal, OperatorTokenRow, usable,
+    OperatorPrincipal, OperatorTokenRow,
 };
 use crate::store::rows::json;
 use crate::store::{Error, Result};
@@ -227,44 +228,19 @@ impl IdentityStore for PgStore {
         version: &str,
         now: i64,
     ) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        // Locked: a second replica spending the same token waits here and
-        // then reads it used.
-        let row = sqlx::query(
-            "SELECT id, groups, expires_at, used_at, revoked_at FROM enrollment_tokens
-             WHERE token_hash = $1 FOR UPDATE",
-        )
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::Unauthorized("unknown enrollment token".into()))?;
-        usable(
-            row.try_get("revoked_at")?,
-            row.try_get("used_at")?,
-            row.try_get("expires_at")?,
+        let e = Arc::new(secrets::Enrollment {
+            token_hash: token_hash.to_owned(),
+            agent_id: agent_id.to_owned(),
+            secret_hash: secret_hash.to_owned(),
+            version: version.to_owned(),
             now,
-        )?;
-        let token_id: String = row.try_get("id")?;
-        let groups_json: String = row.try_get("groups")?;
-        let agent = secrets::Enrolled {
-            id: agent_id,
-            secret_hash,
-            groups_json: &groups_json,
-            version,
-            now,
-        };
-        let reenrolled = agent.store(&mut tx).await?;
-        sqlx::query("UPDATE enrollment_tokens SET used_at = $1, used_by = $2 WHERE id = $3")
-            .bind(now)
-            .bind(agent_id)
-            .bind(&token_id)
-            .execute(&mut *tx)
+        });
+        let groups_json = self
+            .tx(move |c| {
+                let e = e.clone();
+                Box::pin(async move { e.spend(c).await })
+            })
             .await?;
-        if reenrolled {
-            // Other replicas may still hold the old secret's groups.
-            notify_revoke(&mut tx).await?;
-        }
-        tx.commit().await?;
         // A re-enrollment replaced the secret and the groups.
         self.auth_cache.forget_agent(agent_id);
         json("enrollment_tokens.groups", &groups_json)
@@ -288,10 +264,17 @@ impl IdentityStore for PgStore {
     }
 
     async fn revoke_agent(&self, id: &str, now: i64) -> Result<AgentRevocation> {
-        let mut tx = self.pool.begin().await?;
-        let out = secrets::revoke(&mut tx, id, now).await?;
-        notify_revoke(&mut tx).await?;
-        tx.commit().await?;
+        let owned = id.to_owned();
+        let out = self
+            .tx(move |c| {
+                let id = owned.clone();
+                Box::pin(async move {
+                    let out = secrets::revoke(&mut *c, &id, now).await?;
+                    notify_revoke(c).await?;
+                    Ok(out)
+                })
+            })
+            .await?;
         self.auth_cache.forget_agent(id);
         Ok(out)
     }

@@ -135,8 +135,8 @@ impl DrillStore for SqliteStore {
     /// When the job cannot be created the drill ends as `error`.
     async fn create_drill(&self, d: &NewDrill, mut job: NewJob, now: i64) -> Result<DrillView> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) RETURNING id",
+            "INSERT INTO drills (grp, method, duration_ms, lease_ttl_ms, rto_ms, state, created_by, created_at, updated_at, fault_agent)
+             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) RETURNING id",
         )
         .bind(&d.group)
         .bind(d.method.as_str())
@@ -146,6 +146,7 @@ impl DrillStore for SqliteStore {
         .bind(&d.created_by)
         .bind(now)
         .bind(now)
+        .bind(&d.agent)
         .fetch_one(&self.writer)
         .await?;
         job.submit.labels.insert("drill".into(), id.to_string());
@@ -205,9 +206,11 @@ impl DrillStore for SqliteStore {
     ) -> Result<Option<Fault>> {
         let pending: Option<(i64, String, i64)> = sqlx::query_as(
             "SELECT id, method, duration_ms FROM drills
-             WHERE job_id = ? AND state = 'running' AND fault_token IS NULL",
+             WHERE job_id = ? AND state = 'running' AND fault_token IS NULL
+               AND (fault_agent IS NULL OR fault_agent = ?)",
         )
         .bind(job_id)
+        .bind(agent_id)
         .fetch_optional(&self.reader)
         .await?;
         let Some((drill_id, method, duration_ms)) = pending else {
@@ -218,7 +221,8 @@ impl DrillStore for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let claimed = sqlx::query(
             "UPDATE drills SET fault_token = ?1, fault_agent = ?2, updated_at = ?3
-             WHERE id = ?4 AND state = 'running' AND fault_token IS NULL",
+             WHERE id = ?4 AND state = 'running' AND fault_token IS NULL
+               AND (fault_agent IS NULL OR fault_agent = ?2)",
         )
         .bind(token)
         .bind(agent_id)
@@ -247,6 +251,40 @@ impl DrillStore for SqliteStore {
             method,
             duration_ms: duration_ms as u64,
         }))
+    }
+
+    /// A `controller_crash` drill's agent was answered by another replica:
+    /// record `agent_failover` once per drill whose fault took effect.
+    async fn drill_agent_failover(
+        &self,
+        agent_id: &str,
+        failover_ms: u64,
+        now: i64,
+    ) -> Result<bool> {
+        let drills: Vec<i64> = sqlx::query_scalar(
+            "SELECT d.id FROM drills d
+             WHERE d.state = 'running' AND d.method = 'controller_crash' AND d.fault_agent = ?
+               AND EXISTS (SELECT 1 FROM drill_events e
+                           WHERE e.drill_id = d.id AND e.kind = 'fault_injected')",
+        )
+        .bind(agent_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut recorded = false;
+        let detail = format!("{failover_ms} ms");
+        for id in drills {
+            recorded |= insert_event(
+                &self.writer,
+                id,
+                now,
+                DrillEventKind::AgentFailover,
+                0,
+                Some(agent_id),
+                Some(&detail),
+            )
+            .await?;
+        }
+        Ok(recorded)
     }
 
     /// The holder acknowledged the fault: record `fault_injected` (once).
@@ -305,7 +343,7 @@ impl DrillStore for SqliteStore {
         let job = self.drill_job(job_id).await?;
         let events = self.event_rows(id).await?;
         let others = self.other_agents(&row, &job, now).await?;
-        let eval = evaluate(&row.input(&job, &events, &others, now));
+        let eval = evaluate(&row.input(&job, &events, &others, now)?);
         let mut tx = self.writer.begin().await?;
         for e in &eval.derived {
             insert_event(
@@ -407,3 +445,6 @@ async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     .rows_affected();
     Ok(done == 1)
 }
+
+#[cfg(test)]
+mod tests;

@@ -30,6 +30,7 @@ fn renders_report_and_relative_timeline() {
             detection_ms: Some(2000),
             takeover_ms: Some(2010),
             total_ms: Some(4100),
+            failover_ms: None,
             attempts: 2,
             job_state: None,
             exactly_once: ExactlyOnce::Proven,
@@ -83,5 +84,13 @@ fn renders_report_and_relative_timeline() {
 #[test]
 fn methods_parse() {
     assert_eq!(parse_method("freeze"), Ok(DrillMethod::Freeze));
+    assert_eq!(
+        parse_method("controller-crash"),
+        Ok(DrillMethod::ControllerCrash)
+    );
+    assert_eq!(
+        parse_method("controller_crash"),
+        Ok(DrillMethod::ControllerCrash)
+    );
     assert!(parse_method("reboot").is_err());
 }

@@ -147,3 +147,58 @@ async fn a_fault_is_handed_to_one_heartbeat_across_replicas() {
         assert!(!b.drill_fault_ack(id, j, "a1", 1, 2_200).await.expect("ack"));
     }
 }
+
+/// A `controller_crash` drill's agent reports its failover to two replicas
+/// at once (a retried call): one `agent_failover` event per drill, and one
+/// of the two reports says it recorded it.
+#[tokio::test]
+async fn an_agents_failover_reported_to_two_replicas_is_recorded_once() {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
+        return;
+    };
+    let mut drills = Vec::new();
+    for n in 0..20 {
+        let agent = format!("a{n}");
+        let j = job(&a, None).await;
+        let id = drill(&a, j).await;
+        sqlx::query("UPDATE drills SET method = 'controller_crash', fault_agent = $1, fault_token = 1 WHERE id = $2")
+            .bind(&agent)
+            .bind(id)
+            .execute(&a.pool)
+            .await
+            .expect("controller_crash");
+        insert_event(
+            &mut a.pool.acquire().await.expect("conn"),
+            id,
+            900,
+            DrillEventKind::FaultInjected,
+            1,
+            Some(&agent),
+            None,
+        )
+        .await
+        .expect("fault_injected");
+        drills.push((agent, id));
+    }
+    let mut tasks = Vec::new();
+    for (agent, _) in &drills {
+        for (s, now) in [(a.clone(), 2_000), (b.clone(), 2_001)] {
+            let agent = agent.clone();
+            tasks.push(tokio::spawn(async move {
+                s.drill_agent_failover(&agent, 1_500, now).await
+            }));
+        }
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        if t.await.expect("task").expect("failover") {
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, drills.len(), "one report per drill recorded it");
+    for (_, id) in &drills {
+        let events = events_of(&a, *id, DrillEventKind::AgentFailover).await;
+        assert_eq!(events.len(), 1, "drill {id}");
+        assert_eq!(events[0].1.as_deref(), Some("1500 ms"));
+    }
+}

@@ -1,61 +1,98 @@
-//! The writes of enrollment and revocation that touch agents and their
-//! jobs, and the shared count of enrollment attempts.
+//! The transactions of enrollment and revocation (run by [`PgStore::tx`]:
+//! a deadlock runs them again), and the shared count of enrollment
+//! attempts.
 
+use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
 use super::super::PgStore;
+use super::notify_revoke;
 use crate::store::identity::{
     AgentRevocation, END_ATTEMPT_SQL, HeldJob, NEW_AGENT_SQL, REENROLL_SQL, RELEASE_JOB_SQL,
-    agent_id_taken,
+    agent_id_taken, usable,
 };
 use crate::store::{Error, Result};
 
-/// An agent an enrollment creates (or re-creates after a revoke).
-pub(super) struct Enrolled<'a> {
-    pub id: &'a str,
-    pub secret_hash: &'a str,
-    pub groups_json: &'a str,
-    pub version: &'a str,
+/// One enrollment, as the handler asked for it.
+pub(super) struct Enrollment {
+    pub token_hash: String,
+    pub agent_id: String,
+    pub secret_hash: String,
+    pub version: String,
     pub now: i64,
 }
 
-impl Enrolled<'_> {
+impl Enrollment {
+    /// Spend the token and create (or re-enroll) the agent; returns the
+    /// token's groups (JSON). The token's row is locked: a second replica
+    /// spending it at the same time waits here, then reads it used.
+    pub async fn spend(&self, c: &mut PgConnection) -> Result<String> {
+        let row = sqlx::query(
+            "SELECT id, groups, expires_at, used_at, revoked_at FROM enrollment_tokens
+             WHERE token_hash = $1 FOR UPDATE",
+        )
+        .bind(&self.token_hash)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("unknown enrollment token".into()))?;
+        usable(
+            row.try_get("revoked_at")?,
+            row.try_get("used_at")?,
+            row.try_get("expires_at")?,
+            self.now,
+        )?;
+        let token_id: String = row.try_get("id")?;
+        let groups_json: String = row.try_get("groups")?;
+        let reenrolled = self.store_agent(c, &groups_json).await?;
+        sqlx::query("UPDATE enrollment_tokens SET used_at = $1, used_by = $2 WHERE id = $3")
+            .bind(self.now)
+            .bind(&self.agent_id)
+            .bind(&token_id)
+            .execute(&mut *c)
+            .await?;
+        if reenrolled {
+            // Other replicas may still hold the old secret's groups.
+            notify_revoke(c).await?;
+        }
+        Ok(groups_json)
+    }
+
     /// Create the agent, or re-enroll a revoked one (its row locked); an
     /// active agent of that id is a conflict. Returns whether it was a
     /// re-enrollment.
-    pub async fn store(&self, c: &mut PgConnection) -> Result<bool> {
+    async fn store_agent(&self, c: &mut PgConnection, groups_json: &str) -> Result<bool> {
         let existing: Option<Option<i64>> =
             sqlx::query_scalar("SELECT revoked_at FROM agents WHERE id = $1 FOR UPDATE")
-                .bind(self.id)
+                .bind(&self.agent_id)
                 .fetch_optional(&mut *c)
                 .await?;
         match existing {
-            Some(None) => Err(agent_id_taken(self.id)),
+            Some(None) => Err(agent_id_taken(&self.agent_id)),
             Some(Some(_)) => {
                 sqlx::query(REENROLL_SQL)
-                    .bind(self.secret_hash)
-                    .bind(self.groups_json)
+                    .bind(&self.secret_hash)
+                    .bind(groups_json)
                     .bind(self.now)
-                    .bind(self.version)
-                    .bind(self.id)
+                    .bind(&self.version)
+                    .bind(&self.agent_id)
                     .execute(&mut *c)
                     .await?;
                 Ok(true)
             }
             None => {
                 let r = sqlx::query(NEW_AGENT_SQL)
-                    .bind(self.id)
-                    .bind(self.groups_json)
-                    .bind(self.version)
+                    .bind(&self.agent_id)
+                    .bind(groups_json)
+                    .bind(&self.version)
                     .bind(self.now)
-                    .bind(self.secret_hash)
+                    .bind(&self.secret_hash)
                     .execute(&mut *c)
                     .await;
                 match r {
                     // Another replica enrolled this id (with another
                     // token) at the same moment and committed first.
                     Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                        Err(agent_id_taken(self.id))
+                        Err(agent_id_taken(&self.agent_id))
                     }
                     r => r.map(|_| false).map_err(Error::from),
                 }

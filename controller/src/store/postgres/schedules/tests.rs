@@ -383,3 +383,40 @@ async fn firing_rate() {
         SCHEDULES * 2 * ROUNDS
     );
 }
+
+#[tokio::test]
+async fn two_replicas_creating_one_schedule_make_one_row() {
+    let Some((a, b, _guard)) = testutil::two_replicas().await else {
+        return;
+    };
+    for i in 0..20 {
+        // `apply` on both (create or replace): one creates, the other
+        // replaces the row it finds — never a database error.
+        let name = format!("apply{i}");
+        let sp = spec(&name);
+        let (ra, rb) = tokio::join!(
+            a.put_schedule(&sp, at(0), false, 0),
+            b.put_schedule(&sp, at(0), false, 0)
+        );
+        let (ra, rb) = (ra.expect("put on a"), rb.expect("put on b"));
+        assert!(ra.1 != rb.1, "{name}: created once, replaced once");
+        assert_eq!(ra.0.id, rb.0.id, "{name}: one row");
+        // `create` on both: one creates, the other is a conflict.
+        let name = format!("create{i}");
+        let sp = spec(&name);
+        let (ra, rb) = tokio::join!(
+            a.put_schedule(&sp, at(0), true, 0),
+            b.put_schedule(&sp, at(0), true, 0)
+        );
+        let created = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Ok((_, true))))
+            .count();
+        let refused = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Conflict(_))))
+            .count();
+        assert_eq!((created, refused), (1, 1), "{name}: {ra:?} / {rb:?}");
+    }
+    assert_eq!(scalar(&a, "SELECT COUNT(*) FROM schedules").await, 40);
+}
