@@ -64,6 +64,7 @@ impl Replica {
             metrics: None,
             wait_ms: None,
             leases,
+            failover_ms: None,
         };
         let d = Dispatcher {
             jobs: &self.jobs,
