@@ -87,9 +87,6 @@ const TX_RETRIES: u32 = 5;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// The configured hosts (the watch moves the pool after a failover).
-    #[allow(dead_code)] // TODO(issue 17): read by the listener of wake-ups
-    hosts: Arc<hosts::Hosts>,
     fleet_id: String,
     /// Known credentials; the identity paths that change one invalidate it.
     auth_cache: Arc<AuthCache>,
@@ -125,7 +122,6 @@ impl PgStore {
         hosts.watch(pool.clone(), health.clone());
         Ok(PgStore {
             pool,
-            hosts,
             fleet_id,
             // Short: another replica's revoke whose notification is lost
             // is honoured here within this.
