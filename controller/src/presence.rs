@@ -7,7 +7,9 @@
 //! - the durable part of what it advertised (groups, capabilities, version,
 //!   OS). A poll whose durable part differs from the cached one (or the first
 //!   poll after start) goes through `Store::agent_sync`, which writes the row
-//!   only if it differs from the stored one;
+//!   only if it differs from the stored one (with several controllers, also
+//!   the first poll after [`AWAY_MS`] away: the agent may have advertised
+//!   something else to another controller);
 //! - the live part (last_seen, free slots, host metrics), the truth while the
 //!   controller runs. [`run_flusher`] writes the live part of every agent that
 //!   polled since the last flush in one transaction (at most
@@ -51,6 +53,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// Shortest gap between two flushes (a change of free slots asks for one soon).
 pub const FLUSH_GAP: Duration = Duration::from_millis(500);
+
+/// With several controllers on one store: an agent not seen here for this
+/// long (more than a poll hold) may have polled another controller and
+/// advertised something else there, so its next poll here compares its
+/// advertisement with the stored row again (`agent_sync`: one read, a
+/// write only if they differ) instead of with what this controller saw.
+pub const AWAY_MS: i64 = 60_000;
 
 /// What an agent's last look at the store found, valid while its groups'
 /// generations are the ones recorded here.
@@ -137,6 +146,7 @@ impl Presence {
             let mut agents = self.lock();
             if let Some(e) = agents.get_mut(seen.id)
                 && e.same_durable(seen)
+                && !(store.shared() && now - e.last_seen > AWAY_MS)
             {
                 e.last_seen = e.last_seen.max(now);
                 if e.free_slots != seen.free_slots {

@@ -302,3 +302,45 @@ async fn a_flush_writes_metrics_in_batches_and_skips_unknown_agents() {
         assert_eq!(a.metrics, (i == 0).then(|| metrics.clone()));
     }
 }
+
+/// Two controllers on one PostgreSQL database: an agent that advertised
+/// something else on replica B, then comes back to replica A with what A
+/// saw before, has the row corrected by A (it compares with the store
+/// again after being away), not left with B's advertisement.
+#[tokio::test]
+async fn an_agent_back_from_another_replica_is_compared_with_the_store_again() {
+    use std::sync::Arc;
+
+    use crate::store::postgres::{PgStore, testutil as pg};
+
+    let Some((url, _g)) = pg::scratch_database().await else {
+        return;
+    };
+    let open = || async {
+        Store::new(Arc::new(
+            PgStore::open(&pg::options(&url)).await.expect("open"),
+        ))
+    };
+    let (sa, sb) = (open().await, open().await);
+    enrolled(&sa, "a1", &["db"]).await;
+    let (on_a, on_b) = (Presence::default(), Presence::default());
+    let (x, mut y) = (caps(), caps());
+    y.kinds.push(JobKind::Noop);
+    let caps_of = |s: Store| async move {
+        let list = s.list_agents(0, 1).await.expect("list");
+        list.iter()
+            .find(|a| a.id == "a1")
+            .expect("agent")
+            .capabilities
+            .clone()
+    };
+    poll(&on_a, &sa, &x, "1.0", 1, &[0], 1_000).await;
+    poll(&on_b, &sb, &y, "1.0", 1, &[0], 2_000).await;
+    assert_eq!(caps_of(sa.clone()).await, y, "B wrote what it saw");
+    // Back on A within a hold: A trusts what it saw (no read).
+    poll(&on_a, &sa, &x, "1.0", 1, &[0], 3_000).await;
+    assert_eq!(caps_of(sa.clone()).await, y);
+    // Back on A after being away: compared with the row again, corrected.
+    poll(&on_a, &sa, &x, "1.0", 1, &[0], 3_000 + AWAY_MS + 1).await;
+    assert_eq!(caps_of(sa.clone()).await, x, "A corrected the row");
+}
