@@ -77,17 +77,25 @@ async fn populated(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-async fn sqlite_rows(path: &Path, table: &str, columns: &[(String, Kind)]) -> Vec<Vec<Cell>> {
-    let mut c = open_source(path).await.expect("open source");
+/// `SELECT` of `columns` from `table`.
+fn select(table: &str, columns: &[(String, Kind)]) -> String {
     let list = columns
         .iter()
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {list} FROM {table}")))
-        .fetch_all(&mut c)
-        .await
-        .expect("select");
+    format!("SELECT {list} FROM {table}")
+}
+
+/// Rows of either database as sorted typed cells.
+fn cells<R>(rows: &[R], columns: &[(String, Kind)]) -> Vec<Vec<Cell>>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let mut out: Vec<Vec<Cell>> = rows
         .iter()
         .map(|r| {
@@ -106,32 +114,21 @@ async fn sqlite_rows(path: &Path, table: &str, columns: &[(String, Kind)]) -> Ve
     out
 }
 
+async fn sqlite_rows(path: &Path, table: &str, columns: &[(String, Kind)]) -> Vec<Vec<Cell>> {
+    let mut c = open_source(path).await.expect("open source");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(select(table, columns)))
+        .fetch_all(&mut c)
+        .await
+        .expect("select");
+    cells(&rows, columns)
+}
+
 async fn pg_rows(c: &mut PgConnection, table: &str, columns: &[(String, Kind)]) -> Vec<Vec<Cell>> {
-    let list = columns
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {list} FROM {table}")))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(select(table, columns)))
         .fetch_all(&mut *c)
         .await
         .expect("select");
-    let mut out: Vec<Vec<Cell>> = rows
-        .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .enumerate()
-                .map(|(i, (_, k))| match k {
-                    Kind::Int => Cell::Int(r.try_get(i).expect("int")),
-                    Kind::Text => Cell::Text(r.try_get(i).expect("text")),
-                    Kind::Bool => Cell::Bool(r.try_get(i).expect("bool")),
-                })
-                .collect()
-        })
-        .collect();
-    out.sort();
-    out
+    cells(&rows, columns)
 }
 
 fn sha256_of(path: &Path) -> String {

@@ -1,13 +1,11 @@
 //! The audit log on PostgreSQL: one INSERT per entry (its own commit).
 
 use async_trait::async_trait;
-use baton_proto::auth::{AuditEntry, AuditList};
-use sqlx::Row;
+use baton_proto::auth::AuditList;
 
 use super::PgStore;
 use crate::store::Result;
 use crate::store::audit::{AuditRecord, AuditStore};
-use crate::store::rows::ts;
 
 #[async_trait]
 impl AuditStore for PgStore {
@@ -44,28 +42,6 @@ impl AuditStore for PgStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let more = rows.len() > limit as usize;
-        let mut entries = Vec::with_capacity(rows.len());
-        for r in rows.iter().take(limit as usize) {
-            entries.push(AuditEntry {
-                id: r.try_get("id")?,
-                at: ts(r.try_get("at")?),
-                actor: r.try_get("actor")?,
-                role: r.try_get("role")?,
-                action: r.try_get("action")?,
-                target: r.try_get("target")?,
-                status: r.try_get::<i64, _>("status")? as u16,
-                error: r.try_get("error")?,
-            });
-        }
-        let next_before = if more {
-            entries.last().map(|e| e.id)
-        } else {
-            None
-        };
-        Ok(AuditList {
-            entries,
-            next_before,
-        })
+        crate::store::audit::page(&rows, limit)
     }
 }

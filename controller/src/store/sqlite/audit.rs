@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use baton_proto::auth::{AuditEntry, AuditList};
-use sqlx::Row;
+use baton_proto::auth::AuditList;
 
 use super::SqliteStore;
 use crate::store::Result;
 use crate::store::audit::{AuditRecord, AuditStore};
-use crate::store::rows::ts;
 
 #[async_trait]
 impl AuditStore for SqliteStore {
@@ -54,28 +52,6 @@ impl AuditStore for SqliteStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await?;
-        let more = rows.len() > limit as usize;
-        let mut entries = Vec::with_capacity(rows.len());
-        for r in rows.iter().take(limit as usize) {
-            entries.push(AuditEntry {
-                id: r.try_get("id")?,
-                at: ts(r.try_get("at")?),
-                actor: r.try_get("actor")?,
-                role: r.try_get("role")?,
-                action: r.try_get("action")?,
-                target: r.try_get("target")?,
-                status: r.try_get::<i64, _>("status")? as u16,
-                error: r.try_get("error")?,
-            });
-        }
-        let next_before = if more {
-            entries.last().map(|e| e.id)
-        } else {
-            None
-        };
-        Ok(AuditList {
-            entries,
-            next_before,
-        })
+        crate::store::audit::page(&rows, limit)
     }
 }
