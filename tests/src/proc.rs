@@ -230,6 +230,17 @@ impl Controller {
         Self::launch(dir, dir, config, admin_token.to_owned(), None, env).await
     }
 
+    /// Like [`Controller::join`], over HTTPS verified with `ca`.
+    pub async fn join_ca(
+        dir: &Path,
+        extra_config: &str,
+        admin_token: &str,
+        ca: Option<PathBuf>,
+    ) -> Result<Controller> {
+        let config = write_config(dir, dir, "127.0.0.1:0", extra_config)?;
+        Self::launch(dir, dir, config, admin_token.to_owned(), ca, Vec::new()).await
+    }
+
     async fn launch(
         dir: &Path,
         state_dir: &Path,

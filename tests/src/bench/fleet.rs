@@ -33,6 +33,7 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
     rep.param("agents", n);
     rep.param("measure_secs", args.measure_secs);
     rep.param("poll_hold_ms", limits::DEFAULT_POLL_HOLD_MS);
+    rep.param("controllers", args.replicas);
     let mut s = Series::default();
     for _ in 0..runs {
         let r = one_run(args, n).await?;
@@ -88,8 +89,10 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut fleet = JoinSet::new();
     let ramp = Instant::now();
-    for (id, secret) in &agents {
-        let api = b.api.sharing(secret);
+    let apis = b.apis();
+    for (k, (id, secret)) in agents.iter().enumerate() {
+        // Spread over the replicas (`--replicas`), as a load balancer would.
+        let api = apis[k % apis.len()].sharing(secret);
         let (id, polls, errors, in_flight) =
             (id.clone(), polls.clone(), errors.clone(), in_flight.clone());
         // Real agents' polls are spread over the hold, not synchronised:
@@ -105,7 +108,7 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
     // Let the first-round polls settle into their hold.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let pid = b.controller_pid()?;
+    let pids = b.controller_pids()?;
     let me = CpuMark::now(0)?;
     let (p0, e0) = (
         polls.load(Ordering::Relaxed),
@@ -113,7 +116,7 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
     );
     let window = Duration::from_secs(args.measure_secs);
     let started = Instant::now();
-    let obs = observe(&[pid], window).await?;
+    let obs = observe(&pids, window).await?;
     let secs = started.elapsed().as_secs_f64();
     let own_cpu = me.percent()?;
     let own_mem = super::sysinfo::mem(0)?;
@@ -131,7 +134,8 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
         .filter(|a| a.online)
         .count();
     fleet.abort_all();
-    let o = obs.first().copied().unwrap_or_default();
+    // With replicas: the sum over every controller process.
+    let o = obs.iter().fold(Default::default(), sum_observed);
     let mib = |kb: u64| kb as f64 / 1024.0;
     let mut failures = Vec::new();
     if online < n {
@@ -155,6 +159,20 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
         ],
         failures,
     })
+}
+
+fn sum_observed(
+    a: super::sysinfo::Observed,
+    b: &super::sysinfo::Observed,
+) -> super::sysinfo::Observed {
+    let mut s = a;
+    s.cpu_percent += b.cpu_percent;
+    s.sys_percent += b.sys_percent;
+    s.mem.vm_rss_kb += b.mem.vm_rss_kb;
+    s.mem.rss_anon_kb += b.mem.rss_anon_kb;
+    s.mem.rss_file_kb += b.mem.rss_file_kb;
+    s.max_vm_rss_kb += b.max_vm_rss_kb;
+    s
 }
 
 /// Create `n` single-use enrollment tokens and enroll `sim-00001` … with them.

@@ -20,6 +20,7 @@ pub mod dispatch;
 pub mod failover;
 pub mod fleet;
 pub mod footprint;
+pub mod replica_failover;
 pub mod report;
 pub mod restart;
 pub mod schedules;
@@ -49,6 +50,7 @@ baton-bench <scenario> [options]
 
 Measures Baton with real controller and agent processes on loopback.
 Scenarios: dispatch | throughput | idle-fleet | failover | restart | footprint | schedules | cancel | all
+           | replica-failover (--store postgres --replicas 2; not in all)
 
 Options:
   --runs N          runs per scenario (default 3; failover: kills per TTL, restart: kills, default 20;
@@ -66,6 +68,8 @@ Options:
   --schedules N     schedules in schedules (default 10000), each once a minute
   --window-secs S   observation window of schedules (default 180)
   --keep            keep the temp dirs (logs, databases) and print where they are
+  --replicas N      controllers on the one PostgreSQL database (--store postgres; default 1):
+                    idle-fleet spreads its agents over them, replica-failover needs 2 or more
   --store S         sqlite (default) or postgres: a fresh database per controller on the server
                     BATON_BENCH_PG_URL names (a superuser URL; `scripts/postgres start DIR` prints one)
 
@@ -112,6 +116,8 @@ pub struct Args {
     pub window_secs: u64,
     /// `--store`.
     pub store: store::StoreKind,
+    /// `--replicas`.
+    pub replicas: usize,
 }
 
 impl Args {
@@ -133,6 +139,7 @@ impl Args {
             schedules: 10_000,
             window_secs: 180,
             store: store::StoreKind::Sqlite,
+            replicas: 1,
         };
         fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, k: &str) -> Result<T>
         where
@@ -162,6 +169,7 @@ impl Args {
                 "--measure-secs" => a.measure_secs = val(&mut it, "--measure-secs")?,
                 "--schedules" => a.schedules = val(&mut it, "--schedules")?,
                 "--window-secs" => a.window_secs = val(&mut it, "--window-secs")?,
+                "--replicas" => a.replicas = val(&mut it, "--replicas")?,
                 "--store" => {
                     a.store = store::StoreKind::parse(&val::<String>(&mut it, "--store")?)?
                 }
@@ -171,6 +179,9 @@ impl Args {
         }
         if a.scenario.is_empty() {
             bail!("no scenario given (try --help)");
+        }
+        if a.replicas == 0 || (a.replicas > 1 && a.store != store::StoreKind::Postgres) {
+            bail!("--replicas N needs N >= 1, and --store postgres for N > 1");
         }
         if a.runs == Some(0) || a.in_flight == 0 || a.slots == 0 || a.batch == Some(0) {
             bail!("--runs, --in-flight, --slots and --batch must be at least 1");
@@ -198,6 +209,7 @@ pub async fn run(args: Args) -> Result<i32> {
     ];
     let names: Vec<&str> = match args.scenario.as_str() {
         "all" => ALL.to_vec(),
+        "replica-failover" => vec!["replica-failover"],
         s if ALL.contains(&s) => vec![s],
         other => bail!("unknown scenario {other} (try --help)"),
     };
@@ -229,6 +241,7 @@ pub async fn run(args: Args) -> Result<i32> {
             "restart" => restart::run(&args).await,
             "schedules" => schedules::run(&args).await,
             "cancel" => cancel::run(&args).await,
+            "replica-failover" => replica_failover::run(&args).await,
             _ => footprint::run(&args).await,
         };
         match r {
@@ -336,6 +349,8 @@ pub struct Bench {
     pub api: Api,
     /// Agents, `agent-1` …
     pub agents: Vec<Agent>,
+    /// Further controllers on the same database (`--replicas`).
+    pub replicas: Vec<Controller>,
     /// The scratch PostgreSQL database (`--store postgres`), dropped last.
     pub pg: Option<store::PgScratch>,
 }
@@ -370,12 +385,23 @@ impl Bench {
             (Some(pki), c)
         };
         let api = controller.api();
+        let mut replicas = Vec::new();
+        for i in 1..args.replicas {
+            let dir = tmp.path().join(format!("controller-{i}"));
+            let cfg = match &pki {
+                Some(p) => format!("{top_level}\n{}\n{store_toml}", p.controller_toml(false)),
+                None => format!("allow_plain_http = true\n{top_level}\n{store_toml}"),
+            };
+            let ca = pki.as_ref().map(|p| p.ca.clone());
+            replicas.push(Controller::join_ca(&dir, &cfg, &controller.admin_token, ca).await?);
+        }
         Ok(Bench {
             tmp,
             pki,
             controller,
             api,
             agents: Vec::new(),
+            replicas,
             pg,
         })
     }
@@ -415,6 +441,27 @@ impl Bench {
     /// Wait until `n` agents are online (have polled).
     pub async fn wait_online(&self, n: usize) -> Result<()> {
         self.api.wait_online(n, Duration::from_secs(60)).await
+    }
+
+    /// Every controller's admin client: the first, then the replicas.
+    pub fn apis(&self) -> Vec<Api> {
+        std::iter::once(self.api.clone())
+            .chain(self.replicas.iter().map(Controller::api))
+            .collect()
+    }
+
+    /// Every controller's pid: the first, then the replicas.
+    pub fn controller_pids(&self) -> Result<Vec<i32>> {
+        std::iter::once(&self.controller)
+            .chain(&self.replicas)
+            .map(|c| {
+                c.proc
+                    .as_ref()
+                    .and_then(|p| p.pid())
+                    .map(|p| p.as_raw())
+                    .context("a controller is not running")
+            })
+            .collect()
     }
 
     /// The controller's pid.
