@@ -112,6 +112,11 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(opts.pool_size.max(2))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // No ping before each use (a round trip per operation): a
+            // connection that died (a failover) fails its statement, which
+            // answers 503 and is retried, and is not returned to the pool;
+            // the hosts watch finds the new primary.
+            .test_before_acquire(false)
             .connect_with(primary)
             .await?;
         MIGRATOR.run(&pool).await?;
