@@ -547,7 +547,14 @@ impl Driver {
             .collect();
         let i = up[self.rng.random_range(0..up.len())];
         let id = c.agent(i).opts.id.clone();
-        let roll = self.rng.random_range(0..100);
+        // The first agent fault is a SIGKILL and the second a SIGSTOP, so a
+        // short run (the PostgreSQL mode's) has both; then a random mix.
+        let agent_faults = self.log.len() - self.controller_kills();
+        let roll = match agent_faults {
+            0 => 50,
+            1 => 90,
+            _ => self.rng.random_range(0..100),
+        };
         if roll < 15 {
             // Some partitions outlast the lease (the agent must fence), some do not.
             let cut = self.ttls(0.2, 2.0);
