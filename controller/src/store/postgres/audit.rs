@@ -59,7 +59,7 @@ impl AuditStore for PgStore {
 pub(super) fn audit_batch<'c>(
     c: &'c mut PgConnection,
     entries: &'c [Entry],
-) -> BoxFuture<'c, Result<Vec<()>>> {
+) -> BoxFuture<'c, std::result::Result<Vec<()>, sqlx::Error>> {
     Box::pin(async move {
         let col = |f: fn(&AuditRecord) -> &str| -> Vec<&str> {
             entries.iter().map(|(r, _)| f(r)).collect()

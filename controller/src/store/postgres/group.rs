@@ -10,15 +10,18 @@
 //! window to wait out), a busy one batches as much as arrived during the
 //! previous commits.
 //!
-//! The batch runs as one transaction. When it fails before its commit (a
-//! deadlock, a lost connection, anything), nothing of it was written:
-//! every call is answered [`Answer::Alone`] and runs again alone on its own
-//! path, which gives each caller its own answer or error, so a batch never
-//! turns one call's problem into another's. When the commit itself fails,
-//! whether it happened is unknown ([`Answer::Unknown`]): a call that is
+//! A batch is ONE statement, run on its own (autocommit): atomic without
+//! a BEGIN and a COMMIT of its own, so a lone call costs one round trip as
+//! it did before grouping. When the server refuses the statement (a
+//! deadlock, a constraint, a standby, a full disk: any error the server
+//! answers), nothing of it was written: every call is answered
+//! [`Answer::Alone`] and runs again alone on its own path, which gives each
+//! caller its own answer or error, so a batch never turns one call's
+//! problem into another's. When the connection fails under the statement,
+//! whether it committed is unknown ([`Answer::Unknown`]): a call that is
 //! safe to run twice (a completion, found recorded the second time) runs
 //! alone; one that is not (an unkeyed submit) answers an error, as a lone
-//! INSERT whose commit was lost would. Nothing is acknowledged that was
+//! INSERT whose answer was lost would. Nothing is acknowledged that was
 //! not committed.
 
 use std::sync::Arc;
@@ -28,8 +31,6 @@ use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::store::Result;
-
 /// Most calls in one batch.
 pub const MAX_BATCH: usize = 256;
 /// Batches of one kind committing at once (each holds a pool connection).
@@ -37,8 +38,11 @@ pub const IN_FLIGHT: usize = 3;
 /// Calls that may wait in a queue before callers wait to enqueue.
 const QUEUE: usize = 4 * MAX_BATCH;
 
-/// Runs a batch inside a transaction: one output per input, in order.
-pub type BatchFn<I, O> = for<'c> fn(&'c mut PgConnection, &'c [I]) -> BoxFuture<'c, Result<Vec<O>>>;
+/// Runs a batch as one statement: one output per input, in order.
+pub type BatchFn<I, O> = for<'c> fn(
+    &'c mut PgConnection,
+    &'c [I],
+) -> BoxFuture<'c, std::result::Result<Vec<O>, sqlx::Error>>;
 
 /// A call waiting for its batch: its input and where its answer goes.
 type Pending<I, O> = (I, oneshot::Sender<Answer<O>>);
@@ -165,30 +169,44 @@ async fn worker<I, O>(
     }
 }
 
-/// One batch in one transaction (a failure before the commit wrote
-/// nothing: the transaction is rolled back or its connection closed).
+/// One batch, one statement (see the module documentation).
 async fn commit<I, O>(pool: &PgPool, items: &[I], f: BatchFn<I, O>) -> Answer<Vec<O>> {
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
+    let mut c = match pool.acquire().await {
+        Ok(c) => c,
         Err(e) => {
-            tracing::debug!(error = %e, "Grouped batch could not start; its calls run alone");
+            tracing::debug!(error = %e, "Grouped batch found no connection; its calls run alone");
             return Answer::Alone;
         }
     };
-    let outs = match f(&mut tx, items).await {
-        Ok(outs) => outs,
-        Err(e) => {
-            tracing::debug!(error = %e, calls = items.len(), "Grouped batch failed; its calls run alone");
-            return Answer::Alone;
+    match f(&mut c, items).await {
+        Ok(outs) if outs.len() == items.len() => Answer::Done(outs),
+        Ok(outs) => Answer::Unknown(format!(
+            "a grouped statement answered {} rows for {} calls",
+            outs.len(),
+            items.len()
+        )),
+        Err(e) if wrote_nothing(&e) => {
+            tracing::debug!(error = %e, calls = items.len(), "Grouped batch refused; its calls run alone");
+            Answer::Alone
         }
-    };
-    match tx.commit().await {
-        Ok(()) => Answer::Done(outs),
         Err(e) => {
-            tracing::debug!(error = %e, calls = items.len(), "Grouped batch's commit failed");
+            tracing::debug!(error = %e, calls = items.len(), "Grouped batch's outcome is unknown");
             Answer::Unknown(e.to_string())
         }
     }
+}
+
+/// Whether a statement that failed with `e` certainly wrote nothing: the
+/// server answered an error (its implicit transaction rolled back), or
+/// the statement was never sent.
+fn wrote_nothing(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Database(_)
+            | sqlx::Error::Encode(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+    )
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub(crate) type Succeed = (std::sync::Arc<Completed>, i64);
 pub(crate) fn succeed_batch<'c>(
     c: &'c mut PgConnection,
     items: &'c [Succeed],
-) -> BoxFuture<'c, Result<Vec<Option<String>>>> {
+) -> BoxFuture<'c, std::result::Result<Vec<Option<String>>, sqlx::Error>> {
     Box::pin(async move {
         let mut seen = HashSet::new();
         let mut cols = SucceedColumns::default();
