@@ -41,6 +41,7 @@ impl AuditStore for PgStore {
         limit: u32,
     ) -> Result<AuditList> {
         let limit = limit.clamp(1, 1000);
+        let mut browse = self.browse().await?;
         let rows = sqlx::query(
             "SELECT id, at, actor, role, action, target, status, error FROM audit
              WHERE ($1::text IS NULL OR actor = $1) AND ($2::bigint IS NULL OR id < $2)
@@ -49,8 +50,9 @@ impl AuditStore for PgStore {
         .bind(actor)
         .bind(before)
         .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *browse)
         .await?;
+        browse.commit().await?;
         crate::store::audit::page(&rows, limit)
     }
 }

@@ -85,6 +85,7 @@ impl JobStore for PgStore {
     /// a summary needs are read, and long texts are cut in the query.
     async fn list_jobs(&self, f: &JobFilter) -> Result<JobList> {
         let limit = f.limit.clamp(1, 1000);
+        let mut browse = self.browse().await?;
         let rows: Vec<SummaryRow> = sqlx::query_as(
             "SELECT id, grp, kind, connection, state, priority, attempts_spent,
                     (retry::jsonb ->> 'max_attempts')::bigint AS max_attempts, labels,
@@ -115,8 +116,9 @@ impl JobStore for PgStore {
         .bind(i64::from(limit) + 1)
         .bind(JobSummary::MAX_TEXT as i32)
         .bind(&f.schedule)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *browse)
         .await?;
+        browse.commit().await?;
         let more = rows.len() > limit as usize;
         let jobs = rows
             .into_iter()
