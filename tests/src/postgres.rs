@@ -347,6 +347,63 @@ impl PgServer {
         run_script(&["stop".as_ref(), self.dir.as_os_str()]).map(drop)
     }
 
+    /// Serve TLS (`ssl = on`) with `cert` and `key`, and accept TCP
+    /// connections over TLS only: `hostssl` lines (user `postgres` and
+    /// replication trusted, every other user by password, scram) and
+    /// `hostnossl … reject`, so a plaintext connection is refused. The files
+    /// are copied into the data dir (0600, owned by the server's user);
+    /// the Unix socket stays `trust`. Returns once a new TCP session is
+    /// encrypted. Call again to swap the certificate (a reload).
+    pub fn enable_tls(&self, cert: &Path, key: &Path) -> Result<()> {
+        let data = self.dir.join("data");
+        install_private(cert, &data.join("server.crt"))?;
+        install_private(key, &data.join("server.key"))?;
+        fs::write(
+            data.join("pg_hba.conf"),
+            "# PgServer::enable_tls: TCP over TLS only\n\
+             local all all trust\n\
+             local replication all trust\n\
+             hostssl all postgres 127.0.0.1/32 trust\n\
+             hostssl replication all 127.0.0.1/32 trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostnossl all all 0.0.0.0/0 reject\n\
+             hostnossl replication all 0.0.0.0/0 reject\n",
+        )?;
+        let loaded_before = self.pg.sql(None, "SELECT pg_conf_load_time()")?;
+        self.pg.sql(
+            None,
+            "ALTER SYSTEM SET ssl = on;\n\
+             ALTER SYSTEM SET ssl_cert_file = 'server.crt';\n\
+             ALTER SYSTEM SET ssl_key_file = 'server.key';\n\
+             SELECT pg_reload_conf();",
+        )?;
+        // The postmaster reloads asynchronously; a session started after it
+        // did has the new load time and is encrypted (psql prefers TLS).
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let now = self
+                .pg
+                .sql(
+                    None,
+                    "SELECT pg_conf_load_time(), ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                )
+                .unwrap_or_default();
+            if let Some((loaded, ssl)) = now.trim().split_once('|')
+                && loaded != loaded_before.trim()
+                && ssl == "t"
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() > end {
+                bail!(
+                    "TLS never came on (last: {now:?}); server log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Its log so far (for failure messages).
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
@@ -365,6 +422,25 @@ impl Drop for PgServer {
             let _ = run_script(&["stop".as_ref(), self.dir.as_os_str()]);
         }
     }
+}
+
+/// Copy `from` to `to` with mode 0600, owned by `postgres` when root (the
+/// server refuses a key others can read, and runs as `postgres`).
+fn install_private(from: &Path, to: &Path) -> Result<()> {
+    fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o600))?;
+    // `/proc/self` belongs to this process's effective user.
+    if std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self")?) == 0 {
+        let out = Command::new("chown").arg("postgres:").arg(to).output()?;
+        if !out.status.success() {
+            bail!(
+                "chown postgres {}: {}",
+                to.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `scripts/postgres watch DIR <this pid> --remove` in its own process group:
