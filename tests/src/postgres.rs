@@ -276,8 +276,10 @@ pub struct PgServer {
     /// A client (`postgres` user, database `postgres`).
     pub pg: Pg,
     /// A primary's temp dir (its `dir`; its standbys' dirs are inside),
-    /// removed on drop. `None` for a standby.
+    /// removed on drop. `None` for a standby and for [`PgServer::start_in`].
     root: Option<tempfile::TempDir>,
+    /// A primary (stopped on drop with its standbys); false for a standby.
+    primary: bool,
 }
 
 impl PgServer {
@@ -297,7 +299,36 @@ impl PgServer {
         let out = run_script(&["start".as_ref(), dir.as_os_str()])?;
         let mut s = PgServer::from_output(dir, &out)?;
         s.root = Some(root);
+        s.primary = true;
         Ok(s)
+    }
+
+    /// Start a fresh primary whose whole dir (data, WAL, log, socket) is
+    /// `dir` (created; its parents must be reachable by `postgres`), e.g.
+    /// on a small loop-mounted filesystem. Stopped on drop (or by its
+    /// watchdog, which removes `dir`).
+    pub fn start_in(dir: &Path) -> Result<PgServer> {
+        if let Some(why) = missing() {
+            bail!("{why}. {INSTALL_HINT}");
+        }
+        fs::create_dir_all(dir)?;
+        watchdog(dir)?;
+        let out = run_script(&["start".as_ref(), dir.as_os_str()])?;
+        let mut s = PgServer::from_output(dir.to_path_buf(), &out)?;
+        s.primary = true;
+        Ok(s)
+    }
+
+    /// Whether its postmaster runs and answers (`scripts/postgres status`).
+    pub fn is_running(&self) -> bool {
+        run_script(&["status".as_ref(), self.dir.as_os_str()]).is_ok()
+    }
+
+    /// Start it again on its port after it stopped (a PANIC that ended in
+    /// a failed crash recovery, say); nothing to do while it runs.
+    pub fn start_again(&self) -> Result<()> {
+        let port = self.port.to_string();
+        run_script(&["start".as_ref(), self.dir.as_os_str(), port.as_ref()]).map(drop)
     }
 
     fn from_output(dir: PathBuf, out: &str) -> Result<PgServer> {
@@ -315,6 +346,7 @@ impl PgServer {
             port: port.parse()?,
             pg: Pg::new(url)?,
             root: None,
+            primary: false,
         })
     }
 
@@ -322,7 +354,7 @@ impl PgServer {
     /// `sync`: the primary waits for it on every commit (synchronous_commit =
     /// on). Stopped with the primary (on drop, or by its watchdog).
     pub fn standby(&self, name: &str, sync: bool) -> Result<PgServer> {
-        anyhow::ensure!(self.root.is_some(), "a standby of a standby");
+        anyhow::ensure!(self.primary, "a standby of a standby");
         let dir = self.dir.join(name);
         let mut args = vec!["standby".as_ref(), dir.as_os_str(), self.dir.as_os_str()];
         if sync {
@@ -412,7 +444,7 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if self.root.is_some() {
+        if self.primary {
             // Every standby in its dir, then the primary.
             for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
                 if e.path().join("data").join("PG_VERSION").exists() {
