@@ -122,6 +122,10 @@ impl Load {
     async fn wait(&self, what: &str, n: usize, counter: &AtomicUsize, logs: impl Fn() -> String) {
         let end = Instant::now() + WAIT;
         while counter.load(Ordering::Acquire) < n {
+            assert!(
+                !self.task.is_finished(),
+                "the load stopped (its panic is above)"
+            );
             assert!(Instant::now() < end, "never {n} {what}\n{}", logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
