@@ -319,6 +319,25 @@ impl PgServer {
         Ok(s)
     }
 
+    /// Move its WAL to `to` (a new dir, reachable by `postgres`; on a
+    /// small filesystem, say): stop, move `data/pg_wal` there, leave a
+    /// symlink, start again on the same port.
+    pub fn move_wal(&self, to: &Path) -> Result<()> {
+        self.stop()?;
+        let wal = self.dir.join("data").join("pg_wal");
+        for cmd in [
+            Command::new("cp").arg("-a").arg(&wal).arg(to).output(),
+            Command::new("rm").arg("-rf").arg(&wal).output(),
+            Command::new("ln").arg("-s").arg(to).arg(&wal).output(),
+        ] {
+            let out = cmd?;
+            if !out.status.success() {
+                bail!("moving the WAL: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        self.start_again()
+    }
+
     /// Whether its postmaster runs and answers (`scripts/postgres status`).
     pub fn is_running(&self) -> bool {
         run_script(&["status".as_ref(), self.dir.as_os_str()]).is_ok()

@@ -145,7 +145,17 @@ struct Setup {
     marker: PathBuf,
 }
 
-async fn setup(mib: u64) -> Option<Setup> {
+/// Where PostgreSQL's files go on the loop filesystem.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnLoop {
+    /// The whole cluster (data, WAL, log).
+    Everything,
+    /// Only its WAL (`pg_wal` a symlink there): a full disk is then a WAL
+    /// that cannot grow, which PostgreSQL answers with a PANIC.
+    Wal,
+}
+
+async fn setup(mib: u64, on_loop: OnLoop) -> Option<Setup> {
     if let Some(reason) = baton_tests::postgres::own_server_skip_reason() {
         println!("{reason}");
         return None;
@@ -161,8 +171,14 @@ async fn setup(mib: u64) -> Option<Setup> {
     let parent = fs.path().parent().expect("parent");
     let mode = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
     std::fs::set_permissions(parent, mode).expect("chmod");
-    let dir = fs.path().join("pg");
-    let pg = tokio::task::block_in_place(|| PgServer::start_in(&dir)).expect("postgres");
+    let pg = tokio::task::block_in_place(|| match on_loop {
+        OnLoop::Everything => PgServer::start_in(&fs.path().join("pg")),
+        OnLoop::Wal => PgServer::start().and_then(|pg| {
+            pg.move_wal(&fs.path().join("pg_wal"))?;
+            Ok(pg)
+        }),
+    })
+    .expect("postgres");
     // Leases outlive the outage (repairing the filesystem and restarting
     // PostgreSQL takes tens of seconds): a completion that cannot be recorded
     // before its lease ends is run again by design, which is not what these
@@ -323,6 +339,13 @@ async fn through_fault(
         named > 0,
         "a refusal names the cause {cause:?}: {messages:?}"
     );
+    // A lost connection leaves a commit in doubt: the answer says so.
+    for m in messages
+        .iter()
+        .filter(|m| m.contains("(database unreachable)"))
+    {
+        assert!(m.contains("Idempotency-Key"), "{m}");
+    }
     let restarted = repair(s);
     let (tag, id) = s.submit_until_accepted().await;
     acked.insert(tag, id);
@@ -348,7 +371,7 @@ async fn through_fault(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_on_the_database_host_refuses_submits_and_the_controller_recovers_by_itself() {
-    let Some(mut s) = setup(160).await else {
+    let Some(mut s) = setup(160, OnLoop::Everything).await else {
         return;
     };
     let pad = Arc::new(AtomicUsize::new(0));
@@ -375,7 +398,7 @@ async fn a_full_disk_on_the_database_host_refuses_submits_and_the_controller_rec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_disk_on_the_database_host_refuses_submits_and_the_controller_recovers_by_itself()
  {
-    let Some(mut s) = setup(160).await else {
+    let Some(mut s) = setup(160, OnLoop::Everything).await else {
         return;
     };
     let pad = Arc::new(AtomicUsize::new(1024));
@@ -397,4 +420,33 @@ async fn a_read_only_disk_on_the_database_host_refuses_submits_and_the_controlle
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_wal_disk_panics_postgres_and_the_controller_recovers_once_it_is_started_again() {
+    let Some(mut s) = setup(64, OnLoop::Wal).await else {
+        return;
+    };
+    let pad = Arc::new(AtomicUsize::new(0));
+    let load = Load::start(s.c.api(0), s.marker.clone(), pad.clone());
+    load.wait("acks", 5, &load.acked_n.clone(), || s.logs())
+        .await;
+    let filled = tokio::task::block_in_place(|| s.fs.fill()).expect("fill");
+    assert!(filled > 0);
+    // The WAL's current segment fills, the next cannot be made: PANIC.
+    pad.store(64 * 1024, Ordering::Release);
+    through_fault(&mut s, load, &["disk full", "unreachable"], |s| {
+        s.fs.unfill().expect("free the space");
+        let down = !s.pg.is_running();
+        if down {
+            s.pg.start_again().expect("start PostgreSQL again");
+        }
+        down
+    })
+    .await;
+    assert!(
+        s.pg.log_text().contains("PANIC"),
+        "the WAL could not grow: PostgreSQL PANICked\n{}",
+        s.pg.log_text()
+    );
 }
