@@ -30,9 +30,10 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The store cannot be opened.
+    /// The store cannot be opened. Not a `#[source]`: the message already
+    /// holds it, and `{:#}` would print it twice.
     #[error("store: {0}")]
-    Store(#[from] store::Error),
+    Store(store::Error),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -52,6 +53,12 @@ pub enum Error {
         "already initialised: an active admin token exists (create more with `batonctl tokens create`)"
     )]
     AlreadyInitialised,
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
 }
 
 /// Create the first admin token if none exists; returns its secret.

@@ -234,7 +234,7 @@ impl PgStore {
                     let pause = rand::random_range(1..=10u64 << tries);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-                other => return other,
+                other => return self.noted(other),
             }
         }
     }

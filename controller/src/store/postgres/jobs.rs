@@ -46,7 +46,7 @@ impl JobStore for PgStore {
             std::sync::Arc::new(new)
         };
         let mut c = self.pool.acquire().await?;
-        submit_in(&mut c, &new, now).await
+        self.noted(submit_in(&mut c, &new, now).await)
     }
 
     /// Persist every job of a batch, or none (or return the jobs an earlier
@@ -55,7 +55,7 @@ impl JobStore for PgStore {
     async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
         if batch.idempotency_key.is_none() {
             let mut c = self.pool.acquire().await?;
-            return submit_batch_in(&mut c, &batch, now).await;
+            return self.noted(submit_batch_in(&mut c, &batch, now).await);
         }
         let batch = std::sync::Arc::new(batch);
         self.tx(move |c| {
