@@ -98,6 +98,50 @@ pub trait JobStore {
 
     /// Retry a failed or cancelled job with a fresh attempt budget.
     async fn retry(&self, id: JobId, now: i64) -> Result<JobView>;
+
+    /// Jobs by group and state, with the oldest queued job ready at `now`
+    /// (`/metrics`): one grouped read of the jobs table.
+    async fn queue_figures(&self, now: i64) -> Result<Vec<QueueFigure>>;
+}
+
+/// The jobs of one group in one state ([`JobStore::queue_figures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueFigure {
+    /// Worker group.
+    pub group: String,
+    /// State.
+    pub state: JobState,
+    /// How many.
+    pub count: u64,
+    /// Queued only: the earliest `not_before` (submit or end of backoff)
+    /// of its jobs ready to run at `now`; `None` when none is ready.
+    pub oldest_ready_at: Option<i64>,
+}
+
+/// The grouped read of [`JobStore::queue_figures`] (`?`: now); the same
+/// text on every backend but for the placeholder.
+pub(crate) fn queue_figures_sql(placeholder: &str) -> String {
+    format!(
+        "SELECT grp, state, COUNT(*), MIN(CASE WHEN state = 'queued' AND not_before <= {placeholder} THEN not_before END)
+         FROM jobs GROUP BY grp, state"
+    )
+}
+
+/// [`QueueFigure`]s from the rows of [`queue_figures_sql`].
+pub(crate) fn queue_figures_of(
+    rows: Vec<(String, String, i64, Option<i64>)>,
+) -> Result<Vec<QueueFigure>> {
+    rows.into_iter()
+        .map(|(group, state, count, oldest_ready_at)| {
+            Ok(QueueFigure {
+                state: JobState::parse(&state)
+                    .ok_or_else(|| super::Error::Corrupt(format!("jobs.state {state}")))?,
+                group,
+                count: count.max(0) as u64,
+                oldest_ready_at,
+            })
+        })
+        .collect()
 }
 
 /// The view of a job just inserted as queued (what reading its row back gives).

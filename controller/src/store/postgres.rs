@@ -171,6 +171,12 @@ impl PgStore {
         F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T>> + Send,
     {
         let mut tries = 0;
+        let started = std::time::Instant::now();
+        let observe = || {
+            crate::telemetry::metrics()
+                .store_transaction_seconds
+                .observe(started.elapsed().as_secs_f64())
+        };
         loop {
             let mut tx = self.pool.begin().await?;
             let outcome = match f(&mut tx).await {
@@ -183,7 +189,10 @@ impl PgStore {
                     let pause = rand::random_range(1..=10u64 << tries);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-                other => return other,
+                other => {
+                    observe();
+                    return other;
+                }
             }
         }
     }

@@ -38,6 +38,7 @@ impl LeaseStore for PgStore {
     async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
         let expired = self.expire_leases(now).await?;
         let mut out = Granted {
+            expired: expired.leases.len() as u64,
             woken: expired.woken,
             ..Granted::default()
         };
@@ -78,6 +79,7 @@ impl LeaseStore for PgStore {
             .fetch_all(&self.pool)
             .await?;
         for row in rows {
+            out.ready_at.push(row.not_before);
             out.grants.push(grant_of(row)?);
         }
         if out.grants.is_empty() {
