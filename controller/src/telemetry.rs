@@ -25,7 +25,8 @@
 //!   per batch of SQLite's group-commit writer and a batch's time from its
 //!   start to its commit;
 //! - `baton_store_transaction_seconds`: a PostgreSQL transaction, begin to
-//!   commit (retries included);
+//!   commit (retries included), and the single-statement grant and
+//!   heartbeat;
 //! - `process_*`: CPU, memory, file descriptors, start time ([`process`]).
 
 pub mod process;
@@ -157,6 +158,14 @@ pub fn group_committed(ops: usize, took: Duration) {
     metrics().group_commit_seconds.observe(took.as_secs_f64());
 }
 
+/// Observe one PostgreSQL transaction (or single-statement write) that
+/// took `took`, begin to commit.
+pub fn store_transaction(took: Duration) {
+    metrics()
+        .store_transaction_seconds
+        .observe(took.as_secs_f64());
+}
+
 /// Register the event metrics (clones of the process-wide handles) and the
 /// process collector in `reg`.
 pub fn register(reg: &mut Registry) {
@@ -202,7 +211,7 @@ pub fn register(reg: &mut Registry) {
     );
     reg.register_with_unit(
         "baton_store_transaction",
-        "Time of one PostgreSQL store transaction, begin to commit (retries included)",
+        "Time of one PostgreSQL store transaction or single-statement write (grant, heartbeat), begin to commit (retries included)",
         Unit::Seconds,
         m.store_transaction_seconds.clone(),
     );

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_proto::JobState;
 use baton_tests::cluster::Cluster;
+use baton_tests::ha::HaCluster;
+use baton_tests::postgres;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -128,6 +130,41 @@ async fn metrics_count_what_real_jobs_did_and_pass_promtool() {
     assert!(v("process_cpu_seconds_total") >= 0.0);
 
     promtool_check(&text);
+}
+
+/// On PostgreSQL with two replicas: both report the same fleet-wide
+/// figures from the store; each counts the grants it made and the
+/// transactions it ran (no group-commit writer there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgresql_replicas_report_the_fleet_alike_and_count_their_own_work() {
+    baton_tests::require_postgres!();
+    let pg = postgres::shared().await.expect(postgres::INSTALL_HINT);
+    let c = HaCluster::start(2, 2, pg).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let api = c.api(0);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(api.submit(sh("exit 0")).await.expect("submit").id);
+    }
+    for id in ids {
+        let j = api.wait_terminal(id, WAIT).await.expect("done");
+        assert_eq!(j.state, JobState::Succeeded, "{j:#?}\n{}", c.logs());
+    }
+    let (mut grants, mut texts) = (0.0, Vec::new());
+    for i in 0..2 {
+        let text = c.api(i).metrics().await.expect("metrics");
+        let m = samples(&text);
+        let v = |k: &str| value(&m, k, &text);
+        assert_eq!(v("baton_jobs{group=\"default\",state=\"succeeded\"}"), 4.0);
+        assert_eq!(v("baton_agents{group=\"default\",state=\"online\"}"), 2.0);
+        assert!(v("baton_store_transaction_seconds_count") > 0.0, "{text}");
+        assert_eq!(v("baton_group_commit_batches_total"), 0.0);
+        assert_eq!(v("baton_group_commit_seconds_count"), 0.0);
+        grants += v("baton_dispatch_latency_seconds_count");
+        texts.push(text);
+    }
+    assert_eq!(grants, 4.0, "grants over both replicas\n{texts:#?}");
+    promtool_check(&texts[0]);
 }
 
 /// The store's figures are read at most once a second: a job submitted

@@ -172,11 +172,7 @@ impl PgStore {
     {
         let mut tries = 0;
         let started = std::time::Instant::now();
-        let observe = || {
-            crate::telemetry::metrics()
-                .store_transaction_seconds
-                .observe(started.elapsed().as_secs_f64())
-        };
+        let observe = || crate::telemetry::store_transaction(started.elapsed());
         loop {
             let mut tx = self.pool.begin().await?;
             let outcome = match f(&mut tx).await {

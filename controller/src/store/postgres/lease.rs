@@ -69,6 +69,8 @@ impl LeaseStore for PgStore {
                SELECT id, grants, $6, last_token, $1 FROM up)
              SELECT * FROM cand ORDER BY priority DESC, id"
         );
+        // One statement, its own transaction.
+        let started = std::time::Instant::now();
         let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(&filter.groups)
@@ -78,6 +80,7 @@ impl LeaseStore for PgStore {
             .bind(req.agent_id)
             .fetch_all(&self.pool)
             .await?;
+        crate::telemetry::store_transaction(started.elapsed());
         for row in rows {
             out.ready_at.push(row.not_before);
             out.grants.push(grant_of(row)?);
@@ -99,6 +102,8 @@ impl LeaseStore for PgStore {
         now: i64,
     ) -> Result<(u64, bool)> {
         let progress = progress.and_then(|p| serde_json::to_string(p).ok());
+        // One statement, its own transaction.
+        let started = std::time::Instant::now();
         let renewed: Option<(i64, bool)> = sqlx::query_as(
             "WITH j AS (
                UPDATE jobs SET lease_expires_at = $5 + lease_ttl_ms
@@ -119,6 +124,7 @@ impl LeaseStore for PgStore {
         .bind(agent_id)
         .fetch_optional(&self.pool)
         .await?;
+        crate::telemetry::store_transaction(started.elapsed());
         match renewed {
             Some((ttl, cancel)) => Ok((ttl as u64, cancel)),
             None => {
