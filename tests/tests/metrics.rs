@@ -80,8 +80,15 @@ async fn metrics_count_what_real_jobs_did_and_pass_promtool() {
 
     // Jobs by group and state (the store), attempts by outcome (counted
     // as they ended).
-    assert_eq!(v("baton_jobs{group=\"default\",state=\"succeeded\"}"), n);
-    assert_eq!(v("baton_jobs{group=\"default\",state=\"failed\"}"), 1.0);
+    assert_eq!(
+        v("baton_jobs_finished_last_hour{group=\"default\",state=\"succeeded\"}"),
+        n
+    );
+    assert_eq!(
+        v("baton_jobs_finished_last_hour{group=\"default\",state=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(v("baton_jobs{group=\"default\",state=\"running\"}"), 0.0);
     assert_eq!(v("baton_jobs{group=\"default\",state=\"queued\"}"), 0.0);
     assert_eq!(
         v("baton_jobs_queued_oldest_age_seconds{group=\"default\"}"),
@@ -155,7 +162,10 @@ async fn two_postgresql_replicas_report_the_fleet_alike_and_count_their_own_work
         let text = c.api(i).metrics().await.expect("metrics");
         let m = samples(&text);
         let v = |k: &str| value(&m, k, &text);
-        assert_eq!(v("baton_jobs{group=\"default\",state=\"succeeded\"}"), 4.0);
+        assert_eq!(
+            v("baton_jobs_finished_last_hour{group=\"default\",state=\"succeeded\"}"),
+            4.0
+        );
         assert_eq!(v("baton_agents{group=\"default\",state=\"online\"}"), 2.0);
         assert!(v("baton_store_transaction_seconds_count") > 0.0, "{text}");
         assert_eq!(v("baton_group_commit_batches_total"), 0.0);

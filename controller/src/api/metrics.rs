@@ -50,12 +50,18 @@ pub use families::TAKEOVER_BUCKETS;
 /// servers within this read the store once.
 pub const CACHE_FOR: Duration = Duration::from_secs(1);
 
+/// Finished jobs are counted over this window (`baton_jobs_finished_last_hour`):
+/// the read then costs what the active and recent jobs cost, not what
+/// retention keeps.
+pub const FINISHED_WINDOW_MS: i64 = 3_600_000;
+
 /// What the store knows, read in one go ([`StoreFigures::read`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreFigures {
     /// When it was read (the controller's clock, Unix ms).
     pub now: i64,
-    /// Jobs by group and state, with the oldest ready queued job.
+    /// Jobs by group and state (finished ones: within [`FINISHED_WINDOW_MS`]),
+    /// with the oldest ready queued job.
     pub queue: Vec<QueueFigure>,
     /// Agents by group and state.
     pub agents: Vec<GroupAgents>,
@@ -86,7 +92,7 @@ impl StoreFigures {
         let paused = schedules.iter().filter(|v| v.paused).count() as u64;
         Ok(StoreFigures {
             now,
-            queue: s.store.queue_figures(now).await?,
+            queue: s.store.queue_figures(now, now - FINISHED_WINDOW_MS).await?,
             agents: s.store.fleet_figures(now, offline_after).await?,
             drills: s.store.drill_outcomes().await?,
             lease_expirations: s.store.lease_expirations().await?,

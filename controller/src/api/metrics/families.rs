@@ -33,16 +33,29 @@ pub(super) fn store(reg: &mut Registry, f: &StoreFigures) {
     takeovers(reg, f);
 }
 
-/// Jobs by group and state; the oldest ready job's age by group.
+/// Jobs by group and state (queued and running; finished in the last
+/// hour); the oldest ready job's age by group.
 fn jobs(reg: &mut Registry, f: &StoreFigures) {
     let jobs = Family::<Labels, Gauge>::default();
+    let finished = Family::<Labels, Gauge>::default();
     let oldest = Family::<Labels, FloatGauge>::default();
     for q in &f.queue {
         // Every state of a group that has jobs is shown, 0 when empty.
         for state in JobState::ALL {
-            drop(jobs.get_or_create(&group_state(&q.group, state.as_str())));
+            let family = if state.is_terminal() {
+                &finished
+            } else {
+                &jobs
+            };
+            drop(family.get_or_create(&group_state(&q.group, state.as_str())));
         }
-        jobs.get_or_create(&group_state(&q.group, q.state.as_str()))
+        let family = if q.state.is_terminal() {
+            &finished
+        } else {
+            &jobs
+        };
+        family
+            .get_or_create(&group_state(&q.group, q.state.as_str()))
             .inc_by(q.count as i64);
         let age = oldest.get_or_create(&vec![("group", q.group.clone())]);
         if let Some(at) = q.oldest_ready_at {
@@ -51,8 +64,13 @@ fn jobs(reg: &mut Registry, f: &StoreFigures) {
     }
     reg.register(
         "baton_jobs",
-        "Jobs in the store by group and state (fleet-wide; retention prunes finished ones)",
+        "Queued and running jobs by group and state (fleet-wide)",
         jobs,
+    );
+    reg.register(
+        "baton_jobs_finished_last_hour",
+        "Jobs that ended within the last hour, by group and state: succeeded, failed, cancelled (fleet-wide)",
+        finished,
     );
     reg.register_with_unit(
         "baton_jobs_queued_oldest_age",
@@ -248,6 +266,11 @@ pub(super) fn live(reg: &mut Registry, l: &Live) {
     ] {
         counter(reg, name, help, n);
     }
+    live_gauges(reg, l);
+}
+
+/// Retention's counts and the live gauges.
+fn live_gauges(reg: &mut Registry, l: &Live) {
     let pruned = Family::<Labels, Counter>::default();
     for (table, n) in l.pruned.by_table() {
         pruned

@@ -85,7 +85,8 @@ fn renders_the_store_figures() {
     for line in [
         "# TYPE baton_jobs gauge",
         "baton_jobs{group=\"db\",state=\"queued\"} 3",
-        "baton_jobs{group=\"db\",state=\"succeeded\"} 5",
+        "baton_jobs_finished_last_hour{group=\"db\",state=\"succeeded\"} 5",
+        "baton_jobs_finished_last_hour{group=\"web\",state=\"failed\"} 0",
         "baton_jobs{group=\"db\",state=\"running\"} 0",
         "baton_jobs{group=\"web\",state=\"queued\"} 1",
         "# TYPE baton_jobs_queued_oldest_age_seconds gauge",

@@ -160,9 +160,10 @@ impl JobStore for PgStore {
         self.get_job(id).await
     }
 
-    async fn queue_figures(&self, now: i64) -> Result<Vec<QueueFigure>> {
-        let rows = sqlx::query_as(sqlx::AssertSqlSafe(queue_figures_sql("$1")))
+    async fn queue_figures(&self, now: i64, finished_since: i64) -> Result<Vec<QueueFigure>> {
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(queue_figures_sql("$1", "$2")))
             .bind(now)
+            .bind(finished_since)
             .fetch_all(&self.pool)
             .await?;
         queue_figures_of(rows)
