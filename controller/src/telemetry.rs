@@ -22,8 +22,8 @@
 //! - `baton_notification_deliveries_total{result}`: notification deliveries
 //!   ([`notification_delivered`]);
 //! - `baton_group_commit_batch_ops`, `baton_group_commit_seconds`: operations
-//!   per batch of SQLite's group-commit writer and a batch's time from its
-//!   start to its commit;
+//!   per group-commit batch and a batch's time from its start to its commit
+//!   (SQLite's writer; PostgreSQL's grouped statements, `store::postgres::group`);
 //! - `baton_store_transaction_seconds`: a PostgreSQL transaction, begin to
 //!   commit (retries included), and the single-statement grant and
 //!   heartbeat;
@@ -81,9 +81,9 @@ pub struct Metrics {
     pub schedule_lateness: Histogram,
     /// Notification deliveries, by result.
     pub notification_deliveries: Family<Label, Counter>,
-    /// Operations per group-commit batch (SQLite).
+    /// Operations per group-commit batch.
     pub group_commit_ops: Histogram,
-    /// A group-commit batch, start → commit (SQLite).
+    /// A group-commit batch, start → commit.
     pub group_commit_seconds: Histogram,
     /// A transaction, begin → commit (PostgreSQL).
     pub store_transaction_seconds: Histogram,
@@ -200,12 +200,12 @@ pub fn register(reg: &mut Registry) {
     );
     reg.register(
         "baton_group_commit_batch_ops",
-        "Operations per transaction of the SQLite group-commit writer",
+        "Operations per group-commit batch (the SQLite writer's transactions, PostgreSQL's grouped statements)",
         m.group_commit_ops.clone(),
     );
     reg.register_with_unit(
         "baton_group_commit",
-        "Time of one SQLite group-commit batch, from its first operation to its commit",
+        "Time of one group-commit batch, from its first operation to its commit (SQLite writer, PostgreSQL grouped statement)",
         Unit::Seconds,
         m.group_commit_seconds.clone(),
     );

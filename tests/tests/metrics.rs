@@ -146,8 +146,8 @@ async fn metrics_count_what_real_jobs_did_and_pass_promtool() {
 }
 
 /// On PostgreSQL with two replicas: both report the same fleet-wide
-/// figures from the store; each counts the grants it made and the
-/// transactions it ran (no group-commit writer there).
+/// figures from the store; each counts the grants it made, the
+/// transactions it ran and its grouped statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_postgresql_replicas_report_the_fleet_alike_and_count_their_own_work() {
     baton_tests::require_postgres!();
@@ -163,7 +163,7 @@ async fn two_postgresql_replicas_report_the_fleet_alike_and_count_their_own_work
         let j = api.wait_terminal(id, WAIT).await.expect("done");
         assert_eq!(j.state, JobState::Succeeded, "{j:#?}\n{}", c.logs());
     }
-    let (mut grants, mut texts) = (0.0, Vec::new());
+    let (mut grants, mut batches, mut texts) = (0.0, 0.0, Vec::new());
     for i in 0..2 {
         let text = c.api(i).metrics().await.expect("metrics");
         let m = samples(&text);
@@ -174,12 +174,21 @@ async fn two_postgresql_replicas_report_the_fleet_alike_and_count_their_own_work
         );
         assert_eq!(v("baton_agents{group=\"default\",state=\"online\"}"), 2.0);
         assert!(v("baton_store_transaction_seconds_count") > 0.0, "{text}");
-        assert_eq!(v("baton_group_commit_batches_total"), 0.0);
-        assert_eq!(v("baton_group_commit_seconds_count"), 0.0);
+        assert_eq!(
+            v("baton_group_commit_seconds_count"),
+            v("baton_group_commit_batches_total")
+        );
+        assert_eq!(
+            v("baton_group_commit_batch_ops_sum"),
+            v("baton_group_commit_ops_total")
+        );
         grants += v("baton_dispatch_latency_seconds_count");
+        batches += v("baton_group_commit_batches_total");
         texts.push(text);
     }
     assert_eq!(grants, 4.0, "grants over both replicas\n{texts:#?}");
+    // The successes were grouped statements on one replica or the other.
+    assert!(batches > 0.0, "{texts:#?}");
     promtool_check(&texts[0]);
 }
 

@@ -225,12 +225,12 @@ pub(super) fn live(reg: &mut Registry, l: &Live) {
     for (name, help, n) in [
         (
             "baton_group_commit_batches",
-            "Transactions run by the SQLite group-commit writer",
+            "Group-commit batches committed (SQLite writer transactions, PostgreSQL grouped statements)",
             gc.batches,
         ),
         (
             "baton_group_commit_ops",
-            "Operations run by the SQLite group-commit writer",
+            "Operations run in group-commit batches",
             gc.ops,
         ),
         (
