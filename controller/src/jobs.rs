@@ -17,13 +17,16 @@
 use std::sync::Arc;
 
 use baton_proto::drill::DrillView;
-use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, JobView, LeaseRef};
+use baton_proto::{
+    AttemptOutcome, CompleteRequest, FencingToken, JobId, JobState, JobView, LeaseRef,
+};
 
 use crate::store::agents::DrainState;
 use crate::store::drills::NewDrill;
 use crate::store::identity::AgentRevocation;
 use crate::store::jobs::{BatchSubmitted, NewBatch, NewJob, Submitted};
 use crate::store::{self, Abandoned, Expired, GrantRequest, Granted, Store};
+use crate::telemetry;
 
 mod made;
 pub mod signals;
@@ -162,6 +165,7 @@ impl Jobs {
             self.ended.notify_one();
         }
         if !duplicate {
+            telemetry::attempt_ended(store::lease::outcome_of(req.completion).as_str(), 1);
             tracing::info!(job_id, token = req.token, agent_id = %agent_id, %state, "Job completion recorded");
         }
         Ok((state, duplicate))
@@ -182,6 +186,7 @@ impl Jobs {
             .await
             .inspect_err(|e| log_refusal(job_id, token, agent_id, "release", e))?;
         self.wake(&group);
+        telemetry::attempt_ended(AttemptOutcome::Released.as_str(), 1);
         tracing::info!(job_id, token, agent_id = %agent_id, reason = %reason, "Job released");
         Ok(state)
     }
@@ -190,6 +195,14 @@ impl Jobs {
     /// grant requeued are woken.
     pub async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
         let granted = self.store.grant(req, now).await?;
+        // After the commit: ready → granted, in the store's clock.
+        let committed = store::now_ms();
+        for ready_at in &granted.ready_at {
+            telemetry::metrics()
+                .dispatch_latency
+                .observe(telemetry::ms_as_secs(committed - ready_at));
+        }
+        telemetry::attempt_ended(AttemptOutcome::LeaseExpired.as_str(), granted.expired);
         for g in &granted.woken {
             self.wake(g);
         }
@@ -203,6 +216,10 @@ impl Jobs {
     /// job back are woken.
     pub async fn expire(&self, now: i64) -> Result<Expired> {
         let expired = self.store.expire_leases(now).await?;
+        telemetry::attempt_ended(
+            AttemptOutcome::LeaseExpired.as_str(),
+            expired.leases.len() as u64,
+        );
         for (job_id, token, agent) in &expired.leases {
             tracing::info!(job_id, token, agent_id = %agent, "Lease expired");
         }
@@ -225,6 +242,10 @@ impl Jobs {
         now: i64,
     ) -> Result<Abandoned> {
         let done = self.store.abandon(agent_id, leases, now).await?;
+        telemetry::attempt_ended(
+            AttemptOutcome::AgentRestarted.as_str(),
+            done.results.iter().filter(|(_, s)| s.is_some()).count() as u64,
+        );
         for g in &done.woken {
             self.wake(g);
         }
@@ -256,6 +277,7 @@ impl Jobs {
     /// held are queued again; their groups are woken.
     pub async fn revoke_agent(&self, id: &str, by: &str, now: i64) -> Result<AgentRevocation> {
         let r = self.store.revoke_agent(id, now).await?;
+        telemetry::attempt_ended(AttemptOutcome::Revoked.as_str(), r.jobs.len() as u64);
         for g in &r.groups {
             self.wake(g);
         }

@@ -18,6 +18,8 @@
 //!     references, a run's next moves.
 //!   - [`pki`]: `tls init`, a private CA and the server and agent
 //!     certificates (rcgen), written with safe modes.
+//!   - [`telemetry`]: the event metrics (prometheus-client) the layers
+//!     above record into, and the `process_*` metrics.
 //!   - [`trigger`]: schedule triggers (cron in a zone, intervals, window,
 //!     jitter, the DST rule) and the pure firing plan (`trigger::plan`).
 //! - L1, [`store`]: the SQLite store; the lease contract lives in `store::lease`.
@@ -67,5 +69,6 @@ pub mod retention;
 pub mod schedules;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod trigger;
 pub mod validate;

@@ -242,6 +242,7 @@ pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationT
         placement: crate::placement::Placement::default(),
         ready: AtomicBool::new(false),
         shutdown: shutdown.clone(),
+        metrics: api::metrics::Cache::default(),
     })
 }
 

@@ -26,6 +26,7 @@ const CONTROLLER: &[(&str, u8)] = &[
     ("trigger", 0),
     ("pki", 0),
     ("pgurl", 0),
+    ("telemetry", 0),
     ("store", 1),
     ("dispatch", 2),
     ("presence", 2),

@@ -1,62 +1,70 @@
-//! `GET /metrics`: failover metrics in the Prometheus text format (0.0.4),
-//! written by hand (no metrics crate).
+//! `GET /metrics`: the Prometheus text format (0.0.4), encoded by
+//! prometheus-client.
 //!
-//! Everything is computed from the store at scrape time, so the values
-//! survive controller restarts and need no hooks in the lease code:
-//! - `baton_drills_total{method,result}`: finished drills (`passed`, `failed`, `error`);
-//! - `baton_drills_running`: drills waiting for their verdict;
-//! - `baton_lease_expirations_total`: leases that ran out;
-//! - `baton_agent_restart_lease_ends_total`: leases a restarted agent
-//!   reported for its killed predecessor, ended `agent_restarted`;
-//! - `baton_schedule_occurrences_total{state}`: schedule occurrences by
-//!   fate (`fired`, `pending`, `skipped`, `missed`);
-//! - `baton_schedules{state}`: schedules `active` or `paused`;
-//! - `baton_takeover_seconds`: histogram over every lease-expiry takeover
-//!   (drills included), from the holder's last renewal (lease deadline − TTL)
-//!   to the next grant of the job.
+//! Three sources, one registry built per scrape:
+//! - the event metrics the services record as things happen
+//!   (`crate::telemetry`: dispatch latency, poll hold, attempts by outcome,
+//!   schedule lateness, notification deliveries, group-commit sizes and
+//!   times, PostgreSQL transaction times) and the `process_*` metrics;
+//! - what the store knows, the same on every replica and surviving
+//!   restarts ([`StoreFigures`]): jobs by group and state, the oldest
+//!   ready job's age, agents by group and state, drills, lease expirations
+//!   and takeovers, schedules and their occurrences. Read at most once per
+//!   [`CACHE_FOR`] whatever the number of scrapers (one grouped read per
+//!   table, [`Cache`]);
+//! - the controller's own counters and gauges read live ([`Live`]): the
+//!   group-commit writer's totals, the auth cache, presence, the limits on
+//!   callers without a credential, retention, the clock skew.
 //!
-//! Plus the controller's own per-process counters (they start at 0 with each
-//! process, as Prometheus counters may):
-//! - `baton_group_commit_batches_total`, `baton_group_commit_ops_total`,
-//!   `baton_group_commit_replays_total`: the group-commit writer
-//!   (`store::writer`); ops / batches is the mean batch size;
-//! - `baton_auth_cache_entries`, `baton_auth_cache_hits_total`,
-//!   `baton_auth_cache_misses_total`: the auth cache (`credentials`);
-//! - `baton_presence_agents`: agents in the in-memory presence (`presence`),
-//!   when known;
-//! - `baton_unauthenticated_refused_total`, `baton_enroll_rate_limited_total`,
-//!   `baton_audit_suppressed_total`, `baton_unauthenticated_in_flight`: the
-//!   limits on callers without a credential (`api::limits`);
-//! - `baton_pruned_rows_total{table}`: rows deleted by retention (`jobs`,
-//!   `attempts`, `audit`, `occurrences`, `pipeline_runs`, `run_steps`;
-//!   `retention`).
-//! - `baton_clock_skew_seconds`: the wall clock minus the controller's clock
-//!   (`clock`: wall-clock steps since the start, adopted at the next one),
-//!   when known.
+//! Names follow Prometheus' conventions (`baton_` prefix, base units,
+//! `_total` counters, `_seconds` times); the list with help texts is the
+//! output itself, and README "Metrics" names them. Store-derived series are
+//! fleet-wide: with several controllers aggregate them with `max`, the
+//! per-process ones with `sum`.
 //!
 //! Access: a viewer token (`Authorization: Bearer …`, Prometheus'
 //! `authorization.credentials_file`), like every other read.
 
-use std::fmt::Write as _;
+mod families;
+
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use baton_proto::drill::DrillMethod;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
 
 use super::auth::Viewer;
 use super::{ApiError, AppState};
+use crate::store::agents::GroupAgents;
 use crate::store::health::StatsSnapshot as GroupCommitStats;
+use crate::store::jobs::QueueFigure;
+use crate::store::now_ms;
 
-/// Upper bounds (seconds) of the takeover histogram buckets.
-pub const TAKEOVER_BUCKETS: [f64; 14] = [
-    0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0,
-];
+pub use families::TAKEOVER_BUCKETS;
 
-/// What a scrape shows.
+/// How long the store's figures are reused: scrapes of several Prometheus
+/// servers within this read the store once.
+pub const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// Finished jobs are counted over this window (`baton_jobs_finished_last_hour`):
+/// the read then costs what the active and recent jobs cost, not what
+/// retention keeps.
+pub const FINISHED_WINDOW_MS: i64 = 3_600_000;
+
+/// What the store knows, read in one go ([`StoreFigures::read`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
+pub struct StoreFigures {
+    /// When it was read (the controller's clock, Unix ms).
+    pub now: i64,
+    /// Jobs by group and state (finished ones: within [`FINISHED_WINDOW_MS`]),
+    /// with the oldest ready queued job.
+    pub queue: Vec<QueueFigure>,
+    /// Agents by group and state.
+    pub agents: Vec<GroupAgents>,
     /// `(method, state, count)` of drills.
     pub drills: Vec<(String, String, i64)>,
     /// Leases that ran out.
@@ -65,6 +73,63 @@ pub struct Snapshot {
     pub agent_restart_ends: i64,
     /// Takeover durations (ms).
     pub takeovers_ms: Vec<i64>,
+    /// Schedule occurrences by fate (ranges counted in full).
+    pub occurrences: baton_proto::schedule::OccurrenceCounts,
+    /// `(active, paused)` schedules.
+    pub schedules: (u64, u64),
+    /// Schedules without a success within their `alert_after`.
+    pub schedules_stale: u64,
+}
+
+impl StoreFigures {
+    /// Read every figure (drills whose watcher died with a restart get
+    /// their verdict first).
+    pub async fn read(s: &AppState) -> Result<StoreFigures, ApiError> {
+        crate::drills::refresh_running(&s.store).await?;
+        let now = now_ms();
+        let offline_after = s.config.agent_offline_after.as_millis() as i64;
+        let schedules = s.schedules.list(now).await?.schedules;
+        let paused = schedules.iter().filter(|v| v.paused).count() as u64;
+        Ok(StoreFigures {
+            now,
+            queue: s.store.queue_figures(now, now - FINISHED_WINDOW_MS).await?,
+            agents: s.store.fleet_figures(now, offline_after).await?,
+            drills: s.store.drill_outcomes().await?,
+            lease_expirations: s.store.lease_expirations().await?,
+            agent_restart_ends: s.store.agent_restart_ends().await?,
+            takeovers_ms: s.store.takeover_samples_ms().await?,
+            occurrences: s.store.occurrence_totals().await?,
+            schedules: (schedules.len() as u64 - paused, paused),
+            schedules_stale: schedules.iter().filter(|v| v.stale).count() as u64,
+        })
+    }
+}
+
+/// The store's figures of the last [`CACHE_FOR`] (one per controller).
+#[derive(Debug, Default)]
+pub struct Cache {
+    last: tokio::sync::Mutex<Option<(Instant, Arc<StoreFigures>)>>,
+}
+
+impl Cache {
+    /// The figures, read again when older than [`CACHE_FOR`]; concurrent
+    /// scrapes wait for one read.
+    pub async fn figures(&self, s: &AppState) -> Result<Arc<StoreFigures>, ApiError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, f)) = last.as_ref()
+            && at.elapsed() < CACHE_FOR
+        {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(StoreFigures::read(s).await?);
+        *last = Some((Instant::now(), f.clone()));
+        Ok(f)
+    }
+}
+
+/// The controller's own counters and gauges, read at each scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Live {
     /// The group-commit writer's counters.
     pub group_commit: GroupCommitStats,
     /// Credentials in the auth cache.
@@ -81,10 +146,6 @@ pub struct Snapshot {
     pub pruned: crate::store::retention::PrunedSnapshot,
     /// The wall clock minus the controller's clock (ms), when known.
     pub clock_skew_ms: Option<i64>,
-    /// Schedule occurrences by fate (ranges counted in full).
-    pub occurrences: baton_proto::schedule::OccurrenceCounts,
-    /// `(active, paused)` schedules.
-    pub schedules: (u64, u64),
 }
 
 /// Counters of `api::limits`.
@@ -100,233 +161,49 @@ pub struct Boundary {
     pub unauthenticated_in_flight: u64,
 }
 
+impl Live {
+    /// Read now.
+    pub fn read(s: &AppState) -> Live {
+        let (hits, misses) = s.store.auth_cache().hits_and_misses();
+        Live {
+            group_commit: s.store.group_commit_stats(),
+            auth_cache_entries: s.store.auth_cache().len() as u64,
+            auth_cache_hits: hits,
+            auth_cache_misses: misses,
+            presence_agents: Some(s.presence.len() as u64),
+            boundary: Boundary {
+                refused_busy: s.limits.refused_busy.load(Ordering::Relaxed),
+                refused_enroll: s.limits.refused_enroll.load(Ordering::Relaxed),
+                audit_suppressed: s.limits.audit_suppressed.load(Ordering::Relaxed),
+                unauthenticated_in_flight: s.limits.in_flight() as u64,
+            },
+            pruned: s.store.pruned(),
+            clock_skew_ms: Some(crate::clock::skew_ms()),
+        }
+    }
+}
+
 /// `GET /metrics`.
 pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, ApiError> {
-    // Drills whose watcher died with a restart get their verdict here too.
-    crate::drills::refresh_running(&s.store).await?;
-    let snap = Snapshot {
-        drills: s.store.drill_outcomes().await?,
-        lease_expirations: s.store.lease_expirations().await?,
-        agent_restart_ends: s.store.agent_restart_ends().await?,
-        takeovers_ms: s.store.takeover_samples_ms().await?,
-        group_commit: s.store.group_commit_stats(),
-        auth_cache_entries: s.store.auth_cache().len() as u64,
-        auth_cache_hits: s.store.auth_cache().hits_and_misses().0,
-        auth_cache_misses: s.store.auth_cache().hits_and_misses().1,
-        presence_agents: Some(s.presence.len() as u64),
-        boundary: Boundary {
-            refused_busy: s.limits.refused_busy.load(Ordering::Relaxed),
-            refused_enroll: s.limits.refused_enroll.load(Ordering::Relaxed),
-            audit_suppressed: s.limits.audit_suppressed.load(Ordering::Relaxed),
-            unauthenticated_in_flight: s.limits.in_flight() as u64,
-        },
-        pruned: s.store.pruned(),
-        clock_skew_ms: Some(crate::clock::skew_ms()),
-        occurrences: s.store.occurrence_totals().await?,
-        schedules: schedule_counts(&s.store.list_schedules().await?),
-    };
+    let figures = s.metrics.figures(&s).await?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        render(&snap),
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+        render(&figures, &Live::read(&s)),
     )
         .into_response())
 }
 
-/// `(active, paused)` schedules.
-fn schedule_counts(all: &[crate::store::schedules::StoredSchedule]) -> (u64, u64) {
-    let paused = all.iter().filter(|s| s.paused).count() as u64;
-    (all.len() as u64 - paused, paused)
-}
-
-/// The Prometheus text of a snapshot.
-pub fn render(s: &Snapshot) -> String {
+/// The Prometheus text of the event metrics, the store's figures and the
+/// live values.
+pub fn render(store: &StoreFigures, live: &Live) -> String {
+    let mut reg = Registry::default();
+    crate::telemetry::register(&mut reg);
+    families::store(&mut reg, store);
+    families::live(&mut reg, live);
     let mut out = String::new();
-    render_drills(&mut out, s);
-    render_schedules(&mut out, s);
-    render_takeovers(&mut out, s);
-    render_counters(&mut out, s);
-    render_gauges(&mut out, s);
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &reg);
     out
-}
-
-/// Drills by method and result, running drills, lease expirations.
-fn render_drills(out: &mut String, s: &Snapshot) {
-    out.push_str("# HELP baton_drills_total Finished failover drills by method and result.\n");
-    out.push_str("# TYPE baton_drills_total counter\n");
-    let mut running = 0;
-    for method in DrillMethod::ALL {
-        for result in ["passed", "failed", "error"] {
-            let n = s
-                .drills
-                .iter()
-                .filter(|(m, r, _)| m == method.as_str() && r == result)
-                .map(|(_, _, n)| *n)
-                .sum::<i64>();
-            let _ = writeln!(
-                out,
-                "baton_drills_total{{method=\"{method}\",result=\"{result}\"}} {n}"
-            );
-        }
-    }
-    for (_, r, n) in &s.drills {
-        if r == "running" {
-            running += n;
-        }
-    }
-    out.push_str("# HELP baton_drills_running Drills waiting for their verdict.\n");
-    out.push_str("# TYPE baton_drills_running gauge\n");
-    let _ = writeln!(out, "baton_drills_running {running}");
-    out.push_str("# HELP baton_lease_expirations_total Leases that ran out on the controller.\n");
-    out.push_str("# TYPE baton_lease_expirations_total counter\n");
-    let _ = writeln!(out, "baton_lease_expirations_total {}", s.lease_expirations);
-    out.push_str("# HELP baton_agent_restart_lease_ends_total Leases a restarted agent reported for its killed predecessor, ended agent_restarted.\n");
-    out.push_str("# TYPE baton_agent_restart_lease_ends_total counter\n");
-    let _ = writeln!(
-        out,
-        "baton_agent_restart_lease_ends_total {}",
-        s.agent_restart_ends
-    );
-}
-
-/// The takeover histogram (seconds).
-fn render_schedules(out: &mut String, s: &Snapshot) {
-    out.push_str(
-        "# HELP baton_schedule_occurrences_total Schedule occurrences by what became of them (missed: never silently dropped).\n",
-    );
-    out.push_str("# TYPE baton_schedule_occurrences_total counter\n");
-    let o = &s.occurrences;
-    for (state, n) in [
-        ("fired", o.fired),
-        ("pending", o.pending),
-        ("skipped", o.skipped),
-        ("missed", o.missed),
-    ] {
-        let _ = writeln!(
-            out,
-            "baton_schedule_occurrences_total{{state=\"{state}\"}} {n}"
-        );
-    }
-    out.push_str("# HELP baton_schedules Schedules, active or paused.\n");
-    out.push_str("# TYPE baton_schedules gauge\n");
-    let _ = writeln!(out, "baton_schedules{{state=\"active\"}} {}", s.schedules.0);
-    let _ = writeln!(out, "baton_schedules{{state=\"paused\"}} {}", s.schedules.1);
-}
-
-fn render_takeovers(out: &mut String, s: &Snapshot) {
-    out.push_str(
-        "# HELP baton_takeover_seconds Lease-expiry takeovers: holder's last renewal to the next grant.\n",
-    );
-    out.push_str("# TYPE baton_takeover_seconds histogram\n");
-    let secs: Vec<f64> = s
-        .takeovers_ms
-        .iter()
-        .map(|ms| *ms as f64 / 1000.0)
-        .collect();
-    for le in TAKEOVER_BUCKETS {
-        let n = secs.iter().filter(|v| **v <= le).count();
-        let _ = writeln!(out, "baton_takeover_seconds_bucket{{le=\"{le}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "baton_takeover_seconds_bucket{{le=\"+Inf\"}} {}",
-        secs.len()
-    );
-    let _ = writeln!(
-        out,
-        "baton_takeover_seconds_sum {}",
-        secs.iter().sum::<f64>()
-    );
-    let _ = writeln!(out, "baton_takeover_seconds_count {}", secs.len());
-}
-
-/// The per-process counters.
-fn render_counters(out: &mut String, s: &Snapshot) {
-    let gc = &s.group_commit;
-    for (name, help, n) in [
-        (
-            "baton_group_commit_batches_total",
-            "Transactions run by the group-commit writer.",
-            gc.batches,
-        ),
-        (
-            "baton_group_commit_ops_total",
-            "Operations run by the group-commit writer.",
-            gc.ops,
-        ),
-        (
-            "baton_group_commit_replays_total",
-            "Group-commit batches run again with savepoints after an operation failed.",
-            gc.replays,
-        ),
-        (
-            "baton_auth_cache_hits_total",
-            "Authentications answered from the auth cache.",
-            s.auth_cache_hits,
-        ),
-        (
-            "baton_auth_cache_misses_total",
-            "Authentications that looked the token up in the store.",
-            s.auth_cache_misses,
-        ),
-        (
-            "baton_unauthenticated_refused_total",
-            "Requests without a credential refused by the concurrency limits (per address or overall).",
-            s.boundary.refused_busy,
-        ),
-        (
-            "baton_enroll_rate_limited_total",
-            "Enrollment attempts refused by the per-address rate limit.",
-            s.boundary.refused_enroll,
-        ),
-        (
-            "baton_audit_suppressed_total",
-            "Refused calls without a credential not written to the audit log (rate limit).",
-            s.boundary.audit_suppressed,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
-        );
-    }
-    out.push_str(
-        "# HELP baton_pruned_rows_total Rows deleted by retention (job_keep, audit_keep).\n",
-    );
-    out.push_str("# TYPE baton_pruned_rows_total counter\n");
-    for (table, n) in s.pruned.by_table() {
-        let _ = writeln!(out, "baton_pruned_rows_total{{table=\"{table}\"}} {n}");
-    }
-}
-
-/// The per-process gauges.
-fn render_gauges(out: &mut String, s: &Snapshot) {
-    out.push_str("# HELP baton_auth_cache_entries Credentials in the auth cache.\n");
-    out.push_str("# TYPE baton_auth_cache_entries gauge\n");
-    let _ = writeln!(out, "baton_auth_cache_entries {}", s.auth_cache_entries);
-    out.push_str(
-        "# HELP baton_unauthenticated_in_flight Requests without a credential being served now.\n",
-    );
-    out.push_str("# TYPE baton_unauthenticated_in_flight gauge\n");
-    let _ = writeln!(
-        out,
-        "baton_unauthenticated_in_flight {}",
-        s.boundary.unauthenticated_in_flight
-    );
-    if let Some(n) = s.presence_agents {
-        out.push_str("# HELP baton_presence_agents Agents in the in-memory presence.\n");
-        out.push_str("# TYPE baton_presence_agents gauge\n");
-        let _ = writeln!(out, "baton_presence_agents {n}");
-    }
-    if let Some(ms) = s.clock_skew_ms {
-        out.push_str(
-            "# HELP baton_clock_skew_seconds Wall clock minus the controller's clock (steps since its start; a restart adopts them).\n",
-        );
-        out.push_str("# TYPE baton_clock_skew_seconds gauge\n");
-        let _ = writeln!(out, "baton_clock_skew_seconds {}", ms as f64 / 1000.0);
-    }
 }
 
 #[cfg(test)]

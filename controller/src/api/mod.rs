@@ -81,6 +81,8 @@ pub struct Inner {
     pub ready: AtomicBool,
     /// The process's shutdown token: held polls answer at once when it fires.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The store's figures for `/metrics`, read at most once a second.
+    pub metrics: metrics::Cache,
 }
 
 impl std::ops::Deref for AppState {

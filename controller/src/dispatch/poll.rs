@@ -315,6 +315,9 @@ impl Held<'_> {
             .await?;
         if !granted.grants.is_empty() {
             self.d.reaper_kick.notify_one();
+            crate::telemetry::metrics()
+                .poll_held
+                .observe(held.as_secs_f64());
             let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
             let grants = granted
                 .grants

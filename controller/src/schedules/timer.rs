@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use baton_proto::schedule::OccurrenceState;
 use tokio_util::sync::CancellationToken;
 
 use super::{Schedules, active_of, firing};
@@ -198,7 +199,15 @@ fn plan_one(
 }
 
 fn log_fired(name: &str, p: &plan::Plan, fired: &crate::store::schedules::Fired) {
+    let committed = now_ms();
     for o in &fired.occurrences {
+        if o.state == OccurrenceState::Fired {
+            crate::telemetry::metrics()
+                .schedule_lateness
+                .observe(crate::telemetry::ms_as_secs(
+                    committed - o.nominal_at.timestamp_millis(),
+                ));
+        }
         tracing::info!(
             schedule = %name,
             nominal = %o.nominal_at.to_rfc3339(),

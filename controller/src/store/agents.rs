@@ -104,6 +104,55 @@ pub trait AgentStore {
         now: i64,
         online_window_ms: i64,
     ) -> Result<Option<String>>;
+
+    /// Agents that are not revoked, counted by group and state
+    /// (`/metrics`): one read of the agents table. An agent counts in
+    /// each of its groups.
+    async fn fleet_figures(&self, now: i64, online_window_ms: i64) -> Result<Vec<GroupAgents>>;
+}
+
+/// The agents of one group ([`AgentStore::fleet_figures`]); the states are
+/// disjoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupAgents {
+    /// Worker group.
+    pub group: String,
+    /// Seen within the online window and not drained.
+    pub online: u64,
+    /// Drained (no new work), seen lately or not.
+    pub draining: u64,
+    /// Not drained and not seen within the online window.
+    pub offline: u64,
+}
+
+/// The read of [`AgentStore::fleet_figures`].
+pub(crate) const FLEET_SQL: &str =
+    "SELECT groups, last_seen, drained_at FROM agents WHERE revoked_at IS NULL";
+
+/// [`GroupAgents`] (by group name) from the rows of [`FLEET_SQL`].
+pub(crate) fn fleet_of(
+    rows: Vec<(String, i64, Option<i64>)>,
+    now: i64,
+    online_window_ms: i64,
+) -> Result<Vec<GroupAgents>> {
+    let mut by_group = std::collections::BTreeMap::<String, GroupAgents>::new();
+    for (groups, last_seen, drained_at) in rows {
+        let groups: Vec<String> = json("agents.groups", &groups)?;
+        for g in groups {
+            let e = by_group.entry(g.clone()).or_insert_with(|| GroupAgents {
+                group: g,
+                ..GroupAgents::default()
+            });
+            if drained_at.is_some() {
+                e.draining += 1;
+            } else if now.saturating_sub(last_seen) <= online_window_ms {
+                e.online += 1;
+            } else {
+                e.offline += 1;
+            }
+        }
+    }
+    Ok(by_group.into_values().collect())
 }
 
 /// The columns of [`AgentRow`].

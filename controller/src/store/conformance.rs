@@ -49,6 +49,7 @@ macro_rules! suite {
                 batch_submit_in_order_and_idempotent_on_the_whole_body,
                 cancel_and_retry_rules,
                 jobs_name_the_schedule_and_run_that_made_them,
+                queue_figures_count_by_group_and_state,
             ],
             lease: [
                 grant_once_tokens_increase_and_expiry_requeues,
@@ -62,6 +63,7 @@ macro_rules! suite {
             agents: [
                 presence_and_blocked_reason,
                 a_pinned_step_waits_for_its_agent_and_says_why,
+                fleet_figures_by_group_and_state,
             ],
             identity: [
                 operator_tokens_lifecycle,

@@ -98,6 +98,57 @@ pub trait JobStore {
 
     /// Retry a failed or cancelled job with a fresh attempt budget.
     async fn retry(&self, id: JobId, now: i64) -> Result<JobView>;
+
+    /// Jobs by group and state (`/metrics`): every queued and running job
+    /// (with the oldest queued job ready at `now`), and the jobs that
+    /// finished after `finished_since`. One grouped read that only walks
+    /// the state and finished-time indexes, so its cost follows the active
+    /// and recently finished jobs, not everything retention keeps.
+    async fn queue_figures(&self, now: i64, finished_since: i64) -> Result<Vec<QueueFigure>>;
+}
+
+/// The jobs of one group in one state ([`JobStore::queue_figures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueFigure {
+    /// Worker group.
+    pub group: String,
+    /// State.
+    pub state: JobState,
+    /// How many (of a finished state: those that finished after
+    /// `finished_since`).
+    pub count: u64,
+    /// Queued only: the earliest `not_before` (submit or end of backoff)
+    /// of its jobs ready to run at `now`; `None` when none is ready.
+    pub oldest_ready_at: Option<i64>,
+}
+
+/// The grouped read of [`JobStore::queue_figures`] (`now`, `since`: the
+/// backend's placeholders of the two parameters); the same text on every
+/// backend but for them. SQLite walks `jobs_state` and `jobs_finished`
+/// (MULTI-INDEX OR), PostgreSQL ORs their bitmaps.
+pub(crate) fn queue_figures_sql(now: &str, since: &str) -> String {
+    format!(
+        "SELECT grp, state, COUNT(*), MIN(CASE WHEN state = 'queued' AND not_before <= {now} THEN not_before END)
+         FROM jobs WHERE state IN ('queued', 'running') OR finished_at > {since}
+         GROUP BY grp, state"
+    )
+}
+
+/// [`QueueFigure`]s from the rows of [`queue_figures_sql`].
+pub(crate) fn queue_figures_of(
+    rows: Vec<(String, String, i64, Option<i64>)>,
+) -> Result<Vec<QueueFigure>> {
+    rows.into_iter()
+        .map(|(group, state, count, oldest_ready_at)| {
+            Ok(QueueFigure {
+                state: JobState::parse(&state)
+                    .ok_or_else(|| super::Error::Corrupt(format!("jobs.state {state}")))?,
+                group,
+                count: count.max(0) as u64,
+                oldest_ready_at,
+            })
+        })
+        .collect()
 }
 
 /// The view of a job just inserted as queued (what reading its row back gives).

@@ -43,6 +43,11 @@ pub struct Granted {
     pub next_ready_at: Option<i64>,
     /// Groups with jobs requeued by expiry during this call.
     pub woken: Vec<String>,
+    /// When each granted job became ready to run (its `not_before`: the
+    /// submit, or the end of its retry backoff), in the order of `grants`.
+    pub ready_at: Vec<i64>,
+    /// Leases this call expired before granting.
+    pub expired: u64,
 }
 
 /// Leases ended by [`LeaseStore::expire_leases`].

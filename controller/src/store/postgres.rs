@@ -222,6 +222,8 @@ impl PgStore {
         F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<T>> + Send,
     {
         let mut tries = 0;
+        let started = std::time::Instant::now();
+        let observe = || crate::telemetry::store_transaction(started.elapsed());
         loop {
             let mut tx = self.pool.begin().await?;
             let outcome = match f(&mut tx).await {
@@ -234,7 +236,10 @@ impl PgStore {
                     let pause = rand::random_range(1..=10u64 << tries);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-                other => return self.noted(other),
+                other => {
+                    observe();
+                    return self.noted(other);
+                }
             }
         }
     }

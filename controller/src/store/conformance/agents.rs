@@ -192,3 +192,42 @@ pub async fn a_pinned_step_waits_for_its_agent_and_says_why(s: &Store) {
         None
     );
 }
+
+/// Conformance case `fleet_figures_by_group_and_state`.
+pub async fn fleet_figures_by_group_and_state(s: &Store) {
+    use crate::store::agents::GroupAgents;
+    let caps = Capabilities::default();
+    for (id, groups) in [("a1", &["db", "web"][..]), ("a2", &["db"]), ("a3", &["db"])] {
+        crate::store::testutil::enrolled(s, id, groups).await;
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        if id != "a3" {
+            let seen = AgentSeen {
+                id,
+                groups: &groups,
+                capabilities: &caps,
+                version: "0.1.0",
+                os: "linux",
+                free_slots: 1,
+                metrics: None,
+            };
+            s.agent_polled(&seen, 1000).await.expect("poll");
+        }
+    }
+    s.set_drain("a2", true, 1100).await.expect("drain");
+    let g = |group: &str, online, draining, offline| GroupAgents {
+        group: group.into(),
+        online,
+        draining,
+        offline,
+    };
+    assert_eq!(
+        s.fleet_figures(1500, 1000).await.expect("figures"),
+        vec![g("db", 1, 1, 1), g("web", 1, 0, 0)]
+    );
+    // Revoked agents are not counted; a1 is offline once the window passed.
+    s.revoke_agent("a3", 1600).await.expect("revoke");
+    assert_eq!(
+        s.fleet_figures(5000, 1000).await.expect("figures"),
+        vec![g("db", 0, 1, 1), g("web", 0, 0, 1)]
+    );
+}

@@ -297,3 +297,60 @@ pub async fn jobs_name_the_schedule_and_run_that_made_them(s: &Store) {
     assert_eq!(ids(list(Some("nightly-p")).await), [step_job.id]);
     assert!(list(Some("nobody")).await.is_empty());
 }
+
+/// Conformance case `queue_figures_count_by_group_and_state`.
+pub async fn queue_figures_count_by_group_and_state(s: &Store) {
+    use crate::store::jobs::QueueFigure;
+    for (g, at) in [("g", 1000), ("h", 1050), ("g", 1100)] {
+        s.submit(new_job(g, None, "h"), at).await.expect("submit");
+    }
+    // Finished: one job cancelled at 1200.
+    let gone = s
+        .submit(new_job("h", None, "h"), 1150)
+        .await
+        .expect("submit");
+    s.cancel(gone.job.id, 1200).await.expect("cancel");
+    let groups = vec!["g".to_string()];
+    let kinds = vec![baton_proto::JobKind::Noop];
+    let req = crate::store::GrantRequest {
+        agent_id: "a",
+        groups: &groups,
+        kinds: &kinds,
+        connections: &[],
+        max: 1,
+    };
+    let granted = s.grant(&req, 2000).await.expect("grant");
+    assert_eq!(granted.grants.len(), 1);
+    // The grant tells when its job became ready (its submit).
+    assert_eq!(granted.ready_at, vec![1000]);
+    let mut figures = s.queue_figures(3000, 1100).await.expect("figures");
+    figures.sort_by(|a, b| (&a.group, a.state.as_str()).cmp(&(&b.group, b.state.as_str())));
+    let f = |group: &str, state, count, oldest_ready_at| QueueFigure {
+        group: group.into(),
+        state,
+        count,
+        oldest_ready_at,
+    };
+    assert_eq!(
+        figures,
+        vec![
+            f("g", JobState::Queued, 1, Some(1100)),
+            f("g", JobState::Running, 1, None),
+            f("h", JobState::Cancelled, 1, None),
+            f("h", JobState::Queued, 1, Some(1050)),
+        ]
+    );
+    // A job that finished before `finished_since` is not read.
+    let later = s.queue_figures(3000, 1200).await.expect("figures");
+    assert!(
+        !later.iter().any(|x| x.state == JobState::Cancelled),
+        "{later:?}"
+    );
+    // A job not ready yet at `now` is counted but is not the oldest ready.
+    let early = s.queue_figures(1060, 0).await.expect("figures");
+    let g = early
+        .iter()
+        .find(|x| x.group == "g" && x.state == JobState::Queued)
+        .expect("g queued");
+    assert_eq!((g.count, g.oldest_ready_at), (1, None));
+}

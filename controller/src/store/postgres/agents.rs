@@ -15,8 +15,9 @@ use sqlx::Row;
 
 use super::PgStore;
 use crate::store::agents::{
-    AGENT_COLUMNS, AgentRow, AgentSeen, AgentStore, DrainState, FLUSH_BATCH, LEASES_SQL, LeaseRow,
-    PINNED_COLUMNS, Pin, PinnedRow, PresenceRow, agent_views, blocked_among, pinned_reason,
+    AGENT_COLUMNS, AgentRow, AgentSeen, AgentStore, DrainState, FLEET_SQL, FLUSH_BATCH,
+    GroupAgents, LEASES_SQL, LeaseRow, PINNED_COLUMNS, Pin, PinnedRow, PresenceRow, agent_views,
+    blocked_among, fleet_of, pinned_reason,
 };
 use crate::store::rows::json;
 use crate::store::{Error, Result};
@@ -196,6 +197,11 @@ impl AgentStore for PgStore {
         }
         let agents = self.list_agents(now, online_window_ms).await?;
         Ok(blocked_among(&agents, job))
+    }
+
+    async fn fleet_figures(&self, now: i64, online_window_ms: i64) -> Result<Vec<GroupAgents>> {
+        let rows = sqlx::query_as(FLEET_SQL).fetch_all(&self.pool).await?;
+        fleet_of(rows, now, online_window_ms)
     }
 }
 

@@ -142,11 +142,13 @@ async fn worker<I, O>(
         let (pool, stats) = (pool.clone(), stats.clone());
         tokio::spawn(async move {
             let (items, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
+            let started = std::time::Instant::now();
             let outputs = commit(&pool, &items, f).await;
             drop(slot);
             if let Answer::Done(_) = &outputs {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.calls.fetch_add(items.len() as u64, Ordering::Relaxed);
+                crate::telemetry::group_committed(items.len(), started.elapsed());
             }
             match outputs {
                 Answer::Done(outs) if outs.len() == replies.len() => {

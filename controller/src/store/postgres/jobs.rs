@@ -20,7 +20,8 @@ use sqlx::postgres::PgConnection;
 use super::PgStore;
 use super::group::Answer;
 use crate::store::jobs::{
-    BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted, queued_view,
+    BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, QueueFigure, Submitted,
+    queue_figures_of, queue_figures_sql, queued_view,
 };
 use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, SummaryRow};
 use crate::store::{Error, Result};
@@ -175,6 +176,15 @@ impl JobStore for PgStore {
             )));
         }
         self.get_job(id).await
+    }
+
+    async fn queue_figures(&self, now: i64, finished_since: i64) -> Result<Vec<QueueFigure>> {
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(queue_figures_sql("$1", "$2")))
+            .bind(now)
+            .bind(finished_since)
+            .fetch_all(&self.pool)
+            .await?;
+        queue_figures_of(rows)
     }
 }
 

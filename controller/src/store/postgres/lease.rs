@@ -28,12 +28,12 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::group::Answer;
+use crate::store::Error;
 use crate::store::Result;
 use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, grant_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
-use crate::store::{Error, Result};
 
 #[async_trait]
 impl LeaseStore for PgStore {
@@ -42,6 +42,7 @@ impl LeaseStore for PgStore {
     async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
         let expired = self.expire_leases(now).await?;
         let mut out = Granted {
+            expired: expired.leases.len() as u64,
             woken: expired.woken,
             ..Granted::default()
         };
@@ -72,6 +73,8 @@ impl LeaseStore for PgStore {
                SELECT id, grants, $6, last_token, $1 FROM up)
              SELECT * FROM cand ORDER BY priority DESC, id"
         );
+        // One statement, its own transaction.
+        let started = std::time::Instant::now();
         let rows: Vec<JobRow> = self.noted(
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(now)
@@ -84,7 +87,9 @@ impl LeaseStore for PgStore {
                 .await
                 .map_err(Error::from),
         )?;
+        crate::telemetry::store_transaction(started.elapsed());
         for row in rows {
+            out.ready_at.push(row.not_before);
             out.grants.push(grant_of(row)?);
         }
         if out.grants.is_empty() {
@@ -104,6 +109,8 @@ impl LeaseStore for PgStore {
         now: i64,
     ) -> Result<(u64, bool)> {
         let progress = progress.and_then(|p| serde_json::to_string(p).ok());
+        // One statement, its own transaction.
+        let started = std::time::Instant::now();
         let renewed: std::result::Result<Option<(i64, bool)>, sqlx::Error> = sqlx::query_as(
             "WITH j AS (
                UPDATE jobs SET lease_expires_at = $5 + lease_ttl_ms
@@ -124,7 +131,9 @@ impl LeaseStore for PgStore {
         .bind(agent_id)
         .fetch_optional(&self.pool)
         .await;
-        match self.noted(renewed.map_err(Error::from))? {
+        let renewed = self.noted(renewed.map_err(Error::from))?;
+        crate::telemetry::store_transaction(started.elapsed());
+        match renewed {
             Some((ttl, cancel)) => Ok((ttl as u64, cancel)),
             None => {
                 let mut c = self.pool.acquire().await?;

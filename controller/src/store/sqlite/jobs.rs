@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use crate::store::jobs::queued_view;
 use crate::store::jobs::{BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted};
+use crate::store::jobs::{QueueFigure, queue_figures_of, queue_figures_sql, queued_view};
 use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, SummaryRow};
 use crate::store::{Error, Result};
 
@@ -165,6 +165,15 @@ impl JobStore for SqliteStore {
         }
         tx.commit().await?;
         self.get_job(id).await
+    }
+
+    async fn queue_figures(&self, now: i64, finished_since: i64) -> Result<Vec<QueueFigure>> {
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(queue_figures_sql("?1", "?2")))
+            .bind(now)
+            .bind(finished_since)
+            .fetch_all(&self.reader)
+            .await?;
+        queue_figures_of(rows)
     }
 }
 

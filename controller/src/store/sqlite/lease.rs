@@ -183,6 +183,7 @@ impl LeaseStore for SqliteStore {
 async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Result<Granted> {
     let expired = expire_in(c, now).await?;
     let mut out = Granted {
+        expired: expired.leases.len() as u64,
         woken: expired.woken,
         ..Granted::default()
     };
@@ -202,6 +203,7 @@ async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Resul
         take_leases(c, &req.agent_id, &rows, now).await?;
     }
     for row in rows {
+        out.ready_at.push(row.not_before);
         out.grants.push(grant_of(row)?);
     }
     if out.grants.is_empty() {

@@ -248,6 +248,7 @@ async fn run(
                 });
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        crate::telemetry::group_committed(batch.len(), started.elapsed());
         tracing::debug!(
             ops = batch.len(),
             micros = started.elapsed().as_micros() as u64,
