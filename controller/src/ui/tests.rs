@@ -1,0 +1,76 @@
+use axum::http::HeaderMap;
+
+use super::session::{CsrfForm, UiUser, csrf_token};
+use super::*;
+use crate::credentials::OperatorPrincipal;
+
+fn user(role: baton_proto::auth::Role) -> UiUser {
+    UiUser {
+        who: OperatorPrincipal {
+            token_id: "t1".into(),
+            name: "ops".into(),
+            role,
+        },
+        csrf: csrf_token("s3cret"),
+    }
+}
+
+#[test]
+fn csrf_is_per_session_and_checked() {
+    assert_ne!(csrf_token("a"), csrf_token("b"));
+    assert_eq!(csrf_token("a"), csrf_token("a"));
+    let u = user(baton_proto::auth::Role::Operator);
+    assert!(u.check(&CsrfForm { csrf: Some(csrf_token("s3cret")) }).is_ok());
+    for bad in [None, Some(String::new()), Some(csrf_token("other"))] {
+        let err = u.check(&CsrfForm { csrf: bad }).expect_err("refused");
+        let Error::Api(e) = err else { panic!("not an API error") };
+        assert_eq!(e.0.error.code.status(), 403);
+        assert_eq!(e.0.error.field.as_deref(), Some("csrf"));
+    }
+}
+
+#[test]
+fn the_session_cookie_is_found_among_others() {
+    let mut h = HeaderMap::new();
+    h.insert("cookie", "a=1; baton_session=abc; b=2".parse().expect("h"));
+    assert_eq!(crate::api::auth::session_cookie(&h), Some("abc"));
+    h.insert("cookie", "baton_session_x=1; x=baton_session".parse().expect("h"));
+    assert_eq!(crate::api::auth::session_cookie(&h), None);
+}
+
+#[test]
+fn viewers_get_no_action_buttons_in_the_layout_or_forms() {
+    let v = user(baton_proto::auth::Role::Viewer);
+    let o = user(baton_proto::auth::Role::Operator);
+    assert!(!v.can_operate());
+    assert!(o.can_operate());
+    let page = layout("x", Nav::Fleet, Some(&v), maud::html! { p { "<b>" } }).0;
+    // Escaped text, the assets by hashed URL, no inline script or style.
+    assert!(page.contains("&lt;b&gt;"), "{page}");
+    assert!(page.contains(&format!("/ui/assets/ui-{}.js", *ASSET_VERSION)));
+    assert!(!page.contains("<script>") && !page.contains("style="), "{page}");
+}
+
+#[test]
+fn durations_and_sizes_read_short() {
+    assert_eq!(dur(850), "850 ms");
+    assert_eq!(dur(12_400), "12.4 s");
+    assert_eq!(dur(185_000), "3 m 05 s");
+    assert_eq!(bytes(512), "512 B");
+    assert_eq!(bytes(3 << 30), "3.0 GiB");
+}
+
+#[tokio::test]
+async fn assets_are_served_by_their_hash_with_long_caching() {
+    use axum::extract::Path;
+    let v = ASSET_VERSION.clone();
+    let css = asset(Path(format!("ui-{v}.css"))).await;
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(
+        css.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .expect("s")
+            .contains("immutable")
+    );
+    assert_eq!(asset(Path("ui-0.css".into())).await.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,416 @@
+//! The dashboard (`/ui`) in a real headless Chromium, driven over WebDriver
+//! (fantoccini → Debian's `chromedriver`), against a real controller and
+//! real agents.
+//!
+//! Skips, saying why, when `chromium` or `chromedriver` is missing, unless
+//! `BATON_TEST_REQUIRE_CHROMIUM=1` (set by `.ci/run`, which installs them).
+//! Screenshots of the main pages go to `target/ui-screens/*.png`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_proto::{AttemptOutcome, JobState};
+use baton_tests::cluster::Cluster;
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The driver and a browser session, or `None` (printed) when absent.
+async fn browser() -> Option<(Driver, Client)> {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|p| !std::path::Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        let why = format!("{missing:?} not installed (apt-get install chromium chromium-driver)");
+        if std::env::var("BATON_TEST_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
+            panic!("BATON_TEST_REQUIRE_CHROMIUM=1 but {why}");
+        }
+        eprintln!("SKIP: {why}");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,800", "--hide-scrollbars"]
+        }),
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&driver.url)
+            .await
+        {
+            Ok(c) => return Some((driver, c)),
+            Err(e) if Instant::now() > end => panic!("no WebDriver session: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The element `css` matches, waiting for it (the pages refresh themselves).
+async fn wait_css(b: &Client, css: &str) -> Element {
+    let found = b
+        .wait()
+        .at_most(WAIT)
+        .every(Duration::from_millis(200))
+        .for_element(Locator::Css(css))
+        .await;
+    match found {
+        Ok(e) => e,
+        Err(e) => {
+            let url = b.current_url().await.map(|u| u.to_string());
+            let src = b.source().await.unwrap_or_default();
+            panic!("no `{css}` within {WAIT:?}: {e}\nat {url:?}\n{src}")
+        }
+    }
+}
+
+async fn count(b: &Client, css: &str) -> usize {
+    b.find_all(Locator::Css(css)).await.expect("find_all").len()
+}
+
+/// Save a screenshot as `target/ui-screens/<name>.png`.
+async fn screenshot(b: &Client, name: &str) {
+    let dir = screens_dir();
+    std::fs::create_dir_all(&dir).expect("screens dir");
+    let png = b.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+fn screens_dir() -> PathBuf {
+    // target/debug → target/ui-screens
+    let bin = baton_tests::proc::bin_dir();
+    bin.parent().map_or(bin.clone(), PathBuf::from).join("ui-screens")
+}
+
+async fn sign_in(b: &Client, base: &str, token: &str) {
+    b.goto(&format!("{base}/ui/fleet")).await.expect("goto");
+    // Not signed in: the dashboard sends the browser to the sign-in page.
+    let field = wait_css(b, "input#token").await;
+    assert!(b.current_url().await.expect("url").path().ends_with("/ui/login"));
+    field.send_keys(token).await.expect("type token");
+    b.find(Locator::Css("button#sign-in"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    wait_css(b, "button#sign-out").await;
+}
+
+fn sh(script: &str) -> serde_json::Value {
+    json!({
+        "group": "default",
+        "spec": {"kind": "command", "program": "/bin/sh", "args": ["-c", script]},
+        "retry": {"max_attempts": 1},
+        "labels": {"from": "ui-test"}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_the_fleet_a_drill_a_job_succeed_cancels_one_and_drains_agents() {
+    let c = Cluster::start(2).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let Some((_driver, b)) = browser().await else {
+        return;
+    };
+    let base = c.controller.url();
+    let ops = c.api.operator_token("ops", "operator").await.expect("token");
+
+    // Sign in and see the agents.
+    sign_in(&b, &base, &ops).await;
+    for a in ["agent-1", "agent-2"] {
+        wait_css(&b, &format!("tr#agent-{a}[data-state=online]")).await;
+    }
+    screenshot(&b, "fleet").await;
+
+    // A drill's timeline renders: one marker per recorded event.
+    let raw = c
+        .api
+        .drill_start(json!({"group": "default", "method": "crash", "lease_ttl_ms": 2000, "rto_ms": 20000}))
+        .await
+        .expect("drill");
+    assert_eq!(raw.status.as_u16(), 201, "{}", raw.body);
+    let drill_id = raw.body["id"].as_i64().expect("id");
+    let d = c.api.wait_drill(drill_id, WAIT).await.expect("drill ends");
+    b.goto(&format!("{base}/ui/drills")).await.expect("goto");
+    wait_css(&b, &format!("tr#drill-{drill_id} a")).await.click().await.expect("open");
+    wait_css(&b, "svg.drill-timeline").await;
+    assert_eq!(count(&b, "svg.drill-timeline g.event").await, d.events.len());
+    let verdict = if d.report.as_ref().is_some_and(|r| r.passed) { "passed" } else { "failed" };
+    wait_css(&b, &format!("h1 [data-verdict={verdict}]")).await;
+    assert_eq!(count(&b, "svg.drill-timeline rect.span-takeover").await, 1);
+    screenshot(&b, "drill").await;
+
+    // Drain both agents from the Fleet page.
+    b.goto(&format!("{base}/ui/fleet")).await.expect("goto");
+    for a in ["agent-1", "agent-2"] {
+        wait_css(&b, &format!("button#drain-{a}")).await.click().await.expect("drain");
+        wait_css(&b, &format!("tr#agent-{a}[data-state=draining]")).await;
+    }
+    let agents = c.api.agents().await.expect("agents").agents;
+    assert!(agents.iter().all(|a| a.drained_at.is_some()), "{agents:?}");
+
+    // Watch a job go from queued to succeeded on its page, refreshed in place.
+    let job = c.api.submit(sh("sleep 1; echo hello-from-ui")).await.expect("submit");
+    b.goto(&format!("{base}/ui/jobs/{}", job.id)).await.expect("goto");
+    wait_css(&b, "h1 [data-job-state=queued]").await;
+    screenshot(&b, "job-queued").await;
+    b.execute("window.batonMarker = 1;", vec![]).await.expect("js");
+    let resumed = c
+        .api
+        .raw(Method::POST, "/v1/agents/agent-1/resume", None, &[])
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status, 200);
+    wait_css(&b, "h1 [data-job-state=succeeded]").await;
+    wait_css(&b, "tr#attempt-1[data-outcome=succeeded]").await;
+    assert_eq!(count(&b, "svg.waterfall g.attempt[data-outcome=succeeded]").await, 1);
+    let marker = b.execute("return window.batonMarker;", vec![]).await.expect("js");
+    assert_eq!(marker, json!(1), "the page was reloaded, not refreshed in place");
+    let out = wait_css(&b, "main").await.text().await.expect("text");
+    assert!(out.contains("hello-from-ui"), "{out}");
+    screenshot(&b, "job-succeeded").await;
+
+    // Cancel a running job from its page and see the attempt end.
+    let long = c.api.submit(sh("echo started; sleep 120")).await.expect("submit");
+    b.goto(&format!("{base}/ui/jobs/{}", long.id)).await.expect("goto");
+    wait_css(&b, "tr#attempt-1[data-outcome=running]").await;
+    wait_css(&b, "pre#log-tail").await;
+    screenshot(&b, "job-running").await;
+    wait_css(&b, "button#cancel").await.click().await.expect("cancel");
+    wait_css(&b, "tr#attempt-1[data-outcome=cancelled]").await;
+    wait_css(&b, "h1 [data-job-state=cancelled]").await;
+    let after = c.api.job(long.id).await.expect("job");
+    assert_eq!(after.state, JobState::Cancelled);
+    assert_eq!(after.attempts[0].outcome, Some(AttemptOutcome::Cancelled));
+
+    // The UI's actions are in the audit log like API calls, by the token.
+    let audit = c.api.audit_entries().await.expect("audit");
+    let by_ui = |action: &str| {
+        audit
+            .iter()
+            .any(|e| e["action"] == action && e["actor"] == "token:ops" && e["status"] == 303)
+    };
+    assert!(by_ui("POST /ui/jobs/{id}/cancel"), "{audit:#?}");
+    assert!(by_ui("POST /ui/agents/{id}/drain"), "{audit:#?}");
+
+    // The Jobs page filters by state and finds a job by id.
+    b.goto(&format!("{base}/ui/jobs?state=cancelled")).await.expect("goto");
+    wait_css(&b, &format!("tr#job-{}", long.id)).await;
+    assert_eq!(count(&b, &format!("tr#job-{}", job.id)).await, 0);
+    screenshot(&b, "jobs").await;
+    wait_css(&b, "input#f-id").await.send_keys(&job.id.to_string()).await.expect("type");
+    b.find(Locator::Css("button#go")).await.expect("go").click().await.expect("click");
+    wait_css(&b, "h1 [data-job-state=succeeded]").await;
+
+    // Readable on a phone: nothing wider than the screen but the tables'
+    // own scroll boxes.
+    b.set_window_size(390, 844).await.expect("resize");
+    for (page, name) in [("/ui/fleet", "fleet-390"), (&*format!("/ui/jobs/{}", job.id), "job-390")] {
+        b.goto(&format!("{base}{page}")).await.expect("goto");
+        wait_css(&b, "main h1").await;
+        let wide = b
+            .execute("return document.documentElement.scrollWidth <= window.innerWidth;", vec![])
+            .await
+            .expect("js");
+        assert_eq!(wide, json!(true), "{page} overflows 390 px");
+        screenshot(&b, name).await;
+    }
+    b.close().await.expect("close");
+}
+
+/// A plain HTTP client that keeps redirects and cookies to itself.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Sign in with `token` over plain HTTP: the session cookie's value and
+/// its whole `Set-Cookie` line.
+async fn session(base: &str, token: &str) -> (String, String) {
+    let r = http()
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 303, "sign-in answers with a redirect");
+    let line = r.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    let value = line
+        .strip_prefix("baton_session=")
+        .and_then(|v| v.split(';').next())
+        .expect("baton_session cookie")
+        .to_owned();
+    (value, line)
+}
+
+/// The CSRF token a page of this session carries in its forms.
+async fn csrf_of(base: &str, cookie: &str) -> String {
+    let page = http()
+        .get(format!("{base}/ui/fleet"))
+        .header("cookie", format!("baton_session={cookie}"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[at..at + 64].to_owned()
+}
+
+async fn post_cancel(base: &str, id: i64, cookie: Option<&str>, csrf: Option<&str>) -> (u16, String) {
+    let mut req = http()
+        .post(format!("{base}/ui/jobs/{id}/cancel"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(csrf.map(|c| format!("csrf={c}")).unwrap_or_default());
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("baton_session={c}"));
+    }
+    let r = req.send().await.expect("post");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
+    let c = Cluster::start(1).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let base = c.controller.url();
+    let ops = c.api.operator_token("ops", "operator").await.expect("token");
+    let viewer = c.api.operator_token("eyes", "viewer").await.expect("token");
+    let job = c.api.submit(sh("sleep 120")).await.expect("submit");
+    c.api.wait_running(job.id, WAIT).await.expect("running");
+
+    // The session cookie and the page headers.
+    let (op_cookie, line) = session(&base, &ops).await;
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui/", "Max-Age=43200"] {
+        assert!(line.contains(attr), "{attr} missing: {line}");
+    }
+    assert!(!line.contains("Secure"), "plain HTTP has no Secure cookie: {line}");
+    let page = http()
+        .get(format!("{base}/ui/jobs/{}", job.id))
+        .header("cookie", format!("baton_session={op_cookie}"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().expect("csp").to_owned();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("id=\"cancel\""), "an operator has the cancel button");
+    assert!(!html.contains("<script>") && !html.contains("style="), "inline script or style");
+    // A session cookie is no credential outside /ui.
+    let api = http()
+        .get(format!("{base}/v1/jobs/{}", job.id))
+        .header("cookie", format!("baton_session={op_cookie}"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 401);
+
+    // Forged POSTs: no session, no CSRF token, another session's token, a
+    // viewer's session with its own token.
+    let (view_cookie, _) = session(&base, &viewer).await;
+    let op_csrf = csrf_of(&base, &op_cookie).await;
+    let view_csrf = csrf_of(&base, &view_cookie).await;
+    assert_ne!(op_csrf, view_csrf);
+    let (st, body) = post_cancel(&base, job.id, None, Some(&op_csrf)).await;
+    assert_eq!(st, 401, "{body}");
+    let (st, body) = post_cancel(&base, job.id, Some(&op_cookie), None).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("\"field\":\"csrf\""), "{body}");
+    let (st, body) = post_cancel(&base, job.id, Some(&op_cookie), Some(&view_csrf)).await;
+    assert_eq!(st, 403, "{body}");
+    let (st, body) = post_cancel(&base, job.id, Some(&view_cookie), Some(&view_csrf)).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("role viewer"), "{body}");
+    let still = c.api.job(job.id).await.expect("job");
+    assert!(still.state == JobState::Running && !still.cancel_requested, "{still:?}");
+
+    // The viewer in the browser: everything visible, no action button.
+    if let Some((_driver, b)) = browser().await {
+        sign_in(&b, &base, &viewer).await;
+        wait_css(&b, "tr#agent-agent-1[data-state=online]").await;
+        assert_eq!(count(&b, "button[id^=drain-]").await, 0);
+        b.goto(&format!("{base}/ui/jobs/{}", job.id)).await.expect("goto");
+        wait_css(&b, "tr#attempt-1[data-outcome=running]").await;
+        assert_eq!(count(&b, "button#cancel").await, 0);
+        assert_eq!(count(&b, "form[action$='/cancel']").await, 0);
+        screenshot(&b, "job-viewer").await;
+        wait_css(&b, "button#sign-out").await.click().await.expect("sign out");
+        wait_css(&b, "input#token").await;
+        b.close().await.expect("close");
+    }
+
+    // Sign-out ends the session in the store: its cookie is refused after.
+    let out = http()
+        .post(format!("{base}/ui/logout"))
+        .header("cookie", format!("baton_session={view_cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={view_csrf}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 303);
+    let gone = http()
+        .get(format!("{base}/ui/fleet"))
+        .header("cookie", format!("baton_session={view_cookie}"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(gone.status(), 303);
+    assert_eq!(gone.headers()["location"], "/ui/login");
+
+    // The right token from the operator's session is accepted: the refusals
+    // above were the CSRF check and the role, nothing else.
+    let (st, body) = post_cancel(&base, job.id, Some(&op_cookie), Some(&op_csrf)).await;
+    assert_eq!(st, 303, "{body}");
+    assert!(c.api.job(job.id).await.expect("job").cancel_requested);
+}
