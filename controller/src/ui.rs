@@ -9,8 +9,13 @@
 //!   slots, host metrics; drain and resume.
 //! - [`jobs`]: the job list (filters, search by id) and one job (attempts as
 //!   a waterfall, log tail, result sets, progress; cancel and retry).
+//! - [`schedules`]: next runs in each schedule's zone, last outcome, missed
+//!   and stale flags; pause, resume, run now.
+//! - [`pipelines`]: pipelines, their runs, a run's DAG with step states;
+//!   cancel and retry a run.
 //! - [`drills`]: failover drills and a report's timeline chart; the audit log.
-//! - [`chart`]: the server-drawn SVG of the waterfall and the drill timeline.
+//! - [`chart`]: the server-drawn SVG of the waterfall, the drill timeline
+//!   and a pipeline's DAG.
 //!
 //! Requests to `/ui/…` pass the API's own middlewares: `api::auth`
 //! resolves the session cookie there (and only there) to the operator
@@ -29,6 +34,8 @@ pub mod chart;
 pub mod drills;
 pub mod fleet;
 pub mod jobs;
+pub mod pipelines;
+pub mod schedules;
 pub mod session;
 
 use std::sync::LazyLock;
@@ -70,7 +77,8 @@ via_api!(
     api::ApiError,
     crate::store::Error,
     crate::jobs::Error,
-    crate::drills::Error
+    crate::drills::Error,
+    crate::schedules::Error
 );
 
 impl IntoResponse for Error {
@@ -116,6 +124,15 @@ pub fn router() -> Router<AppState> {
         .route("/ui/jobs/{id}", get(jobs::page))
         .route("/ui/jobs/{id}/cancel", post(jobs::cancel))
         .route("/ui/jobs/{id}/retry", post(jobs::retry))
+        .route("/ui/schedules", get(schedules::page))
+        .route("/ui/schedules/{id}/pause", post(schedules::pause))
+        .route("/ui/schedules/{id}/resume", post(schedules::resume))
+        .route("/ui/schedules/{id}/trigger", post(schedules::trigger))
+        .route("/ui/pipelines", get(pipelines::list))
+        .route("/ui/pipelines/{id}", get(pipelines::pipeline))
+        .route("/ui/runs/{id}", get(pipelines::run))
+        .route("/ui/runs/{id}/cancel", post(pipelines::cancel))
+        .route("/ui/runs/{id}/retry", post(pipelines::retry))
         .route("/ui/drills", get(drills::list))
         .route("/ui/drills/{id}", get(drills::page))
         .route("/ui/audit", get(drills::audit))
@@ -173,6 +190,10 @@ pub enum Nav {
     Fleet,
     /// Jobs and one job.
     Jobs,
+    /// Schedules.
+    Schedules,
+    /// Pipelines and their runs.
+    Pipelines,
     /// Drills and one drill.
     Drills,
     /// The audit log.
@@ -188,6 +209,8 @@ pub fn layout(title: &str, nav: Nav, user: Option<&session::UiUser>, body: Marku
     let items = [
         (Nav::Fleet, "/ui/fleet", "Fleet"),
         (Nav::Jobs, "/ui/jobs", "Jobs"),
+        (Nav::Schedules, "/ui/schedules", "Schedules"),
+        (Nav::Pipelines, "/ui/pipelines", "Pipelines"),
         (Nav::Drills, "/ui/drills", "Drills"),
         (Nav::Audit, "/ui/audit", "Audit"),
     ];

@@ -148,7 +148,7 @@ fn sh(script: &str) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_sees_the_fleet_a_drill_a_job_succeed_cancels_one_and_drains_agents() {
+async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_one_and_drains() {
     let c = Cluster::start(2).await.expect("cluster");
     c.wait_agents_online().await.expect("online");
     let Some((_driver, b)) = browser().await else {
@@ -179,8 +179,10 @@ async fn an_operator_sees_the_fleet_a_drill_a_job_succeed_cancels_one_and_drains
     assert_eq!(count(&b, "svg.drill-timeline g.event").await, d.events.len());
     let verdict = if d.report.as_ref().is_some_and(|r| r.passed) { "passed" } else { "failed" };
     wait_css(&b, &format!("h1 [data-verdict={verdict}]")).await;
-    assert_eq!(count(&b, "svg.drill-timeline rect.span-takeover").await, 1);
+    assert_eq!(count(&b, "svg.drill-timeline rect.span-regrant").await, 1);
+    b.set_window_size(1280, 1000).await.expect("resize");
     screenshot(&b, "drill").await;
+    b.set_window_size(1280, 800).await.expect("resize");
 
     // Drain both agents from the Fleet page.
     b.goto(&format!("{base}/ui/fleet")).await.expect("goto");
@@ -216,7 +218,16 @@ async fn an_operator_sees_the_fleet_a_drill_a_job_succeed_cancels_one_and_drains
     let long = c.api.submit(sh("echo started; sleep 120")).await.expect("submit");
     b.goto(&format!("{base}/ui/jobs/{}", long.id)).await.expect("goto");
     wait_css(&b, "tr#attempt-1[data-outcome=running]").await;
-    wait_css(&b, "pre#log-tail").await;
+    // The live log tail arrives with a heartbeat, into the open page.
+    let end = Instant::now() + WAIT;
+    loop {
+        let tail = wait_css(&b, "pre#log-tail").await.text().await.unwrap_or_default();
+        if tail.contains("started") {
+            break;
+        }
+        assert!(Instant::now() < end, "no log tail within {WAIT:?}: {tail:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     screenshot(&b, "job-running").await;
     wait_css(&b, "button#cancel").await.click().await.expect("cancel");
     wait_css(&b, "tr#attempt-1[data-outcome=cancelled]").await;
@@ -234,6 +245,49 @@ async fn an_operator_sees_the_fleet_a_drill_a_job_succeed_cancels_one_and_drains
     };
     assert!(by_ui("POST /ui/jobs/{id}/cancel"), "{audit:#?}");
     assert!(by_ui("POST /ui/agents/{id}/drain"), "{audit:#?}");
+
+    // Schedules: next runs in the schedule's own zone; pause and run now.
+    c.api
+        .create_schedule(json!({
+            "name": "nightly", "group": "default", "cron": "0 30 2 * * *", "tz": "Europe/Berlin",
+            "job": {"spec": {"kind": "noop", "sleep_ms": 0}, "retry": {"max_attempts": 1}}
+        }))
+        .await
+        .expect("schedule");
+    b.goto(&format!("{base}/ui/schedules")).await.expect("goto");
+    let row = wait_css(&b, "tr#schedule-nightly").await.text().await.expect("text");
+    assert!(row.contains("02:30:00+01:00"), "next runs not in Europe/Berlin: {row}");
+    wait_css(&b, "button#pause-nightly").await.click().await.expect("pause");
+    wait_css(&b, "tr#schedule-nightly [data-flag=paused]").await;
+    wait_css(&b, "button#trigger-nightly").await.click().await.expect("run now");
+    let fired = wait_css(&b, "tr#schedule-nightly a[href^='/ui/jobs/']").await;
+    assert!(fired.text().await.expect("text").starts_with('#'));
+    screenshot(&b, "schedules").await;
+    let v: serde_json::Value = c.api.get_json("/v1/schedules/nightly").await.expect("get");
+    assert_eq!(v["paused"], true, "{v}");
+
+    // Pipelines: a run's DAG with the state of each step.
+    let step = |name: &str, deps: &[&str]| {
+        json!({"name": name, "depends_on": deps,
+               "job": {"spec": {"kind": "noop", "sleep_ms": 0}, "retry": {"max_attempts": 1}}})
+    };
+    c.api
+        .create_pipeline(json!({"name": "ci", "group": "default", "steps": [
+            step("build", &[]), step("test", &["build"]), step("package", &["build"]),
+            step("publish", &["test", "package"])
+        ]}))
+        .await
+        .expect("pipeline");
+    let run = c.api.start_run("ci").await.expect("run");
+    let ended = c.api.wait_run_ended(run.id, WAIT).await.expect("run ends");
+    b.goto(&format!("{base}/ui/pipelines")).await.expect("goto");
+    wait_css(&b, "tr#pipeline-ci a[href^='/ui/runs/']").await.click().await.expect("open run");
+    wait_css(&b, "svg.dag").await;
+    assert_eq!(count(&b, "svg.dag g.step").await, 4);
+    assert_eq!(count(&b, "svg.dag line.edge").await, 4);
+    let done = format!("svg.dag g.step[data-state={}]", ended.state.as_str());
+    assert_eq!(count(&b, &done).await, 4, "every step {}", ended.state.as_str());
+    screenshot(&b, "pipeline-run").await;
 
     // The Jobs page filters by state and finds a job by id.
     b.goto(&format!("{base}/ui/jobs?state=cancelled")).await.expect("goto");

@@ -8,7 +8,8 @@
 //!   not when the agent's executor started, so granted and running are one
 //!   segment.
 //! - [`drill_timeline`]: a drill's events on one time axis, one row each,
-//!   with the detection and takeover spans shaded.
+//!   with the detection (fault → lease expired) and re-grant (lease expired
+//!   → granted again) spans shaded: together they are the takeover.
 
 use baton_proto::drill::{DrillEventKind, DrillView};
 use baton_proto::{AttemptOutcome, JobView};
@@ -129,7 +130,7 @@ pub fn drill_timeline(d: &DrillView) -> Markup {
             at(DrillEventKind::LeaseExpired),
         ),
         (
-            "takeover",
+            "regrant",
             at(DrillEventKind::LeaseExpired),
             at(DrillEventKind::JobRegranted),
         ),
@@ -169,7 +170,86 @@ pub fn drill_timeline(d: &DrillView) -> Markup {
             }
             figcaption {
                 span class="key span-detection" {} " detection (fault → lease expired) "
-                span class="key span-takeover" {} " takeover (lease expired → granted again)"
+                span class="key span-regrant" {} " re-grant (lease expired → granted again); takeover is both"
+            }
+        }
+    }
+}
+
+/// Node box width and height, and the gaps between columns and rows.
+const NODE_W: f64 = 170.0;
+const NODE_H: f64 = 36.0;
+const COL_GAP: f64 = 60.0;
+const ROW_GAP: f64 = 16.0;
+
+/// A pipeline's steps as a DAG: a step's column is the longest chain of
+/// dependencies before it; an arrow goes from each dependency to the step.
+/// `state` gives a step's state in a run (`None`: the definition only).
+pub fn dag(
+    spec: &baton_proto::pipeline::PipelineSpec,
+    state: impl Fn(&str) -> Option<baton_proto::pipeline::StepState>,
+) -> Markup {
+    let steps = &spec.steps;
+    let index = |n: &str| steps.iter().position(|s| s.name == n);
+    // Longest-path depth; definitions are acyclic (checked when stored), and
+    // the bound on the passes keeps a corrupt one from looping.
+    let mut depth = vec![0usize; steps.len()];
+    for _ in 0..steps.len() {
+        let mut changed = false;
+        for (i, s) in steps.iter().enumerate() {
+            for d in s.depends_on.iter().filter_map(|d| index(d)) {
+                if depth[i] < depth[d] + 1 {
+                    depth[i] = depth[d] + 1;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut row_in_col = vec![0usize; steps.len()];
+    let mut used: Vec<usize> = Vec::new();
+    for (i, d) in depth.iter().enumerate() {
+        if used.len() <= *d {
+            used.resize(d + 1, 0);
+        }
+        row_in_col[i] = used[*d];
+        used[*d] += 1;
+    }
+    let pos = |i: usize| {
+        (
+            10.0 + depth[i] as f64 * (NODE_W + COL_GAP),
+            10.0 + row_in_col[i] as f64 * (NODE_H + ROW_GAP),
+        )
+    };
+    let w = 20.0 + used.len() as f64 * (NODE_W + COL_GAP) - COL_GAP;
+    let h = 20.0 + used.iter().max().copied().unwrap_or(1) as f64 * (NODE_H + ROW_GAP) - ROW_GAP;
+    html! {
+        figure class="chart" {
+            svg class="dag" viewBox={ "0 0 " (w) " " (h) } role="img"
+                aria-label={ "Steps of pipeline " (spec.name) } {
+                defs {
+                    marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto" {
+                        path d="M0,0 L10,5 L0,10 z" class="arrowhead" {}
+                    }
+                }
+                @for (i, s) in steps.iter().enumerate() {
+                    @for d in s.depends_on.iter().filter_map(|d| index(d)) {
+                        @let ((x1, y1), (x2, y2)) = (pos(d), pos(i));
+                        line class="edge" x1=(x1 + NODE_W) y1=(y1 + NODE_H / 2.0) x2=(x2) y2=(y2 + NODE_H / 2.0) marker-end="url(#arrow)" {}
+                    }
+                }
+                @for (i, s) in steps.iter().enumerate() {
+                    @let (x0, y0) = pos(i);
+                    @let st = state(&s.name);
+                    g class="step" data-step=(s.name) data-state=(st.map_or("", |st| st.as_str())) {
+                        rect class={ "node " (st.map_or("st-def", super::pipelines::step_class)) }
+                            x=(x0) y=(y0) width=(NODE_W) height=(NODE_H) rx="6" {}
+                        text x=(x0 + 10.0) y=(y0 + 15.0) class="node-name" { (s.name) }
+                        text x=(x0 + 10.0) y=(y0 + 30.0) class="node-state" { (st.map_or("", |st| st.as_str())) }
+                    }
+                }
             }
         }
     }

@@ -45,13 +45,13 @@ pub async fn page(State(s): State<AppState>, user: UiUser) -> Result<Page, Error
                 li { span class="badge st-ok" { (count("online")) } " online" }
                 li { span class="badge st-warn" { (count("draining")) } " draining" }
                 li { span class="badge st-off" { (count("offline") + count("revoked")) } " offline" }
-                li { (groups.len()) " groups: " (groups.join(", ")) }
+                li { "groups: " (groups.join(", ")) }
             }
             @if agents.is_empty() {
                 p { "No agent has enrolled yet." }
             } @else {
                 div class="scroll" {
-                    table class="agents" {
+                    table class="agents cards" {
                         thead { tr {
                             th scope="col" { "Agent" } th scope="col" { "State" }
                             th scope="col" { "Groups" } th scope="col" { "Connections" }
@@ -76,25 +76,25 @@ fn row(a: &AgentView, user: &UiUser) -> Markup {
     html! {
         tr id={ "agent-" (a.id) } data-state=(st) {
             th scope="row" { (a.id) br; small { (a.os) " · " (a.version) } }
-            td { span class={ "badge " (class) } { (st) } }
-            td { (a.groups.join(", ")) }
-            td {
+            td data-label="State" { span class={ "badge " (class) } { (st) } }
+            td data-label="Groups" { (a.groups.join(", ")) }
+            td data-label="Connections" {
                 @for c in &a.capabilities.connections {
                     span class="chip" { (c.name) " (" (c.kind) ")" } " "
                 }
             }
-            td { @for k in &a.capabilities.kinds { span class="chip" { (k.as_str()) } " " } }
-            td { (a.leases.len()) " in use, " (a.free_slots) " free" }
-            td {
+            td data-label="Kinds" { @for k in &a.capabilities.kinds { span class="chip" { (k.as_str()) } " " } }
+            td data-label="Slots" { (a.leases.len()) " in use, " (a.free_slots) " free" }
+            td data-label="Host" {
                 @if let Some(c) = m.cpu_percent { "CPU " (format!("{c:.0}")) " %" br; }
                 @if let (Some(u), Some(t)) = (m.memory_used_bytes, m.memory_total_bytes) {
                     "RAM " (bytes(u)) " / " (bytes(t)) br;
                 }
                 @if let Some(f) = m.dump_dir_free_bytes { "dump dir " (bytes(f)) " free" }
             }
-            td { (when(&a.last_seen)) }
+            td data-label="Last seen" { (when(&a.last_seen)) }
             @if user.can_operate() {
-                td {
+                td data-label="Action" {
                     @if a.revoked_at.is_none() {
                         @let (verb, label) = if a.drained_at.is_some() { ("resume", "Resume") } else { ("drain", "Drain") };
                         form method="post" action={ "/ui/agents/" (a.id) "/" (verb) } {

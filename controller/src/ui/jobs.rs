@@ -104,7 +104,7 @@ pub async fn list(
                 p { "No job matches." }
             } @else {
                 div class="scroll" {
-                    table class="jobs" {
+                    table class="jobs cards" {
                         thead { tr {
                             th scope="col" { "Job" } th scope="col" { "State" } th scope="col" { "Group" }
                             th scope="col" { "Kind" } th scope="col" { "What" } th scope="col" { "Attempts" }
@@ -114,13 +114,13 @@ pub async fn list(
                             @for j in &jobs.jobs {
                                 tr id={ "job-" (j.id) } data-state=(j.state.as_str()) {
                                     th scope="row" { a href={ "/ui/jobs/" (j.id) } { "#" (j.id) } }
-                                    td { (state_badge(j.state)) }
-                                    td { (j.group) }
-                                    td { (j.kind.as_str()) }
-                                    td class="what" { (j.what.as_deref().unwrap_or("")) }
-                                    td { (j.attempts_spent) " / " (j.max_attempts) }
-                                    td { (j.lease_agent.as_deref().unwrap_or("")) }
-                                    td { (when(&j.created_at)) }
+                                    td data-label="State" { (state_badge(j.state)) }
+                                    td data-label="Group" { (j.group) }
+                                    td data-label="Kind" { (j.kind.as_str()) }
+                                    td class="what" data-label="What" { (j.what.as_deref().unwrap_or("")) }
+                                    td data-label="Attempts" { (j.attempts_spent) " / " (j.max_attempts) }
+                                    td data-label="Agent" { (j.lease_agent.as_deref().unwrap_or("")) }
+                                    td data-label="Created" { (when(&j.created_at)) }
                                 }
                             }
                         }
@@ -184,7 +184,7 @@ fn summary(job: &JobView) -> Markup {
             dt { "Group" } dd { (job.group) }
             dt { "Kind" } dd { (job.kind.as_str()) }
             @if let Some(c) = &job.connection { dt { "Connection" } dd { (c) } }
-            dt { "Attempts" } dd { (job.attempts_spent) " of " (job.retry.max_attempts) }
+            dt { "Attempts spent" } dd { (job.attempts_spent) " of " (job.retry.max_attempts) }
             dt { "Created" } dd { (when(&job.created_at)) }
             @if let Some(f) = &job.finished_at { dt { "Finished" } dd { (when(f)) } }
             @if let Some(a) = &job.lease_agent { dt { "Agent" } dd { (a) } }
