@@ -120,14 +120,22 @@ async fn screenshot(b: &Client, name: &str) {
 fn screens_dir() -> PathBuf {
     // target/debug → target/ui-screens
     let bin = baton_tests::proc::bin_dir();
-    bin.parent().map_or(bin.clone(), PathBuf::from).join("ui-screens")
+    bin.parent()
+        .map_or(bin.clone(), PathBuf::from)
+        .join("ui-screens")
 }
 
 async fn sign_in(b: &Client, base: &str, token: &str) {
     b.goto(&format!("{base}/ui/fleet")).await.expect("goto");
     // Not signed in: the dashboard sends the browser to the sign-in page.
     let field = wait_css(b, "input#token").await;
-    assert!(b.current_url().await.expect("url").path().ends_with("/ui/login"));
+    assert!(
+        b.current_url()
+            .await
+            .expect("url")
+            .path()
+            .ends_with("/ui/login")
+    );
     field.send_keys(token).await.expect("type token");
     b.find(Locator::Css("button#sign-in"))
         .await
@@ -155,7 +163,11 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
         return;
     };
     let base = c.controller.url();
-    let ops = c.api.operator_token("ops", "operator").await.expect("token");
+    let ops = c
+        .api
+        .operator_token("ops", "operator")
+        .await
+        .expect("token");
 
     // Sign in and see the agents.
     sign_in(&b, &base, &ops).await;
@@ -167,17 +179,30 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
     // A drill's timeline renders: one marker per recorded event.
     let raw = c
         .api
-        .drill_start(json!({"group": "default", "method": "crash", "lease_ttl_ms": 2000, "rto_ms": 20000}))
+        .drill_start(
+            json!({"group": "default", "method": "crash", "lease_ttl_ms": 2000, "rto_ms": 20000}),
+        )
         .await
         .expect("drill");
     assert_eq!(raw.status.as_u16(), 201, "{}", raw.body);
     let drill_id = raw.body["id"].as_i64().expect("id");
     let d = c.api.wait_drill(drill_id, WAIT).await.expect("drill ends");
     b.goto(&format!("{base}/ui/drills")).await.expect("goto");
-    wait_css(&b, &format!("tr#drill-{drill_id} a")).await.click().await.expect("open");
+    wait_css(&b, &format!("tr#drill-{drill_id} a"))
+        .await
+        .click()
+        .await
+        .expect("open");
     wait_css(&b, "svg.drill-timeline").await;
-    assert_eq!(count(&b, "svg.drill-timeline g.event").await, d.events.len());
-    let verdict = if d.report.as_ref().is_some_and(|r| r.passed) { "passed" } else { "failed" };
+    assert_eq!(
+        count(&b, "svg.drill-timeline g.event").await,
+        d.events.len()
+    );
+    let verdict = if d.report.as_ref().is_some_and(|r| r.passed) {
+        "passed"
+    } else {
+        "failed"
+    };
     wait_css(&b, &format!("h1 [data-verdict={verdict}]")).await;
     assert_eq!(count(&b, "svg.drill-timeline rect.span-regrant").await, 1);
     b.set_window_size(1280, 1000).await.expect("resize");
@@ -187,18 +212,30 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
     // Drain both agents from the Fleet page.
     b.goto(&format!("{base}/ui/fleet")).await.expect("goto");
     for a in ["agent-1", "agent-2"] {
-        wait_css(&b, &format!("button#drain-{a}")).await.click().await.expect("drain");
+        wait_css(&b, &format!("button#drain-{a}"))
+            .await
+            .click()
+            .await
+            .expect("drain");
         wait_css(&b, &format!("tr#agent-{a}[data-state=draining]")).await;
     }
     let agents = c.api.agents().await.expect("agents").agents;
     assert!(agents.iter().all(|a| a.drained_at.is_some()), "{agents:?}");
 
     // Watch a job go from queued to succeeded on its page, refreshed in place.
-    let job = c.api.submit(sh("sleep 1; echo hello-from-ui")).await.expect("submit");
-    b.goto(&format!("{base}/ui/jobs/{}", job.id)).await.expect("goto");
+    let job = c
+        .api
+        .submit(sh("sleep 1; echo hello-from-ui"))
+        .await
+        .expect("submit");
+    b.goto(&format!("{base}/ui/jobs/{}", job.id))
+        .await
+        .expect("goto");
     wait_css(&b, "h1 [data-job-state=queued]").await;
     screenshot(&b, "job-queued").await;
-    b.execute("window.batonMarker = 1;", vec![]).await.expect("js");
+    b.execute("window.batonMarker = 1;", vec![])
+        .await
+        .expect("js");
     let resumed = c
         .api
         .raw(Method::POST, "/v1/agents/agent-1/resume", None, &[])
@@ -207,29 +244,56 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
     assert_eq!(resumed.status, 200);
     wait_css(&b, "h1 [data-job-state=succeeded]").await;
     wait_css(&b, "tr#attempt-1[data-outcome=succeeded]").await;
-    assert_eq!(count(&b, "svg.waterfall g.attempt[data-outcome=succeeded]").await, 1);
-    let marker = b.execute("return window.batonMarker;", vec![]).await.expect("js");
-    assert_eq!(marker, json!(1), "the page was reloaded, not refreshed in place");
+    assert_eq!(
+        count(&b, "svg.waterfall g.attempt[data-outcome=succeeded]").await,
+        1
+    );
+    let marker = b
+        .execute("return window.batonMarker;", vec![])
+        .await
+        .expect("js");
+    assert_eq!(
+        marker,
+        json!(1),
+        "the page was reloaded, not refreshed in place"
+    );
     let out = wait_css(&b, "main").await.text().await.expect("text");
     assert!(out.contains("hello-from-ui"), "{out}");
     screenshot(&b, "job-succeeded").await;
 
     // Cancel a running job from its page and see the attempt end.
-    let long = c.api.submit(sh("echo started; sleep 120")).await.expect("submit");
-    b.goto(&format!("{base}/ui/jobs/{}", long.id)).await.expect("goto");
+    let long = c
+        .api
+        .submit(sh("echo started; sleep 120"))
+        .await
+        .expect("submit");
+    b.goto(&format!("{base}/ui/jobs/{}", long.id))
+        .await
+        .expect("goto");
     wait_css(&b, "tr#attempt-1[data-outcome=running]").await;
     // The live log tail arrives with a heartbeat, into the open page.
     let end = Instant::now() + WAIT;
     loop {
-        let tail = wait_css(&b, "pre#log-tail").await.text().await.unwrap_or_default();
+        let tail = wait_css(&b, "pre#log-tail")
+            .await
+            .text()
+            .await
+            .unwrap_or_default();
         if tail.contains("started") {
             break;
         }
-        assert!(Instant::now() < end, "no log tail within {WAIT:?}: {tail:?}");
+        assert!(
+            Instant::now() < end,
+            "no log tail within {WAIT:?}: {tail:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     screenshot(&b, "job-running").await;
-    wait_css(&b, "button#cancel").await.click().await.expect("cancel");
+    wait_css(&b, "button#cancel")
+        .await
+        .click()
+        .await
+        .expect("cancel");
     wait_css(&b, "tr#attempt-1[data-outcome=cancelled]").await;
     wait_css(&b, "h1 [data-job-state=cancelled]").await;
     let after = c.api.job(long.id).await.expect("job");
@@ -255,11 +319,26 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
         .await
         .expect("schedule");
     b.goto(&format!("{base}/ui/schedules")).await.expect("goto");
-    let row = wait_css(&b, "tr#schedule-nightly").await.text().await.expect("text");
-    assert!(row.contains("02:30:00+01:00"), "next runs not in Europe/Berlin: {row}");
-    wait_css(&b, "button#pause-nightly").await.click().await.expect("pause");
+    let row = wait_css(&b, "tr#schedule-nightly")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        row.contains("02:30:00+01:00"),
+        "next runs not in Europe/Berlin: {row}"
+    );
+    wait_css(&b, "button#pause-nightly")
+        .await
+        .click()
+        .await
+        .expect("pause");
     wait_css(&b, "tr#schedule-nightly [data-flag=paused]").await;
-    wait_css(&b, "button#trigger-nightly").await.click().await.expect("run now");
+    wait_css(&b, "button#trigger-nightly")
+        .await
+        .click()
+        .await
+        .expect("run now");
     let fired = wait_css(&b, "tr#schedule-nightly a[href^='/ui/jobs/']").await;
     assert!(fired.text().await.expect("text").starts_with('#'));
     screenshot(&b, "schedules").await;
@@ -281,31 +360,57 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
     let run = c.api.start_run("ci").await.expect("run");
     let ended = c.api.wait_run_ended(run.id, WAIT).await.expect("run ends");
     b.goto(&format!("{base}/ui/pipelines")).await.expect("goto");
-    wait_css(&b, "tr#pipeline-ci a[href^='/ui/runs/']").await.click().await.expect("open run");
+    wait_css(&b, "tr#pipeline-ci a[href^='/ui/runs/']")
+        .await
+        .click()
+        .await
+        .expect("open run");
     wait_css(&b, "svg.dag").await;
     assert_eq!(count(&b, "svg.dag g.step").await, 4);
     assert_eq!(count(&b, "svg.dag line.edge").await, 4);
     let done = format!("svg.dag g.step[data-state={}]", ended.state.as_str());
-    assert_eq!(count(&b, &done).await, 4, "every step {}", ended.state.as_str());
+    assert_eq!(
+        count(&b, &done).await,
+        4,
+        "every step {}",
+        ended.state.as_str()
+    );
     screenshot(&b, "pipeline-run").await;
 
     // The Jobs page filters by state and finds a job by id.
-    b.goto(&format!("{base}/ui/jobs?state=cancelled")).await.expect("goto");
+    b.goto(&format!("{base}/ui/jobs?state=cancelled"))
+        .await
+        .expect("goto");
     wait_css(&b, &format!("tr#job-{}", long.id)).await;
     assert_eq!(count(&b, &format!("tr#job-{}", job.id)).await, 0);
     screenshot(&b, "jobs").await;
-    wait_css(&b, "input#f-id").await.send_keys(&job.id.to_string()).await.expect("type");
-    b.find(Locator::Css("button#go")).await.expect("go").click().await.expect("click");
+    wait_css(&b, "input#f-id")
+        .await
+        .send_keys(&job.id.to_string())
+        .await
+        .expect("type");
+    b.find(Locator::Css("button#go"))
+        .await
+        .expect("go")
+        .click()
+        .await
+        .expect("click");
     wait_css(&b, "h1 [data-job-state=succeeded]").await;
 
     // Readable on a phone: nothing wider than the screen but the tables'
     // own scroll boxes.
     b.set_window_size(390, 844).await.expect("resize");
-    for (page, name) in [("/ui/fleet", "fleet-390"), (&*format!("/ui/jobs/{}", job.id), "job-390")] {
+    for (page, name) in [
+        ("/ui/fleet", "fleet-390"),
+        (&*format!("/ui/jobs/{}", job.id), "job-390"),
+    ] {
         b.goto(&format!("{base}{page}")).await.expect("goto");
         wait_css(&b, "main h1").await;
         let wide = b
-            .execute("return document.documentElement.scrollWidth <= window.innerWidth;", vec![])
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
             .await
             .expect("js");
         assert_eq!(wide, json!(true), "{page} overflows 390 px");
@@ -334,7 +439,10 @@ async fn session(base: &str, token: &str) -> (String, String) {
         .await
         .expect("login");
     assert_eq!(r.status(), 303, "sign-in answers with a redirect");
-    let line = r.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    let line = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
     let value = line
         .strip_prefix("baton_session=")
         .and_then(|v| v.split(';').next())
@@ -358,7 +466,12 @@ async fn csrf_of(base: &str, cookie: &str) -> String {
     page[at..at + 64].to_owned()
 }
 
-async fn post_cancel(base: &str, id: i64, cookie: Option<&str>, csrf: Option<&str>) -> (u16, String) {
+async fn post_cancel(
+    base: &str,
+    id: i64,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+) -> (u16, String) {
     let mut req = http()
         .post(format!("{base}/ui/jobs/{id}/cancel"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -375,7 +488,11 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
     let c = Cluster::start(1).await.expect("cluster");
     c.wait_agents_online().await.expect("online");
     let base = c.controller.url();
-    let ops = c.api.operator_token("ops", "operator").await.expect("token");
+    let ops = c
+        .api
+        .operator_token("ops", "operator")
+        .await
+        .expect("token");
     let viewer = c.api.operator_token("eyes", "viewer").await.expect("token");
     let job = c.api.submit(sh("sleep 120")).await.expect("submit");
     c.api.wait_running(job.id, WAIT).await.expect("running");
@@ -385,7 +502,10 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui/", "Max-Age=43200"] {
         assert!(line.contains(attr), "{attr} missing: {line}");
     }
-    assert!(!line.contains("Secure"), "plain HTTP has no Secure cookie: {line}");
+    assert!(
+        !line.contains("Secure"),
+        "plain HTTP has no Secure cookie: {line}"
+    );
     let page = http()
         .get(format!("{base}/ui/jobs/{}", job.id))
         .header("cookie", format!("baton_session={op_cookie}"))
@@ -393,13 +513,25 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
         .await
         .expect("page");
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().expect("csp").to_owned();
-    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.expect("html");
-    assert!(html.contains("id=\"cancel\""), "an operator has the cancel button");
-    assert!(!html.contains("<script>") && !html.contains("style="), "inline script or style");
+    assert!(
+        html.contains("id=\"cancel\""),
+        "an operator has the cancel button"
+    );
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "inline script or style"
+    );
     // A session cookie is no credential outside /ui.
     let api = http()
         .get(format!("{base}/v1/jobs/{}", job.id))
@@ -426,19 +558,28 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
     assert_eq!(st, 403, "{body}");
     assert!(body.contains("role viewer"), "{body}");
     let still = c.api.job(job.id).await.expect("job");
-    assert!(still.state == JobState::Running && !still.cancel_requested, "{still:?}");
+    assert!(
+        still.state == JobState::Running && !still.cancel_requested,
+        "{still:?}"
+    );
 
     // The viewer in the browser: everything visible, no action button.
     if let Some((_driver, b)) = browser().await {
         sign_in(&b, &base, &viewer).await;
         wait_css(&b, "tr#agent-agent-1[data-state=online]").await;
         assert_eq!(count(&b, "button[id^=drain-]").await, 0);
-        b.goto(&format!("{base}/ui/jobs/{}", job.id)).await.expect("goto");
+        b.goto(&format!("{base}/ui/jobs/{}", job.id))
+            .await
+            .expect("goto");
         wait_css(&b, "tr#attempt-1[data-outcome=running]").await;
         assert_eq!(count(&b, "button#cancel").await, 0);
         assert_eq!(count(&b, "form[action$='/cancel']").await, 0);
         screenshot(&b, "job-viewer").await;
-        wait_css(&b, "button#sign-out").await.click().await.expect("sign out");
+        wait_css(&b, "button#sign-out")
+            .await
+            .click()
+            .await
+            .expect("sign out");
         wait_css(&b, "input#token").await;
         b.close().await.expect("close");
     }

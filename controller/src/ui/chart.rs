@@ -227,7 +227,7 @@ pub fn dag(
     let h = 20.0 + used.iter().max().copied().unwrap_or(1) as f64 * (NODE_H + ROW_GAP) - ROW_GAP;
     html! {
         figure class="chart" {
-            svg class="dag" viewBox={ "0 0 " (w) " " (h) } role="img"
+            svg class="dag" viewBox={ "0 0 " (w) " " (h) } width=(w) height=(h) role="img"
                 aria-label={ "Steps of pipeline " (spec.name) } {
                 defs {
                     marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto" {

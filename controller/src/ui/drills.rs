@@ -92,7 +92,12 @@ pub async fn page(
             (chart::drill_timeline(&d))
         }
     };
-    Ok(layout(&format!("Drill #{id}"), Nav::Drills, Some(&user), body))
+    Ok(layout(
+        &format!("Drill #{id}"),
+        Nav::Drills,
+        Some(&user),
+        body,
+    ))
 }
 
 /// Query string of `GET /ui/audit`.

@@ -51,7 +51,9 @@ pub async fn list(
     if let Some(k) = some(&q.kind)
         && JobKind::parse(k).is_none()
     {
-        return Err(ApiError::bad_request(format!("unknown kind `{k}`"), Some("kind".into())).into());
+        return Err(
+            ApiError::bad_request(format!("unknown kind `{k}`"), Some("kind".into())).into(),
+        );
     }
     let label = match some(&q.label) {
         None => None,

@@ -106,7 +106,12 @@ pub async fn pipeline(
             }
         }
     };
-    Ok(layout(&format!("Pipeline {name}"), Nav::Pipelines, Some(&user), body))
+    Ok(layout(
+        &format!("Pipeline {name}"),
+        Nav::Pipelines,
+        Some(&user),
+        body,
+    ))
 }
 
 /// `GET /ui/runs/{id}`: the run's DAG with each step's state.
@@ -116,9 +121,19 @@ pub async fn run(
     JobIdPath(id): JobIdPath,
 ) -> Result<Page, Error> {
     let run = s.schedules.get_run(id).await?;
-    let spec = s.schedules.pipeline(&run.pipeline).await.ok().map(|p| p.spec);
+    let spec = s
+        .schedules
+        .pipeline(&run.pipeline)
+        .await
+        .ok()
+        .map(|p| p.spec);
     let done = run.finished_at.is_some();
-    let state_of = |name: &str| run.steps.iter().find(|st| st.name == name).map(|st| st.state);
+    let state_of = |name: &str| {
+        run.steps
+            .iter()
+            .find(|st| st.name == name)
+            .map(|st| st.state)
+    };
     let body = html! {
         h1 { "Run #" (run.id) " " (run_badge(run.state)) }
         div id="live" data-refresh=[(!done).then_some("2000")] {
@@ -167,7 +182,12 @@ pub async fn run(
             }
         }
     };
-    Ok(layout(&format!("Run #{id}"), Nav::Pipelines, Some(&user), body))
+    Ok(layout(
+        &format!("Run #{id}"),
+        Nav::Pipelines,
+        Some(&user),
+        body,
+    ))
 }
 
 /// `POST /ui/runs/{id}/cancel`.

@@ -71,7 +71,8 @@ fn row(
             }
             td data-label="Next runs" {
                 @for n in next {
-                    (n.local) @if n.outside_window { " (outside its window)" } br;
+                    span class="nowrap" { (n.local.replacen('T', " ", 1)) }
+                    @if n.outside_window { " (outside its window)" } br;
                 }
             }
             td data-label="Last" {

@@ -154,7 +154,9 @@ pub async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result
     let form: LoginForm = parse_form(&body)?;
     let token = form.token.trim();
     let who = if token.starts_with(baton_proto::auth::OPERATOR_PREFIX) {
-        s.store.operator_by_hash(&hash_secret(token), now_ms()).await?
+        s.store
+            .operator_by_hash(&hash_secret(token), now_ms())
+            .await?
     } else {
         None
     };

@@ -20,10 +20,17 @@ fn csrf_is_per_session_and_checked() {
     assert_ne!(csrf_token("a"), csrf_token("b"));
     assert_eq!(csrf_token("a"), csrf_token("a"));
     let u = user(baton_proto::auth::Role::Operator);
-    assert!(u.check(&CsrfForm { csrf: Some(csrf_token("s3cret")) }).is_ok());
+    assert!(
+        u.check(&CsrfForm {
+            csrf: Some(csrf_token("s3cret"))
+        })
+        .is_ok()
+    );
     for bad in [None, Some(String::new()), Some(csrf_token("other"))] {
         let err = u.check(&CsrfForm { csrf: bad }).expect_err("refused");
-        let Error::Api(e) = err else { panic!("not an API error") };
+        let Error::Api(e) = err else {
+            panic!("not an API error")
+        };
         assert_eq!(e.0.error.code.status(), 403);
         assert_eq!(e.0.error.field.as_deref(), Some("csrf"));
     }
@@ -34,12 +41,15 @@ fn the_session_cookie_is_found_among_others() {
     let mut h = HeaderMap::new();
     h.insert("cookie", "a=1; baton_session=abc; b=2".parse().expect("h"));
     assert_eq!(crate::api::auth::session_cookie(&h), Some("abc"));
-    h.insert("cookie", "baton_session_x=1; x=baton_session".parse().expect("h"));
+    h.insert(
+        "cookie",
+        "baton_session_x=1; x=baton_session".parse().expect("h"),
+    );
     assert_eq!(crate::api::auth::session_cookie(&h), None);
 }
 
 #[test]
-fn viewers_get_no_action_buttons_in_the_layout_or_forms() {
+fn only_operators_operate_and_pages_escape_text_without_inline_code() {
     let v = user(baton_proto::auth::Role::Viewer);
     let o = user(baton_proto::auth::Role::Operator);
     assert!(!v.can_operate());
@@ -48,7 +58,10 @@ fn viewers_get_no_action_buttons_in_the_layout_or_forms() {
     // Escaped text, the assets by hashed URL, no inline script or style.
     assert!(page.contains("&lt;b&gt;"), "{page}");
     assert!(page.contains(&format!("/ui/assets/ui-{}.js", *ASSET_VERSION)));
-    assert!(!page.contains("<script>") && !page.contains("style="), "{page}");
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "{page}"
+    );
 }
 
 #[test]
@@ -72,5 +85,8 @@ async fn assets_are_served_by_their_hash_with_long_caching() {
             .expect("s")
             .contains("immutable")
     );
-    assert_eq!(asset(Path("ui-0.css".into())).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        asset(Path("ui-0.css".into())).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }

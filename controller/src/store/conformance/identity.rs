@@ -161,8 +161,14 @@ pub async fn dashboard_sessions_expire_and_end_with_their_token(s: &Store) {
     assert!(s.session_by_hash("sc", 600).await.expect("q").is_some());
     // A new session prunes the ended ones, and the same hash can be reused
     // once its session was pruned.
-    s.create_session("sa", "t2", 9_000, 1_500).await.expect("reuse");
-    let again = s.session_by_hash("sa", 1_600).await.expect("q").expect("a2");
+    s.create_session("sa", "t2", 9_000, 1_500)
+        .await
+        .expect("reuse");
+    let again = s
+        .session_by_hash("sa", 1_600)
+        .await
+        .expect("q")
+        .expect("a2");
     assert_eq!(again.token_id, "t2");
     // Revoking the token ends its sessions.
     s.revoke_operator_token("t1", 1_700).await.expect("revoke");

@@ -161,7 +161,6 @@ impl IdentityStore for PgStore {
         }))
     }
 
-
     async fn create_session(
         &self,
         hash: &str,

@@ -128,7 +128,6 @@ impl IdentityStore for SqliteStore {
         }))
     }
 
-
     async fn create_session(
         &self,
         hash: &str,
