@@ -176,226 +176,13 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
     }
     screenshot(&b, "fleet").await;
 
-    // A drill's timeline renders: one marker per recorded event.
-    let raw = c
-        .api
-        .drill_start(
-            json!({"group": "default", "method": "crash", "lease_ttl_ms": 2000, "rto_ms": 20000}),
-        )
-        .await
-        .expect("drill");
-    assert_eq!(raw.status.as_u16(), 201, "{}", raw.body);
-    let drill_id = raw.body["id"].as_i64().expect("id");
-    let d = c.api.wait_drill(drill_id, WAIT).await.expect("drill ends");
-    b.goto(&format!("{base}/ui/drills")).await.expect("goto");
-    wait_css(&b, &format!("tr#drill-{drill_id} a"))
-        .await
-        .click()
-        .await
-        .expect("open");
-    wait_css(&b, "svg.drill-timeline").await;
-    assert_eq!(
-        count(&b, "svg.drill-timeline g.event").await,
-        d.events.len()
-    );
-    let verdict = if d.report.as_ref().is_some_and(|r| r.passed) {
-        "passed"
-    } else {
-        "failed"
-    };
-    wait_css(&b, &format!("h1 [data-verdict={verdict}]")).await;
-    assert_eq!(count(&b, "svg.drill-timeline rect.span-regrant").await, 1);
-    b.set_window_size(1280, 1000).await.expect("resize");
-    screenshot(&b, "drill").await;
-    b.set_window_size(1280, 800).await.expect("resize");
-
-    // Drain both agents from the Fleet page.
-    b.goto(&format!("{base}/ui/fleet")).await.expect("goto");
-    for a in ["agent-1", "agent-2"] {
-        wait_css(&b, &format!("button#drain-{a}"))
-            .await
-            .click()
-            .await
-            .expect("drain");
-        wait_css(&b, &format!("tr#agent-{a}[data-state=draining]")).await;
-    }
-    let agents = c.api.agents().await.expect("agents").agents;
-    assert!(agents.iter().all(|a| a.drained_at.is_some()), "{agents:?}");
-
-    // Watch a job go from queued to succeeded on its page, refreshed in place.
-    let job = c
-        .api
-        .submit(sh("sleep 1; echo hello-from-ui"))
-        .await
-        .expect("submit");
-    b.goto(&format!("{base}/ui/jobs/{}", job.id))
-        .await
-        .expect("goto");
-    wait_css(&b, "h1 [data-job-state=queued]").await;
-    screenshot(&b, "job-queued").await;
-    b.execute("window.batonMarker = 1;", vec![])
-        .await
-        .expect("js");
-    let resumed = c
-        .api
-        .raw(Method::POST, "/v1/agents/agent-1/resume", None, &[])
-        .await
-        .expect("resume");
-    assert_eq!(resumed.status, 200);
-    wait_css(&b, "h1 [data-job-state=succeeded]").await;
-    wait_css(&b, "tr#attempt-1[data-outcome=succeeded]").await;
-    assert_eq!(
-        count(&b, "svg.waterfall g.attempt[data-outcome=succeeded]").await,
-        1
-    );
-    let marker = b
-        .execute("return window.batonMarker;", vec![])
-        .await
-        .expect("js");
-    assert_eq!(
-        marker,
-        json!(1),
-        "the page was reloaded, not refreshed in place"
-    );
-    let out = wait_css(&b, "main").await.text().await.expect("text");
-    assert!(out.contains("hello-from-ui"), "{out}");
-    screenshot(&b, "job-succeeded").await;
-
-    // Cancel a running job from its page and see the attempt end.
-    let long = c
-        .api
-        .submit(sh("echo started; sleep 120"))
-        .await
-        .expect("submit");
-    b.goto(&format!("{base}/ui/jobs/{}", long.id))
-        .await
-        .expect("goto");
-    wait_css(&b, "tr#attempt-1[data-outcome=running]").await;
-    // The live log tail arrives with a heartbeat, into the open page.
-    let end = Instant::now() + WAIT;
-    loop {
-        let tail = wait_css(&b, "pre#log-tail")
-            .await
-            .text()
-            .await
-            .unwrap_or_default();
-        if tail.contains("started") {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "no log tail within {WAIT:?}: {tail:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    screenshot(&b, "job-running").await;
-    wait_css(&b, "button#cancel")
-        .await
-        .click()
-        .await
-        .expect("cancel");
-    wait_css(&b, "tr#attempt-1[data-outcome=cancelled]").await;
-    wait_css(&b, "h1 [data-job-state=cancelled]").await;
-    let after = c.api.job(long.id).await.expect("job");
-    assert_eq!(after.state, JobState::Cancelled);
-    assert_eq!(after.attempts[0].outcome, Some(AttemptOutcome::Cancelled));
-
-    // The UI's actions are in the audit log like API calls, by the token.
-    let audit = c.api.audit_entries().await.expect("audit");
-    let by_ui = |action: &str| {
-        audit
-            .iter()
-            .any(|e| e["action"] == action && e["actor"] == "token:ops" && e["status"] == 303)
-    };
-    assert!(by_ui("POST /ui/jobs/{id}/cancel"), "{audit:#?}");
-    assert!(by_ui("POST /ui/agents/{id}/drain"), "{audit:#?}");
-
-    // Schedules: next runs in the schedule's own zone; pause and run now.
-    c.api
-        .create_schedule(json!({
-            "name": "nightly", "group": "default", "cron": "0 30 2 * * *", "tz": "Europe/Berlin",
-            "job": {"spec": {"kind": "noop", "sleep_ms": 0}, "retry": {"max_attempts": 1}}
-        }))
-        .await
-        .expect("schedule");
-    b.goto(&format!("{base}/ui/schedules")).await.expect("goto");
-    let row = wait_css(&b, "tr#schedule-nightly")
-        .await
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        row.contains("02:30:00+01:00"),
-        "next runs not in Europe/Berlin: {row}"
-    );
-    wait_css(&b, "button#pause-nightly")
-        .await
-        .click()
-        .await
-        .expect("pause");
-    wait_css(&b, "tr#schedule-nightly [data-flag=paused]").await;
-    wait_css(&b, "button#trigger-nightly")
-        .await
-        .click()
-        .await
-        .expect("run now");
-    let fired = wait_css(&b, "tr#schedule-nightly a[href^='/ui/jobs/']").await;
-    assert!(fired.text().await.expect("text").starts_with('#'));
-    screenshot(&b, "schedules").await;
-    let v: serde_json::Value = c.api.get_json("/v1/schedules/nightly").await.expect("get");
-    assert_eq!(v["paused"], true, "{v}");
-
-    // Pipelines: a run's DAG with the state of each step.
-    let step = |name: &str, deps: &[&str]| {
-        json!({"name": name, "depends_on": deps,
-               "job": {"spec": {"kind": "noop", "sleep_ms": 0}, "retry": {"max_attempts": 1}}})
-    };
-    c.api
-        .create_pipeline(json!({"name": "ci", "group": "default", "steps": [
-            step("build", &[]), step("test", &["build"]), step("package", &["build"]),
-            step("publish", &["test", "package"])
-        ]}))
-        .await
-        .expect("pipeline");
-    let run = c.api.start_run("ci").await.expect("run");
-    let ended = c.api.wait_run_ended(run.id, WAIT).await.expect("run ends");
-    b.goto(&format!("{base}/ui/pipelines")).await.expect("goto");
-    wait_css(&b, "tr#pipeline-ci a[href^='/ui/runs/']")
-        .await
-        .click()
-        .await
-        .expect("open run");
-    wait_css(&b, "svg.dag").await;
-    assert_eq!(count(&b, "svg.dag g.step").await, 4);
-    assert_eq!(count(&b, "svg.dag line.edge").await, 4);
-    let done = format!("svg.dag g.step[data-state={}]", ended.state.as_str());
-    assert_eq!(
-        count(&b, &done).await,
-        4,
-        "every step {}",
-        ended.state.as_str()
-    );
-    screenshot(&b, "pipeline-run").await;
-
-    // The Jobs page filters by state and finds a job by id.
-    b.goto(&format!("{base}/ui/jobs?state=cancelled"))
-        .await
-        .expect("goto");
-    wait_css(&b, &format!("tr#job-{}", long.id)).await;
-    assert_eq!(count(&b, &format!("tr#job-{}", job.id)).await, 0);
-    screenshot(&b, "jobs").await;
-    wait_css(&b, "input#f-id")
-        .await
-        .send_keys(&job.id.to_string())
-        .await
-        .expect("type");
-    b.find(Locator::Css("button#go"))
-        .await
-        .expect("go")
-        .click()
-        .await
-        .expect("click");
-    wait_css(&b, "h1 [data-job-state=succeeded]").await;
+    check_drill(&c, &b, &base).await;
+    drain_both(&c, &b, &base).await;
+    let job = queued_to_succeeded(&c, &b, &base).await;
+    let cancelled = cancel_from_its_page(&c, &b, &base).await;
+    schedules(&c, &b, &base).await;
+    pipeline_run(&c, &b, &base).await;
+    jobs_page(&b, &base, job.id, cancelled).await;
 
     // Readable on a phone: nothing wider than the screen but the tables'
     // own scroll boxes.
@@ -417,6 +204,242 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
         screenshot(&b, name).await;
     }
     b.close().await.expect("close");
+}
+
+/// A drill's timeline renders: one marker per recorded event.
+async fn check_drill(c: &Cluster, b: &Client, base: &str) {
+    let raw = c
+        .api
+        .drill_start(
+            json!({"group": "default", "method": "crash", "lease_ttl_ms": 2000, "rto_ms": 20000}),
+        )
+        .await
+        .expect("drill");
+    assert_eq!(raw.status.as_u16(), 201, "{}", raw.body);
+    let drill_id = raw.body["id"].as_i64().expect("id");
+    let d = c.api.wait_drill(drill_id, WAIT).await.expect("drill ends");
+    b.goto(&format!("{base}/ui/drills")).await.expect("goto");
+    wait_css(b, &format!("tr#drill-{drill_id} a"))
+        .await
+        .click()
+        .await
+        .expect("open");
+    wait_css(b, "svg.drill-timeline").await;
+    assert_eq!(count(b, "svg.drill-timeline g.event").await, d.events.len());
+    let verdict = if d.report.as_ref().is_some_and(|r| r.passed) {
+        "passed"
+    } else {
+        "failed"
+    };
+    wait_css(b, &format!("h1 [data-verdict={verdict}]")).await;
+    assert_eq!(count(b, "svg.drill-timeline rect.span-regrant").await, 1);
+    b.set_window_size(1280, 1000).await.expect("resize");
+    screenshot(b, "drill").await;
+    b.set_window_size(1280, 800).await.expect("resize");
+}
+
+/// Drain both agents from the Fleet page.
+async fn drain_both(c: &Cluster, b: &Client, base: &str) {
+    b.goto(&format!("{base}/ui/fleet")).await.expect("goto");
+    for a in ["agent-1", "agent-2"] {
+        wait_css(b, &format!("button#drain-{a}"))
+            .await
+            .click()
+            .await
+            .expect("drain");
+        wait_css(b, &format!("tr#agent-{a}[data-state=draining]")).await;
+    }
+    let agents = c.api.agents().await.expect("agents").agents;
+    assert!(agents.iter().all(|a| a.drained_at.is_some()), "{agents:?}");
+}
+
+/// Watch a job go from queued to succeeded on its page, refreshed in place.
+async fn queued_to_succeeded(c: &Cluster, b: &Client, base: &str) -> baton_proto::JobView {
+    let job = c
+        .api
+        .submit(sh("sleep 1; echo hello-from-ui"))
+        .await
+        .expect("submit");
+    b.goto(&format!("{base}/ui/jobs/{}", job.id))
+        .await
+        .expect("goto");
+    wait_css(b, "h1 [data-job-state=queued]").await;
+    screenshot(b, "job-queued").await;
+    b.execute("window.batonMarker = 1;", vec![])
+        .await
+        .expect("js");
+    let resumed = c
+        .api
+        .raw(Method::POST, "/v1/agents/agent-1/resume", None, &[])
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status, 200);
+    wait_css(b, "h1 [data-job-state=succeeded]").await;
+    wait_css(b, "tr#attempt-1[data-outcome=succeeded]").await;
+    assert_eq!(
+        count(b, "svg.waterfall g.attempt[data-outcome=succeeded]").await,
+        1
+    );
+    let marker = b
+        .execute("return window.batonMarker;", vec![])
+        .await
+        .expect("js");
+    assert_eq!(
+        marker,
+        json!(1),
+        "the page was reloaded, not refreshed in place"
+    );
+    let out = wait_css(b, "main").await.text().await.expect("text");
+    assert!(out.contains("hello-from-ui"), "{out}");
+    screenshot(b, "job-succeeded").await;
+
+    job
+}
+
+/// Cancel a running job from its page and see the attempt end; the UI's
+/// actions are in the audit log like API calls, by the token.
+async fn cancel_from_its_page(c: &Cluster, b: &Client, base: &str) -> i64 {
+    let long = c
+        .api
+        .submit(sh("echo started; sleep 120"))
+        .await
+        .expect("submit");
+    b.goto(&format!("{base}/ui/jobs/{}", long.id))
+        .await
+        .expect("goto");
+    wait_css(b, "tr#attempt-1[data-outcome=running]").await;
+    // The live log tail arrives with a heartbeat, into the open page.
+    let end = Instant::now() + WAIT;
+    loop {
+        let tail = wait_css(b, "pre#log-tail")
+            .await
+            .text()
+            .await
+            .unwrap_or_default();
+        if tail.contains("started") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no log tail within {WAIT:?}: {tail:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    screenshot(b, "job-running").await;
+    wait_css(b, "button#cancel")
+        .await
+        .click()
+        .await
+        .expect("cancel");
+    wait_css(b, "tr#attempt-1[data-outcome=cancelled]").await;
+    wait_css(b, "h1 [data-job-state=cancelled]").await;
+    let after = c.api.job(long.id).await.expect("job");
+    assert_eq!(after.state, JobState::Cancelled);
+    assert_eq!(after.attempts[0].outcome, Some(AttemptOutcome::Cancelled));
+
+    // The UI's actions are in the audit log like API calls, by the token.
+    let audit = c.api.audit_entries().await.expect("audit");
+    let by_ui = |action: &str| {
+        audit
+            .iter()
+            .any(|e| e["action"] == action && e["actor"] == "token:ops" && e["status"] == 303)
+    };
+    assert!(by_ui("POST /ui/jobs/{id}/cancel"), "{audit:#?}");
+    assert!(by_ui("POST /ui/agents/{id}/drain"), "{audit:#?}");
+    long.id
+}
+
+/// Schedules: next runs in the schedule's own zone; pause and run now.
+async fn schedules(c: &Cluster, b: &Client, base: &str) {
+    c.api
+        .create_schedule(json!({
+            "name": "nightly", "group": "default", "cron": "0 30 2 * * *", "tz": "Europe/Berlin",
+            "job": {"spec": {"kind": "noop", "sleep_ms": 0}, "retry": {"max_attempts": 1}}
+        }))
+        .await
+        .expect("schedule");
+    b.goto(&format!("{base}/ui/schedules")).await.expect("goto");
+    let row = wait_css(b, "tr#schedule-nightly")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        row.contains("02:30:00+01:00"),
+        "next runs not in Europe/Berlin: {row}"
+    );
+    wait_css(b, "button#pause-nightly")
+        .await
+        .click()
+        .await
+        .expect("pause");
+    wait_css(b, "tr#schedule-nightly [data-flag=paused]").await;
+    wait_css(b, "button#trigger-nightly")
+        .await
+        .click()
+        .await
+        .expect("run now");
+    let fired = wait_css(b, "tr#schedule-nightly a[href^='/ui/jobs/']").await;
+    assert!(fired.text().await.expect("text").starts_with('#'));
+    screenshot(b, "schedules").await;
+    let v: serde_json::Value = c.api.get_json("/v1/schedules/nightly").await.expect("get");
+    assert_eq!(v["paused"], true, "{v}");
+}
+
+/// Pipelines: a run's DAG with the state of each step.
+async fn pipeline_run(c: &Cluster, b: &Client, base: &str) {
+    let step = |name: &str, deps: &[&str]| {
+        json!({"name": name, "depends_on": deps,
+               "job": {"spec": {"kind": "noop", "sleep_ms": 0}, "retry": {"max_attempts": 1}}})
+    };
+    c.api
+        .create_pipeline(json!({"name": "ci", "group": "default", "steps": [
+            step("build", &[]), step("test", &["build"]), step("package", &["build"]),
+            step("publish", &["test", "package"])
+        ]}))
+        .await
+        .expect("pipeline");
+    let run = c.api.start_run("ci").await.expect("run");
+    let ended = c.api.wait_run_ended(run.id, WAIT).await.expect("run ends");
+    b.goto(&format!("{base}/ui/pipelines")).await.expect("goto");
+    wait_css(b, "tr#pipeline-ci a[href^='/ui/runs/']")
+        .await
+        .click()
+        .await
+        .expect("open run");
+    wait_css(b, "svg.dag").await;
+    assert_eq!(count(b, "svg.dag g.step").await, 4);
+    assert_eq!(count(b, "svg.dag line.edge").await, 4);
+    let done = format!("svg.dag g.step[data-state={}]", ended.state.as_str());
+    assert_eq!(
+        count(b, &done).await,
+        4,
+        "every step {}",
+        ended.state.as_str()
+    );
+    screenshot(b, "pipeline-run").await;
+}
+
+/// The Jobs page filters by state and finds a job by id.
+async fn jobs_page(b: &Client, base: &str, succeeded: i64, cancelled: i64) {
+    b.goto(&format!("{base}/ui/jobs?state=cancelled"))
+        .await
+        .expect("goto");
+    wait_css(b, &format!("tr#job-{cancelled}")).await;
+    assert_eq!(count(b, &format!("tr#job-{succeeded}")).await, 0);
+    screenshot(b, "jobs").await;
+    wait_css(b, "input#f-id")
+        .await
+        .send_keys(&succeeded.to_string())
+        .await
+        .expect("type");
+    b.find(Locator::Css("button#go"))
+        .await
+        .expect("go")
+        .click()
+        .await
+        .expect("click");
+    wait_css(b, "h1 [data-job-state=succeeded]").await;
 }
 
 /// A plain HTTP client that keeps redirects and cookies to itself.
@@ -497,71 +520,9 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
     let job = c.api.submit(sh("sleep 120")).await.expect("submit");
     c.api.wait_running(job.id, WAIT).await.expect("running");
 
-    // The session cookie and the page headers.
-    let (op_cookie, line) = session(&base, &ops).await;
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui/", "Max-Age=43200"] {
-        assert!(line.contains(attr), "{attr} missing: {line}");
-    }
-    assert!(
-        !line.contains("Secure"),
-        "plain HTTP has no Secure cookie: {line}"
-    );
-    let page = http()
-        .get(format!("{base}/ui/jobs/{}", job.id))
-        .header("cookie", format!("baton_session={op_cookie}"))
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .expect("csp")
-        .to_owned();
-    assert!(
-        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
-        "{csp}"
-    );
-    assert!(!csp.contains("unsafe-inline"), "{csp}");
-    assert_eq!(page.headers()["x-frame-options"], "DENY");
-    let html = page.text().await.expect("html");
-    assert!(
-        html.contains("id=\"cancel\""),
-        "an operator has the cancel button"
-    );
-    assert!(
-        !html.contains("<script>") && !html.contains("style="),
-        "inline script or style"
-    );
-    // A session cookie is no credential outside /ui.
-    let api = http()
-        .get(format!("{base}/v1/jobs/{}", job.id))
-        .header("cookie", format!("baton_session={op_cookie}"))
-        .send()
-        .await
-        .expect("api");
-    assert_eq!(api.status(), 401);
-
-    // Forged POSTs: no session, no CSRF token, another session's token, a
-    // viewer's session with its own token.
-    let (view_cookie, _) = session(&base, &viewer).await;
-    let op_csrf = csrf_of(&base, &op_cookie).await;
-    let view_csrf = csrf_of(&base, &view_cookie).await;
-    assert_ne!(op_csrf, view_csrf);
-    let (st, body) = post_cancel(&base, job.id, None, Some(&op_csrf)).await;
-    assert_eq!(st, 401, "{body}");
-    let (st, body) = post_cancel(&base, job.id, Some(&op_cookie), None).await;
-    assert_eq!(st, 403, "{body}");
-    assert!(body.contains("\"field\":\"csrf\""), "{body}");
-    let (st, body) = post_cancel(&base, job.id, Some(&op_cookie), Some(&view_csrf)).await;
-    assert_eq!(st, 403, "{body}");
-    let (st, body) = post_cancel(&base, job.id, Some(&view_cookie), Some(&view_csrf)).await;
-    assert_eq!(st, 403, "{body}");
-    assert!(body.contains("role viewer"), "{body}");
-    let still = c.api.job(job.id).await.expect("job");
-    assert!(
-        still.state == JobState::Running && !still.cancel_requested,
-        "{still:?}"
-    );
+    let op_cookie = cookie_and_headers(&base, &ops, job.id).await;
+    let (view_cookie, op_csrf, view_csrf) =
+        forged_posts_are_refused(&c, &base, &viewer, &op_cookie, job.id).await;
 
     // The viewer in the browser: everything visible, no action button.
     if let Some((_driver, b)) = browser().await {
@@ -608,4 +569,86 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
     let (st, body) = post_cancel(&base, job.id, Some(&op_cookie), Some(&op_csrf)).await;
     assert_eq!(st, 303, "{body}");
     assert!(c.api.job(job.id).await.expect("job").cancel_requested);
+}
+
+/// The session cookie's attributes and the page headers; a session cookie
+/// is no credential outside /ui. Returns the operator's session.
+async fn cookie_and_headers(base: &str, ops: &str, job: i64) -> String {
+    let (op_cookie, line) = session(base, ops).await;
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui/", "Max-Age=43200"] {
+        assert!(line.contains(attr), "{attr} missing: {line}");
+    }
+    assert!(
+        !line.contains("Secure"),
+        "plain HTTP has no Secure cookie: {line}"
+    );
+    let page = http()
+        .get(format!("{base}/ui/jobs/{}", job))
+        .header("cookie", format!("baton_session={op_cookie}"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("id=\"cancel\""),
+        "an operator has the cancel button"
+    );
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "inline script or style"
+    );
+    // A session cookie is no credential outside /ui.
+    let api = http()
+        .get(format!("{base}/v1/jobs/{}", job))
+        .header("cookie", format!("baton_session={op_cookie}"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 401);
+
+    op_cookie
+}
+
+/// Forged POSTs: no session, no CSRF token, another session's token, a
+/// viewer's session with its own token. Returns the viewer's session and
+/// both CSRF tokens.
+async fn forged_posts_are_refused(
+    c: &Cluster,
+    base: &str,
+    viewer: &str,
+    op_cookie: &str,
+    job: i64,
+) -> (String, String, String) {
+    let (view_cookie, _) = session(base, viewer).await;
+    let op_csrf = csrf_of(base, op_cookie).await;
+    let view_csrf = csrf_of(base, &view_cookie).await;
+    assert_ne!(op_csrf, view_csrf);
+    let (st, body) = post_cancel(base, job, None, Some(&op_csrf)).await;
+    assert_eq!(st, 401, "{body}");
+    let (st, body) = post_cancel(base, job, Some(op_cookie), None).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("\"field\":\"csrf\""), "{body}");
+    let (st, body) = post_cancel(base, job, Some(op_cookie), Some(&view_csrf)).await;
+    assert_eq!(st, 403, "{body}");
+    let (st, body) = post_cancel(base, job, Some(&view_cookie), Some(&view_csrf)).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("role viewer"), "{body}");
+    let still = c.api.job(job).await.expect("job");
+    assert!(
+        still.state == JobState::Running && !still.cancel_requested,
+        "{still:?}"
+    );
+
+    (view_cookie, op_csrf, view_csrf)
 }

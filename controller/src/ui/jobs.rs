@@ -78,60 +78,74 @@ pub async fn list(
         .await?;
     let body = html! {
         h1 { "Jobs" }
-        form class="filters" method="get" action="/ui/jobs" role="search" {
-            label { "State "
-                select name="state" id="f-state" {
-                    option value="" { "any" }
-                    @for st in JobState::ALL {
-                        option value=(st.as_str()) selected[state == Some(st)] { (st.as_str()) }
-                    }
+        (filters(&q, state))
+        (table(&jobs))
+    };
+    Ok(layout("Jobs", Nav::Jobs, Some(&user), body).into_response())
+}
+
+/// The filter and search form, showing the current filters.
+fn filters(q: &ListQuery, state: Option<JobState>) -> Markup {
+    html! {
+    form class="filters" method="get" action="/ui/jobs" role="search" {
+        label { "State "
+            select name="state" id="f-state" {
+                option value="" { "any" }
+                @for st in JobState::ALL {
+                    option value=(st.as_str()) selected[state == Some(st)] { (st.as_str()) }
                 }
             }
-            label { "Group " input name="group" id="f-group" value=(some(&q.group).unwrap_or_default()); }
-            label { "Kind "
-                select name="kind" id="f-kind" {
-                    option value="" { "any" }
-                    @for k in JobKind::ALL {
-                        option value=(k.as_str()) selected[some(&q.kind) == Some(k.as_str())] { (k.as_str()) }
-                    }
-                }
-            }
-            label { "Label " input name="label" id="f-label" placeholder="key=value" value=(some(&q.label).unwrap_or_default()); }
-            button type="submit" id="filter" { "Filter" }
-            label { "Job id " input name="id" id="f-id" inputmode="numeric" size="8"; }
-            button type="submit" id="go" { "Go" }
         }
-        div id="live" data-refresh="3000" {
-            @if jobs.jobs.is_empty() {
-                p { "No job matches." }
-            } @else {
-                div class="scroll" {
-                    table class="jobs cards" {
-                        thead { tr {
-                            th scope="col" { "Job" } th scope="col" { "State" } th scope="col" { "Group" }
-                            th scope="col" { "Kind" } th scope="col" { "What" } th scope="col" { "Attempts" }
-                            th scope="col" { "Agent" } th scope="col" { "Created" }
-                        } }
-                        tbody {
-                            @for j in &jobs.jobs {
-                                tr id={ "job-" (j.id) } data-state=(j.state.as_str()) {
-                                    th scope="row" { a href={ "/ui/jobs/" (j.id) } { "#" (j.id) } }
-                                    td data-label="State" { (state_badge(j.state)) }
-                                    td data-label="Group" { (j.group) }
-                                    td data-label="Kind" { (j.kind.as_str()) }
-                                    td class="what" data-label="What" { (j.what.as_deref().unwrap_or("")) }
-                                    td data-label="Attempts" { (j.attempts_spent) " / " (j.max_attempts) }
-                                    td data-label="Agent" { (j.lease_agent.as_deref().unwrap_or("")) }
-                                    td data-label="Created" { (when(&j.created_at)) }
-                                }
+        label { "Group " input name="group" id="f-group" value=(some(&q.group).unwrap_or_default()); }
+        label { "Kind "
+            select name="kind" id="f-kind" {
+                option value="" { "any" }
+                @for k in JobKind::ALL {
+                    option value=(k.as_str()) selected[some(&q.kind) == Some(k.as_str())] { (k.as_str()) }
+                }
+            }
+        }
+        label { "Label " input name="label" id="f-label" placeholder="key=value" value=(some(&q.label).unwrap_or_default()); }
+        button type="submit" id="filter" { "Filter" }
+        label { "Job id " input name="id" id="f-id" inputmode="numeric" size="8"; }
+        button type="submit" id="go" { "Go" }
+    }
+    }
+}
+
+/// The live part of the list: one row per job.
+fn table(jobs: &baton_proto::JobList) -> Markup {
+    html! {
+    div id="live" data-refresh="3000" {
+        @if jobs.jobs.is_empty() {
+            p { "No job matches." }
+        } @else {
+            div class="scroll" {
+                table class="jobs cards" {
+                    thead { tr {
+                        th scope="col" { "Job" } th scope="col" { "State" } th scope="col" { "Group" }
+                        th scope="col" { "Kind" } th scope="col" { "What" } th scope="col" { "Attempts" }
+                        th scope="col" { "Agent" } th scope="col" { "Created" }
+                    } }
+                    tbody {
+                        @for j in &jobs.jobs {
+                            tr id={ "job-" (j.id) } data-state=(j.state.as_str()) {
+                                th scope="row" { a href={ "/ui/jobs/" (j.id) } { "#" (j.id) } }
+                                td data-label="State" { (state_badge(j.state)) }
+                                td data-label="Group" { (j.group) }
+                                td data-label="Kind" { (j.kind.as_str()) }
+                                td class="what" data-label="What" { (j.what.as_deref().unwrap_or("")) }
+                                td data-label="Attempts" { (j.attempts_spent) " / " (j.max_attempts) }
+                                td data-label="Agent" { (j.lease_agent.as_deref().unwrap_or("")) }
+                                td data-label="Created" { (when(&j.created_at)) }
                             }
                         }
                     }
                 }
             }
         }
-    };
-    Ok(layout("Jobs", Nav::Jobs, Some(&user), body).into_response())
+    }
+    }
 }
 
 /// A job state as a coloured badge.
