@@ -521,6 +521,19 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
     c.api.wait_running(job.id, WAIT).await.expect("running");
 
     let op_cookie = cookie_and_headers(&base, &ops, job.id).await;
+    let (admin_cookie, _) = session(&base, &c.controller.admin_token).await;
+    let audit = http()
+        .get(format!("{base}/ui/audit"))
+        .header("cookie", format!("baton_session={admin_cookie}"))
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(audit.status(), 200);
+    let rows = audit.text().await.expect("html");
+    assert!(
+        rows.contains("POST /ui/login"),
+        "sign-ins are audited: {rows}"
+    );
     let (view_cookie, op_csrf, view_csrf) =
         forged_posts_are_refused(&c, &base, &viewer, &op_cookie, job.id).await;
 
@@ -608,6 +621,24 @@ async fn cookie_and_headers(base: &str, ops: &str, job: i64) -> String {
         !html.contains("<script>") && !html.contains("style="),
         "inline script or style"
     );
+    // An unknown token gets the sign-in page again, and no cookie.
+    let bad = http()
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=baton_op_0000")
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(bad.status(), 401);
+    assert!(bad.headers().get("set-cookie").is_none());
+    // The Audit page is for admins, as `GET /v1/audit` is.
+    let audit = http()
+        .get(format!("{base}/ui/audit"))
+        .header("cookie", format!("baton_session={op_cookie}"))
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(audit.status(), 403);
     // A session cookie is no credential outside /ui.
     let api = http()
         .get(format!("{base}/v1/jobs/{}", job))

@@ -291,7 +291,7 @@ fn live_output(job: &JobView) -> Markup {
 }
 
 /// A result: exit code, result sets as tables, output.
-fn result(r: &JobResult) -> Markup {
+pub(crate) fn result(r: &JobResult) -> Markup {
     let sets = r
         .data
         .as_ref()

@@ -90,3 +90,26 @@ async fn assets_are_served_by_their_hash_with_long_caching() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[test]
+fn result_sets_render_as_tables_with_nulls_and_escaping() {
+    let r = baton_proto::JobResult {
+        exit_code: None,
+        stdout: String::new(),
+        stdout_encoding: None,
+        stderr: String::new(),
+        stderr_encoding: None,
+        truncated: false,
+        data: Some(serde_json::json!({"result_sets": [
+            {"columns": ["id", "name"], "rows": [[1, "<a>"], [2, null]], "truncated": true}
+        ]})),
+    };
+    let html = jobs::result(&r).into_string();
+    assert!(
+        html.contains("<th scope=\"col\">id</th><th scope=\"col\">name</th>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>1</td><td>&lt;a&gt;</td>"), "{html}");
+    assert!(html.contains("<td>2</td><td>NULL</td>"), "{html}");
+    assert!(html.contains("(truncated)"), "{html}");
+}
