@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use baton_proto::{AttemptOutcome, JobState};
 use baton_tests::cluster::Cluster;
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
 use serde_json::json;
@@ -175,6 +176,7 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
         wait_css(&b, &format!("tr#agent-{a}[data-state=online]")).await;
     }
     screenshot(&b, "fleet").await;
+    keyboard(&b).await;
 
     check_drill(&c, &b, &base).await;
     drain_both(&c, &b, &base).await;
@@ -204,6 +206,34 @@ async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_
         screenshot(&b, name).await;
     }
     b.close().await.expect("close");
+}
+
+/// Keyboard use on the Fleet page: Tab goes to the skip link first, with
+/// a visible focus ring, then through the navigation to real buttons.
+async fn keyboard(b: &Client) {
+    let body = b.find(Locator::Css("body")).await.expect("body");
+    body.send_keys(&Key::Tab.to_string()).await.expect("tab");
+    let first = b.active_element().await.expect("focus");
+    assert_eq!(
+        first.attr("class").await.expect("attr").as_deref(),
+        Some("skip")
+    );
+    assert_eq!(
+        first.css_value("outline-style").await.expect("css"),
+        "solid"
+    );
+    let mut reached = Vec::new();
+    for _ in 0..12 {
+        let el = b.active_element().await.expect("focus");
+        el.send_keys(&Key::Tab.to_string()).await.expect("tab");
+        let now = b.active_element().await.expect("focus");
+        reached.push(now.attr("id").await.expect("attr").unwrap_or_default());
+    }
+    assert!(
+        reached.iter().any(|id| id == "sign-out")
+            && reached.iter().any(|id| id.starts_with("drain-")),
+        "Tab does not reach the buttons: {reached:?}"
+    );
 }
 
 /// A drill's timeline renders: one marker per recorded event.
