@@ -171,19 +171,21 @@ pub async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result
         .create_session(&hash_secret(&id), &who.token_id, now + ttl_ms, now)
         .await?;
     tracing::info!(token = %who.name, role = %who.role, "Dashboard session started");
-    let secure = if s.config.tls.is_some() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/ui/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        SESSION_TTL.as_secs()
-    );
+    let cookie = set_cookie(&id, s.config.tls.is_some());
     let mut resp = ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/fleet")).into_response();
     resp.extensions_mut()
         .insert(AuditActor(format!("token:{}", who.name)));
     Ok(resp)
+}
+
+/// The `Set-Cookie` value of a new session: `Secure` when the controller
+/// serves TLS (a browser would not send it back over plain HTTP).
+pub fn set_cookie(id: &str, tls: bool) -> String {
+    let secure = if tls { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={id}; Path=/ui/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_TTL.as_secs()
+    )
 }
 
 /// `POST /ui/logout`: end the session, clear the cookie.

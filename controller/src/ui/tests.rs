@@ -113,3 +113,17 @@ fn result_sets_render_as_tables_with_nulls_and_escaping() {
     assert!(html.contains("<td>2</td><td>NULL</td>"), "{html}");
     assert!(html.contains("(truncated)"), "{html}");
 }
+
+#[test]
+fn the_session_cookie_is_secure_under_tls_and_always_http_only_and_strict() {
+    let plain = session::set_cookie("abc", false);
+    let tls = session::set_cookie("abc", true);
+    for c in [&plain, &tls] {
+        assert!(c.starts_with("baton_session=abc; "), "{c}");
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui/", "Max-Age=43200"] {
+            assert!(c.contains(attr), "{attr}: {c}");
+        }
+    }
+    assert!(tls.ends_with("; Secure"), "{tls}");
+    assert!(!plain.contains("Secure"), "{plain}");
+}
