@@ -1,8 +1,9 @@
 //! The PostgreSQL backend: several controllers (replicas) on one database.
 //!
 //! Every operation is one transaction on a connection pool (READ
-//! COMMITTED); there is no group-commit writer: PostgreSQL serialises
-//! conflicting writers with row locks. The rules every area follows
+//! COMMITTED); PostgreSQL serialises conflicting writers with row locks.
+//! The hot writes (successful completions, audit rows, submits without a
+//! key) that arrive together share a statement and a commit ([`group`]). The rules every area follows
 //! (ARCHITECTURE.md "Several controllers"):
 //!
 //! - A grant picks its jobs with `FOR UPDATE SKIP LOCKED`, and the fencing
@@ -32,6 +33,7 @@ mod audit;
 pub mod check;
 mod drills;
 pub mod events;
+mod group;
 mod health;
 pub mod hosts;
 mod identity;
@@ -98,6 +100,29 @@ pub struct PgStore {
     /// This replica's tag on the signals it sends (`events`): random per
     /// open, so a replica skips its own.
     tag: Arc<str>,
+    /// The hot writes that share commits ([`group`]).
+    groups: Arc<Groups>,
+}
+
+/// The kinds of call that share statements and commits ([`group`]).
+#[derive(Debug)]
+struct Groups {
+    /// Successful completions.
+    succeed: group::Group<lease::Succeed, Option<String>>,
+    /// Audit rows.
+    audit: group::Group<audit::Entry, ()>,
+    /// Submits without an idempotency key.
+    submit: group::Group<jobs::Submit, baton_proto::JobView>,
+}
+
+impl Groups {
+    fn start(pool: &PgPool) -> Groups {
+        Groups {
+            succeed: group::Group::start(pool.clone(), lease::succeed_batch),
+            audit: group::Group::start(pool.clone(), audit::audit_batch),
+            submit: group::Group::start(pool.clone(), jobs::submit_grouped),
+        }
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
@@ -126,6 +151,7 @@ impl PgStore {
         let health = Arc::new(Health::default());
         hosts.watch(pool.clone(), health.clone());
         Ok(PgStore {
+            groups: Arc::new(Groups::start(&pool)),
             pool,
             fleet_id,
             // Short: another replica's revoke whose notification is lost
