@@ -713,3 +713,75 @@ async fn forged_posts_are_refused(
 
     (view_cookie, op_csrf, view_csrf)
 }
+
+/// GET `path` on `base` with the session cookie: the status and `Location`.
+async fn get_with(base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let r = http()
+        .get(format!("{base}{path}"))
+        .header("cookie", format!("baton_session={cookie}"))
+        .send()
+        .await
+        .expect("get");
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (r.status().as_u16(), location)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_from_one_replica_works_on_another_and_sign_out_ends_it_everywhere() {
+    baton_tests::require_postgres!();
+    let pg = baton_tests::postgres::shared()
+        .await
+        .expect(baton_tests::postgres::INSTALL_HINT);
+    let c = baton_tests::ha::HaCluster::start(2, 0, pg)
+        .await
+        .expect("cluster");
+    let urls = c.urls();
+    let ops = c
+        .api(0)
+        .operator_token("ops", "operator")
+        .await
+        .expect("token");
+    // Signed in on replica A, the session is known to replica B (the store).
+    let (cookie, _) = session(&urls[0], &ops).await;
+    assert_eq!(
+        get_with(&urls[1], "/ui/fleet", &cookie).await.0,
+        200,
+        "{}",
+        c.logs()
+    );
+    // A CSRF token from A's page is good on B (derived from the session).
+    let csrf = csrf_of(&urls[0], &cookie).await;
+    let job = c
+        .api(0)
+        .submit(
+            json!({"group": "default", "spec": {"kind": "noop", "sleep_ms": 0},
+                       "allow_unplaced": true}),
+        )
+        .await
+        .expect("submit");
+    let (st, body) = post_cancel(&urls[1], job.id, Some(&cookie), Some(&csrf)).await;
+    assert_eq!(st, 303, "{body}");
+    assert_eq!(
+        c.api(0).job(job.id).await.expect("job").state,
+        JobState::Cancelled
+    );
+    // Sign-out on B: A refuses the cookie at once.
+    let out = http()
+        .post(format!("{}/ui/logout", urls[1]))
+        .header("cookie", format!("baton_session={cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 303);
+    assert_eq!(
+        get_with(&urls[0], "/ui/fleet", &cookie).await,
+        (303, "/ui/login".to_owned())
+    );
+}
