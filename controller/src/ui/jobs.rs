@@ -241,7 +241,7 @@ fn actions(job: &JobView, user: &UiUser) -> Markup {
     }
 }
 
-fn attempts(job: &JobView) -> Markup {
+pub(crate) fn attempts(job: &JobView) -> Markup {
     html! {
         @if !job.attempts.is_empty() {
             div class="scroll" {

@@ -127,3 +127,39 @@ fn the_session_cookie_is_secure_under_tls_and_always_http_only_and_strict() {
     assert!(tls.ends_with("; Secure"), "{tls}");
     assert!(!plain.contains("Secure"), "{plain}");
 }
+
+#[test]
+fn a_running_attempt_shows_its_progress_bar_and_the_waterfall_its_segments() {
+    let t = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("t");
+    let job: baton_proto::JobView = serde_json::from_value(serde_json::json!({
+        "id": 7, "group": "db", "kind": "dump",
+        "spec": {"kind": "dump", "connection": "main", "database": "shop"},
+        "state": "running", "priority": 0, "retry": {"max_attempts": 2},
+        "lease_ttl_ms": 30000, "attempts_spent": 1,
+        "cancel_requested": false, "created_at": t(1_000), "updated_at": t(9_000),
+        "attempts": [
+            {"number": 1, "agent_id": "db1", "token": 1, "started_at": t(2_000),
+             "ended_at": t(4_000), "outcome": "lease_expired", "log_tail": ""},
+            {"number": 2, "agent_id": "db2", "token": 2, "started_at": t(6_000),
+             "progress": {"percent": 42.0, "message": "copying shop.orders"}, "log_tail": ""}
+        ]
+    }))
+    .expect("job");
+    let rows = jobs::attempts(&job).into_string();
+    assert!(
+        rows.contains("<progress max=\"100\" value=\"42\">"),
+        "{rows}"
+    );
+    assert!(rows.contains("copying shop.orders"), "{rows}");
+    let svg = chart::waterfall(&job, 10_000).into_string();
+    // Attempt 1 waits from creation, attempt 2 from attempt 1's end; the
+    // held segments are coloured by outcome (red, then running blue).
+    assert!(svg.contains("data-outcome=\"lease_expired\""), "{svg}");
+    assert!(svg.contains("class=\"seg-bad\""), "{svg}");
+    assert!(svg.contains("class=\"seg-run\""), "{svg}");
+    assert_eq!(svg.matches("class=\"seg-wait\"").count(), 2, "{svg}");
+    assert!(
+        svg.contains("waiting 1.0 s") && svg.contains("waiting 2.0 s"),
+        "{svg}"
+    );
+}

@@ -18,10 +18,14 @@
     if (document.hidden || editing) { schedule(); return; }
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) {
-        if (r.redirected || !r.ok) { throw new Error("status " + r.status); }
+        // The session ended (sign-out elsewhere, expiry, revoked token):
+        // go where the server sent the request, the sign-in page.
+        if (r.redirected) { window.location.assign(r.url); return null; }
+        if (!r.ok) { throw new Error("status " + r.status); }
         return r.text();
       })
       .then(function (text) {
+        if (text === null) { return; }
         var doc = new DOMParser().parseFromString(text, "text/html");
         var fresh = doc.getElementById("live");
         var heading = doc.querySelector("main h1");
