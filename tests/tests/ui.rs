@@ -20,8 +20,11 @@ use reqwest::Method;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Debian's paths; `BATON_TEST_CHROMIUM` and `BATON_TEST_CHROMEDRIVER`
+/// name others.
+fn tool(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
 
 /// chromedriver on a free port, killed on drop.
 struct Driver {
@@ -38,7 +41,9 @@ impl Drop for Driver {
 
 /// The driver and a browser session, or `None` (printed) when absent.
 async fn browser() -> Option<(Driver, Client)> {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+    let chromium = tool("BATON_TEST_CHROMIUM", "/usr/bin/chromium");
+    let chromedriver = tool("BATON_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let missing: Vec<&str> = [chromium.as_str(), chromedriver.as_str()]
         .into_iter()
         .filter(|p| !std::path::Path::new(p).exists())
         .collect();
@@ -54,7 +59,7 @@ async fn browser() -> Option<(Driver, Client)> {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let child = Command::new(CHROMEDRIVER)
+    let child = Command::new(&chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -68,7 +73,7 @@ async fn browser() -> Option<(Driver, Client)> {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
-            "binary": CHROMIUM,
+            "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=1280,800", "--hide-scrollbars"]
         }),
@@ -158,11 +163,11 @@ fn sh(script: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_sees_fleet_drill_schedules_pipelines_a_job_succeed_cancels_one_and_drains() {
-    let c = Cluster::start(2).await.expect("cluster");
-    c.wait_agents_online().await.expect("online");
     let Some((_driver, b)) = browser().await else {
         return;
     };
+    let c = Cluster::start(2).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
     let base = c.controller.url();
     let ops = c
         .api
