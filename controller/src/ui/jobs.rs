@@ -285,7 +285,9 @@ fn live_output(job: &JobView) -> Markup {
     html! {
         @if let Some(a) = running {
             h2 { "Log tail (attempt " (a.number) ")" }
-            pre class="log" id="log-tail" tabindex="0" { (a.log_tail) }
+            pre class="log" id="log-tail" tabindex="0" {
+                @if a.log_tail.is_empty() { "(no output yet)" } @else { (a.log_tail) }
+            }
         }
     }
 }
