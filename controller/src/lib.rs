@@ -47,6 +47,9 @@
 //!     (middleware, role and agent extractors), `api::metrics` (`GET
 //!     /metrics`). Handlers parse, call a service and map its error to an
 //!     `ApiError`.
+//!   - [`ui`]: the dashboard at `/ui` (server-rendered HTML over the same
+//!     store and services, session cookies, CSRF, a strict CSP); its routes
+//!     go through `api`'s middlewares.
 //! - L4, [`server`]: wiring: open the store, start the services, serve,
 //!   shut down on one token (and `main.rs`, `bin/`).
 #![forbid(unsafe_code)]
@@ -71,4 +74,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;
+pub mod ui;
 pub mod validate;

@@ -193,7 +193,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         tracing::warn!(listen = %addr, "Serving plain HTTP (allow_plain_http): tokens cross the network in clear text");
     }
 
-    let app = api::router(state.clone());
+    let app = api::router_with(state.clone(), crate::ui::router());
     let stop = shutdown.clone();
     let ready_state = state.clone();
     tokio::spawn(async move {

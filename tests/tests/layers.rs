@@ -38,6 +38,7 @@ const CONTROLLER: &[(&str, u8)] = &[
     ("services", 2),
     ("listener", 3),
     ("api", 3),
+    ("ui", 3),
     ("server", 4),
 ];
 

@@ -52,7 +52,12 @@ pub enum AuthOutcome {
 /// limits of `api::limits` (per address and overall), before its handler
 /// runs or its body is read; its slot is held until the answer is made.
 pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let outcome = match resolve(&s, req.headers()).await {
+    let on_ui = req.uri().path().starts_with(UI_PREFIX);
+    let resolved = match session_cookie(req.headers()).filter(|_| on_ui) {
+        Some(id) if bearer(req.headers()).is_none() => Box::pin(session(&s.store, id)).await,
+        _ => resolve(&s, req.headers()).await,
+    };
+    let outcome = match resolved {
         Ok(o) => o,
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
@@ -87,6 +92,42 @@ async fn resolve(s: &AppState, headers: &axum::http::HeaderMap) -> Result<AuthOu
             }
             None => AuthOutcome::Refused("unknown or revoked token"),
         },
+    })
+}
+
+/// Paths under which the dashboard's session cookie stands for its
+/// operator token (`ui`); everywhere else only a bearer token does.
+pub const UI_PREFIX: &str = "/ui/";
+
+/// The dashboard's session cookie (HttpOnly, SameSite=Strict; `ui::session`).
+pub const SESSION_COOKIE: &str = "baton_session";
+
+/// The value of the session cookie, when the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+/// Who a dashboard session (its id, from the cookie) belongs to: the
+/// operator token it signed in with, while the session lasts and the token
+/// is active. Looked up in the store every time (several controllers share
+/// the sessions; sign-out and revocation take effect at once).
+async fn session(store: &Store, id: &str) -> Result<AuthOutcome, ApiError> {
+    let hash = crate::credentials::hash_secret(id);
+    Ok(match store.session_by_hash(&hash, now_ms()).await? {
+        Some(o) => {
+            let p = Principal::Operator(o);
+            crate::api::trace::identified(&p.actor());
+            AuthOutcome::Known(p)
+        }
+        None => AuthOutcome::Refused("the session has ended; sign in again"),
     })
 }
 

@@ -119,6 +119,14 @@ fn small(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
 
 /// The router with every v1 route.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router with every v1 route and `pages` (the dashboard, `ui`) behind
+/// the same middlewares: authentication (there the session cookie counts
+/// on `/ui/…`), the audit of every state-changing call, the request span.
+/// `pages` has no fallback of its own.
+pub fn router_with(state: AppState, pages: Router<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     // The agents' routine calls skip the middlewares: their extractor
     // authenticates, they are not audited, and a held long-poll (one per
@@ -172,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/drills/{id}", get(drills::show))
         .route("/v1/jobs/{id}/fault-ack", small(post(drills::fault_ack)))
         .route("/metrics", get(metrics::serve))
+        .merge(pages)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -69,6 +69,7 @@ macro_rules! suite {
                 operator_tokens_lifecycle,
                 enrollment_is_single_use_and_expires,
                 revoking_an_agent_requeues_its_jobs_without_spending_attempts,
+                dashboard_sessions_expire_and_end_with_their_token,
             ],
             audit: [
                 append_filter_page,

@@ -52,6 +52,24 @@ pub trait IdentityStore {
     /// Whether any active admin token exists.
     async fn has_active_admin(&self) -> Result<bool>;
 
+    /// Store a dashboard session: the SHA-256 of its id (`hash`), the
+    /// operator token it signed in with, and when it ends. Sessions that
+    /// ended by `now` are deleted on the way.
+    async fn create_session(
+        &self,
+        hash: &str,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()>;
+
+    /// The operator behind an unexpired session whose token is still active
+    /// (revoking the token ends its sessions).
+    async fn session_by_hash(&self, hash: &str, now: i64) -> Result<Option<OperatorPrincipal>>;
+
+    /// End a session (sign-out); an unknown one is not an error.
+    async fn delete_session(&self, hash: &str) -> Result<()>;
+
     /// Store a new enrollment token (its hash).
     #[allow(clippy::too_many_arguments)]
     async fn create_enrollment_token(

@@ -46,8 +46,9 @@ pub const TABLES: &[&str] = &[
     "run_steps",
 ];
 
-/// Target tables with nothing to copy (state that only lives a minute).
-const TARGET_ONLY: &[&str] = &["enroll_attempts"];
+/// Target tables with nothing to copy (state that only lives a minute;
+/// dashboard sessions: operators sign in again).
+const TARGET_ONLY: &[&str] = &["enroll_attempts", "ui_sessions"];
 
 /// Rows per INSERT statement.
 const BATCH: usize = 200;

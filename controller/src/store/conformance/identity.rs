@@ -135,3 +135,43 @@ pub async fn revoking_an_agent_requeues_its_jobs_without_spending_attempts(s: &S
         Err(Error::Missing(_))
     ));
 }
+
+/// Conformance case `dashboard_sessions_expire_and_end_with_their_token`.
+pub async fn dashboard_sessions_expire_and_end_with_their_token(s: &Store) {
+    s.create_operator_token("t1", "ops", Role::Operator, "h1", "init", 10)
+        .await
+        .expect("create");
+    s.create_operator_token("t2", "eyes", Role::Viewer, "h2", "init", 10)
+        .await
+        .expect("create");
+    s.create_session("sa", "t1", 1_000, 100).await.expect("a");
+    s.create_session("sb", "t2", 2_000, 100).await.expect("b");
+    s.create_session("sc", "t1", 5_000, 100).await.expect("c");
+    let a = s.session_by_hash("sa", 500).await.expect("q").expect("a");
+    assert_eq!((a.token_id.as_str(), a.role), ("t1", Role::Operator));
+    let b = s.session_by_hash("sb", 500).await.expect("q").expect("b");
+    assert_eq!((b.name.as_str(), b.role), ("eyes", Role::Viewer));
+    assert!(s.session_by_hash("nope", 500).await.expect("q").is_none());
+    // Expired at its end, not after.
+    assert!(s.session_by_hash("sa", 1_000).await.expect("q").is_none());
+    // Sign-out ends one session only; a repeated sign-out is fine.
+    s.delete_session("sb").await.expect("delete");
+    s.delete_session("sb").await.expect("again");
+    assert!(s.session_by_hash("sb", 600).await.expect("q").is_none());
+    assert!(s.session_by_hash("sc", 600).await.expect("q").is_some());
+    // A new session prunes the ended ones, and the same hash can be reused
+    // once its session was pruned.
+    s.create_session("sa", "t2", 9_000, 1_500)
+        .await
+        .expect("reuse");
+    let again = s
+        .session_by_hash("sa", 1_600)
+        .await
+        .expect("q")
+        .expect("a2");
+    assert_eq!(again.token_id, "t2");
+    // Revoking the token ends its sessions.
+    s.revoke_operator_token("t1", 1_700).await.expect("revoke");
+    assert!(s.session_by_hash("sc", 1_800).await.expect("q").is_none());
+    assert!(s.session_by_hash("sa", 1_800).await.expect("q").is_some());
+}

@@ -161,6 +161,56 @@ impl IdentityStore for PgStore {
         }))
     }
 
+    async fn create_session(
+        &self,
+        hash: &str,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ui_sessions (id_hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(token_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_by_hash(&self, hash: &str, now: i64) -> Result<Option<OperatorPrincipal>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.role FROM ui_sessions s JOIN operator_tokens t ON t.id = s.token_id
+             WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get("role")?;
+        Ok(Some(OperatorPrincipal {
+            token_id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role: Role::parse(&role)
+                .ok_or_else(|| Error::Corrupt("operator_tokens.role".into()))?,
+        }))
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE id_hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn has_active_admin(&self) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM operator_tokens WHERE role = 'admin' AND revoked_at IS NULL",

@@ -128,6 +128,56 @@ impl IdentityStore for SqliteStore {
         }))
     }
 
+    async fn create_session(
+        &self,
+        hash: &str,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ui_sessions (id_hash, token_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(hash)
+        .bind(token_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_by_hash(&self, hash: &str, now: i64) -> Result<Option<OperatorPrincipal>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.role FROM ui_sessions s JOIN operator_tokens t ON t.id = s.token_id
+             WHERE s.id_hash = ? AND s.expires_at > ? AND t.revoked_at IS NULL",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get("role")?;
+        Ok(Some(OperatorPrincipal {
+            token_id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role: Role::parse(&role)
+                .ok_or_else(|| Error::Corrupt("operator_tokens.role".into()))?,
+        }))
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE id_hash = ?")
+            .bind(hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Whether any active admin token exists.
     async fn has_active_admin(&self) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
