@@ -30,6 +30,11 @@ use super::postgres::{PgOptions, PgStore};
 /// Tables in copy order (a row's references are copied before it).
 pub const TABLES: &[&str] = &[
     "meta",
+    // Before the tables whose triggers write events (PostgreSQL's 0003), so
+    // a copied row's trigger meets its event already copied and adds none.
+    "notifications",
+    "notification_deliveries",
+    "delivery_attempts",
     "jobs",
     "attempts",
     "agents",

@@ -38,6 +38,7 @@ mod identity;
 mod jobs;
 mod lease;
 mod made;
+mod notifications;
 mod pipelines;
 mod rebase;
 mod retention;
