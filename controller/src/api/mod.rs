@@ -81,6 +81,8 @@ pub struct Inner {
     pub ready: AtomicBool,
     /// The process's shutdown token: held polls answer at once when it fires.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Notification deliveries by result (for `/metrics`).
+    pub notify_counters: Arc<crate::notify::DeliveryCounters>,
 }
 
 impl std::ops::Deref for AppState {

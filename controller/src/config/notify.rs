@@ -144,7 +144,11 @@ impl Sources<'_> {
                 Err(e) => Err(self.file_err(key, e.to_string())),
             },
         };
-        let offline_after = dur("notifications.offline_after", &file.offline_after, d.offline_after)?;
+        let offline_after = dur(
+            "notifications.offline_after",
+            &file.offline_after,
+            d.offline_after,
+        )?;
         let max_age = dur("notifications.max_age", &file.max_age, d.max_age)?;
         let max_attempts = file.max_attempts.unwrap_or(d.max_attempts);
         if !(1..=1000).contains(&max_attempts) {
@@ -158,7 +162,9 @@ impl Sources<'_> {
         for (i, w) in file.webhooks.into_iter().enumerate() {
             let at = format!("notifications.webhooks[{i}]");
             if !names.insert(w.name.clone()) {
-                return Err(self.file_err(&format!("{at}.name"), format!("`{}` is used twice", w.name)));
+                return Err(
+                    self.file_err(&format!("{at}.name"), format!("`{}` is used twice", w.name))
+                );
             }
             webhooks.push(self.webhook(&at, w)?);
         }
@@ -175,29 +181,45 @@ impl Sources<'_> {
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         };
         if !name_ok(&w.name) {
             return Err(err("name", "must be 1–64 of A-Z a-z 0-9 _ . -".into()));
         }
-        let url = reqwest::Url::parse(&w.url).map_err(|e| err("url", format!("`{}`: {e}", w.url)))?;
+        let url =
+            reqwest::Url::parse(&w.url).map_err(|e| err("url", format!("`{}`: {e}", w.url)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(err("url", "must be an http:// or https:// URL with a host".into()));
+            return Err(err(
+                "url",
+                "must be an http:// or https:// URL with a host".into(),
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(err("url", "must not hold credentials (the body is signed with the secret)".into()));
+            return Err(err(
+                "url",
+                "must not hold credentials (the body is signed with the secret)".into(),
+            ));
         }
         if let Some(ca) = &w.ca_file {
             if url.scheme() != "https" {
                 return Err(err("ca_file", "needs an https:// url".into()));
             }
-            let pem = std::fs::read(ca).map_err(|e| err("ca_file", format!("{}: {e}", ca.display())))?;
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| err("ca_file", format!("{}: not a PEM certificate: {e}", ca.display())))?;
+            let pem =
+                std::fs::read(ca).map_err(|e| err("ca_file", format!("{}: {e}", ca.display())))?;
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                err(
+                    "ca_file",
+                    format!("{}: not a PEM certificate: {e}", ca.display()),
+                )
+            })?;
         }
         for e in &w.events {
             if !EVENTS.contains(&e.as_str()) {
-                return Err(err("events", format!("`{e}` is not one of {}", EVENTS.join(", "))));
+                return Err(err(
+                    "events",
+                    format!("`{e}` is not one of {}", EVENTS.join(", ")),
+                ));
             }
         }
         let secret = self.webhook_secret(at, &w)?;
@@ -216,7 +238,10 @@ impl Sources<'_> {
         let err = |key: &str, m: String| self.file_err(&format!("{at}.{key}"), m);
         let text = match (&w.secret_file, &w.secret_env) {
             (Some(_), Some(_)) => {
-                return Err(err("secret_env", "set secret_file or secret_env, not both".into()));
+                return Err(err(
+                    "secret_env",
+                    "set secret_file or secret_env, not both".into(),
+                ));
             }
             (None, None) => {
                 return Err(err(
@@ -240,7 +265,11 @@ impl Sources<'_> {
         let text = text.trim_end_matches(['\r', '\n']).to_owned();
         if text.len() < 16 {
             return Err(err(
-                if w.secret_file.is_some() { "secret_file" } else { "secret_env" },
+                if w.secret_file.is_some() {
+                    "secret_file"
+                } else {
+                    "secret_env"
+                },
                 "the secret must be at least 16 characters".into(),
             ));
         }

@@ -27,7 +27,10 @@ fn a_webhook_loads_with_its_secret_from_the_environment_and_never_shows_it() {
     assert_eq!(w.groups, vec!["nightly".to_string()]);
     assert_eq!(w.labels.get("team").map(String::as_str), Some("db"));
     let shown = format!("{c:?}");
-    assert!(!shown.contains("0123456789abcdef"), "the secret in Debug: {shown}");
+    assert!(
+        !shown.contains("0123456789abcdef"),
+        "the secret in Debug: {shown}"
+    );
 }
 
 #[test]
@@ -45,7 +48,9 @@ fn errors_name_the_webhook_key_and_line() {
     let inline = HOOK.replace("secret_env = \"HOOK_SECRET\"", "secret = \"x\"");
     let e = load(&inline, &[]).expect_err("inline secret");
     assert!(e.message.contains("secret"), "{e}");
-    let twice = format!("{HOOK}[[notifications.webhooks]]\nname = \"ops\"\nurl = \"http://h/\"\nsecret_env = \"HOOK_SECRET\"\n");
+    let twice = format!(
+        "{HOOK}[[notifications.webhooks]]\nname = \"ops\"\nurl = \"http://h/\"\nsecret_env = \"HOOK_SECRET\"\n"
+    );
     let e = load(&twice, &[("HOOK_SECRET", "0123456789abcdef")]).expect_err("twice");
     assert_eq!(e.key, "notifications.webhooks[1].name");
     let short = load(HOOK, &[("HOOK_SECRET", "short")]).expect_err("short");
@@ -68,5 +73,8 @@ fn a_secret_file_must_be_private() {
     assert_eq!(e.key, "notifications.webhooks[0].secret_file");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let c = load(&src, &[]).expect("load");
-    assert_eq!(c.notifications.webhooks[0].secret.expose(), b"0123456789abcdef-file");
+    assert_eq!(
+        c.notifications.webhooks[0].secret.expose(),
+        b"0123456789abcdef-file"
+    );
 }
