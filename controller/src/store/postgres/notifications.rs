@@ -149,3 +149,6 @@ impl NotificationStore for PgStore {
         Ok(n::page(views, limit))
     }
 }
+
+#[cfg(test)]
+mod tests;
