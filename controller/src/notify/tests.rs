@@ -159,3 +159,209 @@ fn each_event_has_a_line_of_text() {
         assert_eq!(text(&e), want);
     }
 }
+
+/// A webhook receiver in the test: answers the scripted statuses, then 200;
+/// records headers and bodies.
+struct Rx {
+    url: String,
+    got: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+}
+
+async fn receiver(script: Vec<u16>) -> Rx {
+    use axum::http::StatusCode;
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
+        script,
+    )));
+    let (g, sc) = (got.clone(), script.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (g, sc) = (g.clone(), sc.clone());
+            async move {
+                g.lock().expect("lock").push((h, body.to_vec()));
+                let code = sc.lock().expect("lock").pop_front().unwrap_or(200);
+                StatusCode::from_u16(code).expect("status")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Rx { url, got }
+}
+
+fn hook(name: &str, url: &str, events: &[&str]) -> Webhook {
+    Webhook {
+        name: name.into(),
+        url: reqwest::Url::parse(url).expect("url"),
+        ca_file: None,
+        secret: crate::config::Secret::new("service-test-secret-123"),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        groups: vec![],
+        labels: BTreeMap::new(),
+    }
+}
+
+fn config(webhooks: Vec<Webhook>) -> NotificationsConfig {
+    NotificationsConfig {
+        webhooks,
+        offline_after: Duration::from_secs(60),
+        ..NotificationsConfig::default()
+    }
+}
+
+/// An offline agent, a stale schedule and a job that succeeded after a
+/// retry, ten minutes ago, in a fresh store.
+async fn three_causes(s: &Store) {
+    let t0 = store::now_ms() - 600_000;
+    crate::store::testutil::enrolled(s, "db1", &["g"]).await;
+    let caps = baton_proto::agent::Capabilities::default();
+    let groups = vec!["g".to_string()];
+    let seen = crate::store::agents::AgentSeen {
+        id: "db1",
+        groups: &groups,
+        capabilities: &caps,
+        version: "1",
+        os: "linux",
+        free_slots: 1,
+        metrics: None,
+    };
+    s.agent_polled(&seen, t0).await.expect("agent");
+    let spec = serde_json::from_value(json!({
+        "name": "nightly", "group": "g", "every_ms": 3_600_000, "alert_after_ms": 1000,
+    }))
+    .expect("spec");
+    let cursor = crate::store::schedules::Cursor::Set {
+        cursor: None,
+        next_fire_at: None,
+    };
+    s.put_schedule(&spec, cursor, true, t0)
+        .await
+        .expect("schedule");
+    crate::store::conformance::notifications::two_attempts(
+        s,
+        baton_proto::Completion::Succeeded,
+        t0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_service_sends_signed_events_to_matching_webhooks_and_retries_failures() {
+    let (sq, _dir) = crate::store::sqlite::SqliteStore::temp().await;
+    let s = sq.store();
+    three_causes(&s).await;
+    let rx = receiver(vec![500]).await;
+    let counters = Arc::new(DeliveryCounters::default());
+    let hooks = vec![
+        hook("all", &rx.url, &[]),
+        hook("failures", &format!("{}-never", rx.url), &["job_failed"]),
+    ];
+    let n = Notifier::new(s.clone(), &config(hooks.clone()), counters.clone()).expect("notifier");
+    n.once(true).await.expect("pass");
+    let got = rx.got.lock().expect("lock").clone();
+    let shown: Vec<String> = got
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(
+        got.len(),
+        3,
+        "three events, all to `all`, none to `failures`: {shown:?}"
+    );
+    let mut events = Vec::new();
+    for (h, body) in &got {
+        let ts: i64 = h["x-baton-timestamp"]
+            .to_str()
+            .expect("ts")
+            .parse()
+            .expect("int");
+        assert_eq!(
+            h["x-baton-signature"].to_str().expect("sig"),
+            sign(b"service-test-secret-123", ts, body)
+        );
+        let b: WebhookBody = serde_json::from_slice(body).expect("body");
+        assert_eq!(b.webhook, "all");
+        assert!(b.text.starts_with("Baton: "), "{}", b.text);
+        events.push(b.event);
+    }
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "agent_offline",
+            "job_succeeded_after_retry",
+            "schedule_stale"
+        ]
+    );
+    assert_eq!(
+        counters.snapshot(),
+        (2, 1, 0),
+        "two delivered, one 500 to retry"
+    );
+    let pending = s
+        .list_deliveries(Some(DeliveryState::Pending), None, 10)
+        .await;
+    let pending = pending.expect("list").deliveries;
+    assert_eq!((pending.len(), pending[0].last_status), (1, Some(500)));
+    // A second look writes no second event for the same causes.
+    n.once(true).await.expect("pass");
+    assert_eq!(rx.got.lock().expect("lock").len(), 3);
+    // Once due, the retry goes to a webhook that is gone: failed, not resent.
+    tokio::time::sleep(backoff(1) + Duration::from_millis(1500)).await;
+    let gone = Notifier::new(s.clone(), &config(vec![hooks[1].clone()]), counters.clone());
+    gone.expect("notifier").once(false).await.expect("pass");
+    let failed = s
+        .list_deliveries(Some(DeliveryState::Failed), None, 10)
+        .await;
+    let failed = failed.expect("list").deliveries;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no longer configured"))
+    );
+    assert_eq!(counters.snapshot(), (2, 1, 1));
+    assert_eq!(rx.got.lock().expect("lock").len(), 3);
+}
+
+#[tokio::test]
+async fn an_event_older_than_max_age_is_failed_without_a_send() {
+    let (sq, _dir) = crate::store::sqlite::SqliteStore::temp().await;
+    let s = sq.store();
+    let long_ago = store::now_ms() - 2 * 86_400_000;
+    crate::store::conformance::notifications::two_attempts(
+        &s,
+        baton_proto::Completion::Failed { retryable: true },
+        long_ago,
+    )
+    .await;
+    let rx = receiver(vec![]).await;
+    let counters = Arc::new(DeliveryCounters::default());
+    let n = Notifier::new(
+        s.clone(),
+        &config(vec![hook("all", &rx.url, &[])]),
+        counters.clone(),
+    );
+    n.expect("notifier").once(false).await.expect("pass");
+    assert!(
+        rx.got.lock().expect("lock").is_empty(),
+        "an old event was sent"
+    );
+    let failed = s
+        .list_deliveries(Some(DeliveryState::Failed), None, 10)
+        .await;
+    let failed = failed.expect("list").deliveries;
+    assert_eq!((failed.len(), failed[0].event.as_str()), (1, "job_failed"));
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("max_age"))
+    );
+    assert_eq!(counters.snapshot(), (0, 0, 1));
+}

@@ -21,7 +21,7 @@ fn route(name: &str, groups: &[&str]) -> Route {
 
 /// Run a job of group `g` (max 2 attempts) to its end: the first attempt
 /// fails, the second ends with `last`.
-async fn two_attempts(s: &Store, last: Completion, t0: i64) -> baton_proto::JobId {
+pub(crate) async fn two_attempts(s: &Store, last: Completion, t0: i64) -> baton_proto::JobId {
     let retry = RetryPolicy {
         max_attempts: 2,
         initial_backoff_ms: 1,
