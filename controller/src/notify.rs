@@ -159,7 +159,7 @@ impl Notifier {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tick = 0u32;
         loop {
-            if let Err(e) = self.once(tick % SCAN_EVERY == 0).await {
+            if let Err(e) = self.once(tick.is_multiple_of(SCAN_EVERY)).await {
                 tracing::warn!(error = %e, "Notifications: a pass failed; trying again");
             }
             tick = tick.wrapping_add(1);

@@ -164,8 +164,11 @@ fn each_event_has_a_line_of_text() {
 /// records headers and bodies.
 struct Rx {
     url: String,
-    got: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    got: Arc<std::sync::Mutex<Vec<Got>>>,
 }
+
+/// One request: headers and body.
+type Got = (axum::http::HeaderMap, Vec<u8>);
 
 async fn receiver(script: Vec<u16>) -> Rx {
     use axum::http::StatusCode;
