@@ -30,8 +30,6 @@ use super::postgres::{PgOptions, PgStore};
 /// Tables in copy order (a row's references are copied before it).
 pub const TABLES: &[&str] = &[
     "meta",
-    // Before the tables whose triggers write events (PostgreSQL's 0003), so
-    // a copied row's trigger meets its event already copied and adds none.
     "notifications",
     "notification_deliveries",
     "delivery_attempts",
@@ -50,6 +48,10 @@ pub const TABLES: &[&str] = &[
     "pipeline_runs",
     "run_steps",
 ];
+
+/// Tables whose triggers write notification events (PostgreSQL 0003): off
+/// during the copy, so the copy makes no event the source did not have.
+const EVENT_TRIGGERS: &[&str] = &["jobs", "pipeline_runs", "drills", "occurrences"];
 
 /// Target tables with nothing to copy (state that only lives a minute).
 const TARGET_ONLY: &[&str] = &["enroll_attempts"];
@@ -188,6 +190,13 @@ async fn copy_all(src: &mut SqliteConnection, pool: &PgPool, from: &Path) -> Res
         .await
         .map_err(src_err)?;
     sqlx::query("DELETE FROM meta").execute(&mut *dst).await?;
+    // Inside the copy's transaction: a failed copy leaves them on.
+    for t in EVENT_TRIGGERS {
+        let sql = format!("ALTER TABLE {t} DISABLE TRIGGER USER");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *dst)
+            .await?;
+    }
     let mut copied = Vec::new();
     for table in TABLES {
         let columns = shared_columns(src, &mut dst, table, from).await?;
@@ -217,6 +226,12 @@ async fn copy_all(src: &mut SqliteConnection, pool: &PgPool, from: &Path) -> Res
             .await?;
         }
         copied.push(((*table).to_owned(), rows));
+    }
+    for t in EVENT_TRIGGERS {
+        let sql = format!("ALTER TABLE {t} ENABLE TRIGGER USER");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *dst)
+            .await?;
     }
     let _ = sqlx::query("ROLLBACK").execute(&mut *src).await;
     dst.commit().await?;
