@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use baton_proto::JobState;
 use baton_proto::notify::{DeliveryList, DeliveryState, WebhookBody};
 use baton_tests::cluster::Cluster;
+use baton_tests::ha::{HaCluster, HaOpts};
+use baton_tests::postgres;
 use baton_tests::proc::bin;
 use baton_tests::webhook::{Answer, Received, Receiver};
 use hmac::{Hmac, KeyInit, Mac};
@@ -58,20 +60,25 @@ async fn wait_deliveries(
     }
 }
 
+/// A secret file (0600) in `dir`.
+fn secret_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("hook.secret");
+    std::fs::write(&path, format!("{SECRET}\n")).expect("secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    path
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_is_delivered_once_signed_after_failures_and_a_controller_kill() {
     let rx = Receiver::start(&[Answer::Status(500), Answer::Close])
         .await
         .expect("receiver");
     let dir = tempfile::tempdir().expect("dir");
-    let secret_file = dir.path().join("hook.secret");
-    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
-    }
+    let secret_file = secret_file(dir.path());
     let config = format!(
         "[notifications]\n\
          [[notifications.webhooks]]\nname = \"ops\"\nurl = \"{}\"\nsecret_file = \"{}\"\n\
@@ -219,4 +226,76 @@ async fn a_failed_job_is_delivered_once_signed_after_failures_and_a_controller_k
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("delivered") && text.contains("ops"), "{text}");
+}
+
+/// Two replicas on one PostgreSQL database send each event once: claims are
+/// taken with `SKIP LOCKED`, and a failed try is retried by whichever
+/// replica claims it next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_deliver_each_failure_once() {
+    baton_tests::require_postgres!();
+    let pg = postgres::shared().await.expect(postgres::INSTALL_HINT);
+    let rx = Receiver::start(&[Answer::Status(500), Answer::Close])
+        .await
+        .expect("receiver");
+    let dir = tempfile::tempdir().expect("dir");
+    let opts = HaOpts {
+        controller_extra: format!(
+            "[notifications]\n[[notifications.webhooks]]\nname = \"ops\"\nurl = \"{}\"\n\
+             secret_file = \"{}\"\nevents = [\"job_failed\"]\n",
+            rx.url("/ops"),
+            secret_file(dir.path()).display()
+        ),
+        ..HaOpts::default()
+    };
+    let c = HaCluster::start_in(pg, 2, 1, opts, |_| {})
+        .await
+        .expect("cluster");
+    let n = 8;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let job = json!({
+            "group": "default",
+            "spec": {"kind": "command", "program": "/bin/sh", "args": ["-c", "exit 1"]},
+            "retry": {"max_attempts": 1},
+        });
+        ids.push(c.api(i % 2).submit(job).await.expect("submit").id);
+    }
+    for id in &ids {
+        let j = c.api(0).wait_terminal(*id, WAIT).await.expect("terminal");
+        assert_eq!(j.state, JobState::Failed, "{}", c.logs());
+    }
+    let end = Instant::now() + WAIT;
+    loop {
+        let d: DeliveryList = c
+            .api(1)
+            .get_json("/v1/notifications/deliveries?state=delivered")
+            .await
+            .expect("deliveries");
+        if d.deliveries.len() == n {
+            break;
+        }
+        assert!(Instant::now() < end, "{d:?}\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = rx.received();
+    let accepted: Vec<WebhookBody> = got
+        .iter()
+        .filter(|r| r.answer == Answer::Status(200))
+        .map(|r| serde_json::from_slice(&r.body).expect("body"))
+        .collect();
+    let mut subjects: Vec<String> = accepted.iter().map(|b| b.subject.clone()).collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(accepted.len(), n, "each event accepted once: {subjects:?}");
+    assert_eq!(subjects.len(), n);
+    assert_eq!(
+        got.len(),
+        n + 2,
+        "the two failed tries were retried, nothing else"
+    );
+    for r in &got {
+        verify(r);
+    }
 }
