@@ -19,6 +19,7 @@ CREATE TABLE notifications (
 );
 
 CREATE INDEX notifications_unfanned ON notifications (id) WHERE fanned = 0;
+CREATE INDEX notifications_at ON notifications (at);
 
 CREATE TABLE notification_deliveries (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,

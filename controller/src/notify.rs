@@ -42,6 +42,10 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(500);
 /// How often the time-derived events are looked for.
 const SCAN_EVERY: u32 = 10;
+/// How often ended events past `keep` are deleted (ticks).
+const PRUNE_EVERY: u32 = 120;
+/// Most events deleted per prune.
+const PRUNE_BATCH: u32 = 1000;
 /// Events fanned out, deliveries claimed per tick.
 const BATCH: u32 = 64;
 
@@ -162,6 +166,11 @@ impl Notifier {
             if let Err(e) = self.once(tick.is_multiple_of(SCAN_EVERY)).await {
                 tracing::warn!(error = %e, "Notifications: a pass failed; trying again");
             }
+            if tick.is_multiple_of(PRUNE_EVERY)
+                && let Err(e) = self.prune().await
+            {
+                tracing::warn!(error = %e, "Notifications: pruning old events failed");
+            }
             tick = tick.wrapping_add(1);
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -187,6 +196,16 @@ impl Notifier {
             r?;
         }
         Ok(())
+    }
+
+    /// Delete events past `keep` whose deliveries ended.
+    pub async fn prune(&self) -> Result<u64, Error> {
+        let before = store::now_ms() - self.config.keep.as_millis() as i64;
+        let n = self.store.prune_notifications(before, PRUNE_BATCH).await?;
+        if n > 0 {
+            tracing::info!(events = n, "Old notification events deleted");
+        }
+        Ok(n)
     }
 
     /// Write the events that come from time passing.

@@ -6,6 +6,7 @@
 //! offline_after = "5m"        # agent_offline: not seen for this long
 //! max_attempts = 12           # a delivery is given up after this many
 //! max_age = "24h"             # ... or when its event is this old
+//! keep = "30d"                # ended deliveries and their events are then deleted
 //!
 //! [[notifications.webhooks]]
 //! name = "ops"
@@ -39,6 +40,7 @@ pub(super) struct FileNotifications {
     offline_after: Option<String>,
     max_attempts: Option<u32>,
     max_age: Option<String>,
+    keep: Option<String>,
     #[serde(default)]
     webhooks: Vec<FileWebhook>,
 }
@@ -112,6 +114,10 @@ pub struct NotificationsConfig {
     pub max_attempts: u32,
     /// ... or once its event is this old.
     pub max_age: Duration,
+    /// Events whose deliveries ended are deleted this long after they
+    /// happened (a cause still true then, an agent still offline, is
+    /// reported again).
+    pub keep: Duration,
 }
 
 impl Default for NotificationsConfig {
@@ -121,6 +127,7 @@ impl Default for NotificationsConfig {
             offline_after: Duration::from_secs(300),
             max_attempts: 12,
             max_age: Duration::from_secs(86_400),
+            keep: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -150,6 +157,10 @@ impl Sources<'_> {
             d.offline_after,
         )?;
         let max_age = dur("notifications.max_age", &file.max_age, d.max_age)?;
+        let keep = dur("notifications.keep", &file.keep, d.keep)?;
+        if keep < max_age {
+            return Err(self.file_err("notifications.keep", "must be at least max_age".into()));
+        }
         let max_attempts = file.max_attempts.unwrap_or(d.max_attempts);
         if !(1..=1000).contains(&max_attempts) {
             return Err(self.file_err(
@@ -173,6 +184,7 @@ impl Sources<'_> {
             offline_after,
             max_attempts,
             max_age,
+            keep,
         })
     }
 

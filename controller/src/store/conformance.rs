@@ -106,6 +106,7 @@ macro_rules! suite {
                 a_failed_drill_is_an_event,
                 a_failed_run_is_an_event,
                 missed_occurrences_are_events,
+                old_events_go_once_their_deliveries_ended,
             ],
             pipelines: [
                 a_run_follows_its_graph_pins_and_resolves,

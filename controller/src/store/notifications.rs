@@ -134,6 +134,10 @@ pub trait NotificationStore {
     /// Record an attempt of a claimed delivery and release the claim.
     async fn record_attempt(&self, delivery: i64, a: &Attempt, now: i64) -> Result<()>;
 
+    /// Delete up to `limit` events older than `before` whose deliveries all
+    /// ended (with their deliveries and attempts); how many.
+    async fn prune_notifications(&self, before: i64, limit: u32) -> Result<u64>;
+
     /// Deliveries newest first, below `before` (a delivery id), optionally in
     /// one state, at most `limit` clamped to 1–1000.
     async fn list_deliveries(

@@ -221,3 +221,47 @@ pub async fn missed_occurrences_are_events(s: &Store) {
     let e = events(s).await;
     assert!(e.iter().any(|(ev, _)| ev == "occurrence_missed"), "{e:?}");
 }
+
+/// Conformance case `old_events_go_once_their_deliveries_ended`.
+pub async fn old_events_go_once_their_deliveries_ended(s: &Store) {
+    for (i, at) in [100, 200, 5000].into_iter().enumerate() {
+        let e = NewNotification {
+            event: "agent_offline".into(),
+            dedup: format!("agent_offline:a{i}:0"),
+            subject: format!("a{i}"),
+            groups: vec![],
+            labels: BTreeMap::new(),
+            detail: serde_json::json!({}),
+            at,
+        };
+        s.notify(&e).await.expect("notify");
+    }
+    assert_eq!(
+        s.prune_notifications(1000, 10).await.expect("prune"),
+        0,
+        "not fanned out yet"
+    );
+    s.fan_out(&[route("all", &[])], 6000, 10)
+        .await
+        .expect("fan out");
+    let c = s.claim_deliveries(6000, 1000, 10).await.expect("claim");
+    let a0 = c.iter().find(|c| c.event.subject == "a0").expect("a0");
+    let done = Attempt {
+        status: Some(200),
+        error: None,
+        next: DeliveryState::Delivered,
+        next_at: 6100,
+    };
+    s.record_attempt(a0.id, &done, 6100).await.expect("record");
+    // a0: old and delivered; a1: old but pending; a2: new.
+    assert_eq!(s.prune_notifications(1000, 10).await.expect("prune"), 1);
+    let left = s
+        .list_deliveries(None, None, 10)
+        .await
+        .expect("list")
+        .deliveries;
+    let mut subjects: Vec<_> = left.iter().map(|d| d.subject.as_str()).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["a1", "a2"]);
+    assert_eq!(s.prune_notifications(1000, 10).await.expect("prune"), 0);
+}

@@ -126,6 +126,22 @@ impl NotificationStore for PgStore {
         .await
     }
 
+    async fn prune_notifications(&self, before: i64, limit: u32) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM notifications WHERE id IN (
+               SELECT n.id FROM notifications n
+               WHERE n.at < $1 AND n.fanned = 1 AND NOT EXISTS (
+                 SELECT 1 FROM notification_deliveries d
+                 WHERE d.notification_id = n.id AND d.state = 'pending')
+               ORDER BY n.id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn list_deliveries(
         &self,
         state: Option<DeliveryState>,
