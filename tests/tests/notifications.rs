@@ -303,3 +303,38 @@ async fn two_replicas_deliver_each_failure_once() {
         verify(r);
     }
 }
+
+/// `validate` refuses a webhook without a secret source, naming file, key
+/// and line, exit 78; the secret never appears in its output.
+#[test]
+fn validate_names_the_webhook_key_and_line_and_exits_78() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("controller.toml");
+    let body = "allow_plain_http = true\n[notifications]\n[[notifications.webhooks]]\n\
+                name = \"ops\"\nurl = \"http://127.0.0.1:9/h\"\nsecret_env = \"BATON_E2E_UNSET_HOOK\"\n";
+    std::fs::write(&cfg, body).expect("write");
+    let run = |extra_env: Option<(&str, &str)>| {
+        let mut cmd = std::process::Command::new(bin("baton-controller").expect("bin"));
+        cmd.args(["--config", cfg.to_str().expect("path"), "validate"])
+            .env_remove("BATON_E2E_UNSET_HOOK");
+        if let Some((k, v)) = extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run")
+    };
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("controller.toml, line 6, key `notifications.webhooks[0].secret_env`"),
+        "{err}"
+    );
+    let out = run(Some(("BATON_E2E_UNSET_HOOK", SECRET)));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains(SECRET), "the secret was printed: {all}");
+}
