@@ -248,10 +248,12 @@ pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationT
 }
 
 /// The background tasks: the lease reaper, the schedule timer, retention,
-/// the presence flusher, the signals of other controllers, notifications.
+/// the presence flusher, the signals of other controllers, the drill sweep,
+/// notifications.
 struct Tasks {
     notifier: tokio::task::JoinHandle<()>,
     clock_watch: tokio::task::JoinHandle<()>,
+    drills: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
     signals: tokio::task::JoinHandle<()>,
     timer: tokio::task::JoinHandle<()>,
@@ -291,9 +293,11 @@ impl Tasks {
         ));
         let signals = tokio::spawn(state.jobs.clone().run_signals(shutdown.clone()));
         let clock_watch = tokio::spawn(watch_database_clock(state.store.clone(), shutdown.clone()));
+        let drills = tokio::spawn(crate::drills::sweep(state.store.clone(), shutdown.clone()));
         Tasks {
             notifier,
             clock_watch,
+            drills,
             reaper,
             signals,
             timer,
@@ -306,6 +310,7 @@ impl Tasks {
     async fn join(self) {
         let _ = self.notifier.await;
         let _ = self.clock_watch.await;
+        let _ = self.drills.await;
         let _ = self.reaper.await;
         let _ = self.signals.await;
         let _ = self.timer.await;

@@ -18,10 +18,20 @@ impl HealthStore for PgStore {
         self.health.failure()
     }
 
-    /// No group commit on PostgreSQL: every operation is its own
-    /// transaction.
+    /// The grouped hot writes ([`super::group`]): their batches and the
+    /// calls in them, summed over the kinds.
     fn group_commit_stats(&self) -> StatsSnapshot {
-        StatsSnapshot::default()
+        let g = &self.groups;
+        let mut out = StatsSnapshot::default();
+        for (batches, calls) in [
+            g.succeed.stats().get(),
+            g.audit.stats().get(),
+            g.submit.stats().get(),
+        ] {
+            out.batches += batches;
+            out.ops += calls;
+        }
+        out
     }
 
     async fn ping(&self) -> Result<()> {

@@ -20,11 +20,14 @@
 mod ends;
 mod expiry;
 
+pub(super) use ends::{Succeed, succeed_batch};
+
 use async_trait::async_trait;
 use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, LeaseRef, Progress};
 use sqlx::postgres::PgConnection;
 
 use super::PgStore;
+use super::group::Answer;
 use crate::store::Result;
 use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, grant_of,
@@ -144,7 +147,13 @@ impl LeaseStore for PgStore {
             error: req.error.clone(),
             unit: rand::random(),
         });
-        if let Some(grp) = ends::succeed_held(&self.pool, &done, now).await? {
+        // The common case shares a statement and a commit with the other
+        // successes arriving now; anything else (not held, a failure, a
+        // batch that did not commit) takes the transaction, which also
+        // finds a success already recorded.
+        if matches!(req.completion, baton_proto::Completion::Succeeded)
+            && let Answer::Done(Some(grp)) = self.groups.succeed.run((done.clone(), now)).await
+        {
             return Ok((JobState::Succeeded, false, grp));
         }
         self.tx(move |c| {
