@@ -1,5 +1,6 @@
 //! Notifications in SQLite: every write on the writer connection (one
-//! writer: a claim can never be taken twice).
+//! writer: a claim can never be taken twice); the idle look (nothing new,
+//! nothing due) is a read on a reader.
 
 use async_trait::async_trait;
 use baton_proto::notify::{DeliveryList, DeliveryState};
@@ -32,6 +33,15 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn fan_out(&self, routes: &[Route], now: i64, limit: u32) -> Result<u32> {
+        // The common answer (nothing new) from a reader: the writer is the
+        // hot paths' one connection.
+        let any: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM notifications WHERE fanned = 0 LIMIT 1")
+                .fetch_optional(&self.reader)
+                .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.writer.begin().await?;
         let events: Vec<(i64, String, String, String)> = sqlx::query_as(
             "SELECT id, event, groups, labels FROM notifications WHERE fanned = 0 ORDER BY id LIMIT ?",
@@ -62,6 +72,15 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn claim_deliveries(&self, now: i64, claim_ms: i64, limit: u32) -> Result<Vec<Claimed>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM notification_deliveries WHERE state = 'pending' AND next_at <= ? LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.writer.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE notification_deliveries SET claimed_until = ?1 + ?2
