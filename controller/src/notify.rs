@@ -56,12 +56,12 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
     /// A webhook's HTTP client could not be built (its pinned CA).
-    #[error("webhook {name}: {source}")]
+    #[error("webhook {name}: {reason}")]
     Client {
         /// The webhook.
         name: String,
         /// Why.
-        source: reqwest::Error,
+        reason: String,
     },
 }
 
@@ -134,9 +134,9 @@ impl Notifier {
     ) -> Result<Notifier, Error> {
         let mut clients = BTreeMap::new();
         for w in &config.webhooks {
-            let client = client(w).map_err(|source| Error::Client {
+            let client = client(w).map_err(|reason| Error::Client {
                 name: w.name.clone(),
-                source,
+                reason,
             })?;
             clients.insert(w.name.clone(), (w.clone(), client));
         }
@@ -312,17 +312,22 @@ fn final_failure(error: String) -> Attempt {
 }
 
 /// The HTTP client of one webhook: its pinned CA only, when it has one.
-fn client(w: &Webhook) -> Result<reqwest::Client, reqwest::Error> {
+fn client(w: &Webhook) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("baton-controller/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &w.ca_file {
-        // Read and checked at config load; a file changed since fails here.
-        let pem = std::fs::read(ca).unwrap_or_default();
-        b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+        // Checked at config load; a file changed since fails here.
+        let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("ca_file {}: holds no certificate", ca.display()));
+        }
+        b = b.tls_certs_only(certs);
     }
-    b.build()
+    b.build().map_err(|e| e.to_string())
 }
 
 /// POST one event; the status if an answer came, and the error unless 2xx.

@@ -219,12 +219,18 @@ impl Sources<'_> {
             }
             let pem =
                 std::fs::read(ca).map_err(|e| err("ca_file", format!("{}: {e}", ca.display())))?;
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 err(
                     "ca_file",
                     format!("{}: not a PEM certificate: {e}", ca.display()),
                 )
             })?;
+            if certs.is_empty() {
+                return Err(err(
+                    "ca_file",
+                    format!("{}: holds no PEM certificate", ca.display()),
+                ));
+            }
         }
         for e in &w.events {
             if !EVENTS.contains(&e.as_str()) {

@@ -368,3 +368,84 @@ async fn an_event_older_than_max_age_is_failed_without_a_send() {
     );
     assert_eq!(counters.snapshot(), (0, 0, 1));
 }
+
+/// An HTTPS receiver on loopback with a self-signed certificate: answers
+/// 200 to every request. Returns its URL and the certificate (PEM).
+async fn tls_receiver() -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+    let pem = key.cert.pem();
+    let der = key.cert.der().clone();
+    let pk =
+        rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).expect("key");
+    let cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![der], pk)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("https://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 64 << 10];
+                let _ = tls.read(&mut buf).await;
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                let _ = tls.write_all(ok).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (url, pem)
+}
+
+#[tokio::test]
+async fn a_pinned_ca_is_trusted_and_an_unknown_issuer_is_not() {
+    let (sq, dir) = crate::store::sqlite::SqliteStore::temp().await;
+    let s = sq.store();
+    crate::store::conformance::notifications::two_attempts(
+        &s,
+        baton_proto::Completion::Failed { retryable: true },
+        store::now_ms() - 1000,
+    )
+    .await;
+    let (url, pem) = tls_receiver().await;
+    let ca = dir.path().join("hook-ca.pem");
+    std::fs::write(&ca, pem).expect("write");
+    let pinned = Webhook {
+        ca_file: Some(ca),
+        ..hook("pinned", &url, &[])
+    };
+    let counters = Arc::new(DeliveryCounters::default());
+    let cfg = config(vec![pinned, hook("system-roots", &url, &[])]);
+    let n = Notifier::new(s.clone(), &cfg, counters.clone()).expect("notifier");
+    n.once(false).await.expect("pass");
+    let all = s
+        .list_deliveries(None, None, 10)
+        .await
+        .expect("list")
+        .deliveries;
+    let by = |name: &str| all.iter().find(|d| d.webhook == name).expect(name).clone();
+    let pinned = by("pinned");
+    assert_eq!(
+        (pinned.state, pinned.last_status),
+        (DeliveryState::Delivered, Some(200)),
+        "{pinned:?}"
+    );
+    let system = by("system-roots");
+    assert_eq!(system.state, DeliveryState::Pending, "{system:?}");
+    assert!(
+        system
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("certificate")),
+        "{system:?}"
+    );
+}

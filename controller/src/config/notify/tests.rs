@@ -78,3 +78,33 @@ fn a_secret_file_must_be_private() {
         b"0123456789abcdef-file"
     );
 }
+
+#[tokio::test]
+async fn a_pinned_ca_needs_https_and_a_pem_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").expect("write");
+    let env = [("HOOK_SECRET", "0123456789abcdef")];
+    let with_ca = |url: &str, ca: &std::path::Path| {
+        HOOK.replace("http://127.0.0.1:9/h", url).replace(
+            "secret_env",
+            &format!("ca_file = \"{}\"\nsecret_env", ca.display()),
+        )
+    };
+    let e = load(&with_ca("http://h/x", &junk), &env).expect_err("http with a CA");
+    assert_eq!(e.key, "notifications.webhooks[0].ca_file");
+    assert!(e.message.contains("https"), "{e}");
+    let e = load(&with_ca("https://h/x", &junk), &env).expect_err("not PEM");
+    assert_eq!(e.key, "notifications.webhooks[0].ca_file");
+    let ca = rcgen::generate_simple_self_signed(vec!["h".to_string()]).expect("cert");
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, ca.cert.pem()).expect("write");
+    let c = load(&with_ca("https://h/x", &pem), &env).expect("a PEM CA");
+    assert_eq!(
+        c.notifications.webhooks[0].ca_file.as_deref(),
+        Some(pem.as_path())
+    );
+    let (sq, _db) = crate::store::sqlite::SqliteStore::temp().await;
+    let n = crate::notify::Notifier::new(sq.store(), &c.notifications, Default::default());
+    assert!(n.is_ok(), "a client with the pinned CA: {:?}", n.err());
+}
