@@ -15,7 +15,9 @@ use baton_proto::env::{self, EnvVar};
 use baton_proto::limits;
 use serde::Deserialize;
 
+mod notify;
 mod store;
+pub use notify::{NotificationsConfig, Secret, Webhook};
 pub use store::{PgConfig, StoreConfig};
 
 /// A configuration error (re-exported from proto so both daemons print the same).
@@ -58,6 +60,7 @@ struct FileConfig {
     max_spec_bytes: Option<usize>,
     store: Option<store::FileStore>,
     drills: Option<DrillsConfig>,
+    notifications: Option<notify::FileNotifications>,
 }
 
 /// `[drills]`: what failover drills may do to this controller.
@@ -152,6 +155,8 @@ pub struct Config {
     pub max_spec_bytes: usize,
     /// `[drills]`.
     pub drills: DrillsConfig,
+    /// `[notifications]`: webhooks.
+    pub notifications: NotificationsConfig,
     /// Old environment variables found set (not applied): one WARN line each.
     pub warnings: Vec<String>,
 }
@@ -197,6 +202,7 @@ impl Config {
         let log_format = at.log_format(file.log_format)?;
         let sync = file.sync.unwrap_or(SyncMode::Full);
         let store = at.store(file.store.take(), database.clone(), sync)?;
+        let notifications = at.notifications(file.notifications.take())?;
         Ok(Config {
             listen,
             state_dir,
@@ -220,6 +226,7 @@ impl Config {
             max_unauthenticated_per_address: sizes.max_unauthenticated_per_address,
             max_spec_bytes: sizes.max_spec_bytes,
             drills: file.drills.unwrap_or_default(),
+            notifications,
             warnings: env::old_name_warnings(env::CONTROLLER_OLD, |n| env.contains_key(n)),
         })
     }

@@ -37,6 +37,8 @@
 //!   - [`schedules`]: schedules and pipelines as operators define and
 //!     drive them, and the timer that fires them, follows up ended steps
 //!     and times out runs (writes through `jobs`).
+//!   - [`notify`]: notifications: time-derived events, fan-out to
+//!     webhooks, signed POSTs retried with backoff, attempts recorded.
 //!   - [`retention`]: the background task pruning finished jobs and old audit
 //!     rows (`job_keep`, `audit_keep`).
 //! - L3, the edge:
@@ -63,6 +65,7 @@ pub mod drills;
 pub mod jobs;
 pub mod listener;
 pub mod logging;
+pub mod notify;
 pub mod pgurl;
 pub mod pipeline;
 pub mod pki;

@@ -53,6 +53,9 @@ pub enum Error {
         "already initialised: an active admin token exists (create more with `batonctl tokens create`)"
     )]
     AlreadyInitialised,
+    /// A webhook's client cannot be built (`[notifications]`).
+    #[error("notifications: {0}")]
+    Notify(#[from] crate::notify::Error),
 }
 
 impl From<store::Error> for Error {
@@ -180,7 +183,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     write_addr_file(&config.state_dir, &addr.to_string()).map_err(dir_err)?;
 
     let state = app_state(&store, &config, &shutdown);
-    let tasks = Tasks::spawn(&state, &config, &shutdown);
+    let notifier = crate::notify::Notifier::new(
+        store.clone(),
+        &config.notifications,
+        state.notify_counters.clone(),
+    )?;
+    let tasks = Tasks::spawn(&state, &config, notifier, &shutdown);
     state.ready.store(true, Ordering::Release);
     tracing::info!(
         listen = %addr,
@@ -243,12 +251,15 @@ pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationT
         ready: AtomicBool::new(false),
         shutdown: shutdown.clone(),
         metrics: api::metrics::Cache::default(),
+        notify_counters: Arc::default(),
     })
 }
 
 /// The background tasks: the lease reaper, the schedule timer, retention,
-/// the presence flusher, the signals of other controllers, the drill sweep.
+/// the presence flusher, the signals of other controllers, the drill sweep,
+/// notifications.
 struct Tasks {
+    notifier: tokio::task::JoinHandle<()>,
     clock_watch: tokio::task::JoinHandle<()>,
     drills: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
@@ -259,7 +270,13 @@ struct Tasks {
 }
 
 impl Tasks {
-    fn spawn(state: &AppState, config: &Config, shutdown: &CancellationToken) -> Tasks {
+    fn spawn(
+        state: &AppState,
+        config: &Config,
+        notifier: crate::notify::Notifier,
+        shutdown: &CancellationToken,
+    ) -> Tasks {
+        let notifier = tokio::spawn(notifier.run(shutdown.clone()));
         let reaper = tokio::spawn(dispatch::reaper(
             state.jobs.clone(),
             state.reaper_kick.clone(),
@@ -286,6 +303,7 @@ impl Tasks {
         let clock_watch = tokio::spawn(watch_database_clock(state.store.clone(), shutdown.clone()));
         let drills = tokio::spawn(crate::drills::sweep(state.store.clone(), shutdown.clone()));
         Tasks {
+            notifier,
             clock_watch,
             drills,
             reaper,
@@ -298,6 +316,7 @@ impl Tasks {
 
     /// Wait for every task to end (after the shutdown).
     async fn join(self) {
+        let _ = self.notifier.await;
         let _ = self.clock_watch.await;
         let _ = self.drills.await;
         let _ = self.reaper.await;

@@ -66,7 +66,7 @@ pub const COMMIT_BUCKETS: [f64; 14] = [
 pub const BATCH_OPS_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// The results a notification delivery is counted under.
-pub const DELIVERY_RESULTS: [&str; 3] = ["delivered", "failed", "dropped"];
+pub const DELIVERY_RESULTS: [&str; 3] = ["delivered", "retried", "failed"];
 
 /// The controller's event metrics.
 #[derive(Debug)]
@@ -137,10 +137,10 @@ pub fn attempt_ended(outcome: &'static str, n: u64) {
     }
 }
 
-/// Count one notification delivery: `result` is `delivered` (the receiver
-/// accepted it), `failed` (it will not be retried) or `dropped` (given up
-/// or shed); any other value is counted as `failed`. For the notification
-/// service (issue 18).
+/// Count one notification delivery attempt: `result` is `delivered` (the
+/// receiver accepted it), `retried` (it failed and will be tried again) or
+/// `failed` (given up: attempts or age exhausted, webhook removed); any
+/// other value is counted as `failed`. Called by [`crate::notify`].
 pub fn notification_delivered(result: &str) {
     let result = DELIVERY_RESULTS
         .into_iter()
@@ -195,7 +195,7 @@ pub fn register(reg: &mut Registry) {
     );
     reg.register(
         "baton_notification_deliveries",
-        "Notification deliveries by result (delivered, failed, dropped)",
+        "Notification delivery attempts by result (delivered, retried, failed)",
         m.notification_deliveries.clone(),
     );
     reg.register(

@@ -41,6 +41,7 @@ pub mod env;
 pub mod error;
 pub mod job;
 pub mod lease;
+pub mod notify;
 pub mod param;
 pub mod pipeline;
 pub mod schedule;

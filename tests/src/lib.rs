@@ -22,6 +22,7 @@
 //!   server with per-test databases, and primaries + standbys of a test's own.
 //! - [`sched_store`]: a stopped controller's SQLite store read for schedule
 //!   evidence (one job per nominal time, occurrences with no gap).
+//! - [`webhook`]: a scripted webhook receiver on loopback (notifications).
 //! - [`tds`]: a scripted TDS (SQL Server wire protocol) test server for the
 //!   real tiberius client, recording what it receives.
 //!
@@ -44,6 +45,7 @@ pub mod proc;
 pub mod sched_store;
 pub mod sql_browser;
 pub mod tds;
+pub mod webhook;
 
 /// Install the one rustls crypto provider (aws-lc-rs); call first in every test and binary.
 pub fn init_crypto() {

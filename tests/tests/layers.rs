@@ -30,6 +30,7 @@ const CONTROLLER: &[(&str, u8)] = &[
     ("store", 1),
     ("dispatch", 2),
     ("presence", 2),
+    ("notify", 2),
     ("placement", 2),
     ("jobs", 2),
     ("drills", 2),

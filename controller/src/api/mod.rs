@@ -9,6 +9,7 @@
 //! - [`schedules`]: schedules (define, pause, resume, trigger, backfill,
 //!   history, next).
 //! - [`pipelines`]: pipelines and their runs (define, run, cancel, retry).
+//! - [`notifications`]: webhook deliveries (`GET /v1/notifications/deliveries`).
 //! - [`drills`]: failover drills (start, list, report) and the holder's fault ack.
 //! - [`audit`]: the middleware that records every state-changing call.
 //! - [`limits`]: limits for callers without a credential (concurrency,
@@ -31,6 +32,7 @@ pub mod drills;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod notifications;
 pub mod operator;
 pub mod pipelines;
 pub mod schedules;
@@ -83,6 +85,8 @@ pub struct Inner {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The store's figures for `/metrics`, read at most once a second.
     pub metrics: metrics::Cache,
+    /// Notification deliveries by result (for `/metrics`).
+    pub notify_counters: Arc<crate::notify::DeliveryCounters>,
 }
 
 impl std::ops::Deref for AppState {
@@ -175,6 +179,10 @@ pub fn router_with(state: AppState, pages: Router<AppState>) -> Router {
         )
         .route("/v1/whoami", get(identity::whoami))
         .route("/v1/audit", get(identity::audit_log))
+        .route(
+            "/v1/notifications/deliveries",
+            get(notifications::deliveries),
+        )
         .merge(schedule_routes())
         .route("/v1/drills", post(drills::start).get(drills::list))
         .route("/v1/drills/{id}", get(drills::show))

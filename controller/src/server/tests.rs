@@ -96,7 +96,13 @@ async fn a_job_submitted_on_one_replica_is_granted_to_a_poll_held_on_the_other()
     let shutdown = CancellationToken::new();
     let replica = |store: &Store| {
         let state = app_state(store, &config, &shutdown);
-        let tasks = Tasks::spawn(&state, &config, &shutdown);
+        let notifier = crate::notify::Notifier::new(
+            store.clone(),
+            &config.notifications,
+            state.notify_counters.clone(),
+        )
+        .expect("notifier");
+        let tasks = Tasks::spawn(&state, &config, notifier, &shutdown);
         state.ready.store(true, Ordering::Release);
         (state, tasks)
     };

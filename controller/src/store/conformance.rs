@@ -3,7 +3,7 @@
 //!
 //! Each case is a `pub async fn case(s: &Store)` in the module of its area
 //! ([`jobs`], [`lease`], [`agents`], [`identity`], [`audit`], [`drills`],
-//! [`rebase`], [`retention`], [`schedules`], [`pipelines`]) that gets a fresh, empty store and asserts on what the
+//! [`rebase`], [`retention`], [`schedules`], [`pipelines`], [`notifications`]) that gets a fresh, empty store and asserts on what the
 //! [`crate::store::Backend`] methods answer — never on a backend's tables,
 //! so a second backend runs them unchanged. Times are passed in as `now`,
 //! so no case waits.
@@ -30,6 +30,7 @@ pub mod drills;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
+pub mod notifications;
 pub mod pipelines;
 pub mod rebase;
 pub mod retention;
@@ -101,6 +102,14 @@ macro_rules! suite {
                 ranges_count_in_full_and_spans_are_found,
                 an_operator_retry_of_a_scheduled_job_is_followed_up_again,
                 firings_in_one_batch_stand_or_fall_alone,
+            ],
+            notifications: [
+                a_failed_job_is_one_event_sent_to_matching_webhooks_until_delivered,
+                a_success_after_a_retry_and_service_events_are_written_once,
+                a_failed_drill_is_an_event,
+                a_failed_run_is_an_event,
+                missed_occurrences_are_events,
+                old_events_go_once_their_deliveries_ended,
             ],
             pipelines: [
                 a_run_follows_its_graph_pins_and_resolves,

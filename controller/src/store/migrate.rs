@@ -30,6 +30,9 @@ use super::postgres::{PgOptions, PgStore};
 /// Tables in copy order (a row's references are copied before it).
 pub const TABLES: &[&str] = &[
     "meta",
+    "notifications",
+    "notification_deliveries",
+    "delivery_attempts",
     "jobs",
     "attempts",
     "agents",
@@ -45,6 +48,10 @@ pub const TABLES: &[&str] = &[
     "pipeline_runs",
     "run_steps",
 ];
+
+/// Tables whose triggers write notification events (PostgreSQL 0003): off
+/// during the copy, so the copy makes no event the source did not have.
+const EVENT_TRIGGERS: &[&str] = &["jobs", "pipeline_runs", "drills", "occurrences"];
 
 /// Target tables with nothing to copy (state that only lives a minute;
 /// dashboard sessions: operators sign in again).
@@ -184,6 +191,13 @@ async fn copy_all(src: &mut SqliteConnection, pool: &PgPool, from: &Path) -> Res
         .await
         .map_err(src_err)?;
     sqlx::query("DELETE FROM meta").execute(&mut *dst).await?;
+    // Inside the copy's transaction: a failed copy leaves them on.
+    for t in EVENT_TRIGGERS {
+        let sql = format!("ALTER TABLE {t} DISABLE TRIGGER USER");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *dst)
+            .await?;
+    }
     let mut copied = Vec::new();
     for table in TABLES {
         let columns = shared_columns(src, &mut dst, table, from).await?;
@@ -213,6 +227,12 @@ async fn copy_all(src: &mut SqliteConnection, pool: &PgPool, from: &Path) -> Res
             .await?;
         }
         copied.push(((*table).to_owned(), rows));
+    }
+    for t in EVENT_TRIGGERS {
+        let sql = format!("ALTER TABLE {t} ENABLE TRIGGER USER");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *dst)
+            .await?;
     }
     let _ = sqlx::query("ROLLBACK").execute(&mut *src).await;
     dst.commit().await?;

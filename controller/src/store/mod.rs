@@ -27,6 +27,9 @@
 //! - [`health`] ([`HealthStore`]): whether the store can commit (disk full,
 //!   read-only, I/O errors become 503 `store_unavailable`; `/readyz` reads
 //!   it), the fleet id, close.
+//! - [`notifications`] ([`NotificationStore`]): the outbox of events
+//!   (written by triggers in the transaction of the state change), their
+//!   deliveries to webhooks and every attempt.
 //! - [`events`] ([`EventStore`]): wake-up signals between controllers
 //!   sharing the store (PostgreSQL LISTEN/NOTIFY) and the periodic look
 //!   that makes a lost signal cost latency only; nothing on SQLite.
@@ -54,6 +57,7 @@ pub mod identity;
 pub mod jobs;
 pub mod lease;
 pub mod migrate;
+pub mod notifications;
 pub mod pipelines;
 pub mod postgres;
 pub mod rebase;
@@ -79,6 +83,7 @@ pub use health::HealthStore;
 pub use identity::IdentityStore;
 pub use jobs::JobStore;
 pub use lease::{Abandoned, Expired, GrantRequest, Granted, LeaseStore};
+pub use notifications::NotificationStore;
 pub use pipelines::PipelineStore;
 pub use rebase::ClockStore;
 pub use retention::RetentionStore;
@@ -168,6 +173,7 @@ pub trait Backend:
     + ClockStore
     + HealthStore
     + EventStore
+    + NotificationStore
     + fmt::Debug
     + Send
     + Sync
@@ -188,6 +194,7 @@ impl<T> Backend for T where
         + ClockStore
         + HealthStore
         + EventStore
+        + NotificationStore
         + fmt::Debug
         + Send
         + Sync
@@ -229,7 +236,7 @@ impl Deref for Store {
 pub mod prelude {
     pub use super::{
         AgentStore, AuditStore, ClockStore, DrillStore, EventStore, HealthStore, IdentityStore,
-        JobStore, LeaseStore, PipelineStore, RetentionStore, ScheduleStore,
+        JobStore, LeaseStore, NotificationStore, PipelineStore, RetentionStore, ScheduleStore,
     };
 }
 

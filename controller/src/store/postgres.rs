@@ -40,6 +40,7 @@ mod identity;
 mod jobs;
 mod lease;
 mod made;
+mod notifications;
 mod pipelines;
 mod rebase;
 mod retention;

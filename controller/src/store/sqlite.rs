@@ -21,6 +21,7 @@
 //!   the follow-up of ended jobs schedules and pipelines made.
 //! - `pipelines`: pipelines and runs; a run advances in the transaction
 //!   that learns a step ended.
+//! - `notifications`: the events outbox, deliveries and attempts.
 //! - `made`: inserting the jobs schedules and pipelines make.
 //! - `rebase`: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
@@ -34,6 +35,7 @@ mod identity;
 mod jobs;
 mod lease;
 mod made;
+mod notifications;
 mod pipelines;
 mod rebase;
 mod retention;

@@ -14,6 +14,7 @@ mod client;
 mod drill;
 mod identity;
 mod manifest;
+mod notifications;
 mod pipeline;
 mod render;
 mod render_auth;
@@ -112,6 +113,9 @@ enum Command {
     Tokens(TokensCmd),
     /// Show the audit log, newest first. Admin only.
     Audit(AuditArgs),
+    /// Webhook notifications: `ls` shows recent deliveries and their result.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCmd),
     /// Failover drills: start one, list them, show a report and its timeline.
     #[command(subcommand)]
     Drill(drill::DrillCmd),
@@ -304,6 +308,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Enroll(cmd) => identity::enroll(&api, cmd, json).await,
         Command::Tokens(cmd) => identity::tokens(&api, cmd, json).await,
         Command::Audit(args) => identity::audit(&api, &args, json).await,
+        Command::Notifications(cmd) => notifications::notifications(&api, cmd, json).await,
         Command::Drill(cmd) => drill::drill(&api, cmd, json).await,
         Command::Schedule(cmd) => schedule::schedule(&api, cmd, json).await,
         Command::Pipeline(cmd) => pipeline::pipeline(&api, cmd, json).await,

@@ -70,6 +70,10 @@ async fn populated(dir: &Path) -> std::path::PathBuf {
         "INSERT INTO run_steps (run_id, step, state, job_id) VALUES (3, 'dump', 'queued', 1)",
         "INSERT INTO drills (id, grp, method, duration_ms, lease_ttl_ms, rto_ms, job_id, state, created_by, created_at, updated_at) VALUES (5, 'default', 'crash', 1, 1, 1, 1, 'running', 'ops', 1, 1)",
         "INSERT INTO drill_events (drill_id, at, kind, attempt) VALUES (5, 1, 'started', 0)",
+        // A missed occurrence of a store older than the notifications (its
+        // trigger's event removed): the copy must not make one.
+        "INSERT INTO occurrences (schedule_id, nominal, count, trigger, state, recorded_at) VALUES (7, 200, 1, 'schedule', 'missed', 4)",
+        "DELETE FROM notifications",
     ] {
         sqlx::query(sql).execute(&mut c).await.expect(sql);
     }
@@ -151,12 +155,13 @@ async fn every_row_is_copied_ids_and_fleet_kept_and_the_source_untouched() {
     assert_eq!(counts["attempts"], 2);
     assert_eq!(counts["audit"], 3);
     assert_eq!(counts["meta"], 1);
+    assert_eq!(counts["occurrences"], 2);
+    assert_eq!(counts["notifications"], 0);
     for t in [
         "agents",
         "operator_tokens",
         "enrollment_tokens",
         "schedules",
-        "occurrences",
         "occurrences_pruned",
         "pipelines",
         "pipeline_runs",
@@ -187,6 +192,16 @@ async fn every_row_is_copied_ids_and_fleet_kept_and_the_source_untouched() {
     .await
     .expect("insert");
     assert_eq!(next, 451);
+    // The event triggers are on again after the copy.
+    sqlx::query("UPDATE jobs SET state = 'failed' WHERE id = 451")
+        .execute(&mut c)
+        .await
+        .expect("fail");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+        .fetch_one(&mut c)
+        .await
+        .expect("count");
+    assert_eq!(events, 1, "a failure after the copy is an event");
 }
 
 #[tokio::test]
