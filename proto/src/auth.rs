@@ -17,6 +17,7 @@ pub const OPERATOR_PREFIX: &str = "baton_op_";
 
 /// What an operator token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Read only: jobs, agents.
@@ -58,6 +59,7 @@ impl std::fmt::Display for Role {
 
 /// `POST /v1/agents/enroll` (no bearer token: the enrollment token is the credential).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The single-use enrollment token.
@@ -74,6 +76,7 @@ pub struct EnrollRequest {
 
 /// Answer to an enrollment: the agent's identity. The secret is shown only here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     /// The agent id.
     pub agent_id: String,
@@ -90,6 +93,7 @@ pub struct EnrollResponse {
 
 /// `POST /v1/enrollment-tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentTokenCreate {
     /// Groups an agent enrolled with this token may serve.
@@ -103,6 +107,7 @@ pub struct EnrollmentTokenCreate {
 
 /// State of an enrollment token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EnrollmentTokenState {
     /// Can still be used.
@@ -117,6 +122,7 @@ pub enum EnrollmentTokenState {
 
 /// An enrollment token as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenView {
     /// Token id.
     pub id: String,
@@ -146,6 +152,7 @@ pub struct EnrollmentTokenView {
 
 /// Answer to creating an enrollment token: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenCreated {
     /// The token as listed.
     pub view: EnrollmentTokenView,
@@ -155,6 +162,7 @@ pub struct EnrollmentTokenCreated {
 
 /// `GET /v1/enrollment-tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenList {
     /// Newest first.
     pub tokens: Vec<EnrollmentTokenView>,
@@ -162,6 +170,7 @@ pub struct EnrollmentTokenList {
 
 /// `POST /v1/tokens`: a new operator token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OperatorTokenCreate {
     /// Who or what uses it (a valid name, unique among active tokens).
@@ -172,6 +181,7 @@ pub struct OperatorTokenCreate {
 
 /// An operator token as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorTokenView {
     /// Token id.
     pub id: String,
@@ -193,6 +203,7 @@ pub struct OperatorTokenView {
 
 /// Answer to creating an operator token: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorTokenCreated {
     /// The token as listed.
     pub view: OperatorTokenView,
@@ -202,6 +213,7 @@ pub struct OperatorTokenCreated {
 
 /// `GET /v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorTokenList {
     /// Oldest first.
     pub tokens: Vec<OperatorTokenView>,
@@ -209,6 +221,7 @@ pub struct OperatorTokenList {
 
 /// `GET /v1/whoami`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhoAmI {
     /// Token name.
     pub name: String,
@@ -220,6 +233,7 @@ pub struct WhoAmI {
 
 /// Answer to `POST /v1/agents/{id}/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentRevoked {
     /// The agent.
     pub agent_id: String,
@@ -231,6 +245,7 @@ pub struct AgentRevoked {
 
 /// One audited state change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Sequence number.
     pub id: i64,
@@ -253,6 +268,7 @@ pub struct AuditEntry {
 
 /// `GET /v1/audit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditList {
     /// Newest first.
     pub entries: Vec<AuditEntry>,

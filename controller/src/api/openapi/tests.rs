@@ -1,0 +1,214 @@
+//! The document is the checked-in `docs/openapi.json`, covers every route
+//! of the router with exactly the methods it routes, and is served without
+//! a token.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::document_json;
+use crate::config::{Config, Flags};
+use crate::store::testutil;
+
+const UPDATE_VAR: &str = "BATON_UPDATE_OPENAPI";
+
+fn checked_in() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
+}
+
+fn document() -> Value {
+    serde_json::from_str(document_json()).expect("the document is JSON")
+}
+
+/// The guard: a change to a route, an annotation or a proto type changes
+/// the document, and then this fails until the file is regenerated.
+#[test]
+fn checked_in_document_is_the_generated_one() {
+    let path = checked_in();
+    let generated = document_json();
+    if std::env::var(UPDATE_VAR).is_ok_and(|v| v == "1") {
+        std::fs::write(&path, generated).expect("write docs/openapi.json");
+        eprintln!("Wrote {}", path.display());
+        return;
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    if on_disk != generated {
+        let line = on_disk
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(
+                || on_disk.lines().count().min(generated.lines().count()),
+                |i| i,
+            );
+        panic!(
+            "docs/openapi.json is not the document the code generates (first difference at \
+             line {}: file {:?}, code {:?}). Regenerate it with\n    \
+             {UPDATE_VAR}=1 cargo test -p baton-controller --lib api::openapi\n\
+             and commit the file.",
+            line + 1,
+            on_disk.lines().nth(line).unwrap_or("<end>"),
+            generated.lines().nth(line).unwrap_or("<end>"),
+        );
+    }
+}
+
+/// The paths the router's source registers (`.route("…"`), in
+/// `api/mod.rs`.
+fn routed_paths() -> BTreeSet<String> {
+    let src = include_str!("../mod.rs");
+    let mut paths = BTreeSet::new();
+    let mut rest = src;
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + ".route(".len()..];
+        let lit = rest.trim_start();
+        if let Some(after) = lit.strip_prefix('"') {
+            let end = after.find('"').expect("closing quote");
+            paths.insert(after[..end].to_owned());
+        }
+    }
+    paths
+}
+
+fn documented() -> BTreeMap<String, BTreeSet<String>> {
+    let doc = document();
+    let paths = doc["paths"].as_object().expect("paths");
+    paths
+        .iter()
+        .map(|(p, item)| {
+            let methods = item
+                .as_object()
+                .expect("path item")
+                .keys()
+                .filter(|k| matches!(k.as_str(), "get" | "put" | "post" | "delete" | "patch"))
+                .cloned()
+                .collect();
+            (p.clone(), methods)
+        })
+        .collect()
+}
+
+#[test]
+fn every_route_is_in_the_document_and_nothing_else() {
+    let routed = routed_paths();
+    assert!(routed.len() > 40, "found only {routed:?}");
+    let documented: BTreeSet<String> = documented().into_keys().collect();
+    let missing: Vec<_> = routed.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without an #[utoipa::path] annotation listed in api::openapi::ApiDoc: {missing:?}"
+    );
+    let extra: Vec<_> = documented.difference(&routed).collect();
+    assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+}
+
+async fn state() -> (crate::api::AppState, tempfile::TempDir) {
+    let (store, dir) = testutil::store().await;
+    let env = BTreeMap::from([(
+        "BATON_CONTROLLER_ALLOW_PLAIN_HTTP".to_owned(),
+        "true".to_owned(),
+    )]);
+    let flags = Flags {
+        state_dir: Some(dir.path().to_owned()),
+        ..Flags::default()
+    };
+    let config = Config::load(None, &env, &flags).expect("config");
+    let state =
+        crate::server::app_state(&store, &config, &tokio_util::sync::CancellationToken::new());
+    (state, dir)
+}
+
+/// Each documented path answers 405 to exactly the methods it does not
+/// document (so a method added to a route without its annotation fails).
+#[tokio::test]
+async fn documented_methods_are_the_routed_ones() {
+    let (state, _dir) = state().await;
+    for (path, methods) in documented() {
+        let uri = path.replace("{id}", "1");
+        for m in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+            let req = Request::builder()
+                .method(m.clone())
+                .uri(&uri)
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .expect("request");
+            let status = crate::api::router(state.clone())
+                .oneshot(req)
+                .await
+                .expect("answered")
+                .status();
+            let is_documented = methods.contains(&m.as_str().to_ascii_lowercase());
+            assert_eq!(
+                status == StatusCode::METHOD_NOT_ALLOWED,
+                !is_documented,
+                "{m} {path}: answered {status}, documented: {is_documented}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_document_is_served_without_a_token() {
+    let (state, _dir) = state().await;
+    let req = Request::get("/openapi.json")
+        .body(Body::empty())
+        .expect("request");
+    let resp = crate::api::router(state)
+        .oneshot(req)
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().expect("ascii"),
+        "application/json"
+    );
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    let served: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(served, document());
+    assert_eq!(served["openapi"], "3.1.0");
+}
+
+/// Every operation names its caller, and the operator ones the least role
+/// the handler's extractor demands.
+#[test]
+fn roles_and_error_answers() {
+    let doc = document();
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    let scope =
+        |path: &str, method: &str| op(path, method)["security"][0]["operator_token"][0].clone();
+    assert_eq!(scope("/v1/jobs", "get"), "viewer");
+    assert_eq!(scope("/v1/jobs", "post"), "operator");
+    assert_eq!(scope("/v1/tokens", "post"), "admin");
+    assert_eq!(scope("/metrics", "get"), "viewer");
+    assert!(op("/v1/agents/{id}/poll", "post")["security"][0]["agent_secret"].is_array());
+    assert!(op("/openapi.json", "get")["security"].is_null());
+    assert!(op("/v1/agents/enroll", "post")["security"].is_null());
+    let submit = op("/v1/jobs", "post");
+    for status in [
+        "201", "400", "401", "403", "409", "413", "415", "422", "503",
+    ] {
+        assert!(
+            submit["responses"][status].is_object(),
+            "POST /v1/jobs lacks {status}"
+        );
+    }
+    assert_eq!(
+        submit["responses"]["409"]["content"]["application/json"]["example"]["error"]["code"],
+        "idempotency_conflict"
+    );
+    assert!(
+        submit["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("role **operator**")),
+        "{submit}"
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["operator_token"]["scheme"], "bearer");
+    assert_eq!(schemes["agent_secret"]["scheme"], "bearer");
+}
