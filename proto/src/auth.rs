@@ -65,6 +65,7 @@ pub struct EnrollRequest {
     /// The single-use enrollment token.
     pub token: String,
     /// The agent id asked for (a valid name, e.g. the host name).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub agent_id: String,
     /// Host name, for operators.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -174,6 +175,7 @@ pub struct EnrollmentTokenList {
 #[serde(deny_unknown_fields)]
 pub struct OperatorTokenCreate {
     /// Who or what uses it (a valid name, unique among active tokens).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub name: String,
     /// What it may do.
     pub role: Role,

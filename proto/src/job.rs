@@ -319,6 +319,7 @@ impl RetryPolicy {
 #[serde(deny_unknown_fields)]
 pub struct JobSubmit {
     /// Worker group that runs the job.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub group: String,
     /// What to run.
     pub spec: JobSpec,

@@ -33,7 +33,10 @@ use crate::store::now_ms;
     tag = "agent",
     params(("id" = String, Path, description = "The calling agent's id (the secret's agent)", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     request_body = PollRequest,
-    responses((status = 200, description = "A grant, or none when the hold ran out", body = PollResponse), (status = 403, description = "`forbidden`: another agent's id, or a group the enrollment did not grant", body = ErrorBody)),
+    responses(
+        (status = 200, description = "A grant, or none when the hold ran out", body = PollResponse),
+        (status = 403, description = "`forbidden`: another agent's id, or a group the enrollment did not grant", body = ErrorBody)
+    ),
     security(("agent_secret" = []))
 )]
 pub async fn poll(
@@ -103,7 +106,11 @@ pub async fn poll(
     tag = "agent",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
     request_body = HeartbeatRequest,
-    responses((status = 200, description = "Lease renewed", body = HeartbeatResponse), (status = 404, description = "`not_found`: no such job", body = ErrorBody), (status = 409, description = "`lease_lost`: the token is stale; stop the work and never report it", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Lease renewed", body = HeartbeatResponse),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is stale; stop the work and never report it", body = ErrorBody)
+    ),
     security(("agent_secret" = []))
 )]
 pub async fn heartbeat(
@@ -174,7 +181,11 @@ pub async fn heartbeat(
     tag = "agent",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
     request_body = CompleteRequest,
-    responses((status = 200, description = "Recorded (or recognised as a duplicate)", body = CompleteResponse), (status = 404, description = "`not_found`: no such job", body = ErrorBody), (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Recorded (or recognised as a duplicate)", body = CompleteResponse),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)
+    ),
     security(("agent_secret" = []))
 )]
 pub async fn complete(
@@ -229,7 +240,10 @@ fn check_output(max: usize, result: &baton_proto::JobResult) -> Result<(), ApiEr
     tag = "agent",
     params(("id" = String, Path, description = "The calling agent's id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     request_body = BatchCompleteRequest,
-    responses((status = 200, description = "One result per completion, in order", body = BatchCompleteResponse), (status = 403, description = "`forbidden`: another agent's id", body = ErrorBody)),
+    responses(
+        (status = 200, description = "One result per completion, in order", body = BatchCompleteResponse),
+        (status = 403, description = "`forbidden`: another agent's id", body = ErrorBody)
+    ),
     security(("agent_secret" = []))
 )]
 pub async fn complete_batch(
@@ -297,7 +311,11 @@ async fn complete_item(
     tag = "agent",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
     request_body = ReleaseRequest,
-    responses((status = 200, description = "Handed back without spending an attempt", body = ReleaseResponse), (status = 404, description = "`not_found`: no such job", body = ErrorBody), (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Handed back without spending an attempt", body = ReleaseResponse),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)
+    ),
     security(("agent_secret" = []))
 )]
 pub async fn release(
@@ -324,7 +342,10 @@ pub async fn release(
     tag = "agent",
     params(("id" = String, Path, description = "The calling agent's id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     request_body = AbandonRequest,
-    responses((status = 200, description = "One result per lease, in order", body = AbandonResponse), (status = 403, description = "`forbidden`: another agent's id", body = ErrorBody)),
+    responses(
+        (status = 200, description = "One result per lease, in order", body = AbandonResponse),
+        (status = 403, description = "`forbidden`: another agent's id", body = ErrorBody)
+    ),
     security(("agent_secret" = []))
 )]
 pub async fn abandon(

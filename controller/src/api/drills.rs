@@ -23,7 +23,10 @@ use crate::store::now_ms;
     path = "/v1/drills",
     tag = "drills",
     request_body = DrillStart,
-    responses((status = 201, description = "The drill, started", body = DrillView), (status = 422, description = "`unprocessable`: the drill cannot run as asked (the field names why)", body = ErrorBody)),
+    responses(
+        (status = 201, description = "The drill, started", body = DrillView),
+        (status = 422, description = "`unprocessable`: the drill cannot run as asked (the field names why)", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn start(
@@ -78,7 +81,10 @@ pub async fn list(
     path = "/v1/drills/{id}",
     tag = "drills",
     params(("id" = i64, Path, description = "Drill id", minimum = 1, example = 42)),
-    responses((status = 200, description = "The drill with its timeline and report", body = DrillView), (status = 404, description = "`not_found`: no such drill", body = ErrorBody)),
+    responses(
+        (status = 200, description = "The drill with its timeline and report", body = DrillView),
+        (status = 404, description = "`not_found`: no such drill", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn show(
@@ -99,7 +105,11 @@ pub async fn show(
     tag = "agent",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
     request_body = FaultAck,
-    responses((status = 200, description = "OK", body = FaultAckResponse), (status = 404, description = "`not_found`: no such drill", body = ErrorBody), (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)),
+    responses(
+        (status = 200, description = "OK", body = FaultAckResponse),
+        (status = 404, description = "`not_found`: no such drill", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)
+    ),
     security(("agent_secret" = []))
 )]
 pub async fn fault_ack(

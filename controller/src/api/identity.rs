@@ -34,7 +34,12 @@ const MAX_ENROLLMENT_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
     path = "/v1/agents/enroll",
     tag = "identity",
     request_body = EnrollRequest,
-    responses((status = 200, description = "The agent and its secret (shown once)", body = EnrollResponse), (status = 401, description = "`unauthorized`: unknown, spent, expired or revoked enrollment token", body = ErrorBody), (status = 429, description = "`rate_limited`: too many enrollment attempts from this address", body = ErrorBody))
+    responses(
+        (status = 200, description = "The agent and its secret (shown once)", body = EnrollResponse),
+        (status = 401, description = "`unauthorized`: unknown, spent, expired or revoked enrollment token", body = ErrorBody),
+        (status = 409, description = "`conflict`: an active agent has this id (revoke it first)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many enrollment attempts from this address", body = ErrorBody)
+    )
 )]
 pub async fn enroll(
     State(s): State<AppState>,
@@ -83,7 +88,10 @@ pub async fn enroll(
     path = "/v1/agents/{id}/revoke",
     tag = "identity",
     params(("id" = String, Path, description = "Agent id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "Revoked; its leases ended", body = AgentRevoked), (status = 404, description = "`not_found`: no such agent", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Revoked; its leases ended", body = AgentRevoked),
+        (status = 404, description = "`not_found`: no such agent", body = ErrorBody)
+    ),
     security(("operator_token" = ["admin"]))
 )]
 pub async fn revoke_agent(
@@ -107,7 +115,9 @@ pub async fn revoke_agent(
     path = "/v1/enrollment-tokens",
     tag = "identity",
     request_body = EnrollmentTokenCreate,
-    responses((status = 201, description = "The token (shown once)", body = EnrollmentTokenCreated)),
+    responses(
+        (status = 201, description = "The token (shown once)", body = EnrollmentTokenCreated)
+    ),
     security(("operator_token" = ["admin"]))
 )]
 pub async fn create_enrollment_token(
@@ -174,7 +184,10 @@ pub async fn list_enrollment_tokens(
     path = "/v1/enrollment-tokens/{id}/revoke",
     tag = "identity",
     params(("id" = String, Path, description = "Enrollment token id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "Revoked", body = EnrollmentTokenView), (status = 404, description = "`not_found`: no such enrollment token", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Revoked", body = EnrollmentTokenView),
+        (status = 404, description = "`not_found`: no such enrollment token", body = ErrorBody)
+    ),
     security(("operator_token" = ["admin"]))
 )]
 pub async fn revoke_enrollment_token(
@@ -192,7 +205,10 @@ pub async fn revoke_enrollment_token(
     path = "/v1/tokens",
     tag = "identity",
     request_body = OperatorTokenCreate,
-    responses((status = 201, description = "The token (shown once)", body = OperatorTokenCreated)),
+    responses(
+        (status = 201, description = "The token (shown once)", body = OperatorTokenCreated),
+        (status = 409, description = "`conflict`: an active token has this name", body = ErrorBody)
+    ),
     security(("operator_token" = ["admin"]))
 )]
 pub async fn create_operator_token(
@@ -250,7 +266,10 @@ pub async fn list_operator_tokens(
     path = "/v1/tokens/{id}/revoke",
     tag = "identity",
     params(("id" = String, Path, description = "Operator token id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "Revoked", body = OperatorTokenView), (status = 404, description = "`not_found`: no such token", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Revoked", body = OperatorTokenView),
+        (status = 404, description = "`not_found`: no such token", body = ErrorBody)
+    ),
     security(("operator_token" = ["admin"]))
 )]
 pub async fn revoke_operator_token(

@@ -113,12 +113,72 @@ pub struct ApiDoc;
 pub fn document_json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        let mut text = ApiDoc::openapi()
-            .to_pretty_json()
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        merge_tagged_variants(&mut doc);
+        let mut text = serde_json::to_string_pretty(&doc)
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the document: {e}\"}}"));
         text.push('\n');
         text
     })
+}
+
+/// utoipa writes a variant of an internally tagged enum (`JobSpec`, tag
+/// `kind`) as `allOf: [{$ref: Spec}, {kind}]`; with the spec's
+/// `additionalProperties: false` (serde's `deny_unknown_fields`) nothing
+/// satisfies that, though serde accepts `{"kind": "noop", "sleep_ms": 5}`.
+/// Such an `allOf` of plain objects becomes the one object it means.
+fn merge_tagged_variants(doc: &mut serde_json::Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    merge_in(doc, &schemas);
+}
+
+fn merge_in(v: &mut serde_json::Value, schemas: &serde_json::Value) {
+    use serde_json::{Map, Value};
+    if let Some(parts) = v.get("allOf").and_then(Value::as_array) {
+        let resolved: Option<Vec<&Map<String, Value>>> = parts
+            .iter()
+            .map(|p| {
+                let p = match p.get("$ref").and_then(Value::as_str) {
+                    Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
+                    None => p,
+                };
+                p.as_object()
+                    .filter(|o| o.get("type") == Some(&Value::from("object")))
+            })
+            .collect();
+        if let Some(objects) = resolved.filter(|o| o.len() > 1) {
+            let mut properties = Map::new();
+            let mut required: Vec<Value> = Vec::new();
+            for o in &objects {
+                if let Some(p) = o.get("properties").and_then(Value::as_object) {
+                    properties.extend(p.clone());
+                }
+                if let Some(r) = o.get("required").and_then(Value::as_array) {
+                    required.extend(r.iter().cloned());
+                }
+            }
+            let closed = objects
+                .iter()
+                .any(|o| o.get("additionalProperties") == Some(&Value::Bool(false)));
+            let mut merged = Map::new();
+            merged.insert("type".into(), "object".into());
+            if let Some(d) = v.get("description") {
+                merged.insert("description".into(), d.clone());
+            }
+            merged.insert("required".into(), Value::Array(required));
+            merged.insert("properties".into(), Value::Object(properties));
+            if closed {
+                merged.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            *v = Value::Object(merged);
+            return;
+        }
+    }
+    match v {
+        Value::Object(m) => m.values_mut().for_each(|x| merge_in(x, schemas)),
+        Value::Array(a) => a.iter_mut().for_each(|x| merge_in(x, schemas)),
+        _ => {}
+    }
 }
 
 /// The body of `/healthz` and `/readyz` when all is well.
@@ -135,7 +195,9 @@ pub struct Status {
     operation_id = "openapi_document",
     path = "/openapi.json",
     tag = "health",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object))
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object)
+    )
 )]
 pub async fn serve() -> axum::response::Response {
     (

@@ -26,7 +26,12 @@ use crate::validate;
     tag = "jobs",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit safe: the same key and body answer 200 with the earlier result; the same key with another body is 409 `idempotency_conflict`. 1-256 visible ASCII characters.", min_length = 1, max_length = 256)),
     request_body = JobSubmit,
-    responses((status = 201, description = "The job, on disk", body = JobView), (status = 200, description = "The earlier job of this `Idempotency-Key`", body = JobView), (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = ErrorBody), (status = 422, description = "`unprocessable`: no enrolled agent can run the job (the field names what is missing)", body = ErrorBody)),
+    responses(
+        (status = 201, description = "The job, on disk", body = JobView),
+        (status = 200, description = "The earlier job of this `Idempotency-Key`", body = JobView),
+        (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: no enrolled agent can run the job (the field names what is missing)", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn submit(
@@ -124,7 +129,7 @@ pub struct ListQuery {
     /// Only jobs fired by this schedule.
     schedule: Option<String>,
     /// Only jobs with a smaller id (the next page).
-    #[param(minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1)]
     before: Option<JobId>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -203,7 +208,10 @@ pub async fn list(
     path = "/v1/jobs/{id}",
     tag = "jobs",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
-    responses((status = 200, description = "The job with every attempt", body = JobView), (status = 404, description = "`not_found`: no such job", body = ErrorBody)),
+    responses(
+        (status = 200, description = "The job with every attempt", body = JobView),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn get_job(
@@ -256,7 +264,11 @@ pub(crate) fn bound_data(job: &mut JobView) {
     path = "/v1/jobs/{id}/cancel",
     tag = "jobs",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
-    responses((status = 200, description = "Cancelled, or cancel requested while it runs", body = JobView), (status = 404, description = "`not_found`: no such job", body = ErrorBody), (status = 409, description = "`conflict`: the job has ended", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Cancelled, or cancel requested while it runs", body = JobView),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`conflict`: the job has ended", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn cancel(
@@ -277,7 +289,11 @@ pub async fn cancel(
     path = "/v1/jobs/{id}/retry",
     tag = "jobs",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
-    responses((status = 200, description = "Queued again with a fresh attempt budget", body = JobView), (status = 404, description = "`not_found`: no such job", body = ErrorBody), (status = 409, description = "`conflict`: only failed or cancelled jobs are retried", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Queued again with a fresh attempt budget", body = JobView),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`conflict`: only failed or cancelled jobs are retried", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn retry(
@@ -329,7 +345,10 @@ pub fn stamped<T>(view: T) -> Stamped<T> {
     path = "/v1/agents/{id}/drain",
     tag = "agents",
     params(("id" = String, Path, description = "Agent id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "Drained: no new work", body = AgentDrain), (status = 404, description = "`not_found`: no such agent", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Drained: no new work", body = AgentDrain),
+        (status = 404, description = "`not_found`: no such agent", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn drain_agent(
@@ -347,7 +366,10 @@ pub async fn drain_agent(
     path = "/v1/agents/{id}/resume",
     tag = "agents",
     params(("id" = String, Path, description = "Agent id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "The drain is lifted", body = AgentDrain), (status = 404, description = "`not_found`: no such agent", body = ErrorBody)),
+    responses(
+        (status = 200, description = "The drain is lifted", body = AgentDrain),
+        (status = 404, description = "`not_found`: no such agent", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn resume_agent(

@@ -40,7 +40,11 @@ pub async fn list(
     path = "/v1/pipelines",
     tag = "pipelines",
     request_body = PipelineSpec,
-    responses((status = 201, description = "Created", body = PipelineView), (status = 409, description = "`conflict`: the name is taken", body = ErrorBody), (status = 422, description = "`unprocessable`: the graph or a reference is refused (the field names it)", body = ErrorBody)),
+    responses(
+        (status = 201, description = "Created", body = PipelineView),
+        (status = 409, description = "`conflict`: the name is taken", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: the graph or a reference is refused (the field names it)", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn create(
@@ -61,7 +65,11 @@ pub async fn create(
     tag = "pipelines",
     params(("id" = String, Path, description = "Pipeline name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     request_body = PipelineSpec,
-    responses((status = 200, description = "Replaced", body = PipelineView), (status = 201, description = "Created", body = PipelineView), (status = 422, description = "`unprocessable`: the graph or a reference is refused, or the body names another pipeline (`name`)", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Replaced", body = PipelineView),
+        (status = 201, description = "Created", body = PipelineView),
+        (status = 422, description = "`unprocessable`: the graph or a reference is refused, or the body names another pipeline (`name`)", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn put(
@@ -87,7 +95,10 @@ pub async fn put(
     path = "/v1/pipelines/{id}",
     tag = "pipelines",
     params(("id" = String, Path, description = "Pipeline name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "OK", body = PipelineView), (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody)),
+    responses(
+        (status = 200, description = "OK", body = PipelineView),
+        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn show(
@@ -105,7 +116,11 @@ pub async fn show(
     path = "/v1/pipelines/{id}",
     tag = "pipelines",
     params(("id" = String, Path, description = "Pipeline name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 204, description = "No content"), (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody), (status = 409, description = "`conflict`: a schedule names it", body = ErrorBody)),
+    responses(
+        (status = 204, description = "No content"),
+        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        (status = 409, description = "`conflict`: a schedule names it", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn delete(
@@ -124,7 +139,11 @@ pub async fn delete(
     path = "/v1/pipelines/{id}/runs",
     tag = "pipelines",
     params(("id" = String, Path, description = "Pipeline name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 201, description = "The run, started", body = RunView), (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody), (status = 422, description = "`unprocessable`: no enrolled agent can run a step", body = ErrorBody)),
+    responses(
+        (status = 201, description = "The run, started", body = RunView),
+        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: no enrolled agent can run a step", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn run(
@@ -143,6 +162,7 @@ pub async fn run(
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// Only runs with a smaller id (the next page).
+    #[param(value_type = Option<i64>)]
     before: Option<RunId>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -156,7 +176,10 @@ pub struct RunsQuery {
     path = "/v1/pipelines/{id}/runs",
     tag = "pipelines",
     params(("id" = String, Path, description = "Pipeline name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), RunsQuery),
-    responses((status = 200, description = "Newest first", body = RunList), (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Newest first", body = RunList),
+        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn runs(
@@ -176,7 +199,10 @@ pub async fn runs(
     path = "/v1/runs/{id}",
     tag = "pipelines",
     params(("id" = i64, Path, description = "Run id", minimum = 1, example = 42)),
-    responses((status = 200, description = "The run with its steps", body = RunView), (status = 404, description = "`not_found`: no such run", body = ErrorBody)),
+    responses(
+        (status = 200, description = "The run with its steps", body = RunView),
+        (status = 404, description = "`not_found`: no such run", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn show_run(
@@ -194,7 +220,11 @@ pub async fn show_run(
     path = "/v1/runs/{id}/cancel",
     tag = "pipelines",
     params(("id" = i64, Path, description = "Run id", minimum = 1, example = 42)),
-    responses((status = 200, description = "OK", body = RunView), (status = 404, description = "`not_found`: no such run", body = ErrorBody), (status = 409, description = "`conflict`: the run has ended", body = ErrorBody)),
+    responses(
+        (status = 200, description = "OK", body = RunView),
+        (status = 404, description = "`not_found`: no such run", body = ErrorBody),
+        (status = 409, description = "`conflict`: the run has ended", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn cancel_run(
@@ -212,7 +242,11 @@ pub async fn cancel_run(
     path = "/v1/runs/{id}/retry",
     tag = "pipelines",
     params(("id" = i64, Path, description = "Run id", minimum = 1, example = 42)),
-    responses((status = 200, description = "OK", body = RunView), (status = 404, description = "`not_found`: no such run", body = ErrorBody), (status = 409, description = "`conflict`: only a failed or cancelled run is retried", body = ErrorBody)),
+    responses(
+        (status = 200, description = "OK", body = RunView),
+        (status = 404, description = "`not_found`: no such run", body = ErrorBody),
+        (status = 409, description = "`conflict`: only a failed or cancelled run is retried", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn retry_run(

@@ -43,7 +43,11 @@ pub async fn list(
     path = "/v1/schedules",
     tag = "schedules",
     request_body = ScheduleSpec,
-    responses((status = 201, description = "Created", body = ScheduleView), (status = 409, description = "`conflict`: the name is taken", body = ErrorBody), (status = 422, description = "`unprocessable`: the trigger or job template is refused (the field names it)", body = ErrorBody)),
+    responses(
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 409, description = "`conflict`: the name is taken", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: the trigger or job template is refused (the field names it)", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn create(
@@ -65,7 +69,11 @@ pub async fn create(
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     request_body = ScheduleSpec,
-    responses((status = 200, description = "Replaced", body = ScheduleView), (status = 201, description = "Created", body = ScheduleView), (status = 422, description = "`unprocessable`: the trigger or template is refused, or the body names another schedule (`name`)", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Replaced", body = ScheduleView),
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 422, description = "`unprocessable`: the trigger or template is refused, or the body names another schedule (`name`)", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn put(
@@ -103,7 +111,10 @@ pub(crate) fn same_name(path: &str, body: &str) -> Result<(), ApiError> {
     path = "/v1/schedules/{id}",
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "OK", body = ScheduleView), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)),
+    responses(
+        (status = 200, description = "OK", body = ScheduleView),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn show(
@@ -121,7 +132,10 @@ pub async fn show(
     path = "/v1/schedules/{id}",
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 204, description = "No content"), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)),
+    responses(
+        (status = 204, description = "No content"),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn delete(
@@ -140,7 +154,10 @@ pub async fn delete(
     path = "/v1/schedules/{id}/pause",
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "Paused", body = ScheduleView), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Paused", body = ScheduleView),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn pause(
@@ -158,7 +175,10 @@ pub async fn pause(
     path = "/v1/schedules/{id}/resume",
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "Resumed", body = ScheduleView), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Resumed", body = ScheduleView),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn resume(
@@ -176,7 +196,10 @@ pub async fn resume(
     path = "/v1/schedules/{id}/trigger",
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
-    responses((status = 200, description = "One occurrence now", body = FireReport), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)),
+    responses(
+        (status = 200, description = "One occurrence now", body = FireReport),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn trigger(
@@ -195,7 +218,11 @@ pub async fn trigger(
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     request_body = BackfillRequest,
-    responses((status = 200, description = "The occurrences fired", body = FireReport), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody), (status = 422, description = "`unprocessable`: the span is refused (the field names it)", body = ErrorBody)),
+    responses(
+        (status = 200, description = "The occurrences fired", body = FireReport),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: the span is refused (the field names it)", body = ErrorBody)
+    ),
     security(("operator_token" = ["operator"]))
 )]
 pub async fn backfill(
@@ -227,7 +254,10 @@ pub struct HistoryQuery {
     path = "/v1/schedules/{id}/history",
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), HistoryQuery),
-    responses((status = 200, description = "Newest first", body = OccurrenceList), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Newest first", body = OccurrenceList),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn history(
@@ -259,7 +289,10 @@ pub struct NextQuery {
     path = "/v1/schedules/{id}/next",
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), NextQuery),
-    responses((status = 200, description = "Upcoming occurrences", body = NextList), (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)),
+    responses(
+        (status = 200, description = "Upcoming occurrences", body = NextList),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn next(

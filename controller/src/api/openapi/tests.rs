@@ -212,3 +212,52 @@ fn roles_and_error_answers() {
     assert_eq!(schemes["operator_token"]["scheme"], "bearer");
     assert_eq!(schemes["agent_secret"]["scheme"], "bearer");
 }
+
+/// Fields and parameters the handlers check with `valid_name` carry its
+/// pattern, so a client (and schemathesis) knows `""` or `a b` is refused:
+/// schemathesis sent `{"agent_id": ""}` to enroll, valid by the document
+/// then, and got 400; `GET /v1/jobs?before=-116` likewise (the minimum was
+/// lost on the `JobId` alias).
+#[test]
+fn checked_names_and_ids_are_constrained_in_the_document() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let name_pattern = r"^[A-Za-z0-9_.\-]{1,128}$";
+    for (schema, field) in [
+        ("EnrollRequest", "agent_id"),
+        ("OperatorTokenCreate", "name"),
+        ("JobSubmit", "group"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["pattern"], name_pattern,
+            "{schema}.{field}"
+        );
+    }
+    let re = regex::Regex::new(name_pattern).expect("pattern");
+    let long = "a".repeat(baton_proto::limits::MAX_NAME_LEN);
+    for sample in [
+        "",
+        "a",
+        "db-01.x_y",
+        "a b",
+        "ä",
+        "a/b",
+        &long,
+        &format!("{long}a"),
+    ] {
+        assert_eq!(
+            re.is_match(sample),
+            baton_proto::valid_name(sample),
+            "{sample:?}"
+        );
+    }
+    let params = doc["paths"]["/v1/jobs"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .clone();
+    let before = params
+        .iter()
+        .find(|p| p["name"] == "before")
+        .expect("before");
+    assert_eq!(before["schema"]["minimum"], 1, "{before}");
+}
