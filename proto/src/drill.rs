@@ -107,6 +107,7 @@ pub struct FaultAckResponse {
 #[serde(deny_unknown_fields)]
 pub struct DrillStart {
     /// Worker group to drill.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub group: String,
     /// The fault.
     pub method: DrillMethod,

@@ -334,6 +334,7 @@ pub struct JobSubmit {
     pub timeout_ms: Option<u64>,
     /// Lease TTL override (floor 2 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 2000, maximum = 3600000))]
     pub lease_ttl_ms: Option<u64>,
     /// Free-form labels for filtering.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -711,6 +712,7 @@ pub const MAX_BATCH_JOBS: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct JobBatchSubmit {
     /// The jobs, each as for `POST /v1/jobs` (1 to [`MAX_BATCH_JOBS`]).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub jobs: Vec<JobSubmit>,
 }
 

@@ -34,6 +34,7 @@ pub enum StepCondition {
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Unique within the pipeline (`[A-Za-z0-9_.-]`, at most 64).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$"))]
     pub name: String,
     /// Steps that must end before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -60,8 +61,10 @@ pub struct StepSpec {
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     /// Unique name.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$"))]
     pub name: String,
     /// Worker group of the steps that name none.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub group: String,
     /// A run that has not ended after this long is failed and its running
     /// steps are cancelled.

@@ -172,6 +172,7 @@ impl From<JobSubmit> for JobTemplate {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Unique name (`[A-Za-z0-9_.-]`, at most 64).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$"))]
     pub name: String,
     /// Worker group of the job; for a pipeline, the group of every step
     /// that names none (instead of the pipeline's).

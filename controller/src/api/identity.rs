@@ -308,6 +308,7 @@ pub struct AuditQuery {
     /// Only entries of this actor (`operator:NAME`, `agent:ID`, `anonymous`).
     actor: Option<String>,
     /// Only entries with a smaller id (the next page).
+    #[param(minimum = 1)]
     before: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]

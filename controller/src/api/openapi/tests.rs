@@ -41,10 +41,7 @@ fn checked_in_document_is_the_generated_one() {
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(
-                || on_disk.lines().count().min(generated.lines().count()),
-                |i| i,
-            );
+            .unwrap_or_else(|| on_disk.lines().count().min(generated.lines().count()));
         panic!(
             "docs/openapi.json is not the document the code generates (first difference at \
              line {}: file {:?}, code {:?}). Regenerate it with\n    \
@@ -227,12 +224,43 @@ fn checked_names_and_ids_are_constrained_in_the_document() {
         ("EnrollRequest", "agent_id"),
         ("OperatorTokenCreate", "name"),
         ("JobSubmit", "group"),
+        ("DrillStart", "group"),
+        ("PipelineSpec", "group"),
     ] {
         assert_eq!(
             schemas[schema]["properties"][field]["pattern"], name_pattern,
             "{schema}.{field}"
         );
     }
+    // Schedule, pipeline and step names: at most 64 (`schedule::valid_name`).
+    let short_pattern = r"^[A-Za-z0-9_.\-]{1,64}$";
+    for (schema, field) in [
+        ("ScheduleSpec", "name"),
+        ("PipelineSpec", "name"),
+        ("StepSpec", "name"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["pattern"], short_pattern,
+            "{schema}.{field}"
+        );
+    }
+    let short = regex::Regex::new(short_pattern).expect("pattern");
+    for n in [0, 1, 64, 65] {
+        let sample = "s".repeat(n);
+        assert_eq!(
+            short.is_match(&sample),
+            baton_proto::schedule::valid_name(&sample),
+            "{n}"
+        );
+    }
+    let batch = &schemas["JobBatchSubmit"]["properties"]["jobs"];
+    assert_eq!(
+        (&batch["minItems"], &batch["maxItems"]),
+        (&1.into(), &baton_proto::job::MAX_BATCH_JOBS.into())
+    );
+    let ttl = &schemas["JobSubmit"]["properties"]["lease_ttl_ms"];
+    assert_eq!(ttl["minimum"], baton_proto::limits::MIN_LEASE_TTL_MS);
+    assert_eq!(ttl["maximum"], baton_proto::limits::MAX_LEASE_TTL_MS);
     let re = regex::Regex::new(name_pattern).expect("pattern");
     let long = "a".repeat(baton_proto::limits::MAX_NAME_LEN);
     for sample in [
@@ -256,6 +284,15 @@ fn checked_names_and_ids_are_constrained_in_the_document() {
         .expect("parameters")
         .clone();
     let before = params
+        .iter()
+        .find(|p| p["name"] == "before")
+        .expect("before");
+    assert_eq!(before["schema"]["minimum"], 1, "{before}");
+    let audit = doc["paths"]["/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .clone();
+    let before = audit
         .iter()
         .find(|p| p["name"] == "before")
         .expect("before");
