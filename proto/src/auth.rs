@@ -61,6 +61,7 @@ impl std::fmt::Display for Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"token": "baton_enr_…", "agent_id": "db-01", "hostname": "db-01.example", "version": "0.1.0"})))]
 pub struct EnrollRequest {
     /// The single-use enrollment token.
     pub token: String,
@@ -96,6 +97,7 @@ pub struct EnrollResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"groups": ["nightly"], "expires_in_ms": 7200000, "note": "db hosts of rack 4"})))]
 pub struct EnrollmentTokenCreate {
     /// Groups an agent enrolled with this token may serve.
     pub groups: Vec<String>,
@@ -173,6 +175,7 @@ pub struct EnrollmentTokenList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "ci", "role": "viewer"})))]
 pub struct OperatorTokenCreate {
     /// Who or what uses it (a valid name, unique among active tokens).
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]

@@ -105,6 +105,7 @@ pub struct FaultAckResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"group": "nightly", "method": "crash", "rto_ms": 60000})))]
 pub struct DrillStart {
     /// Worker group to drill.
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]

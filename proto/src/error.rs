@@ -83,6 +83,7 @@ pub struct ErrorDetail {
 /// Every non-2xx answer of the API carries this body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"error": {"code": "bad_request", "message": "must be between 1 and 1000", "field": "limit"}})))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,

@@ -317,6 +317,7 @@ impl RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"group": "nightly", "spec": {"kind": "sql", "connection": "erp", "sql": "CALL billing.close_day()"}, "priority": 5, "retry": {"max_attempts": 3}, "timeout_ms": 600000, "labels": {"team": "billing"}})))]
 pub struct JobSubmit {
     /// Worker group that runs the job.
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]

@@ -170,6 +170,7 @@ impl From<JobSubmit> for JobTemplate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "close-day", "group": "nightly", "cron": "0 30 2 * * *", "tz": "Europe/Berlin", "overlap": "skip", "job": {"spec": {"kind": "sql", "connection": "erp", "sql": "CALL billing.close_day()"}}})))]
 pub struct ScheduleSpec {
     /// Unique name (`[A-Za-z0-9_.-]`, at most 64).
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$"))]

@@ -298,3 +298,24 @@ fn checked_names_and_ids_are_constrained_in_the_document() {
         .expect("before");
     assert_eq!(before["schema"]["minimum"], 1, "{before}");
 }
+
+/// Each schema example is a body the proto type parses (so the examples a
+/// client copies, and schemathesis' examples phase sends, are well-formed).
+#[test]
+fn schema_examples_parse_as_their_types() {
+    fn parses<T: serde::de::DeserializeOwned>(doc: &Value, schema: &str) {
+        let example = doc["components"]["schemas"][schema]["example"].clone();
+        assert!(example.is_object(), "{schema} has no example");
+        if let Err(e) = serde_json::from_value::<T>(example) {
+            panic!("the example of {schema} does not parse: {e}");
+        }
+    }
+    let doc = document();
+    parses::<baton_proto::JobSubmit>(&doc, "JobSubmit");
+    parses::<baton_proto::schedule::ScheduleSpec>(&doc, "ScheduleSpec");
+    parses::<baton_proto::drill::DrillStart>(&doc, "DrillStart");
+    parses::<baton_proto::auth::OperatorTokenCreate>(&doc, "OperatorTokenCreate");
+    parses::<baton_proto::auth::EnrollmentTokenCreate>(&doc, "EnrollmentTokenCreate");
+    parses::<baton_proto::auth::EnrollRequest>(&doc, "EnrollRequest");
+    parses::<baton_proto::ErrorBody>(&doc, "ErrorBody");
+}
