@@ -319,3 +319,32 @@ fn schema_examples_parse_as_their_types() {
     parses::<baton_proto::auth::EnrollRequest>(&doc, "EnrollRequest");
     parses::<baton_proto::ErrorBody>(&doc, "ErrorBody");
 }
+
+/// utoipa wrote each `JobSpec` variant as `allOf: [{$ref: NoopSpec}, {kind}]`;
+/// with `NoopSpec`'s `additionalProperties: false` no body satisfied it and
+/// schemathesis could not generate a job ("Nothing satisfies the branch at
+/// /components/schemas/JobSpec/oneOf/0"). Each variant is one closed object
+/// holding `kind` and the spec's fields.
+#[test]
+fn job_spec_variants_are_closed_objects_with_their_kind() {
+    let doc = document();
+    assert!(!document_json().contains("\"allOf\""), "an allOf is left");
+    let variants = doc["components"]["schemas"]["JobSpec"]["oneOf"]
+        .as_array()
+        .expect("oneOf")
+        .clone();
+    assert_eq!(variants.len(), baton_proto::JobKind::ALL.len());
+    for v in &variants {
+        assert_eq!(v["type"], "object", "{v}");
+        assert_eq!(v["additionalProperties"], false, "{v}");
+        let kind = v["properties"]["kind"]["enum"][0].as_str().expect("kind");
+        assert!(baton_proto::JobKind::parse(kind).is_some(), "{kind}");
+        let required = v["required"].as_array().expect("required");
+        assert!(required.contains(&Value::from("kind")), "{v}");
+    }
+    let noop = variants
+        .iter()
+        .find(|v| v["properties"]["kind"]["enum"][0] == "noop")
+        .expect("noop");
+    assert!(noop["properties"]["sleep_ms"].is_object(), "{noop}");
+}
