@@ -9,8 +9,11 @@
 //! built-in probe, a `noop` job sleeping two lease TTLs, retried at once. The
 //! first heartbeat of that job is answered with the fault; a watcher task
 //! refreshes the drill's timeline every [`WATCH_EVERY`] until the verdict.
-//! Reads refresh running drills too, so a drill whose watcher died with a
-//! controller restart still gets its verdict.
+//! The watcher lives on the controller that started the drill, which may be
+//! the one a `controller_crash` drill kills: so every controller also
+//! sweeps the running drills every [`SWEEP_EVERY`] ([`sweep`]), and reads
+//! refresh them too. Refreshes racing on several replicas are safe (the
+//! store writes a verdict once, on a drill still `running`).
 
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ use crate::store::{self, Store, now_ms};
 
 /// How often a running drill's watcher looks at its job.
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// How often every controller refreshes the running drills ([`sweep`]).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Default RTO target.
 pub const DEFAULT_RTO_MS: u64 = 60_000;
 /// Largest RTO target (one day; it is stored as a signed 64-bit number).
@@ -287,6 +292,32 @@ fn log_verdict(v: &DrillView) {
         reasons = ?r.map(|r| r.reasons.clone()).unwrap_or_default(),
         "Drill finished"
     );
+}
+
+/// Refresh every running drill every [`SWEEP_EVERY`] until `shutdown`, on
+/// every controller: a drill gets its verdict (or gives up) even when the
+/// controller that started it, and ran its watcher, is gone — killed by the
+/// drill itself, say. One read of the running drills' ids per sweep.
+pub async fn sweep(store: Store, shutdown: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        match refresh_running(&store).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("Refreshing running drills again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "Cannot refresh the running drills; retrying every second");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Refresh every running drill (their watchers may have died with a restart).

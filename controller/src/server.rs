@@ -30,9 +30,10 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The store cannot be opened.
+    /// The store cannot be opened. Not a `#[source]`: the message already
+    /// holds it, and `{:#}` would print it twice.
     #[error("store: {0}")]
-    Store(#[from] store::Error),
+    Store(store::Error),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -52,6 +53,12 @@ pub enum Error {
         "already initialised: an active admin token exists (create more with `batonctl tokens create`)"
     )]
     AlreadyInitialised,
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
 }
 
 /// Create the first admin token if none exists; returns its secret.
@@ -239,9 +246,10 @@ pub(crate) fn app_state(store: &Store, config: &Config, shutdown: &CancellationT
 }
 
 /// The background tasks: the lease reaper, the schedule timer, retention,
-/// the presence flusher, the signals of other controllers.
+/// the presence flusher, the signals of other controllers, the drill sweep.
 struct Tasks {
     clock_watch: tokio::task::JoinHandle<()>,
+    drills: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
     signals: tokio::task::JoinHandle<()>,
     timer: tokio::task::JoinHandle<()>,
@@ -275,8 +283,10 @@ impl Tasks {
         ));
         let signals = tokio::spawn(state.jobs.clone().run_signals(shutdown.clone()));
         let clock_watch = tokio::spawn(watch_database_clock(state.store.clone(), shutdown.clone()));
+        let drills = tokio::spawn(crate::drills::sweep(state.store.clone(), shutdown.clone()));
         Tasks {
             clock_watch,
+            drills,
             reaper,
             signals,
             timer,
@@ -288,6 +298,7 @@ impl Tasks {
     /// Wait for every task to end (after the shutdown).
     async fn join(self) {
         let _ = self.clock_watch.await;
+        let _ = self.drills.await;
         let _ = self.reaper.await;
         let _ = self.signals.await;
         let _ = self.timer.await;

@@ -44,8 +44,10 @@ impl LoopFs {
         run(Command::new("mkfs.ext4")
             .args(["-q", "-m", "0"])
             .arg(&image))?;
+        // errors=remount-ro: an error makes it read-only at once
+        // (`LoopFs::fail_read_only`), as many hosts mount their disks.
         run(Command::new("mount")
-            .args(["-o", "loop"])
+            .args(["-o", "loop,errors=remount-ro"])
             .arg(&image)
             .arg(&mount))
         .context("mounting a loop filesystem needs root and a loop device")?;
@@ -88,6 +90,55 @@ impl LoopFs {
     pub fn unfill(&self) -> Result<()> {
         fs::remove_file(self.mount.join("filler"))?;
         Ok(())
+    }
+
+    /// Turn the filesystem read-only under the processes writing to it, as
+    /// the kernel does after an I/O error: `mount -o remount,ro` when
+    /// nothing holds a file open for writing, else (a database does) an
+    /// ext4 error raised through `/sys/fs/ext4/<dev>/trigger_fs_error`
+    /// (`errors=remount-ro`): every write fails with EROFS from then on.
+    /// Undo with [`LoopFs::repair`].
+    pub fn fail_read_only(&self) -> Result<()> {
+        if run(Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.mount))
+        .is_ok()
+        {
+            return Ok(());
+        }
+        let out = Command::new("findmnt")
+            .args(["-no", "SOURCE"])
+            .arg(&self.mount)
+            .output()
+            .context("findmnt")?;
+        let source = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let dev = Path::new(&source)
+            .file_name()
+            .with_context(|| format!("no block device behind {}", self.mount.display()))?;
+        let trigger = Path::new("/sys/fs/ext4").join(dev).join("trigger_fs_error");
+        fs::write(&trigger, "1").with_context(|| format!("write {}", trigger.display()))?;
+        Ok(())
+    }
+
+    /// After [`LoopFs::fail_read_only`]: what an operator does once nothing
+    /// uses the filesystem any more (its users stopped): unmount, `e2fsck
+    /// -fy`, mount read-write again (an ext4 that went read-only on an error
+    /// refuses `remount,rw`).
+    pub fn repair(&self) -> Result<()> {
+        run(Command::new("umount").arg(&self.mount)).context("unmount (still in use?)")?;
+        let fsck = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output()
+            .context("e2fsck")?;
+        // 0: clean, 1: errors corrected.
+        if !matches!(fsck.status.code(), Some(0 | 1)) {
+            bail!("e2fsck: {}", String::from_utf8_lossy(&fsck.stdout));
+        }
+        run(Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&self.image)
+            .arg(&self.mount))
     }
 
     /// Set or clear the immutable attribute (`chattr +i` / `-i`) on `path`:

@@ -132,3 +132,50 @@ impl Pki {
         s
     }
 }
+
+/// Certificates for a TLS database server (PostgreSQL's `ssl = on`): a CA,
+/// a server certificate for 127.0.0.1/localhost, one from the same CA for
+/// another name only (hostname verification must refuse it), and an
+/// unrelated CA (a wrong pin). Files are PEM, keys 0600.
+#[derive(Debug, Clone)]
+pub struct DbPki {
+    /// The CA the client pins (`[store] ca_file`).
+    pub ca: PathBuf,
+    /// Server certificate for 127.0.0.1 and localhost, signed by `ca`.
+    pub server_cert: PathBuf,
+    /// Its key.
+    pub server_key: PathBuf,
+    /// Signed by `ca`, but for `db.other.invalid` only.
+    pub wrong_name_cert: PathBuf,
+    /// Its key.
+    pub wrong_name_key: PathBuf,
+    /// A CA unrelated to the server's.
+    pub other_ca: PathBuf,
+}
+
+impl DbPki {
+    /// Generate everything into `dir`.
+    pub fn generate(dir: &Path) -> Result<DbPki> {
+        std::fs::create_dir_all(dir)?;
+        let (ca_pem, ca) = new_ca("Baton test database CA")?;
+        let server = ExtendedKeyUsagePurpose::ServerAuth;
+        let (cert, key) = leaf(&ca, "baton-db", &["127.0.0.1", "localhost"], server.clone())?;
+        let (wrong, wrong_key) = leaf(&ca, "db.other.invalid", &["db.other.invalid"], server)?;
+        let (other_pem, _) = new_ca("Some other database CA")?;
+        let p = DbPki {
+            ca: dir.join("db-ca.pem"),
+            server_cert: dir.join("db-server.pem"),
+            server_key: dir.join("db-server.key"),
+            wrong_name_cert: dir.join("db-wrong-name.pem"),
+            wrong_name_key: dir.join("db-wrong-name.key"),
+            other_ca: dir.join("db-other-ca.pem"),
+        };
+        write(&p.ca, &ca_pem, false)?;
+        write(&p.server_cert, &cert, false)?;
+        write(&p.server_key, &key, true)?;
+        write(&p.wrong_name_cert, &wrong, false)?;
+        write(&p.wrong_name_key, &wrong_key, true)?;
+        write(&p.other_ca, &other_pem, false)?;
+        Ok(p)
+    }
+}

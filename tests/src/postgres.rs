@@ -276,8 +276,10 @@ pub struct PgServer {
     /// A client (`postgres` user, database `postgres`).
     pub pg: Pg,
     /// A primary's temp dir (its `dir`; its standbys' dirs are inside),
-    /// removed on drop. `None` for a standby.
+    /// removed on drop. `None` for a standby and for [`PgServer::start_in`].
     root: Option<tempfile::TempDir>,
+    /// A primary (stopped on drop with its standbys); false for a standby.
+    primary: bool,
 }
 
 impl PgServer {
@@ -297,7 +299,55 @@ impl PgServer {
         let out = run_script(&["start".as_ref(), dir.as_os_str()])?;
         let mut s = PgServer::from_output(dir, &out)?;
         s.root = Some(root);
+        s.primary = true;
         Ok(s)
+    }
+
+    /// Start a fresh primary whose whole dir (data, WAL, log, socket) is
+    /// `dir` (created; its parents must be reachable by `postgres`), e.g.
+    /// on a small loop-mounted filesystem. Stopped on drop (or by its
+    /// watchdog, which removes `dir`).
+    pub fn start_in(dir: &Path) -> Result<PgServer> {
+        if let Some(why) = missing() {
+            bail!("{why}. {INSTALL_HINT}");
+        }
+        fs::create_dir_all(dir)?;
+        watchdog(dir)?;
+        let out = run_script(&["start".as_ref(), dir.as_os_str()])?;
+        let mut s = PgServer::from_output(dir.to_path_buf(), &out)?;
+        s.primary = true;
+        Ok(s)
+    }
+
+    /// Move its WAL to `to` (a new dir, reachable by `postgres`; on a
+    /// small filesystem, say): stop, move `data/pg_wal` there, leave a
+    /// symlink, start again on the same port.
+    pub fn move_wal(&self, to: &Path) -> Result<()> {
+        self.stop()?;
+        let wal = self.dir.join("data").join("pg_wal");
+        for cmd in [
+            Command::new("cp").arg("-a").arg(&wal).arg(to).output(),
+            Command::new("rm").arg("-rf").arg(&wal).output(),
+            Command::new("ln").arg("-s").arg(to).arg(&wal).output(),
+        ] {
+            let out = cmd?;
+            if !out.status.success() {
+                bail!("moving the WAL: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        self.start_again()
+    }
+
+    /// Whether its postmaster runs and answers (`scripts/postgres status`).
+    pub fn is_running(&self) -> bool {
+        run_script(&["status".as_ref(), self.dir.as_os_str()]).is_ok()
+    }
+
+    /// Start it again on its port after it stopped (a PANIC that ended in
+    /// a failed crash recovery, say); nothing to do while it runs.
+    pub fn start_again(&self) -> Result<()> {
+        let port = self.port.to_string();
+        run_script(&["start".as_ref(), self.dir.as_os_str(), port.as_ref()]).map(drop)
     }
 
     fn from_output(dir: PathBuf, out: &str) -> Result<PgServer> {
@@ -315,6 +365,7 @@ impl PgServer {
             port: port.parse()?,
             pg: Pg::new(url)?,
             root: None,
+            primary: false,
         })
     }
 
@@ -322,7 +373,7 @@ impl PgServer {
     /// `sync`: the primary waits for it on every commit (synchronous_commit =
     /// on). Stopped with the primary (on drop, or by its watchdog).
     pub fn standby(&self, name: &str, sync: bool) -> Result<PgServer> {
-        anyhow::ensure!(self.root.is_some(), "a standby of a standby");
+        anyhow::ensure!(self.primary, "a standby of a standby");
         let dir = self.dir.join(name);
         let mut args = vec!["standby".as_ref(), dir.as_os_str(), self.dir.as_os_str()];
         if sync {
@@ -347,6 +398,63 @@ impl PgServer {
         run_script(&["stop".as_ref(), self.dir.as_os_str()]).map(drop)
     }
 
+    /// Serve TLS (`ssl = on`) with `cert` and `key`, and accept TCP
+    /// connections over TLS only: `hostssl` lines (user `postgres` and
+    /// replication trusted, every other user by password, scram) and
+    /// `hostnossl … reject`, so a plaintext connection is refused. The files
+    /// are copied into the data dir (0600, owned by the server's user);
+    /// the Unix socket stays `trust`. Returns once a new TCP session is
+    /// encrypted. Call again to swap the certificate (a reload).
+    pub fn enable_tls(&self, cert: &Path, key: &Path) -> Result<()> {
+        let data = self.dir.join("data");
+        install_private(cert, &data.join("server.crt"))?;
+        install_private(key, &data.join("server.key"))?;
+        fs::write(
+            data.join("pg_hba.conf"),
+            "# PgServer::enable_tls: TCP over TLS only\n\
+             local all all trust\n\
+             local replication all trust\n\
+             hostssl all postgres 127.0.0.1/32 trust\n\
+             hostssl replication all 127.0.0.1/32 trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostnossl all all 0.0.0.0/0 reject\n\
+             hostnossl replication all 0.0.0.0/0 reject\n",
+        )?;
+        let loaded_before = self.pg.sql(None, "SELECT pg_conf_load_time()")?;
+        self.pg.sql(
+            None,
+            "ALTER SYSTEM SET ssl = on;\n\
+             ALTER SYSTEM SET ssl_cert_file = 'server.crt';\n\
+             ALTER SYSTEM SET ssl_key_file = 'server.key';\n\
+             SELECT pg_reload_conf();",
+        )?;
+        // The postmaster reloads asynchronously; a session started after it
+        // did has the new load time and is encrypted (psql prefers TLS).
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let now = self
+                .pg
+                .sql(
+                    None,
+                    "SELECT pg_conf_load_time(), ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                )
+                .unwrap_or_default();
+            if let Some((loaded, ssl)) = now.trim().split_once('|')
+                && loaded != loaded_before.trim()
+                && ssl == "t"
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() > end {
+                bail!(
+                    "TLS never came on (last: {now:?}); server log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Its log so far (for failure messages).
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
@@ -355,7 +463,7 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if self.root.is_some() {
+        if self.primary {
             // Every standby in its dir, then the primary.
             for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
                 if e.path().join("data").join("PG_VERSION").exists() {
@@ -365,6 +473,25 @@ impl Drop for PgServer {
             let _ = run_script(&["stop".as_ref(), self.dir.as_os_str()]);
         }
     }
+}
+
+/// Copy `from` to `to` with mode 0600, owned by `postgres` when root (the
+/// server refuses a key others can read, and runs as `postgres`).
+fn install_private(from: &Path, to: &Path) -> Result<()> {
+    fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o600))?;
+    // `/proc/self` belongs to this process's effective user.
+    if std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self")?) == 0 {
+        let out = Command::new("chown").arg("postgres:").arg(to).output()?;
+        if !out.status.success() {
+            bail!(
+                "chown postgres {}: {}",
+                to.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `scripts/postgres watch DIR <this pid> --remove` in its own process group:

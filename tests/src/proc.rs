@@ -276,7 +276,13 @@ impl Controller {
         if let Some(l) = listen {
             cmd.arg("--listen").arg(l.to_string());
         }
-        cmd.env("BATON_CONTROLLER_LOG", "info,sqlx=warn");
+        // The environment wins over the file: a config that sets its own
+        // `log_level` (to change it on SIGHUP) gets it.
+        let level_in_file = fs::read_to_string(&self.config)
+            .is_ok_and(|c| c.lines().any(|l| l.trim_start().starts_with("log_level")));
+        if !level_in_file {
+            cmd.env("BATON_CONTROLLER_LOG", "info,sqlx=warn");
+        }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(cmd, &self.dir.join("controller.log"))?;
         self.proc = Some(proc);

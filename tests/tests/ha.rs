@@ -589,3 +589,170 @@ async fn primary_kill_and_standby_promotion_lose_nothing_acknowledged() {
     drop(standby);
     drop(primary);
 }
+
+/// `/readyz` of `api` answers 200 within `within`.
+async fn answers_ready(api: &Api, within: Duration) -> bool {
+    tokio::time::timeout(within, api.raw(Method::GET, "/readyz", None, &[]))
+        .await
+        .is_ok_and(|r| r.is_ok_and(|r| r.status == 200))
+}
+
+/// Wait until every job of `ids` ended and the agents' outboxes drained.
+async fn wait_all_ended(c: &HaCluster, apis: &[Api], ids: &BTreeMap<usize, JobId>) {
+    let list: Vec<JobId> = ids.values().copied().collect();
+    let end = Instant::now() + Duration::from_secs(120);
+    while unfinished(apis, &list).await != Some(0) {
+        assert!(Instant::now() < end, "jobs not finished\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    while c.agents.iter().any(|a| a.outbox_len() > 0) && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_of_a_replica_mid_load_reloads_its_log_level_and_loses_nothing() {
+    baton_tests::require_postgres!();
+    let pg = postgres::shared().await.expect(postgres::INSTALL_HINT);
+    let opts = HaOpts {
+        controller_extra: "log_level = \"info,sqlx=warn\"".into(),
+        ..HaOpts::default()
+    };
+    let mut c = HaCluster::start_in(pg, 2, 2, opts, |o| o.slots = 2)
+        .await
+        .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let apis: Vec<Api> = (0..2).map(|i| c.api(i)).collect();
+    let bodies: Vec<Value> = (0..40)
+        .map(|k| sleeper(k, 0.2 + (k % 4) as f64 * 0.1))
+        .collect();
+    let submitter = spawn_submitter(apis.clone(), bodies, "hup");
+    let pid = c.controllers[0].proc.as_ref().and_then(|p| p.pid());
+    let (hups, change_at) = (24, 12);
+    let mut debug_before = 0;
+    for n in 0..hups {
+        if n == change_at {
+            // The reloadable setting: DEBUG logs "Request answered" for
+            // every call (INFO only for refusals).
+            debug_before = c.controllers[0].log_text().matches(" DEBUG ").count();
+            let cfg = &c.controllers[0].config;
+            let text = std::fs::read_to_string(cfg).expect("config");
+            let tmp = cfg.with_extension("toml.new");
+            std::fs::write(&tmp, text.replace("info,sqlx=warn", "debug,sqlx=warn")).expect("write");
+            std::fs::rename(&tmp, cfg).expect("rename");
+        }
+        c.controllers[0]
+            .proc
+            .as_ref()
+            .expect("replica 0")
+            .signal(nix::sys::signal::Signal::SIGHUP)
+            .expect("SIGHUP");
+        assert!(
+            answers_ready(&apis[0], Duration::from_secs(10)).await,
+            "replica 0 stopped serving after SIGHUP {n}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let ids = tokio::time::timeout(Duration::from_secs(180), submitter)
+        .await
+        .expect("submissions acknowledged")
+        .expect("submitter");
+    wait_all_ended(&c, &apis, &ids).await;
+    let log = c.controllers[0].log_text();
+    assert!(
+        c.controllers[0].proc.as_mut().is_some_and(|p| p.running())
+            && c.controllers[0].proc.as_ref().and_then(|p| p.pid()) == pid,
+        "replica 0 died on SIGHUP\n{log}"
+    );
+    assert_eq!(
+        log.matches("Received SIGHUP; reloaded").count(),
+        hups,
+        "every SIGHUP reloaded:\n{log}"
+    );
+    assert_eq!(debug_before, 0, "no DEBUG before the change");
+    let debug_after = log.matches(" DEBUG ").count();
+    assert!(
+        debug_after > 0 && log.contains("debug,sqlx=warn"),
+        "the new log level took effect ({debug_after} DEBUG lines):\n{log}"
+    );
+    check_all(&c, &apis, &ids).await;
+    println!(
+        "ha: {hups} SIGHUPs of a replica mid-load, {debug_after} DEBUG lines after the change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_stopped_longer_than_the_lease_ttl_loses_nothing_and_runs_nothing_twice() {
+    baton_tests::require_postgres!();
+    let pg = postgres::shared().await.expect(postgres::INSTALL_HINT);
+    let c = HaCluster::start_in(pg, 2, 3, HaOpts::default(), |o| o.slots = 2)
+        .await
+        .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let apis: Vec<Api> = (0..2).map(|i| c.api(i)).collect();
+    // Leases of 2 s; the replica is stopped 3 TTLs.
+    let bodies: Vec<Value> = (0..40)
+        .map(|k| sleeper(k, 0.3 + (k % 5) as f64 * 0.2))
+        .collect();
+    let submitter = spawn_submitter(apis.clone(), bodies, "stop");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let running = running_now(&apis).await;
+    let done_before = done_count(&apis[1]).await;
+    let stopped = Instant::now();
+    c.controllers[0]
+        .proc
+        .as_ref()
+        .expect("replica 0")
+        .signal(nix::sys::signal::Signal::SIGSTOP)
+        .expect("SIGSTOP");
+    // The other replica serves meanwhile, and work ends through it.
+    let mut served = true;
+    while stopped.elapsed() < Duration::from_secs(6) {
+        served &= answers_ready(&apis[1], Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let done_during = done_count(&apis[1]).await - done_before;
+    c.controllers[0]
+        .proc
+        .as_ref()
+        .expect("replica 0")
+        .signal(nix::sys::signal::Signal::SIGCONT)
+        .expect("SIGCONT");
+    assert!(served, "replica 1 kept answering\n{}", c.logs());
+    assert!(
+        answers_ready(&apis[0], Duration::from_secs(10)).await,
+        "replica 0 serves again after SIGCONT\n{}",
+        c.logs()
+    );
+    let ids = tokio::time::timeout(Duration::from_secs(180), submitter)
+        .await
+        .expect("submissions acknowledged")
+        .expect("submitter");
+    wait_all_ended(&c, &apis, &ids).await;
+    println!(
+        "ha: replica 0 stopped 6 s with {running} jobs running; {done_during} jobs ended through replica 1 meanwhile"
+    );
+    assert!(running > 0, "jobs were running when the replica stopped");
+    assert!(
+        done_during > 0,
+        "work went on through replica 1 while replica 0 was stopped\n{}",
+        c.logs()
+    );
+    check_all(&c, &apis, &ids).await;
+}
+
+/// Jobs succeeded so far, as `api` sees them.
+async fn done_count(api: &Api) -> usize {
+    api.raw(
+        Method::GET,
+        "/v1/jobs?state=succeeded&limit=1000",
+        None,
+        &[],
+    )
+    .await
+    .ok()
+    .and_then(|r| r.body["jobs"].as_array().map(Vec::len))
+    .unwrap_or(0)
+}

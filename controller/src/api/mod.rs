@@ -340,9 +340,17 @@ impl From<store::Error> for ApiError {
                 Some(baton_proto::IDEMPOTENCY_KEY_HEADER.into()),
             ),
             // Logged once per change of state by the store's health.
+            // A connection lost while committing leaves the commit in
+            // doubt: say so rather than "nothing was changed".
             store::Error::Unavailable { cause, detail } => ApiError::new(
                 ErrorCode::StoreUnavailable,
-                format!("the store cannot commit ({cause}), nothing was changed: {detail}"),
+                if cause == store::health::Cause::Unreachable {
+                    format!(
+                        "the store cannot commit ({cause}); a write whose connection was lost while committing may have been applied, so retry it with the same Idempotency-Key: {detail}"
+                    )
+                } else {
+                    format!("the store cannot commit ({cause}), nothing was changed: {detail}")
+                },
                 None,
             ),
             other => {

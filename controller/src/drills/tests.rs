@@ -165,3 +165,39 @@ fn a_controller_crash_needs_the_setting_and_an_agent() {
         Some("agent")
     );
 }
+
+/// A drill without a watcher (the controller that started it died) still
+/// gets its verdict from any controller's sweep, with no read of it.
+#[tokio::test]
+async fn the_sweep_ends_a_drill_whose_watcher_is_gone() {
+    let (store, _dir) = crate::store::testutil::store().await;
+    let jobs = Jobs::new(store.clone());
+    let (drill, job) = plan(&req(DrillMethod::Crash), LIMITS, "ops").expect("plan");
+    // Created as `start` does, but no watcher is spawned.
+    let view = jobs
+        .create_drill(&drill, job, now_ms())
+        .await
+        .expect("drill");
+    let job_id = view.job_id.expect("the drill has its job");
+    jobs.cancel(job_id, now_ms()).await.expect("cancel");
+    let running = |s: &Store| {
+        let s = s.clone();
+        async move { s.running_drills().await.expect("running") }
+    };
+    assert_eq!(running(&store).await, vec![view.id], "no verdict yet");
+    let shutdown = CancellationToken::new();
+    let sweeping = tokio::spawn(sweep(store.clone(), shutdown.clone()));
+    let end = std::time::Instant::now() + 10 * SWEEP_EVERY;
+    while !running(&store).await.is_empty() {
+        assert!(std::time::Instant::now() < end, "the sweep ended nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    sweeping.await.expect("the sweep stops at shutdown");
+    let d = store.get_drill(view.id).await.expect("drill");
+    assert_eq!(
+        d.state,
+        DrillState::Error,
+        "the job ended before any fault: {d:?}"
+    );
+}

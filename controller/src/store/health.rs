@@ -61,6 +61,17 @@ impl Cause {
     }
 }
 
+impl Cause {
+    /// A fault of the disk or the files under the database (not of its
+    /// reachability): full, read-only, I/O, cannot open, damaged.
+    pub fn is_storage(self) -> bool {
+        matches!(
+            self,
+            Cause::DiskFull | Cause::ReadOnly | Cause::Io | Cause::CannotOpen | Cause::Corrupt
+        )
+    }
+}
+
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -75,7 +86,11 @@ impl Cause {
         match e {
             sqlx::Error::Database(d) => {
                 if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                    return Cause::of_sqlstate(pg.code());
+                    let dying = matches!(
+                        pg.severity(),
+                        sqlx::postgres::PgSeverity::Panic | sqlx::postgres::PgSeverity::Fatal
+                    );
+                    return Cause::of_pg(pg.code(), dying, pg.message());
                 }
                 // SQLite's result codes only past this point.
                 d.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
@@ -109,6 +124,24 @@ impl Cause {
             11 | 26 => Some(Cause::Corrupt),
             _ => None,
         }
+    }
+
+    /// The cause of a PostgreSQL error: its SQLSTATE, whether it ended the
+    /// session (`PANIC`, `FATAL`) and its message. A file the server cannot
+    /// write because its filesystem turned read-only comes as `42501`
+    /// (PostgreSQL files EROFS with EACCES) or as a `PANIC` when it was the
+    /// WAL; only the OS's words tell them from a missing privilege (English
+    /// server messages, `lc_messages = C` or `en_*`). Any other `PANIC` or
+    /// `FATAL` is the server going away: the operation's outcome is a lost
+    /// connection's, never a request's fault.
+    pub fn of_pg(code: &str, dying: bool, message: &str) -> Option<Cause> {
+        if message.contains("Read-only file system") {
+            return Some(Cause::ReadOnly);
+        }
+        if message.contains("No space left on device") {
+            return Some(Cause::DiskFull);
+        }
+        Cause::of_sqlstate(code).or(dying.then_some(Cause::Unreachable))
     }
 
     /// The cause of a PostgreSQL SQLSTATE.

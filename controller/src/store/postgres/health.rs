@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 
 use super::PgStore;
-use crate::store::Result;
 use crate::store::health::{Cause, HealthStore, StatsSnapshot};
+use crate::store::{Error, Result};
 
 #[async_trait]
 impl HealthStore for PgStore {
@@ -18,10 +18,20 @@ impl HealthStore for PgStore {
         self.health.failure()
     }
 
-    /// No group commit on PostgreSQL: every operation is its own
-    /// transaction.
+    /// The grouped hot writes ([`super::group`]): their batches and the
+    /// calls in them, summed over the kinds.
     fn group_commit_stats(&self) -> StatsSnapshot {
-        StatsSnapshot::default()
+        let g = &self.groups;
+        let mut out = StatsSnapshot::default();
+        for (batches, calls) in [
+            g.succeed.stats().get(),
+            g.audit.stats().get(),
+            g.submit.stats().get(),
+        ] {
+            out.batches += batches;
+            out.ops += calls;
+        }
+        out
     }
 
     async fn ping(&self) -> Result<()> {
@@ -35,5 +45,22 @@ impl HealthStore for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl PgStore {
+    /// Pass `r` on; a refusal by the database server's disk (full,
+    /// read-only, an I/O error, a damaged file) marks the store failing
+    /// (`/readyz`, one ERROR), as on SQLite. The hosts watch declares it
+    /// healthy again once it answers and no write has been refused for
+    /// [`crate::store::health::QUIET`]. An unreachable server is the
+    /// watch's to judge (a busy pool is not a failing store).
+    pub(crate) fn noted<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Unavailable { cause, detail }) = &r
+            && cause.is_storage()
+        {
+            self.health.failed(*cause, detail);
+        }
+        r
     }
 }

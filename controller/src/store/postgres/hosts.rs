@@ -10,6 +10,7 @@
 //! connections there (old ones fail and are dropped). While no host accepts
 //! writes, the store answers 503 `store_unavailable` and `/readyz` says why.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Hosts {
     all: Vec<PgConnectOptions>,
     /// Index into `all` of the host the pool connects to.
     current: Mutex<usize>,
+    /// The pinned CA (`[store] ca_file`), named when TLS fails.
+    ca_file: Option<PathBuf>,
 }
 
 impl Hosts {
@@ -50,6 +53,7 @@ impl Hosts {
         Ok(Hosts {
             all,
             current: Mutex::new(0),
+            ca_file: opts.ca_file.clone(),
         })
     }
 
@@ -73,7 +77,7 @@ impl Hosts {
                     return Ok(host.clone());
                 }
                 Ok(false) => last = Some((Cause::Standby, describe(host, "is a standby"))),
-                Err(e) => last = Some((Cause::Unreachable, describe(host, &e.to_string()))),
+                Err(e) => last = Some((Cause::Unreachable, self.describe_error(host, &e))),
             }
         }
         let (cause, detail) =
@@ -142,6 +146,37 @@ async fn is_primary(host: &PgConnectOptions) -> std::result::Result<bool, sqlx::
     match tokio::time::timeout(PROBE_TIMEOUT, check).await {
         Ok(r) => r,
         Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
+}
+
+impl Hosts {
+    /// Why `host` could not be checked; a TLS failure names the pinned CA
+    /// (the server's certificate must be signed by it and name the host:
+    /// verify-full).
+    fn describe_error(&self, host: &PgConnectOptions, e: &sqlx::Error) -> String {
+        match (&self.ca_file, is_tls_error(e)) {
+            (Some(ca), true) => describe(
+                host,
+                &format!(
+                    "refused TLS: its certificate does not verify against [store] ca_file {} (verify-full: signed by that CA and naming the host as written in the url): {e}",
+                    ca.display()
+                ),
+            ),
+            _ => describe(host, &e.to_string()),
+        }
+    }
+}
+
+/// A TLS failure: the configuration (`Tls`: the CA file cannot be used) or
+/// the handshake (rustls's error inside an I/O error: an unknown issuer, a
+/// certificate for another name, a server without TLS).
+pub(crate) fn is_tls_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 

@@ -14,9 +14,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use baton_proto::{AttemptView, JobId, JobList, JobSubmit, JobSummary, JobView};
+use futures_util::future::BoxFuture;
 use sqlx::postgres::PgConnection;
 
 use super::PgStore;
+use super::group::Answer;
 use crate::store::jobs::{
     BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted, queued_view,
 };
@@ -27,10 +29,24 @@ use crate::store::{Error, Result};
 impl JobStore for PgStore {
     /// Persist a new job (or return the one an idempotency key already
     /// made). No transaction of its own: the INSERT is one statement, and
-    /// the reads around it are answers, not decisions.
+    /// the reads around it are answers, not decisions. Without a key, the
+    /// INSERT is shared with the submits arriving meanwhile
+    /// ([`super::group`]); a batch whose commit was lost answers an error,
+    /// as a lone INSERT's would (the job may exist: only a key makes a
+    /// retry safe).
     async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
+        let new = if new.idempotency_key.is_none() {
+            let item: Submit = (std::sync::Arc::new(new), now);
+            match self.groups.submit.run(item.clone()).await {
+                Answer::Done(job) => return Ok(Submitted { job, created: true }),
+                Answer::Unknown(why) => return Err(Error::Commit(why)),
+                Answer::Alone => item.0,
+            }
+        } else {
+            std::sync::Arc::new(new)
+        };
         let mut c = self.pool.acquire().await?;
-        submit_in(&mut c, &new, now).await
+        self.noted(submit_in(&mut c, &new, now).await)
     }
 
     /// Persist every job of a batch, or none (or return the jobs an earlier
@@ -39,7 +55,7 @@ impl JobStore for PgStore {
     async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
         if batch.idempotency_key.is_none() {
             let mut c = self.pool.acquire().await?;
-            return submit_batch_in(&mut c, &batch, now).await;
+            return self.noted(submit_batch_in(&mut c, &batch, now).await);
         }
         let batch = std::sync::Arc::new(batch);
         self.tx(move |c| {
@@ -69,6 +85,7 @@ impl JobStore for PgStore {
     /// a summary needs are read, and long texts are cut in the query.
     async fn list_jobs(&self, f: &JobFilter) -> Result<JobList> {
         let limit = f.limit.clamp(1, 1000);
+        let mut browse = self.browse().await?;
         let rows: Vec<SummaryRow> = sqlx::query_as(
             "SELECT id, grp, kind, connection, state, priority, attempts_spent,
                     (retry::jsonb ->> 'max_attempts')::bigint AS max_attempts, labels,
@@ -99,8 +116,9 @@ impl JobStore for PgStore {
         .bind(i64::from(limit) + 1)
         .bind(JobSummary::MAX_TEXT as i32)
         .bind(&f.schedule)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *browse)
         .await?;
+        browse.commit().await?;
         let more = rows.len() > limit as usize;
         let jobs = rows
             .into_iter()
@@ -170,8 +188,36 @@ async fn by_key(c: &mut PgConnection, key: &str) -> Result<Option<JobRow>> {
 }
 
 /// One job to insert: the request, its lease TTL, the idempotency key and
-/// request hash stored with it.
-type Insert<'a> = (&'a JobSubmit, u64, Option<&'a str>, &'a str);
+/// request hash stored with it, and the time it was submitted.
+type Insert<'a> = (&'a JobSubmit, u64, Option<&'a str>, &'a str, i64);
+
+/// A submit without an idempotency key, to insert in a group: the job and
+/// the time it was submitted.
+pub(super) type Submit = (std::sync::Arc<NewJob>, i64);
+
+/// Insert the submits of a group in one statement (none has a key, so
+/// none can conflict): their views, in order.
+pub(super) fn submit_grouped<'c>(
+    c: &'c mut PgConnection,
+    items: &'c [Submit],
+) -> BoxFuture<'c, std::result::Result<Vec<JobView>, sqlx::Error>> {
+    Box::pin(async move {
+        let rows: Vec<Insert<'_>> = items
+            .iter()
+            .map(|(new, now)| {
+                (
+                    &new.submit,
+                    new.lease_ttl_ms,
+                    None,
+                    new.request_hash.as_str(),
+                    *now,
+                )
+            })
+            .collect();
+        // No key, so no conflict: one view per submit (the group checks).
+        insert(c, &rows, None).await
+    })
+}
 
 /// The columns of jobs to insert, one array each (unnested in order).
 #[derive(Default)]
@@ -187,12 +233,13 @@ struct Columns<'a> {
     labels: Vec<String>,
     key: Vec<Option<&'a str>>,
     hash: Vec<&'a str>,
+    now: Vec<i64>,
 }
 
 impl<'a> Columns<'a> {
-    fn of(jobs: &[Insert<'a>]) -> Result<Columns<'a>> {
+    fn of(jobs: &[Insert<'a>]) -> std::result::Result<Columns<'a>, sqlx::Error> {
         let mut c = Columns::default();
-        for (s, ttl, key, hash) in jobs {
+        for (s, ttl, key, hash, now) in jobs {
             c.grp.push(&s.group);
             c.kind.push(s.spec.kind().as_str());
             c.spec.push(enc(&s.spec)?);
@@ -204,6 +251,7 @@ impl<'a> Columns<'a> {
             c.labels.push(enc(&s.labels)?);
             c.key.push(*key);
             c.hash.push(hash);
+            c.now.push(*now);
         }
         Ok(c)
     }
@@ -217,18 +265,18 @@ async fn insert(
     c: &mut PgConnection,
     jobs: &[Insert<'_>],
     batch_first: Option<JobId>,
-    now: i64,
-) -> Result<Vec<JobView>> {
+) -> std::result::Result<Vec<JobView>, sqlx::Error> {
     let cols = Columns::of(jobs)?;
     let ids: Vec<JobId> = sqlx::query_scalar(
         "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
              labels, idempotency_key, request_hash, batch_first, state, not_before, created_at, updated_at)
          SELECT grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
-             labels, key, hash, $12, 'queued', $13, $13, $13
+             labels, key, hash, $12, 'queued', now, now, now
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-             $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY
+             $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $13::bigint[])
+             WITH ORDINALITY
              AS t(grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
-                  labels, key, hash, ord)
+                  labels, key, hash, now, ord)
          ORDER BY ord
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING id",
@@ -245,7 +293,7 @@ async fn insert(
     .bind(cols.key)
     .bind(cols.hash)
     .bind(batch_first)
-    .bind(now)
+    .bind(cols.now)
     .fetch_all(&mut *c)
     .await?;
     if ids.len() != jobs.len() {
@@ -256,13 +304,13 @@ async fn insert(
     Ok(ids
         .into_iter()
         .zip(jobs)
-        .map(|(id, (s, ttl, key, _))| queued_view(id, s, *ttl, *key, now))
+        .map(|(id, (s, ttl, key, _, now))| queued_view(id, s, *ttl, *key, *now))
         .collect())
 }
 
 /// A value as the JSON text stored in its column.
-fn enc<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+fn enc<T: serde::Serialize>(v: &T) -> std::result::Result<String, sqlx::Error> {
+    serde_json::to_string(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 /// Views of jobs `ids` with their attempts, in id order (missing ids left out).
@@ -346,8 +394,9 @@ async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> Result<Submi
             new.lease_ttl_ms,
             key,
             new.request_hash.as_str(),
+            now,
         )];
-        if let Some(job) = insert(c, &one, None, now).await?.pop() {
+        if let Some(job) = insert(c, &one, None).await?.pop() {
             return Ok(Submitted { job, created: true });
         }
         // Another replica inserted the key meanwhile (the INSERT waited for
@@ -370,11 +419,11 @@ async fn submit_batch_in(c: &mut PgConnection, b: &NewBatch, now: i64) -> Result
                 (Some(k), 0) => (Some(k.as_str()), b.request_hash.as_str()),
                 _ => (None, new.request_hash.as_str()),
             };
-            (&new.submit, new.lease_ttl_ms, key, hash)
+            (&new.submit, new.lease_ttl_ms, key, hash, now)
         })
         .collect();
     let Some(key) = &b.idempotency_key else {
-        let jobs = insert(c, &rows, None, now).await?;
+        let jobs = insert(c, &rows, None).await?;
         return Ok(BatchSubmitted {
             jobs,
             created: true,
@@ -397,12 +446,12 @@ async fn submit_batch_in(c: &mut PgConnection, b: &NewBatch, now: i64) -> Result
         }
         // The keyed first job alone: if another replica took the key
         // meanwhile, nothing of this batch is inserted.
-        let Some(first) = insert(c, &rows[..1], None, now).await?.pop() else {
+        let Some(first) = insert(c, &rows[..1], None).await?.pop() else {
             continue;
         };
         let mut jobs = vec![first];
         if rows.len() > 1 {
-            jobs.extend(insert(c, &rows[1..], Some(jobs[0].id), now).await?);
+            jobs.extend(insert(c, &rows[1..], Some(jobs[0].id)).await?);
         }
         return Ok(BatchSubmitted {
             jobs,

@@ -20,16 +20,20 @@
 mod ends;
 mod expiry;
 
+pub(super) use ends::{Succeed, succeed_batch};
+
 use async_trait::async_trait;
 use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, LeaseRef, Progress};
 use sqlx::postgres::PgConnection;
 
 use super::PgStore;
+use super::group::Answer;
 use crate::store::Result;
 use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, grant_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
+use crate::store::{Error, Result};
 
 #[async_trait]
 impl LeaseStore for PgStore {
@@ -68,15 +72,18 @@ impl LeaseStore for PgStore {
                SELECT id, grants, $6, last_token, $1 FROM up)
              SELECT * FROM cand ORDER BY priority DESC, id"
         );
-        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(&filter.groups)
-            .bind(&filter.kinds)
-            .bind(req.connections)
-            .bind(i64::from(req.max))
-            .bind(req.agent_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<JobRow> = self.noted(
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(&filter.groups)
+                .bind(&filter.kinds)
+                .bind(req.connections)
+                .bind(i64::from(req.max))
+                .bind(req.agent_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::from),
+        )?;
         for row in rows {
             out.grants.push(grant_of(row)?);
         }
@@ -97,7 +104,7 @@ impl LeaseStore for PgStore {
         now: i64,
     ) -> Result<(u64, bool)> {
         let progress = progress.and_then(|p| serde_json::to_string(p).ok());
-        let renewed: Option<(i64, bool)> = sqlx::query_as(
+        let renewed: std::result::Result<Option<(i64, bool)>, sqlx::Error> = sqlx::query_as(
             "WITH j AS (
                UPDATE jobs SET lease_expires_at = $5 + lease_ttl_ms
                WHERE id = $3 AND state = 'running' AND lease_token = $4 AND lease_agent = $6
@@ -116,8 +123,8 @@ impl LeaseStore for PgStore {
         .bind(now)
         .bind(agent_id)
         .fetch_optional(&self.pool)
-        .await?;
-        match renewed {
+        .await;
+        match self.noted(renewed.map_err(Error::from))? {
             Some((ttl, cancel)) => Ok((ttl as u64, cancel)),
             None => {
                 let mut c = self.pool.acquire().await?;
@@ -144,7 +151,13 @@ impl LeaseStore for PgStore {
             error: req.error.clone(),
             unit: rand::random(),
         });
-        if let Some(grp) = ends::succeed_held(&self.pool, &done, now).await? {
+        // The common case shares a statement and a commit with the other
+        // successes arriving now; anything else (not held, a failure, a
+        // batch that did not commit) takes the transaction, which also
+        // finds a success already recorded.
+        if matches!(req.completion, baton_proto::Completion::Succeeded)
+            && let Answer::Done(Some(grp)) = self.groups.succeed.run((done.clone(), now)).await
+        {
             return Ok((JobState::Succeeded, false, grp));
         }
         self.tx(move |c| {

@@ -1,44 +1,111 @@
 //! The ends of a lease its holder reports: complete and release; and why a
 //! call keyed by a lease is refused ([`why_not_held`]).
 
+use std::collections::{HashMap, HashSet};
+
 use baton_proto::{FencingToken, JobId, JobState};
-use sqlx::postgres::{PgConnection, PgPool};
+use futures_util::future::BoxFuture;
+use sqlx::postgres::PgConnection;
 
 use super::held_row;
 use crate::store::lease::{Completed, Next, next_after, outcome_of};
 use crate::store::{Error, Result};
 
-/// The common case of a success in one statement (no transaction of its
-/// own): the job's group if the caller held the lease, `None` (nothing
-/// written) otherwise. The job row's update carries every check of
-/// [`held_row`]; the attempt is ended only through it.
-pub(super) async fn succeed_held(pool: &PgPool, d: &Completed, now: i64) -> Result<Option<String>> {
-    if !matches!(d.completion, baton_proto::Completion::Succeeded) {
-        return Ok(None);
+/// A success to record in a group ([`super::super::group`]): the
+/// completion and the time it arrived.
+pub(crate) type Succeed = (std::sync::Arc<Completed>, i64);
+
+/// The common case of successes, many in one statement (a grouped batch,
+/// inside its transaction): for each, the job's group if the caller held
+/// the lease, `None` (nothing written for it) otherwise. The job row's
+/// update carries every check of [`held_row`]; the attempt is ended only
+/// through it. A job named twice in one batch (a completion redelivered
+/// while the first was queued) is written once, by its first entry; the
+/// others answer `None` and take the transaction path, which finds it
+/// recorded.
+pub(crate) fn succeed_batch<'c>(
+    c: &'c mut PgConnection,
+    items: &'c [Succeed],
+) -> BoxFuture<'c, std::result::Result<Vec<Option<String>>, sqlx::Error>> {
+    Box::pin(async move {
+        let mut seen = HashSet::new();
+        let mut cols = SucceedColumns::default();
+        let included: Vec<bool> = items
+            .iter()
+            .map(|(d, now)| {
+                let first = matches!(d.completion, baton_proto::Completion::Succeeded)
+                    && seen.insert(d.job_id);
+                if first {
+                    cols.push(d, *now);
+                }
+                first
+            })
+            .collect();
+        let rows: Vec<(JobId, FencingToken, String)> = sqlx::query_as(
+            "WITH i AS (
+               SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+                   $5::text[], $6::bigint[]) AS i(id, token, agent, result, error, now)),
+             j AS (
+               UPDATE jobs SET state = 'succeeded', attempts_spent = jobs.attempts_spent + 1,
+                 not_before = i.now, finished_at = i.now, updated_at = i.now,
+                 lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, error = NULL,
+                 result = COALESCE(i.result, jobs.result)
+               FROM i
+               WHERE jobs.id = i.id AND jobs.state = 'running' AND jobs.lease_token = i.token
+                 AND jobs.lease_agent = i.agent AND jobs.lease_expires_at > i.now
+               RETURNING jobs.id, jobs.grp, i.token, i.result, i.error, i.now),
+             a AS (
+               UPDATE attempts SET ended_at = j.now, outcome = 'succeeded', error = j.error,
+                 result = COALESCE(j.result, attempts.result)
+               FROM j WHERE attempts.job_id = j.id AND attempts.token = j.token)
+             SELECT id, token, grp FROM j",
+        )
+        .bind(&cols.id)
+        .bind(&cols.token)
+        .bind(&cols.agent)
+        .bind(&cols.result)
+        .bind(&cols.error)
+        .bind(&cols.now)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut done: HashMap<JobId, (FencingToken, String)> = rows
+            .into_iter()
+            .map(|(id, token, grp)| (id, (token, grp)))
+            .collect();
+        Ok(items
+            .iter()
+            .zip(included)
+            .map(|((d, _), included)| {
+                if !included {
+                    return None;
+                }
+                let (token, grp) = done.remove(&d.job_id)?;
+                (token == d.token).then_some(grp)
+            })
+            .collect())
+    })
+}
+
+/// The successes of a batch, one array per column.
+#[derive(Default)]
+struct SucceedColumns<'a> {
+    id: Vec<JobId>,
+    token: Vec<FencingToken>,
+    agent: Vec<&'a str>,
+    result: Vec<Option<&'a str>>,
+    error: Vec<Option<&'a str>>,
+    now: Vec<i64>,
+}
+
+impl<'a> SucceedColumns<'a> {
+    fn push(&mut self, d: &'a Completed, now: i64) {
+        self.id.push(d.job_id);
+        self.token.push(d.token);
+        self.agent.push(&d.agent_id);
+        self.result.push(d.result_json.as_deref());
+        self.error.push(d.error.as_deref());
+        self.now.push(now);
     }
-    Ok(sqlx::query_scalar(
-        "WITH j AS (
-           UPDATE jobs SET state = 'succeeded', attempts_spent = attempts_spent + 1,
-             not_before = $1, finished_at = $1, updated_at = $1, lease_agent = NULL,
-             lease_token = NULL, lease_expires_at = NULL, error = NULL,
-             result = COALESCE($3, result)
-           WHERE id = $4 AND state = 'running' AND lease_token = $5 AND lease_agent = $6
-             AND lease_expires_at > $1
-           RETURNING id, grp),
-         a AS (
-           UPDATE attempts SET ended_at = $1, outcome = 'succeeded', error = $2,
-             result = COALESCE($3, attempts.result)
-           FROM j WHERE attempts.job_id = j.id AND attempts.token = $5)
-         SELECT grp FROM j",
-    )
-    .bind(now)
-    .bind(d.error.as_deref())
-    .bind(&d.result_json)
-    .bind(d.job_id)
-    .bind(d.token)
-    .bind(&d.agent_id)
-    .fetch_optional(pool)
-    .await?)
 }
 
 /// Completion inside a transaction, the job row locked (see
