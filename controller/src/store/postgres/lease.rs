@@ -33,7 +33,7 @@ use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, grant_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
-use crate::store::{Error, Result};
+use crate::store::Error;
 
 #[async_trait]
 impl LeaseStore for PgStore {
