@@ -143,7 +143,7 @@ pub struct ListQuery {
     path = "/v1/jobs",
     tag = "jobs",
     params(ListQuery),
-    responses((status = 200, description = "Newest first", body = JobList)),
+    responses((status = 200, description = "Newest first", body = JobList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it")))),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn list(
@@ -209,7 +209,7 @@ pub async fn list(
     tag = "jobs",
     params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
     responses(
-        (status = 200, description = "The job with every attempt", body = JobView),
+        (status = 200, description = "The job with every attempt", body = JobView, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
         (status = 404, description = "`not_found`: no such job", body = ErrorBody)
     ),
     security(("operator_token" = ["viewer"]))
@@ -312,7 +312,7 @@ pub async fn retry(
     operation_id = "list_agents",
     path = "/v1/agents",
     tag = "agents",
-    responses((status = 200, description = "OK", body = AgentList)),
+    responses((status = 200, description = "OK", body = AgentList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it")))),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn agents(

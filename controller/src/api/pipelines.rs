@@ -23,7 +23,7 @@ use crate::store::now_ms;
     operation_id = "list_pipelines",
     path = "/v1/pipelines",
     tag = "pipelines",
-    responses((status = 200, description = "OK", body = PipelineList)),
+    responses((status = 200, description = "OK", body = PipelineList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it")))),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn list(
@@ -96,7 +96,7 @@ pub async fn put(
     tag = "pipelines",
     params(("id" = String, Path, description = "Pipeline name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     responses(
-        (status = 200, description = "OK", body = PipelineView),
+        (status = 200, description = "OK", body = PipelineView, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
         (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody)
     ),
     security(("operator_token" = ["viewer"]))
@@ -177,7 +177,7 @@ pub struct RunsQuery {
     tag = "pipelines",
     params(("id" = String, Path, description = "Pipeline name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), RunsQuery),
     responses(
-        (status = 200, description = "Newest first", body = RunList),
+        (status = 200, description = "Newest first", body = RunList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
         (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody)
     ),
     security(("operator_token" = ["viewer"]))
@@ -200,7 +200,7 @@ pub async fn runs(
     tag = "pipelines",
     params(("id" = i64, Path, description = "Run id", minimum = 1, example = 42)),
     responses(
-        (status = 200, description = "The run with its steps", body = RunView),
+        (status = 200, description = "The run with its steps", body = RunView, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
         (status = 404, description = "`not_found`: no such run", body = ErrorBody)
     ),
     security(("operator_token" = ["viewer"]))

@@ -26,7 +26,7 @@ use crate::store::now_ms;
     operation_id = "list_schedules",
     path = "/v1/schedules",
     tag = "schedules",
-    responses((status = 200, description = "OK", body = ScheduleList)),
+    responses((status = 200, description = "OK", body = ScheduleList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it")))),
     security(("operator_token" = ["viewer"]))
 )]
 pub async fn list(
@@ -112,7 +112,7 @@ pub(crate) fn same_name(path: &str, body: &str) -> Result<(), ApiError> {
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
     responses(
-        (status = 200, description = "OK", body = ScheduleView),
+        (status = 200, description = "OK", body = ScheduleView, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
         (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
     ),
     security(("operator_token" = ["viewer"]))
@@ -255,7 +255,7 @@ pub struct HistoryQuery {
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), HistoryQuery),
     responses(
-        (status = 200, description = "Newest first", body = OccurrenceList),
+        (status = 200, description = "Newest first", body = OccurrenceList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
         (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
     ),
     security(("operator_token" = ["viewer"]))
@@ -290,7 +290,7 @@ pub struct NextQuery {
     tag = "schedules",
     params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), NextQuery),
     responses(
-        (status = 200, description = "Upcoming occurrences", body = NextList),
+        (status = 200, description = "Upcoming occurrences", body = NextList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
         (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
     ),
     security(("operator_token" = ["viewer"]))

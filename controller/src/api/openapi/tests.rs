@@ -358,3 +358,22 @@ fn job_spec_variants_are_closed_objects_with_their_kind() {
         .expect("noop");
     assert!(noop["properties"]["sleep_ms"].is_object(), "{noop}");
 }
+
+/// Views stamped with the controller's clock document the header.
+#[test]
+fn stamped_views_document_the_now_header() {
+    let doc = document();
+    for path in [
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/agents",
+        "/v1/schedules",
+        "/v1/runs/{id}",
+    ] {
+        let headers = &doc["paths"][path]["get"]["responses"]["200"]["headers"];
+        assert!(
+            headers[baton_proto::NOW_HEADER].is_object(),
+            "GET {path}: {headers}"
+        );
+    }
+}

@@ -28,12 +28,12 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::group::Answer;
+use crate::store::Error;
 use crate::store::Result;
 use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, grant_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
-use crate::store::Error;
 
 #[async_trait]
 impl LeaseStore for PgStore {
