@@ -8,6 +8,7 @@ use crate::{FencingToken, JobId};
 
 /// A named database connection configured on the agent host (no credentials).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionInfo {
     /// Connection name, as jobs refer to it.
     pub name: String,
@@ -17,6 +18,7 @@ pub struct ConnectionInfo {
 
 /// What an agent can run.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Capabilities {
     /// Job kinds it runs.
@@ -27,6 +29,7 @@ pub struct Capabilities {
 
 /// Host metrics sampled by the agent.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct HostMetrics {
     /// CPU use of the host, percent.
@@ -48,6 +51,7 @@ pub struct HostMetrics {
 
 /// A lease an agent holds now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseHeld {
     /// Job id.
     pub job_id: JobId,
@@ -59,6 +63,7 @@ pub struct LeaseHeld {
 
 /// An agent as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentView {
     /// Agent id.
     pub id: String,
@@ -95,6 +100,7 @@ pub struct AgentView {
 
 /// `POST /v1/agents/{id}/drain` and `/resume`: the agent's drain state now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentDrain {
     /// Agent id.
     pub agent_id: String,
@@ -109,6 +115,7 @@ pub struct AgentDrain {
 
 /// `GET /v1/agents`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentList {
     /// Every agent the controller has seen.
     pub agents: Vec<AgentView>,

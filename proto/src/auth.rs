@@ -17,6 +17,7 @@ pub const OPERATOR_PREFIX: &str = "baton_op_";
 
 /// What an operator token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Read only: jobs, agents.
@@ -58,11 +59,14 @@ impl std::fmt::Display for Role {
 
 /// `POST /v1/agents/enroll` (no bearer token: the enrollment token is the credential).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"token": "baton_enr_…", "agent_id": "db-01", "hostname": "db-01.example", "version": "0.1.0"})))]
 pub struct EnrollRequest {
     /// The single-use enrollment token.
     pub token: String,
     /// The agent id asked for (a valid name, e.g. the host name).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub agent_id: String,
     /// Host name, for operators.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -74,6 +78,7 @@ pub struct EnrollRequest {
 
 /// Answer to an enrollment: the agent's identity. The secret is shown only here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     /// The agent id.
     pub agent_id: String,
@@ -90,7 +95,9 @@ pub struct EnrollResponse {
 
 /// `POST /v1/enrollment-tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"groups": ["nightly"], "expires_in_ms": 7200000, "note": "db hosts of rack 4"})))]
 pub struct EnrollmentTokenCreate {
     /// Groups an agent enrolled with this token may serve.
     pub groups: Vec<String>,
@@ -103,6 +110,7 @@ pub struct EnrollmentTokenCreate {
 
 /// State of an enrollment token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EnrollmentTokenState {
     /// Can still be used.
@@ -117,6 +125,7 @@ pub enum EnrollmentTokenState {
 
 /// An enrollment token as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenView {
     /// Token id.
     pub id: String,
@@ -146,6 +155,7 @@ pub struct EnrollmentTokenView {
 
 /// Answer to creating an enrollment token: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenCreated {
     /// The token as listed.
     pub view: EnrollmentTokenView,
@@ -155,6 +165,7 @@ pub struct EnrollmentTokenCreated {
 
 /// `GET /v1/enrollment-tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenList {
     /// Newest first.
     pub tokens: Vec<EnrollmentTokenView>,
@@ -162,9 +173,12 @@ pub struct EnrollmentTokenList {
 
 /// `POST /v1/tokens`: a new operator token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "ci", "role": "viewer"})))]
 pub struct OperatorTokenCreate {
     /// Who or what uses it (a valid name, unique among active tokens).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub name: String,
     /// What it may do.
     pub role: Role,
@@ -172,6 +186,7 @@ pub struct OperatorTokenCreate {
 
 /// An operator token as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorTokenView {
     /// Token id.
     pub id: String,
@@ -193,6 +208,7 @@ pub struct OperatorTokenView {
 
 /// Answer to creating an operator token: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorTokenCreated {
     /// The token as listed.
     pub view: OperatorTokenView,
@@ -202,6 +218,7 @@ pub struct OperatorTokenCreated {
 
 /// `GET /v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorTokenList {
     /// Oldest first.
     pub tokens: Vec<OperatorTokenView>,
@@ -209,6 +226,7 @@ pub struct OperatorTokenList {
 
 /// `GET /v1/whoami`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhoAmI {
     /// Token name.
     pub name: String,
@@ -220,6 +238,7 @@ pub struct WhoAmI {
 
 /// Answer to `POST /v1/agents/{id}/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentRevoked {
     /// The agent.
     pub agent_id: String,
@@ -231,6 +250,7 @@ pub struct AgentRevoked {
 
 /// One audited state change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Sequence number.
     pub id: i64,
@@ -253,6 +273,7 @@ pub struct AuditEntry {
 
 /// `GET /v1/audit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditList {
     /// Newest first.
     pub entries: Vec<AuditEntry>,

@@ -18,6 +18,7 @@ pub type DrillId = i64;
 
 /// How the lease holder fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DrillMethod {
     /// Abandon the job as if killed: stop its work, stop renewing, never
@@ -70,6 +71,7 @@ impl std::fmt::Display for DrillMethod {
 
 /// The fault directive in a heartbeat answer (`HeartbeatResponse.fault`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Fault {
     /// The drill that asks for it.
     pub drill_id: DrillId,
@@ -82,6 +84,7 @@ pub struct Fault {
 /// `POST /v1/jobs/{id}/fault-ack`: the holder took the fault directive and
 /// simulates it from now on. Sent once, right before the fault begins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FaultAck {
     /// Fencing token of the grant that got the directive.
@@ -92,6 +95,7 @@ pub struct FaultAck {
 
 /// Answer to a fault acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FaultAckResponse {
     /// False when it had been recorded already (a repeated ack).
     pub recorded: bool,
@@ -99,9 +103,12 @@ pub struct FaultAckResponse {
 
 /// `POST /v1/drills`: start a drill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"group": "nightly", "method": "crash", "rto_ms": 60000})))]
 pub struct DrillStart {
     /// Worker group to drill.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub group: String,
     /// The fault.
     pub method: DrillMethod,
@@ -126,6 +133,7 @@ pub struct DrillStart {
 
 /// Where a drill stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DrillState {
     /// The drill's job has not ended yet.
@@ -171,6 +179,7 @@ impl std::fmt::Display for DrillState {
 
 /// What happened, in timeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DrillEventKind {
     /// The drill and its job were created.
@@ -241,6 +250,7 @@ impl std::fmt::Display for DrillEventKind {
 
 /// One timeline entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillEvent {
     /// When (millisecond precision).
     pub at: DateTime<Utc>,
@@ -259,6 +269,7 @@ pub struct DrillEvent {
 
 /// Whether the job's effect happened exactly once, and on what evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExactlyOnce {
     /// The evidence shows one effect.
@@ -274,6 +285,7 @@ pub enum ExactlyOnce {
 
 /// The drill's measurements and verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillReport {
     /// The agent that held the job when the fault hit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,6 +326,7 @@ pub struct DrillReport {
 
 /// A drill as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillView {
     /// Drill id.
     pub id: DrillId,
@@ -349,6 +362,7 @@ pub struct DrillView {
 
 /// `GET /v1/drills`: newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillList {
     /// The drills.
     pub drills: Vec<DrillView>,

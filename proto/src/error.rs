@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Machine-readable error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the request is malformed or a field is invalid.
@@ -68,6 +69,7 @@ impl ErrorCode {
 
 /// The inside of an error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Machine-readable code.
     pub code: ErrorCode,
@@ -80,6 +82,8 @@ pub struct ErrorDetail {
 
 /// Every non-2xx answer of the API carries this body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"error": {"code": "bad_request", "message": "must be between 1 and 1000", "field": "limit"}})))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,

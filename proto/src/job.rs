@@ -11,6 +11,7 @@ use crate::{FencingToken, JobId};
 
 /// The kind of a job, without its spec. Agents advertise the kinds they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// An allow-listed program on the agent host.
@@ -60,6 +61,7 @@ impl std::fmt::Display for JobKind {
 
 /// What to run. Tagged by `kind` on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum JobSpec {
     /// Run an allow-listed program.
@@ -108,6 +110,7 @@ impl JobSpec {
 
 /// An allow-listed program with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandSpec {
     /// Program name or path; must match the agent's allow-list.
@@ -125,6 +128,7 @@ pub struct CommandSpec {
 
 /// Direction of a procedure parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ParamMode {
     /// Input only.
@@ -138,6 +142,7 @@ pub enum ParamMode {
 
 /// A typed parameter value. Values are always bound, never spliced into SQL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum ParamValue {
     /// SQL NULL.
@@ -162,6 +167,7 @@ pub enum ParamValue {
 
 /// One procedure parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProcedureParam {
     /// Parameter name (validated by the agent).
@@ -182,6 +188,7 @@ pub struct ProcedureParam {
 
 /// A stored procedure call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProcedureSpec {
     /// Connection name configured on the agent host.
@@ -201,6 +208,7 @@ pub struct ProcedureSpec {
 
 /// A SQL batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SqlSpec {
     /// Connection name configured on the agent host.
@@ -217,6 +225,7 @@ pub struct SqlSpec {
 
 /// A database dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DumpSpec {
     /// Connection name configured on the agent host.
@@ -230,6 +239,7 @@ pub struct DumpSpec {
 
 /// A job that does nothing but optionally wait.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NoopSpec {
     /// Milliseconds to wait before succeeding.
@@ -239,6 +249,7 @@ pub struct NoopSpec {
 
 /// Which attempt endings may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RetryOn {
     /// The job itself failed with a retryable error (non-zero exit, deadlock, ...).
@@ -251,6 +262,7 @@ pub enum RetryOn {
 
 /// Retry policy: exponential backoff with jitter, bounded attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts allowed in total (1 = no retry).
@@ -303,9 +315,12 @@ impl RetryPolicy {
 
 /// A job submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"group": "nightly", "spec": {"kind": "sql", "connection": "erp", "sql": "CALL billing.close_day()"}, "priority": 5, "retry": {"max_attempts": 3}, "timeout_ms": 600000, "labels": {"team": "billing"}})))]
 pub struct JobSubmit {
     /// Worker group that runs the job.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub group: String,
     /// What to run.
     pub spec: JobSpec,
@@ -320,6 +335,7 @@ pub struct JobSubmit {
     pub timeout_ms: Option<u64>,
     /// Lease TTL override (floor 2 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 2000, maximum = 3600000))]
     pub lease_ttl_ms: Option<u64>,
     /// Free-form labels for filtering.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -337,6 +353,7 @@ fn is_false(b: &bool) -> bool {
 
 /// Job lifecycle states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for an agent (possibly until `not_before`).
@@ -394,6 +411,7 @@ impl std::fmt::Display for JobState {
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The work succeeded.
@@ -456,6 +474,7 @@ impl std::fmt::Display for AttemptOutcome {
 
 /// How a captured output stream is carried in a [`JobResult`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OutputEncoding {
     /// Standard base64 (RFC 4648, padded) of the raw bytes: the output was not
@@ -465,6 +484,7 @@ pub enum OutputEncoding {
 
 /// What a finished attempt produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct JobResult {
     /// Process exit code (command jobs).
@@ -494,6 +514,7 @@ pub struct JobResult {
 
 /// One lease grant of a job and how it went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptView {
     /// 1-based grant number.
     pub number: u32,
@@ -525,6 +546,7 @@ pub struct AttemptView {
 
 /// A job as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     /// Job id.
     pub id: JobId,
@@ -603,6 +625,7 @@ pub struct JobView {
 /// arguments, environment, SQL text, parameters, output, result data,
 /// attempts). `GET /v1/jobs/{id}` has the whole job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobSummary {
     /// Job id.
     pub id: JobId,
@@ -672,6 +695,7 @@ impl JobSummary {
 
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobList {
     /// The jobs, as summaries.
     pub jobs: Vec<JobSummary>,
@@ -685,14 +709,17 @@ pub const MAX_BATCH_JOBS: usize = 1000;
 
 /// `POST /v1/jobs/batch`: several submissions, created all or none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JobBatchSubmit {
     /// The jobs, each as for `POST /v1/jobs` (1 to [`MAX_BATCH_JOBS`]).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub jobs: Vec<JobSubmit>,
 }
 
 /// The answer to a batch submission: the jobs, in the order submitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobBatch {
     /// The created (or, for a repeated `Idempotency-Key`, the earlier) jobs.
     pub jobs: Vec<JobView>,

@@ -11,6 +11,7 @@ use crate::{FencingToken, JobId};
 
 /// `POST /v1/agents/{id}/poll`: ask for work, holding the request until some arrives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PollRequest {
     /// Worker groups this agent serves.
@@ -44,6 +45,7 @@ pub struct PollRequest {
 
 /// One lease: a job and the fencing token of its grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRef {
     /// Job id.
@@ -54,6 +56,7 @@ pub struct LeaseRef {
 
 /// A job handed to an agent under a lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Grant {
     /// Job id.
     pub job_id: JobId,
@@ -82,6 +85,7 @@ pub struct Grant {
 
 /// Answer to a poll: zero or more grants (zero when the hold ran out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PollResponse {
     /// Jobs granted to the caller.
     pub grants: Vec<Grant>,
@@ -101,6 +105,7 @@ pub struct PollResponse {
 
 /// Progress of a running job.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Progress {
     /// Percent done, when known.
@@ -116,6 +121,7 @@ pub struct Progress {
 
 /// `POST /v1/jobs/{id}/heartbeat`: renew the lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// Fencing token of the grant.
@@ -133,6 +139,7 @@ pub struct HeartbeatRequest {
 
 /// Answer to a heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResponse {
     /// The lease now runs this long from when the agent sent the heartbeat.
     pub lease_ttl_ms: u64,
@@ -146,6 +153,7 @@ pub struct HeartbeatResponse {
 
 /// How the agent finished a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Completion {
     /// The work succeeded.
@@ -163,6 +171,7 @@ pub enum Completion {
 
 /// `POST /v1/jobs/{id}/complete`: report the end of a grant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// Fencing token of the grant.
@@ -179,6 +188,7 @@ pub struct CompleteRequest {
 
 /// Answer to a completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteResponse {
     /// The job's state after the completion.
     pub state: crate::job::JobState,
@@ -190,6 +200,7 @@ pub struct CompleteResponse {
 /// One completion of `POST /v1/agents/{id}/complete`: the job and the body
 /// `POST /v1/jobs/{job_id}/complete` would carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchCompleteItem {
     /// The job it completes.
@@ -232,6 +243,7 @@ impl BatchCompleteItem {
 /// `POST /v1/agents/{id}/complete`: report several ends of grants at once
 /// (1 to [`BatchCompleteRequest::MAX`] items).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchCompleteRequest {
     /// The completions, each checked and recorded on its own.
@@ -245,6 +257,7 @@ impl BatchCompleteRequest {
 
 /// The answer for one item of a batch completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum BatchCompleteResult {
     /// Recorded (or recognised as a redelivery).
@@ -280,6 +293,7 @@ impl BatchCompleteResult {
 
 /// Answer to a batch completion: one result per item, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchCompleteResponse {
     /// The results.
     pub results: Vec<BatchCompleteResult>,
@@ -287,6 +301,7 @@ pub struct BatchCompleteResponse {
 
 /// `POST /v1/jobs/{id}/release`: hand a job back without spending an attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// Fencing token of the grant.
@@ -298,6 +313,7 @@ pub struct ReleaseRequest {
 
 /// Answer to a release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseResponse {
     /// The job's state after the release.
     pub state: crate::job::JobState,
@@ -309,6 +325,7 @@ pub struct ReleaseResponse {
 /// `agent_restarted` and its job is requeued at once; any other is left as
 /// it is and answered [`AbandonOutcome::NotCurrent`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AbandonRequest {
     /// The leases (1 to [`AbandonRequest::MAX`]).
@@ -322,6 +339,7 @@ impl AbandonRequest {
 
 /// What the controller did with one abandoned lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AbandonOutcome {
     /// It was the caller's current lease: the attempt ended `agent_restarted`.
@@ -333,6 +351,7 @@ pub enum AbandonOutcome {
 
 /// The answer for one abandoned lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbandonResult {
     /// The job.
     pub job_id: JobId,
@@ -347,6 +366,7 @@ pub struct AbandonResult {
 
 /// Answer to [`AbandonRequest`]: one result per lease, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbandonResponse {
     /// The results.
     pub results: Vec<AbandonResult>,

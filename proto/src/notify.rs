@@ -47,6 +47,7 @@ pub struct WebhookBody {
 }
 
 /// A delivery's state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
@@ -80,6 +81,7 @@ impl DeliveryState {
 }
 
 /// One event sent (or being sent) to one webhook.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryView {
     /// Delivery id.
@@ -112,6 +114,7 @@ pub struct DeliveryView {
 }
 
 /// `GET /v1/notifications/deliveries`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryList {
     /// Newest first.

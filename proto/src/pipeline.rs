@@ -16,6 +16,7 @@ pub const MAX_STEPS: usize = 64;
 
 /// When a step runs, given how its dependencies ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepCondition {
     /// Every dependency succeeded (the default).
@@ -29,9 +30,11 @@ pub enum StepCondition {
 
 /// One step of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Unique within the pipeline (`[A-Za-z0-9_.-]`, at most 64).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$"))]
     pub name: String,
     /// Steps that must end before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -54,11 +57,14 @@ pub struct StepSpec {
 /// A pipeline as an operator defines it (`POST /v1/pipelines`,
 /// `PUT /v1/pipelines/{name}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     /// Unique name.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$"))]
     pub name: String,
     /// Worker group of the steps that name none.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub group: String,
     /// A run that has not ended after this long is failed and its running
     /// steps are cancelled.
@@ -70,6 +76,7 @@ pub struct PipelineSpec {
 
 /// A pipeline as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PipelineView {
     /// The definition.
     pub spec: PipelineSpec,
@@ -84,6 +91,7 @@ pub struct PipelineView {
 
 /// `GET /v1/pipelines`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PipelineList {
     /// By name.
     pub pipelines: Vec<PipelineView>,
@@ -91,6 +99,7 @@ pub struct PipelineList {
 
 /// The state of a pipeline run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// Steps are queued or running.
@@ -130,6 +139,7 @@ impl RunState {
 
 /// The state of one step in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     /// Waiting for its dependencies.
@@ -199,6 +209,7 @@ impl StepState {
 
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepRunView {
     /// The step's name.
     pub name: String,
@@ -226,6 +237,7 @@ pub struct StepRunView {
 
 /// A pipeline run with its steps (`GET /v1/runs/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunView {
     /// Run id.
     pub id: RunId,
@@ -258,6 +270,7 @@ pub struct RunView {
 
 /// A run without its steps (lists).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunSummary {
     /// Run id.
     pub id: RunId,
@@ -282,6 +295,7 @@ pub struct RunSummary {
 
 /// `GET /v1/pipelines/{name}/runs`: newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunList {
     /// The runs.
     pub runs: Vec<RunSummary>,

@@ -39,6 +39,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// What to do with an occurrence when the previous run is still going.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Record it as skipped, with the reason (the default).
@@ -79,6 +80,7 @@ impl Overlap {
 /// What to do with occurrences that passed while nothing fired them (the
 /// controller was down, the schedule was paused).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Catchup {
     /// Run the most recent missed occurrence within the window once (the default).
@@ -111,6 +113,7 @@ impl Catchup {
 /// A job submission without its group: what a schedule or a pipeline step
 /// submits each time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JobTemplate {
     /// What to run.
@@ -165,9 +168,12 @@ impl From<JobSubmit> for JobTemplate {
 /// `PUT /v1/schedules/{name}`). Exactly one of `cron` and `every_ms`, and
 /// exactly one of `job` and `pipeline`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "close-day", "group": "nightly", "cron": "0 30 2 * * *", "tz": "Europe/Berlin", "overlap": "skip", "job": {"spec": {"kind": "sql", "connection": "erp", "sql": "CALL billing.close_day()"}}})))]
 pub struct ScheduleSpec {
     /// Unique name (`[A-Za-z0-9_.-]`, at most 64).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$"))]
     pub name: String,
     /// Worker group of the job; for a pipeline, the group of every step
     /// that names none (instead of the pipeline's).
@@ -235,6 +241,7 @@ fn default_catchup_cap() -> u32 {
 
 /// How an occurrence came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OccurrenceTrigger {
     /// Its time came.
@@ -273,6 +280,7 @@ impl OccurrenceTrigger {
 
 /// What became of an occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OccurrenceState {
     /// Its job (or pipeline run) was created.
@@ -314,6 +322,7 @@ impl OccurrenceState {
 /// One occurrence of a schedule, or a range of them with one fate (`count`
 /// > 1: every occurrence from `nominal_at` to `last_nominal_at`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OccurrenceView {
     /// Nominal time (before jitter).
     pub nominal_at: DateTime<Utc>,
@@ -344,6 +353,7 @@ pub struct OccurrenceView {
 
 /// Occurrence totals of a schedule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OccurrenceCounts {
     /// Fired.
     pub fired: u64,
@@ -357,6 +367,7 @@ pub struct OccurrenceCounts {
 
 /// A schedule as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleView {
     /// The definition.
     pub spec: ScheduleSpec,
@@ -390,6 +401,7 @@ pub struct ScheduleView {
 
 /// `GET /v1/schedules`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleList {
     /// By name.
     pub schedules: Vec<ScheduleView>,
@@ -397,6 +409,7 @@ pub struct ScheduleList {
 
 /// `GET /v1/schedules/{name}/history`: newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OccurrenceList {
     /// The occurrences.
     pub occurrences: Vec<OccurrenceView>,
@@ -408,6 +421,7 @@ pub struct OccurrenceList {
 /// `POST /v1/schedules/{name}/backfill`: every occurrence with
 /// `from <= nominal <= to`, once each, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
     /// Start of the range (inclusive).
@@ -418,6 +432,7 @@ pub struct BackfillRequest {
 
 /// What a backfill or a trigger did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FireReport {
     /// The occurrences it recorded, oldest first (those that existed
     /// already are left out).
@@ -429,6 +444,7 @@ pub struct FireReport {
 
 /// One upcoming occurrence (`GET /v1/schedules/{name}/next`, preview).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NextOccurrence {
     /// Nominal time, UTC.
     pub nominal_at: DateTime<Utc>,
@@ -443,6 +459,7 @@ pub struct NextOccurrence {
 
 /// Upcoming occurrences.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NextList {
     /// The zone the `local` times are in.
     pub tz: String,

@@ -41,6 +41,7 @@ pub type Session = BTreeMap<String, SessionValue>;
 
 /// One setting's value as given: a boolean, an integer or text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum SessionValue {
     /// `true` / `false`.

@@ -2,6 +2,7 @@
 //! agent), release, and a restarted agent's abandon of its previous run's
 //! leases.
 
+use baton_proto::ErrorBody;
 use std::time::Instant;
 
 use axum::Json;
@@ -25,6 +26,19 @@ use crate::store::now_ms;
 
 /// `POST /v1/agents/{id}/poll`: hold until a job is granted or the hold
 /// runs out (`dispatch::long_poll`).
+#[utoipa::path(
+    post,
+    operation_id = "agent_poll",
+    path = "/v1/agents/{id}/poll",
+    tag = "agent",
+    params(("id" = String, Path, description = "The calling agent's id (the secret's agent)", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    request_body = PollRequest,
+    responses(
+        (status = 200, description = "A grant, or none when the hold ran out", body = PollResponse),
+        (status = 403, description = "`forbidden`: another agent's id, or a group the enrollment did not grant", body = ErrorBody)
+    ),
+    security(("agent_secret" = []))
+)]
 pub async fn poll(
     State(s): State<AppState>,
     caller: AgentCaller,
@@ -85,6 +99,20 @@ pub async fn poll(
 }
 
 /// `POST /v1/jobs/{id}/heartbeat`.
+#[utoipa::path(
+    post,
+    operation_id = "agent_heartbeat",
+    path = "/v1/jobs/{id}/heartbeat",
+    tag = "agent",
+    params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Lease renewed", body = HeartbeatResponse),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is stale; stop the work and never report it", body = ErrorBody)
+    ),
+    security(("agent_secret" = []))
+)]
 pub async fn heartbeat(
     State(s): State<AppState>,
     caller: AgentCaller,
@@ -146,6 +174,20 @@ pub async fn heartbeat(
 }
 
 /// `POST /v1/jobs/{id}/complete`.
+#[utoipa::path(
+    post,
+    operation_id = "agent_complete",
+    path = "/v1/jobs/{id}/complete",
+    tag = "agent",
+    params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "Recorded (or recognised as a duplicate)", body = CompleteResponse),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)
+    ),
+    security(("agent_secret" = []))
+)]
 pub async fn complete(
     State(s): State<AppState>,
     caller: AgentCaller,
@@ -191,6 +233,19 @@ fn check_output(max: usize, result: &baton_proto::JobResult) -> Result<(), ApiEr
 /// Each item is checked and recorded as `POST /v1/jobs/{job_id}/complete`
 /// would; they go to the store together (one group commit). One result per
 /// item, in order; a refused item does not fail the others.
+#[utoipa::path(
+    post,
+    operation_id = "agent_complete_batch",
+    path = "/v1/agents/{id}/complete",
+    tag = "agent",
+    params(("id" = String, Path, description = "The calling agent's id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    request_body = BatchCompleteRequest,
+    responses(
+        (status = 200, description = "One result per completion, in order", body = BatchCompleteResponse),
+        (status = 403, description = "`forbidden`: another agent's id", body = ErrorBody)
+    ),
+    security(("agent_secret" = []))
+)]
 pub async fn complete_batch(
     State(s): State<AppState>,
     caller: AgentCaller,
@@ -249,6 +304,20 @@ async fn complete_item(
 }
 
 /// `POST /v1/jobs/{id}/release`.
+#[utoipa::path(
+    post,
+    operation_id = "agent_release",
+    path = "/v1/jobs/{id}/release",
+    tag = "agent",
+    params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "Handed back without spending an attempt", body = ReleaseResponse),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is stale", body = ErrorBody)
+    ),
+    security(("agent_secret" = []))
+)]
 pub async fn release(
     State(s): State<AppState>,
     caller: AgentCaller,
@@ -266,6 +335,19 @@ pub async fn release(
 /// its previous run held. Only the caller's own current leases end (as
 /// `agent_restarted`, jobs requeued at once); the others are answered
 /// `not_current`. One result per lease, in order.
+#[utoipa::path(
+    post,
+    operation_id = "agent_abandon",
+    path = "/v1/agents/{id}/leases/abandon",
+    tag = "agent",
+    params(("id" = String, Path, description = "The calling agent's id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    request_body = AbandonRequest,
+    responses(
+        (status = 200, description = "One result per lease, in order", body = AbandonResponse),
+        (status = 403, description = "`forbidden`: another agent's id", body = ErrorBody)
+    ),
+    security(("agent_secret" = []))
+)]
 pub async fn abandon(
     State(s): State<AppState>,
     caller: AgentCaller,

@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use baton_proto::ErrorBody;
 use baton_proto::job::{JobBatch, JobBatchSubmit, MAX_BATCH_JOBS};
 use sha2::{Digest, Sha256};
 
@@ -23,6 +24,21 @@ use crate::validate;
 
 /// `POST /v1/jobs/batch`: 201 with the jobs in order, or 200 with the jobs of
 /// an earlier batch with the same `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    operation_id = "submit_job_batch",
+    path = "/v1/jobs/batch",
+    tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit safe: the same key and body answer 200 with the earlier result; the same key with another body is 409 `idempotency_conflict`. 1-256 visible ASCII characters.", min_length = 1, max_length = 256)),
+    request_body = JobBatchSubmit,
+    responses(
+        (status = 201, description = "Every job, in order, on disk", body = JobBatch),
+        (status = 200, description = "The jobs of an earlier batch with this `Idempotency-Key`", body = JobBatch),
+        (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: no enrolled agent can run a job (`jobs[3].spec.connection`)", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn submit_batch(
     State(s): State<AppState>,
     _op: OperatorRole,

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use baton_proto::ErrorBody;
 use baton_proto::auth::{
     AGENT_SECRET_PREFIX, AgentRevoked, AuditList, ENROLLMENT_PREFIX, EnrollRequest, EnrollResponse,
     EnrollmentTokenCreate, EnrollmentTokenCreated, EnrollmentTokenList, EnrollmentTokenView,
@@ -27,6 +28,19 @@ const MAX_ENROLLMENT_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 /// `POST /v1/agents/enroll`: spend an enrollment token, create the agent.
 /// The per-address rate limit ([`EnrollGate`]) is checked before the body
 /// is read; the route's body limit is small (`api::SMALL_BODY_BYTES`).
+#[utoipa::path(
+    post,
+    operation_id = "enroll_agent",
+    path = "/v1/agents/enroll",
+    tag = "identity",
+    request_body = EnrollRequest,
+    responses(
+        (status = 200, description = "The agent and its secret (shown once)", body = EnrollResponse),
+        (status = 401, description = "`unauthorized`: unknown, spent, expired or revoked enrollment token", body = ErrorBody),
+        (status = 409, description = "`conflict`: an active agent has this id (revoke it first)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many enrollment attempts from this address", body = ErrorBody)
+    )
+)]
 pub async fn enroll(
     State(s): State<AppState>,
     _gate: EnrollGate,
@@ -68,6 +82,18 @@ pub async fn enroll(
 
 /// `POST /v1/agents/{id}/revoke`: refuse the agent's calls from now on and
 /// end its leases at once.
+#[utoipa::path(
+    post,
+    operation_id = "revoke_agent",
+    path = "/v1/agents/{id}/revoke",
+    tag = "identity",
+    params(("id" = String, Path, description = "Agent id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "Revoked; its leases ended", body = AgentRevoked),
+        (status = 404, description = "`not_found`: no such agent", body = ErrorBody)
+    ),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn revoke_agent(
     State(s): State<AppState>,
     admin: Admin,
@@ -83,6 +109,17 @@ pub async fn revoke_agent(
 }
 
 /// `POST /v1/enrollment-tokens`.
+#[utoipa::path(
+    post,
+    operation_id = "create_enrollment_token",
+    path = "/v1/enrollment-tokens",
+    tag = "identity",
+    request_body = EnrollmentTokenCreate,
+    responses(
+        (status = 201, description = "The token (shown once)", body = EnrollmentTokenCreated)
+    ),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn create_enrollment_token(
     State(s): State<AppState>,
     admin: Admin,
@@ -123,6 +160,14 @@ pub async fn create_enrollment_token(
 }
 
 /// `GET /v1/enrollment-tokens`.
+#[utoipa::path(
+    get,
+    operation_id = "list_enrollment_tokens",
+    path = "/v1/enrollment-tokens",
+    tag = "identity",
+    responses((status = 200, description = "OK", body = EnrollmentTokenList)),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn list_enrollment_tokens(
     State(s): State<AppState>,
     _admin: Admin,
@@ -133,6 +178,18 @@ pub async fn list_enrollment_tokens(
 }
 
 /// `POST /v1/enrollment-tokens/{id}/revoke`.
+#[utoipa::path(
+    post,
+    operation_id = "revoke_enrollment_token",
+    path = "/v1/enrollment-tokens/{id}/revoke",
+    tag = "identity",
+    params(("id" = String, Path, description = "Enrollment token id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "Revoked", body = EnrollmentTokenView),
+        (status = 404, description = "`not_found`: no such enrollment token", body = ErrorBody)
+    ),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn revoke_enrollment_token(
     State(s): State<AppState>,
     _admin: Admin,
@@ -142,6 +199,18 @@ pub async fn revoke_enrollment_token(
 }
 
 /// `POST /v1/tokens`.
+#[utoipa::path(
+    post,
+    operation_id = "create_operator_token",
+    path = "/v1/tokens",
+    tag = "identity",
+    request_body = OperatorTokenCreate,
+    responses(
+        (status = 201, description = "The token (shown once)", body = OperatorTokenCreated),
+        (status = 409, description = "`conflict`: an active token has this name", body = ErrorBody)
+    ),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn create_operator_token(
     State(s): State<AppState>,
     admin: Admin,
@@ -173,6 +242,14 @@ pub async fn create_operator_token(
 }
 
 /// `GET /v1/tokens`.
+#[utoipa::path(
+    get,
+    operation_id = "list_operator_tokens",
+    path = "/v1/tokens",
+    tag = "identity",
+    responses((status = 200, description = "OK", body = OperatorTokenList)),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn list_operator_tokens(
     State(s): State<AppState>,
     _admin: Admin,
@@ -183,6 +260,18 @@ pub async fn list_operator_tokens(
 }
 
 /// `POST /v1/tokens/{id}/revoke`.
+#[utoipa::path(
+    post,
+    operation_id = "revoke_operator_token",
+    path = "/v1/tokens/{id}/revoke",
+    tag = "identity",
+    params(("id" = String, Path, description = "Operator token id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "Revoked", body = OperatorTokenView),
+        (status = 404, description = "`not_found`: no such token", body = ErrorBody)
+    ),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn revoke_operator_token(
     State(s): State<AppState>,
     admin: Admin,
@@ -194,6 +283,14 @@ pub async fn revoke_operator_token(
 }
 
 /// `GET /v1/whoami`.
+#[utoipa::path(
+    get,
+    operation_id = "whoami",
+    path = "/v1/whoami",
+    tag = "identity",
+    responses((status = 200, description = "The calling token", body = WhoAmI)),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn whoami(v: Viewer) -> Json<WhoAmI> {
     Json(WhoAmI {
         name: v.who.name,
@@ -205,13 +302,29 @@ pub async fn whoami(v: Viewer) -> Json<WhoAmI> {
 /// Query of `GET /v1/audit`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only entries of this actor (`operator:NAME`, `agent:ID`, `anonymous`).
     actor: Option<String>,
+    /// Only entries with a smaller id (the next page).
+    #[param(minimum = 1)]
     before: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// `GET /v1/audit`.
+#[utoipa::path(
+    get,
+    operation_id = "list_audit",
+    path = "/v1/audit",
+    tag = "identity",
+    params(AuditQuery),
+    responses((status = 200, description = "Newest first", body = AuditList)),
+    security(("operator_token" = ["admin"]))
+)]
 pub async fn audit_log(
     State(s): State<AppState>,
     _admin: Admin,

@@ -184,6 +184,16 @@ impl Live {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4")
+    ),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn serve(State(s): State<AppState>, _v: Viewer) -> Result<Response, ApiError> {
     let figures = s.metrics.figures(&s).await?;
     Ok((

@@ -15,6 +15,8 @@
 //! - [`limits`]: limits for callers without a credential (concurrency,
 //!   enrollment rate, audit rows of refused calls).
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
+//! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`), generated
+//!   from the `#[utoipa::path]` annotation next to each handler.
 //! - [`trace`]: the request span (method, route, actor, status, latency) and
 //!   one line per answer.
 //! - this module: [`AppState`], [`ApiError`] (every non-2xx is a JSON
@@ -33,6 +35,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod notifications;
+pub mod openapi;
 pub mod operator;
 pub mod pipelines;
 pub mod schedules;
@@ -189,6 +192,7 @@ pub fn router_with(state: AppState, pages: Router<AppState>) -> Router {
         .route("/v1/jobs/{id}/fault-ack", small(post(drills::fault_ack)))
         .route("/metrics", get(metrics::serve))
         .merge(pages)
+        .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -250,10 +254,29 @@ fn schedule_routes() -> Router<AppState> {
         .route("/v1/runs/{id}/retry", small(post(pipelines::retry_run)))
 }
 
+/// `GET /healthz`: the process is up (no store access).
+#[utoipa::path(
+    get,
+    operation_id = "healthz",
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "Alive", body = openapi::Status))
+)]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// `GET /readyz`: the store is open, migrated and can commit.
+#[utoipa::path(
+    get,
+    operation_id = "readyz",
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = openapi::Status),
+        (status = 503, description = "`not_ready`: starting, shutting down or the store does not answer; `store_unavailable`: the store cannot commit", body = ErrorBody)
+    )
+)]
 async fn readyz(axum::extract::State(s): axum::extract::State<AppState>) -> Response {
     if !s.ready.load(Ordering::Acquire) {
         return ApiError::new(ErrorCode::NotReady, "starting or shutting down", None)

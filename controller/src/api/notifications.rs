@@ -10,15 +10,30 @@ use super::auth::Viewer;
 use super::{ApiError, AppState, QueryParams};
 
 /// Query of `GET /v1/notifications/deliveries`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// Only deliveries in this state.
     state: Option<DeliveryState>,
+    /// Only deliveries with a smaller id (the previous page's `next_before`).
+    #[param(minimum = 1)]
     before: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// `GET /v1/notifications/deliveries`: newest first.
+#[utoipa::path(
+    get,
+    operation_id = "list_notification_deliveries",
+    path = "/v1/notifications/deliveries",
+    tag = "notifications",
+    params(DeliveryQuery),
+    responses((status = 200, description = "Webhook deliveries, newest first", body = DeliveryList)),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn deliveries(
     State(s): State<AppState>,
     _viewer: Viewer,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use baton_proto::ErrorBody;
 use baton_proto::{
     AgentDrain, AgentList, ErrorCode, JobId, JobList, JobState, JobSubmit, JobView, valid_name,
 };
@@ -18,6 +19,21 @@ use crate::store::now_ms;
 use crate::validate;
 
 /// `POST /v1/jobs`: 201 with the job, or 200 with the earlier job for a repeated `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    operation_id = "submit_job",
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit safe: the same key and body answer 200 with the earlier result; the same key with another body is 409 `idempotency_conflict`. 1-256 visible ASCII characters.", min_length = 1, max_length = 256)),
+    request_body = JobSubmit,
+    responses(
+        (status = 201, description = "The job, on disk", body = JobView),
+        (status = 200, description = "The earlier job of this `Idempotency-Key`", body = JobView),
+        (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: no enrolled agent can run the job (the field names what is missing)", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn submit(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -95,17 +111,41 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
 /// Query string of `GET /v1/jobs`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only jobs in this state.
+    #[param(value_type = Option<baton_proto::JobState>)]
     state: Option<String>,
+    /// Only jobs of this worker group.
+    #[param(pattern = r"^[A-Za-z0-9_.\-]{1,128}$")]
     group: Option<String>,
+    /// Only jobs of this kind.
+    #[param(value_type = Option<baton_proto::JobKind>)]
     kind: Option<String>,
+    /// Only jobs with this label, as `key=value`.
+    #[param(pattern = "=")]
     label: Option<String>,
+    /// Only jobs fired by this schedule.
     schedule: Option<String>,
+    /// Only jobs with a smaller id (the next page).
+    #[param(value_type = Option<i64>, minimum = 1)]
     before: Option<JobId>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// `GET /v1/jobs`.
+#[utoipa::path(
+    get,
+    operation_id = "list_jobs",
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListQuery),
+    responses((status = 200, description = "Newest first", body = JobList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it")))),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn list(
     State(s): State<AppState>,
     _op: Viewer,
@@ -162,6 +202,18 @@ pub async fn list(
 }
 
 /// `GET /v1/jobs/{id}`: the job with every attempt.
+#[utoipa::path(
+    get,
+    operation_id = "get_job",
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
+    responses(
+        (status = 200, description = "The job with every attempt", body = JobView, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody)
+    ),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn get_job(
     State(s): State<AppState>,
     _op: Viewer,
@@ -206,6 +258,19 @@ pub(crate) fn bound_data(job: &mut JobView) {
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
+#[utoipa::path(
+    post,
+    operation_id = "cancel_job",
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
+    responses(
+        (status = 200, description = "Cancelled, or cancel requested while it runs", body = JobView),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`conflict`: the job has ended", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn cancel(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -218,6 +283,19 @@ pub async fn cancel(
 }
 
 /// `POST /v1/jobs/{id}/retry`.
+#[utoipa::path(
+    post,
+    operation_id = "retry_job",
+    path = "/v1/jobs/{id}/retry",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1, example = 42)),
+    responses(
+        (status = 200, description = "Queued again with a fresh attempt budget", body = JobView),
+        (status = 404, description = "`not_found`: no such job", body = ErrorBody),
+        (status = 409, description = "`conflict`: only failed or cancelled jobs are retried", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn retry(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -229,6 +307,14 @@ pub async fn retry(
 }
 
 /// `GET /v1/agents`.
+#[utoipa::path(
+    get,
+    operation_id = "list_agents",
+    path = "/v1/agents",
+    tag = "agents",
+    responses((status = 200, description = "OK", body = AgentList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it")))),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn agents(
     State(s): State<AppState>,
     _op: Viewer,
@@ -253,6 +339,18 @@ pub fn stamped<T>(view: T) -> Stamped<T> {
 
 /// `POST /v1/agents/{id}/drain`: no new work for the agent from now on; the
 /// jobs it runs go on to their end.
+#[utoipa::path(
+    post,
+    operation_id = "drain_agent",
+    path = "/v1/agents/{id}/drain",
+    tag = "agents",
+    params(("id" = String, Path, description = "Agent id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "Drained: no new work", body = AgentDrain),
+        (status = 404, description = "`not_found`: no such agent", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn drain_agent(
     State(s): State<AppState>,
     op: OperatorRole,
@@ -262,6 +360,18 @@ pub async fn drain_agent(
 }
 
 /// `POST /v1/agents/{id}/resume`: lift a drain.
+#[utoipa::path(
+    post,
+    operation_id = "resume_agent",
+    path = "/v1/agents/{id}/resume",
+    tag = "agents",
+    params(("id" = String, Path, description = "Agent id", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "The drain is lifted", body = AgentDrain),
+        (status = 404, description = "`not_found`: no such agent", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn resume_agent(
     State(s): State<AppState>,
     op: OperatorRole,

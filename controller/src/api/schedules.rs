@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use baton_proto::ErrorBody;
 use baton_proto::schedule::{
     BackfillRequest, FireReport, NextList, OccurrenceList, ScheduleList, ScheduleSpec, ScheduleView,
 };
@@ -20,6 +21,14 @@ use super::{ApiError, AppState, JsonBody, NamePath, QueryParams};
 use crate::store::now_ms;
 
 /// `GET /v1/schedules`.
+#[utoipa::path(
+    get,
+    operation_id = "list_schedules",
+    path = "/v1/schedules",
+    tag = "schedules",
+    responses((status = 200, description = "OK", body = ScheduleList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it")))),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn list(
     State(s): State<AppState>,
     _v: Viewer,
@@ -28,6 +37,19 @@ pub async fn list(
 }
 
 /// `POST /v1/schedules`: 201 with the schedule; 409 when the name is taken.
+#[utoipa::path(
+    post,
+    operation_id = "create_schedule",
+    path = "/v1/schedules",
+    tag = "schedules",
+    request_body = ScheduleSpec,
+    responses(
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 409, description = "`conflict`: the name is taken", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: the trigger or job template is refused (the field names it)", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn create(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -40,6 +62,20 @@ pub async fn create(
 /// `PUT /v1/schedules/{id}`: replace (200) or create (201). The body's
 /// name must be the path's; `paused` applies when it creates (pause and
 /// resume change it after).
+#[utoipa::path(
+    put,
+    operation_id = "put_schedule",
+    path = "/v1/schedules/{id}",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    request_body = ScheduleSpec,
+    responses(
+        (status = 200, description = "Replaced", body = ScheduleView),
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 422, description = "`unprocessable`: the trigger or template is refused, or the body names another schedule (`name`)", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn put(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -69,6 +105,18 @@ pub(crate) fn same_name(path: &str, body: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/schedules/{id}`.
+#[utoipa::path(
+    get,
+    operation_id = "get_schedule",
+    path = "/v1/schedules/{id}",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "OK", body = ScheduleView, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn show(
     State(s): State<AppState>,
     _v: Viewer,
@@ -78,6 +126,18 @@ pub async fn show(
 }
 
 /// `DELETE /v1/schedules/{id}`: 204.
+#[utoipa::path(
+    delete,
+    operation_id = "delete_schedule",
+    path = "/v1/schedules/{id}",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 204, description = "No content"),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn delete(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -88,6 +148,18 @@ pub async fn delete(
 }
 
 /// `POST /v1/schedules/{id}/pause`.
+#[utoipa::path(
+    post,
+    operation_id = "pause_schedule",
+    path = "/v1/schedules/{id}/pause",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "Paused", body = ScheduleView),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn pause(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -97,6 +169,18 @@ pub async fn pause(
 }
 
 /// `POST /v1/schedules/{id}/resume`.
+#[utoipa::path(
+    post,
+    operation_id = "resume_schedule",
+    path = "/v1/schedules/{id}/resume",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "Resumed", body = ScheduleView),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn resume(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -106,6 +190,18 @@ pub async fn resume(
 }
 
 /// `POST /v1/schedules/{id}/trigger`: one occurrence now.
+#[utoipa::path(
+    post,
+    operation_id = "trigger_schedule",
+    path = "/v1/schedules/{id}/trigger",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    responses(
+        (status = 200, description = "One occurrence now", body = FireReport),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn trigger(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -115,6 +211,20 @@ pub async fn trigger(
 }
 
 /// `POST /v1/schedules/{id}/backfill`.
+#[utoipa::path(
+    post,
+    operation_id = "backfill_schedule",
+    path = "/v1/schedules/{id}/backfill",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01")),
+    request_body = BackfillRequest,
+    responses(
+        (status = 200, description = "The occurrences fired", body = FireReport),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody),
+        (status = 422, description = "`unprocessable`: the span is refused (the field names it)", body = ErrorBody)
+    ),
+    security(("operator_token" = ["operator"]))
+)]
 pub async fn backfill(
     State(s): State<AppState>,
     _op: OperatorRole,
@@ -127,12 +237,29 @@ pub async fn backfill(
 /// Query string of `GET /v1/schedules/{id}/history`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Only occurrences nominally before this time (RFC 3339).
     before: Option<DateTime<Utc>>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// `GET /v1/schedules/{id}/history`: newest first.
+#[utoipa::path(
+    get,
+    operation_id = "schedule_history",
+    path = "/v1/schedules/{id}/history",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), HistoryQuery),
+    responses(
+        (status = 200, description = "Newest first", body = OccurrenceList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn history(
     State(s): State<AppState>,
     _v: Viewer,
@@ -147,11 +274,27 @@ pub async fn history(
 /// Query string of `GET /v1/schedules/{id}/next`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NextQuery {
+    /// How many occurrences, 1 to 1000 (default 5).
+    #[param(minimum = 1, maximum = 1000)]
     count: Option<u32>,
 }
 
 /// `GET /v1/schedules/{id}/next`: upcoming occurrences (default 5).
+#[utoipa::path(
+    get,
+    operation_id = "schedule_next",
+    path = "/v1/schedules/{id}/next",
+    tag = "schedules",
+    params(("id" = String, Path, description = "Schedule name", pattern = r"^[A-Za-z0-9_.\-]{1,128}$", example = "db-01"), NextQuery),
+    responses(
+        (status = 200, description = "Upcoming occurrences", body = NextList, headers(("Baton-Now" = String, description = "The controller's clock when it answered (Unix ms): the view's times are relative to it"))),
+        (status = 404, description = "`not_found`: no such schedule", body = ErrorBody)
+    ),
+    security(("operator_token" = ["viewer"]))
+)]
 pub async fn next(
     State(s): State<AppState>,
     _v: Viewer,
