@@ -14,6 +14,7 @@
 //! - [`pipelines`]: pipelines, their runs, a run's DAG with step states;
 //!   cancel and retry a run.
 //! - [`drills`]: failover drills and a report's timeline chart; the audit log.
+//! - [`notifications`]: webhook deliveries and how they ended.
 //! - [`chart`]: the server-drawn SVG of the waterfall, the drill timeline
 //!   and a pipeline's DAG.
 //!
@@ -34,6 +35,7 @@ pub mod chart;
 pub mod drills;
 pub mod fleet;
 pub mod jobs;
+pub mod notifications;
 pub mod pipelines;
 pub mod schedules;
 pub mod session;
@@ -136,6 +138,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/drills", get(drills::list))
         .route("/ui/drills/{id}", get(drills::page))
         .route("/ui/audit", get(drills::audit))
+        .route("/ui/notifications", get(notifications::page))
         .layer(axum::middleware::from_fn(secure_headers))
 }
 
@@ -198,6 +201,8 @@ pub enum Nav {
     Drills,
     /// The audit log.
     Audit,
+    /// Webhook deliveries.
+    Notifications,
     /// The sign-in page (no navigation).
     None,
 }
@@ -212,6 +217,7 @@ pub fn layout(title: &str, nav: Nav, user: Option<&session::UiUser>, body: Marku
         (Nav::Schedules, "/ui/schedules", "Schedules"),
         (Nav::Pipelines, "/ui/pipelines", "Pipelines"),
         (Nav::Drills, "/ui/drills", "Drills"),
+        (Nav::Notifications, "/ui/notifications", "Notifications"),
         (Nav::Audit, "/ui/audit", "Audit"),
     ];
     let page = html! {

@@ -228,7 +228,7 @@ async fn keyboard(b: &Client) {
         "solid"
     );
     let mut reached = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..14 {
         let el = b.active_element().await.expect("focus");
         el.send_keys(&Key::Tab.to_string()).await.expect("tab");
         let now = b.active_element().await.expect("focus");
@@ -571,6 +571,19 @@ async fn a_viewer_has_no_buttons_and_forged_posts_are_refused() {
     );
     let (view_cookie, op_csrf, view_csrf) =
         forged_posts_are_refused(&c, &base, &viewer, &op_cookie, job.id).await;
+    // Viewers see the webhook deliveries (none here: no webhook set).
+    let page = http()
+        .get(format!("{base}/ui/notifications?state=failed"))
+        .header("cookie", format!("baton_session={view_cookie}"))
+        .send()
+        .await
+        .expect("notifications");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("<h1>Notifications</h1>") && html.contains("No deliveries."),
+        "{html}"
+    );
 
     // The viewer in the browser: everything visible, no action button.
     if let Some((_driver, b)) = browser().await {
