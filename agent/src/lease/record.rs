@@ -1,26 +1,34 @@
-//! The leases the agent holds, remembered under `<state_dir>/leases/`.
+//! The leases the agent holds, remembered in `<state_dir>/leases/log`.
 //!
-//! Each lease is an empty file named `<job_id>-<token>`, created when the
-//! work starts (the directory is then fsynced, so the name survives a crash
-//! of the host too; the fsync, about one disk flush, runs on a blocking
-//! thread beside the work, so no job waits for it) and removed when the lease ends
-//! for this run: its completion was delivered or is in the outbox, it was
-//! released, or it was lost. An empty file needs no temp file and rename: it
-//! is there or not. Removal is not fsynced: a removal lost in a crash only
+//! The log is append-only: `+<job_id> <token>` when the work of a lease
+//! starts, `-<job_id> <token>` when the lease ends for this run (its
+//! completion was delivered or is in the outbox, it was released, or it was
+//! lost). A start is fdatasynced, so it survives a crash of the host too
+//! (the sync, about one disk flush, runs on a blocking thread beside the
+//! work, so no job waits for it); an end is not: an end lost in a crash only
 //! brings back a record the controller answers "not current", or one whose
-//! completion is in the outbox, which is left out at start.
+//! completion is in the outbox, which is left out at start. One file for
+//! every lease, instead of a file per lease, spares the filesystem an inode
+//! allocation, a directory fsync and a deletion per job (on ext4 those made
+//! the agents, not the controller, the bound of a busy fleet). The log is
+//! rewritten with only the current leases at start and whenever it holds
+//! many more ended lines than current ones. A torn last line (a crash in
+//! the middle of a write) is ignored. Records of the previous layout (an
+//! empty file `<job_id>-<token>` per lease) are still read and removed.
 //!
 //! If the agent is killed (SIGKILL, OOM, a crash) while holding leases, the
-//! files stay. The next start reads them ([`LeaseRecords::previous`]) after
+//! records stay. The next start reads them ([`LeaseRecords::previous`]) after
 //! killing the commands the dead run left behind, and reports them to the
 //! controller (`agent::predecessor`), which ends each lease still current as
 //! `agent_restarted` and requeues its job at once, instead of waiting for
 //! its TTL. A disk that refuses the record (full, read-only) never stops a
 //! job: the agent warns that this lease falls back to its TTL after a crash.
 
-use std::fs::{self, File};
-use std::io;
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use baton_proto::{FencingToken, JobId, LeaseRef};
 use tracing::{debug, warn};
@@ -28,7 +36,7 @@ use tracing::{debug, warn};
 /// Errors of the lease records.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The directory could not be created or read.
+    /// The directory or the log could not be created, read or rewritten.
     #[error("lease records in {path}: {source}")]
     Io {
         /// The directory or file.
@@ -38,21 +46,58 @@ pub enum Error {
     },
 }
 
-/// The directory of lease records.
+/// The log is rewritten once it holds more lines than this and four times
+/// as many as there are current leases.
+const COMPACT_AFTER: usize = 4096;
+
+/// The lease records of one state dir.
 #[derive(Debug, Clone)]
 pub struct LeaseRecords {
     dir: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+/// What the log says now.
+#[derive(Debug, Default)]
+struct State {
+    /// Current leases in the log.
+    live: BTreeSet<(JobId, FencingToken)>,
+    /// Current leases recorded as files (the previous layout).
+    legacy: BTreeSet<(JobId, FencingToken)>,
+    /// Lines in the log.
+    lines: usize,
 }
 
 impl LeaseRecords {
-    /// The records under `state_dir` (the `leases` directory is created if missing).
+    /// The records under `state_dir` (the `leases` directory is created if
+    /// missing); the log is read and rewritten with its current leases.
     pub fn open(state_dir: &Path) -> Result<Self, Error> {
         let dir = state_dir.join("leases");
-        fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(LeaseRecords { dir })
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut state = State::default();
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+            if let Some(l) = e.file_name().to_str().and_then(parse_name) {
+                state.legacy.insert((l.job_id, l.token));
+            }
+        }
+        let log = dir.join("log");
+        match fs::read_to_string(&log) {
+            Ok(text) => replay(&text, &mut state.live),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&log)(e)),
+        }
+        let records = LeaseRecords {
+            dir,
+            state: Arc::new(Mutex::new(State::default())),
+        };
+        records.rewrite(&state.live).map_err(io_err(&log))?;
+        state.lines = state.live.len();
+        *records.lock() = state;
+        Ok(records)
     }
 
     /// The directory.
@@ -61,52 +106,65 @@ impl LeaseRecords {
     }
 
     /// The leases recorded now, by job then token. Called at start, before
-    /// the first poll, these are the leases of the previous run. Files whose
-    /// names are not `<job_id>-<token>` are left alone.
+    /// the first poll, these are the leases of the previous run.
     pub fn previous(&self) -> Result<Vec<LeaseRef>, Error> {
-        let entries = fs::read_dir(&self.dir).map_err(|source| Error::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
-        let mut out: Vec<LeaseRef> = entries
-            .flatten()
-            .filter_map(|e| parse_name(e.file_name().to_str()?))
-            .collect();
-        out.sort_by_key(|l| (l.job_id, l.token));
-        Ok(out)
+        let st = self.lock();
+        let all: BTreeSet<_> = st.live.union(&st.legacy).copied().collect();
+        Ok(all
+            .into_iter()
+            .map(|(job_id, token)| LeaseRef { job_id, token })
+            .collect())
     }
 
     /// Record a lease now held. Returns false (after a WARN) when the disk
     /// refused: the job goes on, but after a crash its lease runs out at the
     /// TTL instead of ending at the next start.
     pub fn record(&self, job_id: JobId, token: FencingToken) -> bool {
-        let path = self.path(job_id, token);
-        let written = File::create(&path).and_then(|_| self.sync_dir());
-        if let Err(e) = &written {
-            warn!(
-                path = %path.display(),
+        let written = self.append('+', job_id, token).and_then(|f| f.sync_data());
+        match &written {
+            Ok(()) => {}
+            Err(e) => warn!(
+                path = %self.log().display(),
                 error = %e,
                 "Cannot record the lease under the state dir; if the agent dies, \
                  this job waits for its lease TTL instead of being requeued at restart"
-            );
-            let _ = fs::remove_file(&path);
+            ),
+        }
+        if written.is_err() {
+            self.lock().live.remove(&(job_id, token));
         }
         written.is_ok()
     }
 
     /// Forget a lease (it ended for this run). Already gone is fine.
     pub fn remove(&self, job_id: JobId, token: FencingToken) {
-        let path = self.path(job_id, token);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => debug!(path = %path.display(), error = %e, "Cannot remove a lease record"),
+        let key = (job_id, token);
+        let (live, legacy, compact) = {
+            let mut st = self.lock();
+            let live = st.live.remove(&key);
+            let legacy = st.legacy.remove(&key);
+            let compact = st.lines > COMPACT_AFTER && st.lines > 4 * st.live.len();
+            (live, legacy, compact)
+        };
+        if live && let Err(e) = self.append('-', job_id, token) {
+            debug!(path = %self.log().display(), error = %e, "Cannot note a lease's end");
+        }
+        if legacy {
+            let path = self.dir.join(format!("{job_id}-{token}"));
+            if let Err(e) = fs::remove_file(&path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                debug!(path = %path.display(), error = %e, "Cannot remove a lease record");
+            }
+        }
+        if compact && let Err(e) = self.compact() {
+            debug!(path = %self.log().display(), error = %e, "Cannot compact the lease log");
         }
     }
 
-    /// Record a lease in the background (the directory fsync runs beside the
-    /// work, not before it); [`Recording::forget`] removes the record once
-    /// written. A crash before the record is on disk only costs the TTL.
+    /// Record a lease in the background (the sync runs beside the work, not
+    /// before it); [`Recording::forget`] removes the record once written. A
+    /// crash before the record is on disk only costs the TTL.
     pub fn start(&self, job_id: JobId, token: FencingToken) -> Recording {
         let leases = self.clone();
         Recording {
@@ -117,14 +175,75 @@ impl LeaseRecords {
         }
     }
 
-    fn path(&self, job_id: JobId, token: FencingToken) -> PathBuf {
-        self.dir.join(format!("{job_id}-{token}"))
+    fn log(&self) -> PathBuf {
+        self.dir.join("log")
     }
 
-    fn sync_dir(&self) -> io::Result<()> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Append one line under the lock (lines never interleave, and a
+    /// compaction sees every lease whose `+` is in the log); the file, for
+    /// the caller to sync.
+    fn append(&self, sign: char, job_id: JobId, token: FencingToken) -> io::Result<File> {
+        let mut st = self.lock();
+        let mut f = OpenOptions::new().append(true).open(self.log())?;
+        f.write_all(format!("{sign}{job_id} {token}\n").as_bytes())?;
+        st.lines += 1;
+        if sign == '+' {
+            st.live.insert((job_id, token));
+        }
+        Ok(f)
+    }
+
+    /// Rewrite the log with the current leases, under the lock.
+    fn compact(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        self.rewrite(&st.live)?;
+        st.lines = st.live.len();
+        Ok(())
+    }
+
+    /// Replace the log with one holding `live` (temp file, sync, rename,
+    /// directory sync); the caller holds the lock or is alone.
+    fn rewrite(&self, live: &BTreeSet<(JobId, FencingToken)>) -> io::Result<()> {
+        let tmp = self.dir.join("log.tmp");
+        let mut text = String::with_capacity(live.len() * 16);
+        for (job_id, token) in live {
+            text.push_str(&format!("+{job_id} {token}\n"));
+        }
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_data()?;
+        fs::rename(&tmp, self.log())?;
         #[cfg(unix)]
         File::open(&self.dir)?.sync_all()?;
         Ok(())
+    }
+}
+
+/// Apply the log's lines to `live`; a line that does not parse (a torn
+/// last write) is skipped.
+fn replay(text: &str, live: &mut BTreeSet<(JobId, FencingToken)>) {
+    for line in text.lines() {
+        let (sign, rest) = line.split_at(line.len().min(1));
+        let Some(l) = rest.split_once(' ').and_then(|(j, t)| {
+            let job_id: JobId = j.parse().ok().filter(|j| *j > 0)?;
+            let token: FencingToken = t.parse().ok().filter(|t| *t > 0)?;
+            Some((job_id, token))
+        }) else {
+            continue;
+        };
+        match sign {
+            "+" => {
+                live.insert(l);
+            }
+            "-" => {
+                live.remove(&l);
+            }
+            _ => {}
+        }
     }
 }
 

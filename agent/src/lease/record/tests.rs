@@ -36,8 +36,82 @@ fn a_refused_record_warns_and_the_job_goes_on() {
     let records = LeaseRecords::open(dir.path()).expect("open");
     // The directory is gone and a file took its name: every create fails
     // (as on a full or read-only disk), even for root.
-    std::fs::remove_dir(records.dir()).expect("rmdir");
+    std::fs::remove_dir_all(records.dir()).expect("rmdir");
     std::fs::write(records.dir(), b"").expect("file");
     assert!(!records.record(1, 1));
     records.remove(1, 1);
+}
+
+fn refs(v: &[(i64, i64)]) -> Vec<LeaseRef> {
+    v.iter()
+        .map(|&(job_id, token)| LeaseRef { job_id, token })
+        .collect()
+}
+
+/// One file for every lease: no file per lease is created, a torn last
+/// line (a crash mid-write) is skipped, and the log is rewritten at start
+/// with only the current leases.
+#[test]
+fn one_log_holds_every_lease_and_a_torn_line_is_skipped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let run = LeaseRecords::open(dir.path()).expect("open");
+        for job in 1..=50 {
+            assert!(run.record(job, 1));
+        }
+        for job in 2..=50 {
+            run.remove(job, 1);
+        }
+        let names: Vec<_> = std::fs::read_dir(run.dir())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().into_string().expect("utf-8"))
+            .collect();
+        assert_eq!(names, vec!["log".to_string()], "a file per lease");
+    }
+    let log = dir.path().join("leases").join("log");
+    let mut text = std::fs::read_to_string(&log).expect("log");
+    text.push_str("+77 4\n+78");
+    std::fs::write(&log, text).expect("tear");
+    let next = LeaseRecords::open(dir.path()).expect("open");
+    assert_eq!(next.previous().expect("read"), refs(&[(1, 1), (77, 4)]));
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "+1 1\n+77 4\n",
+        "rewritten at start"
+    );
+}
+
+/// Records of the previous layout (a file per lease) are reported and
+/// removed with their lease.
+#[test]
+fn files_of_the_previous_layout_are_read_and_removed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let leases = dir.path().join("leases");
+    std::fs::create_dir_all(&leases).expect("dir");
+    std::fs::write(leases.join("5-2"), b"").expect("old");
+    let run = LeaseRecords::open(dir.path()).expect("open");
+    assert!(run.record(6, 1));
+    assert_eq!(run.previous().expect("read"), refs(&[(5, 2), (6, 1)]));
+    run.remove(5, 2);
+    assert!(!leases.join("5-2").exists());
+    assert_eq!(run.previous().expect("read"), refs(&[(6, 1)]));
+}
+
+/// A busy run's log is compacted: it stays short, and the leases still
+/// held are in it.
+#[test]
+fn a_long_log_is_compacted_keeping_the_current_leases() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = LeaseRecords::open(dir.path()).expect("open");
+    assert!(run.record(1, 9));
+    for job in 2..=3000 {
+        assert!(run.record(job, 1));
+        run.remove(job, 1);
+    }
+    let log = std::fs::read_to_string(run.dir().join("log")).expect("log");
+    assert!(log.lines().count() < 4096, "{} lines", log.lines().count());
+    drop(run);
+    let next = LeaseRecords::open(dir.path()).expect("open");
+    assert_eq!(next.previous().expect("read"), refs(&[(1, 9)]));
 }
