@@ -167,6 +167,7 @@ pub fn plan(req: &DrillStart, limits: Limits, who: &str) -> Result<(NewDrill, Ne
         lease_ttl_ms: ttl,
         idempotency_key: None,
         request_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&canonical)),
+        audit: None,
     };
     Ok((drill, job))
 }

@@ -13,6 +13,12 @@
 //! shares a batch's commit with the other hot writes (completions, releases,
 //! grants) instead of paying an fsync of its own per call. The response still
 //! waits until the row is on disk, so a 2xx call is always in the log.
+//!
+//! A handler may write the row in its own transaction instead: the call's
+//! row, still without status, is in the request's extensions
+//! ([`AuditPending`]); a response marked [`AuditWritten`] is not recorded
+//! again. A submit does this (`store::jobs::NewJob::audit`), so its answer
+//! waits for one commit, not two.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -30,6 +36,25 @@ use crate::store::now_ms;
 /// (an enrollment names the agent it created).
 #[derive(Debug, Clone)]
 pub struct AuditActor(pub String);
+
+/// The call's audit row before its outcome is known (who, role, action,
+/// target), for a handler that writes it with its own change.
+#[derive(Debug, Clone)]
+pub struct AuditPending(AuditRecord);
+
+impl AuditPending {
+    /// The row for an outcome of `status` without an error code.
+    pub fn with_status(&self, status: u16) -> AuditRecord {
+        AuditRecord {
+            status,
+            ..self.0.clone()
+        }
+    }
+}
+
+/// Set on a response whose audit row the handler already wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditWritten;
 
 /// Record state-changing calls after they ran; reads pass straight through
 /// (keeping only a pointer to the recording future in this one).
@@ -62,7 +87,24 @@ async fn record_call(s: AppState, req: Request, next: Next) -> Response {
         _ => ("anonymous".to_owned(), String::new()),
     };
     let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let action = format!(
+        "{} {}",
+        super::clip(method.as_str(), MAX_METHOD),
+        route.as_deref().unwrap_or(UNROUTED)
+    );
+    let mut req = req;
+    req.extensions_mut().insert(AuditPending(AuditRecord {
+        actor: actor.clone(),
+        role: role.clone(),
+        action: action.clone(),
+        target: target.clone(),
+        status: 0,
+        error: None,
+    }));
     let resp = next.run(req).await;
+    if resp.extensions().get::<AuditWritten>().is_some() {
+        return resp;
+    }
     if let Some(a) = resp.extensions().get::<AuditActor>() {
         actor = a.0.clone();
     } else if actor == "anonymous" {
@@ -77,11 +119,7 @@ async fn record_call(s: AppState, req: Request, next: Next) -> Response {
     let entry = AuditRecord {
         actor,
         role,
-        action: format!(
-            "{} {}",
-            super::clip(method.as_str(), MAX_METHOD),
-            route.as_deref().unwrap_or(UNROUTED)
-        ),
+        action,
         target,
         status: resp.status().as_u16(),
         error: resp

@@ -68,6 +68,7 @@ pub async fn submit_batch(
             lease_ttl_ms: ttl,
             idempotency_key: None,
             request_hash: hex::encode(Sha256::digest(&one)),
+            audit: None,
         });
     }
     s.placement

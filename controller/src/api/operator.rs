@@ -1,7 +1,7 @@
 //! Operator endpoints: submit, list, get, cancel, retry jobs; list agents.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_proto::ErrorBody;
@@ -11,6 +11,7 @@ use baton_proto::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::audit::{AuditPending, AuditWritten};
 use super::auth::{OperatorRole, Viewer};
 use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath, QueryParams};
 use crate::placement::Fleet;
@@ -38,6 +39,7 @@ pub async fn submit(
     State(s): State<AppState>,
     _op: OperatorRole,
     headers: HeaderMap,
+    pending: Option<Extension<AuditPending>>,
     JsonBody(job): JsonBody<JobSubmit>,
 ) -> Result<Response, ApiError> {
     let ttl = validate::submission(
@@ -60,12 +62,17 @@ pub async fn submit(
                 lease_ttl_ms: ttl,
                 idempotency_key: key,
                 request_hash,
+                audit: pending.map(|Extension(p)| p.with_status(StatusCode::CREATED.as_u16())),
             },
             now_ms(),
         )
         .await?;
     if done.created {
-        Ok((StatusCode::CREATED, Json(done.job)).into_response())
+        let mut resp = (StatusCode::CREATED, Json(done.job)).into_response();
+        if done.audited {
+            resp.extensions_mut().insert(AuditWritten);
+        }
+        Ok(resp)
     } else {
         Ok((StatusCode::OK, Json(done.job)).into_response())
     }

@@ -19,6 +19,11 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Hash of the canonical request, to detect key reuse with another body.
     pub request_hash: String,
+    /// The audit row of the call that submits it (status 201), written in
+    /// the submit's own transaction when the job is created and the backend
+    /// can ([`Submitted::audited`]): the call's answer then waits for one
+    /// commit, not two.
+    pub audit: Option<super::audit::AuditRecord>,
 }
 
 /// Filters for [`JobStore::list_jobs`].
@@ -48,6 +53,8 @@ pub struct Submitted {
     pub job: JobView,
     /// False when an earlier submission with the same idempotency key is returned.
     pub created: bool,
+    /// Whether [`NewJob::audit`] was written with the job.
+    pub audited: bool,
 }
 
 /// A validated batch submission (`POST /v1/jobs/batch`), created all or none.

@@ -26,6 +26,7 @@ pub fn noop_job(ttl: u64, retry: baton_proto::RetryPolicy) -> super::jobs::NewJo
         lease_ttl_ms: ttl,
         idempotency_key: None,
         request_hash: "h".into(),
+        audit: None,
     }
 }
 
@@ -58,6 +59,7 @@ pub fn new_job(group: &str, key: Option<&str>, hash: &str) -> super::jobs::NewJo
         lease_ttl_ms: 15_000,
         idempotency_key: key.map(str::to_owned),
         request_hash: hash.into(),
+        audit: None,
     }
 }
 

@@ -219,7 +219,9 @@ pub async fn run(args: Args) -> Result<i32> {
         other => bail!("unknown scenario {other} (try --help)"),
     };
     check_binaries()?;
-    let nofile = sysinfo::raise_nofile()?;
+    // idle-fleet holds a connection per simulated agent on each side (the
+    // harness and the controller), plus files and sockets of their own.
+    let nofile = sysinfo::raise_nofile(2 * args.agents as u64 + 4096)?;
     let machine = sysinfo::Machine::detect();
     if !args.json {
         println!("{}", machine.line());

@@ -212,11 +212,21 @@ pub async fn observe(pids: &[i32], window: Duration) -> Result<Vec<Observed>> {
         .collect()
 }
 
-/// Raise this process's open-file limit to its hard limit (children inherit
-/// it); returns the new soft limit.
-pub fn raise_nofile() -> Result<u64> {
+/// Raise this process's open-file limit (children inherit it) to at least
+/// `wanted` when allowed: the hard limit is raised too when the process may
+/// (root, or CAP_SYS_RESOURCE; never past `/proc/sys/fs/nr_open`), else the
+/// soft limit goes to the hard one. Returns the new soft limit.
+pub fn raise_nofile(wanted: u64) -> Result<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    let target = wanted.min(ceiling);
+    if target > hard && setrlimit(Resource::RLIMIT_NOFILE, target, target).is_ok() {
+        return Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0);
+    }
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }

@@ -215,3 +215,69 @@ async fn procedure_names_and_values_are_checked_by_the_connection_kind() {
     let (field, _) = api.submit(unknown).await.expect_err("every engine refuses");
     assert_eq!(field, "spec.params[0].value");
 }
+
+/// A submit's audit row is written once, with the job (one commit): status
+/// 201, the operator as actor; a replayed `Idempotency-Key` (200) is
+/// recorded by the middleware as any other call; a refused submit too.
+#[tokio::test]
+async fn a_submit_is_audited_once_with_its_job() {
+    let api = api().await;
+    let keyed = |key: &str| {
+        Request::post("/v1/jobs")
+            .header("authorization", format!("Bearer {}", api.token))
+            .header("content-type", "application/json")
+            .header(baton_proto::IDEMPOTENCY_KEY_HEADER, key)
+            .body(Body::from(
+                json!({"group": "g", "spec": {"kind": "noop"}}).to_string(),
+            ))
+            .expect("request")
+    };
+    for expected in [StatusCode::CREATED, StatusCode::OK] {
+        let resp = crate::api::router(api.state.clone())
+            .oneshot(keyed("k-1"))
+            .await
+            .expect("answered");
+        assert_eq!(resp.status(), expected);
+    }
+    api.submit(sql("nosuch", "main")).await.expect_err("422");
+    let rows = api
+        .state
+        .store
+        .list_audit(None, None, 100)
+        .await
+        .expect("audit");
+    let statuses: Vec<u16> = rows
+        .entries
+        .iter()
+        .filter(|e| e.action == "POST /v1/jobs")
+        .map(|e| e.status)
+        .collect();
+    // Newest first: the 422, the replay, the creation — each once.
+    assert_eq!(statuses, vec![422, 200, 201], "{rows:?}");
+    let created = rows
+        .entries
+        .iter()
+        .find(|e| e.status == 201)
+        .expect("201 row");
+    assert_eq!(created.actor, "token:ops");
+    assert_eq!(created.target, "/v1/jobs");
+    // On SQLite the row goes in with the job (the middleware skipped it).
+    let mut job = testutil::new_job("g", None, "h");
+    job.audit = Some(crate::store::audit::AuditRecord {
+        actor: "token:x".into(),
+        role: "operator".into(),
+        action: "POST /v1/jobs".into(),
+        target: "/v1/jobs".into(),
+        status: 201,
+        error: None,
+    });
+    let done = api.state.store.submit(job, 5).await.expect("submit");
+    assert!(done.created && done.audited);
+    let rows = api
+        .state
+        .store
+        .list_audit(Some("token:x"), None, 10)
+        .await
+        .expect("audit");
+    assert_eq!(rows.entries.len(), 1);
+}

@@ -29,6 +29,7 @@ fn probe(ttl: u64) -> NewJob {
         lease_ttl_ms: ttl,
         idempotency_key: None,
         request_hash: "h".into(),
+        audit: None,
     }
 }
 

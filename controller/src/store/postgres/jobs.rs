@@ -39,7 +39,13 @@ impl JobStore for PgStore {
         let new = if new.idempotency_key.is_none() {
             let item: Submit = (std::sync::Arc::new(new), now);
             match self.groups.submit.run(item.clone()).await {
-                Answer::Done(job) => return Ok(Submitted { job, created: true }),
+                Answer::Done(job) => {
+                    return Ok(Submitted {
+                        job,
+                        created: true,
+                        audited: false,
+                    });
+                }
                 Answer::Unknown(why) => return Err(Error::Commit(why)),
                 Answer::Alone => item.0,
             }
@@ -397,6 +403,7 @@ pub(super) async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> R
             return Ok(Submitted {
                 job,
                 created: false,
+                audited: false,
             });
         }
         let one = [(
@@ -407,7 +414,11 @@ pub(super) async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> R
             now,
         )];
         if let Some(job) = insert(c, &one, None).await?.pop() {
-            return Ok(Submitted { job, created: true });
+            return Ok(Submitted {
+                job,
+                created: true,
+                audited: false,
+            });
         }
         // Another replica inserted the key meanwhile (the INSERT waited for
         // its commit): read it as a replay.

@@ -5,10 +5,28 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_proto::auth::AuditList;
+use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
 use crate::store::Result;
 use crate::store::audit::{AuditRecord, AuditStore};
+
+/// Append `r` inside a write transaction.
+pub(super) async fn audit_in(c: &mut SqliteConnection, r: &AuditRecord, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(now)
+    .bind(&r.actor)
+    .bind(&r.role)
+    .bind(&r.action)
+    .bind(&r.target)
+    .bind(i64::from(r.status))
+    .bind(&r.error)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl AuditStore for SqliteStore {
@@ -17,21 +35,7 @@ impl AuditStore for SqliteStore {
         let r = Arc::new(r.clone());
         self.grouped(move |c| {
             let r = r.clone();
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(now)
-                .bind(&r.actor)
-                .bind(&r.role)
-                .bind(&r.action)
-                .bind(&r.target)
-                .bind(i64::from(r.status))
-                .bind(&r.error)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
+            Box::pin(async move { audit_in(c, &r, now).await })
         })
         .await
     }

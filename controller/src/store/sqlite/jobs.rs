@@ -293,6 +293,7 @@ pub(super) async fn submit_in(
         return Ok(Submitted {
             job,
             created: false,
+            audited: false,
         });
     }
     let one = [(
@@ -305,7 +306,14 @@ pub(super) async fn submit_in(
         .await?
         .pop()
         .ok_or_else(|| Error::Corrupt("inserted no job".into()))?;
-    Ok(Submitted { job, created: true })
+    if let Some(a) = &new.audit {
+        super::audit::audit_in(c, a, now).await?;
+    }
+    Ok(Submitted {
+        job,
+        created: true,
+        audited: new.audit.is_some(),
+    })
 }
 
 /// Batch submit inside a write transaction (see [`JobStore::submit_batch`]).
