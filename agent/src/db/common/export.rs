@@ -343,10 +343,7 @@ impl ExportFile {
         progress: ProgressHandle,
     ) -> Result<ExportFile, Error> {
         let started = Utc::now();
-        let name = DumpName {
-            started,
-            job_id,
-        };
+        let name = DumpName { started, job_id };
         let suffixes = suffixes(spec.format, spec.compression);
         let layout = Layout::new(
             &target.root,
@@ -435,10 +432,12 @@ impl ExportFile {
             return Ok(());
         }
         self.hash.update(&self.out);
-        self.file
-            .write_all(&self.out)
-            .await
-            .map_err(|e| Error::io(format!("cannot write {}", self.layout.partial().display()), e))?;
+        self.file.write_all(&self.out).await.map_err(|e| {
+            Error::io(
+                format!("cannot write {}", self.layout.partial().display()),
+                e,
+            )
+        })?;
         self.written += self.out.len() as u64;
         self.out.clear();
         Ok(())
@@ -462,7 +461,10 @@ impl ExportFile {
             .map_err(|e| Error::io(what("write"), e))?;
         self.out = out;
         self.write_out().await?;
-        self.file.flush().await.map_err(|e| Error::io(what("write"), e))?;
+        self.file
+            .flush()
+            .await
+            .map_err(|e| Error::io(what("write"), e))?;
         self.file
             .sync_data()
             .await
@@ -573,7 +575,9 @@ fn remove_quietly(path: &Path) {
     match std::fs::remove_file(path) {
         Ok(()) => info!(file = %path.display(), "Removed an unfinished export file"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(file = %path.display(), error = %e, "Cannot remove an unfinished export file"),
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "Cannot remove an unfinished export file")
+        }
     }
 }
 

@@ -92,13 +92,23 @@ async fn every_format_and_compression_round_trips_with_sha256_and_manifest() {
             .expect("create");
             // Enough rows to cross several chunks.
             for i in 0..20_000 {
-                let name = if i % 3 == 0 { Json::Null } else { json!(format!("n,{i}")) };
+                let name = if i % 3 == 0 {
+                    Json::Null
+                } else {
+                    json!(format!("n,{i}"))
+                };
                 file.push(&[json!(i), name]).await.expect("push");
             }
-            let done = file.finish(Some("10.11".into()), vec![], 7).await.expect("finish");
+            let done = file
+                .finish(Some("10.11".into()), vec![], 7)
+                .await
+                .expect("finish");
             let m = &done.manifest;
             assert_eq!(m.rows, 20_000);
-            assert_eq!((m.file_format, m.compression), (format.as_str(), compression.as_str()));
+            assert_eq!(
+                (m.file_format, m.compression),
+                (format.as_str(), compression.as_str())
+            );
             let on_disk = tokio::fs::read(&done.path).await.expect("read");
             assert_eq!(m.bytes, on_disk.len() as u64);
             assert_eq!(m.sha256, hex::encode(Sha256::digest(&on_disk)));
@@ -106,30 +116,42 @@ async fn every_format_and_compression_round_trips_with_sha256_and_manifest() {
             assert_eq!(m.uncompressed_bytes, text.len() as u64);
             match format {
                 ExportFormat::Csv => {
-                    assert!(text.starts_with("id,name\r\n0,\r\n1,\"n,1\"\r\n"), "{}", &text[..40]);
+                    assert!(
+                        text.starts_with("id,name\r\n0,\r\n1,\"n,1\"\r\n"),
+                        "{}",
+                        &text[..40]
+                    );
                     assert_eq!(text.matches("\r\n").count(), 20_001);
                 }
                 ExportFormat::Jsonl => {
-                    assert!(text.starts_with("{\"id\":0,\"name\":null}\n{\"id\":1,\"name\":\"n,1\"}\n"));
+                    assert!(
+                        text.starts_with("{\"id\":0,\"name\":null}\n{\"id\":1,\"name\":\"n,1\"}\n")
+                    );
                     assert_eq!(text.lines().count(), 20_000);
                 }
             }
             let dir = tmp.path().join("erp").join("orders");
-            let manifest: Json = serde_json::from_slice(
-                &std::fs::read(&done.manifest_path).expect("manifest"),
-            )
-            .expect("json");
+            let manifest: Json =
+                serde_json::from_slice(&std::fs::read(&done.manifest_path).expect("manifest"))
+                    .expect("json");
             assert_eq!(manifest["rows"], 20_000);
             assert_eq!(manifest["sha256"], m.sha256.as_str());
             assert_eq!(manifest["columns"][0], json!({"name": "id", "type": "int"}));
             assert_eq!(manifest["params"][0], json!({"type": "int", "value": 0}));
             let data = done.data();
             assert_eq!(data["path"], done.path.display().to_string());
-            assert_eq!(data["manifest_path"], done.manifest_path.display().to_string());
+            assert_eq!(
+                data["manifest_path"],
+                done.manifest_path.display().to_string()
+            );
             // The file and its manifest, nothing partial.
             let names = listing(&dir);
             assert_eq!(names.len(), 2, "{names:?}");
-            assert!(names.iter().all(|n| !n.ends_with(".partial") && !n.ends_with(".tmp")));
+            assert!(
+                names
+                    .iter()
+                    .all(|n| !n.ends_with(".partial") && !n.ends_with(".tmp"))
+            );
         }
     }
 }
@@ -138,9 +160,15 @@ async fn every_format_and_compression_round_trips_with_sha256_and_manifest() {
 async fn a_dropped_export_leaves_no_file() {
     let tmp = tempfile::tempdir().expect("tmp");
     let spec = spec(ExportFormat::Csv, ExportCompression::Zstd);
-    let mut file = ExportFile::create(&target(tmp.path()), &spec, 5, columns(), ProgressHandle::new(64))
-        .await
-        .expect("create");
+    let mut file = ExportFile::create(
+        &target(tmp.path()),
+        &spec,
+        5,
+        columns(),
+        ProgressHandle::new(64),
+    )
+    .await
+    .expect("create");
     for i in 0..50_000 {
         file.push(&[json!(i), json!("x")]).await.expect("push");
     }
@@ -148,7 +176,10 @@ async fn a_dropped_export_leaves_no_file() {
     assert!(partial.exists(), "written while running");
     drop(file);
     assert!(!partial.exists());
-    assert_eq!(listing(&tmp.path().join("erp").join("orders")), Vec::<String>::new());
+    assert_eq!(
+        listing(&tmp.path().join("erp").join("orders")),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -182,9 +213,15 @@ async fn retention_keeps_the_newest_per_suffix_and_never_the_new_file() {
         .await
         .expect("create");
     let done = file.finish(None, vec![], 1).await.expect("finish");
-    assert_eq!(done.retention_deleted, vec!["20200101T000000Z-job1.csv.zst".to_owned()]);
+    assert_eq!(
+        done.retention_deleted,
+        vec!["20200101T000000Z-job1.csv.zst".to_owned()]
+    );
     let names = listing(&dir);
-    assert!(names.contains(&"20200101T000000Z-job3.jsonl.gz".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"20200101T000000Z-job3.jsonl.gz".to_owned()),
+        "{names:?}"
+    );
     assert!(!names.contains(&"20200101T000000Z-job1.manifest.json".to_owned()));
     assert!(done.path.exists());
 }
