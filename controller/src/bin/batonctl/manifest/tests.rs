@@ -405,7 +405,10 @@ fn an_export_job_table_keeps_its_params_format_and_compression() {
     let JobSpec::Export(e) = &job.spec else {
         panic!("not an export: {:?}", job.spec);
     };
-    assert_eq!(e.params, vec![baton_proto::ParamValue::Date("2026-12-05".into())]);
+    assert_eq!(
+        e.params,
+        vec![baton_proto::ParamValue::Date("2026-12-05".into())]
+    );
     assert_eq!(e.format, baton_proto::ExportFormat::Jsonl);
     assert_eq!(e.compression, baton_proto::ExportCompression::Gzip);
     assert_eq!(e.prefix.as_deref(), Some("orders"));
