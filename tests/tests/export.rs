@@ -175,6 +175,10 @@ async fn a_million_rows_match_the_mysql_client_with_bounded_agent_memory() {
         .and_then(|r| r.data.clone())
         .expect("data");
     assert_eq!(data["rows"], ROWS);
+    println!(
+        "export of {ROWS} rows: {} bytes of CSV, {} bytes zstd, {} ms (debug build)",
+        data["uncompressed_bytes"], data["bytes"], data["duration_ms"]
+    );
     let path = Path::new(data["path"].as_str().expect("path")).to_path_buf();
     assert!(path.ends_with(path.file_name().expect("name").to_string_lossy().as_ref()));
     assert!(
