@@ -25,13 +25,16 @@ use crate::store::agents::DrainState;
 use crate::store::drills::NewDrill;
 use crate::store::identity::AgentRevocation;
 use crate::store::jobs::{BatchSubmitted, NewBatch, NewJob, Submitted};
+use crate::store::lease::OwnedGrant;
 use crate::store::{self, Abandoned, Expired, GrantRequest, Granted, Store};
 use crate::telemetry;
 
+pub mod handoff;
 mod made;
 pub mod signals;
 pub mod wakers;
 
+pub use handoff::{Handoffs, Ticket};
 pub use wakers::{AgentWait, Group, Wakers};
 
 /// Errors of the jobs service.
@@ -51,6 +54,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct Jobs {
     store: Store,
     wakers: Arc<Wakers>,
+    /// Polls held here that a submit may hand its job to ([`handoff`]).
+    handoffs: Arc<Handoffs>,
     /// Notified when a job may have ended: the schedule timer then acts on
     /// the ended jobs schedules and pipelines made (`store.follow_up`).
     ended: Arc<tokio::sync::Notify>,
@@ -66,6 +71,7 @@ impl Jobs {
             outbox: store.shared().then(Arc::default),
             store,
             wakers: Arc::default(),
+            handoffs: Arc::default(),
             ended: Arc::default(),
         }
     }
@@ -98,13 +104,76 @@ impl Jobs {
         self.wakers.cancels_told(id, mark);
     }
 
+    /// Park a held poll that can take `want`: a submit may hand it a job
+    /// ([`handoff`]).
+    pub fn park(&self, want: OwnedGrant) -> Ticket<'_> {
+        self.handoffs.park(want)
+    }
+
     /// Submit one job; wakes its group when it was created (a repeated
-    /// `Idempotency-Key` returns the earlier job and wakes nobody).
+    /// `Idempotency-Key` returns the earlier job and wakes nobody). When a
+    /// poll that can take it is parked here, the job is granted to it in
+    /// the same transaction ([`handoff`]).
     pub async fn submit(&self, job: NewJob, now: i64) -> Result<Submitted> {
         let group = job.submit.group.clone();
+        let spec = &job.submit.spec;
+        if let Some(taken) = self.handoffs.take(&group, spec.kind(), spec.connection()) {
+            return self.submit_handing(job, taken, now).await;
+        }
         let done = self.store.submit(job, now).await?;
         if done.created {
             tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, "Job submitted");
+            self.wake(&group);
+        }
+        Ok(done)
+    }
+
+    /// Submit `job` and grant to the parked poll `taken` in one transaction;
+    /// the group is woken unless the new job went to that poll.
+    async fn submit_handing(
+        &self,
+        job: NewJob,
+        taken: handoff::Taken,
+        now: i64,
+    ) -> Result<Submitted> {
+        let group = job.submit.group.clone();
+        let (done, granted) = match self
+            .store
+            .submit_and_grant(job, &taken.want.as_req(), now)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                taken.hand(None);
+                return Err(e.into());
+            }
+        };
+        if !done.created {
+            taken.hand(None);
+            return Ok(done);
+        }
+        tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, agent_id = %taken.want.agent_id, "Job submitted and handed to a held poll");
+        let took_new = granted.grants.iter().any(|g| g.job_id == done.job.id);
+        self.granted(&granted);
+        let agent = taken.want.agent_id.clone();
+        let leases: Vec<_> = granted.grants.iter().map(|g| (g.job_id, g.token)).collect();
+        if !taken.hand(Some(granted)) {
+            // The poll's request ended meanwhile: give the jobs back at once
+            // rather than at the lease's expiry (each release wakes).
+            for (job_id, token) in leases {
+                let _ = self
+                    .release(
+                        job_id,
+                        &agent,
+                        token,
+                        "hand-off undelivered",
+                        store::now_ms(),
+                    )
+                    .await;
+            }
+            return Ok(done);
+        }
+        if !took_new {
             self.wake(&group);
         }
         Ok(done)
@@ -195,7 +264,14 @@ impl Jobs {
     /// grant requeued are woken.
     pub async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
         let granted = self.store.grant(req, now).await?;
-        // After the commit: ready → granted, in the store's clock.
+        self.granted(&granted);
+        Ok(granted)
+    }
+
+    /// After a grant committed: its metrics, and the wake-ups of what an
+    /// expiry during it requeued.
+    fn granted(&self, granted: &Granted) {
+        // Ready → granted, in the store's clock.
         let committed = store::now_ms();
         for ready_at in &granted.ready_at {
             telemetry::metrics()
@@ -209,7 +285,6 @@ impl Jobs {
         if !granted.woken.is_empty() {
             self.ended.notify_one();
         }
-        Ok(granted)
     }
 
     /// Expire the leases due at `now` (the reaper); the groups that got a

@@ -21,6 +21,7 @@ use super::Error;
 use crate::jobs::{Group, Jobs};
 use crate::presence::{Known, Presence};
 use crate::store::agents::AgentSeen;
+use crate::store::lease::OwnedGrant;
 use crate::store::{GrantRequest, now_ms};
 
 /// Idle polls' answers are aligned to ticks of this length (process-wide),
@@ -67,8 +68,10 @@ pub struct Poll<'a> {
 enum Look {
     /// Answer the poll now.
     Answer(PollResponse),
-    /// Wait for a wake-up, the shutdown, or this instant; then look again.
-    Wait(Instant),
+    /// Wait for a wake-up, the shutdown, or `until`; then look again.
+    /// `park`: the poll can take work, so a submit may hand it a job
+    /// meanwhile (`jobs::handoff`).
+    Wait { until: Instant, park: bool },
 }
 
 /// Hold `poll` until a job is granted, a drain arrives, or the hold runs
@@ -141,16 +144,39 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
         if let Some(c) = &mut cancel {
             c.as_mut().enable();
         }
-        let until = match held.look(generations(&groups)).await? {
+        let (until, park) = match held.look(generations(&groups)).await? {
             Look::Answer(a) => return Ok(a),
-            Look::Wait(until) => until,
+            Look::Wait { until, park } => (until, park),
         };
+        let mut ticket = park.then(|| d.jobs.park(held.want()));
         tokio::select! {
             _ = any(waits) => {}
             () = maybe(cancel) => {}
             _ = tokio::time::sleep_until(until.into()) => {}
             _ = d.shutdown.cancelled() => {}
+            h = handed(&mut ticket) => {
+                if let Some(answer) = held.handed(h) {
+                    return Ok(answer);
+                }
+                continue;
+            }
         }
+        // Woken otherwise: a submit that took the ticket meanwhile is
+        // answered first (granting here too could exceed the free slots).
+        if let Some(t) = &mut ticket
+            && !t.withdraw()
+            && let Some(answer) = held.handed(t.handed().await)
+        {
+            return Ok(answer);
+        }
+    }
+}
+
+/// What a submit handed the parked poll; never, when it is not parked.
+async fn handed(ticket: &mut Option<crate::jobs::Ticket<'_>>) -> crate::jobs::handoff::Handed {
+    match ticket {
+        Some(t) => t.handed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -239,7 +265,10 @@ impl Held<'_> {
             let wait = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
             until = until.min(Instant::now() + wait);
         }
-        Ok(Look::Wait(until))
+        Ok(Look::Wait {
+            until,
+            park: free > 0,
+        })
     }
 
     /// The answer with the cancel notices of the leases the poll names,
@@ -292,7 +321,10 @@ impl Held<'_> {
         if !drained_at_start || self.over() {
             return Look::Answer(empty(true));
         }
-        Look::Wait(self.deadline)
+        Look::Wait {
+            until: self.deadline,
+            park: false,
+        }
     }
 
     /// Try to grant: the answer when something was granted, else the
@@ -314,24 +346,7 @@ impl Held<'_> {
             )
             .await?;
         if !granted.grants.is_empty() {
-            self.d.reaper_kick.notify_one();
-            crate::telemetry::metrics()
-                .poll_held
-                .observe(held.as_secs_f64());
-            let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
-            let grants = granted
-                .grants
-                .into_iter()
-                .map(|mut g| {
-                    g.held_ms = held_ms;
-                    tracing::info!(job_id = g.job_id, token = g.token, attempt = g.attempt, agent_id = %id, "Lease granted");
-                    g
-                })
-                .collect();
-            return Ok(Tried::Granted(PollResponse {
-                grants,
-                ..empty(false)
-            }));
+            return Ok(Tried::Granted(self.answer(held, granted.grants)));
         }
         // Found nothing: until a wake-up in its groups (or the backoff of a
         // matching job ends), the agent's next looks would too.
@@ -344,6 +359,47 @@ impl Held<'_> {
         Ok(Tried::Nothing {
             next_ready_at: granted.next_ready_at,
         })
+    }
+
+    /// The answer carrying `grants`, made after `held` of holding.
+    fn answer(&self, held: Duration, grants: Vec<baton_proto::Grant>) -> PollResponse {
+        let id = self.poll.agent_id;
+        self.d.reaper_kick.notify_one();
+        crate::telemetry::metrics()
+            .poll_held
+            .observe(held.as_secs_f64());
+        let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
+        let grants = grants
+            .into_iter()
+            .map(|mut g| {
+                g.held_ms = held_ms;
+                tracing::info!(job_id = g.job_id, token = g.token, attempt = g.attempt, agent_id = %id, "Lease granted");
+                g
+            })
+            .collect();
+        PollResponse {
+            grants,
+            ..empty(false)
+        }
+    }
+
+    /// What a parked poll can take: its grant request.
+    fn want(&self) -> OwnedGrant {
+        let req = self.poll.req;
+        OwnedGrant {
+            agent_id: self.poll.agent_id.to_owned(),
+            groups: req.groups.clone(),
+            kinds: req.capabilities.kinds.clone(),
+            connections: self.connections.clone(),
+            max: req.free_slots,
+        }
+    }
+
+    /// The answer to a hand-off, when it granted something; else the poll
+    /// looks again.
+    fn handed(&self, h: crate::jobs::handoff::Handed) -> Option<PollResponse> {
+        let granted = h.filter(|g| !g.grants.is_empty())?;
+        Some(self.answer(self.poll.started.elapsed(), granted.grants))
     }
 
     /// Whether the hold is over: its deadline passed, or the controller is

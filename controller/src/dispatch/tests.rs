@@ -300,3 +300,68 @@ async fn a_poll_with_no_slot_and_no_lease_answers_at_once() {
     assert!(answer.grants.is_empty() && answer.cancels.is_empty());
     assert!(began.elapsed() < Duration::from_secs(10));
 }
+
+/// A submit while a poll that can take the job is held hands the job to it
+/// in the submit's own transaction: the poll answers with the grant, and the
+/// group is not woken (its generation is unchanged) — one commit, no second
+/// grant transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_hands_its_job_to_a_held_poll_without_waking_the_group() {
+    let rig = Rig::new().await;
+    let hold = Duration::from_secs(20);
+    let (task, _) = rig.held_poll(hold).await;
+    let generation = rig.jobs.group("g").generation();
+    let job = rig
+        .jobs
+        .submit(noop_job(5_000, RetryPolicy::default()), now_ms())
+        .await
+        .expect("submit");
+    let answer = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the held poll got nothing")
+        .expect("join")
+        .expect("poll");
+    assert_eq!(answer.grants.len(), 1, "{answer:?}");
+    assert_eq!(
+        (answer.grants[0].job_id, answer.grants[0].token),
+        (job.job.id, 1)
+    );
+    assert_eq!(
+        rig.jobs.group("g").generation(),
+        generation,
+        "the group was woken: the job went the two-commit way"
+    );
+    let stored = rig.store.get_job(job.job.id).await.expect("job");
+    assert_eq!(stored.state, baton_proto::JobState::Running);
+    assert_eq!(stored.attempts.len(), 1);
+}
+
+/// A held poll whose agent was drained behind its back (straight in the
+/// store, no wake-up) is taken by a submit, which grants it nothing: the job
+/// stays queued, the group is woken, and the poll learns of the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_that_grants_nothing_wakes_the_group() {
+    let rig = Rig::new().await;
+    let hold = Duration::from_secs(20);
+    let (task, began) = rig.held_poll(hold).await;
+    rig.store
+        .set_drain("a1", true, now_ms())
+        .await
+        .expect("drain");
+    let generation = rig.jobs.group("g").generation();
+    let job = rig
+        .jobs
+        .submit(noop_job(5_000, RetryPolicy::default()), now_ms())
+        .await
+        .expect("submit");
+    assert_ne!(rig.jobs.group("g").generation(), generation, "not woken");
+    let answer = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the held poll was not answered")
+        .expect("join")
+        .expect("poll");
+    assert!(began.elapsed() < hold, "answered by its hold");
+    assert!(answer.grants.is_empty() && answer.drain, "{answer:?}");
+    let stored = rig.store.get_job(job.job.id).await.expect("job");
+    assert_eq!(stored.state, baton_proto::JobState::Queued);
+}

@@ -17,6 +17,7 @@ use baton_proto::{
 };
 
 use super::Result;
+use super::jobs::{NewJob, Submitted};
 use super::rows::{JobRow, json};
 
 /// What a polling agent can take.
@@ -32,6 +33,45 @@ pub struct GrantRequest<'a> {
     pub connections: &'a [String],
     /// Most jobs to grant.
     pub max: u32,
+}
+
+/// A [`GrantRequest`] owned, to move into a transaction's body.
+#[derive(Debug, Clone)]
+pub struct OwnedGrant {
+    /// The agent.
+    pub agent_id: String,
+    /// Its groups.
+    pub groups: Vec<String>,
+    /// Job kinds it runs.
+    pub kinds: Vec<JobKind>,
+    /// Connection names it has.
+    pub connections: Vec<String>,
+    /// Most jobs to grant.
+    pub max: u32,
+}
+
+impl OwnedGrant {
+    /// An owned copy of `req`.
+    pub fn of(req: &GrantRequest<'_>) -> OwnedGrant {
+        OwnedGrant {
+            agent_id: req.agent_id.to_owned(),
+            groups: req.groups.to_vec(),
+            kinds: req.kinds.to_vec(),
+            connections: req.connections.to_vec(),
+            max: req.max,
+        }
+    }
+
+    /// Borrowed again.
+    pub fn as_req(&self) -> GrantRequest<'_> {
+        GrantRequest {
+            agent_id: &self.agent_id,
+            groups: &self.groups,
+            kinds: &self.kinds,
+            connections: &self.connections,
+            max: self.max,
+        }
+    }
 }
 
 /// The result of a grant attempt.
@@ -197,6 +237,18 @@ pub trait LeaseStore {
     /// Grant up to `req.max` queued jobs to an agent (point 1). Overdue
     /// leases are expired first, in the same transaction (point 5).
     async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted>;
+
+    /// Submit one job and, in the same transaction, grant to the agent of
+    /// `req` — a poll held on this controller that can take it — as
+    /// [`LeaseStore::grant`] would: one commit for both, the dispatch hand-off
+    /// (ARCHITECTURE.md, "The lease lifecycle", point 7). A replayed
+    /// idempotency key grants nothing.
+    async fn submit_and_grant(
+        &self,
+        new: NewJob,
+        req: &GrantRequest<'_>,
+        now: i64,
+    ) -> Result<(Submitted, Granted)>;
 
     /// Renew a lease (point 2). Returns `(ttl_ms, cancel_requested)`.
     async fn heartbeat(

@@ -71,7 +71,8 @@ Options:
   --replicas N      controllers on the one PostgreSQL database (--store postgres; default 1):
                     idle-fleet spreads its agents over them, replica-failover needs 2 or more
   --store S         sqlite (default) or postgres: a fresh database per controller on the server
-                    BATON_BENCH_PG_URL names (a superuser URL; `scripts/postgres start DIR` prints one)
+                    BATON_BENCH_PG_URL names (a superuser URL; `scripts/postgres start DIR` prints one);
+                    both: every scenario on SQLite, then on PostgreSQL, and a side-by-side table
 
 The harness does NOT build the daemons: `cargo run --release -p baton-tests
 --bin baton-bench` builds only itself. Build them first, with the same profile:
@@ -114,8 +115,10 @@ pub struct Args {
     pub schedules: usize,
     /// `--window-secs`.
     pub window_secs: u64,
-    /// `--store`.
+    /// The store of the scenario running (`--store`).
     pub store: store::StoreKind,
+    /// Every store to run each scenario on (`--store both`: SQLite, PostgreSQL).
+    pub stores: Vec<store::StoreKind>,
     /// `--replicas`.
     pub replicas: usize,
 }
@@ -139,6 +142,7 @@ impl Args {
             schedules: 10_000,
             window_secs: 180,
             store: store::StoreKind::Sqlite,
+            stores: vec![store::StoreKind::Sqlite],
             replicas: 1,
         };
         fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, k: &str) -> Result<T>
@@ -171,7 +175,8 @@ impl Args {
                 "--window-secs" => a.window_secs = val(&mut it, "--window-secs")?,
                 "--replicas" => a.replicas = val(&mut it, "--replicas")?,
                 "--store" => {
-                    a.store = store::StoreKind::parse(&val::<String>(&mut it, "--store")?)?
+                    a.stores = store::StoreKind::parse_many(&val::<String>(&mut it, "--store")?)?;
+                    a.store = a.stores[0];
                 }
                 s if !s.starts_with('-') && a.scenario.is_empty() => a.scenario = s.to_owned(),
                 other => bail!("unknown argument {other} (try --help)"),
@@ -180,7 +185,7 @@ impl Args {
         if a.scenario.is_empty() {
             bail!("no scenario given (try --help)");
         }
-        if a.replicas == 0 || (a.replicas > 1 && a.store != store::StoreKind::Postgres) {
+        if a.replicas == 0 || (a.replicas > 1 && a.stores != [store::StoreKind::Postgres]) {
             bail!("--replicas N needs N >= 1, and --store postgres for N > 1");
         }
         if a.runs == Some(0) || a.in_flight == 0 || a.slots == 0 || a.batch == Some(0) {
@@ -226,42 +231,35 @@ pub async fn run(args: Args) -> Result<i32> {
             } else {
                 "HTTPS, throwaway CA"
             },
-            args.store.describe(),
+            args.stores
+                .iter()
+                .map(|s| s.describe())
+                .collect::<Vec<_>>()
+                .join(", then "),
             bin_dir().display()
         );
     }
     let mut reports = Vec::new();
     let mut failed = false;
     for name in names {
-        let r = match name {
-            "dispatch" => dispatch::run(&args).await,
-            "throughput" => throughput::run(&args).await,
-            "idle-fleet" => fleet::run(&args, nofile).await,
-            "failover" => failover::run(&args).await,
-            "restart" => restart::run(&args).await,
-            "schedules" => schedules::run(&args).await,
-            "cancel" => cancel::run(&args).await,
-            "replica-failover" => replica_failover::run(&args).await,
-            _ => footprint::run(&args).await,
-        };
-        match r {
-            Ok(rep) => {
-                failed |= !rep.failures.is_empty();
-                if !args.json {
-                    println!("{}", rep.table());
-                }
-                reports.push(rep);
+        for &store in &args.stores {
+            let args = Args {
+                store,
+                ..args.clone()
+            };
+            let mut rep = run_one(name, &args, nofile).await;
+            if args.stores.len() > 1 {
+                rep.scenario = format!("{name} [{}]", store.short());
             }
-            Err(e) => {
-                failed = true;
-                let mut rep = ScenarioReport::new(name, args.transport(), 0);
-                rep.failures.push(format!("{e:#}"));
-                if !args.json {
-                    println!("{}", rep.table());
-                }
-                reports.push(rep);
+            failed |= !rep.failures.is_empty();
+            if !args.json {
+                println!("{}", rep.table());
             }
+            reports.push(rep);
         }
+    }
+    if args.stores.len() > 1 && !args.json {
+        println!("{}", report::side_by_side(&reports, &args.stores));
     }
     if args.json {
         let scenarios: serde_json::Map<String, serde_json::Value> = reports
@@ -275,13 +273,33 @@ pub async fn run(args: Args) -> Result<i32> {
         let doc = serde_json::json!({
             "machine": machine,
             "transport": args.transport(),
-            "store": args.store.describe(),
+            "store": args.stores.iter().map(|s| s.describe()).collect::<Vec<_>>().join(", "),
             "scenarios": scenarios,
             "harness_ok": !failed,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// One scenario on `args.store`; a harness error becomes a failed report.
+async fn run_one(name: &str, args: &Args, nofile: u64) -> ScenarioReport {
+    let r = match name {
+        "dispatch" => dispatch::run(args).await,
+        "throughput" => throughput::run(args).await,
+        "idle-fleet" => fleet::run(args, nofile).await,
+        "failover" => failover::run(args).await,
+        "restart" => restart::run(args).await,
+        "schedules" => schedules::run(args).await,
+        "cancel" => cancel::run(args).await,
+        "replica-failover" => replica_failover::run(args).await,
+        _ => footprint::run(args).await,
+    };
+    r.unwrap_or_else(|e| {
+        let mut rep = ScenarioReport::new(name, args.transport(), 0);
+        rep.failures.push(format!("{e:#}"));
+        rep
+    })
 }
 
 /// The daemons must have been built next to this executable (or be in

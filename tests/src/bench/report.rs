@@ -82,6 +82,60 @@ impl Row {
     }
 }
 
+/// One table comparing the stores: for each scenario run on every store
+/// (named `<scenario> [<store>]`), a line per metric with each store's
+/// median and spread.
+pub fn side_by_side(reports: &[ScenarioReport], stores: &[super::store::StoreKind]) -> String {
+    let mut out = format!(
+        "== side by side ({}) ==\n",
+        stores
+            .iter()
+            .map(|s| s.short())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in reports {
+        let base = r.scenario.split(" [").next().unwrap_or(&r.scenario);
+        if !scenarios.contains(&base) {
+            scenarios.push(base);
+        }
+    }
+    for base in scenarios {
+        let of: Vec<Option<&ScenarioReport>> = stores
+            .iter()
+            .map(|s| {
+                let name = format!("{base} [{}]", s.short());
+                reports.iter().find(|r| r.scenario == name)
+            })
+            .collect();
+        let Some(first) = of.iter().flatten().next() else {
+            continue;
+        };
+        out.push_str(&format!("{base}\n"));
+        for row in &first.rows {
+            let cells: Vec<String> = of
+                .iter()
+                .map(|r| {
+                    r.and_then(|r| r.rows.iter().find(|x| x.metric == row.metric))
+                        .map_or_else(|| "—".to_owned(), cell)
+                })
+                .collect();
+            out.push_str(&format!("   {:<44} {}\n", row.metric, cells.join("  |  ")));
+        }
+    }
+    out
+}
+
+/// A row's value with its unit and spread, as the tables print it.
+fn cell(r: &Row) -> String {
+    let spread = r
+        .spread
+        .map(|(lo, hi)| format!(" [{} – {}]", num(lo), num(hi)))
+        .unwrap_or_default();
+    format!("{} {}{spread}", num(r.value), r.unit)
+}
+
 /// The result of one scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioReport {

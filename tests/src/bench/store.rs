@@ -22,7 +22,23 @@ impl StoreKind {
         match s {
             "sqlite" => Ok(StoreKind::Sqlite),
             "postgres" => Ok(StoreKind::Postgres),
-            other => bail!("--store {other}: expected sqlite or postgres"),
+            other => bail!("--store {other}: expected sqlite, postgres or both"),
+        }
+    }
+
+    /// Parse `--store`, which may also be `both` (SQLite, then PostgreSQL).
+    pub fn parse_many(s: &str) -> Result<Vec<StoreKind>> {
+        match s {
+            "both" => Ok(vec![StoreKind::Sqlite, StoreKind::Postgres]),
+            one => Ok(vec![StoreKind::parse(one)?]),
+        }
+    }
+
+    /// Short name, for scenario names and column heads.
+    pub fn short(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
         }
     }
 

@@ -40,3 +40,42 @@ fn log_tail_returns_complete_lines() {
     std::fs::write(&p, "old\none\ntwo\n").expect("write");
     assert_eq!(t.read_new().expect("read"), vec!["two".to_owned()]);
 }
+
+/// `--store both` runs every scenario on SQLite then PostgreSQL, and the
+/// side-by-side table pairs their rows by metric.
+#[test]
+fn both_stores_and_the_side_by_side_table() {
+    use report::{Row, ScenarioReport, side_by_side};
+    use store::StoreKind;
+
+    let a = Args::parse(
+        ["dispatch", "--store", "both"]
+            .into_iter()
+            .map(String::from),
+    )
+    .expect("parses")
+    .expect("not help");
+    assert_eq!(a.stores, vec![StoreKind::Sqlite, StoreKind::Postgres]);
+    assert_eq!(a.store, StoreKind::Sqlite);
+    assert!(
+        Args::parse(
+            ["x", "--store", "both", "--replicas", "2"]
+                .into_iter()
+                .map(String::from)
+        )
+        .is_err(),
+        "replicas need postgres alone"
+    );
+    let rep = |store: &str, v: f64| {
+        let mut r = ScenarioReport::new(&format!("dispatch [{store}]"), "tls", 3);
+        r.rows.push(Row::over("p99", &[v, v + 1.0, v + 2.0], "ms"));
+        r
+    };
+    let t = side_by_side(
+        &[rep("sqlite", 1.0), rep("postgres", 4.0)],
+        &[StoreKind::Sqlite, StoreKind::Postgres],
+    );
+    let line = t.lines().find(|l| l.contains("p99")).expect("a p99 line");
+    let (sq, pg) = line.split_once('|').expect("two columns");
+    assert!(sq.contains("2 ms") && pg.contains("5 ms"), "{t}");
+}

@@ -372,3 +372,75 @@ pub async fn abandon_ends_only_the_callers_current_lease(s: &Store) {
     assert!(e.leases.contains(&(other, 1, "a1".to_string())));
     assert_eq!(s.agent_restart_ends().await.expect("count"), 2);
 }
+
+/// Conformance case `submit_and_grant_hands_the_new_job_over_in_one_call`:
+/// the new job is granted to the named agent (token 1, attempt 1, running);
+/// a drained agent or one that cannot run the kind gets nothing and the job
+/// stays queued; a replayed idempotency key grants nothing.
+pub async fn submit_and_grant_hands_the_new_job_over_in_one_call(s: &Store) {
+    crate::store::testutil::enrolled(s, "a1", &["g"]).await;
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let (done, granted) = s
+        .submit_and_grant(job(3, 2000), &req("a1", &groups, &kinds), 10)
+        .await
+        .expect("submit and grant");
+    assert!(done.created);
+    assert_eq!(granted.grants.len(), 1, "{granted:?}");
+    let g = &granted.grants[0];
+    assert_eq!((g.job_id, g.token, g.attempt), (done.job.id, 1, 1));
+    assert_eq!(granted.ready_at, vec![10]);
+    let view = s.get_job(done.job.id).await.expect("get");
+    assert_eq!(view.state, JobState::Running);
+    assert_eq!(view.attempts.len(), 1);
+    assert_eq!(view.attempts[0].agent_id, "a1");
+    // The lease is an ordinary one: its holder completes it.
+    let (state, dup, _) = s
+        .complete(done.job.id, "a1", &creq(1, Completion::Succeeded, None), 20)
+        .await
+        .expect("complete");
+    assert_eq!((state, dup), (JobState::Succeeded, false));
+
+    // Another kind than the agent runs: submitted, not granted.
+    let sql_only = vec![JobKind::Sql];
+    let (done, granted) = s
+        .submit_and_grant(job(3, 2000), &req("a1", &groups, &sql_only), 30)
+        .await
+        .expect("submit");
+    assert!(done.created && granted.grants.is_empty(), "{granted:?}");
+    assert_eq!(
+        s.get_job(done.job.id).await.expect("get").state,
+        JobState::Queued
+    );
+    // A drained agent: submitted, not granted, still queued.
+    s.set_drain("a1", true, 40).await.expect("drain");
+    let (drained, granted) = s
+        .submit_and_grant(job(3, 2000), &req("a1", &groups, &kinds), 50)
+        .await
+        .expect("submit");
+    assert!(drained.created && granted.grants.is_empty(), "{granted:?}");
+    assert_eq!(
+        s.get_job(drained.job.id).await.expect("get").state,
+        JobState::Queued
+    );
+    s.set_drain("a1", false, 60).await.expect("resume");
+
+    // A replayed key returns the first job and grants nothing, not even the
+    // queued jobs above.
+    let keyed = || {
+        let mut j = crate::store::testutil::new_job("g", Some("k-1"), "hash-1");
+        j.lease_ttl_ms = 2000;
+        j
+    };
+    let (first, _) = s
+        .submit_and_grant(keyed(), &req("a1", &groups, &sql_only), 70)
+        .await
+        .expect("keyed");
+    let (again, granted) = s
+        .submit_and_grant(keyed(), &req("a1", &groups, &kinds), 80)
+        .await
+        .expect("replay");
+    assert!(!again.created);
+    assert_eq!(again.job.id, first.job.id);
+    assert!(granted.grants.is_empty(), "{granted:?}");
+}

@@ -385,7 +385,7 @@ async fn replay(c: &mut PgConnection, key: &str, hash: &str) -> Result<Option<Jo
 
 /// Submit on a connection, each statement its own transaction (see
 /// [`JobStore::submit`]).
-async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> Result<Submitted> {
+pub(super) async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> Result<Submitted> {
     let key = new.idempotency_key.as_deref();
     for _ in 0..2 {
         if let Some(key) = key

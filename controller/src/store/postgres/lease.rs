@@ -25,13 +25,15 @@ pub(super) use ends::{Succeed, succeed_batch};
 use async_trait::async_trait;
 use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, LeaseRef, Progress};
 use sqlx::postgres::PgConnection;
+use std::sync::Arc;
 
 use super::PgStore;
 use super::group::Answer;
 use crate::store::Error;
 use crate::store::Result;
+use crate::store::jobs::{NewJob, Submitted};
 use crate::store::lease::{
-    Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, grant_of,
+    Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, OwnedGrant, grant_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
 
@@ -50,43 +52,9 @@ impl LeaseStore for PgStore {
             return Ok(out);
         }
         let filter = Filter::of(req);
-        let sql = format!(
-            "WITH cand AS (
-               SELECT c.* FROM unnest($2::text[]) AS g(grp)
-               CROSS JOIN LATERAL (
-                 SELECT {JOB_COLUMNS} FROM jobs
-                 WHERE state = 'queued' AND jobs.grp = g.grp AND not_before <= $1
-                   AND kind = ANY($3) AND (connection IS NULL OR connection = ANY($4))
-                   AND (pin_agent IS NULL OR pin_agent = $6)
-                   AND NOT EXISTS (SELECT 1 FROM agents WHERE id = $6 AND drained_at IS NOT NULL)
-                 ORDER BY priority DESC, id LIMIT $5
-                 FOR UPDATE SKIP LOCKED) c
-               ORDER BY c.priority DESC, c.id LIMIT $5),
-             up AS (
-               UPDATE jobs j SET state = 'running', last_token = j.last_token + 1,
-                 lease_token = j.last_token + 1, lease_agent = $6,
-                 lease_expires_at = $1 + j.lease_ttl_ms, grants = j.grants + 1, updated_at = $1
-               FROM cand WHERE j.id = cand.id
-               RETURNING j.id, j.grants, j.last_token),
-             att AS (
-               INSERT INTO attempts (job_id, number, agent_id, token, started_at)
-               SELECT id, grants, $6, last_token, $1 FROM up)
-             SELECT * FROM cand ORDER BY priority DESC, id"
-        );
         // One statement, its own transaction.
         let started = std::time::Instant::now();
-        let rows: Vec<JobRow> = self.noted(
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .bind(&filter.groups)
-                .bind(&filter.kinds)
-                .bind(req.connections)
-                .bind(i64::from(req.max))
-                .bind(req.agent_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(Error::from),
-        )?;
+        let rows = self.noted(grant_rows(&self.pool, req, &filter, now).await)?;
         crate::telemetry::store_transaction(started.elapsed());
         for row in rows {
             out.ready_at.push(row.not_before);
@@ -96,6 +64,34 @@ impl LeaseStore for PgStore {
             out.next_ready_at = next_ready_at(&self.pool, req, &filter, now).await?;
         }
         Ok(out)
+    }
+
+    /// Submit and grant in one transaction (one WAL flush at its commit).
+    async fn submit_and_grant(
+        &self,
+        new: NewJob,
+        req: &GrantRequest<'_>,
+        now: i64,
+    ) -> Result<(Submitted, Granted)> {
+        let args = Arc::new((new, OwnedGrant::of(req)));
+        self.tx(move |c| {
+            let args = args.clone();
+            Box::pin(async move {
+                let (new, owned) = &*args;
+                let submitted = super::jobs::submit_in(c, new, now).await?;
+                let mut granted = Granted::default();
+                if submitted.created && owned.max > 0 {
+                    let req = owned.as_req();
+                    let filter = Filter::of(&req);
+                    for row in grant_rows(&mut *c, &req, &filter, now).await? {
+                        granted.ready_at.push(row.not_before);
+                        granted.grants.push(grant_of(row)?);
+                    }
+                }
+                Ok((submitted, granted))
+            })
+        })
+        .await
     }
 
     /// Renew a lease (point 2). Returns `(ttl_ms, cancel_requested)`.
@@ -279,6 +275,51 @@ impl Filter {
             kinds: req.kinds.iter().map(|k| k.as_str()).collect(),
         }
     }
+}
+
+/// The grant statement: picks the agent's best ready jobs (`FOR UPDATE SKIP
+/// LOCKED`), leases them with `last_token + 1` and records the attempts.
+async fn grant_rows<'c, E>(
+    c: E,
+    req: &GrantRequest<'_>,
+    filter: &Filter,
+    now: i64,
+) -> Result<Vec<JobRow>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let sql = format!(
+        "WITH cand AS (
+               SELECT c.* FROM unnest($2::text[]) AS g(grp)
+               CROSS JOIN LATERAL (
+                 SELECT {JOB_COLUMNS} FROM jobs
+                 WHERE state = 'queued' AND jobs.grp = g.grp AND not_before <= $1
+                   AND kind = ANY($3) AND (connection IS NULL OR connection = ANY($4))
+                   AND (pin_agent IS NULL OR pin_agent = $6)
+                   AND NOT EXISTS (SELECT 1 FROM agents WHERE id = $6 AND drained_at IS NOT NULL)
+                 ORDER BY priority DESC, id LIMIT $5
+                 FOR UPDATE SKIP LOCKED) c
+               ORDER BY c.priority DESC, c.id LIMIT $5),
+             up AS (
+               UPDATE jobs j SET state = 'running', last_token = j.last_token + 1,
+                 lease_token = j.last_token + 1, lease_agent = $6,
+                 lease_expires_at = $1 + j.lease_ttl_ms, grants = j.grants + 1, updated_at = $1
+               FROM cand WHERE j.id = cand.id
+               RETURNING j.id, j.grants, j.last_token),
+             att AS (
+               INSERT INTO attempts (job_id, number, agent_id, token, started_at)
+               SELECT id, grants, $6, last_token, $1 FROM up)
+             SELECT * FROM cand ORDER BY priority DESC, id"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(&filter.groups)
+        .bind(&filter.kinds)
+        .bind(req.connections)
+        .bind(i64::from(req.max))
+        .bind(req.agent_id)
+        .fetch_all(c)
+        .await?)
 }
 
 /// When the agent's next queued job becomes ready, if one is waiting for

@@ -276,7 +276,11 @@ async fn views(c: &mut SqliteConnection, first: JobId, last: JobId) -> Result<Ve
 }
 
 /// Submit inside a write transaction (see [`JobStore::submit`]).
-async fn submit_in(c: &mut SqliteConnection, new: &NewJob, now: i64) -> Result<Submitted> {
+pub(super) async fn submit_in(
+    c: &mut SqliteConnection,
+    new: &NewJob,
+    now: i64,
+) -> Result<Submitted> {
     if let Some(key) = &new.idempotency_key
         && let Some(row) = by_key(c, key).await?
     {

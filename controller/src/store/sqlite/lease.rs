@@ -14,8 +14,7 @@
 //! - abandon ends a restarted agent's current leases as `agent_restarted`.
 
 use baton_proto::{
-    AttemptOutcome, CompleteRequest, Completion, FencingToken, JobId, JobKind, JobState, LeaseRef,
-    Progress,
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, JobId, JobState, LeaseRef, Progress,
 };
 use std::sync::Arc;
 
@@ -24,38 +23,48 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use crate::store::jobs::{NewJob, Submitted};
 use crate::store::lease::{
-    Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, Next, after_lost_lease,
-    grant_of, next_after, outcome_of,
+    Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, Next, OwnedGrant,
+    after_lost_lease, grant_of, next_after, outcome_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
 use crate::store::{Error, Result};
-
-/// A [`GrantRequest`] owned, to move into the group-commit writer.
-#[derive(Debug, Clone)]
-struct OwnedGrant {
-    agent_id: String,
-    groups: Vec<String>,
-    kinds: Vec<JobKind>,
-    connections: Vec<String>,
-    max: u32,
-}
 
 #[async_trait]
 impl LeaseStore for SqliteStore {
     /// Grant up to `req.max` queued jobs to an agent (point 1). Overdue
     /// leases are expired first, in the same transaction (point 5).
     async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
-        let req = Arc::new(OwnedGrant {
-            agent_id: req.agent_id.to_owned(),
-            groups: req.groups.to_vec(),
-            kinds: req.kinds.to_vec(),
-            connections: req.connections.to_vec(),
-            max: req.max,
-        });
+        let req = Arc::new(OwnedGrant::of(req));
         self.grouped(move |c| {
             let req = req.clone();
             Box::pin(async move { grant_in(c, &req, now).await })
+        })
+        .await
+    }
+
+    /// Submit and grant in one operation of the group-commit writer (one
+    /// transaction, one commit).
+    async fn submit_and_grant(
+        &self,
+        new: NewJob,
+        req: &GrantRequest<'_>,
+        now: i64,
+    ) -> Result<(Submitted, Granted)> {
+        let args = Arc::new((new, OwnedGrant::of(req)));
+        self.grouped(move |c| {
+            let args = args.clone();
+            Box::pin(async move {
+                let (new, req) = &*args;
+                let submitted = super::jobs::submit_in(c, new, now).await?;
+                let granted = if submitted.created {
+                    grant_in(c, req, now).await?
+                } else {
+                    Granted::default()
+                };
+                Ok((submitted, granted))
+            })
         })
         .await
     }
