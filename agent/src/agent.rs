@@ -20,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConnectionConfig};
+use crate::db::mssql::export::ExportExecutor as MssqlExport;
 use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor};
 use crate::db::mysql::dump::{DumpExecutor, Settings as DumpSettings};
+use crate::db::mysql::export::ExportExecutor as MysqlExport;
 use crate::db::mysql::{MysqlExecutor, Pools};
 use crate::delivery::{self, Deliverer, DeliveryQueue};
 use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
@@ -158,6 +160,7 @@ impl Agent {
         );
         list.push(Box::new(MysqlExecutor::procedure(mysql.clone())));
         list.push(Box::new(MysqlExecutor::sql(mysql.clone())));
+        list.push(Box::new(MysqlExport::new(mysql.clone(), &config.state_dir)));
         list.push(Box::new(DumpExecutor::new(
             DumpSettings::new(
                 config
@@ -180,6 +183,7 @@ impl Agent {
         );
         list.push(Box::new(MssqlExecutor::procedure(mssql.clone())));
         list.push(Box::new(MssqlExecutor::sql(mssql.clone())));
+        list.push(Box::new(MssqlExport::new(mssql.clone(), &config.state_dir)));
         list.push(Box::new(BackupExecutor::new(
             mssql.clone(),
             config.state_dir.clone(),

@@ -6,6 +6,8 @@ use baton_proto::{
     CommandSpec, JobSpec, JobSubmit, ParamMode, ProcedureSpec, SqlType, limits, valid_name,
 };
 
+pub mod export;
+
 /// A refused field: `(dotted field path, message)`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -180,6 +182,7 @@ fn spec_size(spec: &JobSpec) -> (usize, &'static str) {
         JobSpec::Procedure(_) => "spec.params",
         JobSpec::Sql(_) => "spec.sql",
         JobSpec::Dump(_) | JobSpec::Noop(_) => "spec",
+        JobSpec::Export(_) => "spec.query",
     };
     (total, field)
 }
@@ -213,6 +216,7 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
                 return Err(err("spec.sleep_ms", "must be at most one day"));
             }
         }
+        JobSpec::Export(e) => export::spec(e)?,
     }
     if let Some(settings) = spec.session() {
         session(settings)?;
@@ -298,6 +302,9 @@ pub fn call(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
         for (k, v) in spec.session().into_iter().flatten() {
             session_setting(*e, k, v)?;
         }
+    }
+    if let JobSpec::Export(e) = spec {
+        return export::params(e, engines);
     }
     let JobSpec::Procedure(p) = spec else {
         return Ok(());

@@ -24,16 +24,19 @@ pub enum JobKind {
     Dump,
     /// Does nothing (optionally waits): probes, drills and benchmarks.
     Noop,
+    /// A query's result set written to a compressed CSV / JSON Lines file.
+    Export,
 }
 
 impl JobKind {
     /// Every kind, in a stable order.
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Command,
         JobKind::Procedure,
         JobKind::Sql,
         JobKind::Dump,
         JobKind::Noop,
+        JobKind::Export,
     ];
 
     /// The wire name (`"command"`, ...).
@@ -44,6 +47,7 @@ impl JobKind {
             JobKind::Sql => "sql",
             JobKind::Dump => "dump",
             JobKind::Noop => "noop",
+            JobKind::Export => "export",
         }
     }
 
@@ -74,6 +78,8 @@ pub enum JobSpec {
     Dump(DumpSpec),
     /// Do nothing, optionally for a while.
     Noop(NoopSpec),
+    /// Export a query's result set to a file.
+    Export(crate::export::ExportSpec),
 }
 
 impl JobSpec {
@@ -85,6 +91,7 @@ impl JobSpec {
             JobSpec::Sql(_) => JobKind::Sql,
             JobSpec::Dump(_) => JobKind::Dump,
             JobSpec::Noop(_) => JobKind::Noop,
+            JobSpec::Export(_) => JobKind::Export,
         }
     }
 
@@ -103,6 +110,7 @@ impl JobSpec {
             JobSpec::Procedure(p) => Some(&p.connection),
             JobSpec::Sql(s) => Some(&s.connection),
             JobSpec::Dump(d) => Some(&d.connection),
+            JobSpec::Export(e) => Some(&e.connection),
             JobSpec::Command(_) | JobSpec::Noop(_) => None,
         }
     }

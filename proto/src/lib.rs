@@ -39,6 +39,7 @@ pub mod config;
 pub mod drill;
 pub mod env;
 pub mod error;
+pub mod export;
 pub mod job;
 pub mod lease;
 pub mod notify;
@@ -56,6 +57,7 @@ pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use export::{ExportCompression, ExportFormat, ExportSpec};
 pub use job::{
     AttemptOutcome, AttemptView, CommandSpec, DumpSpec, JobKind, JobList, JobResult, JobSpec,
     JobState, JobSubmit, JobSummary, JobView, NoopSpec, OutputEncoding, ParamMode, ParamValue,

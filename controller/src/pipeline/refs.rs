@@ -3,14 +3,14 @@
 //! value's text when the step is queued. `$${` is a literal `${`.
 //!
 //! Paths: `result.exit_code`, `result.stdout`, `result.stderr` (command
-//! steps), `result.file` and `result.manifest` (dump steps: `data.path` and
+//! steps), `result.file` and `result.manifest` (dump and export steps: `data.path` and
 //! `data.manifest_path`), `data.<key>[.<key>…]` (a field of the step's
 //! `result.data`, checked by its kind), `agent`, `job_id`.
 //!
 //! Where they may stand (templated fields): a command's `args[i]`,
 //! `env.<K>` values and `working_dir`; a procedure's IN/INOUT parameter
 //! values of the textual types (`string`, `decimal`, `date`, `date_time`);
-//! a dump's `database`. Every other string field of a spec is never
+//! a dump's `database`; an export's textual parameter values. Every other string field of a spec is never
 //! rewritten, and a `${steps.` in one is refused: a command's program (the
 //! agent's allow-list matches it as written), SQL text (values reach SQL
 //! only as bound procedure parameters), connection and procedure names.
@@ -183,6 +183,32 @@ const DUMP_FIELDS: &[&str] = &[
     "warnings",
 ];
 
+/// Fields of an export's `result.data`: its manifest plus the paths.
+const EXPORT_FIELDS: &[&str] = &[
+    "path",
+    "manifest_path",
+    "format",
+    "kind",
+    "file",
+    "connection",
+    "prefix",
+    "query",
+    "params",
+    "rows",
+    "columns",
+    "file_format",
+    "compression",
+    "bytes",
+    "sha256",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "server_version",
+    "job_id",
+    "token",
+    "warnings",
+];
+
 /// Scalar fields of a procedure's or batch's `result.data` (both engines'
 /// capture, plus the run ledger's mark).
 const CAPTURE_SCALARS: &[&str] = &[
@@ -206,10 +232,18 @@ pub fn check_path(path: &Path, spec: &JobSpec) -> Result<(), String> {
         (Path::ExitCode | Path::Stdout | Path::Stderr, _) => Err(format!(
             "a {kind} step has no exit code or output (only command steps do)"
         )),
-        (Path::File | Path::Manifest, JobSpec::Dump(_)) => Ok(()),
+        (Path::File | Path::Manifest, JobSpec::Dump(_) | JobSpec::Export(_)) => Ok(()),
         (Path::File | Path::Manifest, _) => Err(format!(
-            "result.file and result.manifest are a dump's; this is a {kind} step"
+            "result.file and result.manifest are a dump's or an export's; this is a {kind} step"
         )),
+        (Path::Data(keys), JobSpec::Export(_)) => match EXPORT_FIELDS.contains(&keys[0].as_str()) {
+            true => Ok(()),
+            false => Err(format!(
+                "an export's data has no field {:?} (known: {})",
+                keys[0],
+                EXPORT_FIELDS.join(", ")
+            )),
+        },
         (Path::Data(keys), JobSpec::Dump(_)) => match DUMP_FIELDS.contains(&keys[0].as_str()) {
             true => Ok(()),
             false => Err(format!(
@@ -346,6 +380,24 @@ pub fn each_string<E>(
         JobSpec::Dump(d) => {
             f("spec.connection", Slot::Plain(PLAIN), &mut d.connection)?;
             f("spec.database", Slot::Templated, &mut d.database)?;
+        }
+        JobSpec::Export(e) => {
+            f("spec.connection", Slot::Plain(PLAIN), &mut e.connection)?;
+            f("spec.query", Slot::Plain(SQL), &mut e.query)?;
+            for (i, v) in e.params.iter_mut().enumerate() {
+                let field = format!("spec.params[{i}]");
+                match v {
+                    ParamValue::String(s)
+                    | ParamValue::Decimal(s)
+                    | ParamValue::Date(s)
+                    | ParamValue::DateTime(s) => f(&field, Slot::Templated, s)?,
+                    ParamValue::Bytes(s) => f(&field, Slot::Plain(PLAIN), s)?,
+                    _ => {}
+                }
+            }
+            if let Some(p) = e.prefix.as_mut() {
+                f("spec.prefix", Slot::Plain(PLAIN), p)?;
+            }
         }
         JobSpec::Noop(_) => {}
     }

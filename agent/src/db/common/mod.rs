@@ -8,18 +8,23 @@
 //! - [`session`]: lock names, how a session ended well, progress messages.
 //! - [`value`]: base64 and float helpers for results and parameters.
 //! - [`paths`]: where dumps and backups go, their names and durable file moves.
+//! - [`space`]: the free-space rule checked before a dump or an export writes.
+//! - [`export`]: the `export` kind's file (CSV / JSON Lines encoding, compression,
+//!   sha256, atomic write, manifest), fed rows by each engine's executor.
 //! - [`retention`]: `keep_last` / `max_age` over those files, leftovers.
 //! - [`report`]: what a `dump` job reports on either engine: notes (log tail and
 //!   progress) and how it ended when it did not succeed.
 
 pub mod connections;
 pub mod exec;
+pub mod export;
 pub mod failure;
 pub mod ledger;
 pub mod paths;
 pub mod report;
 pub mod retention;
 pub mod session;
+pub mod space;
 pub mod value;
 
 pub use failure::Failure;

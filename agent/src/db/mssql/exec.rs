@@ -215,7 +215,7 @@ impl Executor for MssqlExecutor {
 }
 
 /// Connect and read `@@SPID`.
-async fn open(config: &MssqlConnection) -> Result<(Client, i64), Error> {
+pub(super) async fn open(config: &MssqlConnection) -> Result<(Client, i64), Error> {
     let mut client = config.connect().await.map_err(Error::Connect)?;
     let spid = session::spid(&mut client).await?;
     Ok((client, spid))
@@ -223,14 +223,14 @@ async fn open(config: &MssqlConnection) -> Result<(Client, i64), Error> {
 
 /// What the ATTENTION did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct AttentionReport {
+pub(super) struct AttentionReport {
     spid: i64,
     sent: Result<(), String>,
     acknowledged: bool,
 }
 
 impl AttentionReport {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match (&self.sent, self.acknowledged) {
             (Ok(()), true) => format!(
                 "attention sent to SQL Server session {}, acknowledged",
@@ -260,7 +260,7 @@ impl AttentionReport {
 }
 
 /// Send a TDS ATTENTION and wait for its acknowledgement, within the grace.
-async fn attention(client: &mut Client, spid: i64, stop: Stop) -> AttentionReport {
+pub(super) async fn attention(client: &mut Client, spid: i64, stop: Stop) -> AttentionReport {
     warn!(
         session = spid,
         reason = stop.word(),
@@ -304,7 +304,7 @@ const WORDING: exec::Wording = exec::Wording {
 };
 
 /// Close a job connection (one per job).
-async fn close(client: Client) {
+pub(super) async fn close(client: Client) {
     match tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => debug!(error = %e, "Closing the job connection failed"),

@@ -19,6 +19,7 @@ pub mod capture;
 pub mod connection;
 pub mod connections;
 pub mod exec;
+pub mod export;
 pub mod failure;
 pub mod ledger;
 pub mod params;

@@ -56,6 +56,7 @@ pub mod call;
 pub mod capture;
 pub mod connection;
 pub mod dump;
+pub mod export;
 pub mod failure;
 pub mod grants;
 pub mod kill;

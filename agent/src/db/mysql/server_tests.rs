@@ -45,14 +45,14 @@ async fn admin(database: Option<&str>) -> Conn {
 }
 
 /// A database of the test's own, dropped when the test ends (even on panic).
-struct TestDb {
+pub(super) struct TestDb {
     name: String,
     admin: Conn,
     dir: tempfile::TempDir,
 }
 
 impl TestDb {
-    async fn new() -> TestDb {
+    pub(super) async fn new() -> TestDb {
         let name = format!("baton_t_{:016x}", rand::random::<u64>());
         let mut root = admin(None).await;
         root.query_drop(format!("CREATE DATABASE `{name}`"))
@@ -66,7 +66,7 @@ impl TestDb {
         }
     }
 
-    fn connection(&self, create_ledger: bool) -> MysqlConnection {
+    pub(super) fn connection(&self, create_ledger: bool) -> MysqlConnection {
         let pw = self.dir.path().join("password");
         std::fs::write(&pw, "").expect("password file");
         MysqlConnection {
@@ -87,7 +87,7 @@ impl TestDb {
         Arc::new(Pools::new([self.connection(create_ledger)]))
     }
 
-    async fn exec(&mut self, sql: &str) {
+    pub(super) async fn exec(&mut self, sql: &str) {
         self.admin
             .query_drop(sql)
             .await
@@ -125,11 +125,11 @@ impl Drop for TestDb {
     }
 }
 
-fn job_id() -> i64 {
+pub(super) fn job_id() -> i64 {
     i64::from(rand::random::<u32>()) + 1
 }
 
-fn job(job_id: i64, spec: JobSpec) -> Job {
+pub(super) fn job(job_id: i64, spec: JobSpec) -> Job {
     Job {
         job_id,
         token: 1,

@@ -113,6 +113,14 @@ pub fn spec_summary(spec: &JobSpec) -> String {
         }
         JobSpec::Sql(s) => format!("{}: {}", s.connection, one_line(&s.sql)),
         JobSpec::Dump(d) => format!("{}: dump {}", d.connection, d.database),
+        JobSpec::Export(e) => format!(
+            "{}: export {} ({}, {}) {}",
+            e.connection,
+            e.prefix_or_default(),
+            e.format.as_str(),
+            e.compression.as_str(),
+            one_line(&e.query)
+        ),
         JobSpec::Noop(n) if n.sleep_ms == 0 => "noop".to_owned(),
         JobSpec::Noop(n) => format!("noop, sleep {}", fmt_ms(n.sleep_ms)),
     }
@@ -129,6 +137,7 @@ pub fn list_summary(j: &JobSummary) -> String {
         JobKind::Sql => format!("{conn}: {}", one_line(what)),
         JobKind::Dump => format!("{conn}: dump {what}"),
         JobKind::Noop => "noop".to_owned(),
+        JobKind::Export => format!("{conn}: export {}", one_line(what)),
     }
 }
 

@@ -90,3 +90,35 @@ fn plain_fields_refuse_only_step_references() {
     assert!(names_a_step("SELECT '${steps.a.agent}'"));
     assert!(!names_a_step("SELECT '${x}'"));
 }
+
+#[test]
+fn an_export_step_offers_its_file_manifest_and_data() {
+    let spec = JobSpec::Export(baton_proto::ExportSpec {
+        connection: "shop".into(),
+        query: "SELECT 1".into(),
+        params: vec![ParamValue::Date("${steps.day.result.stdout}".into())],
+        format: Default::default(),
+        compression: Default::default(),
+        prefix: None,
+    });
+    assert_eq!(check_path(&Path::File, &spec), Ok(()));
+    assert_eq!(check_path(&Path::Manifest, &spec), Ok(()));
+    assert_eq!(check_path(&Path::Data(vec!["rows".into()]), &spec), Ok(()));
+    assert_eq!(
+        check_path(&Path::Data(vec!["sha256".into()]), &spec),
+        Ok(())
+    );
+    let e = check_path(&Path::Data(vec!["nope".into()]), &spec).expect_err("unknown");
+    assert!(e.contains("export"), "{e}");
+    assert!(check_path(&Path::Stdout, &spec).is_err());
+    // Parameter values take references; the query never does.
+    let mut seen = Vec::new();
+    let mut spec = spec;
+    each_string::<()>(&mut spec, &mut |field, slot, _| {
+        seen.push((field.to_owned(), slot));
+        Ok(())
+    })
+    .expect("walk");
+    assert!(seen.contains(&("spec.params[0]".to_owned(), Slot::Templated)));
+    assert!(seen.contains(&("spec.query".to_owned(), Slot::Plain(SQL))));
+}

@@ -28,6 +28,26 @@ pub async fn lists_hold_summaries_with_long_texts_cut(s: &Store) {
     assert_eq!(what.chars().count(), JobSummary::MAX_TEXT + 1);
     let wire = serde_json::to_string(&list).expect("json");
     assert!(!wire.contains("secret-looking-arg"), "{wire}");
+    // An export's summary is its query.
+    let mut job = new_job("g", None, "h2");
+    job.submit.spec = JobSpec::Export(baton_proto::ExportSpec {
+        connection: "c".into(),
+        query: "SELECT id FROM orders".into(),
+        params: vec![],
+        format: Default::default(),
+        compression: Default::default(),
+        prefix: None,
+    });
+    let id = s.submit(job, 1001).await.expect("submit").job.id;
+    let list = s
+        .list_jobs(&JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let j = list.jobs.iter().find(|j| j.id == id).expect("listed");
+    assert_eq!(j.what.as_deref(), Some("SELECT id FROM orders"));
 }
 
 /// Conformance case `submit_get_list`.

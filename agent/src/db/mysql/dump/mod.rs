@@ -94,7 +94,7 @@ mod flow;
 pub mod manifest;
 mod messages;
 mod process;
-pub mod space;
+pub use crate::db::common::space;
 pub mod stream;
 pub mod verify;
 

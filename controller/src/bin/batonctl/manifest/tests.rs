@@ -392,3 +392,30 @@ fn the_readme_example_parses() {
         Some("nightly-dump")
     );
 }
+
+#[test]
+fn an_export_job_table_keeps_its_params_format_and_compression() {
+    let job = parse_job_table(
+        "job.toml",
+        "kind = \"export\"\nconnection = \"shop\"\nquery = \"SELECT * FROM t WHERE d = ?\"\n\
+         params = [{ type = \"date\", value = \"2026-12-05\" }]\nformat = \"jsonl\"\n\
+         compression = \"gzip\"\nprefix = \"orders\"\n",
+    )
+    .expect("export job");
+    let JobSpec::Export(e) = &job.spec else {
+        panic!("not an export: {:?}", job.spec);
+    };
+    assert_eq!(
+        e.params,
+        vec![baton_proto::ParamValue::Date("2026-12-05".into())]
+    );
+    assert_eq!(e.format, baton_proto::ExportFormat::Jsonl);
+    assert_eq!(e.compression, baton_proto::ExportCompression::Gzip);
+    assert_eq!(e.prefix.as_deref(), Some("orders"));
+    let err = parse_job_table(
+        "job.toml",
+        "kind = \"export\"\nconnection = \"shop\"\nquery = \"q\"\nformat = \"xml\"\n",
+    )
+    .expect_err("unknown format");
+    assert!(err.to_string().contains("format"), "{err}");
+}

@@ -147,6 +147,7 @@ fn flags_that_do_not_fit_are_usage_errors() {
             "d",
         ][..],
         &["--kind", "procedure"][..],
+        &["--kind", "export", "--connection", "main"][..],
         &[][..],
         &["--kind", "noop", "--label", "a=1", "--label", "a=2"][..],
         &["--kind", "noop", "--max-attempts", "0"][..],

@@ -1,4 +1,5 @@
-//! The free-space rule, checked before the tool starts.
+//! The free-space rule, checked before a dump's tool starts (and before an
+//! export writes: there the estimate is 0, only the reserve must be free).
 //!
 //! The estimate is `SUM(data_length + index_length)` of the database's tables
 //! in `information_schema.TABLES`. Compression is not counted on (a dump of
