@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::restore::RestoreSpec;
 use crate::schedule::RunId;
 use crate::session::Session;
 use crate::{FencingToken, JobId};
@@ -24,16 +25,19 @@ pub enum JobKind {
     Dump,
     /// Does nothing (optionally waits): probes, drills and benchmarks.
     Noop,
+    /// Restores a dump / native backup into a database.
+    Restore,
 }
 
 impl JobKind {
     /// Every kind, in a stable order.
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Command,
         JobKind::Procedure,
         JobKind::Sql,
         JobKind::Dump,
         JobKind::Noop,
+        JobKind::Restore,
     ];
 
     /// The wire name (`"command"`, ...).
@@ -44,6 +48,7 @@ impl JobKind {
             JobKind::Sql => "sql",
             JobKind::Dump => "dump",
             JobKind::Noop => "noop",
+            JobKind::Restore => "restore",
         }
     }
 
@@ -74,6 +79,8 @@ pub enum JobSpec {
     Dump(DumpSpec),
     /// Do nothing, optionally for a while.
     Noop(NoopSpec),
+    /// Restore a dump / native backup.
+    Restore(RestoreSpec),
 }
 
 impl JobSpec {
@@ -85,6 +92,7 @@ impl JobSpec {
             JobSpec::Sql(_) => JobKind::Sql,
             JobSpec::Dump(_) => JobKind::Dump,
             JobSpec::Noop(_) => JobKind::Noop,
+            JobSpec::Restore(_) => JobKind::Restore,
         }
     }
 
@@ -103,6 +111,7 @@ impl JobSpec {
             JobSpec::Procedure(p) => Some(&p.connection),
             JobSpec::Sql(s) => Some(&s.connection),
             JobSpec::Dump(d) => Some(&d.connection),
+            JobSpec::Restore(r) => Some(&r.connection),
             JobSpec::Command(_) | JobSpec::Noop(_) => None,
         }
     }

@@ -113,6 +113,13 @@ pub fn spec_summary(spec: &JobSpec) -> String {
         }
         JobSpec::Sql(s) => format!("{}: {}", s.connection, one_line(&s.sql)),
         JobSpec::Dump(d) => format!("{}: dump {}", d.connection, d.database),
+        JobSpec::Restore(r) => format!(
+            "{}: restore {} into {}{}",
+            r.connection,
+            r.source.file.as_deref().unwrap_or("?"),
+            r.database,
+            if r.replace { " (replace)" } else { "" }
+        ),
         JobSpec::Noop(n) if n.sleep_ms == 0 => "noop".to_owned(),
         JobSpec::Noop(n) => format!("noop, sleep {}", fmt_ms(n.sleep_ms)),
     }
@@ -129,6 +136,7 @@ pub fn list_summary(j: &JobSummary) -> String {
         JobKind::Sql => format!("{conn}: {}", one_line(what)),
         JobKind::Dump => format!("{conn}: dump {what}"),
         JobKind::Noop => "noop".to_owned(),
+        JobKind::Restore => format!("{conn}: restore into {what}"),
     }
 }
 

@@ -225,6 +225,11 @@ impl JobArgs {
                 verify: self.verify,
             }),
             JobKind::Procedure => return Err(procedure_needs_file()),
+            JobKind::Restore => {
+                return Err(usage(
+                    "restore jobs can only be submitted with --file (a JSON or TOML JobSubmit)",
+                ));
+            }
         })
     }
 
