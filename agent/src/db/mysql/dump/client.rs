@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use async_compression::tokio::bufread::ZstdDecoder;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio_util::io::InspectReader;
 
 use super::Error;
 use super::messages;
 use super::process::{Spawn, describe_exit};
-use super::verify::EventDisabler;
+use super::rewrite::DumpFilter;
 use crate::executor::ProgressHandle;
 use crate::executor::capture::{self, SharedBounded};
 use crate::executor::groups::ProcessGroups;
@@ -105,18 +107,24 @@ impl Client {
         parse_batch(statements.len(), &stdout, &stderr, status)
     }
 
-    /// Restore the zstd dump at `dump` into `database` (events created
-    /// disabled). `progress(read_sql_bytes)` is called after each chunk.
+    /// Load the zstd dump at `dump` into `database` through `filter`, streamed
+    /// in chunks (bounded memory); `progress(read_sql_bytes)` is called after
+    /// each chunk. What was read is hashed on the way: the file's bytes and
+    /// the SQL's, as the dump's manifest records them.
     pub async fn restore(
         &self,
         database: &str,
         dump: &Path,
+        mut filter: DumpFilter,
         mut progress: impl FnMut(u64),
-    ) -> Result<(), Error> {
+    ) -> Result<Loaded, Error> {
         let file = tokio::fs::File::open(dump)
             .await
             .map_err(|e| Error::io(format!("cannot open {}", dump.display()), e))?;
-        let mut sql = ZstdDecoder::new(BufReader::with_capacity(256 * 1024, file));
+        let mut file_hash = Sha256::new();
+        let mut sql_hash = Sha256::new();
+        let hashed = InspectReader::new(file, |bytes: &[u8]| file_hash.update(bytes));
+        let mut sql = ZstdDecoder::new(BufReader::with_capacity(256 * 1024, hashed));
         let args: Vec<OsString> = vec![
             "--batch".into(),
             "--default-character-set=utf8mb4".into(),
@@ -138,11 +146,11 @@ impl Client {
                 .map(|s| tokio::spawn(capture::drain(s, err.clone(), ProgressHandle::new(0)))),
         ];
         let mut feed_error = None;
+        let mut total = 0u64;
+        let mut fed_all = false;
         if let Some(mut input) = stdin {
-            let mut filter = EventDisabler::default();
             let mut buf = vec![0u8; super::stream::CHUNK];
             let mut filtered = Vec::with_capacity(super::stream::CHUNK + 1024);
-            let mut total = 0u64;
             loop {
                 let n = match sql.read(&mut buf).await {
                     Ok(n) => n,
@@ -151,6 +159,7 @@ impl Client {
                         break;
                     }
                 };
+                sql_hash.update(&buf[..n]);
                 filtered.clear();
                 if n == 0 {
                     filter.finish(&mut filtered);
@@ -159,7 +168,11 @@ impl Client {
                 }
                 // A broken pipe means the client stopped on an error: its
                 // status and stderr tell which.
-                if input.write_all(&filtered).await.is_err() || n == 0 {
+                if input.write_all(&filtered).await.is_err() {
+                    break;
+                }
+                if n == 0 {
+                    fed_all = true;
                     break;
                 }
                 total += n as u64;
@@ -168,6 +181,7 @@ impl Client {
             let _ = input.shutdown().await;
             drop(input);
         }
+        drop(sql);
         let status = proc.child.wait().await;
         for t in tasks.into_iter().flatten() {
             let _ = t.await;
@@ -180,8 +194,32 @@ impl Client {
         if let Some(e) = feed_error {
             return Err(e);
         }
-        Ok(())
+        if !fed_all {
+            return Err(Error::Client {
+                message: "the SQL client stopped reading the dump before its end".into(),
+                retryable: true,
+            });
+        }
+        Ok(Loaded {
+            sha256: hex::encode(file_hash.finalize()),
+            sha256_sql: hex::encode(sql_hash.finalize()),
+            sql_bytes: total,
+            filter,
+        })
     }
+}
+
+/// What [`Client::restore`] read and loaded.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// sha256 of the file's bytes (hex).
+    pub sha256: String,
+    /// sha256 of the SQL (hex).
+    pub sha256_sql: String,
+    /// Bytes of SQL.
+    pub sql_bytes: u64,
+    /// The filter, with its counts.
+    pub filter: DumpFilter,
 }
 
 fn client_error(stderr: &str, status: ExitStatus) -> Error {

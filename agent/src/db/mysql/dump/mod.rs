@@ -94,6 +94,7 @@ mod flow;
 pub mod manifest;
 mod messages;
 mod process;
+pub mod rewrite;
 pub mod space;
 pub mod stream;
 pub mod verify;
