@@ -88,11 +88,11 @@
 //! `zstd` and `sha256sum` on PATH; without the socket they skip with the
 //! reason (`db::test_server`).
 
-mod client;
-mod defaults;
+pub(crate) mod client;
+pub(crate) mod defaults;
 mod flow;
 pub mod manifest;
-mod messages;
+pub(crate) mod messages;
 mod process;
 pub mod rewrite;
 pub mod space;
