@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConnectionConfig};
-use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor};
+use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor, MssqlRestoreExecutor};
 use crate::db::mysql::dump::{DumpExecutor, Settings as DumpSettings};
 use crate::db::mysql::restore::RestoreExecutor;
 use crate::db::mysql::{MysqlExecutor, Pools};
@@ -190,6 +190,7 @@ impl Agent {
             mssql.clone(),
             config.state_dir.clone(),
         )));
+        list.push(Box::new(MssqlRestoreExecutor::new(mssql.clone())));
         let executors = Executors::new(list);
         let mut connections = mysql.advertised();
         connections.extend(mssql.advertised());
