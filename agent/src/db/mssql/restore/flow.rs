@@ -129,7 +129,10 @@ impl Run<'_> {
         })?;
         let located = self.locate(&file)?;
         let sha256 = self.manifest(&located).await?;
-        self.note(format!("connecting to {} to restore {database}", self.conn.name));
+        self.note(format!(
+            "connecting to {} to restore {database}",
+            self.conn.name
+        ));
         let mut client = self
             .stop
             .run(async { self.conn.connect_with(None).await.map_err(Error::Connect) })
@@ -200,8 +203,12 @@ impl Run<'_> {
                     tokio::time::timeout(ATTENTION_GRACE, client.cancel_query()).await,
                     Ok(Ok(()))
                 );
-                info!(acknowledged, "Sent an attention to stop the restore's request");
-                self.report.cancel = Some(json!({"attention_sent": true, "acknowledged": acknowledged}));
+                info!(
+                    acknowledged,
+                    "Sent an attention to stop the restore's request"
+                );
+                self.report.cancel =
+                    Some(json!({"attention_sent": true, "acknowledged": acknowledged}));
                 Err(Error::Stopped(stop))
             }
         }
@@ -351,7 +358,11 @@ impl Run<'_> {
     }
 
     fn drop_failed(&mut self, database: &str, why: &str) {
-        warn!(database, error = why, "Cannot drop the half-restored database; drop it by hand");
+        warn!(
+            database,
+            error = why,
+            "Cannot drop the half-restored database; drop it by hand"
+        );
         self.report.warnings.push(format!(
             "the half-restored database {database} could not be dropped: {why}; drop it by hand"
         ));

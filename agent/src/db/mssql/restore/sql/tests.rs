@@ -28,7 +28,12 @@ fn files_move_to_the_instance_paths_under_new_names() {
         file("shop 2/../x", "C:\\Data\\shop2.ndf", "D"),
         file("fs", "C:\\Data\\fs", "S"),
     ];
-    let moves = plan_moves(&files, "copy", Some("D:\\SQL\\Data\\"), Some("E:\\SQL\\Log"));
+    let moves = plan_moves(
+        &files,
+        "copy",
+        Some("D:\\SQL\\Data\\"),
+        Some("E:\\SQL\\Log"),
+    );
     let physical: Vec<&str> = moves.iter().map(|m| m.physical.as_str()).collect();
     assert_eq!(
         physical,
@@ -39,7 +44,10 @@ fn files_move_to_the_instance_paths_under_new_names() {
             "D:\\SQL\\Data\\copy_3_fs",
         ]
     );
-    assert_eq!(moves[2].logical, "shop 2/../x", "logical names as in the backup");
+    assert_eq!(
+        moves[2].logical, "shop 2/../x",
+        "logical names as in the backup"
+    );
     // Unknown instance paths: beside the source's files (Linux paths too).
     let linux = [
         file("shop", "/var/opt/mssql/data/shop.mdf", "D"),
