@@ -627,7 +627,11 @@ async fn real_backup_is_restored_under_a_new_name_and_not_over_it() {
         json!([{"name": "dbo.t", "rows": 3, "checksum": null}]),
         "{d:#}"
     );
-    assert_eq!(copy.count("SELECT CAST(COUNT(*) AS bigint) FROM dbo.t").await, 3);
+    assert_eq!(
+        copy.count("SELECT CAST(COUNT(*) AS bigint) FROM dbo.t")
+            .await,
+        3
+    );
     let again = run(&fx, restore).await;
     assert_eq!(again.state, JobState::Failed, "{again:#?}");
     let err = again.error.clone().unwrap_or_default();

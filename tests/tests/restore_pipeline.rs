@@ -54,8 +54,12 @@ async fn a_dump_is_restored_on_its_agent_and_a_second_restore_is_refused() {
     .expect("setup sql");
     let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
     mdb.grant(&user, &["SELECT"], "mysql.proc").expect("grant");
-    mdb.grant(&user, &["ALL"], &format!("`{}`.*", copy.replace('_', "\\_")))
-        .expect("grant on the copy");
+    mdb.grant(
+        &user,
+        &["ALL"],
+        &format!("`{}`.*", copy.replace('_', "\\_")),
+    )
+    .expect("grant on the copy");
     mdb.grant(&user, &["ALL"], "`baton\\_verify\\_%`.*")
         .expect("grant for the restore check");
     let secrets = tempfile::Builder::new()
@@ -96,7 +100,10 @@ async fn a_dump_is_restored_on_its_agent_and_a_second_restore_is_refused() {
     let r = c.api.wait_run_ended(run.id, WAIT).await.expect("ended");
     assert_eq!(r.state, RunState::Succeeded, "{r:#?}\n{}", c.logs());
     let (dump, restore) = (step(&r, "dump"), step(&r, "restore"));
-    assert_eq!(restore.agent, dump.agent, "the restore ran where the file is");
+    assert_eq!(
+        restore.agent, dump.agent,
+        "the restore ran where the file is"
+    );
     let dj = c.api.job(dump.job_id.expect("job")).await.expect("job");
     let rj = c.api.job(restore.job_id.expect("job")).await.expect("job");
     let (dd, rd) = (data(&dj), data(&rj));
@@ -104,14 +111,20 @@ async fn a_dump_is_restored_on_its_agent_and_a_second_restore_is_refused() {
     assert_eq!(rd["source"]["sha256"], dd["sha256"]);
     assert_eq!(rd["tables_compared"], 1, "{rd:#}");
     assert_eq!(rd["mismatches"], json!([]));
-    assert_eq!(rd["tables"], dd["verify"]["tables"], "the manifest's figures");
+    assert_eq!(
+        rd["tables"], dd["verify"]["tables"],
+        "the manifest's figures"
+    );
     assert_eq!(rd["tables"][0]["rows"], 2000);
     let sums = |name: &str| {
-        mdb.sql(None, &format!("CHECKSUM TABLE `{name}`.orders; SELECT COUNT(*) FROM `{name}`.orders"))
-            .expect("checksum")
-            .lines()
-            .map(|l| l.split('\t').next_back().unwrap_or("").to_owned())
-            .collect::<Vec<_>>()
+        mdb.sql(
+            None,
+            &format!("CHECKSUM TABLE `{name}`.orders; SELECT COUNT(*) FROM `{name}`.orders"),
+        )
+        .expect("checksum")
+        .lines()
+        .map(|l| l.split('\t').next_back().unwrap_or("").to_owned())
+        .collect::<Vec<_>>()
     };
     assert_eq!(sums(&copy), sums(&db), "the server's own figures agree");
 
