@@ -255,7 +255,7 @@ async fn a_backup_is_restored_under_a_new_name_with_its_files_moved() {
     let statements: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(statements.len(), 4, "{seen:#?}");
     assert_eq!(statements[0], "RESTORE FILELISTONLY FROM DISK = @P1");
-    assert_eq!(seen[0].1, [path.clone()]);
+    assert_eq!(seen[0].1, std::slice::from_ref(&path));
     assert!(statements[1].contains("InstanceDefaultDataPath"));
     assert_eq!(
         statements[2],

@@ -464,7 +464,8 @@ fn restore_fields_are_named() {
         field(&restore_job(Some("/d/x"), "bad name")),
         Err("spec.database".into())
     );
-    let system = submission(&restore_job(Some("/d/x"), "mysql"), 15_000, SPEC).unwrap_err();
+    let system =
+        submission(&restore_job(Some("/d/x"), "mysql"), 15_000, SPEC).expect_err("refused");
     assert_eq!(system.field, "spec.database");
     assert!(system.message.contains("system database"), "{system}");
     let mut s = restore_job(Some("/d/x"), "copy");
