@@ -145,42 +145,14 @@ impl Client {
                 .take()
                 .map(|s| tokio::spawn(capture::drain(s, err.clone(), ProgressHandle::new(0)))),
         ];
-        let mut feed_error = None;
-        let mut total = 0u64;
-        let mut fed_all = false;
-        if let Some(mut input) = stdin {
-            let mut buf = vec![0u8; super::stream::CHUNK];
-            let mut filtered = Vec::with_capacity(super::stream::CHUNK + 1024);
-            loop {
-                let n = match sql.read(&mut buf).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        feed_error = Some(Error::io(format!("cannot read {}", dump.display()), e));
-                        break;
-                    }
-                };
-                sql_hash.update(&buf[..n]);
-                filtered.clear();
-                if n == 0 {
-                    filter.finish(&mut filtered);
-                } else {
-                    filter.push(&buf[..n], &mut filtered);
-                }
-                // A broken pipe means the client stopped on an error: its
-                // status and stderr tell which.
-                if input.write_all(&filtered).await.is_err() {
-                    break;
-                }
-                if n == 0 {
-                    fed_all = true;
-                    break;
-                }
-                total += n as u64;
-                progress(total);
-            }
-            let _ = input.shutdown().await;
-            drop(input);
+        let mut fed = Fed::default();
+        if let Some(input) = stdin {
+            fed = feed(&mut sql, input, &mut filter, &mut sql_hash, &mut progress).await;
         }
+        let feed_error = fed
+            .error
+            .map(|e| Error::io(format!("cannot read {}", dump.display()), e));
+        let (total, fed_all) = (fed.total, fed.all);
         drop(sql);
         let status = proc.child.wait().await;
         for t in tasks.into_iter().flatten() {
@@ -207,6 +179,59 @@ impl Client {
             filter,
         })
     }
+}
+
+/// How feeding the client went.
+#[derive(Default)]
+struct Fed {
+    /// Bytes of SQL written.
+    total: u64,
+    /// Whether the whole dump went in.
+    all: bool,
+    /// Why reading the dump failed.
+    error: Option<std::io::Error>,
+}
+
+/// Feed `sql` through `filter` into the client's stdin in chunks, hashing
+/// the SQL; a broken pipe ends it (the client stopped on an error: its
+/// status and stderr tell which).
+async fn feed(
+    sql: &mut (impl tokio::io::AsyncRead + Unpin),
+    mut input: impl tokio::io::AsyncWrite + Unpin,
+    filter: &mut DumpFilter,
+    sql_hash: &mut Sha256,
+    progress: &mut impl FnMut(u64),
+) -> Fed {
+    let mut fed = Fed::default();
+    let mut buf = vec![0u8; super::stream::CHUNK];
+    let mut filtered = Vec::with_capacity(super::stream::CHUNK + 1024);
+    loop {
+        let n = match sql.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                fed.error = Some(e);
+                break;
+            }
+        };
+        sql_hash.update(&buf[..n]);
+        filtered.clear();
+        if n == 0 {
+            filter.finish(&mut filtered);
+        } else {
+            filter.push(&buf[..n], &mut filtered);
+        }
+        if input.write_all(&filtered).await.is_err() {
+            break;
+        }
+        if n == 0 {
+            fed.all = true;
+            break;
+        }
+        fed.total += n as u64;
+        progress(fed.total);
+    }
+    let _ = input.shutdown().await;
+    fed
 }
 
 /// What [`Client::restore`] read and loaded.
