@@ -21,9 +21,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConnectionConfig};
 use crate::db::mssql::export::ExportExecutor as MssqlExport;
-use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor};
+use crate::db::mssql::{BackupExecutor, Connections, MssqlExecutor, MssqlRestoreExecutor};
 use crate::db::mysql::dump::{DumpExecutor, Settings as DumpSettings};
 use crate::db::mysql::export::ExportExecutor as MysqlExport;
+use crate::db::mysql::restore::RestoreExecutor;
 use crate::db::mysql::{MysqlExecutor, Pools};
 use crate::delivery::{self, Deliverer, DeliveryQueue};
 use crate::executor::command::{CommandExecutor, CommandSettings, ProcessGroups};
@@ -161,15 +162,20 @@ impl Agent {
         list.push(Box::new(MysqlExecutor::procedure(mysql.clone())));
         list.push(Box::new(MysqlExecutor::sql(mysql.clone())));
         list.push(Box::new(MysqlExport::new(mysql.clone(), &config.state_dir)));
+        let dump_settings = DumpSettings::new(
+            config
+                .connections
+                .iter()
+                .filter_map(|(name, c)| Some((name.clone(), c.as_mysql()?.clone())))
+                .collect(),
+            config.state_dir.clone(),
+        );
         list.push(Box::new(DumpExecutor::new(
-            DumpSettings::new(
-                config
-                    .connections
-                    .iter()
-                    .filter_map(|(name, c)| Some((name.clone(), c.as_mysql()?.clone())))
-                    .collect(),
-                config.state_dir.clone(),
-            ),
+            dump_settings.clone(),
+            groups.clone(),
+        )));
+        list.push(Box::new(RestoreExecutor::new(
+            dump_settings,
             groups.clone(),
         )));
         let mssql = Arc::new(
@@ -188,6 +194,7 @@ impl Agent {
             mssql.clone(),
             config.state_dir.clone(),
         )));
+        list.push(Box::new(MssqlRestoreExecutor::new(mssql.clone())));
         let executors = Executors::new(list);
         let mut connections = mysql.advertised();
         connections.extend(mssql.advertised());

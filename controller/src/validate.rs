@@ -3,7 +3,8 @@
 use baton_proto::param::{self, Engine};
 use baton_proto::session::{self, Session};
 use baton_proto::{
-    CommandSpec, JobSpec, JobSubmit, ParamMode, ProcedureSpec, SqlType, limits, valid_name,
+    CommandSpec, JobSpec, JobSubmit, ParamMode, ProcedureSpec, RestoreSpec, SqlType, limits,
+    restore, valid_name,
 };
 
 pub mod export;
@@ -181,7 +182,7 @@ fn spec_size(spec: &JobSpec) -> (usize, &'static str) {
         }
         JobSpec::Procedure(_) => "spec.params",
         JobSpec::Sql(_) => "spec.sql",
-        JobSpec::Dump(_) | JobSpec::Noop(_) => "spec",
+        JobSpec::Dump(_) | JobSpec::Noop(_) | JobSpec::Restore(_) => "spec",
         JobSpec::Export(_) => "spec.query",
     };
     (total, field)
@@ -217,6 +218,7 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
             }
         }
         JobSpec::Export(e) => export::spec(e)?,
+        JobSpec::Restore(r) => restore(r)?,
     }
     if let Some(settings) = spec.session() {
         session(settings)?;
@@ -227,6 +229,24 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
         return Err(err("spec.connection", "must be a valid name"));
     }
     Ok(())
+}
+
+/// A restore: a target database a restore may create, and exactly one
+/// source (today a file; where the file may lie is the agent's to check).
+fn restore(r: &RestoreSpec) -> Result<(), Error> {
+    if let Some(why) = restore::database_refusal(&r.database) {
+        return Err(err("spec.database", why));
+    }
+    match &r.source.file {
+        None => Err(err(
+            "spec.source.file",
+            "required: the dump or backup file on the agent to restore",
+        )),
+        Some(f) => match restore::file_refusal(f) {
+            Some(why) => Err(err("spec.source.file", why)),
+            None => Ok(()),
+        },
+    }
 }
 
 /// A command: a program, no NUL bytes, valid environment variable names.

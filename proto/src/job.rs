@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::restore::RestoreSpec;
 use crate::schedule::RunId;
 use crate::session::Session;
 use crate::{FencingToken, JobId};
@@ -26,17 +27,20 @@ pub enum JobKind {
     Noop,
     /// A query's result set written to a compressed CSV / JSON Lines file.
     Export,
+    /// Restores a dump / native backup into a database.
+    Restore,
 }
 
 impl JobKind {
     /// Every kind, in a stable order.
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::Command,
         JobKind::Procedure,
         JobKind::Sql,
         JobKind::Dump,
         JobKind::Noop,
         JobKind::Export,
+        JobKind::Restore,
     ];
 
     /// The wire name (`"command"`, ...).
@@ -48,6 +52,7 @@ impl JobKind {
             JobKind::Dump => "dump",
             JobKind::Noop => "noop",
             JobKind::Export => "export",
+            JobKind::Restore => "restore",
         }
     }
 
@@ -80,6 +85,8 @@ pub enum JobSpec {
     Noop(NoopSpec),
     /// Export a query's result set to a file.
     Export(crate::export::ExportSpec),
+    /// Restore a dump / native backup.
+    Restore(RestoreSpec),
 }
 
 impl JobSpec {
@@ -92,6 +99,7 @@ impl JobSpec {
             JobSpec::Dump(_) => JobKind::Dump,
             JobSpec::Noop(_) => JobKind::Noop,
             JobSpec::Export(_) => JobKind::Export,
+            JobSpec::Restore(_) => JobKind::Restore,
         }
     }
 
@@ -111,6 +119,7 @@ impl JobSpec {
             JobSpec::Sql(s) => Some(&s.connection),
             JobSpec::Dump(d) => Some(&d.connection),
             JobSpec::Export(e) => Some(&e.connection),
+            JobSpec::Restore(r) => Some(&r.connection),
             JobSpec::Command(_) | JobSpec::Noop(_) => None,
         }
     }

@@ -45,6 +45,7 @@ pub mod lease;
 pub mod notify;
 pub mod param;
 pub mod pipeline;
+pub mod restore;
 pub mod schedule;
 pub mod session;
 pub mod spec_errors;
@@ -68,6 +69,7 @@ pub use lease::{
     CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse, LeaseRef,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
+pub use restore::{RestoreSource, RestoreSpec};
 pub use session::{Session, SessionValue};
 pub use sql_type::SqlType;
 

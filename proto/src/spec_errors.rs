@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{CommandSpec, DumpSpec, NoopSpec, ProcedureSpec, SqlSpec};
+use crate::{CommandSpec, DumpSpec, NoopSpec, ProcedureSpec, RestoreSpec, SqlSpec};
 
 /// For an error at `field` (`spec`, `job.spec`, `jobs[3].spec`) of the body
 /// `bytes`: the field inside the spec and the message, when a field inside
@@ -31,6 +31,7 @@ pub fn refine_value(root: &Value, field: &str) -> Option<(String, String)> {
         "sql" => inner::<SqlSpec>(&spec),
         "dump" => inner::<DumpSpec>(&spec),
         "noop" => inner::<NoopSpec>(&spec),
+        "restore" => inner::<RestoreSpec>(&spec),
         _ => None,
     }?;
     Some((format!("{field}.{path}"), message))

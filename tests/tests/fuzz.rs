@@ -242,6 +242,8 @@ fn submit_seeds() -> Vec<Value> {
         json!({"group": "g", "spec": {"kind": "sql", "connection": "main", "sql": "SELECT 1"}}),
         json!({"group": "g", "spec": {"kind": "dump", "connection": "main", "database": "shop", "verify": true}}),
         json!({"group": "g", "spec": {"kind": "noop", "sleep_ms": 10}}),
+        json!({"group": "g", "spec": {"kind": "restore", "connection": "main",
+               "source": {"file": "/d/x.sql.zst"}, "database": "copy", "replace": true}}),
     ]
 }
 

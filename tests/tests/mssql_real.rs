@@ -33,7 +33,7 @@
 //!    scratch database `baton_e2e_<random>`) and `VIEW SERVER STATE` (the
 //!    tests watch `sys.dm_exec_requests`); `sa` has both.
 //!
-//! 3. Backups (`dump` jobs) need SQL Server to write into a directory the
+//! 3. Backups (`dump` jobs) and restores need SQL Server to write into a directory the
 //!    agent (this machine) reads at the same path, i.e. SQL Server running on
 //!    this host (a Docker bind mount at the same path works:
 //!    `-v /srv/baton-backups:/srv/baton-backups`). Set
@@ -586,6 +586,56 @@ async fn real_backup_is_verified_and_lands_with_a_manifest() {
         1,
         "one COPY_ONLY backup WITH CHECKSUM"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_backup_is_restored_under_a_new_name_and_not_over_it() {
+    let test = "real_backup_is_restored_under_a_new_name_and_not_over_it";
+    let Some(url) = url(test) else { return };
+    let Some(dir) = backup_dir(test) else { return };
+    let extras = format!(
+        "backup_dir = {}\n",
+        mssql::toml_str(&dir.display().to_string())
+    );
+    let fx = fixture(
+        &url,
+        1,
+        &["CREATE TABLE dbo.t (id int PRIMARY KEY); INSERT dbo.t VALUES (1), (2), (3)"],
+        &extras,
+    )
+    .await;
+    target_dir(&dir, "main", &fx.db.name, 0o777);
+    let done = run(&fx, dump_job("main", &fx.db.name)).await;
+    mssql::assert_succeeded(&fx.c, &done);
+    let file = data(&done)["path"].as_str().expect("path").to_owned();
+    // Dropped at the end like the scratch database.
+    let copy = Scratch {
+        url: url.clone(),
+        name: format!("{}_copy", fx.db.name),
+    };
+    let restore = json!({
+        "group": "default",
+        "spec": {"kind": "restore", "connection": "main", "source": {"file": file},
+                 "database": copy.name},
+        "retry": {"max_attempts": 1},
+    });
+    let done = run(&fx, restore.clone()).await;
+    mssql::assert_succeeded(&fx.c, &done);
+    let d = data(&done);
+    assert_eq!(
+        d["tables"],
+        json!([{"name": "dbo.t", "rows": 3, "checksum": null}]),
+        "{d:#}"
+    );
+    assert_eq!(
+        copy.count("SELECT CAST(COUNT(*) AS bigint) FROM dbo.t")
+            .await,
+        3
+    );
+    let again = run(&fx, restore).await;
+    assert_eq!(again.state, JobState::Failed, "{again:#?}");
+    let err = again.error.clone().unwrap_or_default();
+    assert!(err.contains("already exists"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,6 +181,24 @@ const DUMP_FIELDS: &[&str] = &[
     "attempt",
     "token",
     "warnings",
+    "charset",
+];
+
+/// Fields of a restore's `result.data` (both engines).
+const RESTORE_FIELDS: &[&str] = &[
+    "connection",
+    "database",
+    "source",
+    "replaced",
+    "tables",
+    "tables_compared",
+    "mismatches",
+    "checksums",
+    "objects",
+    "events_disabled",
+    "files",
+    "duration_ms",
+    "warnings",
 ];
 
 /// Fields of an export's `result.data`: its manifest plus the paths.
@@ -249,6 +267,15 @@ pub fn check_path(path: &Path, spec: &JobSpec) -> Result<(), String> {
             false => Err(format!(
                 "a dump's data has no field {:?} (its manifest's fields, path, manifest_path)",
                 keys[0]
+            )),
+        },
+        (Path::Data(keys), JobSpec::Restore(_)) => match RESTORE_FIELDS.contains(&keys[0].as_str())
+        {
+            true => Ok(()),
+            false => Err(format!(
+                "a restore's data has no field {:?} (known: {})",
+                keys[0],
+                RESTORE_FIELDS.join(", ")
             )),
         },
         (Path::Data(keys), JobSpec::Procedure(p)) => procedure_data(keys, p),
@@ -398,6 +425,13 @@ pub fn each_string<E>(
             if let Some(p) = e.prefix.as_mut() {
                 f("spec.prefix", Slot::Plain(PLAIN), p)?;
             }
+        }
+        JobSpec::Restore(r) => {
+            f("spec.connection", Slot::Plain(PLAIN), &mut r.connection)?;
+            if let Some(file) = r.source.file.as_mut() {
+                f("spec.source.file", Slot::Templated, file)?;
+            }
+            f("spec.database", Slot::Templated, &mut r.database)?;
         }
         JobSpec::Noop(_) => {}
     }

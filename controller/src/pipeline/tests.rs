@@ -568,3 +568,52 @@ fn submission_resolves_picks_the_group_and_checks_again() {
 fn dump_output_path() -> String {
     "/var/lib/baton/dumps/main/shop-20270328T010000Z-41.sql.zst".into()
 }
+
+fn restore(file: &str, database: &str) -> Value {
+    json!({"spec": {"kind": "restore", "connection": "main",
+        "source": {"file": file}, "database": database}})
+}
+
+#[test]
+fn a_restore_step_takes_the_dump_file_and_is_checked() {
+    let p = pipeline(json!([
+        {"name": "dump", "job": dump()},
+        {"name": "restore", "depends_on": ["dump"], "same_agent_as": "dump",
+         "job": restore("${steps.dump.result.file}", "copy_${steps.dump.job_id}")},
+        {"name": "report", "depends_on": ["restore"],
+         "job": cmd(&["${steps.restore.data.tables_compared}"])},
+    ]));
+    assert_eq!(validate(&p, &LIMITS), Ok(()));
+    let got = resolve(
+        &template(restore(
+            "${steps.dump.result.file}",
+            "copy_${steps.dump.job_id}",
+        )),
+        &outputs,
+    )
+    .expect("resolved");
+    let JobSpec::Restore(r) = &got.spec else {
+        panic!("not a restore: {got:?}")
+    };
+    assert_eq!(r.source.file.as_deref(), Some(dump_output_path().as_str()));
+    assert_eq!(r.database, "copy_41");
+    // A restore's data is checked by its fields; its target by the submission checks.
+    let mut bad = p.clone();
+    bad.steps[2].job = serde_json::from_value(cmd(&["${steps.restore.data.nope}"])).expect("t");
+    assert!(refused(&bad).1.contains("a restore's data has no field"));
+    let mut bad = p.clone();
+    bad.steps[1].job =
+        serde_json::from_value(restore("${steps.dump.result.file}", "mysql")).expect("t");
+    assert_eq!(refused(&bad).0, "steps[1].job.spec.database");
+    let mut bad = p;
+    bad.steps[1].job =
+        serde_json::from_value(restore("/x/${steps.dump.result.file}", "a")).expect("t");
+    bad.steps[1].job.spec = match bad.steps[1].job.spec.clone() {
+        JobSpec::Restore(mut r) => {
+            r.connection = "${steps.dump.agent}".into();
+            JobSpec::Restore(r)
+        }
+        other => other,
+    };
+    assert_eq!(refused(&bad).0, "steps[1].job.spec.connection");
+}

@@ -434,3 +434,43 @@ fn out_params_without_value_and_session_keys_by_the_connection_kind() {
     );
     assert_eq!(refused(&sql.spec, &[]), None);
 }
+
+fn restore_job(file: Option<&str>, database: &str) -> JobSubmit {
+    let mut s = base();
+    s.spec = JobSpec::Restore(RestoreSpec {
+        connection: "main".into(),
+        source: baton_proto::RestoreSource {
+            file: file.map(str::to_owned),
+        },
+        database: database.into(),
+        replace: false,
+    });
+    s
+}
+
+#[test]
+fn restore_fields_are_named() {
+    let field = |s: &JobSubmit| submission(s, 15_000, SPEC).map(|_| ()).map_err(|e| e.field);
+    assert_eq!(field(&restore_job(Some("/d/x.sql.zst"), "copy")), Ok(()));
+    assert_eq!(
+        field(&restore_job(None, "copy")),
+        Err("spec.source.file".into())
+    );
+    assert_eq!(
+        field(&restore_job(Some("/d/../x"), "copy")),
+        Err("spec.source.file".into())
+    );
+    assert_eq!(
+        field(&restore_job(Some("/d/x"), "bad name")),
+        Err("spec.database".into())
+    );
+    let system =
+        submission(&restore_job(Some("/d/x"), "mysql"), 15_000, SPEC).expect_err("refused");
+    assert_eq!(system.field, "spec.database");
+    assert!(system.message.contains("system database"), "{system}");
+    let mut s = restore_job(Some("/d/x"), "copy");
+    if let JobSpec::Restore(r) = &mut s.spec {
+        r.connection = "bad name".into();
+    }
+    assert_eq!(field(&s), Err("spec.connection".into()));
+}

@@ -1,6 +1,7 @@
 //! Round trips and rules of the job types.
 use super::*;
 use crate::roundtrip::check;
+use crate::{RestoreSource, RestoreSpec};
 
 fn submit() -> JobSubmit {
     JobSubmit {
@@ -63,6 +64,35 @@ fn submit_roundtrip_every_kind() {
     check(&s);
     s.spec = JobSpec::Noop(NoopSpec { sleep_ms: 5 });
     check(&s);
+    s.spec = JobSpec::Restore(RestoreSpec {
+        connection: "main".into(),
+        source: RestoreSource {
+            file: Some("/var/lib/baton/dumps/main/shop/x.sql.zst".into()),
+        },
+        database: "shop_copy".into(),
+        replace: true,
+    });
+    check(&s);
+}
+
+#[test]
+fn restore_spec_defaults_and_wire_names() {
+    let s: JobSpec = serde_json::from_str(
+        r#"{"kind":"restore","connection":"main","source":{"file":"/d/x.sql.zst"},"database":"copy"}"#,
+    )
+    .expect("parse");
+    let JobSpec::Restore(r) = &s else {
+        panic!("not a restore: {s:?}")
+    };
+    assert!(!r.replace, "replace defaults to false");
+    assert_eq!(s.kind(), JobKind::Restore);
+    assert_eq!(s.connection(), Some("main"));
+    assert_eq!(JobKind::parse("restore"), Some(JobKind::Restore));
+    // Unknown source fields are refused (a typo is not a silent no-op).
+    let bad = serde_json::from_str::<JobSpec>(
+        r#"{"kind":"restore","connection":"main","source":{"path":"/x"},"database":"copy"}"#,
+    );
+    assert!(bad.is_err());
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! - [`retention`]: `keep_last` / `max_age` over those files, leftovers.
 //! - [`report`]: what a `dump` job reports on either engine: notes (log tail and
 //!   progress) and how it ended when it did not succeed.
+//! - [`source`]: a `restore` job's file: where it may lie, its manifest, its sha256.
 
 pub mod connections;
 pub mod exec;
@@ -24,6 +25,7 @@ pub mod paths;
 pub mod report;
 pub mod retention;
 pub mod session;
+pub mod source;
 pub mod space;
 pub mod value;
 

@@ -18,6 +18,8 @@ pub enum Kind {
     Dump,
     /// SQL Server's `BACKUP DATABASE`.
     Backup,
+    /// A `restore` job (either engine).
+    Restore,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
         match self {
             Kind::Dump => "dump",
             Kind::Backup => "backup",
+            Kind::Restore => "restore",
         }
     }
 }
@@ -42,6 +45,8 @@ pub fn stopped(kind: Kind, stop: Stop, job: &Job, result: JobResult) -> Outcome 
         (Kind::Dump, Stop::Timeout) => warn!("Dump timed out"),
         (Kind::Backup, Stop::Cancel(reason)) => info!(reason = reason.as_str(), "Backup stopped"),
         (Kind::Backup, Stop::Timeout) => warn!("Backup timed out"),
+        (Kind::Restore, Stop::Cancel(reason)) => info!(reason = reason.as_str(), "Restore stopped"),
+        (Kind::Restore, Stop::Timeout) => warn!("Restore timed out"),
     }
     stop::stopped(stop, job, result)
 }
@@ -57,6 +62,7 @@ pub fn failed(
     match kind {
         Kind::Dump => warn!(retryable, error = %error, "Dump failed"),
         Kind::Backup => warn!(retryable, error = %error, "Backup failed"),
+        Kind::Restore => warn!(retryable, error = %error, "Restore failed"),
     }
     job.progress
         .append_output(format!("{} failed: {error}\n", kind.word()).as_bytes());

@@ -11,6 +11,8 @@
 //!   [`ledger`] (the run ledger), [`capture`] and [`value`] (results as JSON).
 //! - [`backup`]: the `dump` executor = native `BACKUP DATABASE` with progress,
 //!   `RESTORE VERIFYONLY`, manifest and retention.
+//! - [`restore`]: the `restore` executor = `RESTORE DATABASE … WITH MOVE` of
+//!   such a backup under a new name, after its sha256 is checked.
 //! - [`failure`]: how a failure is classified (its shape is
 //!   [`crate::db::common::failure`]).
 
@@ -23,9 +25,11 @@ pub mod export;
 pub mod failure;
 pub mod ledger;
 pub mod params;
+pub mod restore;
 pub mod session;
 pub mod value;
 
 pub use backup::BackupExecutor;
 pub use connections::Connections;
 pub use exec::MssqlExecutor;
+pub use restore::MssqlRestoreExecutor;

@@ -62,6 +62,7 @@ pub mod grants;
 pub mod kill;
 pub mod ledger;
 pub mod pool;
+pub mod restore;
 pub mod session;
 pub mod value;
 

@@ -361,6 +361,7 @@ fn job(w: &mut Walk<'_>) -> Result<JobTemplate, Error> {
         JobKind::Dump => JobSpec::Dump(w.deserialize(&path, spec)?),
         JobKind::Noop => JobSpec::Noop(w.deserialize(&path, spec)?),
         JobKind::Export => JobSpec::Export(w.deserialize(&path, spec)?),
+        JobKind::Restore => JobSpec::Restore(w.deserialize(&path, spec)?),
     };
     Ok(JobTemplate {
         spec,

@@ -121,6 +121,13 @@ pub fn spec_summary(spec: &JobSpec) -> String {
             e.compression.as_str(),
             one_line(&e.query)
         ),
+        JobSpec::Restore(r) => format!(
+            "{}: restore {} into {}{}",
+            r.connection,
+            r.source.file.as_deref().unwrap_or("?"),
+            r.database,
+            if r.replace { " (replace)" } else { "" }
+        ),
         JobSpec::Noop(n) if n.sleep_ms == 0 => "noop".to_owned(),
         JobSpec::Noop(n) => format!("noop, sleep {}", fmt_ms(n.sleep_ms)),
     }
@@ -138,6 +145,7 @@ pub fn list_summary(j: &JobSummary) -> String {
         JobKind::Dump => format!("{conn}: dump {what}"),
         JobKind::Noop => "noop".to_owned(),
         JobKind::Export => format!("{conn}: export {}", one_line(what)),
+        JobKind::Restore => format!("{conn}: restore into {what}"),
     }
 }
 

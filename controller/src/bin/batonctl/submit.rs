@@ -230,6 +230,11 @@ impl JobArgs {
                     "export jobs can only be submitted with --file (a JSON or TOML JobSubmit)",
                 ));
             }
+            JobKind::Restore => {
+                return Err(usage(
+                    "restore jobs can only be submitted with --file (a JSON or TOML JobSubmit)",
+                ));
+            }
         })
     }
 

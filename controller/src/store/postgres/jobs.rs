@@ -105,6 +105,7 @@ impl JobStore for PgStore {
                         WHEN 'sql' THEN spec::jsonb ->> 'sql'
                         WHEN 'dump' THEN spec::jsonb ->> 'database'
                         WHEN 'export' THEN spec::jsonb ->> 'query'
+                        WHEN 'restore' THEN spec::jsonb ->> 'database'
                     END, 1, $8 + 1) AS what,
                     (SELECT name FROM schedules s WHERE s.id = jobs.schedule_id) AS schedule,
                     nominal_at, run_id, step

@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use async_compression::tokio::bufread::ZstdDecoder;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio_util::io::InspectReader;
 
 use super::Error;
 use super::messages;
 use super::process::{Spawn, describe_exit};
-use super::verify::EventDisabler;
+use super::rewrite::DumpFilter;
 use crate::executor::ProgressHandle;
 use crate::executor::capture::{self, SharedBounded};
 use crate::executor::groups::ProcessGroups;
@@ -105,18 +107,24 @@ impl Client {
         parse_batch(statements.len(), &stdout, &stderr, status)
     }
 
-    /// Restore the zstd dump at `dump` into `database` (events created
-    /// disabled). `progress(read_sql_bytes)` is called after each chunk.
+    /// Load the zstd dump at `dump` into `database` through `filter`, streamed
+    /// in chunks (bounded memory); `progress(read_sql_bytes)` is called after
+    /// each chunk. What was read is hashed on the way: the file's bytes and
+    /// the SQL's, as the dump's manifest records them.
     pub async fn restore(
         &self,
         database: &str,
         dump: &Path,
+        mut filter: DumpFilter,
         mut progress: impl FnMut(u64),
-    ) -> Result<(), Error> {
+    ) -> Result<Loaded, Error> {
         let file = tokio::fs::File::open(dump)
             .await
             .map_err(|e| Error::io(format!("cannot open {}", dump.display()), e))?;
-        let mut sql = ZstdDecoder::new(BufReader::with_capacity(256 * 1024, file));
+        let mut file_hash = Sha256::new();
+        let mut sql_hash = Sha256::new();
+        let hashed = InspectReader::new(file, |bytes: &[u8]| file_hash.update(bytes));
+        let mut sql = ZstdDecoder::new(BufReader::with_capacity(256 * 1024, hashed));
         let args: Vec<OsString> = vec![
             "--batch".into(),
             "--default-character-set=utf8mb4".into(),
@@ -137,37 +145,15 @@ impl Client {
                 .take()
                 .map(|s| tokio::spawn(capture::drain(s, err.clone(), ProgressHandle::new(0)))),
         ];
-        let mut feed_error = None;
-        if let Some(mut input) = stdin {
-            let mut filter = EventDisabler::default();
-            let mut buf = vec![0u8; super::stream::CHUNK];
-            let mut filtered = Vec::with_capacity(super::stream::CHUNK + 1024);
-            let mut total = 0u64;
-            loop {
-                let n = match sql.read(&mut buf).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        feed_error = Some(Error::io(format!("cannot read {}", dump.display()), e));
-                        break;
-                    }
-                };
-                filtered.clear();
-                if n == 0 {
-                    filter.finish(&mut filtered);
-                } else {
-                    filter.push(&buf[..n], &mut filtered);
-                }
-                // A broken pipe means the client stopped on an error: its
-                // status and stderr tell which.
-                if input.write_all(&filtered).await.is_err() || n == 0 {
-                    break;
-                }
-                total += n as u64;
-                progress(total);
-            }
-            let _ = input.shutdown().await;
-            drop(input);
+        let mut fed = Fed::default();
+        if let Some(input) = stdin {
+            fed = feed(&mut sql, input, &mut filter, &mut sql_hash, &mut progress).await;
         }
+        let feed_error = fed
+            .error
+            .map(|e| Error::io(format!("cannot read {}", dump.display()), e));
+        let (total, fed_all) = (fed.total, fed.all);
+        drop(sql);
         let status = proc.child.wait().await;
         for t in tasks.into_iter().flatten() {
             let _ = t.await;
@@ -180,8 +166,85 @@ impl Client {
         if let Some(e) = feed_error {
             return Err(e);
         }
-        Ok(())
+        if !fed_all {
+            return Err(Error::Client {
+                message: "the SQL client stopped reading the dump before its end".into(),
+                retryable: true,
+            });
+        }
+        Ok(Loaded {
+            sha256: hex::encode(file_hash.finalize()),
+            sha256_sql: hex::encode(sql_hash.finalize()),
+            sql_bytes: total,
+            filter,
+        })
     }
+}
+
+/// How feeding the client went.
+#[derive(Default)]
+struct Fed {
+    /// Bytes of SQL written.
+    total: u64,
+    /// Whether the whole dump went in.
+    all: bool,
+    /// Why reading the dump failed.
+    error: Option<std::io::Error>,
+}
+
+/// Feed `sql` through `filter` into the client's stdin in chunks, hashing
+/// the SQL; a broken pipe ends it (the client stopped on an error: its
+/// status and stderr tell which).
+async fn feed(
+    sql: &mut (impl tokio::io::AsyncRead + Unpin),
+    mut input: impl tokio::io::AsyncWrite + Unpin,
+    filter: &mut DumpFilter,
+    sql_hash: &mut Sha256,
+    progress: &mut impl FnMut(u64),
+) -> Fed {
+    let mut fed = Fed::default();
+    let mut buf = vec![0u8; super::stream::CHUNK];
+    let mut filtered = Vec::with_capacity(super::stream::CHUNK + 1024);
+    loop {
+        let n = match sql.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                fed.error = Some(e);
+                break;
+            }
+        };
+        sql_hash.update(&buf[..n]);
+        filtered.clear();
+        if n == 0 {
+            filter.finish(&mut filtered);
+        } else {
+            filter.push(&buf[..n], &mut filtered);
+        }
+        if input.write_all(&filtered).await.is_err() {
+            break;
+        }
+        if n == 0 {
+            fed.all = true;
+            break;
+        }
+        fed.total += n as u64;
+        progress(fed.total);
+    }
+    let _ = input.shutdown().await;
+    fed
+}
+
+/// What [`Client::restore`] read and loaded.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// sha256 of the file's bytes (hex).
+    pub sha256: String,
+    /// sha256 of the SQL (hex).
+    pub sha256_sql: String,
+    /// Bytes of SQL.
+    pub sql_bytes: u64,
+    /// The filter, with its counts.
+    pub filter: DumpFilter,
 }
 
 fn client_error(stderr: &str, status: ExitStatus) -> Error {

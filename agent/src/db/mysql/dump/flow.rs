@@ -378,6 +378,13 @@ impl Run<'_> {
             file: format!("{}{}", written.layout.name.stem(), paths::SQL_ZST_SUFFIX),
             connection: self.conn.name.clone(),
             database: self.spec.database.clone(),
+            charset: probe
+                .charset
+                .clone()
+                .map(|(character_set, collation)| manifest::Charset {
+                    character_set,
+                    collation,
+                }),
             server_version: probe.server_version.clone(),
             binlog,
             tool: manifest::Tool {

@@ -20,6 +20,9 @@ pub struct Manifest {
     pub connection: String,
     /// Database dumped.
     pub database: String,
+    /// Its default character set and collation (a `restore` creates its
+    /// database with them).
+    pub charset: Option<Charset>,
     /// `SELECT VERSION()`.
     pub server_version: Option<String>,
     /// Replication position, when known.
@@ -56,6 +59,15 @@ pub struct Manifest {
     pub verify: Option<Verdict>,
     /// Things worth knowing (skipped checks, invisible routines, ...).
     pub warnings: Vec<String>,
+}
+
+/// A database's default character set and collation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Charset {
+    /// `DEFAULT_CHARACTER_SET_NAME`.
+    pub character_set: String,
+    /// `DEFAULT_COLLATION_NAME`.
+    pub collation: String,
 }
 
 /// The dump tool.

@@ -88,12 +88,13 @@
 //! `zstd` and `sha256sum` on PATH; without the socket they skip with the
 //! reason (`db::test_server`).
 
-mod client;
-mod defaults;
+pub(crate) mod client;
+pub(crate) mod defaults;
 mod flow;
 pub mod manifest;
-mod messages;
+pub(crate) mod messages;
 mod process;
+pub mod rewrite;
 pub use crate::db::common::space;
 pub mod stream;
 pub mod verify;

@@ -20,10 +20,10 @@
 //! `SET USER`/`SUPER` when objects have another definer (`baton-agent
 //! validate` warns about both: [`crate::db::mysql::grants`]).
 //!
-//! Events are restored **disabled** ([`EventDisabler`]), so a scheduled event
+//! Events are restored **disabled** ([`super::rewrite::DumpFilter`]), so a scheduled event
 //! cannot fire in the scratch database before it is dropped.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Error;
 use super::client::{Client, ident, literal, scalar};
@@ -31,8 +31,8 @@ use super::client::{Client, ident, literal, scalar};
 /// What is compared between the source and the restored copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
-    /// Base tables (sorted) with their checksum (`None`: not computed or NULL).
-    pub tables: Vec<(String, Option<String>)>,
+    /// Base tables (sorted) with their figures.
+    pub tables: Vec<TableFigures>,
     /// Stored procedures and functions.
     pub routines: u64,
     /// Triggers.
@@ -41,6 +41,28 @@ pub struct Snapshot {
     pub views: u64,
     /// Events.
     pub events: u64,
+}
+
+/// One base table's figures: rows and `CHECKSUM TABLE` (both `None` when
+/// not computed — `--no-data` — or NULL).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFigures {
+    /// Table name.
+    pub name: String,
+    /// `SELECT COUNT(*)`.
+    pub rows: Option<u64>,
+    /// `CHECKSUM TABLE`.
+    pub checksum: Option<String>,
+}
+
+impl TableFigures {
+    /// A table with only its name known.
+    pub fn named(name: impl Into<String>) -> Self {
+        TableFigures {
+            name: name.into(),
+            ..TableFigures::default()
+        }
+    }
 }
 
 /// The restore check's verdict (in the manifest and the job result).
@@ -56,6 +78,10 @@ pub struct Verdict {
     pub checksums: bool,
     /// Routines/triggers/views/events in the source.
     pub objects: ObjectCounts,
+    /// The source's tables with their rows and checksums as compared (what a
+    /// `restore` of this dump compares its copy with).
+    #[serde(default)]
+    pub tables: Vec<TableFigures>,
     /// The scratch database (dropped).
     pub scratch_database: String,
     /// Time the check took.
@@ -66,7 +92,7 @@ pub struct Verdict {
 }
 
 /// Object counts in the source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectCounts {
     /// Stored procedures and functions.
     pub routines: u64,
@@ -78,34 +104,49 @@ pub struct ObjectCounts {
     pub events: u64,
 }
 
-/// Compare the source with the restored copy.
+/// Compare the source with the restored copy: every table by name and, with
+/// `checksums` (the data was dumped), its rows and checksum; object counts.
 pub fn compare(source: &Snapshot, restored: &Snapshot, checksums: bool) -> (usize, Vec<String>) {
     let mut mismatches = Vec::new();
     let mut compared = 0;
-    for (name, sum) in &source.tables {
-        match restored.tables.iter().find(|(n, _)| n == name) {
-            None => mismatches.push(format!("table `{name}` is missing from the restored copy")),
-            Some((_, restored_sum)) => {
-                compared += 1;
-                if checksums && (sum.is_none() || restored_sum.is_none()) {
-                    mismatches.push(format!(
-                        "table `{name}`: no checksum ({} in the source, {} in the restored copy)",
-                        sum.as_deref().unwrap_or("NULL"),
-                        restored_sum.as_deref().unwrap_or("NULL"),
-                    ));
-                } else if checksums && sum != restored_sum {
-                    mismatches.push(format!(
-                        "table `{name}`: checksum {} in the source, {} in the restored copy",
-                        sum.as_deref().unwrap_or("NULL"),
-                        restored_sum.as_deref().unwrap_or("NULL"),
-                    ));
-                }
-            }
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+    for src in &source.tables {
+        let name = &src.name;
+        let Some(copy) = restored.tables.iter().find(|t| &t.name == name) else {
+            mismatches.push(format!("table `{name}` is missing from the restored copy"));
+            continue;
+        };
+        compared += 1;
+        if !checksums {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (src.rows, copy.rows)
+            && a != b
+        {
+            mismatches.push(format!(
+                "table `{name}`: {a} rows in the source, {b} in the restored copy"
+            ));
+        }
+        if src.checksum.is_none() || copy.checksum.is_none() {
+            mismatches.push(format!(
+                "table `{name}`: no checksum ({} in the source, {} in the restored copy)",
+                text(&src.checksum),
+                text(&copy.checksum),
+            ));
+        } else if src.checksum != copy.checksum {
+            mismatches.push(format!(
+                "table `{name}`: checksum {} in the source, {} in the restored copy",
+                text(&src.checksum),
+                text(&copy.checksum),
+            ));
         }
     }
-    for (name, _) in &restored.tables {
-        if !source.tables.iter().any(|(n, _)| n == name) {
-            mismatches.push(format!("table `{name}` is in the restored copy only"));
+    for copy in &restored.tables {
+        if !source.tables.iter().any(|t| t.name == copy.name) {
+            mismatches.push(format!(
+                "table `{}` is in the restored copy only",
+                copy.name
+            ));
         }
     }
     for (what, s, r) in [
@@ -171,30 +212,13 @@ pub(crate) async fn snapshot(
             .collect(),
         _ => Vec::new(),
     };
-    let sums = if checksums && !tables.is_empty() {
-        let statements: Vec<String> = tables
-            .iter()
-            .map(|t| format!("CHECKSUM TABLE {}.{}", ident(database), ident(t)))
-            .collect();
-        let results = client.query(None, &statements).await?;
-        let mut sums = Vec::with_capacity(tables.len());
-        for (t, r) in tables.iter().zip(results) {
-            match r {
-                Ok(rows) => sums.push(rows.first().and_then(|row| row.last().cloned().flatten())),
-                Err(e) => {
-                    return Err(Error::Client {
-                        retryable: super::messages::retryable(&e),
-                        message: format!("cannot checksum `{database}`.`{t}`: {e}"),
-                    });
-                }
-            }
-        }
-        sums
+    let tables = if checksums && !tables.is_empty() {
+        figures(client, database, tables).await?
     } else {
-        vec![None; tables.len()]
+        tables.into_iter().map(TableFigures::named).collect()
     };
     Ok(Snapshot {
-        tables: tables.into_iter().zip(sums).collect(),
+        tables,
         routines: count(1),
         triggers: count(2),
         views: count(3),
@@ -202,123 +226,42 @@ pub(crate) async fn snapshot(
     })
 }
 
-/// Rewrites a dump on its way into the client so that every `CREATE EVENT`
-/// creates the event `DISABLE`d. Lines are passed through untouched except
-/// event definitions (`/*!50106 CREATE*/ … EVENT … PRESERVE ENABLE …`), which
-/// are held until their end of line (bounded; a longer one passes unchanged).
-#[derive(Debug, Default)]
-pub struct EventDisabler {
-    mode: Mode,
-    /// Events switched to DISABLE.
-    pub disabled: usize,
-}
-
-#[derive(Debug)]
-enum Mode {
-    /// At the start of a line: the bytes seen so far, while they may still be the prefix.
-    Start(Vec<u8>),
-    /// In a line that is not an event definition.
-    Pass,
-    /// In an event definition line.
-    Hold(Vec<u8>),
-}
-
-impl Default for Mode {
-    fn default() -> Self {
-        Mode::Start(Vec::new())
-    }
-}
-
-const EVENT_PREFIX: &[u8] = b"/*!50106 CREATE*/";
-const HOLD_LIMIT: usize = 1024 * 1024;
-
-impl EventDisabler {
-    /// Filter the next bytes into `out`.
-    pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        while !input.is_empty() {
-            match &mut self.mode {
-                Mode::Pass => match input.iter().position(|b| *b == b'\n') {
-                    Some(i) => {
-                        out.extend_from_slice(&input[..=i]);
-                        input = &input[i + 1..];
-                        self.mode = Mode::Start(Vec::new());
-                    }
-                    None => {
-                        out.extend_from_slice(input);
-                        input = &[];
-                    }
-                },
-                Mode::Start(seen) => {
-                    let want = EVENT_PREFIX.len() - seen.len();
-                    let take = want.min(input.len());
-                    let part = &input[..take];
-                    if let Some(i) = part.iter().position(|b| *b == b'\n') {
-                        out.extend_from_slice(seen);
-                        out.extend_from_slice(&part[..=i]);
-                        input = &input[i + 1..];
-                        seen.clear();
-                        continue;
-                    }
-                    seen.extend_from_slice(part);
-                    input = &input[take..];
-                    if !EVENT_PREFIX.starts_with(seen) {
-                        out.extend_from_slice(seen);
-                        self.mode = Mode::Pass;
-                    } else if seen.len() == EVENT_PREFIX.len() {
-                        let held = std::mem::take(seen);
-                        self.mode = Mode::Hold(held);
-                    }
-                }
-                Mode::Hold(line) => match input.iter().position(|b| *b == b'\n') {
-                    Some(i) => {
-                        line.extend_from_slice(&input[..=i]);
-                        input = &input[i + 1..];
-                        let line = std::mem::take(line);
-                        self.emit_event(line, out);
-                        self.mode = Mode::Start(Vec::new());
-                    }
-                    None => {
-                        line.extend_from_slice(input);
-                        input = &[];
-                        if line.len() > HOLD_LIMIT {
-                            out.extend_from_slice(line);
-                            self.mode = Mode::Pass;
-                        }
-                    }
-                },
+/// Rows and `CHECKSUM TABLE` of each of `tables` in `database`.
+async fn figures(
+    client: &Client,
+    database: &str,
+    tables: Vec<String>,
+) -> Result<Vec<TableFigures>, Error> {
+    let statements: Vec<String> = tables
+        .iter()
+        .flat_map(|t| {
+            let table = format!("{}.{}", ident(database), ident(t));
+            [
+                format!("CHECKSUM TABLE {table}"),
+                format!("SELECT COUNT(*) FROM {table}"),
+            ]
+        })
+        .collect();
+    let results = client.query(None, &statements).await?;
+    let mut out = Vec::with_capacity(tables.len());
+    for (t, pair) in tables.into_iter().zip(results.chunks(2)) {
+        let (sum, rows) = match pair {
+            [Ok(sum), rows @ Ok(_)] => (sum, rows),
+            [Err(e), _] | [_, Err(e)] => {
+                return Err(Error::Client {
+                    retryable: super::messages::retryable(e),
+                    message: format!("cannot checksum `{database}`.`{t}`: {e}"),
+                });
             }
-        }
+            _ => break,
+        };
+        out.push(TableFigures {
+            checksum: sum.first().and_then(|row| row.last().cloned().flatten()),
+            rows: scalar(rows).and_then(|v| v.parse().ok()),
+            name: t,
+        });
     }
-
-    /// The end of the input: flush what is held.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        match std::mem::replace(&mut self.mode, Mode::Pass) {
-            Mode::Start(seen) => out.extend_from_slice(&seen),
-            Mode::Pass => {}
-            Mode::Hold(line) => self.emit_event(line, out),
-        }
-        self.mode = Mode::default();
-    }
-
-    fn emit_event(&mut self, line: Vec<u8>, out: &mut Vec<u8>) {
-        const EVENT: &[u8] = b" EVENT ";
-        const ENABLED: &[u8] = b" PRESERVE ENABLE";
-        let at = find(&line, EVENT)
-            .and_then(|e| find(&line[e..], ENABLED).map(|p| e + p + b" PRESERVE ".len()));
-        match at {
-            Some(p) => {
-                out.extend_from_slice(&line[..p]);
-                out.extend_from_slice(b"DISABLE");
-                out.extend_from_slice(&line[p + b"ENABLE".len()..]);
-                self.disabled += 1;
-            }
-            None => out.extend_from_slice(&line),
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -419,3 +419,27 @@ fn an_export_job_table_keeps_its_params_format_and_compression() {
     .expect_err("unknown format");
     assert!(err.to_string().contains("format"), "{err}");
 }
+
+#[test]
+fn the_readme_restore_step_parses() {
+    let readme = include_str!("../../../../../README.md");
+    let step = readme
+        .split("**Restores.**")
+        .nth(1)
+        .and_then(|s| s.split("```toml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README restore block");
+    let src = format!(
+        "[[pipeline]]\nname = \"p\"\ngroup = \"db\"\n\n[[pipeline.step]]\nname = \"dump\"\nkind = \"dump\"\nconnection = \"shop\"\ndatabase = \"shop\"\n\n{step}"
+    );
+    let m = parse_manifest("README.md", &src).expect("README restore step");
+    let restore = &m.pipelines[0].spec.steps[1];
+    assert_eq!(restore.same_agent_as.as_deref(), Some("dump"));
+    match &restore.job.spec {
+        JobSpec::Restore(r) => {
+            assert_eq!(r.source.file.as_deref(), Some("${steps.dump.result.file}"));
+            assert_eq!((r.database.as_str(), r.replace), ("shop_copy", false));
+        }
+        other => panic!("not a restore: {other:?}"),
+    }
+}

@@ -10,6 +10,7 @@ use tracing::warn;
 
 use super::super::client::{Client, ident, scalar};
 use super::super::manifest::Binlog;
+use super::super::rewrite::DumpFilter;
 use super::super::stream::{self, Tally, human_bytes};
 use super::super::verify::{self, ObjectCounts, Verdict};
 use super::super::{Error, messages};
@@ -156,6 +157,7 @@ impl Run<'_> {
                 views: source.views,
                 events: source.events,
             },
+            tables: source.tables.clone(),
             scratch_database: scratch,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ..Verdict::default()
@@ -213,8 +215,9 @@ impl Run<'_> {
     ) -> Result<(usize, Vec<String>), Error> {
         let progress = self.job.progress.clone();
         let mut next = Instant::now();
+        let filter = DumpFilter::new(true, Some((&self.spec.database, scratch)));
         client
-            .restore(scratch, dump, |read| {
+            .restore(scratch, dump, filter, |read| {
                 if Instant::now() >= next {
                     next = Instant::now() + PROGRESS_EVERY;
                     progress.set_progress(Progress {
