@@ -300,3 +300,5 @@ async fn a_poll_with_no_slot_and_no_lease_answers_at_once() {
     assert!(answer.grants.is_empty() && answer.cancels.is_empty());
     assert!(began.elapsed() < Duration::from_secs(10));
 }
+
+mod wakes;
