@@ -167,10 +167,7 @@ async fn one_job_wakes_one_of_a_hundred_idle_polls() {
     let woken = group.woken_total() - woken_before;
     assert_eq!(got.len(), 1, "only the granted poll answers: {got:?}");
     assert_eq!(got[0].1.grants[0].job_id, job.job.id);
-    assert!(
-        (1..=2).contains(&woken),
-        "{woken} polls woken for one job"
-    );
+    assert!((1..=2).contains(&woken), "{woken} polls woken for one job");
 }
 
 /// A poll that cannot take the job (another connection, a drain its poll
@@ -196,7 +193,11 @@ async fn a_poll_that_cannot_take_the_job_hands_the_wake_on() {
     // A sql job that went back to the queue (a release, whose wake does
     // not know what the job needs): the oldest poll (`plain`) is woken,
     // cannot take it, and hands the wake on.
-    let job = rig.store.submit(sql_job("db"), now_ms()).await.expect("submit");
+    let job = rig
+        .store
+        .submit(sql_job("db"), now_ms())
+        .await
+        .expect("submit");
     let holder = Agent {
         id: "holder".into(),
         ..Agent::noop(String::new())
@@ -278,7 +279,10 @@ async fn many_jobs_at_once_wake_enough_polls_to_take_them_all() {
     // Each job wakes one poll; a poll that took all it could checks for
     // work left and may hand its wake on while the others' grants are
     // still under way: at most two per job.
-    assert!((10..=20).contains(&woken), "{woken} polls woken for 10 jobs");
+    assert!(
+        (10..=20).contains(&woken),
+        "{woken} polls woken for 10 jobs"
+    );
 
     // Three jobs held by one agent, requeued by its revocation.
     let mut held = Agent::noop("held".into());
@@ -290,7 +294,10 @@ async fn many_jobs_at_once_wake_enough_polls_to_take_them_all() {
             .await
             .expect("submit");
     }
-    let first = rig.poll_as(&held, Duration::from_secs(1)).await.expect("poll");
+    let first = rig
+        .poll_as(&held, Duration::from_secs(1))
+        .await
+        .expect("poll");
     assert_eq!(first.grants.len(), 3);
     let agents: Vec<Agent> = (0..6).map(|i| Agent::noop(format!("t{i}"))).collect();
     let tasks = rig.hold_all(&agents).await;
