@@ -297,9 +297,9 @@ impl Jobs {
         Ok(r)
     }
 
-    /// Drain agent `id` (no new work) or lift its drain. Its groups are
-    /// woken either way: its held polls re-check their drain state, and on
-    /// resume look for work at once.
+    /// Drain agent `id` (no new work) or lift its drain. Its held polls are
+    /// woken either way (and its groups' generations bumped): they re-check
+    /// their drain state, and on resume look for work at once.
     pub async fn set_drain(&self, id: &str, drain: bool, by: &str, now: i64) -> Result<DrainState> {
         let state = self.store.set_drain(id, drain, now).await?;
         self.wake_drain(id, &state.groups);

@@ -2,9 +2,11 @@
 //! state changes, or the hold runs out (`POST /v1/agents/{id}/poll` is a
 //! thin handler around [`long_poll`]).
 //!
-//! A poll registers on its groups' notifiers before looking, then reads the
-//! groups' generations: a wake-up after that read either shows in them or
-//! fires a registered waiter, so nothing slips between. When nothing
+//! A poll waits in its groups' queues and reads their generations in one
+//! step before looking: a wake-up after that either shows in them or may
+//! pick the waiting poll, so nothing slips between. A woken poll settles
+//! the wake after its look: taken, kept (a backoff), or handed on while
+//! work it did not take is ready (`jobs::waiters`). When nothing
 //! happened in the agent's groups since its last look, its answer still
 //! holds (`presence::Known`): no drain read, maybe no grant.
 
