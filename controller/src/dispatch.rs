@@ -1,8 +1,10 @@
 //! The long poll and the lease reaper.
 //!
-//! Pollers of a group wait on that group's [`Notify`] (`crate::jobs::Group`);
-//! every change that can give the group work notifies it at once
-//! (ARCHITECTURE.md, "The lease lifecycle", point 7).
+//! Pollers of a group wait in that group's queue (`crate::jobs::Group`);
+//! every change that can give the group work wakes as many of them as it
+//! brought jobs, at once, and a woken poll that cannot take the work hands
+//! the wake on (`crate::jobs::waiters`; ARCHITECTURE.md, "The lease
+//! lifecycle", point 7).
 //!
 //! - [`poll`]: [`long_poll`], the agents' poll without HTTP: hold until a
 //!   grant, a drain or the end of the hold.
@@ -19,8 +21,6 @@
 //! same values later, knows that no such change happened in between: it may
 //! skip the grant (see `presence`). The reaper alone expires leases for idle
 //! fleets then.
-//!
-//! [`Notify`]: tokio::sync::Notify
 
 pub mod poll;
 pub mod reaper;

@@ -32,10 +32,12 @@ use crate::telemetry;
 pub mod handoff;
 mod made;
 pub mod signals;
+pub mod waiters;
 pub mod wakers;
 
 pub use handoff::{Handoffs, Ticket};
-pub use wakers::{AgentWait, Group, Wakers};
+pub use waiters::{Group, Handed, Need, Poller, Registration};
+pub use wakers::{AgentWait, Wakers};
 
 /// Errors of the jobs service.
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +122,11 @@ impl Jobs {
         if let Some(taken) = self.handoffs.take(&group, spec.kind(), spec.connection()) {
             return self.submit_handing(job, taken, now).await;
         }
+        let need = need_of(&job);
         let done = self.store.submit(job, now).await?;
         if done.created {
             tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, "Job submitted");
-            self.wake(&group);
+            self.wake(&group, 1, need);
         }
         Ok(done)
     }
@@ -137,6 +140,7 @@ impl Jobs {
         now: i64,
     ) -> Result<Submitted> {
         let group = job.submit.group.clone();
+        let need = need_of(&job);
         let (done, granted) = match self
             .store
             .submit_and_grant(job, &taken.want.as_req(), now)
@@ -174,17 +178,26 @@ impl Jobs {
             return Ok(done);
         }
         if !took_new {
-            self.wake(&group);
+            self.wake(&group, 1, need);
         }
         Ok(done)
     }
 
     /// Submit a batch, all or none; wakes each of its groups once when created.
     pub async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
-        let mut groups: Vec<String> = Vec::new();
+        // Per group: how many jobs, and what they need (`Any` when they
+        // differ).
+        let mut groups: Vec<(String, usize, Need)> = Vec::new();
         for j in &batch.jobs {
-            if !groups.contains(&j.submit.group) {
-                groups.push(j.submit.group.clone());
+            let need = need_of(j);
+            match groups.iter_mut().find(|(g, _, _)| *g == j.submit.group) {
+                Some((_, n, common)) => {
+                    *n += 1;
+                    if *common != need {
+                        *common = Need::Any;
+                    }
+                }
+                None => groups.push((j.submit.group.clone(), 1, need)),
             }
         }
         let done = self.store.submit_batch(batch, now).await?;
@@ -198,8 +211,8 @@ impl Jobs {
             groups = groups.len(),
             "Jobs submitted in a batch"
         );
-        for g in &groups {
-            self.wake(g);
+        for (g, n, need) in groups {
+            self.wake(&g, n, need);
         }
         Ok(done)
     }
@@ -208,7 +221,7 @@ impl Jobs {
     /// group woken.
     pub async fn retry(&self, id: JobId, now: i64) -> Result<JobView> {
         let job = self.store.retry(id, now).await?;
-        self.wake(&job.group);
+        self.wake(&job.group, 1, Need::Any);
         tracing::info!(job_id = id, "Job requeued by operator");
         Ok(job)
     }
@@ -229,7 +242,7 @@ impl Jobs {
             .await
             .inspect_err(|e| log_refusal(job_id, req.token, agent_id, "complete", e))?;
         if state == JobState::Queued {
-            self.wake(&group);
+            self.wake(&group, 1, Need::Any);
         } else if state.is_terminal() {
             self.ended.notify_one();
         }
@@ -254,7 +267,7 @@ impl Jobs {
             .release(job_id, agent_id, token, reason, now)
             .await
             .inspect_err(|e| log_refusal(job_id, token, agent_id, "release", e))?;
-        self.wake(&group);
+        self.wake(&group, 1, Need::Any);
         telemetry::attempt_ended(AttemptOutcome::Released.as_str(), 1);
         tracing::info!(job_id, token, agent_id = %agent_id, reason = %reason, "Job released");
         Ok(state)
@@ -280,7 +293,7 @@ impl Jobs {
         }
         telemetry::attempt_ended(AttemptOutcome::LeaseExpired.as_str(), granted.expired);
         for g in &granted.woken {
-            self.wake(g);
+            self.wake(g, 1, Need::Any);
         }
         if !granted.woken.is_empty() {
             self.ended.notify_one();
@@ -299,7 +312,7 @@ impl Jobs {
             tracing::info!(job_id, token, agent_id = %agent, "Lease expired");
         }
         for g in &expired.woken {
-            self.wake(g);
+            self.wake(g, 1, Need::Any);
         }
         if !expired.leases.is_empty() {
             self.ended.notify_one();
@@ -322,7 +335,7 @@ impl Jobs {
             done.results.iter().filter(|(_, s)| s.is_some()).count() as u64,
         );
         for g in &done.woken {
-            self.wake(g);
+            self.wake(g, 1, Need::Any);
         }
         for (lease, state) in &done.results {
             let (job_id, token) = (lease.job_id, lease.token);
@@ -344,7 +357,7 @@ impl Jobs {
     /// Create a drill and its job; the drill's group is woken.
     pub async fn create_drill(&self, drill: &NewDrill, job: NewJob, now: i64) -> Result<DrillView> {
         let view = self.store.create_drill(drill, job, now).await?;
-        self.wake(&view.group);
+        self.wake(&view.group, 1, Need::Any);
         Ok(view)
     }
 
@@ -354,26 +367,32 @@ impl Jobs {
         let r = self.store.revoke_agent(id, now).await?;
         telemetry::attempt_ended(AttemptOutcome::Revoked.as_str(), r.jobs.len() as u64);
         for g in &r.groups {
-            self.wake(g);
+            self.wake(g, 1, Need::Any);
         }
         tracing::warn!(agent_id = %id, by = %by, jobs = ?r.jobs, "Agent revoked");
         Ok(r)
     }
 
-    /// Drain agent `id` (no new work) or lift its drain. Its groups are
-    /// woken either way: its held polls re-check their drain state, and on
-    /// resume look for work at once.
+    /// Drain agent `id` (no new work) or lift its drain. Its held polls are
+    /// woken either way (and its groups' generations bumped): they re-check
+    /// their drain state, and on resume look for work at once.
     pub async fn set_drain(&self, id: &str, drain: bool, by: &str, now: i64) -> Result<DrainState> {
         let state = self.store.set_drain(id, drain, now).await?;
-        for g in &state.groups {
-            self.wake(g);
-        }
+        self.wake_drain(id, &state.groups);
         if drain {
             tracing::info!(agent_id = %id, by = %by, running = state.running.len(), "Agent drained: no new work");
         } else {
             tracing::info!(agent_id = %id, by = %by, "Agent resumed");
         }
         Ok(state)
+    }
+}
+
+/// What job `j` needs of a poll that would take it.
+fn need_of(j: &NewJob) -> Need {
+    Need::Job {
+        kind: j.submit.spec.kind(),
+        connection: j.submit.spec.connection().map(str::to_owned),
     }
 }
 

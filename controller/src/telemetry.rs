@@ -14,6 +14,10 @@
 //!   backoff over) → granted (the grant committed);
 //! - `baton_dispatch_poll_held_seconds`: how long a poll that got a grant
 //!   was held before it;
+//! - `baton_dispatch_polls_woken_total`, `baton_dispatch_wakes_wasted_total`:
+//!   held polls woken (a wake for `n` jobs wakes at most `n`, handed on
+//!   when a poll cannot take the work), and woken polls that then took
+//!   nothing (lost the race, could not take it);
 //! - `baton_attempts_total{outcome}`: attempts ended, by outcome
 //!   (`succeeded`, `failed`, `timed_out`, `cancelled`, `lease_expired`,
 //!   `released`, `revoked`, `agent_restarted`);
@@ -75,6 +79,10 @@ pub struct Metrics {
     pub dispatch_latency: Histogram,
     /// Poll arrival → grant, for polls that got one.
     pub poll_held: Histogram,
+    /// Held polls woken.
+    pub polls_woken: Counter,
+    /// Woken polls that took nothing.
+    pub wakes_wasted: Counter,
     /// Attempts ended, by outcome.
     pub attempts: Family<Label, Counter>,
     /// Nominal time → fired.
@@ -94,6 +102,8 @@ impl Default for Metrics {
         let m = Metrics {
             dispatch_latency: Histogram::new(DISPATCH_BUCKETS),
             poll_held: Histogram::new(DISPATCH_BUCKETS),
+            polls_woken: Counter::default(),
+            wakes_wasted: Counter::default(),
             attempts: Family::default(),
             schedule_lateness: Histogram::new(LATENESS_BUCKETS),
             notification_deliveries: Family::default(),
@@ -181,6 +191,16 @@ pub fn register(reg: &mut Registry) {
         "How long an agent's poll that was granted a job had been held before the grant",
         Unit::Seconds,
         m.poll_held.clone(),
+    );
+    reg.register(
+        "baton_dispatch_polls_woken",
+        "Held agent polls woken by this controller to look for work (a wake-up for n jobs wakes at most n polls that can take them; a poll that cannot hands the wake on, which counts again)",
+        m.polls_woken.clone(),
+    );
+    reg.register(
+        "baton_dispatch_wakes_wasted",
+        "Woken agent polls that then took no job (another poll took it first, or it could not take it and handed the wake on)",
+        m.wakes_wasted.clone(),
     );
     reg.register(
         "baton_attempts",

@@ -111,6 +111,16 @@ async fn metrics_count_what_real_jobs_did_and_pass_promtool() {
     );
     let polls = v("baton_dispatch_poll_held_seconds_count");
     assert!((1.0..=n + 1.0).contains(&polls), "{polls}");
+    // The first job found both agents holding a poll: a wake-up woke one
+    // (a job wakes as many polls as it can use, not every held one).
+    let (woken, wasted) = (
+        v("baton_dispatch_polls_woken_total"),
+        v("baton_dispatch_wakes_wasted_total"),
+    );
+    assert!(
+        woken >= 1.0 && wasted <= woken,
+        "{woken} woken, {wasted} wasted"
+    );
     // Both agents polled lately.
     assert_eq!(v("baton_agents{group=\"default\",state=\"online\"}"), 2.0);
     assert_eq!(v("baton_agents{group=\"default\",state=\"draining\"}"), 0.0);

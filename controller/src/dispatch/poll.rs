@@ -2,9 +2,11 @@
 //! state changes, or the hold runs out (`POST /v1/agents/{id}/poll` is a
 //! thin handler around [`long_poll`]).
 //!
-//! A poll registers on its groups' notifiers before looking, then reads the
-//! groups' generations: a wake-up after that read either shows in them or
-//! fires a registered waiter, so nothing slips between. When nothing
+//! A poll waits in its groups' queues and reads their generations in one
+//! step before looking: a wake-up after that either shows in them or may
+//! pick the waiting poll, so nothing slips between. A woken poll settles
+//! the wake after its look: taken, kept (a backoff), or handed on while
+//! work it did not take is ready (`jobs::waiters`). When nothing
 //! happened in the agent's groups since its last look, its answer still
 //! holds (`presence::Known`): no drain read, maybe no grant.
 
@@ -13,12 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use baton_proto::{LeaseRef, PollRequest, PollResponse};
-use futures_util::future::select_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
-use crate::jobs::{Group, Jobs};
+use crate::jobs::{Group, Handed, Jobs, Need, Poller, Registration};
 use crate::presence::{Known, Presence};
 use crate::store::agents::AgentSeen;
 use crate::store::lease::OwnedGrant;
@@ -120,72 +121,154 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
             .map(|c| c.name.clone())
             .collect(),
         drained_at_start: None,
+        found: Found::default(),
     };
     // A poll naming leases also waits for their cancel notices; one with
     // no free slot waits for nothing else (no grant, no group wake-ups).
     let agent_wait = (!req.leases.is_empty()).then(|| d.jobs.agent_wait(poll.agent_id));
-    let groups_wake = if req.free_slots == 0 {
-        &[][..]
-    } else {
-        &groups[..]
-    };
+    let mut wake = (req.free_slots > 0).then(|| Wake {
+        poller: Poller::new(poll.agent_id, &req.capabilities.kinds, &held.connections),
+        carried: Vec::new(),
+    });
     loop {
-        // Register for wake-ups before looking, so nothing slips between;
-        // then read the generations: a wake-up after this read either shows
-        // in them or fires a registered waiter.
-        let mut waits: Vec<_> = groups_wake
-            .iter()
-            .map(|g| Box::pin(g.notify.notified()))
-            .collect();
-        for w in &mut waits {
-            w.as_mut().enable();
-        }
+        // Wait in the groups' queues before looking, reading their
+        // generations in the same step: a wake-up after this either shows
+        // in them or finds the poll waiting (`jobs::waiters`).
+        let (reg, gens, was_woken) = match &wake {
+            Some(w) => w.poller.register(&groups),
+            None => (Registration::default(), generations(&groups), false),
+        };
         let mut cancel = agent_wait.as_ref().map(|w| Box::pin(w.notify.notified()));
         if let Some(c) = &mut cancel {
             c.as_mut().enable();
         }
-        let (until, park) = match held.look(generations(&groups)).await? {
+        if let Some(w) = &mut wake {
+            let handed = w.poller.take_handed();
+            w.carried.extend(handed);
+        }
+        let look = held.look(gens).await?;
+        if let Some(w) = &mut wake {
+            w.poller.set_drained(held.found.drained);
+            w.settle(&held.found, was_woken, d.jobs, &req.groups);
+        }
+        let (until, park) = match look {
             Look::Answer(a) => return Ok(a),
             Look::Wait { until, park } => (until, park),
         };
         let mut ticket = park.then(|| d.jobs.park(held.want()));
+        let mut over = false;
         tokio::select! {
-            _ = any(waits) => {}
+            () = woken(wake.as_ref()) => {}
             () = maybe(cancel) => {}
-            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = tokio::time::sleep_until(until.into()) => {
+                over = Instant::now() >= held.deadline;
+            }
             _ = d.shutdown.cancelled() => {}
-            h = handed(&mut ticket) => {
-                if let Some(answer) = held.handed(h) {
+            h = handed_off(&mut ticket) => {
+                if let Some(answer) = held.handed_off(h) {
                     return Ok(answer);
                 }
                 continue;
             }
         }
-        // Woken otherwise: a submit that took the ticket meanwhile is
-        // answered first (granting here too could exceed the free slots).
+        // A submit that took the parked poll meanwhile is answered first
+        // (granting here too could exceed the free slots; `jobs::handoff`).
         if let Some(t) = &mut ticket
             && !t.withdraw()
-            && let Some(answer) = held.handed(t.handed().await)
+            && let Some(answer) = held.handed_off(t.handed().await)
         {
             return Ok(answer);
         }
+        if over {
+            // The hold is over and nothing woke the poll: answer without
+            // another look (the agent's next poll looks at once; a wake
+            // handed meanwhile is handed on).
+            return Ok(empty(held.found.drained));
+        }
+        drop(reg);
     }
 }
 
 /// What a submit handed the parked poll; never, when it is not parked.
-async fn handed(ticket: &mut Option<crate::jobs::Ticket<'_>>) -> crate::jobs::handoff::Handed {
+async fn handed_off(ticket: &mut Option<crate::jobs::Ticket<'_>>) -> crate::jobs::handoff::Handed {
     match ticket {
         Some(t) => t.handed().await,
         None => std::future::pending().await,
     }
 }
 
-/// The first of `waits` to resolve; never, when there are none.
-async fn any<F: Future + Unpin>(waits: Vec<F>) {
-    if waits.is_empty() {
-        std::future::pending::<()>().await;
+/// A poll's part in its groups' wake-ups: the waiting poll, and the wakes
+/// it was handed and has not settled. Dropped with a wake still carried
+/// (the poll ended: answered, request gone, error), it hands it on.
+struct Wake {
+    poller: Arc<Poller>,
+    carried: Vec<Handed>,
+}
+
+impl Wake {
+    /// After a look that found `found`: settle the wakes this poll was
+    /// handed. Taken work settles them; a wake whose job is still ready and
+    /// that this poll did not take (could not, or had no slot left) is
+    /// handed on; one whose job waits for its backoff is kept until the
+    /// next look (or handed on when the poll ends).
+    fn settle(&mut self, found: &Found, was_woken: bool, jobs: &Jobs, groups: &[String]) {
+        if was_woken && found.granted == 0 {
+            crate::telemetry::metrics().wakes_wasted.inc();
+        }
+        let handed = std::mem::take(&mut self.carried);
+        if handed.is_empty() {
+            return;
+        }
+        if found.drained {
+            handed.into_iter().for_each(Handed::pass_on);
+            return;
+        }
+        if found.granted == 0 && found.backoff {
+            self.carried = handed;
+            return;
+        }
+        let surplus = handed.len().saturating_sub(found.granted);
+        let unsure = found.full || handed.iter().any(|h| h.need == Need::Any);
+        let pass = if found.granted == 0 {
+            handed.len()
+        } else if unsure {
+            surplus.max(1)
+        } else {
+            surplus
+        };
+        if pass > 0 {
+            pass_on_if_ready(jobs, groups, handed.into_iter().take(pass).collect());
+        }
     }
-    select_all(waits).await;
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        let left = std::mem::take(&mut self.carried);
+        left.into_iter()
+            .chain(self.poller.take_handed())
+            .for_each(Handed::pass_on);
+    }
+}
+
+/// Hand `pass` on if a job of `groups` is still ready (read off the poll's
+/// path; on a failed read, hand on anyway: a wasted wake beats a sleeping
+/// job).
+fn pass_on_if_ready(jobs: &Jobs, groups: &[String], pass: Vec<Handed>) {
+    let (store, groups) = (jobs.store().clone(), groups.to_vec());
+    tokio::spawn(async move {
+        if !matches!(store.ready_in(&groups, now_ms()).await, Ok(false)) {
+            pass.into_iter().for_each(Handed::pass_on);
+        }
+    });
+}
+
+/// Resolves when a wake reaches the poll; never for a poll with no slot.
+async fn woken(wake: Option<&Wake>) {
+    match wake {
+        Some(w) => w.poller.woken().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `f` when there is one; never otherwise.
@@ -208,6 +291,19 @@ enum Tried {
     Nothing { next_ready_at: Option<i64> },
 }
 
+/// What a poll's last look found, for the wakes it was handed.
+#[derive(Debug, Default)]
+struct Found {
+    /// Jobs granted.
+    granted: usize,
+    /// Every free slot was granted a job.
+    full: bool,
+    /// The agent is drained.
+    drained: bool,
+    /// Nothing was granted and a matching job waits for its backoff.
+    backoff: bool,
+}
+
 /// A poll being held.
 struct Held<'a> {
     d: Dispatcher<'a>,
@@ -220,6 +316,8 @@ struct Held<'a> {
     connections: Vec<String>,
     /// Whether the agent was drained at the first look.
     drained_at_start: Option<bool>,
+    /// What the last look found.
+    found: Found,
 }
 
 impl Held<'_> {
@@ -227,6 +325,7 @@ impl Held<'_> {
     /// registering for their wake-ups.
     async fn look(&mut self, gens: Vec<u64>) -> Result<Look, Error> {
         let id = self.poll.agent_id;
+        self.found = Found::default();
         if let Some(answer) = self.cancel_notices().await? {
             return Ok(Look::Answer(answer));
         }
@@ -238,6 +337,7 @@ impl Held<'_> {
             None => self.d.jobs.store().agent_drained(id).await?,
         };
         let drained_at_start = *self.drained_at_start.get_or_insert(drained);
+        self.found.drained = drained;
         if drained {
             return Ok(self.drained(known.is_none(), gens, drained_at_start));
         }
@@ -252,10 +352,15 @@ impl Held<'_> {
         let skip = free == 0 || known.is_some_and(|k| k.nothing_to_grant(now));
         if !skip {
             match self.grant(held, now, gens).await? {
-                Tried::Granted(answer) => return Ok(Look::Answer(answer)),
+                Tried::Granted(answer) => {
+                    self.found.granted = answer.grants.len();
+                    self.found.full = self.found.granted >= free as usize;
+                    return Ok(Look::Answer(answer));
+                }
                 Tried::Nothing { next_ready_at: at } => next_ready_at = at,
             }
         }
+        self.found.backoff = next_ready_at.is_some();
         // No free slot: held for cancel notices only, if it names leases.
         if (free == 0 && self.poll.req.leases.is_empty()) || self.over() {
             return Ok(Look::Answer(empty(false)));
@@ -397,7 +502,7 @@ impl Held<'_> {
 
     /// The answer to a hand-off, when it granted something; else the poll
     /// looks again.
-    fn handed(&self, h: crate::jobs::handoff::Handed) -> Option<PollResponse> {
+    fn handed_off(&self, h: crate::jobs::handoff::Handed) -> Option<PollResponse> {
         let granted = h.filter(|g| !g.grants.is_empty())?;
         Some(self.answer(self.poll.started.elapsed(), granted.grants))
     }

@@ -365,3 +365,5 @@ async fn a_hand_off_that_grants_nothing_wakes_the_group() {
     let stored = rig.store.get_job(job.job.id).await.expect("job");
     assert_eq!(stored.state, baton_proto::JobState::Queued);
 }
+
+mod wakes;

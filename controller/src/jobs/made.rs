@@ -21,7 +21,7 @@ impl Jobs {
 
     fn wake_all(&self, groups: &[String]) {
         for g in groups {
-            self.wake(g);
+            self.wake(g, 1, super::Need::Any);
         }
     }
 

@@ -20,15 +20,15 @@
 //! second; correctness (no job waits while an able poller sleeps) never
 //! rests on a signal.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use baton_proto::JobId;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::Jobs;
-use crate::store::events::{Inbound, LOOK_EVERY, Looked, Signal};
+use super::{Jobs, Need};
+use crate::store::events::{self, Inbound, LOOK_EVERY, Looked, Signal};
 use crate::store::now_ms;
 
 /// Every this many looks, groups with ready work are woken even when their
@@ -44,13 +44,19 @@ pub(super) struct Outbox {
 
 #[derive(Debug, Default)]
 struct Pending {
-    groups: BTreeSet<String>,
+    /// Group → jobs announced (`None`: wake every poll, a drain or resume).
+    groups: BTreeMap<String, Option<usize>>,
     agents: BTreeSet<String>,
 }
 
 impl Outbox {
-    pub(super) fn group(&self, g: &str) {
-        self.lock().groups.insert(g.to_owned());
+    /// Queue a wake of `n` polls of `g` (`None`: every poll).
+    pub(super) fn group(&self, g: &str, n: Option<usize>) {
+        {
+            let mut p = self.lock();
+            let e = p.groups.entry(g.to_owned()).or_insert(Some(0));
+            *e = e.zip(n).map(|(a, b)| a + b);
+        }
         self.queued.notify_one();
     }
 
@@ -67,7 +73,12 @@ impl Outbox {
         let p = std::mem::take(&mut *self.lock());
         let mut out = Vec::new();
         if !p.groups.is_empty() {
-            out.push(Signal::Work(p.groups.into_iter().collect()));
+            out.push(Signal::Work(
+                p.groups
+                    .into_iter()
+                    .map(|(g, n)| events::work_item(&g, n))
+                    .collect(),
+            ));
         }
         if !p.agents.is_empty() {
             out.push(Signal::Cancel(p.agents.into_iter().collect()));
@@ -87,11 +98,25 @@ pub struct Look {
 }
 
 impl Jobs {
-    /// Wake `group`'s held polls here, and on the other replicas.
-    pub(super) fn wake(&self, group: &str) {
-        self.wakers.wake(group);
+    /// Wake `n` of `group`'s held polls that can take what `need` says,
+    /// here, and `n` on each other replica (whatever they need: the signal
+    /// carries a count only).
+    pub(super) fn wake(&self, group: &str, n: usize, need: Need) {
+        self.wakers.wake(group, n, &need);
         if let Some(o) = &self.outbox {
-            o.group(group);
+            o.group(group, Some(n));
+        }
+    }
+
+    /// Agent `id` was drained or resumed: wake its held polls in `groups`
+    /// here, and every poll of those groups on the other replicas (they
+    /// cannot tell the agent's polls from the signal).
+    pub(super) fn wake_drain(&self, id: &str, groups: &[String]) {
+        self.wakers.wake_drain(id, groups);
+        if let Some(o) = &self.outbox {
+            for g in groups {
+                o.group(g, None);
+            }
         }
     }
 
@@ -145,9 +170,12 @@ impl Jobs {
     /// Act on one message of the listener.
     fn heard(&self, m: Inbound, listening: &mut bool) {
         match m {
-            Inbound::Signal(Signal::Work(groups)) => {
-                for g in &groups {
-                    self.wakers.wake(g);
+            Inbound::Signal(Signal::Work(items)) => {
+                for item in &items {
+                    match events::parse_work_item(item) {
+                        (g, Some(n)) => self.wakers.wake(g, n, &Need::Any),
+                        (g, None) => self.wakers.wake_every(g),
+                    }
                 }
             }
             Inbound::Signal(Signal::Cancel(agents)) => {
@@ -181,7 +209,7 @@ impl Jobs {
         for w in looked.work {
             if backstop || last.work.get(&w.group) != Some(&w.fingerprint) {
                 tracing::debug!(group = %w.group, "Ready work found by the periodic look");
-                self.wakers.wake(&w.group);
+                self.wakers.wake(&w.group, w.count(), &Need::Any);
             }
             work.insert(w.group, w.fingerprint);
         }
@@ -209,10 +237,8 @@ impl Jobs {
                 .iter()
                 .filter(|(a, _)| !before.contains_key(*a))
                 .chain(before.iter().filter(|(a, _)| !now.contains_key(*a)));
-            for (_, groups) in changed {
-                for g in groups {
-                    self.wakers.wake(g);
-                }
+            for (agent, groups) in changed {
+                self.wakers.wake_drain(agent, groups);
             }
         }
         last.drained = Some(now);

@@ -211,18 +211,20 @@ async fn a_refused_write_wakes_nobody() {
 #[tokio::test]
 async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
     let w = Wakers::default();
-    w.wake("db"); // nobody polls `db` yet: nothing to remember
+    w.wake("db", 1, &Need::Any); // nobody polls `db` yet: nothing to remember
     let g = w.get("db");
     assert_eq!(g.generation(), 0);
     let other = w.get("web");
-    let waiting = g.notify.notified();
-    tokio::pin!(waiting);
-    waiting.as_mut().enable();
-    w.wake("db");
+    let p = Poller::new("a1", &[JobKind::Noop], &[]);
+    let _reg = p.register(std::slice::from_ref(&g));
+    w.wake("db", 1, &Need::Any);
     assert_eq!(g.generation(), 1);
     assert_eq!(other.generation(), 0, "other groups keep their generation");
     // The registered poller was woken (it completes without another wake).
-    waiting.await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), p.woken())
+        .await
+        .expect("woken");
+    assert_eq!(p.take_handed().len(), 1);
     assert!(Arc::ptr_eq(&g, &w.get("db")));
 }
 

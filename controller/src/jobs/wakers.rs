@@ -1,6 +1,8 @@
-//! Per-group wake-ups: a [`Notify`] and a generation per worker group.
-//! Pollers (`dispatch::long_poll`) read them; only the jobs service wakes
-//! ([`Wakers::wake`] is private to it), after its commit.
+//! Per-group wake-ups: a [`Group`] (its held polls and a generation) per
+//! worker group. Pollers (`dispatch::long_poll`) wait in it; only the jobs
+//! service wakes ([`Wakers::wake`] is private to it), after its commit, and
+//! a wake for `n` jobs wakes at most `n` polls that can take them
+//! (`waiters`).
 //!
 //! Per-agent wake-ups, for cancel notices: a poll that names leases its
 //! agent holds waits on its agent's [`Notify`] too ([`Wakers::agent`]); an
@@ -13,12 +15,14 @@
 //! committed before a controller restart reaches its job by the heartbeat.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-/// One [`Notify`] per worker group.
+pub use super::waiters::{Group, Handed, Need, Poller, Registration};
+
+/// One [`Group`] per worker group, one [`Notify`] per agent waiting for
+/// cancel notices.
 #[derive(Debug, Default)]
 pub struct Wakers {
     groups: Mutex<HashMap<String, Arc<Group>>>,
@@ -48,22 +52,6 @@ impl Drop for AgentWait<'_> {
     }
 }
 
-/// A group's notifier and generation.
-#[derive(Debug, Default)]
-pub struct Group {
-    /// Pollers of the group wait here.
-    pub notify: Notify,
-    generation: AtomicU64,
-}
-
-impl Group {
-    /// How many wake-ups the group has had. Read it after registering on
-    /// [`Group::notify`] and before looking for work.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-}
-
 impl Wakers {
     /// The notifier of a group (created on first use).
     pub fn get(&self, group: &str) -> Arc<Group> {
@@ -71,7 +59,9 @@ impl Wakers {
         if let Some(found) = g.get(group) {
             return found.clone();
         }
-        g.entry(group.to_owned()).or_default().clone()
+        g.entry(group.to_owned())
+            .or_insert_with(|| Arc::new(Group::new(group)))
+            .clone()
     }
 
     /// Wait for agent `id`'s cancel notices (while the returned guard lives).
@@ -136,26 +126,51 @@ impl Wakers {
         a.keys().cloned().collect()
     }
 
-    /// Wake every group (signals from other controllers may have been
-    /// lost: every held poll looks again).
+    /// Wake every held poll of every group (signals from other controllers
+    /// may have been lost: every held poll looks again).
     pub(super) fn wake_all(&self) {
-        for g in self.group_names() {
-            self.wake(&g);
+        for g in self.existing() {
+            g.wake_every();
         }
     }
 
-    /// Bump `group`'s generation, then wake every poller waiting on it. Call
-    /// it after the change that may give the group work has committed.
-    pub(super) fn wake(&self, group: &str) {
-        let n = {
-            let g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-            g.get(group).cloned()
-        };
+    /// Bump `group`'s generation, then wake at most `n` of its held polls
+    /// that can take what `need` says (each must take the work or hand the
+    /// wake on). Call it after the change that may give the group work has
+    /// committed.
+    pub(super) fn wake(&self, group: &str, n: usize, need: &Need) {
         // No entry: nobody ever polled the group, so nobody remembers a
         // generation of it either.
-        if let Some(n) = n {
-            n.generation.fetch_add(1, Ordering::SeqCst);
-            n.notify.notify_waiters();
+        if let Some(g) = self.existing_one(group) {
+            g.wake(n.max(1), need);
         }
+    }
+
+    /// Bump `group`'s generation and wake every held poll of it (a signal
+    /// without a count, from an older replica).
+    pub(super) fn wake_every(&self, group: &str) {
+        if let Some(g) = self.existing_one(group) {
+            g.wake_every();
+        }
+    }
+
+    /// Bump each of `groups`' generations and wake agent `agent`'s held
+    /// polls in them (its drain or resume).
+    pub(super) fn wake_drain(&self, agent: &str, groups: &[String]) {
+        for g in groups {
+            if let Some(g) = self.existing_one(g) {
+                g.wake_agent(agent);
+            }
+        }
+    }
+
+    fn existing_one(&self, group: &str) -> Option<Arc<Group>> {
+        let g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(group).cloned()
+    }
+
+    fn existing(&self) -> Vec<Arc<Group>> {
+        let g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        g.values().cloned().collect()
     }
 }

@@ -61,6 +61,7 @@ macro_rules! suite {
                 submit_and_grant_hands_the_new_job_over_in_one_call,
                 a_drained_agent_is_granted_nothing_until_resumed,
                 abandon_ends_only_the_callers_current_lease,
+                ready_in_sees_only_queued_jobs_past_their_backoff,
             ],
             agents: [
                 presence_and_blocked_reason,

@@ -13,7 +13,11 @@
 //! (cancel marks: agent ids, since a mark is per agent) or `r` (a
 //! credential revoked, sent by the identity paths inside their
 //! transaction), each under [`MAX_PAYLOAD`] bytes; the sender tag lets a
-//! replica skip its own signals. On SQLite (one controller) nothing is
+//! replica skip its own signals. A work item `<group>*<n>` announces `n`
+//! jobs (the receiver wakes that many polls, each handing the wake on when
+//! it cannot take the work); a bare `<group>` wakes every poll of the group
+//! (a drain or resume, and what replicas before counts sent). Group names
+//! never contain `*`. On SQLite (one controller) nothing is
 //! sent and nothing is received: every method has a default that does
 //! nothing.
 
@@ -34,7 +38,7 @@ pub const MAX_PAYLOAD: usize = 7900;
 /// What one replica tells the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
-    /// These groups may have work: wake their held polls.
+    /// These groups may have work: wake their held polls ([`work_item`]).
     Work(Vec<String>),
     /// A lease of each of these agents was cancelled: mark and wake them.
     Cancel(Vec<String>),
@@ -64,6 +68,35 @@ pub struct GroupWork {
     /// (count, sum of ids, sum of fencing tokens: a job granted and
     /// requeued comes back with a larger token).
     pub fingerprint: String,
+}
+
+impl GroupWork {
+    /// How many ready jobs the fingerprint counts (at least 1).
+    pub fn count(&self) -> usize {
+        self.fingerprint
+            .split(':')
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
+/// A work signal's item: `group*n` for `n` jobs, `group` for every poll.
+pub fn work_item(group: &str, n: Option<usize>) -> String {
+    match n {
+        Some(n) => format!("{group}*{n}"),
+        None => group.to_owned(),
+    }
+}
+
+/// The group and count of a work signal's item ([`work_item`]); an item
+/// without a count (or a count not understood) wakes every poll.
+pub fn parse_work_item(item: &str) -> (&str, Option<usize>) {
+    match item.rsplit_once('*') {
+        Some((g, n)) => (g, n.parse().ok().map(|n: usize| n.max(1))),
+        None => (item, None),
+    }
 }
 
 /// What the periodic look found.

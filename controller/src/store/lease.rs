@@ -301,6 +301,11 @@ pub trait LeaseStore {
     /// cancel (read for the cancel notices of its polls, only after a
     /// cancel marked the agent).
     async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>>;
+
+    /// Whether a queued job of one of `groups` is ready to run at `now`
+    /// (read after a woken poll took nothing, or all it could: while such
+    /// work remains, the poll hands its wake on; lease lifecycle point 7).
+    async fn ready_in(&self, groups: &[String], now: i64) -> Result<bool>;
 }
 
 #[cfg(test)]

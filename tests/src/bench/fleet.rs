@@ -176,7 +176,7 @@ fn sum_observed(
 }
 
 /// Create `n` single-use enrollment tokens and enroll `sim-00001` … with them.
-async fn enroll_all(api: &Api, n: usize) -> Result<Vec<(String, String)>> {
+pub(super) async fn enroll_all(api: &Api, n: usize) -> Result<Vec<(String, String)>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut set = JoinSet::new();
     for _ in 0..SETUP_CONCURRENCY.min(n.max(1)) {
@@ -269,7 +269,11 @@ async fn poll_forever(
 }
 
 /// Wait until the controller lists all `n` online and `n` polls are in flight.
-async fn wait_all_online(b: &mut Bench, n: usize, in_flight: &AtomicUsize) -> Result<()> {
+pub(super) async fn wait_all_online(
+    b: &mut Bench,
+    n: usize,
+    in_flight: &AtomicUsize,
+) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(300);
     loop {
         let online = b

@@ -9,6 +9,8 @@
 //! - [`failover`]: SIGKILL the holder, time until another agent starts the job.
 //! - [`restart`]: SIGKILL the holder and restart it at once, time until its
 //!   report ended the lease (`agent_restarted`) and the job is granted again.
+//! - [`trickle`]: N simulated agents and a steady trickle of jobs; polls
+//!   woken per job, the controller's CPU, dispatch latency.
 //! - [`footprint`]: one idle agent's RSS and CPU; binary sizes.
 //! - [`schedules`]: 10,000 once-a-minute schedules; firing lateness and controller CPU.
 //! - [`cancel`]: an operator's cancel → the running command's process (or
@@ -27,6 +29,7 @@ pub mod schedules;
 pub mod store;
 pub mod sysinfo;
 pub mod throughput;
+pub mod trickle;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -49,7 +52,8 @@ pub const HELP: &str = "\
 baton-bench <scenario> [options]
 
 Measures Baton with real controller and agent processes on loopback.
-Scenarios: dispatch | throughput | idle-fleet | failover | restart | footprint | schedules | cancel | all
+Scenarios: dispatch | throughput | idle-fleet | trickle | failover | restart | footprint | schedules
+           | cancel | all
            | replica-failover (--store postgres --replicas 2; not in all)
 
 Options:
@@ -62,7 +66,9 @@ Options:
   --in-flight N     concurrent submits in throughput (default 64)
   --batch N         throughput: jobs per POST /v1/jobs/batch call (default 1000)
   --single          throughput: one POST /v1/jobs per job instead of batches
-  --agents N        simulated agents in idle-fleet (default 10000)
+  --agents N        simulated agents in idle-fleet and trickle (default 10000)
+  --rate N          trickle: jobs submitted per second (default 100)
+  --duration S      trickle: how long jobs are submitted (default 60)
   --ttl-ms MS       failover lease TTL (default: both 2000 and 15000); restart (default 15000)
   --measure-secs S  observation window of idle-fleet and footprint (default 60)
   --schedules N     schedules in schedules (default 10000), each once a minute
@@ -121,6 +127,10 @@ pub struct Args {
     pub stores: Vec<store::StoreKind>,
     /// `--replicas`.
     pub replicas: usize,
+    /// `--rate`.
+    pub rate: u32,
+    /// `--duration`.
+    pub duration_secs: u64,
 }
 
 impl Args {
@@ -144,6 +154,8 @@ impl Args {
             store: store::StoreKind::Sqlite,
             stores: vec![store::StoreKind::Sqlite],
             replicas: 1,
+            rate: 100,
+            duration_secs: 60,
         };
         fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, k: &str) -> Result<T>
         where
@@ -174,6 +186,8 @@ impl Args {
                 "--schedules" => a.schedules = val(&mut it, "--schedules")?,
                 "--window-secs" => a.window_secs = val(&mut it, "--window-secs")?,
                 "--replicas" => a.replicas = val(&mut it, "--replicas")?,
+                "--rate" => a.rate = val(&mut it, "--rate")?,
+                "--duration" => a.duration_secs = val(&mut it, "--duration")?,
                 "--store" => {
                     a.stores = store::StoreKind::parse_many(&val::<String>(&mut it, "--store")?)?;
                     a.store = a.stores[0];
@@ -188,8 +202,16 @@ impl Args {
         if a.replicas == 0 || (a.replicas > 1 && a.stores != [store::StoreKind::Postgres]) {
             bail!("--replicas N needs N >= 1, and --store postgres for N > 1");
         }
-        if a.runs == Some(0) || a.in_flight == 0 || a.slots == 0 || a.batch == Some(0) {
-            bail!("--runs, --in-flight, --slots and --batch must be at least 1");
+        if a.runs == Some(0)
+            || a.in_flight == 0
+            || a.slots == 0
+            || a.batch == Some(0)
+            || a.rate == 0
+            || a.duration_secs == 0
+        {
+            bail!(
+                "--runs, --in-flight, --slots, --batch, --rate and --duration must be at least 1"
+            );
         }
         Ok(Some(a))
     }
@@ -202,10 +224,11 @@ impl Args {
 
 /// Run the scenarios asked for; prints tables or JSON. Returns the exit code.
 pub async fn run(args: Args) -> Result<i32> {
-    const ALL: [&str; 8] = [
+    const ALL: [&str; 9] = [
         "dispatch",
         "throughput",
         "idle-fleet",
+        "trickle",
         "failover",
         "restart",
         "footprint",
@@ -290,6 +313,7 @@ async fn run_one(name: &str, args: &Args, nofile: u64) -> ScenarioReport {
         "dispatch" => dispatch::run(args).await,
         "throughput" => throughput::run(args).await,
         "idle-fleet" => fleet::run(args, nofile).await,
+        "trickle" => trickle::run(args, nofile).await,
         "failover" => failover::run(args).await,
         "restart" => restart::run(args).await,
         "schedules" => schedules::run(args).await,

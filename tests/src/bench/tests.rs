@@ -27,6 +27,23 @@ fn args_parse() {
     assert_eq!(a.transport(), "plain");
     assert!(Args::parse(["x", "--runs", "0"].into_iter().map(String::from)).is_err());
     assert!(Args::parse(["--bogus"].into_iter().map(String::from)).is_err());
+    let t = Args::parse(
+        [
+            "trickle",
+            "--agents",
+            "500",
+            "--rate",
+            "20",
+            "--duration",
+            "5",
+        ]
+        .into_iter()
+        .map(String::from),
+    )
+    .expect("parses")
+    .expect("not help");
+    assert_eq!((t.agents, t.rate, t.duration_secs), (500, 20, 5));
+    assert!(Args::parse(["trickle", "--rate", "0"].into_iter().map(String::from)).is_err());
 }
 
 #[test]

@@ -444,3 +444,29 @@ pub async fn submit_and_grant_hands_the_new_job_over_in_one_call(s: &Store) {
     assert_eq!(again.job.id, first.job.id);
     assert!(granted.grants.is_empty(), "{granted:?}");
 }
+
+/// Conformance case `ready_in_sees_only_queued_jobs_past_their_backoff`:
+/// what a woken poll reads before handing its wake on.
+pub async fn ready_in_sees_only_queued_jobs_past_their_backoff(s: &Store) {
+    let (g, other) = (vec!["g".to_string()], vec!["other".to_string()]);
+    assert!(!s.ready_in(&g, 0).await.expect("ready_in"), "empty store");
+    s.submit(job(3, 2000), 0).await.expect("submit");
+    assert!(s.ready_in(&g, 0).await.expect("ready_in"));
+    assert!(
+        !s.ready_in(&other, 0).await.expect("ready_in"),
+        "another group"
+    );
+    let both = vec!["other".to_string(), "g".to_string()];
+    assert!(s.ready_in(&both, 0).await.expect("ready_in"));
+    let kinds = vec![JobKind::Noop];
+    let got = s.grant(&req("a1", &g, &kinds), 10).await.expect("grant");
+    assert_eq!(got.grants.len(), 1);
+    assert!(!s.ready_in(&g, 10).await.expect("ready_in"), "running");
+    // Requeued by expiry with a 100 ms backoff: ready only after it.
+    s.expire_leases(5_000).await.expect("expire");
+    assert!(
+        !s.ready_in(&g, 5_050).await.expect("ready_in"),
+        "in backoff"
+    );
+    assert!(s.ready_in(&g, 5_100).await.expect("ready_in"));
+}

@@ -39,3 +39,24 @@ fn empty_lists_send_nothing_and_junk_is_ignored() {
     assert_eq!(decode("me", "nonsense"), None);
     assert_eq!(decode("me", "x|q:a"), None);
 }
+
+#[test]
+fn work_items_carry_a_count_and_a_bare_group_wakes_every_poll() {
+    assert_eq!(work_item("etl", Some(3)), "etl*3");
+    assert_eq!(work_item("db-1.x", None), "db-1.x");
+    assert_eq!(parse_work_item("etl*3"), ("etl", Some(3)));
+    assert_eq!(parse_work_item("etl*0"), ("etl", Some(1)));
+    // What replicas before counts sent, and a count not understood.
+    assert_eq!(parse_work_item("etl"), ("etl", None));
+    assert_eq!(parse_work_item("etl*x"), ("etl", None));
+    let payloads = encode("s", &[Signal::Work(vec![work_item("g", Some(2))])]);
+    assert_eq!(
+        decode("other", &payloads[0]),
+        Some(Signal::Work(vec!["g*2".into()]))
+    );
+    let counted = GroupWork {
+        group: "g".into(),
+        fingerprint: "7:28:9".into(),
+    };
+    assert_eq!(counted.count(), 7);
+}

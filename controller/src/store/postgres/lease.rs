@@ -240,6 +240,17 @@ impl LeaseStore for PgStore {
         )
     }
 
+    async fn ready_in(&self, groups: &[String], now: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs
+             WHERE state = 'queued' AND grp = ANY($1) AND not_before <= $2)",
+        )
+        .bind(groups)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>> {
         let rows: Vec<(JobId, Option<i64>)> = sqlx::query_as(
             "SELECT id, lease_token FROM jobs

@@ -173,6 +173,18 @@ impl LeaseStore for SqliteStore {
         )
     }
 
+    async fn ready_in(&self, groups: &[String], now: i64) -> Result<bool> {
+        let groups = serde_json::to_string(groups).map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs
+             WHERE state = 'queued' AND grp IN (SELECT value FROM json_each(?1)) AND not_before <= ?2)",
+        )
+        .bind(groups)
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
     async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>> {
         let rows: Vec<(JobId, Option<i64>)> = sqlx::query_as(
             "SELECT id, lease_token FROM jobs
