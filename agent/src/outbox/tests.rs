@@ -108,8 +108,9 @@ fn a_torn_last_record_is_ignored_at_every_cut() {
     drop(outbox);
     let log = state.path().join("outbox").join(LOG);
     // Every byte of the header and the end, every 7th byte between.
-    let cuts = (before..full.len())
-        .filter(|c| c - before <= HEADER + 1 || full.len() - c <= 3 || (c - before) % 7 == 0);
+    let cuts = (before..full.len()).filter(|c| {
+        c - before <= HEADER + 1 || full.len() - c <= 3 || (c - before).is_multiple_of(7)
+    });
     for cut in cuts {
         fs::write(&log, &full[..cut]).expect("tear");
         assert_eq!(
