@@ -1,25 +1,24 @@
 //! Delivering completions from the outbox to the controller.
 //!
-//! A file is removed when the controller has answered for good: accepted
+//! A completion is marked done in the outbox when the controller has answered for good: accepted
 //! (2xx), lease lost (409 `lease_lost`, WARN "Dropped completion: lease lost"),
 //! not the agent's job (403, ERROR "Dropped completion: forbidden") or refused
 //! (other 4xx, ERROR). A completion refused for its size (413) is cut down and
 //! sent again ([`fit`]), never dropped for that. While the controller cannot be reached, or
-//! refuses the agent's credentials, the file stays and delivery is retried
+//! refuses the agent's credentials, the completion stays and delivery is retried
 //! with jittered backoff (capped near 5 s).
 //!
 //! Finished jobs hand their completion to one delivery task per agent
 //! ([`Deliverer`], [`run_queue`]): it writes whatever has arrived to the
-//! outbox together (one file, one directory fsync), sends it in one
+//! outbox together (one append, one fdatasync), sends it in one
 //! `POST /v1/agents/{id}/complete` (no waiting for company: while a batch is
 //! in flight the next ones queue up), maps each item's result as above, and
-//! removes the answered files together. A controller without that route
+//! marks the answered ones done together. A controller without that route
 //! (404/405) gets one `POST /v1/jobs/{id}/complete` per job from then on.
 //! Completions an earlier run left in the outbox go through the same task
 //! ([`drain`], already written: not written again); the last flush at
 //! shutdown goes one by one.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -69,12 +68,12 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// Write `entry` durably to the outbox.
-pub async fn persist(outbox: &Outbox, entry: &Entry) -> Result<PathBuf, Error> {
+pub async fn persist(outbox: &Outbox, entry: &Entry) -> Result<(), Error> {
     let (outbox, entry) = (outbox.clone(), entry.clone());
     blocking(move || outbox.write(&entry)).await
 }
 
-/// What a single completion call's answer means for its file (logged in the
+/// What a single completion call's answer means for it (logged in the
 /// caller's job span, which names the job).
 fn verdict_of(answer: Result<baton_proto::CompleteResponse, transport::Error>) -> Delivery {
     match answer {
@@ -109,21 +108,19 @@ fn verdict_of(answer: Result<baton_proto::CompleteResponse, transport::Error>) -
     }
 }
 
-/// One attempt. `path` is the outbox file (None when it could not be
-/// written). Logged in the caller's job span.
+/// One attempt. `persisted`: the entry is in the outbox (false when it
+/// could not be written). Logged in the caller's job span.
 pub async fn deliver_once(
     transport: &Transport,
     outbox: &Outbox,
-    path: Option<&Path>,
+    persisted: bool,
     entry: &Entry,
 ) -> Delivery {
     let answer = fit::complete_fitting(transport, entry.job_id, &entry.request).await;
     let verdict = verdict_of(answer);
-    if verdict != Delivery::Kept
-        && let Some(path) = path
-    {
-        let (outbox, path, key) = (outbox.clone(), path.to_path_buf(), entry.key());
-        if let Err(e) = blocking(move || outbox.remove(&path, key)).await {
+    if verdict != Delivery::Kept && persisted {
+        let (outbox, key) = (outbox.clone(), entry.key());
+        if let Err(e) = blocking(move || outbox.remove(key)).await {
             error!(error = %e, "Cannot remove a delivered completion from the outbox");
         }
     }
@@ -135,7 +132,7 @@ pub async fn deliver_once(
 pub async fn deliver_until(
     transport: &Transport,
     outbox: &Outbox,
-    path: Option<&Path>,
+    persisted: bool,
     entry: &Entry,
     stop: &CancellationToken,
 ) -> Delivery {
@@ -145,7 +142,7 @@ pub async fn deliver_until(
         let verdict = tokio::select! {
             biased;
             () = stop.cancelled() => return Delivery::Kept,
-            v = deliver_once(transport, outbox, path, entry) => v,
+            v = deliver_once(transport, outbox, persisted, entry) => v,
         };
         if verdict != Delivery::Kept {
             return verdict;
@@ -162,62 +159,31 @@ pub async fn deliver_until(
     }
 }
 
-/// The completions of one outbox file still waiting for an answer; a file
-/// that cannot be parsed is quarantined (ERROR).
-async fn load(outbox: &Outbox, path: &Path) -> Option<Vec<Entry>> {
-    let (ob, p) = (outbox.clone(), path.to_path_buf());
-    match blocking(move || ob.read(&p)).await {
-        Ok(mut entries) => {
-            entries.retain(|e| outbox.is_waiting(path, e.key()));
-            Some(entries)
-        }
-        Err(Error::Outbox(outbox::Error::Corrupt { .. })) => {
-            let (ob, p) = (outbox.clone(), path.to_path_buf());
-            match blocking(move || ob.quarantine(&p)).await {
-                Ok(bad) => error!(file = %bad.display(), "Unreadable completion moved aside"),
-                Err(e) => error!(error = %e, "Unreadable completion cannot be moved aside"),
-            }
-            None
-        }
-        Err(e) => {
-            error!(error = %e, "Cannot read a completion from the outbox");
-            None
-        }
-    }
-}
-
-/// Deliver the completions an earlier run left in the outbox: every
-/// completion of the files there at start goes to the delivery task
-/// (`deliverer`), which sends them in batches with the new ones and retries
-/// while the controller is out of reach. Returns once each was answered,
-/// the delivery task stopped, or `stop` fired (the rest stay for the next
-/// start).
+/// Deliver the completions an earlier run left in the outbox: each goes to
+/// the delivery task (`deliverer`), which sends them in batches with the new
+/// ones and retries while the controller is out of reach. Returns once each
+/// was answered, the delivery task stopped, or `stop` fired (the rest stay
+/// for the next start).
 pub async fn drain(outbox: Outbox, deliverer: Deliverer, stop: CancellationToken) {
     let ob = outbox.clone();
-    let files = match blocking(move || ob.pending()).await {
-        Ok(files) => files,
+    let entries = match blocking(move || ob.pending()).await {
+        Ok(entries) => entries,
         Err(e) => {
-            error!(error = %e, "Cannot list the outbox");
+            error!(error = %e, "Cannot read the outbox");
             return;
         }
     };
-    if files.is_empty() {
+    if entries.is_empty() {
         return;
     }
     let mut answers = Vec::new();
-    for path in &files {
-        let Some(entries) = load(&outbox, path).await else {
-            continue;
-        };
-        for entry in entries {
-            match deliverer.redeliver(path.clone(), entry, &stop) {
-                Some(answer) => answers.push(answer),
-                None => return,
-            }
+    for entry in entries {
+        match deliverer.redeliver(entry, &stop) {
+            Some(answer) => answers.push(answer),
+            None => return,
         }
     }
     info!(
-        files = files.len(),
         completions = answers.len(),
         "Delivering completions left by an earlier run"
     );
@@ -238,26 +204,21 @@ pub async fn drain(outbox: Outbox, deliverer: Deliverer, stop: CancellationToken
     );
 }
 
-/// One attempt for the files in the outbox (at shutdown), one call per
-/// completion, stopping at the first that cannot be delivered; returns how
-/// many files are still there.
+/// One attempt for the completions in the outbox (at shutdown), one call
+/// per completion, stopping at the first that cannot be delivered; returns
+/// how many are still there.
 pub async fn flush_once(transport: &Transport, outbox: &Outbox) -> Result<usize, Error> {
     let ob = outbox.clone();
-    let paths = blocking(move || ob.pending()).await?;
-    let total = paths.len();
-    for (i, path) in paths.into_iter().enumerate() {
-        let Some(entries) = load(outbox, &path).await else {
-            continue;
-        };
-        for entry in &entries {
-            let span = crate::logging::completion_span(entry.job_id, entry.token());
-            let verdict = deliver_once(transport, outbox, Some(&path), entry)
-                .instrument(span)
-                .await;
-            if verdict == Delivery::Kept {
-                // The controller is out of reach: the others would wait in vain.
-                return Ok(total - i);
-            }
+    let entries = blocking(move || ob.pending()).await?;
+    let total = entries.len();
+    for (i, entry) in entries.iter().enumerate() {
+        let span = crate::logging::completion_span(entry.job_id, entry.token());
+        let verdict = deliver_once(transport, outbox, true, entry)
+            .instrument(span)
+            .await;
+        if verdict == Delivery::Kept {
+            // The controller is out of reach: the others would wait in vain.
+            return Ok(total - i);
         }
     }
     Ok(0)

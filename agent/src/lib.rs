@@ -38,7 +38,7 @@
 //! - [`fault`]: failover-drill faults (crash, freeze, partition) simulated on the controller's request.
 //! - [`transport`]: typed HTTP calls to the controller (enroll, poll, heartbeat, complete,
 //!   release), TLS settings, one client.
-//! - [`outbox`]: durable completion files under `<state_dir>/outbox/` (one per batch).
+//! - [`outbox`]: durable completions, one append-only log `<state_dir>/outbox/log`.
 //! - [`delivery`]: sending completions, with retry and backoff; `delivery::queue` is the
 //!   agent's one delivery task (batched writes and sends, leftovers of an earlier run).
 //! - [`backoff`]: exponential delays with jitter.

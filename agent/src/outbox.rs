@@ -1,35 +1,40 @@
 //! The outbox: completions made durable before they are sent.
 //!
-//! Completions that are written together share one file,
-//! `<state_dir>/outbox/<job_id>-<token>.json` named after the first of them:
-//! one completion is a JSON object, several are a JSON array of them. A file
-//! is written through a temp file, fdatasync, rename and fsync of the
-//! directory, so a file in the outbox is always complete JSON. Each
-//! completion in it is removed once the controller has answered it for good
-//! ([`Outbox::remove_many`] counts them per file); the file goes with the last
-//! one. Files left over from an earlier run are delivered at start; a
-//! completion answered before a crash may so be sent twice, which the
-//! controller answers as a duplicate (or a lost lease) — never run twice.
+//! One append-only log, `<state_dir>/outbox/log`, holds every completion not
+//! answered yet. A record is `<len> <crc32> <json>\n`: the payload's length
+//! and CRC-32 (8 hex digits each), then the payload, one JSON object
+//! `{"completion": {job_id, request}}` or `{"done": {job_id, token}}`.
+//! Completions written together are appended in one write and one fdatasync
+//! ([`Outbox::write_many`]); nothing is told they are durable before that
+//! sync returned. A completion the controller answered for good gets a
+//! `done` record (a tombstone, not synced: a tombstone lost in a crash only
+//! brings back an answered completion, delivered again and answered as a
+//! duplicate or a lost lease — never run twice).
 //!
-//! Why files hold batches: a file per job cost ext4 an inode allocation per
-//! job, which under create/unlink churn scans past the recently deleted inodes
-//! and was the agent's largest CPU cost in the throughput benchmark. For the
-//! same reason removed files are recycled rather than unlinked: renamed to
-//! `.spare-<job>-<token>` (at most [`MAX_SPARES`]), and the next write
-//! truncates, fills and syncs a spare before renaming it into place. Spares
-//! start with a dot: never listed, never replayed; a spare holds the bytes of
-//! answered completions until reused (the directory is 0700). Removal is not
-//! fsynced: a removal lost in a crash only brings back answered completions,
-//! which are delivered again as above.
+//! The log is rewritten with only the waiting completions at open and
+//! whenever answered ones make up most of a long log (temp file, fdatasync,
+//! rename, directory fsync). A record that does not check out (a crash in
+//! the middle of a write tears the last one) is skipped: the reader looks
+//! for the next record that does; a damaged part before the end is kept
+//! aside as `log.damaged` (ERROR). Files of the previous layout (a JSON file
+//! per batch, `<job_id>-<token>.json`; `.spare-*` and `.*.tmp` files) are
+//! read once at open, their completions moved into the log and the files
+//! removed; one that cannot be parsed is moved aside as `.json.bad` (ERROR).
+//!
+//! Why one log: a file per batch cost ext4 an inode allocation, a directory
+//! fsync and a deletion per batch, and was the agents' largest CPU cost in
+//! the throughput benchmark.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use baton_proto::{CompleteRequest, FencingToken, JobId};
 use serde::{Deserialize, Serialize};
+use tracing::{error, warn};
 
 /// Outbox failures.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +45,9 @@ pub enum Error {
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: io::Error,
     },
-    /// A file is not a valid entry.
+    /// A completion could not be encoded or a stored one decoded.
     #[error("outbox {path}: not a valid completion: {source}")]
     Corrupt {
         /// The file.
@@ -52,7 +57,7 @@ pub enum Error {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -79,84 +84,243 @@ impl Entry {
     pub fn key(&self) -> Key {
         (self.job_id, self.request.token)
     }
-
-    /// The name of a file that starts with this entry.
-    pub fn file_name(&self) -> String {
-        format!("{}-{}.json", self.job_id, self.request.token)
-    }
 }
 
 /// A completion's job and token.
 pub type Key = (JobId, FencingToken);
 
-/// Most recycled files kept for reuse.
-pub const MAX_SPARES: usize = 256;
+/// One record of the log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Record {
+    /// A completion written.
+    Completion(Entry),
+    /// A completion answered for good.
+    Done { job_id: JobId, token: FencingToken },
+}
 
-const SPARE_PREFIX: &str = ".spare-";
+/// `<len> <crc> ` before the payload: 8 hex digits, a space, 8, a space.
+const HEADER: usize = 18;
 
-/// The outbox directory.
+/// The log is rewritten once it is longer than this and four times as long
+/// as its waiting completions.
+const COMPACT_AFTER_BYTES: u64 = 1 << 20;
+
+const LOG: &str = "log";
+
+/// The outbox directory and its log.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     dir: PathBuf,
-    /// Recycled files, ready to be overwritten.
-    spares: Arc<Mutex<Vec<PathBuf>>>,
-    /// Completions not answered yet, per file written or read.
-    live: Arc<Mutex<HashMap<PathBuf, HashSet<Key>>>>,
+    state: Arc<Mutex<State>>,
+}
+
+/// The log as this run sees it.
+#[derive(Debug)]
+struct State {
+    /// Opened for appending.
+    file: File,
+    /// Its length.
+    len: u64,
+    /// Waiting completions: where each record is in the log.
+    live: BTreeMap<Key, Range<u64>>,
+    /// Bytes of the waiting completions' records.
+    live_bytes: u64,
+    /// A failed append may have left part of a record: rewrite first.
+    dirty: bool,
+}
+
+/// Frame `payload` as one record.
+fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    let crc = crc32fast::hash(payload);
+    out.extend_from_slice(format!("{:08x} {crc:08x} ", payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+    out.push(b'\n');
+}
+
+fn encode(record: &Record, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    frame(&serde_json::to_vec(record)?, out);
+    Ok(())
+}
+
+/// The record at the start of `bytes` and its length, if it checks out.
+fn decode(bytes: &[u8]) -> Option<(Record, usize)> {
+    let header = bytes.get(..HEADER)?;
+    let text = std::str::from_utf8(header).ok()?;
+    let (len, rest) = text.split_at(8);
+    let len = usize::from_str_radix(len, 16).ok()?;
+    let crc = u32::from_str_radix(rest.get(1..9)?, 16).ok()?;
+    if header[8] != b' ' || header[17] != b' ' {
+        return None;
+    }
+    let end = HEADER.checked_add(len)?;
+    let payload = bytes.get(HEADER..end)?;
+    if bytes.get(end) != Some(&b'\n') || crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let record = serde_json::from_slice(payload).ok()?;
+    Some((record, end + 1))
+}
+
+/// What reading a log found.
+#[derive(Debug, Default)]
+struct Replay {
+    /// Waiting completions and where their records are.
+    live: BTreeMap<Key, (Entry, Range<u64>)>,
+    /// Byte ranges skipped because no record there checks out.
+    skipped: Vec<Range<usize>>,
+}
+
+/// Replay a log's records into `replay.live`. A part that does not check
+/// out is skipped up to the next record that does (after a newline).
+fn replay(bytes: &[u8], replay: &mut Replay) {
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Some((record, n)) = decode(&bytes[at..]) {
+            apply(record, at as u64..(at + n) as u64, &mut replay.live);
+            at += n;
+            continue;
+        }
+        let start = at;
+        at = bytes.len();
+        let mut from = start;
+        while let Some(nl) = bytes[from..].iter().position(|b| *b == b'\n') {
+            from += nl + 1;
+            if decode(&bytes[from..]).is_some() {
+                at = from;
+                break;
+            }
+        }
+        replay.skipped.push(start..at);
+    }
+}
+
+fn apply(record: Record, at: Range<u64>, live: &mut BTreeMap<Key, (Entry, Range<u64>)>) {
+    match record {
+        Record::Completion(entry) => {
+            live.insert(entry.key(), (entry, at));
+        }
+        Record::Done { job_id, token } => {
+            live.remove(&(job_id, token));
+        }
+    }
+}
+
+/// What is in an outbox directory: the log's waiting completions (after
+/// those of files of the previous layout) and those files.
+#[derive(Debug, Default)]
+struct Found {
+    replay: Replay,
+    log_bytes: Vec<u8>,
+    /// Old-layout completion files read.
+    legacy: Vec<PathBuf>,
+    /// Old-layout files that cannot be parsed.
+    unreadable: Vec<PathBuf>,
+    /// Spares and temp files of the old layout: nothing waits in them.
+    stale: Vec<PathBuf>,
+}
+
+/// Read the directory without changing anything.
+fn scan(dir: &Path) -> Result<Found, Error> {
+    let mut found = Found::default();
+    let mut legacy_entries = Vec::new();
+    for item in fs::read_dir(dir).map_err(io_at(dir))? {
+        let item = item.map_err(io_at(dir))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".spare-") || (name.starts_with('.') && name.ends_with(".tmp")) {
+            found.stale.push(item.path());
+        } else if !name.starts_with('.') && name.ends_with(".json") {
+            match read_legacy(&item.path()) {
+                Some(entries) => {
+                    legacy_entries.extend(entries);
+                    found.legacy.push(item.path());
+                }
+                None => found.unreadable.push(item.path()),
+            }
+        }
+    }
+    found.legacy.sort();
+    // The log comes after the old files: its tombstones answer them too.
+    for entry in legacy_entries {
+        found.replay.live.insert(entry.key(), (entry, 0..0));
+    }
+    let log = dir.join(LOG);
+    match fs::read(&log) {
+        Ok(bytes) => {
+            replay(&bytes, &mut found.replay);
+            found.log_bytes = bytes;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at(&log)(e)),
+    }
+    Ok(found)
+}
+
+/// The completions of one file of the previous layout (an object or an
+/// array); None when it is not valid.
+fn read_legacy(path: &Path) -> Option<Vec<Entry>> {
+    let bytes = fs::read(path).ok()?;
+    if bytes.trim_ascii_start().starts_with(b"[") {
+        serde_json::from_slice(&bytes).ok()
+    } else {
+        serde_json::from_slice(&bytes).ok().map(|e| vec![e])
+    }
+}
+
+/// The completions waiting in the outbox of `state_dir`, by job and token,
+/// read without changing anything (while an agent runs there too).
+pub fn waiting(state_dir: &Path) -> Result<Vec<Entry>, Error> {
+    let dir = state_dir.join("outbox");
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let found = scan(&dir)?;
+    Ok(found.replay.live.into_values().map(|(e, _)| e).collect())
 }
 
 impl Outbox {
-    /// Open (creating it 0700 if missing) `<state_dir>/outbox`.
+    /// Open (creating it 0700 if missing) `<state_dir>/outbox`: the log is
+    /// read and rewritten with the waiting completions, those of files of
+    /// the previous layout included, and those files are removed.
     pub fn open(state_dir: &Path) -> Result<Self, Error> {
         let dir = state_dir.join("outbox");
-        crate::config::create_private_dir(&dir).map_err(io(&dir))?;
-        let mut spares = Vec::new();
-        for item in fs::read_dir(&dir).map_err(io(&dir))? {
-            let item = item.map_err(io(&dir))?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with(SPARE_PREFIX) && spares.len() < MAX_SPARES {
-                spares.push(item.path());
-            } else if name.starts_with(SPARE_PREFIX)
-                || (name.starts_with('.') && name.ends_with(".tmp"))
-            {
-                // A temp file is a crash between create and rename: its
-                // completions were never durable, so never acknowledged either.
-                let _ = fs::remove_file(item.path());
+        crate::config::create_private_dir(&dir).map_err(io_at(&dir))?;
+        let found = scan(&dir)?;
+        report_damage(&dir, &found);
+        for path in &found.unreadable {
+            let bad = path.with_extension("json.bad");
+            match fs::rename(path, &bad) {
+                Ok(()) => error!(file = %bad.display(), "Unreadable completion moved aside"),
+                Err(e) => {
+                    error!(file = %path.display(), error = %e, "Unreadable completion cannot be moved aside")
+                }
             }
         }
-        Ok(Outbox {
+        let entries = found.replay.live.into_values().map(|(e, _)| e);
+        let (file, live, len) = rewrite(&dir, entries.map(Ok))?;
+        let outbox = Outbox {
             dir,
-            spares: Arc::new(Mutex::new(spares)),
-            live: Arc::new(Mutex::new(HashMap::new())),
-        })
-    }
-
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, HashSet<Key>>> {
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn spares(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
-        self.spares.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Write and sync `json` under a temporary (dot) name: a recycled file
-    /// when one is left, else a new temp file. Returns that name.
-    fn stage(&self, name: &str, json: &[u8]) -> Result<PathBuf, Error> {
-        while let Some(spare) = self.spares().pop() {
-            let opened = fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&spare);
-            if let Ok(mut file) = opened {
-                file.write_all(json).map_err(io(&spare))?;
-                file.sync_data().map_err(io(&spare))?;
-                return Ok(spare);
+            state: Arc::new(Mutex::new(State {
+                file,
+                len,
+                live_bytes: len,
+                live,
+                dirty: false,
+            })),
+        };
+        let old = found.legacy.iter().chain(&found.stale);
+        let mut removed = false;
+        for path in old {
+            match fs::remove_file(path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(path)(e)),
             }
         }
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut file = File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(json).map_err(io(&tmp))?;
-        file.sync_data().map_err(io(&tmp))?;
-        Ok(tmp)
+        if removed {
+            sync_dir(&outbox.dir)?;
+        }
+        Ok(outbox)
     }
 
     /// The directory.
@@ -164,193 +328,242 @@ impl Outbox {
         &self.dir
     }
 
-    /// Write `entry` durably; returns its path.
-    pub fn write(&self, entry: &Entry) -> Result<PathBuf, Error> {
+    fn log(&self) -> PathBuf {
+        self.dir.join(LOG)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Write `entry` durably.
+    pub fn write(&self, entry: &Entry) -> Result<(), Error> {
         self.write_many(std::slice::from_ref(entry))
-            .pop()
-            .unwrap_or_else(|| {
-                Err(Error::Io {
-                    path: self.dir.clone(),
-                    source: std::io::Error::other("no result for the entry"),
-                })
-            })
     }
 
-    /// Write several entries durably into one file (one fdatasync, one
-    /// directory fsync). One result per entry, in order: the file's path for
-    /// each, or the same error for each.
-    pub fn write_many(&self, entries: &[Entry]) -> Vec<Result<PathBuf, Error>> {
-        let Some(first) = entries.first() else {
-            return Vec::new();
-        };
-        match self.write_file(first, entries) {
-            Ok(path) => entries.iter().map(|_| Ok(path.clone())).collect(),
-            Err(e) => {
-                let msg = e.to_string();
-                let path = match &e {
-                    Error::Io { path, .. } | Error::Corrupt { path, .. } => path.clone(),
-                };
-                let mut out = vec![Err(e)];
-                out.extend((1..entries.len()).map(|_| {
-                    Err(Error::Io {
-                        path: path.clone(),
-                        source: std::io::Error::other(msg.clone()),
-                    })
-                }));
-                out
-            }
+    /// Write several entries durably: one append, one fdatasync. On an
+    /// error none of them counts as written.
+    pub fn write_many(&self, entries: &[Entry]) -> Result<(), Error> {
+        if entries.is_empty() {
+            return Ok(());
         }
-    }
-
-    fn write_file(&self, first: &Entry, entries: &[Entry]) -> Result<PathBuf, Error> {
-        let name = first.file_name();
-        let path = self.dir.join(&name);
-        let json = match entries {
-            [one] => serde_json::to_vec_pretty(one),
-            many => serde_json::to_vec_pretty(many),
-        }
-        .map_err(|source| Error::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
-        let tmp = self.stage(&name, &json)?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        self.live()
-            .insert(path.clone(), entries.iter().map(Entry::key).collect());
-        self.sync_dir()?;
-        Ok(path)
-    }
-
-    /// Remove answered (delivered or dropped) entries, each given by its
-    /// file and key; a file goes when its last waiting entry does. A file
-    /// this outbox never wrote nor read goes at once.
-    pub fn remove_many(&self, answered: &[(PathBuf, Key)]) -> Result<(), Error> {
-        let mut done = Vec::new();
-        {
-            let mut live = self.live();
-            for (path, key) in answered {
-                let empty = match live.get_mut(path) {
-                    Some(waiting) => {
-                        waiting.remove(key);
-                        waiting.is_empty()
-                    }
-                    None => true,
-                };
-                if empty {
-                    live.remove(path);
-                    if !done.contains(&path) {
-                        done.push(path);
-                    }
+        let log = self.log();
+        let mut buf = Vec::new();
+        let mut sizes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let before = buf.len();
+            encode(&Record::Completion(entry.clone()), &mut buf).map_err(|source| {
+                Error::Corrupt {
+                    path: log.clone(),
+                    source,
                 }
+            })?;
+            sizes.push((buf.len() - before) as u64);
+        }
+        let mut st = self.lock();
+        if st.dirty {
+            self.compact(&mut st)?;
+        }
+        let start = st.len;
+        if let Err(e) = st.file.write_all(&buf).and_then(|()| st.file.sync_data()) {
+            // Cut a partial record off, or rewrite before the next append.
+            st.dirty = st.file.set_len(start).is_err();
+            return Err(io_at(&log)(e));
+        }
+        let mut at = start;
+        for (entry, size) in entries.iter().zip(sizes) {
+            if let Some(old) = st.live.insert(entry.key(), at..at + size) {
+                st.live_bytes -= old.end - old.start;
             }
+            st.live_bytes += size;
+            at += size;
         }
-        for path in done {
-            self.take_out(path)?;
-        }
+        st.len = at;
         Ok(())
     }
 
-    /// Whether the entry `key` of `path` still waits for an answer (false
-    /// once answered, or for a file this outbox never wrote nor read).
-    pub fn is_waiting(&self, path: &Path, key: Key) -> bool {
-        self.live().get(path).is_some_and(|w| w.contains(&key))
-    }
-
-    /// Remove one answered entry.
-    pub fn remove(&self, path: &Path, key: Key) -> Result<(), Error> {
-        self.remove_many(&[(path.to_path_buf(), key)])
-    }
-
-    /// Take one file out of the outbox: recycled as a spare while there is
-    /// room, else unlinked. Already gone is fine.
-    fn take_out(&self, path: &Path) -> Result<(), Error> {
-        let recycle = self.spares().len() < MAX_SPARES;
-        // No `.json` in a spare's name: nothing that counts outbox entries sees it.
-        if recycle && let Some(name) = path.file_stem() {
-            let spare = self
-                .dir
-                .join(format!("{SPARE_PREFIX}{}", name.to_string_lossy()));
-            match fs::rename(path, &spare) {
-                Ok(()) => {
-                    self.spares().push(spare);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(_) => {}
+    /// Mark answered (delivered or dropped) completions done. Not synced
+    /// (see the module doc); answering one twice, or one never written, is
+    /// fine. The log is rewritten when mostly answered.
+    pub fn remove_many(&self, answered: &[Key]) -> Result<(), Error> {
+        let log = self.log();
+        let mut st = self.lock();
+        let mut buf = Vec::new();
+        for &(job_id, token) in answered {
+            let Some(range) = st.live.remove(&(job_id, token)) else {
+                continue;
+            };
+            st.live_bytes -= range.end - range.start;
+            encode(&Record::Done { job_id, token }, &mut buf).map_err(|source| Error::Corrupt {
+                path: log.clone(),
+                source,
+            })?;
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let long = st.len > COMPACT_AFTER_BYTES && st.len > 4 * st.live_bytes;
+        // The rewrite leaves the answered ones out: no tombstone needed.
+        if (long || st.dirty) && self.compact(&mut st).is_ok() {
+            return Ok(());
+        }
+        let start = st.len;
+        match st.file.write_all(&buf) {
+            Ok(()) => {
+                st.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                st.dirty = st.file.set_len(start).is_err();
+                Err(io_at(&log)(e))
             }
         }
-        match fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(path)(e)),
-        }
     }
 
-    /// Read the entries of one file; each counts as waiting until removed.
-    pub fn read(&self, path: &Path) -> Result<Vec<Entry>, Error> {
-        let bytes = fs::read(path).map_err(io(path))?;
-        let corrupt = |source| Error::Corrupt {
-            path: path.to_path_buf(),
-            source,
-        };
-        let entries = if bytes.trim_ascii_start().starts_with(b"[") {
-            serde_json::from_slice::<Vec<Entry>>(&bytes).map_err(corrupt)?
-        } else {
-            vec![serde_json::from_slice::<Entry>(&bytes).map_err(corrupt)?]
-        };
-        // Read again (a retry, or a file this run wrote): the entries
-        // answered since stay answered.
-        self.live()
-            .entry(path.to_path_buf())
-            .or_insert_with(|| entries.iter().map(Entry::key).collect());
-        Ok(entries)
+    /// Mark one answered completion done.
+    pub fn remove(&self, key: Key) -> Result<(), Error> {
+        self.remove_many(&[key])
     }
 
-    /// Files of waiting entries, oldest job first. Temp files are not
-    /// listed (stale ones were removed at open).
-    pub fn pending(&self) -> Result<Vec<PathBuf>, Error> {
-        let mut out = Vec::new();
-        for item in fs::read_dir(&self.dir).map_err(io(&self.dir))? {
-            let item = item.map_err(io(&self.dir))?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && name.ends_with(".json") {
-                out.push(item.path());
-            }
+    /// Whether the completion `key` waits for an answer.
+    pub fn is_waiting(&self, key: Key) -> bool {
+        self.lock().live.contains_key(&key)
+    }
+
+    /// The waiting completions, by job then token.
+    pub fn pending(&self) -> Result<Vec<Entry>, Error> {
+        let st = self.lock();
+        let log = self.log();
+        let mut out = Vec::with_capacity(st.live.len());
+        for range in st.live.values() {
+            out.push(self.read_entry(&st.file, range, &log)?);
         }
-        out.sort_by_key(|p| sort_key(p));
         Ok(out)
     }
 
-    /// Move a file that cannot be read aside (`.bad`) so it is not retried forever.
-    pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
-        self.live().remove(path);
-        let bad = path.with_extension("json.bad");
-        fs::rename(path, &bad).map_err(io(path))?;
-        self.sync_dir()?;
-        Ok(bad)
+    /// The completion whose record is at `range` of the log.
+    fn read_entry(&self, file: &File, range: &Range<u64>, log: &Path) -> Result<Entry, Error> {
+        let bytes = read_range(file, range).map_err(io_at(log))?;
+        match decode(&bytes) {
+            Some((Record::Completion(entry), _)) => Ok(entry),
+            _ => Err(Error::Io {
+                path: log.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::InvalidData, "a record changed on disk"),
+            }),
+        }
     }
 
-    fn sync_dir(&self) -> Result<(), Error> {
-        #[cfg(unix)]
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+    /// Rewrite the log with the waiting completions, under the lock.
+    fn compact(&self, st: &mut State) -> Result<(), Error> {
+        let log = self.log();
+        let old: Vec<Range<u64>> = st.live.values().cloned().collect();
+        let (file, live, len) = {
+            let entries = old.iter().map(|r| self.read_entry(&st.file, r, &log));
+            rewrite(&self.dir, entries)?
+        };
+        *st = State {
+            file,
+            len,
+            live_bytes: len,
+            live,
+            dirty: false,
+        };
         Ok(())
     }
 }
 
-/// `(job_id, token)` parsed from a file name, for a stable order.
-fn sort_key(path: &Path) -> (i64, i64, String) {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut parts = stem
-        .splitn(2, '-')
-        .map(|p| p.parse::<i64>().unwrap_or(i64::MAX));
-    let job = parts.next().unwrap_or(i64::MAX);
-    let token = parts.next().unwrap_or(i64::MAX);
-    (job, token, stem)
+/// Read `range` of `file`.
+fn read_range(file: &File, range: &Range<u64>) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0; usize::try_from(range.end - range.start).unwrap_or(0)];
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, range.start)?;
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < bytes.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(
+                file,
+                &mut bytes[done..],
+                range.start + done as u64,
+            )?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Replace the log with one holding `entries` (temp file, fdatasync,
+/// rename, directory fsync); returns it opened for appending, where each
+/// record is, and its length.
+#[allow(clippy::type_complexity)]
+fn rewrite(
+    dir: &Path,
+    entries: impl Iterator<Item = Result<Entry, Error>>,
+) -> Result<(File, BTreeMap<Key, Range<u64>>, u64), Error> {
+    let tmp = dir.join("log.tmp");
+    let log = dir.join(LOG);
+    let mut buf = Vec::new();
+    let mut live = BTreeMap::new();
+    for entry in entries {
+        let entry = entry?;
+        let start = buf.len() as u64;
+        let key = entry.key();
+        encode(&Record::Completion(entry), &mut buf).map_err(|source| Error::Corrupt {
+            path: log.clone(),
+            source,
+        })?;
+        live.insert(key, start..buf.len() as u64);
+    }
+    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+    f.write_all(&buf).map_err(io_at(&tmp))?;
+    f.sync_data().map_err(io_at(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, &log).map_err(io_at(&log))?;
+    sync_dir(dir)?;
+    let file = OpenOptions::new()
+        .append(true)
+        .read(true)
+        .open(&log)
+        .map_err(io_at(&log))?;
+    Ok((file, live, buf.len() as u64))
+}
+
+/// Say what was skipped reading the log: a torn last record is a WARN; a
+/// damaged part before the end is an ERROR, and the log is kept aside as
+/// `log.damaged` before it is rewritten.
+fn report_damage(dir: &Path, found: &Found) {
+    let total = found.log_bytes.len();
+    for range in &found.replay.skipped {
+        if range.end == total {
+            warn!(
+                bytes = range.end - range.start,
+                "Ignored a torn last record in the outbox log (a crash during a write)"
+            );
+            continue;
+        }
+        let aside = dir.join("log.damaged");
+        let kept = fs::write(&aside, &found.log_bytes);
+        error!(
+            offset = range.start,
+            bytes = range.end - range.start,
+            copy = %aside.display(),
+            kept = kept.is_ok(),
+            "Skipped a damaged part of the outbox log; completions in it are lost"
+        );
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 #[cfg(test)]

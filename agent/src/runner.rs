@@ -82,7 +82,7 @@ impl Registry {
     }
 
     /// Stop every job for shutdown: running work is stopped and released,
-    /// pending deliveries stop retrying (their files stay in the outbox).
+    /// pending deliveries stop retrying (their completions stay in the outbox).
     pub fn stop_all(&self) {
         for control in self.map().values() {
             control.cancel.cancel(CancelReason::Shutdown);

@@ -518,16 +518,58 @@ impl Agent {
             .context("identity.json has no secret")
     }
 
-    /// Number of completions waiting in its outbox.
+    /// Number of completions waiting in its outbox (read without changing it).
     pub fn outbox_len(&self) -> usize {
-        fs::read_dir(self.dir.join("state").join("outbox"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .count()
-            })
-            .unwrap_or(0)
+        outbox_waiting(&self.dir.join("state").join("outbox")).len()
     }
+}
+
+/// The completions (job id, token) waiting in an agent's outbox directory:
+/// the log `log` (records `<len> <crc32> <json>\n`, see the agent's
+/// `outbox` module; a record that does not parse ends the reading, like a
+/// torn last one) after the files of the previous layout (`*.json`).
+pub fn outbox_waiting(dir: &Path) -> std::collections::BTreeSet<(i64, i64)> {
+    let mut live = std::collections::BTreeSet::new();
+    let key = |v: &serde_json::Value| {
+        Some((
+            v.get("job_id")?.as_i64()?,
+            v.pointer("/request/token")?.as_i64()?,
+        ))
+    };
+    for item in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        let v: serde_json::Value = fs::read(item.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let items = v.as_array().cloned().unwrap_or_else(|| vec![v]);
+        live.extend(items.iter().filter_map(key));
+    }
+    let bytes = fs::read(dir.join("log")).unwrap_or_default();
+    let mut rest = &bytes[..];
+    while let Some(record) = next_record(&mut rest) {
+        if let Some(k) = record.get("completion").and_then(key) {
+            live.insert(k);
+        }
+        if let Some(done) = record.get("done")
+            && let (Some(j), Some(t)) = (done["job_id"].as_i64(), done["token"].as_i64())
+        {
+            live.remove(&(j, t));
+        }
+    }
+    live
+}
+
+/// The payload of the record at the start of `rest`, which moves past it.
+fn next_record(rest: &mut &[u8]) -> Option<serde_json::Value> {
+    let len = usize::from_str_radix(std::str::from_utf8(rest.get(..8)?).ok()?, 16).ok()?;
+    let payload = rest.get(18..18 + len)?;
+    let value = serde_json::from_slice(payload).ok()?;
+    *rest = rest.get(18 + len + 1..)?;
+    Some(value)
 }
 
 /// The pids a test command wrote to `path`, one per line (none yet: empty).

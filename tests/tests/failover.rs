@@ -275,6 +275,64 @@ async fn controller_kill9_loses_nothing_and_the_outbox_delivers() {
     }
 }
 
+/// Completions the agent made durable (in its outbox log) while the
+/// controller was down survive a SIGKILL of the agent too: the restarted
+/// agent delivers them; none is lost, none re-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_kill9_keeps_the_completions_in_its_outbox() {
+    let mut c = Cluster::start_with(1, "", |o| o.slots = 4)
+        .await
+        .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let mut jobs = Vec::new();
+    for i in 0..4 {
+        let job = c
+            .api
+            .submit(sh(&format!("sleep 1; echo p{i}"), 15_000))
+            .await
+            .expect("submit");
+        jobs.push(job.id);
+    }
+    for &id in &jobs {
+        c.api.wait_running(id, WAIT).await.expect("running");
+    }
+    let agent = c.agents[0].opts.id.clone();
+    c.controller.kill9();
+    let end = std::time::Instant::now() + WAIT;
+    while c.agent(&agent).outbox_len() < jobs.len() {
+        assert!(
+            std::time::Instant::now() < end,
+            "completions never all parked in the outbox\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.agent(&agent).proc().kill9();
+    assert_eq!(c.agent(&agent).outbox_len(), jobs.len(), "kept on disk");
+    c.controller.restart().await.expect("restart");
+    c.agent(&agent).restart().expect("agent restart");
+    for (i, &id) in jobs.iter().enumerate() {
+        let done = c.api.wait_terminal(id, WAIT).await.expect("terminal");
+        assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
+        assert_eq!(
+            done.attempts.len(),
+            1,
+            "delivered, not re-run\n{}",
+            c.logs()
+        );
+        assert_eq!(done.result.expect("result").stdout, format!("p{i}\n"));
+    }
+    let end = std::time::Instant::now() + WAIT;
+    while c.agent(&agent).outbox_len() > 0 {
+        assert!(
+            std::time::Instant::now() < end,
+            "delivered completions left in the outbox\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_jobs_survive_controller_kill9() {
     let mut c = Cluster::start(0).await.expect("cluster");

@@ -49,10 +49,8 @@ pub fn to_report(records: &LeaseRecords, outbox: &Outbox) -> Vec<LeaseRef> {
         return previous;
     }
     let mut completed = HashSet::new();
-    for path in outbox.pending().unwrap_or_default() {
-        for entry in outbox.read(&path).unwrap_or_default() {
-            completed.insert((entry.job_id, entry.token()));
-        }
+    for entry in outbox.pending().unwrap_or_default() {
+        completed.insert(entry.key());
     }
     let (done, open): (Vec<LeaseRef>, Vec<LeaseRef>) = previous
         .into_iter()

@@ -1,7 +1,7 @@
 //! The whole agent against the fake controller: real HTTP, real processes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use baton_proto::{
@@ -31,15 +31,12 @@ struct Running {
 }
 
 impl Running {
-    fn outbox_files(&self) -> Vec<PathBuf> {
-        Outbox::open(self.state.path())
-            .expect("outbox")
-            .pending()
-            .expect("list")
+    fn outbox_files(&self) -> Vec<Entry> {
+        crate::outbox::waiting(self.state.path()).expect("outbox")
     }
 
-    /// Whether the outbox empties within `LIMIT`: the agent removes a
-    /// completion's file after the controller's answer arrives, which is
+    /// Whether the outbox empties within `LIMIT`: the agent marks a
+    /// completion done after the controller's answer arrives, which is
     /// just after the fake controller recorded it.
     async fn outbox_drains(&self) -> bool {
         let end = tokio::time::Instant::now() + LIMIT;
@@ -393,12 +390,14 @@ async fn leftover_batch_files_are_delivered_through_an_outage_at_start() {
         s.complete_unavailable = 2;
     }
     let state = tempfile::tempdir().expect("tempdir");
-    for r in Outbox::open(state.path())
-        .expect("outbox")
-        .write_many(&entries)
-    {
-        r.expect("write");
-    }
+    // A batch file of the previous layout (a JSON array, one file per batch).
+    let dir = state.path().join("outbox");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("80-1.json"),
+        serde_json::to_vec(&entries).expect("json"),
+    )
+    .expect("write");
     let (task, shutdown) =
         spawn_agent(config(&fake.url, state.path(), LIMIT), &identity(&fake.url));
     let agent = Running {
@@ -424,7 +423,11 @@ async fn leftover_batch_files_are_delivered_through_an_outage_at_start() {
     assert_eq!(got, [80, 81, 82]);
     assert!(
         agent.outbox_drains().await,
-        "the file goes with its last answer"
+        "each is marked done with its answer"
+    );
+    assert!(
+        !dir.join("80-1.json").exists(),
+        "moved into the log at start"
     );
     agent.stop().await;
 }
@@ -440,10 +443,7 @@ async fn completion_refused_for_lease_lost_is_dropped() {
     assert!(agent.fake.until(LIMIT, |s| s.complete_attempts == 1).await);
     let (fake, state) = agent.stop().await;
     assert_eq!(fake.script().complete_attempts, 1, "never sent again");
-    let left = Outbox::open(state.path())
-        .expect("outbox")
-        .pending()
-        .expect("list");
+    let left = crate::outbox::waiting(state.path()).expect("outbox");
     assert!(left.is_empty(), "dropped: {left:?}");
 }
 
@@ -467,10 +467,7 @@ async fn shutdown_stops_and_releases_running_jobs() {
     assert_eq!(s.releases[0].1.token, 18);
     assert_eq!(s.releases[0].1.reason, "shutdown");
     assert_eq!(s.complete_attempts, 0, "released, not completed");
-    let left = Outbox::open(state.path())
-        .expect("outbox")
-        .pending()
-        .expect("list");
+    let left = crate::outbox::waiting(state.path()).expect("outbox");
     assert!(left.is_empty());
 }
 
@@ -621,10 +618,7 @@ async fn completion_refused_as_forbidden_is_dropped() {
     let (fake, state) = agent.stop().await;
     assert_eq!(fake.script().complete_attempts, 1, "never sent again");
     assert!(fake.script().completes.is_empty());
-    let left = Outbox::open(state.path())
-        .expect("outbox")
-        .pending()
-        .expect("list");
+    let left = crate::outbox::waiting(state.path()).expect("outbox");
     assert!(left.is_empty(), "dropped: {left:?}");
 }
 

@@ -3,7 +3,6 @@
 //! (`POST /v1/agents/{id}/complete`), each item's result mapped like a single
 //! call's; a controller without the batch route gets one call per job.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_proto::lease::{
@@ -26,8 +25,8 @@ const BATCH_TEXT_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 struct Handoff {
     entry: Entry,
-    /// Already in the outbox (left by an earlier run): this file.
-    persisted: Option<PathBuf>,
+    /// Already in the outbox (left by an earlier run).
+    persisted: bool,
     abandon: CancellationToken,
     done: oneshot::Sender<Delivery>,
     /// The job's span: what is logged about this completion is in it.
@@ -37,7 +36,8 @@ struct Handoff {
 /// A completion in the outbox, waiting for the controller's answer.
 #[derive(Debug)]
 struct Pending {
-    path: Option<PathBuf>,
+    /// In the outbox (false: it could not be written, sent from memory).
+    persisted: bool,
     entry: Entry,
     abandon: CancellationToken,
     done: oneshot::Sender<Delivery>,
@@ -78,7 +78,7 @@ impl Deliverer {
     }
 
     /// Persist `entry` and deliver it (batched with others), retrying until the
-    /// controller answers for good, or `abandon` fires (then `Kept`: the file
+    /// controller answers for good, or `abandon` fires (then `Kept`: it
     /// stays in the outbox). Without a delivery task it does both itself.
     pub async fn deliver(
         &self,
@@ -90,7 +90,7 @@ impl Deliverer {
         let (done, answer) = oneshot::channel();
         let handoff = Handoff {
             entry,
-            persisted: None,
+            persisted: false,
             abandon: abandon.clone(),
             done,
             span: Span::current(),
@@ -104,12 +104,11 @@ impl Deliverer {
             v = answer => v.unwrap_or(Delivery::Kept),
         }
     }
-    /// Deliver a completion already in the outbox (in `path`), batched with
-    /// the others; `None` when the delivery task is gone. Its answer comes
-    /// on the receiver (an error: the task stopped first; the file stays).
+    /// Deliver a completion already in the outbox, batched with the others;
+    /// `None` when the delivery task is gone. Its answer comes on the
+    /// receiver (an error: the task stopped first; the completion stays).
     pub fn redeliver(
         &self,
-        path: PathBuf,
         entry: Entry,
         abandon: &CancellationToken,
     ) -> Option<oneshot::Receiver<Delivery>> {
@@ -117,7 +116,7 @@ impl Deliverer {
         let handoff = Handoff {
             span: crate::logging::completion_span(entry.job_id, entry.token()),
             entry,
-            persisted: Some(path),
+            persisted: true,
             abandon: abandon.clone(),
             done,
         };
@@ -132,14 +131,14 @@ async fn deliver_alone(
     entry: Entry,
     abandon: &CancellationToken,
 ) -> Delivery {
-    let path = match persist(outbox, &entry).await {
-        Ok(path) => Some(path),
+    let persisted = match persist(outbox, &entry).await {
+        Ok(()) => true,
         Err(e) => {
             error!(error = %e, "Cannot write the completion to the outbox; sending it from memory");
-            None
+            false
         }
     };
-    deliver_until(transport, outbox, path.as_deref(), &entry, abandon).await
+    deliver_until(transport, outbox, persisted, &entry, abandon).await
 }
 
 /// The agent's delivery task: runs until `stop` fires (after the job tasks
@@ -268,11 +267,11 @@ impl QueueState {
     /// Write the completions that arrived to the outbox, together.
     async fn persist(&self, arrived: Vec<Handoff>) -> Vec<Pending> {
         let (mut pending, arrived): (Vec<Handoff>, Vec<Handoff>) =
-            arrived.into_iter().partition(|h| h.persisted.is_some());
+            arrived.into_iter().partition(|h| h.persisted);
         let mut pending: Vec<Pending> = pending
             .drain(..)
             .map(|h| Pending {
-                path: h.persisted,
+                persisted: true,
                 entry: h.entry,
                 abandon: h.abandon,
                 done: h.done,
@@ -290,30 +289,15 @@ impl QueueState {
         }
         let entries: Vec<Entry> = arrived.iter().map(|h| h.entry.clone()).collect();
         let ob = self.outbox.clone();
-        let written = match tokio::task::spawn_blocking(move || ob.write_many(&entries)).await {
-            Ok(w) => w,
-            Err(e) => {
-                error!(error = %e, "Outbox task failed");
-                Vec::new()
-            }
-        };
-        let mut written = written.into_iter();
+        let written = blocking(move || ob.write_many(&entries)).await;
         arrived
             .into_iter()
             .map(|h| {
-                let path = match written.next() {
-                    Some(Ok(path)) => Some(path),
-                    Some(Err(e)) => {
-                        h.span.in_scope(|| error!(error = %e, "Cannot write the completion to the outbox; sending it from memory"));
-                        None
-                    }
-                    None => {
-                        h.span.in_scope(|| error!("Cannot write the completion to the outbox; sending it from memory"));
-                        None
-                    }
-                };
+                if let Err(e) = &written {
+                    h.span.in_scope(|| error!(error = %e, "Cannot write the completion to the outbox; sending it from memory"));
+                }
                 Pending {
-                    path,
+                    persisted: written.is_ok(),
                     entry: h.entry,
                     abandon: h.abandon,
                     done: h.done,
@@ -323,17 +307,18 @@ impl QueueState {
             .collect()
     }
 
-    /// Remove the files of answered completions, together.
+    /// Mark answered completions done in the outbox, together.
     async fn remove(&self, answered: &[(Pending, Delivery)]) {
-        let paths: Vec<(PathBuf, outbox::Key)> = answered
+        let keys: Vec<outbox::Key> = answered
             .iter()
-            .filter_map(|(p, _)| Some((p.path.clone()?, p.entry.key())))
+            .filter(|(p, _)| p.persisted)
+            .map(|(p, _)| p.entry.key())
             .collect();
-        if paths.is_empty() {
+        if keys.is_empty() {
             return;
         }
         let ob = self.outbox.clone();
-        if let Err(e) = blocking(move || ob.remove_many(&paths)).await {
+        if let Err(e) = blocking(move || ob.remove_many(&keys)).await {
             error!(error = %e, "Cannot remove delivered completions from the outbox");
         }
     }
@@ -489,7 +474,7 @@ fn batch_verdicts(chunk: &[Pending], resp: BatchCompleteResponse) -> Option<Vec<
     )
 }
 
-/// What one item's result means for its file (logged, in the item's job
+/// What one item's result means for its completion (logged, in the item's job
 /// span): the same verdict as for a single completion call with that answer;
 /// `None` when it was refused for its size (to be cut down and sent again).
 fn item_verdict(result: BatchCompleteResult) -> Option<Delivery> {

@@ -5,7 +5,8 @@
 //! completion was delivered or is in the outbox, it was released, or it was
 //! lost). A start is fdatasynced, so it survives a crash of the host too
 //! (the sync, about one disk flush, runs on a blocking thread beside the
-//! work, so no job waits for it); an end is not: an end lost in a crash only
+//! work, so no job waits for it; starts that arrive while a sync runs share
+//! the next one, a group commit); an end is not: an end lost in a crash only
 //! brings back a record the controller answers "not current", or one whose
 //! completion is in the outbox, which is left out at start. One file for
 //! every lease, instead of a file per lease, spares the filesystem an inode
@@ -28,7 +29,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use baton_proto::{FencingToken, JobId, LeaseRef};
 use tracing::{debug, warn};
@@ -55,6 +56,20 @@ const COMPACT_AFTER: usize = 4096;
 pub struct LeaseRecords {
     dir: PathBuf,
     state: Arc<Mutex<State>>,
+    /// Who syncs the log, and how far it is synced.
+    sync: Arc<(Mutex<Syncs>, Condvar)>,
+}
+
+/// The group commit of starts: one fdatasync covers every line appended
+/// before it began.
+#[derive(Debug, Default)]
+struct Syncs {
+    /// Lines appended and synced (counted in [`State::appended`]).
+    synced: u64,
+    /// A sync is running.
+    running: bool,
+    /// Syncs done (for tests and figures).
+    count: u64,
 }
 
 /// What the log says now.
@@ -66,6 +81,8 @@ struct State {
     legacy: BTreeSet<(JobId, FencingToken)>,
     /// Lines in the log.
     lines: usize,
+    /// Lines appended by this run (the group commit's sequence).
+    appended: u64,
 }
 
 impl LeaseRecords {
@@ -93,6 +110,7 @@ impl LeaseRecords {
         let records = LeaseRecords {
             dir,
             state: Arc::new(Mutex::new(State::default())),
+            sync: Arc::default(),
         };
         records.rewrite(&state.live).map_err(io_err(&log))?;
         state.lines = state.live.len();
@@ -120,7 +138,9 @@ impl LeaseRecords {
     /// refused: the job goes on, but after a crash its lease runs out at the
     /// TTL instead of ending at the next start.
     pub fn record(&self, job_id: JobId, token: FencingToken) -> bool {
-        let written = self.append('+', job_id, token).and_then(|f| f.sync_data());
+        let written = self
+            .append('+', job_id, token)
+            .and_then(|seq| self.sync_through(seq));
         match &written {
             Ok(()) => {}
             Err(e) => warn!(
@@ -184,17 +204,52 @@ impl LeaseRecords {
     }
 
     /// Append one line under the lock (lines never interleave, and a
-    /// compaction sees every lease whose `+` is in the log); the file, for
-    /// the caller to sync.
-    fn append(&self, sign: char, job_id: JobId, token: FencingToken) -> io::Result<File> {
+    /// compaction sees every lease whose `+` is in the log); its sequence
+    /// number, for [`Self::sync_through`].
+    fn append(&self, sign: char, job_id: JobId, token: FencingToken) -> io::Result<u64> {
         let mut st = self.lock();
         let mut f = OpenOptions::new().append(true).open(self.log())?;
         f.write_all(format!("{sign}{job_id} {token}\n").as_bytes())?;
         st.lines += 1;
+        st.appended += 1;
         if sign == '+' {
             st.live.insert((job_id, token));
         }
-        Ok(f)
+        Ok(st.appended)
+    }
+
+    /// Return once line `seq` is synced: by a sync that started after it
+    /// was appended, this thread's or another's. One thread syncs at a
+    /// time, for every line appended before it started (a group commit).
+    fn sync_through(&self, seq: u64) -> io::Result<()> {
+        let (lock, synced) = &*self.sync;
+        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if s.synced >= seq {
+                return Ok(());
+            }
+            if !s.running {
+                break;
+            }
+            s = synced.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.running = true;
+        drop(s);
+        // The log as it is now (a compaction replaces it under the same
+        // lock, after syncing every current lease) and how far it goes.
+        let opened = {
+            let st = self.lock();
+            File::open(self.log()).map(|f| (f, st.appended))
+        };
+        let done = opened.and_then(|(f, through)| f.sync_data().map(|()| through));
+        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+        s.running = false;
+        s.count += 1;
+        if let Ok(through) = done {
+            s.synced = s.synced.max(through);
+        }
+        synced.notify_all();
+        done.map(|_| ())
     }
 
     /// Rewrite the log with the current leases, under the lock.

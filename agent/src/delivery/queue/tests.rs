@@ -4,7 +4,7 @@ use baton_proto::{CompleteRequest, Completion, ErrorCode, JobId, JobResult, JobS
 fn pending(job_id: JobId, stdout_len: usize) -> Pending {
     let (done, _) = oneshot::channel();
     Pending {
-        path: None,
+        persisted: false,
         entry: Entry {
             job_id,
             request: CompleteRequest {

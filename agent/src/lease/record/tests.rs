@@ -115,3 +115,33 @@ fn a_long_log_is_compacted_keeping_the_current_leases() {
     let next = LeaseRecords::open(dir.path()).expect("open");
     assert_eq!(next.previous().expect("read"), refs(&[(1, 9)]));
 }
+
+/// Starts recorded while a sync runs share the next one: eight starts
+/// appended while the group commit is held, one fdatasync for all of them,
+/// and each durable (read back after a restart).
+#[test]
+fn starts_that_arrive_together_share_one_sync() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let records = LeaseRecords::open(dir.path()).expect("open");
+    let held = records.sync.0.lock().expect("sync lock");
+    let threads: Vec<_> = (1..=8)
+        .map(|job| {
+            let r = records.clone();
+            std::thread::spawn(move || r.record(job, 1))
+        })
+        .collect();
+    while records.lock().appended < 8 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(held);
+    for t in threads {
+        assert!(t.join().expect("thread"), "recorded");
+    }
+    assert_eq!(records.sync.0.lock().expect("sync lock").count, 1);
+    // One more on its own: its own sync.
+    assert!(records.record(9, 1));
+    assert_eq!(records.sync.0.lock().expect("sync lock").count, 2);
+    drop(records);
+    let next = LeaseRecords::open(dir.path()).expect("reopen");
+    assert_eq!(next.previous().expect("read").len(), 9);
+}
