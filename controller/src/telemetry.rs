@@ -14,6 +14,10 @@
 //!   backoff over) → granted (the grant committed);
 //! - `baton_dispatch_poll_held_seconds`: how long a poll that got a grant
 //!   was held before it;
+//! - `baton_lease_expirations_total`: leases this controller ended because
+//!   they ran out (the reaper's and a grant's expiries; a process counter,
+//!   so retention pruning the attempts cannot lower it — each replica counts
+//!   its own expiries, sum them);
 //! - `baton_attempts_total{outcome}`: attempts ended, by outcome
 //!   (`succeeded`, `failed`, `timed_out`, `cancelled`, `lease_expired`,
 //!   `released`, `revoked`, `agent_restarted`);
@@ -77,6 +81,8 @@ pub struct Metrics {
     pub poll_held: Histogram,
     /// Attempts ended, by outcome.
     pub attempts: Family<Label, Counter>,
+    /// Leases ended because they ran out.
+    pub lease_expirations: Counter,
     /// Nominal time → fired.
     pub schedule_lateness: Histogram,
     /// Notification deliveries, by result.
@@ -95,6 +101,7 @@ impl Default for Metrics {
             dispatch_latency: Histogram::new(DISPATCH_BUCKETS),
             poll_held: Histogram::new(DISPATCH_BUCKETS),
             attempts: Family::default(),
+            lease_expirations: Counter::default(),
             schedule_lateness: Histogram::new(LATENESS_BUCKETS),
             notification_deliveries: Family::default(),
             group_commit_ops: Histogram::new(BATCH_OPS_BUCKETS),
@@ -134,6 +141,14 @@ pub fn attempt_ended(outcome: &'static str, n: u64) {
             .attempts
             .get_or_create(&[("outcome", outcome)])
             .inc_by(n);
+    }
+}
+
+/// Count `n` leases ended because they ran out (and their attempts).
+pub fn leases_expired(n: u64) {
+    if n > 0 {
+        metrics().lease_expirations.inc_by(n);
+        attempt_ended("lease_expired", n);
     }
 }
 
@@ -186,6 +201,11 @@ pub fn register(reg: &mut Registry) {
         "baton_attempts",
         "Attempts ended by this controller, by outcome",
         m.attempts.clone(),
+    );
+    reg.register(
+        "baton_lease_expirations",
+        "Leases this controller ended because they ran out (each replica counts its own)",
+        m.lease_expirations.clone(),
     );
     reg.register_with_unit(
         "baton_schedule_lateness",

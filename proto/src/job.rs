@@ -524,6 +524,12 @@ pub struct AttemptView {
     pub token: FencingToken,
     /// When the lease was granted.
     pub started_at: DateTime<Utc>,
+    /// When the agent's executor started the work: the grant time plus the
+    /// delay the agent reported (the answer's network time left out).
+    /// Absent until the first heartbeat or the completion, and for attempts
+    /// of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_at: Option<DateTime<Utc>>,
     /// When the attempt ended (completion, expiry, release).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
