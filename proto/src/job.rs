@@ -114,6 +114,7 @@ impl JobSpec {
 #[serde(deny_unknown_fields)]
 pub struct CommandSpec {
     /// Program name or path; must match the agent's allow-list.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub program: String,
     /// Arguments, passed as-is (no shell).
     #[serde(default)]
@@ -171,6 +172,7 @@ pub enum ParamValue {
 #[serde(deny_unknown_fields)]
 pub struct ProcedureParam {
     /// Parameter name (validated by the agent).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_]{1,127}$"))]
     pub name: String,
     /// In, out or in/out.
     #[serde(default)]
@@ -192,8 +194,13 @@ pub struct ProcedureParam {
 #[serde(deny_unknown_fields)]
 pub struct ProcedureSpec {
     /// Connection name configured on the agent host.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
     /// Procedure name, optionally schema-qualified; validated and quoted.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_@#$]{1,128}(\.[A-Za-z0-9_@#$]{1,128}){0,2}$")
+    )]
     pub procedure: String,
     /// Parameters in call order.
     #[serde(default)]
@@ -212,8 +219,10 @@ pub struct ProcedureSpec {
 #[serde(deny_unknown_fields)]
 pub struct SqlSpec {
     /// Connection name configured on the agent host.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
     /// The batch.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub sql: String,
     /// Run inside a transaction with the run ledger.
     #[serde(default)]
@@ -229,8 +238,10 @@ pub struct SqlSpec {
 #[serde(deny_unknown_fields)]
 pub struct DumpSpec {
     /// Connection name configured on the agent host.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
     /// Database to dump (validated by the agent).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub database: String,
     /// After the dump, restore it into a scratch database and compare checksums.
     #[serde(default)]
@@ -244,6 +255,7 @@ pub struct DumpSpec {
 pub struct NoopSpec {
     /// Milliseconds to wait before succeeding.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 86400000))]
     pub sleep_ms: u64,
 }
 
@@ -266,20 +278,27 @@ pub enum RetryOn {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts allowed in total (1 = no retry).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_attempts: u32,
     /// Delay before the first retry.
+    #[cfg_attr(feature = "openapi", schema(maximum = 604800000))]
     pub initial_backoff_ms: u64,
     /// Upper bound of the delay.
+    #[cfg_attr(feature = "openapi", schema(maximum = 604800000))]
     pub max_backoff_ms: u64,
     /// Growth factor per attempt.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub multiplier: f64,
     /// Fraction of the delay that is randomised (0 = none, 1 = full jitter).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub jitter: f64,
     /// Which attempt endings are retried.
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub retry_on: Vec<RetryOn>,
     /// Database error codes that are retryable (`1213` deadlock and `1205`
     /// lock wait timeout on MySQL; `1205` deadlock on SQL Server). Other
     /// server errors fail the job at once.
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub retry_codes: Vec<i64>,
 }
 
@@ -332,6 +351,7 @@ pub struct JobSubmit {
     pub retry: RetryPolicy,
     /// Execution timeout, measured by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2592000000.0))]
     pub timeout_ms: Option<u64>,
     /// Lease TTL override (floor 2 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
