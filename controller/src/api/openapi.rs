@@ -209,8 +209,8 @@ fn tighten(doc: &mut serde_json::Value) {
     labels(doc);
 }
 
-/// Every `labels` map: keys are names, at most 64 of them, values at most
-/// 256 bytes (written as 64 characters, which never exceed it).
+/// Every `labels` map: keys are names, at most 64 of them (values are at
+/// most 256 bytes, which JSON Schema's character count cannot say).
 fn labels(v: &mut serde_json::Value) {
     use serde_json::{Value, json};
     match v {
@@ -224,10 +224,6 @@ fn labels(v: &mut serde_json::Value) {
                     json!({"pattern": r"^[A-Za-z0-9_.\-]{1,128}$"}),
                 );
                 l.insert("maxProperties".into(), json!(64));
-                l.insert(
-                    "additionalProperties".into(),
-                    json!({"type": "string", "maxLength": 64}),
-                );
             }
             m.values_mut().for_each(labels);
         }
