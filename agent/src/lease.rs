@@ -293,6 +293,7 @@ impl Keeper {
             log_tail.clear();
         }
         HeartbeatRequest {
+            started_after_ms: self.progress.started_after_ms(),
             token: self.lease.token,
             progress,
             log_tail,

@@ -192,12 +192,15 @@ struct Prepared {
     control: Control,
     _entered: Entered,
     record: Recording,
+    /// When the grant arrived (the start of the attempt's granted span).
+    received: Instant,
 }
 
 /// Check the lease and enter the job in the registry (`None`: the lease ran
 /// out before the job started).
 fn prepare(shared: &Shared, grant: &Grant, poll_sent_at: Instant) -> Option<Prepared> {
     info!("Lease granted");
+    let received = Instant::now();
     let lease = Lease::from_grant(grant, poll_sent_at);
     if lease.expired() {
         warn!(
@@ -217,6 +220,7 @@ fn prepare(shared: &Shared, grant: &Grant, poll_sent_at: Instant) -> Option<Prep
         control,
         _entered: entered,
         record,
+        received,
     })
 }
 
@@ -233,12 +237,17 @@ async fn run_in_span(
         control,
         _entered,
         record,
+        received,
     } = prepared;
     let progress = ProgressHandle::new(shared.log_tail_bytes);
     let (keeper_stop, crash) = spawn_keeper(&shared, lease, &progress, &control, &state);
     let _stop_keeper = StopOnDrop(keeper_stop.clone());
 
     let started = Instant::now();
+    progress.mark_started(
+        u64::try_from(started.saturating_duration_since(received).as_millis()).unwrap_or(u64::MAX),
+    );
+    let started_after_ms = progress.started_after_ms();
     let job = Job {
         job_id,
         token,
@@ -285,7 +294,8 @@ async fn run_in_span(
         return;
     }
     info!(outcome = outcome.label(), duration_ms, "Job finished");
-    if report(&shared, job_id, token, outcome, &control).await == Delivery::Kept {
+    let done = (job_id, token, started_after_ms);
+    if report(&shared, done, outcome, &control).await == Delivery::Kept {
         record.keep().await;
     } else {
         record.forget().await;
@@ -318,12 +328,12 @@ fn spawn_keeper(
 /// Hand the finished job's completion to the delivery task (outbox first).
 async fn report(
     shared: &Shared,
-    job_id: JobId,
-    token: FencingToken,
+    (job_id, token, started_after_ms): (JobId, FencingToken, Option<u64>),
     outcome: crate::executor::Outcome,
     control: &Control,
 ) -> Delivery {
     let mut request = CompleteRequest {
+        started_after_ms,
         token,
         completion: outcome.completion,
         result: outcome.result,

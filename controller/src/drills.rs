@@ -46,6 +46,17 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A drill whose fields are each valid but do not fit together (the job
+    /// template of another group or not retried after a lease expiry, a
+    /// duration within the TTL, `agent` with the wrong method): 422, since
+    /// no schema can say so; `field` names where.
+    #[error("{field}: {message}")]
+    Unfit {
+        /// The field at fault.
+        field: String,
+        /// Why.
+        message: String,
+    },
     /// A valid drill this controller's config does not allow (422); `field`
     /// names the request field.
     #[error("{field}: {message}")]
@@ -73,6 +84,13 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
     }
 }
 
+fn unfit(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Unfit {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
 /// What this controller allows drills to do (`[drills]`), and the limits of a drill's job.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -88,7 +106,7 @@ pub struct Limits {
 fn drill_agent(req: &DrillStart, allow_controller_crash: bool) -> Result<Option<String>, Error> {
     if req.method != DrillMethod::ControllerCrash {
         if req.agent.is_some() {
-            return Err(invalid(
+            return Err(unfit(
                 "agent",
                 "only a controller_crash drill names an agent",
             ));
@@ -104,7 +122,7 @@ fn drill_agent(req: &DrillStart, allow_controller_crash: bool) -> Result<Option<
         });
     }
     let agent = req.agent.as_deref().ok_or_else(|| {
-        invalid(
+        unfit(
             "agent",
             "a controller_crash drill needs the agent whose controller replica crashes",
         )
@@ -175,7 +193,7 @@ pub fn plan(req: &DrillStart, limits: Limits, who: &str) -> Result<(NewDrill, Ne
 /// The operator's job template, if it fits a drill of `group`.
 fn template(t: &JobSubmit, group: &str) -> Result<JobSubmit, Error> {
     if t.group != group {
-        return Err(invalid(
+        return Err(unfit(
             "job.group",
             format!(
                 "the job template is for group `{}`, the drill for `{group}`",
@@ -185,7 +203,7 @@ fn template(t: &JobSubmit, group: &str) -> Result<JobSubmit, Error> {
     }
     let r = &t.retry;
     if !r.retry_on.contains(&RetryOn::LeaseExpired) || r.max_attempts < 2 {
-        return Err(invalid(
+        return Err(unfit(
             "job.retry",
             "a drill's job must be retried after a lease expiry: retry_on must contain \
              lease_expired and max_attempts be at least 2",
@@ -218,7 +236,7 @@ fn probe(group: &str) -> JobSubmit {
 fn timings(req: &DrillStart, ttl: u64) -> Result<(u64, u64), Error> {
     let duration_ms = req.duration_ms.unwrap_or(2 * ttl);
     if duration_ms <= ttl {
-        return Err(invalid(
+        return Err(unfit(
             "duration_ms",
             format!(
                 "must exceed the lease TTL ({ttl} ms), or the lease never runs out and no takeover happens"

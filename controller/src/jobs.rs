@@ -291,7 +291,7 @@ impl Jobs {
                 .dispatch_latency
                 .observe(telemetry::ms_as_secs(committed - ready_at));
         }
-        telemetry::attempt_ended(AttemptOutcome::LeaseExpired.as_str(), granted.expired);
+        telemetry::leases_expired(granted.expired);
         for g in &granted.woken {
             self.wake(g, 1, Need::Any);
         }
@@ -304,10 +304,7 @@ impl Jobs {
     /// job back are woken.
     pub async fn expire(&self, now: i64) -> Result<Expired> {
         let expired = self.store.expire_leases(now).await?;
-        telemetry::attempt_ended(
-            AttemptOutcome::LeaseExpired.as_str(),
-            expired.leases.len() as u64,
-        );
+        telemetry::leases_expired(expired.leases.len() as u64);
         for (job_id, token, agent) in &expired.leases {
             tracing::info!(job_id, token, agent_id = %agent, "Lease expired");
         }

@@ -18,6 +18,10 @@
 //!   held polls woken (a wake for `n` jobs wakes at most `n`, handed on
 //!   when a poll cannot take the work), and woken polls that then took
 //!   nothing (lost the race, could not take it);
+//! - `baton_lease_expirations_total`: leases this controller ended because
+//!   they ran out (the reaper's and a grant's expiries; a process counter,
+//!   so retention pruning the attempts cannot lower it — each replica counts
+//!   its own expiries, sum them);
 //! - `baton_attempts_total{outcome}`: attempts ended, by outcome
 //!   (`succeeded`, `failed`, `timed_out`, `cancelled`, `lease_expired`,
 //!   `released`, `revoked`, `agent_restarted`);
@@ -85,6 +89,8 @@ pub struct Metrics {
     pub wakes_wasted: Counter,
     /// Attempts ended, by outcome.
     pub attempts: Family<Label, Counter>,
+    /// Leases ended because they ran out.
+    pub lease_expirations: Counter,
     /// Nominal time → fired.
     pub schedule_lateness: Histogram,
     /// Notification deliveries, by result.
@@ -105,6 +111,7 @@ impl Default for Metrics {
             polls_woken: Counter::default(),
             wakes_wasted: Counter::default(),
             attempts: Family::default(),
+            lease_expirations: Counter::default(),
             schedule_lateness: Histogram::new(LATENESS_BUCKETS),
             notification_deliveries: Family::default(),
             group_commit_ops: Histogram::new(BATCH_OPS_BUCKETS),
@@ -144,6 +151,14 @@ pub fn attempt_ended(outcome: &'static str, n: u64) {
             .attempts
             .get_or_create(&[("outcome", outcome)])
             .inc_by(n);
+    }
+}
+
+/// Count `n` leases ended because they ran out (and their attempts).
+pub fn leases_expired(n: u64) {
+    if n > 0 {
+        metrics().lease_expirations.inc_by(n);
+        attempt_ended("lease_expired", n);
     }
 }
 
@@ -206,6 +221,11 @@ pub fn register(reg: &mut Registry) {
         "baton_attempts",
         "Attempts ended by this controller, by outcome",
         m.attempts.clone(),
+    );
+    reg.register(
+        "baton_lease_expirations",
+        "Leases this controller ended because they ran out (each replica counts its own)",
+        m.lease_expirations.clone(),
     );
     reg.register_with_unit(
         "baton_schedule_lateness",

@@ -134,10 +134,13 @@ fn retry(r: &baton_proto::RetryPolicy) -> Result<(), Error> {
     if !(0.0..=1.0).contains(&r.jitter) {
         return Err(err("retry.jitter", "must be between 0 and 1"));
     }
-    if r.initial_backoff_ms > r.max_backoff_ms {
+    // An initial backoff above the cap is taken: every delay is the cap
+    // (`RetryPolicy::base_delay_ms`), and no schema can compare two fields;
+    // it is bounded as the cap is.
+    if r.initial_backoff_ms > MAX_BACKOFF_MS {
         return Err(err(
             "retry.initial_backoff_ms",
-            "must not exceed retry.max_backoff_ms",
+            format!("must be at most {MAX_BACKOFF_MS} (7 days)"),
         ));
     }
     Ok(())

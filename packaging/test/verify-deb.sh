@@ -12,6 +12,7 @@
 #   --no-build  package the release binaries already in target/release
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+repo=$(pwd)
 
 build=1
 case "${1:-}" in
@@ -138,6 +139,13 @@ expect /usr/lib/sysusers.d/baton-controller.conf 644 root root
 expect /var/lib/baton/agent 700 baton baton
 expect /var/lib/baton/agent/dumps 750 baton baton
 expect /var/lib/baton/controller 700 baton baton
+expect /usr/share/baton/grafana/baton.json 644 root root
+# The installed dashboard is the repository's, and parses as JSON.
+cmp -s /usr/share/baton/grafana/baton.json "$repo/packaging/grafana/baton.json" ||
+    fail "the installed Grafana dashboard differs from packaging/grafana/baton.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["panels"], "no panels"' \
+    /usr/share/baton/grafana/baton.json || fail "the installed Grafana dashboard does not parse"
+ok "the Grafana dashboard is installed and parses"
 [ -L /etc/systemd/system/multi-user.target.wants/baton-agent.service ] || fail "baton-agent.service not enabled"
 [ -L /etc/systemd/system/multi-user.target.wants/baton-controller.service ] || fail "baton-controller.service not enabled"
 ok "both units enabled"

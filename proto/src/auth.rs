@@ -102,6 +102,7 @@ pub struct EnrollmentTokenCreate {
     /// Groups an agent enrolled with this token may serve.
     pub groups: Vec<String>,
     /// Lifetime in milliseconds (at most 30 days).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2592000000.0))]
     pub expires_in_ms: u64,
     /// Free text for operators.
     #[serde(default, skip_serializing_if = "String::is_empty")]

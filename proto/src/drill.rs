@@ -114,6 +114,7 @@ pub struct DrillStart {
     pub method: DrillMethod,
     /// Fault duration; must exceed the lease TTL (default: twice the TTL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 3600000))]
     pub duration_ms: Option<u64>,
     /// The job to run (a template of that group); default: a built-in probe
     /// (a `noop` job sleeping two TTLs, so it still works when the holder self-fences).
@@ -121,9 +122,11 @@ pub struct DrillStart {
     pub job: Option<JobSubmit>,
     /// Recovery time objective: the takeover (fault → re-grant) must not take longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400000))]
     pub rto_ms: Option<u64>,
     /// Lease TTL of the drill's job (overrides the template's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 2000, maximum = 3600000))]
     pub lease_ttl_ms: Option<u64>,
     /// `controller_crash` only (and required there): the agent whose
     /// controller replica crashes; the drill's job must run on it.

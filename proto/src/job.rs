@@ -131,6 +131,7 @@ impl JobSpec {
 #[serde(deny_unknown_fields)]
 pub struct CommandSpec {
     /// Program name or path; must match the agent's allow-list.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub program: String,
     /// Arguments, passed as-is (no shell).
     #[serde(default)]
@@ -188,6 +189,7 @@ pub enum ParamValue {
 #[serde(deny_unknown_fields)]
 pub struct ProcedureParam {
     /// Parameter name (validated by the agent).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_]{1,127}$"))]
     pub name: String,
     /// In, out or in/out.
     #[serde(default)]
@@ -209,8 +211,13 @@ pub struct ProcedureParam {
 #[serde(deny_unknown_fields)]
 pub struct ProcedureSpec {
     /// Connection name configured on the agent host.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
     /// Procedure name, optionally schema-qualified; validated and quoted.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_@#$]{1,128}(\.[A-Za-z0-9_@#$]{1,128}){0,2}$")
+    )]
     pub procedure: String,
     /// Parameters in call order.
     #[serde(default)]
@@ -229,8 +236,10 @@ pub struct ProcedureSpec {
 #[serde(deny_unknown_fields)]
 pub struct SqlSpec {
     /// Connection name configured on the agent host.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
     /// The batch.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub sql: String,
     /// Run inside a transaction with the run ledger.
     #[serde(default)]
@@ -246,8 +255,10 @@ pub struct SqlSpec {
 #[serde(deny_unknown_fields)]
 pub struct DumpSpec {
     /// Connection name configured on the agent host.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
     /// Database to dump (validated by the agent).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub database: String,
     /// After the dump, restore it into a scratch database and compare checksums.
     #[serde(default)]
@@ -261,6 +272,7 @@ pub struct DumpSpec {
 pub struct NoopSpec {
     /// Milliseconds to wait before succeeding.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 86400000))]
     pub sleep_ms: u64,
 }
 
@@ -283,20 +295,27 @@ pub enum RetryOn {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts allowed in total (1 = no retry).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_attempts: u32,
     /// Delay before the first retry.
+    #[cfg_attr(feature = "openapi", schema(maximum = 604800000))]
     pub initial_backoff_ms: u64,
     /// Upper bound of the delay.
+    #[cfg_attr(feature = "openapi", schema(maximum = 604800000))]
     pub max_backoff_ms: u64,
     /// Growth factor per attempt.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub multiplier: f64,
     /// Fraction of the delay that is randomised (0 = none, 1 = full jitter).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub jitter: f64,
     /// Which attempt endings are retried.
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub retry_on: Vec<RetryOn>,
     /// Database error codes that are retryable (`1213` deadlock and `1205`
     /// lock wait timeout on MySQL; `1205` deadlock on SQL Server). Other
     /// server errors fail the job at once.
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub retry_codes: Vec<i64>,
 }
 
@@ -349,6 +368,7 @@ pub struct JobSubmit {
     pub retry: RetryPolicy,
     /// Execution timeout, measured by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2592000000.0))]
     pub timeout_ms: Option<u64>,
     /// Lease TTL override (floor 2 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -541,6 +561,12 @@ pub struct AttemptView {
     pub token: FencingToken,
     /// When the lease was granted.
     pub started_at: DateTime<Utc>,
+    /// When the agent's executor started the work: the grant time plus the
+    /// delay the agent reported (the answer's network time left out).
+    /// Absent until the first heartbeat or the completion, and for attempts
+    /// of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_at: Option<DateTime<Utc>>,
     /// When the attempt ended (completion, expiry, release).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,

@@ -135,6 +135,12 @@ pub struct HeartbeatRequest {
     /// As [`PollRequest::failover_ms`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_ms: Option<u64>,
+    /// Milliseconds from the agent receiving the grant to its executor
+    /// starting the work, on the agent's monotonic clock (the controller
+    /// records the attempt's `running_at` as its grant time plus this; the
+    /// first report counts). Older agents leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_after_ms: Option<u64>,
 }
 
 /// Answer to a heartbeat.
@@ -184,6 +190,12 @@ pub struct CompleteRequest {
     /// Error message, for failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Milliseconds from the agent receiving the grant to its executor
+    /// starting the work, on the agent's monotonic clock (the controller
+    /// records the attempt's `running_at` as its grant time plus this; the
+    /// first report counts). Older agents leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_after_ms: Option<u64>,
 }
 
 /// Answer to a completion.
@@ -215,6 +227,12 @@ pub struct BatchCompleteItem {
     /// Error message, for failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Milliseconds from the agent receiving the grant to its executor
+    /// starting the work, on the agent's monotonic clock (the controller
+    /// records the attempt's `running_at` as its grant time plus this; the
+    /// first report counts). Older agents leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_after_ms: Option<u64>,
 }
 
 impl BatchCompleteItem {
@@ -226,6 +244,7 @@ impl BatchCompleteItem {
             completion: req.completion,
             result: req.result,
             error: req.error,
+            started_after_ms: req.started_after_ms,
         }
     }
 
@@ -236,6 +255,7 @@ impl BatchCompleteItem {
             completion: self.completion,
             result: self.result.clone(),
             error: self.error.clone(),
+            started_after_ms: self.started_after_ms,
         }
     }
 }

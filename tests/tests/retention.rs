@@ -197,3 +197,59 @@ async fn schedule_occurrences_are_pruned_and_their_totals_kept() {
     assert_eq!(job.schedule.as_deref(), Some("tick"));
     assert!(job.nominal_at.is_some() && job.run_id.is_none());
 }
+
+/// Issue 18 point 5: `baton_lease_expirations_total` counts expiries as
+/// they happen, so retention pruning the expired attempt (and its job)
+/// does not lower it (it was a count of the stored attempts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expirations_stay_counted_after_their_attempts_are_pruned() {
+    let mut c = Cluster::start_with(2, "job_keep = \"2s\"", |_| {})
+        .await
+        .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let job = c
+        .api
+        .submit(json!({"group": "default", "lease_ttl_ms": 2000,
+            "retry": {"max_attempts": 2, "retry_on": ["lease_expired"]},
+            "spec": {"kind": "noop", "sleep_ms": 3000}}))
+        .await
+        .expect("submit");
+    let (_, holder) = c.api.wait_running(job.id, WAIT).await.expect("running");
+    let stop = nix::sys::signal::Signal::SIGSTOP;
+    c.agent(&holder).proc().signal(stop).expect("stop");
+    let taken = c
+        .api
+        .wait_for(job.id, WAIT, "re-granted", |j| {
+            j.lease_agent.as_deref().is_some_and(|a| a != holder)
+        })
+        .await
+        .expect("takeover");
+    let cont = nix::sys::signal::Signal::SIGCONT;
+    c.agent(&holder).proc().signal(cont).expect("cont");
+    assert_eq!(taken.attempts.len(), 2);
+    let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
+    let expirations = |m: &str| metric(m, "baton_lease_expirations_total ");
+    let m = c.api.metrics().await.expect("metrics");
+    assert_eq!(expirations(&m), 1, "{m}");
+    // Pruned within keep + a few sweeps; the count stays.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c
+            .api
+            .raw(Method::GET, &format!("/v1/jobs/{}", job.id), None, &[])
+            .await
+            .expect("get");
+        if r.status == 404 {
+            break;
+        }
+        assert!(Instant::now() < end, "never pruned\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let m = c.api.metrics().await.expect("metrics");
+    assert!(
+        metric(&m, "baton_pruned_rows_total{table=\"attempts\"}") >= 2,
+        "{m}"
+    );
+    assert_eq!(expirations(&m), 1, "{m}");
+}

@@ -315,6 +315,19 @@ async fn queued_to_succeeded(c: &Cluster, b: &Client, base: &str) -> baton_proto
         count(b, "svg.waterfall g.attempt[data-outcome=succeeded]").await,
         1
     );
+    // The attempt's bar in three segments: waiting, granted (until the
+    // agent reported its start), running (coloured as succeeded).
+    for seg in ["seg-wait", "seg-granted", "seg-ok"] {
+        let css = format!("svg.waterfall g.attempt[data-outcome=succeeded] rect.{seg}");
+        assert_eq!(count(b, &css).await, 1, "{seg}");
+    }
+    let done = c.api.job(job.id).await.expect("job");
+    let a = &done.attempts[0];
+    let running = a.running_at.expect("the agent reported its start");
+    assert!(
+        a.started_at <= running && Some(running) <= a.ended_at,
+        "{a:?}"
+    );
     let marker = b
         .execute("return window.batonMarker;", vec![])
         .await
@@ -489,13 +502,7 @@ fn http() -> reqwest::Client {
 /// Sign in with `token` over plain HTTP: the session cookie's value and
 /// its whole `Set-Cookie` line.
 async fn session(base: &str, token: &str) -> (String, String) {
-    let r = http()
-        .post(format!("{base}/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .expect("login");
+    let r = post_login(base, token, Some(&login_form(base).await)).await;
     assert_eq!(r.status(), 303, "sign-in answers with a redirect");
     let line = r.headers()["set-cookie"]
         .to_str()
@@ -507,6 +514,50 @@ async fn session(base: &str, token: &str) -> (String, String) {
         .expect("baton_session cookie")
         .to_owned();
     (value, line)
+}
+
+/// A sign-in form's CSRF nonce: its `baton_login` cookie (the hidden field
+/// carries the same value).
+async fn login_form(base: &str) -> String {
+    let r = http()
+        .get(format!("{base}/ui/login"))
+        .send()
+        .await
+        .expect("login page");
+    let line = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Strict"),
+        "{line}"
+    );
+    let nonce = line
+        .strip_prefix("baton_login=")
+        .and_then(|v| v.split(';').next())
+        .expect("baton_login cookie")
+        .to_owned();
+    let page = r.text().await.expect("text");
+    assert!(
+        page.contains(&format!("name=\"csrf\" value=\"{nonce}\"")),
+        "{page}"
+    );
+    nonce
+}
+
+/// POST the sign-in form with `token`; `nonce` goes in both the cookie and
+/// the form (a real form), `None` in neither (a forged one).
+async fn post_login(base: &str, token: &str, nonce: Option<&str>) -> reqwest::Response {
+    let mut req = http()
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    req = match nonce {
+        Some(n) => req
+            .header("cookie", format!("baton_login={n}"))
+            .body(format!("token={token}&csrf={n}")),
+        None => req.body(format!("token={token}")),
+    };
+    req.send().await.expect("login")
 }
 
 /// The CSRF token a page of this session carries in its forms.
@@ -670,13 +721,7 @@ async fn cookie_and_headers(base: &str, ops: &str, job: i64) -> String {
         "inline script or style"
     );
     // An unknown token gets the sign-in page again, and no cookie.
-    let bad = http()
-        .post(format!("{base}/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=baton_op_0000")
-        .send()
-        .await
-        .expect("login");
+    let bad = post_login(base, "baton_op_0000", Some(&login_form(base).await)).await;
     assert_eq!(bad.status(), 401);
     assert!(bad.headers().get("set-cookie").is_none());
     // The Audit page is for admins, as `GET /v1/audit` is.
@@ -709,6 +754,7 @@ async fn forged_posts_are_refused(
     op_cookie: &str,
     job: i64,
 ) -> (String, String, String) {
+    forged_sign_ins_are_refused(base, viewer).await;
     let (view_cookie, _) = session(base, viewer).await;
     let op_csrf = csrf_of(base, op_cookie).await;
     let view_csrf = csrf_of(base, &view_cookie).await;
@@ -730,6 +776,51 @@ async fn forged_posts_are_refused(
     );
 
     (view_cookie, op_csrf, view_csrf)
+}
+
+/// Forged sign-ins with an active token (`token`) start no session: no
+/// form nonce at all, a nonce not the cookie's, and a real nonce sent from
+/// another site. Each is 403 naming `csrf`, with no session cookie.
+async fn forged_sign_ins_are_refused(base: &str, token: &str) {
+    let nonce = login_form(base).await;
+    let first = if nonce.starts_with('0') { "1" } else { "0" };
+    let other = format!("{first}{}", &nonce[1..]);
+    let forged = [
+        post_login(base, token, None).await,
+        http()
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("baton_login={nonce}"))
+            .body(format!("token={token}&csrf={other}"))
+            .send()
+            .await
+            .expect("login"),
+        http()
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("baton_login={nonce}"))
+            .header("sec-fetch-site", "cross-site")
+            .header("origin", "https://evil.example")
+            .body(format!("token={token}&csrf={nonce}"))
+            .send()
+            .await
+            .expect("login"),
+    ];
+    for r in forged {
+        let cookies: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(r.status(), 403);
+        assert!(
+            !cookies.iter().any(|c| c.starts_with("baton_session=")),
+            "{cookies:?}"
+        );
+        let body = r.text().await.expect("body");
+        assert!(body.contains("\"field\":\"csrf\""), "{body}");
+    }
 }
 
 /// GET `path` on `base` with the session cookie: the status and `Location`.

@@ -193,6 +193,8 @@ async fn runs_a_job_and_delivers_its_completion() {
         assert_eq!((*job_id, req.token), (1, 11));
         assert_eq!(req.completion, Completion::Succeeded);
         assert_eq!(req.result.stdout, "hi\n");
+        // The completion says when the work started after the grant.
+        assert!(req.started_after_ms.is_some_and(|ms| ms < 5_000), "{req:?}");
         let poll = &s.polls[0];
         assert_eq!(poll.groups, ["g"]);
         assert_eq!(poll.free_slots, 2);
@@ -224,6 +226,16 @@ async fn self_fences_when_heartbeats_fail() {
     assert!(
         agent.fake.script().heartbeats.len() >= 2,
         "it tried to renew"
+    );
+    // Every heartbeat says when the work started after the grant.
+    assert!(
+        agent
+            .fake
+            .script()
+            .heartbeats
+            .iter()
+            .all(|(_, h)| h.started_after_ms.is_some()),
+        "a heartbeat without the start"
     );
     assert_eq!(agent.fake.script().complete_attempts, 0);
     assert!(
@@ -349,6 +361,7 @@ async fn leftover_completions_are_delivered_at_start() {
     let entry = Entry {
         job_id: 77,
         request: CompleteRequest {
+            started_after_ms: None,
             token: 3,
             completion: Completion::Failed { retryable: true },
             result: JobResult::default(),
@@ -375,6 +388,7 @@ async fn leftover_batch_files_are_delivered_through_an_outage_at_start() {
         .map(|i| Entry {
             job_id: 80 + i,
             request: CompleteRequest {
+                started_after_ms: None,
                 token: 1,
                 completion: Completion::Succeeded,
                 result: JobResult::default(),

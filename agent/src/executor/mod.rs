@@ -94,6 +94,8 @@ impl Cancel {
 struct ProgressInner {
     progress: Option<Progress>,
     tail: LogTail,
+    /// Milliseconds from the grant's arrival to the work's start.
+    started_after_ms: Option<u64>,
 }
 
 /// Where an executor publishes progress and output; heartbeats read it.
@@ -109,6 +111,7 @@ impl ProgressHandle {
             inner: Arc::new(Mutex::new(ProgressInner {
                 progress: None,
                 tail: LogTail::new(tail_bytes),
+                started_after_ms: None,
             })),
         }
     }
@@ -125,6 +128,18 @@ impl ProgressHandle {
     /// Append output to the rolling tail.
     pub fn append_output(&self, bytes: &[u8]) {
         self.lock().tail.push(bytes);
+    }
+
+    /// Note that the work started `ms` after the grant arrived (reported
+    /// with every heartbeat and the completion; the controller keeps the
+    /// first).
+    pub fn mark_started(&self, ms: u64) {
+        self.lock().started_after_ms = Some(ms);
+    }
+
+    /// What [`ProgressHandle::mark_started`] noted.
+    pub fn started_after_ms(&self) -> Option<u64> {
+        self.lock().started_after_ms
     }
 
     /// The progress and the log tail (lossy UTF-8), for a heartbeat.

@@ -5,6 +5,7 @@ fn entry(job_id: JobId, token: FencingToken) -> Entry {
     Entry {
         job_id,
         request: CompleteRequest {
+            started_after_ms: None,
             token,
             completion: Completion::Failed { retryable: true },
             result: JobResult {

@@ -140,17 +140,9 @@ pub async fn heartbeat(
             Some("progress.message".into()),
         ));
     }
-    let tail = req.log_tail.as_str();
     let (ttl, cancel) = s
         .store
-        .heartbeat(
-            job_id,
-            &caller.id,
-            req.token,
-            req.progress.as_ref(),
-            tail,
-            now_ms(),
-        )
+        .heartbeat(job_id, &caller.id, &req, now_ms())
         .await
         .inspect_err(|e| log_refusal(job_id, req.token, &caller.id, "heartbeat", e))?;
     if let Some(ms) = req.failover_ms {

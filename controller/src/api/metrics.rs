@@ -67,8 +67,6 @@ pub struct StoreFigures {
     pub agents: Vec<GroupAgents>,
     /// `(method, state, count)` of drills.
     pub drills: Vec<(String, String, i64)>,
-    /// Leases that ran out.
-    pub lease_expirations: i64,
     /// Leases ended by their agent's restart report.
     pub agent_restart_ends: i64,
     /// Takeover durations (ms).
@@ -95,7 +93,6 @@ impl StoreFigures {
             queue: s.store.queue_figures(now, now - FINISHED_WINDOW_MS).await?,
             agents: s.store.fleet_figures(now, offline_after).await?,
             drills: s.store.drill_outcomes().await?,
-            lease_expirations: s.store.lease_expirations().await?,
             agent_restart_ends: s.store.agent_restart_ends().await?,
             takeovers_ms: s.store.takeover_samples_ms().await?,
             occurrences: s.store.occurrence_totals().await?,

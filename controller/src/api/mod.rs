@@ -405,7 +405,8 @@ impl From<crate::drills::Error> for ApiError {
             crate::drills::Error::Invalid { field, message } => {
                 ApiError::bad_request(message, Some(field))
             }
-            crate::drills::Error::NotAllowed { field, message } => {
+            crate::drills::Error::NotAllowed { field, message }
+            | crate::drills::Error::Unfit { field, message } => {
                 ApiError::new(ErrorCode::Unprocessable, message, Some(field))
             }
             crate::drills::Error::NoSuchDrill(m) => {
@@ -631,7 +632,71 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 /// Parse JSON, naming the failing field (`spec.program`) in the error.
+///
+/// JSON Schema's `integer` admits an integral number written as a float
+/// (`1.0`), which serde refuses for integer fields: a body refused over a
+/// float (or by an untagged enum, whose error names none) is parsed once
+/// more with its integral floats written as integers
+/// ([`integral_floats_as_integers`]) when it has any, so the common case
+/// parses once.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match parse_json_once(bytes) {
+        // Any refusal but broken JSON: an integral float may be behind it,
+        // also where serde names no float (an untagged enum's "did not
+        // match any variant").
+        Err(e) if !e.0.error.message.starts_with("malformed JSON") => {
+            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+                return Err(e);
+            };
+            if !integral_floats_as_integers(&mut v) {
+                return Err(e);
+            }
+            match serde_json::to_vec(&v) {
+                Ok(again) => parse_json_once(&again),
+                Err(_) => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Write every integral float in `v` (`1.0`, `-3e2`) as an integer when it
+/// fits an `i64` or `u64`; true when one was.
+pub fn integral_floats_as_integers(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            let whole = f.is_finite() && f.fract() == 0.0;
+            let int = if whole && f >= -(2f64.powi(63)) && f < 2f64.powi(63) {
+                Some(serde_json::Number::from(f as i64))
+            } else if whole && f >= 0.0 && f < 2f64.powi(64) {
+                Some(serde_json::Number::from(f as u64))
+            } else {
+                None
+            };
+            int.map(|i| *n = i).is_some()
+        }
+        // Every element is visited (no short circuit): `|=`, not `||`.
+        Value::Array(items) => {
+            let mut changed = false;
+            for i in items {
+                changed |= integral_floats_as_integers(i);
+            }
+            changed
+        }
+        Value::Object(fields) => {
+            let mut changed = false;
+            for i in fields.values_mut() {
+                changed |= integral_floats_as_integers(i);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+fn parse_json_once<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

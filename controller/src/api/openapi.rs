@@ -117,6 +117,7 @@ pub fn document_json() -> &'static str {
     DOC.get_or_init(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
         merge_tagged_variants(&mut doc);
+        tighten(&mut doc);
         let mut text = serde_json::to_string_pretty(&doc)
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the document: {e}\"}}"));
         text.push('\n');
@@ -179,6 +180,100 @@ fn merge_in(v: &mut serde_json::Value, schemas: &serde_json::Value) {
     match v {
         Value::Object(m) => m.values_mut().for_each(|x| merge_in(x, schemas)),
         Value::Array(a) => a.iter_mut().for_each(|x| merge_in(x, schemas)),
+        _ => {}
+    }
+}
+
+/// What the derives cannot say, written into the document: the server
+/// refuses these, so the document must not call them valid (found by
+/// schemathesis' `positive_data_acceptance`).
+///
+/// - `ParamValue`'s `null` variant carries no `value` (serde refuses one);
+/// - the groups of an enrollment token are names, like every group.
+fn tighten(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let schemas = &mut doc["components"]["schemas"];
+    if let Some(variants) = schemas["ParamValue"]["oneOf"].as_array_mut() {
+        for v in variants {
+            if v["properties"]["type"]["enum"] == json!(["null"]) {
+                v["additionalProperties"] = Value::Bool(false);
+            }
+        }
+    }
+    let groups = &mut schemas["EnrollmentTokenCreate"]["properties"]["groups"];
+    if groups.get("items").is_some() {
+        groups["items"]["pattern"] = json!(r"^[A-Za-z0-9_.\-]{1,128}$");
+        groups["minItems"] = json!(1);
+    }
+    session_settings(doc);
+    labels(doc);
+}
+
+/// Every `labels` map: keys are names, at most 64 of them (values are at
+/// most 256 bytes, which JSON Schema's character count cannot say).
+fn labels(v: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(l)) =
+                m.get_mut("properties").and_then(|p| p.get_mut("labels"))
+                && l.get("type") == Some(&Value::from("object"))
+            {
+                l.insert(
+                    "propertyNames".into(),
+                    json!({"pattern": r"^[A-Za-z0-9_.\-]{1,128}$"}),
+                );
+                l.insert("maxProperties".into(), json!(64));
+            }
+            m.values_mut().for_each(labels);
+        }
+        Value::Array(a) => a.iter_mut().for_each(labels),
+        _ => {}
+    }
+}
+
+/// A job's `session` (`baton_proto::session`): the allowed keys of both
+/// engines, each value as a schema can say it — a subset of what the
+/// server takes (numbers only as JSON numbers, names without spaces); the
+/// engine's own keys are checked at placement (422).
+fn session_settings(v: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let int = |lo: i64, hi: i64| json!({"type": "integer", "minimum": lo, "maximum": hi});
+    let text = |pattern: &str| json!({"type": "string", "pattern": pattern});
+    let keys = json!({
+        "time_zone": text(r"^([+-](0[0-9]|1[0-4]):[0-5][0-9]|[A-Za-z][A-Za-z0-9_/+-]{0,63})$"),
+        "sql_mode": text(r"^[A-Za-z0-9_,]{0,1024}$"),
+        "timestamp": int(1, 2_147_483_647),
+        "lock_wait_timeout": int(1, 31_536_000),
+        "innodb_lock_wait_timeout": int(1, 1_073_741_824),
+        "max_statement_time": int(0, 31_536_000),
+        "max_execution_time": int(0, 4_294_967_295),
+        "DATEFORMAT": {"type": "string", "enum": ["mdy", "dmy", "ymd", "ydm", "myd", "dym"]},
+        "LANGUAGE": text(r"^[A-Za-z][A-Za-z_()-]{0,127}$"),
+        "LOCK_TIMEOUT": int(-1, 2_147_483_647),
+        "DATEFIRST": int(1, 7),
+        "DEADLOCK_PRIORITY": {"oneOf": [
+            {"type": "string", "enum": ["LOW", "NORMAL", "HIGH"]}, int(-10, 10)]},
+        "ARITHABORT": {"type": "boolean"},
+    });
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(session)) =
+                m.get_mut("properties").and_then(|p| p.get_mut("session"))
+                && session.contains_key("$ref")
+            {
+                session.remove("$ref");
+                session.insert("type".into(), "object".into());
+                session.insert("properties".into(), keys);
+                session.insert("additionalProperties".into(), Value::Bool(false));
+                session.insert(
+                    "maxProperties".into(),
+                    json!(baton_proto::session::MAX_SETTINGS),
+                );
+            }
+            m.values_mut().for_each(session_settings);
+        }
+        Value::Array(a) => a.iter_mut().for_each(session_settings),
         _ => {}
     }
 }

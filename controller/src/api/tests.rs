@@ -84,3 +84,38 @@ fn clip_cuts_on_a_character_boundary() {
     assert_eq!(clip("abcd", 3), "abc…");
     assert_eq!(clip("aé", 2), "a…");
 }
+
+/// JSON Schema's `integer` admits `1.0`: integral floats are integers,
+/// other floats still name their field.
+#[test]
+fn integral_floats_are_accepted_for_integer_fields() {
+    let j = parse_json::<JobSubmit>(
+        br#"{"group":"g","spec":{"kind":"noop","sleep_ms":2.0},"priority":-3.0,
+            "lease_ttl_ms":3e4,"retry":{"max_attempts":2.0,"jitter":0.5}}"#,
+    )
+    .expect("integral floats");
+    assert_eq!(j.priority, -3);
+    assert_eq!(j.lease_ttl_ms, Some(30_000));
+    assert_eq!(j.retry.max_attempts, 2);
+    assert_eq!(
+        field(r#"{"group":"g","spec":{"kind":"noop"},"retry":{"max_attempts":1.5}}"#).as_deref(),
+        Some("retry.max_attempts")
+    );
+    assert_eq!(
+        field(r#"{"group":"g","spec":{"kind":"noop"},"priority":1e300}"#).as_deref(),
+        Some("priority")
+    );
+    // Also inside an untagged enum, whose error names no float.
+    let j = parse_json::<JobSubmit>(
+        br#"{"group":"g","spec":{"kind":"sql","connection":"c","sql":"SELECT 1",
+            "session":{"lock_wait_timeout":5.0}}}"#,
+    )
+    .expect("an integral float in a session value");
+    let baton_proto::JobSpec::Sql(q) = j.spec else {
+        panic!("not sql")
+    };
+    assert_eq!(
+        q.session.get("lock_wait_timeout"),
+        Some(&baton_proto::session::SessionValue::Int(5))
+    );
+}

@@ -52,7 +52,12 @@ async fn the_reaper_meets_a_deadline_that_moved_earlier_without_a_kick() {
     // Let the reaper see the hour-away deadline and go to sleep.
     tokio::time::sleep(Duration::from_millis(200)).await;
     store
-        .heartbeat(id, "a1", 1, None, "", now_ms() - ttl as i64 - 1)
+        .heartbeat(
+            id,
+            "a1",
+            &crate::store::lease::beat(1, ""),
+            now_ms() - ttl as i64 - 1,
+        )
         .await
         .expect("heartbeat");
     let moved = std::time::Instant::now();

@@ -22,7 +22,7 @@ const LIMITS: Limits = Limits {
 
 fn field(e: Error) -> Option<String> {
     match e {
-        Error::Invalid { field, .. } => Some(field),
+        Error::Invalid { field, .. } | Error::Unfit { field, .. } => Some(field),
         _ => None,
     }
 }

@@ -20,6 +20,7 @@ fn policy() -> RetryPolicy {
 
 fn done(token: FencingToken, completion: Completion) -> CompleteRequest {
     CompleteRequest {
+        started_after_ms: None,
         token,
         completion,
         result: JobResult::default(),

@@ -67,6 +67,7 @@ async fn grant_next(svc: &Schedules, now: i64) -> baton_proto::Grant {
 async fn finish_next(svc: &Schedules, how: Completion, now: i64) -> i64 {
     let grant = grant_next(svc, now).await;
     let done = CompleteRequest {
+        started_after_ms: None,
         token: grant.token,
         completion: how,
         result: JobResult::default(),

@@ -54,6 +54,7 @@ macro_rules! suite {
             ],
             lease: [
                 grant_once_tokens_increase_and_expiry_requeues,
+                the_first_reported_start_is_kept_and_bounded,
                 heartbeat_after_deadline_is_lease_lost_even_before_the_reaper,
                 attempts_exhausted_fail_and_release_spends_nothing,
                 not_retryable_fails_at_once_and_cancel_reaches_heartbeat,

@@ -26,8 +26,8 @@ use super::{Error, Result};
 
 pub(crate) use report::{Candidate, Input, candidates, evaluate, give_up_after_ms};
 pub(crate) use row::{
-    DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, LEASE_EXPIRATIONS, ONLINE_WINDOW_MS,
-    RUNNING_DRILLS, TAKEOVER_SAMPLES, list, timeline, verdict_detail,
+    DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, ONLINE_WINDOW_MS, RUNNING_DRILLS,
+    TAKEOVER_SAMPLES, list, timeline, verdict_detail,
 };
 
 /// A validated drill request.
@@ -137,9 +137,6 @@ pub trait DrillStore {
 
     /// Finished drills per `(method, state)`.
     async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>>;
-
-    /// Leases that ran out, ever.
-    async fn lease_expirations(&self) -> Result<i64>;
 
     /// Every lease-expiry takeover, in ms: from the holder's last renewal
     /// (lease deadline − TTL) to the next grant of the same job.

@@ -12,8 +12,8 @@
 
 use async_trait::async_trait;
 use baton_proto::{
-    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, JobId, JobKind, JobSpec,
-    JobState, LeaseRef, Progress, RetryOn, RetryPolicy,
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, Grant, HeartbeatRequest, JobId,
+    JobKind, JobSpec, JobState, LeaseRef, RetryOn, RetryPolicy,
 };
 
 use super::Result;
@@ -178,8 +178,28 @@ pub(crate) struct Completed {
     pub completion: Completion,
     pub result_json: Option<String>,
     pub error: Option<String>,
+    /// The agent's delay from the grant to the work's start (ms).
+    pub started_after_ms: Option<i64>,
     /// Uniform sample for the retry jitter.
     pub unit: f64,
+}
+
+/// A heartbeat of `token` with `log_tail`, nothing else (for tests).
+#[cfg(test)]
+pub(crate) fn beat(token: FencingToken, log_tail: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        token,
+        progress: None,
+        log_tail: log_tail.to_owned(),
+        failover_ms: None,
+        started_after_ms: None,
+    }
+}
+
+/// An agent's reported start delay as stored (bounded, so adding it to a
+/// timestamp cannot overflow).
+pub(crate) fn ms_i64(ms: u64) -> i64 {
+    i64::try_from(ms.min(1 << 50)).unwrap_or(1 << 50)
 }
 
 /// The attempt outcome a completion records.
@@ -250,14 +270,14 @@ pub trait LeaseStore {
         now: i64,
     ) -> Result<(Submitted, Granted)>;
 
-    /// Renew a lease (point 2). Returns `(ttl_ms, cancel_requested)`.
+    /// Renew a lease (point 2): the token's lease gets the progress and log
+    /// tail, and the work's start if it is the first one reported. Returns
+    /// `(ttl_ms, cancel_requested)`.
     async fn heartbeat(
         &self,
         job_id: JobId,
         agent_id: &str,
-        token: FencingToken,
-        progress: Option<&Progress>,
-        log_tail: &str,
+        req: &HeartbeatRequest,
         now: i64,
     ) -> Result<(u64, bool)>;
 

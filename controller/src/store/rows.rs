@@ -54,6 +54,7 @@ pub(crate) struct AttemptRow {
     pub agent_id: String,
     pub token: i64,
     pub started_at: i64,
+    pub running_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub outcome: Option<String>,
     pub error: Option<String>,
@@ -132,6 +133,7 @@ impl JobRow {
 impl AttemptRow {
     pub fn view(&self) -> Result<AttemptView> {
         Ok(AttemptView {
+            running_at: self.running_at.map(|r| ts(r.max(self.started_at))),
             number: self.number as u32,
             agent_id: self.agent_id.clone(),
             token: self.token,

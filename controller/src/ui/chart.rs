@@ -1,18 +1,20 @@
 //! Charts drawn on the server as SVG (no script, styled by the stylesheet's
 //! classes, so the CSP needs no inline style):
 //!
-//! - [`waterfall`]: a job's attempts, one bar per attempt on one time axis:
-//!   waiting (from the job's creation or the previous attempt's end to the
-//!   grant) then held (the grant to the attempt's end, or now), coloured by
-//!   the outcome. The store records the grant and the end of an attempt,
-//!   not when the agent's executor started, so granted and running are one
-//!   segment.
+//! - [`waterfall`]: a job's attempts, one bar per attempt on one time axis,
+//!   in three segments: waiting (from the job's creation or the previous
+//!   attempt's end to the grant), granted (the grant to the agent's executor
+//!   starting: `running_at`, reported by the agent as a delay after the
+//!   grant) and running (from there to the attempt's end, or now), coloured
+//!   by the outcome. An attempt with no reported start (an older agent, or a
+//!   lease lost before the agent reported) is granted until now while live,
+//!   and held in the outcome's colour once ended.
 //! - [`drill_timeline`]: a drill's events on one time axis, one row each,
 //!   with the detection (fault → lease expired) and re-grant (lease expired
 //!   → granted again) spans shaded: together they are the takeover.
 
 use baton_proto::drill::{DrillEventKind, DrillView};
-use baton_proto::{AttemptOutcome, JobView};
+use baton_proto::{AttemptOutcome, AttemptView, JobView};
 use maud::{Markup, html};
 
 use super::dur;
@@ -73,31 +75,60 @@ pub fn waterfall(job: &JobView, now: i64) -> Markup {
                     text x="10" y="18" class="axis" { "No attempt yet: queued for " (dur(now - t0)) }
                 }
                 @for (i, a) in job.attempts.iter().enumerate() {
-                    @let y = ROW * i as f64 + 4.0;
-                    @let granted = a.started_at.timestamp_millis();
-                    @let ended = a.ended_at.map_or(now, |e| e.timestamp_millis());
-                    @let prev_end = waits_from[i];
-                    @let (wx, gx, ex) = (x(prev_end, t0, span), x(granted, t0, span), x(ended, t0, span));
-                    @let outcome = a.outcome.map_or("running", |o| o.as_str());
-                    g class="attempt" data-attempt=(a.number) data-outcome=(outcome) {
-                        text x="4" y=(y + 15.0) class="label" { "#" (a.number) " " (a.agent_id) }
-                        rect class="seg-wait" x=(wx) y=(y) width=((gx - wx).max(1.0)) height="18" {
-                            title { "waiting " (dur(granted - prev_end)) }
-                        }
-                        rect class=(outcome_class(a.outcome)) x=(gx) y=(y) width=((ex - gx).max(2.0)) height="18" {
-                            title { (outcome) " " (dur(ended - granted)) }
-                        }
-                    }
+                    (attempt_bar(a, ROW * i as f64 + 4.0, waits_from[i], (t0, span, now)))
                 }
                 text x=(LABEL) y=(h - 4.0) class="axis" { "0" }
                 text x=(W - 10.0) y=(h - 4.0) class="axis" text-anchor="end" { (dur(span)) }
             }
             figcaption {
                 span class="key seg-wait" {} " waiting "
+                span class="key seg-granted" {} " granted "
                 span class="key seg-run" {} " running "
                 span class="key seg-ok" {} " succeeded "
                 span class="key seg-bad" {} " failed, timed out, lease expired "
                 span class="key seg-off" {} " cancelled, released"
+            }
+        }
+    }
+}
+
+/// One attempt's bar at height `y`: waiting from `prev_end`, granted, then
+/// running; `axis` is the chart's start, span and now (Unix ms).
+fn attempt_bar(a: &AttemptView, y: f64, prev_end: i64, (t0, span, now): (i64, i64, i64)) -> Markup {
+    let granted = a.started_at.timestamp_millis();
+    let ended = a.ended_at.map_or(now, |e| e.timestamp_millis());
+    let running = a
+        .running_at
+        .map(|r| r.timestamp_millis().clamp(granted, ended.max(granted)));
+    // Without a reported start, a live attempt is granted until now and an
+    // ended one is drawn held, in its outcome's colour.
+    let (granted_to, run_from) = match (running, a.ended_at) {
+        (Some(r), _) => (r, Some(r)),
+        (None, None) => (ended, None),
+        (None, Some(_)) => (granted, Some(granted)),
+    };
+    let (wx, gx) = (x(prev_end, t0, span), x(granted, t0, span));
+    let (rx, ex) = (x(granted_to, t0, span), x(ended, t0, span));
+    let outcome = a.outcome.map_or("running", |o| o.as_str());
+    html! {
+        g class="attempt" data-attempt=(a.number) data-outcome=(outcome) {
+            text x="4" y=(y + 15.0) class="label" { "#" (a.number) " " (a.agent_id) }
+            rect class="seg-wait" x=(wx) y=(y) width=((gx - wx).max(1.0)) height="18" {
+                title { "waiting " (dur(granted - prev_end)) }
+            }
+            @if run_from.is_none() || running.is_some() {
+                rect class="seg-granted" x=(gx) y=(y) width=((rx - gx).max(1.0)) height="18" {
+                    title { "granted " (dur(granted_to - granted)) }
+                }
+            }
+            @if let Some(r) = run_from {
+                rect class=(outcome_class(a.outcome)) x=(x(r, t0, span)) y=(y)
+                    width=((ex - x(r, t0, span)).max(2.0)) height="18" {
+                    title {
+                        @if running.is_some() { "running " } @else { "held (start not reported) " }
+                        (outcome) " " (dur(ended - r))
+                    }
+                }
             }
         }
     }

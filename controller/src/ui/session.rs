@@ -12,6 +12,15 @@
 //!   label and the session id, so it needs no storage, is unknown to
 //!   whoever does not hold the cookie, and dies with the session. Each POST
 //!   handler checks it ([`UiUser::check`]) after the role check.
+//! - The sign-in form has its own, pre-session CSRF token (so no other site
+//!   can sign a browser in under the attacker's token): `GET /ui/login`
+//!   sets a random nonce in the `baton_login` cookie (`HttpOnly`,
+//!   `SameSite=Strict`, `Path=/ui/login`, an hour) and in the form's hidden
+//!   `csrf` field; `POST /ui/login` wants both, equal (a double submit: a
+//!   cross-site form is sent without a `SameSite=Strict` cookie, and cannot
+//!   read it), and refuses a request the browser marks as sent from another
+//!   site or a sibling subdomain (`Sec-Fetch-Site: cross-site | same-site`).
+//!   A refusal is 403 naming `csrf`, checked before the token is looked at.
 
 use std::time::Duration;
 
@@ -117,12 +126,80 @@ pub fn parse_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Erro
         .map_err(|e| Error::Api(ApiError::bad_request(format!("form: {e}"), None)))
 }
 
-/// `GET /ui/login`.
-pub async fn login_page() -> Page {
-    login_form(None)
+/// The cookie carrying the sign-in form's CSRF nonce.
+pub const LOGIN_COOKIE: &str = "baton_login";
+
+/// How long a sign-in form stays usable.
+const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);
+
+/// `GET /ui/login`: the form, with a fresh CSRF nonce in it and in the
+/// `baton_login` cookie.
+pub async fn login_page(State(s): State<AppState>) -> Response {
+    let nonce = new_secret("");
+    let cookie = login_cookie(&nonce, s.config.tls.is_some());
+    ([(header::SET_COOKIE, cookie)], login_form(None, &nonce)).into_response()
 }
 
-fn login_form(error: Option<&str>) -> Page {
+/// The `Set-Cookie` value of a sign-in form's nonce (empty: clear it).
+fn login_cookie(nonce: &str, tls: bool) -> String {
+    let secure = if tls { "; Secure" } else { "" };
+    let age = if nonce.is_empty() {
+        0
+    } else {
+        LOGIN_FORM_TTL.as_secs()
+    };
+    format!(
+        "{LOGIN_COOKIE}={nonce}; Path=/ui/login; HttpOnly; SameSite=Strict; Max-Age={age}{secure}"
+    )
+}
+
+/// The value of cookie `name` in `headers`.
+fn cookie<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+/// The sign-in form's CSRF check: the form's `csrf` equals the
+/// `baton_login` cookie, and the browser did not mark the request as sent
+/// from another site; the nonce on success.
+pub fn check_login_csrf<'h>(
+    headers: &'h axum::http::HeaderMap,
+    sent: Option<&str>,
+) -> Result<&'h str, Error> {
+    let refuse = |why: &str| {
+        Error::Api(ApiError::new(
+            baton_proto::ErrorCode::Forbidden,
+            format!("sign-in refused: {why}; reload the sign-in page"),
+            Some("csrf".into()),
+        ))
+    };
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+        return Err(refuse("the form was sent from another site"));
+    }
+    let Some(nonce) = cookie(headers, LOGIN_COOKIE) else {
+        return Err(refuse("no sign-in form cookie"));
+    };
+    let sent = sent.unwrap_or_default();
+    if sent.is_empty() || !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
+        return Err(refuse(
+            "the form's CSRF token is missing or not this form's",
+        ));
+    }
+    Ok(nonce)
+}
+
+fn login_form(error: Option<&str>, nonce: &str) -> Page {
     layout(
         "Sign in",
         Nav::None,
@@ -135,6 +212,7 @@ fn login_form(error: Option<&str>) -> Page {
                     p class="error" role="alert" id="signin-error" { (e) }
                 }
                 form method="post" action="/ui/login" {
+                    input type="hidden" name="csrf" value=(nonce);
                     label for="token" { "Operator token" }
                     input id="token" name="token" type="password" autocomplete="off" required autofocus;
                     button type="submit" id="sign-in" { "Sign in" }
@@ -147,11 +225,19 @@ fn login_form(error: Option<&str>) -> Page {
 #[derive(Debug, Deserialize)]
 struct LoginForm {
     token: String,
+    /// The form's CSRF nonce (as the `baton_login` cookie).
+    csrf: Option<String>,
 }
 
-/// `POST /ui/login`: an active operator token starts a session.
-pub async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, Error> {
+/// `POST /ui/login`: an active operator token starts a session; the form's
+/// CSRF nonce must match its cookie ([`check_login_csrf`]).
+pub async fn login(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Error> {
     let form: LoginForm = parse_form(&body)?;
+    let nonce = check_login_csrf(&headers, form.csrf.as_deref())?;
     let token = form.token.trim();
     let who = if token.starts_with(baton_proto::auth::OPERATOR_PREFIX) {
         s.store
@@ -161,7 +247,7 @@ pub async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result
         None
     };
     let Some(who) = who else {
-        let page = login_form(Some("This token is unknown or revoked."));
+        let page = login_form(Some("This token is unknown or revoked."), nonce);
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     let id = new_secret("");
@@ -171,8 +257,16 @@ pub async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result
         .create_session(&hash_secret(&id), &who.token_id, now + ttl_ms, now)
         .await?;
     tracing::info!(token = %who.name, role = %who.role, "Dashboard session started");
-    let cookie = set_cookie(&id, s.config.tls.is_some());
-    let mut resp = ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/fleet")).into_response();
+    let tls = s.config.tls.is_some();
+    let cookies = [
+        (header::SET_COOKIE, set_cookie(&id, tls)),
+        (header::SET_COOKIE, login_cookie("", tls)),
+    ];
+    let mut resp = (
+        axum::response::AppendHeaders(cookies),
+        Redirect::to("/ui/fleet"),
+    )
+        .into_response();
     resp.extensions_mut()
         .insert(AuditActor(format!("token:{}", who.name)));
     Ok(resp)

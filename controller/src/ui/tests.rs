@@ -37,6 +37,42 @@ fn csrf_is_per_session_and_checked() {
 }
 
 #[test]
+fn the_sign_in_form_wants_its_cookie_nonce_and_no_other_site() {
+    let headers = |cookie: Option<&str>, site: Option<&str>| {
+        let mut h = HeaderMap::new();
+        if let Some(c) = cookie {
+            h.insert("cookie", c.parse().expect("h"));
+        }
+        if let Some(s) = site {
+            h.insert("sec-fetch-site", s.parse().expect("h"));
+        }
+        h
+    };
+    let mine = Some("a=1; baton_login=n0nce; b=2");
+    for site in [None, Some("same-origin"), Some("none")] {
+        let h = headers(mine, site);
+        let ok = session::check_login_csrf(&h, Some("n0nce"));
+        assert_eq!(ok.ok(), Some("n0nce"), "{site:?}");
+    }
+    let refused = [
+        (headers(mine, None), None),
+        (headers(mine, None), Some("")),
+        (headers(mine, None), Some("other")),
+        (headers(None, None), Some("n0nce")),
+        (headers(Some("baton_login="), None), Some("")),
+        (headers(mine, Some("cross-site")), Some("n0nce")),
+        (headers(mine, Some("same-site")), Some("n0nce")),
+    ];
+    for (h, sent) in refused {
+        let Err(Error::Api(e)) = session::check_login_csrf(&h, sent) else {
+            panic!("accepted: {h:?} {sent:?}")
+        };
+        assert_eq!(e.0.error.code.status(), 403);
+        assert_eq!(e.0.error.field.as_deref(), Some("csrf"));
+    }
+}
+
+#[test]
 fn the_session_cookie_is_found_among_others() {
     let mut h = HeaderMap::new();
     h.insert("cookie", "a=1; baton_session=abc; b=2".parse().expect("h"));
@@ -141,6 +177,7 @@ fn a_running_attempt_shows_its_progress_bar_and_the_waterfall_its_segments() {
             {"number": 1, "agent_id": "db1", "token": 1, "started_at": t(2_000),
              "ended_at": t(4_000), "outcome": "lease_expired", "log_tail": ""},
             {"number": 2, "agent_id": "db2", "token": 2, "started_at": t(6_000),
+             "running_at": t(7_000),
              "progress": {"percent": 42.0, "message": "copying shop.orders"}, "log_tail": ""}
         ]
     }))
@@ -162,4 +199,37 @@ fn a_running_attempt_shows_its_progress_bar_and_the_waterfall_its_segments() {
         svg.contains("waiting 1.0 s") && svg.contains("waiting 2.0 s"),
         "{svg}"
     );
+    // Attempt 1 reported no start: held in red, no granted segment;
+    // attempt 2 is granted from 6 s to its start at 7 s, then running.
+    assert_eq!(svg.matches("class=\"seg-granted\"").count(), 1, "{svg}");
+    assert!(svg.contains("granted 1.0 s"), "{svg}");
+    assert!(svg.contains("running running 3.0 s"), "{svg}");
+    assert!(
+        svg.contains("held (start not reported) lease_expired"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn a_finished_attempt_is_drawn_waiting_granted_then_running_in_its_outcome() {
+    let t = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("t");
+    let job: baton_proto::JobView = serde_json::from_value(serde_json::json!({
+        "id": 8, "group": "db", "kind": "noop", "spec": {"kind": "noop"},
+        "state": "succeeded", "priority": 0, "retry": {"max_attempts": 1},
+        "lease_ttl_ms": 30000, "attempts_spent": 1, "cancel_requested": false,
+        "created_at": t(1_000), "updated_at": t(5_000), "finished_at": t(5_000),
+        "attempts": [{"number": 1, "agent_id": "db1", "token": 1, "started_at": t(2_000),
+             "running_at": t(2_500), "ended_at": t(5_000), "outcome": "succeeded", "log_tail": ""}]
+    }))
+    .expect("job");
+    let svg = chart::waterfall(&job, 99_000).into_string();
+    let seg = |c: &str| svg.find(&format!("class=\"{c}\"")).expect(c);
+    // The three segments, in time order, each with its duration.
+    assert!(
+        seg("seg-wait") < seg("seg-granted") && seg("seg-granted") < seg("seg-ok"),
+        "{svg}"
+    );
+    assert!(svg.contains("waiting 1.0 s"), "{svg}");
+    assert!(svg.contains("granted 500 ms"), "{svg}");
+    assert!(svg.contains("running succeeded 2.5 s"), "{svg}");
 }

@@ -129,6 +129,10 @@ fn integers_past_what_is_stored_are_refused_naming_the_field() {
     let mut s = base();
     s.retry.initial_backoff_ms = u64::MAX;
     assert_eq!(field(&s), Err("retry.initial_backoff_ms".into()));
+    // Above the cap but within bounds: taken (every delay is the cap).
+    let mut s = base();
+    s.retry.initial_backoff_ms = s.retry.max_backoff_ms + 1;
+    assert!(field(&s).is_ok());
     let mut s = base();
     s.retry.max_attempts = u32::MAX;
     assert_eq!(field(&s), Err("retry.max_attempts".into()));

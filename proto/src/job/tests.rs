@@ -203,6 +203,7 @@ fn job_view_roundtrip() {
         run_id: None,
         step: None,
         attempts: vec![AttemptView {
+            running_at: None,
             number: 1,
             agent_id: "a1".into(),
             token: 1,

@@ -72,6 +72,7 @@ fn poll_roundtrip() {
 #[test]
 fn heartbeat_roundtrip() {
     check(&HeartbeatRequest {
+        started_after_ms: None,
         token: 3,
         progress: Some(Progress {
             percent: Some(50.0),
@@ -105,6 +106,7 @@ fn complete_roundtrip() {
         Completion::Cancelled,
     ] {
         check(&CompleteRequest {
+            started_after_ms: None,
             token: 4,
             completion,
             result: JobResult::default(),
@@ -125,6 +127,7 @@ fn complete_roundtrip() {
 #[test]
 fn batch_complete_roundtrip() {
     let single = CompleteRequest {
+        started_after_ms: None,
         token: 7,
         completion: Completion::Failed { retryable: true },
         result: JobResult::default(),

@@ -64,6 +64,7 @@ async fn the_previous_runs_leases_are_reported_in_the_background_and_forgotten()
     let done = Entry {
         job_id: 6,
         request: CompleteRequest {
+            started_after_ms: None,
             token: 4,
             completion: Completion::Succeeded,
             result: JobResult::default(),

@@ -8,6 +8,7 @@ fn data_nested_too_deep_is_replaced_before_sending() {
         deep = serde_json::json!([deep]);
     }
     let mut req = CompleteRequest {
+        started_after_ms: None,
         token: 1,
         completion: Completion::Succeeded,
         result: JobResult {
@@ -36,6 +37,7 @@ fn data_nested_too_deep_is_replaced_before_sending() {
 #[test]
 fn shrinking_goes_step_by_step_and_keeps_base64_whole() {
     let mut req = CompleteRequest {
+        started_after_ms: None,
         token: 1,
         completion: Completion::Succeeded,
         result: JobResult {

@@ -8,6 +8,7 @@ fn pending(job_id: JobId, stdout_len: usize) -> Pending {
         entry: Entry {
             job_id,
             request: CompleteRequest {
+                started_after_ms: None,
                 token: 1,
                 completion: Completion::Succeeded,
                 result: JobResult {

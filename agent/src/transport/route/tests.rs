@@ -138,6 +138,7 @@ async fn heartbeats_fail_over_to_the_surviving_controller() {
     let b = Fake::start().await;
     let t = transport(&[&a, &b]);
     let req = HeartbeatRequest {
+        started_after_ms: None,
         token: 7,
         progress: None,
         log_tail: String::new(),
@@ -167,6 +168,7 @@ async fn the_outbox_is_delivered_through_whichever_controller_answers() {
         let entry = Entry {
             job_id,
             request: CompleteRequest {
+                started_after_ms: None,
                 token: 7,
                 completion: Completion::Succeeded,
                 result: JobResult::default(),

@@ -142,12 +142,6 @@ fn drills(reg: &mut Registry, f: &StoreFigures) {
     );
     counter(
         reg,
-        "baton_lease_expirations",
-        "Leases that ran out (fleet-wide, attempts kept by retention)",
-        f.lease_expirations.max(0) as u64,
-    );
-    counter(
-        reg,
         "baton_agent_restart_lease_ends",
         "Leases a restarted agent reported for its killed predecessor, ended agent_restarted (fleet-wide)",
         f.agent_restart_ends.max(0) as u64,

@@ -36,7 +36,6 @@ fn figures() -> StoreFigures {
             ("freeze".into(), "failed".into(), 1),
             ("partition".into(), "running".into(), 1),
         ],
-        lease_expirations: 3,
         agent_restart_ends: 4,
         takeovers_ms: vec![400, 2500, 16_000],
         occurrences: baton_proto::schedule::OccurrenceCounts {
@@ -105,7 +104,6 @@ fn renders_the_store_figures() {
         "baton_drills_total{method=\"freeze\",result=\"failed\"} 1",
         "baton_drills_total{method=\"partition\",result=\"error\"} 0",
         "baton_drills_running 1",
-        "baton_lease_expirations_total 3",
         "baton_agent_restart_lease_ends_total 4",
         "baton_lease_takeovers_total 3",
         "# TYPE baton_takeover_seconds histogram",

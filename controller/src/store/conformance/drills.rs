@@ -65,6 +65,7 @@ async fn grant(s: &Store, agent: &str, now: i64) -> Vec<baton_proto::Grant> {
 
 fn succeeded(token: FencingToken) -> CompleteRequest {
     CompleteRequest {
+        started_after_ms: None,
         token,
         completion: Completion::Succeeded,
         result: JobResult::default(),
@@ -92,7 +93,7 @@ async fn run_drill_read_at(s: &Store, rto_ms: u64, read_at: i64) -> DrillView {
     );
     let g = grant(s, "a1", 1_100).await;
     assert_eq!(g.len(), 1);
-    s.heartbeat(job_id, "a1", 1, None, "", 1_700)
+    s.heartbeat(job_id, "a1", &crate::store::lease::beat(1, ""), 1_700)
         .await
         .expect("hb");
     let fault = s
@@ -176,7 +177,6 @@ pub async fn crash_drill_timeline_and_report(s: &Store) {
         s.drill_outcomes().await.expect("outcomes"),
         vec![("crash".to_string(), "passed".to_string(), 1)]
     );
-    assert_eq!(s.lease_expirations().await.expect("expirations"), 1);
     // Last renewal 1700 (= expiry 3701 − TTL 2000, +1) → re-grant 3750.
     assert_eq!(
         s.takeover_samples_ms().await.expect("samples"),
@@ -277,7 +277,7 @@ pub async fn a_controller_crash_drill_claims_only_for_its_agent_and_records_the_
     assert_eq!(v.method, DrillMethod::ControllerCrash);
     let job_id = v.job_id.expect("job");
     assert_eq!(grant(s, "a1", 1_100).await.len(), 1);
-    s.heartbeat(job_id, "a1", 1, None, "", 1_700)
+    s.heartbeat(job_id, "a1", &crate::store::lease::beat(1, ""), 1_700)
         .await
         .expect("hb");
     assert!(
@@ -319,7 +319,7 @@ pub async fn a_controller_crash_drill_claims_only_for_its_agent_and_records_the_
         "recorded once"
     );
     // The lease went on through another replica and completes the job.
-    s.heartbeat(job_id, "a1", 1, None, "", 2_300)
+    s.heartbeat(job_id, "a1", &crate::store::lease::beat(1, ""), 2_300)
         .await
         .expect("hb on another replica");
     s.complete(job_id, "a1", &succeeded(1), 3_000)

@@ -22,6 +22,7 @@ fn job(max_attempts: u32, ttl: u64) -> NewJob {
 
 fn creq(token: FencingToken, completion: Completion, error: Option<&str>) -> CompleteRequest {
     CompleteRequest {
+        started_after_ms: None,
         token,
         completion,
         result: JobResult::default(),
@@ -37,6 +38,54 @@ fn req<'a>(agent: &'a str, groups: &'a [String], kinds: &'a [JobKind]) -> GrantR
         connections: &[],
         max: 1,
     }
+}
+
+/// Conformance case `the_first_reported_start_is_kept_and_bounded`: the
+/// attempt's `running_at` is the grant time plus the first start delay
+/// reported (by a heartbeat or the completion, on either completion path),
+/// later reports change nothing, and a delay past the report's time is
+/// bounded by it.
+pub async fn the_first_reported_start_is_kept_and_bounded(s: &Store) {
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
+    let running_at = |id| async move { s.get_job(id).await.expect("get").attempts[0].running_at };
+    let mut beat = crate::store::lease::beat(1, "");
+    // Reported by the first heartbeat, kept by the next one and the success.
+    let a = s.submit(job(1, 60_000), 0).await.expect("submit").job.id;
+    s.grant(&req("a1", &groups, &kinds), 100)
+        .await
+        .expect("grant");
+    s.heartbeat(a, "a1", &beat, 500).await.expect("hb");
+    assert_eq!(running_at(a).await, None, "nothing reported yet");
+    beat.started_after_ms = Some(40);
+    s.heartbeat(a, "a1", &beat, 600).await.expect("hb");
+    assert_eq!(running_at(a).await, at(140));
+    beat.started_after_ms = Some(90);
+    s.heartbeat(a, "a1", &beat, 700).await.expect("hb");
+    let mut done = creq(1, Completion::Succeeded, None);
+    done.started_after_ms = Some(300);
+    s.complete(a, "a1", &done, 800).await.expect("complete");
+    assert_eq!(running_at(a).await, at(140));
+    // Reported only by a success (no heartbeat before it).
+    let b = s.submit(job(1, 60_000), 0).await.expect("submit").job.id;
+    s.grant(&req("a1", &groups, &kinds), 1_000)
+        .await
+        .expect("grant");
+    done.started_after_ms = Some(25);
+    s.complete(b, "a1", &done, 1_200).await.expect("complete");
+    assert_eq!(running_at(b).await, at(1_025));
+    // Reported only by a failure, the delay bounded by the report's time.
+    let c = s.submit(job(1, 60_000), 0).await.expect("submit").job.id;
+    s.grant(&req("a1", &groups, &kinds), 2_000)
+        .await
+        .expect("grant");
+    let mut failed = creq(1, Completion::Failed { retryable: false }, Some("boom"));
+    failed.started_after_ms = Some(u64::MAX);
+    s.complete(c, "a1", &failed, 2_700).await.expect("complete");
+    let v = s.get_job(c).await.expect("get");
+    assert_eq!(v.attempts[0].running_at, at(2_700));
+    assert_eq!(v.attempts[0].outcome, Some(AttemptOutcome::Failed));
 }
 
 /// Conformance case `grant_once_tokens_increase_and_expiry_requeues`.
@@ -58,7 +107,7 @@ pub async fn grant_once_tokens_increase_and_expiry_requeues(s: &Store) {
     assert!(g2.grants.is_empty());
     // Heartbeat extends it past the original deadline.
     let (ttl, cancel) = s
-        .heartbeat(id, "a1", 1, None, "tail", 1500)
+        .heartbeat(id, "a1", &crate::store::lease::beat(1, "tail"), 1500)
         .await
         .expect("hb");
     assert_eq!((ttl, cancel), (2000, false));
@@ -92,7 +141,9 @@ pub async fn grant_once_tokens_increase_and_expiry_requeues(s: &Store) {
     assert_eq!(g3.grants[0].attempt, 2);
     // The old holder's token is stale for every call.
     for r in [
-        s.heartbeat(id, "a1", 1, None, "", 3700).await.map(|_| ()),
+        s.heartbeat(id, "a1", &crate::store::lease::beat(1, ""), 3700)
+            .await
+            .map(|_| ()),
         s.release(id, "a1", 1, "", 3700).await.map(|_| ()),
         s.complete(id, "a1", &creq(1, Completion::Succeeded, None), 3700)
             .await
@@ -103,12 +154,14 @@ pub async fn grant_once_tokens_increase_and_expiry_requeues(s: &Store) {
     // The current token from another agent is refused as forbidden: the
     // lease belongs to a2, whatever token a1 presents.
     assert!(matches!(
-        s.heartbeat(id, "a1", 2, None, "", 3700).await,
+        s.heartbeat(id, "a1", &crate::store::lease::beat(2, ""), 3700)
+            .await,
         Err(Error::Forbidden(_))
     ));
     // An agent that never held the job is forbidden too.
     assert!(matches!(
-        s.heartbeat(id, "a9", 1, None, "", 3700).await,
+        s.heartbeat(id, "a9", &crate::store::lease::beat(1, ""), 3700)
+            .await,
         Err(Error::Forbidden(_))
     ));
     let (state, dup, _) = s
@@ -137,7 +190,8 @@ pub async fn heartbeat_after_deadline_is_lease_lost_even_before_the_reaper(s: &S
         .await
         .expect("grant");
     assert!(matches!(
-        s.heartbeat(id, "a1", 1, None, "", 2000).await,
+        s.heartbeat(id, "a1", &crate::store::lease::beat(1, ""), 2000)
+            .await,
         Err(Error::LeaseLost(_))
     ));
 }
@@ -203,7 +257,10 @@ pub async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat(s: &Store)
         .await
         .expect("grant");
     s.cancel(id, 5).await.expect("cancel");
-    let (_, cancel) = s.heartbeat(id, "a1", 1, None, "", 10).await.expect("hb");
+    let (_, cancel) = s
+        .heartbeat(id, "a1", &crate::store::lease::beat(1, ""), 10)
+        .await
+        .expect("hb");
     assert!(cancel);
     let (st, _, _) = s
         .complete(id, "a1", &creq(1, Completion::Cancelled, None), 20)

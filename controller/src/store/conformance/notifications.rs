@@ -51,6 +51,7 @@ pub(crate) async fn two_attempts(s: &Store, last: Completion, t0: i64) -> baton_
         let g = s.grant(&req, now).await.expect("grant");
         let token: FencingToken = g.grants[0].token;
         let done = CompleteRequest {
+            started_after_ms: None,
             token,
             completion,
             result: JobResult::default(),

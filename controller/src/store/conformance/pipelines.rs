@@ -128,6 +128,7 @@ pub async fn a_run_follows_its_graph_pins_and_resolves(s: &Store) {
         read_job.id,
         "a1",
         &baton_proto::CompleteRequest {
+            started_after_ms: None,
             token,
             completion: Completion::Succeeded,
             result: Default::default(),
@@ -253,6 +254,7 @@ pub async fn cancel_and_timeout_stop_a_run_once_its_steps_stop(s: &Store) {
         job.id,
         "a1",
         &baton_proto::CompleteRequest {
+            started_after_ms: None,
             token: job.attempts[0].token,
             completion: Completion::Cancelled,
             result: Default::default(),

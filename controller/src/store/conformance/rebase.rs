@@ -34,7 +34,7 @@ pub async fn a_forward_step_while_down_expires_no_lease_early(s: &Store) {
             .is_empty()
     );
     // The holder's heartbeat is still accepted, and renews as usual.
-    s.heartbeat(id, "a1", 1, None, "", now + 4_000)
+    s.heartbeat(id, "a1", &crate::store::lease::beat(1, ""), now + 4_000)
         .await
         .expect("heartbeat after the restart");
     assert!(

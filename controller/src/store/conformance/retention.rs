@@ -53,6 +53,7 @@ pub async fn old_finished_jobs_go_oldest_first_and_everything_else_stays(s: &Sto
     let (id, token) = grant_one(s, 1_002).await;
     assert_eq!(id, jobs[2]);
     let done = CompleteRequest {
+        started_after_ms: None,
         token,
         completion: Completion::Succeeded,
         result: JobResult::default(),

@@ -104,6 +104,7 @@ pub(crate) async fn run_one(
         grant.job_id,
         agent,
         &CompleteRequest {
+            started_after_ms: None,
             token: grant.token,
             completion: how,
             result: JobResult {

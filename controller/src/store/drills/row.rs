@@ -156,10 +156,6 @@ pub(crate) const RUNNING_DRILLS: &str = "SELECT id FROM drills WHERE state = 'ru
 pub(crate) const DRILL_OUTCOMES: &str =
     "SELECT method, state, COUNT(*) FROM drills GROUP BY method, state ORDER BY method, state";
 
-/// Leases that ran out, ever.
-pub(crate) const LEASE_EXPIRATIONS: &str =
-    "SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'";
-
 /// Every lease-expiry takeover, in ms: from the holder's last renewal
 /// (lease deadline − TTL) to the next grant of the same job.
 pub(crate) const TAKEOVER_SAMPLES: &str = "SELECT b.started_at - (a.ended_at - j.lease_ttl_ms)

@@ -7,6 +7,7 @@ use baton_proto::{JobSpec, JobState};
 
 fn attempt(number: i64, agent: &str, outcome: Option<&str>, result: Option<&str>) -> AttemptRow {
     AttemptRow {
+        running_at: None,
         number,
         agent_id: agent.into(),
         token: number,

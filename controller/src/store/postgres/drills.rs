@@ -22,9 +22,9 @@ use sqlx::postgres::PgConnection;
 use super::PgStore;
 use crate::store::agents::AgentStore;
 use crate::store::drills::{
-    Candidate, DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, DrillStore, EventRow,
-    LEASE_EXPIRATIONS, NewDrill, ONLINE_WINDOW_MS, RUNNING_DRILLS, TAKEOVER_SAMPLES, candidates,
-    evaluate, list, timeline, verdict_detail,
+    Candidate, DRILL_COLUMNS, DRILL_OUTCOMES, DrillJob, DrillRow, DrillStore, EventRow, NewDrill,
+    ONLINE_WINDOW_MS, RUNNING_DRILLS, TAKEOVER_SAMPLES, candidates, evaluate, list, timeline,
+    verdict_detail,
 };
 use crate::store::jobs::{JobStore, NewJob};
 use crate::store::rows::AttemptRow;
@@ -63,7 +63,7 @@ impl PgStore {
                 .await?
                 .ok_or(Error::NotFound(job_id))?;
         let attempts: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
+            "SELECT number, agent_id, token, started_at, running_at, ended_at, outcome, error, progress, log_tail, result
              FROM attempts WHERE job_id = $1 ORDER BY number",
         )
         .bind(job_id)
@@ -351,12 +351,6 @@ impl DrillStore for PgStore {
 
     async fn drill_outcomes(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(DRILL_OUTCOMES).fetch_all(&self.pool).await?)
-    }
-
-    async fn lease_expirations(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(LEASE_EXPIRATIONS)
-            .fetch_one(&self.pool)
-            .await?)
     }
 
     async fn takeover_samples_ms(&self) -> Result<Vec<i64>> {

@@ -339,7 +339,7 @@ async fn views(c: &mut PgConnection, ids: &[JobId]) -> Result<Vec<JobView>> {
         .fetch_all(&mut *c)
         .await?;
     let attempts: Vec<JobAttempt> = sqlx::query_as(
-        "SELECT job_id, number, agent_id, token, started_at, ended_at, outcome, error, progress,
+        "SELECT job_id, number, agent_id, token, started_at, running_at, ended_at, outcome, error, progress,
                 log_tail, result
          FROM attempts WHERE job_id = ANY($1) ORDER BY job_id, number",
     )

@@ -23,7 +23,7 @@ mod expiry;
 pub(super) use ends::{Succeed, succeed_batch};
 
 use async_trait::async_trait;
-use baton_proto::{CompleteRequest, FencingToken, JobId, JobState, LeaseRef, Progress};
+use baton_proto::{CompleteRequest, FencingToken, HeartbeatRequest, JobId, JobState, LeaseRef};
 use sqlx::postgres::PgConnection;
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ use crate::store::Error;
 use crate::store::Result;
 use crate::store::jobs::{NewJob, Submitted};
 use crate::store::lease::{
-    Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, OwnedGrant, grant_of,
+    Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, OwnedGrant, grant_of, ms_i64,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
 
@@ -99,12 +99,14 @@ impl LeaseStore for PgStore {
         &self,
         job_id: JobId,
         agent_id: &str,
-        token: FencingToken,
-        progress: Option<&Progress>,
-        log_tail: &str,
+        req: &HeartbeatRequest,
         now: i64,
     ) -> Result<(u64, bool)> {
-        let progress = progress.and_then(|p| serde_json::to_string(p).ok());
+        let token = req.token;
+        let progress = req
+            .progress
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok());
         // One statement, its own transaction.
         let started = std::time::Instant::now();
         let renewed: std::result::Result<Option<(i64, bool)>, sqlx::Error> = sqlx::query_as(
@@ -115,16 +117,19 @@ impl LeaseStore for PgStore {
                RETURNING id, lease_ttl_ms, cancel_requested),
              a AS (
                UPDATE attempts SET progress = COALESCE($1, progress),
-                 log_tail = CASE WHEN $2 = '' THEN log_tail ELSE $2 END
+                 log_tail = CASE WHEN $2 = '' THEN log_tail ELSE $2 END,
+                 running_at = CASE WHEN $7::bigint IS NULL THEN attempts.running_at
+                   ELSE COALESCE(attempts.running_at, LEAST(attempts.started_at + $7, $5)) END
                FROM j WHERE attempts.job_id = j.id AND attempts.token = $4)
              SELECT lease_ttl_ms, cancel_requested FROM j",
         )
         .bind(progress)
-        .bind(log_tail)
+        .bind(&req.log_tail)
         .bind(job_id)
         .bind(token)
         .bind(now)
         .bind(agent_id)
+        .bind(req.started_after_ms.map(ms_i64))
         .fetch_optional(&self.pool)
         .await;
         let renewed = self.noted(renewed.map_err(Error::from))?;
@@ -154,6 +159,7 @@ impl LeaseStore for PgStore {
             completion: req.completion,
             result_json: serde_json::to_string(&req.result).ok(),
             error: req.error.clone(),
+            started_after_ms: req.started_after_ms.map(ms_i64),
             unit: rand::random(),
         });
         // The common case shares a statement and a commit with the other

@@ -5,6 +5,7 @@ fn an_end_written_before_its_start_shows_as_the_start() {
     // An attempt started before a restart across a backward clock step
     // and ended after it.
     let a = AttemptRow {
+        running_at: None,
         number: 1,
         agent_id: "a1".into(),
         token: 1,
@@ -19,6 +20,7 @@ fn an_end_written_before_its_start_shows_as_the_start() {
     let v = a.view().expect("view");
     assert_eq!(v.ended_at, Some(ts(3_600_000)));
     let later = AttemptRow {
+        running_at: None,
         ended_at: Some(3_605_000),
         ..a
     };

@@ -58,7 +58,7 @@ impl JobStore for SqliteStore {
     async fn get_job(&self, id: JobId) -> Result<JobView> {
         let row = self.job_row(id).await?;
         let attempts: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
+            "SELECT number, agent_id, token, started_at, running_at, ended_at, outcome, error, progress, log_tail, result
              FROM attempts WHERE job_id = ? ORDER BY number",
         )
         .bind(id)
@@ -261,7 +261,7 @@ async fn views(c: &mut SqliteConnection, first: JobId, last: JobId) -> Result<Ve
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let attempts: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT number, agent_id, token, started_at, ended_at, outcome, error, progress, log_tail, result
+            "SELECT number, agent_id, token, started_at, running_at, ended_at, outcome, error, progress, log_tail, result
              FROM attempts WHERE job_id = ? ORDER BY number",
         )
         .bind(row.id)

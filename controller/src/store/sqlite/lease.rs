@@ -14,7 +14,8 @@
 //! - abandon ends a restarted agent's current leases as `agent_restarted`.
 
 use baton_proto::{
-    AttemptOutcome, CompleteRequest, Completion, FencingToken, JobId, JobState, LeaseRef, Progress,
+    AttemptOutcome, CompleteRequest, Completion, FencingToken, HeartbeatRequest, JobId, JobState,
+    LeaseRef,
 };
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use super::SqliteStore;
 use crate::store::jobs::{NewJob, Submitted};
 use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, Next, OwnedGrant,
-    after_lost_lease, grant_of, next_after, outcome_of,
+    after_lost_lease, grant_of, ms_i64, next_after, outcome_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
 use crate::store::{Error, Result};
@@ -74,19 +75,22 @@ impl LeaseStore for SqliteStore {
         &self,
         job_id: JobId,
         agent_id: &str,
-        token: FencingToken,
-        progress: Option<&Progress>,
-        log_tail: &str,
+        req: &HeartbeatRequest,
         now: i64,
     ) -> Result<(u64, bool)> {
-        let progress = progress.and_then(|p| serde_json::to_string(p).ok());
-        let args = Arc::new((agent_id.to_owned(), progress, log_tail.to_owned()));
+        let beat = Arc::new(Beat {
+            agent_id: agent_id.to_owned(),
+            token: req.token,
+            progress: req
+                .progress
+                .as_ref()
+                .and_then(|p| serde_json::to_string(p).ok()),
+            log_tail: req.log_tail.clone(),
+            started_after_ms: req.started_after_ms.map(ms_i64),
+        });
         self.grouped(move |c| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (agent_id, progress, log_tail) = &*args;
-                heartbeat_in(c, job_id, agent_id, token, progress.clone(), log_tail, now).await
-            })
+            let beat = beat.clone();
+            Box::pin(async move { heartbeat_in(c, job_id, &beat, now).await })
         })
         .await
     }
@@ -107,6 +111,7 @@ impl LeaseStore for SqliteStore {
             completion: req.completion,
             result_json: serde_json::to_string(&req.result).ok(),
             error: req.error.clone(),
+            started_after_ms: req.started_after_ms.map(ms_i64),
             unit: rand::random(),
         });
         self.grouped(move |c| {
@@ -346,28 +351,37 @@ async fn next_ready_at(
     .await?)
 }
 
+/// What a heartbeat writes.
+struct Beat {
+    agent_id: String,
+    token: FencingToken,
+    progress: Option<String>,
+    log_tail: String,
+    started_after_ms: Option<i64>,
+}
+
 /// Heartbeat inside a write transaction (see [`LeaseStore::heartbeat`]).
 async fn heartbeat_in(
     c: &mut SqliteConnection,
     job_id: JobId,
-    agent_id: &str,
-    token: FencingToken,
-    progress: Option<String>,
-    log_tail: &str,
+    b: &Beat,
     now: i64,
 ) -> Result<(u64, bool)> {
-    let row = held_row(c, job_id, agent_id, token, now).await?;
+    let row = held_row(c, job_id, &b.agent_id, b.token, now).await?;
     sqlx::query(
         "UPDATE jobs SET lease_expires_at = ?5 WHERE id = ?3;
          UPDATE attempts SET progress = COALESCE(?1, progress),
-         log_tail = CASE WHEN ?2 = '' THEN log_tail ELSE ?2 END
+         log_tail = CASE WHEN ?2 = '' THEN log_tail ELSE ?2 END,
+         running_at = COALESCE(running_at, MIN(started_at + ?6, ?7))
          WHERE job_id = ?3 AND token = ?4",
     )
-    .bind(progress)
-    .bind(log_tail)
+    .bind(&b.progress)
+    .bind(&b.log_tail)
     .bind(job_id)
-    .bind(token)
+    .bind(b.token)
     .bind(now + row.lease_ttl_ms)
+    .bind(b.started_after_ms)
+    .bind(now)
     .execute(&mut *c)
     .await?;
     Ok((row.lease_ttl_ms as u64, row.cancel_requested))
@@ -404,6 +418,7 @@ async fn complete_in(
         outcome: outcome.as_str(),
         error,
         result: d.result_json.as_deref(),
+        started_after_ms: d.started_after_ms,
     };
     set_next(
         c,
@@ -427,7 +442,8 @@ async fn complete_in(
 /// [`complete_in`] says why (or recognises a redelivery).
 async fn succeed_held(c: &mut SqliteConnection, d: &Completed, now: i64) -> Result<Option<String>> {
     Ok(sqlx::query_scalar(
-        "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result)
+        "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result),
+           running_at = COALESCE(running_at, MIN(started_at + ?7, ?1))
          WHERE job_id = ?4 AND token = ?5 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?4
            AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6 AND lease_expires_at > ?1);
          UPDATE jobs SET state = 'succeeded', attempts_spent = attempts_spent + 1, not_before = ?1,
@@ -443,6 +459,7 @@ async fn succeed_held(c: &mut SqliteConnection, d: &Completed, now: i64) -> Resu
     .bind(d.job_id)
     .bind(d.token)
     .bind(&d.agent_id)
+    .bind(d.started_after_ms)
     .fetch_optional(&mut *c)
     .await?)
 }
@@ -495,6 +512,7 @@ async fn release_in(
         outcome: "released",
         error: Some(reason),
         result: None,
+        started_after_ms: None,
     };
     let next = if row.cancel_requested {
         Next::Cancelled
@@ -567,6 +585,8 @@ struct AttemptEnd<'a> {
     outcome: &'a str,
     error: Option<&'a str>,
     result: Option<&'a str>,
+    /// The agent's start delay, when its completion reported one.
+    started_after_ms: Option<i64>,
 }
 
 /// End the attempt and move the job to `next`, in one round trip.
@@ -586,7 +606,8 @@ async fn set_next(
         other => (other.state().as_str(), now, Some(now)),
     };
     sqlx::query(
-        "UPDATE attempts SET ended_at = ?5, outcome = ?9, error = ?10, result = COALESCE(?11, result)
+        "UPDATE attempts SET ended_at = ?5, outcome = ?9, error = ?10, result = COALESCE(?11, result),
+         running_at = COALESCE(running_at, MIN(started_at + ?13, ?5))
          WHERE job_id = ?8 AND token = ?12;
          UPDATE jobs SET state = ?1, attempts_spent = ?2, not_before = ?3, finished_at = ?4, updated_at = ?5,
          lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL,
@@ -605,6 +626,7 @@ async fn set_next(
     .bind(end.error)
     .bind(end.result)
     .bind(end.token)
+    .bind(end.started_after_ms)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -696,6 +718,7 @@ async fn end_lost_lease(
         outcome: outcome.as_str(),
         error: Some(error),
         result: None,
+        started_after_ms: None,
     };
     set_next(c, row.id, end, next, spent, now, Some(&final_error), None).await?;
     Ok(next)

@@ -57,6 +57,7 @@ fn job() -> JobView {
         step: None,
         attempts: vec![
             AttemptView {
+                running_at: None,
                 number: 1,
                 agent_id: "agent-a".into(),
                 token: 7,
@@ -69,6 +70,7 @@ fn job() -> JobView {
                 result: None,
             },
             AttemptView {
+                running_at: None,
                 number: 2,
                 agent_id: "agent-b".into(),
                 token: 8,

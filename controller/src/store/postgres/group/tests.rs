@@ -43,6 +43,7 @@ async fn running(s: &PgStore, n: usize) -> Vec<(i64, i64)> {
 
 fn success(token: i64) -> CompleteRequest {
     CompleteRequest {
+        started_after_ms: None,
         token,
         completion: Completion::Succeeded,
         result: baton_proto::JobResult::default(),

@@ -163,6 +163,7 @@ async fn round_trips() {
     let t = Instant::now();
     for g in &held {
         let done = CompleteRequest {
+            started_after_ms: None,
             token: g.token,
             completion: Completion::Succeeded,
             result: JobResult::default(),

@@ -44,7 +44,7 @@ pub(crate) fn succeed_batch<'c>(
         let rows: Vec<(JobId, FencingToken, String)> = sqlx::query_as(
             "WITH i AS (
                SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
-                   $5::text[], $6::bigint[]) AS i(id, token, agent, result, error, now)),
+                   $5::text[], $6::bigint[], $7::bigint[]) AS i(id, token, agent, result, error, now, after)),
              j AS (
                UPDATE jobs SET state = 'succeeded', attempts_spent = jobs.attempts_spent + 1,
                  not_before = i.now, finished_at = i.now, updated_at = i.now,
@@ -53,10 +53,12 @@ pub(crate) fn succeed_batch<'c>(
                FROM i
                WHERE jobs.id = i.id AND jobs.state = 'running' AND jobs.lease_token = i.token
                  AND jobs.lease_agent = i.agent AND jobs.lease_expires_at > i.now
-               RETURNING jobs.id, jobs.grp, i.token, i.result, i.error, i.now),
+               RETURNING jobs.id, jobs.grp, i.token, i.result, i.error, i.now, i.after),
              a AS (
                UPDATE attempts SET ended_at = j.now, outcome = 'succeeded', error = j.error,
-                 result = COALESCE(j.result, attempts.result)
+                 result = COALESCE(j.result, attempts.result),
+                 running_at = CASE WHEN j.after IS NULL THEN attempts.running_at
+                   ELSE COALESCE(attempts.running_at, LEAST(attempts.started_at + j.after, j.now)) END
                FROM j WHERE attempts.job_id = j.id AND attempts.token = j.token)
              SELECT id, token, grp FROM j",
         )
@@ -66,6 +68,7 @@ pub(crate) fn succeed_batch<'c>(
         .bind(&cols.result)
         .bind(&cols.error)
         .bind(&cols.now)
+        .bind(&cols.started_after)
         .fetch_all(&mut *c)
         .await?;
         let mut done: HashMap<JobId, (FencingToken, String)> = rows
@@ -95,6 +98,7 @@ struct SucceedColumns<'a> {
     result: Vec<Option<&'a str>>,
     error: Vec<Option<&'a str>>,
     now: Vec<i64>,
+    started_after: Vec<Option<i64>>,
 }
 
 impl<'a> SucceedColumns<'a> {
@@ -105,6 +109,7 @@ impl<'a> SucceedColumns<'a> {
         self.result.push(d.result_json.as_deref());
         self.error.push(d.error.as_deref());
         self.now.push(now);
+        self.started_after.push(d.started_after_ms);
     }
 }
 
@@ -133,6 +138,7 @@ pub(super) async fn complete_in(
         outcome: outcome.as_str(),
         error: d.error.as_deref(),
         result: d.result_json.as_deref(),
+        started_after_ms: d.started_after_ms,
     };
     let job = JobEnd {
         spent,
@@ -190,6 +196,7 @@ pub(super) async fn release_in(
         outcome: "released",
         error: Some(reason),
         result: None,
+        started_after_ms: None,
     };
     let next = if row.cancel_requested {
         Next::Cancelled
@@ -273,6 +280,8 @@ pub(super) struct AttemptEnd<'a> {
     pub outcome: &'a str,
     pub error: Option<&'a str>,
     pub result: Option<&'a str>,
+    /// The agent's start delay, when its completion reported one.
+    pub started_after_ms: Option<i64>,
 }
 
 /// What the job keeps of the attempt: attempts spent, its error, its result.
@@ -307,7 +316,9 @@ pub(super) async fn set_next(
            RETURNING id),
          a AS (
            UPDATE attempts SET ended_at = $5, outcome = $9, error = $10,
-             result = COALESCE($11, attempts.result)
+             result = COALESCE($11, attempts.result),
+             running_at = CASE WHEN $13::bigint IS NULL THEN attempts.running_at
+               ELSE COALESCE(attempts.running_at, LEAST(attempts.started_at + $13, $5)) END
            FROM j WHERE attempts.job_id = j.id AND attempts.token = $12)
          SELECT COUNT(*) FROM j",
     )
@@ -323,6 +334,7 @@ pub(super) async fn set_next(
     .bind(end.error)
     .bind(end.result)
     .bind(end.token)
+    .bind(end.started_after_ms)
     .fetch_one(&mut *c)
     .await?;
     if ended != 1 {

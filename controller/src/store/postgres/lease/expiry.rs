@@ -101,6 +101,7 @@ async fn end_lost_lease(
         outcome: outcome.as_str(),
         error: Some(error),
         result: None,
+        started_after_ms: None,
     };
     let job = JobEnd {
         spent,

@@ -85,6 +85,7 @@ async fn two_replicas_never_grant_one_job_twice() {
 
 fn done(token: FencingToken, completion: Completion) -> CompleteRequest {
     CompleteRequest {
+        started_after_ms: None,
         token,
         completion,
         result: JobResult::default(),
@@ -202,7 +203,13 @@ async fn expiry_racing_heartbeat_never_both() {
         .iter()
         .map(|id| {
             let (a, id) = (a.clone(), *id);
-            tokio::spawn(async move { (id, a.heartbeat(id, "a1", 1, None, "", 999).await) })
+            tokio::spawn(async move {
+                (
+                    id,
+                    a.heartbeat(id, "a1", &crate::store::lease::beat(1, ""), 999)
+                        .await,
+                )
+            })
         })
         .collect();
     let reapers: Vec<_> = (0..3)

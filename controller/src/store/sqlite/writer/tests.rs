@@ -140,6 +140,7 @@ async fn ops_of_one_batch_run_in_queue_order() {
         max: 1,
     };
     let done = |token| CompleteRequest {
+        started_after_ms: None,
         token,
         completion: Completion::Succeeded,
         result: JobResult::default(),
@@ -230,6 +231,7 @@ async fn bench_submit_grant_complete() {
                     let (id, token) = (g.job_id, g.token);
                     async move {
                         let req = CompleteRequest {
+                            started_after_ms: None,
                             token,
                             completion: Completion::Succeeded,
                             result: JobResult::default(),
@@ -286,6 +288,7 @@ async fn a_success_records_attempt_and_job_and_keeps_the_checks() {
         max: 1,
     };
     let ok = CompleteRequest {
+        started_after_ms: None,
         token: 1,
         completion: Completion::Succeeded,
         result: JobResult {
