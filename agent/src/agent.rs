@@ -193,6 +193,7 @@ impl Agent {
             capabilities: Capabilities {
                 kinds: executors.kinds(),
                 connections,
+                stores: config.stores.keys().cloned().collect(),
             },
         };
         let (deliverer, queue) = Deliverer::channel();

@@ -179,7 +179,7 @@ fn spec_size(spec: &JobSpec) -> (usize, &'static str) {
         }
         JobSpec::Procedure(_) => "spec.params",
         JobSpec::Sql(_) => "spec.sql",
-        JobSpec::Dump(_) | JobSpec::Noop(_) => "spec",
+        JobSpec::Dump(_) | JobSpec::Noop(_) | JobSpec::Upload(_) => "spec",
     };
     (total, field)
 }
@@ -213,6 +213,7 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
                 return Err(err("spec.sleep_ms", "must be at most one day"));
             }
         }
+        JobSpec::Upload(u) => upload::check(u)?,
     }
     if let Some(settings) = spec.session() {
         session(settings)?;
@@ -398,6 +399,8 @@ pub fn valid_param_name(name: &str) -> bool {
         && name.len() <= 127
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
+
+mod upload;
 
 #[cfg(test)]
 mod tests;

@@ -24,16 +24,19 @@ pub enum JobKind {
     Dump,
     /// Does nothing (optionally waits): probes, drills and benchmarks.
     Noop,
+    /// Copies a file on the agent to an object store.
+    Upload,
 }
 
 impl JobKind {
     /// Every kind, in a stable order.
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Command,
         JobKind::Procedure,
         JobKind::Sql,
         JobKind::Dump,
         JobKind::Noop,
+        JobKind::Upload,
     ];
 
     /// The wire name (`"command"`, ...).
@@ -44,6 +47,7 @@ impl JobKind {
             JobKind::Sql => "sql",
             JobKind::Dump => "dump",
             JobKind::Noop => "noop",
+            JobKind::Upload => "upload",
         }
     }
 
@@ -74,6 +78,8 @@ pub enum JobSpec {
     Dump(DumpSpec),
     /// Do nothing, optionally for a while.
     Noop(NoopSpec),
+    /// Copy a file to an object store.
+    Upload(crate::upload::UploadSpec),
 }
 
 impl JobSpec {
@@ -85,6 +91,7 @@ impl JobSpec {
             JobSpec::Sql(_) => JobKind::Sql,
             JobSpec::Dump(_) => JobKind::Dump,
             JobSpec::Noop(_) => JobKind::Noop,
+            JobSpec::Upload(_) => JobKind::Upload,
         }
     }
 
@@ -103,7 +110,15 @@ impl JobSpec {
             JobSpec::Procedure(p) => Some(&p.connection),
             JobSpec::Sql(s) => Some(&s.connection),
             JobSpec::Dump(d) => Some(&d.connection),
-            JobSpec::Command(_) | JobSpec::Noop(_) => None,
+            JobSpec::Command(_) | JobSpec::Noop(_) | JobSpec::Upload(_) => None,
+        }
+    }
+
+    /// The agent-side object store this job needs, if any.
+    pub fn store(&self) -> Option<&str> {
+        match self {
+            JobSpec::Upload(u) => Some(&u.store),
+            _ => None,
         }
     }
 }

@@ -360,6 +360,7 @@ fn job(w: &mut Walk<'_>) -> Result<JobTemplate, Error> {
         JobKind::Sql => JobSpec::Sql(w.deserialize(&path, spec)?),
         JobKind::Dump => JobSpec::Dump(w.deserialize(&path, spec)?),
         JobKind::Noop => JobSpec::Noop(w.deserialize(&path, spec)?),
+        JobKind::Upload => JobSpec::Upload(w.deserialize(&path, spec)?),
     };
     Ok(JobTemplate {
         spec,

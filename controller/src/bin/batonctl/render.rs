@@ -115,6 +115,7 @@ pub fn spec_summary(spec: &JobSpec) -> String {
         JobSpec::Dump(d) => format!("{}: dump {}", d.connection, d.database),
         JobSpec::Noop(n) if n.sleep_ms == 0 => "noop".to_owned(),
         JobSpec::Noop(n) => format!("noop, sleep {}", fmt_ms(n.sleep_ms)),
+        JobSpec::Upload(u) => format!("upload {} to {}", u.file, u.store),
     }
 }
 
@@ -129,6 +130,7 @@ pub fn list_summary(j: &JobSummary) -> String {
         JobKind::Sql => format!("{conn}: {}", one_line(what)),
         JobKind::Dump => format!("{conn}: dump {what}"),
         JobKind::Noop => "noop".to_owned(),
+        JobKind::Upload => format!("upload {what}"),
     }
 }
 

@@ -225,6 +225,12 @@ impl JobArgs {
                 verify: self.verify,
             }),
             JobKind::Procedure => return Err(procedure_needs_file()),
+            JobKind::Upload => {
+                return Err(usage(
+                    "upload jobs can only be submitted with --file (a JSON or TOML JobSubmit) \
+                     or as a pipeline step",
+                ));
+            }
         })
     }
 
