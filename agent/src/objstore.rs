@@ -218,14 +218,14 @@ impl Client {
                 .map_err(|e| Error::Transport {
                     op,
                     key: key.to_owned(),
-                    message: chain(&e),
+                    message: chain(&e.without_url()),
                 })?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let body = resp.bytes().await.map_err(|e| Error::Transport {
                 op,
                 key: key.to_owned(),
-                message: chain(&e),
+                message: chain(&e.without_url()),
             })?;
             if status >= 300 {
                 let text = String::from_utf8_lossy(&body);

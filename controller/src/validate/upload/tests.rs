@@ -19,9 +19,12 @@ fn a_good_spec_passes() {
     check(&spec()).expect("valid");
 }
 
+/// A field and a change that breaks it.
+type Case = (&'static str, fn(&mut UploadSpec));
+
 #[test]
 fn each_bad_field_is_named() {
-    let cases: [(&str, fn(&mut UploadSpec)); 6] = [
+    let cases: [Case; 6] = [
         ("spec.store", |s| s.store = "a b".into()),
         ("spec.file", |s| s.file = String::new()),
         ("spec.key", |s| s.key = Some("{nope}/{file}".into())),
