@@ -376,6 +376,8 @@ async fn send_parts(
                 .map(|p| (p, len))
         });
         let last = len < store.part_size;
+        // Full: wait for one; at the end (a short part, or an empty read
+        // after a full one, above), wait for all.
         while in_flight.len() >= store.concurrency || (last && !in_flight.is_empty()) {
             if let Some(r) = in_flight.next().await {
                 let (p, len) = r?;
@@ -387,6 +389,14 @@ async fn send_parts(
         if last {
             break;
         }
+    }
+    // A file of whole parts ends with an empty read: the last parts are
+    // still in flight.
+    while let Some(r) = in_flight.next().await {
+        let (p, len) = r?;
+        done_bytes += len;
+        parts.push(p);
+        job.progress.set_progress(progress(done_bytes, total));
     }
     parts.sort_by_key(|p| p.number);
     let sha = hex::encode(hasher.finalize());

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::connection::{Error, SettingsParser};
 
 /// Default part size of a multipart upload.
-pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Smallest part S3 accepts (but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// Largest part S3 accepts.
