@@ -195,6 +195,10 @@ impl Agent {
             config.state_dir.clone(),
         )));
         list.push(Box::new(MssqlRestoreExecutor::new(mssql.clone())));
+        list.push(Box::new(crate::upload::UploadExecutor::new(
+            config.stores.clone(),
+            upload_roots(&config),
+        )));
         let executors = Executors::new(list);
         let mut connections = mysql.advertised();
         connections.extend(mssql.advertised());
@@ -204,6 +208,7 @@ impl Agent {
             capabilities: Capabilities {
                 kinds: executors.kinds(),
                 connections,
+                stores: config.stores.keys().cloned().collect(),
             },
         };
         let (deliverer, queue) = Deliverer::channel();
@@ -356,6 +361,29 @@ async fn wait_for(jobs: &mut JoinSet<()>, deadline: Instant) -> bool {
             }
         }
     }
+}
+
+/// The directories `upload` jobs may read from: each MySQL connection's
+/// dump directory (default `<state_dir>/dumps`) and each SQL Server
+/// connection's backup directory.
+fn upload_roots(config: &Config) -> Vec<std::path::PathBuf> {
+    let mut roots: Vec<std::path::PathBuf> = config
+        .connections
+        .values()
+        .filter_map(|c| match (c.as_mysql(), c.as_mssql()) {
+            (Some(m), _) => Some(
+                m.dump
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| config.state_dir.join("dumps")),
+            ),
+            (_, Some(s)) => s.backup.dir.clone(),
+            _ => None,
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
 }
 
 #[cfg(all(test, unix))]

@@ -29,6 +29,7 @@ pub use command::CommandConfig;
 use command::FileCommand;
 pub use connection::ConnectionConfig;
 use connection::FileConnection;
+pub use store::StoreConfig;
 
 /// Environment variable naming the config file (like `--config`).
 pub const ENV_CONFIG: &str = env::AGENT_CONFIG.name;
@@ -118,6 +119,8 @@ pub struct Config {
     pub command: CommandConfig,
     /// `[connections.*]` (reserved).
     pub connections: BTreeMap<String, ConnectionConfig>,
+    /// `[stores.*]`: object stores for `upload` jobs.
+    pub stores: BTreeMap<String, StoreConfig>,
     /// Things worth a WARN line once logging is up.
     pub warnings: Vec<String>,
 }
@@ -278,6 +281,8 @@ struct FileConfig {
     command: Option<FileCommand>,
     #[serde(default)]
     connections: BTreeMap<String, FileConnection>,
+    #[serde(default)]
+    stores: BTreeMap<String, store::FileStore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -429,6 +434,7 @@ impl Resolver<'_> {
         let log_format = self.log_format(raw.log_format)?;
         let command = self.command(raw.command)?;
         let connections = self.connections(raw.connections)?;
+        let stores = self.stores(raw.stores)?;
 
         Ok(Config {
             config_file: ctx.file.map(|(p, _)| PathBuf::from(p)),
@@ -446,6 +452,7 @@ impl Resolver<'_> {
             log_format,
             command,
             connections,
+            stores,
             warnings,
         })
     }
@@ -786,6 +793,7 @@ pub mod command;
 pub mod connection;
 pub mod mssql;
 pub mod mysql;
+pub mod store;
 
 #[cfg(test)]
 mod tests;

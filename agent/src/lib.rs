@@ -65,6 +65,7 @@ pub mod fault;
 pub mod identity;
 pub mod lease;
 pub mod logging;
+pub mod objstore;
 pub mod outbox;
 pub mod poller;
 pub mod runner;
@@ -73,6 +74,7 @@ pub mod service;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;
+pub mod upload;
 
 #[cfg(all(test, unix))]
 mod fake_controller;

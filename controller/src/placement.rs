@@ -45,6 +45,8 @@ pub const MAX_LISTED: usize = 20;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Fleet {
     groups: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// Per group, the object stores (`[stores.<name>]`) its agents advertise.
+    stores: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Sorted names, at most [`MAX_LISTED`] of them, then how many more.
@@ -61,8 +63,13 @@ impl Fleet {
     /// Build from the agents' groups and capabilities.
     pub fn new(agents: &[(Vec<String>, baton_proto::Capabilities)]) -> Fleet {
         let mut groups: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        let mut stores: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (gs, caps) in agents {
             for g in gs {
+                stores
+                    .entry(g.clone())
+                    .or_default()
+                    .extend(caps.stores.iter().cloned());
                 let conns = groups.entry(g.clone()).or_default();
                 for c in &caps.connections {
                     conns
@@ -72,7 +79,34 @@ impl Fleet {
                 }
             }
         }
-        Fleet { groups }
+        Fleet { groups, stores }
+    }
+
+    /// Refuses (`spec.store`) a job naming an object store no agent of its
+    /// group advertises, unless it allows that.
+    fn place_store(&self, job: &JobSubmit) -> Result<(), validate::Error> {
+        let Some(store) = job.spec.store() else {
+            return Ok(());
+        };
+        let none = BTreeSet::new();
+        let known = self.stores.get(&job.group).unwrap_or(&none);
+        if job.allow_unplaced || known.contains(store) {
+            return Ok(());
+        }
+        let known = if known.is_empty() {
+            "they advertise no store".to_owned()
+        } else {
+            format!("they advertise: {}", listed(known.iter().cloned()))
+        };
+        Err(validate::Error {
+            field: "spec.store".to_owned(),
+            message: format!(
+                "no agent of group `{}` advertises store `{store}` ({known}); set \
+                 allow_unplaced (batonctl submit --allow-unplaced) to submit it anyway for an \
+                 agent not enrolled yet",
+                job.group
+            ),
+        })
     }
 
     /// Where `job` can run: the engines of its connection (empty for a job
@@ -106,6 +140,7 @@ impl Fleet {
                 format!("no enrolled agent serves group `{}` ({known})", job.group),
             );
         };
+        self.place_store(job)?;
         let Some(connection) = job.spec.connection() else {
             return Ok(Vec::new());
         };

@@ -185,7 +185,7 @@ fn spec_size(spec: &JobSpec) -> (usize, &'static str) {
         }
         JobSpec::Procedure(_) => "spec.params",
         JobSpec::Sql(_) => "spec.sql",
-        JobSpec::Dump(_) | JobSpec::Noop(_) | JobSpec::Restore(_) => "spec",
+        JobSpec::Dump(_) | JobSpec::Noop(_) | JobSpec::Restore(_) | JobSpec::Upload(_) => "spec",
         JobSpec::Export(_) => "spec.query",
     };
     (total, field)
@@ -222,6 +222,7 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
         }
         JobSpec::Export(e) => export::spec(e)?,
         JobSpec::Restore(r) => restore(r)?,
+        JobSpec::Upload(u) => upload::check(u)?,
     }
     if let Some(settings) = spec.session() {
         session(settings)?;
@@ -428,6 +429,8 @@ pub fn valid_param_name(name: &str) -> bool {
         && name.len() <= 127
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
+
+mod upload;
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,9 @@ pub struct Capabilities {
     pub kinds: Vec<JobKind>,
     /// Connections it has.
     pub connections: Vec<ConnectionInfo>,
+    /// Object stores it has (`[stores.<name>]`), by name only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
 }
 
 /// Host metrics sampled by the agent.

@@ -29,11 +29,13 @@ pub enum JobKind {
     Export,
     /// Restores a dump / native backup into a database.
     Restore,
+    /// Copies a file on the agent to an object store.
+    Upload,
 }
 
 impl JobKind {
     /// Every kind, in a stable order.
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::Command,
         JobKind::Procedure,
         JobKind::Sql,
@@ -41,6 +43,7 @@ impl JobKind {
         JobKind::Noop,
         JobKind::Export,
         JobKind::Restore,
+        JobKind::Upload,
     ];
 
     /// The wire name (`"command"`, ...).
@@ -53,6 +56,7 @@ impl JobKind {
             JobKind::Noop => "noop",
             JobKind::Export => "export",
             JobKind::Restore => "restore",
+            JobKind::Upload => "upload",
         }
     }
 
@@ -87,6 +91,8 @@ pub enum JobSpec {
     Export(crate::export::ExportSpec),
     /// Restore a dump / native backup.
     Restore(RestoreSpec),
+    /// Copy a file to an object store.
+    Upload(crate::upload::UploadSpec),
 }
 
 impl JobSpec {
@@ -100,6 +106,7 @@ impl JobSpec {
             JobSpec::Noop(_) => JobKind::Noop,
             JobSpec::Export(_) => JobKind::Export,
             JobSpec::Restore(_) => JobKind::Restore,
+            JobSpec::Upload(_) => JobKind::Upload,
         }
     }
 
@@ -120,7 +127,15 @@ impl JobSpec {
             JobSpec::Dump(d) => Some(&d.connection),
             JobSpec::Export(e) => Some(&e.connection),
             JobSpec::Restore(r) => Some(&r.connection),
-            JobSpec::Command(_) | JobSpec::Noop(_) => None,
+            JobSpec::Command(_) | JobSpec::Noop(_) | JobSpec::Upload(_) => None,
+        }
+    }
+
+    /// The agent-side object store this job needs, if any.
+    pub fn store(&self) -> Option<&str> {
+        match self {
+            JobSpec::Upload(u) => Some(&u.store),
+            _ => None,
         }
     }
 }

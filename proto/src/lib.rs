@@ -26,6 +26,7 @@
 //! - [`base64`]: the base64 of `bytes` values.
 //! - [`session`]: the allow-list of a job's session settings per engine.
 //! - [`spec_errors`]: naming the field at fault inside a job spec.
+//! - [`upload`]: the `upload` kind's spec and its key template (check, render).
 //! - [`time`]: the one time format of manifests and results (RFC 3339, ms, `Z`).
 //! - `tls_hint` (feature `tls-hint`): why a connection to the controller
 //!   failed at the scheme or TLS level, and the hint to print (pure: it reads
@@ -53,6 +54,7 @@ pub mod sql_type;
 pub mod time;
 #[cfg(feature = "tls-hint")]
 pub mod tls_hint;
+pub mod upload;
 
 pub use agent::{
     AgentDrain, AgentList, AgentView, Capabilities, ConnectionInfo, HostMetrics, LeaseHeld,

@@ -20,6 +20,8 @@
 //!   (`scripts/mariadb`), with per-test databases and users.
 //! - [`postgres`]: real PostgreSQL servers (`scripts/postgres`): the shared test
 //!   server with per-test databases, and primaries + standbys of a test's own.
+//! - [`s3`]: a real S3-compatible server (`scripts/s3server`, moto) with a
+//!   fresh access key, its bucket listed through a reference client.
 //! - [`sched_store`]: a stopped controller's SQLite store read for schedule
 //!   evidence (one job per nominal time, occurrences with no gap).
 //! - [`webhook`]: a scripted webhook receiver on loopback (notifications).
@@ -42,6 +44,7 @@ pub mod mssql;
 pub mod pki;
 pub mod postgres;
 pub mod proc;
+pub mod s3;
 pub mod sched_store;
 pub mod sql_browser;
 pub mod tds;

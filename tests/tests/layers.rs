@@ -55,7 +55,9 @@ const AGENT: &[(&str, u8)] = &[
     ("fault", 0),
     ("tls", 0),
     ("identity", 0),
+    ("objstore", 0),
     ("executor", 1),
+    ("upload", 1),
     ("db", 1),
     ("transport", 1),
     ("lease", 2),
@@ -76,6 +78,8 @@ const AGENT_APART: &[(&str, &str)] = &[
     ("db", "transport"),
     ("transport", "executor"),
     ("transport", "db"),
+    ("upload", "transport"),
+    ("transport", "upload"),
 ];
 
 /// One `crate::` reference.

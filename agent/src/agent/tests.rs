@@ -80,6 +80,7 @@ pub fn config(url: &str, state: &Path, grace: Duration) -> Config {
             ..CommandConfig::default()
         },
         connections: BTreeMap::new(),
+        stores: BTreeMap::new(),
         warnings: Vec::new(),
     }
 }

@@ -125,6 +125,11 @@ impl<'a> SettingsParser<'a> {
         }
     }
 
+    /// For any table (`stores.<name>`), with paths relative to `base`.
+    pub(crate) fn with_prefix(prefix: String, base: Option<&'a Path>) -> Self {
+        SettingsParser { prefix, base }
+    }
+
     /// An error about `key` (relative to the connection's table).
     pub(crate) fn err(&self, key: &str, message: String) -> Error {
         Error {

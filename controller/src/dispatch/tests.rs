@@ -122,6 +122,7 @@ impl Rig {
             capabilities: Capabilities {
                 kinds: vec![JobKind::Noop],
                 connections: vec![],
+                stores: Vec::new(),
             },
             version: "test".into(),
             os: "linux".into(),

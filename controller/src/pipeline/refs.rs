@@ -238,6 +238,18 @@ const CAPTURE_SCALARS: &[&str] = &[
     "warnings_omitted",
 ];
 
+/// Fields of an upload's result data.
+const UPLOAD_FIELDS: &[&str] = &[
+    "store",
+    "bucket",
+    "key",
+    "size",
+    "sha256",
+    "etag",
+    "manifest_key",
+    "deleted",
+];
+
 /// Fields of a capture checked only by their first key (`result_sets.0.rows.0.1`).
 const CAPTURE_TREES: &[&str] = &["result_sets", "warnings"];
 
@@ -276,6 +288,14 @@ pub fn check_path(path: &Path, spec: &JobSpec) -> Result<(), String> {
                 "a restore's data has no field {:?} (known: {})",
                 keys[0],
                 RESTORE_FIELDS.join(", ")
+            )),
+        },
+        (Path::Data(keys), JobSpec::Upload(_)) => match UPLOAD_FIELDS.contains(&keys[0].as_str()) {
+            true => Ok(()),
+            false => Err(format!(
+                "an upload's data has no field {:?} ({})",
+                keys[0],
+                UPLOAD_FIELDS.join(", ")
             )),
         },
         (Path::Data(keys), JobSpec::Procedure(p)) => procedure_data(keys, p),
@@ -434,6 +454,13 @@ pub fn each_string<E>(
             f("spec.database", Slot::Templated, &mut r.database)?;
         }
         JobSpec::Noop(_) => {}
+        JobSpec::Upload(u) => {
+            f("spec.store", Slot::Plain(PLAIN), &mut u.store)?;
+            f("spec.file", Slot::Templated, &mut u.file)?;
+            if let Some(k) = u.key.as_mut() {
+                f("spec.key", Slot::Plain(PLAIN), k)?;
+            }
+        }
     }
     Ok(())
 }

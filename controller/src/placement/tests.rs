@@ -16,6 +16,7 @@ fn agent(groups: &[&str], conns: &[(&str, &str)]) -> (Vec<String>, Capabilities)
                     kind: (*kind).to_owned(),
                 })
                 .collect(),
+            stores: Vec::new(),
         },
     )
 }
@@ -105,4 +106,47 @@ fn long_lists_are_cut() {
         .expect_err("group");
     assert!(e.message.contains("g19, … 10 more"), "{}", e.message);
     assert!(!e.message.contains("g20"), "{}", e.message);
+}
+
+fn upload(group: &str, store: &str) -> JobSubmit {
+    let mut job = sql(group, "main");
+    job.spec = JobSpec::Upload(baton_proto::upload::UploadSpec {
+        store: store.into(),
+        file: "/var/lib/baton/dumps/x.sql.zst".into(),
+        key: None,
+        retention: None,
+    });
+    job
+}
+
+#[test]
+fn an_upload_needs_a_store_an_agent_of_its_group_advertises() {
+    let mut with_store = agent(&["g"], &[]);
+    with_store.1.stores = vec!["offsite".into(), "archive".into()];
+    let fleet = Fleet::new(&[with_store, agent(&["h"], &[("main", "mysql")])]);
+    assert_eq!(
+        fleet.place(&upload("g", "offsite")).expect("placed"),
+        vec![]
+    );
+    let e = fleet
+        .place(&upload("g", "nosuch"))
+        .expect_err("unknown store");
+    assert_eq!(e.field, "spec.store");
+    assert!(
+        e.message
+            .contains("store `nosuch` (they advertise: archive, offsite)"),
+        "{}",
+        e.message
+    );
+    let e = fleet
+        .place(&upload("h", "offsite"))
+        .expect_err("other group");
+    assert!(
+        e.message.contains("they advertise no store"),
+        "{}",
+        e.message
+    );
+    let mut anyway = upload("h", "offsite");
+    anyway.allow_unplaced = true;
+    assert!(fleet.place(&anyway).is_ok());
 }

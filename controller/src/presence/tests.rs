@@ -12,6 +12,7 @@ fn caps() -> Capabilities {
             name: "main".into(),
             kind: "mysql".into(),
         }],
+        stores: Vec::new(),
     }
 }
 

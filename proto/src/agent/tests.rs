@@ -10,6 +10,7 @@ fn agent_view_roundtrip() {
         capabilities: Capabilities {
             kinds: vec![JobKind::Command],
             connections: vec![],
+            stores: Vec::new(),
         },
         version: "0.1.0".into(),
         os: "linux".into(),

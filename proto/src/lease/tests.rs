@@ -14,6 +14,7 @@ fn poll_roundtrip() {
                 name: "main".into(),
                 kind: "mysql".into(),
             }],
+            stores: Vec::new(),
         },
         version: "0.1.0".into(),
         os: "linux".into(),

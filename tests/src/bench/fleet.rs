@@ -232,6 +232,7 @@ async fn poll_forever(
         capabilities: Capabilities {
             kinds: vec![JobKind::Noop],
             connections: Vec::new(),
+            stores: Vec::new(),
         },
         version: env!("CARGO_PKG_VERSION").to_owned(),
         os: std::env::consts::OS.to_owned(),

@@ -231,6 +231,7 @@ async fn serve(
         capabilities: Capabilities {
             kinds: vec![JobKind::Noop],
             connections: Vec::new(),
+            stores: Vec::new(),
         },
         version: env!("CARGO_PKG_VERSION").to_owned(),
         os: std::env::consts::OS.to_owned(),

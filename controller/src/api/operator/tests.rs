@@ -35,6 +35,7 @@ async fn advertise(store: &Store, id: &str, groups: &[&str], connections: &[(&st
                 kind: (*kind).to_owned(),
             })
             .collect(),
+        stores: Vec::new(),
     };
     let seen = AgentSeen {
         id,

@@ -362,6 +362,7 @@ fn job(w: &mut Walk<'_>) -> Result<JobTemplate, Error> {
         JobKind::Noop => JobSpec::Noop(w.deserialize(&path, spec)?),
         JobKind::Export => JobSpec::Export(w.deserialize(&path, spec)?),
         JobKind::Restore => JobSpec::Restore(w.deserialize(&path, spec)?),
+        JobKind::Upload => JobSpec::Upload(w.deserialize(&path, spec)?),
     };
     Ok(JobTemplate {
         spec,

@@ -130,6 +130,7 @@ pub fn spec_summary(spec: &JobSpec) -> String {
         ),
         JobSpec::Noop(n) if n.sleep_ms == 0 => "noop".to_owned(),
         JobSpec::Noop(n) => format!("noop, sleep {}", fmt_ms(n.sleep_ms)),
+        JobSpec::Upload(u) => format!("upload {} to {}", u.file, u.store),
     }
 }
 
@@ -146,6 +147,7 @@ pub fn list_summary(j: &JobSummary) -> String {
         JobKind::Noop => "noop".to_owned(),
         JobKind::Export => format!("{conn}: export {}", one_line(what)),
         JobKind::Restore => format!("{conn}: restore into {what}"),
+        JobKind::Upload => format!("upload {what}"),
     }
 }
 

@@ -235,6 +235,12 @@ impl JobArgs {
                     "restore jobs can only be submitted with --file (a JSON or TOML JobSubmit)",
                 ));
             }
+            JobKind::Upload => {
+                return Err(usage(
+                    "upload jobs can only be submitted with --file (a JSON or TOML JobSubmit) \
+                     or as a pipeline step",
+                ));
+            }
         })
     }
 

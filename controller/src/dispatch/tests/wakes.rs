@@ -46,6 +46,7 @@ impl Rig {
                         kind: "mysql".into(),
                     })
                     .collect(),
+                stores: Vec::new(),
             },
             version: "test".into(),
             os: "linux".into(),

@@ -13,6 +13,7 @@ pub async fn presence_and_blocked_reason(s: &Store) {
             name: "main".into(),
             kind: "mysql".into(),
         }],
+        stores: Vec::new(),
     };
     let groups = vec!["db".to_string()];
     let seen = AgentSeen {
@@ -132,6 +133,7 @@ pub async fn a_pinned_step_waits_for_its_agent_and_says_why(s: &Store) {
     let caps = Capabilities {
         kinds: vec![JobKind::Noop],
         connections: Vec::new(),
+        stores: Vec::new(),
     };
     let poll = |id: &'static str, free_slots: u32, now: i64| {
         let (s, groups, caps) = (s.clone(), groups.clone(), caps.clone());

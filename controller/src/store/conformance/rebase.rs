@@ -102,6 +102,7 @@ pub async fn backoffs_last_seen_and_drills_from_the_future_are_capped(s: &Store)
     let caps = Capabilities {
         kinds: vec![JobKind::Noop],
         connections: vec![],
+        stores: Vec::new(),
     };
     let seen = AgentSeen {
         id: "a3",

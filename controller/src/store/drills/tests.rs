@@ -205,6 +205,7 @@ fn candidates_say_why_an_agent_could_not_take_over() {
             "capabilities": Capabilities {
                 kinds: vec![JobKind::Sql, JobKind::Noop],
                 connections: conns.iter().map(|c| ConnectionInfo { name: (*c).into(), kind: "mysql".into() }).collect(),
+                stores: Vec::new(),
             },
             "version": "1", "os": "linux", "free_slots": 2, "online": true,
             "last_seen": crate::store::rows::ts(seen), "leases": [],

@@ -106,6 +106,7 @@ impl JobStore for PgStore {
                         WHEN 'dump' THEN spec::jsonb ->> 'database'
                         WHEN 'export' THEN spec::jsonb ->> 'query'
                         WHEN 'restore' THEN spec::jsonb ->> 'database'
+                        WHEN 'upload' THEN spec::jsonb ->> 'file'
                     END, 1, $8 + 1) AS what,
                     (SELECT name FROM schedules s WHERE s.id = jobs.schedule_id) AS schedule,
                     nominal_at, run_id, step

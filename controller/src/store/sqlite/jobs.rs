@@ -96,6 +96,7 @@ impl JobStore for SqliteStore {
                         WHEN 'dump' THEN json_extract(spec, '$.database')
                         WHEN 'export' THEN json_extract(spec, '$.query')
                         WHEN 'restore' THEN json_extract(spec, '$.database')
+                        WHEN 'upload' THEN json_extract(spec, '$.file')
                     END, 1, ?8 + 1) AS what,
                     (SELECT name FROM schedules s WHERE s.id = jobs.schedule_id) AS schedule,
                     nominal_at, run_id, step

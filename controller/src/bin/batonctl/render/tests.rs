@@ -359,6 +359,7 @@ fn agents_table() {
                     name: "main".into(),
                     kind: "mysql".into(),
                 }],
+                stores: Vec::new(),
             },
             version: "0.1.0".into(),
             os: "linux".into(),

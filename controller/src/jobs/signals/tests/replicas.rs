@@ -58,6 +58,7 @@ impl Replica {
             capabilities: Capabilities {
                 kinds: vec![JobKind::Noop],
                 connections: vec![],
+                stores: Vec::new(),
             },
             version: "test".into(),
             os: "linux".into(),

@@ -1,0 +1,629 @@
+//! An S3-compatible object store client: requests signed by `rusty-s3`
+//! (SigV4, presigned URLs carrying the signed `x-amz-*` headers), sent with
+//! the agent's reqwest (rustls, aws-lc-rs; a pinned CA when the store has
+//! `ca_file`). Each request is retried with backon on 5xx, 429 and
+//! connection errors; never on other 4xx (403: bad keys, a clear error).
+//! The upload executor sees [`Client`], [`Error`] and plain values only.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use base64::Engine as _;
+use rusty_s3::actions::{ListObjectsV2, ListObjectsV2Response};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use sha2::Digest;
+
+use crate::config::store::{S3Store, Sse};
+
+/// How long a signed URL is valid.
+const SIGNED_FOR: Duration = Duration::from_secs(900);
+/// Attempts per request (the first plus retries).
+const ATTEMPTS: usize = 6;
+
+/// Errors of the object store client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store's settings or keys cannot be used.
+    #[error("store {store}: {message}")]
+    Setup {
+        /// Store name.
+        store: String,
+        /// Why.
+        message: String,
+    },
+    /// The server answered with an error status.
+    #[error("{op} {key}: HTTP {status} {code}: {message}")]
+    Status {
+        /// What was tried.
+        op: &'static str,
+        /// Object key.
+        key: String,
+        /// HTTP status.
+        status: u16,
+        /// S3 error code (`AccessDenied`, `SignatureDoesNotMatch`, …).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// No answer (connection refused or reset, timeout).
+    #[error("{op} {key}: {message}")]
+    Transport {
+        /// What was tried.
+        op: &'static str,
+        /// Object key.
+        key: String,
+        /// Why (the error chain).
+        message: String,
+    },
+    /// An answer that could not be read.
+    #[error("{op} {key}: unexpected answer: {message}")]
+    Answer {
+        /// What was tried.
+        op: &'static str,
+        /// Object key.
+        key: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether trying again may help (5xx, 429, no answer).
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => *status >= 500 || *status == 429,
+            Error::Transport { .. } => true,
+            Error::Setup { .. } | Error::Answer { .. } => false,
+        }
+    }
+
+    /// Whether the keys were refused (403 and the codes of bad keys).
+    pub fn bad_credentials(&self) -> bool {
+        matches!(self, Error::Status { status: 403, .. })
+            || matches!(self, Error::Status { code, .. } if code == "InvalidAccessKeyId"
+                || code == "SignatureDoesNotMatch")
+    }
+}
+
+/// How parts are checksummed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// `x-amz-checksum-sha256` (the server echoed the algorithm).
+    Sha256,
+    /// `Content-MD5` (a server without additional checksums).
+    Md5,
+}
+
+/// A part sent: its number, ETag and checksum (base64).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// 1-based.
+    pub number: u16,
+    /// As the server returned it (quoted).
+    pub etag: String,
+    /// Base64 sha256 of the part (sha256 mode).
+    pub sha256: Option<String>,
+}
+
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes.
+    pub size: u64,
+    /// `x-amz-meta-sha256`.
+    pub sha256: Option<String>,
+    /// ETag.
+    pub etag: String,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Key.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A store's bucket with the keys read at creation.
+pub struct Client {
+    http: reqwest::Client,
+    bucket: Bucket,
+    creds: Credentials,
+    store: S3Store,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("store", &self.store.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP answer: status, headers, body.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Client {
+    /// A client for `store`, its keys read now.
+    pub fn new(store: &S3Store) -> Result<Client, Error> {
+        let setup = |message: String| Error::Setup {
+            store: store.name.clone(),
+            message,
+        };
+        let keys = store.keys.read().map_err(setup)?;
+        let creds = match keys.token {
+            Some(t) => Credentials::new_with_token(keys.access, keys.secret, t),
+            None => Credentials::new(keys.access, keys.secret),
+        };
+        let endpoint = reqwest::Url::parse(&store.endpoint).map_err(|e| setup(e.to_string()))?;
+        let style = if store.path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = Bucket::new(endpoint, style, store.bucket.clone(), store.region.clone())
+            .map_err(|e| setup(e.to_string()))?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120));
+        if let Some(ca) = &store.ca_file {
+            // Only this CA: the system roots are not trusted for the store.
+            let bundle = crate::tls::CaBundle::load(ca)
+                .map_err(|e| setup(format!("ca_file {}: {e}", ca.display())))?;
+            let certs = bundle
+                .certs_der()
+                .map(reqwest::Certificate::from_der)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| setup(format!("ca_file {}: {e}", ca.display())))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().map_err(|e| setup(e.to_string()))?;
+        Ok(Client {
+            http,
+            bucket,
+            creds,
+            store: store.clone(),
+        })
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.store.bucket
+    }
+
+    /// Send one signed request, retrying what may pass on a second try.
+    async fn send(
+        &self,
+        op: &'static str,
+        key: &str,
+        method: reqwest::Method,
+        action: &(dyn Fn() -> (reqwest::Url, Vec<(String, String)>) + Sync),
+        body: bytes::Bytes,
+    ) -> Result<Answer, Error> {
+        let once = || async {
+            let (url, headers) = action();
+            let mut req = self.http.request(method.clone(), url);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let resp = req
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| Error::Transport {
+                    op,
+                    key: key.to_owned(),
+                    message: chain(&e.without_url()),
+                })?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| Error::Transport {
+                op,
+                key: key.to_owned(),
+                message: chain(&e.without_url()),
+            })?;
+            if status >= 300 {
+                let text = String::from_utf8_lossy(&body);
+                return Err(Error::Status {
+                    op,
+                    key: key.to_owned(),
+                    status,
+                    code: xml_field(&text, "Code").unwrap_or_default(),
+                    message: xml_field(&text, "Message").unwrap_or_default(),
+                });
+            }
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
+        };
+        once.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(ATTEMPTS - 1)
+                .with_jitter(),
+        )
+        .when(Error::retryable)
+        .notify(|e, after| {
+            tracing::warn!(store = %self.store.name, error = %e, retry_in = ?after, "Object store request failed; retrying");
+        })
+        .await
+    }
+
+    /// Headers every new object gets: SSE, storage class, user metadata.
+    fn object_headers(&self, sha256_hex: &str) -> Vec<(String, String)> {
+        let mut h = vec![("x-amz-meta-sha256".to_owned(), sha256_hex.to_owned())];
+        match &self.store.sse {
+            Some(Sse::Aes256) => h.push(("x-amz-server-side-encryption".into(), "AES256".into())),
+            Some(Sse::Kms(id)) => {
+                h.push(("x-amz-server-side-encryption".into(), "aws:kms".into()));
+                if let Some(id) = id {
+                    h.push((
+                        "x-amz-server-side-encryption-aws-kms-key-id".into(),
+                        id.clone(),
+                    ));
+                }
+            }
+            None => {}
+        }
+        if let Some(c) = &self.store.storage_class {
+            h.push(("x-amz-storage-class".into(), c.clone()));
+        }
+        h
+    }
+
+    /// Sign `action` with `headers` added to it; the URL and the headers to send.
+    fn signed<'a, A: S3Action<'a>>(
+        mut action: A,
+        headers: &'a [(String, String)],
+        query: &'a [(String, String)],
+    ) -> (reqwest::Url, Vec<(String, String)>) {
+        for (k, v) in headers {
+            action.headers_mut().insert(k.as_str(), v.as_str());
+        }
+        for (k, v) in query {
+            action.query_mut().insert(k.as_str(), v.as_str());
+        }
+        (action.sign(SIGNED_FOR), headers.to_vec())
+    }
+
+    /// Start a multipart upload; its id and the checksum the server takes.
+    pub async fn create_multipart(
+        &self,
+        key: &str,
+        sha256_hex: &str,
+    ) -> Result<(String, Checksum), Error> {
+        let mut headers = self.object_headers(sha256_hex);
+        headers.push(("x-amz-checksum-algorithm".into(), "SHA256".into()));
+        let a = self
+            .send(
+                "CreateMultipartUpload",
+                key,
+                reqwest::Method::POST,
+                &|| {
+                    Self::signed(
+                        self.bucket.create_multipart_upload(Some(&self.creds), key),
+                        &headers,
+                        &[],
+                    )
+                },
+                bytes::Bytes::new(),
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&a.body);
+        let id = xml_field(&text, "UploadId").ok_or_else(|| Error::Answer {
+            op: "CreateMultipartUpload",
+            key: key.to_owned(),
+            message: "no UploadId".into(),
+        })?;
+        let echoed = a
+            .headers
+            .get("x-amz-checksum-algorithm")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("SHA256"));
+        let checksum = if echoed {
+            Checksum::Sha256
+        } else {
+            Checksum::Md5
+        };
+        Ok((id, checksum))
+    }
+
+    /// Send one part.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        data: bytes::Bytes,
+        checksum: Checksum,
+    ) -> Result<Part, Error> {
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let (headers, sha256) = match checksum {
+            Checksum::Sha256 => {
+                let s = b64(&sha2::Sha256::digest(&data));
+                (
+                    vec![("x-amz-checksum-sha256".to_owned(), s.clone())],
+                    Some(s),
+                )
+            }
+            Checksum::Md5 => {
+                use md5::Digest as _;
+                let s = b64(&md5::Md5::digest(&data));
+                (vec![("content-md5".to_owned(), s)], None)
+            }
+        };
+        let a = self
+            .send(
+                "UploadPart",
+                key,
+                reqwest::Method::PUT,
+                &|| {
+                    Self::signed(
+                        self.bucket
+                            .upload_part(Some(&self.creds), key, number, upload_id),
+                        &headers,
+                        &[],
+                    )
+                },
+                data.clone(),
+            )
+            .await?;
+        let etag = header(&a.headers, "etag").ok_or_else(|| Error::Answer {
+            op: "UploadPart",
+            key: key.to_owned(),
+            message: "no ETag".into(),
+        })?;
+        Ok(Part {
+            number,
+            etag,
+            sha256,
+        })
+    }
+
+    /// Complete a multipart upload; the object's ETag.
+    pub async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[Part],
+    ) -> Result<String, Error> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for p in parts {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
+                p.number,
+                xml_escape(&p.etag)
+            ));
+            if let Some(s) = &p.sha256 {
+                xml.push_str(&format!("<ChecksumSHA256>{s}</ChecksumSHA256>"));
+            }
+            xml.push_str("</Part>");
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
+        let a = self
+            .send(
+                "CompleteMultipartUpload",
+                key,
+                reqwest::Method::POST,
+                &|| {
+                    Self::signed(
+                        self.bucket.complete_multipart_upload(
+                            Some(&self.creds),
+                            key,
+                            upload_id,
+                            etags.iter().copied(),
+                        ),
+                        &[],
+                        &[],
+                    )
+                },
+                bytes::Bytes::from(xml.clone()),
+            )
+            .await?;
+        // A 200 may still carry an error (S3 sends it while it works).
+        let text = String::from_utf8_lossy(&a.body);
+        if let Some(code) = xml_field(&text, "Code") {
+            return Err(Error::Status {
+                op: "CompleteMultipartUpload",
+                key: key.to_owned(),
+                status: a.status,
+                code,
+                message: xml_field(&text, "Message").unwrap_or_default(),
+            });
+        }
+        Ok(xml_field(&text, "ETag")
+            .map(|e| e.replace("&quot;", "\""))
+            .unwrap_or_default())
+    }
+
+    /// Abort a multipart upload (its parts are dropped; no object appears).
+    pub async fn abort(&self, key: &str, upload_id: &str) -> Result<(), Error> {
+        self.send(
+            "AbortMultipartUpload",
+            key,
+            reqwest::Method::DELETE,
+            &|| {
+                Self::signed(
+                    self.bucket
+                        .abort_multipart_upload(Some(&self.creds), key, upload_id),
+                    &[],
+                    &[],
+                )
+            },
+            bytes::Bytes::new(),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A small object in one PUT (a manifest), with Content-MD5.
+    pub async fn put_small(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        sha256_hex: &str,
+    ) -> Result<(), Error> {
+        use md5::Digest as _;
+        let mut headers = self.object_headers(sha256_hex);
+        headers.push((
+            "content-md5".into(),
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&data)),
+        ));
+        self.send(
+            "PutObject",
+            key,
+            reqwest::Method::PUT,
+            &|| {
+                Self::signed(
+                    self.bucket.put_object(Some(&self.creds), key),
+                    &headers,
+                    &[],
+                )
+            },
+            data.clone(),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// HEAD an object; `None` when there is none.
+    pub async fn head(&self, key: &str) -> Result<Option<Head>, Error> {
+        let r = self
+            .send(
+                "HeadObject",
+                key,
+                reqwest::Method::HEAD,
+                &|| Self::signed(self.bucket.head_object(Some(&self.creds), key), &[], &[]),
+                bytes::Bytes::new(),
+            )
+            .await;
+        let a = match r {
+            Ok(a) => a,
+            Err(Error::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = header(&a.headers, "content-length")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Answer {
+                op: "HeadObject",
+                key: key.to_owned(),
+                message: "no Content-Length".into(),
+            })?;
+        Ok(Some(Head {
+            size,
+            sha256: header(&a.headers, "x-amz-meta-sha256"),
+            etag: header(&a.headers, "etag").unwrap_or_default(),
+        }))
+    }
+
+    /// The last `n` bytes of an object (a ranged GET).
+    pub async fn tail(&self, key: &str, n: u64) -> Result<bytes::Bytes, Error> {
+        let range = [("range".to_owned(), format!("bytes=-{n}"))];
+        self.send(
+            "GetObject",
+            key,
+            reqwest::Method::GET,
+            &|| Self::signed(self.bucket.get_object(Some(&self.creds), key), &range, &[]),
+            bytes::Bytes::new(),
+        )
+        .await
+        .map(|a| a.body)
+    }
+
+    /// Every object under `prefix` (ListObjectsV2, all pages).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let t = token.clone();
+            let a = self
+                .send(
+                    "ListObjectsV2",
+                    prefix,
+                    reqwest::Method::GET,
+                    &|| {
+                        let mut l: ListObjectsV2<'_> =
+                            self.bucket.list_objects_v2(Some(&self.creds));
+                        l.with_prefix(prefix);
+                        if let Some(t) = &t {
+                            l.with_continuation_token(t.clone());
+                        }
+                        (l.sign(SIGNED_FOR), Vec::new())
+                    },
+                    bytes::Bytes::new(),
+                )
+                .await?;
+            let text = String::from_utf8_lossy(&a.body);
+            let page: ListObjectsV2Response =
+                ListObjectsV2::parse_response(&text).map_err(|e| Error::Answer {
+                    op: "ListObjectsV2",
+                    key: prefix.to_owned(),
+                    message: e.to_string(),
+                })?;
+            out.extend(page.contents.into_iter().map(|c| Listed {
+                key: c.key,
+                size: c.size.unwrap_or(0),
+            }));
+            match page.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Delete an object.
+    pub async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.send(
+            "DeleteObject",
+            key,
+            reqwest::Method::DELETE,
+            &|| Self::signed(self.bucket.delete_object(Some(&self.creds), key), &[], &[]),
+            bytes::Bytes::new(),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// An error and its causes, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn header(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// The text of the first `<name>` element (S3's answers are flat enough).
+pub fn xml_field(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{name}>"))? + start;
+    Some(text[start..end].to_owned())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests;
