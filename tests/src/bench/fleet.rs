@@ -226,22 +226,7 @@ async fn poll_forever(
     errors: Arc<AtomicU64>,
     in_flight: Arc<AtomicUsize>,
 ) {
-    let req = PollRequest {
-        groups: vec![GROUP.to_owned()],
-        free_slots: 1,
-        capabilities: Capabilities {
-            kinds: vec![JobKind::Noop],
-            connections: Vec::new(),
-            stores: Vec::new(),
-        },
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        os: std::env::consts::OS.to_owned(),
-        metrics: None,
-        wait_ms: Some(limits::DEFAULT_POLL_HOLD_MS),
-        leases: Vec::new(),
-        failover_ms: None,
-    };
-    let body = serde_json::to_vec(&req).unwrap_or_default();
+    let body = poll_body();
     let path = format!("/v1/agents/{id}/poll");
     loop {
         in_flight.fetch_add(1, Ordering::Relaxed);
@@ -295,4 +280,25 @@ pub(super) async fn wait_all_online(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The poll body of a simulated agent: group [`GROUP`], one free slot,
+/// noop jobs only, the longest hold.
+pub fn poll_body() -> Vec<u8> {
+    let req = PollRequest {
+        groups: vec![GROUP.to_owned()],
+        free_slots: 1,
+        capabilities: Capabilities {
+            kinds: vec![JobKind::Noop],
+            connections: Vec::new(),
+            stores: Vec::new(),
+        },
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        metrics: None,
+        wait_ms: Some(limits::DEFAULT_POLL_HOLD_MS),
+        leases: Vec::new(),
+        failover_ms: None,
+    };
+    serde_json::to_vec(&req).unwrap_or_default()
 }

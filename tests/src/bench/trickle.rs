@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use baton_proto::{AGENT_ID_HEADER, Capabilities, JobId, JobKind, PollRequest, limits};
+use baton_proto::{AGENT_ID_HEADER, JobId, limits};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -225,22 +225,7 @@ async fn serve(
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     use std::sync::atomic::Ordering;
-    let req = PollRequest {
-        groups: vec![GROUP.to_owned()],
-        free_slots: 1,
-        capabilities: Capabilities {
-            kinds: vec![JobKind::Noop],
-            connections: Vec::new(),
-            stores: Vec::new(),
-        },
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        os: std::env::consts::OS.to_owned(),
-        metrics: None,
-        wait_ms: Some(limits::DEFAULT_POLL_HOLD_MS),
-        leases: Vec::new(),
-        failover_ms: None,
-    };
-    let body = serde_json::to_vec(&req).unwrap_or_default();
+    let body = fleet::poll_body();
     let path = format!("/v1/agents/{id}/poll");
     let headers = [(AGENT_ID_HEADER, id.as_str())];
     loop {

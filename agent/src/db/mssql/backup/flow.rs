@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::files::{self, Layout};
 use super::manifest::{self, Manifest, Verdict};
 use super::sql::{self, DatabaseState, ServerInfo};
-use super::{ATTENTION_GRACE, Error, Stop, progress};
+use super::{Error, Stop, progress};
 use crate::db::common::paths::{DumpName, safe_component};
 use crate::db::common::report::{self, Kind};
 use crate::db::common::retention;
@@ -105,10 +105,7 @@ impl Run<'_> {
         match ended {
             Ok(r) => r,
             Err(stop) => {
-                let acknowledged = matches!(
-                    tokio::time::timeout(ATTENTION_GRACE, client.cancel_query()).await,
-                    Ok(Ok(()))
-                );
+                let acknowledged = super::attention_acknowledged(client).await;
                 info!(
                     acknowledged,
                     "Sent an attention to stop the backup's request"

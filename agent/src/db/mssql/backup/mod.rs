@@ -65,6 +65,18 @@ pub use files::{BAK, BAK_PARTIAL_SUFFIX, BAK_SUFFIX, Layout};
 
 /// How long an ATTENTION may take to be acknowledged.
 pub const ATTENTION_GRACE: Duration = Duration::from_secs(2);
+/// Send an ATTENTION for the request `client` runs and wait up to
+/// [`ATTENTION_GRACE`] for its acknowledgement; whether it came (a backup's
+/// and a restore's stop).
+pub async fn attention_acknowledged(
+    client: &mut crate::db::mssql::connection::MssqlClient,
+) -> bool {
+    matches!(
+        tokio::time::timeout(ATTENTION_GRACE, client.cancel_query()).await,
+        Ok(Ok(()))
+    )
+}
+
 /// How often the backup's progress is polled.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 

@@ -16,7 +16,7 @@ use super::{Error, Stop};
 use crate::db::common::report::{self, Kind};
 use crate::db::common::source::{self, Located};
 use crate::db::mssql::backup::sql::{DATABASE_STATE, int_column};
-use crate::db::mssql::backup::{ATTENTION_GRACE, BAK_SUFFIX, manifest::KIND};
+use crate::db::mssql::backup::{BAK_SUFFIX, manifest::KIND};
 use crate::db::mssql::connection::{MssqlClient, MssqlConnection};
 use crate::db::mssql::{Connections, failure};
 use crate::executor::stop::Stopper;
@@ -199,10 +199,7 @@ impl Run<'_> {
         match ended {
             Ok(r) => r,
             Err(stop) => {
-                let acknowledged = matches!(
-                    tokio::time::timeout(ATTENTION_GRACE, client.cancel_query()).await,
-                    Ok(Ok(()))
-                );
+                let acknowledged = crate::db::mssql::backup::attention_acknowledged(client).await;
                 info!(
                     acknowledged,
                     "Sent an attention to stop the restore's request"
