@@ -53,7 +53,12 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
         );
         rep.failures.extend(r.failures);
     }
+    // The headline: from the moment the submit is sent (what a user feels:
+    // enter → the job starting), issue 20's target; the figure from the 2xx
+    // and the rest follow.
     let rows: [(&str, &str, Option<Target>); 12] = [
+        ("submit sent→start p50", "ms", Some(Target::Le(0.8))),
+        ("submit sent→start p99", "ms", Some(Target::Le(1.5))),
         ("submit→start p50", "ms", Some(Target::Le(1.0))),
         ("submit→start p90", "ms", None),
         ("submit→start p99", "ms", Some(Target::Le(2.0))),
@@ -61,15 +66,14 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
         ("submit→start min", "ms", None),
         ("submit→grant p50 (controller, ms clock)", "ms", None),
         ("submit→grant p99 (controller, ms clock)", "ms", None),
-        ("submit sent→start p50", "ms", None),
-        ("submit sent→start p99", "ms", None),
         ("submit round trip p50", "ms", None),
         ("submit round trip p99", "ms", None),
         ("starts before the 2xx", "jobs", None),
     ];
     rep.add_rows(&s, &rows);
     rep.notes.push(format!(
-        "t0 = submit 2xx received by the harness, t1 = agent's `Lease granted` log line; \
+        "sent→start: from the moment the harness sends the submit; submit→start: t0 = submit \
+         2xx received by the harness; t1 = agent's `Lease granted` log line; \
          {WARMUP} warm-up jobs per run not counted; each job waited for until succeeded, \
          then 10 ms for the agent to poll again; submit→grant uses the attempt's started_at \
          (controller clock, millisecond resolution)"
