@@ -156,7 +156,7 @@ impl Jobs {
             taken.hand(None);
             return Ok(done);
         }
-        tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, agent_id = %taken.want.agent_id, "Job submitted and handed to a held poll");
+        tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, handed_to = %taken.want.agent_id, "Job submitted");
         let took_new = granted.grants.iter().any(|g| g.job_id == done.job.id);
         self.granted(&granted);
         let agent = taken.want.agent_id.clone();
