@@ -158,6 +158,9 @@ impl Jobs {
         }
         tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, handed_to = %taken.want.agent_id, "Job submitted");
         let took_new = granted.grants.iter().any(|g| g.job_id == done.job.id);
+        if took_new {
+            telemetry::metrics().handoffs.inc();
+        }
         self.granted(&granted);
         let agent = taken.want.agent_id.clone();
         let leases: Vec<_> = granted.grants.iter().map(|g| (g.job_id, g.token)).collect();

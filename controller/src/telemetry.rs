@@ -18,6 +18,8 @@
 //!   held polls woken (a wake for `n` jobs wakes at most `n`, handed on
 //!   when a poll cannot take the work), and woken polls that then took
 //!   nothing (lost the race, could not take it);
+//! - `baton_dispatch_handoffs_total`: submitted jobs granted to a parked
+//!   poll in the submit's own transaction (`jobs::handoff`: no wake-up);
 //! - `baton_lease_expirations_total`: leases this controller ended because
 //!   they ran out (the reaper's and a grant's expiries; a process counter,
 //!   so retention pruning the attempts cannot lower it — each replica counts
@@ -87,6 +89,8 @@ pub struct Metrics {
     pub polls_woken: Counter,
     /// Woken polls that took nothing.
     pub wakes_wasted: Counter,
+    /// Submitted jobs handed to a parked poll.
+    pub handoffs: Counter,
     /// Attempts ended, by outcome.
     pub attempts: Family<Label, Counter>,
     /// Leases ended because they ran out.
@@ -110,6 +114,7 @@ impl Default for Metrics {
             poll_held: Histogram::new(DISPATCH_BUCKETS),
             polls_woken: Counter::default(),
             wakes_wasted: Counter::default(),
+            handoffs: Counter::default(),
             attempts: Family::default(),
             lease_expirations: Counter::default(),
             schedule_lateness: Histogram::new(LATENESS_BUCKETS),
@@ -216,6 +221,11 @@ pub fn register(reg: &mut Registry) {
         "baton_dispatch_wakes_wasted",
         "Woken agent polls that then took no job (another poll took it first, or it could not take it and handed the wake on)",
         m.wakes_wasted.clone(),
+    );
+    reg.register(
+        "baton_dispatch_handoffs",
+        "Submitted jobs granted to a held agent poll in the submit's own transaction (no wake-up, one commit)",
+        m.handoffs.clone(),
     );
     reg.register(
         "baton_attempts",

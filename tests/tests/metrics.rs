@@ -111,15 +111,17 @@ async fn metrics_count_what_real_jobs_did_and_pass_promtool() {
     );
     let polls = v("baton_dispatch_poll_held_seconds_count");
     assert!((1.0..=n + 1.0).contains(&polls), "{polls}");
-    // The first job found both agents holding a poll: a wake-up woke one
-    // (a job wakes as many polls as it can use, not every held one).
-    let (woken, wasted) = (
+    // The first job found both agents holding a poll: it was handed to one
+    // in the submit's transaction, or a wake-up woke one (a job wakes as
+    // many polls as it can use, not every held one).
+    let (woken, wasted, handoffs) = (
         v("baton_dispatch_polls_woken_total"),
         v("baton_dispatch_wakes_wasted_total"),
+        v("baton_dispatch_handoffs_total"),
     );
     assert!(
-        woken >= 1.0 && wasted <= woken,
-        "{woken} woken, {wasted} wasted"
+        woken + handoffs >= 1.0 && wasted <= woken && handoffs <= n + 1.0,
+        "{woken} woken, {wasted} wasted, {handoffs} handed off"
     );
     // Both agents polled lately.
     assert_eq!(v("baton_agents{group=\"default\",state=\"online\"}"), 2.0);
