@@ -69,17 +69,20 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
     Ok(rep)
 }
 
-struct RunResult {
-    figures: Vec<(&'static str, f64)>,
-    failures: Vec<String>,
+/// The controller settings a simulated fleet needs: thousands of agents
+/// enrolling and connecting at once.
+pub const FLEET_LIMITS: &str = "enroll_per_minute = 100000000\nmax_unauthenticated = 1024\nmax_unauthenticated_per_address = 1024\n";
+
+/// One run's figures and what went wrong.
+pub struct RunResult {
+    /// `(metric, value)` pairs.
+    pub figures: Vec<(&'static str, f64)>,
+    /// Harness failures.
+    pub failures: Vec<String>,
 }
 
 async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
-    let mut b = Bench::start(
-        args,
-        "enroll_per_minute = 100000000\nmax_unauthenticated = 1024\nmax_unauthenticated_per_address = 1024\n",
-    )
-    .await?;
+    let mut b = Bench::start(args, FLEET_LIMITS).await?;
     let setup = Instant::now();
     let agents = enroll_all(&b.api, n).await?;
     let setup_s = setup.elapsed().as_secs_f64();

@@ -17,6 +17,7 @@ use baton_proto::{AGENT_ID_HEADER, JobId, limits};
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use super::fleet::RunResult;
 use super::report::{Row, ScenarioReport, Series, Target, percentile};
 use super::sysinfo::observe;
 use super::{Args, Bench, GROUP, fleet};
@@ -76,17 +77,8 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
     Ok(rep)
 }
 
-struct RunResult {
-    figures: Vec<(&'static str, f64)>,
-    failures: Vec<String>,
-}
-
 async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
-    let mut b = Bench::start(
-        args,
-        "enroll_per_minute = 100000000\nmax_unauthenticated = 1024\nmax_unauthenticated_per_address = 1024\n",
-    )
-    .await?;
+    let mut b = Bench::start(args, fleet::FLEET_LIMITS).await?;
     let agents = fleet::enroll_all(&b.api, n).await?;
     let times: Shared = Arc::default();
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
