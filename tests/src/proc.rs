@@ -281,7 +281,11 @@ impl Controller {
         let level_in_file = fs::read_to_string(&self.config)
             .is_ok_and(|c| c.lines().any(|l| l.trim_start().starts_with("log_level")));
         if !level_in_file {
-            cmd.env("BATON_CONTROLLER_LOG", "info,sqlx=warn");
+            // `BATON_BENCH_CONTROLLER_LOG` (for a look by hand, e.g.
+            // `info,sqlx=debug` to see every statement) wins over the default.
+            let level = std::env::var("BATON_BENCH_CONTROLLER_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".to_owned());
+            cmd.env("BATON_CONTROLLER_LOG", level);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(cmd, &self.dir.join("controller.log"))?;

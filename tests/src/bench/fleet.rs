@@ -264,21 +264,26 @@ pub(super) async fn wait_all_online(
     in_flight: &AtomicUsize,
 ) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(300);
+    let mut last_error = None;
     loop {
-        let online = b
-            .api
-            .agents()
-            .await
-            .map(|l| l.agents.iter().filter(|a| a.online).count())
-            .unwrap_or(0);
+        let online = match b.api.agents().await {
+            Ok(l) => l.agents.iter().filter(|a| a.online).count(),
+            Err(e) => {
+                last_error = Some(format!("{e:#}"));
+                0
+            }
+        };
         if online >= n && in_flight.load(Ordering::Relaxed) >= n {
             return Ok(());
         }
         b.check_alive()?;
         if Instant::now() > end {
             bail!(
-                "after 300 s only {online}/{n} agents online, {} polls in flight",
-                in_flight.load(Ordering::Relaxed)
+                "after 300 s only {online}/{n} agents online, {} polls in flight{}",
+                in_flight.load(Ordering::Relaxed),
+                last_error
+                    .map(|e| format!(" (listing the agents: {e})"))
+                    .unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

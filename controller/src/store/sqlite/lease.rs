@@ -171,17 +171,17 @@ impl LeaseStore for SqliteStore {
 
     /// The earliest lease deadline, if any lease is held.
     async fn next_lease_deadline(&self) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'")
-                .fetch_one(&self.reader)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(lease_expires_at) FROM jobs INDEXED BY jobs_lease WHERE state = 'running'",
         )
+        .fetch_one(&self.reader)
+        .await?)
     }
 
     async fn ready_in(&self, groups: &[String], now: i64) -> Result<bool> {
         let groups = serde_json::to_string(groups).map_err(|e| Error::Corrupt(e.to_string()))?;
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs
+            "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_ready
              WHERE state = 'queued' AND grp IN (SELECT value FROM json_each(?1)) AND not_before <= ?2)",
         )
         .bind(groups)
@@ -634,7 +634,8 @@ async fn set_next(
 
 async fn expire_in(c: &mut SqliteConnection, now: i64) -> Result<Expired> {
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at"
+        "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_lease
+         WHERE state = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at"
     );
     let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(now)
