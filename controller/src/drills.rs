@@ -160,7 +160,10 @@ pub fn plan(req: &DrillStart, limits: Limits, who: &str) -> Result<(NewDrill, Ne
             } else {
                 format!("job.{}", e.field)
             };
-            invalid(field, e.message)
+            match e.kind {
+                crate::validate::Kind::Malformed => invalid(field, e.message),
+                crate::validate::Kind::Unprocessable => unfit(field, e.message),
+            }
         })?;
     if let JobSpec::Noop(n) = &mut submit.spec
         && req.job.is_none()
