@@ -160,7 +160,10 @@ pub fn plan(req: &DrillStart, limits: Limits, who: &str) -> Result<(NewDrill, Ne
             } else {
                 format!("job.{}", e.field)
             };
-            invalid(field, e.message)
+            match e.kind {
+                crate::validate::Kind::Malformed => invalid(field, e.message),
+                crate::validate::Kind::Unprocessable => unfit(field, e.message),
+            }
         })?;
     if let JobSpec::Noop(n) = &mut submit.spec
         && req.job.is_none()
@@ -244,7 +247,18 @@ fn timings(req: &DrillStart, ttl: u64) -> Result<(u64, u64), Error> {
         ));
     }
     if duration_ms > baton_proto::limits::MAX_LEASE_TTL_MS {
-        return Err(invalid("duration_ms", "must be at most 3600000 (1 h)"));
+        // Given, the document bounds it (400); derived from the TTL, it is
+        // a rule across fields (422).
+        return Err(match req.duration_ms {
+            Some(_) => invalid("duration_ms", "must be at most 3600000 (1 h)"),
+            None => unfit(
+                "duration_ms",
+                format!(
+                    "the default, twice the lease TTL ({ttl} ms), is past 3600000 (1 h): \
+                     set duration_ms or a shorter lease_ttl_ms"
+                ),
+            ),
+        });
     }
     let rto_ms = req.rto_ms.unwrap_or(DEFAULT_RTO_MS);
     if rto_ms == 0 || rto_ms > MAX_RTO_MS {

@@ -106,6 +106,7 @@ impl Fleet {
                  agent not enrolled yet",
                 job.group
             ),
+            kind: validate::Kind::Unprocessable,
         })
     }
 
@@ -121,6 +122,7 @@ impl Fleet {
                     "{message}; set allow_unplaced (batonctl submit --allow-unplaced) to \
                      submit it anyway for an agent not enrolled yet"
                 ),
+                kind: validate::Kind::Unprocessable,
             })
         };
         let Some(conns) = self.groups.get(&job.group) else {

@@ -1,4 +1,9 @@
-//! Validation of job submissions: every refusal names the field at fault.
+//! Validation of job submissions: every refusal names the field at fault,
+//! and says whether the OpenAPI document already calls the request invalid
+//! ([`Kind::Malformed`], 400) or the request is valid by the document but
+//! breaks a rule no schema can state ([`Kind::Unprocessable`], 422: rules
+//! across fields, sizes in bytes, grammars such as `sql_type`, configured
+//! limits).
 
 use baton_proto::param::{self, Engine};
 use baton_proto::session::{self, Session};
@@ -9,7 +14,7 @@ use baton_proto::{
 
 pub mod export;
 
-/// A refused field: `(dotted field path, message)`.
+/// A refused field: `(dotted field path, message)` and its kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct Error {
@@ -17,12 +22,35 @@ pub struct Error {
     pub field: String,
     /// What is wrong.
     pub message: String,
+    /// Whether the document says so (400) or only the server (422).
+    pub kind: Kind,
 }
 
+/// How a refusal relates to the OpenAPI document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The document's schema refuses it too (a pattern, a bound, a
+    /// required field): 400 `bad_request`.
+    Malformed,
+    /// Valid by the document, refused by a rule it cannot state: 422
+    /// `unprocessable`.
+    Unprocessable,
+}
+
+/// A refusal the document states (400).
 fn err(field: &str, message: impl Into<String>) -> Error {
     Error {
         field: field.to_owned(),
         message: message.into(),
+        kind: Kind::Malformed,
+    }
+}
+
+/// A refusal by a rule the document cannot state (422).
+fn rule(field: &str, message: impl Into<String>) -> Error {
+    Error {
+        kind: Kind::Unprocessable,
+        ..err(field, message)
     }
 }
 
@@ -46,6 +74,8 @@ pub const MAX_TIMEOUT_MS: u64 = 30 * DAY_MS;
 pub const MAX_BACKOFF_MS: u64 = 7 * DAY_MS;
 /// Most labels on a job.
 pub const MAX_LABELS: usize = 64;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 256;
 /// Most entries in `retry.retry_on` and `retry.retry_codes`.
 pub const MAX_RETRY_LIST: usize = 64;
 /// Deepest nesting of a completion's `result.data` (arrays and objects);
@@ -157,11 +187,20 @@ fn labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), Err
                 "label keys must be valid names",
             ));
         }
-        if v.len() > 256 {
-            return Err(err(
-                &format!("labels.{k}"),
-                "label values are at most 256 bytes",
-            ));
+        if v.len() > MAX_LABEL_VALUE {
+            // The document bounds characters; bytes are the server's rule.
+            let kind = if v.chars().count() > MAX_LABEL_VALUE {
+                Kind::Malformed
+            } else {
+                Kind::Unprocessable
+            };
+            return Err(Error {
+                kind,
+                ..err(
+                    &format!("labels.{}", clip_key(k)),
+                    "label values are at most 256 bytes",
+                )
+            });
         }
     }
     Ok(())
@@ -191,16 +230,12 @@ fn spec_size(spec: &JobSpec) -> (usize, &'static str) {
     (total, field)
 }
 
-/// Check a spec: its size, then the fields of its kind, then its connection.
+/// Check a spec: its connection, the fields of its kind, then its size.
 fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
-    let (size, field) = spec_size(spec);
-    if size > max_spec_bytes {
-        return Err(err(
-            field,
-            format!(
-                "the spec is {size} bytes as JSON; at most {max_spec_bytes} (max_spec_bytes) are allowed"
-            ),
-        ));
+    if let Some(c) = spec.connection()
+        && !valid_name(c)
+    {
+        return Err(err("spec.connection", "must be a valid name"));
     }
     match spec {
         JobSpec::Command(c) => command(c)?,
@@ -227,10 +262,14 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
     if let Some(settings) = spec.session() {
         session(settings)?;
     }
-    if let Some(c) = spec.connection()
-        && !valid_name(c)
-    {
-        return Err(err("spec.connection", "must be a valid name"));
+    let (size, field) = spec_size(spec);
+    if size > max_spec_bytes {
+        return Err(rule(
+            field,
+            format!(
+                "the spec is {size} bytes as JSON; at most {max_spec_bytes} (max_spec_bytes) are allowed"
+            ),
+        ));
     }
     Ok(())
 }
@@ -238,16 +277,17 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
 /// A restore: a target database a restore may create, and exactly one
 /// source (today a file; where the file may lie is the agent's to check).
 fn restore(r: &RestoreSpec) -> Result<(), Error> {
+    // The database may be a pipeline reference: no pattern in the document.
     if let Some(why) = restore::database_refusal(&r.database) {
-        return Err(err("spec.database", why));
+        return Err(rule("spec.database", why));
     }
     match &r.source.file {
-        None => Err(err(
+        None => Err(rule(
             "spec.source.file",
             "required: the dump or backup file on the agent to restore",
         )),
         Some(f) => match restore::file_refusal(f) {
-            Some(why) => Err(err("spec.source.file", why)),
+            Some(why) => Err(rule("spec.source.file", why)),
             None => Ok(()),
         },
     }
@@ -259,11 +299,11 @@ fn command(c: &CommandSpec) -> Result<(), Error> {
         return Err(err("spec.program", "must not be empty"));
     }
     if c.program.contains('\0') || c.args.iter().any(|a| a.contains('\0')) {
-        return Err(err("spec.args", "must not contain NUL bytes"));
+        return Err(rule("spec.args", "must not contain NUL bytes"));
     }
     for k in c.env.keys() {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(err(
+            return Err(rule(
                 &format!("spec.env.{}", clip_key(k)),
                 "invalid variable name",
             ));
@@ -272,8 +312,9 @@ fn command(c: &CommandSpec) -> Result<(), Error> {
     Ok(())
 }
 
-/// A procedure call: a routine name, parameter names valid and distinct
-/// (case-insensitive), SQL types that parse.
+/// A procedure call: a routine name, parameter names valid, a value for
+/// every in/inout parameter (what the document states, 400), then names
+/// distinct (case-insensitive) and SQL types on the allow-list (422).
 fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
     if !valid_routine_name(&p.procedure) {
         return Err(err(
@@ -282,7 +323,6 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
              characters of A-Z a-z 0-9 _ @ # $",
         ));
     }
-    let mut seen = std::collections::BTreeSet::new();
     for (i, param) in p.params.iter().enumerate() {
         if !valid_param_name(&param.name) {
             return Err(err(
@@ -290,8 +330,17 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
                 "must be 1-127 characters of A-Z a-z 0-9 _",
             ));
         }
-        if !seen.insert(param.name.to_ascii_lowercase()) {
+        if param.value.is_none() && param.mode != ParamMode::Out {
             return Err(err(
+                &format!("spec.params[{i}].value"),
+                "required for in and inout parameters (only out parameters may leave it out)",
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, param) in p.params.iter().enumerate() {
+        if !seen.insert(param.name.to_ascii_lowercase()) {
+            return Err(rule(
                 &format!("spec.params[{i}].name"),
                 format!(
                     "{:?} is given twice (names are case-insensitive)",
@@ -302,13 +351,7 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
         if let Some(t) = &param.sql_type
             && let Err(e) = SqlType::parse(t)
         {
-            return Err(err(&format!("spec.params[{i}].sql_type"), e));
-        }
-        if param.value.is_none() && param.mode != ParamMode::Out {
-            return Err(err(
-                &format!("spec.params[{i}].value"),
-                "required for in and inout parameters (only out parameters may leave it out)",
-            ));
+            return Err(rule(&format!("spec.params[{i}].sql_type"), e));
         }
     }
     Ok(())
@@ -321,7 +364,16 @@ fn procedure(p: &ProcedureSpec) -> Result<(), Error> {
 /// With no engine known (no agent advertises the connection yet,
 /// `allow_unplaced`), only what every engine refuses is refused (the
 /// settings were checked so by [`submission`]). Other kinds of spec pass.
+/// Every refusal here is [`Kind::Unprocessable`]: the document cannot say
+/// what an engine takes.
 pub fn call(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
+    by_engines(spec, engines).map_err(|e| Error {
+        kind: Kind::Unprocessable,
+        ..e
+    })
+}
+
+fn by_engines(spec: &JobSpec, engines: &[Engine]) -> Result<(), Error> {
     for e in engines {
         for (k, v) in spec.session().into_iter().flatten() {
             session_setting(*e, k, v)?;

@@ -66,12 +66,16 @@ pub const MAX_PARAMS: usize = 256;
 #[cfg_attr(feature = "openapi", schema(example = json!({"connection": "erp", "query": "SELECT id, total FROM orders WHERE day = ?", "params": [{"type": "date", "value": "2026-12-05"}], "format": "csv", "compression": "zstd", "prefix": "orders"})))]
 pub struct ExportSpec {
     /// Connection name configured on the agent host.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
-    /// The query (one statement; its first result set is exported).
+    /// The query (one statement; its first result set is exported); at
+    /// most [`MAX_QUERY_BYTES`] bytes.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub query: String,
     /// Values bound to the query's placeholders in order (`?` on
     /// MySQL/MariaDB, `@P1`, `@P2`, ... on SQL Server); never spliced into SQL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 256))]
     pub params: Vec<ParamValue>,
     /// `csv` (default) or `jsonl`.
     #[serde(default)]
@@ -82,6 +86,10 @@ pub struct ExportSpec {
     /// Names the export: its files go to `<export_dir>/<connection>/<prefix>/`
     /// (default `export`), where retention applies; a valid name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+    )]
     pub prefix: Option<String>,
 }
 

@@ -12,6 +12,7 @@ use crate::valid_name;
 #[serde(deny_unknown_fields)]
 pub struct RestoreSpec {
     /// Connection name configured on the agent host (where it is restored).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub connection: String,
     /// Where the dump comes from.
     pub source: RestoreSource,

@@ -20,6 +20,7 @@ pub const MAX_TEMPLATE: usize = 512;
 #[serde(deny_unknown_fields)]
 pub struct UploadSpec {
     /// Store name configured on the agent host (`[stores.<name>]`).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.\-]{1,128}$"))]
     pub store: String,
     /// Absolute path of the file on the agent, under one of its dump or
     /// backup directories, with `<stem>.manifest.json` next to it; usually
@@ -41,6 +42,7 @@ pub struct UploadSpec {
 pub struct UploadRetention {
     /// Keep the newest N objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub keep_last: Option<u32>,
     /// Delete objects older than this (`30d`, `12h`: humantime).
     #[serde(default, skip_serializing_if = "Option::is_none")]

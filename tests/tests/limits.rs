@@ -467,12 +467,13 @@ async fn lists_are_summaries_and_specs_are_bounded() {
         let done = c.api.wait_terminal(*id, WAIT).await.expect("terminal");
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
     }
-    // A spec past max_spec_bytes is refused naming its largest part.
+    // A spec past max_spec_bytes is refused naming its largest part: 422,
+    // a configured limit the OpenAPI document cannot state.
     let too_big = "b".repeat(300_001);
     let r = send(&c.api, Method::POST, "/v1/jobs", Some(command(&[&too_big]))).await;
     assert_eq!(
         (r.status.as_u16(), field(&r).as_deref()),
-        (400, Some("spec.args")),
+        (422, Some("spec.args")),
         "{:?}",
         r.body
     );

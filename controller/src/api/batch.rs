@@ -1,8 +1,9 @@
 //! `POST /v1/jobs/batch`: many submissions in one request, created all or
 //! none in one transaction (one commit, one wake-up per group).
 //!
-//! Each job is validated as for `POST /v1/jobs`; a failure names the field as
-//! `jobs[3].spec.sleep_ms`; placement (422 `jobs[3].spec.connection`) is
+//! Each job is validated as for `POST /v1/jobs` (400 or 422 alike); a failure
+//! names the field as `jobs[3].spec.sleep_ms`; placement (422
+//! `jobs[3].spec.connection`) is
 //! checked per job, and `allow_unplaced` is per job too. `Idempotency-Key`
 //! works as for a single submit, keyed on the whole body: the same body again answers 200 with the same
 //! jobs, another body with the same key is `409 idempotency_conflict`.
@@ -35,7 +36,7 @@ use crate::validate;
         (status = 201, description = "Every job, in order, on disk", body = JobBatch),
         (status = 200, description = "The jobs of an earlier batch with this `Idempotency-Key`", body = JobBatch),
         (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = ErrorBody),
-        (status = 422, description = "`unprocessable`: no enrolled agent can run a job (`jobs[3].spec.connection`)", body = ErrorBody)
+        (status = 422, description = "`unprocessable`: a job is valid by this document but refused by a rule it cannot state, as for `POST /v1/jobs` (`jobs[3].spec.connection`: no enrolled agent can run it; `jobs[3].spec.params[1].name` given twice)", body = ErrorBody)
     ),
     security(("operator_token" = ["operator"]))
 )]
@@ -60,7 +61,10 @@ pub async fn submit_batch(
     for (i, job) in batch.jobs.into_iter().enumerate() {
         let ttl =
             validate::submission(&job, default_ttl, s.config.max_spec_bytes).map_err(|e| {
-                ApiError::bad_request(e.message, Some(format!("jobs[{i}].{}", e.field)))
+                ApiError::from(validate::Error {
+                    field: format!("jobs[{i}].{}", e.field),
+                    ..e
+                })
             })?;
         let one = serde_json::to_vec(&job).unwrap_or_default();
         jobs.push(NewJob {

@@ -438,9 +438,16 @@ impl From<crate::placement::Error> for ApiError {
     }
 }
 
+/// A refusal the document states is 400 `bad_request`; one by a rule it
+/// cannot state (across fields, bytes, `sql_type`, configured limits) is 422
+/// `unprocessable`. Both name the field.
 impl From<crate::validate::Error> for ApiError {
     fn from(e: crate::validate::Error) -> Self {
-        ApiError::bad_request(e.message, Some(e.field))
+        let code = match e.kind {
+            crate::validate::Kind::Malformed => ErrorCode::BadRequest,
+            crate::validate::Kind::Unprocessable => ErrorCode::Unprocessable,
+        };
+        ApiError::new(code, e.message, Some(e.field))
     }
 }
 

@@ -205,12 +205,42 @@ fn tighten(doc: &mut serde_json::Value) {
         groups["items"]["pattern"] = json!(r"^[A-Za-z0-9_.\-]{1,128}$");
         groups["minItems"] = json!(1);
     }
+    procedure_params(schemas);
     session_settings(doc);
     labels(doc);
 }
 
-/// Every `labels` map: keys are names, at most 64 of them (values are at
-/// most 256 bytes, which JSON Schema's character count cannot say).
+/// `ProcedureParam`: `value` is required unless `mode` is `out` (serde
+/// reads a missing `mode` as `in`, and `"value": null` as no value), and
+/// `sql_type` lists the allow-list of `baton_proto::sql_type` (a grammar
+/// with bounds no pattern states exactly: the server answers 422 naming
+/// `spec.params[i].sql_type`; so does a name given twice).
+fn procedure_params(schemas: &mut serde_json::Value) {
+    use serde_json::json;
+    let param = &mut schemas["ProcedureParam"];
+    if param.get("properties").is_none() {
+        return;
+    }
+    param["if"] = json!({"properties": {"mode": {"const": "out"}}, "required": ["mode"]});
+    param["else"] = json!({
+        "required": ["value"],
+        "properties": {"value": {"$ref": "#/components/schemas/ParamValue"}},
+    });
+    let sql_type = &mut param["properties"]["sql_type"]["description"];
+    if let Some(d) = sql_type.as_str() {
+        *sql_type = json!(format!(
+            "{d}\n\nAccepted (case-insensitive, blanks ignored): {}; n of nvarchar 1-4000, of \
+             varchar and varbinary 1-8000; precision 1-38, scale 0 to the precision; time and \
+             datetime2 scale 0-7. Another type is refused with 422 naming the field.",
+            baton_proto::sql_type::SQL_TYPES
+        ));
+    }
+}
+
+/// Every `labels` map: keys are names, at most 64 of them, values at most
+/// 256 characters (the server counts 256 bytes: a shorter value of wide
+/// characters past that is 422, which JSON Schema's character count cannot
+/// say).
 fn labels(v: &mut serde_json::Value) {
     use serde_json::{Value, json};
     match v {
@@ -223,7 +253,11 @@ fn labels(v: &mut serde_json::Value) {
                     "propertyNames".into(),
                     json!({"pattern": r"^[A-Za-z0-9_.\-]{1,128}$"}),
                 );
-                l.insert("maxProperties".into(), json!(64));
+                l.insert("maxProperties".into(), json!(crate::validate::MAX_LABELS));
+                l.insert(
+                    "additionalProperties".into(),
+                    json!({"type": "string", "maxLength": crate::validate::MAX_LABEL_VALUE}),
+                );
             }
             m.values_mut().for_each(labels);
         }

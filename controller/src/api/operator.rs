@@ -31,7 +31,7 @@ use crate::validate;
         (status = 201, description = "The job, on disk", body = JobView),
         (status = 200, description = "The earlier job of this `Idempotency-Key`", body = JobView),
         (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = ErrorBody),
-        (status = 422, description = "`unprocessable`: no enrolled agent can run the job (the field names what is missing)", body = ErrorBody)
+        (status = 422, description = "`unprocessable`: valid by this document but refused by a rule it cannot state (the field names it): no enrolled agent can run the job; a procedure parameter name given twice (`spec.params[1].name`) or a `sql_type` off the allow-list; a value the connection's engine cannot take; a size in bytes (a label value, `spec.query`, the spec past `max_spec_bytes`); a restore or upload path or key template", body = ErrorBody)
     ),
     security(("operator_token" = ["operator"]))
 )]

@@ -201,3 +201,29 @@ async fn the_sweep_ends_a_drill_whose_watcher_is_gone() {
         "the job ended before any fault: {d:?}"
     );
 }
+
+/// Found by `positive_data_acceptance`: a TTL of an hour and no
+/// `duration_ms` is valid by the document, but the default duration (two
+/// TTLs) is past the bound: 422 (`Unfit`), not 400, naming `duration_ms`.
+#[test]
+fn a_default_duration_past_the_bound_is_unfit() {
+    let long = DrillStart {
+        lease_ttl_ms: Some(3_600_000),
+        ..req(DrillMethod::Partition)
+    };
+    match plan(&long, LIMITS, "o").expect_err("two hours") {
+        Error::Unfit { field, message } => {
+            assert_eq!(field, "duration_ms");
+            assert!(message.contains("lease_ttl_ms"), "{message}");
+        }
+        other => panic!("not unfit: {other:?}"),
+    }
+    let given = DrillStart {
+        duration_ms: Some(3_600_001),
+        ..req(DrillMethod::Partition)
+    };
+    assert!(matches!(
+        plan(&given, LIMITS, "o").expect_err("given"),
+        Error::Invalid { .. }
+    ));
+}

@@ -5,19 +5,13 @@
 use baton_proto::param::{self, Engine};
 use baton_proto::{ExportSpec, ParamValue, valid_name};
 
-use super::{Error, err};
+use super::{Error, err, rule};
 pub use baton_proto::export::{MAX_PARAMS, MAX_QUERY_BYTES};
 
 /// The engine-independent checks (at submit, before placement).
 pub fn spec(e: &ExportSpec) -> Result<(), Error> {
     if e.query.trim().is_empty() {
         return Err(err("spec.query", "must not be empty"));
-    }
-    if e.query.len() > MAX_QUERY_BYTES {
-        return Err(err(
-            "spec.query",
-            format!("must be at most {MAX_QUERY_BYTES} bytes"),
-        ));
     }
     if e.params.len() > MAX_PARAMS {
         return Err(err(
@@ -31,6 +25,12 @@ pub fn spec(e: &ExportSpec) -> Result<(), Error> {
         return Err(err(
             "spec.prefix",
             "must be a valid name (A-Z a-z 0-9 _ . -), not starting with '.' or '-'",
+        ));
+    }
+    if e.query.len() > MAX_QUERY_BYTES {
+        return Err(rule(
+            "spec.query",
+            format!("must be at most {MAX_QUERY_BYTES} bytes"),
         ));
     }
     Ok(())

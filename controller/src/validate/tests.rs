@@ -478,3 +478,56 @@ fn restore_fields_are_named() {
     }
     assert_eq!(field(&s), Err("spec.connection".into()));
 }
+
+#[test]
+fn refusals_say_whether_the_document_states_them() {
+    let kind = |s: &JobSubmit| submission(s, 15_000, SPEC).map_err(|e| (e.field, e.kind));
+    // Stated by the document (a pattern, a required value): 400.
+    let mut no_value = param("id", None);
+    no_value.value = None;
+    assert_eq!(
+        kind(&procedure(vec![no_value])),
+        Err(("spec.params[0].value".into(), Kind::Malformed))
+    );
+    assert_eq!(
+        kind(&procedure(vec![param("a-b", None)])),
+        Err(("spec.params[0].name".into(), Kind::Malformed))
+    );
+    // Valid by the document, refused by a rule it cannot state: 422.
+    assert_eq!(
+        kind(&procedure(vec![param("Id", None), param("id", None)])),
+        Err(("spec.params[1].name".into(), Kind::Unprocessable))
+    );
+    assert_eq!(
+        kind(&procedure(vec![param("id", Some("decimal(10,12)"))])),
+        Err(("spec.params[0].sql_type".into(), Kind::Unprocessable))
+    );
+    // A bad name is named before a duplicate further on.
+    assert_eq!(
+        kind(&procedure(vec![
+            param("id", None),
+            param("id", None),
+            param("a b", None)
+        ])),
+        Err(("spec.params[2].name".into(), Kind::Malformed))
+    );
+    // Label values: 256 characters in the document, 256 bytes on the server.
+    let label = |v: String| JobSubmit {
+        labels: [("team".to_owned(), v)].into(),
+        ..base()
+    };
+    assert_eq!(kind(&label("é".repeat(128))), Ok(15_000));
+    assert_eq!(
+        kind(&label("é".repeat(129))),
+        Err(("labels.team".into(), Kind::Unprocessable))
+    );
+    assert_eq!(
+        kind(&label("e".repeat(257))),
+        Err(("labels.team".into(), Kind::Malformed))
+    );
+    // The spec past max_spec_bytes: a configured limit.
+    assert_eq!(
+        submission(&procedure(vec![param("id", None)]), 15_000, 10).map_err(|e| e.kind),
+        Err(Kind::Unprocessable)
+    );
+}

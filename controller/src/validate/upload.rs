@@ -5,7 +5,7 @@
 use baton_proto::upload::{UploadSpec, check_template};
 use baton_proto::valid_name;
 
-use super::{Error, err};
+use super::{Error, err, rule};
 
 /// Longest `spec.file`.
 const MAX_FILE: usize = 4096;
@@ -16,13 +16,13 @@ pub(super) fn check(u: &UploadSpec) -> Result<(), Error> {
         return Err(err("spec.store", "must be a valid name"));
     }
     if u.file.trim().is_empty() || u.file.len() > MAX_FILE || u.file.contains('\0') {
-        return Err(err(
+        return Err(rule(
             "spec.file",
             format!("must be a path of 1-{MAX_FILE} bytes without NUL"),
         ));
     }
     if let Some(t) = &u.key {
-        check_template(t).map_err(|m| err("spec.key", m))?;
+        check_template(t).map_err(|m| rule("spec.key", m))?;
     }
     if let Some(r) = &u.retention {
         if r.keep_last == Some(0) {
@@ -33,10 +33,10 @@ pub(super) fn check(u: &UploadSpec) -> Result<(), Error> {
         }
         if let Some(a) = &r.max_age {
             humantime::parse_duration(a)
-                .map_err(|e| err("spec.retention.max_age", format!("not a duration: {e}")))?;
+                .map_err(|e| rule("spec.retention.max_age", format!("not a duration: {e}")))?;
         }
         if r.keep_last.is_none() && r.max_age.is_none() {
-            return Err(err(
+            return Err(rule(
                 "spec.retention",
                 "set keep_last, max_age or both (or leave retention out)",
             ));

@@ -377,3 +377,48 @@ fn stamped_views_document_the_now_header() {
         );
     }
 }
+
+/// Procedure parameters (found by `positive_data_acceptance`): the document
+/// states that an in or inout parameter needs a value (`if`/`else` on
+/// `mode`), lists the `sql_type` allow-list, and the operations taking a
+/// job spec document the 422 of what it cannot state (a name given twice,
+/// a `sql_type` off the list).
+#[test]
+fn procedure_params_state_what_a_schema_can() {
+    let doc = document();
+    let param = &doc["components"]["schemas"]["ProcedureParam"];
+    assert_eq!(param["if"]["properties"]["mode"]["const"], "out", "{param}");
+    assert_eq!(param["if"]["required"][0], "mode", "{param}");
+    assert_eq!(param["else"]["required"][0], "value", "{param}");
+    assert_eq!(
+        param["else"]["properties"]["value"]["$ref"],
+        "#/components/schemas/ParamValue"
+    );
+    let sql_type = param["properties"]["sql_type"]["description"]
+        .as_str()
+        .expect("description");
+    assert!(
+        sql_type.contains(baton_proto::sql_type::SQL_TYPES),
+        "{sql_type}"
+    );
+    for (path, method) in [
+        ("/v1/jobs", "post"),
+        ("/v1/jobs/batch", "post"),
+        ("/v1/schedules", "post"),
+        ("/v1/schedules/{id}", "put"),
+        ("/v1/pipelines", "post"),
+        ("/v1/pipelines/{id}", "put"),
+        ("/v1/drills", "post"),
+    ] {
+        let answer = &doc["paths"][path][method]["responses"]["422"];
+        assert_eq!(
+            answer["content"]["application/json"]["example"]["error"]["code"], "unprocessable",
+            "{method} {path}: {answer}"
+        );
+    }
+    let labels = &doc["components"]["schemas"]["JobSubmit"]["properties"]["labels"];
+    assert_eq!(
+        labels["additionalProperties"]["maxLength"],
+        crate::validate::MAX_LABEL_VALUE
+    );
+}

@@ -282,3 +282,78 @@ async fn a_submit_is_audited_once_with_its_job() {
         .expect("audit");
     assert_eq!(rows.entries.len(), 1);
 }
+
+fn call(connection: &str, params: Value) -> Value {
+    json!({"group": "g", "spec": {"kind": "procedure", "connection": connection,
+        "procedure": "dbo.usp_x", "params": params}})
+}
+
+/// What the document cannot state (a parameter named twice, a `sql_type`
+/// off the allow-list) is 422 naming the field, in a submit and a batch;
+/// what it states (a value for an in parameter) stays 400.
+#[tokio::test]
+async fn procedure_rules_the_document_cannot_state_are_422_naming_the_field() {
+    let api = api().await;
+    let int = json!({"type": "int", "value": 1});
+    let twice = call(
+        "erp",
+        json!([{"name": "Id", "value": int}, {"name": "id", "value": int}]),
+    );
+    let (field, message) = api.submit(twice.clone()).await.expect_err("twice");
+    assert_eq!(field, "spec.params[1].name");
+    assert!(message.contains("given twice"), "{message}");
+    for sql_type in ["money", "decimal(10,12)", "nvarchar(4001)", "varchar"] {
+        let (field, message) = api
+            .submit(call(
+                "erp",
+                json!([{"name": "a", "value": int, "sql_type": sql_type}]),
+            ))
+            .await
+            .expect_err(sql_type);
+        assert_eq!(field, "spec.params[0].sql_type", "{sql_type}");
+        assert!(message.contains(sql_type), "{message}");
+    }
+    let (status, body) = api
+        .post("/v1/jobs/batch", json!({"jobs": [sql("g", "main"), twice]}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "unprocessable", "{body}");
+    assert_eq!(
+        body["error"]["field"], "jobs[1].spec.params[1].name",
+        "{body}"
+    );
+    for params in [
+        json!([{"name": "a"}]),
+        json!([{"name": "a", "mode": "in_out", "value": null}]),
+    ] {
+        let (status, body) = api.post("/v1/jobs", call("erp", params)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+        assert_eq!(body["error"]["field"], "spec.params[0].value", "{body}");
+    }
+}
+
+/// A procedure call at the edges of what the document allows is accepted.
+#[tokio::test]
+async fn valid_procedure_submits_with_edge_values_are_accepted() {
+    let api = api().await;
+    let name = "p".repeat(127);
+    let params = json!([
+        {"name": name, "value": {"type": "int", "value": i64::MIN}},
+        {"name": "out_only", "mode": "out", "sql_type": "int"},
+        {"name": "typed_out", "mode": "out", "value": {"type": "string", "value": ""}, "sql_type": " NVarChar ( MAX ) "},
+        {"name": "d", "value": {"type": "decimal", "value": "-0.00000000000000000000000000000000000001"}, "sql_type": "decimal(38,38)"},
+        {"name": "n", "mode": "in_out", "value": {"type": "null"}, "sql_type": "datetime2(0)"},
+        {"name": "b", "value": {"type": "bytes", "value": ""}, "sql_type": "varbinary(8000)"},
+        {"name": "t", "value": {"type": "date_time", "value": "9999-12-31T23:59:59.9999999"}},
+        {"name": "f", "value": {"type": "float", "value": -1.7976931348623157e308}, "sql_type": "float"},
+        {"name": "u", "value": {"type": "string", "value": "00000000-0000-0000-0000-000000000000"}, "sql_type": "uniqueidentifier"},
+    ]);
+    api.submit(call("erp", params)).await.expect("edge values");
+    api.submit(call("main", json!([])))
+        .await
+        .expect("no params");
+    let mut unplaced = call("nosuch", json!([{"name": "x", "mode": "out"}]));
+    unplaced["allow_unplaced"] = json!(true);
+    api.submit(unplaced).await.expect("an out parameter alone");
+}
