@@ -18,7 +18,8 @@
 //!    object's `x-amz-meta-sha256`.
 //! 4. **Failure or cancel** aborts the multipart upload: no object appears
 //!    under the key. Requests are retried (backon) on 5xx and connection
-//!    errors; a 403 fails at once and for good (bad keys).
+//!    errors; a 403 fails at once and for good (bad keys), the job's error
+//!    naming the store and the S3 error code ([`failure`]).
 //! 5. **Verify** after completion: HEAD (size and sha256 metadata) and a
 //!    ranged read of the last 64 KiB compared with the file's.
 //! 6. **Manifest** uploaded next to the object, then **retention**
@@ -134,16 +135,30 @@ impl Executor for UploadExecutor {
                 }),
                 Err(Error::Cancelled(reason)) => Outcome::cancelled(reason, JobResult::default()),
                 Err(e) => {
-                    let mut msg = e.to_string();
-                    if let Error::Store(s) = &e
-                        && s.bad_credentials()
-                    {
-                        msg.push_str(" (the store refused the keys: check access_key/secret_key)");
-                    }
-                    Outcome::failed(e.retryable(), msg)
+                    let (retry, msg) = failure(&spec.store, &e);
+                    Outcome::failed(retry, msg)
                 }
             }
         })
+    }
+}
+
+/// Whether a failed upload may be retried, and what the job's error says:
+/// the store's name and the server's answer (status and S3 error code); keys
+/// the server refused are said to be so, and never retried.
+pub fn failure(store: &str, e: &Error) -> (bool, String) {
+    match e {
+        // Already names the store.
+        Error::Store(objstore::Error::Setup { .. }) => (false, e.to_string()),
+        Error::Store(s) if s.bad_credentials() => (
+            false,
+            format!(
+                "store {store}: {e} (the store refused the keys: check its key files, key \
+                 variables or AWS credential chain; not retried)"
+            ),
+        ),
+        Error::Store(_) => (e.retryable(), format!("store {store}: {e}")),
+        _ => (e.retryable(), e.to_string()),
     }
 }
 

@@ -119,7 +119,10 @@ impl Jobs {
     pub async fn submit(&self, job: NewJob, now: i64) -> Result<Submitted> {
         let group = job.submit.group.clone();
         let spec = &job.submit.spec;
-        if let Some(taken) = self.handoffs.take(&group, spec.kind(), spec.connection()) {
+        if let Some(taken) =
+            self.handoffs
+                .take(&group, spec.kind(), spec.connection(), spec.store())
+        {
             return self.submit_handing(job, taken, now).await;
         }
         let need = need_of(&job);
@@ -393,6 +396,7 @@ fn need_of(j: &NewJob) -> Need {
     Need::Job {
         kind: j.submit.spec.kind(),
         connection: j.submit.spec.connection().map(str::to_owned),
+        store: j.submit.spec.store().map(str::to_owned),
     }
 }
 

@@ -9,11 +9,15 @@
 //!   resetting every connection: moto keeps its state in memory, so a killed
 //!   moto would come back empty): no object is visible under the key, the
 //!   job is retried and completes once the server is back;
+//! - two agents with different stores: uploads go only to the one with
+//!   theirs (grant-time placement by store).
 //!
 //! Not here: wrong credentials. moto's authentication reads only the
-//! Authorization header and answers 500 to presigned requests (how rusty-s3
-//! signs), so it cannot tell a bad key; `objstore::tests` covers the rule
-//! (403 is never retried, and is reported as refused keys).
+//! Authorization header and answers 500 (a KeyError on HTTP_AUTHORIZATION,
+//! checked with moto 5.2.1 and `INITIAL_NO_AUTH_ACTION_COUNT=0`) to
+//! presigned requests, which is how rusty-s3 signs, so it cannot tell a bad
+//! key; `objstore::tests` and `upload::tests` cover the rule (403 is never
+//! retried; the job's error names the store and the S3 code).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -152,6 +156,16 @@ struct FileFixture {
 }
 
 async fn file_fixture(store: impl Fn(&Path) -> String, size: usize) -> FileFixture {
+    agents_fixture(1, move |dir, _| store(dir), size).await
+}
+
+/// Like [`file_fixture`] with `n` agents (`agent-1`…), each with the stores
+/// `store(dir, agent_id)` gives.
+async fn agents_fixture(
+    n: usize,
+    store: impl Fn(&Path, &str) -> String,
+    size: usize,
+) -> FileFixture {
     let dir = tempfile::Builder::new()
         .prefix("baton-upl-")
         .tempdir()
@@ -188,9 +202,9 @@ async fn file_fixture(store: impl Fn(&Path) -> String, size: usize) -> FileFixtu
         pw.display(),
         dumps.display()
     );
-    let store = store(dir.path());
-    let c = Cluster::start_with(1, "", move |o| {
-        o.extra = format!("{conn}{store}");
+    let base = dir.path().to_path_buf();
+    let c = Cluster::start_with(n, "", move |o| {
+        o.extra = format!("{conn}{}", store(&base, &o.id));
     })
     .await
     .expect("cluster");
@@ -255,6 +269,61 @@ async fn the_server_gone_mid_upload_leaves_no_object_and_the_retry_completes() {
         (25 * 1024 * 1024, f.sha256.as_str())
     );
     assert!(l.uploads.is_empty(), "an aborted upload was left: {l:?}");
+}
+
+/// Stores at grant time: two agents of one group with different stores
+/// (`archive` on agent-1, `offsite` on agent-2), both running `upload`.
+/// Uploads to `offsite` are granted only to agent-2 and succeed at the
+/// first attempt; agent-1, idle all along, never takes one (before, it
+/// could, and the job failed there for good: "this agent has no store").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_only_to_the_agent_with_their_store() {
+    baton_tests::require_s3!();
+    baton_tests::init_crypto();
+    let s3 = S3Server::start().expect("s3 server");
+    s3.make_bucket(BUCKET).expect("bucket");
+    let (url, ak, sk) = (s3.url.clone(), s3.access_key_file(), s3.secret_key_file());
+    let store = move |_: &Path, agent: &str| {
+        let name = if agent == "agent-2" {
+            "offsite"
+        } else {
+            "archive"
+        };
+        format!(
+            "[stores.{name}]\nkind = \"s3\"\nendpoint = \"{url}\"\nbucket = \"{BUCKET}\"\n\
+             path_style = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\n",
+            ak.display(),
+            sk.display()
+        )
+    };
+    let f = agents_fixture(2, store, 1024).await;
+    let mut ids = Vec::new();
+    for p in ["a", "b", "c", "d"] {
+        let job = f
+            .c
+            .api
+            .submit(json!({
+                "group": "default",
+                "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string(),
+                         "key": format!("{p}/{{file}}")},
+                "retry": {"max_attempts": 1},
+            }))
+            .await
+            .expect("submit");
+        ids.push(job.id);
+    }
+    for id in ids {
+        let done = f.c.api.wait_terminal(id, WAIT).await.expect("ended");
+        assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+        assert_eq!(done.attempts.len(), 1, "{done:#?}");
+        assert_eq!(done.attempts[0].agent_id, "agent-2", "{done:#?}");
+    }
+    let l = s3.list(BUCKET).expect("list");
+    for p in ["a", "b", "c", "d"] {
+        let key = format!("{p}/20261206T010203Z-job9.sql.zst");
+        let o = l.objects.iter().find(|o| o.key == key).expect("object");
+        assert_eq!(o.sha256, f.sha256, "{l:?}");
+    }
 }
 
 /// Benchmark, not a check (issue 19 point 9's RSS figure): the agent's peak

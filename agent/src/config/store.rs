@@ -1,6 +1,7 @@
 //! `[stores.<name>]`: object stores on this host's reach (`kind = "s3"`,
 //! any S3-compatible server). Keys come from files (0600) or environment
-//! variables, or the standard AWS variables; never inline, never sent to
+//! variables, or the standard AWS chain ([`chain`]: the AWS variables, then
+//! a profile of the shared credentials file); never inline, never sent to
 //! the controller (agents advertise store names only). Read each time an
 //! upload starts.
 
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::connection::{Error, SettingsParser};
+
+pub mod chain;
 
 /// Default part size of a multipart upload.
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
@@ -66,6 +69,8 @@ pub enum KeySource {
     },
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
     AwsEnv,
+    /// A profile of the shared credentials file ([`chain`]).
+    Profile(chain::Profile),
 }
 
 /// Server-side encryption asked for on each object.
@@ -121,6 +126,7 @@ struct FileS3 {
     secret_key_file: Option<PathBuf>,
     access_key_env: Option<String>,
     secret_key_env: Option<String>,
+    profile: Option<String>,
     ca_file: Option<PathBuf>,
     sse: Option<String>,
     kms_key_id: Option<String>,
@@ -134,19 +140,22 @@ fn default_region() -> String {
 }
 
 impl S3Store {
-    /// Parse `[stores.<name>]` (everything but `kind`).
+    /// Parse `[stores.<name>]` (everything but `kind`); `env` is the
+    /// agent's environment (the AWS chain's variables).
     pub fn parse(
         name: &str,
         settings: &BTreeMap<String, toml::Value>,
         base: Option<&Path>,
+        env: &BTreeMap<String, String>,
     ) -> Result<S3Store, Error> {
         let s = SettingsParser::with_prefix(format!("stores.{name}"), base);
         if let Some(k) = INLINE_KEYS.iter().find(|k| settings.contains_key(**k)) {
             return Err(s.err(
                 k,
                 "keys are never inline: use access_key_file and secret_key_file (0600), \
-                 access_key_env and secret_key_env, or AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY in the agent's environment"
+                 access_key_env and secret_key_env, a profile of the shared credentials \
+                 file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the agent's \
+                 environment"
                     .into(),
             ));
         }
@@ -168,10 +177,14 @@ impl S3Store {
         let prefix = prefix(&s, &f.prefix)?;
         let keys = keys(
             &s,
-            f.access_key_file,
-            f.secret_key_file,
-            f.access_key_env,
-            f.secret_key_env,
+            Named {
+                access_file: f.access_key_file,
+                secret_file: f.secret_key_file,
+                access_env: f.access_key_env,
+                secret_env: f.secret_key_env,
+                profile: f.profile,
+            },
+            env,
         )?;
         let ca_file = f.ca_file.map(|p| s.abs(p));
         if let Some(p) = &ca_file
@@ -248,15 +261,32 @@ fn prefix(s: &SettingsParser<'_>, p: &str) -> Result<String, Error> {
     })
 }
 
-/// Files, variables, or the AWS variables: both halves from one place.
-fn keys(
-    s: &SettingsParser<'_>,
+/// The key settings of a store.
+struct Named {
     access_file: Option<PathBuf>,
     secret_file: Option<PathBuf>,
     access_env: Option<String>,
     secret_env: Option<String>,
+    profile: Option<String>,
+}
+
+/// Files, variables, or the AWS chain: both halves from one place.
+fn keys(
+    s: &SettingsParser<'_>,
+    n: Named,
+    env: &BTreeMap<String, String>,
 ) -> Result<KeySource, Error> {
-    match (access_file, secret_file, access_env, secret_env) {
+    let named = n.access_file.is_some()
+        || n.secret_file.is_some()
+        || n.access_env.is_some()
+        || n.secret_env.is_some();
+    if n.profile.is_some() && named {
+        return Err(s.err(
+            "profile",
+            "set either profile or the key files/variables, not both".into(),
+        ));
+    }
+    match (n.access_file, n.secret_file, n.access_env, n.secret_env) {
         (Some(a), Some(sf), None, None) => {
             let (a, sf) = (s.abs(a), s.abs(sf));
             for (key, p) in [("access_key_file", &a), ("secret_key_file", &sf)] {
@@ -270,7 +300,7 @@ fn keys(
         }
         (None, None, Some(a), Some(sv)) => {
             for (key, v) in [("access_key_env", &a), ("secret_key_env", &sv)] {
-                if std::env::var_os(v).is_none() {
+                if !env.contains_key(v.as_str()) {
                     return Err(s.err(key, format!("environment variable {v} is not set")));
                 }
             }
@@ -279,21 +309,11 @@ fn keys(
                 secret: sv,
             })
         }
-        (None, None, None, None) => {
-            for v in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
-                if std::env::var_os(v).is_none() {
-                    return Err(s.err(
-                        "access_key_file",
-                        format!(
-                            "no keys: set access_key_file and secret_key_file, access_key_env \
-                             and secret_key_env, or {v} (with the other AWS_ variable) in the \
-                             agent's environment"
-                        ),
-                    ));
-                }
-            }
-            Ok(KeySource::AwsEnv)
-        }
+        (None, None, None, None) => match chain::resolve(env, n.profile.as_deref()) {
+            Ok(chain::Found::Env) => Ok(KeySource::AwsEnv),
+            Ok(chain::Found::Profile(p)) => Ok(KeySource::Profile(p)),
+            Err(e) => Err(s.err(e.key, e.message)),
+        },
         (Some(_), None, ..) => Err(s.err(
             "access_key_file",
             "set secret_key_file too (both keys come from files)".into(),
@@ -352,8 +372,14 @@ impl KeySource {
             KeySource::AwsEnv => (
                 var("AWS_ACCESS_KEY_ID")?,
                 var("AWS_SECRET_ACCESS_KEY")?,
-                std::env::var("AWS_SESSION_TOKEN").ok(),
+                std::env::var("AWS_SESSION_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
             ),
+            KeySource::Profile(p) => {
+                let k = p.read()?;
+                (k.access, k.secret, k.token)
+            }
         };
         if access.is_empty() || secret.is_empty() {
             return Err("the access key or the secret is empty".into());
@@ -390,7 +416,7 @@ impl super::Resolver<'_> {
             }
             let parsed = match store.kind.as_str() {
                 "s3" => StoreConfig::S3(
-                    S3Store::parse(&name, &store.settings, self.ctx.dir.as_deref())
+                    S3Store::parse(&name, &store.settings, self.ctx.dir.as_deref(), self.env)
                         .map_err(|e| self.ctx.err(&src, &e.key, e.message))?,
                 ),
                 other => {

@@ -67,3 +67,42 @@ fn a_file_without_its_manifest_is_not_uploaded() {
     let e = source(f.to_str().expect("utf8"), &[t.path().join("dumps")]).expect_err("no manifest");
     assert!(e.to_string().contains("manifest"), "{e}");
 }
+
+/// Refused keys end the job for good, its error naming the store and the S3
+/// error code; a server error is retried, a setup error names the store once.
+#[test]
+fn refused_keys_fail_for_good_naming_the_store_and_the_code() {
+    let status = |status: u16, code: &str| {
+        Error::Store(objstore::Error::Status {
+            op: "CreateMultipartUpload",
+            key: "prod/x.sql.zst".into(),
+            status,
+            code: code.into(),
+            message: "The AWS Access Key Id you provided does not exist in our records.".into(),
+        })
+    };
+    for code in [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+    ] {
+        let (retry, msg) = failure("offsite", &status(403, code));
+        assert!(!retry, "{code}");
+        assert!(msg.starts_with("store offsite: "), "{msg}");
+        assert!(msg.contains(&format!("HTTP 403 {code}")), "{msg}");
+        assert!(msg.contains("refused the keys"), "{msg}");
+    }
+    let (retry, msg) = failure("offsite", &status(503, "SlowDown"));
+    assert!(retry);
+    assert!(
+        msg.starts_with("store offsite: ") && msg.contains("SlowDown"),
+        "{msg}"
+    );
+    let setup = Error::Store(objstore::Error::Setup {
+        store: "offsite".into(),
+        message: "environment variable AWS_ACCESS_KEY_ID is not set".into(),
+    });
+    let (retry, msg) = failure("offsite", &setup);
+    assert!(!retry);
+    assert_eq!(msg.matches("offsite").count(), 1, "{msg}");
+}

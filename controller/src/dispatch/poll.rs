@@ -120,6 +120,7 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
             .iter()
             .map(|c| c.name.clone())
             .collect(),
+        stores: req.capabilities.stores.clone(),
         drained_at_start: None,
         found: Found::default(),
     };
@@ -127,7 +128,12 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
     // no free slot waits for nothing else (no grant, no group wake-ups).
     let agent_wait = (!req.leases.is_empty()).then(|| d.jobs.agent_wait(poll.agent_id));
     let mut wake = (req.free_slots > 0).then(|| Wake {
-        poller: Poller::new(poll.agent_id, &req.capabilities.kinds, &held.connections),
+        poller: Poller::new(
+            poll.agent_id,
+            &req.capabilities.kinds,
+            &held.connections,
+            &held.stores,
+        ),
         carried: Vec::new(),
     });
     loop {
@@ -314,6 +320,8 @@ struct Held<'a> {
     deadline: Instant,
     /// Names of the agent's connections.
     connections: Vec<String>,
+    /// Names of the agent's object stores.
+    stores: Vec<String>,
     /// Whether the agent was drained at the first look.
     drained_at_start: Option<bool>,
     /// What the last look found.
@@ -445,6 +453,7 @@ impl Held<'_> {
                     groups: &req.groups,
                     kinds: &req.capabilities.kinds,
                     connections: &self.connections,
+                    stores: &self.stores,
                     max: req.free_slots,
                 },
                 now,
@@ -496,6 +505,7 @@ impl Held<'_> {
             groups: req.groups.clone(),
             kinds: req.capabilities.kinds.clone(),
             connections: self.connections.clone(),
+            stores: self.stores.clone(),
             max: req.free_slots,
         }
     }

@@ -42,6 +42,7 @@ async fn the_reaper_meets_a_deadline_that_moved_earlier_without_a_kick() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let granted = store.grant(&req, now_ms() + hour).await.expect("grant");

@@ -4,7 +4,7 @@
 //! Without it a submit commits the job, wakes the group, and the woken poll
 //! grants in a second commit: two flushes before the agent hears of the job.
 //! A held poll that looked and found nothing *parks* here ([`Handoffs::park`])
-//! with what it can take (groups, kinds, connections, free slots). A single
+//! with what it can take (groups, kinds, connections, stores, free slots). A single
 //! submit takes the first parked poll of its group that matches
 //! ([`Handoffs::take`]; first parked, first taken), and the store submits and
 //! grants to it in one transaction (`LeaseStore::submit_and_grant`). The poll
@@ -100,9 +100,15 @@ impl Handoffs {
     }
 
     /// Take the first parked poll of `group` that runs `kind` and has
-    /// `connection` (when the job names one), and whose request is still
-    /// open.
-    pub fn take(&self, group: &str, kind: JobKind, connection: Option<&str>) -> Option<Taken> {
+    /// `connection` and `store` (when the job names them), and whose request
+    /// is still open.
+    pub fn take(
+        &self,
+        group: &str,
+        kind: JobKind,
+        connection: Option<&str>,
+        store: Option<&str>,
+    ) -> Option<Taken> {
         let mut inner = self.lock();
         let found = inner.by_group.get(group)?.iter().copied().find(|id| {
             inner.parked.get(id).is_some_and(|p| {
@@ -110,6 +116,7 @@ impl Handoffs {
                     && p.want.max > 0
                     && p.want.kinds.contains(&kind)
                     && connection.is_none_or(|c| p.want.connections.iter().any(|n| n == c))
+                    && store.is_none_or(|s| p.want.stores.iter().any(|n| n == s))
             })
         })?;
         let parked = inner.remove(found)?;

@@ -39,6 +39,7 @@ async fn grant_one(jobs: &Jobs, now: i64) -> (JobId, FencingToken) {
                 groups: &groups,
                 kinds: &kinds,
                 connections: &[],
+                stores: &[],
                 max: 1,
             },
             now,
@@ -216,7 +217,7 @@ async fn wake_bumps_the_generation_and_wakes_registered_pollers() {
     let g = w.get("db");
     assert_eq!(g.generation(), 0);
     let other = w.get("web");
-    let p = Poller::new("a1", &[JobKind::Noop], &[]);
+    let p = Poller::new("a1", &[JobKind::Noop], &[], &[]);
     let _reg = p.register(std::slice::from_ref(&g));
     w.wake("db", 1, &Need::Any);
     assert_eq!(g.generation(), 1);

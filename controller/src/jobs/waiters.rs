@@ -2,7 +2,7 @@
 //!
 //! A wake for `n` jobs hands itself to at most `n` held polls that can take
 //! them ([`Group::wake`]): not drained, running the job's kind and having
-//! its connection when the waker knows them ([`Need`]), and not woken
+//! its connection and store when the waker knows them ([`Need`]), and not woken
 //! already; the longest-held first. The other polls sleep on: one job
 //! submitted to 10,000 idle agents wakes one poll, not 10,000. Every wake
 //! still bumps the group's generation, so the presence shortcut
@@ -40,12 +40,14 @@ pub enum Need {
     /// any poll not drained.
     #[default]
     Any,
-    /// A job of this kind, needing this connection if any.
+    /// A job of this kind, needing this connection and store if any.
     Job {
         /// The job's kind.
         kind: JobKind,
-        /// The connection (or store) it names.
+        /// The connection it names.
         connection: Option<String>,
+        /// The object store it names.
+        store: Option<String>,
     },
 }
 
@@ -96,6 +98,7 @@ pub struct Poller {
     agent: String,
     kinds: Vec<JobKind>,
     connections: Vec<String>,
+    stores: Vec<String>,
     drained: AtomicBool,
     /// Set when a wake reached the poll since it last registered.
     woken: AtomicBool,
@@ -241,12 +244,19 @@ impl Group {
 }
 
 impl Poller {
-    /// A poll of agent `agent`, able to run `kinds` on `connections`.
-    pub fn new(agent: &str, kinds: &[JobKind], connections: &[String]) -> Arc<Self> {
+    /// A poll of agent `agent`, able to run `kinds` on `connections`, with
+    /// the object stores `stores`.
+    pub fn new(
+        agent: &str,
+        kinds: &[JobKind],
+        connections: &[String],
+        stores: &[String],
+    ) -> Arc<Self> {
         Arc::new(Poller {
             agent: agent.to_owned(),
             kinds: kinds.to_vec(),
             connections: connections.to_vec(),
+            stores: stores.to_vec(),
             drained: AtomicBool::new(false),
             woken: AtomicBool::new(false),
             notify: Notify::new(),
@@ -265,11 +275,16 @@ impl Poller {
         }
         match need {
             Need::Any => true,
-            Need::Job { kind, connection } => {
+            Need::Job {
+                kind,
+                connection,
+                store,
+            } => {
                 self.kinds.contains(kind)
                     && connection
                         .as_ref()
                         .is_none_or(|c| self.connections.contains(c))
+                    && store.as_ref().is_none_or(|s| self.stores.contains(s))
             }
         }
     }

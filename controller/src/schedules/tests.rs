@@ -57,6 +57,7 @@ async fn grant_next(svc: &Schedules, now: i64) -> baton_proto::Grant {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let g = svc.jobs.grant(&req, now).await.expect("grant");

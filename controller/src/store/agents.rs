@@ -226,7 +226,7 @@ pub(crate) fn agent_views(
 
 /// Why queued, unpinned `job` cannot be dispatched now, judged from
 /// `agents` (as [`agent_views`] made them): no online agent of its group,
-/// none with its kind or connection, or all of those drained.
+/// none with its kind, connection or object store, or all of those drained.
 pub(crate) fn blocked_among(agents: &[AgentView], job: &JobView) -> Option<String> {
     let (group, kind, connection) = (job.group.as_str(), job.kind, job.connection.as_deref());
     let in_group: Vec<&AgentView> = agents
@@ -254,6 +254,21 @@ pub(crate) fn blocked_among(agents: &[AgentView], job: &JobView) -> Option<Strin
     if let (Some(c), true) = (connection, able.is_empty()) {
         return Some(format!(
             "no online agent of group `{group}` has connection `{c}`"
+        ));
+    }
+    let store = job.spec.store();
+    let able: Vec<&&&AgentView> = able
+        .into_iter()
+        .filter(|a| store.is_none_or(|s| a.capabilities.stores.iter().any(|x| x == s)))
+        .collect();
+    if let (Some(s), true) = (store, able.is_empty()) {
+        let with_conn = if connection.is_some() {
+            " and that connection"
+        } else {
+            ""
+        };
+        return Some(format!(
+            "no online agent of group `{group}` has store `{s}`{with_conn}"
         ));
     }
     if able.iter().all(|a| a.drained_at.is_some()) {
@@ -349,6 +364,12 @@ pub(crate) fn pinned_reason(
         .filter(|c| !caps.connections.iter().any(|x| x.name == *c))
     {
         format!("it has no connection `{c}`")
+    } else if let Some(st) = job
+        .spec
+        .store()
+        .filter(|st| !caps.stores.iter().any(|x| x == st))
+    {
+        format!("it has no store `{st}`")
     } else if r.free_slots <= 0 {
         "it has no free slot".to_owned()
     } else {

@@ -60,6 +60,7 @@ macro_rules! suite {
                 not_retryable_fails_at_once_and_cancel_reaches_heartbeat,
                 grants_respect_group_kind_connection_priority,
                 submit_and_grant_hands_the_new_job_over_in_one_call,
+                grants_and_hand_offs_respect_the_store,
                 a_drained_agent_is_granted_nothing_until_resumed,
                 abandon_ends_only_the_callers_current_lease,
                 ready_in_sees_only_queued_jobs_past_their_backoff,

@@ -31,6 +31,8 @@ pub struct GrantRequest<'a> {
     pub kinds: &'a [JobKind],
     /// Connection names it has.
     pub connections: &'a [String],
+    /// Object store names it has (`[stores.<name>]`).
+    pub stores: &'a [String],
     /// Most jobs to grant.
     pub max: u32,
 }
@@ -46,6 +48,8 @@ pub struct OwnedGrant {
     pub kinds: Vec<JobKind>,
     /// Connection names it has.
     pub connections: Vec<String>,
+    /// Object store names it has.
+    pub stores: Vec<String>,
     /// Most jobs to grant.
     pub max: u32,
 }
@@ -58,6 +62,7 @@ impl OwnedGrant {
             groups: req.groups.to_vec(),
             kinds: req.kinds.to_vec(),
             connections: req.connections.to_vec(),
+            stores: req.stores.to_vec(),
             max: req.max,
         }
     }
@@ -69,6 +74,7 @@ impl OwnedGrant {
             groups: &self.groups,
             kinds: &self.kinds,
             connections: &self.connections,
+            stores: &self.stores,
             max: self.max,
         }
     }

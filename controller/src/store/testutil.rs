@@ -91,6 +91,7 @@ pub async fn granted_noop<S: super::lease::LeaseStore + ?Sized>(
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     s.grant(&req, now).await.expect("grant").grants.len()

@@ -242,6 +242,7 @@ async fn a_poll_that_cannot_take_the_job_hands_the_wake_on() {
                 groups: &groups,
                 kinds: &kinds,
                 connections: &conns,
+                stores: &[],
                 max: 1,
             },
             now_ms(),

@@ -7,7 +7,7 @@ fn group() -> Arc<Group> {
 }
 
 fn noop_poller(agent: &str) -> Arc<Poller> {
-    Poller::new(agent, &[JobKind::Noop], &[])
+    Poller::new(agent, &[JobKind::Noop], &[], &[])
 }
 
 /// Whether `p` was woken (its wait resolves at once).
@@ -49,10 +49,10 @@ async fn a_wake_for_one_job_wakes_one_of_a_hundred_polls_the_longest_held() {
 async fn a_wake_skips_polls_that_cannot_take_the_job() {
     let g = group();
     let no_conn = noop_poller("plain");
-    let drained = Poller::new("drained", &[JobKind::Sql], &["db".to_string()]);
+    let drained = Poller::new("drained", &[JobKind::Sql], &["db".to_string()], &[]);
     drained.set_drained(true);
-    let other_conn = Poller::new("other", &[JobKind::Sql], &["dw".to_string()]);
-    let able = Poller::new("able", &[JobKind::Sql], &["db".to_string()]);
+    let other_conn = Poller::new("other", &[JobKind::Sql], &["dw".to_string()], &[]);
+    let able = Poller::new("able", &[JobKind::Sql], &["db".to_string()], &[]);
     let all = [&no_conn, &drained, &other_conn, &able];
     let _regs: Vec<_> = all
         .iter()
@@ -61,6 +61,7 @@ async fn a_wake_skips_polls_that_cannot_take_the_job() {
     let need = Need::Job {
         kind: JobKind::Sql,
         connection: Some("db".into()),
+        store: None,
     };
     assert_eq!(g.wake(5, &need), 1, "only one poll can take it");
     assert!(is_woken(&able).await);
@@ -73,6 +74,29 @@ async fn a_wake_skips_polls_that_cannot_take_the_job() {
     assert!(!is_woken(&drained).await);
     assert_eq!(g.wake_agent("drained"), 1);
     assert!(is_woken(&drained).await);
+}
+
+#[tokio::test]
+async fn a_wake_for_a_job_naming_a_store_skips_polls_without_it() {
+    let g = group();
+    let up = |agent: &str, stores: &[&str]| {
+        let stores: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
+        Poller::new(agent, &[JobKind::Upload], &[], &stores)
+    };
+    let (none, other, able) = (up("none", &[]), up("other", &["b"]), up("able", &["a"]));
+    let all = [&none, &other, &able];
+    let _regs: Vec<_> = all
+        .iter()
+        .map(|p| p.register(std::slice::from_ref(&g)))
+        .collect();
+    let need = Need::Job {
+        kind: JobKind::Upload,
+        connection: None,
+        store: Some("a".into()),
+    };
+    assert_eq!(g.wake(3, &need), 1, "only one poll has store a");
+    assert!(is_woken(&able).await);
+    assert!(!is_woken(&none).await && !is_woken(&other).await);
 }
 
 #[tokio::test]

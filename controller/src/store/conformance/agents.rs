@@ -8,12 +8,12 @@ use crate::store::{Error, Store, rows_ts as ts};
 /// Conformance case `presence_and_blocked_reason`.
 pub async fn presence_and_blocked_reason(s: &Store) {
     let caps = Capabilities {
-        kinds: vec![JobKind::Command, JobKind::Sql],
+        kinds: vec![JobKind::Command, JobKind::Sql, JobKind::Upload],
         connections: vec![ConnectionInfo {
             name: "main".into(),
             kind: "mysql".into(),
         }],
-        stores: Vec::new(),
+        stores: vec!["offsite".into()],
     };
     let groups = vec!["db".to_string()];
     let seen = AgentSeen {
@@ -61,6 +61,23 @@ pub async fn presence_and_blocked_reason(s: &Store) {
             .await
             .expect("blocked")
             .contains("group `web`")
+    );
+    let upload = |store: &'static str| {
+        let s = s.clone();
+        let mut job = queued.clone();
+        (job.kind, job.connection) = (JobKind::Upload, None);
+        job.spec = baton_proto::JobSpec::Upload(baton_proto::upload::UploadSpec {
+            store: store.into(),
+            file: "/d/x.sql.zst".into(),
+            key: None,
+            retention: None,
+        });
+        async move { s.blocked_reason(&job, 1500, 1000).await.expect("reason") }
+    };
+    assert_eq!(upload("offsite").await, None);
+    assert_eq!(
+        upload("archive").await.as_deref(),
+        Some("no online agent of group `db` has store `archive`")
     );
 
     // Drain: the next poll says so, the agent list shows since when, and

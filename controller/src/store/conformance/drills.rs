@@ -54,6 +54,7 @@ async fn grant(s: &Store, agent: &str, now: i64) -> Vec<baton_proto::Grant> {
             groups: &groups,
             kinds: &kinds,
             connections: &[],
+            stores: &[],
             max: 1,
         },
         now,

@@ -115,6 +115,7 @@ pub async fn revoking_an_agent_requeues_its_jobs_without_spending_attempts(s: &S
                 groups: &groups,
                 kinds: &kinds,
                 connections: &[],
+                stores: &[],
                 max: 1,
             },
             10,

@@ -337,6 +337,7 @@ pub async fn queue_figures_count_by_group_and_state(s: &Store) {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let granted = s.grant(&req, 2000).await.expect("grant");

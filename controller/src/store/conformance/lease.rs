@@ -36,6 +36,7 @@ fn req<'a>(agent: &'a str, groups: &'a [String], kinds: &'a [JobKind]) -> GrantR
         groups,
         kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     }
 }
@@ -320,6 +321,79 @@ pub async fn grants_respect_group_kind_connection_priority(s: &Store) {
     assert_eq!(
         g.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
         vec![sql_id]
+    );
+}
+
+/// An upload job to object store `store`.
+fn upload(store: &str) -> NewJob {
+    let mut j = job(1, 2000);
+    j.submit.spec = JobSpec::Upload(baton_proto::upload::UploadSpec {
+        store: store.into(),
+        file: "/var/lib/baton/dumps/x.sql.zst".into(),
+        key: None,
+        retention: None,
+    });
+    j
+}
+
+/// Conformance case `grants_and_hand_offs_respect_the_store`: a job that
+/// needs an object store (`JobSpec::store`) is granted, and handed off at
+/// submit, only to an agent advertising that store; a job naming none goes
+/// to any agent.
+pub async fn grants_and_hand_offs_respect_the_store(s: &Store) {
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Upload, JobKind::Noop];
+    let first = s.submit(upload("offsite"), 0).await.expect("submit").job.id;
+    let (archive, offsite) = (vec!["archive".to_string()], vec!["offsite".to_string()]);
+    let mut r = req("a1", &groups, &kinds);
+    r.max = 10;
+    for stores in [&[][..], &archive[..]] {
+        r.stores = stores;
+        let g = s.grant(&r, 10).await.expect("grant");
+        assert!(g.grants.is_empty(), "{stores:?}: {:?}", g.grants);
+        assert_eq!(g.next_ready_at, None, "{stores:?}");
+    }
+    // The hand-off path: submitted, not granted to an agent without it.
+    let (second, granted) = s
+        .submit_and_grant(upload("offsite"), &r, 20)
+        .await
+        .expect("submit and grant");
+    assert!(second.created && granted.grants.is_empty(), "{granted:?}");
+    assert_eq!(
+        s.get_job(second.job.id).await.expect("get").state,
+        JobState::Queued
+    );
+    // A job naming no store still goes to an agent without the one asked for.
+    let plain = s.submit(job(1, 2000), 30).await.expect("submit").job.id;
+    let g = s.grant(&r, 40).await.expect("grant");
+    assert_eq!(
+        g.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![plain]
+    );
+    // An agent with the store gets both uploads, and a third by hand-off.
+    let mut r2 = req("a2", &groups, &kinds);
+    r2.max = 10;
+    r2.stores = &offsite;
+    let g = s.grant(&r2, 50).await.expect("grant");
+    assert_eq!(
+        g.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![first, second.job.id]
+    );
+    let (third, granted) = s
+        .submit_and_grant(upload("offsite"), &r2, 60)
+        .await
+        .expect("submit and grant");
+    assert_eq!(
+        granted.grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![third.job.id]
+    );
+    assert_eq!(
+        s.get_job(third.job.id)
+            .await
+            .expect("get")
+            .lease_agent
+            .as_deref(),
+        Some("a2")
     );
 }
 

@@ -46,6 +46,7 @@ pub(crate) async fn two_attempts(s: &Store, last: Completion, t0: i64) -> baton_
             groups: &groups,
             kinds: &kinds,
             connections: &[],
+            stores: &[],
             max: 1,
         };
         let g = s.grant(&req, now).await.expect("grant");

@@ -60,6 +60,7 @@ async fn granted_to(s: &Store, agent: &str, now: i64) -> Vec<i64> {
             groups: &groups,
             kinds: &kinds,
             connections: &[],
+            stores: &[],
             max: 5,
         },
         now,

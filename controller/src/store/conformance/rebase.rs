@@ -148,6 +148,7 @@ pub async fn backoffs_last_seen_and_drills_from_the_future_are_capped(s: &Store)
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let early = s.grant(&req, now + 1_999).await.expect("grant");

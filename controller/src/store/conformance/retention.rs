@@ -22,6 +22,7 @@ async fn grant_one(s: &Store, now: i64) -> (i64, i64) {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let g = s.grant(&req, now).await.expect("grant").grants;

@@ -93,6 +93,7 @@ pub(crate) async fn run_one(
                 groups: &groups,
                 kinds: &kinds,
                 connections: &[],
+                stores: &[],
                 max: 1,
             },
             now,

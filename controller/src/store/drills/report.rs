@@ -92,6 +92,11 @@ pub fn candidates(
                 connection
                     .filter(|c| !a.capabilities.connections.iter().any(|x| x.name == *c))
                     .map(|c| format!("has no connection `{c}`"))
+                    .or_else(|| {
+                        spec.store()
+                            .filter(|s| !a.capabilities.stores.iter().any(|x| x == s))
+                            .map(|s| format!("has no store `{s}`"))
+                    })
             };
             Candidate {
                 id: a.id.clone(),

@@ -39,6 +39,7 @@ async fn populated(dir: &Path) -> std::path::PathBuf {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 2,
     };
     let granted = s.grant(&req, 5_000).await.expect("grant");

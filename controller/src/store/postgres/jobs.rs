@@ -245,6 +245,7 @@ struct Columns<'a> {
     kind: Vec<&'static str>,
     spec: Vec<String>,
     connection: Vec<Option<&'a str>>,
+    store: Vec<Option<&'a str>>,
     priority: Vec<i64>,
     retry: Vec<String>,
     timeout_ms: Vec<Option<i64>>,
@@ -263,6 +264,7 @@ impl<'a> Columns<'a> {
             c.kind.push(s.spec.kind().as_str());
             c.spec.push(enc(&s.spec)?);
             c.connection.push(s.spec.connection());
+            c.store.push(s.spec.store());
             c.priority.push(i64::from(s.priority));
             c.retry.push(enc(&s.retry)?);
             c.timeout_ms.push(s.timeout_ms.map(|t| t as i64));
@@ -288,14 +290,16 @@ async fn insert(
     let cols = Columns::of(jobs)?;
     let ids: Vec<JobId> = sqlx::query_scalar(
         "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
-             labels, idempotency_key, request_hash, batch_first, state, not_before, created_at, updated_at)
+             labels, idempotency_key, request_hash, batch_first, state, not_before, created_at, updated_at,
+             store)
          SELECT grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
-             labels, key, hash, $12, 'queued', now, now, now
+             labels, key, hash, $12, 'queued', now, now, now, store
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-             $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $13::bigint[])
+             $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $13::bigint[],
+             $14::text[])
              WITH ORDINALITY
              AS t(grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
-                  labels, key, hash, now, ord)
+                  labels, key, hash, now, store, ord)
          ORDER BY ord
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING id",
@@ -313,6 +317,7 @@ async fn insert(
     .bind(cols.hash)
     .bind(batch_first)
     .bind(cols.now)
+    .bind(cols.store)
     .fetch_all(&mut *c)
     .await?;
     if ids.len() != jobs.len() {

@@ -312,6 +312,7 @@ where
                  SELECT {JOB_COLUMNS} FROM jobs
                  WHERE state = 'queued' AND jobs.grp = g.grp AND not_before <= $1
                    AND kind = ANY($3) AND (connection IS NULL OR connection = ANY($4))
+                   AND (store IS NULL OR store = ANY($7))
                    AND (pin_agent IS NULL OR pin_agent = $6)
                    AND NOT EXISTS (SELECT 1 FROM agents WHERE id = $6 AND drained_at IS NOT NULL)
                  ORDER BY priority DESC, id LIMIT $5
@@ -335,6 +336,7 @@ where
         .bind(req.connections)
         .bind(i64::from(req.max))
         .bind(req.agent_id)
+        .bind(req.stores)
         .fetch_all(c)
         .await?)
 }
@@ -354,6 +356,7 @@ where
         "SELECT MIN(not_before) FROM jobs
          WHERE state = 'queued' AND not_before > $1 AND grp = ANY($2)
            AND kind = ANY($3) AND (connection IS NULL OR connection = ANY($4))
+           AND (store IS NULL OR store = ANY($6))
            AND (pin_agent IS NULL OR pin_agent = $5)",
     )
     .bind(now)
@@ -361,6 +364,7 @@ where
     .bind(&filter.kinds)
     .bind(req.connections)
     .bind(req.agent_id)
+    .bind(req.stores)
     .fetch_one(c)
     .await?)
 }

@@ -37,8 +37,8 @@ pub(crate) async fn insert_made(
 ) -> Result<JobView> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels,
-             state, not_before, created_at, updated_at, schedule_id, nominal_at, run_id, step, pin_agent, followup)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $10, $11, $12, $13, $14, $15, TRUE)
+             state, not_before, created_at, updated_at, schedule_id, nominal_at, run_id, step, pin_agent, followup, store)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $10, $11, $12, $13, $14, $15, TRUE, $16)
          RETURNING id",
     )
     .bind(&s.group)
@@ -56,6 +56,7 @@ pub(crate) async fn insert_made(
     .bind(maker.run_id)
     .bind(maker.step)
     .bind(maker.pin_agent)
+    .bind(s.spec.store())
     .fetch_one(&mut *c)
     .await?;
     Ok(queued_view(id, s, lease_ttl_ms, None, now))

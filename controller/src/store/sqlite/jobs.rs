@@ -189,7 +189,7 @@ async fn by_key(c: &mut SqliteConnection, key: &str) -> Result<Option<JobRow>> {
         .await?)
 }
 
-/// Rows per multi-row INSERT (14 parameters each: under SQLite's oldest
+/// Rows per multi-row INSERT (15 parameters each: under SQLite's oldest
 /// limit of 999 bound parameters).
 const INSERT_CHUNK: usize = 64;
 
@@ -204,13 +204,13 @@ async fn insert(
     let mut out = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(INSERT_CHUNK) {
         let mut sql = String::from(
-            "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, not_before, created_at, updated_at) VALUES ",
+            "INSERT INTO jobs (grp, kind, spec, connection, store, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, not_before, created_at, updated_at) VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)");
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)");
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (s, ttl, key, hash) in chunk {
@@ -224,6 +224,7 @@ async fn insert(
                 .bind(s.spec.kind().as_str())
                 .bind(spec)
                 .bind(s.spec.connection().map(str::to_owned))
+                .bind(s.spec.store().map(str::to_owned))
                 .bind(s.priority)
                 .bind(retry)
                 .bind(s.timeout_ms.map(|t| t as i64))

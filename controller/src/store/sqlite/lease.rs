@@ -219,6 +219,7 @@ async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Resul
     let filter = Filter {
         kinds: serde_json::to_string(&req.kinds).unwrap_or_default(),
         conns: serde_json::to_string(&req.connections).unwrap_or_default(),
+        stores: serde_json::to_string(&req.stores).unwrap_or_default(),
     };
     let rows = if agent_drained(c, &req.agent_id).await? {
         Vec::new()
@@ -238,10 +239,12 @@ async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Resul
     Ok(out)
 }
 
-/// The kinds and connections an agent can run, as JSON arrays for `json_each`.
+/// The kinds, connections and stores an agent can run, as JSON arrays for
+/// `json_each`.
 struct Filter {
     kinds: String,
     conns: String,
+    stores: String,
 }
 
 /// Whether the agent is drained (then it is granted nothing).
@@ -270,6 +273,7 @@ async fn ready_rows(
          WHERE state = 'queued' AND grp = ?2 AND not_before <= ?1
            AND kind IN (SELECT value FROM json_each(?3))
            AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
+           AND (store IS NULL OR store IN (SELECT value FROM json_each(?7)))
            AND (pin_agent IS NULL OR pin_agent = ?6)
          ORDER BY priority DESC, id LIMIT ?5"
     );
@@ -287,6 +291,7 @@ async fn ready_rows(
             .bind(&filter.conns)
             .bind(i64::from(req.max))
             .bind(&req.agent_id)
+            .bind(&filter.stores)
             .fetch_all(&mut *c)
             .await?;
         rows.append(&mut found);
@@ -340,6 +345,7 @@ async fn next_ready_at(
            AND grp IN (SELECT value FROM json_each(?2))
            AND kind IN (SELECT value FROM json_each(?3))
            AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
+           AND (store IS NULL OR store IN (SELECT value FROM json_each(?6)))
            AND (pin_agent IS NULL OR pin_agent = ?5)",
     )
     .bind(now)
@@ -347,6 +353,7 @@ async fn next_ready_at(
     .bind(&filter.kinds)
     .bind(&filter.conns)
     .bind(&req.agent_id)
+    .bind(&filter.stores)
     .fetch_one(&mut *c)
     .await?)
 }

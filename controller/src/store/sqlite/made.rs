@@ -37,8 +37,8 @@ pub(crate) async fn insert_made(
     let labels = enc(&s.labels)?;
     let done = sqlx::query(
         "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels,
-             state, not_before, created_at, updated_at, schedule_id, nominal_at, run_id, step, pin_agent, followup)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?10, ?11, ?12, ?13, ?14, ?15, 1)",
+             state, not_before, created_at, updated_at, schedule_id, nominal_at, run_id, step, pin_agent, followup, store)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?10, ?11, ?12, ?13, ?14, ?15, 1, ?16)",
     )
     .bind(&s.group)
     .bind(s.spec.kind().as_str())
@@ -55,6 +55,7 @@ pub(crate) async fn insert_made(
     .bind(maker.run_id)
     .bind(maker.step)
     .bind(maker.pin_agent)
+    .bind(s.spec.store())
     .execute(&mut *c)
     .await?;
     Ok(queued_view(

@@ -34,6 +34,7 @@ async fn running(s: &PgStore, n: usize) -> Vec<(i64, i64)> {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: n as u32,
     };
     let g = s.grant(&req, 10).await.expect("grant");

@@ -151,6 +151,7 @@ async fn round_trips() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let t = Instant::now();

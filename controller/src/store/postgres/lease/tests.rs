@@ -41,6 +41,7 @@ async fn grant_until_empty(s: Arc<PgStore>, agent: String, max: u32) -> Vec<(Job
             groups: &groups,
             kinds: &kinds,
             connections: &[],
+            stores: &[],
             max,
         };
         let g = s.grant(&req, 10).await.expect("grant");
@@ -112,6 +113,7 @@ async fn expiry_racing_completion_ends_each_lease_once() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: N as u32,
     };
     let g = a.grant(&req, 0).await.expect("grant");
@@ -196,6 +198,7 @@ async fn expiry_racing_heartbeat_never_both() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: N as u32,
     };
     assert_eq!(a.grant(&req, 0).await.expect("grant").grants.len(), N);
@@ -281,6 +284,7 @@ async fn a_stale_token_is_lease_lost_and_a_double_delivery_counts_once() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     assert_eq!(
@@ -376,6 +380,7 @@ async fn a_drained_agent_is_granted_nothing() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     assert!(

@@ -137,6 +137,7 @@ async fn ops_of_one_batch_run_in_queue_order() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let done = |token| CompleteRequest {
@@ -220,6 +221,7 @@ async fn bench_submit_grant_complete() {
                     groups: &groups,
                     kinds: &kinds,
                     connections: &[],
+                    stores: &[],
                     max: 32,
                 };
                 let g = s.grant(&req, 2).await.expect("grant");
@@ -285,6 +287,7 @@ async fn a_success_records_attempt_and_job_and_keeps_the_checks() {
         groups: &groups,
         kinds: &kinds,
         connections: &[],
+        stores: &[],
         max: 1,
     };
     let ok = CompleteRequest {
