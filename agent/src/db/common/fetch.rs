@@ -4,8 +4,8 @@
 //!
 //! 1. **Which object**: `source.key` under the store's prefix, or the newest
 //!    object under `source.key_prefix` whose `<stem>.manifest.json` exists
-//!    (the candidates of the upload's retention: dump names, newest by the
-//!    time in the name). Its file name must end with the engine's suffix.
+//!    (as the upload's retention counts them: dump names, newest by the time
+//!    in the name). Its file name must end with the engine's suffix.
 //! 2. **Manifest**: the manifest object (at most 1 MiB) with its `sha256`;
 //!    the object's `x-amz-meta-sha256`, when present, must say the same.
 //! 3. **Download**, streamed (one chunk in memory at a time) into
@@ -19,14 +19,14 @@
 //!    middle (the future is dropped). Only a killed agent leaves one behind,
 //!    and the next start removes it ([`remove_leftovers`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use baton_proto::RestoreOrigin;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::paths::{MANIFEST_SUFFIX, safe_component};
+use super::paths::{DumpName, MANIFEST_SUFFIX, safe_component};
 use super::source::MAX_MANIFEST_BYTES;
 use crate::config::StoreConfig;
 use crate::objstore::{self, Client};
@@ -276,11 +276,16 @@ async fn resolve(
 /// The newest `<stem><suffix>` object among `listed` whose manifest is
 /// listed too.
 pub fn newest(listed: &[objstore::Listed], suffix: &str) -> Option<String> {
-    crate::upload::retention::candidates(listed)
-        .into_values()
-        .rev()
-        .find(|c| c.key.ends_with(suffix))
-        .map(|c| c.key)
+    let keys: BTreeSet<&str> = listed.iter().map(|l| l.key.as_str()).collect();
+    listed
+        .iter()
+        .filter_map(|l| {
+            let name = DumpName::parse_file(l.key.rsplit('/').next()?, suffix)?;
+            let (_, manifest) = names(&l.key, suffix).ok()?;
+            keys.contains(manifest.as_str()).then_some((name, &l.key))
+        })
+        .max()
+        .map(|(_, key)| key.clone())
 }
 
 /// The file name of `key` and its manifest's key; refused unless the name is
