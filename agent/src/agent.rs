@@ -174,10 +174,9 @@ impl Agent {
             dump_settings.clone(),
             groups.clone(),
         )));
-        list.push(Box::new(RestoreExecutor::new(
-            dump_settings,
-            groups.clone(),
-        )));
+        list.push(Box::new(
+            RestoreExecutor::new(dump_settings, groups.clone()).with_stores(config.stores.clone()),
+        ));
         let mssql = Arc::new(
             Connections::new(
                 config
@@ -194,7 +193,9 @@ impl Agent {
             mssql.clone(),
             config.state_dir.clone(),
         )));
-        list.push(Box::new(MssqlRestoreExecutor::new(mssql.clone())));
+        list.push(Box::new(
+            MssqlRestoreExecutor::new(mssql.clone()).with_stores(config.stores.clone()),
+        ));
         list.push(Box::new(crate::upload::UploadExecutor::new(
             config.stores.clone(),
             upload_roots(&config),

@@ -125,6 +125,28 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// An object's body being read ([`Client::get`]).
+#[derive(Debug)]
+pub struct Body {
+    key: String,
+    resp: reqwest::Response,
+    /// `x-amz-meta-sha256`.
+    pub sha256: Option<String>,
+    /// `Content-Length`, when the server sent it.
+    pub size: Option<u64>,
+}
+
+impl Body {
+    /// The next chunk; `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, Error> {
+        self.resp.chunk().await.map_err(|e| Error::Transport {
+            op: "GetObject",
+            key: self.key.clone(),
+            message: chain(&e.without_url()),
+        })
+    }
+}
+
 /// A store's bucket with the keys read at creation.
 pub struct Client {
     http: reqwest::Client,
@@ -537,6 +559,62 @@ impl Client {
         )
         .await
         .map(|a| a.body)
+    }
+
+    /// GET an object for reading chunk by chunk ([`Body::chunk`]: bounded
+    /// memory whatever its size). The request is retried as every other one
+    /// until the answer's head arrives; a failure while the body is read is
+    /// returned to the caller, who starts over.
+    pub async fn get(&self, key: &str) -> Result<Body, Error> {
+        let op = "GetObject";
+        let once = || async {
+            let url = self
+                .bucket
+                .get_object(Some(&self.creds), key)
+                .sign(SIGNED_FOR);
+            let resp = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| Error::Transport {
+                    op,
+                    key: key.to_owned(),
+                    message: chain(&e.without_url()),
+                })?;
+            let status = resp.status().as_u16();
+            if status >= 300 {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(Error::Status {
+                    op,
+                    key: key.to_owned(),
+                    status,
+                    code: xml_field(&text, "Code").unwrap_or_default(),
+                    message: xml_field(&text, "Message").unwrap_or_default(),
+                });
+            }
+            Ok(resp)
+        };
+        let resp = once
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(ATTEMPTS - 1)
+                    .with_jitter(),
+            )
+            .when(Error::retryable)
+            .notify(|e, after| {
+                tracing::warn!(store = %self.store.name, error = %e, retry_in = ?after, "Object store request failed; retrying");
+            })
+            .await?;
+        let headers = resp.headers();
+        Ok(Body {
+            key: key.to_owned(),
+            sha256: header(headers, "x-amz-meta-sha256"),
+            size: header(headers, "content-length").and_then(|s| s.parse().ok()),
+            resp,
+        })
     }
 
     /// Every object under `prefix` (ListObjectsV2, all pages).

@@ -99,7 +99,7 @@ impl Fleet {
             format!("they advertise: {}", listed(known.iter().cloned()))
         };
         Err(validate::Error {
-            field: "spec.store".to_owned(),
+            field: job.spec.store_field().to_owned(),
             message: format!(
                 "no agent of group `{}` advertises store `{store}` ({known}); set \
                  allow_unplaced (batonctl submit --allow-unplaced) to submit it anyway for an \

@@ -275,21 +275,16 @@ fn spec(spec: &JobSpec, max_spec_bytes: usize) -> Result<(), Error> {
 }
 
 /// A restore: a target database a restore may create, and exactly one
-/// source (today a file; where the file may lie is the agent's to check).
+/// source (a file, or an object of a store; where the file may lie and
+/// whether the store exists are the agent's and placement's to check).
 fn restore(r: &RestoreSpec) -> Result<(), Error> {
     // The database may be a pipeline reference: no pattern in the document.
     if let Some(why) = restore::database_refusal(&r.database) {
         return Err(rule("spec.database", why));
     }
-    match &r.source.file {
-        None => Err(rule(
-            "spec.source.file",
-            "required: the dump or backup file on the agent to restore",
-        )),
-        Some(f) => match restore::file_refusal(f) {
-            Some(why) => Err(rule("spec.source.file", why)),
-            None => Ok(()),
-        },
+    match r.source.origin() {
+        Ok(_) => Ok(()),
+        Err((field, why)) => Err(rule(&format!("spec.{field}"), why)),
     }
 }
 

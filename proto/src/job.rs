@@ -135,7 +135,16 @@ impl JobSpec {
     pub fn store(&self) -> Option<&str> {
         match self {
             JobSpec::Upload(u) => Some(&u.store),
+            JobSpec::Restore(r) => r.source.store.as_deref(),
             _ => None,
+        }
+    }
+
+    /// Where [`JobSpec::store`] is in the submission (a refusal names it).
+    pub fn store_field(&self) -> &'static str {
+        match self {
+            JobSpec::Restore(_) => "spec.source.store",
+            _ => "spec.store",
         }
     }
 }

@@ -71,7 +71,7 @@ pub use lease::{
     CompleteResponse, Completion, Grant, HeartbeatRequest, HeartbeatResponse, LeaseRef,
     PollRequest, PollResponse, Progress, ReleaseRequest, ReleaseResponse,
 };
-pub use restore::{RestoreSource, RestoreSpec};
+pub use restore::{Origin as RestoreOrigin, RestoreSource, RestoreSpec};
 pub use session::{Session, SessionValue};
 pub use sql_type::SqlType;
 

@@ -175,6 +175,17 @@ impl S3Server {
         self.client(&["get", bucket, key, &file]).map(drop)
     }
 
+    /// Upload `file` as `key` in one PUT, with `sha256` as its user metadata
+    /// when given (how tests replace an object's bytes but keep its metadata).
+    pub fn put(&self, bucket: &str, key: &str, file: &Path, sha256: Option<&str>) -> Result<()> {
+        let file = file.to_string_lossy().into_owned();
+        let mut args = vec!["put", bucket, key, &file];
+        if let Some(s) = sha256 {
+            args.push(s);
+        }
+        self.client(&args).map(drop)
+    }
+
     /// SIGKILL the server (it dies mid-request; moto keeps nothing).
     pub fn kill(&self) -> Result<()> {
         self.client(&["kill"]).map(drop)

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use baton_agent::config::StoreConfig;
+use baton_agent::config::store::S3Store;
 use baton_agent::db::mssql::connection::MssqlConnection;
 use baton_agent::db::mssql::{BackupExecutor, Connections, MssqlRestoreExecutor};
 use baton_agent::executor::{Cancel, CancelReason, Executor, Job, Outcome, ProgressHandle};
@@ -31,6 +33,7 @@ struct World {
     seen: Seen,
     backup: BackupExecutor,
     restore: MssqlRestoreExecutor,
+    connections: Arc<Connections>,
     _tmp: tempfile::TempDir,
 }
 
@@ -175,7 +178,8 @@ async fn world(restore: Reply) -> World {
         server,
         seen,
         backup: BackupExecutor::new(connections.clone(), tmp.path().join("state")),
-        restore: MssqlRestoreExecutor::new(connections),
+        restore: MssqlRestoreExecutor::new(connections.clone()),
+        connections,
         _tmp: tmp,
     }
 }
@@ -198,6 +202,7 @@ fn restore_job(file: &str, database: &str, replace: bool) -> Job {
         connection: "sql".into(),
         source: RestoreSource {
             file: Some(file.into()),
+            ..Default::default()
         },
         database: database.into(),
         replace,
@@ -406,4 +411,105 @@ async fn a_cancel_mid_restore_sends_attention_and_drops_the_new_database() {
         w.seen().last().map(|(s, _)| s.clone()).as_deref(),
         Some("DROP DATABASE IF EXISTS [shop_copy]")
     );
+}
+
+/// A `[stores.offsite]` on the test's S3 server.
+fn store(s3: &baton_tests::s3::S3Server) -> BTreeMap<String, StoreConfig> {
+    let src = format!(
+        "endpoint = \"{}\"\nbucket = \"baks\"\npath_style = true\naccess_key_file = {}\n\
+         secret_key_file = {}\n",
+        s3.url,
+        Json::from(s3.access_key_file().display().to_string()),
+        Json::from(s3.secret_key_file().display().to_string()),
+    );
+    let settings: BTreeMap<String, toml::Value> = toml::from_str::<toml::Table>(&src)
+        .expect("toml")
+        .into_iter()
+        .collect();
+    let s = S3Store::parse("offsite", &settings, None).expect("store");
+    BTreeMap::from([("offsite".to_owned(), StoreConfig::S3(s))])
+}
+
+fn store_job(key: &str, database: &str) -> Job {
+    job(JobSpec::Restore(RestoreSpec {
+        connection: "sql".into(),
+        source: RestoreSource {
+            store: Some("offsite".into()),
+            key: Some(key.into()),
+            ..Default::default()
+        },
+        database: database.into(),
+        replace: false,
+    }))
+}
+
+/// A backup put in the store with its manifest (as `upload` leaves them)
+/// is downloaded under `backup_dir`, checked, restored from there and
+/// removed; once its bytes are replaced (the sha256 metadata kept) the
+/// restore is refused with nothing sent to the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_in_a_store_is_downloaded_checked_restored_and_removed() {
+    baton_tests::require_s3!();
+    let s3 = baton_tests::s3::S3Server::start().expect("s3 server");
+    s3.make_bucket("baks").expect("bucket");
+    let w = world(restored()).await;
+    let bak = w.backup().await;
+    let name = bak
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let stem = name.strip_suffix(".bak").expect("stem");
+    let manifest = bak.with_file_name(format!("{stem}.manifest.json"));
+    let m: Json =
+        serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("json");
+    let sha = m["sha256"].as_str().expect("sha256").to_owned();
+    let key = format!("sql/shop/{name}");
+    s3.put("baks", &key, &bak, Some(&sha)).expect("put");
+    s3.put(
+        "baks",
+        &format!("sql/shop/{stem}.manifest.json"),
+        &manifest,
+        None,
+    )
+    .expect("put manifest");
+    let restore = MssqlRestoreExecutor::new(w.connections.clone()).with_stores(store(&s3));
+    let backups = w._tmp.path().join("backups");
+
+    let out = restore.execute(store_job(&key, "shop_copy")).await;
+    assert_eq!(out.completion, Completion::Succeeded, "{out:?}");
+    let seen = w.seen();
+    assert_eq!(seen[0].0, "RESTORE FILELISTONLY FROM DISK = @P1");
+    let from = PathBuf::from(&seen[0].1[0]);
+    assert!(
+        from.starts_with(std::fs::canonicalize(&backups).expect("canon"))
+            && from.to_string_lossy().contains("/.restore-job")
+            && from.ends_with(&name),
+        "{from:?}"
+    );
+    assert!(!from.exists(), "the download is removed");
+    let data = out.result.data.expect("data");
+    assert_eq!(data["source"]["key"], key.as_str());
+    assert_eq!(data["source"]["sha256"], sha.as_str());
+
+    let mut bytes = std::fs::read(&bak).expect("read");
+    let n = bytes.len() / 2;
+    bytes[n] ^= 0x40;
+    let tampered = w._tmp.path().join("tampered.bak");
+    std::fs::write(&tampered, &bytes).expect("write");
+    s3.put("baks", &key, &tampered, Some(&sha)).expect("put");
+    let before = w.seen().len();
+    let error = failed(&restore.execute(store_job(&key, "shop_copy2")).await);
+    assert!(error.contains("does not match its manifest"), "{error}");
+    assert_eq!(
+        w.seen().len(),
+        before,
+        "nothing sent after the existence check"
+    );
+    let left: Vec<_> = std::fs::read_dir(&backups)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".restore-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

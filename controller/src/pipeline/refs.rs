@@ -451,6 +451,15 @@ pub fn each_string<E>(
             if let Some(file) = r.source.file.as_mut() {
                 f("spec.source.file", Slot::Templated, file)?;
             }
+            if let Some(store) = r.source.store.as_mut() {
+                f("spec.source.store", Slot::Plain(PLAIN), store)?;
+            }
+            if let Some(key) = r.source.key.as_mut() {
+                f("spec.source.key", Slot::Plain(PLAIN), key)?;
+            }
+            if let Some(prefix) = r.source.key_prefix.as_mut() {
+                f("spec.source.key_prefix", Slot::Plain(PLAIN), prefix)?;
+            }
             f("spec.database", Slot::Templated, &mut r.database)?;
         }
         JobSpec::Noop(_) => {}

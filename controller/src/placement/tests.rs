@@ -150,3 +150,28 @@ fn an_upload_needs_a_store_an_agent_of_its_group_advertises() {
     anyway.allow_unplaced = true;
     assert!(fleet.place(&anyway).is_ok());
 }
+
+#[test]
+fn a_restore_from_a_store_needs_the_store_and_the_connection() {
+    let mut with_store = agent(&["g"], &[("main", "mysql")]);
+    with_store.1.stores = vec!["offsite".into()];
+    let fleet = Fleet::new(&[with_store]);
+    let restore = |store: &str| {
+        let mut job = sql("g", "main");
+        job.spec = JobSpec::Restore(baton_proto::RestoreSpec {
+            connection: "main".into(),
+            source: baton_proto::RestoreSource {
+                store: Some(store.into()),
+                key_prefix: Some("main/".into()),
+                ..Default::default()
+            },
+            database: "baton_drill_main".into(),
+            replace: true,
+        });
+        job
+    };
+    assert!(fleet.place(&restore("offsite")).is_ok());
+    let e = fleet.place(&restore("nosuch")).expect_err("unknown store");
+    assert_eq!(e.field, "spec.source.store");
+    assert!(e.message.contains("store `nosuch`"), "{}", e.message);
+}

@@ -445,6 +445,7 @@ fn restore_job(file: Option<&str>, database: &str) -> JobSubmit {
         connection: "main".into(),
         source: baton_proto::RestoreSource {
             file: file.map(str::to_owned),
+            ..Default::default()
         },
         database: database.into(),
         replace: false,
@@ -477,6 +478,21 @@ fn restore_fields_are_named() {
         r.connection = "bad name".into();
     }
     assert_eq!(field(&s), Err("spec.connection".into()));
+    let mut s = restore_job(None, "copy");
+    if let JobSpec::Restore(r) = &mut s.spec {
+        r.source.store = Some("offsite".into());
+        r.source.key_prefix = Some("main/".into());
+    }
+    assert_eq!(field(&s), Ok(()));
+    if let JobSpec::Restore(r) = &mut s.spec {
+        r.source.key = Some("main/x.sql.zst".into());
+    }
+    assert_eq!(field(&s), Err("spec.source.key".into()));
+    if let JobSpec::Restore(r) = &mut s.spec {
+        r.source.key_prefix = None;
+        r.source.store = None;
+    }
+    assert_eq!(field(&s), Err("spec.source.store".into()));
 }
 
 #[test]

@@ -68,6 +68,7 @@ fn submit_roundtrip_every_kind() {
         connection: "main".into(),
         source: RestoreSource {
             file: Some("/var/lib/baton/dumps/main/shop/x.sql.zst".into()),
+            ..Default::default()
         },
         database: "shop_copy".into(),
         replace: true,

@@ -15,11 +15,13 @@
 //! - [`report`]: what a `dump` job reports on either engine: notes (log tail and
 //!   progress) and how it ended when it did not succeed.
 //! - [`source`]: a `restore` job's file: where it may lie, its manifest, its sha256.
+//! - [`fetch`]: a `restore` job's object: picked in a store, downloaded, verified.
 
 pub mod connections;
 pub mod exec;
 pub mod export;
 pub mod failure;
+pub mod fetch;
 pub mod ledger;
 pub mod paths;
 pub mod report;

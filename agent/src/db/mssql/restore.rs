@@ -10,8 +10,13 @@
 //!    (`kind = "mssql_native_backup"`, a sha256). Missing or unusable: the job
 //!    fails for good, nothing is done. SQL Server reads the file itself, so
 //!    it must see the same path (it runs on the agent's host, as for backups).
+//!    With `source.store` (an object an `upload` wrote) this step comes
+//!    after step 3: the object is downloaded into a private directory under
+//!    the connection's `backup_dir` and checked against its manifest
+//!    ([`crate::db::common::fetch`]), then located there; the download is
+//!    removed when the job ends.
 //! 3. **Target** (contract B2): an existing database without `replace` is
-//!    refused before the file is read.
+//!    refused before the file is read (or the object downloaded).
 //! 4. **Integrity**: the file's sha256 against the manifest's, before
 //!    anything is sent that changes the server.
 //! 5. **Plan** (R1, R2): `RESTORE FILELISTONLY` gives the logical files;
@@ -42,13 +47,15 @@
 mod flow;
 pub mod sql;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use baton_proto::{JobKind, JobSpec};
 
 use super::Connections;
 use super::failure::Failure;
-use crate::db::common::source;
+use crate::config::StoreConfig;
+use crate::db::common::{fetch, source};
 use crate::executor::stop::Stop;
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
 
@@ -61,6 +68,9 @@ pub enum Error {
     /// The source file or its manifest cannot be used.
     #[error(transparent)]
     Source(#[from] source::Error),
+    /// The object cannot be downloaded, or is not what its manifest says.
+    #[error(transparent)]
+    Fetch(#[from] fetch::Error),
     /// The target exists and `replace` is not set.
     #[error(
         "database {database} already exists on connection {connection}; set replace = true to \
@@ -107,6 +117,7 @@ impl Error {
             Error::Setup(_) | Error::Source(_) | Error::Exists { .. } | Error::Reply(_) => false,
             Error::Connect(c) => c.retryable(),
             Error::Server(f) => f.retryable,
+            Error::Fetch(e) => e.retryable(),
             Error::Io { .. } | Error::Stopped(_) => true,
         }
     }
@@ -124,12 +135,28 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct MssqlRestoreExecutor {
     connections: Arc<Connections>,
+    stores: Arc<BTreeMap<String, StoreConfig>>,
 }
 
 impl MssqlRestoreExecutor {
-    /// An executor for `connections`.
+    /// An executor for `connections`. Downloads a previous run of the agent
+    /// left under the backup directories are removed.
     pub fn new(connections: Arc<Connections>) -> Self {
-        MssqlRestoreExecutor { connections }
+        let roots: Vec<_> = connections
+            .iter()
+            .filter_map(|c| c.backup.dir.clone())
+            .collect();
+        fetch::remove_leftovers(&roots);
+        MssqlRestoreExecutor {
+            connections,
+            stores: Arc::default(),
+        }
+    }
+
+    /// With the agent's object stores (`[stores.*]`), for `source.store`.
+    pub fn with_stores(mut self, stores: BTreeMap<String, StoreConfig>) -> Self {
+        self.stores = Arc::new(stores);
+        self
     }
 }
 
@@ -147,6 +174,10 @@ impl Executor for MssqlRestoreExecutor {
     }
 
     fn execute(&self, job: Job) -> BoxFuture<'_, Outcome> {
-        Box::pin(flow::run(self.connections.clone(), job))
+        Box::pin(flow::run(
+            self.connections.clone(),
+            self.stores.clone(),
+            job,
+        ))
     }
 }

@@ -4,8 +4,10 @@
 //! # Flow of one job (`flow::Run::go`, one function per step)
 //! 1. **Checks**: the target database is a name a restore may create
 //!    ([`baton_proto::restore::database_refusal`]: no system database), quoted
-//!    with backticks wherever it is used; `source.file` is given.
-//! 2. **Source** ([`crate::db::common::source`]): the file must be a
+//!    with backticks wherever it is used; one source is given (`file`, or
+//!    `store` with `key` or `key_prefix`).
+//! 2. **Source** ([`crate::db::common::source`]; for an object this step
+//!    comes after step 4, see 4a): the file must be a
 //!    `.sql.zst` under one of this agent's MySQL dump directories (every
 //!    connection's `dump_dir`, else `<state_dir>/dumps`), with the manifest
 //!    its dump job wrote beside it (missing or unusable: the job fails for
@@ -14,7 +16,15 @@
 //!    finds it) with a 0600 defaults file in a private directory, as for a
 //!    dump; the password never in argv or the environment.
 //! 4. **Target**: whether the database exists. Existing and `replace` not
-//!    set: refused before the file is read.
+//!    set: refused before the file is read (or the object downloaded).
+//!
+//!    4a. **Download** (`source.store` only, [`crate::db::common::fetch`]):
+//!    the object (or the newest under `key_prefix` with its manifest) is
+//!    streamed into a private directory under the connection's dump
+//!    directory and its sha256 checked against its manifest object and its
+//!    `x-amz-meta-sha256` (a mismatch fails for good, nothing touched a
+//!    database); then step 2 reads it as a dump file. The download is
+//!    removed when the job ends, whatever the outcome.
 //! 5. **Integrity**: the file's sha256 against the manifest's, before
 //!    anything touches a database; a mismatch fails for good.
 //! 6. **Create**: with `replace` the existing database is dropped; then
@@ -49,10 +59,14 @@
 
 mod flow;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use baton_proto::{JobKind, JobSpec};
 
 use super::dump::{DumpExecutor, Settings};
-use crate::db::common::source;
+use crate::config::StoreConfig;
+use crate::db::common::{fetch, source};
 use crate::executor::groups::ProcessGroups;
 use crate::executor::stop::Stop;
 use crate::executor::{BoxFuture, Executor, Job, Outcome};
@@ -74,6 +88,9 @@ pub enum Error {
     /// The source file or its manifest cannot be used.
     #[error(transparent)]
     Source(#[from] source::Error),
+    /// The object cannot be downloaded, or is not what its manifest says.
+    #[error(transparent)]
+    Fetch(#[from] fetch::Error),
     /// The target exists and `replace` is not set.
     #[error(
         "database {database} already exists on connection {connection}; set replace = true to \
@@ -120,6 +137,7 @@ impl Error {
             | Error::Source(_)
             | Error::Exists { .. }
             | Error::Mismatch(_) => false,
+            Error::Fetch(e) => e.retryable(),
             Error::Dump(e) => e.retryable(),
             Error::Stopped(_) => true,
         }
@@ -130,19 +148,34 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct RestoreExecutor {
     dump: DumpExecutor,
+    stores: Arc<BTreeMap<String, StoreConfig>>,
 }
 
 impl RestoreExecutor {
     /// An executor with the dump executor's settings (connections, dump
     /// directories, tools) whose client processes are recorded in `groups`.
+    /// Downloads a previous run of the agent left under the dump
+    /// directories are removed.
     pub fn new(settings: Settings, groups: ProcessGroups) -> Self {
+        fetch::remove_leftovers(&settings.dump_roots());
         RestoreExecutor {
             dump: DumpExecutor::new(settings, groups),
+            stores: Arc::default(),
         }
+    }
+
+    /// With the agent's object stores (`[stores.*]`), for `source.store`.
+    pub fn with_stores(mut self, stores: BTreeMap<String, StoreConfig>) -> Self {
+        self.stores = Arc::new(stores);
+        self
     }
 
     fn settings(&self) -> &Settings {
         self.dump.settings()
+    }
+
+    fn stores(&self) -> &BTreeMap<String, StoreConfig> {
+        &self.stores
     }
 }
 

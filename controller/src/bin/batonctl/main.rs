@@ -21,6 +21,7 @@ mod render_auth;
 mod render_schedule;
 mod schedule;
 mod submit;
+mod template;
 mod zone;
 
 use std::io::Write as _;

@@ -17,6 +17,7 @@ use crate::render::{
     Fields, dash, finish, fmt_ago, fmt_ms, fmt_time, indented, join_or_dash, one_line,
     spec_summary, table, truncate,
 };
+use crate::template::{self, TemplateArgs};
 use crate::{decode, manifest, out, out_json};
 
 /// How often `pipeline run --wait` looks at the run.
@@ -29,11 +30,21 @@ const CELL_WIDTH: usize = 60;
 /// `batonctl pipeline …`.
 #[derive(Debug, Subcommand)]
 pub enum PipelineCmd {
-    /// Create the pipelines of a TOML file (the `[[pipeline]]` tables of `batonctl apply`).
+    /// Create the pipelines of a TOML file (the `[[pipeline]]` tables of `batonctl apply`),
+    /// or one from a template (`--template restore-drill --connection C --store S`).
     Create {
         /// The file.
-        #[arg(short = 'f', long, value_name = "P.toml")]
-        file: PathBuf,
+        #[arg(
+            short = 'f',
+            long,
+            value_name = "P.toml",
+            required_unless_present = "template",
+            conflicts_with = "template"
+        )]
+        file: Option<PathBuf>,
+        /// A template instead of a file.
+        #[command(flatten)]
+        template: TemplateArgs,
     },
     /// List pipelines with their newest run.
     List,
@@ -94,7 +105,13 @@ fn path(name: &str, tail: &str) -> String {
 /// Run a `pipeline` subcommand.
 pub async fn pipeline(api: &Api, cmd: PipelineCmd, json: bool) -> Result<ExitCode> {
     match cmd {
-        PipelineCmd::Create { file } => create(api, &file, json).await,
+        PipelineCmd::Create {
+            file: Some(file), ..
+        } => create(api, &file, json).await,
+        PipelineCmd::Create {
+            file: None,
+            template,
+        } => create_from_template(api, &template, json).await,
         PipelineCmd::List => {
             let answer = api.get_json("/v1/pipelines", &[]).await?;
             if json {
@@ -191,6 +208,45 @@ async fn create(api: &Api, file: &std::path::Path, json: bool) -> Result<ExitCod
                 "Pipeline {} created ({} steps)",
                 p.spec.name,
                 p.spec.steps.len()
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pipeline create --template T …`: the expanded pipeline, then its schedule.
+async fn create_from_template(api: &Api, args: &TemplateArgs, json: bool) -> Result<ExitCode> {
+    let t = template::expand(args).map_err(usage)?;
+    let answer = api.post_json("/v1/pipelines", Some(&t.pipeline)).await?;
+    if json {
+        out_json(&answer)?;
+    } else {
+        out(&format!(
+            "Pipeline {} created ({} steps: {})\n{}",
+            t.pipeline.name,
+            t.pipeline.steps.len(),
+            t.pipeline
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" → "),
+            t.summary
+        ))?;
+    }
+    if let Some(schedule) = &t.schedule {
+        let answer = api.post_json("/v1/schedules", Some(schedule)).await?;
+        if json {
+            out_json(&answer)?;
+        } else {
+            out(&format!(
+                "Schedule {} created (cron {:?}{})",
+                schedule.name,
+                schedule.cron.as_deref().unwrap_or_default(),
+                schedule
+                    .tz
+                    .as_deref()
+                    .map_or(String::new(), |z| format!(" in {z}"))
             ))?;
         }
     }

@@ -124,7 +124,14 @@ pub fn spec_summary(spec: &JobSpec) -> String {
         JobSpec::Restore(r) => format!(
             "{}: restore {} into {}{}",
             r.connection,
-            r.source.file.as_deref().unwrap_or("?"),
+            match r.source.origin() {
+                Ok(baton_proto::RestoreOrigin::File(f)) => f.to_owned(),
+                Ok(baton_proto::RestoreOrigin::Object { store, key }) => format!("{store}:{key}"),
+                Ok(baton_proto::RestoreOrigin::Latest { store, prefix }) => {
+                    format!("the newest of {store}:{prefix}")
+                }
+                Err(_) => "?".to_owned(),
+            },
             r.database,
             if r.replace { " (replace)" } else { "" }
         ),

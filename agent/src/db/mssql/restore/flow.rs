@@ -1,10 +1,11 @@
 //! One SQL Server restore job from checks to outcome (the steps of the
 //! module docs of [`super`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton_proto::{JobResult, JobSpec, RestoreSpec};
+use baton_proto::{JobResult, JobSpec, RestoreOrigin, RestoreSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use tiberius::ToSql;
@@ -13,6 +14,8 @@ use tracing::{info, warn};
 
 use super::sql::{self, BackupFile, Move};
 use super::{Error, Stop};
+use crate::config::StoreConfig;
+use crate::db::common::fetch::{self, Fetched};
 use crate::db::common::report::{self, Kind};
 use crate::db::common::source::{self, Located};
 use crate::db::mssql::backup::sql::{DATABASE_STATE, int_column};
@@ -60,6 +63,7 @@ struct Report {
 
 struct Run<'a> {
     connections: &'a Connections,
+    stores: &'a BTreeMap<String, StoreConfig>,
     job: &'a Job,
     spec: &'a RestoreSpec,
     conn: &'a MssqlConnection,
@@ -69,7 +73,11 @@ struct Run<'a> {
 }
 
 /// Run one restore job.
-pub(super) async fn run(connections: Arc<Connections>, job: Job) -> Outcome {
+pub(super) async fn run(
+    connections: Arc<Connections>,
+    stores: Arc<BTreeMap<String, StoreConfig>>,
+    job: Job,
+) -> Outcome {
     let JobSpec::Restore(spec) = &job.spec else {
         let kind = job.spec.kind();
         return Outcome::failed(false, format!("a restore executor got a {kind} job"));
@@ -81,6 +89,7 @@ pub(super) async fn run(connections: Arc<Connections>, job: Job) -> Outcome {
     let started = Instant::now();
     let mut run = Run {
         connections: &connections,
+        stores: &stores,
         job: &job,
         spec,
         conn,
@@ -124,11 +133,19 @@ impl Run<'_> {
         if let Some(why) = baton_proto::restore::database_refusal(&database) {
             return Err(Error::Setup(format!("spec.database: {why}")));
         }
-        let file = self.spec.source.file.clone().ok_or_else(|| {
-            Error::Setup("spec.source.file: required: the backup file to restore".into())
-        })?;
-        let located = self.locate(&file)?;
-        let sha256 = self.manifest(&located).await?;
+        let spec: &RestoreSpec = self.spec;
+        let origin = spec
+            .source
+            .origin()
+            .map_err(|(field, why)| Error::Setup(format!("spec.{field}: {why}")))?;
+        let early = match origin {
+            RestoreOrigin::File(file) => {
+                let located = self.locate(file)?;
+                let sha256 = self.manifest(&located).await?;
+                Some((located, sha256))
+            }
+            RestoreOrigin::Object { .. } | RestoreOrigin::Latest { .. } => None,
+        };
         self.note(format!(
             "connecting to {} to restore {database}",
             self.conn.name
@@ -138,6 +155,19 @@ impl Run<'_> {
             .run(async { self.conn.connect_with(None).await.map_err(Error::Connect) })
             .await?;
         let exists = self.exists(&mut client).await?;
+        // The download is removed when dropped (at the end, or on any
+        // failure or stop).
+        let (located, sha256, _download) = match early {
+            Some((located, sha256)) => (located, sha256, None),
+            None => {
+                let fetched = self.fetch(origin).await?;
+                let located = self.locate(&fetched.file.to_string_lossy())?;
+                let sha256 = self.manifest(&located).await?;
+                self.report.source["store"] = json!(fetched.store);
+                self.report.source["key"] = json!(fetched.key);
+                (located, sha256, Some(fetched))
+            }
+        };
         self.integrity(&located, &sha256).await?;
         let path = located.file.display().to_string();
         let moves = self.plan(&mut client, &path).await?;
@@ -159,6 +189,35 @@ impl Run<'_> {
         info!(connection = %self.conn.name, database = %database, file = %path, "Restore done");
         self.note(text.clone());
         Ok(text)
+    }
+
+    /// The object downloaded under the connection's `backup_dir` (SQL
+    /// Server reads the file there) and verified.
+    async fn fetch(&self, origin: RestoreOrigin<'_>) -> Result<Fetched, Error> {
+        let root = self.conn.backup.dir.clone().ok_or_else(|| {
+            Error::Setup(format!(
+                "connection {} has no backup_dir: a restore from a store downloads the backup \
+                 there (nothing was done)",
+                self.conn.name
+            ))
+        })?;
+        self.note("downloading the backup from the store".into());
+        let job_id = self.job.job_id.to_string();
+        let req = fetch::Request {
+            origin,
+            suffix: BAK_SUFFIX,
+            root: &root,
+            job_id: &job_id,
+        };
+        let fetched = self
+            .stop
+            .until(fetch::fetch(self.stores, req, |_| {}))
+            .await??;
+        self.note(format!(
+            "downloaded {} from store {}, sha256 {} as its manifest says",
+            fetched.key, fetched.store, fetched.sha256
+        ));
+        Ok(fetched)
     }
 
     /// A `.bak` under one of the agent's backup directories.

@@ -267,6 +267,23 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Every connection's dump directory (`dump_dir`, else the default).
+    pub fn dump_roots(&self) -> Vec<PathBuf> {
+        let mut roots: Vec<PathBuf> = self
+            .connections
+            .values()
+            .map(|c| {
+                c.dump
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| self.default_dump_dir.clone())
+            })
+            .collect();
+        roots.sort();
+        roots.dedup();
+        roots
+    }
+
     /// Settings for `connections` with the defaults, PATH/HOME/LANG/TZ taken
     /// from this process.
     pub fn new(connections: BTreeMap<String, MysqlConnection>, state_dir: PathBuf) -> Self {

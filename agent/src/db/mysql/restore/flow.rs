@@ -1,10 +1,9 @@
 //! One restore job from checks to outcome: [`Run::go`] calls one function
 //! per numbered step of the module docs of [`super`].
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_proto::{JobResult, JobSpec, Progress, RestoreSpec};
+use baton_proto::{JobResult, JobSpec, Progress, RestoreOrigin, RestoreSpec};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -18,6 +17,7 @@ use super::super::dump::verify::{self, ObjectCounts, Snapshot, TableFigures};
 use super::super::dump::{self as dump_mod, messages};
 use super::{Error, RestoreExecutor};
 use crate::config::mysql::MysqlConnection;
+use crate::db::common::fetch::{self, Fetched};
 use crate::db::common::paths::{self, SQL_ZST_SUFFIX};
 use crate::db::common::report::{self, Kind};
 use crate::db::common::source::{self, Located};
@@ -82,6 +82,13 @@ struct SourceReport {
     database: String,
     sha256: String,
     sql_bytes: u64,
+    /// The store the object came from (the file above was its download,
+    /// removed since).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    /// The object's key (the store's prefix included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
 }
 
 pub(super) struct Run<'a> {
@@ -133,18 +140,37 @@ pub(super) async fn run(exec: &RestoreExecutor, job: Job) -> Outcome {
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn note(&self, message: String) {
         report::note(&self.job.progress, None, message);
     }
 
     /// The steps of the module docs of [`super`], in order; the summary line.
     async fn go(&mut self) -> Result<String, Error> {
-        let file = self.check()?; // 1
-        let located = self.locate(&file)?; // 2
-        let (manifest, sha256) = self.manifest(&located).await?;
+        let origin = self.check()?; // 1
+        let early = match origin {
+            RestoreOrigin::File(file) => {
+                let located = self.locate(file)?; // 2
+                let (manifest, sha256) = self.manifest(&located).await?;
+                Some((located, manifest, sha256))
+            }
+            RestoreOrigin::Object { .. } | RestoreOrigin::Latest { .. } => None,
+        };
         let (_private, client) = self.access().await?; // 3
         let exists = self.exists(&client).await?; // 4
+        // The download is removed when dropped: after the load, or on any
+        // failure or stop.
+        let (located, manifest, sha256, _download) = match early {
+            Some((located, manifest, sha256)) => (located, manifest, sha256, None),
+            None => {
+                let fetched = self.fetch(origin).await?; // 4a
+                let located = self.locate(&fetched.file.to_string_lossy())?; // 2
+                let (manifest, sha256) = self.manifest(&located).await?;
+                self.report.source.store = Some(fetched.store.clone());
+                self.report.source.key = Some(fetched.key.clone());
+                (located, manifest, sha256, Some(fetched))
+            }
+        };
         self.integrity(&located, &sha256).await?; // 5
         self.create(&client, exists, &manifest).await?; // 6
         let stop = self.stop.clone();
@@ -160,35 +186,69 @@ impl Run<'_> {
         }
     }
 
-    /// Step 1: the target's name and the source's presence.
-    fn check(&self) -> Result<String, Error> {
-        let database = &self.spec.database;
-        if let Some(message) = baton_proto::restore::database_refusal(database) {
+    /// Step 1: the target's name and the one source.
+    fn check(&self) -> Result<RestoreOrigin<'a>, Error> {
+        let spec: &'a RestoreSpec = self.spec;
+        if let Some(message) = baton_proto::restore::database_refusal(&spec.database) {
             return Err(Error::Invalid {
                 field: "database",
                 message,
             });
         }
-        self.spec.source.file.clone().ok_or(Error::Invalid {
-            field: "source.file",
-            message: "required: the dump file to restore".into(),
-        })
+        spec.source
+            .origin()
+            .map_err(|(field, message)| Error::Invalid { field, message })
+    }
+
+    /// Step 4a: the object downloaded under the connection's dump directory
+    /// and verified; the directory goes when the returned value is dropped.
+    async fn fetch(&self, origin: RestoreOrigin<'_>) -> Result<Fetched, Error> {
+        let settings = self.exec.settings();
+        let root = self
+            .conn
+            .dump
+            .dir
+            .clone()
+            .unwrap_or_else(|| settings.default_dump_dir.clone());
+        let what = match origin {
+            RestoreOrigin::Object { store, key } => format!("{key} from store {store}"),
+            RestoreOrigin::Latest { store, prefix } => {
+                format!("the newest object under {prefix:?} from store {store}")
+            }
+            RestoreOrigin::File(f) => f.to_owned(),
+        };
+        self.note(format!("downloading {what}"));
+        let job_id = self.job.job_id.to_string();
+        let req = fetch::Request {
+            origin,
+            suffix: SQL_ZST_SUFFIX,
+            root: &root,
+            job_id: &job_id,
+        };
+        let progress = self.job.progress.clone();
+        let mut next = Instant::now();
+        let fetching = fetch::fetch(self.exec.stores(), req, |read| {
+            if Instant::now() >= next {
+                next = Instant::now() + PROGRESS_EVERY;
+                progress.set_progress(Progress {
+                    percent: None,
+                    message: format!("download: {} read", human_bytes(read)),
+                });
+            }
+        });
+        let fetched = self.stop.until(fetching).await??;
+        self.note(format!(
+            "downloaded {} ({}), sha256 {} as its manifest says",
+            fetched.key,
+            human_bytes(fetched.size),
+            fetched.sha256
+        ));
+        Ok(fetched)
     }
 
     /// Step 2: the file under a dump directory, and its manifest's path.
     fn locate(&self, file: &str) -> Result<Located, Error> {
-        let settings = self.exec.settings();
-        let mut roots: Vec<PathBuf> = settings
-            .connections
-            .values()
-            .map(|c| {
-                c.dump
-                    .dir
-                    .clone()
-                    .unwrap_or_else(|| settings.default_dump_dir.clone())
-            })
-            .collect();
-        roots.dedup();
+        let roots = self.exec.settings().dump_roots();
         Ok(source::locate(file, &roots, SQL_ZST_SUFFIX)?)
     }
 
@@ -214,7 +274,7 @@ impl Run<'_> {
             manifest: located.manifest.display().to_string(),
             database: manifest.database.clone(),
             sha256: sha256.clone(),
-            sql_bytes: 0,
+            ..SourceReport::default()
         };
         Ok((manifest, sha256))
     }
@@ -475,9 +535,12 @@ impl Run<'_> {
         } else {
             "; no figures in the manifest to compare with".into()
         };
+        let from = match (&r.source.store, &r.source.key) {
+            (Some(store), Some(key)) => format!("{key} from store {store}"),
+            _ => r.source.file.clone(),
+        };
         let text = format!(
-            "restored {} ({} of SQL) into {} on {}{}{compared}",
-            r.source.file,
+            "restored {from} ({} of SQL) into {} on {}{}{compared}",
             human_bytes(r.source.sql_bytes),
             r.database,
             r.connection,

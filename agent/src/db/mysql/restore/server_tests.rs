@@ -199,6 +199,7 @@ impl Fixture {
             connection: "main".into(),
             source: RestoreSource {
                 file: Some(file.display().to_string()),
+                ..Default::default()
             },
             database: database.into(),
             replace,
