@@ -3,7 +3,8 @@
 //! Start: hand the completions an earlier run left in the outbox to the
 //! delivery task (in the background), start that task (finished jobs'
 //! completions and those, in batches), report the leases a killed earlier
-//! run held ([`predecessor`], in the background), then poll. Shutdown (the token
+//! run held ([`predecessor`], in the background), abort the multipart
+//! uploads it left (`upload::pending`, in the background), then poll. Shutdown (the token
 //! fires): stop polling, let running jobs finish
 //! within `shutdown_grace` and deliver their completions, then stop and
 //! release the jobs still running, stop the delivery task (what it had not
@@ -36,6 +37,7 @@ use crate::outbox::{self, Outbox};
 use crate::poller::{self, PollSettings};
 use crate::runner::{Registry, Shared};
 use crate::transport::{self, Transport};
+use crate::upload::pending::Pending;
 
 pub mod predecessor;
 
@@ -57,6 +59,9 @@ pub enum Error {
     /// The record of running commands under the state dir cannot be created.
     #[error("cannot create the running-commands directory in the state dir: {0}")]
     StateDir(std::io::Error),
+    /// The records of uploads in progress under the state dir cannot be read.
+    #[error("cannot open the uploads directory in the state dir: {0}")]
+    Uploads(std::io::Error),
     /// None of the configured groups was granted at enrollment.
     #[error(
         "none of the configured groups ({configured}) is granted to agent {agent_id} \
@@ -115,6 +120,8 @@ pub struct Agent {
     queue: DeliveryQueue,
     /// Leases the previous run held when it died, to report.
     predecessor: Vec<baton_proto::LeaseRef>,
+    /// Uploads in progress; the previous run's are aborted at start.
+    uploads: Arc<Pending>,
 }
 
 impl Agent {
@@ -196,9 +203,12 @@ impl Agent {
         list.push(Box::new(
             MssqlRestoreExecutor::new(mssql.clone()).with_stores(config.stores.clone()),
         ));
+        let uploads =
+            Arc::new(Pending::open(config.state_dir.join("uploads")).map_err(Error::Uploads)?);
         list.push(Box::new(crate::upload::UploadExecutor::new(
             config.stores.clone(),
             upload_roots(&config),
+            uploads.clone(),
         )));
         let executors = Executors::new(list);
         let mut connections = mysql.advertised();
@@ -230,6 +240,7 @@ impl Agent {
             settings,
             queue,
             predecessor,
+            uploads,
         })
     }
 
@@ -290,6 +301,9 @@ impl Agent {
             self.predecessor,
             shutdown.clone(),
         ));
+
+        let (uploads, stores) = (self.uploads.clone(), cfg.stores.clone());
+        tokio::spawn(async move { uploads.abort_leftovers(&stores).await });
 
         let slots = Arc::new(Semaphore::new(cfg.slots as usize));
         let mut jobs = JoinSet::new();

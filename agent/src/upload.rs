@@ -19,7 +19,10 @@
 //! 4. **Failure or cancel** aborts the multipart upload: no object appears
 //!    under the key. Requests are retried (backon) on 5xx and connection
 //!    errors; a 403 fails at once and for good (bad keys), the job's error
-//!    naming the store and the S3 error code ([`failure`]).
+//!    naming the store and the S3 error code ([`failure`]). Each upload in
+//!    progress is recorded under the state dir ([`pending`]): after a kill
+//!    the restarted agent aborts it before any new upload starts, and a job
+//!    out of time has its upload aborted.
 //! 5. **Verify** after completion: HEAD (size and sha256 metadata) and a
 //!    ranged read of the last 64 KiB compared with the file's.
 //! 6. **Manifest** uploaded next to the object, then **retention**
@@ -43,7 +46,9 @@ use crate::config::StoreConfig;
 use crate::config::store::S3Store;
 use crate::executor::{BoxFuture, CancelReason, Executor, Job, Outcome};
 use crate::objstore::{self, Checksum, Client, Part};
+use pending::{Pending, Record};
 
+pub mod pending;
 pub mod retention;
 
 /// Bytes of the tail read back after completion.
@@ -91,17 +96,21 @@ impl Error {
 pub struct UploadExecutor {
     stores: Arc<std::collections::BTreeMap<String, StoreConfig>>,
     roots: Vec<PathBuf>,
+    pending: Arc<Pending>,
 }
 
 impl UploadExecutor {
-    /// With the agent's stores and the directories files may come from.
+    /// With the agent's stores, the directories files may come from, and
+    /// the records of uploads in progress.
     pub fn new(
         stores: std::collections::BTreeMap<String, StoreConfig>,
         roots: Vec<PathBuf>,
+        pending: Arc<Pending>,
     ) -> Self {
         UploadExecutor {
             stores: Arc::new(stores),
             roots,
+            pending,
         }
     }
 }
@@ -120,11 +129,17 @@ impl Executor for UploadExecutor {
             let JobSpec::Upload(spec) = &job.spec else {
                 return Outcome::failed(false, "not an upload job");
             };
+            // A dead run's uploads go first (the restarted agent's takeover).
+            self.pending.abort_leftovers(&self.stores).await;
             let run = run(self, spec, &job);
             let r = match job.timeout {
                 Some(t) => match tokio::time::timeout(t, run).await {
                     Ok(r) => r,
-                    Err(_) => return Outcome::timed_out(t, JobResult::default()),
+                    Err(_) => {
+                        let record = self.pending.path_of(job.job_id, job.attempt);
+                        self.pending.abort_recorded(&record, &self.stores).await;
+                        return Outcome::timed_out(t, JobResult::default());
+                    }
                 },
                 None => run.await,
             };
@@ -282,7 +297,7 @@ async fn run(
     };
     let client = Client::new(store)?;
     tracing::info!(job_id = %job.job_id, store = %store.name, bucket = %store.bucket, key = %key, "Upload starting");
-    let (size, etag) = upload_file(&client, store, &key, &src, job).await?;
+    let (size, etag) = upload_file(&client, &ex.pending, store, &key, &src, job).await?;
     verify(&client, &key, &src, size).await?;
     let manifest = tokio::fs::read(&src.manifest)
         .await
@@ -318,12 +333,23 @@ async fn run(
 /// Multipart upload of the file; aborted on any failure or cancel.
 async fn upload_file(
     client: &Client,
+    pending: &Pending,
     store: &S3Store,
     key: &str,
     src: &Source,
     job: &Job,
 ) -> Result<(u64, String), Error> {
     let (upload_id, checksum) = client.create_multipart(key, &src.sha256).await?;
+    let record = pending
+        .add(&Record {
+            store: store.name.clone(),
+            bucket: store.bucket.clone(),
+            key: key.to_owned(),
+            upload_id: upload_id.clone(),
+            job_id: job.job_id,
+            attempt: job.attempt,
+        })
+        .await;
     let sent = tokio::select! {
         r = send_parts(client, store, key, &upload_id, checksum, src, job) => r,
         reason = job.cancel.cancelled() => Err(Error::Cancelled(reason)),
@@ -336,11 +362,19 @@ async fn upload_file(
             .map_err(Error::from),
         Err(e) => Err(e),
     };
+    let mut settled = true;
     if let Err(e) = &result {
         tracing::warn!(job_id = %job.job_id, key = %key, error = %e, "Upload failed; aborting the multipart upload");
         if let Err(a) = client.abort(key, &upload_id).await {
-            tracing::warn!(job_id = %job.job_id, key = %key, error = %a, "Abort of the multipart upload failed; the bucket's lifecycle rule must remove it");
+            settled = false;
+            tracing::warn!(job_id = %job.job_id, key = %key, error = %a, "Abort of the multipart upload failed; the agent's next start tries again, else the bucket's lifecycle rule must remove it");
         }
+    }
+    // An upload that could not be aborted stays recorded for the next start.
+    if let Some(path) = record
+        && settled
+    {
+        pending.remove(&path).await;
     }
     result
 }

@@ -186,6 +186,17 @@ impl S3Server {
         self.client(&args).map(drop)
     }
 
+    /// Upload `file` with the reference client (boto3's `upload_file`,
+    /// default transfer settings); the seconds the call took.
+    pub fn upload_timed(&self, bucket: &str, key: &str, file: &Path) -> Result<f64> {
+        let file = file.to_string_lossy().into_owned();
+        let out = self.client(&["upload", bucket, key, &file])?;
+        out.trim()
+            .strip_prefix("seconds=")
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("scripts/s3server upload printed {out:?}"))
+    }
+
     /// SIGKILL the server (it dies mid-request; moto keeps nothing).
     pub fn kill(&self) -> Result<()> {
         self.client(&["kill"]).map(drop)

@@ -426,7 +426,7 @@ fn store(s3: &baton_tests::s3::S3Server) -> BTreeMap<String, StoreConfig> {
         .expect("toml")
         .into_iter()
         .collect();
-    let s = S3Store::parse("offsite", &settings, None).expect("store");
+    let s = S3Store::parse("offsite", &settings, None, &BTreeMap::new()).expect("store");
     BTreeMap::from([("offsite".to_owned(), StoreConfig::S3(s))])
 }
 

@@ -11,6 +11,15 @@
 //!   job is retried and completes once the server is back;
 //! - two agents with different stores: uploads go only to the one with
 //!   theirs (grant-time placement by store).
+//! - the agent killed (SIGKILL) in the middle of an upload and restarted with
+//!   the same state dir: its takeover aborts the dead run's multipart upload
+//!   and uploads again; one object, no multipart upload left;
+//! - a SQL Server native backup (`dump` on an `mssql` connection, the TDS
+//!   test server's backup model) → upload pipeline: the object, its
+//!   metadata and its manifest as the server lists them, equal to the
+//!   backup file and its manifest.
+//!
+//! The 1 GiB throughput and RSS figures: `baton-bench upload`.
 //!
 //! Not here: wrong credentials. moto's authentication reads only the
 //! Authorization header and answers 500 (a KeyError on HTTP_AUTHORIZATION,
@@ -22,12 +31,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use baton_proto::JobState;
 use baton_proto::pipeline::RunState;
+use baton_proto::{AttemptOutcome, JobState};
 use baton_tests::cluster::Cluster;
 use baton_tests::faultproxy::FaultProxy;
-use baton_tests::mariadb;
 use baton_tests::s3::S3Server;
+use baton_tests::tds::{BackupModel, Script, TdsServer};
+use baton_tests::{mariadb, mssql};
 use serde_json::json;
 use sha2::Digest;
 
@@ -331,56 +341,192 @@ async fn uploads_go_only_to_the_agent_with_their_store() {
 /// (8 MiB) and concurrency (4). Run it on its own:
 /// `cargo test -p baton-tests --test upload -- --ignored upload_rss --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: 1 GiB on disk and in moto's memory"]
-async fn upload_rss_of_a_1_gib_file() {
+async fn an_agent_killed_mid_upload_and_restarted_leaves_one_object_and_no_upload() {
     baton_tests::require_s3!();
     baton_tests::init_crypto();
     let s3 = S3Server::start().expect("s3 server");
     s3.make_bucket(BUCKET).expect("bucket");
-    let (url, ak, sk) = (s3.url.clone(), s3.access_key_file(), s3.secret_key_file());
-    let store = move |_: &Path| {
-        format!(
-            "[stores.offsite]\nkind = \"s3\"\nendpoint = \"{url}\"\nbucket = \"{BUCKET}\"\n\
-             path_style = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\n",
-            ak.display(),
-            sk.display()
-        )
-    };
-    let f = file_fixture(store, 1024 * 1024 * 1024).await;
-    let pid = f.c.agents[0]
-        .proc
-        .as_ref()
-        .and_then(|p| p.pid())
-        .expect("agent pid");
-    let hwm = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
-            .unwrap_or_default()
-    };
-    println!("agent VmHWM before the upload: {}", hwm(pid.as_raw()));
-    let started = std::time::Instant::now();
+    let upstream = format!("127.0.0.1:{}", s3.port).parse().expect("addr");
+    let proxy = FaultProxy::start(upstream).await.expect("proxy");
+    let url = format!("http://{}", proxy.addr());
+    let secret = s3.secret_key_file();
+    let mut f = file_fixture(|_| store_toml(&url, &s3, &secret, 5), 25 * 1024 * 1024).await;
+    // Slow enough to be killed in the middle.
+    proxy.delay(Duration::from_millis(20));
+    // A long TTL: only the restarted agent's report can requeue the job.
     let job = f
         .c
         .api
         .submit(json!({
             "group": "default",
             "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string()},
-            "retry": {"max_attempts": 1},
+            "lease_ttl_ms": 60_000,
+            "retry": {"max_attempts": 2, "initial_backoff_ms": 0, "jitter": 0.0,
+                      "retry_on": ["error", "lease_expired"]},
         }))
         .await
         .expect("submit");
-    let done =
-        f.c.api
-            .wait_terminal(job.id, Duration::from_secs(900))
-            .await
-            .expect("ended");
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
-    println!(
-        "uploaded 1 GiB in {secs:.1} s ({:.1} MiB/s); agent VmHWM after: {}",
-        1024.0 / secs,
-        hwm(pid.as_raw())
+    let (_, holder) = f.c.api.wait_running(job.id, WAIT).await.expect("running");
+    let key = "prod/main/sales/2026/12/06/20261206T010203Z-job9.sql.zst";
+    let uploads = f.c.agent(&holder).dir.join("state").join("uploads");
+    let record = uploads.join(format!("{}-1.json", job.id));
+    let end = std::time::Instant::now() + WAIT;
+    while !record.exists() {
+        assert!(
+            std::time::Instant::now() < end,
+            "no upload record\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f.c.agent(&holder).proc().kill9();
+    let l = s3.list(BUCKET).expect("list");
+    assert_eq!(l.uploads, [key], "the dead run left its upload: {l:?}");
+    assert!(l.objects.is_empty(), "{l:?}");
+
+    proxy.pass();
+    f.c.agent(&holder).restart().expect("restart");
+    let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("ended");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    assert_eq!(done.attempts.len(), 2, "{done:#?}");
+    assert_eq!(
+        done.attempts[0].outcome,
+        Some(AttemptOutcome::AgentRestarted),
+        "{done:#?}"
     );
+    let l = s3.list(BUCKET).expect("list");
+    assert!(l.uploads.is_empty(), "a multipart upload was left: {l:?}");
+    let manifest = key.replace(".sql.zst", ".manifest.json");
+    let keys: Vec<&str> = l.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [manifest.as_str(), key],
+        "one object and its manifest: {l:?}"
+    );
+    assert_eq!(
+        (l.objects[1].size, l.objects[1].sha256.as_str()),
+        (25 * 1024 * 1024, f.sha256.as_str())
+    );
+    let log = f.c.agent(&holder).log_text();
+    assert!(
+        log.contains("Aborted a multipart upload left by a previous run"),
+        "{log}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&uploads).expect("dir").collect();
+    assert!(left.is_empty(), "records left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_server_backup_goes_to_the_bucket_with_its_manifest() {
+    baton_tests::require_s3!();
+    baton_tests::init_crypto();
+    let s3 = S3Server::start().expect("s3 server");
+    s3.make_bucket(BUCKET).expect("bucket");
+    // 11 MiB and a bit: three parts of 5 MiB at most.
+    let size = 11 * 1024 * 1024 + 17;
+    let model = BackupModel::new()
+        .database("shop")
+        .progress(Duration::from_millis(300), 3)
+        .verify_time(Duration::from_millis(50))
+        .size(size);
+    let server = TdsServer::start(model.install(Script::new().login(mssql::USER, mssql::PASSWORD)))
+        .await
+        .expect("tds server");
+    let dir = tempfile::Builder::new()
+        .prefix("baton-upl-")
+        .tempdir()
+        .expect("tmp");
+    let pw = dir.path().join("main.password");
+    mssql::write_password_file(&pw, mssql::PASSWORD).expect("password");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).expect("backups");
+    let extras = format!(
+        "{}backup_dir = {}\n",
+        mssql::PLAIN,
+        mssql::toml_str(&backups.display().to_string())
+    );
+    let conn = mssql::tds_connection_toml("main", &server, &pw, &extras);
+    let store = store_toml(&s3.url, &s3, &s3.secret_key_file(), 5);
+    let c = mssql::cluster(1, &format!("{conn}{store}"))
+        .await
+        .expect("cluster");
+    c.api
+        .create_pipeline(json!({
+            "name": "offsite-mssql",
+            "group": "default",
+            "timeout_ms": 120_000,
+            "steps": [
+                {"name": "dump",
+                 "job": {"spec": {"kind": "dump", "connection": "main", "database": "shop"},
+                         "retry": {"max_attempts": 1}}},
+                {"name": "upload", "depends_on": ["dump"], "same_agent_as": "dump",
+                 "job": {"spec": {"kind": "upload", "store": "offsite",
+                                  "file": "${steps.dump.result.file}"},
+                         "retry": {"max_attempts": 1}}},
+            ],
+        }))
+        .await
+        .expect("pipeline");
+    let run = c.api.start_run("offsite-mssql").await.expect("run");
+    let r = c.api.wait_run_ended(run.id, WAIT).await.expect("ended");
+    assert_eq!(r.state, RunState::Succeeded, "{r:#?}\n{}", c.logs());
+    let step = |name: &str| r.steps.iter().find(|s| s.name == name).expect("step");
+    let dump = c
+        .api
+        .job(step("dump").job_id.expect("job"))
+        .await
+        .expect("job");
+    let upload = c
+        .api
+        .job(step("upload").job_id.expect("job"))
+        .await
+        .expect("job");
+    let (dumped, up) = (mssql::data(&dump), mssql::data(&upload));
+
+    // The backup file and its manifest on the agent.
+    let file = PathBuf::from(dumped["path"].as_str().expect("path"));
+    let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+    let stem = name.strip_suffix(".bak").expect(".bak");
+    let manifest_file = file.with_file_name(format!("{stem}.manifest.json"));
+    let manifest_bytes = std::fs::read(&manifest_file).expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).expect("json");
+    let sha = sha256_file(&file);
+    assert_eq!(manifest["sha256"], sha.as_str(), "{manifest:#}");
+    assert_eq!(model.calls()[0].sha256.as_deref(), Some(sha.as_str()));
+
+    // The key from the template, under the prefix.
+    let day = manifest["started_at"].as_str().expect("started_at");
+    let key = format!(
+        "prod/main/shop/{}/{}/{}/{name}",
+        &day[0..4],
+        &day[5..7],
+        &day[8..10]
+    );
+    let manifest_key = format!(
+        "prod/main/shop/{}/{}/{}/{stem}.manifest.json",
+        &day[0..4],
+        &day[5..7],
+        &day[8..10]
+    );
+    assert_eq!(up["key"], key.as_str(), "{up:#}");
+    assert_eq!(up["manifest_key"], manifest_key.as_str(), "{up:#}");
+    assert_eq!((&up["size"], &up["sha256"]), (&json!(size), &json!(sha)));
+
+    // What the server lists (ListObjectsV2, HEAD, ListMultipartUploads).
+    let l = s3.list(BUCKET).expect("list");
+    assert!(l.uploads.is_empty(), "{l:?}");
+    let keys: Vec<&str> = l.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, [key.as_str(), manifest_key.as_str()], "{l:?}");
+    assert_eq!(
+        (l.objects[0].size, l.objects[0].sha256.as_str()),
+        (size, sha.as_str())
+    );
+    // The bytes, downloaded by the reference client.
+    let got = dir.path().join("got.bak");
+    s3.get(BUCKET, &key, &got).expect("get");
+    assert_eq!(sha256_file(&got), sha);
+    let got_manifest = dir.path().join("got.manifest.json");
+    s3.get(BUCKET, &manifest_key, &got_manifest)
+        .expect("get manifest");
+    assert_eq!(std::fs::read(&got_manifest).expect("read"), manifest_bytes);
 }

@@ -15,6 +15,8 @@
 //! - [`schedules`]: 10,000 once-a-minute schedules; firing lateness and controller CPU.
 //! - [`cancel`]: an operator's cancel → the running command's process (or
 //!   MariaDB query) gone, at a 60 s lease TTL.
+//! - [`upload`]: a 1 GiB file to a local S3 server by an agent's `upload` job
+//!   and by boto3 in the same run; the agent's peak RSS.
 //! - [`report`]: tables and JSON; [`sysinfo`]: `/proc` readings.
 
 pub mod cancel;
@@ -30,6 +32,7 @@ pub mod store;
 pub mod sysinfo;
 pub mod throughput;
 pub mod trickle;
+pub mod upload;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -55,6 +58,7 @@ Measures Baton with real controller and agent processes on loopback.
 Scenarios: dispatch | throughput | idle-fleet | trickle | failover | restart | footprint | schedules
            | cancel | all
            | replica-failover (--store postgres --replicas 2; not in all)
+           | upload (1 GiB to moto, agent vs boto3; needs `scripts/s3server install`; not in all)
 
 Options:
   --runs N          runs per scenario (default 3; failover: kills per TTL, restart: kills, default 20;
@@ -238,6 +242,7 @@ pub async fn run(args: Args) -> Result<i32> {
     let names: Vec<&str> = match args.scenario.as_str() {
         "all" => ALL.to_vec(),
         "replica-failover" => vec!["replica-failover"],
+        "upload" => vec!["upload"],
         s if ALL.contains(&s) => vec![s],
         other => bail!("unknown scenario {other} (try --help)"),
     };
@@ -319,6 +324,7 @@ async fn run_one(name: &str, args: &Args, nofile: u64) -> ScenarioReport {
         "schedules" => schedules::run(args).await,
         "cancel" => cancel::run(args).await,
         "replica-failover" => replica_failover::run(args).await,
+        "upload" => upload::run(args).await,
         _ => footprint::run(args).await,
     };
     r.unwrap_or_else(|e| {

@@ -102,6 +102,13 @@ pub fn mem(pid: i32) -> Result<Mem> {
     })
 }
 
+/// `pid`'s peak resident memory since it started (VmHWM), in KiB.
+pub fn peak_rss_kb(pid: i32) -> Result<u64> {
+    let path = proc_path(pid, "status");
+    let s = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    field_kb(&s, "VmHWM:").context("no VmHWM")
+}
+
 /// `pid`'s user + system CPU time in ticks (`pid` 0 = this process).
 pub fn cpu_ticks(pid: i32) -> Result<u64> {
     cpu_split(pid).map(|(u, s)| u + s)
