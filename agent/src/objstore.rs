@@ -265,13 +265,7 @@ impl Client {
                 body,
             })
         };
-        once.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(5))
-                .with_max_times(ATTEMPTS - 1)
-                .with_jitter(),
-        )
+        once.retry(retries())
         .when(Error::retryable)
         .notify(|e, after| {
             tracing::warn!(store = %self.store.name, error = %e, retry_in = ?after, "Object store request failed; retrying");
@@ -596,13 +590,7 @@ impl Client {
             Ok(resp)
         };
         let resp = once
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_max_times(ATTEMPTS - 1)
-                    .with_jitter(),
-            )
+            .retry(retries())
             .when(Error::retryable)
             .notify(|e, after| {
                 tracing::warn!(store = %self.store.name, error = %e, retry_in = ?after, "Object store request failed; retrying");
@@ -701,6 +689,16 @@ fn xml_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// How a failed request is retried: [`ATTEMPTS`] in all, exponential
+/// backoff from 200 ms to 5 s with jitter (only [`Error::retryable`]).
+fn retries() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(ATTEMPTS - 1)
+        .with_jitter()
 }
 
 #[cfg(test)]
