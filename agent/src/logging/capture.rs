@@ -1,9 +1,11 @@
 //! Test support: a writer that keeps the agent's log lines, to assert on
 //! what an operator would read.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 
 use crate::config::LogFormat;
 
@@ -32,13 +34,58 @@ impl Captured {
 
     /// Capture this thread's log lines as `baton-agent` writes them (text
     /// format) until the guard drops (use a single-threaded runtime).
-    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let w = self.clone();
-        let layer = super::lines(LogFormat::Text, move || w.clone(), false);
-        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-        // Callsites first hit by parallel tests without a subscriber may have
-        // cached "never": ask them again.
-        tracing::callsite::rebuild_interest_cache();
-        guard
+    ///
+    /// One process-wide subscriber writes each line into the buffer of the
+    /// thread that logged it. A subscriber per test (`set_default`) loses
+    /// lines when tests run in parallel: a callsite first hit on a thread
+    /// without one can cache "never" for every thread.
+    pub fn capture(&self) -> Guard {
+        static INSTALLED: OnceLock<()> = OnceLock::new();
+        INSTALLED.get_or_init(|| {
+            let layer = super::lines(LogFormat::Text, || ThreadBuffer, false)
+                .with_filter(filter::dynamic_filter_fn(|_, _| capturing()));
+            // Another test may have set one already; then its lines go
+            // there and this test's assertions say so.
+            let _ =
+                tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+        });
+        let previous = CURRENT.with(|c| c.replace(Some(self.clone())));
+        Guard { previous }
+    }
+}
+
+thread_local! {
+    /// Where this thread's lines go while a [`Guard`] lives.
+    static CURRENT: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+fn capturing() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
+/// Writes to the capturing thread's buffer (nothing when none).
+struct ThreadBuffer;
+
+impl std::io::Write for ThreadBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CURRENT.with(|c| match c.borrow_mut().as_mut() {
+            Some(out) => out.write(buf),
+            None => Ok(buf.len()),
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Ends this thread's capture when dropped.
+pub struct Guard {
+    previous: Option<Captured>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|c| c.replace(previous));
     }
 }

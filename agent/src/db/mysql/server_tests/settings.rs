@@ -104,10 +104,13 @@ async fn session_settings_pin_the_day_and_do_not_leak_into_the_next_job() {
         .await
         .expect("zone")
         .expect("a row");
-    // The next job, on the same connection once the pool has it back (the
-    // pool resets a returned connection in the background; on a loaded
-    // machine that can take a while, and meanwhile a job may get another
-    // connection — checked for leaks too).
+    // The next job, on the same connection once the pool has it back. The
+    // pool resets a returned connection in the background; meanwhile a job
+    // may get a second connection (the pool allows `pool_size + 1`), and
+    // idle connections go out last-in first-out, so jobs one after the
+    // other could keep getting that one. Each such connection is checked
+    // for leaks too, then killed, so the pool drops it and hands out the
+    // first job's connection once its reset is done.
     let mut reused = false;
     for _ in 0..200 {
         let out = exec.execute(job(job_id(), report(BTreeMap::new()))).await;
@@ -118,6 +121,13 @@ async fn session_settings_pin_the_day_and_do_not_leak_into_the_next_job() {
         if next["p_session"] == first["p_session"] {
             reused = true;
             break;
+        }
+        if let Some(other) = next["p_session"].as_u64() {
+            // It may be gone already; the next round tells.
+            let _ = db
+                .admin
+                .query_drop(format!("KILL CONNECTION {other}"))
+                .await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
