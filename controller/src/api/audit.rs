@@ -1,8 +1,9 @@
 //! Audit middleware: every state-changing call — who, role, action, target,
 //! result, time — goes to the audit log. Polls and heartbeats are not
 //! recorded (they are the agents' routine traffic and are visible as
-//! attempts; their routes are outside this middleware, see `api::router`);
-//! everything else that is not a GET is.
+//! attempts; their routes are outside this middleware, see `api::router`),
+//! nor accepted completions ([`ROUTINE_WRITES`]: the attempt row records
+//! them; refused ones are recorded); everything else that is not a GET is.
 //!
 //! What a row holds is bounded: the target path is cut at [`MAX_TARGET`]
 //! bytes, a path no route matches is recorded as [`UNROUTED`] (action
@@ -105,6 +106,13 @@ async fn record_call(s: AppState, req: Request, next: Next) -> Response {
     if resp.extensions().get::<AuditWritten>().is_some() {
         return resp;
     }
+    if resp.status().is_success()
+        && route
+            .as_deref()
+            .is_some_and(|r| ROUTINE_WRITES.contains(&r))
+    {
+        return resp;
+    }
     if let Some(a) = resp.extensions().get::<AuditActor>() {
         actor = a.0.clone();
     } else if actor == "anonymous" {
@@ -140,6 +148,12 @@ async fn record_call(s: AppState, req: Request, next: Next) -> Response {
     }
     resp
 }
+
+/// Agents' completions: recorded only when refused (a stale token, a
+/// foreign job). An accepted one is the attempt's end, which the attempt
+/// row keeps (agent, token, outcome, time); a row per job in the audit log
+/// would bury the operators' calls and cost a write per completion.
+pub const ROUTINE_WRITES: [&str; 2] = ["/v1/agents/{id}/complete", "/v1/jobs/{id}/complete"];
 
 /// Action route and target of a call to a path no route matches.
 pub const UNROUTED: &str = "unrouted";

@@ -42,7 +42,8 @@ pub struct Dispatcher<'a> {
     pub jobs: &'a Jobs,
     /// Agent presence: what the agent's last look found.
     pub presence: &'a Presence,
-    /// Kicked when a lease is granted (the reaper's next deadline).
+    /// Kicked when a lease is granted whose deadline may come before the
+    /// reaper's next look ([`super::reaper::needs_kick`]).
     pub reaper_kick: &'a Notify,
     /// Cleared on shutdown: held polls answer empty.
     pub ready: &'a AtomicBool,
@@ -478,7 +479,12 @@ impl Held<'_> {
     /// The answer carrying `grants`, made after `held` of holding.
     fn answer(&self, held: Duration, grants: Vec<baton_proto::Grant>) -> PollResponse {
         let id = self.poll.agent_id;
-        self.d.reaper_kick.notify_one();
+        if grants
+            .iter()
+            .any(|g| super::reaper::needs_kick(g.lease_ttl_ms))
+        {
+            self.d.reaper_kick.notify_one();
+        }
         crate::telemetry::metrics()
             .poll_held
             .observe(held.as_secs_f64());

@@ -23,6 +23,17 @@ fn the_reaper_sleeps_until_the_next_deadline_but_at_most_a_second() {
     assert_eq!(reaper_sleep(Some(i64::MAX), i64::MIN), REAPER_MAX_SLEEP);
 }
 
+/// A grant kicks the reaper only when its deadline may come before the
+/// reaper's next look; with the shortest TTL a job may have, none does.
+#[test]
+fn only_leases_shorter_than_two_reaper_looks_kick_it() {
+    use baton_proto::limits::MIN_LEASE_TTL_MS;
+    assert!(!crate::dispatch::reaper::needs_kick(MIN_LEASE_TTL_MS));
+    assert!(!crate::dispatch::reaper::needs_kick(2_000));
+    assert!(crate::dispatch::reaper::needs_kick(1_999));
+    assert!(crate::dispatch::reaper::needs_kick(0));
+}
+
 /// A lease whose deadline moves from an hour away to the past without a
 /// kick (what a wrong clock did: renewed by a heartbeat stamped an hour
 /// back) is expired within about a second, not when the hour has passed.

@@ -27,3 +27,46 @@ pub async fn append_filter_page(s: &Store) {
     assert_eq!(b.entries.len(), 1);
     assert_eq!(b.next_before, None);
 }
+
+/// Conformance case `an_unkeyed_submit_writes_its_audit_row_with_the_job`:
+/// submits arriving together (the group commit's batch on PostgreSQL, the
+/// writer's on SQLite) each write their row with their job, once; a keyed
+/// submit leaves its row to the caller (a replay must not record a 201).
+pub async fn an_unkeyed_submit_writes_its_audit_row_with_the_job(s: &Store) {
+    let row = |actor: &str| AuditRecord {
+        actor: actor.into(),
+        role: "operator".into(),
+        action: "POST /v1/jobs".into(),
+        target: "/v1/jobs".into(),
+        status: 201,
+        error: None,
+    };
+    let submits = (0..20).map(|i| {
+        let mut job = crate::store::testutil::new_job("g", None, "h");
+        job.audit = Some(row(&format!("token:t{i}")));
+        s.submit(job, 1_000 + i)
+    });
+    let done = futures_util::future::join_all(submits).await;
+    for d in &done {
+        let d = d.as_ref().expect("submit");
+        assert!(d.created && d.audited, "{d:?}");
+    }
+    let mut keyed = crate::store::testutil::new_job("g", Some("k"), "h");
+    keyed.audit = Some(row("token:keyed"));
+    let k = s.submit(keyed, 2_000).await.expect("keyed");
+    assert!(k.created);
+    let all = s.list_audit(None, None, 100).await.expect("list");
+    let mut actors: Vec<&str> = all.entries.iter().map(|e| e.actor.as_str()).collect();
+    actors.sort_unstable();
+    let mut want: Vec<String> = (0..20).map(|i| format!("token:t{i}")).collect();
+    if k.audited {
+        want.push("token:keyed".into());
+    }
+    want.sort_unstable();
+    assert_eq!(actors, want);
+    for d in &done {
+        let job = &d.as_ref().expect("submit").job;
+        let got = s.get_job(job.id).await.expect("job");
+        assert_eq!(got.created_at, job.created_at);
+    }
+}

@@ -19,6 +19,7 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::group::Answer;
+use crate::store::audit::AuditRecord;
 use crate::store::jobs::{
     BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, QueueFigure, Submitted,
     queue_figures_of, queue_figures_sql, queued_view,
@@ -38,12 +39,13 @@ impl JobStore for PgStore {
     async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
         let new = if new.idempotency_key.is_none() {
             let item: Submit = (std::sync::Arc::new(new), now);
+            let audited = item.0.audit.is_some();
             match self.groups.submit.run(item.clone()).await {
                 Answer::Done(job) => {
                     return Ok(Submitted {
                         job,
                         created: true,
-                        audited: false,
+                        audited,
                     });
                 }
                 Answer::Unknown(why) => return Err(Error::Commit(why)),
@@ -233,10 +235,19 @@ pub(super) fn submit_grouped<'c>(
                 )
             })
             .collect();
+        // The calls' audit rows go in the same statement: one commit (one
+        // WAL flush) answers the submit, as on SQLite.
+        let audits: Vec<Audited<'_>> = items
+            .iter()
+            .filter_map(|(new, now)| new.audit.as_ref().map(|a| (a, *now)))
+            .collect();
         // No key, so no conflict: one view per submit (the group checks).
-        insert(c, &rows, None).await
+        insert(c, &rows, None, &audits).await
     })
 }
+
+/// An audit row written with the jobs, and its time.
+type Audited<'a> = (&'a AuditRecord, i64);
 
 /// The columns of jobs to insert, one array each (unnested in order).
 #[derive(Default)]
@@ -281,17 +292,20 @@ impl<'a> Columns<'a> {
 /// Insert queued jobs, in order, in one statement (arrays unnested in
 /// order); `batch_first` is stored on each. A row whose idempotency key is
 /// taken is not inserted (`ON CONFLICT DO NOTHING`): the answer is then
-/// empty. Returns the views in order.
+/// empty. `audits` are inserted by the same statement (only unkeyed
+/// submits pass any: a replay must not leave a 201 row). Returns the views
+/// in order.
 async fn insert(
     c: &mut PgConnection,
     jobs: &[Insert<'_>],
     batch_first: Option<JobId>,
+    audits: &[Audited<'_>],
 ) -> std::result::Result<Vec<JobView>, sqlx::Error> {
-    let cols = Columns::of(jobs)?;
-    let ids: Vec<JobId> = sqlx::query_scalar(
-        "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
-             labels, idempotency_key, request_hash, batch_first, state, not_before, created_at, updated_at,
-             store)
+    macro_rules! jobs {
+        () => {
+            "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms,
+             lease_ttl_ms, labels, idempotency_key, request_hash, batch_first, state, not_before,
+             created_at, updated_at, store)
          SELECT grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms,
              labels, key, hash, $12, 'queued', now, now, now, store
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
@@ -302,24 +316,67 @@ async fn insert(
                   labels, key, hash, now, store, ord)
          ORDER BY ord
          ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING id",
-    )
-    .bind(cols.grp)
-    .bind(cols.kind)
-    .bind(cols.spec)
-    .bind(cols.connection)
-    .bind(cols.priority)
-    .bind(cols.retry)
-    .bind(cols.timeout_ms)
-    .bind(cols.lease_ttl_ms)
-    .bind(cols.labels)
-    .bind(cols.key)
-    .bind(cols.hash)
-    .bind(batch_first)
-    .bind(cols.now)
-    .bind(cols.store)
-    .fetch_all(&mut *c)
-    .await?;
+         RETURNING id"
+        };
+    }
+    // Ids of one statement come from the sequence in row order.
+    const WITH_AUDIT: &str = concat!(
+        "WITH ins AS (",
+        jobs!(),
+        "),
+         aud AS (INSERT INTO audit (at, actor, role, action, target, status, error)
+             SELECT at, actor, role, action, target, status, error
+             FROM unnest($15::bigint[], $16::text[], $17::text[], $18::text[], $19::text[],
+                 $20::bigint[], $21::text[]) WITH ORDINALITY
+                 AS e(at, actor, role, action, target, status, error, ord)
+             ORDER BY ord)
+         SELECT id FROM ins ORDER BY id"
+    );
+    let cols = Columns::of(jobs)?;
+    let sql = if audits.is_empty() {
+        jobs!()
+    } else {
+        WITH_AUDIT
+    };
+    let mut q = sqlx::query_scalar(sql)
+        .bind(cols.grp)
+        .bind(cols.kind)
+        .bind(cols.spec)
+        .bind(cols.connection)
+        .bind(cols.priority)
+        .bind(cols.retry)
+        .bind(cols.timeout_ms)
+        .bind(cols.lease_ttl_ms)
+        .bind(cols.labels)
+        .bind(cols.key)
+        .bind(cols.hash)
+        .bind(batch_first)
+        .bind(cols.now)
+        .bind(cols.store);
+    if !audits.is_empty() {
+        let col = |f: fn(&AuditRecord) -> &str| -> Vec<&str> {
+            audits.iter().map(|(r, _)| f(r)).collect()
+        };
+        q = q
+            .bind(audits.iter().map(|(_, at)| *at).collect::<Vec<i64>>())
+            .bind(col(|r| &r.actor))
+            .bind(col(|r| &r.role))
+            .bind(col(|r| &r.action))
+            .bind(col(|r| &r.target))
+            .bind(
+                audits
+                    .iter()
+                    .map(|(r, _)| i64::from(r.status))
+                    .collect::<Vec<i64>>(),
+            )
+            .bind(
+                audits
+                    .iter()
+                    .map(|(r, _)| r.error.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            );
+    }
+    let ids: Vec<JobId> = q.fetch_all(&mut *c).await?;
     if ids.len() != jobs.len() {
         // Only a keyed single row can conflict (a batch inserts its keyed
         // first job alone).
@@ -421,7 +478,7 @@ pub(super) async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> R
             new.request_hash.as_str(),
             now,
         )];
-        if let Some(job) = insert(c, &one, None).await?.pop() {
+        if let Some(job) = insert(c, &one, None, &[]).await?.pop() {
             return Ok(Submitted {
                 job,
                 created: true,
@@ -452,7 +509,7 @@ async fn submit_batch_in(c: &mut PgConnection, b: &NewBatch, now: i64) -> Result
         })
         .collect();
     let Some(key) = &b.idempotency_key else {
-        let jobs = insert(c, &rows, None).await?;
+        let jobs = insert(c, &rows, None, &[]).await?;
         return Ok(BatchSubmitted {
             jobs,
             created: true,
@@ -475,12 +532,12 @@ async fn submit_batch_in(c: &mut PgConnection, b: &NewBatch, now: i64) -> Result
         }
         // The keyed first job alone: if another replica took the key
         // meanwhile, nothing of this batch is inserted.
-        let Some(first) = insert(c, &rows[..1], None).await?.pop() else {
+        let Some(first) = insert(c, &rows[..1], None, &[]).await?.pop() else {
             continue;
         };
         let mut jobs = vec![first];
         if rows.len() > 1 {
-            jobs.extend(insert(c, &rows[1..], Some(jobs[0].id)).await?);
+            jobs.extend(insert(c, &rows[1..], Some(jobs[0].id), &[]).await?);
         }
         return Ok(BatchSubmitted {
             jobs,
