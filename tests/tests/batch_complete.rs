@@ -188,7 +188,7 @@ async fn agents_deliver_their_completions_in_batches() {
         c.controller
             .log_text()
             .lines()
-            .filter(|l| l.contains("Request answered") && l.contains(&format!("route={route}")))
+            .filter(|l| l.contains("Request answered") && l.contains(&format!("route=\"{route}\"")))
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
