@@ -37,22 +37,35 @@ pub const PIN_GONE_AFTER: Duration = Duration::from_secs(600);
 /// How often the timer looks for such steps.
 const STRANDED_EVERY: Duration = Duration::from_secs(10);
 
-/// Run the timer until `shutdown`.
+/// Run the timer until `shutdown`. A job's end runs the follow-ups only
+/// (one indexed read when none is due): firings and run deadlines keep
+/// the wake time the last full look planned.
 pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
     let ended = svc.jobs.ended();
     let mut triggers: HashMap<i64, (i64, Trigger)> = HashMap::new();
     let mut failures = 0u32;
     let mut stranded_at = 0i64;
+    let mut wake_at = tokio::time::Instant::now();
+    let mut full = true;
     loop {
         let kicked = svc.kick.notified();
         let job_ended = ended.notified();
         tokio::pin!(kicked, job_ended);
         kicked.as_mut().enable();
         job_ended.as_mut().enable();
-        let sleep = match look(&svc, &mut triggers, &mut stranded_at, now_ms()).await {
+        let looked = if full {
+            look(&svc, &mut triggers, &mut stranded_at, now_ms())
+                .await
+                .map(Some)
+        } else {
+            follow_ups(&svc, now_ms()).await.map(|()| None)
+        };
+        match looked {
             Ok(next) => {
                 failures = 0;
-                next
+                if let Some(next) = next {
+                    wake_at = tokio::time::Instant::now() + next;
+                }
             }
             Err(e) => {
                 failures += 1;
@@ -65,20 +78,32 @@ pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
                 } else {
                     tracing::warn!(error = %e, "Schedule timer failed, retrying");
                 }
-                Duration::from_millis(500)
+                wake_at = tokio::time::Instant::now() + Duration::from_millis(500);
             }
-        };
+        }
         let ended_first = tokio::select! {
-            _ = tokio::time::sleep(sleep) => false,
+            _ = tokio::time::sleep_until(wake_at) => false,
             _ = &mut kicked => false,
             _ = &mut job_ended => true,
             _ = shutdown.cancelled() => return,
         };
+        full = !ended_first;
         if ended_first {
             tokio::select! {
                 _ = tokio::time::sleep(MIN_GAP) => {}
                 _ = shutdown.cancelled() => return,
             }
+        }
+    }
+}
+
+/// Act on the ended jobs of schedules and pipelines, in batches.
+async fn follow_ups(svc: &Schedules, now: i64) -> super::Result<()> {
+    let ttl = svc.limits.default_lease_ttl_ms;
+    loop {
+        let done = svc.jobs.follow_up(now, BATCH, ttl).await?;
+        if done.jobs.len() < BATCH as usize {
+            return Ok(());
         }
     }
 }
@@ -101,19 +126,13 @@ pub(super) async fn look(
     stranded_at: &mut i64,
     now: i64,
 ) -> super::Result<Duration> {
-    let ttl = svc.limits.default_lease_ttl_ms;
     if now.saturating_sub(*stranded_at) >= STRANDED_EVERY.as_millis() as i64 {
         svc.jobs
             .fail_stranded(now, now - PIN_GONE_AFTER.as_millis() as i64)
             .await?;
         *stranded_at = now;
     }
-    loop {
-        let done = svc.jobs.follow_up(now, BATCH, ttl).await?;
-        if done.jobs.len() < BATCH as usize {
-            break;
-        }
-    }
+    follow_ups(svc, now).await?;
     loop {
         let due = svc.store().due_schedules(now, BATCH).await?;
         let n = due.len();

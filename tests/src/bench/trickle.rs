@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use baton_proto::{AGENT_ID_HEADER, JobId, limits};
+use baton_proto::{AGENT_ID_HEADER, CompleteRequest, Completion, JobId, JobResult, limits};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -28,6 +28,9 @@ use crate::api::Api;
 struct Times {
     sent: HashMap<JobId, Instant>,
     started: HashMap<JobId, Instant>,
+    /// Completions the controller did not accept, and the first answer.
+    refused: usize,
+    first_refusal: Option<String>,
 }
 
 type Shared = Arc<Mutex<Times>>;
@@ -121,6 +124,13 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
         .collect();
     lat.sort_by(f64::total_cmp);
     let mut failures = Vec::new();
+    if t.refused > 0 {
+        failures.push(format!(
+            "{} completions refused (their jobs ran to lease expiry), the first: {}",
+            t.refused,
+            t.first_refusal.as_deref().unwrap_or("?")
+        ));
+    }
     if lat.len() < submitted.0 {
         failures.push(format!(
             "only {}/{} jobs started within 10 s of the last submit",
@@ -243,8 +253,14 @@ async fn serve(
                 continue;
             };
             lock(&times).started.insert(job, started);
-            let done = json!({"token": token, "completion": "succeeded"});
-            let _ = api
+            let done = CompleteRequest {
+                token,
+                completion: Completion::Succeeded,
+                result: JobResult::default(),
+                error: None,
+                started_after_ms: Some(0),
+            };
+            let answer = api
                 .raw(
                     reqwest::Method::POST,
                     &format!("/v1/jobs/{job}/complete"),
@@ -252,6 +268,16 @@ async fn serve(
                     &headers,
                 )
                 .await;
+            let refusal = match answer {
+                Ok(r) if r.status.is_success() => None,
+                Ok(r) => Some(format!("{} {}", r.status, r.body)),
+                Err(e) => Some(format!("{e:#}")),
+            };
+            if let Some(why) = refusal {
+                let mut t = lock(&times);
+                t.refused += 1;
+                t.first_refusal.get_or_insert(why);
+            }
         }
     }
 }

@@ -300,6 +300,10 @@ pub(super) async fn follow_up_in(
     .fetch_all(&mut *c)
     .await?;
     let mut out = FollowedUp::default();
+    if ended.is_empty() {
+        // Nothing to act on (each job end looks): nothing to write.
+        return Ok(out);
+    }
     let mut schedules: Vec<i64> = Vec::new();
     for (job, schedule, run) in ended {
         out.jobs.push(job);
