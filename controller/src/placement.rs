@@ -47,6 +47,9 @@ pub struct Fleet {
     groups: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// Per group, the object stores (`[stores.<name>]`) its agents advertise.
     stores: BTreeMap<String, BTreeSet<String>>,
+    /// Per group, the (connection, store) pairs one agent advertises both
+    /// of: a job naming both runs only there.
+    pairs: BTreeMap<String, BTreeSet<(String, String)>>,
 }
 
 /// Sorted names, at most [`MAX_LISTED`] of them, then how many more.
@@ -64,8 +67,15 @@ impl Fleet {
     pub fn new(agents: &[(Vec<String>, baton_proto::Capabilities)]) -> Fleet {
         let mut groups: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
         let mut stores: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut pairs: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
         for (gs, caps) in agents {
             for g in gs {
+                let both = pairs.entry(g.clone()).or_default();
+                for c in &caps.connections {
+                    for st in &caps.stores {
+                        both.insert((c.name.clone(), st.clone()));
+                    }
+                }
                 stores
                     .entry(g.clone())
                     .or_default()
@@ -79,7 +89,11 @@ impl Fleet {
                 }
             }
         }
-        Fleet { groups, stores }
+        Fleet {
+            groups,
+            stores,
+            pairs,
+        }
     }
 
     /// Refuses (`spec.store`) a job naming an object store no agent of its
@@ -104,6 +118,33 @@ impl Fleet {
                 "no agent of group `{}` advertises store `{store}` ({known}); set \
                  allow_unplaced (batonctl submit --allow-unplaced) to submit it anyway for an \
                  agent not enrolled yet",
+                job.group
+            ),
+            kind: validate::Kind::Unprocessable,
+        })
+    }
+
+    /// Refuses (`spec.store`) a job naming a connection and a store that
+    /// agents of its group advertise, but no one agent both (it could never
+    /// be granted), unless it allows that.
+    fn place_pair(&self, job: &JobSubmit, connection: &str) -> Result<(), validate::Error> {
+        let Some(store) = job.spec.store() else {
+            return Ok(());
+        };
+        let both = self
+            .pairs
+            .get(&job.group)
+            .is_some_and(|p| p.contains(&(connection.to_owned(), store.to_owned())));
+        if job.allow_unplaced || both {
+            return Ok(());
+        }
+        Err(validate::Error {
+            field: job.spec.store_field().to_owned(),
+            message: format!(
+                "no agent of group `{}` advertises both connection `{connection}` and store \
+                 `{store}` (some advertise one, others the other; the job runs on one agent); \
+                 set allow_unplaced (batonctl submit --allow-unplaced) to submit it anyway for \
+                 an agent not enrolled yet",
                 job.group
             ),
             kind: validate::Kind::Unprocessable,
@@ -148,6 +189,7 @@ impl Fleet {
         };
         match conns.get(connection) {
             Some(kinds) => {
+                self.place_pair(job, connection)?;
                 let mut engines = Vec::new();
                 // `mysql` and `mariadb` are one engine.
                 for e in kinds.iter().filter_map(|k| Engine::parse(k)) {

@@ -175,3 +175,42 @@ fn a_restore_from_a_store_needs_the_store_and_the_connection() {
     assert_eq!(e.field, "spec.source.store");
     assert!(e.message.contains("store `nosuch`"), "{}", e.message);
 }
+
+/// A job naming a connection and a store runs on one agent that has both:
+/// one agent with the connection and another with the store is refused,
+/// naming `spec.source.store` and both names.
+#[test]
+fn a_connection_and_a_store_on_different_agents_are_refused() {
+    let db_only = agent(&["g"], &[("main", "mysql")]);
+    let mut store_only = agent(&["g"], &[]);
+    store_only.1.stores = vec!["offsite".into()];
+    let restore = || {
+        let mut job = sql("g", "main");
+        job.spec = JobSpec::Restore(baton_proto::RestoreSpec {
+            connection: "main".into(),
+            source: baton_proto::RestoreSource {
+                store: Some("offsite".into()),
+                key_prefix: Some("main/".into()),
+                ..Default::default()
+            },
+            database: "baton_drill_main".into(),
+            replace: true,
+        });
+        job
+    };
+    let apart = Fleet::new(&[db_only.clone(), store_only]);
+    let e = apart.place(&restore()).expect_err("no agent has both");
+    assert_eq!(e.field, "spec.source.store");
+    assert!(
+        e.message
+            .contains("both connection `main` and store `offsite`"),
+        "{}",
+        e.message
+    );
+    let mut anyway = restore();
+    anyway.allow_unplaced = true;
+    assert!(apart.place(&anyway).is_ok());
+    let mut both = db_only;
+    both.1.stores = vec!["offsite".into()];
+    assert!(Fleet::new(&[both]).place(&restore()).is_ok());
+}
