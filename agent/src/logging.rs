@@ -1,7 +1,7 @@
 //! Logging: tracing to stderr (or, for the Windows service, a file),
 //! filtered by the config (`log_level`, `BATON_AGENT_LOG`) unless `RUST_LOG` is
 //! set, which then wins. The filter can be replaced while running
-//! ([`reload`], on SIGHUP).
+//! ([`fn@reload`], on SIGHUP).
 //!
 //! Lines are text or, with `log_format = "json"`, one JSON object per line
 //! carrying the fields of the spans it was logged in (`span`: the innermost,
@@ -69,7 +69,7 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), Error> {
 }
 
 /// Install the global subscriber writing `format` lines to `writer`
-/// (colours only when `ansi`), its filter reloadable by [`reload`].
+/// (colours only when `ansi`), its filter reloadable by [`fn@reload`].
 pub fn install<W>(level: &str, format: LogFormat, writer: W, ansi: bool) -> Result<(), Error>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,

@@ -1,5 +1,5 @@
 //! Pipelines as pure values: the checks when one is defined
-//! ([`validate`]), the references between steps resolved when a step is
+//! ([`mod@validate`]), the references between steps resolved when a step is
 //! queued ([`resolve`], [`submission`]), and a run's next moves
 //! ([`advance`], [`pin`], [`retry_reset`]). No I/O, no clock, no store: the
 //! store calls these inside its transaction.

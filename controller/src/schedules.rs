@@ -1,5 +1,5 @@
 //! The schedules service: schedules and pipelines as operators define and
-//! drive them, and the timer that fires them ([`timer`]).
+//! drive them, and the timer that fires them ([`mod@timer`]).
 //!
 //! Definitions are checked here (the trigger by `crate::trigger`, a
 //! pipeline's graph and references by `crate::pipeline`, each job template

@@ -18,7 +18,7 @@
 //! - [`pipeline`]: pipelines (a DAG of steps), their runs and step states.
 //! - [`drill`]: failover drills: start request, fault directive, report and timeline.
 //! - [`config`]: locating a key in a TOML source for config errors (pure).
-//! - [`env`]: the environment variables of each program (disjoint tables) and the
+//! - [`mod@env`]: the environment variables of each program (disjoint tables) and the
 //!   secret-file mode check (pure).
 //! - [`sql_type`]: the allow-list of a procedure parameter's `sql_type`.
 //! - [`param`]: procedure names and parameter values read by the connection's

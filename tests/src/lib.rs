@@ -5,7 +5,7 @@
 //! - [`proc`]: spawning, signalling and restarting `baton-controller` and
 //!   `baton-agent` processes, each in its own temp state dir, logs to files.
 //! - [`api`]: a small typed operator/agent client over the v1 API.
-//! - [`bench`]: the `baton-bench` measurements (dispatch latency, throughput,
+//! - [`mod@bench`]: the `baton-bench` measurements (dispatch latency, throughput,
 //!   idle fleet, failover, footprint) with their targets.
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
 //! - [`ha`]: several controller replicas on one PostgreSQL database and agents

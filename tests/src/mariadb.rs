@@ -9,7 +9,7 @@
 //!
 //! MariaDB must be installed (`scripts/mariadb install`, or
 //! `apt-get install -y mariadb-server mariadb-client`). Without it — or with
-//! `BATON_TEST_MARIADB=skip` — a test that starts with [`require_mariadb!`]
+//! `BATON_TEST_MARIADB=skip` — a test that starts with [`require_mariadb!`](crate::require_mariadb)
 //! skips with a one-line reason, so plain `cargo test --workspace` passes on a
 //! machine without MariaDB; with `BATON_TEST_REQUIRE_MYSQL=1` (set by
 //! `scripts/test`, which CI runs) it fails instead: there a missing server is a

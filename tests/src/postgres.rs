@@ -15,7 +15,7 @@
 //! its server at once.
 //!
 //! PostgreSQL must be installed (`scripts/postgres install`, or `apt-get install
-//! -y postgresql`). Without it a test that starts with [`require_postgres!`]
+//! -y postgresql`). Without it a test that starts with [`require_postgres!`](crate::require_postgres)
 //! skips with a one-line reason, unless `BATON_TEST_PG_URL` names a server or
 //! `BATON_TEST_REQUIRE_PG=1` (set by `scripts/test`, which CI runs): then it
 //! fails, as a missing server there is a broken setup.

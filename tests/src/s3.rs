@@ -5,7 +5,7 @@
 //! reference client (boto3: `scripts/s3server ls/get`), never with the
 //! agent's code. A dropped [`S3Server`] stops its server.
 //!
-//! Without moto_server a test starting with [`require_s3!`] skips with a
+//! Without moto_server a test starting with [`require_s3!`](crate::require_s3) skips with a
 //! one-line reason, unless `BATON_TEST_REQUIRE_S3=1` (set by `.ci/run`,
 //! after `scripts/s3server install`): then it fails.
 

@@ -2,7 +2,7 @@
 //!
 //! A write that fails because of the disk or the filesystem (full, read-only,
 //! I/O error, the file cannot be opened or is damaged) is not the request's
-//! fault: it becomes [`Error::Unavailable`](super::Error::Unavailable) (HTTP 503 `store_unavailable`,
+//! fault: it becomes [`Error::Unavailable`] (HTTP 503 `store_unavailable`,
 //! naming the cause) instead of a generic database error, and the writer
 //! marks the store as failing. `/readyz` reads [`Health`]; one ERROR is logged
 //! when commits start failing (and again only if the cause changes), one INFO

@@ -2,7 +2,7 @@
 //! parameters bound (`@P1`, `@P2`, ... through `sp_executesql`, tiberius's
 //! `Query`), and its first result set is read item by item from tiberius's
 //! `QueryStream` (nothing buffered) into an
-//! [`ExportFile`](crate::db::common::export::ExportFile). Values are those of
+//! [`ExportFile`]. Values are those of
 //! [`super::value::to_json`]: decimals and money exact text, binary base64,
 //! dates and times as `sqlcmd` prints them, uniqueidentifier upper-case,
 //! NULL null.

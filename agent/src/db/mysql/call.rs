@@ -2,9 +2,9 @@
 //!
 //! `CALL \`schema\`.\`name\`(?, @baton_out_2, @baton_out_3)`: IN parameters
 //! are bound `?` values; OUT parameters are session variables
-//! `@baton_out_<n>` (n = 1-based position), read back with one `SELECT` once
+//! `@baton_out_N` (N = 1-based position), read back with one `SELECT` once
 //! every result set of the call has been drained; INOUT parameters are set
-//! first (`SET @baton_out_<n> = ?`, bound) and passed as the variable. Using
+//! first (`SET @baton_out_N = ?`, bound) and passed as the variable. Using
 //! variables rather than `?` for OUT parameters keeps MariaDB's binary
 //! protocol from adding a result set of its own.
 //!

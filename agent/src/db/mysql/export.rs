@@ -3,7 +3,7 @@
 //! prepared statement (binary protocol) with them, values always bound — and
 //! its first result set is read row by row from the socket (mysql_async's
 //! `QueryResult::next`, nothing buffered) into an
-//! [`ExportFile`](crate::db::common::export::ExportFile). Values are those of
+//! [`ExportFile`]. Values are those of
 //! [`super::value::to_json`]: DECIMAL exact text, binary base64, DATE /
 //! DATETIME / TIMESTAMP / TIME as the server prints them, NULL null.
 //!

@@ -408,7 +408,7 @@ impl Api {
         Self::with_bases(vec![base], token, ca_file)
     }
 
-    /// Build a client for several controllers (at least one), as [`Api::new`].
+    /// Build a client for several controllers (at least one), as `Api::new`.
     pub fn with_bases(bases: Vec<Url>, token: String, ca_file: Option<&Path>) -> Result<Api> {
         if bases.is_empty() {
             return Err(usage("no controller URL (--url)"));
