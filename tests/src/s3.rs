@@ -334,6 +334,17 @@ pub struct UploadFixture {
 pub const FAKE_DUMP: &str = "20261206T010203Z-job9.sql.zst";
 
 impl UploadFixture {
+    /// An `upload` job of the fake dump to `store`, keyed `<prefix>/{file}`
+    /// (`None`: the default template), with the `retry` policy given.
+    pub fn job(&self, store: &str, prefix: Option<&str>, retry: Value) -> Value {
+        let mut spec =
+            json!({"kind": "upload", "store": store, "file": self.file.display().to_string()});
+        if let Some(p) = prefix {
+            spec["key"] = json!(format!("{p}/{{file}}"));
+        }
+        json!({"group": "default", "spec": spec, "retry": retry})
+    }
+
     /// `n` agents (`agent-1`…), each with the stores `store(dir, agent_id)` gives.
     pub async fn start(n: usize, store: impl Fn(&Path, &str) -> String, size: usize) -> Self {
         let dir = tempfile::Builder::new()

@@ -151,16 +151,16 @@ async fn the_server_gone_mid_upload_leaves_no_object_and_the_retry_completes() {
     let f = fixture(&s3, &url, 25 * 1024 * 1024).await;
     // Slow the parts down so the fault lands in the middle.
     proxy.delay(Duration::from_millis(20));
-    let job = f
-        .c
-        .api
-        .submit(json!({
-            "group": "default",
-            "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string()},
-            "retry": {"max_attempts": 6, "initial_backoff_ms": 2000, "retry_on": ["error", "lease_expired"]},
-        }))
-        .await
-        .expect("submit");
+    let job =
+        f.c.api
+            .submit(f.job(
+                "offsite",
+                None,
+                json!({"max_attempts": 6, "initial_backoff_ms": 2000,
+                   "retry_on": ["error", "lease_expired"]}),
+            ))
+            .await
+            .expect("submit");
     f.c.api.wait_running(job.id, WAIT).await.expect("running");
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.reset();
@@ -213,17 +213,11 @@ async fn uploads_go_only_to_the_agent_with_their_store() {
     let f = UploadFixture::start(2, store, 1024).await;
     let mut ids = Vec::new();
     for p in ["a", "b", "c", "d"] {
-        let job = f
-            .c
-            .api
-            .submit(json!({
-                "group": "default",
-                "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string(),
-                         "key": format!("{p}/{{file}}")},
-                "retry": {"max_attempts": 1},
-            }))
-            .await
-            .expect("submit");
+        let job =
+            f.c.api
+                .submit(f.job("offsite", Some(p), json!({"max_attempts": 1})))
+                .await
+                .expect("submit");
         ids.push(job.id);
     }
     for id in ids {
@@ -250,18 +244,14 @@ async fn an_agent_killed_mid_upload_and_restarted_leaves_one_object_and_no_uploa
     // Slow enough to be killed in the middle.
     proxy.delay(Duration::from_millis(20));
     // A long TTL: only the restarted agent's report can requeue the job.
-    let job = f
-        .c
-        .api
-        .submit(json!({
-            "group": "default",
-            "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string()},
-            "lease_ttl_ms": 60_000,
-            "retry": {"max_attempts": 2, "initial_backoff_ms": 0, "jitter": 0.0,
-                      "retry_on": ["error", "lease_expired"]},
-        }))
-        .await
-        .expect("submit");
+    let mut spec = f.job(
+        "offsite",
+        None,
+        json!({"max_attempts": 2, "initial_backoff_ms": 0, "jitter": 0.0,
+               "retry_on": ["error", "lease_expired"]}),
+    );
+    spec["lease_ttl_ms"] = json!(60_000);
+    let job = f.c.api.submit(spec).await.expect("submit");
     let (_, holder) = f.c.api.wait_running(job.id, WAIT).await.expect("running");
     let key = "prod/main/sales/2026/12/06/20261206T010203Z-job9.sql.zst";
     let uploads = f.c.agent(&holder).dir.join("state").join("uploads");
@@ -342,12 +332,8 @@ async fn wrong_keys_fail_once_naming_the_store_and_the_refusal() {
     };
     let f = UploadFixture::start(1, stores, 1024).await;
     let upload = |store: &str| {
-        json!({
-            "group": "default",
-            "spec": {"kind": "upload", "store": store, "file": f.file.display().to_string(),
-                     "key": format!("{store}/{{file}}")},
-            "retry": {"max_attempts": 3, "initial_backoff_ms": 100, "retry_on": ["error"]},
-        })
+        let retry = json!({"max_attempts": 3, "initial_backoff_ms": 100, "retry_on": ["error"]});
+        f.job(store, Some(store), retry)
     };
     for (store, code) in [
         ("badsecret", "SignatureDoesNotMatch"),
@@ -403,12 +389,7 @@ const NOT_RECORDED: &str = "Cannot record the multipart upload";
 async fn upload_once(f: &UploadFixture, prefix: &str) -> baton_proto::JobView {
     let job =
         f.c.api
-            .submit(json!({
-                "group": "default",
-                "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string(),
-                         "key": format!("{prefix}/{{file}}")},
-                "retry": {"max_attempts": 1},
-            }))
+            .submit(f.job("offsite", Some(prefix), json!({"max_attempts": 1})))
             .await
             .expect("submit");
     f.c.api.wait_terminal(job.id, WAIT).await.expect("ended")
@@ -472,12 +453,7 @@ async fn a_full_then_read_only_records_dir_warns_uploads_anyway_and_recovers() {
     proxy.delay(Duration::from_millis(20));
     let job =
         f.c.api
-            .submit(json!({
-                "group": "default",
-                "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string(),
-                         "key": "ok/{file}"},
-                "retry": {"max_attempts": 1},
-            }))
+            .submit(f.job("offsite", Some("ok"), json!({"max_attempts": 1})))
             .await
             .expect("submit");
     let record = format!("{}-1.json", job.id);
