@@ -20,8 +20,10 @@
 //!   (`scripts/mariadb`), with per-test databases and users.
 //! - [`postgres`]: real PostgreSQL servers (`scripts/postgres`): the shared test
 //!   server with per-test databases, and primaries + standbys of a test's own.
-//! - [`s3`]: a real S3-compatible server (`scripts/s3server`, moto) with a
-//!   fresh access key, its bucket listed through a reference client.
+//! - [`s3`]: a real S3-compatible server (`scripts/s3server`, moto), its
+//!   bucket listed through a reference client, SIGSTOP/SIGCONT; the fixtures
+//!   the upload and restore tests share (store sections, a fault proxy in
+//!   front, a fake dump, the dump → upload pipeline).
 //! - [`sched_store`]: a stopped controller's SQLite store read for schedule
 //!   evidence (one job per nominal time, occurrences with no gap).
 //! - [`webhook`]: a scripted webhook receiver on loopback (notifications).

@@ -34,10 +34,26 @@ impl LoopFs {
     /// Make and mount a `size_mib` ext4 filesystem. `Err` says why it
     /// cannot be done here (not root, no loop devices, no mkfs.ext4).
     pub fn create(size_mib: u64) -> Result<LoopFs> {
+        Self::make(size_mib, None)
+    }
+
+    /// Like [`LoopFs::create`], mounted over the existing directory `at`
+    /// (what a daemon already uses; it sees the new filesystem from then on).
+    pub fn create_at(size_mib: u64, at: &Path) -> Result<LoopFs> {
+        Self::make(size_mib, Some(at))
+    }
+
+    fn make(size_mib: u64, at: Option<&Path>) -> Result<LoopFs> {
         let tmp = tempfile::Builder::new().prefix("baton-loopfs-").tempdir()?;
         let image = tmp.path().join("fs.img");
-        let mount = tmp.path().join("mnt");
-        fs::create_dir(&mount)?;
+        let mount = match at {
+            Some(at) => at.to_path_buf(),
+            None => {
+                let mount = tmp.path().join("mnt");
+                fs::create_dir(&mount)?;
+                mount
+            }
+        };
         fs::File::create(&image)?.set_len(size_mib * 1024 * 1024)?;
         // No reserved blocks: root (the daemon under test) fills it as
         // anyone would.

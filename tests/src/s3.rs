@@ -1,5 +1,6 @@
 //! A real S3-compatible server for tests (`scripts/s3server`: moto_server on
-//! loopback, authenticated, with a fresh access key in its dir).
+//! loopback, key files with fixed values in its dir; moto checks no
+//! signature), and the fixtures the upload and restore tests share.
 //!
 //! The bucket's contents are read back through the server itself, with a
 //! reference client (boto3: `scripts/s3server ls/get`), never with the
@@ -13,6 +14,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::cluster::Cluster;
+use crate::faultproxy::FaultProxy;
+
+/// The bucket of the e2e tests.
+pub const BUCKET: &str = "baton-backups";
 
 /// Environment variable: `1` turns a skip for a missing server into a failure.
 pub const REQUIRE: &str = "BATON_TEST_REQUIRE_S3";
@@ -94,9 +105,21 @@ pub struct S3Server {
 impl S3Server {
     /// Start a server (free port).
     pub fn start() -> Result<S3Server> {
+        Self::start_args(&[])
+    }
+
+    /// Start a server that refuses requests not signed with its key
+    /// (`scripts/s3server start --auth`: presigned SigV4 signatures checked
+    /// in front of moto; 403 `InvalidAccessKeyId` / `SignatureDoesNotMatch`).
+    pub fn start_auth() -> Result<S3Server> {
+        Self::start_args(&["--auth"])
+    }
+
+    fn start_args(args: &[&str]) -> Result<S3Server> {
         let dir = tempfile::Builder::new().prefix("baton-s3-").tempdir()?;
         let out = Command::new(script())
             .arg("start")
+            .args(args)
             .arg(dir.path())
             .output()
             .context("running scripts/s3server")?;
@@ -116,6 +139,29 @@ impl S3Server {
             .and_then(|p| p.parse().ok())
             .context("no port= from scripts/s3server")?;
         Ok(S3Server { dir, url, port })
+    }
+
+    /// Start a server with [`BUCKET`] in it.
+    pub fn with_bucket() -> Result<S3Server> {
+        let s3 = S3Server::start()?;
+        s3.make_bucket(BUCKET)?;
+        Ok(s3)
+    }
+
+    /// A fault proxy in front of the server, and its URL (a store's `endpoint`).
+    pub async fn proxy(&self) -> Result<(FaultProxy, String)> {
+        let upstream = format!("127.0.0.1:{}", self.port).parse()?;
+        let proxy = FaultProxy::start(upstream).await?;
+        let url = format!("http://{}", proxy.addr());
+        Ok((proxy, url))
+    }
+
+    /// A `[stores.NAME]` section for this server reached at `endpoint` (its
+    /// [`S3Server::url`] or a proxy's): [`BUCKET`], path-style, the server's
+    /// key files, then the `extra` lines.
+    pub fn store_toml(&self, name: &str, endpoint: &str, extra: &str) -> String {
+        let keys = (self.access_key_file(), self.secret_key_file());
+        store_toml_keys(name, endpoint, (&keys.0, &keys.1), extra)
     }
 
     /// The file holding the access key id.
@@ -201,13 +247,156 @@ impl S3Server {
     pub fn kill(&self) -> Result<()> {
         self.client(&["kill"]).map(drop)
     }
+
+    fn signal(&self, sig: Signal) -> Result<()> {
+        let text = std::fs::read_to_string(self.dir.path().join("pid")).context("server pid")?;
+        let pid: i32 = text.trim().parse().context("server pid")?;
+        nix::sys::signal::kill(Pid::from_raw(pid), sig)
+            .with_context(|| format!("{sig:?} to {pid}"))?;
+        Ok(())
+    }
+
+    /// SIGSTOP the server: connections stay open, nothing is answered.
+    pub fn freeze(&self) -> Result<()> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// SIGCONT after [`S3Server::freeze`].
+    pub fn thaw(&self) -> Result<()> {
+        self.signal(Signal::SIGCONT)
+    }
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
+        // A frozen server would ignore the SIGTERM.
+        let _ = self.thaw();
         let _ = Command::new(script())
             .arg("stop")
             .arg(self.dir.path())
             .status();
+    }
+}
+
+/// A `[stores.NAME]` section for [`BUCKET`] at `endpoint`, path-style,
+/// with the `(access, secret)` key files given, then the `extra` lines.
+pub fn store_toml_keys(name: &str, endpoint: &str, keys: (&Path, &Path), extra: &str) -> String {
+    format!(
+        "[stores.{name}]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nbucket = \"{BUCKET}\"\n\
+         path_style = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\n{extra}",
+        keys.0.display(),
+        keys.1.display()
+    )
+}
+
+/// The hex sha256 of a file's bytes.
+pub fn sha256_file(p: &Path) -> String {
+    let bytes = std::fs::read(p).expect("read");
+    hex::encode(sha2::Sha256::digest(&bytes))
+}
+
+/// A pipeline `name`: a `dump` step (`dump`, a dump spec), then an `upload`
+/// of its file to store `offsite` on the same agent (with `retention`
+/// when given); each step tried once.
+pub fn dump_upload_pipeline(name: &str, dump: Value, retention: Option<Value>) -> Value {
+    let mut upload = json!({"kind": "upload", "store": "offsite",
+                            "file": "${steps.dump.result.file}"});
+    if let Some(r) = retention {
+        upload["retention"] = r;
+    }
+    json!({
+        "name": name,
+        "group": "default",
+        "timeout_ms": 300_000,
+        "steps": [
+            {"name": "dump", "job": {"spec": dump, "retry": {"max_attempts": 1}}},
+            {"name": "upload", "depends_on": ["dump"], "same_agent_as": "dump",
+             "job": {"spec": upload, "retry": {"max_attempts": 1}}},
+        ],
+    })
+}
+
+/// Agents with a (never reached) MySQL connection `main` dumping to
+/// `<dir>/dumps`, so files there may be uploaded, and a fake dump there of
+/// `size` bytes with its manifest (`main`, database `sales`).
+#[derive(Debug)]
+pub struct UploadFixture {
+    /// The controller and agents.
+    pub c: Cluster,
+    /// The fake dump.
+    pub file: PathBuf,
+    /// Its sha256 (hex).
+    pub sha256: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The fake dump's name.
+pub const FAKE_DUMP: &str = "20261206T010203Z-job9.sql.zst";
+
+impl UploadFixture {
+    /// An `upload` job of the fake dump to `store`, keyed `<prefix>/{file}`
+    /// (`None`: the default template), with the `retry` policy given.
+    pub fn job(&self, store: &str, prefix: Option<&str>, retry: Value) -> Value {
+        let mut spec =
+            json!({"kind": "upload", "store": store, "file": self.file.display().to_string()});
+        if let Some(p) = prefix {
+            spec["key"] = json!(format!("{p}/{{file}}"));
+        }
+        json!({"group": "default", "spec": spec, "retry": retry})
+    }
+
+    /// `n` agents (`agent-1`…), each with the stores `store(dir, agent_id)` gives.
+    pub async fn start(n: usize, store: impl Fn(&Path, &str) -> String, size: usize) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("baton-upl-")
+            .tempdir()
+            .expect("tmp");
+        let pw = dir.path().join("pw");
+        crate::mariadb::write_password_file(&pw, "unused").expect("pw");
+        let dumps = dir.path().join("dumps");
+        let sub = dumps.join("main/sales");
+        std::fs::create_dir_all(&sub).expect("dir");
+        let file = sub.join(FAKE_DUMP);
+        write_pattern(&file, size);
+        let sha256 = sha256_file(&file);
+        std::fs::write(
+            sub.join("20261206T010203Z-job9.manifest.json"),
+            json!({"file": FAKE_DUMP, "connection": "main", "database": "sales",
+                   "sha256": sha256, "started_at": "2026-12-06T01:02:03.000Z"})
+            .to_string(),
+        )
+        .expect("manifest");
+        let conn = format!(
+            "[connections.main]\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"u\"\n\
+             password_file = \"{}\"\ndump_dir = \"{}\"\n",
+            pw.display(),
+            dumps.display()
+        );
+        let base = dir.path().to_path_buf();
+        let c = Cluster::start_with(n, "", move |o| {
+            o.extra = format!("{conn}{}", store(&base, &o.id));
+        })
+        .await
+        .expect("cluster");
+        c.wait_agents_online().await.expect("online");
+        UploadFixture {
+            c,
+            file,
+            sha256,
+            _dir: dir,
+        }
+    }
+}
+
+/// `size` bytes of a repeating pattern.
+fn write_pattern(file: &Path, size: usize) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(file).expect("file");
+    let chunk: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).expect("write");
+        left -= n;
     }
 }

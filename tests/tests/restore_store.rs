@@ -13,6 +13,10 @@
 //!   object it fails, still drops the scratch database, and a webhook
 //!   receiver gets `pipeline_failed`.
 //!
+//! - the server SIGSTOPped in the middle of a restore's download: the
+//!   attempt times out with the database untouched; after SIGCONT the retry
+//!   restores.
+//!
 //! Not here: a byte flipped in transit by a faulty proxy (tests/src/faultproxy
 //! forwards, delays, black-holes and resets; it does not rewrite bytes). What
 //! the agent checks is the same either way: the downloaded bytes' sha256
@@ -23,16 +27,16 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use baton_proto::pipeline::{RunState, RunView, StepRunView, StepState};
-use baton_proto::{JobState, JobView};
+use baton_proto::{AttemptOutcome, JobState, JobView};
 use baton_tests::cluster::Cluster;
+use baton_tests::faultproxy::FaultProxy;
 use baton_tests::mariadb::{self, MariaDb};
 use baton_tests::proc::bin;
-use baton_tests::s3::S3Server;
+use baton_tests::s3::{self, BUCKET, S3Server};
 use baton_tests::webhook::Receiver;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(180);
-const BUCKET: &str = "baton-backups";
 const SECRET: &str = "restore-drill-webhook-secret-0123";
 
 fn data(j: &JobView) -> Value {
@@ -56,6 +60,8 @@ struct Fixture {
     mdb: &'static MariaDb,
     db: String,
     dumps: PathBuf,
+    /// Between the agent and the server, when asked for.
+    proxy: Option<FaultProxy>,
     /// The object's key in the bucket (the store's prefix `prod/` included).
     key: String,
     sha256: String,
@@ -75,19 +81,44 @@ impl Drop for Fixture {
     }
 }
 
+/// The default table: 500 orders.
+const ORDERS: &str = "CREATE TABLE orders (id INT PRIMARY KEY, amount DECIMAL(10,2), note TEXT);
+     INSERT INTO orders SELECT seq, seq / 7, CONCAT('order ', seq) FROM seq_1_to_500;";
+
+/// How a [`Fixture`] is made.
+struct Setup<'a> {
+    controller_extra: &'a str,
+    /// The SQL that fills the database.
+    tables: &'a str,
+    /// The dump's restore check.
+    verify: bool,
+    /// The agent reaches the store through a fault proxy.
+    proxy: bool,
+}
+
 impl Fixture {
     async fn start(controller_extra: &str) -> Fixture {
+        Self::start_with(Setup {
+            controller_extra,
+            tables: ORDERS,
+            verify: true,
+            proxy: false,
+        })
+        .await
+    }
+
+    async fn start_with(setup: Setup<'_>) -> Fixture {
         baton_tests::init_crypto();
-        let s3 = S3Server::start().expect("s3 server");
-        s3.make_bucket(BUCKET).expect("bucket");
+        let s3 = S3Server::with_bucket().expect("s3 server");
+        let (proxy, endpoint) = if setup.proxy {
+            let (p, url) = s3.proxy().await.expect("proxy");
+            (Some(p), url)
+        } else {
+            (None, s3.url.clone())
+        };
         let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
         let db = mdb.create_database("rs").expect("database");
-        mdb.sql(
-            Some(&db),
-            "CREATE TABLE orders (id INT PRIMARY KEY, amount DECIMAL(10,2), note TEXT);
-             INSERT INTO orders SELECT seq, seq / 7, CONCAT('order ', seq) FROM seq_1_to_500;",
-        )
-        .expect("setup sql");
+        mdb.sql(Some(&db), setup.tables).expect("setup sql");
         let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
         mdb.grant(&user, &["SELECT"], "mysql.proc").expect("grant");
         for on in [
@@ -105,36 +136,18 @@ impl Fixture {
         mariadb::write_password_file(&pw, &password).expect("password");
         let dumps = dir.path().join("dumps");
         let conn = mdb.connection_toml("main", &db, &user, &pw);
-        let store = format!(
-            "[stores.offsite]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{BUCKET}\"\n\
-             prefix = \"prod\"\npath_style = true\naccess_key_file = \"{}\"\n\
-             secret_key_file = \"{}\"\n",
-            s3.url,
-            s3.access_key_file().display(),
-            s3.secret_key_file().display()
-        );
+        let store = s3.store_toml("offsite", &endpoint, "prefix = \"prod\"\n");
         let dumps_of = dumps.clone();
-        let c = Cluster::start_with(1, controller_extra, move |o| {
+        let c = Cluster::start_with(1, setup.controller_extra, move |o| {
             o.extra = format!("{conn}dump_dir = \"{}\"\n{store}", dumps_of.display());
         })
         .await
         .expect("cluster");
         c.wait_agents_online().await.expect("online");
+        let dump = json!({"kind": "dump", "connection": "main", "database": db,
+                          "verify": setup.verify});
         c.api
-            .create_pipeline(json!({
-                "name": "offsite",
-                "group": "default",
-                "steps": [
-                    {"name": "dump",
-                     "job": {"spec": {"kind": "dump", "connection": "main", "database": db,
-                                      "verify": true},
-                             "retry": {"max_attempts": 1}}},
-                    {"name": "upload", "depends_on": ["dump"], "same_agent_as": "dump",
-                     "job": {"spec": {"kind": "upload", "store": "offsite",
-                                      "file": "${steps.dump.result.file}"},
-                             "retry": {"max_attempts": 1}}},
-                ],
-            }))
+            .create_pipeline(s3::dump_upload_pipeline("offsite", dump, None))
             .await
             .expect("pipeline");
         let run = c.api.start_run("offsite").await.expect("run");
@@ -154,6 +167,7 @@ impl Fixture {
             mdb,
             db,
             dumps,
+            proxy,
             key,
             sha256,
             dir,
@@ -292,6 +306,119 @@ async fn an_object_is_restored_and_a_tampered_one_is_refused_before_the_database
     );
     assert_eq!(j.attempts.len(), 1, "a mismatch is not retried");
     assert!(!f.database_exists(&c2), "nothing touched the database");
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+}
+
+/// 24 MiB of random bytes: a dump object far larger than what the socket
+/// buffers between the server and the agent hold.
+const BLOBS: &str = "CREATE TABLE blobs (id INT PRIMARY KEY, b BLOB NOT NULL);
+     INSERT INTO blobs SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_24576;";
+
+/// Bytes in `.partial` files under the dump directory's downloads.
+fn downloading(dumps: &Path) -> u64 {
+    let Ok(dirs) = std::fs::read_dir(dumps) else {
+        return 0;
+    };
+    dirs.filter_map(Result::ok)
+        .filter(|d| d.file_name().to_string_lossy().starts_with(".restore-"))
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".partial"))
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The server SIGSTOPped while a restore downloads its object (a fault
+/// proxy paces the body so that the stop lands in the middle): the request
+/// hangs, the attempt ends `timed_out` at the job's timeout, and nothing
+/// touched the database (it does not exist while the server is stopped).
+/// SIGCONT, and the retry downloads the object again, verifies it and
+/// restores it; no download is left behind by either attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_mid_download_times_the_restore_out_and_the_retry_restores() {
+    baton_tests::require_s3!();
+    baton_tests::require_mariadb!();
+    let f = Fixture::start_with(Setup {
+        controller_extra: "",
+        tables: BLOBS,
+        verify: false,
+        proxy: true,
+    })
+    .await;
+    let proxy = f.proxy.as_ref().expect("proxy");
+    let listing = f.s3.list(BUCKET).expect("list");
+    let size = listing
+        .objects
+        .iter()
+        .find(|o| o.key == f.key)
+        .expect("object")
+        .size;
+    let c1 = format!("{}_c1", f.db);
+    // About 8 MB/s: the download takes seconds, the stop comes at its start.
+    proxy.delay(Duration::from_millis(2));
+    let before = proxy.stats().to_client;
+    let job =
+        f.c.api
+            .submit(json!({
+                "group": "default",
+                "spec": {"kind": "restore", "connection": "main", "database": c1,
+                         "source": {"store": "offsite", "key": f.store_key()}},
+                "timeout_ms": 90_000,
+                "retry": {"max_attempts": 2, "initial_backoff_ms": 1000, "retry_on": ["timeout"]},
+            }))
+            .await
+            .expect("submit");
+    let end = Instant::now() + WAIT;
+    while downloading(&f.dumps) == 0 {
+        assert!(
+            Instant::now() < end,
+            "the download never began\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.s3.freeze().expect("SIGSTOP");
+    let first = loop {
+        let j = f.c.api.job(job.id).await.expect("job");
+        if let Some(outcome) = j.attempts.first().and_then(|a| a.outcome) {
+            break (outcome, j);
+        }
+        assert!(
+            Instant::now() < end,
+            "the first attempt never ended: {j:#?}\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(first.0, AttemptOutcome::TimedOut, "{:#?}", first.1);
+    let got = proxy.stats().to_client - before;
+    assert!(
+        got < size,
+        "the download was cut short by the stop: {got} of {size} bytes"
+    );
+    assert!(
+        !f.database_exists(&c1),
+        "nothing touched the database before the sha256 was checked"
+    );
+
+    f.s3.thaw().expect("SIGCONT");
+    proxy.pass();
+    let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("ended");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    assert_eq!(done.attempts.len(), 2, "{done:#?}");
+    let d = data(&done);
+    assert_eq!(d["source"]["sha256"], f.sha256.as_str(), "{d:#}");
+    assert_eq!(d["mismatches"], json!([]), "{d:#}");
+    assert_eq!(d["tables"][0]["rows"], 24576, "{d:#}");
+    assert_eq!(
+        f.mdb
+            .sql(None, &format!("SELECT COUNT(*) FROM `{c1}`.blobs"))
+            .expect("count")
+            .trim(),
+        "24576"
+    );
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }
 

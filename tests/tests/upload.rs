@@ -21,12 +21,17 @@
 //!
 //! The 1 GiB throughput and RSS figures: `baton-bench upload`.
 //!
-//! Not here: wrong credentials. moto's authentication reads only the
+//! - the upload records' directory on a full, then read-only disk: uploads
+//!   warn and complete; recording resumes once the disk is repaired;
+//! - wrong keys (a wrong secret, an unknown access key id) against a server
+//!   that checks signatures: the job fails once, naming the store and the
+//!   server's refusal, the secret nowhere, nothing left in the bucket.
+//!
+//! moto's own authentication cannot do the last one: it reads only the
 //! Authorization header and answers 500 (a KeyError on HTTP_AUTHORIZATION,
-//! checked with moto 5.2.1 and `INITIAL_NO_AUTH_ACTION_COUNT=0`) to
-//! presigned requests, which is how rusty-s3 signs, so it cannot tell a bad
-//! key; `objstore::tests` and `upload::tests` cover the rule (403 is never
-//! retried; the job's error names the store and the S3 code).
+//! moto 5.2, `INITIAL_NO_AUTH_ACTION_COUNT=0`) to presigned requests, which
+//! is how rusty-s3 signs; `scripts/s3server start --auth` checks their SigV4
+//! signatures in front of moto instead.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,29 +39,17 @@ use std::time::Duration;
 use baton_proto::pipeline::RunState;
 use baton_proto::{AttemptOutcome, JobState};
 use baton_tests::cluster::Cluster;
-use baton_tests::faultproxy::FaultProxy;
-use baton_tests::s3::S3Server;
+use baton_tests::loopfs::LoopFs;
+use baton_tests::s3::{self, BUCKET, S3Server, UploadFixture, sha256_file};
 use baton_tests::tds::{BackupModel, Script, TdsServer};
 use baton_tests::{mariadb, mssql};
 use serde_json::json;
-use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(120);
-const BUCKET: &str = "baton-backups";
 
-fn store_toml(url: &str, s3: &S3Server, secret: &Path, part_mb: u64) -> String {
-    format!(
-        "[stores.offsite]\nkind = \"s3\"\nendpoint = \"{url}\"\nbucket = \"{BUCKET}\"\n\
-         prefix = \"prod\"\npath_style = true\naccess_key_file = \"{}\"\n\
-         secret_key_file = \"{}\"\nsse = \"AES256\"\npart_size_mb = {part_mb}\nconcurrency = 2\n",
-        s3.access_key_file().display(),
-        secret.display()
-    )
-}
-
-fn sha256_file(p: &Path) -> String {
-    let bytes = std::fs::read(p).expect("read");
-    hex::encode(sha2::Sha256::digest(&bytes))
+/// The `offsite` store's settings after its endpoint and keys.
+fn offsite(part_mb: u64) -> String {
+    format!("prefix = \"prod\"\nsse = \"AES256\"\npart_size_mb = {part_mb}\nconcurrency = 2\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,8 +57,7 @@ async fn dump_upload_retention_pipeline_on_mariadb() {
     baton_tests::require_s3!();
     baton_tests::require_mariadb!();
     baton_tests::init_crypto();
-    let s3 = S3Server::start().expect("s3 server");
-    s3.make_bucket(BUCKET).expect("bucket");
+    let s3 = S3Server::with_bucket().expect("s3 server");
     let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
     let db = mdb.create_database("upl").expect("database");
     mdb.sql(
@@ -82,7 +74,7 @@ async fn dump_upload_retention_pipeline_on_mariadb() {
     mariadb::write_password_file(&pw, &password).expect("password");
     let dumps = secrets.path().join("dumps");
     let conn = mdb.connection_toml("main", &db, &user, &pw);
-    let store = store_toml(&s3.url, &s3, &s3.secret_key_file(), 5);
+    let store = s3.store_toml("offsite", &s3.url, &offsite(5));
     let dumps_of = dumps.clone();
     let c = Cluster::start_with(1, "", move |o| {
         o.extra = format!("{conn}dump_dir = \"{}\"\n{store}", dumps_of.display());
@@ -90,22 +82,10 @@ async fn dump_upload_retention_pipeline_on_mariadb() {
     .await
     .expect("cluster");
     c.wait_agents_online().await.expect("online");
+    let dump = json!({"kind": "dump", "connection": "main", "database": db});
+    let retention = json!({"keep_last": 2});
     c.api
-        .create_pipeline(json!({
-            "name": "offsite",
-            "group": "default",
-            "timeout_ms": 120_000,
-            "steps": [
-                {"name": "dump",
-                 "job": {"spec": {"kind": "dump", "connection": "main", "database": db},
-                         "retry": {"max_attempts": 1}}},
-                {"name": "upload", "depends_on": ["dump"], "same_agent_as": "dump",
-                 "job": {"spec": {"kind": "upload", "store": "offsite",
-                                  "file": "${steps.dump.result.file}",
-                                  "retention": {"keep_last": 2}},
-                         "retry": {"max_attempts": 1}}},
-            ],
-        }))
+        .create_pipeline(s3::dump_upload_pipeline("offsite", dump, Some(retention)))
         .await
         .expect("pipeline");
     let mut uploaded = Vec::new();
@@ -156,100 +136,31 @@ async fn dump_upload_retention_pipeline_on_mariadb() {
     }
 }
 
-/// One agent with a (never reached) MySQL connection dumping to `dumps`, so
-/// files there may be uploaded, and a fake dump of `size` bytes with its manifest.
-struct FileFixture {
-    c: Cluster,
-    file: PathBuf,
-    sha256: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn file_fixture(store: impl Fn(&Path) -> String, size: usize) -> FileFixture {
-    agents_fixture(1, move |dir, _| store(dir), size).await
-}
-
-/// Like [`file_fixture`] with `n` agents (`agent-1`…), each with the stores
-/// `store(dir, agent_id)` gives.
-async fn agents_fixture(
-    n: usize,
-    store: impl Fn(&Path, &str) -> String,
-    size: usize,
-) -> FileFixture {
-    let dir = tempfile::Builder::new()
-        .prefix("baton-upl-")
-        .tempdir()
-        .expect("tmp");
-    let pw = dir.path().join("pw");
-    mariadb::write_password_file(&pw, "unused").expect("pw");
-    let dumps = dir.path().join("dumps");
-    let sub = dumps.join("main/sales");
-    std::fs::create_dir_all(&sub).expect("dir");
-    let file = sub.join("20261206T010203Z-job9.sql.zst");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&file).expect("file");
-        let chunk: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(chunk.len());
-            f.write_all(&chunk[..n]).expect("write");
-            left -= n;
-        }
-    }
-    let sha256 = sha256_file(&file);
-    std::fs::write(
-        sub.join("20261206T010203Z-job9.manifest.json"),
-        json!({"file": "20261206T010203Z-job9.sql.zst", "connection": "main",
-               "database": "sales", "sha256": sha256,
-               "started_at": "2026-12-06T01:02:03.000Z"})
-        .to_string(),
-    )
-    .expect("manifest");
-    let conn = format!(
-        "[connections.main]\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"u\"\n\
-         password_file = \"{}\"\ndump_dir = \"{}\"\n",
-        pw.display(),
-        dumps.display()
-    );
-    let base = dir.path().to_path_buf();
-    let c = Cluster::start_with(n, "", move |o| {
-        o.extra = format!("{conn}{}", store(&base, &o.id));
-    })
-    .await
-    .expect("cluster");
-    c.wait_agents_online().await.expect("online");
-    FileFixture {
-        c,
-        file,
-        sha256,
-        _dir: dir,
-    }
+/// One agent with store `offsite` at `url` (this server's or a proxy's) and
+/// a fake dump of `size` bytes.
+async fn fixture(s3: &S3Server, url: &str, size: usize) -> UploadFixture {
+    UploadFixture::start(1, |_, _| s3.store_toml("offsite", url, &offsite(5)), size).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_gone_mid_upload_leaves_no_object_and_the_retry_completes() {
     baton_tests::require_s3!();
     baton_tests::init_crypto();
-    let s3 = S3Server::start().expect("s3 server");
-    s3.make_bucket(BUCKET).expect("bucket");
-    let upstream = format!("127.0.0.1:{}", s3.port).parse().expect("addr");
-    let proxy = FaultProxy::start(upstream).await.expect("proxy");
-    let url = format!("http://{}", proxy.addr());
-    let secret = s3.secret_key_file();
-    let f = file_fixture(|_| store_toml(&url, &s3, &secret, 5), 25 * 1024 * 1024).await;
+    let s3 = S3Server::with_bucket().expect("s3 server");
+    let (proxy, url) = s3.proxy().await.expect("proxy");
+    let f = fixture(&s3, &url, 25 * 1024 * 1024).await;
     // Slow the parts down so the fault lands in the middle.
     proxy.delay(Duration::from_millis(20));
-    let job = f
-        .c
-        .api
-        .submit(json!({
-            "group": "default",
-            "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string()},
-            "retry": {"max_attempts": 6, "initial_backoff_ms": 2000, "retry_on": ["error", "lease_expired"]},
-        }))
-        .await
-        .expect("submit");
+    let job =
+        f.c.api
+            .submit(f.job(
+                "offsite",
+                None,
+                json!({"max_attempts": 6, "initial_backoff_ms": 2000,
+                   "retry_on": ["error", "lease_expired"]}),
+            ))
+            .await
+            .expect("submit");
     f.c.api.wait_running(job.id, WAIT).await.expect("running");
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.reset();
@@ -290,36 +201,23 @@ async fn the_server_gone_mid_upload_leaves_no_object_and_the_retry_completes() {
 async fn uploads_go_only_to_the_agent_with_their_store() {
     baton_tests::require_s3!();
     baton_tests::init_crypto();
-    let s3 = S3Server::start().expect("s3 server");
-    s3.make_bucket(BUCKET).expect("bucket");
-    let (url, ak, sk) = (s3.url.clone(), s3.access_key_file(), s3.secret_key_file());
-    let store = move |_: &Path, agent: &str| {
+    let s3 = S3Server::with_bucket().expect("s3 server");
+    let store = |_: &Path, agent: &str| {
         let name = if agent == "agent-2" {
             "offsite"
         } else {
             "archive"
         };
-        format!(
-            "[stores.{name}]\nkind = \"s3\"\nendpoint = \"{url}\"\nbucket = \"{BUCKET}\"\n\
-             path_style = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\n",
-            ak.display(),
-            sk.display()
-        )
+        s3.store_toml(name, &s3.url, "")
     };
-    let f = agents_fixture(2, store, 1024).await;
+    let f = UploadFixture::start(2, store, 1024).await;
     let mut ids = Vec::new();
     for p in ["a", "b", "c", "d"] {
-        let job = f
-            .c
-            .api
-            .submit(json!({
-                "group": "default",
-                "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string(),
-                         "key": format!("{p}/{{file}}")},
-                "retry": {"max_attempts": 1},
-            }))
-            .await
-            .expect("submit");
+        let job =
+            f.c.api
+                .submit(f.job("offsite", Some(p), json!({"max_attempts": 1})))
+                .await
+                .expect("submit");
         ids.push(job.id);
     }
     for id in ids {
@@ -336,36 +234,24 @@ async fn uploads_go_only_to_the_agent_with_their_store() {
     }
 }
 
-/// Benchmark, not a check (issue 19 point 9's RSS figure): the agent's peak
-/// RSS (VmHWM) while it uploads a 1 GiB file with the default part size
-/// (8 MiB) and concurrency (4). Run it on its own:
-/// `cargo test -p baton-tests --test upload -- --ignored upload_rss --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_mid_upload_and_restarted_leaves_one_object_and_no_upload() {
     baton_tests::require_s3!();
     baton_tests::init_crypto();
-    let s3 = S3Server::start().expect("s3 server");
-    s3.make_bucket(BUCKET).expect("bucket");
-    let upstream = format!("127.0.0.1:{}", s3.port).parse().expect("addr");
-    let proxy = FaultProxy::start(upstream).await.expect("proxy");
-    let url = format!("http://{}", proxy.addr());
-    let secret = s3.secret_key_file();
-    let mut f = file_fixture(|_| store_toml(&url, &s3, &secret, 5), 25 * 1024 * 1024).await;
+    let s3 = S3Server::with_bucket().expect("s3 server");
+    let (proxy, url) = s3.proxy().await.expect("proxy");
+    let mut f = fixture(&s3, &url, 25 * 1024 * 1024).await;
     // Slow enough to be killed in the middle.
     proxy.delay(Duration::from_millis(20));
     // A long TTL: only the restarted agent's report can requeue the job.
-    let job = f
-        .c
-        .api
-        .submit(json!({
-            "group": "default",
-            "spec": {"kind": "upload", "store": "offsite", "file": f.file.display().to_string()},
-            "lease_ttl_ms": 60_000,
-            "retry": {"max_attempts": 2, "initial_backoff_ms": 0, "jitter": 0.0,
-                      "retry_on": ["error", "lease_expired"]},
-        }))
-        .await
-        .expect("submit");
+    let mut spec = f.job(
+        "offsite",
+        None,
+        json!({"max_attempts": 2, "initial_backoff_ms": 0, "jitter": 0.0,
+               "retry_on": ["error", "lease_expired"]}),
+    );
+    spec["lease_ttl_ms"] = json!(60_000);
+    let job = f.c.api.submit(spec).await.expect("submit");
     let (_, holder) = f.c.api.wait_running(job.id, WAIT).await.expect("running");
     let key = "prod/main/sales/2026/12/06/20261206T010203Z-job9.sql.zst";
     let uploads = f.c.agent(&holder).dir.join("state").join("uploads");
@@ -416,12 +302,185 @@ async fn an_agent_killed_mid_upload_and_restarted_leaves_one_object_and_no_uploa
     assert!(left.is_empty(), "records left: {left:?}");
 }
 
+/// Wrong keys against a server that checks signatures
+/// (`scripts/s3server start --auth`): a store whose secret key file holds
+/// another secret (`SignatureDoesNotMatch`) and one whose access key id the
+/// server does not know (`InvalidAccessKeyId`). Each upload fails at its
+/// first request and only once (its policy allows three attempts on
+/// errors), the error naming the store, the 403 and the code; the secret is
+/// in no error, log or controller answer; no object and no multipart upload
+/// are left. The right keys, through the same check, upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_fail_once_naming_the_store_and_the_refusal() {
+    baton_tests::require_s3!();
+    baton_tests::init_crypto();
+    let s3 = S3Server::start_auth().expect("s3 server");
+    s3.make_bucket(BUCKET).expect("bucket");
+    let keys = tempfile::tempdir().expect("tmp");
+    let secret = "wrong-secret-Qx7u2kP9vLm4";
+    let (bad_secret, stranger) = (keys.path().join("bad.secret"), keys.path().join("stranger"));
+    mariadb::write_password_file(&bad_secret, secret).expect("secret");
+    mariadb::write_password_file(&stranger, "AKIASTRANGER0000").expect("key id");
+    let ak = s3.access_key_file();
+    let stores = |_: &Path, _: &str| {
+        [
+            s3.store_toml("offsite", &s3.url, ""),
+            s3::store_toml_keys("badsecret", &s3.url, (&ak, &bad_secret), ""),
+            s3::store_toml_keys("stranger", &s3.url, (&stranger, &bad_secret), ""),
+        ]
+        .concat()
+    };
+    let f = UploadFixture::start(1, stores, 1024).await;
+    let upload = |store: &str| {
+        let retry = json!({"max_attempts": 3, "initial_backoff_ms": 100, "retry_on": ["error"]});
+        f.job(store, Some(store), retry)
+    };
+    for (store, code) in [
+        ("badsecret", "SignatureDoesNotMatch"),
+        ("stranger", "InvalidAccessKeyId"),
+    ] {
+        let job = f.c.api.submit(upload(store)).await.expect("submit");
+        let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("ended");
+        assert_eq!(done.state, JobState::Failed, "{done:#?}");
+        assert_eq!(done.attempts.len(), 1, "never retried: {done:#?}");
+        let error = done.error.clone().unwrap_or_default();
+        for want in [
+            &format!("store {store}:"),
+            "HTTP 403",
+            code,
+            "refused the keys",
+        ] {
+            assert!(error.contains(want), "{want:?} in {error}");
+        }
+        let view = serde_json::to_string(&done).expect("json");
+        assert!(!view.contains(secret), "the secret in the job: {view}");
+    }
+    let logs = f.c.logs();
+    assert!(!logs.contains(secret), "the secret in a log:\n{logs}");
+    let l = s3.list(BUCKET).expect("list");
+    assert_eq!(l, s3::Listing::default(), "nothing left in the bucket");
+
+    let job = f.c.api.submit(upload("offsite")).await.expect("submit");
+    let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("ended");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    let l = s3.list(BUCKET).expect("list");
+    let o = l
+        .objects
+        .iter()
+        .find(|o| o.key == format!("offsite/{}", s3::FAKE_DUMP))
+        .expect("object");
+    assert_eq!(o.sha256, f.sha256, "{l:?}");
+}
+
+/// Files in the upload records' directory, the mount's own entries
+/// (`lost+found`, the filler) left out.
+fn records(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("records dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lost+found" && n != "filler")
+        .collect()
+}
+
+const NOT_RECORDED: &str = "Cannot record the multipart upload";
+
+/// An upload of the fake dump under `<prefix>/`, tried once; its end.
+async fn upload_once(f: &UploadFixture, prefix: &str) -> baton_proto::JobView {
+    let job =
+        f.c.api
+            .submit(f.job("offsite", Some(prefix), json!({"max_attempts": 1})))
+            .await
+            .expect("submit");
+    f.c.api.wait_terminal(job.id, WAIT).await.expect("ended")
+}
+
+/// The upload records' directory (`<state_dir>/uploads`) on a small
+/// loop-mounted disk that is full, then read-only: as designed ("a state
+/// dir that refuses the record never stops an upload"), each upload warns
+/// that it is not recorded and completes (the object and its manifest
+/// listed by the server, no multipart upload left, no torn record file).
+/// Once the disk takes writes again the agent records its uploads again by
+/// itself (the record seen while the upload is in flight, removed after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_then_read_only_records_dir_warns_uploads_anyway_and_recovers() {
+    baton_tests::require_s3!();
+    baton_tests::init_crypto();
+    let s3 = S3Server::with_bucket().expect("s3 server");
+    let (proxy, url) = s3.proxy().await.expect("proxy");
+    let mut f = fixture(&s3, &url, 12 * 1024 * 1024).await;
+    let uploads = f.c.agent("agent-1").dir.join("state").join("uploads");
+    let disk = match LoopFs::create_at(8, &uploads) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("skipped: {e:#}");
+            return;
+        }
+    };
+    let listed = |prefix: &str| {
+        let l = s3.list(BUCKET).expect("list");
+        assert!(l.uploads.is_empty(), "a multipart upload was left: {l:?}");
+        let (key, manifest) = (
+            format!("prod/{prefix}/{}", s3::FAKE_DUMP),
+            format!("prod/{prefix}/20261206T010203Z-job9.manifest.json"),
+        );
+        let o = l.objects.iter().find(|o| o.key == key).expect("object");
+        assert_eq!(
+            (o.size, o.sha256.as_str()),
+            (12 * 1024 * 1024, f.sha256.as_str())
+        );
+        assert!(l.objects.iter().any(|o| o.key == manifest), "{l:?}");
+    };
+    let warnings = |f: &UploadFixture| f.c.agents[0].log_text().matches(NOT_RECORDED).count();
+
+    disk.fill().expect("fill");
+    let j = upload_once(&f, "full").await;
+    assert_eq!(j.state, JobState::Succeeded, "{j:#?}\n{}", f.c.logs());
+    listed("full");
+    assert_eq!(warnings(&f), 1, "{}", f.c.logs());
+    assert!(records(&uploads).is_empty(), "{:?}", records(&uploads));
+
+    disk.unfill().expect("unfill");
+    disk.fail_read_only().expect("read-only");
+    let j = upload_once(&f, "ro").await;
+    assert_eq!(j.state, JobState::Succeeded, "{j:#?}\n{}", f.c.logs());
+    listed("ro");
+    assert_eq!(warnings(&f), 2, "{}", f.c.logs());
+    assert!(records(&uploads).is_empty(), "{:?}", records(&uploads));
+
+    // Writable again; the upload slowed down so its record can be seen.
+    disk.repair().expect("repair");
+    proxy.delay(Duration::from_millis(20));
+    let job =
+        f.c.api
+            .submit(f.job("offsite", Some("ok"), json!({"max_attempts": 1})))
+            .await
+            .expect("submit");
+    let record = format!("{}-1.json", job.id);
+    let end = std::time::Instant::now() + WAIT;
+    while !records(&uploads).contains(&record) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the upload was never recorded: {:?}\n{}",
+            records(&uploads),
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.pass();
+    let j = f.c.api.wait_terminal(job.id, WAIT).await.expect("ended");
+    assert_eq!(j.state, JobState::Succeeded, "{j:#?}\n{}", f.c.logs());
+    listed("ok");
+    assert_eq!(warnings(&f), 2, "{}", f.c.logs());
+    assert!(records(&uploads).is_empty(), "{:?}", records(&uploads));
+    // `disk` goes first (declared last): unmounted before the agent's dir is removed.
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sql_server_backup_goes_to_the_bucket_with_its_manifest() {
     baton_tests::require_s3!();
     baton_tests::init_crypto();
-    let s3 = S3Server::start().expect("s3 server");
-    s3.make_bucket(BUCKET).expect("bucket");
+    let s3 = S3Server::with_bucket().expect("s3 server");
     // 11 MiB and a bit: three parts of 5 MiB at most.
     let size = 11 * 1024 * 1024 + 17;
     let model = BackupModel::new()
@@ -446,25 +505,13 @@ async fn a_sql_server_backup_goes_to_the_bucket_with_its_manifest() {
         mssql::toml_str(&backups.display().to_string())
     );
     let conn = mssql::tds_connection_toml("main", &server, &pw, &extras);
-    let store = store_toml(&s3.url, &s3, &s3.secret_key_file(), 5);
+    let store = s3.store_toml("offsite", &s3.url, &offsite(5));
     let c = mssql::cluster(1, &format!("{conn}{store}"))
         .await
         .expect("cluster");
+    let dump = json!({"kind": "dump", "connection": "main", "database": "shop"});
     c.api
-        .create_pipeline(json!({
-            "name": "offsite-mssql",
-            "group": "default",
-            "timeout_ms": 120_000,
-            "steps": [
-                {"name": "dump",
-                 "job": {"spec": {"kind": "dump", "connection": "main", "database": "shop"},
-                         "retry": {"max_attempts": 1}}},
-                {"name": "upload", "depends_on": ["dump"], "same_agent_as": "dump",
-                 "job": {"spec": {"kind": "upload", "store": "offsite",
-                                  "file": "${steps.dump.result.file}"},
-                         "retry": {"max_attempts": 1}}},
-            ],
-        }))
+        .create_pipeline(s3::dump_upload_pipeline("offsite-mssql", dump, None))
         .await
         .expect("pipeline");
     let run = c.api.start_run("offsite-mssql").await.expect("run");

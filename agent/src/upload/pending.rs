@@ -198,13 +198,19 @@ async fn abort(r: &Record, stores: &BTreeMap<String, StoreConfig>, done: &str) -
     }
 }
 
-/// Write `bytes` to `path` through a synced temp file and a rename.
+/// Write `bytes` to `path` through a synced temp file and a rename; a temp
+/// file that could not be completed (a full disk) is removed.
 fn write_synced(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     #[cfg(unix)]
     std::fs::File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]
