@@ -151,27 +151,31 @@ fn an_upload_needs_a_store_an_agent_of_its_group_advertises() {
     assert!(fleet.place(&anyway).is_ok());
 }
 
+/// A restore of group `g`'s connection `main` from `store`.
+fn restore_from(store: &str) -> JobSubmit {
+    let mut job = sql("g", "main");
+    job.spec = JobSpec::Restore(baton_proto::RestoreSpec {
+        connection: "main".into(),
+        source: baton_proto::RestoreSource {
+            store: Some(store.into()),
+            key_prefix: Some("main/".into()),
+            ..Default::default()
+        },
+        database: "baton_drill_main".into(),
+        replace: true,
+    });
+    job
+}
+
 #[test]
 fn a_restore_from_a_store_needs_the_store_and_the_connection() {
     let mut with_store = agent(&["g"], &[("main", "mysql")]);
     with_store.1.stores = vec!["offsite".into()];
     let fleet = Fleet::new(&[with_store]);
-    let restore = |store: &str| {
-        let mut job = sql("g", "main");
-        job.spec = JobSpec::Restore(baton_proto::RestoreSpec {
-            connection: "main".into(),
-            source: baton_proto::RestoreSource {
-                store: Some(store.into()),
-                key_prefix: Some("main/".into()),
-                ..Default::default()
-            },
-            database: "baton_drill_main".into(),
-            replace: true,
-        });
-        job
-    };
-    assert!(fleet.place(&restore("offsite")).is_ok());
-    let e = fleet.place(&restore("nosuch")).expect_err("unknown store");
+    assert!(fleet.place(&restore_from("offsite")).is_ok());
+    let e = fleet
+        .place(&restore_from("nosuch"))
+        .expect_err("unknown store");
     assert_eq!(e.field, "spec.source.store");
     assert!(e.message.contains("store `nosuch`"), "{}", e.message);
 }
@@ -184,22 +188,10 @@ fn a_connection_and_a_store_on_different_agents_are_refused() {
     let db_only = agent(&["g"], &[("main", "mysql")]);
     let mut store_only = agent(&["g"], &[]);
     store_only.1.stores = vec!["offsite".into()];
-    let restore = || {
-        let mut job = sql("g", "main");
-        job.spec = JobSpec::Restore(baton_proto::RestoreSpec {
-            connection: "main".into(),
-            source: baton_proto::RestoreSource {
-                store: Some("offsite".into()),
-                key_prefix: Some("main/".into()),
-                ..Default::default()
-            },
-            database: "baton_drill_main".into(),
-            replace: true,
-        });
-        job
-    };
     let apart = Fleet::new(&[db_only.clone(), store_only]);
-    let e = apart.place(&restore()).expect_err("no agent has both");
+    let e = apart
+        .place(&restore_from("offsite"))
+        .expect_err("no agent has both");
     assert_eq!(e.field, "spec.source.store");
     assert!(
         e.message
@@ -207,10 +199,10 @@ fn a_connection_and_a_store_on_different_agents_are_refused() {
         "{}",
         e.message
     );
-    let mut anyway = restore();
+    let mut anyway = restore_from("offsite");
     anyway.allow_unplaced = true;
     assert!(apart.place(&anyway).is_ok());
     let mut both = db_only;
     both.1.stores = vec!["offsite".into()];
-    assert!(Fleet::new(&[both]).place(&restore()).is_ok());
+    assert!(Fleet::new(&[both]).place(&restore_from("offsite")).is_ok());
 }
