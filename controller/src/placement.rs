@@ -62,6 +62,18 @@ fn listed(names: impl ExactSizeIterator<Item = String>) -> String {
     out.join(", ")
 }
 
+/// A placement refusal of `field` (422), with the way around it.
+fn unplaced(field: &str, message: String) -> validate::Error {
+    validate::Error {
+        field: field.to_owned(),
+        message: format!(
+            "{message}; set allow_unplaced (batonctl submit --allow-unplaced) to submit it \
+             anyway for an agent not enrolled yet"
+        ),
+        kind: validate::Kind::Unprocessable,
+    }
+}
+
 impl Fleet {
     /// Build from the agents' groups and capabilities.
     pub fn new(agents: &[(Vec<String>, baton_proto::Capabilities)]) -> Fleet {
@@ -112,16 +124,13 @@ impl Fleet {
         } else {
             format!("they advertise: {}", listed(known.iter().cloned()))
         };
-        Err(validate::Error {
-            field: job.spec.store_field().to_owned(),
-            message: format!(
-                "no agent of group `{}` advertises store `{store}` ({known}); set \
-                 allow_unplaced (batonctl submit --allow-unplaced) to submit it anyway for an \
-                 agent not enrolled yet",
+        Err(unplaced(
+            job.spec.store_field(),
+            format!(
+                "no agent of group `{}` advertises store `{store}` ({known})",
                 job.group
             ),
-            kind: validate::Kind::Unprocessable,
-        })
+        ))
     }
 
     /// Refuses (`spec.store`) a job naming a connection and a store that
@@ -138,17 +147,14 @@ impl Fleet {
         if job.allow_unplaced || both {
             return Ok(());
         }
-        Err(validate::Error {
-            field: job.spec.store_field().to_owned(),
-            message: format!(
+        Err(unplaced(
+            job.spec.store_field(),
+            format!(
                 "no agent of group `{}` advertises both connection `{connection}` and store \
-                 `{store}` (some advertise one, others the other; the job runs on one agent); \
-                 set allow_unplaced (batonctl submit --allow-unplaced) to submit it anyway for \
-                 an agent not enrolled yet",
+                 `{store}` (some advertise one, others the other; the job runs on one agent)",
                 job.group
             ),
-            kind: validate::Kind::Unprocessable,
-        })
+        ))
     }
 
     /// Where `job` can run: the engines of its connection (empty for a job
@@ -156,16 +162,7 @@ impl Fleet {
     /// Refuses (`group`, `spec.connection`) when no enrolled agent could run
     /// it, unless the job allows that.
     pub fn place(&self, job: &JobSubmit) -> Result<Vec<Engine>, validate::Error> {
-        let refuse = |field: &str, message: String| {
-            Err(validate::Error {
-                field: field.to_owned(),
-                message: format!(
-                    "{message}; set allow_unplaced (batonctl submit --allow-unplaced) to \
-                     submit it anyway for an agent not enrolled yet"
-                ),
-                kind: validate::Kind::Unprocessable,
-            })
-        };
+        let refuse = |field: &str, message: String| Err(unplaced(field, message));
         let Some(conns) = self.groups.get(&job.group) else {
             if job.allow_unplaced {
                 return Ok(Vec::new());
