@@ -73,6 +73,8 @@ Options:
   --agents N        simulated agents in idle-fleet and trickle (default 10000)
   --rate N          trickle: jobs submitted per second (default 100)
   --duration S      trickle: how long jobs are submitted (default 60)
+  --parts N         upload: parts in flight (the store's `concurrency`; default: the agent's, 4)
+  --part-mb N       upload: part size in MiB (the store's `part_size_mb`; default: the agent's, 8)
   --ttl-ms MS       failover lease TTL (default: both 2000 and 15000); restart (default 15000)
   --measure-secs S  observation window of idle-fleet and footprint (default 60)
   --schedules N     schedules in schedules (default 10000), each once a minute
@@ -135,6 +137,10 @@ pub struct Args {
     pub rate: u32,
     /// `--duration`.
     pub duration_secs: u64,
+    /// `--parts` (None: the agent's default).
+    pub parts: Option<usize>,
+    /// `--part-mb` (None: the agent's default).
+    pub part_mb: Option<u64>,
 }
 
 impl Args {
@@ -160,6 +166,8 @@ impl Args {
             replicas: 1,
             rate: 100,
             duration_secs: 60,
+            parts: None,
+            part_mb: None,
         };
         fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, k: &str) -> Result<T>
         where
@@ -192,6 +200,8 @@ impl Args {
                 "--replicas" => a.replicas = val(&mut it, "--replicas")?,
                 "--rate" => a.rate = val(&mut it, "--rate")?,
                 "--duration" => a.duration_secs = val(&mut it, "--duration")?,
+                "--parts" => a.parts = Some(val(&mut it, "--parts")?),
+                "--part-mb" => a.part_mb = Some(val(&mut it, "--part-mb")?),
                 "--store" => {
                     a.stores = store::StoreKind::parse_many(&val::<String>(&mut it, "--store")?)?;
                     a.store = a.stores[0];

@@ -44,8 +44,8 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
     let runs = args.runs.unwrap_or(3);
     let mut rep = ScenarioReport::new("upload", args.transport(), runs);
     rep.param("size_mib", SIZE / 1024 / 1024);
-    rep.param("part_size_mib", 8);
-    rep.param("concurrency", 4);
+    rep.param("part_size_mib", args.part_mb.unwrap_or(8));
+    rep.param("concurrency", args.parts.unwrap_or(4));
     let tmp = tempfile::Builder::new()
         .prefix("baton-bench-upload-")
         .disable_cleanup(args.keep)
@@ -158,12 +158,13 @@ async fn agent(
         "[connections.main]\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"u\"\n\
          password_file = \"{}\"\ndump_dir = \"{}\"\n\n\
          [stores.bench]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{BUCKET}\"\n\
-         prefix = \"agent\"\npath_style = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\n",
+         prefix = \"agent\"\npath_style = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\n{}",
         pw.display(),
         dumps.display(),
         s3.url,
         s3.access_key_file().display(),
         s3.secret_key_file().display(),
+        transfer_keys(args),
     );
     b.add_agent_with(1, &extra).await?;
     b.wait_online(1).await?;
@@ -196,6 +197,19 @@ async fn agent(
     let secs = ms_between(start, end) / 1000.0;
     s.push(AGENT, SIZE as f64 / MIB / secs);
     b.check_alive()
+}
+
+/// The store's transfer keys `--parts` and `--part-mb` ask for (none: the
+/// agent's defaults).
+fn transfer_keys(args: &Args) -> String {
+    let mut keys = String::new();
+    if let Some(n) = args.parts {
+        keys.push_str(&format!("concurrency = {n}\n"));
+    }
+    if let Some(mb) = args.part_mb {
+        keys.push_str(&format!("part_size_mb = {mb}\n"));
+    }
+    keys
 }
 
 /// The timestamp of the agent log line with `message` for job `id`.
