@@ -2,7 +2,9 @@
 //! (SigV4, presigned URLs carrying the signed `x-amz-*` headers), sent with
 //! the agent's reqwest (rustls, aws-lc-rs; a pinned CA when the store has
 //! `ca_file`). Each request is retried with backon on 5xx, 429 and
-//! connection errors; never on other 4xx (403: bad keys, a clear error).
+//! connection errors and stalls; never on other 4xx (403: bad keys, a
+//! clear error). A request that makes no progress for the store's
+//! `read_timeout` is stalled ([`stall`]; [`Error::Stalled`]).
 //! The upload executor sees [`Client`], [`Error`] and plain values only.
 
 use std::time::Duration;
@@ -15,10 +17,16 @@ use sha2::Digest;
 
 use crate::config::store::{S3Store, Sse};
 
+mod stall;
+
+use stall::Progress;
+
 /// How long a signed URL is valid.
 const SIGNED_FOR: Duration = Duration::from_secs(900);
 /// Attempts per request (the first plus retries).
 const ATTEMPTS: usize = 6;
+/// Connecting (TCP and TLS) to the store's endpoint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of the object store client.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +63,20 @@ pub enum Error {
         /// Why (the error chain).
         message: String,
     },
+    /// No progress for the store's `read_timeout`: the server neither sent
+    /// anything nor took any more of the request's body.
+    #[error(
+        "{op} {key}: stalled: the server sent nothing for {} (the store's read_timeout)",
+        humantime::format_duration(*idle)
+    )]
+    Stalled {
+        /// What was tried.
+        op: &'static str,
+        /// Object key.
+        key: String,
+        /// How long nothing moved.
+        idle: Duration,
+    },
     /// An answer that could not be read.
     #[error("{op} {key}: unexpected answer: {message}")]
     Answer {
@@ -68,11 +90,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again may help (5xx, 429, no answer).
+    /// Whether trying again may help (5xx, 429, no answer, a stall).
     pub fn retryable(&self) -> bool {
         match self {
             Error::Status { status, .. } => *status >= 500 || *status == 429,
-            Error::Transport { .. } => true,
+            Error::Transport { .. } | Error::Stalled { .. } => true,
             Error::Setup { .. } | Error::Answer { .. } => false,
         }
     }
@@ -128,7 +150,9 @@ pub struct Listed {
 /// An object's body being read ([`Client::get`]).
 #[derive(Debug)]
 pub struct Body {
+    store: String,
     key: String,
+    read_timeout: Duration,
     resp: reqwest::Response,
     /// `x-amz-meta-sha256`.
     pub sha256: Option<String>,
@@ -137,13 +161,15 @@ pub struct Body {
 }
 
 impl Body {
-    /// The next chunk; `None` at the end.
+    /// The next chunk; `None` at the end. [`Error::Stalled`] when none
+    /// comes within the store's `read_timeout` (not retried here: the
+    /// caller starts over).
     pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, Error> {
-        self.resp.chunk().await.map_err(|e| Error::Transport {
-            op: "GetObject",
-            key: self.key.clone(),
-            message: chain(&e.without_url()),
-        })
+        let op = "GetObject";
+        match tokio::time::timeout(self.read_timeout, self.resp.chunk()).await {
+            Ok(r) => r.map_err(|e| transport(op, &self.key, e)),
+            Err(_) => Err(stalled(&self.store, op, &self.key, self.read_timeout)),
+        }
     }
 }
 
@@ -190,9 +216,9 @@ impl Client {
         };
         let bucket = Bucket::new(endpoint, style, store.bucket.clone(), store.region.clone())
             .map_err(|e| setup(e.to_string()))?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120));
+        // No reqwest read_timeout: before the answer's head it is a deadline
+        // for the whole request, body included ([`stall`] does it instead).
+        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
         if let Some(ca) = &store.ca_file {
             // Only this CA: the system roots are not trusted for the store.
             let bundle = crate::tls::CaBundle::load(ca)
@@ -218,6 +244,42 @@ impl Client {
         &self.store.bucket
     }
 
+    /// `sent` (a request's answer head), or [`Error::Stalled`] once
+    /// `progress` has not moved for the store's `read_timeout`.
+    async fn unless_stalled(
+        &self,
+        op: &'static str,
+        key: &str,
+        progress: &Progress,
+        sent: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    ) -> Result<reqwest::Response, Error> {
+        let limit = self.store.read_timeout;
+        tokio::select! {
+            r = sent => r.map_err(|e| transport(op, key, e)),
+            () = progress.stalled(limit) => Err(stalled(&self.store.name, op, key, limit)),
+        }
+    }
+
+    /// An answer's whole body (small: XML, a manifest, a tail), each chunk
+    /// within the store's `read_timeout` of the previous one.
+    async fn read_all(
+        &self,
+        op: &'static str,
+        key: &str,
+        mut resp: reqwest::Response,
+    ) -> Result<bytes::Bytes, Error> {
+        let limit = self.store.read_timeout;
+        let mut out = bytes::BytesMut::new();
+        loop {
+            match tokio::time::timeout(limit, resp.chunk()).await {
+                Ok(Ok(Some(c))) => out.extend_from_slice(&c),
+                Ok(Ok(None)) => return Ok(out.freeze()),
+                Ok(Err(e)) => return Err(transport(op, key, e)),
+                Err(_) => return Err(stalled(&self.store.name, op, key, limit)),
+            }
+        }
+    }
+
     /// Send one signed request, retrying what may pass on a second try.
     async fn send(
         &self,
@@ -233,22 +295,12 @@ impl Client {
             for (k, v) in &headers {
                 req = req.header(k, v);
             }
-            let resp = req
-                .body(body.clone())
-                .send()
-                .await
-                .map_err(|e| Error::Transport {
-                    op,
-                    key: key.to_owned(),
-                    message: chain(&e.without_url()),
-                })?;
+            let progress = Progress::new();
+            let sent = req.body(progress.body(body.clone())).send();
+            let resp = self.unless_stalled(op, key, &progress, sent).await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(|e| Error::Transport {
-                op,
-                key: key.to_owned(),
-                message: chain(&e.without_url()),
-            })?;
+            let body = self.read_all(op, key, resp).await?;
             if status >= 300 {
                 let text = String::from_utf8_lossy(&body);
                 return Err(Error::Status {
@@ -566,19 +618,13 @@ impl Client {
                 .bucket
                 .get_object(Some(&self.creds), key)
                 .sign(SIGNED_FOR);
-            let resp = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| Error::Transport {
-                    op,
-                    key: key.to_owned(),
-                    message: chain(&e.without_url()),
-                })?;
+            let progress = Progress::new();
+            let sent = self.http.get(url).send();
+            let resp = self.unless_stalled(op, key, &progress, sent).await?;
             let status = resp.status().as_u16();
             if status >= 300 {
-                let text = resp.text().await.unwrap_or_default();
+                let body = self.read_all(op, key, resp).await.unwrap_or_default();
+                let text = String::from_utf8_lossy(&body);
                 return Err(Error::Status {
                     op,
                     key: key.to_owned(),
@@ -598,7 +644,9 @@ impl Client {
             .await?;
         let headers = resp.headers();
         Ok(Body {
+            store: self.store.name.clone(),
             key: key.to_owned(),
+            read_timeout: self.store.read_timeout,
             sha256: header(headers, "x-amz-meta-sha256"),
             size: header(headers, "content-length").and_then(|s| s.parse().ok()),
             resp,
@@ -657,6 +705,25 @@ impl Client {
         )
         .await
         .map(drop)
+    }
+}
+
+/// A request that got no answer (the error chain, without the signed URL).
+fn transport(op: &'static str, key: &str, e: reqwest::Error) -> Error {
+    Error::Transport {
+        op,
+        key: key.to_owned(),
+        message: chain(&e.without_url()),
+    }
+}
+
+/// A request that made no progress for `idle`, logged as it is seen.
+fn stalled(store: &str, op: &'static str, key: &str, idle: Duration) -> Error {
+    tracing::warn!(store, op, key, read_timeout = %humantime::format_duration(idle), "Store request stalled: the server sent nothing within read_timeout");
+    Error::Stalled {
+        op,
+        key: key.to_owned(),
+        idle,
     }
 }
 

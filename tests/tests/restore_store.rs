@@ -16,6 +16,9 @@
 //! - the server SIGSTOPped in the middle of a restore's download: the
 //!   attempt times out with the database untouched; after SIGCONT the retry
 //!   restores.
+//! - the same with no job timeout and the store's `read_timeout = "2s"`: the
+//!   attempt fails at once, its error naming the store and the stall, the
+//!   database untouched; after SIGCONT the retry restores.
 //!
 //! Not here: a byte flipped in transit by a faulty proxy (tests/src/faultproxy
 //! forwards, delays, black-holes and resets; it does not rewrite bytes). What
@@ -94,6 +97,8 @@ struct Setup<'a> {
     verify: bool,
     /// The agent reaches the store through a fault proxy.
     proxy: bool,
+    /// More lines of the store's section (after `prefix`).
+    store: &'a str,
 }
 
 impl Fixture {
@@ -103,6 +108,7 @@ impl Fixture {
             tables: ORDERS,
             verify: true,
             proxy: false,
+            store: "",
         })
         .await
     }
@@ -136,7 +142,11 @@ impl Fixture {
         mariadb::write_password_file(&pw, &password).expect("password");
         let dumps = dir.path().join("dumps");
         let conn = mdb.connection_toml("main", &db, &user, &pw);
-        let store = s3.store_toml("offsite", &endpoint, "prefix = \"prod\"\n");
+        let store = s3.store_toml(
+            "offsite",
+            &endpoint,
+            &format!("prefix = \"prod\"\n{}", setup.store),
+        );
         let dumps_of = dumps.clone();
         let c = Cluster::start_with(1, setup.controller_extra, move |o| {
             o.extra = format!("{conn}dump_dir = \"{}\"\n{store}", dumps_of.display());
@@ -332,7 +342,8 @@ fn downloading(dumps: &Path) -> u64 {
 
 /// The server SIGSTOPped while a restore downloads its object (a fault
 /// proxy paces the body so that the stop lands in the middle): the request
-/// hangs, the attempt ends `timed_out` at the job's timeout, and nothing
+/// hangs (the store's `read_timeout` is longer than the job's timeout
+/// here), the attempt ends `timed_out` at the job's timeout, and nothing
 /// touched the database (it does not exist while the server is stopped).
 /// SIGCONT, and the retry downloads the object again, verifies it and
 /// restores it; no download is left behind by either attempt.
@@ -345,6 +356,7 @@ async fn a_server_stopped_mid_download_times_the_restore_out_and_the_retry_resto
         tables: BLOBS,
         verify: false,
         proxy: true,
+        store: "read_timeout = \"1h\"\n",
     })
     .await;
     let proxy = f.proxy.as_ref().expect("proxy");
@@ -564,4 +576,95 @@ fn wait_event_now(rx: &Receiver, event: &str) -> Vec<String> {
         .filter(|r| r.header("x-baton-event") == Some(event))
         .map(|r| r.path.clone())
         .collect()
+}
+
+/// Issue 19: the server SIGSTOPped mid-download as above, but the job has
+/// no timeout: the store's `read_timeout` (2 s) sees the stall, and the
+/// attempt fails (not `timed_out`) with an error naming the store, the
+/// request and the stall, before anything touched the database. SIGCONT,
+/// and the retry (the job's policy) restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_fails_the_attempt_naming_the_store_and_the_retry_restores() {
+    baton_tests::require_s3!();
+    baton_tests::require_mariadb!();
+    let f = Fixture::start_with(Setup {
+        controller_extra: "",
+        tables: BLOBS,
+        verify: false,
+        proxy: true,
+        store: "read_timeout = \"2s\"\n",
+    })
+    .await;
+    let proxy = f.proxy.as_ref().expect("proxy");
+    let c1 = format!("{}_c1", f.db);
+    // About 8 MB/s: the download takes seconds, the stop comes at its start.
+    proxy.delay(Duration::from_millis(2));
+    let job =
+        f.c.api
+            .submit(json!({
+                "group": "default",
+                "spec": {"kind": "restore", "connection": "main", "database": c1,
+                         "source": {"store": "offsite", "key": f.store_key()}},
+                "retry": {"max_attempts": 2, "initial_backoff_ms": 3000},
+            }))
+            .await
+            .expect("submit");
+    let end = Instant::now() + WAIT;
+    while downloading(&f.dumps) == 0 {
+        assert!(
+            Instant::now() < end,
+            "the download never began\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.s3.freeze().expect("SIGSTOP");
+    let (outcome, j) = loop {
+        let j = f.c.api.job(job.id).await.expect("job");
+        if let Some(outcome) = j.attempts.first().and_then(|a| a.outcome) {
+            break (outcome, j);
+        }
+        assert!(
+            Instant::now() < end,
+            "the first attempt never ended: {j:#?}\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let database_then = f.database_exists(&c1);
+    f.s3.thaw().expect("SIGCONT");
+    proxy.pass();
+    assert_eq!(outcome, AttemptOutcome::Failed, "{j:#?}");
+    let error = j.attempts[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("store offsite")
+            && error.contains("GetObject")
+            && error.contains("stalled: the server sent nothing for 2s"),
+        "{error}"
+    );
+    assert!(
+        !database_then,
+        "nothing touched the database before the sha256 was checked"
+    );
+    let logs = f.c.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("Store request stalled") && l.contains("offsite")),
+        "{logs}"
+    );
+
+    let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("ended");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    assert_eq!(done.attempts.len(), 2, "{done:#?}");
+    let d = data(&done);
+    assert_eq!(d["source"]["sha256"], f.sha256.as_str(), "{d:#}");
+    assert_eq!(d["tables"][0]["rows"], 24576, "{d:#}");
+    assert_eq!(
+        f.mdb
+            .sql(None, &format!("SELECT COUNT(*) FROM `{c1}`.blobs"))
+            .expect("count")
+            .trim(),
+        "24576"
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 }

@@ -26,6 +26,10 @@
 //! - wrong keys (a wrong secret, an unknown access key id) against a server
 //!   that checks signatures: the job fails once, naming the store and the
 //!   server's refusal, the secret nowhere, nothing left in the bucket.
+//! - the server SIGSTOPped in the middle of an upload (issue 19): with the
+//!   store's `read_timeout = "2s"` the part PUT whose body the server stopped
+//!   taking is seen stalled and tried again; after SIGCONT the upload
+//!   completes, no multipart upload left.
 //!
 //! moto's own authentication cannot do the last one: it reads only the
 //! Authorization header and answers 500 (a KeyError on HTTP_AUTHORIZATION,
@@ -576,4 +580,79 @@ async fn a_sql_server_backup_goes_to_the_bucket_with_its_manifest() {
     s3.get(BUCKET, &manifest_key, &got_manifest)
         .expect("get manifest");
     assert_eq!(std::fs::read(&got_manifest).expect("read"), manifest_bytes);
+}
+
+/// Issue 19: the server SIGSTOPped while parts are being sent (a fault proxy
+/// paces them so that the stop lands in the middle; it forwards with
+/// back-pressure, so the agent's writes block as the server stops reading).
+/// No job timeout: the store's `read_timeout` (2 s) sees the part PUT
+/// stalled (a `Store request stalled` warning naming the store and the
+/// request) and it is tried again. SIGCONT, and the upload completes: the
+/// object whole, no multipart upload left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_mid_upload_is_seen_stalled_and_the_upload_completes_after_sigcont() {
+    baton_tests::require_s3!();
+    baton_tests::init_crypto();
+    let s3 = S3Server::with_bucket().expect("s3 server");
+    let (proxy, url) = s3.proxy().await.expect("proxy");
+    let size = 25 * 1024 * 1024;
+    let f = UploadFixture::start(
+        1,
+        |_, _| {
+            s3.store_toml(
+                "offsite",
+                &url,
+                &format!("{}read_timeout = \"2s\"\n", offsite(5)),
+            )
+        },
+        size,
+    )
+    .await;
+    proxy.delay(Duration::from_millis(20));
+    let before = proxy.stats().to_upstream;
+    let job =
+        f.c.api
+            .submit(f.job(
+                "offsite",
+                None,
+                json!({"max_attempts": 3, "initial_backoff_ms": 2000}),
+            ))
+            .await
+            .expect("submit");
+    let end = std::time::Instant::now() + WAIT;
+    // Parts on their way: some MiB sent, most of the file still to go.
+    while proxy.stats().to_upstream - before < 5 * 1024 * 1024 {
+        assert!(
+            std::time::Instant::now() < end,
+            "the upload never began\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s3.freeze().expect("SIGSTOP");
+    let stalled = |logs: &str| {
+        logs.lines().any(|l| {
+            l.contains("Store request stalled") && l.contains("offsite") && l.contains("UploadPart")
+        })
+    };
+    while !stalled(&f.c.logs()) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the stall was never seen\n{}",
+            f.c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s3.thaw().expect("SIGCONT");
+    proxy.pass();
+    let done = f.c.api.wait_terminal(job.id, WAIT).await.expect("ended");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}\n{}", f.c.logs());
+    let key = "prod/main/sales/2026/12/06/20261206T010203Z-job9.sql.zst";
+    let l = s3.list(BUCKET).expect("list");
+    let o = l.objects.iter().find(|o| o.key == key).expect("object");
+    assert_eq!(
+        (o.size, o.sha256.as_str()),
+        (size as u64, f.sha256.as_str())
+    );
+    assert!(l.uploads.is_empty(), "a multipart upload was left: {l:?}");
 }

@@ -173,7 +173,11 @@ impl<'a> SettingsParser<'a> {
         v: &Option<String>,
     ) -> Result<Option<Duration>, Error> {
         v.as_deref()
-            .map(|s| humantime::parse_duration(s).map_err(|e| self.err(key, e.to_string())))
+            .map(|s| {
+                humantime::parse_duration(s.trim()).map_err(|e| {
+                    self.err(key, format!("{s:?} is not a duration like \"30s\": {e}"))
+                })
+            })
             .transpose()
     }
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -24,6 +25,13 @@ pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Most parts in flight.
 pub const MAX_CONCURRENCY: usize = 32;
+/// Default `read_timeout`: far above the pause of a healthy server (a busy
+/// MinIO or RGW answers a part within seconds), short enough that a stalled
+/// one costs ~30 s per try rather than minutes.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds of `read_timeout`.
+pub const READ_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
 
 /// Keys that would put a secret in the file.
 const INLINE_KEYS: [&str; 5] = [
@@ -109,6 +117,10 @@ pub struct S3Store {
     pub part_size: u64,
     /// Parts in flight at most.
     pub concurrency: usize,
+    /// The longest a request may make no progress (nothing received, no
+    /// more of its body taken) before it is stalled and tried again; not a
+    /// deadline for the whole transfer (objstore's `stall` module).
+    pub read_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +145,7 @@ struct FileS3 {
     storage_class: Option<String>,
     part_size_mb: Option<u64>,
     concurrency: Option<usize>,
+    read_timeout: Option<String>,
 }
 
 fn default_region() -> String {
@@ -221,6 +234,7 @@ impl S3Store {
                 format!("must be between 1 and {MAX_CONCURRENCY}"),
             ));
         }
+        let read_timeout = read_timeout(&s, &f.read_timeout)?;
         Ok(S3Store {
             name: name.to_owned(),
             endpoint,
@@ -234,8 +248,27 @@ impl S3Store {
             storage_class: f.storage_class,
             part_size,
             concurrency,
+            read_timeout,
         })
     }
+}
+
+/// `read_timeout` (a duration like "30s"), within [`READ_TIMEOUT_RANGE`].
+fn read_timeout(s: &SettingsParser<'_>, v: &Option<String>) -> Result<Duration, Error> {
+    let d = s
+        .duration("read_timeout", v)?
+        .unwrap_or(DEFAULT_READ_TIMEOUT);
+    if !READ_TIMEOUT_RANGE.contains(&d) {
+        return Err(s.err(
+            "read_timeout",
+            format!(
+                "must be between {} and {}",
+                humantime::format_duration(*READ_TIMEOUT_RANGE.start()),
+                humantime::format_duration(*READ_TIMEOUT_RANGE.end())
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 /// S3's bucket naming rules (lower case, 3-63, no `..`).

@@ -61,6 +61,8 @@ fn a_minimal_store_gets_the_defaults() {
     assert!(!s.path_style);
     assert_eq!(s.part_size, DEFAULT_PART_SIZE);
     assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
+    assert_eq!(s.read_timeout, DEFAULT_READ_TIMEOUT);
+    assert_eq!(s.read_timeout, std::time::Duration::from_secs(30));
     assert_eq!(
         s.keys,
         KeySource::Files {
@@ -85,7 +87,8 @@ fn every_setting_is_read() {
         .load(&format!(
             "{MINIMAL}region = \"eu-west-3\"\nprefix = \"/db/prod\"\npath_style = true\n\
              ca_file = \"ca.pem\"\nsse = \"aws:kms\"\nkms_key_id = \"k-1\"\n\
-             storage_class = \"STANDARD_IA\"\npart_size_mb = 8\nconcurrency = 2\n"
+             storage_class = \"STANDARD_IA\"\npart_size_mb = 8\nconcurrency = 2\n\
+             read_timeout = \"2m 30s\"\n"
         ))
         .expect("valid");
     let s = c.stores["b"].as_s3();
@@ -96,6 +99,7 @@ fn every_setting_is_read() {
     assert_eq!(s.sse, Some(Sse::Kms(Some("k-1".into()))));
     assert_eq!(s.storage_class.as_deref(), Some("STANDARD_IA"));
     assert_eq!((s.part_size, s.concurrency), (8 * 1024 * 1024, 2));
+    assert_eq!(s.read_timeout, std::time::Duration::from_secs(150));
 }
 
 #[test]
@@ -196,4 +200,33 @@ fn an_unknown_kind_is_refused() {
         panic!("accepted")
     };
     assert_eq!(e.key, "stores.b.kind", "{e}");
+}
+
+#[test]
+fn read_timeout_is_a_duration_within_bounds() {
+    let f = Fixture::new();
+    for (v, secs) in [("\"1s\"", 1), ("\" 45s \"", 45), ("\"1h\"", 3600)] {
+        let c = f
+            .load(&format!("{MINIMAL}read_timeout = {v}\n"))
+            .expect("valid");
+        assert_eq!(
+            c.stores["b"].as_s3().read_timeout,
+            std::time::Duration::from_secs(secs),
+            "{v}"
+        );
+    }
+    // Zero, too long, not a duration, not a string: the key and its line.
+    for (v, says) in [
+        ("\"0s\"", "must be between 1s and 1h"),
+        ("\"500ms\"", "must be between 1s and 1h"),
+        ("\"2h\"", "must be between 1s and 1h"),
+        ("\"soon\"", "\"soon\" is not a duration like \"30s\""),
+        ("30", "invalid type"),
+    ] {
+        let e = f.err(&format!("{MINIMAL}read_timeout = {v}\n"));
+        assert_eq!(e.key, "stores.b.read_timeout", "{v}: {e}");
+        assert_eq!(e.line, Some(10), "{v}: {e}");
+        assert!(e.to_string().contains(says), "{v}: {e}");
+        assert!(e.to_string().contains("agent.toml"), "{v}: {e}");
+    }
 }
