@@ -80,28 +80,10 @@ async fn drill_in_flight() -> Option<InFlight> {
         .duration_trunc(TimeDelta::seconds(1))
         .expect("whole second");
     let cron = format!("{} {} * * * *", at.second(), at.minute());
-    let out = f.ctl(&[
-        "pipeline",
-        "create",
-        "--template",
-        "restore-drill",
-        "--connection",
-        "main",
-        "--store",
-        "offsite",
-        "--prefix",
-        "main/",
-        "--name",
-        &name,
-        "--schedule",
-        &cron,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_drill(&f, &name, &cron);
+    // Fail now, not after WAIT, if the machine was too slow for the slot.
+    let s = f.c.api.schedule(&name).await.expect("schedule");
+    assert_eq!(s.next_at, Some(at), "the first slot is {at}: {s:#?}");
     let h =
         f.c.api
             .wait_history(&name, WAIT, "fired", |h| {
@@ -128,6 +110,32 @@ async fn drill_in_flight() -> Option<InFlight> {
         at,
         run,
     })
+}
+
+/// `batonctl pipeline create --template restore-drill` with `--schedule CRON`.
+fn create_drill(f: &Fixture, name: &str, cron: &str) {
+    let out = f.ctl(&[
+        "pipeline",
+        "create",
+        "--template",
+        "restore-drill",
+        "--connection",
+        "main",
+        "--store",
+        "offsite",
+        "--prefix",
+        "main/",
+        "--name",
+        name,
+        "--schedule",
+        cron,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Step the shared clock by `step_s` in the middle of the download; the
