@@ -8,6 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use baton_proto::JobView;
+use baton_proto::pipeline::RunView;
+use chrono::{DateTime, Utc};
 
 /// Where Debian's `faketime` package puts the library.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -111,4 +114,69 @@ pub async fn cluster(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     Some((c, clock, dir))
+}
+
+/// Times of a job as a reader with the real clock sees them: nothing in
+/// the future or an hour old, no attempt ending before it started or
+/// lasting longer than the test.
+pub fn assert_sane_times(j: &JobView) {
+    let now = Utc::now();
+    let fresh = |what: &str, t: chrono::DateTime<Utc>| {
+        let age = (now - t).num_milliseconds();
+        assert!(
+            (-2_000..300_000).contains(&age),
+            "job {}: {what} is {age} ms old: {j:#?}",
+            j.id
+        );
+    };
+    fresh("created_at", j.created_at);
+    fresh("updated_at", j.updated_at);
+    if let Some(f) = j.finished_at {
+        fresh("finished_at", f);
+        assert!(f >= j.created_at, "finished before created: {j:#?}");
+    }
+    for a in &j.attempts {
+        fresh("attempt started_at", a.started_at);
+        let end = a.ended_at.unwrap_or(now);
+        let ms = (end - a.started_at).num_milliseconds();
+        assert!(
+            (0..120_000).contains(&ms),
+            "job {} attempt {} lasted {ms} ms: {j:#?}",
+            j.id,
+            a.number
+        );
+    }
+}
+
+/// Times of a pipeline run as a reader with the real clock sees them, as
+/// [`assert_sane_times`] checks a job's: the run's and each step's.
+pub fn assert_sane_run(r: &RunView) {
+    let now = Utc::now();
+    let fresh = |what: &str, t: DateTime<Utc>| {
+        let age = (now - t).num_milliseconds();
+        assert!(
+            (-2_000..300_000).contains(&age),
+            "run {}: {what} is {age} ms old: {r:#?}",
+            r.id
+        );
+    };
+    fresh("created_at", r.created_at);
+    if let Some(f) = r.finished_at {
+        fresh("finished_at", f);
+        assert!(f >= r.created_at, "finished before created: {r:#?}");
+    }
+    for s in &r.steps {
+        if let Some(q) = s.queued_at {
+            fresh("a step's queued_at", q);
+            assert!(
+                q >= r.created_at,
+                "step {} queued before the run: {r:#?}",
+                s.name
+            );
+            if let Some(f) = s.finished_at {
+                fresh("a step's finished_at", f);
+                assert!(f >= q, "step {} ended before it was queued: {r:#?}", s.name);
+            }
+        }
+    }
 }

@@ -10,7 +10,8 @@
 //! - [`cluster`]: a controller plus N enrolled agents in one group, the shape most tests want.
 //! - [`ha`]: several controller replicas on one PostgreSQL database and agents
 //!   that know all of them.
-//! - [`faketime`]: a steppable wall clock for the controller (libfaketime).
+//! - [`faketime`]: a steppable wall clock for the controller and agents
+//!   (libfaketime), and the sanity check of times shown after a step.
 //! - [`faultproxy`]: a TCP proxy between agents and the controller that black-holes,
 //!   delays or resets connections on command.
 //! - [`loopfs`]: a small loop-mounted ext4 filesystem to fill up or make
@@ -24,6 +25,10 @@
 //!   bucket listed through a reference client, SIGSTOP/SIGCONT; the fixtures
 //!   the upload and restore tests share (store sections, a fault proxy in
 //!   front, a fake dump, the dump → upload pipeline).
+//! - [`restore_fixture`]: the restore tests' fixture: a MariaDB database
+//!   dumped and uploaded to moto by a real pipeline, a cluster with the
+//!   store, the object's key and sha256 (optionally a fault proxy in front
+//!   of the server and a faked clock under the processes).
 //! - [`sched_store`]: a stopped controller's SQLite store read for schedule
 //!   evidence (one job per nominal time, occurrences with no gap).
 //! - [`webhook`]: a scripted webhook receiver on loopback (notifications).
@@ -46,6 +51,7 @@ pub mod mssql;
 pub mod pki;
 pub mod postgres;
 pub mod proc;
+pub mod restore_fixture;
 pub mod s3;
 pub mod sched_store;
 pub mod sql_browser;

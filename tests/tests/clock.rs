@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baton_proto::{AttemptOutcome, JobState, JobView};
+use baton_proto::{AttemptOutcome, JobState};
 use baton_tests::cluster::Cluster;
-use baton_tests::faketime::FakeClock;
+use baton_tests::faketime::{FakeClock, assert_sane_times};
 use baton_tests::proc::bin;
-use chrono::Utc;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -104,38 +103,6 @@ fn batonctl(c: &Cluster, args: &[&str]) -> String {
         }
     }
     text
-}
-
-/// Times of a job as a reader with the real clock sees them: nothing in
-/// the future or an hour old, no attempt ending before it started or
-/// lasting longer than the test.
-fn assert_sane_times(j: &JobView) {
-    let now = Utc::now();
-    let fresh = |what: &str, t: chrono::DateTime<Utc>| {
-        let age = (now - t).num_milliseconds();
-        assert!(
-            (-2_000..300_000).contains(&age),
-            "job {}: {what} is {age} ms old: {j:#?}",
-            j.id
-        );
-    };
-    fresh("created_at", j.created_at);
-    fresh("updated_at", j.updated_at);
-    if let Some(f) = j.finished_at {
-        fresh("finished_at", f);
-        assert!(f >= j.created_at, "finished before created: {j:#?}");
-    }
-    for a in &j.attempts {
-        fresh("attempt started_at", a.started_at);
-        let end = a.ended_at.unwrap_or(now);
-        let ms = (end - a.started_at).num_milliseconds();
-        assert!(
-            (0..120_000).contains(&ms),
-            "job {} attempt {} lasted {ms} ms: {j:#?}",
-            j.id,
-            a.number
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,248 +20,25 @@
 //!   attempt fails at once, its error naming the store and the stall, the
 //!   database untouched; after SIGCONT the retry restores.
 //!
+//! The fixture (a dumped and uploaded database, the cluster with the store)
+//! is `baton_tests::restore_fixture`, shared with `restore_drill_clock.rs`.
+//!
 //! Not here: a byte flipped in transit by a faulty proxy (tests/src/faultproxy
 //! forwards, delays, black-holes and resets; it does not rewrite bytes). What
 //! the agent checks is the same either way: the downloaded bytes' sha256
 //! against the manifest's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use baton_proto::pipeline::{RunState, RunView, StepRunView, StepState};
-use baton_proto::{AttemptOutcome, JobState, JobView};
-use baton_tests::cluster::Cluster;
-use baton_tests::faultproxy::FaultProxy;
-use baton_tests::mariadb::{self, MariaDb};
-use baton_tests::proc::bin;
-use baton_tests::s3::{self, BUCKET, S3Server};
+use baton_proto::pipeline::{RunState, StepState};
+use baton_proto::{AttemptOutcome, JobState};
+use baton_tests::restore_fixture::{BLOBS, Fixture, Setup, WAIT, data, downloading, step};
+use baton_tests::s3::BUCKET;
 use baton_tests::webhook::Receiver;
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(180);
 const SECRET: &str = "restore-drill-webhook-secret-0123";
-
-fn data(j: &JobView) -> Value {
-    j.result
-        .as_ref()
-        .and_then(|r| r.data.clone())
-        .unwrap_or(Value::Null)
-}
-
-fn step<'a>(r: &'a RunView, name: &str) -> &'a StepRunView {
-    r.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no step {name} in {r:#?}"))
-}
-
-/// A dumped and uploaded database, an agent with the store, and the object.
-struct Fixture {
-    c: Cluster,
-    s3: S3Server,
-    mdb: &'static MariaDb,
-    db: String,
-    dumps: PathBuf,
-    /// Between the agent and the server, when asked for.
-    proxy: Option<FaultProxy>,
-    /// The object's key in the bucket (the store's prefix `prod/` included).
-    key: String,
-    sha256: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.mdb.sql(
-            None,
-            &format!(
-                "DROP DATABASE IF EXISTS `{0}`; DROP DATABASE IF EXISTS `{0}_c1`; \
-                 DROP DATABASE IF EXISTS `{0}_c2`",
-                self.db
-            ),
-        );
-    }
-}
-
-/// The default table: 500 orders.
-const ORDERS: &str = "CREATE TABLE orders (id INT PRIMARY KEY, amount DECIMAL(10,2), note TEXT);
-     INSERT INTO orders SELECT seq, seq / 7, CONCAT('order ', seq) FROM seq_1_to_500;";
-
-/// How a [`Fixture`] is made.
-struct Setup<'a> {
-    controller_extra: &'a str,
-    /// The SQL that fills the database.
-    tables: &'a str,
-    /// The dump's restore check.
-    verify: bool,
-    /// The agent reaches the store through a fault proxy.
-    proxy: bool,
-    /// More lines of the store's section (after `prefix`).
-    store: &'a str,
-}
-
-impl Fixture {
-    async fn start(controller_extra: &str) -> Fixture {
-        Self::start_with(Setup {
-            controller_extra,
-            tables: ORDERS,
-            verify: true,
-            proxy: false,
-            store: "",
-        })
-        .await
-    }
-
-    async fn start_with(setup: Setup<'_>) -> Fixture {
-        baton_tests::init_crypto();
-        let s3 = S3Server::with_bucket().expect("s3 server");
-        let (proxy, endpoint) = if setup.proxy {
-            let (p, url) = s3.proxy().await.expect("proxy");
-            (Some(p), url)
-        } else {
-            (None, s3.url.clone())
-        };
-        let mdb = mariadb::server().await.expect(mariadb::INSTALL_HINT);
-        let db = mdb.create_database("rs").expect("database");
-        mdb.sql(Some(&db), setup.tables).expect("setup sql");
-        let (user, password) = mdb.create_user(&db, &["ALL"]).expect("user");
-        mdb.grant(&user, &["SELECT"], "mysql.proc").expect("grant");
-        for on in [
-            format!("`{}\\_c_`.*", db.replace('_', "\\_")),
-            "`baton\\_verify\\_%`.*".to_owned(),
-            "`baton\\_drill\\_%`.*".to_owned(),
-        ] {
-            mdb.grant(&user, &["ALL"], &on).expect("grant");
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("baton-rs-")
-            .tempdir()
-            .expect("tmp");
-        let pw = dir.path().join("main.password");
-        mariadb::write_password_file(&pw, &password).expect("password");
-        let dumps = dir.path().join("dumps");
-        let conn = mdb.connection_toml("main", &db, &user, &pw);
-        let store = s3.store_toml(
-            "offsite",
-            &endpoint,
-            &format!("prefix = \"prod\"\n{}", setup.store),
-        );
-        let dumps_of = dumps.clone();
-        let c = Cluster::start_with(1, setup.controller_extra, move |o| {
-            o.extra = format!("{conn}dump_dir = \"{}\"\n{store}", dumps_of.display());
-        })
-        .await
-        .expect("cluster");
-        c.wait_agents_online().await.expect("online");
-        let dump = json!({"kind": "dump", "connection": "main", "database": db,
-                          "verify": setup.verify});
-        c.api
-            .create_pipeline(s3::dump_upload_pipeline("offsite", dump, None))
-            .await
-            .expect("pipeline");
-        let run = c.api.start_run("offsite").await.expect("run");
-        let r = c.api.wait_run_ended(run.id, WAIT).await.expect("ended");
-        assert_eq!(r.state, RunState::Succeeded, "{r:#?}\n{}", c.logs());
-        let up = c
-            .api
-            .job(step(&r, "upload").job_id.expect("job"))
-            .await
-            .expect("job");
-        let d = data(&up);
-        let key = d["key"].as_str().expect("key").to_owned();
-        let sha256 = d["sha256"].as_str().expect("sha256").to_owned();
-        Fixture {
-            c,
-            s3,
-            mdb,
-            db,
-            dumps,
-            proxy,
-            key,
-            sha256,
-            dir,
-        }
-    }
-
-    /// The key under the store's prefix (what a restore names).
-    fn store_key(&self) -> &str {
-        self.key.strip_prefix("prod/").expect("under the prefix")
-    }
-
-    /// Replace the object's bytes (one byte flipped in the middle), keeping
-    /// its sha256 metadata; the manifest object is left alone.
-    fn tamper(&self) {
-        let file = self.dir.path().join("object");
-        self.s3.get(BUCKET, &self.key, &file).expect("get");
-        let mut bytes = std::fs::read(&file).expect("read");
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x01;
-        std::fs::write(&file, &bytes).expect("write");
-        self.s3
-            .put(BUCKET, &self.key, &file, Some(&self.sha256))
-            .expect("put");
-        let listing = self.s3.list(BUCKET).expect("list");
-        let o = listing
-            .objects
-            .iter()
-            .find(|o| o.key == self.key)
-            .expect("listed");
-        assert_eq!(
-            o.sha256, self.sha256,
-            "the metadata still says the old sha256"
-        );
-    }
-
-    fn database_exists(&self, name: &str) -> bool {
-        let out = self
-            .mdb
-            .sql(
-                None,
-                &format!(
-                    "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}'"
-                ),
-            )
-            .expect("query");
-        out.trim() != "0"
-    }
-
-    /// Downloads left under the dump directory (`.restore-job*`).
-    fn leftovers(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dumps)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(".restore-"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    async fn restore(&self, source: Value, database: &str) -> JobView {
-        let j = self
-            .c
-            .api
-            .submit(json!({
-                "group": "default",
-                "spec": {"kind": "restore", "connection": "main", "source": source,
-                         "database": database},
-                "retry": {"max_attempts": 2, "initial_backoff_ms": 100},
-            }))
-            .await
-            .expect("submit");
-        self.c.api.wait_terminal(j.id, WAIT).await.expect("ended")
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("batonctl").expect("bin"))
-            .args(["--url", &self.c.controller.url()])
-            .args(args)
-            .env("BATON_TOKEN", &self.c.controller.admin_token)
-            .output()
-            .expect("batonctl")
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_is_restored_and_a_tampered_one_is_refused_before_the_database() {
@@ -317,27 +94,6 @@ async fn an_object_is_restored_and_a_tampered_one_is_refused_before_the_database
     assert_eq!(j.attempts.len(), 1, "a mismatch is not retried");
     assert!(!f.database_exists(&c2), "nothing touched the database");
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
-}
-
-/// 24 MiB of random bytes: a dump object far larger than what the socket
-/// buffers between the server and the agent hold.
-const BLOBS: &str = "CREATE TABLE blobs (id INT PRIMARY KEY, b BLOB NOT NULL);
-     INSERT INTO blobs SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_24576;";
-
-/// Bytes in `.partial` files under the dump directory's downloads.
-fn downloading(dumps: &Path) -> u64 {
-    let Ok(dirs) = std::fs::read_dir(dumps) else {
-        return 0;
-    };
-    dirs.filter_map(Result::ok)
-        .filter(|d| d.file_name().to_string_lossy().starts_with(".restore-"))
-        .filter_map(|d| std::fs::read_dir(d.path()).ok())
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|f| f.file_name().to_string_lossy().ends_with(".partial"))
-        .filter_map(|f| f.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// The server SIGSTOPped while a restore downloads its object (a fault
