@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use baton_proto::JobView;
 use baton_proto::pipeline::{RunState, RunView, StepRunView};
+use baton_proto::{AttemptOutcome, JobId, JobView};
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
@@ -254,6 +254,57 @@ impl Fixture {
             .await
             .expect("submit");
         self.c.api.wait_terminal(j.id, WAIT).await.expect("ended")
+    }
+
+    /// Wait until a restore's download has begun (bytes in a `.partial`).
+    pub async fn wait_downloading(&self) {
+        let end = std::time::Instant::now() + WAIT;
+        while downloading(&self.dumps) == 0 {
+            assert!(
+                std::time::Instant::now() < end,
+                "the download never began\n{}",
+                self.c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Wait for job `id`'s first attempt to end: its outcome and the job.
+    pub async fn first_outcome(&self, id: JobId) -> (AttemptOutcome, JobView) {
+        let end = std::time::Instant::now() + WAIT;
+        loop {
+            let j = self.c.api.job(id).await.expect("job");
+            if let Some(outcome) = j.attempts.first().and_then(|a| a.outcome) {
+                return (outcome, j);
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "the first attempt never ended: {j:#?}\n{}",
+                self.c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `batonctl pipeline create --template restore-drill` of the `main`
+    /// connection's objects in `offsite`, named `name`, on schedule `cron`.
+    pub fn create_drill(&self, name: &str, cron: &str) -> Output {
+        self.ctl(&[
+            "pipeline",
+            "create",
+            "--template",
+            "restore-drill",
+            "--connection",
+            "main",
+            "--store",
+            "offsite",
+            "--prefix",
+            "main/",
+            "--name",
+            name,
+            "--schedule",
+            cron,
+        ])
     }
 
     /// `batonctl ARGS` against the controller, as admin.

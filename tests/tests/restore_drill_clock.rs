@@ -115,22 +115,7 @@ async fn drill_in_flight() -> Option<InFlight> {
 
 /// `batonctl pipeline create --template restore-drill` with `--schedule CRON`.
 fn create_drill(f: &Fixture, name: &str, cron: &str) {
-    let out = f.ctl(&[
-        "pipeline",
-        "create",
-        "--template",
-        "restore-drill",
-        "--connection",
-        "main",
-        "--store",
-        "offsite",
-        "--prefix",
-        "main/",
-        "--name",
-        name,
-        "--schedule",
-        cron,
-    ]);
+    let out = f.create_drill(name, cron);
     assert!(
         out.status.success(),
         "{}{}",

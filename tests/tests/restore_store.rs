@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use baton_proto::pipeline::{RunState, StepState};
 use baton_proto::{AttemptOutcome, JobState};
-use baton_tests::restore_fixture::{BLOBS, Fixture, Setup, WAIT, data, downloading, step};
+use baton_tests::restore_fixture::{BLOBS, Fixture, Setup, WAIT, data, step};
 use baton_tests::s3::BUCKET;
 use baton_tests::webhook::Receiver;
 use serde_json::{Value, json};
@@ -138,28 +138,9 @@ async fn a_server_stopped_mid_download_times_the_restore_out_and_the_retry_resto
             }))
             .await
             .expect("submit");
-    let end = Instant::now() + WAIT;
-    while downloading(&f.dumps) == 0 {
-        assert!(
-            Instant::now() < end,
-            "the download never began\n{}",
-            f.c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    f.wait_downloading().await;
     f.s3.freeze().expect("SIGSTOP");
-    let first = loop {
-        let j = f.c.api.job(job.id).await.expect("job");
-        if let Some(outcome) = j.attempts.first().and_then(|a| a.outcome) {
-            break (outcome, j);
-        }
-        assert!(
-            Instant::now() < end,
-            "the first attempt never ended: {j:#?}\n{}",
-            f.c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let first = f.first_outcome(job.id).await;
     assert_eq!(first.0, AttemptOutcome::TimedOut, "{:#?}", first.1);
     let got = proxy.stats().to_client - before;
     assert!(
@@ -234,22 +215,7 @@ async fn a_restore_drill_passes_and_a_tampered_one_fails_drops_scratch_and_notif
     let name = format!("drill-{}", f.db);
     let scratch = format!("baton_drill_{}", name.replace('-', "_"));
 
-    let out = f.ctl(&[
-        "pipeline",
-        "create",
-        "--template",
-        "restore-drill",
-        "--connection",
-        "main",
-        "--store",
-        "offsite",
-        "--prefix",
-        "main/",
-        "--name",
-        &name,
-        "--schedule",
-        "0 4 * * 0",
-    ]);
+    let out = f.create_drill(&name, "0 4 * * 0");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -365,28 +331,9 @@ async fn a_stalled_download_fails_the_attempt_naming_the_store_and_the_retry_res
             }))
             .await
             .expect("submit");
-    let end = Instant::now() + WAIT;
-    while downloading(&f.dumps) == 0 {
-        assert!(
-            Instant::now() < end,
-            "the download never began\n{}",
-            f.c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    f.wait_downloading().await;
     f.s3.freeze().expect("SIGSTOP");
-    let (outcome, j) = loop {
-        let j = f.c.api.job(job.id).await.expect("job");
-        if let Some(outcome) = j.attempts.first().and_then(|a| a.outcome) {
-            break (outcome, j);
-        }
-        assert!(
-            Instant::now() < end,
-            "the first attempt never ended: {j:#?}\n{}",
-            f.c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (outcome, j) = f.first_outcome(job.id).await;
     let database_then = f.database_exists(&c1);
     f.s3.thaw().expect("SIGCONT");
     proxy.pass();
