@@ -5,8 +5,12 @@
 //! connection errors and stalls; never on other 4xx (403: bad keys, a
 //! clear error). A request that makes no progress for the store's
 //! `read_timeout` is stalled ([`stall`]; [`Error::Stalled`]).
+//! Requests are signed with the store's clock when the host's is more than
+//! 5 min off it ([`clock`]: from the answers' `Date` header); a 403
+//! `RequestTimeTooSkewed` is sent again at once, signed with the store's time.
 //! The upload executor sees [`Client`], [`Error`] and plain values only.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -17,8 +21,10 @@ use sha2::Digest;
 
 use crate::config::store::{S3Store, Sse};
 
+mod clock;
 mod stall;
 
+use clock::StoreClock;
 use stall::Progress;
 
 /// How long a signed URL is valid.
@@ -93,6 +99,7 @@ impl Error {
     /// Whether trying again may help (5xx, 429, no answer, a stall).
     pub fn retryable(&self) -> bool {
         match self {
+            Error::Status { status, .. } if self.clock_skewed() => *status == 403,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
             Error::Transport { .. } | Error::Stalled { .. } => true,
             Error::Setup { .. } | Error::Answer { .. } => false,
@@ -100,10 +107,16 @@ impl Error {
     }
 
     /// Whether the keys were refused (403 and the codes of bad keys).
+    /// (A 403 `RequestTimeTooSkewed` is a clock, not the keys.)
     pub fn bad_credentials(&self) -> bool {
-        matches!(self, Error::Status { status: 403, .. })
+        !self.clock_skewed() && matches!(self, Error::Status { status: 403, .. })
             || matches!(self, Error::Status { code, .. } if code == "InvalidAccessKeyId"
                 || code == "SignatureDoesNotMatch")
+    }
+
+    /// Whether the server refused the request's time (`RequestTimeTooSkewed`).
+    pub fn clock_skewed(&self) -> bool {
+        matches!(self, Error::Status { code, .. } if code == "RequestTimeTooSkewed")
     }
 }
 
@@ -145,6 +158,8 @@ pub struct Listed {
     pub key: String,
     /// Bytes.
     pub size: u64,
+    /// `LastModified` (the store's clock), when the server sent it.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An object's body being read ([`Client::get`]).
@@ -179,6 +194,7 @@ pub struct Client {
     bucket: Bucket,
     creds: Credentials,
     store: S3Store,
+    clock: Arc<StoreClock>,
 }
 
 impl std::fmt::Debug for Client {
@@ -236,6 +252,7 @@ impl Client {
             bucket,
             creds,
             store: store.clone(),
+            clock: StoreClock::for_store(&store.name),
         })
     }
 
@@ -280,6 +297,54 @@ impl Client {
         }
     }
 
+    /// Sign `action` with the host's time, or the store's when they differ
+    /// by more than [`clock::SIGN_SKEW`].
+    fn sign<'a>(&self, action: &impl S3Action<'a>) -> reqwest::Url {
+        let at = self.clock.signing_time(chrono::Utc::now());
+        action.sign_with_time(SIGNED_FOR, &clock::timestamp(at))
+    }
+
+    /// The store's time now (from its latest answer's `Date`; the host's
+    /// before any answer).
+    pub fn store_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.store_time(chrono::Utc::now())
+    }
+
+    /// Learn the store's time from an answer's `Date` header, or from a
+    /// refusal's `<ServerTime>` (S3's `RequestTimeTooSkewed` body).
+    fn observe(&self, headers: &reqwest::header::HeaderMap, body: Option<&str>) {
+        let server = header(headers, "date")
+            .and_then(|d| clock::parse_http_date(&d))
+            .or_else(|| {
+                body.and_then(|b| xml_field(b, "ServerTime"))
+                    .and_then(|t| clock::parse_s3_time(&t))
+            });
+        let Some(server) = server else { return };
+        if let Some(skew) = self.clock.observe(server, chrono::Utc::now()) {
+            tracing::warn!(
+                store = %self.store.name,
+                skew_s = skew.num_seconds(),
+                "Store clock differs from this host's; signing requests with the store's time"
+            );
+        }
+    }
+
+    /// `attempt`, and once more at once when the server refused its time
+    /// (by then [`Client::observe`] has the store's time to sign with).
+    async fn skew_retry<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        match attempt().await {
+            Err(e) if e.clock_skewed() => {
+                tracing::info!(store = %self.store.name, error = %e, "Store refused the request's time; signing again with the store's");
+                attempt().await
+            }
+            r => r,
+        }
+    }
+
     /// Send one signed request, retrying what may pass on a second try.
     async fn send(
         &self,
@@ -289,7 +354,7 @@ impl Client {
         action: &(dyn Fn() -> (reqwest::Url, Vec<(String, String)>) + Sync),
         body: bytes::Bytes,
     ) -> Result<Answer, Error> {
-        let once = || async {
+        let attempt = || async {
             let (url, headers) = action();
             let mut req = self.http.request(method.clone(), url);
             for (k, v) in &headers {
@@ -301,8 +366,9 @@ impl Client {
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let body = self.read_all(op, key, resp).await?;
-            if status >= 300 {
-                let text = String::from_utf8_lossy(&body);
+            let text = (status >= 300).then(|| String::from_utf8_lossy(&body));
+            self.observe(&headers, text.as_deref());
+            if let Some(text) = text {
                 return Err(Error::Status {
                     op,
                     key: key.to_owned(),
@@ -317,6 +383,7 @@ impl Client {
                 body,
             })
         };
+        let once = || self.skew_retry(attempt);
         once.retry(retries())
         .when(Error::retryable)
         .notify(|e, after| {
@@ -349,6 +416,7 @@ impl Client {
 
     /// Sign `action` with `headers` added to it; the URL and the headers to send.
     fn signed<'a, A: S3Action<'a>>(
+        &self,
         mut action: A,
         headers: &'a [(String, String)],
         query: &'a [(String, String)],
@@ -359,7 +427,7 @@ impl Client {
         for (k, v) in query {
             action.query_mut().insert(k.as_str(), v.as_str());
         }
-        (action.sign(SIGNED_FOR), headers.to_vec())
+        (self.sign(&action), headers.to_vec())
     }
 
     /// Start a multipart upload; its id and the checksum the server takes.
@@ -376,7 +444,7 @@ impl Client {
                 key,
                 reqwest::Method::POST,
                 &|| {
-                    Self::signed(
+                    self.signed(
                         self.bucket.create_multipart_upload(Some(&self.creds), key),
                         &headers,
                         &[],
@@ -434,7 +502,7 @@ impl Client {
                 key,
                 reqwest::Method::PUT,
                 &|| {
-                    Self::signed(
+                    self.signed(
                         self.bucket
                             .upload_part(Some(&self.creds), key, number, upload_id),
                         &headers,
@@ -483,7 +551,7 @@ impl Client {
                 key,
                 reqwest::Method::POST,
                 &|| {
-                    Self::signed(
+                    self.signed(
                         self.bucket.complete_multipart_upload(
                             Some(&self.creds),
                             key,
@@ -520,7 +588,7 @@ impl Client {
             key,
             reqwest::Method::DELETE,
             &|| {
-                Self::signed(
+                self.signed(
                     self.bucket
                         .abort_multipart_upload(Some(&self.creds), key, upload_id),
                     &[],
@@ -551,7 +619,7 @@ impl Client {
             key,
             reqwest::Method::PUT,
             &|| {
-                Self::signed(
+                self.signed(
                     self.bucket.put_object(Some(&self.creds), key),
                     &headers,
                     &[],
@@ -570,7 +638,7 @@ impl Client {
                 "HeadObject",
                 key,
                 reqwest::Method::HEAD,
-                &|| Self::signed(self.bucket.head_object(Some(&self.creds), key), &[], &[]),
+                &|| self.signed(self.bucket.head_object(Some(&self.creds), key), &[], &[]),
                 bytes::Bytes::new(),
             )
             .await;
@@ -600,7 +668,7 @@ impl Client {
             "GetObject",
             key,
             reqwest::Method::GET,
-            &|| Self::signed(self.bucket.get_object(Some(&self.creds), key), &range, &[]),
+            &|| self.signed(self.bucket.get_object(Some(&self.creds), key), &range, &[]),
             bytes::Bytes::new(),
         )
         .await
@@ -613,18 +681,17 @@ impl Client {
     /// returned to the caller, who starts over.
     pub async fn get(&self, key: &str) -> Result<Body, Error> {
         let op = "GetObject";
-        let once = || async {
-            let url = self
-                .bucket
-                .get_object(Some(&self.creds), key)
-                .sign(SIGNED_FOR);
+        let attempt = || async {
+            let url = self.sign(&self.bucket.get_object(Some(&self.creds), key));
             let progress = Progress::new();
             let sent = self.http.get(url).send();
             let resp = self.unless_stalled(op, key, &progress, sent).await?;
             let status = resp.status().as_u16();
             if status >= 300 {
+                let headers = resp.headers().clone();
                 let body = self.read_all(op, key, resp).await.unwrap_or_default();
                 let text = String::from_utf8_lossy(&body);
+                self.observe(&headers, Some(&text));
                 return Err(Error::Status {
                     op,
                     key: key.to_owned(),
@@ -633,8 +700,10 @@ impl Client {
                     message: xml_field(&text, "Message").unwrap_or_default(),
                 });
             }
+            self.observe(resp.headers(), None);
             Ok(resp)
         };
+        let once = || self.skew_retry(attempt);
         let resp = once
             .retry(retries())
             .when(Error::retryable)
@@ -671,7 +740,7 @@ impl Client {
                         if let Some(t) = &t {
                             l.with_continuation_token(t.clone());
                         }
-                        (l.sign(SIGNED_FOR), Vec::new())
+                        (self.sign(&l), Vec::new())
                     },
                     bytes::Bytes::new(),
                 )
@@ -686,6 +755,7 @@ impl Client {
             out.extend(page.contents.into_iter().map(|c| Listed {
                 key: c.key,
                 size: c.size.unwrap_or(0),
+                modified: c.last_modified.as_deref().and_then(clock::parse_s3_time),
             }));
             match page.next_continuation_token {
                 Some(t) => token = Some(t),
@@ -700,7 +770,7 @@ impl Client {
             "DeleteObject",
             key,
             reqwest::Method::DELETE,
-            &|| Self::signed(self.bucket.delete_object(Some(&self.creds), key), &[], &[]),
+            &|| self.signed(self.bucket.delete_object(Some(&self.creds), key), &[], &[]),
             bytes::Bytes::new(),
         )
         .await
