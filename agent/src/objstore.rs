@@ -2,8 +2,8 @@
 //! (SigV4, presigned URLs carrying the signed `x-amz-*` headers), sent with
 //! the agent's reqwest (rustls, aws-lc-rs; a pinned CA when the store has
 //! `ca_file`). Each request is retried with backon on 5xx, 429 and
-//! connection errors and stalls; never on other 4xx (403: bad keys, a
-//! clear error). A request that makes no progress for the store's
+//! connection errors and stalls, and once at once on a refused time (see
+//! below); never on other 4xx (403: bad keys, a clear error). A request that makes no progress for the store's
 //! `read_timeout` is stalled ([`stall`]; [`Error::Stalled`]).
 //! Requests are signed with the store's clock when the host's is more than
 //! 5 min off it ([`clock`]: from the answers' `Date` header); a 403
@@ -114,9 +114,26 @@ impl Error {
                 || code == "SignatureDoesNotMatch")
     }
 
-    /// Whether the server refused the request's time (`RequestTimeTooSkewed`).
+    /// Whether the server refused the request's time: `RequestTimeTooSkewed`,
+    /// or a presigned URL it takes as expired or not valid yet (403
+    /// `AccessDenied` "Request has expired" / "Request is not valid yet",
+    /// as MinIO and S3 answer presigned requests from a skewed host).
     pub fn clock_skewed(&self) -> bool {
-        matches!(self, Error::Status { code, .. } if code == "RequestTimeTooSkewed")
+        match self {
+            Error::Status { code, .. } if code == "RequestTimeTooSkewed" => true,
+            Error::Status {
+                status: 403,
+                code,
+                message,
+                ..
+            } if code == "AccessDenied" => {
+                let m = message.to_ascii_lowercase();
+                m.contains("request has expired")
+                    || m.contains("not valid yet")
+                    || m.contains("not yet valid")
+            }
+            _ => false,
+        }
     }
 }
 
@@ -294,54 +311,6 @@ impl Client {
                 Ok(Err(e)) => return Err(transport(op, key, e)),
                 Err(_) => return Err(stalled(&self.store.name, op, key, limit)),
             }
-        }
-    }
-
-    /// Sign `action` with the host's time, or the store's when they differ
-    /// by more than [`clock::SIGN_SKEW`].
-    fn sign<'a>(&self, action: &impl S3Action<'a>) -> reqwest::Url {
-        let at = self.clock.signing_time(chrono::Utc::now());
-        action.sign_with_time(SIGNED_FOR, &clock::timestamp(at))
-    }
-
-    /// The store's time now (from its latest answer's `Date`; the host's
-    /// before any answer).
-    pub fn store_now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.clock.store_time(chrono::Utc::now())
-    }
-
-    /// Learn the store's time from an answer's `Date` header, or from a
-    /// refusal's `<ServerTime>` (S3's `RequestTimeTooSkewed` body).
-    fn observe(&self, headers: &reqwest::header::HeaderMap, body: Option<&str>) {
-        let server = header(headers, "date")
-            .and_then(|d| clock::parse_http_date(&d))
-            .or_else(|| {
-                body.and_then(|b| xml_field(b, "ServerTime"))
-                    .and_then(|t| clock::parse_s3_time(&t))
-            });
-        let Some(server) = server else { return };
-        if let Some(skew) = self.clock.observe(server, chrono::Utc::now()) {
-            tracing::warn!(
-                store = %self.store.name,
-                skew_s = skew.num_seconds(),
-                "Store clock differs from this host's; signing requests with the store's time"
-            );
-        }
-    }
-
-    /// `attempt`, and once more at once when the server refused its time
-    /// (by then [`Client::observe`] has the store's time to sign with).
-    async fn skew_retry<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Error>>,
-    {
-        match attempt().await {
-            Err(e) if e.clock_skewed() => {
-                tracing::info!(store = %self.store.name, error = %e, "Store refused the request's time; signing again with the store's");
-                attempt().await
-            }
-            r => r,
         }
     }
 

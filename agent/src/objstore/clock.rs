@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use rusty_s3::S3Action;
+
+use super::{Client, Error, SIGNED_FOR, header, xml_field};
 
 /// Skew past which requests are signed with the store's time (S3 allows
 /// 15 min; `Date` has whole seconds and the answer takes its time, so
@@ -75,6 +78,56 @@ impl StoreClock {
     /// host's time before any answer).
     pub fn store_time(&self, local: DateTime<Utc>) -> DateTime<Utc> {
         local + self.offset().unwrap_or_default()
+    }
+}
+
+impl Client {
+    /// Sign `action` with the host's time, or the store's when they differ
+    /// by more than [`SIGN_SKEW`].
+    pub(super) fn sign<'a>(&self, action: &impl S3Action<'a>) -> reqwest::Url {
+        let at = self.clock.signing_time(chrono::Utc::now());
+        action.sign_with_time(SIGNED_FOR, &timestamp(at))
+    }
+
+    /// The store's time now (from its latest answer's `Date`; the host's
+    /// before any answer).
+    pub fn store_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.store_time(chrono::Utc::now())
+    }
+
+    /// Learn the store's time from an answer's `Date` header, or from a
+    /// refusal's `<ServerTime>` (S3's `RequestTimeTooSkewed` body).
+    pub(super) fn observe(&self, headers: &reqwest::header::HeaderMap, body: Option<&str>) {
+        let server = header(headers, "date")
+            .and_then(|d| parse_http_date(&d))
+            .or_else(|| {
+                body.and_then(|b| xml_field(b, "ServerTime"))
+                    .and_then(|t| parse_s3_time(&t))
+            });
+        let Some(server) = server else { return };
+        if let Some(skew) = self.clock.observe(server, chrono::Utc::now()) {
+            tracing::warn!(
+                store = %self.store.name,
+                skew_s = skew.num_seconds(),
+                "Store clock differs from this host's; signing requests with the store's time"
+            );
+        }
+    }
+
+    /// `attempt`, and once more at once when the server refused its time
+    /// (by then [`Client::observe`] has the store's time to sign with).
+    pub(super) async fn skew_retry<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        match attempt().await {
+            Err(e) if e.clock_skewed() => {
+                tracing::info!(store = %self.store.name, error = %e, "Store refused the request's time; signing again with the store's");
+                attempt().await
+            }
+            r => r,
+        }
     }
 }
 

@@ -196,4 +196,15 @@ fn a_refused_time_is_retried_and_is_not_bad_keys() {
     };
     assert!(!denied.clock_skewed());
     assert!(denied.bad_credentials());
+    for message in ["Request has expired", "Request is not valid yet"] {
+        let presigned = Error::Status {
+            op: "PutObject",
+            key: "k".into(),
+            status: 403,
+            code: "AccessDenied".into(),
+            message: message.into(),
+        };
+        assert!(presigned.clock_skewed(), "{message}");
+        assert!(!presigned.bad_credentials(), "{message}");
+    }
 }
