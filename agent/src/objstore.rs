@@ -2,11 +2,15 @@
 //! (SigV4, presigned URLs carrying the signed `x-amz-*` headers), sent with
 //! the agent's reqwest (rustls, aws-lc-rs; a pinned CA when the store has
 //! `ca_file`). Each request is retried with backon on 5xx, 429 and
-//! connection errors and stalls; never on other 4xx (403: bad keys, a
-//! clear error). A request that makes no progress for the store's
+//! connection errors and stalls, and once at once on a refused time (see
+//! below); never on other 4xx (403: bad keys, a clear error). A request that makes no progress for the store's
 //! `read_timeout` is stalled ([`stall`]; [`Error::Stalled`]).
+//! Requests are signed with the store's clock when the host's is more than
+//! 5 min off it ([`clock`]: from the answers' `Date` header); a 403
+//! `RequestTimeTooSkewed` is sent again at once, signed with the store's time.
 //! The upload executor sees [`Client`], [`Error`] and plain values only.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -17,8 +21,10 @@ use sha2::Digest;
 
 use crate::config::store::{S3Store, Sse};
 
+mod clock;
 mod stall;
 
+use clock::StoreClock;
 use stall::Progress;
 
 /// How long a signed URL is valid.
@@ -93,6 +99,7 @@ impl Error {
     /// Whether trying again may help (5xx, 429, no answer, a stall).
     pub fn retryable(&self) -> bool {
         match self {
+            Error::Status { status, .. } if self.clock_skewed() => *status == 403,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
             Error::Transport { .. } | Error::Stalled { .. } => true,
             Error::Setup { .. } | Error::Answer { .. } => false,
@@ -100,10 +107,33 @@ impl Error {
     }
 
     /// Whether the keys were refused (403 and the codes of bad keys).
+    /// (A 403 `RequestTimeTooSkewed` is a clock, not the keys.)
     pub fn bad_credentials(&self) -> bool {
-        matches!(self, Error::Status { status: 403, .. })
+        !self.clock_skewed() && matches!(self, Error::Status { status: 403, .. })
             || matches!(self, Error::Status { code, .. } if code == "InvalidAccessKeyId"
                 || code == "SignatureDoesNotMatch")
+    }
+
+    /// Whether the server refused the request's time: `RequestTimeTooSkewed`,
+    /// or a presigned URL it takes as expired or not valid yet (403
+    /// `AccessDenied` "Request has expired" / "Request is not valid yet",
+    /// as MinIO and S3 answer presigned requests from a skewed host).
+    pub fn clock_skewed(&self) -> bool {
+        match self {
+            Error::Status { code, .. } if code == "RequestTimeTooSkewed" => true,
+            Error::Status {
+                status: 403,
+                code,
+                message,
+                ..
+            } if code == "AccessDenied" => {
+                let m = message.to_ascii_lowercase();
+                m.contains("request has expired")
+                    || m.contains("not valid yet")
+                    || m.contains("not yet valid")
+            }
+            _ => false,
+        }
     }
 }
 
@@ -145,6 +175,8 @@ pub struct Listed {
     pub key: String,
     /// Bytes.
     pub size: u64,
+    /// `LastModified` (the store's clock), when the server sent it.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An object's body being read ([`Client::get`]).
@@ -179,6 +211,7 @@ pub struct Client {
     bucket: Bucket,
     creds: Credentials,
     store: S3Store,
+    clock: Arc<StoreClock>,
 }
 
 impl std::fmt::Debug for Client {
@@ -236,6 +269,7 @@ impl Client {
             bucket,
             creds,
             store: store.clone(),
+            clock: StoreClock::for_store(&store.name),
         })
     }
 
@@ -289,7 +323,7 @@ impl Client {
         action: &(dyn Fn() -> (reqwest::Url, Vec<(String, String)>) + Sync),
         body: bytes::Bytes,
     ) -> Result<Answer, Error> {
-        let once = || async {
+        let attempt = || async {
             let (url, headers) = action();
             let mut req = self.http.request(method.clone(), url);
             for (k, v) in &headers {
@@ -301,8 +335,9 @@ impl Client {
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let body = self.read_all(op, key, resp).await?;
-            if status >= 300 {
-                let text = String::from_utf8_lossy(&body);
+            let text = (status >= 300).then(|| String::from_utf8_lossy(&body));
+            self.observe(&headers, text.as_deref());
+            if let Some(text) = text {
                 return Err(Error::Status {
                     op,
                     key: key.to_owned(),
@@ -317,6 +352,7 @@ impl Client {
                 body,
             })
         };
+        let once = || self.skew_retry(attempt);
         once.retry(retries())
         .when(Error::retryable)
         .notify(|e, after| {
@@ -349,6 +385,7 @@ impl Client {
 
     /// Sign `action` with `headers` added to it; the URL and the headers to send.
     fn signed<'a, A: S3Action<'a>>(
+        &self,
         mut action: A,
         headers: &'a [(String, String)],
         query: &'a [(String, String)],
@@ -359,7 +396,7 @@ impl Client {
         for (k, v) in query {
             action.query_mut().insert(k.as_str(), v.as_str());
         }
-        (action.sign(SIGNED_FOR), headers.to_vec())
+        (self.sign(&action), headers.to_vec())
     }
 
     /// Start a multipart upload; its id and the checksum the server takes.
@@ -376,7 +413,7 @@ impl Client {
                 key,
                 reqwest::Method::POST,
                 &|| {
-                    Self::signed(
+                    self.signed(
                         self.bucket.create_multipart_upload(Some(&self.creds), key),
                         &headers,
                         &[],
@@ -434,7 +471,7 @@ impl Client {
                 key,
                 reqwest::Method::PUT,
                 &|| {
-                    Self::signed(
+                    self.signed(
                         self.bucket
                             .upload_part(Some(&self.creds), key, number, upload_id),
                         &headers,
@@ -483,7 +520,7 @@ impl Client {
                 key,
                 reqwest::Method::POST,
                 &|| {
-                    Self::signed(
+                    self.signed(
                         self.bucket.complete_multipart_upload(
                             Some(&self.creds),
                             key,
@@ -520,7 +557,7 @@ impl Client {
             key,
             reqwest::Method::DELETE,
             &|| {
-                Self::signed(
+                self.signed(
                     self.bucket
                         .abort_multipart_upload(Some(&self.creds), key, upload_id),
                     &[],
@@ -551,7 +588,7 @@ impl Client {
             key,
             reqwest::Method::PUT,
             &|| {
-                Self::signed(
+                self.signed(
                     self.bucket.put_object(Some(&self.creds), key),
                     &headers,
                     &[],
@@ -570,7 +607,7 @@ impl Client {
                 "HeadObject",
                 key,
                 reqwest::Method::HEAD,
-                &|| Self::signed(self.bucket.head_object(Some(&self.creds), key), &[], &[]),
+                &|| self.signed(self.bucket.head_object(Some(&self.creds), key), &[], &[]),
                 bytes::Bytes::new(),
             )
             .await;
@@ -600,7 +637,7 @@ impl Client {
             "GetObject",
             key,
             reqwest::Method::GET,
-            &|| Self::signed(self.bucket.get_object(Some(&self.creds), key), &range, &[]),
+            &|| self.signed(self.bucket.get_object(Some(&self.creds), key), &range, &[]),
             bytes::Bytes::new(),
         )
         .await
@@ -613,18 +650,17 @@ impl Client {
     /// returned to the caller, who starts over.
     pub async fn get(&self, key: &str) -> Result<Body, Error> {
         let op = "GetObject";
-        let once = || async {
-            let url = self
-                .bucket
-                .get_object(Some(&self.creds), key)
-                .sign(SIGNED_FOR);
+        let attempt = || async {
+            let url = self.sign(&self.bucket.get_object(Some(&self.creds), key));
             let progress = Progress::new();
             let sent = self.http.get(url).send();
             let resp = self.unless_stalled(op, key, &progress, sent).await?;
             let status = resp.status().as_u16();
             if status >= 300 {
+                let headers = resp.headers().clone();
                 let body = self.read_all(op, key, resp).await.unwrap_or_default();
                 let text = String::from_utf8_lossy(&body);
+                self.observe(&headers, Some(&text));
                 return Err(Error::Status {
                     op,
                     key: key.to_owned(),
@@ -633,8 +669,10 @@ impl Client {
                     message: xml_field(&text, "Message").unwrap_or_default(),
                 });
             }
+            self.observe(resp.headers(), None);
             Ok(resp)
         };
+        let once = || self.skew_retry(attempt);
         let resp = once
             .retry(retries())
             .when(Error::retryable)
@@ -671,7 +709,7 @@ impl Client {
                         if let Some(t) = &t {
                             l.with_continuation_token(t.clone());
                         }
-                        (l.sign(SIGNED_FOR), Vec::new())
+                        (self.sign(&l), Vec::new())
                     },
                     bytes::Bytes::new(),
                 )
@@ -686,6 +724,7 @@ impl Client {
             out.extend(page.contents.into_iter().map(|c| Listed {
                 key: c.key,
                 size: c.size.unwrap_or(0),
+                modified: c.last_modified.as_deref().and_then(clock::parse_s3_time),
             }));
             match page.next_continuation_token {
                 Some(t) => token = Some(t),
@@ -700,7 +739,7 @@ impl Client {
             "DeleteObject",
             key,
             reqwest::Method::DELETE,
-            &|| Self::signed(self.bucket.delete_object(Some(&self.creds), key), &[], &[]),
+            &|| self.signed(self.bucket.delete_object(Some(&self.creds), key), &[], &[]),
             bytes::Bytes::new(),
         )
         .await

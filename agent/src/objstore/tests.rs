@@ -173,3 +173,38 @@ async fn a_download_whose_bytes_stop_is_stalled_one_that_trickles_is_not() {
     assert_eq!(got, 12288);
     server.abort();
 }
+
+#[test]
+fn a_refused_time_is_retried_and_is_not_bad_keys() {
+    let skewed = Error::Status {
+        op: "PutObject",
+        key: "k".into(),
+        status: 403,
+        code: "RequestTimeTooSkewed".into(),
+        message: "The difference between the request time and the server's time is too large."
+            .into(),
+    };
+    assert!(skewed.clock_skewed());
+    assert!(!skewed.bad_credentials());
+    assert!(skewed.retryable());
+    let denied = Error::Status {
+        op: "PutObject",
+        key: "k".into(),
+        status: 403,
+        code: "AccessDenied".into(),
+        message: String::new(),
+    };
+    assert!(!denied.clock_skewed());
+    assert!(denied.bad_credentials());
+    for message in ["Request has expired", "Request is not valid yet"] {
+        let presigned = Error::Status {
+            op: "PutObject",
+            key: "k".into(),
+            status: 403,
+            code: "AccessDenied".into(),
+            message: message.into(),
+        };
+        assert!(presigned.clock_skewed(), "{message}");
+        assert!(!presigned.bad_credentials(), "{message}");
+    }
+}

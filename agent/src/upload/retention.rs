@@ -3,7 +3,10 @@
 //! `<YYYYMMDDTHHMMSSZ>-job<id>`) **with** their `<stem>.manifest.json` next
 //! to them are the candidates; those beyond `keep_last` (newest first, by
 //! the time in the name) or older than `max_age` are deleted, the object
-//! first, then its manifest. The object just written is never deleted, nor
+//! first, then its manifest. The age is the store's time now less the
+//! object's `LastModified` (both the store's clock: a step of the agent's
+//! clock neither ages objects nor makes them young; the name's time, the
+//! agent's clock, only when the listing has no `LastModified`). The object just written is never deleted, nor
 //! an object whose manifest is missing (an upload in progress, or not ours),
 //! nor any other key.
 
@@ -24,6 +27,8 @@ pub struct Candidate {
     pub key: String,
     /// Its manifest.
     pub manifest: String,
+    /// The object's `LastModified` (the store's clock).
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The dump name of a key's last segment (`<stem>.<suffix>`, not a manifest).
@@ -60,6 +65,7 @@ pub fn candidates(listed: &[Listed]) -> BTreeMap<DumpName, Candidate> {
                     Candidate {
                         key: l.key.clone(),
                         manifest,
+                        modified: l.modified,
                     },
                 )
             })
@@ -67,7 +73,8 @@ pub fn candidates(listed: &[Listed]) -> BTreeMap<DumpName, Candidate> {
         .collect()
 }
 
-/// What to delete under `r`, `written` protected.
+/// What to delete under `r`, `written` protected, newest first; `now` is
+/// the store's time (ages are counted from `LastModified`).
 pub fn plan(
     listed: &[Listed],
     r: &UploadRetention,
@@ -83,8 +90,24 @@ pub fn plan(
     let found = candidates(listed);
     let protect = name_of(written);
     let names: Vec<DumpName> = found.keys().cloned().collect();
-    Ok(select(&names, r.keep_last, max_age, now, protect.as_ref())
+    let mut doomed: BTreeSet<DumpName> = select(&names, r.keep_last, None, now, protect.as_ref())
         .into_iter()
+        .collect();
+    let oldest_kept = max_age
+        .and_then(|age| chrono::TimeDelta::from_std(age).ok())
+        .and_then(|age| now.checked_sub_signed(age));
+    if let Some(limit) = oldest_kept {
+        doomed.extend(
+            found
+                .iter()
+                .filter(|(n, c)| c.modified.unwrap_or(n.started) < limit)
+                .filter(|(n, _)| Some(*n) != protect.as_ref())
+                .map(|(n, _)| n.clone()),
+        );
+    }
+    Ok(doomed
+        .into_iter()
+        .rev()
         .filter_map(|n| found.get(&n).cloned())
         .filter(|c| c.key != written)
         .collect())
@@ -98,7 +121,11 @@ pub async fn apply(
     written: &str,
 ) -> Result<Vec<String>, Error> {
     let listed = client.list(prefix).await?;
-    let doomed = plan(&listed, r, written, chrono::Utc::now())?;
+    // The store's time, not the agent's: `LastModified` is the store's
+    // clock, and the listing's answer (its `Date` header) has just told the
+    // client how far the agent's clock is from it. The just-written object's
+    // `LastModified` would do too, but only when the listing has it.
+    let doomed = plan(&listed, r, written, client.store_now())?;
     let mut deleted = Vec::new();
     for c in doomed {
         client.delete(&c.key).await?;

@@ -5,6 +5,7 @@ fn listed(keys: &[&str]) -> Vec<objstore::Listed> {
         .map(|k| objstore::Listed {
             key: (*k).to_owned(),
             size: 1,
+            modified: None,
         })
         .collect()
 }
