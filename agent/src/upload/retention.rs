@@ -6,9 +6,9 @@
 //! first, then its manifest. The age is the store's time now less the
 //! object's `LastModified` (both the store's clock: a step of the agent's
 //! clock neither ages objects nor makes them young; the name's time, the
-//! agent's clock, only when the listing has no `LastModified`). The object just written is never deleted, nor
-//! an object whose manifest is missing (an upload in progress, or not ours),
-//! nor any other key.
+//! agent's clock, only when the listing has no `LastModified`). The object
+//! just written is never deleted, nor an object whose manifest is missing
+//! (an upload in progress, or not ours), nor any other key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
