@@ -26,6 +26,15 @@
 //! - `rebase`: at start, stored deadlines re-expressed in this process's clock.
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
+//!
+//! A rule for every statement here: a bound `LIMIT` is written `LIMIT +?N`,
+//! never with the bare parameter. SQLite (3.47 and later; sqlx bundles 3.51) reads a
+//! bare bound LIMIT while planning and marks the statement to be prepared
+//! again whenever that parameter is bound — and sqlx binds at every run, so
+//! the statement was parsed and planned anew each time (the grant's ready
+//! query took 250 µs instead of ~40 inside the submit's commit). The unary
+//! `+` keeps the value out of the planner. `tests::no_bare_bound_limit`
+//! holds the rule.
 
 mod agents;
 mod audit;
@@ -151,6 +160,9 @@ impl SqliteStore {
 
 /// One controller per file: no signals to send or hear.
 impl crate::store::EventStore for SqliteStore {}
+
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
 impl SqliteStore {

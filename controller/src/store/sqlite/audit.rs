@@ -49,7 +49,7 @@ impl AuditStore for SqliteStore {
         let limit = limit.clamp(1, 1000);
         let rows = sqlx::query(
             "SELECT id, at, actor, role, action, target, status, error FROM audit
-             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT +?3",
         )
         .bind(actor)
         .bind(before)

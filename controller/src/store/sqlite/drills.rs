@@ -372,7 +372,7 @@ impl DrillStore for SqliteStore {
 
     /// Drills, newest first, without timelines.
     async fn list_drills(&self, limit: u32) -> Result<DrillList> {
-        let sql = format!("SELECT {DRILL_COLUMNS} FROM drills ORDER BY id DESC LIMIT ?");
+        let sql = format!("SELECT {DRILL_COLUMNS} FROM drills ORDER BY id DESC LIMIT +?");
         let rows: Vec<DrillRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(limit.clamp(1, 1000)))
             .fetch_all(&self.reader)

@@ -105,7 +105,7 @@ impl JobStore for SqliteStore {
                AND (?4 IS NULL OR id < ?4)
                AND (?5 IS NULL OR json_extract(labels, '$.' || json_quote(?5)) = ?6)
                AND (?9 IS NULL OR schedule_id = (SELECT id FROM schedules WHERE name = ?9))
-             ORDER BY id DESC LIMIT ?7",
+             ORDER BY id DESC LIMIT +?7",
         )
         .bind(f.state.map(|s| s.as_str()))
         .bind(&f.group)

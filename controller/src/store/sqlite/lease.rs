@@ -275,7 +275,7 @@ async fn ready_rows(
            AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
            AND (store IS NULL OR store IN (SELECT value FROM json_each(?7)))
            AND (pin_agent IS NULL OR pin_agent = ?6)
-         ORDER BY priority DESC, id LIMIT ?5"
+         ORDER BY priority DESC, id LIMIT +?5"
     );
     let mut rows: Vec<JobRow> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();

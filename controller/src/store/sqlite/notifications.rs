@@ -44,7 +44,7 @@ impl NotificationStore for SqliteStore {
         }
         let mut tx = self.writer.begin().await?;
         let events: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT id, event, groups, labels FROM notifications WHERE fanned = 0 ORDER BY id LIMIT ?",
+            "SELECT id, event, groups, labels FROM notifications WHERE fanned = 0 ORDER BY id LIMIT +?",
         )
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -87,7 +87,7 @@ impl NotificationStore for SqliteStore {
              WHERE id IN (SELECT id FROM notification_deliveries
                           WHERE state = 'pending' AND next_at <= ?1
                             AND (claimed_until IS NULL OR claimed_until <= ?1)
-                          ORDER BY next_at, id LIMIT ?3)
+                          ORDER BY next_at, id LIMIT +?3)
              RETURNING id",
         )
         .bind(now)
@@ -148,7 +148,7 @@ impl NotificationStore for SqliteStore {
                WHERE n.at < ?1 AND n.fanned = 1 AND NOT EXISTS (
                  SELECT 1 FROM notification_deliveries d
                  WHERE d.notification_id = n.id AND d.state = 'pending')
-               ORDER BY n.id LIMIT ?2)",
+               ORDER BY n.id LIMIT +?2)",
         )
         .bind(before)
         .bind(i64::from(limit))
@@ -168,7 +168,7 @@ impl NotificationStore for SqliteStore {
             "SELECT {VIEW_COLUMNS} FROM notification_deliveries d
              JOIN notifications n ON n.id = d.notification_id
              WHERE (?1 IS NULL OR d.state = ?1) AND (?2 IS NULL OR d.id < ?2)
-             ORDER BY d.id DESC LIMIT ?3"
+             ORDER BY d.id DESC LIMIT +?3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(state.map(DeliveryState::as_str))

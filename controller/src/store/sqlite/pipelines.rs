@@ -228,7 +228,7 @@ impl PipelineStore for SqliteStore {
     ) -> Result<RunList> {
         let limit = limit.clamp(1, 1000);
         let sql = format!(
-            "{RUN_SELECT} WHERE r.pipeline = ?1 AND (?2 IS NULL OR r.id < ?2) ORDER BY r.id DESC LIMIT ?3"
+            "{RUN_SELECT} WHERE r.pipeline = ?1 AND (?2 IS NULL OR r.id < ?2) ORDER BY r.id DESC LIMIT +?3"
         );
         let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(pipeline)

@@ -34,7 +34,7 @@ macro_rules! old_jobs {
                 SELECT 1 FROM jobs later WHERE later.schedule_id = jobs.schedule_id
                   AND later.state = 'succeeded' AND later.finished_at > jobs.finished_at
                   AND later.run_id IS NULL))
-         ORDER BY finished_at LIMIT ?2"
+         ORDER BY finished_at LIMIT +?2"
     };
 }
 
@@ -47,7 +47,7 @@ const OLD_OCCURRENCES: &str = "SELECT o.rowid FROM occurrences o
             SELECT 1 FROM jobs j WHERE j.id = o.job_id AND j.state IN ('queued', 'running')))
        AND (o.run_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM pipeline_runs r WHERE r.id = o.run_id AND r.state = 'running'))
-     ORDER BY o.recorded_at LIMIT ?2";
+     ORDER BY o.recorded_at LIMIT +?2";
 
 /// The runs one batch deletes (see [`RetentionStore::prune_runs`]): none of
 /// their jobs still going or awaiting its follow-up.
@@ -58,7 +58,7 @@ const OLD_RUNS: &str = "SELECT r.id FROM pipeline_runs r
        AND (r.state <> 'succeeded' OR r.schedule_id IS NULL OR EXISTS (
             SELECT 1 FROM pipeline_runs later WHERE later.schedule_id = r.schedule_id
               AND later.state = 'succeeded' AND later.finished_at > r.finished_at))
-     ORDER BY r.finished_at LIMIT ?2";
+     ORDER BY r.finished_at LIMIT +?2";
 
 /// Run `sql` (one `?` list of ids, as JSON) on `ids`; rows affected.
 async fn by_ids(c: &mut SqliteConnection, sql: &'static str, ids: &str) -> Result<u64> {
@@ -183,7 +183,7 @@ impl RetentionStore for SqliteStore {
     /// Delete at most `max` audit rows written before `before` (Unix ms).
     async fn prune_audit(&self, before: i64, max: u32) -> Result<u64> {
         let n = sqlx::query(
-            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 ORDER BY at LIMIT +?2)",
         )
         .bind(before)
         .bind(i64::from(max))

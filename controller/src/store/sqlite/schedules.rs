@@ -188,7 +188,7 @@ impl ScheduleStore for SqliteStore {
                   AND o.state = 'pending') AS pending
              FROM schedules s
              WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ?
-             ORDER BY next_fire_at LIMIT ?"
+             ORDER BY next_fire_at LIMIT +?"
         );
         let rows: Vec<DueRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(now)
@@ -324,7 +324,7 @@ impl ScheduleStore for SqliteStore {
     ) -> Result<Vec<OccurrenceView>> {
         let sql = format!(
             "{OCCURRENCE_SELECT} WHERE o.schedule_id = ?1 AND (?2 IS NULL OR o.nominal < ?2)
-             ORDER BY o.nominal DESC LIMIT ?3"
+             ORDER BY o.nominal DESC LIMIT +?3"
         );
         let rows: Vec<OccurrenceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)

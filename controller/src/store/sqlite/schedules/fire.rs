@@ -281,7 +281,7 @@ pub(super) async fn follow_up_in(
 ) -> Result<FollowedUp> {
     let ended: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
         "SELECT id, schedule_id, run_id FROM jobs INDEXED BY jobs_followup
-         WHERE followup = 1 AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT ?",
+         WHERE followup = 1 AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT +?",
     )
     .bind(i64::from(limit))
     .fetch_all(&mut *c)
