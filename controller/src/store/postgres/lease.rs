@@ -20,7 +20,7 @@
 mod ends;
 mod expiry;
 
-pub(super) use ends::{Succeed, succeed_batch};
+pub(super) use ends::{Succeed, Succeeded, succeed_batch};
 
 use async_trait::async_trait;
 use baton_proto::{CompleteRequest, FencingToken, HeartbeatRequest, JobId, JobState, LeaseRef};

@@ -15,6 +15,10 @@ use crate::store::{Error, Result};
 /// completion and the time it arrived.
 pub(crate) type Succeed = (std::sync::Arc<Completed>, i64);
 
+/// A success's answer when the lease was held: the job's group, and
+/// whether a schedule or pipeline made the job.
+pub(crate) type Succeeded = Option<(String, bool)>;
+
 /// The common case of successes, many in one statement (a grouped batch,
 /// inside its transaction): for each, the job's group and whether a
 /// schedule or pipeline made it if the caller held the lease, `None`
@@ -27,7 +31,7 @@ pub(crate) type Succeed = (std::sync::Arc<Completed>, i64);
 pub(crate) fn succeed_batch<'c>(
     c: &'c mut PgConnection,
     items: &'c [Succeed],
-) -> BoxFuture<'c, std::result::Result<Vec<Option<(String, bool)>>, sqlx::Error>> {
+) -> BoxFuture<'c, std::result::Result<Vec<Succeeded>, sqlx::Error>> {
     Box::pin(async move {
         let mut seen = HashSet::new();
         let mut cols = SucceedColumns::default();
