@@ -242,14 +242,16 @@ impl Jobs {
         req: &CompleteRequest,
         now: i64,
     ) -> Result<(JobState, bool)> {
-        let (state, duplicate, group) = self
+        let (state, duplicate, group, made) = self
             .store
             .complete(job_id, agent_id, req, now)
             .await
             .inspect_err(|e| log_refusal(job_id, req.token, agent_id, "complete", e))?;
         if state == JobState::Queued {
             self.wake(&group, 1, Need::Any);
-        } else if state.is_terminal() {
+        } else if state.is_terminal() && made {
+            // Only a job a schedule or pipeline made can give the timer's
+            // follow-up something to do: a plain job's end wakes nobody.
             self.ended.notify_one();
         }
         if !duplicate {

@@ -281,3 +281,69 @@ async fn a_cancel_wakes_the_holder_and_agent_entries_live_only_while_waited_on()
     drop((w1b, other));
     assert_eq!(jobs.wakers.agents_waiting(), 0);
 }
+
+/// Whether the schedule timer was told a job may have ended (takes the
+/// notice: the next look starts afresh).
+fn timer_told(jobs: &Jobs) -> bool {
+    use futures_util::FutureExt;
+    jobs.ended().notified().now_or_never().is_some()
+}
+
+/// A plain job's end leaves the schedule timer asleep (its follow-up look
+/// would find nothing); the end of a job a schedule made wakes it, and the
+/// look then follows that job up.
+#[tokio::test]
+async fn only_the_end_of_a_job_a_schedule_made_wakes_the_schedule_timer() {
+    use crate::store::conformance::schedules::{at, firing, occ, spec};
+    use baton_proto::schedule::OccurrenceState;
+    let (jobs, _w, _d) = rig().await;
+    let t = now_ms();
+    timer_told(&jobs);
+    for (i, how) in [
+        Completion::Succeeded,
+        Completion::Failed { retryable: false },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = t + 1_000 * i as i64;
+        let plain = jobs.submit(noop_job(TTL, policy()), t).await;
+        let plain = plain.expect("submit").job.id;
+        let (id, token) = grant_one(&jobs, t + 1).await;
+        assert_eq!(id, plain);
+        let (state, _) = jobs
+            .complete(id, "a1", &done(token, how), t + 2)
+            .await
+            .expect("end");
+        assert!(state.is_terminal(), "{state}");
+        assert!(!timer_told(&jobs), "a plain job's end ({how:?})");
+
+        let (sched, _) = jobs
+            .store()
+            .put_schedule(&spec(&format!("s{i}")), at(t), true, t)
+            .await
+            .expect("schedule");
+        let fired = jobs
+            .fire(
+                &firing(
+                    sched.id,
+                    Some((t, t + 60_000)),
+                    vec![occ(t, OccurrenceState::Fired)],
+                ),
+                t + 3,
+            )
+            .await
+            .expect("fire");
+        let made = fired.occurrences[0].job_id.expect("job made");
+        let (id, token) = grant_one(&jobs, t + 4).await;
+        assert_eq!(id, made);
+        let (state, _) = jobs
+            .complete(id, "a1", &done(token, how), t + 5)
+            .await
+            .expect("end");
+        assert!(state.is_terminal(), "{state}");
+        assert!(timer_told(&jobs), "a scheduled job's end ({how:?})");
+        let followed = jobs.follow_up(t + 6, 10, TTL).await.expect("follow up");
+        assert_eq!(followed.jobs, vec![made]);
+    }
+}

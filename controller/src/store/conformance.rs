@@ -107,6 +107,7 @@ macro_rules! suite {
                 ranges_count_in_full_and_spans_are_found,
                 an_operator_retry_of_a_scheduled_job_is_followed_up_again,
                 firings_in_one_batch_stand_or_fall_alone,
+                a_completion_says_whether_a_schedule_made_the_job,
             ],
             notifications: [
                 a_failed_job_is_one_event_sent_to_matching_webhooks_until_delivered,

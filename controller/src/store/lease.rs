@@ -287,15 +287,18 @@ pub trait LeaseStore {
         now: i64,
     ) -> Result<(u64, bool)>;
 
-    /// Record the end of a grant (point 3). A redelivery of a completion that
-    /// was already recorded answers `(state, true)`.
+    /// Record the end of a grant (point 3): `(state, duplicate, group,
+    /// made)`. A redelivery of a completion that was already recorded
+    /// answers `(state, true, "", true)`. `made` is whether the job may be
+    /// one a schedule or pipeline made (its end then needs the schedule
+    /// timer's follow-up); true when unsure.
     async fn complete(
         &self,
         job_id: JobId,
         agent_id: &str,
         req: &CompleteRequest,
         now: i64,
-    ) -> Result<(JobState, bool, String)>;
+    ) -> Result<(JobState, bool, String, bool)>;
 
     /// Hand a job back without spending an attempt (point 6).
     async fn release(

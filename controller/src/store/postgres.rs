@@ -109,7 +109,7 @@ pub struct PgStore {
 #[derive(Debug)]
 struct Groups {
     /// Successful completions.
-    succeed: group::Group<lease::Succeed, Option<String>>,
+    succeed: group::Group<lease::Succeed, lease::Succeeded>,
     /// Audit rows.
     audit: group::Group<audit::Entry, ()>,
     /// Submits without an idempotency key.

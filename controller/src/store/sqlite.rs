@@ -8,7 +8,9 @@
 //! one area trait of [`crate::store`] for [`SqliteStore`]:
 //!
 //! - `jobs`: submit, get, list, cancel, retry.
-//! - `lease`: grant (poll), heartbeat, complete, release, expiry.
+//! - `lease`: grant (poll), heartbeat, complete, release, expiry; a bound
+//!   of the earliest lease deadline spares grants the look for overdue
+//!   leases (`lease::bound`).
 //! - `agents`: agent presence and capabilities.
 //! - `identity`: operator tokens, enrollment tokens, agent secrets, revocation.
 //! - `audit`: the audit log.
@@ -88,6 +90,9 @@ pub struct SqliteStore {
     health: Arc<Health>,
     /// Rows retention deleted.
     pruned: Arc<Pruned>,
+    /// A lower bound of the earliest lease deadline: grants skip the look
+    /// for overdue leases while none can be due (`lease::bound`).
+    lease_bound: Arc<lease::LeaseBound>,
 }
 
 /// Page cache of each reader connection (`PRAGMA cache_size`; negative:
@@ -146,14 +151,16 @@ impl SqliteStore {
             .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
             .await?;
         let health = Arc::new(Health::default());
+        let lease_bound = Arc::new(lease::LeaseBound::default());
         Ok(SqliteStore {
-            batcher: writer::Writer::start(writer.clone(), health.clone()),
+            batcher: writer::Writer::start(writer.clone(), health.clone(), lease_bound.clone()),
             writer,
             reader,
             fleet_id,
             auth_cache: Arc::default(),
             health,
             pruned: Arc::default(),
+            lease_bound,
         })
     }
 }

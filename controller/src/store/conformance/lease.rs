@@ -165,13 +165,13 @@ pub async fn grant_once_tokens_increase_and_expiry_requeues(s: &Store) {
             .await,
         Err(Error::Forbidden(_))
     ));
-    let (state, dup, _) = s
+    let (state, dup, _, _) = s
         .complete(id, "a2", &creq(2, Completion::Succeeded, None), 3800)
         .await
         .expect("complete");
     assert_eq!((state, dup), (JobState::Succeeded, false));
     // Redelivery of the same completion is recognised, not applied twice.
-    let (state, dup, _) = s
+    let (state, dup, _, _) = s
         .complete(id, "a2", &creq(2, Completion::Succeeded, None), 3900)
         .await
         .expect("redeliver");
@@ -218,7 +218,7 @@ pub async fn attempts_exhausted_fail_and_release_spends_nothing(s: &Store) {
         .expect("grant");
     let t = g.grants[0].token;
     assert_eq!(t, 2);
-    let (st, _, _) = s
+    let (st, _, _, _) = s
         .complete(
             id,
             "a1",
@@ -233,7 +233,7 @@ pub async fn attempts_exhausted_fail_and_release_spends_nothing(s: &Store) {
         .await
         .expect("grant");
     let t = g.grants[0].token;
-    let (st, _, _) = s
+    let (st, _, _, _) = s
         .complete(
             id,
             "a1",
@@ -263,7 +263,7 @@ pub async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat(s: &Store)
         .await
         .expect("hb");
     assert!(cancel);
-    let (st, _, _) = s
+    let (st, _, _, _) = s
         .complete(id, "a1", &creq(1, Completion::Cancelled, None), 20)
         .await
         .expect("complete");
@@ -273,7 +273,7 @@ pub async fn not_retryable_fails_at_once_and_cancel_reaches_heartbeat(s: &Store)
     s.grant(&req("a1", &groups, &kinds), 40)
         .await
         .expect("grant");
-    let (st, _, _) = s
+    let (st, _, _, _) = s
         .complete(
             id,
             "a1",
@@ -526,7 +526,7 @@ pub async fn submit_and_grant_hands_the_new_job_over_in_one_call(s: &Store) {
     assert_eq!(view.attempts.len(), 1);
     assert_eq!(view.attempts[0].agent_id, "a1");
     // The lease is an ordinary one: its holder completes it.
-    let (state, dup, _) = s
+    let (state, dup, _, _) = s
         .complete(done.job.id, "a1", &creq(1, Completion::Succeeded, None), 20)
         .await
         .expect("complete");

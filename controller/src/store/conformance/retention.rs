@@ -60,7 +60,7 @@ pub async fn old_finished_jobs_go_oldest_first_and_everything_else_stays(s: &Sto
         result: JobResult::default(),
         error: None,
     };
-    let (state, _, _) = s.complete(id, "a1", &done, 1_003).await.expect("complete");
+    let (state, _, _, _) = s.complete(id, "a1", &done, 1_003).await.expect("complete");
     assert_eq!(state, JobState::Succeeded);
     assert_eq!(grant_one(s, 1_004).await.0, jobs[3]);
     s.cancel(jobs[5], 50_000).await.expect("cancel");

@@ -498,3 +498,79 @@ pub async fn firings_in_one_batch_stand_or_fall_alone(s: &Store) {
         .expect("jobs");
     assert_eq!(jobs.jobs.len(), 2, "b's first job and c's: none of a's");
 }
+
+/// Grant the next job of group `g` to `a1` and complete it as `how`:
+/// `(job id, made)` — what the completion says of its maker.
+async fn complete_next(s: &Store, how: Completion, now: i64) -> (i64, bool) {
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    let g = s
+        .grant(
+            &GrantRequest {
+                agent_id: "a1",
+                groups: &groups,
+                kinds: &kinds,
+                connections: &[],
+                stores: &[],
+                max: 1,
+            },
+            now,
+        )
+        .await
+        .expect("grant");
+    let grant = g.grants.first().expect("a job to grant");
+    let req = CompleteRequest {
+        started_after_ms: None,
+        token: grant.token,
+        completion: how,
+        result: JobResult::default(),
+        error: (how != Completion::Succeeded).then(|| "boom".to_owned()),
+    };
+    let (_, dup, _, made) = s
+        .complete(grant.job_id, "a1", &req, now + 1)
+        .await
+        .expect("complete");
+    assert!(!dup);
+    (grant.job_id, made)
+}
+
+/// Conformance case `a_completion_says_whether_a_schedule_made_the_job`:
+/// the end of a plain job needs no follow-up (the jobs service then leaves
+/// the schedule timer asleep), the end of a scheduled one does — on the
+/// one-statement success path and on the full path alike.
+pub async fn a_completion_says_whether_a_schedule_made_the_job(s: &Store) {
+    for (i, how) in [
+        Completion::Succeeded,
+        Completion::Failed { retryable: false },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let now = 1_000 + 100_000 * i as i64;
+        let plain = s
+            .submit(crate::store::testutil::new_job("g", None, "h"), now)
+            .await
+            .expect("submit");
+        let (id, made) = complete_next(s, how, now + 10).await;
+        assert_eq!((id, made), (plain.job.id, false), "{how:?}");
+        let name = format!("made{i}");
+        let (sched, _) = s
+            .put_schedule(&spec(&name), at(now), true, now)
+            .await
+            .expect("create");
+        let fired = s
+            .fire(
+                &firing(
+                    sched.id,
+                    Some((now, now + 60_000)),
+                    vec![occ(now, OccurrenceState::Fired)],
+                ),
+                now + 20,
+            )
+            .await
+            .expect("fire");
+        let job_id = fired.occurrences[0].job_id.expect("job made");
+        let (id, made) = complete_next(s, how, now + 30).await;
+        assert_eq!((id, made), (job_id, true), "{how:?}");
+    }
+}

@@ -20,7 +20,7 @@
 mod ends;
 mod expiry;
 
-pub(super) use ends::{Succeed, succeed_batch};
+pub(super) use ends::{Succeed, Succeeded, succeed_batch};
 
 use async_trait::async_trait;
 use baton_proto::{CompleteRequest, FencingToken, HeartbeatRequest, JobId, JobState, LeaseRef};
@@ -144,14 +144,14 @@ impl LeaseStore for PgStore {
     }
 
     /// Record the end of a grant (point 3). A redelivery of a completion that
-    /// was already recorded answers `(state, true)`.
+    /// was already recorded answers `(state, true, "", true)`.
     async fn complete(
         &self,
         job_id: JobId,
         agent_id: &str,
         req: &CompleteRequest,
         now: i64,
-    ) -> Result<(JobState, bool, String)> {
+    ) -> Result<(JobState, bool, String, bool)> {
         let done = std::sync::Arc::new(Completed {
             job_id,
             agent_id: agent_id.to_owned(),
@@ -167,9 +167,10 @@ impl LeaseStore for PgStore {
         // batch that did not commit) takes the transaction, which also
         // finds a success already recorded.
         if matches!(req.completion, baton_proto::Completion::Succeeded)
-            && let Answer::Done(Some(grp)) = self.groups.succeed.run((done.clone(), now)).await
+            && let Answer::Done(Some((grp, made))) =
+                self.groups.succeed.run((done.clone(), now)).await
         {
-            return Ok((JobState::Succeeded, false, grp));
+            return Ok((JobState::Succeeded, false, grp, made));
         }
         self.tx(move |c| {
             let done = done.clone();

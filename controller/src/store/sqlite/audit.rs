@@ -5,26 +5,39 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_proto::auth::AuditList;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::Sqlite;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 
 use super::SqliteStore;
 use crate::store::Result;
 use crate::store::audit::{AuditRecord, AuditStore};
 
+/// The INSERT of one audit row (7 anonymous parameters, bound by
+/// [`bind_audit`]); ends with `;` so another statement may follow it in
+/// the same call.
+pub(super) const AUDIT_INSERT: &str = "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?);\n";
+
+/// Bind the parameters of [`AUDIT_INSERT`].
+pub(super) fn bind_audit<'q>(
+    q: Query<'q, Sqlite, SqliteArguments>,
+    r: &AuditRecord,
+    now: i64,
+) -> Query<'q, Sqlite, SqliteArguments> {
+    q.bind(now)
+        .bind(r.actor.clone())
+        .bind(r.role.clone())
+        .bind(r.action.clone())
+        .bind(r.target.clone())
+        .bind(i64::from(r.status))
+        .bind(r.error.clone())
+}
+
 /// Append `r` inside a write transaction.
 pub(super) async fn audit_in(c: &mut SqliteConnection, r: &AuditRecord, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(now)
-    .bind(&r.actor)
-    .bind(&r.role)
-    .bind(&r.action)
-    .bind(&r.target)
-    .bind(i64::from(r.status))
-    .bind(&r.error)
-    .execute(&mut *c)
-    .await?;
+    bind_audit(sqlx::query(AUDIT_INSERT), r, now)
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use crate::store::audit::AuditRecord;
 use crate::store::jobs::{BatchSubmitted, JobFilter, JobStore, NewBatch, NewJob, Submitted};
 use crate::store::jobs::{QueueFigure, queue_figures_of, queue_figures_sql, queued_view};
 use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, SummaryRow};
@@ -196,14 +197,26 @@ const INSERT_CHUNK: usize = 64;
 /// Insert queued jobs, in order, with multi-row INSERTs; `keys[i]`/`hashes[i]`
 /// are stored as given. Returns the views (ids in order: one transaction on
 /// the single writer, so AUTOINCREMENT ids of one batch are consecutive).
+///
+/// `audit`, if any, is appended in the same round trip as the first chunk:
+/// its INSERT runs first in that string, so the result's last rowid is
+/// still the jobs' (sqlx sums the changes and keeps the last statement's
+/// rowid).
 async fn insert(
     c: &mut SqliteConnection,
     jobs: &[(&JobSubmit, u64, Option<&str>, &str)],
+    mut audit: Option<&AuditRecord>,
     now: i64,
 ) -> Result<Vec<JobView>> {
     let mut out = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(INSERT_CHUNK) {
-        let mut sql = String::from(
+        let audited = audit.take();
+        let mut sql = String::from(if audited.is_some() {
+            super::audit::AUDIT_INSERT
+        } else {
+            ""
+        });
+        sql.push_str(
             "INSERT INTO jobs (grp, kind, spec, connection, store, priority, retry, timeout_ms, lease_ttl_ms, labels, idempotency_key, request_hash, state, not_before, created_at, updated_at) VALUES ",
         );
         for i in 0..chunk.len() {
@@ -213,6 +226,9 @@ async fn insert(
             sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)");
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(r) = audited {
+            q = super::audit::bind_audit(q, r, now);
+        }
         for (s, ttl, key, hash) in chunk {
             let spec = serde_json::to_string(&s.spec).map_err(|e| Error::Corrupt(e.to_string()))?;
             let retry =
@@ -238,11 +254,9 @@ async fn insert(
         }
         let done = q.execute(&mut *c).await?;
         let n = chunk.len() as i64;
-        if done.rows_affected() != n as u64 {
-            return Err(Error::Corrupt(format!(
-                "inserted {} of {n} jobs",
-                done.rows_affected()
-            )));
+        let rows = done.rows_affected() - u64::from(audited.is_some());
+        if rows != n as u64 {
+            return Err(Error::Corrupt(format!("inserted {rows} of {n} jobs")));
         }
         let first = done.last_insert_rowid() - n + 1;
         for (i, (s, ttl, key, _)) in chunk.iter().enumerate() {
@@ -306,13 +320,11 @@ pub(super) async fn submit_in(
         new.idempotency_key.as_deref(),
         new.request_hash.as_str(),
     )];
-    let job = insert(c, &one, now)
+    // The audit row rides in the job's INSERT round trip.
+    let job = insert(c, &one, new.audit.as_ref(), now)
         .await?
         .pop()
         .ok_or_else(|| Error::Corrupt("inserted no job".into()))?;
-    if let Some(a) = &new.audit {
-        super::audit::audit_in(c, a, now).await?;
-    }
     Ok(Submitted {
         job,
         created: true,
@@ -358,7 +370,7 @@ async fn submit_batch_in(
             (&new.submit, new.lease_ttl_ms, key, hash)
         })
         .collect();
-    let jobs = insert(c, &rows, now).await?;
+    let jobs = insert(c, &rows, None, now).await?;
     Ok(BatchSubmitted {
         jobs,
         created: true,

@@ -23,6 +23,9 @@ use sqlx::sqlite::SqliteConnection;
 
 use async_trait::async_trait;
 
+mod bound;
+pub(crate) use bound::LeaseBound;
+
 use super::SqliteStore;
 use crate::store::jobs::{NewJob, Submitted};
 use crate::store::lease::{
@@ -38,9 +41,10 @@ impl LeaseStore for SqliteStore {
     /// leases are expired first, in the same transaction (point 5).
     async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
         let req = Arc::new(OwnedGrant::of(req));
+        let bound = self.lease_bound.clone();
         self.grouped(move |c| {
-            let req = req.clone();
-            Box::pin(async move { grant_in(c, &req, now).await })
+            let (req, bound) = (req.clone(), bound.clone());
+            Box::pin(async move { grant_in(c, &bound, &req, now).await })
         })
         .await
     }
@@ -54,13 +58,14 @@ impl LeaseStore for SqliteStore {
         now: i64,
     ) -> Result<(Submitted, Granted)> {
         let args = Arc::new((new, OwnedGrant::of(req)));
+        let bound = self.lease_bound.clone();
         self.grouped(move |c| {
-            let args = args.clone();
+            let (args, bound) = (args.clone(), bound.clone());
             Box::pin(async move {
                 let (new, req) = &*args;
                 let submitted = super::jobs::submit_in(c, new, now).await?;
                 let granted = if submitted.created {
-                    grant_in(c, req, now).await?
+                    grant_in(c, &bound, req, now).await?
                 } else {
                     Granted::default()
                 };
@@ -88,22 +93,23 @@ impl LeaseStore for SqliteStore {
             log_tail: req.log_tail.clone(),
             started_after_ms: req.started_after_ms.map(ms_i64),
         });
+        let bound = self.lease_bound.clone();
         self.grouped(move |c| {
-            let beat = beat.clone();
-            Box::pin(async move { heartbeat_in(c, job_id, &beat, now).await })
+            let (beat, bound) = (beat.clone(), bound.clone());
+            Box::pin(async move { heartbeat_in(c, &bound, job_id, &beat, now).await })
         })
         .await
     }
 
     /// Record the end of a grant (point 3). A redelivery of a completion that
-    /// was already recorded answers `(state, true)`.
+    /// was already recorded answers `(state, true, "", true)`.
     async fn complete(
         &self,
         job_id: JobId,
         agent_id: &str,
         req: &CompleteRequest,
         now: i64,
-    ) -> Result<(JobState, bool, String)> {
+    ) -> Result<(JobState, bool, String, bool)> {
         let done = Arc::new(Completed {
             job_id,
             agent_id: agent_id.to_owned(),
@@ -143,8 +149,12 @@ impl LeaseStore for SqliteStore {
 
     /// End every lease past its deadline (point 5).
     async fn expire_leases(&self, now: i64) -> Result<Expired> {
-        self.grouped(move |c| Box::pin(async move { expire_in(c, now).await }))
-            .await
+        let bound = self.lease_bound.clone();
+        self.grouped(move |c| {
+            let bound = bound.clone();
+            Box::pin(async move { expire_in(c, &bound, now).await })
+        })
+        .await
     }
 
     /// End a restarted agent's leases of its previous run that are still current.
@@ -205,9 +215,19 @@ impl LeaseStore for SqliteStore {
     }
 }
 
-/// Grant inside a write transaction (see [`LeaseStore::grant`]).
-async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Result<Granted> {
-    let expired = expire_in(c, now).await?;
+/// Grant inside a write transaction (see [`LeaseStore::grant`]). The look
+/// for overdue leases is skipped while `bound` says none can be due.
+async fn grant_in(
+    c: &mut SqliteConnection,
+    bound: &LeaseBound,
+    req: &OwnedGrant,
+    now: i64,
+) -> Result<Granted> {
+    let expired = if bound.may_be_due(now) {
+        expire_in(c, bound, now).await?
+    } else {
+        Expired::default()
+    };
     let mut out = Granted {
         expired: expired.leases.len() as u64,
         woken: expired.woken,
@@ -221,12 +241,9 @@ async fn grant_in(c: &mut SqliteConnection, req: &OwnedGrant, now: i64) -> Resul
         conns: serde_json::to_string(&req.connections).unwrap_or_default(),
         stores: serde_json::to_string(&req.stores).unwrap_or_default(),
     };
-    let rows = if agent_drained(c, &req.agent_id).await? {
-        Vec::new()
-    } else {
-        ready_rows(c, req, &filter, now).await?
-    };
-    if !rows.is_empty() {
+    let rows = ready_rows(c, req, &filter, now).await?;
+    if let Some(ttl) = rows.iter().map(|r| r.lease_ttl_ms).min() {
+        bound.lower(now.saturating_add(ttl));
         take_leases(c, &req.agent_id, &rows, now).await?;
     }
     for row in rows {
@@ -247,18 +264,9 @@ struct Filter {
     stores: String,
 }
 
-/// Whether the agent is drained (then it is granted nothing).
-async fn agent_drained(c: &mut SqliteConnection, agent_id: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = ? AND drained_at IS NOT NULL)",
-    )
-    .bind(agent_id)
-    .fetch_one(&mut *c)
-    .await?)
-}
-
 /// Which queued jobs the agent gets: the best `max` by (priority DESC, id)
-/// over its groups.
+/// over its groups; none when the agent is drained (checked in the same
+/// statement: no round trip of its own).
 async fn ready_rows(
     c: &mut SqliteConnection,
     req: &OwnedGrant,
@@ -275,6 +283,7 @@ async fn ready_rows(
            AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
            AND (store IS NULL OR store IN (SELECT value FROM json_each(?7)))
            AND (pin_agent IS NULL OR pin_agent = ?6)
+           AND NOT EXISTS (SELECT 1 FROM agents WHERE id = ?6 AND drained_at IS NOT NULL)
          ORDER BY priority DESC, id LIMIT +?5"
     );
     let mut rows: Vec<JobRow> = Vec::new();
@@ -370,11 +379,13 @@ struct Beat {
 /// Heartbeat inside a write transaction (see [`LeaseStore::heartbeat`]).
 async fn heartbeat_in(
     c: &mut SqliteConnection,
+    bound: &LeaseBound,
     job_id: JobId,
     b: &Beat,
     now: i64,
 ) -> Result<(u64, bool)> {
     let row = held_row(c, job_id, &b.agent_id, b.token, now).await?;
+    bound.lower(now.saturating_add(row.lease_ttl_ms));
     sqlx::query(
         "UPDATE jobs SET lease_expires_at = ?5 WHERE id = ?3;
          UPDATE attempts SET progress = COALESCE(?1, progress),
@@ -399,20 +410,20 @@ async fn complete_in(
     c: &mut SqliteConnection,
     d: &Completed,
     now: i64,
-) -> Result<(JobState, bool, String)> {
+) -> Result<(JobState, bool, String, bool)> {
     let (job_id, agent_id, token, error) =
         (d.job_id, d.agent_id.as_str(), d.token, d.error.as_deref());
     let outcome = outcome_of(d.completion);
     if matches!(d.completion, Completion::Succeeded)
-        && let Some(grp) = succeed_held(c, d, now).await?
+        && let Some((grp, made)) = succeed_held(c, d, now).await?
     {
-        return Ok((JobState::Succeeded, false, grp));
+        return Ok((JobState::Succeeded, false, grp, made));
     }
     let row = match held_row(c, job_id, agent_id, token, now).await {
         Ok(r) => r,
         Err(Error::LeaseLost(why)) => {
             return match redelivered(c, d, outcome).await? {
-                Some(state) => Ok((state, true, String::new())),
+                Some(state) => Ok((state, true, String::new(), true)),
                 None => Err(Error::LeaseLost(why)),
             };
         }
@@ -438,17 +449,23 @@ async fn complete_in(
         d.result_json.as_deref(),
     )
     .await?;
-    Ok((next.state(), false, row.grp))
+    let made = row.schedule_id.is_some() || row.run_id.is_some();
+    Ok((next.state(), false, row.grp, made))
 }
 
-/// The common case of a success in one round trip; the job's group if the
-/// lease was held, `None` (and nothing written) otherwise.
+/// The common case of a success in one round trip; the job's group and
+/// whether a schedule or pipeline made it, if the lease was held, `None`
+/// (and nothing written) otherwise.
 ///
 /// Both updates carry the checks of `held_row` (current token, holder,
 /// deadline not passed); when they match nothing, the full path of
 /// [`complete_in`] says why (or recognises a redelivery).
-async fn succeed_held(c: &mut SqliteConnection, d: &Completed, now: i64) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
+async fn succeed_held(
+    c: &mut SqliteConnection,
+    d: &Completed,
+    now: i64,
+) -> Result<Option<(String, bool)>> {
+    Ok(sqlx::query_as(
         "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result),
            running_at = COALESCE(running_at, MIN(started_at + ?7, ?1))
          WHERE job_id = ?4 AND token = ?5 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?4
@@ -458,7 +475,7 @@ async fn succeed_held(c: &mut SqliteConnection, d: &Completed, now: i64) -> Resu
            lease_expires_at = NULL, error = NULL, result = COALESCE(?3, result)
          WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6
            AND lease_expires_at > ?1
-         RETURNING grp",
+         RETURNING grp, (followup = 1 OR schedule_id IS NOT NULL OR run_id IS NOT NULL)",
     )
     .bind(now)
     .bind(d.error.as_deref())
@@ -639,7 +656,19 @@ async fn set_next(
     Ok(())
 }
 
-async fn expire_in(c: &mut SqliteConnection, now: i64) -> Result<Expired> {
+/// End every lease past its deadline. First the earliest deadline (one
+/// indexed read), which also sets `bound`; the overdue rows only when one
+/// is due.
+async fn expire_in(c: &mut SqliteConnection, bound: &LeaseBound, now: i64) -> Result<Expired> {
+    let earliest: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(lease_expires_at) FROM jobs INDEXED BY jobs_lease WHERE state = 'running'",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    if earliest.is_none_or(|d| d > now) {
+        bound.looked(earliest);
+        return Ok(Expired::default());
+    }
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_lease
          WHERE state = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at"
@@ -731,3 +760,6 @@ async fn end_lost_lease(
     set_next(c, row.id, end, next, spent, now, Some(&final_error), None).await?;
     Ok(next)
 }
+
+#[cfg(test)]
+mod tests;

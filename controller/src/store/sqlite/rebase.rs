@@ -12,6 +12,9 @@ impl ClockStore for SqliteStore {
     /// once at start, before serving; one transaction.
     async fn rebase_clock(&self, now: i64) -> Result<Rebased> {
         let mut tx = self.writer.begin().await?;
+        // Deadlines move both ways: grants look again (before the commit,
+        // so no grant can run on the old bound after it).
+        self.lease_bound.forget();
         let leases = sqlx::query(
             "UPDATE jobs SET lease_expires_at = ?1 + lease_ttl_ms WHERE state = 'running'",
         )

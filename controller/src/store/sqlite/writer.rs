@@ -45,6 +45,7 @@ use sqlx::{Connection, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqliteStore;
+use super::lease::LeaseBound;
 use crate::store::health::{Cause, Health};
 use crate::store::{Error, Result};
 
@@ -162,10 +163,11 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 impl Writer {
     /// Start the writer task on `pool` (the 1-connection writer pool); it
     /// reports whether it can commit to `health`.
-    pub(crate) fn start(pool: SqlitePool, health: Arc<Health>) -> Writer {
+    /// A rollback forgets `bound` (see `super::lease::bound`).
+    pub(crate) fn start(pool: SqlitePool, health: Arc<Health>, bound: Arc<LeaseBound>) -> Writer {
         let (queue, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(pool, rx, stats.clone(), health));
+        tokio::spawn(run(pool, rx, stats.clone(), health, bound));
         Writer { queue, stats }
     }
 
@@ -232,6 +234,7 @@ async fn run(
     mut rx: mpsc::Receiver<Box<dyn Work>>,
     stats: Arc<Stats>,
     health: Arc<Health>,
+    bound: Arc<LeaseBound>,
 ) {
     let mut last_probe = Instant::now();
     while let Some(first) = next_op(&pool, &mut rx, &health, &mut last_probe).await {
@@ -239,13 +242,16 @@ async fn run(
         let started = Instant::now();
         // A panicking operation fails its batch (rolled back: the
         // transaction is dropped) instead of ending the writer task.
-        let outcome =
-            AssertUnwindSafe(batch_on_writer(&pool, &mut rx, &mut batch, started, &stats))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Commit("an operation of the batch panicked".into()))
-                });
+        let outcome = AssertUnwindSafe(batch_on_writer(
+            &pool, &mut rx, &mut batch, started, &stats, &bound,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(Error::Commit("an operation of the batch panicked".into())));
+        if outcome.is_err() {
+            // Rolled back: what its operations read of the deadlines is gone.
+            bound.forget();
+        }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
         crate::telemetry::group_committed(batch.len(), started.elapsed());
@@ -298,9 +304,10 @@ async fn batch_on_writer(
     batch: &mut Vec<Box<dyn Work>>,
     started: Instant,
     stats: &Stats,
+    bound: &LeaseBound,
 ) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    let r = run_batch(&mut conn, rx, batch, started, stats).await;
+    let r = run_batch(&mut conn, rx, batch, started, stats, bound).await;
     settle(&mut conn, &r).await;
     r
 }
@@ -333,6 +340,7 @@ async fn run_batch(
     batch: &mut Vec<Box<dyn Work>>,
     started: Instant,
     stats: &Stats,
+    bound: &LeaseBound,
 ) -> Result<()> {
     let mut tx = conn.begin().await?;
     let mut i = 0;
@@ -358,6 +366,7 @@ async fn run_batch(
     // An operation failed after (maybe) writing: undo everything, run the
     // others again, each in a savepoint. The failed one keeps its error.
     tx.rollback().await?;
+    bound.forget();
     stats.replays.fetch_add(1, Ordering::Relaxed);
     let mut tx = conn.begin().await?;
     for (j, op) in batch.iter_mut().enumerate() {
@@ -367,6 +376,7 @@ async fn run_batch(
         sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
         if op.run(&mut tx).await == Outcome::Failed {
             sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
+            bound.forget();
         }
         sqlx::query("RELEASE op").execute(&mut *tx).await?;
     }

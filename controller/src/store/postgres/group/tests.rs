@@ -67,7 +67,7 @@ async fn concurrent_successes_share_commits_and_each_is_recorded() {
     }
     while let Some(r) = set.join_next().await {
         let (job, answer) = r.expect("task");
-        let (state, redelivered, grp) = answer.expect("complete");
+        let (state, redelivered, grp, _) = answer.expect("complete");
         assert_eq!(
             (state, redelivered, grp.as_str()),
             (JobState::Succeeded, false, "g"),
@@ -105,7 +105,7 @@ async fn a_success_sent_twice_in_one_batch_is_recorded_once() {
     }
     let mut fresh = 0;
     while let Some(r) = set.join_next().await {
-        let (state, redelivered, _) = r.expect("task").expect("complete");
+        let (state, redelivered, _, _) = r.expect("task").expect("complete");
         assert_eq!(state, JobState::Succeeded);
         fresh += usize::from(!redelivered);
     }

@@ -15,9 +15,14 @@ use crate::store::{Error, Result};
 /// completion and the time it arrived.
 pub(crate) type Succeed = (std::sync::Arc<Completed>, i64);
 
+/// A success's answer when the lease was held: the job's group, and
+/// whether a schedule or pipeline made the job.
+pub(crate) type Succeeded = Option<(String, bool)>;
+
 /// The common case of successes, many in one statement (a grouped batch,
-/// inside its transaction): for each, the job's group if the caller held
-/// the lease, `None` (nothing written for it) otherwise. The job row's
+/// inside its transaction): for each, the job's group and whether a
+/// schedule or pipeline made it if the caller held the lease, `None`
+/// (nothing written for it) otherwise. The job row's
 /// update carries every check of [`held_row`]; the attempt is ended only
 /// through it. A job named twice in one batch (a completion redelivered
 /// while the first was queued) is written once, by its first entry; the
@@ -26,7 +31,7 @@ pub(crate) type Succeed = (std::sync::Arc<Completed>, i64);
 pub(crate) fn succeed_batch<'c>(
     c: &'c mut PgConnection,
     items: &'c [Succeed],
-) -> BoxFuture<'c, std::result::Result<Vec<Option<String>>, sqlx::Error>> {
+) -> BoxFuture<'c, std::result::Result<Vec<Succeeded>, sqlx::Error>> {
     Box::pin(async move {
         let mut seen = HashSet::new();
         let mut cols = SucceedColumns::default();
@@ -41,7 +46,7 @@ pub(crate) fn succeed_batch<'c>(
                 first
             })
             .collect();
-        let rows: Vec<(JobId, FencingToken, String)> = sqlx::query_as(
+        let rows: Vec<(JobId, FencingToken, String, bool)> = sqlx::query_as(
             "WITH i AS (
                SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
                    $5::text[], $6::bigint[], $7::bigint[]) AS i(id, token, agent, result, error, now, after)),
@@ -53,14 +58,15 @@ pub(crate) fn succeed_batch<'c>(
                FROM i
                WHERE jobs.id = i.id AND jobs.state = 'running' AND jobs.lease_token = i.token
                  AND jobs.lease_agent = i.agent AND jobs.lease_expires_at > i.now
-               RETURNING jobs.id, jobs.grp, i.token, i.result, i.error, i.now, i.after),
+               RETURNING jobs.id, jobs.grp, i.token, i.result, i.error, i.now, i.after,
+                 (jobs.followup OR jobs.schedule_id IS NOT NULL OR jobs.run_id IS NOT NULL) AS made),
              a AS (
                UPDATE attempts SET ended_at = j.now, outcome = 'succeeded', error = j.error,
                  result = COALESCE(j.result, attempts.result),
                  running_at = CASE WHEN j.after IS NULL THEN attempts.running_at
                    ELSE COALESCE(attempts.running_at, LEAST(attempts.started_at + j.after, j.now)) END
                FROM j WHERE attempts.job_id = j.id AND attempts.token = j.token)
-             SELECT id, token, grp FROM j",
+             SELECT id, token, grp, made FROM j",
         )
         .bind(&cols.id)
         .bind(&cols.token)
@@ -71,9 +77,9 @@ pub(crate) fn succeed_batch<'c>(
         .bind(&cols.started_after)
         .fetch_all(&mut *c)
         .await?;
-        let mut done: HashMap<JobId, (FencingToken, String)> = rows
+        let mut done: HashMap<JobId, (FencingToken, String, bool)> = rows
             .into_iter()
-            .map(|(id, token, grp)| (id, (token, grp)))
+            .map(|(id, token, grp, made)| (id, (token, grp, made)))
             .collect();
         Ok(items
             .iter()
@@ -82,8 +88,8 @@ pub(crate) fn succeed_batch<'c>(
                 if !included {
                     return None;
                 }
-                let (token, grp) = done.remove(&d.job_id)?;
-                (token == d.token).then_some(grp)
+                let (token, grp, made) = done.remove(&d.job_id)?;
+                (token == d.token).then_some((grp, made))
             })
             .collect())
     })
@@ -119,13 +125,13 @@ pub(super) async fn complete_in(
     c: &mut PgConnection,
     d: &Completed,
     now: i64,
-) -> Result<(JobState, bool, String)> {
+) -> Result<(JobState, bool, String, bool)> {
     let outcome = outcome_of(d.completion);
     let row = match held_row(c, d.job_id, &d.agent_id, d.token, now).await {
         Ok(r) => r,
         Err(Error::LeaseLost(why)) => {
             return match redelivered(c, d, outcome.as_str()).await? {
-                Some(state) => Ok((state, true, String::new())),
+                Some(state) => Ok((state, true, String::new(), true)),
                 None => Err(Error::LeaseLost(why)),
             };
         }
@@ -146,7 +152,8 @@ pub(super) async fn complete_in(
         result: d.result_json.as_deref(),
     };
     set_next(c, d.job_id, &end, next, &job, now).await?;
-    Ok((next.state(), false, row.grp))
+    let made = row.schedule_id.is_some() || row.run_id.is_some();
+    Ok((next.state(), false, row.grp, made))
 }
 
 /// Whether a completion whose lease is lost is a redelivery (from the

@@ -148,7 +148,7 @@ async fn expiry_racing_completion_ends_each_lease_once() {
     for c in completions {
         let (id, answer) = c.await.expect("completion");
         match answer {
-            Ok((_, false, _)) => {
+            Ok((_, false, _, _)) => {
                 won += 1;
                 assert!(!expired.contains_key(&id), "job {id} completed and expired");
             }

@@ -318,7 +318,7 @@ async fn a_success_records_attempt_and_job_and_keeps_the_checks() {
         Err(Error::LeaseLost(_))
     ));
     assert_eq!(s.get_job(a.id).await.expect("get").state, JobState::Running);
-    let (state, dup, grp) = s.complete(a.id, "a1", &ok, 12).await.expect("complete");
+    let (state, dup, grp, _) = s.complete(a.id, "a1", &ok, 12).await.expect("complete");
     assert_eq!(
         (state, dup, grp.as_str()),
         (JobState::Succeeded, false, "g")
@@ -337,7 +337,7 @@ async fn a_success_records_attempt_and_job_and_keeps_the_checks() {
         Some("out")
     );
     // The outbox redelivers it: recognised.
-    let (state, dup, _) = s.complete(a.id, "a1", &ok, 13).await.expect("again");
+    let (state, dup, _, _) = s.complete(a.id, "a1", &ok, 13).await.expect("again");
     assert_eq!((state, dup), (JobState::Succeeded, true));
 }
 
