@@ -179,7 +179,12 @@ impl SqliteStore {
         let lease_bound = Arc::new(lease::LeaseBound::default());
         let checkpointer = policy.map(|p| {
             let opts = base.busy_timeout(checkpoint::BUSY);
-            Arc::new(checkpoint::Checkpointer::start(opts, path, p))
+            Arc::new(checkpoint::Checkpointer::start(
+                opts,
+                path,
+                p,
+                Some(writer.clone()),
+            ))
         });
         Ok(SqliteStore {
             checkpointer,

@@ -18,13 +18,18 @@
 //! - when the WAL holds [`Policy::cap`] frames or more, a PASSIVE checkpoint
 //!   could not finish: writes never paused long enough (frames added during
 //!   the copy keep the WAL from restarting) or a read transaction holds an
-//!   old snapshot. Then a PASSIVE (the bulk of the copy, not blocking) is
-//!   followed by a RESTART, which takes the write lock — the writer waits
-//!   for the tail only — and makes the next transaction restart the WAL. Its
-//!   waits (for the writer's batch, for readers) are bounded by this
-//!   connection's busy timeout ([`BUSY`], 20 ms); when readers kept it
-//!   busy, the next RESTART waits a second ([`RESTART_HOLD`]; a read
-//!   transaction open for long keeps any WAL from shrinking).
+//!   old snapshot. Then a PASSIVE on this connection (the bulk of the copy)
+//!   is followed by a PASSIVE *on the writer connection* (through the
+//!   writer pool, between two batches): no frame is added while it runs, so
+//!   it copies the tail and the writer's next transaction restarts the WAL —
+//!   what SQLite's autocheckpoint does at every 1000 pages, here only when
+//!   the background copy fell behind. Not a RESTART from this connection: it
+//!   would hold the write lock, and a writer transaction that read before it
+//!   writes (a deferred BEGIN) gets SQLITE_BUSY at once, without its busy
+//!   timeout (seen as 500s on agent enrollment under load). When readers
+//!   still kept the tail from being copied, the writer is not asked again
+//!   for a second ([`TAIL_HOLD`]; a read transaction open for long keeps any
+//!   WAL from shrinking).
 //! - `journal_size_limit` on the writer connections ([`Policy::journal_limit`])
 //!   cuts a WAL file that grew past it back when the WAL restarts.
 //!
@@ -54,18 +59,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The checkpointer connection's busy timeout: how long a RESTART or the
-/// final TRUNCATE waits for the writer's batch (≤ 4 ms of work and its
+/// The checkpointer connection's busy timeout: how long the final
+/// TRUNCATE waits for the writer's batch (≤ 4 ms of work and its
 /// commit) and, holding the write lock, for readers. PASSIVE never waits.
 pub(crate) const BUSY: Duration = Duration::from_millis(20);
 
-/// After a RESTART that readers kept busy (it blocked the writer for up to
-/// [`BUSY`] twice), the next one waits this long; PASSIVE meanwhile.
-const RESTART_HOLD: Duration = Duration::from_secs(1);
+/// After a tail copy on the writer that readers kept from finishing, the
+/// writer is not asked again for this long; PASSIVE beside it meanwhile.
+const TAIL_HOLD: Duration = Duration::from_secs(1);
 
 /// A WAL frame's bytes, for a page of 4 KiB (SQLite's default page size):
 /// 24 bytes of frame header.
@@ -78,7 +83,8 @@ pub(crate) struct Policy {
     pub every: Duration,
     /// Frames not yet copied that start a PASSIVE checkpoint.
     pub threshold: u32,
-    /// WAL frames at which a RESTART follows the PASSIVE checkpoint.
+    /// WAL frames at which the writer copies the tail after the PASSIVE
+    /// checkpoint.
     pub cap: u32,
     /// `journal_size_limit` of the writer connections, bytes.
     pub journal_limit: u64,
@@ -92,7 +98,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Policy {
     /// SQLite's own threshold (1000 pages, about 4 MiB), off the commit
-    /// path; RESTART at 4× that (16 MiB); a WAL file longer than 8 MiB is
+    /// path; the writer copies the tail at 4× that (16 MiB); a WAL file longer than 8 MiB is
     /// cut back at its restart. At the bulk benchmark's rate the WAL grows
     /// a few MiB in one look's 100 ms.
     pub(crate) const DEFAULT: Policy = Policy {
@@ -133,11 +139,17 @@ impl Drop for Checkpointer {
 }
 
 impl Checkpointer {
-    /// Start checkpointing the database at `db`, connecting with `opts`.
-    pub(crate) fn start(opts: SqliteConnectOptions, db: &Path, policy: Policy) -> Checkpointer {
+    /// Start checkpointing the database at `db`, connecting with `opts`;
+    /// `writer` copies the tail at the cap (`None`: this task does).
+    pub(crate) fn start(
+        opts: SqliteConnectOptions,
+        db: &Path,
+        policy: Policy,
+        writer: Option<SqlitePool>,
+    ) -> Checkpointer {
         let stop = CancellationToken::new();
         let stats = Arc::new(Stats::default());
-        let looker = Looker::new(opts, db, policy, stats.clone());
+        let looker = Looker::new(opts, db, policy, stats.clone(), writer);
         let task = tokio::spawn(run(looker, stop.clone()));
         Checkpointer {
             stop,
@@ -218,7 +230,7 @@ fn read_index(shm: &Path) -> std::io::Result<Option<(u32, u32)>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
     Passive,
-    Restart,
+    Tail,
 }
 
 /// What the WAL's `(frames, copied)` calls for; with the frames copied
@@ -230,7 +242,7 @@ fn due(frames: Option<(u32, u32)>, policy: &Policy) -> Option<(Due, u32)> {
     if pending == 0 {
         None
     } else if log >= policy.cap {
-        Some((Due::Restart, copied))
+        Some((Due::Tail, copied))
     } else if pending >= policy.threshold {
         Some((Due::Passive, copied))
     } else {
@@ -247,8 +259,11 @@ pub(crate) struct Looker {
     conn: Option<SqliteConnection>,
     /// Failed checkpoints in a row.
     failures: u32,
-    /// When a RESTART last found readers in its way.
-    busy_restart: Option<Instant>,
+    /// The writer connection (its pool), which copies the tail at the cap;
+    /// `None`: this connection does (tests).
+    writer: Option<SqlitePool>,
+    /// When a tail copy last left frames behind (readers in its way).
+    held_tail: Option<Instant>,
 }
 
 impl Looker {
@@ -257,6 +272,7 @@ impl Looker {
         db: &Path,
         policy: Policy,
         stats: Arc<Stats>,
+        writer: Option<SqlitePool>,
     ) -> Looker {
         Looker {
             opts,
@@ -265,7 +281,8 @@ impl Looker {
             stats,
             conn: None,
             failures: 0,
-            busy_restart: None,
+            writer,
+            held_tail: None,
         }
     }
 
@@ -283,17 +300,23 @@ impl Looker {
         let Some((mut what, copied)) = due(self.files.frames(), &self.policy) else {
             return;
         };
-        if what == Due::Restart
-            && self
-                .busy_restart
-                .is_some_and(|t| t.elapsed() < RESTART_HOLD)
-        {
+        if what == Due::Tail && self.held_tail.is_some_and(|t| t.elapsed() < TAIL_HOLD) {
             what = Due::Passive;
         }
-        match checkpoint(&mut self.conn, &self.opts, what, copied, &self.stats).await {
-            Ok(busy) => {
-                if what == Due::Restart {
-                    self.busy_restart = busy.then(Instant::now);
+        let writer = self.writer.as_ref();
+        match checkpoint(
+            &mut self.conn,
+            &self.opts,
+            writer,
+            what,
+            copied,
+            &self.stats,
+        )
+        .await
+        {
+            Ok(left) => {
+                if what == Due::Tail {
+                    self.held_tail = left.then(Instant::now);
                 }
                 if self.failures > 0 {
                     tracing::info!(failures = self.failures, "WAL checkpoints succeed again");
@@ -346,7 +369,6 @@ fn backoff(first: Duration, failures: u32) -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Passive,
-    Restart,
     Truncate,
 }
 
@@ -354,7 +376,6 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Passive => "passive",
-            Mode::Restart => "restart",
             Mode::Truncate => "truncate",
         }
     }
@@ -363,7 +384,6 @@ impl Mode {
     async fn run(self, c: &mut SqliteConnection) -> sqlx::Result<(i64, i64, i64)> {
         let sql = match self {
             Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
-            Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
             Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
         };
         sqlx::query_as(sql).fetch_one(&mut *c).await
@@ -372,11 +392,11 @@ impl Mode {
 
 /// Run the checkpoint `what` asks for; count it. `copied`: the frames
 /// already copied before it (so the count is what this one copied).
-/// Whether the last checkpoint was busy (a reader or the writer in its
-/// way).
+/// Whether frames were left behind by the last copy (readers in its way).
 async fn checkpoint(
     conn: &mut Option<SqliteConnection>,
     opts: &SqliteConnectOptions,
+    writer: Option<&SqlitePool>,
     what: Due,
     copied: u32,
     stats: &Stats,
@@ -385,32 +405,42 @@ async fn checkpoint(
         Some(c) => c,
         None => conn.insert(opts.connect().await?),
     };
-    let modes: &[Mode] = match what {
-        Due::Passive => &[Mode::Passive],
-        Due::Restart => &[Mode::Passive, Mode::Restart],
-    };
-    let mut before = i64::from(copied);
-    let mut was_busy = false;
-    for mode in modes {
-        let (busy, log, done) = mode.run(c).await?;
-        was_busy = busy != 0;
-        // A restarted WAL counts from its start.
-        let frames = if done < before { done } else { done - before };
-        before = done;
-        let frames = u64::try_from(frames).unwrap_or(0);
-        stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-        stats.frames.fetch_add(frames, Ordering::Relaxed);
-        crate::telemetry::checkpointed(frames);
-        tracing::debug!(
-            mode = mode.name(),
-            busy,
-            log,
-            checkpointed = done,
-            frames,
-            "WAL checkpoint"
-        );
+    let mut last = Mode::Passive.run(c).await?;
+    count(last, i64::from(copied), "passive", stats);
+    if what == Due::Tail {
+        let before = last.2;
+        // On the writer connection: no frame is added while it copies.
+        last = match writer {
+            Some(pool) => {
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(pool)
+                    .await?
+            }
+            None => Mode::Passive.run(c).await?,
+        };
+        count(last, before, "tail", stats);
     }
-    Ok(was_busy)
+    let (_, log, done) = last;
+    Ok(done < log)
+}
+
+/// Count a checkpoint's `(busy, log, checkpointed)`; `before`: the frames
+/// copied before it.
+fn count((busy, log, done): (i64, i64, i64), before: i64, mode: &str, stats: &Stats) {
+    // A restarted WAL counts from its start.
+    let frames = if done < before { done } else { done - before };
+    let frames = u64::try_from(frames).unwrap_or(0);
+    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    stats.frames.fetch_add(frames, Ordering::Relaxed);
+    crate::telemetry::checkpointed(frames);
+    tracing::debug!(
+        mode,
+        busy,
+        log,
+        checkpointed = done,
+        frames,
+        "WAL checkpoint"
+    );
 }
 
 /// At shutdown: copy everything and cut the WAL file to zero bytes.

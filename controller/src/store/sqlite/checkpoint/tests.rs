@@ -89,7 +89,7 @@ async fn the_wal_stays_bounded_under_steady_writes() {
     s.checkpointer.as_ref().expect("checkpointer").stop().await;
     let stats = Arc::new(Stats::default());
     let opts = SqliteConnectOptions::new().filename(&path);
-    let mut looker = Looker::new(opts, &path, policy, stats.clone());
+    let mut looker = Looker::new(opts, &path, policy, stats.clone(), Some(s.writer.clone()));
     let mut longest = 0;
     let mut most = 0;
     for i in 0..5000 {
@@ -165,7 +165,7 @@ async fn a_failing_checkpoint_is_retried_and_writes_go_on() {
         threshold: 1,
         ..small()
     };
-    let c = Checkpointer::start(opts, &path, policy);
+    let c = Checkpointer::start(opts, &path, policy, None);
     submit_until_failures(&s, c.stats(), 3).await;
     assert_eq!(c.stats().checkpoints.load(Ordering::Relaxed), 0);
     assert!(
@@ -236,7 +236,7 @@ fn a_look_decides_by_frames_not_yet_copied() {
     assert_eq!(due(Some((99, 0)), &p), None);
     assert_eq!(due(Some((150, 50)), &p), Some((Due::Passive, 50)));
     assert_eq!(due(Some((300, 250)), &p), None);
-    assert_eq!(due(Some((400, 390)), &p), Some((Due::Restart, 390)));
+    assert_eq!(due(Some((400, 390)), &p), Some((Due::Tail, 390)));
     // All copied: the next write starts the WAL again.
     assert_eq!(due(Some((400, 400)), &p), None);
 }
