@@ -36,12 +36,8 @@ impl HealthStore for SqliteStore {
         Ok(())
     }
 
-    /// Stop the checkpointer (a final TRUNCATE checkpoint), close both
-    /// pools.
+    /// Close both pools (flushes the WAL on the last connection).
     async fn close(&self) {
-        if let Some(c) = &self.checkpointer {
-            c.stop().await;
-        }
         self.reader.close().await;
         self.writer.close().await;
     }
