@@ -37,6 +37,10 @@
 //! - `baton_store_transaction_seconds`: a PostgreSQL transaction, begin to
 //!   commit (retries included), and the single-statement grant and
 //!   heartbeat;
+//! - `baton_sqlite_checkpoints_total`, `baton_sqlite_checkpoint_frames_total`,
+//!   `baton_sqlite_checkpoint_failures_total`: the SQLite WAL checkpointer's
+//!   checkpoints, the frames they copied into the database file, and its
+//!   failed checkpoints (`store::sqlite::checkpoint`);
 //! - `process_*`: CPU, memory, file descriptors, start time ([`process`]).
 
 pub mod process;
@@ -105,6 +109,12 @@ pub struct Metrics {
     pub group_commit_seconds: Histogram,
     /// A transaction, begin → commit (PostgreSQL).
     pub store_transaction_seconds: Histogram,
+    /// SQLite WAL checkpoints run.
+    pub checkpoints: Counter,
+    /// WAL frames they copied.
+    pub checkpoint_frames: Counter,
+    /// WAL checkpoints that failed.
+    pub checkpoint_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -122,6 +132,9 @@ impl Default for Metrics {
             group_commit_ops: Histogram::new(BATCH_OPS_BUCKETS),
             group_commit_seconds: Histogram::new(COMMIT_BUCKETS),
             store_transaction_seconds: Histogram::new(COMMIT_BUCKETS),
+            checkpoints: Counter::default(),
+            checkpoint_frames: Counter::default(),
+            checkpoint_failures: Counter::default(),
         };
         // Every outcome and result is shown, 0 until it happens.
         for outcome in OUTCOMES {
@@ -196,6 +209,17 @@ pub fn store_transaction(took: Duration) {
         .observe(took.as_secs_f64());
 }
 
+/// Count one SQLite WAL checkpoint that copied `frames` frames.
+pub fn checkpointed(frames: u64) {
+    metrics().checkpoints.inc();
+    metrics().checkpoint_frames.inc_by(frames);
+}
+
+/// Count one failed SQLite WAL checkpoint.
+pub fn checkpoint_failed() {
+    metrics().checkpoint_failures.inc();
+}
+
 /// Register the event metrics (clones of the process-wide handles) and the
 /// process collector in `reg`.
 pub fn register(reg: &mut Registry) {
@@ -264,6 +288,21 @@ pub fn register(reg: &mut Registry) {
         "Time of one PostgreSQL store transaction or single-statement write (grant, heartbeat), begin to commit (retries included)",
         Unit::Seconds,
         m.store_transaction_seconds.clone(),
+    );
+    reg.register(
+        "baton_sqlite_checkpoints",
+        "SQLite WAL checkpoints run by the checkpointer beside the writer (the writer's commits never checkpoint)",
+        m.checkpoints.clone(),
+    );
+    reg.register(
+        "baton_sqlite_checkpoint_frames",
+        "WAL frames (pages) the SQLite checkpointer copied into the database file",
+        m.checkpoint_frames.clone(),
+    );
+    reg.register(
+        "baton_sqlite_checkpoint_failures",
+        "SQLite WAL checkpoints that failed (retried with backoff; the WAL grows meanwhile)",
+        m.checkpoint_failures.clone(),
     );
     reg.register_collector(Box::new(process::Process));
 }

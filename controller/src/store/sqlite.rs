@@ -26,6 +26,9 @@
 //! - `notifications`: the events outbox, deliveries and attempts.
 //! - `made`: inserting the jobs schedules and pipelines make.
 //! - `rebase`: at start, stored deadlines re-expressed in this process's clock.
+//! - `checkpoint`: the WAL is copied into the database file by its own
+//!   task and connection, never inside a writer's commit
+//!   (`wal_autocheckpoint=0` on the writer).
 //! - [`writer`]: group commit — the hot writes (submit, grant, heartbeat,
 //!   complete, release, expiry) share one transaction and one fsync per batch.
 //!
@@ -40,6 +43,7 @@
 
 mod agents;
 mod audit;
+mod checkpoint;
 mod drills;
 mod health;
 mod identity;
@@ -93,6 +97,9 @@ pub struct SqliteStore {
     /// A lower bound of the earliest lease deadline: grants skip the look
     /// for overdue leases while none can be due (`lease::bound`).
     lease_bound: Arc<lease::LeaseBound>,
+    /// The WAL checkpointer (stopped by `close`, or when the last handle
+    /// goes).
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// Page cache of each reader connection (`PRAGMA cache_size`; negative:
@@ -106,6 +113,17 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 impl SqliteStore {
     /// Open (creating if missing) and migrate the database at `path`.
     pub async fn open(path: &Path, sync: SyncMode) -> Result<SqliteStore> {
+        Self::open_with(path, sync, Some(checkpoint::Policy::DEFAULT)).await
+    }
+
+    /// [`SqliteStore::open`] with the checkpointer's `policy`; `None`: no
+    /// checkpointer (the WAL only grows; tests).
+    pub(crate) async fn open_with(
+        path: &Path,
+        sync: SyncMode,
+        policy: Option<checkpoint::Policy>,
+    ) -> Result<SqliteStore> {
+        let journal_limit = policy.unwrap_or(checkpoint::Policy::DEFAULT).journal_limit;
         let base = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -134,6 +152,9 @@ impl SqliteStore {
             })
             .connect_with(
                 base.clone()
+                    // The checkpointer copies the WAL, never a commit.
+                    .pragma("wal_autocheckpoint", "0")
+                    .pragma("journal_size_limit", journal_limit.to_string())
                     .create_if_missing(true)
                     // Effective for a new database (set before its first
                     // table); older ones are switched once by `retention`.
@@ -148,11 +169,25 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
+            .connect_with(
+                base.clone()
+                    .read_only(true)
+                    .pragma("cache_size", READER_CACHE_SIZE),
+            )
             .await?;
         let health = Arc::new(Health::default());
         let lease_bound = Arc::new(lease::LeaseBound::default());
+        let checkpointer = policy.map(|p| {
+            let opts = base.busy_timeout(checkpoint::BUSY);
+            Arc::new(checkpoint::Checkpointer::start(
+                opts,
+                path,
+                p,
+                Some(writer.clone()),
+            ))
+        });
         Ok(SqliteStore {
+            checkpointer,
             batcher: writer::Writer::start(writer.clone(), health.clone(), lease_bound.clone()),
             writer,
             reader,

@@ -20,6 +20,9 @@ fn renders_every_family_with_its_name_and_type() {
         ("baton_group_commit_batch_ops", "histogram"),
         ("baton_group_commit_seconds", "histogram"),
         ("baton_store_transaction_seconds", "histogram"),
+        ("baton_sqlite_checkpoints_total", "counter"),
+        ("baton_sqlite_checkpoint_frames_total", "counter"),
+        ("baton_sqlite_checkpoint_failures_total", "counter"),
     ] {
         assert!(
             t.contains(&format!("# TYPE {name} {kind}\n")),

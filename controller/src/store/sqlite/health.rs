@@ -36,8 +36,12 @@ impl HealthStore for SqliteStore {
         Ok(())
     }
 
-    /// Close both pools (flushes the WAL on the last connection).
+    /// Stop the checkpointer (a final TRUNCATE checkpoint), close both
+    /// pools.
     async fn close(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.stop().await;
+        }
         self.reader.close().await;
         self.writer.close().await;
     }
