@@ -373,13 +373,6 @@ enum Mode {
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Passive => "passive",
-            Mode::Truncate => "truncate",
-        }
-    }
-
     /// Run it on `c`: `(busy, log, checkpointed)`.
     async fn run(self, c: &mut SqliteConnection) -> sqlx::Result<(i64, i64, i64)> {
         let sql = match self {
