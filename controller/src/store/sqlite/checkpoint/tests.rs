@@ -142,6 +142,63 @@ async fn the_task_checkpoints_beside_the_writer_and_truncates_at_close() {
 }
 
 /// Submit until `stats` counts `n` failures; every submit must succeed.
+/// A writer transaction that reads before it writes (a deferred BEGIN:
+/// agent enrollment, drills, ...) is never refused while checkpoints at the
+/// cap run: a second holder of the write lock (a RESTART from the
+/// checkpointer's connection) made SQLite answer such a transaction
+/// SQLITE_BUSY at once, without its busy timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_then_write_transactions_are_not_refused_at_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(
+        &dir,
+        Some(Policy {
+            every: Duration::from_millis(1),
+            ..small()
+        }),
+    )
+    .await;
+    let busy = s.clone();
+    let submits = tokio::spawn(async move {
+        for _ in 0..3000 {
+            submit(&busy).await;
+        }
+    });
+    let mut refused = Vec::new();
+    let mut n = 0u32;
+    while !submits.is_finished() {
+        n += 1;
+        let r: sqlx::Result<()> = async {
+            let mut tx = s.writer.begin().await?;
+            let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('test', ?)")
+                .bind(n.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = r {
+            refused.push(e.to_string());
+        }
+    }
+    submits.await.expect("submits");
+    let c = s.checkpointer.as_ref().expect("checkpointer");
+    assert!(
+        c.stats().checkpoints.load(Ordering::Relaxed) > 10,
+        "checkpoints ran"
+    );
+    assert!(n > 50, "only {n} transactions ran beside the submits");
+    assert!(
+        refused.is_empty(),
+        "{} of {n} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}
+
 async fn submit_until_failures(s: &SqliteStore, stats: &Stats, n: u64) {
     for _ in 0..20_000 {
         submit(s).await;
