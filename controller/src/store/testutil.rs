@@ -78,12 +78,12 @@ pub fn backoff_job(ttl: u64, max_backoff_ms: u64) -> super::jobs::NewJob {
     )
 }
 
-/// How many noop jobs of group `g` a grant of one gives `agent` at `now`.
-pub async fn granted_noop<S: super::lease::LeaseStore + ?Sized>(
+/// Grant `agent` up to one noop job of group `g` at `now`.
+pub async fn grant_noop<S: super::lease::LeaseStore + ?Sized>(
     s: &S,
     agent: &str,
     now: i64,
-) -> usize {
+) -> super::lease::Granted {
     let groups = vec!["g".to_string()];
     let kinds = vec![baton_proto::JobKind::Noop];
     let req = super::GrantRequest {
@@ -94,5 +94,14 @@ pub async fn granted_noop<S: super::lease::LeaseStore + ?Sized>(
         stores: &[],
         max: 1,
     };
-    s.grant(&req, now).await.expect("grant").grants.len()
+    s.grant(&req, now).await.expect("grant")
+}
+
+/// How many noop jobs of group `g` a grant of one gives `agent` at `now`.
+pub async fn granted_noop<S: super::lease::LeaseStore + ?Sized>(
+    s: &S,
+    agent: &str,
+    now: i64,
+) -> usize {
+    grant_noop(s, agent, now).await.grants.len()
 }

@@ -502,22 +502,7 @@ pub async fn firings_in_one_batch_stand_or_fall_alone(s: &Store) {
 /// Grant the next job of group `g` to `a1` and complete it as `how`:
 /// `(job id, made)` — what the completion says of its maker.
 async fn complete_next(s: &Store, how: Completion, now: i64) -> (i64, bool) {
-    let groups = vec!["g".to_string()];
-    let kinds = vec![JobKind::Noop];
-    let g = s
-        .grant(
-            &GrantRequest {
-                agent_id: "a1",
-                groups: &groups,
-                kinds: &kinds,
-                connections: &[],
-                stores: &[],
-                max: 1,
-            },
-            now,
-        )
-        .await
-        .expect("grant");
+    let g = crate::store::testutil::grant_noop(&**s, "a1", now).await;
     let grant = g.grants.first().expect("a job to grant");
     let req = CompleteRequest {
         started_after_ms: None,

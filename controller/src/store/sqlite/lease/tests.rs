@@ -2,26 +2,15 @@
 //! look for overdue leases only while none can be due — never past a
 //! deadline a grant, the clock rebase or a rollback moved earlier.
 
-use baton_proto::{JobKind, RetryPolicy};
+use baton_proto::RetryPolicy;
 
 use super::*;
-use crate::store::GrantRequest;
 use crate::store::prelude::*;
-use crate::store::testutil::noop_job;
+use crate::store::testutil::{grant_noop, noop_job};
 
 /// Grant agent `agent` up to one job of group `g` at `now`.
 async fn grant(s: &SqliteStore, agent: &str, now: i64) -> Granted {
-    let groups = vec!["g".to_string()];
-    let kinds = vec![JobKind::Noop];
-    let req = GrantRequest {
-        agent_id: agent,
-        groups: &groups,
-        kinds: &kinds,
-        connections: &[],
-        stores: &[],
-        max: 1,
-    };
-    s.grant(&req, now).await.expect("grant")
+    grant_noop(s, agent, now).await
 }
 
 #[tokio::test]
