@@ -28,3 +28,24 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Write `text` to `path` as an executable (mode 0755) a test then runs.
+///
+/// Not with `std::fs::write`: while this process holds the file open for
+/// writing, another test's thread may fork, and its child keeps a copy of
+/// that descriptor until it execs — running the script in that window
+/// fails with ETXTBSY ("Text file busy"; `bad_requests_fail_for_good` did,
+/// now and then, under load). `install` writes the file in its own process,
+/// which no fork of this one can inherit.
+pub fn executable(path: &Path, text: &str) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text).expect("write the staged script");
+    let status = std::process::Command::new("install")
+        .args(["-m", "755"])
+        .arg(&staged)
+        .arg(path)
+        .status()
+        .expect("run install");
+    assert!(status.success(), "install {} failed", path.display());
+    std::fs::remove_file(&staged).expect("remove the staged script");
+}

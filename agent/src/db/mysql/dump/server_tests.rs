@@ -393,16 +393,14 @@ async fn a_dump_that_cannot_fit_is_refused_before_the_tool_runs() {
         "sh",
         &["-c", "command -v mariadb-dump || command -v mysqldump"],
     );
-    std::fs::write(
+    crate::db::test_files::executable(
         &wrapper,
-        format!(
+        &format!(
             "#!/bin/sh\n[ \"$1\" = --version ] || touch '{}'\nexec '{}' \"$@\"\n",
             marker.display(),
             real.trim()
         ),
-    )
-    .expect("wrapper");
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     let tool = wrapper.clone();
     let mut exec = db.executor(None, |c| c.dump.tool = Some(tool));
     // The wrapper works: a normal dump runs it.
@@ -643,8 +641,7 @@ async fn a_restore_that_differs_fails_the_job_and_keeps_the_dump() {
         ),
     ] {
         let p = bin.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("script");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        crate::db::test_files::executable(&p, &format!("#!/bin/sh\n{body}\n"));
     }
     let tool = bin.join("mariadb-dump");
     let exec = db.executor(None, |c| c.dump.tool = Some(tool));

@@ -2,7 +2,6 @@
 //! scripts), so every failure path runs without a server. The real-server
 //! tests are in `agent/tests/dump_mysql.rs`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use baton_proto::{Completion, DumpSpec, JobSpec};
@@ -60,8 +59,7 @@ impl Fake {
         std::fs::create_dir_all(root.join("marks")).expect("marks");
         for (name, body) in [("mariadb-dump", TOOL), ("mariadb", CLIENT)] {
             let p = bin.join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}")).expect("script");
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            crate::db::test_files::executable(&p, &format!("#!/bin/sh\n{body}"));
         }
         std::fs::write(root.join("pw"), "s3cr#t\"pw\n").expect("pw");
         let conn = MysqlConnection {

@@ -162,8 +162,7 @@ fn a_restart_removes_the_partial_its_killed_run_was_writing() {
 }
 
 fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("script");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    crate::db::test_files::executable(path, &format!("#!/bin/sh\n{body}\n"));
 }
 
 #[tokio::test]
