@@ -206,3 +206,35 @@ fn a_connection_and_a_store_on_different_agents_are_refused() {
     both.1.stores = vec!["offsite".into()];
     assert!(Fleet::new(&[both]).place(&restore_from("offsite")).is_ok());
 }
+
+/// Submits that find no snapshot at once (the first ones after a start)
+/// share one read of the agents table; a change makes the next refusal
+/// read once more, however many refusals wait for it.
+#[tokio::test]
+async fn concurrent_checks_share_one_rebuild() {
+    let (store, _dir) = crate::store::testutil::store().await;
+    crate::store::testutil::enrolled(&store, "a1", &["g"]).await;
+    let placement = Placement::default();
+    let known = sql("g", "main");
+    let mut allowed = sql("g", "main");
+    allowed.allow_unplaced = true;
+    let checks = (0..20).map(|_| placement.check(&store, 0, |f| f.place(&allowed)));
+    for answer in futures_util::future::join_all(checks).await {
+        assert!(answer.expect("store").is_ok());
+    }
+    assert_eq!(placement.rebuilds(), 1);
+
+    // `main` is advertised by no agent: a refusal on a current snapshot
+    // reads nothing more.
+    let refused = placement.check(&store, 0, |f| f.place(&known)).await;
+    assert!(refused.expect("store").is_err());
+    assert_eq!(placement.rebuilds(), 1);
+
+    // After a change, 20 refusals at once read the store once, and refuse.
+    placement.changed();
+    let checks = (0..20).map(|_| placement.check(&store, 0, |f| f.place(&known)));
+    for answer in futures_util::future::join_all(checks).await {
+        assert!(answer.expect("store").is_err());
+    }
+    assert_eq!(placement.rebuilds(), 2);
+}

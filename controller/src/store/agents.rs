@@ -90,7 +90,8 @@ pub trait AgentStore {
     async fn list_agents(&self, now: i64, online_window_ms: i64) -> Result<Vec<AgentView>>;
 
     /// The groups and the last advertised capabilities of every enrolled
-    /// agent that is not revoked, online or not (placement at submit).
+    /// agent that is not revoked, online or not (placement at submit); each
+    /// distinct pair once (agents configured alike are one row).
     async fn placement(&self) -> Result<Vec<(Vec<String>, Capabilities)>>;
 
     /// Why queued `job` cannot be dispatched now, if no online agent could

@@ -69,6 +69,7 @@ macro_rules! suite {
                 presence_and_blocked_reason,
                 a_pinned_step_waits_for_its_agent_and_says_why,
                 fleet_figures_by_group_and_state,
+                placement_reads_each_distinct_pair_once,
             ],
             identity: [
                 operator_tokens_lifecycle,

@@ -250,3 +250,49 @@ pub async fn fleet_figures_by_group_and_state(s: &Store) {
         vec![g("db", 0, 1, 1), g("web", 0, 0, 1)]
     );
 }
+
+/// Conformance case `placement_reads_each_distinct_pair_once`: agents
+/// configured alike are one row of the placement read; a revoked agent is
+/// none.
+pub async fn placement_reads_each_distinct_pair_once(s: &Store) {
+    let caps = |conn: &str| Capabilities {
+        kinds: vec![JobKind::Sql],
+        connections: vec![ConnectionInfo {
+            name: conn.into(),
+            kind: "mysql".into(),
+        }],
+        stores: Vec::new(),
+    };
+    let (db, web) = (vec!["db".to_string()], vec!["web".to_string()]);
+    let fleet = [
+        ("a1", &db, caps("main")),
+        ("a2", &db, caps("main")),
+        ("a3", &db, caps("main")),
+        ("a4", &db, caps("other")),
+        ("a5", &web, caps("main")),
+    ];
+    for (id, groups, caps) in &fleet {
+        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        crate::store::testutil::enrolled(s, id, &names).await;
+        let seen = AgentSeen {
+            id,
+            groups,
+            capabilities: caps,
+            version: "0.1.0",
+            os: "linux",
+            free_slots: 1,
+            metrics: None,
+        };
+        s.agent_polled(&seen, 1000).await.expect("poll");
+    }
+    let mut read = s.placement().await.expect("placement");
+    read.sort_by(|a, b| (&a.0, &a.1.connections[0].name).cmp(&(&b.0, &b.1.connections[0].name)));
+    let pairs: Vec<(&str, &str)> = read
+        .iter()
+        .map(|(g, c)| (g[0].as_str(), c.connections[0].name.as_str()))
+        .collect();
+    assert_eq!(pairs, [("db", "main"), ("db", "other"), ("web", "main")]);
+    s.revoke_agent("a5", 2000).await.expect("revoke");
+    let read = s.placement().await.expect("placement");
+    assert_eq!(read.len(), 2, "the revoked agent's pair is gone: {read:?}");
+}

@@ -165,10 +165,11 @@ impl AgentStore for PgStore {
     }
 
     async fn placement(&self) -> Result<Vec<(Vec<String>, Capabilities)>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT groups, capabilities FROM agents WHERE revoked_at IS NULL")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT groups, capabilities FROM agents WHERE revoked_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|(g, c)| Ok((json("agents.groups", g)?, json("agents.capabilities", c)?)))
             .collect()

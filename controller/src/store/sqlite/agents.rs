@@ -153,10 +153,11 @@ impl AgentStore for SqliteStore {
     /// The groups and the last advertised capabilities of every agent that
     /// is not revoked (one read of the agents table).
     async fn placement(&self) -> Result<Vec<(Vec<String>, Capabilities)>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT groups, capabilities FROM agents WHERE revoked_at IS NULL")
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT groups, capabilities FROM agents WHERE revoked_at IS NULL",
+        )
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|(g, c)| Ok((json("agents.groups", g)?, json("agents.capabilities", c)?)))
             .collect()
