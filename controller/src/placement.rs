@@ -305,20 +305,17 @@ impl Placement {
         self.rebuilds.load(Ordering::Relaxed)
     }
 
-    /// One read of the store into a new snapshot, kept as of `changes`.
+    /// One read of the store into a new snapshot, kept as of `changes`;
+    /// called only under `rebuilding`, so the last rebuild is the newest.
     async fn rebuild(&self, store: &Store, changes: (u64, u64)) -> Result<Arc<Fleet>, Error> {
         let at = Instant::now();
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         let fleet = Arc::new(Fleet::new(&store.placement().await?));
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        // Keep the newer of two concurrent rebuilds.
-        if cached.as_ref().is_none_or(|c| c.at <= at) {
-            *cached = Some(Cached {
-                changes,
-                at,
-                fleet: fleet.clone(),
-            });
-        }
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+            changes,
+            at,
+            fleet: fleet.clone(),
+        });
         Ok(fleet)
     }
 }
