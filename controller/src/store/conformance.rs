@@ -3,7 +3,7 @@
 //!
 //! Each case is a `pub async fn case(s: &Store)` in the module of its area
 //! ([`jobs`], [`lease`], [`agents`], [`identity`], [`audit`], [`drills`],
-//! [`rebase`], [`retention`], [`schedules`], [`pipelines`], [`notifications`]) that gets a fresh, empty store and asserts on what the
+//! [`rebase`], [`retention`], [`schedules`], [`firing`], [`pipelines`], [`notifications`]) that gets a fresh, empty store and asserts on what the
 //! [`crate::store::Backend`] methods answer — never on a backend's tables,
 //! so a second backend runs them unchanged. Times are passed in as `now`,
 //! so no case waits.
@@ -27,6 +27,7 @@
 pub mod agents;
 pub mod audit;
 pub mod drills;
+pub mod firing;
 pub mod identity;
 pub mod jobs;
 pub mod lease;
@@ -109,6 +110,9 @@ macro_rules! suite {
                 an_operator_retry_of_a_scheduled_job_is_followed_up_again,
                 firings_in_one_batch_stand_or_fall_alone,
                 a_completion_says_whether_a_schedule_made_the_job,
+            ],
+            firing: [
+                a_batch_fires_as_each_firing_would_alone,
             ],
             notifications: [
                 a_failed_job_is_one_event_sent_to_matching_webhooks_until_delivered,

@@ -32,39 +32,74 @@ pub(crate) async fn insert_made(
     maker: &Maker<'_>,
     now: i64,
 ) -> Result<JobView> {
-    let spec = enc(&s.spec)?;
-    let retry = enc(&s.retry)?;
-    let labels = enc(&s.labels)?;
-    let done = sqlx::query(
-        "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels,
-             state, not_before, created_at, updated_at, schedule_id, nominal_at, run_id, step, pin_agent, followup, store)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?10, ?11, ?12, ?13, ?14, ?15, 1, ?16)",
-    )
-    .bind(&s.group)
-    .bind(s.spec.kind().as_str())
-    .bind(spec)
-    .bind(s.spec.connection())
-    .bind(s.priority)
-    .bind(retry)
-    .bind(s.timeout_ms.map(|t| t as i64))
-    .bind(lease_ttl_ms as i64)
-    .bind(labels)
-    .bind(now)
-    .bind(maker.schedule_id)
-    .bind(maker.nominal_at)
-    .bind(maker.run_id)
-    .bind(maker.step)
-    .bind(maker.pin_agent)
-    .bind(s.spec.store())
-    .execute(&mut *c)
-    .await?;
-    Ok(queued_view(
-        done.last_insert_rowid(),
-        s,
-        lease_ttl_ms,
-        None,
-        now,
-    ))
+    insert_made_many(c, &[(s, lease_ttl_ms, maker)], now)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Corrupt("inserted no job".into()))
+}
+
+/// Rows per multi-row INSERT of made jobs (18 bound values each).
+const MADE_CHUNK: usize = 64;
+
+/// Insert queued jobs made by their makers, marked for follow-up when they
+/// end, a multi-row statement per [`MADE_CHUNK`]: their views in order.
+/// A job that breaks a unique index (a schedule's nominal time made twice)
+/// fails the statement.
+pub(crate) async fn insert_made_many(
+    c: &mut SqliteConnection,
+    jobs: &[(&JobSubmit, u64, &Maker<'_>)],
+    now: i64,
+) -> Result<Vec<JobView>> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(MADE_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO jobs (grp, kind, spec, connection, priority, retry, timeout_ms, lease_ttl_ms, labels,
+                 state, not_before, created_at, updated_at, schedule_id, nominal_at, run_id, step, pin_agent, followup, store)
+             VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)");
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (s, ttl, maker) in chunk {
+            q = q
+                .bind(s.group.clone())
+                .bind(s.spec.kind().as_str())
+                .bind(enc(&s.spec)?)
+                .bind(s.spec.connection().map(str::to_owned))
+                .bind(s.priority)
+                .bind(enc(&s.retry)?)
+                .bind(s.timeout_ms.map(|t| t as i64))
+                .bind(*ttl as i64)
+                .bind(enc(&s.labels)?)
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .bind(maker.schedule_id)
+                .bind(maker.nominal_at)
+                .bind(maker.run_id)
+                .bind(maker.step.map(str::to_owned))
+                .bind(maker.pin_agent.map(str::to_owned))
+                .bind(s.spec.store().map(str::to_owned));
+        }
+        let done = q.execute(&mut *c).await?;
+        let n = chunk.len() as i64;
+        if done.rows_affected() != n as u64 {
+            return Err(Error::Corrupt(format!(
+                "inserted {} of {n} jobs",
+                done.rows_affected()
+            )));
+        }
+        // One statement takes consecutive rowids (the writer holds the lock).
+        let first = done.last_insert_rowid() - n + 1;
+        for (i, (s, ttl, _)) in chunk.iter().enumerate() {
+            out.push(queued_view(first + i as i64, s, *ttl, None, now));
+        }
+    }
+    Ok(out)
 }
 
 /// Cancel job `id` inside a transaction: a queued job ends at once with

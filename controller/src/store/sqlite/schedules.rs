@@ -21,6 +21,7 @@ use crate::store::schedules::{
 pub(super) use crate::store::schedules::{SCHEDULE_COLUMNS, ScheduleRow};
 use crate::store::{Error, Result};
 
+mod batch;
 mod fire;
 
 pub(crate) use fire::push_group;

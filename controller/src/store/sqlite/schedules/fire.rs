@@ -55,7 +55,6 @@ pub(super) async fn activity(c: &mut SqliteConnection, id: i64) -> Result<(Optio
 /// is written and the firing is `raced`. A normal firing is then two more
 /// statements: its job and its occurrence row.
 pub(super) async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> Result<Fired> {
-    let mut out = Fired::default();
     let schedule = match &f.advance {
         Some(adv) => {
             let sql = format!(
@@ -72,15 +71,29 @@ pub(super) async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> R
             match row {
                 Some(row) => row.stored()?,
                 None => {
-                    out.raced = true;
-                    return Ok(out);
+                    return Ok(Fired {
+                        raced: true,
+                        ..Fired::default()
+                    });
                 }
             }
         }
         None => schedule_by_id(c, f.schedule_id).await?,
     };
+    fire_rest(c, &schedule, f, now).await
+}
+
+/// A firing's writes after its cursor moved (or was left): cancels, the
+/// occurrences with their jobs and runs, a pending occurrence started.
+pub(super) async fn fire_rest(
+    c: &mut SqliteConnection,
+    schedule: &StoredSchedule,
+    f: &Firing,
+    now: i64,
+) -> Result<Fired> {
+    let mut out = Fired::default();
     if f.cancel_active {
-        out.told = cancel_active(c, &schedule, now).await?;
+        out.told = cancel_active(c, schedule, now).await?;
     }
     if f.supersede_pending {
         sqlx::query(
@@ -94,14 +107,14 @@ pub(super) async fn fire_in(c: &mut SqliteConnection, f: &Firing, now: i64) -> R
     }
     let mut pended = false;
     for o in &f.occurrences {
-        let view = record(c, &schedule, o, f.default_lease_ttl_ms, now, &mut out.woken).await?;
+        let view = record(c, schedule, o, f.default_lease_ttl_ms, now, &mut out.woken).await?;
         pended |= view.state == OccurrenceState::Pending;
         out.occurrences.push(view);
     }
     // A run that ended before this firing read the schedule cannot start
     // what it pended: start it here when nothing of the schedule is active.
     if pended || f.cancel_active {
-        release_pending(c, &schedule, f.default_lease_ttl_ms, now, &mut out.woken).await?;
+        release_pending(c, schedule, f.default_lease_ttl_ms, now, &mut out.woken).await?;
     }
     Ok(out)
 }
@@ -321,27 +334,26 @@ pub(super) async fn follow_up_in(
     Ok(out)
 }
 
-/// Every firing in one transaction, without a savepoint each (the common
-/// case: a raced firing writes nothing). None when one was refused: then
-/// nothing was kept, and the caller fires them apart.
+/// Every firing in one transaction, without a savepoint each, and in a
+/// few set-based statements ([`super::batch`]; the common case: a raced
+/// firing writes nothing). None when one was refused: then nothing was
+/// kept, and the caller fires them apart.
 pub(super) async fn fire_together(
     writer: &sqlx::SqlitePool,
     firings: &[Firing],
     now: i64,
 ) -> Result<Option<Vec<Result<Fired>>>> {
     let mut tx = writer.begin().await?;
-    let mut out = Vec::with_capacity(firings.len());
-    for f in firings {
-        match fire_in(&mut tx, f, now).await {
-            Ok(fired) => out.push(Ok(fired)),
-            Err(_) => {
-                tx.rollback().await?;
-                return Ok(None);
-            }
+    match super::batch::fire_batched(&mut tx, firings, now).await {
+        Ok(out) => {
+            tx.commit().await?;
+            Ok(Some(out.into_iter().map(Ok).collect()))
+        }
+        Err(_) => {
+            tx.rollback().await?;
+            Ok(None)
         }
     }
-    tx.commit().await?;
-    Ok(Some(out))
 }
 
 /// Every firing in one transaction, a savepoint each: one that is refused
