@@ -190,7 +190,7 @@ pub fn parse_cron(pattern: &str) -> Result<Cron, Error> {
 
 #[derive(Debug)]
 enum Kind {
-    Cron(Box<Cron>),
+    Cron(Arc<Cron>),
     Every { every: i64, anchor: i64 },
 }
 
@@ -262,10 +262,66 @@ fn check_limits(spec: &ScheduleSpec) -> Result<(Option<i64>, Option<i64>), Error
     Ok((start_at, end_at))
 }
 
+/// Cron patterns parsed once and shared by the triggers built through it
+/// ([`Trigger::new_with`]): croner's parse is the costly part of building a
+/// trigger, and a fleet's schedules share a handful of patterns (the timer's
+/// first look after a start builds hundreds at once). Emptied when it holds
+/// [`Crons::MAX`] patterns.
+#[derive(Debug, Default)]
+pub struct Crons(std::collections::HashMap<String, Arc<Cron>>);
+
+impl Crons {
+    /// Most patterns kept.
+    pub const MAX: usize = 4096;
+
+    /// The parsed pattern (checked to match some date from `created_ms`
+    /// in `tz` when it is parsed).
+    fn get(&mut self, pattern: &str, created_ms: i64, tz: Tz) -> Result<Arc<Cron>, Error> {
+        if let Some(c) = self.0.get(pattern) {
+            return Ok(c.clone());
+        }
+        let cron = Arc::new(parse_cron(pattern)?);
+        let from = Utc
+            .timestamp_millis_opt(created_ms)
+            .single()
+            .unwrap_or_default();
+        if let Err(croner::errors::CronError::TimeSearchLimitExceeded) =
+            cron.find_next_occurrence(&from.with_timezone(&tz), false)
+        {
+            return Err(invalid("cron", format!("`{pattern}` matches no date")));
+        }
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(pattern.to_owned(), cron.clone());
+        Ok(cron)
+    }
+
+    /// Patterns held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl Trigger {
     /// Validate and build. `created_ms` anchors an interval with no
     /// `anchor`/`start_at`.
     pub fn new(spec: &ScheduleSpec, created_ms: i64) -> Result<Trigger, Error> {
+        Self::new_with(spec, created_ms, &mut Crons::default())
+    }
+
+    /// [`Trigger::new`], taking a parsed cron pattern from `crons` (and
+    /// keeping one it parses there).
+    pub fn new_with(
+        spec: &ScheduleSpec,
+        created_ms: i64,
+        crons: &mut Crons,
+    ) -> Result<Trigger, Error> {
         check_target(spec)?;
         let (start_at, end_at) = check_limits(spec)?;
         let tz = match spec.tz.as_deref() {
@@ -278,19 +334,7 @@ impl Trigger {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(invalid("cron", "give exactly one of `cron` and `every_ms`"));
             }
-            (Some(pattern), None) => {
-                let cron = parse_cron(pattern)?;
-                let from = Utc
-                    .timestamp_millis_opt(created_ms)
-                    .single()
-                    .unwrap_or_default();
-                if let Err(croner::errors::CronError::TimeSearchLimitExceeded) =
-                    cron.find_next_occurrence(&from.with_timezone(&tz), false)
-                {
-                    return Err(invalid("cron", format!("`{pattern}` matches no date")));
-                }
-                Kind::Cron(Box::new(cron))
-            }
+            (Some(pattern), None) => Kind::Cron(crons.get(pattern, created_ms, tz)?),
             (None, Some(every)) => {
                 if every < MIN_EVERY_MS || every > i64::MAX as u64 / 4 {
                     return Err(invalid("every_ms", "must be at least 1000 (1s)"));

@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use baton_proto::pipeline::{PipelineSpec, RunState, StepCondition, StepSpec};
 use baton_proto::schedule::{
     BackfillRequest, Catchup, JobTemplate, OccurrenceState, OccurrenceTrigger, Overlap,
@@ -42,7 +40,7 @@ fn every_minute(name: &str) -> ScheduleSpec {
 }
 
 async fn look(svc: &Schedules, now: i64) {
-    let mut triggers = HashMap::new();
+    let mut triggers = timer::Triggers::default();
     timer::look(svc, &mut triggers, &mut 0, now)
         .await
         .expect("look");

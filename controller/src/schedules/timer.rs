@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Schedules, active_of, firing};
 use crate::store::now_ms;
 use crate::store::schedules::{DueSchedule, Firing};
-use crate::trigger::Trigger;
 use crate::trigger::plan::{self, Due, Fate};
+use crate::trigger::{Crons, Trigger};
 
 /// The longest the timer sleeps without looking: a schedule another
 /// controller on the same database changed is seen within this, and so is
@@ -37,12 +37,42 @@ pub const PIN_GONE_AFTER: Duration = Duration::from_secs(600);
 /// How often the timer looks for such steps.
 const STRANDED_EVERY: Duration = Duration::from_secs(10);
 
+/// The triggers the timer built: one per schedule (rebuilt when its
+/// definition changes), over cron patterns parsed once ([`Crons`]).
+#[derive(Debug, Default)]
+pub(super) struct Triggers {
+    by_schedule: HashMap<i64, (i64, Trigger)>,
+    crons: Crons,
+}
+
+impl Triggers {
+    /// Schedule `s`'s trigger; none when its stored definition no longer
+    /// parses (logged).
+    fn of(&mut self, s: &crate::store::schedules::StoredSchedule) -> Option<Trigger> {
+        if let Some((updated, t)) = self.by_schedule.get(&s.id)
+            && *updated == s.updated_at
+        {
+            return Some(t.clone());
+        }
+        match Trigger::new_with(&s.spec, s.created_at, &mut self.crons) {
+            Ok(t) => {
+                self.by_schedule.insert(s.id, (s.updated_at, t.clone()));
+                Some(t)
+            }
+            Err(e) => {
+                tracing::error!(schedule = %s.spec.name, error = %e, "Stored schedule no longer parses; it does not fire");
+                None
+            }
+        }
+    }
+}
+
 /// Run the timer until `shutdown`. A job's end runs the follow-ups only
 /// (one indexed read when none is due): firings and run deadlines keep
 /// the wake time the last full look planned.
 pub async fn timer(svc: Schedules, shutdown: CancellationToken) {
     let ended = svc.jobs.ended();
-    let mut triggers: HashMap<i64, (i64, Trigger)> = HashMap::new();
+    let mut triggers = Triggers::default();
     let mut failures = 0u32;
     let mut stranded_at = 0i64;
     let mut wake_at = tokio::time::Instant::now();
@@ -122,7 +152,7 @@ fn store_unavailable(e: &super::Error) -> bool {
 /// run deadlines. Returns how long to sleep.
 pub(super) async fn look(
     svc: &Schedules,
-    triggers: &mut HashMap<i64, (i64, Trigger)>,
+    triggers: &mut Triggers,
     stranded_at: &mut i64,
     now: i64,
 ) -> super::Result<Duration> {
@@ -180,25 +210,13 @@ pub(super) async fn look(
 /// cursor or its stored definition no longer parses).
 fn plan_one(
     svc: &Schedules,
-    triggers: &mut HashMap<i64, (i64, Trigger)>,
+    triggers: &mut Triggers,
     d: &DueSchedule,
     now: i64,
 ) -> Option<(Firing, String, plan::Plan)> {
     let s = &d.schedule;
     let cursor = s.cursor?;
-    let t = match triggers.get(&s.id) {
-        Some((updated, t)) if *updated == s.updated_at => t.clone(),
-        _ => match Trigger::new(&s.spec, s.created_at) {
-            Ok(t) => {
-                triggers.insert(s.id, (s.updated_at, t.clone()));
-                t
-            }
-            Err(e) => {
-                tracing::error!(schedule = %s.spec.name, error = %e, "Stored schedule no longer parses; it does not fire");
-                return None;
-            }
-        },
-    };
+    let t = triggers.of(s)?;
     let due = Due {
         key: &s.spec.name,
         cursor,

@@ -439,3 +439,30 @@ fn local_times_zone_names_and_preview() {
     );
     assert_eq!(e.preview("s1", 0, 10).len(), 3);
 }
+
+#[test]
+fn triggers_built_through_the_cron_cache_share_one_parse_and_answer_alike() {
+    let mut crons = Crons::default();
+    let berlin = spec(json!({"cron": "30 2 * * *", "tz": BERLIN}));
+    let utc = spec(json!({"cron": "30 2 * * *", "name": "s2"}));
+    let a = Trigger::new_with(&berlin, 0, &mut crons).expect("berlin");
+    let b = Trigger::new_with(&utc, 0, &mut crons).expect("utc");
+    assert_eq!(crons.len(), 1, "one pattern, parsed once");
+    // The zone stays each trigger's own.
+    let (from, to) = ("2027-03-27T00:00:00Z", "2027-03-30T00:00:00Z");
+    assert_eq!(
+        locals(&a, from, to),
+        locals(&Trigger::new(&berlin, 0).expect("fresh"), from, to)
+    );
+    assert_eq!(
+        all(&b, ms(from), ms(to)),
+        all(&trigger(json!({"cron": "30 2 * * *"})), ms(from), ms(to))
+    );
+    assert_ne!(all(&a, ms(from), ms(to)), all(&b, ms(from), ms(to)));
+    // Refusals are the same through the cache, and nothing refused is kept.
+    for bad in ["61 * * * *", "0 0 30 2 *"] {
+        let e = Trigger::new_with(&spec(json!({"cron": bad})), 0, &mut crons).expect_err("refused");
+        assert_eq!(e, err(json!({"cron": bad})));
+    }
+    assert_eq!(crons.len(), 1);
+}
