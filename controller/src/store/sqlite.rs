@@ -137,6 +137,11 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            // No ping before each use: it is one more round trip to sqlx's
+            // SQLite thread on every write path (every group commit), and
+            // it checks nothing the release check below and the writer's
+            // `settle` (a failed batch closes its connection) do not.
+            .test_before_acquire(false)
             // A connection that comes back still inside a transaction — a
             // COMMIT or ROLLBACK failed (disk full, I/O error), so sqlx's
             // nesting count no longer matches SQLite — is closed, never
