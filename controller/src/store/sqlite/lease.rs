@@ -173,7 +173,7 @@ impl LeaseStore for SqliteStore {
     /// Attempts ever ended by their agent's restart report.
     async fn agent_restart_ends(&self) -> Result<i64> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM attempts INDEXED BY attempts_restarted WHERE outcome = 'agent_restarted'")
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE outcome = 'agent_restarted'")
                 .fetch_one(&self.reader)
                 .await?,
         )
