@@ -151,6 +151,12 @@ impl SqliteStore {
             .after_release(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Connection;
+                    // sqlx counts a transaction down only once SQLite ran
+                    // its COMMIT or ROLLBACK: none open means nothing is
+                    // queued either (the common case, no round trip).
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
                     conn.ping().await?;
                     Ok(!conn.is_in_transaction())
                 })

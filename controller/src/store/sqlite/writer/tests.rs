@@ -370,3 +370,45 @@ async fn commit_failure_reaches_every_op() {
     // The writer goes on after a failed batch.
     assert!(insert(&s, "after").await.is_ok());
 }
+
+/// A writer connection that comes back to the pool still inside a
+/// transaction sqlx cannot end (its ROLLBACK fails) is closed, not handed
+/// out again; one that comes back clean is reused.
+#[tokio::test]
+async fn a_connection_stuck_in_a_transaction_is_not_reused() {
+    let (s, _d) = SqliteStore::temp().await;
+    let marked = |name: &'static str| {
+        let pool = s.writer.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM temp.sqlite_master WHERE name = ?")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .expect("look")
+        }
+    };
+    // A connection-local mark: a temp table lives as long as its connection.
+    sqlx::query("CREATE TEMP TABLE mark (x)")
+        .execute(&s.writer)
+        .await
+        .expect("mark");
+    {
+        let mut tx = s.writer.begin().await.expect("begin");
+        sqlx::query("INSERT INTO temp.mark VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .expect("write");
+    }
+    assert_eq!(marked("mark").await, 1, "a clean connection is reused");
+    {
+        let mut tx = s.writer.begin().await.expect("begin");
+        // SQLite commits behind sqlx's back: the ROLLBACK the dropped
+        // transaction queues fails, and sqlx still counts one open.
+        sqlx::query("COMMIT")
+            .execute(&mut *tx)
+            .await
+            .expect("commit behind sqlx's back");
+    }
+    assert_eq!(marked("mark").await, 0, "the stuck connection was replaced");
+    assert!(insert(&s, "after").await.is_ok());
+}
