@@ -177,20 +177,7 @@ pub async fn a_batch_fires_as_each_firing_would_alone(s: &Store) {
     // What the store keeps matches too: cursors, histories, active work.
     for (fa, fb) in together[0].iter().zip(&alone[0]) {
         let (a, b) = (fa.schedule_id, fb.schedule_id);
-        let ha: Vec<_> = s
-            .history(a, None, 20)
-            .await
-            .expect("a")
-            .iter()
-            .map(shape)
-            .collect();
-        let hb: Vec<_> = s
-            .history(b, None, 20)
-            .await
-            .expect("b")
-            .iter()
-            .map(shape)
-            .collect();
+        let (ha, hb) = (history(s, a).await, history(s, b).await);
         assert_eq!(ha, hb, "schedules {a} and {b}");
         let (aa, pa) = s.schedule_activity(a).await.expect("a");
         let (ab, pb) = s.schedule_activity(b).await.expect("b");
@@ -211,6 +198,12 @@ pub async fn a_batch_fires_as_each_firing_would_alone(s: &Store) {
         out
     };
     assert_eq!(cursors("a-").await, cursors("b-").await);
+}
+
+/// Schedule `id`'s occurrences as [`shape`]s, newest first.
+async fn history(s: &Store, id: i64) -> Vec<Shape> {
+    let h = s.history(id, None, 20).await.expect("history");
+    h.iter().map(shape).collect()
 }
 
 /// Jobs `a` (made in the batch) and `b` (made alone) are the same job.
