@@ -13,12 +13,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use baton_proto::JobSubmit;
 use baton_proto::schedule::OccurrenceState;
 use sqlx::sqlite::SqliteConnection;
 
-use super::super::made::{Maker, insert_made_many};
-use super::fire::{fire_in, fire_rest, push_group};
+use super::super::made::insert_made_many;
+use super::fire::{fire_in, fire_rest, push_group, scheduled_job};
 use super::{SCHEDULE_COLUMNS, ScheduleRow, schedule_by_id};
 use crate::store::schedules::{Fired, Firing, NewOccurrence, StoredSchedule, recorded_view};
 use crate::store::{Error, Result};
@@ -128,24 +127,15 @@ async fn record_plain(
         .iter()
         .flat_map(|(i, s)| firings[*i].occurrences.iter().map(move |o| (*i, s, o)))
         .collect();
-    let mut made: Vec<(JobSubmit, u64, Maker<'_>)> = Vec::new();
+    let mut made = Vec::new();
     for (i, s, o) in &occurrences {
         if o.state != OccurrenceState::Fired {
             continue;
         }
-        let (Some(job), Some(group)) = (&s.spec.job, &s.spec.group) else {
-            return Err(Error::Corrupt(format!(
-                "schedule `{}` has no job to make",
-                s.spec.name
-            )));
-        };
-        let maker = Maker {
-            schedule_id: Some(s.id),
-            nominal_at: Some(o.nominal),
-            ..Maker::default()
-        };
-        let ttl = job.lease_ttl_ms.unwrap_or(firings[*i].default_lease_ttl_ms);
-        made.push((job.submit(group), ttl, maker));
+        let job = scheduled_job(s, o.nominal, firings[*i].default_lease_ttl_ms)?;
+        made.push(job.ok_or_else(|| {
+            Error::Corrupt(format!("schedule `{}` has no job to make", s.spec.name))
+        })?);
     }
     let rows: Vec<_> = made.iter().map(|(s, ttl, m)| (s, *ttl, m)).collect();
     let mut jobs = insert_made_many(c, &rows, now).await?.into_iter();

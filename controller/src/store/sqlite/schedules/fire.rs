@@ -2,6 +2,7 @@
 //! recorded, jobs and runs made, pending occurrences started, cancels for
 //! `cancel_previous`.
 
+use baton_proto::JobSubmit;
 use baton_proto::schedule::{OccurrenceState, OccurrenceView};
 use sqlx::sqlite::SqliteConnection;
 
@@ -168,6 +169,33 @@ async fn record(
     Ok(recorded_view(o, job_id, run_id, now))
 }
 
+/// The job occurrence `nominal` of `schedule` makes — its submission, lease
+/// TTL (the template's, else `ttl`) and maker — when the schedule runs a
+/// job; none when it runs a pipeline.
+pub(super) fn scheduled_job(
+    schedule: &StoredSchedule,
+    nominal: i64,
+    ttl: u64,
+) -> Result<Option<(JobSubmit, u64, Maker<'static>)>> {
+    let spec = &schedule.spec;
+    let Some(job) = &spec.job else {
+        return Ok(None);
+    };
+    let group = spec.group.as_deref().ok_or_else(|| {
+        Error::Corrupt(format!("schedule `{}` has a job and no group", spec.name))
+    })?;
+    let maker = Maker {
+        schedule_id: Some(schedule.id),
+        nominal_at: Some(nominal),
+        ..Maker::default()
+    };
+    Ok(Some((
+        job.submit(group),
+        job.lease_ttl_ms.unwrap_or(ttl),
+        maker,
+    )))
+}
+
 /// Make occurrence `nominal`'s job or pipeline run.
 async fn start(
     c: &mut SqliteConnection,
@@ -178,18 +206,8 @@ async fn start(
     woken: &mut Vec<String>,
 ) -> Result<(Option<i64>, Option<i64>)> {
     let spec = &schedule.spec;
-    if let Some(job) = &spec.job {
-        let group = spec.group.as_deref().ok_or_else(|| {
-            Error::Corrupt(format!("schedule `{}` has a job and no group", spec.name))
-        })?;
-        let submit = job.submit(group);
-        let maker = Maker {
-            schedule_id: Some(schedule.id),
-            nominal_at: Some(nominal),
-            ..Maker::default()
-        };
-        let view =
-            made::insert_made(c, &submit, job.lease_ttl_ms.unwrap_or(ttl), &maker, now).await?;
+    if let Some((submit, ttl, maker)) = scheduled_job(schedule, nominal, ttl)? {
+        let view = made::insert_made(c, &submit, ttl, &maker, now).await?;
         push_group(woken, &view.group);
         return Ok((Some(view.id), None));
     }
