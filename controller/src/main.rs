@@ -407,6 +407,7 @@ impl Reload {
 
 fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -195,6 +195,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         tls = tls.is_some(),
         mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
         database = %config.database.display(),
+        worker_threads = config.worker_threads,
         "Controller ready"
     );
     if tls.is_none() {

@@ -125,7 +125,14 @@ fn boundary_limits_have_defaults_and_are_checked() {
         (256, 16)
     );
     assert_eq!(c.max_spec_bytes, 256 << 10);
+    assert_eq!(c.worker_threads, super::default_worker_threads());
+    assert!(c.worker_threads >= 1);
+    let f = write(&format!("{TOKENS}worker_threads = 3\n"));
+    let c = Config::load(Some(f.path()), &BTreeMap::new(), &Flags::default()).expect("3");
+    assert_eq!(c.worker_threads, 3);
     for (line, key) in [
+        ("worker_threads = 0", "worker_threads"),
+        ("worker_threads = 257", "worker_threads"),
         ("body_read_timeout = \"50ms\"", "body_read_timeout"),
         ("max_unauthenticated = 0", "max_unauthenticated"),
         (
