@@ -24,13 +24,15 @@ use sqlx::sqlite::SqliteConnection;
 use async_trait::async_trait;
 
 mod bound;
+mod grant;
 pub(crate) use bound::LeaseBound;
+use grant::grant_in;
 
 use super::SqliteStore;
 use crate::store::jobs::{NewJob, Submitted};
 use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, Next, OwnedGrant,
-    after_lost_lease, grant_of, ms_i64, next_after, outcome_of,
+    after_lost_lease, ms_i64, next_after, outcome_of,
 };
 use crate::store::rows::{JOB_COLUMNS, JobRow};
 use crate::store::{Error, Result};
@@ -213,158 +215,6 @@ impl LeaseStore for SqliteStore {
             .filter_map(|(job_id, token)| token.map(|token| LeaseRef { job_id, token }))
             .collect())
     }
-}
-
-/// Grant inside a write transaction (see [`LeaseStore::grant`]). The look
-/// for overdue leases is skipped while `bound` says none can be due.
-async fn grant_in(
-    c: &mut SqliteConnection,
-    bound: &LeaseBound,
-    req: &OwnedGrant,
-    now: i64,
-) -> Result<Granted> {
-    let expired = if bound.may_be_due(now) {
-        expire_in(c, bound, now).await?
-    } else {
-        Expired::default()
-    };
-    let mut out = Granted {
-        expired: expired.leases.len() as u64,
-        woken: expired.woken,
-        ..Granted::default()
-    };
-    if req.max == 0 {
-        return Ok(out);
-    }
-    let filter = Filter {
-        kinds: serde_json::to_string(&req.kinds).unwrap_or_default(),
-        conns: serde_json::to_string(&req.connections).unwrap_or_default(),
-        stores: serde_json::to_string(&req.stores).unwrap_or_default(),
-    };
-    let rows = ready_rows(c, req, &filter, now).await?;
-    if let Some(ttl) = rows.iter().map(|r| r.lease_ttl_ms).min() {
-        bound.lower(now.saturating_add(ttl));
-        take_leases(c, &req.agent_id, &rows, now).await?;
-    }
-    for row in rows {
-        out.ready_at.push(row.not_before);
-        out.grants.push(grant_of(row)?);
-    }
-    if out.grants.is_empty() {
-        out.next_ready_at = next_ready_at(c, req, &filter, now).await?;
-    }
-    Ok(out)
-}
-
-/// The kinds, connections and stores an agent can run, as JSON arrays for
-/// `json_each`.
-struct Filter {
-    kinds: String,
-    conns: String,
-    stores: String,
-}
-
-/// Which queued jobs the agent gets: the best `max` by (priority DESC, id)
-/// over its groups; none when the agent is drained (checked in the same
-/// statement: no round trip of its own).
-async fn ready_rows(
-    c: &mut SqliteConnection,
-    req: &OwnedGrant,
-    filter: &Filter,
-    now: i64,
-) -> Result<Vec<JobRow>> {
-    // One query per group: each walks the `jobs_ready` index in
-    // (priority DESC, id) order and stops at `max` — no scan and sort of
-    // every queued job. The best `max` of the union win.
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs
-         WHERE state = 'queued' AND grp = ?2 AND not_before <= ?1
-           AND kind IN (SELECT value FROM json_each(?3))
-           AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
-           AND (store IS NULL OR store IN (SELECT value FROM json_each(?7)))
-           AND (pin_agent IS NULL OR pin_agent = ?6)
-           AND NOT EXISTS (SELECT 1 FROM agents WHERE id = ?6 AND drained_at IS NOT NULL)
-         ORDER BY priority DESC, id LIMIT +?5"
-    );
-    let mut rows: Vec<JobRow> = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
-    for g in &req.groups {
-        if seen.contains(&g.as_str()) {
-            continue;
-        }
-        seen.push(g);
-        let mut found: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(now)
-            .bind(g)
-            .bind(&filter.kinds)
-            .bind(&filter.conns)
-            .bind(i64::from(req.max))
-            .bind(&req.agent_id)
-            .bind(&filter.stores)
-            .fetch_all(&mut *c)
-            .await?;
-        rows.append(&mut found);
-    }
-    if seen.len() > 1 {
-        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
-        rows.truncate(req.max as usize);
-    }
-    Ok(rows)
-}
-
-/// Lease every chosen job to the agent in one round trip: token =
-/// last_token + 1 (SQLite evaluates every SET expression on the old row),
-/// attempt N recorded.
-async fn take_leases(
-    c: &mut SqliteConnection,
-    agent_id: &str,
-    rows: &[JobRow],
-    now: i64,
-) -> Result<()> {
-    let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
-    let ids = serde_json::to_string(&ids).map_err(|e| Error::Corrupt(e.to_string()))?;
-    sqlx::query(
-        "UPDATE jobs SET state = 'running', last_token = last_token + 1, lease_token = last_token + 1,
-         lease_agent = ?1, lease_expires_at = ?2 + lease_ttl_ms, grants = grants + 1, updated_at = ?2
-         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'queued';
-         INSERT INTO attempts (job_id, number, agent_id, token, started_at)
-         SELECT id, grants, ?1, last_token, ?2 FROM jobs
-         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'running' AND lease_agent = ?1",
-    )
-    .bind(agent_id)
-    .bind(now)
-    .bind(ids)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-/// When the agent's next queued job becomes ready, if one is waiting for
-/// its `not_before`.
-async fn next_ready_at(
-    c: &mut SqliteConnection,
-    req: &OwnedGrant,
-    filter: &Filter,
-    now: i64,
-) -> Result<Option<i64>> {
-    let groups = serde_json::to_string(&req.groups).unwrap_or_default();
-    Ok(sqlx::query_scalar(
-        "SELECT MIN(not_before) FROM jobs
-         WHERE state = 'queued' AND not_before > ?1
-           AND grp IN (SELECT value FROM json_each(?2))
-           AND kind IN (SELECT value FROM json_each(?3))
-           AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
-           AND (store IS NULL OR store IN (SELECT value FROM json_each(?6)))
-           AND (pin_agent IS NULL OR pin_agent = ?5)",
-    )
-    .bind(now)
-    .bind(&groups)
-    .bind(&filter.kinds)
-    .bind(&filter.conns)
-    .bind(&req.agent_id)
-    .bind(&filter.stores)
-    .fetch_one(&mut *c)
-    .await?)
 }
 
 /// What a heartbeat writes.

@@ -7,9 +7,11 @@
 //! connection, so the bound sees every change in order:
 //! - it is raised only by [`LeaseBound::looked`], from the earliest deadline
 //!   read on the writer connection inside the transaction that uses it;
-//! - every write of a deadline lowers it first ([`LeaseBound::lower`]: a
-//!   grant, a heartbeat) or forgets it ([`LeaseBound::forget`]: the clock
-//!   rebase at start);
+//! - every write of a deadline lowers it ([`LeaseBound::lower`]: a
+//!   heartbeat before its statement, a grant of one group right after its
+//!   statement, which returns the TTLs — still inside the operation, and
+//!   only the writer's operations, one at a time, read the bound) or
+//!   forgets it ([`LeaseBound::forget`]: the clock rebase at start);
 //! - a rollback forgets it (the group-commit writer does, before it runs
 //!   anything else): a rolled-back completion or expiry may bring back a
 //!   lease the bound no longer counts.
