@@ -46,6 +46,11 @@ async fn served(requests: Vec<axum::http::Request<Body>>) -> Vec<serde_json::Val
         ))
         .with(tracing_subscriber::filter::LevelFilter::DEBUG);
     let _default = tracing::subscriber::set_default(subscriber);
+    // Other tests run on other threads with their own subscribers (or
+    // none). A callsite first hit there while this subscriber was being
+    // registered can keep an interest computed without it ("never" for a
+    // DEBUG line); recompute every callsite's interest now that it is in.
+    tracing::callsite::rebuild_interest_cache();
     for req in requests {
         router().oneshot(req).await.expect("answered");
     }
