@@ -105,16 +105,7 @@ async fn ready_rows(
             continue;
         }
         seen.push(g);
-        let mut found: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(now)
-            .bind(g)
-            .bind(&filter.kinds)
-            .bind(&filter.conns)
-            .bind(i64::from(req.max))
-            .bind(&req.agent_id)
-            .bind(&filter.stores)
-            .fetch_all(&mut *c)
-            .await?;
+        let mut found = with_ready_params(c, &sql, req, filter, g, now).await?;
         rows.append(&mut found);
     }
     if seen.len() > 1 {
@@ -236,7 +227,22 @@ async fn take_from_group(
             before.join(", ")
         )
     });
-    let mut rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+    let mut rows = with_ready_params(c, &SQL, req, filter, group, now).await?;
+    rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
+    Ok(rows)
+}
+
+/// Run `sql`, whose ready query ([`READY`]) takes the parameters `?1` to
+/// `?7`, for one group; the job rows it returns.
+async fn with_ready_params(
+    c: &mut SqliteConnection,
+    sql: &str,
+    req: &OwnedGrant,
+    filter: &Filter,
+    group: &str,
+    now: i64,
+) -> Result<Vec<JobRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(group)
         .bind(&filter.kinds)
@@ -245,7 +251,5 @@ async fn take_from_group(
         .bind(&req.agent_id)
         .bind(&filter.stores)
         .fetch_all(&mut *c)
-        .await?;
-    rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
-    Ok(rows)
+        .await?)
 }
