@@ -274,7 +274,7 @@ const MAX_WORKER_THREADS: usize = 256;
 /// The SQLite store's connection threads and the kernel's network and disk
 /// work run beside the runtime; on a small host a second runtime thread
 /// mostly costs wake-ups (benchmark `trickle` on 2 CPUs, alternated runs:
-/// 0.3 – 1.9 points of a core less with one thread; throughput unchanged).
+/// 0.3 – 1.7 points of a core less with one thread; throughput unchanged).
 pub fn default_worker_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get().saturating_sub(1))
