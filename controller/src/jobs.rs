@@ -159,7 +159,6 @@ impl Jobs {
             taken.hand(None);
             return Ok(done);
         }
-        tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, handed_to = %taken.want.agent_id, "Job submitted");
         let took_new = granted.grants.iter().any(|g| g.job_id == done.job.id);
         if took_new {
             telemetry::metrics().handoffs.inc();
@@ -168,6 +167,7 @@ impl Jobs {
         let agent = taken.want.agent_id.clone();
         let leases: Vec<_> = granted.grants.iter().map(|g| (g.job_id, g.token)).collect();
         if !taken.hand(Some(granted)) {
+            tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, "Job submitted");
             // The poll's request ended meanwhile: give the jobs back at once
             // rather than at the lease's expiry (each release wakes).
             for (job_id, token) in leases {
@@ -183,6 +183,11 @@ impl Jobs {
             }
             return Ok(done);
         }
+        // Let the poll's task (just woken, next on this thread) answer the
+        // agent before this one logs and writes the 201: the time from the
+        // submit to the job's start is the figure a user feels.
+        tokio::task::yield_now().await;
+        tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, handed_to = %agent, "Job submitted");
         if !took_new {
             self.wake(&group, 1, need);
         }

@@ -347,3 +347,44 @@ async fn only_the_end_of_a_job_a_schedule_made_wakes_the_schedule_timer() {
         assert_eq!(followed.jobs, vec![made]);
     }
 }
+
+/// A submit handed to a parked poll lets the poll's task run (and answer
+/// its agent) before the submit itself returns: the agent's start comes
+/// before the submitter's 201, not after it and its log line.
+#[tokio::test]
+async fn a_handed_submit_lets_the_poll_answer_first() {
+    let (jobs, _w, _d) = rig().await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let poll = {
+        let (jobs, order) = (jobs.clone(), order.clone());
+        tokio::spawn(async move {
+            let mut ticket = jobs.park(crate::store::lease::OwnedGrant {
+                agent_id: "a1".into(),
+                groups: vec!["g".into()],
+                kinds: vec![JobKind::Noop],
+                connections: Vec::new(),
+                stores: Vec::new(),
+                max: 1,
+            });
+            let handed = ticket.handed().await;
+            order.lock().expect("order").push("poll answered");
+            handed
+        })
+    };
+    // The test runtime has one thread: let the poll park first.
+    while jobs.handoffs.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let done = jobs
+        .submit(noop_job(TTL, policy()), now_ms())
+        .await
+        .expect("submit");
+    order.lock().expect("order").push("submit returned");
+    let handed = poll.await.expect("poll task").expect("handed a grant");
+    assert_eq!(handed.grants.len(), 1, "{handed:?}");
+    assert_eq!(handed.grants[0].job_id, done.job.id);
+    assert_eq!(
+        *order.lock().expect("order"),
+        ["poll answered", "submit returned"]
+    );
+}
