@@ -488,7 +488,10 @@ impl Sources<'_> {
         }
         let worker_threads = file.worker_threads.unwrap_or_else(default_worker_threads);
         if !(1..=MAX_WORKER_THREADS).contains(&worker_threads) {
-            return bad("worker_threads", "must be between 1 and 256");
+            return Err(self.file_err(
+                "worker_threads",
+                format!("must be between 1 and {MAX_WORKER_THREADS}"),
+            ));
         }
         Ok(Sizes {
             worker_threads,

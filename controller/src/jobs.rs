@@ -183,14 +183,14 @@ impl Jobs {
             }
             return Ok(done);
         }
+        if !took_new {
+            self.wake(&group, 1, need);
+        }
         // Let the poll's task (just woken, next on this thread) answer the
         // agent before this one logs and writes the 201: the time from the
         // submit to the job's start is the figure a user feels.
         tokio::task::yield_now().await;
         tracing::info!(job_id = done.job.id, group = %group, kind = %done.job.kind, handed_to = %agent, "Job submitted");
-        if !took_new {
-            self.wake(&group, 1, need);
-        }
         Ok(done)
     }
 

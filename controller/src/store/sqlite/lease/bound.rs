@@ -8,9 +8,9 @@
 //! - it is raised only by [`LeaseBound::looked`], from the earliest deadline
 //!   read on the writer connection inside the transaction that uses it;
 //! - every write of a deadline lowers it ([`LeaseBound::lower`]: a
-//!   heartbeat before its statement, a grant of one group right after its
-//!   statement, which returns the TTLs — still inside the operation, and
-//!   only the writer's operations, one at a time, read the bound) or
+//!   heartbeat before its statement, a grant right after its statements,
+//!   still inside the operation — only the writer's operations, one at a
+//!   time, read the bound) or
 //!   forgets it ([`LeaseBound::forget`]: the clock rebase at start);
 //! - a rollback forgets it (the group-commit writer does, before it runs
 //!   anything else): a rolled-back completion or expiry may bring back a

@@ -48,25 +48,21 @@ pub(super) async fn grant_in(
         stores: serde_json::to_string(&req.stores).unwrap_or_default(),
     };
     let rows = match one_group(&req.groups) {
-        Some(group) => {
-            let rows = take_from_group(c, req, &filter, group, now).await?;
-            // Lowered after the statement but inside the operation: only
-            // the writer's operations read the bound, one at a time, and a
-            // failure from here on rolls back and forgets it.
-            if let Some(ttl) = rows.iter().map(|r| r.lease_ttl_ms).min() {
-                bound.lower(now.saturating_add(ttl));
-            }
-            rows
-        }
+        Some(group) => take_from_group(c, req, &filter, group, now).await?,
         None => {
             let rows = ready_rows(c, req, &filter, now).await?;
-            if let Some(ttl) = rows.iter().map(|r| r.lease_ttl_ms).min() {
-                bound.lower(now.saturating_add(ttl));
+            if !rows.is_empty() {
                 take_leases(c, &req.agent_id, &rows, now).await?;
             }
             rows
         }
     };
+    // Lowered after the leases are written but inside the operation: only
+    // the writer's operations read the bound, one at a time, and a failure
+    // from here on rolls the batch back, which forgets it.
+    if let Some(ttl) = rows.iter().map(|r| r.lease_ttl_ms).min() {
+        bound.lower(now.saturating_add(ttl));
+    }
     for row in rows {
         out.ready_at.push(row.not_before);
         out.grants.push(grant_of(row)?);
