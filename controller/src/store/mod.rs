@@ -117,6 +117,9 @@ pub enum Error {
     /// The database failed.
     #[error("database error: {0}")]
     Db(sqlx::Error),
+    /// The group-commit writer's own connection failed (`sqlite::writer`).
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
     /// The disk or the filesystem refused a write (full, read-only, I/O
     /// error): nothing of the operation was kept (`health`).
     #[error("the store cannot commit ({cause}): {detail}")]

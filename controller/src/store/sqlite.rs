@@ -199,7 +199,16 @@ impl SqliteStore {
         });
         Ok(SqliteStore {
             checkpointer,
-            batcher: writer::Writer::start(writer.clone(), health.clone(), lease_bound.clone()),
+            batcher: writer::Writer::start(
+                writer.clone(),
+                writer::Opener {
+                    path: path.to_owned(),
+                    full: matches!(sync, SyncMode::Full),
+                    journal_limit,
+                },
+                health.clone(),
+                lease_bound.clone(),
+            )?,
             writer,
             reader,
             fleet_id,

@@ -5,39 +5,31 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_proto::auth::AuditList;
-use sqlx::Sqlite;
-use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 
 use super::SqliteStore;
+use super::writer::rows;
 use crate::store::Result;
 use crate::store::audit::{AuditRecord, AuditStore};
 
 /// The INSERT of one audit row (7 anonymous parameters, bound by
-/// [`bind_audit`]); ends with `;` so another statement may follow it in
-/// the same call.
-pub(super) const AUDIT_INSERT: &str = "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?);\n";
+/// [`audit_in`]).
+const AUDIT_INSERT: &str = "INSERT INTO audit (at, actor, role, action, target, status, error) VALUES (?, ?, ?, ?, ?, ?, ?)";
 
-/// Bind the parameters of [`AUDIT_INSERT`].
-pub(super) fn bind_audit<'q>(
-    q: Query<'q, Sqlite, SqliteArguments>,
-    r: &AuditRecord,
-    now: i64,
-) -> Query<'q, Sqlite, SqliteArguments> {
-    q.bind(now)
-        .bind(r.actor.clone())
-        .bind(r.role.clone())
-        .bind(r.action.clone())
-        .bind(r.target.clone())
-        .bind(i64::from(r.status))
-        .bind(r.error.clone())
-}
-
-/// Append `r` inside a write transaction.
-pub(super) async fn audit_in(c: &mut SqliteConnection, r: &AuditRecord, now: i64) -> Result<()> {
-    bind_audit(sqlx::query(AUDIT_INSERT), r, now)
-        .execute(&mut *c)
-        .await?;
+/// Append `r` inside a write transaction (the writer's connection).
+pub(super) fn audit_in(c: &rusqlite::Connection, r: &AuditRecord, now: i64) -> Result<()> {
+    rows::run(
+        c,
+        AUDIT_INSERT,
+        rusqlite::params![
+            now,
+            r.actor,
+            r.role,
+            r.action,
+            r.target,
+            i64::from(r.status),
+            r.error
+        ],
+    )?;
     Ok(())
 }
 
@@ -46,11 +38,7 @@ impl AuditStore for SqliteStore {
     /// Through the group-commit writer: the row shares its batch's commit.
     async fn audit_grouped(&self, r: &AuditRecord, now: i64) -> Result<()> {
         let r = Arc::new(r.clone());
-        self.grouped(move |c| {
-            let r = r.clone();
-            Box::pin(async move { audit_in(c, &r, now).await })
-        })
-        .await
+        self.grouped(move |c| audit_in(c, &r, now)).await
     }
 
     async fn list_audit(

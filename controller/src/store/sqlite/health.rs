@@ -36,12 +36,13 @@ impl HealthStore for SqliteStore {
         Ok(())
     }
 
-    /// Stop the checkpointer (a final TRUNCATE checkpoint), close both
-    /// pools.
+    /// Stop the checkpointer (a final TRUNCATE checkpoint), close the
+    /// group-commit writer's connection and both pools.
     async fn close(&self) {
         if let Some(c) = &self.checkpointer {
             c.stop().await;
         }
+        self.batcher.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -64,6 +65,25 @@ impl SqliteStore {
     pub(crate) fn note(&self, e: &Error) {
         if let Error::Unavailable { cause, detail } = e {
             self.health.failed(*cause, detail);
+        }
+    }
+}
+
+/// The writer connection's errors (`super::writer`), classified as sqlx's
+/// are: the disk or the filesystem refusing a write is
+/// [`Error::Unavailable`].
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        let cause = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => Cause::of_code(i64::from(f.extended_code)),
+            _ => None,
+        };
+        match cause {
+            Some(cause) => Error::Unavailable {
+                cause,
+                detail: e.to_string(),
+            },
+            None => Error::Sqlite(e),
         }
     }
 }

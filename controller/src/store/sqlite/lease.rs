@@ -17,11 +17,9 @@ use baton_proto::{
     AttemptOutcome, CompleteRequest, Completion, FencingToken, HeartbeatRequest, JobId, JobState,
     LeaseRef,
 };
-use std::sync::Arc;
-
-use sqlx::sqlite::SqliteConnection;
 
 use async_trait::async_trait;
+use rusqlite::{Connection, params};
 
 mod bound;
 mod grant;
@@ -29,6 +27,7 @@ pub(crate) use bound::LeaseBound;
 use grant::grant_in;
 
 use super::SqliteStore;
+use super::writer::rows::{self, job_row};
 use crate::store::jobs::{NewJob, Submitted};
 use crate::store::lease::{
     Abandoned, Completed, Expired, GrantRequest, Granted, LeaseStore, Next, OwnedGrant,
@@ -42,13 +41,9 @@ impl LeaseStore for SqliteStore {
     /// Grant up to `req.max` queued jobs to an agent (point 1). Overdue
     /// leases are expired first, in the same transaction (point 5).
     async fn grant(&self, req: &GrantRequest<'_>, now: i64) -> Result<Granted> {
-        let req = Arc::new(OwnedGrant::of(req));
+        let req = OwnedGrant::of(req);
         let bound = self.lease_bound.clone();
-        self.grouped(move |c| {
-            let (req, bound) = (req.clone(), bound.clone());
-            Box::pin(async move { grant_in(c, &bound, &req, now).await })
-        })
-        .await
+        self.grouped(move |c| grant_in(c, &bound, &req, now)).await
     }
 
     /// Submit and grant in one operation of the group-commit writer (one
@@ -59,20 +54,17 @@ impl LeaseStore for SqliteStore {
         req: &GrantRequest<'_>,
         now: i64,
     ) -> Result<(Submitted, Granted)> {
-        let args = Arc::new((new, OwnedGrant::of(req)));
+        let args = (new, OwnedGrant::of(req));
         let bound = self.lease_bound.clone();
         self.grouped(move |c| {
-            let (args, bound) = (args.clone(), bound.clone());
-            Box::pin(async move {
-                let (new, req) = &*args;
-                let submitted = super::jobs::submit_in(c, new, now).await?;
-                let granted = if submitted.created {
-                    grant_in(c, &bound, req, now).await?
-                } else {
-                    Granted::default()
-                };
-                Ok((submitted, granted))
-            })
+            let (new, req) = &args;
+            let submitted = super::jobs::submit::submit_in(c, new, now)?;
+            let granted = if submitted.created {
+                grant_in(c, &bound, req, now)?
+            } else {
+                Granted::default()
+            };
+            Ok((submitted, granted))
         })
         .await
     }
@@ -85,7 +77,7 @@ impl LeaseStore for SqliteStore {
         req: &HeartbeatRequest,
         now: i64,
     ) -> Result<(u64, bool)> {
-        let beat = Arc::new(Beat {
+        let beat = Beat {
             agent_id: agent_id.to_owned(),
             token: req.token,
             progress: req
@@ -94,13 +86,10 @@ impl LeaseStore for SqliteStore {
                 .and_then(|p| serde_json::to_string(p).ok()),
             log_tail: req.log_tail.clone(),
             started_after_ms: req.started_after_ms.map(ms_i64),
-        });
+        };
         let bound = self.lease_bound.clone();
-        self.grouped(move |c| {
-            let (beat, bound) = (beat.clone(), bound.clone());
-            Box::pin(async move { heartbeat_in(c, &bound, job_id, &beat, now).await })
-        })
-        .await
+        self.grouped(move |c| heartbeat_in(c, &bound, job_id, &beat, now))
+            .await
     }
 
     /// Record the end of a grant (point 3). A redelivery of a completion that
@@ -112,7 +101,7 @@ impl LeaseStore for SqliteStore {
         req: &CompleteRequest,
         now: i64,
     ) -> Result<(JobState, bool, String, bool)> {
-        let done = Arc::new(Completed {
+        let done = Completed {
             job_id,
             agent_id: agent_id.to_owned(),
             token: req.token,
@@ -121,12 +110,8 @@ impl LeaseStore for SqliteStore {
             error: req.error.clone(),
             started_after_ms: req.started_after_ms.map(ms_i64),
             unit: rand::random(),
-        });
-        self.grouped(move |c| {
-            let done = done.clone();
-            Box::pin(async move { complete_in(c, &done, now).await })
-        })
-        .await
+        };
+        self.grouped(move |c| complete_in(c, &done, now)).await
     }
 
     /// Hand a job back without spending an attempt (point 6).
@@ -138,13 +123,10 @@ impl LeaseStore for SqliteStore {
         reason: &str,
         now: i64,
     ) -> Result<(JobState, String)> {
-        let args = Arc::new((agent_id.to_owned(), reason.to_owned()));
+        let args = (agent_id.to_owned(), reason.to_owned());
         self.grouped(move |c| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (agent_id, reason) = &*args;
-                release_in(c, job_id, agent_id, token, reason, now).await
-            })
+            let (agent_id, reason) = &args;
+            release_in(c, job_id, agent_id, token, reason, now)
         })
         .await
     }
@@ -152,22 +134,15 @@ impl LeaseStore for SqliteStore {
     /// End every lease past its deadline (point 5).
     async fn expire_leases(&self, now: i64) -> Result<Expired> {
         let bound = self.lease_bound.clone();
-        self.grouped(move |c| {
-            let bound = bound.clone();
-            Box::pin(async move { expire_in(c, &bound, now).await })
-        })
-        .await
+        self.grouped(move |c| expire_in(c, &bound, now)).await
     }
 
     /// End a restarted agent's leases of its previous run that are still current.
     async fn abandon(&self, agent_id: &str, leases: &[LeaseRef], now: i64) -> Result<Abandoned> {
-        let args = Arc::new((agent_id.to_owned(), leases.to_vec()));
+        let args = (agent_id.to_owned(), leases.to_vec());
         self.grouped(move |c| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (agent_id, leases) = &*args;
-                abandon_in(c, agent_id, leases, now).await
-            })
+            let (agent_id, leases) = &args;
+            abandon_in(c, agent_id, leases, now)
         })
         .await
     }
@@ -227,52 +202,52 @@ struct Beat {
 }
 
 /// Heartbeat inside a write transaction (see [`LeaseStore::heartbeat`]).
-async fn heartbeat_in(
-    c: &mut SqliteConnection,
+fn heartbeat_in(
+    c: &Connection,
     bound: &LeaseBound,
     job_id: JobId,
     b: &Beat,
     now: i64,
 ) -> Result<(u64, bool)> {
-    let row = held_row(c, job_id, &b.agent_id, b.token, now).await?;
+    let row = held_row(c, job_id, &b.agent_id, b.token, now)?;
     bound.lower(now.saturating_add(row.lease_ttl_ms));
-    sqlx::query(
-        "UPDATE jobs SET lease_expires_at = ?5 WHERE id = ?3;
-         UPDATE attempts SET progress = COALESCE(?1, progress),
+    rows::run(
+        c,
+        "UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1",
+        params![job_id, now + row.lease_ttl_ms],
+    )?;
+    rows::run(
+        c,
+        "UPDATE attempts SET progress = COALESCE(?1, progress),
          log_tail = CASE WHEN ?2 = '' THEN log_tail ELSE ?2 END,
-         running_at = COALESCE(running_at, MIN(started_at + ?6, ?7))
+         running_at = COALESCE(running_at, MIN(started_at + ?5, ?6))
          WHERE job_id = ?3 AND token = ?4",
-    )
-    .bind(&b.progress)
-    .bind(&b.log_tail)
-    .bind(job_id)
-    .bind(b.token)
-    .bind(now + row.lease_ttl_ms)
-    .bind(b.started_after_ms)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
+        params![
+            b.progress,
+            b.log_tail,
+            job_id,
+            b.token,
+            b.started_after_ms,
+            now
+        ],
+    )?;
     Ok((row.lease_ttl_ms as u64, row.cancel_requested))
 }
 
 /// Completion inside a write transaction (see [`LeaseStore::complete`]).
-async fn complete_in(
-    c: &mut SqliteConnection,
-    d: &Completed,
-    now: i64,
-) -> Result<(JobState, bool, String, bool)> {
+fn complete_in(c: &Connection, d: &Completed, now: i64) -> Result<(JobState, bool, String, bool)> {
     let (job_id, agent_id, token, error) =
         (d.job_id, d.agent_id.as_str(), d.token, d.error.as_deref());
     let outcome = outcome_of(d.completion);
     if matches!(d.completion, Completion::Succeeded)
-        && let Some((grp, made)) = succeed_held(c, d, now).await?
+        && let Some((grp, made)) = succeed_held(c, d, now)?
     {
         return Ok((JobState::Succeeded, false, grp, made));
     }
-    let row = match held_row(c, job_id, agent_id, token, now).await {
+    let row = match held_row(c, job_id, agent_id, token, now) {
         Ok(r) => r,
         Err(Error::LeaseLost(why)) => {
-            return match redelivered(c, d, outcome).await? {
+            return match redelivered(c, d, outcome)? {
                 Some(state) => Ok((state, true, String::new(), true)),
                 None => Err(Error::LeaseLost(why)),
             };
@@ -288,94 +263,96 @@ async fn complete_in(
         result: d.result_json.as_deref(),
         started_after_ms: d.started_after_ms,
     };
-    set_next(
-        c,
-        job_id,
-        end,
-        next,
+    let job = JobEnd {
         spent,
-        now,
         error,
-        d.result_json.as_deref(),
-    )
-    .await?;
+        result: d.result_json.as_deref(),
+    };
+    set_next(c, job_id, end, next, job, now)?;
     let made = row.schedule_id.is_some() || row.run_id.is_some();
     Ok((next.state(), false, row.grp, made))
 }
 
-/// The common case of a success in one round trip; the job's group and
-/// whether a schedule or pipeline made it, if the lease was held, `None`
-/// (and nothing written) otherwise.
+/// The common case of a success; the job's group and whether a schedule
+/// or pipeline made it, if the lease was held, `None` (and nothing
+/// written) otherwise.
 ///
-/// Both updates carry the checks of `held_row` (current token, holder,
-/// deadline not passed); when they match nothing, the full path of
+/// The job's update carries the checks of `held_row` (current token,
+/// holder, deadline not passed) and runs first; the attempt is ended only
+/// when it matched. When it matches nothing, the full path of
 /// [`complete_in`] says why (or recognises a redelivery).
-async fn succeed_held(
-    c: &mut SqliteConnection,
-    d: &Completed,
-    now: i64,
-) -> Result<Option<(String, bool)>> {
-    Ok(sqlx::query_as(
-        "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result),
-           running_at = COALESCE(running_at, MIN(started_at + ?7, ?1))
-         WHERE job_id = ?4 AND token = ?5 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?4
-           AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6 AND lease_expires_at > ?1);
-         UPDATE jobs SET state = 'succeeded', attempts_spent = attempts_spent + 1, not_before = ?1,
+fn succeed_held(c: &Connection, d: &Completed, now: i64) -> Result<Option<(String, bool)>> {
+    let held = rows::first(
+        c,
+        "UPDATE jobs SET state = 'succeeded', attempts_spent = attempts_spent + 1, not_before = ?1,
            finished_at = ?1, updated_at = ?1, lease_agent = NULL, lease_token = NULL,
            lease_expires_at = NULL, error = NULL, result = COALESCE(?3, result)
          WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_agent = ?6
            AND lease_expires_at > ?1
          RETURNING grp, (followup = 1 OR schedule_id IS NOT NULL OR run_id IS NOT NULL)",
-    )
-    .bind(now)
-    .bind(d.error.as_deref())
-    .bind(&d.result_json)
-    .bind(d.job_id)
-    .bind(d.token)
-    .bind(&d.agent_id)
-    .bind(d.started_after_ms)
-    .fetch_optional(&mut *c)
-    .await?)
+        params![
+            now,
+            d.error.as_deref(),
+            d.result_json,
+            d.job_id,
+            d.token,
+            d.agent_id
+        ],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)),
+    )?;
+    if held.is_some() {
+        rows::run(
+            c,
+            "UPDATE attempts SET ended_at = ?1, outcome = 'succeeded', error = ?2, result = COALESCE(?3, result),
+               running_at = COALESCE(running_at, MIN(started_at + ?6, ?1))
+             WHERE job_id = ?4 AND token = ?5",
+            params![
+                now,
+                d.error.as_deref(),
+                d.result_json,
+                d.job_id,
+                d.token,
+                d.started_after_ms
+            ],
+        )?;
+    }
+    Ok(held)
 }
 
 /// Whether a completion whose lease is lost is a redelivery (from the
 /// outbox) of one already recorded: same holder, same outcome. If so, the
 /// job's current state.
-async fn redelivered(
-    c: &mut SqliteConnection,
-    d: &Completed,
-    outcome: AttemptOutcome,
-) -> Result<Option<JobState>> {
-    let prior: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT agent_id, outcome FROM attempts WHERE job_id = ? AND token = ?")
-            .bind(d.job_id)
-            .bind(d.token)
-            .fetch_optional(&mut *c)
-            .await?;
+fn redelivered(c: &Connection, d: &Completed, outcome: AttemptOutcome) -> Result<Option<JobState>> {
+    let prior = rows::first(
+        c,
+        "SELECT agent_id, outcome FROM attempts WHERE job_id = ?1 AND token = ?2",
+        params![d.job_id, d.token],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+    )?;
     let Some((holder, Some(o))) = prior else {
         return Ok(None);
     };
     if holder != d.agent_id || o != outcome.as_str() {
         return Ok(None);
     }
-    let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-        .bind(d.job_id)
-        .fetch_one(&mut *c)
-        .await?;
+    let state = rows::first(c, "SELECT state FROM jobs WHERE id = ?1", [d.job_id], |r| {
+        r.get::<_, String>(0)
+    })?
+    .ok_or(Error::NotFound(d.job_id))?;
     let state = JobState::parse(&state).ok_or_else(|| Error::Corrupt("jobs.state".into()))?;
     Ok(Some(state))
 }
 
 /// Release inside a write transaction (see [`LeaseStore::release`]).
-async fn release_in(
-    c: &mut SqliteConnection,
+fn release_in(
+    c: &Connection,
     job_id: JobId,
     agent_id: &str,
     token: FencingToken,
     reason: &str,
     now: i64,
 ) -> Result<(JobState, String)> {
-    let row = held_row(c, job_id, agent_id, token, now).await?;
+    let row = held_row(c, job_id, agent_id, token, now)?;
     let reason = if reason.is_empty() {
         "released by agent"
     } else {
@@ -393,48 +370,47 @@ async fn release_in(
     } else {
         Next::Queued { not_before: now }
     };
-    set_next(c, job_id, end, next, row.attempts_spent, now, None, None).await?;
+    let job = JobEnd {
+        spent: row.attempts_spent,
+        error: None,
+        result: None,
+    };
+    set_next(c, job_id, end, next, job, now)?;
     Ok((next.state(), row.grp))
 }
 
 /// The job row, if `agent_id` holds it with `token` and the lease has not run out.
-async fn held_row(
-    c: &mut SqliteConnection,
+fn held_row(
+    c: &Connection,
     job_id: JobId,
     agent_id: &str,
     token: FencingToken,
     now: i64,
 ) -> Result<JobRow> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
-    let row: JobRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(job_id)
-        .fetch_optional(&mut *c)
-        .await?
-        .ok_or(Error::NotFound(job_id))?;
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    let row = rows::first(c, &sql, [job_id], job_row)?.ok_or(Error::NotFound(job_id))?;
     let current = row.state()? == JobState::Running
         && row.lease_token == Some(token)
         && row.lease_agent.as_deref() == Some(agent_id);
     if !current {
         // Someone else's lease is 403 whatever the token; the caller's own
         // earlier (stale) lease is 409 lease_lost.
-        let token_holder: Option<String> =
-            sqlx::query_scalar("SELECT agent_id FROM attempts WHERE job_id = ? AND token = ?")
-                .bind(job_id)
-                .bind(token)
-                .fetch_optional(&mut *c)
-                .await?;
+        let token_holder = rows::first(
+            c,
+            "SELECT agent_id FROM attempts WHERE job_id = ?1 AND token = ?2",
+            params![job_id, token],
+            |r| r.get::<_, String>(0),
+        )?;
         let held_before = match &token_holder {
             Some(holder) => holder == agent_id,
-            None => {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT COUNT(*) FROM attempts WHERE job_id = ? AND agent_id = ?",
-                )
-                .bind(job_id)
-                .bind(agent_id)
-                .fetch_one(&mut *c)
-                .await?
-                    > 0
-            }
+            None => rows::first(
+                c,
+                "SELECT COUNT(*) FROM attempts WHERE job_id = ?1 AND agent_id = ?2",
+                params![job_id, agent_id],
+                |r| r.get::<_, i64>(0),
+            )?
+            .unwrap_or(0)
+                > 0,
         };
         if !held_before {
             return Err(Error::Forbidden(format!(
@@ -463,77 +439,81 @@ struct AttemptEnd<'a> {
     started_after_ms: Option<i64>,
 }
 
-/// End the attempt and move the job to `next`, in one round trip.
-#[allow(clippy::too_many_arguments)]
-async fn set_next(
-    c: &mut SqliteConnection,
+/// What the job keeps of an ended attempt.
+struct JobEnd<'a> {
+    /// Attempts spent, this one included when it counts.
+    spent: i64,
+    error: Option<&'a str>,
+    result: Option<&'a str>,
+}
+
+/// End the attempt and move the job to `next`.
+fn set_next(
+    c: &Connection,
     job_id: JobId,
     end: AttemptEnd<'_>,
     next: Next,
-    spent: i64,
+    job: JobEnd<'_>,
     now: i64,
-    error: Option<&str>,
-    result: Option<&str>,
 ) -> Result<()> {
     let (state, not_before, finished) = match next {
         Next::Queued { not_before } => ("queued", not_before, None),
         other => (other.state().as_str(), now, Some(now)),
     };
-    sqlx::query(
-        "UPDATE attempts SET ended_at = ?5, outcome = ?9, error = ?10, result = COALESCE(?11, result),
-         running_at = COALESCE(running_at, MIN(started_at + ?13, ?5))
-         WHERE job_id = ?8 AND token = ?12;
-         UPDATE jobs SET state = ?1, attempts_spent = ?2, not_before = ?3, finished_at = ?4, updated_at = ?5,
+    rows::run(
+        c,
+        "UPDATE attempts SET ended_at = ?1, outcome = ?2, error = ?3, result = COALESCE(?4, result),
+         running_at = COALESCE(running_at, MIN(started_at + ?7, ?1))
+         WHERE job_id = ?5 AND token = ?6",
+        params![
+            now,
+            end.outcome,
+            end.error,
+            end.result,
+            job_id,
+            end.token,
+            end.started_after_ms
+        ],
+    )?;
+    rows::run(
+        c,
+        "UPDATE jobs SET state = ?1, attempts_spent = ?2, not_before = ?3, finished_at = ?4, updated_at = ?5,
          lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL,
          error = CASE WHEN ?1 = 'succeeded' THEN NULL ELSE COALESCE(?6, error) END,
          result = COALESCE(?7, result) WHERE id = ?8",
-    )
-    .bind(state)
-    .bind(spent)
-    .bind(not_before)
-    .bind(finished)
-    .bind(now)
-    .bind(error)
-    .bind(result)
-    .bind(job_id)
-    .bind(end.outcome)
-    .bind(end.error)
-    .bind(end.result)
-    .bind(end.token)
-    .bind(end.started_after_ms)
-    .execute(&mut *c)
-    .await?;
+        params![
+            state, job.spent, not_before, finished, now, job.error, job.result, job_id
+        ],
+    )?;
     Ok(())
 }
 
 /// End every lease past its deadline. First the earliest deadline (one
 /// indexed read), which also sets `bound`; the overdue rows only when one
 /// is due.
-async fn expire_in(c: &mut SqliteConnection, bound: &LeaseBound, now: i64) -> Result<Expired> {
-    let earliest: Option<i64> = sqlx::query_scalar(
+fn expire_in(c: &Connection, bound: &LeaseBound, now: i64) -> Result<Expired> {
+    let earliest = rows::first(
+        c,
         "SELECT MIN(lease_expires_at) FROM jobs INDEXED BY jobs_lease WHERE state = 'running'",
-    )
-    .fetch_one(&mut *c)
-    .await?;
+        [],
+        |r| r.get::<_, Option<i64>>(0),
+    )?
+    .flatten();
     if earliest.is_none_or(|d| d > now) {
         bound.looked(earliest);
         return Ok(Expired::default());
     }
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_lease
-         WHERE state = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at"
+         WHERE state = 'running' AND lease_expires_at <= ?1 ORDER BY lease_expires_at"
     );
-    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .fetch_all(&mut *c)
-        .await?;
+    let due = rows::all(c, &sql, [now], job_row)?;
     let mut out = Expired::default();
-    for row in rows {
+    for row in due {
         let token = row.lease_token.unwrap_or_default();
         let agent = row.lease_agent.clone().unwrap_or_default();
         let error = format!("lease of agent {agent} expired (token {token})");
-        let next =
-            end_lost_lease(c, &row, token, AttemptOutcome::LeaseExpired, &error, now).await?;
+        let next = end_lost_lease(c, &row, token, AttemptOutcome::LeaseExpired, &error, now)?;
         if matches!(next, Next::Queued { .. }) && !out.woken.contains(&row.grp) {
             out.woken.push(row.grp.clone());
         }
@@ -544,8 +524,8 @@ async fn expire_in(c: &mut SqliteConnection, bound: &LeaseBound, now: i64) -> Re
 
 /// Abandon inside a write transaction (see [`LeaseStore::abandon`]). No
 /// refusal: a lease that is not the caller's current one is answered `None`.
-async fn abandon_in(
-    c: &mut SqliteConnection,
+fn abandon_in(
+    c: &Connection,
     agent_id: &str,
     leases: &[LeaseRef],
     now: i64,
@@ -556,13 +536,12 @@ async fn abandon_in(
     );
     let mut out = Abandoned::default();
     for lease in leases {
-        let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(lease.job_id)
-            .bind(lease.token)
-            .bind(agent_id)
-            .bind(now)
-            .fetch_optional(&mut *c)
-            .await?;
+        let row = rows::first(
+            c,
+            &sql,
+            params![lease.job_id, lease.token, agent_id, now],
+            job_row,
+        )?;
         let Some(row) = row else {
             out.results.push((*lease, None));
             continue;
@@ -578,8 +557,7 @@ async fn abandon_in(
             AttemptOutcome::AgentRestarted,
             &error,
             now,
-        )
-        .await?;
+        )?;
         if matches!(next, Next::Queued { .. }) && !out.woken.contains(&row.grp) {
             out.woken.push(row.grp.clone());
         }
@@ -591,8 +569,8 @@ async fn abandon_in(
 /// End a running attempt whose agent will not report it (its lease expired,
 /// or its agent restarted): an attempt is spent with the retry class
 /// `lease_expired`, and the job goes on as the policy says.
-async fn end_lost_lease(
-    c: &mut SqliteConnection,
+fn end_lost_lease(
+    c: &Connection,
     row: &JobRow,
     token: FencingToken,
     outcome: AttemptOutcome,
@@ -607,7 +585,12 @@ async fn end_lost_lease(
         result: None,
         started_after_ms: None,
     };
-    set_next(c, row.id, end, next, spent, now, Some(&final_error), None).await?;
+    let job = JobEnd {
+        spent,
+        error: Some(&final_error),
+        result: None,
+    };
+    set_next(c, row.id, end, next, job, now)?;
     Ok(next)
 }
 

@@ -8,7 +8,7 @@
 //! (`synchronous=FULL`: one fsync), and only then is every caller answered: no
 //! result is observable before it is on disk. If the commit fails, every
 //! operation of the batch gets the error, the transaction is rolled back
-//! explicitly and the connection is replaced (see [`settle`]); a failure of
+//! explicitly and the connection is replaced ([`engine`]); a failure of
 //! the disk or the filesystem is [`Error::Unavailable`] (503
 //! `store_unavailable`) and marks the store as failing (`super::health`)
 //! until a commit — an operation's or the writer's own probe each second —
@@ -27,27 +27,33 @@
 //!   the replay is invisible. The common path thus pays no savepoint round
 //!   trip per operation (it halved the throughput of this writer).
 //!
-//! The connection comes from the same 1-connection writer pool per batch, so
-//! the cold writes elsewhere (`self.writer`) keep working and never interleave
-//! with a batch. Operations run in queue order, so a grant and a completion of
-//! the same job in one batch behave exactly as if they ran one after another.
+//! A batch runs on the writer's own connection, on a thread of its own
+//! ([`engine`]): begin, every operation's statements, commit, as one job for
+//! that thread — no channel round trip per statement. Operation bodies are
+//! plain functions of a `rusqlite::Connection`. While a batch runs, the
+//! writer task holds the 1-connection sqlx writer pool, so the cold writes
+//! elsewhere (`self.writer`) keep working and never interleave with a batch.
+//! Operations run in queue order, so a grant and a completion of the same
+//! job in one batch behave exactly as if they ran one after another.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Sqlite, SqlitePool};
+use rusqlite::Connection;
+use sqlx::{Connection as _, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqliteStore;
 use super::lease::LeaseBound;
 use crate::store::health::{Cause, Health};
 use crate::store::{Error, Result};
+
+mod engine;
+pub(crate) mod rows;
+pub(crate) use engine::Opener;
+use engine::{Engine, Slot};
 
 /// Most operations in one transaction.
 pub const MAX_OPS: usize = 256;
@@ -73,6 +79,7 @@ pub struct Stats {
 pub(crate) struct Writer {
     queue: mpsc::Sender<Box<dyn Work>>,
     stats: Arc<Stats>,
+    engine: Arc<Engine>,
 }
 
 /// One queued operation, type-erased.
@@ -80,7 +87,7 @@ trait Work: Send {
     /// Run inside the batch transaction; keep the result (a re-run replaces
     /// it). `None` when it succeeded or failed without writing; `Some(())`
     /// when it failed and may have written.
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Outcome>;
+    fn run(&mut self, conn: &Connection) -> Outcome;
     /// Answer the caller: with the kept result, or (derived from)
     /// `batch_error` if the batch did not commit.
     fn answer(self: Box<Self>, batch_error: Option<&Error>);
@@ -101,8 +108,7 @@ enum Outcome {
 
 /// The body of an operation: runs on the batch's connection; may run more
 /// than once (a replay), only the last run's effects and result count.
-pub(crate) type OpFn<T> =
-    Box<dyn for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send>;
+pub(crate) type OpFn<T> = Box<dyn Fn(&Connection) -> Result<T> + Send>;
 
 struct Op<T> {
     body: OpFn<T>,
@@ -111,17 +117,15 @@ struct Op<T> {
 }
 
 impl<T: Send + 'static> Work for Op<T> {
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Outcome> {
-        Box::pin(async move {
-            let r = (self.body)(conn).await;
-            let outcome = match &r {
-                Ok(_) => Outcome::Done,
-                Err(e) if e.wrote_nothing() => Outcome::Refused,
-                Err(_) => Outcome::Failed,
-            };
-            self.result = Some(r);
-            outcome
-        })
+    fn run(&mut self, conn: &Connection) -> Outcome {
+        let r = (self.body)(conn);
+        let outcome = match &r {
+            Ok(_) => Outcome::Done,
+            Err(e) if e.wrote_nothing() => Outcome::Refused,
+            Err(_) => Outcome::Failed,
+        };
+        self.result = Some(r);
+        outcome
     }
 
     fn answer(self: Box<Self>, batch_error: Option<&Error>) {
@@ -161,14 +165,37 @@ impl Error {
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
-    /// Start the writer task on `pool` (the 1-connection writer pool); it
-    /// reports whether it can commit to `health`.
-    /// A rollback forgets `bound` (see `super::lease::bound`).
-    pub(crate) fn start(pool: SqlitePool, health: Arc<Health>, bound: Arc<LeaseBound>) -> Writer {
+    /// Start the writer task and its connection's thread (`opener`). The
+    /// task holds `pool` (the 1-connection writer pool) while a batch runs,
+    /// so no other write interleaves; it reports whether it can commit to
+    /// `health`. A rollback forgets `bound` (see `super::lease::bound`).
+    pub(crate) fn start(
+        pool: SqlitePool,
+        opener: Opener,
+        health: Arc<Health>,
+        bound: Arc<LeaseBound>,
+    ) -> Result<Writer> {
         let (queue, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(pool, rx, stats.clone(), health, bound));
-        Writer { queue, stats }
+        let engine = Arc::new(Engine::start(opener)?);
+        let task = Task {
+            pool,
+            engine: engine.clone(),
+            stats: stats.clone(),
+            health,
+            bound,
+        };
+        tokio::spawn(task.run(rx));
+        Ok(Writer {
+            queue,
+            stats,
+            engine,
+        })
+    }
+
+    /// Close the writer's connection; operations queued later fail.
+    pub(crate) async fn close(&self) {
+        self.engine.close().await;
     }
 
     /// The counters of this writer.
@@ -228,32 +255,78 @@ fn note_failure(health: &Health, e: &Error) {
     }
 }
 
-/// The writer task: one transaction per batch, until every sender is gone.
-async fn run(
+/// The writer task's state.
+struct Task {
     pool: SqlitePool,
-    mut rx: mpsc::Receiver<Box<dyn Work>>,
+    engine: Arc<Engine>,
     stats: Arc<Stats>,
     health: Arc<Health>,
     bound: Arc<LeaseBound>,
-) {
-    let mut last_probe = Instant::now();
-    while let Some(first) = next_op(&pool, &mut rx, &health, &mut last_probe).await {
-        let mut batch = vec![first];
-        let started = Instant::now();
-        // A panicking operation fails its batch (rolled back: the
-        // transaction is dropped) instead of ending the writer task.
-        let outcome = AssertUnwindSafe(batch_on_writer(
-            &pool, &mut rx, &mut batch, started, &stats, &bound,
-        ))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(Error::Commit("an operation of the batch panicked".into())));
+}
+
+/// A batch handed to the writer thread, and back.
+struct Batch {
+    ops: Vec<Box<dyn Work>>,
+    rx: mpsc::Receiver<Box<dyn Work>>,
+}
+
+impl Task {
+    /// One transaction per batch, until every sender is gone (or the
+    /// writer thread stopped).
+    async fn run(self, mut rx: mpsc::Receiver<Box<dyn Work>>) {
+        let mut last_probe = Instant::now();
+        while let Some(first) = next_op(&self.pool, &mut rx, &self.health, &mut last_probe).await {
+            let started = Instant::now();
+            let batch = Batch {
+                ops: vec![first],
+                rx,
+            };
+            let Some((batch, outcome)) = self.batch(batch, started).await else {
+                return;
+            };
+            rx = batch.rx;
+            self.settled(batch.ops, outcome, started);
+        }
+    }
+
+    /// Run `batch` on the writer thread while holding the writer pool.
+    /// `None` when the writer thread has stopped (the batch's callers are
+    /// told so by their dropped replies).
+    async fn batch(&self, mut batch: Batch, started: Instant) -> Option<(Batch, Result<()>)> {
+        let lock = match self.pool.acquire().await {
+            Ok(lock) => lock,
+            Err(e) => return Some((batch, Err(e.into()))),
+        };
+        let (done, answer) = oneshot::channel();
+        let (stats, bound) = (self.stats.clone(), self.bound.clone());
+        let job = Box::new(move |slot: &mut Slot| {
+            // A panicking operation fails its batch (rolled back, the
+            // connection dropped) instead of ending the writer thread.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run_batch(slot.get()?, &mut batch, started, &stats, &bound)
+            }))
+            .unwrap_or_else(|_| Err(Error::Commit("an operation of the batch panicked".into())));
+            if outcome.is_err() {
+                slot.discard();
+            }
+            let _ = done.send((batch, outcome));
+        });
+        self.engine.send(job).ok()?;
+        let r = answer.await.ok();
+        drop(lock);
+        r
+    }
+
+    /// Count, log and answer a batch that ran.
+    fn settled(&self, batch: Vec<Box<dyn Work>>, outcome: Result<()>, started: Instant) {
         if outcome.is_err() {
             // Rolled back: what its operations read of the deadlines is gone.
-            bound.forget();
+            self.bound.forget();
         }
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .ops
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         crate::telemetry::group_committed(batch.len(), started.elapsed());
         tracing::debug!(
             ops = batch.len(),
@@ -262,12 +335,12 @@ async fn run(
             "Group commit"
         );
         match &outcome {
-            Err(e) => note_failure(&health, e),
+            Err(e) => note_failure(&self.health, e),
             // A batch can commit without the operation the disk refused (it
             // was rolled back alone): the store still cannot take that write.
             Ok(()) => {
                 if let Some((cause, detail)) = batch.iter().find_map(|op| op.unavailable()) {
-                    health.failed(cause, detail);
+                    self.health.failed(cause, detail);
                 }
             }
         }
@@ -282,13 +355,13 @@ async fn run(
     }
 }
 
-/// After a failed batch or probe — its COMMIT included — roll back
-/// explicitly and close the connection instead of reusing it: after a failed
-/// COMMIT (disk full, I/O error) SQLite may or may not have rolled back by
-/// itself, and sqlx's idea of the transaction nesting no longer matches it
-/// (the next BEGIN would become a SAVEPOINT inside a transaction that never
-/// commits). The pool opens a fresh connection for the next batch.
-async fn settle(conn: &mut PoolConnection<Sqlite>, r: &Result<()>) {
+/// After a failed probe — its COMMIT included — roll back explicitly and
+/// close the connection instead of reusing it: after a failed COMMIT (disk
+/// full, I/O error) SQLite may or may not have rolled back by itself, and
+/// sqlx's idea of the transaction nesting no longer matches it (the next
+/// BEGIN would become a SAVEPOINT inside a transaction that never commits).
+/// The pool opens a fresh connection for the next use.
+async fn settle(conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>, r: &Result<()>) {
     if r.is_err() {
         // The dropped transaction queued a rollback already; this one is for
         // the case where sqlx believes there is nothing to roll back.
@@ -297,22 +370,7 @@ async fn settle(conn: &mut PoolConnection<Sqlite>, r: &Result<()>) {
     }
 }
 
-/// One batch on the writer connection (see [`settle`]).
-async fn batch_on_writer(
-    pool: &SqlitePool,
-    rx: &mut mpsc::Receiver<Box<dyn Work>>,
-    batch: &mut Vec<Box<dyn Work>>,
-    started: Instant,
-    stats: &Stats,
-    bound: &LeaseBound,
-) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    let r = run_batch(&mut conn, rx, batch, started, stats, bound).await;
-    settle(&mut conn, &r).await;
-    r
-}
-
-/// A probe write on the writer connection (see [`settle`]).
+/// A probe write on the writer pool's connection (see [`settle`]).
 async fn probe_on_writer(pool: &SqlitePool) -> Result<()> {
     let mut conn = pool.acquire().await?;
     let r = probe(&mut conn).await;
@@ -321,7 +379,7 @@ async fn probe_on_writer(pool: &SqlitePool) -> Result<()> {
 }
 
 /// A tiny write that must reach the disk: whether the store commits again.
-async fn probe(conn: &mut SqliteConnection) -> Result<()> {
+async fn probe(conn: &mut sqlx::SqliteConnection) -> Result<()> {
     let mut tx = conn.begin().await?;
     sqlx::query(
         "INSERT INTO meta (key, value) VALUES ('writer_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -333,20 +391,26 @@ async fn probe(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-/// Run `batch[0]` and whatever else is waiting in one transaction.
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    rx: &mut mpsc::Receiver<Box<dyn Work>>,
-    batch: &mut Vec<Box<dyn Work>>,
+/// Run a cached statement that returns no rows (`BEGIN`, `COMMIT`, ...).
+fn exec(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Run `batch.ops[0]` and whatever else is waiting in one transaction, on
+/// the writer thread.
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Batch,
     started: Instant,
     stats: &Stats,
     bound: &LeaseBound,
 ) -> Result<()> {
-    let mut tx = conn.begin().await?;
+    exec(conn, "BEGIN IMMEDIATE")?;
     let mut i = 0;
     let mut failed = None;
-    while let Some(op) = batch.get_mut(i) {
-        if op.run(&mut tx).await == Outcome::Failed {
+    while let Some(op) = batch.ops.get_mut(i) {
+        if op.run(conn) == Outcome::Failed {
             failed = Some(i);
             break;
         }
@@ -354,34 +418,32 @@ async fn run_batch(
         if i >= MAX_OPS || started.elapsed() >= MAX_WORK {
             break;
         }
-        match rx.try_recv() {
-            Ok(op) => batch.push(op),
+        match batch.rx.try_recv() {
+            Ok(op) => batch.ops.push(op),
             Err(_) => break,
         }
     }
     let Some(failed) = failed else {
-        tx.commit().await?;
-        return Ok(());
+        return exec(conn, "COMMIT");
     };
     // An operation failed after (maybe) writing: undo everything, run the
     // others again, each in a savepoint. The failed one keeps its error.
-    tx.rollback().await?;
+    exec(conn, "ROLLBACK")?;
     bound.forget();
     stats.replays.fetch_add(1, Ordering::Relaxed);
-    let mut tx = conn.begin().await?;
-    for (j, op) in batch.iter_mut().enumerate() {
+    exec(conn, "BEGIN IMMEDIATE")?;
+    for (j, op) in batch.ops.iter_mut().enumerate() {
         if j == failed {
             continue;
         }
-        sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
-        if op.run(&mut tx).await == Outcome::Failed {
-            sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
+        exec(conn, "SAVEPOINT op")?;
+        if op.run(conn) == Outcome::Failed {
+            exec(conn, "ROLLBACK TO op")?;
             bound.forget();
         }
-        sqlx::query("RELEASE op").execute(&mut *tx).await?;
+        exec(conn, "RELEASE op")?;
     }
-    tx.commit().await?;
-    Ok(())
+    exec(conn, "COMMIT")
 }
 
 impl SqliteStore {
@@ -393,7 +455,7 @@ impl SqliteStore {
     pub(crate) async fn grouped<T, F>(&self, body: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
         self.batcher.exec(Box::new(body)).await
     }

@@ -2,19 +2,19 @@
 //! agent gets, and their leases taken, inside the group-commit writer's
 //! transaction.
 //!
-//! An agent of one group (the common case) gets its jobs in ONE call to
-//! sqlx's SQLite thread ([`take_from_group`]): the attempt rows are inserted
-//! straight from the ready query, and the jobs they name are leased by the
-//! rowid range that insert just wrote, returning the rows. Several groups
-//! take two calls: the best `max` of each group's ready query, then the
-//! lease of the chosen ones ([`ready_rows`], [`take_leases`]). Each call is
-//! a channel message and a thread wake-up each way, on the path from a
-//! submit to the agent's start (ARCHITECTURE "Performance paths").
+//! An agent of one group (the common case) gets its jobs in two statements
+//! ([`take_from_group`]): the attempt rows are inserted straight from the
+//! ready query, and the jobs they name are leased by the rowid range that
+//! insert just wrote, returning the rows. Several groups: the best `max` of
+//! each group's ready query, then the lease of the chosen ones
+//! ([`ready_rows`], [`take_leases`]). Everything runs on the group-commit
+//! writer's own connection ([`super::super::writer`]).
 
 use std::sync::LazyLock;
 
-use sqlx::sqlite::SqliteConnection;
+use rusqlite::{Connection, params};
 
+use super::super::writer::rows::{self, job_row};
 use super::{LeaseBound, expire_in};
 use crate::store::lease::{Expired, Granted, OwnedGrant, grant_of};
 use crate::store::rows::{JOB_COLUMNS, JobRow};
@@ -23,14 +23,14 @@ use baton_proto::JobId;
 
 /// Grant inside a write transaction (see [`LeaseStore::grant`]). The look
 /// for overdue leases is skipped while `bound` says none can be due.
-pub(super) async fn grant_in(
-    c: &mut SqliteConnection,
+pub(super) fn grant_in(
+    c: &Connection,
     bound: &LeaseBound,
     req: &OwnedGrant,
     now: i64,
 ) -> Result<Granted> {
     let expired = if bound.may_be_due(now) {
-        expire_in(c, bound, now).await?
+        expire_in(c, bound, now)?
     } else {
         Expired::default()
     };
@@ -48,11 +48,11 @@ pub(super) async fn grant_in(
         stores: serde_json::to_string(&req.stores).unwrap_or_default(),
     };
     let rows = match one_group(&req.groups) {
-        Some(group) => take_from_group(c, req, &filter, group, now).await?,
+        Some(group) => take_from_group(c, req, &filter, group, now)?,
         None => {
-            let rows = ready_rows(c, req, &filter, now).await?;
+            let rows = ready_rows(c, req, &filter, now)?;
             if !rows.is_empty() {
-                take_leases(c, &req.agent_id, &rows, now).await?;
+                take_leases(c, &req.agent_id, &rows, now)?;
             }
             rows
         }
@@ -68,7 +68,7 @@ pub(super) async fn grant_in(
         out.grants.push(grant_of(row)?);
     }
     if out.grants.is_empty() {
-        out.next_ready_at = next_ready_at(c, req, &filter, now).await?;
+        out.next_ready_at = next_ready_at(c, req, &filter, now)?;
     }
     Ok(out)
 }
@@ -83,13 +83,8 @@ struct Filter {
 
 /// Which queued jobs the agent gets: the best `max` by (priority DESC, id)
 /// over its groups; none when the agent is drained (checked in the same
-/// statement: no round trip of its own).
-async fn ready_rows(
-    c: &mut SqliteConnection,
-    req: &OwnedGrant,
-    filter: &Filter,
-    now: i64,
-) -> Result<Vec<JobRow>> {
+/// statement).
+fn ready_rows(c: &Connection, req: &OwnedGrant, filter: &Filter, now: i64) -> Result<Vec<JobRow>> {
     // One query per group: each walks the `jobs_ready` index in
     // (priority DESC, id) order and stops at `max` — no scan and sort of
     // every queued job. The best `max` of the union win.
@@ -101,7 +96,7 @@ async fn ready_rows(
             continue;
         }
         seen.push(g);
-        let mut found = with_ready_params(c, &sql, req, filter, g, now).await?;
+        let mut found = with_ready_params(c, &sql, req, filter, g, now)?;
         rows.append(&mut found);
     }
     if seen.len() > 1 {
@@ -111,43 +106,39 @@ async fn ready_rows(
     Ok(rows)
 }
 
-/// Lease every chosen job to the agent in one round trip: token =
-/// last_token + 1 (SQLite evaluates every SET expression on the old row),
-/// attempt N recorded.
-async fn take_leases(
-    c: &mut SqliteConnection,
-    agent_id: &str,
-    rows: &[JobRow],
-    now: i64,
-) -> Result<()> {
+/// Lease every chosen job to the agent: token = last_token + 1 (SQLite
+/// evaluates every SET expression on the old row), attempt N recorded.
+fn take_leases(c: &Connection, agent_id: &str, rows: &[JobRow], now: i64) -> Result<()> {
     let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
     let ids = serde_json::to_string(&ids).map_err(|e| Error::Corrupt(e.to_string()))?;
-    sqlx::query(
+    rows::run(
+        c,
         "UPDATE jobs SET state = 'running', last_token = last_token + 1, lease_token = last_token + 1,
          lease_agent = ?1, lease_expires_at = ?2 + lease_ttl_ms, grants = grants + 1, updated_at = ?2
-         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'queued';
-         INSERT INTO attempts (job_id, number, agent_id, token, started_at)
+         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'queued'",
+        params![agent_id, now, ids],
+    )?;
+    rows::run(
+        c,
+        "INSERT INTO attempts (job_id, number, agent_id, token, started_at)
          SELECT id, grants, ?1, last_token, ?2 FROM jobs
          WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'running' AND lease_agent = ?1",
-    )
-    .bind(agent_id)
-    .bind(now)
-    .bind(ids)
-    .execute(&mut *c)
-    .await?;
+        params![agent_id, now, ids],
+    )?;
     Ok(())
 }
 
 /// When the agent's next queued job becomes ready, if one is waiting for
 /// its `not_before`.
-async fn next_ready_at(
-    c: &mut SqliteConnection,
+fn next_ready_at(
+    c: &Connection,
     req: &OwnedGrant,
     filter: &Filter,
     now: i64,
 ) -> Result<Option<i64>> {
     let groups = serde_json::to_string(&req.groups).unwrap_or_default();
-    Ok(sqlx::query_scalar(
+    Ok(rows::first(
+        c,
         "SELECT MIN(not_before) FROM jobs
          WHERE state = 'queued' AND not_before > ?1
            AND grp IN (SELECT value FROM json_each(?2))
@@ -155,22 +146,23 @@ async fn next_ready_at(
            AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
            AND (store IS NULL OR store IN (SELECT value FROM json_each(?6)))
            AND (pin_agent IS NULL OR pin_agent = ?5)",
-    )
-    .bind(now)
-    .bind(&groups)
-    .bind(&filter.kinds)
-    .bind(&filter.conns)
-    .bind(&req.agent_id)
-    .bind(&filter.stores)
-    .fetch_one(&mut *c)
-    .await?)
+        params![
+            now,
+            groups,
+            filter.kinds,
+            filter.conns,
+            req.agent_id,
+            filter.stores
+        ],
+        |r| r.get::<_, Option<i64>>(0),
+    )?
+    .flatten())
 }
 
 /// The jobs one group's ready query picks, best first (`?1` now, `?2` the
 /// group, `?3` kinds, `?4` connections, `?5` max, `?6` the agent, `?7`
 /// stores): each walks the `jobs_ready` index in (priority DESC, id) order
-/// and stops at `max`. None when the agent is drained (checked here: no
-/// round trip of its own).
+/// and stops at `max`. None when the agent is drained (checked here).
 const READY: &str = "state = 'queued' AND grp = ?2 AND not_before <= ?1
     AND kind IN (SELECT value FROM json_each(?3))
     AND (connection IS NULL OR connection IN (SELECT value FROM json_each(?4)))
@@ -179,28 +171,48 @@ const READY: &str = "state = 'queued' AND grp = ?2 AND not_before <= ?1
     AND NOT EXISTS (SELECT 1 FROM agents WHERE id = ?6 AND drained_at IS NOT NULL)
     ORDER BY priority DESC, id LIMIT +?5";
 
+/// The parameters `?1` to `?7` of the ready query ([`READY`]) for one group.
+macro_rules! ready_params {
+    ($req:expr, $filter:expr, $group:expr, $now:expr) => {
+        params![
+            $now,
+            $group,
+            $filter.kinds,
+            $filter.conns,
+            i64::from($req.max),
+            $req.agent_id,
+            $filter.stores
+        ]
+    };
+}
+
 /// The agent's only group, when it names one (repeats allowed).
 fn one_group(groups: &[String]) -> Option<&str> {
     let (first, rest) = groups.split_first()?;
     rest.iter().all(|g| g == first).then_some(first.as_str())
 }
 
-/// Lease the best `max` ready jobs of one group in one call: attempt N is
-/// inserted for each job the ready query picks (number `grants + 1`, token
+/// Lease the best `max` ready jobs of one group: attempt N is inserted for
+/// each job the ready query picks (number `grants + 1`, token
 /// `last_token + 1`), then the jobs named by the attempt rows that insert
-/// wrote — the rowids `last_insert_rowid() - changes()` exclusive to
-/// `last_insert_rowid()`, consecutive because SQLite gives each new row the
-/// largest rowid plus one — are moved to `running` with that token.
-/// Returns the rows with `grants` and `last_token` as they were before the
-/// grant (what [`grant_of`] reads), best first.
-async fn take_from_group(
-    c: &mut SqliteConnection,
+/// wrote — rowids `last - n` exclusive to `last`, consecutive because SQLite
+/// gives each new row the largest rowid plus one — are moved to `running`
+/// with that token. Returns the rows with `grants` and `last_token` as they
+/// were before the grant (what [`grant_of`] reads), best first.
+fn take_from_group(
+    c: &Connection,
     req: &OwnedGrant,
     filter: &Filter,
     group: &str,
     now: i64,
 ) -> Result<Vec<JobRow>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+    static INSERT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO attempts (job_id, number, agent_id, token, started_at)
+             SELECT id, grants + 1, ?6, last_token + 1, ?1 FROM jobs WHERE {READY}"
+        )
+    });
+    static UPDATE: LazyLock<String> = LazyLock::new(|| {
         let before: Vec<&str> = JOB_COLUMNS
             .split(", ")
             .map(|col| match col {
@@ -210,42 +222,41 @@ async fn take_from_group(
             })
             .collect();
         format!(
-            "INSERT INTO attempts (job_id, number, agent_id, token, started_at)
-             SELECT id, grants + 1, ?6, last_token + 1, ?1 FROM jobs WHERE {READY};
-             UPDATE jobs SET state = 'running', last_token = last_token + 1,
-               lease_token = last_token + 1, lease_agent = ?6,
+            "UPDATE jobs SET state = 'running', last_token = last_token + 1,
+               lease_token = last_token + 1, lease_agent = ?2,
                lease_expires_at = ?1 + lease_ttl_ms, grants = grants + 1, updated_at = ?1
-             WHERE id IN (SELECT job_id FROM attempts
-                          WHERE rowid > last_insert_rowid() - changes()
-                            AND rowid <= last_insert_rowid())
+             WHERE id IN (SELECT job_id FROM attempts WHERE rowid > ?3 AND rowid <= ?4)
                AND state = 'queued'
              RETURNING {}",
             before.join(", ")
         )
     });
-    let mut rows = with_ready_params(c, &SQL, req, filter, group, now).await?;
+    let n = c
+        .prepare_cached(&INSERT)?
+        .execute(ready_params!(req, filter, group, now))?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let last = c.last_insert_rowid();
+    let mut rows = rows::all(
+        c,
+        &UPDATE,
+        params![now, req.agent_id, last - n as i64, last],
+        job_row,
+    )?;
     rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
     Ok(rows)
 }
 
 /// Run `sql`, whose ready query ([`READY`]) takes the parameters `?1` to
 /// `?7`, for one group; the job rows it returns.
-async fn with_ready_params(
-    c: &mut SqliteConnection,
+fn with_ready_params(
+    c: &Connection,
     sql: &str,
     req: &OwnedGrant,
     filter: &Filter,
     group: &str,
     now: i64,
 ) -> Result<Vec<JobRow>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .bind(group)
-        .bind(&filter.kinds)
-        .bind(&filter.conns)
-        .bind(i64::from(req.max))
-        .bind(&req.agent_id)
-        .bind(&filter.stores)
-        .fetch_all(&mut *c)
-        .await?)
+    rows::all(c, sql, ready_params!(req, filter, group, now), job_row)
 }

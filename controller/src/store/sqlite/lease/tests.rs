@@ -62,21 +62,17 @@ async fn a_rolled_back_look_leaves_no_bound_behind() {
     let bound = s.lease_bound.clone();
     let failed: Result<()> = s
         .grouped(move |c| {
-            let bound = bound.clone();
-            Box::pin(async move {
-                sqlx::query("UPDATE jobs SET state = 'cancelled', lease_expires_at = NULL")
-                    .execute(&mut *c)
-                    .await?;
-                expire_in(c, &bound, 10).await?;
-                // `fleet_id` exists: a UNIQUE violation after the writes.
-                sqlx::query("INSERT INTO meta (key, value) VALUES ('fleet_id', 'x')")
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
+            c.execute(
+                "UPDATE jobs SET state = 'cancelled', lease_expires_at = NULL",
+                [],
+            )?;
+            expire_in(c, &bound, 10)?;
+            // `fleet_id` exists: a UNIQUE violation after the writes.
+            c.execute("INSERT INTO meta (key, value) VALUES ('fleet_id', 'x')", [])?;
+            Ok(())
         })
         .await;
-    assert!(matches!(failed, Err(Error::Db(_))), "{failed:?}");
+    assert!(matches!(failed, Err(Error::Sqlite(_))), "{failed:?}");
     // The lease is back, due at 1,000: the next grant past it expires it.
     assert_eq!(grant(&s, "a2", 1_001).await.expired, 1);
 }

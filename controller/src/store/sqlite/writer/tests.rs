@@ -3,14 +3,11 @@ use crate::store::prelude::*;
 
 async fn insert(s: &SqliteStore, key: &'static str) -> Result<i64> {
     s.grouped(move |c| {
-        Box::pin(async move {
-            let id: i64 =
-                sqlx::query_scalar("INSERT INTO meta (key, value) VALUES (?, 'v') RETURNING rowid")
-                    .bind(key)
-                    .fetch_one(&mut *c)
-                    .await?;
-            Ok(id)
-        })
+        Ok(c.query_row(
+            "INSERT INTO meta (key, value) VALUES (?1, 'v') RETURNING rowid",
+            [key],
+            |r| r.get(0),
+        )?)
     })
     .await
 }
@@ -21,7 +18,7 @@ async fn a_failing_op_rolls_back_only_itself() {
     // Queue several at once so they share batches; the duplicate key fails.
     let (a, b, c) = tokio::join!(insert(&s, "k1"), insert(&s, "k1"), insert(&s, "k2"));
     assert!(a.is_ok());
-    assert!(matches!(b, Err(Error::Db(_))));
+    assert!(matches!(b, Err(Error::Sqlite(_))));
     assert!(c.is_ok());
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key IN ('k1', 'k2')")
         .fetch_one(&s.reader)
@@ -37,20 +34,14 @@ async fn a_failing_op_rolls_back_only_itself() {
 async fn a_sql_error_after_writes_undoes_that_op_only() {
     let (s, _d) = SqliteStore::temp().await;
     let half = s.grouped(|c| {
-        Box::pin(async move {
-            sqlx::query("INSERT INTO meta (key, value) VALUES ('half', 'v')")
-                .execute(&mut *c)
-                .await?;
-            // `fleet_id` exists: a UNIQUE violation after a write.
-            sqlx::query("INSERT INTO meta (key, value) VALUES ('fleet_id', 'x')")
-                .execute(&mut *c)
-                .await?;
-            Ok(())
-        })
+        c.execute("INSERT INTO meta (key, value) VALUES ('half', 'v')", [])?;
+        // `fleet_id` exists: a UNIQUE violation after a write.
+        c.execute("INSERT INTO meta (key, value) VALUES ('fleet_id', 'x')", [])?;
+        Ok(())
     });
     let (a, b, c) = tokio::join!(insert(&s, "before"), half, insert(&s, "after"));
     assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
-    assert!(matches!(b, Err(Error::Db(_))), "{b:?}");
+    assert!(matches!(b, Err(Error::Sqlite(_))), "{b:?}");
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT key FROM meta WHERE key IN ('before', 'half', 'after') ORDER BY key",
     )
@@ -73,13 +64,8 @@ async fn single_statement_ops_fail_alone_too() {
     let (s, _d) = SqliteStore::temp().await;
     let single = |key: &'static str| {
         s.grouped(move |c| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO meta (key, value) VALUES (?, 'v')")
-                    .bind(key)
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
+            c.execute("INSERT INTO meta (key, value) VALUES (?1, 'v')", [key])?;
+            Ok(())
         })
     };
     let (a, b, c, d) = tokio::join!(
@@ -89,7 +75,7 @@ async fn single_statement_ops_fail_alone_too() {
         insert(&s, "s3")
     );
     assert!(a.is_ok() && c.is_ok() && d.is_ok());
-    assert!(matches!(b, Err(Error::Db(_))), "{b:?}");
+    assert!(matches!(b, Err(Error::Sqlite(_))), "{b:?}");
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key LIKE 's%'")
         .fetch_one(&s.reader)
         .await
@@ -101,7 +87,7 @@ async fn single_statement_ops_fail_alone_too() {
 async fn a_panicking_op_fails_its_batch_and_the_writer_goes_on() {
     let (s, _d) = SqliteStore::temp().await;
     let r: Result<()> = s
-        .grouped(|_c| Box::pin(async move { panic!("an operation that panics") }))
+        .grouped(|_c| -> Result<()> { panic!("an operation that panics") })
         .await;
     assert!(matches!(r, Err(Error::Commit(_))), "{r:?}");
     assert!(insert(&s, "after-panic").await.is_ok());
@@ -347,20 +333,15 @@ async fn commit_failure_reaches_every_op() {
     // An op that leaves the transaction unable to commit: a deferred
     // foreign key violation is checked at COMMIT.
     let r = s
-            .grouped(|c| {
-            Box::pin(async move {
-                sqlx::query("PRAGMA defer_foreign_keys = ON")
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO attempts (job_id, number, agent_id, token, started_at) VALUES (424242, 1, 'a', 1, 0)",
-                )
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
+        .grouped(|c| {
+            c.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+            c.execute(
+                "INSERT INTO attempts (job_id, number, agent_id, token, started_at) VALUES (424242, 1, 'a', 1, 0)",
+                [],
+            )?;
+            Ok(())
         })
-            .await;
+        .await;
     assert!(matches!(r, Err(Error::Commit(_))), "{r:?}");
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts")
         .fetch_one(&s.reader)
