@@ -403,14 +403,16 @@ fn held_row(
         )?;
         let held_before = match &token_holder {
             Some(holder) => holder == agent_id,
-            None => rows::first(
-                c,
-                "SELECT COUNT(*) FROM attempts WHERE job_id = ?1 AND agent_id = ?2",
-                params![job_id, agent_id],
-                |r| r.get::<_, i64>(0),
-            )?
-            .unwrap_or(0)
-                > 0,
+            None => {
+                rows::first(
+                    c,
+                    "SELECT COUNT(*) FROM attempts WHERE job_id = ?1 AND agent_id = ?2",
+                    params![job_id, agent_id],
+                    |r| r.get::<_, i64>(0),
+                )?
+                .unwrap_or(0)
+                    > 0
+            }
         };
         if !held_before {
             return Err(Error::Forbidden(format!(
@@ -524,12 +526,7 @@ fn expire_in(c: &Connection, bound: &LeaseBound, now: i64) -> Result<Expired> {
 
 /// Abandon inside a write transaction (see [`LeaseStore::abandon`]). No
 /// refusal: a lease that is not the caller's current one is answered `None`.
-fn abandon_in(
-    c: &Connection,
-    agent_id: &str,
-    leases: &[LeaseRef],
-    now: i64,
-) -> Result<Abandoned> {
+fn abandon_in(c: &Connection, agent_id: &str, leases: &[LeaseRef], now: i64) -> Result<Abandoned> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND state = 'running'
            AND lease_token = ?2 AND lease_agent = ?3 AND lease_expires_at > ?4"

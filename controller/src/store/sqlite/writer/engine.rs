@@ -46,7 +46,11 @@ impl Opener {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         c.busy_timeout(Duration::from_secs(10))?;
-        c.pragma_update(None, "synchronous", if self.full { "FULL" } else { "NORMAL" })?;
+        c.pragma_update(
+            None,
+            "synchronous",
+            if self.full { "FULL" } else { "NORMAL" },
+        )?;
         c.pragma_update(None, "foreign_keys", "ON")?;
         // The checkpointer copies the WAL, never a commit.
         c.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -116,7 +120,10 @@ impl Engine {
     pub(crate) fn send(&self, job: Job) -> Result<()> {
         let stopped = || Error::Commit("the writer thread has stopped".into());
         let jobs = self.jobs.lock().map_err(|_| stopped())?;
-        jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())
+        jobs.as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())
     }
 
     /// Close the connection, and end the thread once the jobs queued

@@ -43,8 +43,7 @@ pub(crate) fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
 }
 
 /// The columns [`attempt_row`] reads, in order.
-pub(crate) const ATTEMPT_COLUMNS: &str =
-    "number, agent_id, token, started_at, running_at, ended_at, outcome, error, progress, log_tail, result";
+pub(crate) const ATTEMPT_COLUMNS: &str = "number, agent_id, token, started_at, running_at, ended_at, outcome, error, progress, log_tail, result";
 
 /// An attempt row whose columns are [`ATTEMPT_COLUMNS`], in order.
 pub(crate) fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
