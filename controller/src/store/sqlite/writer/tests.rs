@@ -393,3 +393,48 @@ async fn a_connection_stuck_in_a_transaction_is_not_reused() {
     assert_eq!(marked("mark").await, 0, "the stuck connection was replaced");
     assert!(insert(&s, "after").await.is_ok());
 }
+
+/// The batches' own connection has the writer pool's settings: the sync
+/// mode the store was opened with, foreign keys, no auto-checkpoint (the
+/// checkpointer copies the WAL), the journal size limit.
+#[tokio::test]
+async fn the_writer_connection_has_the_store_settings() {
+    let (s, _d) = SqliteStore::temp().await;
+    let pragmas = s
+        .grouped(|c| {
+            let get = |p: &str| -> Result<i64> {
+                Ok(c.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))?)
+            };
+            Ok([
+                get("synchronous")?,
+                get("foreign_keys")?,
+                get("wal_autocheckpoint")?,
+                get("journal_size_limit")?,
+            ])
+        })
+        .await
+        .expect("pragmas");
+    let limit = crate::store::sqlite::checkpoint::Policy::DEFAULT.journal_limit as i64;
+    // `temp` opens with `SyncMode::Normal` (1); FULL is 2.
+    assert_eq!(pragmas, [1, 1, 0, limit]);
+    let full = tempfile::tempdir().expect("tempdir");
+    let f = SqliteStore::open(&full.path().join("f.db"), crate::store::SyncMode::Full)
+        .await
+        .expect("open");
+    let sync: i64 = f
+        .grouped(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+        .await
+        .expect("synchronous");
+    assert_eq!(sync, 2);
+}
+
+/// `close` closes the writer's connection: operations queued after it fail
+/// instead of writing behind a closed store.
+#[tokio::test]
+async fn after_close_the_writer_refuses_work() {
+    let (s, _d) = SqliteStore::temp().await;
+    assert!(insert(&s, "before").await.is_ok());
+    s.close().await;
+    let r = insert(&s, "after").await;
+    assert!(r.is_err(), "{r:?}");
+}
