@@ -1,8 +1,6 @@
 //! The audit log in SQLite. Rows are appended through the group commit
 //! ([`super::writer`]).
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use baton_proto::auth::AuditList;
 
@@ -37,7 +35,7 @@ pub(super) fn audit_in(c: &rusqlite::Connection, r: &AuditRecord, now: i64) -> R
 impl AuditStore for SqliteStore {
     /// Through the group-commit writer: the row shares its batch's commit.
     async fn audit_grouped(&self, r: &AuditRecord, now: i64) -> Result<()> {
-        let r = Arc::new(r.clone());
+        let r = r.clone();
         self.grouped(move |c| audit_in(c, &r, now)).await
     }
 

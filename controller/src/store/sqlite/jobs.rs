@@ -4,7 +4,6 @@
 //! are cold paths on the writer pool.
 
 use baton_proto::{JobId, JobList, JobState, JobSummary, JobView};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -31,7 +30,6 @@ impl SqliteStore {
 impl JobStore for SqliteStore {
     /// Persist a new job (or return the one an idempotency key already made).
     async fn submit(&self, new: NewJob, now: i64) -> Result<Submitted> {
-        let new = Arc::new(new);
         self.grouped(move |c| submit::submit_in(c, &new, now)).await
     }
 
@@ -42,7 +40,6 @@ impl JobStore for SqliteStore {
     /// batch get consecutive ids (one transaction on the single writer), so
     /// a replay returns ids `first .. first + n`.
     async fn submit_batch(&self, batch: NewBatch, now: i64) -> Result<BatchSubmitted> {
-        let batch = Arc::new(batch);
         self.grouped(move |c| submit::submit_batch_in(c, &batch, now))
             .await
     }

@@ -393,8 +393,7 @@ async fn probe(conn: &mut sqlx::SqliteConnection) -> Result<()> {
 
 /// Run a cached statement that returns no rows (`BEGIN`, `COMMIT`, ...).
 fn exec(conn: &Connection, sql: &str) -> Result<()> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
+    rows::run(conn, sql, []).map(drop)
 }
 
 /// Run `batch.ops[0]` and whatever else is waiting in one transaction, on
