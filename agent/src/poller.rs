@@ -184,27 +184,38 @@ fn start_grants(
     jobs: &mut JoinSet<()>,
 ) {
     let mut first = Some(first);
+    let mut taken = Vec::with_capacity(grants.len());
+    let mut over = Vec::new();
     for grant in grants {
-        let permit = first
+        match first
             .take()
-            .or_else(|| slots.clone().try_acquire_owned().ok());
-        match permit {
-            Some(permit) => {
-                jobs.spawn(runner::run(shared.clone(), grant, sent_at, permit));
-            }
-            None => {
-                let span = crate::logging::job_span(&grant);
-                span.in_scope(|| warn!("Granted more jobs than free slots; releasing"));
-                let transport = shared.transport.clone();
-                let (job_id, token) = (grant.job_id, grant.token);
-                jobs.spawn(
-                    async move {
-                        runner::release(&transport, job_id, token, "no free slot").await;
-                    }
-                    .instrument(span),
-                );
-            }
+            .or_else(|| slots.clone().try_acquire_owned().ok())
+        {
+            Some(permit) => taken.push((grant, permit)),
+            None => over.push(grant),
         }
+    }
+    // One poll's leases are recorded together (one append, one sync).
+    let keys: Vec<_> = taken.iter().map(|(g, _)| (g.job_id, g.token)).collect();
+    let records = if keys.is_empty() {
+        Vec::new()
+    } else {
+        shared.leases.start_many(&keys)
+    };
+    for ((grant, permit), record) in taken.into_iter().zip(records) {
+        jobs.spawn(runner::run(shared.clone(), grant, sent_at, permit, record));
+    }
+    for grant in over {
+        let span = crate::logging::job_span(&grant);
+        span.in_scope(|| warn!("Granted more jobs than free slots; releasing"));
+        let transport = shared.transport.clone();
+        let (job_id, token) = (grant.job_id, grant.token);
+        jobs.spawn(
+            async move {
+                runner::release(&transport, job_id, token, "no free slot").await;
+            }
+            .instrument(span),
+        );
     }
 }
 

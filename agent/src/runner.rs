@@ -162,9 +162,10 @@ impl Drop for StopOnDrop {
 }
 
 /// Run one granted job to its end. `permit` is its slot, freed when the work
-/// ends. Everything the run logs (its lease keeper, executor and the delivery
-/// of its completion included) is inside the job's span
-/// ([`crate::logging::job_span`]).
+/// ends; `record` its lease record, being written (see
+/// [`LeaseRecords::start_many`]). Everything the run logs (its lease
+/// keeper, executor and the delivery of its completion included) is inside
+/// the job's span ([`crate::logging::job_span`]).
 ///
 /// The lease is checked and the job entered in the registry before this
 /// returns (so the next poll names it, `Registry::leases`); the rest runs
@@ -174,12 +175,14 @@ pub fn run(
     grant: Grant,
     poll_sent_at: Instant,
     permit: OwnedSemaphorePermit,
+    record: Recording,
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = crate::logging::job_span(&grant);
-    let prepared = span.in_scope(|| prepare(&shared, &grant, poll_sent_at));
+    let prepared = span.in_scope(|| prepare(&shared, &grant, poll_sent_at, record));
     async move {
-        if let Some(p) = prepared {
-            run_in_span(shared, grant, p, permit).await;
+        match prepared {
+            Ok(p) => run_in_span(shared, grant, p, permit).await,
+            Err(record) => record.forget().await,
         }
     }
     .instrument(span)
@@ -196,9 +199,14 @@ struct Prepared {
     received: Instant,
 }
 
-/// Check the lease and enter the job in the registry (`None`: the lease ran
-/// out before the job started).
-fn prepare(shared: &Shared, grant: &Grant, poll_sent_at: Instant) -> Option<Prepared> {
+/// Check the lease and enter the job in the registry (`Err`: the lease ran
+/// out before the job started; its record is handed back to be removed).
+fn prepare(
+    shared: &Shared,
+    grant: &Grant,
+    poll_sent_at: Instant,
+    record: Recording,
+) -> Result<Prepared, Recording> {
     info!("Lease granted");
     let received = Instant::now();
     let lease = Lease::from_grant(grant, poll_sent_at);
@@ -207,14 +215,13 @@ fn prepare(shared: &Shared, grant: &Grant, poll_sent_at: Instant) -> Option<Prep
             reason = "the lease ran out before the job started",
             "Lease lost, stopping job"
         );
-        return None;
+        return Err(record);
     }
-    let record = shared.leases.start(grant.job_id, grant.token);
     let state = Arc::new(LeaseState::new(lease.deadline()));
     let (control, entered) = shared
         .registry
         .enter((grant.job_id, grant.token), state.clone());
-    Some(Prepared {
+    Ok(Prepared {
         lease,
         state,
         control,

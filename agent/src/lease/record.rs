@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use baton_proto::{FencingToken, JobId, LeaseRef};
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use tracing::{debug, warn};
 
 /// Errors of the lease records.
@@ -83,6 +85,9 @@ struct State {
     lines: usize,
     /// Lines appended by this run (the group commit's sequence).
     appended: u64,
+    /// The log opened for appending, kept between lines (opened at the
+    /// first append after a start or a rewrite).
+    file: Option<Arc<File>>,
 }
 
 impl LeaseRecords {
@@ -138,20 +143,28 @@ impl LeaseRecords {
     /// refused: the job goes on, but after a crash its lease runs out at the
     /// TTL instead of ending at the next start.
     pub fn record(&self, job_id: JobId, token: FencingToken) -> bool {
+        self.record_many(&[(job_id, token)])
+    }
+
+    /// Record leases now held (one poll's grants): one append, one sync
+    /// (shared with other starts, [`Self::sync_through`]). False (after one
+    /// WARN) when the disk refused; the jobs go on.
+    pub fn record_many(&self, leases: &[(JobId, FencingToken)]) -> bool {
         let written = self
-            .append('+', job_id, token)
+            .append('+', leases)
             .and_then(|seq| self.sync_through(seq));
-        match &written {
-            Ok(()) => {}
-            Err(e) => warn!(
+        if let Err(e) = &written {
+            warn!(
                 path = %self.log().display(),
                 error = %e,
+                leases = leases.len(),
                 "Cannot record the lease under the state dir; if the agent dies, \
                  this job waits for its lease TTL instead of being requeued at restart"
-            ),
-        }
-        if written.is_err() {
-            self.lock().live.remove(&(job_id, token));
+            );
+            let mut st = self.lock();
+            for l in leases {
+                st.live.remove(l);
+            }
         }
         written.is_ok()
     }
@@ -166,7 +179,7 @@ impl LeaseRecords {
             let compact = st.lines > COMPACT_AFTER && st.lines > 4 * st.live.len();
             (live, legacy, compact)
         };
-        if live && let Err(e) = self.append('-', job_id, token) {
+        if live && let Err(e) = self.append('-', &[key]) {
             debug!(path = %self.log().display(), error = %e, "Cannot note a lease's end");
         }
         if legacy {
@@ -182,13 +195,30 @@ impl LeaseRecords {
         }
     }
 
-    /// Record a lease in the background (the sync runs beside the work, not
-    /// before it); [`Recording::forget`] removes the record once written. A
-    /// crash before the record is on disk only costs the TTL.
-    pub fn start(&self, job_id: JobId, token: FencingToken) -> Recording {
-        let leases = self.clone();
+    /// Record one poll's leases in the background (the sync runs beside
+    /// the work, not before it): one blocking task, one append and one
+    /// sync for all of them; [`Recording::forget`] removes a record once
+    /// written. A crash before the records are on disk only costs the TTL.
+    /// One [`Recording`] per lease, in order.
+    pub fn start_many(&self, leases: &[(JobId, FencingToken)]) -> Vec<Recording> {
+        let written = self.spawn_record(leases.to_vec());
+        leases
+            .iter()
+            .map(|&(job_id, token)| self.recording(written.clone(), job_id, token))
+            .collect()
+    }
+
+    fn spawn_record(&self, leases: Vec<(JobId, FencingToken)>) -> Written {
+        let records = self.clone();
+        tokio::task::spawn_blocking(move || records.record_many(&leases))
+            .map(|joined| joined.unwrap_or(false))
+            .boxed()
+            .shared()
+    }
+
+    fn recording(&self, written: Written, job_id: JobId, token: FencingToken) -> Recording {
         Recording {
-            task: tokio::task::spawn_blocking(move || leases.record(job_id, token)),
+            written,
             leases: self.clone(),
             job_id,
             token,
@@ -203,17 +233,33 @@ impl LeaseRecords {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Append one line under the lock (lines never interleave, and a
-    /// compaction sees every lease whose `+` is in the log); its sequence
-    /// number, for [`Self::sync_through`].
-    fn append(&self, sign: char, job_id: JobId, token: FencingToken) -> io::Result<u64> {
+    /// Append lines under the lock (lines never interleave, and a
+    /// compaction sees every lease whose `+` is in the log), in one write;
+    /// the sequence number of the last, for [`Self::sync_through`].
+    fn append(&self, sign: char, leases: &[(JobId, FencingToken)]) -> io::Result<u64> {
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(leases.len() * 24);
+        for (job_id, token) in leases {
+            let _ = writeln!(text, "{sign}{job_id} {token}");
+        }
         let mut st = self.lock();
-        let mut f = OpenOptions::new().append(true).open(self.log())?;
-        f.write_all(format!("{sign}{job_id} {token}\n").as_bytes())?;
-        st.lines += 1;
-        st.appended += 1;
+        let file = match &st.file {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(OpenOptions::new().append(true).open(self.log())?);
+                st.file = Some(f.clone());
+                f
+            }
+        };
+        if let Err(e) = (&*file).write_all(text.as_bytes()) {
+            // Open again next time (the file may have been replaced).
+            st.file = None;
+            return Err(e);
+        }
+        st.lines += leases.len();
+        st.appended += leases.len() as u64;
         if sign == '+' {
-            st.live.insert((job_id, token));
+            st.live.extend(leases.iter().copied());
         }
         Ok(st.appended)
     }
@@ -239,7 +285,10 @@ impl LeaseRecords {
         // lock, after syncing every current lease) and how far it goes.
         let opened = {
             let st = self.lock();
-            File::open(self.log()).map(|f| (f, st.appended))
+            match &st.file {
+                Some(f) => Ok((f.clone(), st.appended)),
+                None => File::open(self.log()).map(|f| (Arc::new(f), st.appended)),
+            }
         };
         let done = opened.and_then(|(f, through)| f.sync_data().map(|()| through));
         let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -255,6 +304,7 @@ impl LeaseRecords {
     /// Rewrite the log with the current leases, under the lock.
     fn compact(&self) -> io::Result<()> {
         let mut st = self.lock();
+        st.file = None;
         self.rewrite(&st.live)?;
         st.lines = st.live.len();
         Ok(())
@@ -276,6 +326,24 @@ impl LeaseRecords {
         File::open(&self.dir)?.sync_all()?;
         Ok(())
     }
+}
+
+/// The leases recorded under `state_dir` now, read without opening the
+/// records (nothing is rewritten: safe beside a running agent, which keeps
+/// its log open for appending).
+pub fn recorded(state_dir: &Path) -> Result<Vec<LeaseRef>, Error> {
+    let dir = state_dir.join("leases");
+    let log = dir.join("log");
+    let mut live = BTreeSet::new();
+    match fs::read_to_string(&log) {
+        Ok(text) => replay(&text, &mut live),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(Error::Io { path: log, source }),
+    }
+    Ok(live
+        .into_iter()
+        .map(|(job_id, token)| LeaseRef { job_id, token })
+        .collect())
 }
 
 /// Apply the log's lines to `live`; a line that does not parse (a torn
@@ -302,10 +370,15 @@ fn replay(text: &str, live: &mut BTreeSet<(JobId, FencingToken)>) {
     }
 }
 
-/// A lease being recorded (see [`LeaseRecords::start`]).
+/// Whether a batch of records was written and synced.
+type Written = Shared<BoxFuture<'static, bool>>;
+
+/// A lease being recorded (see [`LeaseRecords::start_many`]).
 #[derive(Debug)]
 pub struct Recording {
-    task: tokio::task::JoinHandle<bool>,
+    /// The blocking task that writes (and syncs) the record, shared by one
+    /// poll's grants.
+    written: Written,
     leases: LeaseRecords,
     job_id: JobId,
     token: FencingToken,
@@ -315,14 +388,14 @@ impl Recording {
     /// The lease ended for this run: remove its record, after it was written
     /// (so a removal never comes before the file).
     pub async fn forget(self) {
-        let _ = self.task.await;
+        let _ = self.written.await;
         self.leases.remove(self.job_id, self.token);
     }
 
     /// The lease stays recorded for the next start (its completion is kept
     /// in the outbox, or its release did not reach the controller).
     pub async fn keep(self) {
-        let _ = self.task.await;
+        let _ = self.written.await;
     }
 }
 

@@ -30,10 +30,7 @@ fn noop_grant(job_id: i64, sleep_ms: u64) -> Grant {
 }
 
 fn recorded(state: &Path) -> Vec<LeaseRef> {
-    LeaseRecords::open(state)
-        .expect("records")
-        .previous()
-        .expect("read")
+    crate::lease::record::recorded(state).expect("read")
 }
 
 async fn until_recorded(state: &Path, cond: impl Fn(&[LeaseRef]) -> bool) -> bool {

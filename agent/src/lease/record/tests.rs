@@ -145,3 +145,36 @@ fn starts_that_arrive_together_share_one_sync() {
     let next = LeaseRecords::open(dir.path()).expect("reopen");
     assert_eq!(next.previous().expect("read").len(), 9);
 }
+
+/// One poll's grants are recorded together: one append and one sync for
+/// all of them; each recording can be forgotten on its own.
+#[tokio::test]
+async fn one_polls_leases_share_one_write_and_one_sync() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let records = LeaseRecords::open(dir.path()).expect("open");
+    let mut recs = records.start_many(&[(4, 1), (5, 1), (6, 2)]);
+    assert_eq!(recs.len(), 3);
+    let last = recs.pop().expect("three");
+    last.keep().await;
+    assert_eq!(records.sync.0.lock().expect("sync lock").count, 1);
+    for r in recs {
+        r.forget().await;
+    }
+    assert_eq!(records.sync.0.lock().expect("sync lock").count, 1);
+    drop(records);
+    let next = LeaseRecords::open(dir.path()).expect("reopen");
+    assert_eq!(next.previous().expect("read"), refs(&[(6, 2)]));
+}
+
+/// `recorded` reads the log as it is, beside a run that keeps it open, and
+/// changes nothing: the run's later lines still land in the same log.
+#[tokio::test]
+async fn the_log_can_be_read_beside_a_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = LeaseRecords::open(dir.path()).expect("open");
+    assert!(run.record(1, 1));
+    assert_eq!(recorded(dir.path()).expect("read"), refs(&[(1, 1)]));
+    assert!(run.record(2, 1));
+    run.remove(1, 1);
+    assert_eq!(recorded(dir.path()).expect("read"), refs(&[(2, 1)]));
+}
