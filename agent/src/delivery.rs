@@ -29,8 +29,10 @@ use crate::transport::{self, Transport};
 
 pub mod fit;
 mod queue;
+mod ride;
 
 pub use queue::{Deliverer, DeliveryQueue, run_queue};
+pub use ride::Riders;
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_CAP: Duration = Duration::from_secs(5);

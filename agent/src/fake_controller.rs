@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use baton_proto::auth::{EnrollRequest, EnrollResponse};
+use baton_proto::lease::BatchCompleteResult;
 use baton_proto::{
     AbandonRequest, CompleteRequest, ErrorBody, ErrorCode, Grant, HeartbeatRequest, JobId,
     JobState, LeaseRef, PollRequest, ReleaseRequest,
@@ -108,6 +109,13 @@ pub struct Script {
     pub hold_polls: bool,
     /// Answer this many polls with 503 `store_unavailable` first.
     pub poll_unavailable: u32,
+    /// Refuse polls that carry completions with 400, as a controller
+    /// older than the field does.
+    pub refuse_poll_completions: bool,
+    /// Polls refused for carrying completions.
+    pub refused_polls: u32,
+    /// Completions that rode a poll (also in `completes` when accepted).
+    pub ridden: Vec<JobId>,
 }
 
 /// A running fake controller.
@@ -220,6 +228,10 @@ async fn poll(
                 .into_response();
         }
     }
+    let completed = match ride(&s, &req) {
+        Ok(c) => c,
+        Err(refused) => return *refused,
+    };
     let cap = if lock(&s).hold_polls { u64::MAX } else { 50 };
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(0).min(cap));
     let cancels: Vec<LeaseRef> = {
@@ -234,7 +246,7 @@ async fn poll(
         lock(&s).polls.push(req);
         return (
             StatusCode::OK,
-            Json(json!({ "grants": [], "cancels": cancels })),
+            Json(json!({ "grants": [], "cancels": cancels, "completed": completed })),
         )
             .into_response();
     }
@@ -244,10 +256,60 @@ async fn poll(
         script.polls.push(req);
         script.grants.drain(..n).collect()
     };
-    if grants.is_empty() {
+    // A poll carrying completions is answered at once.
+    if grants.is_empty() && completed.is_empty() {
         tokio::time::sleep(wait).await;
     }
-    (StatusCode::OK, Json(json!({ "grants": grants }))).into_response()
+    (
+        StatusCode::OK,
+        Json(json!({ "grants": grants, "completed": completed })),
+    )
+        .into_response()
+}
+
+/// The completions a poll carries, answered as the completion route would
+/// (a 503 there fails the whole poll).
+fn ride(s: &Shared, req: &PollRequest) -> Result<Vec<BatchCompleteResult>, Box<Response>> {
+    let mut script = lock(s);
+    if req.completions.is_empty() {
+        return Ok(Vec::new());
+    }
+    if script.refuse_poll_completions {
+        script.refused_polls += 1;
+        let body = ErrorBody::new(ErrorCode::BadRequest, "unknown field `completions`", None);
+        return Err(Box::new(
+            (StatusCode::BAD_REQUEST, Json(json!(body))).into_response(),
+        ));
+    }
+    let mut out = Vec::new();
+    for item in &req.completions {
+        script.complete_attempts += 1;
+        let job_id = item.job_id;
+        let refused = |code| BatchCompleteResult::Refused {
+            job_id,
+            code,
+            message: "refused".into(),
+        };
+        if script.complete_forbidden {
+            out.push(refused(ErrorCode::Forbidden));
+        } else if script.complete_unavailable > 0 {
+            script.complete_unavailable -= 1;
+            return Err(Box::new(
+                error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady).into_response(),
+            ));
+        } else if script.complete_lease_lost {
+            out.push(refused(ErrorCode::LeaseLost));
+        } else {
+            script.ridden.push(job_id);
+            script.completes.push((job_id, item.request()));
+            out.push(BatchCompleteResult::Recorded {
+                job_id,
+                state: JobState::Succeeded,
+                duplicate: false,
+            });
+        }
+    }
+    Ok(out)
 }
 
 async fn heartbeat(

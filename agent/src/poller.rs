@@ -24,6 +24,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// Longest `Retry-After` honoured in one wait.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Longest wait, before a poll, for the completions being written to the
+/// outbox (their fdatasync), so they ride it.
+const RIDE_WAIT: Duration = Duration::from_millis(20);
 /// While refused, the ERROR line is repeated every this many polls (every ~5 min).
 const REFUSED_REPEAT: u32 = 30;
 
@@ -66,11 +69,18 @@ pub async fn run(
             crashed(until, shutdown).await;
             continue;
         }
-        let req = request(
+        // Finished jobs' completions ride this poll (`delivery::ride`).
+        let riders = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            r = shared.delivery.riders(RIDE_WAIT) => r,
+        };
+        let mut req = request(
             settings,
             1 + slots.available_permits(),
             shared.registry.leases(),
         );
+        req.completions = riders.items();
         let sent_at = Instant::now();
         let answer = tokio::select! {
             biased;
@@ -78,7 +88,17 @@ pub async fn run(
             r = shared.transport.poll(&req, settings.wait) => r,
         };
         let pause = match answer {
-            Ok(resp) => {
+            Err(e) if !riders.is_empty() && refuses_riders(&e) => {
+                // A controller older than completions in a poll: they go
+                // on their own, and the poll is sent again at once.
+                shared.delivery.refused_riders(riders);
+                drop(first);
+                continue;
+            }
+            Ok(mut resp) => {
+                shared
+                    .delivery
+                    .ridden(riders, Some(std::mem::take(&mut resp.completed)));
                 state.answered(resp.drain, resp.grants.len(), jobs.len());
                 cancel_notices(shared, &resp.cancels);
                 let pause = resp.retry_after_ms.map(Duration::from_millis);
@@ -135,6 +155,12 @@ async fn notices(shared: &Arc<Shared>, settings: &PollSettings, state: &mut Loop
     }
 }
 
+/// Whether a poll was refused for the completions it carried: a
+/// controller that does not know the field.
+fn refuses_riders(e: &Error) -> bool {
+    matches!(e, Error::Rejected { status: 400 | 422, body, .. } if body.contains("completions"))
+}
+
 /// Act on a poll's cancel notices (see [`crate::runner::Registry::cancel_notice`]).
 fn cancel_notices(shared: &Shared, cancels: &[LeaseRef]) {
     for &c in cancels {
@@ -170,6 +196,7 @@ fn request(settings: &PollSettings, free: usize, leases: Vec<LeaseRef>) -> PollR
         wait_ms: Some(u64::try_from(settings.wait.as_millis()).unwrap_or(u64::MAX)),
         leases,
         failover_ms: None,
+        completions: Vec::new(),
     }
 }
 
@@ -307,3 +334,6 @@ pub fn reap(jobs: &mut JoinSet<()>) {
         }
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests;

@@ -41,6 +41,15 @@ pub struct PollRequest {
     /// poll or heartbeat carrying it is answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_ms: Option<u64>,
+    /// Completions of the agent's jobs carried by this poll (at most
+    /// [`BatchCompleteRequest::MAX`]): each is checked and recorded as
+    /// `POST /v1/agents/{id}/complete` would, and answered in
+    /// [`PollResponse::completed`], in order. A poll carrying completions
+    /// is answered at once (with the jobs ready for it, if any), never
+    /// held: a job's completion and the agent's next grant are then one
+    /// round trip while work waits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completions: Vec<BatchCompleteItem>,
 }
 
 /// One lease: a job and the fencing token of its grant.
@@ -101,6 +110,10 @@ pub struct PollResponse {
     /// exactly as for a heartbeat's `cancel_requested` (the token is checked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cancels: Vec<LeaseRef>,
+    /// One result per completion the poll carried
+    /// ([`PollRequest::completions`]), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed: Vec<BatchCompleteResult>,
 }
 
 /// Progress of a running job.

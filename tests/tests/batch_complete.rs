@@ -2,7 +2,9 @@
 //! result per item in order, a refused item (stale token, output over the
 //! bound, a job the caller does not hold) does not fail the others, a
 //! redelivery is answered `duplicate`, only the agent itself may call it,
-//! 1..=256 items; and real agents deliver their completions through it.
+//! 1..=256 items; a poll carries completions the same way
+//! (`PollRequest::completions`); and real agents deliver their completions
+//! through these.
 
 use std::time::Duration;
 
@@ -118,9 +120,52 @@ async fn items_are_answered_in_order_and_one_bad_item_fails_alone() {
         .expect("operator");
     assert!(r.status == 401 || r.status == 403, "{}", r.body);
     assert_eq!(c.api.job(b).await.expect("job").state, JobState::Running);
-    for id in [b, d] {
-        c.api.cancel(id).await.expect("cancel");
-    }
+
+    // A poll carries completions: recorded as the batch route would, and
+    // answered in `completed`, in order, beside the poll's own answer.
+    let poll = |completions: Vec<serde_json::Value>| {
+        json!({"groups": ["default"], "free_slots": 0, "wait_ms": 0, "version": "test",
+               "os": "linux", "capabilities": {"kinds": ["noop"], "connections": []},
+               "completions": completions})
+    };
+    let r = me
+        .post(
+            "/v1/agents/agent-1/poll",
+            poll(vec![item(b, tb), item(a, ta + 5)]),
+        )
+        .await
+        .expect("poll with completions");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["grants"], json!([]), "{}", r.body);
+    assert_eq!(r.body["completed"][0]["job_id"], b, "{}", r.body);
+    assert_eq!(r.body["completed"][0]["state"], "succeeded", "{}", r.body);
+    assert_eq!(r.body["completed"][1]["code"], "lease_lost", "{}", r.body);
+    assert_eq!(c.api.job(b).await.expect("job").state, JobState::Succeeded);
+    let many: Vec<_> = (0..257).map(|i| item(d, td + 1 + i)).collect();
+    let r = me
+        .post("/v1/agents/agent-1/poll", poll(many))
+        .await
+        .expect("too many");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "completions", "{}", r.body);
+    // With a free slot and a long hold asked, a poll carrying completions
+    // is still answered at once (nothing is queued): never held.
+    let mut held = poll(vec![item(d, td)]);
+    held["free_slots"] = json!(1);
+    held["wait_ms"] = json!(60_000);
+    let asked = std::time::Instant::now();
+    let r = me
+        .post("/v1/agents/agent-1/poll", held)
+        .await
+        .expect("poll with a free slot");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "held {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(r.body["completed"][0]["state"], "succeeded", "{}", r.body);
+    assert_eq!(c.api.job(d).await.expect("job").state, JobState::Succeeded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +228,7 @@ async fn agents_deliver_their_completions_in_batches() {
     for i in 0..2 {
         assert_eq!(c.agents[i].outbox_len(), 0, "{logs}");
     }
-    // Through the batch route, not the single one.
+    // Through the batch route or riding polls, not the single one.
     let answered = |route: &str| {
         c.controller
             .log_text()

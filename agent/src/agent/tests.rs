@@ -132,7 +132,7 @@ pub fn spawn_agent(cfg: Config, identity: &Identity) -> (JoinHandle<()>, Cancell
     (task, shutdown)
 }
 
-fn grant(job_id: i64, ttl_ms: u64, spec: JobSpec) -> Grant {
+pub fn grant(job_id: i64, ttl_ms: u64, spec: JobSpec) -> Grant {
     Grant {
         job_id,
         attempt: 1,
@@ -155,7 +155,7 @@ fn sh(script: &str) -> JobSpec {
     })
 }
 
-fn noop(sleep_ms: u64) -> JobSpec {
+pub fn noop(sleep_ms: u64) -> JobSpec {
     JobSpec::Noop(NoopSpec { sleep_ms })
 }
 

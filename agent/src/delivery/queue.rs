@@ -4,6 +4,7 @@
 //! call's; a controller without the batch route gets one call per job.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use baton_proto::lease::{
     BatchCompleteItem, BatchCompleteRequest, BatchCompleteResponse, BatchCompleteResult,
@@ -12,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span, debug, error, info, warn};
 
+use super::ride::{Riders, Rides};
 use super::{Delivery, RETRY_CAP, RETRY_MIN, blocking, deliver_until, fit, persist, verdict_of};
 use crate::outbox::{self, Entry, Outbox};
 use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
@@ -21,12 +23,24 @@ use crate::transport::{self, MAX_CALL_TIMEOUT, Transport};
 /// limit is 4 MiB by default.
 const BATCH_TEXT_BYTES: usize = 1 << 20;
 
+/// What the delivery task is handed.
+#[derive(Debug)]
+pub(super) enum Msg {
+    /// A completion to write and deliver.
+    Handoff(Handoff),
+    /// Completions a poll carried ([`super::ride`]), with the poll's
+    /// results for them (`None`: not delivered; sent on their own).
+    Ridden(Vec<Pending>, Option<Vec<BatchCompleteResult>>),
+}
+
 /// A finished job's completion on its way to the delivery task.
 #[derive(Debug)]
-struct Handoff {
+pub(super) struct Handoff {
     entry: Entry,
     /// Already in the outbox (left by an earlier run).
     persisted: bool,
+    /// Counted in [`Rides::handed_off`].
+    counted: bool,
     abandon: CancellationToken,
     done: oneshot::Sender<Delivery>,
     /// The job's span: what is logged about this completion is in it.
@@ -35,10 +49,10 @@ struct Handoff {
 
 /// A completion in the outbox, waiting for the controller's answer.
 #[derive(Debug)]
-struct Pending {
+pub(super) struct Pending {
     /// In the outbox (false: it could not be written, sent from memory).
     persisted: bool,
-    entry: Entry,
+    pub(super) entry: Entry,
     abandon: CancellationToken,
     done: oneshot::Sender<Delivery>,
     /// The job's span (from its [`Handoff`]).
@@ -46,6 +60,23 @@ struct Pending {
 }
 
 impl Pending {
+    /// A written completion, for tests; its answer on the receiver.
+    #[cfg(test)]
+    pub(super) fn for_test(
+        entry: Entry,
+        abandon: CancellationToken,
+    ) -> (Self, oneshot::Receiver<Delivery>) {
+        let (done, answer) = oneshot::channel();
+        let p = Pending {
+            persisted: true,
+            entry,
+            abandon,
+            done,
+            span: Span::none(),
+        };
+        (p, answer)
+    }
+
     fn text_bytes(&self) -> usize {
         let r = &self.entry.request;
         let data = r.result.data.as_ref().map_or(0, |d| {
@@ -61,20 +92,49 @@ impl Pending {
 /// Hands finished jobs' completions to the agent's delivery task.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
-    tx: mpsc::UnboundedSender<Handoff>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rides: Arc<Rides>,
 }
 
 /// The receiving end, for [`run_queue`].
 #[derive(Debug)]
 pub struct DeliveryQueue {
-    rx: mpsc::UnboundedReceiver<Handoff>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    rides: Arc<Rides>,
 }
 
 impl Deliverer {
     /// A deliverer and the queue its delivery task reads.
     pub fn channel() -> (Deliverer, DeliveryQueue) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Deliverer { tx }, DeliveryQueue { rx })
+        let rides = Arc::new(Rides::default());
+        (
+            Deliverer {
+                tx,
+                rides: rides.clone(),
+            },
+            DeliveryQueue { rx, rides },
+        )
+    }
+
+    /// For the poll loop about to ask for work: the completions to carry
+    /// in that poll ([`super::ride`]), after waiting at most `wait` for
+    /// those being written. Answer them with [`Self::ridden`].
+    pub async fn riders(&self, wait: Duration) -> Riders {
+        self.rides.take(wait, &self.tx).await
+    }
+
+    /// The poll that carried `riders` was answered with `results` (`None`:
+    /// it failed; they are sent on their own).
+    pub fn ridden(&self, riders: Riders, results: Option<Vec<BatchCompleteResult>>) {
+        riders.answer(results);
+    }
+
+    /// The controller refused a poll carrying completions: they go on
+    /// their own from now on (this run).
+    pub fn refused_riders(&self, riders: Riders) {
+        self.rides.refused(&self.tx);
+        drop(riders);
     }
 
     /// Persist `entry` and deliver it (batched with others), retrying until the
@@ -91,11 +151,14 @@ impl Deliverer {
         let handoff = Handoff {
             entry,
             persisted: false,
+            counted: true,
             abandon: abandon.clone(),
             done,
             span: Span::current(),
         };
-        if let Err(mpsc::error::SendError(h)) = self.tx.send(handoff) {
+        self.rides.handed_off();
+        if let Err(mpsc::error::SendError(Msg::Handoff(h))) = self.tx.send(Msg::Handoff(handoff)) {
+            self.rides.arrived(Vec::new(), 1, false);
             return deliver_alone(transport, outbox, h.entry, abandon).await;
         }
         tokio::select! {
@@ -117,10 +180,11 @@ impl Deliverer {
             span: crate::logging::completion_span(entry.job_id, entry.token()),
             entry,
             persisted: true,
+            counted: false,
             abandon: abandon.clone(),
             done,
         };
-        self.tx.send(handoff).ok().map(|()| answer)
+        self.tx.send(Msg::Handoff(handoff)).ok().map(|()| answer)
     }
 }
 
@@ -143,7 +207,9 @@ async fn deliver_alone(
 
 /// The agent's delivery task: runs until `stop` fires (after the job tasks
 /// ended). Completions that arrive are always written to the outbox first;
-/// those not delivered when it stops stay there for the next start.
+/// while a poll waits for company they ride it ([`super::ride`]), otherwise
+/// they are sent here; those not delivered when it stops stay in the outbox
+/// for the next start.
 pub async fn run_queue(
     mut queue: DeliveryQueue,
     transport: Arc<Transport>,
@@ -159,18 +225,21 @@ pub async fn run_queue(
     let mut delays = crate::backoff::delays(RETRY_MIN, RETRY_CAP);
     let mut warned = false;
     loop {
-        let mut arrived = Vec::new();
+        let mut msgs = Vec::new();
         if pending.is_empty() {
             match queue.next(&stop).await {
-                Some(h) => arrived.push(h),
+                Some(m) => msgs.push(m),
                 None => break,
             }
         }
-        while let Ok(h) = queue.rx.try_recv() {
-            arrived.push(h);
+        while let Ok(m) = queue.rx.try_recv() {
+            msgs.push(m);
         }
-        pending.extend(state.persist(arrived).await);
+        pending.extend(queue.take_in(&state, msgs, true).await);
         pending.retain(|p| !p.abandon.is_cancelled());
+        if pending.is_empty() {
+            continue;
+        }
         let Some(kept) = state.send_all(&mut pending, &stop).await else {
             break;
         };
@@ -196,14 +265,38 @@ pub async fn run_queue(
 }
 
 impl DeliveryQueue {
-    /// The next completion handed over; `None` when `stop` fires or every
-    /// deliverer is gone.
-    async fn next(&mut self, stop: &CancellationToken) -> Option<Handoff> {
+    /// The next message; `None` when `stop` fires or every deliverer is gone.
+    async fn next(&mut self, stop: &CancellationToken) -> Option<Msg> {
         tokio::select! {
             biased;
             () = stop.cancelled() => None,
-            h = self.rx.recv() => h,
+            m = self.rx.recv() => m,
         }
+    }
+
+    /// Take in `msgs`: new completions are written to the outbox (and,
+    /// with `offer`, kept for a poll that waits for company); completions
+    /// a poll carried are settled with its results. What is left to send
+    /// here is returned.
+    async fn take_in(&self, state: &QueueState, msgs: Vec<Msg>, offer: bool) -> Vec<Pending> {
+        let mut arrived = Vec::new();
+        let mut out = Vec::new();
+        let mut ridden = Vec::new();
+        for m in msgs {
+            match m {
+                Msg::Handoff(h) => arrived.push(h),
+                Msg::Ridden(p, results) => ridden.push((p, results)),
+            }
+        }
+        if !arrived.is_empty() {
+            let counted = arrived.iter().filter(|h| h.counted).count();
+            let written = state.persist(arrived).await;
+            out.extend(self.rides.arrived(written, counted, offer));
+        }
+        for (chunk, results) in ridden {
+            out.extend(state.settle_ridden(chunk, results).await);
+        }
+        out
     }
 
     /// Wait until `until`, writing completions that arrive meanwhile to the
@@ -220,20 +313,23 @@ impl DeliveryQueue {
                 biased;
                 () = stop.cancelled() => return false,
                 () = tokio::time::sleep_until(until) => return true,
-                h = self.rx.recv() => match h {
-                    Some(h) => pending.extend(state.persist(vec![h]).await),
+                m = self.rx.recv() => match m {
+                    Some(m) => pending.extend(self.take_in(state, vec![m], false).await),
                     None => return false,
                 },
             }
         }
     }
 
-    /// Stopping: whatever is still queued is written to the outbox for the next start.
+    /// Stopping: whatever is still queued is written to the outbox for the
+    /// next start (completions a poll carried are there already).
     async fn close(mut self, state: &QueueState) {
         self.rx.close();
         let mut arrived = Vec::new();
-        while let Ok(h) = self.rx.try_recv() {
-            arrived.push(h);
+        while let Ok(m) = self.rx.try_recv() {
+            if let Msg::Handoff(h) = m {
+                arrived.push(h);
+            }
         }
         if !arrived.is_empty() {
             drop(state.persist(arrived).await);
@@ -242,7 +338,7 @@ impl DeliveryQueue {
 }
 
 /// The first completions of `pending` that fit one request.
-fn take_chunk(pending: &mut Vec<Pending>) -> Vec<Pending> {
+pub(super) fn take_chunk(pending: &mut Vec<Pending>) -> Vec<Pending> {
     let mut n = 0;
     let mut bytes = 0;
     for p in pending.iter() {
@@ -369,6 +465,32 @@ impl QueueState {
             let _ = p.done.send(v);
         }
         (again, kept)
+    }
+
+    /// Completions a poll carried: apply the poll's `results` as a batch
+    /// answer; without results (the poll failed) or with ones that do not
+    /// match, they are returned, to be sent here.
+    async fn settle_ridden(
+        &self,
+        chunk: Vec<Pending>,
+        results: Option<Vec<BatchCompleteResult>>,
+    ) -> Vec<Pending> {
+        let Some(results) = results else {
+            return chunk;
+        };
+        match batch_verdicts(&chunk, BatchCompleteResponse { results }) {
+            Some(verdicts) => {
+                let verdicts = self.resend_too_large(&chunk, verdicts).await;
+                self.settle(chunk, verdicts).await.0
+            }
+            None => {
+                warn!(
+                    items = chunk.len(),
+                    "The poll's completion results do not match what it carried; sending them again"
+                );
+                chunk
+            }
+        }
     }
 
     /// One attempt for `chunk`: a verdict per completion, in order.

@@ -134,6 +134,7 @@ async fn poll_once(config: &Config) -> Result<(), transport::Error> {
         wait_ms: Some(0),
         leases: Vec::new(),
         failover_ms: None,
+        completions: Vec::new(),
     };
     transport
         .poll(&req, Duration::from_secs(2))

@@ -25,7 +25,9 @@ use crate::jobs::log_refusal;
 use crate::store::now_ms;
 
 /// `POST /v1/agents/{id}/poll`: hold until a job is granted or the hold
-/// runs out (`dispatch::long_poll`).
+/// runs out (`dispatch::long_poll`). The completions it carries are
+/// recorded as by `POST /v1/agents/{id}/complete`, beside its first look
+/// for work, and such a poll is answered at once.
 #[utoipa::path(
     post,
     operation_id = "agent_poll",
@@ -78,6 +80,12 @@ pub async fn poll(
     if req.leases.len() > 1024 {
         return Err(ApiError::bad_request("at most 1024", Some("leases".into())));
     }
+    if req.completions.len() > BatchCompleteRequest::MAX {
+        return Err(ApiError::bad_request(
+            format!("at most {}", BatchCompleteRequest::MAX),
+            Some("completions".into()),
+        ));
+    }
     if let Some(ms) = req.failover_ms {
         drills::agent_failover(&s.store, &caller.id, ms).await;
     }
@@ -88,14 +96,32 @@ pub async fn poll(
         ready: &s.ready,
         shutdown: &s.shutdown,
     };
+    // A poll carrying completions is answered at once, never held: their
+    // results must not wait for work to come.
+    let max_hold = if req.completions.is_empty() {
+        s.config.poll_hold
+    } else {
+        std::time::Duration::ZERO
+    };
     let poll = Poll {
         agent_id: &id,
         req: &req,
-        max_hold: s.config.poll_hold,
+        max_hold,
         started,
         received,
     };
-    Ok(Json(long_poll(dispatcher, poll).await?))
+    // The completions the poll carries go to the store beside its first
+    // look for work (one group commit when both are queued together).
+    let max = s.config.max_output_bytes;
+    let completions = join_all(
+        req.completions
+            .iter()
+            .map(|item| complete_item(&s, &caller.id, max, item, received)),
+    );
+    let (completed, answer) = tokio::join!(completions, long_poll(dispatcher, poll));
+    let mut answer = answer?;
+    answer.completed = completed;
+    Ok(Json(answer))
 }
 
 /// `POST /v1/jobs/{id}/heartbeat`.

@@ -538,6 +538,7 @@ fn empty(drain: bool) -> PollResponse {
         retry_after_ms: None,
         drain,
         cancels: Vec::new(),
+        completed: Vec::new(),
     }
 }
 

@@ -142,6 +142,7 @@ impl Rig {
             wait_ms: None,
             leases,
             failover_ms: None,
+            completions: Vec::new(),
         };
         let d = Dispatcher {
             jobs: &self.jobs,

@@ -30,6 +30,16 @@ fn poll_roundtrip() {
             token: 7,
         }],
         failover_ms: Some(840),
+        completions: vec![BatchCompleteItem::new(
+            3,
+            CompleteRequest {
+                started_after_ms: Some(2),
+                token: 5,
+                completion: Completion::Succeeded,
+                result: JobResult::default(),
+                error: None,
+            },
+        )],
     });
     check(&PollResponse {
         grants: vec![Grant {
@@ -46,6 +56,11 @@ fn poll_roundtrip() {
         retry_after_ms: None,
         drain: false,
         cancels: vec![],
+        completed: vec![BatchCompleteResult::Recorded {
+            job_id: 3,
+            state: JobState::Succeeded,
+            duplicate: false,
+        }],
     });
     check(&PollResponse {
         grants: vec![],
@@ -55,10 +70,11 @@ fn poll_roundtrip() {
             job_id: 4,
             token: 7,
         }],
+        completed: vec![],
     });
     // Controllers before drain and cancel notices existed did not send the fields.
     let old: PollResponse = serde_json::from_str(r#"{"grants":[]}"#).expect("old");
-    assert!(!old.drain && old.cancels.is_empty());
+    assert!(!old.drain && old.cancels.is_empty() && old.completed.is_empty());
     // Agents before failover reports did not send the field, and an agent
     // without one to report leaves it out.
     let old: PollRequest = serde_json::from_str(
@@ -66,8 +82,10 @@ fn poll_roundtrip() {
     )
     .expect("old poll");
     assert_eq!(old.failover_ms, None);
+    assert!(old.completions.is_empty());
     let json = serde_json::to_string(&old).expect("json");
     assert!(!json.contains("failover_ms"), "{json}");
+    assert!(!json.contains("completions"), "{json}");
 }
 
 #[test]

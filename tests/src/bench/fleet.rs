@@ -293,7 +293,12 @@ pub(super) async fn wait_all_online(
 /// The poll body of a simulated agent: group [`GROUP`], one free slot,
 /// noop jobs only, the longest hold.
 pub fn poll_body() -> Vec<u8> {
-    let req = PollRequest {
+    serde_json::to_vec(&poll_request()).unwrap_or_default()
+}
+
+/// The poll of a simulated agent (see [`poll_body`]).
+pub fn poll_request() -> PollRequest {
+    PollRequest {
         groups: vec![GROUP.to_owned()],
         free_slots: 1,
         capabilities: Capabilities {
@@ -307,6 +312,6 @@ pub fn poll_body() -> Vec<u8> {
         wait_ms: Some(limits::DEFAULT_POLL_HOLD_MS),
         leases: Vec::new(),
         failover_ms: None,
-    };
-    serde_json::to_vec(&req).unwrap_or_default()
+        completions: Vec::new(),
+    }
 }

@@ -2,8 +2,8 @@
 //! agents (the `idle-fleet` machinery: real enrolled identities, one held
 //! poll each, one free slot) serve one group; jobs are submitted at a
 //! fixed rate (default 100/s for 60 s). A simulated agent that is granted a
-//! job "starts" it when the grant arrives, completes it at once and polls
-//! again. Reported: polls woken per job (the controller's
+//! job "starts" it when the grant arrives and completes it at once, in its
+//! next poll (`PollRequest::completions`, as the agent does). Reported: polls woken per job (the controller's
 //! `baton_dispatch_polls_woken_total`), the controller's CPU over the
 //! submit window, and dispatch from the moment each submit was sent to the
 //! grant's arrival at its agent (same process, monotonic clock).
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use baton_proto::lease::BatchCompleteItem;
 use baton_proto::{AGENT_ID_HEADER, CompleteRequest, Completion, JobId, JobResult, limits};
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -73,7 +74,7 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
     rep.rows.push(Row::new("agents", n as f64, "agents"));
     rep.notes.push(
         "each simulated agent: own enrollment token + secret, one free slot, kinds=[noop], \
-         completes a granted job at once and polls again; start = the grant's arrival at the \
+         completes a granted job at once in its next poll; start = the grant's arrival at the \
          simulated agent; CPU over the submit window (controller process only)"
             .into(),
     );
@@ -218,8 +219,9 @@ async fn wake_counters(api: &Api) -> Result<(f64, f64)> {
     ))
 }
 
-/// One simulated agent: poll; on a grant, note its start, complete it at
-/// once and poll again; forever.
+/// One simulated agent: poll; on a grant, note its start and carry its
+/// completion in the next poll (as the agent does: one request per job);
+/// forever.
 async fn serve(
     api: Api,
     id: String,
@@ -227,25 +229,54 @@ async fn serve(
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     use std::sync::atomic::Ordering;
-    let body = fleet::poll_body();
+    let empty = fleet::poll_body();
     let path = format!("/v1/agents/{id}/poll");
     let headers = [(AGENT_ID_HEADER, id.as_str())];
+    let mut carry: Vec<BatchCompleteItem> = Vec::new();
     loop {
+        let carried = carry.len();
+        let body = if carry.is_empty() {
+            empty.clone()
+        } else {
+            let mut req = fleet::poll_request();
+            req.completions = std::mem::take(&mut carry);
+            serde_json::to_vec(&req).unwrap_or_default()
+        };
         in_flight.fetch_add(1, Ordering::Relaxed);
         let r = api
-            .raw(reqwest::Method::POST, &path, Some(body.clone()), &headers)
+            .raw(reqwest::Method::POST, &path, Some(body), &headers)
             .await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
-        let Ok(raw) = r.map_err(drop).and_then(|r| {
-            if r.status.is_success() {
-                Ok(r)
-            } else {
-                Err(())
+        let raw = match r {
+            Ok(r) if r.status.is_success() => r,
+            other => {
+                // The completions it carried are lost to this simulation.
+                if carried > 0 {
+                    let why = match other {
+                        Ok(r) => format!("poll carrying completions: {} {}", r.status, r.body),
+                        Err(e) => format!("poll carrying completions: {e:#}"),
+                    };
+                    refused(&times, why);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-        }) else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
         };
+        let completed = raw.body["completed"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if completed.len() != carried {
+            refused(
+                &times,
+                format!("{carried} carried, {} answered", completed.len()),
+            );
+        }
+        for c in completed {
+            if c.get("code").is_some() {
+                refused(&times, c.to_string());
+            }
+        }
         let grants = raw.body["grants"].as_array().cloned().unwrap_or_default();
         for g in grants {
             let started = Instant::now();
@@ -260,24 +291,14 @@ async fn serve(
                 error: None,
                 started_after_ms: Some(0),
             };
-            let answer = api
-                .raw(
-                    reqwest::Method::POST,
-                    &format!("/v1/jobs/{job}/complete"),
-                    serde_json::to_vec(&done).ok(),
-                    &headers,
-                )
-                .await;
-            let refusal = match answer {
-                Ok(r) if r.status.is_success() => None,
-                Ok(r) => Some(format!("{} {}", r.status, r.body)),
-                Err(e) => Some(format!("{e:#}")),
-            };
-            if let Some(why) = refusal {
-                let mut t = lock(&times);
-                t.refused += 1;
-                t.first_refusal.get_or_insert(why);
-            }
+            carry.push(BatchCompleteItem::new(job, done));
         }
     }
+}
+
+/// A completion (or the poll carrying it) the controller did not accept.
+fn refused(times: &Shared, why: String) {
+    let mut t = lock(times);
+    t.refused += 1;
+    t.first_refusal.get_or_insert(why);
 }

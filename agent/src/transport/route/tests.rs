@@ -37,6 +37,7 @@ fn poll_request() -> PollRequest {
         wait_ms: Some(30_000),
         leases: Vec::new(),
         failover_ms: None,
+        completions: Vec::new(),
     }
 }
 

@@ -54,6 +54,7 @@ impl Rig {
             wait_ms: None,
             leases: Vec::new(),
             failover_ms: None,
+            completions: Vec::new(),
         };
         let d = Dispatcher {
             jobs: &self.jobs,

@@ -66,6 +66,7 @@ impl Replica {
             wait_ms: None,
             leases,
             failover_ms: None,
+            completions: Vec::new(),
         };
         let d = Dispatcher {
             jobs: &self.jobs,
