@@ -77,7 +77,7 @@ impl Pending {
         (p, answer)
     }
 
-    fn text_bytes(&self) -> usize {
+    pub(super) fn text_bytes(&self) -> usize {
         let r = &self.entry.request;
         let data = r.result.data.as_ref().map_or(0, |d| {
             serde_json::to_vec(d).map_or(BATCH_TEXT_BYTES, |v| v.len())

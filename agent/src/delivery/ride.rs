@@ -30,6 +30,11 @@ use tracing::info;
 
 use super::queue::{Msg, Pending, take_chunk};
 
+/// A completion with more text than this (output, error, `data`) goes on
+/// its own: a poll stays small, and the completion route cuts down one the
+/// controller finds too large (`delivery::fit`).
+const RIDE_MAX_BYTES: usize = 64 << 10;
+
 /// What the poll loop and the delivery task share.
 #[derive(Debug, Default)]
 pub(super) struct Rides {
@@ -92,8 +97,8 @@ impl Rides {
     }
 
     /// Wait (at most `wait`) for the completions handed off but not yet
-    /// written, then take the ready ones, up to one request's worth; the
-    /// rest go back to the delivery task.
+    /// written, then take the ready ones, up to one request's worth and
+    /// none over [`RIDE_MAX_BYTES`]; the rest go back to the delivery task.
     pub(super) async fn take(&self, wait: Duration, tx: &mpsc::UnboundedSender<Msg>) -> Riders {
         let deadline = tokio::time::Instant::now() + wait;
         let mut guard = Waiting {
@@ -112,9 +117,13 @@ impl Rides {
                 }
                 if st.handed == 0 || tokio::time::Instant::now() >= deadline {
                     st.waiting = false;
-                    let mut ready = std::mem::take(&mut st.ready);
+                    let (mut ready, mut rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.ready)
+                        .into_iter()
+                        .partition(|p| p.text_bytes() <= RIDE_MAX_BYTES);
                     drop(st);
                     let riders = take_chunk(&mut ready);
+                    rest.append(&mut ready);
+                    let ready = rest;
                     if !ready.is_empty() {
                         let _ = tx.send(Msg::Ridden(ready, None));
                     }

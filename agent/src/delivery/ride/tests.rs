@@ -140,3 +140,24 @@ async fn a_dropped_wait_gives_back_what_was_kept() {
         other => panic!("expected the completion back, got {other:?}"),
     }
 }
+
+/// A completion with much output goes on its own (the completion route
+/// cuts one down that is too large); the small one rides.
+#[tokio::test]
+async fn a_large_completion_goes_on_its_own() {
+    let rides = Arc::new(Rides::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    rides.handed_off();
+    let waiter = waiting_poll(&rides, &tx).await;
+    let (mut big, _big_done) = pending(13);
+    big.entry.request.result.stdout = "x".repeat(RIDE_MAX_BYTES + 1);
+    let (small, _small_done) = pending(14);
+    assert!(rides.arrived(vec![big, small], 1, true).is_empty());
+    let riders = waiter.await.expect("task");
+    let ids: Vec<_> = riders.items().iter().map(|i| i.job_id).collect();
+    assert_eq!(ids, [14]);
+    match rx.try_recv() {
+        Ok(Msg::Ridden(p, None)) => assert_eq!(p[0].entry.job_id, 13),
+        other => panic!("expected the large one back, got {other:?}"),
+    }
+}
