@@ -283,31 +283,29 @@ fn ride(s: &Shared, req: &PollRequest) -> Result<Vec<BatchCompleteResult>, Box<R
     }
     let mut out = Vec::new();
     for item in &req.completions {
-        script.complete_attempts += 1;
         let job_id = item.job_id;
-        let refused = |code| BatchCompleteResult::Refused {
-            job_id,
-            code,
-            message: "refused".into(),
-        };
-        if script.complete_forbidden {
-            out.push(refused(ErrorCode::Forbidden));
-        } else if script.complete_unavailable > 0 {
-            script.complete_unavailable -= 1;
-            return Err(Box::new(
-                error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady).into_response(),
-            ));
-        } else if script.complete_lease_lost {
-            out.push(refused(ErrorCode::LeaseLost));
-        } else {
-            script.ridden.push(job_id);
-            script.completes.push((job_id, item.request()));
-            out.push(BatchCompleteResult::Recorded {
-                job_id,
-                state: JobState::Succeeded,
-                duplicate: false,
-            });
-        }
+        out.push(
+            match record_completion(&mut script, job_id, item.request()) {
+                Ok(()) => {
+                    script.ridden.push(job_id);
+                    BatchCompleteResult::Recorded {
+                        job_id,
+                        state: JobState::Succeeded,
+                        duplicate: false,
+                    }
+                }
+                Err((StatusCode::SERVICE_UNAVAILABLE, code)) => {
+                    return Err(Box::new(
+                        error(StatusCode::SERVICE_UNAVAILABLE, code).into_response(),
+                    ));
+                }
+                Err((_, code)) => BatchCompleteResult::Refused {
+                    job_id,
+                    code,
+                    message: "refused".into(),
+                },
+            },
+        );
     }
     Ok(out)
 }
@@ -346,23 +344,36 @@ async fn complete(
     if let Some(refused) = check_auth(&s, &headers) {
         return refused;
     }
-    let mut script = lock(&s);
+    match record_completion(&mut lock(&s), job_id, req) {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "state": JobState::Succeeded })),
+        ),
+        Err((status, code)) => error(status, code),
+    }
+}
+
+/// One completion, as the script says: recorded, or refused with a status
+/// and code (the completion route's answer; a poll carrying it fails on a
+/// 503 and refuses the item otherwise).
+fn record_completion(
+    script: &mut Script,
+    job_id: JobId,
+    req: CompleteRequest,
+) -> Result<(), (StatusCode, ErrorCode)> {
     script.complete_attempts += 1;
     if script.complete_forbidden {
-        return error(StatusCode::FORBIDDEN, ErrorCode::Forbidden);
+        return Err((StatusCode::FORBIDDEN, ErrorCode::Forbidden));
     }
     if script.complete_unavailable > 0 {
         script.complete_unavailable -= 1;
-        return error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady);
+        return Err((StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady));
     }
     if script.complete_lease_lost {
-        return error(StatusCode::CONFLICT, ErrorCode::LeaseLost);
+        return Err((StatusCode::CONFLICT, ErrorCode::LeaseLost));
     }
     script.completes.push((job_id, req));
-    (
-        StatusCode::OK,
-        Json(json!({ "state": JobState::Succeeded })),
-    )
+    Ok(())
 }
 
 async fn abandon(

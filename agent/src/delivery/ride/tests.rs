@@ -39,20 +39,30 @@ async fn waiting_poll(
     waiter
 }
 
+/// A poll waits for company and `written` (one handed-off completion's
+/// write) arrives meanwhile: kept for it; what the poll took.
+async fn one_ride(
+    rides: &Arc<Rides>,
+    tx: &mpsc::UnboundedSender<Msg>,
+    written: Vec<Pending>,
+) -> Riders {
+    rides.handed_off();
+    let waiter = waiting_poll(rides, tx).await;
+    assert!(
+        rides.arrived(written, 1, true).is_empty(),
+        "kept for the poll"
+    );
+    waiter.await.expect("task")
+}
+
 /// Written while a poll waits: kept for it (nothing returned to send
 /// here); the poll takes it, and its answer goes to the delivery task.
 #[tokio::test]
 async fn a_completion_written_while_a_poll_waits_rides_it() {
     let rides = Arc::new(Rides::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    rides.handed_off();
-    let waiter = waiting_poll(&rides, &tx).await;
     let (p, _done) = pending(7);
-    assert!(
-        rides.arrived(vec![p], 1, true).is_empty(),
-        "kept for the poll"
-    );
-    let riders = waiter.await.expect("task");
+    let riders = one_ride(&rides, &tx, vec![p]).await;
     let items = riders.items();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].job_id, 7);
@@ -104,11 +114,8 @@ async fn the_wait_is_bounded_and_nothing_is_stranded() {
 async fn failed_polls_hand_completions_back_and_a_refusal_ends_riding() {
     let rides = Arc::new(Rides::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    rides.handed_off();
-    let waiter = waiting_poll(&rides, &tx).await;
     let (p, _done) = pending(10);
-    assert!(rides.arrived(vec![p], 1, true).is_empty());
-    drop(waiter.await.expect("task"));
+    drop(one_ride(&rides, &tx, vec![p]).await);
     match rx.try_recv() {
         Ok(Msg::Ridden(p, None)) => assert_eq!(p[0].entry.job_id, 10),
         other => panic!("expected the completion back, got {other:?}"),
@@ -147,13 +154,10 @@ async fn a_dropped_wait_gives_back_what_was_kept() {
 async fn a_large_completion_goes_on_its_own() {
     let rides = Arc::new(Rides::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    rides.handed_off();
-    let waiter = waiting_poll(&rides, &tx).await;
     let (mut big, _big_done) = pending(13);
     big.entry.request.result.stdout = "x".repeat(RIDE_MAX_BYTES + 1);
     let (small, _small_done) = pending(14);
-    assert!(rides.arrived(vec![big, small], 1, true).is_empty());
-    let riders = waiter.await.expect("task");
+    let riders = one_ride(&rides, &tx, vec![big, small]).await;
     let ids: Vec<_> = riders.items().iter().map(|i| i.job_id).collect();
     assert_eq!(ids, [14]);
     match rx.try_recv() {
