@@ -131,7 +131,7 @@ pub struct QueueFigure {
 
 /// The grouped read of [`JobStore::queue_figures`] (`now`, `since`: the
 /// backend's placeholders of the two parameters); the same text on every
-/// backend but for them. SQLite walks `jobs_state` and `jobs_finished`
+/// backend but for them. SQLite walks `jobs_active` and `jobs_finished`
 /// (MULTI-INDEX OR), PostgreSQL ORs their bitmaps.
 pub(crate) fn queue_figures_sql(now: &str, since: &str) -> String {
     format!(

@@ -4,6 +4,13 @@
 //! same host clock), read from the agents' log files. The same start measured
 //! from the moment the submit was sent is reported too (an upper bound: it
 //! includes the submit's own request and commit).
+//!
+//! Each run ends with this host's floor under the same 10 ms pauses: an
+//! HTTPS round trip that does nothing (`GET /healthz` on the harness's
+//! connection) and a commit-sized append to a file beside the controller's
+//! database, then its fsync (what SQLite's WAL does at each commit with
+//! `synchronous=FULL`). Their sum is what no change to the submit path can
+//! beat on this host.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -51,12 +58,28 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
             "starts before the 2xx",
             r.start.iter().filter(|v| **v < 0.0).count() as f64,
         );
+        s.push(
+            "floor: HTTPS round trip p50",
+            percentile(&r.https_floor, 50.0),
+        );
+        s.push(
+            "floor: HTTPS round trip p99",
+            percentile(&r.https_floor, 99.0),
+        );
+        s.push(
+            "floor: WAL append + fsync p50",
+            percentile(&r.sync_floor, 50.0),
+        );
+        s.push(
+            "floor: WAL append + fsync p99",
+            percentile(&r.sync_floor, 99.0),
+        );
         rep.failures.extend(r.failures);
     }
     // The headline: from the moment the submit is sent (what a user feels:
     // enter → the job starting), issue 20's target; the figure from the 2xx
     // and the rest follow.
-    let rows: [(&str, &str, Option<Target>); 12] = [
+    let rows: [(&str, &str, Option<Target>); 16] = [
         ("submit sent→start p50", "ms", Some(Target::Le(0.8))),
         ("submit sent→start p99", "ms", Some(Target::Le(1.5))),
         ("submit→start p50", "ms", Some(Target::Le(1.0))),
@@ -69,6 +92,10 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
         ("submit round trip p50", "ms", None),
         ("submit round trip p99", "ms", None),
         ("starts before the 2xx", "jobs", None),
+        ("floor: HTTPS round trip p50", "ms", None),
+        ("floor: HTTPS round trip p99", "ms", None),
+        ("floor: WAL append + fsync p50", "ms", None),
+        ("floor: WAL append + fsync p99", "ms", None),
     ];
     rep.add_rows(&s, &rows);
     rep.notes.push(format!(
@@ -77,6 +104,13 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
          {WARMUP} warm-up jobs per run not counted; each job waited for until succeeded, \
          then 10 ms for the agent to poll again; submit→grant uses the attempt's started_at \
          (controller clock, millisecond resolution)"
+    ));
+    rep.notes.push(format!(
+        "floor: {FLOOR_SAMPLES} samples per run after the jobs, each after 10 ms idle: \
+         `GET /healthz` on the harness's HTTPS connection (no store access), and \
+         {WAL_FRAMES} WAL frames (24-byte header + 4 KiB page each, written apart, as SQLite \
+         does) appended to a file beside the controller's database, then fsync: a lone \
+         submit-and-grant's commit on this disk"
     ));
     if s.get("starts before the 2xx").iter().any(|v| *v > 0.0) {
         rep.notes.push(
@@ -93,6 +127,8 @@ struct RunResult {
     sent_start: Vec<f64>,
     grant: Vec<f64>,
     rtt: Vec<f64>,
+    https_floor: Vec<f64>,
+    sync_floor: Vec<f64>,
     failures: Vec<String>,
 }
 
@@ -113,6 +149,8 @@ async fn one_run(args: &Args, jobs: usize) -> Result<RunResult> {
         sent_start: Vec::with_capacity(jobs),
         grant: Vec::with_capacity(jobs),
         rtt: Vec::with_capacity(jobs),
+        https_floor: Vec::with_capacity(FLOOR_SAMPLES),
+        sync_floor: Vec::with_capacity(FLOOR_SAMPLES),
         failures: Vec::new(),
     };
     let body = serde_json::to_vec(&json!({
@@ -155,7 +193,67 @@ async fn one_run(args: &Args, jobs: usize) -> Result<RunResult> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     b.check_alive()?;
+    out.https_floor = https_floor(&b).await?;
+    out.sync_floor = sync_floor(&b.tmp.path().join("controller")).await?;
     Ok(out)
+}
+
+/// Samples of each floor per run.
+const FLOOR_SAMPLES: usize = 300;
+
+/// WAL frames of a lone submit-and-grant's commit (its B-tree pages: the
+/// job's row, its indexes, the attempt and its indexes, the audit row and
+/// its indexes, `sqlite_sequence`; counted with strace).
+const WAL_FRAMES: usize = 12;
+
+/// `GET /healthz` round trips after 10 ms idle, in ms.
+async fn https_floor(b: &Bench) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(FLOOR_SAMPLES);
+    for _ in 0..FLOOR_SAMPLES {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let t = Instant::now();
+        let raw = b
+            .api
+            .raw(reqwest::Method::GET, "/healthz", None, &[])
+            .await?;
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+        if !raw.status.is_success() {
+            bail!("/healthz answered {}", raw.status);
+        }
+    }
+    Ok(out)
+}
+
+/// A commit-sized append and its fsync after 10 ms idle, in ms, to a file
+/// in `dir` (the controller's, on the same filesystem as its database).
+async fn sync_floor(dir: &std::path::Path) -> Result<Vec<f64>> {
+    let path = dir.join("floor.bin");
+    let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f64>> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        let header = [0x5au8; 24];
+        let page = [0xa5u8; 4096];
+        let mut out = Vec::with_capacity(FLOOR_SAMPLES);
+        for _ in 0..FLOOR_SAMPLES {
+            std::thread::sleep(Duration::from_millis(10));
+            let t = Instant::now();
+            for _ in 0..WAL_FRAMES {
+                f.write_all(&header)?;
+                f.write_all(&page)?;
+            }
+            f.sync_all()?;
+            out.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        drop(f);
+        std::fs::remove_file(&path)?;
+        Ok(out)
+    })
+    .await??;
+    Ok(samples)
 }
 
 async fn wait_grant(

@@ -85,3 +85,28 @@ async fn drills_from_before_the_rebuild_keep_their_rows_and_timelines() {
     assert!(v.id > 7, "ids go on after the kept rows: {}", v.id);
     assert_eq!(v.method, DrillMethod::ControllerCrash);
 }
+
+/// The takeover samples read only the attempts that ended `lease_expired`,
+/// through the partial index migration 0014 made for them (not a walk of
+/// every attempt).
+#[tokio::test]
+async fn takeover_samples_read_the_lease_expired_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SqliteStore::open(&dir.path().join("b.db"), SyncMode::Normal)
+        .await
+        .expect("open");
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        crate::store::drills::TAKEOVER_SAMPLES
+    )))
+    .fetch_all(&s.reader)
+    .await
+    .expect("plan");
+    let detail: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+    assert!(
+        detail
+            .iter()
+            .any(|d| d.ends_with(" a USING INDEX attempts_lease_expired")),
+        "{detail:?}"
+    );
+}

@@ -138,3 +138,29 @@ async fn old_audit_rows_go_and_the_file_gives_pages_back() {
     let after = pages(&s).await;
     assert!(after < before / 2, "pages {before} -> {after}");
 }
+
+/// A pruning batch walks `jobs_finished` in `finished_at` order and stops at
+/// its limit; it does not gather and sort every finished job (what the
+/// planner did while `jobs_state` held finished jobs, before migration 0014).
+#[tokio::test]
+async fn old_jobs_walk_the_finished_index_in_order() {
+    let (s, _d) = SqliteStore::temp().await;
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(concat!("EXPLAIN QUERY PLAN ", old_jobs!()))
+            .bind(1_000_i64)
+            .bind(10_i64)
+            .fetch_all(&s.reader)
+            .await
+            .expect("plan");
+    let detail: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+    assert!(
+        detail.contains(&"SEARCH jobs USING INDEX jobs_finished (finished_at<?)"),
+        "{detail:?}"
+    );
+    assert!(
+        !detail
+            .iter()
+            .any(|d| d.contains("TEMP B-TREE FOR ORDER BY")),
+        "{detail:?}"
+    );
+}
