@@ -238,6 +238,19 @@ impl SqliteStore {
         (Arc::new(s), dir)
     }
 
+    /// The `detail` column of `EXPLAIN QUERY PLAN sql`, `binds` bound in
+    /// order: which index (if any) each step of `sql` walks.
+    pub(crate) async fn query_plan(&self, sql: &str, binds: &[i64]) -> Vec<String> {
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {sql}"
+        )));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        let rows = q.fetch_all(&self.reader).await.expect("query plan");
+        rows.into_iter().map(|r| r.3).collect()
+    }
+
     /// A [`Store`](crate::store::Store) on this backend, for helpers that take one.
     pub(crate) fn store(self: &Arc<SqliteStore>) -> crate::store::Store {
         crate::store::Store::new(self.clone())

@@ -58,22 +58,13 @@ pub async fn run(args: &Args) -> Result<ScenarioReport> {
             "starts before the 2xx",
             r.start.iter().filter(|v| **v < 0.0).count() as f64,
         );
-        s.push(
-            "floor: HTTPS round trip p50",
-            percentile(&r.https_floor, 50.0),
-        );
-        s.push(
-            "floor: HTTPS round trip p99",
-            percentile(&r.https_floor, 99.0),
-        );
-        s.push(
-            "floor: WAL append + fsync p50",
-            percentile(&r.sync_floor, 50.0),
-        );
-        s.push(
-            "floor: WAL append + fsync p99",
-            percentile(&r.sync_floor, 99.0),
-        );
+        for (floor, v) in [
+            ("floor: HTTPS round trip", &r.https_floor),
+            ("floor: WAL append + fsync", &r.sync_floor),
+        ] {
+            s.push(&format!("{floor} p50"), percentile(v, 50.0));
+            s.push(&format!("{floor} p99"), percentile(v, 99.0));
+        }
         rep.failures.extend(r.failures);
     }
     // The headline: from the moment the submit is sent (what a user feels:

@@ -91,18 +91,10 @@ async fn drills_from_before_the_rebuild_keep_their_rows_and_timelines() {
 /// every attempt).
 #[tokio::test]
 async fn takeover_samples_read_the_lease_expired_index() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = SqliteStore::open(&dir.path().join("b.db"), SyncMode::Normal)
-        .await
-        .expect("open");
-    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN QUERY PLAN {}",
-        crate::store::drills::TAKEOVER_SAMPLES
-    )))
-    .fetch_all(&s.reader)
-    .await
-    .expect("plan");
-    let detail: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+    let (s, _d) = SqliteStore::temp().await;
+    let detail = s
+        .query_plan(crate::store::drills::TAKEOVER_SAMPLES, &[])
+        .await;
     assert!(
         detail
             .iter()

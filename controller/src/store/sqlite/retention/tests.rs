@@ -145,16 +145,11 @@ async fn old_audit_rows_go_and_the_file_gives_pages_back() {
 #[tokio::test]
 async fn old_jobs_walk_the_finished_index_in_order() {
     let (s, _d) = SqliteStore::temp().await;
-    let plan: Vec<(i64, i64, i64, String)> =
-        sqlx::query_as(concat!("EXPLAIN QUERY PLAN ", old_jobs!()))
-            .bind(1_000_i64)
-            .bind(10_i64)
-            .fetch_all(&s.reader)
-            .await
-            .expect("plan");
-    let detail: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+    let detail = s.query_plan(old_jobs!(), &[1_000, 10]).await;
     assert!(
-        detail.contains(&"SEARCH jobs USING INDEX jobs_finished (finished_at<?)"),
+        detail
+            .iter()
+            .any(|d| d == "SEARCH jobs USING INDEX jobs_finished (finished_at<?)"),
         "{detail:?}"
     );
     assert!(
