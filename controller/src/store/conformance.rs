@@ -52,6 +52,7 @@ macro_rules! suite {
                 cancel_and_retry_rules,
                 jobs_name_the_schedule_and_run_that_made_them,
                 queue_figures_count_by_group_and_state,
+                lists_each_state_newest_first_in_pages,
             ],
             lease: [
                 grant_once_tokens_increase_and_expiry_requeues,

@@ -375,3 +375,92 @@ pub async fn queue_figures_count_by_group_and_state(s: &Store) {
         .expect("g queued");
     assert_eq!((g.count, g.oldest_ready_at), (1, None));
 }
+
+/// Conformance case `lists_each_state_newest_first_in_pages`: the listing
+/// by each state (the backends read the active and the failed/cancelled
+/// ones through partial indexes) returns exactly that state's jobs, newest
+/// first, page by page, and combines with the other filters.
+pub async fn lists_each_state_newest_first_in_pages(s: &Store) {
+    use baton_proto::{CompleteRequest, Completion, JobKind, JobResult};
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let j = s.submit(new_job("g", None, "h"), 1000 + i).await;
+        ids.push(j.expect("submit").job.id);
+    }
+    let (groups, kinds) = (vec!["g".to_string()], vec![JobKind::Noop]);
+    let req = crate::store::GrantRequest {
+        agent_id: "a",
+        groups: &groups,
+        kinds: &kinds,
+        connections: &[],
+        stores: &[],
+        max: 6,
+    };
+    let granted = s.grant(&req, 2000).await.expect("grant");
+    let running: Vec<JobId> = granted.grants.iter().map(|g| g.job_id).collect();
+    assert_eq!(running, ids[..6], "the oldest six granted");
+    for (i, ok) in [(0, true), (1, false), (2, true), (3, false)] {
+        let completion = if ok {
+            Completion::Succeeded
+        } else {
+            Completion::Failed { retryable: false }
+        };
+        let done = CompleteRequest {
+            started_after_ms: None,
+            token: granted.grants[i].token,
+            completion,
+            result: JobResult::default(),
+            error: (!ok).then(|| "boom".to_owned()),
+        };
+        s.complete(ids[i], "a", &done, 3000)
+            .await
+            .expect("complete");
+    }
+    for i in [6, 9] {
+        s.cancel(ids[i], 3000).await.expect("cancel");
+    }
+    let expect = [
+        (JobState::Queued, vec![ids[8], ids[7]]),
+        (JobState::Running, vec![ids[5], ids[4]]),
+        (JobState::Succeeded, vec![ids[2], ids[0]]),
+        (JobState::Failed, vec![ids[3], ids[1]]),
+        (JobState::Cancelled, vec![ids[9], ids[6]]),
+    ];
+    for (state, want) in expect {
+        let mut filter = JobFilter {
+            state: Some(state),
+            limit: 1,
+            ..Default::default()
+        };
+        let mut got = Vec::new();
+        loop {
+            let page = s.list_jobs(&filter).await.expect("list");
+            assert!(page.jobs.iter().all(|j| j.state == state), "{page:?}");
+            got.extend(page.jobs.iter().map(|j| j.id));
+            match page.next_before {
+                Some(b) => filter.before = Some(b),
+                None => break,
+            }
+            assert!(got.len() <= want.len(), "{state}: {got:?}");
+        }
+        assert_eq!(got, want, "{state}, one per page");
+        // A page starting below the newest, and another filter beside the state.
+        filter.before = Some(want[0]);
+        filter.limit = 10;
+        let rest: Vec<JobId> = s
+            .list_jobs(&filter)
+            .await
+            .expect("list")
+            .jobs
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(rest, want[1..], "{state}, below {}", want[0]);
+        filter.before = None;
+        filter.group = Some("other".into());
+        assert!(
+            s.list_jobs(&filter).await.expect("list").jobs.is_empty(),
+            "{state} of another group"
+        );
+    }
+}

@@ -95,7 +95,14 @@ impl JobStore for PgStore {
     async fn list_jobs(&self, f: &JobFilter) -> Result<JobList> {
         let limit = f.limit.clamp(1, 1000);
         let mut browse = self.browse().await?;
-        let rows: Vec<SummaryRow> = sqlx::query_as(
+        // The state as a literal, so the planner can read its partial index
+        // (`JobFilter::state_index`; `$1` stays typed), and the page's end as
+        // a range on the id.
+        let state = match f.state_index() {
+            Some((_, by_index)) => format!("{by_index} AND $1::text IS NOT NULL"),
+            None => "($1::text IS NULL OR state = $1)".to_owned(),
+        };
+        let sql = format!(
             "SELECT id, grp, kind, connection, state, priority, attempts_spent,
                     (retry::jsonb ->> 'max_attempts')::bigint AS max_attempts, labels,
                     not_before, cancel_requested, lease_agent, created_at, updated_at, finished_at,
@@ -113,23 +120,24 @@ impl JobStore for PgStore {
                     (SELECT name FROM schedules s WHERE s.id = jobs.schedule_id) AS schedule,
                     nominal_at, run_id, step
              FROM jobs
-             WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR grp = $2)
-               AND ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR id < $4)
+             WHERE {state} AND ($2::text IS NULL OR grp = $2)
+               AND ($3::text IS NULL OR kind = $3) AND id < $4
                AND ($5::text IS NULL OR labels::jsonb ->> $5 = $6::text)
                AND ($9::text IS NULL OR schedule_id = (SELECT id FROM schedules WHERE name = $9))
-             ORDER BY id DESC LIMIT $7",
-        )
-        .bind(f.state.map(|s| s.as_str()))
-        .bind(&f.group)
-        .bind(&f.kind)
-        .bind(f.before)
-        .bind(f.label.as_ref().map(|l| l.0.as_str()))
-        .bind(f.label.as_ref().map(|l| l.1.as_str()))
-        .bind(i64::from(limit) + 1)
-        .bind(JobSummary::MAX_TEXT as i32)
-        .bind(&f.schedule)
-        .fetch_all(&mut *browse)
-        .await?;
+             ORDER BY id DESC LIMIT $7"
+        );
+        let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(f.state.map(|s| s.as_str()))
+            .bind(&f.group)
+            .bind(&f.kind)
+            .bind(f.before.unwrap_or(JobId::MAX))
+            .bind(f.label.as_ref().map(|l| l.0.as_str()))
+            .bind(f.label.as_ref().map(|l| l.1.as_str()))
+            .bind(i64::from(limit) + 1)
+            .bind(JobSummary::MAX_TEXT as i32)
+            .bind(&f.schedule)
+            .fetch_all(&mut *browse)
+            .await?;
         browse.commit().await?;
         let more = rows.len() > limit as usize;
         let jobs = rows

@@ -15,6 +15,42 @@ use crate::store::rows::{AttemptRow, JOB_COLUMNS, JobRow, SummaryRow};
 pub(super) mod submit;
 use crate::store::{Error, Result};
 
+/// The listing's statement for `f`'s filters: the state through its partial
+/// index (`JobFilter::state_index`), and the page's end as a range on the id
+/// (an `IS NULL OR` around it made each page walk down from the newest job).
+/// Binds: ?1 state, ?2 group, ?3 kind, ?4 before, ?5/?6 label, ?7 limit + 1,
+/// ?8 text cut, ?9 schedule.
+fn list_sql(f: &JobFilter) -> String {
+    let (from, state) = match f.state_index() {
+        Some((index, by_index)) => (format!("jobs INDEXED BY {index}"), by_index.to_owned()),
+        None => ("jobs".to_owned(), "(?1 IS NULL OR state = ?1)".to_owned()),
+    };
+    format!(
+        "SELECT id, grp, kind, connection, state, priority, attempts_spent,
+                json_extract(retry, '$.max_attempts') AS max_attempts, labels,
+                not_before, cancel_requested, lease_agent, created_at, updated_at, finished_at,
+                json_extract(result, '$.exit_code') AS exit_code,
+                substr(error, 1, ?8 + 1) AS error,
+                substr(CASE kind
+                    WHEN 'command' THEN json_extract(spec, '$.program')
+                    WHEN 'procedure' THEN json_extract(spec, '$.procedure')
+                    WHEN 'sql' THEN json_extract(spec, '$.sql')
+                    WHEN 'dump' THEN json_extract(spec, '$.database')
+                    WHEN 'export' THEN json_extract(spec, '$.query')
+                    WHEN 'restore' THEN json_extract(spec, '$.database')
+                    WHEN 'upload' THEN json_extract(spec, '$.file')
+                END, 1, ?8 + 1) AS what,
+                (SELECT name FROM schedules s WHERE s.id = jobs.schedule_id) AS schedule,
+                nominal_at, run_id, step
+         FROM {from}
+         WHERE {state} AND (?2 IS NULL OR grp = ?2) AND (?3 IS NULL OR kind = ?3)
+           AND id < ?4
+           AND (?5 IS NULL OR json_extract(labels, '$.' || json_quote(?5)) = ?6)
+           AND (?9 IS NULL OR schedule_id = (SELECT id FROM schedules WHERE name = ?9))
+         ORDER BY id DESC LIMIT +?7"
+    )
+}
+
 impl SqliteStore {
     pub(crate) async fn job_row(&self, id: JobId) -> Result<JobRow> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
@@ -73,41 +109,19 @@ impl JobStore for SqliteStore {
     /// texts are cut in the query.
     async fn list_jobs(&self, f: &JobFilter) -> Result<JobList> {
         let limit = f.limit.clamp(1, 1000);
-        let rows: Vec<SummaryRow> = sqlx::query_as(
-            "SELECT id, grp, kind, connection, state, priority, attempts_spent,
-                    json_extract(retry, '$.max_attempts') AS max_attempts, labels,
-                    not_before, cancel_requested, lease_agent, created_at, updated_at, finished_at,
-                    json_extract(result, '$.exit_code') AS exit_code,
-                    substr(error, 1, ?8 + 1) AS error,
-                    substr(CASE kind
-                        WHEN 'command' THEN json_extract(spec, '$.program')
-                        WHEN 'procedure' THEN json_extract(spec, '$.procedure')
-                        WHEN 'sql' THEN json_extract(spec, '$.sql')
-                        WHEN 'dump' THEN json_extract(spec, '$.database')
-                        WHEN 'export' THEN json_extract(spec, '$.query')
-                        WHEN 'restore' THEN json_extract(spec, '$.database')
-                        WHEN 'upload' THEN json_extract(spec, '$.file')
-                    END, 1, ?8 + 1) AS what,
-                    (SELECT name FROM schedules s WHERE s.id = jobs.schedule_id) AS schedule,
-                    nominal_at, run_id, step
-             FROM jobs
-             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR grp = ?2) AND (?3 IS NULL OR kind = ?3)
-               AND (?4 IS NULL OR id < ?4)
-               AND (?5 IS NULL OR json_extract(labels, '$.' || json_quote(?5)) = ?6)
-               AND (?9 IS NULL OR schedule_id = (SELECT id FROM schedules WHERE name = ?9))
-             ORDER BY id DESC LIMIT +?7",
-        )
-        .bind(f.state.map(|s| s.as_str()))
-        .bind(&f.group)
-        .bind(&f.kind)
-        .bind(f.before)
-        .bind(f.label.as_ref().map(|l| l.0.as_str()))
-        .bind(f.label.as_ref().map(|l| l.1.as_str()))
-        .bind(i64::from(limit) + 1)
-        .bind(JobSummary::MAX_TEXT as i64)
-        .bind(&f.schedule)
-        .fetch_all(&self.reader)
-        .await?;
+        let sql = list_sql(f);
+        let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(f.state.map(|s| s.as_str()))
+            .bind(&f.group)
+            .bind(&f.kind)
+            .bind(f.before.unwrap_or(JobId::MAX))
+            .bind(f.label.as_ref().map(|l| l.0.as_str()))
+            .bind(f.label.as_ref().map(|l| l.1.as_str()))
+            .bind(i64::from(limit) + 1)
+            .bind(JobSummary::MAX_TEXT as i64)
+            .bind(&f.schedule)
+            .fetch_all(&self.reader)
+            .await?;
         let more = rows.len() > limit as usize;
         let jobs = rows
             .into_iter()
@@ -179,3 +193,6 @@ async fn state_of(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: JobId) -> Re
     let state = state.ok_or(Error::NotFound(id))?;
     JobState::parse(&state).ok_or_else(|| Error::Corrupt(format!("jobs.state {id}")))
 }
+
+#[cfg(test)]
+mod tests;
