@@ -360,3 +360,70 @@ async fn accepted_jobs_survive_controller_kill9() {
         assert_eq!(j.state, JobState::Succeeded);
     }
 }
+
+/// A grant answered to the held poll of a frozen agent (the only poll, so
+/// the submit hands the job to it, lease lifecycle point 7) waits in the
+/// socket while the lease runs out; another agent takes the job over, and
+/// the thawed agent, reading the grant past its deadline on its own
+/// monotonic clock, drops it without starting: the work runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_handed_to_a_frozen_poll_never_starts_there() {
+    let mut c = Cluster::start(1).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    // Its poll is held now (it re-polls at once after each answer).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.agent("agent-1")
+        .proc()
+        .signal(Signal::SIGSTOP)
+        .expect("stop");
+    let marks = c.path("marks");
+    let script = format!(
+        "echo start >> {m}; sleep 1; echo end >> {m}",
+        m = marks.display()
+    );
+    let job = c.api.submit(sh(&script, 2000)).await.expect("submit");
+    // Granted to the frozen agent's held poll, never started there.
+    let granted = c
+        .api
+        .wait_for(job.id, Duration::from_secs(5), "granted", |j| {
+            j.lease_agent.as_deref() == Some("agent-1")
+        })
+        .await
+        .expect("handed to the frozen poll");
+    assert_eq!(granted.attempts.len(), 1);
+    assert_eq!(granted.attempts[0].running_at, None);
+    c.add_agent(baton_tests::proc::AgentOpts::new("agent-2"))
+        .await
+        .expect("agent-2");
+    let taken = c
+        .api
+        .wait_for(job.id, WAIT, "re-granted", |j| {
+            j.lease_agent.as_deref() == Some("agent-2")
+        })
+        .await
+        .expect("takeover");
+    assert_eq!(
+        taken.attempts[0].outcome,
+        Some(AttemptOutcome::LeaseExpired)
+    );
+    c.agent("agent-1")
+        .proc()
+        .signal(Signal::SIGCONT)
+        .expect("cont");
+    let done = c.api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{}", c.logs());
+    // Give the thawed agent time to misbehave, then count effects.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count_lines(&marks, "start"), 1, "{}", c.logs());
+    assert_eq!(count_lines(&marks, "end"), 1, "{}", c.logs());
+    let log = c.agent("agent-1").log_text();
+    assert!(
+        log.contains("the lease ran out before the job started"),
+        "{log}"
+    );
+    let j = c.api.job(job.id).await.expect("job");
+    assert_eq!(j.attempts.len(), 2, "{j:?}");
+    assert_eq!(j.attempts[0].agent_id, "agent-1");
+    assert_eq!(j.attempts[0].running_at, None, "never started on agent-1");
+    assert_eq!(j.attempts[1].agent_id, "agent-2");
+}
