@@ -299,8 +299,6 @@ enum Tried {
     Granted(PollResponse),
     /// Nothing to run; a matching job's backoff ends at `next_ready_at`.
     Nothing { next_ready_at: Option<i64> },
-    /// Nothing: the agent is drained (read by the grant).
-    Drained,
 }
 
 /// What a poll's last look found, for the wakes it was handed.
@@ -346,16 +344,14 @@ impl Held<'_> {
         // Nothing happened in the agent's groups since its last look: its
         // answer still holds (no drain read, maybe no grant).
         let known = self.d.presence.known(id, self.epoch, &gens);
-        let free = self.poll.req.free_slots;
-        // Unknown with a free slot: the grant reads the drain in its own
-        // transaction (no read of its own, on the writer's connection).
         let drained = match &known {
             Some(k) => k.drained,
-            None if free == 0 => self.d.jobs.store().agent_drained(id).await?,
-            None => false,
+            None => self.d.jobs.store().agent_drained(id).await?,
         };
+        let drained_at_start = *self.drained_at_start.get_or_insert(drained);
+        self.found.drained = drained;
         if drained {
-            return Ok(self.on_drained(known.is_none(), gens));
+            return Ok(self.drained(known.is_none(), gens, drained_at_start));
         }
         // `held` is read before `now`: the hold handed to the agent is never
         // longer than the controller's own (monotonic, so no wall-clock step
@@ -363,21 +359,19 @@ impl Held<'_> {
         // than the lease's (lease lifecycle point 4).
         let held = self.poll.started.elapsed();
         let now = now_ms();
+        let free = self.poll.req.free_slots;
         let mut next_ready_at = known.as_ref().and_then(|k| k.idle.flatten());
         let skip = free == 0 || known.is_some_and(|k| k.nothing_to_grant(now));
         if !skip {
-            match self.grant(held, now, gens.clone()).await? {
+            match self.grant(held, now, gens).await? {
                 Tried::Granted(answer) => {
-                    self.drained_at_start.get_or_insert(false);
                     self.found.granted = answer.grants.len();
                     self.found.full = self.found.granted >= free as usize;
                     return Ok(Look::Answer(answer));
                 }
-                Tried::Drained => return Ok(self.on_drained(true, gens)),
                 Tried::Nothing { next_ready_at: at } => next_ready_at = at,
             }
         }
-        self.drained_at_start.get_or_insert(false);
         self.found.backoff = next_ready_at.is_some();
         // No free slot: held for cancel notices only, if it names leases.
         if (free == 0 && self.poll.req.leases.is_empty()) || self.over() {
@@ -430,9 +424,7 @@ impl Held<'_> {
     /// heartbeat) until its deadline or a wake-up — a resume wakes the
     /// agent's groups; one that saw the drain arrive answers at once, so
     /// the agent learns of it.
-    fn on_drained(&mut self, unknown: bool, gens: Vec<u64>) -> Look {
-        let drained_at_start = *self.drained_at_start.get_or_insert(true);
-        self.found.drained = true;
+    fn drained(&self, unknown: bool, gens: Vec<u64>, drained_at_start: bool) -> Look {
         if unknown {
             let known = Known {
                 generations: gens,
@@ -473,9 +465,6 @@ impl Held<'_> {
             .await?;
         if !granted.grants.is_empty() {
             return Ok(Tried::Granted(self.answer(held, granted.grants)));
-        }
-        if granted.drained {
-            return Ok(Tried::Drained);
         }
         // Found nothing: until a wake-up in its groups (or the backoff of a
         // matching job ends), the agent's next looks would too.

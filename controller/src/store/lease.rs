@@ -94,9 +94,6 @@ pub struct Granted {
     pub ready_at: Vec<i64>,
     /// Leases this call expired before granting.
     pub expired: u64,
-    /// The agent is drained: nothing was granted. Read in the grant's own
-    /// transaction, so a drain committed before it is never granted past.
-    pub drained: bool,
 }
 
 /// Leases ended by [`LeaseStore::expire_leases`].

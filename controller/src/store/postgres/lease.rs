@@ -61,10 +61,7 @@ impl LeaseStore for PgStore {
             out.grants.push(grant_of(row)?);
         }
         if out.grants.is_empty() {
-            // Whether the agent is drained comes with it (no read of its
-            // own; the grant above already granted nothing to a drained
-            // agent, in its statement).
-            (out.next_ready_at, out.drained) = next_ready_at(&self.pool, req, &filter, now).await?;
+            out.next_ready_at = next_ready_at(&self.pool, req, &filter, now).await?;
         }
         Ok(out)
     }
@@ -346,24 +343,22 @@ where
 }
 
 /// When the agent's next queued job becomes ready, if one is waiting for
-/// its `not_before` (`None` when the agent is drained), and whether the
-/// agent is drained.
+/// its `not_before`.
 async fn next_ready_at<'c, E>(
     c: E,
     req: &GrantRequest<'_>,
     filter: &Filter,
     now: i64,
-) -> Result<(Option<i64>, bool)>
+) -> Result<Option<i64>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Postgres>,
 {
-    let (at, drained): (Option<i64>, bool) = sqlx::query_as(
-        "SELECT (SELECT MIN(not_before) FROM jobs
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(not_before) FROM jobs
          WHERE state = 'queued' AND not_before > $1 AND grp = ANY($2)
            AND kind = ANY($3) AND (connection IS NULL OR connection = ANY($4))
            AND (store IS NULL OR store = ANY($6))
-           AND (pin_agent IS NULL OR pin_agent = $5)),
-                EXISTS (SELECT 1 FROM agents WHERE id = $5 AND drained_at IS NOT NULL)",
+           AND (pin_agent IS NULL OR pin_agent = $5)",
     )
     .bind(now)
     .bind(&filter.groups)
@@ -372,8 +367,7 @@ where
     .bind(req.agent_id)
     .bind(req.stores)
     .fetch_one(c)
-    .await?;
-    Ok((at.filter(|_| !drained), drained))
+    .await?)
 }
 
 /// The job row, locked, if `agent_id` holds it with `token` and the lease

@@ -42,10 +42,6 @@ pub(super) fn grant_in(
     if req.max == 0 {
         return Ok(out);
     }
-    if drained(c, &req.agent_id)? {
-        out.drained = true;
-        return Ok(out);
-    }
     let filter = Filter {
         kinds: serde_json::to_string(&req.kinds).unwrap_or_default(),
         conns: serde_json::to_string(&req.connections).unwrap_or_default(),
@@ -75,13 +71,6 @@ pub(super) fn grant_in(
         out.next_ready_at = next_ready_at(c, req, &filter, now)?;
     }
     Ok(out)
-}
-
-/// Whether agent `id` is drained, in the grant's transaction (a point read
-/// of its row; an unknown agent is not).
-fn drained(c: &Connection, id: &str) -> Result<bool> {
-    let sql = "SELECT drained_at IS NOT NULL FROM agents WHERE id = ?1";
-    Ok(rows::first(c, sql, [id], |r| r.get(0))?.unwrap_or(false))
 }
 
 /// The kinds, connections and stores an agent can run, as JSON arrays for
