@@ -2,8 +2,8 @@
 //! in every sqlx backend (`FromRow` is generic over the database).
 
 use baton_proto::{
-    AttemptOutcome, AttemptView, JobKind, JobResult, JobSpec, JobState, JobSummary, JobView,
-    Progress, RetryPolicy,
+    AttemptOutcome, AttemptView, JobKind, JobList, JobResult, JobSpec, JobState, JobSummary,
+    JobView, Progress, RetryPolicy,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -176,6 +176,24 @@ pub(crate) struct SummaryRow {
 }
 
 impl SummaryRow {
+    /// One page of the listing from `rows`, read with `LIMIT limit + 1`:
+    /// the first `limit` as summaries, and the cursor to the next page when
+    /// the extra row came back.
+    pub(crate) fn page(rows: Vec<SummaryRow>, limit: u32) -> Result<JobList> {
+        let more = rows.len() > limit as usize;
+        let jobs = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(SummaryRow::summary)
+            .collect::<Result<Vec<_>>>()?;
+        let next_before = if more {
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobList { jobs, next_before })
+    }
+
     pub(crate) fn summary(self) -> Result<JobSummary> {
         let state = JobState::parse(&self.state)
             .ok_or_else(|| Error::Corrupt(format!("jobs.state {}", self.id)))?;

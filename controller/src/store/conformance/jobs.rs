@@ -332,15 +332,10 @@ pub async fn queue_figures_count_by_group_and_state(s: &Store) {
     s.cancel(gone.job.id, 1200).await.expect("cancel");
     let groups = vec!["g".to_string()];
     let kinds = vec![baton_proto::JobKind::Noop];
-    let req = crate::store::GrantRequest {
-        agent_id: "a",
-        groups: &groups,
-        kinds: &kinds,
-        connections: &[],
-        stores: &[],
-        max: 1,
-    };
-    let granted = s.grant(&req, 2000).await.expect("grant");
+    let granted = s
+        .grant(&super::lease::req("a", &groups, &kinds), 2000)
+        .await
+        .expect("grant");
     assert_eq!(granted.grants.len(), 1);
     // The grant tells when its job became ready (its submit).
     assert_eq!(granted.ready_at, vec![1000]);
@@ -388,14 +383,8 @@ pub async fn lists_each_state_newest_first_in_pages(s: &Store) {
         ids.push(j.expect("submit").job.id);
     }
     let (groups, kinds) = (vec!["g".to_string()], vec![JobKind::Noop]);
-    let req = crate::store::GrantRequest {
-        agent_id: "a",
-        groups: &groups,
-        kinds: &kinds,
-        connections: &[],
-        stores: &[],
-        max: 6,
-    };
+    let mut req = super::lease::req("a", &groups, &kinds);
+    req.max = 6;
     let granted = s.grant(&req, 2000).await.expect("grant");
     let running: Vec<JobId> = granted.grants.iter().map(|g| g.job_id).collect();
     assert_eq!(running, ids[..6], "the oldest six granted");

@@ -30,7 +30,11 @@ fn creq(token: FencingToken, completion: Completion, error: Option<&str>) -> Com
     }
 }
 
-fn req<'a>(agent: &'a str, groups: &'a [String], kinds: &'a [JobKind]) -> GrantRequest<'a> {
+pub(super) fn req<'a>(
+    agent: &'a str,
+    groups: &'a [String],
+    kinds: &'a [JobKind],
+) -> GrantRequest<'a> {
     GrantRequest {
         agent_id: agent,
         groups,

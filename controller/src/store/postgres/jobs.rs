@@ -139,18 +139,7 @@ impl JobStore for PgStore {
             .fetch_all(&mut *browse)
             .await?;
         browse.commit().await?;
-        let more = rows.len() > limit as usize;
-        let jobs = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(SummaryRow::summary)
-            .collect::<Result<Vec<_>>>()?;
-        let next_before = if more {
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
-        Ok(JobList { jobs, next_before })
+        SummaryRow::page(rows, limit)
     }
 
     /// Cancel: a queued job ends at once; a running one is asked to stop.
