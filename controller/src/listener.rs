@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -160,44 +160,27 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let tls = tls.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            match tls {
-                None => {
-                    let conn = connection(TokioIo::new(stream), app, peer, false);
-                    let _ = watcher.watch(conn).await;
-                }
-                Some(acceptor) => {
-                    // Boxed: the handshake's state is freed once done instead
-                    // of sizing the task that then holds the connection.
-                    let handshake = Box::pin(tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    ))
-                    .await;
-                    let stream = match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let client_cert = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .is_some_and(|c| !c.is_empty());
-                    let conn = connection(TokioIo::new(stream), app, peer, client_cert);
-                    let _ = watcher.watch(conn).await;
-                }
+        // A held connection lives in a task whose future is the served
+        // connection itself: a task that awaited it after the handshake
+        // would carry both in its future (each agent's held poll paid
+        // ~4 KiB more; see ARCHITECTURE.md "Memory per held poll").
+        match &tls {
+            None => {
+                let conn = connection(TokioIo::new(stream), app.clone(), peer, false);
+                tokio::spawn(watcher.watch(conn));
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Some((stream, client_cert)) = handshake(&acceptor, stream, peer).await {
+                        let conn = connection(TokioIo::new(stream), app, peer, client_cert);
+                        tokio::spawn(watcher.watch(conn));
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(drain, graceful.shutdown())
@@ -205,6 +188,33 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("Connections still open after the drain period; closing them");
+    }
+}
+
+/// The TLS handshake of an accepted connection (at most 10 s): the stream
+/// and whether it presented a client certificate, or `None` when it failed.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, bool)> {
+    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let client_cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            Some((stream, client_cert))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -498,7 +498,14 @@ where
             return Poll::Pending;
         }
 
-        let num_read = ready!(self.force_io_read(cx)).map_err(crate::Error::new_io)?;
+        // BATON PATCH (see vendor/hyper/BATON-PATCH.md): a small buffer for
+        // this read (`Buffered::poll_read_probe`), not a head-sized one.
+        let num_read = ready!(self.io.poll_read_probe(cx).map_err(|e| {
+            trace!(error = %e, "mid_message_detect_eof; io error");
+            self.state.close();
+            e
+        }))
+        .map_err(crate::Error::new_io)?;
 
         if num_read == 0 {
             trace!("found unexpected EOF on busy connection: {:?}", self.state);

@@ -19,6 +19,11 @@ use crate::common::buf::BufList;
 /// read strategy still doubles the buffer when reads fill it.
 pub(crate) const INIT_BUFFER_SIZE: usize = 2048;
 
+/// BATON PATCH (see vendor/hyper/BATON-PATCH.md): the read buffer of a
+/// connection whose request is being answered, watched only for the peer
+/// going away. A long-poll is held for most of its life in that state.
+pub(crate) const PROBE_BUFFER_SIZE: usize = 64;
+
 /// The minimum value that can be set to max buffer size (unchanged: 8192).
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = 8192;
 
@@ -272,6 +277,41 @@ where
         }
     }
 
+    /// BATON PATCH (see vendor/hyper/BATON-PATCH.md): read while a request
+    /// is being answered and nothing is buffered, only to see the peer go
+    /// away. The read buffer is swapped for one of [`PROBE_BUFFER_SIZE`]
+    /// bytes (the request's head may still hold the old one), and the read
+    /// strategy is left alone: the next head is read as before, growing the
+    /// buffer again.
+    pub(crate) fn poll_read_probe(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        debug_assert!(self.read_buf.is_empty());
+        if self.read_buf.capacity() != PROBE_BUFFER_SIZE {
+            self.read_buf = BytesMut::with_capacity(PROBE_BUFFER_SIZE);
+        }
+        self.read_blocked = false;
+        // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
+        // bytes onto `dst`.
+        let dst = unsafe { self.read_buf.chunk_mut().as_uninit_slice_mut() };
+        let mut buf = ReadBuf::uninit(dst);
+        match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                trace!("received {} bytes while answering", n);
+                // Safety: we just read that many bytes into the
+                // uninitialized part of the buffer, so this is okay.
+                unsafe {
+                    self.read_buf.advance_mut(n);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                self.read_blocked = true;
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
     pub(crate) fn into_inner(self) -> (T, Bytes) {
         (self.io, self.read_buf.freeze())
     }
@@ -494,9 +534,12 @@ impl Cursor<Vec<u8>> {
         self.pos = 0;
     }
 
+    /// BATON PATCH (see vendor/hyper/BATON-PATCH.md): the written buffer is
+    /// released, not kept: a connection then holds no write buffer while it
+    /// waits (a held long-poll waits for most of its life).
     fn reset(&mut self) {
         self.pos = 0;
-        self.bytes.clear();
+        self.bytes = Vec::new();
     }
 }
 
@@ -540,7 +583,9 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // BATON PATCH (see vendor/hyper/BATON-PATCH.md): allocated when
+            // the first message is written, not when the connection opens.
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
@@ -896,6 +941,9 @@ mod tests {
         let b = |s: &str| Cursor::new(s.as_bytes().to_vec());
 
         let mut write_buf = WriteBuf::<Cursor<Vec<u8>>>::new(WriteStrategy::Flatten);
+        // BATON PATCH: the buffer starts empty; give it the size this test
+        // was written for.
+        write_buf.headers.bytes.reserve_exact(INIT_BUFFER_SIZE);
 
         write_buf.buffer(b("hello "));
         write_buf.buffer(b("world, "));
