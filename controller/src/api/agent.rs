@@ -49,6 +49,56 @@ pub async fn poll(
 ) -> Result<Json<PollResponse>, ApiError> {
     let started = Instant::now();
     let received = now_ms();
+    check_poll(&caller, &id, &req)?;
+    // The rare awaits are boxed: this future is held for the whole poll
+    // (one per agent), and inline they would size it for their states too.
+    if let Some(ms) = req.failover_ms {
+        Box::pin(drills::agent_failover(&s.store, &caller.id, ms)).await;
+    }
+    let dispatcher = Dispatcher {
+        jobs: &s.jobs,
+        presence: &s.presence,
+        reaper_kick: &s.reaper_kick,
+        ready: &s.ready,
+        shutdown: &s.shutdown,
+    };
+    if req.completions.is_empty() {
+        let poll = Poll {
+            agent_id: &id,
+            req: &req,
+            max_hold: s.config.poll_hold,
+            started,
+            received,
+        };
+        return Ok(Json(long_poll(dispatcher, poll).await?));
+    }
+    // A poll carrying completions is answered at once, never held: their
+    // results must not wait for work to come.
+    let poll = Poll {
+        agent_id: &id,
+        req: &req,
+        max_hold: std::time::Duration::ZERO,
+        started,
+        received,
+    };
+    // The completions go to the store beside the poll's first look for
+    // work (one group commit when both are queued together).
+    let max = s.config.max_output_bytes;
+    let completions = join_all(
+        req.completions
+            .iter()
+            .map(|item| complete_item(&s, &caller.id, max, item, received)),
+    );
+    let (completed, answer) =
+        Box::pin(async { tokio::join!(completions, long_poll(dispatcher, poll)) }).await;
+    let mut answer = answer?;
+    answer.completed = completed;
+    Ok(Json(answer))
+}
+
+/// Refuse a poll in another agent's name, for a group the enrollment did not
+/// grant, or with more than the limits allow.
+fn check_poll(caller: &AgentCaller, id: &str, req: &PollRequest) -> Result<(), ApiError> {
     if id != caller.id {
         return Err(ApiError::forbidden(format!(
             "agent `{}` cannot poll as `{id}`",
@@ -86,42 +136,7 @@ pub async fn poll(
             Some("completions".into()),
         ));
     }
-    if let Some(ms) = req.failover_ms {
-        drills::agent_failover(&s.store, &caller.id, ms).await;
-    }
-    let dispatcher = Dispatcher {
-        jobs: &s.jobs,
-        presence: &s.presence,
-        reaper_kick: &s.reaper_kick,
-        ready: &s.ready,
-        shutdown: &s.shutdown,
-    };
-    // A poll carrying completions is answered at once, never held: their
-    // results must not wait for work to come.
-    let max_hold = if req.completions.is_empty() {
-        s.config.poll_hold
-    } else {
-        std::time::Duration::ZERO
-    };
-    let poll = Poll {
-        agent_id: &id,
-        req: &req,
-        max_hold,
-        started,
-        received,
-    };
-    // The completions the poll carries go to the store beside its first
-    // look for work (one group commit when both are queued together).
-    let max = s.config.max_output_bytes;
-    let completions = join_all(
-        req.completions
-            .iter()
-            .map(|item| complete_item(&s, &caller.id, max, item, received)),
-    );
-    let (completed, answer) = tokio::join!(completions, long_poll(dispatcher, poll));
-    let mut answer = answer?;
-    answer.completed = completed;
-    Ok(Json(answer))
+    Ok(())
 }
 
 /// `POST /v1/jobs/{id}/heartbeat`.
