@@ -106,6 +106,11 @@ impl Jobs {
         self.wakers.cancels_told(id, mark);
     }
 
+    /// How many held polls are parked here now.
+    pub fn parked(&self) -> usize {
+        self.handoffs.len()
+    }
+
     /// Park a held poll that can take `want`: a submit may hand it a job
     /// ([`handoff`]).
     pub fn park(&self, want: OwnedGrant) -> Ticket<'_> {

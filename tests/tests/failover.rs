@@ -427,3 +427,83 @@ async fn a_grant_handed_to_a_frozen_poll_never_starts_there() {
     assert_eq!(j.attempts[0].running_at, None, "never started on agent-1");
     assert_eq!(j.attempts[1].agent_id, "agent-2");
 }
+
+/// `baton_dispatch_polls_parked` from `/metrics`.
+async fn polls_parked(api: &baton_tests::api::Api) -> u64 {
+    let text = api.metrics().await.expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("baton_dispatch_polls_parked "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no baton_dispatch_polls_parked in\n{text}"))
+}
+
+async fn wait_parked(api: &baton_tests::api::Api, n: u64, within: Duration) {
+    let end = std::time::Instant::now() + within;
+    loop {
+        let now = polls_parked(api).await;
+        if now == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{now} polls parked after {within:?}, want {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An agent killed while its poll is held: the controller sees the
+/// connection close at once (hyper reads the held request's connection for
+/// it) and drops the poll, so a job submitted next is never handed to the
+/// dead agent, over plain HTTP and over TLS.
+async fn a_killed_agents_held_poll_is_dropped_at_once(tls: bool) {
+    use baton_tests::pki::Pki;
+    use baton_tests::proc::{Agent, AgentOpts, Controller};
+    baton_tests::init_crypto();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = Pki::generate(&tmp.path().join("pki")).expect("pki");
+    let dir = tmp.path().join("controller");
+    let ctl = if tls {
+        Controller::start_tls(&dir, &pki, false).await
+    } else {
+        Controller::start(&dir, "").await
+    }
+    .expect("controller");
+    let api = ctl.api();
+    let agent = |id: &str| {
+        let mut o = AgentOpts::new(id);
+        if tls {
+            o.extra = format!("[tls]\nca_file = \"{}\"\n", pki.ca.display());
+        }
+        o
+    };
+    let mut opts = agent("agent-1");
+    opts.enrollment_token = Some(api.enrollment_token(&opts.groups).await.expect("token"));
+    let mut one = Agent::start(tmp.path(), &ctl.url(), opts).expect("agent-1");
+    // Its poll is held (25 s) and parked for a hand-off.
+    wait_parked(&api, 1, WAIT).await;
+    one.proc().kill9();
+    // Well inside the hold: only the connection's close can end it.
+    wait_parked(&api, 0, Duration::from_secs(5)).await;
+    let job = api.submit(sh("echo ran", 10_000)).await.expect("submit");
+    let queued = api.job(job.id).await.expect("job");
+    assert_eq!(queued.state, JobState::Queued, "{queued:?}");
+    assert!(queued.attempts.is_empty(), "{queued:?}");
+    let mut opts = agent("agent-2");
+    opts.enrollment_token = Some(api.enrollment_token(&opts.groups).await.expect("token"));
+    let _two = Agent::start(tmp.path(), &ctl.url(), opts).expect("agent-2");
+    let done = api.wait_terminal(job.id, WAIT).await.expect("terminal");
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.attempts.len(), 1, "{done:?}");
+    assert_eq!(done.attempts[0].agent_id, "agent-2");
+}
+
+#[tokio::test]
+async fn a_killed_agents_held_poll_is_dropped_at_once_over_http() {
+    a_killed_agents_held_poll_is_dropped_at_once(false).await;
+}
+
+#[tokio::test]
+async fn a_killed_agents_held_poll_is_dropped_at_once_over_tls() {
+    a_killed_agents_held_poll_is_dropped_at_once(true).await;
+}

@@ -137,6 +137,8 @@ pub struct Live {
     pub auth_cache_misses: u64,
     /// Agents in the in-memory presence, when known.
     pub presence_agents: Option<u64>,
+    /// Agent polls held here and parked for a hand-off, when known.
+    pub polls_parked: Option<u64>,
     /// Boundary refusals of callers without a credential (`api::limits`).
     pub boundary: Boundary,
     /// Rows retention deleted since the start.
@@ -168,6 +170,7 @@ impl Live {
             auth_cache_hits: hits,
             auth_cache_misses: misses,
             presence_agents: Some(s.presence.len() as u64),
+            polls_parked: Some(s.jobs.parked() as u64),
             boundary: Boundary {
                 refused_busy: s.limits.refused_busy.load(Ordering::Relaxed),
                 refused_enroll: s.limits.refused_enroll.load(Ordering::Relaxed),

@@ -296,6 +296,14 @@ fn live_gauges(reg: &mut Registry, l: &Live) {
             n,
         );
     }
+    if let Some(n) = l.polls_parked {
+        gauge(
+            reg,
+            "baton_dispatch_polls_parked",
+            "Agent polls held by this controller with a free slot, parked for a submit to hand them a job (a poll whose connection closed is gone from it)",
+            n,
+        );
+    }
     if let Some(ms) = l.clock_skew_ms {
         reg.register_with_unit(
             "baton_clock_skew",

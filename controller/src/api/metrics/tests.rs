@@ -60,6 +60,7 @@ fn live() -> Live {
         auth_cache_hits: 90,
         auth_cache_misses: 10,
         presence_agents: Some(2000),
+        polls_parked: Some(1500),
         boundary: Boundary {
             refused_busy: 4,
             refused_enroll: 5,
@@ -142,6 +143,8 @@ fn renders_the_live_values() {
         "baton_auth_cache_misses_total 10",
         "# TYPE baton_presence_agents gauge",
         "baton_presence_agents 2000",
+        "# TYPE baton_dispatch_polls_parked gauge",
+        "baton_dispatch_polls_parked 1500",
         "# TYPE baton_clock_skew_seconds gauge",
         "baton_clock_skew_seconds -3600.25",
     ] {
@@ -154,6 +157,7 @@ fn unknown_values_are_left_out() {
     let text = render(&StoreFigures::default(), &Live::default());
     assert!(text.contains("baton_group_commit_ops_total 0\n"));
     assert!(!text.contains("baton_presence_agents"));
+    assert!(!text.contains("baton_dispatch_polls_parked"));
     assert!(!text.contains("baton_clock_skew_seconds"));
     assert!(!text.contains("baton_jobs{"));
 }
