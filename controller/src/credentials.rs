@@ -13,7 +13,11 @@
 //! The cache is bounded ([`CACHE_ENTRIES`]), an entry is trusted for its
 //! TTL at most (a backstop for changes made by another process:
 //! [`CACHE_TTL`] by default; a few seconds on PostgreSQL, where other
-//! replicas revoke, see `store::postgres::identity`).
+//! replicas revoke, see `store::postgres::identity`). Where other replicas
+//! revoke, an agent's entry is trusted up to [`CACHE_TTL`] while the cache
+//! is *vouched for* ([`AuthCache::vouch`]): the listener that hears the
+//! other replicas' revocations heard, no longer than the short TTL ago, a
+//! heartbeat of its own sent after every revocation it has not heard.
 //! Unknown tokens are never cached. An epoch counter keeps a lookup that
 //! raced an invalidation from putting the stale caller back.
 
@@ -121,6 +125,9 @@ pub struct AuthCache {
     /// How long an entry is trusted ([`CACHE_TTL`] unless the backend
     /// says otherwise: shorter where other processes change credentials).
     ttl: Duration,
+    /// How long an agent's entry is trusted while the cache is vouched for
+    /// (`None`: never longer than `ttl`).
+    vouched_ttl: Option<Duration>,
 }
 
 impl Default for AuthCache {
@@ -134,11 +141,14 @@ struct CacheInner {
     map: HashMap<CacheKey, CacheEntry>,
     /// Bumped by every invalidation.
     epoch: u64,
+    /// Until when every revocation committed elsewhere is known to have
+    /// been heard here, less the short TTL (see [`AuthCache::vouch`]).
+    vouched_until: Option<Instant>,
 }
 
 struct CacheEntry {
     principal: Principal,
-    until: Instant,
+    cached: Instant,
 }
 
 impl std::fmt::Debug for AuthCache {
@@ -158,7 +168,57 @@ impl AuthCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             ttl,
+            vouched_ttl: None,
         }
+    }
+
+    /// An empty cache whose entries are trusted for `ttl`, and agents'
+    /// entries for [`CACHE_TTL`] while it is vouched for
+    /// ([`AuthCache::vouch`]). Operators' entries keep `ttl`: an operator
+    /// token also expires, which no signal announces.
+    pub fn vouched(ttl: Duration) -> Self {
+        AuthCache {
+            vouched_ttl: Some(CACHE_TTL.max(ttl)),
+            ..AuthCache::with_ttl(ttl)
+        }
+    }
+
+    /// Every revocation committed before `heard_up_to` has been heard here
+    /// (its invalidation done): agents' entries are trusted for the longer
+    /// life until `heard_up_to` plus the short TTL, so a revocation heard
+    /// of late or not at all is honoured as late as without vouching. The
+    /// caller is the listener, with the send time of a heartbeat of its own
+    /// it just heard (notifications arrive in commit order). Only moves
+    /// forward.
+    pub fn vouch(&self, heard_up_to: Instant) {
+        if self.vouched_ttl.is_none() {
+            return;
+        }
+        let until = heard_up_to + self.ttl;
+        let mut inner = self.write();
+        if inner.vouched_until.is_none_or(|v| v < until) {
+            inner.vouched_until = Some(until);
+        }
+    }
+
+    /// Whether `e` is still trusted at `now` (vouched for until `vouched`).
+    fn fresh(&self, e: &CacheEntry, vouched: Option<Instant>, now: Instant) -> bool {
+        if now < e.cached + self.ttl {
+            return true;
+        }
+        match self.vouched_ttl {
+            Some(long) => {
+                matches!(e.principal, Principal::Agent(_))
+                    && vouched.is_some_and(|v| now < v)
+                    && now < e.cached + long
+            }
+            None => false,
+        }
+    }
+
+    /// The longest any entry is trusted (what the sweep keeps).
+    fn max_ttl(&self) -> Duration {
+        self.vouched_ttl.unwrap_or(self.ttl)
     }
 
     /// How long an entry is trusted without asking the store.
@@ -176,12 +236,13 @@ impl AuthCache {
 
     /// The cached caller for `key`, if still fresh at `now`.
     pub fn get(&self, key: &CacheKey, now: Instant) -> Option<Principal> {
-        let found = self
-            .read()
+        let inner = self.read();
+        let found = inner
             .map
             .get(key)
-            .filter(|e| e.until > now)
+            .filter(|e| self.fresh(e, inner.vouched_until, now))
             .map(|e| e.principal.clone());
+        drop(inner);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -214,7 +275,8 @@ impl AuthCache {
             return;
         }
         if inner.map.len() >= CACHE_ENTRIES && !inner.map.contains_key(&key) {
-            inner.map.retain(|_, e| e.until > now);
+            let max = self.max_ttl();
+            inner.map.retain(|_, e| now < e.cached + max);
             if inner.map.len() >= CACHE_ENTRIES {
                 return;
             }
@@ -223,7 +285,7 @@ impl AuthCache {
             key,
             CacheEntry {
                 principal,
-                until: now + self.ttl,
+                cached: now,
             },
         );
     }

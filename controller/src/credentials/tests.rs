@@ -62,3 +62,52 @@ fn entries_expire_and_the_cache_is_bounded() {
     c.clear();
     assert!(c.is_empty());
 }
+
+fn operator(id: &str) -> Principal {
+    Principal::Operator(OperatorPrincipal {
+        token_id: id.into(),
+        name: "ops".into(),
+        role: Role::Admin,
+    })
+}
+
+#[test]
+fn a_vouched_cache_trusts_agents_longer_while_the_vouching_lasts() {
+    let short = Duration::from_secs(2);
+    let c = AuthCache::vouched(short);
+    let t0 = Instant::now();
+    c.insert(key("a"), agent("a1"), c.epoch(), t0);
+    c.insert(key("o"), operator("t1"), c.epoch(), t0);
+    let later = t0 + Duration::from_secs(10);
+    // Not vouched for: the short life, as without vouching.
+    assert!(c.get(&key("a"), t0 + short / 2).is_some());
+    assert!(c.get(&key("a"), later).is_none());
+    // Every revoke committed before `later - 1 s` was heard: trusted until
+    // `later + 1 s`.
+    c.vouch(later - Duration::from_secs(1));
+    assert!(c.get(&key("a"), later).is_some());
+    assert!(c.get(&key("a"), later + Duration::from_secs(1)).is_none());
+    // An operator's token may expire unannounced: never longer than short.
+    assert!(c.get(&key("o"), later).is_none());
+    // Vouching only moves forward.
+    c.vouch(t0);
+    assert!(c.get(&key("a"), later).is_some());
+    // Never past the long life, however recent the vouching.
+    let end = t0 + CACHE_TTL;
+    c.vouch(end);
+    assert!(c.get(&key("a"), end - Duration::from_millis(1)).is_some());
+    assert!(c.get(&key("a"), end).is_none());
+    // A revoke heard clears it as ever.
+    c.vouch(later);
+    c.forget_agent("a1");
+    assert!(c.get(&key("a"), later).is_none());
+}
+
+#[test]
+fn an_unvouched_cache_ignores_vouching() {
+    let c = AuthCache::with_ttl(Duration::from_secs(2));
+    let t0 = Instant::now();
+    c.insert(key("a"), agent("a1"), c.epoch(), t0);
+    c.vouch(t0 + Duration::from_secs(9));
+    assert!(c.get(&key("a"), t0 + Duration::from_secs(5)).is_none());
+}

@@ -177,6 +177,22 @@ pub fn encode(sender: &str, signals: &[Signal]) -> Vec<String> {
     out
 }
 
+/// The payload of `sender`'s heartbeat number `seq`: a notification a
+/// replica sends itself so that hearing it proves it heard every one
+/// committed before (`store::postgres::events`). Other replicas ignore it.
+pub fn heartbeat(sender: &str, seq: u64) -> String {
+    format!("{sender}|h:{seq}")
+}
+
+/// The number of `me`'s own heartbeat in `payload`, if it is one.
+pub fn heartbeat_of(me: &str, payload: &str) -> Option<u64> {
+    let (sender, body) = payload.split_once('|')?;
+    if sender != me {
+        return None;
+    }
+    body.strip_prefix("h:")?.parse().ok()
+}
+
 /// The signal in `payload`, unless it is `me`'s own or not understood.
 pub fn decode(me: &str, payload: &str) -> Option<Signal> {
     if payload == "revoke" || payload == "r" {

@@ -170,7 +170,7 @@ impl PgStore {
             fleet_id,
             // Short: another replica's revoke whose notification is lost
             // is honoured here within this.
-            auth_cache: Arc::new(AuthCache::with_ttl(identity::AUTH_CACHE_TTL)),
+            auth_cache: Arc::new(AuthCache::vouched(identity::AUTH_CACHE_TTL)),
             health,
             pruned: Arc::default(),
             opts: Arc::new(opts.clone()),

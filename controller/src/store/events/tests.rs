@@ -17,6 +17,20 @@ fn round_trip_skips_own_signals() {
 }
 
 #[test]
+fn a_heartbeat_is_heard_by_its_sender_only() {
+    let h = heartbeat("a1", 42);
+    assert_eq!(h, "a1|h:42");
+    assert_eq!(heartbeat_of("a1", &h), Some(42));
+    assert_eq!(heartbeat_of("b2", &h), None);
+    // No replica takes it for a signal, its sender included.
+    assert_eq!(decode("b2", &h), None);
+    assert_eq!(decode("a1", &h), None);
+    assert_eq!(heartbeat_of("a1", "a1|w:etl"), None);
+    assert_eq!(heartbeat_of("a1", "a1|h:x"), None);
+    assert_eq!(heartbeat_of("a1", "r"), None);
+}
+
+#[test]
 fn long_lists_are_split_under_the_limit() {
     let groups: Vec<String> = (0..200).map(|i| format!("{i:0>120}")).collect();
     let payloads = encode("s", &[Signal::Work(groups.clone())]);

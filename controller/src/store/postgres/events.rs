@@ -10,9 +10,20 @@
 //! [`RECONNECT_PAUSE`]; once it listens again they hear [`Inbound::Up`]
 //! (and the cache is cleared: revokes sent meanwhile were lost).
 //! `poll_only` starts no listener at all.
+//!
+//! While it listens, the replica sends itself a heartbeat every
+//! [`HEARTBEAT_EVERY`] through the pool. PostgreSQL delivers notifications
+//! in commit order, so hearing one proves every revoke committed before it
+//! was sent has been heard (and the cache cleared): the listener then
+//! vouches for the credential cache ([`AuthCache::vouch`]), which trusts
+//! agents' entries for the long life instead of the short one. An idle
+//! poll then finds its agent cached instead of reading the credential
+//! every time, and a revoke whose notification is lost is still honoured
+//! within the short life (`store::postgres::identity::AUTH_CACHE_TTL`).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgListener, PgPool};
@@ -31,6 +42,63 @@ pub const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
 /// Signals buffered for the services before the listener waits for them.
 const INBOUND_BUFFER: usize = 1024;
+
+/// How often a listening replica sends itself a heartbeat (a quarter of
+/// the short credential life, so a late one or two still vouch in time).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+
+/// Heartbeats kept waiting to be heard (older ones are given up).
+const BEATS_KEPT: usize = 64;
+
+/// The heartbeats sent and not heard yet: number and send time.
+#[derive(Debug, Default)]
+struct Beats {
+    next: u64,
+    sent: VecDeque<(u64, Instant)>,
+}
+
+type SharedBeats = Arc<Mutex<Beats>>;
+
+fn beats(b: &SharedBeats) -> std::sync::MutexGuard<'_, Beats> {
+    b.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Beats {
+    /// A new heartbeat sent now: its number.
+    fn send(&mut self) -> u64 {
+        let seq = self.next;
+        self.next += 1;
+        if self.sent.len() >= BEATS_KEPT {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((seq, Instant::now()));
+        seq
+    }
+
+    /// Heartbeat `seq` was heard: when it was sent (earlier ones not heard
+    /// are dropped: they never will be, or only after it).
+    fn heard(&mut self, seq: u64) -> Option<Instant> {
+        while let Some(&(s, at)) = self.sent.front() {
+            if s > seq {
+                return None;
+            }
+            self.sent.pop_front();
+            if s == seq {
+                return Some(at);
+            }
+        }
+        None
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 #[async_trait]
 impl EventStore for PgStore {
@@ -117,6 +185,12 @@ impl EventStore for PgStore {
 /// listening, hand every other replica's signal to `tx`, and reconnect
 /// after a loss.
 async fn listen(pool: PgPool, tag: Arc<str>, cache: Arc<AuthCache>, tx: mpsc::Sender<Inbound>) {
+    let sent = SharedBeats::default();
+    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+        pool.clone(),
+        tag.clone(),
+        sent.clone(),
+    )));
     // Whether the last attempt listened (so a loss is logged once).
     let mut was_up = true;
     loop {
@@ -135,7 +209,7 @@ async fn listen(pool: PgPool, tag: Arc<str>, cache: Arc<AuthCache>, tx: mpsc::Se
                         "Listening to the other controllers again"
                     );
                 }
-                let why = relay(&mut listener, &tag, &cache, &tx).await;
+                let why = relay(&mut listener, &tag, &cache, &sent, &tx).await;
                 if tx.is_closed() || pool.is_closed() {
                     return;
                 }
@@ -161,6 +235,31 @@ async fn listen(pool: PgPool, tag: Arc<str>, cache: Arc<AuthCache>, tx: mpsc::Se
     }
 }
 
+/// Send this replica's heartbeat every [`HEARTBEAT_EVERY`] until aborted
+/// (with the listener task). One that cannot be sent is skipped: the cache
+/// is then not vouched for, and trusts its entries for the short life.
+async fn heartbeat(pool: PgPool, tag: Arc<str>, sent: SharedBeats) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        // The send time is taken before the statement: its commit, and so
+        // its place in the order of notifications, comes after it.
+        let seq = beats(&sent).send();
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(events::heartbeat(&tag, seq))
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "Cannot send the credential cache's heartbeat");
+        }
+    }
+}
+
 /// A listener on [`CHANNEL`], on a connection of `pool`.
 async fn subscribed(pool: &PgPool) -> std::result::Result<PgListener, sqlx::Error> {
     let mut l = PgListener::connect_with(pool).await?;
@@ -177,6 +276,7 @@ async fn relay(
     listener: &mut PgListener,
     tag: &str,
     cache: &AuthCache,
+    sent: &SharedBeats,
     tx: &mpsc::Sender<Inbound>,
 ) -> String {
     loop {
@@ -185,6 +285,13 @@ async fn relay(
             Ok(None) => return "connection lost".to_owned(),
             Err(e) => return e.to_string(),
         };
+        if let Some(seq) = events::heartbeat_of(tag, n.payload()) {
+            let at = beats(sent).heard(seq);
+            if let Some(at) = at {
+                cache.vouch(at);
+            }
+            continue;
+        }
         let Some(signal) = events::decode(tag, n.payload()) else {
             continue;
         };

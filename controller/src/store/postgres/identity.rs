@@ -12,7 +12,10 @@
 //!   clear their [`AuthCache`] on it. Without the notification (listener
 //!   down, `poll_only`) a replica trusts a cached credential for
 //!   [`AUTH_CACHE_TTL`] at most: that is the bound on how long a revoked
-//!   credential may still be accepted by another replica.
+//!   credential may still be accepted by another replica. While its
+//!   listener proves it hears every notification (its own heartbeats,
+//!   `store::postgres::events`), agents' entries are trusted longer
+//!   (`credentials::CACHE_TTL`) within that same bound.
 //! - Enrollment attempts are counted per source and minute in
 //!   `enroll_attempts` (the rate limit holds across replicas).
 

@@ -70,6 +70,81 @@ async fn a_revoke_clears_the_other_replicas_credential_cache() {
     assert!(b.auth_cache().epoch() > before, "cache cleared");
 }
 
+/// Whether `cache` trusts, now, an agent entry cached 3 s ago (past the
+/// short life): only while its listener vouches for it.
+fn trusts_an_old_agent_entry(cache: &AuthCache) -> bool {
+    use crate::credentials::{AgentPrincipal, Principal};
+    let key = crate::credentials::cache_key("baton_agent_x");
+    let p = Principal::Agent(AgentPrincipal {
+        id: "a1".into(),
+        allowed_groups: vec![],
+    });
+    let now = std::time::Instant::now();
+    cache.insert(key, p, cache.epoch(), now - Duration::from_secs(3));
+    cache.get(&key, now).is_some()
+}
+
+async fn wait_trust(cache: &AuthCache, want: bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while trusts_an_old_agent_entry(cache) != want {
+        assert!(
+            std::time::Instant::now() < end,
+            "the cache never came to trust={want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn hearing_its_own_heartbeats_lets_the_cache_trust_agents_longer() {
+    let Some((a, b, url, _g)) = replicas(false).await else {
+        return;
+    };
+    assert!(
+        !trusts_an_old_agent_entry(b.auth_cache()),
+        "not before it listens"
+    );
+    let mut rb = b.subscribe().expect("b listens");
+    assert_eq!(next(&mut rb).await, Inbound::Up);
+    wait_trust(b.auth_cache(), true).await;
+    // The other replica never hears b's heartbeats as signals, nor does b.
+    let mut ra = a.subscribe().expect("a listens");
+    assert_eq!(next(&mut ra).await, Inbound::Up);
+    tokio::time::sleep(HEARTBEAT_EVERY * 3).await;
+    assert!(ra.try_recv().is_err(), "a heard a heartbeat as a signal");
+    assert!(rb.try_recv().is_err(), "b heard a heartbeat as a signal");
+    // A revoke from a clears b's cache as ever.
+    wait_trust(b.auth_cache(), true).await;
+    sqlx::query("NOTIFY baton_events, 'r'")
+        .execute(&a.pool)
+        .await
+        .expect("notify");
+    assert_eq!(next(&mut rb).await, Inbound::Signal(Signal::Revoke));
+    // Its listener lost and back: the cache was cleared on `Up`, and is
+    // trusted again once a heartbeat is heard on the new connection.
+    let pids = testutil::listeners(&url).await;
+    for pid in pids {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&a.pool)
+            .await
+            .expect("terminate");
+    }
+    assert_eq!(next(&mut rb).await, Inbound::Down);
+    assert_eq!(next(&mut rb).await, Inbound::Up);
+    wait_trust(b.auth_cache(), true).await;
+}
+
+#[tokio::test]
+async fn a_poll_only_replica_trusts_its_cache_for_the_short_life_only() {
+    let Some((_a, b, _url, _g)) = replicas(true).await else {
+        return;
+    };
+    assert!(b.subscribe().is_none());
+    tokio::time::sleep(HEARTBEAT_EVERY * 3).await;
+    assert!(!trusts_an_old_agent_entry(b.auth_cache()));
+}
+
 #[tokio::test]
 async fn a_killed_listener_is_reported_down_then_up_again() {
     let Some((a, b, url, _g)) = replicas(false).await else {
