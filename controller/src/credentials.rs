@@ -174,8 +174,9 @@ impl AuthCache {
 
     /// An empty cache whose entries are trusted for `ttl`, and agents'
     /// entries for [`CACHE_TTL`] while it is vouched for
-    /// ([`AuthCache::vouch`]). Operators' entries keep `ttl`: an operator
-    /// token also expires, which no signal announces.
+    /// ([`AuthCache::vouch`]). Operators' entries keep `ttl`: operators
+    /// call rarely, so the longer life would save nothing, and each read
+    /// keeps their token's `last_used_at` as fresh as before.
     pub fn vouched(ttl: Duration) -> Self {
         AuthCache {
             vouched_ttl: Some(CACHE_TTL.max(ttl)),

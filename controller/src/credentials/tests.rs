@@ -87,7 +87,7 @@ fn a_vouched_cache_trusts_agents_longer_while_the_vouching_lasts() {
     c.vouch(later - Duration::from_secs(1));
     assert!(c.get(&key("a"), later).is_some());
     assert!(c.get(&key("a"), later + Duration::from_secs(1)).is_none());
-    // An operator's token may expire unannounced: never longer than short.
+    // Operators' entries keep the short life.
     assert!(c.get(&key("o"), later).is_none());
     // Vouching only moves forward.
     c.vouch(t0);
