@@ -303,7 +303,9 @@ async fn cancel_and_timeout_kill_the_tool_and_leave_no_partial() {
         let mut j = job("shop", false);
         let cancel = j.cancel.clone();
         if timeout {
-            j.timeout = Some(Duration::from_millis(800));
+            // Long enough for the fake tool to start and mark it on a
+            // loaded machine (the checks below run while it hangs).
+            j.timeout = Some(Duration::from_secs(3));
         }
         let exec = f.exec.clone();
         let run = tokio::spawn(async move { exec.execute(j).await });
