@@ -62,25 +62,23 @@ pub async fn poll(
         ready: &s.ready,
         shutdown: &s.shutdown,
     };
-    if req.completions.is_empty() {
-        let poll = Poll {
-            agent_id: &id,
-            req: &req,
-            max_hold: s.config.poll_hold,
-            started,
-            received,
-        };
-        return Ok(Json(long_poll(dispatcher, poll).await?));
-    }
     // A poll carrying completions is answered at once, never held: their
     // results must not wait for work to come.
+    let held = req.completions.is_empty();
     let poll = Poll {
         agent_id: &id,
         req: &req,
-        max_hold: std::time::Duration::ZERO,
+        max_hold: if held {
+            s.config.poll_hold
+        } else {
+            std::time::Duration::ZERO
+        },
         started,
         received,
     };
+    if held {
+        return Ok(Json(long_poll(dispatcher, poll).await?));
+    }
     // The completions go to the store beside the poll's first look for
     // work (one group commit when both are queued together).
     let max = s.config.max_output_bytes;
