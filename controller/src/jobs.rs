@@ -106,6 +106,17 @@ impl Jobs {
         self.wakers.cancels_told(id, mark);
     }
 
+    /// Mark every agent holding a running lease whose job was asked to
+    /// cancel (at start: the previous run's marks were in its memory), so
+    /// their next polls carry the notices; returns how many.
+    pub async fn mark_cancelled_holders(&self) -> Result<usize> {
+        let holders = self.store.cancelled_holders().await?;
+        for a in &holders {
+            self.wakers.mark_cancel(a);
+        }
+        Ok(holders.len())
+    }
+
     /// How many held polls are parked here now.
     pub fn parked(&self) -> usize {
         self.handoffs.len()

@@ -143,6 +143,23 @@ async fn rebase_clock(store: &Store) -> Result<(), Error> {
     Ok(())
 }
 
+/// Mark the holders of leases cancelled before this start (their marks were
+/// in the previous run's memory), so the cancels reach their jobs by the next
+/// poll instead of the next heartbeat. A failure costs only that speed.
+async fn mark_cancelled_holders(jobs: &Jobs) {
+    match jobs.mark_cancelled_holders().await {
+        Ok(0) => {}
+        Ok(agents) => tracing::info!(
+            agents,
+            "Agents holding cancelled jobs marked: their next polls carry the cancel notices"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "Cannot read the cancelled running jobs: their agents learn of the cancels by their next heartbeats"
+        ),
+    }
+}
+
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
@@ -183,6 +200,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     write_addr_file(&config.state_dir, &addr.to_string()).map_err(dir_err)?;
 
     let state = app_state(&store, &config, &shutdown);
+    mark_cancelled_holders(&state.jobs).await;
     let notifier = crate::notify::Notifier::new(
         store.clone(),
         &config.notifications,

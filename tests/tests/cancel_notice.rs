@@ -2,7 +2,9 @@
 //! next heartbeat (issue 16, point 11): with a 90 s lease TTL the first
 //! heartbeat goes out 30 s after the grant, so a job that ends `cancelled`
 //! within 20 s of `batonctl cancel` learnt it from the poll. Real controller,
-//! agent and batonctl; the job is a real `sleep` process.
+//! agent and batonctl; the job is a real `sleep` process. A cancel committed
+//! while the holder was away, just before the controller was killed, still
+//! reaches the job by the holder's first poll to the restarted controller.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 use baton_proto::{AttemptOutcome, JobState};
 use baton_tests::cluster::Cluster;
 use baton_tests::proc::bin;
+use nix::sys::signal::Signal;
 use serde_json::json;
 
 const TTL_MS: u64 = 90_000;
@@ -85,4 +88,53 @@ async fn cancel_reaches_a_job_while_a_slot_is_free() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_reaches_one_of_several_running_jobs() {
     cancel_one_of(2, 2).await;
+}
+
+/// The cancel marks of a controller live in its memory; a restarted one
+/// marks, at start, every agent holding a cancelled running lease. The
+/// agent is SIGSTOPped (its held poll answered empty while it sleeps, so no
+/// poll is held when the cancel commits), the job is cancelled, the
+/// controller is killed with `kill -9` and restarted, then the agent
+/// continues: its first poll to the new controller must carry the notice,
+/// well before its first heartbeat (30 s after the grant at a 90 s TTL).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_committed_before_a_controller_restart_reaches_the_job_by_the_next_poll() {
+    let mut c = Cluster::start_with(1, "poll_hold = \"1s\"\n", |o| o.slots = 1)
+        .await
+        .expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let j = c
+        .api
+        .submit(json!({"group": "default", "lease_ttl_ms": TTL_MS,
+                       "spec": {"kind": "command", "program": "/bin/sleep", "args": ["600"]}}))
+        .await
+        .expect("submit");
+    c.api.wait_running(j.id, WAIT).await.expect("running");
+    let granted = Instant::now();
+    c.agents[0].proc().signal(Signal::SIGSTOP).expect("SIGSTOP");
+    // The stopped agent's held poll is answered (empty) after the 1 s hold.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let v = c.api.cancel(j.id).await.expect("cancel");
+    assert_eq!(v.state, JobState::Running, "{v:#?}");
+    c.controller.restart().await.expect("restart");
+    c.agents[0].proc().signal(Signal::SIGCONT).expect("SIGCONT");
+    let resumed = Instant::now();
+    let done = c.api.wait_terminal(j.id, WAIT).await.expect("terminal");
+    let took = resumed.elapsed();
+    assert_eq!(done.state, JobState::Cancelled, "{done:#?}\n{}", c.logs());
+    // The first heartbeat goes out TTL/3 after the grant, which came a
+    // little before `granted`: 5 s of margin.
+    let before_heartbeat = Duration::from_millis(TTL_MS / 3) - Duration::from_secs(5);
+    assert!(
+        granted.elapsed() < before_heartbeat && took < Duration::from_secs(15),
+        "the cancel took {took:?} after the agent resumed ({:?} after the grant): it waited for a heartbeat\n{}",
+        granted.elapsed(),
+        c.logs()
+    );
+    let log = c.controller.log_text();
+    assert!(
+        log.contains("Agents holding cancelled jobs marked"),
+        "{log}"
+    );
+    assert!(log.contains("Cancel notice sent to the holder"), "{log}");
 }

@@ -282,6 +282,29 @@ async fn a_cancel_wakes_the_holder_and_agent_entries_live_only_while_waited_on()
     assert_eq!(jobs.wakers.agents_waiting(), 0);
 }
 
+/// A controller that starts (a fresh `Jobs` over the same store) has none of
+/// the previous run's cancel marks until `mark_cancelled_holders`, which
+/// marks the holder of a cancelled running lease and no other agent.
+#[tokio::test]
+async fn a_restart_marks_the_holders_of_leases_cancelled_before_it() {
+    let (s, _dir) = store().await;
+    enrolled(&s, "a1", &["g"]).await;
+    let before = Jobs::new(s.clone());
+    before
+        .submit(noop_job(TTL, policy()), now_ms())
+        .await
+        .expect("submit");
+    let (id, _) = grant_one(&before, now_ms()).await;
+    before.cancel(id, now_ms()).await.expect("cancel");
+    assert!(before.cancel_mark("a1").is_some());
+    drop(before);
+    let after = Jobs::new(s);
+    assert_eq!(after.cancel_mark("a1"), None, "marks live in memory");
+    assert_eq!(after.mark_cancelled_holders().await.expect("mark"), 1);
+    assert!(after.cancel_mark("a1").is_some(), "the holder is marked");
+    assert_eq!(after.cancel_mark("a2"), None);
+}
+
 /// Whether the schedule timer was told a job may have ended (takes the
 /// notice: the next look starts afresh).
 fn timer_told(jobs: &Jobs) -> bool {

@@ -11,8 +11,10 @@
 //! removes it), so an idle fleet costs nothing here. A cancel also marks its
 //! holder ([`Wakers::cancel_mark`]) until a poll of it finds nothing more to
 //! tell: only marked agents' polls read the store for notices, so the polls
-//! of busy agents cost no extra read. The marks live in memory: a cancel
-//! committed before a controller restart reaches its job by the heartbeat.
+//! of busy agents cost no extra read. The marks live in memory; at start
+//! the controller marks every agent holding a cancelled running lease
+//! (`Jobs::mark_cancelled_holders`), so a cancel committed before a restart
+//! still reaches its job by the holder's next poll.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -101,10 +103,7 @@ impl Wakers {
     /// it after the cancel has committed. Nobody waits: the agent's next
     /// poll finds the cancel.
     pub(super) fn wake_agent(&self, id: &str) {
-        {
-            let mut c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
-            *c.entry(id.to_owned()).or_default() += 1;
-        }
+        self.mark_cancel(id);
         let n = {
             let a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
             a.get(id).cloned()
@@ -112,6 +111,13 @@ impl Wakers {
         if let Some(n) = n {
             n.notify_waiters();
         }
+    }
+
+    /// Mark agent `id`: its next poll naming leases reads the store for
+    /// cancel notices.
+    pub(super) fn mark_cancel(&self, id: &str) {
+        let mut c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        *c.entry(id.to_owned()).or_default() += 1;
     }
 
     /// Every group polled on this controller since the start.

@@ -66,6 +66,7 @@ macro_rules! suite {
                 a_drained_agent_is_granted_nothing_until_resumed,
                 abandon_ends_only_the_callers_current_lease,
                 ready_in_sees_only_queued_jobs_past_their_backoff,
+                cancelled_holders_are_the_agents_of_cancelled_running_leases,
             ],
             agents: [
                 presence_and_blocked_reason,

@@ -331,6 +331,11 @@ pub trait LeaseStore {
     /// cancel marked the agent).
     async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>>;
 
+    /// The agents holding a running lease whose job an operator asked to
+    /// cancel, each once (read at start: the cancel marks of the previous
+    /// run were in its memory).
+    async fn cancelled_holders(&self) -> Result<Vec<String>>;
+
     /// Whether a queued job of one of `groups` is ready to run at `now`
     /// (read after a woken poll took nothing, or all it could: while such
     /// work remains, the poll hands its wake on; lease lifecycle point 7).

@@ -605,3 +605,50 @@ pub async fn ready_in_sees_only_queued_jobs_past_their_backoff(s: &Store) {
     );
     assert!(s.ready_in(&g, 5_100).await.expect("ready_in"));
 }
+
+/// Conformance case `cancelled_holders_are_the_agents_of_cancelled_running_leases`:
+/// what a starting controller marks for cancel notices — each agent holding
+/// a running lease whose job was asked to cancel, once; not a queued job's
+/// cancel, not the agent of an uncancelled lease, nobody once the job ended.
+pub async fn cancelled_holders_are_the_agents_of_cancelled_running_leases(s: &Store) {
+    let groups = vec!["g".to_string()];
+    let kinds = vec![JobKind::Noop];
+    assert!(s.cancelled_holders().await.expect("holders").is_empty());
+    let mut two = req("a1", &groups, &kinds);
+    two.max = 2;
+    let a = s.submit(job(2, 60_000), 0).await.expect("submit").job.id;
+    let b = s.submit(job(2, 60_000), 0).await.expect("submit").job.id;
+    let granted = s.grant(&two, 10).await.expect("grant").grants;
+    assert_eq!(granted.len(), 2);
+    let c = s.submit(job(2, 60_000), 20).await.expect("submit").job.id;
+    assert_eq!(
+        s.grant(&req("a2", &groups, &kinds), 30)
+            .await
+            .expect("grant")
+            .grants
+            .len(),
+        1
+    );
+    let queued = s.submit(job(2, 60_000), 40).await.expect("submit").job.id;
+    s.cancel(queued, 50).await.expect("cancel a queued job");
+    assert!(s.cancelled_holders().await.expect("holders").is_empty());
+    // a2's lease is not cancelled; both of a1's are: a1 once.
+    s.cancel(a, 60).await.expect("cancel");
+    s.cancel(b, 60).await.expect("cancel");
+    assert_eq!(
+        s.cancelled_holders().await.expect("holders"),
+        vec!["a1".to_string()]
+    );
+    for g in &granted {
+        s.complete(
+            g.job_id,
+            "a1",
+            &creq(g.token, Completion::Cancelled, None),
+            70,
+        )
+        .await
+        .expect("complete");
+    }
+    assert!(s.cancelled_holders().await.expect("holders").is_empty());
+    assert_eq!(s.get_job(c).await.expect("get").state, JobState::Running);
+}

@@ -258,6 +258,15 @@ impl LeaseStore for PgStore {
         .await?)
     }
 
+    async fn cancelled_holders(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT lease_agent FROM jobs
+             WHERE state = 'running' AND cancel_requested AND lease_agent IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn cancelled_leases(&self, agent_id: &str) -> Result<Vec<LeaseRef>> {
         let rows: Vec<(JobId, Option<i64>)> = sqlx::query_as(
             "SELECT id, lease_token FROM jobs
