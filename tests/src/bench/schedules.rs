@@ -109,7 +109,7 @@ async fn one_run(args: &Args) -> Result<RunResult> {
         .context("controller is not running")?;
     proc.signal(Signal::SIGTERM)?;
     proc.wait_exit(Duration::from_secs(60))?;
-    let db = sched_store::open(&sched_store::db_path(&b.controller.state_dir)).await?;
+    let db = Evidence::open(&b).await?;
     let w = window(&db, t0, t1).await?;
     let logged = logged_lateness(&b.controller.log_text(), t0, t1);
     let mut failures = Vec::new();
@@ -126,9 +126,9 @@ async fn one_run(args: &Args) -> Result<RunResult> {
             w.fired, w.other
         ));
     }
-    let dups = sched_store::duplicate_jobs(&db).await?;
-    if !dups.is_empty() {
-        failures.push(format!("{} nominal times with two jobs", dups.len()));
+    let dups = db.duplicate_jobs().await?;
+    if dups > 0 {
+        failures.push(format!("{dups} nominal times with two jobs"));
     }
     let secs = (t1 - t0) as f64 / 1000.0;
     Ok(RunResult {
@@ -240,32 +240,108 @@ struct Window {
     jobs: usize,
 }
 
-async fn window(db: &sqlx::SqlitePool, t0: i64, t1: i64) -> Result<Window> {
-    let late: Vec<(i64,)> = sqlx::query_as(
-        "SELECT j.created_at - COALESCE(o.fire_at, o.nominal) FROM occurrences o \
-         JOIN jobs j ON j.id = o.job_id \
-         WHERE o.state = 'fired' AND o.nominal >= ? AND o.nominal < ?",
-    )
-    .bind(t0)
-    .bind(t1)
-    .fetch_all(db)
-    .await?;
-    let other: (i64,) = sqlx::query_as(
-        "SELECT COALESCE(SUM(count), 0) FROM occurrences \
-         WHERE state != 'fired' AND nominal >= ? AND nominal < ?",
-    )
-    .bind(t0)
-    .bind(t1)
-    .fetch_one(db)
-    .await?;
-    let jobs: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs")
-        .fetch_one(db)
+/// The stopped controller's store, read for the evidence: its SQLite file
+/// (read-only), or its scratch PostgreSQL database (`--store postgres`).
+enum Evidence {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Evidence {
+    async fn open(b: &super::Bench) -> Result<Evidence> {
+        Ok(match &b.pg {
+            Some(pg) => Evidence::Postgres(
+                sqlx::PgPool::connect(&pg.url)
+                    .await
+                    .with_context(|| format!("connect to {}", pg.url))?,
+            ),
+            None => Evidence::Sqlite(
+                sched_store::open(&sched_store::db_path(&b.controller.state_dir)).await?,
+            ),
+        })
+    }
+
+    /// One `BIGINT` column of `sql`, written with `?` placeholders (made
+    /// `$1`, `$2`, … for PostgreSQL), bound to `binds` in order.
+    async fn i64s(&self, sql: &'static str, binds: &[i64]) -> Result<Vec<i64>> {
+        Ok(match self {
+            Evidence::Sqlite(db) => {
+                let mut q = sqlx::query_scalar(sql);
+                for v in binds {
+                    q = q.bind(*v);
+                }
+                q.fetch_all(db).await?
+            }
+            Evidence::Postgres(db) => {
+                // Our own constant SQL, only its placeholders renumbered.
+                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(numbered(sql)));
+                for v in binds {
+                    q = q.bind(*v);
+                }
+                q.fetch_all(db).await?
+            }
+        })
+    }
+
+    async fn one(&self, sql: &'static str, binds: &[i64]) -> Result<i64> {
+        self.i64s(sql, binds)
+            .await?
+            .first()
+            .copied()
+            .context("no row")
+    }
+
+    /// Nominal times with more than one job (jobs of a schedule's pipeline
+    /// runs, which share the run's nominal time, left out); see
+    /// `sched_store::duplicate_jobs`.
+    async fn duplicate_jobs(&self) -> Result<i64> {
+        self.one(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs \
+             WHERE schedule_id IS NOT NULL AND run_id IS NULL \
+             GROUP BY schedule_id, nominal_at HAVING COUNT(*) > 1) d",
+            &[],
+        )
+        .await
+    }
+}
+
+/// `?` placeholders as PostgreSQL's `$1`, `$2`, …
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn window(db: &Evidence, t0: i64, t1: i64) -> Result<Window> {
+    let late = db
+        .i64s(
+            "SELECT j.created_at - COALESCE(o.fire_at, o.nominal) FROM occurrences o \
+             JOIN jobs j ON j.id = o.job_id \
+             WHERE o.state = 'fired' AND o.nominal >= ? AND o.nominal < ?",
+            &[t0, t1],
+        )
         .await?;
+    let other = db
+        .one(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM occurrences \
+             WHERE state != 'fired' AND nominal >= ? AND nominal < ?",
+            &[t0, t1],
+        )
+        .await?;
+    let jobs = db.one("SELECT COUNT(*) FROM jobs", &[]).await?;
     Ok(Window {
         fired: late.len(),
-        lateness: late.into_iter().map(|(l,)| l as f64).collect(),
-        other: usize::try_from(other.0).unwrap_or(0),
-        jobs: usize::try_from(jobs.0).unwrap_or(0),
+        lateness: late.into_iter().map(|l| l as f64).collect(),
+        other: usize::try_from(other).unwrap_or(0),
+        jobs: usize::try_from(jobs).unwrap_or(0),
     })
 }
 

@@ -25,3 +25,15 @@ fn logged_firings_parse() {
     assert_eq!(late, vec![154.935]);
     assert_eq!(logged_lateness(log, t0, t0 + 3_000).len(), 2);
 }
+
+#[test]
+fn placeholders_are_numbered_for_postgres() {
+    assert_eq!(
+        numbered("SELECT 1 WHERE a >= ? AND a < ?"),
+        "SELECT 1 WHERE a >= $1 AND a < $2"
+    );
+    assert_eq!(
+        numbered("SELECT COUNT(*) FROM jobs"),
+        "SELECT COUNT(*) FROM jobs"
+    );
+}
