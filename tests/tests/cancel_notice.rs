@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baton_proto::{AttemptOutcome, JobState};
+use baton_proto::{AttemptOutcome, JobId, JobState};
 use baton_tests::cluster::Cluster;
 use baton_tests::proc::bin;
 use nix::sys::signal::Signal;
@@ -20,6 +20,18 @@ const TTL_MS: u64 = 90_000;
 const BOUND: Duration = Duration::from_secs(20);
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Submit a `sleep 600` job at the [`TTL_MS`] lease and wait until it runs.
+async fn running_sleep(c: &Cluster) -> JobId {
+    let j = c
+        .api
+        .submit(json!({"group": "default", "lease_ttl_ms": TTL_MS,
+                       "spec": {"kind": "command", "program": "/bin/sleep", "args": ["600"]}}))
+        .await
+        .expect("submit");
+    c.api.wait_running(j.id, WAIT).await.expect("running");
+    j.id
+}
+
 /// One agent with `slots`; `running` sleep jobs started; the first one is
 /// cancelled with batonctl and must end `cancelled` within [`BOUND`].
 async fn cancel_one_of(slots: u32, running: usize) {
@@ -29,14 +41,7 @@ async fn cancel_one_of(slots: u32, running: usize) {
     c.wait_agents_online().await.expect("online");
     let mut ids = Vec::new();
     for _ in 0..running {
-        let j = c
-            .api
-            .submit(json!({"group": "default", "lease_ttl_ms": TTL_MS,
-                           "spec": {"kind": "command", "program": "/bin/sleep", "args": ["600"]}}))
-            .await
-            .expect("submit");
-        c.api.wait_running(j.id, WAIT).await.expect("running");
-        ids.push(j.id);
+        ids.push(running_sleep(&c).await);
     }
     // Let the agent's next poll (for work, or for notices only) be held.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -103,23 +108,17 @@ async fn a_cancel_committed_before_a_controller_restart_reaches_the_job_by_the_n
         .await
         .expect("cluster");
     c.wait_agents_online().await.expect("online");
-    let j = c
-        .api
-        .submit(json!({"group": "default", "lease_ttl_ms": TTL_MS,
-                       "spec": {"kind": "command", "program": "/bin/sleep", "args": ["600"]}}))
-        .await
-        .expect("submit");
-    c.api.wait_running(j.id, WAIT).await.expect("running");
+    let id = running_sleep(&c).await;
     let granted = Instant::now();
     c.agents[0].proc().signal(Signal::SIGSTOP).expect("SIGSTOP");
     // The stopped agent's held poll is answered (empty) after the 1 s hold.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let v = c.api.cancel(j.id).await.expect("cancel");
+    let v = c.api.cancel(id).await.expect("cancel");
     assert_eq!(v.state, JobState::Running, "{v:#?}");
     c.controller.restart().await.expect("restart");
     c.agents[0].proc().signal(Signal::SIGCONT).expect("SIGCONT");
     let resumed = Instant::now();
-    let done = c.api.wait_terminal(j.id, WAIT).await.expect("terminal");
+    let done = c.api.wait_terminal(id, WAIT).await.expect("terminal");
     let took = resumed.elapsed();
     assert_eq!(done.state, JobState::Cancelled, "{done:#?}\n{}", c.logs());
     // The first heartbeat goes out TTL/3 after the grant, which came a
