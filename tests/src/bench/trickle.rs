@@ -59,9 +59,10 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
         }
         rep.failures.extend(r.failures);
     }
-    let rows: [(&str, &str, Option<Target>); 9] = [
+    let rows: [(&str, &str, Option<Target>); 10] = [
         ("polls woken per job", "polls", Some(Target::Le(2.0))),
         ("woken polls that took nothing, per job", "polls", None),
+        ("store commits per job", "commits", None),
         ("controller CPU (of one core)", "%", Some(Target::Le(10.0))),
         ("controller CPU in the kernel", "%", None),
         ("submit sent→start p50", "ms", None),
@@ -99,7 +100,7 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
     fleet::wait_all_online(&mut b, n, &in_flight).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (woken0, wasted0) = wake_counters(&b.api).await?;
+    let before = counters(&b.api).await?;
     let pids = b.controller_pids()?;
     let window = Duration::from_secs(args.duration_secs);
     let watch = tokio::spawn(async move { observe(&pids, window).await });
@@ -110,7 +111,7 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
     while lock(&times).started.len() < submitted.0 && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (woken1, wasted1) = wake_counters(&b.api).await?;
+    let after = counters(&b.api).await?;
     b.check_alive()?;
     fleet_tasks.abort_all();
 
@@ -144,10 +145,14 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
     let sys = obs.iter().map(|o| o.sys_percent).sum();
     Ok(RunResult {
         figures: vec![
-            ("polls woken per job", (woken1 - woken0) / jobs),
+            ("polls woken per job", (after.woken - before.woken) / jobs),
             (
                 "woken polls that took nothing, per job",
-                (wasted1 - wasted0) / jobs,
+                (after.wasted - before.wasted) / jobs,
+            ),
+            (
+                "store commits per job",
+                (after.commits - before.commits) / jobs,
             ),
             ("controller CPU (of one core)", cpu),
             ("controller CPU in the kernel", sys),
@@ -205,18 +210,30 @@ async fn submit_at_rate(
     Ok((ok, secs))
 }
 
-/// The controller's `(polls woken, woken polls that took nothing)` so far.
-async fn wake_counters(api: &Api) -> Result<(f64, f64)> {
+/// The controller's counters the scenario reports per job.
+struct Counters {
+    /// Polls woken.
+    woken: f64,
+    /// Woken polls that took nothing.
+    wasted: f64,
+    /// Store commits: SQLite group commits, PostgreSQL transactions.
+    commits: f64,
+}
+
+/// The controller's [`Counters`] so far.
+async fn counters(api: &Api) -> Result<Counters> {
     let text = api.metrics().await?;
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .with_context(|| format!("/metrics has no {name}"))
     };
-    Ok((
-        value("baton_dispatch_polls_woken_total")?,
-        value("baton_dispatch_wakes_wasted_total")?,
-    ))
+    Ok(Counters {
+        woken: value("baton_dispatch_polls_woken_total")?,
+        wasted: value("baton_dispatch_wakes_wasted_total")?,
+        commits: value("baton_group_commit_batch_ops_count")?
+            + value("baton_store_transaction_seconds_count")?,
+    })
 }
 
 /// One simulated agent: poll; on a grant, note its start and carry its

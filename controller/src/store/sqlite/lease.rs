@@ -111,7 +111,9 @@ impl LeaseStore for SqliteStore {
             started_after_ms: req.started_after_ms.map(ms_i64),
             unit: rand::random(),
         };
-        self.grouped(move |c| complete_in(c, &done, now)).await
+        // The agent waits, not a person: one commit with the next write.
+        self.grouped_deferred(move |c| complete_in(c, &done, now))
+            .await
     }
 
     /// Hand a job back without spending an attempt (point 6).

@@ -15,6 +15,14 @@
 //! succeeds again. An empty queue means no waiting: a
 //! lone operation is a batch of one, committed at once.
 //!
+//! Except a *deferrable* operation ([`Writer::exec_deferred`]: a job's
+//! completion, whose caller is an agent, not a person waiting): alone, it
+//! waits up to [`DEFER`] for company — the next operation of any kind, whose
+//! batch it joins ahead of it — and commits alone only when none came. Under
+//! a steady trickle of short jobs that is one commit per job instead of two
+//! (the submit-and-grant, then the completion alone); an operation that is
+//! not deferrable is never delayed by one that is.
+//!
 //! An operation that fails rolls back only itself:
 //! - a refusal ([`Error::wrote_nothing`]: lease lost, forbidden, not found,
 //!   conflict) is, by contract of every operation body, decided BEFORE its
@@ -61,6 +69,9 @@ pub const MAX_OPS: usize = 256;
 pub const MAX_WORK: Duration = Duration::from_millis(4);
 /// Queue depth before callers wait for room.
 const QUEUE: usize = 4096;
+/// The longest a deferrable operation waits for another to share its
+/// commit.
+pub const DEFER: Duration = Duration::from_millis(20);
 
 /// Counters of the group-commit writer.
 #[derive(Debug, Default)]
@@ -80,6 +91,8 @@ pub(crate) struct Writer {
     queue: mpsc::Sender<Box<dyn Work>>,
     stats: Arc<Stats>,
     engine: Arc<Engine>,
+    /// How long a deferrable operation waits, microseconds ([`DEFER`]).
+    defer: Arc<AtomicU64>,
 }
 
 /// One queued operation, type-erased.
@@ -93,6 +106,8 @@ trait Work: Send {
     fn answer(self: Box<Self>, batch_error: Option<&Error>);
     /// Why its own run failed, when the disk or filesystem refused it.
     fn unavailable(&self) -> Option<(Cause, &str)>;
+    /// Whether it may wait up to [`DEFER`] to join another's batch.
+    fn deferrable(&self) -> bool;
 }
 
 /// How one run of an operation went.
@@ -114,6 +129,7 @@ struct Op<T> {
     body: OpFn<T>,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
+    defer: bool,
 }
 
 impl<T: Send + 'static> Work for Op<T> {
@@ -143,6 +159,10 @@ impl<T: Send + 'static> Work for Op<T> {
             Some(Err(Error::Unavailable { cause, detail })) => Some((*cause, detail)),
             _ => None,
         }
+    }
+
+    fn deferrable(&self) -> bool {
+        self.defer
     }
 }
 
@@ -178,19 +198,28 @@ impl Writer {
         let (queue, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let engine = Arc::new(Engine::start(opener)?);
+        let defer = Arc::new(AtomicU64::new(DEFER.as_micros() as u64));
         let task = Task {
             pool,
             engine: engine.clone(),
             stats: stats.clone(),
             health,
             bound,
+            defer: defer.clone(),
         };
         tokio::spawn(task.run(rx));
         Ok(Writer {
             queue,
             stats,
             engine,
+            defer,
         })
+    }
+
+    /// Let deferrable operations wait `d` instead of [`DEFER`] (tests).
+    #[cfg(test)]
+    pub(crate) fn set_defer(&self, d: Duration) {
+        self.defer.store(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Close the writer's connection; operations queued later fail.
@@ -205,11 +234,22 @@ impl Writer {
 
     /// Queue `body`, wait for its batch to commit, return its result.
     pub(crate) async fn exec<T: Send + 'static>(&self, body: OpFn<T>) -> Result<T> {
+        self.queue_op(body, false).await
+    }
+
+    /// [`Writer::exec`], but alone `body` waits up to [`DEFER`] for another
+    /// operation to share its commit.
+    pub(crate) async fn exec_deferred<T: Send + 'static>(&self, body: OpFn<T>) -> Result<T> {
+        self.queue_op(body, true).await
+    }
+
+    async fn queue_op<T: Send + 'static>(&self, body: OpFn<T>, defer: bool) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         let op: Box<dyn Work> = Box::new(Op {
             body,
             result: None,
             reply,
+            defer,
         });
         self.queue
             .send(op)
@@ -262,6 +302,17 @@ struct Task {
     stats: Arc<Stats>,
     health: Arc<Health>,
     bound: Arc<LeaseBound>,
+    defer: Arc<AtomicU64>,
+}
+
+/// What the writer task waits for next.
+enum Next {
+    /// An operation.
+    Op(Box<dyn Work>),
+    /// The held operations have waited long enough.
+    Due,
+    /// Every sender is gone.
+    Closed,
 }
 
 /// A batch handed to the writer thread, and back.
@@ -272,20 +323,62 @@ struct Batch {
 
 impl Task {
     /// One transaction per batch, until every sender is gone (or the
-    /// writer thread stopped).
+    /// writer thread stopped). Deferrable operations are held until another
+    /// operation comes (they run ahead of it, in queue order) or the first
+    /// of them has waited [`DEFER`]; not while commits fail.
     async fn run(self, mut rx: mpsc::Receiver<Box<dyn Work>>) {
         let mut last_probe = Instant::now();
-        while let Some(first) = next_op(&self.pool, &mut rx, &self.health, &mut last_probe).await {
-            let started = Instant::now();
-            let batch = Batch {
-                ops: vec![first],
-                rx,
-            };
-            let Some((batch, outcome)) = self.batch(batch, started).await else {
+        let mut held: Vec<Box<dyn Work>> = Vec::new();
+        let mut due: Option<Instant> = None;
+        loop {
+            let next = self.next(&mut rx, due, &mut last_probe).await;
+            let closed = matches!(next, Next::Closed);
+            if let Next::Op(op) = next {
+                let hold = op.deferrable() && !self.health.is_failing() && held.len() < MAX_OPS;
+                held.push(op);
+                if hold {
+                    let defer = Duration::from_micros(self.defer.load(Ordering::Relaxed));
+                    due.get_or_insert_with(|| Instant::now() + defer);
+                    continue;
+                }
+            }
+            due = None;
+            if !held.is_empty() {
+                let started = Instant::now();
+                let batch = Batch {
+                    ops: std::mem::take(&mut held),
+                    rx,
+                };
+                let Some((batch, outcome)) = self.batch(batch, started).await else {
+                    return;
+                };
+                rx = batch.rx;
+                self.settled(batch.ops, outcome, started);
+            }
+            if closed {
                 return;
+            }
+        }
+    }
+
+    /// The next operation, or `due` (held operations must commit now), or
+    /// the end of the queue.
+    async fn next(
+        &self,
+        rx: &mut mpsc::Receiver<Box<dyn Work>>,
+        due: Option<Instant>,
+        last_probe: &mut Instant,
+    ) -> Next {
+        let Some(at) = due else {
+            return match next_op(&self.pool, rx, &self.health, last_probe).await {
+                Some(op) => Next::Op(op),
+                None => Next::Closed,
             };
-            rx = batch.rx;
-            self.settled(batch.ops, outcome, started);
+        };
+        match tokio::time::timeout_at(at.into(), rx.recv()).await {
+            Ok(Some(op)) => Next::Op(op),
+            Ok(None) => Next::Closed,
+            Err(_) => Next::Due,
         }
     }
 
@@ -396,8 +489,8 @@ fn exec(conn: &Connection, sql: &str) -> Result<()> {
     rows::run(conn, sql, []).map(drop)
 }
 
-/// Run `batch.ops[0]` and whatever else is waiting in one transaction, on
-/// the writer thread.
+/// Run `batch.ops` and whatever else is waiting in one transaction, on the
+/// writer thread.
 fn run_batch(
     conn: &Connection,
     batch: &mut Batch,
@@ -408,12 +501,15 @@ fn run_batch(
     exec(conn, "BEGIN IMMEDIATE")?;
     let mut i = 0;
     let mut failed = None;
-    while let Some(op) = batch.ops.get_mut(i) {
-        if op.run(conn) == Outcome::Failed {
-            failed = Some(i);
-            break;
+    // Every operation handed in runs; more are taken while there is room.
+    'ops: loop {
+        while let Some(op) = batch.ops.get_mut(i) {
+            if op.run(conn) == Outcome::Failed {
+                failed = Some(i);
+                break 'ops;
+            }
+            i += 1;
         }
-        i += 1;
         if i >= MAX_OPS || started.elapsed() >= MAX_WORK {
             break;
         }
@@ -457,6 +553,17 @@ impl SqliteStore {
         F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
         self.batcher.exec(Box::new(body)).await
+    }
+
+    /// [`SqliteStore::grouped`] for an operation nobody waits on in person
+    /// (a job's completion): alone, it waits up to [`DEFER`] to share the
+    /// next operation's commit.
+    pub(crate) async fn grouped_deferred<T, F>(&self, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.batcher.exec_deferred(Box::new(body)).await
     }
 }
 

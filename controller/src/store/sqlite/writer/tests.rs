@@ -438,3 +438,54 @@ async fn after_close_the_writer_refuses_work() {
     let r = insert(&s, "after").await;
     assert!(r.is_err(), "{r:?}");
 }
+
+async fn insert_deferred(s: &SqliteStore, key: &'static str) -> Result<i64> {
+    s.grouped_deferred(move |c| {
+        Ok(c.query_row(
+            "INSERT INTO meta (key, value) VALUES (?1, 'v') RETURNING rowid",
+            [key],
+            |r| r.get(0),
+        )?)
+    })
+    .await
+}
+
+/// A deferrable operation alone is held until the next operation comes,
+/// runs ahead of it and shares its commit; the newcomer is not held.
+#[tokio::test]
+async fn a_deferred_op_waits_for_the_next_and_shares_its_commit() {
+    let (s, _d) = SqliteStore::temp().await;
+    s.batcher.set_defer(Duration::from_secs(60));
+    let before = s.group_commit_stats().batches;
+    let held = tokio::spawn({
+        let s = s.clone();
+        async move { insert_deferred(&s, "held").await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!held.is_finished(), "the deferred op committed alone");
+    let next = tokio::time::timeout(Duration::from_secs(10), insert(&s, "next"))
+        .await
+        .expect("the op that is not deferrable waited for the deferral")
+        .expect("next");
+    let held = held.await.expect("join").expect("held");
+    assert!(held < next, "queue order: held {held}, next {next}");
+    let st = s.group_commit_stats();
+    assert_eq!(st.batches - before, 1, "one commit for both");
+}
+
+/// With nothing else coming, a deferrable operation commits by itself once
+/// it waited its time.
+#[tokio::test]
+async fn a_lone_deferred_op_commits_after_its_wait() {
+    let (s, _d) = SqliteStore::temp().await;
+    s.batcher.set_defer(Duration::from_millis(30));
+    let id = tokio::time::timeout(Duration::from_secs(10), insert_deferred(&s, "alone"))
+        .await
+        .expect("the deferred op never committed")
+        .expect("alone");
+    let on_disk: i64 = sqlx::query_scalar("SELECT rowid FROM meta WHERE key = 'alone'")
+        .fetch_one(&s.reader)
+        .await
+        .expect("row");
+    assert_eq!(on_disk, id);
+}
