@@ -140,7 +140,9 @@ impl SqliteStore {
             // No ping before each use: it is one more round trip to sqlx's
             // SQLite thread on every write path (every group commit), and
             // it checks nothing the release check below and the writer's
-            // `settle` (a failed batch closes its connection) do not.
+            // `settle` (a failed batch closes its connection) do not. (sqlx
+            // still pings each connection it takes back, after the release
+            // check: ARCHITECTURE, "Performance paths".)
             .test_before_acquire(false)
             // A connection that comes back still inside a transaction — a
             // COMMIT or ROLLBACK failed (disk full, I/O error), so sqlx's

@@ -91,7 +91,9 @@ pub(crate) struct Writer {
     queue: mpsc::Sender<Box<dyn Work>>,
     stats: Arc<Stats>,
     engine: Arc<Engine>,
-    /// How long a deferrable operation waits, microseconds ([`DEFER`]).
+    /// How long a deferrable operation waits, microseconds ([`DEFER`];
+    /// tests change it).
+    #[cfg(test)]
     defer: Arc<AtomicU64>,
 }
 
@@ -212,6 +214,7 @@ impl Writer {
             queue,
             stats,
             engine,
+            #[cfg(test)]
             defer,
         })
     }
