@@ -83,6 +83,7 @@ macro_rules! suite {
             audit: [
                 append_filter_page,
                 an_unkeyed_submit_writes_its_audit_row_with_the_job,
+                a_handed_over_submit_writes_its_audit_row_with_the_job,
             ],
             drills: [
                 crash_drill_timeline_and_report,

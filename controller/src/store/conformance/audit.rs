@@ -70,3 +70,54 @@ pub async fn an_unkeyed_submit_writes_its_audit_row_with_the_job(s: &Store) {
         assert_eq!(got.created_at, job.created_at);
     }
 }
+
+/// Conformance case `a_handed_over_submit_writes_its_audit_row_with_the_job`:
+/// a submit granted in its own transaction (`submit_and_grant`) writes its
+/// audit row there too when it has no key — one commit answers it; with
+/// one, the row is written once, by the store or by the caller.
+pub async fn a_handed_over_submit_writes_its_audit_row_with_the_job(s: &Store) {
+    crate::store::testutil::enrolled(s, "a1", &["g"]).await;
+    let row = |actor: &str| AuditRecord {
+        actor: actor.into(),
+        role: "operator".into(),
+        action: "POST /v1/jobs".into(),
+        target: "/v1/jobs".into(),
+        status: 201,
+        error: None,
+    };
+    let groups = vec!["g".to_string()];
+    let kinds = vec![baton_proto::JobKind::Noop];
+    let owned = crate::store::lease::OwnedGrant {
+        agent_id: "a1".into(),
+        groups,
+        kinds,
+        connections: Vec::new(),
+        stores: Vec::new(),
+        max: 2,
+    };
+    let mut job = crate::store::testutil::new_job("g", None, "h");
+    job.audit = Some(row("token:handed"));
+    let (done, granted) = s
+        .submit_and_grant(job, &owned.as_req(), 1_000)
+        .await
+        .expect("submit and grant");
+    assert!(done.created && done.audited, "{done:?}");
+    assert_eq!(granted.grants.len(), 1, "{granted:?}");
+    let mut keyed = crate::store::testutil::new_job("g", Some("k"), "h");
+    keyed.audit = Some(row("token:keyed"));
+    let (k, _) = s
+        .submit_and_grant(keyed, &owned.as_req(), 2_000)
+        .await
+        .expect("keyed");
+    assert!(k.created, "{k:?}");
+    // Written once, by whoever said it was: the store or (keyed) the caller.
+    let all = s.list_audit(None, None, 100).await.expect("list");
+    let mut actors: Vec<&str> = all.entries.iter().map(|e| e.actor.as_str()).collect();
+    actors.sort_unstable();
+    let want = if k.audited {
+        vec!["token:handed", "token:keyed"]
+    } else {
+        vec!["token:handed"]
+    };
+    assert_eq!(actors, want);
+}

@@ -475,11 +475,19 @@ pub(super) async fn submit_in(c: &mut PgConnection, new: &NewJob, now: i64) -> R
             new.request_hash.as_str(),
             now,
         )];
-        if let Some(job) = insert(c, &one, None, &[]).await?.pop() {
+        // Without a key nothing can conflict: the call's audit row goes in
+        // the same statement (a hand-over's transaction then commits both).
+        // A keyed submit leaves it to the caller: a replay must not record
+        // a 201.
+        let audits: Vec<Audited<'_>> = match (key, &new.audit) {
+            (None, Some(a)) => vec![(a, now)],
+            _ => Vec::new(),
+        };
+        if let Some(job) = insert(c, &one, None, &audits).await?.pop() {
             return Ok(Submitted {
                 job,
                 created: true,
-                audited: false,
+                audited: !audits.is_empty(),
             });
         }
         // Another replica inserted the key meanwhile (the INSERT waited for
