@@ -28,22 +28,26 @@ pub async fn append_filter_page(s: &Store) {
     assert_eq!(b.next_before, None);
 }
 
-/// Conformance case `an_unkeyed_submit_writes_its_audit_row_with_the_job`:
-/// submits arriving together (the group commit's batch on PostgreSQL, the
-/// writer's on SQLite) each write their row with their job, once; a keyed
-/// submit leaves its row to the caller (a replay must not record a 201).
-pub async fn an_unkeyed_submit_writes_its_audit_row_with_the_job(s: &Store) {
-    let row = |actor: &str| AuditRecord {
+/// The audit row of a created `POST /v1/jobs` by `actor`.
+fn submit_row(actor: &str) -> AuditRecord {
+    AuditRecord {
         actor: actor.into(),
         role: "operator".into(),
         action: "POST /v1/jobs".into(),
         target: "/v1/jobs".into(),
         status: 201,
         error: None,
-    };
+    }
+}
+
+/// Conformance case `an_unkeyed_submit_writes_its_audit_row_with_the_job`:
+/// submits arriving together (the group commit's batch on PostgreSQL, the
+/// writer's on SQLite) each write their row with their job, once; a keyed
+/// submit leaves its row to the caller (a replay must not record a 201).
+pub async fn an_unkeyed_submit_writes_its_audit_row_with_the_job(s: &Store) {
     let submits = (0..20).map(|i| {
         let mut job = crate::store::testutil::new_job("g", None, "h");
-        job.audit = Some(row(&format!("token:t{i}")));
+        job.audit = Some(submit_row(&format!("token:t{i}")));
         s.submit(job, 1_000 + i)
     });
     let done = futures_util::future::join_all(submits).await;
@@ -52,7 +56,7 @@ pub async fn an_unkeyed_submit_writes_its_audit_row_with_the_job(s: &Store) {
         assert!(d.created && d.audited, "{d:?}");
     }
     let mut keyed = crate::store::testutil::new_job("g", Some("k"), "h");
-    keyed.audit = Some(row("token:keyed"));
+    keyed.audit = Some(submit_row("token:keyed"));
     let k = s.submit(keyed, 2_000).await.expect("keyed");
     assert!(k.created);
     let all = s.list_audit(None, None, 100).await.expect("list");
@@ -77,14 +81,6 @@ pub async fn an_unkeyed_submit_writes_its_audit_row_with_the_job(s: &Store) {
 /// one, the row is written once, by the store or by the caller.
 pub async fn a_handed_over_submit_writes_its_audit_row_with_the_job(s: &Store) {
     crate::store::testutil::enrolled(s, "a1", &["g"]).await;
-    let row = |actor: &str| AuditRecord {
-        actor: actor.into(),
-        role: "operator".into(),
-        action: "POST /v1/jobs".into(),
-        target: "/v1/jobs".into(),
-        status: 201,
-        error: None,
-    };
     let groups = vec!["g".to_string()];
     let kinds = vec![baton_proto::JobKind::Noop];
     let owned = crate::store::lease::OwnedGrant {
@@ -96,7 +92,7 @@ pub async fn a_handed_over_submit_writes_its_audit_row_with_the_job(s: &Store) {
         max: 2,
     };
     let mut job = crate::store::testutil::new_job("g", None, "h");
-    job.audit = Some(row("token:handed"));
+    job.audit = Some(submit_row("token:handed"));
     let (done, granted) = s
         .submit_and_grant(job, &owned.as_req(), 1_000)
         .await
@@ -104,7 +100,7 @@ pub async fn a_handed_over_submit_writes_its_audit_row_with_the_job(s: &Store) {
     assert!(done.created && done.audited, "{done:?}");
     assert_eq!(granted.grants.len(), 1, "{granted:?}");
     let mut keyed = crate::store::testutil::new_job("g", Some("k"), "h");
-    keyed.audit = Some(row("token:keyed"));
+    keyed.audit = Some(submit_row("token:keyed"));
     let (k, _) = s
         .submit_and_grant(keyed, &owned.as_req(), 2_000)
         .await

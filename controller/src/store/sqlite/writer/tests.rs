@@ -1,15 +1,19 @@
 use super::*;
 use crate::store::prelude::*;
 
-async fn insert(s: &SqliteStore, key: &'static str) -> Result<i64> {
-    s.grouped(move |c| {
+/// An op inserting `key` into `meta`, returning its rowid.
+fn insert_op(key: &'static str) -> impl Fn(&Connection) -> Result<i64> + Send + 'static {
+    move |c| {
         Ok(c.query_row(
             "INSERT INTO meta (key, value) VALUES (?1, 'v') RETURNING rowid",
             [key],
             |r| r.get(0),
         )?)
-    })
-    .await
+    }
+}
+
+async fn insert(s: &SqliteStore, key: &'static str) -> Result<i64> {
+    s.grouped(insert_op(key)).await
 }
 
 #[tokio::test]
@@ -440,14 +444,7 @@ async fn after_close_the_writer_refuses_work() {
 }
 
 async fn insert_deferred(s: &SqliteStore, key: &'static str) -> Result<i64> {
-    s.grouped_deferred(move |c| {
-        Ok(c.query_row(
-            "INSERT INTO meta (key, value) VALUES (?1, 'v') RETURNING rowid",
-            [key],
-            |r| r.get(0),
-        )?)
-    })
-    .await
+    s.grouped_deferred(insert_op(key)).await
 }
 
 /// A deferrable operation alone is held until the next operation comes,
