@@ -256,7 +256,8 @@ async fn poll(
         script.polls.push(req);
         script.grants.drain(..n).collect()
     };
-    // A poll carrying completions is answered at once.
+    // A poll carrying completions is answered at once here (the controller
+    // holds it like any other; the agent handles both).
     if grants.is_empty() && completed.is_empty() {
         tokio::time::sleep(wait).await;
     }

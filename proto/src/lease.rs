@@ -44,10 +44,10 @@ pub struct PollRequest {
     /// Completions of the agent's jobs carried by this poll (at most
     /// [`BatchCompleteRequest::MAX`]): each is checked and recorded as
     /// `POST /v1/agents/{id}/complete` would, and answered in
-    /// [`PollResponse::completed`], in order. A poll carrying completions
-    /// is answered at once (with the jobs ready for it, if any), never
-    /// held: a job's completion and the agent's next grant are then one
-    /// round trip while work waits.
+    /// [`PollResponse::completed`], in order. Such a poll is held like
+    /// any other (answered when work comes for it or the hold ends), so a
+    /// job's completion and the agent's next grant are one round trip; one
+    /// with a refused completion is answered at once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub completions: Vec<BatchCompleteItem>,
 }

@@ -3,13 +3,14 @@
 //! bound, a job the caller does not hold) does not fail the others, a
 //! redelivery is answered `duplicate`, only the agent itself may call it,
 //! 1..=256 items; a poll carries completions the same way
-//! (`PollRequest::completions`); and real agents deliver their completions
-//! through these.
+//! (`PollRequest::completions`), held like any other poll; and real agents
+//! deliver their completions through these.
 
 use std::time::Duration;
 
 use baton_proto::JobState;
 use baton_tests::cluster::Cluster;
+use nix::sys::signal::Signal;
 use reqwest::Method;
 use serde_json::json;
 
@@ -148,24 +149,104 @@ async fn items_are_answered_in_order_and_one_bad_item_fails_alone() {
         .expect("too many");
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.body["error"]["field"], "completions", "{}", r.body);
-    // With a free slot and a long hold asked, a poll carrying completions
-    // is still answered at once (nothing is queued): never held.
+    // With a free slot and a hold asked, a poll carrying completions is
+    // held like any other: its completion is recorded while it waits, and
+    // the answer at the end of the hold carries the result.
     let mut held = poll(vec![item(d, td)]);
     held["free_slots"] = json!(1);
-    held["wait_ms"] = json!(60_000);
+    held["wait_ms"] = json!(4_000);
+    let task = {
+        let me = me.clone();
+        tokio::spawn(async move { me.post("/v1/agents/agent-1/poll", held).await })
+    };
+    c.api
+        .wait_for(d, WAIT, "succeeded", |j| j.state == JobState::Succeeded)
+        .await
+        .expect("recorded");
+    assert!(!task.is_finished(), "answered before its hold ran out");
+    let r = task.await.expect("join").expect("held poll");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["grants"], json!([]), "{}", r.body);
+    assert_eq!(r.body["completed"][0]["state"], "succeeded", "{}", r.body);
+    // A refused completion (a stale token) cuts the hold short: the agent
+    // must hear of it at once, not when the hold runs out.
+    let mut stale = poll(vec![item(b, tb + 9)]);
+    stale["free_slots"] = json!(1);
+    stale["wait_ms"] = json!(60_000);
     let asked = std::time::Instant::now();
     let r = me
-        .post("/v1/agents/agent-1/poll", held)
+        .post("/v1/agents/agent-1/poll", stale)
         .await
-        .expect("poll with a free slot");
+        .expect("poll with a refused completion");
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["completed"][0]["code"], "lease_lost", "{}", r.body);
     assert!(
         asked.elapsed() < Duration::from_secs(10),
-        "held {:?}",
+        "held {:?} with a refused completion",
         asked.elapsed()
     );
+}
+
+/// A poll carrying a completion parks like an idle one: a job submitted
+/// meanwhile is handed to it, and one answer carries both the grant and the
+/// completion's result (one round trip per job for an agent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_poll_carrying_a_completion_is_handed_the_next_job() {
+    let mut c = Cluster::start(1).await.expect("cluster");
+    c.wait_agents_online().await.expect("online");
+    let secret = c.agent("agent-1").secret().expect("secret");
+    // The test polls as agent-1 from here on: the agent itself stops.
+    let agent = c.agent("agent-1");
+    agent.proc().signal(Signal::SIGTERM).expect("term");
+    let code = agent
+        .proc()
+        .wait_exit(Duration::from_secs(30))
+        .expect("exit");
+    assert_eq!(code, Some(0), "{}", agent.log_text());
+    let me = c.api.as_agent("agent-1", &secret);
+    let body = |free: u32, completions: Vec<serde_json::Value>| {
+        json!({"groups": ["default"], "free_slots": free, "wait_ms": 30_000,
+               "version": "test", "os": "linux",
+               "capabilities": {"kinds": ["noop"], "connections": []},
+               "completions": completions})
+    };
+    let first = c.api.submit(noop(0)).await.expect("submit");
+    let r = me
+        .post("/v1/agents/agent-1/poll", body(1, vec![]))
+        .await
+        .expect("poll");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["grants"][0]["job_id"], first.id, "{}", r.body);
+    let token = r.body["grants"][0]["token"].as_i64().expect("token");
+
+    let task = {
+        let (me, held) = (me.clone(), body(1, vec![item(first.id, token)]));
+        tokio::spawn(async move { me.post("/v1/agents/agent-1/poll", held).await })
+    };
+    c.api
+        .wait_for(first.id, WAIT, "succeeded", |j| {
+            j.state == JobState::Succeeded
+        })
+        .await
+        .expect("recorded while held");
+    assert!(!task.is_finished(), "a poll with a free slot was not held");
+    let next = c.api.submit(noop(0)).await.expect("submit next");
+    let r = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the held poll was not handed the job")
+        .expect("join")
+        .expect("held poll");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["grants"][0]["job_id"], next.id, "{}", r.body);
+    assert_eq!(r.body["completed"][0]["job_id"], first.id, "{}", r.body);
     assert_eq!(r.body["completed"][0]["state"], "succeeded", "{}", r.body);
-    assert_eq!(c.api.job(d).await.expect("job").state, JobState::Succeeded);
+    assert!(
+        r.body["completed"][0].get("duplicate").is_none(),
+        "{}",
+        r.body
+    );
+    let (_, holder) = c.api.wait_running(next.id, WAIT).await.expect("running");
+    assert_eq!(holder, "agent-1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,8 +285,10 @@ async fn agents_deliver_their_completions_in_batches() {
         assert_eq!(j.state, JobState::Succeeded, "{}", c.logs());
     }
     // Every completion was delivered (logged by its agent) and its outbox file
-    // removed (both just after the controller's answer: wait for them).
-    for _ in 0..500 {
+    // removed (both just after the controller's answer: wait for them; an
+    // idle agent's last completion rides a poll held until its wait ends).
+    let end = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < end {
         if c.agents.iter().all(|a| a.outbox_len() == 0)
             && ids.iter().all(|id| {
                 c.logs().lines().any(|l| {

@@ -5,11 +5,13 @@
 //! poll (`PollRequest::completions`) instead of a batch of their own; the
 //! poll's answer carries their results (`PollResponse::completed`), which
 //! the delivery task applies exactly as a batch answer. The controller
-//! answers such a poll at once (never holds it: a completion's answer never
-//! waits for work), with the jobs ready for the agent: while work waits, a
-//! job's completion and the next grant are one round trip, one request
-//! per job instead of two for the agent and the controller; with nothing
-//! ready the agent polls again at once, held as usual.
+//! records them at once and holds the poll like any other, until work
+//! comes for it or the hold ends: a job's completion and the next grant
+//! are one round trip, one request per job for the agent and the
+//! controller. One carrying a refused completion is answered at once (the
+//! delivery task must cut it down or retry it before its lease runs out).
+//! An idle agent's last completion is therefore answered (its `done`
+//! record, its "Completion delivered" line) when that hold ends.
 //!
 //! A completion goes one way or the other, never both. The delivery task
 //! offers what it wrote only while a poll waits for company

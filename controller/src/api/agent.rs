@@ -16,6 +16,7 @@ use baton_proto::{
     PollResponse, ReleaseRequest, ReleaseResponse,
 };
 use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::AgentCaller;
 use super::{ApiError, AppState, JobIdPath, JsonBody, NamePath};
@@ -27,7 +28,8 @@ use crate::store::now_ms;
 /// `POST /v1/agents/{id}/poll`: hold until a job is granted or the hold
 /// runs out (`dispatch::long_poll`). The completions it carries are
 /// recorded as by `POST /v1/agents/{id}/complete`, beside its first look
-/// for work, and such a poll is answered at once.
+/// for work; the poll is held as any other, and its answer carries their
+/// results.
 #[utoipa::path(
     post,
     operation_id = "agent_poll",
@@ -62,33 +64,45 @@ pub async fn poll(
         ready: &s.ready,
         shutdown: &s.shutdown,
     };
-    // A poll carrying completions is answered at once, never held: their
-    // results must not wait for work to come.
-    let held = req.completions.is_empty();
+    // A poll carrying completions is held like any other: they are
+    // recorded meanwhile, and the answer carries their results with the
+    // work it brings (one round trip per job, not two). Their store
+    // operations are queued before the poll's first look, so a grant or a
+    // submit's hand-off to this poll shares their commit. A refused one
+    // cuts the hold short: the agent must hear of it now (to cut down a
+    // too-large result, or retry before its lease runs out).
+    let cut = CancellationToken::new();
     let poll = Poll {
         agent_id: &id,
         req: &req,
-        max_hold: if held {
-            s.config.poll_hold
-        } else {
-            std::time::Duration::ZERO
-        },
+        max_hold: s.config.poll_hold,
         started,
         received,
+        cut: Some(&cut),
     };
-    if held {
+    if req.completions.is_empty() {
         return Ok(Json(long_poll(dispatcher, poll).await?));
     }
-    // The completions go to the store beside the poll's first look for
-    // work (one group commit when both are queued together).
     let max = s.config.max_output_bytes;
-    let completions = join_all(
-        req.completions
+    let completions = async {
+        let done = join_all(
+            req.completions
+                .iter()
+                .map(|item| complete_item(&s, &caller.id, max, item, received)),
+        )
+        .await;
+        if done
             .iter()
-            .map(|item| complete_item(&s, &caller.id, max, item, received)),
-    );
+            .any(|r| matches!(r, BatchCompleteResult::Refused { .. }))
+        {
+            cut.cancel();
+        }
+        done
+    };
+    // `completions` is polled first (`biased`): their operations are
+    // queued before `long_poll` looks or parks.
     let (completed, answer) =
-        Box::pin(async { tokio::join!(completions, long_poll(dispatcher, poll)) }).await;
+        Box::pin(async { tokio::join!(biased; completions, long_poll(dispatcher, poll)) }).await;
     let mut answer = answer?;
     answer.completed = completed;
     Ok(Json(answer))

@@ -67,6 +67,9 @@ pub struct Poll<'a> {
     pub started: Instant,
     /// When the request arrived (the controller's clock, Unix ms).
     pub received: i64,
+    /// Cancelled: the hold ends at once (a completion the poll carried was
+    /// refused, and the agent must hear of it now).
+    pub cut: Option<&'a CancellationToken>,
 }
 
 /// What one look at the store concluded.
@@ -174,6 +177,7 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
                 over = Instant::now() >= held.deadline;
             }
             _ = d.shutdown.cancelled() => {}
+            () = maybe(poll.cut.map(CancellationToken::cancelled)) => over = true,
             h = handed_off(&mut ticket) => {
                 if let Some(answer) = held.handed_off(h) {
                     return Ok(answer);
@@ -190,8 +194,8 @@ pub async fn long_poll(d: Dispatcher<'_>, poll: Poll<'_>) -> Result<PollResponse
             return Ok(answer);
         }
         if over {
-            // The hold is over and nothing woke the poll: answer without
-            // another look (the agent's next poll looks at once; a wake
+            // The hold is over (or cut short) and nothing woke the poll:
+            // answer without another look (the agent's next poll looks at once; a wake
             // handed meanwhile is handed on).
             return Ok(empty(held.found.drained));
         }
@@ -532,6 +536,7 @@ impl Held<'_> {
         Instant::now() >= self.deadline
             || !self.d.ready.load(Ordering::Acquire)
             || self.d.shutdown.is_cancelled()
+            || self.poll.cut.is_some_and(CancellationToken::is_cancelled)
     }
 }
 

@@ -157,6 +157,7 @@ impl Rig {
             max_hold: hold,
             started: Instant::now(),
             received: now_ms(),
+            cut: None,
         };
         long_poll(d, poll).await
     }

@@ -5,10 +5,12 @@
 //! job "starts" it when the grant arrives and completes it at once, in its
 //! next poll (`PollRequest::completions`, as the agent does). Reported: polls woken per job (the controller's
 //! `baton_dispatch_polls_woken_total`), the controller's CPU over the
-//! submit window, and dispatch from the moment each submit was sent to the
-//! grant's arrival at its agent (same process, monotonic clock).
+//! submit window, the polls the fleet had answered per job, and dispatch
+//! from the moment each submit was sent to the grant's arrival at its agent
+//! (same process, monotonic clock).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,10 +61,11 @@ pub async fn run(args: &Args, nofile: u64) -> Result<ScenarioReport> {
         }
         rep.failures.extend(r.failures);
     }
-    let rows: [(&str, &str, Option<Target>); 10] = [
+    let rows: [(&str, &str, Option<Target>); 11] = [
         ("polls woken per job", "polls", Some(Target::Le(2.0))),
         ("woken polls that took nothing, per job", "polls", None),
         ("store commits per job", "commits", None),
+        ("agent polls per job", "polls", None),
         ("controller CPU (of one core)", "%", Some(Target::Le(10.0))),
         ("controller CPU in the kernel", "%", None),
         ("submit sent→start p50", "ms", None),
@@ -87,20 +90,23 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
     let agents = fleet::enroll_all(&b.api, n).await?;
     let times: Shared = Arc::default();
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
     let mut fleet_tasks = JoinSet::new();
     for (id, secret) in &agents {
         let api = b.api.sharing(secret);
-        let (id, times, in_flight) = (id.clone(), times.clone(), in_flight.clone());
+        let (id, times) = (id.clone(), times.clone());
+        let (in_flight, answered) = (in_flight.clone(), answered.clone());
         let phase = Duration::from_millis(rand::random_range(0..limits::DEFAULT_POLL_HOLD_MS));
         fleet_tasks.spawn(async move {
             tokio::time::sleep(phase).await;
-            serve(api, id, times, in_flight).await;
+            serve(api, id, times, in_flight, answered).await;
         });
     }
     fleet::wait_all_online(&mut b, n, &in_flight).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let before = counters(&b.api).await?;
+    let polls_before = answered.load(Ordering::Relaxed);
     let pids = b.controller_pids()?;
     let window = Duration::from_secs(args.duration_secs);
     let watch = tokio::spawn(async move { observe(&pids, window).await });
@@ -112,6 +118,7 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after = counters(&b.api).await?;
+    let polls = answered.load(Ordering::Relaxed) - polls_before;
     b.check_alive()?;
     fleet_tasks.abort_all();
 
@@ -154,6 +161,7 @@ async fn one_run(args: &Args, n: usize) -> Result<RunResult> {
                 "store commits per job",
                 (after.commits - before.commits) / jobs,
             ),
+            ("agent polls per job", polls as f64 / jobs),
             ("controller CPU (of one core)", cpu),
             ("controller CPU in the kernel", sys),
             ("submit sent→start p50", percentile(&lat, 50.0)),
@@ -244,8 +252,8 @@ async fn serve(
     id: String,
     times: Shared,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    answered: Arc<AtomicU64>,
 ) {
-    use std::sync::atomic::Ordering;
     let empty = fleet::poll_body();
     let path = format!("/v1/agents/{id}/poll");
     let headers = [(AGENT_ID_HEADER, id.as_str())];
@@ -279,6 +287,7 @@ async fn serve(
                 continue;
             }
         };
+        answered.fetch_add(1, Ordering::Relaxed);
         let completed = raw.body["completed"]
             .as_array()
             .cloned()

@@ -36,6 +36,12 @@ fn router() -> Router {
 
 /// The JSON lines logged (at DEBUG and up) while serving each request.
 async fn served(requests: Vec<axum::http::Request<Body>>) -> Vec<serde_json::Value> {
+    // Register this path's callsites here first, with no subscriber: a
+    // callsite another test thread registered for the first time while
+    // ours was being set up could store an interest computed without it
+    // after the rebuild below, and its lines would be lost.
+    let warm = get_req("/v1/jobs/1", &[("x-actor", "token:warm")]);
+    router().oneshot(warm).await.expect("answered");
     let out = Captured::default();
     let writer = out.clone();
     let subscriber = tracing_subscriber::registry()

@@ -69,6 +69,7 @@ impl Rig {
             max_hold: hold,
             started: Instant::now(),
             received: now_ms(),
+            cut: None,
         };
         long_poll(d, poll).await
     }

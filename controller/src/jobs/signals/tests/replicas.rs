@@ -81,6 +81,7 @@ impl Replica {
             max_hold: HOLD,
             started: Instant::now(),
             received: now_ms(),
+            cut: None,
         };
         dispatch::long_poll(d, poll).await.expect("poll")
     }
