@@ -502,6 +502,14 @@ impl Agent {
         self.spawn()
     }
 
+    /// SIGTERM (a graceful stop), then wait up to `timeout` for the exit;
+    /// its code (`None` for a signal's end).
+    pub fn terminate(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let p = self.proc();
+        p.signal(Signal::SIGTERM)?;
+        p.wait_exit(timeout)
+    }
+
     /// The process, which must be running.
     pub fn proc(&mut self) -> &mut Proc {
         self.proc.as_mut().expect("agent process is running")

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use baton_proto::JobState;
 use baton_tests::cluster::Cluster;
-use nix::sys::signal::Signal;
 use reqwest::Method;
 use serde_json::json;
 
@@ -197,11 +196,7 @@ async fn a_held_poll_carrying_a_completion_is_handed_the_next_job() {
     let secret = c.agent("agent-1").secret().expect("secret");
     // The test polls as agent-1 from here on: the agent itself stops.
     let agent = c.agent("agent-1");
-    agent.proc().signal(Signal::SIGTERM).expect("term");
-    let code = agent
-        .proc()
-        .wait_exit(Duration::from_secs(30))
-        .expect("exit");
+    let code = agent.terminate(Duration::from_secs(30)).expect("exit");
     assert_eq!(code, Some(0), "{}", agent.log_text());
     let me = c.api.as_agent("agent-1", &secret);
     let body = |free: u32, completions: Vec<serde_json::Value>| {

@@ -282,11 +282,7 @@ async fn sigterm_drains_then_releases_what_is_left() {
     let long = c.api.submit(sh("sleep 30")).await.expect("submit");
     c.api.wait_running(long.id, WAIT).await.expect("running");
     let agent = c.agent("agent-1");
-    agent.proc().signal(Signal::SIGTERM).expect("term");
-    let code = agent
-        .proc()
-        .wait_exit(Duration::from_secs(30))
-        .expect("exit");
+    let code = agent.terminate(Duration::from_secs(30)).expect("exit");
     assert_eq!(code, Some(0), "{}", agent.log_text());
     let j = c.api.job(long.id).await.expect("job");
     assert_eq!(j.state, JobState::Queued, "released, back in the queue");
@@ -304,11 +300,7 @@ async fn sigterm_drains_then_releases_what_is_left() {
         .expect("submit");
     c.api.wait_running(short.id, WAIT).await.expect("running");
     let agent = c.agent("agent-1");
-    agent.proc().signal(Signal::SIGTERM).expect("term");
-    let code = agent
-        .proc()
-        .wait_exit(Duration::from_secs(30))
-        .expect("exit");
+    let code = agent.terminate(Duration::from_secs(30)).expect("exit");
     assert_eq!(code, Some(0));
     let j = c.api.job(short.id).await.expect("job");
     assert_eq!(j.state, JobState::Succeeded, "{}", c.logs());
